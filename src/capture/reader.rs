@@ -1,0 +1,723 @@
+//! Streaming frame reader for classic pcap and pcapng, built on `pcap-file`'s slice
+//! parsers so that natcheck keeps track of the byte offset of every record. That offset
+//! is what a located warning names when a capture is truncated or corrupt.
+//!
+//! Invariants: the buffer never grows past [`MAX_RECORD`] (a length field read from the
+//! file never sizes an allocation by itself); a parse error never loses the frames
+//! already returned; after an error that cannot be resynchronised the reader ends.
+
+use std::io::{self, Read};
+use std::time::Duration;
+
+use pcap_file::pcap::{PcapHeader, PcapTsResolution};
+use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
+use pcap_file::pcapng::{Block, PcapNgParseError, PcapNgParser};
+use pcap_file::{DataLink, Endianness};
+
+/// The largest record natcheck accepts. libpcap's own limit is 256 KiB per packet
+/// (MAXIMUM_SNAPLEN); pcapng blocks add options, and some writers use 16 MiB for
+/// D-Bus or USB captures. Anything larger is a corrupt length field.
+pub const MAX_RECORD: usize = 16 * 1024 * 1024;
+
+const READ_CHUNK: usize = 1 << 20;
+
+/// One captured frame, borrowed from the reader's buffer until the next call.
+#[derive(Debug)]
+pub struct Frame<'a> {
+    /// 1-based frame number in the file (counting packets only, like Wireshark).
+    pub number: u64,
+    /// Byte offset of the record in the (decompressed) stream.
+    pub offset: u64,
+    /// Which interface of the file recorded it: 0 for classic pcap; for pcapng the
+    /// index into [`FrameReader::interfaces`].
+    pub interface: usize,
+    pub ts_ns: i64,
+    pub linktype: u32,
+    pub orig_len: u32,
+    pub data: &'a [u8],
+}
+
+/// An interface declared by the capture file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interface {
+    pub linktype: u32,
+    /// pcapng `if_name`, when the writer recorded one.
+    pub name: Option<String>,
+    /// pcapng `if_description`.
+    pub description: Option<String>,
+    /// pcapng section number (0-based) that declared it.
+    pub section: usize,
+}
+
+/// Something wrong in the file, located by byte offset. Frames read before it are good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadProblem {
+    pub offset: u64,
+    pub frame: Option<u64>,
+    pub message: String,
+    /// True when reading cannot go on past this point.
+    pub fatal: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Pcap,
+    PcapNg,
+}
+
+enum State {
+    Pcap { header: PcapHeader },
+    PcapNg { parser: Box<PcapNgParser>, section: usize, first_interface: usize },
+    Done,
+}
+
+/// Reads frames one at a time from any `Read` (file, gzip stream, stdin).
+pub struct FrameReader<R: Read> {
+    src: R,
+    buf: Vec<u8>,
+    pos: usize,
+    end: usize,
+    /// Stream offset of `buf[0]`.
+    base: u64,
+    eof: bool,
+    state: State,
+    format: Format,
+    interfaces: Vec<Interface>,
+    frames: u64,
+    /// Problems found that did not stop reading (skipped blocks).
+    pending: Vec<ReadProblem>,
+}
+
+/// Result of asking the reader for more.
+pub enum Next<'a> {
+    Frame(Frame<'a>),
+    /// A problem; if `fatal`, the reader is done.
+    Problem(ReadProblem),
+    End,
+}
+
+impl<R: Read> FrameReader<R> {
+    /// Opens a stream, detecting pcap or pcapng from its first bytes.
+    pub fn new(src: R) -> Result<Self, ReadProblem> {
+        let mut r = FrameReader {
+            src,
+            buf: Vec::new(),
+            pos: 0,
+            end: 0,
+            base: 0,
+            eof: false,
+            state: State::Done,
+            format: Format::Pcap,
+            interfaces: Vec::new(),
+            frames: 0,
+            pending: Vec::new(),
+        };
+        r.fill(24).map_err(|e| r.problem(0, format!("read error: {e}"), true))?;
+        let head = &r.buf[r.pos..r.end];
+        if head.len() < 4 {
+            return Err(r.problem(0, "empty or too short to be a capture file".into(), true));
+        }
+        if head[..4] == [0x0a, 0x0d, 0x0d, 0x0a] {
+            r.format = Format::PcapNg;
+            r.start_section()?;
+        } else {
+            match PcapHeader::from_slice(head) {
+                Ok((_, header)) => {
+                    r.interfaces.push(Interface {
+                        linktype: u32::from(header.datalink),
+                        name: None,
+                        description: None,
+                        section: 0,
+                    });
+                    r.consume(24);
+                    r.state = State::Pcap { header };
+                }
+                Err(pcap_file::pcap::PcapParseError::IncompleteBuffer(..)) => {
+                    return Err(r.problem(0, "file ends inside the pcap file header".into(), true));
+                }
+                Err(_) => {
+                    let magic = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+                    return Err(r.problem(
+                        0,
+                        format!("not a pcap or pcapng capture (magic 0x{magic:08x})"),
+                        true,
+                    ));
+                }
+            }
+        }
+        Ok(r)
+    }
+
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// Interfaces declared so far (pcapng declares them as it goes).
+    pub fn interfaces(&self) -> &[Interface] {
+        &self.interfaces
+    }
+
+    /// Stream offset of the next unread byte.
+    pub fn offset(&self) -> u64 {
+        self.base + self.pos as u64
+    }
+
+    fn problem(&self, offset: u64, message: String, fatal: bool) -> ReadProblem {
+        ReadProblem {
+            offset,
+            frame: None,
+            message,
+            fatal,
+        }
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos += n;
+    }
+
+    /// Makes at least `want` unread bytes available unless the stream ends first.
+    fn fill(&mut self, want: usize) -> io::Result<()> {
+        while self.end - self.pos < want && !self.eof {
+            if self.pos > 0 && (self.pos == self.end || self.buf.len() - self.end < READ_CHUNK) {
+                self.buf.copy_within(self.pos..self.end, 0);
+                self.base += self.pos as u64;
+                self.end -= self.pos;
+                self.pos = 0;
+            }
+            let need = (self.end + want.max(READ_CHUNK)).min(MAX_RECORD + 2 * READ_CHUNK);
+            if self.buf.len() < need {
+                self.buf.resize(need, 0);
+            }
+            match self.src.read(&mut self.buf[self.end..]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn start_section(&mut self) -> Result<(), ReadProblem> {
+        let offset = self.offset();
+        loop {
+            let avail = &self.buf[self.pos..self.end];
+            match PcapNgParser::new(avail) {
+                Ok((rem, parser)) => {
+                    let used = avail.len() - rem.len();
+                    let section = match &self.state {
+                        State::PcapNg { section, .. } => section + 1,
+                        _ => 0,
+                    };
+                    self.consume(used);
+                    self.state = State::PcapNg {
+                        parser: Box::new(parser),
+                        section,
+                        first_interface: self.interfaces.len(),
+                    };
+                    return Ok(());
+                }
+                Err(PcapNgParseError::IncompleteBuffer(needed, _)) if !self.eof && needed <= MAX_RECORD => {
+                    let want = needed.max(avail.len() + 1);
+                    self.fill(want)
+                        .map_err(|e| self.problem(offset, format!("read error: {e}"), true))?;
+                }
+                Err(PcapNgParseError::IncompleteBuffer(needed, have)) => {
+                    return Err(self.problem(
+                        offset,
+                        format!("section header block cut short (needs {needed} bytes, {have} left)"),
+                        true,
+                    ));
+                }
+                Err(e) => {
+                    return Err(self.problem(offset, format!("bad pcapng section header: {e}"), true));
+                }
+            }
+        }
+    }
+
+    /// Returns the next frame, a problem, or the end of the file.
+    pub fn next(&mut self) -> Next<'_> {
+        if let Some(p) = self.pending.pop() {
+            return Next::Problem(p);
+        }
+        match self.state {
+            State::Done => Next::End,
+            State::Pcap { .. } => self.next_pcap(),
+            State::PcapNg { .. } => self.next_pcapng(),
+        }
+    }
+
+    fn fatal(&mut self, offset: u64, message: String) -> Next<'_> {
+        self.state = State::Done;
+        Next::Problem(ReadProblem {
+            offset,
+            frame: Some(self.frames + 1),
+            message,
+            fatal: true,
+        })
+    }
+
+    fn next_pcap(&mut self) -> Next<'_> {
+        let State::Pcap { header } = &self.state else {
+            return Next::End;
+        };
+        let (endianness, resolution, snaplen) = (header.endianness, header.ts_resolution, header.snaplen);
+        let linktype = self.interfaces[0].linktype;
+        let offset = self.offset();
+        if let Err(e) = self.fill(16) {
+            return self.fatal(offset, format!("read error: {e}"));
+        }
+        let avail = self.end - self.pos;
+        if avail == 0 {
+            self.state = State::Done;
+            return Next::End;
+        }
+        if avail < 16 {
+            return self.fatal(
+                offset,
+                format!("capture ends inside a packet record header ({avail} of 16 bytes)"),
+            );
+        }
+        let mut h = [0u8; 16];
+        h.copy_from_slice(&self.buf[self.pos..self.pos + 16]);
+        let word = |i: usize| {
+            let b = [h[i], h[i + 1], h[i + 2], h[i + 3]];
+            match endianness {
+                Endianness::Big => u32::from_be_bytes(b),
+                Endianness::Little => u32::from_le_bytes(b),
+            }
+        };
+        let incl_len = word(8) as usize;
+        // A record longer than both the file's snaplen and libpcap's maximum can only be
+        // a corrupt header; there is no way to find the next record after it.
+        if incl_len > MAX_RECORD || (incl_len > snaplen.max(262_144) as usize) {
+            return self.fatal(
+                offset,
+                format!("corrupt packet record header: captured length {incl_len} exceeds snaplen {snaplen}"),
+            );
+        }
+        if let Err(e) = self.fill(16 + incl_len) {
+            return self.fatal(offset, format!("read error: {e}"));
+        }
+        let (ts_sec, ts_frac, orig_len) = (word(0), word(4), word(12));
+        if self.end - self.pos < 16 + incl_len {
+            let have = (self.end - self.pos).saturating_sub(16);
+            return self.fatal(
+                offset,
+                format!("capture ends inside a packet: {have} of {incl_len} captured bytes present"),
+            );
+        }
+        let used = 16 + incl_len;
+        let frac_ns = match resolution {
+            PcapTsResolution::MicroSecond => i64::from(ts_frac) * 1_000,
+            PcapTsResolution::NanoSecond => i64::from(ts_frac),
+        };
+        let ts_ns = i64::from(ts_sec) * 1_000_000_000 + frac_ns;
+        let start = self.pos + 16;
+        self.consume(used);
+        self.frames += 1;
+        Next::Frame(Frame {
+            number: self.frames,
+            offset,
+            interface: 0,
+            ts_ns,
+            linktype,
+            orig_len: orig_len.max(incl_len as u32),
+            data: &self.buf[start..start + incl_len],
+        })
+    }
+
+    fn next_pcapng(&mut self) -> Next<'_> {
+        loop {
+            let offset = self.offset();
+            if let Err(e) = self.fill(12) {
+                return self.fatal(offset, format!("read error: {e}"));
+            }
+            let avail = self.end - self.pos;
+            if avail == 0 {
+                self.state = State::Done;
+                return Next::End;
+            }
+            if avail < 12 {
+                return self.fatal(offset, format!("capture ends inside a block header ({avail} of 12 bytes)"));
+            }
+            let head = &self.buf[self.pos..self.pos + 12];
+            let block_type = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+            // A new section header restarts the parser (it carries its own byte order).
+            if block_type == 0x0A0D_0D0A {
+                if let Err(p) = self.start_section() {
+                    self.state = State::Done;
+                    return Next::Problem(p);
+                }
+                continue;
+            }
+            let State::PcapNg { parser, .. } = &self.state else {
+                return Next::End;
+            };
+            let big = parser.section().endianness == Endianness::Big;
+            let len_bytes = [head[4], head[5], head[6], head[7]];
+            let block_len = if big {
+                u32::from_be_bytes(len_bytes)
+            } else {
+                u32::from_le_bytes(len_bytes)
+            } as usize;
+            if block_len < 12 || block_len % 4 != 0 || block_len > MAX_RECORD {
+                return self.fatal(offset, format!("corrupt pcapng block length {block_len}"));
+            }
+            if let Err(e) = self.fill(block_len) {
+                return self.fatal(offset, format!("read error: {e}"));
+            }
+            if self.end - self.pos < block_len {
+                let have = self.end - self.pos;
+                return self.fatal(
+                    offset,
+                    format!("capture ends inside a pcapng block: {have} of {block_len} bytes present"),
+                );
+            }
+            let State::PcapNg {
+                parser,
+                section,
+                first_interface,
+            } = &mut self.state
+            else {
+                return Next::End;
+            };
+            let block_bytes = &self.buf[self.pos..self.pos + block_len];
+            let parsed = parser.next_block(block_bytes);
+            match parsed {
+                Ok((_, block)) => {
+                    self.pos += block_len;
+                    match block {
+                        Block::InterfaceDescription(idb) => {
+                            let mut name = None;
+                            let mut description = None;
+                            for opt in &idb.options {
+                                match opt {
+                                    InterfaceDescriptionOption::IfName(n) => name = Some(n.to_string()),
+                                    InterfaceDescriptionOption::IfDescription(d) => {
+                                        description = Some(d.to_string())
+                                    }
+                                    _ => {}
+                                }
+                            }
+                            self.interfaces.push(Interface {
+                                linktype: u32::from(idb.linktype),
+                                name,
+                                description,
+                                section: *section,
+                            });
+                        }
+                        Block::EnhancedPacket(epb) => {
+                            let interface = *first_interface + epb.interface_id as usize;
+                            let Some(iface) = self.interfaces.get(interface) else {
+                                continue;
+                            };
+                            let linktype = iface.linktype;
+                            let ts_ns = duration_ns(epb.timestamp);
+                            let orig_len = epb.original_len;
+                            let data_len = epb.data.len();
+                            // EPB data starts 28 bytes into the block (12 header + 16 fields).
+                            let start = self.pos - block_len + 28;
+                            self.frames += 1;
+                            return Next::Frame(Frame {
+                                number: self.frames,
+                                offset,
+                                interface,
+                                ts_ns,
+                                linktype,
+                                orig_len: orig_len.max(data_len as u32),
+                                data: &self.buf[start..start + data_len],
+                            });
+                        }
+                        Block::SimplePacket(spb) => {
+                            // SPBs belong to the section's first interface and carry no time.
+                            let interface = *first_interface;
+                            let Some(iface) = self.interfaces.get(interface) else {
+                                continue;
+                            };
+                            let linktype = iface.linktype;
+                            let orig_len = spb.original_len;
+                            let data_len = spb.data.len();
+                            let start = self.pos - block_len + 12;
+                            self.frames += 1;
+                            return Next::Frame(Frame {
+                                number: self.frames,
+                                offset,
+                                interface,
+                                ts_ns: 0,
+                                linktype,
+                                orig_len: orig_len.max(data_len as u32),
+                                data: &self.buf[start..start + data_len],
+                            });
+                        }
+                        Block::Packet(pb) => {
+                            let interface = *first_interface + usize::from(pb.interface_id);
+                            let Some(iface) = self.interfaces.get(interface) else {
+                                continue;
+                            };
+                            let linktype = iface.linktype;
+                            let ts_ns = duration_ns(pb.timestamp);
+                            let orig_len = pb.original_len;
+                            let data_len = pb.data.len();
+                            let start = self.pos - block_len + 28;
+                            self.frames += 1;
+                            return Next::Frame(Frame {
+                                number: self.frames,
+                                offset,
+                                interface,
+                                ts_ns,
+                                linktype,
+                                orig_len: orig_len.max(data_len as u32),
+                                data: &self.buf[start..start + data_len],
+                            });
+                        }
+                        // Statistics, name resolution, journal, custom blocks: nothing to decode.
+                        _ => {}
+                    }
+                }
+                Err(e) => {
+                    // The block's length is sound, so skip just this block and go on.
+                    self.pos += block_len;
+                    let what = pcap_file::pcapng::blocks::block_common::block_name(block_type);
+                    let interface_block = block_type == 1;
+                    let message = format!("unreadable pcapng {what} block skipped: {e}");
+                    if interface_block {
+                        // Later packets name interfaces by position: without this one,
+                        // every later index would point at the wrong interface.
+                        return self.fatal(offset, message);
+                    }
+                    return Next::Problem(ReadProblem {
+                        offset,
+                        frame: None,
+                        message,
+                        fatal: false,
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn duration_ns(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+/// The pcap LINKTYPE_* name of a link type number, for messages.
+pub fn linktype_name(linktype: u32) -> String {
+    format!("{:?}", DataLink::from(linktype))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pcap_header(magic: u32, linktype: u32) -> Vec<u8> {
+        let mut v = magic.to_le_bytes().to_vec();
+        v.extend_from_slice(&2u16.to_le_bytes());
+        v.extend_from_slice(&4u16.to_le_bytes());
+        v.extend_from_slice(&0i32.to_le_bytes());
+        v.extend_from_slice(&0u32.to_le_bytes());
+        v.extend_from_slice(&65535u32.to_le_bytes());
+        v.extend_from_slice(&linktype.to_le_bytes());
+        v
+    }
+
+    fn pcap_record(v: &mut Vec<u8>, sec: u32, frac: u32, data: &[u8]) {
+        v.extend_from_slice(&sec.to_le_bytes());
+        v.extend_from_slice(&frac.to_le_bytes());
+        v.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        v.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        v.extend_from_slice(data);
+    }
+
+    fn collect(bytes: &[u8]) -> (Vec<(u64, u64, i64, Vec<u8>)>, Vec<ReadProblem>) {
+        let mut r = FrameReader::new(bytes).expect("header");
+        let mut frames = Vec::new();
+        let mut problems = Vec::new();
+        loop {
+            match r.next() {
+                Next::Frame(f) => frames.push((f.number, f.offset, f.ts_ns, f.data.to_vec())),
+                Next::Problem(p) => {
+                    let fatal = p.fatal;
+                    problems.push(p);
+                    if fatal {
+                        break;
+                    }
+                }
+                Next::End => break,
+            }
+        }
+        (frames, problems)
+    }
+
+    #[test]
+    fn parse_pcap_micro_and_nano() {
+        let mut v = pcap_header(0xa1b2c3d4, 1);
+        pcap_record(&mut v, 10, 5, b"abc");
+        pcap_record(&mut v, 11, 0, b"defg");
+        let (frames, problems) = collect(&v);
+        assert!(problems.is_empty());
+        assert_eq!(frames.len(), 2);
+        assert_eq!(frames[0], (1, 24, 10_000_005_000, b"abc".to_vec()));
+        assert_eq!(frames[1].1, 24 + 16 + 3);
+
+        let mut v = pcap_header(0xa1b23c4d, 1);
+        pcap_record(&mut v, 10, 5, b"abc");
+        let (frames, _) = collect(&v);
+        assert_eq!(frames[0].2, 10_000_000_005);
+    }
+
+    #[test]
+    fn parse_pcap_big_endian() {
+        let mut v = 0xa1b2c3d4u32.to_be_bytes().to_vec();
+        v.extend_from_slice(&2u16.to_be_bytes());
+        v.extend_from_slice(&4u16.to_be_bytes());
+        v.extend_from_slice(&[0; 8]);
+        v.extend_from_slice(&65535u32.to_be_bytes());
+        v.extend_from_slice(&101u32.to_be_bytes());
+        for x in [7u32, 1, 2, 2] {
+            v.extend_from_slice(&x.to_be_bytes());
+        }
+        v.extend_from_slice(b"xy");
+        let mut r = FrameReader::new(&v[..]).unwrap();
+        assert_eq!(r.interfaces()[0].linktype, 101);
+        match r.next() {
+            Next::Frame(f) => {
+                assert_eq!(f.ts_ns, 7_000_001_000);
+                assert_eq!(f.data, b"xy");
+            }
+            _ => panic!("expected a frame"),
+        }
+    }
+
+    #[test]
+    fn truncated_pcap_keeps_earlier_frames_and_locates_the_cut() {
+        let mut v = pcap_header(0xa1b2c3d4, 1);
+        pcap_record(&mut v, 1, 0, &[1; 40]);
+        pcap_record(&mut v, 2, 0, &[2; 40]);
+        let cut = v.len() - 10;
+        let (frames, problems) = collect(&v[..cut]);
+        assert_eq!(frames.len(), 1);
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].fatal);
+        assert_eq!(problems[0].offset, 24 + 56);
+        assert_eq!(problems[0].frame, Some(2));
+        assert!(problems[0].message.contains("30 of 40"), "{}", problems[0].message);
+    }
+
+    #[test]
+    fn impossible_record_length_is_a_located_error_not_an_allocation() {
+        let mut v = pcap_header(0xa1b2c3d4, 1);
+        v.extend_from_slice(&[0; 8]);
+        v.extend_from_slice(&u32::MAX.to_le_bytes());
+        v.extend_from_slice(&u32::MAX.to_le_bytes());
+        let (frames, problems) = collect(&v);
+        assert!(frames.is_empty());
+        assert!(problems[0].message.contains("corrupt packet record header"));
+    }
+
+    #[test]
+    fn not_a_capture() {
+        let err = FrameReader::new(&b"hello world, this is text"[..]).err().unwrap();
+        assert!(err.message.contains("not a pcap or pcapng"), "{}", err.message);
+        assert!(FrameReader::new(&b""[..]).is_err());
+    }
+
+    fn block(v: &mut Vec<u8>, t: u32, body: &[u8]) {
+        let len = 12 + body.len().div_ceil(4) * 4;
+        v.extend_from_slice(&t.to_le_bytes());
+        v.extend_from_slice(&(len as u32).to_le_bytes());
+        v.extend_from_slice(body);
+        v.resize(v.len() + (len - 12 - body.len()), 0);
+        v.extend_from_slice(&(len as u32).to_le_bytes());
+    }
+
+    fn shb() -> Vec<u8> {
+        let mut body = 0x1A2B3C4Du32.to_le_bytes().to_vec();
+        body.extend_from_slice(&1u16.to_le_bytes());
+        body.extend_from_slice(&0u16.to_le_bytes());
+        body.extend_from_slice(&(-1i64).to_le_bytes());
+        let mut v = Vec::new();
+        block(&mut v, 0x0A0D0D0A, &body);
+        v
+    }
+
+    fn idb(v: &mut Vec<u8>, linktype: u16, name: &str, tsresol: Option<u8>) {
+        let mut body = linktype.to_le_bytes().to_vec();
+        body.extend_from_slice(&0u16.to_le_bytes());
+        body.extend_from_slice(&0u32.to_le_bytes());
+        let mut opt = |code: u16, val: &[u8]| {
+            body.extend_from_slice(&code.to_le_bytes());
+            body.extend_from_slice(&(val.len() as u16).to_le_bytes());
+            body.extend_from_slice(val);
+            body.resize(body.len() + (4 - val.len() % 4) % 4, 0);
+        };
+        opt(2, name.as_bytes());
+        if let Some(r) = tsresol {
+            opt(9, &[r]);
+        }
+        opt(0, &[]);
+        block(v, 1, &body);
+    }
+
+    fn epb(v: &mut Vec<u8>, iface: u32, ts: u64, data: &[u8]) {
+        let mut body = iface.to_le_bytes().to_vec();
+        body.extend_from_slice(&((ts >> 32) as u32).to_le_bytes());
+        body.extend_from_slice(&(ts as u32).to_le_bytes());
+        body.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        body.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        body.extend_from_slice(data);
+        block(v, 6, &body);
+    }
+
+    #[test]
+    fn pcapng_interfaces_names_and_resolutions() {
+        let mut v = shb();
+        idb(&mut v, 1, "docker0", None);
+        idb(&mut v, 113, "eth0", Some(9));
+        epb(&mut v, 0, 1_500_000, b"abcde");
+        epb(&mut v, 1, 2_000_000_123, b"xyz");
+        let mut r = FrameReader::new(&v[..]).unwrap();
+        let mut got = Vec::new();
+        while let Next::Frame(f) = r.next() {
+            got.push((f.interface, f.ts_ns, f.linktype, f.data.to_vec()));
+        }
+        assert_eq!(r.interfaces().len(), 2);
+        assert_eq!(r.interfaces()[0].name.as_deref(), Some("docker0"));
+        assert_eq!(r.interfaces()[1].name.as_deref(), Some("eth0"));
+        assert_eq!(
+            got,
+            vec![
+                (0, 1_500_000_000, 1, b"abcde".to_vec()),
+                (1, 2_000_000_123, 113, b"xyz".to_vec())
+            ]
+        );
+    }
+
+    #[test]
+    fn pcapng_cut_mid_block_warns_with_offset() {
+        let mut v = shb();
+        idb(&mut v, 1, "docker0", None);
+        epb(&mut v, 0, 1, b"first");
+        let second = v.len();
+        epb(&mut v, 0, 2, b"second packet");
+        let (frames, problems) = collect(&v[..v.len() - 3]);
+        assert_eq!(frames.len(), 1);
+        assert_eq!(problems[0].offset, second as u64);
+        assert!(problems[0].fatal);
+    }
+
+    #[test]
+    fn pcapng_bad_interface_id_skips_block_and_goes_on() {
+        let mut v = shb();
+        idb(&mut v, 1, "docker0", None);
+        epb(&mut v, 7, 1, b"orphan");
+        epb(&mut v, 0, 2, b"good");
+        let (frames, problems) = collect(&v);
+        assert_eq!(frames.len(), 1);
+        assert_eq!(frames[0].3, b"good".to_vec());
+        assert_eq!(problems.len(), 1);
+        assert!(!problems[0].fatal);
+    }
+}

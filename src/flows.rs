@@ -1,0 +1,374 @@
+//! flows: per capture point, bidirectional flows keyed by the 5-tuple, each oriented in
+//! its initiator's direction, with counters, first/last time and TCP handshake/close
+//! state. Knows nothing about other points: pairing flows across points is `correlate`.
+//!
+//! Orientation, in order of evidence: the sender of a SYN without ACK; the receiver of
+//! a SYN-ACK; the sender of an ICMP echo request; when one port is privileged (< 1024)
+//! and the other is not, the side with the unprivileged port; else the sender of the
+//! first packet seen. A TCP tuple that is reused after its connection closed (a new SYN
+//! with another initial sequence number) starts a new flow, as Wireshark's TCP streams do.
+
+use std::collections::HashMap;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::capture::{self, InputResult, InputSpec, ReadOptions};
+use crate::model::{tcp_flags, Packet, Tuple, L4};
+
+/// Which side of a flow sent a packet, relative to the first packet seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// Sent by the sender of the flow's first packet.
+    A,
+    B,
+}
+
+/// How a flow's initiator was decided (weakest last).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InitiatorEvidence {
+    Syn,
+    SynAck,
+    EchoRequest,
+    Ports,
+    FirstPacket,
+}
+
+/// TCP handshake and close flags seen, in the initiator's orientation once finished.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TcpSeen {
+    pub syn: bool,
+    pub syn_ack: bool,
+    /// FIN from the initiator, from the responder.
+    pub fin: [bool; 2],
+    /// RST from the initiator, from the responder.
+    pub rst: [bool; 2],
+}
+
+/// One bidirectional flow at one capture point.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Flow {
+    /// The tuple in the initiator's direction (after [`FlowTable::finish`]).
+    pub tuple: Tuple,
+    pub initiator: InitiatorEvidence,
+    pub first_ns: i64,
+    pub last_ns: i64,
+    /// Packets and IP bytes from the initiator (`[0]`) and from the responder (`[1]`).
+    pub packets: [u64; 2],
+    pub bytes: [u64; 2],
+    pub tcp: TcpSeen,
+    /// True when the orientation was flipped by `finish`: side A is then the responder.
+    #[serde(skip)]
+    pub a_is_responder: bool,
+    #[serde(skip)]
+    evidence: [Option<InitiatorEvidence>; 2],
+    #[serde(skip)]
+    syn_seq: Option<u32>,
+}
+
+impl Flow {
+    fn new(p: &Packet) -> Flow {
+        Flow {
+            tuple: p.tuple,
+            initiator: InitiatorEvidence::FirstPacket,
+            first_ns: p.ts_ns,
+            last_ns: p.ts_ns,
+            packets: [0; 2],
+            bytes: [0; 2],
+            tcp: TcpSeen::default(),
+            a_is_responder: false,
+            evidence: [None; 2],
+            syn_seq: None,
+        }
+    }
+
+    /// Index into `packets`/`bytes` for a side, once oriented.
+    pub fn dir_index(&self, side: Side) -> usize {
+        match (side, self.a_is_responder) {
+            (Side::A, false) | (Side::B, true) => 0,
+            _ => 1,
+        }
+    }
+
+    pub fn total_packets(&self) -> u64 {
+        self.packets[0] + self.packets[1]
+    }
+
+    /// Records evidence that `side` initiated the flow, keeping the strongest.
+    fn claim(&mut self, side: Side, ev: InitiatorEvidence) {
+        let slot = &mut self.evidence[side as usize];
+        if slot.is_none_or(|cur| ev < cur) {
+            *slot = Some(ev);
+        }
+    }
+
+    fn add(&mut self, side: Side, p: &Packet) {
+        self.first_ns = self.first_ns.min(p.ts_ns);
+        self.last_ns = self.last_ns.max(p.ts_ns);
+        // Counters are kept relative to side A until `finish` orients the flow.
+        let i = side as usize;
+        self.packets[i] += 1;
+        self.bytes[i] += u64::from(p.ip_len);
+        match p.l4 {
+            L4::Tcp { flags, seq, .. } => {
+                let syn = flags & tcp_flags::SYN != 0;
+                let ack = flags & tcp_flags::ACK != 0;
+                if syn && !ack {
+                    self.tcp.syn = true;
+                    self.syn_seq.get_or_insert(seq);
+                    self.claim(side, InitiatorEvidence::Syn);
+                } else if syn && ack {
+                    self.tcp.syn_ack = true;
+                    self.claim(other(side), InitiatorEvidence::SynAck);
+                }
+                if flags & tcp_flags::FIN != 0 {
+                    self.tcp.fin[i] = true;
+                }
+                if flags & tcp_flags::RST != 0 {
+                    self.tcp.rst[i] = true;
+                }
+            }
+            L4::Icmp {
+                icmp_type,
+                echo: Some(_),
+                ..
+            } if matches!(icmp_type, 8 | 128) => self.claim(side, InitiatorEvidence::EchoRequest),
+            _ => {}
+        }
+    }
+
+    /// A new SYN on a tuple whose connection is over (both FINs or a RST) with a
+    /// different initial sequence number is a new connection.
+    fn is_reuse(&self, p: &Packet) -> bool {
+        let L4::Tcp { flags, seq, .. } = p.l4 else {
+            return false;
+        };
+        let closed = (self.tcp.fin[0] && self.tcp.fin[1]) || self.tcp.rst[0] || self.tcp.rst[1];
+        flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN && closed && self.syn_seq.is_some_and(|s| s != seq)
+    }
+
+    fn finish(&mut self) {
+        let (side, ev) = match self.evidence {
+            [Some(a), Some(b)] if b < a => (Side::B, b),
+            [Some(a), _] => (Side::A, a),
+            [None, Some(b)] => (Side::B, b),
+            [None, None] => match port_guess(&self.tuple) {
+                Some(side) => (side, InitiatorEvidence::Ports),
+                None => (Side::A, InitiatorEvidence::FirstPacket),
+            },
+        };
+        self.initiator = ev;
+        if side == Side::B {
+            self.a_is_responder = true;
+            self.tuple = self.tuple.reversed();
+            self.packets.swap(0, 1);
+            self.bytes.swap(0, 1);
+            self.tcp.fin.swap(0, 1);
+            self.tcp.rst.swap(0, 1);
+        }
+    }
+}
+
+fn other(side: Side) -> Side {
+    match side {
+        Side::A => Side::B,
+        Side::B => Side::A,
+    }
+}
+
+/// Which side initiated, judging by ports alone: the side with the unprivileged port
+/// when exactly one port is privileged. `tuple` is in side A's direction.
+fn port_guess(tuple: &Tuple) -> Option<Side> {
+    if !tuple.proto.has_ports() {
+        return None;
+    }
+    match (tuple.sport < 1024, tuple.dport < 1024) {
+        (false, true) => Some(Side::A),
+        (true, false) => Some(Side::B),
+        _ => None,
+    }
+}
+
+/// The flows of one capture point.
+#[derive(Clone, Debug, Default)]
+pub struct FlowTable {
+    flows: Vec<Flow>,
+    /// Current flow for each canonical tuple.
+    index: HashMap<Tuple, usize>,
+}
+
+impl FlowTable {
+    /// Adds a packet; returns the index of its flow and which side sent it.
+    pub fn push(&mut self, p: &Packet) -> (usize, Side) {
+        let key = p.tuple.canonical();
+        let idx = match self.index.get(&key) {
+            Some(&i) if !self.flows[i].is_reuse(p) => i,
+            _ => {
+                self.flows.push(Flow::new(p));
+                let i = self.flows.len() - 1;
+                self.index.insert(key, i);
+                i
+            }
+        };
+        let flow = &mut self.flows[idx];
+        let side = if p.tuple == flow.tuple { Side::A } else { Side::B };
+        flow.add(side, p);
+        (idx, side)
+    }
+
+    /// Orients every flow. Flow indices returned by `push` stay valid.
+    pub fn finish(mut self) -> Vec<Flow> {
+        for f in &mut self.flows {
+            f.finish();
+        }
+        self.flows
+    }
+}
+
+/// The flows of one capture point, oriented, in discovery order.
+#[derive(Clone, Debug)]
+pub struct PointFlows {
+    pub info: capture::PointInfo,
+    pub flows: Vec<Flow>,
+}
+
+/// One input read into per-point flow tables.
+#[derive(Clone, Debug)]
+pub struct InputFlows {
+    pub input: InputResult,
+    pub points: Vec<PointFlows>,
+}
+
+/// Reads one input into flow tables, calling `observe(point, flow, side, packet)` for
+/// every packet as it streams by. `point` is the discovery number of the point: map it
+/// through `input.remap` to index `points` (the final order is known only at the end).
+pub fn read_input_flows(
+    spec: &InputSpec,
+    opts: &ReadOptions,
+    mut observe: impl FnMut(usize, usize, Side, &Packet),
+) -> InputFlows {
+    let mut tables: Vec<FlowTable> = Vec::new();
+    let input = capture::read_input(spec, opts, |local, packet| {
+        if tables.len() <= local {
+            tables.resize_with(local + 1, FlowTable::default);
+        }
+        let (flow, side) = tables[local].push(&packet);
+        observe(local, flow, side, &packet);
+    });
+    tables.resize_with(input.points.len(), FlowTable::default);
+    let mut by_point: Vec<Option<Vec<Flow>>> = vec![None; input.points.len()];
+    for (local, table) in tables.into_iter().enumerate() {
+        by_point[input.remap[local]] = Some(table.finish());
+    }
+    let points = input
+        .points
+        .iter()
+        .zip(by_point)
+        .map(|(info, flows)| PointFlows {
+            info: info.clone(),
+            flows: flows.unwrap_or_default(),
+        })
+        .collect();
+    InputFlows { input, points }
+}
+
+/// Reads every input in parallel (one rayon task per input) and names points uniquely.
+/// The result is in input order whatever the thread count.
+pub fn read_all(specs: &[InputSpec], opts: &ReadOptions) -> Vec<InputFlows> {
+    let mut all: Vec<InputFlows> = specs
+        .par_iter()
+        .map(|spec| read_input_flows(spec, opts, |_, _, _, _| {}))
+        .collect();
+    let mut inputs: Vec<InputResult> = all.iter().map(|f| f.input.clone()).collect();
+    capture::assign_names(specs, &mut inputs);
+    for (f, input) in all.iter_mut().zip(inputs) {
+        for (pf, info) in f.points.iter_mut().zip(&input.points) {
+            pf.info = info.clone();
+        }
+        f.input = input;
+    }
+    all
+}
+
+/// Sorts flows for output: by first time, then tuple.
+pub fn sort_for_output(flows: &mut [Flow]) {
+    flows.sort_by(|a, b| a.first_ns.cmp(&b.first_ns).then(a.tuple.cmp(&b.tuple)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::tcp_flags::*;
+    use crate::model::Proto;
+
+    fn tcp(ts: i64, src: &str, sport: u16, dst: &str, dport: u16, flags: u8, seq: u32) -> Packet {
+        Packet {
+            ts_ns: ts,
+            point: 0,
+            link_dir: None,
+            tuple: Tuple {
+                proto: Proto::Tcp,
+                src: src.parse().unwrap(),
+                sport,
+                dst: dst.parse().unwrap(),
+                dport,
+            },
+            ip_id: Some(1),
+            ttl: 64,
+            ip_len: 60,
+            l4: L4::Tcp {
+                seq,
+                ack: 0,
+                flags,
+                window: 0,
+                ts: None,
+            },
+            payload_len: 0,
+            payload_digest: 0,
+            truncated: false,
+        }
+    }
+
+    #[test]
+    fn syn_sender_is_initiator_even_when_seen_second() {
+        let mut t = FlowTable::default();
+        // Capture started between SYN-ACK... the SYN-ACK is seen first.
+        t.push(&tcp(1, "198.51.100.2", 8080, "10.0.0.2", 40000, SYN | ACK, 5));
+        t.push(&tcp(2, "10.0.0.2", 40000, "198.51.100.2", 8080, ACK, 1));
+        let flows = t.finish();
+        assert_eq!(flows.len(), 1);
+        assert_eq!(flows[0].tuple.sport, 40000);
+        assert_eq!(flows[0].initiator, InitiatorEvidence::SynAck);
+        assert_eq!(flows[0].packets, [1, 1]);
+        assert!(flows[0].tcp.syn_ack && !flows[0].tcp.syn);
+    }
+
+    #[test]
+    fn ports_decide_when_no_handshake_is_seen() {
+        let mut t = FlowTable::default();
+        t.push(&tcp(1, "198.51.100.2", 443, "10.0.0.2", 40000, ACK, 5));
+        let flows = t.finish();
+        assert_eq!(flows[0].tuple.dport, 443);
+        assert_eq!(flows[0].initiator, InitiatorEvidence::Ports);
+        assert_eq!(flows[0].packets, [0, 1]);
+    }
+
+    #[test]
+    fn tuple_reuse_after_close_is_a_new_flow() {
+        let mut t = FlowTable::default();
+        let c = ("10.0.0.2", 40000, "198.51.100.2", 80);
+        t.push(&tcp(1, c.0, c.1, c.2, c.3, SYN, 100));
+        t.push(&tcp(2, c.2, c.3, c.0, c.1, SYN | ACK, 7));
+        t.push(&tcp(3, c.0, c.1, c.2, c.3, FIN | ACK, 101));
+        t.push(&tcp(4, c.2, c.3, c.0, c.1, FIN | ACK, 8));
+        // A retransmitted SYN with the same ISN is not a new connection.
+        t.push(&tcp(5, c.0, c.1, c.2, c.3, SYN, 100));
+        t.push(&tcp(6, c.0, c.1, c.2, c.3, SYN, 9000));
+        let flows = t.finish();
+        assert_eq!(flows.len(), 2);
+        assert_eq!(flows[0].packets, [3, 2]);
+        assert_eq!(flows[0].tcp.fin, [true, true]);
+        assert_eq!(flows[1].packets, [1, 0]);
+    }
+}

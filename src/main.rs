@@ -1,0 +1,59 @@
+//! The `natcheck` binary: parses the command line and dispatches to `commands`.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use natcheck::commands::{self, ExitStatus};
+
+/// Rebuild what Linux NAT did from captures taken on several interfaces, and check it
+/// against conntrack.
+#[derive(Parser, Debug)]
+#[command(name = "natcheck", version, about, long_about = None)]
+struct Cli {
+    /// Worker threads for parallel stages (default: one per core). Output is the same
+    /// whatever the number.
+    #[arg(long, short = 'j', global = true, value_name = "N")]
+    threads: Option<usize>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List the flows seen at each capture point.
+    Flows(commands::flows::Args),
+    /// Parse conntrack output and show the translation each entry implies.
+    Conntrack(commands::conntrack::Args),
+    /// Dump the live conntrack table over netlink.
+    Snapshot(commands::snapshot::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(n) = cli.threads {
+        // Only fails if a pool was already built, which cannot happen this early.
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global();
+    }
+    let result = match &cli.command {
+        Command::Flows(a) => commands::flows::run(a),
+        Command::Conntrack(a) => commands::conntrack::run(a),
+        Command::Snapshot(a) => commands::snapshot::run(a),
+    };
+    match result {
+        Ok(status) => ExitCode::from(status as u8),
+        Err(err) => {
+            // A reader that went away (`natcheck ... | head`) is not an error.
+            if err
+                .chain()
+                .filter_map(|e| e.downcast_ref::<std::io::Error>())
+                .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            {
+                return ExitCode::SUCCESS;
+            }
+            let _ = writeln!(std::io::stderr(), "natcheck: error: {err:#}");
+            ExitCode::from(ExitStatus::Error as u8)
+        }
+    }
+}

@@ -1,0 +1,392 @@
+//! Small owned value types shared by every stage of the pipeline: protocols, tuples,
+//! decoded packet summaries and the NAT vocabulary (`snat`, `dnat`, ...).
+//!
+//! Everything here is `Copy` or cheap to clone, holds no borrowed capture bytes and has
+//! a total order, so later stages can sort it into deterministic output and move it
+//! across rayon threads freely.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::{Serialize, Serializer};
+
+/// IP protocol of a connection. Unknown numbers are kept, never rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Proto {
+    Tcp,
+    Udp,
+    Icmp,
+    Icmpv6,
+    Sctp,
+    Gre,
+    Other(u8),
+}
+
+impl Proto {
+    pub fn from_number(n: u8) -> Proto {
+        match n {
+            6 => Proto::Tcp,
+            17 => Proto::Udp,
+            1 => Proto::Icmp,
+            58 => Proto::Icmpv6,
+            132 => Proto::Sctp,
+            47 => Proto::Gre,
+            n => Proto::Other(n),
+        }
+    }
+
+    pub fn number(self) -> u8 {
+        match self {
+            Proto::Tcp => 6,
+            Proto::Udp => 17,
+            Proto::Icmp => 1,
+            Proto::Icmpv6 => 58,
+            Proto::Sctp => 132,
+            Proto::Gre => 47,
+            Proto::Other(n) => n,
+        }
+    }
+
+    /// Protocol name as conntrack spells it (`tcp`, `udp`, `icmp`, `icmpv6`, ...);
+    /// numbers natcheck has no name for print as `proto-N`.
+    pub fn name(self) -> String {
+        match self {
+            Proto::Tcp => "tcp".into(),
+            Proto::Udp => "udp".into(),
+            Proto::Icmp => "icmp".into(),
+            Proto::Icmpv6 => "icmpv6".into(),
+            Proto::Sctp => "sctp".into(),
+            Proto::Gre => "gre".into(),
+            Proto::Other(n) => format!("proto-{n}"),
+        }
+    }
+
+    /// Whether the tuple's port fields carry ports (TCP, UDP, SCTP). For ICMP echo the
+    /// `sport` field carries the echo identifier instead and `dport` is always 0.
+    pub fn has_ports(self) -> bool {
+        matches!(self, Proto::Tcp | Proto::Udp | Proto::Sctp)
+    }
+
+    pub fn is_icmp(self) -> bool {
+        matches!(self, Proto::Icmp | Proto::Icmpv6)
+    }
+}
+
+impl fmt::Display for Proto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+impl Serialize for Proto {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name())
+    }
+}
+
+/// A 5-tuple in one direction. For ICMP/ICMPv6 echo, `sport` is the echo identifier and
+/// `dport` is 0 (conntrack keys ICMP the same way); other ICMP types have both at 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Tuple {
+    pub proto: Proto,
+    pub src: IpAddr,
+    pub sport: u16,
+    pub dst: IpAddr,
+    pub dport: u16,
+}
+
+impl Tuple {
+    pub fn reversed(&self) -> Tuple {
+        Tuple {
+            proto: self.proto,
+            src: self.dst,
+            sport: self.dport,
+            dst: self.src,
+            dport: self.sport,
+        }
+    }
+
+    /// The direction-independent key of this tuple: the tuple or its reverse, whichever
+    /// sorts first. Both directions of one flow share it.
+    pub fn canonical(&self) -> Tuple {
+        let r = self.reversed();
+        if r < *self {
+            r
+        } else {
+            *self
+        }
+    }
+}
+
+/// JSON shape of a tuple: `{"proto", "src", "sport", "dst", "dport"}`. Ports are null
+/// where the protocol has none; for ICMP echo `sport` is the identifier and `dport` null.
+impl Serialize for Tuple {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let (sport, dport) = if self.proto.has_ports() {
+            (Some(self.sport), Some(self.dport))
+        } else if self.proto.is_icmp() {
+            (Some(self.sport), None)
+        } else {
+            (None, None)
+        };
+        let mut st = s.serialize_struct("Tuple", 5)?;
+        st.serialize_field("proto", &self.proto)?;
+        st.serialize_field("src", &self.src)?;
+        st.serialize_field("sport", &sport)?;
+        st.serialize_field("dst", &self.dst)?;
+        st.serialize_field("dport", &dport)?;
+        st.end()
+    }
+}
+
+/// Formats an address and port the way tools print them: `10.0.0.1:80`, `[2001:db8::1]:80`.
+pub fn fmt_endpoint(addr: IpAddr, port: Option<u16>) -> String {
+    match (addr, port) {
+        (IpAddr::V4(a), Some(p)) => format!("{a}:{p}"),
+        (IpAddr::V6(a), Some(p)) => format!("[{a}]:{p}"),
+        (a, None) => a.to_string(),
+    }
+}
+
+impl fmt::Display for Tuple {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.proto.has_ports() {
+            write!(
+                f,
+                "{} {} -> {}",
+                self.proto,
+                fmt_endpoint(self.src, Some(self.sport)),
+                fmt_endpoint(self.dst, Some(self.dport))
+            )
+        } else if self.proto.is_icmp() {
+            write!(f, "{} {} -> {} id={}", self.proto, self.src, self.dst, self.sport)
+        } else {
+            write!(f, "{} {} -> {}", self.proto, self.src, self.dst)
+        }
+    }
+}
+
+/// TCP flag bits as they appear in byte 13 of the TCP header.
+pub mod tcp_flags {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const PSH: u8 = 0x08;
+    pub const ACK: u8 = 0x10;
+    pub const URG: u8 = 0x20;
+    pub const ECE: u8 = 0x40;
+    pub const CWR: u8 = 0x80;
+
+    /// tcpdump-style flag string: `S`, `S.`, `P.`, `F.`, `R`, ...
+    pub fn to_string(flags: u8) -> String {
+        let mut s = String::new();
+        for (bit, c) in [(SYN, 'S'), (FIN, 'F'), (PSH, 'P'), (RST, 'R'), (URG, 'U'), (ECE, 'E'), (CWR, 'W')] {
+            if flags & bit != 0 {
+                s.push(c);
+            }
+        }
+        if flags & ACK != 0 {
+            s.push('.');
+        }
+        if s.is_empty() {
+            s.push_str("none");
+        }
+        s
+    }
+}
+
+/// Link-layer direction recorded by LINUX_SLL / LINUX_SLL2 (`sll_pkttype`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LinkDir {
+    /// PACKET_HOST, PACKET_BROADCAST, PACKET_MULTICAST, PACKET_OTHERHOST: received.
+    In,
+    /// PACKET_OUTGOING: sent by this host.
+    Out,
+}
+
+/// The transport-layer facts natcheck keeps about one packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum L4 {
+    Tcp {
+        seq: u32,
+        ack: u32,
+        flags: u8,
+        window: u16,
+        /// TCP timestamp option (RFC 7323): (TSval, TSecr).
+        ts: Option<(u32, u32)>,
+    },
+    Udp,
+    Icmp {
+        icmp_type: u8,
+        code: u8,
+        /// Echo identifier and sequence number (echo request/reply only).
+        echo: Option<(u16, u16)>,
+        /// For ICMP errors: the tuple of the packet the error quotes, in the quoted
+        /// packet's own direction, when enough of it was captured.
+        quoted: Option<Tuple>,
+    },
+    Other,
+}
+
+/// Owned summary of one decoded packet. Everything later stages need, nothing more:
+/// the capture bytes are dropped as soon as this is built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Packet {
+    /// Capture timestamp, nanoseconds since the Unix epoch (before any clock offset).
+    pub ts_ns: i64,
+    /// Index of the capture point in the run's point table.
+    pub point: u16,
+    /// Direction from the link layer, when the link type records it (SLL/SLL2).
+    pub link_dir: Option<LinkDir>,
+    pub tuple: Tuple,
+    /// IPv4 identification field; `None` for IPv6 (unless a fragment header carried one).
+    pub ip_id: Option<u32>,
+    /// TTL or hop limit.
+    pub ttl: u8,
+    /// Length of the IP packet as sent on the wire (IP header + payload), from the
+    /// IP header's length field, not from how much was captured.
+    pub ip_len: u32,
+    pub l4: L4,
+    /// Length of the transport payload as sent (from the IP length fields).
+    pub payload_len: u32,
+    /// Digest of the transport payload bytes that were captured (xxh3 of at most the
+    /// captured part; for ICMP errors, of the NAT-invariant parts of the quoted packet).
+    pub payload_digest: u64,
+    /// True when the capture snapped part of this packet away.
+    pub truncated: bool,
+}
+
+/// What NAT did between two views of one connection, both in the initiator's direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum NatKind {
+    None,
+    Snat,
+    Dnat,
+    SnatDnat,
+}
+
+impl NatKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NatKind::None => "none",
+            NatKind::Snat => "snat",
+            NatKind::Dnat => "dnat",
+            NatKind::SnatDnat => "snat+dnat",
+        }
+    }
+
+    pub fn has_snat(self) -> bool {
+        matches!(self, NatKind::Snat | NatKind::SnatDnat)
+    }
+
+    pub fn has_dnat(self) -> bool {
+        matches!(self, NatKind::Dnat | NatKind::SnatDnat)
+    }
+}
+
+impl fmt::Display for NatKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for NatKind {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// The translation between the tuple a connection had before a NAT point and after it,
+/// both written in the initiator's direction. The same vocabulary serves the wire
+/// (`correlate`) and conntrack (`conntrack`: before = ORIGINAL, after = reverse of REPLY).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct NatChange {
+    pub kind: NatKind,
+    /// The source address was kept but the source port changed: netfilter had to move
+    /// the port because the tuple it wanted was taken (or `--random`/`--random-fully`).
+    pub port_reallocated: bool,
+    /// The source address changed.
+    pub src_addr_changed: bool,
+    /// The source port changed (with or without an address change).
+    pub sport_changed: bool,
+    pub dst_addr_changed: bool,
+    pub dport_changed: bool,
+}
+
+impl NatChange {
+    /// Classifies the change from `before` to `after` (same protocol, both in the
+    /// initiator's direction). A source-port-only change is SNAT with
+    /// `port_reallocated`; a source address change that also moves the port is SNAT
+    /// with `port_reallocated` as well, since MASQUERADE keeps the port when it can.
+    pub fn between(before: &Tuple, after: &Tuple) -> NatChange {
+        let src_addr_changed = before.src != after.src;
+        let sport_changed = before.sport != after.sport;
+        let dst_addr_changed = before.dst != after.dst;
+        let dport_changed = before.dport != after.dport;
+        let snat = src_addr_changed || sport_changed;
+        let dnat = dst_addr_changed || dport_changed;
+        let kind = match (snat, dnat) {
+            (false, false) => NatKind::None,
+            (true, false) => NatKind::Snat,
+            (false, true) => NatKind::Dnat,
+            (true, true) => NatKind::SnatDnat,
+        };
+        NatChange {
+            kind,
+            port_reallocated: sport_changed,
+            src_addr_changed,
+            sport_changed,
+            dst_addr_changed,
+            dport_changed,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(src: &str, sport: u16, dst: &str, dport: u16) -> Tuple {
+        Tuple {
+            proto: Proto::Tcp,
+            src: src.parse().unwrap(),
+            sport,
+            dst: dst.parse().unwrap(),
+            dport,
+        }
+    }
+
+    #[test]
+    fn canonical_is_direction_independent() {
+        let a = t("10.0.0.2", 40000, "192.0.2.2", 80);
+        assert_eq!(a.canonical(), a.reversed().canonical());
+    }
+
+    #[test]
+    fn classify_masquerade_keeping_port() {
+        let c = NatChange::between(&t("10.0.1.2", 40000, "192.0.2.2", 80), &t("192.0.2.1", 40000, "192.0.2.2", 80));
+        assert_eq!(c.kind, NatKind::Snat);
+        assert!(!c.port_reallocated);
+    }
+
+    #[test]
+    fn classify_port_reallocation_and_dnat() {
+        let c = NatChange::between(&t("10.0.1.3", 40000, "192.0.2.2", 80), &t("192.0.2.1", 8942, "192.0.2.2", 80));
+        assert_eq!(c.kind, NatKind::Snat);
+        assert!(c.port_reallocated);
+        let d = NatChange::between(&t("198.51.100.2", 5555, "203.0.113.1", 8080), &t("198.51.100.2", 5555, "10.0.1.2", 80));
+        assert_eq!(d.kind, NatKind::Dnat);
+        let both = NatChange::between(&t("198.51.100.2", 5555, "203.0.113.1", 30080), &t("10.0.1.1", 5555, "10.0.1.2", 80));
+        assert_eq!(both.kind, NatKind::SnatDnat);
+        assert_eq!(both.to_owned().kind.as_str(), "snat+dnat");
+    }
+
+    #[test]
+    fn flag_strings_read_like_tcpdump() {
+        assert_eq!(tcp_flags::to_string(tcp_flags::SYN), "S");
+        assert_eq!(tcp_flags::to_string(tcp_flags::SYN | tcp_flags::ACK), "S.");
+        assert_eq!(tcp_flags::to_string(tcp_flags::PSH | tcp_flags::ACK), "P.");
+    }
+}

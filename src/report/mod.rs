@@ -1,0 +1,5 @@
+//! report: turns analysis results into what people read and scripts parse. Renderers
+//! live one per file; nothing here analyses anything.
+
+pub mod table;
+pub mod time;
