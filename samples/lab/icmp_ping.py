@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""ICMP echo client for the NAT lab (a small, bounded ping).
+
+Sends --count echo requests with identifier --ident and sequence numbers 1..N,
+each carrying a 16-byte timestamp-and-pattern payload like ping's, and waits up
+to --timeout for each reply. Needs a raw socket (root). Exit status 0 when every
+request was answered.
+"""
+import argparse
+import socket
+import struct
+import sys
+import time
+
+
+def checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--dst", required=True)
+    ap.add_argument("--count", type=int, default=3)
+    ap.add_argument("--ident", type=int, default=0x4E43)
+    ap.add_argument("--interval", type=float, default=0.1)
+    ap.add_argument("--timeout", type=float, default=1.0)
+    args = ap.parse_args()
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    answered = 0
+    for seq in range(1, args.count + 1):
+        now = time.time()
+        payload = struct.pack("!II", int(now), int((now % 1) * 1e6)) + bytes(range(0x10, 0x18))
+        header = struct.pack("!BBHHH", 8, 0, 0, args.ident, seq)
+        csum = checksum(header + payload)
+        packet = struct.pack("!BBHHH", 8, 0, csum, args.ident, seq) + payload
+        sock.sendto(packet, (args.dst, 0))
+        deadline = time.monotonic() + args.timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                print(f"seq {seq} unanswered", flush=True)
+                break
+            sock.settimeout(left)
+            try:
+                data, peer = sock.recvfrom(2048)
+            except socket.timeout:
+                continue
+            ihl = (data[0] & 0x0F) * 4
+            icmp = data[ihl : ihl + 8]
+            if len(icmp) < 8:
+                continue
+            typ, _code, _sum, ident, rseq = struct.unpack("!BBHHH", icmp)
+            if typ == 0 and ident == args.ident and rseq == seq:
+                answered += 1
+                print(f"seq {seq} answered by {peer[0]}", flush=True)
+                break
+        time.sleep(args.interval)
+    return 0 if answered == args.count else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,592 @@
+#!/usr/bin/env bash
+# Record natcheck's real-kernel NAT samples.
+#
+# Builds a Docker-like host in network namespaces (bridge docker0 with two
+# containers, uplink eth0 to an "outside" namespace), installs the iptables rules
+# of one scenario, runs bounded traffic between the namespaces and records, in the
+# host namespace: one pcap per interface, one multi-interface pcapng, a
+# `tcpdump -i any` capture, conntrack snapshots and events, and iptables-save.
+# samples/README.md describes the topology, every scenario and its ground truth.
+#
+# Usage: samples/lab/record.sh [--out DIR] [--keep-going] [SCENARIO...]
+#   Run as root. Default: every scenario, written to samples/<scenario>/.
+#   Each scenario folder is replaced only when its recording and checks succeed.
+#
+# Every namespace made here is named nc-*, lives only for one scenario, and is
+# deleted on exit (also on failure or interrupt). All traffic stays between those
+# namespaces and uses documentation and private ranges only.
+set -euo pipefail
+
+LAB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+SAMPLES=$(dirname "$LAB")
+ALL_SCENARIOS=(masquerade published-port port-collision nodeport snat-random-fully
+  fault-forward-drop fault-invalid-leak fault-wrong-source-udp masquerade6)
+
+# Namespace names. Fixed (not per-run) so that links.txt does not change from one
+# recording to the next; a lock file keeps two recordings from running at once.
+NS_HOST=nc-host
+NS_C1=nc-c1
+NS_C2=nc-c2
+NS_OUT=nc-out
+LOCK=/run/lock/natcheck-lab.lock
+
+# Addresses (see samples/README.md).
+BR_IP=172.17.0.1 C1_IP=172.17.0.2 C2_IP=172.17.0.3
+HOST_IP=203.0.113.1 SRV_IP=203.0.113.2 SRV_IP2=203.0.113.3
+REMOTE_SRV=198.51.100.10 REMOTE_CLI=198.51.100.20
+
+log() { printf '[record] %s\n' "$*" >&2; }
+die() {
+  printf '[record] error: %s\n' "$*" >&2
+  exit 1
+}
+
+usage() {
+  sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
+  printf 'Scenarios: %s\n' "${ALL_SCENARIOS[*]}"
+}
+
+OUT=$SAMPLES
+KEEP_GOING=0
+SELECTED=()
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --out)
+      [[ $# -ge 2 ]] || die "--out needs a directory"
+      OUT=$2
+      shift 2
+      ;;
+    --keep-going)
+      KEEP_GOING=1
+      shift
+      ;;
+    -h | --help)
+      usage
+      exit 0
+      ;;
+    -*) die "unknown option $1 (see --help)" ;;
+    *)
+      SELECTED+=("$1")
+      shift
+      ;;
+  esac
+done
+[[ ${#SELECTED[@]} -gt 0 ]] || SELECTED=("${ALL_SCENARIOS[@]}")
+for s in "${SELECTED[@]}"; do
+  [[ " ${ALL_SCENARIOS[*]} " == *" $s "* ]] || die "unknown scenario '$s' (known: ${ALL_SCENARIOS[*]})"
+done
+[[ $EUID -eq 0 ]] || die "must run as root (network namespaces, iptables, captures)"
+
+# ---------------------------------------------------------------- tools
+
+ensure_tools() {
+  local -A pkg_of=(
+    [ip]=iproute2 [iptables]=iptables [iptables-save]=iptables [iptables-restore]=iptables
+    [ip6tables-restore]=iptables [tcpdump]=tcpdump [conntrack]=conntrack [tshark]=tshark
+    [dumpcap]=tshark [editcap]=tshark [capinfos]=tshark [python3]=python3 [sysctl]=procps
+    [flock]=util-linux
+  )
+  local missing=() cmd
+  for cmd in "${!pkg_of[@]}"; do
+    command -v "$cmd" >/dev/null 2>&1 || missing+=("${pkg_of[$cmd]}")
+  done
+  if [[ ${#missing[@]} -gt 0 ]]; then
+    log "installing missing packages: $(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')"
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y iproute2 iptables tcpdump conntrack tshark python3 procps util-linux
+  fi
+  # The system interpreter when there is one: it starts faster than a version-manager shim.
+  if [[ -x /usr/bin/python3 ]]; then PY=/usr/bin/python3; else PY=$(command -v python3); fi
+}
+
+# ---------------------------------------------------------------- lifecycle
+
+WORK=""
+CREATED_NS=()
+declare -A LIVE=() # pid -> label, for every background process still running
+
+# Stop what this process started and delete its namespaces.
+scenario_cleanup() {
+  local rc=$? pid ns
+  set +e
+  for pid in "${!LIVE[@]}"; do
+    kill -TERM "$pid" 2>/dev/null
+  done
+  for pid in "${!LIVE[@]}"; do
+    wait "$pid" 2>/dev/null
+    unset "LIVE[$pid]"
+  done
+  for ns in "${CREATED_NS[@]}"; do
+    ip netns del "$ns" 2>/dev/null
+  done
+  CREATED_NS=()
+  return $rc
+}
+
+cleanup() {
+  local rc=$?
+  scenario_cleanup
+  [[ -n $WORK && -d $WORK && -z ${NATCHECK_LAB_KEEP:-} ]] && rm -rf "$WORK"
+  return $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# bg LABEL NS CMD... : run CMD in namespace NS in the background, output to $LOGS/LABEL.log.
+# `ip netns exec` execs CMD, so $! is CMD's own pid and signals reach it directly.
+bg() {
+  local label=$1 ns=$2
+  shift 2
+  ip netns exec "$ns" "$@" >"$LOGS/$label.log" 2>&1 9>&- &
+  LAST_PID=$!
+  LIVE[$LAST_PID]=$label
+}
+
+# reap PID: wait for a background process; returns its exit status.
+reap() {
+  local pid=$1 rc=0
+  wait "$pid" || rc=$?
+  unset "LIVE[$pid]"
+  return $rc
+}
+
+# expect_ok PID: the process must exit 0, else show its log and fail.
+expect_ok() {
+  local pid=$1 label=${LIVE[$1]:-?}
+  if ! reap "$pid"; then
+    sed 's/^/    /' "$LOGS/$label.log" >&2 || true
+    die "$label failed"
+  fi
+}
+
+# stop PID SIGNAL: stop a long-running process and reap it whatever its status.
+stop() {
+  kill "-$2" "$1" 2>/dev/null || true
+  reap "$1" || true
+}
+
+wait_file() { # wait_file PATH SECONDS
+  local i
+  for ((i = 0; i < $2 * 100; i++)); do
+    [[ -e $1 ]] && return 0
+    sleep 0.01
+  done
+  die "timed out waiting for $1"
+}
+
+wait_log() { # wait_log FILE PATTERN SECONDS
+  local i
+  for ((i = 0; i < $3 * 100; i++)); do
+    grep -q -- "$2" "$1" 2>/dev/null && return 0
+    sleep 0.01
+  done
+  sed 's/^/    /' "$1" >&2 || true
+  die "timed out waiting for '$2' in $1"
+}
+
+nsx() { ip netns exec "$@"; }
+hx() { ip netns exec "$NS_HOST" "$@"; }
+
+# ---------------------------------------------------------------- topology
+
+ns_add() {
+  ip netns add "$1"
+  CREATED_NS+=("$1")
+  nsx "$1" sysctl -q -w net.ipv6.conf.all.disable_ipv6="$2" net.ipv6.conf.default.disable_ipv6="$2"
+  ip -n "$1" link set lo up
+}
+
+# topo_up IPV6(0|1): build the four namespaces and their links.
+topo_up() {
+  local v6=$1 dis=1 ns
+  [[ $v6 == 1 ]] && dis=0
+  for ns in "$NS_HOST" "$NS_C1" "$NS_C2" "$NS_OUT"; do
+    if ip netns list | awk '{print $1}' | grep -qx -- "$ns"; then
+      [[ -z $(ip netns pids "$ns" 2>/dev/null) ]] || die "namespace $ns exists and has processes; not touching it"
+      log "removing namespace $ns left over by an interrupted recording"
+      ip netns del "$ns"
+    fi
+  done
+  for ns in "$NS_HOST" "$NS_C1" "$NS_C2" "$NS_OUT"; do ns_add "$ns" "$dis"; done
+
+  # Host: routing on, reverse-path filtering off (pinned so that the recording does
+  # not depend on the machine's defaults, which new namespaces inherit).
+  hx sysctl -q -w net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
+  if [[ $v6 == 1 ]]; then
+    hx sysctl -q -w net.ipv6.conf.all.forwarding=1
+    # Router advertisements and DAD probes would only add noise to the captures.
+    local n
+    for n in "$NS_HOST" "$NS_C1" "$NS_C2" "$NS_OUT"; do
+      nsx "$n" sysctl -q -w net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 \
+        net.ipv6.conf.default.router_solicitations=0 net.ipv6.conf.all.router_solicitations=0
+    done
+  fi
+
+  # docker0 with Docker's MAC prefix 02:42. Multicast snooping off: with it on, the
+  # bridge joins 224.0.0.106 (multicast router discovery) and its IGMP reports,
+  # repeated at random within a few seconds, would land in some recordings only.
+  ip -n "$NS_HOST" link add docker0 address 02:42:4e:43:00:01 type bridge mcast_snooping 0
+  ip -n "$NS_HOST" addr add "$BR_IP/16" dev docker0
+  ip -n "$NS_HOST" link set docker0 up
+
+  # Containers: the host side is veth-cN (a docker0 port), the container side eth0
+  # with Docker's MAC derived from the IPv4 address (02:42:ac:11:00:0N).
+  local c idx ip cns
+  for c in c1 c2; do
+    if [[ $c == c1 ]]; then idx=02 ip=$C1_IP cns=$NS_C1; else idx=03 ip=$C2_IP cns=$NS_C2; fi
+    ip -n "$NS_HOST" link add "veth-$c" address "6a:4e:43:00:00:$idx" type veth \
+      peer name eth0 address "02:42:ac:11:00:$idx" netns "$cns"
+    ip -n "$NS_HOST" link set "veth-$c" master docker0 up
+    ip -n "$cns" addr add "$ip/16" dev eth0
+    ip -n "$cns" link set eth0 up
+    ip -n "$cns" route add default via "$BR_IP"
+  done
+
+  # Uplink: host eth0 <-> outside wan0. The outside namespace answers for
+  # 203.0.113.2 and .3 on the link, and for 198.51.100.0/24 hosts behind it
+  # (addresses on its lo, reached through the route below).
+  ip -n "$NS_HOST" link add eth0 address 52:54:00:4e:43:01 type veth \
+    peer name wan0 address 52:54:00:4e:43:02 netns "$NS_OUT"
+  ip -n "$NS_HOST" addr add "$HOST_IP/24" dev eth0
+  ip -n "$NS_HOST" link set eth0 up
+  ip -n "$NS_OUT" addr add "$SRV_IP/24" dev wan0
+  ip -n "$NS_OUT" addr add "$SRV_IP2/24" dev wan0
+  ip -n "$NS_OUT" addr add "$REMOTE_SRV/32" dev lo
+  ip -n "$NS_OUT" addr add "$REMOTE_CLI/32" dev lo
+  ip -n "$NS_OUT" link set wan0 up
+  ip -n "$NS_HOST" route add 198.51.100.0/24 via "$SRV_IP"
+
+  if [[ $v6 == 1 ]]; then
+    # ULA inside, documentation prefix outside.
+    ip -n "$NS_HOST" addr add fd00:172:17::1/64 dev docker0 nodad
+    ip -n "$NS_C1" addr add fd00:172:17::2/64 dev eth0 nodad
+    ip -n "$NS_C2" addr add fd00:172:17::3/64 dev eth0 nodad
+    ip -n "$NS_C1" -6 route add default via fd00:172:17::1
+    ip -n "$NS_C2" -6 route add default via fd00:172:17::1
+    ip -n "$NS_HOST" addr add 2001:db8:113::1/64 dev eth0 nodad
+    ip -n "$NS_OUT" addr add 2001:db8:113::2/64 dev wan0 nodad
+    ip -n "$NS_OUT" addr add 2001:db8:100::10/128 dev lo
+    ip -n "$NS_HOST" -6 route add 2001:db8:100::/64 via 2001:db8:113::2
+  fi
+}
+
+topo_down() {
+  local ns
+  for ns in "${CREATED_NS[@]}"; do ip netns del "$ns"; done
+  CREATED_NS=()
+}
+
+# ---------------------------------------------------------------- rules
+
+# The filter and nat rules a Docker daemon (iptables backend, userland proxy on)
+# writes for docker0 with no published port. Scenarios append to these.
+docker_filter_base() {
+  cat <<'EOF'
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:DOCKER - [0:0]
+:DOCKER-ISOLATION-STAGE-1 - [0:0]
+:DOCKER-ISOLATION-STAGE-2 - [0:0]
+:DOCKER-USER - [0:0]
+-A FORWARD -j DOCKER-USER
+-A FORWARD -j DOCKER-ISOLATION-STAGE-1
+-A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -o docker0 -j DOCKER
+-A FORWARD -i docker0 ! -o docker0 -j ACCEPT
+-A FORWARD -i docker0 -o docker0 -j ACCEPT
+-A DOCKER-ISOLATION-STAGE-1 -i docker0 ! -o docker0 -j DOCKER-ISOLATION-STAGE-2
+-A DOCKER-ISOLATION-STAGE-1 -j RETURN
+-A DOCKER-ISOLATION-STAGE-2 -o docker0 -j DROP
+-A DOCKER-ISOLATION-STAGE-2 -j RETURN
+-A DOCKER-USER -j RETURN
+EOF
+}
+
+docker_nat_base() {
+  cat <<'EOF'
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:DOCKER - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+-A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER
+-A DOCKER -i docker0 -j RETURN
+EOF
+}
+
+MASQ_RULE='-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE'
+
+apply_rules() { # stdin: iptables-restore input
+  hx iptables-restore
+}
+
+# ---------------------------------------------------------------- recording
+
+IFACES=(docker0 eth0 veth-c1)
+CAP_PIDS=()
+
+start_recording() {
+  local d=$SCEN_DIR i
+  CAP_PIDS=()
+  hx ip -o link >"$d/links.txt"
+  hx ip -o addr >"$d/addrs.txt"
+  # conntrack writes events to stdout: they go to events.txt, not to the log.
+  ip netns exec "$NS_HOST" conntrack -E -o timestamp,extended,id >"$d/events.txt" 2>"$LOGS/events.log" 9>&- &
+  EV_PID=$!
+  LIVE[$EV_PID]=events
+  for i in "${IFACES[@]}"; do
+    # -Z root: stay root so the file can be written wherever --out points.
+    bg "tcpdump-$i" "$NS_HOST" tcpdump -Z root -i "$i" -U --immediate-mode -n -w "$d/$i.pcap"
+    CAP_PIDS+=("$LAST_PID")
+  done
+  # On "any" libpcap sizes each ring slot from the snapshot length (the device has
+  # no MTU), so the default 2 MB ring holds only a few packets in immediate mode and
+  # bursts are dropped: give it a larger ring.
+  bg tcpdump-any "$NS_HOST" tcpdump -Z root -i any -y LINUX_SLL2 -B 32768 -U --immediate-mode -n -w "$d/any.pcap"
+  CAP_PIDS+=("$LAST_PID")
+  local dargs=()
+  for i in "${IFACES[@]}"; do dargs+=(-i "$i"); done
+  bg dumpcap "$NS_HOST" dumpcap -q "${dargs[@]}" -w "$d/multi.pcapng"
+  CAP_PIDS+=("$LAST_PID")
+  for i in "${IFACES[@]}" any; do wait_log "$LOGS/tcpdump-$i.log" "listening on" 5; done
+  wait_log "$LOGS/dumpcap.log" "^File:" 5
+  # conntrack -E prints nothing until the first event: give it time to subscribe.
+  sleep 0.2
+}
+
+stop_recording() {
+  local pid
+  # Packet sockets hand packets to the capture processes asynchronously: let the
+  # last ones arrive before stopping, then stop with SIGINT so every file is closed
+  # cleanly (tcpdump and dumpcap flush and write their trailers).
+  sleep 0.5
+  for pid in "${CAP_PIDS[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
+  for pid in "${CAP_PIDS[@]}"; do reap "$pid" || die "capture ${LIVE[$pid]:-} failed"; done
+  # A capture that lost packets is not ground truth.
+  local f
+  for f in "$LOGS"/tcpdump-*.log; do
+    grep -q '^0 packets dropped by kernel' "$f" || die "$(basename "$f" .log) dropped packets: $(grep dropped "$f")"
+  done
+  if grep -E 'received/dropped' "$LOGS/dumpcap.log" | grep -vqE ': [0-9]+/0 '; then
+    die "dumpcap dropped packets: $(grep dropped "$LOGS/dumpcap.log")"
+  fi
+  stop "$EV_PID" INT
+  # iptables-save's "# Generated ... on <date>" comments would only add noise.
+  hx iptables-save | sed '/^# /d' >"$SCEN_DIR/iptables.txt"
+}
+
+# snapshot [SUFFIX]: conntrack table of the host namespace, now.
+snapshot() {
+  local sfx=${1:-}
+  hx conntrack -L -o extended,id >"$SCEN_DIR/conntrack$sfx.txt" 2>>"$LOGS/conntrack-L.log"
+  if hx test -r /proc/net/nf_conntrack; then
+    hx cat /proc/net/nf_conntrack >"$SCEN_DIR/conntrack-proc$sfx.txt"
+  fi
+}
+
+kill_servers() {
+  local pid
+  for pid in "${SERVERS[@]}"; do stop "$pid" TERM; done
+  SERVERS=()
+}
+
+SERVERS=()
+server() { # server LABEL NS SCRIPT ARGS...: start and wait until it is listening
+  local label=$1 ns=$2 script=$3
+  shift 3
+  bg "$label" "$ns" "$PY" "$LAB/$script" --ready "$SYNC/$label.ready" "$@"
+  SERVERS+=("$LAST_PID")
+  wait_file "$SYNC/$label.ready" 5
+}
+
+run() { # run LABEL NS SCRIPT ARGS...: foreground helper; its log is shown if it fails
+  local label=$1 ns=$2 script=$3
+  shift 3
+  if ! ip netns exec "$ns" "$PY" "$LAB/$script" "$@" >>"$LOGS/$label.log" 2>&1; then
+    sed 's/^/    /' "$LOGS/$label.log" >&2 || true
+    die "$label failed"
+  fi
+}
+
+client() { # client LABEL NS SCRIPT ARGS...: start in the background, pid in LAST_PID
+  local label=$1 ns=$2 script=$3
+  shift 3
+  bg "$label" "$ns" "$PY" "$LAB/$script" "$@"
+}
+
+# ---------------------------------------------------------------- scenarios
+
+scenario_masquerade() {
+  IFACES=(docker0 eth0 veth-c1)
+  { docker_filter_base; echo COMMIT; docker_nat_base; echo "$MASQ_RULE"; echo COMMIT; } | apply_rules
+  server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --port 8443 --lifetime 30
+  server srv-udp "$NS_OUT" udp_server.py --port 53 --lifetime 30
+  start_recording
+
+  # Short request/response connections, closed with FIN before the snapshot.
+  client t1 "$NS_C1" tcp_client.py --dst "$SRV_IP" --port 7000 --requests 3 --tag c1a
+  local t1=$LAST_PID
+  client t2 "$NS_C2" tcp_client.py --dst "$SRV_IP" --port 7000 --requests 2 --tag c2a
+  local t2=$LAST_PID
+  client t3 "$NS_C1" tcp_client.py --dst "$REMOTE_SRV" --port 7000 --requests 2 --tag c1b
+  local t3=$LAST_PID
+  expect_ok "$t1"
+  expect_ok "$t2"
+  expect_ok "$t3"
+  # Held open across the snapshot.
+  client h1 "$NS_C1" tcp_client.py --dst "$REMOTE_SRV" --port 8443 --requests 2 --tag c1held \
+    --ready "$SYNC/h1" --release "$SYNC/release"
+  local h1=$LAST_PID
+  client h2 "$NS_C2" tcp_client.py --dst "$SRV_IP" --port 8443 --requests 1 --tag c2held \
+    --ready "$SYNC/h2" --release "$SYNC/release"
+  local h2=$LAST_PID
+  # DNS-like UDP (two sockets from c1, one from c2) and pings.
+  run udp "$NS_C1" udp_client.py --dst "$SRV_IP" --count 2 --name c1.example
+  run udp "$NS_C1" udp_client.py --dst "$SRV_IP" --count 1 --name c1.example
+  run udp "$NS_C2" udp_client.py --dst "$REMOTE_SRV" --count 2 --name c2.example
+  run icmp "$NS_C1" icmp_ping.py --dst "$SRV_IP" --count 3 --ident 3073
+  run icmp "$NS_C2" icmp_ping.py --dst "$REMOTE_SRV" --count 2 --ident 3074
+  wait_file "$SYNC/h1" 5
+  wait_file "$SYNC/h2" 5
+  snapshot
+  touch "$SYNC/release"
+  expect_ok "$h1"
+  expect_ok "$h2"
+  kill_servers
+  stop_recording
+  mkdir -p "$SCEN_DIR/shifted"
+  editcap -F pcap -t 3.5 "$SCEN_DIR/eth0.pcap" "$SCEN_DIR/shifted/eth0.pcap"
+}
+
+# ---------------------------------------------------------------- checks
+
+# Every pcap must show only lab addresses.
+check_addresses() {
+  local f bad
+  for f in "$SCEN_DIR"/*.pcap "$SCEN_DIR"/*.pcapng; do
+    bad=$(tshark -r "$f" -T fields -E separator=, -e ip.src -e ip.dst -e arp.src.proto_ipv4 -e arp.dst.proto_ipv4 \
+      2>/dev/null | tr ',' '\n' | grep -v -E '^$|^172\.17\.|^203\.0\.113\.|^198\.51\.100\.|^0\.0\.0\.0$' | sort -u || true)
+    [[ -z $bad ]] || die "$(basename "$f"): unexpected addresses: $bad"
+  done
+}
+
+npk() { capinfos -M -c -T -r "$1" | awk -F'\t' '{print $2}'; }
+
+check_counts() {
+  local sum=0 i n m
+  for i in "${IFACES[@]}"; do
+    n=$(npk "$SCEN_DIR/$i.pcap")
+    [[ $n -gt 0 ]] || die "$i.pcap is empty"
+    sum=$((sum + n))
+  done
+  m=$(npk "$SCEN_DIR/multi.pcapng")
+  [[ $m -eq $sum ]] || die "multi.pcapng has $m packets, the per-interface pcaps $sum"
+  # any.pcap must hold, per interface (SLL2 ifindex, named in links.txt), as many
+  # packets as that interface's own pcap.
+  local idx
+  for i in "${IFACES[@]}"; do
+    idx=$(awk -v n="$i" '{name=$2; sub(/:$/, "", name); sub(/@.*/, "", name); if (name == n) {sub(/:$/, "", $1); print $1}}' "$SCEN_DIR/links.txt")
+    [[ -n $idx ]] || die "$i not in links.txt"
+    n=$(pkts "$SCEN_DIR/any.pcap" "sll.ifindex == $idx")
+    [[ $n -eq $(npk "$SCEN_DIR/$i.pcap") ]] || die "any.pcap has $n packets on $i (ifindex $idx), $i.pcap $(npk "$SCEN_DIR/$i.pcap")"
+  done
+}
+
+# ct_count FILE PATTERN...: number of conntrack lines matching every extended regex.
+ct_count() {
+  local f=$1
+  shift
+  local lines
+  lines=$(cat "$f")
+  local pat
+  for pat in "$@"; do
+    lines=$(grep -E -- "$pat" <<<"$lines" || true)
+  done
+  grep -c . <<<"$lines" || true
+}
+
+# need N WHAT COUNT: fail unless COUNT >= N.
+need() {
+  [[ $3 -ge $1 ]] || die "$SCEN: expected at least $1 $2, found $3"
+}
+
+# tcp_convs FILE [FILTER]: number of TCP conversations in FILE.
+tcp_convs() {
+  tshark -r "$1" -q -z "conv,tcp${2:+,$2}" 2>/dev/null | grep -c '<->' || true
+}
+udp_convs() {
+  tshark -r "$1" -q -z "conv,udp${2:+,$2}" 2>/dev/null | grep -c '<->' || true
+}
+# pkts FILE FILTER: number of packets matching a display filter.
+pkts() {
+  tshark -r "$1" -Y "$2" 2>/dev/null | grep -c . || true
+}
+
+check_masquerade() {
+  local ct=$SCEN_DIR/conntrack.txt
+  need 2 "ESTABLISHED MASQUERADE entries" "$(ct_count "$ct" ' ESTABLISHED ' 'src=172\.17\.0\.[23] ' "dst=$HOST_IP ")"
+  need 3 "TIME_WAIT entries" "$(ct_count "$ct" ' TIME_WAIT ')"
+  need 3 "UDP entries" "$(ct_count "$ct" '^ipv4 +2 udp ' "dst=$HOST_IP ")"
+  need 2 "ICMP entries" "$(ct_count "$ct" '^ipv4 +2 icmp ' "dst=$HOST_IP ")"
+  need 5 "TCP conversations on eth0" "$(tcp_convs "$SCEN_DIR/eth0.pcap")"
+  need 3 "UDP conversations on eth0" "$(udp_convs "$SCEN_DIR/eth0.pcap")"
+  [[ $(pkts "$SCEN_DIR/eth0.pcap" 'ip.src==172.17.0.0/16') -eq 0 ]] || die "container address on eth0"
+  [[ -s $SCEN_DIR/shifted/eth0.pcap ]] || die "shifted/eth0.pcap missing"
+}
+
+# ---------------------------------------------------------------- main
+
+record_one() {
+  local s=$1 start=$SECONDS
+  log "scenario $s"
+  SCEN=$s
+  SCEN_DIR=$WORK/out/$s
+  LOGS=$WORK/logs/$s
+  SYNC=$WORK/sync/$s
+  mkdir -p "$SCEN_DIR" "$LOGS" "$SYNC"
+  local v6=0
+  [[ $s == masquerade6 ]] && v6=1
+  topo_up "$v6"
+  "scenario_${s//-/_}"
+  topo_down
+  check_addresses
+  check_counts
+  "check_${s//-/_}"
+  mkdir -p "$OUT"
+  rm -rf "${OUT:?}/$s"
+  cp -r "$SCEN_DIR" "$OUT/$s"
+  log "scenario $s recorded in $((SECONDS - start)) s: $(du -sh "$OUT/$s" | cut -f1)"
+}
+
+ensure_tools
+mkdir -p "$(dirname "$LOCK")"
+exec 9>"$LOCK"
+flock -n 9 || die "another recording holds $LOCK"
+WORK=$(mktemp -d /tmp/natcheck-lab.XXXXXX)
+failed=()
+for s in "${SELECTED[@]}"; do
+  # Each scenario runs in a subshell with its own cleanup trap. `set -e` is turned
+  # on again inside: it would be ignored in a subshell whose status is tested.
+  set +e
+  (
+    set -e
+    trap scenario_cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    record_one "$s"
+  )
+  rc=$?
+  set -e
+  if [[ $rc -ne 0 ]]; then
+    [[ $rc -lt 128 ]] || exit "$rc"
+    failed+=("$s")
+    [[ $KEEP_GOING == 1 ]] || break
+  fi
+done
+[[ ${#failed[@]} -eq 0 ]] || die "failed scenarios: ${failed[*]}"
+log "done: ${SELECTED[*]}"

@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Multi-accept TCP request/response server for the NAT lab.
+
+Listens on one or more ports of one address. For every complete request line it
+receives it answers with one line "RSP <request line> <padding>", so each request
+and each response is a distinct, small payload that can be matched across the NAT.
+A connection ends when the peer closes (the server then closes too, FIN) or
+resets. The server itself is bounded: it exits after --lifetime seconds or after
+--max-conns accepted connections have all finished, whichever comes first.
+"""
+import argparse
+import os
+import selectors
+import socket
+import sys
+import time
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--bind", default="0.0.0.0")
+    ap.add_argument("--port", type=int, action="append", required=True)
+    ap.add_argument("--lifetime", type=float, default=20.0)
+    ap.add_argument("--max-conns", type=int, default=64)
+    ap.add_argument("--resp-pad", type=int, default=32, help="bytes of padding in each response")
+    ap.add_argument("--ready", help="file to create once listening")
+    args = ap.parse_args()
+
+    sel = selectors.DefaultSelector()
+    for port in args.port:
+        ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind((args.bind, port))
+        ls.listen(64)
+        ls.setblocking(False)
+        sel.register(ls, selectors.EVENT_READ, ("listen", None))
+    if args.ready:
+        with open(args.ready, "w") as f:
+            f.write(str(os.getpid()))
+
+    deadline = time.monotonic() + args.lifetime
+    accepted = 0
+    open_conns = 0
+    while time.monotonic() < deadline:
+        if accepted >= args.max_conns and open_conns == 0:
+            break
+        for key, _ in sel.select(timeout=0.1):
+            kind, buf = key.data
+            sock = key.fileobj
+            if kind == "listen":
+                if accepted >= args.max_conns:
+                    continue
+                conn, _peer = sock.accept()
+                conn.setblocking(False)
+                sel.register(conn, selectors.EVENT_READ, ("conn", bytearray()))
+                accepted += 1
+                open_conns += 1
+                continue
+            try:
+                data = sock.recv(4096)
+            except (ConnectionResetError, TimeoutError):
+                data = b""
+            if not data:
+                sel.unregister(sock)
+                sock.close()
+                open_conns -= 1
+                continue
+            buf.extend(data)
+            while b"\n" in buf:
+                line, _, rest = bytes(buf).partition(b"\n")
+                buf[:] = rest
+                reply = b"RSP " + line + b" " + b"y" * args.resp_pad + b"\n"
+                try:
+                    sock.sendall(reply)
+                except OSError:
+                    break
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
