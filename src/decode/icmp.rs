@@ -1,0 +1,175 @@
+//! ICMP and ICMPv6: echo identifiers, and for errors the tuple of the quoted packet and
+//! a digest of the parts of it that NAT leaves alone.
+
+use xxhash_rust::xxh3::{xxh3_64, Xxh3Default};
+
+use super::clip;
+use super::ip::{quoted_ports, view};
+use super::skip::{Layer, Skip};
+use super::transport::{
+    gre_header_len, Segment, Transport, IPPROTO_GRE, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP,
+    IPPROTO_TCP, IPPROTO_UDP,
+};
+use std::net::IpAddr;
+
+use crate::model::{Proto, Tuple, L4};
+
+const ICMP_HEADER_LEN: usize = 8;
+const IPV4_FIXED_HEADER_LEN: usize = 20;
+const IPV6_HEADER_LEN: usize = 40;
+
+/// Echo request and reply (RFC 792, RFC 4443 4.1-4.2): the messages conntrack keys by
+/// their identifier.
+pub(super) fn is_echo(proto: Proto, icmp_type: u8) -> bool {
+    match proto {
+        Proto::Icmp => matches!(icmp_type, 0 | 8),
+        Proto::Icmpv6 => matches!(icmp_type, 128 | 129),
+        _ => false,
+    }
+}
+
+/// Error messages that quote the packet they are about, as the kernel counts them
+/// (`icmp_is_err()` and `icmpv6_is_err()` in include/linux/icmp.h and icmpv6.h):
+/// destination unreachable, source quench, time exceeded, parameter problem; and for
+/// ICMPv6 also packet too big. conntrack treats exactly these as RELATED.
+fn is_error(proto: Proto, icmp_type: u8) -> bool {
+    match proto {
+        Proto::Icmp => matches!(icmp_type, 3 | 4 | 11 | 12),
+        Proto::Icmpv6 => matches!(icmp_type, 1..=4),
+        _ => false,
+    }
+}
+
+/// Reads an ICMP (`v6 = false`) or ICMPv6 message.
+pub(super) fn read(seg: &Segment<'_>, v6: bool) -> Result<Transport, Skip> {
+    let (proto, layer) = if v6 {
+        (Proto::Icmpv6, Layer::Icmpv6)
+    } else {
+        (Proto::Icmp, Layer::Icmp)
+    };
+    let h: &[u8; ICMP_HEADER_LEN] = seg.header(layer)?;
+    let (icmp_type, code) = (h[0], h[1]);
+    let body = seg.after(ICMP_HEADER_LEN);
+    let payload_len = seg.len.saturating_sub(ICMP_HEADER_LEN);
+    let icmp = |echo, quoted| L4::Icmp {
+        icmp_type,
+        code,
+        echo,
+        quoted,
+    };
+    if is_echo(proto, icmp_type) {
+        let id = u16::from_be_bytes([h[4], h[5]]);
+        let seq = u16::from_be_bytes([h[6], h[7]]);
+        return Ok(Transport {
+            sport: id,
+            dport: 0,
+            l4: icmp(Some((id, seq)), None),
+            payload_len,
+            digest: xxh3_64(body),
+        });
+    }
+    if is_error(proto, icmp_type) {
+        let (quoted, digest) = quoted_packet(h, body);
+        return Ok(Transport {
+            sport: 0,
+            dport: 0,
+            l4: icmp(None, quoted),
+            payload_len,
+            digest,
+        });
+    }
+    Ok(Transport {
+        sport: 0,
+        dport: 0,
+        l4: icmp(None, None),
+        payload_len,
+        digest: xxh3_64(body),
+    })
+}
+
+/// The tuple of the packet an ICMP error quotes (when its header and ports were
+/// captured) and the NAT-invariant digest of the error: the outer type, code and
+/// rest-of-header (MTU, pointer), then the quoted packet without addresses, ports and
+/// checksums, which `nf_nat_icmp_reply_translation()` (net/netfilter/nf_nat_proto.c)
+/// rewrites in the quoted header as well.
+fn quoted_packet(outer: &[u8; ICMP_HEADER_LEN], quoted: &[u8]) -> (Option<Tuple>, u64) {
+    let mut h = Xxh3Default::new();
+    h.update(&outer[..2]);
+    h.update(&outer[4..]);
+    // The quoted packet is cut wherever the router stopped quoting, so its own length
+    // fields never stand in for anything here.
+    let Ok((v, ext_err)) = view(quoted, 0) else {
+        return (None, h.digest());
+    };
+    // IPv4: everything before the checksum (version, TOS, total length, ID, flags,
+    // fragment offset, TTL, protocol), then the options. IPv6: everything before the
+    // addresses (version, traffic class, flow label, payload length, next header, hop
+    // limit).
+    let fixed_header_len = match v.src {
+        IpAddr::V4(_) => {
+            h.update(clip(quoted, 0, 10));
+            IPV4_FIXED_HEADER_LEN
+        }
+        IpAddr::V6(_) => {
+            h.update(clip(quoted, 0, 8));
+            IPV6_HEADER_LEN
+        }
+    };
+    // IPv4 options, AH, IPv6 extension headers: nothing NAT touches.
+    h.update(clip(quoted, fixed_header_len, v.l4_start));
+    if v.non_first_fragment {
+        h.update(v.l4);
+    } else {
+        hash_quoted_l4(&mut h, v.proto, v.l4);
+    }
+
+    let proto = Proto::from_number(v.proto);
+    let ports = match (ext_err, v.non_first_fragment) {
+        // Cut inside the extension headers: the protocol number is an extension header's.
+        (Some(_), false) => None,
+        (_, true) if proto.has_ports() || proto.is_icmp() => None,
+        (_, true) => Some((0, 0)),
+        (None, false) => quoted_ports(proto, v.l4),
+    };
+    let tuple = ports.map(|(sport, dport)| Tuple {
+        proto,
+        src: v.src,
+        sport,
+        dst: v.dst,
+        dport,
+    });
+    (tuple, h.digest())
+}
+
+/// Feeds the quoted transport header and payload to `h`, leaving out ports and
+/// checksums (and the echo identifier, ICMP's port).
+fn hash_quoted_l4(h: &mut Xxh3Default, proto: u8, l4: &[u8]) {
+    const ALL: usize = usize::MAX;
+    let keep: &[(usize, usize)] = match proto {
+        // Sequence, acknowledgment, offset, flags, window; then urgent pointer, options, data.
+        IPPROTO_TCP => &[(4, 16), (18, ALL)],
+        // Length; then data.
+        IPPROTO_UDP => &[(4, 6), (8, ALL)],
+        // Verification tag; then chunks.
+        IPPROTO_SCTP => &[(4, 8), (12, ALL)],
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => {
+            let proto = Proto::from_number(proto);
+            let echo = l4.first().is_some_and(|&t| is_echo(proto, t));
+            // Type and code; then the sequence number (echo) or the rest of the header,
+            // and the data.
+            if echo {
+                &[(0, 2), (6, ALL)]
+            } else {
+                &[(0, 2), (4, ALL)]
+            }
+        }
+        IPPROTO_GRE => {
+            h.update(l4.get(gre_header_len(l4)..).unwrap_or_default());
+            return;
+        }
+        _ => &[(0, ALL)],
+    };
+    for &(start, end) in keep {
+        h.update(clip(l4, start, end));
+    }
+}

@@ -1,0 +1,321 @@
+//! The IP layer: etherparse's lax slicer for the headers, plus what natcheck needs on top
+//! of it (lengths as sent, fragment position, the IPv6 fragment identification).
+
+use std::net::IpAddr;
+
+use etherparse::err::ip::{HeaderError, LaxHeaderSliceError};
+use etherparse::err::ipv6_exts::{
+    HeaderError as ExtHeaderError, HeaderSliceError as ExtSliceError,
+};
+use etherparse::{LaxIpSlice, LaxIpv4Slice, LaxIpv6Slice};
+
+use super::link::{Link, Net};
+use super::skip::{Layer, Problem, Skip};
+use super::transport::{self, Segment, Transport};
+use super::{array, be16, len_u32, offset_in};
+use crate::model::{Packet, Proto, Tuple};
+
+const IPV6_HEADER_LEN: usize = 40;
+const IPPROTO_HOPOPTS: u8 = 0;
+const IPPROTO_ROUTING: u8 = 43;
+const IPPROTO_FRAGMENT: u8 = 44;
+const IPPROTO_AH: u8 = 51;
+const IPPROTO_DSTOPTS: u8 = 60;
+
+/// What natcheck keeps of one IP header, plus where its transport segment lies.
+pub(super) struct IpView<'a> {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub ttl: u8,
+    pub ip_id: Option<u32>,
+    /// Length of the IP packet as sent.
+    pub ip_len: usize,
+    /// How many bytes of the IP packet were captured (never beyond `ip_len` unless the
+    /// length field was unusable and the frame's length stood in for it).
+    pub captured: usize,
+    /// Protocol of the transport segment (after AH / IPv6 extension headers).
+    pub proto: u8,
+    /// Offset of the transport segment (or of the fragment data) in the IP packet.
+    pub l4_start: usize,
+    /// The captured bytes of the transport segment or fragment data.
+    pub l4: &'a [u8],
+    /// Offset ≠ 0: the bytes at `l4` are fragment data, not a transport header.
+    pub non_first_fragment: bool,
+}
+
+impl IpView<'_> {
+    /// Length of the transport segment (or fragment data) as sent.
+    pub fn l4_len(&self) -> usize {
+        self.ip_len.saturating_sub(self.l4_start)
+    }
+}
+
+/// Slices the IP packet at the start of `ip`. `wire_len` is what the frame's wire length
+/// leaves for the IP packet; it stands in for length fields that cannot be used. The
+/// extension-header error etherparse reports, if any, is handed back for the caller to
+/// judge: it does not matter for non-first fragments, whose "extension headers" after
+/// the fragment header are fragment data.
+pub(super) fn view(
+    ip: &[u8],
+    wire_len: usize,
+) -> Result<(IpView<'_>, Option<(ExtSliceError, etherparse::err::Layer)>), LaxHeaderSliceError> {
+    let (sliced, ext_err) = LaxIpSlice::from_slice(ip)?;
+    let view = match &sliced {
+        LaxIpSlice::Ipv4(s) => v4(ip, s, wire_len),
+        LaxIpSlice::Ipv6(s) => v6(ip, s, wire_len),
+    };
+    Ok((view, ext_err))
+}
+
+fn v4<'a>(ip: &'a [u8], s: &LaxIpv4Slice<'a>, wire_len: usize) -> IpView<'a> {
+    let h = s.header();
+    let header_len = h.slice().len();
+    let p = s.payload();
+    let captured = offset_in(ip, p.payload) + p.payload.len();
+    let total = usize::from(h.total_len());
+    // A total length below the header length is what Linux leaves in GSO and BIG TCP
+    // packets captured before segmentation (0 when the packet exceeds 64 KiB).
+    let ip_len = if total >= header_len {
+        total
+    } else {
+        captured.max(wire_len)
+    };
+    let (proto, l4_start, l4, non_first_fragment) = if h.fragments_offset().value() != 0 {
+        // Everything after the IPv4 header is fragment data, even when the protocol
+        // says AH: only the first fragment carries the AH header.
+        (
+            h.protocol().0,
+            header_len,
+            ip.get(header_len..captured).unwrap_or_default(),
+            true,
+        )
+    } else {
+        (p.ip_number.0, offset_in(ip, p.payload), p.payload, false)
+    };
+    IpView {
+        src: IpAddr::V4(h.source_addr()),
+        dst: IpAddr::V4(h.destination_addr()),
+        ttl: h.ttl(),
+        ip_id: Some(u32::from(h.identification())),
+        ip_len,
+        captured,
+        proto,
+        l4_start,
+        l4,
+        non_first_fragment,
+    }
+}
+
+fn v6<'a>(ip: &'a [u8], s: &LaxIpv6Slice<'a>, wire_len: usize) -> IpView<'a> {
+    let h = s.header();
+    let p = s.payload();
+    let captured = offset_in(ip, p.payload) + p.payload.len();
+    let payload_length = usize::from(h.payload_length());
+    // Payload length 0 with data behind it: a jumbogram (RFC 2675) or a BIG TCP / GSO
+    // packet captured before segmentation.
+    let ip_len = if payload_length == 0 && ip.len() > IPV6_HEADER_LEN {
+        captured.max(wire_len)
+    } else {
+        IPV6_HEADER_LEN + payload_length
+    };
+    let frag = if s.extensions().is_empty() {
+        None
+    } else {
+        find_fragment_header(ip, h.next_header().0, captured)
+    };
+    let mut view = IpView {
+        src: IpAddr::V6(h.source_addr()),
+        dst: IpAddr::V6(h.destination_addr()),
+        ttl: h.hop_limit(),
+        ip_id: frag.map(|f| f.id),
+        ip_len,
+        captured,
+        proto: p.ip_number.0,
+        l4_start: offset_in(ip, p.payload),
+        l4: p.payload,
+        non_first_fragment: false,
+    };
+    if let Some(f) = frag.filter(|f| f.offset != 0) {
+        // etherparse keeps parsing "extension headers" after a non-first fragment
+        // header; those bytes are fragment data, so take them from right after it.
+        view.proto = f.next_header;
+        view.l4_start = f.data_start;
+        view.l4 = ip.get(f.data_start..captured).unwrap_or_default();
+        view.non_first_fragment = true;
+    }
+    view
+}
+
+#[derive(Clone, Copy)]
+struct FragmentHeader {
+    next_header: u8,
+    offset: u16,
+    id: u32,
+    /// Offset of the fragment data (right after this header) in the IP packet.
+    data_start: usize,
+}
+
+/// Walks the IPv6 extension header chain of `ip` (up to `end`) to the first fragment
+/// header. Done by hand rather than with etherparse's extension iterator, which assumes
+/// a chain that parsed completely and reads out of bounds after a cut one.
+fn find_fragment_header(ip: &[u8], mut next: u8, end: usize) -> Option<FragmentHeader> {
+    let ip = ip.get(..end)?;
+    let mut at = IPV6_HEADER_LEN;
+    loop {
+        let len = match next {
+            IPPROTO_FRAGMENT => {
+                let h: &[u8; 8] = array(ip, at)?;
+                return Some(FragmentHeader {
+                    next_header: h[0],
+                    offset: u16::from_be_bytes([h[2], h[3]]) >> 3,
+                    id: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
+                    data_start: at + 8,
+                });
+            }
+            // RFC 8200 4.3-4.6: length in 8-octet units, not counting the first 8.
+            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
+                (usize::from(*ip.get(at + 1)?) + 1) * 8
+            }
+            // RFC 4302 2.2: length in 4-octet units, minus 2.
+            IPPROTO_AH => (usize::from(*ip.get(at + 1)?) + 2) * 4,
+            _ => return None,
+        };
+        next = *ip.get(at)?;
+        at += len;
+    }
+}
+
+/// Decodes the IP packet that starts at `link.offset` in `data`.
+pub(super) fn decode(data: &[u8], link: &Link, orig_len: u32) -> Result<Packet, Skip> {
+    let offset = link.offset;
+    let ip = data.get(offset..).unwrap_or_default();
+    let Some(first) = ip.first() else {
+        let layer = match link.net {
+            Net::V4 => Layer::Ipv4,
+            Net::V6 => Layer::Ipv6,
+            Net::Either => Layer::Ip,
+        };
+        return Err(Skip::Truncated { layer, offset });
+    };
+    let version = first >> 4;
+    let layer = match (link.net, version) {
+        (Net::V4 | Net::Either, 4) => Layer::Ipv4,
+        (Net::V6 | Net::Either, 6) => Layer::Ipv6,
+        (Net::Either, v) => return Err(Skip::NotIpVersion(v)),
+        (Net::V4, v) => {
+            return Err(Skip::Malformed {
+                layer: Layer::Ipv4,
+                offset,
+                problem: Problem::Version(v),
+            })
+        }
+        (Net::V6, v) => {
+            return Err(Skip::Malformed {
+                layer: Layer::Ipv6,
+                offset,
+                problem: Problem::Version(v),
+            })
+        }
+    };
+    let wire_len = usize::try_from(orig_len)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(offset);
+    let (v, ext_err) = view(ip, wire_len).map_err(|e| match e {
+        LaxHeaderSliceError::Len(_) => Skip::Truncated { layer, offset },
+        LaxHeaderSliceError::Content(HeaderError::Ipv4HeaderLengthSmallerThanHeader { ihl }) => {
+            Skip::Malformed {
+                layer,
+                offset,
+                problem: Problem::Ihl(ihl),
+            }
+        }
+        LaxHeaderSliceError::Content(HeaderError::UnsupportedIpVersion { version_number }) => {
+            Skip::Malformed {
+                layer,
+                offset,
+                problem: Problem::Version(version_number),
+            }
+        }
+    })?;
+    if let (Some((err, err_layer)), false) = (ext_err, v.non_first_fragment) {
+        // The slicer stopped at the header that starts where the segment would.
+        return Err(ext_skip(err, err_layer, offset + v.l4_start));
+    }
+
+    let segment = Segment {
+        proto: v.proto,
+        bytes: v.l4,
+        len: v.l4_len(),
+        offset: offset + v.l4_start,
+    };
+    let t = if v.non_first_fragment {
+        transport::fragment(&segment)
+    } else {
+        transport::read(&segment)?
+    };
+    Ok(packet(&v, &t, link))
+}
+
+fn packet(v: &IpView<'_>, t: &Transport, link: &Link) -> Packet {
+    Packet {
+        ts_ns: 0,
+        point: 0,
+        link_dir: link.dir,
+        tuple: Tuple {
+            proto: Proto::from_number(v.proto),
+            src: v.src,
+            sport: t.sport,
+            dst: v.dst,
+            dport: t.dport,
+        },
+        ip_id: v.ip_id,
+        ttl: v.ttl,
+        ip_len: len_u32(v.ip_len),
+        l4: t.l4,
+        payload_len: len_u32(t.payload_len),
+        payload_digest: t.digest,
+        truncated: v.captured < v.ip_len,
+    }
+}
+
+fn ext_skip(err: ExtSliceError, layer: etherparse::err::Layer, offset: usize) -> Skip {
+    use etherparse::err::Layer as L;
+    let layer = match layer {
+        L::Ipv6HopByHopHeader => Layer::Ipv6HopByHop,
+        L::Ipv6RouteHeader => Layer::Ipv6Routing,
+        L::Ipv6FragHeader => Layer::Ipv6Fragment,
+        L::Ipv6DestOptionsHeader => Layer::Ipv6DestOptions,
+        _ => Layer::IpAuth,
+    };
+    match err {
+        ExtSliceError::Len(_) => Skip::Truncated { layer, offset },
+        ExtSliceError::Content(ExtHeaderError::HopByHopNotAtStart) => Skip::Malformed {
+            layer,
+            offset,
+            problem: Problem::HopByHopNotFirst,
+        },
+        ExtSliceError::Content(ExtHeaderError::IpAuth(_)) => Skip::Malformed {
+            layer,
+            offset,
+            problem: Problem::AuthZeroLen,
+        },
+    }
+}
+
+/// Reads the ports (or ICMP echo identifier) of a segment whose start may be all that
+/// was captured, as ICMP errors quote it. `None` when the bytes that hold them are
+/// missing; protocols without ports give (0, 0).
+pub(super) fn quoted_ports(proto: Proto, l4: &[u8]) -> Option<(u16, u16)> {
+    match proto {
+        Proto::Tcp | Proto::Udp | Proto::Sctp => Some((be16(l4, 0)?, be16(l4, 2)?)),
+        Proto::Icmp | Proto::Icmpv6 => {
+            let icmp_type = *l4.first()?;
+            if super::icmp::is_echo(proto, icmp_type) {
+                Some((be16(l4, 4)?, 0))
+            } else {
+                Some((0, 0))
+            }
+        }
+        Proto::Gre | Proto::Other(_) => Some((0, 0)),
+    }
+}

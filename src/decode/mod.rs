@@ -1,0 +1,149 @@
+//! decode: one captured frame (its pcap link type and bytes) into an owned [`Packet`]
+//! summary, or a [`Skip`] saying why there is none.
+//!
+//! Layers and who reads them:
+//! - link (`link.rs`, by hand): ETHERNET with any stack of 802.1Q/802.1ad tags,
+//!   LINUX_SLL, LINUX_SLL2, RAW (101, and the DLT values 12/14 old files carry), IPV4,
+//!   IPV6, NULL and LOOP. SLL/SLL2 packet types become [`LinkDir`](crate::model::LinkDir), the SLL2 interface
+//!   index becomes [`Decoded::ifindex`].
+//! - IP (`ip.rs`): etherparse's lax slicer ([`etherparse::LaxIpSlice`]), which keeps
+//!   packets whose tail the snaplen cut and walks IPv4 AH and IPv6 extension headers.
+//! - transport (`transport.rs`, `icmp.rs`): fixed fields read by hand from length-checked
+//!   slices. etherparse's lax slicer gives up on the transport layer of every fragmented
+//!   payload (first fragments included) and wants a TCP header complete with its options;
+//!   natcheck needs ports from first fragments and seq/ack from headers whose options the
+//!   snaplen cut.
+//!
+//! Invariants:
+//! - Never panics on input and never sizes anything from input: every read goes through a
+//!   bounds-checked `get`. Nothing is allocated per frame ([`Skip`] is `Copy`; its reason
+//!   string is formatted only when asked for).
+//! - Checksums are never verified: packets a host sends are captured before checksum
+//!   offload fills them in, and a NAT debugger must see those packets too.
+//! - `ip_len` and `payload_len` are what was sent (IP length fields); everything hashed is
+//!   what was captured. `truncated` is set when bytes of the IP packet that its header
+//!   announces are missing from the capture. Link-layer padding or trailers cut by the
+//!   snaplen do not count, so a `-s 54` capture of a padded bare ACK is not truncated.
+//!   When the IP length field cannot be used (an IPv4 total length below the header
+//!   length, as GSO/BIG TCP packets carry, or an IPv6 payload length of 0 with data
+//!   behind it, a jumbogram) the frame's wire length stands in for it.
+//!
+//! `payload_digest` (xxh3-64) is identical on both sides of a NAT, because NAT rewrites
+//! addresses, ports and checksums and nothing else, and none of those is hashed:
+//! - TCP, UDP, SCTP: the bytes after the transport header (options are not payload);
+//! - ICMP/ICMPv6 echo: the echo data (the identifier is NAT's "port" and is left out);
+//! - ICMP/ICMPv6 errors: the outer type, code and the 4 bytes after the checksum (MTU,
+//!   pointer), then the quoted packet without its addresses, ports and checksums (quoted
+//!   IPv4 header minus checksum and addresses, quoted IPv6 header's first 8 bytes, any
+//!   extension headers, then the quoted TCP header from the sequence number on minus the
+//!   checksum, UDP length, SCTP verification tag, ICMP type/code/sequence, and whatever
+//!   payload was quoted). netfilter rewrites the quoted header as well
+//!   (`nf_nat_icmp_reply_translation`), so this is the part both sides share;
+//! - other ICMP types: the bytes after the 8-byte ICMP header;
+//! - GRE: the bytes after the GRE header (the PPTP helper rewrites the call ID in it);
+//!   other protocols: the whole IP payload (generic NAT rewrites only IP addresses);
+//! - non-first fragments: the fragment data.
+//!
+//! When the snaplen cut the payload, the digest covers the captured part only. Both
+//! sides of a NAT are usually captured with the same snaplen, so digests still agree;
+//! with different snaplens they differ for cut packets and matching has to rely on the
+//! other invariants (seq/ack, TSval, IP ID), which sit in the headers.
+//!
+//! IP fragments: a first fragment (offset 0, more-fragments set) decodes like a whole
+//! packet, with `payload_len` and the digest covering this fragment's share of the
+//! transport payload. A non-first fragment has no transport header; it still decodes,
+//! because fragment loss and inconsistent fragment NAT are findings of their own: its
+//! tuple carries the protocol from the IP header with both ports 0, `l4` is
+//! [`L4::Other`], `ip_id` is set (IPv4 ID or IPv6 fragment identification), and
+//! `payload_len`/digest cover the fragment data. [`is_non_first_fragment`] recognises
+//! them for TCP, UDP, ICMP and ICMPv6, the protocols whose whole packets never decode to
+//! `L4::Other`.
+
+mod icmp;
+mod ip;
+mod link;
+mod skip;
+mod transport;
+
+#[cfg(test)]
+mod tests;
+
+use crate::model::{Packet, Proto, L4};
+
+pub use skip::{Layer, Problem, Skip};
+
+/// The link types [`decode`] reads (pcap LINKTYPE_* numbers, plus the DLT_RAW values 12
+/// and 14 some old files carry). Anything else yields [`Skip::UnsupportedLinkType`].
+pub const SUPPORTED_LINK_TYPES: &[u32] = &[
+    link::LINKTYPE_NULL,
+    link::LINKTYPE_ETHERNET,
+    link::DLT_RAW_12,
+    link::DLT_RAW_14,
+    link::LINKTYPE_RAW,
+    link::LINKTYPE_LOOP,
+    link::LINKTYPE_LINUX_SLL,
+    link::LINKTYPE_IPV4,
+    link::LINKTYPE_IPV6,
+    link::LINKTYPE_LINUX_SLL2,
+];
+
+/// A decoded frame: the packet summary (with `ts_ns` and `point` left 0 for the caller
+/// to fill) and the interface index a LINUX_SLL2 header names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decoded {
+    pub ifindex: Option<u32>,
+    pub packet: Packet,
+}
+
+/// Decodes one frame. `linktype` is the pcap LINKTYPE_* number, `data` the captured
+/// bytes and `orig_len` the frame's length on the wire.
+pub fn decode(linktype: u32, data: &[u8], orig_len: u32) -> Result<Decoded, Skip> {
+    let link = link::parse(linktype, data)?;
+    let packet = ip::decode(data, &link, orig_len)?;
+    Ok(Decoded {
+        ifindex: link.ifindex,
+        packet,
+    })
+}
+
+/// Whether `p` is a non-first IP fragment as [`decode`] represents it (see the module
+/// docs): TCP, UDP, ICMP or ICMPv6 by its IP header, with no transport header.
+/// Non-first fragments of other protocols look like whole packets of those protocols.
+pub fn is_non_first_fragment(p: &Packet) -> bool {
+    matches!(p.l4, L4::Other)
+        && matches!(
+            p.tuple.proto,
+            Proto::Tcp | Proto::Udp | Proto::Icmp | Proto::Icmpv6
+        )
+}
+
+/// `N` bytes of `b` at `at`, as an array (so that fixed fields are read with constant
+/// indices the compiler checks), or `None` when the slice is too short.
+fn array<const N: usize>(b: &[u8], at: usize) -> Option<&[u8; N]> {
+    b.get(at..at.checked_add(N)?)?.try_into().ok()
+}
+
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    array(b, at).map(|a| u16::from_be_bytes(*a))
+}
+
+fn be32(b: &[u8], at: usize) -> Option<u32> {
+    array(b, at).map(|a| u32::from_be_bytes(*a))
+}
+
+/// `b[start..end]` clipped to what `b` holds (empty when nothing of it is there).
+fn clip(b: &[u8], start: usize, end: usize) -> &[u8] {
+    let end = end.min(b.len());
+    b.get(start.min(end)..end).unwrap_or_default()
+}
+
+/// Where `inner` (a sub-slice of `outer`) starts within `outer`.
+fn offset_in(outer: &[u8], inner: &[u8]) -> usize {
+    (inner.as_ptr() as usize).saturating_sub(outer.as_ptr() as usize)
+}
+
+/// Lengths come from 16-bit fields or from the capture's 32-bit length, so they fit a
+/// `u32`; saturate rather than wrap if a hostile frame says otherwise.
+fn len_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}

@@ -1,0 +1,1174 @@
+//! Byte-array tests for the decoder: every link type, the IP and transport variants,
+//! cut and impossible headers, and the NAT invariance of the payload digest.
+
+use std::net::IpAddr;
+
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::*;
+use crate::model::{tcp_flags, LinkDir, Proto, Tuple, L4};
+
+// ---------------------------------------------------------------------------------------
+// Frame builders. Checksums are real where NAT would rewrite them, so that the NAT test
+// shows they stay out of the digest.
+
+const A: [u8; 4] = [10, 0, 1, 2];
+const B: [u8; 4] = [192, 0, 2, 2];
+const NAT: [u8; 4] = [198, 51, 100, 1];
+const A6: [u8; 16] = [
+    0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0a,
+];
+const B6: [u8; 16] = [
+    0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0b,
+];
+
+fn checksum(parts: &[&[u8]]) -> u16 {
+    let mut sum: u32 = 0;
+    for part in parts {
+        for pair in part.chunks(2) {
+            let hi = u32::from(pair[0]) << 8;
+            let lo = pair.get(1).map_or(0, |&b| u32::from(b));
+            sum += hi | lo;
+        }
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+fn ipv4_with(
+    proto: u8,
+    src: [u8; 4],
+    dst: [u8; 4],
+    id: u16,
+    frag: u16,
+    options: &[u8],
+    payload: &[u8],
+) -> Vec<u8> {
+    let header_len = 20 + options.len();
+    let total = (header_len + payload.len()) as u16;
+    let mut h = vec![0x40 | (header_len / 4) as u8, 0];
+    h.extend_from_slice(&total.to_be_bytes());
+    h.extend_from_slice(&id.to_be_bytes());
+    h.extend_from_slice(&frag.to_be_bytes());
+    h.extend_from_slice(&[64, proto, 0, 0]);
+    h.extend_from_slice(&src);
+    h.extend_from_slice(&dst);
+    h.extend_from_slice(options);
+    let c = checksum(&[&h]);
+    h[10..12].copy_from_slice(&c.to_be_bytes());
+    h.extend_from_slice(payload);
+    h
+}
+
+fn ipv4(proto: u8, src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
+    ipv4_with(proto, src, dst, 0x1234, 0x4000, &[], payload)
+}
+
+fn ipv6_with(
+    next: u8,
+    src: [u8; 16],
+    dst: [u8; 16],
+    payload_length: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut h = vec![0x60, 0x01, 0x23, 0x45];
+    h.extend_from_slice(&payload_length.to_be_bytes());
+    h.extend_from_slice(&[next, 63]);
+    h.extend_from_slice(&src);
+    h.extend_from_slice(&dst);
+    h.extend_from_slice(payload);
+    h
+}
+
+fn ipv6(next: u8, src: [u8; 16], dst: [u8; 16], payload: &[u8]) -> Vec<u8> {
+    ipv6_with(next, src, dst, payload.len() as u16, payload)
+}
+
+/// TCP header with the given options (padded to 4 bytes by the caller) and payload.
+/// The checksum field is set from `csum` so NAT variants can change it.
+fn tcp_with(
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    flags: u8,
+    options: &[u8],
+    csum: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    assert_eq!(options.len() % 4, 0);
+    let mut t = Vec::new();
+    t.extend_from_slice(&sport.to_be_bytes());
+    t.extend_from_slice(&dport.to_be_bytes());
+    t.extend_from_slice(&seq.to_be_bytes());
+    t.extend_from_slice(&0x0bad_cafe_u32.to_be_bytes());
+    t.push((((20 + options.len()) / 4) << 4) as u8);
+    t.push(flags);
+    t.extend_from_slice(&64240u16.to_be_bytes());
+    t.extend_from_slice(&csum.to_be_bytes());
+    t.extend_from_slice(&[0, 0]);
+    t.extend_from_slice(options);
+    t.extend_from_slice(payload);
+    t
+}
+
+/// NOP, NOP, timestamp(TSval, TSecr): the layout Linux sends on established segments.
+fn ts_option(tsval: u32, tsecr: u32) -> Vec<u8> {
+    let mut o = vec![1, 1, 8, 10];
+    o.extend_from_slice(&tsval.to_be_bytes());
+    o.extend_from_slice(&tsecr.to_be_bytes());
+    o
+}
+
+fn udp(sport: u16, dport: u16, csum: u16, payload: &[u8]) -> Vec<u8> {
+    let mut u = Vec::new();
+    u.extend_from_slice(&sport.to_be_bytes());
+    u.extend_from_slice(&dport.to_be_bytes());
+    u.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    u.extend_from_slice(&csum.to_be_bytes());
+    u.extend_from_slice(payload);
+    u
+}
+
+fn icmp(icmp_type: u8, code: u8, rest: [u8; 4], body: &[u8]) -> Vec<u8> {
+    let mut m = vec![icmp_type, code, 0, 0];
+    m.extend_from_slice(&rest);
+    m.extend_from_slice(body);
+    let c = checksum(&[&m]);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    m
+}
+
+fn echo(icmp_type: u8, id: u16, seq: u16, data: &[u8]) -> Vec<u8> {
+    let [i0, i1] = id.to_be_bytes();
+    let [s0, s1] = seq.to_be_bytes();
+    icmp(icmp_type, 0, [i0, i1, s0, s1], data)
+}
+
+fn eth(ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2];
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Ethernet with VLAN tags: `tags` are (TPID, VLAN ID) from the outside in.
+fn eth_tagged(tags: &[(u16, u16)], ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2];
+    for (tpid, vid) in tags {
+        f.extend_from_slice(&tpid.to_be_bytes());
+        f.extend_from_slice(&vid.to_be_bytes());
+    }
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+fn sll(pkttype: u16, protocol: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = pkttype.to_be_bytes().to_vec();
+    f.extend_from_slice(&[0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0]);
+    f.extend_from_slice(&protocol.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+fn sll2(protocol: u16, ifindex: u32, pkttype: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = protocol.to_be_bytes().to_vec();
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(&ifindex.to_be_bytes());
+    f.extend_from_slice(&[0, 1, pkttype, 6, 2, 0, 0, 0, 0, 1, 0, 0]);
+    f.extend_from_slice(payload);
+    f
+}
+
+fn with_prefix(prefix: &[u8], payload: &[u8]) -> Vec<u8> {
+    let mut f = prefix.to_vec();
+    f.extend_from_slice(payload);
+    f
+}
+
+fn ok(linktype: u32, frame: &[u8]) -> Decoded {
+    match decode(linktype, frame, frame.len() as u32) {
+        Ok(d) => d,
+        Err(skip) => panic!("unexpected skip: {}", skip.reason()),
+    }
+}
+
+fn skip(linktype: u32, frame: &[u8]) -> Skip {
+    match decode(linktype, frame, frame.len() as u32) {
+        Ok(d) => panic!("unexpected packet: {:?}", d.packet),
+        Err(s) => s,
+    }
+}
+
+fn v4(a: [u8; 4]) -> IpAddr {
+    IpAddr::from(a)
+}
+
+fn v6(a: [u8; 16]) -> IpAddr {
+    IpAddr::from(a)
+}
+
+const ETHERNET: u32 = 1;
+const RAW: u32 = 101;
+const SLL: u32 = 113;
+const SLL2: u32 = 276;
+
+/// The reference packet: Ethernet, IPv4, TCP with timestamps and 11 bytes of payload.
+fn tcp_frame() -> Vec<u8> {
+    let t = tcp_with(
+        40000,
+        80,
+        0x0102_0304,
+        tcp_flags::PSH | tcp_flags::ACK,
+        &ts_option(1000, 2000),
+        0x1111,
+        b"hello world",
+    );
+    eth(0x0800, &ipv4(6, A, B, &t))
+}
+
+// ---------------------------------------------------------------------------------------
+// Link types
+
+#[test]
+fn ethernet_ipv4_tcp_with_timestamp() {
+    let d = ok(ETHERNET, &tcp_frame());
+    let p = d.packet;
+    assert_eq!(d.ifindex, None);
+    assert_eq!(p.link_dir, None);
+    assert_eq!((p.ts_ns, p.point), (0, 0));
+    assert_eq!(
+        p.tuple,
+        Tuple {
+            proto: Proto::Tcp,
+            src: v4(A),
+            sport: 40000,
+            dst: v4(B),
+            dport: 80
+        }
+    );
+    assert_eq!(p.ip_id, Some(0x1234));
+    assert_eq!(p.ttl, 64);
+    assert_eq!(p.ip_len, 20 + 32 + 11);
+    assert_eq!(
+        p.l4,
+        L4::Tcp {
+            seq: 0x0102_0304,
+            ack: 0x0bad_cafe,
+            flags: tcp_flags::PSH | tcp_flags::ACK,
+            window: 64240,
+            ts: Some((1000, 2000))
+        }
+    );
+    assert_eq!(p.payload_len, 11);
+    assert_eq!(p.payload_digest, xxh3_64(b"hello world"));
+    assert!(!p.truncated);
+}
+
+#[test]
+fn vlan_and_qinq_tags_are_followed() {
+    let t = tcp_with(40000, 80, 7, tcp_flags::SYN, &[], 0, b"");
+    let ip = ipv4(6, A, B, &t);
+    let plain = ok(ETHERNET, &eth(0x0800, &ip)).packet;
+    for tags in [
+        vec![(0x8100, 10)],
+        vec![(0x88a8, 100), (0x8100, 10)],
+        vec![(0x9100, 100), (0x8100, 10)],
+        vec![(0x88a8, 1), (0x88a8, 2), (0x8100, 3)],
+    ] {
+        let frame = eth_tagged(&tags, 0x0800, &ip);
+        assert_eq!(ok(ETHERNET, &frame).packet, plain, "tags {tags:x?}");
+        // A tag cut in half is a truncated tag at its own offset (TCI, then ethertype).
+        let last_tag = 14 + 4 * (tags.len() - 1);
+        assert_eq!(
+            skip(ETHERNET, &frame[..last_tag + 3]),
+            Skip::Truncated {
+                layer: Layer::Vlan,
+                offset: last_tag
+            }
+        );
+    }
+    assert_eq!(
+        skip(ETHERNET, &eth_tagged(&[(0x8100, 5)], 0x0806, &[0; 28])),
+        Skip::NotIp(0x0806)
+    );
+}
+
+#[test]
+fn linux_sll_keeps_the_packet_type_as_direction() {
+    let ip = ipv4(17, A, B, &udp(5353, 53, 0, b"q"));
+    for (pkttype, dir) in [
+        (0, Some(LinkDir::In)),
+        (3, Some(LinkDir::In)),
+        (4, Some(LinkDir::Out)),
+        (5, None),
+    ] {
+        let d = ok(SLL, &sll(pkttype, 0x0800, &ip));
+        assert_eq!(d.packet.link_dir, dir, "pkttype {pkttype}");
+        assert_eq!(d.ifindex, None);
+        assert_eq!(d.packet.tuple.dport, 53);
+    }
+    // VLAN tags re-inserted by libpcap after the cooked header.
+    let tagged = sll(0, 0x8100, &with_prefix(&[0, 10, 0x08, 0x00], &ip));
+    assert_eq!(ok(SLL, &tagged).packet.tuple.sport, 5353);
+    assert_eq!(
+        skip(SLL, &sll(0, 0x0004, b"llc")),
+        Skip::NotIpLinuxProtocol(4)
+    );
+    assert_eq!(skip(SLL, &sll(0, 0x0806, &[0; 28])), Skip::NotIp(0x0806));
+    assert_eq!(
+        skip(SLL, &sll(0, 0x0800, &ip)[..15]),
+        Skip::Truncated {
+            layer: Layer::LinuxSll,
+            offset: 0
+        }
+    );
+}
+
+#[test]
+fn linux_sll2_gives_ifindex_and_direction() {
+    let ip6 = ipv6(17, A6, B6, &udp(1000, 53, 0, b"q"));
+    let d = ok(SLL2, &sll2(0x86dd, 7, 4, &ip6));
+    assert_eq!(d.ifindex, Some(7));
+    assert_eq!(d.packet.link_dir, Some(LinkDir::Out));
+    assert_eq!(
+        d.packet.tuple,
+        Tuple {
+            proto: Proto::Udp,
+            src: v6(A6),
+            sport: 1000,
+            dst: v6(B6),
+            dport: 53
+        }
+    );
+    assert_eq!(d.packet.ip_id, None);
+    assert_eq!(d.packet.ttl, 63);
+    let frame = sll2(0x0800, 3, 0, &ipv4(17, A, B, &udp(1, 2, 0, b"")));
+    assert_eq!(ok(SLL2, &frame).packet.link_dir, Some(LinkDir::In));
+    for len in 0..20 {
+        assert_eq!(
+            skip(SLL2, &frame[..len]),
+            Skip::Truncated {
+                layer: Layer::LinuxSll2,
+                offset: 0
+            }
+        );
+    }
+    assert_eq!(
+        skip(SLL2, &frame[..20]),
+        Skip::Truncated {
+            layer: Layer::Ipv4,
+            offset: 20
+        }
+    );
+}
+
+#[test]
+fn raw_ip_link_types() {
+    let ip4 = ipv4(17, A, B, &udp(1, 2, 0, b"x"));
+    let ip6 = ipv6(17, A6, B6, &udp(1, 2, 0, b"x"));
+    for linktype in [101, 12, 14] {
+        assert_eq!(ok(linktype, &ip4).packet.tuple.src, v4(A));
+        assert_eq!(ok(linktype, &ip6).packet.tuple.src, v6(A6));
+        assert_eq!(skip(linktype, &[0x50, 0, 0, 0]), Skip::NotIpVersion(5));
+        assert_eq!(
+            skip(linktype, &[]),
+            Skip::Truncated {
+                layer: Layer::Ip,
+                offset: 0
+            }
+        );
+    }
+    assert_eq!(ok(228, &ip4).packet.tuple.dst, v4(B));
+    assert_eq!(ok(229, &ip6).packet.tuple.dst, v6(B6));
+    assert_eq!(
+        skip(228, &ip6),
+        Skip::Malformed {
+            layer: Layer::Ipv4,
+            offset: 0,
+            problem: Problem::Version(6)
+        }
+    );
+    assert_eq!(
+        skip(229, &ip4),
+        Skip::Malformed {
+            layer: Layer::Ipv6,
+            offset: 0,
+            problem: Problem::Version(4)
+        }
+    );
+}
+
+#[test]
+fn null_and_loop_read_the_family_in_either_byte_order() {
+    let ip4 = ipv4(17, A, B, &udp(1, 2, 0, b"x"));
+    let ip6 = ipv6(17, A6, B6, &udp(1, 2, 0, b"x"));
+    for linktype in [0, 108] {
+        assert_eq!(
+            ok(linktype, &with_prefix(&2u32.to_le_bytes(), &ip4))
+                .packet
+                .tuple
+                .src,
+            v4(A)
+        );
+        assert_eq!(
+            ok(linktype, &with_prefix(&2u32.to_be_bytes(), &ip4))
+                .packet
+                .tuple
+                .src,
+            v4(A)
+        );
+        for af in [10u32, 24, 28, 30] {
+            assert_eq!(
+                ok(linktype, &with_prefix(&af.to_le_bytes(), &ip6))
+                    .packet
+                    .tuple
+                    .src,
+                v6(A6)
+            );
+            assert_eq!(
+                ok(linktype, &with_prefix(&af.to_be_bytes(), &ip6))
+                    .packet
+                    .tuple
+                    .src,
+                v6(A6)
+            );
+        }
+        assert_eq!(
+            skip(linktype, &with_prefix(&7u32.to_be_bytes(), &ip4)),
+            Skip::NotIpFamily(7)
+        );
+        assert_eq!(
+            skip(linktype, &[2, 0, 0]),
+            Skip::Truncated {
+                layer: Layer::Loopback,
+                offset: 0
+            }
+        );
+        // The family and the version nibble must agree.
+        assert_eq!(
+            skip(linktype, &with_prefix(&2u32.to_le_bytes(), &ip6)),
+            Skip::Malformed {
+                layer: Layer::Ipv4,
+                offset: 4,
+                problem: Problem::Version(6)
+            }
+        );
+    }
+}
+
+#[test]
+fn unsupported_link_types_and_non_ip_frames_are_named() {
+    assert_eq!(
+        skip(105, b"wifi").reason(),
+        "unsupported link type 105 (IEEE802_11)"
+    );
+    assert_eq!(skip(9999, b"?").reason(), "unsupported link type 9999");
+    assert_eq!(
+        skip(ETHERNET, &eth(0x0806, &[0; 28])).reason(),
+        "not IP (ethertype 0x0806 ARP)"
+    );
+    assert_eq!(
+        skip(ETHERNET, &eth(0x88cc, &[0; 28])).reason(),
+        "not IP (ethertype 0x88cc LLDP)"
+    );
+    assert_eq!(
+        skip(ETHERNET, &eth(0x4321, &[0; 28])).reason(),
+        "not IP (ethertype 0x4321)"
+    );
+    assert_eq!(
+        skip(ETHERNET, &eth(0x0026, &[0x42; 38])).reason(),
+        "not IP (802.3 LLC frame)"
+    );
+    assert_eq!(
+        skip(ETHERNET, &[0; 13]).reason(),
+        "truncated ethernet header"
+    );
+    assert_eq!(
+        skip(SLL, &sll(0, 0x000c, b"can")).reason(),
+        "not IP (linux sll protocol 0x000c)"
+    );
+    assert_eq!(
+        skip(0, &with_prefix(&7u32.to_le_bytes(), b"x")).reason(),
+        "not IP (address family 7)"
+    );
+    assert_eq!(skip(RAW, &[0x50]).reason(), "not IP (version nibble 5)");
+    let mut bad_ihl = ipv4(6, A, B, &[0; 20]);
+    bad_ihl[0] = 0x43;
+    assert_eq!(
+        skip(ETHERNET, &eth(0x0800, &bad_ihl)).reason(),
+        "malformed ipv4 header at byte 14: ihl 3 below 5"
+    );
+    assert_eq!(
+        skip(ETHERNET, &tcp_frame()[..40]).reason(),
+        "truncated tcp header at byte 34"
+    );
+}
+
+#[test]
+fn every_supported_link_type_decodes() {
+    let ip4 = ipv4(17, A, B, &udp(1, 2, 0, b"x"));
+    for &linktype in SUPPORTED_LINK_TYPES {
+        let frame = match linktype {
+            229 => ipv6(17, A6, B6, &udp(1, 2, 0, b"x")),
+            0 | 108 => with_prefix(&2u32.to_be_bytes(), &ip4),
+            1 => eth(0x0800, &ip4),
+            113 => sll(0, 0x0800, &ip4),
+            276 => sll2(0x0800, 1, 0, &ip4),
+            _ => ip4.clone(),
+        };
+        assert_eq!(
+            ok(linktype, &frame).packet.tuple.dport,
+            2,
+            "link type {linktype}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// IP and transport
+
+#[test]
+fn ipv6_extension_headers_are_walked() {
+    let t = tcp_with(443, 50000, 99, tcp_flags::ACK, &ts_option(5, 6), 0, b"data");
+    // Hop-by-hop (8 bytes, PadN) then destination options (16 bytes) then TCP.
+    let mut exts = vec![60, 0, 1, 4, 0, 0, 0, 0];
+    exts.extend_from_slice(&[6, 1, 1, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let ip = ipv6(0, A6, B6, &with_prefix(&exts, &t));
+    let p = ok(ETHERNET, &eth(0x86dd, &ip)).packet;
+    assert_eq!(
+        p.tuple,
+        Tuple {
+            proto: Proto::Tcp,
+            src: v6(A6),
+            sport: 443,
+            dst: v6(B6),
+            dport: 50000
+        }
+    );
+    assert_eq!(p.ip_len as usize, ip.len());
+    assert_eq!(p.payload_len, 4);
+    assert_eq!(p.payload_digest, xxh3_64(b"data"));
+    assert!(matches!(
+        p.l4,
+        L4::Tcp {
+            seq: 99,
+            ts: Some((5, 6)),
+            ..
+        }
+    ));
+    assert_eq!(p.ip_id, None);
+
+    // An atomic fragment header (offset 0, no more fragments) carries an ID.
+    let frag = [17, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef];
+    let ip = ipv6(44, A6, B6, &with_prefix(&frag, &udp(7, 8, 0, b"u")));
+    let p = ok(RAW, &ip).packet;
+    assert_eq!(p.ip_id, Some(0xdead_beef));
+    assert_eq!(
+        (p.tuple.proto, p.tuple.sport, p.l4),
+        (Proto::Udp, 7, L4::Udp)
+    );
+
+    // A cut extension header is a truncated header at its own offset; a hop-by-hop
+    // header after another extension header is malformed.
+    let ip = ipv6(0, A6, B6, &with_prefix(&exts, &t));
+    assert_eq!(
+        skip(RAW, &ip[..40 + 8 + 10]),
+        Skip::Truncated {
+            layer: Layer::Ipv6DestOptions,
+            offset: 48
+        }
+    );
+    let hbh_late = ipv6(
+        60,
+        A6,
+        B6,
+        &[0, 0, 1, 4, 0, 0, 0, 0, 6, 0, 1, 4, 0, 0, 0, 0],
+    );
+    assert_eq!(
+        skip(RAW, &hbh_late).reason(),
+        "malformed ipv6 hop-by-hop header at byte 48: hop-by-hop header not first"
+    );
+}
+
+#[test]
+fn udp_lengths_and_digest() {
+    let p = ok(
+        ETHERNET,
+        &eth(
+            0x0800,
+            &ipv4(17, A, B, &udp(5353, 53, 0xabcd, b"dns query")),
+        ),
+    )
+    .packet;
+    assert_eq!(
+        p.tuple,
+        Tuple {
+            proto: Proto::Udp,
+            src: v4(A),
+            sport: 5353,
+            dst: v4(B),
+            dport: 53
+        }
+    );
+    assert_eq!(p.l4, L4::Udp);
+    assert_eq!(p.ip_len, 20 + 8 + 9);
+    assert_eq!(p.payload_len, 9);
+    assert_eq!(p.payload_digest, xxh3_64(b"dns query"));
+}
+
+#[test]
+fn icmp_echo_uses_the_identifier_as_source_port() {
+    for (icmp_type, id) in [(8, 0x4242), (0, 0x4242)] {
+        let p = ok(RAW, &ipv4(1, A, B, &echo(icmp_type, id, 3, b"ping data"))).packet;
+        assert_eq!(
+            p.tuple,
+            Tuple {
+                proto: Proto::Icmp,
+                src: v4(A),
+                sport: id,
+                dst: v4(B),
+                dport: 0
+            }
+        );
+        assert_eq!(
+            p.l4,
+            L4::Icmp {
+                icmp_type,
+                code: 0,
+                echo: Some((id, 3)),
+                quoted: None
+            }
+        );
+        assert_eq!(p.payload_len, 9);
+        assert_eq!(p.payload_digest, xxh3_64(b"ping data"));
+    }
+    // Other ICMP types have no identifier in the tuple.
+    let p = ok(RAW, &ipv4(1, A, B, &icmp(13, 0, [0, 1, 0, 1], &[0; 12]))).packet;
+    assert_eq!((p.tuple.sport, p.tuple.dport), (0, 0));
+    assert_eq!(
+        p.l4,
+        L4::Icmp {
+            icmp_type: 13,
+            code: 0,
+            echo: None,
+            quoted: None
+        }
+    );
+}
+
+/// An ICMP "fragmentation needed" from `router` about a TCP segment `src:sport > dst:dport`.
+fn frag_needed(
+    router: [u8; 4],
+    to: [u8; 4],
+    src: [u8; 4],
+    sport: u16,
+    dst: [u8; 4],
+    dport: u16,
+    seq: u32,
+) -> Vec<u8> {
+    let inner_tcp = tcp_with(
+        sport,
+        dport,
+        seq,
+        tcp_flags::ACK,
+        &[],
+        checksum(&[&src, &dst]),
+        &[0x55; 40],
+    );
+    let inner = ipv4_with(6, src, dst, 0x7777, 0x4000, &[], &inner_tcp);
+    // RFC 1191: next-hop MTU in the low 16 bits of the rest-of-header.
+    let msg = icmp(3, 4, [0, 0, 0x05, 0x78], &inner[..28]);
+    ipv4(1, router, to, &msg)
+}
+
+#[test]
+fn icmp_error_carries_the_quoted_tuple() {
+    let ip = frag_needed(B, A, A, 40000, B, 443, 0xdead_beef);
+    let p = ok(ETHERNET, &eth(0x0800, &ip)).packet;
+    assert_eq!(
+        p.tuple,
+        Tuple {
+            proto: Proto::Icmp,
+            src: v4(B),
+            sport: 0,
+            dst: v4(A),
+            dport: 0
+        }
+    );
+    let quoted = Tuple {
+        proto: Proto::Tcp,
+        src: v4(A),
+        sport: 40000,
+        dst: v4(B),
+        dport: 443,
+    };
+    assert_eq!(
+        p.l4,
+        L4::Icmp {
+            icmp_type: 3,
+            code: 4,
+            echo: None,
+            quoted: Some(quoted)
+        }
+    );
+    assert_eq!(p.payload_len, 28);
+    assert!(!p.truncated);
+
+    // Cut the quoted packet at every length: never a panic, the tuple appears once the
+    // quoted ports are there, and the outer packet counts as truncated.
+    let frame = eth(0x0800, &ip);
+    let quoted_at = 14 + 20 + 8;
+    for len in quoted_at..frame.len() {
+        let p = decode(ETHERNET, &frame[..len], frame.len() as u32)
+            .expect("outer headers are complete")
+            .packet;
+        assert!(p.truncated);
+        let L4::Icmp { quoted: q, .. } = p.l4 else {
+            panic!("not icmp: {:?}", p.l4)
+        };
+        assert_eq!(q.is_some(), len >= quoted_at + 20 + 4, "cut at {len}");
+    }
+}
+
+#[test]
+fn icmpv6_echo_and_packet_too_big() {
+    let p = ok(RAW, &ipv6(58, A6, B6, &echo(128, 77, 1, b"v6 ping"))).packet;
+    assert_eq!(
+        p.tuple,
+        Tuple {
+            proto: Proto::Icmpv6,
+            src: v6(A6),
+            sport: 77,
+            dst: v6(B6),
+            dport: 0
+        }
+    );
+    assert_eq!(
+        p.l4,
+        L4::Icmp {
+            icmp_type: 128,
+            code: 0,
+            echo: Some((77, 1)),
+            quoted: None
+        }
+    );
+    assert_eq!(p.payload_digest, xxh3_64(b"v6 ping"));
+
+    let inner = ipv6(17, A6, B6, &udp(6000, 4789, 0x1234, &[0xab; 1400]));
+    let ptb = icmp(2, 0, 1280u32.to_be_bytes(), &inner[..1232]);
+    let p = ok(SLL2, &sll2(0x86dd, 2, 0, &ipv6(58, B6, A6, &ptb))).packet;
+    let quoted = Tuple {
+        proto: Proto::Udp,
+        src: v6(A6),
+        sport: 6000,
+        dst: v6(B6),
+        dport: 4789,
+    };
+    assert_eq!(
+        p.l4,
+        L4::Icmp {
+            icmp_type: 2,
+            code: 0,
+            echo: None,
+            quoted: Some(quoted)
+        }
+    );
+    assert_eq!(p.payload_len, 1232);
+    assert_eq!(p.tuple.proto, Proto::Icmpv6);
+    assert_eq!((p.tuple.sport, p.tuple.dport), (0, 0));
+}
+
+#[test]
+fn sctp_ports_and_gre_payload() {
+    let mut sctp = vec![0x0b, 0x59, 0x0b, 0x5a, 1, 2, 3, 4, 9, 9, 9, 9];
+    sctp.extend_from_slice(b"chunk");
+    let p = ok(RAW, &ipv4(132, A, B, &sctp)).packet;
+    assert_eq!(
+        (p.tuple.proto, p.tuple.sport, p.tuple.dport, p.l4),
+        (Proto::Sctp, 2905, 2906, L4::Other)
+    );
+    assert_eq!((p.payload_len, p.payload_digest), (5, xxh3_64(b"chunk")));
+
+    // PPTP enhanced GRE (version 1, key and sequence present): NAT's PPTP helper rewrites
+    // the call ID in the key field, so only what follows the header is hashed.
+    let gre = |call_id: u16| {
+        let mut g = vec![0x30, 0x01, 0x88, 0x0b, 0, 5];
+        g.extend_from_slice(&call_id.to_be_bytes());
+        g.extend_from_slice(&[0, 0, 0, 1]);
+        g.extend_from_slice(b"ppp frame");
+        ipv4(47, A, B, &g)
+    };
+    let p = ok(RAW, &gre(1)).packet;
+    assert_eq!(
+        (p.tuple.proto, p.tuple.sport, p.l4),
+        (Proto::Gre, 0, L4::Other)
+    );
+    assert_eq!(
+        (p.payload_len, p.payload_digest),
+        (9, xxh3_64(b"ppp frame"))
+    );
+    assert_eq!(ok(RAW, &gre(2)).packet.payload_digest, p.payload_digest);
+
+    // Unknown protocols are kept with their number; the whole IP payload is hashed.
+    let p = ok(RAW, &ipv4(253, A, B, b"experiment")).packet;
+    assert_eq!(
+        (p.tuple.proto, p.l4, p.payload_len),
+        (Proto::Other(253), L4::Other, 10)
+    );
+    assert_eq!(p.payload_digest, xxh3_64(b"experiment"));
+}
+
+#[test]
+fn fragments() {
+    let datagram = udp(5000, 53, 0x4444, &[0x11; 40]);
+    // First fragment: offset 0, more fragments; 24 of the 48 UDP bytes.
+    let first = ipv4_with(17, A, B, 0x0042, 0x2000, &[], &datagram[..24]);
+    let p = ok(RAW, &first).packet;
+    assert_eq!((p.tuple.sport, p.tuple.dport, p.l4), (5000, 53, L4::Udp));
+    assert_eq!(
+        (p.payload_len, p.payload_digest, p.truncated),
+        (16, xxh3_64(&datagram[8..24]), false)
+    );
+    assert!(!is_non_first_fragment(&p));
+
+    // Second fragment (offset 3 * 8 bytes): no ports, but the ID and the protocol.
+    let second = ipv4_with(17, A, B, 0x0042, 3, &[], &datagram[24..]);
+    let p = ok(RAW, &second).packet;
+    assert_eq!(
+        p.tuple,
+        Tuple {
+            proto: Proto::Udp,
+            src: v4(A),
+            sport: 0,
+            dst: v4(B),
+            dport: 0
+        }
+    );
+    assert_eq!((p.l4, p.ip_id, p.payload_len), (L4::Other, Some(0x42), 24));
+    assert_eq!(p.payload_digest, xxh3_64(&datagram[24..]));
+    assert!(is_non_first_fragment(&p));
+
+    // IPv6 non-first fragment whose next header names a destination options header:
+    // the bytes after the fragment header are data and are not parsed as a header.
+    let mut frag = vec![60, 0, 0, 0x19, 0, 0, 0, 9];
+    frag.extend_from_slice(&[0xff; 16]);
+    let p = ok(RAW, &ipv6(44, A6, B6, &frag)).packet;
+    assert_eq!(
+        (p.tuple.proto, p.l4, p.ip_id, p.payload_len),
+        (Proto::Other(60), L4::Other, Some(9), 16)
+    );
+    assert_eq!(p.payload_digest, xxh3_64(&[0xff; 16]));
+
+    // IPv6 non-first fragment of TCP.
+    let mut frag = vec![6, 0, 0, 0x08, 0, 0, 0, 10];
+    frag.extend_from_slice(b"tcp data");
+    let p = ok(RAW, &ipv6(44, A6, B6, &frag)).packet;
+    assert!(is_non_first_fragment(&p));
+    assert_eq!(
+        (p.tuple.proto, p.tuple.sport, p.ip_id),
+        (Proto::Tcp, 0, Some(10))
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Cut and impossible headers
+
+#[test]
+fn tcp_frame_cut_at_every_length() {
+    let frame = tcp_frame();
+    let payload_at = 14 + 20 + 32;
+    for len in 0..=frame.len() {
+        let got = decode(ETHERNET, &frame[..len], frame.len() as u32);
+        match len {
+            0..14 => assert_eq!(
+                got,
+                Err(Skip::Truncated {
+                    layer: Layer::Ethernet,
+                    offset: 0
+                }),
+                "{len}"
+            ),
+            14..34 => assert_eq!(
+                got,
+                Err(Skip::Truncated {
+                    layer: Layer::Ipv4,
+                    offset: 14
+                }),
+                "{len}"
+            ),
+            34..54 => assert_eq!(
+                got,
+                Err(Skip::Truncated {
+                    layer: Layer::Tcp,
+                    offset: 34
+                }),
+                "{len}"
+            ),
+            _ => {
+                let p = got.expect("base headers complete").packet;
+                assert_eq!(p.truncated, len < frame.len(), "{len}");
+                assert_eq!(p.ip_len, 63, "{len}");
+                assert_eq!(p.payload_len, 11, "{len}");
+                let L4::Tcp { seq, ts, .. } = p.l4 else {
+                    panic!("not tcp")
+                };
+                assert_eq!(seq, 0x0102_0304);
+                // NOP NOP TS: the timestamp is complete 12 option bytes in.
+                assert_eq!(ts.is_some(), len >= 54 + 12, "{len}");
+                assert_eq!(
+                    p.payload_digest,
+                    xxh3_64(frame.get(payload_at..len).unwrap_or(&[])),
+                    "{len}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn every_link_type_survives_every_cut() {
+    let t = tcp_with(1, 2, 3, tcp_flags::SYN, &ts_option(1, 0), 0, b"x");
+    let frames = [
+        (
+            ETHERNET,
+            eth_tagged(&[(0x88a8, 1), (0x8100, 2)], 0x86dd, &ipv6(6, A6, B6, &t)),
+        ),
+        (SLL, sll(4, 0x0800, &ipv4(6, A, B, &t))),
+        (
+            SLL2,
+            sll2(
+                0x86dd,
+                9,
+                0,
+                &ipv6(0, A6, B6, &with_prefix(&[6, 0, 1, 4, 0, 0, 0, 0], &t)),
+            ),
+        ),
+        (0, with_prefix(&30u32.to_le_bytes(), &ipv6(6, A6, B6, &t))),
+        (
+            108,
+            with_prefix(
+                &2u32.to_be_bytes(),
+                &ipv4(1, A, B, &frag_needed(B, A, A, 1, B, 2, 3)),
+            ),
+        ),
+        (
+            RAW,
+            ipv6(58, B6, A6, &icmp(1, 4, [0; 4], &ipv6(6, A6, B6, &t))),
+        ),
+    ];
+    for (linktype, frame) in frames {
+        let whole = ok(linktype, &frame).packet;
+        assert!(!whole.truncated);
+        for len in 0..frame.len() {
+            if let Ok(d) = decode(linktype, &frame[..len], frame.len() as u32) {
+                assert!(d.packet.truncated, "link type {linktype} cut at {len}");
+                assert_eq!(
+                    d.packet.tuple, whole.tuple,
+                    "link type {linktype} cut at {len}"
+                );
+                assert_eq!(d.packet.ip_len, whole.ip_len);
+            }
+        }
+    }
+}
+
+#[test]
+fn impossible_lengths() {
+    // TCP data offset below 5, and beyond the segment.
+    let mut t = tcp_with(1, 2, 3, 0, &[], 0, b"");
+    t[12] = 0x40;
+    assert_eq!(
+        skip(RAW, &ipv4(6, A, B, &t)),
+        Skip::Malformed {
+            layer: Layer::Tcp,
+            offset: 20,
+            problem: Problem::DataOffset(4)
+        }
+    );
+    t[12] = 0xf0;
+    assert_eq!(
+        skip(RAW, &ipv4(6, A, B, &t)).reason(),
+        "malformed tcp header at byte 20: data offset beyond the segment"
+    );
+
+    // An IPv4 total length that leaves no room for the UDP header it announces.
+    let mut ip = ipv4(17, A, B, &udp(1, 2, 0, b"abc"));
+    ip[2..4].copy_from_slice(&24u16.to_be_bytes());
+    assert_eq!(
+        skip(RAW, &ip),
+        Skip::Malformed {
+            layer: Layer::Udp,
+            offset: 20,
+            problem: Problem::SegmentShorterThanHeader
+        }
+    );
+
+    // Total length beyond the capture: what was captured, flagged truncated.
+    let mut ip = ipv4(17, A, B, &udp(1, 2, 0, b"abc"));
+    ip[2..4].copy_from_slice(&1500u16.to_be_bytes());
+    let p = ok(RAW, &ip).packet;
+    assert_eq!((p.ip_len, p.payload_len, p.truncated), (1500, 1472, true));
+    assert_eq!(p.payload_digest, xxh3_64(b"abc"));
+
+    // Total length 0, as GSO/BIG TCP packets carry: the frame's wire length stands in.
+    let mut ip = ipv4(
+        6,
+        A,
+        B,
+        &tcp_with(1, 2, 3, tcp_flags::ACK, &[], 0, &[7; 100]),
+    );
+    ip[2..4].copy_from_slice(&0u16.to_be_bytes());
+    let p = decode(RAW, &ip, 70_000).expect("gso packet").packet;
+    assert_eq!(
+        (p.ip_len, p.payload_len, p.truncated),
+        (70_000, 70_000 - 40, true)
+    );
+    let p = ok(RAW, &ip).packet;
+    assert_eq!((p.ip_len, p.payload_len, p.truncated), (140, 100, false));
+
+    // IPv6 payload length 0 with data behind it (jumbogram).
+    let ip = ipv6_with(17, A6, B6, 0, &udp(1, 2, 0, b"jumbo"));
+    let p = ok(RAW, &ip).packet;
+    assert_eq!((p.ip_len, p.payload_len, p.truncated), (53, 5, false));
+
+    // IHL beyond the capture.
+    let mut ip = ipv4(6, A, B, &[]);
+    ip[0] = 0x4f;
+    assert_eq!(
+        skip(RAW, &ip),
+        Skip::Truncated {
+            layer: Layer::Ipv4,
+            offset: 0
+        }
+    );
+}
+
+#[test]
+fn link_padding_is_not_payload_and_not_truncation() {
+    // A bare ACK is 54 bytes on Ethernet; the NIC pads it to 60.
+    let ip = ipv4(6, A, B, &tcp_with(1, 2, 3, tcp_flags::ACK, &[], 0, b""));
+    let mut frame = eth(0x0800, &ip);
+    frame.extend_from_slice(&[0; 6]);
+    let p = ok(ETHERNET, &frame).packet;
+    assert_eq!(
+        (p.ip_len, p.payload_len, p.payload_digest, p.truncated),
+        (40, 0, xxh3_64(b""), false)
+    );
+    // `tcpdump -s 54` keeps the IP packet whole and drops only the padding.
+    let p = decode(ETHERNET, &frame[..54], 60)
+        .expect("whole ip packet")
+        .packet;
+    assert!(!p.truncated);
+}
+
+// ---------------------------------------------------------------------------------------
+// NAT invariance of the digest
+
+/// Rewrites what NAT rewrites in an IPv4 header: an address and the header checksum.
+fn nat_ipv4(ip: &mut [u8], src: Option<[u8; 4]>, dst: Option<[u8; 4]>) {
+    if let Some(s) = src {
+        ip[12..16].copy_from_slice(&s);
+    }
+    if let Some(d) = dst {
+        ip[16..20].copy_from_slice(&d);
+    }
+    ip[10..12].copy_from_slice(&[0, 0]);
+    let ihl = usize::from(ip[0] & 0xf) * 4;
+    let c = checksum(&[&ip[..ihl]]);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+}
+
+#[test]
+fn digest_survives_nat() {
+    // TCP: MASQUERADE rewrites the source address and port and both checksums.
+    let before = eth(
+        0x0800,
+        &ipv4(
+            6,
+            A,
+            B,
+            &tcp_with(
+                40000,
+                80,
+                9,
+                tcp_flags::ACK,
+                &ts_option(1, 2),
+                0x1111,
+                b"GET /",
+            ),
+        ),
+    );
+    let mut ip = ipv4(
+        6,
+        NAT,
+        B,
+        &tcp_with(
+            8942,
+            80,
+            9,
+            tcp_flags::ACK,
+            &ts_option(1, 2),
+            0x2222,
+            b"GET /",
+        ),
+    );
+    nat_ipv4(&mut ip, None, None);
+    let after = ok(RAW, &ip).packet;
+    let before = ok(ETHERNET, &before).packet;
+    assert_ne!(before.tuple, after.tuple);
+    assert_eq!(before.payload_digest, after.payload_digest);
+
+    // UDP through DNAT.
+    let before = ok(RAW, &ipv4(17, A, B, &udp(5353, 53, 0x1, b"query"))).packet;
+    let after = ok(RAW, &ipv4(17, A, NAT, &udp(5353, 5353, 0x2, b"query"))).packet;
+    assert_eq!(before.payload_digest, after.payload_digest);
+
+    // ICMP echo: the identifier is NAT's port.
+    let before = ok(RAW, &ipv4(1, A, B, &echo(8, 100, 1, b"abcdefgh"))).packet;
+    let after = ok(RAW, &ipv4(1, NAT, B, &echo(8, 2000, 1, b"abcdefgh"))).packet;
+    assert_eq!(before.payload_digest, after.payload_digest);
+
+    // ICMP error about a masqueraded TCP flow: outside, the router talks to the NAT
+    // address about NAT:8942; inside, conntrack has rewritten the outer destination and
+    // the quoted source address, port and checksums.
+    let outside = ok(RAW, &frag_needed(B, NAT, NAT, 8942, B, 443, 0xfeed)).packet;
+    let inside = ok(RAW, &frag_needed(B, A, A, 40000, B, 443, 0xfeed)).packet;
+    assert_ne!(outside.l4, inside.l4);
+    assert_eq!(outside.payload_digest, inside.payload_digest);
+    // The digest does see the invariants: another quoted sequence number differs.
+    let other_seq = ok(RAW, &frag_needed(B, A, A, 40000, B, 443, 0xbeef)).packet;
+    assert_ne!(other_seq.payload_digest, inside.payload_digest);
+
+    // ICMPv6 packet too big about UDP with the quoted source translated (NAT66).
+    let ptb = |src: [u8; 16], sport: u16, csum: u16| {
+        let inner = ipv6(17, src, B6, &udp(sport, 4789, csum, &[0xab; 64]));
+        ok(
+            RAW,
+            &ipv6(58, B6, src, &icmp(2, 0, 1280u32.to_be_bytes(), &inner)),
+        )
+        .packet
+    };
+    let mut nat6 = A6;
+    nat6[15] = 0x99;
+    assert_eq!(
+        ptb(A6, 6000, 1).payload_digest,
+        ptb(nat6, 7000, 2).payload_digest
+    );
+
+    // Quoted ICMP echo (time exceeded for a ping): the quoted identifier is rewritten.
+    let te = |src: [u8; 4], id: u16| {
+        let inner = ipv4(1, src, B, &echo(8, id, 5, b"traceroute"));
+        ok(RAW, &ipv4(1, NAT, src, &icmp(11, 0, [0; 4], &inner))).packet
+    };
+    assert_eq!(te(A, 1).payload_digest, te(NAT, 2).payload_digest);
+    let L4::Icmp {
+        quoted: Some(q), ..
+    } = te(A, 1).l4
+    else {
+        panic!("no quoted tuple")
+    };
+    assert_eq!((q.proto, q.sport, q.dport), (Proto::Icmp, 1, 0));
+}
