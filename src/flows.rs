@@ -95,6 +95,17 @@ impl Flow {
         self.packets[0] + self.packets[1]
     }
 
+    /// Turns the flow around: the responder becomes the initiator. Used when another
+    /// capture point holds stronger evidence of who initiated the connection.
+    pub fn flip(&mut self) {
+        self.a_is_responder = !self.a_is_responder;
+        self.tuple = self.tuple.reversed();
+        self.packets.swap(0, 1);
+        self.bytes.swap(0, 1);
+        self.tcp.fin.swap(0, 1);
+        self.tcp.rst.swap(0, 1);
+    }
+
     /// Records evidence that `side` initiated the flow, keeping the strongest.
     fn claim(&mut self, side: Side, ev: InitiatorEvidence) {
         let slot = &mut self.evidence[side as usize];
@@ -160,12 +171,7 @@ impl Flow {
         };
         self.initiator = ev;
         if side == Side::B {
-            self.a_is_responder = true;
-            self.tuple = self.tuple.reversed();
-            self.packets.swap(0, 1);
-            self.bytes.swap(0, 1);
-            self.tcp.fin.swap(0, 1);
-            self.tcp.rst.swap(0, 1);
+            self.flip();
         }
     }
 }

@@ -22,6 +22,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Find the same connections at every capture point and rebuild what NAT did.
+    Correlate(commands::correlate::Args),
     /// List the flows seen at each capture point.
     Flows(commands::flows::Args),
     /// Parse conntrack output and show the translation each entry implies.
@@ -37,6 +39,7 @@ fn main() -> ExitCode {
         let _ = rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global();
     }
     let result = match &cli.command {
+        Command::Correlate(a) => commands::correlate::run(a),
         Command::Flows(a) => commands::flows::run(a),
         Command::Conntrack(a) => commands::conntrack::run(a),
         Command::Snapshot(a) => commands::snapshot::run(a),

@@ -96,7 +96,17 @@ pub struct Tuple {
 }
 
 impl Tuple {
+    /// The tuple of the other direction. ICMP echo keeps its identifier in `sport` in
+    /// both directions (request and reply carry the same identifier), so only the
+    /// addresses swap.
     pub fn reversed(&self) -> Tuple {
+        if self.proto.is_icmp() {
+            return Tuple {
+                src: self.dst,
+                dst: self.src,
+                ..*self
+            };
+        }
         Tuple {
             proto: self.proto,
             src: self.dst,
@@ -362,6 +372,25 @@ mod tests {
     fn canonical_is_direction_independent() {
         let a = t("10.0.0.2", 40000, "192.0.2.2", 80);
         assert_eq!(a.canonical(), a.reversed().canonical());
+        assert_eq!(a.reversed().sport, 80);
+    }
+
+    #[test]
+    fn icmp_echo_reply_reverses_to_its_request() {
+        let req = Tuple {
+            proto: Proto::Icmp,
+            src: "10.0.0.2".parse().unwrap(),
+            sport: 3073,
+            dst: "192.0.2.2".parse().unwrap(),
+            dport: 0,
+        };
+        let reply = Tuple {
+            src: req.dst,
+            dst: req.src,
+            ..req
+        };
+        assert_eq!(req.reversed(), reply);
+        assert_eq!(req.canonical(), reply.canonical());
     }
 
     #[test]

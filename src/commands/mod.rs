@@ -3,6 +3,7 @@
 //! share (capture arguments, warning output) lives here.
 
 pub mod conntrack;
+pub mod correlate;
 pub mod flows;
 pub mod snapshot;
 

@@ -1,5 +1,7 @@
 //! report: turns analysis results into what people read and scripts parse. Renderers
 //! live one per file; nothing here analyses anything.
 
+pub mod json;
 pub mod table;
+pub mod text;
 pub mod time;

@@ -1,0 +1,191 @@
+//! Packet fingerprints: a 64-bit hash of the fields NAT leaves alone, so that the same
+//! packet hashes the same on both sides of a translation point.
+//!
+//! NAT (nf_nat) rewrites addresses, ports, the ICMP echo identifier and checksums; it
+//! keeps the IPv4 ID, TCP sequence and acknowledgement numbers, flags, the TCP
+//! timestamp option and the payload (exception: ALG helpers that edit payloads, e.g.
+//! FTP with seq adjustment). TTL is left out on purpose: forwarding decrements it.
+
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::model::{Packet, L4};
+
+/// How much a single fingerprint match says about two packets being the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Strength {
+    /// Few distinguishing bits (IPv6 UDP with a tiny payload, protocols without ports).
+    Weak = 0,
+    /// IPv4 ID plus payload, ICMP echo sequence plus payload.
+    Medium = 1,
+    /// TCP: 64 bits of seq/ack plus flags, timestamps and payload.
+    Strong = 2,
+}
+
+impl Strength {
+    /// Probability-like weight used for connection-level confidence.
+    pub fn weight(self) -> f64 {
+        match self {
+            Strength::Weak => 0.3,
+            Strength::Medium => 0.7,
+            Strength::Strong => 0.95,
+        }
+    }
+}
+
+/// The sets of invariant fields a fingerprint can be built from, for evidence output.
+pub const FIELD_SETS: [&[&str]; 10] = [
+    &["ip.id", "tcp.seq", "tcp.ack", "tcp.flags", "tcp.tsval", "payload"],
+    &["tcp.seq", "tcp.ack", "tcp.flags", "tcp.tsval", "payload"],
+    &["ip.id", "tcp.seq", "tcp.ack", "tcp.flags", "payload"],
+    &["tcp.seq", "tcp.ack", "tcp.flags", "payload"],
+    &["ip.id", "icmp.seq", "payload"],
+    &["icmp.seq", "payload"],
+    &["ip.id", "icmp.type", "quoted"],
+    &["icmp.type", "quoted"],
+    &["ip.id", "payload"],
+    &["payload"],
+];
+
+/// Index into [`FIELD_SETS`] of the fields that identify `p`.
+pub fn field_set(p: &Packet) -> u8 {
+    let no_id = u8::from(p.ip_id.is_none());
+    match p.l4 {
+        L4::Tcp { ts: Some(_), .. } => no_id,
+        L4::Tcp { ts: None, .. } => 2 + no_id,
+        L4::Icmp { echo: Some(_), .. } => 4 + no_id,
+        L4::Icmp { .. } => 6 + no_id,
+        _ => 8 + no_id,
+    }
+}
+
+/// Fingerprint and strength of one packet.
+pub fn fingerprint(p: &Packet) -> (u64, Strength) {
+    let mut b = [0u8; 48];
+    b[0] = p.tuple.proto.number();
+    let (has_id, id) = match p.ip_id {
+        Some(id) => (1u8, id),
+        None => (0, 0),
+    };
+    b[1] = has_id;
+    b[2..6].copy_from_slice(&id.to_be_bytes());
+    b[6..10].copy_from_slice(&p.payload_len.to_be_bytes());
+    b[10..18].copy_from_slice(&p.payload_digest.to_be_bytes());
+    let strength = match p.l4 {
+        L4::Tcp { seq, ack, flags, ts, .. } => {
+            b[18..22].copy_from_slice(&seq.to_be_bytes());
+            b[22..26].copy_from_slice(&ack.to_be_bytes());
+            b[26] = flags;
+            if let Some((tsval, tsecr)) = ts {
+                b[27] = 1;
+                b[28..32].copy_from_slice(&tsval.to_be_bytes());
+                b[32..36].copy_from_slice(&tsecr.to_be_bytes());
+            }
+            Strength::Strong
+        }
+        L4::Icmp {
+            icmp_type, code, echo, ..
+        } => {
+            b[18] = icmp_type;
+            b[19] = code;
+            if let Some((_id, seq)) = echo {
+                b[20] = 1;
+                b[21..23].copy_from_slice(&seq.to_be_bytes());
+            }
+            if p.ip_id.is_some() || p.payload_len >= 16 {
+                Strength::Medium
+            } else {
+                Strength::Weak
+            }
+        }
+        L4::Udp | L4::Other => {
+            if p.ip_id.is_some() && p.payload_len > 0 || p.payload_len >= 16 {
+                Strength::Medium
+            } else {
+                Strength::Weak
+            }
+        }
+    };
+    (xxh3_64(&b), strength)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Proto, Tuple};
+
+    fn pkt(src: &str, sport: u16, dst: &str, dport: u16, l4: L4, ttl: u8) -> Packet {
+        Packet {
+            ts_ns: 0,
+            point: 0,
+            link_dir: None,
+            tuple: Tuple {
+                proto: match l4 {
+                    L4::Tcp { .. } => Proto::Tcp,
+                    L4::Icmp { .. } => Proto::Icmp,
+                    _ => Proto::Udp,
+                },
+                src: src.parse().unwrap(),
+                sport,
+                dst: dst.parse().unwrap(),
+                dport,
+            },
+            ip_id: Some(4242),
+            ttl,
+            ip_len: 100,
+            l4,
+            payload_len: 48,
+            payload_digest: 0xdead_beef,
+            truncated: false,
+        }
+    }
+
+    #[test]
+    fn nat_and_ttl_do_not_change_the_fingerprint() {
+        let l4 = L4::Tcp {
+            seq: 1,
+            ack: 2,
+            flags: 0x18,
+            window: 502,
+            ts: Some((7, 8)),
+        };
+        let inside = pkt("172.17.0.2", 40000, "203.0.113.2", 80, l4, 64);
+        let outside = pkt("203.0.113.1", 8942, "203.0.113.2", 80, l4, 63);
+        assert_eq!(fingerprint(&inside), fingerprint(&outside));
+        let mut other = outside;
+        other.l4 = L4::Tcp {
+            seq: 2,
+            ack: 2,
+            flags: 0x18,
+            window: 502,
+            ts: Some((7, 8)),
+        };
+        assert_ne!(fingerprint(&inside).0, fingerprint(&other).0);
+    }
+
+    #[test]
+    fn icmp_echo_id_is_not_part_of_the_fingerprint() {
+        let a = L4::Icmp {
+            icmp_type: 8,
+            code: 0,
+            echo: Some((100, 1)),
+            quoted: None,
+        };
+        let b = L4::Icmp {
+            icmp_type: 8,
+            code: 0,
+            echo: Some((7, 1)),
+            quoted: None,
+        };
+        let c = L4::Icmp {
+            icmp_type: 8,
+            code: 0,
+            echo: Some((100, 2)),
+            quoted: None,
+        };
+        let pa = pkt("172.17.0.2", 100, "203.0.113.2", 0, a, 64);
+        let pb = pkt("203.0.113.1", 7, "203.0.113.2", 0, b, 63);
+        let pc = pkt("172.17.0.2", 100, "203.0.113.2", 0, c, 64);
+        assert_eq!(fingerprint(&pa), fingerprint(&pb));
+        assert_ne!(fingerprint(&pa).0, fingerprint(&pc).0);
+    }
+}

@@ -1,0 +1,193 @@
+//! Clock offsets between capture points. Captures taken on different hosts disagree on
+//! time; before packets can be paired within a time window their clocks must agree.
+//!
+//! For every pair of points, packets whose fingerprint occurs exactly once at each point
+//! are the same packet beyond doubt; the median of their time differences is the pair's
+//! offset (forwarding latency adds to one direction and subtracts from the other, so the
+//! median sits on the clock difference). Pairs are joined into one offset per point by a
+//! maximum spanning tree over the number of such packets, relative to the first point of
+//! each group. Points from one input file share a clock by construction, and estimates
+//! below [`SAME_CLOCK_NS`] are forwarding latency rather than skew: both are taken as 0.
+
+use serde::Serialize;
+
+use super::points::PointData;
+
+/// Offsets smaller than this are read as "same clock": a host forwards in microseconds,
+/// and NTP-synchronised hosts agree to about this much anyway.
+pub const SAME_CLOCK_NS: i64 = 1_000_000;
+
+/// How one point's clock relates to the reference point's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Offset {
+    /// Add to the reference point's time to get this point's: corrected time is
+    /// `ts - offset_ns`.
+    pub offset_ns: i64,
+    /// The raw estimate before rounding to 0 (see [`SAME_CLOCK_NS`]).
+    pub estimate_ns: i64,
+    /// The point this offset is relative to.
+    pub reference: usize,
+    /// How many unambiguous packets the estimate rests on (0: nothing to go by).
+    pub samples: usize,
+    /// Why the offset is what it is.
+    pub basis: OffsetBasis,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OffsetBasis {
+    /// The reference point itself.
+    Reference,
+    /// Another interface of the same capture file.
+    SameFile,
+    /// Estimated from packets seen at both points.
+    Estimated,
+    /// No packet in common with any other point.
+    Unrelated,
+}
+
+/// Time differences (`ts_b - ts_a`) of packets seen exactly once at each of two points.
+pub fn unique_deltas(a: &PointData, b: &PointData) -> Vec<i64> {
+    let mut out = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    let (fa, fb) = (&a.by_fp, &b.by_fp);
+    while i < fa.len() && j < fb.len() {
+        let ra = &a.recs[fa[i] as usize];
+        let rb = &b.recs[fb[j] as usize];
+        if ra.fp < rb.fp {
+            i += 1;
+        } else if ra.fp > rb.fp {
+            j += 1;
+        } else {
+            let fp = ra.fp;
+            let run_a = run_len(a, i, fp);
+            let run_b = run_len(b, j, fp);
+            if run_a == 1 && run_b == 1 {
+                out.push(rb.ts - ra.ts);
+            }
+            i += run_a;
+            j += run_b;
+        }
+    }
+    out
+}
+
+fn run_len(p: &PointData, start: usize, fp: u64) -> usize {
+    p.by_fp[start..]
+        .iter()
+        .take_while(|&&k| p.recs[k as usize].fp == fp)
+        .count()
+}
+
+pub fn median(v: &mut [i64]) -> Option<i64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_unstable();
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        // Average without overflow.
+        v[n / 2 - 1] / 2 + v[n / 2] / 2 + (v[n / 2 - 1] % 2 + v[n / 2] % 2) / 2
+    })
+}
+
+/// Estimates one offset per point. `pairs` holds, for each point pair (a < b), the
+/// median delta and the sample count.
+pub fn solve(points: &[PointData], pairs: &[(usize, usize, i64, usize)]) -> Vec<Offset> {
+    let n = points.len();
+    let mut parent: Vec<usize> = (0..n).collect();
+    fn find(parent: &mut [usize], x: usize) -> usize {
+        let mut r = x;
+        while parent[r] != r {
+            r = parent[r];
+        }
+        let mut x = x;
+        while parent[x] != r {
+            let next = parent[x];
+            parent[x] = r;
+            x = next;
+        }
+        r
+    }
+    // Tree edges: same-file pairs first (exact), then estimated pairs by sample count.
+    let mut edges: Vec<(u8, usize, usize, usize, i64)> = Vec::new();
+    for a in 0..n {
+        for b in a + 1..n {
+            if points[a].input == points[b].input {
+                edges.push((0, usize::MAX, a, b, 0));
+            }
+        }
+    }
+    for &(a, b, delta, samples) in pairs {
+        if samples > 0 && points[a].input != points[b].input {
+            edges.push((1, samples, a, b, delta));
+        }
+    }
+    edges.sort_by(|x, y| x.0.cmp(&y.0).then(y.1.cmp(&x.1)).then(x.2.cmp(&y.2)).then(x.3.cmp(&y.3)));
+    let mut adj: Vec<Vec<(usize, i64, usize, bool)>> = vec![Vec::new(); n];
+    for (kind, samples, a, b, delta) in edges {
+        let (ra, rb) = (find(&mut parent, a), find(&mut parent, b));
+        if ra != rb {
+            parent[ra.max(rb)] = ra.min(rb);
+            let same_file = kind == 0;
+            adj[a].push((b, delta, samples, same_file));
+            adj[b].push((a, -delta, samples, same_file));
+        }
+    }
+    let mut out: Vec<Option<Offset>> = vec![None; n];
+    for root in 0..n {
+        if out[root].is_some() {
+            continue;
+        }
+        let related = !adj[root].is_empty();
+        out[root] = Some(Offset {
+            offset_ns: 0,
+            estimate_ns: 0,
+            reference: root,
+            samples: 0,
+            basis: if related { OffsetBasis::Reference } else { OffsetBasis::Unrelated },
+        });
+        let mut stack = vec![root];
+        while let Some(x) = stack.pop() {
+            let (base, base_est) = out[x].as_ref().map_or((0, 0), |o| (o.offset_ns, o.estimate_ns));
+            let mut next = adj[x].clone();
+            next.sort();
+            for (y, delta, samples, same_file) in next {
+                if out[y].is_some() {
+                    continue;
+                }
+                let (offset_ns, basis) = if same_file {
+                    (base, OffsetBasis::SameFile)
+                } else if delta.abs() < SAME_CLOCK_NS {
+                    (base, OffsetBasis::Estimated)
+                } else {
+                    (base + delta, OffsetBasis::Estimated)
+                };
+                out[y] = Some(Offset {
+                    offset_ns,
+                    estimate_ns: base_est + if same_file { 0 } else { delta },
+                    reference: root,
+                    samples: if same_file { 0 } else { samples },
+                    basis,
+                });
+                stack.push(y);
+            }
+        }
+    }
+    out.into_iter().flatten().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_even_and_odd() {
+        assert_eq!(median(&mut [3, 1, 2]), Some(2));
+        assert_eq!(median(&mut [4, 1, 2, 3]), Some(2));
+        assert_eq!(median(&mut [i64::MAX, i64::MAX]), Some(i64::MAX));
+        assert_eq!(median(&mut []), None);
+    }
+}

@@ -1,0 +1,127 @@
+//! Reading captures for correlation: per capture point, the oriented flows plus one
+//! compact record per packet (fingerprint, time, flow, side, TTL), kept in two orders:
+//! by flow (for per-connection detail) and by fingerprint (for the cross-point join).
+
+use rayon::prelude::*;
+
+use super::fingerprint::{field_set, fingerprint, Strength};
+use crate::capture::{self, InputResult, InputSpec, PointInfo, ReadOptions};
+use crate::flows::{self, Flow, Side};
+use crate::model::L4;
+
+/// One packet as correlation sees it. 32 bytes, so a capture of N packets costs
+/// about 36·N bytes here (this record plus its index in fingerprint order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rec {
+    pub fp: u64,
+    pub ts: i64,
+    pub flow: u32,
+    pub side: Side,
+    pub strength: Strength,
+    pub fields: u8,
+    pub ttl: u8,
+    /// TCP flags (0 for other protocols).
+    pub tcp_flags: u8,
+}
+
+/// A capture point ready for correlation.
+#[derive(Clone, Debug)]
+pub struct PointData {
+    pub info: PointInfo,
+    /// Index of the input (command-line order) the point came from: points of one
+    /// input share a clock.
+    pub input: usize,
+    pub flows: Vec<Flow>,
+    /// Records sorted by (flow, ts); `flow_start[f]..flow_start[f + 1]` are flow f's.
+    pub recs: Vec<Rec>,
+    pub flow_start: Vec<u32>,
+    /// Indices into `recs`, sorted by (fp, ts).
+    pub by_fp: Vec<u32>,
+}
+
+impl PointData {
+    pub fn flow_recs(&self, flow: usize) -> &[Rec] {
+        let a = self.flow_start[flow] as usize;
+        let b = self.flow_start[flow + 1] as usize;
+        &self.recs[a..b]
+    }
+
+    /// Whether a record was sent by the flow's initiator.
+    pub fn is_fwd(&self, r: &Rec) -> bool {
+        self.flows[r.flow as usize].dir_index(r.side) == 0
+    }
+
+    fn new(info: PointInfo, input: usize, flows: Vec<Flow>, mut recs: Vec<Rec>) -> PointData {
+        recs.par_sort_unstable_by_key(|r| (r.flow, r.ts, r.fp));
+        let mut flow_start = vec![0u32; flows.len() + 1];
+        for r in &recs {
+            flow_start[r.flow as usize + 1] += 1;
+        }
+        for i in 1..flow_start.len() {
+            flow_start[i] += flow_start[i - 1];
+        }
+        let mut by_fp: Vec<u32> = (0..recs.len() as u32).collect();
+        by_fp.par_sort_unstable_by_key(|&i| {
+            let r = &recs[i as usize];
+            (r.fp, r.ts, i)
+        });
+        PointData {
+            info,
+            input,
+            flows,
+            recs,
+            flow_start,
+            by_fp,
+        }
+    }
+}
+
+/// Reads every input in parallel into points (in input order, then the input's own
+/// point order) and returns them with the per-input results (warnings, counters).
+pub fn read_points(specs: &[InputSpec], opts: &ReadOptions) -> (Vec<PointData>, Vec<InputResult>) {
+    let per_input: Vec<(InputResult, Vec<(Vec<Flow>, Vec<Rec>)>)> = specs
+        .par_iter()
+        .map(|spec| {
+            let mut recs: Vec<Vec<Rec>> = Vec::new();
+            let f = flows::read_input_flows(spec, opts, |local, flow, side, p| {
+                if recs.len() <= local {
+                    recs.resize_with(local + 1, Vec::new);
+                }
+                let (fp, strength) = fingerprint(p);
+                recs[local].push(Rec {
+                    fp,
+                    ts: p.ts_ns,
+                    flow: flow as u32,
+                    side,
+                    strength,
+                    fields: field_set(p),
+                    ttl: p.ttl,
+                    tcp_flags: match p.l4 {
+                        L4::Tcp { flags, .. } => flags,
+                        _ => 0,
+                    },
+                });
+            });
+            recs.resize_with(f.points.len(), Vec::new);
+            let mut sorted: Vec<Vec<Rec>> = vec![Vec::new(); f.points.len()];
+            for (local, r) in recs.into_iter().enumerate() {
+                sorted[f.input.remap[local]] = r;
+            }
+            let points = f.points.into_iter().zip(sorted).map(|(p, r)| (p.flows, r)).collect();
+            (f.input, points)
+        })
+        .collect();
+    let mut inputs: Vec<InputResult> = per_input.iter().map(|(i, _)| i.clone()).collect();
+    capture::assign_names(specs, &mut inputs);
+    let mut points = Vec::new();
+    for (input_idx, ((_, pts), input)) in per_input.into_iter().zip(&inputs).enumerate() {
+        for ((flows, recs), info) in pts.into_iter().zip(&input.points) {
+            points.push((info.clone(), input_idx, flows, recs));
+        }
+    }
+    let points = points
+        .into_par_iter()
+        .map(|(info, input, flows, recs)| PointData::new(info, input, flows, recs))
+        .collect();
+    (points, inputs)
+}

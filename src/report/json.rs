@@ -1,0 +1,276 @@
+//! The `natcheck.report/1` JSON document (documented in docs/json-schema.md). Field
+//! names and meanings are a contract: add fields, never rename or repurpose them.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::time::rfc3339_ns;
+use crate::capture::InputStats;
+use crate::correlate::{Connection, Correlation, Gap, Hop, Latency, Link, PortRealloc, Related};
+use crate::diag::Warning;
+use crate::flows::InitiatorEvidence;
+use crate::model::{tcp_flags, NatKind, Proto};
+
+pub const SCHEMA: &str = "natcheck.report/1";
+
+#[derive(Serialize)]
+pub struct Report<'a, F: Serialize> {
+    pub schema: &'static str,
+    pub generator: Generator,
+    pub config: ConfigJson,
+    pub inputs: Vec<InputJson<'a>>,
+    pub points: Vec<PointJson<'a>>,
+    pub connections: Vec<ConnectionJson<'a, F>>,
+    pub findings: Vec<F>,
+    pub warnings: Vec<&'a Warning>,
+    pub summary: Summary,
+}
+
+#[derive(Serialize)]
+pub struct Generator {
+    pub name: &'static str,
+    pub version: &'static str,
+}
+
+#[derive(Serialize)]
+pub struct ConfigJson {
+    pub window_ns: i64,
+}
+
+#[derive(Serialize)]
+pub struct InputJson<'a> {
+    pub source: &'a str,
+    #[serde(flatten)]
+    pub stats: &'a InputStats,
+}
+
+#[derive(Serialize)]
+pub struct PointJson<'a> {
+    pub name: &'a str,
+    pub source: &'a str,
+    pub linktype: &'a str,
+    pub interface: Option<&'a str>,
+    pub packets: u64,
+    pub flows: usize,
+    pub first_seen: Option<String>,
+    pub last_seen: Option<String>,
+    /// This point's clock minus the reference point's clock.
+    pub clock_offset_ns: i64,
+    pub clock_reference: &'a str,
+    pub clock_samples: usize,
+    pub clock_basis: crate::correlate::offset::OffsetBasis,
+}
+
+#[derive(Serialize)]
+pub struct HopJson<'a> {
+    pub point: &'a str,
+    #[serde(flatten)]
+    pub tuple: &'a crate::model::Tuple,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub packets_fwd: u64,
+    pub packets_rev: u64,
+    pub bytes_fwd: u64,
+    pub bytes_rev: u64,
+    pub ttl_fwd: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_state: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+pub struct GapJson {
+    pub packets: u64,
+    pub first: Option<String>,
+    pub last: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_tcp_flags: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct UnmatchedJson {
+    pub lost_fwd: GapJson,
+    pub lost_rev: GapJson,
+    pub appeared_fwd: GapJson,
+    pub appeared_rev: GapJson,
+}
+
+#[derive(Serialize)]
+pub struct TranslationJson<'a> {
+    pub from: &'a str,
+    pub to: &'a str,
+    pub kind: NatKind,
+    pub port_reallocated: bool,
+    pub src_addr_changed: bool,
+    pub sport_changed: bool,
+    pub dst_addr_changed: bool,
+    pub dport_changed: bool,
+    pub confidence: f64,
+    pub evidence: &'a crate::correlate::LinkEvidence,
+    pub latency: Option<&'a Latency>,
+    pub unmatched: UnmatchedJson,
+    pub port_realloc: Option<&'a PortRealloc>,
+}
+
+#[derive(Serialize)]
+pub struct ConnectionJson<'a, F: Serialize> {
+    pub id: &'a str,
+    pub proto: Proto,
+    pub initiator_evidence: InitiatorEvidence,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub hops: Vec<HopJson<'a>>,
+    pub translations: Vec<TranslationJson<'a>>,
+    pub related: &'a [Related],
+    pub findings: Vec<F>,
+}
+
+#[derive(Serialize, Default)]
+pub struct Summary {
+    pub points: usize,
+    pub connections: usize,
+    /// Connections seen at two or more points.
+    pub correlated: usize,
+    /// Connections seen at one point only.
+    pub single_point: usize,
+    /// Connections by the translation between their first and last hop.
+    pub by_kind: BTreeMap<&'static str, usize>,
+    pub port_reallocations: usize,
+    pub findings_by_severity: BTreeMap<String, usize>,
+}
+
+/// The end-to-end translation of a connection: from its first hop to its last.
+pub fn end_to_end(c: &Connection) -> Option<crate::model::NatChange> {
+    let (first, last) = (c.hops.first()?, c.hops.last()?);
+    (c.hops.len() > 1).then(|| crate::model::NatChange::between(&first.flow.tuple, &last.flow.tuple))
+}
+
+fn gap(g: &Gap) -> GapJson {
+    GapJson {
+        packets: g.packets,
+        first: g.first_ns.map(rfc3339_ns),
+        last: g.last_ns.map(rfc3339_ns),
+        first_tcp_flags: g.first_tcp_flags.map(tcp_flags::to_string),
+    }
+}
+
+fn hop<'a>(c: &'a Correlation, h: &'a Hop) -> HopJson<'a> {
+    let f = &h.flow;
+    HopJson {
+        point: &c.points[h.point].name,
+        tuple: &f.tuple,
+        first_seen: rfc3339_ns(h.first_ns),
+        last_seen: rfc3339_ns(h.last_ns),
+        packets_fwd: f.packets[0],
+        packets_rev: f.packets[1],
+        bytes_fwd: f.bytes[0],
+        bytes_rev: f.bytes[1],
+        ttl_fwd: h.fwd_ttl,
+        tcp_state: (f.tuple.proto == Proto::Tcp).then(|| crate::commands::flows::tcp_state(&f.tcp)),
+    }
+}
+
+fn translation<'a>(c: &'a Correlation, conn: &'a Connection, l: &'a Link) -> TranslationJson<'a> {
+    TranslationJson {
+        from: &c.points[conn.hops[l.from].point].name,
+        to: &c.points[conn.hops[l.to].point].name,
+        kind: l.change.kind,
+        port_reallocated: l.change.port_reallocated,
+        src_addr_changed: l.change.src_addr_changed,
+        sport_changed: l.change.sport_changed,
+        dst_addr_changed: l.change.dst_addr_changed,
+        dport_changed: l.change.dport_changed,
+        confidence: l.confidence,
+        evidence: &l.evidence,
+        latency: l.latency.as_ref(),
+        unmatched: UnmatchedJson {
+            lost_fwd: gap(&l.unmatched.lost_fwd),
+            lost_rev: gap(&l.unmatched.lost_rev),
+            appeared_fwd: gap(&l.unmatched.appeared_fwd),
+            appeared_rev: gap(&l.unmatched.appeared_rev),
+        },
+        port_realloc: l.port_realloc.as_ref(),
+    }
+}
+
+/// Builds the report document. `findings_of(connection index)` supplies each
+/// connection's findings; `findings` are all of them (report-level list).
+pub fn build<'a, F: Serialize + Clone>(
+    c: &'a Correlation,
+    warnings: Vec<&'a Warning>,
+    findings: Vec<F>,
+    findings_of: impl Fn(usize) -> Vec<F>,
+    severities: BTreeMap<String, usize>,
+) -> Report<'a, F> {
+    let mut summary = Summary {
+        points: c.points.len(),
+        connections: c.connections.len(),
+        findings_by_severity: severities,
+        ..Default::default()
+    };
+    for conn in &c.connections {
+        match end_to_end(conn) {
+            Some(ch) => {
+                summary.correlated += 1;
+                *summary.by_kind.entry(ch.kind.as_str()).or_insert(0) += 1;
+            }
+            None => summary.single_point += 1,
+        }
+        summary.port_reallocations += conn.links.iter().filter(|l| l.change.port_reallocated).count();
+    }
+    Report {
+        schema: SCHEMA,
+        generator: Generator {
+            name: "natcheck",
+            version: env!("CARGO_PKG_VERSION"),
+        },
+        config: ConfigJson {
+            window_ns: c.config.window_ns,
+        },
+        inputs: c
+            .inputs
+            .iter()
+            .map(|i| InputJson {
+                source: &i.source,
+                stats: &i.stats,
+            })
+            .collect(),
+        points: c
+            .points
+            .iter()
+            .map(|p| PointJson {
+                name: &p.name,
+                source: &p.source,
+                linktype: &p.linktype,
+                interface: p.interface.as_deref(),
+                packets: p.packets,
+                flows: p.flows,
+                first_seen: p.first_ns.map(rfc3339_ns),
+                last_seen: p.last_ns.map(rfc3339_ns),
+                clock_offset_ns: p.clock.offset_ns,
+                clock_reference: &c.points[p.clock.reference].name,
+                clock_samples: p.clock.samples,
+                clock_basis: p.clock.basis,
+            })
+            .collect(),
+        connections: c
+            .connections
+            .iter()
+            .enumerate()
+            .map(|(i, conn)| ConnectionJson {
+                id: &conn.id,
+                proto: conn.proto,
+                initiator_evidence: conn.initiator,
+                first_seen: rfc3339_ns(conn.first_ns()),
+                last_seen: rfc3339_ns(conn.last_ns()),
+                hops: conn.hops.iter().map(|h| hop(c, h)).collect(),
+                translations: conn.links.iter().map(|l| translation(c, conn, l)).collect(),
+                related: &conn.related,
+                findings: findings_of(i),
+            })
+            .collect(),
+        findings,
+        warnings,
+        summary,
+    }
+}

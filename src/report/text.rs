@@ -1,0 +1,278 @@
+//! The plain-text correlation report: a header with the points and their clocks, then
+//! one block per connection showing the tuple at every hop and, between hops, what NAT
+//! did and the evidence for it. Made to be read in a terminal and pasted into tickets.
+
+use std::fmt::Write;
+
+use super::json::end_to_end;
+use super::table::{Align, Table};
+use super::time::{rfc3339_ns, secs, short};
+use crate::correlate::offset::OffsetBasis;
+use crate::correlate::{Connection, Correlation, Gap, Link};
+use crate::model::{fmt_endpoint, tcp_flags, NatKind, Proto, Tuple};
+
+fn ep(t: &Tuple, src: bool) -> String {
+    let (a, p) = if src { (t.src, t.sport) } else { (t.dst, t.dport) };
+    if t.proto.has_ports() {
+        fmt_endpoint(a, Some(p))
+    } else if t.proto.is_icmp() && src {
+        format!("{a} id={p}")
+    } else {
+        a.to_string()
+    }
+}
+
+pub fn tuple_text(t: &Tuple) -> String {
+    format!("{} -> {}", ep(t, true), ep(t, false))
+}
+
+/// What changed, in words: `src 172.17.0.2:40000 => 203.0.113.1:40000`.
+fn change_text(before: &Tuple, after: &Tuple, l: &Link) -> String {
+    let mut parts = Vec::new();
+    if l.change.src_addr_changed || l.change.sport_changed {
+        parts.push(format!("src {} => {}", ep(before, true), ep(after, true)));
+    }
+    if l.change.dst_addr_changed || l.change.dport_changed {
+        parts.push(format!("dst {} => {}", ep(before, false), ep(after, false)));
+    }
+    parts.join(", ")
+}
+
+fn clock_text(c: &Correlation, i: usize) -> String {
+    let p = &c.points[i];
+    match p.clock.basis {
+        OffsetBasis::Reference => "reference".into(),
+        OffsetBasis::Unrelated => "unrelated (no packet in common)".into(),
+        OffsetBasis::SameFile => format!("same file as {}", c.points[p.clock.reference].name),
+        OffsetBasis::Estimated => {
+            let sign = if p.clock.offset_ns >= 0 { "+" } else { "" };
+            let raw = if p.clock.offset_ns == 0 && p.clock.estimate_ns != 0 {
+                format!(", raw {}", short(p.clock.estimate_ns))
+            } else {
+                String::new()
+            };
+            format!(
+                "{sign}{} vs {} ({} packets{raw})",
+                secs(p.clock.offset_ns),
+                c.points[p.clock.reference].name,
+                p.clock.samples
+            )
+        }
+    }
+}
+
+fn gap_text(what: &str, g: &Gap) -> Option<String> {
+    if g.packets == 0 {
+        return None;
+    }
+    let first = match g.first_tcp_flags {
+        Some(f) => format!(", first [{}] at {}", tcp_flags::to_string(f), rfc3339_ns(g.first_ns.unwrap_or(0))),
+        None => format!(", first at {}", rfc3339_ns(g.first_ns.unwrap_or(0))),
+    };
+    Some(format!("{} {what}{first}", g.packets))
+}
+
+/// Short label for a connection's end-to-end translation.
+pub fn kind_label(c: &Connection) -> String {
+    match end_to_end(c) {
+        None => "single point".into(),
+        Some(ch) => {
+            let mut s = ch.kind.as_str().to_string();
+            if ch.port_reallocated {
+                s.push_str(", port reallocated");
+            }
+            s
+        }
+    }
+}
+
+/// The connection block, also used by the Markdown renderer.
+pub fn connection_block(c: &Correlation, conn: &Connection, extra: &[String]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}  {}  {}  +{}  {}",
+        conn.id,
+        conn.proto,
+        rfc3339_ns(conn.first_ns()),
+        secs(conn.last_ns() - conn.first_ns()),
+        kind_label(conn)
+    );
+    let width = conn
+        .hops
+        .iter()
+        .map(|h| c.points[h.point].name.chars().count())
+        .max()
+        .unwrap_or(0);
+    for (i, h) in conn.hops.iter().enumerate() {
+        let f = &h.flow;
+        let state = if f.tuple.proto == Proto::Tcp {
+            format!("  {}", crate::commands::flows::tcp_state(&f.tcp))
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "    {:<width$}  {}   {}>/{}< pkts{}",
+            c.points[h.point].name,
+            tuple_text(&f.tuple),
+            f.packets[0],
+            f.packets[1],
+            state
+        );
+        if let Some(l) = conn.links.get(i) {
+            let next = &conn.hops[i + 1].flow.tuple;
+            let what = if l.change.kind == NatKind::None {
+                "no translation".to_string()
+            } else {
+                format!("{}  {}", l.change.kind, change_text(&f.tuple, next, l))
+            };
+            let _ = writeln!(out, "      | {what}");
+            if let Some(pr) = &l.port_realloc {
+                let why = match (&pr.colliding, pr.colliding_started_first) {
+                    (Some(id), Some(true)) => format!("{id} already held {}", pr.wanted_sport),
+                    (Some(id), _) => format!("{id} holds {} (it started later)", pr.wanted_sport),
+                    (None, _) => "no connection holding it was captured (random port selection, a port range, or an unseen holder)".into(),
+                };
+                let _ = writeln!(out, "      | source port {} -> {}: {why}", pr.wanted_sport, pr.got_sport);
+            }
+            let lat = match &l.latency {
+                Some(lat) => format!(
+                    ", latency {}p50 {} max {}",
+                    lat.first_ns.map(|f| format!("first {} ", short(f))).unwrap_or_default(),
+                    short(lat.p50_ns),
+                    short(lat.max_ns)
+                ),
+                None => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "      | matched {}>/{}< on {}; confidence {:.4}{lat}",
+                l.evidence.matched_fwd,
+                l.evidence.matched_rev,
+                if l.evidence.fields.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    l.evidence.fields.join(",")
+                },
+                l.confidence
+            );
+            let next_name = &c.points[conn.hops[i + 1].point].name;
+            let this_name = &c.points[h.point].name;
+            for line in [
+                gap_text(&format!("initiator packets not seen at {next_name}"), &l.unmatched.lost_fwd),
+                gap_text(&format!("responder packets not seen at {this_name}"), &l.unmatched.lost_rev),
+                gap_text(&format!("initiator packets seen only at {next_name}"), &l.unmatched.appeared_fwd),
+                gap_text(&format!("responder packets seen only at {this_name}"), &l.unmatched.appeared_rev),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let _ = writeln!(out, "      | {line}");
+            }
+        }
+    }
+    for r in &conn.related {
+        let _ = writeln!(
+            out,
+            "    related: {} packets at {} also match {} at {}",
+            r.matched_packets, r.point, r.connection, r.other_point
+        );
+    }
+    for e in extra {
+        let _ = writeln!(out, "    {e}");
+    }
+    out
+}
+
+/// The point table (name, source, packets, flows, time span, clock).
+pub fn points_table(c: &Correlation) -> Table {
+    let mut t = Table::new(&[
+        ("point", Align::Left),
+        ("source", Align::Left),
+        ("packets", Align::Right),
+        ("flows", Align::Right),
+        ("first packet", Align::Left),
+        ("span", Align::Right),
+        ("clock", Align::Left),
+    ]);
+    for (i, p) in c.points.iter().enumerate() {
+        t.row(vec![
+            p.name.clone(),
+            p.source.clone(),
+            p.packets.to_string(),
+            p.flows.to_string(),
+            p.first_ns.map(rfc3339_ns).unwrap_or_else(|| "-".into()),
+            match (p.first_ns, p.last_ns) {
+                (Some(a), Some(b)) => secs(b - a),
+                _ => "-".into(),
+            },
+            clock_text(c, i),
+        ]);
+    }
+    t
+}
+
+/// One line per connection: id, proto, path, end-to-end translation, first and last tuple.
+pub fn connections_table(c: &Correlation) -> Table {
+    let mut t = Table::new(&[
+        ("id", Align::Left),
+        ("proto", Align::Left),
+        ("path", Align::Left),
+        ("nat", Align::Left),
+        ("first hop", Align::Left),
+        ("last hop", Align::Left),
+    ]);
+    for conn in &c.connections {
+        let path: Vec<&str> = conn.hops.iter().map(|h| c.points[h.point].name.as_str()).collect();
+        let first = &conn.hops[0].flow.tuple;
+        let last = &conn.hops[conn.hops.len() - 1].flow.tuple;
+        t.row(vec![
+            conn.id.clone(),
+            conn.proto.to_string(),
+            path.join(" > "),
+            kind_label(conn),
+            tuple_text(first),
+            if conn.hops.len() > 1 { tuple_text(last) } else { "-".into() },
+        ]);
+    }
+    t
+}
+
+/// Headline counts.
+pub fn summary_line(c: &Correlation) -> String {
+    let mut by_kind: std::collections::BTreeMap<&str, usize> = Default::default();
+    let mut single = 0;
+    let mut realloc = 0;
+    for conn in &c.connections {
+        match end_to_end(conn) {
+            Some(ch) => *by_kind.entry(ch.kind.as_str()).or_insert(0) += 1,
+            None => single += 1,
+        }
+        realloc += conn.links.iter().filter(|l| l.change.port_reallocated).count();
+    }
+    let kinds: Vec<String> = by_kind.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    format!(
+        "{} points, {} connections: {} seen at several points ({}), {} at one point only; {} source port reallocations",
+        c.points.len(),
+        c.connections.len(),
+        c.connections.len() - single,
+        if kinds.is_empty() { "none".into() } else { kinds.join(", ") },
+        single,
+        realloc
+    )
+}
+
+/// The whole text report. `extra(i)` adds lines (findings) under connection `i`.
+pub fn render(c: &Correlation, extra: impl Fn(usize) -> Vec<String>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{}\n", summary_line(c));
+    out.push_str(&points_table(c).render(""));
+    out.push('\n');
+    out.push_str(&connections_table(c).render(""));
+    for (i, conn) in c.connections.iter().enumerate() {
+        out.push('\n');
+        out.push_str(&connection_block(c, conn, &extra(i)));
+    }
+    out
+}
