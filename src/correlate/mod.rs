@@ -584,8 +584,30 @@ fn build_connection(points: &[PointData], nodes: &[(usize, u32)], members: &[usi
                 .map_or(h.first_ns, |r| r.ts - off[h.point])
         })
         .collect();
+    // Within one TTL (a veth and its bridge, or several interfaces of one capture with
+    // coarse timestamps) every matched packet votes: an initiator packet seen earlier at
+    // x says x is upstream, a responder packet seen earlier at x says x is downstream.
+    let mut wins = vec![0i64; hops.len()];
+    for x in 0..hops.len() {
+        for y in x + 1..hops.len() {
+            if hops[x].fwd_ttl != hops[y].fwd_ttl {
+                continue;
+            }
+            let v = precedence_votes(points, &hops[x], &hops[y], off, window);
+            wins[x] += v;
+            wins[y] -= v;
+        }
+    }
     let mut order: Vec<usize> = (0..hops.len()).collect();
-    order.sort_by_key(|&i| (std::cmp::Reverse(hops[i].fwd_ttl), first_fwd[i], hops[i].point, hops[i].flow_idx));
+    order.sort_by_key(|&i| {
+        (
+            std::cmp::Reverse(hops[i].fwd_ttl),
+            std::cmp::Reverse(wins[i]),
+            first_fwd[i],
+            hops[i].point,
+            hops[i].flow_idx,
+        )
+    });
     hops = order.iter().map(|&i| hops[i].clone()).collect();
     let initiator = hops.iter().map(|h| h.flow.initiator).min().unwrap_or(InitiatorEvidence::FirstPacket);
 
@@ -602,6 +624,20 @@ fn build_connection(points: &[PointData], nodes: &[(usize, u32)], members: &[usi
         related: Vec::new(),
         initiator,
     }
+}
+
+/// Positive when the packets of `x` and `y` say `x` is upstream of `y`, negative when
+/// they say the opposite: the count of matched packets that agree minus those that don't.
+fn precedence_votes(points: &[PointData], x: &Hop, y: &Hop, off: &[i64], window: i64) -> i64 {
+    let (px, py) = (&points[x.point], &points[y.point]);
+    let (rx, ry) = (px.flow_recs(x.flow_idx), py.flow_recs(y.flow_idx));
+    let mut votes = 0i64;
+    for (i, j) in match_flows(rx, off[x.point], ry, off[y.point], window, x.point == y.point) {
+        let (tx, ty) = (rx[i].ts - off[x.point], ry[j].ts - off[y.point]);
+        let earlier = (tx < ty) as i64 - (ty < tx) as i64;
+        votes += if px.is_fwd(&rx[i]) { earlier } else { -earlier };
+    }
+    votes
 }
 
 fn link(points: &[PointData], up: &Hop, down: &Hop, i: usize, off: &[i64], window: i64) -> Link {
