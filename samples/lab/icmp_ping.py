@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """ICMP echo client for the NAT lab (a small, bounded ping).
 
-Sends --count echo requests with identifier --ident and sequence numbers 1..N,
-each carrying a 16-byte timestamp-and-pattern payload like ping's, and waits up
-to --timeout for each reply. Needs a raw socket (root). Exit status 0 when every
-request was answered.
+Sends --count echo requests (ICMP, or ICMPv6 when --dst is an IPv6 address)
+with identifier --ident and sequence numbers 1..N, each carrying a 16-byte
+timestamp-and-pattern payload like ping's, and waits up to --timeout for each
+reply. Needs a raw socket (root). Exit status 0 when every request was answered.
 """
 import argparse
 import socket
@@ -31,14 +31,22 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=1.0)
     args = ap.parse_args()
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    v6 = ":" in args.dst
+    if v6:
+        # The kernel fills in the ICMPv6 checksum (it covers a pseudo-header), and
+        # raw ICMPv6 sockets deliver the message without the IPv6 header.
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+        req_type, rep_type = 128, 129
+    else:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        req_type, rep_type = 8, 0
     answered = 0
     for seq in range(1, args.count + 1):
         now = time.time()
         payload = struct.pack("!II", int(now), int((now % 1) * 1e6)) + bytes(range(0x10, 0x18))
-        header = struct.pack("!BBHHH", 8, 0, 0, args.ident, seq)
-        csum = checksum(header + payload)
-        packet = struct.pack("!BBHHH", 8, 0, csum, args.ident, seq) + payload
+        header = struct.pack("!BBHHH", req_type, 0, 0, args.ident, seq)
+        csum = 0 if v6 else checksum(header + payload)
+        packet = struct.pack("!BBHHH", req_type, 0, csum, args.ident, seq) + payload
         sock.sendto(packet, (args.dst, 0))
         deadline = time.monotonic() + args.timeout
         while True:
@@ -51,12 +59,12 @@ def main() -> int:
                 data, peer = sock.recvfrom(2048)
             except socket.timeout:
                 continue
-            ihl = (data[0] & 0x0F) * 4
-            icmp = data[ihl : ihl + 8]
+            start = 0 if v6 else (data[0] & 0x0F) * 4
+            icmp = data[start : start + 8]
             if len(icmp) < 8:
                 continue
             typ, _code, _sum, ident, rseq = struct.unpack("!BBHHH", icmp)
-            if typ == 0 and ident == args.ident and rseq == seq:
+            if typ == rep_type and ident == args.ident and rseq == seq:
                 answered += 1
                 print(f"seq {seq} answered by {peer[0]}", flush=True)
                 break

@@ -215,11 +215,18 @@ topo_up() {
   hx sysctl -q -w net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
   if [[ $v6 == 1 ]]; then
     hx sysctl -q -w net.ipv6.conf.all.forwarding=1
-    # Router advertisements and DAD probes would only add noise to the captures.
-    local n
+    # Keep IPv6's own chatter out of the captures: no link-local addresses
+    # (addr_gen_mode 1), no DAD, no router solicitations or advertisements, and the
+    # unsolicited MLD reports for the addresses' groups repeated within 10 ms, so
+    # they are over before the captures start.
+    local n k
     for n in "$NS_HOST" "$NS_C1" "$NS_C2" "$NS_OUT"; do
-      nsx "$n" sysctl -q -w net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 \
-        net.ipv6.conf.default.router_solicitations=0 net.ipv6.conf.all.router_solicitations=0
+      for k in all default; do
+        nsx "$n" sysctl -q -w net.ipv6.conf.$k.addr_gen_mode=1 net.ipv6.conf.$k.accept_dad=0 \
+          net.ipv6.conf.$k.router_solicitations=0 net.ipv6.conf.$k.accept_ra=0 \
+          net.ipv6.conf.$k.mldv1_unsolicited_report_interval=10 \
+          net.ipv6.conf.$k.mldv2_unsolicited_report_interval=10
+      done
     done
   fi
 
@@ -378,11 +385,15 @@ stop_recording() {
   stop "$EV_PID" INT
   # iptables-save's "# Generated ... on <date>" comments would only add noise.
   hx iptables-save | sed '/^# /d' >"$SCEN_DIR/iptables.txt"
+  hx conntrack -S >"$SCEN_DIR/conntrack-stats.txt" 2>>"$LOGS/conntrack-S.log"
+  chmod 644 "$SCEN_DIR"/*.pcap*
 }
 
 # snapshot [SUFFIX]: conntrack table of the host namespace, now.
 snapshot() {
   local sfx=${1:-}
+  # Let delayed ACKs go out first, so that entries are not caught with data in flight.
+  sleep 0.25
   hx conntrack -L -o extended,id >"$SCEN_DIR/conntrack$sfx.txt" 2>>"$LOGS/conntrack-L.log"
   if hx test -r /proc/net/nf_conntrack; then
     hx cat /proc/net/nf_conntrack >"$SCEN_DIR/conntrack-proc$sfx.txt"
@@ -463,6 +474,258 @@ scenario_masquerade() {
   editcap -F pcap -t 3.5 "$SCEN_DIR/eth0.pcap" "$SCEN_DIR/shifted/eth0.pcap"
 }
 
+# Docker's rules for `docker run -p 8080:80 -p 8053:53/udp` on container c1.
+scenario_published_port() {
+  IFACES=(docker0 eth0 veth-c1)
+  {
+    docker_filter_base
+    echo "-A DOCKER -d $C1_IP/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT"
+    echo "-A DOCKER -d $C1_IP/32 ! -i docker0 -o docker0 -p udp -m udp --dport 53 -j ACCEPT"
+    echo COMMIT
+    docker_nat_base
+    echo "$MASQ_RULE"
+    echo "-A POSTROUTING -s $C1_IP/32 -d $C1_IP/32 -p tcp -m tcp --dport 80 -j MASQUERADE"
+    echo "-A POSTROUTING -s $C1_IP/32 -d $C1_IP/32 -p udp -m udp --dport 53 -j MASQUERADE"
+    echo "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination $C1_IP:80"
+    echo "-A DOCKER ! -i docker0 -p udp -m udp --dport 8053 -j DNAT --to-destination $C1_IP:53"
+    echo COMMIT
+  } | apply_rules
+  server web "$NS_C1" tcp_server.py --port 80 --lifetime 30
+  server dns "$NS_C1" udp_server.py --port 53 --lifetime 30
+  start_recording
+  run o1 "$NS_OUT" tcp_client.py --src "$REMOTE_CLI" --dst "$HOST_IP" --port 8080 --requests 2 --tag ext1
+  run o2 "$NS_OUT" tcp_client.py --src "$SRV_IP" --dst "$HOST_IP" --port 8080 --requests 3 --tag ext2
+  client h1 "$NS_OUT" tcp_client.py --src "$REMOTE_CLI" --dst "$HOST_IP" --port 8080 --requests 2 --tag exthold \
+    --ready "$SYNC/h1" --release "$SYNC/release"
+  local h1=$LAST_PID
+  run udp "$NS_OUT" udp_client.py --src "$REMOTE_CLI" --dst "$HOST_IP" --port 8053 --count 2 --name ext.example
+  wait_file "$SYNC/h1" 5
+  snapshot
+  touch "$SYNC/release"
+  expect_ok "$h1"
+  kill_servers
+  stop_recording
+}
+
+# Two containers connect from the same source port to the same server ip:port
+# (TCP, UDP, and ICMP echo with the same identifier): MASQUERADE keeps the first
+# mapping and has to move the second.
+scenario_port_collision() {
+  IFACES=(docker0 eth0 veth-c1)
+  { docker_filter_base; echo COMMIT; docker_nat_base; echo "$MASQ_RULE"; echo COMMIT; } | apply_rules
+  server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --lifetime 30
+  server srv-udp "$NS_OUT" udp_server.py --port 53 --lifetime 30
+  start_recording
+  client h1 "$NS_C1" tcp_client.py --sport 40000 --dst "$SRV_IP" --port 7000 --requests 2 --tag c1 \
+    --ready "$SYNC/h1" --release "$SYNC/release"
+  local h1=$LAST_PID
+  wait_file "$SYNC/h1" 5
+  client h2 "$NS_C2" tcp_client.py --sport 40000 --dst "$SRV_IP" --port 7000 --requests 2 --tag c2 \
+    --ready "$SYNC/h2" --release "$SYNC/release"
+  local h2=$LAST_PID
+  wait_file "$SYNC/h2" 5
+  run udp "$NS_C1" udp_client.py --sport 40001 --dst "$SRV_IP" --count 2 --name c1.example
+  run udp "$NS_C2" udp_client.py --sport 40001 --dst "$SRV_IP" --count 2 --name c2.example
+  run icmp "$NS_C1" icmp_ping.py --dst "$SRV_IP" --count 2 --ident 20035
+  run icmp "$NS_C2" icmp_ping.py --dst "$SRV_IP" --count 2 --ident 20035
+  snapshot
+  touch "$SYNC/release"
+  expect_ok "$h1"
+  expect_ok "$h2"
+  kill_servers
+  stop_recording
+}
+
+# kube-proxy (iptables mode) NodePort 30080 -> 172.17.0.2:80: DNAT in PREROUTING,
+# and MASQUERADE of marked traffic to the address of the output interface
+# (docker0, 172.17.0.1). Chain names are kube-proxy's, with readable suffixes in
+# place of its hashes.
+scenario_nodeport() {
+  IFACES=(docker0 eth0 veth-c1)
+  apply_rules <<EOF
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:KUBE-FORWARD - [0:0]
+-A FORWARD -m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD
+-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP
+-A KUBE-FORWARD -m comment --comment "kubernetes forwarding rules" -m mark --mark 0x4000/0x4000 -j ACCEPT
+-A KUBE-FORWARD -m comment --comment "kubernetes forwarding conntrack rule" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+COMMIT
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:KUBE-EXT-WEB - [0:0]
+:KUBE-MARK-MASQ - [0:0]
+:KUBE-NODEPORTS - [0:0]
+:KUBE-POSTROUTING - [0:0]
+:KUBE-SEP-WEB1 - [0:0]
+:KUBE-SERVICES - [0:0]
+:KUBE-SVC-WEB - [0:0]
+-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING
+$MASQ_RULE
+-A KUBE-EXT-WEB -m comment --comment "masquerade traffic for default/web external destinations" -j KUBE-MARK-MASQ
+-A KUBE-EXT-WEB -j KUBE-SVC-WEB
+-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000
+-A KUBE-NODEPORTS -p tcp -m comment --comment "default/web" -m tcp --dport 30080 -j KUBE-EXT-WEB
+-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN
+-A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0
+-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully
+-A KUBE-SEP-WEB1 -p tcp -m comment --comment "default/web" -m tcp -j DNAT --to-destination $C1_IP:80
+-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS
+-A KUBE-SVC-WEB -m comment --comment "default/web -> $C1_IP:80" -j KUBE-SEP-WEB1
+COMMIT
+EOF
+  server web "$NS_C1" tcp_server.py --port 80 --lifetime 30
+  start_recording
+  run o1 "$NS_OUT" tcp_client.py --src "$REMOTE_CLI" --dst "$HOST_IP" --port 30080 --requests 2 --tag np1
+  run o2 "$NS_OUT" tcp_client.py --src "$SRV_IP" --dst "$HOST_IP" --port 30080 --requests 2 --tag np2
+  client h1 "$NS_OUT" tcp_client.py --src "$REMOTE_CLI" --dst "$HOST_IP" --port 30080 --requests 3 --tag nphold \
+    --ready "$SYNC/h1" --release "$SYNC/release"
+  local h1=$LAST_PID
+  wait_file "$SYNC/h1" 5
+  snapshot
+  touch "$SYNC/release"
+  expect_ok "$h1"
+  kill_servers
+  stop_recording
+}
+
+# SNAT to a 4-port range with --random-fully instead of MASQUERADE. A range needs
+# a protocol, hence one rule for TCP and one for UDP.
+scenario_snat_random_fully() {
+  IFACES=(docker0 eth0 veth-c1)
+  {
+    docker_filter_base
+    echo COMMIT
+    docker_nat_base
+    echo "-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -p tcp -j SNAT --to-source $HOST_IP:20000-20003 --random-fully"
+    echo "-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -p udp -j SNAT --to-source $HOST_IP:20000-20003 --random-fully"
+    echo COMMIT
+  } | apply_rules
+  server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --lifetime 30
+  server srv-udp "$NS_OUT" udp_server.py --port 53 --lifetime 30
+  start_recording
+  local pids=() n ns
+  for n in 1 2 3; do
+    ns=$NS_C1
+    [[ $n == 3 ]] && ns=$NS_C2
+    client "h$n" "$ns" tcp_client.py --dst "$SRV_IP" --port 7000 --requests 2 --tag "rf$n" \
+      --ready "$SYNC/h$n" --release "$SYNC/release"
+    pids+=("$LAST_PID")
+    wait_file "$SYNC/h$n" 5
+  done
+  run udp "$NS_C1" udp_client.py --dst "$SRV_IP" --count 2 --name rf.example
+  snapshot
+  touch "$SYNC/release"
+  for n in "${pids[@]}"; do expect_ok "$n"; done
+  kill_servers
+  stop_recording
+}
+
+# Docker's rules plus a DROP in FORWARD for TCP port 9090: the SYNs to 9090 reach
+# docker0 and never eth0, while port 7000 works.
+scenario_fault_forward_drop() {
+  IFACES=(docker0 eth0 veth-c1)
+  { docker_filter_base; echo COMMIT; docker_nat_base; echo "$MASQ_RULE"; echo COMMIT; } | apply_rules
+  hx iptables -I FORWARD -p tcp -m tcp --dport 9090 -j DROP
+  server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --port 9090 --lifetime 30
+  start_recording
+  client blocked "$NS_C1" tcp_client.py --dst "$SRV_IP" --port 9090 --connect-timeout 3 --expect-fail --tag blocked
+  local blocked=$LAST_PID
+  client h1 "$NS_C1" tcp_client.py --dst "$SRV_IP" --port 7000 --requests 2 --tag ok \
+    --ready "$SYNC/h1" --release "$SYNC/release"
+  local h1=$LAST_PID
+  wait_file "$SYNC/h1" 5
+  expect_ok "$blocked"
+  snapshot
+  touch "$SYNC/release"
+  expect_ok "$h1"
+  kill_servers
+  stop_recording
+}
+
+# With nf_conntrack_tcp_loose=0 a mid-stream segment without a conntrack entry is
+# INVALID, and NAT skips INVALID packets. Open a connection, delete its entry,
+# then let c1 send more: the segment (and its retransmissions, then c1's RST)
+# leaves eth0 with the container address. The server's FIN, sent when it exits,
+# reaches the host un-translated and draws a RST from the host itself.
+scenario_fault_invalid_leak() {
+  IFACES=(docker0 eth0 veth-c1)
+  { docker_filter_base; echo COMMIT; docker_nat_base; echo "$MASQ_RULE"; echo COMMIT; } | apply_rules
+  hx sysctl -q -w net.netfilter.nf_conntrack_tcp_loose=0
+  server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --lifetime 30
+  start_recording
+  client c1 "$NS_C1" tcp_client.py --sport 41000 --dst "$SRV_IP" --port 7000 --requests 2 --tag leak \
+    --ready "$SYNC/h1" --phase2 "$SYNC/go" --phase2-timeout 1.5 --close rst
+  local c1=$LAST_PID
+  wait_file "$SYNC/h1" 5
+  snapshot
+  hx conntrack -D -p tcp --orig-port-src 41000 -o extended,id >"$SCEN_DIR/conntrack-deleted.txt" 2>>"$LOGS/conntrack-D.log"
+  touch "$SYNC/go"
+  expect_ok "$c1"
+  kill_servers
+  sleep 0.2
+  snapshot -after
+  stop_recording
+}
+
+# A UDP server on the outside with two addresses, bound to 0.0.0.0, that always
+# answers from 203.0.113.2. A query to 203.0.113.3 gets its answer from .2: the
+# reply does not match the conntrack entry's reply tuple, so it is not de-NATed;
+# it opens a new entry of its own and the host answers port unreachable.
+scenario_fault_wrong_source_udp() {
+  IFACES=(docker0 eth0 veth-c1)
+  { docker_filter_base; echo COMMIT; docker_nat_base; echo "$MASQ_RULE"; echo COMMIT; } | apply_rules
+  server srv-udp "$NS_OUT" udp_server.py --port 53 --reply-from "$SRV_IP" --lifetime 30
+  start_recording
+  run good "$NS_C1" udp_client.py --dst "$SRV_IP" --count 1 --name good.example
+  run bad "$NS_C1" udp_client.py --dst "$SRV_IP2" --count 1 --retries 2 --timeout 0.7 --expect-fail --name bad.example
+  snapshot
+  kill_servers
+  stop_recording
+}
+
+# IPv6: the same Docker host with IPv6 on docker0 (ULA fd00:172:17::/64) and
+# ip6tables MASQUERADE to the uplink's 2001:db8:113::1, as Docker writes with
+# "ipv6": true, "ip6tables": true. The IPv4 rules are there too (dual stack).
+scenario_masquerade6() {
+  IFACES=(docker0 eth0 veth-c1)
+  { docker_filter_base; echo COMMIT; docker_nat_base; echo "$MASQ_RULE"; echo COMMIT; } | apply_rules
+  {
+    docker_filter_base
+    echo COMMIT
+    docker_nat_base | sed 's|! -d 127.0.0.0/8|! -d ::1/128|'
+    echo "-A POSTROUTING -s fd00:172:17::/64 ! -o docker0 -j MASQUERADE"
+    echo COMMIT
+  } | hx ip6tables-restore
+  server srv-tcp "$NS_OUT" tcp_server.py --bind :: --port 7000 --port 8443 --lifetime 30
+  server srv-udp "$NS_OUT" udp_server.py --bind :: --port 53 --lifetime 30
+  # Let the last MLD reports of the address setup go out before capturing.
+  sleep 0.3
+  start_recording
+  run t1 "$NS_C1" tcp_client.py --dst 2001:db8:113::2 --port 7000 --requests 3 --tag c1v6a
+  run t2 "$NS_C2" tcp_client.py --dst 2001:db8:100::10 --port 7000 --requests 2 --tag c2v6a
+  client h1 "$NS_C1" tcp_client.py --dst 2001:db8:100::10 --port 8443 --requests 2 --tag c1v6held \
+    --ready "$SYNC/h1" --release "$SYNC/release"
+  local h1=$LAST_PID
+  run udp "$NS_C1" udp_client.py --dst 2001:db8:113::2 --count 2 --name c1v6.example
+  run udp "$NS_C2" udp_client.py --dst 2001:db8:100::10 --count 1 --name c2v6.example
+  run icmp "$NS_C1" icmp_ping.py --dst 2001:db8:113::2 --count 3 --ident 3080
+  wait_file "$SYNC/h1" 5
+  snapshot
+  touch "$SYNC/release"
+  expect_ok "$h1"
+  kill_servers
+  hx ip6tables-save | sed '/^# /d' >"$SCEN_DIR/ip6tables.txt"
+  stop_recording
+}
+
 # ---------------------------------------------------------------- checks
 
 # Every pcap must show only lab addresses.
@@ -470,9 +733,14 @@ check_addresses() {
   local f bad
   for f in "$SCEN_DIR"/*.pcap "$SCEN_DIR"/*.pcapng; do
     bad=$(tshark -r "$f" -T fields -E separator=, -e ip.src -e ip.dst -e arp.src.proto_ipv4 -e arp.dst.proto_ipv4 \
-      2>/dev/null | tr ',' '\n' | grep -v -E '^$|^172\.17\.|^203\.0\.113\.|^198\.51\.100\.|^0\.0\.0\.0$' | sort -u || true)
+      -e ipv6.src -e ipv6.dst 2>/dev/null | tr ',\t' '\n\n' |
+      grep -v -E '^$|^172\.17\.|^203\.0\.113\.|^198\.51\.100\.|^0\.0\.0\.0$|^fd00:172:17:|^2001:db8:|^ff02:' | sort -u || true)
     [[ -z $bad ]] || die "$(basename "$f"): unexpected addresses: $bad"
   done
+  # IPv6 only where the scenario asks for it.
+  if [[ $SCEN != masquerade6 ]]; then
+    [[ $(pkts "$SCEN_DIR/any.pcap" ipv6) -eq 0 ]] || die "$SCEN: IPv6 packets in an IPv4 scenario"
+  fi
 }
 
 npk() { capinfos -M -c -T -r "$1" | awk -F'\t' '{print $2}'; }
@@ -510,6 +778,23 @@ ct_count() {
   grep -c . <<<"$lines" || true
 }
 
+# ct_nat_port FILE PROTO OKEY RKEY VALUE kept|moved: number of PROTO entries whose
+# original-direction OKEY is VALUE and whose reply-direction RKEY (its second
+# occurrence on the line: the NAT port or ICMP id) is VALUE (kept) or not (moved).
+ct_nat_port() {
+  awk -v proto="$2" -v okey="$3" -v rkey="$4" -v val="$5" -v want="$6" '
+    $3 == proto {
+      o = ""; r = ""; no = 0; nr = 0
+      for (i = 1; i <= NF; i++) {
+        split($i, kv, "=")
+        if (kv[1] == okey && ++no == 1) o = kv[2]
+        if (kv[1] == rkey && ++nr == 2) r = kv[2]
+      }
+      if (o == val && r != "" && ((want == "kept") == (r == val))) n++
+    }
+    END { print n + 0 }' "$1"
+}
+
 # need N WHAT COUNT: fail unless COUNT >= N.
 need() {
   [[ $3 -ge $1 ]] || die "$SCEN: expected at least $1 $2, found $3"
@@ -537,6 +822,88 @@ check_masquerade() {
   need 3 "UDP conversations on eth0" "$(udp_convs "$SCEN_DIR/eth0.pcap")"
   [[ $(pkts "$SCEN_DIR/eth0.pcap" 'ip.src==172.17.0.0/16') -eq 0 ]] || die "container address on eth0"
   [[ -s $SCEN_DIR/shifted/eth0.pcap ]] || die "shifted/eth0.pcap missing"
+}
+
+# published port: DNAT to c1:80 / c1:53 with the client address kept.
+check_published_port() {
+  local ct=$SCEN_DIR/conntrack.txt
+  need 3 "TCP DNAT entries 8080 -> $C1_IP:80" "$(ct_count "$ct" "dst=$HOST_IP sport=[0-9]+ dport=8080 src=$C1_IP dst=(198\\.51\\.100\\.20|203\\.0\\.113\\.2) sport=80 ")"
+  need 1 "ESTABLISHED DNAT entry" "$(ct_count "$ct" ' ESTABLISHED ' 'dport=8080 ')"
+  need 1 "UDP DNAT entry 8053 -> $C1_IP:53" "$(ct_count "$ct" '^ipv4 +2 udp ' "dport=8053 src=$C1_IP ")"
+  need 3 "TCP conversations to $C1_IP:80 on docker0" "$(tcp_convs "$SCEN_DIR/docker0.pcap" "ip.dst==$C1_IP && tcp.port==80")"
+  need 1 "packets from $REMOTE_CLI on docker0" "$(pkts "$SCEN_DIR/docker0.pcap" "ip.src==$REMOTE_CLI")"
+}
+
+# port collision: one of the two TCP, UDP and ICMP mappings keeps its port/id, the other moved.
+check_port_collision() {
+  local ct=$SCEN_DIR/conntrack.txt
+  need 1 "TCP entry keeping port 40000" "$(ct_nat_port "$ct" tcp sport dport 40000 kept)"
+  need 1 "TCP entry moved off port 40000" "$(ct_nat_port "$ct" tcp sport dport 40000 moved)"
+  need 1 "UDP entry keeping port 40001" "$(ct_nat_port "$ct" udp sport dport 40001 kept)"
+  need 1 "UDP entry moved off port 40001" "$(ct_nat_port "$ct" udp sport dport 40001 moved)"
+  need 1 "ICMP entry keeping id 20035" "$(ct_nat_port "$ct" icmp id id 20035 kept)"
+  need 1 "ICMP entry moved off id 20035" "$(ct_nat_port "$ct" icmp id id 20035 moved)"
+  need 2 "TCP conversations on eth0" "$(tcp_convs "$SCEN_DIR/eth0.pcap")"
+}
+
+# nodeport: DNAT to c1:80 and SNAT to docker0's address, in one entry.
+check_nodeport() {
+  local ct=$SCEN_DIR/conntrack.txt
+  need 3 "SNAT+DNAT entries" "$(ct_count "$ct" "dst=$HOST_IP sport=[0-9]+ dport=30080 src=$C1_IP dst=$BR_IP sport=80 ")"
+  need 1 "ESTABLISHED SNAT+DNAT entry" "$(ct_count "$ct" ' ESTABLISHED ' 'dport=30080 ')"
+  need 3 "TCP conversations $BR_IP -> $C1_IP:80 on docker0" "$(tcp_convs "$SCEN_DIR/docker0.pcap" "ip.src==$BR_IP && tcp.port==80")"
+  need 3 "TCP conversations to $HOST_IP:30080 on eth0" "$(tcp_convs "$SCEN_DIR/eth0.pcap" "tcp.port==30080")"
+}
+
+check_snat_random_fully() {
+  local ct=$SCEN_DIR/conntrack.txt
+  need 3 "TCP entries SNATed into 20000-20003" "$(ct_count "$ct" '^ipv4 +2 tcp ' "dst=$HOST_IP sport=7000 dport=2000[0-3] ")"
+  need 1 "UDP entry SNATed into 20000-20003" "$(ct_count "$ct" '^ipv4 +2 udp ' "dst=$HOST_IP sport=53 dport=2000[0-3] ")"
+  local ports
+  ports=$(grep -oE "dst=$HOST_IP sport=7000 dport=[0-9]+" "$ct" | sort -u | grep -c .)
+  need 3 "distinct TCP NAT ports" "$ports"
+  [[ $(pkts "$SCEN_DIR/eth0.pcap" "ip.src==$HOST_IP && (tcp.srcport < 20000 || tcp.srcport > 20003)") -eq 0 ]] ||
+    die "$SCEN: TCP source port outside 20000-20003 on eth0"
+}
+
+check_fault_forward_drop() {
+  local ct=$SCEN_DIR/conntrack.txt
+  need 2 "SYNs to port 9090 on docker0" "$(pkts "$SCEN_DIR/docker0.pcap" 'tcp.dstport==9090 && tcp.flags.syn==1')"
+  [[ $(pkts "$SCEN_DIR/eth0.pcap" 'tcp.port==9090') -eq 0 ]] || die "$SCEN: port 9090 traffic on eth0"
+  [[ $(ct_count "$ct" 'dport=9090 ') -eq 0 ]] || die "$SCEN: conntrack entry for the dropped flow"
+  need 1 "ESTABLISHED entry to port 7000" "$(ct_count "$ct" ' ESTABLISHED ' 'dport=7000 ' "dst=$HOST_IP ")"
+  need 1 "TCP conversation to port 7000 on eth0" "$(tcp_convs "$SCEN_DIR/eth0.pcap" 'tcp.port==7000')"
+}
+
+check_fault_invalid_leak() {
+  need 1 "entry for sport 41000 before the deletion" "$(ct_count "$SCEN_DIR/conntrack.txt" 'sport=41000 dport=7000 ' "dst=$HOST_IP ")"
+  need 1 "deleted entry" "$(ct_count "$SCEN_DIR/conntrack-deleted.txt" 'sport=41000 ')"
+  [[ $(ct_count "$SCEN_DIR/conntrack-after.txt" 'sport=41000 ') -eq 0 ]] || die "$SCEN: entry came back"
+  need 1 "packets from the container address on eth0" "$(pkts "$SCEN_DIR/eth0.pcap" "ip.src==$C1_IP && tcp.srcport==41000")"
+  need 1 "masqueraded packets before the leak on eth0" "$(pkts "$SCEN_DIR/eth0.pcap" "ip.src==$HOST_IP && tcp.srcport==41000 && tcp.len>0")"
+  need 1 "host RST answering the server's FIN" "$(pkts "$SCEN_DIR/eth0.pcap" "ip.src==$HOST_IP && tcp.flags.reset==1")"
+}
+
+check_masquerade6() {
+  local ct=$SCEN_DIR/conntrack.txt
+  need 1 "ESTABLISHED IPv6 MASQUERADE entry" "$(ct_count "$ct" '^ipv6 +10 tcp ' ' ESTABLISHED ' 'src=fd00:172:17::2 ' 'dst=2001:db8:113::1 ')"
+  need 1 "TIME_WAIT IPv6 entries" "$(ct_count "$ct" '^ipv6 +10 tcp ' ' TIME_WAIT ' 'dst=2001:db8:113::1 ')"
+  need 2 "UDP IPv6 entries" "$(ct_count "$ct" '^ipv6 +10 udp ' 'dst=2001:db8:113::1 ')"
+  need 1 "ICMPv6 entry" "$(ct_count "$ct" '^ipv6 +10 icmpv6 ' 'dst=2001:db8:113::1 ')"
+  need 3 "TCP conversations on eth0" "$(tcp_convs "$SCEN_DIR/eth0.pcap")"
+  [[ $(pkts "$SCEN_DIR/eth0.pcap" 'ipv6.src==fd00::/8') -eq 0 ]] || die "ULA address on eth0"
+}
+
+check_fault_wrong_source_udp() {
+  local ct=$SCEN_DIR/conntrack.txt port
+  port=$(grep -oE "src=172\\.17\\.0\\.2 dst=$SRV_IP2 sport=[0-9]+ dport=53 \\[UNREPLIED\\] src=$SRV_IP2 dst=$HOST_IP sport=53 dport=[0-9]+" "$ct" |
+    sed 's/.*dport=//' | head -n1)
+  [[ -n $port ]] || die "$SCEN: no UNREPLIED entry for the query to $SRV_IP2"
+  need 1 "reverse UNREPLIED entry for the stray reply" "$(ct_count "$ct" "src=$SRV_IP dst=$HOST_IP sport=53 dport=$port \\[UNREPLIED\\]")"
+  need 1 "replies from $SRV_IP to port $port on eth0" "$(pkts "$SCEN_DIR/eth0.pcap" "ip.src==$SRV_IP && udp.dstport==$port")"
+  need 1 "port unreachable from the host" "$(pkts "$SCEN_DIR/eth0.pcap" "ip.src==$HOST_IP && icmp.type==3 && icmp.code==3")"
+  [[ $(pkts "$SCEN_DIR/docker0.pcap" "ip.src==$SRV_IP2 || (udp.srcport==53 && ip.dst==$C1_IP && dns.qry.name contains \"bad\")") -eq 0 ]] ||
+    die "$SCEN: a reply reached the container"
 }
 
 # ---------------------------------------------------------------- main

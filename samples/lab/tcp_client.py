@@ -70,7 +70,8 @@ def main() -> int:
     ap.add_argument("--expect-fail", action="store_true")
     args = ap.parse_args()
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    family = socket.AF_INET6 if ":" in args.dst else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if args.src or args.sport:
         sock.bind((args.src, args.sport))
@@ -85,7 +86,7 @@ def main() -> int:
         sock.close()
         return 1
     local = sock.getsockname()
-    print(f"connected {local[0]}:{local[1]} -> {args.dst}:{args.port}", flush=True)
+    print(f"connected [{local[0]}]:{local[1]} -> [{args.dst}]:{args.port}", flush=True)
     sock.settimeout(args.io_timeout)
     buf = bytearray()
     for i in range(args.requests):

@@ -18,7 +18,7 @@ import time
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--bind", default="0.0.0.0")
+    ap.add_argument("--bind", default="0.0.0.0", help="address to listen on ('::' for IPv6)")
     ap.add_argument("--port", type=int, action="append", required=True)
     ap.add_argument("--lifetime", type=float, default=20.0)
     ap.add_argument("--max-conns", type=int, default=64)
@@ -28,7 +28,8 @@ def main() -> int:
 
     sel = selectors.DefaultSelector()
     for port in args.port:
-        ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        family = socket.AF_INET6 if ":" in args.bind else socket.AF_INET
+        ls = socket.socket(family, socket.SOCK_STREAM)
         ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         ls.bind((args.bind, port))
         ls.listen(64)

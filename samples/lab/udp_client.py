@@ -40,7 +40,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0, help="seed for the DNS ids (0: from the source port)")
     args = ap.parse_args()
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    family = socket.AF_INET6 if ":" in args.dst else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((args.src, args.sport))
     local = sock.getsockname()

@@ -4,7 +4,7 @@
 A datagram that parses as a DNS query gets a DNS response carrying one A record
 in 192.0.2.0/24; any other datagram is echoed back with an "ECHO " prefix.
 
-The socket is bound to --bind (0.0.0.0 by default). By default each reply leaves
+The socket is bound to --bind (0.0.0.0 by default; '::' for IPv6). By default each reply leaves
 from the address the request was sent to: the request's destination is read with
 IP_PKTINFO and handed back as the reply's ipi_spec_dst, as well-behaved
 multi-homed servers do. --reply-from ADDR forces ADDR as the source of every
@@ -20,6 +20,8 @@ import sys
 import time
 
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+IPV6_RECVPKTINFO = getattr(socket, "IPV6_RECVPKTINFO", 49)
+IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
 
 
 def dns_answer(query: bytes, counter: int):
@@ -59,11 +61,21 @@ def main() -> int:
     ap.add_argument("--ready")
     args = ap.parse_args()
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    v6 = ":" in args.bind
+    sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind((args.bind, args.port))
     sock.settimeout(0.1)
-    sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
-    forced = socket.inet_aton(args.reply_from) if args.reply_from else None
+    # The request's destination address arrives as a control message: struct
+    # in_pktinfo { int ifindex; in_addr spec_dst; in_addr addr; } for IPv4 (addr is
+    # the header's destination), struct in6_pktinfo { in6_addr addr; int ifindex; }
+    # for IPv6. The same structures, sent back, choose the reply's source.
+    if v6:
+        sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
+        level, ctype, alen = socket.IPPROTO_IPV6, IPV6_PKTINFO, 16
+    else:
+        sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+        level, ctype, alen = socket.IPPROTO_IP, IP_PKTINFO, 4
+    forced = socket.inet_pton(sock.family, args.reply_from) if args.reply_from else None
     if args.ready:
         with open(args.ready, "w") as f:
             f.write(str(os.getpid()))
@@ -72,19 +84,23 @@ def main() -> int:
     handled = 0
     while time.monotonic() < deadline and handled < args.max:
         try:
-            data, cmsgs, _flags, peer = sock.recvmsg(2048, socket.CMSG_SPACE(12))
+            data, cmsgs, _flags, peer = sock.recvmsg(2048, socket.CMSG_SPACE(20))
         except socket.timeout:
             continue
         source = forced
-        for level, ctype, cdata in cmsgs:
-            if level == socket.IPPROTO_IP and ctype == IP_PKTINFO and len(cdata) >= 12 and source is None:
-                # struct in_pktinfo { int ifindex; in_addr spec_dst; in_addr addr; }: addr is the
-                # destination in the request's IP header.
-                source = cdata[8:12]
+        for clevel, cctype, cdata in cmsgs:
+            if source is None and clevel == level and cctype == ctype:
+                if v6 and len(cdata) >= 16:
+                    source = cdata[0:16]
+                elif not v6 and len(cdata) >= 12:
+                    source = cdata[8:12]
         ancillary = []
-        if source is not None:
-            pktinfo = struct.pack("=I4s4s", 0, source, b"\0\0\0\0")
-            ancillary = [(socket.IPPROTO_IP, IP_PKTINFO, pktinfo)]
+        if source is not None and len(source) == alen:
+            if v6:
+                info = struct.pack("=16sI", source, 0)
+            else:
+                info = struct.pack("=I4s4s", 0, source, b"\0\0\0\0")
+            ancillary = [(level, ctype, info)]
         reply = dns_answer(data, handled)
         if reply is None:
             reply = b"ECHO " + data
