@@ -11,6 +11,9 @@
 # Usage: samples/lab/record.sh [--out DIR] [--keep-going] [SCENARIO...]
 #   Run as root. Default: every scenario, written to samples/<scenario>/.
 #   Each scenario folder is replaced only when its recording and checks succeed.
+#   --keep-going: record the other scenarios when one fails (exit status 1 still).
+#   NATCHECK_LAB_KEEP=1 in the environment keeps the work directory (logs,
+#   partial recordings) under /tmp for debugging.
 #
 # Every namespace made here is named nc-*, lives only for one scenario, and is
 # deleted on exit (also on failure or interrupt). All traffic stays between those
@@ -386,6 +389,13 @@ stop_recording() {
   # iptables-save's "# Generated ... on <date>" comments would only add noise.
   hx iptables-save | sed '/^# /d' >"$SCEN_DIR/iptables.txt"
   hx conntrack -S >"$SCEN_DIR/conntrack-stats.txt" 2>>"$LOGS/conntrack-S.log"
+  # The settings that decide how conntrack and NAT treated the traffic.
+  hx sysctl net.ipv4.ip_forward net.ipv4.conf.all.rp_filter net.ipv6.conf.all.disable_ipv6 \
+    net.ipv6.conf.all.forwarding net.netfilter.nf_conntrack_tcp_loose \
+    net.netfilter.nf_conntrack_tcp_be_liberal net.netfilter.nf_conntrack_max \
+    net.netfilter.nf_conntrack_tcp_timeout_established net.netfilter.nf_conntrack_udp_timeout \
+    net.netfilter.nf_conntrack_udp_timeout_stream net.netfilter.nf_conntrack_icmp_timeout \
+    >"$SCEN_DIR/sysctl.txt"
   chmod 644 "$SCEN_DIR"/*.pcap*
 }
 
@@ -733,7 +743,7 @@ check_addresses() {
   local f bad
   for f in "$SCEN_DIR"/*.pcap "$SCEN_DIR"/*.pcapng; do
     bad=$(tshark -r "$f" -T fields -E separator=, -e ip.src -e ip.dst -e arp.src.proto_ipv4 -e arp.dst.proto_ipv4 \
-      -e ipv6.src -e ipv6.dst 2>/dev/null | tr ',\t' '\n\n' |
+      -e ipv6.src -e ipv6.dst 2>/dev/null | tr ',\t' '\n' |
       grep -v -E '^$|^172\.17\.|^203\.0\.113\.|^198\.51\.100\.|^0\.0\.0\.0$|^fd00:172:17:|^2001:db8:|^ff02:' | sort -u || true)
     [[ -z $bad ]] || die "$(basename "$f"): unexpected addresses: $bad"
   done
