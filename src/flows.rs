@@ -106,6 +106,35 @@ impl Flow {
         self.tcp.rst.swap(0, 1);
     }
 
+    /// Whether only one direction was seen.
+    pub fn is_one_way(&self) -> bool {
+        self.packets[0] == 0 || self.packets[1] == 0
+    }
+
+    /// The tuple of the packets a one-way flow carried (its tuple, or the reverse when
+    /// only responder packets were seen).
+    pub fn sending_tuple(&self) -> Tuple {
+        if self.packets[0] == 0 && self.packets[1] > 0 {
+            self.tuple.reversed()
+        } else {
+            self.tuple
+        }
+    }
+
+    /// Folds in the other half of a connection seen at the same point under another
+    /// tuple: `reply` carries this connection's responder packets (already oriented so
+    /// that they count as its responder side).
+    pub fn absorb_reply(&mut self, reply: &Flow) {
+        self.first_ns = self.first_ns.min(reply.first_ns);
+        self.last_ns = self.last_ns.max(reply.last_ns);
+        self.packets[1] += reply.packets[1];
+        self.bytes[1] += reply.bytes[1];
+        self.tcp.syn_ack |= reply.tcp.syn_ack;
+        self.tcp.fin[1] |= reply.tcp.fin[1];
+        self.tcp.rst[1] |= reply.tcp.rst[1];
+        self.initiator = self.initiator.min(reply.initiator);
+    }
+
     /// Records evidence that `side` initiated the flow, keeping the strongest.
     fn claim(&mut self, side: Side, ev: InitiatorEvidence) {
         let slot = &mut self.evidence[side as usize];

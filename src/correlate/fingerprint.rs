@@ -8,7 +8,7 @@
 
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::model::{Packet, L4};
+use crate::model::{Packet, Proto, L4};
 
 /// How much a single fingerprint match says about two packets being the same.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -55,6 +55,18 @@ pub fn field_set(p: &Packet) -> u8 {
         L4::Icmp { echo: Some(_), .. } => 4 + no_id,
         L4::Icmp { .. } => 6 + no_id,
         _ => 8 + no_id,
+    }
+}
+
+/// Whether a packet can be followed across points at all. Link-scope control traffic
+/// never crosses a NAT and repeats the same bytes on every link: ICMPv6 neighbour
+/// discovery, router discovery, redirects and multicast listener messages (RFC 4861,
+/// RFC 3810), and IGMP. Their packets are counted in flows but never paired.
+pub fn is_matchable(p: &Packet) -> bool {
+    match (p.tuple.proto, p.l4) {
+        (Proto::Icmpv6, L4::Icmp { icmp_type, .. }) => !matches!(icmp_type, 130..=137 | 143),
+        (Proto::Other(2), _) => false,
+        _ => true,
     }
 }
 
@@ -111,7 +123,7 @@ pub fn fingerprint(p: &Packet) -> (u64, Strength) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Proto, Tuple};
+    use crate::model::Tuple;
 
     fn pkt(src: &str, sport: u16, dst: &str, dport: u16, l4: L4, ttl: u8) -> Packet {
         Packet {

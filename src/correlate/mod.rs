@@ -73,15 +73,47 @@ pub struct PointSummary {
 #[derive(Clone, Debug)]
 pub struct Hop {
     pub point: usize,
-    /// The flow, oriented in the connection's initiator direction.
+    /// The flow, oriented in the connection's initiator direction. When the point saw
+    /// the two directions under different tuples (see `reply_tuple`), this holds both
+    /// halves' counters under the initiator half's tuple.
     pub flow: Flow,
+    /// The tuple responder packets carried at this point, when it is not the reverse
+    /// of `flow.tuple`: the point saw replies already translated back. A Linux bridge
+    /// with bridge netfilter (`br_netfilter`) does this: conntrack runs on the bridge
+    /// port, before the bridge device's capture point.
+    pub reply_tuple: Option<Tuple>,
     /// TTL / hop limit of the first initiator packet seen here.
     pub fwd_ttl: Option<u8>,
     /// First and last packet times, clock-corrected.
     pub first_ns: i64,
     pub last_ns: i64,
+    /// Flow indices at the point: one, or the initiator half and the reply half.
     #[doc(hidden)]
-    pub flow_idx: usize,
+    pub flow_idx: Vec<usize>,
+}
+
+impl Hop {
+    /// The hop's packet records (both halves), in time order.
+    fn recs(&self, p: &PointData) -> Vec<Rec> {
+        let mut v: Vec<Rec> = self.flow_idx.iter().flat_map(|&f| p.flow_recs(f).iter().copied()).collect();
+        if self.flow_idx.len() > 1 {
+            v.sort_by_key(|r| (r.ts, r.flow, r.fp));
+        }
+        v
+    }
+}
+
+/// Two one-way flows at one point that are the two directions of one connection seen
+/// under different tuples: the packets of one go to where the packets of the other
+/// come from, and only one of the two ends matches.
+fn complementary(a: &Flow, b: &Flow) -> bool {
+    if !a.is_one_way() || !b.is_one_way() || a.tuple.proto != b.tuple.proto {
+        return false;
+    }
+    let (x, y) = (a.sending_tuple(), b.sending_tuple());
+    let x_to_y = x.dst == y.src && x.dport == y.sport;
+    let y_to_x = y.dst == x.src && y.dport == x.sport;
+    x_to_y != y_to_x
 }
 
 /// Packets of one direction seen at one hop and not at the other.
@@ -264,7 +296,9 @@ pub fn correlate(mut points: Vec<PointData>, inputs: Vec<InputResult>, config: C
         }
     }
     let mut uf = UnionFind::new(nodes.len());
-    let mut comp_points: Vec<BTreeSet<usize>> = nodes.iter().map(|&(p, _)| BTreeSet::from([p])).collect();
+    // Per component: its flows by point.
+    let mut comp_flows: Vec<BTreeMap<usize, Vec<u32>>> =
+        nodes.iter().map(|&(p, f)| BTreeMap::from([(p, vec![f])])).collect();
     let mut accepted: Vec<(EdgeKey, Vote)> = Vec::new();
     let mut rejected: Vec<(EdgeKey, Vote)> = Vec::new();
     for (key, vote) in edges {
@@ -275,15 +309,27 @@ pub fn correlate(mut points: Vec<PointData>, inputs: Vec<InputResult>, config: C
             accepted.push((key, vote));
             continue;
         }
-        let clash = a != b && comp_points[ra].intersection(&comp_points[rb]).next().is_some();
+        // Two flows at one point may join only as a hairpin (the edge is at that point)
+        // or as the two halves of a connection seen under different tuples there.
+        let clash = a != b
+            && comp_flows[ra].iter().any(|(p, fs)| match comp_flows[rb].get(p) {
+                None => false,
+                Some(gs) => {
+                    !(fs.len() == 1
+                        && gs.len() == 1
+                        && complementary(&points[*p].flows[fs[0] as usize], &points[*p].flows[gs[0] as usize]))
+                }
+            });
         if clash {
             rejected.push((key, vote));
             continue;
         }
         let root = uf.union(ra, rb);
         let other = if root == ra { rb } else { ra };
-        let moved = std::mem::take(&mut comp_points[other]);
-        comp_points[root].extend(moved);
+        let moved = std::mem::take(&mut comp_flows[other]);
+        for (p, fs) in moved {
+            comp_flows[root].entry(p).or_default().extend(fs);
+        }
         accepted.push((key, vote));
     }
 
@@ -357,7 +403,9 @@ pub fn correlate(mut points: Vec<PointData>, inputs: Vec<InputResult>, config: C
     let mut by_tuple: HashMap<(usize, Tuple), Vec<usize>> = HashMap::new();
     for (ci, c) in conns.iter().enumerate() {
         for h in &c.hops {
-            conn_of.insert((h.point, h.flow_idx), ci);
+            for &f in &h.flow_idx {
+                conn_of.insert((h.point, f), ci);
+            }
             by_tuple.entry((h.point, h.flow.tuple)).or_default().push(ci);
         }
     }
@@ -553,24 +601,60 @@ fn orientation_votes(points: &[PointData], xp: usize, xf: u32, yp: usize, yf: u3
 }
 
 fn build_connection(points: &[PointData], nodes: &[(usize, u32)], members: &[usize], off: &[i64], window: i64) -> Connection {
-    let mut hops: Vec<Hop> = members
-        .iter()
-        .map(|&m| {
-            let (p, f) = nodes[m];
-            let pd = &points[p];
-            let flow = pd.flows[f as usize].clone();
-            let recs = pd.flow_recs(f as usize);
-            let fwd_ttl = recs.iter().find(|r| pd.is_fwd(r)).map(|r| r.ttl);
-            Hop {
+    // One hop per flow, except that the two one-way halves of the connection seen at
+    // one point under different tuples make a single hop.
+    let mut by_point: BTreeMap<usize, Vec<u32>> = BTreeMap::new();
+    for &m in members {
+        let (p, f) = nodes[m];
+        by_point.entry(p).or_default().push(f);
+    }
+    let mut hops: Vec<Hop> = Vec::new();
+    for (p, flows) in by_point {
+        let pd = &points[p];
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        let mut taken = vec![false; flows.len()];
+        for i in 0..flows.len() {
+            if taken[i] {
+                continue;
+            }
+            taken[i] = true;
+            let fi = &pd.flows[flows[i] as usize];
+            let partner = (i + 1..flows.len()).find(|&j| {
+                let fj = &pd.flows[flows[j] as usize];
+                // After orientation one half carries initiator packets only and the
+                // other responder packets only.
+                !taken[j] && complementary(fi, fj) && (fi.packets[0] > 0) != (fj.packets[0] > 0)
+            });
+            let mut g = vec![flows[i] as usize];
+            if let Some(j) = partner {
+                taken[j] = true;
+                g.push(flows[j] as usize);
+                if pd.flows[g[0]].packets[0] == 0 {
+                    g.swap(0, 1);
+                }
+            }
+            groups.push(g);
+        }
+        for g in groups {
+            let mut flow = pd.flows[g[0]].clone();
+            let reply_tuple = g.get(1).map(|&r| {
+                let reply = &pd.flows[r];
+                flow.absorb_reply(reply);
+                reply.sending_tuple()
+            });
+            let mut hop = Hop {
                 point: p,
                 first_ns: flow.first_ns - off[p],
                 last_ns: flow.last_ns - off[p],
-                fwd_ttl,
+                fwd_ttl: None,
                 flow,
-                flow_idx: f as usize,
-            }
-        })
-        .collect();
+                reply_tuple,
+                flow_idx: g,
+            };
+            hop.fwd_ttl = hop.recs(pd).iter().find(|r| pd.is_fwd(r)).map(|r| r.ttl);
+            hops.push(hop);
+        }
+    }
     // Upstream first: a routed hop decrements the TTL of initiator packets, so the
     // highest TTL is the earliest hop; corrected time of the first initiator packet
     // orders hops within one routing step (a veth and its bridge).
@@ -578,7 +662,7 @@ fn build_connection(points: &[PointData], nodes: &[(usize, u32)], members: &[usi
         .iter()
         .map(|h| {
             let pd = &points[h.point];
-            pd.flow_recs(h.flow_idx)
+            h.recs(pd)
                 .iter()
                 .find(|r| pd.is_fwd(r))
                 .map_or(h.first_ns, |r| r.ts - off[h.point])
@@ -605,7 +689,7 @@ fn build_connection(points: &[PointData], nodes: &[(usize, u32)], members: &[usi
             std::cmp::Reverse(wins[i]),
             first_fwd[i],
             hops[i].point,
-            hops[i].flow_idx,
+            hops[i].flow_idx.clone(),
         )
     });
     hops = order.iter().map(|&i| hops[i].clone()).collect();
@@ -630,9 +714,9 @@ fn build_connection(points: &[PointData], nodes: &[(usize, u32)], members: &[usi
 /// they say the opposite: the count of matched packets that agree minus those that don't.
 fn precedence_votes(points: &[PointData], x: &Hop, y: &Hop, off: &[i64], window: i64) -> i64 {
     let (px, py) = (&points[x.point], &points[y.point]);
-    let (rx, ry) = (px.flow_recs(x.flow_idx), py.flow_recs(y.flow_idx));
+    let (rx, ry) = (x.recs(px), y.recs(py));
     let mut votes = 0i64;
-    for (i, j) in match_flows(rx, off[x.point], ry, off[y.point], window, x.point == y.point) {
+    for (i, j) in match_flows(&rx, off[x.point], &ry, off[y.point], window, x.point == y.point) {
         let (tx, ty) = (rx[i].ts - off[x.point], ry[j].ts - off[y.point]);
         let earlier = (tx < ty) as i64 - (ty < tx) as i64;
         votes += if px.is_fwd(&rx[i]) { earlier } else { -earlier };
@@ -642,8 +726,8 @@ fn precedence_votes(points: &[PointData], x: &Hop, y: &Hop, off: &[i64], window:
 
 fn link(points: &[PointData], up: &Hop, down: &Hop, i: usize, off: &[i64], window: i64) -> Link {
     let (pu, pd) = (&points[up.point], &points[down.point]);
-    let (ru, rd) = (pu.flow_recs(up.flow_idx), pd.flow_recs(down.flow_idx));
-    let pairs = match_flows(ru, off[up.point], rd, off[down.point], window, up.point == down.point);
+    let (ru, rd) = (up.recs(pu), down.recs(pd));
+    let pairs = match_flows(&ru, off[up.point], &rd, off[down.point], window, up.point == down.point);
     let mut matched_u = vec![false; ru.len()];
     let mut matched_d = vec![false; rd.len()];
     let mut lat: Vec<i64> = Vec::with_capacity(pairs.len());

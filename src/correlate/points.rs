@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use super::fingerprint::{field_set, fingerprint, Strength};
+use super::fingerprint::{field_set, fingerprint, is_matchable, Strength};
 use crate::capture::{self, InputResult, InputSpec, PointInfo, ReadOptions};
 use crate::flows::{self, Flow, Side};
 use crate::model::L4;
@@ -86,6 +86,9 @@ pub fn read_points(specs: &[InputSpec], opts: &ReadOptions) -> (Vec<PointData>, 
             let f = flows::read_input_flows(spec, opts, |local, flow, side, p| {
                 if recs.len() <= local {
                     recs.resize_with(local + 1, Vec::new);
+                }
+                if !is_matchable(p) {
+                    return;
                 }
                 let (fp, strength) = fingerprint(p);
                 recs[local].push(Rec {

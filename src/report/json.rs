@@ -74,6 +74,9 @@ pub struct HopJson<'a> {
     pub bytes_fwd: u64,
     pub bytes_rev: u64,
     pub ttl_fwd: Option<u8>,
+    /// The tuple responder packets carried here when it is not the reverse of this
+    /// hop's tuple (replies already translated back at this point).
+    pub reply_tuple: Option<&'a crate::model::Tuple>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tcp_state: Option<&'static str>,
 }
@@ -166,6 +169,7 @@ fn hop<'a>(c: &'a Correlation, h: &'a Hop) -> HopJson<'a> {
         bytes_fwd: f.bytes[0],
         bytes_rev: f.bytes[1],
         ttl_fwd: h.fwd_ttl,
+        reply_tuple: h.reply_tuple.as_ref(),
         tcp_state: (f.tuple.proto == Proto::Tcp).then(|| crate::commands::flows::tcp_state(&f.tcp)),
     }
 }

@@ -120,6 +120,14 @@ pub fn connection_block(c: &Correlation, conn: &Connection, extra: &[String]) ->
             f.packets[1],
             state
         );
+        if let Some(r) = &h.reply_tuple {
+            let _ = writeln!(
+                out,
+                "    {:<width$}  replies seen here as {} (already translated back: bridge netfilter runs before this point)",
+                "",
+                tuple_text(r)
+            );
+        }
         if let Some(l) = conn.links.get(i) {
             let next = &conn.hops[i + 1].flow.tuple;
             let what = if l.change.kind == NatKind::None {
