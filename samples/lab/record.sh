@@ -132,9 +132,18 @@ cleanup() {
   [[ -n $WORK && -d $WORK && -z ${NATCHECK_LAB_KEEP:-} ]] && rm -rf "$WORK"
   return $rc
 }
+# on_signal STATUS: stop the running scenario (its own trap cleans up), then exit.
+SCEN_PID=""
+on_signal() {
+  if [[ -n $SCEN_PID ]]; then
+    kill -TERM "$SCEN_PID" 2>/dev/null
+    wait "$SCEN_PID" 2>/dev/null
+  fi
+  exit "$1"
+}
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'on_signal 130' INT
+trap 'on_signal 143' TERM
 
 # bg LABEL NS CMD... : run CMD in namespace NS in the background, output to $LOGS/LABEL.log.
 # `ip netns exec` execs CMD, so $! is CMD's own pid and signals reach it directly.
@@ -949,6 +958,9 @@ failed=()
 for s in "${SELECTED[@]}"; do
   # Each scenario runs in a subshell with its own cleanup trap. `set -e` is turned
   # on again inside: it would be ignored in a subshell whose status is tested.
+  # It runs in the background and is waited for, so that a signal sent to this
+  # process alone is handled at once (bash defers traps while a foreground child
+  # runs) and forwarded to it; its own trap then cleans up.
   set +e
   (
     set -e
@@ -956,8 +968,11 @@ for s in "${SELECTED[@]}"; do
     trap 'exit 130' INT
     trap 'exit 143' TERM
     record_one "$s"
-  )
+  ) &
+  SCEN_PID=$!
+  wait "$SCEN_PID"
   rc=$?
+  SCEN_PID=""
   set -e
   if [[ $rc -ne 0 ]]; then
     [[ $rc -lt 128 ]] || exit "$rc"
