@@ -44,8 +44,15 @@ impl fmt::Display for Warning {
             Location::Byte {
                 offset,
                 frame: Some(n),
-            } => write!(f, "{}: byte {offset} (frame {n}): {}", self.source, self.message),
-            Location::Byte { offset, frame: None } => {
+            } => write!(
+                f,
+                "{}: byte {offset} (frame {n}): {}",
+                self.source, self.message
+            ),
+            Location::Byte {
+                offset,
+                frame: None,
+            } => {
                 write!(f, "{}: byte {offset}: {}", self.source, self.message)
             }
             Location::Line { line, column } => {

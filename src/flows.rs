@@ -170,10 +170,10 @@ impl Flow {
                 }
             }
             L4::Icmp {
-                icmp_type,
+                icmp_type: 8 | 128,
                 echo: Some(_),
                 ..
-            } if matches!(icmp_type, 8 | 128) => self.claim(side, InitiatorEvidence::EchoRequest),
+            } => self.claim(side, InitiatorEvidence::EchoRequest),
             _ => {}
         }
     }
@@ -185,7 +185,9 @@ impl Flow {
             return false;
         };
         let closed = (self.tcp.fin[0] && self.tcp.fin[1]) || self.tcp.rst[0] || self.tcp.rst[1];
-        flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN && closed && self.syn_seq.is_some_and(|s| s != seq)
+        flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN
+            && closed
+            && self.syn_seq.is_some_and(|s| s != seq)
     }
 
     fn finish(&mut self) {
@@ -247,7 +249,11 @@ impl FlowTable {
             }
         };
         let flow = &mut self.flows[idx];
-        let side = if p.tuple == flow.tuple { Side::A } else { Side::B };
+        let side = if p.tuple == flow.tuple {
+            Side::A
+        } else {
+            Side::B
+        };
         flow.add(side, p);
         (idx, side)
     }
@@ -369,7 +375,15 @@ mod tests {
     fn syn_sender_is_initiator_even_when_seen_second() {
         let mut t = FlowTable::default();
         // Capture started between SYN-ACK... the SYN-ACK is seen first.
-        t.push(&tcp(1, "198.51.100.2", 8080, "10.0.0.2", 40000, SYN | ACK, 5));
+        t.push(&tcp(
+            1,
+            "198.51.100.2",
+            8080,
+            "10.0.0.2",
+            40000,
+            SYN | ACK,
+            5,
+        ));
         t.push(&tcp(2, "10.0.0.2", 40000, "198.51.100.2", 8080, ACK, 1));
         let flows = t.finish();
         assert_eq!(flows.len(), 1);

@@ -170,7 +170,11 @@ impl fmt::Display for Tuple {
                 fmt_endpoint(self.dst, Some(self.dport))
             )
         } else if self.proto.is_icmp() {
-            write!(f, "{} {} -> {} id={}", self.proto, self.src, self.dst, self.sport)
+            write!(
+                f,
+                "{} {} -> {} id={}",
+                self.proto, self.src, self.dst, self.sport
+            )
         } else {
             write!(f, "{} {} -> {}", self.proto, self.src, self.dst)
         }
@@ -191,7 +195,15 @@ pub mod tcp_flags {
     /// tcpdump-style flag string: `S`, `S.`, `P.`, `F.`, `R`, ...
     pub fn to_string(flags: u8) -> String {
         let mut s = String::new();
-        for (bit, c) in [(SYN, 'S'), (FIN, 'F'), (PSH, 'P'), (RST, 'R'), (URG, 'U'), (ECE, 'E'), (CWR, 'W')] {
+        for (bit, c) in [
+            (SYN, 'S'),
+            (FIN, 'F'),
+            (PSH, 'P'),
+            (RST, 'R'),
+            (URG, 'U'),
+            (ECE, 'E'),
+            (CWR, 'W'),
+        ] {
             if flags & bit != 0 {
                 s.push(c);
             }
@@ -395,19 +407,31 @@ mod tests {
 
     #[test]
     fn classify_masquerade_keeping_port() {
-        let c = NatChange::between(&t("10.0.1.2", 40000, "192.0.2.2", 80), &t("192.0.2.1", 40000, "192.0.2.2", 80));
+        let c = NatChange::between(
+            &t("10.0.1.2", 40000, "192.0.2.2", 80),
+            &t("192.0.2.1", 40000, "192.0.2.2", 80),
+        );
         assert_eq!(c.kind, NatKind::Snat);
         assert!(!c.port_reallocated);
     }
 
     #[test]
     fn classify_port_reallocation_and_dnat() {
-        let c = NatChange::between(&t("10.0.1.3", 40000, "192.0.2.2", 80), &t("192.0.2.1", 8942, "192.0.2.2", 80));
+        let c = NatChange::between(
+            &t("10.0.1.3", 40000, "192.0.2.2", 80),
+            &t("192.0.2.1", 8942, "192.0.2.2", 80),
+        );
         assert_eq!(c.kind, NatKind::Snat);
         assert!(c.port_reallocated);
-        let d = NatChange::between(&t("198.51.100.2", 5555, "203.0.113.1", 8080), &t("198.51.100.2", 5555, "10.0.1.2", 80));
+        let d = NatChange::between(
+            &t("198.51.100.2", 5555, "203.0.113.1", 8080),
+            &t("198.51.100.2", 5555, "10.0.1.2", 80),
+        );
         assert_eq!(d.kind, NatKind::Dnat);
-        let both = NatChange::between(&t("198.51.100.2", 5555, "203.0.113.1", 30080), &t("10.0.1.1", 5555, "10.0.1.2", 80));
+        let both = NatChange::between(
+            &t("198.51.100.2", 5555, "203.0.113.1", 30080),
+            &t("10.0.1.1", 5555, "10.0.1.2", 80),
+        );
         assert_eq!(both.kind, NatKind::SnatDnat);
         assert_eq!(both.to_owned().kind.as_str(), "snat+dnat");
     }

@@ -64,7 +64,14 @@ fn natcheck_convs(file: &str) -> Convs {
             }
             let a = format!("{}:{}", f["src"].as_str().unwrap(), f["sport"]);
             let b = format!("{}:{}", f["dst"].as_str().unwrap(), f["dport"]);
-            insert(&mut m, proto, a, b, f["packets_fwd"].as_u64().unwrap(), f["packets_rev"].as_u64().unwrap());
+            insert(
+                &mut m,
+                proto,
+                a,
+                b,
+                f["packets_fwd"].as_u64().unwrap(),
+                f["packets_rev"].as_u64().unwrap(),
+            );
         }
     }
     m
@@ -73,7 +80,9 @@ fn natcheck_convs(file: &str) -> Convs {
 #[test]
 fn flow_tables_equal_tshark_conversations_on_every_sample() {
     if !have("tshark") {
-        eprintln!("SKIP flow_tables_equal_tshark...: tshark is not installed (.ci/run installs it)");
+        eprintln!(
+            "SKIP flow_tables_equal_tshark...: tshark is not installed (.ci/run installs it)"
+        );
         return;
     }
     let mut compared = 0;
@@ -86,14 +95,24 @@ fn flow_tables_equal_tshark_conversations_on_every_sample() {
     dirs.sort();
     for dir in dirs {
         for pcap in files_with_ext(&dir, "pcap") {
-            let rel = pcap.strip_prefix(root()).unwrap().to_string_lossy().into_owned();
+            let rel = pcap
+                .strip_prefix(root())
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             let want = tshark_convs(&rel);
             let got = natcheck_convs(&rel);
-            assert_eq!(got, want, "flow table of {rel} differs from tshark's conversations");
+            assert_eq!(
+                got, want,
+                "flow table of {rel} differs from tshark's conversations"
+            );
             compared += 1;
         }
     }
-    assert!(compared >= 2, "expected lab samples to compare, found {compared} captures");
+    assert!(
+        compared >= 2,
+        "expected lab samples to compare, found {compared} captures"
+    );
 }
 
 #[test]
@@ -102,7 +121,11 @@ fn every_corpus_capture_reads_without_panic_or_hang() {
         eprintln!("SKIP corpus walk: ../shared/corpus/tcpdump-tests is not beside the project");
         return;
     };
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     files.retain(|p| p.extension().is_some_and(|e| e == "pcap" || e == "pcapng"));
     files.sort();
     assert!(files.len() > 800, "corpus has {} captures", files.len());
@@ -129,7 +152,8 @@ fn every_corpus_capture_reads_without_panic_or_hang() {
             assert_eq!(w.source, f.display().to_string());
             if !w.message.starts_with("not a pcap") && !w.message.starts_with("empty") {
                 assert!(
-                    matches!(w.location, Location::Byte { .. }) || w.message.contains("cannot read"),
+                    matches!(w.location, Location::Byte { .. })
+                        || w.message.contains("cannot read"),
                     "unlocated warning for {}: {w}",
                     f.display()
                 );
@@ -142,7 +166,10 @@ fn every_corpus_capture_reads_without_panic_or_hang() {
     );
     // tcpdump reads every one of these files to the end; their trouble is inside the
     // packets, so natcheck must decode a fair share and locate nothing at file level.
-    assert!(packets > 4_000, "decoded only {packets} of {frames} frames from the corpus");
+    assert!(
+        packets > 4_000,
+        "decoded only {packets} of {frames} frames from the corpus"
+    );
 }
 
 fn masquerade_docker0() -> Option<Vec<u8>> {
@@ -157,17 +184,27 @@ fn capture_cut_mid_packet_keeps_earlier_flows_warns_and_exits_2() {
     let dir = tempdir();
     let cut = dir.join("cut.pcap");
     std::fs::write(&cut, &bytes[..bytes.len() - 30]).unwrap();
-    let full = natcheck(&["flows", "--format", "json", "samples/masquerade/docker0.pcap"]);
+    let full = natcheck(&[
+        "flows",
+        "--format",
+        "json",
+        "samples/masquerade/docker0.pcap",
+    ]);
     let out = natcheck(&["flows", "--format", "json", cut.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(err.contains("cut.pcap: byte "), "{err}");
     assert!(err.contains("capture ends inside a packet"), "{err}");
-    let (a, b): (serde_json::Value, serde_json::Value) =
-        (serde_json::from_slice(&full.stdout).unwrap(), serde_json::from_slice(&out.stdout).unwrap());
+    let (a, b): (serde_json::Value, serde_json::Value) = (
+        serde_json::from_slice(&full.stdout).unwrap(),
+        serde_json::from_slice(&out.stdout).unwrap(),
+    );
     let pa = a["points"][0]["packets"].as_u64().unwrap();
     let pb = b["points"][0]["packets"].as_u64().unwrap();
-    assert!(pb + 1 == pa || pb == pa, "{pb} of {pa} packets survived the cut of the last packet");
+    assert!(
+        pb + 1 == pa || pb == pa,
+        "{pb} of {pa} packets survived the cut of the last packet"
+    );
     assert!(!b["points"][0]["flows"].as_array().unwrap().is_empty());
     assert_eq!(b["warnings"].as_array().unwrap().len(), 1);
 }
@@ -187,7 +224,10 @@ fn gzip_and_stdin_read_like_the_plain_file() {
     assert_eq!(zipped.status.code(), Some(0));
     let normalise = |s: &str| {
         s.lines()
-            .map(|l| l.replace(gz.to_str().unwrap(), "SRC").replace("samples/masquerade/docker0.pcap", "SRC"))
+            .map(|l| {
+                l.replace(gz.to_str().unwrap(), "SRC")
+                    .replace("samples/masquerade/docker0.pcap", "SRC")
+            })
             .collect::<Vec<_>>()
             .join("\n")
     };
@@ -203,7 +243,11 @@ fn gzip_and_stdin_read_like_the_plain_file() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(
-        normalise(&stdout(&out).replace("(-,", "(SRC,").replace("\n-: ", "\nSRC: ")),
+        normalise(
+            &stdout(&out)
+                .replace("(-,", "(SRC,")
+                .replace("\n-: ", "\nSRC: ")
+        ),
         normalise(&plain),
         "stdin with a NAME= label reads like the file"
     );
@@ -213,10 +257,18 @@ fn gzip_and_stdin_read_like_the_plain_file() {
 fn not_a_capture_is_a_located_warning_and_exit_2() {
     let out = natcheck(&["flows", "Cargo.toml"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("Cargo.toml: byte 0: not a pcap or pcapng capture"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Cargo.toml: byte 0: not a pcap or pcapng capture"),
+        "{}",
+        stderr(&out)
+    );
     let missing = natcheck(&["flows", "no/such/file.pcap"]);
     assert_eq!(missing.status.code(), Some(2));
-    assert!(stderr(&missing).contains("no/such/file.pcap"), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("no/such/file.pcap"),
+        "{}",
+        stderr(&missing)
+    );
 }
 
 #[test]
@@ -232,7 +284,11 @@ fn output_is_identical_with_one_thread_or_many() {
         args[1] = "4";
         let four = natcheck(&args);
         assert_eq!(one.status.code(), Some(0), "{}", stderr(&one));
-        assert_eq!(stdout(&one), stdout(&four), "{cmd} output depends on the thread count");
+        assert_eq!(
+            stdout(&one),
+            stdout(&four),
+            "{cmd} output depends on the thread count"
+        );
     }
 }
 

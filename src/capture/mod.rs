@@ -107,7 +107,11 @@ impl IfNames {
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
             // `ip link` (without -o) puts attributes on indented continuation lines.
-            if line.is_empty() || line.starts_with('#') || line.starts_with("link/") || line.starts_with("altname") {
+            if line.is_empty()
+                || line.starts_with('#')
+                || line.starts_with("link/")
+                || line.starts_with("altname")
+            {
                 continue;
             }
             let parsed = if let Some((idx, rest)) = line.split_once(": ") {
@@ -115,8 +119,12 @@ impl IfNames {
                 let name = name.split('@').next().unwrap_or(name);
                 idx.trim().parse::<u32>().ok().zip(Some(name.to_string()))
             } else {
-                line.split_once(['=', ' '])
-                    .and_then(|(idx, name)| idx.trim().parse::<u32>().ok().zip(Some(name.trim().to_string())))
+                line.split_once(['=', ' ']).and_then(|(idx, name)| {
+                    idx.trim()
+                        .parse::<u32>()
+                        .ok()
+                        .zip(Some(name.trim().to_string()))
+                })
             };
             match parsed {
                 Some((idx, name)) if !name.is_empty() => {
@@ -125,7 +133,10 @@ impl IfNames {
                 _ => {
                     // Continuation lines of plain `ip link` output start with spaces;
                     // anything else is not an interface listing.
-                    return Err(format!("line {}: expected `INDEX: NAME: ...` or `INDEX=NAME`", i + 1));
+                    return Err(format!(
+                        "line {}: expected `INDEX: NAME: ...` or `INDEX=NAME`",
+                        i + 1
+                    ));
                 }
             }
         }
@@ -205,7 +216,11 @@ pub fn open(spec: &InputSpec) -> io::Result<Box<dyn Read + Send>> {
 /// Reads one input, decoding every frame and handing each packet to `sink` with the
 /// index (into [`InputResult::points`]) of the point it was seen at. Points are ordered
 /// by interface, then interface index. `Packet::point` is left for the caller to set.
-pub fn read_input(spec: &InputSpec, opts: &ReadOptions, mut sink: impl FnMut(usize, Packet)) -> InputResult {
+pub fn read_input(
+    spec: &InputSpec,
+    opts: &ReadOptions,
+    mut sink: impl FnMut(usize, Packet),
+) -> InputResult {
     let source = spec.display();
     let mut result = InputResult {
         source: source.clone(),
@@ -214,7 +229,11 @@ pub fn read_input(spec: &InputSpec, opts: &ReadOptions, mut sink: impl FnMut(usi
     let stream = match open(spec) {
         Ok(s) => s,
         Err(e) => {
-            result.warnings.push(Warning::new(&source, Location::File, format!("cannot read: {e}")));
+            result.warnings.push(Warning::new(
+                &source,
+                Location::File,
+                format!("cannot read: {e}"),
+            ));
             return result;
         }
     };
@@ -231,7 +250,7 @@ pub fn read_input(spec: &InputSpec, opts: &ReadOptions, mut sink: impl FnMut(usi
     let mut points: Vec<(LocalKey, PointInfo)> = Vec::new();
     let stem = spec.stem();
     loop {
-        let frame = match reader.next() {
+        let frame = match reader.next_frame() {
             Next::Frame(f) => f,
             Next::Problem(p) => {
                 result.warnings.push(problem_warning(&source, &p));
@@ -256,15 +275,18 @@ pub fn read_input(spec: &InputSpec, opts: &ReadOptions, mut sink: impl FnMut(usi
             None => LocalKey::Interface(frame.interface),
         };
         let local = *keys.entry(key).or_insert_with(|| {
-            points.push((key, PointInfo {
-                name: String::new(),
-                source: source.clone(),
-                linktype: reader::linktype_name(frame.linktype),
-                interface: None,
-                packets: 0,
-                first_ns: None,
-                last_ns: None,
-            }));
+            points.push((
+                key,
+                PointInfo {
+                    name: String::new(),
+                    source: source.clone(),
+                    linktype: reader::linktype_name(frame.linktype),
+                    interface: None,
+                    packets: 0,
+                    first_ns: None,
+                    last_ns: None,
+                },
+            ));
             points.len() - 1
         });
         let info = &mut points[local].1;
@@ -283,18 +305,23 @@ pub fn read_input(spec: &InputSpec, opts: &ReadOptions, mut sink: impl FnMut(usi
     // "nothing was seen on eth0" is evidence.
     for (i, iface) in reader.interfaces().iter().enumerate() {
         let key = LocalKey::Interface(i);
-        let has_sll2_children = points.iter().any(|(k, _)| matches!(k, LocalKey::IfIndex(f, _) if *f == i));
+        let has_sll2_children = points
+            .iter()
+            .any(|(k, _)| matches!(k, LocalKey::IfIndex(f, _) if *f == i));
         if !keys.contains_key(&key) && !has_sll2_children {
             keys.insert(key, points.len());
-            points.push((key, PointInfo {
-                name: String::new(),
-                source: source.clone(),
-                linktype: reader::linktype_name(iface.linktype),
-                interface: None,
-                packets: 0,
-                first_ns: None,
-                last_ns: None,
-            }));
+            points.push((
+                key,
+                PointInfo {
+                    name: String::new(),
+                    source: source.clone(),
+                    linktype: reader::linktype_name(iface.linktype),
+                    interface: None,
+                    packets: 0,
+                    first_ns: None,
+                    last_ns: None,
+                },
+            ));
         }
     }
 
@@ -348,7 +375,10 @@ pub fn read_input(spec: &InputSpec, opts: &ReadOptions, mut sink: impl FnMut(usi
 
 fn problem_warning(source: &str, p: &ReadProblem) -> Warning {
     let message = if p.fatal && p.offset > 0 {
-        format!("{}; stopped reading here, packets before this point are kept", p.message)
+        format!(
+            "{}; stopped reading here, packets before this point are kept",
+            p.message
+        )
     } else {
         p.message.clone()
     };

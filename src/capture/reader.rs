@@ -66,8 +66,14 @@ pub enum Format {
 }
 
 enum State {
-    Pcap { header: PcapHeader },
-    PcapNg { parser: Box<PcapNgParser>, section: usize, first_interface: usize },
+    Pcap {
+        header: PcapHeader,
+    },
+    PcapNg {
+        parser: Box<PcapNgParser>,
+        section: usize,
+        first_interface: usize,
+    },
     Done,
 }
 
@@ -112,7 +118,8 @@ impl<R: Read> FrameReader<R> {
             frames: 0,
             pending: Vec::new(),
         };
-        r.fill(24).map_err(|e| r.problem(0, format!("read error: {e}"), true))?;
+        r.fill(24)
+            .map_err(|e| r.problem(0, format!("read error: {e}"), true))?;
         let head = &r.buf[r.pos..r.end];
         if head.len() < 4 {
             return Err(r.problem(0, "empty or too short to be a capture file".into(), true));
@@ -217,7 +224,9 @@ impl<R: Read> FrameReader<R> {
                     };
                     return Ok(());
                 }
-                Err(PcapNgParseError::IncompleteBuffer(needed, _)) if !self.eof && needed <= MAX_RECORD => {
+                Err(PcapNgParseError::IncompleteBuffer(needed, _))
+                    if !self.eof && needed <= MAX_RECORD =>
+                {
                     let want = needed.max(avail.len() + 1);
                     self.fill(want)
                         .map_err(|e| self.problem(offset, format!("read error: {e}"), true))?;
@@ -225,19 +234,25 @@ impl<R: Read> FrameReader<R> {
                 Err(PcapNgParseError::IncompleteBuffer(needed, have)) => {
                     return Err(self.problem(
                         offset,
-                        format!("section header block cut short (needs {needed} bytes, {have} left)"),
+                        format!(
+                            "section header block cut short (needs {needed} bytes, {have} left)"
+                        ),
                         true,
                     ));
                 }
                 Err(e) => {
-                    return Err(self.problem(offset, format!("bad pcapng section header: {e}"), true));
+                    return Err(self.problem(
+                        offset,
+                        format!("bad pcapng section header: {e}"),
+                        true,
+                    ));
                 }
             }
         }
     }
 
     /// Returns the next frame, a problem, or the end of the file.
-    pub fn next(&mut self) -> Next<'_> {
+    pub fn next_frame(&mut self) -> Next<'_> {
         if let Some(p) = self.pending.pop() {
             return Next::Problem(p);
         }
@@ -262,7 +277,8 @@ impl<R: Read> FrameReader<R> {
         let State::Pcap { header } = &self.state else {
             return Next::End;
         };
-        let (endianness, resolution, snaplen) = (header.endianness, header.ts_resolution, header.snaplen);
+        let (endianness, resolution, snaplen) =
+            (header.endianness, header.ts_resolution, header.snaplen);
         let linktype = self.interfaces[0].linktype;
         let offset = self.offset();
         if let Err(e) = self.fill(16) {
@@ -305,7 +321,9 @@ impl<R: Read> FrameReader<R> {
             let have = (self.end - self.pos).saturating_sub(16);
             return self.fatal(
                 offset,
-                format!("capture ends inside a packet: {have} of {incl_len} captured bytes present"),
+                format!(
+                    "capture ends inside a packet: {have} of {incl_len} captured bytes present"
+                ),
             );
         }
         let used = 16 + incl_len;
@@ -340,7 +358,10 @@ impl<R: Read> FrameReader<R> {
                 return Next::End;
             }
             if avail < 12 {
-                return self.fatal(offset, format!("capture ends inside a block header ({avail} of 12 bytes)"));
+                return self.fatal(
+                    offset,
+                    format!("capture ends inside a block header ({avail} of 12 bytes)"),
+                );
             }
             let head = &self.buf[self.pos..self.pos + 12];
             let block_type = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
@@ -372,7 +393,9 @@ impl<R: Read> FrameReader<R> {
                 let have = self.end - self.pos;
                 return self.fatal(
                     offset,
-                    format!("capture ends inside a pcapng block: {have} of {block_len} bytes present"),
+                    format!(
+                        "capture ends inside a pcapng block: {have} of {block_len} bytes present"
+                    ),
                 );
             }
             let State::PcapNg {
@@ -394,7 +417,9 @@ impl<R: Read> FrameReader<R> {
                             let mut description = None;
                             for opt in &idb.options {
                                 match opt {
-                                    InterfaceDescriptionOption::IfName(n) => name = Some(n.to_string()),
+                                    InterfaceDescriptionOption::IfName(n) => {
+                                        name = Some(n.to_string())
+                                    }
                                     InterfaceDescriptionOption::IfDescription(d) => {
                                         description = Some(d.to_string())
                                     }
@@ -531,12 +556,15 @@ mod tests {
         v.extend_from_slice(data);
     }
 
-    fn collect(bytes: &[u8]) -> (Vec<(u64, u64, i64, Vec<u8>)>, Vec<ReadProblem>) {
+    /// (number, offset, ts_ns, data) of each frame read.
+    type Frames = Vec<(u64, u64, i64, Vec<u8>)>;
+
+    fn collect(bytes: &[u8]) -> (Frames, Vec<ReadProblem>) {
         let mut r = FrameReader::new(bytes).expect("header");
         let mut frames = Vec::new();
         let mut problems = Vec::new();
         loop {
-            match r.next() {
+            match r.next_frame() {
                 Next::Frame(f) => frames.push((f.number, f.offset, f.ts_ns, f.data.to_vec())),
                 Next::Problem(p) => {
                     let fatal = p.fatal;
@@ -582,7 +610,7 @@ mod tests {
         v.extend_from_slice(b"xy");
         let mut r = FrameReader::new(&v[..]).unwrap();
         assert_eq!(r.interfaces()[0].linktype, 101);
-        match r.next() {
+        match r.next_frame() {
             Next::Frame(f) => {
                 assert_eq!(f.ts_ns, 7_000_001_000);
                 assert_eq!(f.data, b"xy");
@@ -603,7 +631,11 @@ mod tests {
         assert!(problems[0].fatal);
         assert_eq!(problems[0].offset, 24 + 56);
         assert_eq!(problems[0].frame, Some(2));
-        assert!(problems[0].message.contains("30 of 40"), "{}", problems[0].message);
+        assert!(
+            problems[0].message.contains("30 of 40"),
+            "{}",
+            problems[0].message
+        );
     }
 
     #[test]
@@ -619,8 +651,14 @@ mod tests {
 
     #[test]
     fn not_a_capture() {
-        let err = FrameReader::new(&b"hello world, this is text"[..]).err().unwrap();
-        assert!(err.message.contains("not a pcap or pcapng"), "{}", err.message);
+        let err = FrameReader::new(&b"hello world, this is text"[..])
+            .err()
+            .unwrap();
+        assert!(
+            err.message.contains("not a pcap or pcapng"),
+            "{}",
+            err.message
+        );
         assert!(FrameReader::new(&b""[..]).is_err());
     }
 
@@ -680,7 +718,7 @@ mod tests {
         epb(&mut v, 1, 2_000_000_123, b"xyz");
         let mut r = FrameReader::new(&v[..]).unwrap();
         let mut got = Vec::new();
-        while let Next::Frame(f) = r.next() {
+        while let Next::Frame(f) = r.next_frame() {
             got.push((f.interface, f.ts_ns, f.linktype, f.data.to_vec()));
         }
         assert_eq!(r.interfaces().len(), 2);

@@ -197,7 +197,10 @@ fn write_point(out: &mut impl Write, info: &PointInfo, flows: &[Flow]) -> io::Re
         let (src, dst) = if tu.proto.is_icmp() {
             (format!("{} id={}", tu.src, tu.sport), tu.dst.to_string())
         } else {
-            (endpoint(tu.src, tu.sport, tu.proto), endpoint(tu.dst, tu.dport, tu.proto))
+            (
+                endpoint(tu.src, tu.sport, tu.proto),
+                endpoint(tu.dst, tu.dport, tu.proto),
+            )
         };
         t.row(vec![
             tu.proto.to_string(),
@@ -225,9 +228,17 @@ fn write_skipped(out: &mut impl Write, source: &str, stats: &InputStats) -> io::
     if skipped == 0 && stats.truncated == 0 {
         return Ok(());
     }
-    writeln!(out, "{source}: {} frames read, {} decoded", stats.frames, stats.packets)?;
+    writeln!(
+        out,
+        "{source}: {} frames read, {} decoded",
+        stats.frames, stats.packets
+    )?;
     if stats.truncated > 0 {
-        writeln!(out, "  {} packets cut short by the snaplen (decoded from their headers)", stats.truncated)?;
+        writeln!(
+            out,
+            "  {} packets cut short by the snaplen (decoded from their headers)",
+            stats.truncated
+        )?;
     }
     if skipped > 0 {
         writeln!(out, "  {skipped} frames not decoded:")?;

@@ -54,14 +54,16 @@ impl CaptureArgs {
         anyhow::ensure!(stdin_uses <= 1, "standard input (-) can be read only once");
         for c in &self.captures {
             if !c.is_stdin() {
-                let meta = std::fs::metadata(&c.path).with_context(|| format!("{}", c.path.display()))?;
+                let meta =
+                    std::fs::metadata(&c.path).with_context(|| format!("{}", c.path.display()))?;
                 anyhow::ensure!(!meta.is_dir(), "{}: is a directory", c.path.display());
             }
         }
         let ifnames = match &self.links {
             None => IfNames::default(),
             Some(p) => {
-                let text = std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?;
+                let text =
+                    std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?;
                 IfNames::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
             }
         };

@@ -34,7 +34,14 @@ impl Strength {
 
 /// The sets of invariant fields a fingerprint can be built from, for evidence output.
 pub const FIELD_SETS: [&[&str]; 10] = [
-    &["ip.id", "tcp.seq", "tcp.ack", "tcp.flags", "tcp.tsval", "payload"],
+    &[
+        "ip.id",
+        "tcp.seq",
+        "tcp.ack",
+        "tcp.flags",
+        "tcp.tsval",
+        "payload",
+    ],
     &["tcp.seq", "tcp.ack", "tcp.flags", "tcp.tsval", "payload"],
     &["ip.id", "tcp.seq", "tcp.ack", "tcp.flags", "payload"],
     &["tcp.seq", "tcp.ack", "tcp.flags", "payload"],
@@ -83,7 +90,13 @@ pub fn fingerprint(p: &Packet) -> (u64, Strength) {
     b[6..10].copy_from_slice(&p.payload_len.to_be_bytes());
     b[10..18].copy_from_slice(&p.payload_digest.to_be_bytes());
     let strength = match p.l4 {
-        L4::Tcp { seq, ack, flags, ts, .. } => {
+        L4::Tcp {
+            seq,
+            ack,
+            flags,
+            ts,
+            ..
+        } => {
             b[18..22].copy_from_slice(&seq.to_be_bytes());
             b[22..26].copy_from_slice(&ack.to_be_bytes());
             b[26] = flags;
@@ -95,7 +108,10 @@ pub fn fingerprint(p: &Packet) -> (u64, Strength) {
             Strength::Strong
         }
         L4::Icmp {
-            icmp_type, code, echo, ..
+            icmp_type,
+            code,
+            echo,
+            ..
         } => {
             b[18] = icmp_type;
             b[19] = code;

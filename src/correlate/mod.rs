@@ -95,7 +95,11 @@ pub struct Hop {
 impl Hop {
     /// The hop's packet records (both halves), in time order.
     fn recs(&self, p: &PointData) -> Vec<Rec> {
-        let mut v: Vec<Rec> = self.flow_idx.iter().flat_map(|&f| p.flow_recs(f).iter().copied()).collect();
+        let mut v: Vec<Rec> = self
+            .flow_idx
+            .iter()
+            .flat_map(|&f| p.flow_recs(f).iter().copied())
+            .collect();
         if self.flow_idx.len() > 1 {
             v.sort_by_key(|r| (r.ts, r.flow, r.fp));
         }
@@ -256,7 +260,11 @@ struct Vote {
 /// Flow pair key: (point a, flow a, point b, flow b) with (a, fa) < (b, fb).
 type EdgeKey = (usize, u32, usize, u32);
 
-pub fn correlate(mut points: Vec<PointData>, inputs: Vec<InputResult>, config: Config) -> Correlation {
+pub fn correlate(
+    mut points: Vec<PointData>,
+    inputs: Vec<InputResult>,
+    config: Config,
+) -> Correlation {
     let n = points.len();
     let pairs: Vec<(usize, usize)> = (0..n).flat_map(|a| (a..n).map(move |b| (a, b))).collect();
 
@@ -278,7 +286,11 @@ pub fn correlate(mut points: Vec<PointData>, inputs: Vec<InputResult>, config: C
         .par_iter()
         .map(|&(a, b)| join_pair(&points, a, b, &off, config.window_ns))
         .collect();
-    let mut edges: Vec<(EdgeKey, Vote)> = votes.into_iter().flatten().filter(|(_, v)| v.score >= MIN_EDGE_SCORE).collect();
+    let mut edges: Vec<(EdgeKey, Vote)> = votes
+        .into_iter()
+        .flatten()
+        .filter(|(_, v)| v.score >= MIN_EDGE_SCORE)
+        .collect();
     edges.sort_by(|x, y| {
         y.1.score
             .total_cmp(&x.1.score)
@@ -297,8 +309,10 @@ pub fn correlate(mut points: Vec<PointData>, inputs: Vec<InputResult>, config: C
     }
     let mut uf = UnionFind::new(nodes.len());
     // Per component: its flows by point.
-    let mut comp_flows: Vec<BTreeMap<usize, Vec<u32>>> =
-        nodes.iter().map(|&(p, f)| BTreeMap::from([(p, vec![f])])).collect();
+    let mut comp_flows: Vec<BTreeMap<usize, Vec<u32>>> = nodes
+        .iter()
+        .map(|&(p, f)| BTreeMap::from([(p, vec![f])]))
+        .collect();
     let mut accepted: Vec<(EdgeKey, Vote)> = Vec::new();
     let mut rejected: Vec<(EdgeKey, Vote)> = Vec::new();
     for (key, vote) in edges {
@@ -312,14 +326,19 @@ pub fn correlate(mut points: Vec<PointData>, inputs: Vec<InputResult>, config: C
         // Two flows at one point may join only as a hairpin (the edge is at that point)
         // or as the two halves of a connection seen under different tuples there.
         let clash = a != b
-            && comp_flows[ra].iter().any(|(p, fs)| match comp_flows[rb].get(p) {
-                None => false,
-                Some(gs) => {
-                    !(fs.len() == 1
-                        && gs.len() == 1
-                        && complementary(&points[*p].flows[fs[0] as usize], &points[*p].flows[gs[0] as usize]))
-                }
-            });
+            && comp_flows[ra]
+                .iter()
+                .any(|(p, fs)| match comp_flows[rb].get(p) {
+                    None => false,
+                    Some(gs) => {
+                        !(fs.len() == 1
+                            && gs.len() == 1
+                            && complementary(
+                                &points[*p].flows[fs[0] as usize],
+                                &points[*p].flows[gs[0] as usize],
+                            ))
+                    }
+                });
         if clash {
             rejected.push((key, vote));
             continue;
@@ -371,7 +390,8 @@ pub fn correlate(mut points: Vec<PointData>, inputs: Vec<InputResult>, config: C
                 }
                 let (xp, xf) = nodes[x];
                 let (yp, yf) = nodes[y];
-                let (same, flipped) = orientation_votes(&points, xp, xf, yp, yf, &off, config.window_ns);
+                let (same, flipped) =
+                    orientation_votes(&points, xp, xf, yp, yf, &off, config.window_ns);
                 if flipped > same {
                     points[yp].flows[yf as usize].flip();
                 }
@@ -406,7 +426,10 @@ pub fn correlate(mut points: Vec<PointData>, inputs: Vec<InputResult>, config: C
             for &f in &h.flow_idx {
                 conn_of.insert((h.point, f), ci);
             }
-            by_tuple.entry((h.point, h.flow.tuple)).or_default().push(ci);
+            by_tuple
+                .entry((h.point, h.flow.tuple))
+                .or_default()
+                .push(ci);
         }
     }
     for ((a, fa, b, fb), vote) in rejected {
@@ -428,7 +451,13 @@ pub fn correlate(mut points: Vec<PointData>, inputs: Vec<InputResult>, config: C
     let firsts: Vec<i64> = conns.iter().map(Connection::first_ns).collect();
     let ids: Vec<String> = conns.iter().map(|c| c.id.clone()).collect();
     for (ci, c) in conns.iter_mut().enumerate() {
-        c.related.sort_by(|x, y| (&x.point, &x.connection, &x.other_point).cmp(&(&y.point, &y.connection, &y.other_point)));
+        c.related.sort_by(|x, y| {
+            (&x.point, &x.connection, &x.other_point).cmp(&(
+                &y.point,
+                &y.connection,
+                &y.other_point,
+            ))
+        });
         for i in 0..c.links.len() {
             let (up, down) = (&c.hops[i], &c.hops[i + 1]);
             if !c.links[i].change.sport_changed {
@@ -474,7 +503,13 @@ pub fn correlate(mut points: Vec<PointData>, inputs: Vec<InputResult>, config: C
 }
 
 /// Merge join of two points' fingerprint-sorted records (or one point with itself).
-fn join_pair(points: &[PointData], a: usize, b: usize, off: &[i64], window: i64) -> Vec<(EdgeKey, Vote)> {
+fn join_pair(
+    points: &[PointData],
+    a: usize,
+    b: usize,
+    off: &[i64],
+    window: i64,
+) -> Vec<(EdgeKey, Vote)> {
     let (pa, pb) = (&points[a], &points[b]);
     let mut votes: HashMap<(u32, u32), Vote> = HashMap::new();
     let mut add = |ra: &Rec, rb: &Rec| {
@@ -490,7 +525,10 @@ fn join_pair(points: &[PointData], a: usize, b: usize, off: &[i64], window: i64)
         // Hairpin: the same packet crossing one interface twice, as two flows.
         while i < fa.len() {
             let fp = pa.recs[fa[i] as usize].fp;
-            let end = i + fa[i..].iter().take_while(|&&k| pa.recs[k as usize].fp == fp).count();
+            let end = i + fa[i..]
+                .iter()
+                .take_while(|&&k| pa.recs[k as usize].fp == fp)
+                .count();
             let run = &fa[i..end];
             if run.len() > 1 {
                 let mut used = vec![false; run.len()];
@@ -507,7 +545,11 @@ fn join_pair(points: &[PointData], a: usize, b: usize, off: &[i64], window: i64)
                         if !used[y] && ry.flow != rx.flow {
                             used[x] = true;
                             used[y] = true;
-                            let (lo, hi) = if rx.flow < ry.flow { (rx, ry) } else { (ry, rx) };
+                            let (lo, hi) = if rx.flow < ry.flow {
+                                (rx, ry)
+                            } else {
+                                (ry, rx)
+                            };
                             add(lo, hi);
                             break;
                         }
@@ -529,8 +571,14 @@ fn join_pair(points: &[PointData], a: usize, b: usize, off: &[i64], window: i64)
                 continue;
             }
             let fp = ra.fp;
-            let ea = i + fa[i..].iter().take_while(|&&k| pa.recs[k as usize].fp == fp).count();
-            let eb = j + fb[j..].iter().take_while(|&&k| pb.recs[k as usize].fp == fp).count();
+            let ea = i + fa[i..]
+                .iter()
+                .take_while(|&&k| pa.recs[k as usize].fp == fp)
+                .count();
+            let eb = j + fb[j..]
+                .iter()
+                .take_while(|&&k| pb.recs[k as usize].fp == fp)
+                .count();
             // Both runs are in time order; walk them together, pairing packets whose
             // corrected times are within the window.
             let (mut x, mut y) = (i, j);
@@ -552,14 +600,24 @@ fn join_pair(points: &[PointData], a: usize, b: usize, off: &[i64], window: i64)
             j = eb;
         }
     }
-    let mut out: Vec<(EdgeKey, Vote)> = votes.into_iter().map(|((x, y), v)| ((a, x, b, y), v)).collect();
+    let mut out: Vec<(EdgeKey, Vote)> = votes
+        .into_iter()
+        .map(|((x, y), v)| ((a, x, b, y), v))
+        .collect();
     out.sort_by_key(|(k, _)| *k);
     out
 }
 
 /// Pairs the packets of two flows: for each record of `up`, the nearest unused record
 /// of `down` with the same fingerprint within the window. Returns index pairs.
-fn match_flows(up: &[Rec], up_off: i64, down: &[Rec], down_off: i64, window: i64, same_point: bool) -> Vec<(usize, usize)> {
+fn match_flows(
+    up: &[Rec],
+    up_off: i64,
+    down: &[Rec],
+    down_off: i64,
+    window: i64,
+    same_point: bool,
+) -> Vec<(usize, usize)> {
     let mut idx: HashMap<u64, Vec<usize>> = HashMap::new();
     for (k, r) in down.iter().enumerate() {
         idx.entry(r.fp).or_default().push(k);
@@ -567,7 +625,9 @@ fn match_flows(up: &[Rec], up_off: i64, down: &[Rec], down_off: i64, window: i64
     let mut used = vec![false; down.len()];
     let mut out = Vec::new();
     for (k, r) in up.iter().enumerate() {
-        let Some(cands) = idx.get(&r.fp) else { continue };
+        let Some(cands) = idx.get(&r.fp) else {
+            continue;
+        };
         let t = r.ts - up_off;
         let best = cands
             .iter()
@@ -587,8 +647,19 @@ fn match_flows(up: &[Rec], up_off: i64, down: &[Rec], down_off: i64, window: i64
 
 /// How many matched packets say two flows share orientation, and how many say the
 /// opposite.
-fn orientation_votes(points: &[PointData], xp: usize, xf: u32, yp: usize, yf: u32, off: &[i64], window: i64) -> (u64, u64) {
-    let (rx, ry) = (points[xp].flow_recs(xf as usize), points[yp].flow_recs(yf as usize));
+fn orientation_votes(
+    points: &[PointData],
+    xp: usize,
+    xf: u32,
+    yp: usize,
+    yf: u32,
+    off: &[i64],
+    window: i64,
+) -> (u64, u64) {
+    let (rx, ry) = (
+        points[xp].flow_recs(xf as usize),
+        points[yp].flow_recs(yf as usize),
+    );
     let (mut same, mut flipped) = (0, 0);
     for (i, j) in match_flows(rx, off[xp], ry, off[yp], window, false) {
         if points[xp].is_fwd(&rx[i]) == points[yp].is_fwd(&ry[j]) {
@@ -600,7 +671,13 @@ fn orientation_votes(points: &[PointData], xp: usize, xf: u32, yp: usize, yf: u3
     (same, flipped)
 }
 
-fn build_connection(points: &[PointData], nodes: &[(usize, u32)], members: &[usize], off: &[i64], window: i64) -> Connection {
+fn build_connection(
+    points: &[PointData],
+    nodes: &[(usize, u32)],
+    members: &[usize],
+    off: &[i64],
+    window: i64,
+) -> Connection {
     // One hop per flow, except that the two one-way halves of the connection seen at
     // one point under different tuples make a single hop.
     let mut by_point: BTreeMap<usize, Vec<u32>> = BTreeMap::new();
@@ -693,7 +770,11 @@ fn build_connection(points: &[PointData], nodes: &[(usize, u32)], members: &[usi
         )
     });
     hops = order.iter().map(|&i| hops[i].clone()).collect();
-    let initiator = hops.iter().map(|h| h.flow.initiator).min().unwrap_or(InitiatorEvidence::FirstPacket);
+    let initiator = hops
+        .iter()
+        .map(|h| h.flow.initiator)
+        .min()
+        .unwrap_or(InitiatorEvidence::FirstPacket);
 
     let links = hops
         .windows(2)
@@ -716,7 +797,14 @@ fn precedence_votes(points: &[PointData], x: &Hop, y: &Hop, off: &[i64], window:
     let (px, py) = (&points[x.point], &points[y.point]);
     let (rx, ry) = (x.recs(px), y.recs(py));
     let mut votes = 0i64;
-    for (i, j) in match_flows(&rx, off[x.point], &ry, off[y.point], window, x.point == y.point) {
+    for (i, j) in match_flows(
+        &rx,
+        off[x.point],
+        &ry,
+        off[y.point],
+        window,
+        x.point == y.point,
+    ) {
         let (tx, ty) = (rx[i].ts - off[x.point], ry[j].ts - off[y.point]);
         let earlier = (tx < ty) as i64 - (ty < tx) as i64;
         votes += if px.is_fwd(&rx[i]) { earlier } else { -earlier };
@@ -727,7 +815,14 @@ fn precedence_votes(points: &[PointData], x: &Hop, y: &Hop, off: &[i64], window:
 fn link(points: &[PointData], up: &Hop, down: &Hop, i: usize, off: &[i64], window: i64) -> Link {
     let (pu, pd) = (&points[up.point], &points[down.point]);
     let (ru, rd) = (up.recs(pu), down.recs(pd));
-    let pairs = match_flows(&ru, off[up.point], &rd, off[down.point], window, up.point == down.point);
+    let pairs = match_flows(
+        &ru,
+        off[up.point],
+        &rd,
+        off[down.point],
+        window,
+        up.point == down.point,
+    );
     let mut matched_u = vec![false; ru.len()];
     let mut matched_d = vec![false; rd.len()];
     let mut lat: Vec<i64> = Vec::with_capacity(pairs.len());

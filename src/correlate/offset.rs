@@ -125,7 +125,12 @@ pub fn solve(points: &[PointData], pairs: &[(usize, usize, i64, usize)]) -> Vec<
             edges.push((1, samples, a, b, delta));
         }
     }
-    edges.sort_by(|x, y| x.0.cmp(&y.0).then(y.1.cmp(&x.1)).then(x.2.cmp(&y.2)).then(x.3.cmp(&y.3)));
+    edges.sort_by(|x, y| {
+        x.0.cmp(&y.0)
+            .then(y.1.cmp(&x.1))
+            .then(x.2.cmp(&y.2))
+            .then(x.3.cmp(&y.3))
+    });
     let mut adj: Vec<Vec<(usize, i64, usize, bool)>> = vec![Vec::new(); n];
     for (kind, samples, a, b, delta) in edges {
         let (ra, rb) = (find(&mut parent, a), find(&mut parent, b));
@@ -147,11 +152,17 @@ pub fn solve(points: &[PointData], pairs: &[(usize, usize, i64, usize)]) -> Vec<
             estimate_ns: 0,
             reference: root,
             samples: 0,
-            basis: if related { OffsetBasis::Reference } else { OffsetBasis::Unrelated },
+            basis: if related {
+                OffsetBasis::Reference
+            } else {
+                OffsetBasis::Unrelated
+            },
         });
         let mut stack = vec![root];
         while let Some(x) = stack.pop() {
-            let (base, base_est) = out[x].as_ref().map_or((0, 0), |o| (o.offset_ns, o.estimate_ns));
+            let (base, base_est) = out[x]
+                .as_ref()
+                .map_or((0, 0), |o| (o.offset_ns, o.estimate_ns));
             let mut next = adj[x].clone();
             next.sort();
             for (y, delta, samples, same_file) in next {

@@ -79,7 +79,9 @@ impl PointData {
 /// Reads every input in parallel into points (in input order, then the input's own
 /// point order) and returns them with the per-input results (warnings, counters).
 pub fn read_points(specs: &[InputSpec], opts: &ReadOptions) -> (Vec<PointData>, Vec<InputResult>) {
-    let per_input: Vec<(InputResult, Vec<(Vec<Flow>, Vec<Rec>)>)> = specs
+    // Per input: its result, and per point its flows and records.
+    type PerInput = (InputResult, Vec<(Vec<Flow>, Vec<Rec>)>);
+    let per_input: Vec<PerInput> = specs
         .par_iter()
         .map(|spec| {
             let mut recs: Vec<Vec<Rec>> = Vec::new();
@@ -110,7 +112,12 @@ pub fn read_points(specs: &[InputSpec], opts: &ReadOptions) -> (Vec<PointData>, 
             for (local, r) in recs.into_iter().enumerate() {
                 sorted[f.input.remap[local]] = r;
             }
-            let points = f.points.into_iter().zip(sorted).map(|(p, r)| (p.flows, r)).collect();
+            let points = f
+                .points
+                .into_iter()
+                .zip(sorted)
+                .map(|(p, r)| (p.flows, r))
+                .collect();
             (f.input, points)
         })
         .collect();

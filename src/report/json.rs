@@ -145,7 +145,8 @@ pub struct Summary {
 /// The end-to-end translation of a connection: from its first hop to its last.
 pub fn end_to_end(c: &Connection) -> Option<crate::model::NatChange> {
     let (first, last) = (c.hops.first()?, c.hops.last()?);
-    (c.hops.len() > 1).then(|| crate::model::NatChange::between(&first.flow.tuple, &last.flow.tuple))
+    (c.hops.len() > 1)
+        .then(|| crate::model::NatChange::between(&first.flow.tuple, &last.flow.tuple))
 }
 
 fn gap(g: &Gap) -> GapJson {
@@ -220,7 +221,11 @@ pub fn build<'a, F: Serialize + Clone>(
             }
             None => summary.single_point += 1,
         }
-        summary.port_reallocations += conn.links.iter().filter(|l| l.change.port_reallocated).count();
+        summary.port_reallocations += conn
+            .links
+            .iter()
+            .filter(|l| l.change.port_reallocated)
+            .count();
     }
     Report {
         schema: SCHEMA,

@@ -35,7 +35,11 @@ impl Table {
     /// Renders with every line prefixed by `indent`; trailing spaces are trimmed.
     pub fn render(&self, indent: &str) -> String {
         let n = self.headers.len();
-        let mut width: Vec<usize> = self.headers.iter().map(|(h, _)| h.chars().count()).collect();
+        let mut width: Vec<usize> = self
+            .headers
+            .iter()
+            .map(|(h, _)| h.chars().count())
+            .collect();
         for r in &self.rows {
             for (i, c) in r.iter().enumerate().take(n) {
                 width[i] = width[i].max(c.chars().count());
@@ -79,6 +83,9 @@ mod tests {
         let mut t = Table::new(&[("name", Align::Left), ("n", Align::Right)]);
         t.row(vec!["docker0".into(), "5".into()]);
         t.row(vec!["eth0".into(), "12".into()]);
-        assert_eq!(t.render("  "), "  name      n\n  docker0   5\n  eth0     12\n");
+        assert_eq!(
+            t.render("  "),
+            "  name      n\n  docker0   5\n  eth0     12\n"
+        );
     }
 }

@@ -12,7 +12,11 @@ use crate::correlate::{Connection, Correlation, Gap, Link};
 use crate::model::{fmt_endpoint, tcp_flags, NatKind, Proto, Tuple};
 
 fn ep(t: &Tuple, src: bool) -> String {
-    let (a, p) = if src { (t.src, t.sport) } else { (t.dst, t.dport) };
+    let (a, p) = if src {
+        (t.src, t.sport)
+    } else {
+        (t.dst, t.dport)
+    };
     if t.proto.has_ports() {
         fmt_endpoint(a, Some(p))
     } else if t.proto.is_icmp() && src {
@@ -66,7 +70,11 @@ fn gap_text(what: &str, g: &Gap) -> Option<String> {
         return None;
     }
     let first = match g.first_tcp_flags {
-        Some(f) => format!(", first [{}] at {}", tcp_flags::to_string(f), rfc3339_ns(g.first_ns.unwrap_or(0))),
+        Some(f) => format!(
+            ", first [{}] at {}",
+            tcp_flags::to_string(f),
+            rfc3339_ns(g.first_ns.unwrap_or(0))
+        ),
         None => format!(", first at {}", rfc3339_ns(g.first_ns.unwrap_or(0))),
     };
     Some(format!("{} {what}{first}", g.packets))
@@ -142,12 +150,18 @@ pub fn connection_block(c: &Correlation, conn: &Connection, extra: &[String]) ->
                     (Some(id), _) => format!("{id} holds {} (it started later)", pr.wanted_sport),
                     (None, _) => "no connection holding it was captured (random port selection, a port range, or an unseen holder)".into(),
                 };
-                let _ = writeln!(out, "      | source port {} -> {}: {why}", pr.wanted_sport, pr.got_sport);
+                let _ = writeln!(
+                    out,
+                    "      | source port {} -> {}: {why}",
+                    pr.wanted_sport, pr.got_sport
+                );
             }
             let lat = match &l.latency {
                 Some(lat) => format!(
                     ", latency {}p50 {} max {}",
-                    lat.first_ns.map(|f| format!("first {} ", short(f))).unwrap_or_default(),
+                    lat.first_ns
+                        .map(|f| format!("first {} ", short(f)))
+                        .unwrap_or_default(),
                     short(lat.p50_ns),
                     short(lat.max_ns)
                 ),
@@ -168,10 +182,22 @@ pub fn connection_block(c: &Correlation, conn: &Connection, extra: &[String]) ->
             let next_name = &c.points[conn.hops[i + 1].point].name;
             let this_name = &c.points[h.point].name;
             for line in [
-                gap_text(&format!("initiator packets not seen at {next_name}"), &l.unmatched.lost_fwd),
-                gap_text(&format!("responder packets not seen at {this_name}"), &l.unmatched.lost_rev),
-                gap_text(&format!("initiator packets seen only at {next_name}"), &l.unmatched.appeared_fwd),
-                gap_text(&format!("responder packets seen only at {this_name}"), &l.unmatched.appeared_rev),
+                gap_text(
+                    &format!("initiator packets not seen at {next_name}"),
+                    &l.unmatched.lost_fwd,
+                ),
+                gap_text(
+                    &format!("responder packets not seen at {this_name}"),
+                    &l.unmatched.lost_rev,
+                ),
+                gap_text(
+                    &format!("initiator packets seen only at {next_name}"),
+                    &l.unmatched.appeared_fwd,
+                ),
+                gap_text(
+                    &format!("responder packets seen only at {this_name}"),
+                    &l.unmatched.appeared_rev,
+                ),
             ]
             .into_iter()
             .flatten()
@@ -232,7 +258,11 @@ pub fn connections_table(c: &Correlation) -> Table {
         ("last hop", Align::Left),
     ]);
     for conn in &c.connections {
-        let path: Vec<&str> = conn.hops.iter().map(|h| c.points[h.point].name.as_str()).collect();
+        let path: Vec<&str> = conn
+            .hops
+            .iter()
+            .map(|h| c.points[h.point].name.as_str())
+            .collect();
         let first = &conn.hops[0].flow.tuple;
         let last = &conn.hops[conn.hops.len() - 1].flow.tuple;
         t.row(vec![
@@ -241,7 +271,11 @@ pub fn connections_table(c: &Correlation) -> Table {
             path.join(" > "),
             kind_label(conn),
             tuple_text(first),
-            if conn.hops.len() > 1 { tuple_text(last) } else { "-".into() },
+            if conn.hops.len() > 1 {
+                tuple_text(last)
+            } else {
+                "-".into()
+            },
         ]);
     }
     t
@@ -257,7 +291,11 @@ pub fn summary_line(c: &Correlation) -> String {
             Some(ch) => *by_kind.entry(ch.kind.as_str()).or_insert(0) += 1,
             None => single += 1,
         }
-        realloc += conn.links.iter().filter(|l| l.change.port_reallocated).count();
+        realloc += conn
+            .links
+            .iter()
+            .filter(|l| l.change.port_reallocated)
+            .count();
     }
     let kinds: Vec<String> = by_kind.iter().map(|(k, n)| format!("{n} {k}")).collect();
     format!(
