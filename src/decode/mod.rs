@@ -97,8 +97,12 @@ pub struct Decoded {
 
 /// Decodes one frame. `linktype` is the pcap LINKTYPE_* number, `data` the captured
 /// bytes and `orig_len` the frame's length on the wire.
+///
+/// Only the low 16 bits of `linktype` name the link type: a pcap file header keeps FCS
+/// length bits in the upper ones (libpcap's `LT_LINKTYPE()` masks them off the same
+/// way). A trailing FCS never reaches the digest: the IP length fields bound the packet.
 pub fn decode(linktype: u32, data: &[u8], orig_len: u32) -> Result<Decoded, Skip> {
-    let link = link::parse(linktype, data)?;
+    let link = link::parse(linktype & 0xffff, data)?;
     let packet = ip::decode(data, &link, orig_len)?;
     Ok(Decoded {
         ifindex: link.ifindex,

@@ -508,6 +508,19 @@ fn unsupported_link_types_and_non_ip_frames_are_named() {
 }
 
 #[test]
+fn pcap_fcs_bits_in_the_link_type_are_ignored() {
+    // 0x30000001 and 0x04000001 occur in the headers of real files; tcpdump reads both
+    // as Ethernet.
+    let mut frame = eth(0x0800, &ipv4(17, A, B, &udp(1, 2, 0, b"x")));
+    frame.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+    for linktype in [0x3000_0001, 0x0400_0001] {
+        let p = ok(linktype, &frame).packet;
+        assert_eq!((p.tuple.dport, p.payload_digest), (2, xxh3_64(b"x")));
+    }
+    assert_eq!(skip(0x3000_0069, b"wifi"), Skip::UnsupportedLinkType(105));
+}
+
+#[test]
 fn every_supported_link_type_decodes() {
     let ip4 = ipv4(17, A, B, &udp(1, 2, 0, b"x"));
     for &linktype in SUPPORTED_LINK_TYPES {
