@@ -292,8 +292,22 @@ fn output_is_identical_with_one_thread_or_many() {
     }
 }
 
-/// A fresh directory under the target dir (no extra crate needed).
-pub fn tempdir() -> std::path::PathBuf {
+/// A fresh temporary directory, removed when dropped.
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    pub fn join(&self, p: &str) -> std::path::PathBuf {
+        self.0.join(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn tempdir() -> TempDir {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static N: AtomicUsize = AtomicUsize::new(0);
     let d = std::env::temp_dir().join(format!(
@@ -302,5 +316,5 @@ pub fn tempdir() -> std::path::PathBuf {
         N.fetch_add(1, Ordering::SeqCst)
     ));
     std::fs::create_dir_all(&d).unwrap();
-    d
+    TempDir(d)
 }
