@@ -3,7 +3,7 @@
 //! starts and which IP version the link layer announced.
 
 use super::skip::{Layer, Skip};
-use super::{be16, be32};
+use super::{array, be16};
 use crate::model::LinkDir;
 
 pub const LINKTYPE_NULL: u32 = 0;
@@ -88,13 +88,13 @@ fn ethernet(data: &[u8]) -> Result<Link, Skip> {
 /// address (8), protocol (2).
 fn sll(data: &[u8]) -> Result<Link, Skip> {
     const LEN: usize = 16;
-    let truncated = Skip::Truncated {
+    let h: &[u8; LEN] = array(data, 0).ok_or(Skip::Truncated {
         layer: Layer::LinuxSll,
         offset: 0,
-    };
-    let pkttype = be16(data, 0).ok_or(truncated)?;
-    let protocol = be16(data, 14).ok_or(truncated)?;
-    let dir = u8::try_from(pkttype).ok().and_then(link_dir);
+    })?;
+    // The packet type is a 16-bit field holding values 0..=7.
+    let dir = if h[0] == 0 { link_dir(h[1]) } else { None };
+    let protocol = u16::from_be_bytes([h[14], h[15]]);
     sll_protocol(data, LEN, protocol, dir, None)
 }
 
@@ -102,20 +102,13 @@ fn sll(data: &[u8]) -> Result<Link, Skip> {
 /// ARPHRD type (2), packet type (1), address length (1), address (8).
 fn sll2(data: &[u8]) -> Result<Link, Skip> {
     const LEN: usize = 20;
-    if data.len() < LEN {
-        return Err(Skip::Truncated {
-            layer: Layer::LinuxSll2,
-            offset: 0,
-        });
-    }
-    let truncated = Skip::Truncated {
+    let h: &[u8; LEN] = array(data, 0).ok_or(Skip::Truncated {
         layer: Layer::LinuxSll2,
         offset: 0,
-    };
-    let protocol = be16(data, 0).ok_or(truncated)?;
-    let ifindex = be32(data, 4).ok_or(truncated)?;
-    let pkttype = *data.get(10).ok_or(truncated)?;
-    sll_protocol(data, LEN, protocol, link_dir(pkttype), Some(ifindex))
+    })?;
+    let protocol = u16::from_be_bytes([h[0], h[1]]);
+    let ifindex = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
+    sll_protocol(data, LEN, protocol, link_dir(h[10]), Some(ifindex))
 }
 
 /// `sll_pkttype` (linux/if_packet.h): HOST, BROADCAST, MULTICAST and OTHERHOST were

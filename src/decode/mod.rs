@@ -131,10 +131,6 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
     array(b, at).map(|a| u16::from_be_bytes(*a))
 }
 
-fn be32(b: &[u8], at: usize) -> Option<u32> {
-    array(b, at).map(|a| u32::from_be_bytes(*a))
-}
-
 /// `b[start..end]` clipped to what `b` holds (empty when nothing of it is there).
 fn clip(b: &[u8], start: usize, end: usize) -> &[u8] {
     let end = end.min(b.len());

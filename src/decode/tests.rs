@@ -607,6 +607,26 @@ fn ipv6_extension_headers_are_walked() {
 }
 
 #[test]
+fn ipv4_authentication_header_is_stepped_over() {
+    let t = tcp_with(22, 40001, 5, tcp_flags::ACK, &[], 0, b"ssh");
+    // AH (RFC 4302): next header, payload length 4 (24 bytes), reserved, SPI, sequence,
+    // 12 bytes of ICV.
+    let mut ah = vec![6, 4, 0, 0, 0, 0, 1, 0, 0, 0, 0, 9];
+    ah.extend_from_slice(&[0xcc; 12]);
+    let p = ok(RAW, &ipv4(51, A, B, &with_prefix(&ah, &t))).packet;
+    assert_eq!(
+        (p.tuple.proto, p.tuple.sport, p.tuple.dport),
+        (Proto::Tcp, 22, 40001)
+    );
+    assert_eq!((p.payload_len, p.payload_digest), (3, xxh3_64(b"ssh")));
+    ah[1] = 0;
+    assert_eq!(
+        skip(RAW, &ipv4(51, A, B, &with_prefix(&ah, &t))).reason(),
+        "malformed ip authentication header at byte 20: payload length 0"
+    );
+}
+
+#[test]
 fn udp_lengths_and_digest() {
     let p = ok(
         ETHERNET,
@@ -1184,4 +1204,79 @@ fn digest_survives_nat() {
         panic!("no quoted tuple")
     };
     assert_eq!((q.proto, q.sport, q.dport), (Proto::Icmp, 1, 0));
+}
+
+/// Frames captured on both sides of a network-namespace router doing iptables and
+/// ip6tables MASQUERADE (Linux 6.x): inside (10.0.1.2, fd00:1::2) and outside
+/// (198.51.100.1, 2001:db8:1::1). The kernel rewrote the outer destination, the quoted
+/// source address and port and every checksum; the digests must not notice.
+#[test]
+fn kernel_nat_keeps_icmp_error_digests() {
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+            .collect()
+    }
+    let pairs = [
+        (
+            "port unreachable (udp)",
+            "ea011d146ad8aef1f8ed8f0c080045c00049189c00003e019654c00002020a0001020303be2f0000\
+            00004500002d6ce940003e1102d30a000102c00002028af3270f00190b95636c6f73656420706f72\
+            742070726f6265",
+            "42bc748467ac568e9e05a439080045c00049189c00003f017621c0000202c63364010303dd620000\
+            00004500002d6ce940003e11e39fc6336401c00002028af3270f0019ec61636c6f73656420706f72\
+            742070726f6265",
+        ),
+        (
+            "time exceeded (udp)",
+            "ea011d146ad8aef1f8ed8f0c080045c00041db8100003f016a43c63364020a0001020b0056d90000\
+            0000450000256d17400001113fad0a000102c0000202ea83829a00110b8d74746c2070726f6265",
+            "42bc748467ac568e9e05a439080045c00041db81000040014a10c6336402c63364010b00760c0000\
+            0000450000256d1740000111207ac6336401c0000202ea83829a0011ec5974746c2070726f6265",
+        ),
+        (
+            "icmpv6 port unreachable (udp)",
+            "ea011d146ad8aef1f8ed8f0c86dd60048f2400493a3e20010db8000200000000000000000002fd00\
+            00010000000000000000000000020104b3c600000000600d70890019113efd000001000000000000\
+            00000000000220010db8000200000000000000000002dea3270f00198c59636c6f73656420706f72\
+            742070726f6265",
+            "42bc748467ac568e9e05a43986dd60048f2400493a3f20010db80002000000000000000000022001\
+            0db80001000000000000000000010104830f00000000600d70890019113e20010db8000100000000\
+            00000000000120010db8000200000000000000000002dea3270f00195ba2636c6f73656420706f72\
+            742070726f6265",
+        ),
+        (
+            "icmpv6 time exceeded (udp)",
+            "ea011d146ad8aef1f8ed8f0c86dd60075d4100413a3f20010db8000100000000000000000002fd00\
+            00010000000000000000000000020300536500000000600ac15400111101fd000001000000000000\
+            00000000000220010db8000200000000000000000002ecc5829a00118c5174746c2070726f6265",
+            "42bc748467ac568e9e05a43986dd60075d4100413a4020010db80001000000000000000000022001\
+            0db8000100000000000000000001030022ae00000000600ac1540011110120010db8000100000000\
+            00000000000120010db8000200000000000000000002ecc5829a00115b9a74746c2070726f6265",
+        ),
+    ];
+    for (what, inside, outside) in pairs {
+        let inside = ok(ETHERNET, &hex(inside)).packet;
+        let outside = ok(ETHERNET, &hex(outside)).packet;
+        let (
+            L4::Icmp {
+                quoted: Some(qi), ..
+            },
+            L4::Icmp {
+                quoted: Some(qo), ..
+            },
+        ) = (inside.l4, outside.l4)
+        else {
+            panic!("{what}: no quoted tuples");
+        };
+        assert_eq!(
+            (qi.sport, qi.dst, qi.dport),
+            (qo.sport, qo.dst, qo.dport),
+            "{what}"
+        );
+        assert_ne!(qi.src, qo.src, "{what}");
+        assert_eq!(inside.payload_digest, outside.payload_digest, "{what}");
+        assert_eq!(inside.payload_len, outside.payload_len, "{what}");
+    }
 }
