@@ -46,6 +46,33 @@ pub struct TcpSeen {
     pub rst: [bool; 2],
 }
 
+/// What an ICMP error flow is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct IcmpError {
+    pub icmp_type: u8,
+    pub code: u8,
+    pub quoted: Option<Tuple>,
+}
+
+impl IcmpError {
+    /// The error part of a packet, when it is an ICMP error (not an echo).
+    pub fn of(p: &Packet) -> Option<IcmpError> {
+        match p.l4 {
+            L4::Icmp {
+                icmp_type,
+                code,
+                echo: None,
+                quoted,
+            } => Some(IcmpError {
+                icmp_type,
+                code,
+                quoted,
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// One bidirectional flow at one capture point.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Flow {
@@ -58,6 +85,11 @@ pub struct Flow {
     pub packets: [u64; 2],
     pub bytes: [u64; 2],
     pub tcp: TcpSeen,
+    /// ICMP errors only: type and code of the first error, and the tuple of the packet
+    /// the errors quote (in that packet's own direction). ICMP errors about different
+    /// connections are different flows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icmp_error: Option<IcmpError>,
     /// True when the orientation was flipped by `finish`: side A is then the responder.
     #[serde(skip)]
     pub a_is_responder: bool,
@@ -77,6 +109,7 @@ impl Flow {
             packets: [0; 2],
             bytes: [0; 2],
             tcp: TcpSeen::default(),
+            icmp_error: IcmpError::of(p),
             a_is_responder: false,
             evidence: [None; 2],
             syn_seq: None,
@@ -231,14 +264,19 @@ fn port_guess(tuple: &Tuple) -> Option<Side> {
 #[derive(Clone, Debug, Default)]
 pub struct FlowTable {
     flows: Vec<Flow>,
-    /// Current flow for each canonical tuple.
-    index: HashMap<Tuple, usize>,
+    /// Current flow for each canonical tuple (and, for ICMP errors, the quoted tuple).
+    index: HashMap<(Tuple, Option<Tuple>), usize>,
 }
 
 impl FlowTable {
     /// Adds a packet; returns the index of its flow and which side sent it.
     pub fn push(&mut self, p: &Packet) -> (usize, Side) {
-        let key = p.tuple.canonical();
+        let key = (
+            p.tuple.canonical(),
+            IcmpError::of(p)
+                .and_then(|e| e.quoted)
+                .map(|q| q.canonical()),
+        );
         let idx = match self.index.get(&key) {
             Some(&i) if !self.flows[i].is_reuse(p) => i,
             _ => {

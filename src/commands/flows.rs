@@ -37,6 +37,8 @@ struct FlowJson<'a> {
     bytes_rev: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     tcp: Option<TcpJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    icmp_error: Option<&'a crate::flows::IcmpError>,
 }
 
 #[derive(Serialize)]
@@ -159,6 +161,7 @@ fn flow_json(f: &Flow) -> FlowJson<'_> {
             state: tcp_state(&f.tcp),
             seen: f.tcp,
         }),
+        icmp_error: f.icmp_error.as_ref(),
     }
 }
 
@@ -212,10 +215,10 @@ fn write_point(out: &mut impl Write, info: &PointInfo, flows: &[Flow]) -> io::Re
             f.bytes[1].to_string(),
             rfc3339_ns(f.first_ns),
             secs(f.last_ns - f.first_ns),
-            if tu.proto == Proto::Tcp {
-                tcp_state(&f.tcp).to_string()
-            } else {
-                "-".to_string()
+            match (&f.icmp_error, tu.proto) {
+                (Some(e), _) => format!("icmp error {}/{}", e.icmp_type, e.code),
+                (None, Proto::Tcp) => tcp_state(&f.tcp).to_string(),
+                _ => "-".to_string(),
             },
         ]);
     }

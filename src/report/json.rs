@@ -77,6 +77,10 @@ pub struct HopJson<'a> {
     /// The tuple responder packets carried here when it is not the reverse of this
     /// hop's tuple (replies already translated back at this point).
     pub reply_tuple: Option<&'a crate::model::Tuple>,
+    /// ICMP error flows: `{icmp_type, code, quoted}` (quoted: the tuple of the packet the
+    /// errors quote, in its own direction).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icmp_error: Option<&'a crate::flows::IcmpError>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tcp_state: Option<&'static str>,
 }
@@ -171,6 +175,7 @@ fn hop<'a>(c: &'a Correlation, h: &'a Hop) -> HopJson<'a> {
         bytes_rev: f.bytes[1],
         ttl_fwd: h.fwd_ttl,
         reply_tuple: h.reply_tuple.as_ref(),
+        icmp_error: f.icmp_error.as_ref(),
         tcp_state: (f.tuple.proto == Proto::Tcp).then(|| crate::commands::flows::tcp_state(&f.tcp)),
     }
 }

@@ -128,6 +128,17 @@ pub fn connection_block(c: &Correlation, conn: &Connection, extra: &[String]) ->
             f.packets[1],
             state
         );
+        if let Some(e) = &f.icmp_error {
+            let about = e
+                .quoted
+                .map(|q| format!(" about {} {}", q.proto, tuple_text(&q)))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "    {:<width$}  icmp error type {} code {}{about}",
+                "", e.icmp_type, e.code
+            );
+        }
         if let Some(r) = &h.reply_tuple {
             let _ = writeln!(
                 out,
