@@ -320,12 +320,66 @@ pub fn summary_line(c: &Correlation) -> String {
     )
 }
 
+/// Connections by path and translation kind (computed on the polars frame).
+#[cfg(feature = "frames")]
+pub fn by_path_table(c: &Correlation, findings: &[u32]) -> Option<Table> {
+    let df = super::frame::connections(c, findings).ok()?;
+    let s = super::frame::summary(&df).ok()?;
+    let text = |n: &str| -> Option<Vec<String>> {
+        let col = s.column(n).ok()?;
+        Some(
+            (0..s.height())
+                .map(|i| {
+                    col.get(i)
+                        .map(|v| v.to_string().trim_matches('"').to_string())
+                        .unwrap_or_default()
+                })
+                .collect(),
+        )
+    };
+    let names = [
+        "path",
+        "kind",
+        "connections",
+        "packets_fwd",
+        "packets_rev",
+        "lost_fwd",
+        "lost_rev",
+        "findings",
+    ];
+    let cols: Vec<Vec<String>> = names.iter().map(|n| text(n)).collect::<Option<_>>()?;
+    let mut t = Table::new(&[
+        ("path", Align::Left),
+        ("nat", Align::Left),
+        ("connections", Align::Right),
+        ("pkts>", Align::Right),
+        ("pkts<", Align::Right),
+        ("lost>", Align::Right),
+        ("lost<", Align::Right),
+        ("findings", Align::Right),
+    ]);
+    for i in 0..s.height() {
+        t.row(cols.iter().map(|c| c[i].clone()).collect());
+    }
+    Some(t)
+}
+
 /// The whole text report. `extra(i)` adds lines (findings) under connection `i`.
 pub fn render(c: &Correlation, extra: impl Fn(usize) -> Vec<String>) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{}\n", summary_line(c));
     out.push_str(&points_table(c).render(""));
     out.push('\n');
+    #[cfg(feature = "frames")]
+    {
+        let findings: Vec<u32> = (0..c.connections.len())
+            .map(|i| extra(i).len() as u32)
+            .collect();
+        if let Some(t) = by_path_table(c, &findings) {
+            out.push_str(&t.render(""));
+            out.push('\n');
+        }
+    }
     out.push_str(&connections_table(c).render(""));
     for (i, conn) in c.connections.iter().enumerate() {
         out.push('\n');
