@@ -434,6 +434,9 @@ pub fn correlate(
     }
     for ((a, fa, b, fb), vote) in rejected {
         let (ca, cb) = (conn_of[&(a, fa as usize)], conn_of[&(b, fb as usize)]);
+        if ca == cb {
+            continue;
+        }
         let (ida, idb) = (conns[ca].id.clone(), conns[cb].id.clone());
         conns[ca].related.push(Related {
             point: points[a].info.name.clone(),
