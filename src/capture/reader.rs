@@ -411,6 +411,7 @@ impl<R: Read> FrameReader<R> {
             match parsed {
                 Ok((_, block)) => {
                     self.pos += block_len;
+                    let mut packet = None;
                     match block {
                         Block::InterfaceDescription(idb) => {
                             let mut name = None;
@@ -433,73 +434,51 @@ impl<R: Read> FrameReader<R> {
                                 section: *section,
                             });
                         }
-                        Block::EnhancedPacket(epb) => {
-                            let interface = *first_interface + epb.interface_id as usize;
-                            let Some(iface) = self.interfaces.get(interface) else {
-                                continue;
-                            };
-                            let linktype = iface.linktype;
-                            let ts_ns = duration_ns(epb.timestamp);
-                            let orig_len = epb.original_len;
-                            let data_len = epb.data.len();
-                            // EPB data starts 28 bytes into the block (12 header + 16 fields).
-                            let start = self.pos - block_len + 28;
-                            self.frames += 1;
-                            return Next::Frame(Frame {
-                                number: self.frames,
-                                offset,
-                                interface,
-                                ts_ns,
-                                linktype,
-                                orig_len: orig_len.max(data_len as u32),
-                                data: &self.buf[start..start + data_len],
-                            });
+                        // (interface, time, original length, captured length, where the
+                        // data starts in the block: after the 12-byte block header and the
+                        // block's fixed fields). SPBs belong to the section's first
+                        // interface and carry no time.
+                        Block::EnhancedPacket(b) => {
+                            packet = Some((
+                                *first_interface + b.interface_id as usize,
+                                duration_ns(b.timestamp),
+                                b.original_len,
+                                b.data.len(),
+                                28,
+                            ))
                         }
-                        Block::SimplePacket(spb) => {
-                            // SPBs belong to the section's first interface and carry no time.
-                            let interface = *first_interface;
-                            let Some(iface) = self.interfaces.get(interface) else {
-                                continue;
-                            };
-                            let linktype = iface.linktype;
-                            let orig_len = spb.original_len;
-                            let data_len = spb.data.len();
-                            let start = self.pos - block_len + 12;
-                            self.frames += 1;
-                            return Next::Frame(Frame {
-                                number: self.frames,
-                                offset,
-                                interface,
-                                ts_ns: 0,
-                                linktype,
-                                orig_len: orig_len.max(data_len as u32),
-                                data: &self.buf[start..start + data_len],
-                            });
+                        Block::Packet(b) => {
+                            packet = Some((
+                                *first_interface + usize::from(b.interface_id),
+                                duration_ns(b.timestamp),
+                                b.original_len,
+                                b.data.len(),
+                                28,
+                            ))
                         }
-                        Block::Packet(pb) => {
-                            let interface = *first_interface + usize::from(pb.interface_id);
-                            let Some(iface) = self.interfaces.get(interface) else {
-                                continue;
-                            };
-                            let linktype = iface.linktype;
-                            let ts_ns = duration_ns(pb.timestamp);
-                            let orig_len = pb.original_len;
-                            let data_len = pb.data.len();
-                            let start = self.pos - block_len + 28;
-                            self.frames += 1;
-                            return Next::Frame(Frame {
-                                number: self.frames,
-                                offset,
-                                interface,
-                                ts_ns,
-                                linktype,
-                                orig_len: orig_len.max(data_len as u32),
-                                data: &self.buf[start..start + data_len],
-                            });
+                        Block::SimplePacket(b) => {
+                            packet = Some((*first_interface, 0, b.original_len, b.data.len(), 12))
                         }
                         // Statistics, name resolution, journal, custom blocks: nothing to decode.
                         _ => {}
                     }
+                    let Some((interface, ts_ns, orig_len, data_len, data_at)) = packet else {
+                        continue;
+                    };
+                    let Some(iface) = self.interfaces.get(interface) else {
+                        continue;
+                    };
+                    let start = self.pos - block_len + data_at;
+                    self.frames += 1;
+                    return Next::Frame(Frame {
+                        number: self.frames,
+                        offset,
+                        interface,
+                        ts_ns,
+                        linktype: iface.linktype,
+                        orig_len: orig_len.max(data_len as u32),
+                        data: &self.buf[start..start + data_len],
+                    });
                 }
                 Err(e) => {
                     // The block's length is sound, so skip just this block and go on.
