@@ -5,6 +5,7 @@
 //! `capture` → `decode` → `flows` → `correlate` (+ `conntrack`) → `audit` → `report`.
 //! The `commands` module holds one file per subcommand and wires the stages together.
 
+pub mod audit;
 pub mod capture;
 pub mod commands;
 pub mod conntrack;

@@ -4,6 +4,7 @@
 #[cfg(feature = "frames")]
 pub mod frame;
 pub mod json;
+pub mod markdown;
 pub mod table;
 pub mod text;
 pub mod time;

@@ -1,0 +1,150 @@
+//! What the wire says about the NAT host's layout: which addresses sit inside the NAT
+//! (and so must never appear on the far side of it), which points are outside, which
+//! addresses and ports belong to the host, and which way traffic from inside goes.
+//!
+//! Everything is learned from connections `correlate` followed across a translation:
+//! * a link whose destination changed (DNAT, with or without SNAT) has its inside
+//!   downstream: the new destination is an inside address, the upstream point is
+//!   outside, and the old destination endpoint is a published (DNAT) endpoint there;
+//! * a link whose source changed and destination did not (SNAT, MASQUERADE) has its
+//!   inside upstream: the old source is an inside address, the downstream point is
+//!   outside, and the new source is a NAT address of the host at that point.
+//!
+//! Declared `--inside` prefixes take precedence over learned ones: when given, the
+//! learned inside addresses are added as host prefixes only; otherwise each learned
+//! address stands for its /24 (IPv4) or /64 (IPv6), the usual size of a container or
+//! pod subnet.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use super::Cidr;
+use crate::correlate::Correlation;
+use crate::model::Proto;
+
+/// Key of a translated endpoint at a point: (point, protocol, address, port).
+pub type EndpointKey = (usize, Proto, IpAddr, u16);
+
+#[derive(Clone, Debug, Default)]
+pub struct Topology {
+    /// Inside prefixes, sorted and deduplicated.
+    pub inside: Vec<Cidr>,
+    /// True when `inside` starts from `--inside`.
+    pub declared: bool,
+    /// Per point: inside addresses NAT translated away before packets reached it.
+    pub hidden: BTreeMap<usize, BTreeSet<IpAddr>>,
+    /// Per point: source addresses SNAT or MASQUERADE gave packets leaving there.
+    pub nat_addrs: BTreeMap<usize, BTreeSet<IpAddr>>,
+    /// Addresses of the NAT host itself: SNAT sources and DNAT'ed destinations.
+    pub host_addrs: BTreeSet<IpAddr>,
+    /// DNAT'ed endpoints at the point traffic arrived on → the points it went on to →
+    /// connections that did.
+    pub published: BTreeMap<EndpointKey, BTreeMap<usize, Vec<usize>>>,
+    /// Egress routes: (point, inside prefix) → next point → connections taking it, for
+    /// connections from that prefix to destinations outside the inside prefixes.
+    pub egress: BTreeMap<(usize, Cidr), BTreeMap<usize, Vec<usize>>>,
+    /// Translated source endpoints at the point they left on: (point, proto, NAT
+    /// address, NAT port) → connections whose tuple there carries them.
+    pub endpoints: BTreeMap<EndpointKey, Vec<usize>>,
+}
+
+impl Topology {
+    pub fn learn(c: &Correlation, declared: &[Cidr]) -> Topology {
+        let mut t = Topology {
+            declared: !declared.is_empty(),
+            ..Default::default()
+        };
+        let mut inside_addrs: BTreeSet<IpAddr> = BTreeSet::new();
+        for (ci, conn) in c.connections.iter().enumerate() {
+            for l in &conn.links {
+                let (up, down) = (&conn.hops[l.from], &conn.hops[l.to]);
+                let (before, after) = (&up.flow.tuple, &down.flow.tuple);
+                let ch = &l.change;
+                if ch.dst_addr_changed {
+                    inside_addrs.insert(after.dst);
+                    t.hidden.entry(up.point).or_default().insert(after.dst);
+                    t.host_addrs.insert(before.dst);
+                    t.published
+                        .entry((up.point, conn.proto, before.dst, before.dport))
+                        .or_default()
+                        .entry(down.point)
+                        .or_default()
+                        .push(ci);
+                } else if ch.dport_changed {
+                    // REDIRECT-like port change on the same address: still published.
+                    t.published
+                        .entry((up.point, conn.proto, before.dst, before.dport))
+                        .or_default()
+                        .entry(down.point)
+                        .or_default()
+                        .push(ci);
+                } else if ch.src_addr_changed {
+                    inside_addrs.insert(before.src);
+                    t.hidden.entry(down.point).or_default().insert(before.src);
+                }
+                if ch.src_addr_changed || ch.sport_changed {
+                    t.nat_addrs.entry(down.point).or_default().insert(after.src);
+                    t.host_addrs.insert(after.src);
+                    t.endpoints
+                        .entry((down.point, conn.proto, after.src, after.sport))
+                        .or_default()
+                        .push(ci);
+                }
+            }
+        }
+        let mut inside: BTreeSet<Cidr> = declared.iter().copied().collect();
+        for a in &inside_addrs {
+            let len = match (t.declared, a) {
+                (true, IpAddr::V4(_)) => 32,
+                (true, IpAddr::V6(_)) => 128,
+                (false, IpAddr::V4(_)) => 24,
+                (false, IpAddr::V6(_)) => 64,
+            };
+            inside.insert(Cidr::new(*a, len));
+        }
+        t.inside = inside.into_iter().collect();
+
+        for (ci, conn) in c.connections.iter().enumerate() {
+            for w in conn.hops.windows(2) {
+                let tu = &w[0].flow.tuple;
+                if w[0].point == w[1].point {
+                    continue;
+                }
+                if let Some(p) = t.prefix_of(tu.src) {
+                    if t.is_outside_dst(tu.dst) {
+                        t.egress
+                            .entry((w[0].point, p))
+                            .or_default()
+                            .entry(w[1].point)
+                            .or_default()
+                            .push(ci);
+                    }
+                }
+            }
+        }
+        t
+    }
+
+    /// The most specific inside prefix holding `a`, if any.
+    pub fn prefix_of(&self, a: IpAddr) -> Option<Cidr> {
+        self.inside
+            .iter()
+            .filter(|p| p.contains(a))
+            .max_by_key(|p| p.prefix_len())
+            .copied()
+    }
+
+    pub fn is_inside(&self, a: IpAddr) -> bool {
+        self.prefix_of(a).is_some()
+    }
+
+    /// A destination that traffic from inside reaches by being forwarded out: not
+    /// inside, not the host itself, not multicast or broadcast.
+    pub fn is_outside_dst(&self, a: IpAddr) -> bool {
+        let special = match a {
+            IpAddr::V4(v) => v.is_multicast() || v.is_broadcast() || v.is_loopback(),
+            IpAddr::V6(v) => v.is_multicast() || v.is_loopback(),
+        };
+        !special && !self.is_inside(a) && !self.host_addrs.contains(&a)
+    }
+}

@@ -1,0 +1,376 @@
+//! The Markdown report (`--format markdown`), made to be pasted as-is into an incident
+//! ticket (GitHub, GitLab, or anything that renders CommonMark with GFM tables): a
+//! summary, the inputs with their time ranges and clock offsets, every finding with
+//! its evidence and what to check next, then the per-connection table and, folded,
+//! the per-connection detail of the text report.
+//!
+//! Free text is escaped outside code spans so addresses, flags (`[S.]`), `<`/`>` and
+//! sysctl names render literally; table cells also escape `|`.
+
+use std::fmt::Write;
+
+use super::text::{connection_block, kind_label, summary_line, tuple_text};
+use super::time::{rfc3339_ns, secs, short};
+use crate::audit::{Audit, Finding};
+use crate::correlate::offset::OffsetBasis;
+use crate::correlate::Correlation;
+use crate::diag::Warning;
+
+/// Facts about the run that the report states.
+pub struct RunInfo<'a> {
+    /// `--fail-on` as given (or its default).
+    pub fail_on: &'a str,
+    /// The exit status this run ends with.
+    pub exit_status: u8,
+}
+
+/// Escapes Markdown inline syntax outside `code spans`.
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for (i, part) in s.split('`').enumerate() {
+        if i > 0 {
+            out.push('`');
+        }
+        if i % 2 == 1 {
+            out.push_str(part);
+            continue;
+        }
+        for ch in part.chars() {
+            match ch {
+                '\\' | '*' | '_' | '<' | '>' | '[' | ']' | '#' | '~' => {
+                    out.push('\\');
+                    out.push(ch);
+                }
+                _ => out.push(ch),
+            }
+        }
+    }
+    out
+}
+
+/// A table cell: escaped, pipes escaped, no line breaks.
+fn cell(s: &str) -> String {
+    esc(s).replace('|', "\\|").replace('\n', " ")
+}
+
+/// Inline code, with a fence long enough for backticks inside.
+fn code(s: &str) -> String {
+    if s.contains('`') {
+        format!("`` {s} ``")
+    } else {
+        format!("`{s}`")
+    }
+}
+
+fn table(out: &mut String, headers: &[&str], rows: &[Vec<String>]) {
+    let _ = writeln!(out, "| {} |", headers.join(" | "));
+    let _ = writeln!(
+        out,
+        "|{}",
+        headers.iter().map(|_| "---|").collect::<String>()
+    );
+    for r in rows {
+        let _ = writeln!(out, "| {} |", r.join(" | "));
+    }
+    out.push('\n');
+}
+
+fn clock(c: &Correlation, i: usize) -> String {
+    let p = &c.points[i];
+    let reference = &c.points[p.clock.reference].name;
+    match p.clock.basis {
+        OffsetBasis::Reference => "reference".into(),
+        OffsetBasis::Unrelated => "unrelated (no packet in common)".into(),
+        OffsetBasis::SameFile => format!("same file as {reference}"),
+        OffsetBasis::Estimated => {
+            let sign = if p.clock.offset_ns >= 0 { "+" } else { "" };
+            let raw = if p.clock.offset_ns == 0 && p.clock.estimate_ns != 0 {
+                format!(", raw {} taken as 0", short(p.clock.estimate_ns))
+            } else {
+                String::new()
+            };
+            format!(
+                "{sign}{} vs {reference} ({} packets{raw})",
+                secs(p.clock.offset_ns),
+                p.clock.samples
+            )
+        }
+    }
+}
+
+fn when(f: &Finding) -> String {
+    match (f.first_ns, f.last_ns) {
+        (Some(a), Some(b)) if b > a => format!("{} (+{})", rfc3339_ns(a), secs(b - a)),
+        (Some(a), _) => rfc3339_ns(a),
+        _ => "-".into(),
+    }
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// The whole Markdown report.
+pub fn render(c: &Correlation, audit: &Audit, warnings: &[&Warning], run: &RunInfo) -> String {
+    let mut out = String::new();
+    let sev = audit.severities();
+    let count = |k: &str| sev.get(k).copied().unwrap_or(0);
+    let _ = writeln!(out, "# natcheck report\n");
+    let headline = if audit.findings.is_empty() {
+        "No findings.".to_string()
+    } else {
+        format!(
+            "**{}**, **{}**, {}.",
+            plural(count("error"), "error", "errors"),
+            plural(count("warning"), "warning", "warnings"),
+            plural(count("info"), "info finding", "info findings")
+        )
+    };
+    let _ = writeln!(out, "{headline}\n");
+    let _ = writeln!(out, "{}.\n", esc(&summary_line(c)));
+    let _ = writeln!(
+        out,
+        "Exit status {} (`--fail-on {}`{}).\n",
+        run.exit_status,
+        run.fail_on,
+        if warnings.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; {} about the inputs, see below",
+                plural(warnings.len(), "warning", "warnings")
+            )
+        }
+    );
+
+    // Inputs.
+    let _ = writeln!(out, "## Inputs\n");
+    let rows: Vec<Vec<String>> = c
+        .points
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            vec![
+                cell(&p.name),
+                code(&p.source),
+                cell(&p.linktype),
+                p.packets.to_string(),
+                p.flows.to_string(),
+                p.first_ns.map(rfc3339_ns).unwrap_or_else(|| "-".into()),
+                p.last_ns.map(rfc3339_ns).unwrap_or_else(|| "-".into()),
+                match (p.first_ns, p.last_ns) {
+                    (Some(a), Some(b)) => secs(b - a),
+                    _ => "-".into(),
+                },
+                cell(&clock(c, i)),
+            ]
+        })
+        .collect();
+    table(
+        &mut out,
+        &[
+            "point",
+            "source",
+            "link type",
+            "packets",
+            "flows",
+            "first packet",
+            "last packet",
+            "span",
+            "clock offset",
+        ],
+        &rows,
+    );
+    let _ = writeln!(
+        out,
+        "Times are as captured here and clock-corrected everywhere else (corrected = captured − offset). Matching window: {}.\n",
+        short(c.config.window_ns)
+    );
+    let prefixes: Vec<String> = audit.inside.iter().map(|p| code(&p.to_string())).collect();
+    let _ = writeln!(
+        out,
+        "Inside prefixes: {} ({}).\n",
+        if prefixes.is_empty() {
+            "none known".to_string()
+        } else {
+            prefixes.join(", ")
+        },
+        if audit.inside_declared {
+            "declared with `--inside`, plus translated addresses"
+        } else {
+            "learned from the translations on the wire; declare them with `--inside`"
+        }
+    );
+    if !warnings.is_empty() {
+        let _ = writeln!(out, "### Input warnings\n");
+        for w in warnings {
+            let _ = writeln!(out, "- {}", esc(&w.to_string()));
+        }
+        out.push('\n');
+    }
+
+    // Findings.
+    let _ = writeln!(out, "## Findings\n");
+    if audit.findings.is_empty() {
+        let _ = writeln!(out, "None.\n");
+    } else {
+        let rows: Vec<Vec<String>> = audit
+            .findings
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                vec![
+                    (i + 1).to_string(),
+                    f.severity.to_string(),
+                    code(f.code.as_str()),
+                    cell(&f.connections.join(", ")),
+                    cell(&f.points.join(" → ")),
+                    f.first_ns.map(rfc3339_ns).unwrap_or_else(|| "-".into()),
+                    f.packets.to_string(),
+                    cell(&f.message),
+                ]
+            })
+            .collect();
+        table(
+            &mut out,
+            &[
+                "#",
+                "severity",
+                "code",
+                "connections",
+                "points",
+                "first",
+                "packets",
+                "what",
+            ],
+            &rows,
+        );
+        for (i, f) in audit.findings.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "### {}. {} `{}`: {}\n",
+                i + 1,
+                f.severity,
+                f.code,
+                esc(&f.message)
+            );
+            let _ = writeln!(
+                out,
+                "- **Connections:** {}",
+                if f.connections.is_empty() {
+                    "-".into()
+                } else {
+                    f.connections.join(", ")
+                }
+            );
+            let _ = writeln!(out, "- **Points:** {}", esc(&f.points.join(" → ")));
+            let _ = writeln!(out, "- **Time:** {}", when(f));
+            let _ = writeln!(out, "- **Packets:** {}", f.packets);
+            if !f.tuples.is_empty() {
+                let _ = writeln!(out, "- **Tuples** (initiator's direction):");
+                for t in &f.tuples {
+                    let _ = writeln!(
+                        out,
+                        "  - {} at {}: {}",
+                        t.role,
+                        esc(&t.point),
+                        code(&format!("{} {}", t.tuple.proto, tuple_text(&t.tuple)))
+                    );
+                }
+            }
+            let _ = writeln!(out, "\n**Evidence:**\n");
+            for e in &f.evidence {
+                let _ = writeln!(out, "- {}", esc(e));
+            }
+            let _ = writeln!(out, "\n**Check next:** {}\n", esc(&f.check));
+        }
+    }
+
+    // Connections.
+    let _ = writeln!(out, "## Connections\n");
+    if c.connections.is_empty() {
+        let _ = writeln!(out, "None.\n");
+        return out;
+    }
+    let rows: Vec<Vec<String>> = c
+        .connections
+        .iter()
+        .enumerate()
+        .map(|(i, conn)| {
+            let path: Vec<&str> = conn
+                .hops
+                .iter()
+                .map(|h| c.points[h.point].name.as_str())
+                .collect();
+            let first = &conn.hops[0].flow.tuple;
+            let last = &conn.hops[conn.hops.len() - 1].flow.tuple;
+            let codes: Vec<String> = audit
+                .of_connection(i)
+                .map(|f| format!("{} {}", f.severity, f.code))
+                .collect();
+            vec![
+                conn.id.clone(),
+                conn.proto.to_string(),
+                cell(&path.join(" → ")),
+                cell(&kind_label(conn)),
+                code(&tuple_text(first)),
+                if conn.hops.len() > 1 {
+                    code(&tuple_text(last))
+                } else {
+                    "-".into()
+                },
+                if codes.is_empty() {
+                    "-".into()
+                } else {
+                    cell(&codes.join(", "))
+                },
+            ]
+        })
+        .collect();
+    table(
+        &mut out,
+        &[
+            "id",
+            "proto",
+            "path",
+            "nat",
+            "first hop",
+            "last hop",
+            "findings",
+        ],
+        &rows,
+    );
+    let _ = writeln!(
+        out,
+        "<details><summary>Per-connection detail (tuple at every hop, translations, matched and unmatched packets)</summary>\n"
+    );
+    let _ = writeln!(out, "```text");
+    for (i, conn) in c.connections.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let extra: Vec<String> = audit
+            .of_connection(i)
+            .map(|f| format!("finding: {} {}: {}", f.severity, f.code, f.message))
+            .collect();
+        // A fence inside a fenced block would end it early.
+        out.push_str(&connection_block(c, conn, &extra).replace("```", "'''"));
+    }
+    let _ = writeln!(out, "```\n\n</details>");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_outside_code_spans_only() {
+        assert_eq!(
+            esc("a [S.] <x> nf_conntrack `conntrack -S | grep a_b`"),
+            "a \\[S.\\] \\<x\\> nf\\_conntrack `conntrack -S | grep a_b`"
+        );
+        assert_eq!(cell("a|b"), "a\\|b");
+        assert_eq!(code("x`y"), "`` x`y ``");
+    }
+}
