@@ -94,6 +94,9 @@ impl Topology {
         }
         let mut inside: BTreeSet<Cidr> = declared.iter().copied().collect();
         for a in &inside_addrs {
+            if declared.iter().any(|d| d.contains(*a)) {
+                continue;
+            }
             let len = match (t.declared, a) {
                 (true, IpAddr::V4(_)) => 32,
                 (true, IpAddr::V6(_)) => 128,

@@ -108,6 +108,11 @@ fn icmp_name(proto: Proto, ty: u8, code: u8) -> String {
         (Proto::Icmpv6, 3, _) => "time exceeded",
         _ => "",
     };
+    let proto = if proto == Proto::Icmpv6 {
+        "ICMPv6"
+    } else {
+        "ICMP"
+    };
     if name.is_empty() {
         format!("{proto} type {ty} code {code}")
     } else {
@@ -774,7 +779,7 @@ impl<'a> Ctx<'a> {
                     tuples.push(self.seen(kh, "translation"));
                     expected.get_or_insert_with(|| dst(&kh.flow.tuple));
                     evidence.push(format!(
-                        "{}: {}>/{}< packets at {pname}",
+                        "{} ({}>/{}< packets at {pname})",
                         self.translation_line(other, h.point)
                             .unwrap_or_else(|| other.id.clone()),
                         kh.flow.packets[0],
@@ -790,7 +795,7 @@ impl<'a> Ctx<'a> {
                         {
                             conns.push(ei);
                             evidence.push(format!(
-                                "the host answered with {} ({}, {}): nothing on the host expected them",
+                                "the host answered with {} ({}; {}): nothing on the host expected them",
                                 icmp_name(e.proto, err.icmp_type, err.code),
                                 plural(eh.flow.packets[0] + eh.flow.packets[1], "packet", "packets"),
                                 e.id

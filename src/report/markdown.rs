@@ -24,7 +24,12 @@ pub struct RunInfo<'a> {
     pub exit_status: u8,
 }
 
-/// Escapes Markdown inline syntax outside `code spans`.
+/// Escapes Markdown inline syntax outside `code spans`, and only where it would
+/// change the rendering, so the raw text stays readable: `\\`, `*` and `~` always;
+/// `_` at a word boundary (CommonMark never emphasises inside a word, so sysctl names
+/// stay as they are); `<` before what could open an HTML tag. `>` matters only at the
+/// start of a line and `[`/`]` only before a link target or a link definition, and no
+/// line this renderer writes starts with free text.
 fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for (i, part) in s.split('`').enumerate() {
@@ -35,14 +40,23 @@ fn esc(s: &str) -> String {
             out.push_str(part);
             continue;
         }
-        for ch in part.chars() {
-            match ch {
-                '\\' | '*' | '_' | '<' | '>' | '[' | ']' | '#' | '~' => {
-                    out.push('\\');
-                    out.push(ch);
-                }
-                _ => out.push(ch),
+        let chars: Vec<char> = part.chars().collect();
+        for (k, &ch) in chars.iter().enumerate() {
+            let prev = k.checked_sub(1).and_then(|j| chars.get(j)).copied();
+            let next = chars.get(k + 1).copied();
+            let word = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+            let escape = match ch {
+                '\\' | '*' | '~' => true,
+                '_' => !(word(prev) && word(next)),
+                '<' => next.is_some_and(|c| c.is_ascii_alphabetic() || "/!?".contains(c)),
+                '[' => next.is_some_and(|c| c == ']') || prev.is_some_and(|c| c == '!'),
+                ']' => next.is_some_and(|c| c == '(' || c == '[' || c == ':'),
+                _ => false,
+            };
+            if escape {
+                out.push('\\');
             }
+            out.push(ch);
         }
     }
     out
@@ -367,9 +381,10 @@ mod tests {
     #[test]
     fn escapes_outside_code_spans_only() {
         assert_eq!(
-            esc("a [S.] <x> nf_conntrack `conntrack -S | grep a_b`"),
-            "a \\[S.\\] \\<x\\> nf\\_conntrack `conntrack -S | grep a_b`"
+            esc("a [S.] 5>/0< <x> nf_conntrack _y_ `conntrack -S | grep <a_b>` a*b"),
+            "a [S.] 5>/0< \\<x> nf_conntrack \\_y\\_ `conntrack -S | grep <a_b>` a\\*b"
         );
+        assert_eq!(esc("[x](y) ![z]"), "[x\\](y) !\\[z]");
         assert_eq!(cell("a|b"), "a\\|b");
         assert_eq!(code("x`y"), "`` x`y ``");
     }
