@@ -16,6 +16,7 @@
 //!   connections themselves, or declared with `--inside`.
 
 pub mod cidr;
+pub mod ct;
 mod topology;
 mod wire;
 
@@ -78,14 +79,32 @@ pub enum Code {
     Unsolicited,
     /// NAT changed the source port.
     PortReallocated,
+    /// The translation on the wire differs from the conntrack entry's.
+    CtContradiction,
+    /// A connection translated on the wire across a snapshot's time has no entry.
+    CtMissing,
+    /// A NATed entry active while the captures ran, with no packet on the wire.
+    CtUnobserved,
+    /// An entry marked [UNREPLIED] although replies were on the wire.
+    CtUnreplied,
+    /// A DNAT back to the client itself without masquerade (hairpin).
+    CtHairpinNoMasq,
+    /// Several entries of one snapshot share a reply tuple.
+    CtDuplicate,
 }
 
 impl Code {
-    pub const ALL: [Code; 4] = [
+    pub const ALL: [Code; 10] = [
         Code::Lost,
         Code::Leak,
         Code::Unsolicited,
         Code::PortReallocated,
+        Code::CtContradiction,
+        Code::CtMissing,
+        Code::CtUnobserved,
+        Code::CtUnreplied,
+        Code::CtHairpinNoMasq,
+        Code::CtDuplicate,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -94,6 +113,12 @@ impl Code {
             Code::Leak => "leak",
             Code::Unsolicited => "unsolicited",
             Code::PortReallocated => "port-reallocated",
+            Code::CtContradiction => "ct-contradiction",
+            Code::CtMissing => "ct-missing",
+            Code::CtUnobserved => "ct-unobserved",
+            Code::CtUnreplied => "ct-unreplied",
+            Code::CtHairpinNoMasq => "ct-hairpin-no-masq",
+            Code::CtDuplicate => "ct-duplicate",
         }
     }
 }
@@ -187,6 +212,14 @@ pub enum Detail {
         /// The observed span of allocated ports when `mode` is `range`.
         range: Option<[u16; 2]>,
     },
+    Conntrack {
+        /// The entry (`file:line`), or the snapshot file for `ct-missing`.
+        entry: String,
+        /// The tuple the wire shows after the translation, when it was captured.
+        wire: Option<Tuple>,
+        /// The tuple after NAT according to conntrack (reverse of the REPLY tuple).
+        conntrack: Option<Tuple>,
+    },
 }
 
 /// One finding.
@@ -254,6 +287,8 @@ pub struct Config {
     /// Declared inside prefixes (container, pod and bridge networks). When empty they
     /// are learned from the translations seen on the wire.
     pub inside: Vec<Cidr>,
+    /// Conntrack snapshots to check the wire against.
+    pub conntrack: Vec<ct::Snapshot>,
 }
 
 /// Every finding of a run, sorted, and which belong to which connection.
@@ -347,6 +382,7 @@ impl FromStr for FailOn {
 pub fn audit(c: &Correlation, cfg: &Config) -> Audit {
     let topo = topology::Topology::learn(c, &cfg.inside);
     let mut findings = wire::findings(c, &topo);
+    findings.extend(ct::findings(c, &cfg.conntrack));
     finish(c, &mut findings);
     let mut by_connection = vec![Vec::new(); c.connections.len()];
     for (i, f) in findings.iter().enumerate() {

@@ -61,6 +61,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitStatus> {
         &c,
         &audit::Config {
             inside: args.inside.clone(),
+            conntrack: Vec::new(),
         },
     );
     let warnings: Vec<&Warning> = c.inputs.iter().flat_map(|i| &i.warnings).collect();
