@@ -151,3 +151,88 @@ impl Topology {
         !special && !self.is_inside(a) && !self.host_addrs.contains(&a)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::{InputSpec, ReadOptions};
+    use crate::correlate::{self, Config};
+
+    fn learn(scenario: &str, declared: &[Cidr]) -> (Correlation, Topology) {
+        let dir = format!("{}/samples/{scenario}", env!("CARGO_MANIFEST_DIR"));
+        let specs: Vec<InputSpec> = ["docker0", "eth0"]
+            .iter()
+            .map(|p| format!("{dir}/{p}.pcap").parse().expect("input spec"))
+            .collect();
+        let c = correlate::run(&specs, &ReadOptions::default(), Config::default());
+        let t = Topology::learn(&c, declared);
+        (c, t)
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn masquerade_hides_the_containers_on_the_uplink() {
+        let (c, t) = learn("masquerade", &[]);
+        let point = |n: &str| c.points.iter().position(|p| p.name == n).unwrap();
+        let (docker0, eth0) = (point("docker0"), point("eth0"));
+        assert_eq!(t.inside, vec!["172.17.0.0/24".parse::<Cidr>().unwrap()]);
+        assert!(!t.declared);
+        assert_eq!(
+            t.hidden[&eth0],
+            BTreeSet::from([ip("172.17.0.2"), ip("172.17.0.3")])
+        );
+        assert!(!t.hidden.contains_key(&docker0));
+        assert_eq!(t.nat_addrs[&eth0], BTreeSet::from([ip("203.0.113.1")]));
+        assert!(t.published.is_empty());
+        // Every connection from the containers leaves through eth0.
+        let routes = &t.egress[&(docker0, t.inside[0])];
+        assert_eq!(routes.keys().copied().collect::<Vec<_>>(), [eth0]);
+        assert_eq!(routes[&eth0].len(), c.connections.len());
+        assert!(t.is_outside_dst(ip("198.51.100.10")));
+        assert!(!t.is_outside_dst(ip("203.0.113.1")), "the host itself");
+        assert!(!t.is_outside_dst(ip("172.17.0.9")), "inside");
+    }
+
+    #[test]
+    fn nodeport_publishes_an_endpoint_and_hides_the_backend() {
+        let (c, t) = learn("nodeport", &[]);
+        let point = |n: &str| c.points.iter().position(|p| p.name == n).unwrap();
+        let (docker0, eth0) = (point("docker0"), point("eth0"));
+        assert_eq!(t.hidden[&eth0], BTreeSet::from([ip("172.17.0.2")]));
+        let key = (eth0, Proto::Tcp, ip("203.0.113.1"), 30080);
+        assert_eq!(
+            t.published[&key].keys().copied().collect::<Vec<_>>(),
+            [docker0]
+        );
+        // MASQUERADE to the bridge address on the way in.
+        assert_eq!(t.nat_addrs[&docker0], BTreeSet::from([ip("172.17.0.1")]));
+        assert!(t.host_addrs.contains(&ip("203.0.113.1")));
+    }
+
+    #[test]
+    fn declared_prefixes_replace_learned_ones() {
+        let d: Cidr = "172.16.0.0/12".parse().unwrap();
+        let (_, t) = learn("masquerade", &[d]);
+        assert!(t.declared);
+        assert_eq!(t.inside, vec![d]);
+        let other: Cidr = "10.0.0.0/8".parse().unwrap();
+        let (_, t) = learn("masquerade", &[other]);
+        // Translated addresses outside the declared prefixes are kept as hosts.
+        assert_eq!(
+            t.inside,
+            vec![
+                other,
+                "172.17.0.2/32".parse().unwrap(),
+                "172.17.0.3/32".parse().unwrap()
+            ]
+        );
+        assert_eq!(
+            t.prefix_of(ip("172.17.0.2")),
+            Some("172.17.0.2/32".parse().unwrap())
+        );
+        assert_eq!(t.prefix_of(ip("172.17.0.4")), None);
+    }
+}
