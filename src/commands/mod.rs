@@ -2,10 +2,8 @@
 //! process exit status. `main.rs` only parses and dispatches. What several commands
 //! share (capture arguments, warning output) lives here.
 
-pub mod conntrack;
 pub mod correlate;
 pub mod flows;
-pub mod snapshot;
 
 use std::io::Write;
 use std::path::PathBuf;
