@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod capture;
 pub mod commands;
+pub mod conntrack;
 pub mod correlate;
 pub mod decode;
 pub mod diag;
