@@ -26,6 +26,8 @@ enum Command {
     Correlate(commands::correlate::Args),
     /// List the flows seen at each capture point.
     Flows(commands::flows::Args),
+    /// Parse conntrack output and show the translation each entry implies.
+    Conntrack(commands::conntrack::Args),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Correlate(a) => commands::correlate::run(a),
         Command::Flows(a) => commands::flows::run(a),
+        Command::Conntrack(a) => commands::conntrack::run(a),
     };
     match result {
         Ok(status) => ExitCode::from(status as u8),

@@ -33,12 +33,12 @@ impl Implied {
     pub fn of(e: &Entry, host: &BTreeSet<IpAddr>) -> Implied {
         let post = e.post();
         let change = NatChange::between(&e.orig, &post);
-        let dnat = change.kind.has_dnat() && change.dst_addr_changed;
+        let dnat = change.kind.has_dnat();
         Implied {
             change,
             post,
             redirect: dnat && (post.dst.is_loopback() || host.contains(&post.dst)),
-            hairpin: dnat && post.dst == e.orig.src,
+            hairpin: dnat && change.dst_addr_changed && post.dst == e.orig.src,
         }
     }
 

@@ -331,6 +331,9 @@ fn mark(v: &str, col: u64) -> Result<u32, LineError> {
     )
 }
 
+const PROTO_EXPECTED: &str = "expected a conntrack entry: a protocol name and number \
+     (`tcp 6`), optionally after `ipv4 2` or an event tag";
+
 fn entry_or_event(line: u64, toks: &[Tok<'_>]) -> Result<Line, LineError> {
     let mut i = 0;
     let mut time_ns = None;
@@ -378,21 +381,16 @@ fn entry_or_event(line: u64, toks: &[Tok<'_>]) -> Result<Line, LineError> {
         {
             match number.text.parse::<u8>() {
                 Ok(n) => Proto::from_number(n),
-                Err(_) => {
+                Err(_) if number.text.bytes().all(|b| b.is_ascii_digit()) => {
                     return err(
                         number.col,
-                        format!("expected the protocol number after `{}`", name.text),
+                        format!("protocol number `{}` is out of range", number.text),
                     )
                 }
+                Err(_) => return err(proto_col, PROTO_EXPECTED),
             }
         }
-        _ => {
-            return err(
-                proto_col,
-                "expected a conntrack entry: a protocol name and number (`tcp 6`), \
-                 optionally after `ipv4 2` or an event tag",
-            )
-        }
+        _ => return err(proto_col, PROTO_EXPECTED),
     };
     i += 2;
     let mut timeout_s = None;
@@ -527,7 +525,9 @@ fn entry_or_event(line: u64, toks: &[Tok<'_>]) -> Result<Line, LineError> {
             _ => e.extra.push((key.to_string(), v.to_string())),
         }
     }
-    let end_col = toks.last().map_or(1, |t| t.col);
+    let end_col = toks
+        .last()
+        .map_or(1, |t| t.col + t.text.chars().count() as u64);
     let (orig_buf, reply_buf) = match tuples.as_slice() {
         [o, r] => (o, r),
         [_] => return err(end_col, "expected the REPLY tuple (a second `src=`)"),

@@ -19,6 +19,9 @@ mod implied;
 mod line;
 mod timeline;
 
+#[cfg(test)]
+mod tests;
+
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::net::IpAddr;

@@ -1,0 +1,30 @@
+//! Fuzzes the conntrack text reader: any bytes, split into lines, must parse without a
+//! panic, and a valid entry placed before and after them must come out intact (garbage
+//! never hides the lines around it).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+const GOOD: &str = "ipv4     2 tcp      6 431999 ESTABLISHED src=10.0.1.3 dst=192.0.2.2 sport=40000 dport=8080 src=192.0.2.2 dst=192.0.2.1 sport=8080 dport=8942 [ASSURED] mark=0 use=1 id=675049517\n";
+
+fuzz_target!(|data: &[u8]| {
+    // Every line alone.
+    for line in data.split(|&b| b == b'\n') {
+        let _ = natcheck::conntrack::parse_line(1, &String::from_utf8_lossy(line));
+    }
+    // The whole input between two good lines; a line break closes the garbage so it
+    // cannot run into the last good line.
+    let mut text = GOOD.as_bytes().to_vec();
+    text.extend_from_slice(data);
+    text.push(b'\n');
+    text.extend_from_slice(GOOD.as_bytes());
+    let dump = natcheck::conntrack::read("fuzz", &text[..]).expect("in-memory read");
+    let all: Vec<_> = dump.all_entries().collect();
+    assert!(all.len() >= 2, "valid lines lost: {dump:?}");
+    let first = all.first().unwrap();
+    let last = all.last().unwrap();
+    assert_eq!(first.line, 1);
+    assert_eq!(first.id, Some(675049517));
+    assert_eq!(last.id, Some(675049517));
+    assert_eq!(first.orig, last.orig);
+});
