@@ -106,7 +106,25 @@ impl CtEntry {
     }
 }
 
-/// One conntrack snapshot (`conntrack -L`, `/proc/net/nf_conntrack`).
+impl CtEntry {
+    /// The audit's view of a parsed entry read from `source`.
+    pub fn from_entry(source: &str, e: &crate::conntrack::Entry) -> CtEntry {
+        CtEntry {
+            source: source.to_string(),
+            line: e.line,
+            orig: e.orig,
+            reply: e.reply,
+            state: e.state.clone(),
+            unreplied: e.flags.unreplied,
+            assured: e.flags.assured,
+            zone: e.zone_id(),
+            timeout_s: e.timeout_s,
+        }
+    }
+}
+
+/// One conntrack snapshot (`conntrack -L`, `/proc/net/nf_conntrack`), or the
+/// connections of an event log (`conntrack -E`).
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     pub source: String,
@@ -114,6 +132,41 @@ pub struct Snapshot {
     /// The snapshot's time on the captures' corrected clock, when known from outside
     /// (otherwise estimated from the entries).
     pub time_ns: Option<i64>,
+    /// The entries are an event log's connections (the latest event of each), not a
+    /// table at one instant: only the translations are checked, since presence,
+    /// `[UNREPLIED]` and shared reply tuples depend on when each event was printed.
+    pub from_events: bool,
+}
+
+impl Snapshot {
+    /// The snapshots an input holds: its table lines as one, its event log as another.
+    pub fn from_dump(d: &crate::conntrack::Dump) -> Vec<Snapshot> {
+        let mut out = Vec::new();
+        if !d.entries.is_empty() {
+            out.push(Snapshot {
+                source: d.source.clone(),
+                entries: d
+                    .entries
+                    .iter()
+                    .map(|e| CtEntry::from_entry(&d.source, e))
+                    .collect(),
+                time_ns: None,
+                from_events: false,
+            });
+        }
+        if !d.events.is_empty() {
+            out.push(Snapshot {
+                source: d.source.clone(),
+                entries: crate::conntrack::timelines(&d.events)
+                    .iter()
+                    .map(|t| CtEntry::from_entry(&d.source, &t.last(&d.events).entry))
+                    .collect(),
+                time_ns: None,
+                from_events: true,
+            });
+        }
+        out
+    }
 }
 
 /// Uncertainty of an estimated snapshot time: timeouts are printed in whole seconds
@@ -183,6 +236,70 @@ pub fn snapshot_time(c: &Correlation, snap: &Snapshot) -> Option<SnapTime> {
         })
 }
 
+/// What one conntrack input contributed: how many of its entries the wire shows and
+/// how many of those agree with the translation on the wire.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Witness {
+    pub source: String,
+    /// `snapshot` (a table at one instant) or `events` (an event log's connections).
+    pub kind: &'static str,
+    pub entries: usize,
+    /// Entries whose ORIGINAL tuple is a hop of a captured connection.
+    pub on_wire: usize,
+    /// Of those, entries whose translation is the one the wire shows at the next hop
+    /// (or that have no next hop to compare with).
+    pub agree: usize,
+    /// The snapshot's estimated time on the captures' clock.
+    #[serde(serialize_with = "ser_time")]
+    pub time_ns: Option<i64>,
+}
+
+fn ser_time<S: serde::Serializer>(t: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(ns) => s.serialize_some(&rfc3339_ns(*ns)),
+        None => s.serialize_none(),
+    }
+}
+
+pub fn witnesses(c: &Correlation, snaps: &[Snapshot]) -> Vec<Witness> {
+    let idx = index(c);
+    snaps
+        .iter()
+        .map(|snap| {
+            let located: Vec<(usize, usize, &CtEntry)> = snap
+                .entries
+                .iter()
+                .filter_map(|e| locate(c, &idx, e).map(|(ci, hi)| (ci, hi, e)))
+                .collect();
+            let agree = located
+                .iter()
+                .filter(|(ci, hi, e)| {
+                    c.connections[*ci]
+                        .hops
+                        .get(hi + 1)
+                        .is_none_or(|next| next.flow.tuple == e.post())
+                })
+                .count();
+            Witness {
+                source: snap.source.clone(),
+                kind: if snap.from_events {
+                    "events"
+                } else {
+                    "snapshot"
+                },
+                entries: snap.entries.len(),
+                on_wire: located.len(),
+                agree,
+                time_ns: if snap.from_events {
+                    None
+                } else {
+                    snapshot_time(c, snap).map(|t| t.ns)
+                },
+            }
+        })
+        .collect()
+}
+
 fn tuple_line(t: &Tuple) -> String {
     let ep = |a, p| crate::model::fmt_endpoint(a, t.proto.has_ports().then_some(p));
     format!(
@@ -200,7 +317,11 @@ pub fn findings(c: &Correlation, snaps: &[Snapshot]) -> Vec<Finding> {
     // Connections some entry of any snapshot matched.
     let mut matched = vec![false; c.connections.len()];
     for snap in snaps {
-        let when = snapshot_time(c, snap);
+        let when = if snap.from_events {
+            None
+        } else {
+            snapshot_time(c, snap)
+        };
         let mut by_reply: BTreeMap<(u16, Tuple), Vec<&CtEntry>> = BTreeMap::new();
         for e in &snap.entries {
             by_reply.entry((e.zone, e.reply)).or_default().push(e);
@@ -233,12 +354,12 @@ pub fn findings(c: &Correlation, snaps: &[Snapshot]) -> Vec<Finding> {
             };
             let conn = &c.connections[ci];
             contradiction(c, conn, ci, hi, e, &mut out, &name);
-            if e.unreplied {
+            if e.unreplied && !snap.from_events {
                 unreplied(c, conn, ci, hi, e, when, &mut out);
             }
         }
         for ((zone, reply), es) in by_reply {
-            if es.len() < 2 {
+            if es.len() < 2 || snap.from_events {
                 continue;
             }
             let places: Vec<String> = es.iter().map(|e| e.place()).collect();
@@ -555,62 +676,18 @@ mod tests {
         correlate::run(&specs, &ReadOptions::default(), Config::default())
     }
 
-    /// Reads the `conntrack -L -o extended` lines of a sample into entries. Test input
-    /// only: the lab's own simple lines, not the conntrack module's parser.
     fn snapshot(scenario: &str, file: &str) -> Snapshot {
         let path = format!("{}/samples/{scenario}/{file}", env!("CARGO_MANIFEST_DIR"));
-        let text = std::fs::read_to_string(&path).expect("sample snapshot");
-        let entries = text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-            .map(|(i, l)| entry(file, i as u64 + 1, l))
-            .collect();
-        Snapshot {
-            source: file.into(),
-            entries,
-            time_ns: None,
-        }
+        let mut d = crate::conntrack::read_path(&path).expect("sample snapshot");
+        d.source = file.into();
+        assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+        Snapshot::from_dump(&d).remove(0)
     }
 
     fn entry(source: &str, line: u64, l: &str) -> CtEntry {
-        let tok: Vec<&str> = l.split_whitespace().collect();
-        let proto = Proto::from_number(tok[3].parse().unwrap());
-        let kv: Vec<(&str, &str)> = tok.iter().filter_map(|t| t.split_once('=')).collect();
-        let tuple = |n: usize| {
-            let get = |k: &str| {
-                kv.iter()
-                    .filter(|(x, _)| *x == k)
-                    .nth(n)
-                    .map(|(_, v)| *v)
-                    .unwrap_or("0")
-            };
-            let (sport, dport) = if proto.is_icmp() {
-                (get("id").parse().unwrap(), 0)
-            } else {
-                (get("sport").parse().unwrap(), get("dport").parse().unwrap())
-            };
-            Tuple {
-                proto,
-                src: get("src").parse().unwrap(),
-                sport,
-                dst: get("dst").parse().unwrap(),
-                dport,
-            }
-        };
-        CtEntry {
-            source: source.into(),
-            line,
-            orig: tuple(0),
-            reply: tuple(1),
-            state: tok
-                .iter()
-                .find(|t| t.chars().all(|c| c.is_ascii_uppercase() || c == '_') && t.len() > 3)
-                .map(|s| s.to_string()),
-            unreplied: l.contains("[UNREPLIED]"),
-            assured: l.contains("[ASSURED]"),
-            zone: 0,
-            timeout_s: tok[4].parse().ok(),
+        match crate::conntrack::parse_line(line, l) {
+            Ok(crate::conntrack::Line::Entry(e)) => CtEntry::from_entry(source, &e),
+            other => panic!("{l}: {other:?}"),
         }
     }
 

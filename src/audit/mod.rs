@@ -301,6 +301,8 @@ pub struct Audit {
     pub inside: Vec<Cidr>,
     /// True when `inside` came from `--inside`.
     pub inside_declared: bool,
+    /// What each conntrack input contributed.
+    pub conntrack: Vec<ct::Witness>,
 }
 
 impl Audit {
@@ -399,6 +401,7 @@ pub fn audit(c: &Correlation, cfg: &Config) -> Audit {
         by_connection,
         inside: topo.inside.clone(),
         inside_declared: topo.declared,
+        conntrack: ct::witnesses(c, &cfg.conntrack),
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::{print_warnings, CaptureArgs, ExitStatus};
 use crate::audit::{self, Audit, Cidr, FailOn, Finding};
+use crate::conntrack;
 use crate::correlate::{self, Config, Correlation};
 use crate::diag::Warning;
 use crate::report::time::{rfc3339_ns, secs};
@@ -50,31 +51,51 @@ pub struct Args {
     /// `none` never fails on findings. Input problems always exit 2.
     #[arg(long, value_name = "SEVERITY|CODE,...", default_value = "error")]
     pub fail_on: FailOn,
+
+    /// conntrack output taken on the NAT host while the captures ran, checked against
+    /// the wire: `conntrack -L [-o extended,id]`, /proc/net/nf_conntrack, or a
+    /// `conntrack -E` event log. Repeatable (several snapshots over time, event logs).
+    #[arg(long = "conntrack", value_name = "FILE")]
+    pub conntrack: Vec<String>,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitStatus> {
     let opts = args.captures.read_options()?;
     let window_ns = i64::try_from(args.window.as_nanos()).unwrap_or(i64::MAX);
     anyhow::ensure!(window_ns > 0, "--window must be greater than zero");
+    let dumps = args
+        .conntrack
+        .iter()
+        .map(|f| conntrack::read_path(f))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let c = correlate::run(&args.captures.captures, &opts, Config { window_ns });
     let found = audit::audit(
         &c,
         &audit::Config {
             inside: args.inside.clone(),
-            conntrack: Vec::new(),
+            conntrack: dumps
+                .iter()
+                .flat_map(audit::ct::Snapshot::from_dump)
+                .collect(),
         },
     );
-    let warnings: Vec<&Warning> = c.inputs.iter().flat_map(|i| &i.warnings).collect();
+    let warnings: Vec<&Warning> = c
+        .inputs
+        .iter()
+        .flat_map(|i| &i.warnings)
+        .chain(dumps.iter().flat_map(|d| &d.warnings))
+        .collect();
     let mut out = io::BufWriter::new(io::stdout().lock());
     match args.format {
         OutputFormat::Json => {
-            let doc = json::build::<&Finding>(
+            let mut doc = json::build::<&Finding>(
                 &c,
                 warnings.clone(),
                 found.findings.iter().collect(),
                 |i| found.of_connection(i).collect(),
                 found.severities(),
             );
+            doc.conntrack = &found.conntrack;
             serde_json::to_writer_pretty(&mut out, &doc)?;
             writeln!(out)?;
         }
@@ -147,6 +168,9 @@ fn findings_text(c: &Correlation, found: &Audit) -> String {
         if count("warning") == 1 { "" } else { "s" },
         count("info")
     );
+    for w in &found.conntrack {
+        let _ = writeln!(out, "conntrack: {}", witness_line(w));
+    }
     for f in &found.findings {
         let when = match (f.first_ns, f.last_ns) {
             (Some(a), Some(b)) if b > a => format!("{}  +{}", rfc3339_ns(a), secs(b - a)),
@@ -173,4 +197,20 @@ fn findings_text(c: &Correlation, found: &Audit) -> String {
         out.push('\n');
     }
     out
+}
+
+/// `ct.txt: snapshot of 6 entries, 6 on the wire, 6 agree, taken about <time>`.
+pub fn witness_line(w: &audit::ct::Witness) -> String {
+    let what = match w.kind {
+        "events" => format!("event log of {} connections", w.entries),
+        kind => format!("{kind} of {} entries", w.entries),
+    };
+    let mut s = format!(
+        "{}: {what}, {} on the wire, {} agree with it",
+        w.source, w.on_wire, w.agree
+    );
+    if let Some(t) = w.time_ns {
+        let _ = write!(s, ", taken about {}", rfc3339_ns(t));
+    }
+    s
 }

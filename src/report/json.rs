@@ -24,6 +24,9 @@ pub struct Report<'a, F: Serialize> {
     pub connections: Vec<ConnectionJson<'a, F>>,
     pub findings: Vec<F>,
     pub warnings: Vec<&'a Warning>,
+    /// What each `--conntrack` input contributed (absent without any).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub conntrack: &'a [crate::audit::ct::Witness],
     pub summary: Summary,
 }
 
@@ -285,6 +288,7 @@ pub fn build<'a, F: Serialize + Clone>(
             .collect(),
         findings,
         warnings,
+        conntrack: &[],
         summary,
     }
 }

@@ -215,6 +215,34 @@ pub fn render(c: &Correlation, audit: &Audit, warnings: &[&Warning], run: &RunIn
             "learned from the translations on the wire; declare them with `--inside`"
         }
     );
+    if !audit.conntrack.is_empty() {
+        let rows: Vec<Vec<String>> = audit
+            .conntrack
+            .iter()
+            .map(|w| {
+                vec![
+                    code(&w.source),
+                    w.kind.to_string(),
+                    w.entries.to_string(),
+                    w.on_wire.to_string(),
+                    w.agree.to_string(),
+                    w.time_ns.map(rfc3339_ns).unwrap_or_else(|| "-".into()),
+                ]
+            })
+            .collect();
+        table(
+            &mut out,
+            &[
+                "conntrack input",
+                "kind",
+                "entries",
+                "on the wire",
+                "agree with the wire",
+                "estimated snapshot time",
+            ],
+            &rows,
+        );
+    }
     if !warnings.is_empty() {
         let _ = writeln!(out, "### Input warnings\n");
         for w in warnings {
