@@ -425,3 +425,119 @@ fn output_does_not_depend_on_the_thread_count() {
         assert_eq!(stdout(&one), stdout(&two), "{fmt}");
     }
 }
+
+#[test]
+fn conntrack_of_each_run_agrees_with_the_wire_and_adds_no_finding() {
+    for name in [
+        "masquerade",
+        "masquerade6",
+        "published-port",
+        "port-collision",
+        "nodeport",
+        "snat-random-fully",
+        "fault-forward-drop",
+        "fault-invalid-leak",
+        "fault-wrong-source-udp",
+    ] {
+        let a = pair(name);
+        let ct = [
+            "--conntrack".to_string(),
+            format!("samples/{name}/conntrack.txt"),
+            "--conntrack".to_string(),
+            format!("samples/{name}/events.txt"),
+        ];
+        let (code0, plain) = json(&args(&a));
+        let (code1, with) = json(&args(&[&a[..], &ct[..]].concat()));
+        assert_eq!(code0, code1, "{name}");
+        assert_eq!(plain["findings"], with["findings"], "{name}");
+        let witnesses = with["conntrack"].as_array().unwrap();
+        assert_eq!(witnesses.len(), 2, "{name}");
+        for w in witnesses {
+            assert!(w["on_wire"].as_u64().unwrap() > 0, "{name}: {w}");
+            assert_eq!(w["on_wire"], w["agree"], "{name}: {w}");
+        }
+        assert_eq!(witnesses[0]["kind"], "snapshot");
+        assert!(
+            witnesses[0]["time_ns"].is_string(),
+            "{name}: snapshot time estimated"
+        );
+        assert_eq!(witnesses[1]["kind"], "events");
+        assert!(
+            plain.get("conntrack").is_none(),
+            "absent without --conntrack"
+        );
+    }
+}
+
+#[test]
+fn edited_snapshot_contradicts_the_wire() {
+    // The second connection from port 40000 was moved to 16268 by the kernel; the
+    // edited snapshot claims 16269.
+    let orig =
+        std::fs::read_to_string(root().join("samples/port-collision/conntrack.txt")).unwrap();
+    let line = orig
+        .lines()
+        .position(|l| l.contains("dport=16268"))
+        .unwrap()
+        + 1;
+    let edited = orig.replace("dport=16268", "dport=16269");
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("edited-ct");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("conntrack.txt");
+    std::fs::write(&path, edited).unwrap();
+    let p = path.to_str().unwrap();
+    let a = pair("port-collision");
+    let full = [&args(&a)[..], &["--conntrack", p]].concat();
+    let (code, doc) = json(&full);
+    assert_eq!(code, 1, "an error finding fails the run");
+    let got = codes(&doc);
+    assert_eq!(
+        got.iter().filter(|(_, c)| c == "ct-contradiction").count(),
+        1,
+        "{got:?}"
+    );
+    assert_eq!(
+        got.iter()
+            .filter(|(_, c)| c != "ct-contradiction" && c != "port-reallocated")
+            .count(),
+        0,
+        "{got:?}"
+    );
+    let f = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "ct-contradiction")
+        .unwrap();
+    assert_eq!(f["severity"], "error");
+    assert_eq!(f["detail"]["entry"], format!("{p}:{line}"));
+    assert_eq!(f["detail"]["conntrack"]["sport"], 16269);
+    assert_eq!(f["detail"]["wire"]["sport"], 16268);
+    let w = &doc["conntrack"][0];
+    assert_eq!(
+        (
+            w["entries"].as_u64(),
+            w["on_wire"].as_u64(),
+            w["agree"].as_u64()
+        ),
+        (Some(6), Some(6), Some(5))
+    );
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(&regex_escape(dir.to_str().unwrap()), "[tmp]");
+    settings.bind(|| {
+        snapshot_findings("edited-conntrack", &doc);
+        snapshot_markdown("edited-conntrack", &full);
+    });
+}
+
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let special = "\\.+*?()|[]{}^$#&-~".contains(c);
+            special
+                .then_some('\\')
+                .into_iter()
+                .chain(std::iter::once(c))
+        })
+        .collect()
+}
