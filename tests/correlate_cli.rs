@@ -190,3 +190,84 @@ fn labels_name_points_and_unnamed_any_interfaces_get_index_names() {
         "{names:?}"
     );
 }
+
+/// CSV, NDJSON and Parquet hold one row per connection of the JSON report, same ids,
+/// kinds and tuples.
+#[cfg(feature = "frames")]
+#[test]
+fn tabular_formats_hold_the_json_connections() {
+    use polars::prelude::*;
+    let base = [
+        "correlate",
+        "samples/nodeport/docker0.pcap",
+        "samples/nodeport/eth0.pcap",
+        "samples/nodeport/veth-c1.pcap",
+    ];
+    let run = |fmt: &str| {
+        let out = natcheck(&[&base[..], &["--format", fmt]].concat());
+        assert_eq!(out.status.code(), Some(0), "{fmt}: {}", stderr(&out));
+        out.stdout
+    };
+    let doc: serde_json::Value = serde_json::from_slice(&run("json")).unwrap();
+    let conns = doc["connections"].as_array().unwrap();
+    let want: Vec<(String, String, String, u64)> = conns
+        .iter()
+        .map(|c| {
+            let last = c["hops"].as_array().unwrap().last().unwrap();
+            (
+                c["id"].as_str().unwrap().to_string(),
+                c["proto"].as_str().unwrap().to_string(),
+                last["src"].as_str().unwrap().to_string(),
+                last["sport"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+
+    let csv = String::from_utf8(run("csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |n: &str| header.iter().position(|h| *h == n).unwrap();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let got: Vec<(String, String, String, u64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r[col("id")].to_string(),
+                r[col("proto")].to_string(),
+                r[col("last_src")].to_string(),
+                r[col("last_sport")].parse().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
+    assert!(rows.iter().all(|r| r[col("first_seen")].ends_with('Z')));
+
+    let nd = String::from_utf8(run("ndjson")).unwrap();
+    let objs: Vec<serde_json::Value> = nd
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(objs.len(), want.len());
+    for (o, c) in objs.iter().zip(conns) {
+        assert_eq!(o["id"], c["id"]);
+        assert_eq!(
+            o["first_seen"], c["hops"][0]["first_seen"],
+            "times to the nanosecond"
+        );
+    }
+
+    let pq = run("parquet");
+    let df = ParquetReader::new(std::io::Cursor::new(pq))
+        .finish()
+        .unwrap();
+    assert_eq!(df.height(), want.len());
+    let ids: Vec<String> = df
+        .column("id")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|s| s.unwrap().to_string())
+        .collect();
+    assert_eq!(ids, want.iter().map(|w| w.0.clone()).collect::<Vec<_>>());
+}

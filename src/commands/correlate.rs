@@ -25,6 +25,15 @@ pub enum OutputFormat {
     Json,
     /// Markdown for incident tickets: summary, inputs, findings with evidence, connections.
     Markdown,
+    /// One CSV row per connection (columns in docs/json-schema.md).
+    #[cfg(feature = "frames")]
+    Csv,
+    /// One JSON object per line and connection, the CSV's columns.
+    #[cfg(feature = "frames")]
+    Ndjson,
+    /// The CSV's columns as Apache Parquet (binary: redirect standard output).
+    #[cfg(feature = "frames")]
+    Parquet,
 }
 
 #[derive(clap::Args, Debug)]
@@ -109,6 +118,25 @@ pub fn run(args: &Args) -> anyhow::Result<ExitStatus> {
                     .map(|f| format!("finding: {} {}: {}", f.severity, f.code, f.message))
                     .collect())
             )?;
+        }
+        #[cfg(feature = "frames")]
+        OutputFormat::Csv | OutputFormat::Ndjson | OutputFormat::Parquet => {
+            use crate::report::frame::{self, FrameFormat};
+            let format = match args.format {
+                OutputFormat::Csv => FrameFormat::Csv,
+                OutputFormat::Ndjson => FrameFormat::Ndjson,
+                _ => FrameFormat::Parquet,
+            };
+            if format == FrameFormat::Parquet && std::io::IsTerminal::is_terminal(&io::stdout()) {
+                anyhow::bail!(
+                    "--format parquet writes binary data: redirect standard output to a file"
+                );
+            }
+            let counts: Vec<u32> = (0..c.connections.len())
+                .map(|i| found.of_connection(i).count() as u32)
+                .collect();
+            let mut df = frame::connections(&c, &counts)?;
+            frame::write(&mut df, format, &mut out)?;
         }
         OutputFormat::Markdown => {
             let status = status(&found, &args.fail_on, !warnings.is_empty());

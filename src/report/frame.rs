@@ -314,12 +314,35 @@ pub fn summary(df: &DataFrame) -> PolarsResult<DataFrame> {
 /// Writes a frame in one of the tabular formats.
 pub fn write(df: &mut DataFrame, format: FrameFormat, out: &mut impl Write) -> PolarsResult<()> {
     match format {
-        FrameFormat::Csv => CsvWriter::new(out).include_header(true).finish(df),
+        // Times as in every other report: RFC 3339, UTC, nanoseconds.
+        FrameFormat::Csv => CsvWriter::new(out)
+            .include_header(true)
+            .with_datetime_format(Some("%Y-%m-%dT%H:%M:%S%.9fZ".into()))
+            .finish(df),
+        // The JSON writer has no datetime format and drops nanoseconds, so times are
+        // written as the same RFC 3339 strings.
         FrameFormat::Ndjson => JsonWriter::new(out)
             .with_json_format(JsonFormat::JsonLines)
-            .finish(df),
+            .finish(&mut times_as_text(df)?),
         FrameFormat::Parquet => ParquetWriter::new(out).finish(df).map(|_| ()),
     }
+}
+
+/// `df` with every datetime column replaced by RFC 3339 strings.
+fn times_as_text(df: &DataFrame) -> PolarsResult<DataFrame> {
+    let mut out = df.clone();
+    for col in df.columns() {
+        if let DataType::Datetime(TimeUnit::Nanoseconds, _) = col.dtype() {
+            let text: StringChunked = col
+                .datetime()?
+                .physical()
+                .iter()
+                .map(|ns| ns.map(super::time::rfc3339_ns))
+                .collect();
+            out.with_column(text.with_name(col.name().clone()).into_column())?;
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
