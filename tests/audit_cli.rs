@@ -428,17 +428,7 @@ fn output_does_not_depend_on_the_thread_count() {
 
 #[test]
 fn conntrack_of_each_run_agrees_with_the_wire_and_adds_no_finding() {
-    for name in [
-        "masquerade",
-        "masquerade6",
-        "published-port",
-        "port-collision",
-        "nodeport",
-        "snat-random-fully",
-        "fault-forward-drop",
-        "fault-invalid-leak",
-        "fault-wrong-source-udp",
-    ] {
+    for &name in SCENARIOS {
         let a = pair(name);
         let ct = [
             "--conntrack".to_string(),

@@ -13,19 +13,28 @@ use natcheck::model::NatKind;
 use serde_json::Value;
 
 fn scenarios() -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(root().join("samples"))
+    SCENARIOS.iter().map(|s| s.to_string()).collect()
+}
+
+fn read(rel: &str) -> conntrack::Dump {
+    conntrack::read_path(root().join(rel).to_str().unwrap()).unwrap()
+}
+
+#[test]
+fn every_recorded_scenario_is_tested() {
+    let mut on_disk: Vec<String> = std::fs::read_dir(root().join("samples"))
         .unwrap()
         .flatten()
         .filter(|e| e.path().join("conntrack.txt").is_file())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    v.sort();
-    assert!(v.len() >= 9, "samples missing: {v:?}");
-    v
-}
-
-fn read(rel: &str) -> conntrack::Dump {
-    conntrack::read_path(root().join(rel).to_str().unwrap()).unwrap()
+    on_disk.sort();
+    let mut listed = scenarios();
+    listed.sort();
+    assert_eq!(
+        on_disk, listed,
+        "tests/common SCENARIOS lists every recorded scenario"
+    );
 }
 
 #[test]

@@ -94,18 +94,6 @@ fn paths(doc: &Value) -> String {
     lines.join("\n")
 }
 
-const SCENARIOS: &[&str] = &[
-    "masquerade",
-    "masquerade6",
-    "published-port",
-    "port-collision",
-    "nodeport",
-    "snat-random-fully",
-    "fault-forward-drop",
-    "fault-invalid-leak",
-    "fault-wrong-source-udp",
-];
-
 #[test]
 fn rebuilt_paths_of_every_scenario() {
     for s in SCENARIOS {

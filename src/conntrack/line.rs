@@ -305,13 +305,16 @@ fn needs_ports(p: Proto) -> bool {
     )
 }
 
+/// The error for the value of `key=value` at column `col`: located at the value.
+fn bad_value<T>(key: &str, v: &str, col: u64, what: &str) -> Result<T, LineError> {
+    err(
+        col + key.len() as u64 + 1,
+        format!("expected {what} after `{key}=`, found `{v}`"),
+    )
+}
+
 fn num<T: std::str::FromStr>(key: &str, v: &str, col: u64, what: &str) -> Result<T, LineError> {
-    v.parse().or_else(|_| {
-        err(
-            col + key.len() as u64 + 1,
-            format!("expected {what} after `{key}=`, found `{v}`"),
-        )
-    })
+    v.parse().or_else(|_| bad_value(key, v, col, what))
 }
 
 /// `mark=` is printed in decimal; people also paste `0x`-prefixed values.
@@ -461,12 +464,7 @@ fn entry_or_event(line: u64, toks: &[Tok<'_>]) -> Result<Line, LineError> {
         let tb = tuples.last_mut();
         match (key, tb) {
             ("src" | "dst", Some(tb)) => {
-                let addr: IpAddr = v.parse().or_else(|_| {
-                    err(
-                        t.col + key.len() as u64 + 1,
-                        format!("expected an IP address after `{key}=`, found `{v}`"),
-                    )
-                })?;
+                let addr: IpAddr = num(key, v, t.col, "an IP address")?;
                 let slot = if key == "src" {
                     &mut tb.src
                 } else {
@@ -478,12 +476,8 @@ fn entry_or_event(line: u64, toks: &[Tok<'_>]) -> Result<Line, LineError> {
             ("dport", Some(tb)) => tb.dport = Some(num(key, v, t.col, "a port")?),
             ("srckey" | "dstkey", Some(tb)) => {
                 // GRE keys print as hexadecimal (`srckey=0x0`).
-                let k = u16::from_str_radix(v.trim_start_matches("0x"), 16).or_else(|_| {
-                    err(
-                        t.col + key.len() as u64 + 1,
-                        format!("expected a hexadecimal key after `{key}=`, found `{v}`"),
-                    )
-                })?;
+                let k = u16::from_str_radix(v.trim_start_matches("0x"), 16)
+                    .or_else(|_| bad_value(key, v, t.col, "a hexadecimal key"))?;
                 let slot = if key == "srckey" {
                     &mut tb.sport
                 } else {

@@ -9,6 +9,19 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The lab's recorded scenarios (`samples/<name>/`).
+pub const SCENARIOS: &[&str] = &[
+    "masquerade",
+    "masquerade6",
+    "published-port",
+    "port-collision",
+    "nodeport",
+    "snat-random-fully",
+    "fault-forward-drop",
+    "fault-invalid-leak",
+    "fault-wrong-source-udp",
+];
+
 pub fn sample(rel: &str) -> String {
     format!("samples/{rel}")
 }
