@@ -17,6 +17,9 @@
 
 mod implied;
 mod line;
+#[cfg(target_os = "linux")]
+pub mod netlink;
+mod text;
 mod timeline;
 
 #[cfg(test)]
@@ -34,6 +37,7 @@ use crate::model::Tuple;
 
 pub use implied::{host_addresses, Implied};
 pub use line::{parse_line, Line, LineError};
+pub use text::{l3_name, l4_name, write_entry, write_event};
 pub use timeline::{timelines, Timeline};
 
 /// Packet and byte counters of one direction (`packets=N bytes=N`, printed when
