@@ -28,6 +28,8 @@ enum Command {
     Flows(commands::flows::Args),
     /// Parse conntrack output and show the translation each entry implies.
     Conntrack(commands::conntrack::Args),
+    /// Dump the live conntrack table over netlink.
+    Snapshot(commands::snapshot::Args),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +44,7 @@ fn main() -> ExitCode {
         Command::Correlate(a) => commands::correlate::run(a),
         Command::Flows(a) => commands::flows::run(a),
         Command::Conntrack(a) => commands::conntrack::run(a),
+        Command::Snapshot(a) => commands::snapshot::run(a),
     };
     match result {
         Ok(status) => ExitCode::from(status as u8),

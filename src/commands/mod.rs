@@ -5,6 +5,7 @@
 pub mod conntrack;
 pub mod correlate;
 pub mod flows;
+pub mod snapshot;
 
 use std::io::Write;
 use std::path::PathBuf;

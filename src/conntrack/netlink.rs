@@ -21,7 +21,9 @@
 //! the kernel timestamps (`nf_conntrack_timestamp=1`); `zone=` exists only for
 //! non-default zones because the kernel sends nothing for zone 0. Labels are named
 //! from `/etc/xtables/connlabel.conf` like the tool does, and bits without a name
-//! keep their number (the tool leaves them out).
+//! keep their number (the tool leaves them out). Events that a program's request
+//! caused (a `conntrack -D`, a proxy's cleanup) carry `[USERSPACE]` and `portid=`, as
+//! `conntrack -E` prints them; the program's name (`progname=`) is not looked up.
 //!
 //! A network namespace is entered with `setns(2)` in a thread of its own that only
 //! opens the socket and ends: the socket stays bound to that namespace, and no other
@@ -44,6 +46,7 @@ use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterProto
 use netlink_sys::protocols::NETLINK_NETFILTER;
 use netlink_sys::{Socket, SocketAddr};
 
+use super::text::USERSPACE;
 use super::{Counters, Entry, Event, EventKind, Flags, IcmpKey};
 use crate::diag::{Location, Warning};
 use crate::model::{Proto, Tuple};
@@ -399,6 +402,7 @@ pub fn record_events(
                 offset,
                 index,
                 kind,
+                portid,
                 parsed,
             } = m
             else {
@@ -408,8 +412,14 @@ pub fn record_events(
                 return;
             }
             match parsed.read(&ctx) {
-                Ok(entry) => {
+                Ok(mut entry) => {
                     rec.events += 1;
+                    if portid != 0 {
+                        // A program's request (`conntrack -D`, a proxy's cleanup)
+                        // caused this event; conntrack -E prints it the same way.
+                        entry.flags.other.push(USERSPACE.to_string());
+                        entry.extra.push(("portid".to_string(), portid.to_string()));
+                    }
                     out = sink(Event {
                         kind,
                         time_ns: Some(now_ns),
@@ -607,11 +617,13 @@ fn readable(socket: &Socket, timeout: Duration) -> io::Result<bool> {
 enum Msg<'a> {
     Done,
     /// A ctnetlink entry: the byte offset of its nfnetlink payload in the stream, its
-    /// message number, the event kind it would be, and its reader.
+    /// message number, the event kind it would be, the netlink port of the program
+    /// whose request caused it (0 for the kernel's own events), and its reader.
     Entry {
         offset: u64,
         index: u64,
         kind: EventKind,
+        portid: u32,
         parsed: EntryReader<'a>,
     },
 }
@@ -701,6 +713,7 @@ impl Reader {
                             offset: base,
                             index: self.index,
                             kind,
+                            portid: nl.port_number(),
                             parsed: EntryReader { family, attrs },
                         });
                     }
@@ -1495,7 +1508,9 @@ mod tests {
         let good = tcp_attrs();
         let mut stream = message(0x0100, NLM_F_CREATE | NLM_F_EXCL, 2, &good);
         stream.extend(message(0x0100, 0, 2, &good));
-        stream.extend(message(0x0102, 0, 2, &good));
+        let mut destroy = message(0x0102, 0, 2, &good);
+        destroy[12..16].copy_from_slice(&4242u32.to_ne_bytes());
+        stream.extend(destroy);
         let bad_at = stream.len();
         let mut bad = good.clone();
         bad.extend(nla(cta::MARK, &[1]));
@@ -1517,9 +1532,10 @@ mod tests {
                     offset,
                     index,
                     kind,
+                    portid,
                     parsed,
                 } => match parsed.read(&ctx()) {
-                    Ok(e) => kinds.push((kind, e.id)),
+                    Ok(e) => kinds.push((kind, portid, e.id)),
                     Err(e) => warnings.push(entry_warning(offset, index, e)),
                 },
             })
@@ -1528,9 +1544,9 @@ mod tests {
         assert_eq!(
             kinds,
             vec![
-                (EventKind::New, Some(675049517)),
-                (EventKind::Update, Some(675049517)),
-                (EventKind::Destroy, Some(675049517)),
+                (EventKind::New, 0, Some(675049517)),
+                (EventKind::Update, 0, Some(675049517)),
+                (EventKind::Destroy, 4242, Some(675049517)),
             ]
         );
         assert_eq!(warnings.len(), 1);

@@ -162,8 +162,26 @@ pub fn write_event(ev: &Event, out: &mut String) {
         EventKind::Destroy => "[DESTROY]",
     };
     let _ = write!(out, "{tag:>9} ");
-    write_entry(&ev.entry, out);
+    // Events a program caused end in ` [USERSPACE] portid=N progname=NAME`, after
+    // the entry, where conntrack -E appends them.
+    let e = &ev.entry;
+    if !e.flags.other.iter().any(|w| w == USERSPACE) {
+        write_entry(e, out);
+        return;
+    }
+    let tail_key = |k: &str| matches!(k, "portid" | "progname");
+    let mut body = e.clone();
+    body.flags.other.retain(|w| w != USERSPACE);
+    body.extra.retain(|(k, _)| !tail_key(k));
+    write_entry(&body, out);
+    let _ = write!(out, " [{USERSPACE}]");
+    for (k, v) in e.extra.iter().filter(|(k, _)| tail_key(k)) {
+        let _ = write!(out, " {k}={v}");
+    }
 }
+
+/// The flag conntrack -E adds to events that a program's request caused.
+pub(super) const USERSPACE: &str = "USERSPACE";
 
 fn write_tuple(e: &Entry, reply: bool, out: &mut String) {
     let (t, icmp) = if reply {
@@ -501,6 +519,15 @@ mod tests {
         let mut ev = event(EventKind::Destroy, None);
         ev.entry.timeout_s = None;
         assert!(event_round_trip(&ev).starts_with("[DESTROY] ipv4     2 udp      17 src="));
+        // As conntrack 1.4.7 printed a `conntrack -D` of the entry.
+        let mut ev = event(EventKind::Destroy, Some(1_795_427_943_542_855_000));
+        ev.entry.timeout_s = Some(29);
+        ev.entry.flags.other.push("USERSPACE".into());
+        ev.entry.extra.push(("portid".into(), "3155570446".into()));
+        ev.entry.extra.push(("progname".into(), "conntrack".into()));
+        assert!(event_round_trip(&ev).ends_with(
+            "sport=9000 dport=45000 id=675049517 [USERSPACE] portid=3155570446 progname=conntrack"
+        ));
         // Before the epoch: floor division, as struct timeval holds it.
         let ev = event(EventKind::New, Some(-1_500_000_000));
         assert!(event_round_trip(&ev).starts_with("[-00000002.500000]\t"));

@@ -1,0 +1,305 @@
+//! `natcheck snapshot [--netns NAME]`: the live conntrack table over netlink, as
+//! `conntrack -L -o extended,id` prints it (one line per entry, sorted by ORIGINAL
+//! tuple, zone, REPLY tuple and id, so two snapshots diff cleanly) or as the
+//! `natcheck.conntrack/1` JSON document of `natcheck conntrack`. With `--events
+//! --duration S`, records the NEW, UPDATE and DESTROY events for S seconds instead,
+//! as `conntrack -E -o timestamp,extended,id` prints them (each line written as it
+//! arrives) or as that document's timelines.
+//!
+//! Entries or events the kernel sent that could not be read are warnings (exit 2);
+//! everything else read is still written.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use super::{print_warnings, ExitStatus};
+use crate::conntrack::{self, Entry, Event, Implied, Timeline};
+use crate::diag::Warning;
+use crate::report::time::rfc3339_ns;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Read the table of this network namespace: a name from `ip netns list`, or a
+    /// path such as /proc/PID/ns/net (a container's).
+    #[arg(long, value_name = "NAME")]
+    pub netns: Option<String>,
+
+    /// `text`: the lines of `conntrack -L -o extended,id` (with --events, of
+    /// `conntrack -E -o timestamp,extended,id`); `json`: the natcheck.conntrack/1
+    /// document of `natcheck conntrack`.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: SnapshotFormat,
+
+    /// Record conntrack events (NEW, UPDATE, DESTROY) instead of dumping the table.
+    #[arg(long, requires = "duration")]
+    pub events: bool,
+
+    /// How long to record events: seconds (`2`, `0.5`) or a duration (`500ms`, `1m`).
+    #[arg(long, value_name = "SECS", value_parser = parse_duration, requires = "events")]
+    pub duration: Option<Duration>,
+
+    /// Write to FILE instead of standard output.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SnapshotFormat {
+    /// conntrack's own text, one line per entry or event.
+    Text,
+    /// One JSON document (docs/json-schema.md, natcheck.conntrack/1).
+    Json,
+}
+
+/// Longest recording accepted: a day. Longer is almost certainly a typo, and the
+/// JSON form keeps every event in memory.
+const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = match s.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 => {
+            Duration::from_secs_f64(secs.min(MAX_DURATION.as_secs_f64() + 1.0))
+        }
+        Ok(_) => return Err(format!("`{s}` is not a number of seconds")),
+        Err(_) => humantime::parse_duration(s).map_err(|e| format!("`{s}`: {e}"))?,
+    };
+    if d.is_zero() {
+        return Err("the duration must be more than 0".into());
+    }
+    if d > MAX_DURATION {
+        return Err(format!(
+            "`{s}` is longer than {}",
+            humantime::format_duration(MAX_DURATION)
+        ));
+    }
+    Ok(d)
+}
+
+#[derive(Serialize)]
+struct EntryJson<'a> {
+    #[serde(flatten)]
+    entry: &'a Entry,
+    implied: Implied,
+}
+
+#[derive(Serialize)]
+struct EventJson<'a> {
+    kind: &'static str,
+    time: Option<String>,
+    line: u64,
+    state: Option<&'a str>,
+    timeout_s: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct TimelineJson<'a> {
+    #[serde(flatten)]
+    timeline: &'a Timeline,
+    created: Option<String>,
+    destroyed: Option<String>,
+    implied: Implied,
+    events: Vec<EventJson<'a>>,
+}
+
+/// One input of natcheck.conntrack/1, with `source` "netlink" and the namespace read.
+#[derive(Serialize)]
+struct InputJson<'a> {
+    source: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    netns: Option<&'a str>,
+    entries: Vec<EntryJson<'a>>,
+    timelines: Vec<TimelineJson<'a>>,
+    stats: Vec<(String, u64)>,
+    cpus: usize,
+    skipped_lines: u64,
+    warnings: &'a [Warning],
+}
+
+#[derive(Serialize)]
+struct Doc<'a> {
+    schema: &'static str,
+    inputs: Vec<InputJson<'a>>,
+}
+
+pub fn run(args: &Args) -> anyhow::Result<ExitStatus> {
+    let netns = args.netns.as_deref();
+    let warnings = match (args.events, args.duration) {
+        (true, Some(d)) => record(args, netns, d)?,
+        // clap enforces that --events comes with --duration and the reverse.
+        _ => dump(args, netns)?,
+    };
+    Ok(if print_warnings(&warnings) {
+        ExitStatus::Error
+    } else {
+        ExitStatus::Clean
+    })
+}
+
+fn open_output(args: &Args) -> anyhow::Result<Box<dyn Write>> {
+    Ok(match &args.output {
+        Some(p) => Box::new(BufWriter::new(
+            File::create(p).with_context(|| format!("{}: cannot create", p.display()))?,
+        )),
+        None => Box::new(BufWriter::new(io::stdout().lock())),
+    })
+}
+
+fn sort_entries(entries: &mut [Entry]) {
+    entries.sort_by(|a, b| {
+        (a.l3num, a.orig, a.zone_id(), a.reply, a.id).cmp(&(
+            b.l3num,
+            b.orig,
+            b.zone_id(),
+            b.reply,
+            b.id,
+        ))
+    });
+}
+
+fn dump(args: &Args, netns: Option<&str>) -> anyhow::Result<Vec<Warning>> {
+    let mut table = conntrack::netlink::dump(netns)?;
+    sort_entries(&mut table.entries);
+    let mut out = open_output(args)?;
+    match args.format {
+        SnapshotFormat::Text => {
+            let mut line = String::new();
+            for e in &table.entries {
+                line.clear();
+                conntrack::write_entry(e, &mut line);
+                line.push('\n');
+                out.write_all(line.as_bytes())?;
+            }
+        }
+        SnapshotFormat::Json => {
+            let host = conntrack::host_addresses(&table.entries);
+            write_json(&mut out, netns, &table.entries, &[], &host, &table.warnings)?;
+        }
+    }
+    out.flush()?;
+    Ok(table.warnings)
+}
+
+fn record(args: &Args, netns: Option<&str>, duration: Duration) -> anyhow::Result<Vec<Warning>> {
+    let mut out = open_output(args)?;
+    let mut events = Vec::new();
+    let mut line = String::new();
+    let text = args.format == SnapshotFormat::Text;
+    let rec = conntrack::netlink::record_events(netns, duration, |ev| {
+        if text {
+            // Written and flushed one by one, so `| grep` sees events as they come.
+            line.clear();
+            conntrack::write_event(&ev, &mut line);
+            line.push('\n');
+            out.write_all(line.as_bytes())?;
+            out.flush()
+        } else {
+            events.push(ev);
+            Ok(())
+        }
+    })?;
+    if !text {
+        let host = conntrack::host_addresses(events.iter().map(|e| &e.entry));
+        write_json(&mut out, netns, &[], &events, &host, &rec.warnings)?;
+    }
+    out.flush()?;
+    Ok(rec.warnings)
+}
+
+fn write_json(
+    out: &mut dyn Write,
+    netns: Option<&str>,
+    entries: &[Entry],
+    events: &[Event],
+    host: &BTreeSet<IpAddr>,
+    warnings: &[Warning],
+) -> anyhow::Result<()> {
+    let timelines: Vec<(Timeline, Implied)> = conntrack::timelines(events)
+        .into_iter()
+        .map(|t| {
+            let implied = Implied::of(&t.last(events).entry, host);
+            (t, implied)
+        })
+        .collect();
+    let doc = Doc {
+        schema: "natcheck.conntrack/1",
+        inputs: vec![InputJson {
+            source: conntrack::netlink::SOURCE,
+            netns,
+            entries: entries
+                .iter()
+                .map(|entry| EntryJson {
+                    entry,
+                    implied: Implied::of(entry, host),
+                })
+                .collect(),
+            timelines: timelines
+                .iter()
+                .map(|(t, implied)| TimelineJson {
+                    timeline: t,
+                    created: t.created_ns.map(rfc3339_ns),
+                    destroyed: t.destroyed_ns.map(rfc3339_ns),
+                    implied: *implied,
+                    events: t
+                        .events
+                        .iter()
+                        .filter_map(|&i| events.get(i))
+                        .map(|e| EventJson {
+                            kind: e.kind.as_str(),
+                            time: e.time_ns.map(rfc3339_ns),
+                            line: e.entry.line,
+                            state: e.entry.state.as_deref(),
+                            timeout_s: e.entry.timeout_s,
+                        })
+                        .collect(),
+                })
+                .collect(),
+            stats: Vec::new(),
+            cpus: 0,
+            skipped_lines: 0,
+            warnings,
+        }],
+    };
+    serde_json::to_writer_pretty(&mut *out, &doc)?;
+    out.write_all(b"\n")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_in_seconds_or_with_units() {
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("-1").is_err());
+        assert!(parse_duration("NaN").is_err());
+        assert!(parse_duration("1e30").is_err());
+        assert!(parse_duration("2 weeks").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn entries_sort_by_tuple_then_zone_then_id() {
+        let text = "\
+ipv4     2 udp      17 29 src=10.0.0.2 dst=192.0.2.1 sport=5 dport=53 src=192.0.2.1 dst=10.0.0.2 sport=53 dport=5 mark=0 zone=7 use=1 id=1
+ipv4     2 tcp      6 9 CLOSE src=10.0.0.9 dst=192.0.2.1 sport=1 dport=80 src=192.0.2.1 dst=10.0.0.9 sport=80 dport=1 mark=0 use=1 id=2
+ipv6     10 tcp      6 9 CLOSE src=::1 dst=::1 sport=1 dport=80 src=::1 dst=::1 sport=80 dport=1 mark=0 use=1 id=3
+ipv4     2 udp      17 29 src=10.0.0.2 dst=192.0.2.1 sport=5 dport=53 src=192.0.2.1 dst=10.0.0.2 sport=53 dport=5 mark=0 use=1 id=4
+";
+        let mut entries = conntrack::parse_str("t", text).entries;
+        sort_entries(&mut entries);
+        let ids: Vec<_> = entries.iter().filter_map(|e| e.id).collect();
+        assert_eq!(ids, vec![2, 4, 1, 3]);
+    }
+}
