@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# bench/compare.sh: natcheck beside tshark and tcpdump on one large generated capture
+# pair, wall time and peak memory of each run, as a table.
+#
+# Generates a docker0/eth0 MASQUERADE pair with examples/gen_pair.rs (deterministic: the
+# same size gives the same files), then times with GNU time (`/usr/bin/time -v`):
+#   natcheck flows       on one file and on both, default threads and -j 1
+#   natcheck correlate   on the pair (table and JSON output), default threads and -j 1
+#   tshark -q -z conv,tcp on each file (the part of `natcheck flows` tshark also does)
+#   tcpdump -nn -r       on each file, output to /dev/null (read and decode only)
+# Every run is repeated (best wall time kept: the least disturbed by the rest of the
+# machine) after one untimed read of the files, so all read from the page cache.
+#
+# Usage: bench/compare.sh [-n PACKETS] [-r REPEAT] [-d DIR] [-k]
+#   -n PACKETS  packets per capture (default 1000000)
+#   -r REPEAT   runs of each command (default 3)
+#   -d DIR      where the pair is written (default /tmp/natcheck-compare); reused when
+#               it already holds a pair of this size
+#   -k          keep the pair afterwards (default: remove it)
+# Results also go to DIR/../natcheck-compare.tsv. Missing tshark/tcpdump/time are
+# installed with apt-get when running as root, else their rows are skipped.
+set -euo pipefail
+
+packets=1000000
+repeat=3
+dir=/tmp/natcheck-compare
+keep=0
+while getopts "n:r:d:kh" opt; do
+    case $opt in
+        n) packets=$OPTARG ;;
+        r) repeat=$OPTARG ;;
+        d) dir=$OPTARG ;;
+        k) keep=1 ;;
+        h) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) exit 2 ;;
+    esac
+done
+[[ $packets =~ ^[0-9]+$ && $packets -gt 0 ]] || { echo "compare.sh: -n wants a positive number" >&2; exit 2; }
+[[ $repeat =~ ^[0-9]+$ && $repeat -gt 0 ]] || { echo "compare.sh: -r wants a positive number" >&2; exit 2; }
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+results=$(dirname "$dir")/natcheck-compare.tsv
+work=$(mktemp -d)
+cleanup() {
+    rm -rf "$work"
+    if [[ $keep == 0 ]]; then rm -rf "$dir"; fi
+}
+trap cleanup EXIT
+
+# Peers: installed when missing and possible, else skipped.
+missing=()
+command -v tshark >/dev/null || missing+=(tshark)
+command -v tcpdump >/dev/null || missing+=(tcpdump)
+[[ -x /usr/bin/time ]] || missing+=(time)
+if ((${#missing[@]})); then
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+        echo "installing ${missing[*]}" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        # tshark asks whether non-root users may capture: answer no, non-interactively.
+        echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections 2>/dev/null || true
+        apt-get update -qq >/dev/null && apt-get install -y -qq "${missing[@]}" >/dev/null ||
+            echo "compare.sh: could not install ${missing[*]}" >&2
+    else
+        echo "compare.sh: ${missing[*]} missing and not root: those rows are skipped" >&2
+    fi
+fi
+if [[ ! -x /usr/bin/time ]]; then
+    echo "compare.sh: GNU time (/usr/bin/time) is needed for wall time and peak memory" >&2
+    exit 1
+fi
+
+echo "building natcheck and gen_pair (release)" >&2
+cargo build --release --quiet --bin natcheck --example gen_pair
+natcheck=$root/target/release/natcheck
+gen=$root/target/release/examples/gen_pair
+
+# The stamp names what was asked and holds the packets written per file (the
+# generator finishes the connections still open, so a few more than asked).
+stamp="packets=$packets seed=1"
+a=$dir/docker0.pcap
+b=$dir/eth0.pcap
+if [[ -f $dir/stamp && $(head -1 "$dir/stamp") == "$stamp" && -f $a && -f $b ]]; then
+    echo "reusing $dir ($stamp)" >&2
+else
+    rm -f "$dir/stamp"
+    summary=$("$gen" --out "$dir" --packets "$packets" --no-truth)
+    echo "$summary" >&2
+    written=$(sed -n 's/.*: \([0-9]*\) packets per side.*/\1/p' <<<"$summary")
+    printf "%s\n%s\n" "$stamp" "$written" >"$dir/stamp"
+fi
+per_file=$(sed -n 2p "$dir/stamp")
+[[ $per_file =~ ^[0-9]+$ ]] || { echo "compare.sh: no packet count in $dir/stamp" >&2; exit 1; }
+cat "$a" "$b" >/dev/null # warm the page cache
+
+rows=()
+# run LABEL INPUT PACKETS CMD...: times CMD `repeat` times, keeps the best wall time
+# and the largest peak RSS, and adds a row. Output goes to /dev/null (as tcpdump's
+# would in a pipeline that only counts), stderr to $work/err.
+run() {
+    local label=$1 input=$2 n=$3
+    shift 3
+    local best="" rss=0 i wall kb status
+    for ((i = 0; i < repeat; i++)); do
+        status=0
+        /usr/bin/time -v -o "$work/time" "$@" >/dev/null 2>"$work/err" || status=$?
+        # natcheck exits 1 on findings; anything else (2: input problems, or a crash)
+        # would mean the run did not do the whole job.
+        if [[ $status != 0 && ! ($1 == "$natcheck" && $status == 1) ]]; then
+            echo "compare.sh: '$label' on $input exited $status:" >&2
+            tail -5 "$work/err" >&2
+            return 1
+        fi
+        # "Elapsed (wall clock) time (h:mm:ss or m:ss): 1:02.34"
+        wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {
+            n = split($2, p, ":"); s = 0
+            for (k = 1; k <= n; k++) s = s * 60 + p[k]
+            print s }' "$work/time")
+        kb=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$work/time")
+        if [[ -z $best ]] || awk "BEGIN {exit !($wall < $best)}"; then best=$wall; fi
+        if ((kb > rss)); then rss=$kb; fi
+    done
+    rows+=("$(awk -v l="$label" -v i="$input" -v w="$best" -v n="$n" -v k="$rss" 'BEGIN {
+        printf "%s\t%s\t%.2f\t%s\t%.0f\n", l, i, w, (w > 0 ? sprintf("%.0f", n / w) : "-"), k / 1024 }')")
+    echo "  $label ($input): ${best}s" >&2
+}
+
+echo "timing, best of $repeat" >&2
+both=$((2 * per_file))
+run "natcheck flows" docker0 "$per_file" "$natcheck" flows "$a"
+run "natcheck flows" both "$both" "$natcheck" flows "$a" "$b"
+run "natcheck -j 1 flows" both "$both" "$natcheck" -j 1 flows "$a" "$b"
+run "natcheck correlate" both "$both" "$natcheck" correlate "$a" "$b"
+run "natcheck -j 1 correlate" both "$both" "$natcheck" -j 1 correlate "$a" "$b"
+run "natcheck correlate --format json" both "$both" "$natcheck" correlate --format json "$a" "$b"
+if command -v tshark >/dev/null; then
+    run "tshark -n -q -z conv,tcp" docker0 "$per_file" tshark -n -q -z conv,tcp -r "$a"
+    run "tshark -n -q -z conv,tcp" eth0 "$per_file" tshark -n -q -z conv,tcp -r "$b"
+else
+    echo "  tshark: not installed, skipped" >&2
+fi
+if command -v tcpdump >/dev/null; then
+    run "tcpdump -nn -r" docker0 "$per_file" tcpdump -nn -r "$a"
+    run "tcpdump -nn -r" eth0 "$per_file" tcpdump -nn -r "$b"
+else
+    echo "  tcpdump: not installed, skipped" >&2
+fi
+
+{
+    printf "tool\tinput\twall_s\tpackets_per_s\tmax_rss_mib\n"
+    printf "%s\n" "${rows[@]}"
+} >"$results"
+echo
+echo "$per_file packets per file ($(du -m "$a" | cut -f1) MiB each), $(nproc) cores, natcheck $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')"
+column -t -s $'\t' "$results"
+echo "(also in $results)"

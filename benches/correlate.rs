@@ -1,0 +1,203 @@
+//! Throughput of natcheck's pipeline on a generated docker0/eth0 MASQUERADE pair
+//! (`support/synth.rs`), in packets per second, stage by stage:
+//!
+//! - `decode`: one side's frames, already in memory, through `decode::decode`;
+//! - `flows`: one capture file read into its flow table (`natcheck flows` without the
+//!   output), then both files (`flows::read_all`, one rayon task per file);
+//! - `correlate`: reading both files into correlation records, the join and path
+//!   building on records already read, the whole of `correlate::run`, the same with
+//!   the audit (`natcheck correlate` without the output), and `correlate::run` on one
+//!   thread.
+//!
+//! Files are read through the page cache: this measures CPU, not disk.
+//! `bench/compare.sh` measures the binary end to end, beside tshark and tcpdump.
+//!
+//! Size: `NATCHECK_BENCH_PACKETS` packets per side (default 200 000, about 115 MB per
+//! file). Under `cargo test --benches` (criterion's test mode, one run per benchmark)
+//! the pair is small so that the check stays quick.
+
+#[path = "support/synth.rs"]
+mod synth;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use criterion::{black_box, BatchSize, Criterion, Throughput};
+use natcheck::capture::{InputSpec, ReadOptions};
+use natcheck::correlate::{self, points, Config};
+use natcheck::{audit, decode, flows};
+
+/// LINKTYPE_ETHERNET: what the generator writes.
+const ETHERNET: u32 = 1;
+
+/// Packets per side in benchmark mode, unless `NATCHECK_BENCH_PACKETS` says otherwise.
+const DEFAULT_PACKETS: u64 = 200_000;
+/// Packets per side in test mode: enough for every kind of connection and a few
+/// reallocations, small enough to run unoptimised in a second or two.
+const TEST_PACKETS: u64 = 5_000;
+
+/// The generated pair, on disk and (one side) in memory, removed when dropped.
+struct Pair {
+    dir: PathBuf,
+    specs: Vec<InputSpec>,
+    /// Packets per side.
+    packets: u64,
+    docker0_frames: synth::Frames,
+}
+
+impl Pair {
+    fn generate(packets: u64) -> Pair {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("natcheck-bench-{}", std::process::id()));
+        let cfg = synth::Config {
+            packets,
+            ..synth::Config::default()
+        };
+        let truth = synth::write_pair(&cfg, &dir).expect("write the generated pair");
+        let (docker0_frames, _) = synth::frames(&cfg, synth::Side::Docker0);
+        eprintln!(
+            "bench input: {} packets per side, {} connections, {} bytes per file",
+            truth.packets,
+            truth.conns.len(),
+            std::fs::metadata(dir.join("eth0.pcap")).map_or(0, |m| m.len())
+        );
+        let specs = ["docker0.pcap", "eth0.pcap"]
+            .iter()
+            .map(|name| InputSpec {
+                label: None,
+                path: dir.join(name),
+            })
+            .collect();
+        Pair {
+            dir,
+            specs,
+            packets: truth.packets,
+            docker0_frames,
+        }
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn bench_decode(c: &mut Criterion, pair: &Pair) {
+    let mut g = c.benchmark_group("decode");
+    g.throughput(Throughput::Elements(pair.packets));
+    g.bench_function("ethernet", |b| {
+        b.iter(|| {
+            let mut ok = 0u64;
+            for frame in pair.docker0_frames.iter() {
+                let len = frame.len() as u32;
+                ok += u64::from(decode::decode(ETHERNET, black_box(frame), len).is_ok());
+            }
+            assert_eq!(ok, pair.packets, "every generated frame decodes");
+            ok
+        })
+    });
+    g.finish();
+}
+
+fn bench_flows(c: &mut Criterion, pair: &Pair) {
+    let opts = ReadOptions::default();
+    let mut g = c.benchmark_group("flows");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(pair.packets));
+    g.bench_function("read_one", |b| {
+        b.iter(|| flows::read_input_flows(&pair.specs[1], &opts, |_, _, _, _| {}))
+    });
+    g.throughput(Throughput::Elements(2 * pair.packets));
+    g.bench_function("read_all", |b| {
+        b.iter(|| flows::read_all(&pair.specs, &opts))
+    });
+    g.finish();
+}
+
+fn bench_correlate(c: &mut Criterion, pair: &Pair) {
+    let opts = ReadOptions::default();
+    let config = Config::default();
+    let audit_config = audit::Config {
+        inside: Vec::new(),
+        conntrack: Vec::new(),
+    };
+    // Checked once, outside the measurements: the benchmark must time the real job.
+    let whole = correlate::run(&pair.specs, &opts, config);
+    assert!(
+        whole.inputs.iter().all(|i| i.warnings.is_empty()),
+        "warnings reading the generated pair"
+    );
+    let paired = whole
+        .connections
+        .iter()
+        .filter(|c| c.hops.len() == 2)
+        .count();
+    assert_eq!(
+        paired,
+        whole.connections.len(),
+        "every generated connection is seen at both points"
+    );
+    drop(whole);
+
+    let mut g = c.benchmark_group("correlate");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(2 * pair.packets));
+    g.bench_function("read_points", |b| {
+        b.iter(|| points::read_points(&pair.specs, &opts))
+    });
+    let (pts, inputs) = points::read_points(&pair.specs, &opts);
+    g.bench_function("join", |b| {
+        b.iter_batched(
+            || (pts.clone(), inputs.clone()),
+            |(pts, inputs)| correlate::correlate(pts, inputs, config),
+            BatchSize::PerIteration,
+        )
+    });
+    drop((pts, inputs));
+    g.bench_function("run", |b| {
+        b.iter(|| correlate::run(&pair.specs, &opts, config))
+    });
+    g.bench_function("run_audit", |b| {
+        b.iter(|| {
+            let c = correlate::run(&pair.specs, &opts, config);
+            let found = audit::audit(&c, &audit_config);
+            (c, found)
+        })
+    });
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("a one-thread pool");
+    g.bench_function("run_1_thread", |b| {
+        b.iter(|| one.install(|| correlate::run(&pair.specs, &opts, config)))
+    });
+    g.finish();
+}
+
+fn main() {
+    // Criterion benchmarks only when cargo passes `--bench` (and not `--test`);
+    // otherwise it runs every function once as a test.
+    let args: Vec<String> = std::env::args().collect();
+    let benchmarking = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test");
+    let packets = if benchmarking {
+        std::env::var("NATCHECK_BENCH_PACKETS")
+            .ok()
+            .map(|v| {
+                v.parse()
+                    .expect("NATCHECK_BENCH_PACKETS is a number of packets")
+            })
+            .unwrap_or(DEFAULT_PACKETS)
+    } else {
+        TEST_PACKETS
+    };
+    let pair = Pair::generate(packets);
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(8))
+        .configure_from_args();
+    bench_decode(&mut c, &pair);
+    bench_flows(&mut c, &pair);
+    bench_correlate(&mut c, &pair);
+    c.final_summary();
+}
