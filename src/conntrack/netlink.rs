@@ -630,13 +630,15 @@ enum Msg<'a> {
 
 /// Reads the entry on demand, so the caller decides the context.
 struct EntryReader<'a> {
-    family: u8,
+    /// The nfgenmsg address family, or why the header could not be read.
+    family: Result<u8, String>,
     attrs: &'a [u8],
 }
 
 impl EntryReader<'_> {
     fn read(&self, ctx: &ParseContext) -> Result<Entry, AttrError> {
-        parse_entry(self.family, self.attrs, ctx).map_err(|e| AttrError {
+        let family = self.family.clone().or_else(|e| attr_err(0, e))?;
+        parse_entry(family, self.attrs, ctx).map_err(|e| AttrError {
             offset: e.offset + NFGENMSG_LEN,
             message: e.message,
         })
@@ -705,9 +707,7 @@ impl Reader {
                         // The crate reads the nfgenmsg header (family, version, res_id).
                         let family = NetfilterHeader::parse(payload)
                             .map(|h| u8::from(h.family))
-                            .map_err(|e| {
-                                Error::Protocol(format!("byte {base}: nfgenmsg header: {e}"))
-                            })?;
+                            .map_err(|e| format!("nfgenmsg header: {e}"));
                         let attrs = payload.get(NFGENMSG_LEN..).unwrap_or_default();
                         f(Msg::Entry {
                             offset: base,
@@ -1517,6 +1517,14 @@ mod tests {
         stream.extend(message(0x0101, 2, 2, &bad));
         // Another subsystem's message is not ours to read.
         stream.extend(message(0x0400, 0, 2, &good));
+        // A ctnetlink message too short for its nfgenmsg header: a warning, and the
+        // messages after it are still read.
+        let mut short = 18u32.to_ne_bytes().to_vec();
+        short.extend_from_slice(&0x0100u16.to_ne_bytes());
+        short.extend_from_slice(&[0; 10]);
+        short.extend_from_slice(&[2, 0, 0, 0]);
+        stream.extend(short);
+        stream.extend(message(0x0100, 0, 2, &good));
         stream.extend(done());
         let mut reader = Reader {
             offset: 1000,
@@ -1547,9 +1555,17 @@ mod tests {
                 (EventKind::New, 0, Some(675049517)),
                 (EventKind::Update, 0, Some(675049517)),
                 (EventKind::Destroy, 4242, Some(675049517)),
+                (EventKind::Update, 0, Some(675049517)),
             ]
         );
-        assert_eq!(warnings.len(), 1);
+        assert_eq!(warnings.len(), 2);
+        assert!(
+            warnings[1]
+                .to_string()
+                .contains("(frame 6): conntrack entry not read: nfgenmsg header"),
+            "{}",
+            warnings[1]
+        );
         let attr_at = bad_at + NLMSG_HDRLEN + NFGENMSG_LEN + good.len() + 4;
         assert_eq!(
             warnings[0].to_string(),
