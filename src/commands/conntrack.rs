@@ -86,6 +86,9 @@ struct TimelineJson<'a> {
 #[derive(Serialize)]
 struct InputJson<'a> {
     source: &'a str,
+    /// The network namespace a live dump was read in (`natcheck snapshot --netns`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    netns: Option<&'a str>,
     entries: Vec<EntryJson<'a>>,
     timelines: Vec<TimelineJson<'a>>,
     stats: Vec<(String, u64)>,
@@ -101,13 +104,17 @@ struct Doc<'a> {
 }
 
 /// One input with its entries and timelines, filtered and with their translations.
-struct View<'a> {
+pub(super) struct View<'a> {
     dump: &'a Dump,
     entries: Vec<(&'a Entry, Implied)>,
     timelines: Vec<(Timeline, Implied)>,
 }
 
-fn view<'a>(dump: &'a Dump, host: &BTreeSet<IpAddr>, filter: Option<NatFilter>) -> View<'a> {
+pub(super) fn view<'a>(
+    dump: &'a Dump,
+    host: &BTreeSet<IpAddr>,
+    filter: Option<NatFilter>,
+) -> View<'a> {
     let keep = |i: &Implied| filter.is_none_or(|f| f.keeps(i.change.kind));
     let entries = dump
         .entries
@@ -145,15 +152,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitStatus> {
     let views: Vec<View> = dumps.iter().map(|d| view(d, &host, args.nat)).collect();
 
     let out = match args.format {
-        Format::Json => {
-            let doc = Doc {
-                schema: "natcheck.conntrack/1",
-                inputs: views.iter().map(input_json).collect(),
-            };
-            let mut s = serde_json::to_string_pretty(&doc)?;
-            s.push('\n');
-            s
-        }
+        Format::Json => document(&views, None)?,
         Format::Table => views.iter().map(render).collect::<Vec<_>>().join("\n"),
     };
     io::stdout().lock().write_all(out.as_bytes())?;
@@ -165,10 +164,22 @@ pub fn run(args: &Args) -> anyhow::Result<ExitStatus> {
     })
 }
 
-fn input_json<'a>(v: &'a View<'a>) -> InputJson<'a> {
+/// The `natcheck.conntrack/1` document of `views`, with a trailing newline.
+pub(super) fn document(views: &[View], netns: Option<&str>) -> serde_json::Result<String> {
+    let doc = Doc {
+        schema: "natcheck.conntrack/1",
+        inputs: views.iter().map(|v| input_json(v, netns)).collect(),
+    };
+    let mut s = serde_json::to_string_pretty(&doc)?;
+    s.push('\n');
+    Ok(s)
+}
+
+fn input_json<'a>(v: &'a View<'a>, netns: Option<&'a str>) -> InputJson<'a> {
     let events = &v.dump.events;
     InputJson {
         source: &v.dump.source,
+        netns,
         entries: v
             .entries
             .iter()

@@ -9,20 +9,16 @@
 //! Entries or events the kernel sent that could not be read are warnings (exit 2);
 //! everything else read is still written.
 
-use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use serde::Serialize;
 
 use super::{print_warnings, ExitStatus};
-use crate::conntrack::{self, Entry, Event, Implied, Timeline};
+use crate::conntrack::{self, Dump, Entry, Event};
 use crate::diag::Warning;
-use crate::report::time::rfc3339_ns;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -82,52 +78,6 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-#[derive(Serialize)]
-struct EntryJson<'a> {
-    #[serde(flatten)]
-    entry: &'a Entry,
-    implied: Implied,
-}
-
-#[derive(Serialize)]
-struct EventJson<'a> {
-    kind: &'static str,
-    time: Option<String>,
-    line: u64,
-    state: Option<&'a str>,
-    timeout_s: Option<u64>,
-}
-
-#[derive(Serialize)]
-struct TimelineJson<'a> {
-    #[serde(flatten)]
-    timeline: &'a Timeline,
-    created: Option<String>,
-    destroyed: Option<String>,
-    implied: Implied,
-    events: Vec<EventJson<'a>>,
-}
-
-/// One input of natcheck.conntrack/1, with `source` "netlink" and the namespace read.
-#[derive(Serialize)]
-struct InputJson<'a> {
-    source: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    netns: Option<&'a str>,
-    entries: Vec<EntryJson<'a>>,
-    timelines: Vec<TimelineJson<'a>>,
-    stats: Vec<(String, u64)>,
-    cpus: usize,
-    skipped_lines: u64,
-    warnings: &'a [Warning],
-}
-
-#[derive(Serialize)]
-struct Doc<'a> {
-    schema: &'static str,
-    inputs: Vec<InputJson<'a>>,
-}
-
 pub fn run(args: &Args) -> anyhow::Result<ExitStatus> {
     let netns = args.netns.as_deref();
     let warnings = match (args.events, args.duration) {
@@ -178,8 +128,7 @@ fn dump(args: &Args, netns: Option<&str>) -> anyhow::Result<Vec<Warning>> {
             }
         }
         SnapshotFormat::Json => {
-            let host = conntrack::host_addresses(&table.entries);
-            write_json(&mut out, netns, &table.entries, &[], &host, &table.warnings)?;
+            write_json(&mut out, netns, table.entries, Vec::new(), &table.warnings)?;
         }
     }
     out.flush()?;
@@ -205,69 +154,31 @@ fn record(args: &Args, netns: Option<&str>, duration: Duration) -> anyhow::Resul
         }
     })?;
     if !text {
-        let host = conntrack::host_addresses(events.iter().map(|e| &e.entry));
-        write_json(&mut out, netns, &[], &events, &host, &rec.warnings)?;
+        write_json(&mut out, netns, Vec::new(), events, &rec.warnings)?;
     }
     out.flush()?;
     Ok(rec.warnings)
 }
 
+/// Writes the `natcheck.conntrack/1` document `natcheck conntrack --format json` writes
+/// for a file, with `source` "netlink" and the namespace read.
 fn write_json(
     out: &mut dyn Write,
     netns: Option<&str>,
-    entries: &[Entry],
-    events: &[Event],
-    host: &BTreeSet<IpAddr>,
+    entries: Vec<Entry>,
+    events: Vec<Event>,
     warnings: &[Warning],
 ) -> anyhow::Result<()> {
-    let timelines: Vec<(Timeline, Implied)> = conntrack::timelines(events)
-        .into_iter()
-        .map(|t| {
-            let implied = Implied::of(&t.last(events).entry, host);
-            (t, implied)
-        })
-        .collect();
-    let doc = Doc {
-        schema: "natcheck.conntrack/1",
-        inputs: vec![InputJson {
-            source: conntrack::netlink::SOURCE,
-            netns,
-            entries: entries
-                .iter()
-                .map(|entry| EntryJson {
-                    entry,
-                    implied: Implied::of(entry, host),
-                })
-                .collect(),
-            timelines: timelines
-                .iter()
-                .map(|(t, implied)| TimelineJson {
-                    timeline: t,
-                    created: t.created_ns.map(rfc3339_ns),
-                    destroyed: t.destroyed_ns.map(rfc3339_ns),
-                    implied: *implied,
-                    events: t
-                        .events
-                        .iter()
-                        .filter_map(|&i| events.get(i))
-                        .map(|e| EventJson {
-                            kind: e.kind.as_str(),
-                            time: e.time_ns.map(rfc3339_ns),
-                            line: e.entry.line,
-                            state: e.entry.state.as_deref(),
-                            timeout_s: e.entry.timeout_s,
-                        })
-                        .collect(),
-                })
-                .collect(),
-            stats: Vec::new(),
-            cpus: 0,
-            skipped_lines: 0,
-            warnings,
-        }],
+    let dump = Dump {
+        source: conntrack::netlink::SOURCE.to_string(),
+        entries,
+        events,
+        warnings: warnings.to_vec(),
+        ..Dump::default()
     };
-    serde_json::to_writer_pretty(&mut *out, &doc)?;
-    out.write_all(b"\n")?;
+    let host = conntrack::host_addresses(dump.all_entries());
+    let view = super::conntrack::view(&dump, &host, None);
+    out.write_all(super::conntrack::document(&[view], netns)?.as_bytes())?;
     Ok(())
 }
 

@@ -198,8 +198,8 @@ fn event_time(t: &str) -> Option<i64> {
     let inner = t.strip_prefix('[')?.strip_suffix(']')?;
     let (sec, frac) = inner.split_once('.').unwrap_or((inner, ""));
     let sec: i64 = sec.trim().parse().ok()?;
-    // `%-6ld` pads the microseconds on the right with spaces, so `.5` never appears
-    // for 500000; the digits printed are the microseconds as a number.
+    // conntrack prints the microseconds zero-padded to six digits (`.044844`); the
+    // digits are read as microseconds, whatever their count up to nine.
     let frac = frac.trim();
     let usec: i64 = if frac.is_empty() {
         0
