@@ -199,7 +199,7 @@ fn event_time(t: &str) -> Option<i64> {
     let (sec, frac) = inner.split_once('.').unwrap_or((inner, ""));
     let sec: i64 = sec.trim().parse().ok()?;
     // conntrack prints the microseconds zero-padded to six digits (`.044844`); the
-    // digits are read as microseconds, whatever their count up to nine.
+    // digits are read as a count of microseconds.
     let frac = frac.trim();
     let usec: i64 = if frac.is_empty() {
         0
