@@ -100,10 +100,12 @@ rows=()
 run() {
     local label=$1 input=$2 n=$3
     shift 3
-    local best="" rss=0 i wall kb status
+    local best="" rss=0 i wall kb status t0 t1
     for ((i = 0; i < repeat; i++)); do
         status=0
+        t0=$(date +%s%N)
         /usr/bin/time -v -o "$work/time" "$@" >/dev/null 2>"$work/err" || status=$?
+        t1=$(date +%s%N)
         # natcheck exits 1 on findings; anything else (2: input problems, or a crash)
         # would mean the run did not do the whole job.
         if [[ $status != 0 && ! ($1 == "$natcheck" && $status == 1) ]]; then
@@ -111,20 +113,20 @@ run() {
             tail -5 "$work/err" >&2
             return 1
         fi
-        # "Elapsed (wall clock) time (h:mm:ss or m:ss): 1:02.34"
-        wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {
-            n = split($2, p, ":"); s = 0
-            for (k = 1; k <= n; k++) s = s * 60 + p[k]
-            print s }' "$work/time")
+        # Wall time to the millisecond (GNU time's own is in hundredths), peak RSS
+        # from GNU time.
+        wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", (b - a) / 1e9}')
         kb=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$work/time")
         if [[ -z $best ]] || awk "BEGIN {exit !($wall < $best)}"; then best=$wall; fi
         if ((kb > rss)); then rss=$kb; fi
     done
     rows+=("$(awk -v l="$label" -v i="$input" -v w="$best" -v n="$n" -v k="$rss" 'BEGIN {
-        printf "%s\t%s\t%.2f\t%s\t%.0f\n", l, i, w, (w > 0 ? sprintf("%.0f", n / w) : "-"), k / 1024 }')")
+        printf "%s\t%s\t%.3f\t%s\t%.0f\n", l, i, w, (w > 0 ? sprintf("%.0f", n / w) : "-"), k / 1024 }')")
     echo "  $label ($input): ${best}s" >&2
 }
 
+# Other work on the machine skews every row: the load average goes in the summary.
+load_before=$(cut -d' ' -f1 /proc/loadavg)
 echo "timing, best of $repeat" >&2
 both=$((2 * per_file))
 run "natcheck flows" docker0 "$per_file" "$natcheck" flows "$a"
@@ -151,6 +153,8 @@ fi
     printf "%s\n" "${rows[@]}"
 } >"$results"
 echo
-echo "$per_file packets per file ($(du -m "$a" | cut -f1) MiB each), $(nproc) cores, natcheck $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')"
+echo "$per_file packets per file ($(du -m "$a" | cut -f1) MiB each), $(nproc) cores," \
+    "load average $load_before before and $(cut -d' ' -f1 /proc/loadavg) after," \
+    "natcheck $(git -C "$root" describe --always --dirty 2>/dev/null || echo '?'), $(date -u +%Y-%m-%d)"
 column -t -s $'\t' "$results"
 echo "(also in $results)"
