@@ -8,8 +8,9 @@
 #   natcheck correlate   on the pair (table and JSON output), default threads and -j 1
 #   tshark -q -z conv,tcp on each file (the part of `natcheck flows` tshark also does)
 #   tcpdump -nn -r       on each file, output to /dev/null (read and decode only)
-# Every run is repeated (best wall time kept: the least disturbed by the rest of the
-# machine) after one untimed read of the files, so all read from the page cache.
+# Every run is repeated (best wall and CPU times kept: the least disturbed by the rest
+# of the machine) after one untimed read of the files, so all read from the page
+# cache. packets_per_s counts the packets of every input of the run.
 #
 # Usage: bench/compare.sh [-n PACKETS] [-r REPEAT] [-d DIR] [-k]
 #   -n PACKETS  packets per capture (default 1000000)
@@ -94,13 +95,13 @@ per_file=$(sed -n 2p "$dir/stamp")
 cat "$a" "$b" >/dev/null # warm the page cache
 
 rows=()
-# run LABEL INPUT PACKETS CMD...: times CMD `repeat` times, keeps the best wall time
-# and the largest peak RSS, and adds a row. Output goes to /dev/null (as tcpdump's
+# run LABEL INPUT PACKETS CMD...: times CMD `repeat` times, keeps the best wall time,
+# the least CPU time and the largest peak RSS, and adds a row. Output goes to /dev/null (as tcpdump's
 # would in a pipeline that only counts), stderr to $work/err.
 run() {
     local label=$1 input=$2 n=$3
     shift 3
-    local best="" rss=0 i wall kb status t0 t1
+    local best="" cpu_best="" rss=0 i wall cpu kb status t0 t1
     for ((i = 0; i < repeat; i++)); do
         status=0
         t0=$(date +%s%N)
@@ -116,13 +117,17 @@ run() {
         # Wall time to the millisecond (GNU time's own is in hundredths), peak RSS
         # from GNU time.
         wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", (b - a) / 1e9}')
+        # CPU time (user + system) suffers much less than wall time when other work
+        # competes for the cores.
+        cpu=$(awk -F': ' '/User time|System time/ {s += $2} END {printf "%.2f", s}' "$work/time")
         kb=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$work/time")
         if [[ -z $best ]] || awk "BEGIN {exit !($wall < $best)}"; then best=$wall; fi
+        if [[ -z $cpu_best ]] || awk "BEGIN {exit !($cpu < $cpu_best)}"; then cpu_best=$cpu; fi
         if ((kb > rss)); then rss=$kb; fi
     done
-    rows+=("$(awk -v l="$label" -v i="$input" -v w="$best" -v n="$n" -v k="$rss" 'BEGIN {
-        printf "%s\t%s\t%.3f\t%s\t%.0f\n", l, i, w, (w > 0 ? sprintf("%.0f", n / w) : "-"), k / 1024 }')")
-    echo "  $label ($input): ${best}s" >&2
+    rows+=("$(awk -v l="$label" -v i="$input" -v w="$best" -v c="$cpu_best" -v n="$n" -v k="$rss" 'BEGIN {
+        printf "%s\t%s\t%.3f\t%s\t%.2f\t%.0f\n", l, i, w, (w > 0 ? sprintf("%.0f", n / w) : "-"), c, k / 1024 }')")
+    echo "  $label ($input): ${best}s wall, ${cpu_best}s cpu" >&2
 }
 
 # Other work on the machine skews every row: the load average goes in the summary.
@@ -149,7 +154,7 @@ else
 fi
 
 {
-    printf "tool\tinput\twall_s\tpackets_per_s\tmax_rss_mib\n"
+    printf "tool\tinput\twall_s\tpackets_per_s\tcpu_s\tmax_rss_mib\n"
     printf "%s\n" "${rows[@]}"
 } >"$results"
 echo
