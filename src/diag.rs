@@ -7,6 +7,15 @@ use std::fmt;
 
 use serde::Serialize;
 
+/// Exit status contract: 0 clean, 1 findings at or above `--fail-on`, 2 input errors
+/// (including warnings about unreadable parts of an input).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ExitStatus {
+    Clean = 0,
+    Findings = 1,
+    Error = 2,
+}
+
 /// Where in an input a problem sits.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]

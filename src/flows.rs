@@ -46,6 +46,48 @@ pub struct TcpSeen {
     pub rst: [bool; 2],
 }
 
+/// Where a TCP connection got to, from the flags seen at one point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TcpState {
+    ResetByInitiator,
+    ResetByResponder,
+    Closed,
+    Closing,
+    Established,
+    SynSent,
+    MidStream,
+}
+
+impl TcpState {
+    /// The state's stable name (JSON `tcp_state`, reports).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TcpState::ResetByInitiator => "reset-by-initiator",
+            TcpState::ResetByResponder => "reset-by-responder",
+            TcpState::Closed => "closed",
+            TcpState::Closing => "closing",
+            TcpState::Established => "established",
+            TcpState::SynSent => "syn-sent",
+            TcpState::MidStream => "mid-stream",
+        }
+    }
+}
+
+impl TcpSeen {
+    /// The state the flags imply: a RST wins over FINs, FINs over the handshake.
+    pub fn state(&self) -> TcpState {
+        match () {
+            _ if self.rst[0] => TcpState::ResetByInitiator,
+            _ if self.rst[1] => TcpState::ResetByResponder,
+            _ if self.fin[0] && self.fin[1] => TcpState::Closed,
+            _ if self.fin[0] || self.fin[1] => TcpState::Closing,
+            _ if self.syn_ack => TcpState::Established,
+            _ if self.syn => TcpState::SynSent,
+            _ => TcpState::MidStream,
+        }
+    }
+}
+
 /// What an ICMP error flow is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct IcmpError {

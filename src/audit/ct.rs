@@ -1,9 +1,7 @@
-//! Detectors that compare conntrack snapshots with the wire: `ct-contradiction`,
-//! `ct-missing`, `ct-unobserved`, `ct-unreplied`, `ct-hairpin-no-masq` and
-//! `ct-duplicate`.
-//!
-//! The audit reads entries through [`CtEntry`], a view holding only what these checks
-//! use, so it does not depend on how the `conntrack` module parses each text form.
+//! The conntrack witness as the audit sees it: snapshots of [`CtEntry`] (a view
+//! holding only what the `ct-*` rules use, so the audit does not depend on how the
+//! `conntrack` module parses each text form), where each entry sits on the wire, the
+//! snapshot's time, and what each input contributed ([`WitnessSummary`]).
 //!
 //! Matching: an entry belongs to a wire connection when its ORIGINAL tuple is the
 //! tuple of one of the connection's hops (in the initiator's direction). What the
@@ -20,12 +18,11 @@
 //! timeout exceeds its state's default says the defaults do not hold and is not used.
 //! Checks that need the time are skipped when no estimate exists.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
-use super::{Code, Detail, Finding, Seen, Severity};
-use crate::correlate::{Connection, Correlation};
-use crate::model::{NatChange, NatKind, Proto, Tuple};
-use crate::report::time::{rfc3339_ns, secs};
+use super::EntryFacts;
+use crate::correlate::Correlation;
+use crate::model::{NatChange, Proto, Tuple};
 
 /// One conntrack entry as the audit uses it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,40 +51,26 @@ impl CtEntry {
         NatChange::between(&self.orig, &self.post())
     }
 
-    fn place(&self) -> String {
+    /// `file:line`.
+    pub fn place(&self) -> String {
         format!("{}:{}", self.source, self.line)
     }
 
-    /// The entry as `conntrack -L` would show its tuples.
-    fn text(&self) -> String {
-        let t = |t: &Tuple| {
-            if t.proto.has_ports() {
-                format!(
-                    "src={} dst={} sport={} dport={}",
-                    t.src, t.dst, t.sport, t.dport
-                )
-            } else if t.proto.is_icmp() {
-                format!("src={} dst={} id={}", t.src, t.dst, t.sport)
-            } else {
-                format!("src={} dst={}", t.src, t.dst)
-            }
-        };
-        format!(
-            "{}{} {}{} {}{}",
-            self.orig.proto,
-            self.state
-                .as_deref()
-                .map(|s| format!(" {s}"))
-                .unwrap_or_default(),
-            t(&self.orig),
-            if self.unreplied { " [UNREPLIED]" } else { "" },
-            t(&self.reply),
-            if self.assured { " [ASSURED]" } else { "" }
-        )
+    /// The entry as evidence.
+    pub fn facts(&self) -> EntryFacts {
+        EntryFacts {
+            source: self.source.clone(),
+            line: self.line,
+            orig: self.orig,
+            reply: self.reply,
+            state: self.state.clone(),
+            unreplied: self.unreplied,
+            assured: self.assured,
+        }
     }
 
     /// The state's full timeout in seconds, with the kernel's defaults.
-    fn full_timeout_s(&self) -> u64 {
+    pub fn full_timeout_s(&self) -> u64 {
         match self.orig.proto {
             Proto::Tcp => match self.state.as_deref() {
                 Some("SYN_SENT") | Some("SYN_SENT2") => 120,
@@ -186,7 +169,7 @@ pub struct SnapTime {
 /// ORIGINAL). The same connection may carry ORIGINAL at several hops (a veth and its
 /// bridge); the translation follows the last of them. When several connections carry
 /// it (packets that leaked under the inside tuple), the one that goes on past it wins.
-fn locate(
+pub fn locate(
     c: &Correlation,
     idx: &HashMap<Tuple, Vec<(usize, usize)>>,
     e: &CtEntry,
@@ -200,7 +183,7 @@ fn locate(
     })
 }
 
-fn index(c: &Correlation) -> HashMap<Tuple, Vec<(usize, usize)>> {
+pub fn index(c: &Correlation) -> HashMap<Tuple, Vec<(usize, usize)>> {
     let mut idx: HashMap<Tuple, Vec<(usize, usize)>> = HashMap::new();
     for (ci, conn) in c.connections.iter().enumerate() {
         for (hi, h) in conn.hops.iter().enumerate() {
@@ -236,13 +219,12 @@ pub fn snapshot_time(c: &Correlation, snap: &Snapshot) -> Option<SnapTime> {
         })
 }
 
-/// What one conntrack input contributed: how many of its entries the wire shows and
+/// What one witness input contributed: how many of its entries the wire shows and
 /// how many of those agree with the translation on the wire.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct Witness {
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WitnessSummary {
     pub source: String,
-    /// `snapshot` (a table at one instant) or `events` (an event log's connections).
-    pub kind: &'static str,
+    pub kind: WitnessKind,
     pub entries: usize,
     /// Entries whose ORIGINAL tuple is a hop of a captured connection.
     pub on_wire: usize,
@@ -250,18 +232,28 @@ pub struct Witness {
     /// (or that have no next hop to compare with).
     pub agree: usize,
     /// The snapshot's estimated time on the captures' clock.
-    #[serde(serialize_with = "ser_time")]
     pub time_ns: Option<i64>,
 }
 
-fn ser_time<S: serde::Serializer>(t: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
-    match t {
-        Some(ns) => s.serialize_some(&rfc3339_ns(*ns)),
-        None => s.serialize_none(),
+/// What kind of witness input a summary is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum WitnessKind {
+    /// A conntrack table at one instant.
+    Snapshot,
+    /// A conntrack event log's connections.
+    Events,
+}
+
+impl WitnessKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WitnessKind::Snapshot => "snapshot",
+            WitnessKind::Events => "events",
+        }
     }
 }
 
-pub fn witnesses(c: &Correlation, snaps: &[Snapshot]) -> Vec<Witness> {
+pub fn witnesses(c: &Correlation, snaps: &[Snapshot]) -> Vec<WitnessSummary> {
     let idx = index(c);
     snaps
         .iter()
@@ -280,12 +272,12 @@ pub fn witnesses(c: &Correlation, snaps: &[Snapshot]) -> Vec<Witness> {
                         .is_none_or(|next| next.flow.tuple == e.post())
                 })
                 .count();
-            Witness {
+            WitnessSummary {
                 source: snap.source.clone(),
                 kind: if snap.from_events {
-                    "events"
+                    WitnessKind::Events
                 } else {
-                    "snapshot"
+                    WitnessKind::Snapshot
                 },
                 entries: snap.entries.len(),
                 on_wire: located.len(),
@@ -300,380 +292,28 @@ pub fn witnesses(c: &Correlation, snaps: &[Snapshot]) -> Vec<Witness> {
         .collect()
 }
 
-fn tuple_line(t: &Tuple) -> String {
-    let ep = |a, p| crate::model::fmt_endpoint(a, t.proto.has_ports().then_some(p));
-    format!(
-        "{} {} -> {}",
-        t.proto,
-        ep(t.src, t.sport),
-        ep(t.dst, t.dport)
-    )
-}
-
-pub fn findings(c: &Correlation, snaps: &[Snapshot]) -> Vec<Finding> {
-    let idx = index(c);
-    let mut out = Vec::new();
-    let name = |p: usize| c.points[p].name.clone();
-    // Connections some entry of any snapshot matched.
-    let mut matched = vec![false; c.connections.len()];
-    for snap in snaps {
-        let when = if snap.from_events {
-            None
-        } else {
-            snapshot_time(c, snap)
-        };
-        let mut by_reply: BTreeMap<(u16, Tuple), Vec<&CtEntry>> = BTreeMap::new();
-        for e in &snap.entries {
-            by_reply.entry((e.zone, e.reply)).or_default().push(e);
-            let located =
-                locate(c, &idx, e).or_else(|| idx.get(&e.post()).and_then(|v| v.first().copied()));
-            if let Some((ci, _)) = located {
-                matched[ci] = true;
-            }
-            // Hairpin without masquerade (FM-07): DNAT back to the client itself with
-            // the client's own address as the source; the client answers itself.
-            let post = e.post();
-            if e.change().dst_addr_changed && post.dst == e.orig.src && post.src == e.orig.src {
-                out.push(entry_finding(
-                    Code::CtHairpinNoMasq,
-                    Severity::Error,
-                    e,
-                    located.map(|(ci, _)| ci),
-                    format!(
-                        "{} is DNATed to the client itself without masquerade: the reply goes from {} to itself and never back through NAT",
-                        tuple_line(&e.orig),
-                        e.orig.src
-                    ),
-                    "Hairpin traffic needs masquerade: kube-proxy marks it (KUBE-MARK-MASQ, 0x4000) and masquerades in KUBE-POSTROUTING; Docker adds `-A POSTROUTING -s C -d C -p tcp --dport P -j MASQUERADE` per published port. Also check the bridge port's hairpin_mode (FM-07).".into(),
-                    c,
-                ));
-            }
-            let Some((ci, hi)) = locate(c, &idx, e) else {
-                unobserved(c, snap, e, when, &mut out);
-                continue;
-            };
-            let conn = &c.connections[ci];
-            contradiction(c, conn, ci, hi, e, &mut out, &name);
-            if e.unreplied && !snap.from_events {
-                unreplied(c, conn, ci, hi, e, when, &mut out);
-            }
-        }
-        for ((zone, reply), es) in by_reply {
-            if es.len() < 2 || snap.from_events {
-                continue;
-            }
-            let places: Vec<String> = es.iter().map(|e| e.place()).collect();
-            let mut f = entry_finding(
-                Code::CtDuplicate,
-                Severity::Error,
-                es[0],
-                None,
-                format!(
-                    "{} entries share the reply tuple {}{}: conntrack cannot tell their replies apart",
-                    es.len(),
-                    tuple_line(&reply),
-                    if zone != 0 { format!(" in zone {zone}") } else { String::new() }
-                ),
-                "Two connections were given the same outside tuple (a NAT clash the kernel would refuse at confirm time, FM-03/FM-06), or the file joins two snapshots. Check `conntrack -S` (insert_failed, clash_resolve) and whether the file holds one snapshot.".into(),
-                c,
-            );
-            f.evidence = es
-                .iter()
-                .map(|e| format!("{}: {}", e.place(), e.text()))
-                .collect();
-            f.evidence.push(format!("lines {}", places.join(", ")));
-            out.push(f);
-        }
-        if let Some(t) = when {
-            missing(c, snap, t, &matched, &mut out);
-        }
-    }
-    out
-}
-
-/// A finding about one entry, its connection when known.
-fn entry_finding(
-    code: Code,
-    severity: Severity,
-    e: &CtEntry,
-    conn: Option<usize>,
-    message: String,
-    check: String,
-    c: &Correlation,
-) -> Finding {
-    let (first_ns, last_ns) = conn
-        .map(|ci| {
-            (
-                Some(c.connections[ci].first_ns()),
-                Some(c.connections[ci].last_ns()),
-            )
-        })
-        .unwrap_or((None, None));
-    Finding {
-        code,
-        severity,
-        conns: conn.into_iter().collect(),
-        connections: Vec::new(),
-        points: Vec::new(),
-        tuples: Vec::new(),
-        first_ns,
-        last_ns,
-        packets: 0,
-        message,
-        check,
-        evidence: vec![format!("{}: {}", e.place(), e.text())],
-        detail: Detail::Conntrack {
-            entry: e.place(),
-            wire: None,
-            conntrack: Some(e.post()),
-        },
-    }
-}
-
-fn contradiction(
-    c: &Correlation,
-    conn: &Connection,
-    ci: usize,
-    hi: usize,
-    e: &CtEntry,
-    out: &mut Vec<Finding>,
-    name: &dyn Fn(usize) -> String,
-) {
-    let Some(next) = conn.hops.get(hi + 1) else {
-        return;
-    };
-    let here = &conn.hops[hi];
-    let post = e.post();
-    if next.flow.tuple == post {
-        return;
-    }
-    let wire = NatChange::between(&here.flow.tuple, &next.flow.tuple);
-    let ct = e.change();
-    let says = |ch: &NatChange, t: &Tuple| {
-        if ch.kind == NatKind::None {
-            "no translation".to_string()
-        } else {
-            format!("{} to {}", ch.kind, tuple_line(t))
-        }
-    };
-    let mut f = entry_finding(
-        Code::CtContradiction,
-        Severity::Error,
-        e,
-        Some(ci),
-        format!(
-            "conntrack says {} but the wire shows {} at {}",
-            says(&ct, &post),
-            says(&wire, &next.flow.tuple),
-            name(next.point)
-        ),
-        "The snapshot does not describe the traffic captured: an entry replaced after the capture (conntrack -D / flush, a new translation after a state loss, FM-02), a snapshot from another host or network namespace, or captures from a different NAT hop. Compare `conntrack -E` events for this tuple with the capture times.".into(),
-        c,
-    );
-    f.points = vec![name(here.point), name(next.point)];
-    f.tuples = vec![
-        Seen {
-            point: name(here.point),
-            role: "original",
-            tuple: here.flow.tuple,
-        },
-        Seen {
-            point: name(next.point),
-            role: "wire",
-            tuple: next.flow.tuple,
-        },
-    ];
-    f.packets = next.flow.packets[0] + next.flow.packets[1];
-    f.evidence.push(format!(
-        "{}: {} => {}: {}",
-        name(here.point),
-        tuple_line(&here.flow.tuple),
-        name(next.point),
-        tuple_line(&next.flow.tuple)
-    ));
-    f.detail = Detail::Conntrack {
-        entry: e.place(),
-        wire: Some(next.flow.tuple),
-        conntrack: Some(post),
-    };
-    out.push(f);
-}
-
-fn unreplied(
-    c: &Correlation,
-    conn: &Connection,
-    ci: usize,
-    hi: usize,
-    e: &CtEntry,
-    when: Option<SnapTime>,
-    out: &mut Vec<Finding>,
-) {
-    let Some(SnapTime { ns: s, slack_ns }) = when else {
-        return;
-    };
-    // Replies the wire carried for this entry's tuples before the snapshot.
-    let post = e.post();
-    let replied = conn.hops.iter().enumerate().any(|(i, h)| {
-        (i == hi || h.flow.tuple == post) && h.flow.packets[1] > 0 && h.first_ns + slack_ns < s
-    });
-    if !replied {
-        return;
-    }
-    let mut f = entry_finding(
-        Code::CtUnreplied,
-        Severity::Warning,
-        e,
-        Some(ci),
-        format!(
-            "conntrack marks {} [UNREPLIED] although replies were on the wire before the snapshot",
-            tuple_line(&e.orig)
-        ),
-        "The replies bypassed this host's conntrack (asymmetric routing, another path back, FM-16) or did not match the entry (a NAT or server that answers from another address); check routes and rp_filter on the reply path.".into(),
-        c,
-    );
-    f.evidence.push(format!(
-        "snapshot time estimated at {} ({})",
-        rfc3339_ns(s),
-        e.source
-    ));
-    out.push(f);
-}
-
-/// A NATed entry with no packets on the wire while the captures were running.
-fn unobserved(
-    c: &Correlation,
-    snap: &Snapshot,
-    e: &CtEntry,
-    when: Option<SnapTime>,
-    out: &mut Vec<Finding>,
-) {
-    let post = e.post();
-    if e.change().kind == NatKind::None
-        || c.connections
-            .iter()
-            .any(|k| k.hops.iter().any(|h| h.flow.tuple == post))
-    {
-        return;
-    }
-    let (Some(SnapTime { ns: s, slack_ns }), Some(t)) = (when, e.timeout_s) else {
-        return;
-    };
-    let full = e.full_timeout_s();
-    if t > full {
-        return;
-    }
-    // The entry's last refresh: a packet conntrack saw then.
-    let refreshed = s - (full - t) as i64 * 1_000_000_000;
-    let span = c
-        .points
-        .iter()
-        .filter_map(|p| {
-            Some((
-                p.first_ns? - p.clock.offset_ns,
-                p.last_ns? - p.clock.offset_ns,
-            ))
-        })
-        .fold(None::<(i64, i64)>, |acc, (a, b)| match acc {
-            None => Some((a, b)),
-            Some((x, y)) => Some((x.min(a), y.max(b))),
-        });
-    let Some((a, b)) = span else { return };
-    if refreshed < a + slack_ns || refreshed > b - slack_ns {
-        return;
-    }
-    let mut f = entry_finding(
-        Code::CtUnobserved,
-        Severity::Warning,
-        e,
-        None,
-        format!(
-            "conntrack translated {} to {} and saw a packet of it about {} before the snapshot, while the captures ran, but no capture has it",
-            tuple_line(&e.orig),
-            tuple_line(&post),
-            secs((full - t) as i64 * 1_000_000_000)
-        ),
-        "The captures miss traffic this host translated: another interface or path, a capture filter, or dropped packets (check the capture's drop counters); or the snapshot is from another host.".into(),
-        c,
-    );
-    f.first_ns = Some(refreshed);
-    f.last_ns = Some(refreshed);
-    f.evidence.push(format!(
-        "snapshot {} at {} (±{}); captures ran from {} to {}",
-        snap.source,
-        rfc3339_ns(s),
-        secs(slack_ns),
-        rfc3339_ns(a),
-        rfc3339_ns(b)
-    ));
-    out.push(f);
-}
-
-/// Translated connections alive across the snapshot time that no entry matches.
-fn missing(
-    c: &Correlation,
-    snap: &Snapshot,
-    when: SnapTime,
-    matched: &[bool],
-    out: &mut Vec<Finding>,
-) {
-    let SnapTime { ns: s, slack_ns } = when;
-    for (ci, conn) in c.connections.iter().enumerate() {
-        if matched[ci] || !conn.links.iter().any(|l| l.change.kind != NatKind::None) {
-            continue;
-        }
-        if !(conn.first_ns() + slack_ns < s && conn.last_ns() > s + slack_ns) {
-            continue;
-        }
-        let first = &conn.hops[0];
-        out.push(Finding {
-            code: Code::CtMissing,
-            severity: Severity::Warning,
-            conns: vec![ci],
-            connections: Vec::new(),
-            points: conn.hops.iter().map(|h| c.points[h.point].name.clone()).collect(),
-            tuples: vec![Seen {
-                point: c.points[first.point].name.clone(),
-                role: "original",
-                tuple: first.flow.tuple,
-            }],
-            first_ns: Some(conn.first_ns()),
-            last_ns: Some(conn.last_ns()),
-            packets: first.flow.packets[0] + first.flow.packets[1],
-            message: format!(
-                "{} was translated on the wire before and after the snapshot {}, which has no entry for it",
-                conn.id, snap.source
-            ),
-            check: "The entry was deleted or expired while the connection lived (conntrack -D, a flush, a timeout shorter than the idle gap, a full table: FM-02, FM-13, FM-14), or the snapshot comes from another host or namespace. `conntrack -E` shows a DESTROY; later packets may leak or be re-translated.".into(),
-            evidence: vec![format!(
-                "snapshot at {} (±{}); {} has packets from {} to {}",
-                rfc3339_ns(s),
-                secs(slack_ns),
-                conn.id,
-                rfc3339_ns(conn.first_ns()),
-                rfc3339_ns(conn.last_ns())
-            )],
-            detail: Detail::Conntrack {
-                entry: snap.source.clone(),
-                wire: Some(first.flow.tuple),
-                conntrack: None,
-            },
-        });
+/// The snapshot's time for checks that need one (event logs have none).
+pub fn check_time(c: &Correlation, snap: &Snapshot) -> Option<SnapTime> {
+    if snap.from_events {
+        None
+    } else {
+        snapshot_time(c, snap)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capture::{InputSpec, ReadOptions};
-    use crate::correlate::{self, Config};
+    use crate::audit::findings::testing::wire;
+    use crate::audit::{Detail, Finding};
+    use crate::correlate::Connection;
 
-    fn wire(scenario: &str) -> Correlation {
-        let dir = format!("{}/samples/{scenario}", env!("CARGO_MANIFEST_DIR"));
-        let specs: Vec<InputSpec> = ["docker0", "eth0"]
-            .iter()
-            .map(|p| format!("{dir}/{p}.pcap").parse().expect("input spec"))
-            .collect();
-        correlate::run(&specs, &ReadOptions::default(), Config::default())
+    /// Every conntrack finding of the snapshots.
+    fn findings(c: &Correlation, snaps: &[Snapshot]) -> Vec<Finding> {
+        crate::audit::findings::testing::run_all(c, snaps)
+            .into_iter()
+            .filter(|f| f.code.as_str().starts_with("ct-"))
+            .collect()
     }
 
     fn snapshot(scenario: &str, file: &str) -> Snapshot {
@@ -763,10 +403,11 @@ mod tests {
         assert_eq!(codes(&f), ["ct-contradiction"]);
         let ci = f[0].conns[0];
         assert_eq!(c.connections[ci].hops[0].flow.tuple, edited.orig);
+        let words = crate::report::explain::words(&f[0]);
         assert!(
-            f[0].message.contains(&format!(":{}", edited.reply.dport)),
+            words.message.contains(&format!(":{}", edited.reply.dport)),
             "{}",
-            f[0].message
+            words.message
         );
         match &f[0].detail {
             Detail::Conntrack {

@@ -11,7 +11,7 @@ use crate::diag::Warning;
 use crate::flows::{self, Flow, InitiatorEvidence, TcpSeen};
 use crate::model::{Proto, Tuple};
 use crate::report::table::{Align, Table};
-use crate::report::time::{rfc3339_ns, secs};
+use crate::report::fmt::{rfc3339_ns, secs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -70,19 +70,6 @@ struct Doc<'a> {
     inputs: Vec<InputJson<'a>>,
     points: Vec<PointJson<'a>>,
     warnings: Vec<&'a Warning>,
-}
-
-/// One word for where a TCP connection got to, from the flags seen at this point.
-pub fn tcp_state(t: &TcpSeen) -> &'static str {
-    match () {
-        _ if t.rst[0] => "reset-by-initiator",
-        _ if t.rst[1] => "reset-by-responder",
-        _ if t.fin[0] && t.fin[1] => "closed",
-        _ if t.fin[0] || t.fin[1] => "closing",
-        _ if t.syn_ack => "established",
-        _ if t.syn => "syn-sent",
-        _ => "mid-stream",
-    }
 }
 
 fn endpoint(addr: std::net::IpAddr, port: u16, proto: Proto) -> String {
@@ -158,7 +145,7 @@ fn flow_json(f: &Flow) -> FlowJson<'_> {
         bytes_fwd: f.bytes[0],
         bytes_rev: f.bytes[1],
         tcp: (f.tuple.proto == Proto::Tcp).then(|| TcpJson {
-            state: tcp_state(&f.tcp),
+            state: f.tcp.state().as_str(),
             seen: f.tcp,
         }),
         icmp_error: f.icmp_error.as_ref(),
@@ -217,7 +204,7 @@ fn write_point(out: &mut impl Write, info: &PointInfo, flows: &[Flow]) -> io::Re
             secs(f.last_ns - f.first_ns),
             match (&f.icmp_error, tu.proto) {
                 (Some(e), _) => format!("icmp error {}/{}", e.icmp_type, e.code),
-                (None, Proto::Tcp) => tcp_state(&f.tcp).to_string(),
+                (None, Proto::Tcp) => f.tcp.state().as_str().to_string(),
                 _ => "-".to_string(),
             },
         ]);

@@ -13,16 +13,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use crate::capture::{IfNames, InputSpec, ReadOptions};
+pub use crate::diag::ExitStatus;
 use crate::diag::Warning;
 
-/// Exit status contract: 0 clean, 1 findings at or above `--fail-on`, 2 input errors
-/// (including warnings about unreadable parts of an input).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum ExitStatus {
-    Clean = 0,
-    Findings = 1,
-    Error = 2,
-}
 
 /// Output formats shared by the commands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -177,8 +177,8 @@ fn write_json(
         ..Dump::default()
     };
     let host = conntrack::host_addresses(dump.all_entries());
-    let view = super::conntrack::view(&dump, &host, None);
-    out.write_all(super::conntrack::document(&[view], netns)?.as_bytes())?;
+    let view = conntrack::View::of(&dump, &host, |_| true);
+    out.write_all(crate::report::conntrack::document(&[view], netns)?.as_bytes())?;
     Ok(())
 }
 

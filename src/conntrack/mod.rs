@@ -21,6 +21,7 @@ mod line;
 pub mod netlink;
 mod text;
 mod timeline;
+mod view;
 
 #[cfg(test)]
 mod tests;
@@ -39,6 +40,7 @@ pub use implied::{host_addresses, Implied};
 pub use line::{parse_line, Line, LineError};
 pub use text::{l3_name, l4_name, write_entry, write_event};
 pub use timeline::{timelines, Timeline};
+pub use view::View;
 
 /// Packet and byte counters of one direction (`packets=N bytes=N`, printed when
 /// `nf_conntrack_acct=1`).

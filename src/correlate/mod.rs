@@ -233,6 +233,13 @@ impl Connection {
     pub fn last_ns(&self) -> i64 {
         self.hops.iter().map(|h| h.last_ns).max().unwrap_or(0)
     }
+
+    /// The translation from the first hop to the last; `None` for a connection seen
+    /// at one point only.
+    pub fn end_to_end(&self) -> Option<NatChange> {
+        let (first, last) = (self.hops.first()?, self.hops.last()?);
+        (self.hops.len() > 1).then(|| NatChange::between(&first.flow.tuple, &last.flow.tuple))
+    }
 }
 
 /// Everything correlation found.

@@ -15,7 +15,7 @@ use std::io::Write;
 
 use polars::prelude::*;
 
-use super::json::end_to_end;
+use super::{Model, Render};
 use crate::correlate::{Connection, Correlation};
 use crate::model::{NatKind, Tuple};
 
@@ -42,7 +42,7 @@ pub fn connections(c: &Correlation, findings: &[u32]) -> PolarsResult<DataFrame>
     let name = |i: usize| c.points[i].name.clone();
     let first = |cn: &Connection| cn.hops[0].flow.tuple;
     let last = |cn: &Connection| cn.hops[cn.hops.len() - 1].flow.tuple;
-    let kind = |cn: &Connection| end_to_end(cn).map(|k| k.kind);
+    let kind = |cn: &Connection| cn.end_to_end().map(|k| k.kind);
     let links_max = |cn: &Connection, f: &dyn Fn(&crate::correlate::Link) -> Option<i64>| {
         cn.links.iter().filter_map(f).max()
     };
@@ -312,6 +312,21 @@ pub fn summary(df: &DataFrame) -> PolarsResult<DataFrame> {
 }
 
 /// Writes a frame in one of the tabular formats.
+/// `--format csv|ndjson|parquet`: one row per connection.
+pub struct Frame(pub FrameFormat);
+
+impl Render for Frame {
+    fn render(&self, m: &Model, mut out: &mut dyn Write) -> anyhow::Result<()> {
+        let c = &m.correlation;
+        let counts: Vec<u32> = (0..c.connections.len())
+            .map(|i| m.findings_of(i).count() as u32)
+            .collect();
+        let mut df = connections(c, &counts)?;
+        write(&mut df, self.0, &mut out)?;
+        Ok(())
+    }
+}
+
 pub fn write(df: &mut DataFrame, format: FrameFormat, out: &mut impl Write) -> PolarsResult<()> {
     match format {
         // Times as in every other report: RFC 3339, UTC, nanoseconds.
@@ -337,7 +352,7 @@ fn times_as_text(df: &DataFrame) -> PolarsResult<DataFrame> {
                 .datetime()?
                 .physical()
                 .iter()
-                .map(|ns| ns.map(super::time::rfc3339_ns))
+                .map(|ns| ns.map(super::fmt::rfc3339_ns))
                 .collect();
             out.with_column(text.with_name(col.name().clone()).into_column())?;
         }

@@ -2,10 +2,15 @@
 //! names and meanings are a contract: add fields, never rename or repurpose them.
 
 use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::IpAddr;
 
 use serde::Serialize;
 
-use super::time::rfc3339_ns;
+use super::explain::Words;
+use super::fmt::{dst, rfc3339_ns};
+use super::{Model, Render};
+use crate::audit::{Detail, Direction, Finding, Seen, WitnessSummary};
 use crate::capture::InputStats;
 use crate::correlate::{Connection, Correlation, Gap, Hop, Latency, Link, PortRealloc, Related};
 use crate::diag::Warning;
@@ -15,19 +20,190 @@ use crate::model::{tcp_flags, NatKind, Proto};
 pub const SCHEMA: &str = "natcheck.report/1";
 
 #[derive(Serialize)]
-pub struct Report<'a, F: Serialize> {
+pub struct Report<'a> {
     pub schema: &'static str,
     pub generator: Generator,
     pub config: ConfigJson,
     pub inputs: Vec<InputJson<'a>>,
     pub points: Vec<PointJson<'a>>,
-    pub connections: Vec<ConnectionJson<'a, F>>,
-    pub findings: Vec<F>,
-    pub warnings: Vec<&'a Warning>,
+    pub connections: Vec<ConnectionJson<'a>>,
+    pub findings: Vec<FindingJson<'a>>,
+    pub warnings: &'a [Warning],
     /// What each `--conntrack` input contributed (absent without any).
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    pub conntrack: &'a [crate::audit::ct::Witness],
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conntrack: Vec<WitnessJson<'a>>,
     pub summary: Summary,
+}
+
+/// One witness input's summary.
+#[derive(Serialize)]
+pub struct WitnessJson<'a> {
+    pub source: &'a str,
+    /// `snapshot` (a table at one instant) or `events` (an event log's connections).
+    pub kind: &'static str,
+    pub entries: usize,
+    pub on_wire: usize,
+    pub agree: usize,
+    /// The snapshot's estimated time on the captures' clock.
+    pub time_ns: Option<String>,
+}
+
+/// A finding (see docs/findings.md): times as RFC 3339 strings.
+#[derive(Serialize)]
+pub struct FindingJson<'a> {
+    pub code: &'static str,
+    pub severity: &'static str,
+    pub connections: &'a [String],
+    pub points: &'a [String],
+    pub tuples: &'a [Seen],
+    pub first: Option<String>,
+    pub last: Option<String>,
+    pub packets: u64,
+    pub message: &'a str,
+    pub check: &'a str,
+    pub evidence: &'a [String],
+    pub detail: DetailJson<'a>,
+}
+
+/// Code-specific facts, for scripts.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum DetailJson<'a> {
+    Lost {
+        from: &'a str,
+        to: &'a str,
+        direction: Direction,
+        blocked: bool,
+        first_tcp_flags: Option<&'a str>,
+        path_from: &'a [String],
+    },
+    Leak {
+        kind: &'static str,
+        inside_address: Option<IpAddr>,
+        translated_by: &'a [String],
+    },
+    Unsolicited {
+        nat_address: IpAddr,
+        nat_port: Option<u16>,
+        from_address: IpAddr,
+        from_port: Option<u16>,
+        translations: &'a [String],
+        expected_peer: Option<String>,
+    },
+    PortReallocated {
+        wanted_sport: u16,
+        got_sport: u16,
+        colliding: Option<&'a str>,
+        colliding_started_first: Option<bool>,
+        mode: &'static str,
+        range: Option<[u16; 2]>,
+    },
+    Conntrack {
+        entry: &'a str,
+        wire: Option<&'a crate::model::Tuple>,
+        conntrack: Option<&'a crate::model::Tuple>,
+    },
+}
+
+fn detail(d: &Detail) -> DetailJson<'_> {
+    match d {
+        Detail::Lost {
+            from,
+            to,
+            direction,
+            blocked,
+            first_tcp_flags,
+            path_from,
+            ..
+        } => DetailJson::Lost {
+            from,
+            to,
+            direction: *direction,
+            blocked: *blocked,
+            first_tcp_flags: first_tcp_flags.as_deref(),
+            path_from,
+        },
+        Detail::Leak {
+            kind,
+            inside_address,
+            translated_by,
+            ..
+        } => DetailJson::Leak {
+            kind: kind.as_str(),
+            inside_address: *inside_address,
+            translated_by,
+        },
+        Detail::Unsolicited {
+            nat_address,
+            nat_port,
+            from_address,
+            from_port,
+            translations,
+            expected,
+            ..
+        } => DetailJson::Unsolicited {
+            nat_address: *nat_address,
+            nat_port: *nat_port,
+            from_address: *from_address,
+            from_port: *from_port,
+            translations,
+            expected_peer: expected.as_ref().map(dst),
+        },
+        Detail::PortReallocated {
+            wanted_sport,
+            got_sport,
+            colliding,
+            colliding_started_first,
+            mode,
+            range,
+            ..
+        } => DetailJson::PortReallocated {
+            wanted_sport: *wanted_sport,
+            got_sport: *got_sport,
+            colliding: colliding.as_deref(),
+            colliding_started_first: *colliding_started_first,
+            mode: mode.as_str(),
+            range: *range,
+        },
+        Detail::Conntrack {
+            entry,
+            wire,
+            conntrack,
+            ..
+        } => DetailJson::Conntrack {
+            entry,
+            wire: wire.as_ref(),
+            conntrack: conntrack.as_ref(),
+        },
+    }
+}
+
+pub fn finding<'a>(f: &'a Finding, w: &'a Words) -> FindingJson<'a> {
+    FindingJson {
+        code: f.code.as_str(),
+        severity: f.severity.as_str(),
+        connections: &f.connections,
+        points: &f.points,
+        tuples: &f.tuples,
+        first: f.first_ns.map(rfc3339_ns),
+        last: f.last_ns.map(rfc3339_ns),
+        packets: f.packets,
+        message: &w.message,
+        check: &w.check,
+        evidence: &w.evidence,
+        detail: detail(&f.detail),
+    }
+}
+
+fn witness(w: &WitnessSummary) -> WitnessJson<'_> {
+    WitnessJson {
+        source: &w.source,
+        kind: w.kind.as_str(),
+        entries: w.entries,
+        on_wire: w.on_wire,
+        agree: w.agree,
+        time_ns: w.time_ns.map(rfc3339_ns),
+    }
 }
 
 #[derive(Serialize)]
@@ -123,7 +299,7 @@ pub struct TranslationJson<'a> {
 }
 
 #[derive(Serialize)]
-pub struct ConnectionJson<'a, F: Serialize> {
+pub struct ConnectionJson<'a> {
     pub id: &'a str,
     pub proto: Proto,
     pub initiator_evidence: InitiatorEvidence,
@@ -132,7 +308,7 @@ pub struct ConnectionJson<'a, F: Serialize> {
     pub hops: Vec<HopJson<'a>>,
     pub translations: Vec<TranslationJson<'a>>,
     pub related: &'a [Related],
-    pub findings: Vec<F>,
+    pub findings: Vec<FindingJson<'a>>,
 }
 
 #[derive(Serialize, Default)]
@@ -147,13 +323,6 @@ pub struct Summary {
     pub by_kind: BTreeMap<&'static str, usize>,
     pub port_reallocations: usize,
     pub findings_by_severity: BTreeMap<String, usize>,
-}
-
-/// The end-to-end translation of a connection: from its first hop to its last.
-pub fn end_to_end(c: &Connection) -> Option<crate::model::NatChange> {
-    let (first, last) = (c.hops.first()?, c.hops.last()?);
-    (c.hops.len() > 1)
-        .then(|| crate::model::NatChange::between(&first.flow.tuple, &last.flow.tuple))
 }
 
 fn gap(g: &Gap) -> GapJson {
@@ -179,7 +348,7 @@ fn hop<'a>(c: &'a Correlation, h: &'a Hop) -> HopJson<'a> {
         ttl_fwd: h.fwd_ttl,
         reply_tuple: h.reply_tuple.as_ref(),
         icmp_error: f.icmp_error.as_ref(),
-        tcp_state: (f.tuple.proto == Proto::Tcp).then(|| crate::commands::flows::tcp_state(&f.tcp)),
+        tcp_state: (f.tuple.proto == Proto::Tcp).then(|| f.tcp.state().as_str()),
     }
 }
 
@@ -206,23 +375,17 @@ fn translation<'a>(c: &'a Correlation, conn: &'a Connection, l: &'a Link) -> Tra
     }
 }
 
-/// Builds the report document. `findings_of(connection index)` supplies each
-/// connection's findings; `findings` are all of them (report-level list).
-pub fn build<'a, F: Serialize + Clone>(
-    c: &'a Correlation,
-    warnings: Vec<&'a Warning>,
-    findings: Vec<F>,
-    findings_of: impl Fn(usize) -> Vec<F>,
-    severities: BTreeMap<String, usize>,
-) -> Report<'a, F> {
+/// Builds the report document.
+pub fn document(m: &Model) -> Report<'_> {
+    let c = &m.correlation;
     let mut summary = Summary {
         points: c.points.len(),
         connections: c.connections.len(),
-        findings_by_severity: severities,
+        findings_by_severity: m.severities(),
         ..Default::default()
     };
     for conn in &c.connections {
-        match end_to_end(conn) {
+        match conn.end_to_end() {
             Some(ch) => {
                 summary.correlated += 1;
                 *summary.by_kind.entry(ch.kind.as_str()).or_insert(0) += 1;
@@ -252,24 +415,7 @@ pub fn build<'a, F: Serialize + Clone>(
                 stats: &i.stats,
             })
             .collect(),
-        points: c
-            .points
-            .iter()
-            .map(|p| PointJson {
-                name: &p.name,
-                source: &p.source,
-                linktype: &p.linktype,
-                interface: p.interface.as_deref(),
-                packets: p.packets,
-                flows: p.flows,
-                first_seen: p.first_ns.map(rfc3339_ns),
-                last_seen: p.last_ns.map(rfc3339_ns),
-                clock_offset_ns: p.clock.offset_ns,
-                clock_reference: &c.points[p.clock.reference].name,
-                clock_samples: p.clock.samples,
-                clock_basis: p.clock.basis,
-            })
-            .collect(),
+        points: c.points.iter().map(|p| point(c, p)).collect(),
         connections: c
             .connections
             .iter()
@@ -283,12 +429,40 @@ pub fn build<'a, F: Serialize + Clone>(
                 hops: conn.hops.iter().map(|h| hop(c, h)).collect(),
                 translations: conn.links.iter().map(|l| translation(c, conn, l)).collect(),
                 related: &conn.related,
-                findings: findings_of(i),
+                findings: m.findings_of(i).map(|(f, w)| finding(f, w)).collect(),
             })
             .collect(),
-        findings,
-        warnings,
-        conntrack: &[],
+        findings: m.findings().map(|(f, w)| finding(f, w)).collect(),
+        warnings: &m.warnings,
+        conntrack: m.audit.witnesses.iter().map(witness).collect(),
         summary,
+    }
+}
+
+fn point<'a>(c: &'a Correlation, p: &'a crate::correlate::PointSummary) -> PointJson<'a> {
+    PointJson {
+        name: &p.name,
+        source: &p.source,
+        linktype: &p.linktype,
+        interface: p.interface.as_deref(),
+        packets: p.packets,
+        flows: p.flows,
+        first_seen: p.first_ns.map(rfc3339_ns),
+        last_seen: p.last_ns.map(rfc3339_ns),
+        clock_offset_ns: p.clock.offset_ns,
+        clock_reference: &c.points[p.clock.reference].name,
+        clock_samples: p.clock.samples,
+        clock_basis: p.clock.basis,
+    }
+}
+
+/// `--format json`: the document, pretty-printed, with a trailing newline.
+pub struct Json;
+
+impl Render for Json {
+    fn render(&self, m: &Model, out: &mut dyn Write) -> anyhow::Result<()> {
+        serde_json::to_writer_pretty(&mut *out, &document(m))?;
+        writeln!(out)?;
+        Ok(())
     }
 }

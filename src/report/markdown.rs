@@ -7,22 +7,13 @@
 //! Free text is escaped outside code spans so addresses, flags (`[S.]`), `<`/`>` and
 //! sysctl names render literally; table cells also escape `|`.
 
-use std::fmt::Write;
+use std::fmt::Write as _;
+use std::io::Write;
 
-use super::text::{connection_block, kind_label, summary_line, tuple_text};
-use super::time::{rfc3339_ns, secs, short};
-use crate::audit::{Audit, Finding};
-use crate::correlate::offset::OffsetBasis;
-use crate::correlate::Correlation;
-use crate::diag::Warning;
-
-/// Facts about the run that the report states.
-pub struct RunInfo<'a> {
-    /// `--fail-on` as given (or its default).
-    pub fail_on: &'a str,
-    /// The exit status this run ends with.
-    pub exit_status: u8,
-}
+use super::fmt::{clock, rfc3339_ns, secs, short, time_range, tuple};
+use super::text::{connection_block, finding_lines, kind_label, summary_line};
+use super::{Model, Render};
+use crate::audit::{Finding, Severity};
 
 /// Escapes Markdown inline syntax outside `code spans`, and only where it would
 /// change the rendering, so the raw text stays readable: `\\`, `*` and `~` always;
@@ -89,34 +80,11 @@ fn table(out: &mut String, headers: &[&str], rows: &[Vec<String>]) {
     out.push('\n');
 }
 
-fn clock(c: &Correlation, i: usize) -> String {
-    let p = &c.points[i];
-    let reference = &c.points[p.clock.reference].name;
-    match p.clock.basis {
-        OffsetBasis::Reference => "reference".into(),
-        OffsetBasis::Unrelated => "unrelated (no packet in common)".into(),
-        OffsetBasis::SameFile => format!("same file as {reference}"),
-        OffsetBasis::Estimated => {
-            let sign = if p.clock.offset_ns >= 0 { "+" } else { "" };
-            let raw = if p.clock.offset_ns == 0 && p.clock.estimate_ns != 0 {
-                format!(", raw {} taken as 0", short(p.clock.estimate_ns))
-            } else {
-                String::new()
-            };
-            format!(
-                "{sign}{} vs {reference} ({} packets{raw})",
-                secs(p.clock.offset_ns),
-                p.clock.samples
-            )
-        }
-    }
-}
-
 fn when(f: &Finding) -> String {
-    match (f.first_ns, f.last_ns) {
-        (Some(a), Some(b)) if b > a => format!("{} (+{})", rfc3339_ns(a), secs(b - a)),
-        (Some(a), _) => rfc3339_ns(a),
-        _ => "-".into(),
+    match time_range(f.first_ns, f.last_ns) {
+        Some((a, Some(d))) => format!("{a} (+{d})"),
+        Some((a, None)) => a,
+        None => "-".into(),
     }
 }
 
@@ -124,20 +92,30 @@ fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
+/// `--format markdown`.
+pub struct Markdown;
+
+impl Render for Markdown {
+    fn render(&self, m: &Model, out: &mut dyn Write) -> anyhow::Result<()> {
+        out.write_all(render(m).as_bytes())?;
+        Ok(())
+    }
+}
+
 /// The whole Markdown report.
-pub fn render(c: &Correlation, audit: &Audit, warnings: &[&Warning], run: &RunInfo) -> String {
+pub fn render(m: &Model) -> String {
+    let (c, audit, warnings) = (&m.correlation, &m.audit, &m.warnings);
     let mut out = String::new();
-    let sev = audit.severities();
-    let count = |k: &str| sev.get(k).copied().unwrap_or(0);
+    let count = |s: Severity| m.count(s);
     let _ = writeln!(out, "# natcheck report\n");
     let headline = if audit.findings.is_empty() {
         "No findings.".to_string()
     } else {
         format!(
             "**{}**, **{}**, {}.",
-            plural(count("error"), "error", "errors"),
-            plural(count("warning"), "warning", "warnings"),
-            plural(count("info"), "info finding", "info findings")
+            plural(count(Severity::Error), "error", "errors"),
+            plural(count(Severity::Warning), "warning", "warnings"),
+            plural(count(Severity::Info), "info finding", "info findings")
         )
     };
     let _ = writeln!(out, "{headline}\n");
@@ -145,8 +123,8 @@ pub fn render(c: &Correlation, audit: &Audit, warnings: &[&Warning], run: &RunIn
     let _ = writeln!(
         out,
         "Exit status {} (`--fail-on {}`{}).\n",
-        run.exit_status,
-        run.fail_on,
+        m.exit_status() as u8,
+        m.fail_on_text(),
         if warnings.is_empty() {
             String::new()
         } else {
@@ -215,14 +193,14 @@ pub fn render(c: &Correlation, audit: &Audit, warnings: &[&Warning], run: &RunIn
             "learned from the translations on the wire; declare them with `--inside`"
         }
     );
-    if !audit.conntrack.is_empty() {
+    if !audit.witnesses.is_empty() {
         let rows: Vec<Vec<String>> = audit
-            .conntrack
+            .witnesses
             .iter()
             .map(|w| {
                 vec![
                     code(&w.source),
-                    w.kind.to_string(),
+                    w.kind.as_str().to_string(),
                     w.entries.to_string(),
                     w.on_wire.to_string(),
                     w.agree.to_string(),
@@ -256,11 +234,10 @@ pub fn render(c: &Correlation, audit: &Audit, warnings: &[&Warning], run: &RunIn
     if audit.findings.is_empty() {
         let _ = writeln!(out, "None.\n");
     } else {
-        let rows: Vec<Vec<String>> = audit
-            .findings
-            .iter()
+        let rows: Vec<Vec<String>> = m
+            .findings()
             .enumerate()
-            .map(|(i, f)| {
+            .map(|(i, (f, w))| {
                 vec![
                     (i + 1).to_string(),
                     f.severity.to_string(),
@@ -269,7 +246,7 @@ pub fn render(c: &Correlation, audit: &Audit, warnings: &[&Warning], run: &RunIn
                     cell(&f.points.join(" → ")),
                     f.first_ns.map(rfc3339_ns).unwrap_or_else(|| "-".into()),
                     f.packets.to_string(),
-                    cell(&f.message),
+                    cell(&w.message),
                 ]
             })
             .collect();
@@ -287,14 +264,14 @@ pub fn render(c: &Correlation, audit: &Audit, warnings: &[&Warning], run: &RunIn
             ],
             &rows,
         );
-        for (i, f) in audit.findings.iter().enumerate() {
+        for (i, (f, w)) in m.findings().enumerate() {
             let _ = writeln!(
                 out,
                 "### {}. {} `{}`: {}\n",
                 i + 1,
                 f.severity,
                 f.code,
-                esc(&f.message)
+                esc(&w.message)
             );
             let _ = writeln!(
                 out,
@@ -316,15 +293,15 @@ pub fn render(c: &Correlation, audit: &Audit, warnings: &[&Warning], run: &RunIn
                         "  - {} at {}: {}",
                         t.role,
                         esc(&t.point),
-                        code(&format!("{} {}", t.tuple.proto, tuple_text(&t.tuple)))
+                        code(&format!("{} {}", t.tuple.proto, tuple(&t.tuple)))
                     );
                 }
             }
             let _ = writeln!(out, "\n**Evidence:**\n");
-            for e in &f.evidence {
+            for e in &w.evidence {
                 let _ = writeln!(out, "- {}", esc(e));
             }
-            let _ = writeln!(out, "\n**Check next:** {}\n", esc(&f.check));
+            let _ = writeln!(out, "\n**Check next:** {}\n", esc(&w.check));
         }
     }
 
@@ -355,9 +332,9 @@ pub fn render(c: &Correlation, audit: &Audit, warnings: &[&Warning], run: &RunIn
                 conn.proto.to_string(),
                 cell(&path.join(" → ")),
                 cell(&kind_label(conn)),
-                code(&tuple_text(first)),
+                code(&tuple(first)),
                 if conn.hops.len() > 1 {
-                    code(&tuple_text(last))
+                    code(&tuple(last))
                 } else {
                     "-".into()
                 },
@@ -391,10 +368,7 @@ pub fn render(c: &Correlation, audit: &Audit, warnings: &[&Warning], run: &RunIn
         if i > 0 {
             out.push('\n');
         }
-        let extra: Vec<String> = audit
-            .of_connection(i)
-            .map(|f| format!("finding: {} {}: {}", f.severity, f.code, f.message))
-            .collect();
+        let extra = finding_lines(m, i);
         // A fence inside a fenced block would end it early.
         out.push_str(&connection_block(c, conn, &extra).replace("```", "'''"));
     }

@@ -1,10 +1,57 @@
-//! report: turns analysis results into what people read and scripts parse. Renderers
-//! live one per file; nothing here analyses anything.
+//! report: turns analysis results into what people read and scripts parse, and owns
+//! every word of it. The correlation report is one [`Model`] built once, rendered by
+//! one [`Render`] implementation per format, one file each (table `text.rs`, `json.rs`,
+//! `markdown.rs`, `frame.rs` for CSV/NDJSON/Parquet); findings get their words from
+//! `explain/`, and every tuple, time and duration is written by `fmt.rs`. Nothing here
+//! analyses anything.
 
+pub mod conntrack;
+pub mod explain;
+pub mod fmt;
 #[cfg(feature = "frames")]
 pub mod frame;
 pub mod json;
 pub mod markdown;
+pub mod model;
 pub mod table;
 pub mod text;
-pub mod time;
+
+pub use model::Model;
+
+/// One output format of the correlation report.
+pub trait Render {
+    /// Writes the whole report for `m` to `out`.
+    fn render(&self, m: &Model, out: &mut dyn std::io::Write) -> anyhow::Result<()>;
+}
+
+/// The correlation report's formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+    Markdown,
+    #[cfg(feature = "frames")]
+    Frame(frame::FrameFormat),
+}
+
+impl Format {
+    /// Whether the format is binary (refused on a terminal).
+    pub fn is_binary(self) -> bool {
+        #[cfg(feature = "frames")]
+        if self == Format::Frame(frame::FrameFormat::Parquet) {
+            return true;
+        }
+        false
+    }
+
+    /// The renderer of this format.
+    pub fn renderer(self) -> Box<dyn Render> {
+        match self {
+            Format::Table => Box::new(text::Text),
+            Format::Json => Box::new(json::Json),
+            Format::Markdown => Box::new(markdown::Markdown),
+            #[cfg(feature = "frames")]
+            Format::Frame(f) => Box::new(frame::Frame(f)),
+        }
+    }
+}

@@ -2,67 +2,26 @@
 //! one block per connection showing the tuple at every hop and, between hops, what NAT
 //! did and the evidence for it. Made to be read in a terminal and pasted into tickets.
 
-use std::fmt::Write;
+use std::fmt::Write as _;
+use std::io::Write;
 
-use super::json::end_to_end;
+use super::fmt::{clock, dst, rfc3339_ns, secs, short, src, time_range, tuple};
 use super::table::{Align, Table};
-use super::time::{rfc3339_ns, secs, short};
-use crate::correlate::offset::OffsetBasis;
+use super::{Model, Render};
+use crate::audit::{Severity, WitnessKind, WitnessSummary};
 use crate::correlate::{Connection, Correlation, Gap, Link};
-use crate::model::{fmt_endpoint, tcp_flags, NatKind, Proto, Tuple};
-
-fn ep(t: &Tuple, src: bool) -> String {
-    let (a, p) = if src {
-        (t.src, t.sport)
-    } else {
-        (t.dst, t.dport)
-    };
-    if t.proto.has_ports() {
-        fmt_endpoint(a, Some(p))
-    } else if t.proto.is_icmp() && src {
-        format!("{a} id={p}")
-    } else {
-        a.to_string()
-    }
-}
-
-pub fn tuple_text(t: &Tuple) -> String {
-    format!("{} -> {}", ep(t, true), ep(t, false))
-}
+use crate::model::{tcp_flags, NatKind, Proto, Tuple};
 
 /// What changed, in words: `src 172.17.0.2:40000 => 203.0.113.1:40000`.
 fn change_text(before: &Tuple, after: &Tuple, l: &Link) -> String {
     let mut parts = Vec::new();
     if l.change.src_addr_changed || l.change.sport_changed {
-        parts.push(format!("src {} => {}", ep(before, true), ep(after, true)));
+        parts.push(format!("src {} => {}", src(before), src(after)));
     }
     if l.change.dst_addr_changed || l.change.dport_changed {
-        parts.push(format!("dst {} => {}", ep(before, false), ep(after, false)));
+        parts.push(format!("dst {} => {}", dst(before), dst(after)));
     }
     parts.join(", ")
-}
-
-fn clock_text(c: &Correlation, i: usize) -> String {
-    let p = &c.points[i];
-    match p.clock.basis {
-        OffsetBasis::Reference => "reference".into(),
-        OffsetBasis::Unrelated => "unrelated (no packet in common)".into(),
-        OffsetBasis::SameFile => format!("same file as {}", c.points[p.clock.reference].name),
-        OffsetBasis::Estimated => {
-            let sign = if p.clock.offset_ns >= 0 { "+" } else { "" };
-            let raw = if p.clock.offset_ns == 0 && p.clock.estimate_ns != 0 {
-                format!(", raw {}", short(p.clock.estimate_ns))
-            } else {
-                String::new()
-            };
-            format!(
-                "{sign}{} vs {} ({} packets{raw})",
-                secs(p.clock.offset_ns),
-                c.points[p.clock.reference].name,
-                p.clock.samples
-            )
-        }
-    }
 }
 
 fn gap_text(what: &str, g: &Gap) -> Option<String> {
@@ -82,7 +41,7 @@ fn gap_text(what: &str, g: &Gap) -> Option<String> {
 
 /// Short label for a connection's end-to-end translation.
 pub fn kind_label(c: &Connection) -> String {
-    match end_to_end(c) {
+    match c.end_to_end() {
         None => "single point".into(),
         Some(ch) => {
             let mut s = ch.kind.as_str().to_string();
@@ -115,7 +74,7 @@ pub fn connection_block(c: &Correlation, conn: &Connection, extra: &[String]) ->
     for (i, h) in conn.hops.iter().enumerate() {
         let f = &h.flow;
         let state = if f.tuple.proto == Proto::Tcp {
-            format!("  {}", crate::commands::flows::tcp_state(&f.tcp))
+            format!("  {}", f.tcp.state().as_str())
         } else {
             String::new()
         };
@@ -123,7 +82,7 @@ pub fn connection_block(c: &Correlation, conn: &Connection, extra: &[String]) ->
             out,
             "    {:<width$}  {}   {}>/{}< pkts{}",
             c.points[h.point].name,
-            tuple_text(&f.tuple),
+            tuple(&f.tuple),
             f.packets[0],
             f.packets[1],
             state
@@ -131,7 +90,7 @@ pub fn connection_block(c: &Correlation, conn: &Connection, extra: &[String]) ->
         if let Some(e) = &f.icmp_error {
             let about = e
                 .quoted
-                .map(|q| format!(" about {} {}", q.proto, tuple_text(&q)))
+                .map(|q| format!(" about {} {}", q.proto, tuple(&q)))
                 .unwrap_or_default();
             let _ = writeln!(
                 out,
@@ -144,7 +103,7 @@ pub fn connection_block(c: &Correlation, conn: &Connection, extra: &[String]) ->
                 out,
                 "    {:<width$}  replies seen here as {} (already translated back: bridge netfilter runs before this point)",
                 "",
-                tuple_text(r)
+                tuple(r)
             );
         }
         if let Some(l) = conn.links.get(i) {
@@ -252,7 +211,7 @@ pub fn points_table(c: &Correlation) -> Table {
                 (Some(a), Some(b)) => secs(b - a),
                 _ => "-".into(),
             },
-            clock_text(c, i),
+            clock(c, i),
         ]);
     }
     t
@@ -281,9 +240,9 @@ pub fn connections_table(c: &Correlation) -> Table {
             conn.proto.to_string(),
             path.join(" > "),
             kind_label(conn),
-            tuple_text(first),
+            tuple(first),
             if conn.hops.len() > 1 {
-                tuple_text(last)
+                tuple(last)
             } else {
                 "-".into()
             },
@@ -298,7 +257,7 @@ pub fn summary_line(c: &Correlation) -> String {
     let mut single = 0;
     let mut realloc = 0;
     for conn in &c.connections {
-        match end_to_end(conn) {
+        match conn.end_to_end() {
             Some(ch) => *by_kind.entry(ch.kind.as_str()).or_insert(0) += 1,
             None => single += 1,
         }
@@ -364,8 +323,74 @@ pub fn by_path_table(c: &Correlation, findings: &[u32]) -> Option<Table> {
     Some(t)
 }
 
-/// The whole text report. `extra(i)` adds lines (findings) under connection `i`.
-pub fn render(c: &Correlation, extra: impl Fn(usize) -> Vec<String>) -> String {
+/// `ct.txt: snapshot of 6 entries, 6 on the wire, 6 agree with it, taken about <time>`.
+pub fn witness_line(w: &WitnessSummary) -> String {
+    let what = match w.kind {
+        WitnessKind::Events => format!("event log of {} connections", w.entries),
+        kind => format!("{} of {} entries", kind.as_str(), w.entries),
+    };
+    let mut s = format!(
+        "{}: {what}, {} on the wire, {} agree with it",
+        w.source, w.on_wire, w.agree
+    );
+    if let Some(t) = w.time_ns {
+        let _ = write!(s, ", taken about {}", rfc3339_ns(t));
+    }
+    s
+}
+
+/// The findings section at the top of the table report.
+fn findings_section(m: &Model) -> String {
+    let mut out = String::new();
+    let (e, w) = (m.count(Severity::Error), m.count(Severity::Warning));
+    let _ = writeln!(
+        out,
+        "findings: {e} error{}, {w} warning{}, {} info",
+        if e == 1 { "" } else { "s" },
+        if w == 1 { "" } else { "s" },
+        m.count(Severity::Info)
+    );
+    for w in &m.audit.witnesses {
+        let _ = writeln!(out, "conntrack: {}", witness_line(w));
+    }
+    for (f, w) in m.findings() {
+        let when = match time_range(f.first_ns, f.last_ns) {
+            Some((a, Some(d))) => format!("{a}  +{d}"),
+            Some((a, None)) => a,
+            None => "-".into(),
+        };
+        let _ = writeln!(
+            out,
+            "\n[{}] {}  {}  {}  {}  {} packets",
+            f.severity,
+            f.code,
+            f.connections.join(","),
+            f.points.join(" > "),
+            when,
+            f.packets
+        );
+        let _ = writeln!(out, "    {}", w.message);
+        for e in &w.evidence {
+            let _ = writeln!(out, "    - {e}");
+        }
+        let _ = writeln!(out, "    check: {}", w.check);
+    }
+    if !m.correlation.connections.is_empty() || !m.audit.findings.is_empty() {
+        out.push('\n');
+    }
+    out
+}
+
+/// The lines a connection's block ends with: its findings.
+pub fn finding_lines(m: &Model, i: usize) -> Vec<String> {
+    m.findings_of(i)
+        .map(|(f, w)| format!("finding: {} {}: {}", f.severity, f.code, w.message))
+        .collect()
+}
+
+/// The correlation part of the text report (no findings section). `extra(i)` adds
+/// lines under connection `i`.
+pub fn correlation(c: &Correlation, extra: impl Fn(usize) -> Vec<String>) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{}\n", summary_line(c));
     out.push_str(&points_table(c).render(""));
@@ -386,4 +411,16 @@ pub fn render(c: &Correlation, extra: impl Fn(usize) -> Vec<String>) -> String {
         out.push_str(&connection_block(c, conn, &extra(i)));
     }
     out
+}
+
+/// `--format table`: the findings, then the correlation with each connection's
+/// findings under it.
+pub struct Text;
+
+impl Render for Text {
+    fn render(&self, m: &Model, out: &mut dyn Write) -> anyhow::Result<()> {
+        out.write_all(findings_section(m).as_bytes())?;
+        out.write_all(correlation(&m.correlation, |i| finding_lines(m, i)).as_bytes())?;
+        Ok(())
+    }
 }

@@ -1,0 +1,126 @@
+//! What every rule reads: the correlation, the topology learned from it, the witness
+//! views, and small lookups over them (point names, capture spans, a hop as evidence).
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::ct::{self, Snapshot};
+use super::topology::Topology;
+use super::{Direction, Evidence, HopFacts, Role, Seen};
+use crate::correlate::{Connection, Correlation, Hop};
+use crate::model::{Proto, Tuple};
+
+pub struct Ctx<'a> {
+    pub c: &'a Correlation,
+    pub topo: &'a Topology,
+    /// The conntrack inputs, as snapshots.
+    pub snapshots: &'a [Snapshot],
+    /// Connection index by id.
+    idx: HashMap<&'a str, usize>,
+    /// Where each tuple is a hop: tuple → (connection, hop).
+    pub hops_by_tuple: HashMap<Tuple, Vec<(usize, usize)>>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(c: &'a Correlation, topo: &'a Topology, snapshots: &'a [Snapshot]) -> Ctx<'a> {
+        let idx = c
+            .connections
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.id.as_str(), i))
+            .collect();
+        Ctx {
+            c,
+            topo,
+            snapshots,
+            idx,
+            hops_by_tuple: ct::index(c),
+        }
+    }
+
+    pub fn name(&self, p: usize) -> &'a str {
+        &self.c.points[p].name
+    }
+
+    /// The index of the connection with this id.
+    pub fn conn_index(&self, id: &str) -> Option<usize> {
+        self.idx.get(id).copied()
+    }
+
+    pub fn id(&self, k: usize) -> String {
+        self.c.connections[k].id.clone()
+    }
+
+    pub fn ids(&self, ks: &[usize]) -> Vec<String> {
+        ks.iter().map(|&k| self.id(k)).collect()
+    }
+
+    /// A point's capture span, clock-corrected.
+    pub fn span(&self, p: usize) -> Option<(i64, i64)> {
+        let pt = &self.c.points[p];
+        Some((
+            pt.first_ns? - pt.clock.offset_ns,
+            pt.last_ns? - pt.clock.offset_ns,
+        ))
+    }
+
+    /// Whether point `p` was capturing at corrected time `t`.
+    pub fn capturing(&self, p: usize, t: i64) -> bool {
+        self.span(p).is_some_and(|(a, b)| t >= a && t <= b)
+    }
+
+    pub fn seen(&self, h: &Hop, role: Role) -> Seen {
+        Seen {
+            point: self.name(h.point).to_string(),
+            role,
+            tuple: h.flow.tuple,
+        }
+    }
+
+    /// A hop as evidence.
+    pub fn hop(&self, h: &Hop) -> Evidence {
+        let f = &h.flow;
+        Evidence::Hop(HopFacts {
+            point: self.name(h.point).to_string(),
+            tuple: f.tuple,
+            packets: f.packets,
+            first_ns: h.first_ns,
+            last_ns: h.last_ns,
+            tcp_state: (f.tuple.proto == Proto::Tcp).then(|| f.tcp.state()),
+        })
+    }
+
+    /// How `k` was translated into `point`, when it was.
+    pub fn translated(&self, k: &Connection, point: usize) -> Option<Evidence> {
+        let i = k.hops.iter().position(|h| h.point == point)?;
+        let first = &k.hops[0];
+        (i != 0).then(|| Evidence::Translated {
+            conn: k.id.clone(),
+            from_point: self.name(first.point).to_string(),
+            from: first.flow.tuple,
+            to_point: self.name(point).to_string(),
+            to: k.hops[i].flow.tuple,
+        })
+    }
+}
+
+/// Lost packets of a link that an earlier rule accounted for (they left as another
+/// connection, or the host answered them): (connection, link, direction) → packets.
+/// Rules run in order; each sees what the ones before it explained.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Explained(BTreeMap<(usize, usize, Direction), u64>);
+
+impl Explained {
+    pub fn get(&self, conn: usize, link: usize, dir: Direction) -> u64 {
+        self.0.get(&(conn, link, dir)).copied().unwrap_or(0)
+    }
+
+    pub fn add(&mut self, conn: usize, link: usize, dir: Direction, packets: u64) {
+        *self.0.entry((conn, link, dir)).or_default() += packets;
+    }
+
+    pub fn merge(&mut self, other: Explained) {
+        for ((c, l, d), n) in other.0 {
+            self.add(c, l, d, n);
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! The facts behind a finding, one per item, as data. `report::explain` writes each
+//! as one line of evidence; the same fact reads the same in every finding and format.
+
+use std::net::IpAddr;
+
+use super::{Direction, PathReason};
+use crate::flows::TcpState;
+use crate::model::{Proto, Tuple};
+
+/// An endpoint of a tuple: protocol, address, port (ICMP: echo id).
+pub type Endpoint = (Proto, IpAddr, u16);
+
+/// A connection's flow at one point: its tuple, packets each way, the time it was
+/// seen and, for TCP, how far it got.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HopFacts {
+    pub point: String,
+    pub tuple: Tuple,
+    pub packets: [u64; 2],
+    pub first_ns: i64,
+    pub last_ns: i64,
+    pub tcp_state: Option<TcpState>,
+}
+
+/// Packets of one side of a link that the other side did not carry.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct GapFacts {
+    pub packets: u64,
+    pub first_ns: Option<i64>,
+    pub last_ns: Option<i64>,
+    pub first_tcp_flags: Option<u8>,
+}
+
+/// A conntrack entry as `conntrack -L` shows it, with where it was read.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EntryFacts {
+    pub source: String,
+    pub line: u64,
+    pub orig: Tuple,
+    pub reply: Tuple,
+    pub state: Option<String>,
+    pub unreplied: bool,
+    pub assured: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Evidence {
+    /// A connection's flow at one point.
+    Hop(HopFacts),
+    /// Connection `conn` was translated from `from` at its first point to `to` here.
+    Translated {
+        conn: String,
+        from_point: String,
+        from: Tuple,
+        to_point: String,
+        to: Tuple,
+    },
+    /// [`Evidence::Translated`] (or only the connection's id when it was not
+    /// translated into `point`), with its packets at `point`.
+    TranslationAt {
+        translated: Option<Box<Evidence>>,
+        conn: String,
+        packets: [u64; 2],
+        point: String,
+    },
+    /// A tuple at one point became another at the next.
+    Moved {
+        from_point: String,
+        from: Tuple,
+        to_point: String,
+        to: Tuple,
+    },
+    /// `packets` of `conn` at `point` are the very packets of this finding.
+    SamePackets {
+        packets: u64,
+        conn: String,
+        point: String,
+    },
+    /// Segments from `peer` to the NAT endpoint that reached the outside point and
+    /// never the inside one.
+    Untranslated {
+        gap: GapFacts,
+        peer: Endpoint,
+        nat: Endpoint,
+        outside: String,
+        inside: String,
+    },
+    /// RSTs from the NAT endpoint that left the outside point, `delay_ns` after the
+    /// first untranslated segment, seen nowhere inside.
+    HostRst {
+        gap: GapFacts,
+        nat: Endpoint,
+        peer: Endpoint,
+        outside: String,
+        delay_ns: i64,
+    },
+    /// Packets of `direction` seen at `from` that never reached `to`.
+    NeverReached {
+        gap: GapFacts,
+        direction: Direction,
+        from: String,
+        to: String,
+    },
+    /// Of those, `packets` left `point` as another connection.
+    LeftAsAnother { packets: u64, point: String },
+    /// `packets` other packets of `direction` crossed.
+    OthersCrossed { packets: u64, direction: Direction },
+    /// `point` was capturing over the span and saw none of the packets; `whole`:
+    /// it captured past the last of them.
+    NoneSeen {
+        point: String,
+        from_ns: i64,
+        to_ns: i64,
+        whole: bool,
+    },
+    /// Other connections of the same kind went `from` > `to`.
+    OthersWent {
+        conns: Vec<String>,
+        reason: PathReason,
+        from: String,
+        to: String,
+    },
+    /// An ICMP error (`conn`) at `point` answered the packets: rejected, not dropped.
+    Rejected {
+        point: String,
+        proto: Proto,
+        icmp_type: u8,
+        code: u8,
+        conn: String,
+    },
+    /// `packets` from `peer` to the NAT endpoint arrived at `point`, none forwarded.
+    Arrived {
+        point: String,
+        packets: u64,
+        peer: Endpoint,
+        nat: Endpoint,
+        first_ns: i64,
+        last_ns: i64,
+    },
+    /// The host answered with an ICMP error (`conn`, `packets` packets).
+    HostIcmp {
+        proto: Proto,
+        icmp_type: u8,
+        code: u8,
+        packets: u64,
+        conn: String,
+    },
+    /// Every source translation to `nat` at `point`: how many kept the port, moved
+    /// because of a holder, moved with none; the span of new ports when several.
+    Census {
+        translations: u64,
+        nat: IpAddr,
+        point: String,
+        kept: usize,
+        collided: usize,
+        free: usize,
+        icmp: bool,
+        span: Option<(u16, u16)>,
+    },
+    /// A conntrack entry.
+    Entry(EntryFacts),
+    /// The lines of the entries concerned.
+    Lines(Vec<String>),
+    /// The wire's translation between two points (a conntrack entry disagrees).
+    WireChange {
+        from_point: String,
+        from: Tuple,
+        to_point: String,
+        to: Tuple,
+    },
+    /// The snapshot's estimated time.
+    SnapshotEstimated { ns: i64, source: String },
+    /// The snapshot's time against the captures' span.
+    SnapshotVsCaptures {
+        source: String,
+        ns: i64,
+        slack_ns: i64,
+        from_ns: i64,
+        to_ns: i64,
+    },
+    /// The snapshot's time against a connection's packets.
+    SnapshotVsConnection {
+        ns: i64,
+        slack_ns: i64,
+        conn: String,
+        from_ns: i64,
+        to_ns: i64,
+    },
+}

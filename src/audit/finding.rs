@@ -1,0 +1,324 @@
+//! What a finding is, as data: its [`Code`] and [`Severity`], the connections, points
+//! and tuples it is about, the time range and packet count behind it, code-specific
+//! facts ([`Detail`], also the JSON report's `detail`) and the evidence, one
+//! [`Evidence`] fact per item. No sentence is written here: `report` turns findings
+//! into words, the same words in every format.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use serde::{Serialize, Serializer};
+
+use super::Evidence;
+use crate::model::{Proto, Tuple};
+
+/// Declares a string-named enum once: variants, their stable names, `ALL`, `as_str`,
+/// `Display`, `FromStr` and serialization as the name.
+macro_rules! named_enum {
+    ($(#[$m:meta])* pub enum $name:ident { $($(#[$vm:meta])* $v:ident = $s:literal,)+ }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum $name { $($(#[$vm])* $v,)+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$v,)+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$v => $s,)+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<$name, String> {
+                $name::ALL
+                    .iter()
+                    .copied()
+                    .find(|c| c.as_str() == s)
+                    .ok_or_else(|| format!("unknown {} `{s}`", stringify!($name).to_lowercase()))
+            }
+        }
+    };
+}
+
+named_enum! {
+    /// How bad a finding is. Ordered: `Info < Warning < Error`.
+    pub enum Severity {
+        /// A fact worth knowing (a port NAT moved), not a fault.
+        Info = "info",
+        /// Something that may break some traffic, or evidence that is incomplete.
+        Warning = "warning",
+        /// Traffic was dropped, leaked or could not be translated.
+        Error = "error",
+    }
+}
+
+named_enum! {
+    /// Stable finding codes (a contract: never renamed or repurposed). Each has one
+    /// file under `audit/findings/` and one in `report/explain/`.
+    pub enum Code {
+        /// Packets seen at one point and never at the next one on their path.
+        Lost = "lost",
+        /// Packets that escaped NAT: an inside address on the outside, or the NAT
+        /// host's own RST answering a segment conntrack would not translate.
+        Leak = "leak",
+        /// Packets arriving at a NAT address that belong to no translation.
+        Unsolicited = "unsolicited",
+        /// NAT changed the source port.
+        PortReallocated = "port-reallocated",
+        /// The translation on the wire differs from the conntrack entry's.
+        CtContradiction = "ct-contradiction",
+        /// A connection translated on the wire across a snapshot's time has no entry.
+        CtMissing = "ct-missing",
+        /// A NATed entry active while the captures ran, with no packet on the wire.
+        CtUnobserved = "ct-unobserved",
+        /// An entry marked [UNREPLIED] although replies were on the wire.
+        CtUnreplied = "ct-unreplied",
+        /// A DNAT back to the client itself without masquerade (hairpin).
+        CtHairpinNoMasq = "ct-hairpin-no-masq",
+        /// Several entries of one snapshot share a reply tuple.
+        CtDuplicate = "ct-duplicate",
+    }
+}
+
+impl Severity {
+    /// Most severe first, the order reports count them in.
+    pub const WORST_FIRST: [Severity; 3] = [Severity::Error, Severity::Warning, Severity::Info];
+}
+
+named_enum! {
+    /// What a tuple is in a finding.
+    pub enum Role {
+        /// Packets that left a point untranslated.
+        Leaked = "leaked",
+        /// The translated traffic, or the translation's tuple at a point.
+        Translated = "translated",
+        /// Where packets were seen before they were lost.
+        Seen = "seen",
+        /// The point they never reached.
+        Next = "next",
+        /// The last point of a path that stops short.
+        LastSeen = "last-seen",
+        /// Packets that belong to no translation.
+        Unsolicited = "unsolicited",
+        /// A translation to the same NAT endpoint.
+        Translation = "translation",
+        /// Before and after a port moved.
+        Before = "before",
+        After = "after",
+        /// The connection holding the wanted port.
+        Holder = "holder",
+        /// The tuple before NAT (a conntrack entry's ORIGINAL).
+        Original = "original",
+        /// What the wire shows after NAT.
+        Wire = "wire",
+    }
+}
+
+/// A tuple at a capture point, in the initiator's direction, with what it is in the
+/// finding.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Seen {
+    pub point: String,
+    pub role: Role,
+    #[serde(flatten)]
+    pub tuple: Tuple,
+}
+
+/// Which way packets were going, relative to the connection's initiator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Initiator to responder.
+    Fwd,
+    /// Responder to initiator.
+    Rev,
+}
+
+named_enum! {
+    /// How packets escaped NAT.
+    pub enum LeakKind {
+        /// Packets on an outside point carrying an address NAT hides there.
+        InsideAddress = "inside-address",
+        /// The NAT host answered an untranslated segment with its own RST.
+        HostRst = "host-rst",
+    }
+}
+
+named_enum! {
+    /// How a source-NAT allocator behaved across every translation to one NAT address
+    /// at one point.
+    pub enum AllocatorMode {
+        /// Ports kept except where another connection held the tuple (the default).
+        Collision = "collision",
+        /// Every port moved, into a narrow span (`--to-ports`, `ADDR:LO-HI`).
+        Range = "range",
+        /// Every port moved with nobody holding it (`--random`, `--random-fully`).
+        Random = "random",
+        /// Some kept, some moved with no holder captured.
+        Mixed = "mixed",
+    }
+}
+
+/// Why a path that stops short was expected to go on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PathReason {
+    /// Traffic from this inside prefix to outside destinations left that way.
+    Egress(super::Cidr),
+    /// Traffic to this DNAT'ed endpoint went that way.
+    Published(Tuple),
+}
+
+/// Code-specific facts, for scripts (the JSON report's `detail`, written by
+/// `report::json`) and for the words `report` writes.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Detail {
+    Lost {
+        /// The point the packets were seen at, and the next one they never reached.
+        from: String,
+        to: String,
+        direction: Direction,
+        /// Nothing of the connection ever reached `to` in this direction.
+        blocked: bool,
+        first_tcp_flags: Option<String>,
+        /// Connections whose path shows that `to` comes after `from` (for packets of a
+        /// connection never seen at `to` at all).
+        path_from: Vec<String>,
+        /// A path that stops short: the initiator packets its last point saw, and why
+        /// the next point was expected.
+        stopped: Option<(u64, PathReason)>,
+    },
+    Leak {
+        kind: LeakKind,
+        inside_address: Option<IpAddr>,
+        /// Connections that translated this same traffic.
+        translated_by: Vec<String>,
+        /// Host RST: whether the outside point is downstream (SNAT alone), and the
+        /// TCP flags of the first untranslated segment.
+        host_rst: Option<(bool, Option<u8>)>,
+    },
+    Unsolicited {
+        /// The NAT endpoint the packets were sent to.
+        nat_address: IpAddr,
+        nat_port: Option<u16>,
+        /// The peer that sent them.
+        from_address: IpAddr,
+        from_port: Option<u16>,
+        /// Connections translated to this NAT endpoint, and the peer they talked to.
+        translations: Vec<String>,
+        /// The tuple of the first translation seen at the point (the peer it talked
+        /// to is the expected one).
+        expected: Option<Tuple>,
+        /// The packets' tuple, and the tuple at the point of the first connection in
+        /// `translations`.
+        seen: Tuple,
+        first_translation: Option<Tuple>,
+    },
+    PortReallocated {
+        wanted_sport: u16,
+        got_sport: u16,
+        colliding: Option<String>,
+        colliding_started_first: Option<bool>,
+        mode: AllocatorMode,
+        /// The observed span of allocated ports when `mode` is `range`.
+        range: Option<[u16; 2]>,
+        /// ICMP ids rather than ports; the tuple after the move.
+        moved: (bool, Tuple),
+    },
+    Conntrack {
+        /// The entry (`file:line`), or the snapshot file for `ct-missing`.
+        entry: String,
+        /// The tuple the wire shows after the translation, when it was captured.
+        wire: Option<Tuple>,
+        /// The tuple after NAT according to conntrack (reverse of the REPLY tuple).
+        conntrack: Option<Tuple>,
+        facts: CtFacts,
+    },
+}
+
+/// What a conntrack finding's words need beyond the tuples.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CtFacts {
+    /// The entry's ORIGINAL tuple.
+    pub orig: Option<Tuple>,
+    /// `ct-contradiction`: the point where the wire shows the other translation, and
+    /// the translation the wire shows.
+    pub wire_point: Option<String>,
+    pub wire_change: Option<crate::model::NatChange>,
+    /// `ct-duplicate`: how many entries share the reply tuple, the tuple, its zone.
+    pub shared_reply: Option<(usize, Tuple, u16)>,
+    /// `ct-unobserved`: how long before the snapshot conntrack last saw a packet.
+    pub idle_ns: Option<i64>,
+    /// `ct-missing`: the snapshot's file.
+    pub snapshot: Option<String>,
+}
+
+/// One finding. Findings sort most severe first, then by code, time, connections and
+/// points ([`Finding::sort_key`]), ties broken by everything else.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Finding {
+    pub code: Code,
+    pub severity: Severity,
+    /// Indices (into `Correlation::connections`) of the connections it concerns, the
+    /// one it is mainly about first.
+    pub conns: Vec<usize>,
+    /// The same connections' ids.
+    pub connections: Vec<String>,
+    pub points: Vec<String>,
+    pub tuples: Vec<Seen>,
+    /// Corrected times of the first and last packet behind it.
+    pub first_ns: Option<i64>,
+    pub last_ns: Option<i64>,
+    pub packets: u64,
+    pub detail: Detail,
+    /// The evidence, one fact per item.
+    pub evidence: Vec<Evidence>,
+}
+
+impl Finding {
+    /// A finding with its code, severity and detail; the rest is filled by the rule.
+    pub fn new(code: Code, severity: Severity, detail: Detail) -> Finding {
+        Finding {
+            code,
+            severity,
+            conns: Vec::new(),
+            connections: Vec::new(),
+            points: Vec::new(),
+            tuples: Vec::new(),
+            first_ns: None,
+            last_ns: None,
+            packets: 0,
+            detail,
+            evidence: Vec::new(),
+        }
+    }
+
+    /// The report order: most severe first, then code, time, connections, points.
+    pub fn sort_key(&self) -> impl Ord + '_ {
+        (
+            std::cmp::Reverse(self.severity),
+            self.code,
+            self.first_ns,
+            &self.conns,
+            &self.points,
+        )
+    }
+
+    /// The protocol the finding is about, from its first tuple.
+    pub fn proto(&self) -> Option<Proto> {
+        self.tuples.first().map(|s| s.tuple.proto)
+    }
+}

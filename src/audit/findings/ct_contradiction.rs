@@ -1,0 +1,66 @@
+//! `ct-contradiction`: an entry whose ORIGINAL tuple is a hop on the wire, and whose
+//! translation (ORIGINAL → reverse of REPLY) is not the tuple the wire shows at the
+//! next hop. The snapshot does not describe the captured traffic.
+
+use super::{entry_finding, Detected};
+use crate::audit::ct::locate;
+use crate::audit::{Code, CtFacts, Ctx, Detail, Evidence, Explained, Role, Seen, Severity};
+use crate::model::NatChange;
+
+pub fn detect(x: &Ctx, _: &Explained) -> Detected {
+    let mut out = Vec::new();
+    for snap in x.snapshots {
+        for e in &snap.entries {
+            let Some((ci, hi)) = locate(x.c, &x.hops_by_tuple, e) else {
+                continue;
+            };
+            let conn = &x.c.connections[ci];
+            let Some(next) = conn.hops.get(hi + 1) else {
+                continue;
+            };
+            let here = &conn.hops[hi];
+            let post = e.post();
+            if next.flow.tuple == post {
+                continue;
+            }
+            let (hname, nname) = (x.name(here.point), x.name(next.point));
+            let mut f = entry_finding(
+                x,
+                Code::CtContradiction,
+                Severity::Error,
+                e,
+                Some(ci),
+                CtFacts {
+                    wire_point: Some(nname.to_string()),
+                    wire_change: Some(NatChange::between(&here.flow.tuple, &next.flow.tuple)),
+                    ..CtFacts::default()
+                },
+            );
+            f.points = vec![hname.to_string(), nname.to_string()];
+            f.tuples = vec![
+                Seen {
+                    point: hname.to_string(),
+                    role: Role::Original,
+                    tuple: here.flow.tuple,
+                },
+                Seen {
+                    point: nname.to_string(),
+                    role: Role::Wire,
+                    tuple: next.flow.tuple,
+                },
+            ];
+            f.packets = next.flow.packets[0] + next.flow.packets[1];
+            f.evidence.push(Evidence::WireChange {
+                from_point: hname.to_string(),
+                from: here.flow.tuple,
+                to_point: nname.to_string(),
+                to: next.flow.tuple,
+            });
+            if let Detail::Conntrack { wire, .. } = &mut f.detail {
+                *wire = Some(next.flow.tuple);
+            }
+            out.push(f);
+        }
+    }
+    out.into()
+}

@@ -1,0 +1,30 @@
+//! `ct-hairpin-no-masq` (FM-07): an entry that DNATs a client back to itself and keeps
+//! the client's own address as the source. The server (the client) answers itself
+//! directly, never back through NAT, so the connection cannot complete. Checked on
+//! snapshots and event logs alike.
+
+use super::{entry_finding, Detected};
+use crate::audit::{Code, CtFacts, Ctx, Explained, Severity};
+
+pub fn detect(x: &Ctx, _: &Explained) -> Detected {
+    let mut out = Vec::new();
+    for snap in x.snapshots {
+        for e in &snap.entries {
+            let post = e.post();
+            if !(e.change().dst_addr_changed && post.dst == e.orig.src && post.src == e.orig.src) {
+                continue;
+            }
+            let located = crate::audit::ct::locate(x.c, &x.hops_by_tuple, e)
+                .or_else(|| x.hops_by_tuple.get(&post).and_then(|v| v.first().copied()));
+            out.push(entry_finding(
+                x,
+                Code::CtHairpinNoMasq,
+                Severity::Error,
+                e,
+                located.map(|(ci, _)| ci),
+                CtFacts::default(),
+            ));
+        }
+    }
+    out.into()
+}

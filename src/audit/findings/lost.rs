@@ -1,0 +1,234 @@
+//! `lost` (FM-09, FM-10, FM-13): packets seen at one point and never at the next.
+//!
+//! * On a link: packets one hop carried and the next did not, while the next point
+//!   was capturing, that no earlier rule explained. An error when nothing of the
+//!   connection crossed in that direction (blocked), else a warning.
+//! * A path that stops short: the last point saw initiator packets and no reply, and
+//!   other connections show where such traffic goes next (the same inside prefix to
+//!   an outside destination, or the same DNAT'ed endpoint), while that point was
+//!   capturing. The usual blocked connection: a SYN dropped in FORWARD never reaches
+//!   the uplink, or a full table. A REJECT's ICMP error quoting the packet is named.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::leak::gap_facts;
+use super::Detected;
+use crate::audit::{Code, Ctx, Detail, Direction, Evidence, Explained, Finding, PathReason, Role, Severity};
+use crate::correlate::Connection;
+use crate::model::{tcp_flags, Proto};
+
+pub fn on_links(x: &Ctx, explained: &Explained) -> Detected {
+    let mut out = Vec::new();
+    for (ci, conn) in x.c.connections.iter().enumerate() {
+        for (li, l) in conn.links.iter().enumerate() {
+            let (up, down) = (&conn.hops[l.from], &conn.hops[l.to]);
+            for dir in [Direction::Fwd, Direction::Rev] {
+                let (gap, from, to, matched) = match dir {
+                    Direction::Fwd => (&l.unmatched.lost_fwd, up, down, l.evidence.matched_fwd),
+                    Direction::Rev => (&l.unmatched.lost_rev, down, up, l.evidence.matched_rev),
+                };
+                let gone = explained.get(ci, li, dir);
+                let n = gap.packets.saturating_sub(gone);
+                let Some(first) = gap.first_ns else { continue };
+                if n == 0 || !x.capturing(to.point, first) {
+                    continue;
+                }
+                let (fname, tname) = (x.name(from.point), x.name(to.point));
+                let blocked = matched == 0;
+                let mut f = Finding::new(
+                    Code::Lost,
+                    if blocked {
+                        Severity::Error
+                    } else {
+                        Severity::Warning
+                    },
+                    Detail::Lost {
+                        from: fname.to_string(),
+                        to: tname.to_string(),
+                        direction: dir,
+                        blocked,
+                        first_tcp_flags: gap.first_tcp_flags.map(tcp_flags::to_string),
+                        path_from: Vec::new(),
+                        stopped: None,
+                    },
+                );
+                f.evidence = vec![
+                    x.hop(from),
+                    x.hop(to),
+                    Evidence::NeverReached {
+                        gap: gap_facts(gap),
+                        direction: dir,
+                        from: fname.to_string(),
+                        to: tname.to_string(),
+                    },
+                ];
+                if gone > 0 {
+                    f.evidence.push(Evidence::LeftAsAnother {
+                        packets: gone,
+                        point: tname.to_string(),
+                    });
+                }
+                if matched > 0 {
+                    f.evidence.push(Evidence::OthersCrossed {
+                        packets: matched,
+                        direction: dir,
+                    });
+                }
+                f.conns = vec![ci];
+                f.points = vec![fname.to_string(), tname.to_string()];
+                f.tuples = vec![x.seen(from, Role::Seen), x.seen(to, Role::Next)];
+                f.first_ns = gap.first_ns;
+                f.last_ns = gap.last_ns;
+                f.packets = n;
+                out.push(f);
+            }
+        }
+    }
+    out.into()
+}
+
+/// Where connection `ci`'s kind of traffic goes after its last point `a`, and why:
+/// next point → connections that went there.
+fn expected_next(
+    x: &Ctx,
+    ci: usize,
+    conn: &Connection,
+) -> Option<(usize, Vec<usize>, PathReason)> {
+    let last = conn.hops.last()?;
+    let (t, a) = (last.flow.tuple, last.point);
+    let mut next: BTreeMap<usize, BTreeSet<usize>> = BTreeMap::new();
+    let mut why = None;
+    if let Some(p) = x.topo.prefix_of(t.src) {
+        if x.topo.is_outside_dst(t.dst) {
+            if let Some(m) = x.topo.egress.get(&(a, p)) {
+                for (b, cs) in m {
+                    next.entry(*b).or_default().extend(cs.iter().copied());
+                }
+                why = Some(PathReason::Egress(p));
+            }
+        }
+    }
+    if let Some(m) = x.topo.published.get(&(a, conn.proto, t.dst, t.dport)) {
+        for (b, cs) in m {
+            next.entry(*b).or_default().extend(cs.iter().copied());
+        }
+        why = Some(PathReason::Published(t));
+    }
+    let on_path: BTreeSet<usize> = conn.hops.iter().map(|h| h.point).collect();
+    next.retain(|b, cs| {
+        cs.remove(&ci);
+        !on_path.contains(b) && !cs.is_empty()
+    });
+    // Several next points (several uplinks) leave the path unknown.
+    if next.len() != 1 {
+        return None;
+    }
+    let (b, via) = next.into_iter().next()?;
+    Some((b, via.into_iter().collect(), why?))
+}
+
+pub fn stopped_short(x: &Ctx, _: &Explained) -> Detected {
+    let c = x.c;
+    let mut out = Vec::new();
+    for (ci, conn) in c.connections.iter().enumerate() {
+        let Some(last) = conn.hops.last() else {
+            continue;
+        };
+        let f = &last.flow;
+        if f.packets[0] == 0 || f.packets[1] != 0 || f.icmp_error.is_some() {
+            continue;
+        }
+        let Some((b, via, reason)) = expected_next(x, ci, conn) else {
+            continue;
+        };
+        if !x.capturing(b, last.first_ns) {
+            continue;
+        }
+        let (t, a) = (f.tuple, last.point);
+        let (aname, bname) = (x.name(a), x.name(b));
+        let (b0, b1) = x.span(b).unwrap_or_default();
+        let whole = last.last_ns <= b1;
+        let syn_only = t.proto == Proto::Tcp
+            && f.tcp.syn
+            && !f.tcp.syn_ack
+            && f.tcp.fin == [false, false]
+            && f.tcp.rst == [false, false];
+        let mut finding = Finding::new(
+            Code::Lost,
+            Severity::Error,
+            Detail::Lost {
+                from: aname.to_string(),
+                to: bname.to_string(),
+                direction: Direction::Fwd,
+                blocked: true,
+                first_tcp_flags: syn_only.then(|| "S".to_string()),
+                path_from: x.ids(&via),
+                stopped: Some((f.packets[0], reason)),
+            },
+        );
+        finding.evidence = vec![
+            x.hop(last),
+            Evidence::NoneSeen {
+                point: bname.to_string(),
+                from_ns: b0,
+                to_ns: b1,
+                whole,
+            },
+            Evidence::OthersWent {
+                conns: x.ids(&via),
+                reason,
+                from: aname.to_string(),
+                to: bname.to_string(),
+            },
+        ];
+        finding.conns = vec![ci];
+        // A REJECT answers with an ICMP error quoting the blocked packet.
+        for (ei, e) in c.connections.iter().enumerate() {
+            for h in e.hops.iter().filter(|h| h.point == a) {
+                if let Some(err) = &h.flow.icmp_error {
+                    if err.quoted.is_some_and(|q| q.canonical() == t.canonical()) {
+                        finding.conns.push(ei);
+                        finding.evidence.push(Evidence::Rejected {
+                            point: aname.to_string(),
+                            proto: e.proto,
+                            icmp_type: err.icmp_type,
+                            code: err.code,
+                            conn: e.id.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        finding.points = vec![aname.to_string(), bname.to_string()];
+        finding.tuples = vec![x.seen(last, Role::LastSeen)];
+        finding.first_ns = Some(last.first_ns);
+        finding.last_ns = Some(last.last_ns);
+        finding.packets = if whole { f.packets[0] } else { 1 };
+        out.push(finding);
+    }
+    out.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{run, wire};
+    use crate::audit::{Code, Detail, Severity};
+
+    #[test]
+    fn a_forward_drop_stops_the_path_short() {
+        let c = wire("fault-forward-drop");
+        let f = run(&c, &[], Code::Lost);
+        assert!(!f.is_empty());
+        assert!(f.iter().all(|f| f.severity == Severity::Error));
+        assert!(f
+            .iter()
+            .any(|f| matches!(&f.detail, Detail::Lost { stopped: Some(_), blocked: true, .. })));
+    }
+
+    #[test]
+    fn complete_recordings_lose_nothing() {
+        for s in ["masquerade", "masquerade6", "snat-random-fully", "nodeport"] {
+            assert!(run(&wire(s), &[], Code::Lost).is_empty(), "{s}");
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! The rules, one file per finding code, run in the order of [`RULES`].
+//!
+//! Order matters only through [`Explained`]: a rule may account for packets a link
+//! did not carry (they left as another connection, or the host answered them), and
+//! every later rule sees that. `lost` runs after `leak` so that what a leak explains
+//! is not also reported lost. Correlation's own `related` matches explain packets
+//! before any rule runs ([`explained_by_related`]).
+//!
+//! To add a finding: a file here with a `pub fn` of type [`RuleFn`], a line in
+//! [`RULES`], a code in `finding.rs`, and its words in `report/explain/`.
+
+mod ct_contradiction;
+mod ct_duplicate;
+mod ct_hairpin_no_masq;
+mod ct_missing;
+mod ct_unobserved;
+mod ct_unreplied;
+mod leak;
+mod lost;
+mod port_reallocated;
+mod unsolicited;
+
+use super::{Code, Ctx, Direction, Explained, Finding};
+use crate::correlate::Correlation;
+
+/// What a rule found, and the lost packets it accounts for.
+#[derive(Default)]
+pub struct Detected {
+    pub findings: Vec<Finding>,
+    pub explains: Explained,
+}
+
+impl From<Vec<Finding>> for Detected {
+    fn from(findings: Vec<Finding>) -> Detected {
+        Detected {
+            findings,
+            explains: Explained::default(),
+        }
+    }
+}
+
+pub type RuleFn = fn(&Ctx, &Explained) -> Detected;
+
+/// One detector.
+pub struct Rule {
+    pub code: Code,
+    /// Which of the code's mechanisms it detects.
+    pub what: &'static str,
+    pub run: RuleFn,
+}
+
+/// Every rule, in the order they run.
+pub const RULES: &[Rule] = &[
+    Rule {
+        code: Code::Leak,
+        what: "an inside address at an outside point",
+        run: leak::inside_address,
+    },
+    Rule {
+        code: Code::Leak,
+        what: "the NAT host's own RST to an untranslated segment",
+        run: leak::host_rst,
+    },
+    Rule {
+        code: Code::Lost,
+        what: "packets one hop carried and the next did not",
+        run: lost::on_links,
+    },
+    Rule {
+        code: Code::Lost,
+        what: "a path that stops short of where such traffic goes",
+        run: lost::stopped_short,
+    },
+    Rule {
+        code: Code::Unsolicited,
+        what: "packets to a NAT address that belong to no translation",
+        run: unsolicited::detect,
+    },
+    Rule {
+        code: Code::PortReallocated,
+        what: "a source port or ICMP id NAT moved",
+        run: port_reallocated::detect,
+    },
+    Rule {
+        code: Code::CtHairpinNoMasq,
+        what: "DNAT back to the client without masquerade",
+        run: ct_hairpin_no_masq::detect,
+    },
+    Rule {
+        code: Code::CtContradiction,
+        what: "an entry whose translation the wire does not show",
+        run: ct_contradiction::detect,
+    },
+    Rule {
+        code: Code::CtUnreplied,
+        what: "[UNREPLIED] although replies were on the wire",
+        run: ct_unreplied::detect,
+    },
+    Rule {
+        code: Code::CtUnobserved,
+        what: "a NATed entry refreshed while no capture saw it",
+        run: ct_unobserved::detect,
+    },
+    Rule {
+        code: Code::CtDuplicate,
+        what: "entries sharing a reply tuple",
+        run: ct_duplicate::detect,
+    },
+    Rule {
+        code: Code::CtMissing,
+        what: "a translated connection alive across a snapshot with no entry",
+        run: ct_missing::detect,
+    },
+];
+
+/// Packets of link `A → B` that correlation found at `B` under another connection
+/// left after all (leaked or re-translated): they are not lost. Initiator packets at A
+/// explain `lost_fwd`; responder packets at B (related the other way round) explain
+/// `lost_rev`.
+pub fn explained_by_related(c: &Correlation) -> Explained {
+    let mut out = Explained::default();
+    for (ci, conn) in c.connections.iter().enumerate() {
+        for (li, l) in conn.links.iter().enumerate() {
+            let a = &c.points[conn.hops[l.from].point].name;
+            let b = &c.points[conn.hops[l.to].point].name;
+            for r in &conn.related {
+                if &r.point == a && &r.other_point == b {
+                    out.add(ci, li, Direction::Fwd, r.matched_packets);
+                } else if &r.point == b && &r.other_point == a {
+                    out.add(ci, li, Direction::Rev, r.matched_packets);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A finding about one conntrack entry, about its connection when known.
+fn entry_finding(
+    x: &Ctx,
+    code: Code,
+    severity: super::Severity,
+    e: &super::ct::CtEntry,
+    conn: Option<usize>,
+    facts: super::CtFacts,
+) -> Finding {
+    let mut f = Finding::new(
+        code,
+        severity,
+        super::Detail::Conntrack {
+            entry: e.place(),
+            wire: None,
+            conntrack: Some(e.post()),
+            facts: super::CtFacts {
+                orig: Some(e.orig),
+                ..facts
+            },
+        },
+    );
+    if let Some(ci) = conn {
+        let k = &x.c.connections[ci];
+        f.conns = vec![ci];
+        f.first_ns = Some(k.first_ns());
+        f.last_ns = Some(k.last_ns());
+    }
+    f.evidence = vec![super::Evidence::Entry(e.facts())];
+    f
+}
+
+/// Runs every rule in order.
+pub fn run_all(x: &Ctx) -> Vec<Finding> {
+    let mut explained = explained_by_related(x.c);
+    let mut out = Vec::new();
+    for rule in RULES {
+        let d = (rule.run)(x, &explained);
+        debug_assert!(d.findings.iter().all(|f| f.code == rule.code));
+        out.extend(d.findings);
+        explained.merge(d.explains);
+    }
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Lab recordings correlated for the rules' tests.
+    use crate::audit::ct::Snapshot;
+    use crate::audit::topology::Topology;
+    use crate::audit::{Code, Ctx, Finding};
+    use crate::capture::{InputSpec, ReadOptions};
+    use crate::correlate::{self, Config, Correlation};
+
+    pub fn wire(scenario: &str) -> Correlation {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let specs: Vec<InputSpec> = ["docker0", "eth0"]
+            .iter()
+            .map(|p| format!("{root}/samples/{scenario}/{p}.pcap").parse().unwrap())
+            .collect();
+        correlate::run(&specs, &ReadOptions::default(), Config::default())
+    }
+
+    /// Every rule's findings on a correlation and snapshots.
+    pub fn run_all(c: &Correlation, snaps: &[Snapshot]) -> Vec<Finding> {
+        let topo = Topology::learn(c, &[]);
+        super::run_all(&Ctx::new(c, &topo, snaps))
+    }
+
+    /// The findings of one code (its rules run after the ones before them).
+    pub fn run(c: &Correlation, snaps: &[Snapshot], code: Code) -> Vec<Finding> {
+        run_all(c, snaps)
+            .into_iter()
+            .filter(|f| f.code == code)
+            .collect()
+    }
+}

@@ -1,0 +1,61 @@
+//! Words of `leak`.
+
+use super::evidence::flags;
+use super::unexplained;
+use crate::audit::{Detail, Finding, LeakKind};
+use crate::model::{fmt_endpoint, Proto};
+use crate::report::fmt::{plural, rfc3339_ns};
+
+pub fn explain(f: &Finding) -> (String, String) {
+    let Detail::Leak {
+        kind,
+        inside_address,
+        translated_by,
+        host_rst,
+    } = &f.detail
+    else {
+        return unexplained(f);
+    };
+    let Some(seen) = f.tuples.first() else {
+        return unexplained(f);
+    };
+    let (t, point) = (&seen.tuple, &seen.point);
+    match (kind, host_rst) {
+        (LeakKind::HostRst, Some((outside_down, lost_flags))) => {
+            let (s, d) = (
+                fmt_endpoint(t.src, Some(t.sport)),
+                fmt_endpoint(t.dst, Some(t.dport)),
+            );
+            let (nat, peer) = if *outside_down { (s, d) } else { (d, s) };
+            (
+                format!(
+                    "the NAT host answered {peer}'s untranslated{} with its own RST from {nat}: the peer's side of {} is reset",
+                    flags(*lost_flags),
+                    f.connections.first().map_or("", String::as_str)
+                ),
+                "Conntrack no longer translated this connection (its entry was deleted or expired, or the segment was INVALID, e.g. out of window), so the segment went to the host's own stack. Check `conntrack -S` (invalid), `conntrack -E` for a DESTROY of the flow, and nf_conntrack_tcp_be_liberal; `-m conntrack --ctstate INVALID -j DROP` in INPUT stops the RST (FM-01).".to_string(),
+            )
+        }
+        _ => {
+            let whose = if translated_by.is_empty() {
+                String::new()
+            } else {
+                format!(" (traffic of {})", translated_by.join(", "))
+            };
+            let inside = inside_address.map(|a| a.to_string()).unwrap_or_default();
+            let message = format!(
+                "{} left {point} untranslated, with the inside address {inside}{whose}: NAT skipped them",
+                plural(f.packets, "packet", "packets")
+            );
+            let check = if t.proto == Proto::Tcp {
+                format!(
+                    "Conntrack no longer tracked this connection (entry deleted, expired or the segments INVALID, e.g. out of window) and NAT skipped it. Check `conntrack -S` (invalid), `conntrack -E` for a DESTROY of the flow before {}, and the sysctls nf_conntrack_tcp_loose / nf_conntrack_tcp_be_liberal; a FORWARD rule `-m conntrack --ctstate INVALID -j DROP` (DOCKER-USER, KUBE-FORWARD) keeps such packets in.",
+                    f.first_ns.map(rfc3339_ns).unwrap_or_default()
+                )
+            } else {
+                "Conntrack had no entry for these packets when they left (expired, flushed, table full, or a NOTRACK rule in the raw table). Check `conntrack -E` around the first packet, `conntrack -S` (drop, insert_failed) and the raw table rules.".to_string()
+            };
+            (message, check)
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! Words of `lost`.
+
+use super::unexplained;
+use crate::audit::{Detail, Direction, Finding};
+use crate::report::fmt::{dst, plural, src};
+
+pub fn explain(f: &Finding) -> (String, String) {
+    let Detail::Lost {
+        from,
+        to,
+        direction,
+        stopped,
+        first_tcp_flags,
+        ..
+    } = &f.detail
+    else {
+        return unexplained(f);
+    };
+    if let (Some((sent, _)), Some(t)) = (stopped, f.tuples.first()) {
+        let t = &t.tuple;
+        let what = match (first_tcp_flags.as_deref(), *sent) {
+            (Some("S"), 1) => "1 SYN".to_string(),
+            (Some("S"), n) => format!(
+                "{n} SYNs (the first and {} retransmission{})",
+                n - 1,
+                if n == 2 { "" } else { "s" }
+            ),
+            (_, n) => plural(n, "initiator packet", "initiator packets"),
+        };
+        return (
+            format!(
+                "blocked: {what} from {} to {} reached {from} and never left on {to}; no reply",
+                src(t),
+                dst(t)
+            ),
+            format!(
+                "A rule dropping this traffic between {from} and {to}: FORWARD, DOCKER-USER or KUBE-FORWARD DROP/REJECT rules whose counters grew (`iptables -L FORWARD -v -n --line-numbers`); a full conntrack table or failed inserts (`conntrack -S`: insert_failed, drop, early_drop; `dmesg | grep conntrack`); the route (`ip route get {} from {} iif <{from}'s interface>`).",
+                t.dst, t.src
+            ),
+        );
+    }
+    let who = match direction {
+        Direction::Fwd => "initiator",
+        Direction::Rev => "responder",
+    };
+    let message = format!(
+        "{} {who} {} of {} reached {from} and never {to}",
+        f.packets,
+        if f.packets == 1 { "packet" } else { "packets" },
+        f.connections.first().map_or("", String::as_str)
+    );
+    let check = match direction {
+        Direction::Fwd => format!(
+            "Drops between {from} and {to}: FORWARD rules and their counters (`iptables -L FORWARD -v -n --line-numbers`, DOCKER-USER, KUBE-FORWARD), conntrack insert failures or a full table (`conntrack -S`: insert_failed, drop, early_drop), routing and MTU towards {to}."
+        ),
+        Direction::Rev => format!(
+            "Replies that reached {from} but were not forwarded back to {to}: the conntrack entry (`conntrack -L`, expired or deleted?), INVALID replies (`conntrack -S` invalid), FORWARD rules for the reply direction, rp_filter on {from}."
+        ),
+    };
+    (message, check)
+}

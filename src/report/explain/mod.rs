@@ -1,0 +1,79 @@
+//! The words of every finding: its one-line message, what to check next, and each
+//! piece of evidence as one line. Written here once, from the finding's data, so that
+//! the table, JSON, Markdown and every later format say the same thing. One file per
+//! finding code, beside the rule of the same name under `audit/findings/`.
+
+mod ct_contradiction;
+mod ct_duplicate;
+mod ct_hairpin_no_masq;
+mod ct_missing;
+mod ct_unobserved;
+mod ct_unreplied;
+mod evidence;
+mod leak;
+mod lost;
+mod port_reallocated;
+mod unsolicited;
+
+use crate::audit::{Code, Finding};
+
+/// A finding in words.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Words {
+    /// One line: what happened.
+    pub message: String,
+    /// What to check next.
+    pub check: String,
+    /// The evidence, one fact per line.
+    pub evidence: Vec<String>,
+}
+
+/// The words of a finding.
+pub fn words(f: &Finding) -> Words {
+    let (message, check) = match f.code {
+        Code::Lost => lost::explain(f),
+        Code::Leak => leak::explain(f),
+        Code::Unsolicited => unsolicited::explain(f),
+        Code::PortReallocated => port_reallocated::explain(f),
+        Code::CtContradiction => ct_contradiction::explain(f),
+        Code::CtMissing => ct_missing::explain(f),
+        Code::CtUnobserved => ct_unobserved::explain(f),
+        Code::CtUnreplied => ct_unreplied::explain(f),
+        Code::CtHairpinNoMasq => ct_hairpin_no_masq::explain(f),
+        Code::CtDuplicate => ct_duplicate::explain(f),
+    };
+    Words {
+        message,
+        check,
+        evidence: f.evidence.iter().map(evidence::line).collect(),
+    }
+}
+
+/// What a `ct-*` finding's words are about: the entry's ORIGINAL tuple, the tuple
+/// after NAT by conntrack, and the rule's facts.
+struct CtWords<'a> {
+    orig: crate::model::Tuple,
+    post: crate::model::Tuple,
+    facts: &'a crate::audit::CtFacts,
+}
+
+fn ct_words(f: &Finding) -> Option<CtWords<'_>> {
+    match &f.detail {
+        crate::audit::Detail::Conntrack {
+            conntrack, facts, ..
+        } => {
+            let post = (*conntrack).or(facts.orig)?;
+            Some(CtWords {
+                orig: facts.orig.unwrap_or(post),
+                post,
+                facts,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Words for a finding whose detail is not its code's (never made by the rules).
+fn unexplained(f: &Finding) -> (String, String) {
+    (f.code.to_string(), String::new())
+}

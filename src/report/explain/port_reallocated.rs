@@ -1,0 +1,54 @@
+//! Words of `port-reallocated`.
+
+use super::unexplained;
+use crate::audit::{AllocatorMode, Detail, Finding};
+use crate::model::Tuple;
+use crate::report::fmt::{dst, src};
+
+pub fn explain(f: &Finding) -> (String, String) {
+    let Detail::PortReallocated {
+        wanted_sport,
+        got_sport,
+        colliding,
+        colliding_started_first,
+        mode,
+        range,
+        moved: (icmp, after),
+    } = &f.detail
+    else {
+        return unexplained(f);
+    };
+    let (lo, hi) = range.map_or((0, 0), |[lo, hi]| (lo, hi));
+    let wanted_t = Tuple {
+        sport: *wanted_sport,
+        ..*after
+    };
+    let point = f.points.last().map_or("", String::as_str);
+    let why = match colliding {
+        Some(k) if *colliding_started_first == Some(false) => format!(
+            "{k} holds {} (it started later, so something not captured held it first)",
+            src(&wanted_t)
+        ),
+        Some(k) => format!("{k} already held {} -> {}", src(&wanted_t), dst(&wanted_t)),
+        None => match mode {
+            AllocatorMode::Range => format!(
+                "no connection held it; every port here comes from the range {lo}-{hi} (or a wider one)"
+            ),
+            AllocatorMode::Random => "no connection held it; every port here was moved, so the rule picks ports at random (`--random`, `--random-fully`)".into(),
+            _ => "no connection holding it was captured".into(),
+        },
+    };
+    let check = match mode {
+        AllocatorMode::Collision => "Expected with the default allocator (MASQUERADE/SNAT keep the port unless the tuple is taken). It matters only to port-sensitive peers (SIP, STUN, allow-lists by port); two clients that must keep their ports to one destination need distinct NAT addresses.".to_string(),
+        AllocatorMode::Range => format!("A port range ({lo}-{hi} or wider: `--to-ports` or `--to-source ADDR:LO-HI`). Small ranges run out under load (FM-06): watch `conntrack -S` (insert_failed, drop) and the number of entries per destination."),
+        AllocatorMode::Random => "Expected with `--random` / `--random-fully` (kube-proxy, Calico, Flannel use it against insertion races). Nothing to fix unless a peer depends on the client's port.".to_string(),
+        AllocatorMode::Mixed => "Some translations kept their ports and this one moved with no holder in the captures: the holder predates the captures or crossed another point, or a different rule (with --random or a range) matched. `conntrack -L --src-nat` shows the holder.".to_string(),
+    };
+    (
+        format!(
+            "{} {wanted_sport} became {got_sport} at {point}: {why}",
+            if *icmp { "ICMP id" } else { "source port" }
+        ),
+        check,
+    )
+}

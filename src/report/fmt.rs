@@ -1,0 +1,221 @@
+//! Every tuple, endpoint, time and duration a report prints, written one way for all
+//! formats: RFC 3339 in UTC with nanoseconds (reports from different hosts line up and
+//! paste unambiguously into tickets), endpoints as tools print them (`[v6]:port`,
+//! ICMP echo ids as `id=N` on the initiator's side), durations with a unit.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, SecondsFormat};
+
+use crate::correlate::offset::OffsetBasis;
+use crate::correlate::Correlation;
+use crate::model::{fmt_endpoint, Proto, Tuple};
+
+/// `2026-11-23T10:15:02.123456789Z`. Out-of-range values print as raw nanoseconds.
+pub fn rfc3339_ns(ns: i64) -> String {
+    let dt = DateTime::from_timestamp(
+        ns.div_euclid(1_000_000_000),
+        ns.rem_euclid(1_000_000_000) as u32,
+    );
+    match dt {
+        Some(dt) => dt.to_rfc3339_opts(SecondsFormat::Nanos, true),
+        None => format!("{ns}ns"),
+    }
+}
+
+/// A duration in seconds with millisecond precision: `0.153s`, `12.000s`.
+pub fn secs(ns: i64) -> String {
+    let sign = if ns < 0 { "-" } else { "" };
+    let a = ns.unsigned_abs();
+    format!(
+        "{sign}{}.{:03}s",
+        a / 1_000_000_000,
+        (a % 1_000_000_000) / 1_000_000
+    )
+}
+
+/// A short duration for latencies: `37µs`, `1.204ms`, `2.500s`.
+pub fn short(ns: i64) -> String {
+    let a = ns.unsigned_abs();
+    let sign = if ns < 0 { "-" } else { "" };
+    if a < 1_000_000 {
+        format!("{sign}{}µs", a / 1_000)
+    } else if a < 1_000_000_000 {
+        format!("{sign}{}.{:03}ms", a / 1_000_000, (a % 1_000_000) / 1_000)
+    } else {
+        format!("{sign}{}", secs(a as i64))
+    }
+}
+
+/// `at T` for one instant, `from A to B` for a span.
+pub fn at_or_span(first: i64, last: i64) -> String {
+    if first == last {
+        format!("at {}", rfc3339_ns(first))
+    } else {
+        format!("from {} to {}", rfc3339_ns(first), rfc3339_ns(last))
+    }
+}
+
+/// `3 packets`, `1 packet`.
+pub fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// An endpoint: `10.0.0.1:80`, `[2001:db8::1]:80`; ICMP as `10.0.0.1 id=7` (the echo
+/// id lives on the initiator's side); other protocols the address alone.
+pub fn endpoint(proto: Proto, addr: IpAddr, port: u16) -> String {
+    if proto.has_ports() {
+        fmt_endpoint(addr, Some(port))
+    } else if proto.is_icmp() {
+        format!("{addr} id={port}")
+    } else {
+        addr.to_string()
+    }
+}
+
+/// A tuple's source endpoint.
+pub fn src(t: &Tuple) -> String {
+    endpoint(t.proto, t.src, t.sport)
+}
+
+/// A tuple's destination endpoint (ICMP: the address; the id is printed at the source).
+pub fn dst(t: &Tuple) -> String {
+    if t.proto.is_icmp() {
+        t.dst.to_string()
+    } else {
+        endpoint(t.proto, t.dst, t.dport)
+    }
+}
+
+/// `172.17.0.2:40000 -> 203.0.113.2:7000`, `172.17.0.2 id=7 -> 203.0.113.2`.
+pub fn tuple(t: &Tuple) -> String {
+    format!("{} -> {}", src(t), dst(t))
+}
+
+/// [`tuple`] with the protocol first: `tcp 172.17.0.2:40000 -> 203.0.113.2:7000`.
+pub fn tuple_proto(t: &Tuple) -> String {
+    format!("{} {}", t.proto, tuple(t))
+}
+
+/// A tuple in conntrack's own notation: `src=A dst=B sport=P dport=Q`, `id=N` for ICMP.
+pub fn ct_tuple(t: &Tuple) -> String {
+    if t.proto.has_ports() {
+        format!(
+            "src={} dst={} sport={} dport={}",
+            t.src, t.dst, t.sport, t.dport
+        )
+    } else if t.proto.is_icmp() {
+        format!("src={} dst={} id={}", t.src, t.dst, t.sport)
+    } else {
+        format!("src={} dst={}", t.src, t.dst)
+    }
+}
+
+/// ICMP errors by name where the name is well known (RFC 792, RFC 4443), else numbers.
+pub fn icmp_error(proto: Proto, ty: u8, code: u8) -> String {
+    let name = match (proto, ty, code) {
+        (Proto::Icmp, 3, 0) => "network unreachable",
+        (Proto::Icmp, 3, 1) => "host unreachable",
+        (Proto::Icmp, 3, 2) => "protocol unreachable",
+        (Proto::Icmp, 3, 3) => "port unreachable",
+        (Proto::Icmp, 3, 4) => "fragmentation needed",
+        (Proto::Icmp, 3, 9 | 10 | 13) => "administratively prohibited",
+        (Proto::Icmp, 11, _) => "time exceeded",
+        (Proto::Icmpv6, 1, 1) => "administratively prohibited",
+        (Proto::Icmpv6, 1, 3) => "address unreachable",
+        (Proto::Icmpv6, 1, 4) => "port unreachable",
+        (Proto::Icmpv6, 1, 6) => "reject route",
+        (Proto::Icmpv6, 2, _) => "packet too big",
+        (Proto::Icmpv6, 3, _) => "time exceeded",
+        _ => "",
+    };
+    let proto = if proto == Proto::Icmpv6 {
+        "ICMPv6"
+    } else {
+        "ICMP"
+    };
+    if name.is_empty() {
+        format!("{proto} type {ty} code {code}")
+    } else {
+        format!("{proto} {name} (type {ty} code {code})")
+    }
+}
+
+/// A point's clock against its reference: `reference`, `same file as eth0`,
+/// `+0.153s vs docker0 (42 packets)`; an estimate under a millisecond is forwarding
+/// latency, not skew: `+0.000s vs docker0 (42 packets, raw 2µs taken as 0)`.
+pub fn clock(c: &Correlation, i: usize) -> String {
+    let p = &c.points[i];
+    let reference = &c.points[p.clock.reference].name;
+    match p.clock.basis {
+        OffsetBasis::Reference => "reference".into(),
+        OffsetBasis::Unrelated => "unrelated (no packet in common)".into(),
+        OffsetBasis::SameFile => format!("same file as {reference}"),
+        OffsetBasis::Estimated => {
+            let sign = if p.clock.offset_ns >= 0 { "+" } else { "" };
+            let raw = if p.clock.offset_ns == 0 && p.clock.estimate_ns != 0 {
+                format!(", raw {} taken as 0", short(p.clock.estimate_ns))
+            } else {
+                String::new()
+            };
+            format!(
+                "{sign}{} vs {reference} ({} packets{raw})",
+                secs(p.clock.offset_ns),
+                p.clock.samples
+            )
+        }
+    }
+}
+
+/// A time range as its start and, when it lasts, its duration: `("T", Some("1.053s"))`.
+pub fn time_range(first: Option<i64>, last: Option<i64>) -> Option<(String, Option<String>)> {
+    let a = first?;
+    Some((
+        rfc3339_ns(a),
+        last.filter(|&b| b > a).map(|b| secs(b - a)),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(proto: Proto, src: &str, sport: u16, dst: &str, dport: u16) -> Tuple {
+        Tuple {
+            proto,
+            src: src.parse().unwrap(),
+            sport,
+            dst: dst.parse().unwrap(),
+            dport,
+        }
+    }
+
+    #[test]
+    fn times() {
+        assert_eq!(
+            rfc3339_ns(1_700_000_000_123_456_789),
+            "2023-11-14T22:13:20.123456789Z"
+        );
+        assert_eq!(rfc3339_ns(-1), "1969-12-31T23:59:59.999999999Z");
+        assert_eq!(secs(1_500_000_000), "1.500s");
+        assert_eq!(secs(-2_000_000), "-0.002s");
+        assert_eq!(short(37_000), "37µs");
+        assert_eq!(short(1_204_000), "1.204ms");
+        assert_eq!(at_or_span(0, 0), "at 1970-01-01T00:00:00.000000000Z");
+    }
+
+    #[test]
+    fn one_icmp_tuple_one_way() {
+        let icmp = t(Proto::Icmp, "172.17.0.2", 7, "203.0.113.2", 0);
+        assert_eq!(tuple(&icmp), "172.17.0.2 id=7 -> 203.0.113.2");
+        assert_eq!(tuple_proto(&icmp), "icmp 172.17.0.2 id=7 -> 203.0.113.2");
+        assert_eq!(ct_tuple(&icmp), "src=172.17.0.2 dst=203.0.113.2 id=7");
+        let v6 = t(Proto::Tcp, "2001:db8::1", 1, "2001:db8::2", 80);
+        assert_eq!(tuple(&v6), "[2001:db8::1]:1 -> [2001:db8::2]:80");
+        assert_eq!(
+            icmp_error(Proto::Icmp, 3, 3),
+            "ICMP port unreachable (type 3 code 3)"
+        );
+        assert_eq!(icmp_error(Proto::Icmpv6, 9, 9), "ICMPv6 type 9 code 9");
+    }
+}

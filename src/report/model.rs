@@ -1,0 +1,101 @@
+//! The correlation report as one value, built once per run: what was read, what
+//! correlate rebuilt, what the audit found (with each finding's words), what the
+//! witnesses contributed, and what decides the exit status. Every renderer reads this
+//! and nothing else, so every format tells the same story.
+
+use std::collections::BTreeMap;
+
+use super::explain::{self, Words};
+use crate::audit::{Audit, FailOn, Finding, Severity};
+use crate::correlate::Correlation;
+use crate::diag::{ExitStatus, Warning};
+use crate::witness::Witness;
+
+pub struct Model {
+    pub correlation: Correlation,
+    pub audit: Audit,
+    /// The words of each finding, in the audit's order.
+    pub words: Vec<Words>,
+    /// Every input's warnings: captures first, then witnesses, in input order.
+    pub warnings: Vec<Warning>,
+    /// `--fail-on`: the findings that make the run exit 1.
+    pub fail_on: FailOn,
+}
+
+impl Model {
+    pub fn new(
+        correlation: Correlation,
+        audit: Audit,
+        witnesses: &[Witness],
+        fail_on: FailOn,
+    ) -> Model {
+        let warnings = correlation
+            .inputs
+            .iter()
+            .flat_map(|i| i.warnings.iter())
+            .chain(witnesses.iter().flat_map(|w| w.warnings()))
+            .cloned()
+            .collect();
+        let words = audit.findings.iter().map(explain::words).collect();
+        Model {
+            correlation,
+            audit,
+            words,
+            warnings,
+            fail_on,
+        }
+    }
+
+    /// Each finding with its words.
+    pub fn findings(&self) -> impl Iterator<Item = (&Finding, &Words)> {
+        self.audit.findings.iter().zip(&self.words)
+    }
+
+    /// The findings of connection `i`, with their words.
+    pub fn findings_of(&self, i: usize) -> impl Iterator<Item = (&Finding, &Words)> {
+        self.audit
+            .by_connection
+            .get(i)
+            .into_iter()
+            .flatten()
+            .map(|&f| (&self.audit.findings[f], &self.words[f]))
+    }
+
+    /// How many findings of each severity (every severity present).
+    pub fn count(&self, s: Severity) -> usize {
+        self.audit.severities().get(&s).copied().unwrap_or(0)
+    }
+
+    /// Count per severity name, for the JSON summary.
+    pub fn severities(&self) -> BTreeMap<String, usize> {
+        self.audit
+            .severities()
+            .into_iter()
+            .map(|(s, n)| (s.as_str().to_string(), n))
+            .collect()
+    }
+
+    /// 2 when an input had problems (the evidence is incomplete), else 1 when a finding
+    /// trips `--fail-on`, else 0.
+    pub fn exit_status(&self) -> ExitStatus {
+        if !self.warnings.is_empty() {
+            ExitStatus::Error
+        } else if self.audit.fails(&self.fail_on) {
+            ExitStatus::Findings
+        } else {
+            ExitStatus::Clean
+        }
+    }
+
+    /// `--fail-on` as the user would write it.
+    pub fn fail_on_text(&self) -> String {
+        let f = &self.fail_on;
+        let mut parts: Vec<String> = f.severity.iter().map(|s| s.to_string()).collect();
+        parts.extend(f.codes.iter().map(|c| c.to_string()));
+        if parts.is_empty() {
+            "none".into()
+        } else {
+            parts.join(",")
+        }
+    }
+}
