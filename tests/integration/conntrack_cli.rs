@@ -3,14 +3,13 @@
 //! agree, the event log's NAT decisions match the snapshot, and bad lines are located
 //! without losing the lines around them.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::*;
 use natcheck::conntrack::{self, Implied};
 use natcheck::model::NatKind;
 use serde_json::Value;
+
+use crate::util::*;
 
 fn scenarios() -> Vec<String> {
     SCENARIOS.iter().map(|s| s.to_string()).collect()
@@ -33,7 +32,7 @@ fn every_recorded_scenario_is_tested() {
     listed.sort();
     assert_eq!(
         on_disk, listed,
-        "tests/common SCENARIOS lists every recorded scenario"
+        "SCENARIOS in tests/integration/util.rs lists every recorded scenario"
     );
 }
 

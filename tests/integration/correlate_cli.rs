@@ -2,12 +2,11 @@
 //! interfaces come as separate files, one pcapng, one `-i any` capture, or with one
 //! capture's clock shifted; snapshots of the rebuilt paths for every scenario.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::*;
 use serde_json::Value;
+
+use crate::util::*;
 
 fn correlate_json(args: &[&str]) -> Value {
     let mut all = vec!["correlate", "--format", "json"];

@@ -3,12 +3,11 @@
 //! the form of the captures; exit statuses 0/1/2 as documented; Markdown and JSON
 //! findings snapshotted.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::*;
 use serde_json::Value;
+
+use crate::util::*;
 
 /// Runs `natcheck correlate ARGS` and returns (exit code, stdout).
 fn correlate(args: &[&str]) -> (i32, String) {

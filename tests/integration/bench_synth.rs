@@ -5,7 +5,7 @@
 //! matched. This keeps the benchmark inputs honest (they measure natcheck doing the
 //! whole job, not failing fast) and checks natcheck at a scale the lab samples lack.
 
-#[path = "../benches/support/synth.rs"]
+#[path = "../../benches/support/synth.rs"]
 mod synth;
 
 use std::collections::BTreeMap;

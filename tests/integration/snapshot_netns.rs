@@ -15,8 +15,6 @@
 //! test process, every address is a documentation or private one that exists only in
 //! them, and they are deleted when the lab is dropped, also on failure.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -27,6 +25,8 @@ use std::time::{Duration, Instant};
 
 use natcheck::conntrack::{self, Entry, EventKind};
 use natcheck::model::Proto;
+
+use crate::util;
 
 const CLIENT_V4: &str = "10.231.0.2";
 const HOST_OUT_V4: &str = "203.0.113.1";
@@ -43,7 +43,7 @@ fn unavailable() -> Option<String> {
     }
     let missing: Vec<&str> = ["ip", "iptables", "ip6tables", "conntrack", "python3"]
         .into_iter()
-        .filter(|t| !common::have(t))
+        .filter(|t| !util::have(t))
         .collect();
     (!missing.is_empty()).then(|| format!("missing tools: {}", missing.join(", ")))
 }
@@ -330,7 +330,7 @@ sys.stdin.read()
         let client = self.client.clone();
         let i = self.spawn_in(&client, &script);
         self.procs[i].wait_for("ready", Duration::from_secs(20));
-        let ping = common::root().join("samples/lab/icmp_ping.py");
+        let ping = util::root().join("samples/lab/icmp_ping.py");
         let ident = ICMP_IDENT.to_string();
         self.ns(
             &client,
@@ -351,7 +351,7 @@ sys.stdin.read()
 }
 
 fn natcheck(args: &[&str]) -> Output {
-    common::natcheck(args)
+    util::natcheck(args)
 }
 
 fn parse(source: &str, text: &str) -> Vec<Entry> {
@@ -618,7 +618,7 @@ while time.monotonic() < end:
     );
 
     // Without CAP_NET_ADMIN: the message says what is missing.
-    if common::have("setpriv") {
+    if util::have("setpriv") {
         let bin = env!("CARGO_BIN_EXE_natcheck");
         let out = Command::new("setpriv")
             .args([

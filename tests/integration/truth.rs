@@ -6,15 +6,14 @@
 //! Checked for each sample as separate interface captures, as one pcapng, as one
 //! `tcpdump -i any` capture, and with one capture's clock shifted.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::*;
 use natcheck::capture::{IfNames, InputSpec, ReadOptions};
 use natcheck::conntrack::{self, Implied};
 use natcheck::correlate::{self, Config};
 use natcheck::model::{NatKind, Tuple};
+
+use crate::util::*;
 
 /// ORIGINAL → (tuple after NAT, kind) for every connection the kernel translated.
 fn kernel(scenario: &str) -> BTreeMap<Tuple, (Tuple, NatKind)> {

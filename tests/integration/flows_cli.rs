@@ -1,15 +1,14 @@
 //! `natcheck flows` against the real world: tshark's conversation tables on the lab
 //! samples, the tcpdump test corpus (malformed on purpose), cut and compressed files.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use common::*;
 use natcheck::capture::{InputSpec, ReadOptions};
 use natcheck::diag::Location;
+
+use crate::util::*;
 
 /// (proto, endpoint a, endpoint b) -> (packets a->b, packets b->a), endpoints sorted.
 type Convs = BTreeMap<(String, String, String), (u64, u64)>;
