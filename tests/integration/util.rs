@@ -1,5 +1,5 @@
 //! Helpers shared by the integration tests: running the real binary, locating the
-//! bundled samples and the shared capture corpus.
+//! bundled samples and the shared capture corpus, skipping what cannot run here.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -43,7 +43,24 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// Whether an external tool is on PATH. Tests that need one print why they skip.
+/// Whether `NATCHECK_TEST_STRICT=1`: then a test that cannot run here fails.
+pub fn strict() -> bool {
+    std::env::var_os("NATCHECK_TEST_STRICT").is_some_and(|v| v == "1")
+}
+
+/// Says why a test (or a part of one) cannot run here: prints `skipped: REASON`, and
+/// the caller returns (`return skip(...)`). Under `NATCHECK_TEST_STRICT=1`, which
+/// `.ci/run` sets, it panics with the reason instead: where every tool, root and the
+/// corpus are meant to be present, a skipped test is a failure, not a pass.
+#[track_caller]
+pub fn skip(reason: impl std::fmt::Display) {
+    if strict() {
+        panic!("cannot run: {reason} (NATCHECK_TEST_STRICT=1 makes this a failure)");
+    }
+    eprintln!("skipped: {reason}");
+}
+
+/// Whether an external tool is on PATH. Tests that need one [`skip`] without it.
 pub fn have(tool: &str) -> bool {
     Command::new("sh")
         .arg("-c")
