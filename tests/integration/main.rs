@@ -1,7 +1,7 @@
 //! natcheck's integration tests, in one binary (`cargo test --test integration`): the
 //! real CLI and the library on the bundled lab samples, the tcpdump corpus, a live
-//! network namespace lab and the benchmarks' capture generator. `util` holds what they
-//! share; insta keeps the snapshots in `snapshots/`.
+//! network namespace lab, the benchmarks' capture generator, and the layers of `src/`.
+//! `util` holds what they share; insta keeps the snapshots in `snapshots/`.
 
 mod util;
 
@@ -10,5 +10,6 @@ mod bench_synth;
 mod conntrack_cli;
 mod correlate_cli;
 mod flows_cli;
+mod layers;
 mod snapshot_netns;
 mod truth;
