@@ -10,7 +10,7 @@ truth.tsv (written by examples/gen_pair.rs), at any size:
 Every generated connection must be one natcheck connection seen at docker0 then eth0
 with the generated tuples, an SNAT, the generated port reallocation (and the connection
 that held the wanted port), and all of its packets matched in both directions.
-Prints a summary; exits 1 listing the first mismatches. tests/bench_synth.rs makes the
+Prints a summary; exits 1 listing the first mismatches. tests/integration/bench_synth.rs makes the
 same checks on small pairs.
 """
 

@@ -35,8 +35,8 @@
 //! Generation streams: memory holds the connections' ground truth plus the packets of
 //! connections still open, whatever the capture size.
 
-// Each includer (the benchmark, `examples/gen_pair.rs`, `tests/bench_synth.rs`) uses a
-// different part of this file.
+// Each includer (the benchmark, `examples/gen_pair.rs`,
+// `tests/integration/bench_synth.rs`) uses a different part of this file.
 #![allow(dead_code)]
 
 use std::cmp::Ordering;

@@ -1,0 +1,532 @@
+//! `natcheck correlate` findings on the real-kernel lab samples: each fault scenario
+//! yields exactly its expected findings, clean scenarios no error or warning, whatever
+//! the form of the captures; exit statuses 0/1/2 as documented; Markdown and JSON
+//! findings snapshotted.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use crate::util::*;
+
+/// Runs `natcheck correlate ARGS` and returns (exit code, stdout).
+fn correlate(args: &[&str]) -> (i32, String) {
+    let mut all = vec!["correlate"];
+    all.extend_from_slice(args);
+    let out = natcheck(&all);
+    let code = out.status.code().expect("exited normally");
+    (code, stdout(&out))
+}
+
+fn json(args: &[&str]) -> (i32, Value) {
+    let mut all = vec!["--format", "json"];
+    all.extend_from_slice(args);
+    let (code, out) = correlate(&all);
+    (code, serde_json::from_str(&out).expect("valid JSON"))
+}
+
+fn pair(s: &str) -> Vec<String> {
+    vec![
+        format!("samples/{s}/docker0.pcap"),
+        format!("samples/{s}/eth0.pcap"),
+    ]
+}
+
+fn args(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// (severity, code) of every finding, in report order.
+fn codes(doc: &Value) -> Vec<(String, String)> {
+    doc["findings"]
+        .as_array()
+        .expect("findings array")
+        .iter()
+        .map(|f| {
+            (
+                f["severity"].as_str().unwrap().to_string(),
+                f["code"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or_else(|| panic!("not a string: {v}"))
+}
+
+/// The connection id whose hop at `point` has this source endpoint.
+fn conn_with(doc: &Value, point: &str, src: &str, sport: u64) -> String {
+    doc["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| {
+            c["hops"].as_array().unwrap().iter().any(|h| {
+                h["point"] == point && h["src"] == src && h["sport"].as_u64() == Some(sport)
+            })
+        })
+        .map(|c| s(&c["id"]).to_string())
+        .unwrap_or_else(|| panic!("no connection from {src}:{sport} at {point}"))
+}
+
+fn snapshot_findings(name: &str, doc: &Value) {
+    insta::assert_snapshot!(
+        format!("findings-{name}"),
+        serde_json::to_string_pretty(&doc["findings"]).unwrap()
+    );
+}
+
+fn snapshot_markdown(name: &str, a: &[&str]) {
+    let mut all = vec!["--format", "markdown"];
+    all.extend_from_slice(a);
+    let (_, md) = correlate(&all);
+    insta::assert_snapshot!(format!("markdown-{name}"), md);
+}
+
+#[test]
+fn forward_drop_is_one_blocked_connection() {
+    let a = pair("fault-forward-drop");
+    let (code, doc) = json(&args(&a));
+    assert_eq!(code, 1, "an error finding exits 1 by default");
+    assert_eq!(codes(&doc), [("error".into(), "lost".into())]);
+    let f = &doc["findings"][0];
+    assert_eq!(f["detail"]["blocked"], true);
+    assert_eq!(f["detail"]["from"], "docker0");
+    assert_eq!(f["detail"]["to"], "eth0");
+    assert_eq!(f["detail"]["first_tcp_flags"], "S");
+    assert_eq!(f["tuples"][0]["dport"], 9090);
+    assert_eq!(f["tuples"][0]["src"], "172.17.0.2");
+    // The SYN and its two retransmissions.
+    assert_eq!(f["packets"], 3);
+    // The 7000 connection is what shows docker0 → eth0 is the way out.
+    let via = s(&f["detail"]["path_from"][0]);
+    let c = doc["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == via)
+        .unwrap();
+    let last = c["hops"].as_array().unwrap().last().unwrap();
+    assert_eq!(
+        (&last["point"], &last["dport"]),
+        (&"eth0".into(), &7000.into())
+    );
+    snapshot_findings("fault-forward-drop", &doc);
+    snapshot_markdown("fault-forward-drop", &args(&a));
+}
+
+#[test]
+fn invalid_leak_is_an_inside_address_leak_and_a_host_rst() {
+    let a = pair("fault-invalid-leak");
+    let (code, doc) = json(&args(&a));
+    assert_eq!(code, 1);
+    assert_eq!(
+        codes(&doc),
+        [
+            ("error".into(), "leak".into()),
+            ("error".into(), "leak".into())
+        ]
+    );
+    let translated = conn_with(&doc, "eth0", "203.0.113.1", 41000);
+    let leaked = conn_with(&doc, "eth0", "172.17.0.2", 41000);
+    let kinds: BTreeSet<&str> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| s(&f["detail"]["kind"]))
+        .collect();
+    assert_eq!(kinds, BTreeSet::from(["inside-address", "host-rst"]));
+    for f in doc["findings"].as_array().unwrap() {
+        match s(&f["detail"]["kind"]) {
+            "inside-address" => {
+                assert_eq!(f["detail"]["inside_address"], "172.17.0.2");
+                assert_eq!(f["connections"][0], leaked.as_str());
+                assert_eq!(f["detail"]["translated_by"][0], translated.as_str());
+                assert_eq!(f["points"][0], "eth0");
+                assert_eq!(f["tuples"][0]["role"], "leaked");
+                assert_eq!(f["tuples"][0]["src"], "172.17.0.2");
+            }
+            _ => {
+                assert_eq!(f["connections"][0], translated.as_str());
+                // The server's FIN that was not translated back, and the host's RST.
+                assert_eq!(f["packets"], 2);
+                assert!(s(&f["message"]).contains("RST"), "{}", f["message"]);
+            }
+        }
+    }
+    snapshot_findings("fault-invalid-leak", &doc);
+    snapshot_markdown("fault-invalid-leak", &args(&a));
+}
+
+#[test]
+fn wrong_source_udp_reply_is_unsolicited() {
+    let a = pair("fault-wrong-source-udp");
+    let (code, doc) = json(&args(&a));
+    assert_eq!(code, 1);
+    assert_eq!(codes(&doc), [("error".into(), "unsolicited".into())]);
+    let f = &doc["findings"][0];
+    let d = &f["detail"];
+    assert_eq!(d["nat_address"], "203.0.113.1");
+    assert_eq!(d["from_address"], "203.0.113.2");
+    assert_eq!(d["from_port"], 53);
+    assert_eq!(d["expected_peer"], "203.0.113.3:53");
+    // The query's translation is named, and so is the host's ICMP port unreachable.
+    let query = conn_with(&doc, "eth0", "203.0.113.1", d["nat_port"].as_u64().unwrap());
+    assert_eq!(d["translations"][0], query.as_str());
+    assert_eq!(f["connections"].as_array().unwrap().len(), 3);
+    assert_eq!(f["packets"], 3);
+    snapshot_findings("fault-wrong-source-udp", &doc);
+    snapshot_markdown("fault-wrong-source-udp", &args(&a));
+}
+
+#[test]
+fn port_collision_names_the_other_connection() {
+    let a = pair("port-collision");
+    let (code, doc) = json(&args(&a));
+    assert_eq!(code, 0, "info findings do not fail by default");
+    assert_eq!(
+        codes(&doc),
+        vec![("info".into(), "port-reallocated".into()); 3]
+    );
+    for f in doc["findings"].as_array().unwrap() {
+        let d = &f["detail"];
+        assert_eq!(d["mode"], "collision");
+        assert_eq!(d["colliding_started_first"], true);
+        // The holder kept the wanted port: its tuple at eth0 has it.
+        let holder = conn_with(
+            &doc,
+            "eth0",
+            "203.0.113.1",
+            d["wanted_sport"].as_u64().unwrap(),
+        );
+        assert_eq!(d["colliding"], holder.as_str());
+        assert_eq!(f["connections"][1], holder.as_str());
+        assert!(s(&f["message"]).contains(&holder), "{}", f["message"]);
+        assert_ne!(d["wanted_sport"], d["got_sport"]);
+    }
+    snapshot_findings("port-collision", &doc);
+    snapshot_markdown("port-collision", &args(&a));
+    assert_eq!(json(&[&["--fail-on", "info"], &args(&a)[..]].concat()).0, 1);
+    assert_eq!(
+        json(&[&["--fail-on", "port-reallocated"], &args(&a)[..]].concat()).0,
+        1
+    );
+    assert_eq!(
+        json(&[&["--fail-on", "warning"], &args(&a)[..]].concat()).0,
+        0
+    );
+}
+
+#[test]
+fn clean_samples_have_no_error_or_warning() {
+    for name in [
+        "masquerade",
+        "masquerade6",
+        "published-port",
+        "nodeport",
+        "snat-random-fully",
+    ] {
+        let a = pair(name);
+        let (code, doc) = json(&args(&a));
+        assert_eq!(code, 0, "{name}");
+        for (sev, c) in codes(&doc) {
+            assert_eq!(sev, "info", "{name}: {c}");
+            assert_eq!(c, "port-reallocated", "{name}");
+        }
+        let sum = &doc["summary"]["findings_by_severity"];
+        assert_eq!(sum["error"], 0, "{name}");
+        assert_eq!(sum["warning"], 0, "{name}");
+    }
+    // The allocator's mode, from the distribution of the ports it picked.
+    let (_, doc) = json(&args(&pair("snat-random-fully")));
+    assert_eq!(doc["findings"].as_array().unwrap().len(), 4);
+    for f in doc["findings"].as_array().unwrap() {
+        assert_eq!(f["detail"]["mode"], "range");
+        assert_eq!(f["detail"]["range"], serde_json::json!([20000, 20003]));
+    }
+    let (_, doc) = json(&args(&pair("nodeport")));
+    assert_eq!(doc["findings"].as_array().unwrap().len(), 3);
+    for f in doc["findings"].as_array().unwrap() {
+        assert_eq!(f["detail"]["mode"], "random");
+        assert!(f["detail"]["colliding"].is_null());
+    }
+    let (_, doc) = json(&args(&pair("masquerade")));
+    assert!(doc["findings"].as_array().unwrap().is_empty());
+    snapshot_markdown("masquerade", &args(&pair("masquerade")));
+}
+
+/// What a finding says, independent of connection ids (which depend on the points).
+fn essence(doc: &Value) -> Vec<String> {
+    let mut v: Vec<String> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let tuples: Vec<String> = f["tuples"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| {
+                    format!(
+                        "{}:{}:{}:{}:{}",
+                        t["point"], t["src"], t["sport"], t["dst"], t["dport"]
+                    )
+                })
+                .collect();
+            // Times are left out: pcapng keeps nanoseconds where pcap has microseconds.
+            format!(
+                "{} {} {} {}",
+                f["severity"],
+                f["code"],
+                f["packets"],
+                tuples.join(" ")
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn same_findings_from_three_points_one_pcapng_and_one_any_capture() {
+    for name in [
+        "fault-forward-drop",
+        "fault-invalid-leak",
+        "fault-wrong-source-udp",
+        "port-collision",
+    ] {
+        let d = format!("samples/{name}");
+        let (_, base) = json(&args(&pair(name)));
+        let want = essence(&base);
+        assert!(!want.is_empty(), "{name}");
+        let (_, three) = json(&[
+            format!("{d}/veth-c1.pcap").as_str(),
+            &format!("{d}/docker0.pcap"),
+            &format!("{d}/eth0.pcap"),
+        ]);
+        assert_eq!(codes(&three), codes(&base), "{name}: three points");
+        let (_, multi) = json(&[format!("{d}/multi.pcapng").as_str()]);
+        assert_eq!(essence(&multi), want, "{name}: multi.pcapng");
+        let (_, any) = json(&[
+            format!("{d}/any.pcap").as_str(),
+            "--links",
+            &format!("{d}/links.txt"),
+        ]);
+        let any_codes: Vec<_> = codes(&any);
+        assert_eq!(any_codes, codes(&base), "{name}: any.pcap");
+    }
+}
+
+#[test]
+fn exit_statuses() {
+    let drop = pair("fault-forward-drop");
+    let drop = args(&drop);
+    let with = |extra: &[&str]| correlate(&[extra, &drop[..]].concat()).0;
+    assert_eq!(with(&[]), 1);
+    assert_eq!(with(&["--fail-on", "error"]), 1);
+    assert_eq!(with(&["--fail-on", "none"]), 0);
+    assert_eq!(with(&["--fail-on", "lost"]), 1);
+    assert_eq!(with(&["--fail-on", "leak,unsolicited"]), 0);
+    assert_eq!(with(&["--format", "markdown"]), 1);
+    assert_eq!(with(&["--format", "table"]), 1);
+    // Bad arguments are input errors.
+    assert_eq!(with(&["--fail-on", "bogus"]), 2);
+    assert_eq!(with(&["--fail-on", "none,error"]), 2);
+    assert_eq!(with(&["--inside", "10.0.0.0/33"]), 2);
+    // A truncated capture is an input error whatever the findings: the evidence is
+    // incomplete. Same with --fail-on none.
+    let cut = "tests/data/audit/eth0-truncated.pcap";
+    let out = natcheck(&["correlate", "samples/fault-forward-drop/docker0.pcap", cut]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("capture ends inside a packet"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("[error] lost"),
+        "findings still reported"
+    );
+    let out = natcheck(&[
+        "correlate",
+        "--fail-on",
+        "none",
+        "samples/masquerade/docker0.pcap",
+        cut,
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    // Clean.
+    assert_eq!(correlate(&args(&pair("masquerade"))).0, 0);
+}
+
+#[test]
+fn findings_are_in_the_json_per_connection_and_in_the_text_report() {
+    let a = pair("fault-invalid-leak");
+    let (_, doc) = json(&args(&a));
+    let all = doc["findings"].as_array().unwrap();
+    for c in doc["connections"].as_array().unwrap() {
+        let id = s(&c["id"]);
+        let want: Vec<&Value> = all
+            .iter()
+            .filter(|f| f["connections"].as_array().unwrap().iter().any(|x| x == id))
+            .collect();
+        let got: Vec<&Value> = c["findings"].as_array().unwrap().iter().collect();
+        assert_eq!(got, want, "{id}");
+    }
+    assert_eq!(doc["summary"]["findings_by_severity"]["error"], 2);
+    let (_, text) = correlate(&args(&a));
+    assert!(
+        text.starts_with("findings: 2 errors, 0 warnings, 0 info\n"),
+        "{text}"
+    );
+    // Once in the findings section, once under each connection the finding names.
+    assert_eq!(text.matches("[error] leak").count(), 2, "{text}");
+    assert_eq!(text.matches("finding: error leak:").count(), 3, "{text}");
+}
+
+#[test]
+fn declared_inside_prefixes_give_the_same_findings() {
+    for name in [
+        "fault-forward-drop",
+        "fault-invalid-leak",
+        "fault-wrong-source-udp",
+    ] {
+        let a = pair(name);
+        let (_, learned) = json(&args(&a));
+        let (_, declared) = json(&[&["--inside", "172.17.0.0/16"], &args(&a)[..]].concat());
+        assert_eq!(essence(&declared), essence(&learned), "{name}");
+    }
+    let (_, md) = correlate(
+        &[
+            &[
+                "--format",
+                "markdown",
+                "--inside",
+                "172.17.0.0/16,fd00:172:17::/64",
+            ],
+            &args(&pair("masquerade"))[..],
+        ]
+        .concat(),
+    );
+    assert!(
+        md.contains("Inside prefixes: `172.17.0.0/16`, `fd00:172:17::/64`"),
+        "{md}"
+    );
+}
+
+#[test]
+fn output_does_not_depend_on_the_thread_count() {
+    let a = pair("fault-invalid-leak");
+    for fmt in ["json", "markdown", "table"] {
+        let one = natcheck(&[&["-j", "1", "correlate", "--format", fmt], &args(&a)[..]].concat());
+        let two = natcheck(&[&["-j", "4", "correlate", "--format", fmt], &args(&a)[..]].concat());
+        assert_eq!(stdout(&one), stdout(&two), "{fmt}");
+    }
+}
+
+#[test]
+fn conntrack_of_each_run_agrees_with_the_wire_and_adds_no_finding() {
+    for &name in SCENARIOS {
+        let a = pair(name);
+        let ct = [
+            "--conntrack".to_string(),
+            format!("samples/{name}/conntrack.txt"),
+            "--conntrack".to_string(),
+            format!("samples/{name}/events.txt"),
+        ];
+        let (code0, plain) = json(&args(&a));
+        let (code1, with) = json(&args(&[&a[..], &ct[..]].concat()));
+        assert_eq!(code0, code1, "{name}");
+        assert_eq!(plain["findings"], with["findings"], "{name}");
+        let witnesses = with["conntrack"].as_array().unwrap();
+        assert_eq!(witnesses.len(), 2, "{name}");
+        for w in witnesses {
+            assert!(w["on_wire"].as_u64().unwrap() > 0, "{name}: {w}");
+            assert_eq!(w["on_wire"], w["agree"], "{name}: {w}");
+        }
+        assert_eq!(witnesses[0]["kind"], "snapshot");
+        assert!(
+            witnesses[0]["time_ns"].is_string(),
+            "{name}: snapshot time estimated"
+        );
+        assert_eq!(witnesses[1]["kind"], "events");
+        assert!(
+            plain.get("conntrack").is_none(),
+            "absent without --conntrack"
+        );
+    }
+}
+
+#[test]
+fn edited_snapshot_contradicts_the_wire() {
+    // The second connection from port 40000 was moved to 16268 by the kernel; the
+    // edited snapshot claims 16269.
+    let orig =
+        std::fs::read_to_string(root().join("samples/port-collision/conntrack.txt")).unwrap();
+    let line = orig
+        .lines()
+        .position(|l| l.contains("dport=16268"))
+        .unwrap()
+        + 1;
+    let edited = orig.replace("dport=16268", "dport=16269");
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("edited-ct");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("conntrack.txt");
+    std::fs::write(&path, edited).unwrap();
+    let p = path.to_str().unwrap();
+    let a = pair("port-collision");
+    let full = [&args(&a)[..], &["--conntrack", p]].concat();
+    let (code, doc) = json(&full);
+    assert_eq!(code, 1, "an error finding fails the run");
+    let got = codes(&doc);
+    assert_eq!(
+        got.iter().filter(|(_, c)| c == "ct-contradiction").count(),
+        1,
+        "{got:?}"
+    );
+    assert_eq!(
+        got.iter()
+            .filter(|(_, c)| c != "ct-contradiction" && c != "port-reallocated")
+            .count(),
+        0,
+        "{got:?}"
+    );
+    let f = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "ct-contradiction")
+        .unwrap();
+    assert_eq!(f["severity"], "error");
+    assert_eq!(f["detail"]["entry"], format!("{p}:{line}"));
+    assert_eq!(f["detail"]["conntrack"]["sport"], 16269);
+    assert_eq!(f["detail"]["wire"]["sport"], 16268);
+    let w = &doc["conntrack"][0];
+    assert_eq!(
+        (
+            w["entries"].as_u64(),
+            w["on_wire"].as_u64(),
+            w["agree"].as_u64()
+        ),
+        (Some(6), Some(6), Some(5))
+    );
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(&regex_escape(dir.to_str().unwrap()), "[tmp]");
+    settings.bind(|| {
+        snapshot_findings("edited-conntrack", &doc);
+        snapshot_markdown("edited-conntrack", &full);
+    });
+}
+
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let special = "\\.+*?()|[]{}^$#&-~".contains(c);
+            special
+                .then_some('\\')
+                .into_iter()
+                .chain(std::iter::once(c))
+        })
+        .collect()
+}

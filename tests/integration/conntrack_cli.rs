@@ -1,0 +1,256 @@
+//! `natcheck conntrack` and the conntrack reader on the lab samples: every recorded
+//! file parses without a warning, the `conntrack -L` and `/proc` forms of one snapshot
+//! agree, the event log's NAT decisions match the snapshot, and bad lines are located
+//! without losing the lines around them.
+
+use std::collections::BTreeMap;
+
+use natcheck::conntrack::{self, Implied};
+use natcheck::model::NatKind;
+use serde_json::Value;
+
+use crate::util::*;
+
+fn scenarios() -> Vec<String> {
+    SCENARIOS.iter().map(|s| s.to_string()).collect()
+}
+
+fn read(rel: &str) -> conntrack::Dump {
+    conntrack::read_path(root().join(rel).to_str().unwrap()).unwrap()
+}
+
+#[test]
+fn every_recorded_scenario_is_tested() {
+    let mut on_disk: Vec<String> = std::fs::read_dir(root().join("samples"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().join("conntrack.txt").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    on_disk.sort();
+    let mut listed = scenarios();
+    listed.sort();
+    assert_eq!(
+        on_disk, listed,
+        "SCENARIOS in tests/integration/util.rs lists every recorded scenario"
+    );
+}
+
+#[test]
+fn every_recorded_conntrack_file_parses_without_warnings() {
+    let mut files = 0;
+    for s in scenarios() {
+        for f in std::fs::read_dir(root().join("samples").join(&s))
+            .unwrap()
+            .flatten()
+        {
+            let name = f.file_name().to_string_lossy().into_owned();
+            if !(name.starts_with("conntrack") || name == "events.txt") {
+                continue;
+            }
+            let d = read(&format!("samples/{s}/{name}"));
+            assert!(d.warnings.is_empty(), "{s}/{name}: {:?}", d.warnings);
+            let lines = std::fs::read_to_string(f.path())
+                .unwrap()
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .count();
+            let read = d.entries.len() + d.events.len() + d.stats.len() + d.skipped_lines as usize;
+            assert_eq!(read, lines, "{s}/{name}: every line is accounted for");
+            files += 1;
+        }
+    }
+    assert!(files >= 36, "{files} files");
+}
+
+#[test]
+fn list_and_proc_forms_of_one_snapshot_agree() {
+    for s in scenarios() {
+        let l = read(&format!("samples/{s}/conntrack.txt"));
+        let p = read(&format!("samples/{s}/conntrack-proc.txt"));
+        let key = |d: &conntrack::Dump| {
+            let mut v: Vec<_> = d
+                .entries
+                .iter()
+                .map(|e| {
+                    (
+                        e.orig,
+                        e.reply,
+                        e.state.clone(),
+                        e.flags.clone(),
+                        e.mark,
+                        e.zone_id(),
+                    )
+                })
+                .collect();
+            v.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+            v
+        };
+        assert_eq!(key(&l), key(&p), "{s}");
+        assert!(
+            l.entries
+                .iter()
+                .all(|e| e.id.is_some() && e.l3num.is_some()),
+            "{s}: -o extended,id"
+        );
+        assert!(
+            p.entries
+                .iter()
+                .all(|e| e.id.is_none() && e.zone == Some(0)),
+            "{s}: /proc"
+        );
+    }
+}
+
+#[test]
+fn event_log_holds_the_snapshot_nat_decisions() {
+    for s in scenarios() {
+        let snap = read(&format!("samples/{s}/conntrack.txt"));
+        let ev = read(&format!("samples/{s}/events.txt"));
+        let timelines = conntrack::timelines(&ev.events);
+        let by_id: BTreeMap<u32, &conntrack::Timeline> =
+            timelines.iter().filter_map(|t| Some((t.id?, t))).collect();
+        for e in &snap.entries {
+            let t = by_id
+                .get(&e.id.unwrap())
+                .unwrap_or_else(|| panic!("{s}: entry id {:?} has no events", e.id));
+            assert_eq!(t.orig, e.orig, "{s}");
+            assert!(t.saw_new, "{s}: the log started before the connection");
+            // The REPLY tuple, i.e. the NAT decision, is fixed from the NEW event on.
+            let new = &ev.events[t.events[0]].entry;
+            assert_eq!(new.reply, e.reply, "{s}: line {}", e.line);
+        }
+    }
+}
+
+#[test]
+fn implied_translations_of_the_lab_scenarios() {
+    let kinds = |s: &str| {
+        let d = read(&format!("samples/{s}/conntrack.txt"));
+        let host = conntrack::host_addresses(&d.entries);
+        let mut v: Vec<String> = d
+            .entries
+            .iter()
+            .map(|e| Implied::of(e, &host).label())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    assert_eq!(kinds("masquerade"), ["snat"]);
+    assert_eq!(kinds("published-port"), ["dnat"]);
+    assert_eq!(kinds("nodeport"), ["snat+dnat (port reallocated)"]);
+    assert_eq!(kinds("port-collision"), ["snat", "snat (port reallocated)"]);
+    let d = read("samples/snat-random-fully/conntrack.txt");
+    assert!(d.entries.iter().all(|e| {
+        let i = Implied::of(e, &Default::default());
+        i.change.kind == NatKind::Snat && i.change.src_addr_changed
+    }));
+}
+
+#[test]
+fn table_output_of_a_snapshot_an_event_log_and_statistics() {
+    let out = natcheck(&[
+        "conntrack",
+        "samples/port-collision/conntrack.txt",
+        "samples/nodeport/events.txt",
+        "samples/fault-invalid-leak/conntrack-stats.txt",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).is_empty());
+    insta::assert_snapshot!("conntrack_table", stdout(&out));
+}
+
+#[test]
+fn nat_filter_and_json() {
+    let out = natcheck(&[
+        "conntrack",
+        "--nat",
+        "dnat",
+        "--format",
+        "json",
+        "samples/published-port/conntrack.txt",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["schema"], "natcheck.conntrack/1");
+    let entries = v["inputs"][0]["entries"].as_array().unwrap();
+    assert!(!entries.is_empty());
+    for e in entries {
+        assert_eq!(e["implied"]["kind"], "dnat", "{e}");
+        assert_ne!(e["implied"]["post"]["dst"], e["orig"]["dst"]);
+        assert!(e["id"].is_u64());
+    }
+    assert_eq!(entries.len(), 4);
+    let snat = natcheck(&[
+        "conntrack",
+        "--nat",
+        "snat",
+        "--format",
+        "json",
+        "samples/published-port/conntrack.txt",
+    ]);
+    let snat: Value = serde_json::from_str(&stdout(&snat)).unwrap();
+    assert_eq!(snat["inputs"][0]["entries"].as_array().unwrap().len(), 0);
+    let any = natcheck(&[
+        "conntrack",
+        "--nat",
+        "any",
+        "--format",
+        "json",
+        "samples/port-collision/conntrack.txt",
+    ]);
+    let any: Value = serde_json::from_str(&stdout(&any)).unwrap();
+    assert_eq!(any["inputs"][0]["entries"].as_array().unwrap().len(), 6);
+}
+
+#[test]
+fn garbage_between_entries_is_located_and_the_entries_kept() {
+    let good = std::fs::read_to_string(root().join("samples/masquerade/conntrack.txt")).unwrap();
+    let lines: Vec<&str> = good.lines().collect();
+    let mut text = String::new();
+    for (i, l) in lines.iter().enumerate() {
+        text.push_str(l);
+        text.push('\n');
+        if i == 2 {
+            text.push_str("tcp      6 431999 ESTABLISHED src=172.17.0.2 dst=203.0.113.2 sport=99999 dport=7000\n");
+            text.push_str("\u{1b}[0m garbage \u{fffd}\n");
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("natcheck-ct-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ct.txt");
+    std::fs::write(&path, &text).unwrap();
+    let out = natcheck(&["conntrack", "--format", "json", path.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(out.status.code(), Some(2), "warnings exit 2");
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        v["inputs"][0]["entries"].as_array().unwrap().len(),
+        lines.len()
+    );
+    let err = stderr(&out);
+    let p = path.display();
+    assert!(
+        err.contains(&format!(
+            "{p}:4:68: expected a port after `sport=`, found `99999`"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{p}:5:1: expected a conntrack entry")),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 2, "{err}");
+}
+
+#[test]
+fn missing_file_is_an_error_naming_it() {
+    let out = natcheck(&["conntrack", "samples/nope.txt"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("samples/nope.txt: cannot open"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -1,0 +1,260 @@
+//! `natcheck correlate` on the real-kernel lab samples: the same translations whether the
+//! interfaces come as separate files, one pcapng, one `-i any` capture, or with one
+//! capture's clock shifted; snapshots of the rebuilt paths for every scenario.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use crate::util::*;
+
+fn correlate_json(args: &[&str]) -> Value {
+    let mut all = vec!["correlate", "--format", "json"];
+    all.extend_from_slice(args);
+    let out = natcheck(&all);
+    assert!(
+        out.status.code() == Some(0) || out.status.code() == Some(1),
+        "natcheck {all:?} exited {:?}: {}",
+        out.status.code(),
+        stderr(&out)
+    );
+    serde_json::from_slice(&out.stdout).expect("valid JSON")
+}
+
+fn tuple(v: &Value) -> String {
+    let port = |p: &Value| {
+        if p.is_null() {
+            String::new()
+        } else {
+            format!(":{p}")
+        }
+    };
+    format!(
+        "{} {}{} -> {}{}",
+        v["proto"].as_str().unwrap(),
+        v["src"].as_str().unwrap(),
+        port(&v["sport"]),
+        v["dst"].as_str().unwrap(),
+        port(&v["dport"])
+    )
+}
+
+/// For every connection seen at both points `a` and `b`: (tuple at a, tuple at b).
+fn mapping(doc: &Value, a: &str, b: &str) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    for c in doc["connections"].as_array().unwrap() {
+        let hops = c["hops"].as_array().unwrap();
+        let at = |p: &str| hops.iter().find(|h| h["point"] == p).map(tuple);
+        if let (Some(x), Some(y)) = (at(a), at(b)) {
+            out.insert((x, y));
+        }
+    }
+    out
+}
+
+/// A compact, readable rendering of the rebuilt paths for snapshots: independent of
+/// ids, times and findings, sorted.
+fn paths(doc: &Value) -> String {
+    let mut lines: Vec<String> = doc["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let hops = c["hops"].as_array().unwrap();
+            let mut s = String::new();
+            for (i, h) in hops.iter().enumerate() {
+                if i > 0 {
+                    let t = &c["translations"][i - 1];
+                    s.push_str(&format!(
+                        "  --{}{}-->  ",
+                        t["kind"].as_str().unwrap(),
+                        if t["port_reallocated"] == true {
+                            ",realloc"
+                        } else {
+                            ""
+                        }
+                    ));
+                }
+                s.push_str(&format!(
+                    "{}[{}] {}>/{}<",
+                    h["point"].as_str().unwrap(),
+                    tuple(h),
+                    h["packets_fwd"],
+                    h["packets_rev"]
+                ));
+                if !h["reply_tuple"].is_null() {
+                    s.push_str(&format!(" (replies as {})", tuple(&h["reply_tuple"])));
+                }
+            }
+            s
+        })
+        .collect();
+    lines.sort();
+    lines.join("\n")
+}
+
+#[test]
+fn rebuilt_paths_of_every_scenario() {
+    for s in SCENARIOS {
+        let dir = format!("samples/{s}");
+        assert!(root().join(&dir).is_dir(), "{dir} is missing");
+        let doc = correlate_json(&[
+            &format!("{dir}/veth-c1.pcap"),
+            &format!("{dir}/docker0.pcap"),
+            &format!("{dir}/eth0.pcap"),
+        ]);
+        insta::assert_snapshot!(format!("paths-{s}"), paths(&doc));
+    }
+}
+
+#[test]
+fn shifted_clock_correlates_exactly_and_reports_the_offset() {
+    let plain = correlate_json(&[
+        "samples/masquerade/docker0.pcap",
+        "samples/masquerade/eth0.pcap",
+    ]);
+    let shifted = correlate_json(&[
+        "samples/masquerade/docker0.pcap",
+        "samples/masquerade/shifted/eth0.pcap",
+    ]);
+    let m = mapping(&plain, "docker0", "eth0");
+    assert!(m.len() >= 8, "{m:?}");
+    assert_eq!(mapping(&shifted, "docker0", "eth0"), m);
+    let off = shifted["points"][1]["clock_offset_ns"].as_i64().unwrap();
+    assert!((off - 3_500_000_000).abs() < 1_000_000, "offset {off}");
+    assert_eq!(shifted["points"][1]["clock_basis"], "estimated");
+    // The corrected times line up with the unshifted run's.
+    assert_eq!(
+        plain["connections"][0]["first_seen"],
+        shifted["connections"][0]["first_seen"]
+    );
+}
+
+#[test]
+fn one_pcapng_or_one_any_capture_gives_the_same_translations_as_separate_files() {
+    for s in SCENARIOS {
+        let dir = format!("samples/{s}");
+        let separate =
+            correlate_json(&[&format!("{dir}/docker0.pcap"), &format!("{dir}/eth0.pcap")]);
+        let want = mapping(&separate, "docker0", "eth0");
+        let multi = correlate_json(&[&format!("{dir}/multi.pcapng")]);
+        assert_eq!(
+            mapping(&multi, "docker0", "eth0"),
+            want,
+            "{s}: multi.pcapng"
+        );
+        let any = correlate_json(&[
+            &format!("{dir}/any.pcap"),
+            "--links",
+            &format!("{dir}/links.txt"),
+        ]);
+        assert_eq!(mapping(&any, "docker0", "eth0"), want, "{s}: any.pcap");
+    }
+}
+
+#[test]
+fn labels_name_points_and_unnamed_any_interfaces_get_index_names() {
+    let doc = correlate_json(&[
+        "inside=samples/masquerade/docker0.pcap",
+        "outside=samples/masquerade/eth0.pcap",
+    ]);
+    let names: Vec<&str> = doc["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["inside", "outside"]);
+    let doc = correlate_json(&["samples/masquerade/any.pcap"]);
+    let names: BTreeSet<&str> = doc["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains("any:if2") && names.contains("any:if5"),
+        "{names:?}"
+    );
+}
+
+/// CSV, NDJSON and Parquet hold one row per connection of the JSON report, same ids,
+/// kinds and tuples.
+#[cfg(feature = "frames")]
+#[test]
+fn tabular_formats_hold_the_json_connections() {
+    use polars::prelude::*;
+    let base = [
+        "correlate",
+        "samples/nodeport/docker0.pcap",
+        "samples/nodeport/eth0.pcap",
+        "samples/nodeport/veth-c1.pcap",
+    ];
+    let run = |fmt: &str| {
+        let out = natcheck(&[&base[..], &["--format", fmt]].concat());
+        assert_eq!(out.status.code(), Some(0), "{fmt}: {}", stderr(&out));
+        out.stdout
+    };
+    let doc: serde_json::Value = serde_json::from_slice(&run("json")).unwrap();
+    let conns = doc["connections"].as_array().unwrap();
+    let want: Vec<(String, String, String, u64)> = conns
+        .iter()
+        .map(|c| {
+            let last = c["hops"].as_array().unwrap().last().unwrap();
+            (
+                c["id"].as_str().unwrap().to_string(),
+                c["proto"].as_str().unwrap().to_string(),
+                last["src"].as_str().unwrap().to_string(),
+                last["sport"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+
+    let csv = String::from_utf8(run("csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |n: &str| header.iter().position(|h| *h == n).unwrap();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let got: Vec<(String, String, String, u64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r[col("id")].to_string(),
+                r[col("proto")].to_string(),
+                r[col("last_src")].to_string(),
+                r[col("last_sport")].parse().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
+    assert!(rows.iter().all(|r| r[col("first_seen")].ends_with('Z')));
+
+    let nd = String::from_utf8(run("ndjson")).unwrap();
+    let objs: Vec<serde_json::Value> = nd
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(objs.len(), want.len());
+    for (o, c) in objs.iter().zip(conns) {
+        assert_eq!(o["id"], c["id"]);
+        assert_eq!(
+            o["first_seen"], c["hops"][0]["first_seen"],
+            "times to the nanosecond"
+        );
+    }
+
+    let pq = run("parquet");
+    let df = ParquetReader::new(std::io::Cursor::new(pq))
+        .finish()
+        .unwrap();
+    assert_eq!(df.height(), want.len());
+    let ids: Vec<String> = df
+        .column("id")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|s| s.unwrap().to_string())
+        .collect();
+    assert_eq!(ids, want.iter().map(|w| w.0.clone()).collect::<Vec<_>>());
+}

@@ -1,0 +1,315 @@
+//! `natcheck flows` against the real world: tshark's conversation tables on the lab
+//! samples, the tcpdump test corpus (malformed on purpose), cut and compressed files.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use natcheck::capture::{InputSpec, ReadOptions};
+use natcheck::diag::Location;
+
+use crate::util::*;
+
+/// (proto, endpoint a, endpoint b) -> (packets a->b, packets b->a), endpoints sorted.
+type Convs = BTreeMap<(String, String, String), (u64, u64)>;
+
+fn insert(m: &mut Convs, proto: &str, a: String, b: String, ab: u64, ba: u64) {
+    let (key, val) = if a <= b {
+        ((proto.to_string(), a, b), (ab, ba))
+    } else {
+        ((proto.to_string(), b, a), (ba, ab))
+    };
+    let e = m.entry(key).or_insert((0, 0));
+    e.0 += val.0;
+    e.1 += val.1;
+}
+
+fn tshark_convs(file: &str) -> Convs {
+    let out = std::process::Command::new("tshark")
+        .args(["-r", file, "-q", "-z", "conv,tcp", "-z", "conv,udp"])
+        .current_dir(root())
+        .output()
+        .expect("run tshark");
+    assert!(out.status.success(), "tshark failed: {}", stderr(&out));
+    let mut m = Convs::new();
+    let mut proto = "";
+    for line in stdout(&out).lines() {
+        if line.starts_with("TCP Conversations") {
+            proto = "tcp";
+        } else if line.starts_with("UDP Conversations") {
+            proto = "udp";
+        }
+        let t: Vec<&str> = line.split_whitespace().collect();
+        if t.len() > 7 && t[1] == "<->" {
+            // A <-> B  frames(<-) bytes unit  frames(->) bytes unit ...
+            let ba: u64 = t[3].parse().expect("frames <-");
+            let ab: u64 = t[6].parse().expect("frames ->");
+            insert(&mut m, proto, t[0].to_string(), t[2].to_string(), ab, ba);
+        }
+    }
+    m
+}
+
+fn natcheck_convs(file: &str) -> Convs {
+    let out = natcheck(&["flows", "--format", "json", file]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let mut m = Convs::new();
+    for p in doc["points"].as_array().expect("points") {
+        for f in p["flows"].as_array().expect("flows") {
+            let proto = f["proto"].as_str().unwrap();
+            if proto != "tcp" && proto != "udp" {
+                continue;
+            }
+            let a = format!("{}:{}", f["src"].as_str().unwrap(), f["sport"]);
+            let b = format!("{}:{}", f["dst"].as_str().unwrap(), f["dport"]);
+            insert(
+                &mut m,
+                proto,
+                a,
+                b,
+                f["packets_fwd"].as_u64().unwrap(),
+                f["packets_rev"].as_u64().unwrap(),
+            );
+        }
+    }
+    m
+}
+
+#[test]
+fn flow_tables_equal_tshark_conversations_on_every_sample() {
+    if !have("tshark") {
+        return skip("tshark is not installed (.ci/run installs it): no flow table compared");
+    }
+    let mut compared = 0;
+    let mut dirs: Vec<_> = std::fs::read_dir(root().join("samples"))
+        .expect("samples/")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("docker0.pcap").is_file())
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        for pcap in files_with_ext(&dir, "pcap") {
+            let rel = pcap
+                .strip_prefix(root())
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let want = tshark_convs(&rel);
+            let got = natcheck_convs(&rel);
+            assert_eq!(
+                got, want,
+                "flow table of {rel} differs from tshark's conversations"
+            );
+            compared += 1;
+        }
+    }
+    assert!(
+        compared >= 2,
+        "expected lab samples to compare, found {compared} captures"
+    );
+}
+
+#[test]
+fn every_corpus_capture_reads_without_panic_or_hang() {
+    let Some(dir) = corpus_dir() else {
+        return skip("../shared/corpus/tcpdump-tests is not beside the project: no corpus walk");
+    };
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.retain(|p| p.extension().is_some_and(|e| e == "pcap" || e == "pcapng"));
+    files.sort();
+    assert!(files.len() > 800, "corpus has {} captures", files.len());
+    let opts = ReadOptions::default();
+    let (mut frames, mut packets, mut warned) = (0u64, 0u64, 0usize);
+    for f in &files {
+        let spec = InputSpec {
+            label: None,
+            path: f.clone(),
+        };
+        let start = Instant::now();
+        let r = natcheck::flows::read_input_flows(&spec, &opts, |_, _, _, _| {});
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{} took {:?}",
+            f.display(),
+            start.elapsed()
+        );
+        frames += r.input.stats.frames;
+        packets += r.input.stats.packets;
+        for w in &r.input.warnings {
+            warned += 1;
+            // Every warning names the file, and where in it unless it is about the whole file.
+            assert_eq!(w.source, f.display().to_string());
+            if !w.message.starts_with("not a pcap") && !w.message.starts_with("empty") {
+                assert!(
+                    matches!(w.location, Location::Byte { .. })
+                        || w.message.contains("cannot read"),
+                    "unlocated warning for {}: {w}",
+                    f.display()
+                );
+            }
+        }
+    }
+    eprintln!(
+        "corpus: {} files, {frames} frames, {packets} decoded packets, {warned} warnings",
+        files.len()
+    );
+    // tcpdump reads every one of these files to the end; their trouble is inside the
+    // packets, so natcheck must decode a fair share and locate nothing at file level.
+    assert!(
+        packets > 4_000,
+        "decoded only {packets} of {frames} frames from the corpus"
+    );
+}
+
+fn masquerade_docker0() -> Option<Vec<u8>> {
+    scenario_dir("masquerade").map(|d| std::fs::read(d.join("docker0.pcap")).unwrap())
+}
+
+#[test]
+fn capture_cut_mid_packet_keeps_earlier_flows_warns_and_exits_2() {
+    let Some(bytes) = masquerade_docker0() else {
+        panic!("samples/masquerade/docker0.pcap is missing");
+    };
+    let dir = tempdir();
+    let cut = dir.join("cut.pcap");
+    std::fs::write(&cut, &bytes[..bytes.len() - 30]).unwrap();
+    let full = natcheck(&[
+        "flows",
+        "--format",
+        "json",
+        "samples/masquerade/docker0.pcap",
+    ]);
+    let out = natcheck(&["flows", "--format", "json", cut.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("cut.pcap: byte "), "{err}");
+    assert!(err.contains("capture ends inside a packet"), "{err}");
+    let (a, b): (serde_json::Value, serde_json::Value) = (
+        serde_json::from_slice(&full.stdout).unwrap(),
+        serde_json::from_slice(&out.stdout).unwrap(),
+    );
+    let pa = a["points"][0]["packets"].as_u64().unwrap();
+    let pb = b["points"][0]["packets"].as_u64().unwrap();
+    assert!(
+        pb + 1 == pa || pb == pa,
+        "{pb} of {pa} packets survived the cut of the last packet"
+    );
+    assert!(!b["points"][0]["flows"].as_array().unwrap().is_empty());
+    assert_eq!(b["warnings"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn gzip_and_stdin_read_like_the_plain_file() {
+    let Some(bytes) = masquerade_docker0() else {
+        panic!("samples/masquerade/docker0.pcap is missing");
+    };
+    let dir = tempdir();
+    let gz = dir.join("docker0.pcap.gz");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(&bytes).unwrap();
+    std::fs::write(&gz, enc.finish().unwrap()).unwrap();
+    let plain = stdout(&natcheck(&["flows", "samples/masquerade/docker0.pcap"]));
+    let zipped = natcheck(&["flows", gz.to_str().unwrap()]);
+    assert_eq!(zipped.status.code(), Some(0));
+    let normalise = |s: &str| {
+        s.lines()
+            .map(|l| {
+                l.replace(gz.to_str().unwrap(), "SRC")
+                    .replace("samples/masquerade/docker0.pcap", "SRC")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(normalise(&stdout(&zipped)), normalise(&plain));
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_natcheck"))
+        .args(["flows", "docker0=-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        normalise(
+            &stdout(&out)
+                .replace("(-,", "(SRC,")
+                .replace("\n-: ", "\nSRC: ")
+        ),
+        normalise(&plain),
+        "stdin with a NAME= label reads like the file"
+    );
+}
+
+#[test]
+fn not_a_capture_is_a_located_warning_and_exit_2() {
+    let out = natcheck(&["flows", "Cargo.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("Cargo.toml: byte 0: not a pcap or pcapng capture"),
+        "{}",
+        stderr(&out)
+    );
+    let missing = natcheck(&["flows", "no/such/file.pcap"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        stderr(&missing).contains("no/such/file.pcap"),
+        "{}",
+        stderr(&missing)
+    );
+}
+
+#[test]
+fn output_is_identical_with_one_thread_or_many() {
+    let files: Vec<String> = ["veth-c1.pcap", "docker0.pcap", "eth0.pcap"]
+        .iter()
+        .map(|f| sample(&format!("masquerade/{f}")))
+        .collect();
+    for cmd in ["flows", "correlate"] {
+        let mut args = vec!["-j", "1", cmd, "--format", "json"];
+        args.extend(files.iter().map(String::as_str));
+        let one = natcheck(&args);
+        args[1] = "4";
+        let four = natcheck(&args);
+        assert_eq!(one.status.code(), Some(0), "{}", stderr(&one));
+        assert_eq!(
+            stdout(&one),
+            stdout(&four),
+            "{cmd} output depends on the thread count"
+        );
+    }
+}
+
+/// A fresh temporary directory, removed when dropped.
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    pub fn join(&self, p: &str) -> std::path::PathBuf {
+        self.0.join(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn tempdir() -> TempDir {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "natcheck-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    TempDir(d)
+}

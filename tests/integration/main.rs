@@ -1,0 +1,15 @@
+//! natcheck's integration tests, in one binary (`cargo test --test integration`): the
+//! real CLI and the library on the bundled lab samples, the tcpdump corpus, a live
+//! network namespace lab, the benchmarks' capture generator, and the layers of `src/`.
+//! `util` holds what they share; insta keeps the snapshots in `snapshots/`.
+
+mod util;
+
+mod audit_cli;
+mod bench_synth;
+mod conntrack_cli;
+mod correlate_cli;
+mod flows_cli;
+mod layers;
+mod snapshot_netns;
+mod truth;

@@ -1,0 +1,170 @@
+//! The translations `correlate` rebuilds from the captures alone, checked against the
+//! kernel's own record of the same lab run: every connection of the event log
+//! (`conntrack -E`, which holds each connection's NAT decision from its `[NEW]` on) and
+//! every entry of the `conntrack -L` snapshot. Every NATed connection the wire carries
+//! must be found with the kernel's translation, and no translation may be invented.
+//! Checked for each sample as separate interface captures, as one pcapng, as one
+//! `tcpdump -i any` capture, and with one capture's clock shifted.
+
+use std::collections::BTreeMap;
+
+use natcheck::capture::{IfNames, InputSpec, ReadOptions};
+use natcheck::conntrack::{self, Implied};
+use natcheck::correlate::{self, Config};
+use natcheck::model::{NatKind, Tuple};
+
+use crate::util::*;
+
+/// ORIGINAL → (tuple after NAT, kind) for every connection the kernel translated.
+fn kernel(scenario: &str) -> BTreeMap<Tuple, (Tuple, NatKind)> {
+    let mut out = BTreeMap::new();
+    for file in ["events.txt", "conntrack.txt"] {
+        let path = root().join("samples").join(scenario).join(file);
+        let d = conntrack::read_path(path.to_str().unwrap()).unwrap();
+        assert!(d.warnings.is_empty(), "{scenario}/{file}: {:?}", d.warnings);
+        for e in d.all_entries() {
+            let i = Implied::of(e, &Default::default());
+            if i.is_nat() {
+                let prev = out.insert(e.orig, (i.post, i.change.kind));
+                assert!(
+                    prev.is_none_or(|p| p == (i.post, i.change.kind)),
+                    "{scenario}/{file}: line {} changes the translation of {}",
+                    e.line,
+                    e.orig
+                );
+            }
+        }
+    }
+    out
+}
+
+/// ORIGINAL → (tuple after NAT, kind) for every connection whose tuple changes
+/// between its first and last hop on the wire.
+fn wire(specs: &[InputSpec], opts: &ReadOptions) -> BTreeMap<Tuple, (Tuple, NatKind)> {
+    let c = correlate::run(specs, opts, Config::default());
+    let mut out = BTreeMap::new();
+    for conn in &c.connections {
+        let (Some(first), Some(last)) = (conn.hops.first(), conn.hops.last()) else {
+            continue;
+        };
+        let kinds: Vec<NatKind> = conn
+            .links
+            .iter()
+            .map(|l| l.change.kind)
+            .filter(|k| *k != NatKind::None)
+            .collect();
+        if first.flow.tuple == last.flow.tuple {
+            assert!(
+                kinds.is_empty(),
+                "{}: a translation undone on the path",
+                conn.id
+            );
+            continue;
+        }
+        assert_eq!(kinds.len(), 1, "{}: one NAT hop in these labs", conn.id);
+        out.insert(first.flow.tuple, (last.flow.tuple, kinds[0]));
+    }
+    out
+}
+
+fn specs(paths: &[String]) -> Vec<InputSpec> {
+    paths.iter().map(|p| p.parse().unwrap()).collect()
+}
+
+fn check(scenario: &str, form: &str, specs: &[InputSpec], opts: &ReadOptions) {
+    let truth = kernel(scenario);
+    let seen = wire(specs, opts);
+    assert!(
+        !seen.is_empty(),
+        "{scenario} ({form}): no translation found"
+    );
+    for (orig, got) in &seen {
+        let want = truth.get(orig).unwrap_or_else(|| {
+            panic!(
+                "{scenario} ({form}): invented translation {orig} => {}",
+                got.0
+            )
+        });
+        assert_eq!(got, want, "{scenario} ({form}): {orig}");
+    }
+    // Every kernel translation whose inside tuple is on the wire was found.
+    let c = correlate::run(specs, opts, Config::default());
+    for (orig, want) in &truth {
+        let on_wire = c
+            .connections
+            .iter()
+            .any(|k| k.hops.iter().any(|h| h.flow.tuple == *orig))
+            && c.connections
+                .iter()
+                .any(|k| k.hops.iter().any(|h| h.flow.tuple == want.0));
+        if on_wire {
+            assert_eq!(
+                seen.get(orig),
+                Some(want),
+                "{scenario} ({form}): missed {orig}"
+            );
+        }
+    }
+}
+
+fn scenarios() -> Vec<String> {
+    SCENARIOS.iter().map(|s| s.to_string()).collect()
+}
+
+fn dir(s: &str) -> String {
+    root().join("samples").join(s).display().to_string()
+}
+
+#[test]
+fn separate_interface_captures() {
+    for s in scenarios() {
+        let d = dir(&s);
+        check(
+            &s,
+            "docker0+eth0",
+            &specs(&[format!("{d}/docker0.pcap"), format!("{d}/eth0.pcap")]),
+            &ReadOptions::default(),
+        );
+        check(
+            &s,
+            "veth+docker0+eth0",
+            &specs(&[
+                format!("{d}/veth-c1.pcap"),
+                format!("{d}/docker0.pcap"),
+                format!("{d}/eth0.pcap"),
+            ]),
+            &ReadOptions::default(),
+        );
+    }
+}
+
+#[test]
+fn one_pcapng_and_one_any_capture() {
+    for s in scenarios() {
+        let d = dir(&s);
+        check(
+            &s,
+            "multi.pcapng",
+            &specs(&[format!("{d}/multi.pcapng")]),
+            &ReadOptions::default(),
+        );
+        let links = std::fs::read_to_string(format!("{d}/links.txt")).unwrap();
+        let opts = ReadOptions {
+            ifnames: IfNames::parse(&links).unwrap(),
+        };
+        check(&s, "any.pcap", &specs(&[format!("{d}/any.pcap")]), &opts);
+    }
+}
+
+#[test]
+fn shifted_clock() {
+    let d = dir("masquerade");
+    let shifted = format!("{d}/shifted/eth0.pcap");
+    assert!(std::path::Path::new(&shifted).is_file());
+    check(
+        "masquerade",
+        "eth0 shifted",
+        &specs(&[format!("{d}/docker0.pcap"), shifted]),
+        &ReadOptions::default(),
+    );
+}

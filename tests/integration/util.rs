@@ -1,0 +1,95 @@
+//! Helpers shared by the integration tests: running the real binary, locating the
+//! bundled samples and the shared capture corpus, skipping what cannot run here.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The lab's recorded scenarios (`samples/<name>/`).
+pub const SCENARIOS: &[&str] = &[
+    "masquerade",
+    "masquerade6",
+    "published-port",
+    "port-collision",
+    "nodeport",
+    "snat-random-fully",
+    "fault-forward-drop",
+    "fault-invalid-leak",
+    "fault-wrong-source-udp",
+];
+
+pub fn sample(rel: &str) -> String {
+    format!("samples/{rel}")
+}
+
+/// Runs `natcheck ARGS...` from the crate root (so sample paths in reports are relative).
+pub fn natcheck(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_natcheck"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run natcheck")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Whether `NATCHECK_TEST_STRICT=1`: then a test that cannot run here fails.
+pub fn strict() -> bool {
+    std::env::var_os("NATCHECK_TEST_STRICT").is_some_and(|v| v == "1")
+}
+
+/// Says why a test (or a part of one) cannot run here: prints `skipped: REASON`, and
+/// the caller returns (`return skip(...)`). Under `NATCHECK_TEST_STRICT=1`, which
+/// `.ci/run` sets, it panics with the reason instead: where every tool, root and the
+/// corpus are meant to be present, a skipped test is a failure, not a pass.
+#[track_caller]
+pub fn skip(reason: impl std::fmt::Display) {
+    if strict() {
+        panic!("cannot run: {reason} (NATCHECK_TEST_STRICT=1 makes this a failure)");
+    }
+    eprintln!("skipped: {reason}");
+}
+
+/// Whether an external tool is on PATH. Tests that need one [`skip`] without it.
+pub fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// The tcpdump test-capture corpus shipped beside the project (`../shared/corpus`).
+pub fn corpus_dir() -> Option<PathBuf> {
+    let d = root().join("../shared/corpus/tcpdump-tests");
+    d.is_dir().then_some(d)
+}
+
+pub fn scenario_dir(name: &str) -> Option<PathBuf> {
+    let d = root().join("samples").join(name);
+    d.join("docker0.pcap").is_file().then_some(d)
+}
+
+pub fn files_with_ext(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == ext))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
