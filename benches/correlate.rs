@@ -25,7 +25,7 @@ use std::time::Duration;
 use criterion::{black_box, BatchSize, Criterion, Throughput};
 use natcheck::capture::{InputSpec, ReadOptions};
 use natcheck::correlate::{self, points, Config};
-use natcheck::{audit, decode, flows};
+use natcheck::{decode, flows, pipeline};
 
 /// LINKTYPE_ETHERNET: what the generator writes.
 const ETHERNET: u32 = 1;
@@ -118,9 +118,11 @@ fn bench_flows(c: &mut Criterion, pair: &Pair) {
 fn bench_correlate(c: &mut Criterion, pair: &Pair) {
     let opts = ReadOptions::default();
     let config = Config::default();
-    let audit_config = audit::Config {
-        inside: Vec::new(),
-        conntrack: Vec::new(),
+    let whole_run = pipeline::Config {
+        captures: pair.specs.clone(),
+        read: opts.clone(),
+        correlate: config,
+        ..pipeline::Config::default()
     };
     // Checked once, outside the measurements: the benchmark must time the real job.
     let whole = correlate::run(&pair.specs, &opts, config);
@@ -158,12 +160,9 @@ fn bench_correlate(c: &mut Criterion, pair: &Pair) {
     g.bench_function("run", |b| {
         b.iter(|| correlate::run(&pair.specs, &opts, config))
     });
+    // The library entry point: correlate, audit and the report model.
     g.bench_function("run_audit", |b| {
-        b.iter(|| {
-            let c = correlate::run(&pair.specs, &opts, config);
-            let found = audit::audit(&c, &audit_config);
-            (c, found)
-        })
+        b.iter(|| pipeline::run(&whole_run).expect("the generated pair reads"))
     });
     let one = rayon::ThreadPoolBuilder::new()
         .num_threads(1)

@@ -117,7 +117,11 @@ impl FromStr for FailOn {
                     out.codes.insert(code.parse().map_err(|e| {
                         format!(
                             "{e} (expected none, error, warning, info or one of: {})",
-                            Code::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
+                            Code::ALL
+                                .iter()
+                                .map(|c| c.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         )
                     })?);
                 }

@@ -68,7 +68,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitStatus> {
 
     let out = match args.format {
         Format::Json => report::conntrack::document(&views, None)?,
-        Format::Table => views.iter().map(report::conntrack::table).collect::<Vec<_>>().join("\n"),
+        Format::Table => views
+            .iter()
+            .map(report::conntrack::table)
+            .collect::<Vec<_>>()
+            .join("\n"),
     };
     io::stdout().lock().write_all(out.as_bytes())?;
     let warned = print_warnings(dumps.iter().flat_map(|d| &d.warnings));
@@ -78,4 +82,3 @@ pub fn run(args: &Args) -> anyhow::Result<ExitStatus> {
         ExitStatus::Clean
     })
 }
-

@@ -10,8 +10,8 @@ use crate::capture::{InputStats, PointInfo};
 use crate::diag::Warning;
 use crate::flows::{self, Flow, InitiatorEvidence, TcpSeen};
 use crate::model::{Proto, Tuple};
-use crate::report::table::{Align, Table};
 use crate::report::fmt::{rfc3339_ns, secs};
+use crate::report::table::{Align, Table};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

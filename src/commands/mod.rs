@@ -16,7 +16,6 @@ use crate::capture::{IfNames, InputSpec, ReadOptions};
 pub use crate::diag::ExitStatus;
 use crate::diag::Warning;
 
-
 /// Output formats shared by the commands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {

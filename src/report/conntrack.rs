@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 
-use super::table::{Align, Table};
 use super::fmt::{rfc3339_ns, secs};
+use super::table::{Align, Table};
 use crate::conntrack::{Entry, Event, Implied, Timeline, View};
 use crate::diag::Warning;
 

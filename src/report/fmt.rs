@@ -170,10 +170,7 @@ pub fn clock(c: &Correlation, i: usize) -> String {
 /// A time range as its start and, when it lasts, its duration: `("T", Some("1.053s"))`.
 pub fn time_range(first: Option<i64>, last: Option<i64>) -> Option<(String, Option<String>)> {
     let a = first?;
-    Some((
-        rfc3339_ns(a),
-        last.filter(|&b| b > a).map(|b| secs(b - a)),
-    ))
+    Some((rfc3339_ns(a), last.filter(|&b| b > a).map(|b| secs(b - a))))
 }
 
 #[cfg(test)]

@@ -16,8 +16,8 @@ use std::io::Write;
 use polars::prelude::*;
 
 use super::{Model, Render};
-use crate::correlate::{Connection, Correlation};
-use crate::model::{NatKind, Tuple};
+use crate::correlate::{Connection, Correlation, Hop, Link};
+use crate::model::Tuple;
 
 /// The tabular output formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,217 +36,99 @@ fn port(t: &Tuple, src: bool) -> Option<u32> {
     }
 }
 
-/// Builds the connection frame. `findings[i]` is the number of findings of connection i.
-pub fn connections(c: &Correlation, findings: &[u32]) -> PolarsResult<DataFrame> {
-    let conns: &[Connection] = &c.connections;
-    let name = |i: usize| c.points[i].name.clone();
-    let first = |cn: &Connection| cn.hops[0].flow.tuple;
-    let last = |cn: &Connection| cn.hops[cn.hops.len() - 1].flow.tuple;
-    let kind = |cn: &Connection| cn.end_to_end().map(|k| k.kind);
-    let links_max = |cn: &Connection, f: &dyn Fn(&crate::correlate::Link) -> Option<i64>| {
-        cn.links.iter().filter_map(f).max()
-    };
-    let ts = |v: Vec<i64>, n: &str| -> PolarsResult<Column> {
-        Column::new(n.into(), v).cast(&DataType::Datetime(TimeUnit::Nanoseconds, None))
-    };
-    DataFrame::new_infer_height(vec![
-        Column::new(
-            "id".into(),
-            conns.iter().map(|x| x.id.clone()).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "proto".into(),
-            conns.iter().map(|x| x.proto.name()).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "path".into(),
-            conns
-                .iter()
-                .map(|x| {
-                    x.hops
-                        .iter()
-                        .map(|h| name(h.point))
-                        .collect::<Vec<_>>()
-                        .join(">")
-                })
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "kind".into(),
-            conns
-                .iter()
-                .map(|x| kind(x).map_or("single-point", NatKind::as_str))
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "port_reallocated".into(),
-            conns
-                .iter()
-                .map(|x| x.links.iter().any(|l| l.change.port_reallocated))
-                .collect::<Vec<_>>(),
-        ),
-        ts(
-            conns.iter().map(Connection::first_ns).collect(),
-            "first_seen",
-        )?,
-        ts(conns.iter().map(Connection::last_ns).collect(), "last_seen")?,
-        Column::new(
-            "first_point".into(),
-            conns
-                .iter()
-                .map(|x| name(x.hops[0].point))
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "first_src".into(),
-            conns
-                .iter()
-                .map(|x| first(x).src.to_string())
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "first_sport".into(),
-            conns
-                .iter()
-                .map(|x| port(&first(x), true))
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "first_dst".into(),
-            conns
-                .iter()
-                .map(|x| first(x).dst.to_string())
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "first_dport".into(),
-            conns
-                .iter()
-                .map(|x| port(&first(x), false))
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "last_point".into(),
-            conns
-                .iter()
-                .map(|x| name(x.hops[x.hops.len() - 1].point))
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "last_src".into(),
-            conns
-                .iter()
-                .map(|x| last(x).src.to_string())
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "last_sport".into(),
-            conns
-                .iter()
-                .map(|x| port(&last(x), true))
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "last_dst".into(),
-            conns
-                .iter()
-                .map(|x| last(x).dst.to_string())
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "last_dport".into(),
-            conns
-                .iter()
-                .map(|x| port(&last(x), false))
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "packets_fwd".into(),
-            conns
-                .iter()
-                .map(|x| x.hops[0].flow.packets[0])
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "packets_rev".into(),
-            conns
-                .iter()
-                .map(|x| x.hops[0].flow.packets[1])
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "bytes_fwd".into(),
-            conns
-                .iter()
-                .map(|x| x.hops[0].flow.bytes[0])
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "bytes_rev".into(),
-            conns
-                .iter()
-                .map(|x| x.hops[0].flow.bytes[1])
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "lost_fwd".into(),
-            conns
-                .iter()
-                .map(|x| {
-                    x.links
-                        .iter()
-                        .map(|l| l.unmatched.lost_fwd.packets)
-                        .sum::<u64>()
-                })
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "lost_rev".into(),
-            conns
-                .iter()
-                .map(|x| {
-                    x.links
-                        .iter()
-                        .map(|l| l.unmatched.lost_rev.packets)
-                        .sum::<u64>()
-                })
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "latency_first_ns".into(),
-            conns
-                .iter()
-                .map(|x| links_max(x, &|l| l.latency.and_then(|t| t.first_ns)))
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "latency_p50_ns".into(),
-            conns
-                .iter()
-                .map(|x| links_max(x, &|l| l.latency.map(|t| t.p50_ns)))
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "latency_max_ns".into(),
-            conns
-                .iter()
-                .map(|x| links_max(x, &|l| l.latency.map(|t| t.max_ns)))
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "confidence".into(),
-            conns
-                .iter()
-                .map(|x| x.links.iter().map(|l| l.confidence).reduce(f64::min))
-                .collect::<Vec<_>>(),
-        ),
+/// One column: `f` of every connection.
+fn col<T>(conns: &[Connection], name: &str, f: impl Fn(&Connection) -> T) -> Column
+where
+    Series: NamedFrom<Vec<T>, [T]>,
+{
+    Column::new(name.into(), conns.iter().map(f).collect::<Vec<T>>())
+}
+
+/// A column of times, as UTC datetimes with nanoseconds.
+fn times(conns: &[Connection], name: &str, f: impl Fn(&Connection) -> i64) -> PolarsResult<Column> {
+    col(conns, name, f).cast(&DataType::Datetime(TimeUnit::Nanoseconds, None))
+}
+
+/// `PREFIX_point, PREFIX_src, PREFIX_sport, PREFIX_dst, PREFIX_dport` of the hop `pick`
+/// chooses.
+fn endpoint_columns(c: &Correlation, prefix: &str, pick: fn(&Connection) -> &Hop) -> Vec<Column> {
+    let conns = &c.connections[..];
+    let t = |x: &Connection| pick(x).flow.tuple;
+    vec![
+        col(conns, &format!("{prefix}_point"), |x| {
+            c.points[pick(x).point].name.clone()
+        }),
+        col(conns, &format!("{prefix}_src"), |x| t(x).src.to_string()),
+        col(conns, &format!("{prefix}_sport"), |x| port(&t(x), true)),
+        col(conns, &format!("{prefix}_dst"), |x| t(x).dst.to_string()),
+        col(conns, &format!("{prefix}_dport"), |x| port(&t(x), false)),
+    ]
+}
+
+/// Counts of the first hop, lost packets and latency over every link, the weakest
+/// link's confidence, and the findings.
+fn evidence_columns(conns: &[Connection], findings: &[u32]) -> Vec<Column> {
+    let links_max =
+        |x: &Connection, f: &dyn Fn(&Link) -> Option<i64>| x.links.iter().filter_map(f).max();
+    let lost = |x: &Connection, f: &dyn Fn(&Link) -> u64| x.links.iter().map(f).sum::<u64>();
+    vec![
+        col(conns, "packets_fwd", |x| x.hops[0].flow.packets[0]),
+        col(conns, "packets_rev", |x| x.hops[0].flow.packets[1]),
+        col(conns, "bytes_fwd", |x| x.hops[0].flow.bytes[0]),
+        col(conns, "bytes_rev", |x| x.hops[0].flow.bytes[1]),
+        col(conns, "lost_fwd", |x| {
+            lost(x, &|l| l.unmatched.lost_fwd.packets)
+        }),
+        col(conns, "lost_rev", |x| {
+            lost(x, &|l| l.unmatched.lost_rev.packets)
+        }),
+        col(conns, "latency_first_ns", |x| {
+            links_max(x, &|l| l.latency.and_then(|t| t.first_ns))
+        }),
+        col(conns, "latency_p50_ns", |x| {
+            links_max(x, &|l| l.latency.map(|t| t.p50_ns))
+        }),
+        col(conns, "latency_max_ns", |x| {
+            links_max(x, &|l| l.latency.map(|t| t.max_ns))
+        }),
+        col(conns, "confidence", |x| {
+            x.links.iter().map(|l| l.confidence).reduce(f64::min)
+        }),
         Column::new(
             "findings".into(),
             (0..conns.len())
                 .map(|i| findings.get(i).copied().unwrap_or(0))
                 .collect::<Vec<_>>(),
         ),
-    ])
+    ]
+}
+
+/// Builds the connection frame. `findings[i]` is the number of findings of connection i.
+pub fn connections(c: &Correlation, findings: &[u32]) -> PolarsResult<DataFrame> {
+    let conns: &[Connection] = &c.connections;
+    let mut columns = vec![
+        col(conns, "id", |x| x.id.clone()),
+        col(conns, "proto", |x| x.proto.name()),
+        col(conns, "path", |x| {
+            x.hops
+                .iter()
+                .map(|h| c.points[h.point].name.as_str())
+                .collect::<Vec<_>>()
+                .join(">")
+        }),
+        col(conns, "kind", |x| {
+            x.end_to_end().map_or("single-point", |k| k.kind.as_str())
+        }),
+        col(conns, "port_reallocated", |x| {
+            x.links.iter().any(|l| l.change.port_reallocated)
+        }),
+        times(conns, "first_seen", Connection::first_ns)?,
+        times(conns, "last_seen", Connection::last_ns)?,
+    ];
+    columns.extend(endpoint_columns(c, "first", |x| &x.hops[0]));
+    columns.extend(endpoint_columns(c, "last", |x| &x.hops[x.hops.len() - 1]));
+    columns.extend(evidence_columns(conns, findings));
+    DataFrame::new_infer_height(columns)
 }
 
 /// Columns summed per group in [`summary`].

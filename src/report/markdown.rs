@@ -104,8 +104,17 @@ impl Render for Markdown {
 
 /// The whole Markdown report.
 pub fn render(m: &Model) -> String {
-    let (c, audit, warnings) = (&m.correlation, &m.audit, &m.warnings);
     let mut out = String::new();
+    headline(m, &mut out);
+    inputs(m, &mut out);
+    findings(m, &mut out);
+    connections(m, &mut out);
+    out
+}
+
+/// The title, the counts, the summary line and the exit status.
+fn headline(m: &Model, out: &mut String) {
+    let (c, audit, warnings) = (&m.correlation, &m.audit, &m.warnings);
     let count = |s: Severity| m.count(s);
     let _ = writeln!(out, "# natcheck report\n");
     let headline = if audit.findings.is_empty() {
@@ -134,8 +143,11 @@ pub fn render(m: &Model) -> String {
             )
         }
     );
+}
 
-    // Inputs.
+/// The capture points, clocks, inside prefixes, witnesses and input warnings.
+fn inputs(m: &Model, out: &mut String) {
+    let (c, audit, warnings) = (&m.correlation, &m.audit, &m.warnings);
     let _ = writeln!(out, "## Inputs\n");
     let rows: Vec<Vec<String>> = c
         .points
@@ -159,7 +171,7 @@ pub fn render(m: &Model) -> String {
         })
         .collect();
     table(
-        &mut out,
+        out,
         &[
             "point",
             "source",
@@ -209,7 +221,7 @@ pub fn render(m: &Model) -> String {
             })
             .collect();
         table(
-            &mut out,
+            out,
             &[
                 "conntrack input",
                 "kind",
@@ -228,8 +240,11 @@ pub fn render(m: &Model) -> String {
         }
         out.push('\n');
     }
+}
 
-    // Findings.
+/// Every finding: a table, then each with its evidence and what to check.
+fn findings(m: &Model, out: &mut String) {
+    let audit = &m.audit;
     let _ = writeln!(out, "## Findings\n");
     if audit.findings.is_empty() {
         let _ = writeln!(out, "None.\n");
@@ -251,7 +266,7 @@ pub fn render(m: &Model) -> String {
             })
             .collect();
         table(
-            &mut out,
+            out,
             &[
                 "#",
                 "severity",
@@ -304,12 +319,15 @@ pub fn render(m: &Model) -> String {
             let _ = writeln!(out, "\n**Check next:** {}\n", esc(&w.check));
         }
     }
+}
 
-    // Connections.
+/// The connection table and, folded, each connection's detail.
+fn connections(m: &Model, out: &mut String) {
+    let (c, audit) = (&m.correlation, &m.audit);
     let _ = writeln!(out, "## Connections\n");
     if c.connections.is_empty() {
         let _ = writeln!(out, "None.\n");
-        return out;
+        return;
     }
     let rows: Vec<Vec<String>> = c
         .connections
@@ -347,7 +365,7 @@ pub fn render(m: &Model) -> String {
         })
         .collect();
     table(
-        &mut out,
+        out,
         &[
             "id",
             "proto",
@@ -373,7 +391,6 @@ pub fn render(m: &Model) -> String {
         out.push_str(&connection_block(c, conn, &extra).replace("```", "'''"));
     }
     let _ = writeln!(out, "```\n\n</details>");
-    out
 }
 
 #[cfg(test)]

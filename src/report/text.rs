@@ -53,6 +53,79 @@ pub fn kind_label(c: &Connection) -> String {
     }
 }
 
+/// The lines between hop `i` and the next: the translation, a port move and why, the
+/// matching evidence and latency, and the packets seen on one side only.
+fn link_lines(c: &Correlation, conn: &Connection, i: usize, l: &Link, out: &mut String) {
+    let (h, f) = (&conn.hops[i], &conn.hops[i].flow);
+    let next = &conn.hops[i + 1].flow.tuple;
+    let what = if l.change.kind == NatKind::None {
+        "no translation".to_string()
+    } else {
+        format!("{}  {}", l.change.kind, change_text(&f.tuple, next, l))
+    };
+    let _ = writeln!(out, "      | {what}");
+    if let Some(pr) = &l.port_realloc {
+        let why = match (&pr.colliding, pr.colliding_started_first) {
+            (Some(id), Some(true)) => format!("{id} already held {}", pr.wanted_sport),
+            (Some(id), _) => format!("{id} holds {} (it started later)", pr.wanted_sport),
+            (None, _) => "no connection holding it was captured (random port selection, a port range, or an unseen holder)".into(),
+        };
+        let _ = writeln!(
+            out,
+            "      | source port {} -> {}: {why}",
+            pr.wanted_sport, pr.got_sport
+        );
+    }
+    let lat = match &l.latency {
+        Some(lat) => format!(
+            ", latency {}p50 {} max {}",
+            lat.first_ns
+                .map(|f| format!("first {} ", short(f)))
+                .unwrap_or_default(),
+            short(lat.p50_ns),
+            short(lat.max_ns)
+        ),
+        None => String::new(),
+    };
+    let _ = writeln!(
+        out,
+        "      | matched {}>/{}< on {}; confidence {:.4}{lat}",
+        l.evidence.matched_fwd,
+        l.evidence.matched_rev,
+        if l.evidence.fields.is_empty() {
+            "nothing".to_string()
+        } else {
+            l.evidence.fields.join(",")
+        },
+        l.confidence
+    );
+    let next_name = &c.points[conn.hops[i + 1].point].name;
+    let this_name = &c.points[h.point].name;
+    for line in [
+        gap_text(
+            &format!("initiator packets not seen at {next_name}"),
+            &l.unmatched.lost_fwd,
+        ),
+        gap_text(
+            &format!("responder packets not seen at {this_name}"),
+            &l.unmatched.lost_rev,
+        ),
+        gap_text(
+            &format!("initiator packets seen only at {next_name}"),
+            &l.unmatched.appeared_fwd,
+        ),
+        gap_text(
+            &format!("responder packets seen only at {this_name}"),
+            &l.unmatched.appeared_rev,
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let _ = writeln!(out, "      | {line}");
+    }
+}
+
 /// The connection block, also used by the Markdown renderer.
 pub fn connection_block(c: &Correlation, conn: &Connection, extra: &[String]) -> String {
     let mut out = String::new();
@@ -107,73 +180,7 @@ pub fn connection_block(c: &Correlation, conn: &Connection, extra: &[String]) ->
             );
         }
         if let Some(l) = conn.links.get(i) {
-            let next = &conn.hops[i + 1].flow.tuple;
-            let what = if l.change.kind == NatKind::None {
-                "no translation".to_string()
-            } else {
-                format!("{}  {}", l.change.kind, change_text(&f.tuple, next, l))
-            };
-            let _ = writeln!(out, "      | {what}");
-            if let Some(pr) = &l.port_realloc {
-                let why = match (&pr.colliding, pr.colliding_started_first) {
-                    (Some(id), Some(true)) => format!("{id} already held {}", pr.wanted_sport),
-                    (Some(id), _) => format!("{id} holds {} (it started later)", pr.wanted_sport),
-                    (None, _) => "no connection holding it was captured (random port selection, a port range, or an unseen holder)".into(),
-                };
-                let _ = writeln!(
-                    out,
-                    "      | source port {} -> {}: {why}",
-                    pr.wanted_sport, pr.got_sport
-                );
-            }
-            let lat = match &l.latency {
-                Some(lat) => format!(
-                    ", latency {}p50 {} max {}",
-                    lat.first_ns
-                        .map(|f| format!("first {} ", short(f)))
-                        .unwrap_or_default(),
-                    short(lat.p50_ns),
-                    short(lat.max_ns)
-                ),
-                None => String::new(),
-            };
-            let _ = writeln!(
-                out,
-                "      | matched {}>/{}< on {}; confidence {:.4}{lat}",
-                l.evidence.matched_fwd,
-                l.evidence.matched_rev,
-                if l.evidence.fields.is_empty() {
-                    "nothing".to_string()
-                } else {
-                    l.evidence.fields.join(",")
-                },
-                l.confidence
-            );
-            let next_name = &c.points[conn.hops[i + 1].point].name;
-            let this_name = &c.points[h.point].name;
-            for line in [
-                gap_text(
-                    &format!("initiator packets not seen at {next_name}"),
-                    &l.unmatched.lost_fwd,
-                ),
-                gap_text(
-                    &format!("responder packets not seen at {this_name}"),
-                    &l.unmatched.lost_rev,
-                ),
-                gap_text(
-                    &format!("initiator packets seen only at {next_name}"),
-                    &l.unmatched.appeared_fwd,
-                ),
-                gap_text(
-                    &format!("responder packets seen only at {this_name}"),
-                    &l.unmatched.appeared_rev,
-                ),
-            ]
-            .into_iter()
-            .flatten()
-            {
-                let _ = writeln!(out, "      | {line}");
-            }
+            link_lines(c, conn, i, l, &mut out);
         }
     }
     for r in &conn.related {

@@ -13,8 +13,11 @@ use crate::model::NatKind;
 fn matched(x: &Ctx, snap: &Snapshot) -> Vec<bool> {
     let mut m = vec![false; x.c.connections.len()];
     for e in &snap.entries {
-        let located = locate(x.c, &x.hops_by_tuple, e)
-            .or_else(|| x.hops_by_tuple.get(&e.post()).and_then(|v| v.first().copied()));
+        let located = locate(x.c, &x.hops_by_tuple, e).or_else(|| {
+            x.hops_by_tuple
+                .get(&e.post())
+                .and_then(|v| v.first().copied())
+        });
         if let Some((ci, _)) = located {
             m[ci] = true;
         }
@@ -51,7 +54,11 @@ pub fn detect(x: &Ctx, _: &Explained) -> Detected {
                 },
             );
             f.conns = vec![ci];
-            f.points = conn.hops.iter().map(|h| x.name(h.point).to_string()).collect();
+            f.points = conn
+                .hops
+                .iter()
+                .map(|h| x.name(h.point).to_string())
+                .collect();
             f.tuples = vec![x.seen(first, Role::Original)];
             f.first_ns = Some(conn.first_ns());
             f.last_ns = Some(conn.last_ns());

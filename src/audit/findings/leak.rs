@@ -14,8 +14,7 @@ use std::collections::BTreeSet;
 
 use super::Detected;
 use crate::audit::{
-    Code, Ctx, Detail, Direction, Evidence, Explained, Finding, GapFacts, LeakKind, Role,
-    Severity,
+    Code, Ctx, Detail, Direction, Evidence, Explained, Finding, GapFacts, LeakKind, Role, Severity,
 };
 use crate::correlate::Gap;
 use crate::model::{tcp_flags, NatKind, Proto};
@@ -134,8 +133,7 @@ pub fn host_rst(x: &Ctx, explained: &Explained) -> Detected {
                 (&u.lost_fwd, &u.appeared_rev, Direction::Fwd, up, down)
             };
             let is_rst = rst.first_tcp_flags.is_some_and(|f| f & tcp_flags::RST != 0);
-            let (Some(lf), Some(ll), Some(rf)) = (lost.first_ns, lost.last_ns, rst.first_ns)
-            else {
+            let (Some(lf), Some(ll), Some(rf)) = (lost.first_ns, lost.last_ns, rst.first_ns) else {
                 continue;
             };
             if !is_rst || rf < lf || rf > ll + HOST_RST_NS {
@@ -145,8 +143,7 @@ pub fn host_rst(x: &Ctx, explained: &Explained) -> Detected {
             if already >= lost.packets {
                 continue;
             }
-            out.explains
-                .add(ci, li, lost_dir, lost.packets - already);
+            out.explains.add(ci, li, lost_dir, lost.packets - already);
             let t = outside.flow.tuple;
             let (s, d) = ((t.proto, t.src, t.sport), (t.proto, t.dst, t.dport));
             let (nat, peer) = if outside_down { (s, d) } else { (d, s) };

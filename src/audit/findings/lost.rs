@@ -13,7 +13,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::leak::gap_facts;
 use super::Detected;
-use crate::audit::{Code, Ctx, Detail, Direction, Evidence, Explained, Finding, PathReason, Role, Severity};
+use crate::audit::{
+    Code, Ctx, Detail, Direction, Evidence, Explained, Finding, PathReason, Role, Severity,
+};
 use crate::correlate::Connection;
 use crate::model::{tcp_flags, Proto};
 
@@ -89,11 +91,7 @@ pub fn on_links(x: &Ctx, explained: &Explained) -> Detected {
 
 /// Where connection `ci`'s kind of traffic goes after its last point `a`, and why:
 /// next point → connections that went there.
-fn expected_next(
-    x: &Ctx,
-    ci: usize,
-    conn: &Connection,
-) -> Option<(usize, Vec<usize>, PathReason)> {
+fn expected_next(x: &Ctx, ci: usize, conn: &Connection) -> Option<(usize, Vec<usize>, PathReason)> {
     let last = conn.hops.last()?;
     let (t, a) = (last.flow.tuple, last.point);
     let mut next: BTreeMap<usize, BTreeSet<usize>> = BTreeMap::new();
@@ -220,9 +218,14 @@ mod tests {
         let f = run(&c, &[], Code::Lost);
         assert!(!f.is_empty());
         assert!(f.iter().all(|f| f.severity == Severity::Error));
-        assert!(f
-            .iter()
-            .any(|f| matches!(&f.detail, Detail::Lost { stopped: Some(_), blocked: true, .. })));
+        assert!(f.iter().any(|f| matches!(
+            &f.detail,
+            Detail::Lost {
+                stopped: Some(_),
+                blocked: true,
+                ..
+            }
+        )));
     }
 
     #[test]

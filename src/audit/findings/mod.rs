@@ -193,7 +193,11 @@ pub(crate) mod testing {
         let root = env!("CARGO_MANIFEST_DIR");
         let specs: Vec<InputSpec> = ["docker0", "eth0"]
             .iter()
-            .map(|p| format!("{root}/samples/{scenario}/{p}.pcap").parse().unwrap())
+            .map(|p| {
+                format!("{root}/samples/{scenario}/{p}.pcap")
+                    .parse()
+                    .unwrap()
+            })
             .collect();
         correlate::run(&specs, &ReadOptions::default(), Config::default())
     }

@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use super::Detected;
-use crate::audit::{AllocatorMode, Code, Ctx, Detail, Evidence, Explained, Finding, Role, Severity};
+use crate::audit::{
+    AllocatorMode, Code, Ctx, Detail, Evidence, Explained, Finding, Role, Severity,
+};
 use crate::correlate::Correlation;
 
 /// The source translations of one NAT address at one point: (connection, link).
@@ -187,11 +189,15 @@ mod tests {
         // Same-port clients: the second of each pair moves, the first holds the port.
         let m = modes("port-collision");
         assert_eq!(m.len(), 3);
-        assert!(m.iter().all(|&(mode, holder)| mode == AllocatorMode::Collision && holder));
+        assert!(m
+            .iter()
+            .all(|&(mode, holder)| mode == AllocatorMode::Collision && holder));
         // A narrow --to-source range: every port moved, nobody holding them.
         let m = modes("snat-random-fully");
         assert!(!m.is_empty());
-        assert!(m.iter().all(|&(mode, holder)| mode == AllocatorMode::Range && !holder));
+        assert!(m
+            .iter()
+            .all(|&(mode, holder)| mode == AllocatorMode::Range && !holder));
         assert!(modes("masquerade").is_empty());
     }
 }

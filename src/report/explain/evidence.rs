@@ -77,6 +77,7 @@ fn ids(conns: &[String]) -> String {
     }
 }
 
+/// One line of evidence.
 pub fn line(e: &Evidence) -> String {
     match e {
         Evidence::Hop(h) => hop(h),
@@ -116,7 +117,29 @@ pub fn line(e: &Evidence) -> String {
             packets,
             conn,
             point,
-        } => format!("{packets} packets of {conn} at {point} are these packets (same invariant fields)"),
+        } => format!(
+            "{packets} packets of {conn} at {point} are these packets (same invariant fields)"
+        ),
+        Evidence::WireChange {
+            from_point,
+            from,
+            to_point,
+            to,
+        } => format!(
+            "{from_point}: {} => {to_point}: {}",
+            tuple_proto(from),
+            tuple_proto(to)
+        ),
+        _ => loss_line(e)
+            .or_else(|| arrival_line(e))
+            .or_else(|| ct_line(e))
+            .unwrap_or_default(),
+    }
+}
+
+/// Evidence of packets that went missing or were answered by the host.
+fn loss_line(e: &Evidence) -> Option<String> {
+    let s = match e {
         Evidence::Untranslated {
             gap,
             peer,
@@ -204,6 +227,14 @@ pub fn line(e: &Evidence) -> String {
             "{point}: {} answered it ({conn}): rejected rather than dropped",
             icmp_error(*proto, *icmp_type, *code)
         ),
+        _ => return None,
+    };
+    Some(s)
+}
+
+/// Evidence of packets arriving at a NAT address, and of the allocator.
+fn arrival_line(e: &Evidence) -> Option<String> {
+    let s = match e {
         Evidence::Arrived {
             point,
             packets,
@@ -248,18 +279,16 @@ pub fn line(e: &Evidence) -> String {
             ))
             .unwrap_or_default()
         ),
+        _ => return None,
+    };
+    Some(s)
+}
+
+/// Evidence from a conntrack witness.
+fn ct_line(e: &Evidence) -> Option<String> {
+    let s = match e {
         Evidence::Entry(e) => entry(e),
         Evidence::Lines(places) => format!("lines {}", places.join(", ")),
-        Evidence::WireChange {
-            from_point,
-            from,
-            to_point,
-            to,
-        } => format!(
-            "{from_point}: {} => {to_point}: {}",
-            tuple_proto(from),
-            tuple_proto(to)
-        ),
         Evidence::SnapshotEstimated { ns, source } => {
             format!("snapshot time estimated at {} ({source})", rfc3339_ns(*ns))
         }
@@ -289,5 +318,7 @@ pub fn line(e: &Evidence) -> String {
             rfc3339_ns(*from_ns),
             rfc3339_ns(*to_ns)
         ),
-    }
+        _ => return None,
+    };
+    Some(s)
 }
