@@ -159,28 +159,6 @@ pub fn fmt_endpoint(addr: IpAddr, port: Option<u16>) -> String {
     }
 }
 
-impl fmt::Display for Tuple {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.proto.has_ports() {
-            write!(
-                f,
-                "{} {} -> {}",
-                self.proto,
-                fmt_endpoint(self.src, Some(self.sport)),
-                fmt_endpoint(self.dst, Some(self.dport))
-            )
-        } else if self.proto.is_icmp() {
-            write!(
-                f,
-                "{} {} -> {} id={}",
-                self.proto, self.src, self.dst, self.sport
-            )
-        } else {
-            write!(f, "{} {} -> {}", self.proto, self.src, self.dst)
-        }
-    }
-}
-
 /// TCP flag bits as they appear in byte 13 of the TCP header.
 pub mod tcp_flags {
     pub const FIN: u8 = 0x01;

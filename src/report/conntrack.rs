@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::fmt::{rfc3339_ns, secs};
+use super::fmt::{rfc3339_ns, secs, tuple_proto};
 use super::table::{Align, Table};
 use crate::conntrack::{Entry, Event, Implied, Timeline, View};
 use crate::diag::Warning;
@@ -132,7 +132,7 @@ fn opt<T: ToString>(v: Option<T>) -> String {
 
 fn after(i: &Implied) -> String {
     if i.is_nat() {
-        i.post.to_string()
+        tuple_proto(&i.post)
     } else {
         "unchanged".into()
     }
@@ -156,10 +156,9 @@ fn kinds<'a>(it: impl Iterator<Item = &'a Implied>) -> String {
         .join(", ")
 }
 
-/// The table of one input: a heading line, then entries, timelines and statistics.
-pub fn table(v: &View) -> String {
+/// `FILE: 6 entries; 4 connections in 12 events; NAT: 6 snat; ...`
+fn heading(v: &View) -> String {
     let d = v.dump;
-    let mut out = String::new();
     let mut parts = Vec::new();
     if !d.entries.is_empty() || (d.events.is_empty() && d.stats.is_empty()) {
         parts.push(format!("{} entries", v.entries.len()));
@@ -186,78 +185,93 @@ pub fn table(v: &View) -> String {
     if !d.warnings.is_empty() {
         parts.push(format!("{} warnings", d.warnings.len()));
     }
-    out.push_str(&format!("{}: {}\n", d.source, parts.join("; ")));
+    format!("{}: {}\n", d.source, parts.join("; "))
+}
 
-    if !v.entries.is_empty() {
-        let mut t = Table::new(&[
-            ("LINE", Align::Right),
-            ("STATE", Align::Left),
-            ("ORIGINAL", Align::Left),
-            ("AFTER NAT", Align::Left),
-            ("NAT", Align::Left),
-            ("FLAGS", Align::Left),
-            ("TIMEOUT", Align::Right),
-            ("MARK", Align::Right),
-            ("ZONE", Align::Right),
-            ("ID", Align::Right),
+/// One row per entry, with the translation it implies.
+fn entries_table(v: &View) -> Table {
+    let mut t = Table::new(&[
+        ("LINE", Align::Right),
+        ("STATE", Align::Left),
+        ("ORIGINAL", Align::Left),
+        ("AFTER NAT", Align::Left),
+        ("NAT", Align::Left),
+        ("FLAGS", Align::Left),
+        ("TIMEOUT", Align::Right),
+        ("MARK", Align::Right),
+        ("ZONE", Align::Right),
+        ("ID", Align::Right),
+    ]);
+    for (e, i) in &v.entries {
+        t.row(vec![
+            e.line.to_string(),
+            opt(e.state.as_deref()),
+            tuple_proto(&e.orig),
+            after(i),
+            i.label(),
+            flags(e),
+            opt(e.timeout_s),
+            opt(e.mark),
+            e.zone_id().to_string(),
+            opt(e.id),
         ]);
-        for (e, i) in &v.entries {
-            t.row(vec![
-                e.line.to_string(),
-                opt(e.state.as_deref()),
-                e.orig.to_string(),
-                after(i),
-                i.label(),
-                flags(e),
-                opt(e.timeout_s),
-                opt(e.mark),
-                e.zone_id().to_string(),
-                opt(e.id),
-            ]);
-        }
-        out.push('\n');
-        out.push_str(&t.render("  "));
     }
+    t
+}
 
-    if !v.timelines.is_empty() {
-        let mut t = Table::new(&[
-            ("LINE", Align::Right),
-            ("CREATED", Align::Left),
-            ("LIFETIME", Align::Right),
-            ("ORIGINAL", Align::Left),
-            ("AFTER NAT", Align::Left),
-            ("NAT", Align::Left),
-            ("EVENTS", Align::Left),
-            ("LAST STATE", Align::Left),
+/// One row per event-log connection.
+fn timelines_table(v: &View) -> Table {
+    let d = v.dump;
+    let mut t = Table::new(&[
+        ("LINE", Align::Right),
+        ("CREATED", Align::Left),
+        ("LIFETIME", Align::Right),
+        ("ORIGINAL", Align::Left),
+        ("AFTER NAT", Align::Left),
+        ("NAT", Align::Left),
+        ("EVENTS", Align::Left),
+        ("LAST STATE", Align::Left),
+    ]);
+    for (tl, i) in &v.timelines {
+        let first = &d.events[tl.events[0]];
+        let last = tl.last(&d.events);
+        let lifetime = match (tl.created_ns, tl.destroyed_ns) {
+            (Some(a), Some(b)) => secs(b - a),
+            _ => String::new(),
+        };
+        let state = [
+            last.entry.state.clone().unwrap_or_default(),
+            flags(&last.entry),
+        ]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+        t.row(vec![
+            first.entry.line.to_string(),
+            opt(tl.created_ns.map(rfc3339_ns)),
+            lifetime,
+            tuple_proto(&tl.orig),
+            after(i),
+            i.label(),
+            event_summary(&d.events, tl),
+            state,
         ]);
-        for (tl, i) in &v.timelines {
-            let first = &d.events[tl.events[0]];
-            let last = tl.last(&d.events);
-            let lifetime = match (tl.created_ns, tl.destroyed_ns) {
-                (Some(a), Some(b)) => secs(b - a),
-                _ => String::new(),
-            };
-            let state = [
-                last.entry.state.clone().unwrap_or_default(),
-                flags(&last.entry),
-            ]
-            .into_iter()
-            .filter(|s| !s.is_empty())
-            .collect::<Vec<_>>()
-            .join(" ");
-            t.row(vec![
-                first.entry.line.to_string(),
-                opt(tl.created_ns.map(rfc3339_ns)),
-                lifetime,
-                tl.orig.to_string(),
-                after(i),
-                i.label(),
-                event_summary(&d.events, tl),
-                state,
-            ]);
-        }
+    }
+    t
+}
+
+/// The table of one input: a heading line, then entries, timelines and statistics.
+pub fn table(v: &View) -> String {
+    let d = v.dump;
+    let mut out = heading(v);
+    if !v.entries.is_empty() {
         out.push('\n');
-        out.push_str(&t.render("  "));
+        out.push_str(&entries_table(v).render("  "));
+    }
+    if !v.timelines.is_empty() {
+        out.push('\n');
+        out.push_str(&timelines_table(v).render("  "));
     }
 
     if !d.stats.is_empty() {

@@ -12,6 +12,7 @@ use natcheck::capture::{IfNames, InputSpec, ReadOptions};
 use natcheck::conntrack::{self, Implied};
 use natcheck::correlate::{self, Config};
 use natcheck::model::{NatKind, Tuple};
+use natcheck::report::fmt::tuple_proto;
 
 use crate::util::*;
 
@@ -30,7 +31,7 @@ fn kernel(scenario: &str) -> BTreeMap<Tuple, (Tuple, NatKind)> {
                     prev.is_none_or(|p| p == (i.post, i.change.kind)),
                     "{scenario}/{file}: line {} changes the translation of {}",
                     e.line,
-                    e.orig
+                    tuple_proto(&e.orig)
                 );
             }
         }
@@ -81,11 +82,12 @@ fn check(scenario: &str, form: &str, specs: &[InputSpec], opts: &ReadOptions) {
     for (orig, got) in &seen {
         let want = truth.get(orig).unwrap_or_else(|| {
             panic!(
-                "{scenario} ({form}): invented translation {orig} => {}",
-                got.0
+                "{scenario} ({form}): invented translation {} => {}",
+                tuple_proto(orig),
+                tuple_proto(&got.0)
             )
         });
-        assert_eq!(got, want, "{scenario} ({form}): {orig}");
+        assert_eq!(got, want, "{scenario} ({form}): {}", tuple_proto(orig));
     }
     // Every kernel translation whose inside tuple is on the wire was found.
     let c = correlate::run(specs, opts, Config::default());
@@ -101,7 +103,8 @@ fn check(scenario: &str, form: &str, specs: &[InputSpec], opts: &ReadOptions) {
             assert_eq!(
                 seen.get(orig),
                 Some(want),
-                "{scenario} ({form}): missed {orig}"
+                "{scenario} ({form}): missed {}",
+                tuple_proto(orig)
             );
         }
     }

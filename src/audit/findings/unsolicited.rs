@@ -8,7 +8,9 @@
 use super::Detected;
 use crate::audit::{Code, Ctx, Detail, Evidence, Explained, Finding, Role, Severity};
 use crate::correlate::Hop;
-use crate::model::Proto;
+use std::net::IpAddr;
+
+use crate::model::{Proto, Tuple};
 
 /// A reply later than this after its translation's last packet is not linked to it
 /// (conntrack's UDP stream timeout is 120 s; unreplied entries live 30 s).
@@ -34,6 +36,34 @@ fn nat_is_src(x: &Ctx, h: &Hop) -> Option<bool> {
     } else {
         None
     }
+}
+
+/// ICMP errors the host sent from `nat` at `point` quoting the packets of tuple `t`:
+/// (connection, evidence).
+fn host_answers(x: &Ctx, point: usize, nat: IpAddr, t: &Tuple) -> Vec<(usize, Evidence)> {
+    let mut out = Vec::new();
+    for (ei, e) in x.c.connections.iter().enumerate() {
+        for eh in e.hops.iter().filter(|o| o.point == point) {
+            let Some(err) = &eh.flow.icmp_error else {
+                continue;
+            };
+            if eh.flow.tuple.src == nat
+                && err.quoted.is_some_and(|q| q.canonical() == t.canonical())
+            {
+                out.push((
+                    ei,
+                    Evidence::HostIcmp {
+                        proto: e.proto,
+                        icmp_type: err.icmp_type,
+                        code: err.code,
+                        packets: eh.flow.packets[0] + eh.flow.packets[1],
+                        conn: e.id.clone(),
+                    },
+                ));
+            }
+        }
+    }
+    out
 }
 
 fn one(x: &Ctx, ci: usize) -> Option<Finding> {
@@ -119,23 +149,9 @@ fn one(x: &Ctx, ci: usize) -> Option<Finding> {
             });
         }
     }
-    for (ei, e) in c.connections.iter().enumerate() {
-        for eh in e.hops.iter().filter(|o| o.point == h.point) {
-            if let Some(err) = &eh.flow.icmp_error {
-                if eh.flow.tuple.src == n_addr
-                    && err.quoted.is_some_and(|q| q.canonical() == t.canonical())
-                {
-                    finding.conns.push(ei);
-                    finding.evidence.push(Evidence::HostIcmp {
-                        proto: e.proto,
-                        icmp_type: err.icmp_type,
-                        code: err.code,
-                        packets: eh.flow.packets[0] + eh.flow.packets[1],
-                        conn: e.id.clone(),
-                    });
-                }
-            }
-        }
+    for (ei, answer) in host_answers(x, h.point, n_addr, &t) {
+        finding.conns.push(ei);
+        finding.evidence.push(answer);
     }
     if let Detail::Unsolicited {
         expected: Some(_), ..
