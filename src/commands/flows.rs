@@ -3,15 +3,9 @@
 
 use std::io::{self, Write};
 
-use serde::Serialize;
-
 use super::{print_warnings, CaptureArgs, ExitStatus, Format};
-use crate::capture::{InputStats, PointInfo};
-use crate::diag::Warning;
-use crate::flows::{self, Flow, InitiatorEvidence, TcpSeen};
-use crate::model::{Proto, Tuple};
-use crate::report::fmt::{rfc3339_ns, secs};
-use crate::report::table::{Align, Table};
+use crate::flows;
+use crate::report;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -23,63 +17,6 @@ pub struct Args {
     pub format: Format,
 }
 
-/// A flow as written in JSON: the tuple's fields at top level, in the initiator's direction.
-#[derive(Serialize)]
-struct FlowJson<'a> {
-    #[serde(flatten)]
-    tuple: &'a Tuple,
-    initiator_evidence: InitiatorEvidence,
-    first_seen: String,
-    last_seen: String,
-    packets_fwd: u64,
-    packets_rev: u64,
-    bytes_fwd: u64,
-    bytes_rev: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tcp: Option<TcpJson>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    icmp_error: Option<&'a crate::flows::IcmpError>,
-}
-
-#[derive(Serialize)]
-struct TcpJson {
-    state: &'static str,
-    #[serde(flatten)]
-    seen: TcpSeen,
-}
-
-#[derive(Serialize)]
-struct PointJson<'a> {
-    #[serde(flatten)]
-    info: &'a PointInfo,
-    first_seen: Option<String>,
-    last_seen: Option<String>,
-    flows: Vec<FlowJson<'a>>,
-}
-
-#[derive(Serialize)]
-struct InputJson<'a> {
-    source: &'a str,
-    #[serde(flatten)]
-    stats: &'a InputStats,
-}
-
-#[derive(Serialize)]
-struct Doc<'a> {
-    schema: &'static str,
-    inputs: Vec<InputJson<'a>>,
-    points: Vec<PointJson<'a>>,
-    warnings: Vec<&'a Warning>,
-}
-
-fn endpoint(addr: std::net::IpAddr, port: u16, proto: Proto) -> String {
-    if proto.has_ports() {
-        crate::model::fmt_endpoint(addr, Some(port))
-    } else {
-        addr.to_string()
-    }
-}
-
 pub fn run(args: &Args) -> anyhow::Result<ExitStatus> {
     let opts = args.captures.read_options()?;
     let mut inputs = flows::read_all(&args.captures.captures, &opts);
@@ -88,155 +25,18 @@ pub fn run(args: &Args) -> anyhow::Result<ExitStatus> {
             flows::sort_for_output(&mut p.flows);
         }
     }
-    let warnings: Vec<&Warning> = inputs.iter().flat_map(|i| &i.input.warnings).collect();
     let mut out = io::BufWriter::new(io::stdout().lock());
     match args.format {
-        Format::Json => {
-            let doc = Doc {
-                schema: "natcheck.flows/1",
-                inputs: inputs
-                    .iter()
-                    .map(|i| InputJson {
-                        source: &i.input.source,
-                        stats: &i.input.stats,
-                    })
-                    .collect(),
-                points: inputs
-                    .iter()
-                    .flat_map(|i| &i.points)
-                    .map(|p| PointJson {
-                        info: &p.info,
-                        first_seen: p.info.first_ns.map(rfc3339_ns),
-                        last_seen: p.info.last_ns.map(rfc3339_ns),
-                        flows: p.flows.iter().map(flow_json).collect(),
-                    })
-                    .collect(),
-                warnings: warnings.clone(),
-            };
-            serde_json::to_writer_pretty(&mut out, &doc)?;
-            writeln!(out)?;
-        }
-        Format::Table => {
-            for input in &inputs {
-                for p in &input.points {
-                    write_point(&mut out, &p.info, &p.flows)?;
-                }
-                write_skipped(&mut out, &input.input.source, &input.input.stats)?;
-            }
-        }
+        Format::Json => report::flows::document(&inputs, &mut out)?,
+        Format::Table => report::flows::table(&inputs, &mut out)?,
     }
     out.flush()?;
     drop(out);
-    Ok(if print_warnings(warnings) {
-        ExitStatus::Error
-    } else {
-        ExitStatus::Clean
-    })
-}
-
-fn flow_json(f: &Flow) -> FlowJson<'_> {
-    FlowJson {
-        tuple: &f.tuple,
-        initiator_evidence: f.initiator,
-        first_seen: rfc3339_ns(f.first_ns),
-        last_seen: rfc3339_ns(f.last_ns),
-        packets_fwd: f.packets[0],
-        packets_rev: f.packets[1],
-        bytes_fwd: f.bytes[0],
-        bytes_rev: f.bytes[1],
-        tcp: (f.tuple.proto == Proto::Tcp).then(|| TcpJson {
-            state: f.tcp.state().as_str(),
-            seen: f.tcp,
-        }),
-        icmp_error: f.icmp_error.as_ref(),
-    }
-}
-
-fn write_point(out: &mut impl Write, info: &PointInfo, flows: &[Flow]) -> io::Result<()> {
-    let span = match (info.first_ns, info.last_ns) {
-        (Some(a), Some(b)) => format!(", {} +{}", rfc3339_ns(a), secs(b - a)),
-        _ => String::new(),
-    };
-    writeln!(
-        out,
-        "{}  ({}, {}): {} packets, {} flows{}",
-        info.name,
-        info.source,
-        info.linktype,
-        info.packets,
-        flows.len(),
-        span
-    )?;
-    if flows.is_empty() {
-        return writeln!(out);
-    }
-    let mut t = Table::new(&[
-        ("proto", Align::Left),
-        ("initiator", Align::Left),
-        ("responder", Align::Left),
-        ("pkts>", Align::Right),
-        ("pkts<", Align::Right),
-        ("bytes>", Align::Right),
-        ("bytes<", Align::Right),
-        ("start", Align::Left),
-        ("duration", Align::Right),
-        ("state", Align::Left),
-    ]);
-    for f in flows {
-        let tu = &f.tuple;
-        let (src, dst) = if tu.proto.is_icmp() {
-            (format!("{} id={}", tu.src, tu.sport), tu.dst.to_string())
+    Ok(
+        if print_warnings(inputs.iter().flat_map(|i| &i.input.warnings)) {
+            ExitStatus::Error
         } else {
-            (
-                endpoint(tu.src, tu.sport, tu.proto),
-                endpoint(tu.dst, tu.dport, tu.proto),
-            )
-        };
-        t.row(vec![
-            tu.proto.to_string(),
-            src,
-            dst,
-            f.packets[0].to_string(),
-            f.packets[1].to_string(),
-            f.bytes[0].to_string(),
-            f.bytes[1].to_string(),
-            rfc3339_ns(f.first_ns),
-            secs(f.last_ns - f.first_ns),
-            match (&f.icmp_error, tu.proto) {
-                (Some(e), _) => format!("icmp error {}/{}", e.icmp_type, e.code),
-                (None, Proto::Tcp) => f.tcp.state().as_str().to_string(),
-                _ => "-".to_string(),
-            },
-        ]);
-    }
-    write!(out, "{}", t.render("  "))?;
-    writeln!(out)
-}
-
-fn write_skipped(out: &mut impl Write, source: &str, stats: &InputStats) -> io::Result<()> {
-    let skipped: u64 = stats.skipped.values().sum();
-    if skipped == 0 && stats.truncated == 0 {
-        return Ok(());
-    }
-    writeln!(
-        out,
-        "{source}: {} frames read, {} decoded",
-        stats.frames, stats.packets
-    )?;
-    if stats.truncated > 0 {
-        writeln!(
-            out,
-            "  {} packets cut short by the snaplen (decoded from their headers)",
-            stats.truncated
-        )?;
-    }
-    if skipped > 0 {
-        writeln!(out, "  {skipped} frames not decoded:")?;
-        let mut reasons: Vec<(&String, &u64)> = stats.skipped.iter().collect();
-        reasons.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-        for (reason, n) in reasons {
-            writeln!(out, "    {n:>8}  {reason}")?;
-        }
-    }
-    writeln!(out)
+            ExitStatus::Clean
+        },
+    )
 }

@@ -7,6 +7,7 @@
 
 pub mod conntrack;
 pub mod explain;
+pub mod flows;
 pub mod fmt;
 #[cfg(feature = "frames")]
 pub mod frame;
