@@ -31,7 +31,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<Model> {
         .iter()
         .map(|f| Witness::read_conntrack(f))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let c = correlate::run(&cfg.captures, &cfg.read, cfg.correlate.clone());
+    let c = correlate::run(&cfg.captures, &cfg.read, cfg.correlate);
     let found = audit::audit(&c, &cfg.audit, &witnesses);
     Ok(Model::new(c, found, &witnesses, cfg.fail_on.clone()))
 }
