@@ -1,0 +1,540 @@
+//! rules: the host's packet-filtering and NAT rule sets as a witness. Readers turn
+//! `iptables-save` (`-c`, legacy and nft variants), `iptables -S`, `nft -j list ruleset`,
+//! `ipset save` and `ip -o addr` output into one model ([`RuleSet`]: tables of chains of
+//! [`Rule`]s, each a list of [`Match`]es and a [`Target`]); `eval` walks one packet
+//! through the hooks in kernel order and says which rules it met, which one decided,
+//! and what NAT it got.
+//!
+//! Invariants:
+//! * Every reader keeps going past what it does not know: an unknown match or target is
+//!   a value ([`MatchKind::Unknown`], [`Target::Unknown`]) that the evaluator follows
+//!   both ways, never a guess; a line it cannot read at all is a located warning.
+//! * A rule remembers where it came from (file, line, nft handle) and its text as
+//!   written, so reports quote the user's own rule.
+
+pub mod addrs;
+pub mod eval;
+pub mod ipset;
+pub mod iptables;
+pub mod nft;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use crate::diag::Warning;
+use crate::model::Proto;
+
+/// Where the rules came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Dialect {
+    /// `iptables-save` / `ip6tables-save` (with or without `-c`).
+    IptablesSave,
+    /// `iptables -S` (no table headers: one table per input, named by the reader).
+    IptablesS,
+    /// `nft -j list ruleset`.
+    NftJson,
+}
+
+/// Address family of a table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Family {
+    Ip,
+    Ip6,
+    /// nft `inet`: both.
+    Inet,
+    Bridge,
+    Arp,
+    Netdev,
+}
+
+impl Family {
+    /// Whether the table sees packets of this address family.
+    pub fn sees(self, addr: IpAddr) -> bool {
+        match self {
+            Family::Ip => addr.is_ipv4(),
+            Family::Ip6 => addr.is_ipv6(),
+            Family::Inet => true,
+            Family::Bridge | Family::Arp | Family::Netdev => false,
+        }
+    }
+}
+
+/// The netfilter hooks of the IP stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Hook {
+    Prerouting,
+    Input,
+    Forward,
+    Output,
+    Postrouting,
+}
+
+impl Hook {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hook::Prerouting => "PREROUTING",
+            Hook::Input => "INPUT",
+            Hook::Forward => "FORWARD",
+            Hook::Output => "OUTPUT",
+            Hook::Postrouting => "POSTROUTING",
+        }
+    }
+}
+
+/// What a base chain is for (nft `type`; iptables tables map onto these).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ChainType {
+    Filter,
+    /// Consulted for the first packet of a connection only.
+    Nat,
+    /// mangle OUTPUT: may re-route.
+    Route,
+}
+
+/// A base chain's place: hook, priority (lower first), type and policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Base {
+    pub hook: Hook,
+    pub priority: i32,
+    pub kind: ChainType,
+    /// ACCEPT or DROP.
+    pub policy: Verdict,
+    /// `[packets:bytes]` of the policy, when dumped with counters.
+    pub counters: Option<Counters>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Counters {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Final verdicts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Verdict {
+    Accept,
+    Drop,
+}
+
+/// A rule set read from one input.
+#[derive(Clone, Debug, Default)]
+pub struct RuleSet {
+    /// The input as given on the command line.
+    pub source: String,
+    pub tables: Vec<Table>,
+    /// Named ipsets and nft sets: name → members.
+    pub sets: BTreeMap<String, Set>,
+    /// Addresses of the host, by interface (from `ip -o addr` / `ip -j addr`).
+    pub addrs: Vec<HostAddr>,
+    pub warnings: Vec<Warning>,
+}
+
+/// One table: iptables `*nat`, or an nft `table ip nat`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Table {
+    /// The input it was read from.
+    pub source: String,
+    pub name: String,
+    pub family: Family,
+    pub dialect: Dialect,
+    pub chains: Vec<Chain>,
+}
+
+impl Table {
+    pub fn chain(&self, name: &str) -> Option<&Chain> {
+        self.chains.iter().find(|c| c.name == name)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Chain {
+    pub name: String,
+    /// Where it hooks in; `None` for a user chain reached only by jumps.
+    pub base: Option<Base>,
+    pub rules: Vec<Rule>,
+    /// 1-based line of the chain's declaration (0 when not from a line).
+    pub line: u64,
+}
+
+/// One rule: all matches must hold, then the target applies.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rule {
+    /// Where it was read: 1-based line (iptables) and nft handle.
+    pub line: u64,
+    pub handle: Option<u64>,
+    /// The rule as written (`-A KUBE-SEP-X -p tcp ... -j DNAT --to-destination ...`).
+    pub text: String,
+    pub matches: Vec<Match>,
+    pub target: Target,
+    pub counters: Option<Counters>,
+    /// `-m comment --comment` / nft `comment`.
+    pub comment: Option<String>,
+}
+
+/// A match, possibly negated (`!`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Match {
+    pub negated: bool,
+    pub kind: MatchKind,
+}
+
+/// An address prefix (`10.0.0.0/8`, a host address as /32 or /128).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Prefix {
+    pub addr: IpAddr,
+    pub len: u8,
+}
+
+impl Prefix {
+    pub fn contains(&self, a: IpAddr) -> bool {
+        match (self.addr, a) {
+            (IpAddr::V4(p), IpAddr::V4(a)) => {
+                let len = u32::from(self.len.min(32));
+                let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+                u32::from(p) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(p), IpAddr::V6(a)) => {
+                let len = u32::from(self.len.min(128));
+                let mask = if len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - len)
+                };
+                u128::from(p) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Inclusive port ranges (`80`, `8000:8080`, a multiport list).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ports(pub Vec<(u16, u16)>);
+
+impl Ports {
+    pub fn contains(&self, p: u16) -> bool {
+        self.0.iter().any(|&(lo, hi)| lo <= p && p <= hi)
+    }
+}
+
+/// An interface name pattern: exact, or a prefix when written with a trailing `+`
+/// (iptables) or `*` (nft).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Iface {
+    pub name: String,
+    pub prefix: bool,
+}
+
+impl Iface {
+    pub fn matches(&self, name: &str) -> bool {
+        if self.prefix {
+            name.starts_with(&self.name)
+        } else {
+            name == self.name
+        }
+    }
+}
+
+/// conntrack states (`--ctstate`, nft `ct state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CtState {
+    New,
+    Established,
+    Related,
+    Invalid,
+    Untracked,
+    Snat,
+    Dnat,
+}
+
+/// Route types for `-m addrtype` / nft `fib daddr type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AddrType {
+    Local,
+    Unicast,
+    Broadcast,
+    Multicast,
+    Other,
+}
+
+/// One dimension of a `-m set` lookup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SetDim {
+    Src,
+    Dst,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum MatchKind {
+    Src(Prefix),
+    Dst(Prefix),
+    InIface(Iface),
+    OutIface(Iface),
+    /// `-p`: the protocol (`Proto::Other(n)` for numbers natcheck has no name for).
+    Proto(Proto),
+    Sport(Ports),
+    Dport(Ports),
+    /// `-m addrtype`: `src`/`dst` type, `--limit-iface-in/out`.
+    AddrType {
+        src: Option<AddrType>,
+        dst: Option<AddrType>,
+        limit_in: bool,
+        limit_out: bool,
+    },
+    /// `-m set --match-set NAME src,dst`.
+    Set {
+        name: String,
+        dims: Vec<SetDim>,
+    },
+    /// `-m mark --mark V/M`: `(mark & M) == V`.
+    Mark {
+        value: u32,
+        mask: u32,
+    },
+    /// `-m connmark --mark V/M`.
+    ConnMark {
+        value: u32,
+        mask: u32,
+    },
+    /// `-m conntrack --ctstate` / `-m state --state`.
+    CtState(Vec<CtState>),
+    /// `-m conntrack --ctorigdst` / `--ctorigsrc`: the ORIGINAL tuple, before NAT.
+    CtOrigDst(Prefix),
+    CtOrigSrc(Prefix),
+    CtOrigDstPort(Ports),
+    /// `-m conntrack --ctdir ORIGINAL|REPLY`: true for REPLY.
+    CtDirReply,
+    /// `-m statistic --mode random --probability P`.
+    Random {
+        probability: f64,
+    },
+    /// `-m statistic --mode nth --every N --packet K`.
+    Nth {
+        every: u32,
+        packet: u32,
+    },
+    /// `-m tcp --tcp-flags MASK COMP` (`--syn` is `SYN,RST,ACK,FIN SYN`).
+    TcpFlags {
+        mask: u8,
+        comp: u8,
+    },
+    /// `-m icmp --icmp-type T[/C]`.
+    IcmpType {
+        icmp_type: u8,
+        code: Option<u8>,
+    },
+    /// `-m comment`: always true; the text is kept on the rule.
+    Comment,
+    /// A match the evaluator cannot decide from one packet (`recent`, `socket`,
+    /// `physdev`, `limit`, an nft `xt` expression with no arguments, ...): followed
+    /// both ways.
+    Unknown {
+        name: String,
+        text: String,
+    },
+}
+
+/// Where NAT maps to: an address range and an optional port range.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NatTo {
+    pub addrs: Option<(IpAddr, IpAddr)>,
+    pub ports: Option<(u16, u16)>,
+}
+
+/// NAT flags.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NatFlags {
+    pub random: bool,
+    pub random_fully: bool,
+    pub persistent: bool,
+}
+
+/// How a MARK/CONNMARK target changes the mark: `mark = (mark & !clear) ^ xor`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MarkOp {
+    pub clear: u32,
+    pub xor: u32,
+}
+
+impl MarkOp {
+    pub fn apply(self, mark: u32) -> u32 {
+        (mark & !self.clear) ^ self.xor
+    }
+}
+
+/// One branch of an nft verdict map or `numgen` lookup.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Branch {
+    /// Probability the branch is taken (`numgen random mod N`), or `None` when it is
+    /// chosen by the key (`vmap` on a packet field).
+    pub share: Option<f64>,
+    /// The key values it is chosen for, as nft prints them (`tcp . 30080`).
+    pub key: String,
+    pub target: Box<Target>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Target {
+    /// No target: the rule only counts.
+    None,
+    Accept,
+    Drop,
+    /// `REJECT --reject-with ...`.
+    Reject {
+        with: Option<String>,
+    },
+    Return,
+    Jump(String),
+    Goto(String),
+    Dnat {
+        to: NatTo,
+        flags: NatFlags,
+    },
+    Snat {
+        to: NatTo,
+        flags: NatFlags,
+    },
+    Masquerade {
+        ports: Option<(u16, u16)>,
+        flags: NatFlags,
+    },
+    Redirect {
+        ports: Option<(u16, u16)>,
+        flags: NatFlags,
+    },
+    Mark(MarkOp),
+    ConnMark(MarkOp),
+    /// LOG, NFLOG, TRACE: non-terminating.
+    Log,
+    /// NOTRACK / `CT --notrack`: the packet is untracked (no NAT).
+    Notrack,
+    /// Other non-terminating targets natcheck knows are harmless to the path (`CT
+    /// --zone`, `TCPMSS`, `CHECKSUM`, ...).
+    Continue {
+        name: String,
+    },
+    /// nft `vmap`/`numgen ... vmap`: one of several targets, by key or by chance.
+    Map {
+        /// What selects the branch (`numgen random mod 3`, `ip daddr . tcp dport`).
+        by: String,
+        branches: Vec<Branch>,
+    },
+    /// A target natcheck cannot follow: the evaluator stops this branch there and
+    /// says so.
+    Unknown {
+        name: String,
+        text: String,
+    },
+}
+
+/// An address of the host on one interface.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostAddr {
+    pub iface: String,
+    pub prefix: Prefix,
+}
+
+/// A named set: members as prefixes (hash:ip, hash:net), address-port pairs
+/// (hash:ip,port) or ports (bitmap:port); a member is `(prefix, proto and port)`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Set {
+    pub kind: String,
+    pub members: Vec<SetMember>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum SetMember {
+    Addr(Prefix),
+    AddrPort(Prefix, Option<Proto>, u16),
+    Port(Option<Proto>, u16),
+}
+
+/// What kind of rules input a text is, by its content.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputKind {
+    /// `iptables-save`, `ip6tables-save` or `iptables -S`.
+    Iptables,
+    /// `nft -j list ruleset`.
+    NftJson,
+    /// `ipset save` / `ipset list`.
+    Ipset,
+    /// `ip -o addr`, `ip addr` or `ip -j addr`.
+    Addrs,
+}
+
+impl InputKind {
+    /// Recognises an input by its first meaningful line (comments and blank lines
+    /// skipped): JSON with `nftables` → nft; other JSON (an array) → `ip -j addr`;
+    /// `*table`, `:CHAIN`, `-A`/`-P`/`-N` → iptables; `create`/`add` → ipset;
+    /// `N: IFACE` or `inet`/`inet6` lines → addresses.
+    pub fn detect(text: &str) -> Option<InputKind> {
+        let t = text.trim_start();
+        if t.starts_with('{') && t.contains("\"nftables\"") {
+            return Some(InputKind::NftJson);
+        }
+        if t.starts_with('[') {
+            return Some(InputKind::Addrs);
+        }
+        let first = text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with('#'))?;
+        let word = first.split_whitespace().next().unwrap_or("");
+        if first.starts_with('*')
+            || first.starts_with(':')
+            || ["-A", "-P", "-N", "-I"].contains(&word)
+        {
+            Some(InputKind::Iptables)
+        } else if ["create", "add", "Name:"].contains(&word) {
+            Some(InputKind::Ipset)
+        } else if word.ends_with(':') && word.trim_end_matches(':').parse::<u32>().is_ok() {
+            Some(InputKind::Addrs)
+        } else {
+            None
+        }
+    }
+}
+
+/// Reads one rules input (`-` for standard input, `.gz` decompressed), of any kind
+/// [`InputKind::detect`] recognises.
+pub fn read_path(path: &str) -> anyhow::Result<RuleSet> {
+    let text = crate::input::read_text(path)?;
+    Ok(parse(path, &text))
+}
+
+/// Parses a rules input of any recognised kind; an unrecognised one is a warning.
+pub fn parse(source: &str, text: &str) -> RuleSet {
+    match InputKind::detect(text) {
+        Some(InputKind::Iptables) => iptables::parse(source, text),
+        Some(InputKind::NftJson) => nft::parse_json(source, text),
+        Some(InputKind::Ipset) => ipset::parse(source, text),
+        Some(InputKind::Addrs) => addrs::parse(source, text),
+        None => RuleSet {
+            source: source.to_string(),
+            warnings: vec![Warning {
+                source: source.to_string(),
+                location: crate::diag::Location::File,
+                message: "not a rule set: expected iptables-save, iptables -S, nft -j list ruleset, ipset save or ip addr output".into(),
+            }],
+            ..RuleSet::default()
+        },
+    }
+}
+
+impl RuleSet {
+    /// Merges another input's tables, sets and addresses into this one (a host's
+    /// `iptables-save`, `ip6tables-save`, `nft -j`, `ipset save` and `ip addr` read
+    /// together).
+    pub fn merge(&mut self, other: RuleSet) {
+        self.tables.extend(other.tables);
+        self.sets.extend(other.sets);
+        self.addrs.extend(other.addrs);
+        self.warnings.extend(other.warnings);
+    }
+
+    /// Whether `a` is an address of the host (addrtype LOCAL: any address on any
+    /// interface, and 127.0.0.0/8).
+    pub fn is_local(&self, a: IpAddr) -> bool {
+        a.is_loopback() || self.addrs.iter().any(|h| h.prefix.addr == a)
+    }
+}
