@@ -1,1 +1,819 @@
 //! Walks one packet through the hooks in kernel order and records every rule it meets.
+//!
+//! The facts it follows (`netfilter-paths` in the design notes, the kernel's
+//! `nf_hook_ops` priorities):
+//! * Hooks in path order: PREROUTING, then the routing decision on the destination
+//!   *after* DNAT: INPUT for a local address, else FORWARD; then POSTROUTING. A packet
+//!   the host sends: OUTPUT, then POSTROUTING.
+//! * At one hook, every base chain of every table that sees the packet's family runs
+//!   in priority order (lower first; iptables tables have their fixed priorities). An
+//!   ACCEPT ends only its own base chain; DROP and REJECT end everything.
+//! * Chains of type nat run for the first packet of a connection only; their first
+//!   NAT target decides the mapping for that hook.
+//! * A jump pushes a return point, a goto does not; RETURN or the end of a user chain
+//!   goes back after the jump; in a base chain it applies the policy.
+//! * What one packet cannot decide is never guessed: `statistic` matches branch with
+//!   their probabilities (kube-proxy's 0.333, 0.5, rest give 1/3 each), unknown matches
+//!   branch both ways as assumptions, and an unknown target stops its branch.
+
+use std::net::IpAddr;
+
+use super::{
+    AddrType, Base, ChainType, CtState, Hook, Match, MatchKind, NatFlags, NatTo, Prefix,
+    Rule, RuleSet, SetDim, SetMember, Table, Target, Verdict,
+};
+use crate::model::{Proto, Tuple};
+
+/// At most this many branches are followed for one packet; more are cut and said so.
+pub const MAX_BRANCHES: usize = 256;
+
+/// Jumps deeper than this are a loop (the kernel refuses loops when rules load; a
+/// hand-edited dump may still hold one).
+const MAX_DEPTH: usize = 64;
+
+/// The packet to walk: the first packet of a connection as it reaches the host.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Packet {
+    pub tuple: Tuple,
+    /// Where it arrived; `None` for a packet the host itself sends (OUTPUT).
+    pub in_iface: Option<String>,
+    /// Where it leaves after routing, when known (from the captures); `None` makes
+    /// `-o` matches undecided.
+    pub out_iface: Option<String>,
+    /// conntrack state of the packet (the first packet of a connection is `New`).
+    pub ct: CtState,
+    /// The skb mark it arrives with.
+    pub mark: u32,
+    /// TCP flags (the first packet of a TCP connection carries SYN).
+    pub tcp_flags: Option<u8>,
+}
+
+impl Packet {
+    /// The first packet of a connection with this tuple, arriving on `in_iface`.
+    pub fn first(tuple: Tuple, in_iface: Option<String>, out_iface: Option<String>) -> Packet {
+        Packet {
+            tuple,
+            in_iface,
+            out_iface,
+            ct: CtState::New,
+            mark: 0,
+            tcp_flags: (tuple.proto == Proto::Tcp).then_some(crate::model::tcp_flags::SYN),
+        }
+    }
+}
+
+/// A rule by where it sits.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RuleRef {
+    /// Index of the table in [`RuleSet::tables`].
+    pub table: usize,
+    pub chain: String,
+    /// Index of the rule in its chain.
+    pub index: usize,
+}
+
+/// What happened at one step of the walk.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// A base chain starts.
+    Enter { hook: Hook, table: usize, chain: String },
+    /// A rule matched and its target applied.
+    Matched(RuleRef),
+    /// A rule's match could not be decided and was assumed to hold (`true`) or not.
+    Assumed { rule: RuleRef, held: bool },
+    /// A `statistic` (or `numgen`) branch was taken with this share.
+    Chance { rule: RuleRef, share: f64 },
+    /// The chain ended without a verdict: back to the caller, or the policy applies.
+    Fell { table: usize, chain: String },
+    /// The routing decision after PREROUTING.
+    Routed { local: bool, dst: IpAddr },
+}
+
+/// How the walk ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Fate {
+    /// Delivered to a local socket (after INPUT).
+    Delivered,
+    /// Forwarded and sent on (after POSTROUTING).
+    Forwarded,
+    /// Sent by the host (after POSTROUTING).
+    Sent,
+    /// Dropped by this rule, or by the policy of a base chain (`rule: None`).
+    Dropped { rule: Option<RuleRef>, hook: Hook, table: usize, chain: String },
+    /// Rejected (an ICMP error or RST goes back).
+    Rejected { rule: RuleRef, hook: Hook },
+    /// A target natcheck cannot follow.
+    Stopped { rule: RuleRef },
+}
+
+/// A NAT decision: the rule and the tuple after it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Nat {
+    pub rule: RuleRef,
+    pub hook: Hook,
+    pub after: Tuple,
+    pub flags: NatFlags,
+}
+
+/// One way the packet can go.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    /// The product of the shares of the `statistic` branches taken.
+    pub probability: f64,
+    pub events: Vec<Event>,
+    pub fate: Fate,
+    pub dnat: Option<Nat>,
+    pub snat: Option<Nat>,
+    /// The filter hook after routing: `Input` or `Forward` (`Output` for the host's own).
+    pub filter_hook: Option<Hook>,
+}
+
+impl Outcome {
+    /// Whether the outcome rests on an assumption about an undecided match.
+    pub fn assumed(&self) -> bool {
+        self.events.iter().any(|e| matches!(e, Event::Assumed { .. }))
+    }
+}
+
+/// Every way the packet can go, most likely first (ties in walk order), and whether
+/// branches were cut at [`MAX_BRANCHES`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Walk {
+    pub outcomes: Vec<Outcome>,
+    pub truncated: bool,
+}
+
+/// The state of one branch.
+#[derive(Clone, Debug)]
+struct State {
+    orig: Tuple,
+    cur: Tuple,
+    mark: u32,
+    ctmark: u32,
+    untracked: bool,
+    out_iface: Option<String>,
+    probability: f64,
+    events: Vec<Event>,
+    dnat: Option<Nat>,
+    snat: Option<Nat>,
+    filter_hook: Option<Hook>,
+}
+
+/// How a chain ended in one branch.
+#[derive(Clone, Debug, PartialEq)]
+enum End {
+    Verdict(Verdict, Option<RuleRef>),
+    Reject(RuleRef),
+    /// Fell off the end or RETURN.
+    Return,
+    Stop(RuleRef),
+}
+
+/// Whether a match holds: yes, no, or a split into branches with shares (`statistic`)
+/// or an assumption (unknown).
+enum Test {
+    Yes,
+    No,
+    Chance(f64),
+    Unknown,
+}
+
+struct Walker<'a> {
+    rules: &'a RuleSet,
+    packet: &'a Packet,
+    branches: usize,
+    truncated: bool,
+}
+
+/// Walks `packet` through `rules`.
+pub fn walk(rules: &RuleSet, packet: &Packet) -> Walk {
+    let mut w = Walker {
+        rules,
+        packet,
+        branches: 1,
+        truncated: false,
+    };
+    let start = State {
+        orig: packet.tuple,
+        cur: packet.tuple,
+        mark: packet.mark,
+        ctmark: 0,
+        untracked: false,
+        out_iface: packet.out_iface.clone(),
+        probability: 1.0,
+        events: Vec::new(),
+        dnat: None,
+        snat: None,
+        filter_hook: None,
+    };
+    let hooks: &[Hook] = if packet.in_iface.is_some() {
+        &[Hook::Prerouting]
+    } else {
+        &[Hook::Output]
+    };
+    let mut outcomes = Vec::new();
+    for s in w.hooks(start, hooks) {
+        outcomes.push(s);
+    }
+    outcomes.sort_by(|a, b| b.probability.total_cmp(&a.probability));
+    Walk {
+        outcomes,
+        truncated: w.truncated,
+    }
+}
+
+/// The base chains at `hook` that see packets of this address, in priority order.
+fn base_chains(rules: &RuleSet, hook: Hook, addr: IpAddr) -> Vec<(usize, usize, &Base)> {
+    let mut v: Vec<(usize, usize, &Base)> = Vec::new();
+    for (ti, t) in rules.tables.iter().enumerate() {
+        if !t.family.sees(addr) {
+            continue;
+        }
+        for (ci, c) in t.chains.iter().enumerate() {
+            if let Some(b) = c.base.as_ref().filter(|b| b.hook == hook) {
+                v.push((ti, ci, b));
+            }
+        }
+    }
+    // Stable: tables in input order at equal priority.
+    v.sort_by_key(|&(ti, ci, b)| (b.priority, ti, ci));
+    v
+}
+
+impl<'a> Walker<'a> {
+    /// Runs the hooks from `path[0]` on, with routing after PREROUTING and OUTPUT.
+    fn hooks(&mut self, s: State, path: &[Hook]) -> Vec<Outcome> {
+        let Some((&hook, rest)) = path.split_first() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (s, ended) in self.hook(s, hook) {
+            if let Some(fate) = ended {
+                out.push(finish(s, fate));
+                continue;
+            }
+            if !rest.is_empty() {
+                out.extend(self.hooks(s, rest));
+                continue;
+            }
+            out.extend(self.after(s, hook));
+        }
+        out
+    }
+
+    /// What follows `hook` once it accepted the packet.
+    fn after(&mut self, mut s: State, hook: Hook) -> Vec<Outcome> {
+        match hook {
+            Hook::Prerouting => {
+                let dst = s.cur.dst;
+                let local = self.rules.is_local(dst);
+                s.events.push(Event::Routed { local, dst });
+                if local {
+                    s.filter_hook = Some(Hook::Input);
+                    self.hooks(s, &[Hook::Input])
+                } else {
+                    s.filter_hook = Some(Hook::Forward);
+                    self.hooks(s, &[Hook::Forward, Hook::Postrouting])
+                }
+            }
+            Hook::Output => {
+                s.filter_hook = Some(Hook::Output);
+                self.hooks(s, &[Hook::Postrouting])
+            }
+            Hook::Input => vec![finish(s, Fate::Delivered)],
+            Hook::Forward => vec![finish(s, Fate::Forwarded)],
+            Hook::Postrouting => {
+                let fate = if self.packet.in_iface.is_some() {
+                    Fate::Forwarded
+                } else {
+                    Fate::Sent
+                };
+                vec![finish(s, fate)]
+            }
+        }
+    }
+
+    /// Every base chain of `hook` in order. Each branch ends with `None` (accepted:
+    /// go on) or the fate that ended it.
+    fn hook(&mut self, s: State, hook: Hook) -> Vec<(State, Option<Fate>)> {
+        let chains = base_chains(self.rules, hook, s.cur.dst);
+        let mut live = vec![s];
+        let mut done = Vec::new();
+        for (ti, ci, base) in chains {
+            let chain = &self.rules.tables[ti].chains[ci];
+            let mut next = Vec::new();
+            for mut s in live {
+                let nat_done = match hook {
+                    Hook::Prerouting | Hook::Output => s.dnat.is_some(),
+                    _ => s.snat.is_some(),
+                };
+                if base.kind == ChainType::Nat
+                    && (self.packet.ct != CtState::New || s.untracked || nat_done)
+                {
+                    next.push(s);
+                    continue;
+                }
+                s.events.push(Event::Enter {
+                    hook,
+                    table: ti,
+                    chain: chain.name.clone(),
+                });
+                for (s, end) in self.chain(s, hook, ti, &chain.name, 0) {
+                    match end {
+                        End::Verdict(Verdict::Accept, _) => next.push(s),
+                        End::Return => {
+                            if base.policy == Verdict::Accept {
+                                next.push(s);
+                            } else {
+                                let fate = Fate::Dropped {
+                                    rule: None,
+                                    hook,
+                                    table: ti,
+                                    chain: chain.name.clone(),
+                                };
+                                done.push((s, Some(fate)));
+                            }
+                        }
+                        End::Verdict(Verdict::Drop, rule) => {
+                            let fate = Fate::Dropped {
+                                rule,
+                                hook,
+                                table: ti,
+                                chain: chain.name.clone(),
+                            };
+                            done.push((s, Some(fate)));
+                        }
+                        End::Reject(rule) => done.push((s, Some(Fate::Rejected { rule, hook }))),
+                        End::Stop(rule) => done.push((s, Some(Fate::Stopped { rule }))),
+                    }
+                }
+            }
+            live = next;
+        }
+        done.extend(live.into_iter().map(|s| (s, None)));
+        done
+    }
+
+    /// Runs one chain; every branch with how it ended.
+    fn chain(
+        &mut self,
+        s: State,
+        hook: Hook,
+        ti: usize,
+        name: &str,
+        depth: usize,
+    ) -> Vec<(State, End)> {
+        let table = &self.rules.tables[ti];
+        let Some(chain) = table.chain(name) else {
+            // A jump to a chain the dump does not hold: nothing to follow.
+            return vec![(s, End::Return)];
+        };
+        let mut out = Vec::new();
+        // Branches still walking this chain, with the next rule to test.
+        let mut live = vec![(s, 0usize)];
+        while let Some((s, i)) = live.pop() {
+            let Some(rule) = chain.rules.get(i) else {
+                let mut s = s;
+                s.events.push(Event::Fell {
+                    table: ti,
+                    chain: name.to_string(),
+                });
+                out.push((s, End::Return));
+                continue;
+            };
+            let r = RuleRef {
+                table: ti,
+                chain: name.to_string(),
+                index: i,
+            };
+            for (mut s, held) in self.test_rule(s, rule, &r, hook) {
+                if !held {
+                    live.push((s, i + 1));
+                    continue;
+                }
+                s.events.push(Event::Matched(r.clone()));
+                for (s, end) in self.target(s, &rule.target, &r, hook, table, depth) {
+                    match end {
+                        None => live.push((s, i + 1)),
+                        Some(end) => out.push((s, end)),
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Applies a target; `None` means go on with the next rule.
+    fn target(
+        &mut self,
+        mut s: State,
+        target: &Target,
+        r: &RuleRef,
+        hook: Hook,
+        table: &Table,
+        depth: usize,
+    ) -> Vec<(State, Option<End>)> {
+        let go_on = |s| vec![(s, None)];
+        match target {
+            Target::None | Target::Log | Target::Continue { .. } => go_on(s),
+            Target::Mark(op) => {
+                s.mark = op.apply(s.mark);
+                go_on(s)
+            }
+            Target::ConnMark(op) => {
+                s.ctmark = op.apply(s.ctmark);
+                go_on(s)
+            }
+            Target::Notrack => {
+                s.untracked = true;
+                go_on(s)
+            }
+            Target::Accept => vec![(s, Some(End::Verdict(Verdict::Accept, Some(r.clone()))))],
+            Target::Drop => vec![(s, Some(End::Verdict(Verdict::Drop, Some(r.clone()))))],
+            Target::Reject { .. } => vec![(s, Some(End::Reject(r.clone())))],
+            Target::Return => vec![(s, Some(End::Return))],
+            Target::Jump(c) | Target::Goto(c) => {
+                if depth >= MAX_DEPTH || table.chain(c).is_none() && !self.known_chain(c) {
+                    return vec![(s, Some(End::Stop(r.clone())))];
+                }
+                let goto = matches!(target, Target::Goto(_));
+                let ti = r.table;
+                self.chain(s, hook, ti, c, depth + 1)
+                    .into_iter()
+                    .map(|(s, end)| match end {
+                        // Back from a jump: the next rule. From a goto: this chain ends.
+                        End::Return if !goto => (s, None),
+                        end => (s, Some(end)),
+                    })
+                    .collect()
+            }
+            Target::Dnat { to, flags } => {
+                let after = nat_dst(&s.cur, to);
+                self.nat(s, r, hook, after, *flags, true)
+            }
+            Target::Redirect { ports, flags } => {
+                let addr = self
+                    .packet
+                    .in_iface
+                    .as_deref()
+                    .and_then(|i| self.iface_addr(i, s.cur.dst))
+                    .unwrap_or(if s.cur.dst.is_ipv4() {
+                        IpAddr::from([127, 0, 0, 1])
+                    } else {
+                        IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
+                    });
+                let to = NatTo {
+                    addrs: Some((addr, addr)),
+                    ports: *ports,
+                };
+                let after = nat_dst(&s.cur, &to);
+                self.nat(s, r, hook, after, *flags, true)
+            }
+            Target::Snat { to, flags } => {
+                let after = nat_src(&s.cur, to);
+                self.nat(s, r, hook, after, *flags, false)
+            }
+            Target::Masquerade { ports, flags } => {
+                let addr = s
+                    .out_iface
+                    .as_deref()
+                    .and_then(|i| self.iface_addr(i, s.cur.src));
+                let to = NatTo {
+                    addrs: addr.map(|a| (a, a)),
+                    ports: *ports,
+                };
+                let after = nat_src(&s.cur, &to);
+                self.nat(s, r, hook, after, *flags, false)
+            }
+            Target::Map { branches, .. } => self.map(s, branches, r, hook, table, depth),
+            Target::Unknown { .. } => vec![(s, Some(End::Stop(r.clone())))],
+        }
+    }
+
+    /// Records a NAT decision; a NAT target ends its chain like ACCEPT.
+    fn nat(
+        &mut self,
+        mut s: State,
+        r: &RuleRef,
+        hook: Hook,
+        after: Tuple,
+        flags: NatFlags,
+        dst: bool,
+    ) -> Vec<(State, Option<End>)> {
+        let nat = Nat {
+            rule: r.clone(),
+            hook,
+            after,
+            flags,
+        };
+        s.cur = after;
+        if dst {
+            s.dnat = Some(nat);
+        } else {
+            s.snat = Some(nat);
+        }
+        vec![(s, Some(End::Verdict(Verdict::Accept, Some(r.clone()))))]
+    }
+
+    /// A verdict map: the branch the key selects, or each branch by its share.
+    fn map(
+        &mut self,
+        s: State,
+        branches: &[super::Branch],
+        r: &RuleRef,
+        hook: Hook,
+        table: &Table,
+        depth: usize,
+    ) -> Vec<(State, Option<End>)> {
+        let mut out = Vec::new();
+        let mut chosen: Vec<(State, &Target)> = Vec::new();
+        for b in branches {
+            let mut s = s.clone();
+            match b.share {
+                Some(p) => {
+                    s.probability *= p;
+                    s.events.push(Event::Chance {
+                        rule: r.clone(),
+                        share: p,
+                    });
+                }
+                None => s.events.push(Event::Assumed {
+                    rule: r.clone(),
+                    held: true,
+                }),
+            }
+            if self.grow(1) {
+                chosen.push((s, &b.target));
+            }
+        }
+        if branches.iter().all(|b| b.share.is_none()) {
+            // Keyed maps: the packet may match no key either.
+            out.push((s, None));
+        }
+        for (s, t) in chosen {
+            out.extend(self.target(s, t, r, hook, table, depth));
+        }
+        out
+    }
+
+    fn known_chain(&self, name: &str) -> bool {
+        self.rules.tables.iter().any(|t| t.chain(name).is_some())
+    }
+
+    /// The address of `iface` of the same family as `like` (MASQUERADE's source,
+    /// REDIRECT's destination).
+    fn iface_addr(&self, iface: &str, like: IpAddr) -> Option<IpAddr> {
+        self.rules
+            .addrs
+            .iter()
+            .find(|h| h.iface == iface && h.prefix.addr.is_ipv4() == like.is_ipv4())
+            .map(|h| h.prefix.addr)
+    }
+
+    /// Whether one more branch may be followed.
+    fn grow(&mut self, n: usize) -> bool {
+        if self.branches + n > MAX_BRANCHES {
+            self.truncated = true;
+            false
+        } else {
+            self.branches += n;
+            true
+        }
+    }
+
+    /// The branches of a rule's matches: `(state, all matches held)`.
+    fn test_rule(&mut self, s: State, rule: &Rule, r: &RuleRef, hook: Hook) -> Vec<(State, bool)> {
+        let mut held = vec![s];
+        let mut failed = Vec::new();
+        for m in &rule.matches {
+            let mut next = Vec::new();
+            for mut s in held {
+                match self.test(&s, m, hook) {
+                    Test::Yes => next.push(s),
+                    Test::No => failed.push(s),
+                    Test::Chance(p) => {
+                        if self.grow(1) {
+                            let mut no = s.clone();
+                            no.probability *= 1.0 - p;
+                            failed.push(no);
+                        }
+                        s.probability *= p;
+                        s.events.push(Event::Chance {
+                            rule: r.clone(),
+                            share: p,
+                        });
+                        next.push(s);
+                    }
+                    Test::Unknown => {
+                        if self.grow(1) {
+                            let mut no = s.clone();
+                            no.events.push(Event::Assumed {
+                                rule: r.clone(),
+                                held: false,
+                            });
+                            failed.push(no);
+                        }
+                        s.events.push(Event::Assumed {
+                            rule: r.clone(),
+                            held: true,
+                        });
+                        next.push(s);
+                    }
+                }
+            }
+            held = next;
+            if held.is_empty() {
+                break;
+            }
+        }
+        let mut out: Vec<(State, bool)> = held.into_iter().map(|s| (s, true)).collect();
+        out.extend(failed.into_iter().map(|s| (s, false)));
+        out
+    }
+}
+
+/// A branch ends.
+fn finish(s: State, fate: Fate) -> Outcome {
+    Outcome {
+        probability: s.probability,
+        events: s.events,
+        fate,
+        dnat: s.dnat,
+        snat: s.snat,
+        filter_hook: s.filter_hook,
+    }
+}
+
+/// The tuple after a DNAT to `to` (the first address and port of a range; a port is
+/// kept when no port range is given).
+fn nat_dst(t: &Tuple, to: &NatTo) -> Tuple {
+    let mut a = *t;
+    if let Some((lo, _)) = to.addrs {
+        a.dst = lo;
+    }
+    if let Some((lo, hi)) = to.ports {
+        if !(lo..=hi).contains(&a.dport) {
+            a.dport = lo;
+        }
+    }
+    a
+}
+
+/// The tuple after a SNAT to `to` (the port is kept when it is in range: the wire
+/// tells whether it had to move).
+fn nat_src(t: &Tuple, to: &NatTo) -> Tuple {
+    let mut a = *t;
+    if let Some((lo, _)) = to.addrs {
+        a.src = lo;
+    }
+    if let Some((lo, hi)) = to.ports {
+        if !(lo..=hi).contains(&a.sport) {
+            a.sport = lo;
+        }
+    }
+    a
+}
+
+fn negate(t: Test, negated: bool) -> Test {
+    if !negated {
+        return t;
+    }
+    match t {
+        Test::Yes => Test::No,
+        Test::No => Test::Yes,
+        Test::Chance(p) => Test::Chance(1.0 - p),
+        Test::Unknown => Test::Unknown,
+    }
+}
+
+fn yes(b: bool) -> Test {
+    if b {
+        Test::Yes
+    } else {
+        Test::No
+    }
+}
+
+impl Walker<'_> {
+    fn test(&self, s: &State, m: &Match, hook: Hook) -> Test {
+        let t = &s.cur;
+        let p = self.packet;
+        let r = match &m.kind {
+            MatchKind::Src(pre) => yes(pre.contains(t.src)),
+            MatchKind::Dst(pre) => yes(pre.contains(t.dst)),
+            MatchKind::InIface(i) => match (&p.in_iface, hook) {
+                (Some(name), Hook::Prerouting | Hook::Input | Hook::Forward) => {
+                    yes(i.matches(name))
+                }
+                _ => Test::No,
+            },
+            MatchKind::OutIface(i) => match (&s.out_iface, hook) {
+                (_, Hook::Prerouting | Hook::Input) => Test::No,
+                (Some(name), _) => yes(i.matches(name)),
+                (None, _) => Test::Unknown,
+            },
+            MatchKind::Proto(pr) => yes(*pr == t.proto),
+            MatchKind::Sport(ports) => yes(t.proto.has_ports() && ports.contains(t.sport)),
+            MatchKind::Dport(ports) => yes(t.proto.has_ports() && ports.contains(t.dport)),
+            MatchKind::AddrType {
+                src,
+                dst,
+                limit_in,
+                limit_out,
+            } => {
+                if *limit_in || *limit_out {
+                    Test::Unknown
+                } else {
+                    let ok = |ty: &Option<AddrType>, a: IpAddr| {
+                        ty.is_none_or(|ty| self.addr_type(a) == ty)
+                    };
+                    yes(ok(src, t.src) && ok(dst, t.dst))
+                }
+            }
+            MatchKind::Set { name, dims } => self.in_set(name, dims, t),
+            MatchKind::Mark { value, mask } => yes(s.mark & mask == *value),
+            MatchKind::ConnMark { value, mask } => yes(s.ctmark & mask == *value),
+            MatchKind::CtState(states) => yes(states.iter().any(|st| match st {
+                CtState::Untracked => s.untracked,
+                CtState::Snat => s.snat.is_some(),
+                CtState::Dnat => s.dnat.is_some(),
+                st => !s.untracked && *st == p.ct,
+            })),
+            MatchKind::CtOrigDst(pre) => yes(pre.contains(s.orig.dst)),
+            MatchKind::CtOrigSrc(pre) => yes(pre.contains(s.orig.src)),
+            MatchKind::CtOrigDstPort(ports) => {
+                yes(s.orig.proto.has_ports() && ports.contains(s.orig.dport))
+            }
+            MatchKind::CtDirReply => Test::No,
+            MatchKind::Random { probability } => match *probability {
+                x if x >= 1.0 => Test::Yes,
+                x if x <= 0.0 => Test::No,
+                x => Test::Chance(x),
+            },
+            MatchKind::Nth { every, .. } => match *every {
+                0 | 1 => Test::Yes,
+                n => Test::Chance(1.0 / f64::from(n)),
+            },
+            MatchKind::TcpFlags { mask, comp } => match p.tcp_flags {
+                Some(f) if t.proto == Proto::Tcp => yes(f & mask == *comp),
+                _ => Test::No,
+            },
+            MatchKind::IcmpType { icmp_type, code } => {
+                // The first packet of an ICMP connection is an echo request.
+                let (ty, c) = match t.proto {
+                    Proto::Icmp => (8, 0),
+                    Proto::Icmpv6 => (128, 0),
+                    _ => return negate(Test::No, m.negated),
+                };
+                yes(*icmp_type == ty && code.is_none_or(|x| x == c))
+            }
+            MatchKind::Comment => Test::Yes,
+            MatchKind::Unknown { .. } => Test::Unknown,
+        };
+        negate(r, m.negated)
+    }
+
+    fn addr_type(&self, a: IpAddr) -> AddrType {
+        if self.rules.is_local(a) {
+            AddrType::Local
+        } else if a.is_multicast() {
+            AddrType::Multicast
+        } else if matches!(a, IpAddr::V4(v) if v.is_broadcast()) {
+            AddrType::Broadcast
+        } else {
+            AddrType::Unicast
+        }
+    }
+
+    /// `-m set`: each dimension of the set's members against the packet's side.
+    fn in_set(&self, name: &str, dims: &[SetDim], t: &Tuple) -> Test {
+        let Some(set) = self.rules.sets.get(name) else {
+            return Test::Unknown;
+        };
+        let side = |d: Option<&SetDim>| match d {
+            Some(SetDim::Src) => (t.src, t.sport),
+            _ => (t.dst, t.dport),
+        };
+        let (a, _) = side(dims.first());
+        let (_, port) = side(dims.get(1).or(dims.first()));
+        let hit = set.members.iter().any(|m| match m {
+            SetMember::Addr(p) => p.contains(a),
+            SetMember::AddrPort(p, proto, pt) => {
+                p.contains(a) && proto.is_none_or(|x| x == t.proto) && *pt == port
+            }
+            SetMember::Port(proto, pt) => {
+                let (_, port) = side(dims.first());
+                proto.is_none_or(|x| x == t.proto) && *pt == port
+            }
+        });
+        yes(hit)
+    }
+}
+
+/// A prefix holding exactly `a`.
+pub fn host(a: IpAddr) -> Prefix {
+    Prefix {
+        addr: a,
+        len: if a.is_ipv4() { 32 } else { 128 },
+    }
+}
