@@ -13,7 +13,10 @@
 //! message bytes, with checked slicing throughout: the kernel's bytes are input like
 //! any file, a malformed attribute makes its entry a located [`Warning`] (stream
 //! offset and message number) and never a panic, and unknown attributes are skipped
-//! so that newer kernels still read.
+//! so that newer kernels still read. An entry is read in steps (the attribute walk,
+//! the checks between its tuples, its status flags), and its tuples and fields are
+//! put together by the builder the text reader uses, so a tuple the text reader
+//! would refuse (a TCP tuple without its ports) is refused here too.
 //!
 //! Reading follows libnetfilter_conntrack (what `conntrack` prints), so that the two
 //! agree: `[UNREPLIED]` is IPS_SEEN_REPLY unset; of IPS_HW_OFFLOAD, IPS_OFFLOAD and
