@@ -221,39 +221,61 @@ pub fn read_input(
     opts: &ReadOptions,
     mut sink: impl FnMut(usize, Packet),
 ) -> InputResult {
-    let source = spec.display();
     let mut result = InputResult {
-        source: source.clone(),
+        source: spec.display(),
         ..Default::default()
     };
+    let Some(mut reader) = open_reader(spec, &mut result) else {
+        return result;
+    };
+    let mut points = Points::default();
+    read_frames(&mut reader, &mut points, &mut result, &mut sink);
+    points.add_idle_interfaces(reader.interfaces(), &result.source);
+    points.name(spec, opts, reader.interfaces(), reader.format());
+    (result.points, result.remap) = points.into_sorted();
+    result
+}
+
+/// Opens the input and reads its file header; on failure, the reason is a warning in
+/// `result` and there is nothing to read.
+fn open_reader(
+    spec: &InputSpec,
+    result: &mut InputResult,
+) -> Option<FrameReader<Box<dyn Read + Send>>> {
     let stream = match open(spec) {
         Ok(s) => s,
         Err(e) => {
             result.warnings.push(Warning::new(
-                &source,
+                &result.source,
                 Location::File,
                 format!("cannot read: {e}"),
             ));
-            return result;
+            return None;
         }
     };
-    let mut reader = match FrameReader::new(stream) {
-        Ok(r) => r,
+    match FrameReader::new(stream) {
+        Ok(r) => Some(r),
         Err(p) => {
-            result.warnings.push(problem_warning(&source, &p));
-            return result;
+            result.warnings.push(problem_warning(&result.source, &p));
+            None
         }
-    };
+    }
+}
 
-    // Points in order of discovery; sorted by key at the end (see `remap`).
-    let mut keys: HashMap<LocalKey, usize> = HashMap::new();
-    let mut points: Vec<(LocalKey, PointInfo)> = Vec::new();
-    let stem = spec.stem();
+/// Reads frames up to the end or a fatal problem: each is counted, decoded, and its
+/// packet handed to `sink` with the discovery index of its point. Problems become
+/// warnings, undecodable frames a count per reason.
+fn read_frames<R: Read>(
+    reader: &mut FrameReader<R>,
+    points: &mut Points,
+    result: &mut InputResult,
+    sink: &mut impl FnMut(usize, Packet),
+) {
     loop {
         let frame = match reader.next_frame() {
             Next::Frame(f) => f,
             Next::Problem(p) => {
-                result.warnings.push(problem_warning(&source, &p));
+                result.warnings.push(problem_warning(&result.source, &p));
                 if p.fatal {
                     break;
                 }
@@ -274,25 +296,8 @@ pub fn read_input(
             Some(idx) => LocalKey::IfIndex(frame.interface, idx),
             None => LocalKey::Interface(frame.interface),
         };
-        let local = *keys.entry(key).or_insert_with(|| {
-            points.push((
-                key,
-                PointInfo {
-                    name: String::new(),
-                    source: source.clone(),
-                    linktype: reader::linktype_name(frame.linktype),
-                    interface: None,
-                    packets: 0,
-                    first_ns: None,
-                    last_ns: None,
-                },
-            ));
-            points.len() - 1
-        });
-        let info = &mut points[local].1;
-        info.packets += 1;
-        info.first_ns = Some(info.first_ns.map_or(frame.ts_ns, |t| t.min(frame.ts_ns)));
-        info.last_ns = Some(info.last_ns.map_or(frame.ts_ns, |t| t.max(frame.ts_ns)));
+        let local = points.get_or_add(key, &result.source, frame.linktype);
+        points.saw(local, frame.ts_ns);
         result.stats.packets += 1;
         if packet.truncated {
             result.stats.truncated += 1;
@@ -300,77 +305,144 @@ pub fn read_input(
         packet.ts_ns = frame.ts_ns;
         sink(local, packet);
     }
+}
 
-    // Interfaces a pcapng file declared but that carried no packet are points too:
-    // "nothing was seen on eth0" is evidence.
-    for (i, iface) in reader.interfaces().iter().enumerate() {
-        let key = LocalKey::Interface(i);
-        let has_sll2_children = points
-            .iter()
-            .any(|(k, _)| matches!(k, LocalKey::IfIndex(f, _) if *f == i));
-        if !keys.contains_key(&key) && !has_sll2_children {
-            keys.insert(key, points.len());
-            points.push((
-                key,
-                PointInfo {
-                    name: String::new(),
-                    source: source.clone(),
-                    linktype: reader::linktype_name(iface.linktype),
-                    interface: None,
-                    packets: 0,
-                    first_ns: None,
-                    last_ns: None,
-                },
-            ));
+/// The capture points of one input, in order of discovery, before they are named.
+#[derive(Default)]
+struct Points {
+    index: HashMap<LocalKey, usize>,
+    list: Vec<(LocalKey, PointInfo)>,
+}
+
+impl Points {
+    /// The discovery index of the point `key`, added when first seen.
+    fn get_or_add(&mut self, key: LocalKey, source: &str, linktype: u32) -> usize {
+        let list = &mut self.list;
+        *self.index.entry(key).or_insert_with(|| {
+            list.push((key, unnamed_point(source, linktype)));
+            list.len() - 1
+        })
+    }
+
+    /// Counts a packet seen at point `i` at `ts_ns`.
+    fn saw(&mut self, i: usize, ts_ns: i64) {
+        let Some((_, info)) = self.list.get_mut(i) else {
+            return;
+        };
+        info.packets += 1;
+        info.first_ns = Some(info.first_ns.map_or(ts_ns, |t| t.min(ts_ns)));
+        info.last_ns = Some(info.last_ns.map_or(ts_ns, |t| t.max(ts_ns)));
+    }
+
+    /// Interfaces a pcapng file declared but that carried no packet are points too:
+    /// "nothing was seen on eth0" is evidence. An interface whose packets were split
+    /// by interface index (LINUX_SLL2) already has its points.
+    fn add_idle_interfaces(&mut self, interfaces: &[reader::Interface], source: &str) {
+        for (i, iface) in interfaces.iter().enumerate() {
+            let has_sll2_children = self
+                .list
+                .iter()
+                .any(|(k, _)| matches!(k, LocalKey::IfIndex(f, _) if *f == i));
+            if !has_sll2_children {
+                self.get_or_add(LocalKey::Interface(i), source, iface.linktype);
+            }
         }
     }
 
-    let ifaces = reader.interfaces();
-    let multi = points.len() > 1;
-    for (key, info) in &mut points {
-        let (name, interface) = match *key {
-            LocalKey::Interface(i) => {
-                let ifname = ifaces.get(i).and_then(|f| f.name.clone());
-                let name = match (&spec.label, &ifname, multi) {
-                    (Some(l), _, false) => l.clone(),
-                    (None, _, false) if reader.format() == reader::Format::Pcap => stem.clone(),
-                    (Some(l), Some(n), true) => format!("{l}:{n}"),
-                    (None, Some(n), _) => n.clone(),
-                    (Some(l), None, true) => format!("{l}:{i}"),
-                    (None, None, false) => stem.clone(),
-                    (None, None, true) => format!("{stem}:{i}"),
-                };
-                (name, ifname)
+    /// Names every point (see the module documentation) and records its interface.
+    fn name(
+        &mut self,
+        spec: &InputSpec,
+        opts: &ReadOptions,
+        interfaces: &[reader::Interface],
+        format: reader::Format,
+    ) {
+        let stem = spec.stem();
+        let label = spec.label.as_deref();
+        let multi = self.list.len() > 1;
+        for (key, info) in &mut self.list {
+            match *key {
+                LocalKey::Interface(i) => {
+                    let ifname = interfaces.get(i).and_then(|f| f.name.clone());
+                    let pcap = format == reader::Format::Pcap;
+                    info.name =
+                        interface_point_name(label, ifname.as_deref(), &stem, i, multi, pcap);
+                    info.interface = ifname;
+                }
+                LocalKey::IfIndex(_, idx) => {
+                    let resolved = opts.ifnames.0.get(&idx).map(String::as_str);
+                    info.name = ifindex_point_name(label, resolved, &stem, idx);
+                    info.interface = Some(format!("ifindex {idx}"));
+                }
             }
-            LocalKey::IfIndex(_, idx) => {
-                let resolved = opts.ifnames.0.get(&idx).cloned();
-                let name = match (&spec.label, resolved) {
-                    (Some(l), Some(n)) => format!("{l}:{n}"),
-                    (None, Some(n)) => n,
-                    (Some(l), None) => format!("{l}:if{idx}"),
-                    (None, None) => format!("{stem}:if{idx}"),
-                };
-                (name, Some(format!("ifindex {idx}")))
-            }
-        };
-        info.name = name;
-        info.interface = interface;
+        }
     }
 
-    // Deterministic point order: by key. Packets were handed out with discovery
-    // indices, so callers remap with the permutation returned in `order`.
-    let mut order: Vec<usize> = (0..points.len()).collect();
-    order.sort_by_key(|&i| points[i].0);
-    let mut sorted = vec![None; points.len()];
-    for (new, &old) in order.iter().enumerate() {
-        sorted[new] = Some(points[old].1.clone());
+    /// The points in key order, and `remap`: for each discovery index, the position
+    /// of its point in that order.
+    fn into_sorted(self) -> (Vec<PointInfo>, Vec<usize>) {
+        let mut order: Vec<usize> = (0..self.list.len()).collect();
+        order.sort_by_key(|&i| self.list.get(i).map(|(k, _)| *k));
+        let mut remap = vec![0; order.len()];
+        for (new, &old) in order.iter().enumerate() {
+            if let Some(r) = remap.get_mut(old) {
+                *r = new;
+            }
+        }
+        let mut by_discovery: Vec<Option<PointInfo>> =
+            self.list.into_iter().map(|(_, info)| Some(info)).collect();
+        let sorted = order
+            .iter()
+            .filter_map(|&old| by_discovery.get_mut(old).and_then(Option::take))
+            .collect();
+        (sorted, remap)
     }
-    result.points = sorted.into_iter().flatten().collect();
-    result.remap = vec![0; order.len()];
-    for (new, &old) in order.iter().enumerate() {
-        result.remap[old] = new;
+}
+
+fn unnamed_point(source: &str, linktype: u32) -> PointInfo {
+    PointInfo {
+        name: String::new(),
+        source: source.to_string(),
+        linktype: reader::linktype_name(linktype),
+        interface: None,
+        packets: 0,
+        first_ns: None,
+        last_ns: None,
     }
-    result
+}
+
+/// The name of the point of interface `i` of a file: the `NAME=` label when it is the
+/// only point, else the pcapng `if_name` (after the label, if any), else the file's
+/// stem or label with the interface's position. A classic pcap file is one point,
+/// named by its stem.
+fn interface_point_name(
+    label: Option<&str>,
+    ifname: Option<&str>,
+    stem: &str,
+    i: usize,
+    multi: bool,
+    pcap: bool,
+) -> String {
+    match (label, ifname, multi) {
+        (Some(l), _, false) => l.to_string(),
+        (None, _, false) if pcap => stem.to_string(),
+        (Some(l), Some(n), true) => format!("{l}:{n}"),
+        (None, Some(n), _) => n.to_string(),
+        (Some(l), None, true) => format!("{l}:{i}"),
+        (None, None, false) => stem.to_string(),
+        (None, None, true) => format!("{stem}:{i}"),
+    }
+}
+
+/// The name of the point of interface index `idx` in a LINUX_SLL2 capture: the name
+/// the `ip link` listing gives it, else `if<idx>`, after the label or stem.
+fn ifindex_point_name(label: Option<&str>, resolved: Option<&str>, stem: &str, idx: u32) -> String {
+    match (label, resolved) {
+        (Some(l), Some(n)) => format!("{l}:{n}"),
+        (None, Some(n)) => n.to_string(),
+        (Some(l), None) => format!("{l}:if{idx}"),
+        (None, None) => format!("{stem}:if{idx}"),
+    }
 }
 
 fn problem_warning(source: &str, p: &ReadProblem) -> Warning {
@@ -454,6 +526,66 @@ mod tests {
         assert!("x=".parse::<InputSpec>().is_err());
         let s: InputSpec = "./dir/a=b.pcap".parse().unwrap();
         assert_eq!(s.label, None);
+    }
+
+    #[test]
+    fn point_names() {
+        let name =
+            |label, ifname, multi, pcap| interface_point_name(label, ifname, "cap", 1, multi, pcap);
+        // A classic pcap file: its label or stem.
+        assert_eq!(name(None, None, false, true), "cap");
+        assert_eq!(name(Some("inside"), None, false, true), "inside");
+        // pcapng: the interface name, after the label when there are several points.
+        assert_eq!(name(None, Some("eth0"), false, false), "eth0");
+        assert_eq!(name(Some("inside"), Some("eth0"), false, false), "inside");
+        assert_eq!(
+            name(Some("inside"), Some("eth0"), true, false),
+            "inside:eth0"
+        );
+        assert_eq!(name(None, Some("eth0"), true, false), "eth0");
+        assert_eq!(name(None, None, true, false), "cap:1");
+        assert_eq!(name(Some("inside"), None, true, false), "inside:1");
+        assert_eq!(name(None, None, false, false), "cap");
+        // LINUX_SLL2 interface indexes.
+        assert_eq!(
+            ifindex_point_name(None, Some("docker0"), "any", 3),
+            "docker0"
+        );
+        assert_eq!(
+            ifindex_point_name(Some("h"), Some("docker0"), "any", 3),
+            "h:docker0"
+        );
+        assert_eq!(ifindex_point_name(None, None, "any", 3), "any:if3");
+        assert_eq!(ifindex_point_name(Some("h"), None, "any", 3), "h:if3");
+    }
+
+    #[test]
+    fn points_are_found_counted_and_sorted() {
+        let mut points = Points::default();
+        let iface = |linktype| reader::Interface {
+            linktype,
+            name: None,
+            description: None,
+            section: 0,
+        };
+        // Discovered: ifindex 7 of interface 1, then interface 0, then ifindex 2 of 1.
+        let a = points.get_or_add(LocalKey::IfIndex(1, 7), "s", 276);
+        let b = points.get_or_add(LocalKey::Interface(0), "s", 1);
+        let c = points.get_or_add(LocalKey::IfIndex(1, 2), "s", 276);
+        assert_eq!((a, b, c), (0, 1, 2));
+        assert_eq!(points.get_or_add(LocalKey::IfIndex(1, 7), "s", 276), 0);
+        points.saw(a, 20);
+        points.saw(a, 10);
+        points.saw(99, 5);
+        // Interface 1 has points by index, interface 2 carried nothing: a point.
+        points.add_idle_interfaces(&[iface(1), iface(276), iface(1)], "s");
+        assert_eq!(points.list.len(), 4);
+        let (sorted, remap) = points.into_sorted();
+        let keys: Vec<_> = sorted.iter().map(|p| (p.packets, p.first_ns)).collect();
+        assert_eq!(keys, [(0, None), (0, None), (0, None), (2, Some(10))]);
+        assert_eq!(sorted[3].last_ns, Some(20));
+        // Interface(0) < Interface(2) < IfIndex(1, 2) < IfIndex(1, 7).
+        assert_eq!(remap, [3, 0, 2, 1]);
     }
 
     #[test]

@@ -5,6 +5,14 @@
 //! Invariants: the buffer never grows past [`MAX_RECORD`] (a length field read from the
 //! file never sizes an allocation by itself); a parse error never loses the frames
 //! already returned; after an error that cannot be resynchronised the reader ends.
+//!
+//! pcapng is read block by block in two steps: the block header is checked and the
+//! whole block brought into the buffer (a length that cannot be right, or a file that
+//! ends inside the block, ends the reading), then the block is parsed into an
+//! interface, a packet or nothing of interest. A block that does not parse is skipped
+//! with a problem, since the next one is found by its length; only an unreadable
+//! interface description ends the reading, because later packets name interfaces by
+//! position.
 
 use std::io::{self, Read};
 use std::time::Duration;
@@ -349,157 +357,215 @@ impl<R: Read> FrameReader<R> {
     fn next_pcapng(&mut self) -> Next<'_> {
         loop {
             let offset = self.offset();
-            if let Err(e) = self.fill(12) {
-                return self.fatal(offset, format!("read error: {e}"));
-            }
-            let avail = self.end - self.pos;
-            if avail == 0 {
-                self.state = State::Done;
-                return Next::End;
-            }
-            if avail < 12 {
-                return self.fatal(
-                    offset,
-                    format!("capture ends inside a block header ({avail} of 12 bytes)"),
-                );
-            }
-            let head = &self.buf[self.pos..self.pos + 12];
-            let block_type = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
-            // A new section header restarts the parser (it carries its own byte order).
-            if block_type == 0x0A0D_0D0A {
-                if let Err(p) = self.start_section() {
+            let (block_type, block_len) = match self.pcapng_block_head() {
+                Ok(BlockHead::End) => {
                     self.state = State::Done;
-                    return Next::Problem(p);
+                    return Next::End;
                 }
-                continue;
-            }
-            let State::PcapNg { parser, .. } = &self.state else {
-                return Next::End;
-            };
-            let big = parser.section().endianness == Endianness::Big;
-            let len_bytes = [head[4], head[5], head[6], head[7]];
-            let block_len = if big {
-                u32::from_be_bytes(len_bytes)
-            } else {
-                u32::from_le_bytes(len_bytes)
-            } as usize;
-            if block_len < 12 || block_len % 4 != 0 || block_len > MAX_RECORD {
-                return self.fatal(offset, format!("corrupt pcapng block length {block_len}"));
-            }
-            if let Err(e) = self.fill(block_len) {
-                return self.fatal(offset, format!("read error: {e}"));
-            }
-            if self.end - self.pos < block_len {
-                let have = self.end - self.pos;
-                return self.fatal(
-                    offset,
-                    format!(
-                        "capture ends inside a pcapng block: {have} of {block_len} bytes present"
-                    ),
-                );
-            }
-            let State::PcapNg {
-                parser,
-                section,
-                first_interface,
-            } = &mut self.state
-            else {
-                return Next::End;
-            };
-            let block_bytes = &self.buf[self.pos..self.pos + block_len];
-            let parsed = parser.next_block(block_bytes);
-            match parsed {
-                Ok((_, block)) => {
-                    self.pos += block_len;
-                    let mut packet = None;
-                    match block {
-                        Block::InterfaceDescription(idb) => {
-                            let mut name = None;
-                            let mut description = None;
-                            for opt in &idb.options {
-                                match opt {
-                                    InterfaceDescriptionOption::IfName(n) => {
-                                        name = Some(n.to_string())
-                                    }
-                                    InterfaceDescriptionOption::IfDescription(d) => {
-                                        description = Some(d.to_string())
-                                    }
-                                    _ => {}
-                                }
-                            }
-                            self.interfaces.push(Interface {
-                                linktype: u32::from(idb.linktype),
-                                name,
-                                description,
-                                section: *section,
-                            });
-                        }
-                        // (interface, time, original length, captured length, where the
-                        // data starts in the block: after the 12-byte block header and the
-                        // block's fixed fields). SPBs belong to the section's first
-                        // interface and carry no time.
-                        Block::EnhancedPacket(b) => {
-                            packet = Some((
-                                *first_interface + b.interface_id as usize,
-                                duration_ns(b.timestamp),
-                                b.original_len,
-                                b.data.len(),
-                                28,
-                            ))
-                        }
-                        Block::Packet(b) => {
-                            packet = Some((
-                                *first_interface + usize::from(b.interface_id),
-                                duration_ns(b.timestamp),
-                                b.original_len,
-                                b.data.len(),
-                                28,
-                            ))
-                        }
-                        Block::SimplePacket(b) => {
-                            packet = Some((*first_interface, 0, b.original_len, b.data.len(), 12))
-                        }
-                        // Statistics, name resolution, journal, custom blocks: nothing to decode.
-                        _ => {}
+                // A new section header restarts the parser (it carries its own byte order).
+                Ok(BlockHead::Section) => {
+                    if let Err(p) = self.start_section() {
+                        self.state = State::Done;
+                        return Next::Problem(p);
                     }
-                    let Some((interface, ts_ns, orig_len, data_len, data_at)) = packet else {
+                    continue;
+                }
+                Ok(BlockHead::Block { block_type, len }) => (block_type, len),
+                Err(message) => return self.fatal(offset, message),
+            };
+            let content = self.parse_pcapng_block(block_type, block_len);
+            // The block's length is sound: parsed or not, the next block follows it.
+            self.pos += block_len;
+            match content {
+                Ok(BlockContent::Interface(iface)) => self.interfaces.push(iface),
+                Ok(BlockContent::Packet(p)) => {
+                    // A packet of an undeclared interface has no link type to decode by.
+                    let Some(linktype) = self.interfaces.get(p.interface).map(|i| i.linktype)
+                    else {
                         continue;
                     };
-                    let Some(iface) = self.interfaces.get(interface) else {
-                        continue;
-                    };
-                    let start = self.pos - block_len + data_at;
+                    let start = self.pos - block_len + p.data_at;
                     self.frames += 1;
                     return Next::Frame(Frame {
                         number: self.frames,
                         offset,
-                        interface,
-                        ts_ns,
-                        linktype: iface.linktype,
-                        orig_len: orig_len.max(data_len as u32),
-                        data: &self.buf[start..start + data_len],
+                        interface: p.interface,
+                        ts_ns: p.ts_ns,
+                        linktype,
+                        orig_len: p.orig_len.max(p.data_len as u32),
+                        data: &self.buf[start..start + p.data_len],
                     });
                 }
-                Err(e) => {
-                    // The block's length is sound, so skip just this block and go on.
-                    self.pos += block_len;
-                    let what = pcap_file::pcapng::blocks::block_common::block_name(block_type);
-                    let interface_block = block_type == 1;
-                    let message = format!("unreadable pcapng {what} block skipped: {e}");
-                    if interface_block {
-                        // Later packets name interfaces by position: without this one,
-                        // every later index would point at the wrong interface.
-                        return self.fatal(offset, message);
-                    }
+                Ok(BlockContent::Other) => {}
+                // Later packets name interfaces by position: without this one, every
+                // later index would point at the wrong interface.
+                Err(message) if block_type == IDB_TYPE => return self.fatal(offset, message),
+                Err(message) => {
                     return Next::Problem(ReadProblem {
                         offset,
                         frame: None,
                         message,
                         fatal: false,
-                    });
+                    })
                 }
             }
         }
+    }
+
+    /// Reads the header of the block at the read position and brings the whole block
+    /// into the buffer. An error is the message of a fatal problem: the file ends
+    /// inside the block, or its length cannot be right (then no later block can be
+    /// found either).
+    fn pcapng_block_head(&mut self) -> Result<BlockHead, String> {
+        self.fill(12).map_err(|e| format!("read error: {e}"))?;
+        let avail = self.end - self.pos;
+        if avail == 0 {
+            return Ok(BlockHead::End);
+        }
+        let unread = self.buf.get(self.pos..self.end).unwrap_or_default();
+        let Some(&head) = unread.first_chunk::<12>() else {
+            return Err(format!(
+                "capture ends inside a block header ({avail} of 12 bytes)"
+            ));
+        };
+        let block_type = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+        if block_type == SHB_TYPE {
+            return Ok(BlockHead::Section);
+        }
+        let State::PcapNg { parser, .. } = &self.state else {
+            return Ok(BlockHead::End);
+        };
+        let len_bytes = [head[4], head[5], head[6], head[7]];
+        let block_len = match parser.section().endianness {
+            Endianness::Big => u32::from_be_bytes(len_bytes),
+            Endianness::Little => u32::from_le_bytes(len_bytes),
+        } as usize;
+        if block_len < 12 || block_len % 4 != 0 || block_len > MAX_RECORD {
+            return Err(format!("corrupt pcapng block length {block_len}"));
+        }
+        self.fill(block_len)
+            .map_err(|e| format!("read error: {e}"))?;
+        let have = self.end - self.pos;
+        if have < block_len {
+            return Err(format!(
+                "capture ends inside a pcapng block: {have} of {block_len} bytes present"
+            ));
+        }
+        Ok(BlockHead::Block {
+            block_type,
+            len: block_len,
+        })
+    }
+
+    /// Parses the block at the read position, whose `block_len` bytes are buffered.
+    /// An error is the message of a problem with this block alone.
+    fn parse_pcapng_block(
+        &mut self,
+        block_type: u32,
+        block_len: usize,
+    ) -> Result<BlockContent, String> {
+        let State::PcapNg {
+            parser,
+            section,
+            first_interface,
+        } = &mut self.state
+        else {
+            return Ok(BlockContent::Other);
+        };
+        let block_bytes = &self.buf[self.pos..self.pos + block_len];
+        match parser.next_block(block_bytes) {
+            Ok((_, block)) => Ok(block_content(block, *section, *first_interface)),
+            Err(e) => {
+                let what = pcap_file::pcapng::blocks::block_common::block_name(block_type);
+                Err(format!("unreadable pcapng {what} block skipped: {e}"))
+            }
+        }
+    }
+}
+
+/// pcapng block types the reader handles itself.
+const SHB_TYPE: u32 = 0x0A0D_0D0A;
+const IDB_TYPE: u32 = 1;
+
+/// What the header of the next pcapng block says.
+enum BlockHead {
+    /// The stream ends cleanly, between blocks.
+    End,
+    /// A section header block: the parser starts again.
+    Section,
+    /// Any other block, whole in the buffer.
+    Block { block_type: u32, len: usize },
+}
+
+/// What a parsed pcapng block holds for the reader.
+#[derive(Debug, PartialEq, Eq)]
+enum BlockContent {
+    Interface(Interface),
+    Packet(PacketAt),
+    /// Statistics, name resolution, journal, custom blocks: nothing to decode.
+    Other,
+}
+
+/// A packet block: which interface of the file recorded it, its time, its original
+/// and captured lengths, and where its data starts in the block.
+#[derive(Debug, PartialEq, Eq)]
+struct PacketAt {
+    interface: usize,
+    ts_ns: i64,
+    orig_len: u32,
+    data_len: usize,
+    data_at: usize,
+}
+
+/// The interface or packet a block declares. `first_interface` is the index of the
+/// current section's first interface (packet blocks count interfaces from it);
+/// data starts after the 12-byte block header and the block's fixed fields. Simple
+/// packet blocks belong to the section's first interface and carry no time.
+fn block_content(block: Block<'_>, section: usize, first_interface: usize) -> BlockContent {
+    let packet = |interface: usize, ts_ns, orig_len, data_len, data_at| {
+        BlockContent::Packet(PacketAt {
+            interface: first_interface.saturating_add(interface),
+            ts_ns,
+            orig_len,
+            data_len,
+            data_at,
+        })
+    };
+    match block {
+        Block::InterfaceDescription(idb) => {
+            let mut iface = Interface {
+                linktype: u32::from(idb.linktype),
+                name: None,
+                description: None,
+                section,
+            };
+            for opt in &idb.options {
+                match opt {
+                    InterfaceDescriptionOption::IfName(n) => iface.name = Some(n.to_string()),
+                    InterfaceDescriptionOption::IfDescription(d) => {
+                        iface.description = Some(d.to_string())
+                    }
+                    _ => {}
+                }
+            }
+            BlockContent::Interface(iface)
+        }
+        Block::EnhancedPacket(b) => packet(
+            b.interface_id as usize,
+            duration_ns(b.timestamp),
+            b.original_len,
+            b.data.len(),
+            28,
+        ),
+        Block::Packet(b) => packet(
+            usize::from(b.interface_id),
+            duration_ns(b.timestamp),
+            b.original_len,
+            b.data.len(),
+            28,
+        ),
+        Block::SimplePacket(b) => packet(0, 0, b.original_len, b.data.len(), 12),
+        _ => BlockContent::Other,
     }
 }
 
@@ -736,5 +802,57 @@ mod tests {
         assert_eq!(frames[0].3, b"good".to_vec());
         assert_eq!(problems.len(), 1);
         assert!(!problems[0].fatal);
+    }
+
+    #[test]
+    fn second_section_counts_interfaces_on_and_simple_packets_have_no_time() {
+        let mut v = shb();
+        idb(&mut v, 1, "docker0", None);
+        v.extend(shb());
+        idb(&mut v, 113, "any", None);
+        idb(&mut v, 1, "eth0", None);
+        epb(&mut v, 1, 5_000_000, b"epb");
+        let mut spb = 3u32.to_le_bytes().to_vec();
+        spb.extend_from_slice(b"spb");
+        block(&mut v, 3, &spb);
+        let mut r = FrameReader::new(&v[..]).unwrap();
+        let mut got = Vec::new();
+        while let Next::Frame(f) = r.next_frame() {
+            got.push((f.interface, f.ts_ns, f.linktype, f.data.to_vec()));
+        }
+        assert_eq!(
+            got,
+            vec![
+                (2, 5_000_000_000, 1, b"epb".to_vec()),
+                (1, 0, 113, b"spb".to_vec())
+            ]
+        );
+        let sections: Vec<_> = r.interfaces().iter().map(|i| i.section).collect();
+        assert_eq!(sections, [0, 1, 1]);
+    }
+
+    #[test]
+    fn pcapng_block_header_problems_are_fatal_and_located() {
+        let mut v = shb();
+        idb(&mut v, 1, "docker0", None);
+        let at = v.len();
+        // A block length that is not a multiple of 4.
+        let mut bad = v.clone();
+        bad.extend_from_slice(&6u32.to_le_bytes());
+        bad.extend_from_slice(&14u32.to_le_bytes());
+        bad.extend_from_slice(&[0; 8]);
+        let (frames, problems) = collect(&bad);
+        assert!(frames.is_empty());
+        assert_eq!((problems[0].offset, problems[0].fatal), (at as u64, true));
+        assert_eq!(problems[0].message, "corrupt pcapng block length 14");
+        // The file ends 5 bytes into a block header.
+        let mut cut = v.clone();
+        cut.extend_from_slice(&[6, 0, 0, 0, 32]);
+        let (_, problems) = collect(&cut);
+        assert_eq!(
+            problems[0].message,
+            "capture ends inside a block header (5 of 12 bytes)"
+        );
+        assert_eq!(problems[0].offset, at as u64);
     }
 }

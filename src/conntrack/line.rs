@@ -16,17 +16,19 @@
 //! [delta-time=] [use=] [id=] [any other key=value]
 //! ```
 //!
-//! Key order after the protocol is not enforced (versions differ); what is enforced is
-//! that each tuple has its addresses, that protocols with ports have them, and that both
-//! tuples are present. `id=` is the ICMP identifier inside an ICMP tuple that has no
-//! identifier yet, and the entry id everywhere else.
+//! An entry line is read in named steps: its head (event tag, protocols, timeout,
+//! state), then its body (tuples, flags and `key=value` fields), then the checks that
+//! need the whole line. Key order after the protocol is not enforced (versions
+//! differ); what is enforced is that both tuples are present and of one address
+//! family, and what the tuple builder shared with the netlink reader requires of each
+//! tuple (its addresses, and the ports of protocols that have them). `type=`, `code=`
+//! and `id=` belong to the tuple only in ICMP and ICMPv6 entries: `id=` is the ICMP
+//! identifier inside an ICMP tuple that has a type and no identifier yet, and the
+//! entry id everywhere else; `type=` and `code=` elsewhere are unknown keys, kept.
 
-use std::net::IpAddr;
-
-use super::{
-    family_matches, warn, Counters, CpuStats, Dump, Entry, Event, EventKind, Flags, Footer, IcmpKey,
-};
-use crate::model::{Proto, Tuple};
+use super::build::{CtTuple, EntryParts, TupleError, TupleParts};
+use super::{family_matches, warn, Counters, CpuStats, Dump, Entry, Event, EventKind, Footer};
+use crate::model::Proto;
 
 /// What one line holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -224,66 +226,59 @@ fn event_kind(t: &str) -> Option<EventKind> {
     }
 }
 
-/// A tuple being filled from `key=value` tokens.
+/// A tuple being filled from `key=value` tokens: its fields, where its `src=` is, and
+/// the counters printed inside it.
 #[derive(Default)]
 struct TupleBuf {
     col: u64,
-    src: Option<IpAddr>,
-    dst: Option<IpAddr>,
-    sport: Option<u16>,
-    dport: Option<u16>,
-    icmp_type: Option<u8>,
-    icmp_code: Option<u8>,
-    icmp_id: Option<u16>,
+    parts: TupleParts,
     packets: Option<u64>,
     bytes: Option<u64>,
 }
 
 impl TupleBuf {
-    fn finish(&self, proto: Proto, which: &str) -> Result<(Tuple, Option<IcmpKey>), LineError> {
-        let (Some(src), Some(dst)) = (self.src, self.dst) else {
-            return err(
-                self.col,
-                format!("{which} tuple: expected `src=` and `dst=`"),
-            );
-        };
-        if src.is_ipv4() != dst.is_ipv4() {
-            return err(
-                self.col,
-                format!("{which} tuple: `src=` and `dst=` are of different address families"),
-            );
-        }
-        let icmp = match (self.icmp_type, self.icmp_code) {
-            (Some(icmp_type), code) => Some(IcmpKey {
-                icmp_type,
-                code: code.unwrap_or(0),
-            }),
-            _ => None,
-        };
-        let (sport, dport) = if proto.is_icmp() {
-            (self.icmp_id.unwrap_or(0), 0)
-        } else {
-            match (self.sport, self.dport) {
-                (Some(s), Some(d)) => (s, d),
-                (None, None) if !needs_ports(proto) => (0, 0),
-                _ => {
-                    return err(
-                        self.col,
-                        format!("{which} tuple: expected `sport=` and `dport=` for {proto}"),
-                    )
-                }
+    /// Reads `key=value` if it is a field of this tuple; false if it is not.
+    fn read_field(
+        &mut self,
+        proto: Proto,
+        key: &str,
+        v: &str,
+        col: u64,
+    ) -> Result<bool, LineError> {
+        let p = &mut self.parts;
+        match key {
+            "src" => p.src = Some(num(key, v, col, "an IP address")?),
+            "dst" => p.dst = Some(num(key, v, col, "an IP address")?),
+            "sport" => p.sport = Some(num(key, v, col, "a port")?),
+            "dport" => p.dport = Some(num(key, v, col, "a port")?),
+            "srckey" => p.sport = Some(gre_key(key, v, col)?),
+            "dstkey" => p.dport = Some(gre_key(key, v, col)?),
+            "type" if proto.is_icmp() => p.icmp_type = Some(num(key, v, col, "an ICMP type")?),
+            "code" if proto.is_icmp() => p.icmp_code = Some(num(key, v, col, "an ICMP code")?),
+            // The identifier follows the type; any other `id=` is the entry's.
+            "id" if proto.is_icmp() && p.icmp_type.is_some() && p.icmp_id.is_none() => {
+                p.icmp_id = Some(num(key, v, col, "an ICMP identifier")?)
             }
-        };
-        Ok((
-            Tuple {
-                proto,
-                src,
-                sport,
-                dst,
-                dport,
-            },
-            icmp,
-        ))
+            "packets" => self.packets = Some(num(key, v, col, "a count")?),
+            "bytes" => self.bytes = Some(num(key, v, col, "a count")?),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    fn finish(&self, proto: Proto, which: &str) -> Result<CtTuple, LineError> {
+        self.parts.build(proto).or_else(|e| {
+            let message = match e {
+                TupleError::NoAddresses => format!("{which} tuple: expected `src=` and `dst=`"),
+                TupleError::MixedFamilies => {
+                    format!("{which} tuple: `src=` and `dst=` are of different address families")
+                }
+                TupleError::MissingPort => {
+                    format!("{which} tuple: expected `sport=` and `dport=` for {proto}")
+                }
+            };
+            err(self.col, message)
+        })
     }
 
     fn counters(&self) -> Option<Counters> {
@@ -297,13 +292,10 @@ impl TupleBuf {
     }
 }
 
-/// Protocols whose conntrack tuples always carry ports.
-fn needs_ports(p: Proto) -> bool {
-    matches!(
-        p,
-        Proto::Tcp | Proto::Udp | Proto::Sctp | Proto::Other(33 | 136)
-    )
-}
+/// Keys of a tuple, which cannot come before the first `src=`.
+const TUPLE_KEYS: [&str; 9] = [
+    "dst", "sport", "dport", "srckey", "dstkey", "type", "code", "packets", "bytes",
+];
 
 /// The error for the value of `key=value` at column `col`: located at the value.
 fn bad_value<T>(key: &str, v: &str, col: u64, what: &str) -> Result<T, LineError> {
@@ -315,6 +307,12 @@ fn bad_value<T>(key: &str, v: &str, col: u64, what: &str) -> Result<T, LineError
 
 fn num<T: std::str::FromStr>(key: &str, v: &str, col: u64, what: &str) -> Result<T, LineError> {
     v.parse().or_else(|_| bad_value(key, v, col, what))
+}
+
+/// GRE keys print as hexadecimal (`srckey=0x0`).
+fn gre_key(key: &str, v: &str, col: u64) -> Result<u16, LineError> {
+    u16::from_str_radix(v.trim_start_matches("0x"), 16)
+        .or_else(|_| bad_value(key, v, col, "a hexadecimal key"))
 }
 
 /// `mark=` is printed in decimal; people also paste `0x`-prefixed values.
@@ -337,78 +335,133 @@ fn mark(v: &str, col: u64) -> Result<u32, LineError> {
 const PROTO_EXPECTED: &str = "expected a conntrack entry: a protocol name and number \
      (`tcp 6`), optionally after `ipv4 2` or an event tag";
 
-fn entry_or_event(line: u64, toks: &[Tok<'_>]) -> Result<Line, LineError> {
-    let mut i = 0;
-    let mut time_ns = None;
-    let mut kind = None;
-    if let Some(t) = toks.get(i).filter(|t| t.text.starts_with('[')) {
-        if let Some(ns) = event_time(t.text) {
-            time_ns = Some(ns);
-            i += 1;
-        }
-    }
-    if let Some(k) = toks.get(i).and_then(|t| event_kind(t.text)) {
-        kind = Some(k);
-        i += 1;
-    }
+/// The tokens still to read.
+type Toks<'t, 'a> = &'t [Tok<'a>];
+
+/// The tokens after the first `n`.
+fn skip<'t, 'a>(toks: Toks<'t, 'a>, n: usize) -> Toks<'t, 'a> {
+    toks.get(n..).unwrap_or_default()
+}
+
+/// What comes before the tuples: the event tag, the layer-3 and layer-4 protocols,
+/// the timeout and the state.
+struct Head {
+    time_ns: Option<i64>,
+    kind: Option<EventKind>,
+    l3num: Option<u8>,
+    proto: Proto,
+    timeout_s: Option<u64>,
+    state: Option<String>,
+    /// Column of the line's first token, where a wrong layer-3 number is reported.
+    line_col: u64,
+    /// Column of the protocol name, where a missing ORIGINAL tuple is reported.
+    proto_col: u64,
+}
+
+/// Reads the head of an entry line; returns it and the tokens after it.
+fn head<'t, 'a>(toks: Toks<'t, 'a>) -> Result<(Head, Toks<'t, 'a>), LineError> {
+    let line_col = toks.first().map_or(1, |t| t.col);
+    let (time_ns, kind, rest) = event_tag(toks, line_col)?;
+    let (l3num, rest) = layer3(rest)?;
+    let proto_col = rest.first().map_or(line_col, |t| t.col);
+    let (proto, rest) = protocol(rest, proto_col)?;
+    let (timeout_s, rest) = timeout(rest)?;
+    let (state, rest) = state(rest);
+    let head = Head {
+        time_ns,
+        kind,
+        l3num,
+        proto,
+        timeout_s,
+        state,
+        line_col,
+        proto_col,
+    };
+    Ok((head, rest))
+}
+
+/// Events: `[<sec>.<usec>]` (`-o timestamp`), then `[NEW]`, `[UPDATE]` or `[DESTROY]`.
+/// Both are optional, but a time is only printed before a kind.
+fn event_tag<'t, 'a>(
+    toks: Toks<'t, 'a>,
+    line_col: u64,
+) -> Result<(Option<i64>, Option<EventKind>, Toks<'t, 'a>), LineError> {
+    let time_ns = toks.first().and_then(|t| event_time(t.text));
+    let rest = skip(toks, usize::from(time_ns.is_some()));
+    let kind = rest.first().and_then(|t| event_kind(t.text));
+    let rest = skip(rest, usize::from(kind.is_some()));
     if time_ns.is_some() && kind.is_none() {
-        let col = toks.get(i).map_or(toks[0].col, |t| t.col);
+        let col = rest.first().map_or(line_col, |t| t.col);
         return err(
             col,
             "expected `[NEW]`, `[UPDATE]` or `[DESTROY]` after the event time",
         );
     }
-    let mut l3num = None;
-    if let Some(t) = toks.get(i).filter(|t| matches!(t.text, "ipv4" | "ipv6")) {
-        let Some(n) = toks.get(i + 1).and_then(|n| n.text.parse::<u8>().ok()) else {
-            return err(
-                t.col,
-                format!("expected the layer-3 number after `{}`", t.text),
-            );
-        };
-        l3num = Some(n);
-        i += 2;
-    }
-    let proto_col = toks.get(i).map_or(toks[0].col, |t| t.col);
-    let proto = match (toks.get(i), toks.get(i + 1)) {
-        (Some(name), Some(number))
-            if name
-                .text
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-                && name
-                    .text
-                    .bytes()
-                    .next()
-                    .is_some_and(|b| b.is_ascii_lowercase()) =>
-        {
-            match number.text.parse::<u8>() {
-                Ok(n) => Proto::from_number(n),
-                Err(_) if number.text.bytes().all(|b| b.is_ascii_digit()) => {
-                    return err(
-                        number.col,
-                        format!("protocol number `{}` is out of range", number.text),
-                    )
-                }
-                Err(_) => return err(proto_col, PROTO_EXPECTED),
-            }
-        }
-        _ => return err(proto_col, PROTO_EXPECTED),
+    Ok((time_ns, kind, rest))
+}
+
+/// `ipv4 2` / `ipv6 10` of `-o extended` and `/proc`.
+fn layer3<'t, 'a>(toks: Toks<'t, 'a>) -> Result<(Option<u8>, Toks<'t, 'a>), LineError> {
+    let Some(t) = toks.first().filter(|t| matches!(t.text, "ipv4" | "ipv6")) else {
+        return Ok((None, toks));
     };
-    i += 2;
-    let mut timeout_s = None;
-    if let Some(t) = toks
-        .get(i)
-        .filter(|t| t.text.bytes().all(|b| b.is_ascii_digit()))
-    {
-        let Ok(secs) = t.text.parse() else {
-            return err(t.col, format!("timeout `{}` is out of range", t.text));
-        };
-        timeout_s = Some(secs);
-        i += 1;
+    let Some(n) = toks.get(1).and_then(|n| n.text.parse::<u8>().ok()) else {
+        return err(
+            t.col,
+            format!("expected the layer-3 number after `{}`", t.text),
+        );
+    };
+    Ok((Some(n), skip(toks, 2)))
+}
+
+/// The layer-4 protocol: a lowercase name (`tcp`, `unknown`, `icmpv6`) and a number.
+/// `col` is where an error is reported when there is no such pair.
+fn protocol<'t, 'a>(toks: Toks<'t, 'a>, col: u64) -> Result<(Proto, Toks<'t, 'a>), LineError> {
+    let (Some(name), Some(number)) = (toks.first(), toks.get(1)) else {
+        return err(col, PROTO_EXPECTED);
+    };
+    let is_name = name
+        .text
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase())
+        && name
+            .text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if !is_name {
+        return err(col, PROTO_EXPECTED);
     }
-    let mut state = None;
-    if let Some(t) = toks.get(i).filter(|t| {
+    let proto = match number.text.parse::<u8>() {
+        Ok(n) => Proto::from_number(n),
+        Err(_) if number.text.bytes().all(|b| b.is_ascii_digit()) => {
+            return err(
+                number.col,
+                format!("protocol number `{}` is out of range", number.text),
+            )
+        }
+        Err(_) => return err(col, PROTO_EXPECTED),
+    };
+    Ok((proto, skip(toks, 2)))
+}
+
+/// The seconds left, when printed (a number right after the protocol).
+fn timeout<'t, 'a>(toks: Toks<'t, 'a>) -> Result<(Option<u64>, Toks<'t, 'a>), LineError> {
+    let Some(t) = toks
+        .first()
+        .filter(|t| t.text.bytes().all(|b| b.is_ascii_digit()))
+    else {
+        return Ok((None, toks));
+    };
+    let Ok(secs) = t.text.parse() else {
+        return err(t.col, format!("timeout `{}` is out of range", t.text));
+    };
+    Ok((Some(secs), skip(toks, 1)))
+}
+
+/// The protocol state, when printed: an uppercase word (`ESTABLISHED`, `SYN_SENT2`).
+fn state<'t, 'a>(toks: Toks<'t, 'a>) -> (Option<String>, Toks<'t, 'a>) {
+    let is_state = |t: &&Tok<'_>| {
         t.text
             .bytes()
             .next()
@@ -416,36 +469,38 @@ fn entry_or_event(line: u64, toks: &[Tok<'_>]) -> Result<Line, LineError> {
             && t.text
                 .bytes()
                 .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
-    }) {
-        state = Some(t.text.to_string());
-        i += 1;
+    };
+    match toks.first().filter(is_state) {
+        Some(t) => (Some(t.text.to_string()), skip(toks, 1)),
+        None => (None, toks),
+    }
+}
+
+/// What follows the head: the tuples and the entry's other fields, in any order.
+struct Body {
+    tuples: Vec<TupleBuf>,
+    parts: EntryParts,
+}
+
+impl Body {
+    /// Reads every token after the head into `parts` and the tuples.
+    fn read(proto: Proto, toks: &[Tok<'_>], parts: EntryParts) -> Result<Body, LineError> {
+        let mut body = Body {
+            tuples: Vec::with_capacity(2),
+            parts,
+        };
+        for t in toks {
+            match t.text.strip_prefix('[') {
+                Some(inner) => bracketed(&mut body.parts, t, inner)?,
+                None => body.key_value(proto, t)?,
+            }
+        }
+        Ok(body)
     }
 
-    let mut tuples: Vec<TupleBuf> = Vec::with_capacity(2);
-    let mut flags = Flags::default();
-    let mut e = EntryRest::default();
-    for t in &toks[i..] {
-        if let Some(inner) = t.text.strip_prefix('[') {
-            let Some(inner) = inner.strip_suffix(']') else {
-                return err(t.col, "expected `]` closing the bracketed word");
-            };
-            match inner {
-                "UNREPLIED" => flags.unreplied = true,
-                "ASSURED" => flags.assured = true,
-                "OFFLOAD" => flags.offload = true,
-                "HW_OFFLOAD" => flags.hw_offload = true,
-                _ => {
-                    if let Some(v) = inner.strip_prefix("start=") {
-                        e.start = Some(v.to_string());
-                    } else if let Some(v) = inner.strip_prefix("stop=") {
-                        e.stop = Some(v.to_string());
-                    } else {
-                        flags.other.push(inner.to_string());
-                    }
-                }
-            }
-            continue;
-        }
+    /// `key=value`: a field of the current tuple (`src=` opens a new one), else a
+    /// field of the entry, else a key kept as is.
+    fn key_value(&mut self, proto: Proto, t: &Tok<'_>) -> Result<(), LineError> {
         let Some((key, v)) = t.text.split_once('=') else {
             return err(
                 t.col,
@@ -453,144 +508,131 @@ fn entry_or_event(line: u64, toks: &[Tok<'_>]) -> Result<Line, LineError> {
             );
         };
         if key == "src" {
-            if tuples.len() == 2 {
+            if self.tuples.len() == 2 {
                 return err(t.col, "a third tuple: an entry has only ORIGINAL and REPLY");
             }
-            tuples.push(TupleBuf {
+            self.tuples.push(TupleBuf {
                 col: t.col,
                 ..TupleBuf::default()
             });
         }
-        let tb = tuples.last_mut();
-        match (key, tb) {
-            ("src" | "dst", Some(tb)) => {
-                let addr: IpAddr = num(key, v, t.col, "an IP address")?;
-                let slot = if key == "src" {
-                    &mut tb.src
-                } else {
-                    &mut tb.dst
-                };
-                *slot = Some(addr);
-            }
-            ("sport", Some(tb)) => tb.sport = Some(num(key, v, t.col, "a port")?),
-            ("dport", Some(tb)) => tb.dport = Some(num(key, v, t.col, "a port")?),
-            ("srckey" | "dstkey", Some(tb)) => {
-                // GRE keys print as hexadecimal (`srckey=0x0`).
-                let k = u16::from_str_radix(v.trim_start_matches("0x"), 16)
-                    .or_else(|_| bad_value(key, v, t.col, "a hexadecimal key"))?;
-                let slot = if key == "srckey" {
-                    &mut tb.sport
-                } else {
-                    &mut tb.dport
-                };
-                *slot = Some(k);
-            }
-            ("type", Some(tb)) => tb.icmp_type = Some(num(key, v, t.col, "an ICMP type")?),
-            ("code", Some(tb)) => tb.icmp_code = Some(num(key, v, t.col, "an ICMP code")?),
-            ("id", Some(tb))
-                if proto.is_icmp() && tb.icmp_type.is_some() && tb.icmp_id.is_none() =>
-            {
-                tb.icmp_id = Some(num(key, v, t.col, "an ICMP identifier")?)
-            }
-            ("packets", Some(tb)) => tb.packets = Some(num(key, v, t.col, "a count")?),
-            ("bytes", Some(tb)) => tb.bytes = Some(num(key, v, t.col, "a count")?),
-            ("zone-orig", _) => e.zone_orig = Some(num(key, v, t.col, "a zone")?),
-            ("zone-reply", _) => e.zone_reply = Some(num(key, v, t.col, "a zone")?),
-            ("mark", _) => e.mark = Some(mark(v, t.col)?),
-            ("zone", _) => e.zone = Some(num(key, v, t.col, "a zone")?),
-            ("use", _) => e.use_count = Some(num(key, v, t.col, "a count")?),
-            ("id", _) => e.id = Some(num(key, v, t.col, "an entry id")?),
-            ("delta-time", _) => e.delta_time_s = Some(num(key, v, t.col, "seconds")?),
-            ("secctx", _) => e.secctx = Some(v.to_string()),
-            ("labels", _) => {
-                e.labels = v
-                    .split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect()
-            }
-            (
-                "dst" | "sport" | "dport" | "srckey" | "dstkey" | "type" | "code" | "packets"
-                | "bytes",
-                None,
-            ) => {
+        let tuple_field = match self.tuples.last_mut() {
+            Some(tb) => tb.read_field(proto, key, v, t.col)?,
+            None if TUPLE_KEYS.contains(&key) => {
                 return err(t.col, format!("`{key}=` before the first `src=`"));
             }
-            _ => e.extra.push((key.to_string(), v.to_string())),
+            None => false,
+        };
+        if tuple_field {
+            return Ok(());
+        }
+        entry_field(&mut self.parts, key, v, t.col)
+    }
+
+    /// Checks that both tuples are there and agree, and puts the entry together.
+    /// `end_col` is the column just past the line, where a missing REPLY is reported.
+    fn into_entry(self, line: u64, head: &Head, end_col: u64) -> Result<Entry, LineError> {
+        let Body { tuples, mut parts } = self;
+        let (orig_buf, reply_buf) = match tuples.as_slice() {
+            [o, r] => (o, r),
+            [_] => return err(end_col, "expected the REPLY tuple (a second `src=`)"),
+            _ => {
+                return err(
+                    head.proto_col,
+                    "expected the ORIGINAL tuple (`src=... dst=...`)",
+                )
+            }
+        };
+        let orig = orig_buf.finish(head.proto, "ORIGINAL")?;
+        let reply = reply_buf.finish(head.proto, "REPLY")?;
+        if orig.tuple.src.is_ipv4() != reply.tuple.src.is_ipv4() {
+            return err(
+                reply_buf.col,
+                "ORIGINAL and REPLY tuples are of different address families",
+            );
+        }
+        if let Some(n) = parts.l3num.filter(|&n| !family_matches(n, orig.tuple.src)) {
+            return err(
+                head.line_col,
+                format!("layer-3 number {n} does not match the addresses"),
+            );
+        }
+        parts.orig_counters = orig_buf.counters();
+        parts.reply_counters = reply_buf.counters();
+        Ok(parts.into_entry(line, orig, reply))
+    }
+}
+
+/// A bracketed word after the head: a status flag, or `-o ktimestamp`'s
+/// `[start=...]` / `[stop=...]`. `inner` is the token without its `[`.
+fn bracketed(parts: &mut EntryParts, t: &Tok<'_>, inner: &str) -> Result<(), LineError> {
+    let Some(inner) = inner.strip_suffix(']') else {
+        return err(t.col, "expected `]` closing the bracketed word");
+    };
+    let flags = &mut parts.flags;
+    match inner {
+        "UNREPLIED" => flags.unreplied = true,
+        "ASSURED" => flags.assured = true,
+        "OFFLOAD" => flags.offload = true,
+        "HW_OFFLOAD" => flags.hw_offload = true,
+        _ => {
+            if let Some(v) = inner.strip_prefix("start=") {
+                parts.start = Some(v.to_string());
+            } else if let Some(v) = inner.strip_prefix("stop=") {
+                parts.stop = Some(v.to_string());
+            } else {
+                flags.other.push(inner.to_string());
+            }
         }
     }
+    Ok(())
+}
+
+/// A `key=value` of the entry as a whole; keys natcheck has no field for are kept in
+/// [`Entry::extra`].
+fn entry_field(parts: &mut EntryParts, key: &str, v: &str, col: u64) -> Result<(), LineError> {
+    match key {
+        "zone-orig" => parts.zone_orig = Some(num(key, v, col, "a zone")?),
+        "zone-reply" => parts.zone_reply = Some(num(key, v, col, "a zone")?),
+        "mark" => parts.mark = Some(mark(v, col)?),
+        "zone" => parts.zone = Some(num(key, v, col, "a zone")?),
+        "use" => parts.use_count = Some(num(key, v, col, "a count")?),
+        "id" => parts.id = Some(num(key, v, col, "an entry id")?),
+        "delta-time" => parts.delta_time_s = Some(num(key, v, col, "seconds")?),
+        "secctx" => parts.secctx = Some(v.to_string()),
+        "labels" => {
+            parts.labels = v
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        }
+        _ => parts.extra.push((key.to_string(), v.to_string())),
+    }
+    Ok(())
+}
+
+fn entry_or_event(line: u64, toks: &[Tok<'_>]) -> Result<Line, LineError> {
+    let (mut head, rest) = head(toks)?;
+    let parts = EntryParts {
+        l3num: head.l3num,
+        timeout_s: head.timeout_s,
+        state: head.state.take(),
+        ..EntryParts::default()
+    };
+    let body = Body::read(head.proto, rest, parts)?;
     let end_col = toks
         .last()
         .map_or(1, |t| t.col + t.text.chars().count() as u64);
-    let (orig_buf, reply_buf) = match tuples.as_slice() {
-        [o, r] => (o, r),
-        [_] => return err(end_col, "expected the REPLY tuple (a second `src=`)"),
-        _ => return err(proto_col, "expected the ORIGINAL tuple (`src=... dst=...`)"),
-    };
-    let (orig, orig_icmp) = orig_buf.finish(proto, "ORIGINAL")?;
-    let (reply, reply_icmp) = reply_buf.finish(proto, "REPLY")?;
-    if orig.src.is_ipv4() != reply.src.is_ipv4() {
-        return err(
-            reply_buf.col,
-            "ORIGINAL and REPLY tuples are of different address families",
-        );
-    }
-    if let Some(n) = l3num.filter(|&n| !family_matches(n, orig.src)) {
-        return err(
-            toks[0].col,
-            format!("layer-3 number {n} does not match the addresses"),
-        );
-    }
-    let entry = Entry {
-        line,
-        l3num,
-        timeout_s,
-        state,
-        orig,
-        reply,
-        orig_icmp,
-        reply_icmp,
-        orig_counters: orig_buf.counters(),
-        reply_counters: reply_buf.counters(),
-        flags,
-        mark: e.mark,
-        zone: e.zone,
-        zone_orig: e.zone_orig,
-        zone_reply: e.zone_reply,
-        secctx: e.secctx,
-        labels: e.labels,
-        use_count: e.use_count,
-        id: e.id,
-        delta_time_s: e.delta_time_s,
-        start: e.start,
-        stop: e.stop,
-        extra: e.extra,
-    };
-    Ok(match kind {
+    let entry = body.into_entry(line, &head, end_col)?;
+    Ok(match head.kind {
         Some(kind) => Line::Event(Event {
             kind,
-            time_ns,
+            time_ns: head.time_ns,
             entry,
         }),
         None => Line::Entry(entry),
     })
-}
-
-/// The entry-level fields, gathered in any order.
-#[derive(Default)]
-struct EntryRest {
-    mark: Option<u32>,
-    zone: Option<u16>,
-    zone_orig: Option<u16>,
-    zone_reply: Option<u16>,
-    secctx: Option<String>,
-    labels: Vec<String>,
-    use_count: Option<u32>,
-    id: Option<u32>,
-    delta_time_s: Option<u64>,
-    start: Option<String>,
-    stop: Option<String>,
-    extra: Vec<(String, String)>,
 }
 
 /// Feeds lines into a [`Dump`], keeping what spans lines.
@@ -642,5 +684,117 @@ impl Parser {
                 self.xml_warned |= xml;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_steps() {
+        let toks = tokenize("[1712662404.573225]\t [NEW] ipv6 10 tcp 6 120 SYN_SENT src=::1");
+        let (h, rest) = head(&toks).unwrap();
+        assert_eq!(h.time_ns, Some(1_712_662_404_573_225_000));
+        assert_eq!(h.kind, Some(EventKind::New));
+        assert_eq!(
+            (h.l3num, h.proto, h.timeout_s),
+            (Some(10), Proto::Tcp, Some(120))
+        );
+        assert_eq!(h.state.as_deref(), Some("SYN_SENT"));
+        assert_eq!((h.line_col, h.proto_col), (1, 36));
+        assert_eq!(rest.len(), 1);
+        // Everything but the protocol is optional.
+        let toks = tokenize("unknown 253 src=10.0.0.1");
+        let (h, rest) = head(&toks).unwrap();
+        assert_eq!((h.kind, h.l3num, h.timeout_s), (None, None, None));
+        assert_eq!((h.proto, h.state), (Proto::Other(253), None));
+        assert_eq!(rest[0].text, "src=10.0.0.1");
+    }
+
+    #[test]
+    fn head_errors_are_located() {
+        let at = |line: &str| head(&tokenize(line)).err().map(|e| e.column);
+        // A time without an event kind, a layer-3 name without its number.
+        assert_eq!(at("[1.5] tcp 6"), Some(7));
+        assert_eq!(at("ipv4 tcp 6"), Some(1));
+        // Not a protocol name, and a protocol number past 255.
+        assert_eq!(at("TCP 6"), Some(1));
+        assert_eq!(at("tcp 600"), Some(5));
+        assert_eq!(at("tcp"), Some(1));
+        assert_eq!(at("[DESTROY] tcp 6 99999999999999999999"), Some(17));
+    }
+
+    #[test]
+    fn entry_fields_and_bracketed_words() {
+        let mut parts = EntryParts::default();
+        for (k, v) in [
+            ("mark", "0x10"),
+            ("zone", "2"),
+            ("labels", "a,,b"),
+            ("id", "7"),
+            ("helper", "ftp"),
+        ] {
+            entry_field(&mut parts, k, v, 1).unwrap();
+        }
+        assert_eq!(
+            (parts.mark, parts.zone, parts.id),
+            (Some(16), Some(2), Some(7))
+        );
+        assert_eq!(parts.labels, ["a", "b"]);
+        assert_eq!(parts.extra, [("helper".to_string(), "ftp".to_string())]);
+        assert_eq!(
+            entry_field(&mut parts, "use", "x", 10).unwrap_err().column,
+            14
+        );
+        let tok = |text| Tok { text, col: 3 };
+        for word in [
+            "[OFFLOAD]",
+            "[start=Tue Apr  9 13:33:24 2024]",
+            "[USERSPACE]",
+        ] {
+            bracketed(&mut parts, &tok(word), &word[1..]).unwrap();
+        }
+        assert!(parts.flags.offload && !parts.flags.assured);
+        assert_eq!(parts.start.as_deref(), Some("Tue Apr  9 13:33:24 2024"));
+        assert_eq!(parts.flags.other, ["USERSPACE"]);
+        let open = bracketed(&mut parts, &tok("[ASSURED"), "ASSURED").unwrap_err();
+        assert_eq!(open.column, 3);
+    }
+
+    #[test]
+    fn tuple_fields_follow_the_protocol() {
+        let mut icmp = TupleBuf::default();
+        let mut udp = TupleBuf::default();
+        for (k, v) in [("type", "8"), ("code", "0"), ("id", "3073")] {
+            assert!(icmp.read_field(Proto::Icmp, k, v, 1).unwrap(), "{k}");
+            assert!(!udp.read_field(Proto::Udp, k, v, 1).unwrap(), "{k}");
+        }
+        // A second `id=` in an ICMP tuple is the entry's.
+        assert!(!icmp.read_field(Proto::Icmp, "id", "9", 1).unwrap());
+        assert_eq!(icmp.parts.icmp_id, Some(3073));
+        assert!(udp.read_field(Proto::Gre, "srckey", "0x1a", 1).unwrap());
+        assert_eq!(udp.parts.sport, Some(0x1a));
+        let bad = udp.read_field(Proto::Udp, "dport", "x", 20).unwrap_err();
+        assert_eq!(bad.column, 26);
+    }
+
+    #[test]
+    fn type_and_code_outside_icmp_are_kept_as_unknown_keys() {
+        let Ok(Line::Entry(e)) = parse_line(
+            1,
+            "tcp 6 src=10.0.0.1 dst=10.0.0.2 sport=1 dport=2 type=8 \
+             src=10.0.0.2 dst=10.0.0.1 sport=2 dport=1 code=0",
+        ) else {
+            panic!("not an entry");
+        };
+        assert_eq!((e.orig_icmp, e.reply_icmp), (None, None));
+        assert_eq!(
+            e.extra,
+            [
+                ("type".to_string(), "8".to_string()),
+                ("code".to_string(), "0".to_string())
+            ]
+        );
     }
 }

@@ -14,7 +14,11 @@
 //!
 //! Tuples use the model's convention: for ICMP and ICMPv6 the echo identifier is the
 //! `sport` and `dport` is 0; GRE keys (`srckey=`/`dstkey=`) sit in the port fields.
+//! The text reader and the netlink reader build their tuples and entries with one
+//! builder (`build`), so a tuple means the same and is refused for the same reasons
+//! whichever way it was read.
 
+mod build;
 mod implied;
 mod line;
 #[cfg(target_os = "linux")]

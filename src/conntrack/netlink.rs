@@ -13,7 +13,10 @@
 //! message bytes, with checked slicing throughout: the kernel's bytes are input like
 //! any file, a malformed attribute makes its entry a located [`Warning`] (stream
 //! offset and message number) and never a panic, and unknown attributes are skipped
-//! so that newer kernels still read.
+//! so that newer kernels still read. An entry is read in steps (the attribute walk,
+//! the checks between its tuples, its status flags), and its tuples and fields are
+//! put together by the builder the text reader uses, so a tuple the text reader
+//! would refuse (a TCP tuple without its ports) is refused here too.
 //!
 //! Reading follows libnetfilter_conntrack (what `conntrack` prints), so that the two
 //! agree: `[UNREPLIED]` is IPS_SEEN_REPLY unset; of IPS_HW_OFFLOAD, IPS_OFFLOAD and
@@ -32,7 +35,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -46,10 +49,11 @@ use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterProto
 use netlink_sys::protocols::NETLINK_NETFILTER;
 use netlink_sys::{Socket, SocketAddr};
 
+use super::build::{carries_ports, CtTuple, EntryParts, TupleError, TupleParts};
 use super::text::USERSPACE;
-use super::{Counters, Entry, Event, EventKind, Flags, IcmpKey};
+use super::{Counters, Entry, Event, EventKind, Flags};
 use crate::diag::{Location, Warning};
-use crate::model::{Proto, Tuple};
+use crate::model::Proto;
 
 /// The `source` of warnings about what the kernel sent.
 pub const SOURCE: &str = "netlink";
@@ -858,14 +862,8 @@ impl<'a> Iterator for NlaIter<'a> {
 /// A tuple as read, before its protocol decides what the port fields mean.
 #[derive(Default)]
 struct RawTuple {
-    src: Option<IpAddr>,
-    dst: Option<IpAddr>,
+    parts: TupleParts,
     proto: Option<u8>,
-    sport: Option<u16>,
-    dport: Option<u16>,
-    icmp_id: Option<u16>,
-    icmp_type: Option<u8>,
-    icmp_code: Option<u8>,
     zone: Option<u16>,
     off: usize,
 }
@@ -878,46 +876,8 @@ fn read_tuple(nla: &Nla<'_>) -> Result<RawTuple, AttrError> {
     for a in nla.nested() {
         let a = a?;
         match a.kind {
-            cta::TUPLE_IP => {
-                for b in a.nested() {
-                    let b = b?;
-                    match b.kind {
-                        cta::IP_V4_SRC => {
-                            t.src = Some(Ipv4Addr::from(b.fixed::<4>("IPv4 source")?).into())
-                        }
-                        cta::IP_V4_DST => {
-                            t.dst = Some(Ipv4Addr::from(b.fixed::<4>("IPv4 destination")?).into())
-                        }
-                        cta::IP_V6_SRC => {
-                            t.src = Some(Ipv6Addr::from(b.fixed::<16>("IPv6 source")?).into())
-                        }
-                        cta::IP_V6_DST => {
-                            t.dst = Some(Ipv6Addr::from(b.fixed::<16>("IPv6 destination")?).into())
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            cta::TUPLE_PROTO => {
-                for b in a.nested() {
-                    let b = b?;
-                    match b.kind {
-                        cta::PROTO_NUM => t.proto = Some(b.u8("protocol number")?),
-                        cta::PROTO_SRC_PORT => t.sport = Some(b.be16("source port")?),
-                        cta::PROTO_DST_PORT => t.dport = Some(b.be16("destination port")?),
-                        cta::PROTO_ICMP_ID | cta::PROTO_ICMPV6_ID => {
-                            t.icmp_id = Some(b.be16("ICMP identifier")?)
-                        }
-                        cta::PROTO_ICMP_TYPE | cta::PROTO_ICMPV6_TYPE => {
-                            t.icmp_type = Some(b.u8("ICMP type")?)
-                        }
-                        cta::PROTO_ICMP_CODE | cta::PROTO_ICMPV6_CODE => {
-                            t.icmp_code = Some(b.u8("ICMP code")?)
-                        }
-                        _ => {}
-                    }
-                }
-            }
+            cta::TUPLE_IP => read_addresses(&a, &mut t.parts)?,
+            cta::TUPLE_PROTO => read_proto(&a, &mut t)?,
             cta::TUPLE_ZONE => t.zone = Some(a.be16("tuple zone")?),
             _ => {}
         }
@@ -925,40 +885,66 @@ fn read_tuple(nla: &Nla<'_>) -> Result<RawTuple, AttrError> {
     Ok(t)
 }
 
-impl RawTuple {
-    fn finish(&self, which: &str) -> Result<(Tuple, Option<IcmpKey>), AttrError> {
-        let (Some(src), Some(dst)) = (self.src, self.dst) else {
-            return attr_err(self.off, format!("{which} tuple without its addresses"));
-        };
-        if src.is_ipv4() != dst.is_ipv4() {
-            return attr_err(
-                self.off,
-                format!("{which} tuple mixes IPv4 and IPv6 addresses"),
-            );
+/// CTA_TUPLE_IP: the source and destination, IPv4 or IPv6.
+fn read_addresses(nla: &Nla<'_>, p: &mut TupleParts) -> Result<(), AttrError> {
+    for b in nla.nested() {
+        let b = b?;
+        match b.kind {
+            cta::IP_V4_SRC => p.src = Some(Ipv4Addr::from(b.fixed::<4>("IPv4 source")?).into()),
+            cta::IP_V4_DST => {
+                p.dst = Some(Ipv4Addr::from(b.fixed::<4>("IPv4 destination")?).into())
+            }
+            cta::IP_V6_SRC => p.src = Some(Ipv6Addr::from(b.fixed::<16>("IPv6 source")?).into()),
+            cta::IP_V6_DST => {
+                p.dst = Some(Ipv6Addr::from(b.fixed::<16>("IPv6 destination")?).into())
+            }
+            _ => {}
         }
-        let Some(num) = self.proto else {
-            return attr_err(self.off, format!("{which} tuple without a protocol number"));
+    }
+    Ok(())
+}
+
+/// CTA_TUPLE_PROTO: the protocol number, ports (GRE keys too) and ICMP fields.
+fn read_proto(nla: &Nla<'_>, t: &mut RawTuple) -> Result<(), AttrError> {
+    let p = &mut t.parts;
+    for b in nla.nested() {
+        let b = b?;
+        match b.kind {
+            cta::PROTO_NUM => t.proto = Some(b.u8("protocol number")?),
+            cta::PROTO_SRC_PORT => p.sport = Some(b.be16("source port")?),
+            cta::PROTO_DST_PORT => p.dport = Some(b.be16("destination port")?),
+            cta::PROTO_ICMP_ID | cta::PROTO_ICMPV6_ID => {
+                p.icmp_id = Some(b.be16("ICMP identifier")?)
+            }
+            cta::PROTO_ICMP_TYPE | cta::PROTO_ICMPV6_TYPE => p.icmp_type = Some(b.u8("ICMP type")?),
+            cta::PROTO_ICMP_CODE | cta::PROTO_ICMPV6_CODE => p.icmp_code = Some(b.u8("ICMP code")?),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+impl RawTuple {
+    /// The tuple, built by the rules shared with the text reader.
+    fn finish(&self, which: &str) -> Result<CtTuple, AttrError> {
+        let proto = self.proto.map(Proto::from_number);
+        // Without a protocol number the addresses are still checked first.
+        let built = self.parts.build(proto.unwrap_or(Proto::Other(0)));
+        let message = match (built, proto) {
+            (Ok(t), Some(_)) => return Ok(t),
+            (Err(TupleError::NoAddresses), _) => format!("{which} tuple without its addresses"),
+            (Err(TupleError::MixedFamilies), _) => {
+                format!("{which} tuple mixes IPv4 and IPv6 addresses")
+            }
+            (_, None) => format!("{which} tuple without a protocol number"),
+            (Err(TupleError::MissingPort), Some(p)) if carries_ports(p) => {
+                format!("{which} tuple without both of its {p} ports")
+            }
+            (Err(TupleError::MissingPort), Some(_)) => {
+                format!("{which} tuple with one port field and not the other")
+            }
         };
-        let proto = Proto::from_number(num);
-        let (sport, dport, icmp) = if proto.is_icmp() {
-            let icmp = self.icmp_type.map(|icmp_type| IcmpKey {
-                icmp_type,
-                code: self.icmp_code.unwrap_or(0),
-            });
-            (self.icmp_id.unwrap_or(0), 0, icmp)
-        } else {
-            (self.sport.unwrap_or(0), self.dport.unwrap_or(0), None)
-        };
-        Ok((
-            Tuple {
-                proto,
-                src,
-                sport,
-                dst,
-                dport,
-            },
-            icmp,
-        ))
+        attr_err(self.off, message)
     }
 }
 
@@ -1031,79 +1017,76 @@ fn label_bits(nla: &Nla<'_>) -> Result<Vec<u32>, AttrError> {
     Ok(bits)
 }
 
+/// The attributes of one entry as read, in any order.
+#[derive(Default)]
+struct RawEntry {
+    orig: Option<RawTuple>,
+    reply: Option<RawTuple>,
+    status: Option<u32>,
+    parts: EntryParts,
+}
+
 /// Reads one entry from the attributes after the nfgenmsg header. `family` is the
 /// header's (2 or 10) and becomes the entry's layer-3 number. Offsets in errors
 /// count from the first attribute.
 pub fn parse_entry(family: u8, attrs: &[u8], ctx: &ParseContext) -> Result<Entry, AttrError> {
-    let mut orig = None;
-    let mut reply = None;
-    let mut status = None;
-    let mut timeout_s = None;
-    let mut state = None;
-    let mut mark = None;
-    let mut zone = None;
-    let mut use_count = None;
-    let mut id = None;
-    let mut orig_counters = None;
-    let mut reply_counters = None;
-    let mut secctx = None;
-    let mut labels = Vec::new();
-    let mut delta_time_s = None;
-    let mut extra = Vec::new();
+    let raw = read_attrs(attrs, ctx)?;
+    let Some(orig_raw) = &raw.orig else {
+        return attr_err(0, "no ORIGINAL tuple");
+    };
+    let Some(reply_raw) = &raw.reply else {
+        return attr_err(0, "no REPLY tuple");
+    };
+    let (orig, reply) = both_tuples(orig_raw, reply_raw, family)?;
+    let parts = EntryParts {
+        l3num: Some(family),
+        flags: raw.status.map(status_flags).unwrap_or_default(),
+        zone_orig: orig_raw.zone,
+        zone_reply: reply_raw.zone,
+        ..raw.parts
+    };
+    Ok(parts.into_entry(0, orig, reply))
+}
+
+/// Walks the entry's attributes; those natcheck does not know are skipped.
+fn read_attrs(attrs: &[u8], ctx: &ParseContext) -> Result<RawEntry, AttrError> {
+    let mut e = RawEntry::default();
+    let p = &mut e.parts;
     for a in nlas(attrs, 0) {
         let a = a?;
         match a.kind {
-            cta::TUPLE_ORIG => orig = Some(read_tuple(&a)?),
-            cta::TUPLE_REPLY => reply = Some(read_tuple(&a)?),
-            cta::STATUS => status = Some(a.be32("status")?),
-            cta::PROTOINFO => state = read_state(&a)?,
-            cta::TIMEOUT => timeout_s = Some(a.be32("timeout")?.into()),
-            cta::MARK => mark = Some(a.be32("mark")?),
-            cta::COUNTERS_ORIG => orig_counters = read_counters(&a)?,
-            cta::COUNTERS_REPLY => reply_counters = read_counters(&a)?,
-            cta::USE => use_count = Some(a.be32("use count")?),
-            cta::ID => id = Some(a.be32("id")?),
-            cta::ZONE => zone = Some(a.be16("zone")?),
-            cta::SECMARK => extra.push(("secmark".to_string(), a.be32("secmark")?.to_string())),
+            cta::TUPLE_ORIG => e.orig = Some(read_tuple(&a)?),
+            cta::TUPLE_REPLY => e.reply = Some(read_tuple(&a)?),
+            cta::STATUS => e.status = Some(a.be32("status")?),
+            cta::PROTOINFO => p.state = read_state(&a)?,
+            cta::TIMEOUT => p.timeout_s = Some(a.be32("timeout")?.into()),
+            cta::MARK => p.mark = Some(a.be32("mark")?),
+            cta::COUNTERS_ORIG => p.orig_counters = read_counters(&a)?,
+            cta::COUNTERS_REPLY => p.reply_counters = read_counters(&a)?,
+            cta::USE => p.use_count = Some(a.be32("use count")?),
+            cta::ID => p.id = Some(a.be32("id")?),
+            cta::ZONE => p.zone = Some(a.be16("zone")?),
+            cta::SECMARK => {
+                let secmark = a.be32("secmark")?.to_string();
+                p.extra.push(("secmark".to_string(), secmark))
+            }
             cta::SECCTX => {
-                for b in a.nested() {
-                    let b = b?;
-                    if b.kind == cta::SECCTX_NAME {
-                        secctx = Some(b.string());
-                    }
+                if let Some(name) = nested_strings(&a, cta::SECCTX_NAME)?.pop() {
+                    p.secctx = Some(name);
                 }
             }
             cta::HELP => {
-                for b in a.nested() {
-                    let b = b?;
-                    if b.kind == cta::HELP_NAME {
-                        extra.push(("helper".to_string(), b.string()));
-                    }
+                for name in nested_strings(&a, cta::HELP_NAME)? {
+                    p.extra.push(("helper".to_string(), name));
                 }
             }
             cta::TIMESTAMP => {
-                let (mut start, mut stop) = (None, None);
-                for b in a.nested() {
-                    let b = b?;
-                    match b.kind {
-                        cta::TIMESTAMP_START => start = Some(b.be64("start time")?),
-                        cta::TIMESTAMP_STOP => stop = Some(b.be64("stop time")?),
-                        _ => {}
-                    }
-                }
-                // As libnetfilter_conntrack: whole seconds of each end, the end
-                // being now while the entry lives.
-                if let Some(start) = start {
-                    let end_s = match stop.filter(|&s| s != 0) {
-                        Some(stop) => (stop / 1_000_000_000) as i64,
-                        None => ctx.now_s,
-                    };
-                    let start_s = (start / 1_000_000_000) as i64;
-                    delta_time_s = Some(end_s.saturating_sub(start_s).max(0) as u64);
+                if let Some(age) = read_age(&a, ctx.now_s)? {
+                    p.delta_time_s = Some(age);
                 }
             }
             cta::LABELS => {
-                labels = label_bits(&a)?
+                p.labels = label_bits(&a)?
                     .into_iter()
                     .map(|b| ctx.labels.name(b))
                     .collect()
@@ -1111,21 +1094,62 @@ pub fn parse_entry(family: u8, attrs: &[u8], ctx: &ParseContext) -> Result<Entry
             _ => {}
         }
     }
-    let Some(orig_raw) = orig else {
-        return attr_err(0, "no ORIGINAL tuple");
+    Ok(e)
+}
+
+/// The strings of the nested attributes of type `kind`, in order.
+fn nested_strings(nla: &Nla<'_>, kind: u16) -> Result<Vec<String>, AttrError> {
+    let mut out = Vec::new();
+    for b in nla.nested() {
+        let b = b?;
+        if b.kind == kind {
+            out.push(b.string());
+        }
+    }
+    Ok(out)
+}
+
+/// CTA_TIMESTAMP as `delta-time=`: none without a start time.
+fn read_age(nla: &Nla<'_>, now_s: i64) -> Result<Option<u64>, AttrError> {
+    let (mut start, mut stop) = (None, None);
+    for b in nla.nested() {
+        let b = b?;
+        match b.kind {
+            cta::TIMESTAMP_START => start = Some(b.be64("start time")?),
+            cta::TIMESTAMP_STOP => stop = Some(b.be64("stop time")?),
+            _ => {}
+        }
+    }
+    Ok(start.map(|start| age_s(start, stop, now_s)))
+}
+
+/// An entry's age as libnetfilter_conntrack prints it: whole seconds of each end (in
+/// nanoseconds since the epoch), the end being now while the entry lives (no stop
+/// time, or 0), and never negative.
+fn age_s(start_ns: u64, stop_ns: Option<u64>, now_s: i64) -> u64 {
+    let end_s = match stop_ns.filter(|&s| s != 0) {
+        Some(stop) => (stop / 1_000_000_000) as i64,
+        None => now_s,
     };
-    let Some(reply_raw) = reply else {
-        return attr_err(0, "no REPLY tuple");
-    };
-    let (orig, orig_icmp) = orig_raw.finish("ORIGINAL")?;
-    let (reply, reply_icmp) = reply_raw.finish("REPLY")?;
-    if orig.proto != reply.proto {
+    let start_s = (start_ns / 1_000_000_000) as i64;
+    end_s.saturating_sub(start_s).max(0) as u64
+}
+
+/// Both tuples, checked against each other and against the message's address family.
+fn both_tuples(
+    orig_raw: &RawTuple,
+    reply_raw: &RawTuple,
+    family: u8,
+) -> Result<(CtTuple, CtTuple), AttrError> {
+    let orig = orig_raw.finish("ORIGINAL")?;
+    let reply = reply_raw.finish("REPLY")?;
+    if orig.tuple.proto != reply.tuple.proto {
         return attr_err(
             reply_raw.off,
             format!(
                 "REPLY tuple protocol {} differs from ORIGINAL {}",
-                reply.proto.number(),
-                orig.proto.number()
+                reply.tuple.proto.number(),
+                orig.tuple.proto.number()
             ),
         );
     }
@@ -1134,51 +1158,31 @@ pub fn parse_entry(family: u8, attrs: &[u8], ctx: &ParseContext) -> Result<Entry
         10 => false,
         n => return attr_err(0, format!("address family {n} is neither IPv4 nor IPv6")),
     };
-    if orig.src.is_ipv4() != v4 || reply.src.is_ipv4() != v4 {
+    if orig.tuple.src.is_ipv4() != v4 || reply.tuple.src.is_ipv4() != v4 {
         return attr_err(
             orig_raw.off,
             format!("addresses do not belong to address family {family}"),
         );
     }
-    let flags = match status {
-        None => Flags::default(),
-        Some(s) => Flags {
-            unreplied: s & IPS_SEEN_REPLY == 0,
-            hw_offload: s & IPS_HW_OFFLOAD != 0,
-            offload: s & IPS_OFFLOAD != 0 && s & IPS_HW_OFFLOAD == 0,
-            assured: s & IPS_ASSURED != 0 && s & (IPS_OFFLOAD | IPS_HW_OFFLOAD) == 0,
-            other: Vec::new(),
-        },
-    };
-    Ok(Entry {
-        line: 0,
-        l3num: Some(family),
-        timeout_s,
-        state,
-        orig,
-        reply,
-        orig_icmp,
-        reply_icmp,
-        orig_counters,
-        reply_counters,
-        flags,
-        mark,
-        zone,
-        zone_orig: orig_raw.zone,
-        zone_reply: reply_raw.zone,
-        secctx,
-        labels,
-        use_count,
-        id,
-        delta_time_s,
-        start: None,
-        stop: None,
-        extra,
-    })
+    Ok((orig, reply))
+}
+
+/// The bracketed flags of a status word, as the printer chooses them: `[UNREPLIED]`
+/// when no reply was seen, and only the first of HW_OFFLOAD, OFFLOAD and ASSURED.
+fn status_flags(s: u32) -> Flags {
+    Flags {
+        unreplied: s & IPS_SEEN_REPLY == 0,
+        hw_offload: s & IPS_HW_OFFLOAD != 0,
+        offload: s & IPS_OFFLOAD != 0 && s & IPS_HW_OFFLOAD == 0,
+        assured: s & IPS_ASSURED != 0 && s & (IPS_OFFLOAD | IPS_HW_OFFLOAD) == 0,
+        other: Vec::new(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::net::IpAddr;
+
     use super::*;
 
     /// One attribute with its header and padding, as the kernel lays it out.
@@ -1369,6 +1373,170 @@ mod tests {
         assert_eq!(e.orig.dport, 0);
         // The wrong family for these addresses is refused, not guessed.
         assert!(parse_entry(2, &attrs, &ctx()).is_err());
+    }
+
+    /// A tuple of either family; `proto` is the content of CTA_TUPLE_PROTO.
+    fn tuple(kind: u16, src: &str, dst: &str, proto: &[Vec<u8>]) -> Vec<u8> {
+        let ip = match (src.parse().unwrap(), dst.parse().unwrap()) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => [
+                nla(cta::IP_V4_SRC, &s.octets()),
+                nla(cta::IP_V4_DST, &d.octets()),
+            ],
+            (IpAddr::V6(s), IpAddr::V6(d)) => [
+                nla(cta::IP_V6_SRC, &s.octets()),
+                nla(cta::IP_V6_DST, &d.octets()),
+            ],
+            _ => panic!("one family per tuple"),
+        };
+        nest(
+            kind,
+            &[nest(cta::TUPLE_IP, &ip), nest(cta::TUPLE_PROTO, proto)],
+        )
+    }
+
+    fn icmp(id: Option<u16>, icmp_type: u8) -> Vec<Vec<u8>> {
+        let mut v = vec![nla(cta::PROTO_NUM, &[1])];
+        v.extend(id.map(|id| nla(cta::PROTO_ICMP_ID, &id.to_be_bytes())));
+        v.push(nla(cta::PROTO_ICMP_TYPE, &[icmp_type]));
+        v.push(nla(cta::PROTO_ICMP_CODE, &[0]));
+        v
+    }
+
+    /// The same tuples given as text and as attributes make the same entry tuples,
+    /// and both readers refuse a tuple without its ports.
+    #[test]
+    fn text_and_netlink_build_the_same_tuples() {
+        let from_text = |line: &str| match super::super::parse_line(1, line) {
+            Ok(super::super::Line::Entry(e)) => Ok(e),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.message),
+        };
+        let key = |e: &Entry| (e.orig, e.reply, e.orig_icmp, e.reply_icmp);
+        let cases: [(&str, u8, Vec<u8>); 4] = [
+            (
+                "tcp      6 src=10.0.1.3 dst=192.0.2.2 sport=40000 dport=8080 \
+                 src=192.0.2.2 dst=192.0.2.1 sport=8080 dport=8942",
+                2,
+                [
+                    tuple(
+                        cta::TUPLE_ORIG,
+                        "10.0.1.3",
+                        "192.0.2.2",
+                        &ports(6, 40000, 8080),
+                    ),
+                    tuple(
+                        cta::TUPLE_REPLY,
+                        "192.0.2.2",
+                        "192.0.2.1",
+                        &ports(6, 8080, 8942),
+                    ),
+                ]
+                .concat(),
+            ),
+            (
+                "icmp     1 src=172.17.0.2 dst=203.0.113.2 type=8 code=0 id=3073 \
+                 src=203.0.113.2 dst=203.0.113.1 type=0 code=0 id=3073",
+                2,
+                [
+                    tuple(
+                        cta::TUPLE_ORIG,
+                        "172.17.0.2",
+                        "203.0.113.2",
+                        &icmp(Some(3073), 8),
+                    ),
+                    tuple(
+                        cta::TUPLE_REPLY,
+                        "203.0.113.2",
+                        "203.0.113.1",
+                        &icmp(Some(3073), 0),
+                    ),
+                ]
+                .concat(),
+            ),
+            (
+                "icmp     1 src=10.0.0.1 dst=10.0.0.2 type=13 code=0 \
+                 src=10.0.0.2 dst=10.0.0.1 type=14 code=0",
+                2,
+                [
+                    tuple(cta::TUPLE_ORIG, "10.0.0.1", "10.0.0.2", &icmp(None, 13)),
+                    tuple(cta::TUPLE_REPLY, "10.0.0.2", "10.0.0.1", &icmp(None, 14)),
+                ]
+                .concat(),
+            ),
+            (
+                "udp      17 src=fd00::2 dst=2001:db8::53 sport=45000 dport=53 \
+                 src=2001:db8::53 dst=2001:db8::1 sport=53 dport=9000",
+                10,
+                [
+                    tuple(
+                        cta::TUPLE_ORIG,
+                        "fd00::2",
+                        "2001:db8::53",
+                        &ports(17, 45000, 53),
+                    ),
+                    tuple(
+                        cta::TUPLE_REPLY,
+                        "2001:db8::53",
+                        "2001:db8::1",
+                        &ports(17, 53, 9000),
+                    ),
+                ]
+                .concat(),
+            ),
+        ];
+        for (line, family, attrs) in cases {
+            let t = from_text(line).unwrap();
+            let n = parse_entry(family, &attrs, &ctx()).unwrap();
+            assert_eq!(key(&t), key(&n), "{line}");
+        }
+        // A UDP tuple with a source port and no destination port.
+        let line = "udp      17 src=10.0.0.1 dst=10.0.0.2 sport=1 \
+                    src=10.0.0.2 dst=10.0.0.1 sport=2 dport=1";
+        let lone = vec![
+            nla(cta::PROTO_NUM, &[17]),
+            nla(cta::PROTO_SRC_PORT, &[0, 1]),
+        ];
+        let attrs = [
+            tuple(cta::TUPLE_ORIG, "10.0.0.1", "10.0.0.2", &lone),
+            tuple(cta::TUPLE_REPLY, "10.0.0.2", "10.0.0.1", &ports(17, 2, 1)),
+        ]
+        .concat();
+        assert_eq!(
+            from_text(line).unwrap_err(),
+            "ORIGINAL tuple: expected `sport=` and `dport=` for udp"
+        );
+        let err = parse_entry(2, &attrs, &ctx()).unwrap_err();
+        assert_eq!(err.message, "ORIGINAL tuple without both of its udp ports");
+        assert_eq!(err.offset, 4);
+    }
+
+    #[test]
+    fn status_flags_and_ages() {
+        let f = status_flags(IPS_SEEN_REPLY | IPS_ASSURED);
+        assert!(f.assured && !f.unreplied && !f.offload && !f.hw_offload);
+        assert!(status_flags(0).unreplied);
+        // Started 140.9 s before a stop; alive entries age until now; never negative.
+        let start = 1_795_427_260_900_000_000;
+        assert_eq!(age_s(start, Some(1_795_427_400_100_000_000), 0), 140);
+        assert_eq!(age_s(start, Some(0), 1_795_427_400), 140);
+        assert_eq!(age_s(start, None, 1_795_427_000), 0);
+    }
+
+    #[test]
+    fn nested_strings_in_order() {
+        let a = nest(
+            cta::HELP,
+            &[
+                nla(cta::HELP_NAME, b"ftp\0"),
+                nla(2, b"x\0"),
+                nla(cta::HELP_NAME, b"sip\0pad"),
+            ],
+        );
+        let nla = nlas(&a, 0).next().unwrap().unwrap();
+        assert_eq!(
+            nested_strings(&nla, cta::HELP_NAME).unwrap(),
+            ["ftp", "sip"]
+        );
     }
 
     #[test]

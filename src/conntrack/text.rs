@@ -27,6 +27,7 @@
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv6Addr};
 
+use super::build::carries_ports;
 use super::{Entry, Event, EventKind};
 use crate::model::Proto;
 
@@ -54,14 +55,6 @@ pub fn l3_name(l3num: u8) -> &'static str {
         10 => "ipv6",
         _ => "unknown",
     }
-}
-
-/// Protocols whose tuples print `sport=`/`dport=` (the library's list).
-fn prints_ports(p: Proto) -> bool {
-    matches!(
-        p,
-        Proto::Tcp | Proto::Udp | Proto::Sctp | Proto::Other(33 | 136)
-    )
 }
 
 /// Appends one entry, without a newline.
@@ -195,7 +188,8 @@ fn write_tuple(e: &Entry, reply: bool, out: &mut String) {
     push_addr(t.dst, out);
     out.push(' ');
     let proto = e.orig.proto;
-    if prints_ports(proto) {
+    // The protocols whose tuples always carry ports are those that print them.
+    if carries_ports(proto) {
         let _ = write!(out, "sport={} dport={} ", t.sport, t.dport);
     } else if proto == Proto::Gre {
         let _ = write!(out, "srckey={:#x} dstkey={:#x} ", t.sport, t.dport);
