@@ -66,6 +66,29 @@ fn host_answers(x: &Ctx, point: usize, nat: IpAddr, t: &Tuple) -> Vec<(usize, Ev
     out
 }
 
+/// Connections translated to the NAT endpoint `key` at the hop's point that were alive
+/// (or recently so) while the hop's packets arrived.
+fn translations_to(
+    x: &Ctx,
+    ci: usize,
+    h: &Hop,
+    key: (usize, Proto, IpAddr, u16),
+) -> Vec<usize> {
+    let c = x.c;
+    x.topo
+        .endpoints
+        .get(&key)
+        .into_iter()
+        .flatten()
+        .copied()
+        .filter(|&k| {
+            k != ci
+                && c.connections[k].first_ns() <= h.last_ns
+                && h.first_ns <= c.connections[k].last_ns() + REPLY_HORIZON_NS
+        })
+        .collect()
+}
+
 fn one(x: &Ctx, ci: usize) -> Option<Finding> {
     let (c, topo) = (x.c, x.topo);
     let conn = &c.connections[ci];
@@ -94,18 +117,7 @@ fn one(x: &Ctx, ci: usize) -> Option<Finding> {
         // Traffic to a DNAT'ed endpoint that went no further is `lost`.
         return None;
     }
-    let ks: Vec<usize> = topo
-        .endpoints
-        .get(&key)
-        .into_iter()
-        .flatten()
-        .copied()
-        .filter(|&k| {
-            k != ci
-                && c.connections[k].first_ns() <= h.last_ns
-                && h.first_ns <= c.connections[k].last_ns() + REPLY_HORIZON_NS
-        })
-        .collect();
+    let ks = translations_to(x, ci, h, key);
     let reply_like =
         !ks.is_empty() || nat_is_src || (t.proto == Proto::Tcp && !f.tcp.syn && !f.tcp.syn_ack);
     if !reply_like {
