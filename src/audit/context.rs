@@ -1,11 +1,11 @@
 //! What every rule reads: the correlation, the topology learned from it, the witness
 //! views, and small lookups over them (point names, capture spans, a hop as evidence).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::ct::{self, Snapshot};
 use super::topology::Topology;
-use super::{Direction, Evidence, HopFacts, Role, Seen};
+use super::{Direction, Evidence, HopFacts, PathReason, Role, Seen};
 use crate::correlate::{Connection, Correlation, Hop};
 use crate::model::{Proto, Tuple};
 
@@ -87,6 +87,44 @@ impl<'a> Ctx<'a> {
             last_ns: h.last_ns,
             tcp_state: (f.tuple.proto == Proto::Tcp).then(|| f.tcp.state()),
         })
+    }
+
+    /// Where connection `ci`'s kind of traffic goes after its last point, and why: the
+    /// next point and the connections that went there, when exactly one point is next.
+    pub fn expected_next(&self, ci: usize) -> Option<(usize, Vec<usize>, PathReason)> {
+        let x = self;
+        let conn = &x.c.connections[ci];
+        let last = conn.hops.last()?;
+        let (t, a) = (last.flow.tuple, last.point);
+        let mut next: BTreeMap<usize, BTreeSet<usize>> = BTreeMap::new();
+        let mut why = None;
+        if let Some(p) = x.topo.prefix_of(t.src) {
+            if x.topo.is_outside_dst(t.dst) {
+                if let Some(m) = x.topo.egress.get(&(a, p)) {
+                    for (b, cs) in m {
+                        next.entry(*b).or_default().extend(cs.iter().copied());
+                    }
+                    why = Some(PathReason::Egress(p));
+                }
+            }
+        }
+        if let Some(m) = x.topo.published.get(&(a, conn.proto, t.dst, t.dport)) {
+            for (b, cs) in m {
+                next.entry(*b).or_default().extend(cs.iter().copied());
+            }
+            why = Some(PathReason::Published(t));
+        }
+        let on_path: BTreeSet<usize> = conn.hops.iter().map(|h| h.point).collect();
+        next.retain(|b, cs| {
+            cs.remove(&ci);
+            !on_path.contains(b) && !cs.is_empty()
+        });
+        // Several next points (several uplinks) leave the path unknown.
+        if next.len() != 1 {
+            return None;
+        }
+        let (b, via) = next.into_iter().next()?;
+        Some((b, via.into_iter().collect(), why?))
     }
 
     /// How `k` was translated into `point`, when it was.

@@ -19,8 +19,8 @@
 use std::net::IpAddr;
 
 use super::{
-    AddrType, Base, ChainType, CtState, Hook, Match, MatchKind, NatFlags, NatTo, Prefix,
-    Rule, RuleSet, SetDim, SetMember, Table, Target, Verdict,
+    AddrType, Base, ChainType, CtState, Hook, Match, MatchKind, NatFlags, NatTo, Prefix, Rule,
+    RuleSet, SetDim, SetMember, Table, Target, Verdict,
 };
 use crate::model::{Proto, Tuple};
 
@@ -76,7 +76,11 @@ pub struct RuleRef {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
     /// A base chain starts.
-    Enter { hook: Hook, table: usize, chain: String },
+    Enter {
+        hook: Hook,
+        table: usize,
+        chain: String,
+    },
     /// A rule matched and its target applied.
     Matched(RuleRef),
     /// A rule's match could not be decided and was assumed to hold (`true`) or not.
@@ -99,7 +103,12 @@ pub enum Fate {
     /// Sent by the host (after POSTROUTING).
     Sent,
     /// Dropped by this rule, or by the policy of a base chain (`rule: None`).
-    Dropped { rule: Option<RuleRef>, hook: Hook, table: usize, chain: String },
+    Dropped {
+        rule: Option<RuleRef>,
+        hook: Hook,
+        table: usize,
+        chain: String,
+    },
     /// Rejected (an ICMP error or RST goes back).
     Rejected { rule: RuleRef, hook: Hook },
     /// A target natcheck cannot follow.
@@ -131,7 +140,9 @@ pub struct Outcome {
 impl Outcome {
     /// Whether the outcome rests on an assumption about an undecided match.
     pub fn assumed(&self) -> bool {
-        self.events.iter().any(|e| matches!(e, Event::Assumed { .. }))
+        self.events
+            .iter()
+            .any(|e| matches!(e, Event::Assumed { .. }))
     }
 }
 

@@ -9,14 +9,9 @@
 //!   capturing. The usual blocked connection: a SYN dropped in FORWARD never reaches
 //!   the uplink, or a full table. A REJECT's ICMP error quoting the packet is named.
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use super::leak::gap_facts;
 use super::Detected;
-use crate::audit::{
-    Code, Ctx, Detail, Direction, Evidence, Explained, Finding, PathReason, Role, Severity,
-};
-use crate::correlate::Connection;
+use crate::audit::{Code, Ctx, Detail, Direction, Evidence, Explained, Finding, Role, Severity};
 use crate::model::{tcp_flags, Proto};
 
 pub fn on_links(x: &Ctx, explained: &Explained) -> Detected {
@@ -89,42 +84,6 @@ pub fn on_links(x: &Ctx, explained: &Explained) -> Detected {
     out.into()
 }
 
-/// Where connection `ci`'s kind of traffic goes after its last point `a`, and why:
-/// next point → connections that went there.
-fn expected_next(x: &Ctx, ci: usize, conn: &Connection) -> Option<(usize, Vec<usize>, PathReason)> {
-    let last = conn.hops.last()?;
-    let (t, a) = (last.flow.tuple, last.point);
-    let mut next: BTreeMap<usize, BTreeSet<usize>> = BTreeMap::new();
-    let mut why = None;
-    if let Some(p) = x.topo.prefix_of(t.src) {
-        if x.topo.is_outside_dst(t.dst) {
-            if let Some(m) = x.topo.egress.get(&(a, p)) {
-                for (b, cs) in m {
-                    next.entry(*b).or_default().extend(cs.iter().copied());
-                }
-                why = Some(PathReason::Egress(p));
-            }
-        }
-    }
-    if let Some(m) = x.topo.published.get(&(a, conn.proto, t.dst, t.dport)) {
-        for (b, cs) in m {
-            next.entry(*b).or_default().extend(cs.iter().copied());
-        }
-        why = Some(PathReason::Published(t));
-    }
-    let on_path: BTreeSet<usize> = conn.hops.iter().map(|h| h.point).collect();
-    next.retain(|b, cs| {
-        cs.remove(&ci);
-        !on_path.contains(b) && !cs.is_empty()
-    });
-    // Several next points (several uplinks) leave the path unknown.
-    if next.len() != 1 {
-        return None;
-    }
-    let (b, via) = next.into_iter().next()?;
-    Some((b, via.into_iter().collect(), why?))
-}
-
 pub fn stopped_short(x: &Ctx, _: &Explained) -> Detected {
     let c = x.c;
     let mut out = Vec::new();
@@ -136,7 +95,7 @@ pub fn stopped_short(x: &Ctx, _: &Explained) -> Detected {
         if f.packets[0] == 0 || f.packets[1] != 0 || f.icmp_error.is_some() {
             continue;
         }
-        let Some((b, via, reason)) = expected_next(x, ci, conn) else {
+        let Some((b, via, reason)) = x.expected_next(ci) else {
             continue;
         };
         if !x.capturing(b, last.first_ns) {

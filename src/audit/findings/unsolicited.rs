@@ -68,12 +68,7 @@ fn host_answers(x: &Ctx, point: usize, nat: IpAddr, t: &Tuple) -> Vec<(usize, Ev
 
 /// Connections translated to the NAT endpoint `key` at the hop's point that were alive
 /// (or recently so) while the hop's packets arrived.
-fn translations_to(
-    x: &Ctx,
-    ci: usize,
-    h: &Hop,
-    key: (usize, Proto, IpAddr, u16),
-) -> Vec<usize> {
+fn translations_to(x: &Ctx, ci: usize, h: &Hop, key: (usize, Proto, IpAddr, u16)) -> Vec<usize> {
     let c = x.c;
     x.topo
         .endpoints
