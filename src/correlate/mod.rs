@@ -268,17 +268,7 @@ pub fn correlate(
     let n = points.len();
     let pairs: Vec<(usize, usize)> = (0..n).flat_map(|a| (a..n).map(move |b| (a, b))).collect();
 
-    // Clock offsets.
-    let deltas: Vec<(usize, usize, i64, usize)> = pairs
-        .par_iter()
-        .filter(|(a, b)| a != b)
-        .map(|&(a, b)| {
-            let mut d = offset::unique_deltas(&points[a], &points[b]);
-            let samples = d.len();
-            (a, b, offset::median(&mut d).unwrap_or(0), samples)
-        })
-        .collect();
-    let offsets = offset::solve(&points, &deltas);
+    let offsets = offset::estimate(&points);
     let off: Vec<i64> = offsets.iter().map(|o| o.offset_ns).collect();
 
     // Edge discovery.
@@ -482,23 +472,12 @@ pub fn correlate(
         }
     }
 
-    let point_summaries = points
-        .iter()
-        .zip(offsets)
-        .map(|(p, clock)| PointSummary {
-            name: p.info.name.clone(),
-            source: p.info.source.clone(),
-            linktype: p.info.linktype.clone(),
-            interface: p.info.interface.clone(),
-            packets: p.info.packets,
-            flows: p.flows.len(),
-            first_ns: p.info.first_ns,
-            last_ns: p.info.last_ns,
-            clock,
-        })
-        .collect();
     Correlation {
-        points: point_summaries,
+        points: points
+            .iter()
+            .zip(offsets)
+            .map(|(p, clock)| p.summary(clock))
+            .collect(),
         connections: conns,
         inputs,
         config,

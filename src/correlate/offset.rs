@@ -9,6 +9,7 @@
 //! each group. Points from one input file share a clock by construction, and estimates
 //! below [`SAME_CLOCK_NS`] are forwarding latency rather than skew: both are taken as 0.
 
+use rayon::prelude::*;
 use serde::Serialize;
 
 use super::points::PointData;
@@ -44,6 +45,24 @@ pub enum OffsetBasis {
     Estimated,
     /// No packet in common with any other point.
     Unrelated,
+}
+
+/// One offset per point (see the module documentation), each point pair's packets
+/// compared in parallel.
+pub fn estimate(points: &[PointData]) -> Vec<Offset> {
+    let n = points.len();
+    let pairs: Vec<(usize, usize)> = (0..n)
+        .flat_map(|a| (a + 1..n).map(move |b| (a, b)))
+        .collect();
+    let deltas: Vec<(usize, usize, i64, usize)> = pairs
+        .par_iter()
+        .map(|&(a, b)| {
+            let mut d = unique_deltas(&points[a], &points[b]);
+            let samples = d.len();
+            (a, b, median(&mut d).unwrap_or(0), samples)
+        })
+        .collect();
+    solve(points, &deltas)
 }
 
 /// Time differences (`ts_b - ts_a`) of packets seen exactly once at each of two points.

@@ -5,6 +5,8 @@
 use rayon::prelude::*;
 
 use super::fingerprint::{field_set, fingerprint, is_matchable, Strength};
+use super::offset::Offset;
+use super::PointSummary;
 use crate::capture::{self, InputResult, InputSpec, PointInfo, ReadOptions};
 use crate::flows::{self, Flow, Side};
 use crate::model::L4;
@@ -49,6 +51,21 @@ impl PointData {
     /// Whether a record was sent by the flow's initiator.
     pub fn is_fwd(&self, r: &Rec) -> bool {
         self.flows[r.flow as usize].dir_index(r.side) == 0
+    }
+
+    /// The point's facts for the report, with its clock.
+    pub fn summary(&self, clock: Offset) -> PointSummary {
+        PointSummary {
+            name: self.info.name.clone(),
+            source: self.info.source.clone(),
+            linktype: self.info.linktype.clone(),
+            interface: self.info.interface.clone(),
+            packets: self.info.packets,
+            flows: self.flows.len(),
+            first_ns: self.info.first_ns,
+            last_ns: self.info.last_ns,
+            clock,
+        }
     }
 
     fn new(info: PointInfo, input: usize, flows: Vec<Flow>, mut recs: Vec<Rec>) -> PointData {
