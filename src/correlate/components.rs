@@ -217,3 +217,93 @@ impl UnionFind {
         root
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::correlate::pairing::flow_pairs;
+    use crate::correlate::testkit::{point, tcp, tcp_conv, view, MS, US};
+    use crate::flows::FlowTable;
+    use crate::model::tcp_flags::ACK;
+
+    const SECOND: i64 = 1_000 * MS;
+
+    fn components(points: &[PointData]) -> Components {
+        let off = vec![0; points.len()];
+        group(points, flow_pairs(points, &off, SECOND))
+    }
+
+    #[test]
+    fn group_joins_paired_flows_and_refuses_a_second_flow_at_one_point() {
+        // Outside, the connection's last two packets escaped NAT (conntrack lost the
+        // entry) and travel under the inside tuple: a second flow of the same packets.
+        let inside = tcp_conv(0, "172.17.0.2:40000", "198.51.100.7:443", 1000);
+        let mut outside = view(&inside, "203.0.113.1:40000", "198.51.100.7:443", 30 * US, 1);
+        let escaped = view(&inside, "172.17.0.2:40000", "198.51.100.7:443", 30 * US, 1);
+        outside.truncate(4);
+        outside.extend_from_slice(&escaped[4..]);
+        let other = tcp_conv(MS, "172.17.0.3:40000", "198.51.100.8:443", 5000);
+        let points = [
+            point("docker0", 0, &[inside, other].concat()),
+            point("eth0", 1, &outside),
+        ];
+        let c = components(&points);
+        assert_eq!(c.nodes, [(0, 0), (0, 1), (1, 0), (1, 1)]);
+        assert_eq!(c.first_node, [0, 2]);
+        // docker0 flow 0 with eth0 flow 0 (four packets); docker0 flow 1 alone; eth0
+        // flow 1 (two packets) could not join.
+        assert_eq!(c.members, [vec![0, 2], vec![1], vec![3]]);
+        assert_eq!(c.edges, [vec![(0, 0, 1, 0)], vec![], vec![]]);
+        assert_eq!(c.rejected.len(), 1);
+        assert_eq!(c.rejected[0].0, (0, 0, 1, 1));
+        assert_eq!(c.rejected[0].1.packets, 2);
+    }
+
+    #[test]
+    fn complementary_halves_of_one_connection() {
+        // A bridge port that saw requests leave translated and replies come back
+        // already translated back: two one-way flows.
+        let mut t = FlowTable::default();
+        let req = tcp(0, "203.0.113.1:40000", "198.51.100.7:8443", 1, ACK, 64);
+        let reply = tcp(MS, "198.51.100.7:8443", "172.17.0.2:40000", 2, ACK, 64);
+        let unrelated = tcp(MS, "198.51.100.9:8443", "172.17.0.2:40000", 3, ACK, 64);
+        let two_way = tcp(2 * MS, "172.17.0.2:40000", "198.51.100.9:8443", 4, ACK, 64);
+        for p in [req, reply, unrelated, two_way] {
+            t.push(&p);
+        }
+        let f = t.finish();
+        assert!(complementary(&f[0], &f[1]));
+        assert!(complementary(&f[1], &f[0]));
+        // Nowhere near each other, and a flow seen both ways, are not halves.
+        assert!(!complementary(&f[0], &f[2]));
+        assert!(!complementary(&f[1], &f[2]));
+    }
+
+    #[test]
+    fn orient_turns_flows_like_the_best_evidenced_one() {
+        // eth0 missed the handshake, and the server spoke first there: without a SYN
+        // and with two unprivileged ports, it takes the server for the initiator.
+        let inside = tcp_conv(0, "172.17.0.2:40000", "198.51.100.7:8443", 1000);
+        let all = view(
+            &inside,
+            "203.0.113.1:40000",
+            "198.51.100.7:8443",
+            30 * US,
+            1,
+        );
+        let outside = [all[4], all[5]];
+        let mut points = [point("docker0", 0, &inside), point("eth0", 1, &outside)];
+        let server: std::net::IpAddr = "198.51.100.7".parse().unwrap();
+        assert_eq!(points[1].flows[0].tuple.src, server);
+        let c = components(&points);
+        assert_eq!(c.members, [vec![0, 1]]);
+        orient(&mut points, &c, &[0, 0], SECOND);
+        let f = &points[1].flows[0];
+        assert_eq!(f.tuple.dst, server);
+        assert_eq!(f.packets, [1, 1]);
+        // The SYN-seen flow kept its orientation.
+        assert_eq!(points[0].flows[0].tuple.dst, server);
+        let ack = &points[1].recs[0];
+        assert!(!points[1].is_fwd(ack));
+    }
+}

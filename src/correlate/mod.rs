@@ -28,6 +28,8 @@ pub mod offset;
 mod pairing;
 mod paths;
 pub mod points;
+#[cfg(test)]
+mod testkit;
 mod translations;
 
 use serde::Serialize;

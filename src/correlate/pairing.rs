@@ -215,3 +215,133 @@ pub(super) fn match_flows(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::correlate::fingerprint::Strength;
+    use crate::correlate::testkit::{flow_of, point, tcp_conv, udp, view, MS, US};
+    use crate::flows::Side;
+
+    const SECOND: i64 = 1_000 * MS;
+
+    #[test]
+    fn flow_pairs_pair_flows_by_fingerprint_within_the_window() {
+        let x = tcp_conv(0, "172.17.0.2:40000", "198.51.100.7:443", 1000);
+        let y = tcp_conv(2 * MS, "172.17.0.3:50000", "198.51.100.8:80", 2000);
+        // The same bytes as x, three seconds later, from another host outside.
+        let z = tcp_conv(3 * SECOND, "192.0.2.9:40000", "198.51.100.7:443", 1000);
+        let inside = [x.clone(), y.clone()].concat();
+        let outside = [
+            view(&x, "203.0.113.1:40000", "198.51.100.7:443", 30 * US, 1),
+            view(&y, "203.0.113.1:50000", "198.51.100.8:80", 30 * US, 1),
+            z,
+        ]
+        .concat();
+        let points = [point("docker0", 0, &inside), point("eth0", 1, &outside)];
+        let pairs = flow_pairs(&points, &[0, 0], SECOND);
+        let (ix, iy) = (
+            flow_of(&points[0], "172.17.0.2:40000", "198.51.100.7:443"),
+            flow_of(&points[0], "172.17.0.3:50000", "198.51.100.8:80"),
+        );
+        let (ox, oy) = (
+            flow_of(&points[1], "203.0.113.1:40000", "198.51.100.7:443"),
+            flow_of(&points[1], "203.0.113.1:50000", "198.51.100.8:80"),
+        );
+        let keys: Vec<EdgeKey> = pairs.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, [(0, ix, 1, ox), (0, iy, 1, oy)]);
+        let v = pairs[0].1;
+        assert_eq!(v.packets, 6);
+        let expected = 1.0 - (1.0f64 - Strength::Strong.weight()).powi(6);
+        assert!((v.score - expected).abs() < 1e-12, "{v:?}");
+
+        // Outside the window nothing pairs; with the outside clock 3 s ahead, z pairs.
+        assert!(flow_pairs(&points, &[0, 0], 10 * US).is_empty());
+        let pairs = flow_pairs(&points, &[0, 3 * SECOND], SECOND);
+        let oz = flow_of(&points[1], "192.0.2.9:40000", "198.51.100.7:443");
+        let keys: Vec<EdgeKey> = pairs.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, [(0, ix, 1, oz)]);
+    }
+
+    #[test]
+    fn flow_pairs_need_enough_evidence() {
+        // One UDP packet without IPv4 ID and a short payload is weak evidence.
+        let mut weak = udp(0, "10.0.0.2:5353", "10.0.0.9:5353", None, 7);
+        weak.payload_len = 8;
+        let mut later = weak;
+        later.tuple.src = "10.0.1.2".parse().unwrap();
+        later.ts_ns += 40 * US;
+        let points = [point("a", 0, &[weak]), point("b", 1, &[later])];
+        assert!(flow_pairs(&points, &[0, 0], SECOND).is_empty());
+        let medium = udp(0, "10.0.0.2:5353", "10.0.0.9:5353", Some(9), 7);
+        let mut after = medium;
+        after.tuple.src = "10.0.1.2".parse().unwrap();
+        let points = [point("a", 0, &[medium]), point("b", 1, &[after])];
+        assert_eq!(flow_pairs(&points, &[0, 0], SECOND).len(), 1);
+    }
+
+    #[test]
+    fn hairpin_pairs_two_flows_at_one_point() {
+        // One interface sees the packets to the published port and again after DNAT.
+        let before = tcp_conv(0, "172.17.0.2:40000", "203.0.113.1:8080", 1000);
+        let after = view(&before, "172.17.0.1:40000", "172.17.0.3:80", 20 * US, 0);
+        let mut all = [before, after].concat();
+        all.sort_by_key(|p| p.ts_ns);
+        let points = [point("docker0", 0, &all)];
+        let pairs = flow_pairs(&points, &[0], SECOND);
+        let keys: Vec<EdgeKey> = pairs.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, [(0, 0, 0, 1)]);
+        assert_eq!(pairs[0].1.packets, 6);
+    }
+
+    fn rec(fp: u64, ts: i64) -> Rec {
+        Rec {
+            fp,
+            ts,
+            flow: 0,
+            side: Side::A,
+            strength: Strength::Strong,
+            fields: 0,
+            ttl: 64,
+            tcp_flags: 0,
+        }
+    }
+
+    #[test]
+    fn match_flows_takes_the_nearest_unused_packet_in_the_window() {
+        let down = [rec(1, 50), rec(2, 100), rec(1, 140), rec(1, 160)];
+        // Nearest first, then the next nearest once it is used; never beyond the window.
+        let up = [
+            rec(1, 100),
+            rec(1, 100),
+            rec(1, 100),
+            rec(1, 100),
+            rec(3, 100),
+        ];
+        assert_eq!(
+            match_flows(&up, 0, &down, 0, 60, false),
+            [(0, 2), (1, 0), (2, 3)]
+        );
+        assert_eq!(match_flows(&up, 0, &down, 0, 45, false), [(0, 2)]);
+        // Equally near: the earlier one. Offsets shift the down side's clock.
+        let down = [rec(1, 60), rec(1, 140)];
+        assert_eq!(
+            match_flows(&[rec(1, 100)], 0, &down, 0, 100, false),
+            [(0, 0)]
+        );
+        assert_eq!(
+            match_flows(&[rec(1, 100)], 0, &down, 30, 100, false),
+            [(0, 1)]
+        );
+        // At one point, only a later (or simultaneous) packet is the same packet again.
+        assert_eq!(
+            match_flows(&[rec(1, 100)], 0, &down, 0, 100, true),
+            [(0, 1)]
+        );
+        assert_eq!(
+            match_flows(&[rec(1, 140)], 0, &down, 0, 100, true),
+            [(0, 1)]
+        );
+        assert!(match_flows(&[rec(1, 141)], 0, &down, 0, 100, true).is_empty());
+    }
+}

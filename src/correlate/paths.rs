@@ -279,3 +279,100 @@ pub(super) fn relate(conns: &mut [Connection], rejected: &[(EdgeKey, Vote)], poi
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::correlate::testkit::{point, tcp_conv, view, MS, US};
+    use crate::correlate::{components, offset, pairing};
+    use crate::flows::InitiatorEvidence;
+
+    const SECOND: i64 = 1_000 * MS;
+
+    /// The steps up to this one, on points with one clock.
+    fn paths_of(mut points: Vec<PointData>) -> (Vec<PointData>, Components, Vec<Connection>) {
+        let off: Vec<i64> = offset::estimate(&points)
+            .iter()
+            .map(|o| o.offset_ns)
+            .collect();
+        assert!(off.iter().all(|&o| o == 0));
+        let comps = components::group(&points, pairing::flow_pairs(&points, &off, SECOND));
+        components::orient(&mut points, &comps, &off, SECOND);
+        let conns = connections(&points, &comps, &off, SECOND);
+        (points, comps, conns)
+    }
+
+    #[test]
+    fn three_hops_in_the_initiators_direction() {
+        // A container's veth, then the docker0 bridge 10 µs later (same TTL), then eth0
+        // after one routed hop; the points listed in another order.
+        let veth = tcp_conv(0, "172.17.0.2:40000", "198.51.100.7:443", 1000);
+        let docker0 = view(&veth, "172.17.0.2:40000", "198.51.100.7:443", 10 * US, 0);
+        let eth0 = view(&veth, "203.0.113.1:40000", "198.51.100.7:443", 40 * US, 1);
+        let points = vec![
+            point("eth0", 0, &eth0),
+            point("veth", 1, &veth),
+            point("docker0", 2, &docker0),
+        ];
+        let (_, _, conns) = paths_of(points);
+        assert_eq!(conns.len(), 1);
+        let c = &conns[0];
+        assert_eq!(c.id, "c1");
+        let order: Vec<usize> = c.hops.iter().map(|h| h.point).collect();
+        assert_eq!(order, [1, 2, 0]);
+        let ttls: Vec<Option<u8>> = c.hops.iter().map(|h| h.fwd_ttl).collect();
+        assert_eq!(ttls, [Some(64), Some(64), Some(63)]);
+        assert_eq!((c.hops[0].first_ns, c.hops[0].last_ns), (0, 5 * MS));
+        assert_eq!(c.hops[2].first_ns, 40 * US);
+        assert_eq!(c.initiator, InitiatorEvidence::Syn);
+        assert!(c.links.is_empty());
+    }
+
+    #[test]
+    fn connections_are_numbered_by_first_packet() {
+        let late = tcp_conv(5 * MS, "172.17.0.3:40001", "198.51.100.8:443", 5000);
+        let early = tcp_conv(0, "172.17.0.2:40000", "198.51.100.7:443", 1000);
+        let inside = [late.clone(), early.clone()].concat();
+        let outside = [
+            view(&late, "203.0.113.1:40001", "198.51.100.8:443", 30 * US, 1),
+            view(&early, "203.0.113.1:40000", "198.51.100.7:443", 30 * US, 1),
+        ]
+        .concat();
+        let (_, comps, conns) = paths_of(vec![
+            point("docker0", 0, &inside),
+            point("eth0", 1, &outside),
+        ]);
+        // Components come in flow order: the late connection first.
+        assert_eq!(comps.members, [vec![0, 2], vec![1, 3]]);
+        let ids: Vec<(&str, u16)> = conns
+            .iter()
+            .map(|c| (c.id.as_str(), c.hops[0].flow.tuple.sport))
+            .collect();
+        assert_eq!(ids, [("c1", 40000), ("c2", 40001)]);
+    }
+
+    #[test]
+    fn relate_records_refused_pairs_on_both_connections() {
+        // The last two packets escaped NAT outside (see components): eth0's second
+        // flow is a connection of its own, related to the first.
+        let inside = tcp_conv(0, "172.17.0.2:40000", "198.51.100.7:443", 1000);
+        let mut outside = view(&inside, "203.0.113.1:40000", "198.51.100.7:443", 30 * US, 1);
+        let escaped = view(&inside, "172.17.0.2:40000", "198.51.100.7:443", 30 * US, 1);
+        outside.truncate(4);
+        outside.extend_from_slice(&escaped[4..]);
+        let (points, comps, mut conns) = paths_of(vec![
+            point("docker0", 0, &inside),
+            point("eth0", 1, &outside),
+        ]);
+        relate(&mut conns, &comps.rejected, &points);
+        assert_eq!(conns.len(), 2);
+        let related = |point: &str, connection: &str, other_point: &str| Related {
+            point: point.into(),
+            connection: connection.into(),
+            other_point: other_point.into(),
+            matched_packets: 2,
+        };
+        assert_eq!(conns[0].related, [related("docker0", "c2", "eth0")]);
+        assert_eq!(conns[1].related, [related("eth0", "c1", "docker0")]);
+    }
+}

@@ -68,7 +68,12 @@ impl PointData {
         }
     }
 
-    fn new(info: PointInfo, input: usize, flows: Vec<Flow>, mut recs: Vec<Rec>) -> PointData {
+    pub(super) fn new(
+        info: PointInfo,
+        input: usize,
+        flows: Vec<Flow>,
+        mut recs: Vec<Rec>,
+    ) -> PointData {
         recs.par_sort_unstable_by_key(|r| (r.flow, r.ts, r.fp));
         let mut flow_start = vec![0u32; flows.len() + 1];
         for r in &recs {

@@ -305,3 +305,141 @@ pub(super) fn port_reallocs(conns: &mut [Connection]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::correlate::testkit::{point, tcp, tcp_conv, view, MS, US};
+    use crate::correlate::{correlate, Config, Correlation};
+    use crate::model::tcp_flags::{ACK, PSH, RST};
+    use crate::model::NatKind;
+
+    fn run(
+        inside: &[Vec<crate::model::Packet>],
+        outside: &[Vec<crate::model::Packet>],
+    ) -> Correlation {
+        let points = vec![
+            point("docker0", 0, &inside.concat()),
+            point("eth0", 1, &outside.concat()),
+        ];
+        correlate(points, Vec::new(), Config::default())
+    }
+
+    /// The connection whose first hop's initiator sends from `src`.
+    fn conn<'a>(c: &'a Correlation, src: &str) -> &'a Connection {
+        let src: std::net::SocketAddr = src.parse().unwrap();
+        c.connections
+            .iter()
+            .find(|c| {
+                let t = c.hops[0].flow.tuple;
+                (t.src, t.sport) == (src.ip(), src.port())
+            })
+            .unwrap_or_else(|| panic!("no connection from {src}"))
+    }
+
+    #[test]
+    fn classifies_snat_dnat_both_and_a_moved_port_with_its_holder() {
+        let lat = 30 * US;
+        // SNAT (MASQUERADE keeping the port).
+        let snat = tcp_conv(0, "172.17.0.2:40000", "198.51.100.7:443", 1000);
+        let snat_out = view(&snat, "203.0.113.1:40000", "198.51.100.7:443", lat, 1);
+        // DNAT to a published port: the initiator is outside, eth0 the upstream hop.
+        let dnat_out = tcp_conv(MS, "198.51.100.20:51000", "203.0.113.1:8080", 2000);
+        let dnat = view(&dnat_out, "198.51.100.20:51000", "172.17.0.3:80", lat, 1);
+        // Both: a service address rewritten, and the source masqueraded.
+        let both = tcp_conv(2 * MS, "172.17.0.4:41000", "10.96.0.10:53", 3000);
+        let both_out = view(&both, "203.0.113.1:41000", "198.51.100.53:53", lat, 1);
+        // Two containers use one source port to one server: the second one's moves.
+        let first = tcp_conv(3 * MS, "172.17.0.5:42000", "198.51.100.9:80", 4000);
+        let first_out = view(&first, "203.0.113.1:42000", "198.51.100.9:80", lat, 1);
+        let second = tcp_conv(4 * MS, "172.17.0.6:42000", "198.51.100.9:80", 5000);
+        let second_out = view(&second, "203.0.113.1:42001", "198.51.100.9:80", lat, 1);
+        let c = run(
+            &[snat, dnat, both, first, second],
+            &[snat_out, dnat_out, both_out, first_out, second_out],
+        );
+        assert_eq!(c.connections.len(), 5);
+
+        let kind = |src: &str| {
+            let cn = conn(&c, src);
+            assert_eq!(cn.links.len(), 1);
+            cn.links[0].change
+        };
+        let snat = kind("172.17.0.2:40000");
+        assert_eq!(snat.kind, NatKind::Snat);
+        assert!(snat.src_addr_changed && !snat.sport_changed && !snat.port_reallocated);
+        let dnat = kind("198.51.100.20:51000");
+        assert_eq!(dnat.kind, NatKind::Dnat);
+        assert!(dnat.dst_addr_changed && dnat.dport_changed && !dnat.src_addr_changed);
+        assert_eq!(kind("172.17.0.4:41000").kind, NatKind::SnatDnat);
+
+        let first = conn(&c, "172.17.0.5:42000");
+        assert_eq!(first.links[0].port_realloc, None);
+        let second = conn(&c, "172.17.0.6:42000");
+        let link = &second.links[0];
+        assert_eq!(link.change.kind, NatKind::Snat);
+        assert!(link.change.sport_changed && link.change.port_reallocated);
+        assert_eq!(
+            link.port_realloc,
+            Some(PortRealloc {
+                wanted_sport: 42000,
+                got_sport: 42001,
+                colliding: Some(first.id.clone()),
+                colliding_started_first: Some(true),
+            })
+        );
+    }
+
+    #[test]
+    fn link_evidence_latency_and_unmatched_packets() {
+        let lat = 30 * US;
+        let mut inside = tcp_conv(0, "172.17.0.2:40000", "198.51.100.7:443", 1000);
+        let mut outside = view(&inside, "203.0.113.1:40000", "198.51.100.7:443", lat, 1);
+        // The request never left; the host answered the client with a reset itself.
+        outside.remove(3);
+        inside.push(tcp(
+            6 * MS,
+            "198.51.100.7:443",
+            "172.17.0.2:40000",
+            1006,
+            RST,
+            64,
+        ));
+        let c = run(&[inside], &[outside]);
+        assert_eq!(c.connections.len(), 1);
+        let link = &c.connections[0].links[0];
+        assert_eq!((link.from, link.to), (0, 1));
+        assert_eq!(
+            link.evidence,
+            LinkEvidence {
+                matched_fwd: 3,
+                matched_rev: 2,
+                fields: vec!["ip.id", "tcp.seq", "tcp.ack", "tcp.flags", "payload"],
+                direction_conflicts: 0,
+            }
+        );
+        assert_eq!(link.confidence, 1.0);
+        assert_eq!(
+            link.latency,
+            Some(Latency {
+                first_ns: Some(lat),
+                p50_ns: lat,
+                max_ns: lat,
+            })
+        );
+        let gap = |t: i64, flags: u8| Gap {
+            packets: 1,
+            first_ns: Some(t),
+            last_ns: Some(t),
+            first_tcp_flags: Some(flags),
+        };
+        assert_eq!(
+            link.unmatched,
+            Unmatched {
+                lost_fwd: gap(3 * MS, PSH | ACK),
+                appeared_rev: gap(6 * MS, RST),
+                ..Unmatched::default()
+            }
+        );
+    }
+}
