@@ -109,34 +109,63 @@ fn join_hairpin(p: &PointData, window: i64) -> Votes {
     let mut i = 0;
     while i < p.by_fp.len() {
         let end = run_end(p, i);
-        let run = &p.by_fp[i..end];
-        let mut used = vec![false; run.len()];
-        for x in 0..run.len() {
-            if used[x] {
-                continue;
-            }
-            let rx = &p.recs[run[x] as usize];
-            for y in x + 1..run.len() {
-                let ry = &p.recs[run[y] as usize];
-                if ry.ts - rx.ts > window {
-                    break;
-                }
-                if !used[y] && ry.flow != rx.flow {
-                    used[x] = true;
-                    used[y] = true;
-                    let (lo, hi) = if rx.flow < ry.flow {
-                        (rx, ry)
-                    } else {
-                        (ry, rx)
-                    };
-                    votes.add(lo, hi);
-                    break;
-                }
+        if end - i > 1 {
+            let run: Vec<&Rec> = p.by_fp[i..end]
+                .iter()
+                .map(|&k| &p.recs[k as usize])
+                .collect();
+            for (x, y) in pair_run(&run, window) {
+                let (rx, ry) = (run[x], run[y]);
+                let (lo, hi) = if rx.flow < ry.flow {
+                    (rx, ry)
+                } else {
+                    (ry, rx)
+                };
+                votes.add(lo, hi);
             }
         }
         i = end;
     }
     votes
+}
+
+/// Pairs the packets of one fingerprint at one point (in time order): each packet not
+/// yet paired, in order, with the first later packet not yet paired that belongs to
+/// another flow, if that one is within the window. Returns position pairs.
+///
+/// Linear but for the union-find: unpaired packets are found through links
+/// (`unpaired`), and a stretch of packets of the packet's own flow is skipped in one
+/// step (`next_other`), so many copies of one packet in one flow cost no scan.
+fn pair_run(run: &[&Rec], window: i64) -> Vec<(usize, usize)> {
+    let m = run.len();
+    // First position after p that belongs to another flow than p, m when none.
+    let mut next_other = vec![m as u32; m];
+    for p in (0..m.saturating_sub(1)).rev() {
+        next_other[p] = if run[p + 1].flow != run[p].flow {
+            p as u32 + 1
+        } else {
+            next_other[p + 1]
+        };
+    }
+    // First unpaired position >= p, m when none.
+    let mut unpaired: Vec<u32> = (0..=m as u32).collect();
+    let mut out = Vec::new();
+    for x in 0..m {
+        if find(&mut unpaired, x as u32) as usize != x {
+            continue;
+        }
+        let rx = run[x];
+        let mut y = find(&mut unpaired, x as u32 + 1) as usize;
+        while y < m && run[y].ts - rx.ts <= window && run[y].flow == rx.flow {
+            y = find(&mut unpaired, next_other[y]) as usize;
+        }
+        if y < m && run[y].ts - rx.ts <= window {
+            unpaired[x] = x as u32 + 1;
+            unpaired[y] = y as u32 + 1;
+            out.push((x, y));
+        }
+    }
+    out
 }
 
 /// Two points: walk both fingerprint orders together; within a fingerprint both runs
@@ -489,6 +518,70 @@ mod tests {
                 "round {round}: up {up:?} down {down:?} offsets {up_off} {down_off} window {window}"
             );
         }
+    }
+
+    /// The definition: each unpaired packet with the first later unpaired packet of
+    /// another flow, scanning up to the end of the window.
+    fn pair_run_by_scan(run: &[&Rec], window: i64) -> Vec<(usize, usize)> {
+        let mut used = vec![false; run.len()];
+        let mut out = Vec::new();
+        for x in 0..run.len() {
+            if used[x] {
+                continue;
+            }
+            for y in x + 1..run.len() {
+                if run[y].ts - run[x].ts > window {
+                    break;
+                }
+                if !used[y] && run[y].flow != run[x].flow {
+                    used[x] = true;
+                    used[y] = true;
+                    out.push((x, y));
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn pair_run_agrees_with_the_scan() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        for round in 0..2_000 {
+            let flows = 1 + next(4) as u32;
+            let len = next(30);
+            let mut recs: Vec<Rec> = (0..len)
+                .map(|_| Rec {
+                    flow: next(u64::from(flows)) as u32,
+                    ..rec(1, next(50) as i64)
+                })
+                .collect();
+            recs.sort_by_key(|r| r.ts);
+            let run: Vec<&Rec> = recs.iter().collect();
+            let window = next(60) as i64;
+            assert_eq!(
+                pair_run(&run, window),
+                pair_run_by_scan(&run, window),
+                "round {round}: {recs:?} window {window}"
+            );
+        }
+    }
+
+    #[test]
+    fn pair_run_is_not_quadratic_in_one_flow() {
+        // 40 000 copies of one packet in one flow within the window: nothing to pair,
+        // and no scan of the run for each of them.
+        let recs: Vec<Rec> = (0..40_000).map(|i| rec(1, i * 10 * US)).collect();
+        let run: Vec<&Rec> = recs.iter().collect();
+        let start = std::time::Instant::now();
+        assert!(pair_run(&run, SECOND).is_empty());
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
     }
 
     #[test]
