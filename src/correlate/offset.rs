@@ -8,6 +8,7 @@
 //! maximum spanning tree over the number of such packets, relative to the first point of
 //! each group. Points from one input file share a clock by construction, and estimates
 //! below [`SAME_CLOCK_NS`] are forwarding latency rather than skew: both are taken as 0.
+//! [`estimate`] does all of it for a run's points.
 
 use rayon::prelude::*;
 use serde::Serialize;

@@ -1,6 +1,7 @@
 //! Reading captures for correlation: per capture point, the oriented flows plus one
 //! compact record per packet (fingerprint, time, flow, side, TTL), kept in two orders:
 //! by flow (for per-connection detail) and by fingerprint (for the cross-point join).
+//! A point's facts for the report ([`PointData::summary`]) come from here too.
 
 use rayon::prelude::*;
 
