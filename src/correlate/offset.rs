@@ -8,7 +8,9 @@
 //! maximum spanning tree over the number of such packets, relative to the first point of
 //! each group. Points from one input file share a clock by construction, and estimates
 //! below [`SAME_CLOCK_NS`] are forwarding latency rather than skew: both are taken as 0.
+//! [`estimate`] does all of it for a run's points.
 
+use rayon::prelude::*;
 use serde::Serialize;
 
 use super::points::PointData;
@@ -44,6 +46,24 @@ pub enum OffsetBasis {
     Estimated,
     /// No packet in common with any other point.
     Unrelated,
+}
+
+/// One offset per point (see the module documentation), each point pair's packets
+/// compared in parallel.
+pub fn estimate(points: &[PointData]) -> Vec<Offset> {
+    let n = points.len();
+    let pairs: Vec<(usize, usize)> = (0..n)
+        .flat_map(|a| (a + 1..n).map(move |b| (a, b)))
+        .collect();
+    let deltas: Vec<(usize, usize, i64, usize)> = pairs
+        .par_iter()
+        .map(|&(a, b)| {
+            let mut d = unique_deltas(&points[a], &points[b]);
+            let samples = d.len();
+            (a, b, median(&mut d).unwrap_or(0), samples)
+        })
+        .collect();
+    solve(points, &deltas)
 }
 
 /// Time differences (`ts_b - ts_a`) of packets seen exactly once at each of two points.
@@ -193,6 +213,68 @@ pub fn solve(points: &[PointData], pairs: &[(usize, usize, i64, usize)]) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::correlate::testkit::{point, tcp_conv, view, MS, US};
+
+    /// A connection seen inside (docker0) and outside (eth0), the outside clock
+    /// `skew` ahead, forwarding taking 30 µs.
+    fn pair(skew: i64) -> Vec<PointData> {
+        let inside = tcp_conv(10 * MS, "172.17.0.2:40000", "198.51.100.7:443", 1000);
+        let mut outside = view(&inside, "203.0.113.1:40000", "198.51.100.7:443", 30 * US, 1);
+        for p in &mut outside {
+            p.ts_ns += skew;
+        }
+        vec![point("docker0", 0, &inside), point("eth0", 1, &outside)]
+    }
+
+    #[test]
+    fn estimate_finds_a_skewed_clock() {
+        let offsets = estimate(&pair(-40 * MS));
+        assert_eq!(offsets[0].basis, OffsetBasis::Reference);
+        let o = &offsets[1];
+        assert_eq!(
+            (o.reference, o.samples, o.basis),
+            (0, 6, OffsetBasis::Estimated)
+        );
+        // Four initiator packets say skew + 30 µs, two responder ones skew - 30 µs.
+        assert_eq!(o.offset_ns, -40 * MS + 30 * US);
+        assert_eq!(o.estimate_ns, o.offset_ns);
+    }
+
+    #[test]
+    fn estimate_takes_a_small_difference_for_the_same_clock() {
+        let offsets = estimate(&pair(200 * US));
+        let o = &offsets[1];
+        assert_eq!((o.offset_ns, o.estimate_ns), (0, 230 * US));
+        assert_eq!(o.basis, OffsetBasis::Estimated);
+    }
+
+    #[test]
+    fn points_of_one_file_share_a_clock_and_strangers_are_unrelated() {
+        let mut points = pair(5 * MS);
+        points[1].input = 0;
+        let other = tcp_conv(0, "10.0.0.1:5000", "10.0.0.2:6000", 77);
+        points.push(point("lo", 1, &other));
+        let offsets = estimate(&points);
+        assert_eq!(offsets[1].basis, OffsetBasis::SameFile);
+        assert_eq!((offsets[1].offset_ns, offsets[1].samples), (0, 0));
+        assert_eq!(offsets[2].basis, OffsetBasis::Unrelated);
+        assert_eq!(offsets[2].reference, 2);
+    }
+
+    #[test]
+    fn unique_deltas_skip_repeated_fingerprints() {
+        let inside = tcp_conv(0, "172.17.0.2:40000", "198.51.100.7:443", 1000);
+        let outside = view(&inside, "203.0.113.1:40000", "198.51.100.7:443", 30 * US, 1);
+        // The SYN again, a second later: its fingerprint is no longer unique inside.
+        let mut again = inside.clone();
+        let mut syn = inside[0];
+        syn.ts_ns += 1000 * MS;
+        again.push(syn);
+        let (a, b) = (point("a", 0, &again), point("b", 1, &outside));
+        let mut d = unique_deltas(&a, &b);
+        d.sort_unstable();
+        assert_eq!(d, [-30 * US, -30 * US, 30 * US, 30 * US, 30 * US]);
+    }
 
     #[test]
     fn median_even_and_odd() {

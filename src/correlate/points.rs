@@ -1,10 +1,13 @@
 //! Reading captures for correlation: per capture point, the oriented flows plus one
 //! compact record per packet (fingerprint, time, flow, side, TTL), kept in two orders:
 //! by flow (for per-connection detail) and by fingerprint (for the cross-point join).
+//! A point's facts for the report ([`PointData::summary`]) come from here too.
 
 use rayon::prelude::*;
 
 use super::fingerprint::{field_set, fingerprint, is_matchable, Strength};
+use super::offset::Offset;
+use super::PointSummary;
 use crate::capture::{self, InputResult, InputSpec, PointInfo, ReadOptions};
 use crate::flows::{self, Flow, Side};
 use crate::model::L4;
@@ -51,7 +54,27 @@ impl PointData {
         self.flows[r.flow as usize].dir_index(r.side) == 0
     }
 
-    fn new(info: PointInfo, input: usize, flows: Vec<Flow>, mut recs: Vec<Rec>) -> PointData {
+    /// The point's facts for the report, with its clock.
+    pub fn summary(&self, clock: Offset) -> PointSummary {
+        PointSummary {
+            name: self.info.name.clone(),
+            source: self.info.source.clone(),
+            linktype: self.info.linktype.clone(),
+            interface: self.info.interface.clone(),
+            packets: self.info.packets,
+            flows: self.flows.len(),
+            first_ns: self.info.first_ns,
+            last_ns: self.info.last_ns,
+            clock,
+        }
+    }
+
+    pub(super) fn new(
+        info: PointInfo,
+        input: usize,
+        flows: Vec<Flow>,
+        mut recs: Vec<Rec>,
+    ) -> PointData {
         recs.par_sort_unstable_by_key(|r| (r.flow, r.ts, r.fp));
         let mut flow_start = vec![0u32; flows.len() + 1];
         for r in &recs {

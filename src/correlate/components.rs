@@ -1,0 +1,309 @@
+//! Components: which flows are one connection, and which way round each of them is.
+//!
+//! [`group`] joins the paired flows greedily, best evidence first, into components
+//! that hold at most one flow per point, except through a hairpin edge (the pair is at
+//! one point) or for the two halves of a connection that a point saw under different
+//! tuples ([`complementary`]). A flow pair that would break that rule is kept as
+//! rejected, to be reported as `related` (e.g. packets that escaped NAT after conntrack
+//! lost the entry), never silently dropped.
+//!
+//! [`orient`] then turns every flow of a component like its flow with the best
+//! initiator evidence, following the accepted pairs outward from it: matched packets
+//! say whether two flows share orientation.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::pairing::{match_flows, EdgeKey, Vote};
+use super::points::PointData;
+use crate::flows::Flow;
+
+/// Flows grouped into connections.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(super) struct Components {
+    /// Every flow as (point, flow index), by point then flow: node `i` is `nodes[i]`.
+    pub nodes: Vec<(usize, u32)>,
+    /// Node of flow 0 of each point.
+    pub first_node: Vec<usize>,
+    /// Each component's nodes in ascending order; components in order of their
+    /// smallest node.
+    pub members: Vec<Vec<usize>>,
+    /// Each component's accepted flow pairs, best evidence first (same order as
+    /// `members`).
+    pub edges: Vec<Vec<EdgeKey>>,
+    /// Flow pairs refused because they would put two flows of one point into one
+    /// connection, best evidence first.
+    pub rejected: Vec<(EdgeKey, Vote)>,
+}
+
+impl Components {
+    fn node(&self, p: usize, f: u32) -> usize {
+        self.first_node[p] + f as usize
+    }
+}
+
+/// Two one-way flows at one point that are the two directions of one connection seen
+/// under different tuples: the packets of one go to where the packets of the other
+/// come from, and only one of the two ends matches.
+pub(super) fn complementary(a: &Flow, b: &Flow) -> bool {
+    if !a.is_one_way() || !b.is_one_way() || a.tuple.proto != b.tuple.proto {
+        return false;
+    }
+    let (x, y) = (a.sending_tuple(), b.sending_tuple());
+    let x_to_y = x.dst == y.src && x.dport == y.sport;
+    let y_to_x = y.dst == x.src && y.dport == x.sport;
+    x_to_y != y_to_x
+}
+
+/// Greedy union of the flow pairs `edges` (best first, as [`super::pairing::flow_pairs`]
+/// gives them) into components.
+pub(super) fn group(points: &[PointData], edges: Vec<(EdgeKey, Vote)>) -> Components {
+    let mut c = Components::default();
+    for (p, pd) in points.iter().enumerate() {
+        c.first_node.push(c.nodes.len());
+        c.nodes.extend((0..pd.flows.len() as u32).map(|f| (p, f)));
+    }
+    let mut uf = UnionFind::new(c.nodes.len());
+    // Per component (at its root): its flows by point.
+    let mut comp_flows: Vec<BTreeMap<usize, Vec<u32>>> = c
+        .nodes
+        .iter()
+        .map(|&(p, f)| BTreeMap::from([(p, vec![f])]))
+        .collect();
+    let mut accepted: Vec<EdgeKey> = Vec::new();
+    for (key, vote) in edges {
+        let (a, fa, b, fb) = key;
+        let (ra, rb) = (uf.find(c.node(a, fa)), uf.find(c.node(b, fb)));
+        if ra == rb {
+            accepted.push(key);
+            continue;
+        }
+        if a != b && clash(points, &comp_flows[ra], &comp_flows[rb]) {
+            c.rejected.push((key, vote));
+            continue;
+        }
+        let root = uf.union(ra, rb);
+        let other = if root == ra { rb } else { ra };
+        let moved = std::mem::take(&mut comp_flows[other]);
+        for (p, fs) in moved {
+            comp_flows[root].entry(p).or_default().extend(fs);
+        }
+        accepted.push(key);
+    }
+
+    // Components in node order (deterministic).
+    let mut comps: BTreeMap<usize, (Vec<usize>, Vec<EdgeKey>)> = BTreeMap::new();
+    for i in 0..c.nodes.len() {
+        comps.entry(uf.find(i)).or_default().0.push(i);
+    }
+    for key in accepted {
+        let root = uf.find(c.node(key.0, key.1));
+        comps.get_mut(&root).expect("root").1.push(key);
+    }
+    (c.members, c.edges) = comps.into_values().unzip();
+    c
+}
+
+/// Whether joining two components would put two flows of one point into one connection,
+/// other than the two complementary halves of a connection at that point.
+fn clash(
+    points: &[PointData],
+    x: &BTreeMap<usize, Vec<u32>>,
+    y: &BTreeMap<usize, Vec<u32>>,
+) -> bool {
+    x.iter().any(|(p, fs)| match y.get(p) {
+        None => false,
+        Some(gs) => {
+            !(fs.len() == 1
+                && gs.len() == 1
+                && complementary(
+                    &points[*p].flows[fs[0] as usize],
+                    &points[*p].flows[gs[0] as usize],
+                ))
+        }
+    })
+}
+
+/// Orients every flow of each component like its best-evidenced flow (the strongest
+/// initiator evidence; the first node on a tie), through the accepted pairs.
+pub(super) fn orient(points: &mut [PointData], comps: &Components, off: &[i64], window: i64) {
+    for (members, edges) in comps.members.iter().zip(&comps.edges) {
+        let best = *members
+            .iter()
+            .min_by_key(|&&i| {
+                let (p, f) = comps.nodes[i];
+                (points[p].flows[f as usize].initiator, i)
+            })
+            .expect("components are never empty");
+        let mut oriented: BTreeSet<usize> = BTreeSet::from([best]);
+        let mut stack = vec![best];
+        while let Some(x) = stack.pop() {
+            for &(a, fa, b, fb) in edges {
+                let (na, nb) = (comps.node(a, fa), comps.node(b, fb));
+                let y = if na == x {
+                    nb
+                } else if nb == x {
+                    na
+                } else {
+                    continue;
+                };
+                if !oriented.insert(y) {
+                    continue;
+                }
+                let (xp, xf) = comps.nodes[x];
+                let (yp, yf) = comps.nodes[y];
+                let (same, flipped) = orientation_votes(points, (xp, xf), (yp, yf), off, window);
+                if flipped > same {
+                    points[yp].flows[yf as usize].flip();
+                }
+                stack.push(y);
+            }
+        }
+    }
+}
+
+/// How many matched packets say two flows, each (point, flow), share orientation, and
+/// how many say the opposite.
+fn orientation_votes(
+    points: &[PointData],
+    (xp, xf): (usize, u32),
+    (yp, yf): (usize, u32),
+    off: &[i64],
+    window: i64,
+) -> (u64, u64) {
+    let (rx, ry) = (
+        points[xp].flow_recs(xf as usize),
+        points[yp].flow_recs(yf as usize),
+    );
+    let (mut same, mut flipped) = (0, 0);
+    for (i, j) in match_flows(rx, off[xp], ry, off[yp], window, false) {
+        if points[xp].is_fwd(&rx[i]) == points[yp].is_fwd(&ry[j]) {
+            same += 1;
+        } else {
+            flipped += 1;
+        }
+    }
+    (same, flipped)
+}
+
+struct UnionFind {
+    parent: Vec<usize>,
+}
+
+impl UnionFind {
+    fn new(n: usize) -> Self {
+        UnionFind {
+            parent: (0..n).collect(),
+        }
+    }
+
+    fn find(&mut self, x: usize) -> usize {
+        let mut r = x;
+        while self.parent[r] != r {
+            r = self.parent[r];
+        }
+        let mut x = x;
+        while self.parent[x] != r {
+            let next = self.parent[x];
+            self.parent[x] = r;
+            x = next;
+        }
+        r
+    }
+
+    /// Joins two roots; the smaller index stays root (deterministic).
+    fn union(&mut self, ra: usize, rb: usize) -> usize {
+        let (root, child) = if ra < rb { (ra, rb) } else { (rb, ra) };
+        self.parent[child] = root;
+        root
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::correlate::pairing::flow_pairs;
+    use crate::correlate::testkit::{point, tcp, tcp_conv, view, MS, US};
+    use crate::flows::FlowTable;
+    use crate::model::tcp_flags::ACK;
+
+    const SECOND: i64 = 1_000 * MS;
+
+    fn components(points: &[PointData]) -> Components {
+        let off = vec![0; points.len()];
+        group(points, flow_pairs(points, &off, SECOND))
+    }
+
+    #[test]
+    fn group_joins_paired_flows_and_refuses_a_second_flow_at_one_point() {
+        // Outside, the connection's last two packets escaped NAT (conntrack lost the
+        // entry) and travel under the inside tuple: a second flow of the same packets.
+        let inside = tcp_conv(0, "172.17.0.2:40000", "198.51.100.7:443", 1000);
+        let mut outside = view(&inside, "203.0.113.1:40000", "198.51.100.7:443", 30 * US, 1);
+        let escaped = view(&inside, "172.17.0.2:40000", "198.51.100.7:443", 30 * US, 1);
+        outside.truncate(4);
+        outside.extend_from_slice(&escaped[4..]);
+        let other = tcp_conv(MS, "172.17.0.3:40000", "198.51.100.8:443", 5000);
+        let points = [
+            point("docker0", 0, &[inside, other].concat()),
+            point("eth0", 1, &outside),
+        ];
+        let c = components(&points);
+        assert_eq!(c.nodes, [(0, 0), (0, 1), (1, 0), (1, 1)]);
+        assert_eq!(c.first_node, [0, 2]);
+        // docker0 flow 0 with eth0 flow 0 (four packets); docker0 flow 1 alone; eth0
+        // flow 1 (two packets) could not join.
+        assert_eq!(c.members, [vec![0, 2], vec![1], vec![3]]);
+        assert_eq!(c.edges, [vec![(0, 0, 1, 0)], vec![], vec![]]);
+        assert_eq!(c.rejected.len(), 1);
+        assert_eq!(c.rejected[0].0, (0, 0, 1, 1));
+        assert_eq!(c.rejected[0].1.packets, 2);
+    }
+
+    #[test]
+    fn complementary_halves_of_one_connection() {
+        // A bridge port that saw requests leave translated and replies come back
+        // already translated back: two one-way flows.
+        let mut t = FlowTable::default();
+        let req = tcp(0, "203.0.113.1:40000", "198.51.100.7:8443", 1, ACK, 64);
+        let reply = tcp(MS, "198.51.100.7:8443", "172.17.0.2:40000", 2, ACK, 64);
+        let unrelated = tcp(MS, "198.51.100.9:8443", "172.17.0.2:40000", 3, ACK, 64);
+        let two_way = tcp(2 * MS, "172.17.0.2:40000", "198.51.100.9:8443", 4, ACK, 64);
+        for p in [req, reply, unrelated, two_way] {
+            t.push(&p);
+        }
+        let f = t.finish();
+        assert!(complementary(&f[0], &f[1]));
+        assert!(complementary(&f[1], &f[0]));
+        // Nowhere near each other, and a flow seen both ways, are not halves.
+        assert!(!complementary(&f[0], &f[2]));
+        assert!(!complementary(&f[1], &f[2]));
+    }
+
+    #[test]
+    fn orient_turns_flows_like_the_best_evidenced_one() {
+        // eth0 missed the handshake, and the server spoke first there: without a SYN
+        // and with two unprivileged ports, it takes the server for the initiator.
+        let inside = tcp_conv(0, "172.17.0.2:40000", "198.51.100.7:8443", 1000);
+        let all = view(
+            &inside,
+            "203.0.113.1:40000",
+            "198.51.100.7:8443",
+            30 * US,
+            1,
+        );
+        let outside = [all[4], all[5]];
+        let mut points = [point("docker0", 0, &inside), point("eth0", 1, &outside)];
+        let server: std::net::IpAddr = "198.51.100.7".parse().unwrap();
+        assert_eq!(points[1].flows[0].tuple.src, server);
+        let c = components(&points);
+        assert_eq!(c.members, [vec![0, 1]]);
+        orient(&mut points, &c, &[0, 0], SECOND);
+        let f = &points[1].flows[0];
+        assert_eq!(f.tuple.dst, server);
+        assert_eq!(f.packets, [1, 1]);
+        // The SYN-seen flow kept its orientation.
+        assert_eq!(points[0].flows[0].tuple.dst, server);
+        let ack = &points[1].recs[0];
+        assert!(!points[1].is_fwd(ack));
+    }
+}

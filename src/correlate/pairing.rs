@@ -1,0 +1,601 @@
+//! Pairing: which packets seen at two points are one packet, and which flows they
+//! belong to.
+//!
+//! [`flow_pairs`] is the cross-point join. For every pair of points (and every point
+//! with itself, for hairpin traffic that crosses one interface twice), a merge join of
+//! the fingerprint-sorted records pairs each packet with the nearest same-fingerprint
+//! packet within the time window; matched packets vote for the pair of flows they
+//! belong to. Linear in the number of packets, never all-pairs. Flow pairs with too
+//! little evidence are dropped; the rest come out best evidence first.
+//!
+//! [`match_flows`] pairs the packets of two given flows (or hops) one by one: the
+//! orientation of a connection's flows, the order of its hops and its translations all
+//! rest on it.
+
+use std::collections::HashMap;
+
+use rayon::prelude::*;
+
+use super::points::{PointData, Rec};
+
+/// Minimum evidence for two flows to be one connection: one TCP packet, one IPv4
+/// UDP/ICMP packet with its ID and payload, or two weaker matches.
+pub(super) const MIN_EDGE_SCORE: f64 = 0.6;
+
+/// Votes for one flow pair from the cross-point join.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(super) struct Vote {
+    pub packets: u64,
+    pub score: f64,
+}
+
+/// Flow pair key: (point a, flow a, point b, flow b) with (a, fa) < (b, fb).
+pub(super) type EdgeKey = (usize, u32, usize, u32);
+
+/// Flow pairs with at least [`MIN_EDGE_SCORE`] of evidence, best first: by score, then
+/// matched packets, then key. `off` holds each point's clock offset.
+pub(super) fn flow_pairs(points: &[PointData], off: &[i64], window: i64) -> Vec<(EdgeKey, Vote)> {
+    let n = points.len();
+    let pairs: Vec<(usize, usize)> = (0..n).flat_map(|a| (a..n).map(move |b| (a, b))).collect();
+    let votes: Vec<Vec<(EdgeKey, Vote)>> = pairs
+        .par_iter()
+        .map(|&(a, b)| join_pair(points, a, b, off, window))
+        .collect();
+    let mut edges: Vec<(EdgeKey, Vote)> = votes
+        .into_iter()
+        .flatten()
+        .filter(|(_, v)| v.score >= MIN_EDGE_SCORE)
+        .collect();
+    edges.sort_by(|x, y| {
+        y.1.score
+            .total_cmp(&x.1.score)
+            .then(y.1.packets.cmp(&x.1.packets))
+            .then(x.0.cmp(&y.0))
+    });
+    edges
+}
+
+/// Votes per flow pair (flow at the first point, flow at the second).
+#[derive(Default)]
+struct Votes(HashMap<(u32, u32), Vote>);
+
+impl Votes {
+    fn add(&mut self, ra: &Rec, rb: &Rec) {
+        let v = self.0.entry((ra.flow, rb.flow)).or_default();
+        v.packets += 1;
+        // Combine as independent evidence: 1 - Π(1 - w).
+        let w = ra.strength.min(rb.strength).weight();
+        v.score = 1.0 - (1.0 - v.score) * (1.0 - w);
+    }
+}
+
+/// Merge join of two points' fingerprint-sorted records (or one point with itself).
+fn join_pair(
+    points: &[PointData],
+    a: usize,
+    b: usize,
+    off: &[i64],
+    window: i64,
+) -> Vec<(EdgeKey, Vote)> {
+    let votes = if a == b {
+        join_hairpin(&points[a], window)
+    } else {
+        join_across(&points[a], off[a], &points[b], off[b], window)
+    };
+    let mut out: Vec<(EdgeKey, Vote)> = votes
+        .0
+        .into_iter()
+        .map(|((x, y), v)| ((a, x, b, y), v))
+        .collect();
+    out.sort_by_key(|(k, _)| *k);
+    out
+}
+
+/// End of the run of records sharing the fingerprint of `p.by_fp[start]`.
+fn run_end(p: &PointData, start: usize) -> usize {
+    let fp = p.recs[p.by_fp[start] as usize].fp;
+    start
+        + p.by_fp[start..]
+            .iter()
+            .take_while(|&&k| p.recs[k as usize].fp == fp)
+            .count()
+}
+
+/// Hairpin: the same packet crossing one interface twice, as two flows. Within a run
+/// of one fingerprint, each packet pairs with the next unpaired packet of another flow
+/// within the window.
+fn join_hairpin(p: &PointData, window: i64) -> Votes {
+    let mut votes = Votes::default();
+    let mut i = 0;
+    while i < p.by_fp.len() {
+        let end = run_end(p, i);
+        if end - i > 1 {
+            let run: Vec<&Rec> = p.by_fp[i..end]
+                .iter()
+                .map(|&k| &p.recs[k as usize])
+                .collect();
+            for (x, y) in pair_run(&run, window) {
+                let (rx, ry) = (run[x], run[y]);
+                let (lo, hi) = if rx.flow < ry.flow {
+                    (rx, ry)
+                } else {
+                    (ry, rx)
+                };
+                votes.add(lo, hi);
+            }
+        }
+        i = end;
+    }
+    votes
+}
+
+/// Pairs the packets of one fingerprint at one point (in time order): each packet not
+/// yet paired, in order, with the first later packet not yet paired that belongs to
+/// another flow, if that one is within the window. Returns position pairs.
+///
+/// Linear but for the union-find: unpaired packets are found through links
+/// (`unpaired`), and a stretch of packets of the packet's own flow is skipped in one
+/// step (`next_other`), so many copies of one packet in one flow cost no scan.
+fn pair_run(run: &[&Rec], window: i64) -> Vec<(usize, usize)> {
+    let m = run.len();
+    // First position after p that belongs to another flow than p, m when none.
+    let mut next_other = vec![m as u32; m];
+    for p in (0..m.saturating_sub(1)).rev() {
+        next_other[p] = if run[p + 1].flow != run[p].flow {
+            p as u32 + 1
+        } else {
+            next_other[p + 1]
+        };
+    }
+    // First unpaired position >= p, m when none.
+    let mut unpaired: Vec<u32> = (0..=m as u32).collect();
+    let mut out = Vec::new();
+    for x in 0..m {
+        if find(&mut unpaired, x as u32) as usize != x {
+            continue;
+        }
+        let rx = run[x];
+        let mut y = find(&mut unpaired, x as u32 + 1) as usize;
+        while y < m && run[y].ts - rx.ts <= window && run[y].flow == rx.flow {
+            y = find(&mut unpaired, next_other[y]) as usize;
+        }
+        if y < m && run[y].ts - rx.ts <= window {
+            unpaired[x] = x as u32 + 1;
+            unpaired[y] = y as u32 + 1;
+            out.push((x, y));
+        }
+    }
+    out
+}
+
+/// Two points: walk both fingerprint orders together; within a fingerprint both runs
+/// are in time order, and packets pair in order when their corrected times are within
+/// the window.
+fn join_across(pa: &PointData, off_a: i64, pb: &PointData, off_b: i64, window: i64) -> Votes {
+    let mut votes = Votes::default();
+    let (fa, fb) = (&pa.by_fp, &pb.by_fp);
+    let (mut i, mut j) = (0, 0);
+    while i < fa.len() && j < fb.len() {
+        let ra = &pa.recs[fa[i] as usize];
+        let rb = &pb.recs[fb[j] as usize];
+        if ra.fp != rb.fp {
+            if ra.fp < rb.fp {
+                i += 1;
+            } else {
+                j += 1;
+            }
+            continue;
+        }
+        let (ea, eb) = (run_end(pa, i), run_end(pb, j));
+        let (mut x, mut y) = (i, j);
+        while x < ea && y < eb {
+            let rx = &pa.recs[fa[x] as usize];
+            let ry = &pb.recs[fb[y] as usize];
+            let d = (ry.ts - off_b) - (rx.ts - off_a);
+            if d.abs() <= window {
+                votes.add(rx, ry);
+                x += 1;
+                y += 1;
+            } else if d < 0 {
+                y += 1;
+            } else {
+                x += 1;
+            }
+        }
+        i = ea;
+        j = eb;
+    }
+    votes
+}
+
+/// Pairs the packets of two flows: for each record of `up`, the nearest unused record
+/// of `down` with the same fingerprint within the window (the earliest of equally near
+/// ones). Returns index pairs, in `up` order. At one point (`same_point`) a packet can
+/// only pair with one seen at the same time or later. `down` must be in time order.
+pub(super) fn match_flows(
+    up: &[Rec],
+    up_off: i64,
+    down: &[Rec],
+    down_off: i64,
+    window: i64,
+    same_point: bool,
+) -> Vec<(usize, usize)> {
+    debug_assert!(down.windows(2).all(|w| w[0].ts <= w[1].ts));
+    // At one point both offsets are the point's: later means at distance 0 or more.
+    debug_assert!(!same_point || up_off == down_off);
+    // `down` by fingerprint, each fingerprint's records in time order, and where each
+    // fingerprint's records start and end in that order.
+    let mut order: Vec<u32> = (0..down.len() as u32).collect();
+    order.sort_unstable_by_key(|&k| (down[k as usize].fp, k));
+    let mut ranges: HashMap<u64, (usize, usize)> = HashMap::new();
+    let mut start = 0;
+    for end in 1..=order.len() {
+        let fp = down[order[start] as usize].fp;
+        if end == order.len() || down[order[end] as usize].fp != fp {
+            ranges.insert(fp, (start, end));
+            start = end;
+        }
+    }
+    let mut unused = Unused::new(order.len());
+    let mut out = Vec::new();
+    for (k, r) in up.iter().enumerate() {
+        let Some(&(start, end)) = ranges.get(&r.fp) else {
+            continue;
+        };
+        let t = r.ts - up_off;
+        // Distance of a candidate from this packet, signed, in corrected time.
+        let dist = |c: &u32| down[*c as usize].ts - down_off - t;
+        let cands = &order[start..end];
+        if let Some(pos) = unused.nearest(start, cands, dist, same_point, window) {
+            out.push((k, order[pos] as usize));
+        }
+    }
+    out
+}
+
+/// Which positions of a sequence are still unused, as union-find links with path
+/// halving: from any position, the nearest unused one at or after it, and before it.
+struct Unused {
+    /// Nearest unused position >= i, the sequence's length when none.
+    right: Vec<u32>,
+    /// One past the nearest unused position < i, 0 when none.
+    left: Vec<u32>,
+}
+
+impl Unused {
+    fn new(n: usize) -> Unused {
+        Unused {
+            right: (0..=n as u32).collect(),
+            left: (0..=n as u32).collect(),
+        }
+    }
+
+    /// Takes the unused candidate nearest to distance 0 if it is within `window` (of
+    /// equally near ones, the earliest), or none, and returns its position;
+    /// `later_only`: only candidates at distance 0 or more count. `cands` are the
+    /// positions from `start` on, `dist` signed and non-decreasing along them.
+    fn nearest(
+        &mut self,
+        start: usize,
+        cands: &[u32],
+        dist: impl Fn(&u32) -> i64,
+        later_only: bool,
+        window: i64,
+    ) -> Option<usize> {
+        let end = start + cands.len();
+        // First position at distance >= 0.
+        let split = start + cands.partition_point(|c| dist(c) < 0);
+        let mut best: Option<(i64, usize)> = None;
+        if !later_only {
+            let before = find(&mut self.left, split as u32) as usize;
+            if before > start {
+                // The earliest unused candidate at the distance of the nearest one.
+                let d = dist(&cands[before - 1 - start]);
+                let first = start + cands.partition_point(|c| dist(c) < d);
+                let pos = find(&mut self.right, first as u32) as usize;
+                best = Some((-d, pos));
+            }
+        }
+        let after = find(&mut self.right, split as u32) as usize;
+        if after < end {
+            let d = dist(&cands[after - start]);
+            if best.is_none_or(|(bd, _)| d < bd) {
+                best = Some((d, after));
+            }
+        }
+        let (_, pos) = best.filter(|&(d, _)| d <= window)?;
+        self.right[pos] = pos as u32 + 1;
+        self.left[pos + 1] = pos as u32;
+        Some(pos)
+    }
+}
+
+/// Follows the links from `x` to a position that links to itself, halving the path.
+fn find(links: &mut [u32], mut x: u32) -> u32 {
+    while links[x as usize] != x {
+        let next = links[x as usize];
+        links[x as usize] = links[next as usize];
+        x = next;
+    }
+    x
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::correlate::fingerprint::Strength;
+    use crate::correlate::testkit::{flow_of, point, tcp_conv, udp, view, MS, US};
+    use crate::flows::Side;
+
+    const SECOND: i64 = 1_000 * MS;
+
+    #[test]
+    fn flow_pairs_pair_flows_by_fingerprint_within_the_window() {
+        let x = tcp_conv(0, "172.17.0.2:40000", "198.51.100.7:443", 1000);
+        let y = tcp_conv(2 * MS, "172.17.0.3:50000", "198.51.100.8:80", 2000);
+        // The same bytes as x, three seconds later, from another host outside.
+        let z = tcp_conv(3 * SECOND, "192.0.2.9:40000", "198.51.100.7:443", 1000);
+        let inside = [x.clone(), y.clone()].concat();
+        let outside = [
+            view(&x, "203.0.113.1:40000", "198.51.100.7:443", 30 * US, 1),
+            view(&y, "203.0.113.1:50000", "198.51.100.8:80", 30 * US, 1),
+            z,
+        ]
+        .concat();
+        let points = [point("docker0", 0, &inside), point("eth0", 1, &outside)];
+        let pairs = flow_pairs(&points, &[0, 0], SECOND);
+        let (ix, iy) = (
+            flow_of(&points[0], "172.17.0.2:40000", "198.51.100.7:443"),
+            flow_of(&points[0], "172.17.0.3:50000", "198.51.100.8:80"),
+        );
+        let (ox, oy) = (
+            flow_of(&points[1], "203.0.113.1:40000", "198.51.100.7:443"),
+            flow_of(&points[1], "203.0.113.1:50000", "198.51.100.8:80"),
+        );
+        let keys: Vec<EdgeKey> = pairs.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, [(0, ix, 1, ox), (0, iy, 1, oy)]);
+        let v = pairs[0].1;
+        assert_eq!(v.packets, 6);
+        let expected = 1.0 - (1.0f64 - Strength::Strong.weight()).powi(6);
+        assert!((v.score - expected).abs() < 1e-12, "{v:?}");
+
+        // Outside the window nothing pairs; with the outside clock 3 s ahead, z pairs.
+        assert!(flow_pairs(&points, &[0, 0], 10 * US).is_empty());
+        let pairs = flow_pairs(&points, &[0, 3 * SECOND], SECOND);
+        let oz = flow_of(&points[1], "192.0.2.9:40000", "198.51.100.7:443");
+        let keys: Vec<EdgeKey> = pairs.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, [(0, ix, 1, oz)]);
+    }
+
+    #[test]
+    fn flow_pairs_need_enough_evidence() {
+        // One UDP packet without IPv4 ID and a short payload is weak evidence.
+        let mut weak = udp(0, "10.0.0.2:5353", "10.0.0.9:5353", None, 7);
+        weak.payload_len = 8;
+        let mut later = weak;
+        later.tuple.src = "10.0.1.2".parse().unwrap();
+        later.ts_ns += 40 * US;
+        let points = [point("a", 0, &[weak]), point("b", 1, &[later])];
+        assert!(flow_pairs(&points, &[0, 0], SECOND).is_empty());
+        let medium = udp(0, "10.0.0.2:5353", "10.0.0.9:5353", Some(9), 7);
+        let mut after = medium;
+        after.tuple.src = "10.0.1.2".parse().unwrap();
+        let points = [point("a", 0, &[medium]), point("b", 1, &[after])];
+        assert_eq!(flow_pairs(&points, &[0, 0], SECOND).len(), 1);
+    }
+
+    #[test]
+    fn hairpin_pairs_two_flows_at_one_point() {
+        // One interface sees the packets to the published port and again after DNAT.
+        let before = tcp_conv(0, "172.17.0.2:40000", "203.0.113.1:8080", 1000);
+        let after = view(&before, "172.17.0.1:40000", "172.17.0.3:80", 20 * US, 0);
+        let mut all = [before, after].concat();
+        all.sort_by_key(|p| p.ts_ns);
+        let points = [point("docker0", 0, &all)];
+        let pairs = flow_pairs(&points, &[0], SECOND);
+        let keys: Vec<EdgeKey> = pairs.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, [(0, 0, 0, 1)]);
+        assert_eq!(pairs[0].1.packets, 6);
+    }
+
+    fn rec(fp: u64, ts: i64) -> Rec {
+        Rec {
+            fp,
+            ts,
+            flow: 0,
+            side: Side::A,
+            strength: Strength::Strong,
+            fields: 0,
+            ttl: 64,
+            tcp_flags: 0,
+        }
+    }
+
+    #[test]
+    fn match_flows_takes_the_nearest_unused_packet_in_the_window() {
+        let down = [rec(1, 50), rec(2, 100), rec(1, 140), rec(1, 160)];
+        // Nearest first, then the next nearest once it is used; never beyond the window.
+        let up = [
+            rec(1, 100),
+            rec(1, 100),
+            rec(1, 100),
+            rec(1, 100),
+            rec(3, 100),
+        ];
+        assert_eq!(
+            match_flows(&up, 0, &down, 0, 60, false),
+            [(0, 2), (1, 0), (2, 3)]
+        );
+        assert_eq!(match_flows(&up, 0, &down, 0, 45, false), [(0, 2)]);
+        // Equally near: the earlier one. Offsets shift the down side's clock.
+        let down = [rec(1, 60), rec(1, 140)];
+        assert_eq!(
+            match_flows(&[rec(1, 100)], 0, &down, 0, 100, false),
+            [(0, 0)]
+        );
+        assert_eq!(
+            match_flows(&[rec(1, 100)], 0, &down, 30, 100, false),
+            [(0, 1)]
+        );
+        // At one point, only a later (or simultaneous) packet is the same packet again.
+        assert_eq!(
+            match_flows(&[rec(1, 100)], 0, &down, 0, 100, true),
+            [(0, 1)]
+        );
+        assert_eq!(
+            match_flows(&[rec(1, 140)], 0, &down, 0, 100, true),
+            [(0, 1)]
+        );
+        assert!(match_flows(&[rec(1, 141)], 0, &down, 0, 100, true).is_empty());
+    }
+
+    /// The definition: for each `up` record, the nearest unused `down` record with its
+    /// fingerprint, by distance then index, scanning every candidate.
+    fn match_flows_by_scan(
+        up: &[Rec],
+        up_off: i64,
+        down: &[Rec],
+        down_off: i64,
+        window: i64,
+        same_point: bool,
+    ) -> Vec<(usize, usize)> {
+        let mut used = vec![false; down.len()];
+        let mut out = Vec::new();
+        for (k, r) in up.iter().enumerate() {
+            let t = r.ts - up_off;
+            let best = (0..down.len())
+                .filter(|&c| down[c].fp == r.fp && !used[c])
+                .filter(|&c| !same_point || down[c].ts >= r.ts)
+                .map(|c| ((down[c].ts - down_off - t).abs(), c))
+                .filter(|&(d, _)| d <= window)
+                .min();
+            if let Some((_, c)) = best {
+                used[c] = true;
+                out.push((k, c));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn match_flows_agrees_with_the_scan() {
+        struct XorShift(u64);
+        impl XorShift {
+            fn below(&mut self, n: u64) -> u64 {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                self.0 % n
+            }
+            fn recs(&mut self, fps: u64, span: u64) -> Vec<Rec> {
+                let len = self.below(25);
+                let mut v: Vec<Rec> = (0..len)
+                    .map(|_| rec(self.below(fps), self.below(span) as i64))
+                    .collect();
+                v.sort_by_key(|r| r.ts);
+                v
+            }
+        }
+        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+        let next = |rng: &mut XorShift, n: u64| rng.below(n);
+        for round in 0..2_000 {
+            let fps = 1 + next(&mut rng, 4);
+            let span = 1 + next(&mut rng, 60);
+            let (up, down) = (rng.recs(fps, span), rng.recs(fps, span));
+            let same_point = round % 3 == 0;
+            let (up_off, down_off) = if same_point {
+                (0, 0)
+            } else {
+                (
+                    next(&mut rng, 20) as i64 - 10,
+                    next(&mut rng, 20) as i64 - 10,
+                )
+            };
+            let window = next(&mut rng, span + 5) as i64;
+            assert_eq!(
+                match_flows(&up, up_off, &down, down_off, window, same_point),
+                match_flows_by_scan(&up, up_off, &down, down_off, window, same_point),
+                "round {round}: up {up:?} down {down:?} offsets {up_off} {down_off} window {window}"
+            );
+        }
+    }
+
+    /// The definition: each unpaired packet with the first later unpaired packet of
+    /// another flow, scanning up to the end of the window.
+    fn pair_run_by_scan(run: &[&Rec], window: i64) -> Vec<(usize, usize)> {
+        let mut used = vec![false; run.len()];
+        let mut out = Vec::new();
+        for x in 0..run.len() {
+            if used[x] {
+                continue;
+            }
+            for y in x + 1..run.len() {
+                if run[y].ts - run[x].ts > window {
+                    break;
+                }
+                if !used[y] && run[y].flow != run[x].flow {
+                    used[x] = true;
+                    used[y] = true;
+                    out.push((x, y));
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn pair_run_agrees_with_the_scan() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        for round in 0..2_000 {
+            let flows = 1 + next(4) as u32;
+            let len = next(30);
+            let mut recs: Vec<Rec> = (0..len)
+                .map(|_| Rec {
+                    flow: next(u64::from(flows)) as u32,
+                    ..rec(1, next(50) as i64)
+                })
+                .collect();
+            recs.sort_by_key(|r| r.ts);
+            let run: Vec<&Rec> = recs.iter().collect();
+            let window = next(60) as i64;
+            assert_eq!(
+                pair_run(&run, window),
+                pair_run_by_scan(&run, window),
+                "round {round}: {recs:?} window {window}"
+            );
+        }
+    }
+
+    #[test]
+    fn pair_run_is_not_quadratic_in_one_flow() {
+        // 40 000 copies of one packet in one flow within the window: nothing to pair,
+        // and no scan of the run for each of them.
+        let recs: Vec<Rec> = (0..40_000).map(|i| rec(1, i * 10 * US)).collect();
+        let run: Vec<&Rec> = recs.iter().collect();
+        let start = std::time::Instant::now();
+        assert!(pair_run(&run, SECOND).is_empty());
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn match_flows_is_not_quadratic_in_one_fingerprint() {
+        // 40 000 identical packets (same payload, no IPv4 ID) 10 µs apart each side,
+        // 25 µs of latency: each pairs with its own copy.
+        let n = 40_000;
+        let up: Vec<Rec> = (0..n).map(|i| rec(1, i * 10 * US)).collect();
+        let down: Vec<Rec> = up.iter().map(|r| rec(1, r.ts + 25 * US)).collect();
+        let start = std::time::Instant::now();
+        let pairs = match_flows(&up, 0, &down, 0, SECOND, false);
+        // Scanning every candidate for every packet takes far longer.
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
+        let own: Vec<(usize, usize)> = (0..n as usize).map(|k| (k, k)).collect();
+        assert_eq!(pairs, own);
+    }
+}

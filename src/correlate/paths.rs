@@ -1,0 +1,378 @@
+//! Paths: each connection as the sequence of hops it took across the capture points.
+//!
+//! [`connections`] builds, per component (in parallel), one [`Hop`] per flow (the two
+//! one-way halves of a connection that a point saw under different tuples make one
+//! hop), orders the hops along the initiator's direction (TTL decreases at every routed
+//! hop; within one TTL, matched packets say which point saw them first; corrected time
+//! orders the rest) and decides the connection's initiator evidence. Connections are
+//! then numbered in order of their first packet. [`relate`] records the flow pairs that
+//! could not join one path as [`Related`] on both connections.
+//!
+//! The links between consecutive hops are the translations step's.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::components::{complementary, Components};
+use super::pairing::{match_flows, EdgeKey, Vote};
+use super::points::{PointData, Rec};
+use super::Connection;
+use crate::flows::{Flow, InitiatorEvidence};
+use crate::model::Tuple;
+
+/// A connection as seen at one capture point.
+#[derive(Clone, Debug)]
+pub struct Hop {
+    pub point: usize,
+    /// The flow, oriented in the connection's initiator direction. When the point saw
+    /// the two directions under different tuples (see `reply_tuple`), this holds both
+    /// halves' counters under the initiator half's tuple.
+    pub flow: Flow,
+    /// The tuple responder packets carried at this point, when it is not the reverse
+    /// of `flow.tuple`: the point saw replies already translated back. A Linux bridge
+    /// with bridge netfilter (`br_netfilter`) does this: conntrack runs on the bridge
+    /// port, before the bridge device's capture point.
+    pub reply_tuple: Option<Tuple>,
+    /// TTL / hop limit of the first initiator packet seen here.
+    pub fwd_ttl: Option<u8>,
+    /// First and last packet times, clock-corrected.
+    pub first_ns: i64,
+    pub last_ns: i64,
+    /// Flow indices at the point: one, or the initiator half and the reply half.
+    #[doc(hidden)]
+    pub flow_idx: Vec<usize>,
+}
+
+impl Hop {
+    /// The hop's packet records (both halves), in time order.
+    pub(super) fn recs(&self, p: &PointData) -> Vec<Rec> {
+        let mut v: Vec<Rec> = self
+            .flow_idx
+            .iter()
+            .flat_map(|&f| p.flow_recs(f).iter().copied())
+            .collect();
+        if self.flow_idx.len() > 1 {
+            v.sort_by_key(|r| (r.ts, r.flow, r.fp));
+        }
+        v
+    }
+}
+
+/// A flow pair with matching packets that could not join this connection's path.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Related {
+    /// This connection's hop point.
+    pub point: String,
+    /// The other connection, and its point.
+    pub connection: String,
+    pub other_point: String,
+    pub matched_packets: u64,
+}
+
+/// One connection per component, hops in order and no links yet, sorted by first
+/// packet (then protocol, first hop's tuple and point) and numbered `c1`, `c2`, ...
+pub(super) fn connections(
+    points: &[PointData],
+    comps: &Components,
+    off: &[i64],
+    window: i64,
+) -> Vec<Connection> {
+    let mut conns: Vec<Connection> = comps
+        .members
+        .par_iter()
+        .map(|members| {
+            let hops = hops(points, &comps.nodes, members, off);
+            let hops = order(points, hops, off, window);
+            let initiator = hops
+                .iter()
+                .map(|h| h.flow.initiator)
+                .min()
+                .unwrap_or(InitiatorEvidence::FirstPacket);
+            Connection {
+                id: String::new(),
+                proto: hops[0].flow.tuple.proto,
+                hops,
+                links: Vec::new(),
+                related: Vec::new(),
+                initiator,
+            }
+        })
+        .collect();
+    conns.sort_by(|a, b| {
+        a.first_ns()
+            .cmp(&b.first_ns())
+            .then(a.proto.cmp(&b.proto))
+            .then(a.hops[0].flow.tuple.cmp(&b.hops[0].flow.tuple))
+            .then(a.hops[0].point.cmp(&b.hops[0].point))
+    });
+    for (i, c) in conns.iter_mut().enumerate() {
+        c.id = format!("c{}", i + 1);
+    }
+    conns
+}
+
+/// The hops of one component, by point: one per flow, except that the two one-way
+/// halves of the connection seen at one point under different tuples make one hop.
+fn hops(points: &[PointData], nodes: &[(usize, u32)], members: &[usize], off: &[i64]) -> Vec<Hop> {
+    let mut by_point: BTreeMap<usize, Vec<u32>> = BTreeMap::new();
+    for &m in members {
+        let (p, f) = nodes[m];
+        by_point.entry(p).or_default().push(f);
+    }
+    let mut hops: Vec<Hop> = Vec::new();
+    for (p, flows) in by_point {
+        let pd = &points[p];
+        for g in halves(pd, &flows) {
+            let mut flow = pd.flows[g[0]].clone();
+            let reply_tuple = g.get(1).map(|&r| {
+                let reply = &pd.flows[r];
+                flow.absorb_reply(reply);
+                reply.sending_tuple()
+            });
+            let mut hop = Hop {
+                point: p,
+                first_ns: flow.first_ns - off[p],
+                last_ns: flow.last_ns - off[p],
+                fwd_ttl: None,
+                flow,
+                reply_tuple,
+                flow_idx: g,
+            };
+            hop.fwd_ttl = hop.recs(pd).iter().find(|r| pd.is_fwd(r)).map(|r| r.ttl);
+            hops.push(hop);
+        }
+    }
+    hops
+}
+
+/// Groups a point's flows of one component into hops: each flow alone, or with its
+/// complementary half (initiator half first).
+fn halves(pd: &PointData, flows: &[u32]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut taken = vec![false; flows.len()];
+    for i in 0..flows.len() {
+        if taken[i] {
+            continue;
+        }
+        taken[i] = true;
+        let fi = &pd.flows[flows[i] as usize];
+        let partner = (i + 1..flows.len()).find(|&j| {
+            let fj = &pd.flows[flows[j] as usize];
+            // After orientation one half carries initiator packets only and the
+            // other responder packets only.
+            !taken[j] && complementary(fi, fj) && (fi.packets[0] > 0) != (fj.packets[0] > 0)
+        });
+        let mut g = vec![flows[i] as usize];
+        if let Some(j) = partner {
+            taken[j] = true;
+            g.push(flows[j] as usize);
+            if pd.flows[g[0]].packets[0] == 0 {
+                g.swap(0, 1);
+            }
+        }
+        groups.push(g);
+    }
+    groups
+}
+
+/// Hops upstream first. A routed hop decrements the TTL of initiator packets, so the
+/// highest TTL is the earliest hop. Within one TTL (a veth and its bridge, or several
+/// interfaces of one capture with coarse timestamps) every matched packet votes: an
+/// initiator packet seen earlier at x says x is upstream, a responder packet seen
+/// earlier at x says x is downstream. Corrected time of the first initiator packet
+/// orders the rest.
+fn order(points: &[PointData], hops: Vec<Hop>, off: &[i64], window: i64) -> Vec<Hop> {
+    let first_fwd: Vec<i64> = hops
+        .iter()
+        .map(|h| {
+            let pd = &points[h.point];
+            h.recs(pd)
+                .iter()
+                .find(|r| pd.is_fwd(r))
+                .map_or(h.first_ns, |r| r.ts - off[h.point])
+        })
+        .collect();
+    let mut wins = vec![0i64; hops.len()];
+    for x in 0..hops.len() {
+        for y in x + 1..hops.len() {
+            if hops[x].fwd_ttl != hops[y].fwd_ttl {
+                continue;
+            }
+            let v = precedence_votes(points, &hops[x], &hops[y], off, window);
+            wins[x] += v;
+            wins[y] -= v;
+        }
+    }
+    let mut order: Vec<usize> = (0..hops.len()).collect();
+    order.sort_by_key(|&i| {
+        (
+            std::cmp::Reverse(hops[i].fwd_ttl),
+            std::cmp::Reverse(wins[i]),
+            first_fwd[i],
+            hops[i].point,
+            hops[i].flow_idx.clone(),
+        )
+    });
+    order.iter().map(|&i| hops[i].clone()).collect()
+}
+
+/// Positive when the packets of `x` and `y` say `x` is upstream of `y`, negative when
+/// they say the opposite: the count of matched packets that agree minus those that don't.
+fn precedence_votes(points: &[PointData], x: &Hop, y: &Hop, off: &[i64], window: i64) -> i64 {
+    let (px, py) = (&points[x.point], &points[y.point]);
+    let (rx, ry) = (x.recs(px), y.recs(py));
+    let mut votes = 0i64;
+    for (i, j) in match_flows(
+        &rx,
+        off[x.point],
+        &ry,
+        off[y.point],
+        window,
+        x.point == y.point,
+    ) {
+        let (tx, ty) = (rx[i].ts - off[x.point], ry[j].ts - off[y.point]);
+        let earlier = (tx < ty) as i64 - (ty < tx) as i64;
+        votes += if px.is_fwd(&rx[i]) { earlier } else { -earlier };
+    }
+    votes
+}
+
+/// Adds a [`Related`] on both sides of every rejected flow pair whose flows ended in
+/// two different connections, then sorts each connection's list.
+pub(super) fn relate(conns: &mut [Connection], rejected: &[(EdgeKey, Vote)], points: &[PointData]) {
+    let mut conn_of: HashMap<(usize, usize), usize> = HashMap::new();
+    for (ci, c) in conns.iter().enumerate() {
+        for h in &c.hops {
+            for &f in &h.flow_idx {
+                conn_of.insert((h.point, f), ci);
+            }
+        }
+    }
+    for &((a, fa, b, fb), vote) in rejected {
+        let (ca, cb) = (conn_of[&(a, fa as usize)], conn_of[&(b, fb as usize)]);
+        if ca == cb {
+            continue;
+        }
+        let (ida, idb) = (conns[ca].id.clone(), conns[cb].id.clone());
+        conns[ca].related.push(Related {
+            point: points[a].info.name.clone(),
+            connection: idb,
+            other_point: points[b].info.name.clone(),
+            matched_packets: vote.packets,
+        });
+        conns[cb].related.push(Related {
+            point: points[b].info.name.clone(),
+            connection: ida,
+            other_point: points[a].info.name.clone(),
+            matched_packets: vote.packets,
+        });
+    }
+    for c in conns {
+        c.related.sort_by(|x, y| {
+            (&x.point, &x.connection, &x.other_point).cmp(&(
+                &y.point,
+                &y.connection,
+                &y.other_point,
+            ))
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::correlate::testkit::{point, tcp_conv, view, MS, US};
+    use crate::correlate::{components, offset, pairing};
+    use crate::flows::InitiatorEvidence;
+
+    const SECOND: i64 = 1_000 * MS;
+
+    /// The steps up to this one, on points with one clock.
+    fn paths_of(mut points: Vec<PointData>) -> (Vec<PointData>, Components, Vec<Connection>) {
+        let off: Vec<i64> = offset::estimate(&points)
+            .iter()
+            .map(|o| o.offset_ns)
+            .collect();
+        assert!(off.iter().all(|&o| o == 0));
+        let comps = components::group(&points, pairing::flow_pairs(&points, &off, SECOND));
+        components::orient(&mut points, &comps, &off, SECOND);
+        let conns = connections(&points, &comps, &off, SECOND);
+        (points, comps, conns)
+    }
+
+    #[test]
+    fn three_hops_in_the_initiators_direction() {
+        // A container's veth, then the docker0 bridge 10 µs later (same TTL), then eth0
+        // after one routed hop; the points listed in another order.
+        let veth = tcp_conv(0, "172.17.0.2:40000", "198.51.100.7:443", 1000);
+        let docker0 = view(&veth, "172.17.0.2:40000", "198.51.100.7:443", 10 * US, 0);
+        let eth0 = view(&veth, "203.0.113.1:40000", "198.51.100.7:443", 40 * US, 1);
+        let points = vec![
+            point("eth0", 0, &eth0),
+            point("veth", 1, &veth),
+            point("docker0", 2, &docker0),
+        ];
+        let (_, _, conns) = paths_of(points);
+        assert_eq!(conns.len(), 1);
+        let c = &conns[0];
+        assert_eq!(c.id, "c1");
+        let order: Vec<usize> = c.hops.iter().map(|h| h.point).collect();
+        assert_eq!(order, [1, 2, 0]);
+        let ttls: Vec<Option<u8>> = c.hops.iter().map(|h| h.fwd_ttl).collect();
+        assert_eq!(ttls, [Some(64), Some(64), Some(63)]);
+        assert_eq!((c.hops[0].first_ns, c.hops[0].last_ns), (0, 5 * MS));
+        assert_eq!(c.hops[2].first_ns, 40 * US);
+        assert_eq!(c.initiator, InitiatorEvidence::Syn);
+        assert!(c.links.is_empty());
+    }
+
+    #[test]
+    fn connections_are_numbered_by_first_packet() {
+        let late = tcp_conv(5 * MS, "172.17.0.3:40001", "198.51.100.8:443", 5000);
+        let early = tcp_conv(0, "172.17.0.2:40000", "198.51.100.7:443", 1000);
+        let inside = [late.clone(), early.clone()].concat();
+        let outside = [
+            view(&late, "203.0.113.1:40001", "198.51.100.8:443", 30 * US, 1),
+            view(&early, "203.0.113.1:40000", "198.51.100.7:443", 30 * US, 1),
+        ]
+        .concat();
+        let (_, comps, conns) = paths_of(vec![
+            point("docker0", 0, &inside),
+            point("eth0", 1, &outside),
+        ]);
+        // Components come in flow order: the late connection first.
+        assert_eq!(comps.members, [vec![0, 2], vec![1, 3]]);
+        let ids: Vec<(&str, u16)> = conns
+            .iter()
+            .map(|c| (c.id.as_str(), c.hops[0].flow.tuple.sport))
+            .collect();
+        assert_eq!(ids, [("c1", 40000), ("c2", 40001)]);
+    }
+
+    #[test]
+    fn relate_records_refused_pairs_on_both_connections() {
+        // The last two packets escaped NAT outside (see components): eth0's second
+        // flow is a connection of its own, related to the first.
+        let inside = tcp_conv(0, "172.17.0.2:40000", "198.51.100.7:443", 1000);
+        let mut outside = view(&inside, "203.0.113.1:40000", "198.51.100.7:443", 30 * US, 1);
+        let escaped = view(&inside, "172.17.0.2:40000", "198.51.100.7:443", 30 * US, 1);
+        outside.truncate(4);
+        outside.extend_from_slice(&escaped[4..]);
+        let (points, comps, mut conns) = paths_of(vec![
+            point("docker0", 0, &inside),
+            point("eth0", 1, &outside),
+        ]);
+        relate(&mut conns, &comps.rejected, &points);
+        assert_eq!(conns.len(), 2);
+        let related = |point: &str, connection: &str, other_point: &str| Related {
+            point: point.into(),
+            connection: connection.into(),
+            other_point: other_point.into(),
+            matched_packets: 2,
+        };
+        assert_eq!(conns[0].related, [related("docker0", "c2", "eth0")]);
+        assert_eq!(conns[1].related, [related("eth0", "c1", "docker0")]);
+    }
+}

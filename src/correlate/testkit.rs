@@ -1,0 +1,164 @@
+//! Hand-built capture points for the tests of the correlation steps: packets made up
+//! field by field, read into flows and records the way [`super::points::read_points`]
+//! reads a capture.
+
+use std::net::SocketAddr;
+
+use super::fingerprint::{field_set, fingerprint, is_matchable};
+use super::points::{PointData, Rec};
+use crate::capture::PointInfo;
+use crate::flows::FlowTable;
+use crate::model::{tcp_flags, Packet, Proto, Tuple, L4};
+
+pub const US: i64 = 1_000;
+pub const MS: i64 = 1_000_000;
+
+fn tuple(proto: Proto, src: &str, dst: &str) -> Tuple {
+    let (s, d): (SocketAddr, SocketAddr) = (src.parse().unwrap(), dst.parse().unwrap());
+    Tuple {
+        proto,
+        src: s.ip(),
+        sport: s.port(),
+        dst: d.ip(),
+        dport: d.port(),
+    }
+}
+
+/// A TCP packet from `src` to `dst` (`address:port`), no payload and no timestamp
+/// option; `seq` tells packets apart (it is also the IPv4 ID).
+pub fn tcp(ts_ns: i64, src: &str, dst: &str, seq: u32, flags: u8, ttl: u8) -> Packet {
+    Packet {
+        ts_ns,
+        point: 0,
+        link_dir: None,
+        tuple: tuple(Proto::Tcp, src, dst),
+        ip_id: Some(seq & 0xffff),
+        ttl,
+        ip_len: 40,
+        l4: L4::Tcp {
+            seq,
+            ack: 0,
+            flags,
+            window: 64_240,
+            ts: None,
+        },
+        payload_len: 0,
+        payload_digest: 0,
+        truncated: false,
+    }
+}
+
+/// A UDP packet with a 32-byte payload of digest `payload`.
+pub fn udp(ts_ns: i64, src: &str, dst: &str, ip_id: Option<u32>, payload: u64) -> Packet {
+    Packet {
+        ts_ns,
+        point: 0,
+        link_dir: None,
+        tuple: tuple(Proto::Udp, src, dst),
+        ip_id,
+        ttl: 64,
+        ip_len: 60,
+        l4: L4::Udp,
+        payload_len: 32,
+        payload_digest: payload,
+        truncated: false,
+    }
+}
+
+/// A short TCP connection from `client` to `server` starting at `t0`, one packet a
+/// millisecond: handshake, a request, its acknowledgement, and the client's FIN.
+/// Sequence numbers start at `isn`, so connections with different `isn` never share a
+/// fingerprint.
+pub fn tcp_conv(t0: i64, client: &str, server: &str, isn: u32) -> Vec<Packet> {
+    use tcp_flags::{ACK, FIN, PSH, SYN};
+    let steps = [
+        (true, SYN),
+        (false, SYN | ACK),
+        (true, ACK),
+        (true, PSH | ACK),
+        (false, ACK),
+        (true, FIN | ACK),
+    ];
+    steps
+        .iter()
+        .enumerate()
+        .map(|(i, &(from_client, flags))| {
+            let (s, d) = if from_client {
+                (client, server)
+            } else {
+                (server, client)
+            };
+            tcp(t0 + i as i64 * MS, s, d, isn + i as u32, flags, 64)
+        })
+        .collect()
+}
+
+/// The packets of `tcp_conv(.., client, server, ..)` as a point `latency` further on
+/// the client's way saw them, one routed hop (`hops` = 1) or none further: addressed
+/// between `client` and `server` as given here, initiator packets `latency` later and
+/// with their TTL lowered by `hops`, responder packets `latency` earlier.
+pub fn view(packets: &[Packet], client: &str, server: &str, latency: i64, hops: u8) -> Vec<Packet> {
+    let first_src = packets[0].tuple.src;
+    packets
+        .iter()
+        .map(|p| {
+            let mut q = *p;
+            if p.tuple.src == first_src {
+                q.tuple = tuple(p.tuple.proto, client, server);
+                q.ts_ns += latency;
+                q.ttl -= hops;
+            } else {
+                q.tuple = tuple(p.tuple.proto, server, client);
+                q.ts_ns -= latency;
+            }
+            q
+        })
+        .collect()
+}
+
+/// A capture point of input `input` that saw `packets`, in that order.
+pub fn point(name: &str, input: usize, packets: &[Packet]) -> PointData {
+    let mut table = FlowTable::default();
+    let mut recs = Vec::new();
+    for p in packets {
+        let (flow, side) = table.push(p);
+        if !is_matchable(p) {
+            continue;
+        }
+        let (fp, strength) = fingerprint(p);
+        recs.push(Rec {
+            fp,
+            ts: p.ts_ns,
+            flow: flow as u32,
+            side,
+            strength,
+            fields: field_set(p),
+            ttl: p.ttl,
+            tcp_flags: match p.l4 {
+                L4::Tcp { flags, .. } => flags,
+                _ => 0,
+            },
+        });
+    }
+    let info = PointInfo {
+        name: name.to_string(),
+        source: format!("{name}.pcap"),
+        linktype: "ETHERNET".to_string(),
+        interface: None,
+        packets: packets.len() as u64,
+        first_ns: packets.iter().map(|p| p.ts_ns).min(),
+        last_ns: packets.iter().map(|p| p.ts_ns).max(),
+    };
+    PointData::new(info, input, table.finish(), recs)
+}
+
+/// Index of the flow whose tuple (either way round) is `src` -> `dst`.
+pub fn flow_of(p: &PointData, src: &str, dst: &str) -> u32 {
+    p.flows
+        .iter()
+        .position(|f| {
+            let t = tuple(f.tuple.proto, src, dst);
+            f.tuple == t || f.tuple == t.reversed()
+        })
+        .unwrap_or_else(|| panic!("no flow {src} -> {dst} at {}", p.info.name)) as u32
+}

@@ -1,0 +1,445 @@
+//! Translations: what happened to a connection between each two consecutive hops.
+//!
+//! [`link_all`] builds, per connection (in parallel), one [`Link`] per consecutive hop
+//! pair: the change of tuple ([`NatChange`]: SNAT, DNAT, both, a moved source port),
+//! the evidence (packets matched per direction, the invariant fields they agreed on,
+//! the confidence), the forwarding latency over matched packets, and the packets one
+//! hop saw and the other did not while both were capturing. [`port_reallocs`] then
+//! names, for every link whose source port moved, the connection that held the wanted
+//! port at the downstream point.
+
+use std::collections::{BTreeSet, HashMap};
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::fingerprint::FIELD_SETS;
+use super::offset;
+use super::pairing::match_flows;
+use super::paths::Hop;
+use super::points::{PointData, Rec};
+use super::Connection;
+use crate::model::{NatChange, Proto, Tuple};
+
+/// Packets of one direction seen at one hop and not at the other.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Gap {
+    pub packets: u64,
+    /// Clock-corrected times of the first and last such packet.
+    pub first_ns: Option<i64>,
+    pub last_ns: Option<i64>,
+    /// TCP flags of the first such packet (a SYN that never left, a stray RST).
+    pub first_tcp_flags: Option<u8>,
+}
+
+impl Gap {
+    fn add(&mut self, ts: i64, flags: Option<u8>) {
+        self.packets += 1;
+        if self.first_ns.is_none_or(|f| ts < f) {
+            self.first_ns = Some(ts);
+            self.first_tcp_flags = flags;
+        }
+        self.last_ns = Some(self.last_ns.map_or(ts, |l| l.max(ts)));
+    }
+}
+
+/// What one hop saw that the next did not, and the other way round.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Unmatched {
+    /// Initiator packets seen upstream, never downstream (dropped or lost between).
+    pub lost_fwd: Gap,
+    /// Responder packets seen downstream, never upstream.
+    pub lost_rev: Gap,
+    /// Initiator packets seen downstream only (made between the points, or missed upstream).
+    pub appeared_fwd: Gap,
+    /// Responder packets seen upstream only (e.g. a RST the NAT host made itself).
+    pub appeared_rev: Gap,
+}
+
+/// Forwarding latency between two consecutive hops over matched packets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Latency {
+    /// Latency of the earliest matched initiator packet (the SYN, usually).
+    pub first_ns: Option<i64>,
+    pub p50_ns: i64,
+    pub max_ns: i64,
+}
+
+/// The connection that already held the tuple a reallocated source port would have had.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PortRealloc {
+    pub wanted_sport: u16,
+    pub got_sport: u16,
+    /// Id of the connection holding `(nat address, wanted port) -> destination` at the
+    /// downstream point, when it was captured.
+    pub colliding: Option<String>,
+    /// True when the colliding connection started first (the usual clash).
+    pub colliding_started_first: Option<bool>,
+}
+
+/// Evidence for one translation.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LinkEvidence {
+    pub matched_fwd: u64,
+    pub matched_rev: u64,
+    /// Invariant fields the matched packets agreed on.
+    pub fields: Vec<&'static str>,
+    /// Matched packets whose direction disagreed with the path (should be 0).
+    pub direction_conflicts: u64,
+}
+
+/// Translation between two consecutive hops.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Link {
+    pub from: usize,
+    pub to: usize,
+    pub change: NatChange,
+    pub confidence: f64,
+    pub evidence: LinkEvidence,
+    pub latency: Option<Latency>,
+    pub unmatched: Unmatched,
+    pub port_realloc: Option<PortRealloc>,
+}
+
+/// Fills every connection's `links` (`links[i]` joins `hops[i]` and `hops[i + 1]`).
+pub(super) fn link_all(points: &[PointData], conns: &mut [Connection], off: &[i64], window: i64) {
+    conns.par_iter_mut().for_each(|c| {
+        c.links = c
+            .hops
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| link(points, &w[0], &w[1], i, off, window))
+            .collect();
+    });
+}
+
+/// The translation from hop `i` (`up`) to hop `i + 1` (`down`).
+pub(super) fn link(
+    points: &[PointData],
+    up: &Hop,
+    down: &Hop,
+    i: usize,
+    off: &[i64],
+    window: i64,
+) -> Link {
+    let (pu, pd) = (&points[up.point], &points[down.point]);
+    let (ru, rd) = (up.recs(pu), down.recs(pd));
+    let pairs = match_flows(
+        &ru,
+        off[up.point],
+        &rd,
+        off[down.point],
+        window,
+        up.point == down.point,
+    );
+    let m = Matched::of(&pairs, (up, pu, &ru), (down, pd, &rd), off);
+    let mut matched_u = vec![false; ru.len()];
+    let mut matched_d = vec![false; rd.len()];
+    for &(a, b) in &pairs {
+        matched_u[a] = true;
+        matched_d[b] = true;
+    }
+    // Upstream only: initiator packets lost, responder packets appeared; downstream
+    // only: initiator packets appeared, responder packets lost.
+    let (lost_fwd, appeared_rev) = gaps((up, pu, &ru), &matched_u, (down.point, pd), off, window);
+    let (appeared_fwd, lost_rev) = gaps((down, pd, &rd), &matched_d, (up.point, pu), off, window);
+    let unmatched = Unmatched {
+        lost_fwd,
+        lost_rev,
+        appeared_fwd,
+        appeared_rev,
+    };
+    Link {
+        from: i,
+        to: i + 1,
+        change: NatChange::between(&up.flow.tuple, &down.flow.tuple),
+        confidence: (m.score * 10_000.0).round() / 10_000.0,
+        evidence: LinkEvidence {
+            matched_fwd: m.fwd,
+            matched_rev: m.rev,
+            fields: field_names(&m.field_sets),
+            direction_conflicts: m.conflicts,
+        },
+        latency: m.latency(),
+        unmatched,
+        port_realloc: None,
+    }
+}
+
+/// A hop, its point and its records.
+type HopRecs<'a> = (&'a Hop, &'a PointData, &'a [Rec]);
+
+/// What the matched packets of two hops say.
+#[derive(Default)]
+struct Matched {
+    fwd: u64,
+    rev: u64,
+    conflicts: u64,
+    /// Combined evidence, 1 - Π(1 - w) over the packets.
+    score: f64,
+    /// Indices into [`FIELD_SETS`] of the matched packets.
+    field_sets: BTreeSet<u8>,
+    /// Forwarding latency of every matched packet.
+    lat: Vec<i64>,
+    /// Upstream time and latency of the earliest matched initiator packet.
+    first_fwd: Option<(i64, i64)>,
+}
+
+impl Matched {
+    fn of(pairs: &[(usize, usize)], up: HopRecs, down: HopRecs, off: &[i64]) -> Matched {
+        let ((up, pu, ru), (down, pd, rd)) = (up, down);
+        let mut m = Matched {
+            lat: Vec::with_capacity(pairs.len()),
+            ..Matched::default()
+        };
+        for &(a, b) in pairs {
+            let (x, y) = (&ru[a], &rd[b]);
+            let (tu, td) = (x.ts - off[up.point], y.ts - off[down.point]);
+            let fwd = pu.is_fwd(x);
+            if fwd != pd.is_fwd(y) {
+                m.conflicts += 1;
+            }
+            m.field_sets.insert(x.fields);
+            m.score = 1.0 - (1.0 - m.score) * (1.0 - x.strength.min(y.strength).weight());
+            if fwd {
+                m.fwd += 1;
+                m.lat.push(td - tu);
+                if m.first_fwd.is_none_or(|(t, _)| tu < t) {
+                    m.first_fwd = Some((tu, td - tu));
+                }
+            } else {
+                m.rev += 1;
+                m.lat.push(tu - td);
+            }
+        }
+        m
+    }
+
+    fn latency(mut self) -> Option<Latency> {
+        let max_ns = *self.lat.iter().max()?;
+        Some(Latency {
+            first_ns: self.first_fwd.map(|(_, l)| l),
+            p50_ns: offset::median(&mut self.lat).unwrap_or(0),
+            max_ns,
+        })
+    }
+}
+
+/// The unmatched packets of one hop, initiator ones and responder ones, counting only
+/// those sent while the other hop's point was capturing (within the window of its
+/// first and last packet).
+fn gaps(
+    (hop, p, recs): HopRecs,
+    matched: &[bool],
+    (other, po): (usize, &PointData),
+    off: &[i64],
+    window: i64,
+) -> (Gap, Gap) {
+    let (mut fwd, mut rev) = (Gap::default(), Gap::default());
+    let (first, last) = match (po.info.first_ns, po.info.last_ns) {
+        (Some(f), Some(l)) => (f - off[other] - window, l - off[other] + window),
+        _ => return (fwd, rev),
+    };
+    for (r, _) in recs.iter().zip(matched).filter(|(_, &m)| !m) {
+        let t = r.ts - off[hop.point];
+        if t < first || t > last {
+            continue;
+        }
+        let flags = (hop.flow.tuple.proto == Proto::Tcp).then_some(r.tcp_flags);
+        if p.is_fwd(r) {
+            fwd.add(t, flags);
+        } else {
+            rev.add(t, flags);
+        }
+    }
+    (fwd, rev)
+}
+
+/// The invariant fields of the given field sets, each once, in first-seen order.
+fn field_names(field_sets: &BTreeSet<u8>) -> Vec<&'static str> {
+    let mut fields: Vec<&'static str> = Vec::new();
+    for &s in field_sets {
+        for f in FIELD_SETS[s as usize] {
+            if !fields.contains(f) {
+                fields.push(f);
+            }
+        }
+    }
+    fields
+}
+
+/// For every link whose source port changed, the connection holding the tuple the
+/// connection would have had downstream with its original source port (another
+/// connection's hop at the same point), and whether that one started first.
+pub(super) fn port_reallocs(conns: &mut [Connection]) {
+    let mut by_tuple: HashMap<(usize, Tuple), Vec<usize>> = HashMap::new();
+    for (ci, c) in conns.iter().enumerate() {
+        for h in &c.hops {
+            by_tuple
+                .entry((h.point, h.flow.tuple))
+                .or_default()
+                .push(ci);
+        }
+    }
+    let firsts: Vec<i64> = conns.iter().map(Connection::first_ns).collect();
+    let ids: Vec<String> = conns.iter().map(|c| c.id.clone()).collect();
+    for (ci, c) in conns.iter_mut().enumerate() {
+        for i in 0..c.links.len() {
+            let (up, down) = (&c.hops[i], &c.hops[i + 1]);
+            if !c.links[i].change.sport_changed {
+                continue;
+            }
+            let wanted = Tuple {
+                sport: up.flow.tuple.sport,
+                ..down.flow.tuple
+            };
+            let holder = by_tuple
+                .get(&(down.point, wanted))
+                .and_then(|v| v.iter().copied().find(|&o| o != ci));
+            c.links[i].port_realloc = Some(PortRealloc {
+                wanted_sport: up.flow.tuple.sport,
+                got_sport: down.flow.tuple.sport,
+                colliding: holder.map(|o| ids[o].clone()),
+                colliding_started_first: holder.map(|o| firsts[o] <= firsts[ci]),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::correlate::testkit::{point, tcp, tcp_conv, view, MS, US};
+    use crate::correlate::{correlate, Config, Correlation};
+    use crate::model::tcp_flags::{ACK, PSH, RST};
+    use crate::model::NatKind;
+
+    fn run(
+        inside: &[Vec<crate::model::Packet>],
+        outside: &[Vec<crate::model::Packet>],
+    ) -> Correlation {
+        let points = vec![
+            point("docker0", 0, &inside.concat()),
+            point("eth0", 1, &outside.concat()),
+        ];
+        correlate(points, Vec::new(), Config::default())
+    }
+
+    /// The connection whose first hop's initiator sends from `src`.
+    fn conn<'a>(c: &'a Correlation, src: &str) -> &'a Connection {
+        let src: std::net::SocketAddr = src.parse().unwrap();
+        c.connections
+            .iter()
+            .find(|c| {
+                let t = c.hops[0].flow.tuple;
+                (t.src, t.sport) == (src.ip(), src.port())
+            })
+            .unwrap_or_else(|| panic!("no connection from {src}"))
+    }
+
+    #[test]
+    fn classifies_snat_dnat_both_and_a_moved_port_with_its_holder() {
+        let lat = 30 * US;
+        // SNAT (MASQUERADE keeping the port).
+        let snat = tcp_conv(0, "172.17.0.2:40000", "198.51.100.7:443", 1000);
+        let snat_out = view(&snat, "203.0.113.1:40000", "198.51.100.7:443", lat, 1);
+        // DNAT to a published port: the initiator is outside, eth0 the upstream hop.
+        let dnat_out = tcp_conv(MS, "198.51.100.20:51000", "203.0.113.1:8080", 2000);
+        let dnat = view(&dnat_out, "198.51.100.20:51000", "172.17.0.3:80", lat, 1);
+        // Both: a service address rewritten, and the source masqueraded.
+        let both = tcp_conv(2 * MS, "172.17.0.4:41000", "10.96.0.10:53", 3000);
+        let both_out = view(&both, "203.0.113.1:41000", "198.51.100.53:53", lat, 1);
+        // Two containers use one source port to one server: the second one's moves.
+        let first = tcp_conv(3 * MS, "172.17.0.5:42000", "198.51.100.9:80", 4000);
+        let first_out = view(&first, "203.0.113.1:42000", "198.51.100.9:80", lat, 1);
+        let second = tcp_conv(4 * MS, "172.17.0.6:42000", "198.51.100.9:80", 5000);
+        let second_out = view(&second, "203.0.113.1:42001", "198.51.100.9:80", lat, 1);
+        let c = run(
+            &[snat, dnat, both, first, second],
+            &[snat_out, dnat_out, both_out, first_out, second_out],
+        );
+        assert_eq!(c.connections.len(), 5);
+
+        let kind = |src: &str| {
+            let cn = conn(&c, src);
+            assert_eq!(cn.links.len(), 1);
+            cn.links[0].change
+        };
+        let snat = kind("172.17.0.2:40000");
+        assert_eq!(snat.kind, NatKind::Snat);
+        assert!(snat.src_addr_changed && !snat.sport_changed && !snat.port_reallocated);
+        let dnat = kind("198.51.100.20:51000");
+        assert_eq!(dnat.kind, NatKind::Dnat);
+        assert!(dnat.dst_addr_changed && dnat.dport_changed && !dnat.src_addr_changed);
+        assert_eq!(kind("172.17.0.4:41000").kind, NatKind::SnatDnat);
+
+        let first = conn(&c, "172.17.0.5:42000");
+        assert_eq!(first.links[0].port_realloc, None);
+        let second = conn(&c, "172.17.0.6:42000");
+        let link = &second.links[0];
+        assert_eq!(link.change.kind, NatKind::Snat);
+        assert!(link.change.sport_changed && link.change.port_reallocated);
+        assert_eq!(
+            link.port_realloc,
+            Some(PortRealloc {
+                wanted_sport: 42000,
+                got_sport: 42001,
+                colliding: Some(first.id.clone()),
+                colliding_started_first: Some(true),
+            })
+        );
+    }
+
+    #[test]
+    fn link_evidence_latency_and_unmatched_packets() {
+        let lat = 30 * US;
+        let mut inside = tcp_conv(0, "172.17.0.2:40000", "198.51.100.7:443", 1000);
+        let mut outside = view(&inside, "203.0.113.1:40000", "198.51.100.7:443", lat, 1);
+        // The request never left; the host answered the client with a reset itself.
+        outside.remove(3);
+        inside.push(tcp(
+            6 * MS,
+            "198.51.100.7:443",
+            "172.17.0.2:40000",
+            1006,
+            RST,
+            64,
+        ));
+        let c = run(&[inside], &[outside]);
+        assert_eq!(c.connections.len(), 1);
+        let link = &c.connections[0].links[0];
+        assert_eq!((link.from, link.to), (0, 1));
+        assert_eq!(
+            link.evidence,
+            LinkEvidence {
+                matched_fwd: 3,
+                matched_rev: 2,
+                fields: vec!["ip.id", "tcp.seq", "tcp.ack", "tcp.flags", "payload"],
+                direction_conflicts: 0,
+            }
+        );
+        assert_eq!(link.confidence, 1.0);
+        assert_eq!(
+            link.latency,
+            Some(Latency {
+                first_ns: Some(lat),
+                p50_ns: lat,
+                max_ns: lat,
+            })
+        );
+        let gap = |t: i64, flags: u8| Gap {
+            packets: 1,
+            first_ns: Some(t),
+            last_ns: Some(t),
+            first_tcp_flags: Some(flags),
+        };
+        assert_eq!(
+            link.unmatched,
+            Unmatched {
+                lost_fwd: gap(3 * MS, PSH | ACK),
+                appeared_rev: gap(6 * MS, RST),
+                ..Unmatched::default()
+            }
+        );
+    }
+}
