@@ -36,7 +36,7 @@ use serde::Serialize;
 
 use crate::capture::{InputResult, InputSpec, ReadOptions};
 use crate::flows::InitiatorEvidence;
-use crate::model::Proto;
+use crate::model::{NatChange, Proto};
 use offset::Offset;
 use points::PointData;
 
