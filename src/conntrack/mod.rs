@@ -30,10 +30,8 @@ mod view;
 #[cfg(test)]
 mod tests;
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
-use std::path::Path;
 
 use serde::Serialize;
 
@@ -237,16 +235,7 @@ impl Dump {
 /// I/O errors (missing file, unreadable gzip) are errors; bad lines are warnings.
 pub fn read_path(path: &str) -> anyhow::Result<Dump> {
     use anyhow::Context;
-    let input: Box<dyn Read> = if path == "-" {
-        Box::new(std::io::stdin().lock())
-    } else {
-        let f = File::open(Path::new(path)).with_context(|| format!("{path}: cannot open"))?;
-        if path.ends_with(".gz") {
-            Box::new(flate2::read::MultiGzDecoder::new(f))
-        } else {
-            Box::new(f)
-        }
-    };
+    let input = crate::input::open(path)?;
     read(path, BufReader::new(input)).with_context(|| format!("{path}: read failed"))
 }
 
