@@ -30,6 +30,8 @@ enum Command {
     Conntrack(commands::conntrack::Args),
     /// Dump the live conntrack table over netlink.
     Snapshot(commands::snapshot::Args),
+    /// Walk one packet through the host's iptables/nftables rules.
+    Explain(commands::explain::Args),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
         Command::Flows(a) => commands::flows::run(a),
         Command::Conntrack(a) => commands::conntrack::run(a),
         Command::Snapshot(a) => commands::snapshot::run(a),
+        Command::Explain(a) => commands::explain::run(a),
     };
     match result {
         Ok(status) => ExitCode::from(status as u8),

@@ -16,8 +16,10 @@ pub struct Config {
     pub read: ReadOptions,
     pub correlate: correlate::Config,
     pub audit: audit::Config,
-    /// Witness inputs (conntrack files), in the order given.
+    /// conntrack inputs, in the order given.
     pub witnesses: Vec<String>,
+    /// Rules inputs (iptables-save, nft -j, ipset save, ip addr), read as one rule set.
+    pub rules: Vec<String>,
     /// The findings that make the run exit 1.
     pub fail_on: FailOn,
 }
@@ -30,6 +32,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<Model> {
         .witnesses
         .iter()
         .map(|f| Witness::read_conntrack(f))
+        .chain(cfg.rules.iter().map(|f| Witness::read_rules(f)))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let c = correlate::run(&cfg.captures, &cfg.read, cfg.correlate);
     let found = audit::audit(&c, &cfg.audit, &witnesses);

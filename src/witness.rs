@@ -5,12 +5,15 @@
 
 use crate::conntrack::{self, Dump};
 use crate::diag::Warning;
+use crate::rules::{self, RuleSet};
 
 /// One witness input, read.
 #[derive(Clone, Debug)]
 pub enum Witness {
     /// A conntrack table, event log or statistics, in any text form.
     Conntrack(Dump),
+    /// A rule set: iptables-save, iptables -S, nft -j, ipset save or ip addr output.
+    Rules(RuleSet),
 }
 
 impl Witness {
@@ -19,10 +22,16 @@ impl Witness {
         conntrack::read_path(path).map(Witness::Conntrack)
     }
 
+    /// Reads a rules input of any kind natcheck recognises by its content.
+    pub fn read_rules(path: &str) -> anyhow::Result<Witness> {
+        rules::read_path(path).map(Witness::Rules)
+    }
+
     /// The input as given on the command line.
     pub fn source(&self) -> &str {
         match self {
             Witness::Conntrack(d) => &d.source,
+            Witness::Rules(r) => &r.source,
         }
     }
 
@@ -30,6 +39,7 @@ impl Witness {
     pub fn warnings(&self) -> &[Warning] {
         match self {
             Witness::Conntrack(d) => &d.warnings,
+            Witness::Rules(r) => &r.warnings,
         }
     }
 }

@@ -4,10 +4,14 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::ct::{self, Snapshot};
+use super::rules::Attribution;
 use super::topology::Topology;
 use super::{Direction, Evidence, HopFacts, PathReason, Role, Seen};
+use super::{RuleFacts, RuleRole};
 use crate::correlate::{Connection, Correlation, Hop};
 use crate::model::{Proto, Tuple};
+use crate::rules::eval::{Fate, RuleRef};
+use crate::rules::RuleSet;
 
 pub struct Ctx<'a> {
     pub c: &'a Correlation,
@@ -18,6 +22,9 @@ pub struct Ctx<'a> {
     idx: HashMap<&'a str, usize>,
     /// Where each tuple is a hop: tuple → (connection, hop).
     pub hops_by_tuple: HashMap<Tuple, Vec<(usize, usize)>>,
+    /// The host's rule set, when given, and each walked connection's way through it.
+    pub rules: Option<&'a RuleSet>,
+    pub attributions: Vec<Attribution>,
 }
 
 impl<'a> Ctx<'a> {
@@ -34,7 +41,75 @@ impl<'a> Ctx<'a> {
             snapshots,
             idx,
             hops_by_tuple: ct::index(c),
+            rules: None,
+            attributions: Vec::new(),
         }
+    }
+
+    /// The same context with the rule set and every translated or stopped connection
+    /// walked through it.
+    pub fn with_rules(mut self, rules: &'a RuleSet) -> Ctx<'a> {
+        let walked = super::rules::attribute(self.c, rules, &|ci| {
+            self.expected_next(ci).map(|(b, _, _)| b)
+        });
+        self.rules = Some(rules);
+        self.attributions = walked;
+        self
+    }
+
+    /// The rule (or chain policy) that dropped or rejected connection `ci`'s first
+    /// packet in the way through the rules the wire confirms.
+    pub fn stopped_by(&self, ci: usize) -> Option<Evidence> {
+        let o = self.attribution(ci)?.outcome()?;
+        match &o.fate {
+            Fate::Dropped { rule: Some(r), .. } => self.rule(r, RuleRole::Dropped),
+            Fate::Rejected { rule, .. } => self.rule(rule, RuleRole::Rejected),
+            Fate::Dropped {
+                rule: None,
+                table,
+                chain,
+                ..
+            } => {
+                let t = self.rules?.tables.get(*table)?;
+                let ch = t.chain(chain)?;
+                Some(Evidence::Rule {
+                    role: RuleRole::Policy,
+                    rule: RuleFacts {
+                        source: t.source.clone(),
+                        table: t.name.clone(),
+                        chain: ch.name.clone(),
+                        line: ch.line,
+                        handle: None,
+                        text: format!(":{} DROP", ch.name),
+                    },
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// The walk of connection `ci`, when it was walked.
+    pub fn attribution(&self, ci: usize) -> Option<&Attribution> {
+        self.attributions.iter().find(|a| a.conn == ci)
+    }
+
+    /// A rule as evidence.
+    pub fn rule(&self, r: &RuleRef, role: RuleRole) -> Option<Evidence> {
+        let rules = self.rules?;
+        let t = rules.tables.get(r.table)?;
+        let ch = t.chain(&r.chain)?;
+        let rule = ch.rules.get(r.index)?;
+        Some(Evidence::Rule {
+            role,
+            rule: RuleFacts {
+                source: t.source.clone(),
+                table: t.name.clone(),
+                chain: ch.name.clone(),
+                line: rule.line,
+                handle: rule.handle,
+                text: rule.text.clone(),
+            },
+        })
     }
 
     pub fn name(&self, p: usize) -> &'a str {

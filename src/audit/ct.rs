@@ -242,6 +242,8 @@ pub enum WitnessKind {
     Snapshot,
     /// A conntrack event log's connections.
     Events,
+    /// A rule set (iptables, nftables, ipsets, host addresses), read together.
+    Rules,
 }
 
 impl WitnessKind {
@@ -249,6 +251,7 @@ impl WitnessKind {
         match self {
             WitnessKind::Snapshot => "snapshot",
             WitnessKind::Events => "events",
+            WitnessKind::Rules => "rules",
         }
     }
 }

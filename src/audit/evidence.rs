@@ -43,8 +43,39 @@ pub struct EntryFacts {
     pub assured: bool,
 }
 
+/// A rule of the host's rule set, where it was read and as written.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RuleFacts {
+    pub source: String,
+    pub table: String,
+    pub chain: String,
+    /// 1-based line in `source` (0 for rules without lines, such as nft JSON).
+    pub line: u64,
+    pub handle: Option<u64>,
+    pub text: String,
+}
+
+/// What a rule did to the connection's first packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RuleRole {
+    /// It dropped it.
+    Dropped,
+    /// It rejected it (an ICMP error or RST went back).
+    Rejected,
+    /// Its chain's policy dropped it (the rule is the chain's last).
+    Policy,
+    /// It made the translation the wire shows.
+    Translated,
+    /// The rules translate it differently from the wire.
+    Disagrees,
+    /// A DROP/REJECT in filter INPUT that never saw the packet: DNAT made it forwarded.
+    NeverSaw,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Evidence {
+    /// A rule and what it did.
+    Rule { role: RuleRole, rule: RuleFacts },
     /// A connection's flow at one point.
     Hop(HopFacts),
     /// Connection `conn` was translated from `from` at its first point to `to` here.

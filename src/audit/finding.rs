@@ -91,6 +91,12 @@ named_enum! {
         CtHairpinNoMasq = "ct-hairpin-no-masq",
         /// Several entries of one snapshot share a reply tuple.
         CtDuplicate = "ct-duplicate",
+        /// The host's rules translate or filter a connection otherwise than the wire
+        /// shows.
+        RuleContradiction = "rule-contradiction",
+        /// A DROP/REJECT rule in filter INPUT meant for traffic that DNAT sends to
+        /// FORWARD: it never sees it.
+        InputBypassed = "input-bypassed",
     }
 }
 
@@ -237,6 +243,18 @@ pub enum Detail {
         range: Option<[u16; 2]>,
         /// ICMP ids rather than ports; the tuple after the move.
         moved: (bool, Tuple),
+    },
+    Rules {
+        /// The tuple the connection's first packet had when it reached the host.
+        walked: Tuple,
+        /// What the wire shows after the host (`None`: it went no further).
+        wire: Option<Tuple>,
+        /// What the rules' most likely way gives (`None`: they drop it or stop).
+        rules: Option<Tuple>,
+        /// How many ways through the rules there are, and whether they rest on
+        /// matches that could not be decided.
+        outcomes: usize,
+        assumed: bool,
     },
     Conntrack {
         /// The entry (`file:line`), or the snapshot file for `ct-missing`.

@@ -23,6 +23,7 @@ pub mod ct;
 mod evidence;
 mod finding;
 pub mod findings;
+pub mod rules;
 mod topology;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,7 +34,7 @@ use crate::witness::Witness;
 pub use cidr::Cidr;
 pub use context::{Ctx, Explained};
 pub use ct::{WitnessKind, WitnessSummary};
-pub use evidence::{Endpoint, EntryFacts, Evidence, GapFacts, HopFacts};
+pub use evidence::{Endpoint, EntryFacts, Evidence, GapFacts, HopFacts, RuleFacts, RuleRole};
 pub use finding::{
     AllocatorMode, Code, CtFacts, Detail, Direction, Finding, LeakKind, PathReason, Role, Seen,
     Severity,
@@ -59,6 +60,11 @@ pub struct Audit {
     pub inside_declared: bool,
     /// What each witness input contributed, in input order.
     pub witnesses: Vec<WitnessSummary>,
+    /// The rule set the connections were walked through (every rules input merged,
+    /// with the host addresses the captures show when none were given).
+    pub rules: Option<crate::rules::RuleSet>,
+    /// Each walked connection's way through the rules, in connection order.
+    pub attributions: Vec<rules::Attribution>,
 }
 
 impl Audit {
@@ -141,9 +147,16 @@ pub fn audit(c: &Correlation, cfg: &Config, witnesses: &[Witness]) -> Audit {
         .iter()
         .flat_map(|w| match w {
             Witness::Conntrack(d) => ct::Snapshot::from_dump(d),
+            Witness::Rules(_) => Vec::new(),
         })
         .collect();
-    let mut findings = findings::run_all(&Ctx::new(c, &topo, &snapshots));
+    let rule_set = merged_rules(c, &topo, witnesses);
+    let mut x = Ctx::new(c, &topo, &snapshots);
+    if let Some(r) = &rule_set {
+        x = x.with_rules(r);
+    }
+    let mut findings = findings::run_all(&x);
+    let attributions = std::mem::take(&mut x.attributions);
     finish(c, &mut findings);
     let mut by_connection = vec![Vec::new(); c.connections.len()];
     for (i, f) in findings.iter().enumerate() {
@@ -160,8 +173,36 @@ pub fn audit(c: &Correlation, cfg: &Config, witnesses: &[Witness]) -> Audit {
         by_connection,
         inside: topo.inside.clone(),
         inside_declared: topo.declared,
-        witnesses: ct::witnesses(c, &snapshots),
+        witnesses: ct::witnesses(c, &snapshots)
+            .into_iter()
+            .chain(rule_set.iter().map(|r| rules::summary(r, &attributions)))
+            .collect(),
+        rules: rule_set,
+        attributions,
     }
+}
+
+/// Every rules input as one rule set; the host addresses the captures show when no
+/// input gave any.
+fn merged_rules(
+    c: &Correlation,
+    topo: &topology::Topology,
+    witnesses: &[Witness],
+) -> Option<crate::rules::RuleSet> {
+    let mut merged: Option<crate::rules::RuleSet> = None;
+    for w in witnesses {
+        if let Witness::Rules(r) = w {
+            match &mut merged {
+                Some(m) => m.merge(r.clone()),
+                None => merged = Some(r.clone()),
+            }
+        }
+    }
+    let mut m = merged?;
+    if m.addrs.is_empty() {
+        m.addrs = rules::learned_addrs(c, topo);
+    }
+    Some(m)
 }
 
 /// Fills connection ids, sorts and removes exact duplicates.

@@ -63,6 +63,14 @@ pub struct Args {
     /// `conntrack -E` event log. Repeatable (several snapshots over time, event logs).
     #[arg(long = "conntrack", value_name = "FILE")]
     pub conntrack: Vec<String>,
+
+    /// The NAT host's rules, to name the rule behind every translation and drop:
+    /// `iptables-save` / `ip6tables-save` (with or without `-c`), `iptables -S`,
+    /// `nft -j list ruleset`, `ipset save`, and `ip -o addr` / `ip -j addr` for the
+    /// host's addresses. Repeatable; each file is recognised by its content, and all
+    /// are read as one rule set.
+    #[arg(long = "rules", value_name = "FILE")]
+    pub rules: Vec<String>,
 }
 
 impl OutputFormat {
@@ -96,6 +104,7 @@ impl Args {
                 inside: self.inside.clone(),
             },
             witnesses: self.conntrack.clone(),
+            rules: self.rules.clone(),
             fail_on: self.fail_on.clone(),
         })
     }

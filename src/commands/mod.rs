@@ -4,6 +4,7 @@
 
 pub mod conntrack;
 pub mod correlate;
+pub mod explain;
 pub mod flows;
 pub mod snapshot;
 

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::explain::Words;
 use super::fmt::{dst, rfc3339_ns};
 use super::{Model, Render};
-use crate::audit::{Detail, Direction, Finding, Seen, WitnessSummary};
+use crate::audit::{Detail, Direction, Finding, Seen, WitnessKind, WitnessSummary};
 use crate::capture::InputStats;
 use crate::correlate::{Connection, Correlation, Gap, Hop, Latency, Link, PortRealloc, Related};
 use crate::diag::Warning;
@@ -32,6 +32,9 @@ pub struct Report<'a> {
     /// What each `--conntrack` input contributed (absent without any).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub conntrack: Vec<WitnessJson<'a>>,
+    /// What the `--rules` inputs contributed (absent without any).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<WitnessJson<'a>>,
     pub summary: Summary,
 }
 
@@ -103,6 +106,13 @@ pub enum DetailJson<'a> {
         wire: Option<&'a crate::model::Tuple>,
         conntrack: Option<&'a crate::model::Tuple>,
     },
+    Rules {
+        walked: &'a crate::model::Tuple,
+        wire: Option<&'a crate::model::Tuple>,
+        rules: Option<&'a crate::model::Tuple>,
+        outcomes: usize,
+        assumed: bool,
+    },
 }
 
 fn detail(d: &Detail) -> DetailJson<'_> {
@@ -164,6 +174,19 @@ fn detail(d: &Detail) -> DetailJson<'_> {
             colliding_started_first: *colliding_started_first,
             mode: mode.as_str(),
             range: *range,
+        },
+        Detail::Rules {
+            walked,
+            wire,
+            rules,
+            outcomes,
+            assumed,
+        } => DetailJson::Rules {
+            walked,
+            wire: wire.as_ref(),
+            rules: rules.as_ref(),
+            outcomes: *outcomes,
+            assumed: *assumed,
         },
         Detail::Conntrack {
             entry,
@@ -309,6 +332,9 @@ pub struct ConnectionJson<'a> {
     pub translations: Vec<TranslationJson<'a>>,
     pub related: &'a [Related],
     pub findings: Vec<FindingJson<'a>>,
+    /// The connection's way through the host's rules (with `--rules`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rules: Option<super::rules::AttributionJson<'a>>,
 }
 
 #[derive(Serialize, Default)]
@@ -430,11 +456,30 @@ pub fn document(m: &Model) -> Report<'_> {
                 translations: conn.links.iter().map(|l| translation(c, conn, l)).collect(),
                 related: &conn.related,
                 findings: m.findings_of(i).map(|(f, w)| finding(f, w)).collect(),
+                rules: m
+                    .audit
+                    .rules
+                    .as_ref()
+                    .zip(m.attribution(i))
+                    .map(|(r, a)| super::rules::attribution_json(r, a)),
             })
             .collect(),
         findings: m.findings().map(|(f, w)| finding(f, w)).collect(),
         warnings: &m.warnings,
-        conntrack: m.audit.witnesses.iter().map(witness).collect(),
+        conntrack: m
+            .audit
+            .witnesses
+            .iter()
+            .filter(|w| w.kind != WitnessKind::Rules)
+            .map(witness)
+            .collect(),
+        rules: m
+            .audit
+            .witnesses
+            .iter()
+            .filter(|w| w.kind == WitnessKind::Rules)
+            .map(witness)
+            .collect(),
         summary,
     }
 }

@@ -13,7 +13,7 @@ use std::io::Write;
 use super::fmt::{clock, rfc3339_ns, secs, short, time_range, tuple};
 use super::text::{connection_block, finding_lines, kind_label, summary_line};
 use super::{Model, Render};
-use crate::audit::{Finding, Severity};
+use crate::audit::{Finding, Severity, WitnessKind};
 
 /// Escapes Markdown inline syntax outside `code spans`, and only where it would
 /// change the rendering, so the raw text stays readable: `\\`, `*` and `~` always;
@@ -205,9 +205,12 @@ fn inputs(m: &Model, out: &mut String) {
             "learned from the translations on the wire; declare them with `--inside`"
         }
     );
-    if !audit.witnesses.is_empty() {
-        let rows: Vec<Vec<String>> = audit
-            .witnesses
+    let (rule_inputs, ct_inputs): (Vec<_>, Vec<_>) = audit
+        .witnesses
+        .iter()
+        .partition(|w| w.kind == WitnessKind::Rules);
+    if !ct_inputs.is_empty() {
+        let rows: Vec<Vec<String>> = ct_inputs
             .iter()
             .map(|w| {
                 vec![
@@ -229,6 +232,29 @@ fn inputs(m: &Model, out: &mut String) {
                 "on the wire",
                 "agree with the wire",
                 "estimated snapshot time",
+            ],
+            &rows,
+        );
+    }
+    if !rule_inputs.is_empty() {
+        let rows: Vec<Vec<String>> = rule_inputs
+            .iter()
+            .map(|w| {
+                vec![
+                    code(&w.source),
+                    w.entries.to_string(),
+                    w.on_wire.to_string(),
+                    w.agree.to_string(),
+                ]
+            })
+            .collect();
+        table(
+            out,
+            &[
+                "rules input",
+                "rules",
+                "connections walked through them",
+                "agree with the wire",
             ],
             &rows,
         );

@@ -14,6 +14,7 @@ pub mod frame;
 pub mod json;
 pub mod markdown;
 pub mod model;
+pub mod rules;
 pub mod table;
 pub mod text;
 

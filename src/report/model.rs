@@ -61,6 +61,13 @@ impl Model {
             .map(|&f| (&self.audit.findings[f], &self.words[f]))
     }
 
+    /// Connection `i`'s way through the host's rules, when rules were given and it was
+    /// walked.
+    pub fn attribution(&self, i: usize) -> Option<&crate::audit::rules::Attribution> {
+        let a = &self.audit.attributions;
+        a.binary_search_by_key(&i, |x| x.conn).ok().map(|k| &a[k])
+    }
+
     /// How many findings of each severity (every severity present).
     pub fn count(&self, s: Severity) -> usize {
         self.audit.severities().get(&s).copied().unwrap_or(0)

@@ -358,7 +358,14 @@ fn findings_section(m: &Model) -> String {
         m.count(Severity::Info)
     );
     for w in &m.audit.witnesses {
-        let _ = writeln!(out, "conntrack: {}", witness_line(w));
+        match w.kind {
+            WitnessKind::Rules => {
+                let _ = writeln!(out, "rules: {}", super::rules::witness_line(w));
+            }
+            _ => {
+                let _ = writeln!(out, "conntrack: {}", witness_line(w));
+            }
+        }
     }
     for (f, w) in m.findings() {
         let when = match time_range(f.first_ns, f.last_ns) {
@@ -388,11 +395,18 @@ fn findings_section(m: &Model) -> String {
     out
 }
 
-/// The lines a connection's block ends with: its findings.
+/// The lines a connection's block ends with: its way through the host's rules, when
+/// given, and its findings.
 pub fn finding_lines(m: &Model, i: usize) -> Vec<String> {
-    m.findings_of(i)
-        .map(|(f, w)| format!("finding: {} {}: {}", f.severity, f.code, w.message))
-        .collect()
+    let mut lines = match (&m.audit.rules, m.attribution(i)) {
+        (Some(rules), Some(a)) => super::rules::attribution_lines(rules, a),
+        _ => Vec::new(),
+    };
+    lines.extend(
+        m.findings_of(i)
+            .map(|(f, w)| format!("finding: {} {}: {}", f.severity, f.code, w.message)),
+    );
+    lines
 }
 
 /// The correlation part of the text report (no findings section). `extra(i)` adds

@@ -170,6 +170,39 @@ struct State {
     filter_hook: Option<Hook>,
 }
 
+impl State {
+    fn start(packet: &Packet) -> State {
+        State {
+            orig: packet.tuple,
+            cur: packet.tuple,
+            mark: packet.mark,
+            ctmark: 0,
+            untracked: false,
+            out_iface: packet.out_iface.clone(),
+            probability: 1.0,
+            events: Vec::new(),
+            dnat: None,
+            snat: None,
+            filter_hook: None,
+        }
+    }
+}
+
+/// Whether every match of `rule` holds for `packet` as it arrives, were it delivered
+/// locally (INPUT); a match that cannot be decided does not hold.
+pub fn matches_plainly(rules: &RuleSet, rule: &Rule, packet: &Packet) -> bool {
+    let w = Walker {
+        rules,
+        packet,
+        branches: 1,
+        truncated: false,
+    };
+    let s = State::start(packet);
+    rule.matches
+        .iter()
+        .all(|m| matches!(w.test(&s, m, Hook::Input), Test::Yes))
+}
+
 /// How a chain ended in one branch.
 #[derive(Clone, Debug, PartialEq)]
 enum End {
@@ -204,19 +237,7 @@ pub fn walk(rules: &RuleSet, packet: &Packet) -> Walk {
         branches: 1,
         truncated: false,
     };
-    let start = State {
-        orig: packet.tuple,
-        cur: packet.tuple,
-        mark: packet.mark,
-        ctmark: 0,
-        untracked: false,
-        out_iface: packet.out_iface.clone(),
-        probability: 1.0,
-        events: Vec::new(),
-        dnat: None,
-        snat: None,
-        filter_hook: None,
-    };
+    let start = State::start(packet);
     let hooks: &[Hook] = if packet.in_iface.is_some() {
         &[Hook::Prerouting]
     } else {

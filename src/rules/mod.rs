@@ -526,6 +526,11 @@ impl RuleSet {
     /// `iptables-save`, `ip6tables-save`, `nft -j`, `ipset save` and `ip addr` read
     /// together).
     pub fn merge(&mut self, other: RuleSet) {
+        if self.source.is_empty() {
+            self.source = other.source;
+        } else if !other.source.is_empty() {
+            self.source = format!("{}, {}", self.source, other.source);
+        }
         self.tables.extend(other.tables);
         self.sets.extend(other.sets);
         self.addrs.extend(other.addrs);

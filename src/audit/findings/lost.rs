@@ -138,6 +138,7 @@ pub fn stopped_short(x: &Ctx, _: &Explained) -> Detected {
                 to: bname.to_string(),
             },
         ];
+        finding.evidence.extend(x.stopped_by(ci));
         finding.conns = vec![ci];
         // A REJECT answers with an ICMP error quoting the blocked packet.
         for (ei, e) in c.connections.iter().enumerate() {

@@ -15,9 +15,11 @@ mod ct_hairpin_no_masq;
 mod ct_missing;
 mod ct_unobserved;
 mod ct_unreplied;
+mod input_bypassed;
 mod leak;
 mod lost;
 mod port_reallocated;
+mod rule_contradiction;
 mod unsolicited;
 
 use super::{Code, Ctx, Direction, Explained, Finding};
@@ -110,6 +112,16 @@ pub const RULES: &[Rule] = &[
         code: Code::CtMissing,
         what: "a translated connection alive across a snapshot with no entry",
         run: ct_missing::detect,
+    },
+    Rule {
+        code: Code::RuleContradiction,
+        what: "a rule set that translates or filters a connection otherwise than the wire",
+        run: rule_contradiction::detect,
+    },
+    Rule {
+        code: Code::InputBypassed,
+        what: "an INPUT rule that DNAT'ed traffic never meets",
+        run: input_bypassed::detect,
     },
 ];
 

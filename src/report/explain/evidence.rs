@@ -1,6 +1,8 @@
 //! One line per piece of evidence.
 
-use crate::audit::{Direction, EntryFacts, Evidence, GapFacts, HopFacts, PathReason};
+use crate::audit::{
+    Direction, EntryFacts, Evidence, GapFacts, HopFacts, PathReason, RuleFacts, RuleRole,
+};
 use crate::model::tcp_flags;
 use crate::report::fmt::{
     at_or_span, ct_tuple, dst, endpoint, icmp_error, plural, rfc3339_ns, secs, short, tuple_proto,
@@ -78,8 +80,26 @@ fn ids(conns: &[String]) -> String {
 }
 
 /// One line of evidence.
+/// `dropped by filter FORWARD (iptables.txt:12): -A FORWARD -p tcp ... -j DROP`.
+fn rule(role: RuleRole, r: &RuleFacts) -> String {
+    let what = match role {
+        RuleRole::Dropped => "dropped by",
+        RuleRole::Rejected => "rejected by",
+        RuleRole::Policy => "dropped by the policy of",
+        RuleRole::Translated => "translated by",
+        RuleRole::Disagrees => "the rules decide with",
+        RuleRole::NeverSaw => "never seen by",
+    };
+    let place = match (r.line, r.handle) {
+        (0, Some(h)) => format!("{} handle {h}", r.source),
+        (line, _) => format!("{}:{line}", r.source),
+    };
+    format!("{what} {} {} ({place}): {}", r.table, r.chain, r.text)
+}
+
 pub fn line(e: &Evidence) -> String {
     match e {
+        Evidence::Rule { role, rule: r } => rule(*role, r),
         Evidence::Hop(h) => hop(h),
         Evidence::Translated {
             conn,

@@ -10,9 +10,11 @@ mod ct_missing;
 mod ct_unobserved;
 mod ct_unreplied;
 mod evidence;
+mod input_bypassed;
 mod leak;
 mod lost;
 mod port_reallocated;
+mod rule_contradiction;
 mod unsolicited;
 
 use crate::audit::{Code, Finding};
@@ -41,6 +43,8 @@ pub fn words(f: &Finding) -> Words {
         Code::CtUnreplied => ct_unreplied::explain(f),
         Code::CtHairpinNoMasq => ct_hairpin_no_masq::explain(f),
         Code::CtDuplicate => ct_duplicate::explain(f),
+        Code::RuleContradiction => rule_contradiction::explain(f),
+        Code::InputBypassed => input_bypassed::explain(f),
     };
     Words {
         message,

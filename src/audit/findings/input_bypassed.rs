@@ -1,0 +1,62 @@
+//! `input-bypassed`: a DROP or REJECT rule in a filter INPUT chain that matches the
+//! first packet of connections as they arrived, but never saw them: nat PREROUTING
+//! DNATed them to an address that is not the host's, so the routing decision sent
+//! them to FORWARD (the NodePort and published-port case). One finding per rule, with
+//! every connection it missed.
+
+use std::collections::BTreeMap;
+
+use super::Detected;
+use crate::audit::rules::unseen_input_rules;
+use crate::audit::{Code, Ctx, Detail, Explained, Finding, Role, RuleRole, Severity};
+use crate::rules::eval::RuleRef;
+use crate::rules::Hook;
+
+pub fn detect(x: &Ctx, _: &Explained) -> Detected {
+    let Some(rules) = x.rules else {
+        return Detected::default();
+    };
+    let mut missed: BTreeMap<RuleRef, Vec<usize>> = BTreeMap::new();
+    for a in &x.attributions {
+        let Some(o) = a.outcome() else { continue };
+        if o.filter_hook != Some(Hook::Forward) || o.dnat.is_none() {
+            continue;
+        }
+        for r in unseen_input_rules(rules, &a.packet) {
+            missed.entry(r).or_default().push(a.conn);
+        }
+    }
+    let mut out = Vec::new();
+    for (r, conns) in missed {
+        let Some(a) = x.attribution(conns[0]) else {
+            continue;
+        };
+        let mut f = Finding::new(
+            Code::InputBypassed,
+            Severity::Warning,
+            Detail::Rules {
+                walked: a.packet.tuple,
+                wire: a.wire,
+                rules: a.outcome().and_then(|o| o.dnat.as_ref()).map(|n| n.after),
+                outcomes: a.walk.outcomes.len(),
+                assumed: a.outcome().is_some_and(|o| o.assumed()),
+            },
+        );
+        f.evidence.extend(x.rule(&r, RuleRole::NeverSaw));
+        if let Some(n) = a.outcome().and_then(|o| o.dnat.as_ref()) {
+            f.evidence.extend(x.rule(&n.rule, RuleRole::Translated));
+        }
+        let first = &x.c.connections[conns[0]];
+        if let Some(h) = first.hops.iter().find(|h| h.flow.tuple == a.packet.tuple) {
+            f.tuples.push(x.seen(h, Role::Original));
+            f.evidence.push(x.hop(h));
+            f.points = vec![x.name(h.point).to_string()];
+        }
+        f.first_ns = conns.iter().map(|&k| x.c.connections[k].first_ns()).min();
+        f.last_ns = conns.iter().map(|&k| x.c.connections[k].last_ns()).max();
+        f.packets = conns.len() as u64;
+        f.conns = conns;
+        out.push(f);
+    }
+    out.into()
+}

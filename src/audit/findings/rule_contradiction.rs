@@ -1,0 +1,75 @@
+//! `rule-contradiction`: a connection the host translated and passed on, whose first
+//! packet the host's rule set (every way through it, `statistic` branches included)
+//! would translate otherwise, or drop. The rule set given does not describe the
+//! traffic captured. An error when the rules' way rests on no undecided match, else a
+//! warning.
+
+use super::Detected;
+use crate::audit::{Code, Ctx, Detail, Explained, Finding, Role, RuleRole, Severity};
+use crate::rules::eval::{Fate, Outcome};
+
+/// The tuple an outcome leaves the host with, when it leaves.
+pub fn outcome_tuple(o: &Outcome, before: crate::model::Tuple) -> Option<crate::model::Tuple> {
+    let crossed = matches!(o.fate, Fate::Delivered | Fate::Forwarded | Fate::Sent);
+    crossed.then(|| {
+        o.snat
+            .as_ref()
+            .or(o.dnat.as_ref())
+            .map_or(before, |n| n.after)
+    })
+}
+
+pub fn detect(x: &Ctx, _: &Explained) -> Detected {
+    let mut out = Vec::new();
+    for a in &x.attributions {
+        let (Some(wire), None, Some(best)) = (a.wire, a.chosen, a.walk.outcomes.first()) else {
+            continue;
+        };
+        let conn = &x.c.connections[a.conn];
+        let assumed = best.assumed() || a.walk.truncated;
+        let mut f = Finding::new(
+            Code::RuleContradiction,
+            if assumed {
+                Severity::Warning
+            } else {
+                Severity::Error
+            },
+            Detail::Rules {
+                walked: a.packet.tuple,
+                wire: Some(wire),
+                rules: outcome_tuple(best, a.packet.tuple),
+                outcomes: a.walk.outcomes.len(),
+                assumed,
+            },
+        );
+        f.conns = vec![a.conn];
+        if let Some(h) = conn.hops.iter().find(|h| h.flow.tuple == a.packet.tuple) {
+            f.tuples.push(x.seen(h, Role::Original));
+            f.evidence.push(x.hop(h));
+        }
+        if let Some(h) = conn.hops.iter().find(|h| h.flow.tuple == wire) {
+            f.tuples.push(x.seen(h, Role::Wire));
+            f.evidence.push(x.hop(h));
+        }
+        let deciding = best
+            .dnat
+            .iter()
+            .chain(best.snat.iter())
+            .map(|n| n.rule.clone())
+            .chain(match &best.fate {
+                Fate::Dropped { rule: Some(r), .. } | Fate::Rejected { rule: r, .. } => {
+                    Some(r.clone())
+                }
+                _ => None,
+            });
+        for r in deciding {
+            f.evidence.extend(x.rule(&r, RuleRole::Disagrees));
+        }
+        f.points = f.tuples.iter().map(|s| s.point.clone()).collect();
+        f.first_ns = Some(conn.first_ns());
+        f.last_ns = Some(conn.last_ns());
+        f.packets = conn.hops[0].flow.packets[0] + conn.hops[0].flow.packets[1];
+        out.push(f);
+    }
+    out.into()
+}

@@ -1,0 +1,202 @@
+//! The rule-set witness as the audit sees it: for every connection NAT translated
+//! (and every one whose path stops short at the NAT host), its first packet walked
+//! through the host's rules as it arrived, and the way through them that the wire
+//! confirms: the rule that made each translation, the chains that led there, which
+//! filter hook it met (INPUT or FORWARD), or the rule that dropped it.
+//!
+//! The first packet is the connection's tuple at the point before the translation,
+//! arriving on that point's interface and leaving on the next point's. A way through
+//! the rules agrees with the wire when it ends where the wire shows the packet went:
+//! the same destination and source after NAT (a masquerade to an address the rules
+//! cannot know, or a source port NAT moved, agree with any), delivered or forwarded
+//! for a connection that crossed, dropped or rejected for one that stopped short.
+
+use super::topology::Topology;
+use super::{WitnessKind, WitnessSummary};
+use crate::correlate::{Connection, Correlation};
+use crate::model::{NatKind, Tuple};
+use crate::rules::eval::{self, Fate, Outcome, Packet, Walk};
+use crate::rules::{HostAddr, RuleSet, Target};
+
+/// One connection's walk through the rules and what the wire says of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Attribution {
+    pub conn: usize,
+    /// The first packet as walked.
+    pub packet: Packet,
+    /// Every way the rules allow, most likely first.
+    pub walk: Walk,
+    /// The tuple the wire shows after the host (`None` for a connection that stopped
+    /// at it).
+    pub wire: Option<Tuple>,
+    /// The outcome the wire confirms (index into `walk.outcomes`), the most likely
+    /// when several do.
+    pub chosen: Option<usize>,
+}
+
+impl Attribution {
+    pub fn outcome(&self) -> Option<&Outcome> {
+        self.chosen.and_then(|i| self.walk.outcomes.get(i))
+    }
+}
+
+/// The interface name of a point: the capture's own, else the point's name.
+fn iface(c: &Correlation, p: usize) -> String {
+    let pt = &c.points[p];
+    pt.interface.clone().unwrap_or_else(|| pt.name.clone())
+}
+
+/// The host addresses the captures show when no `ip addr` input gave them: the
+/// addresses SNAT gave packets at each point, as that point's interface's.
+pub fn learned_addrs(c: &Correlation, topo: &Topology) -> Vec<HostAddr> {
+    let mut out = Vec::new();
+    for (&p, addrs) in &topo.nat_addrs {
+        for &a in addrs {
+            out.push(HostAddr {
+                iface: iface(c, p),
+                prefix: eval::host(a),
+            });
+        }
+    }
+    for &a in &topo.host_addrs {
+        if !out.iter().any(|h: &HostAddr| h.prefix.addr == a) {
+            out.push(HostAddr {
+                iface: String::new(),
+                prefix: eval::host(a),
+            });
+        }
+    }
+    out
+}
+
+/// Whether `o`'s translation is what the wire shows: `before` became `after`.
+fn agrees(rules: &RuleSet, o: &Outcome, before: &Tuple, after: &Tuple) -> bool {
+    let crossed = matches!(o.fate, Fate::Delivered | Fate::Forwarded | Fate::Sent);
+    if !crossed {
+        return false;
+    }
+    let end = o
+        .snat
+        .as_ref()
+        .or(o.dnat.as_ref())
+        .map_or(*before, |n| n.after);
+    let masquerade_unknown = o.snat.as_ref().is_some_and(|n| {
+        n.after.src == before.src
+            && matches!(rule_target(rules, &n.rule), Some(Target::Masquerade { .. }))
+    });
+    let ports = before.proto.has_ports();
+    let dst_ok = end.dst == after.dst && (!ports || end.dport == after.dport);
+    let src_ok = (masquerade_unknown || end.src == after.src)
+        && (!ports || end.sport == after.sport || o.snat.is_some());
+    dst_ok && src_ok
+}
+
+/// The target of a rule by its place.
+pub fn rule_target<'a>(rules: &'a RuleSet, r: &eval::RuleRef) -> Option<&'a Target> {
+    rules
+        .tables
+        .get(r.table)?
+        .chain(&r.chain)?
+        .rules
+        .get(r.index)
+        .map(|x| &x.target)
+}
+
+/// The link where the host translated the connection: (upstream hop, downstream hop).
+fn translating_link(conn: &Connection) -> Option<(usize, usize)> {
+    conn.links
+        .iter()
+        .find(|l| l.change.kind != NatKind::None)
+        .map(|l| (l.from, l.to))
+}
+
+/// Walks every translated connection, and every one that stops short with
+/// `next[ci]` naming where its kind of traffic goes, through `rules`.
+pub fn attribute(
+    c: &Correlation,
+    rules: &RuleSet,
+    next: &dyn Fn(usize) -> Option<usize>,
+) -> Vec<Attribution> {
+    let mut out = Vec::new();
+    for (ci, conn) in c.connections.iter().enumerate() {
+        let (packet, wire, before) = if let Some((from, to)) = translating_link(conn) {
+            let (a, b) = (&conn.hops[from], &conn.hops[to]);
+            let p = Packet::first(
+                a.flow.tuple,
+                Some(iface(c, a.point)),
+                Some(iface(c, b.point)),
+            );
+            (p, Some(b.flow.tuple), a.flow.tuple)
+        } else if let (Some(b), Some(last)) = (next(ci), conn.hops.last()) {
+            let p = Packet::first(
+                last.flow.tuple,
+                Some(iface(c, last.point)),
+                Some(iface(c, b)),
+            );
+            (p, None, last.flow.tuple)
+        } else {
+            continue;
+        };
+        let walk = eval::walk(rules, &packet);
+        let chosen = walk.outcomes.iter().position(|o| match &wire {
+            Some(after) => agrees(rules, o, &before, after),
+            None => matches!(o.fate, Fate::Dropped { .. } | Fate::Rejected { .. }),
+        });
+        out.push(Attribution {
+            conn: ci,
+            packet,
+            walk,
+            wire,
+            chosen,
+        });
+    }
+    out
+}
+
+/// DROP and REJECT rules of filter INPUT chains that would have stopped the packet's
+/// original tuple had it been delivered locally: the rules a user expects to apply to
+/// traffic the host forwards after DNAT.
+pub fn unseen_input_rules(rules: &RuleSet, packet: &Packet) -> Vec<eval::RuleRef> {
+    let mut out = Vec::new();
+    for (ti, t) in rules.tables.iter().enumerate() {
+        if !t.family.sees(packet.tuple.dst) {
+            continue;
+        }
+        for ch in &t.chains {
+            let Some(b) = &ch.base else { continue };
+            if b.hook != crate::rules::Hook::Input || b.kind != crate::rules::ChainType::Filter {
+                continue;
+            }
+            for (i, r) in ch.rules.iter().enumerate() {
+                if matches!(r.target, Target::Drop | Target::Reject { .. })
+                    && eval::matches_plainly(rules, r, packet)
+                {
+                    out.push(eval::RuleRef {
+                        table: ti,
+                        chain: ch.name.clone(),
+                        index: i,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// What the rule set contributed: rules read, connections walked, walks the wire
+/// confirms.
+pub fn summary(rules: &RuleSet, attributions: &[Attribution]) -> WitnessSummary {
+    WitnessSummary {
+        source: rules.source.clone(),
+        kind: WitnessKind::Rules,
+        entries: rules
+            .tables
+            .iter()
+            .flat_map(|t| &t.chains)
+            .map(|c| c.rules.len())
+            .sum(),
+        on_wire: attributions.len(),
+        agree: attributions.iter().filter(|a| a.chosen.is_some()).count(),
+        time_ns: None,
+    }
+}

@@ -1,0 +1,37 @@
+//! Words of `rule-contradiction`.
+
+use super::unexplained;
+use crate::audit::{Detail, Finding};
+use crate::report::fmt::tuple_proto;
+
+pub fn explain(f: &Finding) -> (String, String) {
+    let Detail::Rules {
+        walked,
+        wire: Some(wire),
+        rules,
+        outcomes,
+        ..
+    } = &f.detail
+    else {
+        return unexplained(f);
+    };
+    let conn = f.connections.first().map_or("", String::as_str);
+    let rules_say = match rules {
+        Some(t) if t == walked => "pass it on untranslated".to_string(),
+        Some(t) => format!("send it on as {}", tuple_proto(t)),
+        None => "stop it".to_string(),
+    };
+    let ways = if *outcomes > 1 {
+        format!(" (in every one of {outcomes} ways through them)")
+    } else {
+        String::new()
+    };
+    (
+        format!(
+            "the rules {rules_say}{ways}, but {conn} left the host as {}: the first packet {} was not handled by these rules",
+            tuple_proto(wire),
+            tuple_proto(walked)
+        ),
+        "The rule set does not describe the traffic captured: rules rewritten after the capture (kube-proxy and Docker rewrite their chains on every sync), a dump from another host or network namespace, rules the dump does not hold (iptables-legacy beside iptables-nft: `iptables-legacy-save`; native nftables: `nft -j list ruleset`), IPVS (kube-proxy ipvs mode: `ipvsadm -Ln`), or an eBPF datapath (Cilium) that translates outside netfilter.".to_string(),
+    )
+}

@@ -1,0 +1,438 @@
+//! Rules in words and JSON: a rule by where it sits and as written, a connection's way
+//! through the host's rules (the correlate reports' `rules:` lines and JSON `rules`),
+//! and the `natcheck explain` trace of one packet, readable like a call stack.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::fmt::{dst, tuple_proto};
+use crate::audit::rules::Attribution;
+use crate::audit::WitnessSummary;
+use crate::model::Tuple;
+use crate::rules::eval::{Event, Fate, Nat, Outcome, Packet, RuleRef, Walk};
+use crate::rules::{Hook, RuleSet, Target};
+
+/// A rule as reports name it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RuleJson<'a> {
+    pub source: &'a str,
+    pub table: &'a str,
+    pub chain: &'a str,
+    /// 1-based line in `source`; 0 for rules read without lines (nft JSON).
+    pub line: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handle: Option<u64>,
+    pub text: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comment: Option<&'a str>,
+}
+
+/// The rule at `r`.
+pub fn rule_json<'a>(rules: &'a RuleSet, r: &RuleRef) -> Option<RuleJson<'a>> {
+    let t = rules.tables.get(r.table)?;
+    let ch = t.chain(&r.chain)?;
+    let rule = ch.rules.get(r.index)?;
+    Some(RuleJson {
+        source: &t.source,
+        table: &t.name,
+        chain: &ch.name,
+        line: rule.line,
+        handle: rule.handle,
+        text: &rule.text,
+        comment: rule.comment.as_deref(),
+    })
+}
+
+/// `nat KUBE-SEP-WEB1 (iptables.txt:31): -A KUBE-SEP-WEB1 ... -j DNAT ...`.
+pub fn rule_line(rules: &RuleSet, r: &RuleRef) -> String {
+    match rule_json(rules, r) {
+        Some(j) => {
+            let place = match (j.line, j.handle) {
+                (0, Some(h)) => format!("{} handle {h}", j.source),
+                (line, _) => format!("{}:{line}", j.source),
+            };
+            format!("{} {} ({place}): {}", j.table, j.chain, j.text)
+        }
+        None => format!("{} rule {}", r.chain, r.index + 1),
+    }
+}
+
+/// `rules: FILE: rule set of 25 rules, 6 connections walked through it, 6 agree with
+/// the wire`.
+pub fn witness_line(w: &WitnessSummary) -> String {
+    format!(
+        "{}: rule set of {} rules, {} connections walked through it, {} agree with the wire",
+        w.source, w.entries, w.on_wire, w.agree
+    )
+}
+
+fn fate_word(f: &Fate) -> &'static str {
+    match f {
+        Fate::Delivered => "delivered",
+        Fate::Forwarded => "forwarded",
+        Fate::Sent => "sent",
+        Fate::Dropped { .. } => "dropped",
+        Fate::Rejected { .. } => "rejected",
+        Fate::Stopped { .. } => "stopped",
+    }
+}
+
+/// The chains a way through the rules entered, per base chain:
+/// `nat PREROUTING > KUBE-SERVICES > KUBE-NODEPORTS`.
+pub fn chains(rules: &RuleSet, o: &Outcome) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for e in &o.events {
+        match e {
+            Event::Enter { table, chain, .. } => {
+                let t = rules.tables.get(*table).map_or("", |t| t.name.as_str());
+                out.push(format!("{t} {chain}"));
+            }
+            Event::Matched(r) => {
+                if let (Some(Target::Jump(c) | Target::Goto(c)), Some(last)) =
+                    (crate::audit::rules::rule_target(rules, r), out.last_mut())
+                {
+                    let _ = write!(last, " > {c}");
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// A connection's way through the rules, one line each, for the text and Markdown
+/// connection blocks.
+pub fn attribution_lines(rules: &RuleSet, a: &Attribution) -> Vec<String> {
+    let p = &a.packet;
+    let mut out = vec![format!(
+        "rules: walked {}{}{}: {} way{} through the rules{}",
+        tuple_proto(&p.tuple),
+        p.in_iface
+            .as_deref()
+            .map(|i| format!(" in {i}"))
+            .unwrap_or_default(),
+        p.out_iface
+            .as_deref()
+            .map(|i| format!(" out {i}"))
+            .unwrap_or_default(),
+        a.walk.outcomes.len(),
+        if a.walk.outcomes.len() == 1 { "" } else { "s" },
+        match a.outcome() {
+            Some(o) if a.walk.outcomes.len() > 1 => format!(
+                "; the wire confirms one, taken with probability {:.3}",
+                o.probability
+            ),
+            Some(_) => "; the wire confirms it".into(),
+            None => "; none agrees with the wire".into(),
+        }
+    )];
+    let Some(o) = a.outcome() else {
+        return out;
+    };
+    for (what, n) in [("dnat", &o.dnat), ("snat", &o.snat)] {
+        if let Some(n) = n {
+            out.push(format!("rules: {what} by {}", rule_line(rules, &n.rule)));
+        }
+    }
+    match &o.fate {
+        Fate::Dropped { rule: Some(r), .. } => {
+            out.push(format!("rules: dropped by {}", rule_line(rules, r)))
+        }
+        Fate::Dropped {
+            rule: None,
+            table,
+            chain,
+            ..
+        } => out.push(format!(
+            "rules: dropped by the policy of {} {chain}",
+            rules.tables.get(*table).map_or("", |t| t.name.as_str())
+        )),
+        Fate::Rejected { rule, .. } => {
+            out.push(format!("rules: rejected by {}", rule_line(rules, rule)))
+        }
+        _ => {}
+    }
+    if let Some(h) = o.filter_hook {
+        let why = match (h, &o.dnat) {
+            (Hook::Forward, Some(n)) => format!(
+                " (not INPUT: after DNAT the destination {} is not an address of this host)",
+                dst(&n.after)
+            ),
+            _ => String::new(),
+        };
+        out.push(format!("rules: filter {}{why}", h.as_str()));
+    }
+    out.push(format!("rules: chains {}", chains(rules, o).join("; ")));
+    out
+}
+
+/// A NAT decision in JSON.
+#[derive(Serialize)]
+pub struct NatJson<'a> {
+    #[serde(flatten)]
+    pub rule: Option<RuleJson<'a>>,
+    pub to: &'a Tuple,
+}
+
+/// A connection's way through the rules in JSON (`connections[].rules`).
+#[derive(Serialize)]
+pub struct AttributionJson<'a> {
+    pub walked: &'a Tuple,
+    pub in_iface: Option<&'a str>,
+    pub out_iface: Option<&'a str>,
+    /// How many ways through the rules there are.
+    pub outcomes: usize,
+    /// Whether the walk was cut at its branch limit.
+    pub truncated: bool,
+    /// Whether one way agrees with the wire; the fields below describe it.
+    pub agrees: bool,
+    pub probability: Option<f64>,
+    pub fate: Option<&'static str>,
+    pub filter_hook: Option<&'static str>,
+    pub dnat: Option<NatJson<'a>>,
+    pub snat: Option<NatJson<'a>>,
+    /// The rule that dropped or rejected it.
+    pub decided_by: Option<RuleJson<'a>>,
+    pub chains: Vec<String>,
+}
+
+fn nat_json<'a>(rules: &'a RuleSet, n: &'a Option<Nat>) -> Option<NatJson<'a>> {
+    n.as_ref().map(|n| NatJson {
+        rule: rule_json(rules, &n.rule),
+        to: &n.after,
+    })
+}
+
+pub fn attribution_json<'a>(rules: &'a RuleSet, a: &'a Attribution) -> AttributionJson<'a> {
+    let o = a.outcome();
+    AttributionJson {
+        walked: &a.packet.tuple,
+        in_iface: a.packet.in_iface.as_deref(),
+        out_iface: a.packet.out_iface.as_deref(),
+        outcomes: a.walk.outcomes.len(),
+        truncated: a.walk.truncated,
+        agrees: o.is_some(),
+        probability: o.map(|o| o.probability),
+        fate: o.map(|o| fate_word(&o.fate)),
+        filter_hook: o.and_then(|o| o.filter_hook).map(Hook::as_str),
+        dnat: o.and_then(|o| nat_json(rules, &o.dnat)),
+        snat: o.and_then(|o| nat_json(rules, &o.snat)),
+        decided_by: o.and_then(|o| match &o.fate {
+            Fate::Dropped { rule: Some(r), .. } | Fate::Rejected { rule: r, .. } => {
+                rule_json(rules, r)
+            }
+            _ => None,
+        }),
+        chains: o.map(|o| chains(rules, o)).unwrap_or_default(),
+    }
+}
+
+/// The `natcheck explain` trace of one packet: every way through the rules, each as
+/// the hooks, chains and rules it met, indented like a call stack.
+pub fn trace(rules: &RuleSet, packet: &Packet, walk: &Walk) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "packet: {}{}{} ({})",
+        tuple_proto(&packet.tuple),
+        packet
+            .in_iface
+            .as_deref()
+            .map_or_else(|| " from this host".to_string(), |i| format!(" in {i}")),
+        packet
+            .out_iface
+            .as_deref()
+            .map(|i| format!(" out {i}"))
+            .unwrap_or_default(),
+        format!("{:?}", packet.ct).to_lowercase()
+    );
+    let n = walk.outcomes.len();
+    let _ = writeln!(
+        out,
+        "{n} way{} through the rules{}",
+        if n == 1 { "" } else { "s" },
+        if walk.truncated {
+            " (more were cut: the rules branch too much to follow every way)"
+        } else {
+            ""
+        }
+    );
+    for (i, o) in walk.outcomes.iter().enumerate() {
+        out.push('\n');
+        out.push_str(&outcome_text(rules, o, i + 1, n));
+    }
+    out
+}
+
+fn outcome_text(rules: &RuleSet, o: &Outcome, i: usize, n: usize) -> String {
+    let mut out = String::new();
+    let mut nat = Vec::new();
+    if let Some(d) = &o.dnat {
+        nat.push(format!("DNAT to {}", dst(&d.after)));
+    }
+    if let Some(s) = &o.snat {
+        nat.push(format!("SNAT to {}", crate::report::fmt::src(&s.after)));
+    }
+    let _ = writeln!(
+        out,
+        "way {i} of {n}: probability {:.3}{}: {}{}",
+        o.probability,
+        if o.assumed() {
+            ", assuming undecided matches"
+        } else {
+            ""
+        },
+        fate_word(&o.fate),
+        if nat.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", nat.join(", "))
+        }
+    );
+    // The chains entered, innermost last: a jump pushes, a goto replaces, the end of
+    // a chain pops.
+    let mut stack: Vec<&str> = Vec::new();
+    for e in &o.events {
+        let pad = "  ".repeat(stack.len() + 1);
+        match e {
+            Event::Enter { hook, table, chain } => {
+                let t = rules.tables.get(*table);
+                let policy = t
+                    .and_then(|t| t.chain(chain))
+                    .and_then(|c| c.base.as_ref())
+                    .map(|b| {
+                        let p = match b.policy {
+                            crate::rules::Verdict::Accept => "ACCEPT",
+                            crate::rules::Verdict::Drop => "DROP",
+                        };
+                        format!(" (policy {p}, priority {})", b.priority)
+                    })
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "  {} {} {chain}{policy}",
+                    hook.as_str(),
+                    t.map_or("", |t| t.name.as_str())
+                );
+                stack = vec![chain.as_str()];
+            }
+            Event::Matched(r) => {
+                let _ = writeln!(out, "  {pad}{}", rule_line(rules, r));
+                match crate::audit::rules::rule_target(rules, r) {
+                    Some(Target::Jump(c)) => stack.push(c),
+                    Some(Target::Goto(c)) => {
+                        stack.pop();
+                        stack.push(c);
+                    }
+                    _ => {}
+                }
+            }
+            Event::Assumed { rule, held } => {
+                let _ = writeln!(
+                    out,
+                    "  {pad}(assumed the undecided match of {} {})",
+                    rule_line(rules, rule),
+                    if *held { "holds" } else { "fails" }
+                );
+            }
+            Event::Chance { rule, share } => {
+                let _ = writeln!(
+                    out,
+                    "  {pad}(branch taken with probability {share:.3} at {} rule {})",
+                    rule.chain,
+                    rule.index + 1
+                );
+            }
+            Event::Fell { chain, .. } => {
+                let _ = writeln!(
+                    out,
+                    "  {pad}(end of {chain}: back to the caller, or the policy)"
+                );
+                if stack.len() > 1 {
+                    stack.pop();
+                }
+            }
+            Event::Routed { local, dst } => {
+                let _ = writeln!(
+                    out,
+                    "  routing: {dst} is {}",
+                    if *local {
+                        "an address of this host: INPUT"
+                    } else {
+                        "not an address of this host: FORWARD"
+                    }
+                );
+                stack.clear();
+            }
+        }
+    }
+    let _ = writeln!(out, "  => {}", fate_word(&o.fate));
+    out
+}
+
+/// One way through the rules in the `natcheck.explain/1` document.
+#[derive(Serialize)]
+pub struct WayJson<'a> {
+    pub probability: f64,
+    /// Whether it rests on matches that could not be decided.
+    pub assumed: bool,
+    pub fate: &'static str,
+    pub filter_hook: Option<&'static str>,
+    pub dnat: Option<NatJson<'a>>,
+    pub snat: Option<NatJson<'a>>,
+    pub decided_by: Option<RuleJson<'a>>,
+    /// Every rule that matched, in order.
+    pub matched: Vec<RuleJson<'a>>,
+    pub chains: Vec<String>,
+}
+
+/// The `natcheck.explain/1` document.
+#[derive(Serialize)]
+pub struct ExplainJson<'a> {
+    pub schema: &'static str,
+    pub packet: &'a Tuple,
+    pub in_iface: Option<&'a str>,
+    pub out_iface: Option<&'a str>,
+    pub truncated: bool,
+    pub ways: Vec<WayJson<'a>>,
+    pub warnings: &'a [crate::diag::Warning],
+}
+
+pub fn explain_json<'a>(rules: &'a RuleSet, packet: &'a Packet, walk: &'a Walk) -> ExplainJson<'a> {
+    ExplainJson {
+        schema: "natcheck.explain/1",
+        packet: &packet.tuple,
+        in_iface: packet.in_iface.as_deref(),
+        out_iface: packet.out_iface.as_deref(),
+        truncated: walk.truncated,
+        ways: walk
+            .outcomes
+            .iter()
+            .map(|o| WayJson {
+                probability: o.probability,
+                assumed: o.assumed(),
+                fate: fate_word(&o.fate),
+                filter_hook: o.filter_hook.map(Hook::as_str),
+                dnat: nat_json(rules, &o.dnat),
+                snat: nat_json(rules, &o.snat),
+                decided_by: match &o.fate {
+                    Fate::Dropped { rule: Some(r), .. } | Fate::Rejected { rule: r, .. } => {
+                        rule_json(rules, r)
+                    }
+                    _ => None,
+                },
+                matched: o
+                    .events
+                    .iter()
+                    .filter_map(|e| match e {
+                        Event::Matched(r) => rule_json(rules, r),
+                        _ => None,
+                    })
+                    .collect(),
+                chains: chains(rules, o),
+            })
+            .collect(),
+        warnings: &rules.warnings,
+    }
+}
