@@ -137,6 +137,10 @@ pub fn attribute(
         } else {
             continue;
         };
+        if !rules.tables.iter().any(|t| t.family.sees(packet.tuple.dst)) {
+            // No rules of this address family were given: nothing to walk.
+            continue;
+        }
         let walk = eval::walk(rules, &packet);
         let chosen = walk.outcomes.iter().position(|o| match &wire {
             Some(after) => agrees(rules, o, &before, after),

@@ -58,6 +58,17 @@ pub fn rule_line(rules: &RuleSet, r: &RuleRef) -> String {
     }
 }
 
+/// `line 31: -A KUBE-SEP-WEB1 ...` (`handle 7: ...` for nft rules).
+fn rule_short(rules: &RuleSet, r: &RuleRef) -> String {
+    match rule_json(rules, r) {
+        Some(j) if j.line == 0 && j.handle.is_some() => {
+            format!("handle {}: {}", j.handle.unwrap_or(0), j.text)
+        }
+        Some(j) => format!("line {}: {}", j.line, j.text),
+        None => format!("{} rule {}", r.chain, r.index + 1),
+    }
+}
+
 /// `rules: FILE: rule set of 25 rules, 6 connections walked through it, 6 agree with
 /// the wire`.
 pub fn witness_line(w: &WitnessSummary) -> String {
@@ -78,27 +89,35 @@ fn fate_word(f: &Fate) -> &'static str {
     }
 }
 
-/// The chains a way through the rules entered, per base chain:
-/// `nat PREROUTING > KUBE-SERVICES > KUBE-NODEPORTS`.
+/// The chains a way through the rules entered, per base chain, in the order entered:
+/// `nat PREROUTING: KUBE-SERVICES, KUBE-NODEPORTS`.
 pub fn chains(rules: &RuleSet, o: &Outcome) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
+    let mut out: Vec<(String, Vec<&str>)> = Vec::new();
     for e in &o.events {
         match e {
             Event::Enter { table, chain, .. } => {
                 let t = rules.tables.get(*table).map_or("", |t| t.name.as_str());
-                out.push(format!("{t} {chain}"));
+                out.push((format!("{t} {chain}"), Vec::new()));
             }
             Event::Matched(r) => {
-                if let (Some(Target::Jump(c) | Target::Goto(c)), Some(last)) =
+                if let (Some(Target::Jump(c) | Target::Goto(c)), Some((_, entered))) =
                     (crate::audit::rules::rule_target(rules, r), out.last_mut())
                 {
-                    let _ = write!(last, " > {c}");
+                    entered.push(c);
                 }
             }
             _ => {}
         }
     }
-    out
+    out.into_iter()
+        .map(|(base, entered)| {
+            if entered.is_empty() {
+                base
+            } else {
+                format!("{base}: {}", entered.join(", "))
+            }
+        })
+        .collect()
 }
 
 /// A connection's way through the rules, one line each, for the text and Markdown
@@ -163,7 +182,10 @@ pub fn attribution_lines(rules: &RuleSet, a: &Attribution) -> Vec<String> {
         };
         out.push(format!("rules: filter {}{why}", h.as_str()));
     }
-    out.push(format!("rules: chains {}", chains(rules, o).join("; ")));
+    out.push(format!(
+        "rules: chains entered: {}",
+        chains(rules, o).join("; ")
+    ));
     out
 }
 
@@ -272,7 +294,10 @@ fn outcome_text(rules: &RuleSet, o: &Outcome, i: usize, n: usize) -> String {
         nat.push(format!("DNAT to {}", dst(&d.after)));
     }
     if let Some(s) = &o.snat {
-        nat.push(format!("SNAT to {}", crate::report::fmt::src(&s.after)));
+        nat.push(match &s.to_iface {
+            Some(i) => format!("SNAT to the address of {i}"),
+            None => format!("SNAT to {}", crate::report::fmt::src(&s.after)),
+        });
     }
     let _ = writeln!(
         out,
@@ -318,7 +343,15 @@ fn outcome_text(rules: &RuleSet, o: &Outcome, i: usize, n: usize) -> String {
                 stack = vec![chain.as_str()];
             }
             Event::Matched(r) => {
-                let _ = writeln!(out, "  {pad}{}", rule_line(rules, r));
+                let nat = [("DNAT to", &o.dnat), ("SNAT to", &o.snat)]
+                    .into_iter()
+                    .find_map(|(what, n)| {
+                        n.as_ref()
+                            .filter(|n| &n.rule == r)
+                            .map(|n| format!("  => {what} {}", crate::report::fmt::tuple(&n.after)))
+                    })
+                    .unwrap_or_default();
+                let _ = writeln!(out, "  {pad}{}{nat}", rule_short(rules, r));
                 match crate::audit::rules::rule_target(rules, r) {
                     Some(Target::Jump(c)) => stack.push(c),
                     Some(Target::Goto(c)) => {
@@ -331,9 +364,9 @@ fn outcome_text(rules: &RuleSet, o: &Outcome, i: usize, n: usize) -> String {
             Event::Assumed { rule, held } => {
                 let _ = writeln!(
                     out,
-                    "  {pad}(assumed the undecided match of {} {})",
-                    rule_line(rules, rule),
-                    if *held { "holds" } else { "fails" }
+                    "  {pad}(assumed: {} {} although a match of it cannot be decided)",
+                    rule_short(rules, rule).split(':').next().unwrap_or(""),
+                    if *held { "matches" } else { "does not match" }
                 );
             }
             Event::Chance { rule, share } => {
@@ -344,23 +377,42 @@ fn outcome_text(rules: &RuleSet, o: &Outcome, i: usize, n: usize) -> String {
                     rule.index + 1
                 );
             }
-            Event::Fell { chain, .. } => {
+            Event::Fell { table, chain } => {
+                let policy = rules
+                    .tables
+                    .get(*table)
+                    .and_then(|t| t.chain(chain))
+                    .and_then(|c| c.base.as_ref())
+                    .map(|b| match b.policy {
+                        crate::rules::Verdict::Accept => "the policy, ACCEPT",
+                        crate::rules::Verdict::Drop => "the policy, DROP",
+                    });
                 let _ = writeln!(
                     out,
-                    "  {pad}(end of {chain}: back to the caller, or the policy)"
+                    "  {pad}(end of {chain}: {})",
+                    policy.unwrap_or("back to the rule after the jump")
                 );
                 if stack.len() > 1 {
                     stack.pop();
                 }
             }
-            Event::Routed { local, dst } => {
+            Event::Routed {
+                local,
+                dst,
+                assumed,
+            } => {
                 let _ = writeln!(
                     out,
-                    "  routing: {dst} is {}",
+                    "  routing: {dst} is {}{}",
                     if *local {
                         "an address of this host: INPUT"
                     } else {
                         "not an address of this host: FORWARD"
+                    },
+                    if *assumed {
+                        " (assumed: no host address was given; add `ip -o addr` output with --rules)"
+                    } else {
+                        ""
                     }
                 );
                 stack.clear();

@@ -409,9 +409,11 @@ pub fn finding_lines(m: &Model, i: usize) -> Vec<String> {
     lines
 }
 
-/// The correlation part of the text report (no findings section). `extra(i)` adds
-/// lines under connection `i`.
-pub fn correlation(c: &Correlation, extra: impl Fn(usize) -> Vec<String>) -> String {
+/// The correlation part of the text report (no findings section): lines under each
+/// connection and the by-path table's findings column from the model.
+fn correlation(m: &Model) -> String {
+    let c = &m.correlation;
+    let extra = |i| finding_lines(m, i);
     let mut out = String::new();
     let _ = writeln!(out, "{}\n", summary_line(c));
     out.push_str(&points_table(c).render(""));
@@ -419,7 +421,7 @@ pub fn correlation(c: &Correlation, extra: impl Fn(usize) -> Vec<String>) -> Str
     #[cfg(feature = "frames")]
     {
         let findings: Vec<u32> = (0..c.connections.len())
-            .map(|i| extra(i).len() as u32)
+            .map(|i| m.findings_of(i).count() as u32)
             .collect();
         if let Some(t) = by_path_table(c, &findings) {
             out.push_str(&t.render(""));
@@ -441,7 +443,7 @@ pub struct Text;
 impl Render for Text {
     fn render(&self, m: &Model, out: &mut dyn Write) -> anyhow::Result<()> {
         out.write_all(findings_section(m).as_bytes())?;
-        out.write_all(correlation(&m.correlation, |i| finding_lines(m, i)).as_bytes())?;
+        out.write_all(correlation(m).as_bytes())?;
         Ok(())
     }
 }

@@ -89,8 +89,13 @@ pub enum Event {
     Chance { rule: RuleRef, share: f64 },
     /// The chain ended without a verdict: back to the caller, or the policy applies.
     Fell { table: usize, chain: String },
-    /// The routing decision after PREROUTING.
-    Routed { local: bool, dst: IpAddr },
+    /// The routing decision after PREROUTING; `assumed` when no host address was
+    /// given, so both ways are followed.
+    Routed {
+        local: bool,
+        dst: IpAddr,
+        assumed: bool,
+    },
 }
 
 /// How the walk ended.
@@ -122,6 +127,9 @@ pub struct Nat {
     pub hook: Hook,
     pub after: Tuple,
     pub flags: NatFlags,
+    /// MASQUERADE to an interface whose address no input gave: `after` keeps the old
+    /// source address, and the new one is this interface's.
+    pub to_iface: Option<String>,
 }
 
 /// One way the packet can go.
@@ -298,15 +306,28 @@ impl<'a> Walker<'a> {
         match hook {
             Hook::Prerouting => {
                 let dst = s.cur.dst;
-                let local = self.rules.is_local(dst);
-                s.events.push(Event::Routed { local, dst });
-                if local {
-                    s.filter_hook = Some(Hook::Input);
-                    self.hooks(s, &[Hook::Input])
-                } else {
-                    s.filter_hook = Some(Hook::Forward);
-                    self.hooks(s, &[Hook::Forward, Hook::Postrouting])
+                let ways: Vec<(bool, bool)> = match self.local(dst) {
+                    Some(local) => vec![(local, false)],
+                    None if self.grow(1) => vec![(true, true), (false, true)],
+                    None => vec![(false, true)],
+                };
+                let mut out = Vec::new();
+                for (local, assumed) in ways {
+                    let mut s = s.clone();
+                    s.events.push(Event::Routed {
+                        local,
+                        dst,
+                        assumed,
+                    });
+                    out.extend(if local {
+                        s.filter_hook = Some(Hook::Input);
+                        self.hooks(s, &[Hook::Input])
+                    } else {
+                        s.filter_hook = Some(Hook::Forward);
+                        self.hooks(s, &[Hook::Forward, Hook::Postrouting])
+                    });
                 }
+                out
             }
             Hook::Output => {
                 s.filter_hook = Some(Hook::Output);
@@ -463,7 +484,13 @@ impl<'a> Walker<'a> {
             Target::Accept => vec![(s, Some(End::Verdict(Verdict::Accept, Some(r.clone()))))],
             Target::Drop => vec![(s, Some(End::Verdict(Verdict::Drop, Some(r.clone()))))],
             Target::Reject { .. } => vec![(s, Some(End::Reject(r.clone())))],
-            Target::Return => vec![(s, Some(End::Return))],
+            Target::Return => {
+                s.events.push(Event::Fell {
+                    table: r.table,
+                    chain: r.chain.clone(),
+                });
+                vec![(s, Some(End::Return))]
+            }
             Target::Jump(c) | Target::Goto(c) => {
                 if depth >= MAX_DEPTH || table.chain(c).is_none() && !self.known_chain(c) {
                     return vec![(s, Some(End::Stop(r.clone())))];
@@ -515,7 +542,16 @@ impl<'a> Walker<'a> {
                     ports: *ports,
                 };
                 let after = nat_src(&s.cur, &to);
-                self.nat(s, r, hook, after, *flags, false)
+                let unknown = addr
+                    .is_none()
+                    .then(|| s.out_iface.clone().unwrap_or_default());
+                let mut out = self.nat(s, r, hook, after, *flags, false);
+                for (s, _) in &mut out {
+                    if let Some(n) = &mut s.snat {
+                        n.to_iface = unknown.clone();
+                    }
+                }
+                out
             }
             Target::Map { branches, .. } => self.map(s, branches, r, hook, table, depth),
             Target::Unknown { .. } => vec![(s, Some(End::Stop(r.clone())))],
@@ -537,6 +573,7 @@ impl<'a> Walker<'a> {
             hook,
             after,
             flags,
+            to_iface: None,
         };
         s.cur = after;
         if dst {
@@ -586,6 +623,18 @@ impl<'a> Walker<'a> {
             out.extend(self.target(s, t, r, hook, table, depth));
         }
         out
+    }
+
+    /// Whether `a` is an address of the host; `None` when no host address is known
+    /// (then only loopback addresses are known to be local).
+    fn local(&self, a: IpAddr) -> Option<bool> {
+        if self.rules.is_local(a) {
+            Some(true)
+        } else if self.rules.addrs.is_empty() {
+            None
+        } else {
+            Some(false)
+        }
     }
 
     fn known_chain(&self, name: &str) -> bool {
@@ -753,7 +802,9 @@ impl Walker<'_> {
                 limit_in,
                 limit_out,
             } => {
-                if *limit_in || *limit_out {
+                let undecided =
+                    |ty: &Option<AddrType>, a: IpAddr| ty.is_some() && self.local(a).is_none();
+                if *limit_in || *limit_out || undecided(src, t.src) || undecided(dst, t.dst) {
                     Test::Unknown
                 } else {
                     let ok = |ty: &Option<AddrType>, a: IpAddr| {

@@ -1,7 +1,7 @@
 //! Words of `lost`.
 
 use super::unexplained;
-use crate::audit::{Detail, Direction, Finding};
+use crate::audit::{Detail, Direction, Evidence, Finding, RuleRole};
 use crate::report::fmt::{dst, plural, src};
 
 pub fn explain(f: &Finding) -> (String, String) {
@@ -16,6 +16,14 @@ pub fn explain(f: &Finding) -> (String, String) {
     else {
         return unexplained(f);
     };
+    // The rule that stopped it, when the host's rules were given.
+    let rule = f.evidence.iter().find_map(|e| match e {
+        Evidence::Rule {
+            role: RuleRole::Dropped | RuleRole::Rejected | RuleRole::Policy,
+            rule,
+        } => Some(rule),
+        _ => None,
+    });
     if let (Some((sent, _)), Some(t)) = (stopped, f.tuples.first()) {
         let t = &t.tuple;
         let what = match (first_tcp_flags.as_deref(), *sent) {
@@ -33,10 +41,16 @@ pub fn explain(f: &Finding) -> (String, String) {
                 src(t),
                 dst(t)
             ),
-            format!(
-                "A rule dropping this traffic between {from} and {to}: FORWARD, DOCKER-USER or KUBE-FORWARD DROP/REJECT rules whose counters grew (`iptables -L FORWARD -v -n --line-numbers`); a full conntrack table or failed inserts (`conntrack -S`: insert_failed, drop, early_drop; `dmesg | grep conntrack`); the route (`ip route get {} from {} iif <{from}'s interface>`).",
-                t.dst, t.src
-            ),
+            match rule {
+                Some(r) => format!(
+                    "The rule set stops this traffic at {} {} (`{}`): change or remove that rule, or accept this traffic before it (DOCKER-USER for Docker, a NetworkPolicy or KUBE-FORWARD for Kubernetes). If the rule should not match, compare its counters before and after a retry (`iptables-save -c`).",
+                    r.table, r.chain, r.text
+                ),
+                None => format!(
+                    "A rule dropping this traffic between {from} and {to}: FORWARD, DOCKER-USER or KUBE-FORWARD DROP/REJECT rules whose counters grew (`iptables -L FORWARD -v -n --line-numbers`); a full conntrack table or failed inserts (`conntrack -S`: insert_failed, drop, early_drop; `dmesg | grep conntrack`); the route (`ip route get {} from {} iif <{from}'s interface>`).",
+                    t.dst, t.src
+                ),
+            },
         );
     }
     let who = match direction {
