@@ -249,8 +249,10 @@ pub enum Detail {
         walked: Tuple,
         /// What the wire shows after the host (`None`: it went no further).
         wire: Option<Tuple>,
-        /// What the rules' most likely way gives (`None`: they drop it or stop).
+        /// The tuple after the NAT of the rules' most likely way, and whether that way
+        /// stops the packet (dropped, rejected, or a target natcheck cannot follow).
         rules: Option<Tuple>,
+        stopped: bool,
         /// How many ways through the rules there are, and whether they rest on
         /// matches that could not be decided.
         outcomes: usize,

@@ -343,12 +343,13 @@ fn outcome_text(rules: &RuleSet, o: &Outcome, i: usize, n: usize) -> String {
                 stack = vec![chain.as_str()];
             }
             Event::Matched(r) => {
-                let nat = [("DNAT to", &o.dnat), ("SNAT to", &o.snat)]
+                let nat = [&o.dnat, &o.snat]
                     .into_iter()
-                    .find_map(|(what, n)| {
-                        n.as_ref()
-                            .filter(|n| &n.rule == r)
-                            .map(|n| format!("  => {what} {}", crate::report::fmt::tuple(&n.after)))
+                    .flatten()
+                    .find(|n| &n.rule == r)
+                    .map(|n| match &n.to_iface {
+                        Some(i) => format!("  => source becomes the address of {i}"),
+                        None => format!("  => now {}", crate::report::fmt::tuple(&n.after)),
                     })
                     .unwrap_or_default();
                 let _ = writeln!(out, "  {pad}{}{nat}", rule_short(rules, r));

@@ -900,3 +900,279 @@ pub fn host(a: IpAddr) -> Prefix {
         len: if a.is_ipv4() { 32 } else { 128 },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::{iptables, HostAddr};
+
+    fn rules(text: &str) -> RuleSet {
+        let mut r = iptables::parse("rules.txt", text);
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+        for (iface, a) in [("eth0", "203.0.113.1"), ("docker0", "172.17.0.1")] {
+            r.addrs.push(HostAddr {
+                iface: iface.into(),
+                prefix: host(a.parse().unwrap()),
+            });
+        }
+        r
+    }
+
+    fn tcp(src: &str, sport: u16, dst: &str, dport: u16) -> Tuple {
+        Tuple {
+            proto: Proto::Tcp,
+            src: src.parse().unwrap(),
+            sport,
+            dst: dst.parse().unwrap(),
+            dport,
+        }
+    }
+
+    fn inbound(dport: u16) -> Packet {
+        Packet::first(
+            tcp("198.51.100.20", 40000, "203.0.113.1", dport),
+            Some("eth0".into()),
+            Some("docker0".into()),
+        )
+    }
+
+    fn line_of(r: &RuleSet, rr: &RuleRef) -> u64 {
+        r.tables[rr.table].chain(&rr.chain).unwrap().rules[rr.index].line
+    }
+
+    const KUBE: &str = "*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:KUBE-SERVICES - [0:0]
+:KUBE-NODEPORTS - [0:0]
+:KUBE-SVC-WEB - [0:0]
+:KUBE-SEP-A - [0:0]
+:KUBE-SEP-B - [0:0]
+:KUBE-SEP-C - [0:0]
+:KUBE-MARK-MASQ - [0:0]
+:KUBE-POSTROUTING - [0:0]
+:cali-PREROUTING - [0:0]
+-A PREROUTING -j cali-PREROUTING
+-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES
+-A POSTROUTING -j KUBE-POSTROUTING
+-A KUBE-SERVICES -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS
+-A KUBE-NODEPORTS -p tcp -m tcp --dport 30080 -j KUBE-MARK-MASQ
+-A KUBE-NODEPORTS -p tcp -m tcp --dport 30080 -j KUBE-SVC-WEB
+-A KUBE-SVC-WEB -m statistic --mode random --probability 0.33333333349 -j KUBE-SEP-A
+-A KUBE-SVC-WEB -m statistic --mode random --probability 0.50000000000 -j KUBE-SEP-B
+-A KUBE-SVC-WEB -j KUBE-SEP-C
+-A KUBE-SEP-A -p tcp -m tcp -j DNAT --to-destination 172.17.0.2:80
+-A KUBE-SEP-B -p tcp -m tcp -j DNAT --to-destination 172.17.0.3:80
+-A KUBE-SEP-C -p tcp -m tcp -j DNAT --to-destination 172.17.0.3:81
+-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000
+-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN
+-A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0
+-A KUBE-POSTROUTING -j MASQUERADE --random-fully
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:DOCKER-USER - [0:0]
+-A INPUT -p tcp -m tcp --dport 30080 -j DROP
+-A FORWARD -j DOCKER-USER
+-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -o docker0 -j ACCEPT
+-A DOCKER-USER -p tcp -m conntrack --ctorigdstport 9090 -j DROP
+-A DOCKER-USER -j RETURN
+COMMIT
+";
+
+    #[test]
+    fn statistic_branches_give_each_endpoint_its_share_and_skip_input() {
+        let r = rules(KUBE);
+        let w = walk(&r, &inbound(30080));
+        assert!(!w.truncated);
+        assert_eq!(w.outcomes.len(), 3, "{w:#?}");
+        let mut got: Vec<(String, f64)> = w
+            .outcomes
+            .iter()
+            .map(|o| {
+                let d = o.dnat.as_ref().expect("every branch DNATs");
+                assert_eq!(o.fate, Fate::Forwarded);
+                assert_eq!(o.filter_hook, Some(Hook::Forward));
+                // Marked for masquerade: KUBE-POSTROUTING masquerades to the address of
+                // the interface towards the pod.
+                let sn = o.snat.as_ref().expect("masqueraded");
+                assert_eq!(sn.after.src, "172.17.0.1".parse::<IpAddr>().unwrap());
+                assert!(sn.flags.random_fully);
+                (format!("{}:{}", d.after.dst, d.after.dport), o.probability)
+            })
+            .collect();
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        for (ep, p) in &got {
+            assert!((p - 1.0 / 3.0).abs() < 1e-6, "{ep}: {p}");
+        }
+        let total: f64 = got.iter().map(|g| g.1).sum();
+        assert!((total - 1.0).abs() < 1e-9);
+        // The jump-everything first rule returned: the DNAT still happened after it.
+        assert!(w.outcomes[0]
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::Fell { chain, .. } if chain == "cali-PREROUTING")));
+    }
+
+    #[test]
+    fn input_rules_see_only_what_is_delivered_locally() {
+        let r = rules(KUBE);
+        // A port with no service: no DNAT, so the packet is for the host: INPUT drops it.
+        let w = walk(&r, &inbound(30081));
+        assert_eq!(w.outcomes.len(), 1);
+        let o = &w.outcomes[0];
+        assert_eq!(o.filter_hook, Some(Hook::Input));
+        assert_eq!(o.fate, Fate::Delivered);
+        let w = walk(&r, &inbound(30080));
+        assert!(w
+            .outcomes
+            .iter()
+            .all(|o| o.filter_hook == Some(Hook::Forward)));
+        // The INPUT DROP matches the packet as it arrived, and is the rule it never met.
+        let p = inbound(30080);
+        let input = &r.tables[1].chain("INPUT").unwrap().rules[0];
+        assert!(matches_plainly(&r, input, &p));
+    }
+
+    #[test]
+    fn docker_user_drop_on_the_original_port_after_dnat() {
+        let text = KUBE.replace(
+            "-A KUBE-NODEPORTS -p tcp -m tcp --dport 30080 -j KUBE-SVC-WEB",
+            "-A KUBE-NODEPORTS -p tcp -m tcp --dport 30080 -j KUBE-SVC-WEB\n-A KUBE-NODEPORTS -p tcp -m tcp --dport 9090 -j KUBE-SEP-A",
+        );
+        let r = rules(&text);
+        let w = walk(&r, &inbound(9090));
+        assert_eq!(w.outcomes.len(), 1);
+        match &w.outcomes[0].fate {
+            Fate::Dropped {
+                rule: Some(rr),
+                hook: Hook::Forward,
+                ..
+            } => {
+                assert_eq!(rr.chain, "DOCKER-USER");
+                let want = text
+                    .lines()
+                    .position(|l| l.contains("--ctorigdstport 9090"))
+                    .unwrap() as u64
+                    + 1;
+                assert_eq!(line_of(&r, rr), want);
+            }
+            f => panic!("{f:?}"),
+        }
+    }
+
+    #[test]
+    fn nat_rules_apply_to_the_first_packet_only_and_policies_decide() {
+        let r = rules(KUBE);
+        let mut p = inbound(30080);
+        p.ct = CtState::Established;
+        let w = walk(&r, &p);
+        assert_eq!(w.outcomes.len(), 1);
+        let o = &w.outcomes[0];
+        assert!(o.dnat.is_none() && o.snat.is_none());
+        // Not DNATed, so for the host; established: INPUT's DROP still applies to it.
+        assert!(matches!(o.fate, Fate::Dropped { .. }));
+        // Forwarded traffic no FORWARD rule accepts falls to the DROP policy.
+        let p = Packet::first(
+            tcp("198.51.100.20", 40000, "172.17.0.9", 80),
+            Some("eth0".into()),
+            Some("eth1".into()),
+        );
+        let w = walk(&r, &p);
+        assert!(matches!(
+            &w.outcomes[0].fate,
+            Fate::Dropped { rule: None, chain, .. } if chain == "FORWARD"
+        ));
+    }
+
+    #[test]
+    fn gotos_return_to_the_callers_caller_and_loops_stop() {
+        let r = rules(
+            "*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:A - [0:0]
+:B - [0:0]
+:LOOP - [0:0]
+-A FORWARD -j A
+-A FORWARD -p tcp --dport 99 -j LOOP
+-A FORWARD -j DROP
+-A A -g B
+-A A -j ACCEPT
+-A B -j RETURN
+-A LOOP -j LOOP
+COMMIT
+",
+        );
+        let p = Packet::first(
+            tcp("198.51.100.20", 1, "172.17.0.2", 80),
+            Some("eth0".into()),
+            Some("docker0".into()),
+        );
+        let w = walk(&r, &p);
+        // B returned past A (goto): A's ACCEPT was never reached; FORWARD's DROP was.
+        match &w.outcomes[0].fate {
+            Fate::Dropped { rule: Some(rr), .. } => assert_eq!(rr.chain, "FORWARD"),
+            f => panic!("{f:?}"),
+        }
+        let mut p = p;
+        p.tuple.dport = 99;
+        let w = walk(&r, &p);
+        assert!(matches!(w.outcomes[0].fate, Fate::Stopped { .. }));
+    }
+
+    #[test]
+    fn undecided_matches_are_followed_both_ways() {
+        let r = rules(
+            "*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A FORWARD -m recent --rcheck --seconds 60 --name X -j DROP
+COMMIT
+",
+        );
+        let p = Packet::first(
+            tcp("198.51.100.20", 1, "172.17.0.2", 80),
+            Some("eth0".into()),
+            None,
+        );
+        let w = walk(&r, &p);
+        assert_eq!(w.outcomes.len(), 2);
+        assert!(w.outcomes.iter().all(Outcome::assumed));
+        let fates: Vec<bool> = w
+            .outcomes
+            .iter()
+            .map(|o| matches!(o.fate, Fate::Dropped { .. }))
+            .collect();
+        assert!(fates.contains(&true) && fates.contains(&false));
+    }
+
+    #[test]
+    fn branching_is_bounded() {
+        let mut text = String::from(
+            "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n",
+        );
+        for i in 0..40 {
+            text.push_str(&format!(
+                "-A FORWARD -m statistic --mode random --probability 0.5 -j MARK --set-xmark {i}/0xffffffff\n"
+            ));
+        }
+        text.push_str("COMMIT\n");
+        let r = rules(&text);
+        let p = Packet::first(
+            tcp("198.51.100.20", 1, "172.17.0.2", 80),
+            Some("eth0".into()),
+            None,
+        );
+        let w = walk(&r, &p);
+        assert!(w.truncated);
+        assert!(w.outcomes.len() <= MAX_BRANCHES);
+    }
+}

@@ -38,6 +38,7 @@ pub fn detect(x: &Ctx, _: &Explained) -> Detected {
                 walked: a.packet.tuple,
                 wire: a.wire,
                 rules: a.outcome().and_then(|o| o.dnat.as_ref()).map(|n| n.after),
+                stopped: false,
                 outcomes: a.walk.outcomes.len(),
                 assumed: a.outcome().is_some_and(|o| o.assumed()),
             },

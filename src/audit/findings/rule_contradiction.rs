@@ -8,15 +8,12 @@ use super::Detected;
 use crate::audit::{Code, Ctx, Detail, Explained, Finding, Role, RuleRole, Severity};
 use crate::rules::eval::{Fate, Outcome};
 
-/// The tuple an outcome leaves the host with, when it leaves.
-pub fn outcome_tuple(o: &Outcome, before: crate::model::Tuple) -> Option<crate::model::Tuple> {
-    let crossed = matches!(o.fate, Fate::Delivered | Fate::Forwarded | Fate::Sent);
-    crossed.then(|| {
-        o.snat
-            .as_ref()
-            .or(o.dnat.as_ref())
-            .map_or(before, |n| n.after)
-    })
+/// The tuple after an outcome's NAT decisions.
+fn outcome_tuple(o: &Outcome, before: crate::model::Tuple) -> crate::model::Tuple {
+    o.snat
+        .as_ref()
+        .or(o.dnat.as_ref())
+        .map_or(before, |n| n.after)
 }
 
 pub fn detect(x: &Ctx, _: &Explained) -> Detected {
@@ -37,7 +34,8 @@ pub fn detect(x: &Ctx, _: &Explained) -> Detected {
             Detail::Rules {
                 walked: a.packet.tuple,
                 wire: Some(wire),
-                rules: outcome_tuple(best, a.packet.tuple),
+                rules: Some(outcome_tuple(best, a.packet.tuple)),
+                stopped: !matches!(best.fate, Fate::Delivered | Fate::Forwarded | Fate::Sent),
                 outcomes: a.walk.outcomes.len(),
                 assumed,
             },

@@ -9,6 +9,7 @@ pub fn explain(f: &Finding) -> (String, String) {
         walked,
         wire: Some(wire),
         rules,
+        stopped,
         outcomes,
         ..
     } = &f.detail
@@ -16,10 +17,11 @@ pub fn explain(f: &Finding) -> (String, String) {
         return unexplained(f);
     };
     let conn = f.connections.first().map_or("", String::as_str);
-    let rules_say = match rules {
-        Some(t) if t == walked => "pass it on untranslated".to_string(),
-        Some(t) => format!("send it on as {}", tuple_proto(t)),
-        None => "stop it".to_string(),
+    let rules_say = match (rules, stopped) {
+        (Some(t), false) if t == walked => "pass it on untranslated".to_string(),
+        (Some(t), false) => format!("send it on as {}", tuple_proto(t)),
+        (Some(t), true) if t != walked => format!("translate it to {} and stop it", tuple_proto(t)),
+        _ => "stop it".to_string(),
     };
     let ways = if *outcomes > 1 {
         format!(" (in every one of {outcomes} ways through them)")
