@@ -97,7 +97,7 @@ impl<'a> Ctx<'a> {
     pub fn rule(&self, r: &RuleRef, role: RuleRole) -> Option<Evidence> {
         let rules = self.rules?;
         let t = rules.tables.get(r.table)?;
-        let ch = t.chain(&r.chain)?;
+        let ch = t.chains.get(r.chain_index)?;
         let rule = ch.rules.get(r.index)?;
         Some(Evidence::Rule {
             role,

@@ -93,13 +93,7 @@ fn agrees(rules: &RuleSet, o: &Outcome, before: &Tuple, after: &Tuple) -> bool {
 
 /// The target of a rule by its place.
 pub fn rule_target<'a>(rules: &'a RuleSet, r: &eval::RuleRef) -> Option<&'a Target> {
-    rules
-        .tables
-        .get(r.table)?
-        .chain(&r.chain)?
-        .rules
-        .get(r.index)
-        .map(|x| &x.target)
+    r.rule(rules).map(|x| &x.target)
 }
 
 /// The link where the host translated the connection: (upstream hop, downstream hop).
@@ -117,6 +111,7 @@ pub fn attribute(
     rules: &RuleSet,
     next: &dyn Fn(usize) -> Option<usize>,
 ) -> Vec<Attribution> {
+    let index = eval::Index::new(rules);
     let mut out = Vec::new();
     for (ci, conn) in c.connections.iter().enumerate() {
         let (packet, wire, before) = if let Some((from, to)) = translating_link(conn) {
@@ -141,7 +136,7 @@ pub fn attribute(
             // No rules of this address family were given: nothing to walk.
             continue;
         }
-        let walk = eval::walk(rules, &packet);
+        let walk = eval::walk_indexed(rules, &index, &packet);
         let chosen = walk.outcomes.iter().position(|o| match &wire {
             Some(after) => agrees(rules, o, &before, after),
             None => matches!(o.fate, Fate::Dropped { .. } | Fate::Rejected { .. }),
@@ -166,7 +161,7 @@ pub fn unseen_input_rules(rules: &RuleSet, packet: &Packet) -> Vec<eval::RuleRef
         if !t.family.sees(packet.tuple.dst) {
             continue;
         }
-        for ch in &t.chains {
+        for (ci, ch) in t.chains.iter().enumerate() {
             let Some(b) = &ch.base else { continue };
             if b.hook != crate::rules::Hook::Input || b.kind != crate::rules::ChainType::Filter {
                 continue;
@@ -177,6 +172,7 @@ pub fn unseen_input_rules(rules: &RuleSet, packet: &Packet) -> Vec<eval::RuleRef
                 {
                     out.push(eval::RuleRef {
                         table: ti,
+                        chain_index: ci,
                         chain: ch.name.clone(),
                         index: i,
                     });

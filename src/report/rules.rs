@@ -31,7 +31,7 @@ pub struct RuleJson<'a> {
 /// The rule at `r`.
 pub fn rule_json<'a>(rules: &'a RuleSet, r: &RuleRef) -> Option<RuleJson<'a>> {
     let t = rules.tables.get(r.table)?;
-    let ch = t.chain(&r.chain)?;
+    let ch = t.chains.get(r.chain_index)?;
     let rule = ch.rules.get(r.index)?;
     Some(RuleJson {
         source: &t.source,
@@ -321,10 +321,15 @@ fn outcome_text(rules: &RuleSet, o: &Outcome, i: usize, n: usize) -> String {
     for e in &o.events {
         let pad = "  ".repeat(stack.len() + 1);
         match e {
-            Event::Enter { hook, table, chain } => {
+            Event::Enter {
+                hook,
+                table,
+                chain_index,
+                chain,
+            } => {
                 let t = rules.tables.get(*table);
                 let policy = t
-                    .and_then(|t| t.chain(chain))
+                    .and_then(|t| t.chains.get(*chain_index))
                     .and_then(|c| c.base.as_ref())
                     .map(|b| {
                         let p = match b.policy {
@@ -378,11 +383,15 @@ fn outcome_text(rules: &RuleSet, o: &Outcome, i: usize, n: usize) -> String {
                     rule.index + 1
                 );
             }
-            Event::Fell { table, chain } => {
+            Event::Fell {
+                table,
+                chain_index,
+                chain,
+            } => {
                 let policy = rules
                     .tables
                     .get(*table)
-                    .and_then(|t| t.chain(chain))
+                    .and_then(|t| t.chains.get(*chain_index))
                     .and_then(|c| c.base.as_ref())
                     .map(|b| match b.policy {
                         crate::rules::Verdict::Accept => "the policy, ACCEPT",

@@ -16,11 +16,12 @@
 //!   their probabilities (kube-proxy's 0.333, 0.5, rest give 1/3 each), unknown matches
 //!   branch both ways as assumptions, and an unknown target stops its branch.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use super::{
     AddrType, Base, ChainType, CtState, Hook, Match, MatchKind, NatFlags, NatTo, Prefix, Rule,
-    RuleSet, SetDim, SetMember, Table, Target, Verdict,
+    RuleSet, SetDim, SetMember, Target, Verdict,
 };
 use crate::model::{Proto, Tuple};
 
@@ -67,9 +68,112 @@ impl Packet {
 pub struct RuleRef {
     /// Index of the table in [`RuleSet::tables`].
     pub table: usize,
+    /// Index of the chain in the table, and its name.
+    pub chain_index: usize,
     pub chain: String,
     /// Index of the rule in its chain.
     pub index: usize,
+}
+
+impl RuleRef {
+    pub fn rule<'a>(&self, rules: &'a RuleSet) -> Option<&'a Rule> {
+        rules
+            .tables
+            .get(self.table)?
+            .chains
+            .get(self.chain_index)?
+            .rules
+            .get(self.index)
+    }
+}
+
+/// Lookups the walk makes for every packet, built once per rule set: chains by name,
+/// and the rules of each chain by the one destination address they require, so that
+/// a chain of thousands of per-service rules (kube-proxy's KUBE-SERVICES) costs a
+/// lookup, not a scan.
+#[derive(Clone, Debug, Default)]
+pub struct Index {
+    /// Per table: chain name → chain index.
+    chains: Vec<HashMap<String, usize>>,
+    /// Per table, per chain.
+    rules: Vec<Vec<ChainIndex>>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct ChainIndex {
+    /// Rules with a `-d ADDR/32` (or /128) match, by that address.
+    by_dst: HashMap<IpAddr, Vec<usize>>,
+    /// Every other rule.
+    other: Vec<usize>,
+}
+
+impl Index {
+    pub fn new(rules: &RuleSet) -> Index {
+        let mut ix = Index::default();
+        for t in &rules.tables {
+            let mut names = HashMap::new();
+            let mut chains = Vec::new();
+            for (ci, c) in t.chains.iter().enumerate() {
+                // The first chain of a name wins, as `Table::chain` finds it.
+                names.entry(c.name.clone()).or_insert(ci);
+                let mut cx = ChainIndex::default();
+                for (i, r) in c.rules.iter().enumerate() {
+                    let host = r.matches.iter().find_map(|m| match &m.kind {
+                        MatchKind::Dst(p) if !m.negated && p.len == host(p.addr).len => {
+                            Some(p.addr)
+                        }
+                        _ => None,
+                    });
+                    match host {
+                        Some(a) => cx.by_dst.entry(a).or_default().push(i),
+                        None => cx.other.push(i),
+                    }
+                }
+                chains.push(cx);
+            }
+            ix.chains.push(names);
+            ix.rules.push(chains);
+        }
+        ix
+    }
+
+    /// The index of chain `name` in table `table`.
+    pub fn chain(&self, table: usize, name: &str) -> Option<usize> {
+        self.chains.get(table)?.get(name).copied()
+    }
+
+    /// The rules of a chain that can match a packet to `dst`, in rule order.
+    fn candidates(&self, table: usize, chain: usize, dst: IpAddr) -> Vec<usize> {
+        let Some(cx) = self.rules.get(table).and_then(|t| t.get(chain)) else {
+            return Vec::new();
+        };
+        let hosts = cx.by_dst.get(&dst).map_or(&[][..], Vec::as_slice);
+        let mut out = Vec::with_capacity(cx.other.len() + hosts.len());
+        let (mut a, mut b) = (cx.other.iter().peekable(), hosts.iter().peekable());
+        loop {
+            match (a.peek(), b.peek()) {
+                (Some(&&x), Some(&&y)) => {
+                    if x < y {
+                        out.push(x);
+                        a.next();
+                    } else {
+                        out.push(y);
+                        b.next();
+                    }
+                }
+                (Some(&&x), None) => {
+                    out.push(x);
+                    a.next();
+                }
+                (None, Some(&&y)) => {
+                    out.push(y);
+                    b.next();
+                }
+                (None, None) => break,
+            }
+        }
+        out
+    }
 }
 
 /// What happened at one step of the walk.
@@ -79,6 +183,7 @@ pub enum Event {
     Enter {
         hook: Hook,
         table: usize,
+        chain_index: usize,
         chain: String,
     },
     /// A rule matched and its target applied.
@@ -88,7 +193,11 @@ pub enum Event {
     /// A `statistic` (or `numgen`) branch was taken with this share.
     Chance { rule: RuleRef, share: f64 },
     /// The chain ended without a verdict: back to the caller, or the policy applies.
-    Fell { table: usize, chain: String },
+    Fell {
+        table: usize,
+        chain_index: usize,
+        chain: String,
+    },
     /// The routing decision after PREROUTING; `assumed` when no host address was
     /// given, so both ways are followed.
     Routed {
@@ -199,8 +308,10 @@ impl State {
 /// Whether every match of `rule` holds for `packet` as it arrives, were it delivered
 /// locally (INPUT); a match that cannot be decided does not hold.
 pub fn matches_plainly(rules: &RuleSet, rule: &Rule, packet: &Packet) -> bool {
+    let index = Index::default();
     let w = Walker {
         rules,
+        index: &index,
         packet,
         branches: 1,
         truncated: false,
@@ -232,6 +343,7 @@ enum Test {
 
 struct Walker<'a> {
     rules: &'a RuleSet,
+    index: &'a Index,
     packet: &'a Packet,
     branches: usize,
     truncated: bool,
@@ -239,8 +351,14 @@ struct Walker<'a> {
 
 /// Walks `packet` through `rules`.
 pub fn walk(rules: &RuleSet, packet: &Packet) -> Walk {
+    walk_indexed(rules, &Index::new(rules), packet)
+}
+
+/// [`walk`] with the rule set's index built once for many packets.
+pub fn walk_indexed(rules: &RuleSet, index: &Index, packet: &Packet) -> Walk {
     let mut w = Walker {
         rules,
+        index,
         packet,
         branches: 1,
         truncated: false,
@@ -369,9 +487,10 @@ impl<'a> Walker<'a> {
                 s.events.push(Event::Enter {
                     hook,
                     table: ti,
+                    chain_index: ci,
                     chain: chain.name.clone(),
                 });
-                for (s, end) in self.chain(s, hook, ti, &chain.name, 0) {
+                for (s, end) in self.chain(s, hook, ti, ci, 0) {
                     match end {
                         End::Verdict(Verdict::Accept, _) => next.push(s),
                         End::Return => {
@@ -413,41 +532,42 @@ impl<'a> Walker<'a> {
         s: State,
         hook: Hook,
         ti: usize,
-        name: &str,
+        ci: usize,
         depth: usize,
     ) -> Vec<(State, End)> {
         let table = &self.rules.tables[ti];
-        let Some(chain) = table.chain(name) else {
-            // A jump to a chain the dump does not hold: nothing to follow.
-            return vec![(s, End::Return)];
-        };
+        let chain = &table.chains[ci];
+        let candidates = self.index.candidates(ti, ci, s.cur.dst);
         let mut out = Vec::new();
-        // Branches still walking this chain, with the next rule to test.
+        // Branches still walking this chain, with the next candidate to test.
         let mut live = vec![(s, 0usize)];
-        while let Some((s, i)) = live.pop() {
-            let Some(rule) = chain.rules.get(i) else {
+        while let Some((s, k)) = live.pop() {
+            let Some(&i) = candidates.get(k) else {
                 let mut s = s;
                 s.events.push(Event::Fell {
                     table: ti,
-                    chain: name.to_string(),
+                    chain_index: ci,
+                    chain: chain.name.clone(),
                 });
                 out.push((s, End::Return));
                 continue;
             };
+            let rule = &chain.rules[i];
             let r = RuleRef {
                 table: ti,
-                chain: name.to_string(),
+                chain_index: ci,
+                chain: chain.name.clone(),
                 index: i,
             };
             for (mut s, held) in self.test_rule(s, rule, &r, hook) {
                 if !held {
-                    live.push((s, i + 1));
+                    live.push((s, k + 1));
                     continue;
                 }
                 s.events.push(Event::Matched(r.clone()));
-                for (s, end) in self.target(s, &rule.target, &r, hook, table, depth) {
+                for (s, end) in self.target(s, &rule.target, &r, hook, depth) {
                     match end {
-                        None => live.push((s, i + 1)),
+                        None => live.push((s, k + 1)),
                         Some(end) => out.push((s, end)),
                     }
                 }
@@ -463,7 +583,6 @@ impl<'a> Walker<'a> {
         target: &Target,
         r: &RuleRef,
         hook: Hook,
-        table: &Table,
         depth: usize,
     ) -> Vec<(State, Option<End>)> {
         let go_on = |s| vec![(s, None)];
@@ -487,17 +606,18 @@ impl<'a> Walker<'a> {
             Target::Return => {
                 s.events.push(Event::Fell {
                     table: r.table,
+                    chain_index: r.chain_index,
                     chain: r.chain.clone(),
                 });
                 vec![(s, Some(End::Return))]
             }
             Target::Jump(c) | Target::Goto(c) => {
-                if depth >= MAX_DEPTH || table.chain(c).is_none() && !self.known_chain(c) {
+                let Some(ci) = self.index.chain(r.table, c).filter(|_| depth < MAX_DEPTH) else {
+                    // A loop, or a chain the dump does not hold.
                     return vec![(s, Some(End::Stop(r.clone())))];
-                }
+                };
                 let goto = matches!(target, Target::Goto(_));
-                let ti = r.table;
-                self.chain(s, hook, ti, c, depth + 1)
+                self.chain(s, hook, r.table, ci, depth + 1)
                     .into_iter()
                     .map(|(s, end)| match end {
                         // Back from a jump: the next rule. From a goto: this chain ends.
@@ -553,7 +673,7 @@ impl<'a> Walker<'a> {
                 }
                 out
             }
-            Target::Map { branches, .. } => self.map(s, branches, r, hook, table, depth),
+            Target::Map { branches, .. } => self.map(s, branches, r, hook, depth),
             Target::Unknown { .. } => vec![(s, Some(End::Stop(r.clone())))],
         }
     }
@@ -591,7 +711,6 @@ impl<'a> Walker<'a> {
         branches: &[super::Branch],
         r: &RuleRef,
         hook: Hook,
-        table: &Table,
         depth: usize,
     ) -> Vec<(State, Option<End>)> {
         let mut out = Vec::new();
@@ -620,7 +739,7 @@ impl<'a> Walker<'a> {
             out.push((s, None));
         }
         for (s, t) in chosen {
-            out.extend(self.target(s, t, r, hook, table, depth));
+            out.extend(self.target(s, t, r, hook, depth));
         }
         out
     }
@@ -635,10 +754,6 @@ impl<'a> Walker<'a> {
         } else {
             Some(false)
         }
-    }
-
-    fn known_chain(&self, name: &str) -> bool {
-        self.rules.tables.iter().any(|t| t.chain(name).is_some())
     }
 
     /// The address of `iface` of the same family as `like` (MASQUERADE's source,
@@ -937,7 +1052,7 @@ mod tests {
     }
 
     fn line_of(r: &RuleSet, rr: &RuleRef) -> u64 {
-        r.tables[rr.table].chain(&rr.chain).unwrap().rules[rr.index].line
+        rr.rule(r).unwrap().line
     }
 
     const KUBE: &str = "*nat
