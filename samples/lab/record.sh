@@ -23,7 +23,7 @@ set -euo pipefail
 LAB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SAMPLES=$(dirname "$LAB")
 ALL_SCENARIOS=(masquerade published-port port-collision nodeport snat-random-fully
-  fault-forward-drop fault-invalid-leak fault-wrong-source-udp masquerade6)
+  fault-forward-drop fault-invalid-leak fault-wrong-source-udp masquerade6 kube-rules)
 
 # Namespace names. Fixed (not per-run) so that links.txt does not change from one
 # recording to the next; a lock file keeps two recordings from running at once.
@@ -87,7 +87,7 @@ ensure_tools() {
     [ip]=iproute2 [iptables]=iptables [iptables-save]=iptables [iptables-restore]=iptables
     [ip6tables-restore]=iptables [tcpdump]=tcpdump [conntrack]=conntrack [tshark]=tshark
     [dumpcap]=tshark [editcap]=tshark [capinfos]=tshark [python3]=python3 [sysctl]=procps
-    [flock]=util-linux
+    [flock]=util-linux [ipset]=ipset [nft]=nftables [xtables-monitor]=iptables [stdbuf]=coreutils
   )
   local missing=() cmd
   for cmd in "${!pkg_of[@]}"; do
@@ -96,7 +96,8 @@ ensure_tools() {
   if [[ ${#missing[@]} -gt 0 ]]; then
     log "installing missing packages: $(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')"
     apt-get update
-    DEBIAN_FRONTEND=noninteractive apt-get install -y iproute2 iptables tcpdump conntrack tshark python3 procps util-linux
+    DEBIAN_FRONTEND=noninteractive apt-get install -y iproute2 iptables tcpdump conntrack tshark python3 procps util-linux \
+      ipset nftables coreutils
   fi
   # The system interpreter when there is one: it starts faster than a version-manager shim.
   if [[ -x /usr/bin/python3 ]]; then PY=/usr/bin/python3; else PY=$(command -v python3); fi
@@ -745,6 +746,188 @@ scenario_masquerade6() {
   stop_recording
 }
 
+# kube-proxy (iptables mode), Docker and Calico rules on one host, as people find
+# them when they debug: a NodePort service on 30080 with three endpoints picked by
+# `-m statistic` (172.17.0.2:80 on c1, 172.17.0.3:80 and 172.17.0.4:80 on c2, which
+# gets a second address), Docker's published port 8080 -> c1:8080 and 9090 ->
+# c2:9090 with a DOCKER-USER DROP for 9090, a Calico-style PREROUTING jump that
+# returns, an ipset MASQUERADE for c2 only, and a user INPUT DROP for 30080 that
+# never sees the NodePort traffic. The kernel's trace of every SYN
+# (xtables-monitor --trace), the rule counters and the ipsets are the ground
+# truth for rule attribution.
+KUBE_EPS=("$C1_IP" "$C2_IP" 172.17.0.4)
+
+kube_rules() {
+  cat <<EOF
+*raw
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A PREROUTING -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m multiport --dports 30080,8080,9090,7000 -j TRACE
+-A OUTPUT -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m multiport --dports 30080 -j TRACE
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:DOCKER - [0:0]
+:DOCKER-ISOLATION-STAGE-1 - [0:0]
+:DOCKER-ISOLATION-STAGE-2 - [0:0]
+:DOCKER-USER - [0:0]
+:KUBE-FORWARD - [0:0]
+-A INPUT -p tcp -m tcp --dport 30080 -j DROP
+-A FORWARD -m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD
+-A FORWARD -j DOCKER-USER
+-A FORWARD -j DOCKER-ISOLATION-STAGE-1
+-A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -o docker0 -j DOCKER
+-A FORWARD -i docker0 ! -o docker0 -j ACCEPT
+-A FORWARD -i docker0 -o docker0 -j ACCEPT
+-A DOCKER -d $C1_IP/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 8080 -j ACCEPT
+-A DOCKER -d $C2_IP/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 9090 -j ACCEPT
+-A DOCKER-ISOLATION-STAGE-1 -i docker0 ! -o docker0 -j DOCKER-ISOLATION-STAGE-2
+-A DOCKER-ISOLATION-STAGE-1 -j RETURN
+-A DOCKER-ISOLATION-STAGE-2 -o docker0 -j DROP
+-A DOCKER-ISOLATION-STAGE-2 -j RETURN
+-A DOCKER-USER -p tcp -m conntrack --ctorigdstport 9090 -j DROP
+-A DOCKER-USER -j RETURN
+-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP
+-A KUBE-FORWARD -m comment --comment "kubernetes forwarding rules" -m mark --mark 0x4000/0x4000 -j ACCEPT
+-A KUBE-FORWARD -m comment --comment "kubernetes forwarding conntrack rule" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+COMMIT
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:DOCKER - [0:0]
+:KUBE-EXT-WEB - [0:0]
+:KUBE-MARK-MASQ - [0:0]
+:KUBE-NODEPORTS - [0:0]
+:KUBE-POSTROUTING - [0:0]
+:KUBE-SEP-WEB1 - [0:0]
+:KUBE-SEP-WEB2 - [0:0]
+:KUBE-SEP-WEB3 - [0:0]
+:KUBE-SERVICES - [0:0]
+:KUBE-SVC-WEB - [0:0]
+:cali-PREROUTING - [0:0]
+:cali-POSTROUTING - [0:0]
+:cali-fip-dnat - [0:0]
+:cali-nat-outgoing - [0:0]
+-A PREROUTING -m comment --comment "cali:6gwbT8clXdHdC1b1" -j cali-PREROUTING
+-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER
+-A POSTROUTING -m comment --comment "cali:O3lYWMrLQYEMJtB5" -j cali-POSTROUTING
+-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING
+$MASQ_RULE
+-A POSTROUTING -s $C1_IP/32 -d $C1_IP/32 -p tcp -m tcp --dport 8080 -j MASQUERADE
+-A POSTROUTING -s $C2_IP/32 -d $C2_IP/32 -p tcp -m tcp --dport 9090 -j MASQUERADE
+-A DOCKER -i docker0 -j RETURN
+-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination $C1_IP:8080
+-A DOCKER ! -i docker0 -p tcp -m tcp --dport 9090 -j DNAT --to-destination $C2_IP:9090
+-A KUBE-EXT-WEB -m comment --comment "masquerade traffic for default/web external destinations" -j KUBE-MARK-MASQ
+-A KUBE-EXT-WEB -j KUBE-SVC-WEB
+-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000
+-A KUBE-NODEPORTS -p tcp -m comment --comment "default/web" -m tcp --dport 30080 -j KUBE-EXT-WEB
+-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN
+-A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0
+-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully
+-A KUBE-SEP-WEB1 -s ${KUBE_EPS[0]}/32 -m comment --comment "default/web" -j KUBE-MARK-MASQ
+-A KUBE-SEP-WEB1 -p tcp -m comment --comment "default/web" -m tcp -j DNAT --to-destination ${KUBE_EPS[0]}:80
+-A KUBE-SEP-WEB2 -s ${KUBE_EPS[1]}/32 -m comment --comment "default/web" -j KUBE-MARK-MASQ
+-A KUBE-SEP-WEB2 -p tcp -m comment --comment "default/web" -m tcp -j DNAT --to-destination ${KUBE_EPS[1]}:80
+-A KUBE-SEP-WEB3 -s ${KUBE_EPS[2]}/32 -m comment --comment "default/web" -j KUBE-MARK-MASQ
+-A KUBE-SEP-WEB3 -p tcp -m comment --comment "default/web" -m tcp -j DNAT --to-destination ${KUBE_EPS[2]}:80
+-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS
+-A KUBE-SVC-WEB -m comment --comment "default/web -> ${KUBE_EPS[0]}:80" -m statistic --mode random --probability 0.33333333349 -j KUBE-SEP-WEB1
+-A KUBE-SVC-WEB -m comment --comment "default/web -> ${KUBE_EPS[1]}:80" -m statistic --mode random --probability 0.50000000000 -j KUBE-SEP-WEB2
+-A KUBE-SVC-WEB -m comment --comment "default/web -> ${KUBE_EPS[2]}:80" -j KUBE-SEP-WEB3
+-A cali-PREROUTING -m comment --comment "cali:r6XmIziWUJsdOK6Z" -i cali+ -j cali-fip-dnat
+-A cali-PREROUTING -m comment --comment "cali:5CxYD3fpWC2L1wXA" -j RETURN
+-A cali-POSTROUTING -m comment --comment "cali:Z-c7XtVd2Bq7s_hA" -j cali-nat-outgoing
+-A cali-nat-outgoing -m comment --comment "cali:flqWnvo8yq4ULQLa" -m set --match-set cali40masq-ipam-pools src -m set ! --match-set cali40all-ipam-pools dst -j MASQUERADE --random-fully
+COMMIT
+EOF
+}
+
+# kube_endpoint_counts: "N1 N2 N3", NodePort entries per endpoint in the conntrack table.
+kube_endpoint_counts() {
+  local table ep out=()
+  table=$(hx conntrack -L -p tcp --orig-port-dst 30080 -o extended 2>/dev/null || true)
+  for ep in "${KUBE_EPS[@]}"; do
+    out+=("$(grep -cE "dport=30080 .*src=${ep//./\\.} dst=$BR_IP sport=80 " <<<"$table" || true)")
+  done
+  echo "${out[*]}"
+}
+
+scenario_kube_rules() {
+  IFACES=(docker0 eth0 veth-c1)
+  # The trace comes from nf_tables (xtables-monitor): the legacy backend's TRACE
+  # only logs to the kernel log.
+  hx iptables -V | grep -q nf_tables || die "$SCEN needs iptables-nft (iptables -V: $(hx iptables -V))"
+  # c2 holds the third endpoint's address, as a second address on its eth0.
+  ip -n "$NS_C2" addr add "${KUBE_EPS[2]}/16" dev eth0
+  # Calico-style pool sets: c2 is the only "workload" whose egress Calico masquerades.
+  hx ipset create cali40masq-ipam-pools hash:net family inet
+  hx ipset add cali40masq-ipam-pools "$C2_IP/32"
+  hx ipset create cali40all-ipam-pools hash:net family inet
+  hx ipset add cali40all-ipam-pools 172.17.0.0/16
+  kube_rules | apply_rules
+  server web1 "$NS_C1" tcp_server.py --port 80 --port 8080 --lifetime 40
+  server web2 "$NS_C2" tcp_server.py --port 80 --port 9090 --lifetime 40
+  server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --lifetime 40
+  # The kernel's trace of every packet the raw TRACE rules mark (the SYNs).
+  ip netns exec "$NS_HOST" stdbuf -oL xtables-monitor --trace >"$SCEN_DIR/trace.txt" 2>"$LOGS/trace.log" 9>&- &
+  TRACE_PID=$!
+  LIVE[$TRACE_PID]=trace
+  start_recording
+
+  # Two SYNs (the first and its retransmission after 1 s) to the published port
+  # that DOCKER-USER drops; no answer.
+  client blocked "$NS_OUT" tcp_client.py --src "$REMOTE_CLI" --dst "$HOST_IP" --port 9090 \
+    --connect-timeout 1.5 --expect-fail --tag blocked
+  local blocked=$LAST_PID
+  # NodePort, one exchange per connection, sequentially; more connections while an
+  # endpoint has not been chosen yet (12 leave one out with probability ~2 %).
+  local n=0 counts
+  while :; do
+    n=$((n + 1))
+    run np "$NS_OUT" tcp_client.py --src "$REMOTE_CLI" --dst "$HOST_IP" --port 30080 --requests 1 --tag "np$n"
+    if [[ $n -ge 12 ]]; then
+      counts=$(kube_endpoint_counts)
+      [[ " $counts " != *" 0 "* ]] && break
+      [[ $n -lt 30 ]] || die "$SCEN: an endpoint got no connection in $n (per endpoint: $counts)"
+      log "endpoints so far: $counts; one more connection"
+    fi
+  done
+  # The node itself to its own NodePort (nat OUTPUT -> KUBE-SERVICES).
+  run local "$NS_HOST" tcp_client.py --dst "$HOST_IP" --port 30080 --requests 1 --tag nplocal
+  # Docker's published port, held across the snapshot.
+  client h1 "$NS_OUT" tcp_client.py --src "$REMOTE_CLI" --dst "$HOST_IP" --port 8080 --requests 2 --tag pub \
+    --ready "$SYNC/h1" --release "$SYNC/release"
+  local h1=$LAST_PID
+  # Container egress: c1 through Docker's MASQUERADE, c2 through the ipset rule.
+  run e1 "$NS_C1" tcp_client.py --dst "$SRV_IP" --port 7000 --requests 2 --tag c1out
+  run e2 "$NS_C2" tcp_client.py --dst "$REMOTE_SRV" --port 7000 --requests 2 --tag c2out
+  wait_file "$SYNC/h1" 5
+  expect_ok "$blocked"
+  snapshot
+  touch "$SYNC/release"
+  expect_ok "$h1"
+  kill_servers
+  sleep 0.3
+  stop "$TRACE_PID" TERM
+  hx iptables-save -c | sed '/^# /d' >"$SCEN_DIR/iptables-counters.txt"
+  hx ipset save >"$SCEN_DIR/ipsets.txt"
+  hx nft -j list ruleset >"$SCEN_DIR/nft.json"
+  stop_recording
+  # Which endpoint each NodePort connection got, from its conntrack NEW event.
+  grep -E '\[NEW\] .* dport=30080 ' "$SCEN_DIR/events.txt" |
+    sed -E 's/.* src=([0-9.]+) dst=([0-9.]+) sport=([0-9]+) dport=([0-9]+) \[UNREPLIED\] src=([0-9.]+) dst=([0-9.]+) sport=([0-9]+) dport=([0-9]+).*/\1:\3 -> \2:\4 => \5:\7 (from \6:\8)/' \
+      >"$SCEN_DIR/endpoints.txt"
+}
+
 # ---------------------------------------------------------------- checks
 
 # Every pcap must show only lab addresses.
@@ -923,6 +1106,58 @@ check_fault_wrong_source_udp() {
   need 1 "port unreachable from the host" "$(pkts "$SCEN_DIR/eth0.pcap" "ip.src==$HOST_IP && icmp.type==3 && icmp.code==3")"
   [[ $(pkts "$SCEN_DIR/docker0.pcap" "ip.src==$SRV_IP2 || (udp.srcport==53 && ip.dst==$C1_IP && dns.qry.name contains \"bad\")") -eq 0 ]] ||
     die "$SCEN: a reply reached the container"
+}
+
+# counter FILE RULE: packet counter of the rule whose iptables-save -c line ends in RULE.
+counter() {
+  awk -v r="$2" 'index($0, r) && substr($0, length($0) - length(r) + 1) == r {
+    sub(/^\[/, ""); sub(/:.*/, ""); print; exit }' "$1"
+}
+
+check_kube_rules() {
+  local ct=$SCEN_DIR/conntrack.txt ic=$SCEN_DIR/iptables-counters.txt ep i n total
+  # Every NodePort connection reached one of the three endpoints, from 172.17.0.1.
+  total=$(ct_count "$ct" '^ipv4 +2 tcp ' 'dport=30080 ')
+  n=0
+  for ep in "${KUBE_EPS[@]}"; do
+    i=$(ct_count "$ct" '^ipv4 +2 tcp ' 'dport=30080 ' "src=${ep//./\\.} dst=$BR_IP sport=80 ")
+    need 1 "NodePort entries to endpoint $ep:80" "$i"
+    n=$((n + i))
+  done
+  [[ $n -eq $total ]] || die "$SCEN: $((total - n)) NodePort entries reached no endpoint"
+  need 13 "NodePort entries (12 from outside, 1 from the node)" "$total"
+  [[ $(grep -c . "$SCEN_DIR/endpoints.txt") -eq $total ]] || die "$SCEN: endpoints.txt does not list every NodePort connection"
+  need 13 "TCP conversations from $BR_IP to port 80 on docker0" "$(tcp_convs "$SCEN_DIR/docker0.pcap" "ip.src==$BR_IP && tcp.port==80")"
+  # The published port: DNAT to c1:8080, client address kept.
+  need 1 "ESTABLISHED DNAT entry 8080 -> $C1_IP:8080" "$(ct_count "$ct" ' ESTABLISHED ' "dport=8080 src=$C1_IP dst=$REMOTE_CLI sport=8080 ")"
+  # The SYNs DOCKER-USER drops: on eth0, never on docker0, no conntrack entry.
+  need 2 "SYNs to port 9090 on eth0" "$(pkts "$SCEN_DIR/eth0.pcap" 'tcp.dstport==9090 && tcp.flags.syn==1')"
+  [[ $(pkts "$SCEN_DIR/eth0.pcap" 'tcp.srcport==9090') -eq 0 ]] || die "$SCEN: the blocked port answered"
+  [[ $(pkts "$SCEN_DIR/docker0.pcap" 'tcp.port==9090') -eq 0 ]] || die "$SCEN: port 9090 traffic reached docker0"
+  [[ $(ct_count "$ct" 'dport=9090 ') -eq 0 ]] || die "$SCEN: conntrack entry for the dropped flow"
+  # Egress: c1 by Docker's MASQUERADE, c2 by the ipset rule; no inside address on eth0.
+  need 2 "egress SNAT entries to port 7000" "$(ct_count "$ct" '^ipv4 +2 tcp ' 'src=172\.17\.0\.[23] ' 'dport=7000 ' "dst=$HOST_IP ")"
+  [[ $(pkts "$SCEN_DIR/eth0.pcap" 'ip.src==172.17.0.0/16 || ip.dst==172.17.0.0/16') -eq 0 ]] || die "$SCEN: container address on eth0"
+  # Counters: every KUBE-SEP DNAT rule used, the DOCKER-USER DROP hit by both
+  # SYNs, the ipset rule once, the user's INPUT DROP never.
+  for i in 1 2 3; do
+    n=$(counter "$ic" "-A KUBE-SEP-WEB$i -p tcp -m comment --comment \"default/web\" -m tcp -j DNAT --to-destination ${KUBE_EPS[$((i - 1))]}:80")
+    need 1 "packets on the KUBE-SEP-WEB$i DNAT rule" "${n:-0}"
+  done
+  need 2 "packets on the DOCKER-USER DROP" "$(counter "$ic" '-A DOCKER-USER -p tcp -m conntrack --ctorigdstport 9090 -j DROP')"
+  need 1 "packets on the ipset MASQUERADE" "$(counter "$ic" '! --match-set cali40all-ipam-pools dst -j MASQUERADE --random-fully')"
+  n=$(counter "$ic" '-A INPUT -p tcp -m tcp --dport 30080 -j DROP')
+  [[ ${n:-x} == 0 ]] || die "$SCEN: the INPUT DROP for 30080 counted '${n:-?}' packets"
+  # The trace: a SYN for every connection, the DNAT rules among its verdicts, lab
+  # addresses only.
+  need 18 "traced SYNs (distinct trace ids)" "$(awk '/^PACKET: .* SYN/ {print $3}' "$SCEN_DIR/trace.txt" | sort -u | grep -c .)"
+  for i in 1 2 3; do
+    need 1 "traces through KUBE-SEP-WEB$i's DNAT" "$(grep -c "nat:KUBE-SEP-WEB$i:rule:.*-j DNAT" "$SCEN_DIR/trace.txt")"
+  done
+  local bad
+  bad=$(grep -oE ' (SRC|DST)=[0-9.]+' "$SCEN_DIR/trace.txt" | cut -d= -f2 | grep -vE '^(172\.17|203\.0\.113|198\.51\.100)\.' | sort -u || true)
+  [[ -z $bad ]] || die "$SCEN: unexpected addresses in trace.txt: $bad"
+  [[ -s $SCEN_DIR/ipsets.txt && -s $SCEN_DIR/nft.json ]] || die "$SCEN: ipsets.txt or nft.json missing"
 }
 
 # ---------------------------------------------------------------- main
