@@ -186,6 +186,8 @@ pub enum PathReason {
     Egress(super::Cidr),
     /// Traffic to this DNAT'ed endpoint went that way.
     Published(Tuple),
+    /// The host's rules drop or reject it at the point it arrived.
+    HostRules,
 }
 
 /// Code-specific facts, for scripts (the JSON report's `detail`, written by

@@ -104,8 +104,23 @@ fn translating_link(conn: &Connection) -> Option<(usize, usize)> {
         .map(|l| (l.from, l.to))
 }
 
-/// Walks every translated connection, and every one that stops short with
-/// `next[ci]` naming where its kind of traffic goes, through `rules`.
+/// A connection seen at one point only, to an address of the host, that got no
+/// answer: where else it should have gone only the rules can say.
+fn unanswered_to_host<'a>(
+    rules: &RuleSet,
+    conn: &'a Connection,
+) -> Option<&'a crate::correlate::Hop> {
+    let [h] = conn.hops.as_slice() else {
+        return None;
+    };
+    let f = &h.flow;
+    (f.packets[0] > 0 && f.packets[1] == 0 && f.icmp_error.is_none() && rules.is_local(f.tuple.dst))
+        .then_some(h)
+}
+
+/// Walks through `rules` every translated connection, every one that stops short
+/// with `next(ci)` naming where its kind of traffic goes, and every unanswered one to
+/// an address of the host.
 pub fn attribute(
     c: &Correlation,
     rules: &RuleSet,
@@ -129,6 +144,9 @@ pub fn attribute(
                 Some(iface(c, b)),
             );
             (p, None, last.flow.tuple)
+        } else if let Some(h) = unanswered_to_host(rules, conn) {
+            let p = Packet::first(h.flow.tuple, Some(iface(c, h.point)), None);
+            (p, None, h.flow.tuple)
         } else {
             continue;
         };
@@ -137,10 +155,18 @@ pub fn attribute(
             continue;
         }
         let walk = eval::walk_indexed(rules, &index, &packet);
-        let chosen = walk.outcomes.iter().position(|o| match &wire {
-            Some(after) => agrees(rules, o, &before, after),
-            None => matches!(o.fate, Fate::Dropped { .. } | Fate::Rejected { .. }),
-        });
+        // Of the ways the wire confirms, the one that rests on the fewest assumptions,
+        // then the most likely (the outcomes are sorted by probability).
+        let chosen = walk
+            .outcomes
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| match &wire {
+                Some(after) => agrees(rules, o, &before, after),
+                None => matches!(o.fate, Fate::Dropped { .. } | Fate::Rejected { .. }),
+            })
+            .min_by_key(|(i, o)| (o.assumptions(), *i))
+            .map(|(i, _)| i);
         out.push(Attribution {
             conn: ci,
             packet,

@@ -255,6 +255,19 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// How many undecided matches (and routing decisions) the outcome assumed.
+    pub fn assumptions(&self) -> usize {
+        self.events
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    Event::Assumed { .. } | Event::Routed { assumed: true, .. }
+                )
+            })
+            .count()
+    }
+
     /// Whether the outcome rests on an assumption about an undecided match.
     pub fn assumed(&self) -> bool {
         self.events

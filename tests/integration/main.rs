@@ -11,5 +11,6 @@ mod conntrack_cli;
 mod correlate_cli;
 mod flows_cli;
 mod layers;
+mod rules_cli;
 mod snapshot_netns;
 mod truth;

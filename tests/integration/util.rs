@@ -20,6 +20,7 @@ pub const SCENARIOS: &[&str] = &[
     "fault-forward-drop",
     "fault-invalid-leak",
     "fault-wrong-source-udp",
+    "kube-rules",
 ];
 
 pub fn sample(rel: &str) -> String {

@@ -44,14 +44,35 @@ pub fn detect(x: &Ctx, _: &Explained) -> Detected {
             },
         );
         f.evidence.extend(x.rule(&r, RuleRole::NeverSaw));
-        if let Some(n) = a.outcome().and_then(|o| o.dnat.as_ref()) {
-            f.evidence.extend(x.rule(&n.rule, RuleRole::Translated));
-        }
         let first = &x.c.connections[conns[0]];
         if let Some(h) = first.hops.iter().find(|h| h.flow.tuple == a.packet.tuple) {
             f.tuples.push(x.seen(h, Role::Original));
             f.evidence.push(x.hop(h));
             f.points = vec![x.name(h.point).to_string()];
+        }
+        // Where DNAT sent them: each destination once, with its rule.
+        let mut dnat_rules = Vec::new();
+        for &k in &conns {
+            let Some(b) = x.attribution(k) else { continue };
+            let (Some(n), Some(wire)) = (b.outcome().and_then(|o| o.dnat.as_ref()), b.wire) else {
+                continue;
+            };
+            if !dnat_rules.contains(&n.rule) {
+                dnat_rules.push(n.rule.clone());
+                f.evidence.extend(x.rule(&n.rule, RuleRole::Translated));
+            }
+            let conn = &x.c.connections[k];
+            let seen_to =
+                |s: &crate::audit::Seen| s.tuple.dst == wire.dst && s.tuple.dport == wire.dport;
+            if !f
+                .tuples
+                .iter()
+                .any(|s| s.role == Role::Translated && seen_to(s))
+            {
+                if let Some(h) = conn.hops.iter().find(|h| h.flow.tuple == wire) {
+                    f.tuples.push(x.seen(h, Role::Translated));
+                }
+            }
         }
         f.first_ns = conns.iter().map(|&k| x.c.connections[k].first_ns()).min();
         f.last_ns = conns.iter().map(|&k| x.c.connections[k].last_ns()).max();

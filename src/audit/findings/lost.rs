@@ -11,7 +11,9 @@
 
 use super::leak::gap_facts;
 use super::Detected;
-use crate::audit::{Code, Ctx, Detail, Direction, Evidence, Explained, Finding, Role, Severity};
+use crate::audit::{
+    Code, Ctx, Detail, Direction, Evidence, Explained, Finding, PathReason, Role, Severity,
+};
 use crate::model::{tcp_flags, Proto};
 
 pub fn on_links(x: &Ctx, explained: &Explained) -> Detected {
@@ -162,6 +164,52 @@ pub fn stopped_short(x: &Ctx, _: &Explained) -> Detected {
         finding.first_ns = Some(last.first_ns);
         finding.last_ns = Some(last.last_ns);
         finding.packets = if whole { f.packets[0] } else { 1 };
+        out.push(finding);
+    }
+    out.into()
+}
+
+/// Connections seen only where they reached the NAT host, unanswered, that no other
+/// connection shows the way for, but whose first packet the host's rules drop or
+/// reject there (the confirmed way through the rules): blocked at the host.
+pub fn dropped_by_rules(x: &Ctx, _: &Explained) -> Detected {
+    let mut out = Vec::new();
+    for a in &x.attributions {
+        let conn = &x.c.connections[a.conn];
+        let ([h], None) = (conn.hops.as_slice(), a.wire) else {
+            continue;
+        };
+        if x.expected_next(a.conn).is_some() {
+            // `stopped_short` reports it, with the point it never reached.
+            continue;
+        }
+        let Some(rule) = x.stopped_by(a.conn) else {
+            continue;
+        };
+        let f = &h.flow;
+        let t = f.tuple;
+        let name = x.name(h.point);
+        let syn_only = t.proto == Proto::Tcp && f.tcp.syn && !f.tcp.syn_ack;
+        let mut finding = Finding::new(
+            Code::Lost,
+            Severity::Error,
+            Detail::Lost {
+                from: name.to_string(),
+                to: String::new(),
+                direction: Direction::Fwd,
+                blocked: true,
+                first_tcp_flags: syn_only.then(|| "S".to_string()),
+                path_from: Vec::new(),
+                stopped: Some((f.packets[0], PathReason::HostRules)),
+            },
+        );
+        finding.evidence = vec![x.hop(h), rule];
+        finding.conns = vec![a.conn];
+        finding.points = vec![name.to_string()];
+        finding.tuples = vec![x.seen(h, Role::LastSeen)];
+        finding.first_ns = Some(h.first_ns);
+        finding.last_ns = Some(h.last_ns);
+        finding.packets = f.packets[0];
         out.push(finding);
     }
     out.into()

@@ -74,6 +74,11 @@ pub const RULES: &[Rule] = &[
         run: lost::stopped_short,
     },
     Rule {
+        code: Code::Lost,
+        what: "unanswered traffic to the host that its rules drop where it arrives",
+        run: lost::dropped_by_rules,
+    },
+    Rule {
         code: Code::Unsolicited,
         what: "packets to a NAT address that belong to no translation",
         run: unsolicited::detect,

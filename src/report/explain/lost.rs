@@ -1,7 +1,7 @@
 //! Words of `lost`.
 
 use super::unexplained;
-use crate::audit::{Detail, Direction, Evidence, Finding, RuleRole};
+use crate::audit::{Detail, Direction, Evidence, Finding, PathReason, RuleRole};
 use crate::report::fmt::{dst, plural, src};
 
 pub fn explain(f: &Finding) -> (String, String) {
@@ -35,9 +35,14 @@ pub fn explain(f: &Finding) -> (String, String) {
             ),
             (_, n) => plural(n, "initiator packet", "initiator packets"),
         };
+        let fate = if matches!(stopped, Some((_, PathReason::HostRules))) {
+            format!("reached {from}, where the host's rules stop them")
+        } else {
+            format!("reached {from} and never left on {to}")
+        };
         return (
             format!(
-                "blocked: {what} from {} to {} reached {from} and never left on {to}; no reply",
+                "blocked: {what} from {} to {} {fate}; no reply",
                 src(t),
                 dst(t)
             ),

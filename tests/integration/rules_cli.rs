@@ -1,0 +1,396 @@
+//! The host's rules as a witness, on the lab recordings: `correlate --rules` names the
+//! rule behind every translation and drop the kernel made, `input-bypassed` and
+//! `rule-contradiction` fire from their mechanism on recordings of different shape,
+//! and `natcheck explain` walks one packet.
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use crate::util::*;
+
+fn pair(s: &str) -> [String; 2] {
+    [
+        format!("samples/{s}/docker0.pcap"),
+        format!("samples/{s}/eth0.pcap"),
+    ]
+}
+
+/// `correlate --format json` on a scenario's pair with `--rules` files.
+fn report(s: &str, rules: &[&str]) -> (i32, Value) {
+    let p = pair(s);
+    let mut args = vec!["correlate", "--format", "json", &p[0], &p[1]];
+    for r in rules {
+        args.extend(["--rules", r]);
+    }
+    let out = natcheck(&args);
+    let doc = serde_json::from_str(&stdout(&out)).expect("valid JSON");
+    (out.status.code().expect("exit code"), doc)
+}
+
+fn codes(doc: &Value) -> Vec<String> {
+    doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A rules file written for one test, removed when dropped.
+struct TempRules(PathBuf);
+
+impl TempRules {
+    fn new(name: &str, text: &str) -> TempRules {
+        let p = std::env::temp_dir().join(format!("natcheck-{}-{name}", std::process::id()));
+        std::fs::write(&p, text).expect("write rules");
+        TempRules(p)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().expect("utf-8 temp path")
+    }
+}
+
+impl Drop for TempRules {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn every_translation_of_every_sample_is_attributed_to_its_rule() {
+    for s in SCENARIOS {
+        let rules_file = format!("samples/{s}/iptables.txt");
+        let six = format!("samples/{s}/ip6tables.txt");
+        let mut rules = vec![rules_file.as_str()];
+        if std::path::Path::new(&root().join(&six)).is_file() {
+            rules.push(&six);
+        }
+        let (_, doc) = report(s, &rules);
+        let (_, plain) = report(s, &[]);
+        // The rules add no finding to a recording the kernel made with them, but for
+        // an INPUT rule that DNAT'ed traffic never met (kube-rules has one).
+        let mut added = codes(&doc);
+        for c in codes(&plain) {
+            let i = added
+                .iter()
+                .position(|x| *x == c)
+                .expect("a finding went away");
+            added.remove(i);
+        }
+        let input_drop = std::fs::read_to_string(root().join(&rules_file))
+            .unwrap()
+            .lines()
+            .any(|l| l.starts_with("-A INPUT") && l.ends_with("-j DROP"));
+        let want: Vec<String> = if input_drop {
+            vec!["input-bypassed".into()]
+        } else {
+            vec![]
+        };
+        assert_eq!(added, want, "{s}");
+        let w = &doc["rules"][0];
+        assert!(w["on_wire"].as_u64().unwrap() > 0, "{s}: {w}");
+        assert_eq!(w["on_wire"], w["agree"], "{s}: {w}");
+        for c in doc["connections"].as_array().unwrap() {
+            let Some(r) = c.get("rules") else { continue };
+            assert_eq!(r["agrees"], true, "{s} {}: {r}", c["id"]);
+            // Each translation on the wire has its rule, with its line in the file.
+            for t in c["translations"].as_array().unwrap() {
+                let kind = t["kind"].as_str().unwrap();
+                for (nat, has) in [
+                    ("dnat", kind.contains("dnat")),
+                    ("snat", kind.contains("snat")),
+                ] {
+                    if has {
+                        let rule = &r[nat];
+                        assert!(rule["line"].as_u64().unwrap() > 0, "{s}: {r}");
+                        let text = rule["text"].as_str().unwrap();
+                        assert!(
+                            text.contains(if nat == "dnat" { "DNAT" } else { "MASQUERADE" })
+                                || text.contains("SNAT"),
+                            "{s}: {text}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_forward_drop_is_named_as_the_rule_that_blocked_the_connection() {
+    let (code, doc) = report(
+        "fault-forward-drop",
+        &["samples/fault-forward-drop/iptables.txt"],
+    );
+    assert_eq!(code, 1);
+    let lost = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "lost")
+        .expect("the blocked connection");
+    let text =
+        std::fs::read_to_string(root().join("samples/fault-forward-drop/iptables.txt")).unwrap();
+    let line = text
+        .lines()
+        .position(|l| l.contains("--dport 9090 -j DROP"))
+        .unwrap()
+        + 1;
+    let evidence: Vec<&str> = lost["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert!(
+        evidence
+            .iter()
+            .any(|e| e.starts_with("dropped by filter FORWARD")
+                && e.contains(&format!("iptables.txt:{line}"))),
+        "{evidence:?}"
+    );
+    assert!(lost["check"]
+        .as_str()
+        .unwrap()
+        .contains("--dport 9090 -j DROP"));
+    let blocked = doc["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == lost["connections"][0])
+        .unwrap();
+    assert_eq!(blocked["rules"]["fate"], "dropped");
+    assert_eq!(blocked["rules"]["decided_by"]["line"], line as u64);
+}
+
+/// The scenario's rules with one more rule appended to filter INPUT.
+fn with_input_drop(s: &str, port: u16) -> TempRules {
+    let text = std::fs::read_to_string(root().join(format!("samples/{s}/iptables.txt"))).unwrap();
+    let text = text.replacen(
+        ":INPUT ACCEPT [0:0]\n",
+        &format!(":INPUT ACCEPT [0:0]\n-A INPUT -p tcp -m tcp --dport {port} -j DROP\n"),
+        1,
+    );
+    TempRules::new(&format!("{s}-input-drop"), &text)
+}
+
+#[test]
+fn an_input_drop_never_sees_dnat_traffic_nodeport_and_published_port() {
+    for (s, port) in [("nodeport", 30080), ("published-port", 8080)] {
+        let rules = with_input_drop(s, port);
+        let (code, doc) = report(s, &[rules.path()]);
+        let f: Vec<&Value> = doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["code"] == "input-bypassed")
+            .collect();
+        assert_eq!(f.len(), 1, "{s}: {}", doc["findings"]);
+        assert_eq!(f[0]["severity"], "warning");
+        // Every connection to the port that was DNATed is named.
+        let dnat: Vec<&Value> = doc["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["rules"]["dnat"].is_object() && c["rules"]["walked"]["dport"] == port)
+            .map(|c| &c["id"])
+            .collect();
+        assert!(!dnat.is_empty(), "{s}");
+        let named: Vec<&Value> = f[0]["connections"].as_array().unwrap().iter().collect();
+        assert_eq!(named, dnat, "{s}");
+        let msg = f[0]["message"].as_str().unwrap();
+        assert!(msg.contains("FORWARD, not INPUT"), "{msg}");
+        assert!(
+            f[0]["check"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("--ctorigdstport {port}")),
+            "{s}"
+        );
+        // A warning: the default --fail-on error is not tripped by it alone.
+        assert_eq!(code, 0, "{s}");
+    }
+}
+
+#[test]
+fn a_dnat_target_the_wire_contradicts_is_a_finding() {
+    for (s, from, to) in [
+        (
+            "nodeport",
+            "--to-destination 172.17.0.2:80",
+            "--to-destination 172.17.0.2:8081",
+        ),
+        (
+            "published-port",
+            "--to-destination 172.17.0.2:80",
+            "--to-destination 172.17.0.3:80",
+        ),
+    ] {
+        let text =
+            std::fs::read_to_string(root().join(format!("samples/{s}/iptables.txt"))).unwrap();
+        assert!(text.contains(from), "{s}");
+        let rules = TempRules::new(&format!("{s}-edited"), &text.replace(from, to));
+        let (code, doc) = report(s, &[rules.path()]);
+        let f: Vec<&Value> = doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["code"] == "rule-contradiction")
+            .collect();
+        assert!(!f.is_empty(), "{s}: {}", doc["findings"]);
+        for x in &f {
+            assert_eq!(x["severity"], "error");
+            let msg = x["message"].as_str().unwrap();
+            assert!(msg.contains(&to["--to-destination ".len()..]), "{msg}");
+        }
+        assert_eq!(code, 1, "{s}");
+    }
+}
+
+#[test]
+fn explain_walks_one_packet_through_the_rules() {
+    let out = natcheck(&[
+        "explain",
+        "--rules",
+        "samples/nodeport/iptables.txt",
+        "--rules",
+        "samples/nodeport/addrs.txt",
+        "--packet",
+        "tcp 198.51.100.20:40000 > 203.0.113.1:30080 in eth0 out docker0",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    insta::assert_snapshot!("explain-nodeport", stdout(&out));
+    let out = natcheck(&[
+        "explain",
+        "--format",
+        "json",
+        "--rules",
+        "samples/fault-forward-drop/iptables.txt",
+        "--packet",
+        "tcp 172.17.0.2:40000 > 203.0.113.2:9090 in docker0 out eth0",
+    ]);
+    let doc: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(doc["schema"], "natcheck.explain/1");
+    let dropped: Vec<&Value> = doc["ways"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["fate"] == "dropped")
+        .collect();
+    assert!(!dropped.is_empty());
+    for w in dropped {
+        assert!(w["decided_by"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("--dport 9090 -j DROP"));
+    }
+    for bad in ["tcp 1.2.3.4 5.6.7.8", "tcp 1.2.3.4:1 > 5.6.7.8:2"] {
+        let out = natcheck(&[
+            "explain",
+            "--rules",
+            "samples/nodeport/iptables.txt",
+            "--packet",
+            bad,
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(stderr(&out).contains("--packet"), "{}", stderr(&out));
+    }
+}
+
+/// The kernel's own trace of each first packet (`xtables-monitor --trace`):
+/// (client address, client port) → the text of every rule that decided (`-j DNAT`,
+/// `-j MASQUERADE`, `-j SNAT`, `-j DROP`, `-j REJECT`), as `iptables-save` writes it.
+fn kernel_trace(path: &str) -> std::collections::BTreeMap<(String, u16), Vec<String>> {
+    use std::collections::{BTreeMap, HashMap};
+    let text = std::fs::read_to_string(root().join(path)).expect("trace");
+    let mut packet_of: HashMap<String, (String, u16)> = HashMap::new();
+    let mut out: BTreeMap<(String, u16), Vec<String>> = BTreeMap::new();
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["PACKET:", _, id, rest @ ..] => {
+                let field = |k: &str| {
+                    rest.iter()
+                        .find_map(|w| w.strip_prefix(k))
+                        .map(str::to_string)
+                };
+                if let (Some(src), Some(sport)) = (field("SRC="), field("SPORT=")) {
+                    packet_of.insert(id.to_string(), (src, sport.parse().unwrap()));
+                }
+            }
+            ["TRACE:", _, id, _, rule @ ..] => {
+                let rule = rule.join(" ");
+                // `-4 -t nat -A CHAIN ...` → `-A CHAIN ...`
+                let Some(a) = rule.find("-A ") else { continue };
+                let rule = rule[a..].to_string();
+                let decides = [
+                    "-j DNAT",
+                    "-j MASQUERADE",
+                    "-j SNAT",
+                    "-j DROP",
+                    "-j REJECT",
+                ]
+                .iter()
+                .any(|t| rule.contains(t));
+                if let (true, Some(k)) = (decides, packet_of.get(*id)) {
+                    out.entry(k.clone()).or_default().push(rule);
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn attribution_names_the_rules_the_kernel_traced() {
+    let d = "samples/kube-rules";
+    let rules = [
+        format!("{d}/iptables.txt"),
+        format!("{d}/ipsets.txt"),
+        format!("{d}/addrs.txt"),
+    ];
+    let (_, doc) = report(
+        "kube-rules",
+        &rules.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let trace = kernel_trace(&format!("{d}/trace.txt"));
+    assert!(trace.len() >= 12, "{trace:?}");
+    let mut checked = 0;
+    for c in doc["connections"].as_array().unwrap() {
+        let Some(r) = c.get("rules") else { continue };
+        let key = (
+            r["walked"]["src"].as_str().unwrap().to_string(),
+            r["walked"]["sport"].as_u64().unwrap() as u16,
+        );
+        let Some(kernel) = trace.get(&key) else {
+            continue;
+        };
+        let ours: Vec<String> = ["dnat", "snat"]
+            .iter()
+            .filter_map(|k| r[*k]["text"].as_str())
+            .chain(r["decided_by"]["text"].as_str())
+            .map(str::to_string)
+            .collect();
+        let mut kernel = kernel.clone();
+        kernel.sort();
+        kernel.dedup();
+        let mut ours_sorted = ours.clone();
+        ours_sorted.sort();
+        assert_eq!(ours_sorted, kernel, "{}: {key:?}", c["id"]);
+        checked += 1;
+    }
+    // Every NodePort connection, the published port and both masqueraded ones.
+    assert!(checked >= 14, "checked {checked}");
+    // The NodePort's three endpoints, each chosen by its statistic branch.
+    let endpoints: std::collections::BTreeSet<&str> = doc["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["rules"]["dnat"]["chain"].as_str())
+        .filter(|ch| ch.starts_with("KUBE-SEP-"))
+        .collect();
+    assert_eq!(endpoints.len(), 3, "{endpoints:?}");
+}
