@@ -195,16 +195,24 @@ fn kube_rules(services: u32) -> String {
         rules.push_str(&format!(
             "-A KUBE-SERVICES -d 10.96.{hi}.{lo}/32 -p tcp -m comment --comment \"ns/s{i}:http cluster IP\" -m tcp --dport 80 -j {svc}\n"
         ));
-        for (k, p) in [(0, Some("0.33333333349")), (1, Some("0.50000000000")), (2, None)] {
+        for (k, p) in [
+            (0, Some("0.33333333349")),
+            (1, Some("0.50000000000")),
+            (2, None),
+        ] {
             let sep = format!("KUBE-SEP-S{i:05}E{k}");
             nat.push_str(&format!(":{sep} - [0:0]\n"));
             let stat = p
                 .map(|p| format!(" -m statistic --mode random --probability {p}"))
                 .unwrap_or_default();
             let ep = format!("10.244.{hi}.{}", (lo as u32 * 3 + k) % 250 + 1);
-            rules.push_str(&format!("-A {svc} -m comment --comment \"ns/s{i}:http -> {ep}:8080\"{stat} -j {sep}\n"));
+            rules.push_str(&format!(
+                "-A {svc} -m comment --comment \"ns/s{i}:http -> {ep}:8080\"{stat} -j {sep}\n"
+            ));
             rules.push_str(&format!("-A {sep} -s {ep}/32 -j KUBE-MARK-MASQ\n"));
-            rules.push_str(&format!("-A {sep} -p tcp -m tcp -j DNAT --to-destination {ep}:8080\n"));
+            rules.push_str(&format!(
+                "-A {sep} -p tcp -m tcp -j DNAT --to-destination {ep}:8080\n"
+            ));
         }
         rules.push_str(&format!(
             "-A KUBE-NODEPORTS -p tcp -m comment --comment \"ns/s{i}:http\" -m tcp --dport {} -j {svc}\n",
