@@ -686,7 +686,7 @@ impl<'a> Walker<'a> {
                 }
                 out
             }
-            Target::Map { branches, .. } => self.map(s, branches, r, hook, depth),
+            Target::Map { by, branches } => self.map(s, by, branches, r, hook, depth),
             Target::Unknown { .. } => vec![(s, Some(End::Stop(r.clone())))],
         }
     }
@@ -721,6 +721,7 @@ impl<'a> Walker<'a> {
     fn map(
         &mut self,
         s: State,
+        by: &str,
         branches: &[super::Branch],
         r: &RuleRef,
         hook: Hook,
@@ -728,6 +729,7 @@ impl<'a> Walker<'a> {
     ) -> Vec<(State, Option<End>)> {
         let mut out = Vec::new();
         let mut chosen: Vec<(State, &Target)> = Vec::new();
+        let mut undecided = false;
         for b in branches {
             let mut s = s.clone();
             match b.share {
@@ -738,17 +740,25 @@ impl<'a> Walker<'a> {
                         share: p,
                     });
                 }
-                None => s.events.push(Event::Assumed {
-                    rule: r.clone(),
-                    held: true,
-                }),
+                None => match map_key_matches(&s, self.packet, by, &b.key) {
+                    Some(true) => {}
+                    Some(false) => continue,
+                    None => {
+                        undecided = true;
+                        s.events.push(Event::Assumed {
+                            rule: r.clone(),
+                            held: true,
+                        });
+                    }
+                },
             }
             if self.grow(1) {
                 chosen.push((s, &b.target));
             }
         }
-        if branches.iter().all(|b| b.share.is_none()) {
-            // Keyed maps: the packet may match no key either.
+        let keyed = branches.iter().all(|b| b.share.is_none());
+        if keyed && (chosen.is_empty() || undecided) {
+            // No key matched (or some could not be decided): the rule does nothing.
             out.push((s, None));
         }
         for (s, t) in chosen {
@@ -838,6 +848,76 @@ impl<'a> Walker<'a> {
         let mut out: Vec<(State, bool)> = held.into_iter().map(|s| (s, true)).collect();
         out.extend(failed.into_iter().map(|s| (s, false)));
         out
+    }
+}
+
+/// Whether a verdict map's key (`10.96.0.10 . tcp . 53`, as nft prints it) is the
+/// packet's value of the map's selector (`ip daddr . meta l4proto . th dport`); `None`
+/// when a part of it cannot be read.
+fn map_key_matches(s: &State, p: &Packet, by: &str, key: &str) -> Option<bool> {
+    let sels: Vec<&str> = by.split(" . ").map(str::trim).collect();
+    let keys: Vec<&str> = key.split(" . ").map(str::trim).collect();
+    if sels.len() != keys.len() {
+        return None;
+    }
+    let t = &s.cur;
+    let mut all = true;
+    for (sel, k) in sels.iter().zip(&keys) {
+        let hit = match *sel {
+            "ip daddr" | "ip6 daddr" => addr_in(t.dst, k)?,
+            "ip saddr" | "ip6 saddr" => addr_in(t.src, k)?,
+            "meta l4proto" | "ip protocol" | "ip6 nexthdr" => {
+                let want = match *k {
+                    "tcp" => Proto::Tcp,
+                    "udp" => Proto::Udp,
+                    "sctp" => Proto::Sctp,
+                    "icmp" => Proto::Icmp,
+                    "icmpv6" | "ipv6-icmp" => Proto::Icmpv6,
+                    n => Proto::from_number(n.parse().ok()?),
+                };
+                want == t.proto
+            }
+            "th dport" | "tcp dport" | "udp dport" | "sctp dport" => {
+                t.proto.has_ports() && port_in(t.dport, k)?
+            }
+            "th sport" | "tcp sport" | "udp sport" | "sctp sport" => {
+                t.proto.has_ports() && port_in(t.sport, k)?
+            }
+            "meta iifname" | "iifname" => p.in_iface.as_deref() == Some(k.trim_matches('"')),
+            "meta oifname" | "oifname" => match &s.out_iface {
+                Some(i) => i == k.trim_matches('"'),
+                None => return None,
+            },
+            _ => return None,
+        };
+        all &= hit;
+    }
+    Some(all)
+}
+
+/// `10.0.0.1`, `10.0.0.0/8` or `10.0.0.1-10.0.0.9` holding `a`.
+fn addr_in(a: IpAddr, k: &str) -> Option<bool> {
+    if let Some((lo, hi)) = k.split_once('-') {
+        let (lo, hi): (IpAddr, IpAddr) = (lo.parse().ok()?, hi.parse().ok()?);
+        return Some(lo <= a && a <= hi);
+    }
+    match k.split_once('/') {
+        Some((addr, len)) => Some(
+            Prefix {
+                addr: addr.parse().ok()?,
+                len: len.parse().ok()?,
+            }
+            .contains(a),
+        ),
+        None => Some(k.parse::<IpAddr>().ok()? == a),
+    }
+}
+
+/// `80` or `8000-8080` holding `p`.
+fn port_in(p: u16, k: &str) -> Option<bool> {
+    match k.split_once('-') {
+        Some((lo, hi)) => Some(lo.parse::<u16>().ok()? <= p && p <= hi.parse::<u16>().ok()?),
+        None => Some(k.parse::<u16>().ok()? == p),
     }
 }
 
@@ -1035,7 +1115,11 @@ mod tests {
     use crate::rules::{iptables, HostAddr};
 
     fn rules(text: &str) -> RuleSet {
-        let mut r = iptables::parse("rules.txt", text);
+        let mut r = if text.is_empty() {
+            RuleSet::default()
+        } else {
+            iptables::parse("rules.txt", text)
+        };
         assert!(r.warnings.is_empty(), "{:?}", r.warnings);
         for (iface, a) in [("eth0", "203.0.113.1"), ("docker0", "172.17.0.1")] {
             r.addrs.push(HostAddr {
@@ -1280,6 +1364,121 @@ COMMIT
             .map(|o| matches!(o.fate, Fate::Dropped { .. }))
             .collect();
         assert!(fates.contains(&true) && fates.contains(&false));
+    }
+
+    /// kube-proxy's nftables mode: a service verdict map keyed by destination,
+    /// protocol and port, then `numgen random mod 2` over the endpoints.
+    #[test]
+    fn verdict_maps_by_key_and_by_numgen() {
+        use crate::rules::{Base, Branch, Chain, ChainType, Dialect, Family, NatTo, Table};
+        let rule = |target: Target| Rule {
+            line: 0,
+            handle: Some(1),
+            text: String::new(),
+            matches: Vec::new(),
+            target,
+            counters: None,
+            comment: None,
+        };
+        let chain = |name: &str, base: Option<Base>, rules: Vec<Rule>| Chain {
+            name: name.into(),
+            base,
+            rules,
+            line: 0,
+        };
+        let goto = |c: &str| Box::new(Target::Goto(c.into()));
+        let dnat = |a: &str| Target::Dnat {
+            to: NatTo {
+                addrs: Some((a.parse().unwrap(), a.parse().unwrap())),
+                ports: Some((8053, 8053)),
+            },
+            flags: NatFlags::default(),
+        };
+        let mut r = rules("");
+        r.tables.push(Table {
+            source: "nft.json".into(),
+            name: "kube-proxy".into(),
+            family: Family::Ip,
+            dialect: Dialect::NftJson,
+            chains: vec![
+                chain(
+                    "nat-prerouting",
+                    Some(Base {
+                        hook: Hook::Prerouting,
+                        priority: -100,
+                        kind: ChainType::Nat,
+                        policy: Verdict::Accept,
+                        counters: None,
+                    }),
+                    vec![rule(Target::Map {
+                        by: "ip daddr . meta l4proto . th dport".into(),
+                        branches: vec![
+                            Branch {
+                                share: None,
+                                key: "10.96.0.10 . tcp . 53".into(),
+                                target: goto("svc-dns"),
+                            },
+                            Branch {
+                                share: None,
+                                key: "10.96.0.11 . udp . 53".into(),
+                                target: goto("svc-other"),
+                            },
+                        ],
+                    })],
+                ),
+                chain(
+                    "svc-dns",
+                    None,
+                    vec![rule(Target::Map {
+                        by: "numgen random mod 2".into(),
+                        branches: vec![
+                            Branch {
+                                share: Some(0.5),
+                                key: "0".into(),
+                                target: goto("ep-a"),
+                            },
+                            Branch {
+                                share: Some(0.5),
+                                key: "1".into(),
+                                target: goto("ep-b"),
+                            },
+                        ],
+                    })],
+                ),
+                chain("svc-other", None, vec![rule(dnat("10.244.9.9"))]),
+                chain("ep-a", None, vec![rule(dnat("10.244.0.2"))]),
+                chain("ep-b", None, vec![rule(dnat("10.244.1.2"))]),
+            ],
+        });
+        let p = Packet::first(
+            tcp("198.51.100.20", 40000, "10.96.0.10", 53),
+            Some("eth0".into()),
+            Some("eth1".into()),
+        );
+        let w = walk(&r, &p);
+        let mut to: Vec<(String, f64)> = w
+            .outcomes
+            .iter()
+            .map(|o| {
+                assert!(!o.assumed());
+                let d = o.dnat.as_ref().expect("DNAT");
+                (d.after.dst.to_string(), o.probability)
+            })
+            .collect();
+        to.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            to,
+            [
+                ("10.244.0.2".to_string(), 0.5),
+                ("10.244.1.2".to_string(), 0.5)
+            ]
+        );
+        // A packet no key holds is not translated.
+        let mut q = p.clone();
+        q.tuple.dport = 54;
+        let w = walk(&r, &q);
+        assert_eq!(w.outcomes.len(), 1);
+        assert!(w.outcomes[0].dnat.is_none());
     }
 
     #[test]
