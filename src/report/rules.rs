@@ -26,6 +26,17 @@ pub struct RuleJson<'a> {
     pub text: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub comment: Option<&'a str>,
+    /// `[packets:bytes]` when the rules were dumped with counters (`iptables-save -c`,
+    /// nft `counter`): totals since the chain was last written; a nat rule counts
+    /// first packets (connections) only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counters: Option<CountersJson>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct CountersJson {
+    pub packets: u64,
+    pub bytes: u64,
 }
 
 /// The rule at `r`.
@@ -41,6 +52,10 @@ pub fn rule_json<'a>(rules: &'a RuleSet, r: &RuleRef) -> Option<RuleJson<'a>> {
         handle: rule.handle,
         text: &rule.text,
         comment: rule.comment.as_deref(),
+        counters: rule.counters.map(|c| CountersJson {
+            packets: c.packets,
+            bytes: c.bytes,
+        }),
     })
 }
 
@@ -52,7 +67,11 @@ pub fn rule_line(rules: &RuleSet, r: &RuleRef) -> String {
                 (0, Some(h)) => format!("{} handle {h}", j.source),
                 (line, _) => format!("{}:{line}", j.source),
             };
-            format!("{} {} ({place}): {}", j.table, j.chain, j.text)
+            let counted = j
+                .counters
+                .map(|c| format!("  [counter: {} packets]", c.packets))
+                .unwrap_or_default();
+            format!("{} {} ({place}): {}{counted}", j.table, j.chain, j.text)
         }
         None => format!("{} rule {}", r.chain, r.index + 1),
     }
