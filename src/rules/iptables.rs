@@ -46,7 +46,10 @@ pub fn parse(source: &str, text: &str) -> RuleSet {
         p.warn(
             last_line,
             1,
-            format!("expected COMMIT to close table {}", t.name.as_deref().unwrap_or("")),
+            format!(
+                "expected COMMIT to close table {}",
+                t.name.as_deref().unwrap_or("")
+            ),
         );
         p.finish(t);
     }
@@ -191,11 +194,7 @@ impl Parser<'_> {
             }
             let name = name.trim();
             if name.is_empty() || name.contains(char::is_whitespace) {
-                self.warn(
-                    line_no,
-                    indent + 2,
-                    "expected a table name after *".into(),
-                );
+                self.warn(line_no, indent + 2, "expected a table name after *".into());
                 return;
             }
             self.cur = Some(TableBuilder::new(
@@ -261,12 +260,13 @@ impl Parser<'_> {
             return Err((at(t), "expected the end of the chain declaration".into()));
         }
         let Some(table) = self.cur.as_mut() else {
-            return Err((1, "expected a table (*name) before a chain declaration".into()));
+            return Err((
+                1,
+                "expected a table (*name) before a chain declaration".into(),
+            ));
         };
         table.chain(&name.s, line_no);
-        table
-            .policies
-            .insert(name.s.clone(), (policy, counters));
+        table.policies.insert(name.s.clone(), (policy, counters));
         Ok(())
     }
 
@@ -719,7 +719,9 @@ fn read_rule(line: &str, toks: &[Tok], hints: &mut FamilyHints) -> Result<Rule, 
                 .get(j)
                 .filter(|v| !(v.s.starts_with('-') && v.s.len() > 1) || what == "a protocol")
                 .ok_or_else(|| {
-                    let at = toks.get(j).map_or(t.col + t.s.chars().count() as u64 + 1, |v| v.col);
+                    let at = toks
+                        .get(j)
+                        .map_or(t.col + t.s.chars().count() as u64 + 1, |v| v.col);
                     (at, format!("expected {what} after {}", t.s))
                 })?;
             *i = j + 1;
@@ -821,14 +823,7 @@ fn read_rule(line: &str, toks: &[Tok], hints: &mut FamilyHints) -> Result<Rule, 
                 if negate {
                     return Err((t.col, "expected an option after !, not -m".into()));
                 }
-                module(
-                    &mut rule,
-                    hints,
-                    &name.s,
-                    &opts,
-                    line,
-                    &line[start..end],
-                );
+                module(&mut rule, hints, &name.s, &opts, line, &line[start..end]);
             }
             "-j" | "--jump" | "-g" | "--goto" => {
                 if negate {
@@ -871,14 +866,7 @@ fn read_rule(line: &str, toks: &[Tok], hints: &mut FamilyHints) -> Result<Rule, 
                         o.negated = !o.negated;
                     }
                 }
-                module(
-                    &mut rule,
-                    hints,
-                    &implicit,
-                    &opts,
-                    line,
-                    &line[start..end],
-                );
+                module(&mut rule, hints, &implicit, &opts, line, &line[start..end]);
             }
             _ => {
                 return Err((t.col, "expected an option".into()));
@@ -969,7 +957,11 @@ fn parse_port_range(s: &str, sep: char) -> Option<(u16, u16)> {
         }
         Some((a, b)) => {
             let lo = if a.is_empty() { 0 } else { a.parse().ok()? };
-            let hi = if b.is_empty() { u16::MAX } else { b.parse().ok()? };
+            let hi = if b.is_empty() {
+                u16::MAX
+            } else {
+                b.parse().ok()?
+            };
             (lo <= hi).then_some((lo, hi))
         }
     }
@@ -1054,12 +1046,12 @@ fn module(
         "multiport" => {
             for o in opts {
                 let kind = match o.name.as_str() {
-                    "--sports" | "--source-ports" => one_arg(o)
-                        .and_then(parse_ports)
-                        .map(MatchKind::Sport),
-                    "--dports" | "--destination-ports" => one_arg(o)
-                        .and_then(parse_ports)
-                        .map(MatchKind::Dport),
+                    "--sports" | "--source-ports" => {
+                        one_arg(o).and_then(parse_ports).map(MatchKind::Sport)
+                    }
+                    "--dports" | "--destination-ports" => {
+                        one_arg(o).and_then(parse_ports).map(MatchKind::Dport)
+                    }
                     // `--ports` holds when either port is listed: not one match of
                     // the model, so followed both ways.
                     _ => None,
@@ -1074,9 +1066,7 @@ fn module(
             for o in opts {
                 let ty = one_arg(o).and_then(addr_type);
                 let kind = match (o.name.as_str(), ty) {
-                    ("--limit-iface-in" | "--limit-iface-out", _) if o.args.is_empty() => {
-                        continue
-                    }
+                    ("--limit-iface-in" | "--limit-iface-out", _) if o.args.is_empty() => continue,
                     ("--src-type", Some(t)) => MatchKind::AddrType {
                         src: Some(t),
                         dst: None,
@@ -1135,7 +1125,9 @@ fn module(
             for o in opts {
                 let mut negated = o.negated;
                 let kind = match o.name.as_str() {
-                    "--ctstate" | "--state" => one_arg(o).and_then(ct_states).map(MatchKind::CtState),
+                    "--ctstate" | "--state" => {
+                        one_arg(o).and_then(ct_states).map(MatchKind::CtState)
+                    }
                     "--ctorigdst" | "--ctorigsrc" => one_arg(o).and_then(parse_prefix).map(|p| {
                         hints.addr(p.addr);
                         if o.name == "--ctorigdst" {
@@ -1164,9 +1156,12 @@ fn module(
         "statistic" => {
             let get = |n: &str| opts.iter().find(|o| o.name == n).and_then(one_arg);
             let negated = opts.iter().any(|o| o.negated);
-            let known = opts
-                .iter()
-                .all(|o| matches!(o.name.as_str(), "--mode" | "--probability" | "--every" | "--packet"));
+            let known = opts.iter().all(|o| {
+                matches!(
+                    o.name.as_str(),
+                    "--mode" | "--probability" | "--every" | "--packet"
+                )
+            });
             let kind = match (known, get("--mode")) {
                 (true, Some("random")) => get("--probability")
                     .and_then(|p| p.parse::<f64>().ok())
@@ -1442,7 +1437,10 @@ fn target(name: &str, opts: &[Opt], text: &str, hints: &mut FamilyHints) -> Targ
         text: text.to_string(),
     };
     let get = |n: &str| opts.iter().find(|o| o.name == n);
-    let only = |allowed: &[&str]| opts.iter().all(|o| allowed.contains(&o.name.as_str()) && !o.negated);
+    let only = |allowed: &[&str]| {
+        opts.iter()
+            .all(|o| allowed.contains(&o.name.as_str()) && !o.negated)
+    };
     let flags = || NatFlags {
         random: get("--random").is_some(),
         random_fully: get("--random-fully").is_some(),
@@ -1485,15 +1483,9 @@ fn target(name: &str, opts: &[Opt], text: &str, hints: &mut FamilyHints) -> Targ
                 hints.addr(a);
             }
             if name == "DNAT" {
-                Target::Dnat {
-                    to,
-                    flags: flags(),
-                }
+                Target::Dnat { to, flags: flags() }
             } else {
-                Target::Snat {
-                    to,
-                    flags: flags(),
-                }
+                Target::Snat { to, flags: flags() }
             }
         }
         "MASQUERADE" | "REDIRECT" => {
@@ -1593,7 +1585,10 @@ fn mark_op(opt: &str, arg: &str) -> Option<MarkOp> {
 /// `A`, `A-B`, `A:p`, `A-B:p-q`, `[v6]:p`, `[v6]-[v6]:p-q`, `v6`, `:p-q`.
 fn parse_nat_to(s: &str) -> Option<NatTo> {
     fn addr(s: &str) -> Option<IpAddr> {
-        let s = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')).unwrap_or(s);
+        let s = s
+            .strip_prefix('[')
+            .and_then(|r| r.strip_suffix(']'))
+            .unwrap_or(s);
         s.parse().ok()
     }
     let (addrs, ports) = if s.starts_with('[') {
