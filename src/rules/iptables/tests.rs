@@ -1036,6 +1036,18 @@ fn hostile_inputs_do_not_panic() {
         "-A X -c 1",
     ] {
         let _ = parse("h", text);
+        // The fuzz target's property: good tables around the input stay intact.
+        const GOOD: &str =
+            "*filter\n:FORWARD DROP [0:0]\n-A FORWARD -s 10.0.0.1/32 -j ACCEPT\nCOMMIT\n";
+        let all = format!("{GOOD}{text}\n{GOOD}");
+        let rs = parse("h", &all);
+        let last_first = 4 + text.split('\n').count() as u64 + 1;
+        for (t, first_line) in [(rs.tables.first(), 1), (rs.tables.last(), last_first)] {
+            let fwd = t.and_then(|t| t.chain("FORWARD")).expect("good table kept");
+            assert_eq!(fwd.rules.len(), 1, "{text:?}");
+            assert_eq!(fwd.rules[0].line, first_line + 2, "{text:?}");
+            assert_eq!(fwd.base.as_ref().unwrap().policy, Verdict::Drop);
+        }
     }
 }
 
