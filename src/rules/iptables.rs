@@ -118,8 +118,56 @@ struct TableBuilder {
     /// `-I CHAIN` rules, to go before the chain's `-A` rules (most recent first).
     inserted: HashMap<usize, Vec<Rule>>,
     hints: FamilyHints,
-    /// What an `iptables -S` table's name is inferred from.
-    saw_nat: bool,
+    /// What an `iptables -S` table's name is inferred from (see [`infer_table`]).
+    clues: Clues,
+}
+
+/// What an `iptables -S` dump shows of its table: the built-in chains it sets policies
+/// for, the built-in chains its rules are in, and the targets they use.
+#[derive(Clone, Copy, Debug, Default)]
+struct Clues {
+    /// Bit per hook (see [`hook_bit`]) of `-P` lines.
+    policies: u8,
+    /// Bit per hook of `-A` lines in built-in chains.
+    rules: u8,
+    nat_target: bool,
+    notrack_target: bool,
+}
+
+fn hook_bit(chain: &str) -> u8 {
+    match chain {
+        "PREROUTING" => 1,
+        "INPUT" => 2,
+        "FORWARD" => 4,
+        "OUTPUT" => 8,
+        "POSTROUTING" => 16,
+        _ => 0,
+    }
+}
+
+/// The table of an `iptables -S` dump. `iptables -t T -S` prints a `-P` line for each
+/// built-in chain of T, and the sets differ: raw {PREROUTING, OUTPUT}, nat {PREROUTING,
+/// INPUT, OUTPUT, POSTROUTING}, mangle all five, filter (and security) {INPUT, FORWARD,
+/// OUTPUT}. Without `-P` lines (one chain dumped), NAT targets or PREROUTING/POSTROUTING
+/// rules say nat, NOTRACK/CT say raw, and anything else is filter.
+fn infer_table(c: Clues) -> &'static str {
+    match c.policies {
+        0b11111 => return "mangle",
+        0b11011 => return "nat",
+        0b01001 => return "raw",
+        0b01110 => return "filter",
+        _ => {}
+    }
+    let seen = c.policies | c.rules;
+    if seen & 4 != 0 && seen & 17 != 0 {
+        "mangle"
+    } else if c.nat_target || seen & 17 != 0 && !c.notrack_target {
+        "nat"
+    } else if c.notrack_target {
+        "raw"
+    } else {
+        "filter"
+    }
 }
 
 impl TableBuilder {
@@ -132,7 +180,7 @@ impl TableBuilder {
             policies: HashMap::new(),
             inserted: HashMap::new(),
             hints: FamilyHints::default(),
-            saw_nat: false,
+            clues: Clues::default(),
         }
     }
 
@@ -321,18 +369,17 @@ impl Parser<'_> {
                 if rule.counters.is_none() {
                     rule.counters = counters;
                 }
-                if matches!(
-                    rule.target,
+                table.clues.rules |= hook_bit(&chain.s);
+                match &rule.target {
                     Target::Dnat { .. }
-                        | Target::Snat { .. }
-                        | Target::Masquerade { .. }
-                        | Target::Redirect { .. }
-                ) || matches!(chain.s.as_str(), "PREROUTING" | "POSTROUTING")
-                {
-                    table.saw_nat |= !matches!(
-                        rule.target,
-                        Target::Mark(_) | Target::ConnMark(_) | Target::Notrack
-                    );
+                    | Target::Snat { .. }
+                    | Target::Masquerade { .. }
+                    | Target::Redirect { .. } => table.clues.nat_target = true,
+                    Target::Notrack => table.clues.notrack_target = true,
+                    Target::Continue { name } if name == "CT" => {
+                        table.clues.notrack_target = true
+                    }
+                    _ => {}
                 }
                 let ci = table.chain(&chain.s, line_no);
                 if insert {
@@ -371,9 +418,7 @@ impl Parser<'_> {
                 table
                     .policies
                     .insert(chain.s.clone(), (Some(policy), pc.or(counters)));
-                if matches!(chain.s.as_str(), "PREROUTING" | "POSTROUTING") {
-                    table.saw_nat = true;
-                }
+                table.clues.policies |= hook_bit(&chain.s);
                 Ok(())
             }
             "-N" | "--new-chain" => {
@@ -403,13 +448,10 @@ impl Parser<'_> {
     }
 
     fn finish(&mut self, mut t: TableBuilder) {
-        let name = t.name.take().unwrap_or_else(|| {
-            if t.saw_nat {
-                "nat".to_string()
-            } else {
-                "filter".to_string()
-            }
-        });
+        let name = t
+            .name
+            .take()
+            .unwrap_or_else(|| infer_table(t.clues).to_string());
         for (ci, mut ins) in std::mem::take(&mut t.inserted) {
             if let Some(chain) = t.chains.get_mut(ci) {
                 ins.reverse();

@@ -893,6 +893,34 @@ fn iptables_s_filter_and_nat() {
             .map(|b| (b.priority, b.kind)),
         Some((100, ChainType::Nat))
     );
+    // The set of `-P` lines names the table; without them, the rules do.
+    for (text, name) in [
+        (
+            "-P PREROUTING ACCEPT\n-P INPUT ACCEPT\n-P FORWARD ACCEPT\n-P OUTPUT ACCEPT\n-P POSTROUTING ACCEPT\n-A PREROUTING -j MARK --set-xmark 0x1/0xffffffff\n",
+            "mangle",
+        ),
+        (
+            "-P PREROUTING ACCEPT\n-P OUTPUT ACCEPT\n-A PREROUTING -i lo -j CT --notrack\n",
+            "raw",
+        ),
+        ("-P PREROUTING ACCEPT\n-P INPUT ACCEPT\n-P OUTPUT ACCEPT\n-P POSTROUTING ACCEPT\n", "nat"),
+        ("-N KUBE-SERVICES\n-A KUBE-SERVICES -j KUBE-NODEPORTS\n", "filter"),
+        ("-A POSTROUTING -o eth0 -j KUBE-POSTROUTING\n", "nat"),
+        ("-A PREROUTING -j NOTRACK\n", "raw"),
+    ] {
+        let rs = clean("S", text);
+        assert_eq!(rs.tables[0].name, name, "{text}");
+    }
+    let rs = clean("S", "-P PREROUTING ACCEPT\n-P INPUT ACCEPT\n-P FORWARD ACCEPT\n-P OUTPUT ACCEPT\n-P POSTROUTING ACCEPT\n");
+    assert_eq!(
+        rs.tables[0]
+            .chain("OUTPUT")
+            .unwrap()
+            .base
+            .as_ref()
+            .map(|b| (b.priority, b.kind)),
+        Some((-150, ChainType::Route))
+    );
     // `iptables -S -v` counters.
     let rs = clean(
         "Sv",
