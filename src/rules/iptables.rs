@@ -9,8 +9,14 @@
 //! A rule line is split like a shell splits it (double quotes with backslash escapes),
 //! then read option by option. Matches natcheck cannot decide are kept as
 //! [`MatchKind::Unknown`] with their option text; targets it does not know as
-//! [`Target::Unknown`]. A line that is not in this syntax at all is a located warning
-//! and reading goes on with the next line.
+//! [`Target::Unknown`], and so are values of a module's option natcheck cannot read
+//! (a port name, a probability out of range). A line that is not in this syntax at all
+//! (no `-A`, an unclosed quote, a word that is no option, an unreadable address after
+//! `-s`) is a located warning; the line is left out and reading goes on with the next.
+//!
+//! The address family of a table is what its rules name (addresses, `-p icmp` or
+//! `ipv6-icmp`, `--reject-with icmp6-*`, ...); a table that names none takes the family
+//! the whole input shows, IPv4 when it shows none.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -989,8 +995,8 @@ fn parse_prefix(s: &str) -> Option<Prefix> {
     Some(Prefix { addr, len })
 }
 
-/// A port or range: `80`, `8000:8080`, `:1023`, `1024:`; a range may be written with
-/// `-` where `dash` is set (NAT targets).
+/// A port or range split at `sep` (`:` in matches, `-` in NAT targets): `80`,
+/// `8000:8080`, `:1023`, `1024:`.
 fn parse_port_range(s: &str, sep: char) -> Option<(u16, u16)> {
     match s.split_once(sep) {
         None => {
