@@ -205,7 +205,7 @@ fn kube_rules(services: u32) -> String {
             let stat = p
                 .map(|p| format!(" -m statistic --mode random --probability {p}"))
                 .unwrap_or_default();
-            let ep = format!("10.244.{hi}.{}", (lo as u32 * 3 + k) % 250 + 1);
+            let ep = format!("10.244.{hi}.{}", (lo * 3 + k) % 250 + 1);
             rules.push_str(&format!(
                 "-A {svc} -m comment --comment \"ns/s{i}:http -> {ep}:8080\"{stat} -j {sep}\n"
             ));

@@ -205,6 +205,18 @@ fn inputs(m: &Model, out: &mut String) {
             "learned from the translations on the wire; declare them with `--inside`"
         }
     );
+    witness_tables(audit, out);
+    if !warnings.is_empty() {
+        let _ = writeln!(out, "### Input warnings\n");
+        for w in warnings {
+            let _ = writeln!(out, "- {}", esc(&w.to_string()));
+        }
+        out.push('\n');
+    }
+}
+
+/// What each witness contributed: conntrack inputs, then the rule set.
+fn witness_tables(audit: &crate::audit::Audit, out: &mut String) {
     let (rule_inputs, ct_inputs): (Vec<_>, Vec<_>) = audit
         .witnesses
         .iter()
@@ -258,13 +270,6 @@ fn inputs(m: &Model, out: &mut String) {
             ],
             &rows,
         );
-    }
-    if !warnings.is_empty() {
-        let _ = writeln!(out, "### Input warnings\n");
-        for w in warnings {
-            let _ = writeln!(out, "- {}", esc(&w.to_string()));
-        }
-        out.push('\n');
     }
 }
 

@@ -306,6 +306,119 @@ pub fn trace(rules: &RuleSet, packet: &Packet, walk: &Walk) -> String {
     out
 }
 
+/// A base chain's policy and priority; `None` for a user chain.
+fn base_policy(rules: &RuleSet, table: usize, chain: usize) -> Option<(&'static str, i32)> {
+    let b = rules.tables.get(table)?.chains.get(chain)?.base.as_ref()?;
+    let p = match b.policy {
+        crate::rules::Verdict::Accept => "ACCEPT",
+        crate::rules::Verdict::Drop => "DROP",
+    };
+    Some((p, b.priority))
+}
+
+/// One step of the trace, indented by the chains entered so far (`stack`: a jump
+/// pushes, a goto replaces, the end of a chain pops).
+fn event_line<'a>(
+    rules: &'a RuleSet,
+    o: &Outcome,
+    e: &'a Event,
+    stack: &mut Vec<&'a str>,
+    out: &mut String,
+) {
+    let pad = "  ".repeat(stack.len() + 1);
+    match e {
+        Event::Enter {
+            hook,
+            table,
+            chain_index,
+            chain,
+        } => {
+            let t = rules.tables.get(*table);
+            let policy = base_policy(rules, *table, *chain_index)
+                .map(|(p, prio)| format!(" (policy {p}, priority {prio})"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  {} {} {chain}{policy}",
+                hook.as_str(),
+                t.map_or("", |t| t.name.as_str())
+            );
+            *stack = vec![chain.as_str()];
+        }
+        Event::Matched(r) => {
+            let nat = [&o.dnat, &o.snat]
+                .into_iter()
+                .flatten()
+                .find(|n| &n.rule == r)
+                .map(|n| match &n.to_iface {
+                    Some(i) => format!("  => source becomes the address of {i}"),
+                    None => format!("  => now {}", crate::report::fmt::tuple(&n.after)),
+                })
+                .unwrap_or_default();
+            let _ = writeln!(out, "  {pad}{}{nat}", rule_short(rules, r));
+            match crate::audit::rules::rule_target(rules, r) {
+                Some(Target::Jump(c)) => stack.push(c),
+                Some(Target::Goto(c)) => {
+                    stack.pop();
+                    stack.push(c);
+                }
+                _ => {}
+            }
+        }
+        Event::Assumed { rule, held } => {
+            let _ = writeln!(
+                out,
+                "  {pad}(assumed: {} {} although a match of it cannot be decided)",
+                rule_short(rules, rule).split(':').next().unwrap_or(""),
+                if *held { "matches" } else { "does not match" }
+            );
+        }
+        Event::Chance { rule, share } => {
+            let _ = writeln!(
+                out,
+                "  {pad}(branch taken with probability {share:.3} at {} rule {})",
+                rule.chain,
+                rule.index + 1
+            );
+        }
+        Event::Fell {
+            table,
+            chain_index,
+            chain,
+        } => {
+            let end = base_policy(rules, *table, *chain_index)
+                .map_or("back to the rule after the jump".to_string(), |(p, _)| {
+                    format!("the policy, {p}")
+                });
+            let _ = writeln!(out, "  {pad}(end of {chain}: {end})");
+            if stack.len() > 1 {
+                stack.pop();
+            }
+        }
+        Event::Routed {
+            local,
+            dst,
+            assumed,
+        } => {
+            let _ = writeln!(
+                out,
+                "  routing: {dst} is {}{}",
+                if *local {
+                    "an address of this host: INPUT"
+                } else {
+                    "not an address of this host: FORWARD"
+                },
+                if *assumed {
+                    " (assumed: no host address was given; add `ip -o addr` output with --rules)"
+                } else {
+                    ""
+                }
+            );
+            stack.clear();
+        }
+    }
+}
+
 fn outcome_text(rules: &RuleSet, o: &Outcome, i: usize, n: usize) -> String {
     let mut out = String::new();
     let mut nat = Vec::new();
@@ -334,119 +447,9 @@ fn outcome_text(rules: &RuleSet, o: &Outcome, i: usize, n: usize) -> String {
             format!("; {}", nat.join(", "))
         }
     );
-    // The chains entered, innermost last: a jump pushes, a goto replaces, the end of
-    // a chain pops.
     let mut stack: Vec<&str> = Vec::new();
     for e in &o.events {
-        let pad = "  ".repeat(stack.len() + 1);
-        match e {
-            Event::Enter {
-                hook,
-                table,
-                chain_index,
-                chain,
-            } => {
-                let t = rules.tables.get(*table);
-                let policy = t
-                    .and_then(|t| t.chains.get(*chain_index))
-                    .and_then(|c| c.base.as_ref())
-                    .map(|b| {
-                        let p = match b.policy {
-                            crate::rules::Verdict::Accept => "ACCEPT",
-                            crate::rules::Verdict::Drop => "DROP",
-                        };
-                        format!(" (policy {p}, priority {})", b.priority)
-                    })
-                    .unwrap_or_default();
-                let _ = writeln!(
-                    out,
-                    "  {} {} {chain}{policy}",
-                    hook.as_str(),
-                    t.map_or("", |t| t.name.as_str())
-                );
-                stack = vec![chain.as_str()];
-            }
-            Event::Matched(r) => {
-                let nat = [&o.dnat, &o.snat]
-                    .into_iter()
-                    .flatten()
-                    .find(|n| &n.rule == r)
-                    .map(|n| match &n.to_iface {
-                        Some(i) => format!("  => source becomes the address of {i}"),
-                        None => format!("  => now {}", crate::report::fmt::tuple(&n.after)),
-                    })
-                    .unwrap_or_default();
-                let _ = writeln!(out, "  {pad}{}{nat}", rule_short(rules, r));
-                match crate::audit::rules::rule_target(rules, r) {
-                    Some(Target::Jump(c)) => stack.push(c),
-                    Some(Target::Goto(c)) => {
-                        stack.pop();
-                        stack.push(c);
-                    }
-                    _ => {}
-                }
-            }
-            Event::Assumed { rule, held } => {
-                let _ = writeln!(
-                    out,
-                    "  {pad}(assumed: {} {} although a match of it cannot be decided)",
-                    rule_short(rules, rule).split(':').next().unwrap_or(""),
-                    if *held { "matches" } else { "does not match" }
-                );
-            }
-            Event::Chance { rule, share } => {
-                let _ = writeln!(
-                    out,
-                    "  {pad}(branch taken with probability {share:.3} at {} rule {})",
-                    rule.chain,
-                    rule.index + 1
-                );
-            }
-            Event::Fell {
-                table,
-                chain_index,
-                chain,
-            } => {
-                let policy = rules
-                    .tables
-                    .get(*table)
-                    .and_then(|t| t.chains.get(*chain_index))
-                    .and_then(|c| c.base.as_ref())
-                    .map(|b| match b.policy {
-                        crate::rules::Verdict::Accept => "the policy, ACCEPT",
-                        crate::rules::Verdict::Drop => "the policy, DROP",
-                    });
-                let _ = writeln!(
-                    out,
-                    "  {pad}(end of {chain}: {})",
-                    policy.unwrap_or("back to the rule after the jump")
-                );
-                if stack.len() > 1 {
-                    stack.pop();
-                }
-            }
-            Event::Routed {
-                local,
-                dst,
-                assumed,
-            } => {
-                let _ = writeln!(
-                    out,
-                    "  routing: {dst} is {}{}",
-                    if *local {
-                        "an address of this host: INPUT"
-                    } else {
-                        "not an address of this host: FORWARD"
-                    },
-                    if *assumed {
-                        " (assumed: no host address was given; add `ip -o addr` output with --rules)"
-                    } else {
-                        ""
-                    }
-                );
-                stack.clear();
-            }
-        }
+        event_line(rules, o, e, &mut stack, &mut out);
     }
     let _ = writeln!(out, "  => {}", fate_word(&o.fate));
     out

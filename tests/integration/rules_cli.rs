@@ -74,7 +74,10 @@ fn every_translation_of_every_sample_is_attributed_to_its_rule() {
         // traffic the host's rules stopped where it arrived (kube-rules has both).
         let mut added = codes(&doc);
         for c in codes(&plain) {
-            let i = added.iter().position(|x| *x == c).expect("a finding went away");
+            let i = added
+                .iter()
+                .position(|x| *x == c)
+                .expect("a finding went away");
             added.remove(i);
         }
         let text = std::fs::read_to_string(root().join(&rules_file)).unwrap();
