@@ -332,7 +332,7 @@ fn findings(m: &Model, out: &mut String) {
             let _ = writeln!(out, "- **Time:** {}", when(f));
             let _ = writeln!(out, "- **Packets:** {}", f.packets);
             if !f.tuples.is_empty() {
-                let _ = writeln!(out, "- **Tuples** (initiator's direction):");
+                let _ = writeln!(out, "- **Tuples** (as the packets travelled):");
                 for t in &f.tuples {
                     let _ = writeln!(
                         out,

@@ -75,7 +75,13 @@ pub fn on_links(x: &Ctx, explained: &Explained) -> Detected {
                 }
                 f.conns = vec![ci];
                 f.points = vec![fname.to_string(), tname.to_string()];
+                // As the lost packets travelled: responder packets go the other way.
                 f.tuples = vec![x.seen(from, Role::Seen), x.seen(to, Role::Next)];
+                if dir == Direction::Rev {
+                    for t in &mut f.tuples {
+                        t.tuple = t.tuple.reversed();
+                    }
+                }
                 f.first_ns = gap.first_ns;
                 f.last_ns = gap.last_ns;
                 f.packets = n;

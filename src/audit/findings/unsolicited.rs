@@ -133,7 +133,12 @@ fn one(x: &Ctx, ci: usize) -> Option<Finding> {
             first_translation: ks.first().and_then(|&k| at(k)).map(|kh| kh.flow.tuple),
         },
     );
-    finding.tuples = vec![x.seen(h, Role::Unsolicited)];
+    // The stray packets as they travelled: from the peer to the NAT endpoint.
+    finding.tuples = vec![crate::audit::Seen {
+        point: x.name(h.point).to_string(),
+        role: Role::Unsolicited,
+        tuple: if nat_is_src { t.reversed() } else { t },
+    }];
     finding.evidence = vec![Evidence::Arrived {
         point: x.name(h.point).to_string(),
         packets: to_n,
