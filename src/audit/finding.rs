@@ -188,6 +188,9 @@ pub enum PathReason {
     Published(Tuple),
     /// The host's rules drop or reject it at the point it arrived.
     HostRules,
+    /// Sent to an address of the host, which neither answered nor forwarded it; where
+    /// conntrack or the rules say it was to go, when either does.
+    Unanswered(Option<Tuple>),
 }
 
 /// Code-specific facts, for scripts (the JSON report's `detail`, written by

@@ -221,6 +221,112 @@ pub fn dropped_by_rules(x: &Ctx, _: &Explained) -> Detected {
     out.into()
 }
 
+/// Where conntrack or the host's rules say an unanswered connection to the host was
+/// to go: the entry whose ORIGINAL is its tuple, or the DNAT of the rules' most
+/// likely way; with the evidence for it.
+fn meant_for(
+    x: &Ctx,
+    ci: usize,
+    t: &crate::model::Tuple,
+) -> (Option<crate::model::Tuple>, Vec<Evidence>) {
+    for snap in x.snapshots {
+        if let Some(e) = snap.entries.iter().find(|e| e.orig == *t) {
+            let post = e.post();
+            return (
+                (post != *t).then_some(post),
+                vec![Evidence::Entry(e.facts())],
+            );
+        }
+    }
+    let dnat = x
+        .attribution(ci)
+        .and_then(|a| a.walk.outcomes.first())
+        .and_then(|o| o.dnat.as_ref());
+    match dnat {
+        Some(n) => (
+            Some(n.after),
+            x.rule(&n.rule, crate::audit::RuleRole::Translated)
+                .into_iter()
+                .collect(),
+        ),
+        None => (None, Vec::new()),
+    }
+}
+
+/// Connections from outside to an address of the host, seen at one point only, that
+/// nothing answered while other points were capturing, and that no other rule
+/// explains (`stopped_short` knows where such traffic goes; `dropped_by_rules` knows
+/// the rule that drops it): blocked on the way in, whichever way it was meant to go.
+/// An error when conntrack or the rules say it was DNATed on, else a warning (a host
+/// may drop what it does not serve).
+pub fn unanswered_to_host(x: &Ctx, _: &Explained) -> Detected {
+    let mut out = Vec::new();
+    for (ci, conn) in x.c.connections.iter().enumerate() {
+        let [h] = conn.hops.as_slice() else { continue };
+        let f = &h.flow;
+        let t = f.tuple;
+        let syn_only = t.proto == Proto::Tcp
+            && f.tcp.syn
+            && !f.tcp.syn_ack
+            && f.tcp.fin == [false, false]
+            && f.tcp.rst == [false, false];
+        let candidate = f.packets[0] > 0
+            && f.packets[1] == 0
+            && f.icmp_error.is_none()
+            && (syn_only || matches!(t.proto, Proto::Udp | Proto::Sctp))
+            && x.topo.host_addrs.contains(&t.dst)
+            && !x.topo.is_inside(t.src);
+        if !candidate || x.expected_next(ci).is_some() || x.stopped_by(ci).is_some() {
+            continue;
+        }
+        let others: Vec<usize> = (0..x.c.points.len())
+            .filter(|&p| p != h.point && x.capturing(p, h.first_ns))
+            .collect();
+        if others.is_empty() {
+            continue;
+        }
+        let (meant, evidence) = meant_for(x, ci, &t);
+        let name = x.name(h.point);
+        let mut finding = Finding::new(
+            Code::Lost,
+            if meant.is_some() {
+                Severity::Error
+            } else {
+                Severity::Warning
+            },
+            Detail::Lost {
+                from: name.to_string(),
+                to: String::new(),
+                direction: Direction::Fwd,
+                blocked: true,
+                first_tcp_flags: syn_only.then(|| "S".to_string()),
+                path_from: Vec::new(),
+                stopped: Some((f.packets[0], PathReason::Unanswered(meant))),
+            },
+        );
+        finding.evidence = vec![x.hop(h)];
+        for p in others {
+            if let Some((a, b)) = x.span(p) {
+                finding.evidence.push(Evidence::NoneSeen {
+                    point: x.name(p).to_string(),
+                    from_ns: a,
+                    to_ns: b,
+                    whole: h.last_ns <= b,
+                });
+            }
+        }
+        finding.evidence.extend(evidence);
+        finding.conns = vec![ci];
+        finding.points = vec![name.to_string()];
+        finding.tuples = vec![x.seen(h, Role::LastSeen)];
+        finding.first_ns = Some(h.first_ns);
+        finding.last_ns = Some(h.last_ns);
+        finding.packets = f.packets[0];
+        out.push(finding);
+    }
+    out.into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::testing::{run, wire};

@@ -79,6 +79,11 @@ pub const RULES: &[Rule] = &[
         run: lost::dropped_by_rules,
     },
     Rule {
+        code: Code::Lost,
+        what: "unanswered traffic to the host that went no further",
+        run: lost::unanswered_to_host,
+    },
+    Rule {
         code: Code::Unsolicited,
         what: "packets to a NAT address that belong to no translation",
         run: unsolicited::detect,

@@ -235,7 +235,7 @@ fn loss_line(e: &Evidence) -> Option<String> {
             match reason {
                 PathReason::Egress(p) => format!("from {p} to outside destinations"),
                 PathReason::Published(t) => format!("to {}", dst(t)),
-                PathReason::HostRules => "like it".to_string(),
+                PathReason::HostRules | PathReason::Unanswered(_) => "like it".to_string(),
             }
         ),
         Evidence::Rejected {

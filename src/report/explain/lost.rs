@@ -35,23 +35,34 @@ pub fn explain(f: &Finding) -> (String, String) {
             ),
             (_, n) => plural(n, "initiator packet", "initiator packets"),
         };
-        let fate = if matches!(stopped, Some((_, PathReason::HostRules))) {
-            format!("reached {from}, where the host's rules stop them")
-        } else {
-            format!("reached {from} and never left on {to}")
+        let fate = match stopped {
+            Some((_, PathReason::HostRules)) => {
+                format!(" reached {from}, where the host's rules stop them")
+            }
+            Some((_, PathReason::Unanswered(meant))) => format!(
+                ", an address of this host, reached {from} and went no further{}",
+                meant
+                    .map(|m| format!(" (it was to be sent on to {})", dst(&m)))
+                    .unwrap_or_default()
+            ),
+            _ => format!(" reached {from} and never left on {to}"),
         };
         return (
             format!(
-                "blocked: {what} from {} to {} {fate}; no reply",
+                "blocked: {what} from {} to {}{fate}; no reply",
                 src(t),
                 dst(t)
             ),
-            match rule {
-                Some(r) => format!(
+            match (rule, stopped) {
+                (None, Some((_, PathReason::Unanswered(_)))) => format!(
+                    "Nothing on the host answered and nothing was forwarded: a DROP in INPUT, or in FORWARD after DNAT for a published port or NodePort (DOCKER-USER, KUBE-FORWARD, `-m conntrack --ctorigdstport {}`), a service with no endpoint, or a full conntrack table (`conntrack -S`). `--rules` with the host's `iptables-save` names the rule.",
+                    t.dport
+                ),
+                (Some(r), _) => format!(
                     "The rule set stops this traffic at {} {} (`{}`): change or remove that rule, or accept this traffic before it (DOCKER-USER for Docker, a NetworkPolicy or KUBE-FORWARD for Kubernetes). If the rule should not match, compare its counters before and after a retry (`iptables-save -c`).",
                     r.table, r.chain, r.text
                 ),
-                None => format!(
+                (None, _) => format!(
                     "A rule dropping this traffic between {from} and {to}: FORWARD, DOCKER-USER or KUBE-FORWARD DROP/REJECT rules whose counters grew (`iptables -L FORWARD -v -n --line-numbers`); a full conntrack table or failed inserts (`conntrack -S`: insert_failed, drop, early_drop; `dmesg | grep conntrack`); the route (`ip route get {} from {} iif <{from}'s interface>`).",
                     t.dst, t.src
                 ),
