@@ -33,7 +33,7 @@
 mod expr;
 mod render;
 mod stmt;
-mod value;
+pub(super) mod value;
 
 #[cfg(test)]
 mod tests;

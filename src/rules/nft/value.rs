@@ -130,7 +130,7 @@ pub(super) fn prefix_bounds(p: Prefix) -> (IpAddr, IpAddr) {
 }
 
 /// The fewest prefixes covering `lo..=hi` exactly (same family, `lo <= hi`).
-pub(super) fn range_prefixes(lo: IpAddr, hi: IpAddr) -> Option<Vec<Prefix>> {
+pub(in crate::rules) fn range_prefixes(lo: IpAddr, hi: IpAddr) -> Option<Vec<Prefix>> {
     let (lo_n, hi_n, bits) = match (lo, hi) {
         (IpAddr::V4(l), IpAddr::V4(h)) => (u128::from(u32::from(l)), u128::from(u32::from(h)), 32),
         (IpAddr::V6(l), IpAddr::V6(h)) => (u128::from(l), u128::from(h), 128),
