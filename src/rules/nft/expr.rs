@@ -1,0 +1,656 @@
+//! `match` expressions → [`Match`]es: what a packet field is compared with, and how.
+
+use serde_json::Value;
+
+use super::render::{self, single};
+use super::value::{self, members, num_u32, unwrap_elem};
+use super::RuleCtx;
+use crate::model::Proto;
+use crate::rules::{
+    AddrType, CtState, Iface, Match, MatchKind, Ports, Prefix, Set, SetDim, SetMember,
+};
+
+/// What the left-hand side of a match reads from the packet.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum Left {
+    Saddr,
+    Daddr,
+    Sport,
+    Dport,
+    Proto,
+    InIface,
+    OutIface,
+    Mark(u32),
+    CtMark(u32),
+    CtState,
+    CtStatus,
+    CtDirection,
+    CtOrigSrc,
+    CtOrigDst,
+    CtOrigDstPort,
+    Fib {
+        src: bool,
+        limit_in: bool,
+        limit_out: bool,
+    },
+    TcpFlags(Option<u8>),
+    IcmpType {
+        v6: bool,
+    },
+    Concat(Vec<Left>),
+    Other,
+}
+
+/// The part of a set element a component of the key stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Role {
+    Addr,
+    Proto,
+    Port,
+}
+
+impl Left {
+    fn role(&self) -> Option<Role> {
+        match self {
+            Left::Saddr | Left::Daddr => Some(Role::Addr),
+            Left::Sport | Left::Dport => Some(Role::Port),
+            Left::Proto => Some(Role::Proto),
+            _ => None,
+        }
+    }
+
+    /// The `-m set` dimensions of a set lookup keyed by this expression; the protocol
+    /// of an `addr . proto . port` key is part of the member, not a dimension.
+    fn dims(&self) -> Option<Vec<SetDim>> {
+        let one = |l: &Left| match l {
+            Left::Saddr | Left::Sport => Some(Some(SetDim::Src)),
+            Left::Daddr | Left::Dport => Some(Some(SetDim::Dst)),
+            Left::Proto => Some(None),
+            _ => None,
+        };
+        let dims: Vec<SetDim> = match self {
+            Left::Concat(parts) => parts
+                .iter()
+                .map(one)
+                .collect::<Option<Vec<_>>>()?
+                .into_iter()
+                .flatten()
+                .collect(),
+            other => one(other)?.into_iter().collect(),
+        };
+        if dims.is_empty() {
+            None
+        } else {
+            Some(dims)
+        }
+    }
+}
+
+/// Reads a left-hand side; the second value is the protocol a transport header
+/// implies (`tcp dport` reads TCP packets only).
+pub(super) fn left(v: &Value) -> (Left, Option<Proto>) {
+    let Some((key, val)) = single(v) else {
+        return (Left::Other, None);
+    };
+    let s = |k: &str| val.get(k).and_then(Value::as_str);
+    match key {
+        "payload" => {
+            let (Some(p), Some(f)) = (s("protocol"), s("field")) else {
+                return (Left::Other, None);
+            };
+            let implied = value::header_proto(p);
+            let l = match (p, f) {
+                ("ip" | "ip6", "saddr") => Left::Saddr,
+                ("ip" | "ip6", "daddr") => Left::Daddr,
+                ("ip", "protocol") | ("ip6", "nexthdr") => Left::Proto,
+                ("tcp" | "udp" | "sctp" | "dccp" | "udplite" | "th", "sport") => Left::Sport,
+                ("tcp" | "udp" | "sctp" | "dccp" | "udplite" | "th", "dport") => Left::Dport,
+                ("tcp", "flags") => Left::TcpFlags(None),
+                ("icmp", "type") => Left::IcmpType { v6: false },
+                ("icmpv6", "type") => Left::IcmpType { v6: true },
+                _ => Left::Other,
+            };
+            (l, implied)
+        }
+        "meta" => {
+            let k = val.get("key").and_then(Value::as_str).or(val.as_str());
+            let l = match k {
+                Some("l4proto") => Left::Proto,
+                Some("iifname" | "iif") => Left::InIface,
+                Some("oifname" | "oif") => Left::OutIface,
+                Some("mark") => Left::Mark(u32::MAX),
+                _ => Left::Other,
+            };
+            (l, None)
+        }
+        "ct" => {
+            let dir = s("dir");
+            let l = match (s("key"), dir) {
+                (Some("state"), None) => Left::CtState,
+                (Some("status"), None) => Left::CtStatus,
+                (Some("direction"), None) => Left::CtDirection,
+                (Some("mark"), None) => Left::CtMark(u32::MAX),
+                (Some("saddr" | "ip saddr" | "ip6 saddr"), Some("original")) => Left::CtOrigSrc,
+                (Some("daddr" | "ip daddr" | "ip6 daddr"), Some("original")) => Left::CtOrigDst,
+                (Some("proto-dst"), Some("original")) => Left::CtOrigDstPort,
+                _ => Left::Other,
+            };
+            (l, None)
+        }
+        "fib" => {
+            let flags: Vec<&str> = match val.get("flags") {
+                Some(Value::Array(f)) => f.iter().filter_map(Value::as_str).collect(),
+                Some(Value::String(f)) => vec![f.as_str()],
+                _ => Vec::new(),
+            };
+            let l = if s("result") == Some("type")
+                && (flags.contains(&"saddr") != flags.contains(&"daddr"))
+                && flags
+                    .iter()
+                    .all(|f| ["saddr", "daddr", "iif", "oif"].contains(f))
+            {
+                Left::Fib {
+                    src: flags.contains(&"saddr"),
+                    limit_in: flags.contains(&"iif"),
+                    limit_out: flags.contains(&"oif"),
+                }
+            } else {
+                Left::Other
+            };
+            (l, None)
+        }
+        "&" => {
+            let Some(Value::Array(ops)) = Some(val) else {
+                return (Left::Other, None);
+            };
+            if ops.len() != 2 {
+                return (Left::Other, None);
+            }
+            let (inner, implied) = left(&ops[0]);
+            let l = match inner {
+                Left::Mark(_) => num_u32(&ops[1]).map_or(Left::Other, Left::Mark),
+                Left::CtMark(_) => num_u32(&ops[1]).map_or(Left::Other, Left::CtMark),
+                Left::TcpFlags(None) => {
+                    value::tcp_flags(&ops[1]).map_or(Left::Other, |m| Left::TcpFlags(Some(m)))
+                }
+                _ => Left::Other,
+            };
+            (l, implied)
+        }
+        "concat" => {
+            let Value::Array(parts) = val else {
+                return (Left::Other, None);
+            };
+            let mut implied = None;
+            let mut ls = Vec::new();
+            for p in parts {
+                let (l, i) = left(p);
+                implied = implied.or(i);
+                ls.push(l);
+            }
+            (Left::Concat(ls), implied)
+        }
+        _ => (Left::Other, None),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Eq,
+    Ne,
+    Lt,
+    Gt,
+    Le,
+    Ge,
+    /// `in`: for flag fields, "any of these bits set"; otherwise membership.
+    In,
+}
+
+fn op(s: &str) -> Option<Op> {
+    Some(match s {
+        "==" | "eq" => Op::Eq,
+        "!=" | "ne" => Op::Ne,
+        "<" | "lt" => Op::Lt,
+        ">" | "gt" => Op::Gt,
+        "<=" | "le" => Op::Le,
+        ">=" | "ge" => Op::Ge,
+        "in" => Op::In,
+        _ => return None,
+    })
+}
+
+fn ct_state(name: &str) -> Option<CtState> {
+    Some(match name {
+        "new" => CtState::New,
+        "established" => CtState::Established,
+        "related" => CtState::Related,
+        "invalid" => CtState::Invalid,
+        "untracked" => CtState::Untracked,
+        _ => return None,
+    })
+}
+
+fn addr_type(name: &str) -> AddrType {
+    match name {
+        "local" => AddrType::Local,
+        "unicast" => AddrType::Unicast,
+        "broadcast" => AddrType::Broadcast,
+        "multicast" => AddrType::Multicast,
+        _ => AddrType::Other,
+    }
+}
+
+/// Most members an interval set's port ranges are spread into.
+const MAX_MEMBERS: usize = 65_536;
+
+/// The set members one element stands for, its parts read by `roles` (`ip daddr .
+/// meta l4proto . th dport` → address, protocol, port); `None` when the element does
+/// not have that shape or the shape has no [`SetMember`].
+pub(super) fn element_members(roles: &[Role], elem: &Value) -> Option<Vec<SetMember>> {
+    let elem = unwrap_elem(elem);
+    let parts: Vec<&Value> = match elem.get("concat") {
+        Some(Value::Array(p)) => p.iter().map(unwrap_elem).collect(),
+        _ => vec![elem],
+    };
+    if parts.len() != roles.len() {
+        return None;
+    }
+    let mut addrs: Option<Vec<Prefix>> = None;
+    let mut proto: Option<Proto> = None;
+    let mut ports: Option<Vec<(u16, u16)>> = None;
+    for (role, part) in roles.iter().zip(&parts) {
+        match role {
+            Role::Addr if addrs.is_none() => addrs = Some(value::prefixes(part)?),
+            Role::Proto if proto.is_none() => proto = Some(value::proto(part)?),
+            Role::Port if ports.is_none() => ports = Some(value::port_ranges(part)?),
+            _ => return None,
+        }
+    }
+    let port_list: Option<Vec<u16>> = ports.map(|rs| {
+        rs.iter()
+            .flat_map(|&(lo, hi)| lo..=hi)
+            .take(MAX_MEMBERS)
+            .collect()
+    });
+    let out: Vec<SetMember> = match (addrs, proto, port_list) {
+        (Some(a), None, None) => a.into_iter().map(SetMember::Addr).collect(),
+        (Some(a), pr, Some(ps)) => a
+            .iter()
+            .flat_map(|&p| ps.iter().map(move |&port| SetMember::AddrPort(p, pr, port)))
+            .collect(),
+        (None, pr, Some(ps)) => ps.into_iter().map(|p| SetMember::Port(pr, p)).collect(),
+        _ => return None,
+    };
+    Some(out)
+}
+
+/// Roles of a named set's parts from its declared type (`ipv4_addr . inet_proto .
+/// inet_service`); `None` for types with no [`SetMember`] (interface names, marks...).
+pub(super) fn roles_of_type(ty: &Value) -> Option<Vec<Role>> {
+    let names: Vec<&str> = match ty {
+        Value::String(s) => s.split(" . ").collect(),
+        Value::Array(a) => a.iter().map(|t| t.as_str()).collect::<Option<_>>()?,
+        _ => return None,
+    };
+    names
+        .iter()
+        .map(|n| match n.trim() {
+            "ipv4_addr" | "ipv6_addr" => Some(Role::Addr),
+            "inet_proto" => Some(Role::Proto),
+            "inet_service" => Some(Role::Port),
+            _ => None,
+        })
+        .collect()
+}
+
+impl RuleCtx<'_> {
+    /// One `match` statement as matches: the comparison itself and the protocol its
+    /// header implies; what cannot be decided from a packet is an Unknown match.
+    pub(super) fn matches(&mut self, m: &Value) -> Vec<Match> {
+        let null = Value::Null;
+        let l = m.get("left").unwrap_or(&null);
+        let r = m.get("right").unwrap_or(&null);
+        let op_s = m.get("op").and_then(Value::as_str).unwrap_or("==");
+        let (field, implied) = left(l);
+        let mut out = Vec::new();
+        if let Some(p) = implied {
+            if field != Left::Proto {
+                out.push(Match {
+                    negated: false,
+                    kind: MatchKind::Proto(p),
+                });
+            }
+        }
+        let converted = op(op_s).and_then(|o| self.kind(&field, o, r));
+        match converted {
+            Some(ms) => out.extend(ms),
+            None => out.push(Match {
+                negated: false,
+                kind: MatchKind::Unknown {
+                    name: render::expr(l),
+                    text: render::statement(&serde_json::json!({ "match": m })),
+                },
+            }),
+        }
+        out
+    }
+
+    fn kind(&mut self, field: &Left, o: Op, r: &Value) -> Option<Vec<Match>> {
+        let negated = o == Op::Ne;
+        let eq_like = matches!(o, Op::Eq | Op::Ne | Op::In);
+        let one = |kind: MatchKind| Some(vec![Match { negated, kind }]);
+
+        // A named set: `ip saddr @blocked`, `ip daddr . meta l4proto . th dport @svc`.
+        if let Some(name) = r.as_str().and_then(|s| s.strip_prefix('@')) {
+            if !eq_like {
+                return None;
+            }
+            let dims = field.dims()?;
+            return one(MatchKind::Set {
+                name: self.set_key(name),
+                dims,
+            });
+        }
+
+        match field {
+            Left::Saddr | Left::Daddr => {
+                if !eq_like {
+                    return None;
+                }
+                let ps = value::all_prefixes(r)?;
+                let src = *field == Left::Saddr;
+                match ps.as_slice() {
+                    [p] => one(if src {
+                        MatchKind::Src(*p)
+                    } else {
+                        MatchKind::Dst(*p)
+                    }),
+                    _ => {
+                        let name =
+                            self.anonymous_set(ps.into_iter().map(SetMember::Addr).collect());
+                        one(MatchKind::Set {
+                            name,
+                            dims: vec![if src { SetDim::Src } else { SetDim::Dst }],
+                        })
+                    }
+                }
+            }
+            Left::Sport | Left::Dport | Left::CtOrigDstPort => {
+                let ranges = match o {
+                    Op::Eq | Op::Ne | Op::In => value::port_ranges(r)?,
+                    _ => {
+                        let p = value::port(r)?;
+                        let (lo, hi) = match o {
+                            Op::Lt => (0, p.checked_sub(1)?),
+                            Op::Le => (0, p),
+                            Op::Gt => (p.checked_add(1)?, u16::MAX),
+                            _ => (p, u16::MAX),
+                        };
+                        vec![(lo, hi)]
+                    }
+                };
+                let ports = Ports(ranges);
+                one(match field {
+                    Left::Sport => MatchKind::Sport(ports),
+                    Left::Dport => MatchKind::Dport(ports),
+                    _ => MatchKind::CtOrigDstPort(ports),
+                })
+            }
+            Left::Proto if eq_like => match members(r).as_slice() {
+                [p] => one(MatchKind::Proto(value::proto(p)?)),
+                _ => None,
+            },
+            Left::InIface | Left::OutIface if eq_like => {
+                let ms = members(r);
+                let [name] = ms.as_slice() else {
+                    return None;
+                };
+                let name = name.as_str()?;
+                let iface = match name.strip_suffix('*') {
+                    Some(stem) if !stem.ends_with('\\') => Iface {
+                        name: stem.to_string(),
+                        prefix: true,
+                    },
+                    Some(stem) => Iface {
+                        name: format!("{}*", stem.trim_end_matches('\\')),
+                        prefix: false,
+                    },
+                    None => Iface {
+                        name: name.to_string(),
+                        prefix: false,
+                    },
+                };
+                one(if *field == Left::InIface {
+                    MatchKind::InIface(iface)
+                } else {
+                    MatchKind::OutIface(iface)
+                })
+            }
+            Left::Mark(mask) | Left::CtMark(mask) if matches!(o, Op::Eq | Op::Ne) => {
+                let value = num_u32(r)? & mask;
+                let mask = *mask;
+                one(if matches!(field, Left::Mark(_)) {
+                    MatchKind::Mark { value, mask }
+                } else {
+                    MatchKind::ConnMark { value, mask }
+                })
+            }
+            Left::CtState if eq_like => {
+                let states = members(r)
+                    .iter()
+                    .map(|s| s.as_str().and_then(ct_state))
+                    .collect::<Option<Vec<_>>>()?;
+                one(MatchKind::CtState(states))
+            }
+            Left::CtStatus if eq_like => {
+                let states = members(r)
+                    .iter()
+                    .map(|s| match s.as_str()? {
+                        "snat" => Some(CtState::Snat),
+                        "dnat" => Some(CtState::Dnat),
+                        _ => None,
+                    })
+                    .collect::<Option<Vec<_>>>()?;
+                one(MatchKind::CtState(states))
+            }
+            Left::CtDirection if matches!(o, Op::Eq | Op::Ne) => {
+                let reply = match r.as_str()? {
+                    "reply" => true,
+                    "original" => false,
+                    _ => return None,
+                };
+                Some(vec![Match {
+                    negated: negated == reply,
+                    kind: MatchKind::CtDirReply,
+                }])
+            }
+            Left::CtOrigSrc | Left::CtOrigDst if eq_like => {
+                let [p] = value::all_prefixes(r)?[..] else {
+                    return None;
+                };
+                one(if *field == Left::CtOrigSrc {
+                    MatchKind::CtOrigSrc(p)
+                } else {
+                    MatchKind::CtOrigDst(p)
+                })
+            }
+            Left::Fib {
+                src,
+                limit_in,
+                limit_out,
+            } if matches!(o, Op::Eq | Op::Ne) => {
+                let t = addr_type(r.as_str()?);
+                one(MatchKind::AddrType {
+                    src: src.then_some(t),
+                    dst: (!src).then_some(t),
+                    limit_in: *limit_in,
+                    limit_out: *limit_out,
+                })
+            }
+            Left::TcpFlags(mask) => {
+                let flags = value::tcp_flags(r)?;
+                let (mask, comp) = match (mask, o) {
+                    (Some(m), Op::Eq | Op::Ne) => (*m, flags),
+                    // `tcp flags syn`: that bit set; several bits would mean "any".
+                    (None, Op::In) if flags.count_ones() == 1 => (flags, flags),
+                    (None, Op::Eq | Op::Ne) => (0xff, flags),
+                    _ => return None,
+                };
+                one(MatchKind::TcpFlags { mask, comp })
+            }
+            Left::IcmpType { v6 } if eq_like => {
+                let [t] = members(r)[..] else {
+                    return None;
+                };
+                one(MatchKind::IcmpType {
+                    icmp_type: value::icmp_type(t, *v6)?,
+                    code: None,
+                })
+            }
+            Left::Concat(parts) if eq_like => {
+                let roles = parts.iter().map(Left::role).collect::<Option<Vec<_>>>()?;
+                let elems = members(r);
+                let is_set = r.get("set").is_some();
+                if !is_set && elems.len() == 1 && o != Op::Ne {
+                    // `ip daddr . tcp dport 10.0.0.1 . 80`: each part on its own.
+                    let Some(Value::Array(values)) = elems[0].get("concat") else {
+                        return None;
+                    };
+                    if values.len() != parts.len() {
+                        return None;
+                    }
+                    let mut out = Vec::new();
+                    for (p, v) in parts.iter().zip(values) {
+                        out.extend(self.kind(p, Op::Eq, v)?);
+                    }
+                    return Some(out);
+                }
+                let mut set = Vec::new();
+                for e in elems {
+                    set.extend(element_members(&roles, e)?);
+                }
+                let name = self.anonymous_set(set);
+                one(MatchKind::Set {
+                    name,
+                    dims: field.dims()?,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// Registers an anonymous set of a rule under a name of its own and returns it.
+    fn anonymous_set(&mut self, members: Vec<SetMember>) -> String {
+        self.anon += 1;
+        let name = format!(
+            "{} {} __rule{}_set{}",
+            self.family, self.table, self.handle, self.anon
+        );
+        self.sets.insert(
+            name.clone(),
+            Set {
+                kind: "anonymous".into(),
+                members,
+            },
+        );
+        name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn left_hand_sides() {
+        assert_eq!(
+            left(&json!({"payload": {"protocol": "tcp", "field": "dport"}})),
+            (Left::Dport, Some(Proto::Tcp))
+        );
+        assert_eq!(
+            left(&json!({"payload": {"protocol": "th", "field": "dport"}})),
+            (Left::Dport, None)
+        );
+        assert_eq!(
+            left(&json!({"&": [{"meta": {"key": "mark"}}, 16384]})),
+            (Left::Mark(0x4000), None)
+        );
+        assert_eq!(
+            left(&json!({"ct": {"key": "ip daddr", "dir": "original"}})),
+            (Left::CtOrigDst, None)
+        );
+        assert_eq!(
+            left(&json!({"ct": {"key": "daddr", "dir": "reply"}})),
+            (Left::Other, None)
+        );
+        assert_eq!(
+            left(&json!({"fib": {"result": "type", "flags": ["daddr", "iif"]}})),
+            (
+                Left::Fib {
+                    src: false,
+                    limit_in: true,
+                    limit_out: false
+                },
+                None
+            )
+        );
+        assert_eq!(
+            left(&json!({"fib": {"result": "oif", "flags": ["daddr", "iif"]}})),
+            (Left::Other, None)
+        );
+        assert_eq!(
+            Left::Concat(vec![Left::Daddr, Left::Proto, Left::Dport]).dims(),
+            Some(vec![SetDim::Dst, SetDim::Dst])
+        );
+        assert_eq!(Left::Concat(vec![Left::Proto]).dims(), None);
+        assert_eq!(Left::InIface.dims(), None);
+    }
+
+    #[test]
+    fn set_elements_of_every_shape() {
+        let p = |s: &str| {
+            let (a, l) = s.split_once('/').unwrap();
+            Prefix {
+                addr: a.parse().unwrap(),
+                len: l.parse().unwrap(),
+            }
+        };
+        let roles = [Role::Addr, Role::Proto, Role::Port];
+        assert_eq!(
+            element_members(
+                &roles,
+                &json!({"elem": {"val": {"concat": ["10.96.0.46", "tcp", 80]}, "comment": "x"}})
+            ),
+            Some(vec![SetMember::AddrPort(
+                p("10.96.0.46/32"),
+                Some(Proto::Tcp),
+                80
+            )])
+        );
+        assert_eq!(
+            element_members(
+                &[Role::Proto, Role::Port],
+                &json!({"concat": ["udp", {"range": [53, 54]}]})
+            ),
+            Some(vec![
+                SetMember::Port(Some(Proto::Udp), 53),
+                SetMember::Port(Some(Proto::Udp), 54)
+            ])
+        );
+        assert_eq!(
+            element_members(&[Role::Addr], &json!({"range": ["10.0.0.0", "10.0.0.3"]})),
+            Some(vec![SetMember::Addr(p("10.0.0.0/30"))])
+        );
+        assert_eq!(element_members(&[Role::Addr], &json!("eth0")), None);
+        assert_eq!(
+            element_members(&roles, &json!({"concat": ["10.0.0.1", "tcp"]})),
+            None
+        );
+        assert_eq!(
+            roles_of_type(&json!(["ipv4_addr", "inet_proto", "inet_service"])),
+            Some(roles.to_vec())
+        );
+        assert_eq!(roles_of_type(&json!("ifname")), None);
+    }
+}

@@ -1,0 +1,496 @@
+//! `nft -j list ruleset` (the libnftables JSON schema) → [`RuleSet`].
+//!
+//! The document is `{"nftables": [{"metainfo": ...}, {"table": ...}, {"chain": ...},
+//! {"set": ...}, {"map": ...}, {"rule": ...}, ...]}`. Tables of every family are kept;
+//! base chains get their hook, priority (a number, or a standard name such as `dstnat`)
+//! and policy; each rule keeps its handle and comment, and a `text` rendered the way
+//! `nft list ruleset` prints it.
+//!
+//! How the nft model maps onto [`Rule`]s:
+//! * `match` expressions become [`Match`]es; a transport header match implies its
+//!   protocol (`tcp dport 80` also gets `Proto(Tcp)`).
+//! * A rule's statements run in order. Each statement that changes the packet (`meta
+//!   mark set`, `ct mark set`, `notrack`) and the final one (a verdict, NAT, a verdict
+//!   map) becomes a [`Rule`] of its own, with the same handle and text and the matches
+//!   written before it: `meta mark set 0x1 accept` is a Mark rule followed by an Accept
+//!   rule. A `log` followed by another statement is left out (it does not change the
+//!   path).
+//! * Named sets are kept in [`RuleSet::sets`] under `"FAMILY TABLE NAME"` (`"ip
+//!   kube-proxy cluster-ips"`), the way nft names them, since two tables may each have
+//!   a set of the same name; a [`MatchKind::Set`] refers to that key. An anonymous
+//!   set of addresses or of concatenations is kept the same way, named after its rule
+//!   (`"ip filter __rule12_set1"`); one of ports becomes [`Ports`].
+//! * `vmap` and `numgen ... vmap` become [`Target::Map`]; a named map's elements are
+//!   read from the same document. `dnat to <key> map {...}` becomes a Map of Dnat
+//!   branches.
+//! * `xt` expressions (what iptables-nft leaves for what nft cannot translate) carry
+//!   no arguments in JSON: they are Unknown matches and targets, and one warning per
+//!   input says `iptables-save` is the complete source for those rules.
+//!
+//! [`Rule`]: crate::rules::Rule
+//! [`Ports`]: crate::rules::Ports
+
+mod expr;
+mod render;
+mod stmt;
+pub(super) mod value;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::Value;
+
+use super::{
+    Base, Chain, ChainType, Dialect, Family, Hook, Match, Rule, RuleSet, Set, Target, Verdict,
+};
+use crate::diag::{Location, Warning};
+use stmt::Stmt;
+
+/// Parses the JSON; what it cannot read is a located warning.
+pub fn parse_json(source: &str, text: &str) -> RuleSet {
+    let mut out = RuleSet {
+        source: source.to_string(),
+        ..RuleSet::default()
+    };
+    let doc: Value = match serde_json::from_str(text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            let message = e.to_string();
+            let message = match message.rfind(" at line ") {
+                Some(i) => message[..i].to_string(),
+                None => message,
+            };
+            out.warnings.push(Warning::new(
+                source,
+                Location::Line {
+                    line: e.line() as u64,
+                    column: e.column() as u64,
+                },
+                format!("not valid JSON ({message}): expected nft -j list ruleset output"),
+            ));
+            return out;
+        }
+    };
+    let Some(objects) = doc.get("nftables").and_then(Value::as_array) else {
+        out.warnings.push(Warning::new(
+            source,
+            Location::File,
+            "not nft -j list ruleset output: no \"nftables\" array",
+        ));
+        return out;
+    };
+    let mut reader = Reader {
+        out,
+        tables: HashMap::new(),
+        defs: HashMap::new(),
+        xt_rules: 0,
+    };
+    reader.read(objects);
+    reader.finish()
+}
+
+/// A named set or map of the input, as written.
+struct SetDef {
+    ty: Value,
+    is_map: bool,
+    elems: Vec<Value>,
+}
+
+/// `(family, table, name)`.
+type Key = (String, String, String);
+
+struct Reader {
+    out: RuleSet,
+    /// `(family, table)` → index in `out.tables`.
+    tables: HashMap<(String, String), usize>,
+    defs: HashMap<Key, SetDef>,
+    /// Rules holding an `xt` expression.
+    xt_rules: usize,
+}
+
+/// What converting one rule needs: where it is, and where anonymous sets go.
+pub(super) struct RuleCtx<'a> {
+    family: &'a str,
+    table: &'a str,
+    handle: u64,
+    /// Anonymous sets made so far for this rule.
+    anon: usize,
+    sets: &'a mut BTreeMap<String, Set>,
+    defs: &'a HashMap<Key, SetDef>,
+    /// Whether the rule holds an `xt` expression.
+    xt: bool,
+}
+
+impl RuleCtx<'_> {
+    /// The [`RuleSet::sets`] key of a set of this rule's table.
+    fn set_key(&self, name: &str) -> String {
+        format!("{} {} {}", self.family, self.table, name)
+    }
+
+    /// The elements of a named map of this rule's table.
+    fn map_elements(&self, name: &str) -> Option<Vec<Value>> {
+        let key = (
+            self.family.to_string(),
+            self.table.to_string(),
+            name.to_string(),
+        );
+        self.defs.get(&key).map(|d| d.elems.clone())
+    }
+}
+
+fn family(s: &str) -> Option<Family> {
+    Some(match s {
+        "ip" => Family::Ip,
+        "ip6" => Family::Ip6,
+        "inet" => Family::Inet,
+        "bridge" => Family::Bridge,
+        "arp" => Family::Arp,
+        "netdev" => Family::Netdev,
+        _ => return None,
+    })
+}
+
+fn hook(s: &str) -> Option<Hook> {
+    Some(match s {
+        "prerouting" => Hook::Prerouting,
+        "input" => Hook::Input,
+        "forward" => Hook::Forward,
+        "output" => Hook::Output,
+        "postrouting" => Hook::Postrouting,
+        _ => return None,
+    })
+}
+
+/// A standard priority name's value in a family (nft(8), "Standard priority names").
+fn standard_priority(name: &str, fam: &str) -> Option<i32> {
+    let bridge = fam == "bridge";
+    Some(match name {
+        "raw" => -300,
+        "mangle" => -150,
+        "dstnat" if bridge => -300,
+        "dstnat" => -100,
+        "filter" if bridge => -200,
+        "filter" => 0,
+        "security" => 50,
+        "out" => 100,
+        "srcnat" if bridge => 300,
+        "srcnat" => 100,
+        _ => return None,
+    })
+}
+
+/// A chain priority: a number, or a name with an optional offset (`dstnat - 10`).
+fn priority(v: &Value, fam: &str) -> Option<i32> {
+    if let Some(n) = v.as_i64() {
+        return i32::try_from(n).ok();
+    }
+    let s = v.as_str()?.trim();
+    if let Ok(n) = s.parse() {
+        return Some(n);
+    }
+    let (name, rest) = match s.find(['+', '-']) {
+        Some(i) => (s[..i].trim(), s[i..].trim()),
+        None => (s, ""),
+    };
+    let base = standard_priority(name, fam)?;
+    if rest.is_empty() {
+        return Some(base);
+    }
+    let sign = if rest.starts_with('-') { -1 } else { 1 };
+    let off: i32 = rest[1..].trim().parse().ok()?;
+    base.checked_add(sign * off)
+}
+
+fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+impl Reader {
+    fn warn(&mut self, message: String) {
+        self.out.warnings.push(Warning::new(
+            self.out.source.clone(),
+            Location::File,
+            message,
+        ));
+    }
+
+    fn read(&mut self, objects: &[Value]) {
+        let mut rules = Vec::new();
+        for (i, obj) in objects.iter().enumerate() {
+            let Some((key, val)) = render::single(obj) else {
+                continue;
+            };
+            // A command wrapper (`{"add": {"rule": ...}}`) as in JSON input files.
+            let (key, val) = match key {
+                "add" | "create" | "insert" | "replace" | "list" => match render::single(val) {
+                    Some(inner) => inner,
+                    None => continue,
+                },
+                _ => (key, val),
+            };
+            match key {
+                "table" => {
+                    if let (Some(f), Some(n)) = (str_of(val, "family"), str_of(val, "name")) {
+                        self.table(i, f, n);
+                    }
+                }
+                "chain" => self.chain(i, val),
+                "set" | "map" => self.set(val, key == "map"),
+                "element" => self.element(val),
+                "rule" => rules.push((i, val)),
+                _ => {}
+            }
+        }
+        for (key, def) in &self.defs {
+            if def.is_map {
+                continue;
+            }
+            let roles = expr::roles_of_type(&def.ty);
+            let members = match &roles {
+                Some(roles) => def
+                    .elems
+                    .iter()
+                    .filter_map(|e| expr::element_members(roles, e))
+                    .flatten()
+                    .collect(),
+                None => Vec::new(),
+            };
+            let kind = match &def.ty {
+                Value::Array(parts) => parts
+                    .iter()
+                    .map(render::expr)
+                    .collect::<Vec<_>>()
+                    .join(" . "),
+                other => render::expr(other),
+            };
+            self.out.sets.insert(
+                format!("{} {} {}", key.0, key.1, key.2),
+                Set { kind, members },
+            );
+        }
+        for (i, val) in rules {
+            self.rule(i, val);
+        }
+    }
+
+    /// The index of a table, made when first seen.
+    fn table(&mut self, i: usize, fam: &str, name: &str) -> Option<usize> {
+        if let Some(&t) = self.tables.get(&(fam.to_string(), name.to_string())) {
+            return Some(t);
+        }
+        let Some(family) = family(fam) else {
+            self.warn(format!(
+                "object {} of the nftables array: table {name} of unknown family {fam:?} skipped",
+                i + 1
+            ));
+            return None;
+        };
+        self.out.tables.push(super::Table {
+            source: self.out.source.clone(),
+            name: name.to_string(),
+            family,
+            dialect: Dialect::NftJson,
+            chains: Vec::new(),
+        });
+        let t = self.out.tables.len() - 1;
+        self.tables.insert((fam.to_string(), name.to_string()), t);
+        Some(t)
+    }
+
+    /// The index of a chain in a table, made (as a user chain) when first seen.
+    fn chain_index(&mut self, t: usize, name: &str) -> usize {
+        let chains = &mut self.out.tables[t].chains;
+        if let Some(c) = chains.iter().position(|c| c.name == name) {
+            return c;
+        }
+        chains.push(Chain {
+            name: name.to_string(),
+            base: None,
+            rules: Vec::new(),
+            line: 0,
+        });
+        chains.len() - 1
+    }
+
+    fn chain(&mut self, i: usize, val: &Value) {
+        let (Some(fam), Some(table), Some(name)) = (
+            str_of(val, "family"),
+            str_of(val, "table"),
+            str_of(val, "name"),
+        ) else {
+            self.warn(format!(
+                "object {} of the nftables array: a chain without family, table or name, skipped",
+                i + 1
+            ));
+            return;
+        };
+        let Some(t) = self.table(i, fam, table) else {
+            return;
+        };
+        let c = self.chain_index(t, name);
+        // Hooks outside the IP stack (netdev ingress/egress) have no Base.
+        let Some(hook) = str_of(val, "hook").and_then(hook) else {
+            return;
+        };
+        let kind = match str_of(val, "type") {
+            Some("nat") => ChainType::Nat,
+            Some("route") => ChainType::Route,
+            _ => ChainType::Filter,
+        };
+        let priority = match val.get("prio") {
+            None => 0,
+            Some(p) => match priority(p, fam) {
+                Some(p) => p,
+                None => {
+                    self.warn(format!(
+                        "chain {fam} {table} {name}: priority {p} not understood, read as 0"
+                    ));
+                    0
+                }
+            },
+        };
+        let policy = match str_of(val, "policy") {
+            Some("drop") => Verdict::Drop,
+            _ => Verdict::Accept,
+        };
+        self.out.tables[t].chains[c].base = Some(Base {
+            hook,
+            priority,
+            kind,
+            policy,
+            counters: None,
+        });
+    }
+
+    fn set(&mut self, val: &Value, is_map: bool) {
+        let (Some(fam), Some(table), Some(name)) = (
+            str_of(val, "family"),
+            str_of(val, "table"),
+            str_of(val, "name"),
+        ) else {
+            return;
+        };
+        let elems = match val.get("elem") {
+            Some(Value::Array(e)) => e.clone(),
+            _ => Vec::new(),
+        };
+        let key = (fam.to_string(), table.to_string(), name.to_string());
+        let def = self.defs.entry(key).or_insert(SetDef {
+            ty: Value::Null,
+            is_map,
+            elems: Vec::new(),
+        });
+        def.ty = val.get("type").cloned().unwrap_or(Value::Null);
+        def.is_map = is_map;
+        def.elems.extend(elems);
+    }
+
+    /// `{"element": {"family", "table", "name", "elem": [...]}}`: elements added to a set
+    /// or map declared elsewhere in the document.
+    fn element(&mut self, val: &Value) {
+        let (Some(fam), Some(table), Some(name)) = (
+            str_of(val, "family"),
+            str_of(val, "table"),
+            str_of(val, "name"),
+        ) else {
+            return;
+        };
+        let key = (fam.to_string(), table.to_string(), name.to_string());
+        if let (Some(def), Some(Value::Array(e))) = (self.defs.get_mut(&key), val.get("elem")) {
+            def.elems.extend(e.iter().cloned());
+        }
+    }
+
+    fn rule(&mut self, i: usize, val: &Value) {
+        let (Some(fam), Some(table), Some(chain)) = (
+            str_of(val, "family"),
+            str_of(val, "table"),
+            str_of(val, "chain"),
+        ) else {
+            self.warn(format!(
+                "object {} of the nftables array: a rule without family, table or chain, skipped",
+                i + 1
+            ));
+            return;
+        };
+        let Some(t) = self.table(i, fam, table) else {
+            return;
+        };
+        let c = self.chain_index(t, chain);
+        let handle = val.get("handle").and_then(Value::as_u64);
+        let comment = str_of(val, "comment").map(str::to_string);
+        let exprs: &[Value] = match val.get("expr") {
+            Some(Value::Array(e)) => e,
+            _ => &[],
+        };
+        let text = render::rule(exprs, comment.as_deref());
+
+        let mut ctx = RuleCtx {
+            family: fam,
+            table,
+            handle: handle.unwrap_or(0),
+            anon: 0,
+            sets: &mut self.out.sets,
+            defs: &self.defs,
+            xt: false,
+        };
+        let mut matches: Vec<Match> = Vec::new();
+        let mut counters = None;
+        // (how many of the matches come before it, what it does)
+        let mut parts: Vec<(usize, Target)> = Vec::new();
+        for e in exprs {
+            match ctx.statement(e) {
+                Stmt::Match(ms) => matches.extend(ms),
+                Stmt::Counter(c) => counters = Some(c),
+                Stmt::Nothing => {}
+                Stmt::Effect(target) => parts.push((matches.len(), target)),
+                Stmt::Final(target) => {
+                    parts.push((matches.len(), target));
+                    break;
+                }
+            }
+        }
+        if ctx.xt {
+            self.xt_rules += 1;
+        }
+        // A log or other harmless statement followed by another one adds nothing to
+        // the path.
+        let last = parts.len().saturating_sub(1);
+        let mut kept: Vec<(usize, Target)> = parts
+            .into_iter()
+            .enumerate()
+            .filter(|(k, (_, t))| *k == last || !matches!(t, Target::Log | Target::Continue { .. }))
+            .map(|(_, p)| p)
+            .collect();
+        if kept.is_empty() {
+            kept.push((matches.len(), Target::None));
+        }
+        let rules = &mut self.out.tables[t].chains[c].rules;
+        for (n, target) in kept {
+            rules.push(Rule {
+                line: 0,
+                handle,
+                text: text.clone(),
+                matches: matches[..n].to_vec(),
+                target,
+                counters,
+                comment: comment.clone(),
+            });
+        }
+    }
+
+    fn finish(mut self) -> RuleSet {
+        if self.xt_rules > 0 {
+            let n = self.xt_rules;
+            let rules = if n == 1 { "rule holds" } else { "rules hold" };
+            self.warn(format!(
+                "{n} {rules} xt expressions left by iptables-nft, whose arguments nft -j does not \
+                 show: those matches and targets are read as unknown; iptables-save is the \
+                 complete source for rules made by iptables-nft"
+            ));
+        }
+        self.out
+    }
+}
