@@ -264,19 +264,66 @@ fn a_dnat_target_the_wire_contradicts_is_a_finding() {
     }
 }
 
+/// `natcheck explain` with the kube-rules host's rules, ipsets and addresses.
+fn explain(packet: &str, format: &str) -> std::process::Output {
+    let d = "samples/kube-rules";
+    let (r, i, a) = (
+        format!("{d}/iptables.txt"),
+        format!("{d}/ipsets.txt"),
+        format!("{d}/addrs.txt"),
+    );
+    natcheck(&[
+        "explain", "--format", format, "--rules", &r, "--rules", &i, "--rules", &a, "--packet",
+        packet,
+    ])
+}
+
 #[test]
-fn explain_walks_one_packet_through_the_rules() {
-    let out = natcheck(&[
-        "explain",
-        "--rules",
-        "samples/nodeport/iptables.txt",
-        "--rules",
-        "samples/nodeport/addrs.txt",
-        "--packet",
-        "tcp 198.51.100.20:40000 > 203.0.113.1:30080 in eth0 out docker0",
-    ]);
+fn explain_lists_every_endpoint_branch_and_the_verdict() {
+    let nodeport = "tcp 198.51.100.20:40000 > 203.0.113.1:30080 in eth0 out docker0";
+    let out = explain(nodeport, "table");
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    insta::assert_snapshot!("explain-nodeport", stdout(&out));
+    insta::assert_snapshot!("explain-kube-nodeport", stdout(&out));
+    let doc: Value = serde_json::from_str(&stdout(&explain(nodeport, "json"))).unwrap();
+    assert_eq!(doc["schema"], "natcheck.explain/1");
+    let ways = doc["ways"].as_array().unwrap();
+    assert_eq!(ways.len(), 3);
+    let mut endpoints: Vec<&str> = Vec::new();
+    for w in ways {
+        assert!(
+            (w["probability"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-6,
+            "{w}"
+        );
+        assert_eq!(w["fate"], "forwarded");
+        assert_eq!(w["filter_hook"], "FORWARD");
+        assert!(w["snat"]["text"].as_str().unwrap().contains("MASQUERADE"));
+        endpoints.push(w["dnat"]["chain"].as_str().unwrap());
+    }
+    endpoints.sort();
+    assert_eq!(
+        endpoints,
+        ["KUBE-SEP-WEB1", "KUBE-SEP-WEB2", "KUBE-SEP-WEB3"]
+    );
+    // A published port that DOCKER-USER blocks: that rule is the verdict.
+    let out = explain(
+        "tcp 198.51.100.20:40000 > 203.0.113.1:9090 in eth0 out docker0",
+        "json",
+    );
+    let doc: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let ways = doc["ways"].as_array().unwrap();
+    assert_eq!(ways.len(), 1);
+    assert_eq!(ways[0]["fate"], "dropped");
+    assert_eq!(ways[0]["decided_by"]["chain"], "DOCKER-USER");
+    assert!(ways[0]["decided_by"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("--ctorigdstport 9090 -j DROP"));
+}
+
+#[test]
+fn explain_follows_undecided_matches_and_refuses_bad_packets() {
+    // Without host addresses the routing after DNAT and `addrtype` cannot be decided:
+    // every way is followed and said to rest on an assumption.
     let out = natcheck(&[
         "explain",
         "--format",
@@ -287,13 +334,10 @@ fn explain_walks_one_packet_through_the_rules() {
         "tcp 172.17.0.2:40000 > 203.0.113.2:9090 in docker0 out eth0",
     ]);
     let doc: Value = serde_json::from_str(&stdout(&out)).unwrap();
-    assert_eq!(doc["schema"], "natcheck.explain/1");
-    let dropped: Vec<&Value> = doc["ways"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|w| w["fate"] == "dropped")
-        .collect();
+    let ways = doc["ways"].as_array().unwrap();
+    assert!(ways.len() > 1);
+    assert!(ways.iter().all(|w| w["assumed"] == true));
+    let dropped: Vec<&Value> = ways.iter().filter(|w| w["fate"] == "dropped").collect();
     assert!(!dropped.is_empty());
     for w in dropped {
         assert!(w["decided_by"]["text"]
