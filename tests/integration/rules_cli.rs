@@ -453,3 +453,44 @@ fn attribution_names_the_rules_the_kernel_traced() {
         .collect();
     assert_eq!(endpoints.len(), 3, "{endpoints:?}");
 }
+
+/// A rule set written natively in nftables, as kube-proxy's nftables mode lays it
+/// out (a service verdict map keyed by address, protocol and port; `numgen random mod
+/// 3` over the endpoints), recorded with `nft -j list ruleset`.
+#[test]
+fn explain_walks_native_nftables_verdict_maps() {
+    let out = natcheck(&[
+        "explain",
+        "--format",
+        "json",
+        "--rules",
+        "tests/data/rules/kube-proxy-nftables-recorded.json",
+        "--rules",
+        "tests/data/rules/addrs-ip-o-recorded.txt",
+        "--packet",
+        "udp 10.244.1.9:40000 > 10.96.0.10:53 in cni0 out cni0",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let doc: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let mut share: std::collections::BTreeMap<String, f64> = Default::default();
+    for w in doc["ways"].as_array().unwrap() {
+        assert_eq!(w["assumed"], false, "{w}");
+        assert_eq!(w["fate"], "forwarded");
+        let to = &w["dnat"]["to"];
+        *share
+            .entry(format!("{}:{}", to["dst"].as_str().unwrap(), to["dport"]))
+            .or_default() += w["probability"].as_f64().unwrap();
+        assert!(w["dnat"]["handle"].as_u64().is_some());
+    }
+    let got: Vec<(String, String)> = share
+        .into_iter()
+        .map(|(k, p)| (k, format!("{p:.3}")))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("10.244.1.2:53".to_string(), "0.667".to_string()),
+            ("10.244.2.3:53".to_string(), "0.333".to_string())
+        ]
+    );
+}
