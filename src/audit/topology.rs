@@ -46,6 +46,11 @@ pub struct Topology {
     /// Translated source endpoints at the point they left on: (point, proto, NAT
     /// address, NAT port) → connections whose tuple there carries them.
     pub endpoints: BTreeMap<EndpointKey, Vec<usize>>,
+    /// Per inside prefix: the points where NAT hides its addresses (downstream of a
+    /// source translation of one of them, upstream of a DNAT to one of them). An
+    /// address of the prefix seen there untranslated escaped NAT, whether or not that
+    /// host had a translated connection of its own.
+    pub hidden_prefix: BTreeMap<Cidr, BTreeSet<usize>>,
 }
 
 impl Topology {
@@ -107,6 +112,22 @@ impl Topology {
         }
         t.inside = inside.into_iter().collect();
 
+        for conn in &c.connections {
+            for l in &conn.links {
+                let (up, down) = (&conn.hops[l.from], &conn.hops[l.to]);
+                let ch = &l.change;
+                let hidden = if ch.dst_addr_changed {
+                    t.prefix_of(down.flow.tuple.dst).map(|p| (p, up.point))
+                } else if ch.src_addr_changed {
+                    t.prefix_of(up.flow.tuple.src).map(|p| (p, down.point))
+                } else {
+                    None
+                };
+                if let Some((p, point)) = hidden {
+                    t.hidden_prefix.entry(p).or_default().insert(point);
+                }
+            }
+        }
         for (ci, conn) in c.connections.iter().enumerate() {
             for w in conn.hops.windows(2) {
                 let tu = &w[0].flow.tuple;
@@ -126,6 +147,17 @@ impl Topology {
             }
         }
         t
+    }
+
+    /// Whether NAT hides `a` at `point`: an address translated away before packets
+    /// reached it, or one of an inside prefix whose translations show the point is
+    /// outside for it.
+    pub fn hides(&self, point: usize, a: IpAddr) -> bool {
+        self.hidden.get(&point).is_some_and(|h| h.contains(&a))
+            || self
+                .prefix_of(a)
+                .and_then(|p| self.hidden_prefix.get(&p))
+                .is_some_and(|points| points.contains(&point))
     }
 
     /// The most specific inside prefix holding `a`, if any.

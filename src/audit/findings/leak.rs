@@ -1,9 +1,12 @@
 //! `leak` (FM-01, FM-02): packets that escaped NAT.
 //!
 //! * Inside address: a hop at an outside point whose tuple carries an address NAT
-//!   hides at that point, talking to something that is not inside. Connections that
-//!   translated the same traffic (correlation matched the packets, or carried this
-//!   very tuple across the translation into the point) are named with it.
+//!   hides at that point, talking to something that is not inside: an address seen
+//!   translated there, or any address of an inside prefix whose translations show the
+//!   point is outside for it (a host with no translated connection of its own, when
+//!   no NAT rule matched it). Connections that translated the same traffic
+//!   (correlation matched the packets, or carried this very tuple across the
+//!   translation into the point) are named with it.
 //! * Host RST: on a translated TCP link, a segment towards the NAT endpoint reached
 //!   the outside point and was never translated back, and right after it a RST left
 //!   the outside point from the NAT endpoint without coming from inside: the host's
@@ -38,13 +41,10 @@ pub fn inside_address(x: &Ctx, _: &Explained) -> Detected {
     let mut out = Vec::new();
     for (ci, conn) in c.connections.iter().enumerate() {
         for h in &conn.hops {
-            let Some(hidden) = topo.hidden.get(&h.point) else {
-                continue;
-            };
             let t = h.flow.tuple;
-            let inside = if hidden.contains(&t.src) && !topo.is_inside(t.dst) {
+            let inside = if topo.hides(h.point, t.src) && !topo.is_inside(t.dst) {
                 t.src
-            } else if hidden.contains(&t.dst) && !topo.is_inside(t.src) {
+            } else if topo.hides(h.point, t.dst) && !topo.is_inside(t.src) {
                 t.dst
             } else {
                 continue;

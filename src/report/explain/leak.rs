@@ -47,7 +47,11 @@ pub fn explain(f: &Finding) -> (String, String) {
                 "{} left {point} untranslated, with the inside address {inside}{whose}: NAT skipped them",
                 plural(f.packets, "packet", "packets")
             );
-            let check = if t.proto == Proto::Tcp {
+            let check = if translated_by.is_empty() {
+                format!(
+                    "No translation of {inside}'s traffic was captured: a MASQUERADE or SNAT rule that does not match this source (a rule limited to another subnet or host, Calico natOutgoing not set on the pool, a NAT rule in a table or tool the host does not use), or conntrack skipping it (entry deleted or INVALID, a NOTRACK rule). `iptables -t nat -S POSTROUTING` (or `--rules` with iptables-save) shows which rule should have matched; `conntrack -S` counts invalid packets."
+                )
+            } else if t.proto == Proto::Tcp {
                 format!(
                     "Conntrack no longer tracked this connection (entry deleted, expired or the segments INVALID, e.g. out of window) and NAT skipped it. Check `conntrack -S` (invalid), `conntrack -E` for a DESTROY of the flow before {}, and the sysctls nf_conntrack_tcp_loose / nf_conntrack_tcp_be_liberal; a FORWARD rule `-m conntrack --ctstate INVALID -j DROP` (DOCKER-USER, KUBE-FORWARD) keeps such packets in.",
                     f.first_ns.map(rfc3339_ns).unwrap_or_default()
