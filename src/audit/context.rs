@@ -22,6 +22,10 @@ pub struct Ctx<'a> {
     idx: HashMap<&'a str, usize>,
     /// Where each tuple is a hop: tuple → (connection, hop).
     pub hops_by_tuple: HashMap<Tuple, Vec<(usize, usize)>>,
+    /// Every `[DESTROY]` event of the event logs given.
+    pub destroyed: Vec<ct::Destroyed>,
+    /// `conntrack -S` totals, when statistics were given.
+    pub stats: BTreeMap<String, u64>,
     /// The host's rule set, when given, and each walked connection's way through it.
     pub rules: Option<&'a RuleSet>,
     pub attributions: Vec<Attribution>,
@@ -41,6 +45,8 @@ impl<'a> Ctx<'a> {
             snapshots,
             idx,
             hops_by_tuple: ct::index(c),
+            destroyed: Vec::new(),
+            stats: BTreeMap::new(),
             rules: None,
             attributions: Vec::new(),
         }
@@ -86,6 +92,34 @@ impl<'a> Ctx<'a> {
             }
             _ => None,
         }
+    }
+
+    /// The latest `[DESTROY]` of the entry whose ORIGINAL is `orig`, at or before
+    /// `at` (corrected capture time; event logs of the same host share its clock).
+    pub fn destroyed_before(&self, orig: &Tuple, at: i64) -> Option<Evidence> {
+        self.destroyed
+            .iter()
+            .filter(|d| d.orig == *orig)
+            .filter_map(|d| d.time_ns.filter(|&t| t <= at).map(|t| (t, d)))
+            .max_by_key(|(t, _)| *t)
+            .map(|(t, d)| Evidence::Destroyed {
+                source: d.source.clone(),
+                line: d.line,
+                time_ns: t,
+                before_ns: at - t,
+                by: d.by.clone(),
+            })
+    }
+
+    /// The `conntrack -S` counters that tell a full table, an insert race or invalid
+    /// packets apart, when statistics were given.
+    pub fn stats_evidence(&self) -> Option<Evidence> {
+        let keep = ["insert_failed", "drop", "early_drop", "invalid"];
+        let v: Vec<(String, u64)> = keep
+            .iter()
+            .filter_map(|k| self.stats.get(*k).map(|n| (k.to_string(), *n)))
+            .collect();
+        (!v.is_empty()).then_some(Evidence::Stats(v))
     }
 
     /// The walk of connection `ci`, when it was walked.

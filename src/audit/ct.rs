@@ -18,7 +18,7 @@
 //! timeout exceeds its state's default says the defaults do not hold and is not used.
 //! Checks that need the time are skipped when no estimate exists.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::EntryFacts;
 use crate::correlate::Correlation;
@@ -150,6 +150,64 @@ impl Snapshot {
         }
         out
     }
+}
+
+/// A `[DESTROY]` event of an event log: which connection's entry went, when, and
+/// whether a program removed it (`[USERSPACE]`: `conntrack -D`, a flush, a proxy's
+/// cleanup) rather than a timeout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Destroyed {
+    pub source: String,
+    pub line: u64,
+    pub time_ns: Option<i64>,
+    pub orig: Tuple,
+    /// `progname=` or `portid=` of the program, when a program caused it.
+    pub by: Option<String>,
+}
+
+impl Destroyed {
+    /// The DESTROY events of every event log among the inputs.
+    pub fn of(dumps: &[&crate::conntrack::Dump]) -> Vec<Destroyed> {
+        let mut out = Vec::new();
+        for d in dumps {
+            for e in &d.events {
+                if e.kind != crate::conntrack::EventKind::Destroy {
+                    continue;
+                }
+                let userspace = e.entry.flags.other.iter().any(|w| w == "USERSPACE");
+                let named = |k: &str| {
+                    e.entry
+                        .extra
+                        .iter()
+                        .find(|(n, _)| n == k)
+                        .map(|(_, v)| format!("{k}={v}"))
+                };
+                out.push(Destroyed {
+                    source: d.source.clone(),
+                    line: e.entry.line,
+                    time_ns: e.time_ns,
+                    orig: e.entry.orig,
+                    by: userspace.then(|| {
+                        named("progname")
+                            .or_else(|| named("portid"))
+                            .unwrap_or_else(|| "a program".into())
+                    }),
+                });
+            }
+        }
+        out
+    }
+}
+
+/// `conntrack -S` totals over every statistics input, by counter name.
+pub fn stats(dumps: &[&crate::conntrack::Dump]) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for d in dumps {
+        for (k, v) in d.stats_total() {
+            *out.entry(k).or_insert(0u64) += v;
+        }
+    }
+    out
 }
 
 /// Uncertainty of an estimated snapshot time: timeouts are printed in whole seconds

@@ -190,6 +190,18 @@ pub enum Evidence {
     },
     /// A conntrack entry.
     Entry(EntryFacts),
+    /// An event log's `[DESTROY]` of the connection's entry, `before_ns` before the
+    /// finding's first packet; `by` names the program that removed it.
+    Destroyed {
+        source: String,
+        line: u64,
+        time_ns: i64,
+        before_ns: i64,
+        by: Option<String>,
+    },
+    /// `conntrack -S` totals given with the inputs (`insert_failed`, `drop`,
+    /// `early_drop`, `invalid`), to rule causes in or out.
+    Stats(Vec<(String, u64)>),
     /// The lines of the entries concerned.
     Lines(Vec<String>),
     /// The wire's translation between two points (a conntrack entry disagrees).

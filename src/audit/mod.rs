@@ -151,7 +151,16 @@ pub fn audit(c: &Correlation, cfg: &Config, witnesses: &[Witness]) -> Audit {
         })
         .collect();
     let rule_set = merged_rules(c, &topo, witnesses);
+    let dumps: Vec<&crate::conntrack::Dump> = witnesses
+        .iter()
+        .filter_map(|w| match w {
+            Witness::Conntrack(d) => Some(d),
+            Witness::Rules(_) => None,
+        })
+        .collect();
     let mut x = Ctx::new(c, &topo, &snapshots);
+    x.destroyed = ct::Destroyed::of(&dumps);
+    x.stats = ct::stats(&dumps);
     if let Some(r) = &rule_set {
         x = x.with_rules(r);
     }

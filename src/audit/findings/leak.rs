@@ -101,6 +101,9 @@ pub fn inside_address(x: &Ctx, _: &Explained) -> Detected {
                     });
                 }
             }
+            // The entry's ORIGINAL is the leaked tuple for traffic from inside (SNAT).
+            f.evidence.extend(x.destroyed_before(&t, h.first_ns));
+            f.evidence.extend(x.stats_evidence());
             f.conns = std::iter::once(ci).chain(by).collect();
             f.points = vec![here.to_string()];
             f.first_ns = Some(h.first_ns);
@@ -175,6 +178,9 @@ pub fn host_rst(x: &Ctx, explained: &Explained) -> Detected {
                     delay_ns: rf - lf,
                 },
             ];
+            f.evidence
+                .extend(x.destroyed_before(&conn.hops[0].flow.tuple, lf));
+            f.evidence.extend(x.stats_evidence());
             f.conns = vec![ci];
             f.points = vec![oname.to_string()];
             f.tuples = vec![x.seen(outside, Role::Translated)];

@@ -147,6 +147,7 @@ pub fn stopped_short(x: &Ctx, _: &Explained) -> Detected {
             },
         ];
         finding.evidence.extend(x.stopped_by(ci));
+        finding.evidence.extend(x.stats_evidence());
         finding.conns = vec![ci];
         // A REJECT answers with an ICMP error quoting the blocked packet.
         for (ei, e) in c.connections.iter().enumerate() {

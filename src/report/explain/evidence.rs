@@ -308,6 +308,28 @@ fn arrival_line(e: &Evidence) -> Option<String> {
 /// Evidence from a conntrack witness.
 fn ct_line(e: &Evidence) -> Option<String> {
     let s = match e {
+        Evidence::Destroyed {
+            source,
+            line,
+            time_ns,
+            before_ns,
+            by,
+        } => format!(
+            "conntrack -E ({source}:{line}): the entry was destroyed at {}, {} before{}",
+            rfc3339_ns(*time_ns),
+            short(*before_ns),
+            by.as_deref()
+                .map(|b| format!(", by a program ([USERSPACE] {b})"))
+                .unwrap_or_else(|| ", by the kernel (a timeout or a clash)".to_string())
+        ),
+        Evidence::Stats(counters) => format!(
+            "conntrack -S: {}",
+            counters
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
         Evidence::Entry(e) => entry(e),
         Evidence::Lines(places) => format!("lines {}", places.join(", ")),
         Evidence::SnapshotEstimated { ns, source } => {

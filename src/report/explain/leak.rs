@@ -2,11 +2,53 @@
 
 use super::evidence::flags;
 use super::unexplained;
-use crate::audit::{Detail, Finding, LeakKind};
+use crate::audit::{Detail, Evidence, Finding, LeakKind};
 use crate::model::{fmt_endpoint, Proto};
-use crate::report::fmt::{plural, rfc3339_ns};
+use crate::report::fmt::{plural, rfc3339_ns, short};
+
+/// What the evidence given already says about the cause: the entry's destruction
+/// from an event log, and the conntrack statistics.
+fn known_cause(f: &Finding) -> Option<String> {
+    let mut said = Vec::new();
+    for e in &f.evidence {
+        match e {
+            Evidence::Destroyed {
+                time_ns,
+                before_ns,
+                by,
+                ..
+            } => said.push(format!(
+                "The event log shows the cause: conntrack's entry was destroyed at {} ({} before), {}; the packets after it met no entry and NAT skipped them.",
+                rfc3339_ns(*time_ns),
+                short(*before_ns),
+                match by {
+                    Some(b) => format!("by a program ([USERSPACE] {b}: a `conntrack -D`, a flush, or a proxy or CNI cleaning up entries)"),
+                    None => "by the kernel, not a program (a timeout shorter than the idle gap, or the table evicting it)".to_string(),
+                }
+            )),
+            Evidence::Stats(c) => {
+                if let Some((_, n)) = c.iter().find(|(k, _)| k == "invalid") {
+                    said.push(format!(
+                        "conntrack -S counts {n} INVALID packets{}.",
+                        if *n == 0 { ": out-of-window segments are ruled out" } else { "" }
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    (!said.is_empty()).then(|| said.join(" "))
+}
 
 pub fn explain(f: &Finding) -> (String, String) {
+    let (message, check) = explain_kind(f);
+    match known_cause(f) {
+        Some(cause) => (message, format!("{cause} {check}")),
+        None => (message, check),
+    }
+}
+
+fn explain_kind(f: &Finding) -> (String, String) {
     let Detail::Leak {
         kind,
         inside_address,

@@ -4,7 +4,45 @@ use super::unexplained;
 use crate::audit::{Detail, Direction, Evidence, Finding, PathReason, RuleRole};
 use crate::report::fmt::{dst, plural, src};
 
+/// What the conntrack statistics given rule in or out for packets that vanished at
+/// the host: a full table (`drop`, `early_drop`) and insert races (`insert_failed`).
+fn stats_say(f: &Finding) -> Option<String> {
+    let c = f.evidence.iter().find_map(|e| match e {
+        Evidence::Stats(c) => Some(c),
+        _ => None,
+    })?;
+    let get = |k: &str| c.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
+    let full = get("drop").unwrap_or(0) + get("early_drop").unwrap_or(0);
+    let race = get("insert_failed");
+    let mut out = Vec::new();
+    if get("drop").is_some() || get("early_drop").is_some() {
+        out.push(if full == 0 {
+            "conntrack -S rules out a full table (drop=0, early_drop=0)".to_string()
+        } else {
+            format!(
+                "conntrack -S counts {full} packets dropped for a full table (drop, early_drop)"
+            )
+        });
+    }
+    match race {
+        Some(0) => out.push("and insert races (insert_failed=0)".into()),
+        Some(n) => out.push(format!(
+            "and {n} failed inserts (insert races, insert_failed)"
+        )),
+        None => {}
+    }
+    (!out.is_empty()).then(|| format!("{}.", out.join(" ")))
+}
+
 pub fn explain(f: &Finding) -> (String, String) {
+    let (message, check) = explain_kind(f);
+    match stats_say(f) {
+        Some(s) => (message, format!("{check} {s}")),
+        None => (message, check),
+    }
+}
+
+fn explain_kind(f: &Finding) -> (String, String) {
     let Detail::Lost {
         from,
         to,
