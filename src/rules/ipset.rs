@@ -131,6 +131,7 @@ fn members(kind: &str, entry: &str) -> Result<Vec<SetMember>, ()> {
             Ok(addrs
                 .iter()
                 .flat_map(|&a| (lo..=hi).map(move |port| SetMember::AddrPort(a, proto, port)))
+                .take(MAX_MEMBERS + 1)
                 .collect())
         }
         ([Dim::Port], [p]) => {
@@ -145,6 +146,9 @@ fn members(kind: &str, entry: &str) -> Result<Vec<SetMember>, ()> {
         _ => Err(()),
     }
 }
+
+/// Most members one set is read with (ranges are spread into single members).
+const MAX_MEMBERS: usize = 1 << 20;
 
 struct Reader {
     out: RuleSet,
@@ -269,8 +273,15 @@ impl Reader {
         }
         match members(&set.kind, entry) {
             Ok(ms) => {
+                let room = MAX_MEMBERS.saturating_sub(set.members.len());
+                if ms.len() > room {
+                    self.warn(
+                        n,
+                        format!("set {name} holds more than {MAX_MEMBERS} members; the rest are left out"),
+                    );
+                }
                 if let Some(set) = self.out.sets.get_mut(name) {
-                    set.members.extend(ms);
+                    set.members.extend(ms.into_iter().take(room));
                 }
             }
             Err(()) => {

@@ -240,8 +240,8 @@ fn addr_type(name: &str) -> AddrType {
     }
 }
 
-/// Most members an interval set's port ranges are spread into.
-const MAX_MEMBERS: usize = 65_536;
+/// Most members a set's ranges are spread into.
+pub(super) const MAX_MEMBERS: usize = 65_536;
 
 /// The set members one element stands for, its parts read by `roles` (`ip daddr .
 /// meta l4proto . th dport` → address, protocol, port); `None` when the element does
@@ -277,6 +277,7 @@ pub(super) fn element_members(roles: &[Role], elem: &Value) -> Option<Vec<SetMem
         (Some(a), pr, Some(ps)) => a
             .iter()
             .flat_map(|&p| ps.iter().map(move |&port| SetMember::AddrPort(p, pr, port)))
+            .take(MAX_MEMBERS)
             .collect(),
         (None, pr, Some(ps)) => ps.into_iter().map(|p| SetMember::Port(pr, p)).collect(),
         _ => return None,
@@ -528,6 +529,7 @@ impl RuleCtx<'_> {
                 let mut set = Vec::new();
                 for e in elems {
                     set.extend(element_members(&roles, e)?);
+                    set.truncate(MAX_MEMBERS);
                 }
                 let name = self.anonymous_set(set);
                 one(MatchKind::Set {

@@ -200,7 +200,7 @@ fn priority(v: &Value, fam: &str) -> Option<i32> {
     }
     let sign = if rest.starts_with('-') { -1 } else { 1 };
     let off: i32 = rest[1..].trim().parse().ok()?;
-    base.checked_add(sign * off)
+    base.checked_add(off.checked_mul(sign)?)
 }
 
 fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
@@ -254,6 +254,7 @@ impl Reader {
                     .iter()
                     .filter_map(|e| expr::element_members(roles, e))
                     .flatten()
+                    .take(expr::MAX_MEMBERS)
                     .collect(),
                 None => Vec::new(),
             };

@@ -143,7 +143,7 @@ fn mark_op(v: &Value, own: &Value) -> Option<MarkOp> {
 fn numgen_values(key: &Value) -> f64 {
     match value::range(unwrap_elem(key)) {
         Some((lo, hi)) => match (value::num(lo), value::num(hi)) {
-            (Some(lo), Some(hi)) if hi >= lo => (hi - lo + 1) as f64,
+            (Some(lo), Some(hi)) if hi >= lo => (hi - lo) as f64 + 1.0,
             _ => 1.0,
         },
         None => 1.0,
