@@ -438,7 +438,47 @@ fn conntrack_of_each_run_agrees_with_the_wire_and_adds_no_finding() {
         let (code0, plain) = json(&args(&a));
         let (code1, with) = json(&args(&[&a[..], &ct[..]].concat()));
         assert_eq!(code0, code1, "{name}");
-        assert_eq!(plain["findings"], with["findings"], "{name}");
+        // The same findings; the event log may only add evidence to them (the
+        // DESTROY that explains a leak), never a finding or a change of verdict.
+        let facts = |doc: &Value| -> Vec<Value> {
+            doc["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| {
+                    serde_json::json!([
+                        f["code"],
+                        f["severity"],
+                        f["connections"],
+                        f["points"],
+                        f["tuples"],
+                        f["message"],
+                        f["detail"],
+                        f["first"],
+                        f["packets"]
+                    ])
+                })
+                .collect()
+        };
+        assert_eq!(facts(&plain), facts(&with), "{name}");
+        for (p, w) in plain["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(with["findings"].as_array().unwrap())
+        {
+            let (pe, we) = (
+                p["evidence"].as_array().unwrap(),
+                w["evidence"].as_array().unwrap(),
+            );
+            assert_eq!(&we[..pe.len()], &pe[..], "{name}: evidence is only added");
+            for extra in &we[pe.len()..] {
+                assert!(
+                    extra.as_str().unwrap().starts_with("conntrack -E ("),
+                    "{name}: {extra}"
+                );
+            }
+        }
         let witnesses = with["conntrack"].as_array().unwrap();
         assert_eq!(witnesses.len(), 2, "{name}");
         for w in witnesses {
@@ -529,4 +569,47 @@ fn regex_escape(s: &str) -> String {
                 .chain(std::iter::once(c))
         })
         .collect()
+}
+
+#[test]
+fn a_leak_cites_the_destroy_event_and_the_statistics_given() {
+    let a = pair("fault-invalid-leak");
+    let extra = [
+        "--conntrack",
+        "samples/fault-invalid-leak/events.txt",
+        "--conntrack",
+        "samples/fault-invalid-leak/conntrack-stats.txt",
+    ];
+    let (_, doc) = json(&[&args(&a)[..], &extra[..]].concat());
+    let events =
+        std::fs::read_to_string(root().join("samples/fault-invalid-leak/events.txt")).unwrap();
+    let line = events
+        .lines()
+        .position(|l| l.contains("[DESTROY]") && l.contains("sport=41000"))
+        .expect("the recording's DESTROY")
+        + 1;
+    let leaks: Vec<&Value> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["code"] == "leak")
+        .collect();
+    assert_eq!(leaks.len(), 2);
+    for f in leaks {
+        let ev = f["evidence"].to_string();
+        assert!(
+            ev.contains(&format!("events.txt:{line}): the entry was destroyed")),
+            "{ev}"
+        );
+        assert!(ev.contains("[USERSPACE] progname=conntrack"), "{ev}");
+        assert!(
+            ev.contains("conntrack -S: insert_failed=0 drop=0 early_drop=0 invalid="),
+            "{ev}"
+        );
+        let check = f["check"].as_str().unwrap();
+        assert!(
+            check.starts_with("The event log shows the cause"),
+            "{check}"
+        );
+    }
 }
