@@ -14,6 +14,7 @@ use super::Detected;
 use crate::audit::{
     Code, Ctx, Detail, Direction, Evidence, Explained, Finding, PathReason, Role, Severity,
 };
+use crate::correlate::Hop;
 use crate::model::{tcp_flags, Proto};
 
 pub fn on_links(x: &Ctx, explained: &Explained) -> Detected {
@@ -113,11 +114,7 @@ pub fn stopped_short(x: &Ctx, _: &Explained) -> Detected {
         let (aname, bname) = (x.name(a), x.name(b));
         let (b0, b1) = x.span(b).unwrap_or_default();
         let whole = last.last_ns <= b1;
-        let syn_only = t.proto == Proto::Tcp
-            && f.tcp.syn
-            && !f.tcp.syn_ack
-            && f.tcp.fin == [false, false]
-            && f.tcp.rst == [false, false];
+        let syn_only = syn_only(f);
         let mut finding = Finding::new(
             Code::Lost,
             Severity::Error,
@@ -176,6 +173,44 @@ pub fn stopped_short(x: &Ctx, _: &Explained) -> Detected {
     out.into()
 }
 
+/// Whether a TCP flow shows only its opening SYN (and retransmissions of it).
+fn syn_only(f: &crate::flows::Flow) -> bool {
+    f.tuple.proto == Proto::Tcp
+        && f.tcp.syn
+        && !f.tcp.syn_ack
+        && f.tcp.fin == [false, false]
+        && f.tcp.rst == [false, false]
+}
+
+/// A connection blocked where it was last seen, one hop `h`: `lost`, blocked, with the
+/// initiator packets that point saw and why nothing is known beyond it.
+fn blocked_at(x: &Ctx, ci: usize, h: &Hop, severity: Severity, reason: PathReason) -> Finding {
+    let f = &h.flow;
+    let syn_only = syn_only(f);
+    let name = x.name(h.point);
+    let mut finding = Finding::new(
+        Code::Lost,
+        severity,
+        Detail::Lost {
+            from: name.to_string(),
+            to: String::new(),
+            direction: Direction::Fwd,
+            blocked: true,
+            first_tcp_flags: syn_only.then(|| "S".to_string()),
+            path_from: Vec::new(),
+            stopped: Some((f.packets[0], reason)),
+        },
+    );
+    finding.evidence = vec![x.hop(h)];
+    finding.conns = vec![ci];
+    finding.points = vec![name.to_string()];
+    finding.tuples = vec![x.seen(h, Role::LastSeen)];
+    finding.first_ns = Some(h.first_ns);
+    finding.last_ns = Some(h.last_ns);
+    finding.packets = f.packets[0];
+    finding
+}
+
 /// Connections seen only where they reached the NAT host, unanswered, that no other
 /// connection shows the way for, but whose first packet the host's rules drop or
 /// reject there (the confirmed way through the rules): blocked at the host.
@@ -193,30 +228,9 @@ pub fn dropped_by_rules(x: &Ctx, _: &Explained) -> Detected {
         let Some(rule) = x.stopped_by(a.conn) else {
             continue;
         };
-        let f = &h.flow;
-        let t = f.tuple;
-        let name = x.name(h.point);
-        let syn_only = t.proto == Proto::Tcp && f.tcp.syn && !f.tcp.syn_ack;
-        let mut finding = Finding::new(
-            Code::Lost,
-            Severity::Error,
-            Detail::Lost {
-                from: name.to_string(),
-                to: String::new(),
-                direction: Direction::Fwd,
-                blocked: true,
-                first_tcp_flags: syn_only.then(|| "S".to_string()),
-                path_from: Vec::new(),
-                stopped: Some((f.packets[0], PathReason::HostRules)),
-            },
-        );
-        finding.evidence = vec![x.hop(h), rule];
-        finding.conns = vec![a.conn];
-        finding.points = vec![name.to_string()];
-        finding.tuples = vec![x.seen(h, Role::LastSeen)];
-        finding.first_ns = Some(h.first_ns);
-        finding.last_ns = Some(h.last_ns);
-        finding.packets = f.packets[0];
+        let mut finding = blocked_at(x, a.conn, h, Severity::Error, PathReason::HostRules);
+        finding.evidence.push(rule);
+        finding.evidence.extend(x.stats_evidence());
         out.push(finding);
     }
     out.into()
@@ -266,11 +280,7 @@ pub fn unanswered_to_host(x: &Ctx, _: &Explained) -> Detected {
         let [h] = conn.hops.as_slice() else { continue };
         let f = &h.flow;
         let t = f.tuple;
-        let syn_only = t.proto == Proto::Tcp
-            && f.tcp.syn
-            && !f.tcp.syn_ack
-            && f.tcp.fin == [false, false]
-            && f.tcp.rst == [false, false];
+        let syn_only = syn_only(f);
         let candidate = f.packets[0] > 0
             && f.packets[1] == 0
             && f.icmp_error.is_none()
@@ -287,25 +297,12 @@ pub fn unanswered_to_host(x: &Ctx, _: &Explained) -> Detected {
             continue;
         }
         let (meant, evidence) = meant_for(x, ci, &t);
-        let name = x.name(h.point);
-        let mut finding = Finding::new(
-            Code::Lost,
-            if meant.is_some() {
-                Severity::Error
-            } else {
-                Severity::Warning
-            },
-            Detail::Lost {
-                from: name.to_string(),
-                to: String::new(),
-                direction: Direction::Fwd,
-                blocked: true,
-                first_tcp_flags: syn_only.then(|| "S".to_string()),
-                path_from: Vec::new(),
-                stopped: Some((f.packets[0], PathReason::Unanswered(meant))),
-            },
-        );
-        finding.evidence = vec![x.hop(h)];
+        let severity = if meant.is_some() {
+            Severity::Error
+        } else {
+            Severity::Warning
+        };
+        let mut finding = blocked_at(x, ci, h, severity, PathReason::Unanswered(meant));
         for p in others {
             if let Some((a, b)) = x.span(p) {
                 finding.evidence.push(Evidence::NoneSeen {
@@ -317,12 +314,7 @@ pub fn unanswered_to_host(x: &Ctx, _: &Explained) -> Detected {
             }
         }
         finding.evidence.extend(evidence);
-        finding.conns = vec![ci];
-        finding.points = vec![name.to_string()];
-        finding.tuples = vec![x.seen(h, Role::LastSeen)];
-        finding.first_ns = Some(h.first_ns);
-        finding.last_ns = Some(h.last_ns);
-        finding.packets = f.packets[0];
+        finding.evidence.extend(x.stats_evidence());
         out.push(finding);
     }
     out.into()
