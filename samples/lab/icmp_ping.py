@@ -4,7 +4,8 @@
 Sends --count echo requests (ICMP, or ICMPv6 when --dst is an IPv6 address)
 with identifier --ident and sequence numbers 1..N, each carrying a 16-byte
 timestamp-and-pattern payload like ping's, and waits up to --timeout for each
-reply. Needs a raw socket (root). Exit status 0 when every request was answered.
+reply. Needs a raw socket (root). Exit status 0 when every request was answered;
+with --expect-fail, 0 when none was (the echo is expected to get no reply).
 """
 import argparse
 import socket
@@ -29,6 +30,7 @@ def main() -> int:
     ap.add_argument("--ident", type=int, default=0x4E43)
     ap.add_argument("--interval", type=float, default=0.1)
     ap.add_argument("--timeout", type=float, default=1.0)
+    ap.add_argument("--expect-fail", action="store_true")
     args = ap.parse_args()
 
     v6 = ":" in args.dst
@@ -69,6 +71,8 @@ def main() -> int:
                 print(f"seq {seq} answered by {peer[0]}", flush=True)
                 break
         time.sleep(args.interval)
+    if args.expect_fail:
+        return 0 if answered == 0 else 1
     return 0 if answered == args.count else 1
 
 

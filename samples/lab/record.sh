@@ -23,7 +23,11 @@ set -euo pipefail
 LAB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SAMPLES=$(dirname "$LAB")
 ALL_SCENARIOS=(masquerade published-port port-collision nodeport snat-random-fully
-  fault-forward-drop fault-invalid-leak fault-wrong-source-udp masquerade6 kube-rules)
+  fault-forward-drop fault-invalid-leak fault-wrong-source-udp masquerade6 kube-rules
+  fault-masq-miss fault-masq-miss6 fault-nodeport-blocked)
+
+# The scenarios that run with IPv6 on (dual stack).
+is_v6() { [[ $1 == masquerade6 || $1 == fault-masq-miss6 ]]; }
 
 # Namespace names. Fixed (not per-run) so that links.txt does not change from one
 # recording to the next; a lock file keeps two recordings from running at once.
@@ -746,6 +750,171 @@ scenario_masquerade6() {
   stop_recording
 }
 
+# A MASQUERADE limited to one container (as when Calico's natOutgoing covers one
+# pool only, or a hand-written rule names one host): c1 (172.17.0.2) is
+# translated; c2's TCP connection and UDP query match no NAT rule, Docker's
+# FORWARD lets them out, and they leave eth0 with 172.17.0.3. The outside has no
+# route back to 172.17.0.0/16, so they are never answered.
+LEAK_TCP_SPORT=41002
+LEAK_UDP_SPORT=41053
+LEAK_ICMP_ID=3091
+
+scenario_fault_masq_miss() {
+  IFACES=(docker0 eth0 veth-c1)
+  {
+    docker_filter_base
+    echo COMMIT
+    docker_nat_base
+    echo "-A POSTROUTING -s $C1_IP/32 ! -o docker0 -j MASQUERADE"
+    echo COMMIT
+  } | apply_rules
+  server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --lifetime 30
+  server srv-udp "$NS_OUT" udp_server.py --port 53 --lifetime 30
+  start_recording
+  # c1: translated, held across the snapshot.
+  client h1 "$NS_C1" tcp_client.py --dst "$SRV_IP" --port 7000 --requests 2 --tag c1masq \
+    --ready "$SYNC/h1" --release "$SYNC/release"
+  local h1=$LAST_PID
+  wait_file "$SYNC/h1" 5
+  # c2: the SYN and its retransmission (at 1 s), unanswered; then one query sent
+  # twice from one socket, unanswered.
+  client leak "$NS_C2" tcp_client.py --sport "$LEAK_TCP_SPORT" --dst "$SRV_IP" --port 7000 \
+    --connect-timeout 2.5 --expect-fail --tag c2leak
+  local leak=$LAST_PID
+  run udp "$NS_C2" udp_client.py --sport "$LEAK_UDP_SPORT" --dst "$SRV_IP" --count 1 --retries 1 \
+    --timeout 0.7 --expect-fail --name c2leak.example
+  expect_ok "$leak"
+  snapshot
+  touch "$SYNC/release"
+  expect_ok "$h1"
+  kill_servers
+  stop_recording
+}
+
+# The same fault over IPv6 (masquerade6's dual-stack host): ip6tables MASQUERADE
+# for c1's fd00:172:17::2 only. c2's TCP connection, UDP query and ICMPv6 echo
+# leave eth0 with fd00:172:17::3; the outside has no route to the ULA prefix.
+scenario_fault_masq_miss6() {
+  IFACES=(docker0 eth0 veth-c1)
+  { docker_filter_base; echo COMMIT; docker_nat_base; echo "$MASQ_RULE"; echo COMMIT; } | apply_rules
+  {
+    docker_filter_base
+    echo COMMIT
+    docker_nat_base | sed 's|! -d 127.0.0.0/8|! -d ::1/128|'
+    echo "-A POSTROUTING -s fd00:172:17::2/128 ! -o docker0 -j MASQUERADE"
+    echo COMMIT
+  } | hx ip6tables-restore
+  server srv-tcp "$NS_OUT" tcp_server.py --bind :: --port 7000 --lifetime 30
+  server srv-udp "$NS_OUT" udp_server.py --bind :: --port 53 --lifetime 30
+  # Let the last MLD reports of the address setup go out before capturing.
+  sleep 0.3
+  start_recording
+  client h1 "$NS_C1" tcp_client.py --dst 2001:db8:113::2 --port 7000 --requests 2 --tag c1v6masq \
+    --ready "$SYNC/h1" --release "$SYNC/release"
+  local h1=$LAST_PID
+  wait_file "$SYNC/h1" 5
+  run icmp "$NS_C1" icmp_ping.py --dst 2001:db8:113::2 --count 2 --ident 3090
+  client leak "$NS_C2" tcp_client.py --sport "$LEAK_TCP_SPORT" --dst 2001:db8:113::2 --port 7000 \
+    --connect-timeout 2.5 --expect-fail --tag c2v6leak
+  local leak=$LAST_PID
+  run udp "$NS_C2" udp_client.py --sport "$LEAK_UDP_SPORT" --dst 2001:db8:113::2 --count 1 --retries 1 \
+    --timeout 0.7 --expect-fail --name c2v6leak.example
+  run icmp "$NS_C2" icmp_ping.py --dst 2001:db8:113::2 --count 2 --ident "$LEAK_ICMP_ID" --timeout 0.5 --expect-fail
+  expect_ok "$leak"
+  snapshot
+  touch "$SYNC/release"
+  expect_ok "$h1"
+  kill_servers
+  hx ip6tables-save | sed '/^# /d' >"$SCEN_DIR/ip6tables.txt"
+  stop_recording
+}
+
+# kube-proxy NodePorts to one pod (172.17.0.2): 30080/tcp and 30081/tcp to :80,
+# 30053/udp to :53, as in `nodeport`, plus a user's FORWARD DROP for the traffic
+# that came in on 30081 (matched after DNAT, by its original destination port).
+# The SYNs to 30081 are DNATed and dropped: they reach eth0, never docker0.
+BLOCKED_SPORT=40081
+
+scenario_fault_nodeport_blocked() {
+  IFACES=(docker0 eth0 veth-c1)
+  apply_rules <<EOF
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:KUBE-FORWARD - [0:0]
+-A FORWARD -d $C1_IP/32 -p tcp -m tcp --dport 80 -m conntrack --ctorigdstport 30081 -j DROP
+-A FORWARD -m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD
+-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP
+-A KUBE-FORWARD -m comment --comment "kubernetes forwarding rules" -m mark --mark 0x4000/0x4000 -j ACCEPT
+-A KUBE-FORWARD -m comment --comment "kubernetes forwarding conntrack rule" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+COMMIT
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:KUBE-EXT-DNS - [0:0]
+:KUBE-EXT-WEB - [0:0]
+:KUBE-EXT-WEBALT - [0:0]
+:KUBE-MARK-MASQ - [0:0]
+:KUBE-NODEPORTS - [0:0]
+:KUBE-POSTROUTING - [0:0]
+:KUBE-SEP-DNS1 - [0:0]
+:KUBE-SEP-WEB1 - [0:0]
+:KUBE-SEP-WEBALT1 - [0:0]
+:KUBE-SERVICES - [0:0]
+:KUBE-SVC-DNS - [0:0]
+:KUBE-SVC-WEB - [0:0]
+:KUBE-SVC-WEBALT - [0:0]
+-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING
+$MASQ_RULE
+-A KUBE-EXT-DNS -m comment --comment "masquerade traffic for default/dns external destinations" -j KUBE-MARK-MASQ
+-A KUBE-EXT-DNS -j KUBE-SVC-DNS
+-A KUBE-EXT-WEB -m comment --comment "masquerade traffic for default/web external destinations" -j KUBE-MARK-MASQ
+-A KUBE-EXT-WEB -j KUBE-SVC-WEB
+-A KUBE-EXT-WEBALT -m comment --comment "masquerade traffic for default/web-alt external destinations" -j KUBE-MARK-MASQ
+-A KUBE-EXT-WEBALT -j KUBE-SVC-WEBALT
+-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000
+-A KUBE-NODEPORTS -p tcp -m comment --comment "default/web" -m tcp --dport 30080 -j KUBE-EXT-WEB
+-A KUBE-NODEPORTS -p tcp -m comment --comment "default/web-alt" -m tcp --dport 30081 -j KUBE-EXT-WEBALT
+-A KUBE-NODEPORTS -p udp -m comment --comment "default/dns" -m udp --dport 30053 -j KUBE-EXT-DNS
+-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN
+-A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0
+-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully
+-A KUBE-SEP-DNS1 -p udp -m comment --comment "default/dns" -m udp -j DNAT --to-destination $C1_IP:53
+-A KUBE-SEP-WEB1 -p tcp -m comment --comment "default/web" -m tcp -j DNAT --to-destination $C1_IP:80
+-A KUBE-SEP-WEBALT1 -p tcp -m comment --comment "default/web-alt" -m tcp -j DNAT --to-destination $C1_IP:80
+-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS
+-A KUBE-SVC-DNS -m comment --comment "default/dns -> $C1_IP:53" -j KUBE-SEP-DNS1
+-A KUBE-SVC-WEB -m comment --comment "default/web -> $C1_IP:80" -j KUBE-SEP-WEB1
+-A KUBE-SVC-WEBALT -m comment --comment "default/web-alt -> $C1_IP:80" -j KUBE-SEP-WEBALT1
+COMMIT
+EOF
+  server web "$NS_C1" tcp_server.py --port 80 --lifetime 30
+  server dns "$NS_C1" udp_server.py --port 53 --lifetime 30
+  start_recording
+  run o1 "$NS_OUT" tcp_client.py --src "$REMOTE_CLI" --dst "$HOST_IP" --port 30080 --requests 2 --tag np1
+  client h1 "$NS_OUT" tcp_client.py --src "$SRV_IP" --dst "$HOST_IP" --port 30080 --requests 2 --tag nphold \
+    --ready "$SYNC/h1" --release "$SYNC/release"
+  local h1=$LAST_PID
+  wait_file "$SYNC/h1" 5
+  # The blocked NodePort: the SYN and its retransmissions at about 1 s and 3 s.
+  client blocked "$NS_OUT" tcp_client.py --src "$REMOTE_CLI" --sport "$BLOCKED_SPORT" --dst "$HOST_IP" \
+    --port 30081 --connect-timeout 3.5 --expect-fail --tag blocked
+  local blocked=$LAST_PID
+  run udp "$NS_OUT" udp_client.py --src "$REMOTE_CLI" --dst "$HOST_IP" --port 30053 --count 2 --name np.example
+  expect_ok "$blocked"
+  snapshot
+  touch "$SYNC/release"
+  expect_ok "$h1"
+  kill_servers
+  hx iptables-save -c | sed '/^# /d' >"$SCEN_DIR/iptables-counters.txt"
+  stop_recording
+}
+
 # kube-proxy (iptables mode), Docker and Calico rules on one host, as people find
 # them when they debug: a NodePort service on 30080 with three endpoints picked by
 # `-m statistic` (172.17.0.2:80 on c1, 172.17.0.3:80 and 172.17.0.4:80 on c2, which
@@ -940,7 +1109,7 @@ check_addresses() {
     [[ -z $bad ]] || die "$(basename "$f"): unexpected addresses: $bad"
   done
   # IPv6 only where the scenario asks for it.
-  if [[ $SCEN != masquerade6 ]]; then
+  if ! is_v6 "$SCEN"; then
     [[ $(pkts "$SCEN_DIR/any.pcap" ipv6) -eq 0 ]] || die "$SCEN: IPv6 packets in an IPv4 scenario"
   fi
 }
@@ -1160,6 +1329,62 @@ check_kube_rules() {
   [[ -s $SCEN_DIR/ipsets.txt && -s $SCEN_DIR/nft.json ]] || die "$SCEN: ipsets.txt or nft.json missing"
 }
 
+check_fault_masq_miss() {
+  local ct=$SCEN_DIR/conntrack.txt e=$SCEN_DIR/eth0.pcap
+  # c1: translated.
+  need 1 "ESTABLISHED SNAT entry for $C1_IP" "$(ct_count "$ct" ' ESTABLISHED ' "src=$C1_IP " "dst=$HOST_IP ")"
+  need 1 "TCP conversation from $HOST_IP to port 7000 on eth0" "$(tcp_convs "$e" "ip.src==$HOST_IP && tcp.dstport==7000")"
+  # c2: untranslated entries, the container address on eth0, no reply.
+  need 1 "untranslated TCP entry for c2" "$(ct_count "$ct" "src=$C2_IP dst=$SRV_IP sport=$LEAK_TCP_SPORT dport=7000 \\[UNREPLIED\\] src=$SRV_IP dst=$C2_IP sport=7000 dport=$LEAK_TCP_SPORT ")"
+  need 1 "untranslated UDP entry for c2" "$(ct_count "$ct" "src=$C2_IP dst=$SRV_IP sport=$LEAK_UDP_SPORT dport=53 \\[UNREPLIED\\] src=$SRV_IP dst=$C2_IP sport=53 dport=$LEAK_UDP_SPORT ")"
+  [[ $(ct_count "$ct" "src=$C2_IP " "dst=$HOST_IP ") -eq 0 ]] || die "$SCEN: c2 has a translated entry"
+  need 2 "SYNs from $C2_IP:$LEAK_TCP_SPORT on eth0" "$(pkts "$e" "ip.src==$C2_IP && tcp.srcport==$LEAK_TCP_SPORT && tcp.flags.syn==1")"
+  need 2 "UDP queries from $C2_IP:$LEAK_UDP_SPORT on eth0" "$(pkts "$e" "ip.src==$C2_IP && udp.srcport==$LEAK_UDP_SPORT")"
+  [[ $(pkts "$e" "ip.src==$HOST_IP && (tcp.srcport==$LEAK_TCP_SPORT || udp.srcport==$LEAK_UDP_SPORT)") -eq 0 ]] ||
+    die "$SCEN: a translated copy of c2's traffic on eth0"
+  [[ $(pkts "$e" "ip.src==$C1_IP") -eq 0 ]] || die "$SCEN: c1's address on eth0"
+  [[ $(pkts "$e" "ip.dst==$C2_IP") -eq 0 ]] || die "$SCEN: c2's traffic was answered"
+}
+
+check_fault_masq_miss6() {
+  local ct=$SCEN_DIR/conntrack.txt e=$SCEN_DIR/eth0.pcap c1=fd00:172:17::2 c2=fd00:172:17::3 srv=2001:db8:113::2
+  need 1 "ESTABLISHED IPv6 SNAT entry for c1" "$(ct_count "$ct" '^ipv6 +10 tcp ' ' ESTABLISHED ' "src=$c1 " 'dst=2001:db8:113::1 ')"
+  need 1 "IPv6 ICMP SNAT entry for c1" "$(ct_count "$ct" '^ipv6 +10 icmpv6 ' "src=$c1 " 'dst=2001:db8:113::1 ')"
+  need 1 "untranslated IPv6 TCP entry for c2" "$(ct_count "$ct" "src=$c2 dst=$srv sport=$LEAK_TCP_SPORT dport=7000 \\[UNREPLIED\\] src=$srv dst=$c2 sport=7000 dport=$LEAK_TCP_SPORT ")"
+  need 1 "untranslated IPv6 UDP entry for c2" "$(ct_count "$ct" "src=$c2 dst=$srv sport=$LEAK_UDP_SPORT dport=53 \\[UNREPLIED\\] src=$srv dst=$c2 sport=53 dport=$LEAK_UDP_SPORT ")"
+  need 1 "untranslated ICMPv6 entry for c2" "$(ct_count "$ct" '^ipv6 +10 icmpv6 ' "src=$c2 dst=$srv .*id=$LEAK_ICMP_ID \\[UNREPLIED\\] src=$srv dst=$c2 ")"
+  [[ $(ct_count "$ct" "src=$c2 " 'dst=2001:db8:113::1 ') -eq 0 ]] || die "$SCEN: c2 has a translated entry"
+  need 2 "SYNs from [$c2]:$LEAK_TCP_SPORT on eth0" "$(pkts "$e" "ipv6.src==$c2 && tcp.srcport==$LEAK_TCP_SPORT && tcp.flags.syn==1")"
+  need 2 "UDP queries from [$c2]:$LEAK_UDP_SPORT on eth0" "$(pkts "$e" "ipv6.src==$c2 && udp.srcport==$LEAK_UDP_SPORT")"
+  need 2 "echo requests from $c2 on eth0" "$(pkts "$e" "ipv6.src==$c2 && icmpv6.type==128 && icmpv6.echo.identifier==$LEAK_ICMP_ID")"
+  [[ $(pkts "$e" "ipv6.src==2001:db8:113::1 && (tcp.srcport==$LEAK_TCP_SPORT || udp.srcport==$LEAK_UDP_SPORT || icmpv6.echo.identifier==$LEAK_ICMP_ID)") -eq 0 ]] ||
+    die "$SCEN: a translated copy of c2's traffic on eth0"
+  [[ $(pkts "$e" "ipv6.src==$c1") -eq 0 ]] || die "$SCEN: c1's address on eth0"
+  [[ $(pkts "$e" "ipv6.dst==$c2") -eq 0 ]] || die "$SCEN: c2's traffic was answered"
+  [[ $(pkts "$SCEN_DIR/any.pcap" ip) -eq 0 ]] || die "$SCEN: IPv4 packets"
+}
+
+check_fault_nodeport_blocked() {
+  local ct=$SCEN_DIR/conntrack.txt e=$SCEN_DIR/eth0.pcap d=$SCEN_DIR/docker0.pcap isn
+  need 2 "SNAT+DNAT entries for 30080" "$(ct_count "$ct" "dst=$HOST_IP sport=[0-9]+ dport=30080 src=$C1_IP dst=$BR_IP sport=80 ")"
+  need 1 "ESTABLISHED entry for 30080" "$(ct_count "$ct" ' ESTABLISHED ' 'dport=30080 ')"
+  need 1 "UDP SNAT+DNAT entry for 30053" "$(ct_count "$ct" '^ipv4 +2 udp ' "dst=$HOST_IP sport=[0-9]+ dport=30053 src=$C1_IP dst=$BR_IP sport=53 ")"
+  need 2 "TCP conversations to port 30080 on eth0" "$(tcp_convs "$e" 'tcp.port==30080')"
+  [[ $(tcp_convs "$d" "ip.dst==$C1_IP && tcp.dstport==80") -eq 2 ]] ||
+    die "$SCEN: expected exactly 2 TCP conversations to $C1_IP:80 on docker0"
+  need 1 "UDP conversation to $C1_IP:53 on docker0" "$(udp_convs "$d" "ip.src==$BR_IP && udp.port==53")"
+  # The blocked connection: SYNs on eth0 only, no answer, no entry, no event.
+  need 3 "SYNs to 30081 on eth0" "$(pkts "$e" "ip.src==$REMOTE_CLI && tcp.srcport==$BLOCKED_SPORT && tcp.dstport==30081 && tcp.flags.syn==1")"
+  [[ $(pkts "$e" 'tcp.srcport==30081') -eq 0 ]] || die "$SCEN: port 30081 answered"
+  isn=$(tshark -r "$e" -Y "tcp.dstport==30081 && tcp.flags.syn==1" -T fields -e tcp.seq_raw 2>/dev/null | sort -u)
+  [[ $(grep -c . <<<"$isn") -eq 1 ]] || die "$SCEN: the SYNs to 30081 do not share one sequence number: $isn"
+  [[ $(pkts "$d" "tcp.seq_raw==$isn || tcp.ack_raw==$((isn + 1)) || tcp.port==$BLOCKED_SPORT || tcp.port==30081") -eq 0 ]] ||
+    die "$SCEN: the blocked connection reached docker0"
+  [[ $(ct_count "$ct" 'dport=30081 ') -eq 0 ]] || die "$SCEN: conntrack entry for the blocked flow"
+  [[ $(ct_count "$SCEN_DIR/events.txt" 'dport=30081 ') -eq 0 ]] || die "$SCEN: conntrack event for the blocked flow"
+  need 3 "packets on the FORWARD DROP" "$(counter "$SCEN_DIR/iptables-counters.txt" '--ctorigdstport 30081 -j DROP')"
+}
+
 # ---------------------------------------------------------------- main
 
 record_one() {
@@ -1171,7 +1396,7 @@ record_one() {
   SYNC=$WORK/sync/$s
   mkdir -p "$SCEN_DIR" "$LOGS" "$SYNC"
   local v6=0
-  [[ $s == masquerade6 ]] && v6=1
+  is_v6 "$s" && v6=1
   topo_up "$v6"
   "scenario_${s//-/_}"
   topo_down

@@ -10,6 +10,8 @@ IP_PKTINFO and handed back as the reply's ipi_spec_dst, as well-behaved
 multi-homed servers do. --reply-from ADDR forces ADDR as the source of every
 reply instead, like a multi-homed server that ignores where the request went.
 
+A reply that cannot be sent (no route back to the client) is logged and skipped.
+
 Bounded: exits after --lifetime seconds or --max datagrams.
 """
 import argparse
@@ -104,7 +106,12 @@ def main() -> int:
         reply = dns_answer(data, handled)
         if reply is None:
             reply = b"ECHO " + data
-        sock.sendmsg([reply], ancillary, 0, peer)
+        try:
+            sock.sendmsg([reply], ancillary, 0, peer)
+        except OSError as e:
+            # No route back to the client (an untranslated inside address): the
+            # query stays unanswered, the responder keeps serving.
+            print(f"reply to {peer[0]}:{peer[1]} not sent: {e}", flush=True)
         handled += 1
     return 0
 
