@@ -613,3 +613,93 @@ fn a_leak_cites_the_destroy_event_and_the_statistics_given() {
         );
     }
 }
+
+/// A leak needs no translated twin: packets from an inside prefix that NAT hides at
+/// the outside point, from a host no NAT rule matched, in both address families.
+#[test]
+fn untranslated_inside_traffic_with_no_translated_twin_is_a_leak() {
+    for (s, inside) in [
+        ("fault-masq-miss", "172.17.0.3"),
+        ("fault-masq-miss6", "fd00:172:17::3"),
+    ] {
+        let (code, doc) = json(&args(&pair(s)));
+        assert_eq!(code, 1, "{s}");
+        let leaks: Vec<&Value> = doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["code"] == "leak")
+            .collect();
+        // The TCP connection and the UDP query (and, over IPv6, the echo request).
+        assert!(leaks.len() >= 2, "{s}: {}", doc["findings"]);
+        let mut protos = std::collections::BTreeSet::new();
+        for f in leaks {
+            assert_eq!(f["severity"], "error");
+            assert_eq!(f["detail"]["kind"], "inside-address");
+            assert_eq!(f["detail"]["inside_address"], inside, "{s}");
+            assert_eq!(f["detail"]["translated_by"], serde_json::json!([]), "{s}");
+            assert_eq!(f["points"], serde_json::json!(["eth0"]));
+            protos.insert(f["tuples"][0]["proto"].as_str().unwrap().to_string());
+        }
+        assert!(
+            protos.contains("tcp") && protos.contains("udp"),
+            "{s}: {protos:?}"
+        );
+        // The translated container's traffic is not a leak.
+        let translated_src = doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["detail"]["inside_address"] != inside && f["code"] == "leak");
+        assert!(!translated_src, "{s}");
+    }
+}
+
+/// Connections from outside to the host that nothing answered and nothing forwarded
+/// are blocked on the way in, whether a NodePort (FORWARD after DNAT) or a published
+/// port (DOCKER-USER); with the rules, the rule that dropped them is named.
+#[test]
+fn inbound_traffic_that_goes_no_further_is_blocked_on_the_way_in() {
+    for (s, dport, chain) in [
+        ("fault-nodeport-blocked", 30081, "filter FORWARD"),
+        ("kube-rules", 9090, "filter DOCKER-USER"),
+    ] {
+        let (_, doc) = json(&args(&pair(s)));
+        let lost: Vec<&Value> = doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["code"] == "lost")
+            .collect();
+        assert_eq!(lost.len(), 1, "{s}: {}", doc["findings"]);
+        let f = lost[0];
+        assert_eq!(f["severity"], "warning", "{s}");
+        assert_eq!(f["tuples"][0]["dport"], dport, "{s}");
+        assert_eq!(f["points"], serde_json::json!(["eth0"]), "{s}");
+        assert!(
+            f["message"]
+                .as_str()
+                .unwrap()
+                .contains("an address of this host"),
+            "{s}"
+        );
+        // With the host's rules: an error naming the DROP.
+        let rules = format!("samples/{s}/iptables.txt");
+        let (code, doc) = json(&[&args(&pair(s))[..], &["--rules", &rules]].concat());
+        let f = doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["code"] == "lost")
+            .expect("the blocked connection");
+        assert_eq!(f["severity"], "error", "{s}");
+        assert!(
+            f["evidence"]
+                .to_string()
+                .contains(&format!("dropped by {chain}")),
+            "{s}: {}",
+            f["evidence"]
+        );
+        assert_eq!(code, 1, "{s}");
+    }
+}

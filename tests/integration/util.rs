@@ -21,6 +21,9 @@ pub const SCENARIOS: &[&str] = &[
     "fault-invalid-leak",
     "fault-wrong-source-udp",
     "kube-rules",
+    "fault-masq-miss",
+    "fault-masq-miss6",
+    "fault-nodeport-blocked",
 ];
 
 pub fn sample(rel: &str) -> String {
