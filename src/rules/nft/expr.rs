@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use super::render::{self, single};
 use super::value::{self, members, num_u32, unwrap_elem};
-use super::RuleCtx;
+use super::{str_of, RuleCtx};
 use crate::model::Proto;
 use crate::rules::{
     AddrType, CtState, Iface, Match, MatchKind, Ports, Prefix, Set, SetDim, SetMember,
@@ -92,106 +92,123 @@ pub(super) fn left(v: &Value) -> (Left, Option<Proto>) {
     let Some((key, val)) = single(v) else {
         return (Left::Other, None);
     };
-    let s = |k: &str| val.get(k).and_then(Value::as_str);
     match key {
-        "payload" => {
-            let (Some(p), Some(f)) = (s("protocol"), s("field")) else {
-                return (Left::Other, None);
-            };
-            let implied = value::header_proto(p);
-            let l = match (p, f) {
-                ("ip" | "ip6", "saddr") => Left::Saddr,
-                ("ip" | "ip6", "daddr") => Left::Daddr,
-                ("ip", "protocol") | ("ip6", "nexthdr") => Left::Proto,
-                ("tcp" | "udp" | "sctp" | "dccp" | "udplite" | "th", "sport") => Left::Sport,
-                ("tcp" | "udp" | "sctp" | "dccp" | "udplite" | "th", "dport") => Left::Dport,
-                ("tcp", "flags") => Left::TcpFlags(None),
-                ("icmp", "type") => Left::IcmpType { v6: false },
-                ("icmpv6", "type") => Left::IcmpType { v6: true },
-                _ => Left::Other,
-            };
-            (l, implied)
-        }
-        "meta" => {
-            let k = val.get("key").and_then(Value::as_str).or(val.as_str());
-            let l = match k {
-                Some("l4proto") => Left::Proto,
-                Some("iifname" | "iif") => Left::InIface,
-                Some("oifname" | "oif") => Left::OutIface,
-                Some("mark") => Left::Mark(u32::MAX),
-                _ => Left::Other,
-            };
-            (l, None)
-        }
-        "ct" => {
-            let dir = s("dir");
-            let l = match (s("key"), dir) {
-                (Some("state"), None) => Left::CtState,
-                (Some("status"), None) => Left::CtStatus,
-                (Some("direction"), None) => Left::CtDirection,
-                (Some("mark"), None) => Left::CtMark(u32::MAX),
-                (Some("saddr" | "ip saddr" | "ip6 saddr"), Some("original")) => Left::CtOrigSrc,
-                (Some("daddr" | "ip daddr" | "ip6 daddr"), Some("original")) => Left::CtOrigDst,
-                (Some("proto-dst"), Some("original")) => Left::CtOrigDstPort,
-                _ => Left::Other,
-            };
-            (l, None)
-        }
-        "fib" => {
-            let flags: Vec<&str> = match val.get("flags") {
-                Some(Value::Array(f)) => f.iter().filter_map(Value::as_str).collect(),
-                Some(Value::String(f)) => vec![f.as_str()],
-                _ => Vec::new(),
-            };
-            let l = if s("result") == Some("type")
-                && (flags.contains(&"saddr") != flags.contains(&"daddr"))
-                && flags
-                    .iter()
-                    .all(|f| ["saddr", "daddr", "iif", "oif"].contains(f))
-            {
-                Left::Fib {
-                    src: flags.contains(&"saddr"),
-                    limit_in: flags.contains(&"iif"),
-                    limit_out: flags.contains(&"oif"),
-                }
-            } else {
-                Left::Other
-            };
-            (l, None)
-        }
-        "&" => {
-            let Some(Value::Array(ops)) = Some(val) else {
-                return (Left::Other, None);
-            };
-            if ops.len() != 2 {
-                return (Left::Other, None);
-            }
-            let (inner, implied) = left(&ops[0]);
-            let l = match inner {
-                Left::Mark(_) => num_u32(&ops[1]).map_or(Left::Other, Left::Mark),
-                Left::CtMark(_) => num_u32(&ops[1]).map_or(Left::Other, Left::CtMark),
-                Left::TcpFlags(None) => {
-                    value::tcp_flags(&ops[1]).map_or(Left::Other, |m| Left::TcpFlags(Some(m)))
-                }
-                _ => Left::Other,
-            };
-            (l, implied)
-        }
-        "concat" => {
-            let Value::Array(parts) = val else {
-                return (Left::Other, None);
-            };
-            let mut implied = None;
-            let mut ls = Vec::new();
-            for p in parts {
-                let (l, i) = left(p);
-                implied = implied.or(i);
-                ls.push(l);
-            }
-            (Left::Concat(ls), implied)
-        }
+        "payload" => payload_left(val),
+        "meta" => (meta_left(val), None),
+        "ct" => (ct_left(val), None),
+        "fib" => (fib_left(val), None),
+        "&" => masked_left(val),
+        "concat" => concat_left(val),
         _ => (Left::Other, None),
     }
+}
+
+/// A header field (`ip saddr`, `tcp dport`, `tcp flags`), and the protocol its header
+/// implies.
+fn payload_left(val: &Value) -> (Left, Option<Proto>) {
+    let (Some(p), Some(f)) = (str_of(val, "protocol"), str_of(val, "field")) else {
+        return (Left::Other, None);
+    };
+    let implied = value::header_proto(p);
+    let l = match (p, f) {
+        ("ip" | "ip6", "saddr") => Left::Saddr,
+        ("ip" | "ip6", "daddr") => Left::Daddr,
+        ("ip", "protocol") | ("ip6", "nexthdr") => Left::Proto,
+        ("tcp" | "udp" | "sctp" | "dccp" | "udplite" | "th", "sport") => Left::Sport,
+        ("tcp" | "udp" | "sctp" | "dccp" | "udplite" | "th", "dport") => Left::Dport,
+        ("tcp", "flags") => Left::TcpFlags(None),
+        ("icmp", "type") => Left::IcmpType { v6: false },
+        ("icmpv6", "type") => Left::IcmpType { v6: true },
+        _ => Left::Other,
+    };
+    (l, implied)
+}
+
+/// A `meta` key: the protocol, an interface, the packet mark.
+fn meta_left(val: &Value) -> Left {
+    match str_of(val, "key").or(val.as_str()) {
+        Some("l4proto") => Left::Proto,
+        Some("iifname" | "iif") => Left::InIface,
+        Some("oifname" | "oif") => Left::OutIface,
+        Some("mark") => Left::Mark(u32::MAX),
+        _ => Left::Other,
+    }
+}
+
+/// A `ct` key: state, status, direction, mark, or the original tuple's addresses and
+/// destination port.
+fn ct_left(val: &Value) -> Left {
+    match (str_of(val, "key"), str_of(val, "dir")) {
+        (Some("state"), None) => Left::CtState,
+        (Some("status"), None) => Left::CtStatus,
+        (Some("direction"), None) => Left::CtDirection,
+        (Some("mark"), None) => Left::CtMark(u32::MAX),
+        (Some("saddr" | "ip saddr" | "ip6 saddr"), Some("original")) => Left::CtOrigSrc,
+        (Some("daddr" | "ip daddr" | "ip6 daddr"), Some("original")) => Left::CtOrigDst,
+        (Some("proto-dst"), Some("original")) => Left::CtOrigDstPort,
+        _ => Left::Other,
+    }
+}
+
+/// `fib saddr type` / `fib daddr . iif type`: the address type of one address, the
+/// lookup maybe limited to an interface; other lookups are [`Left::Other`].
+fn fib_left(val: &Value) -> Left {
+    let flags: Vec<&str> = match val.get("flags") {
+        Some(Value::Array(f)) => f.iter().filter_map(Value::as_str).collect(),
+        Some(Value::String(f)) => vec![f.as_str()],
+        _ => Vec::new(),
+    };
+    if str_of(val, "result") == Some("type")
+        && (flags.contains(&"saddr") != flags.contains(&"daddr"))
+        && flags
+            .iter()
+            .all(|f| ["saddr", "daddr", "iif", "oif"].contains(f))
+    {
+        Left::Fib {
+            src: flags.contains(&"saddr"),
+            limit_in: flags.contains(&"iif"),
+            limit_out: flags.contains(&"oif"),
+        }
+    } else {
+        Left::Other
+    }
+}
+
+/// `meta mark & 0x4000`, `ct mark & 0xff`, `tcp flags & (syn | ack)`: a field read
+/// through a mask.
+fn masked_left(val: &Value) -> (Left, Option<Proto>) {
+    let Value::Array(ops) = val else {
+        return (Left::Other, None);
+    };
+    if ops.len() != 2 {
+        return (Left::Other, None);
+    }
+    let (inner, implied) = left(&ops[0]);
+    let l = match inner {
+        Left::Mark(_) => num_u32(&ops[1]).map_or(Left::Other, Left::Mark),
+        Left::CtMark(_) => num_u32(&ops[1]).map_or(Left::Other, Left::CtMark),
+        Left::TcpFlags(None) => {
+            value::tcp_flags(&ops[1]).map_or(Left::Other, |m| Left::TcpFlags(Some(m)))
+        }
+        _ => Left::Other,
+    };
+    (l, implied)
+}
+
+/// `ip daddr . meta l4proto . th dport`: each part read on its own; the first protocol
+/// a part implies is the whole key's.
+fn concat_left(val: &Value) -> (Left, Option<Proto>) {
+    let Value::Array(parts) = val else {
+        return (Left::Other, None);
+    };
+    let mut implied = None;
+    let mut ls = Vec::new();
+    for p in parts {
+        let (l, i) = left(p);
+        implied = implied.or(i);
+        ls.push(l);
+    }
+    (Left::Concat(ls), implied)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
