@@ -223,6 +223,18 @@ enum Op {
     In,
 }
 
+impl Op {
+    /// A comparison with values (`==`, `!=`, `in`) rather than an order.
+    fn eq_like(self) -> bool {
+        matches!(self, Op::Eq | Op::Ne | Op::In)
+    }
+
+    /// `==` or `!=`.
+    fn exact(self) -> bool {
+        matches!(self, Op::Eq | Op::Ne)
+    }
+}
+
 fn op(s: &str) -> Option<Op> {
     Some(match s {
         "==" | "eq" => Op::Eq,
@@ -243,6 +255,15 @@ fn ct_state(name: &str) -> Option<CtState> {
         "related" => CtState::Related,
         "invalid" => CtState::Invalid,
         "untracked" => CtState::Untracked,
+        _ => return None,
+    })
+}
+
+/// A `ct status` bit that stands for a [`CtState`].
+fn ct_status(name: &str) -> Option<CtState> {
+    Some(match name {
+        "snat" => CtState::Snat,
+        "dnat" => CtState::Dnat,
         _ => return None,
     })
 }
@@ -321,6 +342,180 @@ pub(super) fn roles_of_type(ty: &Value) -> Option<Vec<Role>> {
         .collect()
 }
 
+/// A single match, negated by `!=`.
+fn one(o: Op, kind: MatchKind) -> Option<Vec<Match>> {
+    Some(vec![Match {
+        negated: o == Op::Ne,
+        kind,
+    }])
+}
+
+/// `tcp dport 80`, `th sport { 53, 1000-2000 }`, `ct original proto-dst < 1024`:
+/// port ranges.
+fn port_match(field: &Left, o: Op, r: &Value) -> Option<Vec<Match>> {
+    let ranges = match o {
+        Op::Eq | Op::Ne | Op::In => value::port_ranges(r)?,
+        _ => {
+            let p = value::port(r)?;
+            let (lo, hi) = match o {
+                Op::Lt => (0, p.checked_sub(1)?),
+                Op::Le => (0, p),
+                Op::Gt => (p.checked_add(1)?, u16::MAX),
+                _ => (p, u16::MAX),
+            };
+            vec![(lo, hi)]
+        }
+    };
+    let ports = Ports(ranges);
+    one(
+        o,
+        match field {
+            Left::Sport => MatchKind::Sport(ports),
+            Left::Dport => MatchKind::Dport(ports),
+            _ => MatchKind::CtOrigDstPort(ports),
+        },
+    )
+}
+
+/// `meta l4proto tcp`, `ip protocol 17`: one protocol.
+fn proto_match(o: Op, r: &Value) -> Option<Vec<Match>> {
+    match members(r).as_slice() {
+        [p] => one(o, MatchKind::Proto(value::proto(p)?)),
+        _ => None,
+    }
+}
+
+/// `tcp flags syn`, `tcp flags & (syn | ack) == syn`: the bits under a mask.
+fn tcp_flags_match(mask: Option<u8>, o: Op, r: &Value) -> Option<Vec<Match>> {
+    let flags = value::tcp_flags(r)?;
+    let (mask, comp) = match (mask, o) {
+        (Some(m), Op::Eq | Op::Ne) => (m, flags),
+        // `tcp flags syn`: that bit set; several bits would mean "any".
+        (None, Op::In) if flags.count_ones() == 1 => (flags, flags),
+        (None, Op::Eq | Op::Ne) => (0xff, flags),
+        _ => return None,
+    };
+    one(o, MatchKind::TcpFlags { mask, comp })
+}
+
+/// `icmp type echo-request`: one type, any code.
+fn icmp_type_match(v6: bool, o: Op, r: &Value) -> Option<Vec<Match>> {
+    let [t] = members(r)[..] else {
+        return None;
+    };
+    one(
+        o,
+        MatchKind::IcmpType {
+            icmp_type: value::icmp_type(t, v6)?,
+            code: None,
+        },
+    )
+}
+
+/// `iifname "eth0"`, `oifname "veth*"`: one interface name, a trailing `*` a prefix
+/// (`\*` a literal star).
+fn iface_match(field: &Left, o: Op, r: &Value) -> Option<Vec<Match>> {
+    let ms = members(r);
+    let [name] = ms.as_slice() else {
+        return None;
+    };
+    let name = name.as_str()?;
+    let iface = match name.strip_suffix('*') {
+        Some(stem) if !stem.ends_with('\\') => Iface {
+            name: stem.to_string(),
+            prefix: true,
+        },
+        Some(stem) => Iface {
+            name: format!("{}*", stem.trim_end_matches('\\')),
+            prefix: false,
+        },
+        None => Iface {
+            name: name.to_string(),
+            prefix: false,
+        },
+    };
+    one(
+        o,
+        if *field == Left::InIface {
+            MatchKind::InIface(iface)
+        } else {
+            MatchKind::OutIface(iface)
+        },
+    )
+}
+
+/// `meta mark & 0x4000 == 0x4000`, `ct mark 0x1`: the bits under a mask.
+fn mark_match(field: &Left, mask: u32, o: Op, r: &Value) -> Option<Vec<Match>> {
+    let value = num_u32(r)? & mask;
+    one(
+        o,
+        if matches!(field, Left::Mark(_)) {
+            MatchKind::Mark { value, mask }
+        } else {
+            MatchKind::ConnMark { value, mask }
+        },
+    )
+}
+
+/// `ct state established,related`, `ct status dnat`: states, each read by `state`.
+fn ct_state_match(o: Op, r: &Value, state: fn(&str) -> Option<CtState>) -> Option<Vec<Match>> {
+    let states = members(r)
+        .iter()
+        .map(|s| s.as_str().and_then(state))
+        .collect::<Option<Vec<_>>>()?;
+    one(o, MatchKind::CtState(states))
+}
+
+/// `ct direction reply`: a reply-direction match, negated for `original`.
+fn ct_direction_match(o: Op, r: &Value) -> Option<Vec<Match>> {
+    let reply = match r.as_str()? {
+        "reply" => true,
+        "original" => false,
+        _ => return None,
+    };
+    Some(vec![Match {
+        negated: (o == Op::Ne) == reply,
+        kind: MatchKind::CtDirReply,
+    }])
+}
+
+/// `ct original ip daddr 10.96.0.10`: one prefix of the original tuple.
+fn ct_orig_addr_match(field: &Left, o: Op, r: &Value) -> Option<Vec<Match>> {
+    let [p] = value::all_prefixes(r)?[..] else {
+        return None;
+    };
+    one(
+        o,
+        if *field == Left::CtOrigSrc {
+            MatchKind::CtOrigSrc(p)
+        } else {
+            MatchKind::CtOrigDst(p)
+        },
+    )
+}
+
+/// `fib daddr type local`: the address type of the source or the destination.
+fn fib_match(field: &Left, o: Op, r: &Value) -> Option<Vec<Match>> {
+    let Left::Fib {
+        src,
+        limit_in,
+        limit_out,
+    } = *field
+    else {
+        return None;
+    };
+    let t = addr_type(r.as_str()?);
+    one(
+        o,
+        MatchKind::AddrType {
+            src: src.then_some(t),
+            dst: (!src).then_some(t),
+            limit_in,
+            limit_out,
+        },
+    )
+}
+
 impl RuleCtx<'_> {
     /// One `match` statement as matches: the comparison itself and the protocol its
     /// header implies; what cannot be decided from a packet is an Unknown match.
@@ -353,209 +548,112 @@ impl RuleCtx<'_> {
         out
     }
 
+    /// The matches a comparison of `field` with `r` stands for; `None` when it has
+    /// none (an order on an address, a field not modelled).
     fn kind(&mut self, field: &Left, o: Op, r: &Value) -> Option<Vec<Match>> {
-        let negated = o == Op::Ne;
-        let eq_like = matches!(o, Op::Eq | Op::Ne | Op::In);
-        let one = |kind: MatchKind| Some(vec![Match { negated, kind }]);
-
         // A named set: `ip saddr @blocked`, `ip daddr . meta l4proto . th dport @svc`.
         if let Some(name) = r.as_str().and_then(|s| s.strip_prefix('@')) {
-            if !eq_like {
-                return None;
-            }
-            let dims = field.dims()?;
-            return one(MatchKind::Set {
-                name: self.set_key(name),
-                dims,
-            });
+            return self.named_set_match(field, o, name);
         }
-
+        let eq_like = o.eq_like();
         match field {
-            Left::Saddr | Left::Daddr => {
-                if !eq_like {
-                    return None;
-                }
-                let ps = value::all_prefixes(r)?;
-                let src = *field == Left::Saddr;
-                match ps.as_slice() {
-                    [p] => one(if src {
-                        MatchKind::Src(*p)
-                    } else {
-                        MatchKind::Dst(*p)
-                    }),
-                    _ => {
-                        let name =
-                            self.anonymous_set(ps.into_iter().map(SetMember::Addr).collect());
-                        one(MatchKind::Set {
-                            name,
-                            dims: vec![if src { SetDim::Src } else { SetDim::Dst }],
-                        })
-                    }
-                }
-            }
-            Left::Sport | Left::Dport | Left::CtOrigDstPort => {
-                let ranges = match o {
-                    Op::Eq | Op::Ne | Op::In => value::port_ranges(r)?,
-                    _ => {
-                        let p = value::port(r)?;
-                        let (lo, hi) = match o {
-                            Op::Lt => (0, p.checked_sub(1)?),
-                            Op::Le => (0, p),
-                            Op::Gt => (p.checked_add(1)?, u16::MAX),
-                            _ => (p, u16::MAX),
-                        };
-                        vec![(lo, hi)]
-                    }
-                };
-                let ports = Ports(ranges);
-                one(match field {
-                    Left::Sport => MatchKind::Sport(ports),
-                    Left::Dport => MatchKind::Dport(ports),
-                    _ => MatchKind::CtOrigDstPort(ports),
-                })
-            }
-            Left::Proto if eq_like => match members(r).as_slice() {
-                [p] => one(MatchKind::Proto(value::proto(p)?)),
-                _ => None,
-            },
-            Left::InIface | Left::OutIface if eq_like => {
-                let ms = members(r);
-                let [name] = ms.as_slice() else {
-                    return None;
-                };
-                let name = name.as_str()?;
-                let iface = match name.strip_suffix('*') {
-                    Some(stem) if !stem.ends_with('\\') => Iface {
-                        name: stem.to_string(),
-                        prefix: true,
-                    },
-                    Some(stem) => Iface {
-                        name: format!("{}*", stem.trim_end_matches('\\')),
-                        prefix: false,
-                    },
-                    None => Iface {
-                        name: name.to_string(),
-                        prefix: false,
-                    },
-                };
-                one(if *field == Left::InIface {
-                    MatchKind::InIface(iface)
-                } else {
-                    MatchKind::OutIface(iface)
-                })
-            }
-            Left::Mark(mask) | Left::CtMark(mask) if matches!(o, Op::Eq | Op::Ne) => {
-                let value = num_u32(r)? & mask;
-                let mask = *mask;
-                one(if matches!(field, Left::Mark(_)) {
-                    MatchKind::Mark { value, mask }
-                } else {
-                    MatchKind::ConnMark { value, mask }
-                })
-            }
-            Left::CtState if eq_like => {
-                let states = members(r)
-                    .iter()
-                    .map(|s| s.as_str().and_then(ct_state))
-                    .collect::<Option<Vec<_>>>()?;
-                one(MatchKind::CtState(states))
-            }
-            Left::CtStatus if eq_like => {
-                let states = members(r)
-                    .iter()
-                    .map(|s| match s.as_str()? {
-                        "snat" => Some(CtState::Snat),
-                        "dnat" => Some(CtState::Dnat),
-                        _ => None,
-                    })
-                    .collect::<Option<Vec<_>>>()?;
-                one(MatchKind::CtState(states))
-            }
-            Left::CtDirection if matches!(o, Op::Eq | Op::Ne) => {
-                let reply = match r.as_str()? {
-                    "reply" => true,
-                    "original" => false,
-                    _ => return None,
-                };
-                Some(vec![Match {
-                    negated: negated == reply,
-                    kind: MatchKind::CtDirReply,
-                }])
-            }
-            Left::CtOrigSrc | Left::CtOrigDst if eq_like => {
-                let [p] = value::all_prefixes(r)?[..] else {
-                    return None;
-                };
-                one(if *field == Left::CtOrigSrc {
-                    MatchKind::CtOrigSrc(p)
-                } else {
-                    MatchKind::CtOrigDst(p)
-                })
-            }
-            Left::Fib {
-                src,
-                limit_in,
-                limit_out,
-            } if matches!(o, Op::Eq | Op::Ne) => {
-                let t = addr_type(r.as_str()?);
-                one(MatchKind::AddrType {
-                    src: src.then_some(t),
-                    dst: (!src).then_some(t),
-                    limit_in: *limit_in,
-                    limit_out: *limit_out,
-                })
-            }
-            Left::TcpFlags(mask) => {
-                let flags = value::tcp_flags(r)?;
-                let (mask, comp) = match (mask, o) {
-                    (Some(m), Op::Eq | Op::Ne) => (*m, flags),
-                    // `tcp flags syn`: that bit set; several bits would mean "any".
-                    (None, Op::In) if flags.count_ones() == 1 => (flags, flags),
-                    (None, Op::Eq | Op::Ne) => (0xff, flags),
-                    _ => return None,
-                };
-                one(MatchKind::TcpFlags { mask, comp })
-            }
-            Left::IcmpType { v6 } if eq_like => {
-                let [t] = members(r)[..] else {
-                    return None;
-                };
-                one(MatchKind::IcmpType {
-                    icmp_type: value::icmp_type(t, *v6)?,
-                    code: None,
-                })
-            }
-            Left::Concat(parts) if eq_like => {
-                let roles = parts.iter().map(Left::role).collect::<Option<Vec<_>>>()?;
-                let elems = members(r);
-                let is_set = r.get("set").is_some();
-                if !is_set && elems.len() == 1 && o != Op::Ne {
-                    // `ip daddr . tcp dport 10.0.0.1 . 80`: each part on its own.
-                    let Some(Value::Array(values)) = elems[0].get("concat") else {
-                        return None;
-                    };
-                    if values.len() != parts.len() {
-                        return None;
-                    }
-                    let mut out = Vec::new();
-                    for (p, v) in parts.iter().zip(values) {
-                        out.extend(self.kind(p, Op::Eq, v)?);
-                    }
-                    return Some(out);
-                }
-                let mut set = Vec::new();
-                for e in elems {
-                    set.extend(element_members(&roles, e)?);
-                    set.truncate(MAX_MEMBERS);
-                }
-                let name = self.anonymous_set(set);
-                one(MatchKind::Set {
-                    name,
-                    dims: field.dims()?,
-                })
-            }
+            Left::Saddr | Left::Daddr if eq_like => self.addr_match(field, o, r),
+            Left::Sport | Left::Dport | Left::CtOrigDstPort => port_match(field, o, r),
+            Left::Proto if eq_like => proto_match(o, r),
+            Left::TcpFlags(mask) => tcp_flags_match(*mask, o, r),
+            Left::IcmpType { v6 } if eq_like => icmp_type_match(*v6, o, r),
+            Left::InIface | Left::OutIface if eq_like => iface_match(field, o, r),
+            Left::Mark(mask) | Left::CtMark(mask) if o.exact() => mark_match(field, *mask, o, r),
+            Left::CtState if eq_like => ct_state_match(o, r, ct_state),
+            Left::CtStatus if eq_like => ct_state_match(o, r, ct_status),
+            Left::CtDirection if o.exact() => ct_direction_match(o, r),
+            Left::CtOrigSrc | Left::CtOrigDst if eq_like => ct_orig_addr_match(field, o, r),
+            Left::Fib { .. } if o.exact() => fib_match(field, o, r),
+            Left::Concat(parts) if eq_like => self.concat_match(field, parts, o, r),
             _ => None,
         }
+    }
+
+    /// `ip saddr @blocked`: a lookup in a named set of this rule's table.
+    fn named_set_match(&self, field: &Left, o: Op, name: &str) -> Option<Vec<Match>> {
+        if !o.eq_like() {
+            return None;
+        }
+        let dims = field.dims()?;
+        one(
+            o,
+            MatchKind::Set {
+                name: self.set_key(name),
+                dims,
+            },
+        )
+    }
+
+    /// `ip saddr 10.0.0.0/8`: one prefix, or an anonymous set of several.
+    fn addr_match(&mut self, field: &Left, o: Op, r: &Value) -> Option<Vec<Match>> {
+        let ps = value::all_prefixes(r)?;
+        let src = *field == Left::Saddr;
+        match ps.as_slice() {
+            [p] => one(
+                o,
+                if src {
+                    MatchKind::Src(*p)
+                } else {
+                    MatchKind::Dst(*p)
+                },
+            ),
+            _ => {
+                let name = self.anonymous_set(ps.into_iter().map(SetMember::Addr).collect());
+                one(
+                    o,
+                    MatchKind::Set {
+                        name,
+                        dims: vec![if src { SetDim::Src } else { SetDim::Dst }],
+                    },
+                )
+            }
+        }
+    }
+
+    /// `ip daddr . tcp dport { 10.0.0.1 . 80, ... }`: an anonymous set of
+    /// concatenations, or a single one read as a match per part.
+    fn concat_match(
+        &mut self,
+        field: &Left,
+        parts: &[Left],
+        o: Op,
+        r: &Value,
+    ) -> Option<Vec<Match>> {
+        let roles = parts.iter().map(Left::role).collect::<Option<Vec<_>>>()?;
+        let elems = members(r);
+        let is_set = r.get("set").is_some();
+        if !is_set && elems.len() == 1 && o != Op::Ne {
+            // `ip daddr . tcp dport 10.0.0.1 . 80`: each part on its own.
+            let Some(Value::Array(values)) = elems[0].get("concat") else {
+                return None;
+            };
+            if values.len() != parts.len() {
+                return None;
+            }
+            let mut out = Vec::new();
+            for (p, v) in parts.iter().zip(values) {
+                out.extend(self.kind(p, Op::Eq, v)?);
+            }
+            return Some(out);
+        }
+        let mut set = Vec::new();
+        for e in elems {
+            set.extend(element_members(&roles, e)?);
+            set.truncate(MAX_MEMBERS);
+        }
+        let name = self.anonymous_set(set);
+        one(
+            o,
+            MatchKind::Set {
+                name,
+                dims: field.dims()?,
+            },
+        )
     }
 
     /// Registers an anonymous set of a rule under a name of its own and returns it.
