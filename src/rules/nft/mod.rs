@@ -218,6 +218,15 @@ fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str)
 }
 
+/// The [`Key`] of the set or map a `set`, `map` or `element` object names.
+fn def_key(val: &Value) -> Option<Key> {
+    Some((
+        str_of(val, "family")?.to_string(),
+        str_of(val, "table")?.to_string(),
+        str_of(val, "name")?.to_string(),
+    ))
+}
+
 impl Reader {
     fn warn(&mut self, message: String) {
         self.out.warnings.push(Warning::new(
@@ -405,18 +414,13 @@ impl Reader {
     }
 
     fn set(&mut self, val: &Value, is_map: bool) {
-        let (Some(fam), Some(table), Some(name)) = (
-            str_of(val, "family"),
-            str_of(val, "table"),
-            str_of(val, "name"),
-        ) else {
+        let Some(key) = def_key(val) else {
             return;
         };
         let elems = match val.get("elem") {
             Some(Value::Array(e)) => e.clone(),
             _ => Vec::new(),
         };
-        let key = (fam.to_string(), table.to_string(), name.to_string());
         let def = self.defs.entry(key).or_insert(SetDef {
             ty: Value::Null,
             is_map,
@@ -430,14 +434,9 @@ impl Reader {
     /// `{"element": {"family", "table", "name", "elem": [...]}}`: elements added to a set
     /// or map declared elsewhere in the document.
     fn element(&mut self, val: &Value) {
-        let (Some(fam), Some(table), Some(name)) = (
-            str_of(val, "family"),
-            str_of(val, "table"),
-            str_of(val, "name"),
-        ) else {
+        let Some(key) = def_key(val) else {
             return;
         };
-        let key = (fam.to_string(), table.to_string(), name.to_string());
         if let (Some(def), Some(Value::Array(e))) = (self.defs.get_mut(&key), val.get("elem")) {
             def.elems.extend(e.iter().cloned());
         }
