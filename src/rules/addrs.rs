@@ -217,6 +217,14 @@ mod tests {
         }
     }
 
+    /// What `parse` read: these addresses, and a single warning, at `location`.
+    #[track_caller]
+    fn assert_read(rs: &RuleSet, addrs: &[HostAddr], location: Location) {
+        assert_eq!(rs.addrs, addrs);
+        assert_eq!(rs.warnings.len(), 1);
+        assert_eq!(rs.warnings[0].location, location);
+    }
+
     #[test]
     fn ip_o_addr() {
         let text = "\
@@ -227,22 +235,18 @@ mod tests {
 9: wg0    inet 10.0.0.300/24 scope global wg0\\       valid_lft forever preferred_lft forever
 ";
         let rs = parse("addr.txt", text);
-        assert_eq!(
-            rs.addrs,
-            vec![
+        assert_read(
+            &rs,
+            &[
                 h("lo", "127.0.0.1/8"),
                 h("lo", "::1/128"),
                 h("eth0", "203.0.113.2/24"),
                 h("wg0", "10.0.0.1/32"),
-            ]
-        );
-        assert_eq!(rs.warnings.len(), 1);
-        assert_eq!(
-            rs.warnings[0].location,
+            ],
             Location::Line {
                 line: 5,
-                column: 16
-            }
+                column: 16,
+            },
         );
         assert!(rs.is_local("203.0.113.2".parse().unwrap()));
     }
@@ -264,21 +268,17 @@ mod tests {
 garbage here
 ";
         let rs = parse("addr.txt", text);
-        assert_eq!(
-            rs.addrs,
-            vec![
+        assert_read(
+            &rs,
+            &[
                 h("lo", "127.0.0.1/8"),
                 h("eth0", "203.0.113.1/24"),
                 h("eth0", "2001:db8:113::1/64"),
-            ]
-        );
-        assert_eq!(rs.warnings.len(), 1);
-        assert_eq!(
-            rs.warnings[0].location,
+            ],
             Location::Line {
                 line: 12,
-                column: 1
-            }
+                column: 1,
+            },
         );
 
         let orphan = parse("x", "    inet 10.0.0.1/8 scope global\n");

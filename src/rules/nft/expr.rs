@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use super::render::{self, single};
 use super::value::{self, members, num_u32, unwrap_elem};
-use super::RuleCtx;
+use super::{str_of, RuleCtx};
 use crate::model::Proto;
 use crate::rules::{
     AddrType, CtState, Iface, Match, MatchKind, Ports, Prefix, Set, SetDim, SetMember,
@@ -92,106 +92,123 @@ pub(super) fn left(v: &Value) -> (Left, Option<Proto>) {
     let Some((key, val)) = single(v) else {
         return (Left::Other, None);
     };
-    let s = |k: &str| val.get(k).and_then(Value::as_str);
     match key {
-        "payload" => {
-            let (Some(p), Some(f)) = (s("protocol"), s("field")) else {
-                return (Left::Other, None);
-            };
-            let implied = value::header_proto(p);
-            let l = match (p, f) {
-                ("ip" | "ip6", "saddr") => Left::Saddr,
-                ("ip" | "ip6", "daddr") => Left::Daddr,
-                ("ip", "protocol") | ("ip6", "nexthdr") => Left::Proto,
-                ("tcp" | "udp" | "sctp" | "dccp" | "udplite" | "th", "sport") => Left::Sport,
-                ("tcp" | "udp" | "sctp" | "dccp" | "udplite" | "th", "dport") => Left::Dport,
-                ("tcp", "flags") => Left::TcpFlags(None),
-                ("icmp", "type") => Left::IcmpType { v6: false },
-                ("icmpv6", "type") => Left::IcmpType { v6: true },
-                _ => Left::Other,
-            };
-            (l, implied)
-        }
-        "meta" => {
-            let k = val.get("key").and_then(Value::as_str).or(val.as_str());
-            let l = match k {
-                Some("l4proto") => Left::Proto,
-                Some("iifname" | "iif") => Left::InIface,
-                Some("oifname" | "oif") => Left::OutIface,
-                Some("mark") => Left::Mark(u32::MAX),
-                _ => Left::Other,
-            };
-            (l, None)
-        }
-        "ct" => {
-            let dir = s("dir");
-            let l = match (s("key"), dir) {
-                (Some("state"), None) => Left::CtState,
-                (Some("status"), None) => Left::CtStatus,
-                (Some("direction"), None) => Left::CtDirection,
-                (Some("mark"), None) => Left::CtMark(u32::MAX),
-                (Some("saddr" | "ip saddr" | "ip6 saddr"), Some("original")) => Left::CtOrigSrc,
-                (Some("daddr" | "ip daddr" | "ip6 daddr"), Some("original")) => Left::CtOrigDst,
-                (Some("proto-dst"), Some("original")) => Left::CtOrigDstPort,
-                _ => Left::Other,
-            };
-            (l, None)
-        }
-        "fib" => {
-            let flags: Vec<&str> = match val.get("flags") {
-                Some(Value::Array(f)) => f.iter().filter_map(Value::as_str).collect(),
-                Some(Value::String(f)) => vec![f.as_str()],
-                _ => Vec::new(),
-            };
-            let l = if s("result") == Some("type")
-                && (flags.contains(&"saddr") != flags.contains(&"daddr"))
-                && flags
-                    .iter()
-                    .all(|f| ["saddr", "daddr", "iif", "oif"].contains(f))
-            {
-                Left::Fib {
-                    src: flags.contains(&"saddr"),
-                    limit_in: flags.contains(&"iif"),
-                    limit_out: flags.contains(&"oif"),
-                }
-            } else {
-                Left::Other
-            };
-            (l, None)
-        }
-        "&" => {
-            let Some(Value::Array(ops)) = Some(val) else {
-                return (Left::Other, None);
-            };
-            if ops.len() != 2 {
-                return (Left::Other, None);
-            }
-            let (inner, implied) = left(&ops[0]);
-            let l = match inner {
-                Left::Mark(_) => num_u32(&ops[1]).map_or(Left::Other, Left::Mark),
-                Left::CtMark(_) => num_u32(&ops[1]).map_or(Left::Other, Left::CtMark),
-                Left::TcpFlags(None) => {
-                    value::tcp_flags(&ops[1]).map_or(Left::Other, |m| Left::TcpFlags(Some(m)))
-                }
-                _ => Left::Other,
-            };
-            (l, implied)
-        }
-        "concat" => {
-            let Value::Array(parts) = val else {
-                return (Left::Other, None);
-            };
-            let mut implied = None;
-            let mut ls = Vec::new();
-            for p in parts {
-                let (l, i) = left(p);
-                implied = implied.or(i);
-                ls.push(l);
-            }
-            (Left::Concat(ls), implied)
-        }
+        "payload" => payload_left(val),
+        "meta" => (meta_left(val), None),
+        "ct" => (ct_left(val), None),
+        "fib" => (fib_left(val), None),
+        "&" => masked_left(val),
+        "concat" => concat_left(val),
         _ => (Left::Other, None),
     }
+}
+
+/// A header field (`ip saddr`, `tcp dport`, `tcp flags`), and the protocol its header
+/// implies.
+fn payload_left(val: &Value) -> (Left, Option<Proto>) {
+    let (Some(p), Some(f)) = (str_of(val, "protocol"), str_of(val, "field")) else {
+        return (Left::Other, None);
+    };
+    let implied = value::header_proto(p);
+    let l = match (p, f) {
+        ("ip" | "ip6", "saddr") => Left::Saddr,
+        ("ip" | "ip6", "daddr") => Left::Daddr,
+        ("ip", "protocol") | ("ip6", "nexthdr") => Left::Proto,
+        ("tcp" | "udp" | "sctp" | "dccp" | "udplite" | "th", "sport") => Left::Sport,
+        ("tcp" | "udp" | "sctp" | "dccp" | "udplite" | "th", "dport") => Left::Dport,
+        ("tcp", "flags") => Left::TcpFlags(None),
+        ("icmp", "type") => Left::IcmpType { v6: false },
+        ("icmpv6", "type") => Left::IcmpType { v6: true },
+        _ => Left::Other,
+    };
+    (l, implied)
+}
+
+/// A `meta` key: the protocol, an interface, the packet mark.
+fn meta_left(val: &Value) -> Left {
+    match str_of(val, "key").or(val.as_str()) {
+        Some("l4proto") => Left::Proto,
+        Some("iifname" | "iif") => Left::InIface,
+        Some("oifname" | "oif") => Left::OutIface,
+        Some("mark") => Left::Mark(u32::MAX),
+        _ => Left::Other,
+    }
+}
+
+/// A `ct` key: state, status, direction, mark, or the original tuple's addresses and
+/// destination port.
+fn ct_left(val: &Value) -> Left {
+    match (str_of(val, "key"), str_of(val, "dir")) {
+        (Some("state"), None) => Left::CtState,
+        (Some("status"), None) => Left::CtStatus,
+        (Some("direction"), None) => Left::CtDirection,
+        (Some("mark"), None) => Left::CtMark(u32::MAX),
+        (Some("saddr" | "ip saddr" | "ip6 saddr"), Some("original")) => Left::CtOrigSrc,
+        (Some("daddr" | "ip daddr" | "ip6 daddr"), Some("original")) => Left::CtOrigDst,
+        (Some("proto-dst"), Some("original")) => Left::CtOrigDstPort,
+        _ => Left::Other,
+    }
+}
+
+/// `fib saddr type` / `fib daddr . iif type`: the address type of one address, the
+/// lookup maybe limited to an interface; other lookups are [`Left::Other`].
+fn fib_left(val: &Value) -> Left {
+    let flags: Vec<&str> = match val.get("flags") {
+        Some(Value::Array(f)) => f.iter().filter_map(Value::as_str).collect(),
+        Some(Value::String(f)) => vec![f.as_str()],
+        _ => Vec::new(),
+    };
+    if str_of(val, "result") == Some("type")
+        && (flags.contains(&"saddr") != flags.contains(&"daddr"))
+        && flags
+            .iter()
+            .all(|f| ["saddr", "daddr", "iif", "oif"].contains(f))
+    {
+        Left::Fib {
+            src: flags.contains(&"saddr"),
+            limit_in: flags.contains(&"iif"),
+            limit_out: flags.contains(&"oif"),
+        }
+    } else {
+        Left::Other
+    }
+}
+
+/// `meta mark & 0x4000`, `ct mark & 0xff`, `tcp flags & (syn | ack)`: a field read
+/// through a mask.
+fn masked_left(val: &Value) -> (Left, Option<Proto>) {
+    let Value::Array(ops) = val else {
+        return (Left::Other, None);
+    };
+    if ops.len() != 2 {
+        return (Left::Other, None);
+    }
+    let (inner, implied) = left(&ops[0]);
+    let l = match inner {
+        Left::Mark(_) => num_u32(&ops[1]).map_or(Left::Other, Left::Mark),
+        Left::CtMark(_) => num_u32(&ops[1]).map_or(Left::Other, Left::CtMark),
+        Left::TcpFlags(None) => {
+            value::tcp_flags(&ops[1]).map_or(Left::Other, |m| Left::TcpFlags(Some(m)))
+        }
+        _ => Left::Other,
+    };
+    (l, implied)
+}
+
+/// `ip daddr . meta l4proto . th dport`: each part read on its own; the first protocol
+/// a part implies is the whole key's.
+fn concat_left(val: &Value) -> (Left, Option<Proto>) {
+    let Value::Array(parts) = val else {
+        return (Left::Other, None);
+    };
+    let mut implied = None;
+    let mut ls = Vec::new();
+    for p in parts {
+        let (l, i) = left(p);
+        implied = implied.or(i);
+        ls.push(l);
+    }
+    (Left::Concat(ls), implied)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -204,6 +221,18 @@ enum Op {
     Ge,
     /// `in`: for flag fields, "any of these bits set"; otherwise membership.
     In,
+}
+
+impl Op {
+    /// A comparison with values (`==`, `!=`, `in`) rather than an order.
+    fn eq_like(self) -> bool {
+        matches!(self, Op::Eq | Op::Ne | Op::In)
+    }
+
+    /// `==` or `!=`.
+    fn exact(self) -> bool {
+        matches!(self, Op::Eq | Op::Ne)
+    }
 }
 
 fn op(s: &str) -> Option<Op> {
@@ -226,6 +255,15 @@ fn ct_state(name: &str) -> Option<CtState> {
         "related" => CtState::Related,
         "invalid" => CtState::Invalid,
         "untracked" => CtState::Untracked,
+        _ => return None,
+    })
+}
+
+/// A `ct status` bit that stands for a [`CtState`].
+fn ct_status(name: &str) -> Option<CtState> {
+    Some(match name {
+        "snat" => CtState::Snat,
+        "dnat" => CtState::Dnat,
         _ => return None,
     })
 }
@@ -304,6 +342,180 @@ pub(super) fn roles_of_type(ty: &Value) -> Option<Vec<Role>> {
         .collect()
 }
 
+/// A single match, negated by `!=`.
+fn one(o: Op, kind: MatchKind) -> Option<Vec<Match>> {
+    Some(vec![Match {
+        negated: o == Op::Ne,
+        kind,
+    }])
+}
+
+/// `tcp dport 80`, `th sport { 53, 1000-2000 }`, `ct original proto-dst < 1024`:
+/// port ranges.
+fn port_match(field: &Left, o: Op, r: &Value) -> Option<Vec<Match>> {
+    let ranges = match o {
+        Op::Eq | Op::Ne | Op::In => value::port_ranges(r)?,
+        _ => {
+            let p = value::port(r)?;
+            let (lo, hi) = match o {
+                Op::Lt => (0, p.checked_sub(1)?),
+                Op::Le => (0, p),
+                Op::Gt => (p.checked_add(1)?, u16::MAX),
+                _ => (p, u16::MAX),
+            };
+            vec![(lo, hi)]
+        }
+    };
+    let ports = Ports(ranges);
+    one(
+        o,
+        match field {
+            Left::Sport => MatchKind::Sport(ports),
+            Left::Dport => MatchKind::Dport(ports),
+            _ => MatchKind::CtOrigDstPort(ports),
+        },
+    )
+}
+
+/// `meta l4proto tcp`, `ip protocol 17`: one protocol.
+fn proto_match(o: Op, r: &Value) -> Option<Vec<Match>> {
+    match members(r).as_slice() {
+        [p] => one(o, MatchKind::Proto(value::proto(p)?)),
+        _ => None,
+    }
+}
+
+/// `tcp flags syn`, `tcp flags & (syn | ack) == syn`: the bits under a mask.
+fn tcp_flags_match(mask: Option<u8>, o: Op, r: &Value) -> Option<Vec<Match>> {
+    let flags = value::tcp_flags(r)?;
+    let (mask, comp) = match (mask, o) {
+        (Some(m), Op::Eq | Op::Ne) => (m, flags),
+        // `tcp flags syn`: that bit set; several bits would mean "any".
+        (None, Op::In) if flags.count_ones() == 1 => (flags, flags),
+        (None, Op::Eq | Op::Ne) => (0xff, flags),
+        _ => return None,
+    };
+    one(o, MatchKind::TcpFlags { mask, comp })
+}
+
+/// `icmp type echo-request`: one type, any code.
+fn icmp_type_match(v6: bool, o: Op, r: &Value) -> Option<Vec<Match>> {
+    let [t] = members(r)[..] else {
+        return None;
+    };
+    one(
+        o,
+        MatchKind::IcmpType {
+            icmp_type: value::icmp_type(t, v6)?,
+            code: None,
+        },
+    )
+}
+
+/// `iifname "eth0"`, `oifname "veth*"`: one interface name, a trailing `*` a prefix
+/// (`\*` a literal star).
+fn iface_match(field: &Left, o: Op, r: &Value) -> Option<Vec<Match>> {
+    let ms = members(r);
+    let [name] = ms.as_slice() else {
+        return None;
+    };
+    let name = name.as_str()?;
+    let iface = match name.strip_suffix('*') {
+        Some(stem) if !stem.ends_with('\\') => Iface {
+            name: stem.to_string(),
+            prefix: true,
+        },
+        Some(stem) => Iface {
+            name: format!("{}*", stem.trim_end_matches('\\')),
+            prefix: false,
+        },
+        None => Iface {
+            name: name.to_string(),
+            prefix: false,
+        },
+    };
+    one(
+        o,
+        if *field == Left::InIface {
+            MatchKind::InIface(iface)
+        } else {
+            MatchKind::OutIface(iface)
+        },
+    )
+}
+
+/// `meta mark & 0x4000 == 0x4000`, `ct mark 0x1`: the bits under a mask.
+fn mark_match(field: &Left, mask: u32, o: Op, r: &Value) -> Option<Vec<Match>> {
+    let value = num_u32(r)? & mask;
+    one(
+        o,
+        if matches!(field, Left::Mark(_)) {
+            MatchKind::Mark { value, mask }
+        } else {
+            MatchKind::ConnMark { value, mask }
+        },
+    )
+}
+
+/// `ct state established,related`, `ct status dnat`: states, each read by `state`.
+fn ct_state_match(o: Op, r: &Value, state: fn(&str) -> Option<CtState>) -> Option<Vec<Match>> {
+    let states = members(r)
+        .iter()
+        .map(|s| s.as_str().and_then(state))
+        .collect::<Option<Vec<_>>>()?;
+    one(o, MatchKind::CtState(states))
+}
+
+/// `ct direction reply`: a reply-direction match, negated for `original`.
+fn ct_direction_match(o: Op, r: &Value) -> Option<Vec<Match>> {
+    let reply = match r.as_str()? {
+        "reply" => true,
+        "original" => false,
+        _ => return None,
+    };
+    Some(vec![Match {
+        negated: (o == Op::Ne) == reply,
+        kind: MatchKind::CtDirReply,
+    }])
+}
+
+/// `ct original ip daddr 10.96.0.10`: one prefix of the original tuple.
+fn ct_orig_addr_match(field: &Left, o: Op, r: &Value) -> Option<Vec<Match>> {
+    let [p] = value::all_prefixes(r)?[..] else {
+        return None;
+    };
+    one(
+        o,
+        if *field == Left::CtOrigSrc {
+            MatchKind::CtOrigSrc(p)
+        } else {
+            MatchKind::CtOrigDst(p)
+        },
+    )
+}
+
+/// `fib daddr type local`: the address type of the source or the destination.
+fn fib_match(field: &Left, o: Op, r: &Value) -> Option<Vec<Match>> {
+    let Left::Fib {
+        src,
+        limit_in,
+        limit_out,
+    } = *field
+    else {
+        return None;
+    };
+    let t = addr_type(r.as_str()?);
+    one(
+        o,
+        MatchKind::AddrType {
+            src: src.then_some(t),
+            dst: (!src).then_some(t),
+            limit_in,
+            limit_out,
+        },
+    )
+}
+
 impl RuleCtx<'_> {
     /// One `match` statement as matches: the comparison itself and the protocol its
     /// header implies; what cannot be decided from a packet is an Unknown match.
@@ -336,209 +548,112 @@ impl RuleCtx<'_> {
         out
     }
 
+    /// The matches a comparison of `field` with `r` stands for; `None` when it has
+    /// none (an order on an address, a field not modelled).
     fn kind(&mut self, field: &Left, o: Op, r: &Value) -> Option<Vec<Match>> {
-        let negated = o == Op::Ne;
-        let eq_like = matches!(o, Op::Eq | Op::Ne | Op::In);
-        let one = |kind: MatchKind| Some(vec![Match { negated, kind }]);
-
         // A named set: `ip saddr @blocked`, `ip daddr . meta l4proto . th dport @svc`.
         if let Some(name) = r.as_str().and_then(|s| s.strip_prefix('@')) {
-            if !eq_like {
-                return None;
-            }
-            let dims = field.dims()?;
-            return one(MatchKind::Set {
-                name: self.set_key(name),
-                dims,
-            });
+            return self.named_set_match(field, o, name);
         }
-
+        let eq_like = o.eq_like();
         match field {
-            Left::Saddr | Left::Daddr => {
-                if !eq_like {
-                    return None;
-                }
-                let ps = value::all_prefixes(r)?;
-                let src = *field == Left::Saddr;
-                match ps.as_slice() {
-                    [p] => one(if src {
-                        MatchKind::Src(*p)
-                    } else {
-                        MatchKind::Dst(*p)
-                    }),
-                    _ => {
-                        let name =
-                            self.anonymous_set(ps.into_iter().map(SetMember::Addr).collect());
-                        one(MatchKind::Set {
-                            name,
-                            dims: vec![if src { SetDim::Src } else { SetDim::Dst }],
-                        })
-                    }
-                }
-            }
-            Left::Sport | Left::Dport | Left::CtOrigDstPort => {
-                let ranges = match o {
-                    Op::Eq | Op::Ne | Op::In => value::port_ranges(r)?,
-                    _ => {
-                        let p = value::port(r)?;
-                        let (lo, hi) = match o {
-                            Op::Lt => (0, p.checked_sub(1)?),
-                            Op::Le => (0, p),
-                            Op::Gt => (p.checked_add(1)?, u16::MAX),
-                            _ => (p, u16::MAX),
-                        };
-                        vec![(lo, hi)]
-                    }
-                };
-                let ports = Ports(ranges);
-                one(match field {
-                    Left::Sport => MatchKind::Sport(ports),
-                    Left::Dport => MatchKind::Dport(ports),
-                    _ => MatchKind::CtOrigDstPort(ports),
-                })
-            }
-            Left::Proto if eq_like => match members(r).as_slice() {
-                [p] => one(MatchKind::Proto(value::proto(p)?)),
-                _ => None,
-            },
-            Left::InIface | Left::OutIface if eq_like => {
-                let ms = members(r);
-                let [name] = ms.as_slice() else {
-                    return None;
-                };
-                let name = name.as_str()?;
-                let iface = match name.strip_suffix('*') {
-                    Some(stem) if !stem.ends_with('\\') => Iface {
-                        name: stem.to_string(),
-                        prefix: true,
-                    },
-                    Some(stem) => Iface {
-                        name: format!("{}*", stem.trim_end_matches('\\')),
-                        prefix: false,
-                    },
-                    None => Iface {
-                        name: name.to_string(),
-                        prefix: false,
-                    },
-                };
-                one(if *field == Left::InIface {
-                    MatchKind::InIface(iface)
-                } else {
-                    MatchKind::OutIface(iface)
-                })
-            }
-            Left::Mark(mask) | Left::CtMark(mask) if matches!(o, Op::Eq | Op::Ne) => {
-                let value = num_u32(r)? & mask;
-                let mask = *mask;
-                one(if matches!(field, Left::Mark(_)) {
-                    MatchKind::Mark { value, mask }
-                } else {
-                    MatchKind::ConnMark { value, mask }
-                })
-            }
-            Left::CtState if eq_like => {
-                let states = members(r)
-                    .iter()
-                    .map(|s| s.as_str().and_then(ct_state))
-                    .collect::<Option<Vec<_>>>()?;
-                one(MatchKind::CtState(states))
-            }
-            Left::CtStatus if eq_like => {
-                let states = members(r)
-                    .iter()
-                    .map(|s| match s.as_str()? {
-                        "snat" => Some(CtState::Snat),
-                        "dnat" => Some(CtState::Dnat),
-                        _ => None,
-                    })
-                    .collect::<Option<Vec<_>>>()?;
-                one(MatchKind::CtState(states))
-            }
-            Left::CtDirection if matches!(o, Op::Eq | Op::Ne) => {
-                let reply = match r.as_str()? {
-                    "reply" => true,
-                    "original" => false,
-                    _ => return None,
-                };
-                Some(vec![Match {
-                    negated: negated == reply,
-                    kind: MatchKind::CtDirReply,
-                }])
-            }
-            Left::CtOrigSrc | Left::CtOrigDst if eq_like => {
-                let [p] = value::all_prefixes(r)?[..] else {
-                    return None;
-                };
-                one(if *field == Left::CtOrigSrc {
-                    MatchKind::CtOrigSrc(p)
-                } else {
-                    MatchKind::CtOrigDst(p)
-                })
-            }
-            Left::Fib {
-                src,
-                limit_in,
-                limit_out,
-            } if matches!(o, Op::Eq | Op::Ne) => {
-                let t = addr_type(r.as_str()?);
-                one(MatchKind::AddrType {
-                    src: src.then_some(t),
-                    dst: (!src).then_some(t),
-                    limit_in: *limit_in,
-                    limit_out: *limit_out,
-                })
-            }
-            Left::TcpFlags(mask) => {
-                let flags = value::tcp_flags(r)?;
-                let (mask, comp) = match (mask, o) {
-                    (Some(m), Op::Eq | Op::Ne) => (*m, flags),
-                    // `tcp flags syn`: that bit set; several bits would mean "any".
-                    (None, Op::In) if flags.count_ones() == 1 => (flags, flags),
-                    (None, Op::Eq | Op::Ne) => (0xff, flags),
-                    _ => return None,
-                };
-                one(MatchKind::TcpFlags { mask, comp })
-            }
-            Left::IcmpType { v6 } if eq_like => {
-                let [t] = members(r)[..] else {
-                    return None;
-                };
-                one(MatchKind::IcmpType {
-                    icmp_type: value::icmp_type(t, *v6)?,
-                    code: None,
-                })
-            }
-            Left::Concat(parts) if eq_like => {
-                let roles = parts.iter().map(Left::role).collect::<Option<Vec<_>>>()?;
-                let elems = members(r);
-                let is_set = r.get("set").is_some();
-                if !is_set && elems.len() == 1 && o != Op::Ne {
-                    // `ip daddr . tcp dport 10.0.0.1 . 80`: each part on its own.
-                    let Some(Value::Array(values)) = elems[0].get("concat") else {
-                        return None;
-                    };
-                    if values.len() != parts.len() {
-                        return None;
-                    }
-                    let mut out = Vec::new();
-                    for (p, v) in parts.iter().zip(values) {
-                        out.extend(self.kind(p, Op::Eq, v)?);
-                    }
-                    return Some(out);
-                }
-                let mut set = Vec::new();
-                for e in elems {
-                    set.extend(element_members(&roles, e)?);
-                    set.truncate(MAX_MEMBERS);
-                }
-                let name = self.anonymous_set(set);
-                one(MatchKind::Set {
-                    name,
-                    dims: field.dims()?,
-                })
-            }
+            Left::Saddr | Left::Daddr if eq_like => self.addr_match(field, o, r),
+            Left::Sport | Left::Dport | Left::CtOrigDstPort => port_match(field, o, r),
+            Left::Proto if eq_like => proto_match(o, r),
+            Left::TcpFlags(mask) => tcp_flags_match(*mask, o, r),
+            Left::IcmpType { v6 } if eq_like => icmp_type_match(*v6, o, r),
+            Left::InIface | Left::OutIface if eq_like => iface_match(field, o, r),
+            Left::Mark(mask) | Left::CtMark(mask) if o.exact() => mark_match(field, *mask, o, r),
+            Left::CtState if eq_like => ct_state_match(o, r, ct_state),
+            Left::CtStatus if eq_like => ct_state_match(o, r, ct_status),
+            Left::CtDirection if o.exact() => ct_direction_match(o, r),
+            Left::CtOrigSrc | Left::CtOrigDst if eq_like => ct_orig_addr_match(field, o, r),
+            Left::Fib { .. } if o.exact() => fib_match(field, o, r),
+            Left::Concat(parts) if eq_like => self.concat_match(field, parts, o, r),
             _ => None,
         }
+    }
+
+    /// `ip saddr @blocked`: a lookup in a named set of this rule's table.
+    fn named_set_match(&self, field: &Left, o: Op, name: &str) -> Option<Vec<Match>> {
+        if !o.eq_like() {
+            return None;
+        }
+        let dims = field.dims()?;
+        one(
+            o,
+            MatchKind::Set {
+                name: self.set_key(name),
+                dims,
+            },
+        )
+    }
+
+    /// `ip saddr 10.0.0.0/8`: one prefix, or an anonymous set of several.
+    fn addr_match(&mut self, field: &Left, o: Op, r: &Value) -> Option<Vec<Match>> {
+        let ps = value::all_prefixes(r)?;
+        let src = *field == Left::Saddr;
+        match ps.as_slice() {
+            [p] => one(
+                o,
+                if src {
+                    MatchKind::Src(*p)
+                } else {
+                    MatchKind::Dst(*p)
+                },
+            ),
+            _ => {
+                let name = self.anonymous_set(ps.into_iter().map(SetMember::Addr).collect());
+                one(
+                    o,
+                    MatchKind::Set {
+                        name,
+                        dims: vec![if src { SetDim::Src } else { SetDim::Dst }],
+                    },
+                )
+            }
+        }
+    }
+
+    /// `ip daddr . tcp dport { 10.0.0.1 . 80, ... }`: an anonymous set of
+    /// concatenations, or a single one read as a match per part.
+    fn concat_match(
+        &mut self,
+        field: &Left,
+        parts: &[Left],
+        o: Op,
+        r: &Value,
+    ) -> Option<Vec<Match>> {
+        let roles = parts.iter().map(Left::role).collect::<Option<Vec<_>>>()?;
+        let elems = members(r);
+        let is_set = r.get("set").is_some();
+        if !is_set && elems.len() == 1 && o != Op::Ne {
+            // `ip daddr . tcp dport 10.0.0.1 . 80`: each part on its own.
+            let Some(Value::Array(values)) = elems[0].get("concat") else {
+                return None;
+            };
+            if values.len() != parts.len() {
+                return None;
+            }
+            let mut out = Vec::new();
+            for (p, v) in parts.iter().zip(values) {
+                out.extend(self.kind(p, Op::Eq, v)?);
+            }
+            return Some(out);
+        }
+        let mut set = Vec::new();
+        for e in elems {
+            set.extend(element_members(&roles, e)?);
+            set.truncate(MAX_MEMBERS);
+        }
+        let name = self.anonymous_set(set);
+        one(
+            o,
+            MatchKind::Set {
+                name,
+                dims: field.dims()?,
+            },
+        )
     }
 
     /// Registers an anonymous set of a rule under a name of its own and returns it.

@@ -110,6 +110,17 @@ struct Reader {
     xt_rules: usize,
 }
 
+/// A chain of the output and its names in the input.
+struct ChainRef<'v> {
+    family: &'v str,
+    table: &'v str,
+    name: &'v str,
+    /// Index in `out.tables`.
+    t: usize,
+    /// Index in that table's chains.
+    c: usize,
+}
+
 /// What converting one rule needs: where it is, and where anonymous sets go.
 pub(super) struct RuleCtx<'a> {
     family: &'a str,
@@ -205,6 +216,15 @@ fn priority(v: &Value, fam: &str) -> Option<i32> {
 
 fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str)
+}
+
+/// The [`Key`] of the set or map a `set`, `map` or `element` object names.
+fn def_key(val: &Value) -> Option<Key> {
+    Some((
+        str_of(val, "family")?.to_string(),
+        str_of(val, "table")?.to_string(),
+        str_of(val, "name")?.to_string(),
+    ))
 }
 
 impl Reader {
@@ -315,22 +335,50 @@ impl Reader {
         chains.len() - 1
     }
 
-    fn chain(&mut self, i: usize, val: &Value) {
-        let (Some(fam), Some(table), Some(name)) = (
+    /// The chain object `i` of the array belongs to, named by its `family`, `table`
+    /// and `name_key` fields; table and chain are made when first seen. `None` when a
+    /// name is missing (with a warning that the `what` is skipped) or the table's
+    /// family is unknown.
+    fn chain_of<'v>(
+        &mut self,
+        i: usize,
+        val: &'v Value,
+        what: &str,
+        name_key: &str,
+    ) -> Option<ChainRef<'v>> {
+        let (Some(family), Some(table), Some(name)) = (
             str_of(val, "family"),
             str_of(val, "table"),
-            str_of(val, "name"),
+            str_of(val, name_key),
         ) else {
             self.warn(format!(
-                "object {} of the nftables array: a chain without family, table or name, skipped",
+                "object {} of the nftables array: a {what} without family, table or {name_key}, skipped",
                 i + 1
             ));
-            return;
+            return None;
         };
-        let Some(t) = self.table(i, fam, table) else {
-            return;
-        };
+        let t = self.table(i, family, table)?;
         let c = self.chain_index(t, name);
+        Some(ChainRef {
+            family,
+            table,
+            name,
+            t,
+            c,
+        })
+    }
+
+    fn chain(&mut self, i: usize, val: &Value) {
+        let Some(ChainRef {
+            family: fam,
+            table,
+            name,
+            t,
+            c,
+        }) = self.chain_of(i, val, "chain", "name")
+        else {
+            return;
+        };
         // Hooks outside the IP stack (netdev ingress/egress) have no Base.
         let Some(hook) = str_of(val, "hook").and_then(hook) else {
             return;
@@ -366,18 +414,13 @@ impl Reader {
     }
 
     fn set(&mut self, val: &Value, is_map: bool) {
-        let (Some(fam), Some(table), Some(name)) = (
-            str_of(val, "family"),
-            str_of(val, "table"),
-            str_of(val, "name"),
-        ) else {
+        let Some(key) = def_key(val) else {
             return;
         };
         let elems = match val.get("elem") {
             Some(Value::Array(e)) => e.clone(),
             _ => Vec::new(),
         };
-        let key = (fam.to_string(), table.to_string(), name.to_string());
         let def = self.defs.entry(key).or_insert(SetDef {
             ty: Value::Null,
             is_map,
@@ -391,35 +434,25 @@ impl Reader {
     /// `{"element": {"family", "table", "name", "elem": [...]}}`: elements added to a set
     /// or map declared elsewhere in the document.
     fn element(&mut self, val: &Value) {
-        let (Some(fam), Some(table), Some(name)) = (
-            str_of(val, "family"),
-            str_of(val, "table"),
-            str_of(val, "name"),
-        ) else {
+        let Some(key) = def_key(val) else {
             return;
         };
-        let key = (fam.to_string(), table.to_string(), name.to_string());
         if let (Some(def), Some(Value::Array(e))) = (self.defs.get_mut(&key), val.get("elem")) {
             def.elems.extend(e.iter().cloned());
         }
     }
 
     fn rule(&mut self, i: usize, val: &Value) {
-        let (Some(fam), Some(table), Some(chain)) = (
-            str_of(val, "family"),
-            str_of(val, "table"),
-            str_of(val, "chain"),
-        ) else {
-            self.warn(format!(
-                "object {} of the nftables array: a rule without family, table or chain, skipped",
-                i + 1
-            ));
+        let Some(ChainRef {
+            family: fam,
+            table,
+            t,
+            c,
+            ..
+        }) = self.chain_of(i, val, "rule", "chain")
+        else {
             return;
         };
-        let Some(t) = self.table(i, fam, table) else {
-            return;
-        };
-        let c = self.chain_index(t, chain);
         let handle = val.get("handle").and_then(Value::as_u64);
         let comment = str_of(val, "comment").map(str::to_string);
         let exprs: &[Value] = match val.get("expr") {

@@ -95,7 +95,17 @@ fn object(obj: &Map<String, Value>, st: Style) -> String {
     let Some((key, val)) = obj.iter().next().filter(|_| obj.len() == 1) else {
         return Value::Object(obj.clone()).to_string();
     };
-    match key.as_str() {
+    let key = key.as_str();
+    literal(key, val, st)
+        .or_else(|| selector(key, val))
+        .or_else(|| computed(key, val, st))
+        .or_else(|| verdict(key, val))
+        .unwrap_or_else(|| format!("{key} {val}"))
+}
+
+/// A value written out: a set, a range, a prefix, a concatenation, a set element.
+fn literal(key: &str, val: &Value, st: Style) -> Option<String> {
+    Some(match key {
         "set" => match val {
             Value::Array(items) => format!(
                 "{{ {} }}",
@@ -127,6 +137,14 @@ fn object(obj: &Map<String, Value>, st: Style) -> String {
             other => other.to_string(),
         },
         "elem" => val.get("val").map(|v| styled(v, st)).unwrap_or_default(),
+        _ => return None,
+    })
+}
+
+/// What a packet is read by: a header field, a meta or ct key, a fib lookup, an
+/// extension header or option, a routing or socket key.
+fn selector(key: &str, val: &Value) -> Option<String> {
+    Some(match key {
         "payload" => match (field(val, "protocol"), field(val, "field")) {
             (Some(p), Some(f)) => format!("{p} {f}"),
             _ => format!(
@@ -166,6 +184,28 @@ fn object(obj: &Map<String, Value>, st: Style) -> String {
             };
             format!("fib {flags} {}", field(val, "result").unwrap_or("?"))
         }
+        "exthdr" => format!(
+            "exthdr {} {}",
+            field(val, "name").unwrap_or("?"),
+            field(val, "field").unwrap_or("exists")
+        ),
+        "tcp option" | "ip option" | "sctp chunk" | "dccp option" => format!(
+            "{key} {} {}",
+            field(val, "name").unwrap_or("?"),
+            field(val, "field").unwrap_or("exists")
+        ),
+        "rt" | "socket" | "osf" | "ipsec" => format!(
+            "{key} {}",
+            field(val, "key").or(field(val, "name")).unwrap_or("?")
+        ),
+        _ => return None,
+    })
+}
+
+/// A value computed from others: a number generator, a hash, a binary operation, a
+/// map lookup.
+fn computed(key: &str, val: &Value, st: Style) -> Option<String> {
+    Some(match key {
         "numgen" => {
             let mut s = format!(
                 "numgen {} mod {}",
@@ -182,7 +222,7 @@ fn object(obj: &Map<String, Value>, st: Style) -> String {
             s
         }
         "jhash" | "symhash" => {
-            let mut s = key.clone();
+            let mut s = key.to_string();
             if let Some(e) = val.get("expr") {
                 s.push(' ');
                 s.push_str(&expr(e));
@@ -212,24 +252,17 @@ fn object(obj: &Map<String, Value>, st: Style) -> String {
             val.get("key").map(expr).unwrap_or_default(),
             val.get("data").map(expr).unwrap_or_default()
         ),
-        "exthdr" => format!(
-            "exthdr {} {}",
-            field(val, "name").unwrap_or("?"),
-            field(val, "field").unwrap_or("exists")
-        ),
-        "tcp option" | "ip option" | "sctp chunk" | "dccp option" => format!(
-            "{key} {} {}",
-            field(val, "name").unwrap_or("?"),
-            field(val, "field").unwrap_or("exists")
-        ),
-        "rt" | "socket" | "osf" | "ipsec" => format!(
-            "{key} {}",
-            field(val, "key").or(field(val, "name")).unwrap_or("?")
-        ),
-        "accept" | "drop" | "continue" | "return" => key.clone(),
+        _ => return None,
+    })
+}
+
+/// A verdict in a verdict map (`goto KUBE-SVC-X`).
+fn verdict(key: &str, val: &Value) -> Option<String> {
+    Some(match key {
+        "accept" | "drop" | "continue" | "return" => key.to_string(),
         "jump" | "goto" => format!("{key} {}", field(val, "target").unwrap_or("?")),
-        _ => format!("{key} {val}"),
-    }
+        _ => return None,
+    })
 }
 
 /// A set element; map elements are `[key, value]` pairs.
