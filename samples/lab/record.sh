@@ -2,10 +2,11 @@
 # Record natcheck's real-kernel NAT samples.
 #
 # Builds a Docker-like host in network namespaces (bridge docker0 with two
-# containers, uplink eth0 to an "outside" namespace), installs the iptables (or nftables) rules
-# of one scenario, runs bounded traffic between the namespaces and records, in the
-# host namespace: one pcap per interface, one multi-interface pcapng, a
-# `tcpdump -i any` capture, conntrack snapshots and events, and the rules (iptables-save, nft).
+# containers, uplink eth0 to an "outside" namespace), installs the iptables (or
+# nftables) rules of one scenario, runs bounded traffic between the namespaces
+# and records, in the host namespace: one pcap per interface, one
+# multi-interface pcapng, a `tcpdump -i any` capture, conntrack snapshots and
+# events, and the rules (iptables-save, nft).
 # samples/README.md describes the topology, every scenario and its ground truth.
 #
 # Usage: samples/lab/record.sh [--out DIR] [--keep-going] [SCENARIO...]
