@@ -2,10 +2,11 @@
 # Record natcheck's real-kernel NAT samples.
 #
 # Builds a Docker-like host in network namespaces (bridge docker0 with two
-# containers, uplink eth0 to an "outside" namespace), installs the iptables rules
-# of one scenario, runs bounded traffic between the namespaces and records, in the
-# host namespace: one pcap per interface, one multi-interface pcapng, a
-# `tcpdump -i any` capture, conntrack snapshots and events, and iptables-save.
+# containers, uplink eth0 to an "outside" namespace), installs the iptables (or
+# nftables) rules of one scenario, runs bounded traffic between the namespaces
+# and records, in the host namespace: one pcap per interface, one
+# multi-interface pcapng, a `tcpdump -i any` capture, conntrack snapshots and
+# events, and the rules (iptables-save, nft).
 # samples/README.md describes the topology, every scenario and its ground truth.
 #
 # Usage: samples/lab/record.sh [--out DIR] [--keep-going] [SCENARIO...]
@@ -24,7 +25,7 @@ LAB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SAMPLES=$(dirname "$LAB")
 ALL_SCENARIOS=(masquerade published-port port-collision nodeport snat-random-fully
   fault-forward-drop fault-invalid-leak fault-wrong-source-udp masquerade6 kube-rules
-  fault-masq-miss fault-masq-miss6 fault-nodeport-blocked)
+  fault-masq-miss fault-masq-miss6 fault-nodeport-blocked kube-nft)
 
 # The scenarios that run with IPv6 on (dual stack).
 is_v6() { [[ $1 == masquerade6 || $1 == fault-masq-miss6 ]]; }
@@ -1097,6 +1098,176 @@ scenario_kube_rules() {
       >"$SCEN_DIR/endpoints.txt"
 }
 
+# kube-proxy's nftables mode and a Docker-like native table, with no iptables rule
+# at all: NodePort 30080 with three endpoints picked by `numgen random mod 3`
+# (172.17.0.2:80 on c1, 172.17.0.3:80 and 172.17.0.4:80 on c2, as in kube-rules),
+# Docker-style MASQUERADE of 172.17.0.0/16 and a published port 9090 -> c2:9090
+# whose forwarded SYNs a user's rule drops by original destination port. Rule and
+# chain names are kube-proxy's, with readable tokens in place of its hashes. The
+# kernel's trace (`nft monitor trace`, fed by `meta nftrace set 1` in raw-priority
+# chains) and the rule counters are the ground truth for rule attribution.
+KNFT_SVC=service-WEBSVC01-default/web/tcp/http
+KNFT_EXT=external-WEBSVC01-default/web/tcp/http
+KNFT_CLUSTER_IP=198.51.100.41
+
+knft_ep_chain() { echo "endpoint-WEBEP00$1-default/web/tcp/http__${KUBE_EPS[$(($1 - 1))]}/80"; }
+
+kube_nft_rules() {
+  local ep1 ep2 ep3 i
+  ep1=$(knft_ep_chain 1) ep2=$(knft_ep_chain 2) ep3=$(knft_ep_chain 3)
+  cat <<EOF
+add table ip kube-proxy { comment "rules for kube-proxy" ; }
+add map ip kube-proxy no-endpoint-services { type ipv4_addr . inet_proto . inet_service : verdict ; comment "vmap to drop or reject packets to services with no endpoints" ; }
+add map ip kube-proxy service-ips { type ipv4_addr . inet_proto . inet_service : verdict ; comment "ClusterIP, ExternalIP and LoadBalancer IP traffic" ; }
+add map ip kube-proxy service-nodeports { type inet_proto . inet_service : verdict ; comment "NodePort traffic" ; }
+add chain ip kube-proxy filter-forward { type filter hook forward priority filter ; }
+add chain ip kube-proxy mark-for-masquerade
+add chain ip kube-proxy masquerading
+add chain ip kube-proxy nat-output { type nat hook output priority -100 ; }
+add chain ip kube-proxy nat-postrouting { type nat hook postrouting priority srcnat ; }
+add chain ip kube-proxy nat-prerouting { type nat hook prerouting priority dstnat ; }
+add chain ip kube-proxy reject-chain { comment "helper for @no-endpoint-services / @no-endpoint-nodeports" ; }
+add chain ip kube-proxy services
+add chain ip kube-proxy service-endpoints-check
+add chain ip kube-proxy $KNFT_SVC
+add chain ip kube-proxy $KNFT_EXT
+add chain ip kube-proxy $ep1
+add chain ip kube-proxy $ep2
+add chain ip kube-proxy $ep3
+add rule ip kube-proxy filter-forward ct state new jump service-endpoints-check
+add rule ip kube-proxy mark-for-masquerade meta mark set meta mark | 0x4000
+add rule ip kube-proxy masquerading meta mark & 0x4000 == 0 return
+add rule ip kube-proxy masquerading meta mark set meta mark ^ 0x4000
+add rule ip kube-proxy masquerading masquerade fully-random
+add rule ip kube-proxy nat-output jump services
+add rule ip kube-proxy nat-postrouting jump masquerading
+add rule ip kube-proxy nat-prerouting jump services
+add rule ip kube-proxy reject-chain reject
+add rule ip kube-proxy services ip daddr . meta l4proto . th dport vmap @service-ips
+add rule ip kube-proxy services fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @service-nodeports
+add rule ip kube-proxy service-endpoints-check ip daddr . meta l4proto . th dport vmap @no-endpoint-services
+add rule ip kube-proxy $KNFT_SVC ip daddr $KNFT_CLUSTER_IP tcp dport 80 ip saddr != 172.17.0.0/16 jump mark-for-masquerade
+add rule ip kube-proxy $KNFT_SVC numgen random mod 3 vmap { 0 : goto $ep1 , 1 : goto $ep2 , 2 : goto $ep3 }
+add rule ip kube-proxy $KNFT_EXT jump mark-for-masquerade
+add rule ip kube-proxy $KNFT_EXT goto $KNFT_SVC
+EOF
+  for i in 1 2 3; do
+    cat <<EOF
+add rule ip kube-proxy $(knft_ep_chain "$i") ip saddr ${KUBE_EPS[$((i - 1))]} jump mark-for-masquerade
+add rule ip kube-proxy $(knft_ep_chain "$i") meta l4proto tcp counter dnat to ${KUBE_EPS[$((i - 1))]}:80
+EOF
+  done
+  cat <<EOF
+add element ip kube-proxy service-ips { $KNFT_CLUSTER_IP . tcp . 80 : goto $KNFT_SVC }
+add element ip kube-proxy service-nodeports { tcp . 30080 : goto $KNFT_EXT }
+
+table ip docker-native {
+	comment "Docker-like rules for docker0, written natively"
+	chain prerouting {
+		type nat hook prerouting priority dstnat; policy accept;
+		fib daddr type local jump docker
+	}
+	chain output {
+		type nat hook output priority -100; policy accept;
+		ip daddr != 127.0.0.0/8 fib daddr type local jump docker
+	}
+	chain docker {
+		iifname "docker0" return
+		iifname != "docker0" tcp dport 9090 dnat to $C2_IP:9090
+	}
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		ip saddr 172.17.0.0/16 oifname != "docker0" masquerade
+		ip saddr $C2_IP ip daddr $C2_IP tcp dport 9090 masquerade
+	}
+	chain forward {
+		type filter hook forward priority filter; policy drop;
+		jump docker-user
+		ct state established,related accept
+		iifname "docker0" accept
+		oifname "docker0" ct status dnat accept
+	}
+	chain docker-user {
+		meta l4proto tcp ct original proto-dst 9090 counter drop
+	}
+}
+
+table ip trace {
+	comment "marks the first packet of every connection of the scenario for nft monitor trace"
+	chain prerouting {
+		type filter hook prerouting priority raw; policy accept;
+		tcp flags & (fin | syn | rst | ack) == syn tcp dport { 7000, 9090, 30080 } meta nftrace set 1
+	}
+	chain output {
+		type filter hook output priority raw; policy accept;
+		tcp flags & (fin | syn | rst | ack) == syn tcp dport 30080 meta nftrace set 1
+	}
+}
+EOF
+}
+
+scenario_kube_nft() {
+  IFACES=(docker0 eth0 veth-c1)
+  # c2 holds the third endpoint's address, as a second address on its eth0.
+  ip -n "$NS_C2" addr add "${KUBE_EPS[2]}/16" dev eth0
+  kube_nft_rules >"$SCEN_DIR/rules.nft"
+  hx nft -f "$SCEN_DIR/rules.nft"
+  # The rule set as loaded (counters at 0); rule handles are those of the trace.
+  hx nft -j list ruleset >"$SCEN_DIR/nft.json"
+  hx nft -a list ruleset >"$SCEN_DIR/nft.txt"
+  server web1 "$NS_C1" tcp_server.py --port 80 --lifetime 40
+  server web2 "$NS_C2" tcp_server.py --port 80 --port 9090 --lifetime 40
+  server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --lifetime 40
+  # The kernel's trace of every packet with nftrace set (the SYNs), with handles.
+  ip netns exec "$NS_HOST" stdbuf -oL nft -a monitor trace >"$SCEN_DIR/trace.txt" 2>"$LOGS/trace.log" 9>&- &
+  TRACE_PID=$!
+  LIVE[$TRACE_PID]=trace
+  # nft monitor prints nothing until the first event: give it time to subscribe.
+  sleep 0.3
+  start_recording
+
+  # Two SYNs (the first and its retransmission after 1 s) to the published port
+  # that docker-user drops; no answer.
+  client blocked "$NS_OUT" tcp_client.py --src "$REMOTE_CLI" --dst "$HOST_IP" --port 9090 \
+    --connect-timeout 1.5 --expect-fail --tag blocked
+  local blocked=$LAST_PID
+  # NodePort, one exchange per connection, sequentially; more connections while an
+  # endpoint has not been chosen yet.
+  local n=0 counts
+  while :; do
+    n=$((n + 1))
+    run np "$NS_OUT" tcp_client.py --src "$REMOTE_CLI" --dst "$HOST_IP" --port 30080 --requests 1 --tag "np$n"
+    if [[ $n -ge 12 ]]; then
+      counts=$(kube_endpoint_counts)
+      [[ " $counts " != *" 0 "* ]] && break
+      [[ $n -lt 30 ]] || die "$SCEN: an endpoint got no connection in $n (per endpoint: $counts)"
+      log "endpoints so far: $counts; one more connection"
+    fi
+  done
+  # The node itself to its own NodePort (nat-output -> services).
+  run local "$NS_HOST" tcp_client.py --dst "$HOST_IP" --port 30080 --requests 1 --tag nplocal
+  # Container egress through docker-native's masquerade, held across the snapshot.
+  client h1 "$NS_C1" tcp_client.py --dst "$SRV_IP" --port 7000 --requests 2 --tag c1out \
+    --ready "$SYNC/h1" --release "$SYNC/release"
+  local h1=$LAST_PID
+  wait_file "$SYNC/h1" 5
+  expect_ok "$blocked"
+  snapshot
+  touch "$SYNC/release"
+  expect_ok "$h1"
+  kill_servers
+  sleep 0.3
+  stop "$TRACE_PID" TERM
+  hx nft -j list ruleset >"$SCEN_DIR/nft-counters.json"
+  stop_recording
+  # No iptables rule in this scenario: keep iptables.txt only if something is there.
+  [[ -n $(grep -vE '^(\*|:|COMMIT|#)' "$SCEN_DIR/iptables.txt" || true) ]] || rm -f "$SCEN_DIR/iptables.txt"
+  # Which endpoint each NodePort connection got, from its conntrack NEW event.
+  grep -E '\[NEW\] .* dport=30080 ' "$SCEN_DIR/events.txt" |
+    sed -E 's/.* src=([0-9.]+) dst=([0-9.]+) sport=([0-9]+) dport=([0-9]+) \[UNREPLIED\] src=([0-9.]+) dst=([0-9.]+) sport=([0-9]+) dport=([0-9]+).*/\1:\3 -> \2:\4 => \5:\7 (from \6:\8)/' \
+      >"$SCEN_DIR/endpoints.txt"
+}
+
 # ---------------------------------------------------------------- checks
 
 # Every pcap must show only lab addresses.
@@ -1327,6 +1498,77 @@ check_kube_rules() {
   bad=$(grep -oE ' (SRC|DST)=[0-9.]+' "$SCEN_DIR/trace.txt" | cut -d= -f2 | grep -vE '^(172\.17|203\.0\.113|198\.51\.100)\.' | sort -u || true)
   [[ -z $bad ]] || die "$SCEN: unexpected addresses in trace.txt: $bad"
   [[ -s $SCEN_DIR/ipsets.txt && -s $SCEN_DIR/nft.json ]] || die "$SCEN: ipsets.txt or nft.json missing"
+}
+
+# nft_rules FILE: one line per rule of an `nft -j list ruleset` file:
+# "<table> <chain> <handle> <packets of its counter, or ->" then its expression kinds.
+nft_rules() {
+  "$PY" - "$1" <<'PYEOF'
+import json, sys
+for o in json.load(open(sys.argv[1]))["nftables"]:
+    r = o.get("rule")
+    if not r:
+        continue
+    pk = [e["counter"]["packets"] for e in r["expr"] if "counter" in e]
+    kinds = [k for e in r["expr"] for k in e]
+    print(r["table"], r["chain"], r["handle"], pk[0] if pk else "-", *kinds)
+PYEOF
+}
+
+check_kube_nft() {
+  local ct=$SCEN_DIR/conntrack.txt tr=$SCEN_DIR/trace.txt ep i n total h pk
+  # Every NodePort connection reached one of the three endpoints, from 172.17.0.1.
+  total=$(ct_count "$ct" '^ipv4 +2 tcp ' 'dport=30080 ')
+  n=0
+  for ep in "${KUBE_EPS[@]}"; do
+    i=$(ct_count "$ct" '^ipv4 +2 tcp ' 'dport=30080 ' "src=${ep//./\\.} dst=$BR_IP sport=80 ")
+    need 1 "NodePort entries to endpoint $ep:80" "$i"
+    n=$((n + i))
+  done
+  [[ $n -eq $total ]] || die "$SCEN: $((total - n)) NodePort entries reached no endpoint"
+  need 13 "NodePort entries (12 from outside, 1 from the node)" "$total"
+  [[ $(grep -c . "$SCEN_DIR/endpoints.txt") -eq $total ]] || die "$SCEN: endpoints.txt does not list every NodePort connection"
+  need 13 "TCP conversations from $BR_IP to port 80 on docker0" "$(tcp_convs "$SCEN_DIR/docker0.pcap" "ip.src==$BR_IP && tcp.port==80")"
+  # The SYNs docker-user drops: on eth0, never on docker0 or veth-c1, no entry.
+  need 2 "SYNs to port 9090 on eth0" "$(pkts "$SCEN_DIR/eth0.pcap" 'tcp.dstport==9090 && tcp.flags.syn==1')"
+  [[ $(pkts "$SCEN_DIR/eth0.pcap" 'tcp.srcport==9090') -eq 0 ]] || die "$SCEN: the blocked port answered"
+  [[ $(pkts "$SCEN_DIR/docker0.pcap" 'tcp.port==9090') -eq 0 ]] || die "$SCEN: port 9090 traffic reached docker0"
+  [[ $(pkts "$SCEN_DIR/veth-c1.pcap" 'tcp.port==9090') -eq 0 ]] || die "$SCEN: port 9090 traffic reached veth-c1"
+  [[ $(ct_count "$ct" 'dport=9090 ') -eq 0 ]] || die "$SCEN: conntrack entry for the dropped flow"
+  [[ $(ct_count "$SCEN_DIR/events.txt" 'dport=9090 ') -eq 0 ]] || die "$SCEN: conntrack event for the dropped flow"
+  # Egress: c1 by docker-native's masquerade; no inside address on eth0.
+  need 1 "egress SNAT entry $C1_IP -> port 7000" "$(ct_count "$ct" '^ipv4 +2 tcp ' "src=$C1_IP " 'dport=7000 ' "dst=$HOST_IP ")"
+  [[ $(pkts "$SCEN_DIR/eth0.pcap" 'ip.src==172.17.0.0/16 || ip.dst==172.17.0.0/16') -eq 0 ]] || die "$SCEN: container address on eth0"
+  # No iptables rule at all: the rule set is nftables only.
+  [[ ! -e $SCEN_DIR/iptables.txt ]] || die "$SCEN: iptables rules present: $(cat "$SCEN_DIR/iptables.txt")"
+  local rules counters
+  rules=$(nft_rules "$SCEN_DIR/nft.json")
+  counters=$(nft_rules "$SCEN_DIR/nft-counters.json")
+  [[ -s $SCEN_DIR/nft.txt ]] || die "$SCEN: nft.txt missing"
+  # Counters: every endpoint's DNAT rule used, the drop hit by both SYNs. The
+  # trace: each endpoint's DNAT rule, by its handle in nft.json, with verdict
+  # accept, and the drop with verdict drop for each SYN.
+  n=0
+  for i in 1 2 3; do
+    read -r h pk < <(awk -v c="$(knft_ep_chain "$i")" '$1 == "kube-proxy" && $2 == c && / dnat/ {print $3, $4}' <<<"$counters")
+    [[ -n ${h:-} ]] || die "$SCEN: no DNAT rule in $(knft_ep_chain "$i")"
+    [[ $(awk -v c="$(knft_ep_chain "$i")" '$1 == "kube-proxy" && $2 == c && / dnat/ {print $3}' <<<"$rules") == "$h" ]] ||
+      die "$SCEN: handles differ between nft.json and nft-counters.json"
+    need 1 "packets on the DNAT rule to ${KUBE_EPS[$((i - 1))]} (handle $h)" "$pk"
+    n=$((n + pk))
+    need 1 "traces through the DNAT to ${KUBE_EPS[$((i - 1))]} (handle $h)" \
+      "$(grep -cF "ip kube-proxy $(knft_ep_chain "$i") rule meta l4proto tcp counter packets 0 bytes 0 dnat to ${KUBE_EPS[$((i - 1))]}:80 # handle $h (verdict accept)" "$tr")"
+  done
+  need "$total" "packets on the three DNAT rules (one per NodePort connection)" "$n"
+  read -r h pk < <(awk '$1 == "docker-native" && $2 == "docker-user" && / drop/ {print $3, $4}' <<<"$counters")
+  need 2 "packets on docker-user's drop" "${pk:-0}"
+  need 2 "traces ending in docker-user's drop (handle ${h:-?})" "$(grep -c "ip docker-native docker-user rule .* # handle ${h:-x} (verdict drop)" "$tr")"
+  # A trace for every first packet: 13 NodePort, 2 blocked, 1 egress SYNs.
+  need 16 "traced SYNs" "$(grep -E '^trace id [0-9a-f]+ ip trace (prerouting|output) packet: ' "$tr" |
+    grep -oE 'ip saddr [0-9.]+ .* ip id [0-9]+ .* tcp sport [0-9]+' | sed -E 's/ ip (daddr|dscp|ecn|ttl) [^ ]+//g' | sort -u | grep -c .)"
+  local bad
+  bad=$(grep -oE ' ip [sd]addr [0-9.]+' "$tr" | awk '{print $3}' | grep -vE '^(172\.17|203\.0\.113|198\.51\.100)\.' | sort -u || true)
+  [[ -z $bad ]] || die "$SCEN: unexpected addresses in trace.txt: $bad"
 }
 
 check_fault_masq_miss() {
