@@ -24,6 +24,7 @@ pub const SCENARIOS: &[&str] = &[
     "fault-masq-miss",
     "fault-masq-miss6",
     "fault-nodeport-blocked",
+    "kube-nft",
 ];
 
 pub fn sample(rel: &str) -> String {
