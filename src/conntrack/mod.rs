@@ -1,15 +1,18 @@
 //! conntrack: the kernel's own record of each connection, the second witness next to
 //! the wire. This module owns every text form of it that people attach to tickets
 //! (`conntrack -L` with any `-o` options, `/proc/net/nf_conntrack`, `conntrack -E`
-//! event logs with or without `-o timestamp`, and the `conntrack -S` statistics), the
+//! event logs with or without `-o timestamp`, `-o xml` listings and event logs, and
+//! the `conntrack -S` statistics), the
 //! translation each entry implies, the per-connection timeline of an event log, the
 //! `conntrack -L -o extended,id` text writer, and the live netlink dump.
 //!
 //! Reading never stops at a bad line: a line that is not conntrack output becomes a
 //! [`Warning`] at `path:line:column` saying what was expected, and every other line is
 //! still used. Lines that belong to the tools rather than the table (the "N flow
-//! entries have been shown." footer, a pasted shell prompt, the statistics) are
-//! recognised and kept apart. Tokens natcheck has never seen (`key=value` or
+//! entries have been shown." footer, a pasted shell prompt or command, the
+//! statistics) are recognised and kept apart. What a paste wraps around a record (mail
+//! quoting, a time, syslog or journal prefix, a shell prompt, a `#`) is stripped and
+//! counted per kind in [`Dump::stripped`]: a note, not a warning. Tokens natcheck has never seen (`key=value` or
 //! `[FLAG]`) are kept on the entry, not rejected.
 //!
 //! Tuples use the model's convention: for ICMP and ICMPv6 the echo identifier is the
