@@ -1,6 +1,7 @@
 //! What people wrap around conntrack output when they paste it: mail quoting (`> `),
 //! a time prefix (`02:03:47.404103 `, `[1700000000.123456] `, a syslog or journal
-//! prefix `Nov 30 06:00:01 host conntrack[123]: `), a shell prompt in any common form
+//! prefix `Nov 30 06:00:01 host conntrack[123]: `, journalctl's monotonic
+//! `[ 1234.567890] `), a shell prompt in any common form
 //! (`[root@host ~]# `, `root@host:~# `, `root@host ~ # `, `host$ `, `$ `, zsh's
 //! `➜  ~ `), and a `# ` before an entry. [`strip`] peels them off a line, outermost
 //! first, and says what it peeled; the caller reads what is left and counts the
@@ -188,6 +189,23 @@ fn is_date(s: &str) -> bool {
 /// A time in front of the line, and the line after it (and after a syslog host and
 /// tag, when the time is a syslog or journal one).
 fn time_prefix(s: &str) -> Option<(PrefixTime, &str)> {
+    // `[ 1234.567890] ` (journalctl -o short-monotonic, dmesg): seconds since boot.
+    if let Some((inner, after)) = s
+        .trim_start()
+        .strip_prefix('[')
+        .and_then(|r| r.split_once(']'))
+    {
+        let t = inner.trim();
+        if inner.starts_with(' ') {
+            let (sec, frac) = t.split_once('.').unwrap_or((t, ""));
+            if digits(sec, 1..=8) && digits(frac, 1..=9) {
+                return Some((
+                    PrefixTime::Local(format!("[{inner}]")),
+                    syslog_source(after),
+                ));
+            }
+        }
+    }
     let (w0, r0) = word(s)?;
     // `[1700000000.123456]` not followed by an event tag (with a tag it is conntrack's
     // own `-o timestamp`, read by the line parser).
@@ -405,6 +423,10 @@ mod tests {
             Some(PrefixTime::Local("2024-04-09 13:33:24".into()))
         );
         assert_eq!(d.rest.trim(), E);
+        let line = format!("[ 1234.567890] gw conntrack[9]: {E}");
+        let d = strip(&line);
+        assert_eq!(d.time, Some(PrefixTime::Local("[ 1234.567890]".into())));
+        assert_eq!(d.rest, E);
         // Not times.
         for line in ["12:3:45 x", "99:00:00 x", "Nov x 06:00:01", "[12.5] x"] {
             assert_eq!(strip(line).time, None, "{line}");
