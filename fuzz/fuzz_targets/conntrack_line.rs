@@ -1,6 +1,7 @@
 //! Fuzzes the conntrack text reader: any bytes, split into lines, must parse without a
 //! panic, and a valid entry placed before and after them must come out intact (garbage
-//! never hides the lines around it).
+//! never hides the lines around it, not even an XML `<flow>` left open). Mail quoting
+//! is transparent: a line read as an entry is read as the same entry after `> `.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -10,7 +11,13 @@ const GOOD: &str = "ipv4     2 tcp      6 431999 ESTABLISHED src=10.0.1.3 dst=19
 fuzz_target!(|data: &[u8]| {
     // Every line alone.
     for line in data.split(|&b| b == b'\n') {
-        let _ = natcheck::conntrack::parse_line(1, &String::from_utf8_lossy(line));
+        let line = String::from_utf8_lossy(line);
+        if let Ok(natcheck::conntrack::Line::Entry(e)) = natcheck::conntrack::parse_line(1, &line) {
+            match natcheck::conntrack::parse_line(1, &format!("> {line}")) {
+                Ok(natcheck::conntrack::Line::Entry(q)) => assert_eq!(q, e, "{line}"),
+                other => panic!("quoting changed {line:?}: {other:?}"),
+            }
+        }
     }
     // The whole input between two good lines; a line break closes the garbage so it
     // cannot run into the last good line.

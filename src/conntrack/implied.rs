@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use super::Entry;
-use crate::model::{NatChange, NatKind, Tuple};
+use crate::model::{NatChange, NatKind, Proto, Tuple};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Implied {
@@ -32,7 +32,18 @@ pub struct Implied {
 impl Implied {
     pub fn of(e: &Entry, host: &BTreeSet<IpAddr>) -> Implied {
         let post = e.post();
-        let change = NatChange::between(&e.orig, &post);
+        // GRE keys sit in the port fields but are not ports: PPTP call ids differ
+        // between the directions without any NAT, so only addresses are compared.
+        let change = if e.orig.proto == Proto::Gre {
+            let bare = |t: &Tuple| Tuple {
+                sport: 0,
+                dport: 0,
+                ..*t
+            };
+            NatChange::between(&bare(&e.orig), &bare(&post))
+        } else {
+            NatChange::between(&e.orig, &post)
+        };
         let dnat = change.kind.has_dnat();
         Implied {
             change,

@@ -27,6 +27,8 @@
 //! entry id everywhere else; `type=` and `code=` elsewhere are unknown keys, kept.
 
 use super::build::{CtTuple, EntryParts, TupleError, TupleParts};
+use super::paste;
+use super::xml;
 use super::{family_matches, warn, Counters, CpuStats, Dump, Entry, Event, EventKind, Footer};
 use crate::model::Proto;
 
@@ -102,9 +104,107 @@ fn tokenize(line: &str) -> Vec<Tok<'_>> {
 }
 
 /// Parses one line (without its newline). `line` is the 1-based line number stored
-/// on entries.
+/// on entries. Decorations of a paste around the record (a prompt, a time prefix,
+/// mail quoting, a `#`) are stripped; [`Parser`] also counts them.
 pub fn parse_line(line: u64, text: &str) -> Result<Line, LineError> {
     let text = text.trim_end_matches(['\n', '\r']);
+    classify(line, &mut paste::strip(text))
+}
+
+/// Whether `rest` starts the way a conntrack record does, so that an error in it is
+/// a damaged record rather than a command after a prompt.
+fn looks_like_record(rest: &str) -> bool {
+    let Some(first) = rest.split_whitespace().next() else {
+        return false;
+    };
+    matches!(
+        first,
+        "ipv4"
+            | "ipv6"
+            | "tcp"
+            | "udp"
+            | "udplite"
+            | "icmp"
+            | "icmpv6"
+            | "sctp"
+            | "gre"
+            | "dccp"
+            | "unknown"
+            | "[NEW]"
+            | "[UPDATE]"
+            | "[DESTROY]"
+    ) || first.starts_with("src=")
+        || first.starts_with("cpu=")
+        || event_time(first).is_some()
+}
+
+/// Commands people run to show conntrack, recognised after a lone `#` (a root prompt
+/// without host) rather than taken for a comment.
+fn is_command(rest: &str) -> bool {
+    let first = rest.split_whitespace().next().unwrap_or_default();
+    let name = first.rsplit('/').next().unwrap_or(first);
+    matches!(
+        name,
+        "conntrack"
+            | "cat"
+            | "sudo"
+            | "grep"
+            | "zcat"
+            | "less"
+            | "head"
+            | "tail"
+            | "watch"
+            | "sysctl"
+            | "ip"
+            | "nft"
+            | "iptables"
+            | "ip6tables"
+            | "docker"
+            | "kubectl"
+            | "echo"
+    )
+}
+
+/// Reads the line after its decorations, and settles what a prompt or a `#` was in
+/// front of: a record (read, the decoration counted), or a command or comment
+/// (skipped). Clears in `d` the decorations that turn out not to frame a record.
+fn classify(line: u64, d: &mut paste::Decor<'_>) -> Result<Line, LineError> {
+    let res = bare_line(line, d.rest).map_err(|mut e| {
+        e.column += d.offset;
+        e
+    });
+    let framed = d.prompt || d.hash;
+    let res = match res {
+        Ok(Line::Blank) if framed => Ok(Line::Skipped),
+        Ok(Line::Blank) => Ok(Line::Blank),
+        Ok(Line::Skipped) => Ok(Line::Skipped),
+        // A command after a prompt, or pasted without one (`conntrack -L | grep ...`).
+        Err(_) if (framed || is_command(d.rest)) && !looks_like_record(d.rest) => Ok(Line::Skipped),
+        other => other,
+    };
+    match &res {
+        // A bare `#` line, or `#` before text that is not a command: a comment.
+        Ok(Line::Skipped) if d.hash => {
+            d.hash = false;
+            d.prompt = is_command(d.rest);
+        }
+        Ok(Line::Blank) => *d = paste::Decor::default(),
+        _ => {}
+    }
+    let mut res = res;
+    if let (Ok(Line::Event(ev)), Some(t)) = (&mut res, &d.time) {
+        if ev.time_ns.is_none() && ev.local_time.is_none() {
+            match t {
+                paste::PrefixTime::Epoch(ns) => ev.time_ns = Some(*ns),
+                paste::PrefixTime::Local(s) => ev.local_time = Some(s.clone()),
+            }
+        }
+    }
+    res
+}
+
+/// Parses a line without decorations.
+fn bare_line(line: u64, text: &str) -> Result<Line, LineError> {
     let toks = tokenize(text);
     let Some(first) = toks.first() else {
         return Ok(Line::Blank);
@@ -130,7 +230,7 @@ pub fn parse_line(line: u64, text: &str) -> Result<Line, LineError> {
     if first.text.starts_with('<') {
         return err(
             first.col,
-            "XML output (`-o xml`) is not read; save `conntrack -L -o extended,id` instead",
+            "expected a conntrack entry, found XML outside a `<flow>` element",
         );
     }
     entry_or_event(line, &toks)
@@ -145,7 +245,9 @@ fn footer(line: u64, text: &str) -> Option<Footer> {
         return None;
     }
     let what = words.next()?;
-    matches!(what, "entries" | "events").then(|| Footer {
+    // "have been deleted." (`conntrack -D`) and other counts are no footers of a listing.
+    let shown = tail.trim_end().ends_with("have been shown.");
+    (shown && matches!(what, "entries" | "events")).then(|| Footer {
         line,
         count,
         what: what.to_string(),
@@ -629,6 +731,7 @@ fn entry_or_event(line: u64, toks: &[Tok<'_>]) -> Result<Line, LineError> {
         Some(kind) => Line::Event(Event {
             kind,
             time_ns: head.time_ns,
+            local_time: None,
             entry,
         }),
         None => Line::Entry(entry),
@@ -641,32 +744,75 @@ pub(super) struct Parser {
     stat_header: Option<Vec<String>>,
     /// Entries (or events) read since the last footer, to check its count.
     since_footer: u64,
-    xml_warned: bool,
+    /// An XML `<flow>` begun and not yet closed: its first line, the column of its
+    /// `<`, and its text so far.
+    flow: Option<(u64, u64, String)>,
+    /// The last command pasted piped its output (`| grep`): footers count more than
+    /// was shown.
+    filtered: bool,
+    /// A command was the last line read: a footer right after it is conntrack's
+    /// stderr, printed before the entries it counts.
+    after_command: bool,
+}
+
+/// Where the last XML flow went, for the tail conntrack -E prints after `</flow>`.
+enum Last {
+    Entry,
+    Event,
 }
 
 impl Parser {
     pub(super) fn feed(&mut self, dump: &mut Dump, n: u64, text: &str) {
+        let text = text.trim_end_matches(['\n', '\r']);
         if let Some(header) = &self.stat_header {
             if let Some(row) = hex_row(n, header, text) {
                 dump.stats.push(row);
                 return;
             }
         }
-        match parse_line(n, text) {
+        let mut d = paste::strip(text);
+        let body = d.rest.trim_start();
+        let col = d.offset + (d.rest.chars().count() - body.chars().count()) as u64 + 1;
+        if body.starts_with('<') || (self.flow.is_some() && !body.is_empty()) {
+            if body.starts_with('<') {
+                self.xml(dump, n, col, body);
+                if self.flow.is_none() || body.contains("<flow") {
+                    dump.stripped.count(&d);
+                }
+                return;
+            }
+            self.unclosed_flow(dump);
+        }
+        let res = classify(n, &mut d);
+        if !matches!(res, Err(_) | Ok(Line::Blank)) {
+            dump.stripped.count(&d);
+        }
+        match res {
             Ok(Line::Blank) => {}
-            Ok(Line::Skipped) => dump.skipped_lines += 1,
+            Ok(Line::Skipped) => {
+                dump.skipped_lines += 1;
+                if d.prompt || is_command(d.rest) {
+                    self.since_footer = 0;
+                    self.filtered = d.rest.contains('|');
+                    self.after_command = true;
+                }
+            }
             Ok(Line::Entry(e)) => {
                 self.since_footer += 1;
+                self.after_command = false;
                 dump.entries.push(e);
             }
             Ok(Line::Event(e)) => {
                 self.since_footer += 1;
+                self.after_command = false;
                 dump.events.push(e);
             }
             Ok(Line::Stats(s)) => dump.stats.push(s),
             Ok(Line::StatHeader(h)) => self.stat_header = Some(h),
             Ok(Line::Footer(f)) => {
-                if f.count != self.since_footer {
+                let stderr_first = self.after_command && self.since_footer == 0;
+                self.after_command = false;
+                if !self.filtered && !stderr_first && f.count != self.since_footer {
                     let msg = format!(
                         "the footer counts {} {} but {} were read since the previous one",
                         f.count, f.what, self.since_footer
@@ -676,12 +822,119 @@ impl Parser {
                 self.since_footer = 0;
                 dump.footers.push(f);
             }
-            Err(e) => {
-                let xml = e.message.starts_with("XML");
-                if !xml || !self.xml_warned {
-                    warn(dump, n, e.column, e.message);
+            Err(e) => warn(dump, n, e.column, e.message),
+        }
+    }
+
+    /// The end of the input: a flow still open is damaged.
+    pub(super) fn finish(&mut self, dump: &mut Dump) {
+        self.unclosed_flow(dump);
+    }
+
+    fn unclosed_flow(&mut self, dump: &mut Dump) {
+        if let Some((line, col, _)) = self.flow.take() {
+            warn(dump, line, col, "`<flow>` is not closed by `</flow>`");
+        }
+    }
+
+    /// A line of XML: the prolog, `<conntrack>`, flows (whole, begun, continued or
+    /// ended here), and what conntrack -E prints after a flow.
+    fn xml(&mut self, dump: &mut Dump, n: u64, col: u64, body: &str) {
+        let mut rest = body;
+        let mut rest_col = col;
+        loop {
+            if let Some((line, fcol, mut text)) = self.flow.take() {
+                let Some(end) = rest.find("</flow>") else {
+                    text.push('\n');
+                    text.push_str(rest);
+                    self.flow = Some((line, fcol, text));
+                    return;
+                };
+                let close = end + "</flow>".len();
+                text.push('\n');
+                text.push_str(&rest[..close]);
+                let last = self.flow_done(dump, line, fcol, &text);
+                let after = &rest[close..];
+                rest_col += rest[..close].chars().count() as u64;
+                rest = after;
+                // ` [USERSPACE] portid=N` after the flow, on its line.
+                let trimmed = rest.trim_start();
+                if !trimmed.is_empty() && !trimmed.starts_with('<') {
+                    let entry = match last {
+                        Some(Last::Entry) => dump.entries.last_mut(),
+                        Some(Last::Event) => dump.events.last_mut().map(|e| &mut e.entry),
+                        None => None,
+                    };
+                    if let Some(entry) = entry {
+                        if let Err(at) = xml::tail(entry, rest) {
+                            let c = rest_col + rest[..at].chars().count() as u64;
+                            warn(
+                                dump,
+                                n,
+                                c,
+                                "expected `[FLAG]` or `key=value` after `</flow>`",
+                            );
+                        }
+                    }
+                    return;
                 }
-                self.xml_warned |= xml;
+            }
+            let trimmed = rest.trim_start();
+            rest_col += (rest.chars().count() - trimmed.chars().count()) as u64;
+            rest = trimmed;
+            if rest.is_empty() {
+                return;
+            }
+            if rest.starts_with("<flow") {
+                self.flow = Some((n, rest_col, String::new()));
+                continue;
+            }
+            // The prolog, `<conntrack>` and `</conntrack>` carry nothing.
+            let known = ["<?xml", "<conntrack>", "</conntrack>", "<!--"];
+            let Some(end) = rest
+                .find('>')
+                .filter(|_| known.iter().any(|k| rest.starts_with(k)))
+            else {
+                let at = rest_col;
+                warn(
+                    dump,
+                    n,
+                    at,
+                    "expected `<flow>` or the `<conntrack>` element around flows",
+                );
+                return;
+            };
+            rest_col += rest[..end + 1].chars().count() as u64;
+            rest = &rest[end + 1..];
+        }
+    }
+
+    /// A complete flow's text, which began at `line`, column `col`.
+    fn flow_done(&mut self, dump: &mut Dump, line: u64, col: u64, text: &str) -> Option<Last> {
+        match xml::flow(line, text) {
+            Ok(xml::Flow::Entry(e)) => {
+                self.since_footer += 1;
+                dump.entries.push(e);
+                Some(Last::Entry)
+            }
+            Ok(xml::Flow::Event(e)) => {
+                self.since_footer += 1;
+                dump.events.push(e);
+                Some(Last::Event)
+            }
+            Err(e) => {
+                // Locate the error on its own line of the flow.
+                let before = &text[..e.at.min(text.len())];
+                let lines_in = before.matches('\n').count() as u64;
+                let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+                let c = before[line_start..].chars().count() as u64;
+                let (at_line, at_col) = if lines_in <= 1 {
+                    (line, col + c)
+                } else {
+                    (line + lines_in - 1, c + 1)
+                };
+                warn(dump, at_line, at_col, e.message);
+                None
             }
         }
     }

@@ -1,15 +1,18 @@
 //! conntrack: the kernel's own record of each connection, the second witness next to
 //! the wire. This module owns every text form of it that people attach to tickets
 //! (`conntrack -L` with any `-o` options, `/proc/net/nf_conntrack`, `conntrack -E`
-//! event logs with or without `-o timestamp`, and the `conntrack -S` statistics), the
+//! event logs with or without `-o timestamp`, `-o xml` listings and event logs, and
+//! the `conntrack -S` statistics), the
 //! translation each entry implies, the per-connection timeline of an event log, the
 //! `conntrack -L -o extended,id` text writer, and the live netlink dump.
 //!
 //! Reading never stops at a bad line: a line that is not conntrack output becomes a
 //! [`Warning`] at `path:line:column` saying what was expected, and every other line is
 //! still used. Lines that belong to the tools rather than the table (the "N flow
-//! entries have been shown." footer, a pasted shell prompt, the statistics) are
-//! recognised and kept apart. Tokens natcheck has never seen (`key=value` or
+//! entries have been shown." footer, a pasted shell prompt or command, the
+//! statistics) are recognised and kept apart. What a paste wraps around a record (mail
+//! quoting, a time, syslog or journal prefix, a shell prompt, a `#`) is stripped and
+//! counted per kind in [`Dump::stripped`]: a note, not a warning. Tokens natcheck has never seen (`key=value` or
 //! `[FLAG]`) are kept on the entry, not rejected.
 //!
 //! Tuples use the model's convention: for ICMP and ICMPv6 the echo identifier is the
@@ -23,9 +26,11 @@ mod implied;
 mod line;
 #[cfg(target_os = "linux")]
 pub mod netlink;
+mod paste;
 mod text;
 mod timeline;
 mod view;
+mod xml;
 
 #[cfg(test)]
 mod tests;
@@ -40,6 +45,7 @@ use crate::model::Tuple;
 
 pub use implied::{host_addresses, Implied};
 pub use line::{parse_line, Line, LineError};
+pub use paste::Stripped;
 pub use text::{l3_name, l4_name, write_entry, write_event};
 pub use timeline::{timelines, Timeline};
 pub use view::View;
@@ -169,8 +175,15 @@ impl EventKind {
 pub struct Event {
     pub kind: EventKind,
     /// `-o timestamp`: when the event was printed, nanoseconds since the Unix epoch
-    /// (printed with microsecond precision).
+    /// (printed with microsecond precision), or from an ISO 8601 or epoch prefix
+    /// pasted in front of the line.
     pub time_ns: Option<i64>,
+    /// A time printed without a year, date or zone, as printed, when the line has no
+    /// `time_ns`: a syslog or time-of-day prefix (`Nov 30 06:00:01`,
+    /// `02:03:47.404103`) or the `<when>` of `-o xml,timestamp` (the tool's local
+    /// time).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_time: Option<String>,
     pub entry: Entry,
 }
 
@@ -205,6 +218,9 @@ pub struct Dump {
     pub footers: Vec<Footer>,
     /// Lines recognised as not being conntrack records: pasted prompts, comments.
     pub skipped_lines: u64,
+    /// Lines whose record was read from inside a decoration (a prompt, a time prefix,
+    /// mail quoting, a `#`), by kind: a note, not a warning.
+    pub stripped: Stripped,
     pub warnings: Vec<Warning>,
 }
 
@@ -258,6 +274,7 @@ pub fn read<R: BufRead>(source: &str, mut input: R) -> std::io::Result<Dump> {
         let text = String::from_utf8_lossy(&buf);
         parser.feed(&mut dump, n, &text);
     }
+    parser.finish(&mut dump);
     Ok(dump)
 }
 

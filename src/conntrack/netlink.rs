@@ -427,6 +427,7 @@ pub fn record_events(
                     out = sink(Event {
                         kind,
                         time_ns: Some(now_ns),
+                        local_time: None,
                         entry,
                     });
                 }

@@ -360,11 +360,12 @@ fn bad_lines_are_located_and_the_rest_is_kept() {
         ("udp      17 29 src=10.0.0.1 dst=10.0.0.2 src=10.0.0.2 dst=10.0.0.1", "16: ORIGINAL tuple: expected `sport=` and `dport=` for udp"),
         ("udp      17 29 src=10.0.0.1 dst=::1 sport=1 dport=2 src=::1 dst=10.0.0.1 sport=2 dport=1", "different address families"),
         ("ipv6     10 udp      17 29 src=10.0.0.1 dst=10.0.0.2 sport=1 dport=2 src=10.0.0.2 dst=10.0.0.1 sport=2 dport=1", "layer-3 number 10 does not match"),
-        ("[1712662404.573225]\tudp      17 29 src=10.0.0.1", "expected `[NEW]`, `[UPDATE]` or `[DESTROY]`"),
+        // A time prefix without an event tag is stripped; the column is the line's.
+        ("[1712662404.573225]\tudp      17 29 src=10.0.0.1", "2:48: expected the REPLY tuple"),
         ("udp      17 29 src=10.0.0.1 dst=10.0.0.2 sport=1 dport=2 src=10.0.0.2 dst=10.0.0.1 sport=2 dport=1 src=1.1.1.1", "a third tuple"),
         ("udp      17 29 dport=2 src=10.0.0.1", "`dport=` before the first `src=`"),
         ("udp      17 29 src=10.0.0.1 dst=10.0.0.2 sport=1 dport=2 src=10.0.0.2 dst=10.0.0.1 sport=2 dport=1 oops", "expected `key=value` or `[FLAG]`, found `oops`"),
-        ("<?xml version=\"1.0\" encoding=\"utf-8\"?>", "XML output"),
+        ("<flow><meta direction=\"original\"></flow>", "2:34: expected `</meta>`, found `</flow>`"),
     ];
     for (bad, want) in cases {
         let text = format!("{good}\n{bad}\n{good}\n");
@@ -384,4 +385,128 @@ fn stray_bytes_and_crlf_do_not_hide_entries() {
     let d = read("x", &text[..]).unwrap();
     assert_eq!(d.entries.len(), 1);
     assert_eq!(d.warnings.len(), 1);
+}
+
+const UDP: &str = "udp      17 29 src=10.0.0.1 dst=10.0.0.2 sport=1 dport=2 src=10.0.0.2 dst=10.0.0.1 sport=2 dport=1 mark=0 use=1";
+
+#[test]
+fn decorated_paste_is_read_with_a_note() {
+    let text = format!(
+        "[root@gw ~]# conntrack -L\n\
+         > {UDP}\n\
+         > > root@gw:~# {UDP}\n\
+         # {UDP}\n\
+         # a comment, not a command\n\
+         #\n\
+         conntrack v1.4.7 (conntrack-tools): 3 flow entries have been shown.\n\
+         Nov 30 06:00:01 gw conntrack[123]: [NEW] {UDP}\n\
+         2024-04-09T13:33:24+0200 gw conntrack[77]:  [UPDATE] {UDP}\n\
+         02:03:47.404103 [DESTROY] {UDP}\n\
+         $ \n"
+    );
+    let d = parse_str("p", &text);
+    assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+    assert_eq!((d.entries.len(), d.events.len()), (3, 3));
+    assert_eq!(
+        d.stripped,
+        Stripped {
+            quote: 2,
+            time: 3,
+            prompt: 3,
+            hash: 1,
+        }
+    );
+    // The prompt line, the comment, the bare `#` and the empty prompt.
+    assert_eq!(d.skipped_lines, 4);
+    assert_eq!(d.footers.len(), 1);
+    let times: Vec<_> = d
+        .events
+        .iter()
+        .map(|e| (e.time_ns, e.local_time.as_deref()))
+        .collect();
+    assert_eq!(
+        times,
+        [
+            (None, Some("Nov 30 06:00:01")),
+            (Some(1_712_662_404_000_000_000), None),
+            (None, Some("02:03:47.404103")),
+        ]
+    );
+    assert_eq!(
+        d.stripped.note(),
+        "3 lines had a shell prompt, 3 a time prefix, 2 mail quoting, 1 a `#` before the entry"
+    );
+}
+
+#[test]
+fn a_damaged_entry_after_a_prompt_is_a_warning_at_its_column() {
+    let d = parse_str("p", "root@gw:~# udp 17 29 src=10.0.0.1\n");
+    assert_eq!(d.warnings.len(), 1);
+    assert_eq!(
+        d.warnings[0].to_string(),
+        "p:1:34: expected the REPLY tuple (a second `src=`)"
+    );
+}
+
+#[test]
+fn footers_of_piped_or_stderr_first_output_are_not_checked() {
+    let piped = format!(
+        "# conntrack -L | grep 4789\n\
+         conntrack v1.4.6 (conntrack-tools): 50 flow entries have been shown.\n\
+         {UDP}\n"
+    );
+    let d = parse_str("p", &piped);
+    assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+    assert_eq!(
+        (d.entries.len(), d.stripped.prompt, d.skipped_lines),
+        (1, 1, 1)
+    );
+    // `conntrack -D` says what it deleted: no footer of a listing.
+    let deleted = format!(
+        "\tconntrack v1.4.4 (conntrack-tools): 17 flow entries have been deleted.\n\t{UDP}\n"
+    );
+    let d = parse_str("p", &deleted);
+    assert!(d.warnings.is_empty() && d.footers.is_empty(), "{d:?}");
+    // A bare command before the output, as people paste it.
+    let d = parse_str("p", &format!("conntrack -L | grep 10.0.0.2\n{UDP}\n"));
+    assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+    assert_eq!((d.entries.len(), d.skipped_lines), (1, 1));
+}
+
+#[test]
+fn xml_listing_and_events_of_the_tool() {
+    let list = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<conntrack>\n\
+<flow><meta direction=\"original\"><layer3 protonum=\"2\" protoname=\"ipv4\"><src>127.0.0.1</src><dst>127.0.0.1</dst></layer3><layer4 protonum=\"17\" protoname=\"udp\"><sport>52224</sport><dport>5300</dport></layer4></meta><meta direction=\"reply\"><layer3 protonum=\"2\" protoname=\"ipv4\"><src>127.0.0.1</src><dst>127.0.0.1</dst></layer3><layer4 protonum=\"17\" protoname=\"udp\"><sport>5301</sport><dport>40000</dport></layer4></meta><meta direction=\"independent\"><timeout>29</timeout><mark>7</mark><use>1</use><id>3385517261</id></meta></flow>\n\
+<flow>\n  <meta direction=\"original\"><layer3 protonum=\"2\" protoname=\"ipv4\"><src>10.0.0.1</src><dst>10.0.0.2</dst></layer3>\n  <layer4 protonum=\"6\" protoname=\"tcp\"><sport>1</sport><dport>2</dport></layer4></meta>\n  <meta direction=\"reply\"><layer3 protonum=\"2\" protoname=\"ipv4\"><src>10.0.0.2</src><dst>10.0.0.1</dst></layer3><layer4 protonum=\"6\" protoname=\"tcp\"><sport>2</sport><dport>1</dport></layer4></meta>\n</flow>\n\
+</conntrack>\nconntrack v1.4.7 (conntrack-tools): 2 flow entries have been shown.\n";
+    let d = parse_str("x", list);
+    assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+    assert_eq!(d.entries.len(), 2);
+    let e = &d.entries[0];
+    assert_eq!((e.line, e.id, e.mark), (3, Some(3385517261), Some(7)));
+    let i = implied(e);
+    assert_eq!(i.change.kind, NatKind::SnatDnat);
+    // A flow re-indented over lines is one entry, at the line it starts.
+    assert_eq!(d.entries[1].line, 4);
+    assert_eq!(d.footers.len(), 1);
+    // A flow cut off: located at its start, the flows before it kept.
+    let cut = list.replace("</flow>\n</conntrack>", "\n</conntrack>");
+    let d = parse_str("x", &cut);
+    assert_eq!(d.entries.len(), 1);
+    assert!(
+        d.warnings[0].to_string() == "x:4:1: `<flow>` is not closed by `</flow>`",
+        "{:?}",
+        d.warnings
+    );
+}
+
+#[test]
+fn gre_keys_are_no_ports() {
+    let e = one("gre      47 29 src=10.0.0.1 dst=192.0.2.1 srckey=0x1a2b dstkey=0x0 src=192.0.2.1 dst=10.0.0.1 srckey=0x0 dstkey=0x77 mark=0 use=1");
+    let i = implied(&e);
+    assert_eq!(i.change.kind, NatKind::None);
+    assert!(!i.change.port_reallocated && !i.change.sport_changed);
+    assert!(!i.label().contains("port"));
+    let snat = one("gre      47 29 src=10.0.0.1 dst=192.0.2.1 srckey=0x1a2b dstkey=0x0 src=192.0.2.1 dst=203.0.113.1 srckey=0x0 dstkey=0x77 mark=0 use=1");
+    assert_eq!(implied(&snat).label(), "snat");
 }

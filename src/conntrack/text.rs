@@ -484,6 +484,7 @@ mod tests {
         Event {
             kind,
             time_ns,
+            local_time: None,
             entry,
         }
     }

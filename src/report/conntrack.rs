@@ -5,13 +5,36 @@ use serde::Serialize;
 
 use super::fmt::{rfc3339_ns, secs, tuple_proto};
 use super::table::{Align, Table};
-use crate::conntrack::{Entry, Event, Implied, Timeline, View};
+use crate::conntrack::{Entry, Event, Implied, Stripped, Timeline, View};
 use crate::diag::Warning;
+use crate::model::{Proto, Tuple};
+
+/// A GRE tuple's keys, as conntrack prints them (`0x1a2b`).
+#[derive(Serialize)]
+struct GreKeys {
+    srckey: String,
+    dstkey: String,
+}
+
+impl GreKeys {
+    fn of(t: &Tuple) -> Option<GreKeys> {
+        (t.proto == Proto::Gre).then(|| GreKeys {
+            srckey: format!("{:#x}", t.sport),
+            dstkey: format!("{:#x}", t.dport),
+        })
+    }
+}
 
 #[derive(Serialize)]
 struct EntryJson<'a> {
     #[serde(flatten)]
     entry: &'a Entry,
+    /// The zone the table shows: `zone`, else the ORIGINAL direction's, else 0.
+    zone_id: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    orig_keys: Option<GreKeys>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reply_keys: Option<GreKeys>,
     implied: Implied,
 }
 
@@ -47,6 +70,8 @@ struct InputJson<'a> {
     stats: Vec<(String, u64)>,
     cpus: usize,
     skipped_lines: u64,
+    /// Lines read from inside a paste's decorations, by kind.
+    stripped: Stripped,
     warnings: &'a [Warning],
 }
 
@@ -77,6 +102,9 @@ fn input_json<'a>(v: &'a View<'a>, netns: Option<&'a str>) -> InputJson<'a> {
             .iter()
             .map(|(entry, implied)| EntryJson {
                 entry,
+                zone_id: entry.zone_id(),
+                orig_keys: GreKeys::of(&entry.orig),
+                reply_keys: GreKeys::of(&entry.reply),
                 implied: *implied,
             })
             .collect(),
@@ -94,6 +122,7 @@ fn input_json<'a>(v: &'a View<'a>, netns: Option<&'a str>) -> InputJson<'a> {
         stats: v.dump.stats_total(),
         cpus: v.dump.stats.len(),
         skipped_lines: v.dump.skipped_lines,
+        stripped: v.dump.stripped,
         warnings: &v.dump.warnings,
     }
 }
@@ -101,7 +130,7 @@ fn input_json<'a>(v: &'a View<'a>, netns: Option<&'a str>) -> InputJson<'a> {
 fn event_json(e: &Event) -> EventJson<'_> {
     EventJson {
         kind: e.kind.as_str(),
-        time: e.time_ns.map(rfc3339_ns),
+        time: e.time_ns.map(rfc3339_ns).or_else(|| e.local_time.clone()),
         line: e.entry.line,
         state: e.entry.state.as_deref(),
         timeout_s: e.entry.timeout_s,
@@ -130,11 +159,31 @@ fn opt<T: ToString>(v: Option<T>) -> String {
     v.map_or_else(String::new, |v| v.to_string())
 }
 
+/// A tuple cell: `tcp 10.0.0.1:1 -> 10.0.0.2:2`; GRE with its keys as conntrack
+/// prints them.
+fn tuple_cell(t: &Tuple) -> String {
+    match GreKeys::of(t) {
+        Some(k) => format!("{} srckey={} dstkey={}", tuple_proto(t), k.srckey, k.dstkey),
+        None => tuple_proto(t),
+    }
+}
+
 fn after(i: &Implied) -> String {
     if i.is_nat() {
-        tuple_proto(&i.post)
+        tuple_cell(&i.post)
     } else {
         "unchanged".into()
+    }
+}
+
+/// The ZONE cell: the zone of both directions (0 by default), or `3/4` when the
+/// ORIGINAL and REPLY directions have zones of their own that differ.
+fn zone_cell(e: &Entry) -> String {
+    match (e.zone_orig, e.zone_reply) {
+        (o, r) if e.zone.is_none() && (o.is_some() || r.is_some()) && o != r => {
+            format!("{}/{}", o.unwrap_or(0), r.unwrap_or(0))
+        }
+        _ => e.zone_id().to_string(),
     }
 }
 
@@ -206,13 +255,13 @@ fn entries_table(v: &View) -> Table {
         t.row(vec![
             e.line.to_string(),
             opt(e.state.as_deref()),
-            tuple_proto(&e.orig),
+            tuple_cell(&e.orig),
             after(i),
             i.label(),
             flags(e),
             opt(e.timeout_s),
             opt(e.mark),
-            e.zone_id().to_string(),
+            zone_cell(e),
             opt(e.id),
         ]);
     }
@@ -231,6 +280,7 @@ fn timelines_table(v: &View) -> Table {
         ("NAT", Align::Left),
         ("EVENTS", Align::Left),
         ("LAST STATE", Align::Left),
+        ("ZONE", Align::Right),
     ]);
     for (tl, i) in &v.timelines {
         let first = &d.events[tl.events[0]];
@@ -247,15 +297,20 @@ fn timelines_table(v: &View) -> Table {
         .filter(|s| !s.is_empty())
         .collect::<Vec<_>>()
         .join(" ");
+        let created = tl
+            .created_ns
+            .map(rfc3339_ns)
+            .or_else(|| tl.saw_new.then(|| first.local_time.clone()).flatten());
         t.row(vec![
             first.entry.line.to_string(),
-            opt(tl.created_ns.map(rfc3339_ns)),
+            opt(created),
             lifetime,
-            tuple_proto(&tl.orig),
+            tuple_cell(&tl.orig),
             after(i),
             i.label(),
             event_summary(&d.events, tl),
             state,
+            zone_cell(&last.entry),
         ]);
     }
     t
@@ -265,6 +320,12 @@ fn timelines_table(v: &View) -> Table {
 pub fn table(v: &View) -> String {
     let d = v.dump;
     let mut out = heading(v);
+    if !d.stripped.is_empty() {
+        out.push_str(&format!(
+            "  note: {} (stripped, not warnings)\n",
+            d.stripped.note()
+        ));
+    }
     if !v.entries.is_empty() {
         out.push('\n');
         out.push_str(&entries_table(v).render("  "));

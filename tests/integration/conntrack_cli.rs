@@ -254,3 +254,142 @@ fn missing_file_is_an_error_naming_it() {
         stderr(&out)
     );
 }
+
+/// Real conntrack pastes from public issues (each with a `.source` naming it) and the
+/// tool's own `-o xml` output: every record read, without a warning, and what was
+/// stripped around them. The counts were checked by hand against each file.
+#[test]
+fn real_pastes_are_read_whole() {
+    // file, entries, events, footers, skipped lines, prompts stripped
+    let expected: &[(&str, usize, usize, usize, u64, u64)] = &[
+        ("cloud-api-adaptor-2015-footer-first.txt", 3, 0, 1, 1, 1),
+        ("jc-646-events.txt", 0, 7, 0, 0, 0),
+        ("kubernetes-122740-grep.txt", 1, 0, 0, 1, 0),
+        ("kubernetes-126130-klog-indented.txt", 2, 0, 0, 0, 0),
+        ("kubernetes-126130-plain.txt", 1, 0, 0, 0, 0),
+        ("kubernetes-127318-dnat.txt", 1, 0, 0, 0, 0),
+        ("netlink-876-root-prompt.txt", 3, 0, 0, 1, 1),
+        ("netlink-949-prose.txt", 1, 0, 0, 0, 0),
+        ("openwrt-luci-5909-two-prompts.txt", 3, 0, 0, 2, 2),
+        ("pyroute2-1198-offload.txt", 6, 0, 1, 1, 1),
+        ("scope-245-sudo-prompt.txt", 8, 0, 0, 1, 1),
+        ("list-id.xml", 5, 0, 1, 0, 0),
+        ("list-ktimestamp.xml", 4, 0, 0, 0, 0),
+        ("events-timestamp.xml", 0, 13, 0, 0, 0),
+    ];
+    let dir = root().join("tests/data/conntrack");
+    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".source"))
+        .collect();
+    on_disk.sort();
+    let mut listed: Vec<String> = expected.iter().map(|e| e.0.to_string()).collect();
+    listed.sort();
+    assert_eq!(
+        on_disk, listed,
+        "every file in tests/data/conntrack is checked"
+    );
+    for &(name, entries, events, footers, skipped, prompts) in expected {
+        let path = dir.join(name);
+        let source = std::fs::read_to_string(dir.join(format!("{name}.source"))).unwrap();
+        assert!(!source.trim().is_empty(), "{name}: its source is named");
+        let d = conntrack::read_path(path.to_str().unwrap()).unwrap();
+        assert!(d.warnings.is_empty(), "{name}: {:?}", d.warnings);
+        assert_eq!(
+            (d.entries.len(), d.events.len(), d.footers.len()),
+            (entries, events, footers),
+            "{name}"
+        );
+        assert_eq!(
+            (d.skipped_lines, d.stripped.prompt),
+            (skipped, prompts),
+            "{name}"
+        );
+        if name.ends_with(".txt") {
+            let lines = std::fs::read_to_string(&path)
+                .unwrap()
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .count();
+            let read = entries + events + footers + skipped as usize;
+            assert_eq!(read, lines, "{name}: every line is accounted for");
+        }
+    }
+}
+
+#[test]
+fn a_decorated_paste_exits_0_with_a_note() {
+    let path = "tests/data/conntrack/openwrt-luci-5909-two-prompts.txt";
+    let out = natcheck(&["conntrack", path]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+    let table = stdout(&out);
+    assert!(
+        table.contains("note: 2 lines had a shell prompt (stripped, not warnings)"),
+        "{table}"
+    );
+    let out = natcheck(&["conntrack", "--format", "json", path]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["inputs"][0]["stripped"], serde_json::json!({"prompt": 2}));
+    assert_eq!(v["inputs"][0]["skipped_lines"], 2);
+    assert_eq!(v["inputs"][0]["entries"].as_array().unwrap().len(), 3);
+    // Nothing stripped: an empty object.
+    let out = natcheck(&[
+        "conntrack",
+        "--format",
+        "json",
+        "tests/data/conntrack/netlink-949-prose.txt",
+    ]);
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["inputs"][0]["stripped"], serde_json::json!({}));
+}
+
+#[test]
+fn xml_events_zones_and_gre_keys_in_table_and_json() {
+    let path = "tests/data/conntrack/events-timestamp.xml";
+    let out = natcheck(&["conntrack", path]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let table = stdout(&out);
+    assert!(table.contains("5 connections in 13 events"), "{table}");
+    // `<when>` is the tool's local time, shown as printed.
+    assert!(table.contains("2026-11-30 06:31:38"), "{table}");
+    assert!(
+        table.contains("gre 127.0.0.1 -> 127.0.0.1 srckey=0x0 dstkey=0x0"),
+        "{table}"
+    );
+    let out = natcheck(&["conntrack", "--format", "json", path]);
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let timelines = v["inputs"][0]["timelines"].as_array().unwrap();
+    let zoned: Vec<_> = timelines.iter().filter(|t| t["zone"] == 5).collect();
+    assert_eq!(zoned.len(), 1);
+    assert_eq!(timelines[0]["events"][0]["time"], "2026-11-30 06:31:38");
+    let list = "tests/data/conntrack/list-id.xml";
+    let out = natcheck(&["conntrack", "--format", "json", list]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let entries = v["inputs"][0]["entries"].as_array().unwrap();
+    let gre = entries
+        .iter()
+        .find(|e| e["orig"]["proto"] == "gre")
+        .unwrap();
+    assert_eq!(
+        gre["orig_keys"],
+        serde_json::json!({"srckey": "0x0", "dstkey": "0x0"})
+    );
+    let zone5 = entries.iter().find(|e| e["zone"] == 5).unwrap();
+    assert_eq!(zone5["zone_id"], 5);
+    assert!(entries
+        .iter()
+        .filter(|e| e["zone"].is_null())
+        .all(|e| e["zone_id"] == 0));
+    let table = stdout(&natcheck(&["conntrack", list]));
+    let zone_col: Vec<&str> = table
+        .lines()
+        .filter(|l| l.contains("udp 127.0.0.1:") && l.contains(":5353"))
+        .collect();
+    assert_eq!(zone_col.len(), 1, "{table}");
+    assert!(zone_col[0].split_whitespace().any(|w| w == "5"), "{table}");
+}
