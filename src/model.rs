@@ -159,6 +159,20 @@ pub fn fmt_endpoint(addr: IpAddr, port: Option<u16>) -> String {
     }
 }
 
+#[cfg(test)]
+impl Tuple {
+    /// A tuple from its parts written out, for tests.
+    pub fn of(proto: Proto, src: &str, sport: u16, dst: &str, dport: u16) -> Tuple {
+        Tuple {
+            proto,
+            src: src.parse().expect("an address"),
+            sport,
+            dst: dst.parse().expect("an address"),
+            dport,
+        }
+    }
+}
+
 /// TCP flag bits as they appear in byte 13 of the TCP header.
 pub mod tcp_flags {
     pub const FIN: u8 = 0x01;
@@ -349,13 +363,7 @@ mod tests {
     use super::*;
 
     fn t(src: &str, sport: u16, dst: &str, dport: u16) -> Tuple {
-        Tuple {
-            proto: Proto::Tcp,
-            src: src.parse().unwrap(),
-            sport,
-            dst: dst.parse().unwrap(),
-            dport,
-        }
+        Tuple::of(Proto::Tcp, src, sport, dst, dport)
     }
 
     #[test]

@@ -229,13 +229,7 @@ mod tests {
     use crate::model::Tuple;
 
     fn tuple(proto: Proto, src: &str, sport: u16, dst: &str, dport: u16) -> Tuple {
-        Tuple {
-            proto,
-            src: src.parse().unwrap(),
-            sport,
-            dst: dst.parse().unwrap(),
-            dport,
-        }
+        Tuple::of(proto, src, sport, dst, dport)
     }
 
     fn base(orig: Tuple, reply: Tuple) -> Entry {

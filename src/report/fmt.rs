@@ -178,13 +178,7 @@ mod tests {
     use super::*;
 
     fn t(proto: Proto, src: &str, sport: u16, dst: &str, dport: u16) -> Tuple {
-        Tuple {
-            proto,
-            src: src.parse().unwrap(),
-            sport,
-            dst: dst.parse().unwrap(),
-            dport,
-        }
+        Tuple::of(proto, src, sport, dst, dport)
     }
 
     #[test]

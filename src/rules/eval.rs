@@ -1131,13 +1131,7 @@ mod tests {
     }
 
     fn tcp(src: &str, sport: u16, dst: &str, dport: u16) -> Tuple {
-        Tuple {
-            proto: Proto::Tcp,
-            src: src.parse().unwrap(),
-            sport,
-            dst: dst.parse().unwrap(),
-            dport,
-        }
+        Tuple::of(Proto::Tcp, src, sport, dst, dport)
     }
 
     fn inbound(dport: u16) -> Packet {
