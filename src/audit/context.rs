@@ -124,7 +124,9 @@ impl<'a> Ctx<'a> {
 
     /// The walk of connection `ci`, when it was walked.
     pub fn attribution(&self, ci: usize) -> Option<&Attribution> {
-        self.attributions.iter().find(|a| a.conn == ci)
+        // Walked in connection order.
+        let a = &self.attributions;
+        a.binary_search_by_key(&ci, |x| x.conn).ok().map(|k| &a[k])
     }
 
     /// A rule as evidence.

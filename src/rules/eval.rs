@@ -97,6 +97,9 @@ pub struct Index {
     chains: Vec<HashMap<String, usize>>,
     /// Per table, per chain.
     rules: Vec<Vec<ChainIndex>>,
+    /// Every base chain as (hook, table, chain), in priority order (tables in input
+    /// order at equal priority).
+    bases: Vec<(Hook, usize, usize)>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -134,6 +137,19 @@ impl Index {
             ix.chains.push(names);
             ix.rules.push(chains);
         }
+        let mut bases: Vec<(i32, Hook, usize, usize)> = Vec::new();
+        for (ti, t) in rules.tables.iter().enumerate() {
+            for (ci, c) in t.chains.iter().enumerate() {
+                if let Some(b) = &c.base {
+                    bases.push((b.priority, b.hook, ti, ci));
+                }
+            }
+        }
+        bases.sort_by_key(|&(p, _, ti, ci)| (p, ti, ci));
+        ix.bases = bases
+            .into_iter()
+            .map(|(_, h, ti, ci)| (h, ti, ci))
+            .collect();
         ix
     }
 
@@ -394,21 +410,21 @@ pub fn walk_indexed(rules: &RuleSet, index: &Index, packet: &Packet) -> Walk {
 }
 
 /// The base chains at `hook` that see packets of this address, in priority order.
-fn base_chains(rules: &RuleSet, hook: Hook, addr: IpAddr) -> Vec<(usize, usize, &Base)> {
-    let mut v: Vec<(usize, usize, &Base)> = Vec::new();
-    for (ti, t) in rules.tables.iter().enumerate() {
-        if !t.family.sees(addr) {
-            continue;
-        }
-        for (ci, c) in t.chains.iter().enumerate() {
-            if let Some(b) = c.base.as_ref().filter(|b| b.hook == hook) {
-                v.push((ti, ci, b));
-            }
-        }
-    }
-    // Stable: tables in input order at equal priority.
-    v.sort_by_key(|&(ti, ci, b)| (b.priority, ti, ci));
-    v
+fn base_chains<'r>(
+    rules: &'r RuleSet,
+    index: &Index,
+    hook: Hook,
+    addr: IpAddr,
+) -> Vec<(usize, usize, &'r Base)> {
+    index
+        .bases
+        .iter()
+        .filter(|&&(h, ti, _)| h == hook && rules.tables[ti].family.sees(addr))
+        .filter_map(|&(_, ti, ci)| {
+            let b = rules.tables[ti].chains[ci].base.as_ref()?;
+            Some((ti, ci, b))
+        })
+        .collect()
 }
 
 impl<'a> Walker<'a> {
@@ -480,7 +496,7 @@ impl<'a> Walker<'a> {
     /// Every base chain of `hook` in order. Each branch ends with `None` (accepted:
     /// go on) or the fate that ended it.
     fn hook(&mut self, s: State, hook: Hook) -> Vec<(State, Option<Fate>)> {
-        let chains = base_chains(self.rules, hook, s.cur.dst);
+        let chains = base_chains(self.rules, self.index, hook, s.cur.dst);
         let mut live = vec![s];
         let mut done = Vec::new();
         for (ti, ci, base) in chains {
