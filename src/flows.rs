@@ -14,6 +14,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::capture::{self, InputResult, InputSpec, ReadOptions};
+use crate::decode;
 use crate::model::{tcp_flags, Packet, Tuple, L4};
 
 /// Which side of a flow sent a packet, relative to the first packet seen.
@@ -97,7 +98,9 @@ pub struct IcmpError {
 }
 
 impl IcmpError {
-    /// The error part of a packet, when it is an ICMP error (not an echo).
+    /// The error part of a packet, when it is an ICMP error: a message that quotes a
+    /// packet (destination unreachable, time exceeded, ...), never an echo, router or
+    /// neighbour discovery, MLD or other informational message.
     pub fn of(p: &Packet) -> Option<IcmpError> {
         match p.l4 {
             L4::Icmp {
@@ -105,7 +108,7 @@ impl IcmpError {
                 code,
                 echo: None,
                 quoted,
-            } => Some(IcmpError {
+            } if decode::is_icmp_error(p.tuple.proto, icmp_type) => Some(IcmpError {
                 icmp_type,
                 code,
                 quoted,
@@ -499,5 +502,30 @@ mod tests {
         assert_eq!(flows[0].packets, [3, 2]);
         assert_eq!(flows[0].tcp.fin, [true, true]);
         assert_eq!(flows[1].packets, [1, 0]);
+    }
+
+    fn icmp6(ts: i64, src: &str, dst: &str, icmp_type: u8) -> Packet {
+        let mut p = tcp(ts, src, 0, dst, 0, 0, 0);
+        p.tuple.proto = Proto::Icmpv6;
+        p.l4 = L4::Icmp {
+            icmp_type,
+            code: 0,
+            echo: None,
+            quoted: None,
+        };
+        p
+    }
+
+    #[test]
+    fn neighbour_discovery_and_mld_are_not_icmp_errors() {
+        let mut t = FlowTable::default();
+        for (i, ty) in [133, 134, 135, 136, 130, 143].into_iter().enumerate() {
+            t.push(&icmp6(i as i64, "fe80::1", "ff02::1", ty));
+        }
+        t.push(&icmp6(9, "2001:db8::1", "2001:db8::2", 1));
+        let flows = t.finish();
+        assert_eq!(flows.len(), 2);
+        assert_eq!(flows[0].icmp_error, None);
+        assert_eq!(flows[1].icmp_error.map(|e| e.icmp_type), Some(1));
     }
 }

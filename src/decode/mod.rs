@@ -122,6 +122,13 @@ pub fn is_non_first_fragment(p: &Packet) -> bool {
         )
 }
 
+/// Whether an ICMP (`proto` [`Proto::Icmp`]) or ICMPv6 message of type `icmp_type`
+/// is an error that quotes the packet it is about (see the module docs); echo, router
+/// and neighbour discovery, MLD and the other informational messages are not.
+pub fn is_icmp_error(proto: Proto, icmp_type: u8) -> bool {
+    icmp::is_error(proto, icmp_type)
+}
+
 /// `N` bytes of `b` at `at`, as an array (so that fixed fields are read with constant
 /// indices the compiler checks), or `None` when the slice is too short.
 fn array<const N: usize>(b: &[u8], at: usize) -> Option<&[u8; N]> {

@@ -1280,3 +1280,41 @@ fn kernel_nat_keeps_icmp_error_digests() {
         assert_eq!(inside.payload_len, outside.payload_len, "{what}");
     }
 }
+
+#[test]
+fn informational_icmp_is_not_an_error() {
+    // Router solicitation/advertisement, neighbour solicitation/advertisement, MLD
+    // query/report/done, MLDv2 report, redirect: none quotes a packet.
+    for t in [130, 131, 132, 133, 134, 135, 136, 143] {
+        assert!(!is_icmp_error(Proto::Icmpv6, t), "icmpv6 type {t}");
+        let d = ok(101, &ipv6(58, A6, B6, &icmp(t, 0, [0; 4], &[0; 16])));
+        assert!(
+            matches!(d.packet.l4, L4::Icmp { quoted: None, echo: None, .. }),
+            "icmpv6 type {t}"
+        );
+    }
+    for t in [1, 2, 3, 4] {
+        assert!(is_icmp_error(Proto::Icmpv6, t));
+    }
+    // ICMP: echo, router advertisement/solicitation, timestamp, address mask, are not
+    // errors; unreachable, source quench, redirect, time exceeded, parameter problem are.
+    for t in [0, 8, 9, 10, 13, 14, 17, 18] {
+        assert!(!is_icmp_error(Proto::Icmp, t), "icmp type {t}");
+    }
+    for t in [3, 4, 5, 11, 12] {
+        assert!(is_icmp_error(Proto::Icmp, t), "icmp type {t}");
+    }
+    assert!(!is_icmp_error(Proto::Udp, 3));
+}
+
+#[test]
+fn igmp_is_named() {
+    // IGMPv2 membership report to 224.0.0.251.
+    let d = ok(
+        101,
+        &ipv4(2, A, [224, 0, 0, 251], &[0x16, 0, 0xfa, 0x04, 224, 0, 0, 251]),
+    );
+    assert_eq!(d.packet.tuple.proto, Proto::Other(2));
+    assert_eq!(d.packet.tuple.proto.name(), "igmp");
+    assert_eq!(Proto::Other(3).name(), "proto-3");
+}
