@@ -14,7 +14,7 @@
 
 pub mod reader;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
@@ -337,13 +337,19 @@ impl Points {
     /// Interfaces a pcapng file declared but that carried no packet are points too:
     /// "nothing was seen on eth0" is evidence. An interface whose packets were split
     /// by interface index (LINUX_SLL2) already has its points.
+    /// Linear in the number of points and interfaces: a file may declare hundreds of
+    /// thousands of interfaces.
     fn add_idle_interfaces(&mut self, interfaces: &[reader::Interface], source: &str) {
+        let split: HashSet<usize> = self
+            .list
+            .iter()
+            .filter_map(|(k, _)| match k {
+                LocalKey::IfIndex(f, _) => Some(*f),
+                LocalKey::Interface(_) => None,
+            })
+            .collect();
         for (i, iface) in interfaces.iter().enumerate() {
-            let has_sll2_children = self
-                .list
-                .iter()
-                .any(|(k, _)| matches!(k, LocalKey::IfIndex(f, _) if *f == i));
-            if !has_sll2_children {
+            if !split.contains(&i) {
                 self.get_or_add(LocalKey::Interface(i), source, iface.linktype);
             }
         }
@@ -600,5 +606,46 @@ mod tests {
         assert_eq!(n.0.get(&5).map(String::as_str), Some("veth-c1"));
         assert_eq!(n.0.get(&7).map(String::as_str), Some("eth0"));
         assert!(IfNames::parse("what is this").is_err());
+    }
+
+    #[test]
+    fn very_many_interface_blocks() {
+        use reader::tests::{block, epb, shb};
+        // 200 000 interface descriptions (4 MB), one packet on the last: every
+        // interface is a point, read in time and memory linear in the file.
+        const N: usize = 200_000;
+        let mut v = shb();
+        let mut idb = Vec::new();
+        block(&mut idb, 1, &[1, 0, 0, 0, 0, 0, 0, 0]);
+        for _ in 0..N {
+            v.extend_from_slice(&idb);
+        }
+        let mut ip = vec![0x45, 0, 0, 29, 0, 1, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+        ip.extend_from_slice(&[3, 232, 0, 53, 0, 9, 0, 0, b'x']);
+        let mut frame = vec![0xff; 6];
+        frame.extend_from_slice(&[2; 6]);
+        frame.extend_from_slice(&[8, 0]);
+        frame.extend_from_slice(&ip);
+        epb(&mut v, (N - 1) as u32, 0, &frame);
+        let dir = std::env::temp_dir().join(format!("natcheck-many-idb-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("many.pcapng");
+        std::fs::write(&path, &v).unwrap();
+        let spec = InputSpec {
+            label: None,
+            path: path.clone(),
+        };
+        let mut seen = Vec::new();
+        let r = read_input(&spec, &ReadOptions::default(), |i, p| seen.push((i, p)));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+        assert_eq!(r.points.len(), N);
+        assert_eq!(r.stats.packets, 1);
+        assert_eq!(seen.len(), 1);
+        let last = &r.points[r.remap[seen[0].0]];
+        assert_eq!(last.name, format!("many:{}", N - 1));
+        assert_eq!(last.packets, 1);
+        assert_eq!(r.points[0].name, "many:0");
+        assert_eq!(r.points[0].packets, 0);
     }
 }
