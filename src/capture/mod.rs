@@ -8,6 +8,11 @@
 //! one is given. Frames are decoded here, one at a time, and only their owned summaries
 //! leave this module: memory does not grow with the number of packets.
 //!
+//! IP fragments are put back together per capture point ([`decode::defrag`], bounded
+//! in datagrams, bytes and capture time) and each whole datagram is one packet, seen
+//! when its last fragment was; fragments that make no datagram are counted as skipped,
+//! by reason.
+//!
 //! Trouble is reported, never fatal: undecodable frames are counted per reason, a
 //! truncated or corrupt file becomes a located [`Warning`] and everything read before
 //! it is kept.
@@ -24,7 +29,7 @@ use std::str::FromStr;
 use flate2::read::MultiGzDecoder;
 use serde::Serialize;
 
-use crate::decode;
+use crate::decode::{self, defrag::{Datagram, Limits, Reassembler}};
 use crate::diag::{Location, Warning};
 use crate::model::Packet;
 use reader::{FrameReader, Next, ReadProblem};
@@ -176,6 +181,15 @@ pub struct InputStats {
     pub skipped: BTreeMap<String, u64>,
     /// Packets the snaplen cut short (decoded from what was captured).
     pub truncated: u64,
+    /// Frames that were IP fragments of datagrams put back together: each whole
+    /// datagram counts once in `packets`. Fragments of datagrams that could not be put
+    /// together are in `skipped`, by reason.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub fragments: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What reading one input produced, besides the packets handed to the sink.
@@ -271,6 +285,7 @@ fn read_frames<R: Read>(
     result: &mut InputResult,
     sink: &mut impl FnMut(usize, Packet),
 ) {
+    let mut defrag = Reassembler::new(Limits::default());
     loop {
         let frame = match reader.next_frame() {
             Next::Frame(f) => f,
@@ -285,8 +300,8 @@ fn read_frames<R: Read>(
         };
         result.stats.frames += 1;
         let decoded = decode::decode(frame.linktype, frame.data, frame.orig_len);
-        let (ifindex, mut packet) = match decoded {
-            Ok(d) => (d.ifindex, d.packet),
+        let (ifindex, mut packet, fragment) = match decoded {
+            Ok(d) => (d.ifindex, d.packet, d.fragment),
             Err(skip) => {
                 *result.stats.skipped.entry(skip.reason()).or_insert(0) += 1;
                 continue;
@@ -297,6 +312,21 @@ fn read_frames<R: Read>(
             None => LocalKey::Interface(frame.interface),
         };
         let local = points.get_or_add(key, &result.source, frame.linktype);
+        if let Some(fragment) = fragment {
+            let Some(datagram) = defrag.push(key, &fragment, frame.data, frame.ts_ns) else {
+                continue;
+            };
+            match whole_datagram(&datagram, packet.link_dir) {
+                Ok(p) => {
+                    packet = p;
+                    result.stats.fragments += datagram.frames;
+                }
+                Err(skip) => {
+                    *result.stats.skipped.entry(skip.reason()).or_insert(0) += datagram.frames;
+                    continue;
+                }
+            }
+        }
         points.saw(local, frame.ts_ns);
         result.stats.packets += 1;
         if packet.truncated {
@@ -305,6 +335,23 @@ fn read_frames<R: Read>(
         packet.ts_ns = frame.ts_ns;
         sink(local, packet);
     }
+    for (reason, n) in defrag.finish() {
+        *result.stats.skipped.entry(reason.to_string()).or_insert(0) += n;
+    }
+}
+
+/// Decodes a reassembled datagram as one packet, seen when its last fragment was, with
+/// the link direction its fragments were captured with and, for IPv6, the fragment
+/// identification as its IP ID.
+fn whole_datagram(
+    datagram: &Datagram,
+    link_dir: Option<crate::model::LinkDir>,
+) -> Result<Packet, decode::Skip> {
+    let len = u32::try_from(datagram.len).unwrap_or(u32::MAX);
+    let mut packet = decode::decode(decode::LINKTYPE_RAW, &datagram.bytes, len)?.packet;
+    packet.link_dir = link_dir;
+    packet.ip_id = Some(datagram.key.id);
+    Ok(packet)
 }
 
 /// The capture points of one input, in order of discovery, before they are named.
