@@ -186,6 +186,11 @@ pub struct InputStats {
     /// together are in `skipped`, by reason.
     #[serde(skip_serializing_if = "is_zero")]
     pub fragments: u64,
+    /// Flows of link-local control traffic (neighbour discovery, MLD, IGMP, DHCP,
+    /// multicast, ...) left out of the flow lists, by point name. Empty when they are
+    /// listed.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub control_flows: BTreeMap<String, u64>,
 }
 
 fn is_zero(n: &u64) -> bool {
