@@ -615,7 +615,15 @@ mod tests {
         mdns.l4 = L4::Udp;
         assert!(is_control(&mdns));
         assert!(is_control(&tcp(1, "fe80::1", 40000, "fe80::2", 22, SYN, 1)));
-        assert!(!is_control(&tcp(1, "10.0.0.2", 40000, "198.51.100.2", 80, SYN, 1)));
+        assert!(!is_control(&tcp(
+            1,
+            "10.0.0.2",
+            40000,
+            "198.51.100.2",
+            80,
+            SYN,
+            1
+        )));
 
         // A flow is control traffic when all its packets are.
         let mut t = FlowTable::default();

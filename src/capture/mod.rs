@@ -29,7 +29,10 @@ use std::str::FromStr;
 use flate2::read::MultiGzDecoder;
 use serde::Serialize;
 
-use crate::decode::{self, defrag::{Datagram, Limits, Reassembler}};
+use crate::decode::{
+    self,
+    defrag::{Datagram, Limits, Reassembler},
+};
 use crate::diag::{Location, Warning};
 use crate::model::Packet;
 use reader::{FrameReader, Next, ReadProblem};
@@ -672,7 +675,9 @@ mod tests {
         for _ in 0..N {
             v.extend_from_slice(&idb);
         }
-        let mut ip = vec![0x45, 0, 0, 29, 0, 1, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+        let mut ip = vec![
+            0x45, 0, 0, 29, 0, 1, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
         ip.extend_from_slice(&[3, 232, 0, 53, 0, 9, 0, 0, b'x']);
         let mut frame = vec![0xff; 6];
         frame.extend_from_slice(&[2; 6]);

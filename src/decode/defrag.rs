@@ -146,7 +146,11 @@ impl<K: Hash + Eq + Clone> Reassembler<K> {
     /// Discards the oldest datagram in progress, if any.
     fn discard_oldest(&mut self, reason: &'static str) {
         while let Some((key, generation)) = self.order.pop_front() {
-            if self.queues.get(&key).is_some_and(|q| q.generation == generation) {
+            if self
+                .queues
+                .get(&key)
+                .is_some_and(|q| q.generation == generation)
+            {
                 self.discard(&key, reason);
                 return;
             }
@@ -213,8 +217,7 @@ impl<K: Hash + Eq + Clone> Reassembler<K> {
             self.order.push_back((key.clone(), self.generation));
         }
         let q = self.queues.get_mut(&key)?;
-        if q
-            .pieces
+        if q.pieces
             .iter()
             .any(|p| p.offset == frag.offset && p.len == frag.data_len)
             && (frag.more || q.total == Some(end))
@@ -299,7 +302,9 @@ fn build(q: Queue, total: usize, key: FragmentKey) -> Option<Datagram> {
             if len > MAX_DATAGRAM {
                 return None;
             }
-            bytes.get_mut(2..4)?.copy_from_slice(&(len as u16).to_be_bytes());
+            bytes
+                .get_mut(2..4)?
+                .copy_from_slice(&(len as u16).to_be_bytes());
             *bytes.get_mut(6)? &= 0x40;
             *bytes.get_mut(7)? = 0;
         }

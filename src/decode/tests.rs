@@ -1289,7 +1289,14 @@ fn informational_icmp_is_not_an_error() {
         assert!(!is_icmp_error(Proto::Icmpv6, t), "icmpv6 type {t}");
         let d = ok(101, &ipv6(58, A6, B6, &icmp(t, 0, [0; 4], &[0; 16])));
         assert!(
-            matches!(d.packet.l4, L4::Icmp { quoted: None, echo: None, .. }),
+            matches!(
+                d.packet.l4,
+                L4::Icmp {
+                    quoted: None,
+                    echo: None,
+                    ..
+                }
+            ),
             "icmpv6 type {t}"
         );
     }
@@ -1312,7 +1319,12 @@ fn igmp_is_named() {
     // IGMPv2 membership report to 224.0.0.251.
     let d = ok(
         101,
-        &ipv4(2, A, [224, 0, 0, 251], &[0x16, 0, 0xfa, 0x04, 224, 0, 0, 251]),
+        &ipv4(
+            2,
+            A,
+            [224, 0, 0, 251],
+            &[0x16, 0, 0xfa, 0x04, 224, 0, 0, 251],
+        ),
     );
     assert_eq!(d.packet.tuple.proto, Proto::Other(2));
     assert_eq!(d.packet.tuple.proto.name(), "igmp");
@@ -1332,7 +1344,15 @@ fn v4_fragments(id: u16, datagram: &[u8], pieces: &[(usize, usize)]) -> Vec<Vec<
         .iter()
         .map(|&(o, l)| {
             let more = if o + l < end { 0x2000 } else { 0 };
-            ipv4_with(17, A, B, id, more | (o / 8) as u16, &[], &datagram[o..o + l])
+            ipv4_with(
+                17,
+                A,
+                B,
+                id,
+                more | (o / 8) as u16,
+                &[],
+                &datagram[o..o + l],
+            )
         })
         .collect()
 }
@@ -1354,11 +1374,7 @@ fn v6_fragments(id: u32, datagram: &[u8], pieces: &[(usize, usize)]) -> Vec<Vec<
         .collect()
 }
 
-fn reassemble(
-    r: &mut Reassembler<u8>,
-    frames: &[Vec<u8>],
-    order: &[usize],
-) -> Vec<Datagram> {
+fn reassemble(r: &mut Reassembler<u8>, frames: &[Vec<u8>], order: &[usize]) -> Vec<Datagram> {
     let mut out = Vec::new();
     for (t, &i) in order.iter().enumerate() {
         let d = ok(RAW, &frames[i]);
@@ -1392,7 +1408,10 @@ fn fragments_are_reassembled_in_and_out_of_order() {
             assert_eq!(p.tuple, want.tuple);
             assert_eq!((p.tuple.sport, p.tuple.dport), (5000, 53));
             assert_eq!(p.l4, L4::Udp);
-            assert_eq!((p.payload_len, p.payload_digest), (100, xxh3_64(&[0x11; 100])));
+            assert_eq!(
+                (p.payload_len, p.payload_digest),
+                (100, xxh3_64(&[0x11; 100]))
+            );
             assert_eq!(p.payload_digest, want.payload_digest);
             assert!(!p.truncated);
             assert_eq!(r.in_progress(), 0);
@@ -1406,12 +1425,17 @@ fn fragment_boundaries_do_not_change_the_datagram_digest() {
     // conntrack reassembles before NAT; the host fragments again on the way out.
     let datagram = udp(5000, 53, 0x4444, &(0..200u8).collect::<Vec<_>>());
     let mut digests = Vec::new();
-    for pieces in [&[(0, 104), (104, 104)][..], &[(0, 48), (48, 96), (144, 64)][..]] {
+    for pieces in [
+        &[(0, 104), (104, 104)][..],
+        &[(0, 48), (48, 96), (144, 64)][..],
+    ] {
         let frames = v4_fragments(9, &datagram, pieces);
         let mut r = Reassembler::new(Limits::default());
         let order: Vec<usize> = (0..frames.len()).collect();
         let got = reassemble(&mut r, &frames, &order);
-        let p = decode(RAW, &got[0].bytes, got[0].len as u32).unwrap().packet;
+        let p = decode(RAW, &got[0].bytes, got[0].len as u32)
+            .unwrap()
+            .packet;
         digests.push((p.tuple.sport, p.payload_len, p.payload_digest));
     }
     assert_eq!(digests[0], digests[1]);
@@ -1518,7 +1542,12 @@ fn cut_fragments_make_a_truncated_datagram() {
         got.extend(r.push(0, &d.fragment.unwrap(), cut, i as i64));
     }
     assert_eq!(got.len(), 1);
-    let p = decode(RAW, &got[0].bytes, got[0].len as u32).unwrap().packet;
-    assert_eq!((p.tuple.sport, p.tuple.dport, p.payload_len), (5000, 53, 100));
+    let p = decode(RAW, &got[0].bytes, got[0].len as u32)
+        .unwrap()
+        .packet;
+    assert_eq!(
+        (p.tuple.sport, p.tuple.dport, p.payload_len),
+        (5000, 53, 100)
+    );
     assert!(p.truncated);
 }
