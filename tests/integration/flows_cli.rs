@@ -354,7 +354,7 @@ fn v6_packet(next: u8, src: u16, dst: [u8; 16], payload: &[u8]) -> Vec<u8> {
     let mut h = vec![0x60, 0, 0, 0];
     h.extend_from_slice(&(payload.len() as u16).to_be_bytes());
     h.extend_from_slice(&[next, 64, 0x20, 0x01, 0x0d, 0xb8]);
-    h.extend_from_slice(&[0; 8]);
+    h.extend_from_slice(&[0; 10]);
     h.extend_from_slice(&src.to_be_bytes());
     h.extend_from_slice(&dst);
     h.extend_from_slice(payload);
