@@ -9,12 +9,14 @@
 //! with another initial sequence number) starts a new flow, as Wireshark's TCP streams do.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::capture::{self, InputResult, InputSpec, ReadOptions};
-use crate::model::{tcp_flags, Packet, Tuple, L4};
+use crate::decode;
+use crate::model::{tcp_flags, Packet, Proto, Tuple, L4};
 
 /// Which side of a flow sent a packet, relative to the first packet seen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -97,7 +99,9 @@ pub struct IcmpError {
 }
 
 impl IcmpError {
-    /// The error part of a packet, when it is an ICMP error (not an echo).
+    /// The error part of a packet, when it is an ICMP error: a message that quotes a
+    /// packet (destination unreachable, time exceeded, ...), never an echo, router or
+    /// neighbour discovery, MLD or other informational message.
     pub fn of(p: &Packet) -> Option<IcmpError> {
         match p.l4 {
             L4::Icmp {
@@ -105,7 +109,7 @@ impl IcmpError {
                 code,
                 echo: None,
                 quoted,
-            } => Some(IcmpError {
+            } if decode::is_icmp_error(p.tuple.proto, icmp_type) => Some(IcmpError {
                 icmp_type,
                 code,
                 quoted,
@@ -139,6 +143,9 @@ pub struct Flow {
     evidence: [Option<InitiatorEvidence>; 2],
     #[serde(skip)]
     syn_seq: Option<u32>,
+    /// Every packet was link-local control traffic (see [`is_control`]).
+    #[serde(skip)]
+    control: bool,
 }
 
 impl Flow {
@@ -155,6 +162,7 @@ impl Flow {
             a_is_responder: false,
             evidence: [None; 2],
             syn_seq: None,
+            control: true,
         }
     }
 
@@ -179,6 +187,12 @@ impl Flow {
         self.bytes.swap(0, 1);
         self.tcp.fin.swap(0, 1);
         self.tcp.rst.swap(0, 1);
+    }
+
+    /// Whether the flow is link-local control traffic (see [`is_control`]): every
+    /// packet of it was.
+    pub fn is_control(&self) -> bool {
+        self.control
     }
 
     /// Whether only one direction was seen.
@@ -223,6 +237,7 @@ impl Flow {
         self.last_ns = self.last_ns.max(p.ts_ns);
         // Counters are kept relative to side A until `finish` orients the flow.
         let i = side as usize;
+        self.control &= is_control(p);
         self.packets[i] += 1;
         self.bytes[i] += u64::from(p.ip_len);
         match p.l4 {
@@ -278,6 +293,62 @@ impl Flow {
         self.initiator = ev;
         if side == Side::B {
             self.flip();
+        }
+    }
+}
+
+/// Whether a packet is link-local control traffic, which NAT never handles: IGMP;
+/// ICMPv6 router and neighbour discovery, redirects and MLD; ICMP router discovery;
+/// DHCP and DHCPv6; anything to or from a multicast, broadcast or unspecified address
+/// (mDNS, LLMNR, SSDP, ...); and anything between two link-local addresses.
+pub fn is_control(p: &Packet) -> bool {
+    let t = &p.tuple;
+    let informational = match (t.proto, p.l4) {
+        (Proto::Icmpv6, L4::Icmp { icmp_type, .. }) => matches!(icmp_type, 130..=137 | 143),
+        (Proto::Icmp, L4::Icmp { icmp_type, .. }) => matches!(icmp_type, 9 | 10),
+        (Proto::Other(IPPROTO_IGMP), _) => true,
+        _ => false,
+    };
+    let ports = (t.sport.min(t.dport), t.sport.max(t.dport));
+    let dhcp = t.proto == Proto::Udp && matches!(ports, (67, 68) | (546, 547));
+    informational
+        || dhcp
+        || [t.src, t.dst].iter().any(|&a| is_group_or_unspecified(a))
+        || (is_link_local(t.src) && is_link_local(t.dst))
+}
+
+const IPPROTO_IGMP: u8 = 2;
+
+fn is_group_or_unspecified(a: IpAddr) -> bool {
+    match a {
+        IpAddr::V4(a) => a.is_multicast() || a.is_broadcast() || a.is_unspecified(),
+        IpAddr::V6(a) => a.is_multicast() || a.is_unspecified(),
+    }
+}
+
+fn is_link_local(a: IpAddr) -> bool {
+    match a {
+        IpAddr::V4(a) => a.is_link_local(),
+        IpAddr::V6(a) => a.segments()[0] & 0xffc0 == 0xfe80,
+    }
+}
+
+/// Takes the link-local control flows (see [`is_control`]) out of every point's list
+/// and counts them per point, by point name, in the input's stats.
+pub fn hide_control(inputs: &mut [InputFlows]) {
+    for input in inputs {
+        for p in &mut input.points {
+            let before = p.flows.len();
+            p.flows.retain(|f| !f.is_control());
+            let hidden = (before - p.flows.len()) as u64;
+            if hidden > 0 {
+                *input
+                    .input
+                    .stats
+                    .control_flows
+                    .entry(p.info.name.clone())
+                    .or_insert(0) += hidden;
+            }
         }
     }
 }
@@ -421,7 +492,6 @@ pub fn sort_for_output(flows: &mut [Flow]) {
 mod tests {
     use super::*;
     use crate::model::tcp_flags::*;
-    use crate::model::Proto;
 
     fn tcp(ts: i64, src: &str, sport: u16, dst: &str, dport: u16, flags: u8, seq: u32) -> Packet {
         Packet {
@@ -499,5 +569,68 @@ mod tests {
         assert_eq!(flows[0].packets, [3, 2]);
         assert_eq!(flows[0].tcp.fin, [true, true]);
         assert_eq!(flows[1].packets, [1, 0]);
+    }
+
+    fn icmp6(ts: i64, src: &str, dst: &str, icmp_type: u8) -> Packet {
+        let mut p = tcp(ts, src, 0, dst, 0, 0, 0);
+        p.tuple.proto = Proto::Icmpv6;
+        p.l4 = L4::Icmp {
+            icmp_type,
+            code: 0,
+            echo: None,
+            quoted: None,
+        };
+        p
+    }
+
+    #[test]
+    fn neighbour_discovery_and_mld_are_not_icmp_errors() {
+        let mut t = FlowTable::default();
+        for (i, ty) in [133, 134, 135, 136, 130, 143].into_iter().enumerate() {
+            t.push(&icmp6(i as i64, "fe80::1", "ff02::1", ty));
+        }
+        t.push(&icmp6(9, "2001:db8::1", "2001:db8::2", 1));
+        let flows = t.finish();
+        assert_eq!(flows.len(), 2);
+        assert_eq!(flows[0].icmp_error, None);
+        assert_eq!(flows[1].icmp_error.map(|e| e.icmp_type), Some(1));
+    }
+
+    #[test]
+    fn link_local_control_traffic_is_recognised() {
+        let nd = icmp6(1, "fd00::1", "fd00::2", 136);
+        assert!(is_control(&nd));
+        assert!(is_control(&icmp6(1, "fe80::1", "ff02::16", 143)));
+        assert!(!is_control(&icmp6(1, "2001:db8::1", "2001:db8::2", 1)));
+        let mut igmp = tcp(1, "10.0.0.2", 0, "224.0.0.22", 0, 0, 0);
+        igmp.tuple.proto = Proto::Other(2);
+        igmp.l4 = L4::Other;
+        assert!(is_control(&igmp));
+        let mut dhcp = tcp(1, "0.0.0.0", 68, "255.255.255.255", 67, 0, 0);
+        dhcp.tuple.proto = Proto::Udp;
+        dhcp.l4 = L4::Udp;
+        assert!(is_control(&dhcp));
+        let mut mdns = tcp(1, "10.0.0.2", 5353, "224.0.0.251", 5353, 0, 0);
+        mdns.tuple.proto = Proto::Udp;
+        mdns.l4 = L4::Udp;
+        assert!(is_control(&mdns));
+        assert!(is_control(&tcp(1, "fe80::1", 40000, "fe80::2", 22, SYN, 1)));
+        assert!(!is_control(&tcp(
+            1,
+            "10.0.0.2",
+            40000,
+            "198.51.100.2",
+            80,
+            SYN,
+            1
+        )));
+
+        // A flow is control traffic when all its packets are.
+        let mut t = FlowTable::default();
+        t.push(&nd);
+        t.push(&tcp(2, "10.0.0.2", 40000, "198.51.100.2", 80, SYN, 1));
+        let flows = t.finish();
+        assert!(flows[0].is_control());
+        assert!(!flows[1].is_control());
     }
 }

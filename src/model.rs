@@ -47,7 +47,7 @@ impl Proto {
         }
     }
 
-    /// Protocol name as conntrack spells it (`tcp`, `udp`, `icmp`, `icmpv6`, ...);
+    /// Protocol name as conntrack spells it (`tcp`, `udp`, `icmp`, `icmpv6`, `igmp`, ...);
     /// numbers natcheck has no name for print as `proto-N`.
     pub fn name(self) -> String {
         match self {
@@ -57,6 +57,7 @@ impl Proto {
             Proto::Icmpv6 => "icmpv6".into(),
             Proto::Sctp => "sctp".into(),
             Proto::Gre => "gre".into(),
+            Proto::Other(2) => "igmp".into(),
             Proto::Other(n) => format!("proto-{n}"),
         }
     }

@@ -8,13 +8,18 @@
 //! one is given. Frames are decoded here, one at a time, and only their owned summaries
 //! leave this module: memory does not grow with the number of packets.
 //!
+//! IP fragments are put back together per capture point ([`decode::defrag`], bounded
+//! in datagrams, bytes and capture time) and each whole datagram is one packet, seen
+//! when its last fragment was; fragments that make no datagram are counted as skipped,
+//! by reason.
+//!
 //! Trouble is reported, never fatal: undecodable frames are counted per reason, a
 //! truncated or corrupt file becomes a located [`Warning`] and everything read before
 //! it is kept.
 
 pub mod reader;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
@@ -24,7 +29,10 @@ use std::str::FromStr;
 use flate2::read::MultiGzDecoder;
 use serde::Serialize;
 
-use crate::decode;
+use crate::decode::{
+    self,
+    defrag::{Datagram, Limits, Reassembler},
+};
 use crate::diag::{Location, Warning};
 use crate::model::Packet;
 use reader::{FrameReader, Next, ReadProblem};
@@ -176,6 +184,20 @@ pub struct InputStats {
     pub skipped: BTreeMap<String, u64>,
     /// Packets the snaplen cut short (decoded from what was captured).
     pub truncated: u64,
+    /// Frames that were IP fragments of datagrams put back together: each whole
+    /// datagram counts once in `packets`. Fragments of datagrams that could not be put
+    /// together are in `skipped`, by reason.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub fragments: u64,
+    /// Flows of link-local control traffic (neighbour discovery, MLD, IGMP, DHCP,
+    /// multicast, ...) left out of the flow lists, by point name. Empty when they are
+    /// listed.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub control_flows: BTreeMap<String, u64>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What reading one input produced, besides the packets handed to the sink.
@@ -271,6 +293,7 @@ fn read_frames<R: Read>(
     result: &mut InputResult,
     sink: &mut impl FnMut(usize, Packet),
 ) {
+    let mut defrag = Reassembler::new(Limits::default());
     loop {
         let frame = match reader.next_frame() {
             Next::Frame(f) => f,
@@ -285,8 +308,8 @@ fn read_frames<R: Read>(
         };
         result.stats.frames += 1;
         let decoded = decode::decode(frame.linktype, frame.data, frame.orig_len);
-        let (ifindex, mut packet) = match decoded {
-            Ok(d) => (d.ifindex, d.packet),
+        let (ifindex, mut packet, fragment) = match decoded {
+            Ok(d) => (d.ifindex, d.packet, d.fragment),
             Err(skip) => {
                 *result.stats.skipped.entry(skip.reason()).or_insert(0) += 1;
                 continue;
@@ -297,6 +320,21 @@ fn read_frames<R: Read>(
             None => LocalKey::Interface(frame.interface),
         };
         let local = points.get_or_add(key, &result.source, frame.linktype);
+        if let Some(fragment) = fragment {
+            let Some(datagram) = defrag.push(key, &fragment, frame.data, frame.ts_ns) else {
+                continue;
+            };
+            match whole_datagram(&datagram, packet.link_dir) {
+                Ok(p) => {
+                    packet = p;
+                    result.stats.fragments += datagram.frames;
+                }
+                Err(skip) => {
+                    *result.stats.skipped.entry(skip.reason()).or_insert(0) += datagram.frames;
+                    continue;
+                }
+            }
+        }
         points.saw(local, frame.ts_ns);
         result.stats.packets += 1;
         if packet.truncated {
@@ -305,6 +343,23 @@ fn read_frames<R: Read>(
         packet.ts_ns = frame.ts_ns;
         sink(local, packet);
     }
+    for (reason, n) in defrag.finish() {
+        *result.stats.skipped.entry(reason.to_string()).or_insert(0) += n;
+    }
+}
+
+/// Decodes a reassembled datagram as one packet, seen when its last fragment was, with
+/// the link direction its fragments were captured with and, for IPv6, the fragment
+/// identification as its IP ID.
+fn whole_datagram(
+    datagram: &Datagram,
+    link_dir: Option<crate::model::LinkDir>,
+) -> Result<Packet, decode::Skip> {
+    let len = u32::try_from(datagram.len).unwrap_or(u32::MAX);
+    let mut packet = decode::decode(decode::LINKTYPE_RAW, &datagram.bytes, len)?.packet;
+    packet.link_dir = link_dir;
+    packet.ip_id = Some(datagram.key.id);
+    Ok(packet)
 }
 
 /// The capture points of one input, in order of discovery, before they are named.
@@ -337,13 +392,19 @@ impl Points {
     /// Interfaces a pcapng file declared but that carried no packet are points too:
     /// "nothing was seen on eth0" is evidence. An interface whose packets were split
     /// by interface index (LINUX_SLL2) already has its points.
+    /// Linear in the number of points and interfaces: a file may declare hundreds of
+    /// thousands of interfaces.
     fn add_idle_interfaces(&mut self, interfaces: &[reader::Interface], source: &str) {
+        let split: HashSet<usize> = self
+            .list
+            .iter()
+            .filter_map(|(k, _)| match k {
+                LocalKey::IfIndex(f, _) => Some(*f),
+                LocalKey::Interface(_) => None,
+            })
+            .collect();
         for (i, iface) in interfaces.iter().enumerate() {
-            let has_sll2_children = self
-                .list
-                .iter()
-                .any(|(k, _)| matches!(k, LocalKey::IfIndex(f, _) if *f == i));
-            if !has_sll2_children {
+            if !split.contains(&i) {
                 self.get_or_add(LocalKey::Interface(i), source, iface.linktype);
             }
         }
@@ -600,5 +661,48 @@ mod tests {
         assert_eq!(n.0.get(&5).map(String::as_str), Some("veth-c1"));
         assert_eq!(n.0.get(&7).map(String::as_str), Some("eth0"));
         assert!(IfNames::parse("what is this").is_err());
+    }
+
+    #[test]
+    fn very_many_interface_blocks() {
+        use reader::tests::{block, epb, shb};
+        // 200 000 interface descriptions (4 MB), one packet on the last: every
+        // interface is a point, read in time and memory linear in the file.
+        const N: usize = 200_000;
+        let mut v = shb();
+        let mut idb = Vec::new();
+        block(&mut idb, 1, &[1, 0, 0, 0, 0, 0, 0, 0]);
+        for _ in 0..N {
+            v.extend_from_slice(&idb);
+        }
+        let mut ip = vec![
+            0x45, 0, 0, 29, 0, 1, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
+        ip.extend_from_slice(&[3, 232, 0, 53, 0, 9, 0, 0, b'x']);
+        let mut frame = vec![0xff; 6];
+        frame.extend_from_slice(&[2; 6]);
+        frame.extend_from_slice(&[8, 0]);
+        frame.extend_from_slice(&ip);
+        epb(&mut v, (N - 1) as u32, 0, &frame);
+        let dir = std::env::temp_dir().join(format!("natcheck-many-idb-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("many.pcapng");
+        std::fs::write(&path, &v).unwrap();
+        let spec = InputSpec {
+            label: None,
+            path: path.clone(),
+        };
+        let mut seen = Vec::new();
+        let r = read_input(&spec, &ReadOptions::default(), |i, p| seen.push((i, p)));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+        assert_eq!(r.points.len(), N);
+        assert_eq!(r.stats.packets, 1);
+        assert_eq!(seen.len(), 1);
+        let last = &r.points[r.remap[seen[0].0]];
+        assert_eq!(last.name, format!("many:{}", N - 1));
+        assert_eq!(last.packets, 1);
+        assert_eq!(r.points[0].name, "many:0");
+        assert_eq!(r.points[0].packets, 0);
     }
 }

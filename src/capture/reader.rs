@@ -579,7 +579,7 @@ pub fn linktype_name(linktype: u32) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn pcap_header(magic: u32, linktype: u32) -> Vec<u8> {
@@ -707,7 +707,7 @@ mod tests {
         assert!(FrameReader::new(&b""[..]).is_err());
     }
 
-    fn block(v: &mut Vec<u8>, t: u32, body: &[u8]) {
+    pub(crate) fn block(v: &mut Vec<u8>, t: u32, body: &[u8]) {
         let len = 12 + body.len().div_ceil(4) * 4;
         v.extend_from_slice(&t.to_le_bytes());
         v.extend_from_slice(&(len as u32).to_le_bytes());
@@ -716,7 +716,7 @@ mod tests {
         v.extend_from_slice(&(len as u32).to_le_bytes());
     }
 
-    fn shb() -> Vec<u8> {
+    pub(crate) fn shb() -> Vec<u8> {
         let mut body = 0x1A2B3C4Du32.to_le_bytes().to_vec();
         body.extend_from_slice(&1u16.to_le_bytes());
         body.extend_from_slice(&0u16.to_le_bytes());
@@ -744,7 +744,7 @@ mod tests {
         block(v, 1, &body);
     }
 
-    fn epb(v: &mut Vec<u8>, iface: u32, ts: u64, data: &[u8]) {
+    pub(crate) fn epb(v: &mut Vec<u8>, iface: u32, ts: u64, data: &[u8]) {
         let mut body = iface.to_le_bytes().to_vec();
         body.extend_from_slice(&((ts >> 32) as u32).to_le_bytes());
         body.extend_from_slice(&(ts as u32).to_le_bytes());

@@ -12,6 +12,11 @@ pub struct Args {
     #[command(flatten)]
     pub captures: CaptureArgs,
 
+    /// List link-local control traffic (neighbour discovery, MLD, IGMP, DHCP,
+    /// multicast, ...) too; by default it is only counted per capture point.
+    #[arg(long)]
+    pub all: bool,
+
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
@@ -20,6 +25,9 @@ pub struct Args {
 pub fn run(args: &Args) -> anyhow::Result<ExitStatus> {
     let opts = args.captures.read_options()?;
     let mut inputs = flows::read_all(&args.captures.captures, &opts);
+    if !args.all {
+        flows::hide_control(&mut inputs);
+    }
     for input in &mut inputs {
         for p in &mut input.points {
             flows::sort_for_output(&mut p.flows);
@@ -28,7 +36,10 @@ pub fn run(args: &Args) -> anyhow::Result<ExitStatus> {
     let mut out = io::BufWriter::new(io::stdout().lock());
     match args.format {
         Format::Json => report::flows::document(&inputs, &mut out)?,
-        Format::Table => report::flows::table(&inputs, &mut out)?,
+        Format::Table => {
+            report::flows::table(&inputs, &mut out)?;
+            hidden_note(&inputs, &mut out)?;
+        }
     }
     out.flush()?;
     drop(out);
@@ -39,4 +50,21 @@ pub fn run(args: &Args) -> anyhow::Result<ExitStatus> {
             ExitStatus::Clean
         },
     )
+}
+
+/// After the tables: how many control flows were left out, per point.
+fn hidden_note(inputs: &[flows::InputFlows], out: &mut impl Write) -> io::Result<()> {
+    let counts: Vec<String> = inputs
+        .iter()
+        .flat_map(|i| &i.input.stats.control_flows)
+        .map(|(point, n)| format!("{point} {n}"))
+        .collect();
+    if !counts.is_empty() {
+        writeln!(
+            out,
+            "\nlink-local control flows not listed (--all lists them): {}",
+            counts.join(", ")
+        )?;
+    }
+    Ok(())
 }

@@ -30,11 +30,13 @@ pub(super) fn is_echo(proto: Proto, icmp_type: u8) -> bool {
 
 /// Error messages that quote the packet they are about, as the kernel counts them
 /// (`icmp_is_err()` and `icmpv6_is_err()` in include/linux/icmp.h and icmpv6.h):
-/// destination unreachable, source quench, time exceeded, parameter problem; and for
-/// ICMPv6 also packet too big. conntrack treats exactly these as RELATED.
-fn is_error(proto: Proto, icmp_type: u8) -> bool {
+/// destination unreachable, source quench, redirect, time exceeded, parameter problem
+/// (RFC 792); for ICMPv6 destination unreachable, packet too big, time exceeded and
+/// parameter problem (RFC 4443). conntrack treats exactly these as RELATED. Everything
+/// else (echo, router and neighbour discovery, MLD, timestamps, ...) is not an error.
+pub(crate) fn is_error(proto: Proto, icmp_type: u8) -> bool {
     match proto {
-        Proto::Icmp => matches!(icmp_type, 3 | 4 | 11 | 12),
+        Proto::Icmp => matches!(icmp_type, 3 | 4 | 5 | 11 | 12),
         Proto::Icmpv6 => matches!(icmp_type, 1..=4),
         _ => false,
     }

@@ -12,7 +12,7 @@ use etherparse::{LaxIpSlice, LaxIpv4Slice, LaxIpv6Slice};
 use super::link::{Link, Net};
 use super::skip::{Layer, Problem, Skip};
 use super::transport::{self, Segment, Transport};
-use super::{array, be16, len_u32, offset_in};
+use super::{array, be16, len_u32, offset_in, Fragment, FragmentKey};
 use crate::model::{Packet, Proto, Tuple};
 
 const IPV6_HEADER_LEN: usize = 40;
@@ -41,6 +41,27 @@ pub(super) struct IpView<'a> {
     pub l4: &'a [u8],
     /// Offset ≠ 0: the bytes at `l4` are fragment data, not a transport header.
     pub non_first_fragment: bool,
+    /// Where the pieces of a fragment lie, when this packet is one (offset ≠ 0 or
+    /// more-fragments set).
+    pub frag: Option<FragPos>,
+}
+
+/// The pieces of one IP fragment, as offsets in its IP packet.
+#[derive(Clone, Copy)]
+pub(super) struct FragPos {
+    pub id: u32,
+    /// Byte offset of the fragment data in the datagram's fragmentable part.
+    pub offset: usize,
+    pub more: bool,
+    /// Length of the part every fragment repeats (IPv4 header; IPv6 header and the
+    /// extension headers before the fragment header).
+    pub unfrag_len: usize,
+    /// IPv6: where in the unfragmentable part the byte naming the fragment header is.
+    pub nh_at: Option<usize>,
+    /// Protocol of the fragmentable part.
+    pub next_header: u8,
+    /// Offset of the fragment data in the IP packet.
+    pub data_start: usize,
 }
 
 impl IpView<'_> {
@@ -80,7 +101,17 @@ fn v4<'a>(ip: &'a [u8], s: &LaxIpv4Slice<'a>, wire_len: usize) -> IpView<'a> {
     } else {
         captured.max(wire_len)
     };
-    let (proto, l4_start, l4, non_first_fragment) = if h.fragments_offset().value() != 0 {
+    let frag_offset = h.fragments_offset().value();
+    let frag = (frag_offset != 0 || h.more_fragments()).then(|| FragPos {
+        id: u32::from(h.identification()),
+        offset: usize::from(frag_offset) * 8,
+        more: h.more_fragments(),
+        unfrag_len: header_len,
+        nh_at: None,
+        next_header: h.protocol().0,
+        data_start: header_len,
+    });
+    let (proto, l4_start, l4, non_first_fragment) = if frag_offset != 0 {
         // Everything after the IPv4 header is fragment data, even when the protocol
         // says AH: only the first fragment carries the AH header.
         (
@@ -103,6 +134,7 @@ fn v4<'a>(ip: &'a [u8], s: &LaxIpv4Slice<'a>, wire_len: usize) -> IpView<'a> {
         l4_start,
         l4,
         non_first_fragment,
+        frag,
     }
 }
 
@@ -134,6 +166,16 @@ fn v6<'a>(ip: &'a [u8], s: &LaxIpv6Slice<'a>, wire_len: usize) -> IpView<'a> {
         l4_start: offset_in(ip, p.payload),
         l4: p.payload,
         non_first_fragment: false,
+        // RFC 6946: an atomic fragment (offset 0, no more fragments) is a whole packet.
+        frag: frag.filter(|f| f.offset != 0 || f.more).map(|f| FragPos {
+            id: f.id,
+            offset: usize::from(f.offset) * 8,
+            more: f.more,
+            unfrag_len: f.data_start - 8,
+            nh_at: Some(f.nh_at),
+            next_header: f.next_header,
+            data_start: f.data_start,
+        }),
     };
     if let Some(f) = frag.filter(|f| f.offset != 0) {
         // etherparse keeps parsing "extension headers" after a non-first fragment
@@ -150,7 +192,11 @@ fn v6<'a>(ip: &'a [u8], s: &LaxIpv6Slice<'a>, wire_len: usize) -> IpView<'a> {
 struct FragmentHeader {
     next_header: u8,
     offset: u16,
+    more: bool,
     id: u32,
+    /// Offset of the byte that names this header (the IPv6 header's next header field
+    /// or the previous extension header's).
+    nh_at: usize,
     /// Offset of the fragment data (right after this header) in the IP packet.
     data_start: usize,
 }
@@ -161,6 +207,7 @@ struct FragmentHeader {
 fn find_fragment_header(ip: &[u8], mut next: u8, end: usize) -> Option<FragmentHeader> {
     let ip = ip.get(..end)?;
     let mut at = IPV6_HEADER_LEN;
+    let mut nh_at = 6;
     loop {
         let len = match next {
             IPPROTO_FRAGMENT => {
@@ -168,7 +215,9 @@ fn find_fragment_header(ip: &[u8], mut next: u8, end: usize) -> Option<FragmentH
                 return Some(FragmentHeader {
                     next_header: h[0],
                     offset: u16::from_be_bytes([h[2], h[3]]) >> 3,
+                    more: h[3] & 1 != 0,
                     id: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
+                    nh_at,
                     data_start: at + 8,
                 });
             }
@@ -181,12 +230,18 @@ fn find_fragment_header(ip: &[u8], mut next: u8, end: usize) -> Option<FragmentH
             _ => return None,
         };
         next = *ip.get(at)?;
+        nh_at = at;
         at += len;
     }
 }
 
-/// Decodes the IP packet that starts at `link.offset` in `data`.
-pub(super) fn decode(data: &[u8], link: &Link, orig_len: u32) -> Result<Packet, Skip> {
+/// Decodes the IP packet that starts at `link.offset` in `data`; when it is a fragment,
+/// also says where its pieces lie in `data`.
+pub(super) fn decode(
+    data: &[u8],
+    link: &Link,
+    orig_len: u32,
+) -> Result<(Packet, Option<Fragment>), Skip> {
     let offset = link.offset;
     let ip = data.get(offset..).unwrap_or_default();
     let Some(first) = ip.first() else {
@@ -251,9 +306,29 @@ pub(super) fn decode(data: &[u8], link: &Link, orig_len: u32) -> Result<Packet, 
     let t = if v.non_first_fragment {
         transport::fragment(&segment)
     } else {
-        transport::read(&segment)?
+        match transport::read(&segment) {
+            Ok(t) => t,
+            // A first fragment too short for its transport header still carries the
+            // start of the datagram: reassembly reads the header from the whole.
+            Err(_) if v.frag.is_some() => transport::fragment(&segment),
+            Err(e) => return Err(e),
+        }
     };
-    Ok(packet(&v, &t, link))
+    let fragment = v.frag.map(|f| Fragment {
+        key: FragmentKey {
+            src: v.src,
+            dst: v.dst,
+            proto: f.next_header,
+            id: f.id,
+        },
+        offset: f.offset,
+        more: f.more,
+        header: (offset, offset + f.unfrag_len),
+        nh_at: f.nh_at,
+        data: (offset + f.data_start, offset + v.captured.max(f.data_start)),
+        data_len: v.ip_len.saturating_sub(f.data_start),
+    });
+    Ok((packet(&v, &t, link), fragment))
 }
 
 fn packet(v: &IpView<'_>, t: &Transport, link: &Link) -> Packet {

@@ -50,16 +50,28 @@
 //! with different snaplens they differ for cut packets and matching has to rely on the
 //! other invariants (seq/ack, TSval, IP ID), which sit in the headers.
 //!
-//! IP fragments: a first fragment (offset 0, more-fragments set) decodes like a whole
-//! packet, with `payload_len` and the digest covering this fragment's share of the
-//! transport payload. A non-first fragment has no transport header; it still decodes,
-//! because fragment loss and inconsistent fragment NAT are findings of their own: its
-//! tuple carries the protocol from the IP header with both ports 0, `l4` is
-//! [`L4::Other`], `ip_id` is set (IPv4 ID or IPv6 fragment identification), and
-//! `payload_len`/digest cover the fragment data. [`is_non_first_fragment`] recognises
-//! them for TCP, UDP, ICMP and ICMPv6, the protocols whose whole packets never decode to
-//! `L4::Other`.
+//! IP fragments (offset ≠ 0 or more-fragments set; an IPv6 atomic fragment is a whole
+//! packet) decode like packets and also yield a [`Fragment`]: where the unfragmentable
+//! part and the fragment data lie in the frame, and the datagram's [`FragmentKey`].
+//! [`defrag`] puts the fragments of one datagram back together (capture does this per
+//! capture point), and the whole datagram is decoded once, so that it lands in its
+//! flow with its ports and its digest covers the whole transport payload: fragment
+//! boundaries may differ between capture points (conntrack reassembles before NAT, the
+//! host fragments again on the way out), whole datagrams do not.
+//!
+//! Decoded on its own, a first fragment (offset 0) looks like a whole packet, with
+//! `payload_len` and the digest covering this fragment's share of the transport
+//! payload. A non-first fragment has no transport header: its tuple carries the
+//! protocol from the IP header with both ports 0, `l4` is [`L4::Other`], `ip_id` is set
+//! (IPv4 ID or IPv6 fragment identification), and `payload_len`/digest cover the
+//! fragment data. [`is_non_first_fragment`] recognises them for TCP, UDP, ICMP and
+//! ICMPv6, the protocols whose whole packets never decode to `L4::Other`.
+//!
+//! ICMP errors are the messages that quote a packet ([`is_icmp_error`]): ICMP types 3,
+//! 4, 5, 11 and 12, ICMPv6 types 1 to 4. Echo, router and neighbour discovery, MLD,
+//! timestamps and the other informational messages are not errors.
 
+pub mod defrag;
 mod icmp;
 mod ip;
 mod link;
@@ -69,9 +81,14 @@ mod transport;
 #[cfg(test)]
 mod tests;
 
+use std::net::IpAddr;
+
 use crate::model::{Packet, Proto, L4};
 
 pub use skip::{Layer, Problem, Skip};
+
+/// LINKTYPE_RAW: a frame that is an IP packet, as reassembled datagrams are decoded.
+pub const LINKTYPE_RAW: u32 = link::LINKTYPE_RAW;
 
 /// The link types [`decode`] reads (pcap LINKTYPE_* numbers, plus the DLT_RAW values 12
 /// and 14 some old files carry). Anything else yields [`Skip::UnsupportedLinkType`].
@@ -94,6 +111,40 @@ pub const SUPPORTED_LINK_TYPES: &[u32] = &[
 pub struct Decoded {
     pub ifindex: Option<u32>,
     pub packet: Packet,
+    /// Set when the packet is an IP fragment (offset ≠ 0 or more-fragments set): where
+    /// its pieces lie in the frame, for [`defrag`] to put the datagram together.
+    pub fragment: Option<Fragment>,
+}
+
+/// What identifies the datagram a fragment belongs to (RFC 791, RFC 8200 4.5): source,
+/// destination, protocol of the fragmentable part, and the IPv4 identification or IPv6
+/// fragment identification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FragmentKey {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub proto: u8,
+    pub id: u32,
+}
+
+/// Where one IP fragment's pieces lie in its frame (byte ranges `(start, end)` of the
+/// frame's captured bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fragment {
+    pub key: FragmentKey,
+    /// Byte offset of this fragment's data in the datagram's fragmentable part.
+    pub offset: usize,
+    /// The more-fragments flag.
+    pub more: bool,
+    /// The part every fragment repeats: the IPv4 header, or the IPv6 header with the
+    /// extension headers before the fragment header.
+    pub header: (usize, usize),
+    /// IPv6: the offset, within `header`, of the byte that names the fragment header.
+    pub nh_at: Option<usize>,
+    /// The captured fragment data.
+    pub data: (usize, usize),
+    /// Length of the fragment data as sent.
+    pub data_len: usize,
 }
 
 /// Decodes one frame. `linktype` is the pcap LINKTYPE_* number, `data` the captured
@@ -104,10 +155,11 @@ pub struct Decoded {
 /// way). A trailing FCS never reaches the digest: the IP length fields bound the packet.
 pub fn decode(linktype: u32, data: &[u8], orig_len: u32) -> Result<Decoded, Skip> {
     let link = link::parse(linktype & 0xffff, data)?;
-    let packet = ip::decode(data, &link, orig_len)?;
+    let (packet, fragment) = ip::decode(data, &link, orig_len)?;
     Ok(Decoded {
         ifindex: link.ifindex,
         packet,
+        fragment,
     })
 }
 
@@ -120,6 +172,13 @@ pub fn is_non_first_fragment(p: &Packet) -> bool {
             p.tuple.proto,
             Proto::Tcp | Proto::Udp | Proto::Icmp | Proto::Icmpv6
         )
+}
+
+/// Whether an ICMP (`proto` [`Proto::Icmp`]) or ICMPv6 message of type `icmp_type`
+/// is an error that quotes the packet it is about (see the module docs); echo, router
+/// and neighbour discovery, MLD and the other informational messages are not.
+pub fn is_icmp_error(proto: Proto, icmp_type: u8) -> bool {
+    icmp::is_error(proto, icmp_type)
 }
 
 /// `N` bytes of `b` at `at`, as an array (so that fixed fields are read with constant

@@ -1280,3 +1280,274 @@ fn kernel_nat_keeps_icmp_error_digests() {
         assert_eq!(inside.payload_len, outside.payload_len, "{what}");
     }
 }
+
+#[test]
+fn informational_icmp_is_not_an_error() {
+    // Router solicitation/advertisement, neighbour solicitation/advertisement, MLD
+    // query/report/done, MLDv2 report, redirect: none quotes a packet.
+    for t in [130, 131, 132, 133, 134, 135, 136, 143] {
+        assert!(!is_icmp_error(Proto::Icmpv6, t), "icmpv6 type {t}");
+        let d = ok(101, &ipv6(58, A6, B6, &icmp(t, 0, [0; 4], &[0; 16])));
+        assert!(
+            matches!(
+                d.packet.l4,
+                L4::Icmp {
+                    quoted: None,
+                    echo: None,
+                    ..
+                }
+            ),
+            "icmpv6 type {t}"
+        );
+    }
+    for t in [1, 2, 3, 4] {
+        assert!(is_icmp_error(Proto::Icmpv6, t));
+    }
+    // ICMP: echo, router advertisement/solicitation, timestamp, address mask, are not
+    // errors; unreachable, source quench, redirect, time exceeded, parameter problem are.
+    for t in [0, 8, 9, 10, 13, 14, 17, 18] {
+        assert!(!is_icmp_error(Proto::Icmp, t), "icmp type {t}");
+    }
+    for t in [3, 4, 5, 11, 12] {
+        assert!(is_icmp_error(Proto::Icmp, t), "icmp type {t}");
+    }
+    assert!(!is_icmp_error(Proto::Udp, 3));
+}
+
+#[test]
+fn igmp_is_named() {
+    // IGMPv2 membership report to 224.0.0.251.
+    let d = ok(
+        101,
+        &ipv4(
+            2,
+            A,
+            [224, 0, 0, 251],
+            &[0x16, 0, 0xfa, 0x04, 224, 0, 0, 251],
+        ),
+    );
+    assert_eq!(d.packet.tuple.proto, Proto::Other(2));
+    assert_eq!(d.packet.tuple.proto.name(), "igmp");
+    assert_eq!(Proto::Other(3).name(), "proto-3");
+}
+
+// ---------------------------------------------------------------------------------------
+// Reassembly
+
+use super::defrag::{self, Datagram, Limits, Reassembler};
+
+/// IPv4 fragments of `datagram` (a transport segment) at the given (offset, length)
+/// pieces, the last one without more-fragments.
+fn v4_fragments(id: u16, datagram: &[u8], pieces: &[(usize, usize)]) -> Vec<Vec<u8>> {
+    let end = pieces.iter().map(|&(o, l)| o + l).max().unwrap_or(0);
+    pieces
+        .iter()
+        .map(|&(o, l)| {
+            let more = if o + l < end { 0x2000 } else { 0 };
+            ipv4_with(
+                17,
+                A,
+                B,
+                id,
+                more | (o / 8) as u16,
+                &[],
+                &datagram[o..o + l],
+            )
+        })
+        .collect()
+}
+
+/// IPv6 fragments, with a hop-by-hop header before the fragment header.
+fn v6_fragments(id: u32, datagram: &[u8], pieces: &[(usize, usize)]) -> Vec<Vec<u8>> {
+    let end = pieces.iter().map(|&(o, l)| o + l).max().unwrap_or(0);
+    pieces
+        .iter()
+        .map(|&(o, l)| {
+            let more = u16::from(o + l < end);
+            let mut p = vec![44, 0, 1, 4, 0, 0, 0, 0];
+            p.extend_from_slice(&[17, 0]);
+            p.extend_from_slice(&(((o / 8) as u16) << 3 | more).to_be_bytes());
+            p.extend_from_slice(&id.to_be_bytes());
+            p.extend_from_slice(&datagram[o..o + l]);
+            ipv6(0, A6, B6, &p)
+        })
+        .collect()
+}
+
+fn reassemble(r: &mut Reassembler<u8>, frames: &[Vec<u8>], order: &[usize]) -> Vec<Datagram> {
+    let mut out = Vec::new();
+    for (t, &i) in order.iter().enumerate() {
+        let d = ok(RAW, &frames[i]);
+        let frag = d.fragment.expect("a fragment");
+        out.extend(r.push(0, &frag, &frames[i], t as i64));
+    }
+    out
+}
+
+#[test]
+fn fragments_are_reassembled_in_and_out_of_order() {
+    let datagram = udp(5000, 53, 0x4444, &[0x11; 100]);
+    let whole = ok(RAW, &ipv4_with(17, A, B, 7, 0, &[], &datagram)).packet;
+    let whole6 = ok(RAW, &ipv6(17, A6, B6, &datagram)).packet;
+    let pieces = [(0, 32), (32, 48), (80, 28)];
+    for order in [[0, 1, 2], [2, 0, 1], [1, 2, 0]] {
+        for v6 in [false, true] {
+            let frames = if v6 {
+                v6_fragments(0x01020304, &datagram, &pieces)
+            } else {
+                v4_fragments(7, &datagram, &pieces)
+            };
+            let mut r = Reassembler::new(Limits::default());
+            let got = reassemble(&mut r, &frames, &order);
+            assert_eq!(got.len(), 1, "{order:?} v6 {v6}");
+            assert_eq!(got[0].frames, 3);
+            let p = decode(RAW, &got[0].bytes, got[0].len as u32).unwrap();
+            assert_eq!(p.fragment, None);
+            let p = p.packet;
+            let want = if v6 { whole6 } else { whole };
+            assert_eq!(p.tuple, want.tuple);
+            assert_eq!((p.tuple.sport, p.tuple.dport), (5000, 53));
+            assert_eq!(p.l4, L4::Udp);
+            assert_eq!(
+                (p.payload_len, p.payload_digest),
+                (100, xxh3_64(&[0x11; 100]))
+            );
+            assert_eq!(p.payload_digest, want.payload_digest);
+            assert!(!p.truncated);
+            assert_eq!(r.in_progress(), 0);
+            assert!(r.finish().is_empty());
+        }
+    }
+}
+
+#[test]
+fn fragment_boundaries_do_not_change_the_datagram_digest() {
+    // conntrack reassembles before NAT; the host fragments again on the way out.
+    let datagram = udp(5000, 53, 0x4444, &(0..200u8).collect::<Vec<_>>());
+    let mut digests = Vec::new();
+    for pieces in [
+        &[(0, 104), (104, 104)][..],
+        &[(0, 48), (48, 96), (144, 64)][..],
+    ] {
+        let frames = v4_fragments(9, &datagram, pieces);
+        let mut r = Reassembler::new(Limits::default());
+        let order: Vec<usize> = (0..frames.len()).collect();
+        let got = reassemble(&mut r, &frames, &order);
+        let p = decode(RAW, &got[0].bytes, got[0].len as u32)
+            .unwrap()
+            .packet;
+        digests.push((p.tuple.sport, p.payload_len, p.payload_digest));
+    }
+    assert_eq!(digests[0], digests[1]);
+}
+
+#[test]
+fn overlapping_fragments_discard_the_datagram() {
+    let datagram = udp(5000, 53, 0x4444, &[0x11; 100]);
+    for v6 in [false, true] {
+        let pieces = [(0, 48), (40, 40), (80, 28)];
+        let frames = if v6 {
+            v6_fragments(5, &datagram, &pieces)
+        } else {
+            v4_fragments(5, &datagram, &pieces)
+        };
+        let mut r = Reassembler::new(Limits::default());
+        assert!(reassemble(&mut r, &frames, &[0, 1, 2]).is_empty());
+        let dropped = r.finish();
+        assert_eq!(dropped.get(defrag::OVERLAP), Some(&2), "v6 {v6}");
+        assert_eq!(dropped.get(defrag::NEVER_COMPLETED), Some(&1), "v6 {v6}");
+    }
+    // An exact duplicate is dropped alone.
+    let frames = v4_fragments(6, &datagram, &[(0, 48), (48, 60)]);
+    let mut r = Reassembler::new(Limits::default());
+    let got = reassemble(&mut r, &frames, &[0, 0, 1]);
+    assert_eq!(got.len(), 1);
+    assert_eq!(r.finish().get(defrag::DUPLICATE), Some(&1));
+}
+
+#[test]
+fn fragments_never_completed_or_timed_out_are_counted() {
+    let datagram = udp(5000, 53, 0x4444, &[0x11; 100]);
+    let frames = v4_fragments(8, &datagram, &[(0, 32), (32, 48), (80, 28)]);
+    let mut r = Reassembler::new(Limits::default());
+    assert!(reassemble(&mut r, &frames, &[0, 2]).is_empty());
+    assert_eq!(r.in_progress(), 1);
+    assert_eq!(r.finish().get(defrag::NEVER_COMPLETED), Some(&2));
+
+    // The missing fragment arrives after the timeout: too late.
+    let limits = Limits {
+        timeout_ns: 10,
+        ..Limits::default()
+    };
+    let mut r = Reassembler::new(limits);
+    let push = |r: &mut Reassembler<u8>, i: usize, ts| {
+        let frag = ok(RAW, &frames[i]).fragment.unwrap();
+        r.push(0, &frag, &frames[i], ts)
+    };
+    assert!(push(&mut r, 0, 0).is_none());
+    assert!(push(&mut r, 1, 5).is_none());
+    assert!(push(&mut r, 2, 100).is_none());
+    assert_eq!(r.dropped().get(defrag::NEVER_COMPLETED), Some(&2));
+    assert_eq!(r.in_progress(), 1);
+}
+
+#[test]
+fn too_many_datagrams_in_progress() {
+    let datagram = udp(5000, 53, 0x4444, &[0x11; 100]);
+    let limits = Limits {
+        max_datagrams: 2,
+        ..Limits::default()
+    };
+    let mut r = Reassembler::new(limits);
+    let mut completed = 0;
+    for id in 0..5u16 {
+        let frames = v4_fragments(id, &datagram, &[(0, 32), (32, 76)]);
+        let frag = ok(RAW, &frames[0]).fragment.unwrap();
+        assert!(r.push(0, &frag, &frames[0], 0).is_none());
+        assert!(r.in_progress() <= 2);
+        if id == 4 {
+            let frag = ok(RAW, &frames[1]).fragment.unwrap();
+            completed += usize::from(r.push(0, &frag, &frames[1], 0).is_some());
+        }
+    }
+    assert_eq!(completed, 1);
+    let dropped = r.finish();
+    assert_eq!(dropped.get(defrag::TOO_MANY), Some(&3));
+    assert_eq!(dropped.get(defrag::NEVER_COMPLETED), Some(&1));
+    // Memory: the bytes held are bounded too.
+    let limits = Limits {
+        max_bytes: 64,
+        ..Limits::default()
+    };
+    let mut r = Reassembler::new(limits);
+    for id in 0..3u16 {
+        let frames = v4_fragments(id, &datagram, &[(0, 32), (32, 76)]);
+        let frag = ok(RAW, &frames[0]).fragment.unwrap();
+        assert!(r.push(0, &frag, &frames[0], 0).is_none());
+    }
+    assert_eq!(r.in_progress(), 2);
+    assert_eq!(r.dropped().get(defrag::TOO_MUCH), Some(&1));
+}
+
+#[test]
+fn cut_fragments_make_a_truncated_datagram() {
+    let datagram = udp(5000, 53, 0x4444, &[0x11; 100]);
+    let frames = v4_fragments(3, &datagram, &[(0, 48), (48, 60)]);
+    let mut r = Reassembler::new(Limits::default());
+    let mut got = Vec::new();
+    for (i, f) in frames.iter().enumerate() {
+        // The snaplen keeps 40 bytes of each IP packet.
+        let cut = &f[..40];
+        let d = decode(RAW, cut, f.len() as u32).unwrap();
+        got.extend(r.push(0, &d.fragment.unwrap(), cut, i as i64));
+    }
+    assert_eq!(got.len(), 1);
+    let p = decode(RAW, &got[0].bytes, got[0].len as u32)
+        .unwrap()
+        .packet;
+    assert_eq!(
+        (p.tuple.sport, p.tuple.dport, p.payload_len),
+        (5000, 53, 100)
+    );
+    assert!(p.truncated);
+}

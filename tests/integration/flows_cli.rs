@@ -51,7 +51,7 @@ fn tshark_convs(file: &str) -> Convs {
 }
 
 fn natcheck_convs(file: &str) -> Convs {
-    let out = natcheck(&["flows", "--format", "json", file]);
+    let out = natcheck(&["flows", "--all", "--format", "json", file]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let mut m = Convs::new();
@@ -312,4 +312,127 @@ pub fn tempdir() -> TempDir {
     ));
     std::fs::create_dir_all(&d).unwrap();
     TempDir(d)
+}
+
+/// A classic pcap (LINKTYPE_RAW, microseconds) of the given IP packets, one a second.
+fn raw_pcap(packets: &[Vec<u8>]) -> Vec<u8> {
+    let mut v = 0xa1b2c3d4u32.to_le_bytes().to_vec();
+    v.extend_from_slice(&2u16.to_le_bytes());
+    v.extend_from_slice(&4u16.to_le_bytes());
+    for x in [0u32, 0, 65535, 101] {
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    for (i, p) in packets.iter().enumerate() {
+        for x in [i as u32 + 1, 0, p.len() as u32, p.len() as u32] {
+            v.extend_from_slice(&x.to_le_bytes());
+        }
+        v.extend_from_slice(p);
+    }
+    v
+}
+
+fn udp_datagram(sport: u16, dport: u16, len: usize) -> Vec<u8> {
+    let mut u = sport.to_be_bytes().to_vec();
+    u.extend_from_slice(&dport.to_be_bytes());
+    u.extend_from_slice(&((8 + len) as u16).to_be_bytes());
+    u.extend_from_slice(&[0, 0]);
+    u.extend((0..len).map(|i| i as u8));
+    u
+}
+
+fn v4_fragment(id: u16, offset: usize, more: bool, data: &[u8]) -> Vec<u8> {
+    let mut h = vec![0x45, 0];
+    h.extend_from_slice(&((20 + data.len()) as u16).to_be_bytes());
+    h.extend_from_slice(&id.to_be_bytes());
+    h.extend_from_slice(&((offset / 8) as u16 | if more { 0x2000 } else { 0 }).to_be_bytes());
+    h.extend_from_slice(&[64, 17, 0, 0, 10, 0, 0, 2, 198, 51, 100, 10]);
+    h.extend_from_slice(data);
+    h
+}
+
+fn v6_packet(next: u8, src: u16, dst: [u8; 16], payload: &[u8]) -> Vec<u8> {
+    let mut h = vec![0x60, 0, 0, 0];
+    h.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    h.extend_from_slice(&[next, 64, 0x20, 0x01, 0x0d, 0xb8]);
+    h.extend_from_slice(&[0; 10]);
+    h.extend_from_slice(&src.to_be_bytes());
+    h.extend_from_slice(&dst);
+    h.extend_from_slice(payload);
+    h
+}
+
+fn v6_fragment(id: u32, offset: usize, more: bool, data: &[u8]) -> Vec<u8> {
+    let mut f = vec![17, 0];
+    f.extend_from_slice(&(((offset / 8) as u16) << 3 | u16::from(more)).to_be_bytes());
+    f.extend_from_slice(&id.to_be_bytes());
+    f.extend_from_slice(data);
+    let mut dst = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    dst[15] = 2;
+    v6_packet(44, 1, dst, &f)
+}
+
+#[test]
+fn fragmented_datagrams_are_one_packet_in_their_flow() {
+    let d = udp_datagram(40000, 53, 2000);
+    let packets = vec![
+        // IPv4, out of order: last, first, middle.
+        v4_fragment(7, 1480, false, &d[1480..]),
+        v4_fragment(7, 0, true, &d[..1480]),
+        v4_fragment(7, 1480, false, &d[1480..]),
+        // IPv6, in order, other boundaries.
+        v6_fragment(99, 0, true, &d[..1232]),
+        v6_fragment(99, 1232, false, &d[1232..]),
+        // A fragment whose datagram never completes.
+        v4_fragment(8, 800, true, &d[800..1600]),
+        // Neighbour advertisement: control traffic.
+        v6_packet(
+            58,
+            1,
+            [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            &[136, 0, 0, 0, 0, 0, 0, 0],
+        ),
+    ];
+    let dir = std::env::temp_dir().join(format!("natcheck-frag-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("frag.pcap");
+    std::fs::write(&file, raw_pcap(&packets)).unwrap();
+    let path = file.to_string_lossy().into_owned();
+    let run = |all: bool| {
+        let mut args = vec!["flows", "--format", "json", &path];
+        if all {
+            args.insert(1, "--all");
+        }
+        let out = natcheck(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("json")
+    };
+    let doc = run(false);
+    let all = run(true);
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let input = &doc["inputs"][0];
+    assert_eq!(input["frames"], 7);
+    // The duplicate last IPv4 fragment completes nothing: it is counted as skipped.
+    assert_eq!(input["packets"], 3, "{input}");
+    assert_eq!(input["fragments"], 4, "{input}");
+    assert_eq!(
+        input["skipped"]["ip fragment: datagram never completed"], 2,
+        "{input}"
+    );
+    assert_eq!(input["control_flows"]["frag"], 1, "{input}");
+    let flows = doc["points"][0]["flows"].as_array().unwrap();
+    assert_eq!(flows.len(), 2, "{flows:?}");
+    for f in flows {
+        assert_eq!(f["proto"], "udp");
+        assert_eq!(
+            (f["sport"].as_u64(), f["dport"].as_u64()),
+            (Some(40000), Some(53))
+        );
+        assert_eq!(f["packets_fwd"], 1);
+    }
+    assert_eq!(flows[0]["bytes_fwd"], 20 + 8 + 2000);
+    assert_eq!(flows[1]["bytes_fwd"], 40 + 8 + 2000);
+    let listed = all["points"][0]["flows"].as_array().unwrap();
+    assert_eq!(listed.len(), 3);
+    assert!(all["inputs"][0].get("control_flows").is_none());
 }
