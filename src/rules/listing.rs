@@ -146,7 +146,7 @@ impl Reader<'_> {
         if let Some(rest) = t.strip_prefix("Chain ") {
             self.chain_decl(line_no, rest);
         } else if is_command_line(t) {
-            if t.contains("tables") {
+            if is_list_command(t) {
                 self.finish_table();
                 self.cur.name = table_of_command(t);
             }
@@ -869,13 +869,12 @@ impl Reader<'_> {
     }
 }
 
+/// A word's byte range in its line.
+type Span = (usize, usize);
+
 /// The extension text of a target starts with a word of its own (`to:`, `masq`,
 /// `redir`, `MARK`, `reject-with`, `LOG`); what comes before it is matches.
-fn split_target<'t>(
-    line: &str,
-    toks: &'t [(usize, usize)],
-    target: &str,
-) -> (&'t [(usize, usize)], &'t [(usize, usize)]) {
+fn split_target<'t>(line: &str, toks: &'t [Span], target: &str) -> (&'t [Span], &'t [Span]) {
     let w = |&(a, b): &(usize, usize)| &line[a..b];
     let start = |pred: &dyn Fn(&str) -> bool| toks.iter().rposition(|t| pred(w(t)));
     let at = match target {
@@ -943,16 +942,28 @@ fn mark_word(op: &str, v: &str) -> Option<MarkOp> {
 fn tcp_flags_arg(v: &str) -> Option<MatchKind> {
     let (m, c) = v.split_once('/')?;
     let one = |s: &str| -> Option<u8> {
-        if s.starts_with("0x") {
-            u8::from_str_radix(&s[2..], 16).ok()
-        } else {
-            super::iptables::tcp_flags(s)
+        match s.strip_prefix("0x") {
+            Some(h) => u8::from_str_radix(h, 16).ok(),
+            None => super::iptables::tcp_flags(s),
         }
     };
     Some(MatchKind::TcpFlags {
         mask: one(m)?,
         comp: one(c)?,
     })
+}
+
+/// Whether a pasted command line lists rules (`iptables -L`, `-nvL`, `--list`), so
+/// what follows is a new listing; `# Warning: ...` lines are not.
+fn is_list_command(line: &str) -> bool {
+    line.contains("tables")
+        && line.split_whitespace().any(|w| {
+            w == "--list"
+                || w.starts_with('-')
+                    && !w.starts_with("--")
+                    && w.contains('L')
+                    && w[1..].bytes().all(|b| b.is_ascii_alphabetic())
+        })
 }
 
 /// The table a pasted command line names (`-t nat`, `-tnat`, `--table nat`).
@@ -1583,9 +1594,11 @@ Chain DOCKER (1 references)
     #[test]
     fn two_pasted_listings_are_two_tables() {
         let text = "\
-# iptables -L -n
+# iptables -L -n --line-numbers
 Chain INPUT (policy ACCEPT)
-target     prot opt source               destination
+num  target     prot opt source               destination
+1    ACCEPT     tcp  --  10.0.0.0/8           0.0.0.0/0            tcp spts:1024:65535 dpt:22
+# Warning: iptables-legacy tables present, use iptables-legacy to see them
 # iptables -t nat -L POSTROUTING -n
 Chain POSTROUTING (policy ACCEPT)
 target     prot opt source               destination
@@ -1595,6 +1608,13 @@ MASQUERADE  all  --  172.17.0.0/16        0.0.0.0/0
         assert!(r.warnings.is_empty(), "{:?}", r.warnings);
         let names: Vec<_> = r.tables.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names, ["filter", "nat"]);
+        assert_eq!(
+            r.tables[0].chains[0].rules[0].matches[2..],
+            [
+                m(false, MatchKind::Sport(Ports(vec![(1024, 65535)]))),
+                m(false, MatchKind::Dport(Ports(vec![(22, 22)]))),
+            ]
+        );
         assert_eq!(r.tables[1].chains[0].base.as_ref().unwrap().priority, 100);
     }
 
