@@ -324,12 +324,14 @@ impl Reader<'_> {
                     i += 1;
                 }
                 Col::Target => {
-                    // An empty target column: the next word is the protocol and the
-                    // one after it the option flags.
+                    // An empty target column: the next word is the protocol, and the
+                    // one after it the option flags, or (ip6tables leaves them blank)
+                    // no protocol.
                     let t = tok(i)?;
+                    let proto_like = |w: &str| parse_proto(w.trim_start_matches('!')).is_some();
                     let empty = cols.contains(&Col::Prot)
-                        && parse_proto(t.trim_start_matches('!')).is_some()
-                        && tok(i + 1).is_some_and(is_opt);
+                        && proto_like(t)
+                        && tok(i + 1).is_some_and(|n| is_opt(n) || !proto_like(n));
                     if !empty {
                         target_name = t.to_string();
                         i += 1;
@@ -1589,6 +1591,46 @@ Chain DOCKER (1 references)
             &rule(&r, "DOCKER", 5).target,
             Target::Unknown { name, .. } if name == "WEIRD"
         ));
+    }
+
+    #[test]
+    fn ip6tables_blank_option_column() {
+        let text = "\
+Chain INPUT (policy DROP 0 packets, 0 bytes)
+ pkts bytes target     prot opt in     out     source               destination
+    0     0 ACCEPT     ipv6-icmp    *      *       ::/0                 ::/0
+    0     0            all      eth0   *       2001:db8::/32        ::/0
+    0     0 ACCEPT     tcp      *      *       ::/0                 ::/0                 tcp dpt:22
+";
+        let r = parse("v6.txt", text);
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+        assert_eq!(r.tables[0].family, Family::Ip6);
+        assert_eq!(
+            rule(&r, "INPUT", 0).matches,
+            vec![m(false, MatchKind::Proto(Proto::Icmpv6))]
+        );
+        let counted = rule(&r, "INPUT", 1);
+        assert_eq!(counted.target, Target::None);
+        assert_eq!(
+            counted.matches,
+            vec![
+                m(
+                    false,
+                    MatchKind::InIface(Iface {
+                        name: "eth0".into(),
+                        prefix: false
+                    })
+                ),
+                m(
+                    false,
+                    MatchKind::Src(Prefix {
+                        addr: "2001:db8::".parse().unwrap(),
+                        len: 32
+                    })
+                ),
+            ]
+        );
+        assert_eq!(rule(&r, "INPUT", 2).target, Target::Accept);
     }
 
     #[test]
