@@ -1722,4 +1722,87 @@ MASQUERADE  all  --  172.17.0.0/16        0.0.0.0/0
         );
         assert_eq!(a, walk_dnat(&saved));
     }
+
+    const REC_NAT: &str = include_str!("../../tests/data/rules/kube-proxy-nat-L-nv-recorded.txt");
+    const REC_NAT_SAVE: &str =
+        include_str!("../../tests/data/rules/kube-proxy-nat-L-nv-recorded.iptables-save.txt");
+    const REC_FILTER: &str = include_str!("../../tests/data/rules/docker-filter-L-n-recorded.txt");
+    const REC_FILTER_SAVE: &str =
+        include_str!("../../tests/data/rules/docker-filter-L-n-recorded.iptables-save.txt");
+
+    /// A recorded listing reads without warnings into the tables and chains of the
+    /// same kernel state's iptables-save, rule for rule, with the same targets and no
+    /// unknown match.
+    #[test]
+    fn recorded_listings_read_like_their_saves() {
+        for (listing, save, table) in [
+            (REC_NAT, REC_NAT_SAVE, "nat"),
+            (REC_FILTER, REC_FILTER_SAVE, "filter"),
+        ] {
+            assert_eq!(InputKind::detect(listing), Some(InputKind::IptablesList));
+            let l = crate::rules::parse("listing.txt", listing);
+            let s = iptables::parse("save.txt", save);
+            assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+            assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+            let (lt, st) = (&l.tables[0], &s.tables[0]);
+            assert_eq!(l.tables.len(), 1);
+            assert_eq!(lt.name, table);
+            assert_eq!(lt.family, st.family);
+            let mut names: Vec<_> = lt.chains.iter().map(|c| c.name.as_str()).collect();
+            let mut want: Vec<_> = st.chains.iter().map(|c| c.name.as_str()).collect();
+            names.sort_unstable();
+            want.sort_unstable();
+            assert_eq!(names, want);
+            for sc in &st.chains {
+                let lc = lt.chain(&sc.name).unwrap();
+                // Without -v the listing has no counters.
+                let strip = |b: &Option<Base>| {
+                    b.clone().map(|b| Base {
+                        counters: None,
+                        ..b
+                    })
+                };
+                assert_eq!(strip(&lc.base), strip(&sc.base), "{}", sc.name);
+                if table == "nat" {
+                    assert_eq!(lc.base, sc.base, "{}", sc.name);
+                }
+                assert_eq!(lc.rules.len(), sc.rules.len(), "{}", sc.name);
+                for (lr, sr) in lc.rules.iter().zip(&sc.rules) {
+                    assert_eq!(lr.target, sr.target, "{}", lr.text);
+                    assert_eq!(lr.comment, sr.comment, "{}", lr.text);
+                    assert!(
+                        !lr.matches
+                            .iter()
+                            .any(|m| matches!(m.kind, MatchKind::Unknown { .. })),
+                        "{}: {:?}",
+                        lr.text,
+                        lr.matches
+                    );
+                    // -v shows everything the rule matches on: the same matches.
+                    if table == "nat" {
+                        let mut a: Vec<String> =
+                            lr.matches.iter().map(|m| format!("{m:?}")).collect();
+                        let mut b: Vec<String> =
+                            sr.matches.iter().map(|m| format!("{m:?}")).collect();
+                        a.sort();
+                        b.sort();
+                        assert_eq!(a, b, "{}", lr.text);
+                    }
+                }
+            }
+        }
+        let mut host = Vec::new();
+        for (iface, a) in [("eth0", "203.0.113.1"), ("docker0", "172.17.0.1")] {
+            host.push(HostAddr {
+                iface: iface.into(),
+                prefix: crate::rules::eval::host(a.parse().unwrap()),
+            });
+        }
+        let mut l = parse("nat.txt", REC_NAT);
+        l.addrs = host.clone();
+        let mut s = iptables::parse("nat.save", REC_NAT_SAVE);
+        s.addrs = host;
+        assert_eq!(walk_dnat(&l), walk_dnat(&s));
+        assert_eq!(walk_dnat(&l).len(), 2);
+    }
 }
