@@ -887,7 +887,11 @@ fn split_target<'t>(line: &str, toks: &'t [Span], target: &str) -> (&'t [Span], 
         "REJECT" => start(&|t| t == "reject-with"),
         "LOG" => toks.iter().position(|t| w(t) == "LOG"),
         "NFLOG" => toks.iter().position(|t| w(t).starts_with("nflog-")),
-        "CT" => toks.iter().position(|t| w(t) == "CT"),
+        // Other extensions print their name first (`TCPMSS clamp to PMTU`, `NFQUEUE
+        // num 0`); a user chain prints nothing.
+        n if n == "CT" || CONTINUE_TARGETS.contains(&n) || EXTENSION_TARGETS.contains(&n) => {
+            toks.iter().position(|t| w(t) == n)
+        }
         _ => None,
     };
     match at {
@@ -1506,6 +1510,7 @@ Chain DOCKER (1 references)
     0     0 MARK       all  --  *      *       0.0.0.0/0            0.0.0.0/0            MARK xset 0x4000/0x4000
     0     0 CONNMARK   all  --  *      *       0.0.0.0/0            0.0.0.0/0            CONNMARK restore
     0     0 WEIRD      all  --  *      *       0.0.0.0/0            0.0.0.0/0            WEIRD thing 7
+    0     0 TCPMSS     tcp  --  *      *       0.0.0.0/0            0.0.0.0/0            tcp flags:0x06/0x02 TCPMSS clamp to PMTU
 ";
         let r = parse("x.txt", text);
         let lines: Vec<_> = r
@@ -1591,6 +1596,19 @@ Chain DOCKER (1 references)
             &rule(&r, "DOCKER", 5).target,
             Target::Unknown { name, .. } if name == "WEIRD"
         ));
+        let mss = rule(&r, "DOCKER", 6);
+        assert!(matches!(mss.target, Target::Continue { .. }));
+        assert_eq!(
+            mss.matches[1],
+            m(
+                false,
+                MatchKind::TcpFlags {
+                    mask: 0x06,
+                    comp: 0x02
+                }
+            )
+        );
+        assert_eq!(mss.matches.len(), 2);
     }
 
     #[test]
