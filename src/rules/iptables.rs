@@ -131,16 +131,16 @@ struct TableBuilder {
 /// What an `iptables -S` dump shows of its table: the built-in chains it sets policies
 /// for, the built-in chains its rules are in, and the targets they use.
 #[derive(Clone, Copy, Debug, Default)]
-struct Clues {
+pub(super) struct Clues {
     /// Bit per hook (see [`hook_bit`]) of `-P` lines.
-    policies: u8,
+    pub(super) policies: u8,
     /// Bit per hook of `-A` lines in built-in chains.
-    rules: u8,
-    nat_target: bool,
-    notrack_target: bool,
+    pub(super) rules: u8,
+    pub(super) nat_target: bool,
+    pub(super) notrack_target: bool,
 }
 
-fn hook_bit(chain: &str) -> u8 {
+pub(super) fn hook_bit(chain: &str) -> u8 {
     match chain {
         "PREROUTING" => 1,
         "INPUT" => 2,
@@ -156,7 +156,7 @@ fn hook_bit(chain: &str) -> u8 {
 /// INPUT, OUTPUT, POSTROUTING}, mangle all five, filter (and security) {INPUT, FORWARD,
 /// OUTPUT}. Without `-P` lines (one chain dumped), NAT targets or PREROUTING/POSTROUTING
 /// rules say nat, NOTRACK/CT say raw, and anything else is filter.
-fn infer_table(c: Clues) -> &'static str {
+pub(super) fn infer_table(c: Clues) -> &'static str {
     match c.policies {
         0b11111 => return "mangle",
         0b11011 => return "nat",
@@ -491,7 +491,7 @@ impl Parser<'_> {
 }
 
 /// The hook, priority and type of a table's built-in chain.
-fn builtin(table: &str, chain: &str) -> Option<(Hook, i32, ChainType)> {
+pub(super) fn builtin(table: &str, chain: &str) -> Option<(Hook, i32, ChainType)> {
     let hook = match chain {
         "PREROUTING" => Hook::Prerouting,
         "INPUT" => Hook::Input,
@@ -936,7 +936,7 @@ fn push(rule: &mut Rule, negated: bool, kind: MatchKind) {
 }
 
 /// `Some(Some(p))` for a protocol, `Some(None)` for `all`, `None` when unknown.
-fn parse_proto(name: &str) -> Option<Option<Proto>> {
+pub(super) fn parse_proto(name: &str) -> Option<Option<Proto>> {
     let p = match name {
         "all" | "0" => return Some(None),
         "tcp" => Proto::Tcp,
@@ -961,7 +961,7 @@ fn parse_proto(name: &str) -> Option<Option<Proto>> {
 }
 
 /// `10.0.0.0/8`, `10.0.0.0/255.0.0.0`, `10.0.0.1` (a /32), `2001:db8::/32`.
-fn parse_prefix(s: &str) -> Option<Prefix> {
+pub(super) fn parse_prefix(s: &str) -> Option<Prefix> {
     let (a, len) = match s.split_once('/') {
         Some((a, l)) => (a, Some(l)),
         None => (s, None),
@@ -997,7 +997,7 @@ fn parse_prefix(s: &str) -> Option<Prefix> {
 
 /// A port or range split at `sep` (`:` in matches, `-` in NAT targets): `80`,
 /// `8000:8080`, `:1023`, `1024:`.
-fn parse_port_range(s: &str, sep: char) -> Option<(u16, u16)> {
+pub(super) fn parse_port_range(s: &str, sep: char) -> Option<(u16, u16)> {
     match s.split_once(sep) {
         None => {
             let p = s.parse().ok()?;
@@ -1016,7 +1016,7 @@ fn parse_port_range(s: &str, sep: char) -> Option<(u16, u16)> {
 }
 
 /// A multiport list: `80,443,8000:8080`.
-fn parse_ports(s: &str) -> Option<Ports> {
+pub(super) fn parse_ports(s: &str) -> Option<Ports> {
     let ranges = s
         .split(',')
         .map(|p| parse_port_range(p, ':'))
@@ -1024,7 +1024,7 @@ fn parse_ports(s: &str) -> Option<Ports> {
     Some(Ports(ranges))
 }
 
-fn parse_u32(s: &str) -> Option<u32> {
+pub(super) fn parse_u32(s: &str) -> Option<u32> {
     match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         Some(h) => u32::from_str_radix(h, 16).ok(),
         None => s.parse().ok(),
@@ -1032,7 +1032,7 @@ fn parse_u32(s: &str) -> Option<u32> {
 }
 
 /// `V[/M]`, the mask defaulting to all ones.
-fn parse_mark(s: &str) -> Option<(u32, u32)> {
+pub(super) fn parse_mark(s: &str) -> Option<(u32, u32)> {
     match s.split_once('/') {
         Some((v, m)) => Some((parse_u32(v)?, parse_u32(m)?)),
         None => Some((parse_u32(s)?, u32::MAX)),
@@ -1304,7 +1304,7 @@ fn module(
     }
 }
 
-fn addr_type(s: &str) -> Option<AddrType> {
+pub(super) fn addr_type(s: &str) -> Option<AddrType> {
     Some(match s {
         "LOCAL" => AddrType::Local,
         "UNICAST" => AddrType::Unicast,
@@ -1316,7 +1316,7 @@ fn addr_type(s: &str) -> Option<AddrType> {
     })
 }
 
-fn ct_states(s: &str) -> Option<Vec<CtState>> {
+pub(super) fn ct_states(s: &str) -> Option<Vec<CtState>> {
     s.split(',')
         .map(|w| {
             Some(match w {
@@ -1334,7 +1334,7 @@ fn ct_states(s: &str) -> Option<Vec<CtState>> {
 }
 
 /// `SYN,ACK`, `ALL`, `NONE` → flag bits.
-fn tcp_flags(s: &str) -> Option<u8> {
+pub(super) fn tcp_flags(s: &str) -> Option<u8> {
     s.split(',').try_fold(0u8, |acc, f| {
         Some(
             acc | match f {
@@ -1354,9 +1354,9 @@ fn tcp_flags(s: &str) -> Option<u8> {
     })
 }
 
-type IcmpName = (&'static str, u8, Option<u8>);
+pub(super) type IcmpName = (&'static str, u8, Option<u8>);
 
-const ICMP_NAMES: &[IcmpName] = &[
+pub(super) const ICMP_NAMES: &[IcmpName] = &[
     ("echo-reply", 0, None),
     ("pong", 0, None),
     ("destination-unreachable", 3, None),
@@ -1430,7 +1430,7 @@ const ICMPV6_NAMES: &[IcmpName] = &[
 ];
 
 /// `T`, `T/C` or a name; `Some(None)` for `any`.
-fn icmp_type(s: &str, names: &[IcmpName]) -> Option<Option<(u8, Option<u8>)>> {
+pub(super) fn icmp_type(s: &str, names: &[IcmpName]) -> Option<Option<(u8, Option<u8>)>> {
     if s == "any" {
         return Some(None);
     }
@@ -1445,7 +1445,7 @@ fn icmp_type(s: &str, names: &[IcmpName]) -> Option<Option<(u8, Option<u8>)>> {
 
 /// Targets that are extensions, not user chains: known by name so that `-j NAME`
 /// without options is not taken for a jump.
-const EXTENSION_TARGETS: &[&str] = &[
+pub(super) const EXTENSION_TARGETS: &[&str] = &[
     "QUEUE",
     "NFQUEUE",
     "TPROXY",
@@ -1465,7 +1465,7 @@ const EXTENSION_TARGETS: &[&str] = &[
 ];
 
 /// Targets that change nothing natcheck follows and never decide.
-const CONTINUE_TARGETS: &[&str] = &[
+pub(super) const CONTINUE_TARGETS: &[&str] = &[
     "TCPMSS",
     "CHECKSUM",
     "CLASSIFY",
@@ -1599,7 +1599,7 @@ fn target(name: &str, opts: &[Opt], text: &str, hints: &mut FamilyHints) -> Targ
 }
 
 /// A MARK/CONNMARK option as `mark = (mark & !clear) ^ xor`.
-fn mark_op(opt: &str, arg: &str) -> Option<MarkOp> {
+pub(super) fn mark_op(opt: &str, arg: &str) -> Option<MarkOp> {
     Some(match opt {
         "--set-xmark" => {
             let (v, m) = parse_mark(arg)?;
@@ -1631,7 +1631,7 @@ fn mark_op(opt: &str, arg: &str) -> Option<MarkOp> {
 }
 
 /// `A`, `A-B`, `A:p`, `A-B:p-q`, `[v6]:p`, `[v6]-[v6]:p-q`, `v6`, `:p-q`.
-fn parse_nat_to(s: &str) -> Option<NatTo> {
+pub(super) fn parse_nat_to(s: &str) -> Option<NatTo> {
     fn addr(s: &str) -> Option<IpAddr> {
         let s = s
             .strip_prefix('[')

@@ -1,6 +1,6 @@
 //! rules: the host's packet-filtering and NAT rule sets as a witness. Readers turn
-//! `iptables-save` (`-c`, legacy and nft variants), `iptables -S`, `nft -j list ruleset`,
-//! `ipset save` and `ip -o addr` output into one model ([`RuleSet`]: tables of chains of
+//! `iptables-save` (`-c`, legacy and nft variants), `iptables -S`, `iptables -L -n [-v]`
+//! listings, `nft -j list ruleset`, `ipset save` and `ip -o addr` output into one model ([`RuleSet`]: tables of chains of
 //! [`Rule`]s, each a list of [`Match`]es and a [`Target`]); `eval` walks one packet
 //! through the hooks in kernel order and says which rules it met, which one decided,
 //! and what NAT it got.
@@ -16,6 +16,7 @@ pub mod addrs;
 pub mod eval;
 pub mod ipset;
 pub mod iptables;
+pub mod listing;
 pub mod nft;
 
 use std::collections::BTreeMap;
@@ -460,13 +461,16 @@ pub enum InputKind {
     Ipset,
     /// `ip -o addr`, `ip addr` or `ip -j addr`.
     Addrs,
+    /// `iptables -L -n [-v] [--line-numbers]`.
+    IptablesList,
 }
 
 impl InputKind {
     /// Recognises an input by its first meaningful line (comments and blank lines
     /// skipped): JSON with `nftables` → nft; other JSON (an array) → `ip -j addr`;
     /// `*table`, `:CHAIN`, `-A`/`-P`/`-N` → iptables; `create`/`add` → ipset;
-    /// `N: IFACE` or `inet`/`inet6` lines → addresses.
+    /// `N: IFACE` or `inet`/`inet6` lines → addresses; `Chain NAME (...)`, after a
+    /// pasted command line or not → an `iptables -L` listing.
     pub fn detect(text: &str) -> Option<InputKind> {
         let t = text.trim_start();
         if t.starts_with('{') && t.contains("\"nftables\"") {
@@ -474,6 +478,13 @@ impl InputKind {
         }
         if t.starts_with('[') {
             return Some(InputKind::Addrs);
+        }
+        let listing = text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !listing::is_command_line(l));
+        if listing.is_some_and(|l| l.starts_with("Chain ")) {
+            return Some(InputKind::IptablesList);
         }
         let first = text
             .lines()
@@ -509,12 +520,13 @@ pub fn parse(source: &str, text: &str) -> RuleSet {
         Some(InputKind::NftJson) => nft::parse_json(source, text),
         Some(InputKind::Ipset) => ipset::parse(source, text),
         Some(InputKind::Addrs) => addrs::parse(source, text),
+        Some(InputKind::IptablesList) => listing::parse(source, text),
         None => RuleSet {
             source: source.to_string(),
             warnings: vec![Warning {
                 source: source.to_string(),
                 location: crate::diag::Location::File,
-                message: "not a rule set: expected iptables-save, iptables -S, nft -j list ruleset, ipset save or ip addr output".into(),
+                message: "not a rule set: expected iptables-save, iptables -S, iptables -L, nft -j list ruleset, ipset save or ip addr output".into(),
             }],
             ..RuleSet::default()
         },
