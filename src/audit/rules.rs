@@ -114,8 +114,14 @@ fn unanswered_to_host<'a>(
         return None;
     };
     let f = &h.flow;
-    (f.packets[0] > 0 && f.packets[1] == 0 && f.icmp_error.is_none() && rules.is_local(f.tuple.dst))
-        .then_some(h)
+    // Link-local control traffic (neighbour discovery, MLD, DHCP) is not a connection
+    // anything was meant to answer through the rules.
+    (f.packets[0] > 0
+        && f.packets[1] == 0
+        && f.icmp_error.is_none()
+        && !f.is_control()
+        && rules.is_local(f.tuple.dst))
+    .then_some(h)
 }
 
 /// Walks through `rules` every translated connection, every one that stops short
