@@ -176,6 +176,30 @@ impl<K: Hash + Eq + Clone> Reassembler<K> {
         }
     }
 
+    /// The queue of `key`, opened (the oldest discarded when too many are open) when
+    /// this is the datagram's first fragment seen.
+    fn open_queue(&mut self, key: &(K, FragmentKey), ts_ns: i64) {
+        if !self.queues.contains_key(key) {
+            if self.queues.len() >= self.limits.max_datagrams {
+                self.discard_oldest(TOO_MANY);
+            }
+            self.generation += 1;
+            self.queues.insert(
+                key.clone(),
+                Queue {
+                    generation: self.generation,
+                    first_ns: ts_ns,
+                    header: None,
+                    pieces: Vec::new(),
+                    total: None,
+                    frames: 0,
+                    bytes: 0,
+                },
+            );
+            self.order.push_back((key.clone(), self.generation));
+        }
+    }
+
     /// Adds the fragment `frag` of `frame`, captured at `ts_ns` at point `point`;
     /// returns the whole datagram when this fragment completes it.
     pub fn push(
@@ -197,25 +221,7 @@ impl<K: Hash + Eq + Clone> Reassembler<K> {
             return None;
         }
         let key = (point, frag.key);
-        if !self.queues.contains_key(&key) {
-            if self.queues.len() >= self.limits.max_datagrams {
-                self.discard_oldest(TOO_MANY);
-            }
-            self.generation += 1;
-            self.queues.insert(
-                key.clone(),
-                Queue {
-                    generation: self.generation,
-                    first_ns: ts_ns,
-                    header: None,
-                    pieces: Vec::new(),
-                    total: None,
-                    frames: 0,
-                    bytes: 0,
-                },
-            );
-            self.order.push_back((key.clone(), self.generation));
-        }
+        self.open_queue(&key, ts_ns);
         let q = self.queues.get_mut(&key)?;
         if q.pieces
             .iter()
@@ -265,20 +271,7 @@ impl<K: Hash + Eq + Clone> Reassembler<K> {
                 return None;
             }
         }
-        let q = self.queues.get_mut(&key)?;
-        let total = q.total?;
-        q.header.as_ref()?;
-        q.pieces.sort_by_key(|p| p.offset);
-        let mut covered = 0;
-        for p in &q.pieces {
-            if p.offset != covered {
-                return None;
-            }
-            covered += p.len;
-        }
-        if covered != total {
-            return None;
-        }
+        let total = complete(self.queues.get_mut(&key)?)?;
         let q = self.queues.remove(&key)?;
         self.bytes = self.bytes.saturating_sub(q.bytes);
         let frames = q.frames;
@@ -288,6 +281,25 @@ impl<K: Hash + Eq + Clone> Reassembler<K> {
         }
         datagram
     }
+}
+
+/// The datagram's length when every byte of it has arrived (the last fragment and
+/// the first, with no hole between); the pieces are sorted by offset.
+fn complete(q: &mut Queue) -> Option<usize> {
+    let total = q.total?;
+    q.header.as_ref()?;
+    q.pieces.sort_by_key(|p| p.offset);
+    let mut covered = 0;
+    for p in &q.pieces {
+        if p.offset != covered {
+            return None;
+        }
+        covered += p.len;
+    }
+    if covered != total {
+        return None;
+    }
+    Some(total)
 }
 
 /// The datagram of a complete queue: the first fragment's unfragmentable part with its

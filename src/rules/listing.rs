@@ -118,6 +118,40 @@ enum Col {
     Destination,
 }
 
+/// The in or out interface column (`eth0`, `!docker0`, `br+`).
+fn iface_match(col: Col, t: &str) -> (bool, MatchKind) {
+    let (neg, name) = negation(t);
+    let iface = match name.strip_suffix('+') {
+        Some(n) => Iface {
+            name: n.to_string(),
+            prefix: true,
+        },
+        None => Iface {
+            name: name.to_string(),
+            prefix: false,
+        },
+    };
+    let kind = if col == Col::In {
+        MatchKind::InIface(iface)
+    } else {
+        MatchKind::OutIface(iface)
+    };
+    (neg, kind)
+}
+
+/// One form's place in a rule line: the line, its words, where the form starts, a
+/// leading `!`, the form's key word and the word after it.
+#[derive(Clone, Copy)]
+struct Form<'a> {
+    line: &'a str,
+    toks: &'a [(usize, usize)],
+    i: usize,
+    neg: bool,
+    off: usize,
+    key: &'a str,
+    arg: Option<&'a str>,
+}
+
 struct Reader<'a> {
     source: &'a str,
     tables: Vec<(Table, usize, usize)>,
@@ -308,7 +342,6 @@ impl Reader<'_> {
         let mut target_name = String::new();
         let mut packets = None;
         let mut bytes = None;
-        let mut goto = false;
         for &col in cols {
             match col {
                 Col::Num => {
@@ -360,75 +393,43 @@ impl Reader<'_> {
                     let t = tok(i)?;
                     i += 1;
                     if t != "*" {
-                        let (neg, name) = negation(t);
-                        let iface = match name.strip_suffix('+') {
-                            Some(n) => Iface {
-                                name: n.to_string(),
-                                prefix: true,
-                            },
-                            None => Iface {
-                                name: name.to_string(),
-                                prefix: false,
-                            },
-                        };
-                        let kind = if col == Col::In {
-                            MatchKind::InIface(iface)
-                        } else {
-                            MatchKind::OutIface(iface)
-                        };
+                        let (neg, kind) = iface_match(col, t);
                         push(&mut rule, neg, kind);
                     }
                 }
                 Col::Source | Col::Destination => {
                     let t = tok(i)?;
                     i += 1;
-                    let (neg, a) = negation(t);
-                    if a == "anywhere" {
-                        continue;
-                    }
-                    match parse_prefix(a) {
-                        Some(p) => {
-                            self.cur.addr(p.addr);
-                            if p.len != 0 {
-                                let kind = if col == Col::Source {
-                                    MatchKind::Src(p)
-                                } else {
-                                    MatchKind::Dst(p)
-                                };
-                                push(&mut rule, neg, kind);
-                            } else if neg {
-                                // `!0.0.0.0/0`: nothing matches; keep it undecided.
-                                push(&mut rule, false, unknown("address", t));
-                            }
-                        }
-                        None => push(
-                            &mut rule,
-                            false,
-                            unknown(
-                                if col == Col::Source {
-                                    "source"
-                                } else {
-                                    "destination"
-                                },
-                                t,
-                            ),
-                        ),
-                    }
+                    self.address_col(col, t, &mut rule);
                 }
             }
         }
         if let (Some(packets), Some(bytes)) = (packets, bytes) {
             rule.counters = Some(Counters { packets, bytes });
         }
-        let mut rest: Vec<(usize, usize)> = toks[i.min(toks.len())..].to_vec();
+        self.extensions(line, &toks[i.min(toks.len())..], &target_name, &mut rule);
+        Some(rule)
+    }
+
+    /// The free text after the columns: the matches' forms, then the target's own
+    /// text (a leading `[goto]` marks a goto); what the target tells of the table.
+    fn extensions(
+        &mut self,
+        line: &str,
+        toks: &[(usize, usize)],
+        target_name: &str,
+        rule: &mut Rule,
+    ) {
+        let mut goto = false;
+        let mut rest: Vec<(usize, usize)> = toks.to_vec();
         if rest.first().is_some_and(|&(a, b)| &line[a..b] == "[goto]") {
             goto = true;
             rest.remove(0);
         }
         // The target's own text: from the word its extension starts with.
-        let (match_toks, target_toks) = split_target(line, &rest, &target_name);
-        self.matches(line, match_toks, &mut rule);
-        rule.target = self.target(line, &target_name, target_toks, goto);
+        let (match_toks, target_toks) = split_target(line, &rest, target_name);
+        self.matches(line, match_toks, rule);
+        rule.target = self.target(line, target_name, target_toks, goto);
         match &rule.target {
             Target::Dnat { .. }
             | Target::Snat { .. }
@@ -440,7 +441,36 @@ impl Reader<'_> {
         if let Some(ci) = self.chain {
             self.cur.clues.rules |= hook_bit(&self.cur.chains[ci].name);
         }
-        Some(rule)
+    }
+
+    /// The source or destination column: a prefix (`0.0.0.0/0` and `anywhere` match
+    /// anything), possibly negated.
+    fn address_col(&mut self, col: Col, t: &str, rule: &mut Rule) {
+        let (neg, a) = negation(t);
+        if a == "anywhere" {
+            return;
+        }
+        let Some(p) = parse_prefix(a) else {
+            let what = if col == Col::Source {
+                "source"
+            } else {
+                "destination"
+            };
+            push(rule, false, unknown(what, t));
+            return;
+        };
+        self.cur.addr(p.addr);
+        if p.len != 0 {
+            let kind = if col == Col::Source {
+                MatchKind::Src(p)
+            } else {
+                MatchKind::Dst(p)
+            };
+            push(rule, neg, kind);
+        } else if neg {
+            // `!0.0.0.0/0`: nothing matches; keep it undecided.
+            push(rule, false, unknown("address", t));
+        }
     }
 
     /// The extensions' match text, form by form.
@@ -507,6 +537,36 @@ impl Reader<'_> {
         let (neg, off) = if first == "!" { (true, 1) } else { (false, 0) };
         let Some(key) = w(i + off) else { return 0 };
         let arg = w(i + off + 1);
+        let f = Form {
+            line,
+            toks,
+            i,
+            neg,
+            off,
+            key,
+            arg,
+        };
+        match self.ports_form(&f, rule) {
+            0 => match self.ct_form(&f, rule) {
+                0 => self.other_form(&f, rule),
+                n => n,
+            },
+            n => n,
+        }
+    }
+
+    /// Reads the forms of the transport matches: ports, multiport, ICMP types (see [`Self::form`]).
+    fn ports_form(&mut self, f: &Form, rule: &mut Rule) -> usize {
+        let Form {
+            i,
+            neg,
+            off,
+            key,
+            line,
+            toks,
+            ..
+        } = *f;
+        let w = |k: usize| toks.get(k).map(|&(a, b)| &line[a..b]);
         match key {
             "tcp" | "udp" if !neg => {
                 // `tcp spt:1024:65535 dpt:80 flags:0x17/0x02`.
@@ -562,6 +622,129 @@ impl Reader<'_> {
                 push(rule, mneg, kind);
                 k + 1 - i
             }
+            "icmptype" | "!icmptype" | "icmp" => {
+                // `icmptype 8`, `icmptype 3 code 1`, `icmp !type 8`.
+                let (mut k, mut tneg) = (i + off + 1, neg || key.starts_with('!'));
+                if key == "icmp" {
+                    match w(k) {
+                        Some("type") => {}
+                        Some("!type") => tneg = true,
+                        _ => return 0,
+                    }
+                    k += 1;
+                }
+                let Some(Some((t, mut code))) = w(k).and_then(|a| icmp_type(a, ICMP_NAMES)) else {
+                    return 0;
+                };
+                k += 1;
+                if w(k) == Some("code") {
+                    match w(k + 1).and_then(|c| c.parse::<u8>().ok()) {
+                        Some(c) => code = Some(c),
+                        None => return 0,
+                    }
+                    k += 2;
+                }
+                push(rule, tneg, MatchKind::IcmpType { icmp_type: t, code });
+                k - i
+            }
+            _ => 0,
+        }
+    }
+
+    /// Reads the forms of conntrack and set matches (see [`Self::form`]).
+    fn ct_form(&mut self, f: &Form, rule: &mut Rule) -> usize {
+        let Form {
+            i,
+            neg,
+            off,
+            key,
+            arg,
+            line,
+            toks,
+        } = *f;
+        let w = |k: usize| toks.get(k).map(|&(a, b)| &line[a..b]);
+        match key {
+            "ctstate" | "state" => one(
+                rule,
+                neg,
+                off,
+                arg.and_then(ct_states).map(MatchKind::CtState),
+                2,
+            ),
+            "ctorigdstport" => one(
+                rule,
+                neg,
+                off,
+                arg.and_then(|a| parse_port_range(a, ':'))
+                    .map(|r| MatchKind::CtOrigDstPort(Ports(vec![r]))),
+                2,
+            ),
+            "ctorigdst" | "ctorigsrc" => {
+                let p = arg.and_then(parse_prefix);
+                if let Some(p) = p {
+                    self.cur.addr(p.addr);
+                }
+                one(
+                    rule,
+                    neg,
+                    off,
+                    p.map(|p| {
+                        if key == "ctorigdst" {
+                            MatchKind::CtOrigDst(p)
+                        } else {
+                            MatchKind::CtOrigSrc(p)
+                        }
+                    }),
+                    2,
+                )
+            }
+            "ctdir" => match arg {
+                Some("REPLY") => one(rule, neg, off, Some(MatchKind::CtDirReply), 2),
+                Some("ORIGINAL") => {
+                    push(rule, !neg, MatchKind::CtDirReply);
+                    off + 2
+                }
+                _ => 0,
+            },
+            "match-set" => {
+                let (Some(name), Some(dims)) = (arg, w(i + off + 2)) else {
+                    return 0;
+                };
+                let dims: Option<Vec<SetDim>> = dims
+                    .split(',')
+                    .map(|d| match d {
+                        "src" => Some(SetDim::Src),
+                        "dst" => Some(SetDim::Dst),
+                        _ => None,
+                    })
+                    .collect();
+                one(
+                    rule,
+                    neg,
+                    off,
+                    dims.map(|dims| MatchKind::Set {
+                        name: name.to_string(),
+                        dims,
+                    }),
+                    3,
+                )
+            }
+            _ => 0,
+        }
+    }
+
+    /// Reads address type, statistic and mark matches (see [`Self::form`]).
+    fn other_form(&mut self, f: &Form, rule: &mut Rule) -> usize {
+        let Form {
+            i,
+            neg,
+            key,
+            line,
+            toks,
+            ..
+        } = *f;
+        let w = |k: usize| toks.get(k).map(|&(a, b)| &line[a..b]);
+        match key {
             "ADDRTYPE" if !neg && w(i + 1) == Some("match") => {
                 let mut k = i + 2;
                 let mut out = Vec::new();
@@ -648,96 +831,6 @@ impl Reader<'_> {
                 push(rule, mneg, kind);
                 k + 1 - i
             }
-            "ctstate" | "state" => one(
-                rule,
-                neg,
-                off,
-                arg.and_then(ct_states).map(MatchKind::CtState),
-                2,
-            ),
-            "ctorigdstport" => one(
-                rule,
-                neg,
-                off,
-                arg.and_then(|a| parse_port_range(a, ':'))
-                    .map(|r| MatchKind::CtOrigDstPort(Ports(vec![r]))),
-                2,
-            ),
-            "ctorigdst" | "ctorigsrc" => {
-                let p = arg.and_then(parse_prefix);
-                if let Some(p) = p {
-                    self.cur.addr(p.addr);
-                }
-                one(
-                    rule,
-                    neg,
-                    off,
-                    p.map(|p| {
-                        if key == "ctorigdst" {
-                            MatchKind::CtOrigDst(p)
-                        } else {
-                            MatchKind::CtOrigSrc(p)
-                        }
-                    }),
-                    2,
-                )
-            }
-            "ctdir" => match arg {
-                Some("REPLY") => one(rule, neg, off, Some(MatchKind::CtDirReply), 2),
-                Some("ORIGINAL") => {
-                    push(rule, !neg, MatchKind::CtDirReply);
-                    off + 2
-                }
-                _ => 0,
-            },
-            "match-set" => {
-                let (Some(name), Some(dims)) = (arg, w(i + off + 2)) else {
-                    return 0;
-                };
-                let dims: Option<Vec<SetDim>> = dims
-                    .split(',')
-                    .map(|d| match d {
-                        "src" => Some(SetDim::Src),
-                        "dst" => Some(SetDim::Dst),
-                        _ => None,
-                    })
-                    .collect();
-                one(
-                    rule,
-                    neg,
-                    off,
-                    dims.map(|dims| MatchKind::Set {
-                        name: name.to_string(),
-                        dims,
-                    }),
-                    3,
-                )
-            }
-            "icmptype" | "!icmptype" | "icmp" => {
-                // `icmptype 8`, `icmptype 3 code 1`, `icmp !type 8`.
-                let (mut k, mut tneg) = (i + off + 1, neg || key.starts_with('!'));
-                if key == "icmp" {
-                    match w(k) {
-                        Some("type") => {}
-                        Some("!type") => tneg = true,
-                        _ => return 0,
-                    }
-                    k += 1;
-                }
-                let Some(Some((t, mut code))) = w(k).and_then(|a| icmp_type(a, ICMP_NAMES)) else {
-                    return 0;
-                };
-                k += 1;
-                if w(k) == Some("code") {
-                    match w(k + 1).and_then(|c| c.parse::<u8>().ok()) {
-                        Some(c) => code = Some(c),
-                        None => return 0,
-                    }
-                    k += 2;
-                }
-                push(rule, tneg, MatchKind::IcmpType { icmp_type: t, code });
-                k - i
-            }
             _ => 0,
         }
     }
@@ -807,36 +900,7 @@ impl Reader<'_> {
                     }
                 }
             }
-            "MASQUERADE" | "REDIRECT" => {
-                let lead = if name == "MASQUERADE" {
-                    ["masq", "ports:"]
-                } else {
-                    ["redir", "ports"]
-                };
-                let (ports, rest) = match words.as_slice() {
-                    [a, b, p, rest @ ..] if *a == lead[0] && *b == lead[1] => {
-                        match parse_port_range(p, '-') {
-                            Some(r) => (Some(r), rest),
-                            None => return unknown(),
-                        }
-                    }
-                    rest => (None, rest),
-                };
-                if !only_flags(rest) || rest.contains(&"persistent") {
-                    return unknown();
-                }
-                if name == "MASQUERADE" {
-                    Target::Masquerade {
-                        ports,
-                        flags: flags(rest),
-                    }
-                } else {
-                    Target::Redirect {
-                        ports,
-                        flags: flags(rest),
-                    }
-                }
-            }
+            "MASQUERADE" | "REDIRECT" => port_nat(name, &words).unwrap_or_else(unknown),
             "MARK" | "CONNMARK" => {
                 let op = match words.as_slice() {
                     [n, op, v] if *n == name => mark_word(op, v),
@@ -869,6 +933,36 @@ impl Reader<'_> {
             _ => Target::Jump(name.to_string()),
         }
     }
+}
+
+/// MASQUERADE (`masq ports: 1024-65535 random-fully`) or REDIRECT (`redir ports 8080`)
+/// from their text; `None` when the text is not theirs.
+fn port_nat(name: &str, words: &[&str]) -> Option<Target> {
+    let lead = if name == "MASQUERADE" {
+        ["masq", "ports:"]
+    } else {
+        ["redir", "ports"]
+    };
+    let (ports, rest) = match words {
+        [a, b, p, rest @ ..] if *a == lead[0] && *b == lead[1] => {
+            (Some(parse_port_range(p, '-')?), rest)
+        }
+        rest => (None, rest),
+    };
+    let known = rest.iter().all(|w| matches!(*w, "random" | "random-fully"));
+    if !known {
+        return None;
+    }
+    let flags = NatFlags {
+        random: rest.contains(&"random"),
+        random_fully: rest.contains(&"random-fully"),
+        persistent: false,
+    };
+    Some(if name == "MASQUERADE" {
+        Target::Masquerade { ports, flags }
+    } else {
+        Target::Redirect { ports, flags }
+    })
 }
 
 /// A word's byte range in its line.
