@@ -58,6 +58,9 @@ pub enum TcpState {
     Established,
     SynSent,
     MidStream,
+    /// Reset by a RST that the NAT host made itself (seen at this point and at no
+    /// point upstream): never what the flags of one point alone say.
+    ResetByNatHost,
 }
 
 impl TcpState {
@@ -71,6 +74,7 @@ impl TcpState {
             TcpState::Established => "established",
             TcpState::SynSent => "syn-sent",
             TcpState::MidStream => "mid-stream",
+            TcpState::ResetByNatHost => "reset-by-nat-host",
         }
     }
 }

@@ -363,7 +363,7 @@ fn gap(g: &Gap) -> GapJson {
     }
 }
 
-fn hop<'a>(c: &'a Correlation, h: &'a Hop) -> HopJson<'a> {
+fn hop<'a>(c: &'a Correlation, h: &'a Hop, tcp_state: Option<&'static str>) -> HopJson<'a> {
     let f = &h.flow;
     HopJson {
         point: &c.points[h.point].name,
@@ -377,7 +377,7 @@ fn hop<'a>(c: &'a Correlation, h: &'a Hop) -> HopJson<'a> {
         ttl_fwd: h.fwd_ttl,
         reply_tuple: h.reply_tuple.as_ref(),
         icmp_error: f.icmp_error.as_ref(),
-        tcp_state: (f.tuple.proto == Proto::Tcp).then(|| f.tcp.state().as_str()),
+        tcp_state,
     }
 }
 
@@ -455,7 +455,11 @@ pub fn document(m: &Model) -> Report<'_> {
                 initiator_evidence: conn.initiator,
                 first_seen: rfc3339_ns(conn.first_ns()),
                 last_seen: rfc3339_ns(conn.last_ns()),
-                hops: conn.hops.iter().map(|h| hop(c, h)).collect(),
+                hops: conn
+                    .hops
+                    .iter()
+                    .map(|h| hop(c, h, m.tcp_state(i, h)))
+                    .collect(),
                 translations: conn.links.iter().map(|l| translation(c, conn, l)).collect(),
                 related: &conn.related,
                 findings: m.findings_of(i).map(|(f, w)| finding(f, w)).collect(),

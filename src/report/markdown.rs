@@ -419,7 +419,9 @@ fn connections(m: &Model, out: &mut String) {
         }
         let extra = finding_lines(m, i);
         // A fence inside a fenced block would end it early.
-        out.push_str(&connection_block(c, conn, &extra).replace("```", "'''"));
+        out.push_str(
+            &connection_block(c, conn, &|h| m.tcp_state(i, h), &extra).replace("```", "'''"),
+        );
     }
     let _ = writeln!(out, "```\n\n</details>");
 }

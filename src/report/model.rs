@@ -68,6 +68,33 @@ impl Model {
         a.binary_search_by_key(&i, |x| x.conn).ok().map(|k| &a[k])
     }
 
+    /// The state a TCP hop of connection `i` reached: what its flags say, except where
+    /// a `leak` finding shows the RST at that point was the NAT host's own.
+    pub fn tcp_state(&self, i: usize, h: &crate::correlate::Hop) -> Option<&'static str> {
+        use crate::audit::{Code, Detail, LeakKind};
+        let f = &h.flow;
+        if f.tuple.proto != crate::model::Proto::Tcp {
+            return None;
+        }
+        let point = &self.correlation.points[h.point].name;
+        let forged = self.findings_of(i).any(|(x, _)| {
+            x.code == Code::Leak
+                && matches!(
+                    x.detail,
+                    Detail::Leak {
+                        kind: LeakKind::HostRst,
+                        ..
+                    }
+                )
+                && x.points.first() == Some(point)
+        });
+        Some(if forged {
+            crate::flows::TcpState::ResetByNatHost.as_str()
+        } else {
+            f.tcp.state().as_str()
+        })
+    }
+
     /// How many findings of each severity (every severity present).
     pub fn count(&self, s: Severity) -> usize {
         self.audit.severities().get(&s).copied().unwrap_or(0)

@@ -9,8 +9,8 @@ use super::fmt::{clock, dst, rfc3339_ns, secs, short, src, time_range, tuple};
 use super::table::{Align, Table};
 use super::{Model, Render};
 use crate::audit::{Severity, WitnessKind, WitnessSummary};
-use crate::correlate::{Connection, Correlation, Gap, Link};
-use crate::model::{tcp_flags, NatKind, Proto, Tuple};
+use crate::correlate::{Connection, Correlation, Gap, Hop, Link};
+use crate::model::{tcp_flags, NatKind, Tuple};
 
 /// What changed, in words: `src 172.17.0.2:40000 => 203.0.113.1:40000`.
 fn change_text(before: &Tuple, after: &Tuple, l: &Link) -> String {
@@ -127,7 +127,12 @@ fn link_lines(c: &Correlation, conn: &Connection, i: usize, l: &Link, out: &mut 
 }
 
 /// The connection block, also used by the Markdown renderer.
-pub fn connection_block(c: &Correlation, conn: &Connection, extra: &[String]) -> String {
+pub fn connection_block(
+    c: &Correlation,
+    conn: &Connection,
+    state: &dyn Fn(&Hop) -> Option<&'static str>,
+    extra: &[String],
+) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -146,11 +151,7 @@ pub fn connection_block(c: &Correlation, conn: &Connection, extra: &[String]) ->
         .unwrap_or(0);
     for (i, h) in conn.hops.iter().enumerate() {
         let f = &h.flow;
-        let state = if f.tuple.proto == Proto::Tcp {
-            format!("  {}", f.tcp.state().as_str())
-        } else {
-            String::new()
-        };
+        let state = state(h).map(|s| format!("  {s}")).unwrap_or_default();
         let _ = writeln!(
             out,
             "    {:<width$}  {}   {}>/{}< pkts{}",
@@ -431,7 +432,12 @@ fn correlation(m: &Model) -> String {
     out.push_str(&connections_table(c).render(""));
     for (i, conn) in c.connections.iter().enumerate() {
         out.push('\n');
-        out.push_str(&connection_block(c, conn, &extra(i)));
+        out.push_str(&connection_block(
+            c,
+            conn,
+            &|h| m.tcp_state(i, h),
+            &extra(i),
+        ));
     }
     out
 }

@@ -20,6 +20,7 @@ use crate::audit::{
     Code, Ctx, Detail, Direction, Evidence, Explained, Finding, GapFacts, LeakKind, Role, Severity,
 };
 use crate::correlate::Gap;
+use crate::flows::TcpState;
 use crate::model::{tcp_flags, NatKind, Proto};
 
 /// How soon after an untranslated segment the host's own RST must follow to be its
@@ -161,8 +162,13 @@ pub fn host_rst(x: &Ctx, explained: &Explained) -> Detected {
                     host_rst: Some((outside_down, lost.first_tcp_flags)),
                 },
             );
+            // The RST at the outside point is the host's, not the connection's end's.
+            let mut outside_hop = x.hop(outside);
+            if let Evidence::Hop(facts) = &mut outside_hop {
+                facts.tcp_state = Some(TcpState::ResetByNatHost);
+            }
             f.evidence = vec![
-                x.hop(outside),
+                outside_hop,
                 Evidence::Untranslated {
                     gap: gap_facts(lost),
                     peer,
