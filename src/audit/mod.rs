@@ -1,5 +1,6 @@
 //! audit: says what went wrong and where, as data. It reads what `correlate` rebuilt
-//! from the captures and what the witnesses (conntrack) say, and runs the rules of
+//! from the captures and what the witnesses (conntrack, the host's rules) say, and
+//! runs the rules of
 //! `findings/` (one file per finding code, in one ordered list) to produce
 //! [`Finding`]s: a stable [`Code`], a [`Severity`], the capture points and tuples it is
 //! about, the time range and packet count behind it, code-specific facts and the

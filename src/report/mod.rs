@@ -2,8 +2,9 @@
 //! every word of it. The correlation report is one [`Model`] built once, rendered by
 //! one [`Render`] implementation per format, one file each (table `text.rs`, `json.rs`,
 //! `markdown.rs`, `frame.rs` for CSV/NDJSON/Parquet); findings get their words from
-//! `explain/`, and every tuple, time and duration is written by `fmt.rs`. Nothing here
-//! analyses anything.
+//! `explain/`, rules theirs (and the `explain` command's trace) from `rules.rs`, and
+//! every tuple, time and duration is written by `fmt.rs`. `conntrack.rs` and
+//! `flows.rs` render those commands. Nothing here analyses anything.
 
 pub mod conntrack;
 pub mod explain;
