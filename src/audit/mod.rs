@@ -1,11 +1,10 @@
 //! audit: says what went wrong and where, as data. It reads what `correlate` rebuilt
 //! from the captures and what the witnesses (conntrack, the host's rules) say, and
-//! runs the rules of
-//! `findings/` (one file per finding code, in one ordered list) to produce
-//! [`Finding`]s: a stable [`Code`], a [`Severity`], the capture points and tuples it is
-//! about, the time range and packet count behind it, code-specific facts and the
-//! evidence, each a value. `report` writes the words. The codes are documented in
-//! docs/findings.md.
+//! runs the rules of `findings/` (one file per finding code, in one ordered list) to
+//! produce [`Finding`]s: a stable [`Code`], a [`Severity`], the capture points and
+//! tuples it is about, the time range and packet count behind it, code-specific facts
+//! and the evidence, each a value. `report` writes the words. The codes are
+//! documented in docs/findings.md.
 //!
 //! Invariants:
 //! * Findings are facts about the inputs, never guesses dressed as facts: every rule
