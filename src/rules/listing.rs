@@ -21,7 +21,7 @@ use std::net::IpAddr;
 
 use super::iptables::{
     addr_type, builtin, ct_states, hook_bit, icmp_type, infer_table, parse_mark, parse_nat_to,
-    parse_port_range, parse_ports, parse_prefix, parse_proto, parse_u32, Clues, CONTINUE_TARGETS,
+    parse_port_range, parse_ports, parse_prefix, parse_proto, Clues, CONTINUE_TARGETS,
     EXTENSION_TARGETS, ICMP_NAMES,
 };
 use super::{
@@ -1008,34 +1008,18 @@ fn trailing_flags(line: &str, toks: &[(usize, usize)]) -> Option<usize> {
     (k < toks.len()).then_some(k)
 }
 
-/// `MARK or 0x4000`, `MARK xset 0x4000/0x4000`, `MARK set 0x1`, `MARK and 0xffffbfff`.
+/// `MARK or 0x4000`, `MARK xset 0x4000/0x4000`, `MARK set 0x1`, `MARK and 0xffffbfff`:
+/// the words the listing prints for the options iptables-save writes.
 fn mark_word(op: &str, v: &str) -> Option<MarkOp> {
-    Some(match op {
-        "xset" => {
-            let (v, m) = parse_mark(v)?;
-            MarkOp { clear: m, xor: v }
-        }
-        "set" => {
-            let (v, m) = parse_mark(v)?;
-            MarkOp {
-                clear: m | v,
-                xor: v,
-            }
-        }
-        "or" => {
-            let v = parse_u32(v)?;
-            MarkOp { clear: v, xor: v }
-        }
-        "and" => {
-            let v = parse_u32(v)?;
-            MarkOp { clear: !v, xor: 0 }
-        }
-        "xor" => {
-            let v = parse_u32(v)?;
-            MarkOp { clear: 0, xor: v }
-        }
+    let opt = match op {
+        "xset" => "--set-xmark",
+        "set" => "--set-mark",
+        "or" => "--or-mark",
+        "and" => "--and-mark",
+        "xor" => "--xor-mark",
         _ => return None,
-    })
+    };
+    super::iptables::mark_op(opt, v)
 }
 
 /// `0x17/0x02` or `FIN,SYN,RST,ACK/SYN`.
