@@ -62,38 +62,42 @@ pub fn parse(source: &str, text: &str) -> RuleSet {
     if let Some(t) = p.pending_s.take() {
         p.finish(t);
     }
-    // A table without addresses of its own (only interfaces, marks, ...) takes the
-    // family the rest of the input shows: an ip6tables-save filter table is IPv6 even
-    // when none of its rules names an address.
-    let (v4, v6) = p
-        .tables
-        .iter()
-        .fold((0usize, 0usize), |(a, b), t| (a + t.1.v4, b + t.1.v6));
-    let input_family = if v6 > 0 && v4 == 0 {
-        Family::Ip6
-    } else {
-        Family::Ip
-    };
-    let tables = p
-        .tables
-        .into_iter()
-        .map(|(mut t, hints)| {
-            t.family = if hints.v6 > hints.v4 {
-                Family::Ip6
-            } else if hints.v4 > 0 {
-                Family::Ip
-            } else {
-                input_family
-            };
-            t
-        })
-        .collect();
+    let tables = with_families(p.tables.into_iter().map(|(t, h)| (t, h.v4, h.v6)));
     RuleSet {
         source: source.to_string(),
         tables,
         warnings: p.warnings,
         ..RuleSet::default()
     }
+}
+
+/// Each table's address family from the addresses its rules show (`v4`, `v6`: how
+/// many of each). A table without addresses of its own (only interfaces, marks, ...)
+/// takes the family the rest of the input shows: an ip6tables-save filter table is
+/// IPv6 even when none of its rules names an address.
+pub(super) fn with_families(tables: impl Iterator<Item = (Table, usize, usize)>) -> Vec<Table> {
+    let tables: Vec<(Table, usize, usize)> = tables.collect();
+    let (v4, v6) = tables
+        .iter()
+        .fold((0usize, 0usize), |(a, b), t| (a + t.1, b + t.2));
+    let input_family = if v6 > 0 && v4 == 0 {
+        Family::Ip6
+    } else {
+        Family::Ip
+    };
+    tables
+        .into_iter()
+        .map(|(mut t, v4, v6)| {
+            t.family = if v6 > v4 {
+                Family::Ip6
+            } else if v4 > 0 {
+                Family::Ip
+            } else {
+                input_family
+            };
+            t
+        })
+        .collect()
 }
 
 /// Evidence of a table's address family: how many IPv4 and IPv6 things its rules name.

@@ -57,22 +57,7 @@ pub fn parse(source: &str, text: &str) -> RuleSet {
         p.line(line_no, line);
     }
     p.finish_table();
-    let (v4, v6) = p.tables.iter().fold((0, 0), |(a, b), t| (a + t.1, b + t.2));
-    let input_family = if v6 > v4 { Family::Ip6 } else { Family::Ip };
-    let tables = p
-        .tables
-        .into_iter()
-        .map(|(mut t, v4, v6)| {
-            t.family = if v6 > v4 {
-                Family::Ip6
-            } else if v4 > 0 {
-                Family::Ip
-            } else {
-                input_family
-            };
-            t
-        })
-        .collect();
+    let tables = super::iptables::with_families(p.tables.into_iter());
     RuleSet {
         source: source.to_string(),
         tables,
