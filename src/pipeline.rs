@@ -35,6 +35,10 @@ pub fn run(cfg: &Config) -> anyhow::Result<Model> {
         .chain(cfg.rules.iter().map(|f| Witness::read_rules(f)))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let c = correlate::run(&cfg.captures, &cfg.read, cfg.correlate);
-    let found = audit::audit(&c, &cfg.audit, &witnesses);
-    Ok(Model::new(c, found, &witnesses, cfg.fail_on.clone()))
+    let warnings = witnesses
+        .iter()
+        .flat_map(|w| w.warnings().iter().cloned())
+        .collect();
+    let found = audit::audit(&c, &cfg.audit, witnesses);
+    Ok(Model::new(c, found, warnings, cfg.fail_on.clone()))
 }

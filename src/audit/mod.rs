@@ -141,23 +141,19 @@ impl FromStr for FailOn {
 }
 
 /// Runs every rule on a correlation and its witnesses.
-pub fn audit(c: &Correlation, cfg: &Config, witnesses: &[Witness]) -> Audit {
+pub fn audit(c: &Correlation, cfg: &Config, witnesses: Vec<Witness>) -> Audit {
     let topo = topology::Topology::learn(c, &cfg.inside);
-    let snapshots: Vec<ct::Snapshot> = witnesses
-        .iter()
-        .flat_map(|w| match w {
-            Witness::Conntrack(d) => ct::Snapshot::from_dump(d),
-            Witness::Rules(_) => Vec::new(),
-        })
-        .collect();
-    let rule_set = merged_rules(c, &topo, witnesses);
-    let dumps: Vec<&crate::conntrack::Dump> = witnesses
-        .iter()
-        .filter_map(|w| match w {
-            Witness::Conntrack(d) => Some(d),
-            Witness::Rules(_) => None,
-        })
-        .collect();
+    let mut dumps = Vec::new();
+    let mut rule_sets = Vec::new();
+    for w in witnesses {
+        match w {
+            Witness::Conntrack(d) => dumps.push(d),
+            Witness::Rules(r) => rule_sets.push(r),
+        }
+    }
+    let snapshots: Vec<ct::Snapshot> = dumps.iter().flat_map(ct::Snapshot::from_dump).collect();
+    let rule_set = merged_rules(c, &topo, rule_sets);
+    let dumps: Vec<&crate::conntrack::Dump> = dumps.iter().collect();
     let mut x = Ctx::new(c, &topo, &snapshots);
     x.destroyed = ct::Destroyed::of(&dumps);
     x.stats = ct::stats(&dumps);
@@ -196,18 +192,13 @@ pub fn audit(c: &Correlation, cfg: &Config, witnesses: &[Witness]) -> Audit {
 fn merged_rules(
     c: &Correlation,
     topo: &topology::Topology,
-    witnesses: &[Witness],
+    inputs: Vec<crate::rules::RuleSet>,
 ) -> Option<crate::rules::RuleSet> {
-    let mut merged: Option<crate::rules::RuleSet> = None;
-    for w in witnesses {
-        if let Witness::Rules(r) = w {
-            match &mut merged {
-                Some(m) => m.merge(r.clone()),
-                None => merged = Some(r.clone()),
-            }
-        }
+    let mut inputs = inputs.into_iter();
+    let mut m = inputs.next()?;
+    for r in inputs {
+        m.merge(r);
     }
-    let mut m = merged?;
     if m.addrs.is_empty() {
         m.addrs = rules::learned_addrs(c, topo);
     }

@@ -9,7 +9,6 @@ use super::explain::{self, Words};
 use crate::audit::{Audit, FailOn, Finding, Severity};
 use crate::correlate::Correlation;
 use crate::diag::{ExitStatus, Warning};
-use crate::witness::Witness;
 
 pub struct Model {
     pub correlation: Correlation,
@@ -26,15 +25,14 @@ impl Model {
     pub fn new(
         correlation: Correlation,
         audit: Audit,
-        witnesses: &[Witness],
+        witness_warnings: Vec<Warning>,
         fail_on: FailOn,
     ) -> Model {
         let warnings = correlation
             .inputs
             .iter()
-            .flat_map(|i| i.warnings.iter())
-            .chain(witnesses.iter().flat_map(|w| w.warnings()))
-            .cloned()
+            .flat_map(|i| i.warnings.iter().cloned())
+            .chain(witness_warnings)
             .collect();
         let words = audit.findings.iter().map(explain::words).collect();
         Model {
