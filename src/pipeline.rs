@@ -20,6 +20,8 @@ pub struct Config {
     pub witnesses: Vec<String>,
     /// Rules inputs (iptables-save, nft -j, ipset save, ip addr), read as one rule set.
     pub rules: Vec<String>,
+    /// An earlier dump of the same rules, for counter deltas.
+    pub rules_before: Vec<String>,
     /// The findings that make the run exit 1.
     pub fail_on: FailOn,
 }
@@ -28,12 +30,15 @@ pub struct Config {
 /// A witness that cannot be opened fails the run before any capture is read; problems
 /// inside inputs are warnings in the model.
 pub fn run(cfg: &Config) -> anyhow::Result<Model> {
-    let witnesses = cfg
+    let mut witnesses = cfg
         .witnesses
         .iter()
         .map(|f| Witness::read_conntrack(f))
-        .chain(cfg.rules.iter().map(|f| Witness::read_rules(f)))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    if !cfg.rules.is_empty() {
+        let rules = crate::rules::read_all(&cfg.rules, &cfg.rules_before)?;
+        witnesses.push(Witness::Rules(rules));
+    }
     let c = correlate::run(&cfg.captures, &cfg.read, cfg.correlate);
     let warnings = witnesses
         .iter()

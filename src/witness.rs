@@ -5,7 +5,7 @@
 
 use crate::conntrack::{self, Dump};
 use crate::diag::Warning;
-use crate::rules::{self, RuleSet};
+use crate::rules::RuleSet;
 
 /// One witness input, read.
 #[derive(Clone, Debug)]
@@ -20,11 +20,6 @@ impl Witness {
     /// Reads a conntrack file (`-` for standard input, `.gz` decompressed).
     pub fn read_conntrack(path: &str) -> anyhow::Result<Witness> {
         conntrack::read_path(path).map(Witness::Conntrack)
-    }
-
-    /// Reads a rules input of any kind natcheck recognises by its content.
-    pub fn read_rules(path: &str) -> anyhow::Result<Witness> {
-        rules::read_path(path).map(Witness::Rules)
     }
 
     /// The input as given on the command line.

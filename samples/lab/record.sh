@@ -896,6 +896,8 @@ COMMIT
 EOF
   server web "$NS_C1" tcp_server.py --port 80 --lifetime 30
   server dns "$NS_C1" udp_server.py --port 53 --lifetime 30
+  # The counters before the traffic, for the deltas of --rules-before.
+  hx iptables-save -c | sed '/^# /d' >"$SCEN_DIR/iptables-counters-before.txt"
   start_recording
   run o1 "$NS_OUT" tcp_client.py --src "$REMOTE_CLI" --dst "$HOST_IP" --port 30080 --requests 2 --tag np1
   client h1 "$NS_OUT" tcp_client.py --src "$SRV_IP" --dst "$HOST_IP" --port 30080 --requests 2 --tag nphold \

@@ -76,8 +76,10 @@ impl<'a> Ctx<'a> {
                 chain,
                 ..
             } => {
-                let t = self.rules?.tables.get(*table)?;
-                let ch = t.chain(chain)?;
+                let rules = self.rules?;
+                let t = rules.tables.get(*table)?;
+                let ci = t.chains.iter().position(|c| &c.name == chain)?;
+                let ch = &t.chains[ci];
                 Some(Evidence::Rule {
                     role: RuleRole::Policy,
                     rule: RuleFacts {
@@ -87,6 +89,16 @@ impl<'a> Ctx<'a> {
                         line: ch.line,
                         handle: None,
                         text: format!(":{} DROP", ch.name),
+                        counters: ch.base.as_ref().and_then(|b| b.counters),
+                        change: rules
+                            .baseline
+                            .as_ref()
+                            .zip(ch.base.as_ref())
+                            .and_then(|(base, b)| Some(base.policy(*table, ci, b.counters?))),
+                        baseline: rules
+                            .baseline
+                            .as_ref()
+                            .map_or(String::new(), |b| b.source.clone()),
                     },
                 })
             }
@@ -144,6 +156,12 @@ impl<'a> Ctx<'a> {
                 line: rule.line,
                 handle: rule.handle,
                 text: rule.text.clone(),
+                counters: rule.counters,
+                change: r.change(rules),
+                baseline: rules
+                    .baseline
+                    .as_ref()
+                    .map_or(String::new(), |b| b.source.clone()),
             },
         })
     }

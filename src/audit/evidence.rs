@@ -53,6 +53,11 @@ pub struct RuleFacts {
     pub line: u64,
     pub handle: Option<u64>,
     pub text: String,
+    /// Its counters, when dumped with them, and with `--rules-before` how they changed
+    /// since the earlier dump (`baseline`).
+    pub counters: Option<crate::rules::Counters>,
+    pub change: Option<crate::rules::counters::Change>,
+    pub baseline: String,
 }
 
 /// What a rule did to the connection's first packet.

@@ -71,6 +71,13 @@ pub struct Args {
     /// are read as one rule set.
     #[arg(long = "rules", value_name = "FILE")]
     pub rules: Vec<String>,
+
+    /// An earlier dump of the same rules with counters (`iptables-save -c`, nft with
+    /// `counter`), taken before the captures: every rule named in the report then says
+    /// by how much its counter grew in between, was reset, or is new. Repeatable, read
+    /// like `--rules`.
+    #[arg(long = "rules-before", value_name = "FILE", requires = "rules")]
+    pub rules_before: Vec<String>,
 }
 
 impl OutputFormat {
@@ -105,6 +112,7 @@ impl Args {
             },
             witnesses: self.conntrack.clone(),
             rules: self.rules.clone(),
+            rules_before: self.rules_before.clone(),
             fail_on: self.fail_on.clone(),
         })
     }

@@ -10,7 +10,7 @@ use super::{print_warnings, ExitStatus, Format};
 use crate::model::{Proto, Tuple};
 use crate::report;
 use crate::rules::eval::{self, Packet};
-use crate::rules::{CtState, RuleSet};
+use crate::rules::CtState;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -18,6 +18,11 @@ pub struct Args {
     /// ip addr (repeatable; recognised by content, read as one rule set).
     #[arg(long = "rules", value_name = "FILE", required = true)]
     pub rules: Vec<String>,
+
+    /// An earlier dump of the same rules with counters: each rule the packet matches
+    /// then shows how much its counter grew in between.
+    #[arg(long = "rules-before", value_name = "FILE")]
+    pub rules_before: Vec<String>,
 
     /// The packet: `PROTO SRC[:PORT] > DST[:PORT] in IFACE [out IFACE]`, or `local`
     /// instead of `in IFACE` for a packet the host sends (OUTPUT). IPv6 with ports in
@@ -155,10 +160,7 @@ pub fn parse_packet(spec: &str, ct: CtState, mark: u32) -> Result<Packet, String
 pub fn run(args: &Args) -> anyhow::Result<ExitStatus> {
     let packet = parse_packet(&args.packet, args.ct_state, args.mark)
         .map_err(|e| anyhow::anyhow!("--packet {e}"))?;
-    let mut rules = RuleSet::default();
-    for f in &args.rules {
-        rules.merge(crate::rules::read_path(f)?);
-    }
+    let rules = crate::rules::read_all(&args.rules, &args.rules_before)?;
     let walk = eval::walk(&rules, &packet);
     let mut out = io::BufWriter::new(io::stdout().lock());
     match args.format {

@@ -10,8 +10,9 @@ use super::fmt::{dst, tuple_proto};
 use crate::audit::rules::Attribution;
 use crate::audit::WitnessSummary;
 use crate::model::Tuple;
+use crate::rules::counters::Change;
 use crate::rules::eval::{Event, Fate, Nat, Outcome, Packet, RuleRef, Walk};
-use crate::rules::{Hook, RuleSet, Target};
+use crate::rules::{Counters, Hook, RuleSet, Target};
 
 /// A rule as reports name it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -37,6 +38,55 @@ pub struct RuleJson<'a> {
 pub struct CountersJson {
     pub packets: u64,
     pub bytes: u64,
+    /// With `--rules-before`: how the counter changed since the earlier dump.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since_before: Option<ChangeJson>,
+}
+
+/// `{"change": "grew", "packets": 3, "bytes": 180}`; `reset` (the counter went down:
+/// the chain was rewritten in between) and `new` (no such rule before) carry no
+/// difference.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct ChangeJson {
+    pub change: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub packets: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+}
+
+impl ChangeJson {
+    pub fn of(c: Change) -> ChangeJson {
+        let (change, by) = match c {
+            Change::Grew(by) => ("grew", Some(by)),
+            Change::Reset => ("reset", None),
+            Change::New => ("new", None),
+        };
+        ChangeJson {
+            change,
+            packets: by.map(|b| b.packets),
+            bytes: by.map(|b| b.bytes),
+        }
+    }
+}
+
+/// `[counter: 12 packets]`, with `--rules-before` `[counter: 12 packets, +3 since
+/// before.txt]`; empty without counters.
+pub fn counted(counters: Option<Counters>, change: Option<Change>, baseline: &str) -> String {
+    let Some(c) = counters else {
+        return String::new();
+    };
+    let since = match change {
+        Some(Change::Grew(by)) => format!(", +{} since {baseline}", by.packets),
+        Some(Change::Reset) => format!(", reset since {baseline}"),
+        Some(Change::New) => format!(", rule added since {baseline}"),
+        None => String::new(),
+    };
+    format!("  [counter: {} packets{since}]", c.packets)
+}
+
+fn baseline_source(rules: &RuleSet) -> &str {
+    rules.baseline.as_ref().map_or("", |b| b.source.as_str())
 }
 
 /// The rule at `r`.
@@ -55,6 +105,7 @@ pub fn rule_json<'a>(rules: &'a RuleSet, r: &RuleRef) -> Option<RuleJson<'a>> {
         counters: rule.counters.map(|c| CountersJson {
             packets: c.packets,
             bytes: c.bytes,
+            since_before: r.change(rules).map(ChangeJson::of),
         }),
     })
 }
@@ -67,10 +118,11 @@ pub fn rule_line(rules: &RuleSet, r: &RuleRef) -> String {
                 (0, Some(h)) => format!("{} handle {h}", j.source),
                 (line, _) => format!("{}:{line}", j.source),
             };
-            let counted = j
-                .counters
-                .map(|c| format!("  [counter: {} packets]", c.packets))
-                .unwrap_or_default();
+            let counted = counted(
+                r.rule(rules).and_then(|x| x.counters),
+                r.change(rules),
+                baseline_source(rules),
+            );
             format!("{} {} ({place}): {}{counted}", j.table, j.chain, j.text)
         }
         None => format!("{} rule {}", r.chain, r.index + 1),
@@ -355,7 +407,16 @@ fn event_line<'a>(
                     None => format!("  => now {}", crate::report::fmt::tuple(&n.after)),
                 })
                 .unwrap_or_default();
-            let _ = writeln!(out, "  {pad}{}{nat}", rule_short(rules, r));
+            // Counters in the trace only when there is a difference to tell.
+            let counted = match rules.baseline {
+                Some(_) => counted(
+                    r.rule(rules).and_then(|x| x.counters),
+                    r.change(rules),
+                    baseline_source(rules),
+                ),
+                None => String::new(),
+            };
+            let _ = writeln!(out, "  {pad}{}{counted}{nat}", rule_short(rules, r));
             match crate::audit::rules::rule_target(rules, r) {
                 Some(Target::Jump(c)) => stack.push(c),
                 Some(Target::Goto(c)) => {

@@ -85,6 +85,13 @@ impl RuleRef {
             .rules
             .get(self.index)
     }
+
+    /// How its counters changed since the baseline dump, when both dumps counted.
+    pub fn change(&self, rules: &RuleSet) -> Option<super::counters::Change> {
+        let now = self.rule(rules)?.counters?;
+        let base = rules.baseline.as_ref()?;
+        Some(base.rule(self.table, self.chain_index, self.index, now))
+    }
 }
 
 /// Lookups the walk makes for every packet, built once per rule set: chains by name,

@@ -13,6 +13,7 @@
 //!   written, so reports quote the user's own rule.
 
 pub mod addrs;
+pub mod counters;
 pub mod eval;
 pub mod ipset;
 pub mod iptables;
@@ -49,6 +50,18 @@ pub enum Family {
 }
 
 impl Family {
+    /// The family as nft names it (`ip`, `ip6`, `inet`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Ip => "ip",
+            Family::Ip6 => "ip6",
+            Family::Inet => "inet",
+            Family::Bridge => "bridge",
+            Family::Arp => "arp",
+            Family::Netdev => "netdev",
+        }
+    }
+
     /// Whether the table sees packets of this address family.
     pub fn sees(self, addr: IpAddr) -> bool {
         match self {
@@ -128,6 +141,8 @@ pub struct RuleSet {
     /// Addresses of the host, by interface (from `ip -o addr` / `ip -j addr`).
     pub addrs: Vec<HostAddr>,
     pub warnings: Vec<Warning>,
+    /// An earlier dump's counters (`--rules-before`), for what grew in between.
+    pub baseline: Option<counters::Baseline>,
 }
 
 /// One table: iptables `*nat`, or an nft `table ip nat`.
@@ -513,6 +528,23 @@ pub fn read_path(path: &str) -> anyhow::Result<RuleSet> {
     Ok(parse(path, &text))
 }
 
+/// Reads every rules input as one rule set, and the earlier dumps `before` (if any)
+/// as its baseline for counter deltas.
+pub fn read_all(paths: &[String], before: &[String]) -> anyhow::Result<RuleSet> {
+    let mut rules = RuleSet::default();
+    for p in paths {
+        rules.merge(read_path(p)?);
+    }
+    if !before.is_empty() {
+        let mut earlier = RuleSet::default();
+        for p in before {
+            earlier.merge(read_path(p)?);
+        }
+        rules.compare_with(earlier);
+    }
+    Ok(rules)
+}
+
 /// Parses a rules input of any recognised kind; an unrecognised one is a warning.
 pub fn parse(source: &str, text: &str) -> RuleSet {
     match InputKind::detect(text) {
@@ -547,6 +579,15 @@ impl RuleSet {
         self.sets.extend(other.sets);
         self.addrs.extend(other.addrs);
         self.warnings.extend(other.warnings);
+    }
+
+    /// Takes `before`, an earlier dump of the same rules, as the baseline for counter
+    /// deltas; its reading warnings and what cannot be compared become warnings here.
+    pub fn compare_with(&mut self, before: RuleSet) {
+        let (baseline, warnings) = counters::Baseline::between(&before, self);
+        self.warnings.extend(before.warnings);
+        self.warnings.extend(warnings);
+        self.baseline = Some(baseline);
     }
 
     /// Whether `a` is an address of the host (addrtype LOCAL: any address on any

@@ -94,7 +94,11 @@ fn rule(role: RuleRole, r: &RuleFacts) -> String {
         (0, Some(h)) => format!("{} handle {h}", r.source),
         (line, _) => format!("{}:{line}", r.source),
     };
-    format!("{what} {} {} ({place}): {}", r.table, r.chain, r.text)
+    let counted = crate::report::rules::counted(r.counters, r.change, &r.baseline);
+    format!(
+        "{what} {} {} ({place}): {}{counted}",
+        r.table, r.chain, r.text
+    )
 }
 
 pub fn line(e: &Evidence) -> String {
