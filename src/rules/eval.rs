@@ -632,6 +632,20 @@ impl<'a> Walker<'a> {
                 s.ctmark = op.apply(s.ctmark);
                 go_on(s)
             }
+            Target::CopyMark {
+                restore,
+                nfmask,
+                ctmask,
+            } => {
+                // As the kernel's xt_connmark: the copied bits are XORed into the
+                // cleared ones.
+                if *restore {
+                    s.mark = (s.mark & !nfmask) ^ (s.ctmark & ctmask);
+                } else {
+                    s.ctmark = (s.ctmark & !ctmask) ^ (s.mark & nfmask);
+                }
+                go_on(s)
+            }
             Target::Notrack => {
                 s.untracked = true;
                 go_on(s)
@@ -1027,6 +1041,10 @@ impl Walker<'_> {
             MatchKind::Proto(pr) => yes(*pr == t.proto),
             MatchKind::Sport(ports) => yes(t.proto.has_ports() && ports.contains(t.sport)),
             MatchKind::Dport(ports) => yes(t.proto.has_ports() && ports.contains(t.dport)),
+            MatchKind::AnyProto(protos) => yes(protos.contains(&t.proto)),
+            MatchKind::EitherPort(ports) => {
+                yes(t.proto.has_ports() && (ports.contains(t.sport) || ports.contains(t.dport)))
+            }
             MatchKind::AddrType {
                 src,
                 dst,
@@ -1034,12 +1052,12 @@ impl Walker<'_> {
                 limit_out,
             } => {
                 let undecided =
-                    |ty: &Option<AddrType>, a: IpAddr| ty.is_some() && self.local(a).is_none();
+                    |ty: &[AddrType], a: IpAddr| !ty.is_empty() && self.local(a).is_none();
                 if *limit_in || *limit_out || undecided(src, t.src) || undecided(dst, t.dst) {
                     Test::Unknown
                 } else {
-                    let ok = |ty: &Option<AddrType>, a: IpAddr| {
-                        ty.is_none_or(|ty| self.addr_type(a) == ty)
+                    let ok = |ty: &[AddrType], a: IpAddr| {
+                        ty.is_empty() || ty.contains(&self.addr_type(a))
                     };
                     yes(ok(src, t.src) && ok(dst, t.dst))
                 }
@@ -1266,6 +1284,38 @@ COMMIT
         let p = inbound(30080);
         let input = &r.tables[1].chain("INPUT").unwrap().rules[0];
         assert!(matches_plainly(&r, input, &p));
+    }
+
+    #[test]
+    fn connmark_save_and_restore_copy_through_the_masks() {
+        let text = "*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n-A PREROUTING -j MARK --set-xmark 0x35/0xffffffff\n-A PREROUTING -j CONNMARK --save-mark --nfmask 0xf0 --ctmask 0xff\n-A PREROUTING -j MARK --set-xmark 0x0/0xffffffff\n-A PREROUTING -j CONNMARK --restore-mark --mask 0xff\nCOMMIT\n*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m mark --mark 0x30 -m connmark --mark 0x30 -j DROP\nCOMMIT\n";
+        let r = rules(text);
+        let w = walk(&r, &inbound(22));
+        assert_eq!(w.outcomes.len(), 1);
+        assert!(
+            matches!(w.outcomes[0].fate, Fate::Dropped { .. }),
+            "{:?}",
+            w.outcomes[0].fate
+        );
+    }
+
+    #[test]
+    fn multiport_ports_holds_for_either_port() {
+        let r = rules("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp -m multiport --ports 22,8000:8080 -j DROP\nCOMMIT\n");
+        let fate = |sport, dport| {
+            let p = Packet::first(
+                tcp("198.51.100.20", sport, "203.0.113.1", dport),
+                Some("eth0".into()),
+                None,
+            );
+            let w = walk(&r, &p);
+            assert_eq!(w.outcomes.len(), 1);
+            matches!(w.outcomes[0].fate, Fate::Dropped { .. })
+        };
+        assert!(fate(40000, 22));
+        assert!(fate(8080, 40000));
+        assert!(fate(22, 8000));
+        assert!(!fate(40000, 23));
     }
 
     #[test]

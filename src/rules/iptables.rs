@@ -1104,8 +1104,7 @@ fn module(
                     "--dports" | "--destination-ports" => {
                         one_arg(o).and_then(parse_ports).map(MatchKind::Dport)
                     }
-                    // `--ports` holds when either port is listed: not one match of
-                    // the model, so followed both ways.
+                    "--ports" => one_arg(o).and_then(parse_ports).map(MatchKind::EitherPort),
                     _ => None,
                 };
                 let kind = kind.unwrap_or_else(|| unknown_opt(o));
@@ -1116,18 +1115,18 @@ fn module(
             let limit_in = opts.iter().any(|o| o.name == "--limit-iface-in");
             let limit_out = opts.iter().any(|o| o.name == "--limit-iface-out");
             for o in opts {
-                let ty = one_arg(o).and_then(addr_type);
+                let ty = one_arg(o).and_then(addr_types);
                 let kind = match (o.name.as_str(), ty) {
                     ("--limit-iface-in" | "--limit-iface-out", _) if o.args.is_empty() => continue,
                     ("--src-type", Some(t)) => MatchKind::AddrType {
-                        src: Some(t),
-                        dst: None,
+                        src: t,
+                        dst: Vec::new(),
                         limit_in,
                         limit_out,
                     },
                     ("--dst-type", Some(t)) => MatchKind::AddrType {
-                        src: None,
-                        dst: Some(t),
+                        src: Vec::new(),
+                        dst: t,
                         limit_in,
                         limit_out,
                     },
@@ -1308,7 +1307,12 @@ fn module(
     }
 }
 
-pub(super) fn addr_type(s: &str) -> Option<AddrType> {
+/// `LOCAL`, or a list: `UNICAST,LOCAL`.
+pub(super) fn addr_types(s: &str) -> Option<Vec<AddrType>> {
+    s.split(',').map(addr_type).collect()
+}
+
+fn addr_type(s: &str) -> Option<AddrType> {
     Some(match s {
         "LOCAL" => AddrType::Local,
         "UNICAST" => AddrType::Unicast,
@@ -1569,9 +1573,7 @@ fn target(name: &str, opts: &[Opt], text: &str, hints: &mut FamilyHints) -> Targ
                     .iter()
                     .any(|o| o.name == "--save-mark" || o.name == "--restore-mark")
             {
-                return Target::Continue {
-                    name: name.to_string(),
-                };
+                return copy_mark(opts).unwrap_or_else(unknown);
             }
             let [o] = opts else {
                 return unknown();
@@ -1600,6 +1602,29 @@ fn target(name: &str, opts: &[Opt], text: &str, hints: &mut FamilyHints) -> Targ
         n if EXTENSION_TARGETS.contains(&n) || !opts.is_empty() => unknown(),
         _ => Target::Jump(name.to_string()),
     }
+}
+
+/// `CONNMARK --restore-mark|--save-mark [--nfmask M] [--ctmask M] [--mask M]`.
+fn copy_mark(opts: &[Opt]) -> Option<Target> {
+    let (mut restore, mut nfmask, mut ctmask) = (None, u32::MAX, u32::MAX);
+    for o in opts {
+        match (o.name.as_str(), one_arg(o)) {
+            ("--restore-mark", None) if o.args.is_empty() => restore = Some(true),
+            ("--save-mark", None) if o.args.is_empty() => restore = Some(false),
+            ("--nfmask", Some(m)) => nfmask = parse_u32(m)?,
+            ("--ctmask", Some(m)) => ctmask = parse_u32(m)?,
+            ("--mask", Some(m)) => {
+                nfmask = parse_u32(m)?;
+                ctmask = nfmask;
+            }
+            _ => return None,
+        }
+    }
+    Some(Target::CopyMark {
+        restore: restore?,
+        nfmask,
+        ctmask,
+    })
 }
 
 /// A MARK/CONNMARK option as `mark = (mark & !clear) ^ xor`.

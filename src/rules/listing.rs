@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use super::iptables::{
-    addr_type, builtin, ct_states, hook_bit, icmp_type, infer_table, parse_mark, parse_nat_to,
+    addr_types, builtin, ct_states, hook_bit, icmp_type, infer_table, parse_mark, parse_nat_to,
     parse_port_range, parse_ports, parse_prefix, parse_proto, Clues, CONTINUE_TARGETS,
     EXTENSION_TARGETS, ICMP_NAMES,
 };
@@ -585,7 +585,7 @@ impl Reader<'_> {
             }
             "multiport" if !neg => {
                 let (dir, mut k) = match w(i + 1) {
-                    Some(d @ ("dports" | "sports")) => (d, i + 2),
+                    Some(d @ ("dports" | "sports" | "ports")) => (d, i + 2),
                     _ => return 0,
                 };
                 let mneg = w(k) == Some("!");
@@ -599,10 +599,10 @@ impl Reader<'_> {
                 let Some(ports) = parse_ports(list) else {
                     return 0;
                 };
-                let kind = if dir == "dports" {
-                    MatchKind::Dport(ports)
-                } else {
-                    MatchKind::Sport(ports)
+                let kind = match dir {
+                    "dports" => MatchKind::Dport(ports),
+                    "sports" => MatchKind::Sport(ports),
+                    _ => MatchKind::EitherPort(ports),
                 };
                 push(rule, mneg, kind);
                 k + 1 - i
@@ -746,7 +746,7 @@ impl Reader<'_> {
                             }
                             let Some(v) = w(j) else { return 0 };
                             let (vneg, v) = negation(v);
-                            let Some(ty) = addr_type(v) else { return 0 };
+                            let Some(ty) = addr_types(v) else { return 0 };
                             out.push((d == "src-type", tneg || vneg, ty));
                             k = j + 1;
                         }
@@ -769,8 +769,8 @@ impl Reader<'_> {
                         rule,
                         tneg,
                         MatchKind::AddrType {
-                            src: src.then_some(ty),
-                            dst: (!src).then_some(ty),
+                            src: if src { ty.clone() } else { Vec::new() },
+                            dst: if src { Vec::new() } else { ty },
                             limit_in,
                             limit_out,
                         },
@@ -894,13 +894,22 @@ impl Reader<'_> {
                 match op {
                     Some(op) if name == "MARK" => Target::Mark(op),
                     Some(op) => Target::ConnMark(op),
-                    None if name == "CONNMARK"
-                        && matches!(words.get(1), Some(&"save" | &"restore")) =>
-                    {
-                        Target::Continue {
-                            name: name.to_string(),
+                    None if name == "CONNMARK" => match words.as_slice() {
+                        // `CONNMARK restore`, `CONNMARK save mask 0xff`.
+                        [_, dir @ ("save" | "restore"), rest @ ..] => {
+                            let mask = match rest {
+                                [] => Some(u32::MAX),
+                                ["mask", m] => parse_mark(m).map(|(v, _)| v),
+                                _ => None,
+                            };
+                            mask.map_or_else(unknown, |m| Target::CopyMark {
+                                restore: *dir == "restore",
+                                nfmask: m,
+                                ctmask: m,
+                            })
                         }
-                    }
+                        _ => unknown(),
+                    },
                     None => unknown(),
                 }
             }
@@ -1427,8 +1436,8 @@ RETURN     all  --  0.0.0.0/0            0.0.0.0/0
             Some(&m(
                 false,
                 MatchKind::AddrType {
-                    src: None,
-                    dst: Some(super::super::AddrType::Local),
+                    src: vec![],
+                    dst: vec![super::super::AddrType::Local],
                     limit_in: false,
                     limit_out: false
                 }
@@ -1651,10 +1660,14 @@ Chain DOCKER (1 references)
                 xor: 0x4000
             })
         );
-        assert!(matches!(
+        assert_eq!(
             rule(&r, "DOCKER", 4).target,
-            Target::Continue { .. }
-        ));
+            Target::CopyMark {
+                restore: true,
+                nfmask: u32::MAX,
+                ctmask: u32::MAX
+            }
+        );
         assert!(matches!(
             &rule(&r, "DOCKER", 5).target,
             Target::Unknown { name, .. } if name == "WEIRD"

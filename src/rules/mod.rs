@@ -290,10 +290,15 @@ pub enum MatchKind {
     Proto(Proto),
     Sport(Ports),
     Dport(Ports),
-    /// `-m addrtype`: `src`/`dst` type, `--limit-iface-in/out`.
+    /// nft `meta l4proto { tcp, udp }`: one of these protocols.
+    AnyProto(Vec<Proto>),
+    /// `-m multiport --ports`: the source or the destination port is listed.
+    EitherPort(Ports),
+    /// `-m addrtype`: the source's and the destination's route type is one of those
+    /// listed (an empty list: any); `--limit-iface-in/out`.
     AddrType {
-        src: Option<AddrType>,
-        dst: Option<AddrType>,
+        src: Vec<AddrType>,
+        dst: Vec<AddrType>,
         limit_in: bool,
         limit_out: bool,
     },
@@ -424,6 +429,13 @@ pub enum Target {
     Log,
     /// NOTRACK / `CT --notrack`: the packet is untracked (no NAT).
     Notrack,
+    /// `CONNMARK --restore-mark` (`restore`: the connection's mark into the packet's)
+    /// or `--save-mark` (the packet's into the connection's), through the masks.
+    CopyMark {
+        restore: bool,
+        nfmask: u32,
+        ctmask: u32,
+    },
     /// Other non-terminating targets natcheck knows are harmless to the path (`CT
     /// --zone`, `TCPMSS`, `CHECKSUM`, ...).
     Continue {

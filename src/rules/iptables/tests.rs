@@ -184,8 +184,8 @@ fn sample_nodeport() {
     assert!(svc.matches.contains(&Match {
         negated: false,
         kind: MatchKind::AddrType {
-            src: None,
-            dst: Some(AddrType::Local),
+            src: vec![],
+            dst: vec![AddrType::Local],
             limit_in: false,
             limit_out: false
         }
@@ -589,8 +589,8 @@ fn docker_rule_set() {
         Match {
             negated: true,
             kind: MatchKind::AddrType {
-                src: Some(AddrType::Local),
-                dst: None,
+                src: vec![AddrType::Local],
+                dst: vec![],
                 limit_in: false,
                 limit_out: true
             }
@@ -680,8 +680,10 @@ fn docker_rule_set() {
     );
     assert_eq!(
         pre[0].target,
-        Target::Continue {
-            name: "CONNMARK".into()
+        Target::CopyMark {
+            restore: true,
+            nfmask: 0xff,
+            ctmask: 0xff
         }
     );
     assert_eq!(
@@ -974,13 +976,10 @@ fn quoting_and_old_negation() {
             kind: MatchKind::Dport(Ports(vec![(22, 22)]))
         }
     );
-    // `-p all` is no match; `--ports` (either side) is not one match of the model.
+    // `-p all` is no match; `--ports` holds for either side's port.
     assert_eq!(
         kinds(&rules[2]),
-        vec![&MatchKind::Unknown {
-            name: "multiport".into(),
-            text: "-m multiport --ports 80,443".into()
-        }]
+        vec![&MatchKind::EitherPort(Ports(vec![(80, 80), (443, 443)]))]
     );
 }
 
@@ -1243,4 +1242,21 @@ fn long_lines_and_many_rules_stay_linear() {
     text.push_str("\nCOMMIT\n");
     let rs = clean("big", &text);
     assert_eq!(chain(&rs, "filter", "INPUT").rules.len(), 20_001);
+}
+
+#[test]
+fn addrtype_lists_and_connmark_save_restore() {
+    let text = "*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -m addrtype --dst-type UNICAST,LOCAL -j ACCEPT\nCOMMIT\n";
+    let rs = parse("a", text);
+    assert!(rs.warnings.is_empty(), "{:?}", rs.warnings);
+    let r = &chain(&rs, "nat", "PREROUTING").rules[0];
+    assert_eq!(
+        kinds(r),
+        vec![&MatchKind::AddrType {
+            src: vec![],
+            dst: vec![AddrType::Unicast, AddrType::Local],
+            limit_in: false,
+            limit_out: false
+        }]
+    );
 }

@@ -377,10 +377,26 @@ fn port_match(field: &Left, o: Op, r: &Value) -> Option<Vec<Match>> {
     )
 }
 
-/// `meta l4proto tcp`, `ip protocol 17`: one protocol.
+/// `meta l4proto tcp`, `ip protocol 17`: one protocol; `meta l4proto { tcp, udp }`:
+/// any of them (`!=`: none of them, one negated match each).
 fn proto_match(o: Op, r: &Value) -> Option<Vec<Match>> {
-    match members(r).as_slice() {
-        [p] => one(o, MatchKind::Proto(value::proto(p)?)),
+    let protos = members(r)
+        .into_iter()
+        .map(value::proto)
+        .collect::<Option<Vec<Proto>>>()?;
+    match (protos.as_slice(), o) {
+        ([p], _) => one(o, MatchKind::Proto(*p)),
+        ([], _) => None,
+        (_, Op::Ne) => Some(
+            protos
+                .into_iter()
+                .map(|p| Match {
+                    negated: true,
+                    kind: MatchKind::Proto(p),
+                })
+                .collect(),
+        ),
+        (_, Op::Eq | Op::In) => one(o, MatchKind::AnyProto(protos)),
         _ => None,
     }
 }
@@ -504,12 +520,21 @@ fn fib_match(field: &Left, o: Op, r: &Value) -> Option<Vec<Match>> {
     else {
         return None;
     };
-    let t = addr_type(r.as_str()?);
+    // `fib daddr type local`, or a set: `fib daddr type { local, broadcast }`.
+    let t: Vec<AddrType> = match r {
+        Value::String(s) => vec![addr_type(s)],
+        _ => r
+            .get("set")?
+            .as_array()?
+            .iter()
+            .map(|v| v.as_str().map(addr_type))
+            .collect::<Option<_>>()?,
+    };
     one(
         o,
         MatchKind::AddrType {
-            src: src.then_some(t),
-            dst: (!src).then_some(t),
+            src: if src { t.clone() } else { Vec::new() },
+            dst: if src { Vec::new() } else { t },
             limit_in,
             limit_out,
         },

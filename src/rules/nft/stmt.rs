@@ -275,7 +275,23 @@ impl RuleCtx<'_> {
                 .or(inner.as_str())?;
             Some((k, name))
         });
+        let reads = |k: &str| {
+            single(v).is_some_and(|(name, inner)| {
+                name == k && inner.get("key").and_then(Value::as_str) == Some("mark")
+            })
+        };
         match which {
+            // `meta mark set ct mark`, `ct mark set meta mark`: CONNMARK restore/save.
+            Some(("meta", "mark")) if reads("ct") => Stmt::Effect(Target::CopyMark {
+                restore: true,
+                nfmask: u32::MAX,
+                ctmask: u32::MAX,
+            }),
+            Some(("ct", "mark")) if reads("meta") => Stmt::Effect(Target::CopyMark {
+                restore: false,
+                nfmask: u32::MAX,
+                ctmask: u32::MAX,
+            }),
             Some(("meta", "mark")) => match mark_op(v, key) {
                 Some(op) => Stmt::Effect(Target::Mark(op)),
                 None => Stmt::Effect(Target::Continue {

@@ -178,8 +178,8 @@ fn kube_proxy_nftables_mode() {
         nodeports.matches,
         vec![
             m(MatchKind::AddrType {
-                src: None,
-                dst: Some(AddrType::Local),
+                src: vec![],
+                dst: vec![AddrType::Local],
                 limit_in: false,
                 limit_out: false
             }),
@@ -690,7 +690,11 @@ fn unknown_objects_and_expressions_are_kept_going_past() {
     assert!(matches!(&r.matches[0].kind, MatchKind::Unknown { name, .. } if name == "osf name"));
     assert_eq!(r.matches[1], m(MatchKind::Proto(Proto::Udp)));
     assert!(matches!(&r.matches[2].kind, MatchKind::Unknown { name, .. } if name == "udp length"));
-    assert!(r.matches[3..]
+    assert_eq!(
+        r.matches[3],
+        m(MatchKind::AnyProto(vec![Proto::Tcp, Proto::Udp]))
+    );
+    assert!(r.matches[4..]
         .iter()
         .all(|m| matches!(m.kind, MatchKind::Unknown { .. })));
     assert!(matches!(&r.target, Target::Unknown { name, .. } if name == "queue"));
@@ -702,13 +706,21 @@ fn unknown_objects_and_expressions_are_kept_going_past() {
     // A rule whose expr is not a list only counts.
     assert_eq!(c.rules[2].target, Target::None);
     assert_eq!(c.rules[2].handle, Some(6));
-    // An unknown operator; ct mark set meta mark (a copy) and ip dscp set go on, and
-    // only the last of such statements is kept.
+    // An unknown operator; ct mark set meta mark (CONNMARK --save-mark) is a rule of
+    // its own, and ip dscp set goes on.
     let h8: Vec<&Rule> = c.rules.iter().filter(|r| r.handle == Some(8)).collect();
-    assert_eq!(h8.len(), 1);
+    assert_eq!(h8.len(), 2);
     assert!(matches!(&h8[0].matches[0].kind, MatchKind::Unknown { .. }));
     assert_eq!(
         h8[0].target,
+        Target::CopyMark {
+            restore: false,
+            nfmask: u32::MAX,
+            ctmask: u32::MAX
+        }
+    );
+    assert_eq!(
+        h8[1].target,
         Target::Continue {
             name: "ip dscp set 46".into()
         }
@@ -950,5 +962,42 @@ fn recorded_native_ruleset() {
             ports: Some((3129, 3129)),
             flags: NatFlags::default()
         }
+    );
+}
+
+#[test]
+fn protocol_sets_and_address_type_sets() {
+    let text = r#"{"nftables": [
+      {"table": {"family": "inet", "name": "f", "handle": 1}},
+      {"chain": {"family": "inet", "table": "f", "name": "c", "handle": 2}},
+      {"rule": {"family": "inet", "table": "f", "chain": "c", "handle": 3, "expr": [
+        {"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": {"set": ["tcp", "udp"]}}},
+        {"match": {"op": "==", "left": {"fib": {"result": "type", "flags": ["daddr"]}}, "right": {"set": ["local", "broadcast"]}}},
+        {"accept": null}]}},
+      {"rule": {"family": "inet", "table": "f", "chain": "c", "handle": 4, "expr": [
+        {"match": {"op": "!=", "left": {"meta": {"key": "l4proto"}}, "right": {"set": ["tcp", "udp"]}}},
+        {"drop": null}]}}
+    ]}"#;
+    let rs = parse_json("p.json", text);
+    assert!(rs.warnings.is_empty(), "{:?}", rs.warnings);
+    let c = chain(&rs, "f", "c");
+    assert_eq!(
+        c.rules[0].matches,
+        vec![
+            m(MatchKind::AnyProto(vec![Proto::Tcp, Proto::Udp])),
+            m(MatchKind::AddrType {
+                src: vec![],
+                dst: vec![AddrType::Local, AddrType::Broadcast],
+                limit_in: false,
+                limit_out: false
+            })
+        ]
+    );
+    assert_eq!(
+        c.rules[1].matches,
+        vec![
+            not(MatchKind::Proto(Proto::Tcp)),
+            not(MatchKind::Proto(Proto::Udp))
+        ]
     );
 }
