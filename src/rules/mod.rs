@@ -588,9 +588,32 @@ impl RuleSet {
             self.source = format!("{}, {}", self.source, other.source);
         }
         self.tables.extend(other.tables);
+        self.drop_iptables_nft_twins();
         self.sets.extend(other.sets);
         self.addrs.extend(other.addrs);
         self.warnings.extend(other.warnings);
+    }
+
+    /// iptables-nft keeps its tables in nf_tables, so `nft -j list ruleset` of such a
+    /// host shows them again (their matches as bare `xt` expressions, without
+    /// arguments). Given both, the iptables-save table is the complete one: its nft twin
+    /// (same family and name, base chains with iptables' upper-case names) is left out,
+    /// so that no rule is walked twice.
+    fn drop_iptables_nft_twins(&mut self) {
+        let saved: Vec<(Family, String)> = self
+            .tables
+            .iter()
+            .filter(|t| t.dialect != Dialect::NftJson)
+            .map(|t| (t.family, t.name.clone()))
+            .collect();
+        self.tables.retain(|t| {
+            let twin = t.dialect == Dialect::NftJson
+                && saved.contains(&(t.family, t.name.clone()))
+                && t.chains
+                    .iter()
+                    .any(|c| c.base.is_some() && iptables::builtin(&t.name, &c.name).is_some());
+            !twin
+        });
     }
 
     /// Takes `before`, an earlier dump of the same rules, as the baseline for counter

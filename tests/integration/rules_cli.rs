@@ -717,3 +717,27 @@ fn an_earlier_dump_without_counters_is_a_warning() {
     );
     assert!(stdout(&out).contains("rules: dnat by"), "{}", stdout(&out));
 }
+
+/// `nft -j list ruleset` of an iptables-nft host shows the iptables tables a second
+/// time, their matches as bare `xt` expressions: read beside iptables-save, those
+/// twins are left out, and every connection is attributed as from iptables-save alone.
+#[test]
+fn iptables_nft_twins_in_nft_json_are_not_walked_twice() {
+    let s = "kube-rules";
+    let save = format!("samples/{s}/iptables.txt");
+    let nft = format!("samples/{s}/nft.json");
+    let ipsets = format!("samples/{s}/ipsets.txt");
+    let (_, alone) = report(s, &[&save, &ipsets]);
+    let (_, both) = report(s, &[&save, &nft, &ipsets]);
+    let rules = |d: &Value| -> Vec<Value> {
+        d["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["rules"].clone())
+            .collect()
+    };
+    assert_eq!(rules(&alone), rules(&both));
+    assert_eq!(alone["rules"][0]["entries"], both["rules"][0]["entries"]);
+    assert_eq!(codes(&alone), codes(&both));
+}
