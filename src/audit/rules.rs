@@ -13,6 +13,8 @@
 
 use super::topology::Topology;
 use super::{WitnessKind, WitnessSummary};
+use rayon::prelude::*;
+
 use crate::correlate::{Connection, Correlation};
 use crate::model::{NatKind, Tuple};
 use crate::rules::eval::{self, Fate, Outcome, Packet, Walk};
@@ -130,58 +132,73 @@ fn unanswered_to_host<'a>(
 pub fn attribute(
     c: &Correlation,
     rules: &RuleSet,
-    next: &dyn Fn(usize) -> Option<usize>,
+    next: &(dyn Fn(usize) -> Option<usize> + Sync),
 ) -> Vec<Attribution> {
     let index = eval::Index::new(rules);
-    let mut out = Vec::new();
-    for (ci, conn) in c.connections.iter().enumerate() {
-        let (packet, wire, before) = if let Some((from, to)) = translating_link(conn) {
-            let (a, b) = (&conn.hops[from], &conn.hops[to]);
-            let p = Packet::first(
-                a.flow.tuple,
-                Some(iface(c, a.point)),
-                Some(iface(c, b.point)),
-            );
-            (p, Some(b.flow.tuple), a.flow.tuple)
-        } else if let (Some(b), Some(last)) = (next(ci), conn.hops.last()) {
-            let p = Packet::first(
-                last.flow.tuple,
-                Some(iface(c, last.point)),
-                Some(iface(c, b)),
-            );
-            (p, None, last.flow.tuple)
-        } else if let Some(h) = unanswered_to_host(rules, conn) {
-            let p = Packet::first(h.flow.tuple, Some(iface(c, h.point)), None);
-            (p, None, h.flow.tuple)
-        } else {
-            continue;
-        };
-        if !rules.tables.iter().any(|t| t.family.sees(packet.tuple.dst)) {
-            // No rules of this address family were given: nothing to walk.
-            continue;
-        }
-        let walk = eval::walk_indexed(rules, &index, &packet);
-        // Of the ways the wire confirms, the one that rests on the fewest assumptions,
-        // then the most likely (the outcomes are sorted by probability).
-        let chosen = walk
-            .outcomes
-            .iter()
-            .enumerate()
-            .filter(|(_, o)| match &wire {
-                Some(after) => agrees(rules, o, &before, after),
-                None => matches!(o.fate, Fate::Dropped { .. } | Fate::Rejected { .. }),
-            })
-            .min_by_key(|(i, o)| (o.assumptions(), *i))
-            .map(|(i, _)| i);
-        out.push(Attribution {
-            conn: ci,
-            packet,
-            walk,
-            wire,
-            chosen,
-        });
+    // Each connection's walk is independent of the others': in parallel, in
+    // connection order.
+    c.connections
+        .par_iter()
+        .enumerate()
+        .filter_map(|(ci, conn)| attribute_one(c, rules, &index, next, ci, conn))
+        .collect()
+}
+
+/// The walk of connection `ci`'s first packet, if it was translated, stopped at the
+/// host, or went unanswered to a host address.
+fn attribute_one(
+    c: &Correlation,
+    rules: &RuleSet,
+    index: &eval::Index,
+    next: &(dyn Fn(usize) -> Option<usize> + Sync),
+    ci: usize,
+    conn: &Connection,
+) -> Option<Attribution> {
+    let (packet, wire, before) = if let Some((from, to)) = translating_link(conn) {
+        let (a, b) = (&conn.hops[from], &conn.hops[to]);
+        let p = Packet::first(
+            a.flow.tuple,
+            Some(iface(c, a.point)),
+            Some(iface(c, b.point)),
+        );
+        (p, Some(b.flow.tuple), a.flow.tuple)
+    } else if let (Some(b), Some(last)) = (next(ci), conn.hops.last()) {
+        let p = Packet::first(
+            last.flow.tuple,
+            Some(iface(c, last.point)),
+            Some(iface(c, b)),
+        );
+        (p, None, last.flow.tuple)
+    } else if let Some(h) = unanswered_to_host(rules, conn) {
+        let p = Packet::first(h.flow.tuple, Some(iface(c, h.point)), None);
+        (p, None, h.flow.tuple)
+    } else {
+        return None;
+    };
+    if !rules.tables.iter().any(|t| t.family.sees(packet.tuple.dst)) {
+        // No rules of this address family were given: nothing to walk.
+        return None;
     }
-    out
+    let walk = eval::walk_indexed(rules, index, &packet);
+    // Of the ways the wire confirms, the one that rests on the fewest assumptions,
+    // then the most likely (the outcomes are sorted by probability).
+    let chosen = walk
+        .outcomes
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| match &wire {
+            Some(after) => agrees(rules, o, &before, after),
+            None => matches!(o.fate, Fate::Dropped { .. } | Fate::Rejected { .. }),
+        })
+        .min_by_key(|(i, o)| (o.assumptions(), *i))
+        .map(|(i, _)| i);
+    Some(Attribution {
+        conn: ci,
+        packet,
+        walk,
+        wire,
+        chosen,
+    })
 }
 
 /// DROP and REJECT rules of filter INPUT chains that would have stopped the packet's

@@ -589,6 +589,17 @@ impl<'a> Walker<'a> {
                 continue;
             };
             let rule = &chain.rules[i];
+            // Most rules fail on a match decided from the packet alone: skip them
+            // without building branches (the others split or assume only what they
+            // must).
+            if rule
+                .matches
+                .iter()
+                .any(|m| matches!(self.test(&s, m, hook), Test::No))
+            {
+                live.push((s, k + 1));
+                continue;
+            }
             let r = RuleRef {
                 table: ti,
                 chain_index: ci,
