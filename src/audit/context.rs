@@ -78,7 +78,7 @@ impl<'a> Ctx<'a> {
             } => {
                 let rules = self.rules?;
                 let t = rules.tables.get(*table)?;
-                let ci = t.chains.iter().position(|c| &c.name == chain)?;
+                let ci = t.chains.iter().position(|c| *c.name == **chain)?;
                 let ch = &t.chains[ci];
                 Some(Evidence::Rule {
                     role: RuleRole::Policy,

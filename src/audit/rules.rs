@@ -222,7 +222,7 @@ pub fn unseen_input_rules(rules: &RuleSet, packet: &Packet) -> Vec<eval::RuleRef
                     out.push(eval::RuleRef {
                         table: ti,
                         chain_index: ci,
-                        chain: ch.name.clone(),
+                        chain: ch.name.as_str().into(),
                         index: i,
                     });
                 }

@@ -395,7 +395,7 @@ fn event_line<'a>(
                 hook.as_str(),
                 t.map_or("", |t| t.name.as_str())
             );
-            *stack = vec![chain.as_str()];
+            *stack = vec![&**chain];
         }
         Event::Matched(r) => {
             let nat = [&o.dnat, &o.snat]

@@ -18,6 +18,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use super::{
     AddrType, Base, ChainType, CtState, Hook, Match, MatchKind, NatFlags, NatTo, Prefix, Rule,
@@ -70,7 +71,7 @@ pub struct RuleRef {
     pub table: usize,
     /// Index of the chain in the table, and its name.
     pub chain_index: usize,
-    pub chain: String,
+    pub chain: Arc<str>,
     /// Index of the rule in its chain.
     pub index: usize,
 }
@@ -102,6 +103,8 @@ impl RuleRef {
 pub struct Index {
     /// Per table: chain name → chain index.
     chains: Vec<HashMap<String, usize>>,
+    /// Per table, per chain: its name, shared by every event that names it.
+    names: Vec<Vec<Arc<str>>>,
     /// Per table, per chain.
     rules: Vec<Vec<ChainIndex>>,
     /// Every base chain as (hook, table, chain), in priority order (tables in input
@@ -142,6 +145,12 @@ impl Index {
                 chains.push(cx);
             }
             ix.chains.push(names);
+            ix.names.push(
+                t.chains
+                    .iter()
+                    .map(|c| Arc::from(c.name.as_str()))
+                    .collect(),
+            );
             ix.rules.push(chains);
         }
         let mut bases: Vec<(i32, Hook, usize, usize)> = Vec::new();
@@ -158,6 +167,15 @@ impl Index {
             .map(|(_, h, ti, ci)| (h, ti, ci))
             .collect();
         ix
+    }
+
+    /// The name of chain `chain` of table `table`.
+    fn name(&self, table: usize, chain: usize) -> Arc<str> {
+        self.names
+            .get(table)
+            .and_then(|t| t.get(chain))
+            .cloned()
+            .unwrap_or_else(|| Arc::from(""))
     }
 
     /// The index of chain `name` in table `table`.
@@ -207,7 +225,7 @@ pub enum Event {
         hook: Hook,
         table: usize,
         chain_index: usize,
-        chain: String,
+        chain: Arc<str>,
     },
     /// A rule matched and its target applied.
     Matched(RuleRef),
@@ -219,7 +237,7 @@ pub enum Event {
     Fell {
         table: usize,
         chain_index: usize,
-        chain: String,
+        chain: Arc<str>,
     },
     /// The routing decision after PREROUTING; `assumed` when no host address was
     /// given, so both ways are followed.
@@ -244,7 +262,7 @@ pub enum Fate {
         rule: Option<RuleRef>,
         hook: Hook,
         table: usize,
-        chain: String,
+        chain: Arc<str>,
     },
     /// Rejected (an ICMP error or RST goes back).
     Rejected { rule: RuleRef, hook: Hook },
@@ -333,7 +351,7 @@ impl State {
             untracked: false,
             out_iface: packet.out_iface.clone(),
             probability: 1.0,
-            events: Vec::new(),
+            events: Vec::with_capacity(16),
             dnat: None,
             snat: None,
             filter_hook: None,
@@ -507,7 +525,6 @@ impl<'a> Walker<'a> {
         let mut live = vec![s];
         let mut done = Vec::new();
         for (ti, ci, base) in chains {
-            let chain = &self.rules.tables[ti].chains[ci];
             let mut next = Vec::new();
             for mut s in live {
                 let nat_done = match hook {
@@ -524,7 +541,7 @@ impl<'a> Walker<'a> {
                     hook,
                     table: ti,
                     chain_index: ci,
-                    chain: chain.name.clone(),
+                    chain: self.index.name(ti, ci),
                 });
                 for (s, end) in self.chain(s, hook, ti, ci, 0) {
                     match end {
@@ -537,7 +554,7 @@ impl<'a> Walker<'a> {
                                     rule: None,
                                     hook,
                                     table: ti,
-                                    chain: chain.name.clone(),
+                                    chain: self.index.name(ti, ci),
                                 };
                                 done.push((s, Some(fate)));
                             }
@@ -547,7 +564,7 @@ impl<'a> Walker<'a> {
                                 rule,
                                 hook,
                                 table: ti,
-                                chain: chain.name.clone(),
+                                chain: self.index.name(ti, ci),
                             };
                             done.push((s, Some(fate)));
                         }
@@ -583,30 +600,43 @@ impl<'a> Walker<'a> {
                 s.events.push(Event::Fell {
                     table: ti,
                     chain_index: ci,
-                    chain: chain.name.clone(),
+                    chain: self.index.name(ti, ci),
                 });
                 out.push((s, End::Return));
                 continue;
             };
             let rule = &chain.rules[i];
-            // Most rules fail on a match decided from the packet alone: skip them
-            // without building branches (the others split or assume only what they
-            // must).
-            if rule
-                .matches
-                .iter()
-                .any(|m| matches!(self.test(&s, m, hook), Test::No))
-            {
+            // Most rules are decided from the packet alone: one that a match rules out
+            // is skipped, one whose every match holds goes on as it is; only the
+            // others split or assume.
+            let mut split = false;
+            let mut ruled_out = false;
+            for m in &rule.matches {
+                match self.test(&s, m, hook) {
+                    Test::No => {
+                        ruled_out = true;
+                        break;
+                    }
+                    Test::Yes => {}
+                    Test::Chance(_) | Test::Unknown => split = true,
+                }
+            }
+            if ruled_out {
                 live.push((s, k + 1));
                 continue;
             }
             let r = RuleRef {
                 table: ti,
                 chain_index: ci,
-                chain: chain.name.clone(),
+                chain: self.index.name(ti, ci),
                 index: i,
             };
-            for (mut s, held) in self.test_rule(s, rule, &r, hook) {
+            let (one, branches) = if split {
+                (None, self.test_rule(s, rule, &r, hook))
+            } else {
+                (Some((s, true)), Vec::new())
+            };
+            for (mut s, held) in one.into_iter().chain(branches) {
                 if !held {
                     live.push((s, k + 1));
                     continue;
@@ -1274,7 +1304,7 @@ COMMIT
         assert!(w.outcomes[0]
             .events
             .iter()
-            .any(|e| matches!(e, Event::Fell { chain, .. } if chain == "cali-PREROUTING")));
+            .any(|e| matches!(e, Event::Fell { chain, .. } if &**chain == "cali-PREROUTING")));
     }
 
     #[test]
@@ -1344,7 +1374,7 @@ COMMIT
                 hook: Hook::Forward,
                 ..
             } => {
-                assert_eq!(rr.chain, "DOCKER-USER");
+                assert_eq!(&*rr.chain, "DOCKER-USER");
                 let want = text
                     .lines()
                     .position(|l| l.contains("--ctorigdstport 9090"))
@@ -1376,7 +1406,7 @@ COMMIT
         let w = walk(&r, &p);
         assert!(matches!(
             &w.outcomes[0].fate,
-            Fate::Dropped { rule: None, chain, .. } if chain == "FORWARD"
+            Fate::Dropped { rule: None, chain, .. } if &**chain == "FORWARD"
         ));
     }
 
@@ -1408,7 +1438,7 @@ COMMIT
         let w = walk(&r, &p);
         // B returned past A (goto): A's ACCEPT was never reached; FORWARD's DROP was.
         match &w.outcomes[0].fate {
-            Fate::Dropped { rule: Some(rr), .. } => assert_eq!(rr.chain, "FORWARD"),
+            Fate::Dropped { rule: Some(rr), .. } => assert_eq!(&*rr.chain, "FORWARD"),
             f => panic!("{f:?}"),
         }
         let mut p = p;

@@ -558,15 +558,17 @@ struct Tok {
 /// Splits a line the way iptables-restore does: blanks separate words, double or single
 /// quotes group them, a backslash takes the next character as is.
 fn tokenize(line: &str) -> Result<Vec<Tok>, Fail> {
-    let mut toks = Vec::new();
-    let mut cur: Option<Tok> = None;
+    let mut toks = Vec::with_capacity(24);
+    // The word being read, and whether its text is still the line's own slice from
+    // `start` (no quote or backslash met yet): most words are, and are copied once.
+    let mut cur: Option<(Tok, bool)> = None;
     let mut quote: Option<(char, u64)> = None;
     let mut escape: Option<u64> = None;
     let mut col = 0u64;
     for (i, c) in line.char_indices() {
         col += 1;
         if escape.take().is_some() {
-            if let Some(t) = cur.as_mut() {
+            if let Some((t, _)) = cur.as_mut() {
                 t.s.push(c);
             }
             continue;
@@ -576,27 +578,36 @@ fn tokenize(line: &str) -> Result<Vec<Tok>, Fail> {
                 quote = None;
             } else if c == '\\' && q == '"' {
                 escape = Some(col);
-            } else if let Some(t) = cur.as_mut() {
+            } else if let Some((t, _)) = cur.as_mut() {
                 t.s.push(c);
             }
             continue;
         }
         if c.is_whitespace() {
-            if let Some(mut t) = cur.take() {
-                t.end = i;
-                toks.push(t);
+            if let Some(t) = cur.take() {
+                toks.push(word(line, t, i));
             }
             continue;
         }
-        let t = cur.get_or_insert_with(|| Tok {
-            s: String::new(),
-            start: i,
-            end: i,
-            col,
+        let (t, plain) = cur.get_or_insert_with(|| {
+            (
+                Tok {
+                    s: String::new(),
+                    start: i,
+                    end: i,
+                    col,
+                },
+                true,
+            )
         });
+        if matches!(c, '"' | '\'' | '\\') && *plain {
+            t.s.push_str(&line[t.start..i]);
+            *plain = false;
+        }
         match c {
             '"' | '\'' => quote = Some((c, col)),
             '\\' => escape = Some(col),
+            _ if *plain => {}
             _ => t.s.push(c),
         }
     }
@@ -606,11 +617,19 @@ fn tokenize(line: &str) -> Result<Vec<Tok>, Fail> {
     if let Some(ecol) = escape {
         return Err((ecol, "expected a character after \\".into()));
     }
-    if let Some(mut t) = cur.take() {
-        t.end = line.len();
-        toks.push(t);
+    if let Some(t) = cur.take() {
+        toks.push(word(line, t, line.len()));
     }
     Ok(toks)
+}
+
+/// A word ending at byte `end`, its text taken from the line when it had no quotes.
+fn word(line: &str, (mut t, plain): (Tok, bool), end: usize) -> Tok {
+    t.end = end;
+    if plain {
+        t.s = line[t.start..end].to_string();
+    }
+    t
 }
 
 /// Options of the rule syntax itself (not of a `-m` module or a target).
