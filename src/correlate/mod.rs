@@ -28,6 +28,7 @@ pub mod offset;
 mod pairing;
 mod paths;
 pub mod points;
+mod segments;
 #[cfg(test)]
 mod testkit;
 mod translations;
@@ -41,6 +42,7 @@ use offset::Offset;
 use points::PointData;
 
 pub use paths::{Hop, Related};
+pub use segments::{Resegmentation, Resegmented};
 pub use translations::{Gap, Latency, Link, LinkEvidence, PortRealloc, Unmatched};
 
 /// Tunables of the correlation.

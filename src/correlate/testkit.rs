@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use super::fingerprint::{field_set, fingerprint, is_matchable};
+use super::fingerprint::is_matchable;
 use super::points::{PointData, Rec};
 use crate::capture::PointInfo;
 use crate::flows::FlowTable;
@@ -66,9 +66,9 @@ pub fn udp(ts_ns: i64, src: &str, dst: &str, ip_id: Option<u32>, payload: u64) -
 }
 
 /// A short TCP connection from `client` to `server` starting at `t0`, one packet a
-/// millisecond: handshake, a request, its acknowledgement, and the client's FIN.
-/// Sequence numbers start at `isn`, so connections with different `isn` never share a
-/// fingerprint.
+/// millisecond: handshake, a one-byte request, its acknowledgement, and the client's
+/// FIN. Sequence numbers start at `isn`, so connections with different `isn` never
+/// share a fingerprint.
 pub fn tcp_conv(t0: i64, client: &str, server: &str, isn: u32) -> Vec<Packet> {
     use tcp_flags::{ACK, FIN, PSH, SYN};
     let steps = [
@@ -88,7 +88,13 @@ pub fn tcp_conv(t0: i64, client: &str, server: &str, isn: u32) -> Vec<Packet> {
             } else {
                 (server, client)
             };
-            tcp(t0 + i as i64 * MS, s, d, isn + i as u32, flags, 64)
+            let mut p = tcp(t0 + i as i64 * MS, s, d, isn + i as u32, flags, 64);
+            if flags & PSH != 0 {
+                p.payload_len = 1;
+                p.ip_len += 1;
+                p.payload_digest = u64::from(isn);
+            }
+            p
         })
         .collect()
 }
@@ -125,20 +131,7 @@ pub fn point(name: &str, input: usize, packets: &[Packet]) -> PointData {
         if !is_matchable(p) {
             continue;
         }
-        let (fp, strength) = fingerprint(p);
-        recs.push(Rec {
-            fp,
-            ts: p.ts_ns,
-            flow: flow as u32,
-            side,
-            strength,
-            fields: field_set(p),
-            ttl: p.ttl,
-            tcp_flags: match p.l4 {
-                L4::Tcp { flags, .. } => flags,
-                _ => 0,
-            },
-        });
+        recs.push(Rec::of(p, flow, side));
     }
     let info = PointInfo {
         name: name.to_string(),

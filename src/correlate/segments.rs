@@ -1,0 +1,474 @@
+//! Segments: TCP bytes followed from point to point whatever the cut.
+//!
+//! Segmentation offloads cut one TCP stream differently at different points. TSO and
+//! GSO hand a device super-packets of up to 64 kB that are cut into MSS-sized
+//! segments only where a device cannot take them whole; GRO merges the segments a
+//! device receives into aggregates. A 30 kB aggregate at one point is twenty
+//! segments at the next, and none of them has the aggregate's fingerprint. What every
+//! piece of one transmission keeps, however it is cut, is where its bytes lie in the
+//! sequence space, its acknowledgement number and its timestamp option (GSO copies
+//! the header to every piece, GRO merges only segments whose headers agree); NAT
+//! keeps them too. The IPv4 ID is not kept: GSO numbers the pieces on.
+//!
+//! `cover` pairs the segments two points (or two hops) did not match one for one:
+//! within one key (acknowledgement number and timestamp option), the sequence space
+//! is cut at both ends of every segment, and in each elementary range the copies
+//! seen at one side pair with copies at the other, nearest in time within the window,
+//! each copy at most once, so that a retransmission is never taken for the
+//! transmission it repeats. A segment is covered when every range of it paired: all
+//! its bytes crossed, in whatever segments. Sorting and one sweep per key: n log n,
+//! never all pairs, and the same result whatever the thread count.
+//!
+//! [`overlapping`] gives the pairs that let flows pair and orient; [`account`] what
+//! a link's two hops saw of each direction: segments covered at the other hop, and
+//! pure ACKs that never crossed but whose acknowledgement a later ACK carried across.
+
+use serde::Serialize;
+
+use super::points::{PointData, Rec};
+use crate::model::tcp_flags::{ACK, FIN, RST, SYN};
+
+/// Packets of one direction of a link accounted for by their bytes or by a later
+/// acknowledgement rather than one for one: the two hops saw the stream cut
+/// differently (segmentation offloads).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Resegmented {
+    /// Data segments the sending hop saw whose bytes the receiving hop saw, all of
+    /// them, in segments cut differently.
+    pub sent: u64,
+    /// The receiving hop's segments that carried them.
+    pub received: u64,
+    /// Payload bytes of the sending hop's segments.
+    pub bytes: u64,
+    /// Pure ACKs the sending hop saw and the receiving hop did not, whose
+    /// acknowledgement a later ACK that reached the receiving hop carried.
+    pub superseded_acks: u64,
+}
+
+impl Resegmented {
+    pub fn is_none(&self) -> bool {
+        *self == Resegmented::default()
+    }
+}
+
+/// Both directions of a link: initiator packets (sent by the upstream hop) and
+/// responder packets (sent by the downstream hop).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Resegmentation {
+    pub fwd: Resegmented,
+    pub rev: Resegmented,
+}
+
+impl Resegmentation {
+    pub fn is_none(&self) -> bool {
+        self.fwd.is_none() && self.rev.is_none()
+    }
+}
+
+/// A TCP segment's place in one transmission.
+#[derive(Clone, Copy, Debug)]
+struct Piece {
+    /// Index of the record in the caller's slice.
+    rec: u32,
+    /// Clock-corrected time.
+    ts: i64,
+    seq: u32,
+    /// Sequence space the segment occupies: its payload, plus one for a FIN.
+    span: u32,
+    /// Acknowledgement number and timestamp option digest.
+    key: (u32, u32),
+}
+
+/// The piece of record `r` (index `k`, clock offset `off`): segments with data or a
+/// FIN. A SYN or RST is followed one for one only.
+fn piece(r: &Rec, k: usize, off: i64) -> Option<Piece> {
+    let s = r.seg?;
+    if r.tcp_flags & (SYN | RST) != 0 {
+        return None;
+    }
+    let span = s.len.saturating_add(u32::from(r.tcp_flags & FIN != 0));
+    (span > 0).then_some(Piece {
+        rec: k as u32,
+        ts: r.ts - off,
+        seq: s.seq,
+        span,
+        key: (s.ack, s.ts_key),
+    })
+}
+
+/// Records as `cover` takes them: a slice, its clock offset, and which records are
+/// matched already (they take no part).
+#[derive(Clone, Copy)]
+pub(super) struct Recs<'a> {
+    pub recs: &'a [Rec],
+    pub off: i64,
+    pub used: &'a [bool],
+}
+
+impl Recs<'_> {
+    fn pieces(&self, keep: impl Fn(&Rec) -> bool) -> Vec<Piece> {
+        self.recs
+            .iter()
+            .enumerate()
+            .filter(|&(k, r)| !self.used[k] && keep(r))
+            .filter_map(|(k, r)| piece(r, k, self.off))
+            .collect()
+    }
+}
+
+/// The outcome of `cover`: pairs of positions (in the two piece lists) that carried
+/// bytes of one transmission, and for each side which pieces had every byte paired.
+struct Cover {
+    pairs: Vec<(u32, u32)>,
+    whole: [Vec<bool>; 2],
+}
+
+/// Pairs the pieces of two sides byte range by byte range (see the module
+/// documentation). `later_only`: a copy at `b` pairs only with a copy at `a` seen at
+/// the same time or earlier (two hops at one point).
+fn cover(a: &[Piece], b: &[Piece], window: i64, later_only: bool) -> Cover {
+    let mut out = Cover {
+        pairs: Vec::new(),
+        whole: [vec![false; a.len()], vec![false; b.len()]],
+    };
+    // Both sides by key, then side, then time.
+    let mut order: Vec<((u32, u32), u8, i64, u32)> = a
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.key, 0, p.ts, i as u32))
+        .chain(
+            b.iter()
+                .enumerate()
+                .map(|(i, p)| (p.key, 1, p.ts, i as u32)),
+        )
+        .collect();
+    order.sort_unstable();
+    let mut start = 0;
+    while start < order.len() {
+        let key = order[start].0;
+        let end = start + order[start..].iter().take_while(|o| o.0 == key).count();
+        let split = start + order[start..end].iter().take_while(|o| o.1 == 0).count();
+        let ga: Vec<u32> = order[start..split].iter().map(|o| o.3).collect();
+        let gb: Vec<u32> = order[split..end].iter().map(|o| o.3).collect();
+        if !ga.is_empty() && !gb.is_empty() {
+            let group = Group {
+                pieces: [a, b],
+                members: [&ga, &gb],
+            };
+            group.cover(window, later_only, &mut out);
+        }
+        start = end;
+    }
+    out.pairs.sort_unstable();
+    out.pairs.dedup();
+    out
+}
+
+/// The pieces of one key at both sides (positions into the piece lists, each side in
+/// time order).
+struct Group<'a> {
+    pieces: [&'a [Piece]; 2],
+    members: [&'a [u32]; 2],
+}
+
+impl Group<'_> {
+    fn piece(&self, side: usize, k: usize) -> &Piece {
+        &self.pieces[side][self.members[side][k] as usize]
+    }
+
+    /// Every member's range, relative to the sequence number of the earliest member so
+    /// that a group that wraps around 2^32 stays in order.
+    fn ranges(&self) -> [Vec<(i64, i64)>; 2] {
+        let (x, y) = (self.piece(0, 0), self.piece(1, 0));
+        let reference = if x.ts <= y.ts { x.seq } else { y.seq };
+        [0, 1].map(|side| {
+            (0..self.members[side].len())
+                .map(|k| {
+                    let p = self.piece(side, k);
+                    let s = i64::from(p.seq.wrapping_sub(reference) as i32);
+                    (s, s + i64::from(p.span))
+                })
+                .collect()
+        })
+    }
+
+    /// Cuts the group's sequence space at every member's ends and pairs the copies of
+    /// each elementary range; marks the members whose every range paired.
+    fn cover(&self, window: i64, later_only: bool, out: &mut Cover) {
+        let ranges = self.ranges();
+        let mut cuts: Vec<i64> = ranges.iter().flatten().flat_map(|&(s, e)| [s, e]).collect();
+        cuts.sort_unstable();
+        cuts.dedup();
+        let at = |x: i64| cuts.partition_point(|&c| c < x);
+        // Per member: its first elementary range and the one after its last.
+        let spans: [Vec<(usize, usize)>; 2] =
+            [0, 1].map(|side| ranges[side].iter().map(|&(s, e)| (at(s), at(e))).collect());
+        let mut by_start: [Vec<usize>; 2] = [0, 1].map(|side| (0..spans[side].len()).collect());
+        for side in 0..2 {
+            by_start[side].sort_by_key(|&k| spans[side][k].0);
+        }
+        let mut next = [0usize; 2];
+        let mut active: [Vec<usize>; 2] = [Vec::new(), Vec::new()];
+        let mut paired: [Vec<usize>; 2] = [0, 1].map(|side| vec![0; spans[side].len()]);
+        for j in 0..cuts.len().saturating_sub(1) {
+            for side in 0..2 {
+                while let Some(&k) = by_start[side].get(next[side]) {
+                    if spans[side][k].0 != j {
+                        break;
+                    }
+                    active[side].push(k);
+                    next[side] += 1;
+                }
+                active[side].retain(|&k| spans[side][k].1 > j);
+            }
+            if active[0].is_empty() || active[1].is_empty() {
+                continue;
+            }
+            let times = |side: usize| -> Vec<(i64, u32)> {
+                active[side]
+                    .iter()
+                    .map(|&k| (self.piece(side, k).ts, self.members[side][k]))
+                    .collect()
+            };
+            for (x, y) in pair_nearest(&times(0), &times(1), window, later_only) {
+                let (kx, ky) = (active[0][x], active[1][y]);
+                paired[0][kx] += 1;
+                paired[1][ky] += 1;
+                out.pairs.push((self.members[0][kx], self.members[1][ky]));
+            }
+        }
+        for side in 0..2 {
+            for (k, &(lo, hi)) in spans[side].iter().enumerate() {
+                if paired[side][k] == hi - lo {
+                    out.whole[side][self.members[side][k] as usize] = true;
+                }
+            }
+        }
+    }
+}
+
+/// Above this many candidate pairs in one elementary range, copies pair in time
+/// order instead of nearest first (only a storm of identical retransmissions gets
+/// there).
+const NEAREST_MAX: usize = 256;
+
+/// Pairs copies of one byte range, given as (time, tie-breaker): nearest in time
+/// first (earlier, then lower tie-breakers, on equal distance), each at most once,
+/// never further apart than `window`; `later_only`: a `ys` copy never before its
+/// `xs` copy. Returns positions.
+fn pair_nearest(
+    xs: &[(i64, u32)],
+    ys: &[(i64, u32)],
+    window: i64,
+    later_only: bool,
+) -> Vec<(usize, usize)> {
+    let ok = |d: i64| d.abs() <= window && (!later_only || d >= 0);
+    let mut out = Vec::new();
+    if xs.len() * ys.len() <= NEAREST_MAX {
+        let mut cands: Vec<(i64, (i64, u32), (i64, u32), usize, usize)> = Vec::new();
+        for (i, x) in xs.iter().enumerate() {
+            for (j, y) in ys.iter().enumerate() {
+                let d = y.0 - x.0;
+                if ok(d) {
+                    cands.push((d.abs(), *x, *y, i, j));
+                }
+            }
+        }
+        cands.sort_unstable();
+        let (mut used_x, mut used_y) = (vec![false; xs.len()], vec![false; ys.len()]);
+        for (_, _, _, i, j) in cands {
+            if !used_x[i] && !used_y[j] {
+                used_x[i] = true;
+                used_y[j] = true;
+                out.push((i, j));
+            }
+        }
+        return out;
+    }
+    let mut ox: Vec<usize> = (0..xs.len()).collect();
+    let mut oy: Vec<usize> = (0..ys.len()).collect();
+    ox.sort_by_key(|&i| xs[i]);
+    oy.sort_by_key(|&j| ys[j]);
+    let (mut i, mut j) = (0, 0);
+    while i < ox.len() && j < oy.len() {
+        let d = ys[oy[j]].0 - xs[ox[i]].0;
+        if ok(d) {
+            out.push((ox[i], oy[j]));
+            i += 1;
+            j += 1;
+        } else if d < 0 {
+            j += 1;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Pairs (index in `x`, index in `y`) of records not used yet that carried bytes of
+/// one transmission, sorted. `later_only`: a `y` copy never before its `x` copy.
+pub(super) fn overlapping(x: Recs, y: Recs, window: i64, later_only: bool) -> Vec<(usize, usize)> {
+    let (px, py) = (x.pieces(|_| true), y.pieces(|_| true));
+    if px.is_empty() || py.is_empty() {
+        return Vec::new();
+    }
+    let c = cover(&px, &py, window, later_only);
+    let mut out: Vec<(usize, usize)> = c
+        .pairs
+        .iter()
+        .map(|&(i, j)| (px[i as usize].rec as usize, py[j as usize].rec as usize))
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+/// One hop of a link as [`account`] sees it: its point, its records in time order,
+/// its clock offset, and which records are accounted for (matched one for one
+/// before, marked here as covered or superseded).
+pub(super) struct Hop<'a> {
+    pub point: &'a PointData,
+    pub recs: &'a [Rec],
+    pub off: i64,
+    pub matched: &'a mut [bool],
+}
+
+impl Hop<'_> {
+    fn recs(&self) -> Recs<'_> {
+        Recs {
+            recs: self.recs,
+            off: self.off,
+            used: self.matched,
+        }
+    }
+}
+
+/// What the packets a link's hops did not match one for one say, per direction.
+#[derive(Default)]
+pub(super) struct Accounting {
+    pub resegmented: Resegmentation,
+    /// Segments (index at the upstream hop, index at the downstream hop) that carried
+    /// bytes of one transmission.
+    pub pairs: Vec<(usize, usize)>,
+}
+
+/// Accounts, in both directions of a link, for the packets the two hops did not
+/// match one for one: the sending hop's data segments whose every byte reached the
+/// receiving hop in other segments (and those segments), and the sending hop's pure
+/// ACKs superseded there. Marks them in the hops' `matched`. `same_point`: both
+/// hops are at one point, so the receiving hop's copy comes later.
+pub(super) fn account<'a>(
+    up: &mut Hop<'a>,
+    down: &mut Hop<'a>,
+    window: i64,
+    same_point: bool,
+) -> Accounting {
+    let mut acc = Accounting::default();
+    for fwd in [true, false] {
+        let (s, r) = if fwd {
+            (&mut *up, &mut *down)
+        } else {
+            (&mut *down, &mut *up)
+        };
+        let (reseg, pairs) = one_way(s, r, fwd, window, same_point);
+        if fwd {
+            acc.resegmented.fwd = reseg;
+            acc.pairs.extend(pairs);
+        } else {
+            acc.resegmented.rev = reseg;
+            acc.pairs.extend(pairs.into_iter().map(|(i, j)| (j, i)));
+        }
+    }
+    acc.pairs.sort_unstable();
+    acc
+}
+
+/// [`account`] for one direction (`fwd`: the initiator's) from the sending hop `s`
+/// to the receiving hop `r`; pairs are (index at `s`, index at `r`).
+fn one_way(
+    s: &mut Hop,
+    r: &mut Hop,
+    fwd: bool,
+    window: i64,
+    later_only: bool,
+) -> (Resegmented, Vec<(usize, usize)>) {
+    let (sp, rp) = (
+        s.recs().pieces(|x| s.point.is_fwd(x) == fwd),
+        r.recs().pieces(|x| r.point.is_fwd(x) == fwd),
+    );
+    let mut reseg = Resegmented::default();
+    let mut pairs = Vec::new();
+    if !sp.is_empty() && !rp.is_empty() {
+        let c = cover(&sp, &rp, window, later_only);
+        for (p, _) in sp.iter().zip(&c.whole[0]).filter(|(_, &w)| w) {
+            s.matched[p.rec as usize] = true;
+            reseg.sent += 1;
+            reseg.bytes += u64::from(s.recs[p.rec as usize].seg.map_or(0, |g| g.len));
+        }
+        for (p, _) in rp.iter().zip(&c.whole[1]).filter(|(_, &w)| w) {
+            r.matched[p.rec as usize] = true;
+            reseg.received += 1;
+        }
+        pairs = c
+            .pairs
+            .iter()
+            .map(|&(i, j)| (sp[i as usize].rec as usize, rp[j as usize].rec as usize))
+            .collect();
+    }
+    let acks: Vec<usize> = (0..s.recs.len())
+        .filter(|&k| !s.matched[k] && is_pure_ack(&s.recs[k]) && s.point.is_fwd(&s.recs[k]) == fwd)
+        .collect();
+    if !acks.is_empty() {
+        let later: Vec<(i64, u32)> = r
+            .recs
+            .iter()
+            .filter(|x| x.tcp_flags & ACK != 0 && r.point.is_fwd(x) == fwd)
+            .filter_map(|x| Some((x.ts - r.off, x.seg?.ack)))
+            .collect();
+        for k in superseded(&acks, s.recs, s.off, &later, window) {
+            s.matched[k] = true;
+            reseg.superseded_acks += 1;
+        }
+    }
+    (reseg, pairs)
+}
+
+/// A segment that only acknowledges: no data, no SYN, FIN or RST.
+fn is_pure_ack(r: &Rec) -> bool {
+    r.seg.is_some_and(|s| s.len == 0)
+        && r.tcp_flags & (SYN | FIN | RST) == 0
+        && r.tcp_flags & ACK != 0
+}
+
+/// Of the pure ACKs `cands` (indices into `recs`, clock offset `off`), those a later
+/// ACK of `acks` (clock-corrected time, acknowledgement number, in time order) makes
+/// redundant: one that acknowledges more, seen from a window before the pure ACK on
+/// (acknowledgement numbers only grow, so it was sent after it), or one that
+/// acknowledges as much, seen at the same time or later.
+fn superseded(
+    cands: &[usize],
+    recs: &[Rec],
+    off: i64,
+    acks: &[(i64, u32)],
+    window: i64,
+) -> Vec<usize> {
+    let Some(&(_, reference)) = acks.first() else {
+        return Vec::new();
+    };
+    let rel = |a: u32| i64::from(a.wrapping_sub(reference) as i32);
+    // Greatest acknowledgement from each position on.
+    let mut most = vec![i64::MIN; acks.len() + 1];
+    for i in (0..acks.len()).rev() {
+        most[i] = most[i + 1].max(rel(acks[i].1));
+    }
+    cands
+        .iter()
+        .copied()
+        .filter(|&k| {
+            let r = &recs[k];
+            let (t, a) = (r.ts - off, rel(r.seg.map_or(0, |s| s.ack)));
+            let from_window = acks.partition_point(|x| x.0 < t - window);
+            let from_now = acks.partition_point(|x| x.0 < t);
+            most[from_window] > a || most[from_now] >= a
+        })
+        .collect()
+}
