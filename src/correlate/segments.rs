@@ -472,3 +472,386 @@ fn superseded(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::correlate::testkit::{data, point, Hdr, MS, US};
+    use crate::correlate::{correlate, Config, Correlation, Link};
+    use crate::model::{NatKind, Packet};
+
+    const CLIENT: &str = "172.17.0.2:40000";
+    const NATED: &str = "203.0.113.1:40000";
+    const SERVER: &str = "198.51.100.7:443";
+    /// Forwarding latency from one point to the other.
+    const LAT: i64 = 30 * US;
+    /// The server's next sequence number, which the client's data acknowledges.
+    const SERVER_SEQ: u32 = 5000;
+
+    /// Where a packet was seen: inside (docker0) or outside (eth0, after SNAT).
+    #[derive(Clone, Copy, PartialEq)]
+    enum At {
+        In,
+        Out,
+    }
+
+    fn hdr(tsval: u32) -> Hdr {
+        Hdr {
+            ack: SERVER_SEQ,
+            tsval: Some(tsval),
+            flags: ACK,
+        }
+    }
+
+    /// Client data (`len` bytes from `seq`) sent at `t`, as `at` saw it: inside as
+    /// sent, outside `LAT` later after one routed hop.
+    fn up(at: At, t: i64, seq: u32, len: u32, h: Hdr) -> Packet {
+        match at {
+            At::In => data(t, CLIENT, SERVER, seq, len, h),
+            At::Out => {
+                let mut p = data(t + LAT, NATED, SERVER, seq, len, h);
+                p.ttl -= 1;
+                p
+            }
+        }
+    }
+
+    /// A server packet sent at `t`: outside then, inside `LAT` later.
+    fn down(at: At, t: i64, seq: u32, len: u32, h: Hdr) -> Packet {
+        match at {
+            At::Out => data(t, SERVER, NATED, seq, len, h),
+            At::In => data(t + LAT, SERVER, CLIENT, seq, len, h),
+        }
+    }
+
+    /// The server's pure ACK of the client's bytes up to `ack`, sent at `t`.
+    fn ack(at: At, t: i64, ack: u32) -> Packet {
+        let h = Hdr {
+            ack,
+            tsval: Some(7),
+            flags: ACK,
+        };
+        down(at, t, SERVER_SEQ, 0, h)
+    }
+
+    /// The handshake as `at` saw it; the client's data starts at 1000.
+    fn handshake(at: At) -> Vec<Packet> {
+        let syn = Hdr {
+            ack: 0,
+            tsval: Some(1),
+            flags: SYN,
+        };
+        let syn_ack = Hdr {
+            ack: 1000,
+            tsval: Some(2),
+            flags: SYN | ACK,
+        };
+        vec![
+            up(at, 0, 999, 0, syn),
+            down(at, 100 * US, SERVER_SEQ - 1, 0, syn_ack),
+            up(at, 200 * US, 1000, 0, hdr(3)),
+        ]
+    }
+
+    fn run(mut inside: Vec<Packet>, mut outside: Vec<Packet>) -> Correlation {
+        inside.sort_by_key(|p| p.ts_ns);
+        outside.sort_by_key(|p| p.ts_ns);
+        let points = vec![point("docker0", 0, &inside), point("eth0", 1, &outside)];
+        correlate(points, Vec::new(), Config::default())
+    }
+
+    /// The link of the one SNAT connection the points saw.
+    fn link(inside: Vec<Packet>, outside: Vec<Packet>) -> Link {
+        let c = run(inside, outside);
+        assert_eq!(c.connections.len(), 1, "{:#?}", c.connections);
+        let conn = &c.connections[0];
+        let points: Vec<usize> = conn.hops.iter().map(|h| h.point).collect();
+        assert_eq!(points, [0, 1]);
+        assert_eq!(conn.links[0].change.kind, NatKind::Snat);
+        conn.links[0].clone()
+    }
+
+    /// Packets lost forward, lost backward, appeared forward, appeared backward.
+    fn unmatched(l: &Link) -> [u64; 4] {
+        let u = &l.unmatched;
+        [
+            u.lost_fwd.packets,
+            u.lost_rev.packets,
+            u.appeared_fwd.packets,
+            u.appeared_rev.packets,
+        ]
+    }
+
+    fn reseg(sent: u64, received: u64, bytes: u64) -> Resegmented {
+        Resegmented {
+            sent,
+            received,
+            bytes,
+            superseded_acks: 0,
+        }
+    }
+
+    /// Both points' handshakes plus the given packets, and the server's ACK of
+    /// everything up to `acked` at both.
+    fn conversation(inside: Vec<Packet>, outside: Vec<Packet>, acked: u32) -> Link {
+        let mut i = [handshake(At::In), inside].concat();
+        let mut o = [handshake(At::Out), outside].concat();
+        i.push(ack(At::In, 50 * MS, acked));
+        o.push(ack(At::Out, 50 * MS, acked));
+        link(i, o)
+    }
+
+    #[test]
+    fn three_segments_cross_as_one_aggregate() {
+        let inside = (0..3)
+            .map(|i| up(At::In, MS + i * US, 1000 + i as u32 * 1000, 1000, hdr(10)))
+            .collect();
+        // GRO merged them before the outside capture.
+        let outside = vec![up(At::Out, MS + 2 * US, 1000, 3000, hdr(10))];
+        let l = conversation(inside, outside, 4000);
+        assert_eq!(unmatched(&l), [0; 4]);
+        assert_eq!(l.resegmented.fwd, reseg(3, 1, 3000));
+        assert!(l.resegmented.rev.is_none());
+        assert!(l.evidence.fields.contains(&"tcp.seq"));
+        assert_eq!(l.confidence, 1.0);
+    }
+
+    #[test]
+    fn one_super_packet_crosses_as_three_segments() {
+        // TSO hands the inside link one 3000-byte packet; the uplink cuts it.
+        let inside = vec![up(At::In, MS, 1000, 3000, hdr(10))];
+        let outside = (0..3)
+            .map(|i| up(At::Out, MS + i * US, 1000 + i as u32 * 1000, 1000, hdr(10)))
+            .collect();
+        let l = conversation(inside, outside, 4000);
+        assert_eq!(unmatched(&l), [0; 4]);
+        assert_eq!(l.resegmented.fwd, reseg(1, 3, 3000));
+    }
+
+    #[test]
+    fn partially_overlapping_cuts_cover_each_other() {
+        let inside = vec![
+            up(At::In, MS, 1000, 1500, hdr(10)),
+            up(At::In, MS + US, 2500, 1500, hdr(10)),
+        ];
+        let outside = vec![
+            up(At::Out, MS, 1000, 1000, hdr(10)),
+            up(At::Out, MS + US, 2000, 1500, hdr(10)),
+            up(At::Out, MS + 2 * US, 3500, 500, hdr(10)),
+        ];
+        let l = conversation(inside, outside, 4000);
+        assert_eq!(unmatched(&l), [0; 4]);
+        assert_eq!(l.resegmented.fwd, reseg(2, 3, 3000));
+    }
+
+    #[test]
+    fn a_hole_is_lost_even_when_its_retransmission_crosses() {
+        // The middle segment never left; its retransmission 200 ms later (a new
+        // TSval) crossed, cut differently.
+        let inside = vec![
+            up(At::In, MS, 1000, 1000, hdr(10)),
+            up(At::In, MS + US, 2000, 1000, hdr(10)),
+            up(At::In, MS + 2 * US, 3000, 1000, hdr(10)),
+            up(At::In, 201 * MS, 2000, 500, hdr(30)),
+            up(At::In, 201 * MS + US, 2500, 500, hdr(30)),
+        ];
+        let outside = vec![
+            up(At::Out, MS, 1000, 1000, hdr(10)),
+            up(At::Out, MS + 2 * US, 3000, 1000, hdr(10)),
+            up(At::Out, 201 * MS + US, 2000, 1000, hdr(30)),
+        ];
+        let mut i = [handshake(At::In), inside].concat();
+        let mut o = [handshake(At::Out), outside].concat();
+        i.push(ack(At::In, 250 * MS, 4000));
+        o.push(ack(At::Out, 250 * MS, 4000));
+        let l = link(i, o);
+        assert_eq!(unmatched(&l), [1, 0, 0, 0]);
+        let gap = l.unmatched.lost_fwd;
+        assert_eq!(gap.first_ns, Some(MS + US));
+        assert_eq!(gap.first_tcp_flags, Some(ACK));
+        assert_eq!(l.resegmented.fwd, reseg(2, 1, 1000));
+    }
+
+    #[test]
+    fn a_fin_that_never_crossed_is_lost_though_its_bytes_did() {
+        let mut fin = hdr(10);
+        fin.flags |= FIN;
+        let inside = vec![
+            up(At::In, MS, 1000, 1000, hdr(10)),
+            up(At::In, MS + US, 2000, 1000, fin),
+        ];
+        let outside = vec![up(At::Out, MS + US, 1000, 2000, hdr(10))];
+        let l = conversation(inside, outside, 3000);
+        assert_eq!(unmatched(&l), [1, 0, 0, 0]);
+        assert_eq!(l.unmatched.lost_fwd.first_tcp_flags, Some(FIN | ACK));
+        // The outside segment's bytes all came from inside: it did not appear.
+        assert_eq!(l.resegmented.fwd, reseg(1, 1, 1000));
+    }
+
+    #[test]
+    fn pure_acks_superseded_by_a_later_ack_are_not_lost() {
+        let inside = vec![up(At::In, MS, 1000, 3000, hdr(10))];
+        let outside: Vec<Packet> = (0..3)
+            .map(|i| up(At::Out, MS + i * US, 1000 + i as u32 * 1000, 1000, hdr(10)))
+            .collect();
+        // The server acknowledged each segment; only its last ACK reached docker0.
+        let acks = |at| -> Vec<Packet> {
+            (0..3)
+                .map(|i| ack(at, 2 * MS + i * 10 * US, 2000 + i as u32 * 1000))
+                .collect()
+        };
+        let i = [handshake(At::In), inside.clone(), vec![acks(At::In)[2]]].concat();
+        let o = [handshake(At::Out), outside.clone(), acks(At::Out)].concat();
+        let l = link(i, o);
+        assert_eq!(unmatched(&l), [0; 4]);
+        assert_eq!(l.resegmented.rev.superseded_acks, 2);
+        assert_eq!(l.resegmented.fwd, reseg(1, 3, 3000));
+
+        // Only the first reached docker0: nothing later acknowledged as much as the
+        // other two, which are lost.
+        let i = [handshake(At::In), inside, vec![acks(At::In)[0]]].concat();
+        let o = [handshake(At::Out), outside, acks(At::Out)].concat();
+        let l = link(i, o);
+        assert_eq!(unmatched(&l), [0, 2, 0, 0]);
+        assert_eq!(l.resegmented.rev.superseded_acks, 0);
+        assert_eq!(l.unmatched.lost_rev.first_ns, Some(2 * MS + 10 * US));
+    }
+
+    #[test]
+    fn a_retransmission_cut_differently_again_loses_nothing() {
+        // The original crossed as three segments; a spurious retransmission (new
+        // TSval), cut in two inside, crossed merged into one.
+        let inside = vec![
+            up(At::In, MS, 1000, 3000, hdr(10)),
+            up(At::In, 20 * MS, 1000, 1500, hdr(30)),
+            up(At::In, 20 * MS + US, 2500, 1500, hdr(30)),
+        ];
+        let mut outside: Vec<Packet> = (0..3)
+            .map(|i| up(At::Out, MS + i * US, 1000 + i as u32 * 1000, 1000, hdr(10)))
+            .collect();
+        outside.push(up(At::Out, 20 * MS + 2 * US, 1000, 3000, hdr(30)));
+        let l = conversation(inside, outside, 4000);
+        assert_eq!(unmatched(&l), [0; 4]);
+        assert_eq!(l.resegmented.fwd, reseg(3, 4, 6000));
+    }
+
+    #[test]
+    fn without_timestamps_the_copy_nearest_in_time_is_the_one_that_crossed() {
+        // Same acknowledgement, no timestamp option: a transmission that never left
+        // and its retransmission 200 µs later look alike but for time (and IPv4 ID).
+        let h = Hdr {
+            ack: SERVER_SEQ,
+            tsval: None,
+            flags: ACK,
+        };
+        let mut retx = [
+            up(At::In, 1200 * US, 1000, 1500, h),
+            up(At::In, 1200 * US + 1, 2500, 1500, h),
+        ];
+        retx[0].ip_id = Some(77);
+        retx[1].ip_id = Some(78);
+        let mut merged = up(At::Out, 1200 * US + 2, 1000, 3000, h);
+        merged.ip_id = Some(77);
+        let inside = [vec![up(At::In, MS, 1000, 3000, h)], retx.to_vec()].concat();
+        let l = conversation(inside, vec![merged], 4000);
+        assert_eq!(unmatched(&l), [1, 0, 0, 0]);
+        assert_eq!(l.unmatched.lost_fwd.first_ns, Some(MS));
+        assert_eq!(l.resegmented.fwd, reseg(2, 1, 3000));
+        assert!(l.evidence.fields.contains(&"tcp.ack"));
+    }
+
+    #[test]
+    fn cuts_across_the_end_of_the_sequence_space() {
+        let start = u32::MAX - 999;
+        let inside = vec![up(At::In, MS, start, 3000, hdr(10))];
+        let outside = (0..3)
+            .map(|i| {
+                up(
+                    At::Out,
+                    MS + i * US,
+                    start.wrapping_add(i as u32 * 1000),
+                    1000,
+                    hdr(10),
+                )
+            })
+            .collect();
+        let mut i = inside;
+        let mut o: Vec<Packet> = outside;
+        i.push(ack(At::In, 2 * MS, 2000));
+        o.push(ack(At::Out, 2 * MS, 2000));
+        let l = link(i, o);
+        assert_eq!(unmatched(&l), [0; 4]);
+        assert_eq!(l.resegmented.fwd, reseg(1, 3, 3000));
+    }
+
+    #[test]
+    fn flows_pair_by_bytes_when_no_segment_is_cut_alike() {
+        // Mid-stream: data both ways, every segment cut differently at the two
+        // points, no handshake and no ACK to match one for one.
+        let back = |tsval| Hdr {
+            ack: 4500,
+            tsval: Some(tsval),
+            flags: ACK,
+        };
+        let inside = vec![
+            up(At::In, MS, 1000, 1000, hdr(10)),
+            up(At::In, MS + US, 2000, 1000, hdr(10)),
+            up(At::In, 2 * MS, 3000, 1500, hdr(11)),
+            down(At::In, 3 * MS, 5000, 1500, back(20)),
+            down(At::In, 3 * MS + US, 6500, 1500, back(20)),
+        ];
+        let outside = vec![
+            up(At::Out, MS + US, 1000, 2000, hdr(10)),
+            up(At::Out, 2 * MS, 3000, 700, hdr(11)),
+            up(At::Out, 2 * MS + US, 3700, 800, hdr(11)),
+            down(At::Out, 3 * MS, 5000, 3000, back(20)),
+        ];
+        let l = link(inside, outside);
+        assert_eq!(unmatched(&l), [0; 4]);
+        assert_eq!(l.evidence.matched_fwd + l.evidence.matched_rev, 0);
+        assert_eq!(l.resegmented.fwd, reseg(3, 3, 3500));
+        assert_eq!(l.resegmented.rev, reseg(1, 2, 3000));
+        assert!(l.confidence > 0.99, "{}", l.confidence);
+    }
+
+    #[test]
+    fn pair_nearest_prefers_the_nearest_copy_and_uses_each_once() {
+        let xs = [(0, 0), (200, 1)];
+        let ys = [(230, 0)];
+        assert_eq!(pair_nearest(&xs, &ys, 1_000, false), [(1, 0)]);
+        assert_eq!(pair_nearest(&xs, &ys, 100, false), [(1, 0)]);
+        assert!(pair_nearest(&xs, &ys, 20, false).is_empty());
+        // At one point the later copy only.
+        assert!(pair_nearest(&[(300, 0)], &ys, 1_000, true).is_empty());
+        // Many copies: in time order.
+        let many: Vec<(i64, u32)> = (0..40).map(|i| (i * 10, i as u32)).collect();
+        let later: Vec<(i64, u32)> = many.iter().map(|&(t, i)| (t + 1, i)).collect();
+        let pairs = pair_nearest(&many, &later, 5, false);
+        assert_eq!(pairs, (0..40).map(|i| (i, i)).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn cover_is_not_quadratic_in_one_key() {
+        // A long one-way transfer without timestamps: one acknowledgement number for
+        // every segment, 20 000 aggregates of two MSS at one side, 40 000 segments at
+        // the other.
+        let p = |rec: u32, ts: i64, seq: u32, span: u32| Piece {
+            rec,
+            ts,
+            seq,
+            span,
+            key: (7, 0),
+        };
+        let a: Vec<Piece> = (0..20_000u32)
+            .map(|i| p(i, i64::from(i) * 20 * US, i * 2896, 2896))
+            .collect();
+        let b: Vec<Piece> = (0..40_000u32)
+            .map(|i| p(i, i64::from(i / 2) * 20 * US + 30 * US, i * 1448, 1448))
+            .collect();
+        let start = std::time::Instant::now();
+        let c = cover(&a, &b, 1_000 * MS, false);
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
+        assert!(c.whole[0].iter().all(|&w| w) && c.whole[1].iter().all(|&w| w));
+        assert_eq!(c.pairs.len(), 40_000);
+    }
+}

@@ -48,6 +48,35 @@ pub fn tcp(ts_ns: i64, src: &str, dst: &str, seq: u32, flags: u8, ttl: u8) -> Pa
     }
 }
 
+/// Header fields of a TCP data segment ([`data`]) that every piece of one
+/// transmission shares, however offloads cut it.
+#[derive(Clone, Copy, Debug)]
+pub struct Hdr {
+    pub ack: u32,
+    /// TSval of the timestamp option (TSecr 1), none when `None`.
+    pub tsval: Option<u32>,
+    pub flags: u8,
+}
+
+/// A TCP segment from `src` to `dst` carrying `len` payload bytes from `seq`, with the
+/// shared fields `h`; the IPv4 ID is the low bits of `seq` (GSO numbers pieces on, so
+/// pieces of one transmission differ in it), and the payload digest depends on the
+/// range, so that equal ranges cut equally share a fingerprint.
+pub fn data(ts_ns: i64, src: &str, dst: &str, seq: u32, len: u32, h: Hdr) -> Packet {
+    let mut p = tcp(ts_ns, src, dst, seq, h.flags, 64);
+    p.l4 = L4::Tcp {
+        seq,
+        ack: h.ack,
+        flags: h.flags,
+        window: 64_240,
+        ts: h.tsval.map(|v| (v, 1)),
+    };
+    p.ip_len = 52 + len;
+    p.payload_len = len;
+    p.payload_digest = (u64::from(seq) << 32) | u64::from(len);
+    p
+}
+
 /// A UDP packet with a 32-byte payload of digest `payload`.
 pub fn udp(ts_ns: i64, src: &str, dst: &str, ip_id: Option<u32>, payload: u64) -> Packet {
     Packet {
