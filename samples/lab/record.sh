@@ -1307,12 +1307,12 @@ set_offloads() {
 
 # Bulk TCP both ways through MASQUERADE (c1 -> 203.0.113.2:7000) and through a
 # published port (198.51.100.20 -> 203.0.113.1:8080, DNAT to c1:80): two
-# exchanges of 60 kB requests and 60 kB responses per connection, held across the
+# exchanges of 40 kB requests and 40 kB responses per connection, held across the
 # snapshot, then closed with FIN. Offloads on or off (see set_offloads); captures
 # keep the first SNAPLEN bytes of each packet.
 bulk_scenario() {
   IFACES=(docker0 eth0 veth-c1)
-  SNAPLEN=160
+  SNAPLEN=128
   {
     docker_filter_base
     echo "-A DOCKER -d $C1_IP/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT"
@@ -1327,11 +1327,11 @@ bulk_scenario() {
   server web "$NS_C1" tcp_server.py --port 80 --lifetime 30
   server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --lifetime 30
   start_recording
-  client out "$NS_C1" tcp_client.py --dst "$SRV_IP" --port 7000 --requests 2 --size 60000 --tag bulkout \
+  client out "$NS_C1" tcp_client.py --dst "$SRV_IP" --port 7000 --requests 2 --size 40000 --tag bulkout \
     --ready "$SYNC/out" --release "$SYNC/release"
   local out=$LAST_PID
   wait_file "$SYNC/out" 10
-  client in "$NS_OUT" tcp_client.py --src "$REMOTE_CLI" --dst "$HOST_IP" --port 8080 --requests 2 --size 60000 \
+  client in "$NS_OUT" tcp_client.py --src "$REMOTE_CLI" --dst "$HOST_IP" --port 8080 --requests 2 --size 40000 \
     --tag bulkin --ready "$SYNC/in" --release "$SYNC/release"
   local in=$LAST_PID
   wait_file "$SYNC/in" 10

@@ -36,7 +36,8 @@ pub struct Resegmented {
     /// Data segments the sending hop saw whose bytes the receiving hop saw, all of
     /// them, in segments cut differently.
     pub sent: u64,
-    /// The receiving hop's segments that carried them.
+    /// The receiving hop's segments that carried them (and nothing that did not
+    /// come across).
     pub received: u64,
     /// Payload bytes of the sending hop's segments.
     pub bytes: u64,
@@ -224,7 +225,7 @@ impl Group<'_> {
             if active[0].is_empty() || active[1].is_empty() {
                 continue;
             }
-            let times = |side: usize| -> Vec<(i64, u32)> {
+            let times = |side: usize| -> Vec<Stamp> {
                 active[side]
                     .iter()
                     .map(|&k| (self.piece(side, k).ts, self.members[side][k]))
@@ -252,20 +253,18 @@ impl Group<'_> {
 /// there).
 const NEAREST_MAX: usize = 256;
 
+/// A copy of a byte range: its clock-corrected time and a tie-breaker.
+type Stamp = (i64, u32);
+
 /// Pairs copies of one byte range, given as (time, tie-breaker): nearest in time
 /// first (earlier, then lower tie-breakers, on equal distance), each at most once,
 /// never further apart than `window`; `later_only`: a `ys` copy never before its
 /// `xs` copy. Returns positions.
-fn pair_nearest(
-    xs: &[(i64, u32)],
-    ys: &[(i64, u32)],
-    window: i64,
-    later_only: bool,
-) -> Vec<(usize, usize)> {
+fn pair_nearest(xs: &[Stamp], ys: &[Stamp], window: i64, later_only: bool) -> Vec<(usize, usize)> {
     let ok = |d: i64| d.abs() <= window && (!later_only || d >= 0);
     let mut out = Vec::new();
     if xs.len() * ys.len() <= NEAREST_MAX {
-        let mut cands: Vec<(i64, (i64, u32), (i64, u32), usize, usize)> = Vec::new();
+        let mut cands: Vec<(i64, Stamp, Stamp, usize, usize)> = Vec::new();
         for (i, x) in xs.iter().enumerate() {
             for (j, y) in ys.iter().enumerate() {
                 let d = y.0 - x.0;
@@ -404,9 +403,16 @@ fn one_way(
             reseg.sent += 1;
             reseg.bytes += u64::from(s.recs[p.rec as usize].seg.map_or(0, |g| g.len));
         }
-        for (p, _) in rp.iter().zip(&c.whole[1]).filter(|(_, &w)| w) {
+        // The receiving hop's segments that carried bytes of a segment that crossed
+        // whole count as received; any segment whose bytes all came across is
+        // accounted for.
+        let mut carried = vec![false; rp.len()];
+        for &(i, j) in &c.pairs {
+            carried[j as usize] |= c.whole[0][i as usize];
+        }
+        for (k, p) in rp.iter().enumerate().filter(|&(k, _)| c.whole[1][k]) {
             r.matched[p.rec as usize] = true;
-            reseg.received += 1;
+            reseg.received += u64::from(carried[k]);
         }
         pairs = c
             .pairs
