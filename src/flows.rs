@@ -529,6 +529,7 @@ mod tests {
             },
             payload_len: 0,
             payload_digest: 0,
+            payload_head: None,
             truncated: false,
         }
     }

@@ -173,6 +173,7 @@ mod tests {
             l4,
             payload_len: 48,
             payload_digest: 0xdead_beef,
+            payload_head: None,
             truncated: false,
         }
     }

@@ -14,8 +14,8 @@ use crate::capture::{self, InputResult, InputSpec, PointInfo, ReadOptions};
 use crate::flows::{self, Flow, Side};
 use crate::model::{Packet, L4};
 
-/// One packet as correlation sees it. 48 bytes, so a capture of N packets costs
-/// about 52·N bytes here (this record plus its index in fingerprint order).
+/// One packet as correlation sees it. 56 bytes, so a capture of N packets costs
+/// about 60·N bytes here (this record plus its index in fingerprint order).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rec {
     pub fp: u64,
@@ -43,6 +43,9 @@ pub struct Seg {
     pub len: u32,
     /// A 32-bit digest of the timestamp option (TSval, TSecr), 0 without one.
     pub ts_key: u32,
+    /// The payload's first bytes ([`Packet::payload_head`]), 0 when not captured:
+    /// segments of one transmission that start at one sequence number share them.
+    pub head: u32,
 }
 
 impl Rec {
@@ -68,6 +71,7 @@ impl Rec {
                     ack,
                     len: p.payload_len,
                     ts_key,
+                    head: p.payload_head.map_or(0, |h| h | 1),
                 };
                 (flags, Some(seg))
             }

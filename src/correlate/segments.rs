@@ -7,15 +7,18 @@
 //! segments at the next, and none of them has the aggregate's fingerprint. What every
 //! piece of one transmission keeps, however it is cut, is where its bytes lie in the
 //! sequence space, its acknowledgement number and its timestamp option (GSO copies
-//! the header to every piece, GRO merges only segments whose headers agree); NAT
-//! keeps them too. The IPv4 ID is not kept: GSO numbers the pieces on.
+//! the header to every piece, GRO merges only segments whose headers agree), and its
+//! bytes; NAT keeps them too. The IPv4 ID is not kept: GSO numbers the pieces on.
 //!
 //! `cover` pairs the segments two points (or two hops) did not match one for one:
 //! within one key (acknowledgement number and timestamp option), the sequence space
 //! is cut at both ends of every segment, and in each elementary range the copies
 //! seen at one side pair with copies at the other, nearest in time within the window,
 //! each copy at most once, so that a retransmission is never taken for the
-//! transmission it repeats. A segment is covered when every range of it paired: all
+//! transmission it repeats. Where two copies start at the same sequence number and
+//! both captures hold their first payload bytes, those must agree (the one check of
+//! the bytes themselves that digests of differently cut payloads allow); else they
+//! do not pair. A segment is covered when every range of it paired: all
 //! its bytes crossed, in whatever segments. Sorting and one sweep per key: n log n,
 //! never all pairs, and the same result whatever the thread count.
 //!
@@ -78,6 +81,16 @@ struct Piece {
     span: u32,
     /// Acknowledgement number and timestamp option digest.
     key: (u32, u32),
+    /// The payload's first bytes, 0 when not captured.
+    head: u32,
+}
+
+impl Piece {
+    /// Whether two copies may hold the same bytes: unless both start at one sequence
+    /// number with their first bytes captured, and those differ.
+    fn agrees(&self, other: &Piece) -> bool {
+        self.seq != other.seq || self.head == 0 || other.head == 0 || self.head == other.head
+    }
 }
 
 /// The piece of record `r` (index `k`, clock offset `off`): segments with data or a
@@ -94,6 +107,7 @@ fn piece(r: &Rec, k: usize, off: i64) -> Option<Piece> {
         seq: s.seq,
         span,
         key: (s.ack, s.ts_key),
+        head: s.head,
     })
 }
 
@@ -231,7 +245,11 @@ impl Group<'_> {
                     .map(|&k| (self.piece(side, k).ts, self.members[side][k]))
                     .collect()
             };
-            for (x, y) in pair_nearest(&times(0), &times(1), window, later_only) {
+            let agree = |x: usize, y: usize| {
+                self.piece(0, active[0][x])
+                    .agrees(self.piece(1, active[1][y]))
+            };
+            for (x, y) in pair_nearest(&times(0), &times(1), window, later_only, agree) {
                 let (kx, ky) = (active[0][x], active[1][y]);
                 paired[0][kx] += 1;
                 paired[1][ky] += 1;
@@ -258,9 +276,15 @@ type Stamp = (i64, u32);
 
 /// Pairs copies of one byte range, given as (time, tie-breaker): nearest in time
 /// first (earlier, then lower tie-breakers, on equal distance), each at most once,
-/// never further apart than `window`; `later_only`: a `ys` copy never before its
-/// `xs` copy. Returns positions.
-fn pair_nearest(xs: &[Stamp], ys: &[Stamp], window: i64, later_only: bool) -> Vec<(usize, usize)> {
+/// never further apart than `window` nor when `agree` (positions) says their bytes
+/// differ; `later_only`: a `ys` copy never before its `xs` copy. Returns positions.
+fn pair_nearest(
+    xs: &[Stamp],
+    ys: &[Stamp],
+    window: i64,
+    later_only: bool,
+    agree: impl Fn(usize, usize) -> bool,
+) -> Vec<(usize, usize)> {
     let ok = |d: i64| d.abs() <= window && (!later_only || d >= 0);
     let mut out = Vec::new();
     if xs.len() * ys.len() <= NEAREST_MAX {
@@ -268,7 +292,7 @@ fn pair_nearest(xs: &[Stamp], ys: &[Stamp], window: i64, later_only: bool) -> Ve
         for (i, x) in xs.iter().enumerate() {
             for (j, y) in ys.iter().enumerate() {
                 let d = y.0 - x.0;
-                if ok(d) {
+                if ok(d) && agree(i, j) {
                     cands.push((d.abs(), *x, *y, i, j));
                 }
             }
@@ -291,7 +315,7 @@ fn pair_nearest(xs: &[Stamp], ys: &[Stamp], window: i64, later_only: bool) -> Ve
     let (mut i, mut j) = (0, 0);
     while i < ox.len() && j < oy.len() {
         let d = ys[oy[j]].0 - xs[ox[i]].0;
-        if ok(d) {
+        if ok(d) && agree(ox[i], oy[j]) {
             out.push((ox[i], oy[j]));
             i += 1;
             j += 1;
@@ -822,18 +846,47 @@ mod tests {
 
     #[test]
     fn pair_nearest_prefers_the_nearest_copy_and_uses_each_once() {
+        let any = |_, _| true;
         let xs = [(0, 0), (200, 1)];
         let ys = [(230, 0)];
-        assert_eq!(pair_nearest(&xs, &ys, 1_000, false), [(1, 0)]);
-        assert_eq!(pair_nearest(&xs, &ys, 100, false), [(1, 0)]);
-        assert!(pair_nearest(&xs, &ys, 20, false).is_empty());
+        assert_eq!(pair_nearest(&xs, &ys, 1_000, false, any), [(1, 0)]);
+        assert_eq!(pair_nearest(&xs, &ys, 100, false, any), [(1, 0)]);
+        assert!(pair_nearest(&xs, &ys, 20, false, any).is_empty());
+        // Copies whose bytes differ never pair: the other one does.
+        assert_eq!(
+            pair_nearest(&xs, &ys, 1_000, false, |x, _| x == 0),
+            [(0, 0)]
+        );
         // At one point the later copy only.
-        assert!(pair_nearest(&[(300, 0)], &ys, 1_000, true).is_empty());
+        assert!(pair_nearest(&[(300, 0)], &ys, 1_000, true, any).is_empty());
         // Many copies: in time order.
         let many: Vec<(i64, u32)> = (0..40).map(|i| (i * 10, i as u32)).collect();
         let later: Vec<(i64, u32)> = many.iter().map(|&(t, i)| (t + 1, i)).collect();
-        let pairs = pair_nearest(&many, &later, 5, false);
+        let pairs = pair_nearest(&many, &later, 5, false, any);
         assert_eq!(pairs, (0..40).map(|i| (i, i)).collect::<Vec<_>>());
+        let pairs = pair_nearest(&many, &later, 5, false, |x, _| x % 2 == 0);
+        assert_eq!(
+            pairs,
+            (0..40).step_by(2).map(|i| (i, i)).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn segments_that_start_alike_but_differ_in_their_first_bytes_do_not_pair() {
+        // Same range, acknowledgement and timestamps, other bytes (as if the payload
+        // had been rewritten between the points): not the same transmission.
+        let inside = vec![up(At::In, MS, 1000, 3000, hdr(10))];
+        let mut outside: Vec<Packet> = (0..3)
+            .map(|i| up(At::Out, MS + i * US, 1000 + i as u32 * 1000, 1000, hdr(10)))
+            .collect();
+        let l = conversation(inside.clone(), outside.clone(), 4000);
+        assert_eq!(unmatched(&l), [0; 4]);
+        outside[0].payload_head = outside[0].payload_head.map(|h| h ^ 0x100);
+        let l = conversation(inside, outside, 4000);
+        // The super-packet is lost; the two segments after the first crossed bytes of
+        // it, the first appeared.
+        assert_eq!(unmatched(&l), [1, 0, 1, 0]);
+        assert_eq!(l.resegmented.fwd, reseg(0, 0, 0));
     }
 
     #[test]
@@ -847,6 +900,7 @@ mod tests {
             seq,
             span,
             key: (7, 0),
+            head: 0,
         };
         let a: Vec<Piece> = (0..20_000u32)
             .map(|i| p(i, i64::from(i) * 20 * US, i * 2896, 2896))

@@ -44,6 +44,7 @@ pub fn tcp(ts_ns: i64, src: &str, dst: &str, seq: u32, flags: u8, ttl: u8) -> Pa
         },
         payload_len: 0,
         payload_digest: 0,
+        payload_head: None,
         truncated: false,
     }
 }
@@ -60,8 +61,9 @@ pub struct Hdr {
 
 /// A TCP segment from `src` to `dst` carrying `len` payload bytes from `seq`, with the
 /// shared fields `h`; the IPv4 ID is the low bits of `seq` (GSO numbers pieces on, so
-/// pieces of one transmission differ in it), and the payload digest depends on the
-/// range, so that equal ranges cut equally share a fingerprint.
+/// pieces of one transmission differ in it), the payload digest depends on the
+/// range, so that equal ranges cut equally share a fingerprint, and the payload's
+/// first bytes on where it starts.
 pub fn data(ts_ns: i64, src: &str, dst: &str, seq: u32, len: u32, h: Hdr) -> Packet {
     let mut p = tcp(ts_ns, src, dst, seq, h.flags, 64);
     p.l4 = L4::Tcp {
@@ -74,6 +76,7 @@ pub fn data(ts_ns: i64, src: &str, dst: &str, seq: u32, len: u32, h: Hdr) -> Pac
     p.ip_len = 52 + len;
     p.payload_len = len;
     p.payload_digest = (u64::from(seq) << 32) | u64::from(len);
+    p.payload_head = (len >= 16).then_some(seq.wrapping_mul(0x9e37_79b1));
     p
 }
 
@@ -90,6 +93,7 @@ pub fn udp(ts_ns: i64, src: &str, dst: &str, ip_id: Option<u32>, payload: u64) -
         l4: L4::Udp,
         payload_len: 32,
         payload_digest: payload,
+        payload_head: None,
         truncated: false,
     }
 }
