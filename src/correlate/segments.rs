@@ -845,6 +845,45 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_segments_without_an_ip_id_pair_by_their_bytes() {
+        let (client, nated, server) = (
+            "[fd00:172:17::2]:40000",
+            "[2001:db8:113::1]:40000",
+            "[2001:db8:100::10]:443",
+        );
+        let v6 = |mut p: Packet| {
+            p.ip_id = None;
+            p
+        };
+        let mut inside = vec![v6(data(MS, client, server, 1000, 3000, hdr(10)))];
+        let mut outside: Vec<Packet> = (0..3)
+            .map(|i| {
+                let t = MS + LAT + i * US;
+                let mut p = v6(data(
+                    t,
+                    nated,
+                    server,
+                    1000 + i as u32 * 1000,
+                    1000,
+                    hdr(10),
+                ));
+                p.ttl -= 1;
+                p
+            })
+            .collect();
+        let acked = Hdr {
+            ack: 4000,
+            tsval: Some(7),
+            flags: ACK,
+        };
+        inside.push(v6(data(2 * MS + LAT, server, client, SERVER_SEQ, 0, acked)));
+        outside.push(v6(data(2 * MS, server, nated, SERVER_SEQ, 0, acked)));
+        let l = link(inside, outside);
+        assert_eq!(unmatched(&l), [0; 4]);
+        assert_eq!(l.resegmented.fwd, reseg(1, 3, 3000));
+    }
+
+    #[test]
     fn pair_nearest_prefers_the_nearest_copy_and_uses_each_once() {
         let any = |_, _| true;
         let xs = [(0, 0), (200, 1)];
