@@ -1329,16 +1329,16 @@ bulk_scenario() {
   start_recording
   client out "$NS_C1" tcp_client.py --dst "$SRV_IP" --port 7000 --requests 2 --size 40000 --tag bulkout \
     --ready "$SYNC/out" --release "$SYNC/release"
-  local out=$LAST_PID
+  local egress=$LAST_PID
   wait_file "$SYNC/out" 10
   client in "$NS_OUT" tcp_client.py --src "$REMOTE_CLI" --dst "$HOST_IP" --port 8080 --requests 2 --size 40000 \
     --tag bulkin --ready "$SYNC/in" --release "$SYNC/release"
-  local in=$LAST_PID
+  local ingress=$LAST_PID
   wait_file "$SYNC/in" 10
   snapshot
   touch "$SYNC/release"
-  expect_ok "$out"
-  expect_ok "$in"
+  expect_ok "$egress"
+  expect_ok "$ingress"
   kill_servers
   stop_recording
 }
