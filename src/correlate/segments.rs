@@ -356,7 +356,8 @@ pub(super) struct Hop<'a> {
 }
 
 impl Hop<'_> {
-    fn recs(&self) -> Recs<'_> {
+    /// The hop's records not accounted for yet, as `cover` takes them.
+    fn unaccounted(&self) -> Recs<'_> {
         Recs {
             recs: self.recs,
             off: self.off,
@@ -415,8 +416,8 @@ fn one_way(
     later_only: bool,
 ) -> (Resegmented, Vec<(usize, usize)>) {
     let (sp, rp) = (
-        s.recs().pieces(|x| s.point.is_fwd(x) == fwd),
-        r.recs().pieces(|x| r.point.is_fwd(x) == fwd),
+        s.unaccounted().pieces(|x| s.point.is_fwd(x) == fwd),
+        r.unaccounted().pieces(|x| r.point.is_fwd(x) == fwd),
     );
     let mut reseg = Resegmented::default();
     let mut pairs = Vec::new();
