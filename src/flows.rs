@@ -134,6 +134,10 @@ pub struct Flow {
     /// Packets and IP bytes from the initiator (`[0]`) and from the responder (`[1]`).
     pub packets: [u64; 2],
     pub bytes: [u64; 2],
+    /// Transport payload bytes from the initiator and from the responder. Unlike
+    /// packets and IP bytes, TCP data counts the same however offloads cut it.
+    #[serde(skip)]
+    pub payload: [u64; 2],
     pub tcp: TcpSeen,
     /// ICMP errors only: type and code of the first error, and the tuple of the packet
     /// the errors quote (in that packet's own direction). ICMP errors about different
@@ -161,6 +165,7 @@ impl Flow {
             last_ns: p.ts_ns,
             packets: [0; 2],
             bytes: [0; 2],
+            payload: [0; 2],
             tcp: TcpSeen::default(),
             icmp_error: IcmpError::of(p),
             a_is_responder: false,
@@ -189,6 +194,7 @@ impl Flow {
         self.tuple = self.tuple.reversed();
         self.packets.swap(0, 1);
         self.bytes.swap(0, 1);
+        self.payload.swap(0, 1);
         self.tcp.fin.swap(0, 1);
         self.tcp.rst.swap(0, 1);
     }
@@ -222,6 +228,7 @@ impl Flow {
         self.last_ns = self.last_ns.max(reply.last_ns);
         self.packets[1] += reply.packets[1];
         self.bytes[1] += reply.bytes[1];
+        self.payload[1] += reply.payload[1];
         self.tcp.syn_ack |= reply.tcp.syn_ack;
         self.tcp.fin[1] |= reply.tcp.fin[1];
         self.tcp.rst[1] |= reply.tcp.rst[1];
@@ -244,6 +251,7 @@ impl Flow {
         self.control &= is_control(p);
         self.packets[i] += 1;
         self.bytes[i] += u64::from(p.ip_len);
+        self.payload[i] += u64::from(p.payload_len);
         match p.l4 {
             L4::Tcp { flags, seq, .. } => {
                 let syn = flags & tcp_flags::SYN != 0;
@@ -521,6 +529,7 @@ mod tests {
             },
             payload_len: 0,
             payload_digest: 0,
+            payload_head: None,
             truncated: false,
         }
     }

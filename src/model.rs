@@ -269,6 +269,11 @@ pub struct Packet {
     /// Digest of the transport payload bytes that were captured (xxh3 of at most the
     /// captured part; for ICMP errors, of the NAT-invariant parts of the quoted packet).
     pub payload_digest: u64,
+    /// TCP only: a 32-bit digest of the first 16 payload bytes, when they were
+    /// captured. Segments cut to different lengths from one stream (segmentation
+    /// offloads) differ in `payload_digest`, but two that start at the same sequence
+    /// number share this.
+    pub payload_head: Option<u32>,
     /// True when the capture snapped part of this packet away.
     pub truncated: bool,
 }

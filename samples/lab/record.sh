@@ -25,7 +25,7 @@ LAB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SAMPLES=$(dirname "$LAB")
 ALL_SCENARIOS=(masquerade published-port port-collision nodeport snat-random-fully
   fault-forward-drop fault-invalid-leak fault-wrong-source-udp masquerade6 kube-rules
-  fault-masq-miss fault-masq-miss6 fault-nodeport-blocked kube-nft)
+  fault-masq-miss fault-masq-miss6 fault-nodeport-blocked kube-nft bulk-offload bulk-no-offload)
 
 # The scenarios that run with IPv6 on (dual stack).
 is_v6() { [[ $1 == masquerade6 || $1 == fault-masq-miss6 ]]; }
@@ -93,6 +93,7 @@ ensure_tools() {
     [ip6tables-restore]=iptables [tcpdump]=tcpdump [conntrack]=conntrack [tshark]=tshark
     [dumpcap]=tshark [editcap]=tshark [capinfos]=tshark [python3]=python3 [sysctl]=procps
     [flock]=util-linux [ipset]=ipset [nft]=nftables [xtables-monitor]=iptables [stdbuf]=coreutils
+    [ethtool]=ethtool
   )
   local missing=() cmd
   for cmd in "${!pkg_of[@]}"; do
@@ -102,7 +103,7 @@ ensure_tools() {
     log "installing missing packages: $(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')"
     apt-get update
     DEBIAN_FRONTEND=noninteractive apt-get install -y iproute2 iptables tcpdump conntrack tshark python3 procps util-linux \
-      ipset nftables coreutils
+      ipset nftables coreutils ethtool
   fi
   # The system interpreter when there is one: it starts faster than a version-manager shim.
   if [[ -x /usr/bin/python3 ]]; then PY=/usr/bin/python3; else PY=$(command -v python3); fi
@@ -354,6 +355,9 @@ apply_rules() { # stdin: iptables-restore input
 
 IFACES=(docker0 eth0 veth-c1)
 CAP_PIDS=()
+# Bytes kept of each packet (0: all of it). Bulk scenarios keep the headers and the
+# start of the payload only, so that their files stay small.
+SNAPLEN=0
 
 start_recording() {
   local d=$SCEN_DIR i
@@ -366,15 +370,17 @@ start_recording() {
   LIVE[$EV_PID]=events
   for i in "${IFACES[@]}"; do
     # -Z root: stay root so the file can be written wherever --out points.
-    bg "tcpdump-$i" "$NS_HOST" tcpdump -Z root -i "$i" -U --immediate-mode -n -w "$d/$i.pcap"
+    bg "tcpdump-$i" "$NS_HOST" tcpdump -Z root -i "$i" -s "$SNAPLEN" -U --immediate-mode -n -w "$d/$i.pcap"
     CAP_PIDS+=("$LAST_PID")
   done
   # On "any" libpcap sizes each ring slot from the snapshot length (the device has
   # no MTU), so the default 2 MB ring holds only a few packets in immediate mode and
   # bursts are dropped: give it a larger ring.
-  bg tcpdump-any "$NS_HOST" tcpdump -Z root -i any -y LINUX_SLL2 -B 32768 -U --immediate-mode -n -w "$d/any.pcap"
+  bg tcpdump-any "$NS_HOST" tcpdump -Z root -i any -y LINUX_SLL2 -B 32768 -s "$SNAPLEN" -U --immediate-mode -n -w "$d/any.pcap"
   CAP_PIDS+=("$LAST_PID")
+  # dumpcap's -s applies to the interfaces named after it.
   local dargs=()
+  [[ $SNAPLEN == 0 ]] || dargs+=(-s "$SNAPLEN")
   for i in "${IFACES[@]}"; do dargs+=(-i "$i"); done
   bg dumpcap "$NS_HOST" dumpcap -q "${dargs[@]}" -w "$d/multi.pcapng"
   CAP_PIDS+=("$LAST_PID")
@@ -1270,6 +1276,78 @@ scenario_kube_nft() {
       >"$SCEN_DIR/endpoints.txt"
 }
 
+# Segmentation offloads of the lab's links, on or off. With them on, TCP hands
+# veth super-packets of up to 64 kB, and the host is set so that its two capture
+# points see the same bytes cut differently in both directions: c1 sends
+# super-packets (TSO/GSO on its eth0), which veth-c1 and docker0 carry whole and
+# eth0 (TSO/GSO off) cuts into MSS-sized segments; the outside sends MSS-sized
+# segments (TSO/GSO off on wan0), which GRO on eth0 merges into aggregates and
+# docker0 (TSO/GSO off) cuts again on the way in. Off: every link carries
+# MSS-sized segments only, and both points see the same cuts.
+set_offloads() {
+  local on=$1
+  if [[ $on == on ]]; then
+    nsx "$NS_C1" ethtool -K eth0 tso on gso on gro on
+    hx ethtool -K veth-c1 tso on gso on gro on
+    hx ethtool -K docker0 tso off gso off
+    hx ethtool -K eth0 tso off gso off gro on
+    nsx "$NS_OUT" ethtool -K wan0 tso off gso off gro on
+  else
+    nsx "$NS_C1" ethtool -K eth0 tso off gso off gro off
+    hx ethtool -K veth-c1 tso off gso off gro off
+    hx ethtool -K docker0 tso off gso off gro off
+    hx ethtool -K eth0 tso off gso off gro off
+    nsx "$NS_OUT" ethtool -K wan0 tso off gso off gro off
+  fi
+  # The settings in force, as `ethtool -k` shows them, for the host's interfaces.
+  local i
+  for i in veth-c1 docker0 eth0; do
+    echo "$i:"
+    hx ethtool -k "$i" | grep -E '^(tcp-segmentation-offload|generic-segmentation-offload|generic-receive-offload):'
+  done >"$SCEN_DIR/offloads.txt"
+}
+
+# Bulk TCP both ways through MASQUERADE (c1 -> 203.0.113.2:7000) and through a
+# published port (198.51.100.20 -> 203.0.113.1:8080, DNAT to c1:80): two
+# exchanges of 40 kB requests and 40 kB responses per connection, held across the
+# snapshot, then closed with FIN. Offloads on or off (see set_offloads); captures
+# keep the first SNAPLEN bytes of each packet.
+bulk_scenario() {
+  IFACES=(docker0 eth0 veth-c1)
+  SNAPLEN=128
+  {
+    docker_filter_base
+    echo "-A DOCKER -d $C1_IP/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT"
+    echo COMMIT
+    docker_nat_base
+    echo "$MASQ_RULE"
+    echo "-A POSTROUTING -s $C1_IP/32 -d $C1_IP/32 -p tcp -m tcp --dport 80 -j MASQUERADE"
+    echo "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination $C1_IP:80"
+    echo COMMIT
+  } | apply_rules
+  set_offloads "$1"
+  server web "$NS_C1" tcp_server.py --port 80 --lifetime 30
+  server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --lifetime 30
+  start_recording
+  client out "$NS_C1" tcp_client.py --dst "$SRV_IP" --port 7000 --requests 2 --size 40000 --tag bulkout \
+    --ready "$SYNC/out" --release "$SYNC/release"
+  local egress=$LAST_PID
+  wait_file "$SYNC/out" 10
+  client in "$NS_OUT" tcp_client.py --src "$REMOTE_CLI" --dst "$HOST_IP" --port 8080 --requests 2 --size 40000 \
+    --tag bulkin --ready "$SYNC/in" --release "$SYNC/release"
+  local ingress=$LAST_PID
+  wait_file "$SYNC/in" 10
+  snapshot
+  touch "$SYNC/release"
+  expect_ok "$egress"
+  expect_ok "$ingress"
+  kill_servers
+  stop_recording
+}
+
+scenario_bulk_offload() { bulk_scenario on; }
+scenario_bulk_no_offload() { bulk_scenario off; }
+
 # ---------------------------------------------------------------- checks
 
 # Every pcap must show only lab addresses.
@@ -1627,6 +1705,42 @@ check_fault_nodeport_blocked() {
   [[ $(ct_count "$ct" 'dport=30081 ') -eq 0 ]] || die "$SCEN: conntrack entry for the blocked flow"
   [[ $(ct_count "$SCEN_DIR/events.txt" 'dport=30081 ') -eq 0 ]] || die "$SCEN: conntrack event for the blocked flow"
   need 3 "packets on the FORWARD DROP" "$(counter "$SCEN_DIR/iptables-counters.txt" '--ctorigdstport 30081 -j DROP')"
+}
+
+# The bulk connections' conntrack entries: MASQUERADE out, DNAT in.
+check_bulk_entries() {
+  local ct=$SCEN_DIR/conntrack.txt
+  need 1 "ESTABLISHED MASQUERADE entry to port 7000" "$(ct_count "$ct" ' ESTABLISHED ' "src=$C1_IP dst=$SRV_IP " 'dport=7000 ' "dst=$HOST_IP ")"
+  need 1 "ESTABLISHED DNAT entry 8080 -> $C1_IP:80" "$(ct_count "$ct" ' ESTABLISHED ' "dst=$HOST_IP sport=[0-9]+ dport=8080 src=$C1_IP dst=$REMOTE_CLI sport=80 ")"
+  need 2 "TCP conversations on eth0" "$(tcp_convs "$SCEN_DIR/eth0.pcap")"
+}
+
+# Super-packets (IP packets longer than the 1500-byte MTU) and different cuts:
+# c1's data leaves docker0 in super-packets and eth0 in MSS-sized segments; the
+# outside's data arrives at eth0 in GRO aggregates and leaves docker0 in
+# MSS-sized segments.
+check_bulk_offload() {
+  check_bulk_entries
+  local d=$SCEN_DIR/docker0.pcap e=$SCEN_DIR/eth0.pcap
+  need 1 "super-packets from $C1_IP on docker0" "$(pkts "$d" "ip.src==$C1_IP && ip.len > 1500")"
+  need 1 "super-packets to $HOST_IP on eth0" "$(pkts "$e" "ip.dst==$HOST_IP && ip.len > 1500")"
+  [[ $(pkts "$e" "ip.src==$HOST_IP && ip.len > 1500") -eq 0 ]] || die "$SCEN: super-packets leaving eth0"
+  [[ $(pkts "$d" "ip.dst==$C1_IP && ip.len > 1500") -eq 0 ]] || die "$SCEN: super-packets leaving docker0 for c1"
+  local dn en
+  dn=$(pkts "$d" "ip.src==$C1_IP && tcp.len > 0")
+  en=$(pkts "$e" "ip.src==$HOST_IP && tcp.len > 0")
+  [[ $dn -lt $en ]] || die "$SCEN: c1's data in $dn segments on docker0, $en on eth0 (expected fewer on docker0)"
+  dn=$(pkts "$d" "ip.dst==$C1_IP && tcp.len > 0")
+  en=$(pkts "$e" "ip.dst==$HOST_IP && tcp.len > 0")
+  [[ $en -lt $dn ]] || die "$SCEN: c1's incoming data in $en segments on eth0, $dn on docker0 (expected fewer on eth0)"
+}
+
+check_bulk_no_offload() {
+  check_bulk_entries
+  local f
+  for f in "$SCEN_DIR"/*.pcap; do
+    [[ $(pkts "$f" "ip.len > 1500") -eq 0 ]] || die "$SCEN: super-packets in $(basename "$f") with offloads off"
+  done
 }
 
 # ---------------------------------------------------------------- main

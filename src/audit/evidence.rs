@@ -141,6 +141,16 @@ pub enum Evidence {
     LeftAsAnother { packets: u64, point: String },
     /// `packets` other packets of `direction` crossed.
     OthersCrossed { packets: u64, direction: Direction },
+    /// Of those, `sent` segments seen at `from` (`bytes` payload bytes) reached `to`
+    /// as `received` segments cut differently (segmentation offloads).
+    Resegmented {
+        direction: Direction,
+        sent: u64,
+        received: u64,
+        bytes: u64,
+        from: String,
+        to: String,
+    },
     /// `point` was capturing over the span and saw none of the packets; `whole`:
     /// it captured past the last of them.
     NoneSeen {

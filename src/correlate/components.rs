@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::pairing::{match_flows, EdgeKey, Vote};
+use super::pairing::{match_all, EdgeKey, Vote};
 use super::points::PointData;
 use crate::flows::Flow;
 
@@ -161,8 +161,8 @@ pub(super) fn orient(points: &mut [PointData], comps: &Components, off: &[i64], 
     }
 }
 
-/// How many matched packets say two flows, each (point, flow), share orientation, and
-/// how many say the opposite.
+/// How many matched packets (and segments that carried the same bytes) say two flows,
+/// each (point, flow), share orientation, and how many say the opposite.
 fn orientation_votes(
     points: &[PointData],
     (xp, xf): (usize, u32),
@@ -175,7 +175,7 @@ fn orientation_votes(
         points[yp].flow_recs(yf as usize),
     );
     let (mut same, mut flipped) = (0, 0);
-    for (i, j) in match_flows(rx, off[xp], ry, off[yp], window, false) {
+    for (i, j) in match_all(rx, off[xp], ry, off[yp], window, false) {
         if points[xp].is_fwd(&rx[i]) == points[yp].is_fwd(&ry[j]) {
             same += 1;
         } else {

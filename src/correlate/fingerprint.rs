@@ -32,8 +32,10 @@ impl Strength {
     }
 }
 
-/// The sets of invariant fields a fingerprint can be built from, for evidence output.
-pub const FIELD_SETS: [&[&str]; 10] = [
+/// The sets of invariant fields a fingerprint can be built from, for evidence output;
+/// the last two are those of TCP segments that carried the same bytes cut differently
+/// ([`SEQ_RANGE_TS`], [`SEQ_RANGE`]).
+pub const FIELD_SETS: [&[&str]; 12] = [
     &[
         "ip.id",
         "tcp.seq",
@@ -51,7 +53,15 @@ pub const FIELD_SETS: [&[&str]; 10] = [
     &["icmp.type", "quoted"],
     &["ip.id", "payload"],
     &["payload"],
+    &["tcp.seq", "tcp.ack", "tcp.tsval"],
+    &["tcp.seq", "tcp.ack"],
 ];
+
+/// Index into [`FIELD_SETS`] of TCP segments with the timestamp option that carried
+/// the same bytes at two points, cut differently.
+pub const SEQ_RANGE_TS: u8 = 10;
+/// The same without the timestamp option.
+pub const SEQ_RANGE: u8 = 11;
 
 /// Index into [`FIELD_SETS`] of the fields that identify `p`.
 pub fn field_set(p: &Packet) -> u8 {
@@ -163,6 +173,7 @@ mod tests {
             l4,
             payload_len: 48,
             payload_digest: 0xdead_beef,
+            payload_head: None,
             truncated: false,
         }
     }

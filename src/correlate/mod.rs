@@ -6,7 +6,9 @@
 //! 1. [`points`]: flows and one fingerprint record per packet, per point
 //!    ([`points::read_points`], called by [`run`]).
 //! 2. [`offset`]: clock offset of every point from packets unambiguous at two points.
-//! 3. `pairing`: the cross-point join; matched packets vote for pairs of flows.
+//! 3. `pairing`: the cross-point join; matched packets vote for pairs of flows, and so
+//!    do TCP segments that carried the same bytes cut differently (`segments`:
+//!    segmentation offloads cut one stream differently at different points).
 //! 4. `components`: flow pairs joined greedily, best evidence first, into one component
 //!    per connection that holds at most one flow per point (except through a hairpin
 //!    edge); pairs that would break that rule are kept for [`Related`], never silently
@@ -14,7 +16,8 @@
 //! 5. `paths`: per connection (in parallel), its [`Hop`]s in the initiator's direction;
 //!    connections numbered in time order, refused pairs attached as [`Related`].
 //! 6. `translations`: per connection (in parallel), a [`Link`] for each consecutive
-//!    pair of hops: the translation, matched and unmatched packets per direction,
+//!    pair of hops: the translation, matched and unmatched packets per direction
+//!    (TCP data by byte range, pure ACKs superseded by a later one: [`Resegmentation`]),
 //!    forwarding latency; then, where the source port moved, the connection that held
 //!    the wanted port ([`PortRealloc`]).
 //!
@@ -28,8 +31,9 @@ pub mod offset;
 mod pairing;
 mod paths;
 pub mod points;
+mod segments;
 #[cfg(test)]
-mod testkit;
+pub(crate) mod testkit;
 mod translations;
 
 use serde::Serialize;
@@ -41,6 +45,7 @@ use offset::Offset;
 use points::PointData;
 
 pub use paths::{Hop, Related};
+pub use segments::{Resegmentation, Resegmented};
 pub use translations::{Gap, Latency, Link, LinkEvidence, PortRealloc, Unmatched};
 
 /// Tunables of the correlation.
@@ -94,6 +99,13 @@ impl Connection {
 
     pub fn last_ns(&self) -> i64 {
         self.hops.iter().map(|h| h.last_ns).max().unwrap_or(0)
+    }
+
+    /// Whether two of the connection's hops saw its TCP stream cut differently: a link
+    /// accounted for packets by their bytes or by a later ACK, so packet counts differ
+    /// from hop to hop while the bytes agree.
+    pub fn resegmented(&self) -> bool {
+        self.links.iter().any(|l| !l.resegmented.is_none())
     }
 
     /// The translation from the first hop to the last; `None` for a connection seen

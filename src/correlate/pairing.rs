@@ -5,18 +5,23 @@
 //! with itself, for hairpin traffic that crosses one interface twice), a merge join of
 //! the fingerprint-sorted records pairs each packet with the nearest same-fingerprint
 //! packet within the time window; matched packets vote for the pair of flows they
-//! belong to. Linear in the number of packets, never all-pairs. Flow pairs with too
-//! little evidence are dropped; the rest come out best evidence first.
+//! belong to. TCP segments left unmatched then pair by the bytes they carried
+//! (`segments`): where offloads cut the stream differently at the two points, the
+//! segments that overlap vote, one vote per overlapping pair. Linear in the number
+//! of packets (n log n for the segments), never all-pairs. Flow pairs with too little
+//! evidence are dropped; the rest come out best evidence first.
 //!
-//! [`match_flows`] pairs the packets of two given flows (or hops) one by one: the
+//! [`match_flows`] pairs the packets of two given flows (or hops) one by one, and
+//! [`match_all`] adds the segments that carried the same bytes cut differently: the
 //! orientation of a connection's flows, the order of its hops and its translations all
-//! rest on it.
+//! rest on them.
 
 use std::collections::HashMap;
 
 use rayon::prelude::*;
 
 use super::points::{PointData, Rec};
+use super::segments::{self, Recs};
 
 /// Minimum evidence for two flows to be one connection: one TCP packet, one IPv4
 /// UDP/ICMP packet with its ID and payload, or two weaker matches.
@@ -170,9 +175,10 @@ fn pair_run(run: &[&Rec], window: i64) -> Vec<(usize, usize)> {
 
 /// Two points: walk both fingerprint orders together; within a fingerprint both runs
 /// are in time order, and packets pair in order when their corrected times are within
-/// the window.
+/// the window. Then the TCP segments left over pair by the bytes they carried.
 fn join_across(pa: &PointData, off_a: i64, pb: &PointData, off_b: i64, window: i64) -> Votes {
     let mut votes = Votes::default();
+    let (mut used_a, mut used_b) = (vec![false; pa.recs.len()], vec![false; pb.recs.len()]);
     let (fa, fb) = (&pa.by_fp, &pb.by_fp);
     let (mut i, mut j) = (0, 0);
     while i < fa.len() && j < fb.len() {
@@ -194,6 +200,8 @@ fn join_across(pa: &PointData, off_a: i64, pb: &PointData, off_b: i64, window: i
             let d = (ry.ts - off_b) - (rx.ts - off_a);
             if d.abs() <= window {
                 votes.add(rx, ry);
+                used_a[fa[x] as usize] = true;
+                used_b[fb[y] as usize] = true;
                 x += 1;
                 y += 1;
             } else if d < 0 {
@@ -204,6 +212,21 @@ fn join_across(pa: &PointData, off_a: i64, pb: &PointData, off_b: i64, window: i
         }
         i = ea;
         j = eb;
+    }
+    let (x, y) = (
+        Recs {
+            recs: &pa.recs,
+            off: off_a,
+            used: &used_a,
+        },
+        Recs {
+            recs: &pb.recs,
+            off: off_b,
+            used: &used_b,
+        },
+    );
+    for (i, j) in segments::overlapping(x, y, window, false) {
+        votes.add(&pa.recs[i], &pb.recs[j]);
     }
     votes
 }
@@ -251,6 +274,40 @@ pub(super) fn match_flows(
         }
     }
     out
+}
+
+/// [`match_flows`], plus the TCP segments left over that carried bytes of one
+/// transmission cut differently (several pairs per segment where the cuts differ).
+/// Index pairs, sorted.
+pub(super) fn match_all(
+    up: &[Rec],
+    up_off: i64,
+    down: &[Rec],
+    down_off: i64,
+    window: i64,
+    same_point: bool,
+) -> Vec<(usize, usize)> {
+    let mut pairs = match_flows(up, up_off, down, down_off, window, same_point);
+    let (mut used_u, mut used_d) = (vec![false; up.len()], vec![false; down.len()]);
+    for &(a, b) in &pairs {
+        used_u[a] = true;
+        used_d[b] = true;
+    }
+    let (x, y) = (
+        Recs {
+            recs: up,
+            off: up_off,
+            used: &used_u,
+        },
+        Recs {
+            recs: down,
+            off: down_off,
+            used: &used_d,
+        },
+    );
+    pairs.extend(segments::overlapping(x, y, window, same_point));
+    pairs.sort_unstable();
+    pairs
 }
 
 /// Which positions of a sequence are still unused, as union-find links with path
@@ -408,6 +465,7 @@ mod tests {
             fields: 0,
             ttl: 64,
             tcp_flags: 0,
+            seg: None,
         }
     }
 

@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::components::{complementary, Components};
-use super::pairing::{match_flows, EdgeKey, Vote};
+use super::pairing::{match_all, EdgeKey, Vote};
 use super::points::{PointData, Rec};
 use super::Connection;
 use crate::flows::{Flow, InitiatorEvidence};
@@ -224,7 +224,7 @@ fn precedence_votes(points: &[PointData], x: &Hop, y: &Hop, off: &[i64], window:
     let (px, py) = (&points[x.point], &points[y.point]);
     let (rx, ry) = (x.recs(px), y.recs(py));
     let mut votes = 0i64;
-    for (i, j) in match_flows(
+    for (i, j) in match_all(
         &rx,
         off[x.point],
         &ry,

@@ -1,19 +1,21 @@
 //! Reading captures for correlation: per capture point, the oriented flows plus one
-//! compact record per packet (fingerprint, time, flow, side, TTL), kept in two orders:
-//! by flow (for per-connection detail) and by fingerprint (for the cross-point join).
-//! A point's facts for the report ([`PointData::summary`]) come from here too.
+//! compact record per packet (fingerprint, time, flow, side, TTL, and for TCP where
+//! the segment lies in the sequence space), kept in two orders: by flow (for
+//! per-connection detail) and by fingerprint (for the cross-point join). A point's
+//! facts for the report ([`PointData::summary`]) come from here too.
 
 use rayon::prelude::*;
+use xxhash_rust::xxh3::xxh3_64;
 
 use super::fingerprint::{field_set, fingerprint, is_matchable, Strength};
 use super::offset::Offset;
 use super::PointSummary;
 use crate::capture::{self, InputResult, InputSpec, PointInfo, ReadOptions};
 use crate::flows::{self, Flow, Side};
-use crate::model::L4;
+use crate::model::{Packet, L4};
 
-/// One packet as correlation sees it. 32 bytes, so a capture of N packets costs
-/// about 36·N bytes here (this record plus its index in fingerprint order).
+/// One packet as correlation sees it. 56 bytes, so a capture of N packets costs
+/// about 60·N bytes here (this record plus its index in fingerprint order).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rec {
     pub fp: u64,
@@ -25,6 +27,68 @@ pub struct Rec {
     pub ttl: u8,
     /// TCP flags (0 for other protocols).
     pub tcp_flags: u8,
+    /// TCP only: the fields that stay the same however offloads cut the stream.
+    pub seg: Option<Seg>,
+}
+
+/// What a TCP segment keeps when segmentation offloads (TSO/GSO) cut a stream into
+/// other segments, or GRO merges segments: every piece of one transmission carries
+/// the same acknowledgement number and timestamp option, and its bytes keep their
+/// sequence numbers. NAT leaves all of them alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seg {
+    pub seq: u32,
+    pub ack: u32,
+    /// Payload bytes, as sent.
+    pub len: u32,
+    /// A 32-bit digest of the timestamp option (TSval, TSecr), 0 without one.
+    pub ts_key: u32,
+    /// The payload's first bytes ([`Packet::payload_head`]), 0 when not captured:
+    /// segments of one transmission that start at one sequence number share them.
+    pub head: u32,
+}
+
+impl Rec {
+    /// The record of packet `p`, of flow `flow` (sent by `side`).
+    pub fn of(p: &Packet, flow: usize, side: Side) -> Rec {
+        let (fp, strength) = fingerprint(p);
+        let (tcp_flags, seg) = match p.l4 {
+            L4::Tcp {
+                seq,
+                ack,
+                flags,
+                ts,
+                ..
+            } => {
+                let ts_key = ts.map_or(0, |(val, ecr)| {
+                    let mut b = [0u8; 8];
+                    b[..4].copy_from_slice(&val.to_be_bytes());
+                    b[4..].copy_from_slice(&ecr.to_be_bytes());
+                    xxh3_64(&b) as u32 | 1
+                });
+                let seg = Seg {
+                    seq,
+                    ack,
+                    len: p.payload_len,
+                    ts_key,
+                    head: p.payload_head.map_or(0, |h| h | 1),
+                };
+                (flags, Some(seg))
+            }
+            _ => (0, None),
+        };
+        Rec {
+            fp,
+            ts: p.ts_ns,
+            flow: flow as u32,
+            side,
+            strength,
+            fields: field_set(p),
+            ttl: p.ttl,
+            tcp_flags,
+            seg,
+        }
+    }
 }
 
 /// A capture point ready for correlation.
@@ -112,23 +176,9 @@ pub fn read_points(specs: &[InputSpec], opts: &ReadOptions) -> (Vec<PointData>, 
                 if recs.len() <= local {
                     recs.resize_with(local + 1, Vec::new);
                 }
-                if !is_matchable(p) {
-                    return;
+                if is_matchable(p) {
+                    recs[local].push(Rec::of(p, flow, side));
                 }
-                let (fp, strength) = fingerprint(p);
-                recs[local].push(Rec {
-                    fp,
-                    ts: p.ts_ns,
-                    flow: flow as u32,
-                    side,
-                    strength,
-                    fields: field_set(p),
-                    ttl: p.ttl,
-                    tcp_flags: match p.l4 {
-                        L4::Tcp { flags, .. } => flags,
-                        _ => 0,
-                    },
-                });
             });
             recs.resize_with(f.points.len(), Vec::new);
             let mut sorted: Vec<Vec<Rec>> = vec![Vec::new(); f.points.len()];

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use super::fingerprint::{field_set, fingerprint, is_matchable};
+use super::fingerprint::is_matchable;
 use super::points::{PointData, Rec};
 use crate::capture::PointInfo;
 use crate::flows::FlowTable;
@@ -44,8 +44,40 @@ pub fn tcp(ts_ns: i64, src: &str, dst: &str, seq: u32, flags: u8, ttl: u8) -> Pa
         },
         payload_len: 0,
         payload_digest: 0,
+        payload_head: None,
         truncated: false,
     }
+}
+
+/// Header fields of a TCP data segment ([`data`]) that every piece of one
+/// transmission shares, however offloads cut it.
+#[derive(Clone, Copy, Debug)]
+pub struct Hdr {
+    pub ack: u32,
+    /// TSval of the timestamp option (TSecr 1), none when `None`.
+    pub tsval: Option<u32>,
+    pub flags: u8,
+}
+
+/// A TCP segment from `src` to `dst` carrying `len` payload bytes from `seq`, with the
+/// shared fields `h`; the IPv4 ID is the low bits of `seq` (GSO numbers pieces on, so
+/// pieces of one transmission differ in it), the payload digest depends on the
+/// range, so that equal ranges cut equally share a fingerprint, and the payload's
+/// first bytes on where it starts.
+pub fn data(ts_ns: i64, src: &str, dst: &str, seq: u32, len: u32, h: Hdr) -> Packet {
+    let mut p = tcp(ts_ns, src, dst, seq, h.flags, 64);
+    p.l4 = L4::Tcp {
+        seq,
+        ack: h.ack,
+        flags: h.flags,
+        window: 64_240,
+        ts: h.tsval.map(|v| (v, 1)),
+    };
+    p.ip_len = 52 + len;
+    p.payload_len = len;
+    p.payload_digest = (u64::from(seq) << 32) | u64::from(len);
+    p.payload_head = (len >= 16).then_some(seq.wrapping_mul(0x9e37_79b1));
+    p
 }
 
 /// A UDP packet with a 32-byte payload of digest `payload`.
@@ -61,14 +93,15 @@ pub fn udp(ts_ns: i64, src: &str, dst: &str, ip_id: Option<u32>, payload: u64) -
         l4: L4::Udp,
         payload_len: 32,
         payload_digest: payload,
+        payload_head: None,
         truncated: false,
     }
 }
 
 /// A short TCP connection from `client` to `server` starting at `t0`, one packet a
-/// millisecond: handshake, a request, its acknowledgement, and the client's FIN.
-/// Sequence numbers start at `isn`, so connections with different `isn` never share a
-/// fingerprint.
+/// millisecond: handshake, a one-byte request, its acknowledgement, and the client's
+/// FIN. Sequence numbers start at `isn`, so connections with different `isn` never
+/// share a fingerprint.
 pub fn tcp_conv(t0: i64, client: &str, server: &str, isn: u32) -> Vec<Packet> {
     use tcp_flags::{ACK, FIN, PSH, SYN};
     let steps = [
@@ -88,7 +121,13 @@ pub fn tcp_conv(t0: i64, client: &str, server: &str, isn: u32) -> Vec<Packet> {
             } else {
                 (server, client)
             };
-            tcp(t0 + i as i64 * MS, s, d, isn + i as u32, flags, 64)
+            let mut p = tcp(t0 + i as i64 * MS, s, d, isn + i as u32, flags, 64);
+            if flags & PSH != 0 {
+                p.payload_len = 1;
+                p.ip_len += 1;
+                p.payload_digest = u64::from(isn);
+            }
+            p
         })
         .collect()
 }
@@ -125,20 +164,7 @@ pub fn point(name: &str, input: usize, packets: &[Packet]) -> PointData {
         if !is_matchable(p) {
             continue;
         }
-        let (fp, strength) = fingerprint(p);
-        recs.push(Rec {
-            fp,
-            ts: p.ts_ns,
-            flow: flow as u32,
-            side,
-            strength,
-            fields: field_set(p),
-            ttl: p.ttl,
-            tcp_flags: match p.l4 {
-                L4::Tcp { flags, .. } => flags,
-                _ => 0,
-            },
-        });
+        recs.push(Rec::of(p, flow, side));
     }
     let info = PointInfo {
         name: name.to_string(),

@@ -4,7 +4,11 @@
 //! pair: the change of tuple ([`NatChange`]: SNAT, DNAT, both, a moved source port),
 //! the evidence (packets matched per direction, the invariant fields they agreed on,
 //! the confidence), the forwarding latency over matched packets, and the packets one
-//! hop saw and the other did not while both were capturing. [`port_reallocs`] then
+//! hop saw and the other did not while both were capturing. Packets count as seen at
+//! the other hop when matched one for one, and, where offloads cut the TCP stream
+//! differently at the two hops, when every byte of a segment reached the other hop in
+//! other segments, or when a pure ACK that did not cross was superseded by a later
+//! ACK that did (`segments`; the [`Resegmentation`] counts them). [`port_reallocs`] then
 //! names, for every link whose source port moved, the connection that held the wanted
 //! port at the downstream point.
 
@@ -13,11 +17,12 @@ use std::collections::{BTreeSet, HashMap};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::fingerprint::FIELD_SETS;
+use super::fingerprint::{FIELD_SETS, SEQ_RANGE, SEQ_RANGE_TS};
 use super::offset;
 use super::pairing::match_flows;
 use super::paths::Hop;
 use super::points::{PointData, Rec};
+use super::segments::{self, Resegmentation};
 use super::Connection;
 use crate::model::{NatChange, Proto, Tuple};
 
@@ -98,6 +103,8 @@ pub struct Link {
     pub evidence: LinkEvidence,
     pub latency: Option<Latency>,
     pub unmatched: Unmatched,
+    /// Packets accounted for by their bytes or by a later ACK, not one for one.
+    pub resegmented: Resegmentation,
     pub port_realloc: Option<PortRealloc>,
 }
 
@@ -124,21 +131,33 @@ pub(super) fn link(
 ) -> Link {
     let (pu, pd) = (&points[up.point], &points[down.point]);
     let (ru, rd) = (up.recs(pu), down.recs(pd));
-    let pairs = match_flows(
-        &ru,
-        off[up.point],
-        &rd,
-        off[down.point],
-        window,
-        up.point == down.point,
-    );
-    let m = Matched::of(&pairs, (up, pu, &ru), (down, pd, &rd), off);
+    let same_point = up.point == down.point;
+    let (off_u, off_d) = (off[up.point], off[down.point]);
+    let pairs = match_flows(&ru, off_u, &rd, off_d, window, same_point);
+    let mut m = Matched::of(&pairs, (up, pu, &ru), (down, pd, &rd), off);
     let mut matched_u = vec![false; ru.len()];
     let mut matched_d = vec![false; rd.len()];
     for &(a, b) in &pairs {
         matched_u[a] = true;
         matched_d[b] = true;
     }
+    let acc = segments::account(
+        &mut segments::Hop {
+            point: pu,
+            recs: &ru,
+            off: off_u,
+            matched: &mut matched_u,
+        },
+        &mut segments::Hop {
+            point: pd,
+            recs: &rd,
+            off: off_d,
+            matched: &mut matched_d,
+        },
+        window,
+        same_point,
+    );
+    m.add_segments(&acc.pairs, &ru, &rd);
     // Upstream only: initiator packets lost, responder packets appeared; downstream
     // only: initiator packets appeared, responder packets lost.
     let (lost_fwd, appeared_rev) = gaps((up, pu, &ru), &matched_u, (down.point, pd), off, window);
@@ -162,6 +181,7 @@ pub(super) fn link(
         },
         latency: m.latency(),
         unmatched,
+        resegmented: acc.resegmented,
         port_realloc: None,
     }
 }
@@ -213,6 +233,18 @@ impl Matched {
             }
         }
         m
+    }
+
+    /// Adds segments that carried the same bytes cut differently, as evidence (not as
+    /// matched packets: their counts differ from hop to hop).
+    fn add_segments(&mut self, pairs: &[(usize, usize)], ru: &[Rec], rd: &[Rec]) {
+        for &(a, b) in pairs {
+            let (x, y) = (&ru[a], &rd[b]);
+            let timestamps = x.seg.is_some_and(|s| s.ts_key != 0);
+            self.field_sets
+                .insert(if timestamps { SEQ_RANGE_TS } else { SEQ_RANGE });
+            self.score = 1.0 - (1.0 - self.score) * (1.0 - x.strength.min(y.strength).weight());
+        }
     }
 
     fn latency(mut self) -> Option<Latency> {

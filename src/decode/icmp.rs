@@ -68,6 +68,7 @@ pub(super) fn read(seg: &Segment<'_>, v6: bool) -> Result<Transport, Skip> {
             l4: icmp(Some((id, seq)), None),
             payload_len,
             digest: xxh3_64(body),
+            head: None,
         });
     }
     if is_error(proto, icmp_type) {
@@ -78,6 +79,7 @@ pub(super) fn read(seg: &Segment<'_>, v6: bool) -> Result<Transport, Skip> {
             l4: icmp(None, quoted),
             payload_len,
             digest,
+            head: None,
         });
     }
     Ok(Transport {
@@ -86,6 +88,7 @@ pub(super) fn read(seg: &Segment<'_>, v6: bool) -> Result<Transport, Skip> {
         l4: icmp(None, None),
         payload_len,
         digest: xxh3_64(body),
+        head: None,
     })
 }
 

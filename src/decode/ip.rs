@@ -349,6 +349,7 @@ fn packet(v: &IpView<'_>, t: &Transport, link: &Link) -> Packet {
         l4: t.l4,
         payload_len: len_u32(t.payload_len),
         payload_digest: t.digest,
+        payload_head: t.head,
         truncated: v.captured < v.ip_len,
     }
 }

@@ -45,6 +45,11 @@
 //!   other protocols: the whole IP payload (generic NAT rewrites only IP addresses);
 //! - non-first fragments: the fragment data.
 //!
+//! TCP packets also carry `payload_head`, a digest of their first 16 payload bytes
+//! when captured: segments of one stream cut to different lengths (segmentation
+//! offloads) have different digests, but two that start at the same sequence number
+//! share their head.
+//!
 //! When the snaplen cut the payload, the digest covers the captured part only. Both
 //! sides of a NAT are usually captured with the same snaplen, so digests still agree;
 //! with different snaplens they differ for cut packets and matching has to rely on the

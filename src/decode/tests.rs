@@ -268,6 +268,37 @@ fn ethernet_ipv4_tcp_with_timestamp() {
 }
 
 #[test]
+fn tcp_payload_head_digests_the_first_sixteen_bytes_captured() {
+    let long = b"GET / HTTP/1.1\r\nHost: example\r\n\r\n";
+    let frame = |payload: &[u8]| {
+        let t = tcp_with(40000, 80, 7, tcp_flags::ACK, &[], 0, payload);
+        eth(0x0800, &ipv4(6, A, B, &t))
+    };
+    let whole = frame(long);
+    let p = ok(ETHERNET, &whole).packet;
+    assert_eq!(p.payload_head, Some(xxh3_64(&long[..16]) as u32));
+    // A shorter segment that starts alike shares it; a cut capture too, as long as
+    // the sixteen bytes are there.
+    let short = frame(&long[..20]);
+    assert_eq!(ok(ETHERNET, &short).packet.payload_head, p.payload_head);
+    let cut = &whole[..14 + 20 + 20 + 16];
+    assert_eq!(ok(ETHERNET, cut).packet.payload_head, p.payload_head);
+    assert_eq!(
+        ok(ETHERNET, &whole[..14 + 20 + 20 + 15])
+            .packet
+            .payload_head,
+        None
+    );
+    assert_eq!(
+        ok(ETHERNET, &frame(b"hello world")).packet.payload_head,
+        None
+    );
+    // Not TCP: none.
+    let u = eth(0x0800, &ipv4(17, A, B, &udp(5000, 53, 0, long)));
+    assert_eq!(ok(ETHERNET, &u).packet.payload_head, None);
+}
+
+#[test]
 fn vlan_and_qinq_tags_are_followed() {
     let t = tcp_with(40000, 80, 7, tcp_flags::SYN, &[], 0, b"");
     let ip = ipv4(6, A, B, &t);

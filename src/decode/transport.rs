@@ -42,6 +42,18 @@ pub(super) struct Transport {
     /// Transport payload length as sent.
     pub payload_len: usize,
     pub digest: u64,
+    /// TCP only: see [`payload_head`].
+    pub head: Option<u32>,
+}
+
+/// How many payload bytes [`payload_head`] digests.
+pub(super) const HEAD_LEN: usize = 16;
+
+/// A 32-bit digest of the first [`HEAD_LEN`] bytes of a TCP payload, when the capture
+/// has them: two segments that start at the same sequence number but were cut to
+/// different lengths (segmentation offloads) carry the same first bytes.
+fn payload_head(payload: &[u8]) -> Option<u32> {
+    payload.get(..HEAD_LEN).map(|b| xxh3_64(b) as u32)
 }
 
 impl Segment<'_> {
@@ -93,6 +105,7 @@ fn other(seg: &Segment<'_>, header_len: usize) -> Transport {
         l4: L4::Other,
         payload_len: seg.len.saturating_sub(header_len),
         digest: xxh3_64(seg.after(header_len)),
+        head: None,
     }
 }
 
@@ -129,6 +142,7 @@ fn tcp(seg: &Segment<'_>) -> Result<Transport, Skip> {
         },
         payload_len: seg.len - header_len,
         digest: xxh3_64(seg.after(header_len)),
+        head: payload_head(seg.after(header_len)),
     })
 }
 
@@ -162,6 +176,7 @@ fn udp(seg: &Segment<'_>) -> Result<Transport, Skip> {
         l4: L4::Udp,
         payload_len: seg.len.saturating_sub(UDP_HEADER_LEN),
         digest: xxh3_64(seg.after(UDP_HEADER_LEN)),
+        head: None,
     })
 }
 
@@ -175,6 +190,7 @@ fn sctp(seg: &Segment<'_>) -> Result<Transport, Skip> {
         l4: L4::Other,
         payload_len: seg.len.saturating_sub(SCTP_COMMON_HEADER_LEN),
         digest: xxh3_64(seg.after(SCTP_COMMON_HEADER_LEN)),
+        head: None,
     })
 }
 

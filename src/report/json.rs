@@ -12,7 +12,9 @@ use super::fmt::{dst, rfc3339_ns};
 use super::{Model, Render};
 use crate::audit::{Detail, Direction, Finding, Seen, WitnessKind, WitnessSummary};
 use crate::capture::InputStats;
-use crate::correlate::{Connection, Correlation, Gap, Hop, Latency, Link, PortRealloc, Related};
+use crate::correlate::{
+    Connection, Correlation, Gap, Hop, Latency, Link, PortRealloc, Related, Resegmentation,
+};
 use crate::diag::Warning;
 use crate::flows::InitiatorEvidence;
 use crate::model::{tcp_flags, NatKind, Proto};
@@ -278,6 +280,12 @@ pub struct HopJson<'a> {
     pub packets_rev: u64,
     pub bytes_fwd: u64,
     pub bytes_rev: u64,
+    /// Transport payload bytes each way, for connections whose hops saw the TCP
+    /// stream cut differently (their packet counts differ from hop to hop).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload_bytes_fwd: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload_bytes_rev: Option<u64>,
     pub ttl_fwd: Option<u8>,
     /// The tuple responder packets carried here when it is not the reverse of this
     /// hop's tuple (replies already translated back at this point).
@@ -321,6 +329,10 @@ pub struct TranslationJson<'a> {
     pub evidence: &'a crate::correlate::LinkEvidence,
     pub latency: Option<&'a Latency>,
     pub unmatched: UnmatchedJson,
+    /// Packets accounted for by their bytes (TCP segments cut differently at the two
+    /// hops) or by a later ACK, per direction; absent when there are none.
+    #[serde(skip_serializing_if = "Resegmentation::is_none")]
+    pub resegmented: &'a Resegmentation,
     pub port_realloc: Option<&'a PortRealloc>,
 }
 
@@ -363,8 +375,14 @@ fn gap(g: &Gap) -> GapJson {
     }
 }
 
-fn hop<'a>(c: &'a Correlation, h: &'a Hop, tcp_state: Option<&'static str>) -> HopJson<'a> {
+fn hop<'a>(
+    c: &'a Correlation,
+    h: &'a Hop,
+    tcp_state: Option<&'static str>,
+    resegmented: bool,
+) -> HopJson<'a> {
     let f = &h.flow;
+    let payload = resegmented.then_some(f.payload);
     HopJson {
         point: &c.points[h.point].name,
         tuple: &f.tuple,
@@ -374,6 +392,8 @@ fn hop<'a>(c: &'a Correlation, h: &'a Hop, tcp_state: Option<&'static str>) -> H
         packets_rev: f.packets[1],
         bytes_fwd: f.bytes[0],
         bytes_rev: f.bytes[1],
+        payload_bytes_fwd: payload.map(|p| p[0]),
+        payload_bytes_rev: payload.map(|p| p[1]),
         ttl_fwd: h.fwd_ttl,
         reply_tuple: h.reply_tuple.as_ref(),
         icmp_error: f.icmp_error.as_ref(),
@@ -400,6 +420,7 @@ fn translation<'a>(c: &'a Correlation, conn: &'a Connection, l: &'a Link) -> Tra
             appeared_fwd: gap(&l.unmatched.appeared_fwd),
             appeared_rev: gap(&l.unmatched.appeared_rev),
         },
+        resegmented: &l.resegmented,
         port_realloc: l.port_realloc.as_ref(),
     }
 }
@@ -458,7 +479,7 @@ pub fn document(m: &Model) -> Report<'_> {
                 hops: conn
                     .hops
                     .iter()
-                    .map(|h| hop(c, h, m.tcp_state(i, h)))
+                    .map(|h| hop(c, h, m.tcp_state(i, h), conn.resegmented()))
                     .collect(),
                 translations: conn.links.iter().map(|l| translation(c, conn, l)).collect(),
                 related: &conn.related,

@@ -5,11 +5,11 @@
 use std::fmt::Write as _;
 use std::io::Write;
 
-use super::fmt::{clock, dst, rfc3339_ns, secs, short, src, time_range, tuple};
+use super::fmt::{clock, dst, plural, rfc3339_ns, secs, short, src, time_range, tuple};
 use super::table::{Align, Table};
 use super::{Model, Render};
 use crate::audit::{Severity, WitnessKind, WitnessSummary};
-use crate::correlate::{Connection, Correlation, Gap, Hop, Link};
+use crate::correlate::{Connection, Correlation, Gap, Hop, Link, Resegmented};
 use crate::model::{tcp_flags, NatKind, Tuple};
 
 /// What changed, in words: `src 172.17.0.2:40000 => 203.0.113.1:40000`.
@@ -101,6 +101,15 @@ fn link_lines(c: &Correlation, conn: &Connection, i: usize, l: &Link, out: &mut 
     );
     let next_name = &c.points[conn.hops[i + 1].point].name;
     let this_name = &c.points[h.point].name;
+    let reseg = [
+        ("initiator", &l.resegmented.fwd, this_name, next_name),
+        ("responder", &l.resegmented.rev, next_name, this_name),
+    ];
+    for (who, r, from, to) in reseg {
+        for line in resegmented_lines(who, r, from, to) {
+            let _ = writeln!(out, "      | {line}");
+        }
+    }
     for line in [
         gap_text(
             &format!("initiator packets not seen at {next_name}"),
@@ -126,6 +135,35 @@ fn link_lines(c: &Correlation, conn: &Connection, i: usize, l: &Link, out: &mut 
     }
 }
 
+/// What a link accounted for by bytes or by a later ACK in one direction (`who`
+/// sends, from `from` to `to`).
+fn resegmented_lines(who: &str, r: &Resegmented, from: &str, to: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    if r.sent > 0 || r.received > 0 {
+        lines.push(format!(
+            "resegmented: {} at {from} ({}) crossed as {} at {to}",
+            plural(
+                r.sent,
+                &format!("{who} segment"),
+                &format!("{who} segments")
+            ),
+            plural(r.bytes, "payload byte", "payload bytes"),
+            plural(r.received, "segment", "segments")
+        ));
+    }
+    if r.superseded_acks > 0 {
+        lines.push(format!(
+            "{} not seen at {to}, superseded by a later ACK seen there",
+            plural(
+                r.superseded_acks,
+                &format!("{who} pure ACK"),
+                &format!("{who} pure ACKs")
+            )
+        ));
+    }
+    lines
+}
+
 /// The connection block, also used by the Markdown renderer.
 pub fn connection_block(
     c: &Correlation,
@@ -149,12 +187,20 @@ pub fn connection_block(
         .map(|h| c.points[h.point].name.chars().count())
         .max()
         .unwrap_or(0);
+    // Packet counts differ from hop to hop where the stream was cut differently;
+    // payload bytes do not.
+    let resegmented = conn.resegmented();
     for (i, h) in conn.hops.iter().enumerate() {
         let f = &h.flow;
         let state = state(h).map(|s| format!("  {s}")).unwrap_or_default();
+        let bytes = if resegmented {
+            format!(" ({}>/{}< payload bytes)", f.payload[0], f.payload[1])
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "    {:<width$}  {}   {}>/{}< pkts{}",
+            "    {:<width$}  {}   {}>/{}< pkts{bytes}{}",
             c.points[h.point].name,
             tuple(&f.tuple),
             f.packets[0],

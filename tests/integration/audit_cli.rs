@@ -226,6 +226,8 @@ fn clean_samples_have_no_error_or_warning() {
         "published-port",
         "nodeport",
         "snat-random-fully",
+        "bulk-offload",
+        "bulk-no-offload",
     ] {
         let a = pair(name);
         let (code, doc) = json(&args(&a));

@@ -12,5 +12,6 @@ mod correlate_cli;
 mod flows_cli;
 mod layers;
 mod rules_cli;
+mod segmentation;
 mod snapshot_netns;
 mod truth;

@@ -25,6 +25,8 @@ pub const SCENARIOS: &[&str] = &[
     "fault-masq-miss6",
     "fault-nodeport-blocked",
     "kube-nft",
+    "bulk-offload",
+    "bulk-no-offload",
 ];
 
 pub fn sample(rel: &str) -> String {

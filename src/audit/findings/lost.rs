@@ -2,7 +2,10 @@
 //!
 //! * On a link: packets one hop carried and the next did not, while the next point
 //!   was capturing, that no earlier rule explained. An error when nothing of the
-//!   connection crossed in that direction (blocked), else a warning.
+//!   connection crossed in that direction (blocked), else a warning. Correlation
+//!   already counts as crossed the TCP segments whose bytes crossed in segments cut
+//!   differently, and pure ACKs a later ACK superseded: only bytes, SYNs, FINs, RSTs
+//!   and acknowledgements that never reached the next point are lost.
 //! * A path that stops short: the last point saw initiator packets and no reply, and
 //!   other connections show where such traffic goes next (the same inside prefix to
 //!   an outside destination, or the same DNAT'ed endpoint), while that point was
@@ -14,7 +17,7 @@ use super::Detected;
 use crate::audit::{
     Code, Ctx, Detail, Direction, Evidence, Explained, Finding, PathReason, Role, Severity,
 };
-use crate::correlate::Hop;
+use crate::correlate::{Gap, Hop, Resegmented};
 use crate::model::{tcp_flags, Proto};
 
 pub fn on_links(x: &Ctx, explained: &Explained) -> Detected {
@@ -23,74 +26,117 @@ pub fn on_links(x: &Ctx, explained: &Explained) -> Detected {
         for (li, l) in conn.links.iter().enumerate() {
             let (up, down) = (&conn.hops[l.from], &conn.hops[l.to]);
             for dir in [Direction::Fwd, Direction::Rev] {
-                let (gap, from, to, matched) = match dir {
-                    Direction::Fwd => (&l.unmatched.lost_fwd, up, down, l.evidence.matched_fwd),
-                    Direction::Rev => (&l.unmatched.lost_rev, down, up, l.evidence.matched_rev),
+                let side = match dir {
+                    Direction::Fwd => LinkSide {
+                        gap: &l.unmatched.lost_fwd,
+                        from: up,
+                        to: down,
+                        matched: l.evidence.matched_fwd,
+                        reseg: l.resegmented.fwd,
+                    },
+                    Direction::Rev => LinkSide {
+                        gap: &l.unmatched.lost_rev,
+                        from: down,
+                        to: up,
+                        matched: l.evidence.matched_rev,
+                        reseg: l.resegmented.rev,
+                    },
                 };
                 let gone = explained.get(ci, li, dir);
-                let n = gap.packets.saturating_sub(gone);
-                let Some(first) = gap.first_ns else { continue };
-                if n == 0 || !x.capturing(to.point, first) {
-                    continue;
-                }
-                let (fname, tname) = (x.name(from.point), x.name(to.point));
-                let blocked = matched == 0;
-                let mut f = Finding::new(
-                    Code::Lost,
-                    if blocked {
-                        Severity::Error
-                    } else {
-                        Severity::Warning
-                    },
-                    Detail::Lost {
-                        from: fname.to_string(),
-                        to: tname.to_string(),
-                        direction: dir,
-                        blocked,
-                        first_tcp_flags: gap.first_tcp_flags.map(tcp_flags::to_string),
-                        path_from: Vec::new(),
-                        stopped: None,
-                    },
-                );
-                f.evidence = vec![
-                    x.hop(from),
-                    x.hop(to),
-                    Evidence::NeverReached {
-                        gap: gap_facts(gap),
-                        direction: dir,
-                        from: fname.to_string(),
-                        to: tname.to_string(),
-                    },
-                ];
-                if gone > 0 {
-                    f.evidence.push(Evidence::LeftAsAnother {
-                        packets: gone,
-                        point: tname.to_string(),
-                    });
-                }
-                if matched > 0 {
-                    f.evidence.push(Evidence::OthersCrossed {
-                        packets: matched,
-                        direction: dir,
-                    });
-                }
-                f.conns = vec![ci];
-                f.points = vec![fname.to_string(), tname.to_string()];
-                // As the lost packets travelled: responder packets go the other way.
-                f.tuples = vec![x.seen(from, Role::Seen), x.seen(to, Role::Next)];
-                if dir == Direction::Rev {
-                    for t in &mut f.tuples {
-                        t.tuple = t.tuple.reversed();
-                    }
-                }
-                f.first_ns = gap.first_ns;
-                f.last_ns = gap.last_ns;
-                f.packets = n;
-                out.push(f);
+                out.extend(link_finding(x, ci, dir, &side, gone));
             }
         }
     }
     out.into()
+}
+
+/// One direction of a link: the packets the sending hop (`from`) saw and the
+/// receiving hop (`to`) did not, and what did cross.
+struct LinkSide<'a> {
+    gap: &'a Gap,
+    from: &'a Hop,
+    to: &'a Hop,
+    /// Packets matched one for one.
+    matched: u64,
+    reseg: Resegmented,
+}
+
+/// The finding for one direction of a link of connection `ci`, of which `gone`
+/// packets an earlier rule explained; none when nothing is left or the receiving
+/// point was not capturing.
+fn link_finding(x: &Ctx, ci: usize, dir: Direction, s: &LinkSide, gone: u64) -> Option<Finding> {
+    let (gap, from, to) = (s.gap, s.from, s.to);
+    // Matched one for one, or whose every byte crossed in other segments.
+    let crossed = s.matched + s.reseg.sent;
+    let n = gap.packets.saturating_sub(gone);
+    let first = gap.first_ns?;
+    if n == 0 || !x.capturing(to.point, first) {
+        return None;
+    }
+    let (fname, tname) = (x.name(from.point), x.name(to.point));
+    let blocked = crossed == 0;
+    let mut f = Finding::new(
+        Code::Lost,
+        if blocked {
+            Severity::Error
+        } else {
+            Severity::Warning
+        },
+        Detail::Lost {
+            from: fname.to_string(),
+            to: tname.to_string(),
+            direction: dir,
+            blocked,
+            first_tcp_flags: gap.first_tcp_flags.map(tcp_flags::to_string),
+            path_from: Vec::new(),
+            stopped: None,
+        },
+    );
+    f.evidence = vec![
+        x.hop(from),
+        x.hop(to),
+        Evidence::NeverReached {
+            gap: gap_facts(gap),
+            direction: dir,
+            from: fname.to_string(),
+            to: tname.to_string(),
+        },
+    ];
+    if gone > 0 {
+        f.evidence.push(Evidence::LeftAsAnother {
+            packets: gone,
+            point: tname.to_string(),
+        });
+    }
+    if crossed > 0 {
+        f.evidence.push(Evidence::OthersCrossed {
+            packets: crossed,
+            direction: dir,
+        });
+    }
+    if s.reseg.sent > 0 {
+        f.evidence.push(Evidence::Resegmented {
+            direction: dir,
+            sent: s.reseg.sent,
+            received: s.reseg.received,
+            bytes: s.reseg.bytes,
+            from: fname.to_string(),
+            to: tname.to_string(),
+        });
+    }
+    f.conns = vec![ci];
+    f.points = vec![fname.to_string(), tname.to_string()];
+    // As the lost packets travelled: responder packets go the other way.
+    f.tuples = vec![x.seen(from, Role::Seen), x.seen(to, Role::Next)];
+    if dir == Direction::Rev {
+        for t in &mut f.tuples {
+            t.tuple = t.tuple.reversed();
+        }
+    }
+    f.first_ns = gap.first_ns;
+    f.last_ns = gap.last_ns;
+    f.packets = n;
+    Some(f)
 }
 
 pub fn stopped_short(x: &Ctx, _: &Explained) -> Detected {
@@ -342,8 +388,78 @@ mod tests {
     }
 
     #[test]
+    fn only_bytes_that_never_crossed_are_lost_when_cuts_differ() {
+        use crate::audit::{Evidence, Finding};
+        use crate::correlate::testkit::{data, point, Hdr, MS, US};
+        use crate::correlate::{correlate, Config};
+        use crate::model::tcp_flags::{ACK, SYN};
+        use crate::model::Packet;
+        let (client, server, nated) = ("172.17.0.2:40000", "198.51.100.7:443", "203.0.113.1:40000");
+        let h = |flags, ack, tsval| Hdr {
+            ack,
+            tsval: Some(tsval),
+            flags,
+        };
+        let handshake = |c: &str, t: i64| -> Vec<Packet> {
+            vec![
+                data(t, c, server, 999, 0, h(SYN, 0, 1)),
+                data(t + 100 * US, server, c, 4999, 0, h(SYN | ACK, 1000, 2)),
+                data(t + 200 * US, c, server, 1000, 0, h(ACK, 5000, 3)),
+            ]
+        };
+        // Inside: two super-packets of 4000 and 2000 bytes.
+        let mut inside = handshake(client, 0);
+        inside.push(data(MS, client, server, 1000, 4000, h(ACK, 5000, 4)));
+        inside.push(data(2 * MS, client, server, 5000, 2000, h(ACK, 5000, 5)));
+        // Outside, after one routed hop: the first cut in four, whose third (bytes
+        // 3000..4000) never left (`hole`), the second in two.
+        let lost = |hole: bool| -> Vec<Finding> {
+            let mut outside = handshake(nated, 30 * US);
+            for i in (0..4).filter(|&i| !hole || i != 2) {
+                let seq = 1000 + i * 1000;
+                let t = MS + 30 * US + i64::from(i) * US;
+                outside.push(data(t, nated, server, seq, 1000, h(ACK, 5000, 4)));
+            }
+            for i in 0..2 {
+                let t = 2 * MS + 30 * US + i64::from(i) * US;
+                let seq = 5000 + i * 1000;
+                outside.push(data(t, nated, server, seq, 1000, h(ACK, 5000, 5)));
+            }
+            for p in outside.iter_mut().filter(|p| p.tuple.dport == 443) {
+                p.ttl -= 1;
+            }
+            let points = vec![point("docker0", 0, &inside), point("eth0", 1, &outside)];
+            let c = correlate(points, Vec::new(), Config::default());
+            assert_eq!(c.connections.len(), 1);
+            run(&c, &[], Code::Lost)
+        };
+        assert!(lost(false).is_empty());
+        let f = lost(true);
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!(f[0].severity, Severity::Warning);
+        assert_eq!(f[0].packets, 1);
+        assert_eq!(f[0].first_ns, Some(MS));
+        assert!(f[0].evidence.iter().any(|e| matches!(
+            e,
+            Evidence::Resegmented {
+                sent: 1,
+                received: 2,
+                bytes: 2000,
+                ..
+            }
+        )));
+    }
+
+    #[test]
     fn complete_recordings_lose_nothing() {
-        for s in ["masquerade", "masquerade6", "snat-random-fully", "nodeport"] {
+        for s in [
+            "masquerade",
+            "masquerade6",
+            "snat-random-fully",
+            "nodeport",
+            "bulk-offload",
+            "bulk-no-offload",
+        ] {
             assert!(run(&wire(s), &[], Code::Lost).is_empty(), "{s}");
         }
     }

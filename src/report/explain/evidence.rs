@@ -213,6 +213,19 @@ fn loss_line(e: &Evidence) -> Option<String> {
         Evidence::OthersCrossed { packets: n, direction } => {
             format!("{n} other {} {} crossed", who(*direction), packets(*n))
         }
+        Evidence::Resegmented {
+            direction,
+            sent,
+            received,
+            bytes,
+            from,
+            to,
+        } => format!(
+            "of those, {} at {from} ({}) reached {to} as {}: the two points saw the stream cut differently (segmentation offloads), so packet counts differ there",
+            plural(*sent, &format!("{} segment", who(*direction)), &format!("{} segments", who(*direction))),
+            plural(*bytes, "payload byte", "payload bytes"),
+            plural(*received, "segment", "segments"),
+        ),
         Evidence::NoneSeen {
             point,
             from_ns,
