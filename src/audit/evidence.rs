@@ -75,6 +75,8 @@ pub enum RuleRole {
     Disagrees,
     /// A DROP/REJECT in filter INPUT that never saw the packet: DNAT made it forwarded.
     NeverSaw,
+    /// It marked the packet for a later masquerade (kube-proxy's KUBE-MARK-MASQ).
+    Marked,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -97,6 +97,9 @@ named_enum! {
         /// A DROP/REJECT rule in filter INPUT meant for traffic that DNAT sends to
         /// FORWARD: it never sees it.
         InputBypassed = "input-bypassed",
+        /// Connections DNATed to a backend and SNATed to the host on their way in: the
+        /// backend sees the host, not the client.
+        ClientAddressLost = "client-address-lost",
     }
 }
 
@@ -262,6 +265,17 @@ pub enum Detail {
         /// matches that could not be decided.
         outcomes: usize,
         assumed: bool,
+    },
+    ClientAddressLost {
+        /// The first connection's tuple as it arrived (the service it addressed).
+        service: Tuple,
+        /// The source the backend saw instead of the client's.
+        seen_as: IpAddr,
+        /// The client addresses it hid.
+        clients: Vec<IpAddr>,
+        /// The way through the rules went through kube-proxy's chain for traffic from
+        /// outside the cluster (`externalTrafficPolicy: Cluster`).
+        external_cluster: bool,
     },
     Conntrack {
         /// The entry (`file:line`), or the snapshot file for `ct-missing`.

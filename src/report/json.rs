@@ -108,6 +108,12 @@ pub enum DetailJson<'a> {
         wire: Option<&'a crate::model::Tuple>,
         conntrack: Option<&'a crate::model::Tuple>,
     },
+    ClientAddressLost {
+        service: &'a crate::model::Tuple,
+        seen_as: std::net::IpAddr,
+        clients: &'a [std::net::IpAddr],
+        external_cluster: bool,
+    },
     Rules {
         walked: &'a crate::model::Tuple,
         wire: Option<&'a crate::model::Tuple>,
@@ -192,6 +198,17 @@ fn detail(d: &Detail) -> DetailJson<'_> {
             stopped: *stopped,
             outcomes: *outcomes,
             assumed: *assumed,
+        },
+        Detail::ClientAddressLost {
+            service,
+            seen_as,
+            clients,
+            external_cluster,
+        } => DetailJson::ClientAddressLost {
+            service,
+            seen_as: *seen_as,
+            clients,
+            external_cluster: *external_cluster,
         },
         Detail::Conntrack {
             entry,

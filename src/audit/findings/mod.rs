@@ -9,6 +9,7 @@
 //! To add a finding: a file here with a `pub fn` of type [`RuleFn`], a line in
 //! [`RULES`], a code in `finding.rs`, and its words in `report/explain/`.
 
+mod client_address_lost;
 mod ct_contradiction;
 mod ct_duplicate;
 mod ct_hairpin_no_masq;
@@ -132,6 +133,11 @@ pub const RULES: &[Rule] = &[
         code: Code::InputBypassed,
         what: "an INPUT rule that DNAT'ed traffic never meets",
         run: input_bypassed::detect,
+    },
+    Rule {
+        code: Code::ClientAddressLost,
+        what: "connections SNATed to the host on their way to a backend",
+        run: client_address_lost::detect,
     },
 ];
 

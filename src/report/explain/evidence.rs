@@ -89,6 +89,7 @@ fn rule(role: RuleRole, r: &RuleFacts) -> String {
         RuleRole::Translated => "translated by",
         RuleRole::Disagrees => "the rules decide with",
         RuleRole::NeverSaw => "never seen by",
+        RuleRole::Marked => "marked for masquerade by",
     };
     let place = match (r.line, r.handle) {
         (0, Some(h)) => format!("{} handle {h}", r.source),

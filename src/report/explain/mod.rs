@@ -3,6 +3,7 @@
 //! the table, JSON, Markdown and every later format say the same thing. One file per
 //! finding code, beside the rule of the same name under `audit/findings/`.
 
+mod client_address_lost;
 mod ct_contradiction;
 mod ct_duplicate;
 mod ct_hairpin_no_masq;
@@ -45,6 +46,7 @@ pub fn words(f: &Finding) -> Words {
         Code::CtDuplicate => ct_duplicate::explain(f),
         Code::RuleContradiction => rule_contradiction::explain(f),
         Code::InputBypassed => input_bypassed::explain(f),
+        Code::ClientAddressLost => client_address_lost::explain(f),
     };
     Words {
         message,

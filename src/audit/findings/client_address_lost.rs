@@ -1,0 +1,188 @@
+//! `client-address-lost` (FM-09, FM-11): connections that NAT rewrote in both
+//! directions on their way in, DNAT to a backend and SNAT to an address of the host,
+//! so the backend sees the host, not the client: a NodePort with
+//! `externalTrafficPolicy: Cluster`, or any rule that masquerades traffic towards a
+//! published service. Decided from the wire (a link that changed both the destination
+//! and the source address between two different points); with `--rules`, the rule that
+//! marked the connection for masquerade and the one that masqueraded it are named. One
+//! finding per service and NAT address, with every connection. Info: often by design,
+//! but the first thing to know when a backend logs the wrong client.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use super::Detected;
+use crate::audit::{Code, Ctx, Detail, Evidence, Explained, Finding, Role, RuleRole, Severity};
+use crate::model::Proto;
+use crate::rules::eval::{Event, Outcome, RuleRef};
+use crate::rules::{RuleSet, Target};
+
+/// (from point, to point, protocol, service address and port, address the backend saw).
+type Key = (usize, usize, Proto, IpAddr, u16, IpAddr);
+
+pub fn detect(x: &Ctx, _: &Explained) -> Detected {
+    let c = x.c;
+    // Per service: (connection, link).
+    let mut groups: BTreeMap<Key, Vec<(usize, usize)>> = BTreeMap::new();
+    for (ci, conn) in c.connections.iter().enumerate() {
+        for (li, l) in conn.links.iter().enumerate() {
+            let (up, down) = (&conn.hops[l.from], &conn.hops[l.to]);
+            // Both addresses rewritten between two points; one interface crossed
+            // twice is hairpin traffic, a case of its own.
+            if !(l.change.src_addr_changed && l.change.dst_addr_changed) || up.point == down.point {
+                continue;
+            }
+            let t = up.flow.tuple;
+            let key = (
+                up.point,
+                down.point,
+                t.proto,
+                t.dst,
+                t.dport,
+                down.flow.tuple.src,
+            );
+            groups.entry(key).or_default().push((ci, li));
+        }
+    }
+    let mut out = Vec::new();
+    for ((_, _, _, _, _, seen_as), members) in groups {
+        let (ci, li) = members[0];
+        let conn = &c.connections[ci];
+        let l = &conn.links[li];
+        let (up, down) = (&conn.hops[l.from], &conn.hops[l.to]);
+        let mut clients: Vec<IpAddr> = members
+            .iter()
+            .map(|&(k, lk)| {
+                c.connections[k].hops[c.connections[k].links[lk].from]
+                    .flow
+                    .tuple
+                    .src
+            })
+            .collect();
+        clients.sort();
+        clients.dedup();
+        let mut f = Finding::new(
+            Code::ClientAddressLost,
+            Severity::Info,
+            Detail::ClientAddressLost {
+                service: up.flow.tuple,
+                seen_as,
+                clients,
+                external_cluster: false,
+            },
+        );
+        f.tuples = vec![x.seen(up, Role::Original), x.seen(down, Role::Translated)];
+        f.points = vec![x.name(up.point).to_string(), x.name(down.point).to_string()];
+        f.evidence.push(Evidence::Translated {
+            conn: x.id(ci),
+            from_point: x.name(up.point).to_string(),
+            from: up.flow.tuple,
+            to_point: x.name(down.point).to_string(),
+            to: down.flow.tuple,
+        });
+        if let (Some(rules), Some(o)) = (x.rules, x.attribution(ci).and_then(|a| a.outcome())) {
+            if let Some(r) = marked_for_masquerade(rules, o) {
+                f.evidence.extend(x.rule(&r, RuleRole::Marked));
+            }
+            if let Some(n) = &o.snat {
+                f.evidence.extend(x.rule(&n.rule, RuleRole::Translated));
+            }
+            if let Detail::ClientAddressLost {
+                external_cluster, ..
+            } = &mut f.detail
+            {
+                *external_cluster = entered_external_chain(rules, o);
+            }
+        }
+        let conns: Vec<usize> = members.iter().map(|&(k, _)| k).collect();
+        f.first_ns = conns.iter().map(|&k| c.connections[k].first_ns()).min();
+        f.last_ns = conns.iter().map(|&k| c.connections[k].last_ns()).max();
+        f.packets = conns.len() as u64;
+        f.conns = conns;
+        out.push(f);
+    }
+    out.into()
+}
+
+/// The last MARK rule that set a bit of the packet's mark before its source NAT: how
+/// kube-proxy (and others) flag traffic for the masquerade rule of POSTROUTING (not
+/// the rule that toggles the bit off again just before masquerading).
+fn marked_for_masquerade(rules: &RuleSet, o: &Outcome) -> Option<RuleRef> {
+    let snat = o.snat.as_ref()?;
+    o.events
+        .iter()
+        .take_while(|e| !matches!(e, Event::Matched(r) if *r == snat.rule))
+        .filter_map(|e| match e {
+            Event::Matched(r) => Some(r),
+            _ => None,
+        })
+        .filter(|r| {
+            matches!(r.rule(rules).map(|x| &x.target), Some(Target::Mark(op)) if op.clear & op.xor != 0)
+        })
+        .last()
+        .cloned()
+}
+
+/// Whether the way went through kube-proxy's chain for traffic from outside the
+/// cluster (`KUBE-EXT-*`, nftables mode `external-*`), whose masquerade is what
+/// `externalTrafficPolicy: Cluster` means.
+fn entered_external_chain(rules: &RuleSet, o: &Outcome) -> bool {
+    let external = |c: &str| c.starts_with("KUBE-EXT-") || c.starts_with("external-");
+    o.events.iter().any(|e| match e {
+        // A rule of that chain matched, or a jump to it (a verdict map's branch
+        // shows as the rules it then matched).
+        Event::Matched(r) => {
+            external(&r.chain)
+                || matches!(
+                    r.rule(rules).map(|x| &x.target),
+                    Some(Target::Jump(c) | Target::Goto(c)) if external(c)
+                )
+        }
+        _ => false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::findings::testing::*;
+
+    fn found(scenario: &str) -> Vec<Finding> {
+        run(&wire(scenario), &[], Code::ClientAddressLost)
+    }
+
+    #[test]
+    fn inbound_dnat_with_snat_to_the_host_hides_the_client() {
+        // kube-proxy in iptables mode (TCP and UDP), and in nftables mode.
+        for s in ["nodeport", "kube-nft"] {
+            let got = found(s);
+            assert!(!got.is_empty(), "no finding on {s}");
+            check(&got);
+        }
+    }
+
+    fn check(got: &[Finding]) {
+        for f in got {
+            let Detail::ClientAddressLost {
+                service,
+                seen_as,
+                clients,
+                ..
+            } = &f.detail
+            else {
+                panic!("{:?}", f.detail)
+            };
+            assert_ne!(service.dst, *seen_as);
+            assert!(!clients.contains(seen_as), "{clients:?}");
+            assert_eq!(f.severity, Severity::Info);
+        }
+    }
+
+    #[test]
+    fn silent_where_the_client_keeps_its_address() {
+        // Docker's published port (DNAT only) and outbound masquerade (SNAT only).
+        for s in ["published-port", "masquerade", "masquerade6"] {
+            assert!(found(s).is_empty(), "{s}");
+        }
+    }
+}
