@@ -34,6 +34,8 @@ pub enum Dialect {
     IptablesS,
     /// `nft -j list ruleset`.
     NftJson,
+    /// `nft list ruleset` (with or without `-a`), or a file of nft commands.
+    NftText,
 }
 
 /// Address family of a table.
@@ -457,6 +459,8 @@ pub enum InputKind {
     Iptables,
     /// `nft -j list ruleset`.
     NftJson,
+    /// `nft list ruleset` / `nft -a list ruleset`, or a file of nft commands.
+    NftText,
     /// `ipset save` / `ipset list`.
     Ipset,
     /// `ip -o addr`, `ip addr` or `ip -j addr`.
@@ -468,7 +472,9 @@ pub enum InputKind {
 impl InputKind {
     /// Recognises an input by its first meaningful line (comments and blank lines
     /// skipped): JSON with `nftables` → nft; other JSON (an array) → `ip -j addr`;
-    /// `*table`, `:CHAIN`, `-A`/`-P`/`-N` → iptables; `create`/`add` → ipset;
+    /// `*table`, `:CHAIN`, `-A`/`-P`/`-N` → iptables; `table FAMILY NAME {`, `flush
+    /// ruleset`, `define`, `include`, or an nft command (`add table ip NAME`, `add
+    /// rule inet ...`) → nft text; other `create`/`add` → ipset;
     /// `N: IFACE` or `inet`/`inet6` lines → addresses; `Chain NAME (...)`, after a
     /// pasted command line or not → an `iptables -L` listing.
     pub fn detect(text: &str) -> Option<InputKind> {
@@ -491,7 +497,9 @@ impl InputKind {
             .map(str::trim)
             .find(|l| !l.is_empty() && !l.starts_with('#'))?;
         let word = first.split_whitespace().next().unwrap_or("");
-        if first.starts_with('*')
+        if nft::text::is_nft_text(first) {
+            Some(InputKind::NftText)
+        } else if first.starts_with('*')
             || first.starts_with(':')
             || ["-A", "-P", "-N", "-I"].contains(&word)
         {
@@ -518,6 +526,7 @@ pub fn parse(source: &str, text: &str) -> RuleSet {
     match InputKind::detect(text) {
         Some(InputKind::Iptables) => iptables::parse(source, text),
         Some(InputKind::NftJson) => nft::parse_json(source, text),
+        Some(InputKind::NftText) => nft::parse_text(source, text),
         Some(InputKind::Ipset) => ipset::parse(source, text),
         Some(InputKind::Addrs) => addrs::parse(source, text),
         Some(InputKind::IptablesList) => listing::parse(source, text),
@@ -526,7 +535,7 @@ pub fn parse(source: &str, text: &str) -> RuleSet {
             warnings: vec![Warning {
                 source: source.to_string(),
                 location: crate::diag::Location::File,
-                message: "not a rule set: expected iptables-save, iptables -S, iptables -L, nft -j list ruleset, ipset save or ip addr output".into(),
+                message: "not a rule set: expected iptables-save, iptables -S, iptables -L, nft list ruleset, nft -j list ruleset, ipset save or ip addr output".into(),
             }],
             ..RuleSet::default()
         },

@@ -660,8 +660,8 @@ impl RuleCtx<'_> {
     fn anonymous_set(&mut self, members: Vec<SetMember>) -> String {
         self.anon += 1;
         let name = format!(
-            "{} {} __rule{}_set{}",
-            self.family, self.table, self.handle, self.anon
+            "{} {} __{}_set{}",
+            self.family, self.table, self.tag, self.anon
         );
         self.sets.insert(
             name.clone(),

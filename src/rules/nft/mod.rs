@@ -33,6 +33,7 @@
 mod expr;
 mod render;
 mod stmt;
+pub(super) mod text;
 pub(super) mod value;
 
 #[cfg(test)]
@@ -47,6 +48,8 @@ use super::{
 };
 use crate::diag::{Location, Warning};
 use stmt::Stmt;
+
+pub use text::parse_text;
 
 /// Parses the JSON; what it cannot read is a located warning.
 pub fn parse_json(source: &str, text: &str) -> RuleSet {
@@ -81,8 +84,30 @@ pub fn parse_json(source: &str, text: &str) -> RuleSet {
         ));
         return out;
     };
+    read_objects(out, Dialect::NftJson, objects, &[])
+}
+
+/// Where an object of the text form was read: its line and column, and for a rule its
+/// words as written.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(super) struct Origin {
+    pub(super) line: u64,
+    pub(super) column: u64,
+    pub(super) text: String,
+}
+
+/// Maps libnftables objects (`{"table": ...}`, `{"rule": ...}`, ...) onto `out`; for
+/// the text form, `origins[i]` says where object `i` was read.
+pub(super) fn read_objects(
+    out: RuleSet,
+    dialect: Dialect,
+    objects: &[Value],
+    origins: &[Option<Origin>],
+) -> RuleSet {
     let mut reader = Reader {
         out,
+        dialect,
+        origins,
         tables: HashMap::new(),
         defs: HashMap::new(),
         xt_rules: 0,
@@ -101,8 +126,11 @@ struct SetDef {
 /// `(family, table, name)`.
 type Key = (String, String, String);
 
-struct Reader {
+struct Reader<'o> {
     out: RuleSet,
+    dialect: Dialect,
+    /// Where each object was read (the text form); empty for JSON.
+    origins: &'o [Option<Origin>],
     /// `(family, table)` → index in `out.tables`.
     tables: HashMap<(String, String), usize>,
     defs: HashMap<Key, SetDef>,
@@ -125,7 +153,9 @@ struct ChainRef<'v> {
 pub(super) struct RuleCtx<'a> {
     family: &'a str,
     table: &'a str,
-    handle: u64,
+    /// What names the rule among its table's anonymous sets: `rule12` (its handle) or,
+    /// for text without handles, `line40`.
+    tag: String,
     /// Anonymous sets made so far for this rule.
     anon: usize,
     sets: &'a mut BTreeMap<String, Set>,
@@ -227,13 +257,34 @@ fn def_key(val: &Value) -> Option<Key> {
     ))
 }
 
-impl Reader {
-    fn warn(&mut self, message: String) {
-        self.out.warnings.push(Warning::new(
-            self.out.source.clone(),
-            Location::File,
-            message,
-        ));
+impl Reader<'_> {
+    fn origin(&self, i: usize) -> Option<&Origin> {
+        self.origins.get(i).and_then(Option::as_ref)
+    }
+
+    /// A warning about object `i`: at its line in the text form, about the input as a
+    /// whole in JSON.
+    fn warn_at(&mut self, i: usize, message: String) {
+        let location = match self.origin(i) {
+            Some(o) => Location::Line {
+                line: o.line,
+                column: o.column,
+            },
+            None => Location::File,
+        };
+        self.out
+            .warnings
+            .push(Warning::new(self.out.source.clone(), location, message));
+    }
+
+    /// How object `i` is named in a warning: its place in the JSON array (the text form
+    /// says where by the warning's line).
+    fn object_name(&self, i: usize) -> String {
+        if self.origin(i).is_some() {
+            String::new()
+        } else {
+            format!("object {} of the nftables array: ", i + 1)
+        }
     }
 
     fn read(&mut self, objects: &[Value]) {
@@ -302,17 +353,18 @@ impl Reader {
             return Some(t);
         }
         let Some(family) = family(fam) else {
-            self.warn(format!(
-                "object {} of the nftables array: table {name} of unknown family {fam:?} skipped",
-                i + 1
-            ));
+            let at = self.object_name(i);
+            self.warn_at(
+                i,
+                format!("{at}table {name} of unknown family {fam:?} skipped"),
+            );
             return None;
         };
         self.out.tables.push(super::Table {
             source: self.out.source.clone(),
             name: name.to_string(),
             family,
-            dialect: Dialect::NftJson,
+            dialect: self.dialect,
             chains: Vec::new(),
         });
         let t = self.out.tables.len() - 1;
@@ -351,10 +403,11 @@ impl Reader {
             str_of(val, "table"),
             str_of(val, name_key),
         ) else {
-            self.warn(format!(
-                "object {} of the nftables array: a {what} without family, table or {name_key}, skipped",
-                i + 1
-            ));
+            let at = self.object_name(i);
+            self.warn_at(
+                i,
+                format!("{at}a {what} without family, table or {name_key}, skipped"),
+            );
             return None;
         };
         let t = self.table(i, family, table)?;
@@ -379,6 +432,9 @@ impl Reader {
         else {
             return;
         };
+        if let Some(o) = self.origin(i) {
+            self.out.tables[t].chains[c].line = o.line;
+        }
         // Hooks outside the IP stack (netdev ingress/egress) have no Base.
         let Some(hook) = str_of(val, "hook").and_then(hook) else {
             return;
@@ -390,15 +446,18 @@ impl Reader {
         };
         let priority = match val.get("prio") {
             None => 0,
-            Some(p) => match priority(p, fam) {
-                Some(p) => p,
-                None => {
-                    self.warn(format!(
-                        "chain {fam} {table} {name}: priority {p} not understood, read as 0"
-                    ));
-                    0
+            Some(p) => {
+                match priority(p, fam) {
+                    Some(p) => p,
+                    None => {
+                        self.warn_at(
+                        i,
+                        format!("chain {fam} {table} {name}: priority {p} not understood, read as 0"),
+                    );
+                        0
+                    }
                 }
-            },
+            }
         };
         let policy = match str_of(val, "policy") {
             Some("drop") => Verdict::Drop,
@@ -459,12 +518,26 @@ impl Reader {
             Some(Value::Array(e)) => e,
             _ => &[],
         };
-        let text = render::rule(exprs, comment.as_deref());
+        let (line, text, tag) = match self.origin(i) {
+            Some(o) => (
+                o.line,
+                o.text.clone(),
+                match handle {
+                    Some(h) => format!("rule{h}"),
+                    None => format!("line{}", o.line),
+                },
+            ),
+            None => (
+                0,
+                render::rule(exprs, comment.as_deref()),
+                format!("rule{}", handle.unwrap_or(0)),
+            ),
+        };
 
         let mut ctx = RuleCtx {
             family: fam,
             table,
-            handle: handle.unwrap_or(0),
+            tag,
             anon: 0,
             sets: &mut self.out.sets,
             defs: &self.defs,
@@ -504,7 +577,7 @@ impl Reader {
         let rules = &mut self.out.tables[t].chains[c].rules;
         for (n, target) in kept {
             rules.push(Rule {
-                line: 0,
+                line,
                 handle,
                 text: text.clone(),
                 matches: matches[..n].to_vec(),
@@ -519,10 +592,19 @@ impl Reader {
         if self.xt_rules > 0 {
             let n = self.xt_rules;
             let rules = if n == 1 { "rule holds" } else { "rules hold" };
-            self.warn(format!(
-                "{n} {rules} xt expressions left by iptables-nft, whose arguments nft -j does not \
-                 show: those matches and targets are read as unknown; iptables-save is the \
-                 complete source for rules made by iptables-nft"
+            let nft = if self.dialect == Dialect::NftText {
+                "nft list ruleset"
+            } else {
+                "nft -j"
+            };
+            self.out.warnings.push(Warning::new(
+                self.out.source.clone(),
+                Location::File,
+                format!(
+                    "{n} {rules} xt expressions left by iptables-nft, whose arguments {nft} does \
+                     not show: those matches and targets are read as unknown; iptables-save is \
+                     the complete source for rules made by iptables-nft"
+                ),
             ));
         }
         self.out

@@ -197,6 +197,12 @@ impl RuleCtx<'_> {
             "log" => Stmt::Effect(Target::Log),
             "notrack" => Stmt::Effect(Target::Notrack),
             "vmap" => Stmt::Final(self.vmap(val, s)),
+            // What the text reader could not read (no libnftables statement has this
+            // name): the rule is followed no further.
+            "unreadable" => Stmt::Final(Target::Unknown {
+                name: super::str_of(val, "name").unwrap_or("?").to_string(),
+                text: super::str_of(val, "text").unwrap_or_default().to_string(),
+            }),
             "xt" => {
                 let name = val.get("name").and_then(Value::as_str).unwrap_or("?");
                 let kind = val.get("type").and_then(Value::as_str).unwrap_or("target");
