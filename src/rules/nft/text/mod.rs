@@ -68,6 +68,7 @@ pub fn parse_text(source: &str, text: &str) -> RuleSet {
         family: String::new(),
         depth: 0,
         cleared: 0,
+        omit: Vec::new(),
     };
     for u in unterminated {
         p.warn_at(u.line, u.column, "string not closed on its line".into());
@@ -119,6 +120,9 @@ struct Parser<'s> {
     depth: usize,
     /// Objects before this index were flushed (`flush ruleset`).
     cleared: usize,
+    /// Tokens of the rule being read left out of its text (a counter's values, kept
+    /// apart as the rule's counters).
+    omit: Vec<(usize, usize)>,
 }
 
 impl<'s> Parser<'s> {

@@ -46,8 +46,9 @@ impl Parser<'_> {
     /// One rule of chain `chain` in table `table` (of [`Parser::family`]), from token
     /// `at` to the end of its line, with its `# handle N`.
     pub(super) fn rule(&mut self, table: &str, chain: &str, at: usize) {
+        self.omit.clear();
         let (exprs, comment) = self.statements();
-        let text = self.span_text(at, self.pos);
+        let text = self.rule_text(at, self.pos);
         let mut obj = Map::new();
         obj.insert("family".into(), self.family.as_str().into());
         obj.insert("table".into(), table.into());
@@ -61,6 +62,22 @@ impl Parser<'_> {
         }
         obj.insert("expr".into(), exprs.into());
         self.push(json!({ "rule": obj }), at, text);
+    }
+
+    /// The text of the rule in tokens `from..to`, without the counter values in it
+    /// (`counter packets 3 bytes 180 accept` → `counter accept`).
+    fn rule_text(&self, from: usize, to: usize) -> String {
+        let mut parts = Vec::new();
+        let mut start = from;
+        for &(a, b) in &self.omit {
+            if a >= start && b <= to {
+                parts.push(self.span_text(start, a));
+                start = b;
+            }
+        }
+        parts.push(self.span_text(start, to));
+        parts.retain(|p| !p.is_empty());
+        parts.join(" ")
     }
 
     /// The statements up to the end of the rule, and its comment. A statement that
@@ -171,10 +188,12 @@ impl Parser<'_> {
     fn counter(&mut self) -> Res<Value> {
         self.bump();
         if self.is_word("packets") {
+            let from = self.pos;
             self.bump();
             let packets = self.number()?;
             self.expect_word("bytes")?;
             let bytes = self.number()?;
+            self.omit.push((from, self.pos));
             return Ok(json!({"counter": {"packets": packets, "bytes": bytes}}));
         }
         if self.is_word("name") {
