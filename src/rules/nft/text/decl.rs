@@ -103,7 +103,7 @@ impl Parser<'_> {
         }
     }
 
-    /// `FAMILY NAME`, or `NAME` alone (family `ip`), as tables are named.
+    /// `FAMILY NAME`, or `NAME` alone (family `ip`), as commands name a table.
     fn family_and_name(&mut self) -> Res<(String, String)> {
         let first = self.name()?;
         let named = self
@@ -118,22 +118,42 @@ impl Parser<'_> {
 
     /// `table [FAMILY] NAME [{ ... }]`, the word `table` (at `at`) read.
     fn table(&mut self, at: usize) {
-        let (fam, name) = match self.family_and_name() {
+        let named = |f: super::Fail| super::Fail {
+            message: format!("table: {}", f.message),
+            ..f
+        };
+        let names = self.name().map_err(named).and_then(|first| {
+            if self.is_punct("{") || self.at_end() {
+                return Ok(("ip".to_string(), first));
+            }
+            let at_name = self.pos;
+            let name = self.name().map_err(named)?;
+            if family(&first).is_none() {
+                return Err(super::Fail {
+                    at: at_name - 1,
+                    message: format!(
+                        "unknown family {first:?} (ip, ip6, inet, bridge, arp or netdev) of \
+                         table {name}: skipped"
+                    ),
+                });
+            }
+            Ok((first, name))
+        });
+        let (fam, name) = match names {
             Ok(x) => x,
             Err(f) => {
-                self.warn(f.at, format!("table: {}", f.message));
-                self.skip_statement();
+                self.warn(f.at, f.message);
+                self.recover(at);
                 return;
             }
         };
         if !self.is_punct("{") && !self.at_end() {
             let message = format!(
-                "table {fam} {name}: {} not understood (a family of ip, ip6, inet, bridge, arp \
-                 or netdev, then the name): skipped",
+                "table {fam} {name}: {} not understood: skipped",
                 self.shown()
             );
             self.warn(self.pos, message);
-            self.skip_statement();
+            self.recover(at);
             return;
         }
         self.push(
@@ -204,7 +224,7 @@ impl Parser<'_> {
             Ok(n) => n,
             Err(f) => {
                 self.warn(f.at, format!("chain: {}", f.message));
-                self.skip_statement();
+                self.recover(at);
                 return;
             }
         };
@@ -234,7 +254,7 @@ impl Parser<'_> {
                 Some("type") => {
                     if let Err(f) = self.base_spec(obj) {
                         self.warn(f.at, format!("{what}: {}", f.message));
-                        self.skip_statement();
+                        self.recover(at);
                     }
                 }
                 Some("policy") => {
@@ -320,7 +340,7 @@ impl Parser<'_> {
             Ok(n) => n,
             Err(f) => {
                 self.warn(f.at, format!("{what}: {}", f.message));
-                self.skip_statement();
+                self.recover(at);
                 return;
             }
         };
@@ -344,7 +364,7 @@ impl Parser<'_> {
             let at = self.pos;
             if let Err(f) = self.set_line(obj) {
                 self.warn(f.at, format!("{what}: {}", f.message));
-                self.skip_statement();
+                self.recover(at);
             }
             if self.pos == at {
                 self.bump();
@@ -426,7 +446,7 @@ impl Parser<'_> {
         self.bump();
         if let Err(f) = self.command_object(verb, what, at) {
             self.warn(f.at, format!("{verb} {what}: {}", f.message));
-            self.skip_statement();
+            self.recover(at);
         }
     }
 
@@ -472,7 +492,7 @@ impl Parser<'_> {
             w if TABLE_OBJECTS.contains(&w) => self.skip_statement(),
             _ => {
                 return self
-                    .fail("not understood: expected table, chain, rule, set, map or element")
+                    .fail("not understood (table, chain, rule, set, map or element expected)")
             }
         }
         Ok(())

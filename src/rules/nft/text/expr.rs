@@ -63,7 +63,9 @@ pub(super) fn literal_word(s: &str) -> Value {
     }
     if let Some((a, len)) = s.rsplit_once('/') {
         if let (Ok(a), Ok(len)) = (a.parse::<IpAddr>(), len.parse::<u8>()) {
-            return json!({"prefix": {"addr": a.to_string(), "len": len}});
+            if len <= if a.is_ipv4() { 32 } else { 128 } {
+                return json!({"prefix": {"addr": a.to_string(), "len": len}});
+            }
         }
     }
     if let Some((lo, hi)) = s.split_once('-') {

@@ -89,7 +89,9 @@ pub fn parse_text(source: &str, text: &str) -> RuleSet {
         warnings,
         ..RuleSet::default()
     };
-    read_objects(out, Dialect::NftText, &objects, &origins)
+    let mut rs = read_objects(out, Dialect::NftText, &objects, &origins);
+    rs.warnings.sort_by(|a, b| a.location.cmp(&b.location));
+    rs
 }
 
 /// Why a statement or declaration could not be read, and at which token.
@@ -206,21 +208,28 @@ impl<'s> Parser<'s> {
         }
     }
 
-    /// Skips to the end of the current statement or declaration, over any `{...}` and
-    /// `(...)` in it (they may span lines); stops before the line end, `;`, or a `}`
-    /// that closes the enclosing block.
+    /// Skips to the end of the current statement or declaration, over any `{...}` in
+    /// it (it may span lines); stops before the line end, `;`, or a `}` that closes
+    /// the enclosing block.
     fn skip_statement(&mut self) {
         let mut depth = 0usize;
         while let Some(t) = self.tok() {
             match (t.kind, t.text(self.src)) {
                 (Kind::Newline | Kind::Handle(_), _) | (Kind::Punct, ";") if depth == 0 => break,
-                (Kind::Punct, "{" | "(") => depth += 1,
+                (Kind::Punct, "{") => depth += 1,
                 (Kind::Punct, "}") if depth == 0 => break,
-                (Kind::Punct, "}" | ")") => depth = depth.saturating_sub(1),
+                (Kind::Punct, "}") => depth -= 1,
                 _ => {}
             }
             self.bump();
         }
+    }
+
+    /// Goes back to token `from`, where the statement that failed started, and skips
+    /// it whole: a failure inside `{...}` does not end the block around it.
+    fn recover(&mut self, from: usize) {
+        self.pos = from;
+        self.skip_statement();
     }
 
     /// Skips one `{...}` group, the next token being its `{`, over the groups in it.

@@ -130,7 +130,7 @@ impl Parser<'_> {
         let text = self.span_text(from, end);
         self.warn(
             at.max(from),
-            format!("{why}: the rule is read up to \"{text}\", which natcheck cannot follow"),
+            format!("{why}: the rest of the rule, \"{text}\", is read as a target natcheck cannot follow"),
         );
         let name = text.split_whitespace().next().unwrap_or("?").to_string();
         (json!({"unreadable": {"name": name, "text": text}}), comment)
@@ -139,6 +139,9 @@ impl Parser<'_> {
     /// One statement.
     fn statement(&mut self) -> Res<Value> {
         let Some(w) = self.word() else {
+            if self.is_punct("(") {
+                return self.expr_statement();
+            }
             return self.fail(format!("a statement expected, found {}", self.shown()));
         };
         if let Some(v) = bare_verdict(w) {

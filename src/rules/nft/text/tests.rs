@@ -1,5 +1,10 @@
 use super::*;
-use crate::rules::{Chain, MatchKind, Rule, Set, Table, Target};
+use crate::diag::Location;
+use crate::model::Proto;
+use crate::rules::{
+    Base, Branch, Chain, ChainType, Counters, CtState, Hook, Iface, InputKind, Match, MatchKind,
+    NatFlags, NatTo, Ports, Prefix, Rule, Set, SetDim, SetMember, Table, Target, Verdict,
+};
 
 /// The first way two rule sets read from the same kernel differ, on everything but
 /// where things were read (source, lines, rule text, dialect). Anonymous sets are
@@ -232,4 +237,557 @@ fn recorded_syntax_listing_reads_like_its_json() {
         "tests/data/rules/nft-syntax-recorded.json",
         true,
     );
+}
+
+fn pfx(s: &str) -> Prefix {
+    let (a, l) = s.split_once('/').unwrap();
+    Prefix {
+        addr: a.parse().unwrap(),
+        len: l.parse().unwrap(),
+    }
+}
+
+fn m(kind: MatchKind) -> Match {
+    Match {
+        negated: false,
+        kind,
+    }
+}
+
+fn chain<'a>(rs: &'a RuleSet, table: &str, name: &str) -> &'a Chain {
+    rs.tables
+        .iter()
+        .find(|t| t.name == table)
+        .unwrap_or_else(|| panic!("no table {table}"))
+        .chain(name)
+        .unwrap_or_else(|| panic!("no chain {name}"))
+}
+
+/// Each warning as `(line, column, message)`.
+fn warnings(rs: &RuleSet) -> Vec<(u64, u64, String)> {
+    rs.warnings
+        .iter()
+        .map(|w| match w.location {
+            Location::Line { line, column } => (line, column, w.message.clone()),
+            _ => (0, 0, w.message.clone()),
+        })
+        .collect()
+}
+
+#[test]
+fn tokens_know_their_place() {
+    let src = "table ip t { # handle 3\n\tip saddr != 10.0.0.0/8 \"a b\" >= <<x ; é,\\\n  y # other\n\"open";
+    let (toks, bad) = lex::tokenize(src);
+    let shown: Vec<(Kind, &str, u64, u64)> = toks
+        .iter()
+        .map(|t| (t.kind, t.text(src), t.line, t.column))
+        .collect();
+    use Kind::*;
+    assert_eq!(
+        shown,
+        vec![
+            (Word, "table", 1, 1),
+            (Word, "ip", 1, 7),
+            (Word, "t", 1, 10),
+            (Punct, "{", 1, 12),
+            (Handle(3), "# handle 3", 1, 14),
+            (Newline, "\n", 1, 24),
+            (Word, "ip", 2, 2),
+            (Word, "saddr", 2, 5),
+            (Punct, "!=", 2, 11),
+            (Word, "10.0.0.0/8", 2, 14),
+            (Str, "a b", 2, 25),
+            (Punct, ">=", 2, 31),
+            (Punct, "<<", 2, 34),
+            (Word, "x", 2, 36),
+            (Punct, ";", 2, 38),
+            (Word, "é", 2, 40),
+            (Punct, ",", 2, 41),
+            // The line continuation joins line 3 on: no line end between.
+            (Word, "y", 3, 3),
+            (Newline, "\n", 3, 12),
+            (Str, "open", 4, 1),
+        ]
+    );
+    assert_eq!(bad, vec![lex::Unterminated { line: 4, column: 1 }]);
+    // Nothing is lost on an empty or blank input.
+    assert!(lex::tokenize("").0.is_empty());
+    assert_eq!(lex::tokenize("  \t").0.len(), 0);
+}
+
+#[test]
+fn words_as_values() {
+    use expr::literal_word as w;
+    use serde_json::json;
+    assert_eq!(w("80"), json!(80));
+    assert_eq!(w("0x00004000"), json!(16384));
+    assert_eq!(
+        w("10.0.0.0/8"),
+        json!({"prefix": {"addr": "10.0.0.0", "len": 8}})
+    );
+    assert_eq!(
+        w("fe80::/10"),
+        json!({"prefix": {"addr": "fe80::", "len": 10}})
+    );
+    assert_eq!(w("1000-2000"), json!({"range": [1000, 2000]}));
+    assert_eq!(
+        w("2001:db8::1-2001:db8::9"),
+        json!({"range": ["2001:db8::1", "2001:db8::9"]})
+    );
+    assert_eq!(w("echo-request"), json!("echo-request"));
+    assert_eq!(w("-100"), json!("-100"));
+    assert_eq!(w("+5"), json!("+5"));
+    assert_eq!(w("99999999999999999999"), json!("99999999999999999999"));
+    assert_eq!(w("10.0.0.0/99"), json!("10.0.0.0/99"));
+}
+
+/// A listing as `nft -a list ruleset` prints it.
+const LISTING: &str = r#"table ip nat { # handle 7
+	set allowed { # handle 3
+		type ipv4_addr . inet_service
+		flags interval
+		elements = { 10.0.0.0/24 . 80,
+			     10.0.1.1 . 8000-8080 }
+	}
+
+	chain prerouting { # handle 1
+		type nat hook prerouting priority dstnat + 10; policy accept;
+		iifname "eth0" tcp dport { 80, 443 } counter packets 3 bytes 180 dnat to 10.0.0.5:8080 comment "web" # handle 4
+		ip saddr . tcp dport @allowed accept # handle 5
+		ip daddr { 192.0.2.1, 192.0.2.7 } drop # handle 6
+	}
+
+	chain postrouting { # handle 2
+		comment "out"
+		type nat hook postrouting priority srcnat; policy drop;
+		oifname "veth*" masquerade random,persistent # handle 8
+	}
+}
+"#;
+
+#[test]
+fn a_listing_with_handles() {
+    let rs = parse_text("nat.txt", LISTING);
+    assert!(rs.warnings.is_empty(), "{:?}", rs.warnings);
+    let t = &rs.tables[0];
+    assert_eq!(
+        (t.name.as_str(), t.dialect, t.source.as_str()),
+        ("nat", Dialect::NftText, "nat.txt")
+    );
+    let pre = chain(&rs, "nat", "prerouting");
+    assert_eq!(pre.line, 9);
+    assert_eq!(
+        pre.base,
+        Some(Base {
+            hook: Hook::Prerouting,
+            priority: -90,
+            kind: ChainType::Nat,
+            policy: Verdict::Accept,
+            counters: None,
+        })
+    );
+    let web = &pre.rules[0];
+    assert_eq!((web.line, web.handle), (11, Some(4)));
+    assert_eq!(
+        web.text,
+        "iifname \"eth0\" tcp dport { 80, 443 } counter dnat to 10.0.0.5:8080 comment \"web\""
+    );
+    assert_eq!(web.comment.as_deref(), Some("web"));
+    assert_eq!(
+        web.counters,
+        Some(Counters {
+            packets: 3,
+            bytes: 180
+        })
+    );
+    assert_eq!(
+        web.matches,
+        vec![
+            m(MatchKind::InIface(Iface {
+                name: "eth0".into(),
+                prefix: false
+            })),
+            m(MatchKind::Proto(Proto::Tcp)),
+            m(MatchKind::Dport(Ports(vec![(80, 80), (443, 443)]))),
+        ]
+    );
+    assert_eq!(
+        web.target,
+        Target::Dnat {
+            to: NatTo {
+                addrs: Some(("10.0.0.5".parse().unwrap(), "10.0.0.5".parse().unwrap())),
+                ports: Some((8080, 8080)),
+            },
+            flags: NatFlags::default(),
+        }
+    );
+    // A named set of concatenations, its elements over two lines.
+    assert_eq!(
+        pre.rules[1].matches,
+        vec![
+            m(MatchKind::Proto(Proto::Tcp)),
+            m(MatchKind::Set {
+                name: "ip nat allowed".into(),
+                dims: vec![SetDim::Src, SetDim::Dst]
+            })
+        ]
+    );
+    let allowed = &rs.sets["ip nat allowed"];
+    assert_eq!(allowed.kind, "ipv4_addr . inet_service");
+    assert_eq!(allowed.members.len(), 82);
+    assert_eq!(
+        allowed.members[0],
+        SetMember::AddrPort(pfx("10.0.0.0/24"), None, 80)
+    );
+    // An anonymous set of addresses, named after the rule's handle.
+    assert_eq!(
+        pre.rules[2].matches,
+        vec![m(MatchKind::Set {
+            name: "ip nat __rule6_set1".into(),
+            dims: vec![SetDim::Dst]
+        })]
+    );
+    assert_eq!(
+        rs.sets["ip nat __rule6_set1"].members,
+        vec![
+            SetMember::Addr(pfx("192.0.2.1/32")),
+            SetMember::Addr(pfx("192.0.2.7/32"))
+        ]
+    );
+    // The chain's comment is not a rule.
+    let post = chain(&rs, "nat", "postrouting");
+    assert_eq!(post.base.as_ref().unwrap().policy, Verdict::Drop);
+    assert_eq!(post.rules.len(), 1);
+    assert_eq!(
+        post.rules[0].target,
+        Target::Masquerade {
+            ports: None,
+            flags: NatFlags {
+                random: true,
+                random_fully: false,
+                persistent: true
+            }
+        }
+    );
+}
+
+#[test]
+fn without_handles_anonymous_sets_are_named_after_the_line() {
+    let rs = parse_text(
+        "f.nft",
+        "table inet f {\n chain c {\n  ip saddr { 10.0.0.1, 10.0.0.2 } ip daddr {\n   10.1.0.1,\n   10.1.0.2 } drop\n }\n}\n",
+    );
+    assert!(rs.warnings.is_empty(), "{:?}", rs.warnings);
+    let r = &chain(&rs, "f", "c").rules[0];
+    assert_eq!((r.line, r.handle), (3, None));
+    // A rule over several lines is quoted on one.
+    assert_eq!(
+        r.text,
+        "ip saddr { 10.0.0.1, 10.0.0.2 } ip daddr { 10.1.0.1, 10.1.0.2 } drop"
+    );
+    let names: Vec<&str> = r
+        .matches
+        .iter()
+        .map(|m| match &m.kind {
+            MatchKind::Set { name, .. } => name.as_str(),
+            _ => "?",
+        })
+        .collect();
+    assert_eq!(names, ["inet f __line3_set1", "inet f __line3_set2"]);
+    assert_eq!(r.target, Target::Drop);
+}
+
+#[test]
+fn kube_proxy_as_listed_walks_its_maps() {
+    let rs = parse_text("kp.txt", &read("samples/kube-nft/nft.txt"));
+    let svc = chain(&rs, "kube-proxy", "service-WEBSVC01-default/web/tcp/http");
+    let Target::Map { by, branches } = &svc.rules[1].target else {
+        panic!("{:?}", svc.rules[1].target)
+    };
+    assert_eq!(by, "numgen random mod 3");
+    assert_eq!(branches.len(), 3);
+    assert!(branches.iter().all(|b| b.share == Some(1.0 / 3.0)));
+    let services = chain(&rs, "kube-proxy", "services");
+    assert_eq!(
+        services.rules[1].matches[0].kind,
+        MatchKind::AddrType {
+            src: None,
+            dst: Some(crate::rules::AddrType::Local),
+            limit_in: false,
+            limit_out: false
+        }
+    );
+    let Target::Map { branches, .. } = &services.rules[1].target else {
+        panic!()
+    };
+    assert_eq!(
+        branches[..],
+        [Branch {
+            share: None,
+            key: "tcp . 30080".into(),
+            target: Box::new(Target::Goto(
+                "external-WEBSVC01-default/web/tcp/http".into()
+            ))
+        }]
+    );
+    let fwd = chain(&rs, "docker-native", "forward");
+    assert_eq!(
+        fwd.rules[1].matches,
+        vec![m(MatchKind::CtState(vec![
+            CtState::Established,
+            CtState::Related
+        ]))]
+    );
+    assert_eq!((fwd.rules[1].line, fwd.rules[1].handle), (115, Some(14)));
+}
+
+#[test]
+fn commands_as_nft_f_reads_them() {
+    let text = "add table ip t\nadd chain ip t pre { type nat hook prerouting priority -100 ; policy accept ; }\nadd chain t c\nadd set ip t s { type ipv4_addr ; flags interval ; }\nadd element ip t s { 10.0.0.0/8 }\nadd rule ip t pre ip saddr @s jump c\nadd rule t c mark set mark or 0x4000\ncreate map inet x m { type mark : verdict ; }\n";
+    assert_eq!(InputKind::detect(text), Some(InputKind::NftText));
+    let rs = crate::rules::parse("cmds.nft", text);
+    assert!(rs.warnings.is_empty(), "{:?}", rs.warnings);
+    let pre = chain(&rs, "t", "pre");
+    assert_eq!(pre.base.as_ref().unwrap().priority, -100);
+    assert_eq!(
+        (pre.rules[0].line, pre.rules[0].text.as_str()),
+        (6, "ip saddr @s jump c")
+    );
+    assert_eq!(
+        rs.sets["ip t s"].members,
+        vec![SetMember::Addr(pfx("10.0.0.0/8"))]
+    );
+    let c = chain(&rs, "t", "c");
+    assert_eq!(
+        c.rules[0].target,
+        Target::Mark(crate::rules::MarkOp {
+            clear: 0x4000,
+            xor: 0x4000
+        })
+    );
+    assert_eq!(rs.tables.len(), 1);
+}
+
+#[test]
+fn recognised_by_content() {
+    for text in [
+        "table inet filter {\n}",
+        "# Warning: table ip nat is managed by iptables-nft, do not touch!\ntable ip nat { # handle 1\n}",
+        "#!/usr/sbin/nft -f\n\nflush ruleset\ntable inet f {\n}",
+        "define LAN = 10.0.0.0/8",
+        "include \"/etc/nftables.d/*.nft\"",
+        "add table ip kube-proxy { comment \"rules for kube-proxy\" ; }",
+        "add rule inet t c accept",
+    ] {
+        assert_eq!(InputKind::detect(text), Some(InputKind::NftText), "{text}");
+    }
+    // ipset's commands name a set, not a family.
+    assert_eq!(
+        InputKind::detect("add KUBE-CLUSTER-IP 10.96.0.1,tcp:443"),
+        Some(InputKind::Ipset)
+    );
+    assert_eq!(
+        InputKind::detect("create table hash:ip family inet"),
+        Some(InputKind::Ipset)
+    );
+    assert_eq!(InputKind::detect("table"), None);
+}
+
+/// Every warning the reader gives, at its line and column; reading goes on past each.
+#[test]
+fn every_warning_at_its_line() {
+    let text = "#!/usr/sbin/nft -f
+define LAN = 10.0.0.0/8
+include \"x.nft\"
+flush ruleset
+table ip t {
+\tchain c {
+\t\ttype nat hook prerouting priority sideways; policy accept;
+\t\tip saddr $LAN frobnicate 7 accept comment \"c\"
+\t\tip saddr 1.2.3.4 dnat to
+\t\tmeta mark set
+\t\tiifname \"eth0 accept
+\t\tip saddr { 1.2.3.4, ; } drop
+\t\tqueue num 3 bypass
+\t}
+\tset s {
+\t\ttype ipv4_addr
+\t\twibble 3
+\t\telements = { 1.2.3.4 5.6.7.8 }
+\t}
+\tbogus x
+\tchain d {
+\t\ttype filter hook input;
+\t\tpolicy
+\t}
+}
+table foo bar {
+}
+delete table ip t
+add rule ip t c position 3 accept
+insert rule ip t c drop
+add frob ip t
+what
+}
+table ip u {
+\tchain x {
+\t\taccept
+";
+    let rs = parse_text("w.nft", text);
+    let got = warnings(&rs);
+    let want: &[(u64, u64, &str)] = &[
+        (2, 1, "define LAN not expanded"),
+        (3, 1, "include not followed"),
+        (6, 2, "chain ip t c: priority \"sideways\" not understood, read as 0"),
+        (8, 17, "\"frobnicate\" not understood: the rest of the rule, \"frobnicate 7 accept\", is read as a target natcheck cannot follow"),
+        (9, 27, "an address expected, found the end of the line: the rest of the rule, \"dnat to\""),
+        (10, 16, "a value expected, found the end of the line: the rest of the rule, \"meta mark set\""),
+        (11, 11, "string not closed on its line"),
+        (12, 23, "a value expected, found \";\": the rest of the rule, \"ip saddr { 1.2.3.4, ; } drop\""),
+        (17, 3, "set ip t s: \"wibble\" not understood"),
+        (18, 24, "set ip t s: \",\" or \"}\" expected, found \"5.6.7.8\""),
+        (20, 2, "\"bogus\" not understood in table ip t: skipped"),
+        (22, 25, "chain ip t d: \"priority\" expected, found \";\""),
+        (23, 9, "chain ip t d: a policy expected, found the end of the line"),
+        (26, 7, "unknown family \"foo\" (ip, ip6, inet, bridge, arp or netdev) of table bar: skipped"),
+        (28, 1, "command delete not applied"),
+        (29, 17, "rule position not applied"),
+        (30, 1, "insert rule read as add rule"),
+        (31, 10, "add frob: not understood"),
+        (32, 1, "\"what\" not understood: expected a table, or an nft command"),
+        (33, 1, "\"}\" not understood"),
+        (34, 1, "table ip u: no closing brace before the end of the input"),
+        (35, 2, "chain ip u x: no closing brace before the end of the input"),
+    ];
+    assert_eq!(got.len(), want.len(), "{got:#?}");
+    for ((line, col, msg), (wl, wc, wm)) in got.iter().zip(want) {
+        assert_eq!((line, col), (wl, wc), "{msg}");
+        assert!(
+            msg.starts_with(wm),
+            "line {line}: {msg:?} does not start with {wm:?}"
+        );
+    }
+    // What could be read was kept: the rules up to what failed, the chains after it.
+    let c = chain(&rs, "t", "c");
+    assert_eq!(c.base.as_ref().unwrap().priority, 0);
+    let r = &c.rules[0];
+    assert_eq!(r.comment.as_deref(), Some("c"));
+    assert!(
+        matches!(&r.matches[0].kind, MatchKind::Unknown { text, .. } if text == "ip saddr $LAN")
+    );
+    assert_eq!(
+        r.target,
+        Target::Unknown {
+            name: "frobnicate".into(),
+            text: "frobnicate 7 accept".into()
+        }
+    );
+    assert_eq!(
+        c.rules[1].matches,
+        vec![m(MatchKind::Src(pfx("1.2.3.4/32")))]
+    );
+    assert!(matches!(&c.rules[1].target, Target::Unknown { name, .. } if name == "dnat"));
+    assert!(matches!(&c.rules[5].target, Target::Unknown { name, .. } if name == "queue"));
+    // `add rule` after the tables goes to the end of its chain.
+    assert_eq!(c.rules.len(), 8);
+    assert_eq!((c.rules[6].line, &c.rules[6].target), (29, &Target::Accept));
+    assert!(rs.sets.contains_key("ip t s"));
+    assert!(chain(&rs, "t", "d").base.is_none());
+    assert_eq!(chain(&rs, "u", "x").rules[0].target, Target::Accept);
+    assert!(!rs.tables.iter().any(|t| t.name == "bar"));
+}
+
+#[test]
+fn flush_ruleset_keeps_what_follows() {
+    let text = "table ip old {\n chain c {\n  accept\n }\n}\nflush ruleset\ntable ip new {\n chain c {\n  drop\n }\n}\n";
+    let rs = parse_text("f.nft", text);
+    assert!(rs.warnings.is_empty(), "{:?}", rs.warnings);
+    assert_eq!(rs.tables.len(), 1);
+    assert_eq!(chain(&rs, "new", "c").rules[0].line, 9);
+}
+
+#[test]
+fn iptables_nft_rules_as_nft_lists_them() {
+    // nft prints what iptables-nft made in nft's own words where it can, as `xt` where
+    // it cannot.
+    let text = "# Warning: table ip filter is managed by iptables-nft, do not touch!
+table ip filter { # handle 2
+\tchain INPUT { # handle 3
+\t\ttype filter hook input priority filter; policy accept;
+\t\txt match recent counter packets 0 bytes 0 # handle 4
+\t\tct state related,established counter packets 5 bytes 300 accept # handle 5
+\t\tcounter packets 0 bytes 0 xt target \"LOG\" # handle 6
+\t}
+}
+";
+    let rs = parse_text("ipt.txt", text);
+    let w = warnings(&rs);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!((w[0].0, w[0].1), (0, 0));
+    assert!(
+        w[0].2.starts_with("2 rules hold xt expressions"),
+        "{}",
+        w[0].2
+    );
+    assert!(
+        w[0].2.contains("nft list ruleset does not show"),
+        "{}",
+        w[0].2
+    );
+    let c = chain(&rs, "filter", "INPUT");
+    assert!(
+        matches!(&c.rules[0].matches[0].kind, MatchKind::Unknown { name, .. } if name == "recent")
+    );
+    assert_eq!(c.rules[1].target, Target::Accept);
+    assert!(matches!(&c.rules[2].target, Target::Unknown { name, .. } if name == "LOG"));
+}
+
+#[test]
+fn hostile_input_is_read_in_one_pass_without_a_panic() {
+    // Deep nesting stops at a depth, with a warning.
+    let deep = format!(
+        "table ip t {{\n chain c {{\n  {}meta mark 1 accept\n  tcp flags & ({} == syn drop\n }}\n}}\n",
+        "(".repeat(10_000),
+        "(".repeat(10_000)
+    );
+    let rs = parse_text("deep.nft", &deep);
+    let w = warnings(&rs);
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert_eq!((w[0].0, w[0].1), (3, 35));
+    assert!(w[0].2.starts_with("expressions nested more than 32 deep"));
+    assert_eq!((w[1].0, w[1].1), (4, 16));
+    assert!(
+        w[1].2.starts_with("a value expected, found \"(\""),
+        "{}",
+        w[1].2
+    );
+    assert_eq!(chain(&rs, "t", "c").rules.len(), 2);
+    // A long line of many statements, a long set, unbalanced braces.
+    let long = format!(
+        "table ip t {{\n chain c {{\n  {} accept\n  ip saddr {{ {} }} drop\n }}\n}}\n",
+        "meta mark 1 ".repeat(20_000),
+        (0..20_000)
+            .map(|i| format!("10.{}.{}.1", i / 256, i % 256))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let started = std::time::Instant::now();
+    let rs = parse_text("long.nft", &long);
+    assert!(rs.warnings.is_empty(), "{:?}", &rs.warnings[..1]);
+    assert_eq!(chain(&rs, "t", "c").rules[0].matches.len(), 20_000);
+    assert!(started.elapsed().as_secs() < 20);
+    for text in [
+        "{{{{",
+        "}}}}",
+        "table",
+        "table ip t {",
+        "table ip t { chain",
+        "\"",
+        "add",
+        "add rule",
+        "@nh,",
+        "table ip t {\nchain c {\nip saddr {",
+    ] {
+        let _ = parse_text("x", text);
+    }
 }
