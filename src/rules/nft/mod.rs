@@ -109,8 +109,11 @@ pub(super) fn read_objects(
         dialect,
         origins,
         tables: HashMap::new(),
+        chains: HashMap::new(),
         defs: HashMap::new(),
         xt_rules: 0,
+        branches_left: MAX_BRANCHES,
+        crowded: 0,
     };
     reader.read(objects);
     reader.finish()
@@ -133,9 +136,15 @@ struct Reader<'o> {
     origins: &'o [Option<Origin>],
     /// `(family, table)` → index in `out.tables`.
     tables: HashMap<(String, String), usize>,
+    /// `(table index, chain name)` → index in that table's chains.
+    chains: HashMap<(usize, String), usize>,
     defs: HashMap<Key, SetDef>,
     /// Rules holding an `xt` expression.
     xt_rules: usize,
+    /// Map branches the rule set may still be given ([`MAX_BRANCHES`] in all).
+    branches_left: usize,
+    /// Rules cut short at [`MAX_EFFECTS`] statements that change the packet.
+    crowded: usize,
 }
 
 /// A chain of the output and its names in the input.
@@ -160,24 +169,35 @@ pub(super) struct RuleCtx<'a> {
     anon: usize,
     sets: &'a mut BTreeMap<String, Set>,
     defs: &'a HashMap<Key, SetDef>,
+    /// Map branches the rule set may still be given.
+    branches_left: &'a mut usize,
     /// Whether the rule holds an `xt` expression.
     xt: bool,
 }
 
-impl RuleCtx<'_> {
+/// Most branches the verdict maps and NAT maps of one rule set are read into: every
+/// rule that looks a named map up gets a copy of its elements, so many rules over one
+/// large map would otherwise multiply.
+const MAX_BRANCHES: usize = 1 << 20;
+
+/// Most statements that change the packet (`meta mark set`, `ct mark set`, ...) one
+/// rule is read with: each becomes a rule of its own holding the matches before it.
+const MAX_EFFECTS: usize = 64;
+
+impl<'a> RuleCtx<'a> {
     /// The [`RuleSet::sets`] key of a set of this rule's table.
     fn set_key(&self, name: &str) -> String {
         format!("{} {} {}", self.family, self.table, name)
     }
 
     /// The elements of a named map of this rule's table.
-    fn map_elements(&self, name: &str) -> Option<Vec<Value>> {
+    fn map_elements(&self, name: &str) -> Option<&'a [Value]> {
         let key = (
             self.family.to_string(),
             self.table.to_string(),
             name.to_string(),
         );
-        self.defs.get(&key).map(|d| d.elems.clone())
+        self.defs.get(&key).map(|d| d.elems.as_slice())
     }
 }
 
@@ -375,16 +395,15 @@ impl Reader<'_> {
     /// The index of a chain in a table, made (as a user chain) when first seen.
     fn chain_index(&mut self, t: usize, name: &str) -> usize {
         let chains = &mut self.out.tables[t].chains;
-        if let Some(c) = chains.iter().position(|c| c.name == name) {
-            return c;
-        }
-        chains.push(Chain {
-            name: name.to_string(),
-            base: None,
-            rules: Vec::new(),
-            line: 0,
-        });
-        chains.len() - 1
+        *self.chains.entry((t, name.to_string())).or_insert_with(|| {
+            chains.push(Chain {
+                name: name.to_string(),
+                base: None,
+                rules: Vec::new(),
+                line: 0,
+            });
+            chains.len() - 1
+        })
     }
 
     /// The chain object `i` of the array belongs to, named by its `family`, `table`
@@ -541,6 +560,7 @@ impl Reader<'_> {
             anon: 0,
             sets: &mut self.out.sets,
             defs: &self.defs,
+            branches_left: &mut self.branches_left,
             xt: false,
         };
         let mut matches: Vec<Match> = Vec::new();
@@ -552,6 +572,20 @@ impl Reader<'_> {
                 Stmt::Match(ms) => matches.extend(ms),
                 Stmt::Counter(c) => counters = Some(c),
                 Stmt::Nothing => {}
+                Stmt::Effect(_) if parts.len() >= MAX_EFFECTS => {
+                    self.crowded += 1;
+                    parts.push((
+                        matches.len(),
+                        Target::Unknown {
+                            name: "rule".into(),
+                            text: format!(
+                                "more than {MAX_EFFECTS} statements that change the packet: \
+                                 not followed past them"
+                            ),
+                        },
+                    ));
+                    break;
+                }
                 Stmt::Effect(target) => parts.push((matches.len(), target)),
                 Stmt::Final(target) => {
                     parts.push((matches.len(), target));
@@ -589,6 +623,27 @@ impl Reader<'_> {
     }
 
     fn finish(mut self) -> RuleSet {
+        if self.crowded > 0 {
+            let n = self.crowded;
+            self.out.warnings.push(Warning::new(
+                self.out.source.clone(),
+                Location::File,
+                format!(
+                    "{n} rule(s) with more than {MAX_EFFECTS} statements that change the \
+                     packet: followed as far as those"
+                ),
+            ));
+        }
+        if self.branches_left == 0 {
+            self.out.warnings.push(Warning::new(
+                self.out.source.clone(),
+                Location::File,
+                format!(
+                    "the rule set's maps hold more than {MAX_BRANCHES} branches in all: the \
+                     lookups past those are read as targets natcheck cannot follow"
+                ),
+            ));
+        }
         if self.xt_rules > 0 {
             let n = self.xt_rules;
             let rules = if n == 1 { "rule holds" } else { "rules hold" };

@@ -319,9 +319,9 @@ impl RuleCtx<'_> {
         s: &Value,
         f: impl Fn(&Value) -> Option<Target>,
     ) -> Target {
-        let elems: Vec<Value> = match data.as_str().and_then(|d| d.strip_prefix('@')) {
+        let elems: Vec<&Value> = match data.as_str().and_then(|d| d.strip_prefix('@')) {
             Some(name) => match self.map_elements(name) {
-                Some(e) => e,
+                Some(e) => e.iter().collect(),
                 None => {
                     return Target::Unknown {
                         name: render::statement(s),
@@ -329,8 +329,16 @@ impl RuleCtx<'_> {
                     }
                 }
             },
-            None => members(data).into_iter().cloned().collect(),
+            None => members(data),
         };
+        if elems.len() > *self.branches_left {
+            *self.branches_left = 0;
+            return Target::Unknown {
+                name: render::statement(s),
+                text: "map too large to follow: the rule set's maps hold too many branches".into(),
+            };
+        }
+        *self.branches_left -= elems.len();
         let modulus = key
             .get("numgen")
             .and_then(|n| n.get("mod"))
