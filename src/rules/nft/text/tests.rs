@@ -791,3 +791,117 @@ fn hostile_input_is_read_in_one_pass_without_a_panic() {
         let _ = parse_text("x", text);
     }
 }
+
+#[test]
+fn iptables_nft_listing_in_nft_words() {
+    let rs = parse_text(
+        "ipt",
+        &read("tests/data/rules/iptables-nft-listing-recorded.txt"),
+    );
+    let w = warnings(&rs);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].2.starts_with("1 rule holds xt expressions"),
+        "{}",
+        w[0].2
+    );
+    // -m statistic, both modes.
+    let svc = chain(&rs, "nat", "KUBE-SVC-X");
+    let MatchKind::Random { probability } = svc.rules[0].matches[0].kind else {
+        panic!("{:?}", svc.rules[0].matches)
+    };
+    assert!((probability - 0.33333333349).abs() < 1e-9, "{probability}");
+    assert_eq!(
+        svc.rules[1].matches,
+        vec![m(MatchKind::Nth {
+            every: 2,
+            packet: 0
+        })]
+    );
+    let pre = chain(&rs, "nat", "PREROUTING");
+    assert_eq!(
+        pre.rules[1].matches,
+        vec![m(MatchKind::Random { probability: 0.5 })]
+    );
+    // -j MARK --set-xmark 0x10/0xff, -j CONNMARK --save-mark.
+    let mangle = chain(&rs, "mangle", "PREROUTING");
+    assert_eq!(
+        mangle.rules[0].target,
+        Target::Mark(crate::rules::MarkOp {
+            clear: 0xff,
+            xor: 0x10
+        })
+    );
+    assert!(
+        matches!(&mangle.rules[1].target, Target::Continue { name } if name == "ct mark set meta mark")
+    );
+    let post = chain(&rs, "nat", "POSTROUTING");
+    assert_eq!(
+        post.rules[2].target,
+        Target::Snat {
+            to: NatTo {
+                addrs: Some((
+                    "203.0.113.1".parse().unwrap(),
+                    "203.0.113.1".parse().unwrap()
+                )),
+                ports: Some((1024, 65535)),
+            },
+            flags: NatFlags {
+                random: false,
+                random_fully: true,
+                persistent: false
+            },
+        }
+    );
+    // The line -m comment left blank still reads.
+    let fwd = chain(&rs, "filter", "FORWARD");
+    assert_eq!(
+        fwd.rules[4].matches,
+        vec![m(MatchKind::Mark {
+            value: 0x4000,
+            mask: 0x4000
+        })]
+    );
+    assert_eq!(
+        fwd.rules[4].text,
+        "meta mark & 0x00004000 == 0x00004000 counter accept"
+    );
+}
+
+#[test]
+fn rules_and_maps_past_the_limits() {
+    // A rule that changes the mark 100 times, each after a match: read as far as 64.
+    let marks = (0..100)
+        .map(|i| format!("meta mark {i} meta mark set {}", i + 1))
+        .collect::<Vec<_>>()
+        .join(" ");
+    // Many rules over one large map: each gets its branches, up to a budget.
+    let elems = (0..2100)
+        .map(|i| format!("{i} : accept"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let lookups = "  meta mark vmap @m\n".repeat(500);
+    let text = format!(
+        "table ip t {{\n map m {{\n  type mark : verdict\n  elements = {{ {elems} }}\n }}\n chain c {{\n  {marks} accept\n{lookups} }}\n}}\n"
+    );
+    let started = std::time::Instant::now();
+    let rs = parse_text("big.nft", &text);
+    let w = warnings(&rs);
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(
+        w[0].2.starts_with("1 rule(s) with more than 64 statements"),
+        "{}",
+        w[0].2
+    );
+    assert!(w[1].2.contains("more than 1048576 branches"), "{}", w[1].2);
+    let c = chain(&rs, "t", "c");
+    assert_eq!(c.rules.iter().filter(|r| r.line == 7).count(), 65);
+    assert!(matches!(&c.rules[64].target, Target::Unknown { name, .. } if name == "rule"));
+    let lookups = &c.rules[65..];
+    assert_eq!(lookups.len(), 500);
+    assert!(matches!(&lookups[0].target, Target::Map { branches, .. } if branches.len() == 2100));
+    assert!(
+        matches!(&lookups[499].target, Target::Unknown { text, .. } if text.starts_with("map too large"))
+    );
+    assert!(started.elapsed().as_secs() < 30);
+}
