@@ -1,6 +1,7 @@
 //! rules: the host's packet-filtering and NAT rule sets as a witness. Readers turn
 //! `iptables-save` (`-c`, legacy and nft variants), `iptables -S`, `iptables -L -n [-v]`
-//! listings, `nft -j list ruleset`, `ipset save` and `ip -o addr` output into one model ([`RuleSet`]: tables of chains of
+//! listings, `nft list ruleset` (and nft command files), `nft -j list ruleset`, `ipset
+//! save` and `ip -o addr` output into one model ([`RuleSet`]: tables of chains of
 //! [`Rule`]s, each a list of [`Match`]es and a [`Target`]); `eval` walks one packet
 //! through the hooks in kernel order and says which rules it met, which one decided,
 //! and what NAT it got.
