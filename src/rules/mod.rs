@@ -496,7 +496,7 @@ impl InputKind {
         let first = text
             .lines()
             .map(str::trim)
-            .find(|l| !l.is_empty() && !l.starts_with('#'))?;
+            .find(|l| !l.is_empty() && !l.starts_with('#') && !nft::text::is_command_line(l))?;
         let word = first.split_whitespace().next().unwrap_or("");
         if nft::text::is_nft_text(first) {
             Some(InputKind::NftText)

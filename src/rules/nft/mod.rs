@@ -184,7 +184,52 @@ const MAX_BRANCHES: usize = 1 << 20;
 /// rule is read with: each becomes a rule of its own holding the matches before it.
 const MAX_EFFECTS: usize = 64;
 
+/// What a rule's statements come to.
+struct Read {
+    matches: Vec<Match>,
+    counters: Option<super::Counters>,
+    /// Each statement that changes the packet or ends the rule: how many of the
+    /// matches come before it, and what it does.
+    parts: Vec<(usize, Target)>,
+    /// Whether the rule was cut short at [`MAX_EFFECTS`].
+    crowded: bool,
+}
+
 impl<'a> RuleCtx<'a> {
+    /// A rule's statements in order, up to the one that ends it.
+    fn read(&mut self, exprs: &[Value]) -> Read {
+        let mut r = Read {
+            matches: Vec::new(),
+            counters: None,
+            parts: Vec::new(),
+            crowded: false,
+        };
+        for e in exprs {
+            match self.statement(e) {
+                Stmt::Match(ms) => r.matches.extend(ms),
+                Stmt::Counter(c) => r.counters = Some(c),
+                Stmt::Nothing => {}
+                Stmt::Effect(_) if r.parts.len() >= MAX_EFFECTS => {
+                    r.crowded = true;
+                    let text = format!(
+                        "more than {MAX_EFFECTS} statements that change the packet: not \
+                         followed past them"
+                    );
+                    let name = "rule".into();
+                    r.parts
+                        .push((r.matches.len(), Target::Unknown { name, text }));
+                    break;
+                }
+                Stmt::Effect(target) => r.parts.push((r.matches.len(), target)),
+                Stmt::Final(target) => {
+                    r.parts.push((r.matches.len(), target));
+                    break;
+                }
+            }
+        }
+        r
+    }
+
     /// The [`RuleSet::sets`] key of a set of this rule's table.
     fn set_key(&self, name: &str) -> String {
         format!("{} {} {}", self.family, self.table, name)
@@ -563,36 +608,13 @@ impl Reader<'_> {
             branches_left: &mut self.branches_left,
             xt: false,
         };
-        let mut matches: Vec<Match> = Vec::new();
-        let mut counters = None;
-        // (how many of the matches come before it, what it does)
-        let mut parts: Vec<(usize, Target)> = Vec::new();
-        for e in exprs {
-            match ctx.statement(e) {
-                Stmt::Match(ms) => matches.extend(ms),
-                Stmt::Counter(c) => counters = Some(c),
-                Stmt::Nothing => {}
-                Stmt::Effect(_) if parts.len() >= MAX_EFFECTS => {
-                    self.crowded += 1;
-                    parts.push((
-                        matches.len(),
-                        Target::Unknown {
-                            name: "rule".into(),
-                            text: format!(
-                                "more than {MAX_EFFECTS} statements that change the packet: \
-                                 not followed past them"
-                            ),
-                        },
-                    ));
-                    break;
-                }
-                Stmt::Effect(target) => parts.push((matches.len(), target)),
-                Stmt::Final(target) => {
-                    parts.push((matches.len(), target));
-                    break;
-                }
-            }
-        }
+        let Read {
+            matches,
+            counters,
+            parts,
+            crowded,
+        } = ctx.read(exprs);
+        self.crowded += usize::from(crowded);
         if ctx.xt {
             self.xt_rules += 1;
         }

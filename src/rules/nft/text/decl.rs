@@ -48,8 +48,15 @@ impl Parser<'_> {
         loop {
             self.skip_blank();
             let at = self.pos;
-            if self.tok().is_none() {
+            let Some(&tok) = self.tok() else {
                 break;
+            };
+            let line = self.src[tok.start..].split('\n').next().unwrap_or_default();
+            if super::is_command_line(line) {
+                while self.tok().is_some_and(|t| t.line == tok.line) {
+                    self.bump();
+                }
+                continue;
             }
             match self.word() {
                 Some("table") => {

@@ -54,6 +54,17 @@ pub(in crate::rules) fn is_nft_text(first: &str) -> bool {
     }
 }
 
+/// A shell command line pasted with nft's output: `$ sudo nft list ruleset`,
+/// `root@host:~# nft -a list ruleset`.
+pub(in crate::rules) fn is_command_line(line: &str) -> bool {
+    let mut words = line.split_whitespace();
+    let Some(first) = words.next() else {
+        return false;
+    };
+    let prompt = first.ends_with('$') || first.ends_with('#') || first.ends_with('>');
+    prompt && words.any(|w| w == "nft" || w.ends_with("/nft"))
+}
+
 /// Parses the text; what it cannot read is a located warning.
 pub fn parse_text(source: &str, text: &str) -> RuleSet {
     let (toks, unterminated) = lex::tokenize(text);

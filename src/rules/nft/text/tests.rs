@@ -580,6 +580,8 @@ fn recognised_by_content() {
         "include \"/etc/nftables.d/*.nft\"",
         "add table ip kube-proxy { comment \"rules for kube-proxy\" ; }",
         "add rule inet t c accept",
+        "$ sudo nft -a list ruleset\ntable ip nat { # handle 1\n}",
+        "root@host:~# nft list ruleset\ntable ip nat {\n}",
     ] {
         assert_eq!(InputKind::detect(text), Some(InputKind::NftText), "{text}");
     }
@@ -697,6 +699,16 @@ table ip u {
     assert!(chain(&rs, "t", "d").base.is_none());
     assert_eq!(chain(&rs, "u", "x").rules[0].target, Target::Accept);
     assert!(!rs.tables.iter().any(|t| t.name == "bar"));
+}
+
+#[test]
+fn a_pasted_command_line_is_not_read() {
+    let rs = crate::rules::parse(
+        "paste.txt",
+        "user@host:~$ sudo nft list ruleset\ntable ip t {\n chain c {\n  accept\n }\n}\n",
+    );
+    assert!(rs.warnings.is_empty(), "{:?}", rs.warnings);
+    assert_eq!(chain(&rs, "t", "c").rules[0].line, 4);
 }
 
 #[test]
