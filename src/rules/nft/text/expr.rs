@@ -413,16 +413,21 @@ impl Parser<'_> {
         let mut obj = serde_json::Map::new();
         while let Some(w) = self.word() {
             match w {
-                "ip" | "ip6" if kind == "rt" => obj.insert("family".into(), w.into()),
-                "in" | "out" if kind == "ipsec" => obj.insert("dir".into(), w.into()),
+                "ip" | "ip6" if kind == "rt" => {
+                    obj.insert("family".into(), w.into());
+                    self.bump();
+                }
+                "in" | "out" if kind == "ipsec" => {
+                    obj.insert("dir".into(), w.into());
+                    self.bump();
+                }
                 "ttl" | "spnum" => {
                     self.bump();
                     let v = self.field()?;
-                    obj.insert(w.into(), literal_word(v))
+                    obj.insert(w.into(), literal_word(v));
                 }
                 _ => break,
-            };
-            self.bump();
+            }
         }
         let key = self.field()?;
         obj.insert("key".into(), key.into());
@@ -573,7 +578,7 @@ impl Parser<'_> {
     }
 
     /// `timeout 30m expires 29m59s comment "x" counter packets 1 bytes 60`.
-    fn element_options(&mut self) -> Res<()> {
+    pub(super) fn element_options(&mut self) -> Res<()> {
         while let Some(w) = self.word() {
             match w {
                 "timeout" | "expires" | "comment" => {

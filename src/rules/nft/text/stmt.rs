@@ -179,10 +179,18 @@ impl Parser<'_> {
                 let v = self.value_expr()?;
                 Ok(json!({ key: v }))
             }
-            "queue" | "quota" | "dup" | "fwd" | "synproxy" | "flow" | "last" | "meter" => {
-                self.other_statement(w)
+            "quota" => self.quota(),
+            "ct" if self.word_at(1) == Some("count") => self.ct_count(),
+            "meter" => self.meter(),
+            "dup" | "fwd" => self.dup(w),
+            "flow" if matches!(self.word_at(1), Some("add" | "offload")) => {
+                let op = self.word_at(1).unwrap_or_default();
+                self.bump();
+                self.bump();
+                let table = self.name()?;
+                Ok(json!({"flow": {"op": op, "flowtable": table}}))
             }
-            "ct" if self.word_at(1) == Some("count") => self.other_statement("ct count"),
+            "queue" | "synproxy" | "last" => self.other_statement(w),
             _ => self.expr_statement(),
         }
     }
@@ -445,9 +453,84 @@ impl Parser<'_> {
         Ok(json!({"set": {"op": op, "elem": elem, "set": set}}))
     }
 
-    /// A statement natcheck reads only as far as its name (`queue`, `quota`, `dup`,
-    /// `fwd`, `synproxy`, `flow`, `last`, `meter`, `ct count`): the words up to the
-    /// next statement, kept as its text.
+    /// `quota [over|until] N UNIT [used N UNIT]`, `quota name NAME`.
+    fn quota(&mut self) -> Res<Value> {
+        self.bump();
+        if self.is_word("name") {
+            self.bump();
+            let name = self.name()?;
+            return Ok(json!({ "quota": name }));
+        }
+        let mut obj = Map::new();
+        match self.word() {
+            Some("over") => {
+                obj.insert("inv".into(), true.into());
+                self.bump();
+            }
+            Some("until") => self.bump(),
+            _ => {}
+        }
+        obj.insert("val".into(), self.number()?.into());
+        obj.insert("val_unit".into(), self.name()?.into());
+        if self.is_word("used") {
+            self.bump();
+            obj.insert("used".into(), self.number()?.into());
+            obj.insert("used_unit".into(), self.name()?.into());
+        }
+        Ok(json!({ "quota": obj }))
+    }
+
+    /// `ct count [over] N`.
+    fn ct_count(&mut self) -> Res<Value> {
+        self.bump();
+        self.bump();
+        let mut obj = Map::new();
+        if self.is_word("over") {
+            obj.insert("inv".into(), true.into());
+            self.bump();
+        }
+        obj.insert("val".into(), self.number()?.into());
+        Ok(json!({ "ct count": obj }))
+    }
+
+    /// `meter NAME [size N] { KEY [timeout T] STATEMENT }`.
+    fn meter(&mut self) -> Res<Value> {
+        self.bump();
+        let mut obj = Map::new();
+        obj.insert("name".into(), self.name()?.into());
+        if self.is_word("size") {
+            self.bump();
+            obj.insert("size".into(), self.number()?.into());
+        }
+        self.expect_punct("{")?;
+        obj.insert("key".into(), self.expr()?);
+        self.element_options()?;
+        obj.insert("stmt".into(), self.statement()?);
+        self.expect_punct("}")?;
+        Ok(json!({ "meter": obj }))
+    }
+
+    /// `dup to ADDRESS [device DEV]`, `fwd [ip|ip6] to ADDRESS device DEV`, `fwd to DEV`.
+    fn dup(&mut self, kind: &str) -> Res<Value> {
+        self.bump();
+        let mut obj = Map::new();
+        if let Some(f @ ("ip" | "ip6")) = self.word() {
+            obj.insert("family".into(), f.into());
+            self.bump();
+        }
+        self.expect_word("to")?;
+        let to = self.name()?;
+        let is_addr = to.parse::<std::net::IpAddr>().is_ok() || obj.contains_key("family");
+        obj.insert(if is_addr { "addr" } else { "dev" }.into(), to.into());
+        if self.is_word("device") {
+            self.bump();
+            obj.insert("dev".into(), self.name()?.into());
+        }
+        Ok(json!({ kind: obj }))
+    }
+
+    /// A statement natcheck reads only as far as its name (`queue`, `synproxy`,
+    /// `last`): the words up to the next statement, kept as its text.
     fn other_statement(&mut self, key: &str) -> Res<Value> {
         let from = self.pos;
         for _ in 0..key.split(' ').count() {

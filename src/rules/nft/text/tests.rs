@@ -228,12 +228,14 @@ fn recorded_native_firewall_reads_like_its_json() {
 }
 
 #[test]
-fn recorded_syntax_listing_reads_like_its_json() {
-    same_rules(
-        "tests/data/rules/nft-syntax-recorded.txt",
-        "tests/data/rules/nft-syntax-recorded.json",
-        false,
-    );
+fn recorded_syntax_listings_read_like_their_json() {
+    for name in ["nft-syntax-recorded", "nft-firewall-recorded"] {
+        same_rules(
+            &format!("tests/data/rules/{name}.txt"),
+            &format!("tests/data/rules/{name}.json"),
+            false,
+        );
+    }
     same_rules(
         "tests/data/rules/nft-syntax-recorded.nft",
         "tests/data/rules/nft-syntax-recorded.json",
@@ -709,6 +711,49 @@ fn a_pasted_command_line_is_not_read() {
     );
     assert!(rs.warnings.is_empty(), "{:?}", rs.warnings);
     assert_eq!(chain(&rs, "t", "c").rules[0].line, 4);
+}
+
+/// Statements that do not change the packet's path, or that natcheck does not follow,
+/// are read without a warning, as the JSON reader reads them.
+#[test]
+fn statements_beside_the_path() {
+    let text = r#"table inet fw4 {
+	flowtable ft {
+		hook ingress priority filter
+		devices = { br-lan, wan }
+		counter
+	}
+
+	chain forward {
+		type filter hook forward priority filter; policy drop;
+		meta l4proto { tcp, udp } flow add @ft
+		tcp dport 80 synproxy mss 1460 wscale 7 timestamp sack-perm
+		ip daddr 10.0.0.1 dup to 10.0.0.2 device "eth0"
+		counter last used never accept
+		meter flood size 128 { ip saddr timeout 10s limit rate over 10/second } drop
+		queue flags bypass to 0-3
+	}
+}
+"#;
+    let rs = parse_text("fw4.txt", text);
+    assert!(rs.warnings.is_empty(), "{:?}", rs.warnings);
+    let c = chain(&rs, "fw4", "forward");
+    let targets: Vec<String> = c.rules.iter().map(|r| format!("{:?}", r.target)).collect();
+    assert_eq!(
+        targets,
+        [
+            "Continue { name: \"flow add @ft\" }",
+            "Continue { name: \"synproxy mss 1460 wscale 7 timestamp sack-perm\" }",
+            "Continue { name: \"dup to 10.0.0.2 device \\\"eth0\\\"\" }",
+            "Accept",
+            "Drop",
+            "Unknown { name: \"queue\", text: \"queue\" }",
+        ]
+    );
+    assert!(
+        matches!(&c.rules[4].matches[0].kind, MatchKind::Unknown { text, .. }
+        if text == "meter flood size 128 { ip saddr limit rate over 10/second }")
+    );
 }
 
 #[test]
