@@ -633,7 +633,12 @@ impl Parser<'_> {
             items.push(self.literal_concat()?);
         }
         let list = items.len() > 1;
-        let value = if list {
+        // `syn | ack` (as older nft prints flags compared after a mask): those flags.
+        while !list && (self.is_punct("|") || self.is_word("or")) {
+            self.bump();
+            items.push(self.literal()?);
+        }
+        let value = if items.len() > 1 {
             Value::Array(items)
         } else {
             items.swap_remove(0)

@@ -756,6 +756,58 @@ fn statements_beside_the_path() {
     );
 }
 
+/// How older nft versions print some matches.
+#[test]
+fn older_listings() {
+    let text = "table ip filter {
+\tchain INPUT {
+\t\ttype filter hook input priority 0; policy accept;
+\t\tmeta l4proto tcp tcp flags & (fin|syn|rst|ack) != syn counter packets 19533 bytes 1 drop
+\t\ttcp flags & (syn | ack) == syn | ack accept
+\t\ttcp dport { ssh, http } accept
+\t\tcounter packets 0 bytes 0 reject with icmp type host-prohibited
+\t\treject with icmpx type port-unreachable
+\t}
+}
+";
+    let rs = parse_text("old.txt", text);
+    assert!(rs.warnings.is_empty(), "{:?}", rs.warnings);
+    let c = chain(&rs, "filter", "INPUT");
+    assert_eq!(
+        c.rules[0].matches[2],
+        Match {
+            negated: true,
+            kind: MatchKind::TcpFlags {
+                mask: 0x17,
+                comp: 0x02
+            }
+        }
+    );
+    assert_eq!(
+        c.rules[1].matches[1],
+        m(MatchKind::TcpFlags {
+            mask: 0x12,
+            comp: 0x12
+        })
+    );
+    assert_eq!(
+        c.rules[2].matches[1],
+        m(MatchKind::Dport(Ports(vec![(22, 22), (80, 80)])))
+    );
+    assert_eq!(
+        c.rules[3].target,
+        Target::Reject {
+            with: Some("icmp host-prohibited".into())
+        }
+    );
+    assert_eq!(
+        c.rules[4].target,
+        Target::Reject {
+            with: Some("icmpx port-unreachable".into())
+        }
+    );
+}
+
 #[test]
 fn flush_ruleset_keeps_what_follows() {
     let text = "table ip old {\n chain c {\n  accept\n }\n}\nflush ruleset\ntable ip new {\n chain c {\n  drop\n }\n}\n";
