@@ -198,8 +198,10 @@ impl<'s> Parser<'s> {
         }
     }
 
-    /// Skips line ends, `;` and handle comments between declarations.
+    /// Skips line ends, `;` and handle comments between declarations, where no
+    /// expression is open (one that failed may have left its depth behind).
     fn skip_blank(&mut self) {
+        self.depth = 0;
         while let Some(t) = self.tok() {
             match t.kind {
                 Kind::Newline | Kind::Handle(_) => self.bump(),

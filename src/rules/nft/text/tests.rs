@@ -857,21 +857,26 @@ table ip filter { # handle 2
 fn hostile_input_is_read_in_one_pass_without_a_panic() {
     // Deep nesting stops at a depth, with a warning.
     let deep = format!(
-        "table ip t {{\n chain c {{\n  {}meta mark 1 accept\n  tcp flags & ({} == syn drop\n }}\n}}\n",
+        "table ip t {{\n chain c {{\n  tcp flags & ({} == syn drop\n  {}meta mark 1 accept\n }}\n}}\n",
         "(".repeat(10_000),
         "(".repeat(10_000)
     );
+    let deep = format!(
+        "{deep}table ip u {{\n set s {{\n  type ipv4_addr\n  elements = {{ 10.0.0.1 }}\n }}\n}}\n"
+    );
     let rs = parse_text("deep.nft", &deep);
+    // The set after the failed rule is read: the failure left no depth behind.
+    assert_eq!(rs.sets["ip u s"].members.len(), 1);
     let w = warnings(&rs);
     assert_eq!(w.len(), 2, "{w:?}");
-    assert_eq!((w[0].0, w[0].1), (3, 35));
-    assert!(w[0].2.starts_with("expressions nested more than 32 deep"));
-    assert_eq!((w[1].0, w[1].1), (4, 16));
+    assert_eq!((w[0].0, w[0].1), (3, 16));
     assert!(
-        w[1].2.starts_with("a value expected, found \"(\""),
+        w[0].2.starts_with("a value expected, found \"(\""),
         "{}",
-        w[1].2
+        w[0].2
     );
+    assert_eq!((w[1].0, w[1].1), (4, 35));
+    assert!(w[1].2.starts_with("expressions nested more than 32 deep"));
     assert_eq!(chain(&rs, "t", "c").rules.len(), 2);
     // A long line of many statements, a long set, unbalanced braces.
     let long = format!(
