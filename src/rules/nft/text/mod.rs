@@ -6,8 +6,9 @@
 //! `{"element": ...}`, `{"rule": {..., "expr": [...]}}`), and those go through the JSON
 //! reader's mapping: what a rule means is decided in one place for both forms. What the
 //! text adds is where each object was read: a rule's location is `FILE:LINE` of its
-//! line, its `text` the line as written (without the handle comment), its handle the
-//! `# handle N` after it.
+//! line, its `text` the line as written (without the handle comment, and without a
+//! counter's values, which are the rule's counters, as in the other readers), its
+//! handle the `# handle N` after it.
 //!
 //! Modules: `lex` splits the text into tokens; `decl` reads tables, chains, sets and
 //! maps, and the command form; `stmt` reads a rule's statements; `expr` reads the
