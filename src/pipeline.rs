@@ -18,7 +18,8 @@ pub struct Config {
     pub audit: audit::Config,
     /// conntrack inputs, in the order given.
     pub witnesses: Vec<String>,
-    /// Rules inputs (iptables-save, nft -j, ipset save, ip addr), read as one rule set.
+    /// Rules inputs (iptables-save, nft list ruleset, nft -j, ipset save, ip addr), read
+    /// as one rule set.
     pub rules: Vec<String>,
     /// An earlier dump of the same rules, for counter deltas.
     pub rules_before: Vec<String>,

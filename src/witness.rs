@@ -12,7 +12,8 @@ use crate::rules::RuleSet;
 pub enum Witness {
     /// A conntrack table, event log or statistics, in any text form.
     Conntrack(Dump),
-    /// A rule set: iptables-save, iptables -S, nft -j, ipset save or ip addr output.
+    /// A rule set: iptables-save, iptables -S, iptables -L, nft list ruleset, nft -j,
+    /// ipset save or ip addr output.
     Rules(RuleSet),
 }
 

@@ -66,7 +66,8 @@ pub struct Args {
 
     /// The NAT host's rules, to name the rule behind every translation and drop:
     /// `iptables-save` / `ip6tables-save` (with or without `-c`), `iptables -S`,
-    /// `nft -j list ruleset`, `ipset save`, and `ip -o addr` / `ip -j addr` for the
+    /// `iptables -L`, `nft list ruleset`, `nft -j list ruleset`, `ipset save`, and `ip
+    /// -o addr` / `ip -j addr` for the
     /// host's addresses. Repeatable; each file is recognised by its content, and all
     /// are read as one rule set.
     #[arg(long = "rules", value_name = "FILE")]

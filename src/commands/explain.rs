@@ -14,8 +14,9 @@ use crate::rules::CtState;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The host's rules: iptables-save, iptables -S, nft -j list ruleset, ipset save,
-    /// ip addr (repeatable; recognised by content, read as one rule set).
+    /// The host's rules: iptables-save, iptables -S, iptables -L, nft list ruleset, nft
+    /// -j list ruleset, ipset save, ip addr (repeatable; recognised by content, read as
+    /// one rule set).
     #[arg(long = "rules", value_name = "FILE", required = true)]
     pub rules: Vec<String>,
 

@@ -116,7 +116,8 @@ pub fn rule_line(rules: &RuleSet, r: &RuleRef) -> String {
         Some(j) => {
             let place = match (j.line, j.handle) {
                 (0, Some(h)) => format!("{} handle {h}", j.source),
-                (line, _) => format!("{}:{line}", j.source),
+                (line, Some(h)) => format!("{}:{line}, handle {h}", j.source),
+                (line, None) => format!("{}:{line}", j.source),
             };
             let counted = counted(
                 r.rule(rules).and_then(|x| x.counters),
@@ -129,13 +130,15 @@ pub fn rule_line(rules: &RuleSet, r: &RuleRef) -> String {
     }
 }
 
-/// `line 31: -A KUBE-SEP-WEB1 ...` (`handle 7: ...` for nft rules).
+/// `line 31: -A KUBE-SEP-WEB1 ...` (`handle 7: ...` for nft rules, `line 40, handle 7:
+/// ...` for nft rules read from text).
 fn rule_short(rules: &RuleSet, r: &RuleRef) -> String {
     match rule_json(rules, r) {
-        Some(j) if j.line == 0 && j.handle.is_some() => {
-            format!("handle {}: {}", j.handle.unwrap_or(0), j.text)
-        }
-        Some(j) => format!("line {}: {}", j.line, j.text),
+        Some(j) => match (j.line, j.handle) {
+            (0, Some(h)) => format!("handle {h}: {}", j.text),
+            (line, Some(h)) => format!("line {line}, handle {h}: {}", j.text),
+            (line, None) => format!("line {line}: {}", j.text),
+        },
         None => format!("{} rule {}", r.chain, r.index + 1),
     }
 }

@@ -1,6 +1,7 @@
 //! rules: the host's packet-filtering and NAT rule sets as a witness. Readers turn
 //! `iptables-save` (`-c`, legacy and nft variants), `iptables -S`, `iptables -L -n [-v]`
-//! listings, `nft -j list ruleset`, `ipset save` and `ip -o addr` output into one model ([`RuleSet`]: tables of chains of
+//! listings, `nft list ruleset` (and nft command files), `nft -j list ruleset`, `ipset
+//! save` and `ip -o addr` output into one model ([`RuleSet`]: tables of chains of
 //! [`Rule`]s, each a list of [`Match`]es and a [`Target`]); `eval` walks one packet
 //! through the hooks in kernel order and says which rules it met, which one decided,
 //! and what NAT it got.
@@ -35,6 +36,8 @@ pub enum Dialect {
     IptablesS,
     /// `nft -j list ruleset`.
     NftJson,
+    /// `nft list ruleset` (with or without `-a`), or a file of nft commands.
+    NftText,
 }
 
 /// Address family of a table.
@@ -484,6 +487,8 @@ pub enum InputKind {
     Iptables,
     /// `nft -j list ruleset`.
     NftJson,
+    /// `nft list ruleset` / `nft -a list ruleset`, or a file of nft commands.
+    NftText,
     /// `ipset save` / `ipset list`.
     Ipset,
     /// `ip -o addr`, `ip addr` or `ip -j addr`.
@@ -495,7 +500,9 @@ pub enum InputKind {
 impl InputKind {
     /// Recognises an input by its first meaningful line (comments and blank lines
     /// skipped): JSON with `nftables` → nft; other JSON (an array) → `ip -j addr`;
-    /// `*table`, `:CHAIN`, `-A`/`-P`/`-N` → iptables; `create`/`add` → ipset;
+    /// `*table`, `:CHAIN`, `-A`/`-P`/`-N` → iptables; `table FAMILY NAME {`, `flush
+    /// ruleset`, `define`, `include`, or an nft command (`add table ip NAME`, `add
+    /// rule inet ...`) → nft text; other `create`/`add` → ipset;
     /// `N: IFACE` or `inet`/`inet6` lines → addresses; `Chain NAME (...)`, after a
     /// pasted command line or not → an `iptables -L` listing.
     pub fn detect(text: &str) -> Option<InputKind> {
@@ -516,9 +523,11 @@ impl InputKind {
         let first = text
             .lines()
             .map(str::trim)
-            .find(|l| !l.is_empty() && !l.starts_with('#'))?;
+            .find(|l| !l.is_empty() && !l.starts_with('#') && !nft::text::is_command_line(l))?;
         let word = first.split_whitespace().next().unwrap_or("");
-        if first.starts_with('*')
+        if nft::text::is_nft_text(first) {
+            Some(InputKind::NftText)
+        } else if first.starts_with('*')
             || first.starts_with(':')
             || ["-A", "-P", "-N", "-I"].contains(&word)
         {
@@ -562,6 +571,7 @@ pub fn parse(source: &str, text: &str) -> RuleSet {
     match InputKind::detect(text) {
         Some(InputKind::Iptables) => iptables::parse(source, text),
         Some(InputKind::NftJson) => nft::parse_json(source, text),
+        Some(InputKind::NftText) => nft::parse_text(source, text),
         Some(InputKind::Ipset) => ipset::parse(source, text),
         Some(InputKind::Addrs) => addrs::parse(source, text),
         Some(InputKind::IptablesList) => listing::parse(source, text),
@@ -570,7 +580,7 @@ pub fn parse(source: &str, text: &str) -> RuleSet {
             warnings: vec![Warning {
                 source: source.to_string(),
                 location: crate::diag::Location::File,
-                message: "not a rule set: expected iptables-save, iptables -S, iptables -L, nft -j list ruleset, ipset save or ip addr output".into(),
+                message: "not a rule set: expected iptables-save, iptables -S, iptables -L, nft list ruleset, nft -j list ruleset, ipset save or ip addr output".into(),
             }],
             ..RuleSet::default()
         },

@@ -741,3 +741,98 @@ fn iptables_nft_twins_in_nft_json_are_not_walked_twice() {
     assert_eq!(alone["rules"][0]["entries"], both["rules"][0]["entries"]);
     assert_eq!(codes(&alone), codes(&both));
 }
+
+/// A report with where each rule was read left out (`source`, `line`, `text`), so
+/// that the nft text and JSON of one rule set compare.
+fn placeless(v: &Value) -> Value {
+    match v {
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "source" | "line" | "text"))
+                .map(|(k, v)| (k.clone(), placeless(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(placeless).collect()),
+        other => other.clone(),
+    }
+}
+
+/// `nft -a list ruleset` of the kube-nft host walks the NodePort packet of the
+/// kube-rules explain test the same ways, with the same chances and rules, as its `nft
+/// -j list ruleset`; each rule is placed by its line and its handle.
+#[test]
+fn explain_reads_the_nft_listing_like_its_json() {
+    let nodeport = "tcp 198.51.100.20:40000 > 203.0.113.1:30080 in eth0 out docker0";
+    let run = |rules: &str, format: &str| {
+        let out = natcheck(&[
+            "explain",
+            "--format",
+            format,
+            "--rules",
+            rules,
+            "--rules",
+            "samples/kube-nft/addrs.txt",
+            "--packet",
+            nodeport,
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{rules}: {}", stderr(&out));
+        stdout(&out)
+    };
+    let text: Value = serde_json::from_str(&run("samples/kube-nft/nft.txt", "json")).unwrap();
+    let json: Value = serde_json::from_str(&run("samples/kube-nft/nft.json", "json")).unwrap();
+    let ways = text["ways"].as_array().unwrap();
+    assert_eq!(ways.len(), 3);
+    for w in ways {
+        assert!(
+            (w["probability"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-9,
+            "{w}"
+        );
+        assert_eq!(w["fate"], "forwarded");
+        assert!(w["dnat"]["line"].as_u64().unwrap() > 0, "{w}");
+        assert!(w["dnat"]["handle"].as_u64().is_some(), "{w}");
+        assert!(w["snat"]["text"].as_str().unwrap().contains("masquerade"));
+    }
+    assert_eq!(placeless(&text), placeless(&json));
+    let table = run("samples/kube-nft/nft.txt", "table");
+    assert!(
+        table.contains("line 76, handle 36: meta l4proto tcp counter dnat to 172.17.0.2:80"),
+        "{table}"
+    );
+}
+
+/// `correlate` of the kube-nft recordings with the text listing attributes every
+/// translation and drop to the same rules (table, chain, handle) as with the JSON.
+#[test]
+fn correlate_attributes_the_nft_listing_like_its_json() {
+    let d = "samples/kube-nft";
+    let (a, b) = (format!("{d}/nft.txt"), format!("{d}/nft.json"));
+    let addrs = format!("{d}/addrs.txt");
+    let (code_text, text) = report("kube-nft", &[&a, &addrs]);
+    let (code_json, json) = report("kube-nft", &[&b, &addrs]);
+    assert_eq!(code_text, code_json);
+    let w = &text["rules"][0];
+    assert!(w["on_wire"].as_u64().unwrap() > 0, "{w}");
+    assert_eq!(w["on_wire"], w["agree"], "{w}");
+    let mut attributed = 0;
+    for (ct, cj) in text["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(json["connections"].as_array().unwrap())
+    {
+        assert_eq!(ct["id"], cj["id"]);
+        let (Some(rt), Some(rj)) = (ct.get("rules"), cj.get("rules")) else {
+            assert_eq!(ct.get("rules"), cj.get("rules"));
+            continue;
+        };
+        assert_eq!(placeless(rt), placeless(rj), "{}", ct["id"]);
+        for k in ["dnat", "snat", "decided_by"] {
+            if rt[k].is_object() {
+                assert!(rt[k]["line"].as_u64().unwrap() > 0, "{}", rt[k]);
+                attributed += 1;
+            }
+        }
+    }
+    assert!(attributed >= 13, "{attributed}");
+    assert_eq!(codes(&text), codes(&json));
+}

@@ -80,7 +80,8 @@ fn ids(conns: &[String]) -> String {
 }
 
 /// One line of evidence.
-/// `dropped by filter FORWARD (iptables.txt:12): -A FORWARD -p tcp ... -j DROP`.
+/// `dropped by filter FORWARD (iptables.txt:12): -A FORWARD -p tcp ... -j DROP`; an
+/// nft rule read from text has its line and handle (`nft.txt:40, handle 12`).
 fn rule(role: RuleRole, r: &RuleFacts) -> String {
     let what = match role {
         RuleRole::Dropped => "dropped by",
@@ -93,7 +94,8 @@ fn rule(role: RuleRole, r: &RuleFacts) -> String {
     };
     let place = match (r.line, r.handle) {
         (0, Some(h)) => format!("{} handle {h}", r.source),
-        (line, _) => format!("{}:{line}", r.source),
+        (line, Some(h)) => format!("{}:{line}, handle {h}", r.source),
+        (line, None) => format!("{}:{line}", r.source),
     };
     let counted = crate::report::rules::counted(r.counters, r.change, &r.baseline);
     format!(

@@ -34,6 +34,6 @@ pub fn explain(f: &Finding) -> (String, String) {
             tuple_proto(wire),
             tuple_proto(walked)
         ),
-        "The rule set does not describe the traffic captured: rules rewritten after the capture (kube-proxy and Docker rewrite their chains on every sync), a dump from another host or network namespace, rules the dump does not hold (iptables-legacy beside iptables-nft: `iptables-legacy-save`; native nftables: `nft -j list ruleset`), IPVS (kube-proxy ipvs mode: `ipvsadm -Ln`), or an eBPF datapath (Cilium) that translates outside netfilter.".to_string(),
+        "The rule set does not describe the traffic captured: rules rewritten after the capture (kube-proxy and Docker rewrite their chains on every sync), a dump from another host or network namespace, rules the dump does not hold (iptables-legacy beside iptables-nft: `iptables-legacy-save`; native nftables: `nft list ruleset`), IPVS (kube-proxy ipvs mode: `ipvsadm -Ln`), or an eBPF datapath (Cilium) that translates outside netfilter.".to_string(),
     )
 }

@@ -37,6 +37,15 @@ pub(super) enum Left {
     IcmpType {
         v6: bool,
     },
+    /// `meta random`, read through a mask (`& 2147483647`, as iptables-nft writes
+    /// `-m statistic --mode random`).
+    Random(u32),
+    /// `numgen random|inc mod N [offset O]` compared with values.
+    Numgen {
+        inc: bool,
+        modulus: u64,
+        offset: u64,
+    },
     Concat(Vec<Left>),
     Other,
 }
@@ -97,6 +106,7 @@ pub(super) fn left(v: &Value) -> (Left, Option<Proto>) {
         "meta" => (meta_left(val), None),
         "ct" => (ct_left(val), None),
         "fib" => (fib_left(val), None),
+        "numgen" => (numgen_left(val), None),
         "&" => masked_left(val),
         "concat" => concat_left(val),
         _ => (Left::Other, None),
@@ -131,6 +141,25 @@ fn meta_left(val: &Value) -> Left {
         Some("iifname" | "iif") => Left::InIface,
         Some("oifname" | "oif") => Left::OutIface,
         Some("mark") => Left::Mark(u32::MAX),
+        Some("random") => Left::Random(u32::MAX),
+        _ => Left::Other,
+    }
+}
+
+/// `numgen random mod 3`, `numgen inc mod 2 offset 1`.
+fn numgen_left(val: &Value) -> Left {
+    let inc = match str_of(val, "mode") {
+        Some("inc") => true,
+        Some("random") => false,
+        _ => return Left::Other,
+    };
+    let offset = val.get("offset").map_or(Some(0), value::num);
+    match (val.get("mod").and_then(value::num), offset) {
+        (Some(modulus), Some(offset)) if modulus > 0 => Left::Numgen {
+            inc,
+            modulus,
+            offset,
+        },
         _ => Left::Other,
     }
 }
@@ -187,6 +216,7 @@ fn masked_left(val: &Value) -> (Left, Option<Proto>) {
     let l = match inner {
         Left::Mark(_) => num_u32(&ops[1]).map_or(Left::Other, Left::Mark),
         Left::CtMark(_) => num_u32(&ops[1]).map_or(Left::Other, Left::CtMark),
+        Left::Random(_) => num_u32(&ops[1]).map_or(Left::Other, Left::Random),
         Left::TcpFlags(None) => {
             value::tcp_flags(&ops[1]).map_or(Left::Other, |m| Left::TcpFlags(Some(m)))
         }
@@ -510,6 +540,50 @@ fn ct_orig_addr_match(field: &Left, o: Op, r: &Value) -> Option<Vec<Match>> {
     )
 }
 
+/// `meta random & 2147483647 < 715827883`: iptables-nft's `-m statistic --mode random
+/// --probability 0.33333333349`, the mask keeping 31 bits.
+fn random_match(mask: u32, o: Op, r: &Value) -> Option<Vec<Match>> {
+    if mask != 0x7fff_ffff {
+        return None;
+    }
+    let n = value::num(r)? as f64;
+    let below = match o {
+        Op::Lt => n,
+        Op::Le => n + 1.0,
+        _ => return None,
+    };
+    one(
+        o,
+        MatchKind::Random {
+            probability: (below / 2_147_483_648.0).min(1.0),
+        },
+    )
+}
+
+/// `numgen inc mod 3 0` (iptables-nft's `-m statistic --mode nth --every 3`), `numgen
+/// random mod 4 { 0, 1 }`: the share of the generator's values compared with.
+fn numgen_match(inc: bool, modulus: u64, offset: u64, o: Op, r: &Value) -> Option<Vec<Match>> {
+    let mut values = Vec::new();
+    for m in members(r) {
+        let v = value::num(m)?;
+        if v >= offset && v - offset < modulus {
+            values.push(v - offset);
+        }
+    }
+    values.sort_unstable();
+    values.dedup();
+    let kind = match (inc, values.as_slice()) {
+        (true, [k]) => MatchKind::Nth {
+            every: u32::try_from(modulus).ok()?,
+            packet: u32::try_from(*k).ok()?,
+        },
+        _ => MatchKind::Random {
+            probability: values.len() as f64 / modulus as f64,
+        },
+    };
+    one(o, kind)
+}
+
 /// `fib daddr type local`: the address type of the source or the destination.
 fn fib_match(field: &Left, o: Op, r: &Value) -> Option<Vec<Match>> {
     let Left::Fib {
@@ -594,6 +668,12 @@ impl RuleCtx<'_> {
             Left::CtDirection if o.exact() => ct_direction_match(o, r),
             Left::CtOrigSrc | Left::CtOrigDst if eq_like => ct_orig_addr_match(field, o, r),
             Left::Fib { .. } if o.exact() => fib_match(field, o, r),
+            Left::Random(mask) => random_match(*mask, o, r),
+            Left::Numgen {
+                inc,
+                modulus,
+                offset,
+            } if eq_like => numgen_match(*inc, *modulus, *offset, o, r),
             Left::Concat(parts) if eq_like => self.concat_match(field, parts, o, r),
             _ => None,
         }
@@ -685,8 +765,8 @@ impl RuleCtx<'_> {
     fn anonymous_set(&mut self, members: Vec<SetMember>) -> String {
         self.anon += 1;
         let name = format!(
-            "{} {} __rule{}_set{}",
-            self.family, self.table, self.handle, self.anon
+            "{} {} __{}_set{}",
+            self.family, self.table, self.tag, self.anon
         );
         self.sets.insert(
             name.clone(),
@@ -744,6 +824,21 @@ mod tests {
         assert_eq!(
             Left::Concat(vec![Left::Daddr, Left::Proto, Left::Dport]).dims(),
             Some(vec![SetDim::Dst, SetDim::Dst])
+        );
+        assert_eq!(
+            left(&json!({"&": [{"meta": {"key": "random"}}, 2147483647u32]})),
+            (Left::Random(0x7fff_ffff), None)
+        );
+        assert_eq!(
+            left(&json!({"numgen": {"mode": "inc", "mod": 3, "offset": 0}})),
+            (
+                Left::Numgen {
+                    inc: true,
+                    modulus: 3,
+                    offset: 0
+                },
+                None
+            )
         );
         assert_eq!(Left::Concat(vec![Left::Proto]).dims(), None);
         assert_eq!(Left::InIface.dims(), None);

@@ -33,6 +33,7 @@
 mod expr;
 mod render;
 mod stmt;
+pub(super) mod text;
 pub(super) mod value;
 
 #[cfg(test)]
@@ -47,6 +48,8 @@ use super::{
 };
 use crate::diag::{Location, Warning};
 use stmt::Stmt;
+
+pub use text::parse_text;
 
 /// Parses the JSON; what it cannot read is a located warning.
 pub fn parse_json(source: &str, text: &str) -> RuleSet {
@@ -81,11 +84,36 @@ pub fn parse_json(source: &str, text: &str) -> RuleSet {
         ));
         return out;
     };
+    read_objects(out, Dialect::NftJson, objects, &[])
+}
+
+/// Where an object of the text form was read: its line and column, and for a rule its
+/// words as written.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(super) struct Origin {
+    pub(super) line: u64,
+    pub(super) column: u64,
+    pub(super) text: String,
+}
+
+/// Maps libnftables objects (`{"table": ...}`, `{"rule": ...}`, ...) onto `out`; for
+/// the text form, `origins[i]` says where object `i` was read.
+pub(super) fn read_objects(
+    out: RuleSet,
+    dialect: Dialect,
+    objects: &[Value],
+    origins: &[Option<Origin>],
+) -> RuleSet {
     let mut reader = Reader {
         out,
+        dialect,
+        origins,
         tables: HashMap::new(),
+        chains: HashMap::new(),
         defs: HashMap::new(),
         xt_rules: 0,
+        branches_left: MAX_BRANCHES,
+        crowded: 0,
     };
     reader.read(objects);
     reader.finish()
@@ -101,13 +129,22 @@ struct SetDef {
 /// `(family, table, name)`.
 type Key = (String, String, String);
 
-struct Reader {
+struct Reader<'o> {
     out: RuleSet,
+    dialect: Dialect,
+    /// Where each object was read (the text form); empty for JSON.
+    origins: &'o [Option<Origin>],
     /// `(family, table)` → index in `out.tables`.
     tables: HashMap<(String, String), usize>,
+    /// `(table index, chain name)` → index in that table's chains.
+    chains: HashMap<(usize, String), usize>,
     defs: HashMap<Key, SetDef>,
     /// Rules holding an `xt` expression.
     xt_rules: usize,
+    /// Map branches the rule set may still be given ([`MAX_BRANCHES`] in all).
+    branches_left: usize,
+    /// Rules cut short at [`MAX_EFFECTS`] statements that change the packet.
+    crowded: usize,
 }
 
 /// A chain of the output and its names in the input.
@@ -125,29 +162,87 @@ struct ChainRef<'v> {
 pub(super) struct RuleCtx<'a> {
     family: &'a str,
     table: &'a str,
-    handle: u64,
+    /// What names the rule among its table's anonymous sets: `rule12` (its handle) or,
+    /// for text without handles, `line40`.
+    tag: String,
     /// Anonymous sets made so far for this rule.
     anon: usize,
     sets: &'a mut BTreeMap<String, Set>,
     defs: &'a HashMap<Key, SetDef>,
+    /// Map branches the rule set may still be given.
+    branches_left: &'a mut usize,
     /// Whether the rule holds an `xt` expression.
     xt: bool,
 }
 
-impl RuleCtx<'_> {
+/// Most branches the verdict maps and NAT maps of one rule set are read into: every
+/// rule that looks a named map up gets a copy of its elements, so many rules over one
+/// large map would otherwise multiply.
+const MAX_BRANCHES: usize = 1 << 20;
+
+/// Most statements that change the packet (`meta mark set`, `ct mark set`, ...) one
+/// rule is read with: each becomes a rule of its own holding the matches before it.
+const MAX_EFFECTS: usize = 64;
+
+/// What a rule's statements come to.
+struct Read {
+    matches: Vec<Match>,
+    counters: Option<super::Counters>,
+    /// Each statement that changes the packet or ends the rule: how many of the
+    /// matches come before it, and what it does.
+    parts: Vec<(usize, Target)>,
+    /// Whether the rule was cut short at [`MAX_EFFECTS`].
+    crowded: bool,
+}
+
+impl<'a> RuleCtx<'a> {
+    /// A rule's statements in order, up to the one that ends it.
+    fn read(&mut self, exprs: &[Value]) -> Read {
+        let mut r = Read {
+            matches: Vec::new(),
+            counters: None,
+            parts: Vec::new(),
+            crowded: false,
+        };
+        for e in exprs {
+            match self.statement(e) {
+                Stmt::Match(ms) => r.matches.extend(ms),
+                Stmt::Counter(c) => r.counters = Some(c),
+                Stmt::Nothing => {}
+                Stmt::Effect(_) if r.parts.len() >= MAX_EFFECTS => {
+                    r.crowded = true;
+                    let text = format!(
+                        "more than {MAX_EFFECTS} statements that change the packet: not \
+                         followed past them"
+                    );
+                    let name = "rule".into();
+                    r.parts
+                        .push((r.matches.len(), Target::Unknown { name, text }));
+                    break;
+                }
+                Stmt::Effect(target) => r.parts.push((r.matches.len(), target)),
+                Stmt::Final(target) => {
+                    r.parts.push((r.matches.len(), target));
+                    break;
+                }
+            }
+        }
+        r
+    }
+
     /// The [`RuleSet::sets`] key of a set of this rule's table.
     fn set_key(&self, name: &str) -> String {
         format!("{} {} {}", self.family, self.table, name)
     }
 
     /// The elements of a named map of this rule's table.
-    fn map_elements(&self, name: &str) -> Option<Vec<Value>> {
+    fn map_elements(&self, name: &str) -> Option<&'a [Value]> {
         let key = (
             self.family.to_string(),
             self.table.to_string(),
             name.to_string(),
         );
-        self.defs.get(&key).map(|d| d.elems.clone())
+        self.defs.get(&key).map(|d| d.elems.as_slice())
     }
 }
 
@@ -227,13 +322,34 @@ fn def_key(val: &Value) -> Option<Key> {
     ))
 }
 
-impl Reader {
-    fn warn(&mut self, message: String) {
-        self.out.warnings.push(Warning::new(
-            self.out.source.clone(),
-            Location::File,
-            message,
-        ));
+impl Reader<'_> {
+    fn origin(&self, i: usize) -> Option<&Origin> {
+        self.origins.get(i).and_then(Option::as_ref)
+    }
+
+    /// A warning about object `i`: at its line in the text form, about the input as a
+    /// whole in JSON.
+    fn warn_at(&mut self, i: usize, message: String) {
+        let location = match self.origin(i) {
+            Some(o) => Location::Line {
+                line: o.line,
+                column: o.column,
+            },
+            None => Location::File,
+        };
+        self.out
+            .warnings
+            .push(Warning::new(self.out.source.clone(), location, message));
+    }
+
+    /// How object `i` is named in a warning: its place in the JSON array (the text form
+    /// says where by the warning's line).
+    fn object_name(&self, i: usize) -> String {
+        if self.origin(i).is_some() {
+            String::new()
+        } else {
+            format!("object {} of the nftables array: ", i + 1)
+        }
     }
 
     fn read(&mut self, objects: &[Value]) {
@@ -302,17 +418,18 @@ impl Reader {
             return Some(t);
         }
         let Some(family) = family(fam) else {
-            self.warn(format!(
-                "object {} of the nftables array: table {name} of unknown family {fam:?} skipped",
-                i + 1
-            ));
+            let at = self.object_name(i);
+            self.warn_at(
+                i,
+                format!("{at}table {name} of unknown family {fam:?} skipped"),
+            );
             return None;
         };
         self.out.tables.push(super::Table {
             source: self.out.source.clone(),
             name: name.to_string(),
             family,
-            dialect: Dialect::NftJson,
+            dialect: self.dialect,
             chains: Vec::new(),
         });
         let t = self.out.tables.len() - 1;
@@ -323,16 +440,15 @@ impl Reader {
     /// The index of a chain in a table, made (as a user chain) when first seen.
     fn chain_index(&mut self, t: usize, name: &str) -> usize {
         let chains = &mut self.out.tables[t].chains;
-        if let Some(c) = chains.iter().position(|c| c.name == name) {
-            return c;
-        }
-        chains.push(Chain {
-            name: name.to_string(),
-            base: None,
-            rules: Vec::new(),
-            line: 0,
-        });
-        chains.len() - 1
+        *self.chains.entry((t, name.to_string())).or_insert_with(|| {
+            chains.push(Chain {
+                name: name.to_string(),
+                base: None,
+                rules: Vec::new(),
+                line: 0,
+            });
+            chains.len() - 1
+        })
     }
 
     /// The chain object `i` of the array belongs to, named by its `family`, `table`
@@ -351,10 +467,11 @@ impl Reader {
             str_of(val, "table"),
             str_of(val, name_key),
         ) else {
-            self.warn(format!(
-                "object {} of the nftables array: a {what} without family, table or {name_key}, skipped",
-                i + 1
-            ));
+            let at = self.object_name(i);
+            self.warn_at(
+                i,
+                format!("{at}a {what} without family, table or {name_key}, skipped"),
+            );
             return None;
         };
         let t = self.table(i, family, table)?;
@@ -379,6 +496,9 @@ impl Reader {
         else {
             return;
         };
+        if let Some(o) = self.origin(i) {
+            self.out.tables[t].chains[c].line = o.line;
+        }
         // Hooks outside the IP stack (netdev ingress/egress) have no Base.
         let Some(hook) = str_of(val, "hook").and_then(hook) else {
             return;
@@ -390,15 +510,18 @@ impl Reader {
         };
         let priority = match val.get("prio") {
             None => 0,
-            Some(p) => match priority(p, fam) {
-                Some(p) => p,
-                None => {
-                    self.warn(format!(
-                        "chain {fam} {table} {name}: priority {p} not understood, read as 0"
-                    ));
-                    0
+            Some(p) => {
+                match priority(p, fam) {
+                    Some(p) => p,
+                    None => {
+                        self.warn_at(
+                        i,
+                        format!("chain {fam} {table} {name}: priority {p} not understood, read as 0"),
+                    );
+                        0
+                    }
                 }
-            },
+            }
         };
         let policy = match str_of(val, "policy") {
             Some("drop") => Verdict::Drop,
@@ -459,33 +582,39 @@ impl Reader {
             Some(Value::Array(e)) => e,
             _ => &[],
         };
-        let text = render::rule(exprs, comment.as_deref());
+        let (line, text, tag) = match self.origin(i) {
+            Some(o) => (
+                o.line,
+                o.text.clone(),
+                match handle {
+                    Some(h) => format!("rule{h}"),
+                    None => format!("line{}", o.line),
+                },
+            ),
+            None => (
+                0,
+                render::rule(exprs, comment.as_deref()),
+                format!("rule{}", handle.unwrap_or(0)),
+            ),
+        };
 
         let mut ctx = RuleCtx {
             family: fam,
             table,
-            handle: handle.unwrap_or(0),
+            tag,
             anon: 0,
             sets: &mut self.out.sets,
             defs: &self.defs,
+            branches_left: &mut self.branches_left,
             xt: false,
         };
-        let mut matches: Vec<Match> = Vec::new();
-        let mut counters = None;
-        // (how many of the matches come before it, what it does)
-        let mut parts: Vec<(usize, Target)> = Vec::new();
-        for e in exprs {
-            match ctx.statement(e) {
-                Stmt::Match(ms) => matches.extend(ms),
-                Stmt::Counter(c) => counters = Some(c),
-                Stmt::Nothing => {}
-                Stmt::Effect(target) => parts.push((matches.len(), target)),
-                Stmt::Final(target) => {
-                    parts.push((matches.len(), target));
-                    break;
-                }
-            }
-        }
+        let Read {
+            matches,
+            counters,
+            parts,
+            crowded,
+        } = ctx.read(exprs);
+        self.crowded += usize::from(crowded);
         if ctx.xt {
             self.xt_rules += 1;
         }
@@ -504,7 +633,7 @@ impl Reader {
         let rules = &mut self.out.tables[t].chains[c].rules;
         for (n, target) in kept {
             rules.push(Rule {
-                line: 0,
+                line,
                 handle,
                 text: text.clone(),
                 matches: matches[..n].to_vec(),
@@ -516,13 +645,43 @@ impl Reader {
     }
 
     fn finish(mut self) -> RuleSet {
+        if self.crowded > 0 {
+            let n = self.crowded;
+            self.out.warnings.push(Warning::new(
+                self.out.source.clone(),
+                Location::File,
+                format!(
+                    "{n} rule(s) with more than {MAX_EFFECTS} statements that change the \
+                     packet: followed as far as those"
+                ),
+            ));
+        }
+        if self.branches_left == 0 {
+            self.out.warnings.push(Warning::new(
+                self.out.source.clone(),
+                Location::File,
+                format!(
+                    "the rule set's maps hold more than {MAX_BRANCHES} branches in all: the \
+                     lookups past those are read as targets natcheck cannot follow"
+                ),
+            ));
+        }
         if self.xt_rules > 0 {
             let n = self.xt_rules;
             let rules = if n == 1 { "rule holds" } else { "rules hold" };
-            self.warn(format!(
-                "{n} {rules} xt expressions left by iptables-nft, whose arguments nft -j does not \
-                 show: those matches and targets are read as unknown; iptables-save is the \
-                 complete source for rules made by iptables-nft"
+            let nft = if self.dialect == Dialect::NftText {
+                "nft list ruleset"
+            } else {
+                "nft -j"
+            };
+            self.out.warnings.push(Warning::new(
+                self.out.source.clone(),
+                Location::File,
+                format!(
+                    "{n} {rules} xt expressions left by iptables-nft, whose arguments {nft} does \
+                     not show: those matches and targets are read as unknown; iptables-save is \
+                     the complete source for rules made by iptables-nft"
+                ),
             ));
         }
         self.out

@@ -388,11 +388,70 @@ pub(super) fn statement(stmt: &Value) -> String {
         "notrack" | "accept" | "drop" | "continue" | "return" => key.into(),
         "jump" | "goto" => format!("{key} {}", field(val, "target").unwrap_or("?")),
         "queue" => "queue".into(),
+        "ct count" | "quota" | "meter" | "fwd" | "dup" | "flow" => stateful(key, val),
         _ => match val {
             Value::Null => key.into(),
             Value::Object(o) if o.is_empty() => key.into(),
             other => format!("{key} {}", expr(other)),
         },
+    }
+}
+
+/// `ct count over 20`, `quota 100 mbytes`, `meter flood size 128 { ip saddr limit rate
+/// 10/second }`, `fwd to "eth1"`, `dup to 10.0.0.2 device "eth0"`, `flow add @ft`.
+fn stateful(key: &str, val: &Value) -> String {
+    let over = if val.get("inv").and_then(Value::as_bool) == Some(true) {
+        "over "
+    } else {
+        ""
+    };
+    let get = |k: &str| val.get(k).map(expr);
+    let dev = |v: &Value| {
+        let d = styled(
+            v,
+            Style {
+                quote: true,
+                hex: false,
+            },
+        );
+        format!(" device {d}")
+    };
+    match (key, val) {
+        (_, Value::String(name)) => format!("{key} name \"{name}\""),
+        ("ct count", _) => format!("ct count {over}{}", get("val").unwrap_or_default()),
+        ("quota", _) => format!(
+            "quota {over}{} {}",
+            get("val").unwrap_or_default(),
+            get("val_unit").unwrap_or_default()
+        ),
+        ("meter", _) => format!(
+            "meter {}{} {{ {} {} }}",
+            get("name").unwrap_or_default(),
+            get("size")
+                .map(|s| format!(" size {s}"))
+                .unwrap_or_default(),
+            get("key").unwrap_or_default(),
+            val.get("stmt").map(statement).unwrap_or_default()
+        ),
+        ("flow", _) => format!(
+            "flow {} {}",
+            get("op").unwrap_or_default(),
+            get("flowtable").unwrap_or_default()
+        ),
+        (_, _) => {
+            let fam = get("family").map(|f| format!(" {f}")).unwrap_or_default();
+            match (val.get("addr"), val.get("dev")) {
+                (Some(a), d) => format!(
+                    "{key}{fam} to {}{}",
+                    expr(a),
+                    d.map(dev).unwrap_or_default()
+                ),
+                (None, Some(d)) => {
+                    format!("{key}{fam} to {}", dev(d).trim_start_matches(" device "))
+                }
+                (None, None) => key.to_string(),
+            }
+        }
     }
 }
 
@@ -477,6 +536,27 @@ mod tests {
             (
                 json!({"limit": {"rate": 5, "burst": 5, "per": "second"}}),
                 "limit rate 5/second",
+            ),
+            (
+                json!({"ct count": {"val": 20, "inv": true}}),
+                "ct count over 20",
+            ),
+            (
+                json!({"quota": {"val": 100, "val_unit": "mbytes", "inv": true}}),
+                "quota over 100 mbytes",
+            ),
+            (
+                json!({"meter": {"key": {"elem": {"val": {"payload": {"protocol": "ip", "field": "saddr"}}, "timeout": 10}}, "stmt": {"limit": {"rate": 10, "burst": 5, "per": "second", "inv": true}}, "size": 128, "name": "flood"}}),
+                "meter flood size 128 { ip saddr limit rate over 10/second }",
+            ),
+            (json!({"fwd": {"dev": "lo"}}), "fwd to \"lo\""),
+            (
+                json!({"dup": {"addr": "10.0.0.2", "dev": "eth0"}}),
+                "dup to 10.0.0.2 device \"eth0\"",
+            ),
+            (
+                json!({"flow": {"op": "add", "flowtable": "@ft"}}),
+                "flow add @ft",
             ),
         ];
         for (stmt, want) in cases {

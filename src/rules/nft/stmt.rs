@@ -197,6 +197,12 @@ impl RuleCtx<'_> {
             "log" => Stmt::Effect(Target::Log),
             "notrack" => Stmt::Effect(Target::Notrack),
             "vmap" => Stmt::Final(self.vmap(val, s)),
+            // What the text reader could not read (no libnftables statement has this
+            // name): the rule is followed no further.
+            "unreadable" => Stmt::Final(Target::Unknown {
+                name: super::str_of(val, "name").unwrap_or("?").to_string(),
+                text: super::str_of(val, "text").unwrap_or_default().to_string(),
+            }),
             "xt" => {
                 let name = val.get("name").and_then(Value::as_str).unwrap_or("?");
                 let kind = val.get("type").and_then(Value::as_str).unwrap_or("target");
@@ -329,9 +335,9 @@ impl RuleCtx<'_> {
         s: &Value,
         f: impl Fn(&Value) -> Option<Target>,
     ) -> Target {
-        let elems: Vec<Value> = match data.as_str().and_then(|d| d.strip_prefix('@')) {
+        let elems: Vec<&Value> = match data.as_str().and_then(|d| d.strip_prefix('@')) {
             Some(name) => match self.map_elements(name) {
-                Some(e) => e,
+                Some(e) => e.iter().collect(),
                 None => {
                     return Target::Unknown {
                         name: render::statement(s),
@@ -339,8 +345,16 @@ impl RuleCtx<'_> {
                     }
                 }
             },
-            None => members(data).into_iter().cloned().collect(),
+            None => members(data),
         };
+        if elems.len() > *self.branches_left {
+            *self.branches_left = 0;
+            return Target::Unknown {
+                name: render::statement(s),
+                text: "map too large to follow: the rule set's maps hold too many branches".into(),
+            };
+        }
+        *self.branches_left -= elems.len();
         let modulus = key
             .get("numgen")
             .and_then(|n| n.get("mod"))
