@@ -97,7 +97,7 @@ fn explain_kind(f: &Finding) -> (String, String) {
                     t.dport
                 ),
                 (Some(r), _) => format!(
-                    "The rule set stops this traffic at {} {} (`{}`): change or remove that rule, or accept this traffic before it (DOCKER-USER for Docker, a NetworkPolicy or KUBE-FORWARD for Kubernetes). If the rule should not match, compare its counters before and after a retry (`iptables-save -c`).",
+                    "The rule set stops this traffic at {} {} (`{}`): change or remove that rule, or accept this traffic before it (DOCKER-USER for Docker, a NetworkPolicy or KUBE-FORWARD for Kubernetes). If the rule should not match, dump the rules with counters before and after a retry (`iptables-save -c`, or `nft list ruleset` with `counter` statements) and pass the earlier dump with `--rules-before`: the rule's counter then says how many of the retried packets it took.",
                     r.table, r.chain, r.text
                 ),
                 (None, _) => format!(
