@@ -25,7 +25,7 @@ LAB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SAMPLES=$(dirname "$LAB")
 ALL_SCENARIOS=(masquerade published-port port-collision nodeport snat-random-fully
   fault-forward-drop fault-invalid-leak fault-wrong-source-udp masquerade6 kube-rules
-  fault-masq-miss fault-masq-miss6 fault-nodeport-blocked kube-nft bulk-offload bulk-no-offload)
+  fault-masq-miss fault-masq-miss6 fault-nodeport-blocked kube-nft stale-udp stale-udp-vip bulk-offload bulk-no-offload)
 
 # The scenarios that run with IPv6 on (dual stack).
 is_v6() { [[ $1 == masquerade6 || $1 == fault-masq-miss6 ]]; }
@@ -42,6 +42,8 @@ LOCK=/run/lock/natcheck-lab.lock
 BR_IP=172.17.0.1 C1_IP=172.17.0.2 C2_IP=172.17.0.3
 HOST_IP=203.0.113.1 SRV_IP=203.0.113.2 SRV_IP2=203.0.113.3
 REMOTE_SRV=198.51.100.10 REMOTE_CLI=198.51.100.20
+# A service address (ClusterIP-like) that exists only in the nat rules.
+SVC_VIP=198.51.100.53
 
 log() { printf '[record] %s\n' "$*" >&2; }
 die() {
@@ -534,6 +536,82 @@ scenario_published_port() {
   snapshot
   touch "$SYNC/release"
   expect_ok "$h1"
+  kill_servers
+  stop_recording
+}
+
+# A stale UDP entry (FM-12): a client outside keeps one source port to a published
+# UDP port while the DNAT is retargeted from c1 to c2 and c1's server stops. NAT is
+# decided on a flow's first packet: the client's datagrams keep going to c1 (which
+# answers port unreachable) as long as the entry lives, while a new client's flow
+# gets the new rule and c2's answers.
+scenario_stale_udp() {
+  IFACES=(docker0 eth0 veth-c1)
+  {
+    docker_filter_base
+    echo "-A DOCKER -d $C1_IP/32 ! -i docker0 -o docker0 -p udp -m udp --dport 53 -j ACCEPT"
+    echo "-A DOCKER -d $C2_IP/32 ! -i docker0 -o docker0 -p udp -m udp --dport 53 -j ACCEPT"
+    echo COMMIT
+    docker_nat_base
+    echo "$MASQ_RULE"
+    echo "-A DOCKER ! -i docker0 -p udp -m udp --dport 8053 -j DNAT --to-destination $C1_IP:53"
+    echo COMMIT
+  } | apply_rules
+  server dns1 "$NS_C1" udp_server.py --port 53 --lifetime 30
+  local dns1=$LAST_PID
+  server dns2 "$NS_C2" udp_server.py --port 53 --lifetime 30
+  hx iptables-save -c | sed '/^# /d' >"$SCEN_DIR/iptables-before.txt"
+  start_recording
+  client stale "$NS_OUT" udp_client.py --src "$REMOTE_CLI" --sport 41053 --dst "$HOST_IP" --port 8053 \
+    --count 24 --interval 0.15 --timeout 0.05 --name stale.example --any
+  local stale=$LAST_PID
+  sleep 1.2
+  # The endpoint changes: the rule now points at c2, and c1's server goes away.
+  hx iptables -t nat -R DOCKER 2 ! -i docker0 -p udp -m udp --dport 8053 -j DNAT --to-destination "$C2_IP:53"
+  stop "$dns1" TERM
+  sleep 0.5
+  run fresh "$NS_OUT" udp_client.py --src "$SRV_IP" --sport 42053 --dst "$HOST_IP" --port 8053 --count 3 --name fresh.example
+  expect_ok "$stale"
+  # The neighbour entries are re-checked about a second after the last datagram:
+  # let that ARP exchange happen before the captures stop, not during.
+  sleep 1.5
+  snapshot
+  kill_servers
+  stop_recording
+}
+
+# The same from inside (FM-12 the other way): a container's queries to a service
+# address DNATed to a server outside, retargeted to a second server while the first
+# stops answering; the container's flow stays on the first, its new flow (another
+# source port) uses the second.
+scenario_stale_udp_vip() {
+  IFACES=(docker0 eth0 veth-c1)
+  {
+    docker_filter_base
+    echo COMMIT
+    docker_nat_base
+    echo "$MASQ_RULE"
+    echo "-A PREROUTING -d $SVC_VIP/32 -p udp -m udp --dport 53 -j DNAT --to-destination $SRV_IP:5300"
+    echo COMMIT
+  } | apply_rules
+  server up1 "$NS_OUT" udp_server.py --bind "$SRV_IP" --port 5300 --lifetime 30
+  local up1=$LAST_PID
+  server up2 "$NS_OUT" udp_server.py --bind "$SRV_IP2" --port 5300 --lifetime 30
+  hx iptables-save -c | sed '/^# /d' >"$SCEN_DIR/iptables-before.txt"
+  start_recording
+  client stale "$NS_C1" udp_client.py --sport 43053 --dst "$SVC_VIP" --port 53 \
+    --count 24 --interval 0.15 --timeout 0.05 --name vip.example --any
+  local stale=$LAST_PID
+  sleep 1.2
+  hx iptables -t nat -R PREROUTING 2 -d "$SVC_VIP/32" -p udp -m udp --dport 53 -j DNAT --to-destination "$SRV_IP2:5300"
+  stop "$up1" TERM
+  sleep 0.5
+  run fresh "$NS_C1" udp_client.py --sport 44053 --dst "$SVC_VIP" --port 53 --count 3 --name fresh.example
+  expect_ok "$stale"
+  # The neighbour entries are re-checked about a second after the last datagram:
+  # let that ARP exchange happen before the captures stop, not during.
+  sleep 1.5
+  snapshot
   kill_servers
   stop_recording
 }
@@ -1705,6 +1783,32 @@ check_fault_nodeport_blocked() {
   [[ $(ct_count "$ct" 'dport=30081 ') -eq 0 ]] || die "$SCEN: conntrack entry for the blocked flow"
   [[ $(ct_count "$SCEN_DIR/events.txt" 'dport=30081 ') -eq 0 ]] || die "$SCEN: conntrack event for the blocked flow"
   need 3 "packets on the FORWARD DROP" "$(counter "$SCEN_DIR/iptables-counters.txt" '--ctorigdstport 30081 -j DROP')"
+}
+
+# The stale flow stays on the old backend after the retarget, the fresh one gets
+# the new one; the old backend's port unreachable errors are on the wire.
+check_stale_udp() {
+  local ct=$SCEN_DIR/conntrack.txt e=$SCEN_DIR/eth0.pcap d=$SCEN_DIR/docker0.pcap
+  need 20 "stale datagrams on eth0" "$(pkts "$e" "ip.src==$REMOTE_CLI && udp.srcport==41053 && udp.dstport==8053")"
+  need 20 "stale datagrams to $C1_IP:53 on docker0" "$(pkts "$d" "ip.dst==$C1_IP && udp.dstport==53 && udp.srcport==41053")"
+  [[ $(pkts "$d" "ip.dst==$C2_IP && udp.srcport==41053") -eq 0 ]] || die "$SCEN: the stale flow reached c2"
+  need 3 "answers from $C2_IP:53 on docker0" "$(pkts "$d" "ip.src==$C2_IP && udp.srcport==53")"
+  need 1 "port unreachable from $C1_IP" "$(pkts "$d" "ip.src==$C1_IP && icmp.type==3 && icmp.code==3")"
+  need 1 "entry of the stale flow to $C1_IP" "$(ct_count "$ct" "sport=41053 dport=8053 src=$C1_IP ")"
+  need 1 "entry of the fresh flow to $C2_IP" "$(ct_count "$ct" "sport=42053 dport=8053 src=$C2_IP ")"
+}
+
+check_stale_udp_vip() {
+  local ct=$SCEN_DIR/conntrack.txt e=$SCEN_DIR/eth0.pcap d=$SCEN_DIR/docker0.pcap
+  # On veth-c1 to the service address; docker0 shows them DNATed already (bridge
+  # netfilter runs PREROUTING as the bridge receives them).
+  need 20 "stale datagrams to $SVC_VIP on veth-c1" "$(pkts "$SCEN_DIR/veth-c1.pcap" "ip.src==$C1_IP && udp.srcport==43053 && ip.dst==$SVC_VIP")"
+  need 20 "stale datagrams to $SRV_IP:5300 on eth0" "$(pkts "$e" "ip.dst==$SRV_IP && udp.dstport==5300")"
+  [[ $(pkts "$e" "ip.dst==$SRV_IP2 && udp.srcport==43053") -eq 0 ]] || die "$SCEN: the stale flow reached $SRV_IP2"
+  need 3 "answers from $SRV_IP2:5300 on eth0" "$(pkts "$e" "ip.src==$SRV_IP2 && udp.srcport==5300")"
+  need 1 "port unreachable from $SRV_IP" "$(pkts "$e" "ip.src==$SRV_IP && icmp.type==3 && icmp.code==3")"
+  need 1 "entry of the stale flow to $SRV_IP" "$(ct_count "$ct" "sport=43053 dport=53 src=$SRV_IP ")"
+  need 1 "entry of the fresh flow to $SRV_IP2" "$(ct_count "$ct" "sport=44053 dport=53 src=$SRV_IP2 ")"
 }
 
 # The bulk connections' conntrack entries: MASQUERADE out, DNAT in.

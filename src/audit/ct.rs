@@ -241,6 +241,16 @@ pub fn locate(
     })
 }
 
+/// Whether an entry located at hop `hi` of `conn` has its translated tuple `post` on
+/// the wire after it: at some later hop (the translation may show in steps: DNAT as a
+/// bridge with bridge netfilter receives the packet, SNAT at the uplink), or `hi` is
+/// the last hop, so nothing after it was captured.
+pub fn translated_downstream(conn: &crate::correlate::Connection, hi: usize, post: &Tuple) -> bool {
+    conn.hops
+        .get(hi + 1..)
+        .is_none_or(|later| later.is_empty() || later.iter().any(|h| h.flow.tuple == *post))
+}
+
 pub fn index(c: &Correlation) -> HashMap<Tuple, Vec<(usize, usize)>> {
     let mut idx: HashMap<Tuple, Vec<(usize, usize)>> = HashMap::new();
     for (ci, conn) in c.connections.iter().enumerate() {
@@ -326,12 +336,7 @@ pub fn witnesses(c: &Correlation, snaps: &[Snapshot]) -> Vec<WitnessSummary> {
                 .collect();
             let agree = located
                 .iter()
-                .filter(|(ci, hi, e)| {
-                    c.connections[*ci]
-                        .hops
-                        .get(hi + 1)
-                        .is_none_or(|next| next.flow.tuple == e.post())
-                })
+                .filter(|(ci, hi, e)| translated_downstream(&c.connections[*ci], *hi, &e.post()))
                 .count();
             WitnessSummary {
                 source: snap.source.clone(),

@@ -100,6 +100,8 @@ named_enum! {
         /// Connections DNATed to a backend and SNATed to the host on their way in: the
         /// backend sees the host, not the client.
         ClientAddressLost = "client-address-lost",
+        /// A flow left on a backend the host no longer sends new flows to.
+        StaleEntry = "stale-entry",
     }
 }
 
@@ -276,6 +278,18 @@ pub enum Detail {
         /// The way through the rules went through kube-proxy's chain for traffic from
         /// outside the cluster (`externalTrafficPolicy: Cluster`).
         external_cluster: bool,
+    },
+    StaleEntry {
+        /// The flow as it arrived, and as it left for its old backend.
+        service: Tuple,
+        stale: Tuple,
+        /// Where the host sends the same first packet now: by the rules given, and by
+        /// the newer connection `newer` on the wire.
+        now_by_rules: Option<Tuple>,
+        now_on_wire: Option<Tuple>,
+        newer: Option<String>,
+        /// ICMP error packets the old backend answered with.
+        error_packets: u64,
     },
     Conntrack {
         /// The entry (`file:line`), or the snapshot file for `ct-missing`.

@@ -98,12 +98,18 @@ pub fn rule_target<'a>(rules: &'a RuleSet, r: &eval::RuleRef) -> Option<&'a Targ
     r.rule(rules).map(|x| &x.target)
 }
 
-/// The link where the host translated the connection: (upstream hop, downstream hop).
-fn translating_link(conn: &Connection) -> Option<(usize, usize)> {
-    conn.links
-        .iter()
-        .find(|l| l.change.kind != NatKind::None)
-        .map(|l| (l.from, l.to))
+/// Where the host translated the connection: (the hop whose interface the packet came
+/// in by, the hop before the translation, the hop with the whole translation). One
+/// link usually; two when a bridge with bridge netfilter shows the packet already
+/// DNATed (its PREROUTING ran as the bridge received it from a port) and the uplink
+/// shows the SNAT: the packet then came in by the bridge, not by the port.
+fn translating_links(conn: &Connection) -> Option<(usize, usize, usize)> {
+    let mut nat = conn.links.iter().filter(|l| l.change.kind != NatKind::None);
+    let first = nat.next()?;
+    match nat.next_back() {
+        Some(last) => Some((first.to, first.from, last.to)),
+        None => Some((first.from, first.from, first.to)),
+    }
 }
 
 /// A connection seen at one point only, to an address of the host, that got no
@@ -154,11 +160,16 @@ fn attribute_one(
     ci: usize,
     conn: &Connection,
 ) -> Option<Attribution> {
-    let (packet, wire, before) = if let Some((from, to)) = translating_link(conn) {
+    // An ICMP error is RELATED to the connection it quotes: NAT follows that
+    // connection's entry, and no nat rule ever sees it as a first packet.
+    if conn.hops.iter().any(|h| h.flow.icmp_error.is_some()) {
+        return None;
+    }
+    let (packet, wire, before) = if let Some((by, from, to)) = translating_links(conn) {
         let (a, b) = (&conn.hops[from], &conn.hops[to]);
         let p = Packet::first(
             a.flow.tuple,
-            Some(iface(c, a.point)),
+            Some(iface(c, conn.hops[by].point)),
             Some(iface(c, b.point)),
         );
         (p, Some(b.flow.tuple), a.flow.tuple)

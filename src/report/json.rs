@@ -114,6 +114,14 @@ pub enum DetailJson<'a> {
         clients: &'a [std::net::IpAddr],
         external_cluster: bool,
     },
+    StaleEntry {
+        service: &'a crate::model::Tuple,
+        stale: &'a crate::model::Tuple,
+        now_by_rules: Option<&'a crate::model::Tuple>,
+        now_on_wire: Option<&'a crate::model::Tuple>,
+        newer: Option<&'a str>,
+        error_packets: u64,
+    },
     Rules {
         walked: &'a crate::model::Tuple,
         wire: Option<&'a crate::model::Tuple>,
@@ -198,6 +206,21 @@ fn detail(d: &Detail) -> DetailJson<'_> {
             stopped: *stopped,
             outcomes: *outcomes,
             assumed: *assumed,
+        },
+        Detail::StaleEntry {
+            service,
+            stale,
+            now_by_rules,
+            now_on_wire,
+            newer,
+            error_packets,
+        } => DetailJson::StaleEntry {
+            service,
+            stale,
+            now_by_rules: now_by_rules.as_ref(),
+            now_on_wire: now_on_wire.as_ref(),
+            newer: newer.as_deref(),
+            error_packets: *error_packets,
         },
         Detail::ClientAddressLost {
             service,

@@ -439,7 +439,10 @@ fn output_does_not_depend_on_the_thread_count() {
 #[test]
 fn conntrack_of_each_run_agrees_with_the_wire_and_adds_no_finding() {
     for &name in SCENARIOS {
-        let a = pair(name);
+        // With the container's veth: a service address DNATed as the bridge receives
+        // the packet is on no other capture.
+        let mut a = pair(name);
+        a.push(format!("samples/{name}/veth-c1.pcap"));
         let ct = [
             "--conntrack".to_string(),
             format!("samples/{name}/conntrack.txt"),
@@ -758,5 +761,53 @@ fn nodeport_masquerade_hides_the_client_address() {
             !doc["findings"].to_string().contains("client-address-lost"),
             "{s}"
         );
+    }
+}
+
+/// A UDP flow left on its old backend after the DNAT was retargeted: `stale-entry`
+/// from the wire alone (a newer flow to the same service went to the new backend, the
+/// old one answers with ICMP errors), and with the rules naming the rule that now
+/// decides; `rule-contradiction` does not also fire for it. A published port
+/// (outside in) and a service address (inside out).
+#[test]
+fn a_flow_left_on_its_old_backend_is_a_stale_entry() {
+    for s in ["stale-udp", "stale-udp-vip"] {
+        let three = [
+            format!("samples/{s}/docker0.pcap"),
+            format!("samples/{s}/eth0.pcap"),
+            format!("samples/{s}/veth-c1.pcap"),
+        ];
+        let rules = format!("samples/{s}/iptables.txt");
+        for with_rules in [false, true] {
+            let mut a = args(&three);
+            if with_rules {
+                a.extend(["--rules", rules.as_str()]);
+            }
+            let (code, doc) = json(&a);
+            assert_eq!(code, 1, "{s}");
+            let found: Vec<&Value> = doc["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|f| f["code"] == "stale-entry")
+                .collect();
+            assert_eq!(found.len(), 1, "{s}: {}", doc["findings"]);
+            let d = &found[0]["detail"];
+            assert_ne!(d["stale"]["dst"], d["now_on_wire"]["dst"], "{s}: {d}");
+            assert!(d["error_packets"].as_u64().unwrap() > 0, "{s}: {d}");
+            if with_rules {
+                assert_eq!(
+                    d["now_by_rules"]["dst"], d["now_on_wire"]["dst"],
+                    "{s}: {d}"
+                );
+            } else {
+                assert!(d["now_by_rules"].is_null(), "{s}: {d}");
+            }
+            assert!(
+                !doc["findings"].to_string().contains("rule-contradiction"),
+                "{s}: {}",
+                doc["findings"]
+            );
+        }
     }
 }

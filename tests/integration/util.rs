@@ -27,6 +27,8 @@ pub const SCENARIOS: &[&str] = &[
     "kube-nft",
     "bulk-offload",
     "bulk-no-offload",
+    "stale-udp",
+    "stale-udp-vip",
 ];
 
 pub fn sample(rel: &str) -> String {

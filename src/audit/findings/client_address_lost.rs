@@ -25,6 +25,10 @@ pub fn detect(x: &Ctx, _: &Explained) -> Detected {
     // Per service: (connection, link).
     let mut groups: BTreeMap<Key, Vec<(usize, usize)>> = BTreeMap::new();
     for (ci, conn) in c.connections.iter().enumerate() {
+        // ICMP errors follow the connection they quote, in its reply direction.
+        if conn.hops.iter().any(|h| h.flow.icmp_error.is_some()) {
+            continue;
+        }
         for (li, l) in conn.links.iter().enumerate() {
             let (up, down) = (&conn.hops[l.from], &conn.hops[l.to]);
             // Both addresses rewritten between two points; one interface crossed

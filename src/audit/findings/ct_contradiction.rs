@@ -1,9 +1,10 @@
 //! `ct-contradiction`: an entry whose ORIGINAL tuple is a hop on the wire, and whose
-//! translation (ORIGINAL → reverse of REPLY) is not the tuple the wire shows at the
-//! next hop. The snapshot does not describe the captured traffic.
+//! translation (ORIGINAL → reverse of REPLY) is the tuple of no later hop (a
+//! translation may show in steps across three points). The snapshot does not describe
+//! the captured traffic.
 
 use super::{entry_finding, Detected};
-use crate::audit::ct::locate;
+use crate::audit::ct::{locate, translated_downstream};
 use crate::audit::{Code, CtFacts, Ctx, Detail, Evidence, Explained, Role, Seen, Severity};
 use crate::model::NatChange;
 
@@ -15,14 +16,15 @@ pub fn detect(x: &Ctx, _: &Explained) -> Detected {
                 continue;
             };
             let conn = &x.c.connections[ci];
-            let Some(next) = conn.hops.get(hi + 1) else {
+            let post = e.post();
+            if translated_downstream(conn, hi, &post) {
+                continue;
+            }
+            // The whole translation the wire shows: up to the last hop.
+            let Some(next) = conn.hops.last() else {
                 continue;
             };
             let here = &conn.hops[hi];
-            let post = e.post();
-            if next.flow.tuple == post {
-                continue;
-            }
             let (hname, nname) = (x.name(here.point), x.name(next.point));
             let mut f = entry_finding(
                 x,

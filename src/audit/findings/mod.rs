@@ -21,6 +21,7 @@ mod leak;
 mod lost;
 mod port_reallocated;
 mod rule_contradiction;
+mod stale_entry;
 mod unsolicited;
 
 use super::{Code, Ctx, Direction, Explained, Finding};
@@ -123,6 +124,11 @@ pub const RULES: &[Rule] = &[
         code: Code::CtMissing,
         what: "a translated connection alive across a snapshot with no entry",
         run: ct_missing::detect,
+    },
+    Rule {
+        code: Code::StaleEntry,
+        what: "a flow left on a backend new flows no longer go to",
+        run: stale_entry::detect,
     },
     Rule {
         code: Code::RuleContradiction,

@@ -17,8 +17,14 @@ fn outcome_tuple(o: &Outcome, before: crate::model::Tuple) -> crate::model::Tupl
 }
 
 pub fn detect(x: &Ctx, _: &Explained) -> Detected {
+    // A flow whose entry predates a rule change is `stale-entry`'s, not a rule set that
+    // does not describe the host.
+    let stale: Vec<usize> = super::stale_entry::stale(x)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
     let mut out = Vec::new();
-    for a in &x.attributions {
+    for a in x.attributions.iter().filter(|a| !stale.contains(&a.conn)) {
         let (Some(wire), None, Some(best)) = (a.wire, a.chosen, a.walk.outcomes.first()) else {
             continue;
         };

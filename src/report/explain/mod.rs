@@ -16,6 +16,7 @@ mod leak;
 mod lost;
 mod port_reallocated;
 mod rule_contradiction;
+mod stale_entry;
 mod unsolicited;
 
 use crate::audit::{Code, Finding};
@@ -47,6 +48,7 @@ pub fn words(f: &Finding) -> Words {
         Code::RuleContradiction => rule_contradiction::explain(f),
         Code::InputBypassed => input_bypassed::explain(f),
         Code::ClientAddressLost => client_address_lost::explain(f),
+        Code::StaleEntry => stale_entry::explain(f),
     };
     Words {
         message,

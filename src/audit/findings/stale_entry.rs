@@ -1,0 +1,274 @@
+//! `stale-entry` (FM-12): a flow that keeps being DNATed to a backend the host no
+//! longer sends new flows to. NAT is decided on a flow's first packet; later packets
+//! follow its conntrack entry, and every packet refreshes the entry, so a UDP sender
+//! that never pauses stays on the old backend after an endpoint or rule change, into a
+//! black hole or a closed port.
+//!
+//! A DNATed connection is stale when a newer connection to the same service (same
+//! protocol, address and port as it arrived) went to another backend while this one
+//! was still sending, and either its own backend answered it with ICMP errors (port
+//! or host unreachable) or the rule set given (`--rules`) sends the newer one where it
+//! went and this one elsewhere. Load balancing alone (several backends, all
+//! answering) is not stale, nor is a rule set that matches neither connection (that
+//! is `rule-contradiction`). Error: the flow is black-holed or on a removed backend.
+
+use std::collections::HashMap;
+
+use super::Detected;
+use crate::audit::{Code, Ctx, Detail, Evidence, Explained, Finding, Role, RuleRole, Severity};
+use crate::correlate::Connection;
+use crate::model::{NatKind, Tuple};
+
+/// Why a connection is stale, as found.
+pub struct Stale {
+    /// The hop before the DNAT and the hop with the translated tuple.
+    pub before: usize,
+    pub after: usize,
+    /// The backend the rules now choose, when rules were given.
+    pub by_rules: Option<Tuple>,
+    /// A newer connection to the same service sent elsewhere, and the ICMP errors its
+    /// own backend answered with: (error connections, error packets).
+    pub newer: Option<usize>,
+    pub errors: (Vec<usize>, u64),
+}
+
+/// The ICMP error connections, by the tuple they quote at their point.
+fn errors_by_quoted(x: &Ctx) -> HashMap<(usize, Tuple), Vec<usize>> {
+    let mut out: HashMap<(usize, Tuple), Vec<usize>> = HashMap::new();
+    for (ci, conn) in x.c.connections.iter().enumerate() {
+        for h in &conn.hops {
+            if let Some(q) = h.flow.icmp_error.and_then(|e| e.quoted) {
+                out.entry((h.point, q)).or_default().push(ci);
+            }
+        }
+    }
+    out
+}
+
+/// The DNAT link of a connection: (hop before, hop after).
+fn dnat_link(conn: &Connection) -> Option<(usize, usize)> {
+    if conn.hops.iter().any(|h| h.flow.icmp_error.is_some()) {
+        return None;
+    }
+    let l = conn
+        .links
+        .iter()
+        .find(|l| matches!(l.change.kind, NatKind::Dnat | NatKind::SnatDnat))?;
+    Some((l.from, l.to))
+}
+
+fn backend(t: &Tuple) -> (std::net::IpAddr, u16) {
+    (t.dst, t.dport)
+}
+
+/// Every stale connection, by index.
+pub fn stale(x: &Ctx) -> Vec<(usize, Stale)> {
+    let c = x.c;
+    let errors = errors_by_quoted(x);
+    // Connections by the service they addressed: (point, proto, dst, dport).
+    let mut by_service: HashMap<(usize, Tuple), Vec<usize>> = HashMap::new();
+    let mut links = Vec::with_capacity(c.connections.len());
+    for (ci, conn) in c.connections.iter().enumerate() {
+        let link = dnat_link(conn);
+        if let Some((b, _)) = link {
+            let t = conn.hops[b].flow.tuple;
+            let key = Tuple {
+                src: t.dst,
+                sport: 0,
+                ..t
+            };
+            by_service
+                .entry((conn.hops[b].point, key))
+                .or_default()
+                .push(ci);
+        }
+        links.push(link);
+    }
+    let mut out = Vec::new();
+    for (ci, conn) in c.connections.iter().enumerate() {
+        let Some((before, after)) = links[ci] else {
+            continue;
+        };
+        let (up, down) = (&conn.hops[before], &conn.hops[after]);
+        // The errors its backend answered with, at the points after the DNAT.
+        let mut errs: Vec<usize> = conn.hops[after..]
+            .iter()
+            .flat_map(|h| errors.get(&(h.point, h.flow.tuple)).into_iter().flatten())
+            .copied()
+            .collect();
+        errs.sort_unstable();
+        errs.dedup();
+        let err_packets: u64 = errs
+            .iter()
+            .map(|&k| {
+                c.connections[k]
+                    .hops
+                    .iter()
+                    .map(|h| h.flow.packets[0])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .sum();
+        let key = Tuple {
+            src: up.flow.tuple.dst,
+            sport: 0,
+            ..up.flow.tuple
+        };
+        let newer = by_service
+            .get(&(up.point, key))
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|&k| k != ci)
+            .filter(|&k| {
+                let other = &c.connections[k];
+                let Some((_, oa)) = links[k] else {
+                    return false;
+                };
+                other.first_ns() > conn.first_ns()
+                    && other.first_ns() < conn.last_ns()
+                    && backend(&other.hops[oa].flow.tuple) != backend(&down.flow.tuple)
+            })
+            .min_by_key(|&k| c.connections[k].first_ns());
+        // The rules given tell the same only if they were already in force for the
+        // newer connection (a dump from elsewhere or another time contradicts both:
+        // `rule-contradiction`).
+        let newer_agrees = newer
+            .and_then(|k| x.attribution(k))
+            .is_some_and(|a| a.chosen.is_some());
+        let by_rules = x.attribution(ci).filter(|_| newer_agrees).and_then(|a| {
+            let best = a.walk.outcomes.first()?;
+            let now = best.dnat.as_ref()?.after;
+            (a.chosen.is_none() && backend(&now) != backend(&down.flow.tuple)).then_some(now)
+        });
+        let by_wire = newer.is_some() && !errs.is_empty();
+        if by_rules.is_none() && !by_wire {
+            continue;
+        }
+        out.push((
+            ci,
+            Stale {
+                before,
+                after,
+                by_rules,
+                newer,
+                errors: (errs, err_packets),
+            },
+        ));
+    }
+    out
+}
+
+pub fn detect(x: &Ctx, _: &Explained) -> Detected {
+    let c = x.c;
+    let mut out = Vec::new();
+    for (ci, s) in stale(x) {
+        let conn = &c.connections[ci];
+        let (up, down) = (&conn.hops[s.before], &conn.hops[s.after]);
+        let newer = s.newer.and_then(|k| {
+            let other = &c.connections[k];
+            let (_, oa) = dnat_link(other)?;
+            Some((k, other.hops[oa].flow.tuple))
+        });
+        let mut f = Finding::new(
+            Code::StaleEntry,
+            Severity::Error,
+            Detail::StaleEntry {
+                service: up.flow.tuple,
+                stale: down.flow.tuple,
+                now_by_rules: s.by_rules,
+                now_on_wire: newer.map(|(_, t)| t),
+                newer: newer.map(|(k, _)| x.id(k)),
+                error_packets: s.errors.1,
+            },
+        );
+        f.tuples = vec![x.seen(up, Role::Original), x.seen(down, Role::Translated)];
+        f.points = vec![x.name(up.point).to_string(), x.name(down.point).to_string()];
+        f.evidence.push(x.hop(up));
+        f.evidence.push(x.hop(down));
+        if let Some((k, _)) = newer {
+            let other = &c.connections[k];
+            if let Some((ob, oa)) = dnat_link(other) {
+                let (b, a) = (&other.hops[ob], &other.hops[oa]);
+                f.evidence.push(Evidence::Translated {
+                    conn: x.id(k),
+                    from_point: x.name(b.point).to_string(),
+                    from: b.flow.tuple,
+                    to_point: x.name(a.point).to_string(),
+                    to: a.flow.tuple,
+                });
+            }
+        }
+        for &e in &s.errors.0 {
+            if let Some(h) = c.connections[e].hops.first() {
+                f.evidence.push(x.hop(h));
+            }
+        }
+        if let Some(a) = x.attribution(ci) {
+            if let Some(n) = a.walk.outcomes.first().and_then(|o| o.dnat.as_ref()) {
+                f.evidence.extend(x.rule(&n.rule, RuleRole::Disagrees));
+            }
+        }
+        f.evidence
+            .extend(x.destroyed_before(&up.flow.tuple, i64::MAX));
+        f.packets = down.flow.packets[0] + down.flow.packets[1];
+        f.first_ns = Some(conn.first_ns());
+        f.last_ns = Some(conn.last_ns());
+        f.conns = std::iter::once(ci)
+            .chain(newer.map(|(k, _)| k))
+            .chain(s.errors.0.iter().copied())
+            .collect();
+        out.push(f);
+    }
+    out.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::findings::testing::*;
+
+    /// The three points of a recording: the container's veth shows the service
+    /// address, which the bridge (with bridge netfilter) already shows DNATed.
+    fn wire3(scenario: &str) -> crate::correlate::Correlation {
+        use crate::capture::{InputSpec, ReadOptions};
+        let root = env!("CARGO_MANIFEST_DIR");
+        let specs: Vec<InputSpec> = ["docker0", "eth0", "veth-c1"]
+            .iter()
+            .map(|p| {
+                format!("{root}/samples/{scenario}/{p}.pcap")
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        crate::correlate::run(&specs, &ReadOptions::default(), Default::default())
+    }
+
+    #[test]
+    fn a_flow_left_on_its_old_backend_is_stale_from_the_wire_alone() {
+        // A published port outside-in, and a service address inside-out.
+        for s in ["stale-udp", "stale-udp-vip"] {
+            let got = run(&wire3(s), &[], Code::StaleEntry);
+            assert_eq!(got.len(), 1, "{s}: {got:?}");
+            let Detail::StaleEntry {
+                stale,
+                now_on_wire,
+                error_packets,
+                ..
+            } = &got[0].detail
+            else {
+                panic!()
+            };
+            let now = now_on_wire.expect("the newer connection's backend");
+            assert_ne!((stale.dst, stale.dport), (now.dst, now.dport), "{s}");
+            assert!(*error_packets > 0, "{s}");
+        }
+    }
+
+    #[test]
+    fn load_balancing_and_clean_samples_are_not_stale() {
+        for s in ["nodeport", "published-port", "kube-nft", "masquerade"] {
+            assert!(run(&wire(s), &[], Code::StaleEntry).is_empty(), "{s}");
+        }
+    }
+}
