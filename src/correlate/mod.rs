@@ -41,7 +41,7 @@ use offset::Offset;
 use points::PointData;
 
 pub use paths::{Hop, Related};
-pub use translations::{Gap, Latency, Link, LinkEvidence, PortRealloc, Unmatched};
+pub use translations::{Gap, Latency, Link, LinkEvidence, PortRealloc, Resent, Unmatched};
 
 /// Tunables of the correlation.
 #[derive(Clone, Copy, Debug)]

@@ -403,6 +403,7 @@ mod tests {
             fp,
             ts,
             flow: 0,
+            resend: 0,
             side: Side::A,
             strength: Strength::Strong,
             fields: 0,

@@ -5,7 +5,7 @@
 
 use rayon::prelude::*;
 
-use super::fingerprint::{field_set, fingerprint, is_matchable, Strength};
+use super::fingerprint::{field_set, fingerprint, is_matchable, resend_key, Strength};
 use super::offset::Offset;
 use super::PointSummary;
 use crate::capture::{self, InputResult, InputSpec, PointInfo, ReadOptions};
@@ -19,6 +19,8 @@ pub struct Rec {
     pub fp: u64,
     pub ts: i64,
     pub flow: u32,
+    /// What a copy sent again repeats ([`resend_key`]): retransmissions share it.
+    pub resend: u32,
     pub side: Side,
     pub strength: Strength,
     pub fields: u8,
@@ -120,6 +122,7 @@ pub fn read_points(specs: &[InputSpec], opts: &ReadOptions) -> (Vec<PointData>, 
                     fp,
                     ts: p.ts_ns,
                     flow: flow as u32,
+                    resend: resend_key(p),
                     side,
                     strength,
                     fields: field_set(p),

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use super::fingerprint::{field_set, fingerprint, is_matchable};
+use super::fingerprint::{field_set, fingerprint, is_matchable, resend_key};
 use super::points::{PointData, Rec};
 use crate::capture::PointInfo;
 use crate::flows::FlowTable;
@@ -130,6 +130,7 @@ pub fn point(name: &str, input: usize, packets: &[Packet]) -> PointData {
             fp,
             ts: p.ts_ns,
             flow: flow as u32,
+            resend: resend_key(p),
             side,
             strength,
             fields: field_set(p),

@@ -25,6 +25,10 @@ pub const SCENARIOS: &[&str] = &[
     "fault-masq-miss6",
     "fault-nodeport-blocked",
     "kube-nft",
+    "fault-snat-exhaustion",
+    "fault-snat-exhaustion-udp6",
+    "fault-syn-dropped-once",
+    "fault-dns-pair-dropped",
 ];
 
 pub fn sample(rel: &str) -> String {
