@@ -164,7 +164,7 @@ pub fn detect(x: &Ctx, explained: &Explained) -> Detected {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{run, wire};
+    use super::super::testing::{run, run_with, wire};
     use super::*;
 
     fn resent(nth: u32, crossed_before: u32, flags: Option<u8>) -> Resent {
@@ -246,6 +246,37 @@ mod tests {
         assert_eq!(*kind, RaceKind::DatagramPair);
         assert!(pair_gap_ns.is_some_and(|g| g <= PAIR_NS));
         assert!(run(&c, &[], Code::Lost).is_empty());
+    }
+
+    #[test]
+    fn the_rule_and_the_counters_are_cited() {
+        for s in ["fault-syn-dropped-once", "fault-dns-pair-dropped"] {
+            let c = wire(s);
+            let f = run_with(
+                &c,
+                s,
+                &["iptables.txt", "conntrack-stats.txt"],
+                Code::InsertRace,
+            );
+            assert!(!f.is_empty(), "{s}");
+            for f in &f {
+                // The DOCKER-USER rule that drops every other such packet.
+                assert!(
+                    f.evidence.iter().any(|e| matches!(e,
+                        Evidence::Rule { role: RuleRole::MayDrop, rule }
+                            if rule.chain == "DOCKER-USER" && rule.text.contains("--mode nth"))),
+                    "{s}: {:#?}",
+                    f.evidence
+                );
+                // And the kernel's counters, which rule an insert failure out.
+                assert!(f.evidence.iter().any(|e| matches!(e,
+                    Evidence::Stats(v) if v.contains(&("insert_failed".to_string(), 0)))));
+            }
+            assert!(
+                run_with(&c, s, &["iptables.txt"], Code::Lost).is_empty(),
+                "{s}"
+            );
+        }
     }
 
     #[test]

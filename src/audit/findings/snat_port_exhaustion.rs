@@ -369,7 +369,7 @@ pub fn detect(x: &Ctx, explained: &Explained) -> Detected {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{run, wire};
+    use super::super::testing::{run, run_with, wire};
     use super::*;
 
     #[test]
@@ -383,6 +383,149 @@ mod tests {
         assert_eq!(addrs_between(b, a), None);
         let wide: IpAddr = "203.0.120.0".parse().unwrap();
         assert_eq!(addrs_between(a, wide), None);
+    }
+
+    /// The recording's own witnesses: the rules (both families) and `conntrack -S`.
+    fn witnesses(s: &str) -> Vec<&'static str> {
+        if s.ends_with("udp6") {
+            vec!["iptables.txt", "ip6tables.txt", "conntrack-stats.txt"]
+        } else {
+            vec!["iptables.txt", "conntrack-stats.txt"]
+        }
+    }
+
+    #[test]
+    fn every_port_of_the_rule_range_held_is_exhaustion() {
+        for (s, proto, lost_packets) in [
+            ("fault-snat-exhaustion", Proto::Tcp, 4),
+            ("fault-snat-exhaustion-udp6", Proto::Udp, 3),
+        ] {
+            let c = wire(s);
+            let f = run_with(&c, s, &witnesses(s), Code::SnatPortExhaustion);
+            assert_eq!(f.len(), 1, "{s}: {f:#?}");
+            let f = &f[0];
+            assert_eq!(f.severity, Severity::Error);
+            let Detail::SnatPortExhaustion {
+                destination,
+                range,
+                range_from,
+                usable,
+                held,
+                holders,
+                lost,
+                ..
+            } = &f.detail
+            else {
+                panic!("{:?}", f.detail)
+            };
+            assert_eq!(destination.0, proto, "{s}");
+            assert_eq!(destination.2, if proto == Proto::Tcp { 7000 } else { 53 });
+            assert_eq!(
+                (*range, *range_from, *usable, *held),
+                ([20000, 20001], RangeFrom::Rule, 2, 2),
+                "{s}"
+            );
+            assert_eq!((holders.len(), lost.len()), (2, 1), "{s}");
+            assert_eq!(f.packets, lost_packets, "{s}");
+            // The kernel counted every lost packet as a failed insert.
+            assert!(f.evidence.iter().any(|e| matches!(e,
+                Evidence::Stats(v) if v.contains(&("insert_failed".to_string(), lost_packets)))));
+            assert!(f.evidence.iter().any(|e| matches!(
+                e,
+                Evidence::Rule {
+                    role: RuleRole::Allocates,
+                    ..
+                }
+            )));
+            // The connection is not reported lost as well.
+            assert!(run_with(&c, s, &witnesses(s), Code::Lost).is_empty(), "{s}");
+        }
+    }
+
+    #[test]
+    fn a_wide_range_leaves_the_loss_to_lost() {
+        // The same recording and rules, the range widened to 10 000 ports: two held
+        // connections leave it mostly free, so something else dropped the SYNs.
+        let s = "fault-snat-exhaustion";
+        let c = wire(s);
+        let path = format!("{}/samples/{s}/iptables.txt", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("--to-ports 20000-20001", "--to-ports 20000-29999");
+        assert!(text.contains("20000-29999"));
+        let rules = crate::rules::parse("iptables.txt", &text);
+        let audit = crate::audit::audit(
+            &c,
+            &Default::default(),
+            vec![crate::witness::Witness::Rules(rules)],
+        );
+        let codes: Vec<Code> = audit.findings.iter().map(|f| f.code).collect();
+        assert!(!codes.contains(&Code::SnatPortExhaustion), "{codes:?}");
+        assert!(codes.contains(&Code::Lost), "{codes:?}");
+    }
+
+    /// The recording's context with its event log, the lost connection, the point it
+    /// never reached, and the tuples the rule gives.
+    fn lost_and_alloc(
+        c: &crate::correlate::Correlation,
+    ) -> (crate::audit::topology::Topology, usize, usize, Alloc) {
+        let topo = crate::audit::topology::Topology::learn(c, &[]);
+        let ci = c
+            .connections
+            .iter()
+            .position(|k| k.hops.len() == 1 && k.proto == Proto::Tcp)
+            .expect("the lost connection");
+        let b = c.points.iter().position(|p| p.name == "eth0").unwrap();
+        let al = Alloc {
+            dst: (Proto::Tcp, "203.0.113.2".parse().unwrap(), 7000),
+            nat: vec!["203.0.113.1".parse().unwrap()],
+            lo: 20000,
+            hi: 20001,
+            from: RangeFrom::Rule,
+            rule: None,
+        };
+        (topo, ci, b, al)
+    }
+
+    #[test]
+    fn holders_must_be_live_over_the_loss() {
+        let c = wire("fault-snat-exhaustion");
+        let (topo, ci, b, al) = lost_and_alloc(&c);
+        let x = Ctx::new(&c, &topo, &[]);
+        let h = &c.connections[ci].hops[0];
+        assert_eq!(holders(&x, ci, b, &al, (h.first_ns, h.last_ns)).len(), 2);
+        // After the held connections closed (FIN both ways) nothing holds the range;
+        // before they opened, neither.
+        let end = c.connections.iter().map(|k| k.last_ns()).max().unwrap();
+        assert!(holders(&x, ci, b, &al, (end + 1, end + 1)).is_empty());
+        let start = c.connections.iter().map(|k| k.first_ns()).min().unwrap();
+        assert!(holders(&x, ci, b, &al, (start - 1, start - 1)).is_empty());
+    }
+
+    #[test]
+    fn the_event_log_names_holders_no_capture_shows() {
+        let c = wire("fault-snat-exhaustion");
+        let (topo, ci, _, al) = lost_and_alloc(&c);
+        let path = format!(
+            "{}/samples/fault-snat-exhaustion/events.txt",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let dump = crate::conntrack::read_path(&path).unwrap();
+        let mut x = Ctx::new(&c, &topo, &[]);
+        x.lifetimes = crate::audit::ct::Lifetime::of(&[&dump]);
+        let h = &c.connections[ci].hops[0];
+        // At docker0 no connection carries the NAT address: only the log's entries,
+        // created before the SYNs and in TIME_WAIT only after them.
+        let docker0 = h.point;
+        let held = holders(&x, ci, docker0, &al, (h.first_ns, h.last_ns));
+        assert_eq!(held.len(), 2, "{held:?}");
+        assert!(held.values().all(|(who, _, _)| who
+            .as_ref()
+            .is_err_and(|place| place.contains("events.txt:"))));
+        // A second after the last packet both entries are in TIME_WAIT (events are
+        // printed a little after the packets that caused them).
+        let end = c.connections.iter().map(|k| k.last_ns()).max().unwrap() + 1_000_000_000;
+        assert!(holders(&x, ci, docker0, &al, (end, end)).is_empty());
     }
 
     #[test]
