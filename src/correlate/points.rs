@@ -29,6 +29,9 @@ pub struct Rec {
     pub tcp_flags: u8,
 }
 
+// The size the memory estimate above counts on.
+const _: () = assert!(std::mem::size_of::<Rec>() == 32);
+
 /// A capture point ready for correlation.
 #[derive(Clone, Debug)]
 pub struct PointData {

@@ -77,7 +77,7 @@ pub fn explain(f: &Finding) -> (String, String) {
         ),
     };
     let base = match kind {
-        RaceKind::Syn => "An insert race (FM-03) drops the first packet of a connection when conntrack confirms its entry and finds the tuple taken: two clients given the same NAT port at once (`--random-fully` on MASQUERADE/SNAT avoids it). The client's SYN retransmission (1 s, then 3 s) hides it as a connect delay.",
+        RaceKind::Syn => "An insert race (FM-03) drops the first packet of a connection when conntrack confirms its entry and finds the tuple taken: two clients given the same NAT port at once (`--random-fully` on MASQUERADE/SNAT avoids it). The client's SYN retransmission (1 s later, then backing off) hides it as a connect delay.",
         RaceKind::DatagramPair => "An insert race (FM-03): two datagrams of one new UDP flow processed in parallel both miss the table, and the one confirmed second is dropped; resolvers send A and AAAA queries that way and wait their timeout (5 s) before resending. `options single-request-reopen` or `use-vc` in resolv.conf, or a node-local DNS cache, avoid it; newer kernels resolve most such clashes (clash_resolve).",
     };
     let cause = cause(f);

@@ -6,14 +6,14 @@ use crate::report::fmt::{endpoint, plural};
 
 /// The lost connections and their packets: `4 SYNs of c4`, `3 datagrams of c9 and c10`.
 fn what_was_lost(f: &Finding, lost: &[String]) -> String {
-    let syn = f.proto() == Some(crate::model::Proto::Tcp);
+    let (one, many) = match f.proto() {
+        Some(crate::model::Proto::Tcp) => ("SYN", "SYNs"),
+        Some(crate::model::Proto::Udp) => ("datagram", "datagrams"),
+        _ => ("packet", "packets"),
+    };
     format!(
         "{} of {}",
-        plural(
-            f.packets,
-            if syn { "SYN" } else { "packet" },
-            if syn { "SYNs" } else { "packets" }
-        ),
+        plural(f.packets, one, many),
         match lost {
             [one] => one.clone(),
             [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
