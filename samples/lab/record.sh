@@ -25,10 +25,11 @@ LAB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SAMPLES=$(dirname "$LAB")
 ALL_SCENARIOS=(masquerade published-port port-collision nodeport snat-random-fully
   fault-forward-drop fault-invalid-leak fault-wrong-source-udp masquerade6 kube-rules
-  fault-masq-miss fault-masq-miss6 fault-nodeport-blocked kube-nft stale-udp stale-udp-vip bulk-offload bulk-no-offload)
+  fault-masq-miss fault-masq-miss6 fault-nodeport-blocked kube-nft stale-udp stale-udp-vip bulk-offload bulk-no-offload
+  fault-snat-exhaustion fault-snat-exhaustion-udp6 fault-syn-dropped-once fault-dns-pair-dropped)
 
 # The scenarios that run with IPv6 on (dual stack).
-is_v6() { [[ $1 == masquerade6 || $1 == fault-masq-miss6 ]]; }
+is_v6() { [[ $1 == masquerade6 || $1 == fault-masq-miss6 || $1 == fault-snat-exhaustion-udp6 ]]; }
 
 # Namespace names. Fixed (not per-run) so that links.txt does not change from one
 # recording to the next; a lock file keeps two recordings from running at once.
@@ -448,10 +449,16 @@ server() { # server LABEL NS SCRIPT ARGS...: start and wait until it is listenin
   wait_file "$SYNC/$label.ready" 5
 }
 
-run() { # run LABEL NS SCRIPT ARGS...: foreground helper; its log is shown if it fails
-  local label=$1 ns=$2 script=$3
-  shift 3
-  if ! ip netns exec "$ns" "$PY" "$LAB/$script" "$@" >>"$LOGS/$label.log" 2>&1; then
+run() { # run LABEL NS [--fifo] SCRIPT ARGS...: foreground helper; its log is shown if it fails
+  local label=$1 ns=$2 prio=()
+  shift 2
+  if [[ $1 == --fifo ]]; then # real-time priority: nothing else runs on its CPU meanwhile
+    prio=(chrt --fifo 1)
+    shift
+  fi
+  local script=$1
+  shift
+  if ! ip netns exec "$ns" "${prio[@]}" "$PY" "$LAB/$script" "$@" >>"$LOGS/$label.log" 2>&1; then
     sed 's/^/    /' "$LOGS/$label.log" >&2 || true
     die "$label failed"
   fi
@@ -1425,6 +1432,145 @@ bulk_scenario() {
 
 scenario_bulk_offload() { bulk_scenario on; }
 scenario_bulk_no_offload() { bulk_scenario off; }
+# SNAT port exhaustion (FM-06): Docker's MASQUERADE, with TCP limited to a two-port
+# range. Two held connections to 203.0.113.2:7000 take both ports; the third
+# connection's SYNs (the first and its retransmissions at 1 s and 3 s) are given a
+# tuple already in use and dropped when conntrack inserts the entry (insert_failed,
+# drop). A connection to another port of the same server still gets a port: the
+# tuple space is per destination.
+EXHAUST_SPORT=40100
+
+scenario_fault_snat_exhaustion() {
+  IFACES=(docker0 eth0 veth-c1)
+  {
+    docker_filter_base
+    echo COMMIT
+    docker_nat_base
+    echo "-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -p tcp -j MASQUERADE --to-ports 20000-20001"
+    echo "$MASQ_RULE"
+    echo COMMIT
+  } | apply_rules
+  server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --port 8443 --lifetime 30
+  start_recording
+  client h1 "$NS_C1" tcp_client.py --dst "$SRV_IP" --port 7000 --requests 2 --tag held1 \
+    --ready "$SYNC/h1" --release "$SYNC/release"
+  local h1=$LAST_PID
+  wait_file "$SYNC/h1" 5
+  client h2 "$NS_C2" tcp_client.py --dst "$SRV_IP" --port 7000 --requests 2 --tag held2 \
+    --ready "$SYNC/h2" --release "$SYNC/release"
+  local h2=$LAST_PID
+  wait_file "$SYNC/h2" 5
+  # Another destination port: a port of the range is free for it.
+  run other "$NS_C2" tcp_client.py --dst "$SRV_IP" --port 8443 --requests 1 --tag other
+  # The third connection to 7000: no port left.
+  client lost "$NS_C1" tcp_client.py --sport "$EXHAUST_SPORT" --dst "$SRV_IP" --port 7000 \
+    --connect-timeout 3.5 --expect-fail --tag lost
+  local lost=$LAST_PID
+  expect_ok "$lost"
+  snapshot
+  touch "$SYNC/release"
+  expect_ok "$h1"
+  expect_ok "$h2"
+  kill_servers
+  hx iptables-save -c | sed '/^# /d' >"$SCEN_DIR/iptables-counters.txt"
+  stop_recording
+}
+
+# The same fault over IPv6 and UDP, with SNAT to an address and a two-port range
+# (ip6tables `SNAT --to-source [ADDR]:LO-HI`): two DNS sockets answered from
+# 2001:db8:113::2:53 hold both ports (a UDP entry lives 30 s after its last
+# packet); a third socket's query and its two resends never leave the host, while
+# a query to another server (2001:db8:100::10) still gets a port.
+EXHAUST_UDP_SPORT=40153
+
+scenario_fault_snat_exhaustion_udp6() {
+  IFACES=(docker0 eth0 veth-c1)
+  { docker_filter_base; echo COMMIT; docker_nat_base; echo "$MASQ_RULE"; echo COMMIT; } | apply_rules
+  {
+    docker_filter_base
+    echo COMMIT
+    docker_nat_base | sed 's|! -d 127.0.0.0/8|! -d ::1/128|'
+    echo "-A POSTROUTING -s fd00:172:17::/64 ! -o docker0 -p udp -j SNAT --to-source [2001:db8:113::1]:20000-20001"
+    echo "-A POSTROUTING -s fd00:172:17::/64 ! -o docker0 -j MASQUERADE"
+    echo COMMIT
+  } | hx ip6tables-restore
+  server srv-udp "$NS_OUT" udp_server.py --bind :: --port 53 --lifetime 30
+  # Let the last MLD reports of the address setup go out before capturing.
+  sleep 0.3
+  start_recording
+  run udp1 "$NS_C1" udp_client.py --dst 2001:db8:113::2 --count 2 --name held1.example
+  run udp2 "$NS_C2" udp_client.py --dst 2001:db8:113::2 --count 1 --name held2.example
+  run lost "$NS_C1" udp_client.py --sport "$EXHAUST_UDP_SPORT" --dst 2001:db8:113::2 --count 1 \
+    --retries 2 --timeout 1 --expect-fail --name lost.example
+  # Another destination: a port of the range is free for it.
+  run other "$NS_C2" udp_client.py --dst 2001:db8:100::10 --count 1 --name other.example
+  snapshot
+  kill_servers
+  hx ip6tables-save -c | sed '/^# /d' >"$SCEN_DIR/ip6tables.txt"
+  stop_recording
+}
+
+# A connection's first SYN dropped once (DOCKER-USER drops every other SYN from
+# docker0: `-m statistic --mode nth --every 2 --packet 0`): the client's
+# retransmission 1 s later crosses and the connection works, a second late. Two
+# such connections (c1 to 203.0.113.2:7000, held across the snapshot; c2 to
+# 198.51.100.10:7000) and a DNS query that loses nothing. The kernel's own record
+# of the same drops is the rule's counter; conntrack sees no insert failure.
+scenario_fault_syn_dropped_once() {
+  IFACES=(docker0 eth0 veth-c1)
+  { docker_filter_base; echo COMMIT; docker_nat_base; echo "$MASQ_RULE"; echo COMMIT; } | apply_rules
+  hx iptables -I DOCKER-USER -i docker0 -p tcp --syn -m statistic --mode nth --every 2 --packet 0 -j DROP
+  server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --lifetime 30
+  server srv-udp "$NS_OUT" udp_server.py --port 53 --lifetime 30
+  start_recording
+  # First the query: eth0 is seen capturing before the first SYN it never carried.
+  run udp "$NS_C1" udp_client.py --dst "$SRV_IP" --count 1 --name clean.example
+  client h1 "$NS_C1" tcp_client.py --dst "$SRV_IP" --port 7000 --requests 2 --tag once1 \
+    --ready "$SYNC/h1" --release "$SYNC/release"
+  local h1=$LAST_PID
+  wait_file "$SYNC/h1" 5
+  run t2 "$NS_C2" tcp_client.py --dst "$REMOTE_SRV" --port 7000 --requests 2 --tag once2
+  snapshot
+  touch "$SYNC/release"
+  expect_ok "$h1"
+  kill_servers
+  hx iptables-save -c | sed '/^# /d' >"$SCEN_DIR/iptables-counters.txt"
+  stop_recording
+}
+
+# DNS as glibc sends it: the A and AAAA queries for one name back to back from one
+# socket. DOCKER-USER drops every other DNS datagram c1 sends (`-m statistic
+# --mode nth --every 2 --packet 1`): c1's A query crosses, its AAAA query (sent
+# about 0.1 ms later) does not, and the resolver resends the AAAA alone 3 s later,
+# which crosses. The FM-03 insert-race signature, made here by a rule. c2 asks the
+# same way and loses nothing.
+scenario_fault_dns_pair_dropped() {
+  IFACES=(docker0 eth0 veth-c1)
+  { docker_filter_base; echo COMMIT; docker_nat_base; echo "$MASQ_RULE"; echo COMMIT; } | apply_rules
+  hx iptables -I DOCKER-USER -s "$C1_IP" -p udp --dport 53 -m statistic --mode nth --every 2 --packet 1 -j DROP
+  # The server runs as SCHED_IDLE: woken by the A query, it must not preempt the
+  # client before the kernel has taken the AAAA query from the same sendmmsg() call
+  # (it would answer first, and the AAAA would leave after the answer).
+  bg srv-udp "$NS_OUT" chrt --idle 0 "$PY" "$LAB/udp_server.py" --ready "$SYNC/srv-udp.ready" --port 53 --lifetime 30
+  SERVERS+=("$LAST_PID")
+  wait_file "$SYNC/srv-udp.ready" 5
+  # The containers know their gateway's MAC already and the host its next hop's, as
+  # on a busy host: the A query does not wait for ARP on its way (the AAAA query
+  # would then leave after the A query's answer, not with the A query).
+  ip -n "$NS_C1" neigh replace "$BR_IP" lladdr 02:42:4e:43:00:01 dev eth0 nud permanent
+  ip -n "$NS_C2" neigh replace "$BR_IP" lladdr 02:42:4e:43:00:01 dev eth0 nud permanent
+  ip -n "$NS_HOST" neigh replace "$SRV_IP" lladdr 52:54:00:4e:43:02 dev eth0 nud permanent
+  start_recording
+  # The clients run as SCHED_FIFO, so that no other task of a busy machine takes
+  # the CPU between the two datagrams of one sendmmsg() call.
+  run pair1 "$NS_C1" --fifo udp_client.py --pair --dst "$SRV_IP" --count 1 --timeout 3 --retries 1 \
+    --name pair1.example
+  run pair2 "$NS_C2" --fifo udp_client.py --pair --dst "$REMOTE_SRV" --count 1 --timeout 2 --name pair2.example
+  snapshot
+  kill_servers
+  hx iptables-save -c | sed '/^# /d' >"$SCEN_DIR/iptables-counters.txt"
+  stop_recording
+}
 
 # ---------------------------------------------------------------- checks
 
@@ -1845,6 +1991,81 @@ check_bulk_no_offload() {
   for f in "$SCEN_DIR"/*.pcap; do
     [[ $(pkts "$f" "ip.len > 1500") -eq 0 ]] || die "$SCEN: super-packets in $(basename "$f") with offloads off"
   done
+# ct_stat FILE NAME: a `conntrack -S` counter summed over the CPUs.
+ct_stat() {
+  grep -oE "(^|[[:space:]])$2=[0-9]+" "$1" | cut -d= -f2 | awk '{n += $1} END {print n + 0}'
+}
+
+check_fault_snat_exhaustion() {
+  local ct=$SCEN_DIR/conntrack.txt e=$SCEN_DIR/eth0.pcap d=$SCEN_DIR/docker0.pcap st=$SCEN_DIR/conntrack-stats.txt isn
+  # Both ports of the range held to 203.0.113.2:7000, a port of it for 8443 too.
+  need 1 "ESTABLISHED entry on NAT port 20000 to :7000" "$(ct_count "$ct" ' ESTABLISHED ' "src=$SRV_IP dst=$HOST_IP sport=7000 dport=20000 ")"
+  need 1 "ESTABLISHED entry on NAT port 20001 to :7000" "$(ct_count "$ct" ' ESTABLISHED ' "src=$SRV_IP dst=$HOST_IP sport=7000 dport=20001 ")"
+  need 1 "entry for :8443 in the range" "$(ct_count "$ct" "src=$SRV_IP dst=$HOST_IP sport=8443 dport=2000[01] ")"
+  [[ $(pkts "$e" "ip.src==$HOST_IP && (tcp.srcport < 20000 || tcp.srcport > 20001)") -eq 0 ]] ||
+    die "$SCEN: TCP source port outside 20000-20001 on eth0"
+  # The third connection: its SYNs on docker0, never on eth0; no entry, no event.
+  need 3 "SYNs from $C1_IP:$EXHAUST_SPORT on docker0" "$(pkts "$d" "ip.src==$C1_IP && tcp.srcport==$EXHAUST_SPORT && tcp.flags.syn==1")"
+  isn=$(tshark -r "$d" -Y "tcp.srcport==$EXHAUST_SPORT && tcp.flags.syn==1" -T fields -e tcp.seq_raw 2>/dev/null | sort -u)
+  [[ $(grep -c . <<<"$isn") -eq 1 ]] || die "$SCEN: the lost SYNs do not share one sequence number: $isn"
+  [[ $(pkts "$e" "tcp.seq_raw==$isn") -eq 0 ]] || die "$SCEN: the lost connection reached eth0"
+  [[ $(ct_count "$ct" "sport=$EXHAUST_SPORT ") -eq 0 ]] || die "$SCEN: conntrack entry for the lost connection"
+  [[ $(ct_count "$SCEN_DIR/events.txt" "sport=$EXHAUST_SPORT ") -eq 0 ]] || die "$SCEN: conntrack event for the lost connection"
+  # The kernel counted each lost SYN as a failed insert and a drop.
+  need 3 "insert_failed" "$(ct_stat "$st" insert_failed)"
+  need 3 "drop" "$(ct_stat "$st" drop)"
+}
+
+check_fault_snat_exhaustion_udp6() {
+  local ct=$SCEN_DIR/conntrack.txt e=$SCEN_DIR/eth0.pcap d=$SCEN_DIR/docker0.pcap st=$SCEN_DIR/conntrack-stats.txt
+  need 1 "UDP entry on NAT port 20000" "$(ct_count "$ct" '^ipv6 +10 udp ' 'dst=2001:db8:113::1 sport=53 dport=20000 ')"
+  need 1 "UDP entry on NAT port 20001" "$(ct_count "$ct" '^ipv6 +10 udp ' 'dst=2001:db8:113::1 sport=53 dport=20001 ')"
+  need 3 "queries from port $EXHAUST_UDP_SPORT on docker0" "$(pkts "$d" "udp.srcport==$EXHAUST_UDP_SPORT")"
+  [[ $(pkts "$e" "udp.dstport==53 && (udp.srcport < 20000 || udp.srcport > 20001)") -eq 0 ]] ||
+    die "$SCEN: UDP source port outside 20000-20001 on eth0"
+  [[ $(pkts "$e" "ipv6.dst==2001:db8:113::2 && udp.dstport==53") -eq 3 ]] || die "$SCEN: expected exactly the 3 answered queries to 2001:db8:113::2 on eth0"
+  need 1 "query to 2001:db8:100::10 on eth0" "$(pkts "$e" "ipv6.dst==2001:db8:100::10 && udp.dstport==53")"
+  [[ $(ct_count "$ct" "sport=$EXHAUST_UDP_SPORT ") -eq 0 ]] || die "$SCEN: conntrack entry for the lost socket"
+  need 3 "insert_failed" "$(ct_stat "$st" insert_failed)"
+  need 3 "drop" "$(ct_stat "$st" drop)"
+  [[ $(pkts "$SCEN_DIR/any.pcap" ip) -eq 0 ]] || die "$SCEN: IPv4 packets"
+}
+
+check_fault_syn_dropped_once() {
+  local ct=$SCEN_DIR/conntrack.txt e=$SCEN_DIR/eth0.pcap d=$SCEN_DIR/docker0.pcap st=$SCEN_DIR/conntrack-stats.txt
+  # Each connection: two SYNs on docker0 (one sequence number), one on eth0.
+  local c dst n
+  for c in "$C1_IP $SRV_IP" "$C2_IP $REMOTE_SRV"; do
+    read -r c dst <<<"$c"
+    n=$(pkts "$d" "ip.src==$c && ip.dst==$dst && tcp.dstport==7000 && tcp.flags.syn==1 && tcp.flags.ack==0")
+    [[ $n -eq 2 ]] || die "$SCEN: expected 2 SYNs from $c on docker0, found $n"
+    n=$(pkts "$e" "ip.src==$HOST_IP && ip.dst==$dst && tcp.dstport==7000 && tcp.flags.syn==1 && tcp.flags.ack==0")
+    [[ $n -eq 1 ]] || die "$SCEN: expected 1 SYN to $dst on eth0, found $n"
+  done
+  need 1 "ESTABLISHED entry for c1" "$(ct_count "$ct" ' ESTABLISHED ' "src=$C1_IP " "dst=$HOST_IP ")"
+  need 2 "packets on the nth DROP" "$(counter "$SCEN_DIR/iptables-counters.txt" '--every 2 --packet 0 -j DROP')"
+  [[ $(ct_stat "$st" insert_failed) -eq 0 && $(ct_stat "$st" drop) -eq 0 ]] || die "$SCEN: conntrack counted insert failures"
+}
+
+check_fault_dns_pair_dropped() {
+  local ct=$SCEN_DIR/conntrack.txt e=$SCEN_DIR/eth0.pcap d=$SCEN_DIR/docker0.pcap st=$SCEN_DIR/conntrack-stats.txt
+  # c1: A and AAAA back to back, the AAAA again later: 3 on docker0, 2 on eth0.
+  [[ $(pkts "$d" "ip.src==$C1_IP && udp.dstport==53") -eq 3 ]] || die "$SCEN: expected 3 queries from c1 on docker0"
+  [[ $(pkts "$e" "ip.src==$HOST_IP && ip.dst==$SRV_IP && udp.dstport==53") -eq 2 ]] || die "$SCEN: expected 2 of c1's queries on eth0"
+  [[ $(pkts "$d" "ip.src==$C1_IP && udp.dstport==53 && dns.qry.type==28") -eq 2 ]] || die "$SCEN: the AAAA query was not resent"
+  # The A and AAAA queries within 1 ms of each other; the resend seconds later.
+  local gaps pair_us resend_ms
+  gaps=$(tshark -r "$d" -Y "ip.src==$C1_IP && udp.dstport==53" -T fields -e frame.time_epoch 2>/dev/null |
+    awk 'NR == 1 {a = $1} NR == 2 {b = $1} NR == 3 {c = $1} END {printf "%d %d\n", (b - a) * 1e6, (c - b) * 1e3}')
+  read -r pair_us resend_ms <<<"$gaps"
+  [[ $pair_us -lt 1000 ]] || die "$SCEN: the A and AAAA queries are $pair_us us apart"
+  [[ $resend_ms -ge 2500 ]] || die "$SCEN: the AAAA query was resent after $resend_ms ms"
+  # c2: the pair, nothing lost.
+  [[ $(pkts "$d" "ip.src==$C2_IP && udp.dstport==53") -eq 2 ]] || die "$SCEN: expected 2 queries from c2 on docker0"
+  [[ $(pkts "$e" "ip.dst==$REMOTE_SRV && udp.dstport==53") -eq 2 ]] || die "$SCEN: expected 2 of c2's queries on eth0"
+  need 2 "UDP entries" "$(ct_count "$ct" '^ipv4 +2 udp ' "dst=$HOST_IP ")"
+  need 1 "packet on the nth DROP" "$(counter "$SCEN_DIR/iptables-counters.txt" '--every 2 --packet 1 -j DROP')"
+  [[ $(ct_stat "$st" insert_failed) -eq 0 && $(ct_stat "$st" drop) -eq 0 ]] || die "$SCEN: conntrack counted insert failures"
 }
 
 # ---------------------------------------------------------------- main

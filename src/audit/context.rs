@@ -24,6 +24,8 @@ pub struct Ctx<'a> {
     pub hops_by_tuple: HashMap<Tuple, Vec<(usize, usize)>>,
     /// Every `[DESTROY]` event of the event logs given.
     pub destroyed: Vec<ct::Destroyed>,
+    /// Every connection the event logs saw created, with how long it held its tuple.
+    pub lifetimes: Vec<ct::Lifetime>,
     /// `conntrack -S` totals, when statistics were given.
     pub stats: BTreeMap<String, u64>,
     /// The host's rule set, when given, and each walked connection's way through it.
@@ -46,6 +48,7 @@ impl<'a> Ctx<'a> {
             idx,
             hops_by_tuple: ct::index(c),
             destroyed: Vec::new(),
+            lifetimes: Vec::new(),
             stats: BTreeMap::new(),
             rules: None,
             attributions: Vec::new(),
@@ -126,8 +129,12 @@ impl<'a> Ctx<'a> {
     /// The `conntrack -S` counters that tell a full table, an insert race or invalid
     /// packets apart, when statistics were given.
     pub fn stats_evidence(&self) -> Option<Evidence> {
-        let keep = ["insert_failed", "drop", "early_drop", "invalid"];
-        let v: Vec<(String, u64)> = keep
+        self.stats_of(&["insert_failed", "drop", "early_drop", "invalid"])
+    }
+
+    /// These `conntrack -S` counters, those the statistics given have.
+    pub fn stats_of(&self, keys: &[&str]) -> Option<Evidence> {
+        let v: Vec<(String, u64)> = keys
             .iter()
             .filter_map(|k| self.stats.get(*k).map(|n| (k.to_string(), *n)))
             .collect();
@@ -270,24 +277,38 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// Lost packets of a link that an earlier rule accounted for (they left as another
-/// connection, or the host answered them): (connection, link, direction) → packets.
-/// Rules run in order; each sees what the ones before it explained.
+/// Lost packets an earlier rule accounted for (they left as another connection, the
+/// host answered them, or a finding of its own names why): per link, (connection, link,
+/// direction) → packets; and connections whose path stops short for a reason already
+/// reported. Rules run in order; each sees what the ones before it explained.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Explained(BTreeMap<(usize, usize, Direction), u64>);
+pub struct Explained {
+    links: BTreeMap<(usize, usize, Direction), u64>,
+    stopped: BTreeSet<usize>,
+}
 
 impl Explained {
     pub fn get(&self, conn: usize, link: usize, dir: Direction) -> u64 {
-        self.0.get(&(conn, link, dir)).copied().unwrap_or(0)
+        self.links.get(&(conn, link, dir)).copied().unwrap_or(0)
     }
 
     pub fn add(&mut self, conn: usize, link: usize, dir: Direction, packets: u64) {
-        *self.0.entry((conn, link, dir)).or_default() += packets;
+        *self.links.entry((conn, link, dir)).or_default() += packets;
+    }
+
+    /// Whether an earlier rule said why connection `conn`'s path stops short.
+    pub fn stopped(&self, conn: usize) -> bool {
+        self.stopped.contains(&conn)
+    }
+
+    pub fn add_stopped(&mut self, conn: usize) {
+        self.stopped.insert(conn);
     }
 
     pub fn merge(&mut self, other: Explained) {
-        for ((c, l, d), n) in other.0 {
+        for ((c, l, d), n) in other.links {
             self.add(c, l, d, n);
         }
+        self.stopped.extend(other.stopped);
     }
 }

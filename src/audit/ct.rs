@@ -199,6 +199,61 @@ impl Destroyed {
     }
 }
 
+/// A connection's entry as an event log saw it live: the tuple after NAT it held, from
+/// its `[NEW]` until it stopped holding it (destroyed, or a TCP entry closed), or,
+/// with neither logged, until its latest event plus that state's timeout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lifetime {
+    pub source: String,
+    /// The line of its `[NEW]` event.
+    pub line: u64,
+    /// The tuple after NAT, in the initiator's direction (the reverse of REPLY).
+    pub post: Tuple,
+    pub created_ns: i64,
+    pub ended_ns: i64,
+}
+
+impl Lifetime {
+    /// The lifetimes of every connection whose `[NEW]` the event logs hold with a time.
+    pub fn of(dumps: &[&crate::conntrack::Dump]) -> Vec<Lifetime> {
+        let mut out = Vec::new();
+        for d in dumps {
+            for t in crate::conntrack::timelines(&d.events) {
+                let (Some(created_ns), Some(&first)) = (t.created_ns, t.events.first()) else {
+                    continue;
+                };
+                let new = &d.events[first];
+                let mut ended_ns = t.destroyed_ns;
+                let mut latest = (created_ns, &new.entry);
+                for &i in &t.events {
+                    let ev = &d.events[i];
+                    let Some(at) = ev.time_ns else { continue };
+                    latest = (at, &ev.entry);
+                    let closed = matches!(ev.entry.state.as_deref(), Some("TIME_WAIT" | "CLOSE"));
+                    if closed && ended_ns.is_none_or(|e| at < e) {
+                        ended_ns = Some(at);
+                    }
+                }
+                let (at, entry) = latest;
+                let timeout = CtEntry::from_entry(&d.source, entry).full_timeout_s() as i64;
+                out.push(Lifetime {
+                    source: d.source.clone(),
+                    line: new.entry.line,
+                    post: new.entry.reply.reversed(),
+                    created_ns,
+                    ended_ns: ended_ns.unwrap_or(at.saturating_add(timeout * 1_000_000_000)),
+                });
+            }
+        }
+        out
+    }
+
+    /// `file:line` of its `[NEW]` event.
+    pub fn place(&self) -> String {
+        format!("{}:{}", self.source, self.line)
+    }
+}
+
 /// `conntrack -S` totals over every statistics input, by counter name.
 pub fn stats(dumps: &[&crate::conntrack::Dump]) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use super::{Direction, PathReason};
+use super::{Direction, PathReason, RaceKind, RangeFrom};
 use crate::flows::TcpState;
 use crate::model::{Proto, Tuple};
 
@@ -77,6 +77,11 @@ pub enum RuleRole {
     NeverSaw,
     /// It marked the packet for a later masquerade (kube-proxy's KUBE-MARK-MASQ).
     Marked,
+    /// Its source NAT gives this traffic its address and port.
+    Allocates,
+    /// Some way through the rules drops the packet here (a `statistic` branch, a match
+    /// that could not be decided).
+    MayDrop,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -237,6 +242,43 @@ pub enum Evidence {
         slack_ns: i64,
         from_ns: i64,
         to_ns: i64,
+    },
+    /// The source tuples NAT can give traffic to `destination`: its addresses and port
+    /// range, and where the range came from.
+    PortRange {
+        destination: Endpoint,
+        nat: Vec<IpAddr>,
+        lo: u16,
+        hi: u16,
+        from: RangeFrom,
+    },
+    /// From `from_ns` to `to_ns`, `held` of the `usable` tuples were held by live
+    /// connections: (connection id or conntrack entry, NAT address, NAT port).
+    PortsHeld {
+        from_ns: i64,
+        to_ns: i64,
+        held: u64,
+        usable: u64,
+        by: Vec<(String, IpAddr, u16)>,
+    },
+    /// `packets` initiator packets seen at `from` never reached `to`, the first at
+    /// `first_lost_ns`; a copy sent again reached it, sent at `crossed_ns`.
+    Recovered {
+        kind: RaceKind,
+        packets: u64,
+        first_lost_ns: i64,
+        crossed_ns: i64,
+        tcp_flags: Option<u8>,
+        from: String,
+        to: String,
+    },
+    /// Two datagrams of one socket `gap_ns` apart at `point`, the first at `first_ns`;
+    /// the second one (else the first) is the one lost.
+    Pair {
+        point: String,
+        first_ns: i64,
+        gap_ns: i64,
+        lost_second: bool,
     },
     /// The snapshot's time against a connection's packets.
     SnapshotVsConnection {

@@ -102,6 +102,12 @@ named_enum! {
         ClientAddressLost = "client-address-lost",
         /// A flow left on a backend the host no longer sends new flows to.
         StaleEntry = "stale-entry",
+        /// New connections to one destination lost at the NAT host while every source
+        /// port NAT could give them for it was held.
+        SnatPortExhaustion = "snat-port-exhaustion",
+        /// The first packet(s) of a connection lost at the NAT host and recovered by a
+        /// copy sent again: the insert race's signature.
+        InsertRace = "insert-race",
     }
 }
 
@@ -181,6 +187,29 @@ named_enum! {
         Random = "random",
         /// Some kept, some moved with no holder captured.
         Mixed = "mixed",
+    }
+}
+
+named_enum! {
+    /// Where the port range of a source NAT came from.
+    pub enum RangeFrom {
+        /// The rule's own range (`--to-ports`, `--to-source ADDR:LO-HI`, nft `to :LO-HI`).
+        Rule = "rule",
+        /// The rule gives none: the kernel's default for the source port.
+        KernelDefault = "kernel-default",
+        /// No rules were given: the kernel's default for a rule without a range.
+        Assumed = "assumed",
+    }
+}
+
+named_enum! {
+    /// What was lost and sent again, in an insert race's signature.
+    pub enum RaceKind {
+        /// A connection's first SYN (or SYNs); a retransmission crossed.
+        Syn = "syn",
+        /// One of two datagrams of one socket sent together (A and AAAA queries); it
+        /// was resent and crossed then.
+        DatagramPair = "datagram-pair",
     }
 }
 
@@ -290,6 +319,34 @@ pub enum Detail {
         newer: Option<String>,
         /// ICMP error packets the old backend answered with.
         error_packets: u64,
+    },
+    SnatPortExhaustion {
+        /// The destination whose tuples ran out: protocol, address, port.
+        destination: super::Endpoint,
+        /// The source addresses NAT could give, and the port range, with its origin.
+        nat: Vec<IpAddr>,
+        range: [u16; 2],
+        range_from: RangeFrom,
+        /// Tuples the addresses and range give, and how many live connections held one
+        /// while the packets were lost.
+        usable: u64,
+        held: u64,
+        /// The captured connections holding them, and conntrack entries holding the
+        /// others (`file:line`).
+        holders: Vec<String>,
+        entries: Vec<String>,
+        /// The connections whose packets were lost.
+        lost: Vec<String>,
+    },
+    InsertRace {
+        kind: RaceKind,
+        /// The point the packets were seen at, and the next one they never reached.
+        from: String,
+        to: String,
+        /// From the first lost packet to the first copy of it that crossed.
+        recovered_after_ns: i64,
+        /// A datagram pair: the time between its two datagrams.
+        pair_gap_ns: Option<i64>,
     },
     Conntrack {
         /// The entry (`file:line`), or the snapshot file for `ct-missing`.

@@ -36,8 +36,8 @@ pub use context::{Ctx, Explained};
 pub use ct::{WitnessKind, WitnessSummary};
 pub use evidence::{Endpoint, EntryFacts, Evidence, GapFacts, HopFacts, RuleFacts, RuleRole};
 pub use finding::{
-    AllocatorMode, Code, CtFacts, Detail, Direction, Finding, LeakKind, PathReason, Role, Seen,
-    Severity,
+    AllocatorMode, Code, CtFacts, Detail, Direction, Finding, LeakKind, PathReason, RaceKind,
+    RangeFrom, Role, Seen, Severity,
 };
 
 /// What the audit is told beyond the captures and witnesses.
@@ -156,6 +156,7 @@ pub fn audit(c: &Correlation, cfg: &Config, witnesses: Vec<Witness>) -> Audit {
     let dumps: Vec<&crate::conntrack::Dump> = dumps.iter().collect();
     let mut x = Ctx::new(c, &topo, &snapshots);
     x.destroyed = ct::Destroyed::of(&dumps);
+    x.lifetimes = ct::Lifetime::of(&dumps);
     x.stats = ct::stats(&dumps);
     if let Some(r) = &rule_set {
         x = x.with_rules(r);

@@ -146,6 +146,35 @@ pub fn fingerprint(p: &Packet) -> (u64, Strength) {
     (xxh3_64(&b), strength)
 }
 
+/// What a copy of `p` sent again by its sender repeats (a TCP retransmission, a
+/// resent datagram), as 32 bits: the protocol, the payload, and for TCP the sequence
+/// number and the SYN, FIN and RST flags. The IPv4 ID, the TCP timestamps and the
+/// acknowledgement change from one copy to the next and are left out, so a copy does
+/// not fingerprint as the original, but has its resend key.
+pub fn resend_key(p: &Packet) -> u32 {
+    let mut b = [0u8; 18];
+    b[0] = p.tuple.proto.number();
+    b[1..5].copy_from_slice(&p.payload_len.to_be_bytes());
+    b[5..13].copy_from_slice(&p.payload_digest.to_be_bytes());
+    match p.l4 {
+        L4::Tcp { seq, flags, .. } => {
+            b[13..17].copy_from_slice(&seq.to_be_bytes());
+            // SYN, FIN, RST: a retransmitted SYN may carry no ACK where the first did.
+            b[17] = flags & 0x07;
+        }
+        L4::Icmp {
+            icmp_type, echo, ..
+        } => {
+            b[13] = icmp_type;
+            if let Some((_, seq)) = echo {
+                b[14..16].copy_from_slice(&seq.to_be_bytes());
+            }
+        }
+        L4::Udp | L4::Other => {}
+    }
+    xxh3_64(&b) as u32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,6 +228,31 @@ mod tests {
             ts: Some((7, 8)),
         };
         assert_ne!(fingerprint(&inside).0, fingerprint(&other).0);
+    }
+
+    #[test]
+    fn a_retransmission_has_the_resend_key_and_not_the_fingerprint() {
+        let syn = |tsval| L4::Tcp {
+            seq: 1000,
+            ack: 0,
+            flags: 0x02,
+            window: 64240,
+            ts: Some((tsval, 0)),
+        };
+        let mut first = pkt("172.17.0.2", 40000, "203.0.113.2", 80, syn(7), 64);
+        first.payload_len = 0;
+        let mut again = pkt("172.17.0.2", 40000, "203.0.113.2", 80, syn(1007), 64);
+        again.payload_len = 0;
+        again.ip_id = Some(4243);
+        assert_ne!(fingerprint(&first).0, fingerprint(&again).0);
+        assert_eq!(resend_key(&first), resend_key(&again));
+        // A datagram resent with the same bytes, and another datagram.
+        let a = pkt("172.17.0.2", 40000, "203.0.113.2", 53, L4::Udp, 64);
+        let mut b = a;
+        b.ip_id = Some(9);
+        assert_eq!(resend_key(&a), resend_key(&b));
+        b.payload_digest ^= 1;
+        assert_ne!(resend_key(&a), resend_key(&b));
     }
 
     #[test]

@@ -46,7 +46,7 @@ use points::PointData;
 
 pub use paths::{Hop, Related};
 pub use segments::{Resegmentation, Resegmented};
-pub use translations::{Gap, Latency, Link, LinkEvidence, PortRealloc, Unmatched};
+pub use translations::{Gap, Latency, Link, LinkEvidence, PortRealloc, Resent, Unmatched};
 
 /// Tunables of the correlation.
 #[derive(Clone, Copy, Debug)]

@@ -460,6 +460,7 @@ mod tests {
             fp,
             ts,
             flow: 0,
+            resend: 0,
             side: Side::A,
             strength: Strength::Strong,
             fields: 0,

@@ -7,7 +7,7 @@
 use rayon::prelude::*;
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::fingerprint::{field_set, fingerprint, is_matchable, Strength};
+use super::fingerprint::{field_set, fingerprint, is_matchable, resend_key, Strength};
 use super::offset::Offset;
 use super::PointSummary;
 use crate::capture::{self, InputResult, InputSpec, PointInfo, ReadOptions};
@@ -21,6 +21,8 @@ pub struct Rec {
     pub fp: u64,
     pub ts: i64,
     pub flow: u32,
+    /// What a copy sent again repeats ([`resend_key`]): retransmissions share it.
+    pub resend: u32,
     pub side: Side,
     pub strength: Strength,
     pub fields: u8,
@@ -81,6 +83,7 @@ impl Rec {
             fp,
             ts: p.ts_ns,
             flow: flow as u32,
+            resend: resend_key(p),
             side,
             strength,
             fields: field_set(p),
@@ -90,6 +93,9 @@ impl Rec {
         }
     }
 }
+
+// The size the memory estimate above counts on.
+const _: () = assert!(std::mem::size_of::<Rec>() == 56);
 
 /// A capture point ready for correlation.
 #[derive(Clone, Debug)]

@@ -93,6 +93,30 @@ pub struct LinkEvidence {
     pub direction_conflicts: u64,
 }
 
+/// An initiator packet the upstream hop carried and the downstream one did not, that
+/// the initiator sent again (the same [`resend_key`](super::fingerprint::resend_key):
+/// a retransmitted SYN, a resent datagram) and whose copy crossed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Resent {
+    /// Corrected upstream times of the lost packet and of the first copy that crossed.
+    pub lost_ns: i64,
+    pub crossed_ns: i64,
+    /// TCP flags of the lost packet.
+    pub tcp_flags: Option<u8>,
+    /// Initiator packets upstream before it: all of them, and those that crossed.
+    pub nth: u32,
+    pub crossed_before: u32,
+    /// The initiator packets upstream just before and just after it: how far in time,
+    /// and whether each crossed.
+    pub prev: Option<(i64, bool)>,
+    pub next: Option<(i64, bool)>,
+}
+
+/// At most this many lost initiator packets per link are examined for copies that
+/// crossed: losses worth naming one by one are few, and a link that lost more is
+/// reported as lost packets.
+pub const MAX_RESENT: u64 = 64;
+
 /// Translation between two consecutive hops.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Link {
@@ -106,6 +130,10 @@ pub struct Link {
     /// Packets accounted for by their bytes or by a later ACK, not one for one.
     pub resegmented: Resegmentation,
     pub port_realloc: Option<PortRealloc>,
+    /// The lost initiator packets (`unmatched.lost_fwd`) whose copies crossed, in time
+    /// order; empty when none did or more than [`MAX_RESENT`] were lost.
+    #[serde(skip)]
+    pub resent_fwd: Vec<Resent>,
 }
 
 /// Fills every connection's `links` (`links[i]` joins `hops[i]` and `hops[i + 1]`).
@@ -162,6 +190,11 @@ pub(super) fn link(
     // only: initiator packets appeared, responder packets lost.
     let (lost_fwd, appeared_rev) = gaps((up, pu, &ru), &matched_u, (down.point, pd), off, window);
     let (appeared_fwd, lost_rev) = gaps((down, pd, &rd), &matched_d, (up.point, pu), off, window);
+    let resent_fwd = if lost_fwd.packets > 0 && lost_fwd.packets <= MAX_RESENT {
+        resent((up, pu, &ru), &matched_u, &lost_fwd, off)
+    } else {
+        Vec::new()
+    };
     let unmatched = Unmatched {
         lost_fwd,
         lost_rev,
@@ -183,7 +216,58 @@ pub(super) fn link(
         unmatched,
         resegmented: acc.resegmented,
         port_realloc: None,
+        resent_fwd,
     }
+}
+
+/// The lost initiator packets of `gap` (upstream, unmatched, in the gap's time span)
+/// whose copies crossed later, with where each sits among the initiator packets.
+fn resent((hop, p, recs): HopRecs, matched: &[bool], gap: &Gap, off: &[i64]) -> Vec<Resent> {
+    let (Some(first), Some(last)) = (gap.first_ns, gap.last_ns) else {
+        return Vec::new();
+    };
+    let t = |r: &Rec| r.ts - off[hop.point];
+    // The hop's initiator packets in time order, and whether each crossed.
+    let fwd: Vec<(&Rec, bool)> = recs
+        .iter()
+        .zip(matched)
+        .filter(|(r, _)| p.is_fwd(r))
+        .map(|(r, &m)| (r, m))
+        .collect();
+    let tcp = hop.flow.tuple.proto == Proto::Tcp;
+    let mut out = Vec::new();
+    let mut crossed_before = 0u32;
+    for (i, &(r, m)) in fwd.iter().enumerate() {
+        if m {
+            crossed_before += 1;
+            continue;
+        }
+        let ts = t(r);
+        if ts < first || ts > last {
+            continue;
+        }
+        let Some(crossed_ns) = fwd[i + 1..]
+            .iter()
+            .find(|(c, cm)| *cm && c.resend == r.resend)
+            .map(|(c, _)| t(c))
+        else {
+            continue;
+        };
+        let near = |j: Option<usize>| {
+            j.and_then(|j| fwd.get(j))
+                .map(|(o, om)| ((t(o) - ts).abs(), *om))
+        };
+        out.push(Resent {
+            lost_ns: ts,
+            crossed_ns,
+            tcp_flags: tcp.then_some(r.tcp_flags),
+            nth: i as u32,
+            crossed_before,
+            prev: near(i.checked_sub(1)),
+            next: near(Some(i + 1)),
+        });
+    }
+    out
 }
 
 /// A hop, its point and its records.

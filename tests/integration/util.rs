@@ -29,6 +29,10 @@ pub const SCENARIOS: &[&str] = &[
     "bulk-no-offload",
     "stale-udp",
     "stale-udp-vip",
+    "fault-snat-exhaustion",
+    "fault-snat-exhaustion-udp6",
+    "fault-syn-dropped-once",
+    "fault-dns-pair-dropped",
 ];
 
 pub fn sample(rel: &str) -> String {

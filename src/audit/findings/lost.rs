@@ -11,6 +11,11 @@
 //!   an outside destination, or the same DNAT'ed endpoint), while that point was
 //!   capturing. The usual blocked connection: a SYN dropped in FORWARD never reaches
 //!   the uplink, or a full table. A REJECT's ICMP error quoting the packet is named.
+//!
+//! Packets and paths an earlier rule explained are left out: what left as another
+//! connection or drew the host's RST (`leak`), the first packets a connection sent
+//! again and got through (`insert-race`), and connections that found every NAT port
+//! to their destination taken (`snat-port-exhaustion`).
 
 use super::leak::gap_facts;
 use super::Detected;
@@ -139,13 +144,17 @@ fn link_finding(x: &Ctx, ci: usize, dir: Direction, s: &LinkSide, gone: u64) -> 
     Some(f)
 }
 
-pub fn stopped_short(x: &Ctx, _: &Explained) -> Detected {
+pub fn stopped_short(x: &Ctx, explained: &Explained) -> Detected {
     let c = x.c;
     let mut out = Vec::new();
     for (ci, conn) in c.connections.iter().enumerate() {
         let Some(last) = conn.hops.last() else {
             continue;
         };
+        if explained.stopped(ci) {
+            // An earlier rule reported why (`snat-port-exhaustion`).
+            continue;
+        }
         let f = &last.flow;
         if f.packets[0] == 0 || f.packets[1] != 0 || f.icmp_error.is_some() {
             continue;
@@ -220,7 +229,7 @@ pub fn stopped_short(x: &Ctx, _: &Explained) -> Detected {
 }
 
 /// Whether a TCP flow shows only its opening SYN (and retransmissions of it).
-fn syn_only(f: &crate::flows::Flow) -> bool {
+pub(super) fn syn_only(f: &crate::flows::Flow) -> bool {
     f.tuple.proto == Proto::Tcp
         && f.tcp.syn
         && !f.tcp.syn_ack
@@ -260,9 +269,12 @@ fn blocked_at(x: &Ctx, ci: usize, h: &Hop, severity: Severity, reason: PathReaso
 /// Connections seen only where they reached the NAT host, unanswered, that no other
 /// connection shows the way for, but whose first packet the host's rules drop or
 /// reject there (the confirmed way through the rules): blocked at the host.
-pub fn dropped_by_rules(x: &Ctx, _: &Explained) -> Detected {
+pub fn dropped_by_rules(x: &Ctx, explained: &Explained) -> Detected {
     let mut out = Vec::new();
     for a in &x.attributions {
+        if explained.stopped(a.conn) {
+            continue;
+        }
         let conn = &x.c.connections[a.conn];
         let ([h], None) = (conn.hops.as_slice(), a.wire) else {
             continue;

@@ -1,10 +1,12 @@
 //! The rules, one file per finding code, run in the order of [`RULES`].
 //!
 //! Order matters only through [`Explained`]: a rule may account for packets a link
-//! did not carry (they left as another connection, or the host answered them), and
-//! every later rule sees that. `lost` runs after `leak` so that what a leak explains
-//! is not also reported lost. Correlation's own `related` matches explain packets
-//! before any rule runs ([`explained_by_related`]).
+//! did not carry (they left as another connection, the host answered them, or they
+//! were sent again and crossed) or for a path that stops short (every NAT port to its
+//! destination was taken), and every later rule sees that. `lost` runs after `leak`,
+//! `snat-port-exhaustion` and `insert-race`, so that what those explain is not also
+//! reported lost. Correlation's own `related` matches explain packets before any rule
+//! runs ([`explained_by_related`]).
 //!
 //! To add a finding: a file here with a `pub fn` of type [`RuleFn`], a line in
 //! [`RULES`], a code in `finding.rs`, and its words in `report/explain/`.
@@ -17,10 +19,12 @@ mod ct_missing;
 mod ct_unobserved;
 mod ct_unreplied;
 mod input_bypassed;
+mod insert_race;
 mod leak;
 mod lost;
 mod port_reallocated;
 mod rule_contradiction;
+mod snat_port_exhaustion;
 mod stale_entry;
 mod unsolicited;
 
@@ -64,6 +68,16 @@ pub const RULES: &[Rule] = &[
         code: Code::Leak,
         what: "the NAT host's own RST to an untranslated segment",
         run: leak::host_rst,
+    },
+    Rule {
+        code: Code::SnatPortExhaustion,
+        what: "new connections lost while every NAT port to their destination was held",
+        run: snat_port_exhaustion::detect,
+    },
+    Rule {
+        code: Code::InsertRace,
+        what: "a connection's first packets lost once and sent again",
+        run: insert_race::detect,
     },
     Rule {
         code: Code::Lost,
@@ -222,6 +236,7 @@ pub(crate) mod testing {
     use crate::audit::{Code, Ctx, Finding};
     use crate::capture::{InputSpec, ReadOptions};
     use crate::correlate::{self, Config, Correlation};
+    use crate::witness::Witness;
 
     pub fn wire(scenario: &str) -> Correlation {
         let root = env!("CARGO_MANIFEST_DIR");
@@ -245,6 +260,29 @@ pub(crate) mod testing {
     /// The findings of one code (its rules run after the ones before them).
     pub fn run(c: &Correlation, snaps: &[Snapshot], code: Code) -> Vec<Finding> {
         run_all(c, snaps)
+            .into_iter()
+            .filter(|f| f.code == code)
+            .collect()
+    }
+
+    /// The findings of one code with some of the recording's own files as witnesses:
+    /// `conntrack*` and `events.txt` as conntrack inputs, the others as the host's rules.
+    pub fn run_with(c: &Correlation, scenario: &str, files: &[&str], code: Code) -> Vec<Finding> {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let path = |f: &&str| format!("{root}/samples/{scenario}/{f}");
+        let (ct, rules): (Vec<&str>, Vec<&str>) = files
+            .iter()
+            .partition(|f| f.starts_with("conntrack") || **f == "events.txt");
+        let mut w: Vec<Witness> = ct
+            .iter()
+            .map(|f| Witness::read_conntrack(&path(f)).unwrap())
+            .collect();
+        if !rules.is_empty() {
+            let paths: Vec<String> = rules.iter().map(path).collect();
+            w.push(Witness::Rules(crate::rules::read_all(&paths, &[]).unwrap()));
+        }
+        crate::audit::audit(c, &Default::default(), w)
+            .findings
             .into_iter()
             .filter(|f| f.code == code)
             .collect()

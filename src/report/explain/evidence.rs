@@ -1,7 +1,8 @@
 //! One line per piece of evidence.
 
 use crate::audit::{
-    Direction, EntryFacts, Evidence, GapFacts, HopFacts, PathReason, RuleFacts, RuleRole,
+    Direction, EntryFacts, Evidence, GapFacts, HopFacts, PathReason, RaceKind, RangeFrom,
+    RuleFacts, RuleRole,
 };
 use crate::model::tcp_flags;
 use crate::report::fmt::{
@@ -91,6 +92,8 @@ fn rule(role: RuleRole, r: &RuleFacts) -> String {
         RuleRole::Disagrees => "the rules decide with",
         RuleRole::NeverSaw => "never seen by",
         RuleRole::Marked => "marked for masquerade by",
+        RuleRole::Allocates => "source NAT by",
+        RuleRole::MayDrop => "some ways through the rules drop it:",
     };
     let place = match (r.line, r.handle) {
         (0, Some(h)) => format!("{} handle {h}", r.source),
@@ -160,6 +163,7 @@ pub fn line(e: &Evidence) -> String {
         _ => loss_line(e)
             .or_else(|| arrival_line(e))
             .or_else(|| ct_line(e))
+            .or_else(|| nat_line(e))
             .unwrap_or_default(),
     }
 }
@@ -384,4 +388,112 @@ fn ct_line(e: &Evidence) -> Option<String> {
         _ => return None,
     };
     Some(s)
+}
+
+/// `203.0.113.1` or `203.0.113.1, 203.0.113.2 (2 addresses)`, short for many.
+fn addrs(nat: &[std::net::IpAddr]) -> String {
+    let shown: Vec<String> = nat.iter().take(4).map(|a| a.to_string()).collect();
+    match nat.len() {
+        0 | 1 => shown.join(""),
+        n if n > 4 => format!("{} and {} more ({n} addresses)", shown.join(", "), n - 4),
+        n => format!("{} ({n} addresses)", shown.join(", ")),
+    }
+}
+
+/// Where a NAT port range came from, in words.
+pub fn range_from(from: RangeFrom) -> &'static str {
+    match from {
+        RangeFrom::Rule => "the rule's range",
+        RangeFrom::KernelDefault => {
+            "the kernel's default: the rule gives no port range (`ip_local_port_range` does not apply to NAT)"
+        }
+        RangeFrom::Assumed => {
+            "assumed: the kernel's default for a rule without a port range, as no rules were given (`--rules` with the host's iptables-save or nft ruleset names the rule's)"
+        }
+    }
+}
+
+/// Evidence of NAT's port allocation and of packets sent again.
+fn nat_line(e: &Evidence) -> Option<String> {
+    let s = match e {
+        Evidence::PortRange {
+            destination: (proto, addr, port),
+            nat,
+            lo,
+            hi,
+            from,
+        } => format!(
+            "usable for {proto} to {}: source ports {lo}-{hi} of {}, {} ({})",
+            endpoint(*proto, *addr, *port),
+            addrs(nat),
+            plural(
+                nat.len() as u64 * (u64::from(hi - lo) + 1),
+                "tuple",
+                "tuples"
+            ),
+            range_from(*from)
+        ),
+        Evidence::PortsHeld {
+            from_ns,
+            to_ns,
+            held,
+            usable,
+            by,
+        } => format!(
+            "{held} of {usable} held {} by live connections: {}",
+            at_or_span(*from_ns, *to_ns),
+            held_by(by)
+        ),
+        Evidence::Recovered {
+            kind,
+            packets,
+            first_lost_ns,
+            crossed_ns,
+            tcp_flags: f,
+            from,
+            to,
+        } => format!(
+            "{} seen at {from} at {} never reached {to}; {} at {} did, {} later",
+            match (kind, packets) {
+                (RaceKind::Syn, 1) => "the first SYN".to_string(),
+                (RaceKind::Syn, n) => format!("the first {n} SYNs"),
+                (RaceKind::DatagramPair, 1) => "the datagram".to_string(),
+                (_, n) => plural(*n, "packet", "packets"),
+            },
+            rfc3339_ns(*first_lost_ns),
+            match kind {
+                RaceKind::Syn => format!("its retransmission{}", flags(*f)),
+                RaceKind::DatagramPair => "the same datagram sent again".to_string(),
+            },
+            rfc3339_ns(*crossed_ns),
+            secs(crossed_ns - first_lost_ns)
+        ),
+        Evidence::Pair {
+            point,
+            first_ns,
+            gap_ns,
+            lost_second,
+        } => format!(
+            "{point}: two datagrams of one socket {} apart, from {}; the {} one was lost",
+            short(*gap_ns),
+            rfc3339_ns(*first_ns),
+            if *lost_second { "second" } else { "first" }
+        ),
+        _ => return None,
+    };
+    Some(s)
+}
+
+/// `c1 (203.0.113.1:20000), c2 (203.0.113.1:20001)`, short for many.
+fn held_by(by: &[(String, std::net::IpAddr, u16)]) -> String {
+    // Any protocol with ports writes an address and port alike.
+    let one = |(who, a, p): &(String, std::net::IpAddr, u16)| {
+        format!("{who} ({})", endpoint(crate::model::Proto::Tcp, *a, *p))
+    };
+    let shown: Vec<String> = by.iter().take(8).map(one).collect();
+    if by.len() > 8 {
+        format!("{} and {} more", shown.join(", "), by.len() - 8)
+    } else {
+        shown.join(", ")
+    }
 }

@@ -12,10 +12,12 @@ mod ct_unobserved;
 mod ct_unreplied;
 mod evidence;
 mod input_bypassed;
+mod insert_race;
 mod leak;
 mod lost;
 mod port_reallocated;
 mod rule_contradiction;
+mod snat_port_exhaustion;
 mod stale_entry;
 mod unsolicited;
 
@@ -49,6 +51,8 @@ pub fn words(f: &Finding) -> Words {
         Code::InputBypassed => input_bypassed::explain(f),
         Code::ClientAddressLost => client_address_lost::explain(f),
         Code::StaleEntry => stale_entry::explain(f),
+        Code::SnatPortExhaustion => snat_port_exhaustion::explain(f),
+        Code::InsertRace => insert_race::explain(f),
     };
     Words {
         message,
@@ -79,6 +83,14 @@ fn ct_words(f: &Finding) -> Option<CtWords<'_>> {
         }
         _ => None,
     }
+}
+
+/// A `conntrack -S` counter among the finding's evidence, when statistics were given.
+fn stat(f: &Finding, name: &str) -> Option<u64> {
+    f.evidence.iter().find_map(|e| match e {
+        crate::audit::Evidence::Stats(c) => c.iter().find(|(n, _)| n == name).map(|(_, v)| *v),
+        _ => None,
+    })
 }
 
 /// Words for a finding whose detail is not its code's (never made by the rules).
