@@ -26,7 +26,8 @@ SAMPLES=$(dirname "$LAB")
 ALL_SCENARIOS=(masquerade published-port port-collision nodeport snat-random-fully
   fault-forward-drop fault-invalid-leak fault-wrong-source-udp masquerade6 kube-rules
   fault-masq-miss fault-masq-miss6 fault-nodeport-blocked kube-nft stale-udp stale-udp-vip bulk-offload bulk-no-offload
-  fault-snat-exhaustion fault-snat-exhaustion-udp6 fault-syn-dropped-once fault-dns-pair-dropped)
+  fault-snat-exhaustion fault-snat-exhaustion-udp6 fault-syn-dropped-once fault-dns-pair-dropped
+  fault-hairpin-no-masq fault-hairpin-udp)
 
 # The scenarios that run with IPv6 on (dual stack).
 is_v6() { [[ $1 == masquerade6 || $1 == fault-masq-miss6 || $1 == fault-snat-exhaustion-udp6 ]]; }
@@ -766,6 +767,67 @@ scenario_fault_forward_drop() {
   stop_recording
 }
 
+# Hairpin NAT (FM-07), L3: c1 connects to its own published port. The bridge port
+# is in hairpin mode, so the DNATed SYN goes back to c1, but without Docker's
+# hairpin MASQUERADE rule its source is c1's own address: c1 drops it (a packet from
+# itself arriving on eth0) and never answers. c2's connection to the same published
+# port works (bridge netfilter translates c1's answer back).
+scenario_fault_hairpin_no_masq() {
+  IFACES=(docker0 eth0 veth-c1)
+  {
+    docker_filter_base
+    echo "-A DOCKER -d $C1_IP/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT"
+    echo COMMIT
+    docker_nat_base | sed '/-A DOCKER -i docker0 -j RETURN/d'
+    echo "$MASQ_RULE"
+    echo "-A DOCKER -p tcp -m tcp --dport 8080 -j DNAT --to-destination $C1_IP:80"
+    echo COMMIT
+  } | apply_rules
+  hx ip link set veth-c1 type bridge_slave hairpin on
+  server web "$NS_C1" tcp_server.py --port 80 --lifetime 30
+  server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --lifetime 30
+  start_recording
+  # Ordinary egress through the masquerade, for contrast (and the uplink's capture).
+  run out "$NS_C2" tcp_client.py --dst "$SRV_IP" --port 7000 --requests 1 --tag out
+  client self "$NS_C1" tcp_client.py --dst "$HOST_IP" --port 8080 --connect-timeout 3.5 --expect-fail --tag self
+  local self=$LAST_PID
+  run other "$NS_C2" tcp_client.py --dst "$HOST_IP" --port 8080 --requests 2 --tag other
+  expect_ok "$self"
+  sleep 1.5
+  snapshot
+  kill_servers
+  stop_recording
+}
+
+# Hairpin NAT (FM-07) for a published UDP port, without the hairpin MASQUERADE
+# rule: c1's datagrams to its own published port come back to it with its own
+# address as the source, and c1 does not answer them; c2's datagrams to the same
+# port get answers.
+scenario_fault_hairpin_udp() {
+  IFACES=(docker0 eth0 veth-c1)
+  {
+    docker_filter_base
+    echo "-A DOCKER -d $C1_IP/32 ! -i docker0 -o docker0 -p udp -m udp --dport 53 -j ACCEPT"
+    echo COMMIT
+    docker_nat_base | sed '/-A DOCKER -i docker0 -j RETURN/d'
+    echo "$MASQ_RULE"
+    echo "-A DOCKER -p udp -m udp --dport 8053 -j DNAT --to-destination $C1_IP:53"
+    echo COMMIT
+  } | apply_rules
+  hx ip link set veth-c1 type bridge_slave hairpin on
+  server dns "$NS_C1" udp_server.py --port 53 --lifetime 30
+  server srv-udp "$NS_OUT" udp_server.py --port 53 --lifetime 30
+  start_recording
+  # Ordinary egress through the masquerade, for contrast (and the uplink's capture).
+  run out "$NS_C1" udp_client.py --dst "$SRV_IP" --count 2 --name out.example
+  run self "$NS_C1" udp_client.py --dst "$HOST_IP" --port 8053 --count 3 --timeout 0.5 --name self.example --expect-fail
+  run other "$NS_C2" udp_client.py --dst "$HOST_IP" --port 8053 --count 2 --name other.example
+  sleep 1.5
+  snapshot
+  kill_servers
+  stop_recording
+}
+
 # With nf_conntrack_tcp_loose=0 a mid-stream segment without a conntrack entry is
 # INVALID, and NAT skips INVALID packets. Open a connection, delete its entry,
 # then let c1 send more: the segment (and its retransmissions, then c1's RST)
@@ -1432,6 +1494,7 @@ bulk_scenario() {
 
 scenario_bulk_offload() { bulk_scenario on; }
 scenario_bulk_no_offload() { bulk_scenario off; }
+
 # SNAT port exhaustion (FM-06): Docker's MASQUERADE, with TCP limited to a two-port
 # range. Two held connections to 203.0.113.2:7000 take both ports; the third
 # connection's SYNs (the first and its retransmissions at 1 s and 3 s) are given a
@@ -1957,6 +2020,26 @@ check_stale_udp_vip() {
   need 1 "entry of the fresh flow to $SRV_IP2" "$(ct_count "$ct" "sport=44053 dport=53 src=$SRV_IP2 ")"
 }
 
+# c1's SYNs to its own published port come back to it DNATed, source unchanged,
+# and get no answer; c2's connection works.
+check_fault_hairpin_no_masq() {
+  local v=$SCEN_DIR/veth-c1.pcap ct=$SCEN_DIR/conntrack.txt
+  need 2 "SYNs from c1 to $HOST_IP:8080 on veth-c1" "$(pkts "$v" "ip.src==$C1_IP && ip.dst==$HOST_IP && tcp.dstport==8080 && tcp.flags.syn==1")"
+  need 2 "SYNs back to c1 from itself on veth-c1" "$(pkts "$v" "ip.src==$C1_IP && ip.dst==$C1_IP && tcp.dstport==80 && tcp.flags.syn==1")"
+  [[ $(pkts "$v" "ip.src==$C1_IP && tcp.srcport==80 && ip.dst==$C1_IP") -eq 0 ]] || die "$SCEN: c1 answered itself on the wire"
+  need 1 "c2's connection answered" "$(pkts "$SCEN_DIR/veth-c1.pcap" "ip.dst==$C2_IP && tcp.srcport==80")"
+}
+
+# c1's datagrams to its own published port come back to it unanswered; c2's are
+# answered.
+check_fault_hairpin_udp() {
+  local v=$SCEN_DIR/veth-c1.pcap
+  need 3 "datagrams from c1 to $HOST_IP:8053 on veth-c1" "$(pkts "$v" "ip.src==$C1_IP && ip.dst==$HOST_IP && udp.dstport==8053")"
+  need 3 "datagrams back to c1 from itself on veth-c1" "$(pkts "$v" "ip.src==$C1_IP && ip.dst==$C1_IP && udp.dstport==53")"
+  [[ $(pkts "$v" "ip.src==$C1_IP && udp.srcport==53 && ip.dst==$C1_IP") -eq 0 ]] || die "$SCEN: c1 answered itself on the wire"
+  need 2 "answers to c2" "$(pkts "$v" "ip.dst==$C2_IP && udp.srcport==53")"
+}
+
 # The bulk connections' conntrack entries: MASQUERADE out, DNAT in.
 check_bulk_entries() {
   local ct=$SCEN_DIR/conntrack.txt
@@ -1991,6 +2074,8 @@ check_bulk_no_offload() {
   for f in "$SCEN_DIR"/*.pcap; do
     [[ $(pkts "$f" "ip.len > 1500") -eq 0 ]] || die "$SCEN: super-packets in $(basename "$f") with offloads off"
   done
+}
+
 # ct_stat FILE NAME: a `conntrack -S` counter summed over the CPUs.
 ct_stat() {
   grep -oE "(^|[[:space:]])$2=[0-9]+" "$1" | cut -d= -f2 | awk '{n += $1} END {print n + 0}'

@@ -1036,3 +1036,28 @@ fn a_loss_recovered_by_a_resend_is_an_insert_race_warning() {
     snapshot_findings(name, &doc);
     snapshot_markdown(name, &args(&a));
 }
+
+/// A container reaching its own published port with no hairpin masquerade: the kernel
+/// DNATs it back to itself with its own address as the source and it never answers.
+/// The entry says so (`ct-hairpin-no-masq`), over TCP and over UDP.
+#[test]
+fn hairpin_without_masquerade_is_named_from_the_entry() {
+    for s in ["fault-hairpin-no-masq", "fault-hairpin-udp"] {
+        let mut a = pair(s);
+        a.push(format!("samples/{s}/veth-c1.pcap"));
+        a.extend([
+            "--conntrack".to_string(),
+            format!("samples/{s}/conntrack.txt"),
+        ]);
+        let (code, doc) = json(&args(&a));
+        assert_eq!(code, 1, "{s}");
+        let hairpin: Vec<&Value> = doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["code"] == "ct-hairpin-no-masq")
+            .collect();
+        assert_eq!(hairpin.len(), 1, "{s}: {}", doc["findings"]);
+        assert_eq!(hairpin[0]["severity"], "error", "{s}");
+    }
+}

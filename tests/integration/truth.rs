@@ -190,3 +190,33 @@ fn shifted_clock() {
         &ReadOptions::default(),
     );
 }
+
+/// The recorder that made every sample still parses: a scenario added or merged into
+/// `samples/lab/record.sh` cannot leave it unrunnable unnoticed, and every scenario it
+/// lists has a function that records it.
+#[test]
+fn the_lab_recorder_parses_and_defines_its_scenarios() {
+    let script = root().join("samples/lab/record.sh");
+    let out = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .expect("run bash -n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&script).unwrap();
+    let list = text
+        .split_once("ALL_SCENARIOS=(")
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map(|(l, _)| l)
+        .expect("ALL_SCENARIOS");
+    for s in list.split_whitespace() {
+        let f = format!("scenario_{}()", s.replace('-', "_"));
+        assert!(text.contains(&f), "{s}: no {f}");
+        let c = format!("check_{}()", s.replace('-', "_"));
+        assert!(text.contains(&c), "{s}: no {c}");
+    }
+}
