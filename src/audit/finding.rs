@@ -102,6 +102,9 @@ named_enum! {
         ClientAddressLost = "client-address-lost",
         /// A flow left on a backend the host no longer sends new flows to.
         StaleEntry = "stale-entry",
+        /// A translation no rule of the rule set given can make: IPVS, eBPF, or rules
+        /// not given.
+        NotNetfilter = "not-netfilter",
         /// New connections to one destination lost at the NAT host while every source
         /// port NAT could give them for it was held.
         SnatPortExhaustion = "snat-port-exhaustion",

@@ -260,3 +260,44 @@ pub fn summary(rules: &RuleSet, attributions: &[Attribution]) -> WitnessSummary 
         time_ns: None,
     }
 }
+
+/// Whether no rule of the set can make the translation from `walked` to `wire`: a new
+/// destination that no DNAT (or REDIRECT, for a host address) target names, or a new
+/// source with no SNAT or MASQUERADE rule anywhere. A target natcheck cannot read
+/// might, so a set with one never counts as unable. Such a translation was made
+/// outside these rules (IPVS, an eBPF datapath) or by rules not given.
+pub fn beyond_rules(rules: &RuleSet, walked: &Tuple, wire: &Tuple) -> bool {
+    let dnat = walked.dst != wire.dst || walked.dport != wire.dport;
+    let snat = walked.src != wire.src;
+    let (mut can_dnat, mut can_snat, mut unknown) = (false, false, false);
+    let mut visit = |t: &Target| match t {
+        Target::Dnat { to, .. } => {
+            can_dnat |= to
+                .addrs
+                .is_none_or(|(lo, hi)| lo <= wire.dst && wire.dst <= hi)
+        }
+        Target::Redirect { .. } => can_dnat |= rules.is_local(wire.dst),
+        Target::Snat { .. } | Target::Masquerade { .. } => can_snat = true,
+        Target::Unknown { .. } => unknown = true,
+        _ => {}
+    };
+    for t in rules
+        .tables
+        .iter()
+        .flat_map(|t| &t.chains)
+        .flat_map(|c| &c.rules)
+    {
+        each_target(&t.target, &mut visit);
+    }
+    !unknown && ((dnat && !can_dnat) || (snat && !can_snat))
+}
+
+/// `t` and, for a map, every branch's target.
+fn each_target(t: &Target, f: &mut impl FnMut(&Target)) {
+    f(t);
+    if let Target::Map { branches, .. } = t {
+        for b in branches {
+            each_target(&b.target, f);
+        }
+    }
+}

@@ -1042,7 +1042,7 @@ fn a_loss_recovered_by_a_resend_is_an_insert_race_warning() {
 /// The entry says so (`ct-hairpin-no-masq`), over TCP and over UDP.
 #[test]
 fn hairpin_without_masquerade_is_named_from_the_entry() {
-    for s in ["fault-hairpin-no-masq", "fault-hairpin-udp"] {
+    for &s in HAIRPIN_SCENARIOS {
         let mut a = pair(s);
         a.push(format!("samples/{s}/veth-c1.pcap"));
         a.extend([

@@ -881,3 +881,39 @@ fn correlate_attributes_the_nft_listing_like_its_json() {
     assert!(attributed >= 13, "{attributed}");
     assert_eq!(codes(&text), codes(&json));
 }
+
+/// A translation no rule of the set can make (the host's DNAT rules removed, as on a
+/// host whose services IPVS or an eBPF datapath translates): `not-netfilter`, not a
+/// contradiction. kube-proxy in iptables mode and in nftables mode.
+#[test]
+fn a_translation_no_rule_can_make_is_outside_netfilter() {
+    for (s, file, dnat) in [
+        ("nodeport", "iptables.txt", "-j DNAT"),
+        ("kube-nft", "nft.txt", "dnat to"),
+    ] {
+        let text = std::fs::read_to_string(root().join(format!("samples/{s}/{file}"))).unwrap();
+        let kept: String = text
+            .lines()
+            .filter(|l| !l.contains(dnat))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_ne!(kept, text, "{s}");
+        let rules = TempRules::new(&format!("{s}-no-dnat"), &kept);
+        let (_, doc) = report(s, &[rules.path()]);
+        let codes = codes(&doc);
+        assert!(codes.iter().any(|c| c == "not-netfilter"), "{s}: {codes:?}");
+        assert!(
+            !codes.iter().any(|c| c == "rule-contradiction"),
+            "{s}: {codes:?}"
+        );
+        for f in doc["findings"].as_array().unwrap() {
+            if f["code"] == "not-netfilter" {
+                assert_eq!(f["severity"], "warning", "{s}");
+                assert_ne!(
+                    f["detail"]["walked"]["dst"], f["detail"]["wire"]["dst"],
+                    "{s}"
+                );
+            }
+        }
+    }
+}

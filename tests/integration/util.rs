@@ -35,6 +35,12 @@ pub const SCENARIOS: &[&str] = &[
     "fault-dns-pair-dropped",
 ];
 
+/// Scenarios recorded but read only by the tests made for them, not by those that go
+/// over every scenario: the captures of a container reaching its own published port
+/// through a bridge with bridge netfilter are not yet followed as one hairpin
+/// connection (docs/findings.md, Limits), though the conntrack entry names the fault.
+pub const HAIRPIN_SCENARIOS: &[&str] = &["fault-hairpin-no-masq", "fault-hairpin-udp"];
+
 pub fn sample(rel: &str) -> String {
     format!("samples/{rel}")
 }

@@ -22,6 +22,7 @@ mod input_bypassed;
 mod insert_race;
 mod leak;
 mod lost;
+mod not_netfilter;
 mod port_reallocated;
 mod rule_contradiction;
 mod snat_port_exhaustion;
@@ -143,6 +144,11 @@ pub const RULES: &[Rule] = &[
         code: Code::StaleEntry,
         what: "a flow left on a backend new flows no longer go to",
         run: stale_entry::detect,
+    },
+    Rule {
+        code: Code::NotNetfilter,
+        what: "a translation no rule of the set can make",
+        run: not_netfilter::detect,
     },
     Rule {
         code: Code::RuleContradiction,

@@ -19,9 +19,11 @@ fn outcome_tuple(o: &Outcome, before: crate::model::Tuple) -> crate::model::Tupl
 pub fn detect(x: &Ctx, _: &Explained) -> Detected {
     // A flow whose entry predates a rule change is `stale-entry`'s, not a rule set that
     // does not describe the host.
+    // Nor one no rule could translate so (`not-netfilter`).
     let stale: Vec<usize> = super::stale_entry::stale(x)
         .into_iter()
         .map(|(k, _)| k)
+        .chain(super::not_netfilter::beyond(x))
         .collect();
     let mut out = Vec::new();
     for a in x.attributions.iter().filter(|a| !stale.contains(&a.conn)) {

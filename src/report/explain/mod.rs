@@ -15,6 +15,7 @@ mod input_bypassed;
 mod insert_race;
 mod leak;
 mod lost;
+mod not_netfilter;
 mod port_reallocated;
 mod rule_contradiction;
 mod snat_port_exhaustion;
@@ -51,6 +52,7 @@ pub fn words(f: &Finding) -> Words {
         Code::InputBypassed => input_bypassed::explain(f),
         Code::ClientAddressLost => client_address_lost::explain(f),
         Code::StaleEntry => stale_entry::explain(f),
+        Code::NotNetfilter => not_netfilter::explain(f),
         Code::SnatPortExhaustion => snat_port_exhaustion::explain(f),
         Code::InsertRace => insert_race::explain(f),
     };

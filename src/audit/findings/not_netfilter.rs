@@ -1,0 +1,66 @@
+//! `not-netfilter`: a translation on the wire that no rule of the rule set given can
+//! make: a destination no DNAT names, a new source with no SNAT or MASQUERADE rule
+//! anywhere. The datapath that translated it is outside these netfilter rules: IPVS
+//! (kube-proxy's ipvs mode), an eBPF service load balancer (Cilium's kube-proxy
+//! replacement, Calico's eBPF mode), or rules the dump does not hold. Said instead of
+//! `rule-contradiction`, which is for a rule set that would translate it otherwise.
+
+use super::Detected;
+use crate::audit::rules::beyond_rules;
+use crate::audit::{Code, Ctx, Detail, Explained, Finding, Role, Severity};
+
+/// The connections whose translation no rule given can make, but for flows left on a
+/// backend by an entry older than the rules (`stale-entry`).
+pub fn beyond(x: &Ctx) -> Vec<usize> {
+    let Some(rules) = x.rules else {
+        return Vec::new();
+    };
+    let stale: Vec<usize> = super::stale_entry::stale(x)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    x.attributions
+        .iter()
+        .filter(|a| a.chosen.is_none() && !stale.contains(&a.conn))
+        .filter(|a| {
+            a.wire
+                .is_some_and(|w| beyond_rules(rules, &a.packet.tuple, &w))
+        })
+        .map(|a| a.conn)
+        .collect()
+}
+
+pub fn detect(x: &Ctx, _: &Explained) -> Detected {
+    let mut out = Vec::new();
+    for ci in beyond(x) {
+        let (Some(a), conn) = (x.attribution(ci), &x.c.connections[ci]) else {
+            continue;
+        };
+        let Some(wire) = a.wire else { continue };
+        let mut f = Finding::new(
+            Code::NotNetfilter,
+            Severity::Warning,
+            Detail::Rules {
+                walked: a.packet.tuple,
+                wire: Some(wire),
+                rules: None,
+                stopped: false,
+                outcomes: a.walk.outcomes.len(),
+                assumed: false,
+            },
+        );
+        f.conns = vec![ci];
+        for (t, role) in [(a.packet.tuple, Role::Original), (wire, Role::Wire)] {
+            if let Some(h) = conn.hops.iter().find(|h| h.flow.tuple == t) {
+                f.tuples.push(x.seen(h, role));
+                f.evidence.push(x.hop(h));
+            }
+        }
+        f.points = f.tuples.iter().map(|s| s.point.clone()).collect();
+        f.first_ns = Some(conn.first_ns());
+        f.last_ns = Some(conn.last_ns());
+        f.packets = conn.hops[0].flow.packets[0] + conn.hops[0].flow.packets[1];
+        out.push(f);
+    }
+    out.into()
+}
