@@ -29,8 +29,9 @@ mod snat_port_exhaustion;
 mod stale_entry;
 mod unsolicited;
 
-use super::{Code, Ctx, Direction, Explained, Finding};
+use super::{Code, Ctx, Direction, Explained, Finding, Role};
 use crate::correlate::Correlation;
+use crate::model::Tuple;
 
 /// What a rule found, and the lost packets it accounts for.
 #[derive(Default)]
@@ -234,6 +235,24 @@ pub fn run_all(x: &Ctx) -> Vec<Finding> {
     out
 }
 
+/// A finding about connection `ci` walked through the rules: its hops carrying the
+/// first packet as walked and as the wire shows it after the host (tuples and
+/// evidence), its points, times and packets.
+fn walked_finding(x: &Ctx, f: &mut Finding, ci: usize, walked: Tuple, wire: Tuple) {
+    let conn = &x.c.connections[ci];
+    f.conns = vec![ci];
+    for (t, role) in [(walked, Role::Original), (wire, Role::Wire)] {
+        if let Some(h) = conn.hops.iter().find(|h| h.flow.tuple == t) {
+            f.tuples.push(x.seen(h, role));
+            f.evidence.push(x.hop(h));
+        }
+    }
+    f.points = f.tuples.iter().map(|s| s.point.clone()).collect();
+    f.first_ns = Some(conn.first_ns());
+    f.last_ns = Some(conn.last_ns());
+    f.packets = conn.hops[0].flow.packets[0] + conn.hops[0].flow.packets[1];
+}
+
 #[cfg(test)]
 pub(crate) mod testing {
     //! Lab recordings correlated for the rules' tests.
@@ -245,8 +264,13 @@ pub(crate) mod testing {
     use crate::witness::Witness;
 
     pub fn wire(scenario: &str) -> Correlation {
+        wire_at(scenario, &["docker0", "eth0"])
+    }
+
+    /// A recording's captures at the points named.
+    pub fn wire_at(scenario: &str, points: &[&str]) -> Correlation {
         let root = env!("CARGO_MANIFEST_DIR");
-        let specs: Vec<InputSpec> = ["docker0", "eth0"]
+        let specs: Vec<InputSpec> = points
             .iter()
             .map(|p| {
                 format!("{root}/samples/{scenario}/{p}.pcap")

@@ -7,7 +7,7 @@
 
 use super::Detected;
 use crate::audit::rules::beyond_rules;
-use crate::audit::{Code, Ctx, Detail, Explained, Finding, Role, Severity};
+use crate::audit::{Code, Ctx, Detail, Explained, Finding, Severity};
 
 /// The connections whose translation no rule given can make, but for flows left on a
 /// backend by an entry older than the rules (`stale-entry`).
@@ -33,7 +33,7 @@ pub fn beyond(x: &Ctx) -> Vec<usize> {
 pub fn detect(x: &Ctx, _: &Explained) -> Detected {
     let mut out = Vec::new();
     for ci in beyond(x) {
-        let (Some(a), conn) = (x.attribution(ci), &x.c.connections[ci]) else {
+        let Some(a) = x.attribution(ci) else {
             continue;
         };
         let Some(wire) = a.wire else { continue };
@@ -49,17 +49,7 @@ pub fn detect(x: &Ctx, _: &Explained) -> Detected {
                 assumed: false,
             },
         );
-        f.conns = vec![ci];
-        for (t, role) in [(a.packet.tuple, Role::Original), (wire, Role::Wire)] {
-            if let Some(h) = conn.hops.iter().find(|h| h.flow.tuple == t) {
-                f.tuples.push(x.seen(h, role));
-                f.evidence.push(x.hop(h));
-            }
-        }
-        f.points = f.tuples.iter().map(|s| s.point.clone()).collect();
-        f.first_ns = Some(conn.first_ns());
-        f.last_ns = Some(conn.last_ns());
-        f.packets = conn.hops[0].flow.packets[0] + conn.hops[0].flow.packets[1];
+        super::walked_finding(x, &mut f, ci, a.packet.tuple, wire);
         out.push(f);
     }
     out.into()

@@ -5,7 +5,7 @@
 //! warning.
 
 use super::Detected;
-use crate::audit::{Code, Ctx, Detail, Explained, Finding, Role, RuleRole, Severity};
+use crate::audit::{Code, Ctx, Detail, Explained, Finding, RuleRole, Severity};
 use crate::rules::eval::{Fate, Outcome};
 
 /// The tuple after an outcome's NAT decisions.
@@ -30,7 +30,6 @@ pub fn detect(x: &Ctx, _: &Explained) -> Detected {
         let (Some(wire), None, Some(best)) = (a.wire, a.chosen, a.walk.outcomes.first()) else {
             continue;
         };
-        let conn = &x.c.connections[a.conn];
         let assumed = best.assumed() || a.walk.truncated;
         let mut f = Finding::new(
             Code::RuleContradiction,
@@ -48,15 +47,7 @@ pub fn detect(x: &Ctx, _: &Explained) -> Detected {
                 assumed,
             },
         );
-        f.conns = vec![a.conn];
-        if let Some(h) = conn.hops.iter().find(|h| h.flow.tuple == a.packet.tuple) {
-            f.tuples.push(x.seen(h, Role::Original));
-            f.evidence.push(x.hop(h));
-        }
-        if let Some(h) = conn.hops.iter().find(|h| h.flow.tuple == wire) {
-            f.tuples.push(x.seen(h, Role::Wire));
-            f.evidence.push(x.hop(h));
-        }
+        super::walked_finding(x, &mut f, a.conn, a.packet.tuple, wire);
         let deciding = best
             .dnat
             .iter()
@@ -71,10 +62,6 @@ pub fn detect(x: &Ctx, _: &Explained) -> Detected {
         for r in deciding {
             f.evidence.extend(x.rule(&r, RuleRole::Disagrees));
         }
-        f.points = f.tuples.iter().map(|s| s.point.clone()).collect();
-        f.first_ns = Some(conn.first_ns());
-        f.last_ns = Some(conn.last_ns());
-        f.packets = conn.hops[0].flow.packets[0] + conn.hops[0].flow.packets[1];
         out.push(f);
     }
     out.into()

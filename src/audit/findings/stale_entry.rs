@@ -228,27 +228,17 @@ mod tests {
     use super::*;
     use crate::audit::findings::testing::*;
 
-    /// The three points of a recording: the container's veth shows the service
-    /// address, which the bridge (with bridge netfilter) already shows DNATed.
-    fn wire3(scenario: &str) -> crate::correlate::Correlation {
-        use crate::capture::{InputSpec, ReadOptions};
-        let root = env!("CARGO_MANIFEST_DIR");
-        let specs: Vec<InputSpec> = ["docker0", "eth0", "veth-c1"]
-            .iter()
-            .map(|p| {
-                format!("{root}/samples/{scenario}/{p}.pcap")
-                    .parse()
-                    .unwrap()
-            })
-            .collect();
-        crate::correlate::run(&specs, &ReadOptions::default(), Default::default())
-    }
-
     #[test]
     fn a_flow_left_on_its_old_backend_is_stale_from_the_wire_alone() {
         // A published port outside-in, and a service address inside-out.
         for s in ["stale-udp", "stale-udp-vip"] {
-            let got = run(&wire3(s), &[], Code::StaleEntry);
+            // The container's veth shows the service address, which the bridge (with
+            // bridge netfilter) already shows DNATed.
+            let got = run(
+                &wire_at(s, &["docker0", "eth0", "veth-c1"]),
+                &[],
+                Code::StaleEntry,
+            );
             assert_eq!(got.len(), 1, "{s}: {got:?}");
             let Detail::StaleEntry {
                 stale,
