@@ -27,6 +27,10 @@ pub const SCENARIOS: &[&str] = &[
     "kube-nft",
     "bulk-offload",
     "bulk-no-offload",
+    "userland-proxy",
+    "userland-proxy6",
+    "fault-pmtu-black-hole",
+    "fault-pmtu-black-hole6",
 ];
 
 pub fn sample(rel: &str) -> String {
