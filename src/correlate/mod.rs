@@ -18,7 +18,8 @@
 //! 6. `translations`: per connection (in parallel), a [`Link`] for each consecutive
 //!    pair of hops: the translation, matched and unmatched packets per direction
 //!    (TCP data by byte range, pure ACKs superseded by a later one: [`Resegmentation`]),
-//!    forwarding latency; then, where the source port moved, the connection that held
+//!    each direction by packet size (`sizes`: the largest that crossed, the TCP data
+//!    segments larger than that which did not: [`Sizing`]), forwarding latency; then, where the source port moved, the connection that held
 //!    the wanted port ([`PortRealloc`]).
 //!
 //! This module holds the sequence and the result ([`Correlation`], [`Connection`],
@@ -32,6 +33,7 @@ mod pairing;
 mod paths;
 pub mod points;
 mod segments;
+mod sizes;
 #[cfg(test)]
 pub(crate) mod testkit;
 mod translations;
@@ -46,6 +48,7 @@ use points::PointData;
 
 pub use paths::{Hop, Related};
 pub use segments::{Resegmentation, Resegmented};
+pub use sizes::{Oversize, Sizes, Sizing};
 pub use translations::{Gap, Latency, Link, LinkEvidence, PortRealloc, Unmatched};
 
 /// Tunables of the correlation.

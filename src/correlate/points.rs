@@ -16,6 +16,7 @@ use crate::model::{Packet, L4};
 
 /// One packet as correlation sees it. 56 bytes, so a capture of N packets costs
 /// about 60·N bytes here (this record plus its index in fingerprint order).
+/// `ip_len` and `df` fill what was padding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rec {
     pub fp: u64,
@@ -27,9 +28,15 @@ pub struct Rec {
     pub ttl: u8,
     /// TCP flags (0 for other protocols).
     pub tcp_flags: u8,
+    /// Length of the IP packet as sent, and whether it may not be fragmented on the
+    /// way ([`Packet::df`]).
+    pub ip_len: u32,
+    pub df: bool,
     /// TCP only: the fields that stay the same however offloads cut the stream.
     pub seg: Option<Seg>,
 }
+
+const _: () = assert!(std::mem::size_of::<Rec>() == 56);
 
 /// What a TCP segment keeps when segmentation offloads (TSO/GSO) cut a stream into
 /// other segments, or GRO merges segments: every piece of one transmission carries
@@ -86,6 +93,8 @@ impl Rec {
             fields: field_set(p),
             ttl: p.ttl,
             tcp_flags,
+            ip_len: p.ip_len,
+            df: p.df,
             seg,
         }
     }
