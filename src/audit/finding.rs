@@ -97,6 +97,9 @@ named_enum! {
         /// A DROP/REJECT rule in filter INPUT meant for traffic that DNAT sends to
         /// FORWARD: it never sees it.
         InputBypassed = "input-bypassed",
+        /// TCP segments too large for the path between two points, lost again and again
+        /// while smaller packets cross, and PMTU discovery never told the sender.
+        PmtuBlackHole = "pmtu-black-hole",
     }
 }
 
@@ -263,6 +266,7 @@ pub enum Detail {
         outcomes: usize,
         assumed: bool,
     },
+    PmtuBlackHole(PmtuFacts),
     Conntrack {
         /// The entry (`file:line`), or the snapshot file for `ct-missing`.
         entry: String,
@@ -272,6 +276,40 @@ pub enum Detail {
         conntrack: Option<Tuple>,
         facts: CtFacts,
     },
+}
+
+/// `pmtu-black-hole`: the segments that did not fit between two points, by IP length.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PmtuFacts {
+    /// The point the segments were seen at and the next one they never reached.
+    pub from: String,
+    pub to: String,
+    pub direction: Direction,
+    /// The largest packet of that direction that crossed, and the smallest and largest
+    /// segment that did not.
+    pub crossed_max: u32,
+    pub failed: (u32, u32),
+    /// Copies of bytes sent again whole.
+    pub resent: u64,
+    /// The MSS the initiator and the responder announced in their SYNs (at `from`).
+    pub mss: [Option<u16>; 2],
+    /// IPv6 (MSS to MTU: 60 bytes of headers rather than 40).
+    pub v6: bool,
+    /// The next-hop MTU an ICMP error about the connection announced, and the points
+    /// such errors were seen at.
+    pub icmp_mtu: Option<u32>,
+    pub icmp_points: Vec<String>,
+}
+
+impl PmtuFacts {
+    /// The MTU the evidence implies: what an ICMP error announced, else the range
+    /// from the largest packet that crossed to one byte below the smallest that failed.
+    pub fn mtu(&self) -> (u32, u32) {
+        match self.icmp_mtu {
+            Some(m) => (m, m),
+            None => (self.crossed_max, self.failed.0.saturating_sub(1)),
+        }
+    }
 }
 
 /// What a conntrack finding's words need beyond the tuples.

@@ -705,3 +705,88 @@ fn inbound_traffic_that_goes_no_further_is_blocked_on_the_way_in() {
         assert_eq!(code, 1, "{s}");
     }
 }
+
+/// Full-size segments that never get past a smaller link, sent again unchanged, with
+/// the ICMP error dropped by the host (IPv4) or seen leaving it and never acted on
+/// (IPv6): one error each, in every format; `lost` does not repeat it.
+#[test]
+fn a_path_mtu_black_hole_is_one_error_with_the_sizes_and_the_mss() {
+    for (name, from, to, dir, mss, mtu) in [
+        (
+            "fault-pmtu-black-hole",
+            "docker0",
+            "eth0",
+            "fwd",
+            1460,
+            None,
+        ),
+        (
+            "fault-pmtu-black-hole6",
+            "eth0",
+            "docker0",
+            "rev",
+            1440,
+            Some(1400),
+        ),
+    ] {
+        let a = pair(name);
+        let (code, doc) = json(&args(&a));
+        assert_eq!(code, 1, "{name}");
+        assert_eq!(
+            codes(&doc),
+            [("error".into(), "pmtu-black-hole".into())],
+            "{name}"
+        );
+        let f = &doc["findings"][0];
+        let d = &f["detail"];
+        assert_eq!((s(&d["from"]), s(&d["to"])), (from, to), "{name}");
+        assert_eq!(d["direction"], dir, "{name}");
+        assert_eq!(d["failed"], serde_json::json!([1500, 1500]), "{name}");
+        assert!(d["crossed_max"].as_u64().unwrap() < 200, "{name}: {d}");
+        assert!(d["resent"].as_u64().unwrap() >= 3, "{name}: {d}");
+        assert_eq!(d["mss_initiator"], mss, "{name}");
+        assert_eq!(d["mss_responder"], mss, "{name}");
+        assert_eq!(f["points"], serde_json::json!([from, to]), "{name}");
+        assert_eq!(f["tuples"][0]["role"], "seen", "{name}");
+        // The segments travel from the sender: the server's (7000) in the download.
+        let sport = if dir == "fwd" { "dport" } else { "sport" };
+        assert_eq!(f["tuples"][0][sport], 7000, "{name}");
+        let ev = f["evidence"].to_string();
+        match mtu {
+            None => {
+                assert!(d["mtu"].is_null(), "{name}");
+                assert_eq!(d["mtu_range"][1], 1499, "{name}");
+                assert!(ev.contains("no ICMP fragmentation needed"), "{name}: {ev}");
+                assert_eq!(f["connections"].as_array().unwrap().len(), 1, "{name}");
+            }
+            Some(m) => {
+                assert_eq!(d["mtu"], m, "{name}");
+                assert_eq!(d["mtu_range"], serde_json::json!([m, m]), "{name}");
+                assert_eq!(d["icmp_seen_at"], serde_json::json!(["eth0"]), "{name}");
+                assert!(
+                    ev.contains("packet too big errors (mtu 1400)"),
+                    "{name}: {ev}"
+                );
+                assert!(ev.contains("it never reached the sender"), "{name}: {ev}");
+                // The connection and the ICMP errors about it.
+                assert_eq!(f["connections"].as_array().unwrap().len(), 2, "{name}");
+            }
+        }
+        assert!(
+            s(&f["message"]).starts_with("PMTU black hole between"),
+            "{name}"
+        );
+        let (_, text) = correlate(&args(&a));
+        assert!(text.contains("[error] pmtu-black-hole"), "{name}: {text}");
+        assert_eq!(
+            correlate(&[&["--fail-on", "pmtu-black-hole"], &args(&a)[..]].concat()).0,
+            1
+        );
+        assert_eq!(
+            correlate(&[&["--fail-on", "lost"], &args(&a)[..]].concat()).0,
+            0
+        );
+        snapshot_findings(name, &doc);
+        snapshot_markdown(name, &args(&a));
+    }
+}

@@ -1,10 +1,11 @@
 //! The rules, one file per finding code, run in the order of [`RULES`].
 //!
 //! Order matters only through [`Explained`]: a rule may account for packets a link
-//! did not carry (they left as another connection, or the host answered them), and
-//! every later rule sees that. `lost` runs after `leak` so that what a leak explains
-//! is not also reported lost. Correlation's own `related` matches explain packets
-//! before any rule runs ([`explained_by_related`]).
+//! did not carry (they left as another connection, the host answered them, or they
+//! were too large for the path), and every later rule sees that. `lost` runs after
+//! `leak` and `pmtu-black-hole` so that what they explain is not also reported lost.
+//! Correlation's own `related` matches explain packets before any rule runs
+//! ([`explained_by_related`]).
 //!
 //! To add a finding: a file here with a `pub fn` of type [`RuleFn`], a line in
 //! [`RULES`], a code in `finding.rs`, and its words in `report/explain/`.
@@ -18,6 +19,7 @@ mod ct_unreplied;
 mod input_bypassed;
 mod leak;
 mod lost;
+mod pmtu_black_hole;
 mod port_reallocated;
 mod rule_contradiction;
 mod unsolicited;
@@ -62,6 +64,11 @@ pub const RULES: &[Rule] = &[
         code: Code::Leak,
         what: "the NAT host's own RST to an untranslated segment",
         run: leak::host_rst,
+    },
+    Rule {
+        code: Code::PmtuBlackHole,
+        what: "TCP segments too large for the path, lost again and again",
+        run: pmtu_black_hole::detect,
     },
     Rule {
         code: Code::Lost,

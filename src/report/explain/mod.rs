@@ -13,6 +13,7 @@ mod evidence;
 mod input_bypassed;
 mod leak;
 mod lost;
+mod pmtu_black_hole;
 mod port_reallocated;
 mod rule_contradiction;
 mod unsolicited;
@@ -45,6 +46,7 @@ pub fn words(f: &Finding) -> Words {
         Code::CtDuplicate => ct_duplicate::explain(f),
         Code::RuleContradiction => rule_contradiction::explain(f),
         Code::InputBypassed => input_bypassed::explain(f),
+        Code::PmtuBlackHole => pmtu_black_hole::explain(f),
     };
     Words {
         message,
