@@ -193,6 +193,8 @@ pub enum Evidence {
     },
     /// A fact about packets too large for the path (`pmtu-black-hole`).
     Size(SizeFact),
+    /// A fact about two connections a proxy spliced (`userland-proxy`).
+    Splice(SpliceFact),
     /// Every source translation to `nat` at `point`: how many kept the port, moved
     /// because of a holder, moved with none; the span of new ports when several.
     Census {
@@ -295,5 +297,38 @@ pub enum SizeFact {
         v6: bool,
         first_ns: i64,
         later: bool,
+    },
+}
+
+/// Facts of `userland-proxy`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SpliceFact {
+    /// Connection `conn` ended at `point`: `answered_by` answered its handshake there,
+    /// and no other point carries its packets.
+    Ended {
+        conn: String,
+        point: String,
+        answered_by: Endpoint,
+    },
+    /// Connection `inner` opened at `point` (its SYN) `after_ns` after `outer`'s
+    /// handshake was answered, with sequence numbers of its own.
+    Opened {
+        inner: String,
+        outer: String,
+        point: String,
+        after_ns: i64,
+    },
+    /// The `bytes` that `from` carried one way (`to_backend`: from the client; else
+    /// from the backend) went on over `to` in the same order: `compared` segments at
+    /// matching offsets agree in their first bytes, the first `lag_ns` later; `to`
+    /// carried `carried` bytes.
+    SameBytes {
+        to_backend: bool,
+        from: String,
+        to: String,
+        bytes: u64,
+        carried: u64,
+        compared: usize,
+        lag_ns: i64,
     },
 }

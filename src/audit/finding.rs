@@ -100,6 +100,9 @@ named_enum! {
         /// TCP segments too large for the path between two points, lost again and again
         /// while smaller packets cross, and PMTU discovery never told the sender.
         PmtuBlackHole = "pmtu-black-hole",
+        /// A proxy on the host ends the client's TCP connection and opens its own to the
+        /// backend with the same bytes: the backend sees the proxy's address.
+        UserlandProxy = "userland-proxy",
     }
 }
 
@@ -267,6 +270,7 @@ pub enum Detail {
         assumed: bool,
     },
     PmtuBlackHole(PmtuFacts),
+    UserlandProxy(SpliceFacts),
     Conntrack {
         /// The entry (`file:line`), or the snapshot file for `ct-missing`.
         entry: String,
@@ -310,6 +314,23 @@ impl PmtuFacts {
             None => (self.crossed_max, self.failed.0.saturating_sub(1)),
         }
     }
+}
+
+/// `userland-proxy`: the two connections a proxy spliced.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SpliceFacts {
+    /// The client's connection (id) and its tuple where it ended: the client, the
+    /// endpoint the proxy listens on.
+    pub outer: String,
+    pub outer_tuple: Tuple,
+    /// The proxy's connection and its tuple where it began: the address the backend
+    /// sees, the backend.
+    pub inner: String,
+    pub inner_tuple: Tuple,
+    /// The backend sees another address than the client's.
+    pub address_lost: bool,
+    /// The client is the host itself (loopback, or an address of the host).
+    pub local_client: bool,
 }
 
 /// What a conntrack finding's words need beyond the tuples.

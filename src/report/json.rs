@@ -121,6 +121,16 @@ pub enum DetailJson<'a> {
         mtu_range: [u32; 2],
         icmp_seen_at: &'a [String],
     },
+    UserlandProxy {
+        outer: &'a str,
+        inner: &'a str,
+        client: String,
+        listen: String,
+        source: String,
+        backend: String,
+        client_address_lost: bool,
+        local_client: bool,
+    },
     Rules {
         walked: &'a crate::model::Tuple,
         wire: Option<&'a crate::model::Tuple>,
@@ -228,6 +238,16 @@ fn detail(d: &Detail) -> DetailJson<'_> {
             mtu: d.icmp_mtu,
             mtu_range: [d.mtu().0, d.mtu().1],
             icmp_seen_at: &d.icmp_points,
+        },
+        Detail::UserlandProxy(d) => DetailJson::UserlandProxy {
+            outer: &d.outer,
+            inner: &d.inner,
+            client: super::fmt::src(&d.outer_tuple),
+            listen: dst(&d.outer_tuple),
+            source: super::fmt::src(&d.inner_tuple),
+            backend: dst(&d.inner_tuple),
+            client_address_lost: d.address_lost,
+            local_client: d.local_client,
         },
     }
 }

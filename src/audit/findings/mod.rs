@@ -23,6 +23,7 @@ mod pmtu_black_hole;
 mod port_reallocated;
 mod rule_contradiction;
 mod unsolicited;
+mod userland_proxy;
 
 use super::{Code, Ctx, Direction, Explained, Finding};
 use crate::correlate::Correlation;
@@ -94,6 +95,11 @@ pub const RULES: &[Rule] = &[
         code: Code::Unsolicited,
         what: "packets to a NAT address that belong to no translation",
         run: unsolicited::detect,
+    },
+    Rule {
+        code: Code::UserlandProxy,
+        what: "a client's connection ended at a proxy that opened its own with the same bytes",
+        run: userland_proxy::detect,
     },
     Rule {
         code: Code::PortReallocated,

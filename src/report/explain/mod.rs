@@ -17,6 +17,7 @@ mod pmtu_black_hole;
 mod port_reallocated;
 mod rule_contradiction;
 mod unsolicited;
+mod userland_proxy;
 
 use crate::audit::{Code, Finding};
 
@@ -47,6 +48,7 @@ pub fn words(f: &Finding) -> Words {
         Code::RuleContradiction => rule_contradiction::explain(f),
         Code::InputBypassed => input_bypassed::explain(f),
         Code::PmtuBlackHole => pmtu_black_hole::explain(f),
+        Code::UserlandProxy => userland_proxy::explain(f),
     };
     Words {
         message,
