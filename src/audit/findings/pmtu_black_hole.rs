@@ -171,16 +171,7 @@ fn finding(x: &Ctx, conn: &Connection, s: &Side) -> Finding {
     }
     for (ei, h, err) in errors {
         f.conns.push(ei);
-        f.evidence.push(Evidence::Size(SizeFact::Icmp {
-            point: x.name(h.point).to_string(),
-            conn: x.id(ei),
-            sender: h.flow.tuple.src,
-            packets: h.flow.packets[0] + h.flow.packets[1],
-            mtu: err.mtu,
-            v6,
-            first_ns: h.first_ns,
-            later: o.last_ns > h.first_ns,
-        }));
+        f.evidence.push(icmp_fact(x, ei, h, err, v6, o.last_ns));
     }
     f.conns.dedup();
     f.points = vec![fname.to_string(), tname.to_string()];
@@ -195,6 +186,21 @@ fn finding(x: &Ctx, conn: &Connection, s: &Side) -> Finding {
     f.last_ns = Some(o.last_ns);
     f.packets = o.packets;
     f
+}
+
+/// An ICMP error about the connection (`conn`'s hop `h`) as evidence; the segments
+/// went on after it when the last of them came after its first packet.
+fn icmp_fact(x: &Ctx, conn: usize, h: &Hop, err: IcmpError, v6: bool, last_ns: i64) -> Evidence {
+    Evidence::Size(SizeFact::Icmp {
+        point: x.name(h.point).to_string(),
+        conn: x.id(conn),
+        sender: h.flow.tuple.src,
+        packets: h.flow.total_packets(),
+        mtu: err.mtu,
+        v6,
+        first_ns: h.first_ns,
+        later: last_ns > h.first_ns,
+    })
 }
 
 #[cfg(test)]
