@@ -42,21 +42,34 @@ pub fn detect(x: &Ctx, _: &Explained) -> Detected {
             .enumerate()
             .filter_map(|(ci, c)| c.streams.as_deref().map(|s| (ci, s)))
             .collect();
-    // Connections by the first bytes each side sent: a pair shares them.
-    let mut by_key: BTreeMap<(u32, u32), Vec<usize>> = BTreeMap::new();
+    // Connections by the first bytes each side sent (a pair shares them), in the
+    // order of their SYNs.
+    let mut by_key: BTreeMap<(u32, u32), Vec<(i64, usize)>> = BTreeMap::new();
     for (k, (_, s)) in legs.iter().enumerate() {
         if let Some(key) = key(s) {
-            by_key.entry(key).or_default().push(k);
+            by_key.entry(key).or_default().push((s.fwd.syn_ns, k));
         }
     }
+    for bucket in by_key.values_mut() {
+        bucket.sort_unstable();
+    }
     let mut pairs: Vec<Pair> = Vec::new();
-    for (o, (oc, os)) in legs.iter().enumerate() {
+    for (oc, os) in &legs {
         let Some(bucket) = key(os).and_then(|k| by_key.get(&k)) else {
             continue;
         };
-        for &i in bucket.iter().filter(|&&i| i != o) {
+        let open_until = x.c.connections[*oc].last_ns();
+        let latest = latest_open(os, open_until, window);
+        // Only connections opened after the client's handshake was answered.
+        let from = bucket.partition_point(|&(syn, _)| syn < os.rev.syn_ns);
+        for &(_, i) in &bucket[from..] {
             let (ic, is) = legs[i];
-            let open_until = x.c.connections[*oc].last_ns();
+            if is.fwd.syn_ns > latest {
+                break;
+            }
+            if ic == *oc {
+                continue;
+            }
             pairs.extend(
                 splice(os, is, open_until, window).map(|(after_ns, ways)| Pair {
                     outer: *oc,
@@ -126,16 +139,23 @@ fn splice(
         return None;
     }
     let after = inner.fwd.syn_ns - outer.rev.syn_ns;
-    let first = outer
-        .fwd
-        .at(0)
-        .map_or(outer.rev.syn_ns, |c| c.ts.max(outer.rev.syn_ns));
-    if after < 0 || inner.fwd.syn_ns > (first + window).min(open_until) {
+    if after < 0 || inner.fwd.syn_ns > latest_open(outer, open_until, window) {
         return None;
     }
     let to_backend = agree(&outer.fwd, &inner.fwd, window)?;
     let to_client = agree(&inner.rev, &outer.rev, window)?;
     Some((after, [to_backend, to_client]))
+}
+
+/// The latest a proxy's connection for `outer` (whose last packet was at
+/// `open_until`) can open: while it is open, within the window of its first bytes
+/// (or of the answer to its SYN when the client sent nothing yet).
+fn latest_open(outer: &Streams, open_until: i64, window: i64) -> i64 {
+    let first = outer
+        .fwd
+        .at(0)
+        .map_or(outer.rev.syn_ns, |c| c.ts.max(outer.rev.syn_ns));
+    (first + window).min(open_until)
 }
 
 /// Whether the bytes of `from` went on over `to` in the same order: segments at the
