@@ -100,6 +100,9 @@ pub struct IcmpError {
     pub icmp_type: u8,
     pub code: u8,
     pub quoted: Option<Tuple>,
+    /// The next-hop MTU a "fragmentation needed" or "packet too big" announces.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
 }
 
 impl IcmpError {
@@ -113,10 +116,12 @@ impl IcmpError {
                 code,
                 echo: None,
                 quoted,
+                mtu,
             } if decode::is_icmp_error(p.tuple.proto, icmp_type) => Some(IcmpError {
                 icmp_type,
                 code,
                 quoted,
+                mtu,
             }),
             _ => None,
         }
@@ -139,6 +144,10 @@ pub struct Flow {
     #[serde(skip)]
     pub payload: [u64; 2],
     pub tcp: TcpSeen,
+    /// TCP: the maximum segment size the initiator announced in its SYN and the
+    /// responder in its SYN-ACK, when seen.
+    #[serde(skip)]
+    pub mss: [Option<u16>; 2],
     /// ICMP errors only: type and code of the first error, and the tuple of the packet
     /// the errors quote (in that packet's own direction). ICMP errors about different
     /// connections are different flows.
@@ -167,6 +176,7 @@ impl Flow {
             bytes: [0; 2],
             payload: [0; 2],
             tcp: TcpSeen::default(),
+            mss: [None; 2],
             icmp_error: IcmpError::of(p),
             a_is_responder: false,
             evidence: [None; 2],
@@ -195,6 +205,7 @@ impl Flow {
         self.packets.swap(0, 1);
         self.bytes.swap(0, 1);
         self.payload.swap(0, 1);
+        self.mss.swap(0, 1);
         self.tcp.fin.swap(0, 1);
         self.tcp.rst.swap(0, 1);
     }
@@ -230,6 +241,7 @@ impl Flow {
         self.bytes[1] += reply.bytes[1];
         self.payload[1] += reply.payload[1];
         self.tcp.syn_ack |= reply.tcp.syn_ack;
+        self.mss[1] = self.mss[1].or(reply.mss[1]);
         self.tcp.fin[1] |= reply.tcp.fin[1];
         self.tcp.rst[1] |= reply.tcp.rst[1];
         self.initiator = self.initiator.min(reply.initiator);
@@ -253,9 +265,14 @@ impl Flow {
         self.bytes[i] += u64::from(p.ip_len);
         self.payload[i] += u64::from(p.payload_len);
         match p.l4 {
-            L4::Tcp { flags, seq, .. } => {
+            L4::Tcp {
+                flags, seq, mss, ..
+            } => {
                 let syn = flags & tcp_flags::SYN != 0;
                 let ack = flags & tcp_flags::ACK != 0;
+                if syn {
+                    self.mss[i] = self.mss[i].or(mss);
+                }
                 if syn && !ack {
                     self.tcp.syn = true;
                     self.syn_seq.get_or_insert(seq);
@@ -526,11 +543,13 @@ mod tests {
                 flags,
                 window: 0,
                 ts: None,
+                mss: None,
             },
             payload_len: 0,
             payload_digest: 0,
             payload_head: None,
             truncated: false,
+            df: true,
         }
     }
 
@@ -554,6 +573,25 @@ mod tests {
         assert_eq!(flows[0].initiator, InitiatorEvidence::SynAck);
         assert_eq!(flows[0].packets, [1, 1]);
         assert!(flows[0].tcp.syn_ack && !flows[0].tcp.syn);
+    }
+
+    #[test]
+    fn each_side_keeps_the_mss_of_its_syn() {
+        let with_mss = |mut p: Packet, m: u16| {
+            if let L4::Tcp { mss, .. } = &mut p.l4 {
+                *mss = Some(m);
+            }
+            p
+        };
+        let mut t = FlowTable::default();
+        let (c, s) = (("10.0.0.2", 40000), ("198.51.100.2", 8080));
+        // The SYN-ACK first (its MSS is the responder's), then the SYN's retransmission.
+        t.push(&with_mss(tcp(1, s.0, s.1, c.0, c.1, SYN | ACK, 5), 1400));
+        t.push(&with_mss(tcp(2, c.0, c.1, s.0, s.1, SYN, 4), 1460));
+        t.push(&with_mss(tcp(3, c.0, c.1, s.0, s.1, ACK, 5), 1200));
+        let flows = t.finish();
+        assert_eq!(flows[0].tuple.sport, 40000);
+        assert_eq!(flows[0].mss, [Some(1460), Some(1400)]);
     }
 
     #[test]
@@ -592,6 +630,7 @@ mod tests {
             code: 0,
             echo: None,
             quoted: None,
+            mtu: None,
         };
         p
     }

@@ -231,6 +231,8 @@ pub enum L4 {
         window: u16,
         /// TCP timestamp option (RFC 7323): (TSval, TSecr).
         ts: Option<(u32, u32)>,
+        /// Maximum segment size option (RFC 9293 3.7.1), which SYNs carry.
+        mss: Option<u16>,
     },
     Udp,
     Icmp {
@@ -241,6 +243,9 @@ pub enum L4 {
         /// For ICMP errors: the tuple of the packet the error quotes, in the quoted
         /// packet's own direction, when enough of it was captured.
         quoted: Option<Tuple>,
+        /// The next-hop MTU that "fragmentation needed" (ICMP type 3 code 4, RFC 1191)
+        /// or "packet too big" (ICMPv6 type 2, RFC 8201) announces.
+        mtu: Option<u32>,
     },
     Other,
 }
@@ -260,6 +265,9 @@ pub struct Packet {
     pub ip_id: Option<u32>,
     /// TTL or hop limit.
     pub ttl: u8,
+    /// The packet may not be fragmented on its way: IPv4's don't-fragment flag, and
+    /// every IPv6 packet (routers never fragment IPv6).
+    pub df: bool,
     /// Length of the IP packet as sent on the wire (IP header + payload), from the
     /// IP header's length field, not from how much was captured.
     pub ip_len: u32,

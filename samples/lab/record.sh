@@ -28,9 +28,10 @@ ALL_SCENARIOS=(masquerade published-port port-collision nodeport snat-random-ful
   fault-masq-miss fault-masq-miss6 fault-nodeport-blocked kube-nft stale-udp stale-udp-vip bulk-offload bulk-no-offload
   fault-snat-exhaustion fault-snat-exhaustion-udp6 fault-syn-dropped-once fault-dns-pair-dropped
   fault-hairpin-no-masq fault-hairpin-udp)
+ALL_SCENARIOS+=(userland-proxy userland-proxy6 fault-pmtu-black-hole fault-pmtu-black-hole6)
 
-# The scenarios that run with IPv6 on (dual stack).
-is_v6() { [[ $1 == masquerade6 || $1 == fault-masq-miss6 || $1 == fault-snat-exhaustion-udp6 ]]; }
+# The scenarios that run with IPv6 on (dual stack): those whose name ends in 6.
+is_v6() { [[ $1 == *6 ]]; }
 
 # Namespace names. Fixed (not per-run) so that links.txt does not change from one
 # recording to the next; a lock file keeps two recordings from running at once.
@@ -97,7 +98,7 @@ ensure_tools() {
     [ip6tables-restore]=iptables [tcpdump]=tcpdump [conntrack]=conntrack [tshark]=tshark
     [dumpcap]=tshark [editcap]=tshark [capinfos]=tshark [python3]=python3 [sysctl]=procps
     [flock]=util-linux [ipset]=ipset [nft]=nftables [xtables-monitor]=iptables [stdbuf]=coreutils
-    [ethtool]=ethtool
+    [ethtool]=ethtool [socat]=socat
   )
   local missing=() cmd
   for cmd in "${!pkg_of[@]}"; do
@@ -107,7 +108,7 @@ ensure_tools() {
     log "installing missing packages: $(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')"
     apt-get update
     DEBIAN_FRONTEND=noninteractive apt-get install -y iproute2 iptables tcpdump conntrack tshark python3 procps util-linux \
-      ipset nftables coreutils ethtool
+      ipset nftables coreutils ethtool socat
   fi
   # The system interpreter when there is one: it starts faster than a version-manager shim.
   if [[ -x /usr/bin/python3 ]]; then PY=/usr/bin/python3; else PY=$(command -v python3); fi
@@ -1635,6 +1636,165 @@ scenario_fault_dns_pair_dropped() {
   stop_recording
 }
 
+# wait_listen NS PORT: wait until something listens on TCP PORT in namespace NS.
+wait_listen() {
+  local i
+  for ((i = 0; i < 500; i++)); do
+    [[ -n $(nsx "$1" ss -Hltn "sport = :$2") ]] && return 0
+    sleep 0.01
+  done
+  die "nothing listens on TCP port $2 in $1"
+}
+
+# proxy LABEL SOCAT-ARGS...: socat in the host namespace, standing in for Docker's
+# userland proxy (docker-proxy); stopped with the servers.
+proxy() {
+  local label=$1
+  shift
+  bg "$label" "$NS_HOST" socat "$@"
+  SERVERS+=("$LAST_PID")
+}
+
+# Docker's userland proxy with no DNAT for the port (as with "iptables": false): a
+# proxy on the host listens on 8080 and, for every client, opens a connection of
+# its own from the bridge address to c1:80 and copies the bytes both ways. Clients
+# from outside and from the host itself (over lo, captured in lo.pcap); c2's own
+# egress goes through MASQUERADE as usual.
+scenario_userland_proxy() {
+  IFACES=(docker0 eth0 veth-c1 lo)
+  { docker_filter_base; echo COMMIT; docker_nat_base; echo "$MASQ_RULE"; echo COMMIT; } | apply_rules
+  server web "$NS_C1" tcp_server.py --port 80 --lifetime 30
+  server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --lifetime 30
+  proxy proxy TCP4-LISTEN:8080,fork,reuseaddr "TCP4:$C1_IP:80"
+  wait_listen "$NS_HOST" 8080
+  start_recording
+  run o1 "$NS_OUT" tcp_client.py --src "$REMOTE_CLI" --dst "$HOST_IP" --port 8080 --requests 2 --tag ext1
+  run local "$NS_HOST" tcp_client.py --dst 127.0.0.1 --port 8080 --requests 2 --tag local
+  run egress "$NS_C2" tcp_client.py --dst "$SRV_IP" --port 7000 --requests 2 --tag c2out
+  client h1 "$NS_OUT" tcp_client.py --src "$SRV_IP" --dst "$HOST_IP" --port 8080 --requests 3 --tag exthold \
+    --ready "$SYNC/h1" --release "$SYNC/release"
+  local h1=$LAST_PID
+  wait_file "$SYNC/h1" 5
+  snapshot
+  touch "$SYNC/release"
+  expect_ok "$h1"
+  # Let the proxy close its side to c1 before the servers stop.
+  sleep 1
+  kill_servers
+  stop_recording
+}
+
+# The userland proxy between address families (moby/moby#15086): Docker publishes
+# 8080 -> c1:80 with a DNAT rule for IPv4 and no IPv6 rule ("ip6tables": false), so IPv4
+# clients are DNATed and keep their address, while docker-proxy alone serves IPv6
+# and opens an IPv4 connection of its own from the bridge address to c1:80 for
+# every IPv6 client.
+scenario_userland_proxy6() {
+  IFACES=(docker0 eth0 veth-c1)
+  {
+    docker_filter_base
+    echo "-A DOCKER -d $C1_IP/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT"
+    echo COMMIT
+    docker_nat_base
+    echo "$MASQ_RULE"
+    echo "-A POSTROUTING -s $C1_IP/32 -d $C1_IP/32 -p tcp -m tcp --dport 80 -j MASQUERADE"
+    echo "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination $C1_IP:80"
+    echo COMMIT
+  } | apply_rules
+  server web "$NS_C1" tcp_server.py --port 80 --lifetime 30
+  proxy proxy TCP6-LISTEN:8080,ipv6only=1,fork,reuseaddr "TCP4:$C1_IP:80"
+  wait_listen "$NS_HOST" 8080
+  # Let the last MLD reports of the address setup go out before capturing.
+  sleep 0.3
+  start_recording
+  run v6 "$NS_OUT" tcp_client.py --src 2001:db8:113::2 --dst 2001:db8:113::1 --port 8080 --requests 2 --tag ext6
+  run v4 "$NS_OUT" tcp_client.py --src "$REMOTE_CLI" --dst "$HOST_IP" --port 8080 --requests 2 --tag ext4
+  client h1 "$NS_OUT" tcp_client.py --src 2001:db8:100::10 --dst 2001:db8:113::1 --port 8080 --requests 3 \
+    --tag ext6hold --ready "$SYNC/h1" --release "$SYNC/release"
+  local h1=$LAST_PID
+  wait_file "$SYNC/h1" 5
+  snapshot
+  touch "$SYNC/release"
+  expect_ok "$h1"
+  sleep 1
+  kill_servers
+  stop_recording
+}
+
+# A path MTU black hole (FM-18, FM-20): the host's uplink eth0 has an MTU of 1400
+# (a tunnel or PPPoE link) while both ends announce a 1460-byte MSS (their own
+# links are 1500). c1's full-size segments (1500 bytes, DF) cannot leave eth0: the
+# host answers "fragmentation needed" (mtu 1400), a hardening rule in its OUTPUT
+# chain drops that ICMP, so c1 never learns and sends the same bytes again until
+# it gives up (RST). The first exchange, small, gets through; so does c2's.
+scenario_fault_pmtu_black_hole() {
+  IFACES=(docker0 eth0 veth-c1)
+  SNAPLEN=128
+  {
+    docker_filter_base
+    echo "-A OUTPUT -p icmp -m icmp --icmp-type 3/4 -j DROP"
+    echo COMMIT
+    docker_nat_base
+    echo "$MASQ_RULE"
+    echo COMMIT
+  } | apply_rules
+  hx ip link set eth0 mtu 1400
+  set_offloads off
+  nsx "$NS_C1" sysctl -q -w net.ipv4.tcp_mtu_probing=0
+  server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --lifetime 30
+  start_recording
+  client ok "$NS_C2" tcp_client.py --dst "$SRV_IP" --port 7000 --requests 2 --tag small \
+    --ready "$SYNC/ok" --release "$SYNC/release"
+  local ok=$LAST_PID
+  wait_file "$SYNC/ok" 5
+  run upload "$NS_C1" tcp_client.py --dst "$SRV_IP" --port 7000 --requests 2 --last-size 40000 \
+    --expect-stall --io-timeout 4 --close rst --tag upload
+  snapshot
+  touch "$SYNC/release"
+  expect_ok "$ok"
+  kill_servers
+  stop_recording
+}
+
+# The same black hole over IPv6, the other way, with the error seen: c1 downloads
+# from [2001:db8:113::2]:7000 through masquerade6, and docker0's MTU is 1400 while
+# every other link is 1500 (both ends announce a 1440-byte MSS). The host cannot
+# forward the server's full-size segments (1500 bytes) into docker0 and sends
+# "packet too big" (mtu 1400) out eth0, where it is captured; the server's own
+# firewall (ip6tables INPUT in nc-out) drops it, so the server sends the same
+# bytes again until c1 gives up (RST). The first response, small, gets through.
+scenario_fault_pmtu_black_hole6() {
+  IFACES=(docker0 eth0 veth-c1)
+  SNAPLEN=128
+  { docker_filter_base; echo COMMIT; docker_nat_base; echo "$MASQ_RULE"; echo COMMIT; } | apply_rules
+  {
+    docker_filter_base
+    echo COMMIT
+    docker_nat_base | sed 's|! -d 127.0.0.0/8|! -d ::1/128|'
+    echo "-A POSTROUTING -s fd00:172:17::/64 ! -o docker0 -j MASQUERADE"
+    echo COMMIT
+  } | hx ip6tables-restore
+  nsx "$NS_OUT" ip6tables -A INPUT -p icmpv6 -m icmp6 --icmpv6-type packet-too-big -j DROP
+  hx ip link set docker0 mtu 1400
+  set_offloads off
+  server srv-tcp "$NS_OUT" tcp_server.py --bind :: --port 7000 --resp-pads 32,40000 --lifetime 30
+  # Let the last MLD reports of the address setup go out before capturing.
+  sleep 0.3
+  start_recording
+  client ok "$NS_C2" tcp_client.py --dst 2001:db8:113::2 --port 7000 --requests 1 --tag small \
+    --ready "$SYNC/ok" --release "$SYNC/release"
+  local ok=$LAST_PID
+  wait_file "$SYNC/ok" 5
+  run download "$NS_C1" tcp_client.py --dst 2001:db8:113::2 --port 7000 --requests 2 \
+    --expect-stall --io-timeout 4 --close rst --tag download
+  snapshot
+  touch "$SYNC/release"
+  expect_ok "$ok"
+  kill_servers
+  hx ip6tables-save | sed '/^# /d' >"$SCEN_DIR/ip6tables.txt"
+  stop_recording
+}
+
 # ---------------------------------------------------------------- checks
 
 # Every pcap must show only lab addresses.
@@ -1643,7 +1803,7 @@ check_addresses() {
   for f in "$SCEN_DIR"/*.pcap "$SCEN_DIR"/*.pcapng; do
     bad=$(tshark -r "$f" -T fields -E separator=, -e ip.src -e ip.dst -e arp.src.proto_ipv4 -e arp.dst.proto_ipv4 \
       -e ipv6.src -e ipv6.dst 2>/dev/null | tr ',\t' '\n' |
-      grep -v -E '^$|^172\.17\.|^203\.0\.113\.|^198\.51\.100\.|^0\.0\.0\.0$|^fd00:172:17:|^2001:db8:|^ff02:' | sort -u || true)
+      grep -v -E '^$|^172\.17\.|^203\.0\.113\.|^198\.51\.100\.|^0\.0\.0\.0$|^127\.0\.0\.1$|^fd00:172:17:|^2001:db8:|^ff02:' | sort -u || true)
     [[ -z $bad ]] || die "$(basename "$f"): unexpected addresses: $bad"
   done
   # IPv6 only where the scenario asks for it.
@@ -2151,6 +2311,67 @@ check_fault_dns_pair_dropped() {
   need 2 "UDP entries" "$(ct_count "$ct" '^ipv4 +2 udp ' "dst=$HOST_IP ")"
   need 1 "packet on the nth DROP" "$(counter "$SCEN_DIR/iptables-counters.txt" '--every 2 --packet 1 -j DROP')"
   [[ $(ct_stat "$st" insert_failed) -eq 0 && $(ct_stat "$st" drop) -eq 0 ]] || die "$SCEN: conntrack counted insert failures"
+}
+
+# The userland proxy: every client's connection ends at the host (no DNAT entry),
+# and a connection of the proxy's own from the bridge address reaches c1:80.
+check_proxy_common() {
+  local ct=$SCEN_DIR/conntrack.txt d=$SCEN_DIR/docker0.pcap
+  need 2 "TCP conversations from $BR_IP to $C1_IP:80 on docker0" "$(tcp_convs "$d" "ip.src==$BR_IP && ip.dst==$C1_IP && tcp.dstport==80")"
+  need 1 "entry from $BR_IP to $C1_IP:80 without NAT" "$(ct_count "$ct" "src=$BR_IP dst=$C1_IP sport=([0-9]+) dport=80 src=$C1_IP dst=$BR_IP sport=80 dport=\\1 ")"
+  [[ $(pkts "$d" 'tcp.port==8080') -eq 0 ]] || die "$SCEN: port 8080 on docker0"
+}
+
+check_userland_proxy() {
+  check_proxy_common
+  local ct=$SCEN_DIR/conntrack.txt
+  need 2 "TCP conversations to $HOST_IP:8080 on eth0" "$(tcp_convs "$SCEN_DIR/eth0.pcap" "ip.dst==$HOST_IP && tcp.dstport==8080")"
+  need 1 "TCP conversation to 127.0.0.1:8080 on lo" "$(tcp_convs "$SCEN_DIR/lo.pcap" "tcp.dstport==8080")"
+  need 1 "entry to $HOST_IP:8080 without NAT" "$(ct_count "$ct" "dst=$HOST_IP sport=([0-9]+) dport=8080 src=$HOST_IP dst=$SRV_IP sport=8080 dport=\\1 ")"
+  [[ $(ct_count "$ct" "dport=8080 src=$C1_IP ") -eq 0 ]] || die "$SCEN: a DNAT entry for 8080"
+  need 1 "MASQUERADE entry for $C2_IP" "$(ct_count "$ct" "src=$C2_IP dst=$SRV_IP " 'dport=7000 ' "dst=$HOST_IP ")"
+  [[ $(pkts "$SCEN_DIR/eth0.pcap" 'ip.src==172.17.0.0/16 || ip.dst==172.17.0.0/16') -eq 0 ]] || die "$SCEN: container address on eth0"
+}
+
+check_userland_proxy6() {
+  check_proxy_common
+  local ct=$SCEN_DIR/conntrack.txt e=$SCEN_DIR/eth0.pcap
+  need 2 "IPv6 TCP conversations to [2001:db8:113::1]:8080 on eth0" "$(tcp_convs "$e" "ipv6.dst==2001:db8:113::1 && tcp.dstport==8080")"
+  # No ip6tables rule at all, so conntrack does not track IPv6 here.
+  [[ $(ct_count "$ct" '^ipv6 ') -eq 0 ]] || die "$SCEN: IPv6 conntrack entries"
+  need 1 "IPv4 DNAT entry 8080 -> $C1_IP:80" "$(ct_count "$ct" "src=$REMOTE_CLI dst=$HOST_IP sport=[0-9]+ dport=8080 src=$C1_IP dst=$REMOTE_CLI sport=80 ")"
+  need 1 "packets from $REMOTE_CLI on docker0" "$(pkts "$SCEN_DIR/docker0.pcap" "ip.src==$REMOTE_CLI")"
+  [[ $(pkts "$SCEN_DIR/docker0.pcap" 'ipv6 && tcp') -eq 0 ]] || die "$SCEN: IPv6 TCP on docker0"
+}
+
+# A PMTU black hole: full-size segments with DF seen at FROM and never at TO,
+# sent again; smaller packets of the connection crossed.
+# check_black_hole FROM TO FILTER (FILTER selects the stalled direction at both).
+check_black_hole() {
+  local from=$SCEN_DIR/$1.pcap to=$SCEN_DIR/$2.pcap f=$3
+  need 3 "full-size (1500-byte) segments on $1" "$(pkts "$from" "$f && (ip.len==1500 || ipv6.plen==1460)")"
+  need 2 "retransmissions on $1" "$(pkts "$from" "$f && tcp.analysis.retransmission")"
+  [[ $(pkts "$to" "$f && (ip.len > 1400 || ipv6.plen > 1360)") -eq 0 ]] || die "$SCEN: full-size segments reached $2"
+  need 1 "data segments that reached $2" "$(pkts "$to" "$f && tcp.len > 0")"
+}
+
+check_fault_pmtu_black_hole() {
+  check_black_hole docker0 eth0 "tcp.dstport==7000"
+  need 3 "full-size segments with DF" "$(pkts "$SCEN_DIR/docker0.pcap" 'ip.len==1500 && ip.flags.df==1')"
+  local f
+  for f in "$SCEN_DIR"/*.pcap; do
+    [[ $(pkts "$f" 'icmp') -eq 0 ]] || die "$SCEN: ICMP in $(basename "$f") (the OUTPUT rule should drop it)"
+  done
+  need 2 "SYNs announcing MSS 1460" "$(pkts "$SCEN_DIR/docker0.pcap" 'tcp.flags.syn==1 && tcp.options.mss_val==1460')"
+  grep -qE '^[0-9]+: eth0(@[^:]*)?: .* mtu 1400 ' "$SCEN_DIR/links.txt" || die "$SCEN: eth0's MTU is not 1400"
+}
+
+check_fault_pmtu_black_hole6() {
+  check_black_hole eth0 docker0 "tcp.srcport==7000"
+  need 1 "packet too big (mtu 1400) on eth0" "$(pkts "$SCEN_DIR/eth0.pcap" 'icmpv6.type==2 && icmpv6.mtu==1400')"
+  [[ $(pkts "$SCEN_DIR/docker0.pcap" 'icmpv6.type==2') -eq 0 ]] || die "$SCEN: packet too big on docker0"
+  need 2 "SYNs announcing MSS 1440" "$(pkts "$SCEN_DIR/eth0.pcap" 'tcp.flags.syn==1 && tcp.options.mss_val==1440')"
+  grep -qE '^[0-9]+: docker0: .* mtu 1400 ' "$SCEN_DIR/links.txt" || die "$SCEN: docker0's MTU is not 1400"
 }
 
 # ---------------------------------------------------------------- main

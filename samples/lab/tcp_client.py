@@ -9,6 +9,11 @@ or for --hold seconds. It then closes with FIN (default) or RST (--close rst).
 --ready FILE is created after the last response, so the recorder can take a
 conntrack snapshot while the connection is still established.
 
+--last-size N: the last request line is about N bytes instead (a bulk upload).
+--expect-stall: the last exchange is expected to stall: its request or response
+not getting through within --io-timeout is then success, and a response in time
+is a failure. The connection is then closed (--close decides how) without waiting.
+
 --phase2 FILE: after the hold, wait for FILE to appear, send one more request and
 wait up to --phase2-timeout for its response (used to send data after the
 recorder deleted the conntrack entry). No response is not an error then.
@@ -57,6 +62,8 @@ def main() -> int:
     ap.add_argument("--sport", type=int, default=0)
     ap.add_argument("--requests", type=int, default=2)
     ap.add_argument("--size", type=int, default=40)
+    ap.add_argument("--last-size", type=int, default=0)
+    ap.add_argument("--expect-stall", action="store_true")
     ap.add_argument("--tag", default="c", help="text put in every request, to tell clients apart")
     ap.add_argument("--connect-timeout", type=float, default=3.0)
     ap.add_argument("--io-timeout", type=float, default=3.0)
@@ -90,8 +97,19 @@ def main() -> int:
     sock.settimeout(args.io_timeout)
     buf = bytearray()
     for i in range(args.requests):
+        size = args.last_size if args.last_size and i == args.requests - 1 else args.size
         body = f"REQ {args.tag} {local[1]} {i} "
-        body += "x" * max(0, args.size - len(body))
+        body += "x" * max(0, size - len(body))
+        if args.expect_stall and i == args.requests - 1:
+            try:
+                sock.sendall(body.encode() + b"\n")
+                read_line(sock, buf)
+            except (OSError, ConnectionError) as e:
+                print(f"exchange {i} stalled as expected: {e}", flush=True)
+                return close(sock, args)
+            print(f"exchange {i} unexpectedly completed", flush=True)
+            close(sock, args)
+            return 1
         sock.sendall(body.encode() + b"\n")
         read_line(sock, buf)
     print(f"done {args.requests} exchanges", flush=True)
@@ -110,6 +128,11 @@ def main() -> int:
                 print("late request answered", flush=True)
             except (OSError, ConnectionError) as e:
                 print(f"late request not answered: {e}", flush=True)
+    return close(sock, args)
+
+
+def close(sock: socket.socket, args: argparse.Namespace) -> int:
+    """Closes with RST (--close rst) or FIN, then reads until the peer closes."""
     if args.close == "rst":
         # SO_LINGER with a zero timeout makes close() send RST instead of FIN.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

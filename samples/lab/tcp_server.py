@@ -5,8 +5,10 @@ Listens on one or more ports of one address. For every complete request line it
 receives it answers with one line "RSP <request line> <padding>", so each request
 and each response is a distinct, small payload that can be matched across the NAT.
 A connection ends when the peer closes (the server then closes too, FIN) or
-resets. The server itself is bounded: it exits after --lifetime seconds or after
---max-conns accepted connections have all finished, whichever comes first.
+resets. --resp-pads A,B,... gives the padding of a connection's first, second,
+... response (the last repeats), in place of --resp-pad. The server itself is
+bounded: it exits after --lifetime seconds or after --max-conns accepted
+connections have all finished, whichever comes first.
 """
 import argparse
 import os
@@ -23,8 +25,10 @@ def main() -> int:
     ap.add_argument("--lifetime", type=float, default=20.0)
     ap.add_argument("--max-conns", type=int, default=64)
     ap.add_argument("--resp-pad", type=int, default=32, help="bytes of padding in each response")
+    ap.add_argument("--resp-pads", default="", help="padding of each response of a connection in turn")
     ap.add_argument("--ready", help="file to create once listening")
     args = ap.parse_args()
+    pads = [int(p) for p in args.resp_pads.split(",") if p] or [args.resp_pad]
 
     sel = selectors.DefaultSelector()
     for port in args.port:
@@ -46,14 +50,14 @@ def main() -> int:
         if accepted >= args.max_conns and open_conns == 0:
             break
         for key, _ in sel.select(timeout=0.1):
-            kind, buf = key.data
+            kind, state = key.data
             sock = key.fileobj
             if kind == "listen":
                 if accepted >= args.max_conns:
                     continue
                 conn, _peer = sock.accept()
                 conn.setblocking(False)
-                sel.register(conn, selectors.EVENT_READ, ("conn", bytearray()))
+                sel.register(conn, selectors.EVENT_READ, ("conn", [bytearray(), 0]))
                 accepted += 1
                 open_conns += 1
                 continue
@@ -66,11 +70,14 @@ def main() -> int:
                 sock.close()
                 open_conns -= 1
                 continue
+            buf = state[0]
             buf.extend(data)
             while b"\n" in buf:
                 line, _, rest = bytes(buf).partition(b"\n")
                 buf[:] = rest
-                reply = b"RSP " + line + b" " + b"y" * args.resp_pad + b"\n"
+                pad = pads[min(state[1], len(pads) - 1)]
+                state[1] += 1
+                reply = b"RSP " + line + b" " + b"y" * pad + b"\n"
                 try:
                     sock.sendall(reply)
                 except OSError:

@@ -198,6 +198,10 @@ pub enum Evidence {
         packets: u64,
         conn: String,
     },
+    /// A fact about packets too large for the path (`pmtu-black-hole`).
+    Size(SizeFact),
+    /// A fact about two connections a proxy spliced (`userland-proxy`).
+    Splice(SpliceFact),
     /// Every source translation to `nat` at `point`: how many kept the port, moved
     /// because of a holder, moved with none; the span of new ports when several.
     Census {
@@ -287,5 +291,88 @@ pub enum Evidence {
         conn: String,
         from_ns: i64,
         to_ns: i64,
+    },
+}
+
+/// Facts of `pmtu-black-hole`: packet sizes, announced MSS, ICMP errors.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SizeFact {
+    /// `packets` data segments of `direction` (`df` of them not to be fragmented) of
+    /// `min_len` to `max_len` bytes reached `from` and never `to`.
+    TooBig {
+        direction: Direction,
+        packets: u64,
+        df: u64,
+        v6: bool,
+        min_len: u32,
+        max_len: u32,
+        first_ns: i64,
+        last_ns: i64,
+        from: String,
+        to: String,
+    },
+    /// `copies` of them carried bytes sent before, whole again, and none of those
+    /// bytes reached `to` in a smaller segment.
+    SentAgain { copies: u64, to: String },
+    /// `packets` packets of `direction` of up to `max_len` bytes crossed.
+    SmallerCrossed {
+        direction: Direction,
+        packets: u64,
+        max_len: u32,
+    },
+    /// The MSS the initiator and the responder announced in their SYNs, seen at
+    /// `point`; `v6` for the header size.
+    Mss {
+        point: String,
+        mss: [Option<u16>; 2],
+        v6: bool,
+    },
+    /// No ICMP error that a packet was too big, about this connection, in any capture.
+    NoIcmp { points: Vec<String>, v6: bool },
+    /// `packets` ICMP errors "fragmentation needed" / "packet too big" (`conn`) from
+    /// `sender` about this connection at `point`, announcing `mtu`; `later`: the
+    /// too-large segments went on after the first of them.
+    Icmp {
+        point: String,
+        conn: String,
+        sender: IpAddr,
+        packets: u64,
+        mtu: Option<u32>,
+        v6: bool,
+        first_ns: i64,
+        later: bool,
+    },
+}
+
+/// Facts of `userland-proxy`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SpliceFact {
+    /// Connection `conn` ended at `point`: `answered_by` answered its handshake there,
+    /// and no other point carries its packets.
+    Ended {
+        conn: String,
+        point: String,
+        answered_by: Endpoint,
+    },
+    /// Connection `inner` opened at `point` (its SYN) `after_ns` after `outer`'s
+    /// handshake was answered, with sequence numbers of its own.
+    Opened {
+        inner: String,
+        outer: String,
+        point: String,
+        after_ns: i64,
+    },
+    /// The `bytes` that `from` carried one way (`to_backend`: from the client; else
+    /// from the backend) went on over `to` in the same order: `compared` segments at
+    /// matching offsets agree in their first bytes, the first `lag_ns` later; `to`
+    /// carried `carried` bytes.
+    SameBytes {
+        to_backend: bool,
+        from: String,
+        to: String,
+        bytes: u64,
+        carried: u64,
+        compared: usize,
+        lag_ns: i64,
     },
 }

@@ -111,6 +111,12 @@ named_enum! {
         /// The first packet(s) of a connection lost at the NAT host and recovered by a
         /// copy sent again: the insert race's signature.
         InsertRace = "insert-race",
+        /// TCP segments too large for the path between two points, lost again and again
+        /// while smaller packets cross, and PMTU discovery never told the sender.
+        PmtuBlackHole = "pmtu-black-hole",
+        /// A proxy on the host ends the client's TCP connection and opens its own to the
+        /// backend with the same bytes: the backend sees the proxy's address.
+        UserlandProxy = "userland-proxy",
     }
 }
 
@@ -351,6 +357,8 @@ pub enum Detail {
         /// A datagram pair: the time between its two datagrams.
         pair_gap_ns: Option<i64>,
     },
+    PmtuBlackHole(PmtuFacts),
+    UserlandProxy(SpliceFacts),
     Conntrack {
         /// The entry (`file:line`), or the snapshot file for `ct-missing`.
         entry: String,
@@ -360,6 +368,57 @@ pub enum Detail {
         conntrack: Option<Tuple>,
         facts: CtFacts,
     },
+}
+
+/// `pmtu-black-hole`: the segments that did not fit between two points, by IP length.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PmtuFacts {
+    /// The point the segments were seen at and the next one they never reached.
+    pub from: String,
+    pub to: String,
+    pub direction: Direction,
+    /// The largest packet of that direction that crossed, and the smallest and largest
+    /// segment that did not.
+    pub crossed_max: u32,
+    pub failed: (u32, u32),
+    /// Copies of bytes sent again whole.
+    pub resent: u64,
+    /// The MSS the initiator and the responder announced in their SYNs (at `from`).
+    pub mss: [Option<u16>; 2],
+    /// IPv6 (MSS to MTU: 60 bytes of headers rather than 40).
+    pub v6: bool,
+    /// The next-hop MTU an ICMP error about the connection announced, and the points
+    /// such errors were seen at.
+    pub icmp_mtu: Option<u32>,
+    pub icmp_points: Vec<String>,
+}
+
+impl PmtuFacts {
+    /// The MTU the evidence implies: what an ICMP error announced, else the range
+    /// from the largest packet that crossed to one byte below the smallest that failed.
+    pub fn mtu(&self) -> (u32, u32) {
+        match self.icmp_mtu {
+            Some(m) => (m, m),
+            None => (self.crossed_max, self.failed.0.saturating_sub(1)),
+        }
+    }
+}
+
+/// `userland-proxy`: the two connections a proxy spliced.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SpliceFacts {
+    /// The client's connection (id) and its tuple where it ended: the client, the
+    /// endpoint the proxy listens on.
+    pub outer: String,
+    pub outer_tuple: Tuple,
+    /// The proxy's connection and its tuple where it began: the address the backend
+    /// sees, the backend.
+    pub inner: String,
+    pub inner_tuple: Tuple,
+    /// The backend sees another address than the client's.
+    pub address_lost: bool,
+    /// The client is the host itself (loopback, or an address of the host).
+    pub local_client: bool,
 }
 
 /// What a conntrack finding's words need beyond the tuples.

@@ -35,10 +35,12 @@ pub use cidr::Cidr;
 pub use context::{Ctx, Explained};
 pub use ct::{WitnessKind, WitnessSummary};
 pub use evidence::{Endpoint, EntryFacts, Evidence, GapFacts, HopFacts, RuleFacts, RuleRole};
+pub use evidence::{SizeFact, SpliceFact};
 pub use finding::{
     AllocatorMode, Code, CtFacts, Detail, Direction, Finding, LeakKind, PathReason, RaceKind,
     RangeFrom, Role, Seen, Severity,
 };
+pub use finding::{PmtuFacts, SpliceFacts};
 
 /// What the audit is told beyond the captures and witnesses.
 #[derive(Clone, Debug, Default)]

@@ -204,6 +204,7 @@ mod tests {
             payload_digest: 0xdead_beef,
             payload_head: None,
             truncated: false,
+            df: true,
         }
     }
 
@@ -215,6 +216,7 @@ mod tests {
             flags: 0x18,
             window: 502,
             ts: Some((7, 8)),
+            mss: None,
         };
         let inside = pkt("172.17.0.2", 40000, "203.0.113.2", 80, l4, 64);
         let outside = pkt("203.0.113.1", 8942, "203.0.113.2", 80, l4, 63);
@@ -226,6 +228,7 @@ mod tests {
             flags: 0x18,
             window: 502,
             ts: Some((7, 8)),
+            mss: None,
         };
         assert_ne!(fingerprint(&inside).0, fingerprint(&other).0);
     }
@@ -238,6 +241,7 @@ mod tests {
             flags: 0x02,
             window: 64240,
             ts: Some((tsval, 0)),
+            mss: None,
         };
         let mut first = pkt("172.17.0.2", 40000, "203.0.113.2", 80, syn(7), 64);
         first.payload_len = 0;
@@ -262,18 +266,21 @@ mod tests {
             code: 0,
             echo: Some((100, 1)),
             quoted: None,
+            mtu: None,
         };
         let b = L4::Icmp {
             icmp_type: 8,
             code: 0,
             echo: Some((7, 1)),
             quoted: None,
+            mtu: None,
         };
         let c = L4::Icmp {
             icmp_type: 8,
             code: 0,
             echo: Some((100, 2)),
             quoted: None,
+            mtu: None,
         };
         let pa = pkt("172.17.0.2", 100, "203.0.113.2", 0, a, 64);
         let pb = pkt("203.0.113.1", 7, "203.0.113.2", 0, b, 63);

@@ -18,8 +18,13 @@
 //! 6. `translations`: per connection (in parallel), a [`Link`] for each consecutive
 //!    pair of hops: the translation, matched and unmatched packets per direction
 //!    (TCP data by byte range, pure ACKs superseded by a later one: [`Resegmentation`]),
-//!    forwarding latency; then, where the source port moved, the connection that held
-//!    the wanted port ([`PortRealloc`]).
+//!    each direction by packet size (`sizes`: the largest that crossed, the TCP data
+//!    segments larger than that which did not: [`Sizing`]), forwarding latency;
+//!    then, where the source port moved, the connection that held the wanted port
+//!    ([`PortRealloc`]).
+//! 7. `streams`: for TCP connections no link translated, the first bytes each side
+//!    sent, by offset in its stream ([`Streams`]), so that the two connections a
+//!    userland proxy splices can be told to carry the same bytes.
 //!
 //! This module holds the sequence and the result ([`Correlation`], [`Connection`],
 //! [`PointSummary`]); the types of hops and links belong to their steps and are
@@ -32,6 +37,8 @@ mod pairing;
 mod paths;
 pub mod points;
 mod segments;
+mod sizes;
+mod streams;
 #[cfg(test)]
 pub(crate) mod testkit;
 mod translations;
@@ -46,6 +53,8 @@ use points::PointData;
 
 pub use paths::{Hop, Related};
 pub use segments::{Resegmentation, Resegmented};
+pub use sizes::{Oversize, Sizes, Sizing};
+pub use streams::{Chunk, Stream, Streams};
 pub use translations::{Gap, Latency, Link, LinkEvidence, PortRealloc, Resent, Unmatched};
 
 /// Tunables of the correlation.
@@ -90,6 +99,9 @@ pub struct Connection {
     pub related: Vec<Related>,
     /// How the initiator was decided, from the hop with the best evidence.
     pub initiator: InitiatorEvidence,
+    /// TCP connections no link translated, whose handshake the first hop saw: the
+    /// bytes each side sent there (`streams`).
+    pub streams: Option<Box<Streams>>,
 }
 
 impl Connection {
@@ -147,6 +159,7 @@ pub fn correlate(
     paths::relate(&mut connections, &comps.rejected, &points);
     translations::link_all(&points, &mut connections, &off, window);
     translations::port_reallocs(&mut connections);
+    streams::summarize(&points, &mut connections, &off);
     Correlation {
         points: points
             .iter()

@@ -466,6 +466,8 @@ mod tests {
             fields: 0,
             ttl: 64,
             tcp_flags: 0,
+            ip_len: 40,
+            df: true,
             seg: None,
         }
     }

@@ -97,6 +97,7 @@ pub(super) fn connections(
                 links: Vec::new(),
                 related: Vec::new(),
                 initiator,
+                streams: None,
             }
         })
         .collect();

@@ -14,8 +14,8 @@ use crate::capture::{self, InputResult, InputSpec, PointInfo, ReadOptions};
 use crate::flows::{self, Flow, Side};
 use crate::model::{Packet, L4};
 
-/// One packet as correlation sees it. 56 bytes, so a capture of N packets costs
-/// about 60·N bytes here (this record plus its index in fingerprint order).
+/// One packet as correlation sees it. 64 bytes, so a capture of N packets costs
+/// about 68·N bytes here (this record plus its index in fingerprint order).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rec {
     pub fp: u64,
@@ -29,6 +29,10 @@ pub struct Rec {
     pub ttl: u8,
     /// TCP flags (0 for other protocols).
     pub tcp_flags: u8,
+    /// Length of the IP packet as sent, and whether it may not be fragmented on the
+    /// way ([`Packet::df`]).
+    pub ip_len: u32,
+    pub df: bool,
     /// TCP only: the fields that stay the same however offloads cut the stream.
     pub seg: Option<Seg>,
 }
@@ -89,13 +93,15 @@ impl Rec {
             fields: field_set(p),
             ttl: p.ttl,
             tcp_flags,
+            ip_len: p.ip_len,
+            df: p.df,
             seg,
         }
     }
 }
 
 // The size the memory estimate above counts on.
-const _: () = assert!(std::mem::size_of::<Rec>() == 56);
+const _: () = assert!(std::mem::size_of::<Rec>() == 64);
 
 /// A capture point ready for correlation.
 #[derive(Clone, Debug)]

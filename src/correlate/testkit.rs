@@ -41,11 +41,13 @@ pub fn tcp(ts_ns: i64, src: &str, dst: &str, seq: u32, flags: u8, ttl: u8) -> Pa
             flags,
             window: 64_240,
             ts: None,
+            mss: None,
         },
         payload_len: 0,
         payload_digest: 0,
         payload_head: None,
         truncated: false,
+        df: true,
     }
 }
 
@@ -72,6 +74,7 @@ pub fn data(ts_ns: i64, src: &str, dst: &str, seq: u32, len: u32, h: Hdr) -> Pac
         flags: h.flags,
         window: 64_240,
         ts: h.tsval.map(|v| (v, 1)),
+        mss: None,
     };
     p.ip_len = 52 + len;
     p.payload_len = len;
@@ -95,6 +98,7 @@ pub fn udp(ts_ns: i64, src: &str, dst: &str, ip_id: Option<u32>, payload: u64) -
         payload_digest: payload,
         payload_head: None,
         truncated: false,
+        df: true,
     }
 }
 

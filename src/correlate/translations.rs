@@ -23,6 +23,7 @@ use super::pairing::match_flows;
 use super::paths::Hop;
 use super::points::{PointData, Rec};
 use super::segments::{self, Resegmentation};
+use super::sizes::{self, Sizes, Sizing};
 use super::Connection;
 use crate::model::{NatChange, Proto, Tuple};
 
@@ -129,6 +130,10 @@ pub struct Link {
     pub unmatched: Unmatched,
     /// Packets accounted for by their bytes or by a later ACK, not one for one.
     pub resegmented: Resegmentation,
+    /// Each direction by packet size: the largest that crossed, the data segments
+    /// larger than that which did not.
+    #[serde(skip)]
+    pub sizes: Sizing,
     pub port_realloc: Option<PortRealloc>,
     /// The lost initiator packets (`unmatched.lost_fwd`) whose copies crossed, in time
     /// order; empty when none did or more than [`MAX_RESENT`] were lost.
@@ -186,6 +191,22 @@ pub(super) fn link(
         same_point,
     );
     m.add_segments(&acc.pairs, &ru, &rd);
+    let side = |hop: &Hop, p, recs, crossed| sizes::Side {
+        point: p,
+        recs,
+        off: off[hop.point],
+        crossed,
+    };
+    let (su, sd) = (
+        side(up, pu, &ru, &matched_u),
+        side(down, pd, &rd, &matched_d),
+    );
+    let sizes = Sizing {
+        fwd: capturing(pd, off_d, window)
+            .map_or_else(Sizes::default, |span| sizes::measure(su, sd, true, span)),
+        rev: capturing(pu, off_u, window)
+            .map_or_else(Sizes::default, |span| sizes::measure(sd, su, false, span)),
+    };
     // Upstream only: initiator packets lost, responder packets appeared; downstream
     // only: initiator packets appeared, responder packets lost.
     let (lost_fwd, appeared_rev) = gaps((up, pu, &ru), &matched_u, (down.point, pd), off, window);
@@ -215,6 +236,7 @@ pub(super) fn link(
         latency: m.latency(),
         unmatched,
         resegmented: acc.resegmented,
+        sizes,
         port_realloc: None,
         resent_fwd,
     }
@@ -268,6 +290,15 @@ fn resent((hop, p, recs): HopRecs, matched: &[bool], gap: &Gap, off: &[i64]) -> 
         });
     }
     out
+}
+
+/// When point `p` (clock offset `off`) was capturing, clock-corrected and widened by
+/// the window on both sides; `None` for a point with no packet.
+fn capturing(p: &PointData, off: i64, window: i64) -> Option<(i64, i64)> {
+    Some((
+        p.info.first_ns? - off - window,
+        p.info.last_ns? - off + window,
+    ))
 }
 
 /// A hop, its point and its records.
@@ -352,9 +383,8 @@ fn gaps(
     window: i64,
 ) -> (Gap, Gap) {
     let (mut fwd, mut rev) = (Gap::default(), Gap::default());
-    let (first, last) = match (po.info.first_ns, po.info.last_ns) {
-        (Some(f), Some(l)) => (f - off[other] - window, l - off[other] + window),
-        _ => return (fwd, rev),
+    let Some((first, last)) = capturing(po, off[other], window) else {
+        return (fwd, rev);
     };
     for (r, _) in recs.iter().zip(matched).filter(|(_, &m)| !m) {
         let t = r.ts - off[hop.point];

@@ -58,6 +58,7 @@ pub(super) fn read(seg: &Segment<'_>, v6: bool) -> Result<Transport, Skip> {
         code,
         echo,
         quoted,
+        mtu: next_hop_mtu(proto, h),
     };
     if is_echo(proto, icmp_type) {
         let id = u16::from_be_bytes([h[4], h[5]]);
@@ -90,6 +91,17 @@ pub(super) fn read(seg: &Segment<'_>, v6: bool) -> Result<Transport, Skip> {
         digest: xxh3_64(body),
         head: None,
     })
+}
+
+/// The MTU of the next hop that a "fragmentation needed" (ICMP type 3 code 4, RFC 1191
+/// 4: the low 16 bits of the rest of the header) or a "packet too big" (ICMPv6 type 2,
+/// RFC 4443 3.2: all 32 bits) announces.
+fn next_hop_mtu(proto: Proto, h: &[u8; ICMP_HEADER_LEN]) -> Option<u32> {
+    match (proto, h[0], h[1]) {
+        (Proto::Icmp, 3, 4) => Some(u32::from(u16::from_be_bytes([h[6], h[7]]))),
+        (Proto::Icmpv6, 2, _) => Some(u32::from_be_bytes([h[4], h[5], h[6], h[7]])),
+        _ => None,
+    }
 }
 
 /// The tuple of the packet an ICMP error quotes (when its header and ports were

@@ -28,6 +28,8 @@ pub(super) struct IpView<'a> {
     pub dst: IpAddr,
     pub ttl: u8,
     pub ip_id: Option<u32>,
+    /// IPv4's don't-fragment flag; set for IPv6, which routers never fragment.
+    pub df: bool,
     /// Length of the IP packet as sent.
     pub ip_len: usize,
     /// How many bytes of the IP packet were captured (never beyond `ip_len` unless the
@@ -128,6 +130,7 @@ fn v4<'a>(ip: &'a [u8], s: &LaxIpv4Slice<'a>, wire_len: usize) -> IpView<'a> {
         dst: IpAddr::V4(h.destination_addr()),
         ttl: h.ttl(),
         ip_id: Some(u32::from(h.identification())),
+        df: h.dont_fragment(),
         ip_len,
         captured,
         proto,
@@ -160,6 +163,7 @@ fn v6<'a>(ip: &'a [u8], s: &LaxIpv6Slice<'a>, wire_len: usize) -> IpView<'a> {
         dst: IpAddr::V6(h.destination_addr()),
         ttl: h.hop_limit(),
         ip_id: frag.map(|f| f.id),
+        df: true,
         ip_len,
         captured,
         proto: p.ip_number.0,
@@ -345,6 +349,7 @@ fn packet(v: &IpView<'_>, t: &Transport, link: &Link) -> Packet {
         },
         ip_id: v.ip_id,
         ttl: v.ttl,
+        df: v.df,
         ip_len: len_u32(v.ip_len),
         l4: t.l4,
         payload_len: len_u32(t.payload_len),

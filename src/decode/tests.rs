@@ -259,12 +259,44 @@ fn ethernet_ipv4_tcp_with_timestamp() {
             ack: 0x0bad_cafe,
             flags: tcp_flags::PSH | tcp_flags::ACK,
             window: 64240,
-            ts: Some((1000, 2000))
+            ts: Some((1000, 2000)),
+            mss: None,
         }
     );
     assert_eq!(p.payload_len, 11);
     assert_eq!(p.payload_digest, xxh3_64(b"hello world"));
     assert!(!p.truncated);
+}
+
+#[test]
+fn dont_fragment_and_the_mss_of_a_syn() {
+    // MSS 1460, SACK permitted, timestamp, NOP, window scale 7: Linux's SYN options.
+    let mut o = vec![2, 4, 0x05, 0xb4, 4, 2];
+    o.extend_from_slice(&ts_option(7, 0)[2..]);
+    o.extend_from_slice(&[1, 3, 3, 7]);
+    let syn = tcp_with(40000, 80, 1, tcp_flags::SYN, &o, 0, &[]);
+    let p = ok(RAW, &ipv4(6, A, B, &syn)).packet;
+    assert!(p.df);
+    let L4::Tcp { mss, ts, .. } = p.l4 else {
+        panic!("{:?}", p.l4)
+    };
+    assert_eq!((mss, ts), (Some(1460), Some((7, 0))));
+    // No DF: a packet routers may fragment. IPv6 is never fragmented on the way.
+    let p = ok(RAW, &ipv4_with(6, A, B, 1, 0, &[], &syn)).packet;
+    assert!(!p.df);
+    assert!(ok(RAW, &ipv6(6, A6, B6, &syn)).packet.df);
+    // An MSS option with a wrong length, or cut by the capture, is not read.
+    let bad = tcp_with(40000, 80, 1, tcp_flags::SYN, &[2, 3, 5, 1], 0, &[]);
+    let L4::Tcp { mss, .. } = ok(RAW, &ipv4(6, A, B, &bad)).packet.l4 else {
+        panic!()
+    };
+    assert_eq!(mss, None);
+    let frame = ipv4(6, A, B, &syn);
+    let cut = decode(RAW, &frame[..20 + 20 + 3], frame.len() as u32).unwrap();
+    let L4::Tcp { mss, .. } = cut.packet.l4 else {
+        panic!()
+    };
+    assert_eq!(mss, None);
 }
 
 #[test]
@@ -703,7 +735,8 @@ fn icmp_echo_uses_the_identifier_as_source_port() {
                 icmp_type,
                 code: 0,
                 echo: Some((id, 3)),
-                quoted: None
+                quoted: None,
+                mtu: None,
             }
         );
         assert_eq!(p.payload_len, 9);
@@ -718,7 +751,8 @@ fn icmp_echo_uses_the_identifier_as_source_port() {
             icmp_type: 13,
             code: 0,
             echo: None,
-            quoted: None
+            quoted: None,
+            mtu: None,
         }
     );
 }
@@ -775,7 +809,8 @@ fn icmp_error_carries_the_quoted_tuple() {
             icmp_type: 3,
             code: 4,
             echo: None,
-            quoted: Some(quoted)
+            quoted: Some(quoted),
+            mtu: Some(1400),
         }
     );
     assert_eq!(p.payload_len, 28);
@@ -816,7 +851,8 @@ fn icmpv6_echo_and_packet_too_big() {
             icmp_type: 128,
             code: 0,
             echo: Some((77, 1)),
-            quoted: None
+            quoted: None,
+            mtu: None,
         }
     );
     assert_eq!(p.payload_digest, xxh3_64(b"v6 ping"));
@@ -837,7 +873,8 @@ fn icmpv6_echo_and_packet_too_big() {
             icmp_type: 2,
             code: 0,
             echo: None,
-            quoted: Some(quoted)
+            quoted: Some(quoted),
+            mtu: Some(1280),
         }
     );
     assert_eq!(p.payload_len, 1232);

@@ -20,6 +20,8 @@ const SCTP_COMMON_HEADER_LEN: usize = 12;
 /// TCP option kinds (RFC 9293 3.2, RFC 7323 3).
 const TCPOPT_EOL: u8 = 0;
 const TCPOPT_NOP: u8 = 1;
+const TCPOPT_MSS: u8 = 2;
+const TCPOLEN_MSS: u8 = 4;
 const TCPOPT_TIMESTAMP: u8 = 8;
 const TCPOLEN_TIMESTAMP: u8 = 10;
 
@@ -139,6 +141,7 @@ fn tcp(seg: &Segment<'_>) -> Result<Transport, Skip> {
             flags: h[13],
             window: u16::from_be_bytes([h[14], h[15]]),
             ts: tcp_timestamp(options),
+            mss: tcp_mss(options),
         },
         payload_len: seg.len - header_len,
         digest: xxh3_64(seg.after(header_len)),
@@ -146,21 +149,31 @@ fn tcp(seg: &Segment<'_>) -> Result<Transport, Skip> {
     })
 }
 
-/// The TSval/TSecr of a TCP timestamp option (RFC 7323 3.2) in `options`. Stops at the
-/// end-of-options kind, at an impossible option length and at the end of the bytes.
-fn tcp_timestamp(mut options: &[u8]) -> Option<(u32, u32)> {
+/// The TSval/TSecr of a TCP timestamp option (RFC 7323 3.2) in `options`.
+fn tcp_timestamp(options: &[u8]) -> Option<(u32, u32)> {
+    let v: &[u8; 8] = array(tcp_option(options, TCPOPT_TIMESTAMP, TCPOLEN_TIMESTAMP)?, 0)?;
+    Some((
+        u32::from_be_bytes([v[0], v[1], v[2], v[3]]),
+        u32::from_be_bytes([v[4], v[5], v[6], v[7]]),
+    ))
+}
+
+/// The value of a maximum segment size option (RFC 9293 3.2) in `options`.
+fn tcp_mss(options: &[u8]) -> Option<u16> {
+    let v: &[u8; 2] = array(tcp_option(options, TCPOPT_MSS, TCPOLEN_MSS)?, 0)?;
+    Some(u16::from_be_bytes(*v))
+}
+
+/// The bytes after the kind and length of the first option `kind` of length `len` in
+/// `options`. Stops at the end-of-options kind, at an impossible option length and at
+/// the end of the bytes.
+fn tcp_option(mut options: &[u8], kind: u8, len: u8) -> Option<&[u8]> {
     loop {
         match options {
             [] | [TCPOPT_EOL, ..] => return None,
             [TCPOPT_NOP, rest @ ..] => options = rest,
-            [TCPOPT_TIMESTAMP, TCPOLEN_TIMESTAMP, rest @ ..] => {
-                let v: &[u8; 8] = array(rest, 0)?;
-                return Some((
-                    u32::from_be_bytes([v[0], v[1], v[2], v[3]]),
-                    u32::from_be_bytes([v[4], v[5], v[6], v[7]]),
-                ));
-            }
-            [_, len, ..] if *len >= 2 => options = options.get(usize::from(*len)..)?,
+            [k, l, rest @ ..] if *k == kind && *l == len => return Some(rest),
+            [_, l, ..] if *l >= 2 => options = options.get(usize::from(*l)..)?,
             _ => return None,
         }
     }

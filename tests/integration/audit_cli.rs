@@ -1061,3 +1061,188 @@ fn hairpin_without_masquerade_is_named_from_the_entry() {
         assert_eq!(hairpin[0]["severity"], "error", "{s}");
     }
 }
+
+/// Full-size segments that never get past a smaller link, sent again unchanged, with
+/// the ICMP error dropped by the host (IPv4) or seen leaving it and never acted on
+/// (IPv6): one error each, in every format; `lost` does not repeat it.
+#[test]
+fn a_path_mtu_black_hole_is_one_error_with_the_sizes_and_the_mss() {
+    for (name, from, to, dir, mss, mtu) in [
+        (
+            "fault-pmtu-black-hole",
+            "docker0",
+            "eth0",
+            "fwd",
+            1460,
+            None,
+        ),
+        (
+            "fault-pmtu-black-hole6",
+            "eth0",
+            "docker0",
+            "rev",
+            1440,
+            Some(1400),
+        ),
+    ] {
+        let a = pair(name);
+        let (code, doc) = json(&args(&a));
+        assert_eq!(code, 1, "{name}");
+        assert_eq!(
+            codes(&doc),
+            [("error".into(), "pmtu-black-hole".into())],
+            "{name}"
+        );
+        let f = &doc["findings"][0];
+        let d = &f["detail"];
+        assert_eq!((s(&d["from"]), s(&d["to"])), (from, to), "{name}");
+        assert_eq!(d["direction"], dir, "{name}");
+        assert_eq!(d["failed"], serde_json::json!([1500, 1500]), "{name}");
+        assert!(d["crossed_max"].as_u64().unwrap() < 200, "{name}: {d}");
+        assert!(d["resent"].as_u64().unwrap() >= 3, "{name}: {d}");
+        assert_eq!(d["mss_initiator"], mss, "{name}");
+        assert_eq!(d["mss_responder"], mss, "{name}");
+        assert_eq!(f["points"], serde_json::json!([from, to]), "{name}");
+        assert_eq!(f["tuples"][0]["role"], "seen", "{name}");
+        // The segments travel from the sender: the server's (7000) in the download.
+        let sport = if dir == "fwd" { "dport" } else { "sport" };
+        assert_eq!(f["tuples"][0][sport], 7000, "{name}");
+        let ev = f["evidence"].to_string();
+        match mtu {
+            None => {
+                assert!(d["mtu"].is_null(), "{name}");
+                assert_eq!(d["mtu_range"][1], 1499, "{name}");
+                assert!(ev.contains("no ICMP fragmentation needed"), "{name}: {ev}");
+                assert_eq!(f["connections"].as_array().unwrap().len(), 1, "{name}");
+            }
+            Some(m) => {
+                assert_eq!(d["mtu"], m, "{name}");
+                assert_eq!(d["mtu_range"], serde_json::json!([m, m]), "{name}");
+                assert_eq!(d["icmp_seen_at"], serde_json::json!(["eth0"]), "{name}");
+                assert!(
+                    ev.contains("packet too big errors (mtu 1400)"),
+                    "{name}: {ev}"
+                );
+                assert!(ev.contains("it never reached the sender"), "{name}: {ev}");
+                // The connection and the ICMP errors about it.
+                assert_eq!(f["connections"].as_array().unwrap().len(), 2, "{name}");
+            }
+        }
+        assert!(
+            s(&f["message"]).starts_with("PMTU black hole between"),
+            "{name}"
+        );
+        let (_, text) = correlate(&args(&a));
+        assert!(text.contains("[error] pmtu-black-hole"), "{name}: {text}");
+        assert_eq!(
+            correlate(&[&["--fail-on", "pmtu-black-hole"], &args(&a)[..]].concat()).0,
+            1
+        );
+        assert_eq!(
+            correlate(&[&["--fail-on", "lost"], &args(&a)[..]].concat()).0,
+            0
+        );
+        snapshot_findings(name, &doc);
+        snapshot_markdown(name, &args(&a));
+    }
+}
+
+/// A userland proxy splices two TCP connections: each outside client's connection
+/// ends at the host, a connection of the proxy's own from the bridge address carries
+/// its bytes to the container. Paired by bytes and timing: a warning per client (its
+/// address is lost), info for the host's own client over lo; the IPv4 client of the
+/// IPv6 recording is DNATed and keeps its address. Nothing else about those
+/// connections.
+#[test]
+fn a_userland_proxy_pairs_the_clients_connection_with_its_own() {
+    for (name, clients) in [("userland-proxy", 2), ("userland-proxy6", 2)] {
+        let a = pair(name);
+        let (code, doc) = json(&args(&a));
+        assert_eq!(code, 0, "{name}: warnings do not fail by default");
+        assert_eq!(
+            codes(&doc),
+            vec![("warning".to_string(), "userland-proxy".to_string()); clients],
+            "{name}"
+        );
+        for f in doc["findings"].as_array().unwrap() {
+            let d = &f["detail"];
+            let (outer, inner) = (s(&d["outer"]), s(&d["inner"]));
+            assert_eq!(
+                f["connections"],
+                serde_json::json!([outer, inner]),
+                "{name}"
+            );
+            assert_eq!(d["client_address_lost"], true, "{name}");
+            assert_eq!(d["local_client"], false, "{name}");
+            assert!(s(&d["listen"]).ends_with(":8080"), "{name}: {d}");
+            assert_eq!(d["backend"], "172.17.0.2:80", "{name}");
+            assert!(s(&d["source"]).starts_with("172.17.0.1:"), "{name}: {d}");
+            assert_eq!(
+                f["points"],
+                serde_json::json!(["eth0", "docker0"]),
+                "{name}"
+            );
+            let roles: Vec<&str> = f["tuples"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| s(&t["role"]))
+                .collect();
+            assert_eq!(roles, ["before", "after"], "{name}");
+            // The client's connection is at eth0 only, the proxy's at docker0 only.
+            let c = doc["connections"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["id"] == outer)
+                .unwrap();
+            assert_eq!(c["hops"].as_array().unwrap().len(), 1, "{name}");
+            assert_eq!(c["findings"].as_array().unwrap().len(), 1, "{name}");
+            let ev = f["evidence"].to_string();
+            assert!(ev.contains("went on over"), "{name}: {ev}");
+            assert!(
+                s(&f["message"]).starts_with("client address lost via userland proxy"),
+                "{name}"
+            );
+        }
+        if name == "userland-proxy6" {
+            // The IPv4 client went through DNAT: one connection, two hops, no finding.
+            let dnat = doc["connections"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["hops"][0]["src"] == "198.51.100.20")
+                .expect("the IPv4 client");
+            assert_eq!(dnat["hops"].as_array().unwrap().len(), 2);
+            assert!(dnat["findings"].as_array().unwrap().is_empty());
+        }
+        assert_eq!(
+            correlate(&[&["--fail-on", "userland-proxy"], &args(&a)[..]].concat()).0,
+            1
+        );
+        assert_eq!(
+            correlate(&[&["--fail-on", "error"], &args(&a)[..]].concat()).0,
+            0
+        );
+        snapshot_findings(name, &doc);
+        snapshot_markdown(name, &args(&a));
+    }
+    // With lo captured too, the host's own client is a third pair, info.
+    let d = "samples/userland-proxy";
+    let (code, doc) = json(&[
+        &format!("{d}/docker0.pcap"),
+        &format!("{d}/eth0.pcap"),
+        &format!("{d}/lo.pcap"),
+    ]);
+    assert_eq!(code, 0);
+    let local: Vec<&Value> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["severity"] == "info")
+        .collect();
+    assert_eq!(local.len(), 1, "{}", doc["findings"]);
+    assert_eq!(local[0]["detail"]["local_client"], true);
+    assert!(s(&local[0]["detail"]["client"]).starts_with("127.0.0.1:"));
+    assert_eq!(local[0]["points"], serde_json::json!(["lo", "docker0"]));
+}

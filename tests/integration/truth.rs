@@ -208,12 +208,15 @@ fn the_lab_recorder_parses_and_defines_its_scenarios() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = std::fs::read_to_string(&script).unwrap();
-    let list = text
-        .split_once("ALL_SCENARIOS=(")
-        .and_then(|(_, rest)| rest.split_once(')'))
-        .map(|(l, _)| l)
-        .expect("ALL_SCENARIOS");
-    for s in list.split_whitespace() {
+    // `ALL_SCENARIOS=(...)` and any `ALL_SCENARIOS+=(...)` after it.
+    let lists: Vec<&str> = text
+        .split("ALL_SCENARIOS")
+        .skip(1)
+        .filter_map(|rest| rest.strip_prefix("=(").or_else(|| rest.strip_prefix("+=(")))
+        .filter_map(|rest| rest.split_once(')').map(|(l, _)| l))
+        .collect();
+    assert!(!lists.is_empty(), "ALL_SCENARIOS");
+    for s in lists.iter().flat_map(|l| l.split_whitespace()) {
         let f = format!("scenario_{}()", s.replace('-', "_"));
         assert!(text.contains(&f), "{s}: no {f}");
         let c = format!("check_{}()", s.replace('-', "_"));

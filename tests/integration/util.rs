@@ -33,6 +33,10 @@ pub const SCENARIOS: &[&str] = &[
     "fault-snat-exhaustion-udp6",
     "fault-syn-dropped-once",
     "fault-dns-pair-dropped",
+    "userland-proxy",
+    "userland-proxy6",
+    "fault-pmtu-black-hole",
+    "fault-pmtu-black-hole6",
 ];
 
 /// Scenarios recorded but read only by the tests made for them, not by those that go

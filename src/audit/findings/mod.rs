@@ -2,11 +2,12 @@
 //!
 //! Order matters only through [`Explained`]: a rule may account for packets a link
 //! did not carry (they left as another connection, the host answered them, or they
-//! were sent again and crossed) or for a path that stops short (every NAT port to its
-//! destination was taken), and every later rule sees that. `lost` runs after `leak`,
-//! `snat-port-exhaustion` and `insert-race`, so that what those explain is not also
-//! reported lost. Correlation's own `related` matches explain packets before any rule
-//! runs ([`explained_by_related`]).
+//! were sent again and crossed), for a path that stops short (every NAT port to its
+//! destination was taken) or for packets too large for the path, and every later rule
+//! sees that. `lost` runs after `leak`, `snat-port-exhaustion`, `insert-race` and
+//! `pmtu-black-hole`, so that what those explain is not also reported lost.
+//! Correlation's own `related` matches explain packets before any rule runs
+//! ([`explained_by_related`]).
 //!
 //! To add a finding: a file here with a `pub fn` of type [`RuleFn`], a line in
 //! [`RULES`], a code in `finding.rs`, and its words in `report/explain/`.
@@ -23,11 +24,13 @@ mod insert_race;
 mod leak;
 mod lost;
 mod not_netfilter;
+mod pmtu_black_hole;
 mod port_reallocated;
 mod rule_contradiction;
 mod snat_port_exhaustion;
 mod stale_entry;
 mod unsolicited;
+mod userland_proxy;
 
 use super::{Code, Ctx, Direction, Explained, Finding, Role};
 use crate::correlate::Correlation;
@@ -82,6 +85,11 @@ pub const RULES: &[Rule] = &[
         run: insert_race::detect,
     },
     Rule {
+        code: Code::PmtuBlackHole,
+        what: "TCP segments too large for the path, lost again and again",
+        run: pmtu_black_hole::detect,
+    },
+    Rule {
         code: Code::Lost,
         what: "packets one hop carried and the next did not",
         run: lost::on_links,
@@ -105,6 +113,11 @@ pub const RULES: &[Rule] = &[
         code: Code::Unsolicited,
         what: "packets to a NAT address that belong to no translation",
         run: unsolicited::detect,
+    },
+    Rule {
+        code: Code::UserlandProxy,
+        what: "a client's connection ended at a proxy that opened its own with the same bytes",
+        run: userland_proxy::detect,
     },
     Rule {
         code: Code::PortReallocated,

@@ -160,6 +160,8 @@ pub fn line(e: &Evidence) -> String {
             tuple_proto(from),
             tuple_proto(to)
         ),
+        Evidence::Size(f) => super::pmtu_black_hole::fact(f),
+        Evidence::Splice(f) => super::userland_proxy::fact(f),
         _ => loss_line(e)
             .or_else(|| arrival_line(e))
             .or_else(|| ct_line(e))

@@ -16,11 +16,13 @@ mod insert_race;
 mod leak;
 mod lost;
 mod not_netfilter;
+mod pmtu_black_hole;
 mod port_reallocated;
 mod rule_contradiction;
 mod snat_port_exhaustion;
 mod stale_entry;
 mod unsolicited;
+mod userland_proxy;
 
 use crate::audit::{Code, Finding};
 
@@ -55,6 +57,8 @@ pub fn words(f: &Finding) -> Words {
         Code::NotNetfilter => not_netfilter::explain(f),
         Code::SnatPortExhaustion => snat_port_exhaustion::explain(f),
         Code::InsertRace => insert_race::explain(f),
+        Code::PmtuBlackHole => pmtu_black_hole::explain(f),
+        Code::UserlandProxy => userland_proxy::explain(f),
     };
     Words {
         message,

@@ -1,0 +1,232 @@
+//! Sizes: one direction of a link measured by packet size, after the packets that
+//! crossed are known (one for one, or byte for byte where offloads cut the stream
+//! differently).
+//!
+//! A path that carries less than its ends assume passes small packets and loses large
+//! ones: the largest packet that crossed bounds what the path carries, and TCP data
+//! segments that did not cross and are larger than that (`oversize`) are what it did
+//! not carry. Whether the sender learned of it shows in what it did next: segments
+//! sent again whole (the same first sequence number), and whether their bytes ever
+//! reached the receiving hop in other, smaller segments. Sizes are IP lengths as sent;
+//! the largest that crossed is taken at the receiving hop, so a super-packet that
+//! crossed cut into MSS-sized segments counts at their size.
+
+use std::collections::HashSet;
+
+use super::points::{PointData, Rec};
+use crate::model::tcp_flags::SYN;
+
+/// One direction of a link by packet size.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sizes {
+    /// Packets of this direction the receiving hop got from the sending hop, and the
+    /// IP length of the largest as the receiving hop got it.
+    pub crossed: u64,
+    pub crossed_max: u32,
+    /// TCP data segments the sending hop saw that did not cross and are larger than
+    /// `crossed_max`.
+    pub oversize: Option<Oversize>,
+}
+
+/// Both directions of a link: initiator packets (sent by the upstream hop) and
+/// responder packets (sent by the downstream hop).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sizing {
+    pub fwd: Sizes,
+    pub rev: Sizes,
+}
+
+/// TCP data segments that did not cross a link and are larger than every packet of
+/// their direction that did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Oversize {
+    pub packets: u64,
+    /// Of them, those that may not be fragmented on the way (IPv4 DF, or IPv6).
+    pub df: u64,
+    /// The smallest and largest IP length.
+    pub min_len: u32,
+    pub max_len: u32,
+    /// Clock-corrected times of the first and last.
+    pub first_ns: i64,
+    pub last_ns: i64,
+    /// Copies of bytes the sending hop had seen sent before: segments that start at a
+    /// sequence number a data segment started at earlier.
+    pub resent: u64,
+    /// Whether the first byte of any of them reached the receiving hop in a segment
+    /// of its own (the sender cut it smaller, or an earlier copy crossed).
+    pub delivered: bool,
+    /// Other packets of this direction the sending hop saw from the first of them on
+    /// that did not cross either: not larger than `crossed_max`.
+    pub smaller_lost: u64,
+}
+
+/// One hop of a link as [`measure`] reads it: its point, its records in time order,
+/// its clock offset, and which records crossed (matched or accounted for).
+#[derive(Clone, Copy)]
+pub(super) struct Side<'a> {
+    pub point: &'a PointData,
+    pub recs: &'a [Rec],
+    pub off: i64,
+    pub crossed: &'a [bool],
+}
+
+impl<'a> Side<'a> {
+    /// The records of one direction (`fwd`: the initiator's), with whether they crossed.
+    fn of(&self, fwd: bool) -> impl Iterator<Item = (&'a Rec, bool)> + '_ {
+        self.recs
+            .iter()
+            .zip(self.crossed.iter().copied())
+            .filter(move |(r, _)| self.point.is_fwd(r) == fwd)
+    }
+}
+
+/// Whether a record is a TCP segment with data (a SYN's data is left out).
+fn data(r: &Rec) -> Option<(u32, u32)> {
+    let s = r.seg?;
+    (s.len > 0 && r.tcp_flags & SYN == 0).then_some((s.seq, s.len))
+}
+
+/// Measures one direction (`fwd`: the initiator's) of a link from the sending hop
+/// `send` to the receiving hop `recv`, counting what the sending hop saw within
+/// `span` (clock-corrected: while the receiving point was capturing).
+pub(super) fn measure(send: Side, recv: Side, fwd: bool, span: (i64, i64)) -> Sizes {
+    let mut out = Sizes::default();
+    for (r, _) in recv.of(fwd).filter(|(_, c)| *c) {
+        out.crossed += 1;
+        out.crossed_max = out.crossed_max.max(r.ip_len);
+    }
+    let max = out.crossed_max;
+    let mut sent: HashSet<u32> = HashSet::new();
+    let mut over: Option<Oversize> = None;
+    let mut starts: Vec<u32> = Vec::new();
+    for (r, crossed) in send.of(fwd) {
+        let t = r.ts - send.off;
+        let seg = data(r);
+        let again = seg.is_some_and(|(seq, _)| !sent.insert(seq));
+        if crossed || t < span.0 || t > span.1 {
+            continue;
+        }
+        match seg.filter(|_| r.ip_len > max) {
+            Some((seq, _)) => {
+                let o = over.get_or_insert(Oversize {
+                    min_len: r.ip_len,
+                    first_ns: t,
+                    ..Oversize::default()
+                });
+                o.packets += 1;
+                o.df += u64::from(r.df);
+                o.min_len = o.min_len.min(r.ip_len);
+                o.max_len = o.max_len.max(r.ip_len);
+                o.last_ns = t;
+                o.resent += u64::from(again);
+                starts.push(seq);
+            }
+            None => {
+                if let Some(o) = over.as_mut() {
+                    o.smaller_lost += 1;
+                }
+            }
+        }
+    }
+    if let Some(mut o) = over {
+        let got: Vec<(u32, u32)> = recv.of(fwd).filter_map(|(r, _)| data(r)).collect();
+        o.delivered = starts
+            .iter()
+            .any(|&s| got.iter().any(|&(seq, len)| s.wrapping_sub(seq) < len));
+        out.oversize = Some(o);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::correlate::testkit::{data as seg, point, tcp, Hdr, MS};
+    use crate::model::tcp_flags::{ACK, SYN};
+    use crate::model::Packet;
+
+    const C: &str = "172.17.0.2:40000";
+    const S: &str = "203.0.113.2:7000";
+
+    fn h(tsval: u32) -> Hdr {
+        Hdr {
+            ack: 5000,
+            tsval: Some(tsval),
+            flags: ACK,
+        }
+    }
+
+    /// The records of one point's only flow, all crossed unless listed.
+    fn side(p: &PointData, lost: &[usize]) -> (Vec<Rec>, Vec<bool>) {
+        let recs = p.recs.clone();
+        let crossed = (0..recs.len()).map(|k| !lost.contains(&k)).collect();
+        (recs, crossed)
+    }
+
+    fn sizes(sender: &[Packet], lost: &[usize], receiver: &[Packet]) -> Sizes {
+        let (ps, pr) = (point("a", 0, sender), point("b", 1, receiver));
+        let (rs, cs) = side(&ps, lost);
+        let (rr, cr) = side(&pr, &[]);
+        measure(
+            Side {
+                point: &ps,
+                recs: &rs,
+                off: 0,
+                crossed: &cs,
+            },
+            Side {
+                point: &pr,
+                recs: &rr,
+                off: 0,
+                crossed: &cr,
+            },
+            true,
+            (i64::MIN, i64::MAX),
+        )
+    }
+
+    #[test]
+    fn large_segments_sent_again_and_never_delivered() {
+        // A SYN, a small request that crossed, two full-size segments lost, the first
+        // sent again whole, lost again.
+        let sender = vec![
+            tcp(0, C, S, 999, SYN, 64),
+            seg(MS, C, S, 1000, 40, h(1)),
+            seg(2 * MS, C, S, 1040, 1448, h(2)),
+            seg(2 * MS, C, S, 2488, 1448, h(2)),
+            seg(200 * MS, C, S, 1040, 1448, h(3)),
+        ];
+        let receiver = sender[..2].to_vec();
+        let s = sizes(&sender, &[2, 3, 4], &receiver);
+        assert_eq!((s.crossed, s.crossed_max), (2, 92));
+        let o = s.oversize.expect("oversize");
+        assert_eq!((o.packets, o.df, o.min_len, o.max_len), (3, 3, 1500, 1500));
+        assert_eq!((o.first_ns, o.last_ns), (2 * MS, 200 * MS));
+        assert_eq!((o.resent, o.delivered, o.smaller_lost), (1, false, 0));
+
+        // The sender learned: the same bytes again in smaller segments, which crossed.
+        let mut sender2 = sender.clone();
+        sender2.push(seg(300 * MS, C, S, 1040, 1348, h(4)));
+        let mut receiver2 = receiver.clone();
+        receiver2.push(sender2[5]);
+        let o = sizes(&sender2, &[2, 3, 4], &receiver2).oversize.unwrap();
+        assert!(o.delivered);
+
+        // Everything lost from some moment on, small packets too: not a size matter.
+        let mut sender3 = sender.clone();
+        sender3.push(seg(300 * MS, C, S, 1040, 10, h(5)));
+        let o = sizes(&sender3, &[2, 3, 4, 5], &receiver).oversize.unwrap();
+        assert_eq!(o.smaller_lost, 1);
+    }
+
+    #[test]
+    fn nothing_oversize_when_every_data_segment_crossed() {
+        let sender = vec![
+            tcp(0, C, S, 999, SYN, 64),
+            seg(MS, C, S, 1000, 1448, h(1)),
+            seg(2 * MS, C, S, 2448, 1448, h(2)),
+        ];
+        let s = sizes(&sender, &[], &sender);
+        assert_eq!((s.crossed, s.crossed_max, s.oversize), (3, 1500, None));
+    }
+}
