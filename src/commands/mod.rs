@@ -2,6 +2,7 @@
 //! process exit status. `main.rs` only parses and dispatches. What several commands
 //! share (capture arguments, warning output) lives here.
 
+pub mod collect;
 pub mod conntrack;
 pub mod correlate;
 pub mod explain;
