@@ -154,6 +154,11 @@ fn attribute_one(
     ci: usize,
     conn: &Connection,
 ) -> Option<Attribution> {
+    // An ICMP error belongs to the connection it quotes (conntrack's RELATED): the
+    // host translates it as that connection's reply, and nat chains never see it.
+    if conn.hops.iter().any(|h| h.flow.icmp_error.is_some()) {
+        return None;
+    }
     let (packet, wire, before) = if let Some((from, to)) = translating_link(conn) {
         let (a, b) = (&conn.hops[from], &conn.hops[to]);
         let p = Packet::first(
