@@ -193,32 +193,27 @@ fn run_point(
                 break;
             }
         }
-        let mut took = false;
+        // At most one turn of the ring before the stop is looked at again.
+        let mut took = 0;
         while let Some(go_on) = sock.ring.take(block, |b| {
             append_block(b, index, ethernet, shared, &mut chunk, &mut r.packets)
         }) {
-            took = true;
+            took += 1;
             block = (block + 1) % sock.ring.blocks().max(1);
-            if chunk.len() >= CHUNK || !go_on {
-                if tx
-                    .send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)))
-                    .is_err()
-                {
-                    break 'outer;
-                }
+            if (chunk.len() >= CHUNK || !go_on) && !send(tx, &mut chunk) {
+                break 'outer;
             }
             if !go_on {
                 break 'outer;
             }
+            if took >= sock.ring.blocks() {
+                break;
+            }
         }
-        if !chunk.is_empty()
-            && tx
-                .send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)))
-                .is_err()
-        {
+        if !send(tx, &mut chunk) {
             break;
         }
-        if !took {
+        if took == 0 {
             if let Err(e) = sock.wait(Duration::from_millis(50)) {
                 r.error = Some(format!("waiting for packets: {e}"));
                 shared
@@ -228,15 +223,21 @@ fn run_point(
             }
         }
     }
-    if !chunk.is_empty() {
-        let _ = tx.send(chunk);
-    }
+    let _ = send(tx, &mut chunk);
     match sock.counters() {
         Ok(c) => r.counters = c,
         Err(e) => r.error = Some(format!("reading the kernel's counters: {e}")),
     }
     r.end_ns = now_ns();
     r
+}
+
+/// Hands a non-empty buffer to the writer; false when the writer is gone.
+fn send(tx: &SyncSender<Vec<u8>>, chunk: &mut Vec<u8>) -> bool {
+    chunk.is_empty()
+        || tx
+            .send(std::mem::replace(chunk, Vec::with_capacity(CHUNK)))
+            .is_ok()
 }
 
 /// Appends every packet of a block; false when a limit stopped it midway.

@@ -456,8 +456,11 @@ impl PacketSocket {
 mod tests {
     use super::*;
 
+    /// seconds, nanoseconds, data, packet type, VLAN TCI.
+    type Spec<'a> = (u32, u32, &'a [u8], u8, Option<u16>);
+
     /// A block as the kernel lays it out, with packets of the given lengths.
-    fn block(packets: &[(u32, u32, &[u8], u8, Option<u16>)]) -> Vec<u8> {
+    fn block(packets: &[Spec]) -> Vec<u8> {
         let mut b = vec![0u8; 4096];
         b[BLOCK_NUM_PKTS..BLOCK_NUM_PKTS + 4]
             .copy_from_slice(&(packets.len() as u32).to_ne_bytes());
