@@ -161,7 +161,8 @@ pub fn packet_flags(pkttype: u8) -> u32 {
 
 /// Appends an enhanced packet block whose data is `parts` one after the other (a
 /// frame with a VLAN tag put back is three parts). `original` is the length on the
-/// wire; the captured length is that of the parts.
+/// wire; the captured length is that of the parts. Called for every packet: the
+/// fixed fields are laid out in two arrays and appended with one copy each.
 pub fn packet(
     out: &mut Vec<u8>,
     iface: u32,
@@ -171,22 +172,34 @@ pub fn packet(
     flags: u32,
 ) {
     let captured: usize = parts.iter().map(|p| p.len()).sum();
-    let len = packet_block_len(captured);
-    let len32 = u32::try_from(len).unwrap_or(u32::MAX);
-    out.reserve(len);
-    out.extend_from_slice(&EPB.to_le_bytes());
-    out.extend_from_slice(&len32.to_le_bytes());
-    out.extend_from_slice(&iface.to_le_bytes());
-    timestamp(out, ts_ns);
-    out.extend_from_slice(&(captured as u32).to_le_bytes());
-    out.extend_from_slice(&original.to_le_bytes());
+    let pad = pad4(captured) - captured;
+    let len = u32::try_from(packet_block_len(captured)).unwrap_or(u32::MAX);
+    let mut head = [0u8; 28];
+    for (i, v) in [
+        EPB,
+        len,
+        iface,
+        (ts_ns >> 32) as u32,
+        ts_ns as u32,
+        captured as u32,
+        original,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        head[i * 4..i * 4 + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    out.extend_from_slice(&head);
     for p in parts {
         out.extend_from_slice(p);
     }
-    out.resize(out.len() + pad4(captured) - captured, 0);
-    option(out, EPB_FLAGS, &flags.to_le_bytes());
-    end_of_options(out);
-    out.extend_from_slice(&len32.to_le_bytes());
+    // Padding, epb_flags (code, length 4, value), end of options, the length again.
+    let mut tail = [0u8; 3 + 16];
+    tail[pad..pad + 2].copy_from_slice(&EPB_FLAGS.to_le_bytes());
+    tail[pad + 2..pad + 4].copy_from_slice(&4u16.to_le_bytes());
+    tail[pad + 4..pad + 8].copy_from_slice(&flags.to_le_bytes());
+    tail[pad + 12..pad + 16].copy_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&tail[..pad + 16]);
 }
 
 /// A capture point's counters at the end of the capture.
