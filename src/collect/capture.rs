@@ -8,9 +8,10 @@
 //! shared count (`--count`) and its bytes in a shared budget (`--max-size`, less
 //! room for the statistics blocks written at the end); the packet that would go past
 //! a limit is not written and stops the capture. After a signal or the duration,
-//! the packets already in the kernel's rings are still written: each thread goes on
-//! for twice the ring's retire timeout, the time the kernel takes to hand over a
-//! block it has started filling.
+//! the packets already in the kernel's rings are still written: each thread closes
+//! its socket's filter (no packet enters the ring any more) and goes on for twice
+//! the ring's retire timeout, the time the kernel takes to hand over a block it has
+//! started filling. The kernel's counters then agree with the packets written.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -188,7 +189,14 @@ fn run_point(
             if shared.stop.at_limit() {
                 break;
             }
-            let until = *drain_until.get_or_insert_with(|| Instant::now() + drain);
+            let until = *drain_until.get_or_insert_with(|| {
+                // Nothing enters the ring from now on; the block the kernel was
+                // filling is handed over within its retire timeout.
+                if let Err(e) = sock.stop_receiving() {
+                    r.error = Some(format!("closing the filter: {e}"));
+                }
+                Instant::now() + drain
+            });
             if Instant::now() >= until {
                 break;
             }

@@ -404,6 +404,13 @@ impl PacketSocket {
         })
     }
 
+    /// Stops the kernel from putting more packets in the ring (a filter that takes
+    /// none replaces the capture filter): what is in it can then be drained whole,
+    /// and the counters read after agree with what was taken out.
+    pub fn stop_receiving(&self) -> io::Result<()> {
+        attach_filter(&self.fd, &super::filter::accept_all(0))
+    }
+
     /// Waits up to `timeout` for the kernel to hand over a block. Interrupted by a
     /// signal, it returns early.
     pub fn wait(&self, timeout: Duration) -> io::Result<()> {

@@ -215,7 +215,8 @@ threading.Event().wait()
     }
 
     /// The traffic: three TCP connections and two UDP exchanges out (masqueraded),
-    /// two connections in to the published port (DNAT), and an ICMP echo out.
+    /// a datagram to a closed port (its ICMP error comes back through the NAT), two
+    /// connections in to the published port (DNAT), and an ICMP echo out.
     fn traffic(&self) {
         let out = format!(
             r#"
@@ -226,6 +227,12 @@ for i in range(3):
 for i in range(2):
     u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(10)
     u.sendto(b"ping %d" % i, ("{SERVER}", 5353)); assert u.recvfrom(64)[0] == b"ping %d" % i; u.close()
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(10)
+u.connect(("{SERVER}", 5999)); u.send(b"closed")
+try:
+    u.recv(64); assert False, "port 5999 answered"
+except ConnectionRefusedError:
+    pass
 "#
         );
         let inbound = format!(
@@ -496,8 +503,8 @@ fn collect_in_a_nat_lab_and_correlate_the_bundle() {
     };
     let bundle_nat = nat_entries(&after.entries);
     assert_eq!(ids(&bundle_nat), ids(&nat_entries(&kernel.entries)));
-    // 3 TCP and 2 UDP masqueraded, 2 published-port connections, 1 echo.
-    assert_eq!(bundle_nat.len(), 8, "{bundle_nat:#?}");
+    // 3 TCP and 3 UDP masqueraded, 2 published-port connections, 1 echo.
+    assert_eq!(bundle_nat.len(), 9, "{bundle_nat:#?}");
 
     // correlate DIR rebuilds every translation the table holds, by itself.
     let out = util::natcheck(&["correlate", &dir_arg, "--format", "json"]);
@@ -539,11 +546,12 @@ fn collect_in_a_nat_lab_and_correlate_the_bundle() {
         .unwrap()
         .iter()
         .find(|c| {
-            c["translations"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|t| t["kind"] == "dnat")
+            c["proto"] == "tcp"
+                && c["translations"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|t| t["kind"] == "dnat")
         })
         .expect("a published-port connection");
     let text = dnat["rules"]["dnat"]["text"].as_str().unwrap_or_default();
