@@ -63,20 +63,26 @@ ip netns exec $S "$WORK/udpflood" 198.51.100.2 9 0.2 "$PAYLOAD" >/dev/null
 echo "generator alone: $(ip netns exec $S "$WORK/udpflood" 198.51.100.2 9 "$SECONDS_" "$PAYLOAD")"
 
 # The same with two tcpdump processes writing files, for comparison.
+# CPU seconds (user + system) a process has used so far.
+cpu() { awk -v t="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / t}' "/proc/$1/stat"; }
 if command -v tcpdump >/dev/null; then
+  PIDS=()
   for i in in0 out0; do
     ip netns exec $R tcpdump -i $i -B 32768 -w "$WORK/$i.pcap" 2>"$WORK/tcpdump-$i.log" &
+    PIDS+=($!)
   done
-  until grep -q listening "$WORK/tcpdump-in0.log" "$WORK/tcpdump-out0.log" 2>/dev/null &&
-    [[ $(grep -l listening "$WORK"/tcpdump-*.log | wc -l) == 2 ]]; do sleep 0.1; done
+  until [[ $(grep -l listening "$WORK"/tcpdump-*.log 2>/dev/null | wc -l) == 2 ]]; do sleep 0.1; done
+  c0=$(cpu "${PIDS[0]}") c1=$(cpu "${PIDS[1]}")
   echo "generator while two tcpdump -w run: $(ip netns exec $S "$WORK/udpflood" 198.51.100.2 9 "$SECONDS_" "$PAYLOAD")"
   sleep 0.5
-  pkill -INT -P $$ -x tcpdump || true
-  wait
+  used=$(echo "$(cpu "${PIDS[0]}") - $c0 + $(cpu "${PIDS[1]}") - $c1" | bc)
+  kill -INT "${PIDS[@]}"
+  wait "${PIDS[@]}" || true
   for i in in0 out0; do
     echo "  tcpdump $i: $(grep -h 'dropped by kernel' "$WORK/tcpdump-$i.log")"
     rm -f "$WORK/$i.pcap"
   done
+  echo "  tcpdump CPU during the flood: $used s"
 fi
 
 ip netns exec $R "$NATCHECK" collect -i in0 -i out0 --buffer-size "$BUFFER" \

@@ -32,8 +32,9 @@ enum Command {
     Snapshot(commands::snapshot::Args),
     /// Walk one packet through the host's iptables/nftables rules.
     Explain(commands::explain::Args),
-    /// On the NAT host: capture on several interfaces at once and gather conntrack,
-    /// the rules and the host's context into one bundle directory.
+    /// On the NAT host (root, or CAP_NET_RAW and CAP_NET_ADMIN): capture on several
+    /// interfaces at once and gather conntrack, the rules and the host's context into
+    /// one bundle directory that `correlate DIR` reads whole (docs/collect.md).
     Collect(commands::collect::Args),
 }
 

@@ -271,7 +271,7 @@ fn append_block(
             }
             _ => (&[p.data], p.len),
         };
-        let captured: usize = parts.iter().map(|x| x.len()).sum();
+        let captured = p.data.len() + if parts.len() > 1 { 4 } else { 0 };
         if !shared.admit(pcapng::packet_block_len(captured)) {
             return false;
         }

@@ -171,24 +171,20 @@ pub fn packet(
     original: u32,
     flags: u32,
 ) {
-    let captured: usize = parts.iter().map(|p| p.len()).sum();
-    let pad = pad4(captured) - captured;
+    let mut captured = 0;
+    for p in parts {
+        captured += p.len();
+    }
+    let pad = (4 - captured % 4) % 4;
     let len = u32::try_from(packet_block_len(captured)).unwrap_or(u32::MAX);
     let mut head = [0u8; 28];
-    for (i, v) in [
-        EPB,
-        len,
-        iface,
-        (ts_ns >> 32) as u32,
-        ts_ns as u32,
-        captured as u32,
-        original,
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        head[i * 4..i * 4 + 4].copy_from_slice(&v.to_le_bytes());
-    }
+    head[0..4].copy_from_slice(&EPB.to_le_bytes());
+    head[4..8].copy_from_slice(&len.to_le_bytes());
+    head[8..12].copy_from_slice(&iface.to_le_bytes());
+    head[12..16].copy_from_slice(&((ts_ns >> 32) as u32).to_le_bytes());
+    head[16..20].copy_from_slice(&(ts_ns as u32).to_le_bytes());
+    head[20..24].copy_from_slice(&(captured as u32).to_le_bytes());
+    head[24..28].copy_from_slice(&original.to_le_bytes());
     out.extend_from_slice(&head);
     for p in parts {
         out.extend_from_slice(p);

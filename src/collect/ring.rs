@@ -187,10 +187,6 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_ne_bytes(*b.get(at..at + 4)?.first_chunk::<4>()?))
 }
 
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_ne_bytes(*b.get(at..at + 2)?.first_chunk::<2>()?))
-}
-
 /// The packets of a block, in order. A header that points outside the block ends
 /// the walk.
 pub fn packets(block: &[u8]) -> impl Iterator<Item = Packet<'_>> {
@@ -202,17 +198,20 @@ pub fn packets(block: &[u8]) -> impl Iterator<Item = Packet<'_>> {
             return None;
         }
         left -= 1;
+        // The fixed header, up to the packet type: checked once, then read by index.
         let h = block.get(at..)?;
-        let next = u32_at(h, 0)? as usize;
-        let (sec, nsec) = (u32_at(h, 4)?, u32_at(h, 8)?);
-        let (snaplen, len, status) = (u32_at(h, 12)?, u32_at(h, 16)?, u32_at(h, 20)?);
-        let mac = usize::from(u16_at(h, 24)?);
+        let fixed = h.get(..=PKT_TYPE)?;
+        let word =
+            |i: usize| u32::from_ne_bytes([fixed[i], fixed[i + 1], fixed[i + 2], fixed[i + 3]]);
+        let next = word(0) as usize;
+        let (sec, nsec, snaplen, len, status) = (word(4), word(8), word(12), word(16), word(20));
+        let mac = usize::from(u16::from_ne_bytes([fixed[24], fixed[25]]));
         let vlan = (status & TP_STATUS_VLAN_VALID != 0).then(|| {
             // tpacket_hdr_variant1: tp_rxhash, tp_vlan_tci, tp_vlan_tpid.
-            let tci = u32_at(h, 32).unwrap_or(0) as u16;
+            let tci = word(32) as u16;
             let tpid = match status & TP_STATUS_VLAN_TPID_VALID {
                 0 => 0x8100,
-                _ => u16_at(h, 36).unwrap_or(0x8100),
+                _ => u16::from_ne_bytes([fixed[36], fixed[37]]),
             };
             (tpid, tci)
         });
@@ -220,7 +219,7 @@ pub fn packets(block: &[u8]) -> impl Iterator<Item = Packet<'_>> {
             ts_ns: u64::from(sec) * 1_000_000_000 + u64::from(nsec),
             len,
             data: h.get(mac..mac.checked_add(snaplen as usize)?)?,
-            pkttype: *h.get(PKT_TYPE)?,
+            pkttype: fixed[PKT_TYPE],
             vlan,
         };
         at = if next == 0 { 0 } else { at.checked_add(next)? };

@@ -50,7 +50,7 @@ pub struct Args {
     #[arg(short = 'f', long, value_name = "EXPRESSION")]
     pub filter: Option<String>,
 
-    /// Bytes kept of each packet (default: whole packets, 262144).
+    /// Bytes kept of each packet (the default keeps whole packets).
     #[arg(short = 's', long, value_name = "N", default_value_t = collect::DEFAULT_SNAPLEN,
           value_parser = clap::value_parser!(u32).range(1..=262_144))]
     pub snaplen: u32,
@@ -61,7 +61,7 @@ pub struct Args {
     pub max_size: Option<u64>,
 
     /// The kernel ring of each interface, which holds packets until they are
-    /// written: more rides out longer bursts (default 32MiB).
+    /// written: more rides out longer bursts.
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "32MiB")]
     pub buffer_size: u64,
 }
