@@ -449,16 +449,31 @@ fn collect_in_a_nat_lab_and_correlate_the_bundle() {
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("no kernel drops; stopped by SIGINT"), "{err}");
 
-    // SIGINT left a complete, readable bundle.
     let b = Bundle::open(&dir).expect("a bundle");
-    check_complete(&b);
+    check_lab_bundle(&b, &lab, &client_if);
+    let nat = check_table_is_the_kernels(&b, &lab);
+    let report = check_correlation(&b, &dir_arg, &nat);
+    check_published_port(&report);
+
+    // flows and conntrack read the bundle too.
+    let out = util::natcheck(&["flows", &dir_arg]);
+    assert_eq!(out.status.code(), Some(0), "{}", util::stderr(&out));
+    assert!(util::stdout(&out).contains(&client_if));
+    let out = util::natcheck(&["conntrack", &dir_arg, "--nat", "any"]);
+    assert_eq!(out.status.code(), Some(0), "{}", util::stderr(&out));
+}
+
+/// SIGINT left a complete, readable bundle of the lab's three points, with the
+/// context collect ran in.
+fn check_lab_bundle(b: &Bundle, lab: &Lab, client_if: &str) {
+    check_complete(b);
     let m = &b.manifest;
     assert_eq!(
         (m.stop.reason.as_str(), m.stop.detail.as_str()),
         ("signal", "SIGINT")
     );
     let names: Vec<&str> = m.points.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(names, ["in0", "out0", client_if.as_str()]);
+    assert_eq!(names, ["in0", "out0", client_if]);
     for p in &m.points {
         assert!(p.packets > 0 && p.kernel_drops == 0, "{p:?}");
         assert_eq!(p.packets, p.kernel_packets, "{p:?}");
@@ -484,8 +499,11 @@ fn collect_in_a_nat_lab_and_correlate_the_bundle() {
     assert!(sysctl.contains("net.ipv4.ip_forward = 1\n"), "{sysctl}");
     let ipt = std::fs::read_to_string(b.path(Kind::IptablesAfter).unwrap()).unwrap();
     assert!(ipt.contains("-j MASQUERADE"), "{ipt}");
+}
 
-    // The bundle's table is the kernel's.
+/// The bundle's table after the capture is the kernel's (what `conntrack -L` prints
+/// now); returns its NAT entries.
+fn check_table_is_the_kernels(b: &Bundle, lab: &Lab) -> Vec<Entry> {
     let after =
         conntrack::read_path(b.path(Kind::ConntrackAfter).unwrap().to_str().unwrap()).unwrap();
     assert!(after.warnings.is_empty(), "{:?}", after.warnings);
@@ -505,13 +523,17 @@ fn collect_in_a_nat_lab_and_correlate_the_bundle() {
     assert_eq!(ids(&bundle_nat), ids(&nat_entries(&kernel.entries)));
     // 3 TCP and 3 UDP masqueraded, 2 published-port connections, 1 echo.
     assert_eq!(bundle_nat.len(), 9, "{bundle_nat:#?}");
+    bundle_nat.into_iter().cloned().collect()
+}
 
-    // correlate DIR rebuilds every translation the table holds, by itself.
-    let out = util::natcheck(&["correlate", &dir_arg, "--format", "json"]);
+/// `correlate DIR` rebuilds every translation of `nat`, using the bundle's conntrack
+/// and rules by itself; returns the JSON report.
+fn check_correlation(b: &Bundle, dir: &str, nat: &[Entry]) -> serde_json::Value {
+    let out = util::natcheck(&["correlate", dir, "--format", "json"]);
     assert_eq!(out.status.code(), Some(0), "{}", util::stderr(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let wire = translations(&report);
-    for e in &bundle_nat {
+    for e in nat {
         let pair = (tuple_key(&e.orig), tuple_key(&e.reply.reversed()));
         assert!(wire.contains(&pair), "{pair:?} not among {wire:#?}");
     }
@@ -523,24 +545,22 @@ fn collect_in_a_nat_lab_and_correlate_the_bundle() {
         .iter()
         .find(|w| w["source"] == after_name.as_str())
         .expect("after");
-    assert_eq!(snap["entries"], bundle_nat.len());
+    assert_eq!(snap["entries"], nat.len());
     assert_eq!(snap["on_wire"], snap["entries"]);
     assert_eq!(snap["agree"], snap["entries"]);
     let rules = &report["rules"][0];
-    assert!(
-        rules["source"]
-            .as_str()
-            .unwrap()
-            .contains("iptables-after.txt"),
-        "{rules}"
-    );
+    let source = rules["source"].as_str().unwrap_or_default();
+    assert!(source.contains("iptables-after.txt"), "{rules}");
     assert_eq!(rules["agree"], rules["on_wire"], "{rules}");
     assert_eq!(report["bundles"][0]["stop"]["detail"], "SIGINT");
-    assert!(
-        report["warnings"].as_array().unwrap().is_empty(),
-        "{}",
-        report["warnings"]
-    );
+    let warnings = &report["warnings"];
+    assert!(warnings.as_array().unwrap().is_empty(), "{warnings}");
+    report
+}
+
+/// A published-port connection is attributed to the DNAT rule, whose counter grew
+/// since the rules before (`--rules-before` from the bundle).
+fn check_published_port(report: &serde_json::Value) {
     let dnat = report["connections"]
         .as_array()
         .unwrap()
@@ -560,13 +580,6 @@ fn collect_in_a_nat_lab_and_correlate_the_bundle() {
         dnat["rules"]["dnat"]["counters"]["since_before"]["change"] == "grew",
         "--rules-before came from the bundle: {dnat:#}"
     );
-
-    // flows and conntrack read the bundle too.
-    let out = util::natcheck(&["flows", &dir_arg]);
-    assert_eq!(out.status.code(), Some(0), "{}", util::stderr(&out));
-    assert!(util::stdout(&out).contains(&client_if));
-    let out = util::natcheck(&["conntrack", &dir_arg, "--nat", "any"]);
-    assert_eq!(out.status.code(), Some(0), "{}", util::stderr(&out));
 }
 
 #[test]
@@ -576,9 +589,17 @@ fn collect_fails_at_once_or_costs_only_the_missing_tools_files() {
     }
     let mut lab = Lab::build("f");
     lab.start_servers();
-    let bundle = |name: &str| lab.scratch.join(name).to_str().unwrap().to_string();
+    fails_at_once(&lab);
+    missing_tools(&lab);
+    filter_and_count(&lab);
+}
 
-    // What does not exist fails before anything is written.
+fn scratch_dir(lab: &Lab, name: &str) -> String {
+    lab.scratch.join(name).to_str().unwrap().to_string()
+}
+
+/// What does not exist fails before anything is written.
+fn fails_at_once(lab: &Lab) {
     let client_nope = format!("{}:nope0", lab.client);
     let no_ns = format!("nccol-none-{}:eth0", std::process::id());
     for (args, msg, path) in [
@@ -608,20 +629,23 @@ fn collect_fails_at_once_or_costs_only_the_missing_tools_files() {
             None,
         ),
     ] {
-        let dir = bundle("never");
+        let dir = scratch_dir(lab, "never");
         let mut all = args.clone();
         all.extend(["-o", &dir, "--duration", "5"]);
-        let col = Collector::start(&lab, path, &all);
+        let col = Collector::start(lab, path, &all);
         let (code, err) = col.finish();
         assert_eq!(code, Some(2), "{args:?}: {err}");
         assert!(err.contains(&msg), "{args:?}: {err}");
         assert!(!Path::new(&dir).exists(), "{args:?} wrote {dir}");
     }
+}
 
-    // No tool on PATH: the capture, conntrack and sysctls are still collected.
-    let dir = bundle("no-tools");
+/// No tool on PATH: the capture, conntrack and sysctls are still collected, and the
+/// manifest says what is missing and why.
+fn missing_tools(lab: &Lab) {
+    let dir = scratch_dir(lab, "no-tools");
     let col = Collector::start(
-        &lab,
+        lab,
         Some("/nonexistent"),
         &["-i", "in0", "-i", "out0", "--duration", "2", "-o", &dir],
     );
@@ -645,11 +669,8 @@ fn collect_fails_at_once_or_costs_only_the_missing_tools_files() {
         (Kind::RoutingRules6, "ip"),
     ] {
         let f = b.manifest.file(kind.name()).expect("listed");
-        assert_eq!(
-            f.error.as_deref(),
-            Some(format!("`{tool}` is not installed (not found on PATH)").as_str()),
-            "{f:?}"
-        );
+        let want = format!("`{tool}` is not installed (not found on PATH)");
+        assert_eq!(f.error.as_deref(), Some(want.as_str()), "{f:?}");
         assert_eq!(f.bytes, None);
     }
     for kind in [
@@ -668,25 +689,24 @@ fn collect_fails_at_once_or_costs_only_the_missing_tools_files() {
         "{text}"
     );
     assert!(!text.contains("\nrules: "), "{text}");
+}
 
-    // A filter and a count: exactly that many packets, all the filter's.
-    let dir = bundle("filtered");
-    let col = Collector::start(
-        &lab,
-        None,
-        &[
-            "-i",
-            "in0",
-            "-i",
-            "out0",
-            "--filter",
-            "udp port 5353",
-            "-c",
-            "6",
-            "-o",
-            &dir,
-        ],
-    );
+/// A filter and a count: exactly that many packets, all the filter's.
+fn filter_and_count(lab: &Lab) {
+    let dir = scratch_dir(lab, "filtered");
+    let args = [
+        "-i",
+        "in0",
+        "-i",
+        "out0",
+        "--filter",
+        "udp port 5353",
+        "-c",
+        "6",
+        "-o",
+        &dir,
+    ];
+    let col = Collector::start(lab, None, &args);
     col.wait_capturing();
     lab.traffic();
     lab.traffic();
