@@ -71,6 +71,7 @@ impl Pair {
             .map(|name| InputSpec {
                 label: None,
                 path: dir.join(name),
+                prefix: None,
             })
             .collect();
         Pair {

@@ -9,9 +9,11 @@
 //! 1. `diag`, `model`, `input`: located warnings; packets, tuples, translations; opening inputs
 //! 2. `decode`: bytes of one frame → owned packet summary
 //! 3. `capture`: pcap/pcapng files → capture points and their packets
-//! 4. `flows`, `conntrack`, `rules`: per-point flows; the witnesses' readers (conntrack;
-//!    iptables/nftables rule sets and their evaluator)
-//! 5. `correlate`, `witness`: the same connections across points; witness inputs
+//! 4. `flows`, `conntrack`, `rules`, `bundle`: per-point flows; the witnesses' readers
+//!    (conntrack; iptables/nftables rule sets and their evaluator); the evidence
+//!    bundle's layout and manifest, and which of its files is what
+//! 5. `correlate`, `witness`, `collect`: the same connections across points; witness
+//!    inputs; `natcheck collect`, which captures on the NAT host and writes a bundle
 //! 6. `audit`: findings, as data
 //! 7. `report`: the report model and one renderer per format; every word users read
 //! 8. `pipeline`: inputs → report model, the library entry point
@@ -19,7 +21,9 @@
 //! <!-- /layers -->
 
 pub mod audit;
+pub mod bundle;
 pub mod capture;
+pub mod collect;
 pub mod commands;
 pub mod conntrack;
 pub mod correlate;

@@ -32,6 +32,10 @@ enum Command {
     Snapshot(commands::snapshot::Args),
     /// Walk one packet through the host's iptables/nftables rules.
     Explain(commands::explain::Args),
+    /// On the NAT host (root, or CAP_NET_RAW and CAP_NET_ADMIN): capture on several
+    /// interfaces at once and gather conntrack, the rules and the host's context into
+    /// one bundle directory that `correlate DIR` reads whole (docs/collect.md).
+    Collect(commands::collect::Args),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +52,7 @@ fn main() -> ExitCode {
         Command::Conntrack(a) => commands::conntrack::run(a),
         Command::Snapshot(a) => commands::snapshot::run(a),
         Command::Explain(a) => commands::explain::run(a),
+        Command::Collect(a) => commands::collect::run(a),
     };
     match result {
         Ok(status) => ExitCode::from(status as u8),

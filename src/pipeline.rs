@@ -2,9 +2,12 @@
 //! `correlate` command, the tests and the benchmarks run natcheck.
 //! capture → decode → flows → correlate → audit (with the witnesses) → report model.
 
+use std::collections::BTreeMap;
+
 use crate::audit::{self, FailOn};
 use crate::capture::{InputSpec, ReadOptions};
 use crate::correlate;
+use crate::diag::Warning;
 use crate::report::Model;
 use crate::witness::Witness;
 
@@ -25,6 +28,13 @@ pub struct Config {
     pub rules_before: Vec<String>,
     /// The findings that make the run exit 1.
     pub fail_on: FailOn,
+    /// When conntrack tables among `witnesses` were taken (nanoseconds since the
+    /// epoch, on the captures' clock), by path: a bundle's manifest says.
+    pub conntrack_times: BTreeMap<String, i64>,
+    /// The bundles the inputs came from, for the report.
+    pub bundles: Vec<crate::bundle::Summary>,
+    /// What reading the bundles found wrong (files changed, kernel drops).
+    pub bundle_warnings: Vec<Warning>,
 }
 
 /// Reads the witnesses, then the captures, correlates, audits, and builds the model.
@@ -34,17 +44,27 @@ pub fn run(cfg: &Config) -> anyhow::Result<Model> {
     let mut witnesses = cfg
         .witnesses
         .iter()
-        .map(|f| Witness::read_conntrack(f))
+        .map(|f| {
+            let mut w = Witness::read_conntrack(f)?;
+            if let (Witness::Conntrack(d), Some(&t)) = (&mut w, cfg.conntrack_times.get(f)) {
+                d.time_ns = Some(t);
+            }
+            Ok(w)
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     if !cfg.rules.is_empty() {
         let rules = crate::rules::read_all(&cfg.rules, &cfg.rules_before)?;
         witnesses.push(Witness::Rules(rules));
     }
     let c = correlate::run(&cfg.captures, &cfg.read, cfg.correlate);
-    let warnings = witnesses
+    let warnings = cfg
+        .bundle_warnings
         .iter()
-        .flat_map(|w| w.warnings().iter().cloned())
+        .cloned()
+        .chain(witnesses.iter().flat_map(|w| w.warnings().iter().cloned()))
         .collect();
     let found = audit::audit(&c, &cfg.audit, witnesses);
-    Ok(Model::new(c, found, warnings, cfg.fail_on.clone()))
+    let mut model = Model::new(c, found, warnings, cfg.fail_on.clone());
+    model.bundles = cfg.bundles.clone();
+    Ok(model)
 }

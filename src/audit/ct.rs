@@ -133,7 +133,7 @@ impl Snapshot {
                     .iter()
                     .map(|e| CtEntry::from_entry(&d.source, e))
                     .collect(),
-                time_ns: None,
+                time_ns: d.time_ns,
                 from_events: false,
             });
         }

@@ -44,6 +44,9 @@ pub struct InputSpec {
     pub label: Option<String>,
     /// The path, or `-` for standard input.
     pub path: PathBuf,
+    /// What goes before the names of this input's points when they clash with
+    /// another input's (a bundle's host name); by default the parent folder.
+    pub prefix: Option<String>,
 }
 
 impl InputSpec {
@@ -92,12 +95,14 @@ impl FromStr for InputSpec {
                 return Ok(InputSpec {
                     label: Some(name.to_string()),
                     path: PathBuf::from(path),
+                    prefix: None,
                 });
             }
         }
         Ok(InputSpec {
             label: None,
             path: PathBuf::from(s),
+            prefix: None,
         })
     }
 }
@@ -107,10 +112,13 @@ impl FromStr for InputSpec {
 pub struct IfNames(pub BTreeMap<u32, String>);
 
 impl IfNames {
-    /// Parses `ip -o link` / `ip link` output (`3: docker0: <...>`, `5: veth0@if4: ...`)
-    /// or plain `INDEX=NAME` / `INDEX NAME` lines. Lines that fit neither are errors
-    /// with their line number.
+    /// Parses `ip -o link` / `ip link` output (`3: docker0: <...>`, `5: veth0@if4: ...`),
+    /// `ip -j link` JSON, or plain `INDEX=NAME` / `INDEX NAME` lines. Lines that fit
+    /// none are errors with their line number.
     pub fn parse(text: &str) -> Result<IfNames, String> {
+        if text.trim_start().starts_with('[') {
+            return Self::parse_json(text);
+        }
         let mut map = BTreeMap::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -149,6 +157,22 @@ impl IfNames {
             }
         }
         Ok(IfNames(map))
+    }
+}
+
+impl IfNames {
+    /// `ip -j link`: an array of objects with `ifindex` and `ifname`.
+    fn parse_json(text: &str) -> Result<IfNames, String> {
+        #[derive(serde::Deserialize)]
+        struct Link {
+            ifindex: u32,
+            ifname: String,
+        }
+        let links: Vec<Link> =
+            serde_json::from_str(text).map_err(|e| format!("not `ip -j link` output: {e}"))?;
+        Ok(IfNames(
+            links.into_iter().map(|l| (l.ifindex, l.ifname)).collect(),
+        ))
     }
 }
 
@@ -526,8 +550,9 @@ fn problem_warning(source: &str, p: &ReadProblem) -> Warning {
 }
 
 /// Makes point names unique across a run: when two inputs yield the same name
-/// (`host1/eth0.pcap`, `host2/eth0.pcap`), the parent folder is prefixed; if that is
-/// still ambiguous, `#2`, `#3`, ... are appended in input order.
+/// (`host1/eth0.pcap`, `host2/eth0.pcap`), the input's prefix (a bundle's host) or
+/// else its parent folder is put before it (`host1/eth0`); if that is still
+/// ambiguous, `#2`, `#3`, ... are appended in input order.
 pub fn assign_names(specs: &[InputSpec], results: &mut [InputResult]) {
     let mut count: HashMap<String, usize> = HashMap::new();
     for r in results.iter() {
@@ -536,11 +561,12 @@ pub fn assign_names(specs: &[InputSpec], results: &mut [InputResult]) {
         }
     }
     for (spec, r) in specs.iter().zip(results.iter_mut()) {
-        let parent = spec
-            .path
-            .parent()
-            .and_then(|p| p.file_name())
-            .map(|p| p.to_string_lossy().into_owned());
+        let parent = spec.prefix.clone().or_else(|| {
+            spec.path
+                .parent()
+                .and_then(|p| p.file_name())
+                .map(|p| p.to_string_lossy().into_owned())
+        });
         for p in &mut r.points {
             if count.get(&p.name).copied().unwrap_or(0) > 1 && spec.label.is_none() {
                 if let Some(parent) = &parent {
@@ -661,6 +687,11 @@ mod tests {
         assert_eq!(n.0.get(&5).map(String::as_str), Some("veth-c1"));
         assert_eq!(n.0.get(&7).map(String::as_str), Some("eth0"));
         assert!(IfNames::parse("what is this").is_err());
+        let json = r#"[{"ifindex":1,"ifname":"lo","flags":["LOOPBACK"]},{"ifindex":4,"link_index":3,"ifname":"veth-c1","mtu":1500}]"#;
+        let n = IfNames::parse(json).unwrap();
+        assert_eq!(n.0.get(&4).map(String::as_str), Some("veth-c1"));
+        assert_eq!(n.0.len(), 2);
+        assert!(IfNames::parse("[{\"ifindex\": \"x\"}]").is_err());
     }
 
     #[test]
@@ -691,6 +722,7 @@ mod tests {
         let spec = InputSpec {
             label: None,
             path: path.clone(),
+            prefix: None,
         };
         let mut seen = Vec::new();
         let r = read_input(&spec, &ReadOptions::default(), |i, p| seen.push((i, p)));

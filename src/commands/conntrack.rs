@@ -8,6 +8,7 @@ use std::io::{self, Write};
 use std::net::IpAddr;
 
 use super::{print_warnings, ExitStatus, Format};
+use crate::bundle::Kind;
 use crate::conntrack::{self, View};
 use crate::model::NatKind;
 use crate::report;
@@ -16,8 +17,9 @@ use crate::report;
 pub struct Args {
     /// conntrack output: `conntrack -L [-o extended,id,...]`, /proc/net/nf_conntrack,
     /// `conntrack -E [-o timestamp,...]`, `conntrack -S`; `.gz` is decompressed, `-`
-    /// reads standard input.
-    #[arg(required = true, value_name = "FILE")]
+    /// reads standard input. A bundle directory of `natcheck collect` stands for its
+    /// conntrack tables before and after, its event log and its statistics.
+    #[arg(required = true, value_name = "FILE|BUNDLE")]
     pub files: Vec<String>,
 
     /// Show only entries whose implied translation includes SNAT, DNAT, or any NAT.
@@ -54,8 +56,19 @@ impl NatFilter {
 pub fn run(args: &Args) -> anyhow::Result<ExitStatus> {
     let stdin_uses = args.files.iter().filter(|f| f.as_str() == "-").count();
     anyhow::ensure!(stdin_uses <= 1, "standard input (-) can be read only once");
-    let dumps = args
-        .files
+    let (files, bundle_warnings) = super::expand_files(&args.files, |b| {
+        [
+            Kind::ConntrackBefore,
+            Kind::ConntrackAfter,
+            Kind::ConntrackEvents,
+            Kind::ConntrackStatsBefore,
+            Kind::ConntrackStatsAfter,
+        ]
+        .into_iter()
+        .filter_map(|k| b.path(k))
+        .collect()
+    })?;
+    let dumps = files
         .iter()
         .map(|f| conntrack::read_path(f))
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -75,7 +88,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitStatus> {
             .join("\n"),
     };
     io::stdout().lock().write_all(out.as_bytes())?;
-    let warned = print_warnings(dumps.iter().flat_map(|d| &d.warnings));
+    let warned = print_warnings(
+        bundle_warnings
+            .iter()
+            .chain(dumps.iter().flat_map(|d| &d.warnings)),
+    );
     Ok(if warned {
         ExitStatus::Error
     } else {

@@ -100,13 +100,17 @@ impl OutputFormat {
 }
 
 impl Args {
-    /// The pipeline configuration these flags ask for.
+    /// The pipeline configuration these flags ask for. A bundle among the captures
+    /// brings its conntrack files (with the times they were taken when it is the
+    /// only bundle: then its clock is the captures'), and its rules unless `--rules`
+    /// is given (the first bundle's that has any: the NAT host is named first).
     pub fn config(&self) -> anyhow::Result<pipeline::Config> {
         let window_ns = i64::try_from(self.window.as_nanos()).unwrap_or(i64::MAX);
         anyhow::ensure!(window_ns > 0, "--window must be greater than zero");
-        Ok(pipeline::Config {
-            captures: self.captures.captures.clone(),
-            read: self.captures.read_options()?,
+        let inputs = self.captures.inputs()?;
+        let mut cfg = pipeline::Config {
+            captures: inputs.captures,
+            read: inputs.read,
             correlate: correlate::Config { window_ns },
             audit: audit::Config {
                 inside: self.inside.clone(),
@@ -115,7 +119,30 @@ impl Args {
             rules: self.rules.clone(),
             rules_before: self.rules_before.clone(),
             fail_on: self.fail_on.clone(),
-        })
+            ..pipeline::Config::default()
+        };
+        let single = inputs.bundles.len() == 1;
+        for b in &inputs.bundles {
+            for (path, kind) in b.conntrack() {
+                let path = path.display().to_string();
+                if let Some(t) = b.taken_ns(kind).filter(|_| single) {
+                    cfg.conntrack_times.insert(path.clone(), t);
+                }
+                cfg.witnesses.push(path);
+            }
+            cfg.bundles.push(b.summary());
+            cfg.bundle_warnings.extend(b.warnings.iter().cloned());
+        }
+        if self.rules.is_empty() {
+            if let Some(b) = inputs.bundles.iter().find(|b| !b.rules().is_empty()) {
+                let text = |v: Vec<std::path::PathBuf>| -> Vec<String> {
+                    v.iter().map(|p| p.display().to_string()).collect()
+                };
+                cfg.rules = text(b.rules());
+                cfg.rules_before = text(b.rules_before());
+            }
+        }
+        Ok(cfg)
     }
 }
 

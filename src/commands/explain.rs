@@ -16,8 +16,10 @@ use crate::rules::CtState;
 pub struct Args {
     /// The host's rules: iptables-save, iptables -S, iptables -L, nft list ruleset, nft
     /// -j list ruleset, ipset save, ip addr (repeatable; recognised by content, read as
-    /// one rule set).
-    #[arg(long = "rules", value_name = "FILE", required = true)]
+    /// one rule set). A bundle directory of `natcheck collect` stands for its rules,
+    /// ipsets and addresses after the capture (and for --rules-before, its rules
+    /// before the capture, unless that is given).
+    #[arg(long = "rules", value_name = "FILE|BUNDLE", required = true)]
     pub rules: Vec<String>,
 
     /// An earlier dump of the same rules with counters: each rule the packet matches
@@ -161,7 +163,20 @@ pub fn parse_packet(spec: &str, ct: CtState, mark: u32) -> Result<Packet, String
 pub fn run(args: &Args) -> anyhow::Result<ExitStatus> {
     let packet = parse_packet(&args.packet, args.ct_state, args.mark)
         .map_err(|e| anyhow::anyhow!("--packet {e}"))?;
-    let rules = crate::rules::read_all(&args.rules, &args.rules_before)?;
+    let (files, mut warnings) = super::expand_files(&args.rules, |b| b.rules())?;
+    let before = if args.rules_before.is_empty() {
+        let (before, _) = super::expand_files(&args.rules, |b| b.rules_before())?;
+        before
+            .into_iter()
+            .filter(|f| !args.rules.contains(f))
+            .collect()
+    } else {
+        let (before, w) = super::expand_files(&args.rules_before, |b| b.rules_before())?;
+        warnings.extend(w);
+        before
+    };
+    let rules = crate::rules::read_all(&files, &before)?;
+    warnings.extend(rules.warnings.iter().cloned());
     let walk = eval::walk(&rules, &packet);
     let mut out = io::BufWriter::new(io::stdout().lock());
     match args.format {
@@ -176,7 +191,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitStatus> {
     }
     out.flush()?;
     drop(out);
-    Ok(if print_warnings(&rules.warnings) {
+    Ok(if print_warnings(&warnings) {
         ExitStatus::Error
     } else {
         ExitStatus::Clean

@@ -23,8 +23,8 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitStatus> {
-    let opts = args.captures.read_options()?;
-    let mut inputs = flows::read_all(&args.captures.captures, &opts);
+    let named = args.captures.inputs()?;
+    let mut inputs = flows::read_all(&named.captures, &named.read);
     if !args.all {
         flows::hide_control(&mut inputs);
     }
@@ -44,7 +44,13 @@ pub fn run(args: &Args) -> anyhow::Result<ExitStatus> {
     out.flush()?;
     drop(out);
     Ok(
-        if print_warnings(inputs.iter().flat_map(|i| &i.input.warnings)) {
+        if print_warnings(
+            named
+                .bundles
+                .iter()
+                .flat_map(|b| &b.warnings)
+                .chain(inputs.iter().flat_map(|i| &i.input.warnings)),
+        ) {
             ExitStatus::Error
         } else {
             ExitStatus::Clean

@@ -2,6 +2,7 @@
 //! process exit status. `main.rs` only parses and dispatches. What several commands
 //! share (capture arguments, warning output) lives here.
 
+pub mod collect;
 pub mod conntrack;
 pub mod correlate;
 pub mod explain;
@@ -9,10 +10,11 @@ pub mod flows;
 pub mod snapshot;
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+use crate::bundle::{Bundle, Kind};
 use crate::capture::{IfNames, InputSpec, ReadOptions};
 pub use crate::diag::ExitStatus;
 use crate::diag::Warning;
@@ -30,38 +32,141 @@ pub enum Format {
 #[derive(clap::Args, Debug, Clone)]
 pub struct CaptureArgs {
     /// Capture files: pcap or pcapng, optionally gzip-compressed; `NAME=PATH` names the
-    /// capture point; `-` reads standard input.
-    #[arg(required = true, value_name = "CAPTURE")]
+    /// capture point; `-` reads standard input; a bundle directory written by
+    /// `natcheck collect` stands for its capture (and, for `correlate`, everything
+    /// else it holds).
+    #[arg(required = true, value_name = "CAPTURE|BUNDLE")]
     pub captures: Vec<InputSpec>,
 
     /// Interface names for `tcpdump -i any` (LINUX_SLL2) captures: the output of
-    /// `ip -o link` on the capturing host, or `INDEX=NAME` lines.
+    /// `ip -o link` or `ip -j link` on the capturing host, or `INDEX=NAME` lines. A
+    /// bundle's `ip-link.json` is used when this is not given.
     #[arg(long, value_name = "FILE")]
     pub links: Option<PathBuf>,
 }
 
+/// The capture inputs with every bundle among them opened.
+#[derive(Debug)]
+pub struct Inputs {
+    /// The captures: files named, and each bundle's capture in its place.
+    pub captures: Vec<InputSpec>,
+    pub read: ReadOptions,
+    /// The bundles, in the order named.
+    pub bundles: Vec<Bundle>,
+}
+
+/// Opens the bundle at `path`: a directory must be one.
+fn open_bundle(path: &Path) -> anyhow::Result<Bundle> {
+    anyhow::ensure!(
+        Bundle::is_bundle(path),
+        "{}: is a directory, not a natcheck bundle (no {})",
+        path.display(),
+        crate::bundle::MANIFEST
+    );
+    Bundle::open(path)
+}
+
+/// The prefix of each bundle's point names when they clash with another input's:
+/// its host name, unless two bundles come from hosts of one name (then the
+/// directory's name, the default).
+fn host_prefixes(bundles: &[Bundle]) -> Vec<Option<String>> {
+    let hosts: Vec<&str> = bundles.iter().map(|b| b.manifest.host.as_str()).collect();
+    hosts
+        .iter()
+        .map(|h| {
+            let unique = !h.is_empty() && hosts.iter().filter(|x| *x == h).count() == 1;
+            unique.then(|| h.to_string())
+        })
+        .collect()
+}
+
 impl CaptureArgs {
-    /// Validates the inputs before any work starts: bad arguments fail early.
-    pub fn read_options(&self) -> anyhow::Result<ReadOptions> {
+    /// Validates the inputs before any work starts (bad arguments fail early) and
+    /// opens the bundles among them.
+    pub fn inputs(&self) -> anyhow::Result<Inputs> {
         let stdin_uses = self.captures.iter().filter(|c| c.is_stdin()).count();
         anyhow::ensure!(stdin_uses <= 1, "standard input (-) can be read only once");
+        let mut captures = Vec::new();
+        let mut bundles = Vec::new();
+        let mut at = Vec::new();
         for c in &self.captures {
-            if !c.is_stdin() {
-                let meta =
-                    std::fs::metadata(&c.path).with_context(|| format!("{}", c.path.display()))?;
-                anyhow::ensure!(!meta.is_dir(), "{}: is a directory", c.path.display());
+            if c.is_stdin() {
+                captures.push(c.clone());
+                continue;
+            }
+            let meta =
+                std::fs::metadata(&c.path).with_context(|| format!("{}", c.path.display()))?;
+            if !meta.is_dir() {
+                captures.push(c.clone());
+                continue;
+            }
+            let b = open_bundle(&c.path)?;
+            if let Some(p) = b.capture() {
+                at.push((captures.len(), bundles.len()));
+                captures.push(InputSpec {
+                    label: c.label.clone(),
+                    path: p,
+                    prefix: None,
+                });
+            }
+            bundles.push(b);
+        }
+        for ((i, b), prefix) in at.iter().zip(host_prefixes(&bundles)) {
+            if bundles.len() > 1 {
+                if let Some(spec) = captures.get_mut(*i) {
+                    spec.prefix = prefix.or_else(|| {
+                        bundles.get(*b).map(|b| {
+                            b.dir
+                                .file_name()
+                                .unwrap_or(b.dir.as_os_str())
+                                .to_string_lossy()
+                                .into_owned()
+                        })
+                    });
+                }
             }
         }
-        let ifnames = match &self.links {
+        let links = self
+            .links
+            .clone()
+            .or_else(|| bundles.iter().find_map(Bundle::links));
+        let ifnames = match links {
             None => IfNames::default(),
             Some(p) => {
                 let text =
-                    std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?;
+                    std::fs::read_to_string(&p).with_context(|| format!("{}", p.display()))?;
                 IfNames::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
             }
         };
-        Ok(ReadOptions { ifnames })
+        Ok(Inputs {
+            captures,
+            read: ReadOptions { ifnames },
+            bundles,
+        })
     }
+}
+
+/// Text inputs (`conntrack` files, `--rules`) with every bundle directory among
+/// them replaced by the files of it that `pick` chooses; with the bundles' warnings
+/// about those files (a capture's drops are not about them).
+pub fn expand_files(
+    files: &[String],
+    pick: impl Fn(&Bundle) -> Vec<PathBuf>,
+) -> anyhow::Result<(Vec<String>, Vec<Warning>)> {
+    let mut out = Vec::new();
+    let mut warnings = Vec::new();
+    for f in files {
+        let p = Path::new(f);
+        if f != "-" && p.is_dir() {
+            let b = open_bundle(p)?;
+            let capture = b.dir.join(Kind::Capture.file()).display().to_string();
+            warnings.extend(b.warnings.iter().filter(|w| w.source != capture).cloned());
+            out.extend(pick(&b).iter().map(|p| p.display().to_string()));
+        } else {
+            out.push(f.clone());
+        }
+    }
+    Ok((out, warnings))
 }
 
 /// Prints warnings to stderr, one per line, prefixed like compiler diagnostics.

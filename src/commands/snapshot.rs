@@ -58,7 +58,7 @@ pub enum SnapshotFormat {
 /// JSON form keeps every event in memory.
 const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = match s.parse::<f64>() {
         Ok(secs) if secs.is_finite() && secs >= 0.0 => {
             Duration::from_secs_f64(secs.min(MAX_DURATION.as_secs_f64() + 1.0))
@@ -101,21 +101,9 @@ fn open_output(args: &Args) -> anyhow::Result<Box<dyn Write>> {
     })
 }
 
-fn sort_entries(entries: &mut [Entry]) {
-    entries.sort_by(|a, b| {
-        (a.l3num, a.orig, a.zone_id(), a.reply, a.id).cmp(&(
-            b.l3num,
-            b.orig,
-            b.zone_id(),
-            b.reply,
-            b.id,
-        ))
-    });
-}
-
 fn dump(args: &Args, netns: Option<&str>) -> anyhow::Result<Vec<Warning>> {
     let mut table = conntrack::netlink::dump(netns)?;
-    sort_entries(&mut table.entries);
+    conntrack::netlink::sort_entries(&mut table.entries);
     let mut out = open_output(args)?;
     match args.format {
         SnapshotFormat::Text => {
@@ -198,19 +186,5 @@ mod tests {
         assert!(parse_duration("1e30").is_err());
         assert!(parse_duration("2 weeks").is_err());
         assert!(parse_duration("soon").is_err());
-    }
-
-    #[test]
-    fn entries_sort_by_tuple_then_zone_then_id() {
-        let text = "\
-ipv4     2 udp      17 29 src=10.0.0.2 dst=192.0.2.1 sport=5 dport=53 src=192.0.2.1 dst=10.0.0.2 sport=53 dport=5 mark=0 zone=7 use=1 id=1
-ipv4     2 tcp      6 9 CLOSE src=10.0.0.9 dst=192.0.2.1 sport=1 dport=80 src=192.0.2.1 dst=10.0.0.9 sport=80 dport=1 mark=0 use=1 id=2
-ipv6     10 tcp      6 9 CLOSE src=::1 dst=::1 sport=1 dport=80 src=::1 dst=::1 sport=80 dport=1 mark=0 use=1 id=3
-ipv4     2 udp      17 29 src=10.0.0.2 dst=192.0.2.1 sport=5 dport=53 src=192.0.2.1 dst=10.0.0.2 sport=53 dport=5 mark=0 use=1 id=4
-";
-        let mut entries = conntrack::parse_str("t", text).entries;
-        sort_entries(&mut entries);
-        let ids: Vec<_> = entries.iter().filter_map(|e| e.id).collect();
-        assert_eq!(ids, vec![2, 4, 1, 3]);
     }
 }

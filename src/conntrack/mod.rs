@@ -222,6 +222,9 @@ pub struct Dump {
     /// mail quoting, a `#`), by kind: a note, not a warning.
     pub stripped: Stripped,
     pub warnings: Vec<Warning>,
+    /// When the table was taken, in nanoseconds since the epoch, when that is known
+    /// from outside the text (a bundle's manifest): its time is then not estimated.
+    pub time_ns: Option<i64>,
 }
 
 impl Dump {

@@ -354,11 +354,45 @@ pub fn dump(netns: Option<&str>) -> Result<Table, Error> {
     }
 }
 
+/// Sorts a table as `natcheck snapshot` prints it: by ORIGINAL tuple, zone, REPLY
+/// tuple and id, so that two snapshots diff cleanly.
+pub fn sort_entries(entries: &mut [Entry]) {
+    entries.sort_by(|a, b| {
+        (a.l3num, a.orig, a.zone_id(), a.reply, a.id).cmp(&(
+            b.l3num,
+            b.orig,
+            b.zone_id(),
+            b.reply,
+            b.id,
+        ))
+    });
+}
+
 /// Records conntrack events for `duration`, handing each to `sink` as it arrives
 /// (stamped with the time it was read). Stops early when `sink` fails.
 pub fn record_events(
     netns: Option<&str>,
     duration: Duration,
+    sink: impl FnMut(Event) -> io::Result<()>,
+) -> Result<Recording, Error> {
+    let deadline = Instant::now() + duration;
+    record_events_while(
+        netns,
+        || {
+            let left = deadline.saturating_duration_since(Instant::now());
+            (!left.is_zero()).then_some(left)
+        },
+        sink,
+    )
+}
+
+/// Records conntrack events for as long as `go_on` says, handing each to `sink` as
+/// it arrives. `go_on` is asked before every wait, first once subscribed (so the
+/// first call says that every later event will be seen): `Some(d)` waits up to `d`
+/// for events, `None` ends the recording.
+pub fn record_events_while(
+    netns: Option<&str>,
+    mut go_on: impl FnMut() -> Option<Duration>,
     mut sink: impl FnMut(Event) -> io::Result<()>,
 ) -> Result<Recording, Error> {
     let socket = open(netns)?;
@@ -377,12 +411,7 @@ pub fn record_events(
     let mut rec = Recording::default();
     let mut reader = Reader::default();
     let mut buf = vec![0u8; RECV_BUF];
-    let deadline = Instant::now() + duration;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
+    while let Some(left) = go_on() {
         if !readable(&socket, left).map_err(io_err("waiting for events"))? {
             continue;
         }
@@ -1185,6 +1214,20 @@ mod tests {
     use std::net::IpAddr;
 
     use super::*;
+
+    #[test]
+    fn entries_sort_by_tuple_then_zone_then_id() {
+        let text = "\
+ipv4     2 udp      17 29 src=10.0.0.2 dst=192.0.2.1 sport=5 dport=53 src=192.0.2.1 dst=10.0.0.2 sport=53 dport=5 mark=0 zone=7 use=1 id=1
+ipv4     2 tcp      6 9 CLOSE src=10.0.0.9 dst=192.0.2.1 sport=1 dport=80 src=192.0.2.1 dst=10.0.0.9 sport=80 dport=1 mark=0 use=1 id=2
+ipv6     10 tcp      6 9 CLOSE src=::1 dst=::1 sport=1 dport=80 src=::1 dst=::1 sport=80 dport=1 mark=0 use=1 id=3
+ipv4     2 udp      17 29 src=10.0.0.2 dst=192.0.2.1 sport=5 dport=53 src=192.0.2.1 dst=10.0.0.2 sport=53 dport=5 mark=0 use=1 id=4
+";
+        let mut entries = crate::conntrack::parse_str("t", text).entries;
+        sort_entries(&mut entries);
+        let ids: Vec<_> = entries.iter().filter_map(|e| e.id).collect();
+        assert_eq!(ids, vec![2, 4, 1, 3]);
+    }
 
     /// One attribute with its header and padding, as the kernel lays it out.
     fn nla(kind: u16, value: &[u8]) -> Vec<u8> {

@@ -37,7 +37,62 @@ pub struct Report<'a> {
     /// What the `--rules` inputs contributed (absent without any).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<WitnessJson<'a>>,
+    /// The `natcheck collect` bundles the inputs came from (absent without any).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bundles: Vec<BundleJson<'a>>,
     pub summary: Summary,
+}
+
+/// A bundle: where and when it was collected, why it stopped, each point's packets
+/// and kernel drops, and the files that could not be collected.
+#[derive(Serialize)]
+pub struct BundleJson<'a> {
+    pub dir: &'a str,
+    pub host: &'a str,
+    pub kernel: &'a str,
+    pub started: Option<String>,
+    pub stopped: Option<String>,
+    pub stop: &'a crate::bundle::manifest::Stop,
+    pub points: Vec<BundlePointJson<'a>>,
+    pub missing: Vec<BundleMissingJson<'a>>,
+}
+
+#[derive(Serialize)]
+pub struct BundlePointJson<'a> {
+    pub name: &'a str,
+    pub packets: u64,
+    pub kernel_drops: u64,
+}
+
+#[derive(Serialize)]
+pub struct BundleMissingJson<'a> {
+    pub file: &'a str,
+    pub error: &'a str,
+}
+
+fn bundle(b: &crate::bundle::Summary) -> BundleJson<'_> {
+    BundleJson {
+        dir: &b.dir,
+        host: &b.host,
+        kernel: &b.kernel,
+        started: b.started_ns.map(rfc3339_ns),
+        stopped: b.stopped_ns.map(rfc3339_ns),
+        stop: &b.stop,
+        points: b
+            .points
+            .iter()
+            .map(|(name, packets, drops)| BundlePointJson {
+                name,
+                packets: *packets,
+                kernel_drops: *drops,
+            })
+            .collect(),
+        missing: b
+            .missing
+            .iter()
+            .map(|(file, error)| BundleMissingJson { file, error })
+            .collect(),
+    }
 }
 
 /// One witness input's summary.
@@ -648,6 +703,7 @@ pub fn document(m: &Model) -> Report<'_> {
             .filter(|w| w.kind == WitnessKind::Rules)
             .map(witness)
             .collect(),
+        bundles: m.bundles.iter().map(bundle).collect(),
         summary,
     }
 }

@@ -205,6 +205,9 @@ fn inputs(m: &Model, out: &mut String) {
             "learned from the translations on the wire; declare them with `--inside`"
         }
     );
+    for b in &m.bundles {
+        let _ = writeln!(out, "Bundle: {}.\n", esc(&super::text::bundle_line(b)));
+    }
     witness_tables(audit, out);
     if !warnings.is_empty() {
         let _ = writeln!(out, "### Input warnings\n");

@@ -19,6 +19,8 @@ pub struct Model {
     pub warnings: Vec<Warning>,
     /// `--fail-on`: the findings that make the run exit 1.
     pub fail_on: FailOn,
+    /// The evidence bundles the inputs came from (`natcheck collect`).
+    pub bundles: Vec<crate::bundle::Summary>,
 }
 
 impl Model {
@@ -41,6 +43,7 @@ impl Model {
             words,
             warnings,
             fail_on,
+            bundles: Vec::new(),
         }
     }
 

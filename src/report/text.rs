@@ -393,6 +393,50 @@ pub fn witness_line(w: &WitnessSummary) -> String {
     s
 }
 
+/// A bundle in one line: where and when it was collected, why it stopped, what
+/// the kernel dropped, and what could not be collected.
+pub fn bundle_line(b: &crate::bundle::Summary) -> String {
+    let mut s = format!("{}: natcheck collect on {}", b.dir, b.host);
+    if !b.kernel.is_empty() {
+        let _ = write!(s, " (Linux {})", b.kernel);
+    }
+    if let Some(t) = b.started_ns {
+        let _ = write!(s, ", {}", rfc3339_ns(t));
+        if let Some(end) = b.stopped_ns {
+            let _ = write!(s, " +{}", secs(end - t));
+        }
+    }
+    let stop = match b.stop.reason.as_str() {
+        "signal" => format!("stopped by {}", b.stop.detail),
+        "error" => format!("stopped by an error ({})", b.stop.detail),
+        r => format!("stopped at its {r} limit ({})", b.stop.detail),
+    };
+    let drops: Vec<String> = b
+        .points
+        .iter()
+        .filter(|(_, _, d)| *d > 0)
+        .map(|(n, _, d)| format!("{n} {d}"))
+        .collect();
+    let _ = write!(
+        s,
+        ", {stop}; kernel drops: {}",
+        if drops.is_empty() {
+            "none".to_string()
+        } else {
+            drops.join(", ")
+        }
+    );
+    if !b.missing.is_empty() {
+        let missing: Vec<String> = b
+            .missing
+            .iter()
+            .map(|(f, why)| format!("{f} ({why})"))
+            .collect();
+        let _ = write!(s, "; not collected: {}", missing.join(", "));
+    }
+    s
+}
+
 /// The findings section at the top of the table report.
 fn findings_section(m: &Model) -> String {
     let mut out = String::new();
@@ -404,6 +448,9 @@ fn findings_section(m: &Model) -> String {
         if w == 1 { "" } else { "s" },
         m.count(Severity::Info)
     );
+    for b in &m.bundles {
+        let _ = writeln!(out, "bundle: {}", bundle_line(b));
+    }
     for w in &m.audit.witnesses {
         match w.kind {
             WitnessKind::Rules => {

@@ -602,6 +602,20 @@ impl RuleSet {
         self.sets.extend(other.sets);
         self.addrs.extend(other.addrs);
         self.warnings.extend(other.warnings);
+        self.drop_moot_xt_warnings();
+    }
+
+    /// The warning that an nft listing holds iptables-nft's `xt` expressions is about
+    /// the tables iptables-save also gave: once those twins are left out, it stays
+    /// only for an input of which a table still read holds one.
+    fn drop_moot_xt_warnings(&mut self) {
+        let tables = &self.tables;
+        self.warnings.retain(|w| {
+            !nft::is_xt_warning(w)
+                || tables
+                    .iter()
+                    .any(|t| t.source == w.source && nft::holds_xt(t))
+        });
     }
 
     /// iptables-nft keeps its tables in nf_tables, so `nft -j list ruleset` of such a

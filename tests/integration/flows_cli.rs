@@ -130,6 +130,7 @@ fn every_corpus_capture_reads_without_panic_or_hang() {
         let spec = InputSpec {
             label: None,
             path: f.clone(),
+            prefix: None,
         };
         let start = Instant::now();
         let r = natcheck::flows::read_input_flows(&spec, &opts, |_, _, _, _| {});

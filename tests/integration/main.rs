@@ -7,6 +7,8 @@ mod util;
 
 mod audit_cli;
 mod bench_synth;
+mod bundle_cli;
+mod collect_netns;
 mod conntrack_cli;
 mod correlate_cli;
 mod flows_cli;

@@ -678,7 +678,7 @@ impl Reader<'_> {
                 self.out.source.clone(),
                 Location::File,
                 format!(
-                    "{n} {rules} xt expressions left by iptables-nft, whose arguments {nft} does \
+                    "{n} {rules} {XT_WARNING}, whose arguments {nft} does \
                      not show: those matches and targets are read as unknown; iptables-save is \
                      the complete source for rules made by iptables-nft"
                 ),
@@ -686,4 +686,24 @@ impl Reader<'_> {
         }
         self.out
     }
+}
+
+/// The words that mark the warning about iptables-nft's `xt` expressions.
+const XT_WARNING: &str = "xt expressions left by iptables-nft";
+
+/// Whether `w` is the warning that an nft listing holds iptables-nft's `xt`
+/// expressions.
+pub fn is_xt_warning(w: &Warning) -> bool {
+    w.message.contains(XT_WARNING)
+}
+
+/// Whether a table read from an nft listing holds an `xt` expression.
+pub fn holds_xt(t: &super::Table) -> bool {
+    let xt = |text: &str| text.contains(stmt::XT_NOTE);
+    t.chains.iter().flat_map(|c| &c.rules).any(|r| {
+        matches!(&r.target, Target::Unknown { text, .. } if xt(text))
+            || r.matches
+                .iter()
+                .any(|m| matches!(&m.kind, super::MatchKind::Unknown { text, .. } if xt(text)))
+    })
 }

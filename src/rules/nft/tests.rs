@@ -557,6 +557,34 @@ const IPTABLES_NFT: &str = r#"{"nftables": [
    {"counter": {"packets": 0, "bytes": 0}}, {"xt": {"type": "target", "name": "DNAT"}}]}}
 ]}"#;
 
+/// Read beside iptables-save, the twin tables that held the xt expressions are left
+/// out, and the warning about them with them, whichever input comes first; an xt
+/// expression in a table iptables-save does not hold keeps it.
+#[test]
+fn the_xt_warning_goes_with_the_twins() {
+    let save = crate::rules::iptables::parse(
+        "save.txt",
+        "*nat\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:DOCKER - [0:0]\n\
+         -A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE\nCOMMIT\n",
+    );
+    assert!(save.warnings.is_empty(), "{:?}", save.warnings);
+    for nft_first in [false, true] {
+        let nft = parse_json("ipt.json", IPTABLES_NFT);
+        let (mut a, b) = if nft_first {
+            (nft, save.clone())
+        } else {
+            (save.clone(), nft)
+        };
+        a.merge(b);
+        assert!(a.warnings.is_empty(), "{nft_first}: {:?}", a.warnings);
+    }
+    let other = IPTABLES_NFT.replace("\"nat\"", "\"natx\"");
+    let mut a = save.clone();
+    a.merge(parse_json("ipt.json", &other));
+    assert_eq!(a.warnings.len(), 1, "{:?}", a.warnings);
+    assert!(crate::rules::nft::is_xt_warning(&a.warnings[0]));
+}
+
 #[test]
 fn iptables_nft_xt_expressions() {
     let rs = parse_json("ipt.json", IPTABLES_NFT);

@@ -1,0 +1,297 @@
+//! Bundles read by the commands, without root: bundle directories assembled from a
+//! lab sample (its multi-interface pcapng, conntrack table, event log, rules and
+//! addresses) with a manifest, as `natcheck collect` lays them out. `correlate DIR`
+//! must say what `correlate` says of the same files named one by one; two bundles
+//! whose points share names read as one set of points prefixed by host; a capture
+//! that dropped packets is a warning; a directory that is no bundle is an error.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use natcheck::bundle::manifest::{rfc3339_ns, FileRecord, Manifest, Point, Stop, SCHEMA};
+use natcheck::bundle::{Kind, MANIFEST};
+use serde_json::Value;
+
+use crate::util::{natcheck, root, stderr, stdout};
+
+const SAMPLE: &str = "samples/published-port";
+
+/// A scratch directory, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn scratch(tag: &str) -> Scratch {
+    let d = std::env::temp_dir().join(format!("natcheck-bundle-cli-{tag}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(&d).unwrap();
+    Scratch(d)
+}
+
+/// Writes a bundle of the sample's files into `dir`, from host `host`, with `drops`
+/// kernel drops at eth0.
+fn make_bundle(dir: &Path, host: &str, drops: u64) {
+    fs::create_dir_all(dir).unwrap();
+    let mut files = Vec::new();
+    for (kind, sample_file) in [
+        (Kind::Capture, "multi.pcapng"),
+        (Kind::ConntrackAfter, "conntrack.txt"),
+        (Kind::ConntrackEvents, "events.txt"),
+        (Kind::IptablesAfter, "iptables.txt"),
+        (Kind::Addresses, "addrs.txt"),
+    ] {
+        let bytes = fs::read(root().join(SAMPLE).join(sample_file)).unwrap();
+        fs::write(dir.join(kind.file()), &bytes).unwrap();
+        files.push(FileRecord {
+            name: kind.file(),
+            kind: kind.name().into(),
+            what: kind.what().into(),
+            command: format!("copied from {SAMPLE}/{sample_file}"),
+            taken: rfc3339_ns(1_795_000_000_000_000_000),
+            bytes: Some(bytes.len() as u64),
+            ..FileRecord::default()
+        });
+    }
+    files.push(FileRecord {
+        name: Kind::NftAfter.file(),
+        kind: Kind::NftAfter.name().into(),
+        error: Some("`nft` is not installed (not found on PATH)".into()),
+        ..FileRecord::default()
+    });
+    let point = |name: &str, packets, drops| Point {
+        name: name.into(),
+        interface: name.into(),
+        linktype: "ETHERNET".into(),
+        packets,
+        kernel_packets: packets + drops,
+        kernel_drops: drops,
+        ..Point::default()
+    };
+    let m = Manifest {
+        schema: SCHEMA.into(),
+        natcheck: "0.1.0".into(),
+        host: host.into(),
+        kernel: "6.1.0".into(),
+        started: rfc3339_ns(1_795_000_000_000_000_000),
+        stopped: rfc3339_ns(1_795_000_010_000_000_000),
+        stop: Stop {
+            reason: "signal".into(),
+            detail: "SIGINT".into(),
+        },
+        points: vec![
+            point("docker0", 43, 0),
+            point("eth0", 43, drops),
+            point("veth-c1", 43, 0),
+        ],
+        files,
+        ..Manifest::default()
+    };
+    fs::write(dir.join(MANIFEST), m.to_json()).unwrap();
+}
+
+fn json(args: &[&str]) -> (Option<i32>, Value, String) {
+    let out = natcheck(args);
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out.status.code(), v, stderr(&out))
+}
+
+/// A report with the inputs' paths (which differ between a bundle and the sample)
+/// and the bundle itself left out.
+fn pathless(v: &Value) -> Value {
+    match v {
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "source" | "bundles" | "inputs"))
+                .map(|(k, v)| (k.clone(), pathless(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(pathless).collect()),
+        other => other.clone(),
+    }
+}
+
+#[test]
+fn a_bundle_reads_like_its_files_named_one_by_one() {
+    let s = scratch("one");
+    let dir = s.0.join("router");
+    make_bundle(&dir, "router", 0);
+    let d = dir.to_str().unwrap();
+    let (code, bundle, err) = json(&["correlate", d, "--format", "json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let f = |name: &str| format!("{SAMPLE}/{name}");
+    let (code, named, err) = json(&[
+        "correlate",
+        &f("multi.pcapng"),
+        "--conntrack",
+        &f("conntrack.txt"),
+        "--conntrack",
+        &f("events.txt"),
+        "--rules",
+        &f("iptables.txt"),
+        "--rules",
+        &f("addrs.txt"),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        pathless(&bundle["connections"]),
+        pathless(&named["connections"])
+    );
+    assert_eq!(bundle["findings"], named["findings"]);
+    assert_eq!(bundle["conntrack"].as_array().unwrap().len(), 2);
+    assert!(bundle["rules"][0]["source"]
+        .as_str()
+        .unwrap()
+        .contains("iptables-after.txt"));
+    let b = &bundle["bundles"][0];
+    assert_eq!(b["host"], "router");
+    assert_eq!(b["stop"]["detail"], "SIGINT");
+    assert_eq!(b["missing"][0]["file"], "nft-after.json");
+    // The table report names the bundle and what it lacks.
+    let out = natcheck(&["correlate", d]);
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!(
+            "bundle: {d}: natcheck collect on router (Linux 6.1.0), "
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("stopped by SIGINT; kernel drops: none; not collected: nft-after.json"),
+        "{text}"
+    );
+    // flows, conntrack and explain read it too.
+    let out = natcheck(&["flows", d]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let named = natcheck(&["flows", &f("multi.pcapng")]);
+    assert_eq!(
+        stdout(&out).replace(&format!("{d}/capture.pcapng"), "X"),
+        stdout(&named).replace(&f("multi.pcapng"), "X")
+    );
+    let out = natcheck(&["conntrack", d, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["inputs"].as_array().unwrap().len(), 2);
+    let packet = "tcp 198.51.100.20:40000 > 203.0.113.1:8080 in eth0";
+    let out = natcheck(&["explain", "--rules", d, "--packet", packet]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let named = natcheck(&[
+        "explain",
+        "--rules",
+        &f("iptables.txt"),
+        "--rules",
+        &f("addrs.txt"),
+        "--packet",
+        packet,
+    ]);
+    assert_eq!(
+        stdout(&out)
+            .replace(&format!("{d}/iptables-after.txt"), "X")
+            .replace(&format!("{d}/ip-addr.json"), "Z"),
+        stdout(&named)
+            .replace(&f("iptables.txt"), "X")
+            .replace(&f("addrs.txt"), "Z"),
+    );
+}
+
+#[test]
+fn two_hosts_bundles_are_one_set_of_points_prefixed_by_host() {
+    let s = scratch("two");
+    let (a, b) = (s.0.join("a"), s.0.join("b"));
+    make_bundle(&a, "host-a", 0);
+    make_bundle(&b, "host-b", 0);
+    let (code, v, err) = json(&[
+        "correlate",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let names: Vec<&str> = v["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "host-a/docker0",
+            "host-a/eth0",
+            "host-a/veth-c1",
+            "host-b/docker0",
+            "host-b/eth0",
+            "host-b/veth-c1"
+        ]
+    );
+    assert_eq!(v["bundles"].as_array().unwrap().len(), 2);
+    // Both bundles' conntrack files are witnesses; the first bundle's rules are used.
+    assert_eq!(v["conntrack"].as_array().unwrap().len(), 4);
+    let rules = v["rules"][0]["source"].as_str().unwrap();
+    assert!(
+        rules.contains("/a/iptables-after.txt") && !rules.contains("/b/"),
+        "{rules}"
+    );
+    // Hosts of one name: the directories' names.
+    make_bundle(&s.0.join("c"), "host-a", 0);
+    let (_, v, err) = json(&[
+        "correlate",
+        a.to_str().unwrap(),
+        s.0.join("c").to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let names: Vec<&str> = v["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names[0], "a/docker0", "{err}");
+    assert_eq!(names[3], "c/docker0");
+}
+
+#[test]
+fn a_capture_with_kernel_drops_is_a_warning() {
+    let s = scratch("drops");
+    let dir = s.0.join("b");
+    make_bundle(&dir, "router", 7);
+    let d = dir.to_str().unwrap();
+    let out = natcheck(&["correlate", d]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("kernel drops: eth0 7"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains(&format!(
+            "warning: {d}/capture.pcapng: the kernel dropped 7 of 50 packets at eth0 while capturing: packets missing there may have been dropped by the capture, so loss findings at eth0 are uncertain"
+        )),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_directory_that_is_no_bundle_is_an_error() {
+    let s = scratch("none");
+    let d = s.0.to_str().unwrap();
+    for args in [vec!["correlate", d], vec!["flows", d], vec!["conntrack", d]] {
+        let out = natcheck(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            stderr(&out).contains(&format!(
+                "{d}: is a directory, not a natcheck bundle (no manifest.json)"
+            )),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+}
