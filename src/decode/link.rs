@@ -25,6 +25,12 @@ const ETHERTYPE_VLAN: u16 = 0x8100;
 const ETHERTYPE_QINQ: u16 = 0x88a8;
 /// The pre-802.1ad QinQ outer tag some switches still emit.
 const ETHERTYPE_QINQ_OLD: u16 = 0x9100;
+const ETHERTYPE_MPLS: u16 = 0x8847;
+const ETHERTYPE_MPLS_MULTICAST: u16 = 0x8848;
+const ETHERTYPE_PPPOE_SESSION: u16 = 0x8864;
+/// PPP protocol numbers (RFC 1332, RFC 5072) of the IP datagrams a PPP link carries.
+const PPP_IPV4: u16 = 0x0021;
+const PPP_IPV6: u16 = 0x0057;
 /// Type/length values up to 1500 are 802.3 lengths, not ethertypes (IEEE 802.3 clause 3.2.6).
 const MAX_8023_LENGTH: u16 = 0x05dc;
 /// Linux SLL protocol values below this are `ETH_P_*` pseudo-protocols, not ethertypes.
@@ -134,9 +140,9 @@ fn sll_protocol(
     after_ethertype(data, offset, protocol, dir, ifindex)
 }
 
-/// Follows VLAN tags (any number, any mix of 802.1Q and 802.1ad) to the ethertype that
-/// names the payload. libpcap re-inserts stripped tags into SLL captures as well, so
-/// the cooked link types go through here too.
+/// Follows VLAN tags (any number, any mix of 802.1Q and 802.1ad), a PPPoE session
+/// header or an MPLS label stack to the IP header. libpcap re-inserts stripped tags into
+/// SLL captures as well, so the cooked link types go through here too.
 fn after_ethertype(
     data: &[u8],
     mut offset: usize,
@@ -155,9 +161,11 @@ fn after_ethertype(
         })?;
         offset += 4;
     }
-    let net = match ethertype {
-        ETHERTYPE_IPV4 => Net::V4,
-        ETHERTYPE_IPV6 => Net::V6,
+    let (offset, net) = match ethertype {
+        ETHERTYPE_IPV4 => (offset, Net::V4),
+        ETHERTYPE_IPV6 => (offset, Net::V6),
+        ETHERTYPE_PPPOE_SESSION => pppoe_session(data, offset)?,
+        ETHERTYPE_MPLS | ETHERTYPE_MPLS_MULTICAST => mpls(data, offset)?,
         t if t <= MAX_8023_LENGTH => return Err(Skip::Llc),
         t => return Err(Skip::NotIp(t)),
     };
@@ -167,6 +175,64 @@ fn after_ethertype(
         dir,
         ifindex,
     })
+}
+
+/// A PPPoE session header (RFC 2516 4: version and type, code, session id, length; 6
+/// bytes) at `offset`, then the PPP protocol field. Returns where the IP header starts.
+fn pppoe_session(data: &[u8], offset: usize) -> Result<(usize, Net), Skip> {
+    const LEN: usize = 6;
+    array::<LEN>(data, offset).ok_or(Skip::Truncated {
+        layer: Layer::Pppoe,
+        offset,
+    })?;
+    ppp_protocol(data, offset + LEN)
+}
+
+/// The PPP protocol field at `offset` (RFC 1661 2): two bytes, or one when protocol
+/// field compression left out the leading zero (the first byte of a two-byte protocol
+/// is even, a compressed one odd). Returns where the IP header starts.
+fn ppp_protocol(data: &[u8], offset: usize) -> Result<(usize, Net), Skip> {
+    let truncated = Skip::Truncated {
+        layer: Layer::Ppp,
+        offset,
+    };
+    let first = *data.get(offset).ok_or(truncated)?;
+    let (protocol, len) = if first & 1 == 1 {
+        (u16::from(first), 1)
+    } else {
+        (be16(data, offset).ok_or(truncated)?, 2)
+    };
+    match protocol {
+        PPP_IPV4 => Ok((offset + len, Net::V4)),
+        PPP_IPV6 => Ok((offset + len, Net::V6)),
+        p => Err(Skip::NotIpPpp(p)),
+    }
+}
+
+/// An MPLS label stack (RFC 3032 2.1: 4-byte entries, the last with the bottom-of-stack
+/// bit) at `offset`, then the payload, which carries no type: IP when its first nibble
+/// is 4 or 6 (as routers and Wireshark guess), else a pseudowire or a control word.
+/// Returns where the IP header starts.
+fn mpls(data: &[u8], mut offset: usize) -> Result<(usize, Net), Skip> {
+    const ENTRY: usize = 4;
+    const BOTTOM_OF_STACK: u8 = 0x01;
+    loop {
+        let entry: &[u8; ENTRY] = array(data, offset).ok_or(Skip::Truncated {
+            layer: Layer::Mpls,
+            offset,
+        })?;
+        offset += ENTRY;
+        if entry[2] & BOTTOM_OF_STACK != 0 {
+            break;
+        }
+    }
+    match data.get(offset).map(|b| b >> 4) {
+        Some(4) => Ok((offset, Net::V4)),
+        Some(6) => Ok((offset, Net::V6)),
+        // Cut right after the stack: the IP layer names what is missing.
+        None => Ok((offset, Net::Either)),
+        Some(_) => Err(Skip::NotIpMpls),
+    }
 }
 
 /// LINKTYPE_NULL / LINKTYPE_LOOP: a 4-byte address family. NULL stores it in the

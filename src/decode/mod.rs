@@ -2,9 +2,10 @@
 //! summary, or a [`Skip`] saying why there is none.
 //!
 //! Layers and who reads them:
-//! - link (`link.rs`, by hand): ETHERNET with any stack of 802.1Q/802.1ad tags,
-//!   LINUX_SLL, LINUX_SLL2, RAW (101, and the DLT values 12/14 old files carry), IPV4,
-//!   IPV6, NULL and LOOP. SLL/SLL2 packet types become
+//! - link (`link.rs`, by hand): ETHERNET with any stack of 802.1Q/802.1ad tags, then
+//!   IP directly, in a PPPoE session or under an MPLS label stack; LINUX_SLL,
+//!   LINUX_SLL2, RAW (101, and the DLT values 12/14 old files carry), IPV4, IPV6, NULL
+//!   and LOOP. SLL/SLL2 packet types become
 //!   [`LinkDir`](crate::model::LinkDir), the SLL2 interface index becomes
 //!   [`Decoded::ifindex`].
 //! - IP (`ip.rs`): etherparse's lax slicer ([`etherparse::LaxIpSlice`]), which keeps

@@ -327,6 +327,112 @@ fn vlan_and_qinq_tags_are_followed() {
     );
 }
 
+/// A PPPoE session header (version 1, type 1, code 0, session 0x1234) and the PPP
+/// protocol field as given (two bytes, or one when compressed).
+fn pppoe(protocol: &[u8], payload: &[u8]) -> Vec<u8> {
+    let len = (protocol.len() + payload.len()) as u16;
+    let mut p = vec![0x11, 0x00, 0x12, 0x34];
+    p.extend_from_slice(&len.to_be_bytes());
+    p.extend_from_slice(protocol);
+    p.extend_from_slice(payload);
+    p
+}
+
+#[test]
+fn pppoe_sessions_carry_ip_behind_the_ppp_protocol() {
+    let t = tcp_with(40000, 80, 7, tcp_flags::SYN, &[], 0, b"");
+    let ip4 = ipv4(6, A, B, &t);
+    let ip6 = ipv6(6, A6, B6, &t);
+    let plain4 = ok(ETHERNET, &eth(0x0800, &ip4)).packet;
+    let plain6 = ok(ETHERNET, &eth(0x86dd, &ip6)).packet;
+    let frame = eth(0x8864, &pppoe(&[0x00, 0x21], &ip4));
+    assert_eq!(ok(ETHERNET, &frame).packet, plain4);
+    // Behind a VLAN tag, as access networks send it; IPv6; a compressed protocol field.
+    let tagged = eth_tagged(&[(0x8100, 7)], 0x8864, &pppoe(&[0x00, 0x57], &ip6));
+    assert_eq!(ok(ETHERNET, &tagged).packet, plain6);
+    let compressed = eth(0x8864, &pppoe(&[0x21], &ip4));
+    assert_eq!(ok(ETHERNET, &compressed).packet, plain4);
+    // PPP's own control protocols are not IP; discovery is another ethertype.
+    let lcp = eth(0x8864, &pppoe(&[0xc0, 0x21], &[1, 1, 0, 4]));
+    assert_eq!(skip(ETHERNET, &lcp), Skip::NotIpPpp(0xc021));
+    assert_eq!(
+        skip(ETHERNET, &lcp).reason(),
+        "not IP (ppp protocol 0xc021 LCP)"
+    );
+    assert_eq!(
+        skip(ETHERNET, &eth(0x8863, &[0x11, 0x09, 0, 0, 0, 0])).reason(),
+        "not IP (ethertype 0x8863 PPPoE discovery)"
+    );
+    // Cut inside the session header, then inside the protocol field.
+    assert_eq!(
+        skip(ETHERNET, &frame[..19]),
+        Skip::Truncated {
+            layer: Layer::Pppoe,
+            offset: 14
+        }
+    );
+    assert_eq!(
+        skip(ETHERNET, &frame[..21]),
+        Skip::Truncated {
+            layer: Layer::Ppp,
+            offset: 20
+        }
+    );
+}
+
+/// MPLS label stack entries for `labels`, the last with the bottom-of-stack bit.
+fn mpls_stack(labels: &[u32]) -> Vec<u8> {
+    let mut v = Vec::new();
+    for (i, label) in labels.iter().enumerate() {
+        let bos = u32::from(i + 1 == labels.len());
+        v.extend_from_slice(&((label << 12) | (bos << 8) | 64).to_be_bytes());
+    }
+    v
+}
+
+#[test]
+fn mpls_label_stacks_are_followed_to_ip() {
+    let t = tcp_with(40000, 80, 7, tcp_flags::SYN, &[], 0, b"");
+    let ip4 = ipv4(6, A, B, &t);
+    let ip6 = ipv6(6, A6, B6, &t);
+    let plain4 = ok(ETHERNET, &eth(0x0800, &ip4)).packet;
+    let plain6 = ok(ETHERNET, &eth(0x86dd, &ip6)).packet;
+    let one = eth(0x8847, &with_prefix(&mpls_stack(&[16]), &ip4));
+    assert_eq!(ok(ETHERNET, &one).packet, plain4);
+    let three = eth(0x8847, &with_prefix(&mpls_stack(&[16, 17, 2]), &ip6));
+    assert_eq!(ok(ETHERNET, &three).packet, plain6);
+    let multicast = eth_tagged(
+        &[(0x8100, 3)],
+        0x8848,
+        &with_prefix(&mpls_stack(&[20, 21]), &ip4),
+    );
+    assert_eq!(ok(ETHERNET, &multicast).packet, plain4);
+    let cooked = sll(0, 0x8847, &with_prefix(&mpls_stack(&[16]), &ip4));
+    assert_eq!(ok(SLL, &cooked).packet.tuple, plain4.tuple);
+    // An Ethernet pseudowire with its control word is not IP.
+    let pw = eth(
+        0x8847,
+        &with_prefix(&mpls_stack(&[30]), &[0, 0, 0, 0, 0x02, 0, 0, 0]),
+    );
+    assert_eq!(skip(ETHERNET, &pw), Skip::NotIpMpls);
+    assert_eq!(skip(ETHERNET, &pw).reason(), "not IP (mpls payload)");
+    // Cut inside the second entry; cut right after the stack.
+    assert_eq!(
+        skip(ETHERNET, &three[..20]),
+        Skip::Truncated {
+            layer: Layer::Mpls,
+            offset: 18
+        }
+    );
+    assert_eq!(
+        skip(ETHERNET, &one[..18]),
+        Skip::Truncated {
+            layer: Layer::Ip,
+            offset: 18
+        }
+    );
+}
+
 #[test]
 fn linux_sll_keeps_the_packet_type_as_direction() {
     let ip = ipv4(17, A, B, &udp(5353, 53, 0, b"q"));
@@ -1001,6 +1107,21 @@ fn every_link_type_survives_every_cut() {
             eth_tagged(&[(0x88a8, 1), (0x8100, 2)], 0x86dd, &ipv6(6, A6, B6, &t)),
         ),
         (SLL, sll(4, 0x0800, &ipv4(6, A, B, &t))),
+        (
+            ETHERNET,
+            eth_tagged(
+                &[(0x8100, 2)],
+                0x8864,
+                &pppoe(&[0, 0x21], &ipv4(6, A, B, &t)),
+            ),
+        ),
+        (
+            ETHERNET,
+            eth(
+                0x8847,
+                &with_prefix(&mpls_stack(&[16, 17]), &ipv6(6, A6, B6, &t)),
+            ),
+        ),
         (
             SLL2,
             sll2(
