@@ -17,6 +17,10 @@ pub enum Layer {
     Ppp,
     /// An MPLS label stack entry.
     Mpls,
+    /// A Cisco HDLC header (address, control, protocol).
+    CiscoHdlc,
+    /// The LINKTYPE_NFLOG header or one of its TLVs.
+    Nflog,
     LinuxSll,
     LinuxSll2,
     /// The 4-byte address family of LINKTYPE_NULL / LINKTYPE_LOOP.
@@ -45,6 +49,8 @@ impl Layer {
             Layer::Pppoe => "pppoe header",
             Layer::Ppp => "ppp protocol field",
             Layer::Mpls => "mpls label",
+            Layer::CiscoHdlc => "cisco hdlc header",
+            Layer::Nflog => "nflog tlv",
             Layer::LinuxSll => "linux sll header",
             Layer::LinuxSll2 => "linux sll2 header",
             Layer::Loopback => "null/loop header",
@@ -82,6 +88,11 @@ pub enum Problem {
     HopByHopNotFirst,
     /// An authentication header with payload length 0 (RFC 4302 needs at least 1).
     AuthZeroLen,
+    /// An IPv4 total length other than 0 (which GSO and BIG TCP packets carry) below the
+    /// header length.
+    TotalLengthBelowHeader,
+    /// An NFLOG TLV length shorter than the TLV header.
+    TlvShorterThanHeader,
 }
 
 impl fmt::Display for Problem {
@@ -94,6 +105,8 @@ impl fmt::Display for Problem {
             Problem::SegmentShorterThanHeader => f.write_str("ip length leaves no room for it"),
             Problem::HopByHopNotFirst => f.write_str("hop-by-hop header not first"),
             Problem::AuthZeroLen => f.write_str("payload length 0"),
+            Problem::TotalLengthBelowHeader => f.write_str("total length below header length"),
+            Problem::TlvShorterThanHeader => f.write_str("tlv length below 4"),
         }
     }
 }
@@ -117,6 +130,10 @@ pub enum Skip {
     NotIpPpp(u16),
     /// An MPLS payload that is not IP (a pseudowire, or a control word).
     NotIpMpls,
+    /// A Cisco HDLC protocol other than IPv4, IPv6 and MPLS (SLARP, CDP, OSI, ...).
+    NotIpCiscoHdlc(u16),
+    /// An NFLOG message that logged no packet (no NFULA_PAYLOAD TLV).
+    NflogWithoutPayload,
     /// A NULL/LOOP address family that is not AF_INET/AF_INET6 on any system.
     NotIpFamily(u32),
     /// A raw-IP link type whose first nibble is neither 4 nor 6.
@@ -197,6 +214,16 @@ fn ppp_protocol_name(p: u16) -> Option<&'static str> {
     })
 }
 
+/// Names for what Cisco HDLC links carry besides IP.
+fn cisco_hdlc_protocol_name(p: u16) -> Option<&'static str> {
+    Some(match p {
+        0x8035 => "SLARP",
+        0x2000 => "CDP",
+        0xfefe => "OSI",
+        _ => return None,
+    })
+}
+
 impl fmt::Display for Skip {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
@@ -215,6 +242,11 @@ impl fmt::Display for Skip {
                 None => write!(f, "not IP (ppp protocol 0x{p:04x})"),
             },
             Skip::NotIpMpls => f.write_str("not IP (mpls payload)"),
+            Skip::NotIpCiscoHdlc(p) => match cisco_hdlc_protocol_name(p) {
+                Some(name) => write!(f, "not IP (cisco hdlc protocol 0x{p:04x} {name})"),
+                None => write!(f, "not IP (cisco hdlc protocol 0x{p:04x})"),
+            },
+            Skip::NflogWithoutPayload => f.write_str("not IP (nflog message without payload)"),
             Skip::NotIpFamily(af) => write!(f, "not IP (address family {af})"),
             Skip::NotIpVersion(v) => write!(f, "not IP (version nibble {v})"),
             Skip::Truncated { layer, offset } => {
