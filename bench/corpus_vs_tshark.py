@@ -63,19 +63,26 @@ CAUSES = [
     "gtp",
     "capwap",
     "etherip",
+    "nsh",
     "other-tunnel",
     # Link-layer encapsulations between Ethernet and IP.
     "mpls",
     "pppoe",
     "pbb",
-    # An ICMP error's quoted header, which tshark dissects as a TCP/UDP packet.
+    "macsec",
+    # Where the two tools read the same packet differently.
+    "source-route",
+    "gso-length",
     "icmp-embedded",
     "ip-fragments",
-    "duplicates",
     "malformed",
+    "udp-length",
+    "bad-ip-length",
+    "link-type-mismatch",
     "snaplen",
     "file-damaged",
     "port-reuse",
+    "duplicates",
     "qinq",
     "vlan",
     "non-ip",
@@ -94,9 +101,11 @@ TUNNEL_TOKENS = {
     "capwap": "capwap",
     "capwap.data": "capwap",
     "etherip": "etherip",
+    "nsh": "nsh",
     "mpls": "mpls",
     "pppoes": "pppoe",
     "ieee8021ah": "pbb",
+    "macsec": "macsec",
 }
 
 FIELDS = [
@@ -106,19 +115,39 @@ FIELDS = [
     "frame.cap_len",
     "ip.src",
     "ip.dst",
+    "ip.proto",
     "ipv6.src",
     "ipv6.dst",
+    "ipv6.nxt",
     "tcp.srcport",
     "tcp.dstport",
     "udp.srcport",
     "udp.dstport",
+    "udp.length",
     "ip.flags.mf",
     "ip.frag_offset",
+    "ip.opt.type",
     "ipv6.fraghdr.offset",
     "ipv6.fraghdr.more",
     "tcp.analysis.reused_ports",
     "frame.md5_hash",
+    # Last: expert messages may hold commas, the aggregator.
+    "_ws.expert.message",
 ]
+
+# tshark's expert messages that say why it stopped dissecting a packet.
+EXPERT_TAGS = [
+    ("segmentation offload", "gso-length"),
+    ("TSO", "gso-length"),
+    ("Bad length value 0 < 8", "gso-length"),
+    ("Bad length value", "udp-length"),
+    ("Bogus IP length", "bad-ip-length"),
+    ("Bogus IPv6 length", "bad-ip-length"),
+    ("Malformed Packet", "malformed"),
+]
+
+# IPv4 options that name a later destination (loose and strict source route).
+SOURCE_ROUTE_OPTIONS = {"131", "137"}
 
 CONV_LINE = re.compile(r"^(\S+)\s+<->\s+(\S+)\s+(\d+)\s+\S+\s+\S+\s+(\d+)\s+\S+\s+\S+")
 
@@ -217,31 +246,36 @@ def frames_view(tshark, path, timeout):
 
 
 def layers(fr):
-    """The frame's protocol tokens, and for each TCP/UDP layer the conversation key
-    tshark gives it: (token index, proto, endpoint a, endpoint b), endpoints as
-    tshark prints them, in packet direction."""
+    """The frame's protocol tokens; for each IP layer (token index, version, src, dst,
+    next protocol); for each TCP/UDP layer the conversation key tshark gives it (proto,
+    endpoint a, endpoint b), endpoints as tshark prints them, in packet direction."""
     tokens = fr["frame.protocols"][0].split(":") if fr["frame.protocols"] else []
     seen = {"ip": 0, "ipv6": 0, "tcp": 0, "udp": 0}
-    last_ip, keys = None, []
+    last_ip, ips, keys = None, [], []
     for i, t in enumerate(tokens):
         if t in ("ip", "ipv6"):
             k = seen[t]
             src, dst = fr[f"{t}.src"], fr[f"{t}.dst"]
+            nxt = fr["ip.proto" if t == "ip" else "ipv6.nxt"]
             last_ip = (src[k], dst[k]) if k < len(src) and k < len(dst) else None
+            ips.append((i, t, *(last_ip or (None, None)), nxt[k] if k < len(nxt) else None))
             seen[t] += 1
         elif t in ("tcp", "udp"):
             k = seen[t]
             sp, dp = fr[f"{t}.srcport"], fr[f"{t}.dstport"]
             if last_ip and k < len(sp) and k < len(dp):
-                keys.append((i, t, f"{last_ip[0]}:{sp[k]}", f"{last_ip[1]}:{dp[k]}"))
+                keys.append((t, f"{last_ip[0]}:{sp[k]}", f"{last_ip[1]}:{dp[k]}"))
             seen[t] += 1
-    return tokens, keys
+    return tokens, ips, keys
 
 
-def tags_of(fr, tokens, dup):
+# What the IP header before another one must name for the pair to be a tunnel.
+INNER_IP = {("ip", "ipv6"): ("41", "6in4"), ("ipv6", "ip"): ("4", "4in6"), ("ip", "ip"): ("4", "ip-in-ip"), ("ipv6", "ipv6"): ("41", "ip-in-ip")}
+
+
+def tags_of(fr, tokens, ips, dup):
     """What a frame carries that may explain a difference."""
     tags = set()
-    ips = [i for i, t in enumerate(tokens) if t in ("ip", "ipv6")]
     if not ips:
         tags.add("non-ip")
     for t in tokens:
@@ -249,24 +283,38 @@ def tags_of(fr, tokens, dup):
             tags.add(TUNNEL_TOKENS[t])
         if t in ("_ws.malformed", "_ws.short"):
             tags.add("malformed")
+        if t == "ipv6.routing":
+            tags.add("source-route")
     vlans = tokens.count("vlan")
     if vlans == 1:
         tags.add("vlan")
     elif vlans > 1:
         tags.add("qinq")
-    for prev, cur in zip(ips, ips[1:]):
+    for (prev, pv, psrc, _, pnxt), (cur, cv, *_) in zip(ips, ips[1:]):
         between = tokens[prev + 1 : cur]
         if any(t in ("icmp", "icmpv6") for t in between):
             tags.add("icmp-embedded")
+        elif not between and psrc is None:
+            # tshark's IPv4 dissector handing a version-6 packet to IPv6: the link
+            # type announced one version and the packet is the other.
+            tags.add("link-type-mismatch")
         elif not between:
-            pair = (tokens[prev], tokens[cur])
-            tags.add({("ip", "ipv6"): "6in4", ("ipv6", "ip"): "4in6"}.get(pair, "ip-in-ip"))
+            want, tag = INNER_IP[(pv, cv)]
+            tags.add(tag if pnxt == want else "ip-in-ip")
         elif not any(t in TUNNEL_TOKENS for t in between):
-            tags.add("other-tunnel")
+            carrier = [t for t in between if t not in ("eth", "ethertype", "vlan", "llc", "data")]
+            tags.update(["other-tunnel", "via:" + (carrier or between)[-1]])
     if "1" in fr["ip.flags.mf"] or any(v not in ("0", "") for v in fr["ip.frag_offset"]):
         tags.add("ip-fragments")
     if fr["ipv6.fraghdr.offset"] or fr["ipv6.fraghdr.more"]:
         tags.add("ip-fragments")
+    if SOURCE_ROUTE_OPTIONS & set(fr["ip.opt.type"]):
+        tags.add("source-route")
+    expert = ",".join(fr["_ws.expert.message"])
+    for needle, tag in EXPERT_TAGS:
+        if needle in expert:
+            tags.add(tag)
+            break
     if fr["frame.len"] and fr["frame.cap_len"] and fr["frame.len"] != fr["frame.cap_len"]:
         tags.add("snaplen")
     if fr["tcp.analysis.reused_ports"]:
@@ -277,25 +325,26 @@ def tags_of(fr, tokens, dup):
 
 
 def explain(tshark, path, diff_keys, timeout, tshark_note):
-    """The cause of a difference and every tag seen on the frames involved."""
+    """The cause of a difference and every tag seen on the frames involved: those with
+    a TCP/UDP layer on a conversation the tools disagree on, and those with no TCP/UDP
+    layer tshark could read between the addresses of one (natcheck may have read it)."""
     frames = frames_view(tshark, path, timeout)
-    addr_pairs = {tuple(sorted((a.rsplit(":", 1)[0], b.rsplit(":", 1)[0]))) for _, a, b in diff_keys}
+    pairs = {tuple(sorted((a.rsplit(":", 1)[0], b.rsplit(":", 1)[0]))) for _, a, b in diff_keys}
     tags, all_tags, hashes = set(), set(), set()
     for fr in frames:
         md5 = fr["frame.md5_hash"][0] if fr["frame.md5_hash"] else None
         dup = md5 in hashes
         if md5:
             hashes.add(md5)
-        tokens, keys = layers(fr)
-        ftags = tags_of(fr, tokens, dup)
+        tokens, ips, keys = layers(fr)
+        ftags = tags_of(fr, tokens, ips, dup)
         all_tags |= ftags
-        hit = any((p, *sorted((a, b))) in diff_keys for _, p, a, b in keys)
-        if not hit and "ip-fragments" in ftags:
-            ips = list(zip(fr["ip.src"], fr["ip.dst"])) + list(zip(fr["ipv6.src"], fr["ipv6.dst"]))
-            hit = any(tuple(sorted(p)) in addr_pairs for p in ips)
+        hit = any((p, *sorted((a, b))) in diff_keys for p, a, b in keys)
+        if not keys and not hit:
+            hit = any(tuple(sorted((s, d))) in pairs for _, _, s, d, _ in ips if s)
         if hit:
             tags |= ftags
-    if "cut short" in tshark_note or "damaged" in tshark_note or "corrupt" in tshark_note:
+    if any(w in tshark_note for w in ("cut short", "damaged", "corrupt")):
         tags.add("file-damaged")
         all_tags.add("file-damaged")
     cause = next((c for c in CAUSES if c in tags), None)
