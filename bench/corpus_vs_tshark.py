@@ -69,6 +69,7 @@ CAUSES = [
     "mpls",
     "pppoe",
     "pbb",
+    "etag",
     "macsec",
     # Where the two tools read the same packet differently.
     "source-route",
@@ -105,6 +106,7 @@ TUNNEL_TOKENS = {
     "mpls": "mpls",
     "pppoes": "pppoe",
     "ieee8021ah": "pbb",
+    "etag": "etag",
     "macsec": "macsec",
 }
 
