@@ -31,7 +31,10 @@ header, a cut or malformed packet, a duplicate, ...); the cause is the first tag
 CAUSES order, or "unknown".
 
 Prints a summary (captures per class, differing captures per cause, for each corpus)
-and with --csv writes one row per capture. Needs Python 3.8+, tshark, and a built
+and with --csv writes one row per capture. Captures whose sums agree but where one
+tool lists a pair as more rows than the other (tshark's TCP streams split on port
+reuse, natcheck's flows on a new SYN after a close) are equal, counted apart as "split
+differently". Needs Python 3.8+, tshark, and a built
 natcheck (--natcheck, default target/debug/natcheck or $NATCHECK).
 """
 
@@ -168,11 +171,12 @@ def run(cmd, timeout):
 
 
 def add(convs, proto, a, b, ab, ba):
-    """Adds packets a->b and b->a to the conversation of the sorted endpoint pair."""
+    """Adds one row (conversation or flow) with packets a->b and b->a to the sorted
+    endpoint pair: its value is (packets a->b, packets b->a, rows)."""
     if a > b:
         a, b, ab, ba = b, a, ba, ab
-    cur = convs.get((proto, a, b), (0, 0))
-    convs[(proto, a, b)] = (cur[0] + ab, cur[1] + ba)
+    cur = convs.get((proto, a, b), (0, 0, 0))
+    convs[(proto, a, b)] = (cur[0] + ab, cur[1] + ba, cur[2] + 1)
 
 
 def tshark_convs(tshark, path, timeout):
@@ -359,7 +363,7 @@ def compare(tshark, natcheck, corpus, root, path, timeout):
     """One CSV row for one capture."""
     row = {"corpus": corpus, "capture": os.path.relpath(path, root), "class": "", "cause": ""}
     row.update(tags="", tshark_convs="", natcheck_convs="", only_tshark="", only_natcheck="")
-    row.update(counts_differ="", linktypes="", detail="")
+    row.update(counts_differ="", split_differs="", linktypes="", detail="")
     t, tnote = tshark_convs(tshark, path, timeout)
     n, info = natcheck_convs(natcheck, path, timeout)
     if n is None:
@@ -373,17 +377,21 @@ def compare(tshark, natcheck, corpus, root, path, timeout):
     row["tshark_convs"], row["natcheck_convs"] = len(t), len(n)
     only_t = sorted(k for k in t if k not in n)
     only_n = sorted(k for k in n if k not in t)
-    counts = sorted(k for k in t if k in n and t[k] != n[k])
+    counts = sorted(k for k in t if k in n and t[k][:2] != n[k][:2])
+    split = sorted(k for k in t if k in n and t[k][:2] == n[k][:2] and t[k][2] != n[k][2])
     row.update(only_tshark=len(only_t), only_natcheck=len(only_n), counts_differ=len(counts))
+    row["split_differs"] = len(split)
     if unsupported:
         row.update({"class": "natcheck-unsupported", "detail": "; ".join(unsupported)})
         return row
     if not (only_t or only_n or counts):
         row["class"] = "equal"
+        if split:
+            row["detail"] = "; ".join(f"{p} {a} {b}: tshark {t[(p, a, b)][2]} rows, natcheck {n[(p, a, b)][2]} flows" for p, a, b in split[:3])
         return row
     diff = set(only_t) | set(only_n) | set(counts)
     cause, tags = explain(tshark, path, diff, timeout, tnote)
-    shown = [f"{p} {a} {b} tshark {t.get((p, a, b))} natcheck {n.get((p, a, b))}" for p, a, b in sorted(diff)[:3]]
+    shown = [f"{p} {a} {b} tshark {t.get((p, a, b), ())[:2]} natcheck {n.get((p, a, b), ())[:2]}" for p, a, b in sorted(diff)[:3]]
     skips = ", ".join(f"{r}: {c}" for r, c in sorted(info["skipped"].items()))
     detail = "; ".join(shown + ([f"natcheck skipped {skips}"] if skips else []) + ([tnote] if tnote else []))
     row.update({"class": "differs", "cause": cause, "tags": " ".join(tags), "detail": detail})
@@ -412,6 +420,9 @@ def summary(rows):
     lines = [["captures", *[sum(r["corpus"] == c for r in rows) for c in corpora], len(rows)]]
     for cl in classes:
         lines.append([cl, *[count(rows, c, "class", cl) for c in corpora], count(rows, None, "class", cl)])
+        if cl == "equal":
+            split = [r for r in rows if r["class"] == "equal" and r["split_differs"]]
+            lines.append(["  split differently", *[sum(r["corpus"] == c for r in split) for c in corpora], len(split)])
         if cl == "differs":
             for cause in causes:
                 lines.append([f"  {cause}", *[count(rows, c, "cause", cause) for c in corpora], count(rows, None, "cause", cause)])
