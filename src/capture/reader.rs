@@ -573,14 +573,23 @@ fn duration_ns(d: Duration) -> i64 {
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
 
-/// The pcap LINKTYPE_* name of a link type number, for messages.
+/// The pcap LINKTYPE_* name of a link type number, for messages. Only the low 16 bits
+/// name the link type: a pcap file header keeps FCS length bits in the upper ones
+/// (libpcap's `LT_LINKTYPE()`), as the decoder reads them.
 pub fn linktype_name(linktype: u32) -> String {
-    format!("{:?}", DataLink::from(linktype))
+    format!("{:?}", DataLink::from(linktype & 0xffff))
 }
 
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+
+    #[test]
+    fn link_type_names_leave_out_the_fcs_bits() {
+        assert_eq!(linktype_name(1), "ETHERNET");
+        assert_eq!(linktype_name(0x3000_0001), "ETHERNET");
+        assert_eq!(linktype_name(0x0400_0071), "LINUX_SLL");
+    }
 
     fn pcap_header(magic: u32, linktype: u32) -> Vec<u8> {
         let mut v = magic.to_le_bytes().to_vec();

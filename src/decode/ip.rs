@@ -96,8 +96,9 @@ fn v4<'a>(ip: &'a [u8], s: &LaxIpv4Slice<'a>, wire_len: usize) -> IpView<'a> {
     let p = s.payload();
     let captured = offset_in(ip, p.payload) + p.payload.len();
     let total = usize::from(h.total_len());
-    // A total length below the header length is what Linux leaves in GSO and BIG TCP
-    // packets captured before segmentation (0 when the packet exceeds 64 KiB).
+    // A total length of 0 is what Linux leaves in GSO and BIG TCP packets captured
+    // before segmentation when they exceed 64 KiB. Other lengths below the header
+    // length never get here (see `impossible_total_length`).
     let ip_len = if total >= header_len {
         total
     } else {
@@ -296,6 +297,13 @@ pub(super) fn decode(
             }
         }
     })?;
+    if layer == Layer::Ipv4 && impossible_total_length(ip) {
+        return Err(Skip::Malformed {
+            layer,
+            offset,
+            problem: Problem::TotalLengthBelowHeader,
+        });
+    }
     if let (Some((err, err_layer)), false) = (ext_err, v.non_first_fragment) {
         // The slicer stopped at the header that starts where the segment would.
         return Err(ext_skip(err, err_layer, offset + v.l4_start));
@@ -333,6 +341,17 @@ pub(super) fn decode(
         data_len: v.ip_len.saturating_sub(f.data_start),
     });
     Ok((packet(&v, &t, link), fragment))
+}
+
+/// An IPv4 total length below the length of the header itself: impossible, unless it
+/// is 0, which GSO and BIG TCP packets captured before segmentation carry (tcpdump
+/// reads 0 the same way and calls any other such length bad).
+fn impossible_total_length(ip: &[u8]) -> bool {
+    let (Some(&first), Some(total)) = (ip.first(), be16(ip, 2)) else {
+        return false;
+    };
+    let header_len = usize::from(first & 0x0f) * 4;
+    total != 0 && usize::from(total) < header_len
 }
 
 fn packet(v: &IpView<'_>, t: &Transport, link: &Link) -> Packet {

@@ -2,12 +2,16 @@
 //! them here gives exact offsets for skip reasons. The result says where the IP header
 //! starts and which IP version the link layer announced.
 
+use super::shim::{self, Shim};
 use super::skip::{Layer, Skip};
-use super::{array, be16};
+use super::{array, be16, nflog};
 use crate::model::LinkDir;
 
 pub const LINKTYPE_NULL: u32 = 0;
 pub const LINKTYPE_ETHERNET: u32 = 1;
+pub const LINKTYPE_PPP: u32 = 9;
+pub const LINKTYPE_PPP_HDLC: u32 = 50;
+pub const LINKTYPE_C_HDLC: u32 = 104;
 /// DLT_RAW as most systems number it; some old files carry the DLT value, not 101.
 pub const DLT_RAW_12: u32 = 12;
 /// DLT_RAW as OpenBSD numbers it.
@@ -15,16 +19,17 @@ pub const DLT_RAW_14: u32 = 14;
 pub const LINKTYPE_RAW: u32 = 101;
 pub const LINKTYPE_LOOP: u32 = 108;
 pub const LINKTYPE_LINUX_SLL: u32 = 113;
+pub const LINKTYPE_NFLOG: u32 = 239;
 pub const LINKTYPE_IPV4: u32 = 228;
 pub const LINKTYPE_IPV6: u32 = 229;
 pub const LINKTYPE_LINUX_SLL2: u32 = 276;
 
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_IPV6: u16 = 0x86dd;
 const ETHERTYPE_VLAN: u16 = 0x8100;
 const ETHERTYPE_QINQ: u16 = 0x88a8;
 /// The pre-802.1ad QinQ outer tag some switches still emit.
 const ETHERTYPE_QINQ_OLD: u16 = 0x9100;
+/// IEEE 802.1BR E-Tag: like a VLAN tag, but 8 bytes (TPID, 6 bytes of E-TCI).
+const ETHERTYPE_ETAG: u16 = 0x893f;
 /// Type/length values up to 1500 are 802.3 lengths, not ethertypes (IEEE 802.3 clause 3.2.6).
 const MAX_8023_LENGTH: u16 = 0x05dc;
 /// Linux SLL protocol values below this are `ETH_P_*` pseudo-protocols, not ethertypes.
@@ -59,8 +64,21 @@ pub fn parse(linktype: u32, data: &[u8]) -> Result<Link, Skip> {
         LINKTYPE_IPV4 => Ok(raw(Net::V4)),
         LINKTYPE_IPV6 => Ok(raw(Net::V6)),
         LINKTYPE_NULL | LINKTYPE_LOOP => loopback(data),
+        LINKTYPE_PPP | LINKTYPE_PPP_HDLC => via(shim::ppp_frame(data)?),
+        LINKTYPE_C_HDLC => via(shim::cisco_hdlc(data)?),
+        LINKTYPE_NFLOG => via(nflog::payload(data)?),
         other => Err(Skip::UnsupportedLinkType(other)),
     }
+}
+
+/// The IP header a header between the link layer and IP points to.
+fn via(shim: Shim) -> Result<Link, Skip> {
+    Ok(Link {
+        offset: shim.offset,
+        net: shim.net,
+        dir: None,
+        ifindex: None,
+    })
 }
 
 fn raw(net: Net) -> Link {
@@ -134,9 +152,9 @@ fn sll_protocol(
     after_ethertype(data, offset, protocol, dir, ifindex)
 }
 
-/// Follows VLAN tags (any number, any mix of 802.1Q and 802.1ad) to the ethertype that
-/// names the payload. libpcap re-inserts stripped tags into SLL captures as well, so
-/// the cooked link types go through here too.
+/// Follows VLAN tags (any number, any mix of 802.1Q, 802.1ad and 802.1BR E-Tags), then
+/// a PPPoE session header or an MPLS label stack, to the IP header. libpcap re-inserts stripped tags into
+/// SLL captures as well, so the cooked link types go through here too.
 fn after_ethertype(
     data: &[u8],
     mut offset: usize,
@@ -144,26 +162,26 @@ fn after_ethertype(
     dir: Option<LinkDir>,
     ifindex: Option<u32>,
 ) -> Result<Link, Skip> {
-    while matches!(
-        ethertype,
-        ETHERTYPE_VLAN | ETHERTYPE_QINQ | ETHERTYPE_QINQ_OLD
-    ) {
-        // A tag is TCI (2) + the next ethertype (2).
-        ethertype = be16(data, offset + 2).ok_or(Skip::Truncated {
+    loop {
+        // A tag is its TCI (2, or 6 for an E-Tag) then the next ethertype (2).
+        let tci_len = match ethertype {
+            ETHERTYPE_VLAN | ETHERTYPE_QINQ | ETHERTYPE_QINQ_OLD => 2,
+            ETHERTYPE_ETAG => 6,
+            _ => break,
+        };
+        ethertype = be16(data, offset + tci_len).ok_or(Skip::Truncated {
             layer: Layer::Vlan,
             offset,
         })?;
-        offset += 4;
+        offset += tci_len + 2;
     }
-    let net = match ethertype {
-        ETHERTYPE_IPV4 => Net::V4,
-        ETHERTYPE_IPV6 => Net::V6,
+    let shim = match ethertype {
         t if t <= MAX_8023_LENGTH => return Err(Skip::Llc),
-        t => return Err(Skip::NotIp(t)),
+        t => shim::after_ethertype(data, offset, t)?,
     };
     Ok(Link {
-        offset,
-        net,
+        offset: shim.offset,
+        net: shim.net,
         dir,
         ifindex,
     })

@@ -2,9 +2,14 @@
 //! summary, or a [`Skip`] saying why there is none.
 //!
 //! Layers and who reads them:
-//! - link (`link.rs`, by hand): ETHERNET with any stack of 802.1Q/802.1ad tags,
-//!   LINUX_SLL, LINUX_SLL2, RAW (101, and the DLT values 12/14 old files carry), IPV4,
-//!   IPV6, NULL and LOOP. SLL/SLL2 packet types become
+//! - link (`link.rs`, `shim.rs`, `nflog.rs`, by hand): ETHERNET with any stack of
+//!   802.1Q/802.1ad tags and 802.1BR E-Tags, then IP directly, in a PPPoE session or
+//!   under an MPLS label stack; LINUX_SLL and LINUX_SLL2 the same way; RAW (101, and
+//!   the DLT values 12/14 old files carry), IPV4, IPV6, NULL and LOOP; PPP and
+//!   PPP_HDLC (IP, or MPLS then IP, behind the PPP protocol field), C_HDLC (Cisco HDLC);
+//!   NFLOG (the packet an iptables/nftables NFLOG rule logged). Tunnels (GRE, VXLAN,
+//!   Geneve, IP in IP, ...) are not opened: their outer packet is the packet. SLL/SLL2
+//!   packet types become
 //!   [`LinkDir`](crate::model::LinkDir), the SLL2 interface index becomes
 //!   [`Decoded::ifindex`].
 //! - IP (`ip.rs`): etherparse's lax slicer ([`etherparse::LaxIpSlice`]), which keeps
@@ -25,9 +30,10 @@
 //!   what was captured. `truncated` is set when bytes of the IP packet that its header
 //!   announces are missing from the capture. Link-layer padding or trailers cut by the
 //!   snaplen do not count, so a `-s 54` capture of a padded bare ACK is not truncated.
-//!   When the IP length field cannot be used (an IPv4 total length below the header
-//!   length, as GSO/BIG TCP packets carry, or an IPv6 payload length of 0 with data
-//!   behind it, a jumbogram) the frame's wire length stands in for it.
+//!   When the IP length field cannot be used (an IPv4 total length of 0, as GSO/BIG
+//!   TCP packets carry, or an IPv6 payload length of 0 with data behind it, a
+//!   jumbogram) the frame's wire length stands in for it. Any other IPv4 total length
+//!   below the header length is impossible: the packet is malformed.
 //!
 //! `payload_digest` (xxh3-64) is identical on both sides of a NAT, because NAT rewrites
 //! addresses, ports and checksums and nothing else, and none of those is hashed:
@@ -80,6 +86,8 @@ pub mod defrag;
 mod icmp;
 mod ip;
 mod link;
+mod nflog;
+mod shim;
 mod skip;
 mod transport;
 
@@ -100,13 +108,17 @@ pub const LINKTYPE_RAW: u32 = link::LINKTYPE_RAW;
 pub const SUPPORTED_LINK_TYPES: &[u32] = &[
     link::LINKTYPE_NULL,
     link::LINKTYPE_ETHERNET,
+    link::LINKTYPE_PPP,
     link::DLT_RAW_12,
     link::DLT_RAW_14,
+    link::LINKTYPE_PPP_HDLC,
     link::LINKTYPE_RAW,
+    link::LINKTYPE_C_HDLC,
     link::LINKTYPE_LOOP,
     link::LINKTYPE_LINUX_SLL,
     link::LINKTYPE_IPV4,
     link::LINKTYPE_IPV6,
+    link::LINKTYPE_NFLOG,
     link::LINKTYPE_LINUX_SLL2,
 ];
 

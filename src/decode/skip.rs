@@ -11,6 +11,16 @@ pub enum Layer {
     Ethernet,
     /// An 802.1Q / 802.1ad tag (4 bytes after the MAC addresses or the previous tag).
     Vlan,
+    /// A PPPoE session header (6 bytes after the ethertype).
+    Pppoe,
+    /// A PPP protocol field.
+    Ppp,
+    /// An MPLS label stack entry.
+    Mpls,
+    /// A Cisco HDLC header (address, control, protocol).
+    CiscoHdlc,
+    /// The LINKTYPE_NFLOG header or one of its TLVs.
+    Nflog,
     LinuxSll,
     LinuxSll2,
     /// The 4-byte address family of LINKTYPE_NULL / LINKTYPE_LOOP.
@@ -36,6 +46,11 @@ impl Layer {
         match self {
             Layer::Ethernet => "ethernet header",
             Layer::Vlan => "vlan tag",
+            Layer::Pppoe => "pppoe header",
+            Layer::Ppp => "ppp protocol field",
+            Layer::Mpls => "mpls label",
+            Layer::CiscoHdlc => "cisco hdlc header",
+            Layer::Nflog => "nflog tlv",
             Layer::LinuxSll => "linux sll header",
             Layer::LinuxSll2 => "linux sll2 header",
             Layer::Loopback => "null/loop header",
@@ -73,6 +88,11 @@ pub enum Problem {
     HopByHopNotFirst,
     /// An authentication header with payload length 0 (RFC 4302 needs at least 1).
     AuthZeroLen,
+    /// An IPv4 total length other than 0 (which GSO and BIG TCP packets carry) below the
+    /// header length.
+    TotalLengthBelowHeader,
+    /// An NFLOG TLV length shorter than the TLV header.
+    TlvShorterThanHeader,
 }
 
 impl fmt::Display for Problem {
@@ -85,6 +105,8 @@ impl fmt::Display for Problem {
             Problem::SegmentShorterThanHeader => f.write_str("ip length leaves no room for it"),
             Problem::HopByHopNotFirst => f.write_str("hop-by-hop header not first"),
             Problem::AuthZeroLen => f.write_str("payload length 0"),
+            Problem::TotalLengthBelowHeader => f.write_str("total length below header length"),
+            Problem::TlvShorterThanHeader => f.write_str("tlv length below 4"),
         }
     }
 }
@@ -104,6 +126,14 @@ pub enum Skip {
     /// A LINUX_SLL/SLL2 protocol field below 0x0600: not an ethertype but a Linux
     /// `ETH_P_*` / `ARPHRD_*`-specific value (802.2, CAN, netlink, ...).
     NotIpLinuxProtocol(u16),
+    /// A PPP protocol other than IPv4/IPv6 (LCP, IPCP, CHAP, ...).
+    NotIpPpp(u16),
+    /// An MPLS payload that is not IP (a pseudowire, or a control word).
+    NotIpMpls,
+    /// A Cisco HDLC protocol other than IPv4, IPv6 and MPLS (SLARP, CDP, OSI, ...).
+    NotIpCiscoHdlc(u16),
+    /// An NFLOG message that logged no packet (no NFULA_PAYLOAD TLV).
+    NflogWithoutPayload,
     /// A NULL/LOOP address family that is not AF_INET/AF_INET6 on any system.
     NotIpFamily(u32),
     /// A raw-IP link type whose first nibble is neither 4 nor 6.
@@ -169,6 +199,31 @@ fn ethertype_name(t: u16) -> Option<&'static str> {
     })
 }
 
+/// Names for the PPP control protocols a PPPoE or PPP link carries between datagrams.
+fn ppp_protocol_name(p: u16) -> Option<&'static str> {
+    Some(match p {
+        0x8021 => "IPCP",
+        0x8057 => "IPV6CP",
+        0xc021 => "LCP",
+        0xc023 => "PAP",
+        0xc223 => "CHAP",
+        0x80fd => "CCP",
+        0x00fd => "compressed datagram",
+        0x0281 => "MPLS",
+        _ => return None,
+    })
+}
+
+/// Names for what Cisco HDLC links carry besides IP.
+fn cisco_hdlc_protocol_name(p: u16) -> Option<&'static str> {
+    Some(match p {
+        0x8035 => "SLARP",
+        0x2000 => "CDP",
+        0xfefe => "OSI",
+        _ => return None,
+    })
+}
+
 impl fmt::Display for Skip {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
@@ -182,6 +237,16 @@ impl fmt::Display for Skip {
             },
             Skip::Llc => f.write_str("not IP (802.3 LLC frame)"),
             Skip::NotIpLinuxProtocol(p) => write!(f, "not IP (linux sll protocol 0x{p:04x})"),
+            Skip::NotIpPpp(p) => match ppp_protocol_name(p) {
+                Some(name) => write!(f, "not IP (ppp protocol 0x{p:04x} {name})"),
+                None => write!(f, "not IP (ppp protocol 0x{p:04x})"),
+            },
+            Skip::NotIpMpls => f.write_str("not IP (mpls payload)"),
+            Skip::NotIpCiscoHdlc(p) => match cisco_hdlc_protocol_name(p) {
+                Some(name) => write!(f, "not IP (cisco hdlc protocol 0x{p:04x} {name})"),
+                None => write!(f, "not IP (cisco hdlc protocol 0x{p:04x})"),
+            },
+            Skip::NflogWithoutPayload => f.write_str("not IP (nflog message without payload)"),
             Skip::NotIpFamily(af) => write!(f, "not IP (address family {af})"),
             Skip::NotIpVersion(v) => write!(f, "not IP (version nibble {v})"),
             Skip::Truncated { layer, offset } => {

@@ -357,6 +357,243 @@ fn vlan_and_qinq_tags_are_followed() {
         skip(ETHERNET, &eth_tagged(&[(0x8100, 5)], 0x0806, &[0; 28])),
         Skip::NotIp(0x0806)
     );
+    // An 802.1BR E-Tag is 8 bytes: TPID, 6 bytes of E-TCI, then the ethertype.
+    let mut etag = eth(0x893f, &[0x20, 0, 0, 0x01, 0, 0]);
+    etag.extend_from_slice(&0x0800u16.to_be_bytes());
+    etag.extend_from_slice(&ip);
+    assert_eq!(ok(ETHERNET, &etag).packet, plain);
+    assert_eq!(
+        skip(ETHERNET, &etag[..21]),
+        Skip::Truncated {
+            layer: Layer::Vlan,
+            offset: 14
+        }
+    );
+}
+
+/// A PPPoE session header (version 1, type 1, code 0, session 0x1234) and the PPP
+/// protocol field as given (two bytes, or one when compressed).
+fn pppoe(protocol: &[u8], payload: &[u8]) -> Vec<u8> {
+    let len = (protocol.len() + payload.len()) as u16;
+    let mut p = vec![0x11, 0x00, 0x12, 0x34];
+    p.extend_from_slice(&len.to_be_bytes());
+    p.extend_from_slice(protocol);
+    p.extend_from_slice(payload);
+    p
+}
+
+#[test]
+fn pppoe_sessions_carry_ip_behind_the_ppp_protocol() {
+    let t = tcp_with(40000, 80, 7, tcp_flags::SYN, &[], 0, b"");
+    let ip4 = ipv4(6, A, B, &t);
+    let ip6 = ipv6(6, A6, B6, &t);
+    let plain4 = ok(ETHERNET, &eth(0x0800, &ip4)).packet;
+    let plain6 = ok(ETHERNET, &eth(0x86dd, &ip6)).packet;
+    let frame = eth(0x8864, &pppoe(&[0x00, 0x21], &ip4));
+    assert_eq!(ok(ETHERNET, &frame).packet, plain4);
+    // Behind a VLAN tag, as access networks send it; IPv6; a compressed protocol field.
+    let tagged = eth_tagged(&[(0x8100, 7)], 0x8864, &pppoe(&[0x00, 0x57], &ip6));
+    assert_eq!(ok(ETHERNET, &tagged).packet, plain6);
+    let compressed = eth(0x8864, &pppoe(&[0x21], &ip4));
+    assert_eq!(ok(ETHERNET, &compressed).packet, plain4);
+    // PPP's own control protocols are not IP; discovery is another ethertype.
+    let lcp = eth(0x8864, &pppoe(&[0xc0, 0x21], &[1, 1, 0, 4]));
+    assert_eq!(skip(ETHERNET, &lcp), Skip::NotIpPpp(0xc021));
+    assert_eq!(
+        skip(ETHERNET, &lcp).reason(),
+        "not IP (ppp protocol 0xc021 LCP)"
+    );
+    assert_eq!(
+        skip(ETHERNET, &eth(0x8863, &[0x11, 0x09, 0, 0, 0, 0])).reason(),
+        "not IP (ethertype 0x8863 PPPoE discovery)"
+    );
+    // Cut inside the session header, then inside the protocol field.
+    assert_eq!(
+        skip(ETHERNET, &frame[..19]),
+        Skip::Truncated {
+            layer: Layer::Pppoe,
+            offset: 14
+        }
+    );
+    assert_eq!(
+        skip(ETHERNET, &frame[..21]),
+        Skip::Truncated {
+            layer: Layer::Ppp,
+            offset: 20
+        }
+    );
+}
+
+#[test]
+fn ppp_and_cisco_hdlc_links_carry_ip() {
+    const PPP: u32 = 9;
+    const PPP_HDLC: u32 = 50;
+    const C_HDLC: u32 = 104;
+    let t = tcp_with(40000, 80, 7, tcp_flags::SYN, &[], 0, b"");
+    let ip4 = ipv4(6, A, B, &t);
+    let ip6 = ipv6(6, A6, B6, &t);
+    let plain4 = ok(RAW, &ip4).packet;
+    let plain6 = ok(RAW, &ip6).packet;
+    for (linktype, prefix, plain) in [
+        // HDLC-like framing (RFC 1662), without it, with a compressed protocol field.
+        (PPP, &[0xff, 0x03, 0x00, 0x21][..], plain4),
+        (PPP, &[0x00, 0x57][..], plain6),
+        (PPP, &[0x21][..], plain4),
+        (PPP_HDLC, &[0xff, 0x03, 0x00, 0x57][..], plain6),
+        // Cisco HDLC: address, control, ethertype; in LINKTYPE_PPP_HDLC as well.
+        (C_HDLC, &[0x0f, 0x00, 0x08, 0x00][..], plain4),
+        (C_HDLC, &[0x8f, 0x00, 0x86, 0xdd][..], plain6),
+        (PPP_HDLC, &[0x0f, 0x00, 0x08, 0x00][..], plain4),
+    ] {
+        let ip = if plain == plain4 { &ip4 } else { &ip6 };
+        let d = ok(linktype, &with_prefix(prefix, ip));
+        assert_eq!(d.packet, plain, "link type {linktype}, {prefix:x?}");
+    }
+    // MPLS over PPP and over Cisco HDLC.
+    let labelled = with_prefix(&mpls_stack(&[100, 200]), &ip4);
+    let over_ppp = with_prefix(&[0xff, 0x03, 0x02, 0x81], &labelled);
+    assert_eq!(ok(PPP, &over_ppp).packet, plain4);
+    let over_hdlc = with_prefix(&[0x0f, 0x00, 0x88, 0x47], &labelled);
+    assert_eq!(ok(C_HDLC, &over_hdlc).packet, plain4);
+    // What else they carry is named; cut headers are located.
+    assert_eq!(
+        skip(PPP, &[0xff, 0x03, 0xc0, 0x21, 1, 1, 0, 4]).reason(),
+        "not IP (ppp protocol 0xc021 LCP)"
+    );
+    assert_eq!(
+        skip(C_HDLC, &[0x8f, 0x00, 0x80, 0x35, 0, 0, 0, 1]).reason(),
+        "not IP (cisco hdlc protocol 0x8035 SLARP)"
+    );
+    assert_eq!(
+        skip(PPP, &[0xff, 0x03, 0x00]),
+        Skip::Truncated {
+            layer: Layer::Ppp,
+            offset: 2
+        }
+    );
+    assert_eq!(
+        skip(C_HDLC, &[0x0f, 0x00, 0x08]),
+        Skip::Truncated {
+            layer: Layer::CiscoHdlc,
+            offset: 0
+        }
+    );
+}
+
+/// A LINKTYPE_NFLOG frame of address family `family` logging `packet`: the packet
+/// header TLV, a prefix TLV of 5 bytes (padded to 8), then the payload TLV, lengths and
+/// types in little- or big-endian order.
+fn nflog(family: u8, big_endian: bool, packet: &[u8]) -> Vec<u8> {
+    let tlv = |len: usize, kind: u16| -> Vec<u8> {
+        let (len, kind) = (len as u16, kind);
+        let mut v = Vec::new();
+        if big_endian {
+            v.extend_from_slice(&len.to_be_bytes());
+            v.extend_from_slice(&kind.to_be_bytes());
+        } else {
+            v.extend_from_slice(&len.to_le_bytes());
+            v.extend_from_slice(&kind.to_le_bytes());
+        }
+        v
+    };
+    let mut f = vec![family, 0, 0, 5];
+    f.extend(tlv(8, 1));
+    f.extend_from_slice(&[0x08, 0x00, 3, 0]);
+    f.extend(tlv(5, 10));
+    f.extend_from_slice(&[b'x', 0, 0, 0]);
+    f.extend(tlv(4 + packet.len(), 9));
+    f.extend_from_slice(packet);
+    f
+}
+
+#[test]
+fn nflog_frames_give_the_logged_packet() {
+    const NFLOG: u32 = 239;
+    let t = tcp_with(40000, 80, 7, tcp_flags::SYN, &[], 0, b"");
+    let ip4 = ipv4(6, A, B, &t);
+    let ip6 = ipv6(6, A6, B6, &t);
+    assert_eq!(
+        ok(NFLOG, &nflog(2, false, &ip4)).packet,
+        ok(RAW, &ip4).packet
+    );
+    assert_eq!(
+        ok(NFLOG, &nflog(10, true, &ip6)).packet,
+        ok(RAW, &ip6).packet
+    );
+    // The family says which IP version to expect.
+    assert_eq!(
+        skip(NFLOG, &nflog(10, false, &ip4)).reason(),
+        "malformed ipv6 header at byte 24: version 4"
+    );
+    // No payload TLV; a TLV shorter than its header; a cut TLV.
+    let no_payload = nflog(2, false, &[])[..20].to_vec();
+    assert_eq!(skip(NFLOG, &no_payload), Skip::NflogWithoutPayload);
+    let mut zero = nflog(2, false, &ip4);
+    zero[4] = 0;
+    assert_eq!(
+        skip(NFLOG, &zero).reason(),
+        "malformed nflog tlv at byte 4: tlv length below 4"
+    );
+    assert_eq!(
+        skip(NFLOG, &nflog(2, false, &ip4)[..6]),
+        Skip::Truncated {
+            layer: Layer::Nflog,
+            offset: 4
+        }
+    );
+}
+
+/// MPLS label stack entries for `labels`, the last with the bottom-of-stack bit.
+fn mpls_stack(labels: &[u32]) -> Vec<u8> {
+    let mut v = Vec::new();
+    for (i, label) in labels.iter().enumerate() {
+        let bos = u32::from(i + 1 == labels.len());
+        v.extend_from_slice(&((label << 12) | (bos << 8) | 64).to_be_bytes());
+    }
+    v
+}
+
+#[test]
+fn mpls_label_stacks_are_followed_to_ip() {
+    let t = tcp_with(40000, 80, 7, tcp_flags::SYN, &[], 0, b"");
+    let ip4 = ipv4(6, A, B, &t);
+    let ip6 = ipv6(6, A6, B6, &t);
+    let plain4 = ok(ETHERNET, &eth(0x0800, &ip4)).packet;
+    let plain6 = ok(ETHERNET, &eth(0x86dd, &ip6)).packet;
+    let one = eth(0x8847, &with_prefix(&mpls_stack(&[16]), &ip4));
+    assert_eq!(ok(ETHERNET, &one).packet, plain4);
+    let three = eth(0x8847, &with_prefix(&mpls_stack(&[16, 17, 2]), &ip6));
+    assert_eq!(ok(ETHERNET, &three).packet, plain6);
+    let multicast = eth_tagged(
+        &[(0x8100, 3)],
+        0x8848,
+        &with_prefix(&mpls_stack(&[20, 21]), &ip4),
+    );
+    assert_eq!(ok(ETHERNET, &multicast).packet, plain4);
+    let cooked = sll(0, 0x8847, &with_prefix(&mpls_stack(&[16]), &ip4));
+    assert_eq!(ok(SLL, &cooked).packet.tuple, plain4.tuple);
+    // An Ethernet pseudowire with its control word is not IP.
+    let pw = eth(
+        0x8847,
+        &with_prefix(&mpls_stack(&[30]), &[0, 0, 0, 0, 0x02, 0, 0, 0]),
+    );
+    assert_eq!(skip(ETHERNET, &pw), Skip::NotIpMpls);
+    assert_eq!(skip(ETHERNET, &pw).reason(), "not IP (mpls payload)");
+    // Cut inside the second entry; cut right after the stack.
+    assert_eq!(
+        skip(ETHERNET, &three[..20]),
+        Skip::Truncated {
+            layer: Layer::Mpls,
+            offset: 18
+        }
+    );
+    assert_eq!(
+        skip(ETHERNET, &one[..18]),
+        Skip::Truncated {
+            layer: Layer::Ip,
+            offset: 18
+        }
+    );
 }
 
 #[test]
@@ -590,6 +827,9 @@ fn every_supported_link_type_decodes() {
         let frame = match linktype {
             229 => ipv6(17, A6, B6, &udp(1, 2, 0, b"x")),
             0 | 108 => with_prefix(&2u32.to_be_bytes(), &ip4),
+            9 | 50 => with_prefix(&[0xff, 0x03, 0x00, 0x21], &ip4),
+            104 => with_prefix(&[0x0f, 0x00, 0x08, 0x00], &ip4),
+            239 => nflog(2, false, &ip4),
             1 => eth(0x0800, &ip4),
             113 => sll(0, 0x0800, &ip4),
             276 => sll2(0x0800, 1, 0, &ip4),
@@ -1039,6 +1279,30 @@ fn every_link_type_survives_every_cut() {
         ),
         (SLL, sll(4, 0x0800, &ipv4(6, A, B, &t))),
         (
+            9,
+            with_prefix(&[0xff, 0x03, 0x00, 0x21], &ipv4(6, A, B, &t)),
+        ),
+        (
+            104,
+            with_prefix(&[0x0f, 0x00, 0x86, 0xdd], &ipv6(6, A6, B6, &t)),
+        ),
+        (239, nflog(2, false, &ipv4(6, A, B, &t))),
+        (
+            ETHERNET,
+            eth_tagged(
+                &[(0x8100, 2)],
+                0x8864,
+                &pppoe(&[0, 0x21], &ipv4(6, A, B, &t)),
+            ),
+        ),
+        (
+            ETHERNET,
+            eth(
+                0x8847,
+                &with_prefix(&mpls_stack(&[16, 17]), &ipv6(6, A6, B6, &t)),
+            ),
+        ),
+        (
             SLL2,
             sll2(
                 0x86dd,
@@ -1129,6 +1393,16 @@ fn impossible_lengths() {
     );
     let p = ok(RAW, &ip).packet;
     assert_eq!((p.ip_len, p.payload_len, p.truncated), (140, 100, false));
+    // Any other total length below the header's own length is impossible (tcpdump's
+    // "bad-len", Wireshark's "Bogus IP length"), with or without options.
+    for (options, total) in [(&[][..], 19u16), (&[1, 1, 1, 0][..], 20)] {
+        let mut ip = ipv4_with(17, A, B, 1, 0, options, &udp(1, 2, 0, b"abc"));
+        ip[2..4].copy_from_slice(&total.to_be_bytes());
+        assert_eq!(
+            skip(RAW, &ip).reason(),
+            "malformed ipv4 header: total length below header length"
+        );
+    }
 
     // IPv6 payload length 0 with data behind it (jumbogram).
     let ip = ipv6_with(17, A6, B6, 0, &udp(1, 2, 0, b"jumbo"));

@@ -99,6 +99,13 @@ pub fn corpus_dir() -> Option<PathBuf> {
     d.is_dir().then_some(d)
 }
 
+/// The Suricata test-capture corpus shipped beside the project
+/// (`../shared/corpus/suricata-verify`, one folder per test).
+pub fn suricata_dir() -> Option<PathBuf> {
+    let d = root().join("../shared/corpus/suricata-verify");
+    d.is_dir().then_some(d)
+}
+
 pub fn scenario_dir(name: &str) -> Option<PathBuf> {
     let d = root().join("samples").join(name);
     d.join("docker0.pcap").is_file().then_some(d)
