@@ -19,7 +19,8 @@ are the same). Each capture lands in one class:
     equal                  the same conversations with the same packet counts
     differs                anything else; the likely cause is named (see below)
     natcheck-unsupported   natcheck skipped frames of a link type it does not decode
-                           (its `skipped` counts say "unsupported link type")
+                           (its `skipped` counts say "unsupported link type"), even
+                           when both tables are empty
     tshark-error           tshark could not read the file at all
     natcheck-error         natcheck crashed, hung or printed no JSON (never expected)
 
@@ -37,8 +38,8 @@ reuse, natcheck's flows on a new SYN after a close) are equal, counted apart as 
 differently". Two more lines count, over all captures, what natcheck must never list:
 TCP/UDP flows from port 0 to port 0 that tshark does not have (a fragment or a cut
 header taken for a whole packet) and ICMP flows reported as errors whose type is
-informational. Needs Python 3.8+, tshark, and a built
-natcheck (--natcheck, default target/debug/natcheck or $NATCHECK).
+informational. Needs Python 3.8+, tshark, and a built natcheck (--natcheck, default
+target/debug/natcheck or $NATCHECK). docs/corpus.md has the figures and the reasons.
 """
 
 import argparse
