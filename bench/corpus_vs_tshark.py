@@ -19,7 +19,8 @@ are the same). Each capture lands in one class:
     equal                  the same conversations with the same packet counts
     differs                anything else; the likely cause is named (see below)
     natcheck-unsupported   natcheck skipped frames of a link type it does not decode
-                           (its `skipped` counts say "unsupported link type")
+                           (its `skipped` counts say "unsupported link type"), even
+                           when both tables are empty
     tshark-error           tshark could not read the file at all
     natcheck-error         natcheck crashed, hung or printed no JSON (never expected)
 
@@ -34,8 +35,11 @@ Prints a summary (captures per class, differing captures per cause, for each cor
 and with --csv writes one row per capture. Captures whose sums agree but where one
 tool lists a pair as more rows than the other (tshark's TCP streams split on port
 reuse, natcheck's flows on a new SYN after a close) are equal, counted apart as "split
-differently". Needs Python 3.8+, tshark, and a built
-natcheck (--natcheck, default target/debug/natcheck or $NATCHECK).
+differently". Two more lines count, over all captures, what natcheck must never list:
+TCP/UDP flows from port 0 to port 0 that tshark does not have (a fragment or a cut
+header taken for a whole packet) and ICMP flows reported as errors whose type is
+informational. Needs Python 3.8+, tshark, and a built natcheck (--natcheck, default
+target/debug/natcheck or $NATCHECK). docs/corpus.md has the figures and the reasons.
 """
 
 import argparse
@@ -221,6 +225,15 @@ def natcheck_convs(natcheck, path, timeout):
                 a = f'{f["src"]}:{f["sport"]}'
                 b = f'{f["dst"]}:{f["dport"]}'
                 add(convs, f["proto"], a, b, f["packets_fwd"], f["packets_rev"])
+    # ICMP types that are errors quoting a packet (RFC 792, RFC 4443); any other type
+    # in an `icmp_error` would be an informational message reported as an error.
+    errors = {"icmp": {3, 4, 5, 11, 12}, "icmpv6": {1, 2, 3, 4}}
+    info_as_error = sum(
+        1
+        for point in doc.get("points", [])
+        for f in point.get("flows", [])
+        if "icmp_error" in f and f["icmp_error"]["icmp_type"] not in errors.get(f["proto"], ())
+    )
     skipped = collections.Counter()
     for inp in doc.get("inputs", []):
         for reason, n in inp.get("skipped", {}).items():
@@ -229,6 +242,7 @@ def natcheck_convs(natcheck, path, timeout):
         "skipped": skipped,
         "warnings": [w.get("message", "") for w in doc.get("warnings", [])],
         "linktypes": sorted({p.get("linktype", "") for p in doc.get("points", [])}),
+        "info_as_error": info_as_error,
     }
     return convs, info
 
@@ -363,13 +377,15 @@ def compare(tshark, natcheck, corpus, root, path, timeout):
     """One CSV row for one capture."""
     row = {"corpus": corpus, "capture": os.path.relpath(path, root), "class": "", "cause": ""}
     row.update(tags="", tshark_convs="", natcheck_convs="", only_tshark="", only_natcheck="")
-    row.update(counts_differ="", split_differs="", linktypes="", detail="")
+    row.update(counts_differ="", split_differs="", zero_port_flows="", icmp_info_as_error="")
+    row.update(linktypes="", detail="")
     t, tnote = tshark_convs(tshark, path, timeout)
     n, info = natcheck_convs(natcheck, path, timeout)
     if n is None:
         row.update({"class": "natcheck-error", "detail": info})
         return row
     row["linktypes"] = " ".join(info["linktypes"])
+    row["icmp_info_as_error"] = info["info_as_error"]
     unsupported = sorted(r for r in info["skipped"] if r.startswith("unsupported link type"))
     if t is None:
         row.update({"class": "tshark-error", "detail": tnote})
@@ -381,6 +397,9 @@ def compare(tshark, natcheck, corpus, root, path, timeout):
     split = sorted(k for k in t if k in n and t[k][:2] == n[k][:2] and t[k][2] != n[k][2])
     row.update(only_tshark=len(only_t), only_natcheck=len(only_n), counts_differ=len(counts))
     row["split_differs"] = len(split)
+    # TCP/UDP flows from port 0 to port 0 that tshark does not list: what a fragment
+    # or a cut header taken for a whole packet would look like.
+    row["zero_port_flows"] = sum(a.endswith(":0") and b.endswith(":0") for _, a, b in only_n)
     if unsupported:
         row.update({"class": "natcheck-unsupported", "detail": "; ".join(unsupported)})
         return row
@@ -426,6 +445,9 @@ def summary(rows):
         if cl == "differs":
             for cause in causes:
                 lines.append([f"  {cause}", *[count(rows, c, "cause", cause) for c in corpora], count(rows, None, "cause", cause)])
+    for field, what in [("zero_port_flows", "natcheck 0->0 flows tshark lacks"), ("icmp_info_as_error", "natcheck ICMP info as error")]:
+        per = [sum(int(r[field] or 0) for r in rows if r["corpus"] == c) for c in corpora]
+        lines.append([what, *per, sum(per)])
     widths = [max(len(str(x[i])) for x in [head] + lines) for i in range(len(head))]
     text = []
     for x in [head] + lines:

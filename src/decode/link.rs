@@ -1,6 +1,7 @@
 //! Link-layer headers, read by hand: each is a fixed layout of a few bytes, and reading
 //! them here gives exact offsets for skip reasons. The result says where the IP header
-//! starts and which IP version the link layer announced.
+//! starts and which IP version the link layer announced. What sits between a link
+//! header and IP (PPPoE, PPP, Cisco HDLC, MPLS) is `shim.rs`; NFLOG's TLVs `nflog.rs`.
 
 use super::shim::{self, Shim};
 use super::skip::{Layer, Skip};
@@ -64,21 +65,22 @@ pub fn parse(linktype: u32, data: &[u8]) -> Result<Link, Skip> {
         LINKTYPE_IPV4 => Ok(raw(Net::V4)),
         LINKTYPE_IPV6 => Ok(raw(Net::V6)),
         LINKTYPE_NULL | LINKTYPE_LOOP => loopback(data),
-        LINKTYPE_PPP | LINKTYPE_PPP_HDLC => via(shim::ppp_frame(data)?),
-        LINKTYPE_C_HDLC => via(shim::cisco_hdlc(data)?),
-        LINKTYPE_NFLOG => via(nflog::payload(data)?),
+        LINKTYPE_PPP | LINKTYPE_PPP_HDLC => shim::ppp_frame(data).map(via),
+        LINKTYPE_C_HDLC => shim::cisco_hdlc(data).map(via),
+        LINKTYPE_NFLOG => nflog::payload(data).map(via),
         other => Err(Skip::UnsupportedLinkType(other)),
     }
 }
 
-/// The IP header a header between the link layer and IP points to.
-fn via(shim: Shim) -> Result<Link, Skip> {
-    Ok(Link {
+/// The IP header that headers between the link layer and IP lead to, on link types
+/// that say nothing of direction or interface.
+fn via(shim: Shim) -> Link {
+    Link {
         offset: shim.offset,
         net: shim.net,
         dir: None,
         ifindex: None,
-    })
+    }
 }
 
 fn raw(net: Net) -> Link {
@@ -153,8 +155,9 @@ fn sll_protocol(
 }
 
 /// Follows VLAN tags (any number, any mix of 802.1Q, 802.1ad and 802.1BR E-Tags), then
-/// a PPPoE session header or an MPLS label stack, to the IP header. libpcap re-inserts stripped tags into
-/// SLL captures as well, so the cooked link types go through here too.
+/// what the ethertype names ([`shim::after_ethertype`]: IP, a PPPoE session, an MPLS
+/// label stack), to the IP header. libpcap re-inserts stripped tags into SLL captures
+/// as well, so the cooked link types go through here too.
 fn after_ethertype(
     data: &[u8],
     mut offset: usize,
