@@ -34,7 +34,7 @@ use natcheck::bundle::{Bundle, Kind};
 use natcheck::conntrack::{self, Entry};
 use sha2::{Digest, Sha256};
 
-use crate::util::{self, have, skip};
+use crate::util::{self, have, python, run, sh, skip};
 
 const SERVER: &str = "203.0.113.2";
 const ROUTER_OUT: &str = "203.0.113.1";
@@ -50,29 +50,6 @@ fn unavailable() -> Option<String> {
         .filter(|t| !have(t))
         .collect();
     (!missing.is_empty()).then(|| format!("missing tools: {}", missing.join(", ")))
-}
-
-fn python() -> &'static str {
-    if Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    }
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn sh(args: &[&str]) -> Output {
-    run(Command::new(args[0]).args(&args[1..]))
 }
 
 /// The namespaces, the servers running in them, and a scratch directory; all

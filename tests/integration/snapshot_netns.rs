@@ -18,7 +18,6 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -27,7 +26,7 @@ use std::time::{Duration, Instant};
 use natcheck::conntrack::{self, Entry, EventKind};
 use natcheck::model::Proto;
 
-use crate::util::{self, have, skip};
+use crate::util::{self, have, python, run, sh, skip};
 
 const CLIENT_V4: &str = "10.231.0.2";
 const HOST_OUT_V4: &str = "203.0.113.1";
@@ -47,30 +46,6 @@ fn unavailable() -> Option<String> {
         .filter(|t| !have(t))
         .collect();
     (!missing.is_empty()).then(|| format!("missing tools: {}", missing.join(", ")))
-}
-
-fn python() -> &'static str {
-    // The system interpreter starts faster than a version manager's shim.
-    if Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    }
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn sh(args: &[&str]) -> Output {
-    run(Command::new(args[0]).args(&args[1..]))
 }
 
 /// A process whose stdout lines arrive on a channel, so the test can wait for one
