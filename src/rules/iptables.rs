@@ -18,6 +18,7 @@
 //! `ipv6-icmp`, `--reject-with icmp6-*`, ...); a table that names none takes the family
 //! the whole input shows, IPv4 when it shows none.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -290,7 +291,7 @@ impl Parser<'_> {
         let Some(name) = toks.first() else {
             return Err((col, "expected a chain name after :".into()));
         };
-        let policy = match toks.get(1).map(|t| t.s.as_str()) {
+        let policy = match toks.get(1).map(|t| t.s.as_ref()) {
             Some("ACCEPT") => Some(Verdict::Accept),
             Some("DROP") => Some(Verdict::Drop),
             Some("-") => None,
@@ -324,21 +325,24 @@ impl Parser<'_> {
             ));
         };
         table.chain(&name.s, line_no);
-        table.policies.insert(name.s.clone(), (policy, counters));
+        table
+            .policies
+            .insert(name.s.to_string(), (policy, counters));
         Ok(())
     }
 
     /// `[p:b] -A CHAIN ...`, `-I CHAIN [1] ...`, `-P CHAIN POLICY`, `-N CHAIN`.
     fn command(&mut self, line_no: u64, line: &str) -> Result<(), Fail> {
-        let mut toks = tokenize(line)?;
+        let words = tokenize(line)?;
+        let mut toks = &words[..];
         let mut counters = None;
         let mut text_start = 0;
-        if toks.first().is_some_and(|t| t.s.starts_with('[')) {
-            let t = toks.remove(0);
+        if let Some(t) = toks.first().filter(|t| t.s.starts_with('[')) {
             counters = Some(
                 parse_counters(&t.s)
                     .ok_or_else(|| (t.col, "expected counters [packets:bytes]".to_string()))?,
             );
+            toks = &toks[1..];
             text_start = toks.first().map_or(line.len(), |t| t.start);
         }
         let Some(cmd) = toks.first() else {
@@ -346,15 +350,13 @@ impl Parser<'_> {
         };
         let cmd_col = cmd.col;
         let after_cmd = cmd.col + cmd.s.chars().count() as u64 + 1;
-        let cmd = cmd.s.clone();
-        let chain_tok = toks.get(1).cloned();
+        let cmd: &str = &cmd.s;
         let need_chain = || {
-            chain_tok
-                .clone()
+            toks.get(1)
                 .filter(|t| !t.s.is_empty() && !t.s.starts_with('-'))
                 .ok_or_else(|| (after_cmd, "expected a chain name".to_string()))
         };
-        match cmd.as_str() {
+        match cmd {
             "-A" | "--append" | "-I" | "--insert" => {
                 let chain = need_chain()?;
                 let mut rest = &toks[2..];
@@ -401,7 +403,7 @@ impl Parser<'_> {
             }
             "-P" | "--policy" => {
                 let chain = need_chain()?;
-                let policy = match toks.get(2).map(|t| t.s.as_str()) {
+                let policy = match toks.get(2).map(|t| t.s.as_ref()) {
                     Some("ACCEPT") => Verdict::Accept,
                     Some("DROP") => Verdict::Drop,
                     Some(_) => {
@@ -416,7 +418,7 @@ impl Parser<'_> {
                 let mut pc = None;
                 let mut i = 3;
                 while i < toks.len() {
-                    if matches!(toks[i].s.as_str(), "-c" | "--set-counters") {
+                    if matches!(toks[i].s.as_ref(), "-c" | "--set-counters") {
                         pc = Some(read_c_counters(&toks, i)?);
                         i += 3;
                     } else {
@@ -427,7 +429,7 @@ impl Parser<'_> {
                 table.chain(&chain.s, line_no);
                 table
                     .policies
-                    .insert(chain.s.clone(), (Some(policy), pc.or(counters)));
+                    .insert(chain.s.to_string(), (Some(policy), pc.or(counters)));
                 table.clues.policies |= hook_bit(&chain.s);
                 Ok(())
             }
@@ -545,11 +547,12 @@ fn read_c_counters(toks: &[Tok], i: usize) -> Result<Counters, Fail> {
     })
 }
 
-/// One shell word of a line: its text after unquoting, where it starts (byte offset
-/// and 1-based column) and where it ends (byte offset).
+/// One shell word of a line: its text after unquoting (the line's own text unless it
+/// held quotes or backslashes), where it starts (byte offset and 1-based column) and
+/// where it ends (byte offset).
 #[derive(Clone, Debug)]
-struct Tok {
-    s: String,
+struct Tok<'a> {
+    s: Cow<'a, str>,
     start: usize,
     end: usize,
     col: u64,
@@ -557,79 +560,99 @@ struct Tok {
 
 /// Splits a line the way iptables-restore does: blanks separate words, double or single
 /// quotes group them, a backslash takes the next character as is.
-fn tokenize(line: &str) -> Result<Vec<Tok>, Fail> {
+fn tokenize(line: &str) -> Result<Vec<Tok<'_>>, Fail> {
     let mut toks = Vec::with_capacity(24);
-    // The word being read, and whether its text is still the line's own slice from
-    // `start` (no quote or backslash met yet): most words are, and are copied once.
-    let mut cur: Option<(Tok, bool)> = None;
-    let mut quote: Option<(char, u64)> = None;
-    let mut escape: Option<u64> = None;
-    let mut col = 0u64;
-    for (i, c) in line.char_indices() {
-        col += 1;
-        if escape.take().is_some() {
-            if let Some((t, _)) = cur.as_mut() {
-                t.s.push(c);
-            }
-            continue;
-        }
-        if let Some((q, _)) = quote {
-            if c == q {
-                quote = None;
-            } else if c == '\\' && q == '"' {
-                escape = Some(col);
-            } else if let Some((t, _)) = cur.as_mut() {
-                t.s.push(c);
-            }
-            continue;
-        }
+    // Byte offset and 1-based column of the next character.
+    let (mut i, mut col) = (0usize, 1u64);
+    // Takes the character at `i`, if any.
+    let next = |i: &mut usize, col: &mut u64| {
+        let c = line[*i..].chars().next()?;
+        *i += c.len_utf8();
+        *col += 1;
+        Some(c)
+    };
+    loop {
+        let Some(c) = line[i..].chars().next() else {
+            break;
+        };
         if c.is_whitespace() {
-            if let Some(t) = cur.take() {
-                toks.push(word(line, t, i));
-            }
+            next(&mut i, &mut col);
             continue;
         }
-        let (t, plain) = cur.get_or_insert_with(|| {
-            (
-                Tok {
-                    s: String::new(),
-                    start: i,
-                    end: i,
-                    col,
-                },
-                true,
-            )
+        let (start, start_col) = (i, col);
+        // The word's text once a quote or backslash made it differ from the line's.
+        let mut unquoted: Option<String> = None;
+        loop {
+            // Most of a word is plain ASCII: taken a run at a time.
+            let run = line.as_bytes()[i..]
+                .iter()
+                .position(|&b| !b.is_ascii() || is_special(b))
+                .unwrap_or(line.len() - i);
+            if let Some(u) = unquoted.as_mut() {
+                u.push_str(&line[i..i + run]);
+            }
+            i += run;
+            col += run as u64;
+            let (at, at_col) = (i, col);
+            let Some(c) = next(&mut i, &mut col) else {
+                break;
+            };
+            match c {
+                '"' | '\'' => {
+                    let u = unquoted.get_or_insert_with(|| line[start..at].to_string());
+                    loop {
+                        // The quoted text up to the closing quote or, in double quotes, a
+                        // backslash.
+                        let run = line.as_bytes()[i..]
+                            .iter()
+                            .position(|&b| char::from(b) == c || (c == '"' && b == b'\\'))
+                            .unwrap_or(line.len() - i);
+                        let text = &line[i..i + run];
+                        u.push_str(text);
+                        i += run;
+                        col += text.chars().count() as u64;
+                        match next(&mut i, &mut col) {
+                            None => return Err((at_col, format!("expected a closing {c}"))),
+                            Some('\\') if c == '"' => match next(&mut i, &mut col) {
+                                Some(e) => u.push(e),
+                                None => return Err((at_col, format!("expected a closing {c}"))),
+                            },
+                            Some(_) => break,
+                        }
+                    }
+                }
+                '\\' => {
+                    let Some(e) = next(&mut i, &mut col) else {
+                        return Err((at_col, "expected a character after \\".into()));
+                    };
+                    unquoted
+                        .get_or_insert_with(|| line[start..at].to_string())
+                        .push(e);
+                }
+                c if c.is_whitespace() => {
+                    (i, col) = (at, at_col);
+                    break;
+                }
+                c => {
+                    if let Some(u) = unquoted.as_mut() {
+                        u.push(c);
+                    }
+                }
+            }
+        }
+        toks.push(Tok {
+            s: unquoted.map_or(Cow::Borrowed(&line[start..i]), Cow::Owned),
+            start,
+            end: i,
+            col: start_col,
         });
-        if matches!(c, '"' | '\'' | '\\') && *plain {
-            t.s.push_str(&line[t.start..i]);
-            *plain = false;
-        }
-        match c {
-            '"' | '\'' => quote = Some((c, col)),
-            '\\' => escape = Some(col),
-            _ if *plain => {}
-            _ => t.s.push(c),
-        }
-    }
-    if let Some((q, qcol)) = quote {
-        return Err((qcol, format!("expected a closing {q}")));
-    }
-    if let Some(ecol) = escape {
-        return Err((ecol, "expected a character after \\".into()));
-    }
-    if let Some(t) = cur.take() {
-        toks.push(word(line, t, line.len()));
     }
     Ok(toks)
 }
 
-/// A word ending at byte `end`, its text taken from the line when it had no quotes.
-fn word(line: &str, (mut t, plain): (Tok, bool), end: usize) -> Tok {
-    t.end = end;
-    if plain {
-        t.s = line[t.start..end].to_string();
-    }
-    t
+/// An ASCII byte that ends a plain run of a word: a blank, a quote or a backslash.
+fn is_special(b: u8) -> bool {
+    matches!(b, b' ' | b'\t'..=b'\r' | b'"' | b'\'' | b'\\')
 }
 
 /// Options of the rule syntax itself (not of a `-m` module or a target).
@@ -664,12 +687,12 @@ fn is_core(s: &str) -> bool {
     )
 }
 
-/// An option of a module or target with its arguments.
+/// An option of a module or target with its arguments, borrowed from the line's words.
 #[derive(Clone, Debug)]
-struct Opt {
+struct Opt<'t> {
     negated: bool,
-    name: String,
-    args: Vec<String>,
+    name: &'t str,
+    args: &'t [Tok<'t>],
     /// Byte span in the line, from its `!` (if any) to its last argument.
     start: usize,
     end: usize,
@@ -688,7 +711,7 @@ fn arity(name: &str) -> Option<usize> {
 
 /// Reads the options after `-m NAME` or `-j NAME` (or an implicit protocol match),
 /// from `toks[*i]`, up to the next option of the rule syntax.
-fn read_opts(toks: &[Tok], i: &mut usize) -> Vec<Opt> {
+fn read_opts<'t>(toks: &'t [Tok<'t>], i: &mut usize) -> Vec<Opt<'t>> {
     let mut opts = Vec::new();
     while *i < toks.len() {
         let t = &toks[*i];
@@ -703,13 +726,7 @@ fn read_opts(toks: &[Tok], i: &mut usize) -> Vec<Opt> {
             break;
         };
         let name_tok = &toks[name_at];
-        let mut opt = Opt {
-            negated,
-            name: name_tok.s.clone(),
-            args: Vec::new(),
-            start: t.start,
-            end: name_tok.end,
-        };
+        let mut negated = negated;
         let mut j = name_at + 1;
         // The old form puts the `!` after the option: `--dport ! 80`.
         if toks.get(j).is_some_and(|n| n.s == "!")
@@ -717,32 +734,30 @@ fn read_opts(toks: &[Tok], i: &mut usize) -> Vec<Opt> {
                 .get(j + 1)
                 .is_some_and(|n| !n.s.starts_with('-') || n.s.len() == 1)
         {
-            opt.negated = !opt.negated;
+            negated = !negated;
             j += 1;
         }
-        match arity(&opt.name) {
-            Some(n) => {
-                for _ in 0..n {
-                    if let Some(a) = toks.get(j) {
-                        opt.args.push(a.s.clone());
-                        opt.end = a.end;
-                        j += 1;
-                    }
-                }
-            }
+        let first = j;
+        match arity(&name_tok.s) {
+            Some(n) => j = (j + n).min(toks.len()),
             None => {
                 while let Some(a) = toks.get(j) {
                     if a.s == "!" || (a.s.starts_with('-') && a.s.len() > 1 && !is_number(&a.s)) {
                         break;
                     }
-                    opt.args.push(a.s.clone());
-                    opt.end = a.end;
                     j += 1;
                 }
             }
         }
+        let args = &toks[first..j];
+        opts.push(Opt {
+            negated,
+            name: &name_tok.s,
+            args,
+            start: t.start,
+            end: args.last().map_or(name_tok.end, |a| a.end),
+        });
         *i = j;
-        opts.push(opt);
     }
     opts
 }
@@ -763,13 +778,13 @@ fn read_rule(line: &str, toks: &[Tok], hints: &mut FamilyHints) -> Result<Rule, 
         counters: None,
         comment: None,
     };
-    let mut proto: Option<String> = None;
+    let mut proto: Option<Cow<str>> = None;
     let mut negate = false;
     let mut i = 0;
     let mut target_seen = false;
     while i < toks.len() {
         let t = &toks[i];
-        let s = t.s.as_str();
+        let s = t.s.as_ref();
         if s == "!" {
             if negate {
                 return Err((t.col, "expected an option after !".into()));
@@ -779,7 +794,7 @@ fn read_rule(line: &str, toks: &[Tok], hints: &mut FamilyHints) -> Result<Rule, 
             continue;
         }
         // The value of a core option, with the old `-s ! x` negation.
-        let value = |i: &mut usize, what: &str| -> Result<(Tok, bool), Fail> {
+        let value = |i: &mut usize, what: &str| -> Result<(&Tok, bool), Fail> {
             let mut j = *i + 1;
             let mut neg = false;
             if toks.get(j).is_some_and(|v| v.s == "!") {
@@ -796,7 +811,7 @@ fn read_rule(line: &str, toks: &[Tok], hints: &mut FamilyHints) -> Result<Rule, 
                     (at, format!("expected {what} after {}", t.s))
                 })?;
             *i = j + 1;
-            Ok((v.clone(), neg))
+            Ok((v, neg))
         };
         match s {
             "-s" | "--source" | "--src" | "-d" | "--destination" | "--dst" => {
@@ -819,7 +834,7 @@ fn read_rule(line: &str, toks: &[Tok], hints: &mut FamilyHints) -> Result<Rule, 
                         prefix: true,
                     },
                     None => Iface {
-                        name: v.s.clone(),
+                        name: v.s.to_string(),
                         prefix: false,
                     },
                 };
@@ -832,7 +847,11 @@ fn read_rule(line: &str, toks: &[Tok], hints: &mut FamilyHints) -> Result<Rule, 
             }
             "-p" | "--protocol" => {
                 let (v, neg) = value(&mut i, "a protocol")?;
-                let name = v.s.to_ascii_lowercase();
+                let name = if v.s.bytes().any(|b| b.is_ascii_uppercase()) {
+                    Cow::Owned(v.s.to_ascii_lowercase())
+                } else {
+                    Cow::Borrowed(&*v.s)
+                };
                 match parse_proto(&name) {
                     Some(Some(p)) => {
                         match p {
@@ -914,10 +933,10 @@ fn read_rule(line: &str, toks: &[Tok], hints: &mut FamilyHints) -> Result<Rule, 
                 target_seen = true;
                 rule.target = if s == "-g" || s == "--goto" {
                     if opts.is_empty() {
-                        Target::Goto(name.s.clone())
+                        Target::Goto(name.s.to_string())
                     } else {
                         Target::Unknown {
-                            name: name.s.clone(),
+                            name: name.s.to_string(),
                             text: line[start..end].to_string(),
                         }
                     }
@@ -930,7 +949,7 @@ fn read_rule(line: &str, toks: &[Tok], hints: &mut FamilyHints) -> Result<Rule, 
                 let start = toks[i.saturating_sub(negate as usize)].start;
                 let opts = read_opts(toks, &mut i);
                 let end = opts.last().map_or(t.end, |o| o.end);
-                let implicit = proto.clone().unwrap_or_default();
+                let implicit = proto.as_deref().unwrap_or_default();
                 let mut opts = opts;
                 if negate {
                     if let Some(o) = opts.first_mut() {
@@ -1062,9 +1081,9 @@ pub(super) fn parse_mark(s: &str) -> Option<(u32, u32)> {
     }
 }
 
-fn one_arg(o: &Opt) -> Option<&str> {
-    match o.args.as_slice() {
-        [a] => Some(a.as_str()),
+fn one_arg<'t>(o: &Opt<'t>) -> Option<&'t str> {
+    match o.args {
+        [a] => Some(&a.s),
         _ => None,
     }
 }
@@ -1091,16 +1110,16 @@ fn module(
     match name {
         "tcp" | "udp" | "sctp" | "udplite" | "dccp" => {
             for o in opts {
-                let kind = match o.name.as_str() {
+                let kind = match o.name {
                     "--sport" | "--source-port" => one_arg(o)
                         .and_then(|a| parse_port_range(a, ':'))
                         .map(|r| MatchKind::Sport(Ports(vec![r]))),
                     "--dport" | "--destination-port" => one_arg(o)
                         .and_then(|a| parse_port_range(a, ':'))
                         .map(|r| MatchKind::Dport(Ports(vec![r]))),
-                    "--tcp-flags" if name == "tcp" => match o.args.as_slice() {
-                        [m, c] => tcp_flags(m)
-                            .zip(tcp_flags(c))
+                    "--tcp-flags" if name == "tcp" => match o.args {
+                        [m, c] => tcp_flags(&m.s)
+                            .zip(tcp_flags(&c.s))
                             .map(|(mask, comp)| MatchKind::TcpFlags { mask, comp }),
                         _ => None,
                     },
@@ -1116,7 +1135,7 @@ fn module(
         }
         "multiport" => {
             for o in opts {
-                let kind = match o.name.as_str() {
+                let kind = match o.name {
                     "--sports" | "--source-ports" => {
                         one_arg(o).and_then(parse_ports).map(MatchKind::Sport)
                     }
@@ -1135,7 +1154,7 @@ fn module(
             let limit_out = opts.iter().any(|o| o.name == "--limit-iface-out");
             for o in opts {
                 let ty = one_arg(o).and_then(addr_types);
-                let kind = match (o.name.as_str(), ty) {
+                let kind = match (o.name, ty) {
                     ("--limit-iface-in" | "--limit-iface-out", _) if o.args.is_empty() => continue,
                     ("--src-type", Some(t)) => MatchKind::AddrType {
                         src: t,
@@ -1156,8 +1175,9 @@ fn module(
         }
         "set" => {
             for o in opts {
-                let kind = match (o.name.as_str(), o.args.as_slice()) {
+                let kind = match (o.name, o.args) {
                     ("--match-set" | "--set", [set, dims]) => dims
+                        .s
                         .split(',')
                         .map(|d| match d {
                             "src" => Some(SetDim::Src),
@@ -1166,7 +1186,7 @@ fn module(
                         })
                         .collect::<Option<Vec<_>>>()
                         .map(|dims| MatchKind::Set {
-                            name: set.clone(),
+                            name: set.s.to_string(),
                             dims,
                         }),
                     _ => None,
@@ -1177,7 +1197,7 @@ fn module(
         }
         "mark" | "connmark" => {
             for o in opts {
-                let kind = match o.name.as_str() {
+                let kind = match o.name {
                     "--mark" => one_arg(o).and_then(parse_mark).map(|(value, mask)| {
                         if name == "mark" {
                             MatchKind::Mark { value, mask }
@@ -1194,7 +1214,7 @@ fn module(
         "conntrack" | "state" => {
             for o in opts {
                 let mut negated = o.negated;
-                let kind = match o.name.as_str() {
+                let kind = match o.name {
                     "--ctstate" | "--state" => {
                         one_arg(o).and_then(ct_states).map(MatchKind::CtState)
                     }
@@ -1226,12 +1246,9 @@ fn module(
         "statistic" => {
             let get = |n: &str| opts.iter().find(|o| o.name == n).and_then(one_arg);
             let negated = opts.iter().any(|o| o.negated);
-            let known = opts.iter().all(|o| {
-                matches!(
-                    o.name.as_str(),
-                    "--mode" | "--probability" | "--every" | "--packet"
-                )
-            });
+            let known = opts
+                .iter()
+                .all(|o| matches!(o.name, "--mode" | "--probability" | "--every" | "--packet"));
             let kind = match (known, get("--mode")) {
                 (true, Some("random")) => get("--probability")
                     .and_then(|p| p.parse::<f64>().ok())
@@ -1257,7 +1274,7 @@ fn module(
         }
         "icmp" | "icmp6" | "icmpv6" | "ipv6-icmp" => {
             for o in opts {
-                let kind = match o.name.as_str() {
+                let kind = match o.name {
                     "--icmp-type" => {
                         hints.v4 += 1;
                         one_arg(o).and_then(|a| icmp_type(a, ICMP_NAMES))
@@ -1280,7 +1297,7 @@ fn module(
         }
         "comment" => {
             for o in opts {
-                match (o.name.as_str(), one_arg(o)) {
+                match (o.name, one_arg(o)) {
                     ("--comment", Some(c)) => {
                         if rule.comment.is_none() {
                             rule.comment = Some(c.to_string());
@@ -1512,10 +1529,7 @@ fn target(name: &str, opts: &[Opt], text: &str, hints: &mut FamilyHints) -> Targ
         text: text.to_string(),
     };
     let get = |n: &str| opts.iter().find(|o| o.name == n);
-    let only = |allowed: &[&str]| {
-        opts.iter()
-            .all(|o| allowed.contains(&o.name.as_str()) && !o.negated)
-    };
+    let only = |allowed: &[&str]| opts.iter().all(|o| allowed.contains(&o.name) && !o.negated);
     let flags = || NatFlags {
         random: get("--random").is_some(),
         random_fully: get("--random-fully").is_some(),
@@ -1627,7 +1641,7 @@ fn target(name: &str, opts: &[Opt], text: &str, hints: &mut FamilyHints) -> Targ
 fn copy_mark(opts: &[Opt]) -> Option<Target> {
     let (mut restore, mut nfmask, mut ctmask) = (None, u32::MAX, u32::MAX);
     for o in opts {
-        match (o.name.as_str(), one_arg(o)) {
+        match (o.name, one_arg(o)) {
             ("--restore-mark", None) if o.args.is_empty() => restore = Some(true),
             ("--save-mark", None) if o.args.is_empty() => restore = Some(false),
             ("--nfmask", Some(m)) => nfmask = parse_u32(m)?,
