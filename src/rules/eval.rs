@@ -20,9 +20,11 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use smallvec::{smallvec, SmallVec};
+
 use super::{
-    AddrType, Base, ChainType, CtState, Hook, Match, MatchKind, NatFlags, NatTo, Prefix, Rule,
-    RuleSet, SetDim, SetMember, Target, Verdict,
+    AddrType, ChainType, CtState, Hook, Match, MatchKind, NatFlags, NatTo, Prefix, Rule, RuleSet,
+    SetDim, SetMember, Target, Verdict,
 };
 use crate::model::{Proto, Tuple};
 
@@ -184,36 +186,49 @@ impl Index {
     }
 
     /// The rules of a chain that can match a packet to `dst`, in rule order.
-    fn candidates(&self, table: usize, chain: usize, dst: IpAddr) -> Vec<usize> {
+    fn candidates(&self, table: usize, chain: usize, dst: IpAddr) -> Candidates<'_> {
         let Some(cx) = self.rules.get(table).and_then(|t| t.get(chain)) else {
-            return Vec::new();
+            return Candidates::default();
         };
-        let hosts = cx.by_dst.get(&dst).map_or(&[][..], Vec::as_slice);
-        let mut out = Vec::with_capacity(cx.other.len() + hosts.len());
-        let (mut a, mut b) = (cx.other.iter().peekable(), hosts.iter().peekable());
-        loop {
-            match (a.peek(), b.peek()) {
-                (Some(&&x), Some(&&y)) => {
-                    if x < y {
-                        out.push(x);
-                        a.next();
-                    } else {
-                        out.push(y);
-                        b.next();
-                    }
-                }
-                (Some(&&x), None) => {
-                    out.push(x);
-                    a.next();
-                }
-                (None, Some(&&y)) => {
-                    out.push(y);
-                    b.next();
-                }
-                (None, None) => break,
-            }
+        Candidates {
+            other: &cx.other,
+            hosts: cx.by_dst.get(&dst).map_or(&[][..], Vec::as_slice),
         }
-        out
+    }
+}
+
+/// The rules of a chain that can match a packet: two lists of rule indices in rule
+/// order, walked as one.
+#[derive(Clone, Copy, Debug, Default)]
+struct Candidates<'a> {
+    other: &'a [usize],
+    hosts: &'a [usize],
+}
+
+/// A place in [`Candidates`]: how many of each list were taken.
+#[derive(Clone, Copy, Debug, Default)]
+struct Cursor {
+    other: usize,
+    hosts: usize,
+}
+
+impl Candidates<'_> {
+    /// The candidate at `at`, in rule order, and the place after it.
+    fn next(&self, at: Cursor) -> Option<(usize, Cursor)> {
+        let take_other = Cursor {
+            other: at.other + 1,
+            ..at
+        };
+        let take_host = Cursor {
+            hosts: at.hosts + 1,
+            ..at
+        };
+        match (self.other.get(at.other), self.hosts.get(at.hosts)) {
+            (Some(&x), Some(&y)) if x < y => Some((x, take_other)),
+            (Some(&x), None) => Some((x, take_other)),
+            (_, Some(&y)) => Some((y, take_host)),
+            (None, None) => None,
+        }
     }
 }
 
@@ -325,33 +340,80 @@ pub struct Walk {
     pub truncated: bool,
 }
 
-/// The state of one branch.
-#[derive(Clone, Debug)]
+/// A rule by its indices while the walk runs; a [`RuleRef`] (with the chain's name)
+/// once an outcome names it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Place {
+    table: usize,
+    chain: usize,
+    index: usize,
+}
+
+/// An [`Event`] while the walk runs, naming rules and chains by their indices.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    Enter {
+        hook: Hook,
+        table: usize,
+        chain: usize,
+    },
+    Matched(Place),
+    Assumed {
+        rule: Place,
+        held: bool,
+    },
+    Chance {
+        rule: Place,
+        share: f64,
+    },
+    Fell {
+        table: usize,
+        chain: usize,
+    },
+    Routed {
+        local: bool,
+        dst: IpAddr,
+        assumed: bool,
+    },
+}
+
+/// A [`Nat`] while the walk runs.
+#[derive(Clone, Copy, Debug)]
+struct NatStep {
+    rule: Place,
+    hook: Hook,
+    after: Tuple,
+    flags: NatFlags,
+    /// MASQUERADE to an interface whose address no input gave (see [`Nat::to_iface`]).
+    to_iface: bool,
+}
+
+/// The state of one branch. Its events and NAT decisions live in the walker (see
+/// [`Walker::steps`]), so that a split copies a few numbers, not lists.
+#[derive(Clone, Copy, Debug)]
 struct State {
-    orig: Tuple,
     cur: Tuple,
     mark: u32,
     ctmark: u32,
     untracked: bool,
-    out_iface: Option<String>,
     probability: f64,
-    events: Vec<Event>,
-    dnat: Option<Nat>,
-    snat: Option<Nat>,
+    /// The branch's last step in [`Walker::steps`].
+    last: Option<usize>,
+    /// Indices in [`Walker::nats`].
+    dnat: Option<usize>,
+    snat: Option<usize>,
     filter_hook: Option<Hook>,
 }
 
 impl State {
     fn start(packet: &Packet) -> State {
         State {
-            orig: packet.tuple,
             cur: packet.tuple,
             mark: packet.mark,
             ctmark: 0,
             untracked: false,
-            out_iface: packet.out_iface.clone(),
             probability: 1.0,
-            events: Vec::with_capacity(16),
+            last: None,
             dnat: None,
             snat: None,
             filter_hook: None,
@@ -363,13 +425,7 @@ impl State {
 /// locally (INPUT); a match that cannot be decided does not hold.
 pub fn matches_plainly(rules: &RuleSet, rule: &Rule, packet: &Packet) -> bool {
     let index = Index::default();
-    let w = Walker {
-        rules,
-        index: &index,
-        packet,
-        branches: 1,
-        truncated: false,
-    };
+    let w = Walker::new(rules, &index, packet);
     let s = State::start(packet);
     rule.matches
         .iter()
@@ -377,13 +433,13 @@ pub fn matches_plainly(rules: &RuleSet, rule: &Rule, packet: &Packet) -> bool {
 }
 
 /// How a chain ended in one branch.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum End {
-    Verdict(Verdict, Option<RuleRef>),
-    Reject(RuleRef),
+    Verdict(Verdict, Option<Place>),
+    Reject(Place),
     /// Fell off the end or RETURN.
     Return,
-    Stop(RuleRef),
+    Stop(Place),
 }
 
 /// Whether a match holds: yes, no, or a split into branches with shares (`statistic`)
@@ -395,12 +451,22 @@ enum Test {
     Unknown,
 }
 
+/// The branches a step of the walk leads to, in walk order. Most steps lead to one, held
+/// in place.
+type Branches<T> = SmallVec<[T; 1]>;
+
 struct Walker<'a> {
     rules: &'a RuleSet,
     index: &'a Index,
     packet: &'a Packet,
     branches: usize,
     truncated: bool,
+    /// Every step of every branch, each with the step before it in its branch: a
+    /// branch's events are the steps back from its last one, shared with the branches
+    /// it split from.
+    steps: Vec<(Step, Option<usize>)>,
+    /// Every NAT decision of every branch.
+    nats: Vec<NatStep>,
 }
 
 /// Walks `packet` through `rules`.
@@ -410,13 +476,9 @@ pub fn walk(rules: &RuleSet, packet: &Packet) -> Walk {
 
 /// [`walk`] with the rule set's index built once for many packets.
 pub fn walk_indexed(rules: &RuleSet, index: &Index, packet: &Packet) -> Walk {
-    let mut w = Walker {
-        rules,
-        index,
-        packet,
-        branches: 1,
-        truncated: false,
-    };
+    let mut w = Walker::new(rules, index, packet);
+    // Enough for the steps of most walks.
+    w.steps.reserve(32);
     let start = State::start(packet);
     let hooks: &[Hook] = if packet.in_iface.is_some() {
         &[Hook::Prerouting]
@@ -424,9 +486,7 @@ pub fn walk_indexed(rules: &RuleSet, index: &Index, packet: &Packet) -> Walk {
         &[Hook::Output]
     };
     let mut outcomes = Vec::new();
-    for s in w.hooks(start, hooks) {
-        outcomes.push(s);
-    }
+    w.hooks(start, hooks, &mut outcomes);
     outcomes.sort_by(|a, b| b.probability.total_cmp(&a.probability));
     Walk {
         outcomes,
@@ -434,98 +494,98 @@ pub fn walk_indexed(rules: &RuleSet, index: &Index, packet: &Packet) -> Walk {
     }
 }
 
-/// The base chains at `hook` that see packets of this address, in priority order.
-fn base_chains<'r>(
-    rules: &'r RuleSet,
-    index: &Index,
-    hook: Hook,
-    addr: IpAddr,
-) -> Vec<(usize, usize, &'r Base)> {
-    index
-        .bases
-        .iter()
-        .filter(|&&(h, ti, _)| h == hook && rules.tables[ti].family.sees(addr))
-        .filter_map(|&(_, ti, ci)| {
-            let b = rules.tables[ti].chains[ci].base.as_ref()?;
-            Some((ti, ci, b))
-        })
-        .collect()
-}
-
 impl<'a> Walker<'a> {
-    /// Runs the hooks from `path[0]` on, with routing after PREROUTING and OUTPUT.
-    fn hooks(&mut self, s: State, path: &[Hook]) -> Vec<Outcome> {
+    fn new(rules: &'a RuleSet, index: &'a Index, packet: &'a Packet) -> Walker<'a> {
+        Walker {
+            rules,
+            index,
+            packet,
+            branches: 1,
+            truncated: false,
+            steps: Vec::new(),
+            nats: Vec::new(),
+        }
+    }
+
+    /// Runs the hooks from `path[0]` on, with routing after PREROUTING and OUTPUT; the
+    /// outcomes go to `out`.
+    fn hooks(&mut self, s: State, path: &[Hook], out: &mut Vec<Outcome>) {
         let Some((&hook, rest)) = path.split_first() else {
-            return Vec::new();
+            return;
         };
-        let mut out = Vec::new();
         for (s, ended) in self.hook(s, hook) {
             if let Some(fate) = ended {
-                out.push(finish(s, fate));
-                continue;
+                out.push(self.finish(s, fate));
+            } else if !rest.is_empty() {
+                self.hooks(s, rest, out);
+            } else {
+                self.after(s, hook, out);
             }
-            if !rest.is_empty() {
-                out.extend(self.hooks(s, rest));
-                continue;
-            }
-            out.extend(self.after(s, hook));
         }
-        out
     }
 
     /// What follows `hook` once it accepted the packet.
-    fn after(&mut self, mut s: State, hook: Hook) -> Vec<Outcome> {
+    fn after(&mut self, mut s: State, hook: Hook, out: &mut Vec<Outcome>) {
         match hook {
             Hook::Prerouting => {
                 let dst = s.cur.dst;
-                let ways: Vec<(bool, bool)> = match self.local(dst) {
-                    Some(local) => vec![(local, false)],
-                    None if self.grow(1) => vec![(true, true), (false, true)],
-                    None => vec![(false, true)],
+                let ways: &[(bool, bool)] = match self.local(dst) {
+                    Some(true) => &[(true, false)],
+                    Some(false) => &[(false, false)],
+                    None if self.grow(1) => &[(true, true), (false, true)],
+                    None => &[(false, true)],
                 };
-                let mut out = Vec::new();
-                for (local, assumed) in ways {
-                    let mut s = s.clone();
-                    s.events.push(Event::Routed {
-                        local,
-                        dst,
-                        assumed,
-                    });
-                    out.extend(if local {
+                for &(local, assumed) in ways {
+                    let mut s = s;
+                    self.step(
+                        &mut s,
+                        Step::Routed {
+                            local,
+                            dst,
+                            assumed,
+                        },
+                    );
+                    if local {
                         s.filter_hook = Some(Hook::Input);
-                        self.hooks(s, &[Hook::Input])
+                        self.hooks(s, &[Hook::Input], out);
                     } else {
                         s.filter_hook = Some(Hook::Forward);
-                        self.hooks(s, &[Hook::Forward, Hook::Postrouting])
-                    });
+                        self.hooks(s, &[Hook::Forward, Hook::Postrouting], out);
+                    }
                 }
-                out
             }
             Hook::Output => {
                 s.filter_hook = Some(Hook::Output);
-                self.hooks(s, &[Hook::Postrouting])
+                self.hooks(s, &[Hook::Postrouting], out);
             }
-            Hook::Input => vec![finish(s, Fate::Delivered)],
-            Hook::Forward => vec![finish(s, Fate::Forwarded)],
+            Hook::Input => out.push(self.finish(s, Fate::Delivered)),
+            Hook::Forward => out.push(self.finish(s, Fate::Forwarded)),
             Hook::Postrouting => {
                 let fate = if self.packet.in_iface.is_some() {
                     Fate::Forwarded
                 } else {
                     Fate::Sent
                 };
-                vec![finish(s, fate)]
+                out.push(self.finish(s, fate));
             }
         }
     }
 
     /// Every base chain of `hook` in order. Each branch ends with `None` (accepted:
     /// go on) or the fate that ended it.
-    fn hook(&mut self, s: State, hook: Hook) -> Vec<(State, Option<Fate>)> {
-        let chains = base_chains(self.rules, self.index, hook, s.cur.dst);
-        let mut live = vec![s];
-        let mut done = Vec::new();
+    fn hook(&mut self, s: State, hook: Hook) -> Branches<(State, Option<Fate>)> {
+        let (rules, index) = (self.rules, self.index);
+        // The base chains that see packets of this address, in priority order.
+        let dst = s.cur.dst;
+        let chains = index.bases.iter().filter_map(|&(h, ti, ci)| {
+            let t = &rules.tables[ti];
+            let base = t.chains[ci].base.as_ref()?;
+            (h == hook && t.family.sees(dst)).then_some((ti, ci, base))
+        });
+        let mut live: Branches<State> = smallvec![s];
+        let mut done = Branches::new();
         for (ti, ci, base) in chains {
-            let mut next = Vec::new();
+            let mut next = Branches::new();
             for mut s in live {
                 let nat_done = match hook {
                     Hook::Prerouting | Hook::Output => s.dnat.is_some(),
@@ -537,39 +597,34 @@ impl<'a> Walker<'a> {
                     next.push(s);
                     continue;
                 }
-                s.events.push(Event::Enter {
-                    hook,
-                    table: ti,
-                    chain_index: ci,
-                    chain: self.index.name(ti, ci),
-                });
+                self.step(
+                    &mut s,
+                    Step::Enter {
+                        hook,
+                        table: ti,
+                        chain: ci,
+                    },
+                );
                 for (s, end) in self.chain(s, hook, ti, ci, 0) {
+                    let dropped = |rule: Option<Place>| Fate::Dropped {
+                        rule: rule.map(|p| self.rule_ref(p)),
+                        hook,
+                        table: ti,
+                        chain: index.name(ti, ci),
+                    };
                     match end {
                         End::Verdict(Verdict::Accept, _) => next.push(s),
-                        End::Return => {
-                            if base.policy == Verdict::Accept {
-                                next.push(s);
-                            } else {
-                                let fate = Fate::Dropped {
-                                    rule: None,
-                                    hook,
-                                    table: ti,
-                                    chain: self.index.name(ti, ci),
-                                };
-                                done.push((s, Some(fate)));
-                            }
+                        End::Return if base.policy == Verdict::Accept => next.push(s),
+                        End::Return => done.push((s, Some(dropped(None)))),
+                        End::Verdict(Verdict::Drop, rule) => done.push((s, Some(dropped(rule)))),
+                        End::Reject(rule) => {
+                            let rule = self.rule_ref(rule);
+                            done.push((s, Some(Fate::Rejected { rule, hook })));
                         }
-                        End::Verdict(Verdict::Drop, rule) => {
-                            let fate = Fate::Dropped {
-                                rule,
-                                hook,
-                                table: ti,
-                                chain: self.index.name(ti, ci),
-                            };
-                            done.push((s, Some(fate)));
+                        End::Stop(rule) => {
+                            let rule = self.rule_ref(rule);
+                            done.push((s, Some(Fate::Stopped { rule })));
                         }
-                        End::Reject(rule) => done.push((s, Some(Fate::Rejected { rule, hook }))),
-                        End::Stop(rule) => done.push((s, Some(Fate::Stopped { rule }))),
                     }
                 }
             }
@@ -587,21 +642,23 @@ impl<'a> Walker<'a> {
         ti: usize,
         ci: usize,
         depth: usize,
-    ) -> Vec<(State, End)> {
-        let table = &self.rules.tables[ti];
-        let chain = &table.chains[ci];
+    ) -> Branches<(State, End)> {
+        let rules = self.rules;
+        let chain = &rules.tables[ti].chains[ci];
         let candidates = self.index.candidates(ti, ci, s.cur.dst);
-        let mut out = Vec::new();
-        // Branches still walking this chain, with the next candidate to test.
-        let mut live = vec![(s, 0usize)];
-        while let Some((s, k)) = live.pop() {
-            let Some(&i) = candidates.get(k) else {
-                let mut s = s;
-                s.events.push(Event::Fell {
-                    table: ti,
-                    chain_index: ci,
-                    chain: self.index.name(ti, ci),
-                });
+        let mut out = Branches::new();
+        // Branches still walking this chain, with where they are in the candidates
+        // (last in, first walked).
+        let mut live: Branches<(State, Cursor)> = smallvec![(s, Cursor::default())];
+        while let Some((mut s, at)) = live.pop() {
+            let Some((i, next)) = candidates.next(at) else {
+                self.step(
+                    &mut s,
+                    Step::Fell {
+                        table: ti,
+                        chain: ci,
+                    },
+                );
                 out.push((s, End::Return));
                 continue;
             };
@@ -622,29 +679,28 @@ impl<'a> Walker<'a> {
                 }
             }
             if ruled_out {
-                live.push((s, k + 1));
+                live.push((s, next));
                 continue;
             }
-            let r = RuleRef {
+            let r = Place {
                 table: ti,
-                chain_index: ci,
-                chain: self.index.name(ti, ci),
+                chain: ci,
                 index: i,
             };
-            let (one, branches) = if split {
-                (None, self.test_rule(s, rule, &r, hook))
+            let branches = if split {
+                self.test_rule(s, rule, r, hook)
             } else {
-                (Some((s, true)), Vec::new())
+                smallvec![(s, true)]
             };
-            for (mut s, held) in one.into_iter().chain(branches) {
+            for (mut s, held) in branches {
                 if !held {
-                    live.push((s, k + 1));
+                    live.push((s, next));
                     continue;
                 }
-                s.events.push(Event::Matched(r.clone()));
-                for (s, end) in self.target(s, &rule.target, &r, hook, depth) {
+                self.step(&mut s, Step::Matched(r));
+                for (s, end) in self.target(s, &rule.target, r, hook, depth) {
                     match end {
-                        None => live.push((s, k + 1)),
+                        None => live.push((s, next)),
                         Some(end) => out.push((s, end)),
                     }
                 }
@@ -658,11 +714,11 @@ impl<'a> Walker<'a> {
         &mut self,
         mut s: State,
         target: &Target,
-        r: &RuleRef,
+        r: Place,
         hook: Hook,
         depth: usize,
-    ) -> Vec<(State, Option<End>)> {
-        let go_on = |s| vec![(s, None)];
+    ) -> Branches<(State, Option<End>)> {
+        let go_on = |s| smallvec![(s, None)];
         match target {
             Target::None | Target::Log | Target::Continue { .. } => go_on(s),
             Target::Mark(op) => {
@@ -691,21 +747,23 @@ impl<'a> Walker<'a> {
                 s.untracked = true;
                 go_on(s)
             }
-            Target::Accept => vec![(s, Some(End::Verdict(Verdict::Accept, Some(r.clone()))))],
-            Target::Drop => vec![(s, Some(End::Verdict(Verdict::Drop, Some(r.clone()))))],
-            Target::Reject { .. } => vec![(s, Some(End::Reject(r.clone())))],
+            Target::Accept => smallvec![(s, Some(End::Verdict(Verdict::Accept, Some(r))))],
+            Target::Drop => smallvec![(s, Some(End::Verdict(Verdict::Drop, Some(r))))],
+            Target::Reject { .. } => smallvec![(s, Some(End::Reject(r)))],
             Target::Return => {
-                s.events.push(Event::Fell {
-                    table: r.table,
-                    chain_index: r.chain_index,
-                    chain: r.chain.clone(),
-                });
-                vec![(s, Some(End::Return))]
+                self.step(
+                    &mut s,
+                    Step::Fell {
+                        table: r.table,
+                        chain: r.chain,
+                    },
+                );
+                smallvec![(s, Some(End::Return))]
             }
             Target::Jump(c) | Target::Goto(c) => {
                 let Some(ci) = self.index.chain(r.table, c).filter(|_| depth < MAX_DEPTH) else {
                     // A loop, or a chain the dump does not hold.
-                    return vec![(s, Some(End::Stop(r.clone())))];
+                    return smallvec![(s, Some(End::Stop(r)))];
                 };
                 let goto = matches!(target, Target::Goto(_));
                 self.chain(s, hook, r.table, ci, depth + 1)
@@ -719,7 +777,7 @@ impl<'a> Walker<'a> {
             }
             Target::Dnat { to, flags } => {
                 let after = nat_dst(&s.cur, to);
-                self.nat(s, r, hook, after, *flags, true)
+                self.nat(s, r, hook, after, *flags, true, false)
             }
             Target::Redirect { ports, flags } => {
                 let addr = self
@@ -737,14 +795,15 @@ impl<'a> Walker<'a> {
                     ports: *ports,
                 };
                 let after = nat_dst(&s.cur, &to);
-                self.nat(s, r, hook, after, *flags, true)
+                self.nat(s, r, hook, after, *flags, true, false)
             }
             Target::Snat { to, flags } => {
                 let after = nat_src(&s.cur, to);
-                self.nat(s, r, hook, after, *flags, false)
+                self.nat(s, r, hook, after, *flags, false, false)
             }
             Target::Masquerade { ports, flags } => {
-                let addr = s
+                let addr = self
+                    .packet
                     .out_iface
                     .as_deref()
                     .and_then(|i| self.iface_addr(i, s.cur.src));
@@ -753,46 +812,40 @@ impl<'a> Walker<'a> {
                     ports: *ports,
                 };
                 let after = nat_src(&s.cur, &to);
-                let unknown = addr
-                    .is_none()
-                    .then(|| s.out_iface.clone().unwrap_or_default());
-                let mut out = self.nat(s, r, hook, after, *flags, false);
-                for (s, _) in &mut out {
-                    if let Some(n) = &mut s.snat {
-                        n.to_iface = unknown.clone();
-                    }
-                }
-                out
+                self.nat(s, r, hook, after, *flags, false, addr.is_none())
             }
             Target::Map { by, branches } => self.map(s, by, branches, r, hook, depth),
-            Target::Unknown { .. } => vec![(s, Some(End::Stop(r.clone())))],
+            Target::Unknown { .. } => smallvec![(s, Some(End::Stop(r)))],
         }
     }
 
     /// Records a NAT decision; a NAT target ends its chain like ACCEPT.
+    #[allow(clippy::too_many_arguments)]
     fn nat(
         &mut self,
         mut s: State,
-        r: &RuleRef,
+        r: Place,
         hook: Hook,
         after: Tuple,
         flags: NatFlags,
         dst: bool,
-    ) -> Vec<(State, Option<End>)> {
-        let nat = Nat {
-            rule: r.clone(),
+        to_iface: bool,
+    ) -> Branches<(State, Option<End>)> {
+        self.nats.push(NatStep {
+            rule: r,
             hook,
             after,
             flags,
-            to_iface: None,
-        };
+            to_iface,
+        });
+        let nat = Some(self.nats.len() - 1);
         s.cur = after;
         if dst {
-            s.dnat = Some(nat);
+            s.dnat = nat;
         } else {
-            s.snat = Some(nat);
+            s.snat = nat;
         }
-        vec![(s, Some(End::Verdict(Verdict::Accept, Some(r.clone()))))]
+        smallvec![(s, Some(End::Verdict(Verdict::Accept, Some(r))))]
     }
 
     /// A verdict map: the branch the key selects, or each branch by its share.
@@ -801,32 +854,32 @@ impl<'a> Walker<'a> {
         s: State,
         by: &str,
         branches: &[super::Branch],
-        r: &RuleRef,
+        r: Place,
         hook: Hook,
         depth: usize,
-    ) -> Vec<(State, Option<End>)> {
-        let mut out = Vec::new();
-        let mut chosen: Vec<(State, &Target)> = Vec::new();
+    ) -> Branches<(State, Option<End>)> {
+        let mut out = Branches::new();
+        let mut chosen: SmallVec<[(State, &Target); 2]> = SmallVec::new();
         let mut undecided = false;
         for b in branches {
-            let mut s = s.clone();
+            let mut s = s;
             match b.share {
                 Some(p) => {
                     s.probability *= p;
-                    s.events.push(Event::Chance {
-                        rule: r.clone(),
-                        share: p,
-                    });
+                    self.step(&mut s, Step::Chance { rule: r, share: p });
                 }
                 None => match map_key_matches(&s, self.packet, by, &b.key) {
                     Some(true) => {}
                     Some(false) => continue,
                     None => {
                         undecided = true;
-                        s.events.push(Event::Assumed {
-                            rule: r.clone(),
-                            held: true,
-                        });
+                        self.step(
+                            &mut s,
+                            Step::Assumed {
+                                rule: r,
+                                held: true,
+                            },
+                        );
                     }
                 },
             }
@@ -879,41 +932,50 @@ impl<'a> Walker<'a> {
     }
 
     /// The branches of a rule's matches: `(state, all matches held)`.
-    fn test_rule(&mut self, s: State, rule: &Rule, r: &RuleRef, hook: Hook) -> Vec<(State, bool)> {
-        let mut held = vec![s];
-        let mut failed = Vec::new();
+    fn test_rule(
+        &mut self,
+        s: State,
+        rule: &Rule,
+        r: Place,
+        hook: Hook,
+    ) -> Branches<(State, bool)> {
+        let mut held: Branches<State> = smallvec![s];
+        let mut failed: Branches<State> = Branches::new();
         for m in &rule.matches {
-            let mut next = Vec::new();
+            let mut next = Branches::new();
             for mut s in held {
                 match self.test(&s, m, hook) {
                     Test::Yes => next.push(s),
                     Test::No => failed.push(s),
                     Test::Chance(p) => {
                         if self.grow(1) {
-                            let mut no = s.clone();
+                            let mut no = s;
                             no.probability *= 1.0 - p;
                             failed.push(no);
                         }
                         s.probability *= p;
-                        s.events.push(Event::Chance {
-                            rule: r.clone(),
-                            share: p,
-                        });
+                        self.step(&mut s, Step::Chance { rule: r, share: p });
                         next.push(s);
                     }
                     Test::Unknown => {
                         if self.grow(1) {
-                            let mut no = s.clone();
-                            no.events.push(Event::Assumed {
-                                rule: r.clone(),
-                                held: false,
-                            });
+                            let mut no = s;
+                            self.step(
+                                &mut no,
+                                Step::Assumed {
+                                    rule: r,
+                                    held: false,
+                                },
+                            );
                             failed.push(no);
                         }
-                        s.events.push(Event::Assumed {
-                            rule: r.clone(),
-                            held: true,
-                        });
+                        self.step(
+                            &mut s,
+                            Step::Assumed {
+                                rule: r,
+                                held: true,
+                            },
+                        );
                         next.push(s);
                     }
                 }
@@ -923,9 +985,87 @@ impl<'a> Walker<'a> {
                 break;
             }
         }
-        let mut out: Vec<(State, bool)> = held.into_iter().map(|s| (s, true)).collect();
+        let mut out: Branches<(State, bool)> = held.into_iter().map(|s| (s, true)).collect();
         out.extend(failed.into_iter().map(|s| (s, false)));
         out
+    }
+
+    /// Appends a step to the branch of `s`.
+    fn step(&mut self, s: &mut State, step: Step) {
+        self.steps.push((step, s.last));
+        s.last = Some(self.steps.len() - 1);
+    }
+
+    /// The rule at `p`, by its chain's name.
+    fn rule_ref(&self, p: Place) -> RuleRef {
+        RuleRef {
+            table: p.table,
+            chain_index: p.chain,
+            chain: self.index.name(p.table, p.chain),
+            index: p.index,
+        }
+    }
+
+    /// A branch ends: its outcome, with its events and NAT decisions.
+    fn finish(&self, s: State, fate: Fate) -> Outcome {
+        let trail = || std::iter::successors(s.last, |&i| self.steps[i].1).map(|i| self.steps[i].0);
+        let mut events: Vec<Event> = Vec::with_capacity(trail().count());
+        events.extend(trail().map(|step| self.event(step)));
+        events.reverse();
+        let nat = |i: Option<usize>| {
+            let n = self.nats[i?];
+            Some(Nat {
+                rule: self.rule_ref(n.rule),
+                hook: n.hook,
+                after: n.after,
+                flags: n.flags,
+                to_iface: n
+                    .to_iface
+                    .then(|| self.packet.out_iface.clone().unwrap_or_default()),
+            })
+        };
+        Outcome {
+            probability: s.probability,
+            events,
+            fate,
+            dnat: nat(s.dnat),
+            snat: nat(s.snat),
+            filter_hook: s.filter_hook,
+        }
+    }
+
+    fn event(&self, step: Step) -> Event {
+        match step {
+            Step::Enter { hook, table, chain } => Event::Enter {
+                hook,
+                table,
+                chain_index: chain,
+                chain: self.index.name(table, chain),
+            },
+            Step::Matched(p) => Event::Matched(self.rule_ref(p)),
+            Step::Assumed { rule, held } => Event::Assumed {
+                rule: self.rule_ref(rule),
+                held,
+            },
+            Step::Chance { rule, share } => Event::Chance {
+                rule: self.rule_ref(rule),
+                share,
+            },
+            Step::Fell { table, chain } => Event::Fell {
+                table,
+                chain_index: chain,
+                chain: self.index.name(table, chain),
+            },
+            Step::Routed {
+                local,
+                dst,
+                assumed,
+            } => Event::Routed {
+                local,
+                dst,
+                assumed,
+            },
+        }
     }
 }
 
@@ -962,7 +1102,7 @@ fn map_key_matches(s: &State, p: &Packet, by: &str, key: &str) -> Option<bool> {
                 t.proto.has_ports() && port_in(t.sport, k)?
             }
             "meta iifname" | "iifname" => p.in_iface.as_deref() == Some(k.trim_matches('"')),
-            "meta oifname" | "oifname" => match &s.out_iface {
+            "meta oifname" | "oifname" => match &p.out_iface {
                 Some(i) => i == k.trim_matches('"'),
                 None => return None,
             },
@@ -996,18 +1136,6 @@ fn port_in(p: u16, k: &str) -> Option<bool> {
     match k.split_once('-') {
         Some((lo, hi)) => Some(lo.parse::<u16>().ok()? <= p && p <= hi.parse::<u16>().ok()?),
         None => Some(k.parse::<u16>().ok()? == p),
-    }
-}
-
-/// A branch ends.
-fn finish(s: State, fate: Fate) -> Outcome {
-    Outcome {
-        probability: s.probability,
-        events: s.events,
-        fate,
-        dnat: s.dnat,
-        snat: s.snat,
-        filter_hook: s.filter_hook,
     }
 }
 
@@ -1074,7 +1202,7 @@ impl Walker<'_> {
                 }
                 _ => Test::No,
             },
-            MatchKind::OutIface(i) => match (&s.out_iface, hook) {
+            MatchKind::OutIface(i) => match (&p.out_iface, hook) {
                 (_, Hook::Prerouting | Hook::Input) => Test::No,
                 (Some(name), _) => yes(i.matches(name)),
                 (None, _) => Test::Unknown,
@@ -1112,10 +1240,10 @@ impl Walker<'_> {
                 CtState::Dnat => s.dnat.is_some(),
                 st => !s.untracked && *st == p.ct,
             })),
-            MatchKind::CtOrigDst(pre) => yes(pre.contains(s.orig.dst)),
-            MatchKind::CtOrigSrc(pre) => yes(pre.contains(s.orig.src)),
+            MatchKind::CtOrigDst(pre) => yes(pre.contains(p.tuple.dst)),
+            MatchKind::CtOrigSrc(pre) => yes(pre.contains(p.tuple.src)),
             MatchKind::CtOrigDstPort(ports) => {
-                yes(s.orig.proto.has_ports() && ports.contains(s.orig.dport))
+                yes(p.tuple.proto.has_ports() && ports.contains(p.tuple.dport))
             }
             MatchKind::CtDirReply => Test::No,
             MatchKind::Random { probability } => match *probability {
