@@ -22,6 +22,8 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+use smallvec::SmallVec;
+
 use super::{
     AddrType, Base, Chain, ChainType, Counters, CtState, Dialect, Family, Hook, Iface, MarkOp,
     Match, MatchKind, NatFlags, NatTo, Ports, Prefix, Rule, RuleSet, SetDim, Table, Target,
@@ -41,6 +43,7 @@ pub fn parse(source: &str, text: &str) -> RuleSet {
         warnings: Vec::new(),
         cur: None,
         pending_s: None,
+        words: Vec::new(),
     };
     let mut last_line = 0u64;
     for (i, raw) in text.split('\n').enumerate() {
@@ -124,8 +127,8 @@ struct TableBuilder {
     dialect: Dialect,
     chains: Vec<Chain>,
     index: HashMap<String, usize>,
-    /// Declared policies (`:INPUT DROP [0:0]`, `-P INPUT DROP`).
-    policies: HashMap<String, (Option<Verdict>, Option<Counters>)>,
+    /// Declared policies (`:INPUT DROP [0:0]`, `-P INPUT DROP`), by chain index.
+    policies: Vec<(Option<Verdict>, Option<Counters>)>,
     /// `-I CHAIN` rules, to go before the chain's `-A` rules (most recent first).
     inserted: HashMap<usize, Vec<Rule>>,
     hints: FamilyHints,
@@ -188,7 +191,7 @@ impl TableBuilder {
             dialect,
             chains: Vec::new(),
             index: HashMap::new(),
-            policies: HashMap::new(),
+            policies: Vec::new(),
             inserted: HashMap::new(),
             hints: FamilyHints::default(),
             clues: Clues::default(),
@@ -205,12 +208,13 @@ impl TableBuilder {
             rules: Vec::new(),
             line,
         });
+        self.policies.push((None, None));
         self.index.insert(name.to_string(), self.chains.len() - 1);
         self.chains.len() - 1
     }
 }
 
-struct Parser<'a> {
+struct Parser<'a, 't> {
     source: &'a str,
     tables: Vec<(Table, FamilyHints)>,
     warnings: Vec<Warning>,
@@ -218,12 +222,14 @@ struct Parser<'a> {
     cur: Option<TableBuilder>,
     /// `iptables -S` lines seen outside any `*table`.
     pending_s: Option<TableBuilder>,
+    /// The words of the line being read (kept from line to line for their room).
+    words: Vec<Tok<'t>>,
 }
 
 /// A located problem within a line: 1-based column and what was expected.
 type Fail = (u64, String);
 
-impl Parser<'_> {
+impl<'t> Parser<'_, 't> {
     fn warn(&mut self, line: u64, column: u64, message: String) {
         self.warnings.push(Warning::new(
             self.source,
@@ -232,7 +238,7 @@ impl Parser<'_> {
         ));
     }
 
-    fn line(&mut self, line_no: u64, line: &str) {
+    fn line(&mut self, line_no: u64, line: &'t str) {
         let trimmed = line.trim_start();
         let indent = (line.len() - trimmed.len()) as u64;
         if trimmed.is_empty() || trimmed.starts_with('#') {
@@ -273,20 +279,26 @@ impl Parser<'_> {
             }
             return;
         }
-        if let Some(decl) = trimmed.strip_prefix(':') {
-            if let Err((col, msg)) = self.chain_decl(line_no, decl, indent + 2) {
-                self.warn(line_no, col, msg);
-            }
-            return;
-        }
-        if let Err((col, msg)) = self.command(line_no, line) {
+        let mut words = std::mem::take(&mut self.words);
+        let read = match trimmed.strip_prefix(':') {
+            Some(decl) => self.chain_decl(line_no, decl, indent + 2, &mut words),
+            None => self.command(line_no, line, &mut words),
+        };
+        self.words = words;
+        if let Err((col, msg)) = read {
             self.warn(line_no, col, msg);
         }
     }
 
     /// `:NAME POLICY [packets:bytes]`; `col` is the column of NAME.
-    fn chain_decl(&mut self, line_no: u64, decl: &str, col: u64) -> Result<(), Fail> {
-        let toks = tokenize(decl).map_err(|(c, m)| (col + c - 1, m))?;
+    fn chain_decl(
+        &mut self,
+        line_no: u64,
+        decl: &'t str,
+        col: u64,
+        toks: &mut Vec<Tok<'t>>,
+    ) -> Result<(), Fail> {
+        tokenize(decl, toks).map_err(|(c, m)| (col + c - 1, m))?;
         let at = |t: &Tok| col + t.col - 1;
         let Some(name) = toks.first() else {
             return Err((col, "expected a chain name after :".into()));
@@ -324,16 +336,19 @@ impl Parser<'_> {
                 "expected a table (*name) before a chain declaration".into(),
             ));
         };
-        table.chain(&name.s, line_no);
-        table
-            .policies
-            .insert(name.s.to_string(), (policy, counters));
+        let ci = table.chain(&name.s, line_no);
+        table.policies[ci] = (policy, counters);
         Ok(())
     }
 
     /// `[p:b] -A CHAIN ...`, `-I CHAIN [1] ...`, `-P CHAIN POLICY`, `-N CHAIN`.
-    fn command(&mut self, line_no: u64, line: &str) -> Result<(), Fail> {
-        let words = tokenize(line)?;
+    fn command(
+        &mut self,
+        line_no: u64,
+        line: &'t str,
+        words: &mut Vec<Tok<'t>>,
+    ) -> Result<(), Fail> {
+        tokenize(line, words)?;
         let mut toks = &words[..];
         let mut counters = None;
         let mut text_start = 0;
@@ -426,10 +441,8 @@ impl Parser<'_> {
                     }
                 }
                 let table = self.table_for_rule();
-                table.chain(&chain.s, line_no);
-                table
-                    .policies
-                    .insert(chain.s.to_string(), (Some(policy), pc.or(counters)));
+                let ci = table.chain(&chain.s, line_no);
+                table.policies[ci] = (Some(policy), pc.or(counters));
                 table.clues.policies |= hook_bit(&chain.s);
                 Ok(())
             }
@@ -471,9 +484,8 @@ impl Parser<'_> {
                 chain.rules = ins;
             }
         }
-        for chain in &mut t.chains {
+        for (chain, &(policy, counters)) in t.chains.iter_mut().zip(&t.policies) {
             if let Some((hook, priority, kind)) = builtin(&name, &chain.name) {
-                let (policy, counters) = t.policies.get(&chain.name).cloned().unwrap_or_default();
                 chain.base = Some(Base {
                     hook,
                     priority,
@@ -559,101 +571,140 @@ struct Tok<'a> {
 }
 
 /// Splits a line the way iptables-restore does: blanks separate words, double or single
-/// quotes group them, a backslash takes the next character as is.
-fn tokenize(line: &str) -> Result<Vec<Tok<'_>>, Fail> {
-    let mut toks = Vec::with_capacity(24);
+/// quotes group them, a backslash takes the next character as is. The words replace
+/// those in `toks`.
+fn tokenize<'a>(line: &'a str, toks: &mut Vec<Tok<'a>>) -> Result<(), Fail> {
+    toks.clear();
+    let bytes = line.as_bytes();
     // Byte offset and 1-based column of the next character.
     let (mut i, mut col) = (0usize, 1u64);
-    // Takes the character at `i`, if any.
-    let next = |i: &mut usize, col: &mut u64| {
-        let c = line[*i..].chars().next()?;
-        *i += c.len_utf8();
-        *col += 1;
-        Some(c)
-    };
+    while let Some(&b) = bytes.get(i) {
+        let blank = match BYTE_CLASS[usize::from(b)] {
+            ByteClass::Blank => Some(1),
+            ByteClass::Plain => None,
+            ByteClass::Special => line[i..]
+                .chars()
+                .next()
+                .filter(|c| c.is_whitespace())
+                .map(char::len_utf8),
+        };
+        match blank {
+            Some(len) => {
+                i += len;
+                col += 1;
+            }
+            None => toks.push(word(line, &mut i, &mut col)?),
+        }
+    }
+    Ok(())
+}
+
+/// The word at byte `*i` (column `*col`), which is not blank; `*i` and `*col` move past
+/// it.
+fn word<'a>(line: &'a str, i: &mut usize, col: &mut u64) -> Result<Tok<'a>, Fail> {
+    let bytes = line.as_bytes();
+    let (start, start_col) = (*i, *col);
+    // The word's text once a quote or backslash made it differ from the line's.
+    let mut unquoted: Option<String> = None;
     loop {
-        let Some(c) = line[i..].chars().next() else {
+        // Most of a word is plain ASCII: taken a run at a time.
+        let run = bytes[*i..]
+            .iter()
+            .take_while(|&&b| BYTE_CLASS[usize::from(b)] == ByteClass::Plain)
+            .count();
+        if let Some(u) = unquoted.as_mut() {
+            u.push_str(&line[*i..*i + run]);
+        }
+        *i += run;
+        *col += run as u64;
+        let (at, at_col) = (*i, *col);
+        let Some(c) = line[at..].chars().next() else {
             break;
         };
         if c.is_whitespace() {
-            next(&mut i, &mut col);
-            continue;
+            break;
         }
-        let (start, start_col) = (i, col);
-        // The word's text once a quote or backslash made it differ from the line's.
-        let mut unquoted: Option<String> = None;
-        loop {
-            // Most of a word is plain ASCII: taken a run at a time.
-            let run = line.as_bytes()[i..]
-                .iter()
-                .position(|&b| !b.is_ascii() || is_special(b))
-                .unwrap_or(line.len() - i);
-            if let Some(u) = unquoted.as_mut() {
-                u.push_str(&line[i..i + run]);
-            }
-            i += run;
-            col += run as u64;
-            let (at, at_col) = (i, col);
-            let Some(c) = next(&mut i, &mut col) else {
-                break;
-            };
-            match c {
-                '"' | '\'' => {
-                    let u = unquoted.get_or_insert_with(|| line[start..at].to_string());
-                    loop {
-                        // The quoted text up to the closing quote or, in double quotes, a
-                        // backslash.
-                        let run = line.as_bytes()[i..]
-                            .iter()
-                            .position(|&b| char::from(b) == c || (c == '"' && b == b'\\'))
-                            .unwrap_or(line.len() - i);
-                        let text = &line[i..i + run];
-                        u.push_str(text);
-                        i += run;
-                        col += text.chars().count() as u64;
-                        match next(&mut i, &mut col) {
-                            None => return Err((at_col, format!("expected a closing {c}"))),
-                            Some('\\') if c == '"' => match next(&mut i, &mut col) {
-                                Some(e) => u.push(e),
-                                None => return Err((at_col, format!("expected a closing {c}"))),
-                            },
-                            Some(_) => break,
-                        }
-                    }
-                }
-                '\\' => {
-                    let Some(e) = next(&mut i, &mut col) else {
-                        return Err((at_col, "expected a character after \\".into()));
+        *i += c.len_utf8();
+        *col += 1;
+        match c {
+            '"' | '\'' => {
+                let u = unquoted.get_or_insert_with(|| line[start..at].to_string());
+                loop {
+                    // The quoted text up to the closing quote or, in double quotes, a
+                    // backslash.
+                    let run = bytes[*i..]
+                        .iter()
+                        .position(|&b| char::from(b) == c || (c == '"' && b == b'\\'))
+                        .unwrap_or(bytes.len() - *i);
+                    let text = &line[*i..*i + run];
+                    u.push_str(text);
+                    *i += run;
+                    *col += text.chars().count() as u64;
+                    let Some(&q) = bytes.get(*i) else {
+                        return Err((at_col, format!("expected a closing {c}")));
                     };
-                    unquoted
-                        .get_or_insert_with(|| line[start..at].to_string())
-                        .push(e);
-                }
-                c if c.is_whitespace() => {
-                    (i, col) = (at, at_col);
-                    break;
-                }
-                c => {
-                    if let Some(u) = unquoted.as_mut() {
-                        u.push(c);
+                    *i += 1;
+                    *col += 1;
+                    if q != b'\\' {
+                        break;
                     }
+                    let Some(e) = line[*i..].chars().next() else {
+                        return Err((at_col, format!("expected a closing {c}")));
+                    };
+                    u.push(e);
+                    *i += e.len_utf8();
+                    *col += 1;
+                }
+            }
+            '\\' => {
+                let Some(e) = line[*i..].chars().next() else {
+                    return Err((at_col, "expected a character after \\".into()));
+                };
+                unquoted
+                    .get_or_insert_with(|| line[start..at].to_string())
+                    .push(e);
+                *i += e.len_utf8();
+                *col += 1;
+            }
+            c => {
+                if let Some(u) = unquoted.as_mut() {
+                    u.push(c);
                 }
             }
         }
-        toks.push(Tok {
-            s: unquoted.map_or(Cow::Borrowed(&line[start..i]), Cow::Owned),
-            start,
-            end: i,
-            col: start_col,
-        });
     }
-    Ok(toks)
+    Ok(Tok {
+        s: unquoted.map_or(Cow::Borrowed(&line[start..*i]), Cow::Owned),
+        start,
+        end: *i,
+        col: start_col,
+    })
 }
 
-/// An ASCII byte that ends a plain run of a word: a blank, a quote or a backslash.
-fn is_special(b: u8) -> bool {
-    matches!(b, b' ' | b'\t'..=b'\r' | b'"' | b'\'' | b'\\')
+/// What a byte is to the tokenizer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ByteClass {
+    /// An ASCII character of a word.
+    Plain,
+    /// An ASCII blank.
+    Blank,
+    /// A quote, a backslash, or a byte of a non-ASCII character (which may be a blank).
+    Special,
 }
+
+const BYTE_CLASS: [ByteClass; 256] = {
+    let mut t = [ByteClass::Special; 256];
+    let mut b = 0;
+    while b < 128 {
+        t[b] = match b as u8 {
+            b' ' | b'\t'..=b'\r' => ByteClass::Blank,
+            b'"' | b'\'' | b'\\' => ByteClass::Special,
+            _ => ByteClass::Plain,
+        };
+        b += 1;
+    }
+    t
+};
 
 /// Options of the rule syntax itself (not of a `-m` module or a target).
 fn is_core(s: &str) -> bool {
@@ -711,8 +762,8 @@ fn arity(name: &str) -> Option<usize> {
 
 /// Reads the options after `-m NAME` or `-j NAME` (or an implicit protocol match),
 /// from `toks[*i]`, up to the next option of the rule syntax.
-fn read_opts<'t>(toks: &'t [Tok<'t>], i: &mut usize) -> Vec<Opt<'t>> {
-    let mut opts = Vec::new();
+fn read_opts<'t>(toks: &'t [Tok<'t>], i: &mut usize) -> SmallVec<[Opt<'t>; 4]> {
+    let mut opts = SmallVec::new();
     while *i < toks.len() {
         let t = &toks[*i];
         let (negated, name_at) = if t.s == "!" {
