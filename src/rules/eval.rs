@@ -388,8 +388,10 @@ struct NatStep {
     to_iface: bool,
 }
 
-/// The state of one branch. Its events and NAT decisions live in the walker (see
-/// [`Walker::steps`]), so that a split copies a few numbers, not lists.
+/// The state of one branch. The walker keeps every branch's state (see
+/// [`Walker::states`]) and its events and NAT decisions (see [`Walker::steps`]), so
+/// that what a step of the walk passes on is the branch's index, and a split copies a
+/// few numbers, not lists.
 #[derive(Clone, Copy, Debug)]
 struct State {
     cur: Tuple,
@@ -420,6 +422,9 @@ impl State {
         }
     }
 }
+
+/// A branch: the index of its state in [`Walker::states`].
+type Br = usize;
 
 /// Whether every match of `rule` holds for `packet` as it arrives, were it delivered
 /// locally (INPUT); a match that cannot be decided does not hold.
@@ -461,6 +466,8 @@ struct Walker<'a> {
     packet: &'a Packet,
     branches: usize,
     truncated: bool,
+    /// The state of every branch, by [`Br`].
+    states: Vec<State>,
     /// Every step of every branch, each with the step before it in its branch: a
     /// branch's events are the steps back from its last one, shared with the branches
     /// it split from.
@@ -479,14 +486,14 @@ pub fn walk_indexed(rules: &RuleSet, index: &Index, packet: &Packet) -> Walk {
     let mut w = Walker::new(rules, index, packet);
     // Enough for the steps of most walks.
     w.steps.reserve(32);
-    let start = State::start(packet);
+    w.states.push(State::start(packet));
     let hooks: &[Hook] = if packet.in_iface.is_some() {
         &[Hook::Prerouting]
     } else {
         &[Hook::Output]
     };
     let mut outcomes = Vec::new();
-    w.hooks(start, hooks, &mut outcomes);
+    w.hooks(0, hooks, &mut outcomes);
     outcomes.sort_by(|a, b| b.probability.total_cmp(&a.probability));
     Walk {
         outcomes,
@@ -502,14 +509,21 @@ impl<'a> Walker<'a> {
             packet,
             branches: 1,
             truncated: false,
+            states: Vec::new(),
             steps: Vec::new(),
             nats: Vec::new(),
         }
     }
 
+    /// A new branch with the state of `s`.
+    fn fork(&mut self, s: Br) -> Br {
+        self.states.push(self.states[s]);
+        self.states.len() - 1
+    }
+
     /// Runs the hooks from `path[0]` on, with routing after PREROUTING and OUTPUT; the
     /// outcomes go to `out`.
-    fn hooks(&mut self, s: State, path: &[Hook], out: &mut Vec<Outcome>) {
+    fn hooks(&mut self, s: Br, path: &[Hook], out: &mut Vec<Outcome>) {
         let Some((&hook, rest)) = path.split_first() else {
             return;
         };
@@ -525,20 +539,28 @@ impl<'a> Walker<'a> {
     }
 
     /// What follows `hook` once it accepted the packet.
-    fn after(&mut self, mut s: State, hook: Hook, out: &mut Vec<Outcome>) {
+    fn after(&mut self, s: Br, hook: Hook, out: &mut Vec<Outcome>) {
         match hook {
             Hook::Prerouting => {
-                let dst = s.cur.dst;
+                let dst = self.states[s].cur.dst;
                 let ways: &[(bool, bool)] = match self.local(dst) {
                     Some(true) => &[(true, false)],
                     Some(false) => &[(false, false)],
                     None if self.grow(1) => &[(true, true), (false, true)],
                     None => &[(false, true)],
                 };
-                for &(local, assumed) in ways {
-                    let mut s = s;
+                // Each way from the state as routing found it.
+                let ways: Branches<(Br, bool, bool)> = ways
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &(local, assumed))| {
+                        let s = if k + 1 < ways.len() { self.fork(s) } else { s };
+                        (s, local, assumed)
+                    })
+                    .collect();
+                for (s, local, assumed) in ways {
                     self.step(
-                        &mut s,
+                        s,
                         Step::Routed {
                             local,
                             dst,
@@ -546,16 +568,16 @@ impl<'a> Walker<'a> {
                         },
                     );
                     if local {
-                        s.filter_hook = Some(Hook::Input);
+                        self.states[s].filter_hook = Some(Hook::Input);
                         self.hooks(s, &[Hook::Input], out);
                     } else {
-                        s.filter_hook = Some(Hook::Forward);
+                        self.states[s].filter_hook = Some(Hook::Forward);
                         self.hooks(s, &[Hook::Forward, Hook::Postrouting], out);
                     }
                 }
             }
             Hook::Output => {
-                s.filter_hook = Some(Hook::Output);
+                self.states[s].filter_hook = Some(Hook::Output);
                 self.hooks(s, &[Hook::Postrouting], out);
             }
             Hook::Input => out.push(self.finish(s, Fate::Delivered)),
@@ -573,32 +595,33 @@ impl<'a> Walker<'a> {
 
     /// Every base chain of `hook` in order. Each branch ends with `None` (accepted:
     /// go on) or the fate that ended it.
-    fn hook(&mut self, s: State, hook: Hook) -> Branches<(State, Option<Fate>)> {
+    fn hook(&mut self, s: Br, hook: Hook) -> Branches<(Br, Option<Fate>)> {
         let (rules, index) = (self.rules, self.index);
         // The base chains that see packets of this address, in priority order.
-        let dst = s.cur.dst;
+        let dst = self.states[s].cur.dst;
         let chains = index.bases.iter().filter_map(|&(h, ti, ci)| {
             let t = &rules.tables[ti];
             let base = t.chains[ci].base.as_ref()?;
             (h == hook && t.family.sees(dst)).then_some((ti, ci, base))
         });
-        let mut live: Branches<State> = smallvec![s];
+        let mut live: Branches<Br> = smallvec![s];
         let mut done = Branches::new();
         for (ti, ci, base) in chains {
             let mut next = Branches::new();
-            for mut s in live {
+            for s in live {
+                let st = &self.states[s];
                 let nat_done = match hook {
-                    Hook::Prerouting | Hook::Output => s.dnat.is_some(),
-                    _ => s.snat.is_some(),
+                    Hook::Prerouting | Hook::Output => st.dnat.is_some(),
+                    _ => st.snat.is_some(),
                 };
                 if base.kind == ChainType::Nat
-                    && (self.packet.ct != CtState::New || s.untracked || nat_done)
+                    && (self.packet.ct != CtState::New || st.untracked || nat_done)
                 {
                     next.push(s);
                     continue;
                 }
                 self.step(
-                    &mut s,
+                    s,
                     Step::Enter {
                         hook,
                         table: ti,
@@ -637,23 +660,23 @@ impl<'a> Walker<'a> {
     /// Runs one chain; every branch with how it ended.
     fn chain(
         &mut self,
-        s: State,
+        s: Br,
         hook: Hook,
         ti: usize,
         ci: usize,
         depth: usize,
-    ) -> Branches<(State, End)> {
+    ) -> Branches<(Br, End)> {
         let rules = self.rules;
         let chain = &rules.tables[ti].chains[ci];
-        let candidates = self.index.candidates(ti, ci, s.cur.dst);
+        let candidates = self.index.candidates(ti, ci, self.states[s].cur.dst);
         let mut out = Branches::new();
         // Branches still walking this chain, with where they are in the candidates
         // (last in, first walked).
-        let mut live: Branches<(State, Cursor)> = smallvec![(s, Cursor::default())];
-        while let Some((mut s, at)) = live.pop() {
+        let mut live: Branches<(Br, Cursor)> = smallvec![(s, Cursor::default())];
+        while let Some((s, at)) = live.pop() {
             let Some((i, next)) = candidates.next(at) else {
                 self.step(
-                    &mut s,
+                    s,
                     Step::Fell {
                         table: ti,
                         chain: ci,
@@ -669,7 +692,7 @@ impl<'a> Walker<'a> {
             let mut split = false;
             let mut ruled_out = false;
             for m in &rule.matches {
-                match self.test(&s, m, hook) {
+                match self.test(&self.states[s], m, hook) {
                     Test::No => {
                         ruled_out = true;
                         break;
@@ -692,12 +715,12 @@ impl<'a> Walker<'a> {
             } else {
                 smallvec![(s, true)]
             };
-            for (mut s, held) in branches {
+            for (s, held) in branches {
                 if !held {
                     live.push((s, next));
                     continue;
                 }
-                self.step(&mut s, Step::Matched(r));
+                self.step(s, Step::Matched(r));
                 for (s, end) in self.target(s, &rule.target, r, hook, depth) {
                     match end {
                         None => live.push((s, next)),
@@ -712,23 +735,17 @@ impl<'a> Walker<'a> {
     /// Applies a target; `None` means go on with the next rule.
     fn target(
         &mut self,
-        mut s: State,
+        s: Br,
         target: &Target,
         r: Place,
         hook: Hook,
         depth: usize,
-    ) -> Branches<(State, Option<End>)> {
-        let go_on = |s| smallvec![(s, None)];
+    ) -> Branches<(Br, Option<End>)> {
+        let st = &mut self.states[s];
         match target {
-            Target::None | Target::Log | Target::Continue { .. } => go_on(s),
-            Target::Mark(op) => {
-                s.mark = op.apply(s.mark);
-                go_on(s)
-            }
-            Target::ConnMark(op) => {
-                s.ctmark = op.apply(s.ctmark);
-                go_on(s)
-            }
+            Target::None | Target::Log | Target::Continue { .. } => {}
+            Target::Mark(op) => st.mark = op.apply(st.mark),
+            Target::ConnMark(op) => st.ctmark = op.apply(st.ctmark),
             Target::CopyMark {
                 restore,
                 nfmask,
@@ -737,28 +754,24 @@ impl<'a> Walker<'a> {
                 // As the kernel's xt_connmark: the copied bits are XORed into the
                 // cleared ones.
                 if *restore {
-                    s.mark = (s.mark & !nfmask) ^ (s.ctmark & ctmask);
+                    st.mark = (st.mark & !nfmask) ^ (st.ctmark & ctmask);
                 } else {
-                    s.ctmark = (s.ctmark & !ctmask) ^ (s.mark & nfmask);
+                    st.ctmark = (st.ctmark & !ctmask) ^ (st.mark & nfmask);
                 }
-                go_on(s)
             }
-            Target::Notrack => {
-                s.untracked = true;
-                go_on(s)
-            }
-            Target::Accept => smallvec![(s, Some(End::Verdict(Verdict::Accept, Some(r))))],
-            Target::Drop => smallvec![(s, Some(End::Verdict(Verdict::Drop, Some(r))))],
-            Target::Reject { .. } => smallvec![(s, Some(End::Reject(r)))],
+            Target::Notrack => st.untracked = true,
+            Target::Accept => return smallvec![(s, Some(End::Verdict(Verdict::Accept, Some(r))))],
+            Target::Drop => return smallvec![(s, Some(End::Verdict(Verdict::Drop, Some(r))))],
+            Target::Reject { .. } => return smallvec![(s, Some(End::Reject(r)))],
             Target::Return => {
                 self.step(
-                    &mut s,
+                    s,
                     Step::Fell {
                         table: r.table,
                         chain: r.chain,
                     },
                 );
-                smallvec![(s, Some(End::Return))]
+                return smallvec![(s, Some(End::Return))];
             }
             Target::Jump(c) | Target::Goto(c) => {
                 let Some(ci) = self.index.chain(r.table, c).filter(|_| depth < MAX_DEPTH) else {
@@ -766,26 +779,28 @@ impl<'a> Walker<'a> {
                     return smallvec![(s, Some(End::Stop(r)))];
                 };
                 let goto = matches!(target, Target::Goto(_));
-                self.chain(s, hook, r.table, ci, depth + 1)
+                return self
+                    .chain(s, hook, r.table, ci, depth + 1)
                     .into_iter()
                     .map(|(s, end)| match end {
                         // Back from a jump: the next rule. From a goto: this chain ends.
                         End::Return if !goto => (s, None),
                         end => (s, Some(end)),
                     })
-                    .collect()
+                    .collect();
             }
             Target::Dnat { to, flags } => {
-                let after = nat_dst(&s.cur, to);
-                self.nat(s, r, hook, after, *flags, true, false)
+                let after = nat_dst(&st.cur, to);
+                return self.nat(s, r, hook, after, *flags, true, false);
             }
             Target::Redirect { ports, flags } => {
+                let dst = st.cur.dst;
                 let addr = self
                     .packet
                     .in_iface
                     .as_deref()
-                    .and_then(|i| self.iface_addr(i, s.cur.dst))
-                    .unwrap_or(if s.cur.dst.is_ipv4() {
+                    .and_then(|i| self.iface_addr(i, dst))
+                    .unwrap_or(if dst.is_ipv4() {
                         IpAddr::from([127, 0, 0, 1])
                     } else {
                         IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
@@ -794,43 +809,46 @@ impl<'a> Walker<'a> {
                     addrs: Some((addr, addr)),
                     ports: *ports,
                 };
-                let after = nat_dst(&s.cur, &to);
-                self.nat(s, r, hook, after, *flags, true, false)
+                let after = nat_dst(&self.states[s].cur, &to);
+                return self.nat(s, r, hook, after, *flags, true, false);
             }
             Target::Snat { to, flags } => {
-                let after = nat_src(&s.cur, to);
-                self.nat(s, r, hook, after, *flags, false, false)
+                let after = nat_src(&st.cur, to);
+                return self.nat(s, r, hook, after, *flags, false, false);
             }
             Target::Masquerade { ports, flags } => {
+                let cur = st.cur;
                 let addr = self
                     .packet
                     .out_iface
                     .as_deref()
-                    .and_then(|i| self.iface_addr(i, s.cur.src));
+                    .and_then(|i| self.iface_addr(i, cur.src));
                 let to = NatTo {
                     addrs: addr.map(|a| (a, a)),
                     ports: *ports,
                 };
-                let after = nat_src(&s.cur, &to);
-                self.nat(s, r, hook, after, *flags, false, addr.is_none())
+                let after = nat_src(&cur, &to);
+                return self.nat(s, r, hook, after, *flags, false, addr.is_none());
             }
-            Target::Map { by, branches } => self.map(s, by, branches, r, hook, depth),
-            Target::Unknown { .. } => smallvec![(s, Some(End::Stop(r)))],
+            Target::Map { by, branches } => return self.map(s, by, branches, r, hook, depth),
+            Target::Unknown { .. } => return smallvec![(s, Some(End::Stop(r)))],
         }
+        // A target that only changes the state: go on.
+        smallvec![(s, None)]
     }
 
     /// Records a NAT decision; a NAT target ends its chain like ACCEPT.
     #[allow(clippy::too_many_arguments)]
     fn nat(
         &mut self,
-        mut s: State,
+        s: Br,
         r: Place,
         hook: Hook,
         after: Tuple,
         flags: NatFlags,
         dst: bool,
         to_iface: bool,
-    ) -> Branches<(State, Option<End>)> {
+    ) -> Branches<(Br, Option<End>)> {
         self.nats.push(NatStep {
             rule: r,
             hook,
@@ -839,11 +857,12 @@ impl<'a> Walker<'a> {
             to_iface,
         });
         let nat = Some(self.nats.len() - 1);
-        s.cur = after;
+        let st = &mut self.states[s];
+        st.cur = after;
         if dst {
-            s.dnat = nat;
+            st.dnat = nat;
         } else {
-            s.snat = nat;
+            st.snat = nat;
         }
         smallvec![(s, Some(End::Verdict(Verdict::Accept, Some(r))))]
     }
@@ -851,40 +870,44 @@ impl<'a> Walker<'a> {
     /// A verdict map: the branch the key selects, or each branch by its share.
     fn map(
         &mut self,
-        s: State,
+        s: Br,
         by: &str,
         branches: &[super::Branch],
         r: Place,
         hook: Hook,
         depth: usize,
-    ) -> Branches<(State, Option<End>)> {
+    ) -> Branches<(Br, Option<End>)> {
         let mut out = Branches::new();
-        let mut chosen: SmallVec<[(State, &Target); 2]> = SmallVec::new();
+        let mut chosen: SmallVec<[(Br, &Target); 2]> = SmallVec::new();
         let mut undecided = false;
         for b in branches {
-            let mut s = s;
+            let held = match b.share {
+                Some(_) => Some(true),
+                None => map_key_matches(&self.states[s], self.packet, by, &b.key),
+            };
+            if held == Some(false) {
+                continue;
+            }
+            let c = self.fork(s);
             match b.share {
                 Some(p) => {
-                    s.probability *= p;
-                    self.step(&mut s, Step::Chance { rule: r, share: p });
+                    self.states[c].probability *= p;
+                    self.step(c, Step::Chance { rule: r, share: p });
                 }
-                None => match map_key_matches(&s, self.packet, by, &b.key) {
-                    Some(true) => {}
-                    Some(false) => continue,
-                    None => {
-                        undecided = true;
-                        self.step(
-                            &mut s,
-                            Step::Assumed {
-                                rule: r,
-                                held: true,
-                            },
-                        );
-                    }
-                },
+                None if held.is_none() => {
+                    undecided = true;
+                    self.step(
+                        c,
+                        Step::Assumed {
+                            rule: r,
+                            held: true,
+                        },
+                    );
+                }
+                None => {}
             }
             if self.grow(1) {
-                chosen.push((s, &b.target));
+                chosen.push((c, &b.target));
             }
         }
         let keyed = branches.iter().all(|b| b.share.is_none());
@@ -892,8 +915,8 @@ impl<'a> Walker<'a> {
             // No key matched (or some could not be decided): the rule does nothing.
             out.push((s, None));
         }
-        for (s, t) in chosen {
-            out.extend(self.target(s, t, r, hook, depth));
+        for (c, t) in chosen {
+            out.extend(self.target(c, t, r, hook, depth));
         }
         out
     }
@@ -931,37 +954,31 @@ impl<'a> Walker<'a> {
         }
     }
 
-    /// The branches of a rule's matches: `(state, all matches held)`.
-    fn test_rule(
-        &mut self,
-        s: State,
-        rule: &Rule,
-        r: Place,
-        hook: Hook,
-    ) -> Branches<(State, bool)> {
-        let mut held: Branches<State> = smallvec![s];
-        let mut failed: Branches<State> = Branches::new();
+    /// The branches of a rule's matches: `(branch, all matches held)`.
+    fn test_rule(&mut self, s: Br, rule: &Rule, r: Place, hook: Hook) -> Branches<(Br, bool)> {
+        let mut held: Branches<Br> = smallvec![s];
+        let mut failed: Branches<Br> = Branches::new();
         for m in &rule.matches {
             let mut next = Branches::new();
-            for mut s in held {
-                match self.test(&s, m, hook) {
+            for s in held {
+                match self.test(&self.states[s], m, hook) {
                     Test::Yes => next.push(s),
                     Test::No => failed.push(s),
                     Test::Chance(p) => {
                         if self.grow(1) {
-                            let mut no = s;
-                            no.probability *= 1.0 - p;
+                            let no = self.fork(s);
+                            self.states[no].probability *= 1.0 - p;
                             failed.push(no);
                         }
-                        s.probability *= p;
-                        self.step(&mut s, Step::Chance { rule: r, share: p });
+                        self.states[s].probability *= p;
+                        self.step(s, Step::Chance { rule: r, share: p });
                         next.push(s);
                     }
                     Test::Unknown => {
                         if self.grow(1) {
-                            let mut no = s;
+                            let no = self.fork(s);
                             self.step(
-                                &mut no,
+                                no,
                                 Step::Assumed {
                                     rule: r,
                                     held: false,
@@ -970,7 +987,7 @@ impl<'a> Walker<'a> {
                             failed.push(no);
                         }
                         self.step(
-                            &mut s,
+                            s,
                             Step::Assumed {
                                 rule: r,
                                 held: true,
@@ -985,15 +1002,16 @@ impl<'a> Walker<'a> {
                 break;
             }
         }
-        let mut out: Branches<(State, bool)> = held.into_iter().map(|s| (s, true)).collect();
+        let mut out: Branches<(Br, bool)> = held.into_iter().map(|s| (s, true)).collect();
         out.extend(failed.into_iter().map(|s| (s, false)));
         out
     }
 
-    /// Appends a step to the branch of `s`.
-    fn step(&mut self, s: &mut State, step: Step) {
-        self.steps.push((step, s.last));
-        s.last = Some(self.steps.len() - 1);
+    /// Appends a step to branch `s`.
+    fn step(&mut self, s: Br, step: Step) {
+        let st = &mut self.states[s];
+        self.steps.push((step, st.last));
+        st.last = Some(self.steps.len() - 1);
     }
 
     /// The rule at `p`, by its chain's name.
@@ -1006,12 +1024,14 @@ impl<'a> Walker<'a> {
         }
     }
 
-    /// A branch ends: its outcome, with its events and NAT decisions.
-    fn finish(&self, s: State, fate: Fate) -> Outcome {
-        let trail = || std::iter::successors(s.last, |&i| self.steps[i].1).map(|i| self.steps[i].0);
-        let mut events: Vec<Event> = Vec::with_capacity(trail().count());
-        events.extend(trail().map(|step| self.event(step)));
-        events.reverse();
+    /// Branch `s` ends: its outcome, with its events and NAT decisions.
+    fn finish(&self, s: Br, fate: Fate) -> Outcome {
+        let st = &self.states[s];
+        // The branch's steps, last first.
+        let trail: SmallVec<[Step; 32]> = std::iter::successors(st.last, |&i| self.steps[i].1)
+            .map(|i| self.steps[i].0)
+            .collect();
+        let events: Vec<Event> = trail.iter().rev().map(|&step| self.event(step)).collect();
         let nat = |i: Option<usize>| {
             let n = self.nats[i?];
             Some(Nat {
@@ -1025,12 +1045,12 @@ impl<'a> Walker<'a> {
             })
         };
         Outcome {
-            probability: s.probability,
+            probability: st.probability,
             events,
             fate,
-            dnat: nat(s.dnat),
-            snat: nat(s.snat),
-            filter_hook: s.filter_hook,
+            dnat: nat(st.dnat),
+            snat: nat(st.snat),
+            filter_hook: st.filter_hook,
         }
     }
 
