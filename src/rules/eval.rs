@@ -18,13 +18,13 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use smallvec::{smallvec, SmallVec};
 
 use super::{
-    AddrType, ChainType, CtState, Hook, Match, MatchKind, NatFlags, NatTo, Prefix, Rule, RuleSet,
-    SetDim, SetMember, Target, Verdict,
+    AddrType, Chain, ChainType, CtState, Hook, Match, MatchKind, NatFlags, NatTo, Prefix, Rule,
+    RuleSet, SetDim, SetMember, Target, Verdict,
 };
 use crate::model::{Proto, Tuple};
 
@@ -97,18 +97,21 @@ impl RuleRef {
     }
 }
 
-/// Lookups the walk makes for every packet, built once per rule set: chains by name,
-/// and the rules of each chain by the one destination address they require, so that
-/// a chain of thousands of per-service rules (kube-proxy's KUBE-SERVICES) costs a
-/// lookup, not a scan.
-#[derive(Clone, Debug, Default)]
-pub struct Index {
+/// Lookups the walk makes for every packet, built once per rule set: the base chains in
+/// priority order, chains by name, and the rules of each chain by the one destination
+/// address they require, so that a chain of thousands of per-service rules
+/// (kube-proxy's KUBE-SERVICES) costs a lookup, not a scan. A chain's rules are indexed
+/// (and its name made) when a walk first needs them: the chains no walk enters cost
+/// nothing.
+#[derive(Debug)]
+pub struct Index<'r> {
+    set: &'r RuleSet,
     /// Per table: chain name → chain index.
-    chains: Vec<HashMap<String, usize>>,
+    chains: Vec<HashMap<&'r str, usize>>,
     /// Per table, per chain: its name, shared by every event that names it.
-    names: Vec<Vec<Arc<str>>>,
+    names: Vec<Vec<OnceLock<Arc<str>>>>,
     /// Per table, per chain.
-    rules: Vec<Vec<ChainIndex>>,
+    rules: Vec<Vec<OnceLock<ChainIndex>>>,
     /// Every base chain as (hook, table, chain), in priority order (tables in input
     /// order at equal priority).
     bases: Vec<(Hook, usize, usize)>,
@@ -122,41 +125,40 @@ struct ChainIndex {
     other: Vec<usize>,
 }
 
-impl Index {
-    pub fn new(rules: &RuleSet) -> Index {
-        let mut ix = Index::default();
-        for t in &rules.tables {
-            let mut names = HashMap::new();
-            let mut chains = Vec::new();
+impl ChainIndex {
+    fn new(chain: &Chain) -> ChainIndex {
+        let mut cx = ChainIndex::default();
+        for (i, r) in chain.rules.iter().enumerate() {
+            let host = r.matches.iter().find_map(|m| match &m.kind {
+                MatchKind::Dst(p) if !m.negated && p.len == host(p.addr).len => Some(p.addr),
+                _ => None,
+            });
+            match host {
+                Some(a) => cx.by_dst.entry(a).or_default().push(i),
+                None => cx.other.push(i),
+            }
+        }
+        cx
+    }
+}
+
+impl<'r> Index<'r> {
+    pub fn new(set: &'r RuleSet) -> Index<'r> {
+        let mut ix = Index::empty(set);
+        for t in &set.tables {
+            let mut names = HashMap::with_capacity(t.chains.len());
             for (ci, c) in t.chains.iter().enumerate() {
                 // The first chain of a name wins, as `Table::chain` finds it.
-                names.entry(c.name.clone()).or_insert(ci);
-                let mut cx = ChainIndex::default();
-                for (i, r) in c.rules.iter().enumerate() {
-                    let host = r.matches.iter().find_map(|m| match &m.kind {
-                        MatchKind::Dst(p) if !m.negated && p.len == host(p.addr).len => {
-                            Some(p.addr)
-                        }
-                        _ => None,
-                    });
-                    match host {
-                        Some(a) => cx.by_dst.entry(a).or_default().push(i),
-                        None => cx.other.push(i),
-                    }
-                }
-                chains.push(cx);
+                names.entry(c.name.as_str()).or_insert(ci);
             }
             ix.chains.push(names);
-            ix.names.push(
-                t.chains
-                    .iter()
-                    .map(|c| Arc::from(c.name.as_str()))
-                    .collect(),
-            );
-            ix.rules.push(chains);
+            ix.names
+                .push(t.chains.iter().map(|_| OnceLock::new()).collect());
+            ix.rules
+                .push(t.chains.iter().map(|_| OnceLock::new()).collect());
         }
         let mut bases: Vec<(i32, Hook, usize, usize)> = Vec::new();
-        for (ti, t) in rules.tables.iter().enumerate() {
+        for (ti, t) in set.tables.iter().enumerate() {
             for (ci, c) in t.chains.iter().enumerate() {
                 if let Some(b) = &c.base {
                     bases.push((b.priority, b.hook, ti, ci));
@@ -171,13 +173,25 @@ impl Index {
         ix
     }
 
+    /// An index of nothing: no chain to enter.
+    fn empty(set: &'r RuleSet) -> Index<'r> {
+        Index {
+            set,
+            chains: Vec::new(),
+            names: Vec::new(),
+            rules: Vec::new(),
+            bases: Vec::new(),
+        }
+    }
+
     /// The name of chain `chain` of table `table`.
     fn name(&self, table: usize, chain: usize) -> Arc<str> {
-        self.names
-            .get(table)
-            .and_then(|t| t.get(chain))
-            .cloned()
-            .unwrap_or_else(|| Arc::from(""))
+        match self.names.get(table).and_then(|t| t.get(chain)) {
+            Some(name) => name
+                .get_or_init(|| Arc::from(self.set.tables[table].chains[chain].name.as_str()))
+                .clone(),
+            None => Arc::from(""),
+        }
     }
 
     /// The index of chain `name` in table `table`.
@@ -190,6 +204,7 @@ impl Index {
         let Some(cx) = self.rules.get(table).and_then(|t| t.get(chain)) else {
             return Candidates::default();
         };
+        let cx = cx.get_or_init(|| ChainIndex::new(&self.set.tables[table].chains[chain]));
         Candidates {
             other: &cx.other,
             hosts: cx.by_dst.get(&dst).map_or(&[][..], Vec::as_slice),
@@ -429,7 +444,7 @@ type Br = usize;
 /// Whether every match of `rule` holds for `packet` as it arrives, were it delivered
 /// locally (INPUT); a match that cannot be decided does not hold.
 pub fn matches_plainly(rules: &RuleSet, rule: &Rule, packet: &Packet) -> bool {
-    let index = Index::default();
+    let index = Index::empty(rules);
     let w = Walker::new(rules, &index, packet);
     let s = State::start(packet);
     rule.matches
@@ -462,7 +477,7 @@ type Branches<T> = SmallVec<[T; 1]>;
 
 struct Walker<'a> {
     rules: &'a RuleSet,
-    index: &'a Index,
+    index: &'a Index<'a>,
     packet: &'a Packet,
     branches: usize,
     truncated: bool,
