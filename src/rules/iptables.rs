@@ -46,7 +46,7 @@ pub fn parse(source: &str, text: &str) -> RuleSet {
         words: Vec::new(),
     };
     let mut last_line = 0u64;
-    for (i, raw) in text.split('\n').enumerate() {
+    for (i, raw) in lines(text).enumerate() {
         let line_no = i as u64 + 1;
         last_line = line_no;
         let line = raw.strip_suffix('\r').unwrap_or(raw);
@@ -73,6 +73,24 @@ pub fn parse(source: &str, text: &str) -> RuleSet {
         warnings: p.warnings,
         ..RuleSet::default()
     }
+}
+
+/// The lines of `text`, split at `\n` as `str::split('\n')` splits them.
+fn lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let t = rest?;
+        match memchr::memchr(b'\n', t.as_bytes()) {
+            Some(end) => {
+                rest = Some(&t[end + 1..]);
+                Some(&t[..end])
+            }
+            None => {
+                rest = None;
+                Some(t)
+            }
+        }
+    })
 }
 
 /// Each table's address family from the addresses its rules show (`v4`, `v6`: how
@@ -121,12 +139,13 @@ impl FamilyHints {
 }
 
 /// A table being read.
-struct TableBuilder {
+struct TableBuilder<'t> {
     /// `None` for `iptables -S` input until the end.
     name: Option<String>,
     dialect: Dialect,
     chains: Vec<Chain>,
-    index: HashMap<String, usize>,
+    /// Chain name (as the input wrote it) → chain index.
+    index: HashMap<Cow<'t, str>, usize>,
     /// Declared policies (`:INPUT DROP [0:0]`, `-P INPUT DROP`), by chain index.
     policies: Vec<(Option<Verdict>, Option<Counters>)>,
     /// `-I CHAIN` rules, to go before the chain's `-A` rules (most recent first).
@@ -184,7 +203,7 @@ pub(super) fn infer_table(c: Clues) -> &'static str {
     }
 }
 
-impl TableBuilder {
+impl<'t> TableBuilder<'t> {
     fn new(name: Option<String>, dialect: Dialect) -> Self {
         TableBuilder {
             name,
@@ -198,8 +217,8 @@ impl TableBuilder {
         }
     }
 
-    fn chain(&mut self, name: &str, line: u64) -> usize {
-        if let Some(&i) = self.index.get(name) {
+    fn chain(&mut self, name: &Cow<'t, str>, line: u64) -> usize {
+        if let Some(&i) = self.index.get(&**name) {
             return i;
         }
         self.chains.push(Chain {
@@ -209,7 +228,7 @@ impl TableBuilder {
             line,
         });
         self.policies.push((None, None));
-        self.index.insert(name.to_string(), self.chains.len() - 1);
+        self.index.insert(name.clone(), self.chains.len() - 1);
         self.chains.len() - 1
     }
 }
@@ -219,9 +238,9 @@ struct Parser<'a, 't> {
     tables: Vec<(Table, FamilyHints)>,
     warnings: Vec<Warning>,
     /// The `*table` being read.
-    cur: Option<TableBuilder>,
+    cur: Option<TableBuilder<'t>>,
     /// `iptables -S` lines seen outside any `*table`.
-    pending_s: Option<TableBuilder>,
+    pending_s: Option<TableBuilder<'t>>,
     /// The words of the line being read (kept from line to line for their room).
     words: Vec<Tok<'t>>,
 }
@@ -463,7 +482,7 @@ impl<'t> Parser<'_, 't> {
     }
 
     /// The table a rule line goes to: the open `*table`, else the `iptables -S` table.
-    fn table_for_rule(&mut self) -> &mut TableBuilder {
+    fn table_for_rule(&mut self) -> &mut TableBuilder<'t> {
         match self.cur {
             Some(ref mut t) => t,
             None => self
@@ -472,7 +491,7 @@ impl<'t> Parser<'_, 't> {
         }
     }
 
-    fn finish(&mut self, mut t: TableBuilder) {
+    fn finish(&mut self, mut t: TableBuilder<'t>) {
         let name = t
             .name
             .take()
@@ -618,6 +637,12 @@ fn word<'a>(line: &'a str, i: &mut usize, col: &mut u64) -> Result<Tok<'a>, Fail
         *i += run;
         *col += run as u64;
         let (at, at_col) = (*i, *col);
+        // The run ends at the end of the line, a blank, or a character to look at.
+        match bytes.get(at) {
+            None => break,
+            Some(&b) if BYTE_CLASS[usize::from(b)] == ByteClass::Blank => break,
+            Some(_) => {}
+        }
         let Some(c) = line[at..].chars().next() else {
             break;
         };
