@@ -40,10 +40,10 @@ const MAX_DEPTH: usize = 64;
 pub struct Packet {
     pub tuple: Tuple,
     /// Where it arrived; `None` for a packet the host itself sends (OUTPUT).
-    pub in_iface: Option<String>,
+    pub in_iface: Option<Arc<str>>,
     /// Where it leaves after routing, when known (from the captures); `None` makes
     /// `-o` matches undecided.
-    pub out_iface: Option<String>,
+    pub out_iface: Option<Arc<str>>,
     /// conntrack state of the packet (the first packet of a connection is `New`).
     pub ct: CtState,
     /// The skb mark it arrives with.
@@ -54,7 +54,7 @@ pub struct Packet {
 
 impl Packet {
     /// The first packet of a connection with this tuple, arriving on `in_iface`.
-    pub fn first(tuple: Tuple, in_iface: Option<String>, out_iface: Option<String>) -> Packet {
+    pub fn first(tuple: Tuple, in_iface: Option<Arc<str>>, out_iface: Option<Arc<str>>) -> Packet {
         Packet {
             tuple,
             in_iface,
@@ -481,14 +481,15 @@ struct Walker<'a> {
     packet: &'a Packet,
     branches: usize,
     truncated: bool,
-    /// The state of every branch, by [`Br`].
-    states: Vec<State>,
+    /// The state of every branch, by [`Br`]. The three lists hold what most walks need
+    /// in place.
+    states: SmallVec<[State; 4]>,
     /// Every step of every branch, each with the step before it in its branch: a
     /// branch's events are the steps back from its last one, shared with the branches
     /// it split from.
-    steps: Vec<(Step, Option<usize>)>,
+    steps: SmallVec<[(Step, Option<usize>); 32]>,
     /// Every NAT decision of every branch.
-    nats: Vec<NatStep>,
+    nats: SmallVec<[NatStep; 4]>,
 }
 
 /// Walks `packet` through `rules`.
@@ -499,8 +500,6 @@ pub fn walk(rules: &RuleSet, packet: &Packet) -> Walk {
 /// [`walk`] with the rule set's index built once for many packets.
 pub fn walk_indexed(rules: &RuleSet, index: &Index, packet: &Packet) -> Walk {
     let mut w = Walker::new(rules, index, packet);
-    // Enough for the steps of most walks.
-    w.steps.reserve(32);
     w.states.push(State::start(packet));
     let hooks: &[Hook] = if packet.in_iface.is_some() {
         &[Hook::Prerouting]
@@ -524,9 +523,9 @@ impl<'a> Walker<'a> {
             packet,
             branches: 1,
             truncated: false,
-            states: Vec::new(),
-            steps: Vec::new(),
-            nats: Vec::new(),
+            states: SmallVec::new(),
+            steps: SmallVec::new(),
+            nats: SmallVec::new(),
         }
     }
 
@@ -1054,9 +1053,13 @@ impl<'a> Walker<'a> {
                 hook: n.hook,
                 after: n.after,
                 flags: n.flags,
-                to_iface: n
-                    .to_iface
-                    .then(|| self.packet.out_iface.clone().unwrap_or_default()),
+                to_iface: n.to_iface.then(|| {
+                    self.packet
+                        .out_iface
+                        .as_deref()
+                        .unwrap_or_default()
+                        .to_string()
+                }),
             })
         };
         Outcome {
@@ -1137,7 +1140,7 @@ fn map_key_matches(s: &State, p: &Packet, by: &str, key: &str) -> Option<bool> {
                 t.proto.has_ports() && port_in(t.sport, k)?
             }
             "meta iifname" | "iifname" => p.in_iface.as_deref() == Some(k.trim_matches('"')),
-            "meta oifname" | "oifname" => match &p.out_iface {
+            "meta oifname" | "oifname" => match p.out_iface.as_deref() {
                 Some(i) => i == k.trim_matches('"'),
                 None => return None,
             },
