@@ -123,10 +123,13 @@ struct ChainIndex {
     by_dst: HashMap<IpAddr, Vec<usize>>,
     /// Every other rule.
     other: Vec<usize>,
+    /// Per rule: the chain its own jump or goto target names, when the table has it.
+    jumps: Vec<Option<usize>>,
 }
 
 impl ChainIndex {
-    fn new(chain: &Chain) -> ChainIndex {
+    /// `chain`'s rules, with `names` the chains of its table by name.
+    fn new(chain: &Chain, names: &HashMap<&str, usize>) -> ChainIndex {
         let mut cx = ChainIndex::default();
         for (i, r) in chain.rules.iter().enumerate() {
             let host = r.matches.iter().find_map(|m| match &m.kind {
@@ -137,6 +140,10 @@ impl ChainIndex {
                 Some(a) => cx.by_dst.entry(a).or_default().push(i),
                 None => cx.other.push(i),
             }
+            cx.jumps.push(match &r.target {
+                Target::Jump(c) | Target::Goto(c) => names.get(c.as_str()).copied(),
+                _ => None,
+            });
         }
         cx
     }
@@ -199,12 +206,26 @@ impl<'r> Index<'r> {
         self.chains.get(table)?.get(name).copied()
     }
 
+    /// The chain `name` that rule `r` jumps to: found when `r`'s chain was indexed if
+    /// it is the rule's own target, else (a verdict map's branch) by name.
+    fn jump(&self, r: Place, name: &str) -> Option<usize> {
+        let own = self
+            .rules
+            .get(r.table)
+            .and_then(|t| t.get(r.chain))
+            .and_then(OnceLock::get)
+            .and_then(|cx| cx.jumps.get(r.index).copied().flatten());
+        own.or_else(|| self.chain(r.table, name))
+    }
+
     /// The rules of a chain that can match a packet to `dst`, in rule order.
     fn candidates(&self, table: usize, chain: usize, dst: IpAddr) -> Candidates<'_> {
         let Some(cx) = self.rules.get(table).and_then(|t| t.get(chain)) else {
             return Candidates::default();
         };
-        let cx = cx.get_or_init(|| ChainIndex::new(&self.set.tables[table].chains[chain]));
+        let cx = cx.get_or_init(|| {
+            ChainIndex::new(&self.set.tables[table].chains[chain], &self.chains[table])
+        });
         Candidates {
             other: &cx.other,
             hosts: cx.by_dst.get(&dst).map_or(&[][..], Vec::as_slice),
@@ -788,7 +809,7 @@ impl<'a> Walker<'a> {
                 return smallvec![(s, Some(End::Return))];
             }
             Target::Jump(c) | Target::Goto(c) => {
-                let Some(ci) = self.index.chain(r.table, c).filter(|_| depth < MAX_DEPTH) else {
+                let Some(ci) = self.index.jump(r, c).filter(|_| depth < MAX_DEPTH) else {
                     // A loop, or a chain the dump does not hold.
                     return smallvec![(s, Some(End::Stop(r)))];
                 };
