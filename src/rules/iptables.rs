@@ -623,6 +623,17 @@ fn tokenize<'a>(line: &'a str, toks: &mut Vec<Tok<'a>>) -> Result<(), Fail> {
 fn word<'a>(line: &'a str, i: &mut usize, col: &mut u64) -> Result<Tok<'a>, Fail> {
     let bytes = line.as_bytes();
     let (start, start_col) = (*i, *col);
+    if let Some((text, end)) = whole_quote(line, start) {
+        // The quotes and the characters between them.
+        *col += 2 + text.chars().count() as u64;
+        *i = end;
+        return Ok(Tok {
+            s: Cow::Borrowed(text),
+            start,
+            end,
+            col: start_col,
+        });
+    }
     // The word's text once a quote or backslash made it differ from the line's.
     let mut unquoted: Option<String> = None;
     loop {
@@ -704,6 +715,25 @@ fn word<'a>(line: &'a str, i: &mut usize, col: &mut u64) -> Result<Tok<'a>, Fail
         end: *i,
         col: start_col,
     })
+}
+
+/// The word at byte `start` when it is one quoted text and nothing more, with nothing to
+/// unescape (`"ns/web:http"`): the text between the quotes, and the byte after them.
+fn whole_quote(line: &str, start: usize) -> Option<(&str, usize)> {
+    let bytes = line.as_bytes();
+    let q = *bytes.get(start)?;
+    if q != b'"' && q != b'\'' {
+        return None;
+    }
+    let len = bytes[start + 1..]
+        .iter()
+        .position(|&b| b == q || (q == b'"' && b == b'\\'))?;
+    let close = start + 1 + len;
+    let ends_word = line[close + 1..]
+        .chars()
+        .next()
+        .is_none_or(char::is_whitespace);
+    (bytes[close] == q && ends_word).then(|| (&line[start + 1..close], close + 1))
 }
 
 /// What a byte is to the tokenizer.
