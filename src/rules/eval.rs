@@ -112,9 +112,9 @@ pub struct Index<'r> {
     names: Vec<Vec<OnceLock<Arc<str>>>>,
     /// Per table, per chain.
     rules: Vec<Vec<OnceLock<ChainIndex>>>,
-    /// Every base chain as (hook, table, chain), in priority order (tables in input
-    /// order at equal priority).
-    bases: Vec<(Hook, usize, usize)>,
+    /// Per hook (by [`Hook`] as a number), its base chains as (table, chain) in priority
+    /// order (tables in input order at equal priority).
+    bases: [Vec<(usize, usize)>; 5],
 }
 
 #[derive(Clone, Debug, Default)]
@@ -173,10 +173,9 @@ impl<'r> Index<'r> {
             }
         }
         bases.sort_by_key(|&(p, _, ti, ci)| (p, ti, ci));
-        ix.bases = bases
-            .into_iter()
-            .map(|(_, h, ti, ci)| (h, ti, ci))
-            .collect();
+        for (_, h, ti, ci) in bases {
+            ix.bases[h as usize].push((ti, ci));
+        }
         ix
     }
 
@@ -187,7 +186,7 @@ impl<'r> Index<'r> {
             chains: Vec::new(),
             names: Vec::new(),
             rules: Vec::new(),
-            bases: Vec::new(),
+            bases: Default::default(),
         }
     }
 
@@ -634,10 +633,10 @@ impl<'a> Walker<'a> {
         let (rules, index) = (self.rules, self.index);
         // The base chains that see packets of this address, in priority order.
         let dst = self.states[s].cur.dst;
-        let chains = index.bases.iter().filter_map(|&(h, ti, ci)| {
+        let chains = index.bases[hook as usize].iter().filter_map(|&(ti, ci)| {
             let t = &rules.tables[ti];
             let base = t.chains[ci].base.as_ref()?;
-            (h == hook && t.family.sees(dst)).then_some((ti, ci, base))
+            t.family.sees(dst).then_some((ti, ci, base))
         });
         let mut live: Branches<Br> = smallvec![s];
         let mut done = Branches::new();
