@@ -146,6 +146,9 @@ struct TableBuilder<'t> {
     chains: Vec<Chain>,
     /// Chain name (as the input wrote it) → chain index.
     index: HashMap<Cow<'t, str>, usize>,
+    /// The chain looked up last, tried before the map (iptables-save writes the rules of
+    /// a chain together).
+    last: Option<usize>,
     /// Declared policies (`:INPUT DROP [0:0]`, `-P INPUT DROP`), by chain index.
     policies: Vec<(Option<Verdict>, Option<Counters>)>,
     /// `-I CHAIN` rules, to go before the chain's `-A` rules (most recent first).
@@ -210,6 +213,7 @@ impl<'t> TableBuilder<'t> {
             dialect,
             chains: Vec::new(),
             index: HashMap::new(),
+            last: None,
             policies: Vec::new(),
             inserted: HashMap::new(),
             hints: FamilyHints::default(),
@@ -217,19 +221,27 @@ impl<'t> TableBuilder<'t> {
         }
     }
 
+    /// The index of chain `name`, declared now (at `line`) if it is new.
     fn chain(&mut self, name: &Cow<'t, str>, line: u64) -> usize {
-        if let Some(&i) = self.index.get(&**name) {
+        if let Some(i) = self.last.filter(|&i| self.chains[i].name == **name) {
             return i;
         }
-        self.chains.push(Chain {
-            name: name.to_string(),
-            base: None,
-            rules: Vec::new(),
-            line,
-        });
-        self.policies.push((None, None));
-        self.index.insert(name.clone(), self.chains.len() - 1);
-        self.chains.len() - 1
+        let i = match self.index.get(&**name) {
+            Some(&i) => i,
+            None => {
+                self.chains.push(Chain {
+                    name: name.to_string(),
+                    base: None,
+                    rules: Vec::new(),
+                    line,
+                });
+                self.policies.push((None, None));
+                self.index.insert(name.clone(), self.chains.len() - 1);
+                self.chains.len() - 1
+            }
+        };
+        self.last = Some(i);
+        i
     }
 }
 
@@ -1816,7 +1828,7 @@ pub(super) fn parse_nat_to(s: &str) -> Option<NatTo> {
             r => Some(r.strip_prefix(':')?),
         };
         (Some(a), ports)
-    } else if s.matches(':').count() > 1 {
+    } else if s.bytes().filter(|&b| b == b':').count() > 1 {
         // A bare IPv6 address or range: no port.
         (Some(s), None)
     } else {
@@ -1829,7 +1841,8 @@ pub(super) fn parse_nat_to(s: &str) -> Option<NatTo> {
         None => None,
         Some(a) => {
             // `A-B`; for bracketed forms the `-` sits between `]` and `[`.
-            let (lo, hi) = match a.find("]-[") {
+            let bracketed = a.starts_with('[').then(|| a.find("]-[")).flatten();
+            let (lo, hi) = match bracketed {
                 Some(i) => (&a[..=i], &a[i + 2..]),
                 None => match a.split_once('-') {
                     Some((lo, hi)) if !a.starts_with('[') => (lo, hi),
