@@ -395,12 +395,12 @@ impl<'t> Parser<'_, 't> {
             return Err((1, "expected a rule after the counters".into()));
         };
         let cmd_col = cmd.col;
-        let after_cmd = cmd.col + cmd.s.chars().count() as u64 + 1;
+        let after_cmd = || cmd.col + cmd.s.chars().count() as u64 + 1;
         let cmd: &str = &cmd.s;
         let need_chain = || {
             toks.get(1)
                 .filter(|t| !t.s.is_empty() && !t.s.starts_with('-'))
-                .ok_or_else(|| (after_cmd, "expected a chain name".to_string()))
+                .ok_or_else(|| (after_cmd(), "expected a chain name".to_string()))
         };
         match cmd {
             "-A" | "--append" | "-I" | "--insert" => {
@@ -619,12 +619,28 @@ fn tokenize<'a>(line: &'a str, toks: &mut Vec<Tok<'a>>) -> Result<(), Fail> {
                 .filter(|c| c.is_whitespace())
                 .map(char::len_utf8),
         };
-        match blank {
-            Some(len) => {
-                i += len;
-                col += 1;
-            }
-            None => toks.push(word(line, &mut i, &mut col)?),
+        if let Some(len) = blank {
+            i += len;
+            col += 1;
+            continue;
+        }
+        // Most words are plain ASCII up to a blank or the end of the line: the line's
+        // own text; the others are read by `word`.
+        let run = plain_run(&bytes[i..]);
+        if bytes
+            .get(i + run)
+            .is_none_or(|&b| BYTE_CLASS[usize::from(b)] == ByteClass::Blank)
+        {
+            toks.push(Tok {
+                s: Cow::Borrowed(&line[i..i + run]),
+                start: i,
+                end: i + run,
+                col,
+            });
+            i += run;
+            col += run as u64;
+        } else {
+            toks.push(word(line, &mut i, &mut col)?);
         }
     }
     Ok(())
@@ -649,11 +665,7 @@ fn word<'a>(line: &'a str, i: &mut usize, col: &mut u64) -> Result<Tok<'a>, Fail
     // The word's text once a quote or backslash made it differ from the line's.
     let mut unquoted: Option<String> = None;
     loop {
-        // Most of a word is plain ASCII: taken a run at a time.
-        let run = bytes[*i..]
-            .iter()
-            .take_while(|&&b| BYTE_CLASS[usize::from(b)] == ByteClass::Plain)
-            .count();
+        let run = plain_run(&bytes[*i..]);
         if let Some(u) = unquoted.as_mut() {
             u.push_str(&line[*i..*i + run]);
         }
@@ -746,6 +758,14 @@ fn whole_quote(line: &str, start: usize) -> Option<(&str, usize)> {
         .next()
         .is_none_or(char::is_whitespace);
     (bytes[close] == q && ends_word).then(|| (&line[start + 1..close], close + 1))
+}
+
+/// How many bytes `bytes` starts with that are plain ASCII characters of a word.
+fn plain_run(bytes: &[u8]) -> usize {
+    bytes
+        .iter()
+        .take_while(|&&b| BYTE_CLASS[usize::from(b)] == ByteClass::Plain)
+        .count()
 }
 
 /// What a byte is to the tokenizer.
