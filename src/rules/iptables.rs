@@ -221,8 +221,10 @@ impl<'t> TableBuilder<'t> {
         }
     }
 
-    /// The index of chain `name`, declared now (at `line`) if it is new.
-    fn chain(&mut self, name: &Cow<'t, str>, line: u64) -> usize {
+    /// The index of the chain the word `name` names, declared now (at `line`) if it is
+    /// new.
+    fn chain(&mut self, name: &Tok<'t>, line: u64) -> usize {
+        let name = &name.s;
         if let Some(i) = self.last.filter(|&i| self.chains[i].name == **name) {
             return i;
         }
@@ -367,7 +369,7 @@ impl<'t> Parser<'_, 't> {
                 "expected a table (*name) before a chain declaration".into(),
             ));
         };
-        let ci = table.chain(&name.s, line_no);
+        let ci = table.chain(name, line_no);
         table.policies[ci] = (policy, counters);
         Ok(())
     }
@@ -439,7 +441,7 @@ impl<'t> Parser<'_, 't> {
                     }
                     _ => {}
                 }
-                let ci = table.chain(&chain.s, line_no);
+                let ci = table.chain(chain, line_no);
                 if insert {
                     table.inserted.entry(ci).or_default().push(rule);
                 } else {
@@ -465,14 +467,14 @@ impl<'t> Parser<'_, 't> {
                 let mut i = 3;
                 while i < toks.len() {
                     if matches!(toks[i].s.as_ref(), "-c" | "--set-counters") {
-                        pc = Some(read_c_counters(&toks, i)?);
+                        pc = Some(read_c_counters(toks, i)?);
                         i += 3;
                     } else {
                         return Err((toks[i].col, "expected the end of the policy".into()));
                     }
                 }
                 let table = self.table_for_rule();
-                let ci = table.chain(&chain.s, line_no);
+                let ci = table.chain(chain, line_no);
                 table.policies[ci] = (Some(policy), pc.or(counters));
                 table.clues.policies |= hook_bit(&chain.s);
                 Ok(())
@@ -482,7 +484,7 @@ impl<'t> Parser<'_, 't> {
                 if let Some(t) = toks.get(2) {
                     return Err((t.col, "expected the end of the chain declaration".into()));
                 }
-                self.table_for_rule().chain(&chain.s, line_no);
+                self.table_for_rule().chain(chain, line_no);
                 Ok(())
             }
             _ => Err((
@@ -1094,7 +1096,7 @@ fn read_rule(line: &str, toks: &[Tok], hints: &mut FamilyHints) -> Result<Rule, 
                         o.negated = !o.negated;
                     }
                 }
-                module(&mut rule, hints, &implicit, &opts, line, &line[start..end]);
+                module(&mut rule, hints, implicit, &opts, line, &line[start..end]);
             }
             _ => {
                 return Err((t.col, "expected an option".into()));
@@ -1749,7 +1751,7 @@ fn target(name: &str, opts: &[Opt], text: &str, hints: &mut FamilyHints) -> Targ
             let [o] = opts else {
                 return unknown();
             };
-            let Some(op) = one_arg(o).and_then(|a| mark_op(&o.name, a)) else {
+            let Some(op) = one_arg(o).and_then(|a| mark_op(o.name, a)) else {
                 return unknown();
             };
             if o.negated {
