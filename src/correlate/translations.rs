@@ -8,7 +8,9 @@
 //! the other hop when matched one for one, and, where offloads cut the TCP stream
 //! differently at the two hops, when every byte of a segment reached the other hop in
 //! other segments, or when a pure ACK that did not cross was superseded by a later
-//! ACK that did (`segments`; the [`Resegmentation`] counts them). [`port_reallocs`] then
+//! ACK that did (`segments`; the [`Resegmentation`] counts them). A copy of a packet
+//! that crossed, seen again at the same hop within [`COPY_NS`] (a bridge with
+//! netfilter, a hairpin port), crossed with it. [`port_reallocs`] then
 //! names, for every link whose source port moved, the connection that held the wanted
 //! port at the downstream point.
 
@@ -118,6 +120,14 @@ pub struct Resent {
 /// reported as lost packets.
 pub const MAX_RESENT: u64 = 64;
 
+/// How close in time two packets of one hop with the same fingerprint are copies of
+/// one packet rather than two. A bridge whose ports pass through netfilter
+/// (`bridge-nf-call-iptables`), above all with a hairpin port, hands one packet to
+/// the capture point two or three times within one softirq, microseconds apart. A
+/// packet sent again differs in its IP ID or TCP timestamps, and one with neither (a
+/// UDP retry over IPv6) follows after hundreds of milliseconds.
+pub const COPY_NS: i64 = 1_000_000;
+
 /// Translation between two consecutive hops.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Link {
@@ -191,6 +201,8 @@ pub(super) fn link(
         same_point,
     );
     m.add_segments(&acc.pairs, &ru, &rd);
+    copies_crossed(&ru, &mut matched_u);
+    copies_crossed(&rd, &mut matched_d);
     let side = |hop: &Hop, p, recs, crossed| sizes::Side {
         point: p,
         recs,
@@ -369,6 +381,32 @@ impl Matched {
             p50_ns: offset::median(&mut self.lat).unwrap_or(0),
             max_ns,
         })
+    }
+}
+
+/// Marks as crossed the unmatched records of a hop that are copies of a crossed one
+/// ([`COPY_NS`]): the other hop saw that packet, so no copy of it was lost there or
+/// appeared from nowhere.
+fn copies_crossed(recs: &[Rec], matched: &mut [bool]) {
+    if !matched.iter().any(|&m| m) || matched.iter().all(|&m| m) {
+        return;
+    }
+    let mut crossed: Vec<(u64, i64)> = recs
+        .iter()
+        .zip(matched.iter())
+        .filter(|(_, &m)| m)
+        .map(|(r, _)| (r.fp, r.ts))
+        .collect();
+    crossed.sort_unstable();
+    for (r, m) in recs.iter().zip(matched.iter_mut()) {
+        if *m {
+            continue;
+        }
+        let from = (r.fp, r.ts.saturating_sub(COPY_NS));
+        let i = crossed.partition_point(|&c| c < from);
+        *m = crossed
+            .get(i)
+            .is_some_and(|&(fp, ts)| fp == r.fp && ts <= r.ts.saturating_add(COPY_NS));
     }
 }
 
