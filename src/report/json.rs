@@ -220,6 +220,15 @@ pub enum DetailJson<'a> {
         client_address_lost: bool,
         local_client: bool,
     },
+    AsymmetricRoute {
+        requests_at: &'a str,
+        replies_at: &'a str,
+        not_reached: &'a str,
+        joined_by: crate::correlate::Joined,
+        replies_crossed: u64,
+        translated: bool,
+        conntrack_unreplied: Option<bool>,
+    },
     Rules {
         walked: &'a crate::model::Tuple,
         wire: Option<&'a crate::model::Tuple>,
@@ -388,6 +397,15 @@ fn detail(d: &Detail) -> DetailJson<'_> {
             mtu: d.icmp_mtu,
             mtu_range: [d.mtu().0, d.mtu().1],
             icmp_seen_at: &d.icmp_points,
+        },
+        Detail::AsymmetricRoute(d) => DetailJson::AsymmetricRoute {
+            requests_at: &d.requests,
+            replies_at: &d.replies,
+            not_reached: &d.not_reached,
+            joined_by: d.joined,
+            replies_crossed: d.crossed,
+            translated: d.translated,
+            conntrack_unreplied: d.unreplied,
         },
         Detail::UserlandProxy(d) => DetailJson::UserlandProxy {
             outer: &d.outer,
