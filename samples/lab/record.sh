@@ -357,6 +357,18 @@ apply_rules() { # stdin: iptables-restore input
   hx iptables-restore
 }
 
+# Docker's rules for `docker run -p 8080:80` on c1 (TCP only).
+publish_web() {
+  docker_filter_base
+  echo "-A DOCKER -d $C1_IP/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT"
+  echo COMMIT
+  docker_nat_base
+  echo "$MASQ_RULE"
+  echo "-A POSTROUTING -s $C1_IP/32 -d $C1_IP/32 -p tcp -m tcp --dport 80 -j MASQUERADE"
+  echo "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination $C1_IP:80"
+  echo COMMIT
+}
+
 # ---------------------------------------------------------------- recording
 
 IFACES=(docker0 eth0 veth-c1)
@@ -1464,16 +1476,7 @@ set_offloads() {
 bulk_scenario() {
   IFACES=(docker0 eth0 veth-c1)
   SNAPLEN=128
-  {
-    docker_filter_base
-    echo "-A DOCKER -d $C1_IP/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT"
-    echo COMMIT
-    docker_nat_base
-    echo "$MASQ_RULE"
-    echo "-A POSTROUTING -s $C1_IP/32 -d $C1_IP/32 -p tcp -m tcp --dport 80 -j MASQUERADE"
-    echo "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination $C1_IP:80"
-    echo COMMIT
-  } | apply_rules
+  publish_web | apply_rules
   set_offloads "$1"
   server web "$NS_C1" tcp_server.py --port 80 --lifetime 30
   server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --lifetime 30
@@ -1692,16 +1695,7 @@ scenario_userland_proxy() {
 # every IPv6 client.
 scenario_userland_proxy6() {
   IFACES=(docker0 eth0 veth-c1)
-  {
-    docker_filter_base
-    echo "-A DOCKER -d $C1_IP/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT"
-    echo COMMIT
-    docker_nat_base
-    echo "$MASQ_RULE"
-    echo "-A POSTROUTING -s $C1_IP/32 -d $C1_IP/32 -p tcp -m tcp --dport 80 -j MASQUERADE"
-    echo "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination $C1_IP:80"
-    echo COMMIT
-  } | apply_rules
+  publish_web | apply_rules
   server web "$NS_C1" tcp_server.py --port 80 --lifetime 30
   proxy proxy TCP6-LISTEN:8080,ipv6only=1,fork,reuseaddr "TCP4:$C1_IP:80"
   wait_listen "$NS_HOST" 8080
@@ -1910,16 +1904,7 @@ scenario_asym_route_loose() {
   # The outside client's own traffic still goes out wan0 (a policy route).
   ip -n "$NS_OUT" rule add from "$REMOTE_CLI" lookup 100
   ip -n "$NS_OUT" route add "$HOST_IP/32" dev wan0 table 100
-  {
-    docker_filter_base
-    echo "-A DOCKER -d $C1_IP/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT"
-    echo COMMIT
-    docker_nat_base
-    echo "$MASQ_RULE"
-    echo "-A POSTROUTING -s $C1_IP/32 -d $C1_IP/32 -p tcp -m tcp --dport 80 -j MASQUERADE"
-    echo "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination $C1_IP:80"
-    echo COMMIT
-  } | apply_rules
+  publish_web | apply_rules
   server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --lifetime 30
   server web "$NS_C1" tcp_server.py --port 80 --lifetime 30
   start_recording

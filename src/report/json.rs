@@ -224,7 +224,7 @@ pub enum DetailJson<'a> {
         requests_at: &'a str,
         replies_at: &'a str,
         not_reached: &'a str,
-        joined_by: crate::correlate::Joined,
+        joined_by: Joined,
         replies_crossed: u64,
         translated: bool,
         conntrack_unreplied: Option<bool>,

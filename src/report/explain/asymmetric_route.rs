@@ -29,11 +29,10 @@ pub fn explain(f: &Finding) -> (String, String) {
         String::new()
     };
     let nat = if d.translated {
-        "the requests were translated and left by {a}, and the replies came back to the translated address and port"
+        format!("the requests were translated and left by {a}, and the replies came back to the translated address and port")
     } else {
-        "the requests left by {a}, and the replies came back to their address and port"
-    }
-    .replace("{a}", a);
+        format!("the requests left by {a}, and the replies came back to their address and port")
+    };
     let message = format!(
         "replies came back by {b}, not by {a} where the requests went, and never reached {near}: {what} from {} to {} arrived at {b} and went no further{others}. The host routes {peer} out {a} (its requests went there): what strict reverse-path filtering does to packets that arrive by an interface the route back to their source does not use. Not a NAT rule that failed, nor NAT ports run out: {nat}",
         src(&d.reply),
