@@ -15,7 +15,7 @@
 //! (the tuple reversed and, for TCP, acknowledgement numbers that acknowledge what
 //! the initiator sent there; otherwise replies that follow the requests).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -95,7 +95,8 @@ pub(super) fn attach(points: &mut [PointData], comps: &mut Components, off: &[i6
             by_tuple.entry(flow.tuple).or_default().push(n);
         }
     }
-    let mut moves: Vec<(usize, usize, Joined)> = Vec::new();
+    // (node, its component, the connection it answers, how).
+    let mut moves: Vec<(usize, usize, usize, Joined)> = Vec::new();
     for (ci, members) in comps.members.iter().enumerate() {
         let &[n] = members.as_slice() else {
             continue;
@@ -121,20 +122,19 @@ pub(super) fn attach(points: &mut [PointData], comps: &mut Components, off: &[i6
             })
             .collect();
         if let [(target, joined)] = answered[..] {
-            moves.push((ci, target, joined));
+            moves.push((n, ci, target, joined));
         }
     }
-    // Two reply flows may not join one connection at one point.
+    // Two reply flows may not join one connection at one point, and a flow that joins
+    // another connection takes none in.
     let mut taken: HashMap<(usize, usize), usize> = HashMap::new();
-    for &(ci, target, _) in &moves {
-        *taken
-            .entry((target, comps.nodes[comps.members[ci][0]].0))
-            .or_default() += 1;
+    for &(n, _, target, _) in &moves {
+        *taken.entry((target, comps.nodes[n].0)).or_default() += 1;
     }
-    for (ci, target, joined) in moves {
-        let n = comps.members[ci][0];
+    let sources: HashSet<usize> = moves.iter().map(|m| m.1).collect();
+    for (n, ci, target, joined) in moves {
         let (p, f) = comps.nodes[n];
-        if taken[&(target, p)] > 1 {
+        if taken[&(target, p)] > 1 || sources.contains(&target) {
             continue;
         }
         let flow = &mut points[p].flows[f as usize];
@@ -383,6 +383,24 @@ mod tests {
             let c = run_at(t);
             assert_eq!(c.connections.len(), 2, "answer at {t}");
         }
+    }
+
+    #[test]
+    fn with_the_two_uplinks_alone_the_replies_are_still_the_requests_connection() {
+        // A request-only flow and a reply-only flow, each a connection of its own point:
+        // the replies join the requests, never the other way round.
+        let (nat, server) = ("203.0.113.1:5353", "203.0.113.2:53");
+        let query: Vec<Packet> = [SECOND, 2 * SECOND]
+            .iter()
+            .map(|&t| udp(t, nat, server, Some(7), 1))
+            .collect();
+        let answer = vec![udp(SECOND + MS, server, nat, Some(8), 2)];
+        let c = run(&[("isp-a", query), ("isp-b", answer)]);
+        assert_eq!(c.connections.len(), 1);
+        assert_eq!(names(&c, 0), ["isp-a", "isp-b"]);
+        let r = &c.connections[0].returns[0];
+        assert_eq!((r.beside, r.joined), (0, Joined::Tuple));
+        assert!(r.toward.is_none() && r.from.is_none());
     }
 
     #[test]
