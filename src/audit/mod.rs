@@ -35,12 +35,12 @@ pub use cidr::Cidr;
 pub use context::{Ctx, Explained};
 pub use ct::{WitnessKind, WitnessSummary};
 pub use evidence::{Endpoint, EntryFacts, Evidence, GapFacts, HopFacts, RuleFacts, RuleRole};
-pub use evidence::{SizeFact, SpliceFact};
+pub use evidence::{RouteFact, SizeFact, SpliceFact};
 pub use finding::{
     AllocatorMode, Code, CtFacts, Detail, Direction, Finding, LeakKind, PathReason, RaceKind,
     RangeFrom, Role, Seen, Severity,
 };
-pub use finding::{PmtuFacts, SpliceFacts};
+pub use finding::{PmtuFacts, RouteFacts, SpliceFacts};
 
 /// What the audit is told beyond the captures and witnesses.
 #[derive(Clone, Debug, Default)]

@@ -24,6 +24,7 @@ use super::offset;
 use super::pairing::match_flows;
 use super::paths::Hop;
 use super::points::{PointData, Rec};
+use super::returns::ReturnLink;
 use super::segments::{self, Resegmentation};
 use super::sizes::{self, Sizes, Sizing};
 use super::Connection;
@@ -151,19 +152,53 @@ pub struct Link {
     pub resent_fwd: Vec<Resent>,
 }
 
-/// Fills every connection's `links` (`links[i]` joins `hops[i]` and `hops[i + 1]`).
+/// Fills every connection's `links` (`links[i]` joins `hops[i]` and `hops[i + 1]`) and
+/// its return hops' links; replies a hop of the path exchanged with a return hop count
+/// as crossed on the path's links.
 pub(super) fn link_all(points: &[PointData], conns: &mut [Connection], off: &[i64], window: i64) {
     conns.par_iter_mut().for_each(|c| {
+        let mut crossed: Vec<Vec<bool>> = vec![Vec::new(); c.hops.len()];
+        for r in &mut c.returns {
+            let k = r.beside;
+            let mut add = |h: usize, flags: Vec<bool>| {
+                let into = &mut crossed[h];
+                into.resize(flags.len(), false);
+                into.iter_mut().zip(flags).for_each(|(a, b)| *a |= b);
+            };
+            if let Some(up) = k.checked_sub(1) {
+                let (l, flags, _) = link(points, &c.hops[up], &r.hop, up, off, window, [&[], &[]]);
+                r.toward = Some(ReturnLink {
+                    hop: up,
+                    matched: l.evidence.matched_rev,
+                    unmatched: l.unmatched.lost_rev,
+                });
+                add(up, flags);
+            }
+            if let Some(down) = c.hops.get(k + 1) {
+                let (l, _, flags) = link(points, &r.hop, down, k, off, window, [&[], &[]]);
+                r.from = Some(ReturnLink {
+                    hop: k + 1,
+                    matched: l.evidence.matched_rev,
+                    unmatched: l.unmatched.lost_rev,
+                });
+                add(k + 1, flags);
+            }
+        }
         c.links = c
             .hops
             .windows(2)
             .enumerate()
-            .map(|(i, w)| link(points, &w[0], &w[1], i, off, window))
+            .map(|(i, w)| {
+                let elsewhere = [crossed[i].as_slice(), crossed[i + 1].as_slice()];
+                link(points, &w[0], &w[1], i, off, window, elsewhere).0
+            })
             .collect();
     });
 }
 
-/// The translation from hop `i` (`up`) to hop `i + 1` (`down`).
+/// The translation from hop `i` (`up`) to hop `i + 1` (`down`), and which records of
+/// each crossed. `elsewhere` flags records of `up` and of `down` (in `Hop::recs`
+/// order; empty for none) that crossed by another way: they count as crossed.
 pub(super) fn link(
     points: &[PointData],
     up: &Hop,
@@ -171,7 +206,8 @@ pub(super) fn link(
     i: usize,
     off: &[i64],
     window: i64,
-) -> Link {
+    elsewhere: [&[bool]; 2],
+) -> (Link, Vec<bool>, Vec<bool>) {
     let (pu, pd) = (&points[up.point], &points[down.point]);
     let (ru, rd) = (up.recs(pu), down.recs(pd));
     let same_point = up.point == down.point;
@@ -183,6 +219,11 @@ pub(super) fn link(
     for &(a, b) in &pairs {
         matched_u[a] = true;
         matched_d[b] = true;
+    }
+    for (flags, into) in elsewhere.iter().zip([&mut matched_u, &mut matched_d]) {
+        into.iter_mut()
+            .zip(flags.iter())
+            .for_each(|(a, &b)| *a |= b);
     }
     let acc = segments::account(
         &mut segments::Hop {
@@ -234,7 +275,7 @@ pub(super) fn link(
         appeared_fwd,
         appeared_rev,
     };
-    Link {
+    let link = Link {
         from: i,
         to: i + 1,
         change: NatChange::between(&up.flow.tuple, &down.flow.tuple),
@@ -251,7 +292,8 @@ pub(super) fn link(
         sizes,
         port_realloc: None,
         resent_fwd,
-    }
+    };
+    (link, matched_u, matched_d)
 }
 
 /// The lost initiator packets of `gap` (upstream, unmatched, in the gap's time span)

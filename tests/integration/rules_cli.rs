@@ -16,10 +16,13 @@ fn pair(s: &str) -> [String; 2] {
     ]
 }
 
-/// `correlate --format json` on a scenario's pair with `--rules` files.
+/// `correlate --format json` on a scenario's pair (and second uplink) with `--rules`
+/// files.
 fn report(s: &str, rules: &[&str]) -> (i32, Value) {
     let p = pair(s);
+    let second = second_uplink(s);
     let mut args = vec!["correlate", "--format", "json", &p[0], &p[1]];
+    args.extend(second.as_deref());
     for r in rules {
         args.extend(["--rules", r]);
     }

@@ -37,6 +37,9 @@ pub const SCENARIOS: &[&str] = &[
     "userland-proxy6",
     "fault-pmtu-black-hole",
     "fault-pmtu-black-hole6",
+    "fault-asym-route",
+    "fault-asym-route6",
+    "asym-route-loose",
 ];
 
 /// Scenarios recorded but read only by the tests made for them, not by those that go
@@ -44,6 +47,13 @@ pub const SCENARIOS: &[&str] = &[
 /// through a bridge with bridge netfilter are not yet followed as one hairpin
 /// connection (docs/findings.md, Limits), though the conntrack entry names the fault.
 pub const HAIRPIN_SCENARIOS: &[&str] = &["fault-hairpin-no-masq", "fault-hairpin-udp"];
+
+/// The capture of a scenario's second uplink (`eth1.pcap`, in the asymmetric-route
+/// recordings), when it has one.
+pub fn second_uplink(scenario: &str) -> Option<String> {
+    let rel = format!("samples/{scenario}/eth1.pcap");
+    root().join(&rel).is_file().then_some(rel)
+}
 
 pub fn sample(rel: &str) -> String {
     format!("samples/{rel}")
