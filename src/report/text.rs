@@ -388,7 +388,8 @@ pub fn witness_line(w: &WitnessSummary) -> String {
         w.source, w.on_wire, w.agree
     );
     if let Some(t) = w.time_ns {
-        let _ = write!(s, ", taken about {}", rfc3339_ns(t));
+        let about = if w.time_recorded { "at" } else { "about" };
+        let _ = write!(s, ", taken {about} {}", rfc3339_ns(t));
     }
     s
 }

@@ -15,6 +15,8 @@ use serde_json::Value;
 use crate::util::{natcheck, root, stderr, stdout};
 
 const SAMPLE: &str = "samples/published-port";
+/// When the bundle's files were taken, as its manifest records.
+const TAKEN_NS: i64 = 1_795_000_000_000_000_000;
 
 /// A scratch directory, removed when dropped.
 struct Scratch(PathBuf);
@@ -51,7 +53,7 @@ fn make_bundle(dir: &Path, host: &str, drops: u64) {
             kind: kind.name().into(),
             what: kind.what().into(),
             command: format!("copied from {SAMPLE}/{sample_file}"),
-            taken: rfc3339_ns(1_795_000_000_000_000_000),
+            taken: rfc3339_ns(TAKEN_NS),
             bytes: Some(bytes.len() as u64),
             ..FileRecord::default()
         });
@@ -152,9 +154,33 @@ fn a_bundle_reads_like_its_files_named_one_by_one() {
     assert_eq!(b["host"], "router");
     assert_eq!(b["stop"]["detail"], "SIGINT");
     assert_eq!(b["missing"][0]["file"], "nft-after.json");
+    // The table's time is the one the manifest recorded, not an estimate.
+    let taken = rfc3339_ns(TAKEN_NS);
+    assert_eq!(bundle["conntrack"][0]["time_ns"], taken.as_str());
+    assert_eq!(bundle["conntrack"][0]["time_basis"], "recorded");
+    assert_eq!(named["conntrack"][0]["time_basis"], "estimated");
+    let md = stdout(&natcheck(&["correlate", d, "--format", "markdown"]));
+    let row = md
+        .lines()
+        .find(|l| l.contains("conntrack-after.txt` | snapshot"))
+        .unwrap_or_else(|| panic!("{md}"));
+    assert!(row.ends_with(&format!("| {taken} |")), "{row}");
+    let named_md = stdout(&natcheck(&[
+        "correlate",
+        &f("multi.pcapng"),
+        "--conntrack",
+        &f("conntrack.txt"),
+        "--format",
+        "markdown",
+    ]));
+    assert!(named_md.contains("Z (estimated) |"), "{named_md}");
     // The table report names the bundle and what it lacks.
     let out = natcheck(&["correlate", d]);
     let text = stdout(&out);
+    assert!(
+        text.contains(&format!("conntrack-after.txt: snapshot of 4 entries, 4 on the wire, 4 agree with it, taken at {taken}")),
+        "{text}"
+    );
     assert!(
         text.contains(&format!(
             "bundle: {d}: natcheck collect on router (Linux 6.1.0), "
