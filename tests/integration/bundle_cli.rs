@@ -225,6 +225,80 @@ fn a_bundle_reads_like_its_files_named_one_by_one() {
     );
 }
 
+/// `tar czf` of a bundle, under its directory or at the archive's root, reads as the
+/// directory does, every file named inside the archive; `flows`, `conntrack` and
+/// `explain` read it too.
+#[test]
+fn a_gzipped_tar_of_a_bundle_reads_as_the_directory() {
+    if !crate::util::have("tar") {
+        return crate::util::skip("no tar");
+    }
+    let s = scratch("tar");
+    let dir = s.0.join("router");
+    make_bundle(&dir, "router", 0);
+    let d = dir.to_str().unwrap();
+    let (code, want, err) = json(&["correlate", d, "--format", "json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let under = s.0.join("under.tar.gz");
+    let root = s.0.join("root.tgz");
+    let tar = |args: &[&str]| {
+        let st = std::process::Command::new("tar")
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(st.success(), "tar {args:?}");
+    };
+    let parent = s.0.to_str().unwrap();
+    tar(&["czf", under.to_str().unwrap(), "-C", parent, "router"]);
+    tar(&["czf", root.to_str().unwrap(), "-C", d, "."]);
+    for (archive, inside) in [(&under, "/router"), (&root, "")] {
+        let a = archive.to_str().unwrap();
+        let named = format!("{a}{inside}");
+        let (code, got, err) = json(&["correlate", a, "--format", "json"]);
+        assert_eq!(code, Some(0), "{a}: {err}");
+        let same = |v: &Value| v.to_string().replace(&named, "B").replace(d, "B");
+        assert_eq!(same(&got), same(&want), "{a}");
+        assert_eq!(got["bundles"][0]["dir"], named.as_str());
+        assert_eq!(
+            got["conntrack"][0]["source"],
+            format!("{named}/conntrack-after.txt").as_str()
+        );
+        let text = stdout(&natcheck(&["correlate", a]));
+        assert!(
+            text.contains(&format!("bundle: {named}: natcheck collect on router")),
+            "{text}"
+        );
+        let packet = "tcp 198.51.100.20:40000 > 203.0.113.1:8080 in eth0";
+        for cmd in ["flows", "conntrack", "explain"] {
+            let run = |b: &str| {
+                let out = match cmd {
+                    "explain" => natcheck(&[cmd, "--rules", b, "--packet", packet]),
+                    _ => natcheck(&[cmd, b]),
+                };
+                assert_eq!(out.status.code(), Some(0), "{cmd} {b}: {}", stderr(&out));
+                stdout(&out)
+            };
+            let got = run(a);
+            assert!(cmd == "explain" || got.contains(&named), "{cmd}: {got}");
+            assert_eq!(got.replace(&named, "B"), run(d).replace(d, "B"), "{cmd}");
+        }
+    }
+    // A link in the archive: refused, the archive and the entry named.
+    std::os::unix::fs::symlink("/etc/passwd", dir.join("ipset.txt")).unwrap();
+    let bad = s.0.join("bad.tar.gz");
+    tar(&["czf", bad.to_str().unwrap(), "-C", parent, "router"]);
+    let out = natcheck(&["correlate", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(&format!(
+            "{}: entry `router/ipset.txt`: a link: refused",
+            bad.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn two_hosts_bundles_are_one_set_of_points_prefixed_by_host() {
     let s = scratch("two");
