@@ -213,6 +213,27 @@ pub struct Lifetime {
     pub ended_ns: i64,
 }
 
+/// For each connection, whether its opening was not seen: packets at or before `cut`
+/// were discarded, and no event log shows its entry created after `cut` (its `[NEW]`
+/// came with its first packet, which was kept). Its first packet captured is then
+/// no connection's first packet, nor is its sender known to have opened it.
+pub fn openings_unseen(c: &Correlation, lifetimes: &[Lifetime], cut: i64) -> Vec<bool> {
+    let created: std::collections::HashSet<Tuple> = lifetimes
+        .iter()
+        .filter(|l| l.created_ns > cut)
+        .map(|l| l.post.canonical())
+        .collect();
+    c.connections
+        .iter()
+        .map(|conn| {
+            !conn
+                .hops
+                .iter()
+                .any(|h| created.contains(&h.flow.tuple.canonical()))
+        })
+        .collect()
+}
+
 impl Lifetime {
     /// The lifetimes of every connection whose `[NEW]` the event logs hold with a time.
     pub fn of(dumps: &[&crate::conntrack::Dump]) -> Vec<Lifetime> {

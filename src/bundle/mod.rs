@@ -184,6 +184,8 @@ pub struct Summary {
     pub points: Vec<(String, u64, u64)>,
     /// Files that could not be collected, and why.
     pub missing: Vec<(String, String)>,
+    /// The flight recorder, when the capture was one.
+    pub ring: Option<manifest::Ring>,
 }
 
 impl Bundle {
@@ -342,18 +344,38 @@ impl Bundle {
         self.path(Kind::Capture)
     }
 
+    /// Whether the files taken before the capture predate its packets: a flight
+    /// recorder discarded packets in between.
+    pub fn before_predates_packets(&self) -> bool {
+        self.manifest
+            .ring
+            .as_ref()
+            .is_some_and(|r| r.before_predates_packets)
+    }
+
+    /// Packets at or before this time were discarded at every point (a flight
+    /// recorder's window), in nanoseconds since the epoch.
+    pub fn discarded_through_ns(&self) -> Option<i64> {
+        let r = self.manifest.ring.as_ref()?;
+        manifest::parse_time(r.discarded_through.as_deref()?)
+    }
+
     /// The conntrack witnesses: the tables before and after, the event log and the
     /// statistics after (statistics count since boot: the later ones stand alone).
+    /// The table before is left out when it predates the packets: entries of
+    /// connections whose packets were discarded, tuples reused since, are no
+    /// evidence about the packets kept.
     pub fn conntrack(&self) -> Vec<(PathBuf, Kind)> {
-        [
-            Kind::ConntrackBefore,
-            Kind::ConntrackAfter,
-            Kind::ConntrackEvents,
-            Kind::ConntrackStatsAfter,
-        ]
-        .into_iter()
-        .filter_map(|k| self.path(k).map(|p| (p, k)))
-        .collect()
+        let before = (!self.before_predates_packets()).then_some(Kind::ConntrackBefore);
+        before
+            .into_iter()
+            .chain([
+                Kind::ConntrackAfter,
+                Kind::ConntrackEvents,
+                Kind::ConntrackStatsAfter,
+            ])
+            .filter_map(|k| self.path(k).map(|p| (p, k)))
+            .collect()
     }
 
     /// The rules as they were after the capture, with the ipsets and addresses;
@@ -399,6 +421,7 @@ impl Bundle {
                 .iter()
                 .filter_map(|f| Some((f.name.clone(), f.error.clone()?)))
                 .collect(),
+            ring: m.ring.clone(),
         }
     }
 }

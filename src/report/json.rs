@@ -55,6 +55,9 @@ pub struct BundleJson<'a> {
     pub stop: &'a crate::bundle::manifest::Stop,
     pub points: Vec<BundlePointJson<'a>>,
     pub missing: Vec<BundleMissingJson<'a>>,
+    /// The flight recorder (`--ring`), as the manifest says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ring: Option<&'a crate::bundle::manifest::Ring>,
 }
 
 #[derive(Serialize)]
@@ -92,6 +95,7 @@ fn bundle(b: &crate::bundle::Summary) -> BundleJson<'_> {
             .iter()
             .map(|(file, error)| BundleMissingJson { file, error })
             .collect(),
+        ring: b.ring.as_ref(),
     }
 }
 
