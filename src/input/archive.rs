@@ -358,8 +358,8 @@ impl Archive {
         // Walk the archive again to the entry's header; its data follows.
         let s = stream(&self.path).map_err(|e| bad(&label, None, e))?;
         let mut ar = tar::Archive::new(Bounded::new(s, self.limits.unpacked));
-        let mut entries = ar.entries()?.raw(true);
-        match entries.nth(m.raw_index) {
+        // The entry's header read, the stream stands at its data.
+        match ar.entries()?.raw(true).nth(m.raw_index) {
             Some(Ok(_)) => {}
             Some(Err(e)) => return Err(bad(&label, Some(name), e)),
             None => {
@@ -370,7 +370,6 @@ impl Archive {
                 ))
             }
         }
-        drop(entries);
         Ok(Box::new(ar.into_inner().take(m.size)))
     }
 }

@@ -8,7 +8,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use natcheck::bundle::manifest::{rfc3339_ns, FileRecord, Manifest, Point, Stop, SCHEMA};
+use natcheck::bundle::manifest::{rfc3339_ns, FileRecord, Manifest, Point, Ring, Stop, SCHEMA};
 use natcheck::bundle::{Kind, MANIFEST};
 use serde_json::Value;
 
@@ -296,6 +296,68 @@ fn a_gzipped_tar_of_a_bundle_reads_as_the_directory() {
         )),
         "{}",
         stderr(&out)
+    );
+}
+
+/// A flight recorder's bundle: the table before predates the packets kept and is
+/// not a witness; a connection whose `[NEW]` event came at or before the cut was not
+/// seen opening, so its first packet captured is not walked through the rules as a
+/// first packet; the others are. The report says what was discarded.
+#[test]
+fn a_flight_recorders_bundle_judges_only_the_openings_it_kept() {
+    let s = scratch("ring");
+    let dir = s.0.join("router");
+    make_bundle(&dir, "router", 0);
+    let mpath = dir.join(MANIFEST);
+    let mut m = Manifest::from_json(&fs::read_to_string(&mpath).unwrap()).unwrap();
+    let before = fs::read(root().join(SAMPLE).join("conntrack.txt")).unwrap();
+    fs::write(dir.join(Kind::ConntrackBefore.file()), &before).unwrap();
+    m.files.push(FileRecord {
+        name: Kind::ConntrackBefore.file(),
+        kind: Kind::ConntrackBefore.name().into(),
+        taken: rfc3339_ns(TAKEN_NS),
+        bytes: Some(before.len() as u64),
+        ..FileRecord::default()
+    });
+    // The first connection's [NEW] is at 1795412593.099041 in the event log.
+    m.ring = Some(Ring {
+        size: 1 << 20,
+        segment_size: 1 << 17,
+        discarded_packets: 1234,
+        discarded_bytes: 567_890,
+        discarded_through: Some(rfc3339_ns(1_795_412_593_099_500_000)),
+        before_predates_packets: true,
+        ..Ring::default()
+    });
+    fs::write(&mpath, m.to_json()).unwrap();
+    let d = dir.to_str().unwrap();
+    let (code, v, err) = json(&["correlate", d, "--format", "json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let sources: Vec<&str> = v["conntrack"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        sources,
+        [
+            format!("{d}/conntrack-after.txt"),
+            format!("{d}/conntrack-events.txt")
+        ]
+    );
+    let walked: Vec<bool> = v["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| !c["rules"].is_null())
+        .collect();
+    assert_eq!(walked, [false, true, true, true]);
+    assert_eq!(v["bundles"][0]["ring"]["discarded_packets"], 1234);
+    let text = stdout(&natcheck(&["correlate", d]));
+    assert!(
+        text.contains("; flight recorder of 1048576 bytes: 1234 packets (567890 bytes) up to 2026-11-23T05:43:13.099500000Z discarded, every packet after it kept; the conntrack table before predates the packets kept: not compared with them"),
+        "{text}"
     );
 }
 
