@@ -21,7 +21,9 @@ pub struct Args {
     /// A capture point: an interface (`eth0`), or one in another network namespace
     /// (`NETNS:IFACE`, NETNS a name from `ip netns list`, a process id, or a path
     /// such as /var/run/docker/netns/ID). Repeatable; all are captured at once into
-    /// one pcapng, one interface block each, named as given.
+    /// one pcapng, one interface block each, named as given. `any` (`NETNS:any`)
+    /// takes every interface of the namespace, each packet written under the
+    /// interface it was seen on.
     #[arg(
         short = 'i',
         long = "interface",

@@ -33,8 +33,8 @@ pub enum Format {
 pub struct CaptureArgs {
     /// Capture files: pcap or pcapng, optionally gzip-compressed; `NAME=PATH` names the
     /// capture point; `-` reads standard input; a bundle directory written by
-    /// `natcheck collect` stands for its capture (and, for `correlate`, everything
-    /// else it holds).
+    /// `natcheck collect`, or a gzip'd tar of one (`.tar.gz`, `.tgz`), stands for its
+    /// capture (and, for `correlate`, everything else it holds).
     #[arg(required = true, value_name = "CAPTURE|BUNDLE")]
     pub captures: Vec<InputSpec>,
 
