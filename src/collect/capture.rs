@@ -34,7 +34,7 @@ use super::ring::{self, Counters, Names, PacketSocket};
 use super::stop::Stop;
 
 /// The size a point's buffer reaches before it is handed to the writer.
-pub const CHUNK: usize = 256 << 10;
+const CHUNK: usize = 256 << 10;
 /// Buffers waiting for the writer before capture threads wait for it in turn (and
 /// the kernel's rings fill).
 const QUEUE: usize = 64;
@@ -87,8 +87,6 @@ struct Shared {
     bytes: AtomicU64,
     /// The number the next interface description gets.
     next_interface: Mutex<u32>,
-    /// The size a point's buffer reaches before it is handed to the writer.
-    chunk: usize,
 }
 
 /// How a point's packets are described in the file.
@@ -232,15 +230,13 @@ pub struct Capture {
 
 /// Starts capturing from every socket into `sink`, which already holds `written`
 /// bytes (the section header and the first `described` interface descriptions);
-/// each socket's packets are described as its [`Describe`] says, handed to the
-/// writer in runs of about `chunk` bytes.
+/// each socket's packets are described as its [`Describe`] says.
 pub fn start(
     sink: Sink,
     written: u64,
     points: Vec<(PacketSocket, Describe)>,
     described: u32,
     limits: Limits,
-    chunk: usize,
     stop: Arc<Stop>,
 ) -> io::Result<Capture> {
     let reserve = STATS_ROOM * points.len() as u64;
@@ -253,7 +249,6 @@ pub fn start(
         packets: AtomicU64::new(0),
         bytes: AtomicU64::new(written),
         next_interface: Mutex::new(described),
-        chunk,
     });
     let (tx, rx) = mpsc::sync_channel::<Piece>(QUEUE);
     let writer = std::thread::Builder::new()
@@ -364,7 +359,7 @@ fn run_point(
         }) {
             took += 1;
             block = (block + 1) % sock.ring.blocks().max(1);
-            if (chunk.len() >= shared.chunk || !go_on) && !send(tx, &mut chunk) {
+            if (chunk.len() >= CHUNK || !go_on) && !send(tx, &mut chunk) {
                 break 'outer;
             }
             if !go_on {
@@ -457,7 +452,7 @@ fn append_block(block: &[u8], describe: &mut Describe, ethernet: bool, out: Out)
         if let (Describe::Any(a), Some(m)) = (&mut *describe, met) {
             a.met[m].packets += 1;
         }
-        if out.chunk.len() >= out.shared.chunk && !send(out.tx, out.chunk) {
+        if out.chunk.len() >= CHUNK && !send(out.tx, out.chunk) {
             return false;
         }
     }
@@ -475,7 +470,6 @@ mod tests {
             packets: AtomicU64::new(0),
             bytes: AtomicU64::new(100),
             next_interface: Mutex::new(0),
-            chunk: CHUNK,
         }
     }
 

@@ -2,25 +2,26 @@
 //! of packet blocks, on disk, and the bundle's `capture.pcapng` holds them at the
 //! stop.
 //!
-//! Packet blocks go into segment files of SIZE/8 each (a hidden `.ring/` directory
-//! of the bundle); when the segments hold more than SIZE, the oldest is deleted, so
-//! disk use stays under SIZE and one segment, and memory under one block. What each
-//! deleted segment held is counted per interface, with its latest timestamp.
+//! Each interface's packet blocks go into segment files of its own, of SIZE/8 at
+//! most (a hidden `.ring/` directory of the bundle); whenever the segments hold more
+//! than SIZE, the segment whose latest packet is the oldest is deleted, whichever
+//! interface it is of. Disk use stays under SIZE and one block, and memory under one
+//! block and a small buffer per interface. What each deleted segment held is
+//! counted per interface, with its latest timestamp.
 //!
-//! Packets of different interfaces share segments in runs, each interface's in
-//! time order, so a deleted segment ends at different times for each. At the stop,
-//! the kept window is made the same for every interface: the cut is the latest
-//! timestamp of any discarded packet, and packets at or before it are discarded too.
-//! Every interface then holds exactly the packets after the cut: a packet kept at one
-//! point, sent on after the cut, is kept at the next, so the window creates no loss.
-//! Each capture thread hands its interface's packets over in runs of a quarter of
-//! a segment at most, but a thread may be a ring block (50 ms) behind another: the
-//! window kept may then be that much shorter than SIZE would hold.
+//! The window kept is the same for every interface: the cut is the latest timestamp
+//! of any discarded packet, and packets at or before it are discarded too, at every
+//! interface. Every interface then holds exactly the packets after the cut: a packet
+//! kept at one point, sent on after the cut, is kept at the next, so the window
+//! makes no loss up. Since segments are deleted oldest in time first, the cut only
+//! moves as far as SIZE requires, whichever capture thread handed its packets over
+//! late.
 //!
-//! The kept blocks are copied into the capture file one at a time, each segment
-//! deleted once copied, and the directory removed.
+//! At the stop, the kept blocks are copied into the capture file one at a time,
+//! interface after interface, each segment deleted once copied, and the directory
+//! removed.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -31,15 +32,6 @@ pub const DIR: &str = ".ring";
 pub const MIN_SIZE: u64 = 64 << 10;
 /// Segments per ring.
 const SEGMENTS: u64 = 8;
-
-/// The most bytes of one interface's packets handed to the writer at once for a
-/// ring of `size`: a quarter of a segment, so that a run of one interface never
-/// fills a segment and the runs of all interfaces interleave finely.
-pub fn run_size(size: u64) -> usize {
-    usize::try_from(size / SEGMENTS / 4)
-        .unwrap_or(usize::MAX)
-        .clamp(2048, super::capture::CHUNK)
-}
 
 /// Packets and bytes of blocks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -60,13 +52,13 @@ impl Tally {
     }
 }
 
-/// One segment file: what it holds per interface and its latest timestamp.
+/// One segment file of one interface: what it holds and its latest timestamp.
 #[derive(Debug)]
 struct Segment {
     path: PathBuf,
-    bytes: u64,
-    held: BTreeMap<u32, Tally>,
-    latest_ns: Option<u64>,
+    iface: u32,
+    held: Tally,
+    latest_ns: u64,
 }
 
 /// A recorder: the segments, and what was discarded.
@@ -75,8 +67,10 @@ pub struct Recorder {
     dir: PathBuf,
     size: u64,
     segment_size: u64,
-    segments: VecDeque<Segment>,
-    current: Option<BufWriter<File>>,
+    /// Every segment by number (numbers grow: an interface's are in order).
+    segments: BTreeMap<u64, Segment>,
+    /// The segment each interface writes, and its file.
+    current: HashMap<u32, (u64, BufWriter<File>)>,
     next: u64,
     /// Bytes of the segments on disk.
     held: u64,
@@ -128,8 +122,8 @@ impl Recorder {
             dir,
             size,
             segment_size: (size / SEGMENTS).max(MIN_SIZE / SEGMENTS),
-            segments: VecDeque::new(),
-            current: None,
+            segments: BTreeMap::new(),
+            current: HashMap::new(),
             next: 0,
             held: 0,
             discarded: BTreeMap::new(),
@@ -137,80 +131,86 @@ impl Recorder {
         })
     }
 
-    /// Appends enhanced packet blocks, starting a new segment when the current one
-    /// is full and deleting the oldest while the segments hold more than the size.
+    /// Appends enhanced packet blocks, each to its interface's segment, and deletes
+    /// the oldest segments while more than the size is held.
     pub fn write(&mut self, mut blocks: &[u8]) -> io::Result<()> {
         while !blocks.is_empty() {
-            if self
-                .segments
-                .back()
-                .is_none_or(|s| s.bytes >= self.segment_size)
-            {
-                self.start_segment()?;
+            let (iface, ts, len) =
+                packet_head(blocks).ok_or_else(|| corrupt("not a packet block"))?;
+            let block = blocks
+                .get(..len)
+                .ok_or_else(|| corrupt("a packet block cut short"))?;
+            let full = match self.current.get(&iface) {
+                Some((id, _)) => self
+                    .segments
+                    .get(id)
+                    .is_none_or(|s| s.held.bytes >= self.segment_size),
+                None => true,
+            };
+            if full {
+                self.start_segment(iface)?;
             }
-            // Whole blocks, as many as fit (at least one).
-            let mut take = 0usize;
+            let (id, f) = self
+                .current
+                .get_mut(&iface)
+                .ok_or_else(|| corrupt("no segment"))?;
+            f.write_all(block)?;
             let seg = self
                 .segments
-                .back_mut()
+                .get_mut(id)
                 .ok_or_else(|| corrupt("no segment"))?;
-            let room = self.segment_size.saturating_sub(seg.bytes);
-            while let Some((iface, ts, len)) = blocks.get(take..).and_then(packet_head) {
-                if take + len > blocks.len() {
-                    return Err(corrupt("a packet block cut short"));
-                }
-                if take > 0 && (take + len) as u64 > room {
-                    break;
-                }
-                seg.held.entry(iface).or_default().add(len as u64);
-                seg.latest_ns = seg.latest_ns.max(Some(ts));
-                take += len;
-                if take as u64 >= room {
-                    break;
-                }
-            }
-            if take == 0 {
-                return Err(corrupt("not a packet block"));
-            }
-            seg.bytes += take as u64;
-            self.held += take as u64;
-            if let Some(f) = &mut self.current {
-                f.write_all(&blocks[..take])?;
-            }
-            blocks = &blocks[take..];
+            seg.held.add(len as u64);
+            seg.latest_ns = seg.latest_ns.max(ts);
+            self.held += len as u64;
+            blocks = &blocks[len..];
             self.trim()?;
         }
         Ok(())
     }
 
-    fn start_segment(&mut self) -> io::Result<()> {
-        if let Some(mut f) = self.current.take() {
+    /// Closes interface `iface`'s segment, if any, and opens a new one.
+    fn start_segment(&mut self, iface: u32) -> io::Result<()> {
+        if let Some((_, mut f)) = self.current.remove(&iface) {
             f.flush()?;
         }
-        let path = self.dir.join(format!("{:08}.blocks", self.next));
+        let id = self.next;
         self.next += 1;
-        self.current = Some(BufWriter::with_capacity(1 << 16, File::create(&path)?));
-        self.segments.push_back(Segment {
-            path,
-            bytes: 0,
-            held: BTreeMap::new(),
-            latest_ns: None,
-        });
+        let path = self.dir.join(format!("{id:08}-{iface}.blocks"));
+        let f = BufWriter::with_capacity(8 << 10, File::create(&path)?);
+        self.current.insert(iface, (id, f));
+        self.segments.insert(
+            id,
+            Segment {
+                path,
+                iface,
+                held: Tally::default(),
+                latest_ns: 0,
+            },
+        );
         Ok(())
     }
 
-    /// Deletes the oldest segments while more than the size is held; never the one
-    /// being written.
+    /// Deletes the segments whose latest packets are the oldest while more than the
+    /// size is held.
     fn trim(&mut self) -> io::Result<()> {
-        while self.held > self.size && self.segments.len() > 1 {
-            if let Some(old) = self.segments.pop_front() {
-                fs::remove_file(&old.path)?;
-                self.held -= old.bytes;
-                for (iface, t) in old.held {
-                    self.discarded.entry(iface).or_default().merge(t);
-                }
-                self.cut_ns = self.cut_ns.max(old.latest_ns);
+        while self.held > self.size {
+            let Some((&id, _)) = self
+                .segments
+                .iter()
+                .min_by_key(|(id, s)| (s.latest_ns, **id))
+            else {
+                break;
+            };
+            let Some(old) = self.segments.remove(&id) else {
+                break;
+            };
+            if self.current.get(&old.iface).is_some_and(|(c, _)| *c == id) {
+                self.current.remove(&old.iface);
             }
+            fs::remove_file(&old.path)?;
+            self.held -= old.held.bytes;
+            self.discarded.entry(old.iface).or_default().merge(old.held);
+            self.cut_ns = self.cut_ns.max(Some(old.latest_ns));
         }
         Ok(())
     }
@@ -218,7 +218,7 @@ impl Recorder {
     /// Copies the packets after the cut into `out`, deleting each segment once
     /// copied and the directory at the end; says what was kept and discarded.
     pub fn finish(mut self, out: &mut impl Write) -> io::Result<Kept> {
-        if let Some(mut f) = self.current.take() {
+        for (_, (_, mut f)) in self.current.drain() {
             f.flush()?;
         }
         let mut kept = Kept {
@@ -227,8 +227,10 @@ impl Recorder {
             cut_ns: self.cut_ns,
             ..Kept::default()
         };
+        let mut segments: Vec<Segment> = std::mem::take(&mut self.segments).into_values().collect();
+        segments.sort_by_key(|s| s.iface);
         let mut block = Vec::new();
-        for seg in std::mem::take(&mut self.segments) {
+        for seg in segments {
             let mut r = BufReader::with_capacity(1 << 16, File::open(&seg.path)?);
             let mut head = [0u8; 8];
             loop {
@@ -380,7 +382,11 @@ mod tests {
         r.write(&all).unwrap();
         let mut out = Vec::new();
         let k = r.finish(&mut out).unwrap();
-        assert_eq!(out, all);
+        // Interface after interface, each in its order.
+        let mut want = heads(&all);
+        want.sort_by_key(|(i, _)| *i);
+        assert_eq!(heads(&out), want);
+        assert_eq!(out.len(), all.len());
         assert_eq!((k.cut_ns, k.discarded_total()), (None, Tally::default()));
         assert!(r_err(&s.0).contains("not a packet block"));
     }

@@ -194,7 +194,6 @@ pub fn run(cfg: &Config, started: impl FnOnce(&[String])) -> anyhow::Result<Mani
         sockets,
         described,
         cfg.limits,
-        cfg.flight.map_or(capture::CHUNK, flight::run_size),
         stop.clone(),
     )?;
     started(&names);
