@@ -345,6 +345,11 @@ fn capture_record(cfg: &Config, started_at: SystemTime, stopped_at: SystemTime) 
     if let Some(f) = &cfg.filter {
         command.push_str(&format!("; filter compiled by tcpdump -ddd: {f}"));
     }
+    if let Some(size) = cfg.flight {
+        command.push_str(&format!(
+            "; flight recorder: the most recent {size} bytes of packets kept"
+        ));
+    }
     FileRecord {
         name: Kind::Capture.file(),
         kind: Kind::Capture.name().into(),
