@@ -849,7 +849,19 @@ fn collect_on_any_interface_writes_each_packet_under_its_interface() {
     let d = dir.to_str().unwrap().to_string();
     let client_any = format!("{}:any", lab.client);
     let args = ["-i", "any", "-i", &client_any, "-o", &d];
-    let (code, err) = collect_during(&lab, &args, Lab::traffic);
+    let (code, err) = collect_during(&lab, &args, |lab| {
+        lab.traffic();
+        // Three datagrams over the client's loopback, each answered.
+        let lo = r#"
+import socket
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 9999))
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(3):
+    s.sendto(b"lo %d" % i, ("127.0.0.1", 9999)); d, peer = u.recvfrom(64)
+    u.sendto(d, peer); s.recvfrom(64)
+"#;
+        lab.exec(&lab.client, &[python(), "-c", lo]);
+    });
     assert_eq!(code, Some(0), "{err}");
 
     let b = Bundle::open(&dir).expect("a bundle");
@@ -871,6 +883,11 @@ fn collect_on_any_interface_writes_each_packet_under_its_interface() {
         "{:?}",
         m.points[1]
     );
+    // Loopback is taken, each packet once (not also as it leaves): three
+    // datagrams and their answers.
+    let lo = format!("{}:lo", lab.client);
+    let lo = m.points[1].interfaces.iter().find(|i| i.name == lo);
+    assert_eq!(lo.map(|i| i.packets), Some(6), "{:?}", m.points[1]);
     for p in &m.points {
         assert_eq!(p.packets, p.kernel_packets, "{p:?}");
         assert_eq!(
