@@ -242,8 +242,12 @@ pub enum Evidence {
         to_point: String,
         to: Tuple,
     },
-    /// The snapshot's estimated time.
-    SnapshotEstimated { ns: i64, source: String },
+    /// The snapshot's time, recorded when it was taken or estimated.
+    SnapshotTime {
+        ns: i64,
+        source: String,
+        recorded: bool,
+    },
     /// The snapshot's time against the captures' span.
     SnapshotVsCaptures {
         source: String,

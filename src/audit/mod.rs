@@ -48,6 +48,10 @@ pub struct Config {
     /// Declared inside prefixes (container, pod and bridge networks). When empty they
     /// are learned from the translations seen on the wire.
     pub inside: Vec<Cidr>,
+    /// Packets at or before this time (on the captures' clock) were discarded at
+    /// every point (a flight recorder's window): connections open by then were not
+    /// seen opening.
+    pub discarded_through_ns: Option<i64>,
 }
 
 /// Every finding of a run, sorted, and which belong to which connection.
@@ -160,6 +164,9 @@ pub fn audit(c: &Correlation, cfg: &Config, witnesses: Vec<Witness>) -> Audit {
     x.destroyed = ct::Destroyed::of(&dumps);
     x.lifetimes = ct::Lifetime::of(&dumps);
     x.stats = ct::stats(&dumps);
+    if let Some(cut) = cfg.discarded_through_ns {
+        x.opening_unseen = ct::openings_unseen(c, &x.lifetimes, cut);
+    }
     if let Some(r) = &rule_set {
         x = x.with_rules(r);
     }

@@ -56,6 +56,9 @@ pub struct BundleJson<'a> {
     pub stop: &'a crate::bundle::manifest::Stop,
     pub points: Vec<BundlePointJson<'a>>,
     pub missing: Vec<BundleMissingJson<'a>>,
+    /// The flight recorder (`--ring`), as the manifest says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ring: Option<&'a crate::bundle::manifest::Ring>,
 }
 
 #[derive(Serialize)]
@@ -93,6 +96,7 @@ fn bundle(b: &crate::bundle::Summary) -> BundleJson<'_> {
             .iter()
             .map(|(file, error)| BundleMissingJson { file, error })
             .collect(),
+        ring: b.ring.as_ref(),
     }
 }
 
@@ -105,8 +109,12 @@ pub struct WitnessJson<'a> {
     pub entries: usize,
     pub on_wire: usize,
     pub agree: usize,
-    /// The snapshot's estimated time on the captures' clock.
+    /// The snapshot's time on the captures' clock.
     pub time_ns: Option<String>,
+    /// How `time_ns` is known: `recorded` when the table was taken (a bundle's
+    /// manifest) or `estimated` from its entries; absent without a time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_basis: Option<&'static str>,
 }
 
 /// A finding (see docs/findings.md): times as RFC 3339 strings.
@@ -445,6 +453,13 @@ fn witness(w: &WitnessSummary) -> WitnessJson<'_> {
         on_wire: w.on_wire,
         agree: w.agree,
         time_ns: w.time_ns.map(rfc3339_ns),
+        time_basis: w.time_ns.map(|_| {
+            if w.time_recorded {
+                "recorded"
+            } else {
+                "estimated"
+            }
+        }),
     }
 }
 

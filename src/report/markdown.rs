@@ -234,7 +234,11 @@ fn witness_tables(audit: &crate::audit::Audit, out: &mut String) {
                     w.entries.to_string(),
                     w.on_wire.to_string(),
                     w.agree.to_string(),
-                    w.time_ns.map(rfc3339_ns).unwrap_or_else(|| "-".into()),
+                    match w.time_ns {
+                        None => "-".into(),
+                        Some(t) if w.time_recorded => rfc3339_ns(t),
+                        Some(t) => format!("{} (estimated)", rfc3339_ns(t)),
+                    },
                 ]
             })
             .collect();
@@ -246,7 +250,7 @@ fn witness_tables(audit: &crate::audit::Audit, out: &mut String) {
                 "entries",
                 "on the wire",
                 "agree with the wire",
-                "estimated snapshot time",
+                "snapshot time",
             ],
             &rows,
         );

@@ -427,7 +427,8 @@ pub fn witness_line(w: &WitnessSummary) -> String {
         w.source, w.on_wire, w.agree
     );
     if let Some(t) = w.time_ns {
-        let _ = write!(s, ", taken about {}", rfc3339_ns(t));
+        let about = if w.time_recorded { "at" } else { "about" };
+        let _ = write!(s, ", taken {about} {}", rfc3339_ns(t));
     }
     s
 }
@@ -465,6 +466,24 @@ pub fn bundle_line(b: &crate::bundle::Summary) -> String {
             drops.join(", ")
         }
     );
+    if let Some(r) = &b.ring {
+        let _ = write!(s, "; flight recorder of {} bytes", r.size);
+        match &r.discarded_through {
+            Some(cut) => {
+                let _ = write!(
+                    s,
+                    ": {} packets ({} bytes) up to {cut} discarded, every packet after it kept",
+                    r.discarded_packets, r.discarded_bytes
+                );
+                if r.before_predates_packets {
+                    s.push_str(
+                        "; the conntrack table before predates the packets kept: not compared with them",
+                    );
+                }
+            }
+            None => s.push_str(": nothing discarded"),
+        }
+    }
     if !b.missing.is_empty() {
         let missing: Vec<String> = b
             .missing

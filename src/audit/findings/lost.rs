@@ -151,8 +151,9 @@ pub fn stopped_short(x: &Ctx, explained: &Explained) -> Detected {
         let Some(last) = conn.hops.last() else {
             continue;
         };
-        if explained.stopped(ci) {
-            // An earlier rule reported why (`snat-port-exhaustion`).
+        if explained.stopped(ci) || x.unseen_opening(ci) {
+            // An earlier rule reported why (`snat-port-exhaustion`); or its opening
+            // was not captured, so which side sent first is unknown.
             continue;
         }
         let f = &last.flow;
@@ -336,6 +337,9 @@ pub fn unanswered_to_host(x: &Ctx, _: &Explained) -> Detected {
     let mut out = Vec::new();
     for (ci, conn) in x.c.connections.iter().enumerate() {
         let [h] = conn.hops.as_slice() else { continue };
+        if x.unseen_opening(ci) {
+            continue;
+        }
         let f = &h.flow;
         let t = f.tuple;
         let syn_only = syn_only(f);

@@ -360,7 +360,12 @@ fn ct_line(e: &Evidence) -> Option<String> {
         ),
         Evidence::Entry(e) => entry(e),
         Evidence::Lines(places) => format!("lines {}", places.join(", ")),
-        Evidence::SnapshotEstimated { ns, source } => {
+        Evidence::SnapshotTime {
+            ns,
+            source,
+            recorded: true,
+        } => format!("snapshot taken at {} ({source})", rfc3339_ns(*ns)),
+        Evidence::SnapshotTime { ns, source, .. } => {
             format!("snapshot time estimated at {} ({source})", rfc3339_ns(*ns))
         }
         Evidence::SnapshotVsCaptures {
