@@ -88,7 +88,8 @@ named_enum! {
         CtUnobserved = "ct-unobserved",
         /// An entry marked [UNREPLIED] although replies were on the wire.
         CtUnreplied = "ct-unreplied",
-        /// A DNAT back to the client itself without masquerade (hairpin).
+        /// A DNAT back to the client itself without masquerade (hairpin), in a
+        /// conntrack entry.
         CtHairpinNoMasq = "ct-hairpin-no-masq",
         /// Several entries of one snapshot share a reply tuple.
         CtDuplicate = "ct-duplicate",
@@ -121,6 +122,9 @@ named_enum! {
         /// A connection's replies came back by another interface than its requests left
         /// by, and went no further (strict reverse-path filtering).
         AsymmetricRoute = "asymmetric-route",
+        /// A connection DNATed back to its own client with its source left alone
+        /// (hairpin without masquerade), on the wire.
+        HairpinNoMasq = "hairpin-no-masq",
     }
 }
 
@@ -366,6 +370,15 @@ pub enum Detail {
     PmtuBlackHole(PmtuFacts),
     UserlandProxy(SpliceFacts),
     AsymmetricRoute(RouteFacts),
+    /// `hairpin-no-masq`: the client's tuple towards the published endpoint, the
+    /// point its DNATed packets came back to, how many arrived there and how many
+    /// answers left it.
+    HairpinNoMasq {
+        client: Tuple,
+        back_at: String,
+        delivered: u64,
+        replies: u64,
+    },
     Conntrack {
         /// The entry (`file:line`), or the snapshot file for `ct-missing`.
         entry: String,

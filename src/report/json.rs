@@ -172,6 +172,12 @@ pub enum DetailJson<'a> {
         wire: Option<&'a crate::model::Tuple>,
         conntrack: Option<&'a crate::model::Tuple>,
     },
+    HairpinNoMasq {
+        client: &'a crate::model::Tuple,
+        back_at: &'a str,
+        delivered: u64,
+        replies: u64,
+    },
     ClientAddressLost {
         service: &'a crate::model::Tuple,
         seen_as: std::net::IpAddr,
@@ -336,6 +342,17 @@ fn detail(d: &Detail) -> DetailJson<'_> {
             now_on_wire: now_on_wire.as_ref(),
             newer: newer.as_deref(),
             error_packets: *error_packets,
+        },
+        Detail::HairpinNoMasq {
+            client,
+            back_at,
+            delivered,
+            replies,
+        } => DetailJson::HairpinNoMasq {
+            client,
+            back_at,
+            delivered: *delivered,
+            replies: *replies,
         },
         Detail::ClientAddressLost {
             service,

@@ -20,6 +20,7 @@ mod ct_hairpin_no_masq;
 mod ct_missing;
 mod ct_unobserved;
 mod ct_unreplied;
+mod hairpin_no_masq;
 mod input_bypassed;
 mod insert_race;
 mod leak;
@@ -131,8 +132,13 @@ pub const RULES: &[Rule] = &[
         run: port_reallocated::detect,
     },
     Rule {
+        code: Code::HairpinNoMasq,
+        what: "DNAT back to the client without masquerade, on the wire",
+        run: hairpin_no_masq::detect,
+    },
+    Rule {
         code: Code::CtHairpinNoMasq,
-        what: "DNAT back to the client without masquerade",
+        what: "DNAT back to the client without masquerade, in an entry",
         run: ct_hairpin_no_masq::detect,
     },
     Rule {

@@ -12,6 +12,7 @@ mod ct_missing;
 mod ct_unobserved;
 mod ct_unreplied;
 mod evidence;
+mod hairpin_no_masq;
 mod input_bypassed;
 mod insert_race;
 mod leak;
@@ -61,6 +62,7 @@ pub fn words(f: &Finding) -> Words {
         Code::PmtuBlackHole => pmtu_black_hole::explain(f),
         Code::UserlandProxy => userland_proxy::explain(f),
         Code::AsymmetricRoute => asymmetric_route::explain(f),
+        Code::HairpinNoMasq => hairpin_no_masq::explain(f),
     };
     Words {
         message,
