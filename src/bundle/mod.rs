@@ -301,14 +301,17 @@ impl Bundle {
         self.path(Kind::Capture)
     }
 
-    /// The conntrack witnesses: the tables before and after, the event log and the
-    /// statistics after (statistics count since boot: the later ones stand alone).
+    /// The conntrack witnesses: the tables before and after, the event log, the
+    /// statistics before and after (the audit counts how much they grew in between),
+    /// and the sysctls (the table's limit, `nf_conntrack_max`).
     pub fn conntrack(&self) -> Vec<(PathBuf, Kind)> {
         [
             Kind::ConntrackBefore,
             Kind::ConntrackAfter,
             Kind::ConntrackEvents,
+            Kind::ConntrackStatsBefore,
             Kind::ConntrackStatsAfter,
+            Kind::Sysctl,
         ]
         .into_iter()
         .filter_map(|k| self.path(k).map(|p| (p, k)))

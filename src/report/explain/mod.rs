@@ -4,6 +4,7 @@
 //! finding code, beside the rule of the same name under `audit/findings/`.
 
 mod client_address_lost;
+mod conntrack_table_full;
 mod ct_contradiction;
 mod ct_duplicate;
 mod ct_hairpin_no_masq;
@@ -59,6 +60,7 @@ pub fn words(f: &Finding) -> Words {
         Code::InsertRace => insert_race::explain(f),
         Code::PmtuBlackHole => pmtu_black_hole::explain(f),
         Code::UserlandProxy => userland_proxy::explain(f),
+        Code::ConntrackTableFull => conntrack_table_full::explain(f),
     };
     Words {
         message,
@@ -91,12 +93,21 @@ fn ct_words(f: &Finding) -> Option<CtWords<'_>> {
     }
 }
 
-/// A `conntrack -S` counter among the finding's evidence, when statistics were given.
-fn stat(f: &Finding, name: &str) -> Option<u64> {
+/// The `conntrack -S` counters among the finding's evidence, when statistics were
+/// given, and the earlier reading they grew from.
+fn stats(f: &Finding) -> Option<(&[(String, u64)], Option<&str>)> {
     f.evidence.iter().find_map(|e| match e {
-        crate::audit::Evidence::Stats(c) => c.iter().find(|(n, _)| n == name).map(|(_, v)| *v),
+        crate::audit::Evidence::Stats { counters, since } => {
+            Some((counters.as_slice(), since.as_deref()))
+        }
         _ => None,
     })
+}
+
+/// A `conntrack -S` counter among the finding's evidence, when statistics were given.
+fn stat(f: &Finding, name: &str) -> Option<u64> {
+    let (c, _) = stats(f)?;
+    c.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
 }
 
 /// Words for a finding whose detail is not its code's (never made by the rules).
