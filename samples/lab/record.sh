@@ -368,15 +368,24 @@ CAP_PIDS=()
 # start of the payload only, so that their files stay small.
 SNAPLEN=0
 
+# start_events: the conntrack event log of the host namespace, into events.txt, unless
+# it runs already (a scenario that opens connections before the captures starts it
+# first, so that the log holds every entry of the table).
+EV_PID=""
+start_events() {
+  [[ -z $EV_PID ]] || return 0
+  # conntrack writes events to stdout: they go to events.txt, not to the log.
+  ip netns exec "$NS_HOST" conntrack -E -o timestamp,extended,id >"$SCEN_DIR/events.txt" 2>"$LOGS/events.log" 9>&- &
+  EV_PID=$!
+  LIVE[$EV_PID]=events
+}
+
 start_recording() {
   local d=$SCEN_DIR i
   CAP_PIDS=()
   hx ip -o link >"$d/links.txt"
   hx ip -o addr >"$d/addrs.txt"
-  # conntrack writes events to stdout: they go to events.txt, not to the log.
-  ip netns exec "$NS_HOST" conntrack -E -o timestamp,extended,id >"$d/events.txt" 2>"$LOGS/events.log" 9>&- &
-  EV_PID=$!
-  LIVE[$EV_PID]=events
+  start_events
   for i in "${IFACES[@]}"; do
     # -Z root: stay root so the file can be written wherever --out points.
     bg "tcpdump-$i" "$NS_HOST" tcpdump -Z root -i "$i" -s "$SNAPLEN" -U --immediate-mode -n -w "$d/$i.pcap"
@@ -416,6 +425,7 @@ stop_recording() {
     die "dumpcap dropped packets: $(grep dropped "$LOGS/dumpcap.log")"
   fi
   stop "$EV_PID" INT
+  EV_PID=""
   # iptables-save's "# Generated ... on <date>" comments would only add noise.
   hx iptables-save | sed '/^# /d' >"$SCEN_DIR/iptables.txt"
   hx conntrack -S >"$SCEN_DIR/conntrack-stats.txt" 2>>"$LOGS/conntrack-S.log"
@@ -1825,7 +1835,7 @@ ct_max_restore() {
 
 # Connections that fill the table before the captures start: established both ways,
 # so conntrack marks them ASSURED and early drop never evicts them.
-CT_FILL=60
+CT_FILL=40
 
 # A full conntrack table (FM-13). Docker's rules, the bridge calling them for the
 # packets it forwards (br_netfilter, as Docker needs): conntrack sees c1's packets as
@@ -1843,6 +1853,8 @@ scenario_fault_ct_table_full() {
   bridge_netfilter
   server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --port 8443 --max-conns 200 --lifetime 40
   server srv-udp "$NS_OUT" udp_server.py --port 53 --lifetime 40
+  start_events
+  sleep 0.2
   client fill "$NS_C2" tcp_fill.py --dst "$SRV_IP" --port 7000 --count "$CT_FILL" \
     --ready "$SYNC/fill" --release "$SYNC/release"
   local fill=$LAST_PID
@@ -1894,6 +1906,8 @@ scenario_fault_ct_table_full6() {
   server web "$NS_C1" tcp_server.py --bind :: --port 80 --max-conns 200 --lifetime 40
   server srv-tcp "$NS_OUT" tcp_server.py --bind :: --port 7000 --lifetime 40
   server srv-udp "$NS_OUT" udp_server.py --bind :: --port 53 --lifetime 40
+  start_events
+  sleep 0.2
   client fill "$NS_OUT" tcp_fill.py --src 2001:db8:113::2 --dst 2001:db8:113::1 --port 8080 \
     --count "$CT_FILL" --ready "$SYNC/fill" --release "$SYNC/release"
   local fill=$LAST_PID

@@ -62,7 +62,7 @@ impl<'a> Ctx<'a> {
     /// walked through it.
     pub fn with_rules(mut self, rules: &'a RuleSet) -> Ctx<'a> {
         let walked = super::rules::attribute(self.c, rules, &|ci| {
-            self.expected_next(ci).map(|(b, _, _)| b)
+            self.expected_next(ci).map(|(b, via, _)| (b, via))
         });
         self.rules = Some(rules);
         self.attributions = walked;

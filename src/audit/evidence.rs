@@ -318,6 +318,9 @@ pub enum TableFact {
         existing: Vec<String>,
         new: Vec<String>,
     },
+    /// The host's rules were walked for `walked` of the `lost` connections, and no
+    /// way through them drops one.
+    RulesForward { walked: usize, lost: usize },
     /// The table's size as the inputs give it: the largest entry count, the limit
     /// (`nf_conntrack_max`) and the hash buckets, each with where it was read.
     Size {

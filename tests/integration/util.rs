@@ -37,6 +37,8 @@ pub const SCENARIOS: &[&str] = &[
     "userland-proxy6",
     "fault-pmtu-black-hole",
     "fault-pmtu-black-hole6",
+    "fault-ct-table-full",
+    "fault-ct-table-full6",
 ];
 
 /// Scenarios recorded but read only by the tests made for them, not by those that go

@@ -24,7 +24,8 @@
 //! A lost connection is a new one (TCP: SYNs only) whose path stops short where other
 //! connections show it goes on (as `lost` decides), or that came from outside to an
 //! address of the host and went no further, that no earlier rule explained and that
-//! the host's rules, when given, do not drop. Their destinations (as last seen) must be
+//! the host's rules, when given, do not drop (`lost` names the rule then; the finding
+//! says the rules forward the others). Their destinations (as last seen) must be
 //! at least two: one destination lost alone is a rule or its NAT ports running out.
 //! One finding for all of them, which `lost` then leaves out.
 
@@ -238,6 +239,16 @@ fn finding(
         existing: x.ids(existing),
         new: x.ids(new),
     }));
+    let walked = lost
+        .iter()
+        .filter(|l| x.attribution(l.conn).is_some())
+        .count();
+    if walked > 0 {
+        f.evidence.push(Evidence::Table(TableFact::RulesForward {
+            walked,
+            lost: lost.len(),
+        }));
+    }
     f.evidence
         .extend(x.stats_of(&["drop", "insert_failed", "early_drop"]));
     if table.max.is_some() || entries.is_some() {
@@ -349,6 +360,49 @@ mod tests {
         assert!(k(Some(3), Some(&limit)).full(false, 1));
         assert!(k(None, Some(&limit)).full(false, 7));
         assert!(!k(None, None).full(true, 0));
+    }
+
+    #[test]
+    fn the_rules_forward_what_the_table_dropped_and_a_rule_keeps_its_own() {
+        let s = "fault-ct-table-full";
+        let c = recording(s);
+        let files = ["iptables.txt", STATS[0], STATS[1]];
+        let f = run_with(&c, s, &files, Code::ConntrackTableFull);
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert!(f[0]
+            .evidence
+            .contains(&Evidence::Table(TableFact::RulesForward {
+                walked: 3,
+                lost: 3
+            })));
+        // A rule that drops the connection to 8443: `lost` names it, and the other
+        // two destinations are still the table's.
+        let root = env!("CARGO_MANIFEST_DIR");
+        let text = std::fs::read_to_string(format!("{root}/samples/{s}/iptables.txt"))
+            .unwrap()
+            .replace(
+                "-A DOCKER-USER -j RETURN",
+                "-A DOCKER-USER -p tcp -m tcp --dport 8443 -j DROP\n-A DOCKER-USER -j RETURN",
+            );
+        assert!(text.contains("--dport 8443 -j DROP"));
+        let mut w = vec![Witness::Rules(crate::rules::parse("iptables.txt", &text))];
+        for f in STATS {
+            let path = format!("{root}/samples/{s}/{f}");
+            w.push(Witness::read_conntrack(&path).unwrap());
+        }
+        let audit = crate::audit::audit(&c, &Default::default(), w);
+        let of = |code| audit.findings.iter().filter(move |f| f.code == code);
+        let full: Vec<&Finding> = of(Code::ConntrackTableFull).collect();
+        assert_eq!(full.len(), 1);
+        let Detail::TableFull(d) = &full[0].detail else {
+            panic!()
+        };
+        assert_eq!((d.lost.len(), d.destinations.len()), (2, 2));
+        let lost: Vec<&Finding> = of(Code::Lost).collect();
+        assert_eq!(lost.len(), 1, "{lost:#?}");
+        assert_eq!(lost[0].tuples[0].tuple.dport, 8443);
+        assert!(lost[0].evidence.iter().any(|e| matches!(e,
+            Evidence::Rule { rule, .. } if rule.text.contains("--dport 8443 -j DROP"))));
     }
 
     /// The audit's findings of `code` with conntrack text as the only witness.

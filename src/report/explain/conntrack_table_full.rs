@@ -91,6 +91,14 @@ pub fn fact(f: &TableFact) -> String {
                 ),
             }
         ),
+        TableFact::RulesForward { walked, lost } => format!(
+            "the host's rules forward {}: no way through them drops one",
+            if walked == lost {
+                format!("all {lost}")
+            } else {
+                format!("the {walked} of {lost} walked through them")
+            }
+        ),
         TableFact::Size {
             entries,
             max,
