@@ -1941,26 +1941,28 @@ bridge_netfilter() {
 
 # ct_hold LABEL NS ARGS...: a held connection of a full-table scenario, opened
 # before the table is full: tcp_client.py ARGS with two exchanges, one more at
-# $SYNC/phase2, closed at $SYNC/release.
+# $SYNC/LABEL.late, closed at $SYNC/release.
 CT_HELD=()
 ct_hold() {
   local label=$1 ns=$2
   shift 2
   client "$label" "$ns" tcp_client.py "$@" --requests 2 --tag "$label" --ready "$SYNC/$label" \
-    --phase2 "$SYNC/phase2" --close-after "$SYNC/release" --hold-max 20
+    --phase2 "$SYNC/$label.late" --close-after "$SYNC/release" --hold-max 20
   CT_HELD+=("$LAST_PID")
   wait_file "$SYNC/$label" 5
 }
 
-# ct_table_finish FILL LOST...: the held connections' late exchange while the new
-# connections are lost, the snapshot and the statistics with the table still full,
-# then the limit restored and everything closed.
+# ct_table_finish FILL LOST...: the held connections' late exchanges, flow1's while
+# the new connections are lost, flow2's after the last of them (so that every point
+# captures past it); the snapshot and the statistics with the table still full; then
+# the limit restored and everything closed.
 ct_table_finish() {
   local fill=$1 pid
   shift
   sleep 1.5
-  touch "$SYNC/phase2"
+  touch "$SYNC/flow1.late"
   for pid in "$@"; do expect_ok "$pid"; done
+  touch "$SYNC/flow2.late"
   snapshot
   stop_recording
   ct_max_restore

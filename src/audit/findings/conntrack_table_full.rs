@@ -186,7 +186,15 @@ fn finding(
     Crossing { existing, new }: &Crossing,
     kernel: &Kernel,
 ) -> Finding {
-    let packets = lost.iter().map(|l| l.hop.flow.packets[0]).sum();
+    // As `lost` counts: every packet while the point they never reached was capturing
+    // past the last of them, else the first.
+    let packets = lost
+        .iter()
+        .map(|l| match l.next.and_then(|b| x.span(b)) {
+            Some((_, s1)) if l.hop.last_ns > s1 => 1,
+            _ => l.hop.flow.packets[0],
+        })
+        .sum();
     let table = &x.table;
     let place = |s: &crate::audit::ct::Setting| (s.value, s.place.clone());
     let entries = table.counts.iter().max_by_key(|s| s.value);
