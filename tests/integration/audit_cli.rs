@@ -377,6 +377,20 @@ fn exit_statuses() {
     assert_eq!(correlate(&args(&pair("masquerade"))).0, 0);
 }
 
+/// Every finding code has its row in docs/findings.md and is a `--fail-on` item.
+#[test]
+fn every_code_is_documented_and_can_fail_a_run() {
+    let doc = std::fs::read_to_string(root().join("docs/findings.md")).unwrap();
+    for c in natcheck::audit::Code::ALL {
+        assert!(
+            doc.contains(&format!("| `{c}` |")),
+            "{c}: no row in docs/findings.md"
+        );
+        let on: natcheck::audit::FailOn = c.as_str().parse().unwrap();
+        assert!(on.codes.contains(c), "{c}");
+    }
+}
+
 #[test]
 fn findings_are_in_the_json_per_connection_and_in_the_text_report() {
     let a = pair("fault-invalid-leak");
