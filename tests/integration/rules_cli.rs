@@ -97,14 +97,17 @@ fn every_translation_of_every_sample_is_attributed_to_its_rule() {
         // NAT port to its destination held: `snat-port-exhaustion` then replaces the
         // `lost` of that connection, and the rules, which forward it, do not agree with
         // the wire that stopped it.
-        let exhausted: Vec<&str> = doc["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|f| f["code"] == "snat-port-exhaustion")
-            .flat_map(|f| f["detail"]["lost"].as_array().unwrap())
-            .map(|id| id.as_str().unwrap())
-            .collect();
+        let lost_to = |code: &str| -> Vec<&str> {
+            doc["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|f| f["code"] == code)
+                .flat_map(|f| f["detail"]["lost"].as_array().unwrap())
+                .map(|id| id.as_str().unwrap())
+                .collect()
+        };
+        let exhausted = lost_to("snat-port-exhaustion");
         let mut was = codes(&plain);
         for id in &exhausted {
             let blocked = plain["findings"]
@@ -165,15 +168,8 @@ fn every_translation_of_every_sample_is_attributed_to_its_rule() {
             .map(|f| &f["connections"][0])
             .collect();
         // The connections a full table dropped: the rules forward them too.
-        let full: Vec<&str> = doc["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|f| f["code"] == "conntrack-table-full")
-            .flat_map(|f| f["detail"]["lost"].as_array().unwrap())
-            .map(|id| id.as_str().unwrap())
-            .collect();
-        let dropped: Vec<&str> = exhausted.iter().chain(&full).copied().collect();
+        let mut dropped = exhausted.clone();
+        dropped.extend(lost_to("conntrack-table-full"));
         let w = &doc["rules"][0];
         assert!(w["on_wire"].as_u64().unwrap() > 0, "{s}: {w}");
         assert_eq!(

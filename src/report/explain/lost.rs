@@ -10,7 +10,7 @@ use crate::report::fmt::{dst, plural, src};
 /// could be made for (a full table whose early drop found nothing to evict);
 /// `early_drop` counts entries evicted to make room, nothing lost.
 fn stats_say(f: &Finding) -> Option<String> {
-    let (c, _) = stats(f)?;
+    let c = stats(f)?;
     let get = |k: &str| c.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
     let failed = get("insert_failed").unwrap_or(0);
     let mut out = match (get("drop"), get("insert_failed")) {
@@ -126,4 +126,48 @@ fn explain_kind(f: &Finding) -> (String, String) {
         ),
     };
     (message, check)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{Code, Severity};
+
+    fn said(counters: &[(&str, u64)]) -> Option<String> {
+        let mut f = Finding::new(
+            Code::Lost,
+            Severity::Error,
+            Detail::Lost {
+                from: "docker0".into(),
+                to: "eth0".into(),
+                direction: Direction::Fwd,
+                blocked: true,
+                first_tcp_flags: None,
+                path_from: Vec::new(),
+                stopped: None,
+            },
+        );
+        f.evidence.push(Evidence::Stats {
+            counters: counters.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            since: None,
+        });
+        stats_say(&f)
+    }
+
+    #[test]
+    fn drops_beyond_failed_inserts_are_the_tables() {
+        let s = said(&[("drop", 0), ("insert_failed", 0), ("early_drop", 0)]).unwrap();
+        assert!(s.contains("rules out a full table and insert races"), "{s}");
+        let s = said(&[("drop", 4), ("insert_failed", 4)]).unwrap();
+        assert!(s.contains("its 4 drops are failed inserts"), "{s}");
+        let s = said(&[("drop", 9), ("insert_failed", 2), ("early_drop", 5)]).unwrap();
+        assert!(
+            s.contains("counts 7 dropped packets no failed insert explains"),
+            "{s}"
+        );
+        assert!(s.contains("early_drop=5"), "{s}");
+        let s = said(&[("insert_failed", 3)]).unwrap();
+        assert!(s.contains("3 failed inserts"), "{s}");
+        assert_eq!(said(&[("invalid", 3)]), None);
+    }
 }

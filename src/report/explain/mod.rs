@@ -94,20 +94,17 @@ fn ct_words(f: &Finding) -> Option<CtWords<'_>> {
 }
 
 /// The `conntrack -S` counters among the finding's evidence, when statistics were
-/// given, and the earlier reading they grew from.
-fn stats(f: &Finding) -> Option<(&[(String, u64)], Option<&str>)> {
+/// given.
+fn stats(f: &Finding) -> Option<&[(String, u64)]> {
     f.evidence.iter().find_map(|e| match e {
-        crate::audit::Evidence::Stats { counters, since } => {
-            Some((counters.as_slice(), since.as_deref()))
-        }
+        crate::audit::Evidence::Stats { counters, .. } => Some(counters.as_slice()),
         _ => None,
     })
 }
 
 /// A `conntrack -S` counter among the finding's evidence, when statistics were given.
 fn stat(f: &Finding, name: &str) -> Option<u64> {
-    let (c, _) = stats(f)?;
-    c.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
+    stats(f)?.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
 }
 
 /// Words for a finding whose detail is not its code's (never made by the rules).
