@@ -7,12 +7,11 @@
 //! entry that never became ASSURED from the hash buckets next to the new one's
 //! (`early_drop`), and when there is none it drops the packet (`drop`, and the kernel
 //! logs "nf_conntrack: table full, dropping packet", with "in netns N" on recent
-//! kernels). Packets of entries that exist pass as before. So the signature is on
-//! the wire: first packets of new connections,
-//! whatever their destination, protocol or direction, going no further than where the
-//! host received them, while connections opened earlier keep crossing; and in the
-//! kernel's word, which the captures alone cannot replace (a rule that drops every new
-//! connection looks the same on the wire):
+//! kernels). Packets of entries that exist pass as before. So the signature is on the
+//! wire: first packets of new connections, whatever their destination, protocol or
+//! direction, going no further than where the host received them, while connections
+//! opened earlier keep crossing; and in the kernel's word, which the captures alone
+//! cannot replace (a rule that drops every new connection looks the same on the wire):
 //!
 //! * `conntrack -S`: `drop` beyond `insert_failed` (a failed insert also counts a drop:
 //!   insert races and exhausted NAT ports are the other findings' business). Grown
