@@ -29,6 +29,7 @@ ALL_SCENARIOS=(masquerade published-port port-collision nodeport snat-random-ful
   fault-snat-exhaustion fault-snat-exhaustion-udp6 fault-syn-dropped-once fault-dns-pair-dropped
   fault-hairpin-no-masq fault-hairpin-udp)
 ALL_SCENARIOS+=(userland-proxy userland-proxy6 fault-pmtu-black-hole fault-pmtu-black-hole6)
+ALL_SCENARIOS+=(fault-asym-route fault-asym-route6 asym-route-loose)
 ALL_SCENARIOS+=(fault-ct-table-full fault-ct-table-full6)
 
 # The scenarios that run with IPv6 on (dual stack): those whose name ends in 6.
@@ -358,6 +359,18 @@ MASQ_RULE='-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE'
 
 apply_rules() { # stdin: iptables-restore input
   hx iptables-restore
+}
+
+# Docker's rules for `docker run -p 8080:80` on c1 (TCP only).
+publish_web() {
+  docker_filter_base
+  echo "-A DOCKER -d $C1_IP/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT"
+  echo COMMIT
+  docker_nat_base
+  echo "$MASQ_RULE"
+  echo "-A POSTROUTING -s $C1_IP/32 -d $C1_IP/32 -p tcp -m tcp --dport 80 -j MASQUERADE"
+  echo "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination $C1_IP:80"
+  echo COMMIT
 }
 
 # ---------------------------------------------------------------- recording
@@ -1478,16 +1491,7 @@ set_offloads() {
 bulk_scenario() {
   IFACES=(docker0 eth0 veth-c1)
   SNAPLEN=128
-  {
-    docker_filter_base
-    echo "-A DOCKER -d $C1_IP/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT"
-    echo COMMIT
-    docker_nat_base
-    echo "$MASQ_RULE"
-    echo "-A POSTROUTING -s $C1_IP/32 -d $C1_IP/32 -p tcp -m tcp --dport 80 -j MASQUERADE"
-    echo "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination $C1_IP:80"
-    echo COMMIT
-  } | apply_rules
+  publish_web | apply_rules
   set_offloads "$1"
   server web "$NS_C1" tcp_server.py --port 80 --lifetime 30
   server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --lifetime 30
@@ -1706,16 +1710,7 @@ scenario_userland_proxy() {
 # every IPv6 client.
 scenario_userland_proxy6() {
   IFACES=(docker0 eth0 veth-c1)
-  {
-    docker_filter_base
-    echo "-A DOCKER -d $C1_IP/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT"
-    echo COMMIT
-    docker_nat_base
-    echo "$MASQ_RULE"
-    echo "-A POSTROUTING -s $C1_IP/32 -d $C1_IP/32 -p tcp -m tcp --dport 80 -j MASQUERADE"
-    echo "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination $C1_IP:80"
-    echo COMMIT
-  } | apply_rules
+  publish_web | apply_rules
   server web "$NS_C1" tcp_server.py --port 80 --lifetime 30
   proxy proxy TCP6-LISTEN:8080,ipv6only=1,fork,reuseaddr "TCP4:$C1_IP:80"
   wait_listen "$NS_HOST" 8080
@@ -1808,6 +1803,133 @@ scenario_fault_pmtu_black_hole6() {
   kill_servers
   hx ip6tables-save | sed '/^# /d' >"$SCEN_DIR/ip6tables.txt"
   stop_recording
+}
+
+# A second uplink for the asymmetric-route scenarios: host eth1 198.51.100.1/29
+# <-> outside wan1 198.51.100.2/29 (2001:db8:114::/64 with IPv6), and the outside
+# routes the host's eth0 address back over it, so replies to what the host sends
+# out eth0 come back on eth1. The outside announces its wan1 address in ARP
+# (arp_announce=2, as a router on that link would), not the reply's source: the
+# host's reverse-path filter would drop an ARP request from 203.0.113.2 on eth1
+# and no reply would ever reach eth1. Its own reverse-path filter is off.
+second_uplink() {
+  ip -n "$NS_HOST" link add eth1 address 52:54:00:4e:43:11 type veth \
+    peer name wan1 address 52:54:00:4e:43:12 netns "$NS_OUT"
+  ip -n "$NS_HOST" addr add 198.51.100.1/29 dev eth1
+  ip -n "$NS_HOST" link set eth1 up
+  nsx "$NS_OUT" sysctl -q -w net.ipv4.conf.all.arp_announce=2 net.ipv4.conf.all.rp_filter=0 \
+    net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.wan0.rp_filter=0
+  ip -n "$NS_OUT" addr add 198.51.100.2/29 dev wan1
+  ip -n "$NS_OUT" link set wan1 up
+  nsx "$NS_OUT" sysctl -q -w net.ipv4.conf.wan1.rp_filter=0
+  ip -n "$NS_OUT" route add "$HOST_IP/32" via 198.51.100.1 dev wan1
+  if is_v6 "$SCEN"; then
+    ip -n "$NS_HOST" addr add 2001:db8:114::1/64 dev eth1 nodad
+    ip -n "$NS_OUT" addr add 2001:db8:114::2/64 dev wan1 nodad
+    ip -n "$NS_OUT" -6 route add 2001:db8:113::1/128 via 2001:db8:114::1 dev wan1
+  fi
+}
+
+# The host's routes (and the one to PEER) and its IPv4 reverse-path filter counter (TcpExt
+# IPReversePathFilter: packets the routing decision dropped because the route
+# back to their source leaves by another interface), at the end.
+asym_context() { # asym_context PEER: the route to PEER too
+  { hx ip route; hx ip -6 route; hx ip route get "$1"; } >"$SCEN_DIR/routes.txt"
+  hx awk '/^TcpExt:/ { if (!n++) { split($0, k); next } for (i = 2; i <= NF; i++) print k[i], $i }' /proc/net/netstat |
+    grep -E '^IPReversePathFilter ' >"$SCEN_DIR/netstat.txt"
+}
+
+# Asymmetric routing with strict reverse-path filtering (FM-16): the host's
+# routes send c1's connection to 203.0.113.2:7000 out eth0 (MASQUERADE to
+# 203.0.113.1), the outside answers over the second uplink, and eth1 has
+# rp_filter=1: the route back to 203.0.113.2 leaves by eth0, so the routing
+# decision drops every SYN-ACK arriving on eth1 (after conntrack has seen it:
+# the entry leaves SYN_SENT). c1 gets nothing and gives up after 3 s. c2's
+# connection to the outside's eth1 address goes out eth1 and comes back on it.
+scenario_fault_asym_route() {
+  IFACES=(docker0 eth0 eth1 veth-c1)
+  second_uplink
+  hx sysctl -q -w net.ipv4.conf.eth1.rp_filter=1
+  { docker_filter_base; echo COMMIT; docker_nat_base; echo "$MASQ_RULE"; echo COMMIT; } | apply_rules
+  server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --lifetime 30
+  start_recording
+  client ok "$NS_C2" tcp_client.py --dst 198.51.100.2 --port 7000 --requests 2 --tag second \
+    --ready "$SYNC/ok" --release "$SYNC/release"
+  local ok=$LAST_PID
+  wait_file "$SYNC/ok" 5
+  run asym "$NS_C1" tcp_client.py --dst "$SRV_IP" --port 7000 --requests 1 --connect-timeout 3 \
+    --expect-fail --tag asym
+  snapshot
+  touch "$SYNC/release"
+  expect_ok "$ok"
+  kill_servers
+  stop_recording
+  hx sysctl net.ipv4.conf.eth0.rp_filter net.ipv4.conf.eth1.rp_filter >>"$SCEN_DIR/sysctl.txt"
+  asym_context "$SRV_IP"
+}
+
+# The same over IPv6 and UDP, with the reverse-path filter firewalld installs
+# for IPv6 (IPv6_rpfilter=yes, iptables backend): `ip6tables -t raw -A
+# PREROUTING -m rpfilter --invert -j DROP`. c1's DNS queries to
+# [2001:db8:113::2]:53 leave eth0 (IPv6 MASQUERADE), the answers come back on
+# eth1 and the raw table drops them before conntrack sees them (the entry stays
+# [UNREPLIED]); so are the echo replies to c1's pings. c2's query to the
+# outside's eth1 address is answered.
+scenario_fault_asym_route6() {
+  IFACES=(docker0 eth0 eth1 veth-c1)
+  second_uplink
+  {
+    echo '*raw'
+    echo ':PREROUTING ACCEPT [0:0]'
+    echo ':OUTPUT ACCEPT [0:0]'
+    echo '-A PREROUTING -m rpfilter --invert -j DROP'
+    echo COMMIT
+    docker_filter_base
+    echo COMMIT
+    docker_nat_base | sed 's|! -d 127.0.0.0/8|! -d ::1/128|'
+    echo "-A POSTROUTING -s fd00:172:17::/64 ! -o docker0 -j MASQUERADE"
+    echo COMMIT
+  } | hx ip6tables-restore
+  server srv-udp "$NS_OUT" udp_server.py --bind :: --port 53 --lifetime 30
+  # Let the last MLD reports of the address setup go out before capturing.
+  sleep 0.3
+  start_recording
+  run ok "$NS_C2" udp_client.py --dst 2001:db8:114::2 --count 1 --name second.example
+  run asym "$NS_C1" udp_client.py --dst 2001:db8:113::2 --count 1 --retries 1 --timeout 1 \
+    --expect-fail --name asym.example
+  run icmp "$NS_C1" icmp_ping.py --dst 2001:db8:113::2 --count 2 --ident 3095 --timeout 0.5 --expect-fail
+  snapshot
+  kill_servers
+  hx ip6tables-save -c | sed '/^# /d' >"$SCEN_DIR/ip6tables.txt"
+  stop_recording
+  asym_context 2001:db8:113::2
+}
+
+# The same asymmetric routes with loose reverse-path filtering (rp_filter=2 on
+# eth1: a packet passes when any route leads back to its source): the replies
+# coming back on eth1 are translated back and delivered, and conntrack follows
+# the connection as usual. Also the other way: the host routes 198.51.100.20 out
+# eth1, so a connection from there to the published port 203.0.113.1:8080
+# (DNAT to c1:80) arrives on eth0 and its replies leave by eth1.
+scenario_asym_route_loose() {
+  IFACES=(docker0 eth0 eth1 veth-c1)
+  second_uplink
+  hx sysctl -q -w net.ipv4.conf.eth1.rp_filter=2
+  hx ip route add "$REMOTE_CLI/32" via 198.51.100.2 dev eth1
+  # The outside client's own traffic still goes out wan0 (a policy route).
+  ip -n "$NS_OUT" rule add from "$REMOTE_CLI" lookup 100
+  ip -n "$NS_OUT" route add "$HOST_IP/32" dev wan0 table 100
+  publish_web | apply_rules
+  server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --lifetime 30
+  server web "$NS_C1" tcp_server.py --port 80 --lifetime 30
+  start_recording
+  run out "$NS_C1" tcp_client.py --dst "$SRV_IP" --port 7000 --requests 2 --tag loose
+  run in "$NS_OUT" tcp_client.py --src "$REMOTE_CLI" --dst "$HOST_IP" --port 8080 --requests 2 --tag inbound
+  snapshot
+  kill_servers
+  stop_recording
+  hx sysctl net.ipv4.conf.eth0.rp_filter net.ipv4.conf.eth1.rp_filter >>"$SCEN_DIR/sysctl.txt"
+  asym_context "$SRV_IP"
 }
 
 # ct_table_full: from now on the host namespace's conntrack table is full. The limit,
@@ -2552,6 +2674,59 @@ check_fault_pmtu_black_hole6() {
   [[ $(pkts "$SCEN_DIR/docker0.pcap" 'icmpv6.type==2') -eq 0 ]] || die "$SCEN: packet too big on docker0"
   need 2 "SYNs announcing MSS 1440" "$(pkts "$SCEN_DIR/eth0.pcap" 'tcp.flags.syn==1 && tcp.options.mss_val==1440')"
   grep -qE '^[0-9]+: docker0: .* mtu 1400 ' "$SCEN_DIR/links.txt" || die "$SCEN: docker0's MTU is not 1400"
+}
+
+# Asymmetric routes: c1's requests to PEER leave eth0, the answers reach eth1 and
+# never eth0. check_asym_paths PEER REQUESTS ANSWERS (display filters, at any point).
+check_asym_paths() {
+  local e=$SCEN_DIR/eth0.pcap e1=$SCEN_DIR/eth1.pcap
+  need 2 "requests to $1 on eth0" "$(pkts "$e" "$2")"
+  need 2 "answers from $1 on eth1" "$(pkts "$e1" "$3")"
+  [[ $(pkts "$e" "$3") -eq 0 ]] || die "$SCEN: answers from $1 on eth0"
+  grep -qE "^[^ ]*$1 .*dev eth0 " "$SCEN_DIR/routes.txt" || die "$SCEN: the route to $1 does not leave by eth0"
+}
+
+check_fault_asym_route() {
+  local ct=$SCEN_DIR/conntrack.txt d=$SCEN_DIR/docker0.pcap synack="ip.src==$SRV_IP && tcp.srcport==7000 && tcp.flags.syn==1 && tcp.flags.ack==1"
+  check_asym_paths "$SRV_IP" "ip.src==$HOST_IP && ip.dst==$SRV_IP" "$synack"
+  need 2 "SYNs from $C1_IP on docker0" "$(pkts "$d" "ip.src==$C1_IP && tcp.flags.syn==1")"
+  [[ $(pkts "$d" "ip.src==$SRV_IP") -eq 0 ]] || die "$SCEN: a reply from $SRV_IP reached docker0"
+  # The routing decision dropped every SYN-ACK: the counter is the number on eth1.
+  [[ $(awk '{print $2}' "$SCEN_DIR/netstat.txt") -eq $(pkts "$SCEN_DIR/eth1.pcap" "$synack") ]] ||
+    die "$SCEN: IPReversePathFilter $(cat "$SCEN_DIR/netstat.txt") is not the number of SYN-ACKs on eth1"
+  # Conntrack saw the SYN-ACKs (no [UNREPLIED]): the drop came after it.
+  need 1 "SYN_RECV entry for c1" "$(ct_count "$ct" ' SYN_RECV ' "src=$C1_IP dst=$SRV_IP ")"
+  [[ $(ct_count "$ct" "src=$C1_IP dst=$SRV_IP " 'UNREPLIED') -eq 0 ]] || die "$SCEN: c1's entry is [UNREPLIED]"
+  need 1 "ESTABLISHED entry for c2 over eth1" "$(ct_count "$ct" ' ESTABLISHED ' "src=$C2_IP dst=198.51.100.2 " 'dst=198.51.100.1 ')"
+  grep -qx 'net.ipv4.conf.eth1.rp_filter = 1' "$SCEN_DIR/sysctl.txt" || die "$SCEN: eth1's rp_filter is not 1"
+}
+
+check_fault_asym_route6() {
+  local ct=$SCEN_DIR/conntrack.txt d=$SCEN_DIR/docker0.pcap answers='ipv6.src==2001:db8:113::2 && udp.srcport==53' n
+  check_asym_paths 2001:db8:113::2 'ipv6.src==2001:db8:113::1 && ipv6.dst==2001:db8:113::2' "$answers"
+  [[ $(pkts "$d" "$answers") -eq 0 ]] || die "$SCEN: an answer reached docker0"
+  need 1 "answer to c2 on docker0" "$(pkts "$d" 'ipv6.src==2001:db8:114::2 && udp.srcport==53')"
+  # The raw table's rpfilter rule dropped every answer and echo reply, before
+  # conntrack saw one.
+  n=$(counter "$SCEN_DIR/ip6tables.txt" '-A PREROUTING -m rpfilter --invert -j DROP')
+  [[ $n -eq $(pkts "$SCEN_DIR/eth1.pcap" "ipv6.dst==2001:db8:113::1 && !icmpv6.type==135 && !icmpv6.type==136") ]] ||
+    die "$SCEN: the rpfilter rule counted $n packets"
+  need 1 "UNREPLIED entry for c1's query" "$(ct_count "$ct" '^ipv6 +10 udp ' 'src=fd00:172:17::2 dst=2001:db8:113::2 ' 'UNREPLIED')"
+  need 2 "echo replies to 2001:db8:113::1 on eth1" "$(pkts "$SCEN_DIR/eth1.pcap" 'ipv6.dst==2001:db8:113::1 && icmpv6.type==129')"
+  [[ $(pkts "$d" 'icmpv6.type==129') -eq 0 ]] || die "$SCEN: an echo reply reached docker0"
+}
+
+check_asym_route_loose() {
+  local ct=$SCEN_DIR/conntrack.txt d=$SCEN_DIR/docker0.pcap e=$SCEN_DIR/eth0.pcap e1=$SCEN_DIR/eth1.pcap
+  check_asym_paths "$SRV_IP" "ip.src==$HOST_IP && ip.dst==$SRV_IP" "ip.src==$SRV_IP && tcp.srcport==7000"
+  need 2 "answers from $SRV_IP on docker0" "$(pkts "$d" "ip.src==$SRV_IP && tcp.len > 0")"
+  need 1 "ASSURED entry for c1" "$(ct_count "$ct" ' \[ASSURED\] ' "src=$C1_IP dst=$SRV_IP ")"
+  # Inbound: the requests arrive on eth0, the replies leave by eth1.
+  need 2 "requests from $REMOTE_CLI on eth0" "$(pkts "$e" "ip.src==$REMOTE_CLI && tcp.dstport==8080")"
+  need 2 "replies to $REMOTE_CLI on eth1" "$(pkts "$e1" "ip.dst==$REMOTE_CLI && tcp.srcport==8080")"
+  [[ $(pkts "$e" "ip.dst==$REMOTE_CLI") -eq 0 ]] || die "$SCEN: a reply to $REMOTE_CLI left by eth0"
+  [[ $(awk '{print $2}' "$SCEN_DIR/netstat.txt") -eq 0 ]] || die "$SCEN: the reverse-path filter dropped packets"
+  grep -qx 'net.ipv4.conf.eth1.rp_filter = 2' "$SCEN_DIR/sysctl.txt" || die "$SCEN: eth1's rp_filter is not 2"
 }
 
 # check_table_full LOST...: the table was full and the kernel dropped the new

@@ -33,6 +33,9 @@ pub struct Ctx<'a> {
     /// The host's rule set, when given, and each walked connection's way through it.
     pub rules: Option<&'a RuleSet>,
     pub attributions: Vec<Attribution>,
+    /// Connections whose opening the captures did not see (by index; empty when
+    /// every capture ran from the start): what their first packet met is unknown.
+    pub opening_unseen: Vec<bool>,
 }
 
 impl<'a> Ctx<'a> {
@@ -55,6 +58,7 @@ impl<'a> Ctx<'a> {
             table: ct::TableSize::default(),
             rules: None,
             attributions: Vec::new(),
+            opening_unseen: Vec::new(),
         }
     }
 
@@ -65,8 +69,16 @@ impl<'a> Ctx<'a> {
             self.expected_next(ci).map(|(b, via, _)| (b, via))
         });
         self.rules = Some(rules);
-        self.attributions = walked;
+        self.attributions = walked
+            .into_iter()
+            .filter(|a| !self.unseen_opening(a.conn))
+            .collect();
         self
+    }
+
+    /// Whether connection `ci` was not seen opening (its first packets discarded).
+    pub fn unseen_opening(&self, ci: usize) -> bool {
+        self.opening_unseen.get(ci).copied().unwrap_or(false)
     }
 
     /// The rule (or chain policy) that dropped or rejected connection `ci`'s first

@@ -213,6 +213,27 @@ pub struct Lifetime {
     pub ended_ns: i64,
 }
 
+/// For each connection, whether its opening was not seen: packets at or before `cut`
+/// were discarded, and no event log shows its entry created after `cut` (its `[NEW]`
+/// came with its first packet, which was kept). Its first packet captured is then
+/// no connection's first packet, nor is its sender known to have opened it.
+pub fn openings_unseen(c: &Correlation, lifetimes: &[Lifetime], cut: i64) -> Vec<bool> {
+    let created: std::collections::HashSet<Tuple> = lifetimes
+        .iter()
+        .filter(|l| l.created_ns > cut)
+        .map(|l| l.post.canonical())
+        .collect();
+    c.connections
+        .iter()
+        .map(|conn| {
+            !conn
+                .hops
+                .iter()
+                .any(|h| created.contains(&h.flow.tuple.canonical()))
+        })
+        .collect()
+}
+
 impl Lifetime {
     /// The lifetimes of every connection whose `[NEW]` the event logs hold with a time.
     pub fn of(dumps: &[&crate::conntrack::Dump]) -> Vec<Lifetime> {
@@ -392,6 +413,9 @@ const GIVEN_SLACK_NS: i64 = 10_000_000;
 pub struct SnapTime {
     pub ns: i64,
     pub slack_ns: i64,
+    /// Whether the time was recorded when the table was taken (a bundle's
+    /// manifest), not estimated from the entries.
+    pub recorded: bool,
 }
 
 /// Where an entry sits on the wire: (connection, index of the last hop carrying
@@ -438,6 +462,7 @@ pub fn snapshot_time(c: &Correlation, snap: &Snapshot) -> Option<SnapTime> {
         return Some(SnapTime {
             ns,
             slack_ns: GIVEN_SLACK_NS,
+            recorded: true,
         });
     }
     let idx = index(c);
@@ -455,6 +480,7 @@ pub fn snapshot_time(c: &Correlation, snap: &Snapshot) -> Option<SnapTime> {
         .map(|upper| SnapTime {
             ns: upper - ESTIMATE_SLACK_NS / 2,
             slack_ns: ESTIMATE_SLACK_NS,
+            recorded: false,
         })
 }
 
@@ -470,8 +496,11 @@ pub struct WitnessSummary {
     /// Of those, entries whose translation is the one the wire shows at the next hop
     /// (or that have no next hop to compare with).
     pub agree: usize,
-    /// The snapshot's estimated time on the captures' clock.
+    /// The snapshot's time on the captures' clock: recorded or estimated.
     pub time_ns: Option<i64>,
+    /// Whether `time_ns` was recorded when the table was taken (a bundle's
+    /// manifest) rather than estimated from the entries.
+    pub time_recorded: bool,
 }
 
 /// What kind of witness input a summary is about.
@@ -505,6 +534,7 @@ pub fn witnesses(c: &Correlation, snaps: &[Snapshot]) -> Vec<WitnessSummary> {
                 .iter()
                 .filter_map(|e| locate(c, &idx, e).map(|(ci, hi)| (ci, hi, e)))
                 .collect();
+            let time = check_time(c, snap);
             let agree = located
                 .iter()
                 .filter(|(ci, hi, e)| translated_downstream(&c.connections[*ci], *hi, &e.post()))
@@ -519,11 +549,8 @@ pub fn witnesses(c: &Correlation, snaps: &[Snapshot]) -> Vec<WitnessSummary> {
                 entries: snap.entries.len(),
                 on_wire: located.len(),
                 agree,
-                time_ns: if snap.from_events {
-                    None
-                } else {
-                    snapshot_time(c, snap).map(|t| t.ns)
-                },
+                time_ns: time.map(|t| t.ns),
+                time_recorded: time.is_some_and(|t| t.recorded),
             }
         })
         .collect()

@@ -82,6 +82,9 @@ pub enum RuleRole {
     /// Some way through the rules drops the packet here (a `statistic` branch, a match
     /// that could not be decided).
     MayDrop,
+    /// It drops packets that fail a reverse-path check (`-m rpfilter --invert`, nft
+    /// `fib saddr . iif oif missing`).
+    ReversePath,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -202,6 +205,8 @@ pub enum Evidence {
     Size(SizeFact),
     /// A fact about two connections a proxy spliced (`userland-proxy`).
     Splice(SpliceFact),
+    /// A fact about replies that came back another way (`asymmetric-route`).
+    Route(RouteFact),
     /// Every source translation to `nat` at `point`: how many kept the port, moved
     /// because of a holder, moved with none; the span of new ports when several.
     Census {
@@ -241,8 +246,12 @@ pub enum Evidence {
         to_point: String,
         to: Tuple,
     },
-    /// The snapshot's estimated time.
-    SnapshotEstimated { ns: i64, source: String },
+    /// The snapshot's time, recorded when it was taken or estimated.
+    SnapshotTime {
+        ns: i64,
+        source: String,
+        recorded: bool,
+    },
     /// The snapshot's time against the captures' span.
     SnapshotVsCaptures {
         source: String,
@@ -378,6 +387,23 @@ pub enum SizeFact {
         first_ns: i64,
         later: bool,
     },
+}
+
+/// Facts of `asymmetric-route`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RouteFact {
+    /// The packets at `replies` answer the requests that went by `requests`, as
+    /// `joined` says.
+    Answer {
+        joined: crate::correlate::Joined,
+        requests: String,
+        replies: String,
+    },
+    /// The connection's conntrack entry, in a snapshot taken after the first reply,
+    /// was (`unreplied`) or was not `[UNREPLIED]`.
+    Conntrack { unreplied: bool },
+    /// No rule of the rule set given drops on a reverse-path check (`v6`: for IPv6).
+    NoRule { v6: bool },
 }
 
 /// Facts of `userland-proxy`.

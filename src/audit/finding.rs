@@ -11,6 +11,7 @@ use std::str::FromStr;
 use serde::{Serialize, Serializer};
 
 use super::Evidence;
+use crate::correlate::Joined;
 use crate::model::{Proto, Tuple};
 
 /// Declares a string-named enum once: variants, their stable names, `ALL`, `as_str`,
@@ -117,6 +118,9 @@ named_enum! {
         /// A proxy on the host ends the client's TCP connection and opens its own to the
         /// backend with the same bytes: the backend sees the proxy's address.
         UserlandProxy = "userland-proxy",
+        /// A connection's replies came back by another interface than its requests left
+        /// by, and went no further (strict reverse-path filtering).
+        AsymmetricRoute = "asymmetric-route",
         /// New connections to several destinations lost at a host whose conntrack
         /// table was full, while its existing connections kept crossing.
         ConntrackTableFull = "conntrack-table-full",
@@ -154,6 +158,8 @@ named_enum! {
         Original = "original",
         /// What the wire shows after NAT.
         Wire = "wire",
+        /// Where a connection's requests went, when its replies came back another way.
+        Requests = "requests",
     }
 }
 
@@ -362,6 +368,7 @@ pub enum Detail {
     },
     PmtuBlackHole(PmtuFacts),
     UserlandProxy(SpliceFacts),
+    AsymmetricRoute(RouteFacts),
     TableFull(TableFullFacts),
     Conntrack {
         /// The entry (`file:line`), or the snapshot file for `ct-missing`.
@@ -406,6 +413,26 @@ impl PmtuFacts {
             None => (self.crossed_max, self.failed.0.saturating_sub(1)),
         }
     }
+}
+
+/// `asymmetric-route`: where a connection's requests went, where its replies came
+/// back, and the point towards the initiator they never reached.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RouteFacts {
+    pub requests: String,
+    pub replies: String,
+    pub not_reached: String,
+    /// How the replies were told to be this connection's.
+    pub joined: Joined,
+    /// Responder packets of the connection that reached `not_reached` by any way.
+    pub crossed: u64,
+    /// The replies' source and the address they were sent to (the tuple at `requests`
+    /// reversed), and whether the requests were translated on the way there.
+    pub reply: Tuple,
+    pub translated: bool,
+    /// With a conntrack snapshot taken after the replies: whether the connection's
+    /// entry was still `[UNREPLIED]`.
+    pub unreplied: Option<bool>,
 }
 
 /// `userland-proxy`: the two connections a proxy spliced.

@@ -291,6 +291,7 @@ pub fn summary(rules: &RuleSet, attributions: &[Attribution]) -> WitnessSummary 
         on_wire: attributions.len(),
         agree: attributions.iter().filter(|a| a.chosen.is_some()).count(),
         time_ns: None,
+        time_recorded: false,
     }
 }
 

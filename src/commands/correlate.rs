@@ -116,6 +116,7 @@ impl Args {
             correlate: correlate::Config { window_ns },
             audit: audit::Config {
                 inside: self.inside.clone(),
+                ..audit::Config::default()
             },
             witnesses: self.conntrack.clone(),
             rules: self.rules.clone(),
@@ -131,6 +132,9 @@ impl Args {
                     cfg.conntrack_times.insert(path.clone(), t);
                 }
                 cfg.witnesses.push(path);
+            }
+            if let Some(cut) = b.discarded_through_ns().filter(|_| single) {
+                cfg.audit.discarded_through_ns = Some(cut);
             }
             cfg.bundles.push(b.summary());
             cfg.bundle_warnings.extend(b.warnings.iter().cloned());

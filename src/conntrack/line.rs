@@ -243,18 +243,18 @@ fn bare_line(line: u64, text: &str) -> Result<Line, LineError> {
     entry_or_event(line, &toks)
 }
 
-/// `name = value` as `sysctl` prints a setting: a dotted lower-case name (sysctl
-/// shows a `.` inside a component, as in `eth0.100`, as `/`), ` = `, the value as
-/// printed (several numbers are separated by tabs).
+/// `name = value` as `sysctl` prints a setting: a dotted name starting with a
+/// lower-case letter (`net.netfilter.nf_conntrack_max`; a component may be an
+/// interface's name, in which sysctl shows a `.` as `/`), ` = `, the value as printed
+/// (several numbers are separated by tabs).
 fn sysctl(line: u64, text: &str, toks: &[Tok<'_>]) -> Option<Sysctl> {
     let [name, eq, ..] = toks else { return None };
-    let named = name.text.contains('.')
-        && name.text.starts_with(|c: char| c.is_ascii_lowercase())
-        && name.text.split('.').all(|c| {
-            !c.is_empty()
-                && c.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'/' | b'@'))
-        });
+    let named = name.text.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.text.split('.').count() > 1
+        && name
+            .text
+            .split('.')
+            .all(|c| !c.is_empty() && !c.contains('='));
     if !named || eq.text != "=" {
         return None;
     }

@@ -212,6 +212,7 @@ net.netfilter.nf_conntrack_max = 65536\n\
 net.netfilter.nf_conntrack_count = 65536\n\
 net.ipv4.ip_local_port_range = 32768\t60999\n\
 net.ipv4.conf.eth0/100.rp_filter = 1\n\
+net.ipv4.conf.Wg+0.forwarding = 0\n\
 cpu=0   \tfound=0 invalid=2 insert=0 insert_failed=1 drop=812 early_drop=3 error=0 search_restart=0\n\
 entries  clashres found new invalid ignore delete chainlength insert insert_failed drop early_drop\n\
 00010000  00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000010 00000000\n\
@@ -231,6 +232,7 @@ entries  clashres found new invalid ignore delete chainlength insert insert_fail
             ("net.netfilter.nf_conntrack_count", "65536", 3),
             ("net.ipv4.ip_local_port_range", "32768\t60999", 4),
             ("net.ipv4.conf.eth0/100.rp_filter", "1", 5),
+            ("net.ipv4.conf.Wg+0.forwarding", "0", 6),
         ]
     );
     assert_eq!(
@@ -242,8 +244,13 @@ entries  clashres found new invalid ignore delete chainlength insert insert_fail
     let get = |k: &str| total.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
     assert_eq!(get("drop"), Some(812 + 0x30));
     assert_eq!(get("entries"), Some(65536), "the count, not summed");
-    // Not settings: no dot in the name, a capital, no spaces around `=`.
-    for bad in ["foo = 1", "Net.netfilter.x = 1", "net.netfilter.x=1"] {
+    // Not settings: no dot in the name, a capital first, no spaces around `=`.
+    for bad in [
+        "foo = 1",
+        "Net.netfilter.x = 1",
+        "net.netfilter.x=1",
+        "net..x = 1",
+    ] {
         let d = parse_str("bad", bad);
         assert!(
             d.sysctls.is_empty() && d.warnings.len() == 1,

@@ -1073,6 +1073,16 @@ fn hairpin_without_masquerade_is_named_from_the_entry() {
             .collect();
         assert_eq!(hairpin.len(), 1, "{s}: {}", doc["findings"]);
         assert_eq!(hairpin[0]["severity"], "error", "{s}");
+        // The captures alone: the bridge hands each hairpinned packet to docker0 and
+        // the veth more than once; those copies are neither lost nor a leak.
+        let (_, doc) = json(&args(&a[..a.len() - 2]));
+        for f in doc["findings"].as_array().unwrap() {
+            assert!(
+                f["code"] != "lost" && f["code"] != "leak",
+                "{s}: {}",
+                doc["findings"]
+            );
+        }
     }
 }
 
@@ -1259,6 +1269,249 @@ fn a_userland_proxy_pairs_the_clients_connection_with_its_own() {
     assert_eq!(local[0]["detail"]["local_client"], true);
     assert!(s(&local[0]["detail"]["client"]).starts_with("127.0.0.1:"));
     assert_eq!(local[0]["points"], serde_json::json!(["lo", "docker0"]));
+}
+
+/// The asymmetric-route recordings' three points (inside, the uplink the requests
+/// took, the one the replies came back by), named as `labels` say.
+fn uplinks(name: &str, labels: [&str; 3]) -> Vec<String> {
+    ["docker0", "eth0", "eth1"]
+        .iter()
+        .zip(labels)
+        .map(|(f, l)| format!("{l}=samples/{name}/{f}.pcap"))
+        .collect()
+}
+
+/// Replies that came back by the other uplink and went no further: IPv4 TCP dropped by
+/// the rp_filter sysctl, IPv6 UDP and ICMPv6 by a raw rpfilter rule, whatever the
+/// points are called. One error per connection, with the entry and the rules when
+/// given; nothing else about those connections.
+#[test]
+fn replies_back_by_another_uplink_that_go_no_further_are_an_asymmetric_route() {
+    for (name, labels, count, joined, unreplied, rules) in [
+        (
+            "fault-asym-route",
+            ["docker0", "eth0", "eth1"],
+            1,
+            "acknowledgement",
+            false,
+            "iptables.txt",
+        ),
+        (
+            "fault-asym-route6",
+            ["lan", "isp-a", "isp-b"],
+            2,
+            "tuple",
+            true,
+            "ip6tables.txt",
+        ),
+    ] {
+        let a = uplinks(name, labels);
+        let [inside, requests, replies] = labels;
+        let (code, doc) = json(&args(&a));
+        assert_eq!(code, 1, "{name}");
+        assert_eq!(
+            codes(&doc),
+            vec![("error".to_string(), "asymmetric-route".to_string()); count],
+            "{name}"
+        );
+        for f in doc["findings"].as_array().unwrap() {
+            let d = &f["detail"];
+            assert_eq!(d["requests_at"], requests, "{name}");
+            assert_eq!(d["replies_at"], replies, "{name}");
+            assert_eq!(d["not_reached"], inside, "{name}");
+            assert_eq!(d["joined_by"], joined, "{name}");
+            assert_eq!(d["replies_crossed"], 0, "{name}");
+            assert_eq!(d["translated"], true, "{name}");
+            assert!(d["conntrack_unreplied"].is_null(), "{name}");
+            assert_eq!(f["points"], serde_json::json!(labels), "{name}");
+            let roles: Vec<&str> = f["tuples"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| s(&t["role"]))
+                .collect();
+            assert_eq!(roles, ["seen", "next", "requests"], "{name}");
+            // The replies travel from the server to the NAT address.
+            assert_eq!(f["tuples"][0]["dst"], f["tuples"][2]["src"], "{name}");
+            let msg = s(&f["message"]);
+            assert!(
+                msg.starts_with(&format!(
+                    "replies came back by {replies}, not by {requests} where the requests went, and never reached {inside}"
+                )),
+                "{name}: {msg}"
+            );
+            assert!(
+                msg.contains("Not a NAT rule that failed, nor NAT ports run out"),
+                "{msg}"
+            );
+            // The connection holds the replies as a return hop, and no other finding.
+            let c = doc["connections"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["id"] == f["connections"][0])
+                .unwrap();
+            assert_eq!(c["returns"][0]["point"], replies, "{name}");
+            assert_eq!(c["returns"][0]["beside"], requests, "{name}");
+            assert_eq!(c["returns"][0]["toward"]["point"], inside, "{name}");
+            assert_eq!(c["findings"].as_array().unwrap().len(), 1, "{name}");
+        }
+        let with = |extra: &[&str]| correlate(&[extra, &args(&a)[..]].concat()).0;
+        assert_eq!(with(&["--fail-on", "asymmetric-route"]), 1, "{name}");
+        assert_eq!(with(&["--fail-on", "lost,unsolicited"]), 0, "{name}");
+        assert_eq!(with(&["--fail-on", "none"]), 0, "{name}");
+        let (_, text) = correlate(&args(&a));
+        assert_eq!(
+            text.matches("[error] asymmetric-route").count(),
+            count,
+            "{name}: {text}"
+        );
+
+        // The entry says whether conntrack saw the replies (the sysctl drops after it,
+        // the raw table before); the rules name the rpfilter rule, or that none does.
+        // Rules name interfaces: the points are named after theirs.
+        let w = [
+            "--conntrack".to_string(),
+            format!("samples/{name}/conntrack.txt"),
+            "--rules".to_string(),
+            format!("samples/{name}/{rules}"),
+        ];
+        let aw = [&uplinks(name, ["docker0", "eth0", "eth1"])[..], &w[..]].concat();
+        let (code, with_witnesses) = json(&args(&aw));
+        assert_eq!(code, 1, "{name}");
+        assert_eq!(codes(&with_witnesses), codes(&doc), "{name}");
+        for f in with_witnesses["findings"].as_array().unwrap() {
+            assert_eq!(f["detail"]["conntrack_unreplied"], unreplied, "{name}");
+            let ev = f["evidence"].to_string();
+            if unreplied {
+                assert!(ev.contains("[UNREPLIED]"), "{name}: {ev}");
+                assert!(
+                    ev.contains("a reverse-path filter in raw PREROUTING")
+                        && ev.contains("-m rpfilter --invert -j DROP"),
+                    "{name}: {ev}"
+                );
+            } else {
+                assert!(ev.contains(" SYN_RECV "), "{name}: {ev}");
+                assert!(
+                    ev.contains("no rule given drops on a reverse-path check"),
+                    "{name}: {ev}"
+                );
+            }
+        }
+        snapshot_findings(name, &with_witnesses);
+        snapshot_markdown(name, &args(&a));
+    }
+}
+
+/// The same findings from the recorder's one pcapng and its `-i any` capture as from
+/// the interfaces' own files. Not for `fault-asym-route6`'s point towards the
+/// initiator: its unanswered IPv6 packets carry one timestamp at veth-c1 and docker0
+/// in one capture, which leaves those two hops unordered (docs/findings.md, Limits).
+#[test]
+fn an_asymmetric_route_reads_the_same_from_one_pcapng_and_one_any_capture() {
+    for name in ["fault-asym-route", "fault-asym-route6"] {
+        let d = format!("samples/{name}");
+        let files: Vec<String> = ["veth-c1", "docker0", "eth0", "eth1"]
+            .iter()
+            .map(|p| format!("{d}/{p}.pcap"))
+            .collect();
+        let (_, base) = json(&args(&files));
+        let want = essence(&base);
+        assert!(
+            want.iter().all(|f| f.contains("\"asymmetric-route\"")) && !want.is_empty(),
+            "{name}: {want:?}"
+        );
+        let (_, multi) = json(&[format!("{d}/multi.pcapng").as_str()]);
+        let (_, any) = json(&[
+            format!("{d}/any.pcap").as_str(),
+            "--links",
+            &format!("{d}/links.txt"),
+        ]);
+        for (form, doc) in [("multi.pcapng", &multi), ("any.pcap", &any)] {
+            if name.ends_with('6') {
+                assert_eq!(codes(doc), codes(&base), "{name}: {form}");
+                for (f, g) in doc["findings"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .zip(base["findings"].as_array().unwrap())
+                {
+                    assert_eq!(f["tuples"][0], g["tuples"][0], "{name}: {form}");
+                    assert_eq!(f["tuples"][2], g["tuples"][2], "{name}: {form}");
+                    assert_eq!(f["packets"], g["packets"], "{name}: {form}");
+                }
+            } else {
+                assert_eq!(essence(doc), want, "{name}: {form}");
+            }
+        }
+    }
+}
+
+/// With loose reverse-path filtering the replies that came back by the other uplink
+/// (outbound), or left by it (inbound, DNAT), were delivered: each connection shows the
+/// other uplink as a return hop, nothing is lost and nothing is reported.
+#[test]
+fn an_asymmetric_route_that_works_is_no_finding() {
+    let d = "samples/asym-route-loose";
+    let files: Vec<String> = ["veth-c1", "docker0", "eth0", "eth1"]
+        .iter()
+        .map(|p| format!("{d}/{p}.pcap"))
+        .collect();
+    let (code, doc) = json(&args(&files));
+    assert_eq!(code, 0);
+    assert!(
+        doc["findings"].as_array().unwrap().is_empty(),
+        "{}",
+        doc["findings"]
+    );
+    let conns = doc["connections"].as_array().unwrap();
+    assert_eq!(conns.len(), 2);
+    for c in conns {
+        let r = &c["returns"][0];
+        assert_eq!((s(&r["point"]), s(&r["beside"])), ("eth1", "eth0"), "{c}");
+        assert_eq!(r["joined_by"], "packets");
+        // Outbound the replies reach the inside from eth1; inbound they reach eth1
+        // from the inside.
+        let (there, back) = if c["hops"][0]["point"] == "eth0" {
+            (&r["from"], &r["toward"])
+        } else {
+            (&r["toward"], &r["from"])
+        };
+        assert_eq!(there["point"], "docker0", "{c}");
+        assert_eq!(there["matched"], 5, "{c}");
+        assert_eq!(there["unmatched"]["packets"], 0, "{c}");
+        assert!(back.is_null(), "{c}");
+        for t in c["translations"].as_array().unwrap() {
+            assert_eq!(t["unmatched"]["lost_rev"]["packets"], 0, "{c}");
+            assert_eq!(t["unmatched"]["appeared_rev"]["packets"], 0, "{c}");
+        }
+    }
+    let (_, text) = correlate(&args(&files));
+    assert_eq!(text.matches("(replies by eth1)").count(), 4, "{text}");
+}
+
+/// No other recording has replies beside its path, from every capture it has.
+#[test]
+fn no_other_recording_has_an_asymmetric_route() {
+    for &name in SCENARIOS.iter().chain(HAIRPIN_SCENARIOS) {
+        if name.contains("asym-route") {
+            continue;
+        }
+        let files: Vec<String> = std::fs::read_dir(root().join("samples").join(name))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|f| f.ends_with(".pcap") && f != "any.pcap")
+            .map(|f| format!("samples/{name}/{f}"))
+            .collect();
+        let (_, doc) = json(&args(&files));
+        for (_, code) in codes(&doc) {
+            assert_ne!(code, "asymmetric-route", "{name}");
+        }
+        for c in doc["connections"].as_array().unwrap() {
+            assert!(c["returns"].as_array().unwrap().is_empty(), "{name}: {c}");
+        }
+    }
 }
 
 /// A recording's three points (its new connections are lost on the container's veth,

@@ -16,10 +16,14 @@ fn pair(s: &str) -> [String; 2] {
     ]
 }
 
-/// `correlate --format json` on a scenario's pair with `--rules` files.
+/// `correlate --format json` on a scenario's pair (and second uplink) with `--rules`
+/// files.
 fn report(s: &str, rules: &[&str]) -> (i32, Value) {
     let p = pair(s);
-    report_of(&[&p[0], &p[1]], rules)
+    let second = second_uplink(s);
+    let mut inputs = vec![p[0].as_str(), p[1].as_str()];
+    inputs.extend(second.as_deref());
+    report_of(&inputs, rules)
 }
 
 /// `correlate --format json` on captures and other arguments with `--rules` files.
@@ -85,6 +89,7 @@ fn every_translation_of_every_sample_is_attributed_to_its_rule() {
         let inputs: Vec<String> = ["veth-c1.pcap", "docker0.pcap", "eth0.pcap"]
             .iter()
             .map(|f| format!("samples/{s}/{f}"))
+            .chain(second_uplink(s))
             .chain([
                 "--conntrack".into(),
                 format!("samples/{s}/conntrack-stats.txt"),

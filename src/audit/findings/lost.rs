@@ -147,11 +147,15 @@ fn link_finding(x: &Ctx, ci: usize, dir: Direction, s: &LinkSide, gone: u64) -> 
 /// Where connection `ci`'s path stops short: its last point saw initiator packets and
 /// neither a reply nor an ICMP error, and other connections show where such traffic
 /// goes next, a point that was capturing when the first of them passed. The last hop,
-/// that next point, the connections that went there, and why.
+/// that next point, the connections that went there, and why. Not for a connection
+/// whose opening was not captured: which side sent first is unknown.
 pub(super) fn stopped_at<'a>(
     x: &Ctx<'a>,
     ci: usize,
 ) -> Option<(&'a Hop, usize, Vec<usize>, PathReason)> {
+    if x.unseen_opening(ci) {
+        return None;
+    }
     let last = x.c.connections[ci].hops.last()?;
     let f = &last.flow;
     if f.packets[0] == 0 || f.packets[1] != 0 || f.icmp_error.is_some() {
@@ -342,13 +346,16 @@ fn meant_for(
 /// An error when conntrack or the rules say it was DNATed on, else a warning (a host
 /// may drop what it does not serve).
 /// Connection `ci` when it is new traffic from outside to an address of the host,
-/// seen at one point only and unanswered there, that neither other connections
-/// (`stopped_at`) nor the rules say where it was to go: its hop and the other points
-/// that were capturing when it arrived (at least one).
+/// seen at one point only and unanswered there (and seen opening), that neither other
+/// connections (`stopped_at`) nor the rules say where it was to go: its hop and the
+/// other points that were capturing when it arrived (at least one).
 pub(super) fn unanswered_at_host<'a>(x: &Ctx<'a>, ci: usize) -> Option<(&'a Hop, Vec<usize>)> {
     let [h] = x.c.connections[ci].hops.as_slice() else {
         return None;
     };
+    if x.unseen_opening(ci) {
+        return None;
+    }
     let f = &h.flow;
     let t = f.tuple;
     let candidate = f.packets[0] > 0

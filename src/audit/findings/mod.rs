@@ -15,6 +15,7 @@
 //! To add a finding: a file here with a `pub fn` of type [`RuleFn`], a line in
 //! [`RULES`], a code in `finding.rs`, and its words in `report/explain/`.
 
+mod asymmetric_route;
 mod client_address_lost;
 mod conntrack_table_full;
 mod ct_contradiction;
@@ -97,6 +98,11 @@ pub const RULES: &[Rule] = &[
         code: Code::PmtuBlackHole,
         what: "TCP segments too large for the path, lost again and again",
         run: pmtu_black_hole::detect,
+    },
+    Rule {
+        code: Code::AsymmetricRoute,
+        what: "replies that came back by another interface and went no further",
+        run: asymmetric_route::detect,
     },
     Rule {
         code: Code::Lost,

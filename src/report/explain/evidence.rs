@@ -94,6 +94,7 @@ fn rule(role: RuleRole, r: &RuleFacts) -> String {
         RuleRole::Marked => "marked for masquerade by",
         RuleRole::Allocates => "source NAT by",
         RuleRole::MayDrop => "some ways through the rules drop it:",
+        RuleRole::ReversePath => "a reverse-path filter in",
     };
     let place = match (r.line, r.handle) {
         (0, Some(h)) => format!("{} handle {h}", r.source),
@@ -162,6 +163,7 @@ pub fn line(e: &Evidence) -> String {
         ),
         Evidence::Size(f) => super::pmtu_black_hole::fact(f),
         Evidence::Splice(f) => super::userland_proxy::fact(f),
+        Evidence::Route(f) => super::asymmetric_route::fact(f),
         Evidence::Table(f) => super::conntrack_table_full::fact(f),
         _ => loss_line(e)
             .or_else(|| arrival_line(e))
@@ -363,7 +365,12 @@ fn ct_line(e: &Evidence) -> Option<String> {
         ),
         Evidence::Entry(e) => entry(e),
         Evidence::Lines(places) => format!("lines {}", places.join(", ")),
-        Evidence::SnapshotEstimated { ns, source } => {
+        Evidence::SnapshotTime {
+            ns,
+            source,
+            recorded: true,
+        } => format!("snapshot taken at {} ({source})", rfc3339_ns(*ns)),
+        Evidence::SnapshotTime { ns, source, .. } => {
             format!("snapshot time estimated at {} ({source})", rfc3339_ns(*ns))
         }
         Evidence::SnapshotVsCaptures {

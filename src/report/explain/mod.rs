@@ -3,6 +3,7 @@
 //! the table, JSON, Markdown and every later format say the same thing. One file per
 //! finding code, beside the rule of the same name under `audit/findings/`.
 
+mod asymmetric_route;
 mod client_address_lost;
 mod conntrack_table_full;
 mod ct_contradiction;
@@ -60,6 +61,7 @@ pub fn words(f: &Finding) -> Words {
         Code::InsertRace => insert_race::explain(f),
         Code::PmtuBlackHole => pmtu_black_hole::explain(f),
         Code::UserlandProxy => userland_proxy::explain(f),
+        Code::AsymmetricRoute => asymmetric_route::explain(f),
         Code::ConntrackTableFull => conntrack_table_full::explain(f),
     };
     Words {
