@@ -230,16 +230,18 @@ fn finding(
             }
         }
     }
-    for &p in points
-        .iter()
-        .filter(|&&p| lost.iter().any(|l| l.next == Some(p)))
-    {
-        if let Some((s0, s1)) = x.span(p) {
+    for &p in &points {
+        let last = lost
+            .iter()
+            .filter(|l| l.next == Some(p))
+            .map(|l| l.hop.last_ns)
+            .max();
+        if let (Some(last), Some((s0, s1))) = (last, x.span(p)) {
             f.evidence.push(Evidence::NoneSeen {
                 point: x.name(p).to_string(),
                 from_ns: s0,
                 to_ns: s1,
-                whole: t1 <= s1,
+                whole: last <= s1,
             });
         }
     }

@@ -339,12 +339,6 @@ fn meant_for(
     }
 }
 
-/// Connections from outside to an address of the host, seen at one point only, that
-/// nothing answered while other points were capturing, and that no other rule
-/// explains (`stopped_short` knows where such traffic goes; `dropped_by_rules` knows
-/// the rule that drops it): blocked on the way in, whichever way it was meant to go.
-/// An error when conntrack or the rules say it was DNATed on, else a warning (a host
-/// may drop what it does not serve).
 /// Connection `ci` when it is new traffic from outside to an address of the host,
 /// seen at one point only and unanswered there (and seen opening), that neither other
 /// connections (`stopped_at`) nor the rules say where it was to go: its hop and the
@@ -373,6 +367,12 @@ pub(super) fn unanswered_at_host<'a>(x: &Ctx<'a>, ci: usize) -> Option<(&'a Hop,
     (!others.is_empty()).then_some((h, others))
 }
 
+/// Connections from outside to an address of the host, seen at one point only, that
+/// nothing answered while other points were capturing, and that no other rule
+/// explains (`stopped_short` knows where such traffic goes; `dropped_by_rules` knows
+/// the rule that drops it): blocked on the way in, whichever way it was meant to go.
+/// An error when conntrack or the rules say it was DNATed on, else a warning (a host
+/// may drop what it does not serve).
 pub fn unanswered_to_host(x: &Ctx, explained: &Explained) -> Detected {
     let mut out = Vec::new();
     for ci in 0..x.c.connections.len() {

@@ -1,5 +1,6 @@
 //! Words of `conntrack-table-full`, and of its facts ([`TableFact`]).
 
+use super::evidence::ids;
 use super::unexplained;
 use crate::audit::{Detail, Endpoint, Finding, TableFact};
 use crate::report::fmt::{at_or_span, dst_endpoint, plural, secs};
@@ -13,15 +14,6 @@ fn destinations(d: &[Endpoint]) -> String {
         format!("{} and {} more", shown.join(", "), d.len() - 6)
     } else {
         shown.join(", ")
-    }
-}
-
-/// `c1, c2, c3 and 4 more`.
-fn ids(conns: &[String]) -> String {
-    if conns.len() > 6 {
-        format!("{} and {} more", conns[..6].join(", "), conns.len() - 6)
-    } else {
-        conns.join(", ")
     }
 }
 

@@ -72,7 +72,7 @@ fn entry(e: &EntryFacts) -> String {
     )
 }
 
-fn ids(conns: &[String]) -> String {
+pub(super) fn ids(conns: &[String]) -> String {
     if conns.len() > 4 {
         format!("{} and {} more", conns[..4].join(", "), conns.len() - 4)
     } else {
