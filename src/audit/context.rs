@@ -26,8 +26,10 @@ pub struct Ctx<'a> {
     pub destroyed: Vec<ct::Destroyed>,
     /// Every connection the event logs saw created, with how long it held its tuple.
     pub lifetimes: Vec<ct::Lifetime>,
-    /// `conntrack -S` totals, when statistics were given.
-    pub stats: BTreeMap<String, u64>,
+    /// `conntrack -S` counters, when statistics were given.
+    pub stats: ct::Stats,
+    /// The table's limit and the counts the inputs give.
+    pub table: ct::TableSize,
     /// The host's rule set, when given, and each walked connection's way through it.
     pub rules: Option<&'a RuleSet>,
     pub attributions: Vec<Attribution>,
@@ -52,7 +54,8 @@ impl<'a> Ctx<'a> {
             hops_by_tuple: ct::index(c),
             destroyed: Vec::new(),
             lifetimes: Vec::new(),
-            stats: BTreeMap::new(),
+            stats: ct::Stats::default(),
+            table: ct::TableSize::default(),
             rules: None,
             attributions: Vec::new(),
             opening_unseen: Vec::new(),
@@ -63,7 +66,7 @@ impl<'a> Ctx<'a> {
     /// walked through it.
     pub fn with_rules(mut self, rules: &'a RuleSet) -> Ctx<'a> {
         let walked = super::rules::attribute(self.c, rules, &|ci| {
-            self.expected_next(ci).map(|(b, _, _)| b)
+            self.expected_next(ci).map(|(b, via, _)| (b, via))
         });
         self.rules = Some(rules);
         self.attributions = walked
@@ -146,11 +149,14 @@ impl<'a> Ctx<'a> {
 
     /// These `conntrack -S` counters, those the statistics given have.
     pub fn stats_of(&self, keys: &[&str]) -> Option<Evidence> {
-        let v: Vec<(String, u64)> = keys
+        let counters: Vec<(String, u64)> = keys
             .iter()
-            .filter_map(|k| self.stats.get(*k).map(|n| (k.to_string(), *n)))
+            .filter_map(|k| self.stats.counts.get(*k).map(|n| (k.to_string(), *n)))
             .collect();
-        (!v.is_empty()).then_some(Evidence::Stats(v))
+        (!counters.is_empty()).then(|| Evidence::Stats {
+            counters,
+            since: self.stats.since.clone(),
+        })
     }
 
     /// The walk of connection `ci`, when it was walked.

@@ -230,9 +230,13 @@ pub enum Evidence {
         before_ns: i64,
         by: Option<String>,
     },
-    /// `conntrack -S` totals given with the inputs (`insert_failed`, `drop`,
-    /// `early_drop`, `invalid`), to rule causes in or out.
-    Stats(Vec<(String, u64)>),
+    /// `conntrack -S` counters given with the inputs (`insert_failed`, `drop`,
+    /// `early_drop`, `invalid`), to rule causes in or out: totals, or how much they
+    /// grew `since` an earlier reading.
+    Stats {
+        counters: Vec<(String, u64)>,
+        since: Option<String>,
+    },
     /// The lines of the entries concerned.
     Lines(Vec<String>),
     /// The wire's translation between two points (a conntrack entry disagrees).
@@ -293,6 +297,8 @@ pub enum Evidence {
         gap_ns: i64,
         lost_second: bool,
     },
+    /// A fact about a full conntrack table (`conntrack-table-full`).
+    Table(TableFact),
     /// The snapshot's time against a connection's packets.
     SnapshotVsConnection {
         ns: i64,
@@ -300,6 +306,36 @@ pub enum Evidence {
         conn: String,
         from_ns: i64,
         to_ns: i64,
+    },
+}
+
+/// Facts of `conntrack-table-full`: what was lost, what kept crossing, the table's size.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TableFact {
+    /// `conns` new connections (`packets` initiator packets) to `destinations` lost at
+    /// the host from `from_ns` to `to_ns`.
+    NewLost {
+        conns: usize,
+        packets: u64,
+        destinations: Vec<Endpoint>,
+        from_ns: i64,
+        to_ns: i64,
+    },
+    /// Meanwhile, connections opened before crossed the host (`existing`), and new
+    /// connections did (`new`).
+    KeptCrossing {
+        existing: Vec<String>,
+        new: Vec<String>,
+    },
+    /// The host's rules were walked for `walked` of the `lost` connections, and no
+    /// way through them drops one.
+    RulesForward { walked: usize, lost: usize },
+    /// The table's size as the inputs give it: the largest entry count, the limit
+    /// (`nf_conntrack_max`) and the hash buckets, each with where it was read.
+    Size {
+        entries: Option<(u64, String)>,
+        max: Option<(u64, String)>,
+        buckets: Option<(u64, String)>,
     },
 }
 

@@ -125,6 +125,9 @@ named_enum! {
         /// A connection DNATed back to its own client with its source left alone
         /// (hairpin without masquerade), on the wire.
         HairpinNoMasq = "hairpin-no-masq",
+        /// New connections to several destinations lost at a host whose conntrack
+        /// table was full, while its existing connections kept crossing.
+        ConntrackTableFull = "conntrack-table-full",
     }
 }
 
@@ -379,6 +382,7 @@ pub enum Detail {
         delivered: u64,
         replies: u64,
     },
+    TableFull(TableFullFacts),
     Conntrack {
         /// The entry (`file:line`), or the snapshot file for `ct-missing`.
         entry: String,
@@ -459,6 +463,30 @@ pub struct SpliceFacts {
     pub address_lost: bool,
     /// The client is the host itself (loopback, or an address of the host).
     pub local_client: bool,
+}
+
+/// `conntrack-table-full`: the new connections lost, what kept crossing, and what the
+/// kernel said.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TableFullFacts {
+    /// The connections lost and their destinations (protocol, address, port where
+    /// they were last seen), each destination once.
+    pub lost: Vec<String>,
+    pub destinations: Vec<super::Endpoint>,
+    /// Connections opened before the first lost packet that crossed the host after
+    /// it, and new connections that crossed the host while others were lost.
+    pub flowing: Vec<String>,
+    pub crossed: Vec<String>,
+    /// `conntrack -S`: dropped packets no failed insert explains (`drop` −
+    /// `insert_failed`), evictions (`early_drop`), and the earlier reading they grew
+    /// from when they are a growth.
+    pub drops: Option<u64>,
+    pub early_drop: Option<u64>,
+    pub since: Option<String>,
+    /// The largest entry count given, `nf_conntrack_max`, `nf_conntrack_buckets`.
+    pub entries: Option<u64>,
+    pub max: Option<u64>,
+    pub buckets: Option<u64>,
 }
 
 /// What a conntrack finding's words need beyond the tuples.

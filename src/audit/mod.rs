@@ -35,12 +35,12 @@ pub use cidr::Cidr;
 pub use context::{Ctx, Explained};
 pub use ct::{WitnessKind, WitnessSummary};
 pub use evidence::{Endpoint, EntryFacts, Evidence, GapFacts, HopFacts, RuleFacts, RuleRole};
-pub use evidence::{RouteFact, SizeFact, SpliceFact};
+pub use evidence::{RouteFact, SizeFact, SpliceFact, TableFact};
 pub use finding::{
     AllocatorMode, Code, CtFacts, Detail, Direction, Finding, LeakKind, PathReason, RaceKind,
     RangeFrom, Role, Seen, Severity,
 };
-pub use finding::{PmtuFacts, RouteFacts, SpliceFacts};
+pub use finding::{PmtuFacts, RouteFacts, SpliceFacts, TableFullFacts};
 
 /// What the audit is told beyond the captures and witnesses.
 #[derive(Clone, Debug, Default)]
@@ -163,7 +163,8 @@ pub fn audit(c: &Correlation, cfg: &Config, witnesses: Vec<Witness>) -> Audit {
     let mut x = Ctx::new(c, &topo, &snapshots);
     x.destroyed = ct::Destroyed::of(&dumps);
     x.lifetimes = ct::Lifetime::of(&dumps);
-    x.stats = ct::stats(&dumps);
+    x.stats = ct::Stats::of(&dumps);
+    x.table = ct::TableSize::of(&dumps);
     if let Some(cut) = cfg.discarded_through_ns {
         x.opening_unseen = ct::openings_unseen(c, &x.lifetimes, cut);
     }

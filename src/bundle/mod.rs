@@ -360,11 +360,11 @@ impl Bundle {
         manifest::parse_time(r.discarded_through.as_deref()?)
     }
 
-    /// The conntrack witnesses: the tables before and after, the event log and the
-    /// statistics after (statistics count since boot: the later ones stand alone).
-    /// The table before is left out when it predates the packets: entries of
-    /// connections whose packets were discarded, tuples reused since, are no
-    /// evidence about the packets kept.
+    /// The conntrack witnesses: the tables before and after, the event log, the
+    /// statistics before and after (the audit counts how much they grew in between),
+    /// and the sysctls (the table's limit, `nf_conntrack_max`). The table before is
+    /// left out when it predates the packets: entries of connections whose packets
+    /// were discarded, tuples reused since, are no evidence about the packets kept.
     pub fn conntrack(&self) -> Vec<(PathBuf, Kind)> {
         let before = (!self.before_predates_packets()).then_some(Kind::ConntrackBefore);
         before
@@ -372,7 +372,9 @@ impl Bundle {
             .chain([
                 Kind::ConntrackAfter,
                 Kind::ConntrackEvents,
+                Kind::ConntrackStatsBefore,
                 Kind::ConntrackStatsAfter,
+                Kind::Sysctl,
             ])
             .filter_map(|k| self.path(k).map(|p| (p, k)))
             .collect()

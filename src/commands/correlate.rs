@@ -59,8 +59,10 @@ pub struct Args {
     pub fail_on: FailOn,
 
     /// conntrack output taken on the NAT host while the captures ran, checked against
-    /// the wire: `conntrack -L [-o extended,id]`, /proc/net/nf_conntrack, or a
-    /// `conntrack -E` event log. Repeatable (several snapshots over time, event logs).
+    /// the wire: `conntrack -L [-o extended,id]`, /proc/net/nf_conntrack, a
+    /// `conntrack -E` event log, `conntrack -S` statistics (two readings: their growth)
+    /// and `sysctl net.netfilter` settings. Repeatable (several snapshots over time,
+    /// event logs, statistics before and after).
     #[arg(long = "conntrack", value_name = "FILE")]
     pub conntrack: Vec<String>,
 

@@ -80,10 +80,15 @@ pub fn src(t: &Tuple) -> String {
 
 /// A tuple's destination endpoint (ICMP: the address; the id is printed at the source).
 pub fn dst(t: &Tuple) -> String {
-    if t.proto.is_icmp() {
-        t.dst.to_string()
+    dst_endpoint(t.proto, t.dst, t.dport)
+}
+
+/// A destination endpoint: [`endpoint`], but for ICMP the address alone.
+pub fn dst_endpoint(proto: Proto, addr: IpAddr, port: u16) -> String {
+    if proto.is_icmp() {
+        addr.to_string()
     } else {
-        endpoint(t.proto, t.dst, t.dport)
+        endpoint(proto, addr, port)
     }
 }
 

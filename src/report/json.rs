@@ -224,6 +224,18 @@ pub enum DetailJson<'a> {
         mtu_range: [u32; 2],
         icmp_seen_at: &'a [String],
     },
+    TableFull {
+        lost: &'a [String],
+        destinations: Vec<DestinationJson>,
+        flowing: &'a [String],
+        crossed: &'a [String],
+        drops: Option<u64>,
+        early_drop: Option<u64>,
+        counted_since: Option<&'a str>,
+        entries: Option<u64>,
+        max: Option<u64>,
+        buckets: Option<u64>,
+    },
     UserlandProxy {
         outer: &'a str,
         inner: &'a str,
@@ -251,6 +263,14 @@ pub enum DetailJson<'a> {
         outcomes: usize,
         assumed: bool,
     },
+}
+
+/// A destination of `conntrack-table-full`: protocol, and address and port (ICMP: the
+/// address).
+#[derive(Serialize)]
+pub struct DestinationJson {
+    proto: crate::model::Proto,
+    destination: String,
 }
 
 fn detail(d: &Detail) -> DetailJson<'_> {
@@ -431,6 +451,25 @@ fn detail(d: &Detail) -> DetailJson<'_> {
             replies_crossed: d.crossed,
             translated: d.translated,
             conntrack_unreplied: d.unreplied,
+        },
+        Detail::TableFull(d) => DetailJson::TableFull {
+            lost: &d.lost,
+            destinations: d
+                .destinations
+                .iter()
+                .map(|&(proto, addr, port)| DestinationJson {
+                    proto,
+                    destination: super::fmt::dst_endpoint(proto, addr, port),
+                })
+                .collect(),
+            flowing: &d.flowing,
+            crossed: &d.crossed,
+            drops: d.drops,
+            early_drop: d.early_drop,
+            counted_since: d.since.as_deref(),
+            entries: d.entries,
+            max: d.max,
+            buckets: d.buckets,
         },
         Detail::UserlandProxy(d) => DetailJson::UserlandProxy {
             outer: &d.outer,

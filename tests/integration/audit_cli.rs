@@ -377,6 +377,20 @@ fn exit_statuses() {
     assert_eq!(correlate(&args(&pair("masquerade"))).0, 0);
 }
 
+/// Every finding code has its row in docs/findings.md and is a `--fail-on` item.
+#[test]
+fn every_code_is_documented_and_can_fail_a_run() {
+    let doc = std::fs::read_to_string(root().join("docs/findings.md")).unwrap();
+    for c in natcheck::audit::Code::ALL {
+        assert!(
+            doc.contains(&format!("| `{c}` |")),
+            "{c}: no row in docs/findings.md"
+        );
+        let on: natcheck::audit::FailOn = c.as_str().parse().unwrap();
+        assert!(on.codes.contains(c), "{c}");
+    }
+}
+
 #[test]
 fn findings_are_in_the_json_per_connection_and_in_the_text_report() {
     let a = pair("fault-invalid-leak");
@@ -1508,5 +1522,130 @@ fn no_other_recording_has_an_asymmetric_route() {
         for c in doc["connections"].as_array().unwrap() {
             assert!(c["returns"].as_array().unwrap().is_empty(), "{name}: {c}");
         }
+    }
+}
+
+/// A recording's three points (its new connections are lost on the container's veth,
+/// where bridge netfilter runs conntrack), with what the kernel says of its table
+/// among `witnesses`: `conntrack -S` readings, the sysctls, the snapshot.
+fn three_points(name: &str, witnesses: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = ["veth-c1", "docker0", "eth0"]
+        .iter()
+        .map(|p| format!("samples/{name}/{p}.pcap"))
+        .collect();
+    for w in witnesses {
+        a.extend(["--conntrack".to_string(), format!("samples/{name}/{w}")]);
+    }
+    a
+}
+
+const TABLE_WITNESSES: [&str; 4] = [
+    "conntrack-stats-before.txt",
+    "conntrack-stats.txt",
+    "sysctl.txt",
+    "conntrack.txt",
+];
+
+/// New connections to three destinations lost at the host while its conntrack table
+/// was full (the limit lowered to the entries it held) and two held connections kept
+/// exchanging: TCP and UDP from a container, and over IPv6 also TCP from outside to a
+/// published port (lost on eth0). One error naming the span, the connections, the
+/// destinations, the counters grown between the two readings and the count at the
+/// limit; not `lost` as well. The captures alone show three `lost` connections.
+#[test]
+fn a_full_conntrack_table_loses_new_connections_to_every_destination() {
+    for name in ["fault-ct-table-full", "fault-ct-table-full6"] {
+        let a = three_points(name, &TABLE_WITNESSES);
+        let (code, doc) = json(&args(&a));
+        assert_eq!(code, 1, "{name}");
+        assert_eq!(
+            codes(&doc),
+            [("error".into(), "conntrack-table-full".into())],
+            "{name}"
+        );
+        let f = &doc["findings"][0];
+        let d = &f["detail"];
+        let len = |v: &Value| v.as_array().unwrap().len();
+        assert_eq!(
+            (len(&d["lost"]), len(&d["destinations"]), len(&d["flowing"])),
+            (3, 3, 2),
+            "{name}: {d}"
+        );
+        assert_eq!(len(&d["crossed"]), 0, "{name}");
+        // One drop per lost packet, none a failed insert; the table at its limit.
+        assert_eq!(d["drops"], f["packets"], "{name}");
+        assert_eq!(d["early_drop"], 0, "{name}");
+        assert!(s(&d["counted_since"]).ends_with("conntrack-stats-before.txt"));
+        assert_eq!(d["entries"], d["max"], "{name}");
+        assert_eq!(d["buckets"], 262144, "{name}");
+        let protos: BTreeSet<&str> = d["destinations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| s(&x["proto"]))
+            .collect();
+        assert_eq!(protos, ["tcp", "udp"].into(), "{name}");
+        let ev = f["evidence"].to_string();
+        assert!(
+            ev.contains("drop=9 insert_failed=0 early_drop=0 (grown since"),
+            "{ev}"
+        );
+        assert!(
+            ev.contains("meanwhile 2 connections opened before crossed"),
+            "{ev}"
+        );
+        assert!(
+            s(&f["message"])
+                .starts_with("conntrack table full: 3 new connections to 3 destinations"),
+            "{}",
+            f["message"]
+        );
+        let only = |on: &str| json(&[&["--fail-on", on], &args(&a)[..]].concat()).0;
+        assert_eq!(only("conntrack-table-full"), 1, "{name}");
+        assert_eq!(only("lost,snat-port-exhaustion,insert-race"), 0, "{name}");
+        let (_, text) = correlate(&args(&a));
+        assert!(text.contains("[error] conntrack-table-full"), "{name}");
+        let (_, md) = correlate(&[&["--format", "markdown"], &args(&a)[..]].concat());
+        assert!(md.contains("`conntrack-table-full`"), "{name}");
+        // The counters after alone count since boot: enough, as no new connection
+        // crossed meanwhile.
+        let after = three_points(name, &["conntrack-stats.txt"]);
+        let (_, doc) = json(&args(&after));
+        assert_eq!(
+            codes(&doc),
+            [("error".into(), "conntrack-table-full".into())],
+            "{name}"
+        );
+        // Without the kernel's word, three blocked connections.
+        let (_, plain) = json(&args(&three_points(name, &[])));
+        assert_eq!(
+            codes(&plain),
+            vec![("error".into(), "lost".into()); 3],
+            "{name}"
+        );
+        snapshot_findings(name, &doc_of(&a));
+    }
+    let a = three_points("fault-ct-table-full", &TABLE_WITNESSES);
+    snapshot_markdown("fault-ct-table-full", &args(&a));
+}
+
+fn doc_of(a: &[String]) -> Value {
+    json(&args(a)).1
+}
+
+/// No other recording says its table was full, with its own counters, sysctls and
+/// snapshot: their drops, if any, are failed inserts.
+#[test]
+fn no_other_recording_had_a_full_table() {
+    for &name in SCENARIOS.iter().chain(HAIRPIN_SCENARIOS) {
+        if name.starts_with("fault-ct-table-full") {
+            continue;
+        }
+        let a = three_points(name, &TABLE_WITNESSES[1..]);
+        let (_, doc) = json(&args(&a));
+        assert!(
+            !codes(&doc).iter().any(|(_, c)| c == "conntrack-table-full"),
+            "{name}"
+        );
     }
 }

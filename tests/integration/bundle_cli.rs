@@ -37,23 +37,30 @@ fn scratch(tag: &str) -> Scratch {
 /// Writes a bundle of the sample's files into `dir`, from host `host`, with `drops`
 /// kernel drops at eth0.
 fn make_bundle(dir: &Path, host: &str, drops: u64) {
+    let files = [
+        (Kind::Capture, "multi.pcapng", TAKEN_NS),
+        (Kind::ConntrackAfter, "conntrack.txt", TAKEN_NS),
+        (Kind::ConntrackEvents, "events.txt", TAKEN_NS),
+        (Kind::IptablesAfter, "iptables.txt", TAKEN_NS),
+        (Kind::Addresses, "addrs.txt", TAKEN_NS),
+    ];
+    bundle_of(dir, SAMPLE, host, drops, &files);
+}
+
+/// Writes a bundle into `dir` of files of `sample`: (what it holds, the sample's
+/// file, when it was taken) each.
+fn bundle_of(dir: &Path, sample: &str, host: &str, drops: u64, of: &[(Kind, &str, i64)]) {
     fs::create_dir_all(dir).unwrap();
     let mut files = Vec::new();
-    for (kind, sample_file) in [
-        (Kind::Capture, "multi.pcapng"),
-        (Kind::ConntrackAfter, "conntrack.txt"),
-        (Kind::ConntrackEvents, "events.txt"),
-        (Kind::IptablesAfter, "iptables.txt"),
-        (Kind::Addresses, "addrs.txt"),
-    ] {
-        let bytes = fs::read(root().join(SAMPLE).join(sample_file)).unwrap();
+    for &(kind, sample_file, taken) in of {
+        let bytes = fs::read(root().join(sample).join(sample_file)).unwrap();
         fs::write(dir.join(kind.file()), &bytes).unwrap();
         files.push(FileRecord {
             name: kind.file(),
             kind: kind.name().into(),
             what: kind.what().into(),
-            command: format!("copied from {SAMPLE}/{sample_file}"),
-            taken: rfc3339_ns(TAKEN_NS),
+            command: format!("copied from {sample}/{sample_file}"),
+            taken: rfc3339_ns(taken),
             bytes: Some(bytes.len() as u64),
             ..FileRecord::default()
         });
@@ -78,8 +85,8 @@ fn make_bundle(dir: &Path, host: &str, drops: u64) {
         natcheck: "0.1.0".into(),
         host: host.into(),
         kernel: "6.1.0".into(),
-        started: rfc3339_ns(1_795_000_000_000_000_000),
-        stopped: rfc3339_ns(1_795_000_010_000_000_000),
+        started: rfc3339_ns(TAKEN_NS),
+        stopped: rfc3339_ns(TAKEN_NS + 10_000_000_000),
         stop: Stop {
             reason: "signal".into(),
             detail: "SIGINT".into(),
@@ -456,4 +463,70 @@ fn a_directory_that_is_no_bundle_is_an_error() {
             stderr(&out)
         );
     }
+}
+
+/// A bundle's statistics before and after the capture and its sysctls reach the
+/// audit: the counters' growth and the table's limit, as when they are named one by
+/// one, whatever order the manifest lists the statistics in (the times it gives say
+/// which came first).
+#[test]
+fn a_bundle_gives_the_counters_growth_and_the_tables_limit() {
+    let s = scratch("table");
+    let dir = s.0.join("host");
+    let sample = "samples/fault-ct-table-full";
+    bundle_of(
+        &dir,
+        sample,
+        "host",
+        0,
+        &[
+            (Kind::Capture, "multi.pcapng", TAKEN_NS),
+            (
+                Kind::ConntrackStatsAfter,
+                "conntrack-stats.txt",
+                TAKEN_NS + 5_000_000_000,
+            ),
+            (
+                Kind::ConntrackStatsBefore,
+                "conntrack-stats-before.txt",
+                TAKEN_NS,
+            ),
+            (Kind::Sysctl, "sysctl.txt", TAKEN_NS),
+        ],
+    );
+    let d = dir.to_str().unwrap();
+    let (code, doc, err) = json(&["correlate", d, "--format", "json"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(doc["findings"].as_array().unwrap().len(), 1);
+    let f = &doc["findings"][0];
+    assert_eq!(f["code"], "conntrack-table-full", "{}", doc["findings"]);
+    let detail = &f["detail"];
+    assert_eq!(detail["drops"], 9);
+    assert!(detail["counted_since"]
+        .as_str()
+        .unwrap()
+        .ends_with("conntrack-stats-before.txt"));
+    assert_eq!(
+        (&detail["entries"], &detail["max"]),
+        (&42.into(), &42.into())
+    );
+    let named = |f: &str| format!("{sample}/{f}");
+    let (_, by_name, _) = json(&[
+        "correlate",
+        &named("multi.pcapng"),
+        "--conntrack",
+        &named("conntrack-stats-before.txt"),
+        "--conntrack",
+        &named("conntrack-stats.txt"),
+        "--conntrack",
+        &named("sysctl.txt"),
+        "--format",
+        "json",
+    ]);
+    let facts = |f: &Value| {
+        let mut d = f["detail"].clone();
+        d["counted_since"] = Value::Null;
+        (f["connections"].clone(), f["packets"].clone(), d)
+    };
+    assert_eq!(facts(f), facts(&by_name["findings"][0]));
 }

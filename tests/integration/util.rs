@@ -40,6 +40,8 @@ pub const SCENARIOS: &[&str] = &[
     "fault-asym-route",
     "fault-asym-route6",
     "asym-route-loose",
+    "fault-ct-table-full",
+    "fault-ct-table-full6",
 ];
 
 /// Scenarios recorded but read only by the tests made for them, not by those that go

@@ -274,7 +274,7 @@ mod tests {
                 );
                 // And the kernel's counters, which rule an insert failure out.
                 assert!(f.evidence.iter().any(|e| matches!(e,
-                    Evidence::Stats(v) if v.contains(&("insert_failed".to_string(), 0)))));
+                    Evidence::Stats { counters: v, .. } if v.contains(&("insert_failed".to_string(), 0)))));
             }
             assert!(
                 run_with(&c, s, &["iptables.txt"], Code::Lost).is_empty(),

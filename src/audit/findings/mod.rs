@@ -3,9 +3,12 @@
 //! Order matters only through [`Explained`]: a rule may account for packets a link
 //! did not carry (they left as another connection, the host answered them, or they
 //! were sent again and crossed), for a path that stops short (every NAT port to its
-//! destination was taken) or for packets too large for the path, and every later rule
-//! sees that. `lost` runs after `leak`, `snat-port-exhaustion`, `insert-race` and
+//! destination was taken, or the conntrack table was full) or for packets too large
+//! for the path, and every later rule sees that. `lost` runs after `leak`,
+//! `snat-port-exhaustion`, `insert-race`, `conntrack-table-full` and
 //! `pmtu-black-hole`, so that what those explain is not also reported lost.
+//! `snat-port-exhaustion` runs before `conntrack-table-full`: connections to one
+//! destination whose NAT ports were all held are explained by that, not by the table.
 //! Correlation's own `related` matches explain packets before any rule runs
 //! ([`explained_by_related`]).
 //!
@@ -14,6 +17,7 @@
 
 mod asymmetric_route;
 mod client_address_lost;
+mod conntrack_table_full;
 mod ct_contradiction;
 mod ct_duplicate;
 mod ct_hairpin_no_masq;
@@ -85,6 +89,11 @@ pub const RULES: &[Rule] = &[
         code: Code::InsertRace,
         what: "a connection's first packets lost once and sent again",
         run: insert_race::detect,
+    },
+    Rule {
+        code: Code::ConntrackTableFull,
+        what: "new connections to several destinations lost while the conntrack table was full",
+        run: conntrack_table_full::detect,
     },
     Rule {
         code: Code::PmtuBlackHole,
@@ -321,13 +330,14 @@ pub(crate) mod testing {
     }
 
     /// The findings of one code with some of the recording's own files as witnesses:
-    /// `conntrack*` and `events.txt` as conntrack inputs, the others as the host's rules.
+    /// `conntrack*`, `events.txt` and `sysctl.txt` as conntrack inputs, the others as
+    /// the host's rules.
     pub fn run_with(c: &Correlation, scenario: &str, files: &[&str], code: Code) -> Vec<Finding> {
         let root = env!("CARGO_MANIFEST_DIR");
         let path = |f: &&str| format!("{root}/samples/{scenario}/{f}");
-        let (ct, rules): (Vec<&str>, Vec<&str>) = files
-            .iter()
-            .partition(|f| f.starts_with("conntrack") || **f == "events.txt");
+        let (ct, rules): (Vec<&str>, Vec<&str>) = files.iter().partition(|f| {
+            f.starts_with("conntrack") || matches!(**f, "events.txt" | "sysctl.txt")
+        });
         let mut w: Vec<Witness> = ct
             .iter()
             .map(|f| Witness::read_conntrack(&path(f)).unwrap())

@@ -72,7 +72,7 @@ fn entry(e: &EntryFacts) -> String {
     )
 }
 
-fn ids(conns: &[String]) -> String {
+pub(super) fn ids(conns: &[String]) -> String {
     if conns.len() > 4 {
         format!("{} and {} more", conns[..4].join(", "), conns.len() - 4)
     } else {
@@ -164,6 +164,7 @@ pub fn line(e: &Evidence) -> String {
         Evidence::Size(f) => super::pmtu_black_hole::fact(f),
         Evidence::Splice(f) => super::userland_proxy::fact(f),
         Evidence::Route(f) => super::asymmetric_route::fact(f),
+        Evidence::Table(f) => super::conntrack_table_full::fact(f),
         _ => loss_line(e)
             .or_else(|| arrival_line(e))
             .or_else(|| ct_line(e))
@@ -350,13 +351,17 @@ fn ct_line(e: &Evidence) -> Option<String> {
                 .map(|b| format!(", by a program ([USERSPACE] {b})"))
                 .unwrap_or_else(|| ", by the kernel (a timeout or a clash)".to_string())
         ),
-        Evidence::Stats(counters) => format!(
-            "conntrack -S: {}",
+        Evidence::Stats { counters, since } => format!(
+            "conntrack -S: {}{}",
             counters
                 .iter()
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect::<Vec<_>>()
-                .join(" ")
+                .join(" "),
+            since
+                .as_deref()
+                .map(|s| format!(" (grown since {s})"))
+                .unwrap_or_default()
         ),
         Evidence::Entry(e) => entry(e),
         Evidence::Lines(places) => format!("lines {}", places.join(", ")),
