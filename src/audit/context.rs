@@ -30,6 +30,9 @@ pub struct Ctx<'a> {
     pub stats: ct::Stats,
     /// The table's limit and the counts the inputs give.
     pub table: ct::TableSize,
+    /// Numeric settings pasted or collected with the conntrack inputs (`sysctl -a`
+    /// lines, a bundle's `sysctl.txt`), by name: the last one given.
+    pub sysctls: std::collections::BTreeMap<String, ct::Setting>,
     /// The host's rule set, when given, and each walked connection's way through it.
     pub rules: Option<&'a RuleSet>,
     pub attributions: Vec<Attribution>,
@@ -56,6 +59,7 @@ impl<'a> Ctx<'a> {
             lifetimes: Vec::new(),
             stats: ct::Stats::default(),
             table: ct::TableSize::default(),
+            sysctls: Default::default(),
             rules: None,
             attributions: Vec::new(),
             opening_unseen: Vec::new(),

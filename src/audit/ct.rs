@@ -340,6 +340,26 @@ pub struct Setting {
     pub place: String,
 }
 
+/// Every numeric setting the inputs carry, by name, where it was given: the last
+/// input, and its last line, wins.
+pub fn settings(dumps: &[&crate::conntrack::Dump]) -> BTreeMap<String, Setting> {
+    let mut out = BTreeMap::new();
+    for d in dumps {
+        for s in &d.sysctls {
+            if let Ok(value) = s.value.parse() {
+                out.insert(
+                    s.name.clone(),
+                    Setting {
+                        value,
+                        place: format!("{}:{}", d.source, s.line),
+                    },
+                );
+            }
+        }
+    }
+    out
+}
+
 /// How large the table may grow and how full the inputs show it: the settings
 /// `nf_conntrack_max` (one limit for the whole machine; `net.nf_conntrack_max` is the
 /// same) and `nf_conntrack_buckets`, and every entry count they give: the

@@ -404,6 +404,14 @@ pub enum RouteFact {
     Conntrack { unreplied: bool },
     /// No rule of the rule set given drops on a reverse-path check (`v6`: for IPv6).
     NoRule { v6: bool },
+    /// IPv4 reverse-path filtering where the replies arrived, from the settings given:
+    /// `net.ipv4.conf.IFACE.rp_filter` and, when given, `net.ipv4.conf.all.rp_filter`
+    /// (the higher applies: 0 off, 1 strict, 2 loose).
+    RpFilter {
+        iface: String,
+        at_iface: crate::audit::ct::Setting,
+        all: Option<crate::audit::ct::Setting>,
+    },
 }
 
 /// Facts of `userland-proxy`.

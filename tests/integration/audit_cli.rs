@@ -1411,6 +1411,24 @@ fn replies_back_by_another_uplink_that_go_no_further_are_an_asymmetric_route() {
         }
         snapshot_findings(name, &with_witnesses);
         snapshot_markdown(name, &args(&a));
+
+        // The host's settings (a bundle's sysctl.txt, or `sysctl -a` passed with the
+        // conntrack inputs): IPv4 names the sysctl that dropped the replies where
+        // they arrived; IPv6 has none to name.
+        let settings = [
+            "--conntrack".to_string(),
+            format!("samples/{name}/sysctl.txt"),
+        ];
+        let (_, doc) = json(&args(&[&aw[..], &settings[..]].concat()));
+        assert_eq!(codes(&doc), codes(&with_witnesses), "{name}");
+        for f in doc["findings"].as_array().unwrap() {
+            let ev = f["evidence"].to_string();
+            assert_eq!(
+                ev.contains("reverse-path filtering on eth1 is 1, strict"),
+                !unreplied,
+                "{name}: {ev}"
+            );
+        }
     }
 }
 

@@ -117,6 +117,8 @@ fn finding(x: &Ctx, ci: usize, conn: &Connection, r: &ReturnHop, t: &ReturnLink)
         }
         f.evidence.extend(found);
     }
+    f.evidence
+        .extend(rp_filter(x, bname, beside.flow.tuple.src).map(Evidence::Route));
     f.conns = vec![ci];
     f.points = vec![nname.to_string(), aname.to_string(), bname.to_string()];
     // The replies as they travelled; the requests as they went.
@@ -146,6 +148,25 @@ fn entry(x: &Ctx, ci: usize, after: i64) -> Option<(Evidence, bool)> {
         .flat_map(|s| &s.entries)
         .find(|e| locate(x.c, &x.hops_by_tuple, e).is_some_and(|(c, _)| c == ci))
         .map(|e| (Evidence::Entry(e.facts()), e.unreplied))
+}
+
+/// IPv4 reverse-path filtering at the interface the replies arrived on, when the
+/// settings given name it. The point is that interface when it carries its name
+/// (`eth1`, or `NETNS:eth1` from a bundle); a point named otherwise has no setting.
+fn rp_filter(x: &Ctx, point: &str, peer: std::net::IpAddr) -> Option<RouteFact> {
+    if !peer.is_ipv4() {
+        return None;
+    }
+    let iface = point.rsplit(':').next().unwrap_or(point);
+    let at_iface = x
+        .sysctls
+        .get(&format!("net.ipv4.conf.{iface}.rp_filter"))?
+        .clone();
+    Some(RouteFact::RpFilter {
+        iface: iface.to_string(),
+        at_iface,
+        all: x.sysctls.get("net.ipv4.conf.all.rp_filter").cloned(),
+    })
 }
 
 /// The rules of the set that drop or reject packets of `addr`'s family failing a

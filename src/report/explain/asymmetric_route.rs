@@ -77,6 +77,26 @@ pub fn fact(f: &RouteFact) -> String {
         RouteFact::Conntrack { unreplied: true } => "conntrack never took them for replies (the entry is still [UNREPLIED] after them): dropped before conntrack saw them (a reverse-path rule in raw PREROUTING), or found INVALID".to_string(),
         RouteFact::Conntrack { unreplied: false } => "conntrack saw replies (the entry is not [UNREPLIED]): dropped after conntrack, at the routing decision (the rp_filter sysctl) or by a later rule".to_string(),
         RouteFact::NoRule { v6: false } => "no rule given drops on a reverse-path check: the kernel's own (the rp_filter sysctl) is the one to look at".to_string(),
+        RouteFact::RpFilter {
+            iface,
+            at_iface,
+            all,
+        } => {
+            let effective = all.as_ref().map_or(at_iface.value, |a| a.value.max(at_iface.value));
+            let meaning = match effective {
+                1 => "strict: the kernel drops what arrives on it from a source it routes out by another interface, as these replies did",
+                2 => "loose: it drops only what comes from a source it has no route to at all, so not these replies; look for a rule",
+                0 => "off: not what dropped these replies; look for a rule",
+                _ => "a value the kernel does not define",
+            };
+            let all = all.as_ref().map_or(String::new(), |a| {
+                format!(", net.ipv4.conf.all.rp_filter = {} ({})", a.value, a.place)
+            });
+            format!(
+                "reverse-path filtering on {iface} is {effective}, {meaning} (net.ipv4.conf.{iface}.rp_filter = {} ({}){all}; the higher applies)",
+                at_iface.value, at_iface.place
+            )
+        }
         RouteFact::NoRule { v6: true } => "no rule given drops on a reverse-path check, and IPv6 has no rp_filter sysctl: look for rules not given (nft, another table or host)".to_string(),
     }
 }
