@@ -7,9 +7,14 @@
 //! natcheck correlate /tmp/pair/docker0.pcap /tmp/pair/eth0.pcap
 //! ```
 //!
+//! `--kube-services N` also writes `rules.txt`, the kube-proxy style rule set of the
+//! `--rules` benchmark, for `natcheck correlate --rules`.
+//!
 //! The same options give the same bytes on any machine. The traffic model is described in
 //! `benches/support/synth.rs`, shared with the benchmarks.
 
+#[path = "../benches/support/kube.rs"]
+mod kube;
 #[path = "../benches/support/synth.rs"]
 mod synth;
 
@@ -44,6 +49,10 @@ struct Args {
     /// Skip truth.tsv.
     #[arg(long)]
     no_truth: bool,
+    /// Also write rules.txt: the benchmark's kube-proxy style iptables-save rule set
+    /// with this many services (2000 in `cargo bench`), for `correlate --rules`.
+    #[arg(long)]
+    kube_services: Option<u32>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -70,6 +79,9 @@ fn main() -> anyhow::Result<()> {
     let truth = synth::write_pair(&cfg, &args.out)?;
     if !args.no_truth {
         synth::write_truth(&truth, &args.out.join("truth.tsv"))?;
+    }
+    if let Some(n) = args.kube_services {
+        std::fs::write(args.out.join("rules.txt"), kube::kube_rules(n))?;
     }
     let size = |name: &str| std::fs::metadata(args.out.join(name)).map_or(0, |m| m.len());
     let span = truth.conns.last().map_or(0, |c| c.start_ns - cfg.start_ns);

@@ -39,7 +39,8 @@ pub struct Config {
 
 /// Reads the witnesses, then the captures, correlates, audits, and builds the model.
 /// A witness that cannot be opened fails the run before any capture is read; problems
-/// inside inputs are warnings in the model.
+/// inside inputs are warnings in the model. The rules are parsed after the correlation:
+/// the rule set's many small allocations would otherwise slow the correlation's.
 pub fn run(cfg: &Config) -> anyhow::Result<Model> {
     let mut witnesses = cfg
         .witnesses
@@ -52,11 +53,15 @@ pub fn run(cfg: &Config) -> anyhow::Result<Model> {
             Ok(w)
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    if !cfg.rules.is_empty() {
-        let rules = crate::rules::read_all(&cfg.rules, &cfg.rules_before)?;
-        witnesses.push(Witness::Rules(rules));
-    }
+    let rules = if cfg.rules.is_empty() {
+        None
+    } else {
+        Some(crate::rules::read_texts(&cfg.rules, &cfg.rules_before)?)
+    };
     let c = correlate::run(&cfg.captures, &cfg.read, cfg.correlate);
+    if let Some(texts) = rules {
+        witnesses.push(Witness::Rules(texts.parse()));
+    }
     let warnings = cfg
         .bundle_warnings
         .iter()

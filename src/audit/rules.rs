@@ -11,6 +11,8 @@
 //! cannot know, or a source port NAT moved, agree with any), delivered or forwarded
 //! for a connection that crossed, dropped or rejected for one that stopped short.
 
+use std::sync::Arc;
+
 use super::topology::Topology;
 use super::{WitnessKind, WitnessSummary};
 use rayon::prelude::*;
@@ -173,12 +175,15 @@ pub type Next<'a> = &'a (dyn Fn(usize) -> Option<(usize, Vec<usize>)> + Sync);
 /// an address of the host.
 pub fn attribute(c: &Correlation, rules: &RuleSet, next: Next) -> Vec<Attribution> {
     let index = eval::Index::new(rules);
+    let ifaces: Vec<Arc<str>> = (0..c.points.len())
+        .map(|p| Arc::from(iface(c, p)))
+        .collect();
     // Each connection's walk is independent of the others': in parallel, in
     // connection order.
     c.connections
         .par_iter()
         .enumerate()
-        .filter_map(|(ci, conn)| attribute_one(c, rules, &index, next, ci, conn))
+        .filter_map(|(ci, conn)| attribute_one(c, rules, &index, &ifaces, next, ci, conn))
         .collect()
 }
 
@@ -188,10 +193,12 @@ fn attribute_one(
     c: &Correlation,
     rules: &RuleSet,
     index: &eval::Index,
+    ifaces: &[Arc<str>],
     next: Next,
     ci: usize,
     conn: &Connection,
 ) -> Option<Attribution> {
+    let iface = |p: usize| Some(ifaces[p].clone());
     // An ICMP error is RELATED to the connection it quotes: NAT follows that
     // connection's entry, and no nat rule ever sees it as a first packet.
     if conn.hops.iter().any(|h| h.flow.icmp_error.is_some()) {
@@ -199,22 +206,14 @@ fn attribute_one(
     }
     let (packet, wire, before) = if let Some((by, from, to)) = translating_links(conn) {
         let (a, b) = (&conn.hops[from], &conn.hops[to]);
-        let p = Packet::first(
-            a.flow.tuple,
-            Some(iface(c, conn.hops[by].point)),
-            Some(iface(c, b.point)),
-        );
+        let p = Packet::first(a.flow.tuple, iface(conn.hops[by].point), iface(b.point));
         (p, Some(b.flow.tuple), a.flow.tuple)
     } else if let (Some((b, via)), Some(last)) = (next(ci), conn.hops.last()) {
         let (by, out) = bridged_into(c, last.point, b, &via).unwrap_or((last.point, Some(b)));
-        let p = Packet::first(
-            last.flow.tuple,
-            Some(iface(c, by)),
-            out.map(|o| iface(c, o)),
-        );
+        let p = Packet::first(last.flow.tuple, iface(by), out.and_then(iface));
         (p, None, last.flow.tuple)
     } else if let Some(h) = unanswered_to_host(rules, conn) {
-        let p = Packet::first(h.flow.tuple, Some(iface(c, h.point)), None);
+        let p = Packet::first(h.flow.tuple, iface(h.point), None);
         (p, None, h.flow.tuple)
     } else {
         return None;

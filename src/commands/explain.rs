@@ -5,6 +5,7 @@
 
 use std::io::{self, Write};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use super::{print_warnings, ExitStatus, Format};
 use crate::model::{Proto, Tuple};
@@ -152,7 +153,7 @@ pub fn parse_packet(spec: &str, ct: CtState, mark: u32) -> Result<Packet, String
         dst: da,
         dport: dp,
     };
-    let mut p = Packet::first(tuple, in_iface, out_iface);
+    let mut p = Packet::first(tuple, in_iface.map(Arc::from), out_iface.map(Arc::from));
     p.ct = ct;
     p.mark = mark;
     if ct != CtState::New {

@@ -39,5 +39,6 @@ pub fn read_text(path: &str) -> anyhow::Result<String> {
     open(path)?
         .read_to_end(&mut bytes)
         .with_context(|| format!("{path}: read failed"))?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+    Ok(String::from_utf8(bytes)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }

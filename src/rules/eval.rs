@@ -18,10 +18,12 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use smallvec::{smallvec, SmallVec};
 
 use super::{
-    AddrType, Base, ChainType, CtState, Hook, Match, MatchKind, NatFlags, NatTo, Prefix, Rule,
+    AddrType, Chain, ChainType, CtState, Hook, Match, MatchKind, NatFlags, NatTo, Prefix, Rule,
     RuleSet, SetDim, SetMember, Target, Verdict,
 };
 use crate::model::{Proto, Tuple};
@@ -38,10 +40,10 @@ const MAX_DEPTH: usize = 64;
 pub struct Packet {
     pub tuple: Tuple,
     /// Where it arrived; `None` for a packet the host itself sends (OUTPUT).
-    pub in_iface: Option<String>,
+    pub in_iface: Option<Arc<str>>,
     /// Where it leaves after routing, when known (from the captures); `None` makes
     /// `-o` matches undecided.
-    pub out_iface: Option<String>,
+    pub out_iface: Option<Arc<str>>,
     /// conntrack state of the packet (the first packet of a connection is `New`).
     pub ct: CtState,
     /// The skb mark it arrives with.
@@ -52,7 +54,7 @@ pub struct Packet {
 
 impl Packet {
     /// The first packet of a connection with this tuple, arriving on `in_iface`.
-    pub fn first(tuple: Tuple, in_iface: Option<String>, out_iface: Option<String>) -> Packet {
+    pub fn first(tuple: Tuple, in_iface: Option<Arc<str>>, out_iface: Option<Arc<str>>) -> Packet {
         Packet {
             tuple,
             in_iface,
@@ -95,21 +97,24 @@ impl RuleRef {
     }
 }
 
-/// Lookups the walk makes for every packet, built once per rule set: chains by name,
-/// and the rules of each chain by the one destination address they require, so that
-/// a chain of thousands of per-service rules (kube-proxy's KUBE-SERVICES) costs a
-/// lookup, not a scan.
-#[derive(Clone, Debug, Default)]
-pub struct Index {
+/// Lookups the walk makes for every packet, built once per rule set: the base chains in
+/// priority order, chains by name, and the rules of each chain by the one destination
+/// address they require, so that a chain of thousands of per-service rules
+/// (kube-proxy's KUBE-SERVICES) costs a lookup, not a scan. A chain's rules are indexed
+/// (and its name made) when a walk first needs them: the chains no walk enters cost
+/// nothing.
+#[derive(Debug)]
+pub struct Index<'r> {
+    set: &'r RuleSet,
     /// Per table: chain name → chain index.
-    chains: Vec<HashMap<String, usize>>,
+    chains: Vec<HashMap<&'r str, usize>>,
     /// Per table, per chain: its name, shared by every event that names it.
-    names: Vec<Vec<Arc<str>>>,
+    names: Vec<Vec<OnceLock<Arc<str>>>>,
     /// Per table, per chain.
-    rules: Vec<Vec<ChainIndex>>,
-    /// Every base chain as (hook, table, chain), in priority order (tables in input
-    /// order at equal priority).
-    bases: Vec<(Hook, usize, usize)>,
+    rules: Vec<Vec<OnceLock<ChainIndex>>>,
+    /// Per hook (by [`Hook`] as a number), its base chains as (table, chain) in priority
+    /// order (tables in input order at equal priority).
+    bases: [Vec<(usize, usize)>; 5],
 }
 
 #[derive(Clone, Debug, Default)]
@@ -118,43 +123,49 @@ struct ChainIndex {
     by_dst: HashMap<IpAddr, Vec<usize>>,
     /// Every other rule.
     other: Vec<usize>,
+    /// Per rule: the chain its own jump or goto target names, when the table has it.
+    jumps: Vec<Option<usize>>,
 }
 
-impl Index {
-    pub fn new(rules: &RuleSet) -> Index {
-        let mut ix = Index::default();
-        for t in &rules.tables {
-            let mut names = HashMap::new();
-            let mut chains = Vec::new();
+impl ChainIndex {
+    /// `chain`'s rules, with `names` the chains of its table by name.
+    fn new(chain: &Chain, names: &HashMap<&str, usize>) -> ChainIndex {
+        let mut cx = ChainIndex::default();
+        for (i, r) in chain.rules.iter().enumerate() {
+            let host = r.matches.iter().find_map(|m| match &m.kind {
+                MatchKind::Dst(p) if !m.negated && p.len == host(p.addr).len => Some(p.addr),
+                _ => None,
+            });
+            match host {
+                Some(a) => cx.by_dst.entry(a).or_default().push(i),
+                None => cx.other.push(i),
+            }
+            cx.jumps.push(match &r.target {
+                Target::Jump(c) | Target::Goto(c) => names.get(c.as_str()).copied(),
+                _ => None,
+            });
+        }
+        cx
+    }
+}
+
+impl<'r> Index<'r> {
+    pub fn new(set: &'r RuleSet) -> Index<'r> {
+        let mut ix = Index::empty(set);
+        for t in &set.tables {
+            let mut names = HashMap::with_capacity(t.chains.len());
             for (ci, c) in t.chains.iter().enumerate() {
                 // The first chain of a name wins, as `Table::chain` finds it.
-                names.entry(c.name.clone()).or_insert(ci);
-                let mut cx = ChainIndex::default();
-                for (i, r) in c.rules.iter().enumerate() {
-                    let host = r.matches.iter().find_map(|m| match &m.kind {
-                        MatchKind::Dst(p) if !m.negated && p.len == host(p.addr).len => {
-                            Some(p.addr)
-                        }
-                        _ => None,
-                    });
-                    match host {
-                        Some(a) => cx.by_dst.entry(a).or_default().push(i),
-                        None => cx.other.push(i),
-                    }
-                }
-                chains.push(cx);
+                names.entry(c.name.as_str()).or_insert(ci);
             }
             ix.chains.push(names);
-            ix.names.push(
-                t.chains
-                    .iter()
-                    .map(|c| Arc::from(c.name.as_str()))
-                    .collect(),
-            );
-            ix.rules.push(chains);
+            ix.names
+                .push(t.chains.iter().map(|_| OnceLock::new()).collect());
+            ix.rules
+                .push(t.chains.iter().map(|_| OnceLock::new()).collect());
         }
         let mut bases: Vec<(i32, Hook, usize, usize)> = Vec::new();
-        for (ti, t) in rules.tables.iter().enumerate() {
+        for (ti, t) in set.tables.iter().enumerate() {
             for (ci, c) in t.chains.iter().enumerate() {
                 if let Some(b) = &c.base {
                     bases.push((b.priority, b.hook, ti, ci));
@@ -162,20 +173,31 @@ impl Index {
             }
         }
         bases.sort_by_key(|&(p, _, ti, ci)| (p, ti, ci));
-        ix.bases = bases
-            .into_iter()
-            .map(|(_, h, ti, ci)| (h, ti, ci))
-            .collect();
+        for (_, h, ti, ci) in bases {
+            ix.bases[h as usize].push((ti, ci));
+        }
         ix
+    }
+
+    /// An index of nothing: no chain to enter.
+    fn empty(set: &'r RuleSet) -> Index<'r> {
+        Index {
+            set,
+            chains: Vec::new(),
+            names: Vec::new(),
+            rules: Vec::new(),
+            bases: Default::default(),
+        }
     }
 
     /// The name of chain `chain` of table `table`.
     fn name(&self, table: usize, chain: usize) -> Arc<str> {
-        self.names
-            .get(table)
-            .and_then(|t| t.get(chain))
-            .cloned()
-            .unwrap_or_else(|| Arc::from(""))
+        match self.names.get(table).and_then(|t| t.get(chain)) {
+            Some(name) => name
+                .get_or_init(|| Arc::from(self.set.tables[table].chains[chain].name.as_str()))
+                .clone(),
+            None => Arc::from(""),
+        }
     }
 
     /// The index of chain `name` in table `table`.
@@ -183,37 +205,65 @@ impl Index {
         self.chains.get(table)?.get(name).copied()
     }
 
+    /// The chain `name` that rule `r` jumps to: found when `r`'s chain was indexed if
+    /// it is the rule's own target, else (a verdict map's branch) by name.
+    fn jump(&self, r: Place, name: &str) -> Option<usize> {
+        let own = self
+            .rules
+            .get(r.table)
+            .and_then(|t| t.get(r.chain))
+            .and_then(OnceLock::get)
+            .and_then(|cx| cx.jumps.get(r.index).copied().flatten());
+        own.or_else(|| self.chain(r.table, name))
+    }
+
     /// The rules of a chain that can match a packet to `dst`, in rule order.
-    fn candidates(&self, table: usize, chain: usize, dst: IpAddr) -> Vec<usize> {
+    fn candidates(&self, table: usize, chain: usize, dst: IpAddr) -> Candidates<'_> {
         let Some(cx) = self.rules.get(table).and_then(|t| t.get(chain)) else {
-            return Vec::new();
+            return Candidates::default();
         };
-        let hosts = cx.by_dst.get(&dst).map_or(&[][..], Vec::as_slice);
-        let mut out = Vec::with_capacity(cx.other.len() + hosts.len());
-        let (mut a, mut b) = (cx.other.iter().peekable(), hosts.iter().peekable());
-        loop {
-            match (a.peek(), b.peek()) {
-                (Some(&&x), Some(&&y)) => {
-                    if x < y {
-                        out.push(x);
-                        a.next();
-                    } else {
-                        out.push(y);
-                        b.next();
-                    }
-                }
-                (Some(&&x), None) => {
-                    out.push(x);
-                    a.next();
-                }
-                (None, Some(&&y)) => {
-                    out.push(y);
-                    b.next();
-                }
-                (None, None) => break,
-            }
+        let cx = cx.get_or_init(|| {
+            ChainIndex::new(&self.set.tables[table].chains[chain], &self.chains[table])
+        });
+        Candidates {
+            other: &cx.other,
+            hosts: cx.by_dst.get(&dst).map_or(&[][..], Vec::as_slice),
         }
-        out
+    }
+}
+
+/// The rules of a chain that can match a packet: two lists of rule indices in rule
+/// order, walked as one.
+#[derive(Clone, Copy, Debug, Default)]
+struct Candidates<'a> {
+    other: &'a [usize],
+    hosts: &'a [usize],
+}
+
+/// A place in [`Candidates`]: how many of each list were taken.
+#[derive(Clone, Copy, Debug, Default)]
+struct Cursor {
+    other: usize,
+    hosts: usize,
+}
+
+impl Candidates<'_> {
+    /// The candidate at `at`, in rule order, and the place after it.
+    fn next(&self, at: Cursor) -> Option<(usize, Cursor)> {
+        let take_other = Cursor {
+            other: at.other + 1,
+            ..at
+        };
+        let take_host = Cursor {
+            hosts: at.hosts + 1,
+            ..at
+        };
+        match (self.other.get(at.other), self.hosts.get(at.hosts)) {
+            (Some(&x), Some(&y)) if x < y => Some((x, take_other)),
+            (Some(&x), None) => Some((x, take_other)),
+            (_, Some(&y)) => Some((y, take_host)),
+            (None, None) => None,
+        }
     }
 }
 
@@ -325,33 +375,82 @@ pub struct Walk {
     pub truncated: bool,
 }
 
-/// The state of one branch.
-#[derive(Clone, Debug)]
+/// A rule by its indices while the walk runs; a [`RuleRef`] (with the chain's name)
+/// once an outcome names it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Place {
+    table: usize,
+    chain: usize,
+    index: usize,
+}
+
+/// An [`Event`] while the walk runs, naming rules and chains by their indices.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    Enter {
+        hook: Hook,
+        table: usize,
+        chain: usize,
+    },
+    Matched(Place),
+    Assumed {
+        rule: Place,
+        held: bool,
+    },
+    Chance {
+        rule: Place,
+        share: f64,
+    },
+    Fell {
+        table: usize,
+        chain: usize,
+    },
+    Routed {
+        local: bool,
+        dst: IpAddr,
+        assumed: bool,
+    },
+}
+
+/// A [`Nat`] while the walk runs.
+#[derive(Clone, Copy, Debug)]
+struct NatStep {
+    rule: Place,
+    hook: Hook,
+    after: Tuple,
+    flags: NatFlags,
+    /// MASQUERADE to an interface whose address no input gave (see [`Nat::to_iface`]).
+    to_iface: bool,
+}
+
+/// The state of one branch. The walker keeps every branch's state (see
+/// [`Walker::states`]) and its events and NAT decisions (see [`Walker::steps`]), so
+/// that what a step of the walk passes on is the branch's index, and a split copies a
+/// few numbers, not lists.
+#[derive(Clone, Copy, Debug)]
 struct State {
-    orig: Tuple,
     cur: Tuple,
     mark: u32,
     ctmark: u32,
     untracked: bool,
-    out_iface: Option<String>,
     probability: f64,
-    events: Vec<Event>,
-    dnat: Option<Nat>,
-    snat: Option<Nat>,
+    /// The branch's last step in [`Walker::steps`].
+    last: Option<usize>,
+    /// Indices in [`Walker::nats`].
+    dnat: Option<usize>,
+    snat: Option<usize>,
     filter_hook: Option<Hook>,
 }
 
 impl State {
     fn start(packet: &Packet) -> State {
         State {
-            orig: packet.tuple,
             cur: packet.tuple,
             mark: packet.mark,
             ctmark: 0,
             untracked: false,
-            out_iface: packet.out_iface.clone(),
             probability: 1.0,
-            events: Vec::with_capacity(16),
+            last: None,
             dnat: None,
             snat: None,
             filter_hook: None,
@@ -359,17 +458,14 @@ impl State {
     }
 }
 
+/// A branch: the index of its state in [`Walker::states`].
+type Br = usize;
+
 /// Whether every match of `rule` holds for `packet` as it arrives, were it delivered
 /// locally (INPUT); a match that cannot be decided does not hold.
 pub fn matches_plainly(rules: &RuleSet, rule: &Rule, packet: &Packet) -> bool {
-    let index = Index::default();
-    let w = Walker {
-        rules,
-        index: &index,
-        packet,
-        branches: 1,
-        truncated: false,
-    };
+    let index = Index::empty(rules);
+    let w = Walker::new(rules, &index, packet);
     let s = State::start(packet);
     rule.matches
         .iter()
@@ -377,13 +473,13 @@ pub fn matches_plainly(rules: &RuleSet, rule: &Rule, packet: &Packet) -> bool {
 }
 
 /// How a chain ended in one branch.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum End {
-    Verdict(Verdict, Option<RuleRef>),
-    Reject(RuleRef),
+    Verdict(Verdict, Option<Place>),
+    Reject(Place),
     /// Fell off the end or RETURN.
     Return,
-    Stop(RuleRef),
+    Stop(Place),
 }
 
 /// Whether a match holds: yes, no, or a split into branches with shares (`statistic`)
@@ -395,12 +491,25 @@ enum Test {
     Unknown,
 }
 
+/// The branches a step of the walk leads to, in walk order. Most steps lead to one, held
+/// in place.
+type Branches<T> = SmallVec<[T; 1]>;
+
 struct Walker<'a> {
     rules: &'a RuleSet,
-    index: &'a Index,
+    index: &'a Index<'a>,
     packet: &'a Packet,
     branches: usize,
     truncated: bool,
+    /// The state of every branch, by [`Br`]. The three lists hold what most walks need
+    /// in place.
+    states: SmallVec<[State; 4]>,
+    /// Every step of every branch, each with the step before it in its branch: a
+    /// branch's events are the steps back from its last one, shared with the branches
+    /// it split from.
+    steps: SmallVec<[(Step, Option<usize>); 32]>,
+    /// Every NAT decision of every branch.
+    nats: SmallVec<[NatStep; 4]>,
 }
 
 /// Walks `packet` through `rules`.
@@ -410,23 +519,15 @@ pub fn walk(rules: &RuleSet, packet: &Packet) -> Walk {
 
 /// [`walk`] with the rule set's index built once for many packets.
 pub fn walk_indexed(rules: &RuleSet, index: &Index, packet: &Packet) -> Walk {
-    let mut w = Walker {
-        rules,
-        index,
-        packet,
-        branches: 1,
-        truncated: false,
-    };
-    let start = State::start(packet);
+    let mut w = Walker::new(rules, index, packet);
+    w.states.push(State::start(packet));
     let hooks: &[Hook] = if packet.in_iface.is_some() {
         &[Hook::Prerouting]
     } else {
         &[Hook::Output]
     };
     let mut outcomes = Vec::new();
-    for s in w.hooks(start, hooks) {
-        outcomes.push(s);
-    }
+    w.hooks(0, hooks, &mut outcomes);
     outcomes.sort_by(|a, b| b.probability.total_cmp(&a.probability));
     Walk {
         outcomes,
@@ -434,142 +535,153 @@ pub fn walk_indexed(rules: &RuleSet, index: &Index, packet: &Packet) -> Walk {
     }
 }
 
-/// The base chains at `hook` that see packets of this address, in priority order.
-fn base_chains<'r>(
-    rules: &'r RuleSet,
-    index: &Index,
-    hook: Hook,
-    addr: IpAddr,
-) -> Vec<(usize, usize, &'r Base)> {
-    index
-        .bases
-        .iter()
-        .filter(|&&(h, ti, _)| h == hook && rules.tables[ti].family.sees(addr))
-        .filter_map(|&(_, ti, ci)| {
-            let b = rules.tables[ti].chains[ci].base.as_ref()?;
-            Some((ti, ci, b))
-        })
-        .collect()
-}
-
 impl<'a> Walker<'a> {
-    /// Runs the hooks from `path[0]` on, with routing after PREROUTING and OUTPUT.
-    fn hooks(&mut self, s: State, path: &[Hook]) -> Vec<Outcome> {
+    fn new(rules: &'a RuleSet, index: &'a Index, packet: &'a Packet) -> Walker<'a> {
+        Walker {
+            rules,
+            index,
+            packet,
+            branches: 1,
+            truncated: false,
+            states: SmallVec::new(),
+            steps: SmallVec::new(),
+            nats: SmallVec::new(),
+        }
+    }
+
+    /// A new branch with the state of `s`.
+    fn fork(&mut self, s: Br) -> Br {
+        self.states.push(self.states[s]);
+        self.states.len() - 1
+    }
+
+    /// Runs the hooks from `path[0]` on, with routing after PREROUTING and OUTPUT; the
+    /// outcomes go to `out`.
+    fn hooks(&mut self, s: Br, path: &[Hook], out: &mut Vec<Outcome>) {
         let Some((&hook, rest)) = path.split_first() else {
-            return Vec::new();
+            return;
         };
-        let mut out = Vec::new();
         for (s, ended) in self.hook(s, hook) {
             if let Some(fate) = ended {
-                out.push(finish(s, fate));
-                continue;
+                out.push(self.finish(s, fate));
+            } else if !rest.is_empty() {
+                self.hooks(s, rest, out);
+            } else {
+                self.after(s, hook, out);
             }
-            if !rest.is_empty() {
-                out.extend(self.hooks(s, rest));
-                continue;
-            }
-            out.extend(self.after(s, hook));
         }
-        out
     }
 
     /// What follows `hook` once it accepted the packet.
-    fn after(&mut self, mut s: State, hook: Hook) -> Vec<Outcome> {
+    fn after(&mut self, s: Br, hook: Hook, out: &mut Vec<Outcome>) {
         match hook {
             Hook::Prerouting => {
-                let dst = s.cur.dst;
-                let ways: Vec<(bool, bool)> = match self.local(dst) {
-                    Some(local) => vec![(local, false)],
-                    None if self.grow(1) => vec![(true, true), (false, true)],
-                    None => vec![(false, true)],
+                let dst = self.states[s].cur.dst;
+                let ways: &[(bool, bool)] = match self.local(dst) {
+                    Some(true) => &[(true, false)],
+                    Some(false) => &[(false, false)],
+                    None if self.grow(1) => &[(true, true), (false, true)],
+                    None => &[(false, true)],
                 };
-                let mut out = Vec::new();
-                for (local, assumed) in ways {
-                    let mut s = s.clone();
-                    s.events.push(Event::Routed {
-                        local,
-                        dst,
-                        assumed,
-                    });
-                    out.extend(if local {
-                        s.filter_hook = Some(Hook::Input);
-                        self.hooks(s, &[Hook::Input])
+                // Each way from the state as routing found it.
+                let ways: Branches<(Br, bool, bool)> = ways
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &(local, assumed))| {
+                        let s = if k + 1 < ways.len() { self.fork(s) } else { s };
+                        (s, local, assumed)
+                    })
+                    .collect();
+                for (s, local, assumed) in ways {
+                    self.step(
+                        s,
+                        Step::Routed {
+                            local,
+                            dst,
+                            assumed,
+                        },
+                    );
+                    if local {
+                        self.states[s].filter_hook = Some(Hook::Input);
+                        self.hooks(s, &[Hook::Input], out);
                     } else {
-                        s.filter_hook = Some(Hook::Forward);
-                        self.hooks(s, &[Hook::Forward, Hook::Postrouting])
-                    });
+                        self.states[s].filter_hook = Some(Hook::Forward);
+                        self.hooks(s, &[Hook::Forward, Hook::Postrouting], out);
+                    }
                 }
-                out
             }
             Hook::Output => {
-                s.filter_hook = Some(Hook::Output);
-                self.hooks(s, &[Hook::Postrouting])
+                self.states[s].filter_hook = Some(Hook::Output);
+                self.hooks(s, &[Hook::Postrouting], out);
             }
-            Hook::Input => vec![finish(s, Fate::Delivered)],
-            Hook::Forward => vec![finish(s, Fate::Forwarded)],
+            Hook::Input => out.push(self.finish(s, Fate::Delivered)),
+            Hook::Forward => out.push(self.finish(s, Fate::Forwarded)),
             Hook::Postrouting => {
                 let fate = if self.packet.in_iface.is_some() {
                     Fate::Forwarded
                 } else {
                     Fate::Sent
                 };
-                vec![finish(s, fate)]
+                out.push(self.finish(s, fate));
             }
         }
     }
 
     /// Every base chain of `hook` in order. Each branch ends with `None` (accepted:
     /// go on) or the fate that ended it.
-    fn hook(&mut self, s: State, hook: Hook) -> Vec<(State, Option<Fate>)> {
-        let chains = base_chains(self.rules, self.index, hook, s.cur.dst);
-        let mut live = vec![s];
-        let mut done = Vec::new();
+    fn hook(&mut self, s: Br, hook: Hook) -> Branches<(Br, Option<Fate>)> {
+        let (rules, index) = (self.rules, self.index);
+        // The base chains that see packets of this address, in priority order.
+        let dst = self.states[s].cur.dst;
+        let chains = index.bases[hook as usize].iter().filter_map(|&(ti, ci)| {
+            let t = &rules.tables[ti];
+            let base = t.chains[ci].base.as_ref()?;
+            t.family.sees(dst).then_some((ti, ci, base))
+        });
+        let mut live: Branches<Br> = smallvec![s];
+        let mut done = Branches::new();
         for (ti, ci, base) in chains {
-            let mut next = Vec::new();
-            for mut s in live {
+            let mut next = Branches::new();
+            for s in live {
+                let st = &self.states[s];
                 let nat_done = match hook {
-                    Hook::Prerouting | Hook::Output => s.dnat.is_some(),
-                    _ => s.snat.is_some(),
+                    Hook::Prerouting | Hook::Output => st.dnat.is_some(),
+                    _ => st.snat.is_some(),
                 };
                 if base.kind == ChainType::Nat
-                    && (self.packet.ct != CtState::New || s.untracked || nat_done)
+                    && (self.packet.ct != CtState::New || st.untracked || nat_done)
                 {
                     next.push(s);
                     continue;
                 }
-                s.events.push(Event::Enter {
-                    hook,
-                    table: ti,
-                    chain_index: ci,
-                    chain: self.index.name(ti, ci),
-                });
+                self.step(
+                    s,
+                    Step::Enter {
+                        hook,
+                        table: ti,
+                        chain: ci,
+                    },
+                );
                 for (s, end) in self.chain(s, hook, ti, ci, 0) {
+                    let dropped = |rule: Option<Place>| Fate::Dropped {
+                        rule: rule.map(|p| self.rule_ref(p)),
+                        hook,
+                        table: ti,
+                        chain: index.name(ti, ci),
+                    };
                     match end {
                         End::Verdict(Verdict::Accept, _) => next.push(s),
-                        End::Return => {
-                            if base.policy == Verdict::Accept {
-                                next.push(s);
-                            } else {
-                                let fate = Fate::Dropped {
-                                    rule: None,
-                                    hook,
-                                    table: ti,
-                                    chain: self.index.name(ti, ci),
-                                };
-                                done.push((s, Some(fate)));
-                            }
+                        End::Return if base.policy == Verdict::Accept => next.push(s),
+                        End::Return => done.push((s, Some(dropped(None)))),
+                        End::Verdict(Verdict::Drop, rule) => done.push((s, Some(dropped(rule)))),
+                        End::Reject(rule) => {
+                            let rule = self.rule_ref(rule);
+                            done.push((s, Some(Fate::Rejected { rule, hook })));
                         }
-                        End::Verdict(Verdict::Drop, rule) => {
-                            let fate = Fate::Dropped {
-                                rule,
-                                hook,
-                                table: ti,
-                                chain: self.index.name(ti, ci),
-                            };
-                            done.push((s, Some(fate)));
+                        End::Stop(rule) => {
+                            let rule = self.rule_ref(rule);
+                            done.push((s, Some(Fate::Stopped { rule })));
                         }
-                        End::Reject(rule) => done.push((s, Some(Fate::Rejected { rule, hook }))),
-                        End::Stop(rule) => done.push((s, Some(Fate::Stopped { rule }))),
                     }
                 }
             }
@@ -582,26 +694,28 @@ impl<'a> Walker<'a> {
     /// Runs one chain; every branch with how it ended.
     fn chain(
         &mut self,
-        s: State,
+        s: Br,
         hook: Hook,
         ti: usize,
         ci: usize,
         depth: usize,
-    ) -> Vec<(State, End)> {
-        let table = &self.rules.tables[ti];
-        let chain = &table.chains[ci];
-        let candidates = self.index.candidates(ti, ci, s.cur.dst);
-        let mut out = Vec::new();
-        // Branches still walking this chain, with the next candidate to test.
-        let mut live = vec![(s, 0usize)];
-        while let Some((s, k)) = live.pop() {
-            let Some(&i) = candidates.get(k) else {
-                let mut s = s;
-                s.events.push(Event::Fell {
-                    table: ti,
-                    chain_index: ci,
-                    chain: self.index.name(ti, ci),
-                });
+    ) -> Branches<(Br, End)> {
+        let rules = self.rules;
+        let chain = &rules.tables[ti].chains[ci];
+        let candidates = self.index.candidates(ti, ci, self.states[s].cur.dst);
+        let mut out = Branches::new();
+        // Branches still walking this chain, with where they are in the candidates
+        // (last in, first walked).
+        let mut live: Branches<(Br, Cursor)> = smallvec![(s, Cursor::default())];
+        while let Some((s, at)) = live.pop() {
+            let Some((i, next)) = candidates.next(at) else {
+                self.step(
+                    s,
+                    Step::Fell {
+                        table: ti,
+                        chain: ci,
+                    },
+                );
                 out.push((s, End::Return));
                 continue;
             };
@@ -612,7 +726,7 @@ impl<'a> Walker<'a> {
             let mut split = false;
             let mut ruled_out = false;
             for m in &rule.matches {
-                match self.test(&s, m, hook) {
+                match self.test(&self.states[s], m, hook) {
                     Test::No => {
                         ruled_out = true;
                         break;
@@ -622,29 +736,28 @@ impl<'a> Walker<'a> {
                 }
             }
             if ruled_out {
-                live.push((s, k + 1));
+                live.push((s, next));
                 continue;
             }
-            let r = RuleRef {
+            let r = Place {
                 table: ti,
-                chain_index: ci,
-                chain: self.index.name(ti, ci),
+                chain: ci,
                 index: i,
             };
-            let (one, branches) = if split {
-                (None, self.test_rule(s, rule, &r, hook))
+            let branches = if split {
+                self.test_rule(s, rule, r, hook)
             } else {
-                (Some((s, true)), Vec::new())
+                smallvec![(s, true)]
             };
-            for (mut s, held) in one.into_iter().chain(branches) {
+            for (s, held) in branches {
                 if !held {
-                    live.push((s, k + 1));
+                    live.push((s, next));
                     continue;
                 }
-                s.events.push(Event::Matched(r.clone()));
-                for (s, end) in self.target(s, &rule.target, &r, hook, depth) {
+                self.step(s, Step::Matched(r));
+                for (s, end) in self.target(s, &rule.target, r, hook, depth) {
                     match end {
-                        None => live.push((s, k + 1)),
+                        None => live.push((s, next)),
                         Some(end) => out.push((s, end)),
                     }
                 }
@@ -656,23 +769,17 @@ impl<'a> Walker<'a> {
     /// Applies a target; `None` means go on with the next rule.
     fn target(
         &mut self,
-        mut s: State,
+        s: Br,
         target: &Target,
-        r: &RuleRef,
+        r: Place,
         hook: Hook,
         depth: usize,
-    ) -> Vec<(State, Option<End>)> {
-        let go_on = |s| vec![(s, None)];
+    ) -> Branches<(Br, Option<End>)> {
+        let st = &mut self.states[s];
         match target {
-            Target::None | Target::Log | Target::Continue { .. } => go_on(s),
-            Target::Mark(op) => {
-                s.mark = op.apply(s.mark);
-                go_on(s)
-            }
-            Target::ConnMark(op) => {
-                s.ctmark = op.apply(s.ctmark);
-                go_on(s)
-            }
+            Target::None | Target::Log | Target::Continue { .. } => {}
+            Target::Mark(op) => st.mark = op.apply(st.mark),
+            Target::ConnMark(op) => st.ctmark = op.apply(st.ctmark),
             Target::CopyMark {
                 restore,
                 nfmask,
@@ -681,53 +788,53 @@ impl<'a> Walker<'a> {
                 // As the kernel's xt_connmark: the copied bits are XORed into the
                 // cleared ones.
                 if *restore {
-                    s.mark = (s.mark & !nfmask) ^ (s.ctmark & ctmask);
+                    st.mark = (st.mark & !nfmask) ^ (st.ctmark & ctmask);
                 } else {
-                    s.ctmark = (s.ctmark & !ctmask) ^ (s.mark & nfmask);
+                    st.ctmark = (st.ctmark & !ctmask) ^ (st.mark & nfmask);
                 }
-                go_on(s)
             }
-            Target::Notrack => {
-                s.untracked = true;
-                go_on(s)
-            }
-            Target::Accept => vec![(s, Some(End::Verdict(Verdict::Accept, Some(r.clone()))))],
-            Target::Drop => vec![(s, Some(End::Verdict(Verdict::Drop, Some(r.clone()))))],
-            Target::Reject { .. } => vec![(s, Some(End::Reject(r.clone())))],
+            Target::Notrack => st.untracked = true,
+            Target::Accept => return smallvec![(s, Some(End::Verdict(Verdict::Accept, Some(r))))],
+            Target::Drop => return smallvec![(s, Some(End::Verdict(Verdict::Drop, Some(r))))],
+            Target::Reject { .. } => return smallvec![(s, Some(End::Reject(r)))],
             Target::Return => {
-                s.events.push(Event::Fell {
-                    table: r.table,
-                    chain_index: r.chain_index,
-                    chain: r.chain.clone(),
-                });
-                vec![(s, Some(End::Return))]
+                self.step(
+                    s,
+                    Step::Fell {
+                        table: r.table,
+                        chain: r.chain,
+                    },
+                );
+                return smallvec![(s, Some(End::Return))];
             }
             Target::Jump(c) | Target::Goto(c) => {
-                let Some(ci) = self.index.chain(r.table, c).filter(|_| depth < MAX_DEPTH) else {
+                let Some(ci) = self.index.jump(r, c).filter(|_| depth < MAX_DEPTH) else {
                     // A loop, or a chain the dump does not hold.
-                    return vec![(s, Some(End::Stop(r.clone())))];
+                    return smallvec![(s, Some(End::Stop(r)))];
                 };
                 let goto = matches!(target, Target::Goto(_));
-                self.chain(s, hook, r.table, ci, depth + 1)
+                return self
+                    .chain(s, hook, r.table, ci, depth + 1)
                     .into_iter()
                     .map(|(s, end)| match end {
                         // Back from a jump: the next rule. From a goto: this chain ends.
                         End::Return if !goto => (s, None),
                         end => (s, Some(end)),
                     })
-                    .collect()
+                    .collect();
             }
             Target::Dnat { to, flags } => {
-                let after = nat_dst(&s.cur, to);
-                self.nat(s, r, hook, after, *flags, true)
+                let after = nat_dst(&st.cur, to);
+                return self.nat(s, r, hook, after, *flags, true, false);
             }
             Target::Redirect { ports, flags } => {
+                let dst = st.cur.dst;
                 let addr = self
                     .packet
                     .in_iface
                     .as_deref()
-                    .and_then(|i| self.iface_addr(i, s.cur.dst))
-                    .unwrap_or(if s.cur.dst.is_ipv4() {
+                    .and_then(|i| self.iface_addr(i, dst))
+                    .unwrap_or(if dst.is_ipv4() {
                         IpAddr::from([127, 0, 0, 1])
                     } else {
                         IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
@@ -736,102 +843,105 @@ impl<'a> Walker<'a> {
                     addrs: Some((addr, addr)),
                     ports: *ports,
                 };
-                let after = nat_dst(&s.cur, &to);
-                self.nat(s, r, hook, after, *flags, true)
+                let after = nat_dst(&self.states[s].cur, &to);
+                return self.nat(s, r, hook, after, *flags, true, false);
             }
             Target::Snat { to, flags } => {
-                let after = nat_src(&s.cur, to);
-                self.nat(s, r, hook, after, *flags, false)
+                let after = nat_src(&st.cur, to);
+                return self.nat(s, r, hook, after, *flags, false, false);
             }
             Target::Masquerade { ports, flags } => {
-                let addr = s
+                let cur = st.cur;
+                let addr = self
+                    .packet
                     .out_iface
                     .as_deref()
-                    .and_then(|i| self.iface_addr(i, s.cur.src));
+                    .and_then(|i| self.iface_addr(i, cur.src));
                 let to = NatTo {
                     addrs: addr.map(|a| (a, a)),
                     ports: *ports,
                 };
-                let after = nat_src(&s.cur, &to);
-                let unknown = addr
-                    .is_none()
-                    .then(|| s.out_iface.clone().unwrap_or_default());
-                let mut out = self.nat(s, r, hook, after, *flags, false);
-                for (s, _) in &mut out {
-                    if let Some(n) = &mut s.snat {
-                        n.to_iface = unknown.clone();
-                    }
-                }
-                out
+                let after = nat_src(&cur, &to);
+                return self.nat(s, r, hook, after, *flags, false, addr.is_none());
             }
-            Target::Map { by, branches } => self.map(s, by, branches, r, hook, depth),
-            Target::Unknown { .. } => vec![(s, Some(End::Stop(r.clone())))],
+            Target::Map { by, branches } => return self.map(s, by, branches, r, hook, depth),
+            Target::Unknown { .. } => return smallvec![(s, Some(End::Stop(r)))],
         }
+        // A target that only changes the state: go on.
+        smallvec![(s, None)]
     }
 
     /// Records a NAT decision; a NAT target ends its chain like ACCEPT.
+    #[allow(clippy::too_many_arguments)]
     fn nat(
         &mut self,
-        mut s: State,
-        r: &RuleRef,
+        s: Br,
+        r: Place,
         hook: Hook,
         after: Tuple,
         flags: NatFlags,
         dst: bool,
-    ) -> Vec<(State, Option<End>)> {
-        let nat = Nat {
-            rule: r.clone(),
+        to_iface: bool,
+    ) -> Branches<(Br, Option<End>)> {
+        self.nats.push(NatStep {
+            rule: r,
             hook,
             after,
             flags,
-            to_iface: None,
-        };
-        s.cur = after;
+            to_iface,
+        });
+        let nat = Some(self.nats.len() - 1);
+        let st = &mut self.states[s];
+        st.cur = after;
         if dst {
-            s.dnat = Some(nat);
+            st.dnat = nat;
         } else {
-            s.snat = Some(nat);
+            st.snat = nat;
         }
-        vec![(s, Some(End::Verdict(Verdict::Accept, Some(r.clone()))))]
+        smallvec![(s, Some(End::Verdict(Verdict::Accept, Some(r))))]
     }
 
     /// A verdict map: the branch the key selects, or each branch by its share.
     fn map(
         &mut self,
-        s: State,
+        s: Br,
         by: &str,
         branches: &[super::Branch],
-        r: &RuleRef,
+        r: Place,
         hook: Hook,
         depth: usize,
-    ) -> Vec<(State, Option<End>)> {
-        let mut out = Vec::new();
-        let mut chosen: Vec<(State, &Target)> = Vec::new();
+    ) -> Branches<(Br, Option<End>)> {
+        let mut out = Branches::new();
+        let mut chosen: SmallVec<[(Br, &Target); 2]> = SmallVec::new();
         let mut undecided = false;
         for b in branches {
-            let mut s = s.clone();
+            let held = match b.share {
+                Some(_) => Some(true),
+                None => map_key_matches(&self.states[s], self.packet, by, &b.key),
+            };
+            if held == Some(false) {
+                continue;
+            }
+            let c = self.fork(s);
             match b.share {
                 Some(p) => {
-                    s.probability *= p;
-                    s.events.push(Event::Chance {
-                        rule: r.clone(),
-                        share: p,
-                    });
+                    self.states[c].probability *= p;
+                    self.step(c, Step::Chance { rule: r, share: p });
                 }
-                None => match map_key_matches(&s, self.packet, by, &b.key) {
-                    Some(true) => {}
-                    Some(false) => continue,
-                    None => {
-                        undecided = true;
-                        s.events.push(Event::Assumed {
-                            rule: r.clone(),
+                None if held.is_none() => {
+                    undecided = true;
+                    self.step(
+                        c,
+                        Step::Assumed {
+                            rule: r,
                             held: true,
-                        });
-                    }
-                },
+                        },
+                    );
+                }
+                None => {}
             }
             if self.grow(1) {
-                chosen.push((s, &b.target));
+                chosen.push((c, &b.target));
             }
         }
         let keyed = branches.iter().all(|b| b.share.is_none());
@@ -839,8 +949,8 @@ impl<'a> Walker<'a> {
             // No key matched (or some could not be decided): the rule does nothing.
             out.push((s, None));
         }
-        for (s, t) in chosen {
-            out.extend(self.target(s, t, r, hook, depth));
+        for (c, t) in chosen {
+            out.extend(self.target(c, t, r, hook, depth));
         }
         out
     }
@@ -878,42 +988,45 @@ impl<'a> Walker<'a> {
         }
     }
 
-    /// The branches of a rule's matches: `(state, all matches held)`.
-    fn test_rule(&mut self, s: State, rule: &Rule, r: &RuleRef, hook: Hook) -> Vec<(State, bool)> {
-        let mut held = vec![s];
-        let mut failed = Vec::new();
+    /// The branches of a rule's matches: `(branch, all matches held)`.
+    fn test_rule(&mut self, s: Br, rule: &Rule, r: Place, hook: Hook) -> Branches<(Br, bool)> {
+        let mut held: Branches<Br> = smallvec![s];
+        let mut failed: Branches<Br> = Branches::new();
         for m in &rule.matches {
-            let mut next = Vec::new();
-            for mut s in held {
-                match self.test(&s, m, hook) {
+            let mut next = Branches::new();
+            for s in held {
+                match self.test(&self.states[s], m, hook) {
                     Test::Yes => next.push(s),
                     Test::No => failed.push(s),
                     Test::Chance(p) => {
                         if self.grow(1) {
-                            let mut no = s.clone();
-                            no.probability *= 1.0 - p;
+                            let no = self.fork(s);
+                            self.states[no].probability *= 1.0 - p;
                             failed.push(no);
                         }
-                        s.probability *= p;
-                        s.events.push(Event::Chance {
-                            rule: r.clone(),
-                            share: p,
-                        });
+                        self.states[s].probability *= p;
+                        self.step(s, Step::Chance { rule: r, share: p });
                         next.push(s);
                     }
                     Test::Unknown => {
                         if self.grow(1) {
-                            let mut no = s.clone();
-                            no.events.push(Event::Assumed {
-                                rule: r.clone(),
-                                held: false,
-                            });
+                            let no = self.fork(s);
+                            self.step(
+                                no,
+                                Step::Assumed {
+                                    rule: r,
+                                    held: false,
+                                },
+                            );
                             failed.push(no);
                         }
-                        s.events.push(Event::Assumed {
-                            rule: r.clone(),
-                            held: true,
-                        });
+                        self.step(
+                            s,
+                            Step::Assumed {
+                                rule: r,
+                                held: true,
+                            },
+                        );
                         next.push(s);
                     }
                 }
@@ -923,9 +1036,94 @@ impl<'a> Walker<'a> {
                 break;
             }
         }
-        let mut out: Vec<(State, bool)> = held.into_iter().map(|s| (s, true)).collect();
+        let mut out: Branches<(Br, bool)> = held.into_iter().map(|s| (s, true)).collect();
         out.extend(failed.into_iter().map(|s| (s, false)));
         out
+    }
+
+    /// Appends a step to branch `s`.
+    fn step(&mut self, s: Br, step: Step) {
+        let st = &mut self.states[s];
+        self.steps.push((step, st.last));
+        st.last = Some(self.steps.len() - 1);
+    }
+
+    /// The rule at `p`, by its chain's name.
+    fn rule_ref(&self, p: Place) -> RuleRef {
+        RuleRef {
+            table: p.table,
+            chain_index: p.chain,
+            chain: self.index.name(p.table, p.chain),
+            index: p.index,
+        }
+    }
+
+    /// Branch `s` ends: its outcome, with its events and NAT decisions.
+    fn finish(&self, s: Br, fate: Fate) -> Outcome {
+        let st = &self.states[s];
+        // The branch's steps, last first.
+        let trail: SmallVec<[Step; 32]> = std::iter::successors(st.last, |&i| self.steps[i].1)
+            .map(|i| self.steps[i].0)
+            .collect();
+        let events: Vec<Event> = trail.iter().rev().map(|&step| self.event(step)).collect();
+        let nat = |i: Option<usize>| {
+            let n = self.nats[i?];
+            Some(Nat {
+                rule: self.rule_ref(n.rule),
+                hook: n.hook,
+                after: n.after,
+                flags: n.flags,
+                to_iface: n.to_iface.then(|| {
+                    self.packet
+                        .out_iface
+                        .as_deref()
+                        .unwrap_or_default()
+                        .to_string()
+                }),
+            })
+        };
+        Outcome {
+            probability: st.probability,
+            events,
+            fate,
+            dnat: nat(st.dnat),
+            snat: nat(st.snat),
+            filter_hook: st.filter_hook,
+        }
+    }
+
+    fn event(&self, step: Step) -> Event {
+        match step {
+            Step::Enter { hook, table, chain } => Event::Enter {
+                hook,
+                table,
+                chain_index: chain,
+                chain: self.index.name(table, chain),
+            },
+            Step::Matched(p) => Event::Matched(self.rule_ref(p)),
+            Step::Assumed { rule, held } => Event::Assumed {
+                rule: self.rule_ref(rule),
+                held,
+            },
+            Step::Chance { rule, share } => Event::Chance {
+                rule: self.rule_ref(rule),
+                share,
+            },
+            Step::Fell { table, chain } => Event::Fell {
+                table,
+                chain_index: chain,
+                chain: self.index.name(table, chain),
+            },
+            Step::Routed {
+                local,
+                dst,
+                assumed,
+            } => Event::Routed {
+                local,
+                dst,
+                assumed,
+            },
+        }
     }
 }
 
@@ -962,7 +1160,7 @@ fn map_key_matches(s: &State, p: &Packet, by: &str, key: &str) -> Option<bool> {
                 t.proto.has_ports() && port_in(t.sport, k)?
             }
             "meta iifname" | "iifname" => p.in_iface.as_deref() == Some(k.trim_matches('"')),
-            "meta oifname" | "oifname" => match &s.out_iface {
+            "meta oifname" | "oifname" => match p.out_iface.as_deref() {
                 Some(i) => i == k.trim_matches('"'),
                 None => return None,
             },
@@ -996,18 +1194,6 @@ fn port_in(p: u16, k: &str) -> Option<bool> {
     match k.split_once('-') {
         Some((lo, hi)) => Some(lo.parse::<u16>().ok()? <= p && p <= hi.parse::<u16>().ok()?),
         None => Some(k.parse::<u16>().ok()? == p),
-    }
-}
-
-/// A branch ends.
-fn finish(s: State, fate: Fate) -> Outcome {
-    Outcome {
-        probability: s.probability,
-        events: s.events,
-        fate,
-        dnat: s.dnat,
-        snat: s.snat,
-        filter_hook: s.filter_hook,
     }
 }
 
@@ -1074,7 +1260,7 @@ impl Walker<'_> {
                 }
                 _ => Test::No,
             },
-            MatchKind::OutIface(i) => match (&s.out_iface, hook) {
+            MatchKind::OutIface(i) => match (&p.out_iface, hook) {
                 (_, Hook::Prerouting | Hook::Input) => Test::No,
                 (Some(name), _) => yes(i.matches(name)),
                 (None, _) => Test::Unknown,
@@ -1112,10 +1298,10 @@ impl Walker<'_> {
                 CtState::Dnat => s.dnat.is_some(),
                 st => !s.untracked && *st == p.ct,
             })),
-            MatchKind::CtOrigDst(pre) => yes(pre.contains(s.orig.dst)),
-            MatchKind::CtOrigSrc(pre) => yes(pre.contains(s.orig.src)),
+            MatchKind::CtOrigDst(pre) => yes(pre.contains(p.tuple.dst)),
+            MatchKind::CtOrigSrc(pre) => yes(pre.contains(p.tuple.src)),
             MatchKind::CtOrigDstPort(ports) => {
-                yes(s.orig.proto.has_ports() && ports.contains(s.orig.dport))
+                yes(p.tuple.proto.has_ports() && ports.contains(p.tuple.dport))
             }
             MatchKind::CtDirReply => Test::No,
             MatchKind::Random { probability } => match *probability {

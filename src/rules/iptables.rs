@@ -18,8 +18,11 @@
 //! `ipv6-icmp`, `--reject-with icmp6-*`, ...); a table that names none takes the family
 //! the whole input shows, IPv4 when it shows none.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
+
+use smallvec::SmallVec;
 
 use super::{
     AddrType, Base, Chain, ChainType, Counters, CtState, Dialect, Family, Hook, Iface, MarkOp,
@@ -40,9 +43,10 @@ pub fn parse(source: &str, text: &str) -> RuleSet {
         warnings: Vec::new(),
         cur: None,
         pending_s: None,
+        words: Vec::new(),
     };
     let mut last_line = 0u64;
-    for (i, raw) in text.split('\n').enumerate() {
+    for (i, raw) in lines(text).enumerate() {
         let line_no = i as u64 + 1;
         last_line = line_no;
         let line = raw.strip_suffix('\r').unwrap_or(raw);
@@ -69,6 +73,24 @@ pub fn parse(source: &str, text: &str) -> RuleSet {
         warnings: p.warnings,
         ..RuleSet::default()
     }
+}
+
+/// The lines of `text`, split at `\n` as `str::split('\n')` splits them.
+fn lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let t = rest?;
+        match memchr::memchr(b'\n', t.as_bytes()) {
+            Some(end) => {
+                rest = Some(&t[end + 1..]);
+                Some(&t[..end])
+            }
+            None => {
+                rest = None;
+                Some(t)
+            }
+        }
+    })
 }
 
 /// Each table's address family from the addresses its rules show (`v4`, `v6`: how
@@ -117,14 +139,15 @@ impl FamilyHints {
 }
 
 /// A table being read.
-struct TableBuilder {
+struct TableBuilder<'t> {
     /// `None` for `iptables -S` input until the end.
     name: Option<String>,
     dialect: Dialect,
     chains: Vec<Chain>,
-    index: HashMap<String, usize>,
-    /// Declared policies (`:INPUT DROP [0:0]`, `-P INPUT DROP`).
-    policies: HashMap<String, (Option<Verdict>, Option<Counters>)>,
+    /// Chain name (as the input wrote it) → chain index.
+    index: HashMap<Cow<'t, str>, usize>,
+    /// Declared policies (`:INPUT DROP [0:0]`, `-P INPUT DROP`), by chain index.
+    policies: Vec<(Option<Verdict>, Option<Counters>)>,
     /// `-I CHAIN` rules, to go before the chain's `-A` rules (most recent first).
     inserted: HashMap<usize, Vec<Rule>>,
     hints: FamilyHints,
@@ -180,22 +203,22 @@ pub(super) fn infer_table(c: Clues) -> &'static str {
     }
 }
 
-impl TableBuilder {
+impl<'t> TableBuilder<'t> {
     fn new(name: Option<String>, dialect: Dialect) -> Self {
         TableBuilder {
             name,
             dialect,
             chains: Vec::new(),
             index: HashMap::new(),
-            policies: HashMap::new(),
+            policies: Vec::new(),
             inserted: HashMap::new(),
             hints: FamilyHints::default(),
             clues: Clues::default(),
         }
     }
 
-    fn chain(&mut self, name: &str, line: u64) -> usize {
-        if let Some(&i) = self.index.get(name) {
+    fn chain(&mut self, name: &Cow<'t, str>, line: u64) -> usize {
+        if let Some(&i) = self.index.get(&**name) {
             return i;
         }
         self.chains.push(Chain {
@@ -204,25 +227,28 @@ impl TableBuilder {
             rules: Vec::new(),
             line,
         });
-        self.index.insert(name.to_string(), self.chains.len() - 1);
+        self.policies.push((None, None));
+        self.index.insert(name.clone(), self.chains.len() - 1);
         self.chains.len() - 1
     }
 }
 
-struct Parser<'a> {
+struct Parser<'a, 't> {
     source: &'a str,
     tables: Vec<(Table, FamilyHints)>,
     warnings: Vec<Warning>,
     /// The `*table` being read.
-    cur: Option<TableBuilder>,
+    cur: Option<TableBuilder<'t>>,
     /// `iptables -S` lines seen outside any `*table`.
-    pending_s: Option<TableBuilder>,
+    pending_s: Option<TableBuilder<'t>>,
+    /// The words of the line being read (kept from line to line for their room).
+    words: Vec<Tok<'t>>,
 }
 
 /// A located problem within a line: 1-based column and what was expected.
 type Fail = (u64, String);
 
-impl Parser<'_> {
+impl<'t> Parser<'_, 't> {
     fn warn(&mut self, line: u64, column: u64, message: String) {
         self.warnings.push(Warning::new(
             self.source,
@@ -231,7 +257,7 @@ impl Parser<'_> {
         ));
     }
 
-    fn line(&mut self, line_no: u64, line: &str) {
+    fn line(&mut self, line_no: u64, line: &'t str) {
         let trimmed = line.trim_start();
         let indent = (line.len() - trimmed.len()) as u64;
         if trimmed.is_empty() || trimmed.starts_with('#') {
@@ -272,25 +298,31 @@ impl Parser<'_> {
             }
             return;
         }
-        if let Some(decl) = trimmed.strip_prefix(':') {
-            if let Err((col, msg)) = self.chain_decl(line_no, decl, indent + 2) {
-                self.warn(line_no, col, msg);
-            }
-            return;
-        }
-        if let Err((col, msg)) = self.command(line_no, line) {
+        let mut words = std::mem::take(&mut self.words);
+        let read = match trimmed.strip_prefix(':') {
+            Some(decl) => self.chain_decl(line_no, decl, indent + 2, &mut words),
+            None => self.command(line_no, line, &mut words),
+        };
+        self.words = words;
+        if let Err((col, msg)) = read {
             self.warn(line_no, col, msg);
         }
     }
 
     /// `:NAME POLICY [packets:bytes]`; `col` is the column of NAME.
-    fn chain_decl(&mut self, line_no: u64, decl: &str, col: u64) -> Result<(), Fail> {
-        let toks = tokenize(decl).map_err(|(c, m)| (col + c - 1, m))?;
+    fn chain_decl(
+        &mut self,
+        line_no: u64,
+        decl: &'t str,
+        col: u64,
+        toks: &mut Vec<Tok<'t>>,
+    ) -> Result<(), Fail> {
+        tokenize(decl, toks).map_err(|(c, m)| (col + c - 1, m))?;
         let at = |t: &Tok| col + t.col - 1;
         let Some(name) = toks.first() else {
             return Err((col, "expected a chain name after :".into()));
         };
-        let policy = match toks.get(1).map(|t| t.s.as_str()) {
+        let policy = match toks.get(1).map(|t| t.s.as_ref()) {
             Some("ACCEPT") => Some(Verdict::Accept),
             Some("DROP") => Some(Verdict::Drop),
             Some("-") => None,
@@ -323,22 +355,28 @@ impl Parser<'_> {
                 "expected a table (*name) before a chain declaration".into(),
             ));
         };
-        table.chain(&name.s, line_no);
-        table.policies.insert(name.s.clone(), (policy, counters));
+        let ci = table.chain(&name.s, line_no);
+        table.policies[ci] = (policy, counters);
         Ok(())
     }
 
     /// `[p:b] -A CHAIN ...`, `-I CHAIN [1] ...`, `-P CHAIN POLICY`, `-N CHAIN`.
-    fn command(&mut self, line_no: u64, line: &str) -> Result<(), Fail> {
-        let mut toks = tokenize(line)?;
+    fn command(
+        &mut self,
+        line_no: u64,
+        line: &'t str,
+        words: &mut Vec<Tok<'t>>,
+    ) -> Result<(), Fail> {
+        tokenize(line, words)?;
+        let mut toks = &words[..];
         let mut counters = None;
         let mut text_start = 0;
-        if toks.first().is_some_and(|t| t.s.starts_with('[')) {
-            let t = toks.remove(0);
+        if let Some(t) = toks.first().filter(|t| t.s.starts_with('[')) {
             counters = Some(
                 parse_counters(&t.s)
                     .ok_or_else(|| (t.col, "expected counters [packets:bytes]".to_string()))?,
             );
+            toks = &toks[1..];
             text_start = toks.first().map_or(line.len(), |t| t.start);
         }
         let Some(cmd) = toks.first() else {
@@ -346,15 +384,13 @@ impl Parser<'_> {
         };
         let cmd_col = cmd.col;
         let after_cmd = cmd.col + cmd.s.chars().count() as u64 + 1;
-        let cmd = cmd.s.clone();
-        let chain_tok = toks.get(1).cloned();
+        let cmd: &str = &cmd.s;
         let need_chain = || {
-            chain_tok
-                .clone()
+            toks.get(1)
                 .filter(|t| !t.s.is_empty() && !t.s.starts_with('-'))
                 .ok_or_else(|| (after_cmd, "expected a chain name".to_string()))
         };
-        match cmd.as_str() {
+        match cmd {
             "-A" | "--append" | "-I" | "--insert" => {
                 let chain = need_chain()?;
                 let mut rest = &toks[2..];
@@ -401,7 +437,7 @@ impl Parser<'_> {
             }
             "-P" | "--policy" => {
                 let chain = need_chain()?;
-                let policy = match toks.get(2).map(|t| t.s.as_str()) {
+                let policy = match toks.get(2).map(|t| t.s.as_ref()) {
                     Some("ACCEPT") => Verdict::Accept,
                     Some("DROP") => Verdict::Drop,
                     Some(_) => {
@@ -416,7 +452,7 @@ impl Parser<'_> {
                 let mut pc = None;
                 let mut i = 3;
                 while i < toks.len() {
-                    if matches!(toks[i].s.as_str(), "-c" | "--set-counters") {
+                    if matches!(toks[i].s.as_ref(), "-c" | "--set-counters") {
                         pc = Some(read_c_counters(&toks, i)?);
                         i += 3;
                     } else {
@@ -424,10 +460,8 @@ impl Parser<'_> {
                     }
                 }
                 let table = self.table_for_rule();
-                table.chain(&chain.s, line_no);
-                table
-                    .policies
-                    .insert(chain.s.clone(), (Some(policy), pc.or(counters)));
+                let ci = table.chain(&chain.s, line_no);
+                table.policies[ci] = (Some(policy), pc.or(counters));
                 table.clues.policies |= hook_bit(&chain.s);
                 Ok(())
             }
@@ -448,7 +482,7 @@ impl Parser<'_> {
     }
 
     /// The table a rule line goes to: the open `*table`, else the `iptables -S` table.
-    fn table_for_rule(&mut self) -> &mut TableBuilder {
+    fn table_for_rule(&mut self) -> &mut TableBuilder<'t> {
         match self.cur {
             Some(ref mut t) => t,
             None => self
@@ -457,7 +491,7 @@ impl Parser<'_> {
         }
     }
 
-    fn finish(&mut self, mut t: TableBuilder) {
+    fn finish(&mut self, mut t: TableBuilder<'t>) {
         let name = t
             .name
             .take()
@@ -469,9 +503,8 @@ impl Parser<'_> {
                 chain.rules = ins;
             }
         }
-        for chain in &mut t.chains {
+        for (chain, &(policy, counters)) in t.chains.iter_mut().zip(&t.policies) {
             if let Some((hook, priority, kind)) = builtin(&name, &chain.name) {
-                let (policy, counters) = t.policies.get(&chain.name).cloned().unwrap_or_default();
                 chain.base = Some(Base {
                     hook,
                     priority,
@@ -545,92 +578,188 @@ fn read_c_counters(toks: &[Tok], i: usize) -> Result<Counters, Fail> {
     })
 }
 
-/// One shell word of a line: its text after unquoting, where it starts (byte offset
-/// and 1-based column) and where it ends (byte offset).
+/// One shell word of a line: its text after unquoting (the line's own text unless it
+/// held quotes or backslashes), where it starts (byte offset and 1-based column) and
+/// where it ends (byte offset).
 #[derive(Clone, Debug)]
-struct Tok {
-    s: String,
+struct Tok<'a> {
+    s: Cow<'a, str>,
     start: usize,
     end: usize,
     col: u64,
 }
 
 /// Splits a line the way iptables-restore does: blanks separate words, double or single
-/// quotes group them, a backslash takes the next character as is.
-fn tokenize(line: &str) -> Result<Vec<Tok>, Fail> {
-    let mut toks = Vec::with_capacity(24);
-    // The word being read, and whether its text is still the line's own slice from
-    // `start` (no quote or backslash met yet): most words are, and are copied once.
-    let mut cur: Option<(Tok, bool)> = None;
-    let mut quote: Option<(char, u64)> = None;
-    let mut escape: Option<u64> = None;
-    let mut col = 0u64;
-    for (i, c) in line.char_indices() {
-        col += 1;
-        if escape.take().is_some() {
-            if let Some((t, _)) = cur.as_mut() {
-                t.s.push(c);
+/// quotes group them, a backslash takes the next character as is. The words replace
+/// those in `toks`.
+fn tokenize<'a>(line: &'a str, toks: &mut Vec<Tok<'a>>) -> Result<(), Fail> {
+    toks.clear();
+    let bytes = line.as_bytes();
+    // Byte offset and 1-based column of the next character.
+    let (mut i, mut col) = (0usize, 1u64);
+    while let Some(&b) = bytes.get(i) {
+        let blank = match BYTE_CLASS[usize::from(b)] {
+            ByteClass::Blank => Some(1),
+            ByteClass::Plain => None,
+            ByteClass::Special => line[i..]
+                .chars()
+                .next()
+                .filter(|c| c.is_whitespace())
+                .map(char::len_utf8),
+        };
+        match blank {
+            Some(len) => {
+                i += len;
+                col += 1;
             }
-            continue;
-        }
-        if let Some((q, _)) = quote {
-            if c == q {
-                quote = None;
-            } else if c == '\\' && q == '"' {
-                escape = Some(col);
-            } else if let Some((t, _)) = cur.as_mut() {
-                t.s.push(c);
-            }
-            continue;
-        }
-        if c.is_whitespace() {
-            if let Some(t) = cur.take() {
-                toks.push(word(line, t, i));
-            }
-            continue;
-        }
-        let (t, plain) = cur.get_or_insert_with(|| {
-            (
-                Tok {
-                    s: String::new(),
-                    start: i,
-                    end: i,
-                    col,
-                },
-                true,
-            )
-        });
-        if matches!(c, '"' | '\'' | '\\') && *plain {
-            t.s.push_str(&line[t.start..i]);
-            *plain = false;
-        }
-        match c {
-            '"' | '\'' => quote = Some((c, col)),
-            '\\' => escape = Some(col),
-            _ if *plain => {}
-            _ => t.s.push(c),
+            None => toks.push(word(line, &mut i, &mut col)?),
         }
     }
-    if let Some((q, qcol)) = quote {
-        return Err((qcol, format!("expected a closing {q}")));
-    }
-    if let Some(ecol) = escape {
-        return Err((ecol, "expected a character after \\".into()));
-    }
-    if let Some(t) = cur.take() {
-        toks.push(word(line, t, line.len()));
-    }
-    Ok(toks)
+    Ok(())
 }
 
-/// A word ending at byte `end`, its text taken from the line when it had no quotes.
-fn word(line: &str, (mut t, plain): (Tok, bool), end: usize) -> Tok {
-    t.end = end;
-    if plain {
-        t.s = line[t.start..end].to_string();
+/// The word at byte `*i` (column `*col`), which is not blank; `*i` and `*col` move past
+/// it.
+fn word<'a>(line: &'a str, i: &mut usize, col: &mut u64) -> Result<Tok<'a>, Fail> {
+    let bytes = line.as_bytes();
+    let (start, start_col) = (*i, *col);
+    if let Some((text, end)) = whole_quote(line, start) {
+        // The quotes and the characters between them.
+        *col += 2 + text.chars().count() as u64;
+        *i = end;
+        return Ok(Tok {
+            s: Cow::Borrowed(text),
+            start,
+            end,
+            col: start_col,
+        });
+    }
+    // The word's text once a quote or backslash made it differ from the line's.
+    let mut unquoted: Option<String> = None;
+    loop {
+        // Most of a word is plain ASCII: taken a run at a time.
+        let run = bytes[*i..]
+            .iter()
+            .take_while(|&&b| BYTE_CLASS[usize::from(b)] == ByteClass::Plain)
+            .count();
+        if let Some(u) = unquoted.as_mut() {
+            u.push_str(&line[*i..*i + run]);
+        }
+        *i += run;
+        *col += run as u64;
+        let (at, at_col) = (*i, *col);
+        // The run ends at the end of the line, a blank, or a character to look at.
+        match bytes.get(at) {
+            None => break,
+            Some(&b) if BYTE_CLASS[usize::from(b)] == ByteClass::Blank => break,
+            Some(_) => {}
+        }
+        let Some(c) = line[at..].chars().next() else {
+            break;
+        };
+        if c.is_whitespace() {
+            break;
+        }
+        *i += c.len_utf8();
+        *col += 1;
+        match c {
+            '"' | '\'' => {
+                let u = unquoted.get_or_insert_with(|| line[start..at].to_string());
+                loop {
+                    // The quoted text up to the closing quote or, in double quotes, a
+                    // backslash.
+                    let run = bytes[*i..]
+                        .iter()
+                        .position(|&b| char::from(b) == c || (c == '"' && b == b'\\'))
+                        .unwrap_or(bytes.len() - *i);
+                    let text = &line[*i..*i + run];
+                    u.push_str(text);
+                    *i += run;
+                    *col += text.chars().count() as u64;
+                    let Some(&q) = bytes.get(*i) else {
+                        return Err((at_col, format!("expected a closing {c}")));
+                    };
+                    *i += 1;
+                    *col += 1;
+                    if q != b'\\' {
+                        break;
+                    }
+                    let Some(e) = line[*i..].chars().next() else {
+                        return Err((at_col, format!("expected a closing {c}")));
+                    };
+                    u.push(e);
+                    *i += e.len_utf8();
+                    *col += 1;
+                }
+            }
+            '\\' => {
+                let Some(e) = line[*i..].chars().next() else {
+                    return Err((at_col, "expected a character after \\".into()));
+                };
+                unquoted
+                    .get_or_insert_with(|| line[start..at].to_string())
+                    .push(e);
+                *i += e.len_utf8();
+                *col += 1;
+            }
+            c => {
+                if let Some(u) = unquoted.as_mut() {
+                    u.push(c);
+                }
+            }
+        }
+    }
+    Ok(Tok {
+        s: unquoted.map_or(Cow::Borrowed(&line[start..*i]), Cow::Owned),
+        start,
+        end: *i,
+        col: start_col,
+    })
+}
+
+/// The word at byte `start` when it is one quoted text and nothing more, with nothing to
+/// unescape (`"ns/web:http"`): the text between the quotes, and the byte after them.
+fn whole_quote(line: &str, start: usize) -> Option<(&str, usize)> {
+    let bytes = line.as_bytes();
+    let q = *bytes.get(start)?;
+    if q != b'"' && q != b'\'' {
+        return None;
+    }
+    let len = bytes[start + 1..]
+        .iter()
+        .position(|&b| b == q || (q == b'"' && b == b'\\'))?;
+    let close = start + 1 + len;
+    let ends_word = line[close + 1..]
+        .chars()
+        .next()
+        .is_none_or(char::is_whitespace);
+    (bytes[close] == q && ends_word).then(|| (&line[start + 1..close], close + 1))
+}
+
+/// What a byte is to the tokenizer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ByteClass {
+    /// An ASCII character of a word.
+    Plain,
+    /// An ASCII blank.
+    Blank,
+    /// A quote, a backslash, or a byte of a non-ASCII character (which may be a blank).
+    Special,
+}
+
+const BYTE_CLASS: [ByteClass; 256] = {
+    let mut t = [ByteClass::Special; 256];
+    let mut b = 0;
+    while b < 128 {
+        t[b] = match b as u8 {
+            b' ' | b'\t'..=b'\r' => ByteClass::Blank,
+            b'"' | b'\'' | b'\\' => ByteClass::Special,
+            _ => ByteClass::Plain,
+        };
+        b += 1;
     }
     t
-}
+};
 
 /// Options of the rule syntax itself (not of a `-m` module or a target).
 fn is_core(s: &str) -> bool {
@@ -664,12 +793,12 @@ fn is_core(s: &str) -> bool {
     )
 }
 
-/// An option of a module or target with its arguments.
+/// An option of a module or target with its arguments, borrowed from the line's words.
 #[derive(Clone, Debug)]
-struct Opt {
+struct Opt<'t> {
     negated: bool,
-    name: String,
-    args: Vec<String>,
+    name: &'t str,
+    args: &'t [Tok<'t>],
     /// Byte span in the line, from its `!` (if any) to its last argument.
     start: usize,
     end: usize,
@@ -688,8 +817,8 @@ fn arity(name: &str) -> Option<usize> {
 
 /// Reads the options after `-m NAME` or `-j NAME` (or an implicit protocol match),
 /// from `toks[*i]`, up to the next option of the rule syntax.
-fn read_opts(toks: &[Tok], i: &mut usize) -> Vec<Opt> {
-    let mut opts = Vec::new();
+fn read_opts<'t>(toks: &'t [Tok<'t>], i: &mut usize) -> SmallVec<[Opt<'t>; 4]> {
+    let mut opts = SmallVec::new();
     while *i < toks.len() {
         let t = &toks[*i];
         let (negated, name_at) = if t.s == "!" {
@@ -703,13 +832,7 @@ fn read_opts(toks: &[Tok], i: &mut usize) -> Vec<Opt> {
             break;
         };
         let name_tok = &toks[name_at];
-        let mut opt = Opt {
-            negated,
-            name: name_tok.s.clone(),
-            args: Vec::new(),
-            start: t.start,
-            end: name_tok.end,
-        };
+        let mut negated = negated;
         let mut j = name_at + 1;
         // The old form puts the `!` after the option: `--dport ! 80`.
         if toks.get(j).is_some_and(|n| n.s == "!")
@@ -717,32 +840,30 @@ fn read_opts(toks: &[Tok], i: &mut usize) -> Vec<Opt> {
                 .get(j + 1)
                 .is_some_and(|n| !n.s.starts_with('-') || n.s.len() == 1)
         {
-            opt.negated = !opt.negated;
+            negated = !negated;
             j += 1;
         }
-        match arity(&opt.name) {
-            Some(n) => {
-                for _ in 0..n {
-                    if let Some(a) = toks.get(j) {
-                        opt.args.push(a.s.clone());
-                        opt.end = a.end;
-                        j += 1;
-                    }
-                }
-            }
+        let first = j;
+        match arity(&name_tok.s) {
+            Some(n) => j = (j + n).min(toks.len()),
             None => {
                 while let Some(a) = toks.get(j) {
                     if a.s == "!" || (a.s.starts_with('-') && a.s.len() > 1 && !is_number(&a.s)) {
                         break;
                     }
-                    opt.args.push(a.s.clone());
-                    opt.end = a.end;
                     j += 1;
                 }
             }
         }
+        let args = &toks[first..j];
+        opts.push(Opt {
+            negated,
+            name: &name_tok.s,
+            args,
+            start: t.start,
+            end: args.last().map_or(name_tok.end, |a| a.end),
+        });
         *i = j;
-        opts.push(opt);
     }
     opts
 }
@@ -763,13 +884,13 @@ fn read_rule(line: &str, toks: &[Tok], hints: &mut FamilyHints) -> Result<Rule, 
         counters: None,
         comment: None,
     };
-    let mut proto: Option<String> = None;
+    let mut proto: Option<Cow<str>> = None;
     let mut negate = false;
     let mut i = 0;
     let mut target_seen = false;
     while i < toks.len() {
         let t = &toks[i];
-        let s = t.s.as_str();
+        let s = t.s.as_ref();
         if s == "!" {
             if negate {
                 return Err((t.col, "expected an option after !".into()));
@@ -779,7 +900,7 @@ fn read_rule(line: &str, toks: &[Tok], hints: &mut FamilyHints) -> Result<Rule, 
             continue;
         }
         // The value of a core option, with the old `-s ! x` negation.
-        let value = |i: &mut usize, what: &str| -> Result<(Tok, bool), Fail> {
+        let value = |i: &mut usize, what: &str| -> Result<(&Tok, bool), Fail> {
             let mut j = *i + 1;
             let mut neg = false;
             if toks.get(j).is_some_and(|v| v.s == "!") {
@@ -796,7 +917,7 @@ fn read_rule(line: &str, toks: &[Tok], hints: &mut FamilyHints) -> Result<Rule, 
                     (at, format!("expected {what} after {}", t.s))
                 })?;
             *i = j + 1;
-            Ok((v.clone(), neg))
+            Ok((v, neg))
         };
         match s {
             "-s" | "--source" | "--src" | "-d" | "--destination" | "--dst" => {
@@ -819,7 +940,7 @@ fn read_rule(line: &str, toks: &[Tok], hints: &mut FamilyHints) -> Result<Rule, 
                         prefix: true,
                     },
                     None => Iface {
-                        name: v.s.clone(),
+                        name: v.s.to_string(),
                         prefix: false,
                     },
                 };
@@ -832,7 +953,11 @@ fn read_rule(line: &str, toks: &[Tok], hints: &mut FamilyHints) -> Result<Rule, 
             }
             "-p" | "--protocol" => {
                 let (v, neg) = value(&mut i, "a protocol")?;
-                let name = v.s.to_ascii_lowercase();
+                let name = if v.s.bytes().any(|b| b.is_ascii_uppercase()) {
+                    Cow::Owned(v.s.to_ascii_lowercase())
+                } else {
+                    Cow::Borrowed(&*v.s)
+                };
                 match parse_proto(&name) {
                     Some(Some(p)) => {
                         match p {
@@ -914,10 +1039,10 @@ fn read_rule(line: &str, toks: &[Tok], hints: &mut FamilyHints) -> Result<Rule, 
                 target_seen = true;
                 rule.target = if s == "-g" || s == "--goto" {
                     if opts.is_empty() {
-                        Target::Goto(name.s.clone())
+                        Target::Goto(name.s.to_string())
                     } else {
                         Target::Unknown {
-                            name: name.s.clone(),
+                            name: name.s.to_string(),
                             text: line[start..end].to_string(),
                         }
                     }
@@ -930,7 +1055,7 @@ fn read_rule(line: &str, toks: &[Tok], hints: &mut FamilyHints) -> Result<Rule, 
                 let start = toks[i.saturating_sub(negate as usize)].start;
                 let opts = read_opts(toks, &mut i);
                 let end = opts.last().map_or(t.end, |o| o.end);
-                let implicit = proto.clone().unwrap_or_default();
+                let implicit = proto.as_deref().unwrap_or_default();
                 let mut opts = opts;
                 if negate {
                     if let Some(o) = opts.first_mut() {
@@ -1062,9 +1187,9 @@ pub(super) fn parse_mark(s: &str) -> Option<(u32, u32)> {
     }
 }
 
-fn one_arg(o: &Opt) -> Option<&str> {
-    match o.args.as_slice() {
-        [a] => Some(a.as_str()),
+fn one_arg<'t>(o: &Opt<'t>) -> Option<&'t str> {
+    match o.args {
+        [a] => Some(&a.s),
         _ => None,
     }
 }
@@ -1091,16 +1216,16 @@ fn module(
     match name {
         "tcp" | "udp" | "sctp" | "udplite" | "dccp" => {
             for o in opts {
-                let kind = match o.name.as_str() {
+                let kind = match o.name {
                     "--sport" | "--source-port" => one_arg(o)
                         .and_then(|a| parse_port_range(a, ':'))
                         .map(|r| MatchKind::Sport(Ports(vec![r]))),
                     "--dport" | "--destination-port" => one_arg(o)
                         .and_then(|a| parse_port_range(a, ':'))
                         .map(|r| MatchKind::Dport(Ports(vec![r]))),
-                    "--tcp-flags" if name == "tcp" => match o.args.as_slice() {
-                        [m, c] => tcp_flags(m)
-                            .zip(tcp_flags(c))
+                    "--tcp-flags" if name == "tcp" => match o.args {
+                        [m, c] => tcp_flags(&m.s)
+                            .zip(tcp_flags(&c.s))
                             .map(|(mask, comp)| MatchKind::TcpFlags { mask, comp }),
                         _ => None,
                     },
@@ -1116,7 +1241,7 @@ fn module(
         }
         "multiport" => {
             for o in opts {
-                let kind = match o.name.as_str() {
+                let kind = match o.name {
                     "--sports" | "--source-ports" => {
                         one_arg(o).and_then(parse_ports).map(MatchKind::Sport)
                     }
@@ -1135,7 +1260,7 @@ fn module(
             let limit_out = opts.iter().any(|o| o.name == "--limit-iface-out");
             for o in opts {
                 let ty = one_arg(o).and_then(addr_types);
-                let kind = match (o.name.as_str(), ty) {
+                let kind = match (o.name, ty) {
                     ("--limit-iface-in" | "--limit-iface-out", _) if o.args.is_empty() => continue,
                     ("--src-type", Some(t)) => MatchKind::AddrType {
                         src: t,
@@ -1156,8 +1281,9 @@ fn module(
         }
         "set" => {
             for o in opts {
-                let kind = match (o.name.as_str(), o.args.as_slice()) {
+                let kind = match (o.name, o.args) {
                     ("--match-set" | "--set", [set, dims]) => dims
+                        .s
                         .split(',')
                         .map(|d| match d {
                             "src" => Some(SetDim::Src),
@@ -1166,7 +1292,7 @@ fn module(
                         })
                         .collect::<Option<Vec<_>>>()
                         .map(|dims| MatchKind::Set {
-                            name: set.clone(),
+                            name: set.s.to_string(),
                             dims,
                         }),
                     _ => None,
@@ -1177,7 +1303,7 @@ fn module(
         }
         "mark" | "connmark" => {
             for o in opts {
-                let kind = match o.name.as_str() {
+                let kind = match o.name {
                     "--mark" => one_arg(o).and_then(parse_mark).map(|(value, mask)| {
                         if name == "mark" {
                             MatchKind::Mark { value, mask }
@@ -1194,7 +1320,7 @@ fn module(
         "conntrack" | "state" => {
             for o in opts {
                 let mut negated = o.negated;
-                let kind = match o.name.as_str() {
+                let kind = match o.name {
                     "--ctstate" | "--state" => {
                         one_arg(o).and_then(ct_states).map(MatchKind::CtState)
                     }
@@ -1226,12 +1352,9 @@ fn module(
         "statistic" => {
             let get = |n: &str| opts.iter().find(|o| o.name == n).and_then(one_arg);
             let negated = opts.iter().any(|o| o.negated);
-            let known = opts.iter().all(|o| {
-                matches!(
-                    o.name.as_str(),
-                    "--mode" | "--probability" | "--every" | "--packet"
-                )
-            });
+            let known = opts
+                .iter()
+                .all(|o| matches!(o.name, "--mode" | "--probability" | "--every" | "--packet"));
             let kind = match (known, get("--mode")) {
                 (true, Some("random")) => get("--probability")
                     .and_then(|p| p.parse::<f64>().ok())
@@ -1257,7 +1380,7 @@ fn module(
         }
         "icmp" | "icmp6" | "icmpv6" | "ipv6-icmp" => {
             for o in opts {
-                let kind = match o.name.as_str() {
+                let kind = match o.name {
                     "--icmp-type" => {
                         hints.v4 += 1;
                         one_arg(o).and_then(|a| icmp_type(a, ICMP_NAMES))
@@ -1280,7 +1403,7 @@ fn module(
         }
         "comment" => {
             for o in opts {
-                match (o.name.as_str(), one_arg(o)) {
+                match (o.name, one_arg(o)) {
                     ("--comment", Some(c)) => {
                         if rule.comment.is_none() {
                             rule.comment = Some(c.to_string());
@@ -1512,10 +1635,7 @@ fn target(name: &str, opts: &[Opt], text: &str, hints: &mut FamilyHints) -> Targ
         text: text.to_string(),
     };
     let get = |n: &str| opts.iter().find(|o| o.name == n);
-    let only = |allowed: &[&str]| {
-        opts.iter()
-            .all(|o| allowed.contains(&o.name.as_str()) && !o.negated)
-    };
+    let only = |allowed: &[&str]| opts.iter().all(|o| allowed.contains(&o.name) && !o.negated);
     let flags = || NatFlags {
         random: get("--random").is_some(),
         random_fully: get("--random-fully").is_some(),
@@ -1627,7 +1747,7 @@ fn target(name: &str, opts: &[Opt], text: &str, hints: &mut FamilyHints) -> Targ
 fn copy_mark(opts: &[Opt]) -> Option<Target> {
     let (mut restore, mut nfmask, mut ctmask) = (None, u32::MAX, u32::MAX);
     for o in opts {
-        match (o.name.as_str(), one_arg(o)) {
+        match (o.name, one_arg(o)) {
             ("--restore-mark", None) if o.args.is_empty() => restore = Some(true),
             ("--save-mark", None) if o.args.is_empty() => restore = Some(false),
             ("--nfmask", Some(m)) => nfmask = parse_u32(m)?,

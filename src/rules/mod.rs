@@ -542,28 +542,52 @@ impl InputKind {
     }
 }
 
-/// Reads one rules input (`-` for standard input, `.gz` decompressed), of any kind
-/// [`InputKind::detect`] recognises.
-pub fn read_path(path: &str) -> anyhow::Result<RuleSet> {
-    let text = crate::input::read_text(path)?;
-    Ok(parse(path, &text))
-}
-
 /// Reads every rules input as one rule set, and the earlier dumps `before` (if any)
 /// as its baseline for counter deltas.
 pub fn read_all(paths: &[String], before: &[String]) -> anyhow::Result<RuleSet> {
-    let mut rules = RuleSet::default();
-    for p in paths {
-        rules.merge(read_path(p)?);
-    }
-    if !before.is_empty() {
-        let mut earlier = RuleSet::default();
-        for p in before {
-            earlier.merge(read_path(p)?);
+    Ok(read_texts(paths, before)?.parse())
+}
+
+/// Rules inputs read but not parsed yet (see [`read_texts`]).
+#[derive(Clone, Debug, Default)]
+pub struct Texts {
+    /// (input as given, its text), for the rules and for the earlier dumps.
+    rules: Vec<(String, String)>,
+    before: Vec<(String, String)>,
+}
+
+/// Reads every rules input and earlier dump as text: an input that cannot be read fails
+/// here, and [`Texts::parse`] makes the rule set when it is needed.
+pub fn read_texts(paths: &[String], before: &[String]) -> anyhow::Result<Texts> {
+    let read = |paths: &[String]| {
+        paths
+            .iter()
+            .map(|p| Ok((p.clone(), crate::input::read_text(p)?)))
+            .collect::<anyhow::Result<Vec<_>>>()
+    };
+    Ok(Texts {
+        rules: read(paths)?,
+        before: read(before)?,
+    })
+}
+
+impl Texts {
+    /// The inputs as one rule set, and the earlier dumps (if any) as its baseline for
+    /// counter deltas.
+    pub fn parse(&self) -> RuleSet {
+        let merged = |inputs: &[(String, String)]| {
+            let mut rules = RuleSet::default();
+            for (path, text) in inputs {
+                rules.merge(parse(path, text));
+            }
+            rules
+        };
+        let mut rules = merged(&self.rules);
+        if !self.before.is_empty() {
+            rules.compare_with(merged(&self.before));
         }
-        rules.compare_with(earlier);
+        rules
     }
-    Ok(rules)
 }
 
 /// Parses a rules input of any recognised kind; an unrecognised one is a warning.
