@@ -217,8 +217,8 @@ impl<'t> TableBuilder<'t> {
         }
     }
 
-    fn chain(&mut self, name: &Cow<'t, str>, line: u64) -> usize {
-        if let Some(&i) = self.index.get(&**name) {
+    fn chain(&mut self, name: Cow<'t, str>, line: u64) -> usize {
+        if let Some(&i) = self.index.get(&*name) {
             return i;
         }
         self.chains.push(Chain {
@@ -228,7 +228,7 @@ impl<'t> TableBuilder<'t> {
             line,
         });
         self.policies.push((None, None));
-        self.index.insert(name.clone(), self.chains.len() - 1);
+        self.index.insert(name, self.chains.len() - 1);
         self.chains.len() - 1
     }
 }
@@ -355,7 +355,7 @@ impl<'t> Parser<'_, 't> {
                 "expected a table (*name) before a chain declaration".into(),
             ));
         };
-        let ci = table.chain(&name.s, line_no);
+        let ci = table.chain(name.s.clone(), line_no);
         table.policies[ci] = (policy, counters);
         Ok(())
     }
@@ -427,7 +427,7 @@ impl<'t> Parser<'_, 't> {
                     }
                     _ => {}
                 }
-                let ci = table.chain(&chain.s, line_no);
+                let ci = table.chain(chain.s.clone(), line_no);
                 if insert {
                     table.inserted.entry(ci).or_default().push(rule);
                 } else {
@@ -453,14 +453,14 @@ impl<'t> Parser<'_, 't> {
                 let mut i = 3;
                 while i < toks.len() {
                     if matches!(toks[i].s.as_ref(), "-c" | "--set-counters") {
-                        pc = Some(read_c_counters(&toks, i)?);
+                        pc = Some(read_c_counters(toks, i)?);
                         i += 3;
                     } else {
                         return Err((toks[i].col, "expected the end of the policy".into()));
                     }
                 }
                 let table = self.table_for_rule();
-                let ci = table.chain(&chain.s, line_no);
+                let ci = table.chain(chain.s.clone(), line_no);
                 table.policies[ci] = (Some(policy), pc.or(counters));
                 table.clues.policies |= hook_bit(&chain.s);
                 Ok(())
@@ -470,7 +470,7 @@ impl<'t> Parser<'_, 't> {
                 if let Some(t) = toks.get(2) {
                     return Err((t.col, "expected the end of the chain declaration".into()));
                 }
-                self.table_for_rule().chain(&chain.s, line_no);
+                self.table_for_rule().chain(chain.s.clone(), line_no);
                 Ok(())
             }
             _ => Err((
@@ -1062,7 +1062,7 @@ fn read_rule(line: &str, toks: &[Tok], hints: &mut FamilyHints) -> Result<Rule, 
                         o.negated = !o.negated;
                     }
                 }
-                module(&mut rule, hints, &implicit, &opts, line, &line[start..end]);
+                module(&mut rule, hints, implicit, &opts, line, &line[start..end]);
             }
             _ => {
                 return Err((t.col, "expected an option".into()));
@@ -1717,7 +1717,7 @@ fn target(name: &str, opts: &[Opt], text: &str, hints: &mut FamilyHints) -> Targ
             let [o] = opts else {
                 return unknown();
             };
-            let Some(op) = one_arg(o).and_then(|a| mark_op(&o.name, a)) else {
+            let Some(op) = one_arg(o).and_then(|a| mark_op(o.name, a)) else {
                 return unknown();
             };
             if o.negated {
