@@ -34,22 +34,17 @@ use natcheck::bundle::{Bundle, Kind};
 use natcheck::conntrack::{self, Entry};
 use sha2::{Digest, Sha256};
 
-use crate::util::{self, have, python, run, sh, skip};
+use crate::util::{self, python, run, sh, skip};
 
 const SERVER: &str = "203.0.113.2";
 const ROUTER_OUT: &str = "203.0.113.1";
 const CLIENT: &str = "10.232.0.2";
 
 fn unavailable() -> Option<String> {
-    let uid = Command::new("id").arg("-u").output().ok()?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        return Some("not root (network namespaces and packet sockets need it)".into());
-    }
-    let missing: Vec<&str> = ["ip", "iptables", "conntrack", "tcpdump", "python3"]
-        .into_iter()
-        .filter(|t| !have(t))
-        .collect();
-    (!missing.is_empty()).then(|| format!("missing tools: {}", missing.join(", ")))
+    util::lab_unavailable(
+        "network namespaces and packet sockets",
+        &["ip", "iptables", "conntrack", "tcpdump", "python3"],
+    )
 }
 
 /// The namespaces, the servers running in them, and a scratch directory; all

@@ -37,15 +37,10 @@ const ICMP_IDENT: u16 = 4242;
 
 /// Why the lab cannot run here, if it cannot.
 fn unavailable() -> Option<String> {
-    let uid = Command::new("id").arg("-u").output().ok()?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        return Some("not root (network namespaces and iptables need it)".into());
-    }
-    let missing: Vec<&str> = ["ip", "iptables", "ip6tables", "conntrack", "python3"]
-        .into_iter()
-        .filter(|t| !have(t))
-        .collect();
-    (!missing.is_empty()).then(|| format!("missing tools: {}", missing.join(", ")))
+    util::lab_unavailable(
+        "network namespaces and iptables",
+        &["ip", "iptables", "ip6tables", "conntrack", "python3"],
+    )
 }
 
 /// A process whose stdout lines arrive on a channel, so the test can wait for one

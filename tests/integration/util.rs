@@ -96,6 +96,17 @@ pub fn skip(reason: impl std::fmt::Display) {
 }
 
 /// Whether an external tool is on PATH. Tests that need one [`skip`] without it.
+/// Why a namespace lab cannot run here, if it cannot: not root (`root_for` says what
+/// needs it), or one of `tools` missing.
+pub fn lab_unavailable(root_for: &str, tools: &[&str]) -> Option<String> {
+    let uid = Command::new("id").arg("-u").output().ok()?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return Some(format!("not root ({root_for} need it)"));
+    }
+    let missing: Vec<&str> = tools.iter().copied().filter(|t| !have(t)).collect();
+    (!missing.is_empty()).then(|| format!("missing tools: {}", missing.join(", ")))
+}
+
 pub fn have(tool: &str) -> bool {
     Command::new("sh")
         .arg("-c")
