@@ -16,6 +16,7 @@
 //!   their probabilities (kube-proxy's 0.333, 0.5, rest give 1/3 each), unknown matches
 //!   branch both ways as assumptions, and an unknown target stops its branch.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
@@ -501,15 +502,27 @@ struct Walker<'a> {
     packet: &'a Packet,
     branches: usize,
     truncated: bool,
-    /// The state of every branch, by [`Br`]. The three lists hold what most walks need
-    /// in place.
-    states: SmallVec<[State; 4]>,
+    /// The state of every branch, by [`Br`].
+    states: Vec<State>,
     /// Every step of every branch, each with the step before it in its branch: a
     /// branch's events are the steps back from its last one, shared with the branches
     /// it split from.
-    steps: SmallVec<[(Step, Option<usize>); 32]>,
+    steps: Vec<(Step, Option<usize>)>,
     /// Every NAT decision of every branch.
-    nats: SmallVec<[NatStep; 4]>,
+    nats: Vec<NatStep>,
+}
+
+/// A walker's lists, emptied, kept from walk to walk (see [`LISTS`]).
+#[derive(Default)]
+struct Lists {
+    states: Vec<State>,
+    steps: Vec<(Step, Option<usize>)>,
+    nats: Vec<NatStep>,
+}
+
+thread_local! {
+    /// The lists of the last walk on this thread, for their room.
+    static LISTS: Cell<Lists> = Cell::new(Lists::default());
 }
 
 /// Walks `packet` through `rules`.
@@ -520,6 +533,8 @@ pub fn walk(rules: &RuleSet, packet: &Packet) -> Walk {
 /// [`walk`] with the rule set's index built once for many packets.
 pub fn walk_indexed(rules: &RuleSet, index: &Index, packet: &Packet) -> Walk {
     let mut w = Walker::new(rules, index, packet);
+    let lists = LISTS.take();
+    (w.states, w.steps, w.nats) = (lists.states, lists.steps, lists.nats);
     w.states.push(State::start(packet));
     let hooks: &[Hook] = if packet.in_iface.is_some() {
         &[Hook::Prerouting]
@@ -529,6 +544,14 @@ pub fn walk_indexed(rules: &RuleSet, index: &Index, packet: &Packet) -> Walk {
     let mut outcomes = Vec::new();
     w.hooks(0, hooks, &mut outcomes);
     outcomes.sort_by(|a, b| b.probability.total_cmp(&a.probability));
+    w.states.clear();
+    w.steps.clear();
+    w.nats.clear();
+    LISTS.set(Lists {
+        states: w.states,
+        steps: w.steps,
+        nats: w.nats,
+    });
     Walk {
         outcomes,
         truncated: w.truncated,
@@ -543,9 +566,9 @@ impl<'a> Walker<'a> {
             packet,
             branches: 1,
             truncated: false,
-            states: SmallVec::new(),
-            steps: SmallVec::new(),
-            nats: SmallVec::new(),
+            states: Vec::new(),
+            steps: Vec::new(),
+            nats: Vec::new(),
         }
     }
 
@@ -707,8 +730,19 @@ impl<'a> Walker<'a> {
         // Branches still walking this chain, with where they are in the candidates
         // (last in, first walked).
         let mut live: Branches<(Br, Cursor)> = smallvec![(s, Cursor::default())];
-        while let Some((s, at)) = live.pop() {
-            let Some((i, next)) = candidates.next(at) else {
+        while let Some((s, mut at)) = live.pop() {
+            // Most rules are decided from the packet alone: the rules a match rules out
+            // are skipped, one whose every match holds goes on as it is; only the others
+            // split or assume.
+            let mut found = None;
+            while let Some((i, next)) = candidates.next(at) {
+                at = next;
+                if let Some(split) = self.undecided(s, &chain.rules[i], hook) {
+                    found = Some((i, split));
+                    break;
+                }
+            }
+            let Some((i, split)) = found else {
                 self.step(
                     s,
                     Step::Fell {
@@ -720,25 +754,6 @@ impl<'a> Walker<'a> {
                 continue;
             };
             let rule = &chain.rules[i];
-            // Most rules are decided from the packet alone: one that a match rules out
-            // is skipped, one whose every match holds goes on as it is; only the
-            // others split or assume.
-            let mut split = false;
-            let mut ruled_out = false;
-            for m in &rule.matches {
-                match self.test(&self.states[s], m, hook) {
-                    Test::No => {
-                        ruled_out = true;
-                        break;
-                    }
-                    Test::Yes => {}
-                    Test::Chance(_) | Test::Unknown => split = true,
-                }
-            }
-            if ruled_out {
-                live.push((s, next));
-                continue;
-            }
             let r = Place {
                 table: ti,
                 chain: ci,
@@ -751,19 +766,34 @@ impl<'a> Walker<'a> {
             };
             for (s, held) in branches {
                 if !held {
-                    live.push((s, next));
+                    live.push((s, at));
                     continue;
                 }
                 self.step(s, Step::Matched(r));
                 for (s, end) in self.target(s, &rule.target, r, hook, depth) {
                     match end {
-                        None => live.push((s, next)),
+                        None => live.push((s, at)),
                         Some(end) => out.push((s, end)),
                     }
                 }
             }
         }
         out
+    }
+
+    /// Whether branch `s` meets `rule`: `None` when a match rules it out, else whether
+    /// a match could not be decided (the rule splits the branch or assumes).
+    fn undecided(&self, s: Br, rule: &Rule, hook: Hook) -> Option<bool> {
+        let st = &self.states[s];
+        let mut split = false;
+        for m in &rule.matches {
+            match self.test(st, m, hook) {
+                Test::No => return None,
+                Test::Yes => {}
+                Test::Chance(_) | Test::Unknown => split = true,
+            }
+        }
+        Some(split)
     }
 
     /// Applies a target; `None` means go on with the next rule.

@@ -146,6 +146,9 @@ struct TableBuilder<'t> {
     chains: Vec<Chain>,
     /// Chain name (as the input wrote it) → chain index.
     index: HashMap<Cow<'t, str>, usize>,
+    /// The chain looked up last, tried before the map (iptables-save writes the rules of
+    /// a chain together).
+    last: Option<usize>,
     /// Declared policies (`:INPUT DROP [0:0]`, `-P INPUT DROP`), by chain index.
     policies: Vec<(Option<Verdict>, Option<Counters>)>,
     /// `-I CHAIN` rules, to go before the chain's `-A` rules (most recent first).
@@ -210,6 +213,7 @@ impl<'t> TableBuilder<'t> {
             dialect,
             chains: Vec::new(),
             index: HashMap::new(),
+            last: None,
             policies: Vec::new(),
             inserted: HashMap::new(),
             hints: FamilyHints::default(),
@@ -217,19 +221,29 @@ impl<'t> TableBuilder<'t> {
         }
     }
 
-    fn chain(&mut self, name: Cow<'t, str>, line: u64) -> usize {
-        if let Some(&i) = self.index.get(&*name) {
+    /// The index of chain `name`, declared now (at `line`) if it is new. The name is
+    /// taken as a `Cow` so that a new chain's key keeps borrowing the line.
+    #[allow(clippy::ptr_arg)]
+    fn chain(&mut self, name: &Cow<'t, str>, line: u64) -> usize {
+        if let Some(i) = self.last.filter(|&i| self.chains[i].name == **name) {
             return i;
         }
-        self.chains.push(Chain {
-            name: name.to_string(),
-            base: None,
-            rules: Vec::new(),
-            line,
-        });
-        self.policies.push((None, None));
-        self.index.insert(name, self.chains.len() - 1);
-        self.chains.len() - 1
+        let i = match self.index.get(&**name) {
+            Some(&i) => i,
+            None => {
+                self.chains.push(Chain {
+                    name: name.to_string(),
+                    base: None,
+                    rules: Vec::new(),
+                    line,
+                });
+                self.policies.push((None, None));
+                self.index.insert(name.clone(), self.chains.len() - 1);
+                self.chains.len() - 1
+            }
+        };
+        self.last = Some(i);
+        i
     }
 }
 
@@ -355,7 +369,7 @@ impl<'t> Parser<'_, 't> {
                 "expected a table (*name) before a chain declaration".into(),
             ));
         };
-        let ci = table.chain(name.s.clone(), line_no);
+        let ci = table.chain(&name.s, line_no);
         table.policies[ci] = (policy, counters);
         Ok(())
     }
@@ -427,7 +441,7 @@ impl<'t> Parser<'_, 't> {
                     }
                     _ => {}
                 }
-                let ci = table.chain(chain.s.clone(), line_no);
+                let ci = table.chain(&chain.s, line_no);
                 if insert {
                     table.inserted.entry(ci).or_default().push(rule);
                 } else {
@@ -460,7 +474,7 @@ impl<'t> Parser<'_, 't> {
                     }
                 }
                 let table = self.table_for_rule();
-                let ci = table.chain(chain.s.clone(), line_no);
+                let ci = table.chain(&chain.s, line_no);
                 table.policies[ci] = (Some(policy), pc.or(counters));
                 table.clues.policies |= hook_bit(&chain.s);
                 Ok(())
@@ -470,7 +484,7 @@ impl<'t> Parser<'_, 't> {
                 if let Some(t) = toks.get(2) {
                     return Err((t.col, "expected the end of the chain declaration".into()));
                 }
-                self.table_for_rule().chain(chain.s.clone(), line_no);
+                self.table_for_rule().chain(&chain.s, line_no);
                 Ok(())
             }
             _ => Err((
@@ -1816,7 +1830,7 @@ pub(super) fn parse_nat_to(s: &str) -> Option<NatTo> {
             r => Some(r.strip_prefix(':')?),
         };
         (Some(a), ports)
-    } else if s.matches(':').count() > 1 {
+    } else if s.bytes().filter(|&b| b == b':').count() > 1 {
         // A bare IPv6 address or range: no port.
         (Some(s), None)
     } else {
@@ -1829,7 +1843,8 @@ pub(super) fn parse_nat_to(s: &str) -> Option<NatTo> {
         None => None,
         Some(a) => {
             // `A-B`; for bracketed forms the `-` sits between `]` and `[`.
-            let (lo, hi) = match a.find("]-[") {
+            let bracketed = a.starts_with('[').then(|| a.find("]-[")).flatten();
+            let (lo, hi) = match bracketed {
                 Some(i) => (&a[..=i], &a[i + 2..]),
                 None => match a.split_once('-') {
                     Some((lo, hi)) if !a.starts_with('[') => (lo, hi),
