@@ -27,9 +27,15 @@ fuzz_target!(|data: &[u8]| {
                 let _ = decode(f.linktype, f.data, f.orig_len);
             }
             Next::Problem(p) => {
-                assert!(p.offset <= data.len() as u64, "problem located past the input");
+                assert!(
+                    p.offset <= data.len() as u64,
+                    "problem located past the input"
+                );
                 if p.fatal {
-                    assert!(matches!(reader.next_frame(), Next::End), "reader goes on after a fatal problem");
+                    assert!(
+                        matches!(reader.next_frame(), Next::End),
+                        "reader goes on after a fatal problem"
+                    );
                     break;
                 }
             }

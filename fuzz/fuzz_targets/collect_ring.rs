@@ -21,7 +21,10 @@ fuzz_target!(|data: &[u8]| {
     for p in packets(data) {
         n += 1;
         let inside = p.data.as_ptr_range();
-        assert!(range.start <= inside.start && inside.end <= range.end, "packet outside the block");
+        assert!(
+            range.start <= inside.start && inside.end <= range.end,
+            "packet outside the block"
+        );
     }
     assert!(n <= u64::from(announced), "more packets than announced");
 

@@ -2,7 +2,8 @@
 //! into a rule's expressions, must parse without a panic; and any string placed in the
 //! values of a valid document (a priority, a set element, a match's right-hand side, a
 //! NAT address, a map key, a comment, a chain name) must leave the valid rule after it
-//! intact.
+//! intact. The first byte (still part of the input) picks which of the three checks an input gets, so that each
+//! execution builds one document rather than three.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -30,19 +31,32 @@ fn escape(s: &str) -> String {
 }
 
 fuzz_target!(|data: &[u8]| {
+    let Some(&check) = data.first() else {
+        return;
+    };
     let text = String::from_utf8_lossy(data);
-
-    // The bytes alone, and spliced in as expressions of a rule.
-    let _ = nft::parse_json("fuzz", &text);
-    let spliced = format!(
-        r#"{HEAD} {{"chain": {{"family": "ip", "table": "t", "name": "c", "handle": 1}}}},
+    match check % 3 {
+        // The bytes alone.
+        0 => {
+            let _ = nft::parse_json("fuzz", &text);
+        }
+        // The bytes spliced in as expressions of a rule.
+        1 => {
+            let spliced = format!(
+                r#"{HEAD} {{"chain": {{"family": "ip", "table": "t", "name": "c", "handle": 1}}}},
  {{"rule": {{"family": "ip", "table": "t", "chain": "c", "handle": 3, "expr": [{text}]}}}},
  {GOOD_RULE}"#
-    );
-    let _ = nft::parse_json("fuzz", &spliced);
+            );
+            let _ = nft::parse_json("fuzz", &spliced);
+        }
+        _ => value_slots(&text),
+    }
+});
 
-    // The bytes as a string in every kind of value slot.
-    let s = escape(&text);
+/// The bytes as a string in every kind of value slot of a valid document: the good
+/// rule after them is read intact.
+fn value_slots(text: &str) {
+    let s = escape(text);
     let doc = format!(
         r#"{HEAD}
  {{"chain": {{"family": "ip", "table": "t", "name": "c", "handle": 1, "type": "nat", "hook": "prerouting", "prio": "{s}", "policy": "{s}"}}}},
@@ -88,4 +102,4 @@ fuzz_target!(|data: &[u8]| {
             len: 32
         })
     );
-});
+}

@@ -2,7 +2,8 @@
 //! into a chain, must parse without a panic and with every warning on a line of the
 //! input; and any text placed in the slots of one rule line (a statement, a match's
 //! value, a mark, a NAT address, a verdict map's elements, a comment) must leave the
-//! rules on the lines before and after it intact.
+//! rules on the lines before and after it intact. The first byte (still part of the input) picks which of these
+//! checks an input gets, so that each execution parses one document rather than nine.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -44,35 +45,48 @@ fn good(rs: &RuleSet, handle: u64, line: u64, doc: &str) {
 }
 
 fuzz_target!(|data: &[u8]| {
+    let Some(&check) = data.first() else {
+        return;
+    };
     let text = String::from_utf8_lossy(data);
 
-    // The bytes alone, and as lines of a chain.
-    located(&nft::parse_text("fuzz", &text), &text);
-    let spliced = format!("{HEAD}\t\t{text}\n{TAIL}");
-    located(&nft::parse_text("fuzz", &spliced), &spliced);
-
-    // The bytes, kept to one line and out of strings and blocks, in every slot of
-    // a rule line between two good ones.
-    let s: String = text
-        .chars()
-        .map(|c| match c {
-            '\n' | '\r' | '{' | '}' | ';' | '"' | '#' | '\\' => ' ',
-            c => c,
-        })
-        .collect();
-    for line in [
-        s.clone(),
-        format!("ip saddr {s} accept"),
-        format!("meta mark set {s}"),
-        format!("meta l4proto tcp dnat to {s}"),
-        format!("ip daddr . tcp dport vmap {{ {s} }}"),
-        format!("numgen random mod 2 vmap {{ 0 : goto {s}, 1 : accept }}"),
-        format!("accept comment \"{s}\""),
-    ] {
-        let doc = format!("{HEAD}\t\t{GOOD} # handle 3\n\t\t{line} # handle 4\n\t\t{GOOD} # handle 5\n{TAIL}");
-        let rs = nft::parse_text("fuzz", &doc);
-        located(&rs, &doc);
-        good(&rs, 3, 4, &doc);
-        good(&rs, 5, 6, &doc);
-    }
+    // The bytes, kept to one line and out of strings and blocks, in a slot of a rule
+    // line between two good ones.
+    let s = || -> String {
+        text.chars()
+            .map(|c| match c {
+                '\n' | '\r' | '{' | '}' | ';' | '"' | '#' | '\\' => ' ',
+                c => c,
+            })
+            .collect()
+    };
+    let line = match check % 9 {
+        // The bytes alone, and as lines of a chain.
+        0 => {
+            located(&nft::parse_text("fuzz", &text), &text);
+            return;
+        }
+        1 => {
+            let spliced = format!("{HEAD}\t\t{text}\n{TAIL}");
+            located(&nft::parse_text("fuzz", &spliced), &spliced);
+            return;
+        }
+        2 => s(),
+        3 => format!("ip saddr {} accept", s()),
+        4 => format!("meta mark set {}", s()),
+        5 => format!("meta l4proto tcp dnat to {}", s()),
+        6 => format!("ip daddr . tcp dport vmap {{ {} }}", s()),
+        7 => format!(
+            "numgen random mod 2 vmap {{ 0 : goto {}, 1 : accept }}",
+            s()
+        ),
+        _ => format!("accept comment \"{}\"", s()),
+    };
+    let doc = format!(
+        "{HEAD}\t\t{GOOD} # handle 3\n\t\t{line} # handle 4\n\t\t{GOOD} # handle 5\n{TAIL}"
+    );
+    let rs = nft::parse_text("fuzz", &doc);
+    located(&rs, &doc);
+    good(&rs, 3, 4, &doc);
+    good(&rs, 5, 6, &doc);
 });

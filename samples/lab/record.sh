@@ -29,6 +29,8 @@ ALL_SCENARIOS=(masquerade published-port port-collision nodeport snat-random-ful
   fault-snat-exhaustion fault-snat-exhaustion-udp6 fault-syn-dropped-once fault-dns-pair-dropped
   fault-hairpin-no-masq fault-hairpin-udp)
 ALL_SCENARIOS+=(userland-proxy userland-proxy6 fault-pmtu-black-hole fault-pmtu-black-hole6)
+ALL_SCENARIOS+=(fault-asym-route fault-asym-route6 asym-route-loose)
+ALL_SCENARIOS+=(fault-ct-table-full fault-ct-table-full6)
 
 # The scenarios that run with IPv6 on (dual stack): those whose name ends in 6.
 is_v6() { [[ $1 == *6 ]]; }
@@ -119,11 +121,14 @@ ensure_tools() {
 WORK=""
 CREATED_NS=()
 declare -A LIVE=() # pid -> label, for every background process still running
+# nf_conntrack_max as it was before a scenario lowered it (see ct_table_full).
+CT_MAX_SAVED=""
 
 # Stop what this process started and delete its namespaces.
 scenario_cleanup() {
   local rc=$? pid ns
   set +e
+  ct_max_restore
   for pid in "${!LIVE[@]}"; do
     kill -TERM "$pid" 2>/dev/null
   done
@@ -356,6 +361,18 @@ apply_rules() { # stdin: iptables-restore input
   hx iptables-restore
 }
 
+# Docker's rules for `docker run -p 8080:80` on c1 (TCP only).
+publish_web() {
+  docker_filter_base
+  echo "-A DOCKER -d $C1_IP/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT"
+  echo COMMIT
+  docker_nat_base
+  echo "$MASQ_RULE"
+  echo "-A POSTROUTING -s $C1_IP/32 -d $C1_IP/32 -p tcp -m tcp --dport 80 -j MASQUERADE"
+  echo "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination $C1_IP:80"
+  echo COMMIT
+}
+
 # ---------------------------------------------------------------- recording
 
 IFACES=(docker0 eth0 veth-c1)
@@ -364,15 +381,24 @@ CAP_PIDS=()
 # start of the payload only, so that their files stay small.
 SNAPLEN=0
 
+# start_events: the conntrack event log of the host namespace, into events.txt, unless
+# it runs already (a scenario that opens connections before the captures starts it
+# first, so that the log holds every entry of the table).
+EV_PID=""
+start_events() {
+  [[ -z $EV_PID ]] || return 0
+  # conntrack writes events to stdout: they go to events.txt, not to the log.
+  ip netns exec "$NS_HOST" conntrack -E -o timestamp,extended,id >"$SCEN_DIR/events.txt" 2>"$LOGS/events.log" 9>&- &
+  EV_PID=$!
+  LIVE[$EV_PID]=events
+}
+
 start_recording() {
   local d=$SCEN_DIR i
   CAP_PIDS=()
   hx ip -o link >"$d/links.txt"
   hx ip -o addr >"$d/addrs.txt"
-  # conntrack writes events to stdout: they go to events.txt, not to the log.
-  ip netns exec "$NS_HOST" conntrack -E -o timestamp,extended,id >"$d/events.txt" 2>"$LOGS/events.log" 9>&- &
-  EV_PID=$!
-  LIVE[$EV_PID]=events
+  start_events
   for i in "${IFACES[@]}"; do
     # -Z root: stay root so the file can be written wherever --out points.
     bg "tcpdump-$i" "$NS_HOST" tcpdump -Z root -i "$i" -s "$SNAPLEN" -U --immediate-mode -n -w "$d/$i.pcap"
@@ -412,6 +438,7 @@ stop_recording() {
     die "dumpcap dropped packets: $(grep dropped "$LOGS/dumpcap.log")"
   fi
   stop "$EV_PID" INT
+  EV_PID=""
   # iptables-save's "# Generated ... on <date>" comments would only add noise.
   hx iptables-save | sed '/^# /d' >"$SCEN_DIR/iptables.txt"
   hx conntrack -S >"$SCEN_DIR/conntrack-stats.txt" 2>>"$LOGS/conntrack-S.log"
@@ -419,6 +446,7 @@ stop_recording() {
   hx sysctl net.ipv4.ip_forward net.ipv4.conf.all.rp_filter net.ipv6.conf.all.disable_ipv6 \
     net.ipv6.conf.all.forwarding net.netfilter.nf_conntrack_tcp_loose \
     net.netfilter.nf_conntrack_tcp_be_liberal net.netfilter.nf_conntrack_max \
+    net.netfilter.nf_conntrack_count net.netfilter.nf_conntrack_buckets \
     net.netfilter.nf_conntrack_tcp_timeout_established net.netfilter.nf_conntrack_udp_timeout \
     net.netfilter.nf_conntrack_udp_timeout_stream net.netfilter.nf_conntrack_icmp_timeout \
     >"$SCEN_DIR/sysctl.txt"
@@ -1463,16 +1491,7 @@ set_offloads() {
 bulk_scenario() {
   IFACES=(docker0 eth0 veth-c1)
   SNAPLEN=128
-  {
-    docker_filter_base
-    echo "-A DOCKER -d $C1_IP/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT"
-    echo COMMIT
-    docker_nat_base
-    echo "$MASQ_RULE"
-    echo "-A POSTROUTING -s $C1_IP/32 -d $C1_IP/32 -p tcp -m tcp --dport 80 -j MASQUERADE"
-    echo "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination $C1_IP:80"
-    echo COMMIT
-  } | apply_rules
+  publish_web | apply_rules
   set_offloads "$1"
   server web "$NS_C1" tcp_server.py --port 80 --lifetime 30
   server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --lifetime 30
@@ -1691,16 +1710,7 @@ scenario_userland_proxy() {
 # every IPv6 client.
 scenario_userland_proxy6() {
   IFACES=(docker0 eth0 veth-c1)
-  {
-    docker_filter_base
-    echo "-A DOCKER -d $C1_IP/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT"
-    echo COMMIT
-    docker_nat_base
-    echo "$MASQ_RULE"
-    echo "-A POSTROUTING -s $C1_IP/32 -d $C1_IP/32 -p tcp -m tcp --dport 80 -j MASQUERADE"
-    echo "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination $C1_IP:80"
-    echo COMMIT
-  } | apply_rules
+  publish_web | apply_rules
   server web "$NS_C1" tcp_server.py --port 80 --lifetime 30
   proxy proxy TCP6-LISTEN:8080,ipv6only=1,fork,reuseaddr "TCP4:$C1_IP:80"
   wait_listen "$NS_HOST" 8080
@@ -1793,6 +1803,298 @@ scenario_fault_pmtu_black_hole6() {
   kill_servers
   hx ip6tables-save | sed '/^# /d' >"$SCEN_DIR/ip6tables.txt"
   stop_recording
+}
+
+# A second uplink for the asymmetric-route scenarios: host eth1 198.51.100.1/29
+# <-> outside wan1 198.51.100.2/29 (2001:db8:114::/64 with IPv6), and the outside
+# routes the host's eth0 address back over it, so replies to what the host sends
+# out eth0 come back on eth1. The outside announces its wan1 address in ARP
+# (arp_announce=2, as a router on that link would), not the reply's source: the
+# host's reverse-path filter would drop an ARP request from 203.0.113.2 on eth1
+# and no reply would ever reach eth1. Its own reverse-path filter is off.
+second_uplink() {
+  ip -n "$NS_HOST" link add eth1 address 52:54:00:4e:43:11 type veth \
+    peer name wan1 address 52:54:00:4e:43:12 netns "$NS_OUT"
+  ip -n "$NS_HOST" addr add 198.51.100.1/29 dev eth1
+  ip -n "$NS_HOST" link set eth1 up
+  nsx "$NS_OUT" sysctl -q -w net.ipv4.conf.all.arp_announce=2 net.ipv4.conf.all.rp_filter=0 \
+    net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.wan0.rp_filter=0
+  ip -n "$NS_OUT" addr add 198.51.100.2/29 dev wan1
+  ip -n "$NS_OUT" link set wan1 up
+  nsx "$NS_OUT" sysctl -q -w net.ipv4.conf.wan1.rp_filter=0
+  ip -n "$NS_OUT" route add "$HOST_IP/32" via 198.51.100.1 dev wan1
+  if is_v6 "$SCEN"; then
+    ip -n "$NS_HOST" addr add 2001:db8:114::1/64 dev eth1 nodad
+    ip -n "$NS_OUT" addr add 2001:db8:114::2/64 dev wan1 nodad
+    ip -n "$NS_OUT" -6 route add 2001:db8:113::1/128 via 2001:db8:114::1 dev wan1
+  fi
+}
+
+# The host's routes (and the one to PEER) and its IPv4 reverse-path filter counter (TcpExt
+# IPReversePathFilter: packets the routing decision dropped because the route
+# back to their source leaves by another interface), at the end.
+asym_context() { # asym_context PEER: the route to PEER too
+  { hx ip route; hx ip -6 route; hx ip route get "$1"; } >"$SCEN_DIR/routes.txt"
+  hx awk '/^TcpExt:/ { if (!n++) { split($0, k); next } for (i = 2; i <= NF; i++) print k[i], $i }' /proc/net/netstat |
+    grep -E '^IPReversePathFilter ' >"$SCEN_DIR/netstat.txt"
+}
+
+# Asymmetric routing with strict reverse-path filtering (FM-16): the host's
+# routes send c1's connection to 203.0.113.2:7000 out eth0 (MASQUERADE to
+# 203.0.113.1), the outside answers over the second uplink, and eth1 has
+# rp_filter=1: the route back to 203.0.113.2 leaves by eth0, so the routing
+# decision drops every SYN-ACK arriving on eth1 (after conntrack has seen it:
+# the entry leaves SYN_SENT). c1 gets nothing and gives up after 3 s. c2's
+# connection to the outside's eth1 address goes out eth1 and comes back on it.
+scenario_fault_asym_route() {
+  IFACES=(docker0 eth0 eth1 veth-c1)
+  second_uplink
+  hx sysctl -q -w net.ipv4.conf.eth1.rp_filter=1
+  { docker_filter_base; echo COMMIT; docker_nat_base; echo "$MASQ_RULE"; echo COMMIT; } | apply_rules
+  server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --lifetime 30
+  start_recording
+  client ok "$NS_C2" tcp_client.py --dst 198.51.100.2 --port 7000 --requests 2 --tag second \
+    --ready "$SYNC/ok" --release "$SYNC/release"
+  local ok=$LAST_PID
+  wait_file "$SYNC/ok" 5
+  run asym "$NS_C1" tcp_client.py --dst "$SRV_IP" --port 7000 --requests 1 --connect-timeout 3 \
+    --expect-fail --tag asym
+  snapshot
+  touch "$SYNC/release"
+  expect_ok "$ok"
+  kill_servers
+  stop_recording
+  hx sysctl net.ipv4.conf.eth0.rp_filter net.ipv4.conf.eth1.rp_filter >>"$SCEN_DIR/sysctl.txt"
+  asym_context "$SRV_IP"
+}
+
+# The same over IPv6 and UDP, with the reverse-path filter firewalld installs
+# for IPv6 (IPv6_rpfilter=yes, iptables backend): `ip6tables -t raw -A
+# PREROUTING -m rpfilter --invert -j DROP`. c1's DNS queries to
+# [2001:db8:113::2]:53 leave eth0 (IPv6 MASQUERADE), the answers come back on
+# eth1 and the raw table drops them before conntrack sees them (the entry stays
+# [UNREPLIED]); so are the echo replies to c1's pings. c2's query to the
+# outside's eth1 address is answered.
+scenario_fault_asym_route6() {
+  IFACES=(docker0 eth0 eth1 veth-c1)
+  second_uplink
+  {
+    echo '*raw'
+    echo ':PREROUTING ACCEPT [0:0]'
+    echo ':OUTPUT ACCEPT [0:0]'
+    echo '-A PREROUTING -m rpfilter --invert -j DROP'
+    echo COMMIT
+    docker_filter_base
+    echo COMMIT
+    docker_nat_base | sed 's|! -d 127.0.0.0/8|! -d ::1/128|'
+    echo "-A POSTROUTING -s fd00:172:17::/64 ! -o docker0 -j MASQUERADE"
+    echo COMMIT
+  } | hx ip6tables-restore
+  server srv-udp "$NS_OUT" udp_server.py --bind :: --port 53 --lifetime 30
+  # Let the last MLD reports of the address setup go out before capturing.
+  sleep 0.3
+  start_recording
+  run ok "$NS_C2" udp_client.py --dst 2001:db8:114::2 --count 1 --name second.example
+  run asym "$NS_C1" udp_client.py --dst 2001:db8:113::2 --count 1 --retries 1 --timeout 1 \
+    --expect-fail --name asym.example
+  run icmp "$NS_C1" icmp_ping.py --dst 2001:db8:113::2 --count 2 --ident 3095 --timeout 0.5 --expect-fail
+  snapshot
+  kill_servers
+  hx ip6tables-save -c | sed '/^# /d' >"$SCEN_DIR/ip6tables.txt"
+  stop_recording
+  asym_context 2001:db8:113::2
+}
+
+# The same asymmetric routes with loose reverse-path filtering (rp_filter=2 on
+# eth1: a packet passes when any route leads back to its source): the replies
+# coming back on eth1 are translated back and delivered, and conntrack follows
+# the connection as usual. Also the other way: the host routes 198.51.100.20 out
+# eth1, so a connection from there to the published port 203.0.113.1:8080
+# (DNAT to c1:80) arrives on eth0 and its replies leave by eth1.
+scenario_asym_route_loose() {
+  IFACES=(docker0 eth0 eth1 veth-c1)
+  second_uplink
+  hx sysctl -q -w net.ipv4.conf.eth1.rp_filter=2
+  hx ip route add "$REMOTE_CLI/32" via 198.51.100.2 dev eth1
+  # The outside client's own traffic still goes out wan0 (a policy route).
+  ip -n "$NS_OUT" rule add from "$REMOTE_CLI" lookup 100
+  ip -n "$NS_OUT" route add "$HOST_IP/32" dev wan0 table 100
+  publish_web | apply_rules
+  server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --lifetime 30
+  server web "$NS_C1" tcp_server.py --port 80 --lifetime 30
+  start_recording
+  run out "$NS_C1" tcp_client.py --dst "$SRV_IP" --port 7000 --requests 2 --tag loose
+  run in "$NS_OUT" tcp_client.py --src "$REMOTE_CLI" --dst "$HOST_IP" --port 8080 --requests 2 --tag inbound
+  snapshot
+  kill_servers
+  stop_recording
+  hx sysctl net.ipv4.conf.eth0.rp_filter net.ipv4.conf.eth1.rp_filter >>"$SCEN_DIR/sysctl.txt"
+  asym_context "$SRV_IP"
+}
+
+# ct_table_full: from now on the host namespace's conntrack table is full. The limit,
+# nf_conntrack_max, is one setting for the whole machine, writable only from the
+# initial namespace, while the count it bounds is per namespace: it is set to the
+# number of entries the host namespace holds, so that every packet that would create
+# an entry there is dropped ("nf_conntrack: table full, dropping packet"; conntrack -S
+# drop) unless early drop can evict an entry that is not ASSURED. ct_max_restore (also
+# run by scenario_cleanup) puts the old value back.
+ct_table_full() {
+  local f=/proc/sys/net/netfilter/nf_conntrack_max n
+  [[ -w $f ]] || die "$f is not writable: record from the initial network namespace"
+  CT_MAX_SAVED=$(<"$f")
+  n=$(hx cat /proc/sys/net/netfilter/nf_conntrack_count)
+  log "nf_conntrack_max $CT_MAX_SAVED -> $n (the host namespace's entries) until the recording stops"
+  echo "$n" >"$f"
+}
+
+ct_max_restore() {
+  [[ -n $CT_MAX_SAVED ]] || return 0
+  echo "$CT_MAX_SAVED" >/proc/sys/net/netfilter/nf_conntrack_max
+  log "nf_conntrack_max restored to $CT_MAX_SAVED"
+  CT_MAX_SAVED=""
+}
+
+# Connections that fill the table before the captures start: established both ways,
+# so conntrack marks them ASSURED and early drop never evicts them.
+CT_FILL=40
+
+# A full conntrack table (FM-13). Docker's rules, the bridge calling them for the
+# packets it forwards (br_netfilter, as Docker needs): conntrack sees c1's packets as
+# veth-c1 hands them to docker0. Before the captures, c2 opens CT_FILL connections to
+# 203.0.113.2:7000 and holds them. Captured: c1 -> 203.0.113.2:7000 and c2 ->
+# 198.51.100.10:7000 open and exchange, held; then the table is made full
+# (ct_table_full), and c1's new connections are lost at the host whatever their
+# destination: TCP to 203.0.113.2:8443 and to 198.51.100.10:7000, a DNS query to
+# 203.0.113.2:53. They reach veth-c1 and nothing further: conntrack drops them before
+# docker0 sees them. Meanwhile the two held connections exchange once more: packets
+# of existing entries still cross.
+scenario_fault_ct_table_full() {
+  IFACES=(docker0 eth0 veth-c1)
+  { docker_filter_base; echo COMMIT; docker_nat_base; echo "$MASQ_RULE"; echo COMMIT; } | apply_rules
+  bridge_netfilter
+  server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --port 8443 --max-conns 200 --lifetime 40
+  server srv-udp "$NS_OUT" udp_server.py --port 53 --lifetime 40
+  start_events
+  sleep 0.2
+  client fill "$NS_C2" tcp_fill.py --dst "$SRV_IP" --port 7000 --count "$CT_FILL" \
+    --ready "$SYNC/fill" --release "$SYNC/release"
+  local fill=$LAST_PID
+  wait_file "$SYNC/fill" 10
+  # The fill's entries last saw a packet well before the captures start (more than
+  # the uncertainty of a snapshot's estimated time).
+  sleep 2
+  start_recording
+  ct_hold flow1 "$NS_C1" --dst "$SRV_IP" --port 7000
+  ct_hold flow2 "$NS_C2" --dst "$REMOTE_SRV" --port 7000
+  hx conntrack -S >"$SCEN_DIR/conntrack-stats-before.txt" 2>>"$LOGS/conntrack-S.log"
+  ct_table_full
+  client lost1 "$NS_C1" tcp_client.py --dst "$SRV_IP" --port 8443 --connect-timeout 2.5 --expect-fail --tag lost1
+  local lost1=$LAST_PID
+  client lost2 "$NS_C1" udp_client.py --dst "$SRV_IP" --count 1 --retries 2 --timeout 1 --expect-fail \
+    --name lost2.example
+  local lost2=$LAST_PID
+  client lost3 "$NS_C1" tcp_client.py --dst "$REMOTE_SRV" --port 7000 --connect-timeout 2.5 --expect-fail --tag lost3
+  local lost3=$LAST_PID
+  ct_table_finish "$fill" "$lost1" "$lost2" "$lost3"
+}
+
+# The same over IPv6, with traffic both ways (masquerade6's dual-stack host, and
+# Docker's rules for `-p 8080:80` on c1 over IPv6). Before the captures, the outside
+# (2001:db8:113::2) opens CT_FILL connections to the published port
+# [2001:db8:113::1]:8080 (DNAT to c1:80) and holds them. Captured: 2001:db8:100::10
+# -> [2001:db8:113::1]:8080 and c1 -> [2001:db8:113::2]:7000 open and exchange, held;
+# then the table is full, and new connections are lost at the host: c1's DNS queries
+# to [2001:db8:113::2]:53 and to [2001:db8:100::10]:53 (outbound, lost on veth-c1)
+# and 2001:db8:113::2's TCP to the published port (inbound, lost on eth0). Meanwhile
+# the two held connections exchange once more.
+scenario_fault_ct_table_full6() {
+  IFACES=(docker0 eth0 veth-c1)
+  { docker_filter_base; echo COMMIT; docker_nat_base; echo "$MASQ_RULE"; echo COMMIT; } | apply_rules
+  {
+    docker_filter_base
+    echo "-A DOCKER -d fd00:172:17::2/128 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT"
+    echo COMMIT
+    docker_nat_base | sed 's|! -d 127.0.0.0/8|! -d ::1/128|'
+    echo "-A POSTROUTING -s fd00:172:17::/64 ! -o docker0 -j MASQUERADE"
+    echo "-A POSTROUTING -s fd00:172:17::2/128 -d fd00:172:17::2/128 -p tcp -m tcp --dport 80 -j MASQUERADE"
+    echo "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination [fd00:172:17::2]:80"
+    echo COMMIT
+  } | hx ip6tables-restore
+  bridge_netfilter
+  # The host sends a neighbour solicitation for a packet it forwards from a link-local
+  # address, and the lab's have none: it knows c1's address, as after c1's first packet.
+  ip -n "$NS_HOST" neigh replace fd00:172:17::2 lladdr 02:42:ac:11:00:02 dev docker0 nud permanent
+  server web "$NS_C1" tcp_server.py --bind :: --port 80 --max-conns 200 --lifetime 40
+  server srv-tcp "$NS_OUT" tcp_server.py --bind :: --port 7000 --lifetime 40
+  server srv-udp "$NS_OUT" udp_server.py --bind :: --port 53 --lifetime 40
+  start_events
+  sleep 0.2
+  client fill "$NS_OUT" tcp_fill.py --src 2001:db8:113::2 --dst 2001:db8:113::1 --port 8080 \
+    --count "$CT_FILL" --ready "$SYNC/fill" --release "$SYNC/release"
+  local fill=$LAST_PID
+  wait_file "$SYNC/fill" 10
+  sleep 2
+  start_recording
+  ct_hold flow1 "$NS_OUT" --src 2001:db8:100::10 --dst 2001:db8:113::1 --port 8080
+  ct_hold flow2 "$NS_C1" --dst 2001:db8:113::2 --port 7000
+  hx conntrack -S >"$SCEN_DIR/conntrack-stats-before.txt" 2>>"$LOGS/conntrack-S.log"
+  ct_table_full
+  client lost1 "$NS_C1" udp_client.py --dst 2001:db8:113::2 --count 1 --retries 2 --timeout 1 --expect-fail \
+    --name lost1.example
+  local lost1=$LAST_PID
+  client lost2 "$NS_C1" udp_client.py --dst 2001:db8:100::10 --count 1 --retries 2 --timeout 1 --expect-fail \
+    --name lost2.example
+  local lost2=$LAST_PID
+  client lost3 "$NS_OUT" tcp_client.py --src 2001:db8:113::2 --dst 2001:db8:113::1 --port 8080 \
+    --connect-timeout 2.5 --expect-fail --tag lost3
+  local lost3=$LAST_PID
+  ct_table_finish "$fill" "$lost1" "$lost2" "$lost3"
+  hx ip6tables-save | sed '/^# /d' >"$SCEN_DIR/ip6tables.txt"
+}
+
+# bridge_netfilter: the host's bridge calls iptables and ip6tables for the packets
+# it forwards (Docker and Kubernetes need it; the br_netfilter module must be
+# loaded), so conntrack first sees a container's packets on its veth.
+bridge_netfilter() {
+  hx sysctl -q -w net.bridge.bridge-nf-call-iptables=1 net.bridge.bridge-nf-call-ip6tables=1 ||
+    die "no bridge netfilter (modprobe br_netfilter)"
+}
+
+# ct_hold LABEL NS ARGS...: a held connection of a full-table scenario, opened
+# before the table is full: tcp_client.py ARGS with two exchanges, one more at
+# $SYNC/LABEL.late, closed at $SYNC/release.
+CT_HELD=()
+ct_hold() {
+  local label=$1 ns=$2
+  shift 2
+  client "$label" "$ns" tcp_client.py "$@" --requests 2 --tag "$label" --ready "$SYNC/$label" \
+    --phase2 "$SYNC/$label.late" --close-after "$SYNC/release" --hold-max 20
+  CT_HELD+=("$LAST_PID")
+  wait_file "$SYNC/$label" 5
+}
+
+# ct_table_finish FILL LOST...: the held connections' late exchanges, flow1's while
+# the new connections are lost, flow2's after the last of them (so that every point
+# captures past it); the snapshot and the statistics with the table still full; then
+# the limit restored and everything closed.
+ct_table_finish() {
+  local fill=$1 pid
+  shift
+  sleep 1.5
+  touch "$SYNC/flow1.late"
+  for pid in "$@"; do expect_ok "$pid"; done
+  touch "$SYNC/flow2.late"
+  snapshot
+  stop_recording
+  ct_max_restore
+  touch "$SYNC/release"
+  for pid in "${CT_HELD[@]}" "$fill"; do expect_ok "$pid"; done
+  local label
+  for label in flow1 flow2; do
+    grep -q "late request answered" "$LOGS/$label.log" || die "$label: the late request was not answered"
+  done
+  kill_servers
 }
 
 # ---------------------------------------------------------------- checks
@@ -2372,6 +2674,109 @@ check_fault_pmtu_black_hole6() {
   [[ $(pkts "$SCEN_DIR/docker0.pcap" 'icmpv6.type==2') -eq 0 ]] || die "$SCEN: packet too big on docker0"
   need 2 "SYNs announcing MSS 1440" "$(pkts "$SCEN_DIR/eth0.pcap" 'tcp.flags.syn==1 && tcp.options.mss_val==1440')"
   grep -qE '^[0-9]+: docker0: .* mtu 1400 ' "$SCEN_DIR/links.txt" || die "$SCEN: docker0's MTU is not 1400"
+}
+
+# Asymmetric routes: c1's requests to PEER leave eth0, the answers reach eth1 and
+# never eth0. check_asym_paths PEER REQUESTS ANSWERS (display filters, at any point).
+check_asym_paths() {
+  local e=$SCEN_DIR/eth0.pcap e1=$SCEN_DIR/eth1.pcap
+  need 2 "requests to $1 on eth0" "$(pkts "$e" "$2")"
+  need 2 "answers from $1 on eth1" "$(pkts "$e1" "$3")"
+  [[ $(pkts "$e" "$3") -eq 0 ]] || die "$SCEN: answers from $1 on eth0"
+  grep -qE "^[^ ]*$1 .*dev eth0 " "$SCEN_DIR/routes.txt" || die "$SCEN: the route to $1 does not leave by eth0"
+}
+
+check_fault_asym_route() {
+  local ct=$SCEN_DIR/conntrack.txt d=$SCEN_DIR/docker0.pcap synack="ip.src==$SRV_IP && tcp.srcport==7000 && tcp.flags.syn==1 && tcp.flags.ack==1"
+  check_asym_paths "$SRV_IP" "ip.src==$HOST_IP && ip.dst==$SRV_IP" "$synack"
+  need 2 "SYNs from $C1_IP on docker0" "$(pkts "$d" "ip.src==$C1_IP && tcp.flags.syn==1")"
+  [[ $(pkts "$d" "ip.src==$SRV_IP") -eq 0 ]] || die "$SCEN: a reply from $SRV_IP reached docker0"
+  # The routing decision dropped every SYN-ACK: the counter is the number on eth1.
+  [[ $(awk '{print $2}' "$SCEN_DIR/netstat.txt") -eq $(pkts "$SCEN_DIR/eth1.pcap" "$synack") ]] ||
+    die "$SCEN: IPReversePathFilter $(cat "$SCEN_DIR/netstat.txt") is not the number of SYN-ACKs on eth1"
+  # Conntrack saw the SYN-ACKs (no [UNREPLIED]): the drop came after it.
+  need 1 "SYN_RECV entry for c1" "$(ct_count "$ct" ' SYN_RECV ' "src=$C1_IP dst=$SRV_IP ")"
+  [[ $(ct_count "$ct" "src=$C1_IP dst=$SRV_IP " 'UNREPLIED') -eq 0 ]] || die "$SCEN: c1's entry is [UNREPLIED]"
+  need 1 "ESTABLISHED entry for c2 over eth1" "$(ct_count "$ct" ' ESTABLISHED ' "src=$C2_IP dst=198.51.100.2 " 'dst=198.51.100.1 ')"
+  grep -qx 'net.ipv4.conf.eth1.rp_filter = 1' "$SCEN_DIR/sysctl.txt" || die "$SCEN: eth1's rp_filter is not 1"
+}
+
+check_fault_asym_route6() {
+  local ct=$SCEN_DIR/conntrack.txt d=$SCEN_DIR/docker0.pcap answers='ipv6.src==2001:db8:113::2 && udp.srcport==53' n
+  check_asym_paths 2001:db8:113::2 'ipv6.src==2001:db8:113::1 && ipv6.dst==2001:db8:113::2' "$answers"
+  [[ $(pkts "$d" "$answers") -eq 0 ]] || die "$SCEN: an answer reached docker0"
+  need 1 "answer to c2 on docker0" "$(pkts "$d" 'ipv6.src==2001:db8:114::2 && udp.srcport==53')"
+  # The raw table's rpfilter rule dropped every answer and echo reply, before
+  # conntrack saw one.
+  n=$(counter "$SCEN_DIR/ip6tables.txt" '-A PREROUTING -m rpfilter --invert -j DROP')
+  [[ $n -eq $(pkts "$SCEN_DIR/eth1.pcap" "ipv6.dst==2001:db8:113::1 && !icmpv6.type==135 && !icmpv6.type==136") ]] ||
+    die "$SCEN: the rpfilter rule counted $n packets"
+  need 1 "UNREPLIED entry for c1's query" "$(ct_count "$ct" '^ipv6 +10 udp ' 'src=fd00:172:17::2 dst=2001:db8:113::2 ' 'UNREPLIED')"
+  need 2 "echo replies to 2001:db8:113::1 on eth1" "$(pkts "$SCEN_DIR/eth1.pcap" 'ipv6.dst==2001:db8:113::1 && icmpv6.type==129')"
+  [[ $(pkts "$d" 'icmpv6.type==129') -eq 0 ]] || die "$SCEN: an echo reply reached docker0"
+}
+
+check_asym_route_loose() {
+  local ct=$SCEN_DIR/conntrack.txt d=$SCEN_DIR/docker0.pcap e=$SCEN_DIR/eth0.pcap e1=$SCEN_DIR/eth1.pcap
+  check_asym_paths "$SRV_IP" "ip.src==$HOST_IP && ip.dst==$SRV_IP" "ip.src==$SRV_IP && tcp.srcport==7000"
+  need 2 "answers from $SRV_IP on docker0" "$(pkts "$d" "ip.src==$SRV_IP && tcp.len > 0")"
+  need 1 "ASSURED entry for c1" "$(ct_count "$ct" ' \[ASSURED\] ' "src=$C1_IP dst=$SRV_IP ")"
+  # Inbound: the requests arrive on eth0, the replies leave by eth1.
+  need 2 "requests from $REMOTE_CLI on eth0" "$(pkts "$e" "ip.src==$REMOTE_CLI && tcp.dstport==8080")"
+  need 2 "replies to $REMOTE_CLI on eth1" "$(pkts "$e1" "ip.dst==$REMOTE_CLI && tcp.srcport==8080")"
+  [[ $(pkts "$e" "ip.dst==$REMOTE_CLI") -eq 0 ]] || die "$SCEN: a reply to $REMOTE_CLI left by eth0"
+  [[ $(awk '{print $2}' "$SCEN_DIR/netstat.txt") -eq 0 ]] || die "$SCEN: the reverse-path filter dropped packets"
+  grep -qx 'net.ipv4.conf.eth1.rp_filter = 2' "$SCEN_DIR/sysctl.txt" || die "$SCEN: eth1's rp_filter is not 2"
+}
+
+# check_table_full LOST...: the table was full and the kernel dropped the new
+# connections: the snapshot holds nf_conntrack_max entries, every one ESTABLISHED and
+# ASSURED (early drop could evict none); conntrack -S drop grew by at least the lost
+# packets (LOST: "POINT FILTER", a display filter for them at the point where they
+# arrived, veth-c1 or eth0), insert_failed and early_drop not at all; none of them on
+# docker0, where they would have gone next; the held connections' late requests
+# crossed docker0 and eth0 meanwhile.
+check_table_full() {
+  local ct=$SCEN_DIR/conntrack.txt st=$SCEN_DIR/conntrack-stats.txt st0=$SCEN_DIR/conntrack-stats-before.txt
+  local max n k lost=0 spec f filter c
+  max=$(awk '$1 == "net.netfilter.nf_conntrack_max" {print $3}' "$SCEN_DIR/sysctl.txt")
+  n=$(grep -c . "$ct")
+  [[ $n -eq $max ]] || die "$SCEN: $n entries in conntrack.txt, nf_conntrack_max $max"
+  [[ $(ct_count "$ct" ' ESTABLISHED ' '\[ASSURED\]') -eq $n ]] || die "$SCEN: entries other than ESTABLISHED [ASSURED]"
+  for spec in "$@"; do
+    read -r f filter <<<"$spec"
+    c=$(pkts "$SCEN_DIR/$f.pcap" "$filter")
+    need 3 "packets of '$filter' on $f" "$c"
+    [[ $(pkts "$SCEN_DIR/docker0.pcap" "$filter") -eq 0 ]] || die "$SCEN: '$filter' reached docker0"
+    lost=$((lost + c))
+  done
+  need "$lost" "more drops (conntrack -S) than lost packets" "$(($(ct_stat "$st" drop) - $(ct_stat "$st0" drop)))"
+  for k in insert_failed early_drop; do
+    [[ $(ct_stat "$st" $k) -eq $(ct_stat "$st0" $k) ]] || die "$SCEN: conntrack -S $k grew"
+  done
+  for f in docker0 eth0; do
+    need 2 "late requests on $f" "$(pkts "$SCEN_DIR/$f.pcap" 'tcp.payload contains "late"')"
+  done
+}
+
+check_fault_ct_table_full() {
+  # A lost connection's SYNs carry one sequence number.
+  local v=$SCEN_DIR/veth-c1.pcap isn1 isn3
+  isn1=$(tshark -r "$v" -Y "tcp.dstport==8443 && tcp.flags.syn==1" -T fields -e tcp.seq_raw 2>/dev/null | sort -u)
+  isn3=$(tshark -r "$v" -Y "ip.dst==$REMOTE_SRV && tcp.flags.syn==1" -T fields -e tcp.seq_raw 2>/dev/null | sort -u)
+  [[ $(grep -c . <<<"$isn1") -eq 1 && $(grep -c . <<<"$isn3") -eq 1 ]] || die "$SCEN: lost SYNs with several sequence numbers"
+  check_table_full "veth-c1 tcp.seq_raw==$isn1 && tcp.flags.syn==1" "veth-c1 tcp.seq_raw==$isn3 && tcp.flags.syn==1" \
+    "veth-c1 udp.dstport==53"
+}
+
+check_fault_ct_table_full6() {
+  local isn
+  isn=$(tshark -r "$SCEN_DIR/eth0.pcap" -Y "ipv6.src==2001:db8:113::2 && tcp.dstport==8080 && tcp.flags.syn==1 && tcp.flags.ack==0" \
+    -T fields -e tcp.seq_raw 2>/dev/null | sort -u)
+  [[ $(grep -c . <<<"$isn") -eq 1 ]] || die "$SCEN: lost SYNs with several sequence numbers: $isn"
+  check_table_full "veth-c1 ipv6.dst==2001:db8:113::2 && udp.dstport==53" \
+    "veth-c1 ipv6.dst==2001:db8:100::10 && udp.dstport==53" "eth0 tcp.seq_raw==$isn && tcp.flags.syn==1"
+  [[ $(pkts "$SCEN_DIR/any.pcap" ip) -eq 0 ]] || die "$SCEN: IPv4 packets"
 }
 
 # ---------------------------------------------------------------- main

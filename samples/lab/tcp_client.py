@@ -18,6 +18,9 @@ is a failure. The connection is then closed (--close decides how) without waitin
 wait up to --phase2-timeout for its response (used to send data after the
 recorder deleted the conntrack entry). No response is not an error then.
 
+--close-after FILE: after all that, wait for FILE to appear (bounded by
+--hold-max) before closing, so that the connection stays established.
+
 Exit status: 0 on success; 1 when the connection failed, unless --expect-fail
 is given, which inverts it (a connect timeout is then the expected result).
 """
@@ -73,6 +76,7 @@ def main() -> int:
     ap.add_argument("--hold-max", type=float, default=10.0)
     ap.add_argument("--phase2")
     ap.add_argument("--phase2-timeout", type=float, default=1.5)
+    ap.add_argument("--close-after")
     ap.add_argument("--close", choices=["fin", "rst"], default="fin")
     ap.add_argument("--expect-fail", action="store_true")
     args = ap.parse_args()
@@ -128,6 +132,8 @@ def main() -> int:
                 print("late request answered", flush=True)
             except (OSError, ConnectionError) as e:
                 print(f"late request not answered: {e}", flush=True)
+    if args.close_after:
+        wait_file(args.close_after, args.hold_max)
     return close(sock, args)
 
 

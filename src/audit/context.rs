@@ -26,11 +26,19 @@ pub struct Ctx<'a> {
     pub destroyed: Vec<ct::Destroyed>,
     /// Every connection the event logs saw created, with how long it held its tuple.
     pub lifetimes: Vec<ct::Lifetime>,
-    /// `conntrack -S` totals, when statistics were given.
-    pub stats: BTreeMap<String, u64>,
+    /// `conntrack -S` counters, when statistics were given.
+    pub stats: ct::Stats,
+    /// The table's limit and the counts the inputs give.
+    pub table: ct::TableSize,
+    /// Numeric settings pasted or collected with the conntrack inputs (`sysctl -a`
+    /// lines, a bundle's `sysctl.txt`), by name: the last one given.
+    pub sysctls: std::collections::BTreeMap<String, ct::Setting>,
     /// The host's rule set, when given, and each walked connection's way through it.
     pub rules: Option<&'a RuleSet>,
     pub attributions: Vec<Attribution>,
+    /// Connections whose opening the captures did not see (by index; empty when
+    /// every capture ran from the start): what their first packet met is unknown.
+    pub opening_unseen: Vec<bool>,
 }
 
 impl<'a> Ctx<'a> {
@@ -49,9 +57,12 @@ impl<'a> Ctx<'a> {
             hops_by_tuple: ct::index(c),
             destroyed: Vec::new(),
             lifetimes: Vec::new(),
-            stats: BTreeMap::new(),
+            stats: ct::Stats::default(),
+            table: ct::TableSize::default(),
+            sysctls: Default::default(),
             rules: None,
             attributions: Vec::new(),
+            opening_unseen: Vec::new(),
         }
     }
 
@@ -59,11 +70,19 @@ impl<'a> Ctx<'a> {
     /// walked through it.
     pub fn with_rules(mut self, rules: &'a RuleSet) -> Ctx<'a> {
         let walked = super::rules::attribute(self.c, rules, &|ci| {
-            self.expected_next(ci).map(|(b, _, _)| b)
+            self.expected_next(ci).map(|(b, via, _)| (b, via))
         });
         self.rules = Some(rules);
-        self.attributions = walked;
+        self.attributions = walked
+            .into_iter()
+            .filter(|a| !self.unseen_opening(a.conn))
+            .collect();
         self
+    }
+
+    /// Whether connection `ci` was not seen opening (its first packets discarded).
+    pub fn unseen_opening(&self, ci: usize) -> bool {
+        self.opening_unseen.get(ci).copied().unwrap_or(false)
     }
 
     /// The rule (or chain policy) that dropped or rejected connection `ci`'s first
@@ -134,11 +153,14 @@ impl<'a> Ctx<'a> {
 
     /// These `conntrack -S` counters, those the statistics given have.
     pub fn stats_of(&self, keys: &[&str]) -> Option<Evidence> {
-        let v: Vec<(String, u64)> = keys
+        let counters: Vec<(String, u64)> = keys
             .iter()
-            .filter_map(|k| self.stats.get(*k).map(|n| (k.to_string(), *n)))
+            .filter_map(|k| self.stats.counts.get(*k).map(|n| (k.to_string(), *n)))
             .collect();
-        (!v.is_empty()).then_some(Evidence::Stats(v))
+        (!counters.is_empty()).then(|| Evidence::Stats {
+            counters,
+            since: self.stats.since.clone(),
+        })
     }
 
     /// The walk of connection `ci`, when it was walked.

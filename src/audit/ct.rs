@@ -213,6 +213,27 @@ pub struct Lifetime {
     pub ended_ns: i64,
 }
 
+/// For each connection, whether its opening was not seen: packets at or before `cut`
+/// were discarded, and no event log shows its entry created after `cut` (its `[NEW]`
+/// came with its first packet, which was kept). Its first packet captured is then
+/// no connection's first packet, nor is its sender known to have opened it.
+pub fn openings_unseen(c: &Correlation, lifetimes: &[Lifetime], cut: i64) -> Vec<bool> {
+    let created: std::collections::HashSet<Tuple> = lifetimes
+        .iter()
+        .filter(|l| l.created_ns > cut)
+        .map(|l| l.post.canonical())
+        .collect();
+    c.connections
+        .iter()
+        .map(|conn| {
+            !conn
+                .hops
+                .iter()
+                .any(|h| created.contains(&h.flow.tuple.canonical()))
+        })
+        .collect()
+}
+
 impl Lifetime {
     /// The lifetimes of every connection whose `[NEW]` the event logs hold with a time.
     pub fn of(dumps: &[&crate::conntrack::Dump]) -> Vec<Lifetime> {
@@ -254,15 +275,151 @@ impl Lifetime {
     }
 }
 
-/// `conntrack -S` totals over every statistics input, by counter name.
-pub fn stats(dumps: &[&crate::conntrack::Dump]) -> BTreeMap<String, u64> {
+/// The `conntrack -S` counters the inputs give, by name: one reading's totals over
+/// the CPUs (counted since the namespace's conntrack started), or, with several
+/// readings, how much each counter grew from the first to the last (in time order
+/// when every reading has a time, else in input order). A counter that went down (a
+/// reboot, a reading of another host) leaves the growth unknown: the last reading then
+/// stands alone. The `entries` column of `/proc/net/stat/nf_conntrack` is the table's
+/// size, not a counter: [`TableSize`] has it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub counts: BTreeMap<String, u64>,
+    /// The earlier reading the counts grew from, when they are a growth.
+    pub since: Option<String>,
+}
+
+impl Stats {
+    pub fn of(dumps: &[&crate::conntrack::Dump]) -> Stats {
+        let mut readings: Vec<(&str, Option<i64>, BTreeMap<String, u64>)> = dumps
+            .iter()
+            .filter(|d| !d.stats.is_empty())
+            .map(|d| {
+                let counts = d
+                    .stats_total()
+                    .into_iter()
+                    .filter(|(k, _)| k != "entries")
+                    .collect();
+                (d.source.as_str(), d.time_ns, counts)
+            })
+            .collect();
+        if readings.iter().all(|(_, t, _)| t.is_some()) {
+            readings.sort_by_key(|(_, t, _)| *t);
+        }
+        let (Some((first, _, before)), Some((_, _, after))) = (readings.first(), readings.last())
+        else {
+            return Stats::default();
+        };
+        let grown: Option<BTreeMap<String, u64>> = (readings.len() > 1)
+            .then(|| {
+                after
+                    .iter()
+                    .filter_map(|(k, v)| Some((k, v, before.get(k)?)))
+                    .map(|(k, v, b)| v.checked_sub(*b).map(|g| (k.clone(), g)))
+                    .collect()
+            })
+            .flatten();
+        match grown {
+            Some(counts) => Stats {
+                counts,
+                since: Some(first.to_string()),
+            },
+            None => Stats {
+                counts: after.clone(),
+                since: None,
+            },
+        }
+    }
+}
+
+/// A number the inputs give about the table, and where: `file:line` of a setting or
+/// a statistics row, or the file of a listing.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Setting {
+    pub value: u64,
+    pub place: String,
+}
+
+/// Every numeric setting the inputs carry, by name, where it was given: the last
+/// input, and its last line, wins.
+pub fn settings(dumps: &[&crate::conntrack::Dump]) -> BTreeMap<String, Setting> {
     let mut out = BTreeMap::new();
     for d in dumps {
-        for (k, v) in d.stats_total() {
-            *out.entry(k).or_insert(0u64) += v;
+        for s in &d.sysctls {
+            if let Ok(value) = s.value.parse() {
+                out.insert(
+                    s.name.clone(),
+                    Setting {
+                        value,
+                        place: format!("{}:{}", d.source, s.line),
+                    },
+                );
+            }
         }
     }
     out
+}
+
+/// How large the table may grow and how full the inputs show it: the settings
+/// `nf_conntrack_max` (one limit for the whole machine; `net.nf_conntrack_max` is the
+/// same) and `nf_conntrack_buckets`, and every entry count they give: the
+/// `nf_conntrack_count` setting, the `entries` of `/proc/net/stat/nf_conntrack`, and
+/// the entries of each table listing (`conntrack -L`, `/proc/net/nf_conntrack`). The
+/// count is per network namespace: each input counts the namespace it was taken in.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TableSize {
+    pub max: Option<Setting>,
+    pub buckets: Option<Setting>,
+    pub counts: Vec<Setting>,
+}
+
+impl TableSize {
+    pub fn of(dumps: &[&crate::conntrack::Dump]) -> TableSize {
+        let mut out = TableSize::default();
+        let setting = |d: &crate::conntrack::Dump, names: &[&str]| {
+            let s = names.iter().find_map(|n| d.sysctl(n))?;
+            Some(Setting {
+                value: s.value.parse().ok()?,
+                place: format!("{}:{}", d.source, s.line),
+            })
+        };
+        for d in dumps {
+            out.max = setting(
+                d,
+                &["net.netfilter.nf_conntrack_max", "net.nf_conntrack_max"],
+            )
+            .or(out.max.take());
+            out.buckets =
+                setting(d, &["net.netfilter.nf_conntrack_buckets"]).or(out.buckets.take());
+            out.counts
+                .extend(setting(d, &["net.netfilter.nf_conntrack_count"]));
+            let entries = d.stats_total().into_iter().find(|(k, _)| k == "entries");
+            if let (Some((_, value)), Some(row)) = (entries, d.stats.first()) {
+                out.counts.push(Setting {
+                    value,
+                    place: format!("{}:{}", d.source, row.line),
+                });
+            }
+            if !d.entries.is_empty() {
+                out.counts.push(Setting {
+                    value: d.entries.len() as u64,
+                    place: d.source.clone(),
+                });
+            }
+        }
+        out
+    }
+
+    /// The largest count, when the limit is known and the count reaches 95 % of it:
+    /// then new entries are about to or do need early drop (the kernel's own
+    /// threshold for evicting from its garbage collector).
+    pub fn at_limit(&self) -> Option<&Setting> {
+        let max = self.max.as_ref()?.value;
+        self.counts
+            .iter()
+            .max_by_key(|s| s.value)
+            .filter(|s| max > 0 && s.value.saturating_mul(100) >= max.saturating_mul(95))
+    }
 }
 
 /// Uncertainty of an estimated snapshot time: timeouts are printed in whole seconds
@@ -276,6 +433,9 @@ const GIVEN_SLACK_NS: i64 = 10_000_000;
 pub struct SnapTime {
     pub ns: i64,
     pub slack_ns: i64,
+    /// Whether the time was recorded when the table was taken (a bundle's
+    /// manifest), not estimated from the entries.
+    pub recorded: bool,
 }
 
 /// Where an entry sits on the wire: (connection, index of the last hop carrying
@@ -322,6 +482,7 @@ pub fn snapshot_time(c: &Correlation, snap: &Snapshot) -> Option<SnapTime> {
         return Some(SnapTime {
             ns,
             slack_ns: GIVEN_SLACK_NS,
+            recorded: true,
         });
     }
     let idx = index(c);
@@ -339,6 +500,7 @@ pub fn snapshot_time(c: &Correlation, snap: &Snapshot) -> Option<SnapTime> {
         .map(|upper| SnapTime {
             ns: upper - ESTIMATE_SLACK_NS / 2,
             slack_ns: ESTIMATE_SLACK_NS,
+            recorded: false,
         })
 }
 
@@ -354,8 +516,11 @@ pub struct WitnessSummary {
     /// Of those, entries whose translation is the one the wire shows at the next hop
     /// (or that have no next hop to compare with).
     pub agree: usize,
-    /// The snapshot's estimated time on the captures' clock.
+    /// The snapshot's time on the captures' clock: recorded or estimated.
     pub time_ns: Option<i64>,
+    /// Whether `time_ns` was recorded when the table was taken (a bundle's
+    /// manifest) rather than estimated from the entries.
+    pub time_recorded: bool,
 }
 
 /// What kind of witness input a summary is about.
@@ -389,6 +554,7 @@ pub fn witnesses(c: &Correlation, snaps: &[Snapshot]) -> Vec<WitnessSummary> {
                 .iter()
                 .filter_map(|e| locate(c, &idx, e).map(|(ci, hi)| (ci, hi, e)))
                 .collect();
+            let time = check_time(c, snap);
             let agree = located
                 .iter()
                 .filter(|(ci, hi, e)| translated_downstream(&c.connections[*ci], *hi, &e.post()))
@@ -403,11 +569,8 @@ pub fn witnesses(c: &Correlation, snaps: &[Snapshot]) -> Vec<WitnessSummary> {
                 entries: snap.entries.len(),
                 on_wire: located.len(),
                 agree,
-                time_ns: if snap.from_events {
-                    None
-                } else {
-                    snapshot_time(c, snap).map(|t| t.ns)
-                },
+                time_ns: time.map(|t| t.ns),
+                time_recorded: time.is_some_and(|t| t.recorded),
             }
         })
         .collect()
@@ -443,6 +606,77 @@ mod tests {
         d.source = file.into();
         assert!(d.warnings.is_empty(), "{:?}", d.warnings);
         Snapshot::from_dump(&d).remove(0)
+    }
+
+    #[test]
+    fn counters_grow_between_readings_in_time_order() {
+        let reading = |source: &str, drop: u64, time_ns: Option<i64>| {
+            let text = format!(
+                "cpu=0 found=0 insert_failed=1 drop={drop}\ncpu=1 found=0 insert_failed=0 drop=1\n"
+            );
+            let mut d = crate::conntrack::parse_str(source, &text);
+            d.time_ns = time_ns;
+            d
+        };
+        let one = reading("after", 10, None);
+        let s = Stats::of(&[&one]);
+        assert_eq!((s.counts["drop"], s.counts["insert_failed"]), (11, 1));
+        assert_eq!(s.since, None);
+        // Before and after, in input order; then in time order whatever the input's.
+        let before = reading("before", 4, None);
+        let s = Stats::of(&[&before, &one]);
+        assert_eq!((s.counts["drop"], s.counts["insert_failed"]), (6, 0));
+        assert_eq!(s.since.as_deref(), Some("before"));
+        let (early, late) = (reading("early", 4, Some(1)), reading("late", 10, Some(2)));
+        assert_eq!(Stats::of(&[&late, &early]).since.as_deref(), Some("early"));
+        // A counter that went down: another host or a reboot; the last reading alone.
+        let s = Stats::of(&[&one, &before]);
+        assert_eq!((s.counts["drop"], s.since.as_deref()), (5, None));
+    }
+
+    #[test]
+    fn the_table_is_at_its_limit_from_95_percent() {
+        let text = |count: u64| {
+            format!(
+                "net.netfilter.nf_conntrack_max = 100\nnet.netfilter.nf_conntrack_count = {count}\nnet.netfilter.nf_conntrack_buckets = 1024\n"
+            )
+        };
+        let d = crate::conntrack::parse_str("sysctl.txt", &text(95));
+        let t = TableSize::of(&[&d]);
+        assert_eq!(
+            t.max.as_ref().map(|s| (s.value, s.place.as_str())),
+            Some((100, "sysctl.txt:1"))
+        );
+        assert_eq!(t.buckets.as_ref().map(|s| s.value), Some(1024));
+        assert_eq!(t.at_limit().map(|s| s.value), Some(95));
+        let d = crate::conntrack::parse_str("sysctl.txt", &text(94));
+        assert_eq!(TableSize::of(&[&d]).at_limit(), None);
+        // The largest count of any input: a listing, /proc/net/stat/nf_conntrack.
+        let listing = crate::conntrack::parse_str(
+            "conntrack.txt",
+            &"udp 17 29 src=10.0.0.1 dst=10.0.0.2 sport=1 dport=53 [UNREPLIED] src=10.0.0.2 dst=10.0.0.1 sport=53 dport=1 mark=0 use=1\n".repeat(3),
+        );
+        let stat = crate::conntrack::parse_str(
+            "stat.txt",
+            "entries  found new drop\n00000062  00000000 00000000 00000000\n00000062  00000000 00000000 00000000\n",
+        );
+        let t = TableSize::of(&[&d, &listing, &stat]);
+        let counts: Vec<(u64, &str)> = t
+            .counts
+            .iter()
+            .map(|s| (s.value, s.place.as_str()))
+            .collect();
+        assert_eq!(
+            counts,
+            [
+                (94, "sysctl.txt:2"),
+                (3, "conntrack.txt"),
+                (98, "stat.txt:2")
+            ]
+        );
+        assert_eq!(t.at_limit().map(|s| s.place.as_str()), Some("stat.txt:2"));
+        // No limit given: nothing is at it.
+        assert_eq!(TableSize::of(&[&listing, &stat]).at_limit(), None);
     }
 
     fn entry(source: &str, line: u64, l: &str) -> CtEntry {

@@ -82,6 +82,9 @@ pub enum RuleRole {
     /// Some way through the rules drops the packet here (a `statistic` branch, a match
     /// that could not be decided).
     MayDrop,
+    /// It drops packets that fail a reverse-path check (`-m rpfilter --invert`, nft
+    /// `fib saddr . iif oif missing`).
+    ReversePath,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -202,6 +205,8 @@ pub enum Evidence {
     Size(SizeFact),
     /// A fact about two connections a proxy spliced (`userland-proxy`).
     Splice(SpliceFact),
+    /// A fact about replies that came back another way (`asymmetric-route`).
+    Route(RouteFact),
     /// Every source translation to `nat` at `point`: how many kept the port, moved
     /// because of a holder, moved with none; the span of new ports when several.
     Census {
@@ -225,9 +230,13 @@ pub enum Evidence {
         before_ns: i64,
         by: Option<String>,
     },
-    /// `conntrack -S` totals given with the inputs (`insert_failed`, `drop`,
-    /// `early_drop`, `invalid`), to rule causes in or out.
-    Stats(Vec<(String, u64)>),
+    /// `conntrack -S` counters given with the inputs (`insert_failed`, `drop`,
+    /// `early_drop`, `invalid`), to rule causes in or out: totals, or how much they
+    /// grew `since` an earlier reading.
+    Stats {
+        counters: Vec<(String, u64)>,
+        since: Option<String>,
+    },
     /// The lines of the entries concerned.
     Lines(Vec<String>),
     /// The wire's translation between two points (a conntrack entry disagrees).
@@ -237,8 +246,12 @@ pub enum Evidence {
         to_point: String,
         to: Tuple,
     },
-    /// The snapshot's estimated time.
-    SnapshotEstimated { ns: i64, source: String },
+    /// The snapshot's time, recorded when it was taken or estimated.
+    SnapshotTime {
+        ns: i64,
+        source: String,
+        recorded: bool,
+    },
     /// The snapshot's time against the captures' span.
     SnapshotVsCaptures {
         source: String,
@@ -284,6 +297,8 @@ pub enum Evidence {
         gap_ns: i64,
         lost_second: bool,
     },
+    /// A fact about a full conntrack table (`conntrack-table-full`).
+    Table(TableFact),
     /// The snapshot's time against a connection's packets.
     SnapshotVsConnection {
         ns: i64,
@@ -291,6 +306,36 @@ pub enum Evidence {
         conn: String,
         from_ns: i64,
         to_ns: i64,
+    },
+}
+
+/// Facts of `conntrack-table-full`: what was lost, what kept crossing, the table's size.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TableFact {
+    /// `conns` new connections (`packets` initiator packets) to `destinations` lost at
+    /// the host from `from_ns` to `to_ns`.
+    NewLost {
+        conns: usize,
+        packets: u64,
+        destinations: Vec<Endpoint>,
+        from_ns: i64,
+        to_ns: i64,
+    },
+    /// Meanwhile, connections opened before crossed the host (`existing`), and new
+    /// connections did (`new`).
+    KeptCrossing {
+        existing: Vec<String>,
+        new: Vec<String>,
+    },
+    /// The host's rules were walked for `walked` of the `lost` connections, and no
+    /// way through them drops one.
+    RulesForward { walked: usize, lost: usize },
+    /// The table's size as the inputs give it: the largest entry count, the limit
+    /// (`nf_conntrack_max`) and the hash buckets, each with where it was read.
+    Size {
+        entries: Option<(u64, String)>,
+        max: Option<(u64, String)>,
+        buckets: Option<(u64, String)>,
     },
 }
 
@@ -341,6 +386,31 @@ pub enum SizeFact {
         v6: bool,
         first_ns: i64,
         later: bool,
+    },
+}
+
+/// Facts of `asymmetric-route`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RouteFact {
+    /// The packets at `replies` answer the requests that went by `requests`, as
+    /// `joined` says.
+    Answer {
+        joined: crate::correlate::Joined,
+        requests: String,
+        replies: String,
+    },
+    /// The connection's conntrack entry, in a snapshot taken after the first reply,
+    /// was (`unreplied`) or was not `[UNREPLIED]`.
+    Conntrack { unreplied: bool },
+    /// No rule of the rule set given drops on a reverse-path check (`v6`: for IPv6).
+    NoRule { v6: bool },
+    /// IPv4 reverse-path filtering where the replies arrived, from the settings given:
+    /// `net.ipv4.conf.IFACE.rp_filter` and, when given, `net.ipv4.conf.all.rp_filter`
+    /// (the higher applies: 0 off, 1 strict, 2 loose).
+    RpFilter {
+        iface: String,
+        at_iface: crate::audit::ct::Setting,
+        all: Option<crate::audit::ct::Setting>,
     },
 }
 

@@ -11,6 +11,7 @@ use std::str::FromStr;
 use serde::{Serialize, Serializer};
 
 use super::Evidence;
+use crate::correlate::Joined;
 use crate::model::{Proto, Tuple};
 
 /// Declares a string-named enum once: variants, their stable names, `ALL`, `as_str`,
@@ -87,7 +88,8 @@ named_enum! {
         CtUnobserved = "ct-unobserved",
         /// An entry marked [UNREPLIED] although replies were on the wire.
         CtUnreplied = "ct-unreplied",
-        /// A DNAT back to the client itself without masquerade (hairpin).
+        /// A DNAT back to the client itself without masquerade (hairpin), in a
+        /// conntrack entry.
         CtHairpinNoMasq = "ct-hairpin-no-masq",
         /// Several entries of one snapshot share a reply tuple.
         CtDuplicate = "ct-duplicate",
@@ -117,6 +119,15 @@ named_enum! {
         /// A proxy on the host ends the client's TCP connection and opens its own to the
         /// backend with the same bytes: the backend sees the proxy's address.
         UserlandProxy = "userland-proxy",
+        /// A connection's replies came back by another interface than its requests left
+        /// by, and went no further (strict reverse-path filtering).
+        AsymmetricRoute = "asymmetric-route",
+        /// A connection DNATed back to its own client with its source left alone
+        /// (hairpin without masquerade), on the wire.
+        HairpinNoMasq = "hairpin-no-masq",
+        /// New connections to several destinations lost at a host whose conntrack
+        /// table was full, while its existing connections kept crossing.
+        ConntrackTableFull = "conntrack-table-full",
     }
 }
 
@@ -151,6 +162,8 @@ named_enum! {
         Original = "original",
         /// What the wire shows after NAT.
         Wire = "wire",
+        /// Where a connection's requests went, when its replies came back another way.
+        Requests = "requests",
     }
 }
 
@@ -359,6 +372,17 @@ pub enum Detail {
     },
     PmtuBlackHole(PmtuFacts),
     UserlandProxy(SpliceFacts),
+    AsymmetricRoute(RouteFacts),
+    /// `hairpin-no-masq`: the client's tuple towards the published endpoint, the
+    /// point its DNATed packets came back to, how many arrived there and how many
+    /// answers left it.
+    HairpinNoMasq {
+        client: Tuple,
+        back_at: String,
+        delivered: u64,
+        replies: u64,
+    },
+    TableFull(TableFullFacts),
     Conntrack {
         /// The entry (`file:line`), or the snapshot file for `ct-missing`.
         entry: String,
@@ -404,6 +428,26 @@ impl PmtuFacts {
     }
 }
 
+/// `asymmetric-route`: where a connection's requests went, where its replies came
+/// back, and the point towards the initiator they never reached.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RouteFacts {
+    pub requests: String,
+    pub replies: String,
+    pub not_reached: String,
+    /// How the replies were told to be this connection's.
+    pub joined: Joined,
+    /// Responder packets of the connection that reached `not_reached` by any way.
+    pub crossed: u64,
+    /// The replies' source and the address they were sent to (the tuple at `requests`
+    /// reversed), and whether the requests were translated on the way there.
+    pub reply: Tuple,
+    pub translated: bool,
+    /// With a conntrack snapshot taken after the replies: whether the connection's
+    /// entry was still `[UNREPLIED]`.
+    pub unreplied: Option<bool>,
+}
+
 /// `userland-proxy`: the two connections a proxy spliced.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SpliceFacts {
@@ -419,6 +463,30 @@ pub struct SpliceFacts {
     pub address_lost: bool,
     /// The client is the host itself (loopback, or an address of the host).
     pub local_client: bool,
+}
+
+/// `conntrack-table-full`: the new connections lost, what kept crossing, and what the
+/// kernel said.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TableFullFacts {
+    /// The connections lost and their destinations (protocol, address, port where
+    /// they were last seen), each destination once.
+    pub lost: Vec<String>,
+    pub destinations: Vec<super::Endpoint>,
+    /// Connections opened before the first lost packet that crossed the host after
+    /// it, and new connections that crossed the host while others were lost.
+    pub flowing: Vec<String>,
+    pub crossed: Vec<String>,
+    /// `conntrack -S`: dropped packets no failed insert explains (`drop` −
+    /// `insert_failed`), evictions (`early_drop`), and the earlier reading they grew
+    /// from when they are a growth.
+    pub drops: Option<u64>,
+    pub early_drop: Option<u64>,
+    pub since: Option<String>,
+    /// The largest entry count given, `nf_conntrack_max`, `nf_conntrack_buckets`.
+    pub entries: Option<u64>,
+    pub max: Option<u64>,
+    pub buckets: Option<u64>,
 }
 
 /// What a conntrack finding's words need beyond the tuples.

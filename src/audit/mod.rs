@@ -35,12 +35,12 @@ pub use cidr::Cidr;
 pub use context::{Ctx, Explained};
 pub use ct::{WitnessKind, WitnessSummary};
 pub use evidence::{Endpoint, EntryFacts, Evidence, GapFacts, HopFacts, RuleFacts, RuleRole};
-pub use evidence::{SizeFact, SpliceFact};
+pub use evidence::{RouteFact, SizeFact, SpliceFact, TableFact};
 pub use finding::{
     AllocatorMode, Code, CtFacts, Detail, Direction, Finding, LeakKind, PathReason, RaceKind,
     RangeFrom, Role, Seen, Severity,
 };
-pub use finding::{PmtuFacts, SpliceFacts};
+pub use finding::{PmtuFacts, RouteFacts, SpliceFacts, TableFullFacts};
 
 /// What the audit is told beyond the captures and witnesses.
 #[derive(Clone, Debug, Default)]
@@ -48,6 +48,10 @@ pub struct Config {
     /// Declared inside prefixes (container, pod and bridge networks). When empty they
     /// are learned from the translations seen on the wire.
     pub inside: Vec<Cidr>,
+    /// Packets at or before this time (on the captures' clock) were discarded at
+    /// every point (a flight recorder's window): connections open by then were not
+    /// seen opening.
+    pub discarded_through_ns: Option<i64>,
 }
 
 /// Every finding of a run, sorted, and which belong to which connection.
@@ -159,7 +163,12 @@ pub fn audit(c: &Correlation, cfg: &Config, witnesses: Vec<Witness>) -> Audit {
     let mut x = Ctx::new(c, &topo, &snapshots);
     x.destroyed = ct::Destroyed::of(&dumps);
     x.lifetimes = ct::Lifetime::of(&dumps);
-    x.stats = ct::stats(&dumps);
+    x.stats = ct::Stats::of(&dumps);
+    x.table = ct::TableSize::of(&dumps);
+    x.sysctls = ct::settings(&dumps);
+    if let Some(cut) = cfg.discarded_through_ns {
+        x.opening_unseen = ct::openings_unseen(c, &x.lifetimes, cut);
+    }
     if let Some(r) = &rule_set {
         x = x.with_rules(r);
     }

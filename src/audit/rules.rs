@@ -114,6 +114,38 @@ fn translating_links(conn: &Connection) -> Option<(usize, usize, usize)> {
     }
 }
 
+/// When point `b` is the bridge that point `a` is a port of, the point packets from
+/// `a` met the rules by and the one they left by: bridge netfilter runs PREROUTING as
+/// the bridge receives a packet from its port, with the bridge as the interface it
+/// came in by (`-i docker0`), and FORWARD routes it out where the connections that went
+/// `a` > `b` went next. Known from those connections: the same TTL at `a` and `b` (no
+/// router between them), and the point after `b`, when one was captured.
+fn bridged_into(
+    c: &Correlation,
+    a: usize,
+    b: usize,
+    via: &[usize],
+) -> Option<(usize, Option<usize>)> {
+    let mut bridged = false;
+    for &k in via {
+        let hops = &c.connections[k].hops;
+        let Some(i) = hops
+            .windows(2)
+            .position(|w| w[0].point == a && w[1].point == b)
+        else {
+            continue;
+        };
+        if hops[i].fwd_ttl.is_none() || hops[i].fwd_ttl != hops[i + 1].fwd_ttl {
+            return None;
+        }
+        bridged = true;
+        if let Some(after) = hops.get(i + 2) {
+            return Some((b, Some(after.point)));
+        }
+    }
+    bridged.then_some((b, None))
+}
+
 /// A connection seen at one point only, to an address of the host, that got no
 /// answer: where else it should have gone only the rules can say.
 fn unanswered_to_host<'a>(
@@ -134,14 +166,14 @@ fn unanswered_to_host<'a>(
     .then_some(h)
 }
 
+/// Where a connection that stops short was going: the next point its kind of traffic
+/// reaches, and the connections that went there.
+pub type Next<'a> = &'a (dyn Fn(usize) -> Option<(usize, Vec<usize>)> + Sync);
+
 /// Walks through `rules` every translated connection, every one that stops short
 /// with `next(ci)` naming where its kind of traffic goes, and every unanswered one to
 /// an address of the host.
-pub fn attribute(
-    c: &Correlation,
-    rules: &RuleSet,
-    next: &(dyn Fn(usize) -> Option<usize> + Sync),
-) -> Vec<Attribution> {
+pub fn attribute(c: &Correlation, rules: &RuleSet, next: Next) -> Vec<Attribution> {
     let index = eval::Index::new(rules);
     let ifaces: Vec<Arc<str>> = (0..c.points.len())
         .map(|p| Arc::from(iface(c, p)))
@@ -151,17 +183,18 @@ pub fn attribute(
     c.connections
         .par_iter()
         .enumerate()
-        .filter_map(|(ci, conn)| attribute_one(rules, &index, &ifaces, next, ci, conn))
+        .filter_map(|(ci, conn)| attribute_one(c, rules, &index, &ifaces, next, ci, conn))
         .collect()
 }
 
 /// The walk of connection `ci`'s first packet, if it was translated, stopped at the
 /// host, or went unanswered to a host address.
 fn attribute_one(
+    c: &Correlation,
     rules: &RuleSet,
     index: &eval::Index,
     ifaces: &[Arc<str>],
-    next: &(dyn Fn(usize) -> Option<usize> + Sync),
+    next: Next,
     ci: usize,
     conn: &Connection,
 ) -> Option<Attribution> {
@@ -175,8 +208,9 @@ fn attribute_one(
         let (a, b) = (&conn.hops[from], &conn.hops[to]);
         let p = Packet::first(a.flow.tuple, iface(conn.hops[by].point), iface(b.point));
         (p, Some(b.flow.tuple), a.flow.tuple)
-    } else if let (Some(b), Some(last)) = (next(ci), conn.hops.last()) {
-        let p = Packet::first(last.flow.tuple, iface(last.point), iface(b));
+    } else if let (Some((b, via)), Some(last)) = (next(ci), conn.hops.last()) {
+        let (by, out) = bridged_into(c, last.point, b, &via).unwrap_or((last.point, Some(b)));
+        let p = Packet::first(last.flow.tuple, iface(by), out.and_then(iface));
         (p, None, last.flow.tuple)
     } else if let Some(h) = unanswered_to_host(rules, conn) {
         let p = Packet::first(h.flow.tuple, iface(h.point), None);
@@ -256,6 +290,7 @@ pub fn summary(rules: &RuleSet, attributions: &[Attribution]) -> WitnessSummary 
         on_wire: attributions.len(),
         agree: attributions.iter().filter(|a| a.chosen.is_some()).count(),
         time_ns: None,
+        time_recorded: false,
     }
 }
 

@@ -5,7 +5,8 @@
 //! Everything is learned from connections `correlate` followed across a translation:
 //! * a link whose destination changed (DNAT, with or without SNAT) has its inside
 //!   downstream: the new destination is an inside address, the upstream point is
-//!   outside, and the old destination endpoint is a published (DNAT) endpoint there;
+//!   outside (unless the client is inside with it: hairpin NAT), and the old
+//!   destination endpoint is a published (DNAT) endpoint there;
 //! * a link whose source changed and destination did not (SNAT, MASQUERADE) has its
 //!   inside upstream: the old source is an inside address, the downstream point is
 //!   outside, and the new source is a NAT address of the host at that point.
@@ -67,7 +68,6 @@ impl Topology {
                 let ch = &l.change;
                 if ch.dst_addr_changed {
                     inside_addrs.insert(after.dst);
-                    t.hidden.entry(up.point).or_default().insert(after.dst);
                     t.host_addrs.insert(before.dst);
                     t.published
                         .entry((up.point, conn.proto, before.dst, before.dport))
@@ -117,7 +117,19 @@ impl Topology {
                 let (up, down) = (&conn.hops[l.from], &conn.hops[l.to]);
                 let ch = &l.change;
                 let hidden = if ch.dst_addr_changed {
-                    t.prefix_of(down.flow.tuple.dst).map(|p| (p, up.point))
+                    // A client inside a prefix with the address it was DNATed to
+                    // (hairpin NAT: a container to its own or a neighbour's published
+                    // port) shows the upstream point is inside, not outside.
+                    let (client, to) = (up.flow.tuple.src, down.flow.tuple.dst);
+                    if t.inside
+                        .iter()
+                        .any(|p| p.contains(client) && p.contains(to))
+                    {
+                        None
+                    } else {
+                        t.hidden.entry(up.point).or_default().insert(to);
+                        t.prefix_of(to).map(|p| (p, up.point))
+                    }
                 } else if ch.src_addr_changed {
                     t.prefix_of(up.flow.tuple.src).map(|p| (p, down.point))
                 } else {

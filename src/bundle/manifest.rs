@@ -39,6 +39,33 @@ pub struct Manifest {
     pub points: Vec<Point>,
     /// Every file of the bundle (but the manifest), in a fixed order.
     pub files: Vec<FileRecord>,
+    /// The flight recorder (`--ring`), when the capture was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ring: Option<Ring>,
+}
+
+/// The flight recorder: the capture kept only its most recent packets.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ring {
+    /// Bytes of packet blocks kept at most (`--ring SIZE`).
+    pub size: u64,
+    /// Bytes of each segment file the oldest packets were discarded by.
+    pub segment_size: u64,
+    /// Packets discarded over every interface, and their blocks' bytes.
+    pub discarded_packets: u64,
+    pub discarded_bytes: u64,
+    /// Packets at or before this time were discarded at every interface; every
+    /// packet after it was kept. Absent when nothing was discarded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discarded_through: Option<String>,
+    /// The first and last packet kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_from: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_to: Option<String>,
+    /// The files taken before the capture (`conntrack-before.txt`, the rules
+    /// before) predate the packets kept: packets were discarded in between.
+    pub before_predates_packets: bool,
 }
 
 /// Why the capture stopped.
@@ -76,6 +103,31 @@ pub struct Point {
     pub kernel_packets: u64,
     /// Packets the kernel dropped because the ring was full (`tp_drops`).
     pub kernel_drops: u64,
+    /// Packets and bytes the flight recorder discarded (`--ring` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discarded_packets: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discarded_bytes: Option<u64>,
+    /// The interfaces an `any` point met, in the order met.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interfaces: Vec<Interface>,
+}
+
+/// An interface an `any` point met: each is an interface description block of
+/// the capture.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interface {
+    /// The `if_name` of its description: the interface's name, `NETNS:NAME` for
+    /// another namespace's.
+    pub name: String,
+    pub ifindex: u32,
+    pub linktype: String,
+    /// Packets of it in the capture.
+    pub packets: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discarded_packets: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discarded_bytes: Option<u64>,
 }
 
 /// One file of the bundle, or one that could not be made.
@@ -200,6 +252,7 @@ mod tests {
                 packets: 10,
                 kernel_packets: 12,
                 kernel_drops: 2,
+                ..Point::default()
             }],
             files: vec![
                 FileRecord {
@@ -223,6 +276,7 @@ mod tests {
                     ..FileRecord::default()
                 },
             ],
+            ring: None,
         }
     }
 

@@ -5,6 +5,10 @@
 //! witnesses, rules (after the capture, and before it for counter deltas) and
 //! interface listings, so that `correlate DIR` uses all of them without flags.
 //!
+//! A bundle is a directory, or a gzip'd tar of one (`tar czf b.tar.gz DIR`, the
+//! bundle at the archive's root or under one directory), read where it lies: its
+//! files are then `b.tar.gz/DIR/capture.pcapng` and so on (`input::archive`).
+//!
 //! A bundle's files are read by the readers that read them when named one by one
 //! (`capture`, `conntrack`, `rules`); this module only points at them. Trouble that
 //! makes the evidence incomplete is a warning: a file the manifest lists that is
@@ -13,11 +17,14 @@
 pub mod manifest;
 
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 
 use crate::diag::{Location, Warning};
+use crate::input::archive::{self, Archive};
 pub use manifest::Manifest;
 
 /// The manifest's file name in a bundle.
@@ -151,8 +158,11 @@ impl Kind {
 /// A bundle directory, checked against its manifest.
 #[derive(Clone, Debug)]
 pub struct Bundle {
-    /// The directory as given.
+    /// The directory as given; for an archive, the archive and the directory in it
+    /// that holds the manifest (`b.tar.gz/incident-42`).
     pub dir: PathBuf,
+    /// The archive the bundle is read from, if it is one.
+    archive: Option<Arc<Archive>>,
     pub manifest: Manifest,
     /// Files the manifest lists that are missing or of another size, and capture
     /// points where the kernel dropped packets.
@@ -174,6 +184,8 @@ pub struct Summary {
     pub points: Vec<(String, u64, u64)>,
     /// Files that could not be collected, and why.
     pub missing: Vec<(String, String)>,
+    /// The flight recorder, when the capture was one.
+    pub ring: Option<manifest::Ring>,
 }
 
 impl Bundle {
@@ -182,11 +194,28 @@ impl Bundle {
         path.is_dir() && path.join(MANIFEST).is_file()
     }
 
-    /// Opens a bundle directory: reads its manifest and checks every file it lists.
-    /// A directory without a readable manifest is an error.
-    pub fn open(dir: &Path) -> anyhow::Result<Bundle> {
+    /// Whether `path` is a gzip'd tar archive, which is read as a bundle.
+    pub fn is_archive(path: &Path) -> bool {
+        archive::is_archive_name(path) && path.is_file()
+    }
+
+    /// Opens a bundle, a directory or an archive of one: reads its manifest and
+    /// checks every file it lists. Without a readable manifest, it is an error.
+    pub fn open(path: &Path) -> anyhow::Result<Bundle> {
+        let (dir, archive) = if Bundle::is_archive(path) {
+            let a = Archive::open(path)?;
+            let inside = manifest_dir(&a)?;
+            let dir = if inside.is_empty() {
+                path.to_path_buf()
+            } else {
+                path.join(inside)
+            };
+            (dir, Some(a))
+        } else {
+            (path.to_path_buf(), None)
+        };
         let mpath = dir.join(MANIFEST);
-        let text = fs::read_to_string(&mpath).with_context(|| {
+        let text = crate::input::read_text(&mpath.display().to_string()).with_context(|| {
             format!(
                 "{}: not a natcheck bundle (no readable {MANIFEST})",
                 dir.display()
@@ -195,7 +224,8 @@ impl Bundle {
         let manifest =
             Manifest::from_json(&text).map_err(|e| anyhow::anyhow!("{}: {e}", mpath.display()))?;
         let mut b = Bundle {
-            dir: dir.to_path_buf(),
+            dir,
+            archive,
             manifest,
             warnings: Vec::new(),
             present: Vec::new(),
@@ -207,6 +237,20 @@ impl Bundle {
 
     fn source(&self, file: &str) -> String {
         self.dir.join(file).display().to_string()
+    }
+
+    /// The size of the bundle's file `name`, when it is there.
+    fn file_len(&self, name: &str) -> Option<u64> {
+        match &self.archive {
+            Some(a) => {
+                let inside = self.dir.strip_prefix(a.path()).ok()?.join(name);
+                a.size(inside.to_str()?)
+            }
+            None => fs::metadata(self.dir.join(name))
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| m.len()),
+        }
     }
 
     /// Every written file must be there with the size the manifest gives.
@@ -230,20 +274,19 @@ impl Bundle {
                 continue;
             }
             let source = self.source(&f.name);
-            match fs::metadata(self.dir.join(&f.name)) {
-                Ok(m) if m.is_file() && m.len() == bytes => self.present.push(kind),
-                Ok(m) if m.is_file() => {
+            match self.file_len(&f.name) {
+                Some(len) if len == bytes => self.present.push(kind),
+                Some(len) => {
                     self.warnings.push(Warning::new(
                         source,
                         Location::File,
                         format!(
-                            "{} bytes, the manifest says {bytes}: the file changed after it was collected",
-                            m.len()
+                            "{len} bytes, the manifest says {bytes}: the file changed after it was collected"
                         ),
                     ));
                     self.present.push(kind);
                 }
-                _ => self.warnings.push(Warning::new(
+                None => self.warnings.push(Warning::new(
                     source,
                     Location::File,
                     "listed in the manifest but missing from the bundle",
@@ -301,18 +344,40 @@ impl Bundle {
         self.path(Kind::Capture)
     }
 
-    /// The conntrack witnesses: the tables before and after, the event log and the
-    /// statistics after (statistics count since boot: the later ones stand alone).
+    /// Whether the files taken before the capture predate its packets: a flight
+    /// recorder discarded packets in between.
+    pub fn before_predates_packets(&self) -> bool {
+        self.manifest
+            .ring
+            .as_ref()
+            .is_some_and(|r| r.before_predates_packets)
+    }
+
+    /// Packets at or before this time were discarded at every point (a flight
+    /// recorder's window), in nanoseconds since the epoch.
+    pub fn discarded_through_ns(&self) -> Option<i64> {
+        let r = self.manifest.ring.as_ref()?;
+        manifest::parse_time(r.discarded_through.as_deref()?)
+    }
+
+    /// The conntrack witnesses: the tables before and after, the event log, the
+    /// statistics before and after (the audit counts how much they grew in between),
+    /// and the sysctls (the table's limit, `nf_conntrack_max`). The table before is
+    /// left out when it predates the packets: entries of connections whose packets
+    /// were discarded, tuples reused since, are no evidence about the packets kept.
     pub fn conntrack(&self) -> Vec<(PathBuf, Kind)> {
-        [
-            Kind::ConntrackBefore,
-            Kind::ConntrackAfter,
-            Kind::ConntrackEvents,
-            Kind::ConntrackStatsAfter,
-        ]
-        .into_iter()
-        .filter_map(|k| self.path(k).map(|p| (p, k)))
-        .collect()
+        let before = (!self.before_predates_packets()).then_some(Kind::ConntrackBefore);
+        before
+            .into_iter()
+            .chain([
+                Kind::ConntrackAfter,
+                Kind::ConntrackEvents,
+                Kind::ConntrackStatsBefore,
+                Kind::ConntrackStatsAfter,
+                Kind::Sysctl,
+            ])
+            .filter_map(|k| self.path(k).map(|p| (p, k)))
+            .collect()
     }
 
     /// The rules as they were after the capture, with the ipsets and addresses;
@@ -358,6 +423,7 @@ impl Bundle {
                 .iter()
                 .filter_map(|f| Some((f.name.clone(), f.error.clone()?)))
                 .collect(),
+            ring: m.ring.clone(),
         }
     }
 }
@@ -365,10 +431,47 @@ impl Bundle {
 /// The files that hold more than white space: an `iptables-save` of a host with no
 /// table loaded prints nothing, which is not a rule set to read.
 fn non_empty(files: Vec<PathBuf>) -> Vec<PathBuf> {
+    let blank = |p: &Path| -> Option<bool> {
+        let mut bytes = Vec::new();
+        crate::input::open_file(p)
+            .ok()?
+            .read_to_end(&mut bytes)
+            .ok()?;
+        Some(bytes.iter().all(u8::is_ascii_whitespace))
+    };
     files
         .into_iter()
-        .filter(|p| fs::read(p).is_ok_and(|b| b.iter().any(|c| !c.is_ascii_whitespace())))
+        .filter(|p| blank(p) == Some(false))
         .collect()
+}
+
+/// Where the manifest lies in an archive: at its root or in one directory (`tar
+/// czf b.tar.gz DIR`); more than one is an error.
+fn manifest_dir(a: &Archive) -> anyhow::Result<String> {
+    let dirs: Vec<&str> = a
+        .names()
+        .filter_map(|n| match n.rsplit_once('/') {
+            None if n == MANIFEST => Some(""),
+            Some((dir, MANIFEST)) if !dir.contains('/') => Some(dir),
+            _ => None,
+        })
+        .collect();
+    match dirs.as_slice() {
+        [one] => Ok(one.to_string()),
+        [] => anyhow::bail!(
+            "{}: not a natcheck bundle (no {MANIFEST} at its root or in a directory at its root)",
+            a.path().display()
+        ),
+        many => anyhow::bail!(
+            "{}: holds {} bundles ({}): name one archive per bundle",
+            a.path().display(),
+            many.len(),
+            many.iter()
+                .map(|d| if d.is_empty() { "." } else { d })
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -199,3 +199,63 @@ fn kinds_have_distinct_names_and_files() {
     }
     assert_eq!(Kind::from_name("nope"), None);
 }
+
+/// Packs the files of `dir` into a gzip'd tar at `out`, each under `prefix`.
+fn pack(dir: &Path, prefixes: &[&str], out: &Path) {
+    let gz =
+        flate2::write::GzEncoder::new(fs::File::create(out).unwrap(), flate2::Compression::fast());
+    let mut b = tar::Builder::new(gz);
+    for prefix in prefixes {
+        for e in fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let name = format!("{prefix}{}", p.file_name().unwrap().to_str().unwrap());
+            b.append_path_with_name(&p, name).unwrap();
+        }
+    }
+    b.into_inner().unwrap().finish().unwrap();
+}
+
+#[test]
+fn an_archive_of_a_bundle_reads_as_the_bundle_with_its_files_inside_it() {
+    let s = Scratch::new("archive");
+    let dir = s.0.join("b1");
+    fs::create_dir(&dir).unwrap();
+    let m = write_bundle(&dir);
+    let archive = s.0.join("b1.tar.gz");
+    pack(&dir, &["b1/"], &archive);
+    assert!(Bundle::is_archive(&archive) && !Bundle::is_bundle(&archive));
+    let b = Bundle::open(&archive).unwrap();
+    assert_eq!(b.manifest, m);
+    let inside = archive.join("b1");
+    assert_eq!(b.dir, inside);
+    assert_eq!(b.capture(), Some(inside.join("capture.pcapng")));
+    assert_eq!(
+        b.rules(),
+        [
+            inside.join("iptables-after.txt"),
+            inside.join("ip-addr.json")
+        ]
+    );
+    assert_eq!(b.warnings.len(), 1, "{:?}", b.warnings);
+    // At the root, the archive is the bundle's directory.
+    let root = s.0.join("root.tgz");
+    pack(&dir, &[""], &root);
+    let b = Bundle::open(&root).unwrap();
+    assert_eq!(b.capture(), Some(root.join("capture.pcapng")));
+    // Two bundles in one archive, or none.
+    let two = s.0.join("two.tar.gz");
+    pack(&dir, &["x/", "y/"], &two);
+    let e = Bundle::open(&two).unwrap_err().to_string();
+    assert!(
+        e.ends_with("two.tar.gz: holds 2 bundles (x, y): name one archive per bundle"),
+        "{e}"
+    );
+    fs::remove_file(dir.join(MANIFEST)).unwrap();
+    let none = s.0.join("none.tar.gz");
+    pack(&dir, &["a/b/"], &none);
+    let e = Bundle::open(&none).unwrap_err().to_string();
+    assert!(
+        e.contains("none.tar.gz: not a natcheck bundle (no manifest.json at its root"),
+        "{e}"
+    );
+}

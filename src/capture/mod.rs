@@ -21,7 +21,6 @@ pub mod reader;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
-use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -248,7 +247,7 @@ pub fn open(spec: &InputSpec) -> io::Result<Box<dyn Read + Send>> {
     let raw: Box<dyn Read + Send> = if spec.is_stdin() {
         Box::new(io::stdin())
     } else {
-        Box::new(File::open(&spec.path)?)
+        crate::input::open_file(&spec.path)?
     };
     let mut buffered = BufReader::with_capacity(1 << 16, raw);
     let head = buffered.fill_buf()?;

@@ -1,8 +1,14 @@
 //! The capture itself: one thread per capture point walks its ring and appends an
 //! enhanced packet block per packet to a buffer of its own, and one writer thread
-//! appends the full buffers to `capture.pcapng`. Packets of different points are
-//! therefore grouped in runs in the file, each point's in time order; readers place
-//! packets by interface and timestamp, not by position.
+//! appends the full buffers to `capture.pcapng`, or to the flight recorder
+//! (`--ring`). Packets of different points are therefore grouped in runs in the
+//! file, each point's in time order; readers place packets by interface and
+//! timestamp, not by position.
+//!
+//! A point bound to every interface (`any`) writes each packet under the interface
+//! it was seen on: the first packet of an interface makes its interface description
+//! block, numbered and handed to the writer under one lock, so that descriptions
+//! reach the file in the order of their numbers and before any packet of theirs.
 //!
 //! Limits are kept exactly: before a packet is written, it takes its place in a
 //! shared count (`--count`) and its bytes in a shared budget (`--max-size`, less
@@ -13,16 +19,18 @@
 //! the ring's retire timeout, the time the kernel takes to hand over a block it has
 //! started filling. The kernel's counters then agree with the packets written.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::flight::Recorder;
 use super::pcapng::{self, LINKTYPE_ETHERNET};
-use super::ring::{self, Counters, PacketSocket};
+use super::ring::{self, Counters, Names, PacketSocket};
 use super::stop::Stop;
 
 /// The size a point's buffer reaches before it is handed to the writer.
@@ -42,12 +50,142 @@ pub struct Limits {
     pub max_bytes: Option<u64>,
 }
 
+/// What the capture threads hand the writer.
+pub enum Piece {
+    /// Enhanced packet blocks.
+    Packets(Vec<u8>),
+    /// The description block of an interface met by an `any` point.
+    Interface(Vec<u8>),
+}
+
+/// Where the writer puts the blocks.
+pub enum Sink {
+    /// The capture file, after its section header and first descriptions.
+    File(File),
+    /// The flight recorder; descriptions met are kept for the file's head.
+    Ring(Recorder, Vec<u8>),
+}
+
+impl Sink {
+    fn put(&mut self, piece: Piece) -> io::Result<()> {
+        match (self, piece) {
+            (Sink::File(f), Piece::Packets(b) | Piece::Interface(b)) => f.write_all(&b),
+            (Sink::Ring(r, _), Piece::Packets(b)) => r.write(&b),
+            (Sink::Ring(_, head), Piece::Interface(b)) => {
+                head.extend_from_slice(&b);
+                Ok(())
+            }
+        }
+    }
+}
+
 /// What the capture threads share.
 struct Shared {
     stop: Arc<Stop>,
     limits: Limits,
     packets: AtomicU64,
     bytes: AtomicU64,
+    /// The number the next interface description gets.
+    next_interface: Mutex<u32>,
+}
+
+/// How a point's packets are described in the file.
+pub enum Describe {
+    /// By the point's own interface description.
+    Fixed(u32),
+    /// Each by the interface it was seen on (`any`).
+    Any(AnyInterfaces),
+}
+
+/// The interfaces an `any` point met, and what their descriptions say.
+pub struct AnyInterfaces {
+    names: Names,
+    /// Before each interface's name: `NETNS:` for another namespace's.
+    pub prefix: String,
+    pub snaplen: u32,
+    pub filter: Option<String>,
+    pub host: String,
+    met: Vec<Met>,
+    by_ifindex: HashMap<u32, usize>,
+}
+
+/// An interface an `any` point met.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Met {
+    /// Its interface description's number in the file.
+    pub iface: u32,
+    pub ifindex: u32,
+    /// As written in `if_name`: `NAME` or `NETNS:NAME`.
+    pub name: String,
+    pub linktype: u16,
+    pub packets: u64,
+}
+
+impl AnyInterfaces {
+    pub fn new(
+        names: Names,
+        prefix: String,
+        snaplen: u32,
+        filter: Option<String>,
+        host: String,
+    ) -> AnyInterfaces {
+        AnyInterfaces {
+            names,
+            prefix,
+            snaplen,
+            filter,
+            host,
+            met: Vec::new(),
+            by_ifindex: HashMap::new(),
+        }
+    }
+
+    /// The interface `ifindex` (of ARPHRD type `hatype`) as met: on its first
+    /// packet, its description is numbered and handed to the writer.
+    fn meet(
+        &mut self,
+        ifindex: u32,
+        hatype: u16,
+        shared: &Shared,
+        tx: &SyncSender<Piece>,
+    ) -> Option<usize> {
+        if let Some(&i) = self.by_ifindex.get(&ifindex) {
+            return Some(i);
+        }
+        let name = self
+            .names
+            .name(ifindex)
+            .unwrap_or_else(|| format!("ifindex{ifindex}"));
+        let linktype = ring::linktype_of(hatype);
+        let mut idb = Vec::new();
+        pcapng::interface(
+            &mut idb,
+            &pcapng::Interface {
+                linktype,
+                snaplen: self.snaplen,
+                name: format!("{}{name}", self.prefix),
+                description: format!(
+                    "{}{name} (ifindex {ifindex}) on {}, met by {}any",
+                    self.prefix, self.host, self.prefix
+                ),
+                filter: self.filter.clone(),
+            },
+        );
+        let mut next = shared.next_interface.lock().ok()?;
+        let iface = *next;
+        tx.send(Piece::Interface(idb)).ok()?;
+        *next += 1;
+        drop(next);
+        self.by_ifindex.insert(ifindex, self.met.len());
+        self.met.push(Met {
+            iface,
+            ifindex,
+            name: format!("{}{name}", self.prefix),
+            linktype,
+            packets: 0,
+        });
+        Some(self.met.len() - 1)
+    }
 }
 
 impl Shared {
@@ -80,25 +218,28 @@ pub struct PointResult {
     pub end_ns: u64,
     /// What went wrong reading the point, if anything.
     pub error: Option<String>,
+    /// The interfaces an `any` point met, in the order met.
+    pub interfaces: Vec<Met>,
 }
 
 /// A running capture.
 pub struct Capture {
     points: Vec<JoinHandle<PointResult>>,
-    writer: JoinHandle<(File, Option<io::Error>)>,
+    writer: JoinHandle<(Sink, Option<io::Error>)>,
 }
 
-/// Starts capturing from every socket into `file`, which already holds `written`
-/// bytes (the section header and interface descriptions). Socket `i` is interface
-/// `i` of the file.
+/// Starts capturing from every socket into `sink`, which already holds `written`
+/// bytes (the section header and the first `described` interface descriptions);
+/// each socket's packets are described as its [`Describe`] says.
 pub fn start(
-    file: File,
+    sink: Sink,
     written: u64,
-    sockets: Vec<PacketSocket>,
+    points: Vec<(PacketSocket, Describe)>,
+    described: u32,
     limits: Limits,
     stop: Arc<Stop>,
 ) -> io::Result<Capture> {
-    let reserve = STATS_ROOM * sockets.len() as u64;
+    let reserve = STATS_ROOM * points.len() as u64;
     let shared = Arc::new(Shared {
         stop: stop.clone(),
         limits: Limits {
@@ -107,28 +248,31 @@ pub fn start(
         },
         packets: AtomicU64::new(0),
         bytes: AtomicU64::new(written),
+        next_interface: Mutex::new(described),
     });
-    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(QUEUE);
+    let (tx, rx) = mpsc::sync_channel::<Piece>(QUEUE);
     let writer = std::thread::Builder::new()
         .name("natcheck-writer".into())
-        .spawn(move || write_chunks(file, rx, &stop))?;
-    let mut points = Vec::new();
-    for (i, sock) in sockets.into_iter().enumerate() {
+        .spawn(move || write_pieces(sink, rx, &stop))?;
+    let mut threads = Vec::new();
+    for (i, (sock, describe)) in points.into_iter().enumerate() {
         let (shared, tx) = (shared.clone(), tx.clone());
-        let index = u32::try_from(i).unwrap_or(u32::MAX);
-        points.push(
+        threads.push(
             std::thread::Builder::new()
                 .name(format!("natcheck-capture-{i}"))
-                .spawn(move || run_point(index, sock, &shared, &tx))?,
+                .spawn(move || run_point(i, sock, describe, &shared, &tx))?,
         );
     }
-    Ok(Capture { points, writer })
+    Ok(Capture {
+        points: threads,
+        writer,
+    })
 }
 
 impl Capture {
     /// Waits for every thread (they end once the stop is set) and returns each
-    /// point's result and the file, or the error that stopped writing it.
-    pub fn finish(self) -> (Vec<PointResult>, io::Result<File>) {
+    /// point's result and the sink, or the error that stopped writing it.
+    pub fn finish(self) -> (Vec<PointResult>, io::Result<Sink>) {
         let results = self
             .points
             .into_iter()
@@ -140,7 +284,7 @@ impl Capture {
             })
             .collect();
         let file = match self.writer.join() {
-            Ok((file, None)) => Ok(file),
+            Ok((sink, None)) => Ok(sink),
             Ok((_, Some(e))) => Err(e),
             Err(_) => Err(io::Error::other("the writer thread panicked")),
         };
@@ -148,19 +292,19 @@ impl Capture {
     }
 }
 
-/// Writes buffers as they come; after an error, the stop is set and buffers are
+/// Writes pieces as they come; after an error, the stop is set and pieces are
 /// still taken (and dropped) so that no capture thread waits forever.
-fn write_chunks(mut file: File, rx: Receiver<Vec<u8>>, stop: &Stop) -> (File, Option<io::Error>) {
+fn write_pieces(mut sink: Sink, rx: Receiver<Piece>, stop: &Stop) -> (Sink, Option<io::Error>) {
     let mut err = None;
-    for chunk in rx {
+    for piece in rx {
         if err.is_none() {
-            if let Err(e) = file.write_all(&chunk) {
+            if let Err(e) = sink.put(piece) {
                 stop.error(format!("writing the capture: {e}"));
                 err = Some(e);
             }
         }
     }
-    (file, err)
+    (sink, err)
 }
 
 fn now_ns() -> u64 {
@@ -173,10 +317,11 @@ fn now_ns() -> u64 {
 /// One point's loop: take every block the kernel handed over, write its packets,
 /// hand the buffer to the writer, wait for the next block; until the stop.
 fn run_point(
-    index: u32,
+    index: usize,
     mut sock: PacketSocket,
+    mut describe: Describe,
     shared: &Shared,
-    tx: &SyncSender<Vec<u8>>,
+    tx: &SyncSender<Piece>,
 ) -> PointResult {
     let mut r = PointResult::default();
     let mut chunk = Vec::with_capacity(CHUNK);
@@ -204,7 +349,13 @@ fn run_point(
         // At most one turn of the ring before the stop is looked at again.
         let mut took = 0;
         while let Some(go_on) = sock.ring.take(block, |b| {
-            append_block(b, index, ethernet, shared, &mut chunk, &mut r.packets)
+            let out = Out {
+                shared,
+                tx,
+                chunk: &mut chunk,
+                written: &mut r.packets,
+            };
+            append_block(b, &mut describe, ethernet, out)
         }) {
             took += 1;
             block = (block + 1) % sock.ring.blocks().max(1);
@@ -237,27 +388,48 @@ fn run_point(
         Err(e) => r.error = Some(format!("reading the kernel's counters: {e}")),
     }
     r.end_ns = now_ns();
+    if let Describe::Any(a) = describe {
+        r.interfaces = a.met;
+    }
     r
 }
 
 /// Hands a non-empty buffer to the writer; false when the writer is gone.
-fn send(tx: &SyncSender<Vec<u8>>, chunk: &mut Vec<u8>) -> bool {
+fn send(tx: &SyncSender<Piece>, chunk: &mut Vec<u8>) -> bool {
     chunk.is_empty()
         || tx
-            .send(std::mem::replace(chunk, Vec::with_capacity(CHUNK)))
+            .send(Piece::Packets(std::mem::replace(
+                chunk,
+                Vec::with_capacity(CHUNK),
+            )))
             .is_ok()
 }
 
+/// Where a point's thread appends its packet blocks.
+struct Out<'a> {
+    shared: &'a Shared,
+    tx: &'a SyncSender<Piece>,
+    chunk: &'a mut Vec<u8>,
+    /// Packets appended.
+    written: &'a mut u64,
+}
+
 /// Appends every packet of a block; false when a limit stopped it midway.
-fn append_block(
-    block: &[u8],
-    index: u32,
-    ethernet: bool,
-    shared: &Shared,
-    out: &mut Vec<u8>,
-    written: &mut u64,
-) -> bool {
+/// `ethernet`: the socket's packets have Ethernet headers (on `any`, those of
+/// Ethernet and loopback interfaces do, the others are cut to their network header).
+fn append_block(block: &[u8], describe: &mut Describe, ethernet: bool, out: Out) -> bool {
     for p in ring::packets(block) {
+        let (index, ethernet, met, p) = match describe {
+            Describe::Fixed(i) => (*i, ethernet, None, p),
+            Describe::Any(a) => {
+                let Some(m) = a.meet(p.ifindex, p.hatype, out.shared, out.tx) else {
+                    return false;
+                };
+                let eth = a.met[m].linktype == LINKTYPE_ETHERNET;
+                let p = if eth { p } else { p.from_network_header() };
+                (a.met[m].iface, eth, Some(m), p)
+            }
+        };
         let flags = pcapng::packet_flags(p.pkttype);
         // The kernel took the VLAN tag off the frame; it goes back after the MAC
         // addresses, as it was on the wire.
@@ -272,11 +444,17 @@ fn append_block(
             _ => (&[p.data], p.len),
         };
         let captured = p.data.len() + if parts.len() > 1 { 4 } else { 0 };
-        if !shared.admit(pcapng::packet_block_len(captured)) {
+        if !out.shared.admit(pcapng::packet_block_len(captured)) {
             return false;
         }
-        pcapng::packet(out, index, p.ts_ns, parts, len, flags);
-        *written += 1;
+        pcapng::packet(out.chunk, index, p.ts_ns, parts, len, flags);
+        *out.written += 1;
+        if let (Describe::Any(a), Some(m)) = (&mut *describe, met) {
+            a.met[m].packets += 1;
+        }
+        if out.chunk.len() >= CHUNK && !send(out.tx, out.chunk) {
+            return false;
+        }
     }
     true
 }
@@ -291,6 +469,7 @@ mod tests {
             limits,
             packets: AtomicU64::new(0),
             bytes: AtomicU64::new(100),
+            next_interface: Mutex::new(0),
         }
     }
 

@@ -22,6 +22,58 @@ pub struct Insn {
 
 /// BPF_RET | BPF_K.
 const RET_K: u16 = 0x06;
+/// Instruction classes, modes and the ancillary data of the kernel's classic BPF.
+const CLASS_LD: u16 = 0x00;
+const CLASS_LDX: u16 = 0x01;
+const MODE_ABS: u16 = 0x20;
+const MODE_IND: u16 = 0x40;
+const MODE_MSH: u16 = 0xa0;
+const LD_W_ABS: u16 = CLASS_LD | MODE_ABS;
+const JEQ_K: u16 = 0x15;
+/// `SKF_AD_OFF`: loads at and above it read ancillary data, not the packet.
+const SKF_AD_OFF: u32 = 0xffff_f000;
+const SKF_AD_PROTOCOL_PKTTYPE: u32 = SKF_AD_OFF + 4;
+const SKF_AD_HATYPE: u32 = SKF_AD_OFF + 28;
+/// `SKF_NET_OFF`: loads at offsets from it read from the network header.
+const SKF_NET_OFF: u32 = 0xfff0_0000;
+const PACKET_OUTGOING: u32 = 4;
+const ARPHRD_LOOPBACK: u32 = 772;
+
+/// `program` made to read the packet from its network header, whatever link header
+/// comes before it (`SKF_NET_OFF`): a program compiled for raw IP then filters the
+/// packets of every kind of interface a socket bound to all of them (`-i any`)
+/// receives. Loads of ancillary data are left as they are.
+pub fn network_relative(program: Vec<Insn>) -> Vec<Insn> {
+    program
+        .into_iter()
+        .map(|mut i| {
+            let (class, mode) = (i.code & 0x07, i.code & 0xe0);
+            let packet_load = (class == CLASS_LD && (mode == MODE_ABS || mode == MODE_IND))
+                || (class == CLASS_LDX && mode == MODE_MSH);
+            if packet_load && i.k < SKF_NET_OFF {
+                i.k = SKF_NET_OFF.wrapping_add(i.k);
+            }
+            i
+        })
+        .collect()
+}
+
+/// `program` behind a test that refuses what a loopback interface sends: the kernel
+/// hands every loopback packet to packet sockets twice, as it leaves and as it comes
+/// back in; like libpcap, only the second is kept.
+pub fn skip_loopback_outgoing(program: Vec<Insn>) -> Vec<Insn> {
+    let insn = |code, jt, jf, k| Insn { code, jt, jf, k };
+    let mut out = vec![
+        insn(LD_W_ABS, 0, 0, SKF_AD_PROTOCOL_PKTTYPE),
+        // Outgoing: look at the interface type; else on to the program.
+        insn(JEQ_K, 0, 3, PACKET_OUTGOING),
+        insn(LD_W_ABS, 0, 0, SKF_AD_HATYPE),
+        insn(JEQ_K, 0, 1, ARPHRD_LOOPBACK),
+        insn(RET_K, 0, 0, 0),
+    ];
+    out.extend(program);
+    out
+}
 
 /// The program that accepts every packet, cut to `snaplen` bytes.
 pub fn accept_all(snaplen: u32) -> Vec<Insn> {
@@ -138,6 +190,57 @@ pub fn parse_ddd(text: &str) -> Result<Vec<Insn>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn i(code: u16, jt: u8, jf: u8, k: u32) -> Insn {
+        Insn { code, jt, jf, k }
+    }
+
+    #[test]
+    fn packet_loads_read_from_the_network_header() {
+        // `udp` for raw IP as tcpdump compiles it, with an indirect load, a header
+        // length load (MSH), an ancillary load and a jump that must not change.
+        let prog = vec![
+            i(0x30, 0, 0, 0),             // ldb [0]
+            i(0x54, 0, 0, 0xf0),          // and #0xf0
+            i(0x15, 0, 4, 0x40),          // jeq #0x40
+            i(0xb1, 0, 0, 0),             // ldxb 4*([0]&0xf)
+            i(0x48, 0, 0, 2),             // ldh [x + 2]
+            i(0x28, 0, 0, SKF_AD_HATYPE), // ld hatype (ancillary)
+            i(0x06, 0, 0, 262144),        // ret #262144
+            i(0x06, 0, 0, 0),             // ret #0
+        ];
+        let got = network_relative(prog.clone());
+        let ks: Vec<u32> = got.iter().map(|i| i.k).collect();
+        assert_eq!(
+            ks,
+            [
+                SKF_NET_OFF,
+                0xf0,
+                0x40,
+                SKF_NET_OFF,
+                SKF_NET_OFF + 2,
+                SKF_AD_HATYPE,
+                262144,
+                0
+            ]
+        );
+        for (a, b) in got.iter().zip(&prog) {
+            assert_eq!((a.code, a.jt, a.jf), (b.code, b.jt, b.jf));
+        }
+    }
+
+    #[test]
+    fn loopback_outgoing_is_refused_before_the_program() {
+        let prog = skip_loopback_outgoing(accept_all(96));
+        assert_eq!(prog.len(), 6);
+        // Both tests fall through to the program, five instructions on: each jump
+        // lands on the program's first instruction or on `ret #0`.
+        assert_eq!(1 + 1 + usize::from(prog[1].jf), 5);
+        assert_eq!(3 + 1 + usize::from(prog[3].jf), 5);
+        assert_eq!(3 + 1 + usize::from(prog[3].jt), 4);
+        assert_eq!((prog[4].code, prog[4].k), (RET_K, 0));
+        assert_eq!(prog[5], accept_all(96)[0]);
+    }
 
     /// `tcpdump -ddd -y EN10MB -s 96 udp` (tcpdump 4.99, libpcap 1.10).
     const UDP: &str = "12\n40 0 0 12\n21 0 2 2048\n48 0 0 23\n21 6 7 17\n21 0 6 34525\n48 0 0 20\n21 3 0 17\n21 0 3 44\n48 0 0 54\n21 0 1 17\n6 0 0 96\n6 0 0 0\n";

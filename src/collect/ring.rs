@@ -41,8 +41,14 @@ const BLOCK_FIRST_PKT: usize = 16;
 /// The size of `struct tpacket3_hdr`, aligned (TPACKET_ALIGN): `struct sockaddr_ll`
 /// follows it.
 const PKT_HDR: usize = 48;
-/// `sll_pkttype` inside the `sockaddr_ll` after the packet header.
+/// `sll_ifindex`, `sll_hatype` and `sll_pkttype` inside the `sockaddr_ll` after the
+/// packet header.
+const PKT_IFINDEX: usize = PKT_HDR + 4;
+const PKT_HATYPE: usize = PKT_HDR + 8;
 const PKT_TYPE: usize = PKT_HDR + 10;
+
+/// The interface name that binds a socket to every interface of its namespace.
+pub const ANY: &str = "any";
 
 /// The size and shape of a ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,8 +185,29 @@ pub struct Packet<'a> {
     pub data: &'a [u8],
     /// `sll_pkttype`: PACKET_HOST, PACKET_OUTGOING, ...
     pub pkttype: u8,
+    /// `sll_ifindex`: the interface it was seen on.
+    pub ifindex: u32,
+    /// `sll_hatype`: that interface's ARPHRD type.
+    pub hatype: u16,
+    /// Where its network header starts in `data` (0 for a packet without a link
+    /// header).
+    pub net: usize,
     /// The VLAN tag the kernel took off the frame (TPID, TCI), to put back.
     pub vlan: Option<(u16, u16)>,
+}
+
+impl<'a> Packet<'a> {
+    /// The packet from its network header on, as a raw-IP packet.
+    pub fn from_network_header(self) -> Packet<'a> {
+        let cut = self.net.min(self.data.len());
+        Packet {
+            data: &self.data[cut..],
+            len: self.len.saturating_sub(cut as u32),
+            net: 0,
+            vlan: None,
+            ..self
+        }
+    }
 }
 
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
@@ -206,6 +233,7 @@ pub fn packets(block: &[u8]) -> impl Iterator<Item = Packet<'_>> {
         let next = word(0) as usize;
         let (sec, nsec, snaplen, len, status) = (word(4), word(8), word(12), word(16), word(20));
         let mac = usize::from(u16::from_ne_bytes([fixed[24], fixed[25]]));
+        let net = usize::from(u16::from_ne_bytes([fixed[26], fixed[27]]));
         let vlan = (status & TP_STATUS_VLAN_VALID != 0).then(|| {
             // tpacket_hdr_variant1: tp_rxhash, tp_vlan_tci, tp_vlan_tpid.
             let tci = word(32) as u16;
@@ -220,6 +248,9 @@ pub fn packets(block: &[u8]) -> impl Iterator<Item = Packet<'_>> {
             len,
             data: h.get(mac..mac.checked_add(snaplen as usize)?)?,
             pkttype: fixed[PKT_TYPE],
+            ifindex: word(PKT_IFINDEX),
+            hatype: u16::from_ne_bytes([fixed[PKT_HATYPE], fixed[PKT_HATYPE + 1]]),
+            net: net.saturating_sub(mac),
             vlan,
         };
         at = if next == 0 { 0 } else { at.checked_add(next)? };
@@ -287,6 +318,43 @@ fn interface_info(fd: &OwnedFd, name: &str) -> io::Result<(u32, u16)> {
     Ok((u32::try_from(index).unwrap_or(0), hwtype))
 }
 
+/// Names interfaces by index in the network namespace of a socket (SIOCGIFNAME
+/// asks the socket's namespace, whichever the calling thread is in).
+pub struct Names(OwnedFd);
+
+impl Names {
+    /// The name of interface `ifindex`, if it still exists.
+    pub fn name(&self, ifindex: u32) -> Option<String> {
+        // SAFETY: an all-zero ifreq is valid (an empty name, a zero union).
+        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+        req.ifr_ifru.ifru_ifindex = libc::c_int::try_from(ifindex).ok()?;
+        // SAFETY: `req` is a valid ifreq; the kernel writes a NUL-terminated name of
+        // at most IFNAMSIZ bytes into `ifr_name`.
+        let rc = unsafe { libc::ioctl(self.0.as_raw_fd(), libc::SIOCGIFNAME, &mut req) };
+        if rc != 0 {
+            return None;
+        }
+        let bytes: Vec<u8> = req
+            .ifr_name
+            .iter()
+            .take_while(|&&c| c != 0)
+            .map(|&c| c as u8)
+            .collect();
+        String::from_utf8(bytes).ok()
+    }
+}
+
+/// The link type a packet of an interface of ARPHRD type `hatype` is written with,
+/// on a socket bound to every interface: its link header for Ethernet and
+/// loopback, else from its network header.
+pub fn linktype_of(hatype: u16) -> u16 {
+    if matches!(hatype, ARPHRD_ETHER | ARPHRD_LOOPBACK) {
+        LINKTYPE_ETHERNET
+    } else {
+        LINKTYPE_RAW
+    }
+}
+
 fn attach_filter(fd: &OwnedFd, program: &[Insn]) -> io::Result<()> {
     let mut insns: Vec<libc::sock_filter> = program
         .iter()
@@ -344,8 +412,11 @@ fn map_ring(fd: &OwnedFd, cfg: RingConfig) -> Result<Ring, OpenError> {
 
 impl PacketSocket {
     /// Opens a socket on interface `iface` of the calling thread's network
-    /// namespace. `program` gives the filter for a link type (LINKTYPE_ETHERNET or
-    /// LINKTYPE_RAW), known once the interface is.
+    /// namespace, or on all of them (`any`: ifindex 0, each packet read with its own
+    /// link header). `program` gives the filter for a link type (LINKTYPE_ETHERNET or
+    /// LINKTYPE_RAW), known once the interface is; on `any`, the raw-IP program reads
+    /// every packet from its network header. What a loopback interface sends is
+    /// refused (it comes back in).
     pub fn open(
         iface: &str,
         where_: &str,
@@ -353,14 +424,16 @@ impl PacketSocket {
         program: impl FnOnce(u16) -> Result<Vec<Insn>, String>,
     ) -> Result<PacketSocket, OpenError> {
         let probe = new_socket(libc::SOCK_RAW).map_err(os_err("opening a packet socket"))?;
+        let any = iface == ANY;
         let (ifindex, hwtype) = match interface_info(&probe, iface) {
+            _ if any => (0, 0),
             Ok(info) => info,
             Err(e) if e.raw_os_error() == Some(libc::ENODEV) => {
                 return Err(OpenError::NoInterface(iface.into(), where_.into()))
             }
             Err(e) => return Err(os_err("looking up the interface")(e)),
         };
-        let (fd, linktype) = if matches!(hwtype, ARPHRD_ETHER | ARPHRD_LOOPBACK) {
+        let (fd, linktype) = if any || matches!(hwtype, ARPHRD_ETHER | ARPHRD_LOOPBACK) {
             (probe, LINKTYPE_ETHERNET)
         } else {
             drop(probe);
@@ -369,7 +442,14 @@ impl PacketSocket {
         };
         setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_VERSION, &TPACKET_V3)
             .map_err(os_err("asking for TPACKET_V3"))?;
-        let program = program(linktype).map_err(OpenError::Filter)?;
+        let mut program = if any {
+            super::filter::network_relative(program(LINKTYPE_RAW).map_err(OpenError::Filter)?)
+        } else {
+            program(linktype).map_err(OpenError::Filter)?
+        };
+        if any || hwtype == ARPHRD_LOOPBACK {
+            program = super::filter::skip_loopback_outgoing(program);
+        }
         attach_filter(&fd, &program).map_err(|e| OpenError::Filter(e.to_string()))?;
         let ring = map_ring(&fd, cfg)?;
         let addr = libc::sockaddr_ll {
@@ -401,6 +481,16 @@ impl PacketSocket {
             linktype,
             counters: Counters::default(),
         })
+    }
+
+    /// Whether the socket captures every interface (`any`).
+    pub fn is_any(&self) -> bool {
+        self.ifindex == 0
+    }
+
+    /// A handle that names the interfaces of the socket's namespace by index.
+    pub fn names(&self) -> io::Result<Names> {
+        Ok(Names(self.fd.try_clone()?))
     }
 
     /// Stops the kernel from putting more packets in the ring (a filter that takes
@@ -499,6 +589,9 @@ mod tests {
                 },
             );
             b[at + 24..at + 26].copy_from_slice(&(mac as u16).to_ne_bytes());
+            b[at + 26..at + 28].copy_from_slice(&(mac as u16 + 14).to_ne_bytes());
+            put(&mut b, PKT_IFINDEX, 7 + i as u32);
+            b[at + PKT_HATYPE..at + PKT_HATYPE + 2].copy_from_slice(&ARPHRD_ETHER.to_ne_bytes());
             if let Some(tci) = vlan {
                 put(&mut b, 32, u32::from(*tci));
             }
@@ -525,6 +618,10 @@ mod tests {
         assert_eq!(got[1].ts_ns, 3_999_999_999);
         assert_eq!(got[1].data, b"second!");
         assert_eq!(got[1].vlan, Some((0x8100, 42)));
+        assert_eq!((got[0].ifindex, got[1].ifindex), (7, 8));
+        assert_eq!((got[0].hatype, got[0].net), (ARPHRD_ETHER, 14));
+        assert_eq!(linktype_of(ARPHRD_LOOPBACK), LINKTYPE_ETHERNET);
+        assert_eq!(linktype_of(65534), LINKTYPE_RAW);
     }
 
     #[test]

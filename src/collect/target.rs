@@ -108,6 +108,11 @@ pub struct Target {
 }
 
 impl Target {
+    /// Whether the point is every interface of its namespace (`any`).
+    pub fn is_any(&self) -> bool {
+        self.iface == super::ring::ANY
+    }
+
     /// The point's name: `IFACE` or `NETNS:IFACE`, as given.
     pub fn name(&self) -> String {
         match &self.netns {

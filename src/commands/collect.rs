@@ -21,7 +21,9 @@ pub struct Args {
     /// A capture point: an interface (`eth0`), or one in another network namespace
     /// (`NETNS:IFACE`, NETNS a name from `ip netns list`, a process id, or a path
     /// such as /var/run/docker/netns/ID). Repeatable; all are captured at once into
-    /// one pcapng, one interface block each, named as given.
+    /// one pcapng, one interface block each, named as given. `any` (`NETNS:any`)
+    /// takes every interface of the namespace, each packet written under the
+    /// interface it was seen on.
     #[arg(
         short = 'i',
         long = "interface",
@@ -57,8 +59,15 @@ pub struct Args {
 
     /// Stop before the capture file grows past this size: bytes, or with a unit
     /// (`500MB`, `2GiB`; kB/MB/GB are powers of 1000, K/M/G and KiB/MiB/GiB of 1024).
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, conflicts_with = "ring")]
     pub max_size: Option<u64>,
+
+    /// A flight recorder: keep only the most recent SIZE of packets (at least
+    /// 64KiB), discarding the oldest, until the stop; disk use stays about SIZE.
+    /// The manifest says what was discarded. Not with --max-size, which stops the
+    /// capture instead.
+    #[arg(long, value_name = "SIZE", value_parser = parse_ring)]
+    pub ring: Option<u64>,
 
     /// The kernel ring of each interface, which holds packets until they are
     /// written: more rides out longer bursts.
@@ -99,6 +108,15 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
+/// A flight recorder's size: at least [`flight::MIN_SIZE`].
+fn parse_ring(s: &str) -> Result<u64, String> {
+    let n = parse_size(s)?;
+    if n < collect::flight::MIN_SIZE {
+        return Err(format!("`{s}`: a ring holds at least 64KiB"));
+    }
+    Ok(n)
+}
+
 impl Args {
     fn config(&self) -> collect::Config {
         collect::Config {
@@ -111,6 +129,7 @@ impl Args {
             filter: self.filter.clone(),
             snaplen: self.snaplen,
             ring_bytes: self.buffer_size,
+            flight: self.ring,
             out: self.output.clone(),
             command_line: std::env::args().collect(),
         }
@@ -165,6 +184,19 @@ fn summary(out: &str, m: &Manifest) -> Vec<String> {
             format!("the kernel dropped packets: {}", drops.join(", "))
         }
     )];
+    if let Some(r) = &m.ring {
+        let span = match (&r.kept_from, &r.kept_to) {
+            (Some(a), Some(b)) => format!(" from {a} to {b}"),
+            _ => String::new(),
+        };
+        lines.push(match &r.discarded_through {
+            Some(cut) => format!(
+                "flight recorder: kept the packets{span}; discarded {} packets ({} bytes) up to {cut}",
+                r.discarded_packets, r.discarded_bytes
+            ),
+            None => format!("flight recorder: kept every packet{span}, nothing discarded"),
+        });
+    }
     for f in &m.files {
         if let Some(e) = &f.error {
             let what = if f.bytes.is_some() {

@@ -16,8 +16,9 @@ use crate::report;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// conntrack output: `conntrack -L [-o extended,id,...]`, /proc/net/nf_conntrack,
-    /// `conntrack -E [-o timestamp,...]`, `conntrack -S`; `.gz` is decompressed, `-`
-    /// reads standard input. A bundle directory of `natcheck collect` stands for its
+    /// `conntrack -E [-o timestamp,...]`, `conntrack -S`, `sysctl net.netfilter` (the
+    /// table's settings); `.gz` is decompressed, `-` reads standard input. A bundle
+    /// directory of `natcheck collect` (or a `.tar.gz` of one) stands for its
     /// conntrack tables before and after, its event log and its statistics.
     #[arg(required = true, value_name = "FILE|BUNDLE")]
     pub files: Vec<String>,

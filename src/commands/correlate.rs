@@ -59,8 +59,10 @@ pub struct Args {
     pub fail_on: FailOn,
 
     /// conntrack output taken on the NAT host while the captures ran, checked against
-    /// the wire: `conntrack -L [-o extended,id]`, /proc/net/nf_conntrack, or a
-    /// `conntrack -E` event log. Repeatable (several snapshots over time, event logs).
+    /// the wire: `conntrack -L [-o extended,id]`, /proc/net/nf_conntrack, a
+    /// `conntrack -E` event log, `conntrack -S` statistics (two readings: their growth)
+    /// and `sysctl net.netfilter` settings. Repeatable (several snapshots over time,
+    /// event logs, statistics before and after).
     #[arg(long = "conntrack", value_name = "FILE")]
     pub conntrack: Vec<String>,
 
@@ -114,6 +116,7 @@ impl Args {
             correlate: correlate::Config { window_ns },
             audit: audit::Config {
                 inside: self.inside.clone(),
+                ..audit::Config::default()
             },
             witnesses: self.conntrack.clone(),
             rules: self.rules.clone(),
@@ -129,6 +132,9 @@ impl Args {
                     cfg.conntrack_times.insert(path.clone(), t);
                 }
                 cfg.witnesses.push(path);
+            }
+            if let Some(cut) = b.discarded_through_ns().filter(|_| single) {
+                cfg.audit.discarded_through_ns = Some(cut);
             }
             cfg.bundles.push(b.summary());
             cfg.bundle_warnings.extend(b.warnings.iter().cloned());

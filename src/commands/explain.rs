@@ -17,7 +17,8 @@ use crate::rules::CtState;
 pub struct Args {
     /// The host's rules: iptables-save, iptables -S, iptables -L, nft list ruleset, nft
     /// -j list ruleset, ipset save, ip addr (repeatable; recognised by content, read as
-    /// one rule set). A bundle directory of `natcheck collect` stands for its rules,
+    /// one rule set). A bundle directory of `natcheck collect` (or a `.tar.gz` of one)
+    /// stands for its rules,
     /// ipsets and addresses after the capture (and for --rules-before, its rules
     /// before the capture, unless that is given).
     #[arg(long = "rules", value_name = "FILE|BUNDLE", required = true)]

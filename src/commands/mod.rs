@@ -33,8 +33,8 @@ pub enum Format {
 pub struct CaptureArgs {
     /// Capture files: pcap or pcapng, optionally gzip-compressed; `NAME=PATH` names the
     /// capture point; `-` reads standard input; a bundle directory written by
-    /// `natcheck collect` stands for its capture (and, for `correlate`, everything
-    /// else it holds).
+    /// `natcheck collect`, or a gzip'd tar of one (`.tar.gz`, `.tgz`), stands for its
+    /// capture (and, for `correlate`, everything else it holds).
     #[arg(required = true, value_name = "CAPTURE|BUNDLE")]
     pub captures: Vec<InputSpec>,
 
@@ -55,10 +55,15 @@ pub struct Inputs {
     pub bundles: Vec<Bundle>,
 }
 
+/// Whether `path` names a bundle rather than a file: a directory, or a gzip'd tar.
+fn names_bundle(path: &Path) -> bool {
+    path.is_dir() || Bundle::is_archive(path)
+}
+
 /// Opens the bundle at `path`: a directory must be one.
 fn open_bundle(path: &Path) -> anyhow::Result<Bundle> {
     anyhow::ensure!(
-        Bundle::is_bundle(path),
+        Bundle::is_bundle(path) || Bundle::is_archive(path),
         "{}: is a directory, not a natcheck bundle (no {})",
         path.display(),
         crate::bundle::MANIFEST
@@ -94,9 +99,8 @@ impl CaptureArgs {
                 captures.push(c.clone());
                 continue;
             }
-            let meta =
-                std::fs::metadata(&c.path).with_context(|| format!("{}", c.path.display()))?;
-            if !meta.is_dir() {
+            std::fs::metadata(&c.path).with_context(|| format!("{}", c.path.display()))?;
+            if !names_bundle(&c.path) {
                 captures.push(c.clone());
                 continue;
             }
@@ -133,8 +137,7 @@ impl CaptureArgs {
         let ifnames = match links {
             None => IfNames::default(),
             Some(p) => {
-                let text =
-                    std::fs::read_to_string(&p).with_context(|| format!("{}", p.display()))?;
+                let text = crate::input::read_text(&p.display().to_string())?;
                 IfNames::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
             }
         };
@@ -157,7 +160,7 @@ pub fn expand_files(
     let mut warnings = Vec::new();
     for f in files {
         let p = Path::new(f);
-        if f != "-" && p.is_dir() {
+        if f != "-" && names_bundle(p) {
             let b = open_bundle(p)?;
             let capture = b.dir.join(Kind::Capture.file()).display().to_string();
             warnings.extend(b.warnings.iter().filter(|w| w.source != capture).cloned());

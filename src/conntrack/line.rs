@@ -29,7 +29,9 @@
 use super::build::{CtTuple, EntryParts, TupleError, TupleParts};
 use super::paste;
 use super::xml;
-use super::{family_matches, warn, Counters, CpuStats, Dump, Entry, Event, EventKind, Footer};
+use super::{
+    family_matches, warn, Counters, CpuStats, Dump, Entry, Event, EventKind, Footer, Sysctl,
+};
 use crate::model::Proto;
 
 /// What one line holds.
@@ -43,6 +45,8 @@ pub enum Line {
     /// The header of `/proc/net/stat/nf_conntrack` (column names).
     StatHeader(Vec<String>),
     Footer(Footer),
+    /// A setting as `sysctl` prints it (`net.netfilter.nf_conntrack_max = 262144`).
+    Sysctl(Sysctl),
     /// Not conntrack output but expected around it: a pasted shell prompt or command,
     /// a `#` comment, another message of the conntrack tool.
     Skipped,
@@ -224,6 +228,9 @@ fn bare_line(line: u64, text: &str) -> Result<Line, LineError> {
             toks.iter().map(|t| t.text.to_string()).collect(),
         ));
     }
+    if let Some(s) = sysctl(line, text, &toks) {
+        return Ok(Line::Sysctl(s));
+    }
     if first.text == "conntrack" && toks.get(1).is_some_and(|t| t.text.starts_with('v')) {
         return Ok(footer(line, text).map_or(Line::Skipped, Line::Footer));
     }
@@ -234,6 +241,29 @@ fn bare_line(line: u64, text: &str) -> Result<Line, LineError> {
         );
     }
     entry_or_event(line, &toks)
+}
+
+/// `name = value` as `sysctl` prints a setting: a dotted name starting with a
+/// lower-case letter (`net.netfilter.nf_conntrack_max`; a component may be an
+/// interface's name, in which sysctl shows a `.` as `/`), ` = `, the value as printed
+/// (several numbers are separated by tabs).
+fn sysctl(line: u64, text: &str, toks: &[Tok<'_>]) -> Option<Sysctl> {
+    let [name, eq, ..] = toks else { return None };
+    let named = name.text.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.text.split('.').count() > 1
+        && name
+            .text
+            .split('.')
+            .all(|c| !c.is_empty() && !c.contains('='));
+    if !named || eq.text != "=" {
+        return None;
+    }
+    let (_, value) = text.split_once('=')?;
+    Some(Sysctl {
+        line,
+        name: name.text.to_string(),
+        value: value.trim().to_string(),
+    })
 }
 
 /// "conntrack v1.4.7 (conntrack-tools): 10 flow entries have been shown."
@@ -808,6 +838,7 @@ impl Parser {
                 dump.events.push(e);
             }
             Ok(Line::Stats(s)) => dump.stats.push(s),
+            Ok(Line::Sysctl(s)) => dump.sysctls.push(s),
             Ok(Line::StatHeader(h)) => self.stat_header = Some(h),
             Ok(Line::Footer(f)) => {
                 let stderr_first = self.after_command && self.since_footer == 0;

@@ -1,8 +1,8 @@
 //! conntrack: the kernel's own record of each connection, the second witness next to
 //! the wire. This module owns every text form of it that people attach to tickets
 //! (`conntrack -L` with any `-o` options, `/proc/net/nf_conntrack`, `conntrack -E`
-//! event logs with or without `-o timestamp`, `-o xml` listings and event logs, and
-//! the `conntrack -S` statistics), the
+//! event logs with or without `-o timestamp`, `-o xml` listings and event logs, the
+//! `conntrack -S` statistics, and the settings as `sysctl` prints them), the
 //! translation each entry implies, the per-connection timeline of an event log, the
 //! `conntrack -L -o extended,id` text writer, and the live netlink dump.
 //!
@@ -196,6 +196,16 @@ pub struct CpuStats {
     pub counters: Vec<(String, u64)>,
 }
 
+/// A setting as `sysctl` printed it, with its 1-based line
+/// (`net.netfilter.nf_conntrack_max = 262144`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Sysctl {
+    pub line: u64,
+    pub name: String,
+    /// As printed, trimmed (several numbers are separated by tabs).
+    pub value: String,
+}
+
 /// What the footer line says was printed ("N flow entries have been shown.").
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Footer {
@@ -215,6 +225,8 @@ pub struct Dump {
     /// Event lines (`conntrack -E`), in file order.
     pub events: Vec<Event>,
     pub stats: Vec<CpuStats>,
+    /// Settings pasted with the output (`sysctl net.netfilter`), in file order.
+    pub sysctls: Vec<Sysctl>,
     pub footers: Vec<Footer>,
     /// Lines recognised as not being conntrack records: pasted prompts, comments.
     pub skipped_lines: u64,
@@ -228,18 +240,26 @@ pub struct Dump {
 }
 
 impl Dump {
-    /// Sum of each statistics counter over CPUs, in the order first printed.
+    /// Sum of each statistics counter over CPUs, in the order first printed. The
+    /// `entries` column of `/proc/net/stat/nf_conntrack` is the table's count, printed
+    /// alike on every row: it is taken once (the largest), not summed.
     pub fn stats_total(&self) -> Vec<(String, u64)> {
         let mut out: Vec<(String, u64)> = Vec::new();
         for row in &self.stats {
             for (k, v) in &row.counters {
                 match out.iter_mut().find(|(n, _)| n == k) {
+                    Some((n, t)) if n == "entries" => *t = (*t).max(*v),
                     Some((_, t)) => *t = t.saturating_add(*v),
                     None => out.push((k.clone(), *v)),
                 }
             }
         }
         out
+    }
+
+    /// The value of the last setting named `name` (`net.netfilter.nf_conntrack_max`).
+    pub fn sysctl(&self, name: &str) -> Option<&Sysctl> {
+        self.sysctls.iter().rev().find(|s| s.name == name)
     }
 
     /// Every entry of the input: table lines, then the entry of each event.

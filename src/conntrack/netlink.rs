@@ -1127,13 +1127,27 @@ fn read_attrs(attrs: &[u8], ctx: &ParseContext) -> Result<RawEntry, AttrError> {
     Ok(e)
 }
 
-/// The strings of the nested attributes of type `kind`, in order.
+/// The strings of the nested attributes of type `kind`, in order. They are names (a
+/// helper's, a security context's) that the text form writes as one `key=value`
+/// word, so a blank, a control character or a backslash in one is written as `\xNN`:
+/// the entry stays readable and the name recognisable.
 fn nested_strings(nla: &Nla<'_>, kind: u16) -> Result<Vec<String>, AttrError> {
     let mut out = Vec::new();
     for b in nla.nested() {
         let b = b?;
         if b.kind == kind {
-            out.push(b.string());
+            let mut name = String::new();
+            for c in b.string().chars() {
+                if c.is_whitespace() || c.is_control() || c == '\\' {
+                    let mut buf = [0; 4];
+                    for byte in c.encode_utf8(&mut buf).bytes() {
+                        name.push_str(&format!("\\x{byte:02x}"));
+                    }
+                } else {
+                    name.push(c);
+                }
+            }
+            out.push(name);
         }
     }
     Ok(out)
@@ -1574,12 +1588,13 @@ ipv4     2 udp      17 29 src=10.0.0.2 dst=192.0.2.1 sport=5 dport=53 src=192.0.
                 nla(cta::HELP_NAME, b"ftp\0"),
                 nla(2, b"x\0"),
                 nla(cta::HELP_NAME, b"sip\0pad"),
+                nla(cta::HELP_NAME, b"a b\x01\\\0"),
             ],
         );
         let nla = nlas(&a, 0).next().unwrap().unwrap();
         assert_eq!(
             nested_strings(&nla, cta::HELP_NAME).unwrap(),
-            ["ftp", "sip"]
+            ["ftp", "sip", "a\\x20b\\x01\\x5c"]
         );
     }
 

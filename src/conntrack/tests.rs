@@ -204,6 +204,62 @@ entries  clashres found new invalid ignore delete delete_list insert insert_fail
 }
 
 #[test]
+fn a_full_table_pasted_statistics_count_and_settings() {
+    // What a ticket shows of a full table: the settings, the per-CPU statistics, and
+    // /proc/net/stat/nf_conntrack, whose `entries` is the table's count on every row.
+    let text = "$ sysctl net.netfilter.nf_conntrack_max net.netfilter.nf_conntrack_count net.ipv4.ip_local_port_range\n\
+net.netfilter.nf_conntrack_max = 65536\n\
+net.netfilter.nf_conntrack_count = 65536\n\
+net.ipv4.ip_local_port_range = 32768\t60999\n\
+net.ipv4.conf.eth0/100.rp_filter = 1\n\
+net.ipv4.conf.Wg+0.forwarding = 0\n\
+cpu=0   \tfound=0 invalid=2 insert=0 insert_failed=1 drop=812 early_drop=3 error=0 search_restart=0\n\
+entries  clashres found new invalid ignore delete chainlength insert insert_failed drop early_drop\n\
+00010000  00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000010 00000000\n\
+00010000  00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000020 00000000\n";
+    let d = parse_str("full", text);
+    assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+    assert_eq!(d.skipped_lines, 1);
+    let names: Vec<(&str, &str, u64)> = d
+        .sysctls
+        .iter()
+        .map(|s| (s.name.as_str(), s.value.as_str(), s.line))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("net.netfilter.nf_conntrack_max", "65536", 2),
+            ("net.netfilter.nf_conntrack_count", "65536", 3),
+            ("net.ipv4.ip_local_port_range", "32768\t60999", 4),
+            ("net.ipv4.conf.eth0/100.rp_filter", "1", 5),
+            ("net.ipv4.conf.Wg+0.forwarding", "0", 6),
+        ]
+    );
+    assert_eq!(
+        d.sysctl("net.netfilter.nf_conntrack_max")
+            .map(|s| s.value.as_str()),
+        Some("65536")
+    );
+    let total = d.stats_total();
+    let get = |k: &str| total.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
+    assert_eq!(get("drop"), Some(812 + 0x30));
+    assert_eq!(get("entries"), Some(65536), "the count, not summed");
+    // Not settings: no dot in the name, a capital first, no spaces around `=`.
+    for bad in [
+        "foo = 1",
+        "Net.netfilter.x = 1",
+        "net.netfilter.x=1",
+        "net..x = 1",
+    ] {
+        let d = parse_str("bad", bad);
+        assert!(
+            d.sysctls.is_empty() && d.warnings.len() == 1,
+            "{bad}: {d:?}"
+        );
+    }
+}
+
+#[test]
 fn e7_lab_output_extended_id_unknown_protocol_and_udp_events() {
     let text = "# conntrack -L -p tcp -o extended,id\n\
 ipv4     2 tcp      6 431999 ESTABLISHED src=10.0.1.3 dst=192.0.2.2 sport=40000 dport=8080 src=192.0.2.2 dst=192.0.2.1 sport=8080 dport=8942 [ASSURED] mark=0 use=1 id=675049517\n\

@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::pairing::{match_all, EdgeKey, Vote};
 use super::points::PointData;
+use super::returns::Joined;
 use crate::flows::Flow;
 
 /// Flows grouped into connections.
@@ -33,6 +34,9 @@ pub(super) struct Components {
     /// Flow pairs refused because they would put two flows of one point into one
     /// connection, best evidence first.
     pub rejected: Vec<(EdgeKey, Vote)>,
+    /// Nodes joined to a component by the fields of the replies they hold, not by
+    /// packets in common (`returns::attach`), and how.
+    pub joined: BTreeMap<usize, Joined>,
 }
 
 impl Components {

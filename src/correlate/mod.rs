@@ -13,15 +13,19 @@
 //!    per connection that holds at most one flow per point (except through a hairpin
 //!    edge); pairs that would break that rule are kept for [`Related`], never silently
 //!    dropped. Every flow of a component is then oriented alike (initiator first).
-//! 5. `paths`: per connection (in parallel), its [`Hop`]s in the initiator's direction;
+//!    `returns` then joins flows of replies seen nowhere else to the connection they
+//!    answer, by the replies' own fields.
+//! 5. `paths`: per connection (in parallel), its [`Hop`]s in the initiator's direction,
+//!    and its replies at points beside the path ([`ReturnHop`]: asymmetric routes);
 //!    connections numbered in time order, refused pairs attached as [`Related`].
 //! 6. `translations`: per connection (in parallel), a [`Link`] for each consecutive
 //!    pair of hops: the translation, matched and unmatched packets per direction
 //!    (TCP data by byte range, pure ACKs superseded by a later one: [`Resegmentation`]),
 //!    each direction by packet size (`sizes`: the largest that crossed, the TCP data
-//!    segments larger than that which did not: [`Sizing`]), forwarding latency;
-//!    then, where the source port moved, the connection that held the wanted port
-//!    ([`PortRealloc`]).
+//!    segments larger than that which did not: [`Sizing`]), forwarding latency; the
+//!    replies each return hop exchanged with the path ([`ReturnLink`]), which count as
+//!    crossed on the path's links; then, where the source port moved, the connection
+//!    that held the wanted port ([`PortRealloc`]).
 //! 7. `streams`: for TCP connections no link translated, the first bytes each side
 //!    sent, by offset in its stream ([`Streams`]), so that the two connections a
 //!    userland proxy splices can be told to carry the same bytes.
@@ -36,6 +40,7 @@ pub mod offset;
 mod pairing;
 mod paths;
 pub mod points;
+mod returns;
 mod segments;
 mod sizes;
 mod streams;
@@ -52,6 +57,7 @@ use offset::Offset;
 use points::PointData;
 
 pub use paths::{Hop, Related};
+pub use returns::{Joined, ReturnHop, ReturnLink, REPLY_WINDOW_NS};
 pub use segments::{Resegmentation, Resegmented};
 pub use sizes::{Oversize, Sizes, Sizing};
 pub use streams::{Chunk, Stream, Streams};
@@ -96,6 +102,8 @@ pub struct Connection {
     pub hops: Vec<Hop>,
     /// `links[i]` joins `hops[i]` and `hops[i + 1]`.
     pub links: Vec<Link>,
+    /// The connection's replies at points beside its path (asymmetric routes).
+    pub returns: Vec<ReturnHop>,
     pub related: Vec<Related>,
     /// How the initiator was decided, from the hop with the best evidence.
     pub initiator: InitiatorEvidence,
@@ -106,11 +114,16 @@ pub struct Connection {
 
 impl Connection {
     pub fn first_ns(&self) -> i64 {
-        self.hops.iter().map(|h| h.first_ns).min().unwrap_or(0)
+        self.all_hops().map(|h| h.first_ns).min().unwrap_or(0)
     }
 
     pub fn last_ns(&self) -> i64 {
-        self.hops.iter().map(|h| h.last_ns).max().unwrap_or(0)
+        self.all_hops().map(|h| h.last_ns).max().unwrap_or(0)
+    }
+
+    /// The hops of the path, then the return hops.
+    pub fn all_hops(&self) -> impl Iterator<Item = &Hop> {
+        self.hops.iter().chain(self.returns.iter().map(|r| &r.hop))
     }
 
     /// Whether two of the connection's hops saw its TCP stream cut differently: a link
@@ -153,8 +166,9 @@ pub fn correlate(
     let offsets = offset::estimate(&points);
     let off: Vec<i64> = offsets.iter().map(|o| o.offset_ns).collect();
     let flow_pairs = pairing::flow_pairs(&points, &off, window);
-    let comps = components::group(&points, flow_pairs);
+    let mut comps = components::group(&points, flow_pairs);
     components::orient(&mut points, &comps, &off, window);
+    returns::attach(&mut points, &mut comps, &off);
     let mut connections = paths::connections(&points, &comps, &off, window);
     paths::relate(&mut connections, &comps.rejected, &points);
     translations::link_all(&points, &mut connections, &off, window);

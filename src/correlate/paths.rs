@@ -2,7 +2,8 @@
 //!
 //! [`connections`] builds, per component (in parallel), one [`Hop`] per flow (the two
 //! one-way halves of a connection that a point saw under different tuples make one
-//! hop), orders the hops along the initiator's direction (TTL decreases at every routed
+//! hop), sets the return hops apart (`returns`: replies at a point beside the path),
+//! orders the hops along the initiator's direction (TTL decreases at every routed
 //! hop; within one TTL, matched packets say which point saw them first; corrected time
 //! orders the rest) and decides the connection's initiator evidence. Connections are
 //! then numbered in order of their first packet. [`relate`] records the flow pairs that
@@ -18,6 +19,7 @@ use serde::Serialize;
 use super::components::{complementary, Components};
 use super::pairing::{match_all, EdgeKey, Vote};
 use super::points::{PointData, Rec};
+use super::returns::{self, Joined, ReturnHop};
 use super::Connection;
 use crate::flows::{Flow, InitiatorEvidence};
 use crate::model::Tuple;
@@ -84,7 +86,25 @@ pub(super) fn connections(
         .par_iter()
         .map(|members| {
             let hops = hops(points, &comps.nodes, members, off);
+            let (hops, returns) = returns::split(points, hops, off, window);
             let hops = order(points, hops, off, window);
+            let returns = returns
+                .into_iter()
+                .map(|(hop, (point, flows))| {
+                    let beside = hops
+                        .iter()
+                        .position(|h| h.point == point && h.flow_idx == flows)
+                        .expect("the hop beside a return hop is on the path");
+                    let node = comps.first_node[hop.point] + hop.flow_idx[0];
+                    ReturnHop {
+                        joined: comps.joined.get(&node).copied().unwrap_or(Joined::Packets),
+                        hop,
+                        beside,
+                        toward: None,
+                        from: None,
+                    }
+                })
+                .collect();
             let initiator = hops
                 .iter()
                 .map(|h| h.flow.initiator)
@@ -95,6 +115,7 @@ pub(super) fn connections(
                 proto: hops[0].flow.tuple.proto,
                 hops,
                 links: Vec::new(),
+                returns,
                 related: Vec::new(),
                 initiator,
                 streams: None,
@@ -245,7 +266,7 @@ fn precedence_votes(points: &[PointData], x: &Hop, y: &Hop, off: &[i64], window:
 pub(super) fn relate(conns: &mut [Connection], rejected: &[(EdgeKey, Vote)], points: &[PointData]) {
     let mut conn_of: HashMap<(usize, usize), usize> = HashMap::new();
     for (ci, c) in conns.iter().enumerate() {
-        for h in &c.hops {
+        for h in c.all_hops() {
             for &f in &h.flow_idx {
                 conn_of.insert((h.point, f), ci);
             }

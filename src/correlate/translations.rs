@@ -8,7 +8,9 @@
 //! the other hop when matched one for one, and, where offloads cut the TCP stream
 //! differently at the two hops, when every byte of a segment reached the other hop in
 //! other segments, or when a pure ACK that did not cross was superseded by a later
-//! ACK that did (`segments`; the [`Resegmentation`] counts them). [`port_reallocs`] then
+//! ACK that did (`segments`; the [`Resegmentation`] counts them). A copy of a packet
+//! that crossed, seen again at the same hop within [`COPY_NS`] (a bridge with
+//! netfilter, a hairpin port), crossed with it. [`port_reallocs`] then
 //! names, for every link whose source port moved, the connection that held the wanted
 //! port at the downstream point.
 
@@ -22,6 +24,7 @@ use super::offset;
 use super::pairing::match_flows;
 use super::paths::Hop;
 use super::points::{PointData, Rec};
+use super::returns::ReturnLink;
 use super::segments::{self, Resegmentation};
 use super::sizes::{self, Sizes, Sizing};
 use super::Connection;
@@ -118,6 +121,14 @@ pub struct Resent {
 /// reported as lost packets.
 pub const MAX_RESENT: u64 = 64;
 
+/// How close in time two packets of one hop with the same fingerprint are copies of
+/// one packet rather than two. A bridge whose ports pass through netfilter
+/// (`bridge-nf-call-iptables`), above all with a hairpin port, hands one packet to
+/// the capture point two or three times within one softirq, microseconds apart. A
+/// packet sent again differs in its IP ID or TCP timestamps, and one with neither (a
+/// UDP retry over IPv6) follows after hundreds of milliseconds.
+pub const COPY_NS: i64 = 1_000_000;
+
 /// Translation between two consecutive hops.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Link {
@@ -141,19 +152,53 @@ pub struct Link {
     pub resent_fwd: Vec<Resent>,
 }
 
-/// Fills every connection's `links` (`links[i]` joins `hops[i]` and `hops[i + 1]`).
+/// Fills every connection's `links` (`links[i]` joins `hops[i]` and `hops[i + 1]`) and
+/// its return hops' links; replies a hop of the path exchanged with a return hop count
+/// as crossed on the path's links.
 pub(super) fn link_all(points: &[PointData], conns: &mut [Connection], off: &[i64], window: i64) {
     conns.par_iter_mut().for_each(|c| {
+        let mut crossed: Vec<Vec<bool>> = vec![Vec::new(); c.hops.len()];
+        for r in &mut c.returns {
+            let k = r.beside;
+            let mut add = |h: usize, flags: Vec<bool>| {
+                let into = &mut crossed[h];
+                into.resize(flags.len(), false);
+                into.iter_mut().zip(flags).for_each(|(a, b)| *a |= b);
+            };
+            if let Some(up) = k.checked_sub(1) {
+                let (l, flags, _) = link(points, &c.hops[up], &r.hop, up, off, window, [&[], &[]]);
+                r.toward = Some(ReturnLink {
+                    hop: up,
+                    matched: l.evidence.matched_rev,
+                    unmatched: l.unmatched.lost_rev,
+                });
+                add(up, flags);
+            }
+            if let Some(down) = c.hops.get(k + 1) {
+                let (l, _, flags) = link(points, &r.hop, down, k, off, window, [&[], &[]]);
+                r.from = Some(ReturnLink {
+                    hop: k + 1,
+                    matched: l.evidence.matched_rev,
+                    unmatched: l.unmatched.lost_rev,
+                });
+                add(k + 1, flags);
+            }
+        }
         c.links = c
             .hops
             .windows(2)
             .enumerate()
-            .map(|(i, w)| link(points, &w[0], &w[1], i, off, window))
+            .map(|(i, w)| {
+                let elsewhere = [crossed[i].as_slice(), crossed[i + 1].as_slice()];
+                link(points, &w[0], &w[1], i, off, window, elsewhere).0
+            })
             .collect();
     });
 }
 
-/// The translation from hop `i` (`up`) to hop `i + 1` (`down`).
+/// The translation from hop `i` (`up`) to hop `i + 1` (`down`), and which records of
+/// each crossed. `elsewhere` flags records of `up` and of `down` (in `Hop::recs`
+/// order; empty for none) that crossed by another way: they count as crossed.
 pub(super) fn link(
     points: &[PointData],
     up: &Hop,
@@ -161,7 +206,8 @@ pub(super) fn link(
     i: usize,
     off: &[i64],
     window: i64,
-) -> Link {
+    elsewhere: [&[bool]; 2],
+) -> (Link, Vec<bool>, Vec<bool>) {
     let (pu, pd) = (&points[up.point], &points[down.point]);
     let (ru, rd) = (up.recs(pu), down.recs(pd));
     let same_point = up.point == down.point;
@@ -173,6 +219,11 @@ pub(super) fn link(
     for &(a, b) in &pairs {
         matched_u[a] = true;
         matched_d[b] = true;
+    }
+    for (flags, into) in elsewhere.iter().zip([&mut matched_u, &mut matched_d]) {
+        into.iter_mut()
+            .zip(flags.iter())
+            .for_each(|(a, &b)| *a |= b);
     }
     let acc = segments::account(
         &mut segments::Hop {
@@ -191,6 +242,8 @@ pub(super) fn link(
         same_point,
     );
     m.add_segments(&acc.pairs, &ru, &rd);
+    copies_crossed(&ru, &mut matched_u);
+    copies_crossed(&rd, &mut matched_d);
     let side = |hop: &Hop, p, recs, crossed| sizes::Side {
         point: p,
         recs,
@@ -222,7 +275,7 @@ pub(super) fn link(
         appeared_fwd,
         appeared_rev,
     };
-    Link {
+    let link = Link {
         from: i,
         to: i + 1,
         change: NatChange::between(&up.flow.tuple, &down.flow.tuple),
@@ -239,7 +292,8 @@ pub(super) fn link(
         sizes,
         port_realloc: None,
         resent_fwd,
-    }
+    };
+    (link, matched_u, matched_d)
 }
 
 /// The lost initiator packets of `gap` (upstream, unmatched, in the gap's time span)
@@ -369,6 +423,32 @@ impl Matched {
             p50_ns: offset::median(&mut self.lat).unwrap_or(0),
             max_ns,
         })
+    }
+}
+
+/// Marks as crossed the unmatched records of a hop that are copies of a crossed one
+/// ([`COPY_NS`]): the other hop saw that packet, so no copy of it was lost there or
+/// appeared from nowhere.
+fn copies_crossed(recs: &[Rec], matched: &mut [bool]) {
+    if !matched.iter().any(|&m| m) || matched.iter().all(|&m| m) {
+        return;
+    }
+    let mut crossed: Vec<(u64, i64)> = recs
+        .iter()
+        .zip(matched.iter())
+        .filter(|(_, &m)| m)
+        .map(|(r, _)| (r.fp, r.ts))
+        .collect();
+    crossed.sort_unstable();
+    for (r, m) in recs.iter().zip(matched.iter_mut()) {
+        if *m {
+            continue;
+        }
+        let from = (r.fp, r.ts.saturating_sub(COPY_NS));
+        let i = crossed.partition_point(|&c| c < from);
+        *m = crossed
+            .get(i)
+            .is_some_and(|&(fp, ts)| fp == r.fp && ts <= r.ts.saturating_add(COPY_NS));
     }
 }
 

@@ -69,6 +69,8 @@ struct InputJson<'a> {
     timelines: Vec<TimelineJson<'a>>,
     stats: Vec<(String, u64)>,
     cpus: usize,
+    /// Settings pasted with the output: `[name, value]` pairs in file order.
+    sysctls: Vec<(&'a str, &'a str)>,
     skipped_lines: u64,
     /// Lines read from inside a paste's decorations, by kind.
     stripped: Stripped,
@@ -121,6 +123,12 @@ fn input_json<'a>(v: &'a View<'a>, netns: Option<&'a str>) -> InputJson<'a> {
             .collect(),
         stats: v.dump.stats_total(),
         cpus: v.dump.stats.len(),
+        sysctls: v
+            .dump
+            .sysctls
+            .iter()
+            .map(|s| (s.name.as_str(), s.value.as_str()))
+            .collect(),
         skipped_lines: v.dump.skipped_lines,
         stripped: v.dump.stripped,
         warnings: &v.dump.warnings,
@@ -209,7 +217,8 @@ fn kinds<'a>(it: impl Iterator<Item = &'a Implied>) -> String {
 fn heading(v: &View) -> String {
     let d = v.dump;
     let mut parts = Vec::new();
-    if !d.entries.is_empty() || (d.events.is_empty() && d.stats.is_empty()) {
+    if !d.entries.is_empty() || (d.events.is_empty() && d.stats.is_empty() && d.sysctls.is_empty())
+    {
         parts.push(format!("{} entries", v.entries.len()));
     }
     if !d.events.is_empty() {
@@ -230,6 +239,9 @@ fn heading(v: &View) -> String {
     }
     if !d.stats.is_empty() {
         parts.push(format!("statistics of {} CPUs", d.stats.len()));
+    }
+    if !d.sysctls.is_empty() {
+        parts.push(format!("{} sysctls", d.sysctls.len()));
     }
     if !d.warnings.is_empty() {
         parts.push(format!("{} warnings", d.warnings.len()));
@@ -346,6 +358,15 @@ pub fn table(v: &View) -> String {
             "\n  statistics, summed over {} CPU rows: {counters}\n",
             d.stats.len()
         ));
+    }
+    if !d.sysctls.is_empty() {
+        out.push('\n');
+        for s in &d.sysctls {
+            out.push_str(&format!(
+                "  {}:{}: {} = {}\n",
+                d.source, s.line, s.name, s.value
+            ));
+        }
     }
     out
 }

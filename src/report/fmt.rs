@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use chrono::{DateTime, SecondsFormat};
 
 use crate::correlate::offset::OffsetBasis;
-use crate::correlate::Correlation;
+use crate::correlate::{Connection, Correlation, Hop};
 use crate::model::{fmt_endpoint, Proto, Tuple};
 
 /// `2026-11-23T10:15:02.123456789Z`. Out-of-range values print as raw nanoseconds.
@@ -80,10 +80,15 @@ pub fn src(t: &Tuple) -> String {
 
 /// A tuple's destination endpoint (ICMP: the address; the id is printed at the source).
 pub fn dst(t: &Tuple) -> String {
-    if t.proto.is_icmp() {
-        t.dst.to_string()
+    dst_endpoint(t.proto, t.dst, t.dport)
+}
+
+/// A destination endpoint: [`endpoint`], but for ICMP the address alone.
+pub fn dst_endpoint(proto: Proto, addr: IpAddr, port: u16) -> String {
+    if proto.is_icmp() {
+        addr.to_string()
     } else {
-        endpoint(t.proto, t.dst, t.dport)
+        endpoint(proto, addr, port)
     }
 }
 
@@ -139,6 +144,18 @@ pub fn icmp_error(proto: Proto, ty: u8, code: u8) -> String {
     } else {
         format!("{proto} {name} (type {ty} code {code})")
     }
+}
+
+/// A connection's path: its points joined by `sep`, then the points its replies took
+/// beside the path (`a > b > c (replies by d)`).
+pub fn path_label(c: &Correlation, conn: &Connection, sep: &str) -> String {
+    let name = |h: &Hop| c.points[h.point].name.as_str();
+    let mut out = conn.hops.iter().map(name).collect::<Vec<_>>().join(sep);
+    if !conn.returns.is_empty() {
+        let back: Vec<&str> = conn.returns.iter().map(|r| name(&r.hop)).collect();
+        out.push_str(&format!(" (replies by {})", back.join(", ")));
+    }
+    out
 }
 
 /// A point's clock against its reference: `reference`, `same file as eth0`,

@@ -109,13 +109,7 @@ pub fn connections(c: &Correlation, findings: &[u32]) -> PolarsResult<DataFrame>
     let mut columns = vec![
         col(conns, "id", |x| x.id.clone()),
         col(conns, "proto", |x| x.proto.name()),
-        col(conns, "path", |x| {
-            x.hops
-                .iter()
-                .map(|h| c.points[h.point].name.as_str())
-                .collect::<Vec<_>>()
-                .join(">")
-        }),
+        col(conns, "path", |x| super::fmt::path_label(c, x, ">")),
         col(conns, "kind", |x| {
             x.end_to_end().map_or("single-point", |k| k.kind.as_str())
         }),

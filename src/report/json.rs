@@ -13,7 +13,8 @@ use super::{Model, Render};
 use crate::audit::{Detail, Direction, Finding, Seen, WitnessKind, WitnessSummary};
 use crate::capture::InputStats;
 use crate::correlate::{
-    Connection, Correlation, Gap, Hop, Latency, Link, PortRealloc, Related, Resegmentation,
+    Connection, Correlation, Gap, Hop, Joined, Latency, Link, PortRealloc, Related, Resegmentation,
+    ReturnHop, ReturnLink,
 };
 use crate::diag::Warning;
 use crate::flows::InitiatorEvidence;
@@ -55,6 +56,9 @@ pub struct BundleJson<'a> {
     pub stop: &'a crate::bundle::manifest::Stop,
     pub points: Vec<BundlePointJson<'a>>,
     pub missing: Vec<BundleMissingJson<'a>>,
+    /// The flight recorder (`--ring`), as the manifest says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ring: Option<&'a crate::bundle::manifest::Ring>,
 }
 
 #[derive(Serialize)]
@@ -92,6 +96,7 @@ fn bundle(b: &crate::bundle::Summary) -> BundleJson<'_> {
             .iter()
             .map(|(file, error)| BundleMissingJson { file, error })
             .collect(),
+        ring: b.ring.as_ref(),
     }
 }
 
@@ -104,8 +109,12 @@ pub struct WitnessJson<'a> {
     pub entries: usize,
     pub on_wire: usize,
     pub agree: usize,
-    /// The snapshot's estimated time on the captures' clock.
+    /// The snapshot's time on the captures' clock.
     pub time_ns: Option<String>,
+    /// How `time_ns` is known: `recorded` when the table was taken (a bundle's
+    /// manifest) or `estimated` from its entries; absent without a time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_basis: Option<&'static str>,
 }
 
 /// A finding (see docs/findings.md): times as RFC 3339 strings.
@@ -163,6 +172,12 @@ pub enum DetailJson<'a> {
         wire: Option<&'a crate::model::Tuple>,
         conntrack: Option<&'a crate::model::Tuple>,
     },
+    HairpinNoMasq {
+        client: &'a crate::model::Tuple,
+        back_at: &'a str,
+        delivered: u64,
+        replies: u64,
+    },
     ClientAddressLost {
         service: &'a crate::model::Tuple,
         seen_as: std::net::IpAddr,
@@ -209,6 +224,18 @@ pub enum DetailJson<'a> {
         mtu_range: [u32; 2],
         icmp_seen_at: &'a [String],
     },
+    TableFull {
+        lost: &'a [String],
+        destinations: Vec<DestinationJson>,
+        flowing: &'a [String],
+        crossed: &'a [String],
+        drops: Option<u64>,
+        early_drop: Option<u64>,
+        counted_since: Option<&'a str>,
+        entries: Option<u64>,
+        max: Option<u64>,
+        buckets: Option<u64>,
+    },
     UserlandProxy {
         outer: &'a str,
         inner: &'a str,
@@ -219,6 +246,15 @@ pub enum DetailJson<'a> {
         client_address_lost: bool,
         local_client: bool,
     },
+    AsymmetricRoute {
+        requests_at: &'a str,
+        replies_at: &'a str,
+        not_reached: &'a str,
+        joined_by: Joined,
+        replies_crossed: u64,
+        translated: bool,
+        conntrack_unreplied: Option<bool>,
+    },
     Rules {
         walked: &'a crate::model::Tuple,
         wire: Option<&'a crate::model::Tuple>,
@@ -227,6 +263,14 @@ pub enum DetailJson<'a> {
         outcomes: usize,
         assumed: bool,
     },
+}
+
+/// A destination of `conntrack-table-full`: protocol, and address and port (ICMP: the
+/// address).
+#[derive(Serialize)]
+pub struct DestinationJson {
+    proto: crate::model::Proto,
+    destination: String,
 }
 
 fn detail(d: &Detail) -> DetailJson<'_> {
@@ -319,6 +363,17 @@ fn detail(d: &Detail) -> DetailJson<'_> {
             newer: newer.as_deref(),
             error_packets: *error_packets,
         },
+        Detail::HairpinNoMasq {
+            client,
+            back_at,
+            delivered,
+            replies,
+        } => DetailJson::HairpinNoMasq {
+            client,
+            back_at,
+            delivered: *delivered,
+            replies: *replies,
+        },
         Detail::ClientAddressLost {
             service,
             seen_as,
@@ -388,6 +443,34 @@ fn detail(d: &Detail) -> DetailJson<'_> {
             mtu_range: [d.mtu().0, d.mtu().1],
             icmp_seen_at: &d.icmp_points,
         },
+        Detail::AsymmetricRoute(d) => DetailJson::AsymmetricRoute {
+            requests_at: &d.requests,
+            replies_at: &d.replies,
+            not_reached: &d.not_reached,
+            joined_by: d.joined,
+            replies_crossed: d.crossed,
+            translated: d.translated,
+            conntrack_unreplied: d.unreplied,
+        },
+        Detail::TableFull(d) => DetailJson::TableFull {
+            lost: &d.lost,
+            destinations: d
+                .destinations
+                .iter()
+                .map(|&(proto, addr, port)| DestinationJson {
+                    proto,
+                    destination: super::fmt::dst_endpoint(proto, addr, port),
+                })
+                .collect(),
+            flowing: &d.flowing,
+            crossed: &d.crossed,
+            drops: d.drops,
+            early_drop: d.early_drop,
+            counted_since: d.since.as_deref(),
+            entries: d.entries,
+            max: d.max,
+            buckets: d.buckets,
+        },
         Detail::UserlandProxy(d) => DetailJson::UserlandProxy {
             outer: &d.outer,
             inner: &d.inner,
@@ -426,6 +509,13 @@ fn witness(w: &WitnessSummary) -> WitnessJson<'_> {
         on_wire: w.on_wire,
         agree: w.agree,
         time_ns: w.time_ns.map(rfc3339_ns),
+        time_basis: w.time_ns.map(|_| {
+            if w.time_recorded {
+                "recorded"
+            } else {
+                "estimated"
+            }
+        }),
     }
 }
 
@@ -531,6 +621,25 @@ pub struct TranslationJson<'a> {
     pub port_realloc: Option<&'a PortRealloc>,
 }
 
+/// Replies crossing between a return hop and a hop of the path.
+#[derive(Serialize)]
+pub struct ReturnLinkJson<'a> {
+    pub point: &'a str,
+    pub matched: u64,
+    pub unmatched: GapJson,
+}
+
+/// A connection's replies at a point beside its path.
+#[derive(Serialize)]
+pub struct ReturnJson<'a> {
+    #[serde(flatten)]
+    pub hop: HopJson<'a>,
+    pub beside: &'a str,
+    pub joined_by: Joined,
+    pub toward: Option<ReturnLinkJson<'a>>,
+    pub from: Option<ReturnLinkJson<'a>>,
+}
+
 #[derive(Serialize)]
 pub struct ConnectionJson<'a> {
     pub id: &'a str,
@@ -540,6 +649,7 @@ pub struct ConnectionJson<'a> {
     pub last_seen: String,
     pub hops: Vec<HopJson<'a>>,
     pub translations: Vec<TranslationJson<'a>>,
+    pub returns: Vec<ReturnJson<'a>>,
     pub related: &'a [Related],
     pub findings: Vec<FindingJson<'a>>,
     /// The connection's way through the host's rules (with `--rules`).
@@ -620,6 +730,29 @@ fn translation<'a>(c: &'a Correlation, conn: &'a Connection, l: &'a Link) -> Tra
     }
 }
 
+fn return_hop<'a>(
+    c: &'a Correlation,
+    conn: &'a Connection,
+    r: &'a ReturnHop,
+    tcp_state: Option<&'static str>,
+) -> ReturnJson<'a> {
+    let name = |i: usize| c.points[conn.hops[i].point].name.as_str();
+    let link = |l: &Option<ReturnLink>| {
+        l.map(|l| ReturnLinkJson {
+            point: name(l.hop),
+            matched: l.matched,
+            unmatched: gap(&l.unmatched),
+        })
+    };
+    ReturnJson {
+        hop: hop(c, &r.hop, tcp_state, conn.resegmented()),
+        beside: name(r.beside),
+        joined_by: r.joined,
+        toward: link(&r.toward),
+        from: link(&r.from),
+    }
+}
+
 /// Builds the report document.
 pub fn document(m: &Model) -> Report<'_> {
     let c = &m.correlation;
@@ -677,6 +810,11 @@ pub fn document(m: &Model) -> Report<'_> {
                     .map(|h| hop(c, h, m.tcp_state(i, h), conn.resegmented()))
                     .collect(),
                 translations: conn.links.iter().map(|l| translation(c, conn, l)).collect(),
+                returns: conn
+                    .returns
+                    .iter()
+                    .map(|r| return_hop(c, conn, r, m.tcp_state(i, &r.hop)))
+                    .collect(),
                 related: &conn.related,
                 findings: m.findings_of(i).map(|(f, w)| finding(f, w)).collect(),
                 rules: m

@@ -10,7 +10,7 @@
 use std::fmt::Write as _;
 use std::io::Write;
 
-use super::fmt::{clock, rfc3339_ns, secs, short, time_range, tuple};
+use super::fmt::{clock, path_label, rfc3339_ns, secs, short, time_range, tuple};
 use super::text::{connection_block, finding_lines, kind_label, summary_line};
 use super::{Model, Render};
 use crate::audit::{Finding, Severity, WitnessKind};
@@ -234,7 +234,11 @@ fn witness_tables(audit: &crate::audit::Audit, out: &mut String) {
                     w.entries.to_string(),
                     w.on_wire.to_string(),
                     w.agree.to_string(),
-                    w.time_ns.map(rfc3339_ns).unwrap_or_else(|| "-".into()),
+                    match w.time_ns {
+                        None => "-".into(),
+                        Some(t) if w.time_recorded => rfc3339_ns(t),
+                        Some(t) => format!("{} (estimated)", rfc3339_ns(t)),
+                    },
                 ]
             })
             .collect();
@@ -246,7 +250,7 @@ fn witness_tables(audit: &crate::audit::Audit, out: &mut String) {
                 "entries",
                 "on the wire",
                 "agree with the wire",
-                "estimated snapshot time",
+                "snapshot time",
             ],
             &rows,
         );
@@ -368,11 +372,6 @@ fn connections(m: &Model, out: &mut String) {
         .iter()
         .enumerate()
         .map(|(i, conn)| {
-            let path: Vec<&str> = conn
-                .hops
-                .iter()
-                .map(|h| c.points[h.point].name.as_str())
-                .collect();
             let first = &conn.hops[0].flow.tuple;
             let last = &conn.hops[conn.hops.len() - 1].flow.tuple;
             let codes: Vec<String> = audit
@@ -382,7 +381,7 @@ fn connections(m: &Model, out: &mut String) {
             vec![
                 conn.id.clone(),
                 conn.proto.to_string(),
-                cell(&path.join(" → ")),
+                cell(&path_label(c, conn, " → ")),
                 cell(&kind_label(conn)),
                 code(&tuple(first)),
                 if conn.hops.len() > 1 {

@@ -5,11 +5,11 @@
 use std::fmt::Write as _;
 use std::io::Write;
 
-use super::fmt::{clock, dst, plural, rfc3339_ns, secs, short, src, time_range, tuple};
+use super::fmt::{clock, dst, path_label, plural, rfc3339_ns, secs, short, src, time_range, tuple};
 use super::table::{Align, Table};
 use super::{Model, Render};
 use crate::audit::{Severity, WitnessKind, WitnessSummary};
-use crate::correlate::{Connection, Correlation, Gap, Hop, Link, Resegmented};
+use crate::correlate::{Connection, Correlation, Gap, Hop, Joined, Link, Resegmented, ReturnHop};
 use crate::model::{tcp_flags, NatKind, Tuple};
 
 /// What changed, in words: `src 172.17.0.2:40000 => 203.0.113.1:40000`.
@@ -135,6 +135,43 @@ fn link_lines(c: &Correlation, conn: &Connection, i: usize, l: &Link, out: &mut 
     }
 }
 
+/// The lines under a return hop: the hop it stands beside, how it was joined, and
+/// the replies it exchanged with the path.
+fn return_lines(c: &Correlation, conn: &Connection, r: &ReturnHop, out: &mut String) {
+    let name = |i: usize| &c.points[conn.hops[i].point].name;
+    let joined = match r.joined {
+        Joined::Packets => "packets in common with the path",
+        Joined::Acknowledgement => {
+            "acknowledgement numbers (they acknowledge what the initiator sent there)"
+        }
+        Joined::Tuple => "tuple and time (they follow the requests there)",
+    };
+    let _ = writeln!(
+        out,
+        "      | replies only, beside {} (another way than the requests): joined by {joined}",
+        name(r.beside)
+    );
+    let links = [
+        (r.toward, "responder packets not seen at", true),
+        (r.from, "responder packets not seen here, of", false),
+    ];
+    for (l, what, toward) in links {
+        let Some(l) = l else { continue };
+        let other = name(l.hop);
+        if l.matched > 0 {
+            let dir = if toward { "to" } else { "from" };
+            let _ = writeln!(
+                out,
+                "      | matched {} responder packets {dir} {other}",
+                l.matched
+            );
+        }
+        if let Some(line) = gap_text(&format!("{what} {other}"), &l.unmatched) {
+            let _ = writeln!(out, "      | {line}");
+        }
+    }
+}
+
 /// What a link accounted for by bytes or by a later ACK in one direction (`who`
 /// sends, from `from` to `to`).
 fn resegmented_lines(who: &str, r: &Resegmented, from: &str, to: &str) -> Vec<String> {
@@ -182,15 +219,14 @@ pub fn connection_block(
         kind_label(conn)
     );
     let width = conn
-        .hops
-        .iter()
+        .all_hops()
         .map(|h| c.points[h.point].name.chars().count())
         .max()
         .unwrap_or(0);
     // Packet counts differ from hop to hop where the stream was cut differently;
     // payload bytes do not.
     let resegmented = conn.resegmented();
-    for (i, h) in conn.hops.iter().enumerate() {
+    let hop_line = |h: &Hop, out: &mut String| {
         let f = &h.flow;
         let state = state(h).map(|s| format!("  {s}")).unwrap_or_default();
         let bytes = if resegmented {
@@ -207,6 +243,10 @@ pub fn connection_block(
             f.packets[1],
             state
         );
+    };
+    for (i, h) in conn.hops.iter().enumerate() {
+        let f = &h.flow;
+        hop_line(h, &mut out);
         if let Some(e) = &f.icmp_error {
             let about = e
                 .quoted
@@ -229,6 +269,10 @@ pub fn connection_block(
         if let Some(l) = conn.links.get(i) {
             link_lines(c, conn, i, l, &mut out);
         }
+    }
+    for r in &conn.returns {
+        hop_line(&r.hop, &mut out);
+        return_lines(c, conn, r, &mut out);
     }
     for r in &conn.related {
         let _ = writeln!(
@@ -282,17 +326,12 @@ pub fn connections_table(c: &Correlation) -> Table {
         ("last hop", Align::Left),
     ]);
     for conn in &c.connections {
-        let path: Vec<&str> = conn
-            .hops
-            .iter()
-            .map(|h| c.points[h.point].name.as_str())
-            .collect();
         let first = &conn.hops[0].flow.tuple;
         let last = &conn.hops[conn.hops.len() - 1].flow.tuple;
         t.row(vec![
             conn.id.clone(),
             conn.proto.to_string(),
-            path.join(" > "),
+            path_label(c, conn, " > "),
             kind_label(conn),
             tuple(first),
             if conn.hops.len() > 1 {
@@ -388,7 +427,8 @@ pub fn witness_line(w: &WitnessSummary) -> String {
         w.source, w.on_wire, w.agree
     );
     if let Some(t) = w.time_ns {
-        let _ = write!(s, ", taken about {}", rfc3339_ns(t));
+        let about = if w.time_recorded { "at" } else { "about" };
+        let _ = write!(s, ", taken {about} {}", rfc3339_ns(t));
     }
     s
 }
@@ -426,6 +466,24 @@ pub fn bundle_line(b: &crate::bundle::Summary) -> String {
             drops.join(", ")
         }
     );
+    if let Some(r) = &b.ring {
+        let _ = write!(s, "; flight recorder of {} bytes", r.size);
+        match &r.discarded_through {
+            Some(cut) => {
+                let _ = write!(
+                    s,
+                    ": {} packets ({} bytes) up to {cut} discarded, every packet after it kept",
+                    r.discarded_packets, r.discarded_bytes
+                );
+                if r.before_predates_packets {
+                    s.push_str(
+                        "; the conntrack table before predates the packets kept: not compared with them",
+                    );
+                }
+            }
+            None => s.push_str(": nothing discarded"),
+        }
+    }
     if !b.missing.is_empty() {
         let missing: Vec<String> = b
             .missing

@@ -377,6 +377,20 @@ fn exit_statuses() {
     assert_eq!(correlate(&args(&pair("masquerade"))).0, 0);
 }
 
+/// Every finding code has its row in docs/findings.md and is a `--fail-on` item.
+#[test]
+fn every_code_is_documented_and_can_fail_a_run() {
+    let doc = std::fs::read_to_string(root().join("docs/findings.md")).unwrap();
+    for c in natcheck::audit::Code::ALL {
+        assert!(
+            doc.contains(&format!("| `{c}` |")),
+            "{c}: no row in docs/findings.md"
+        );
+        let on: natcheck::audit::FailOn = c.as_str().parse().unwrap();
+        assert!(on.codes.contains(c), "{c}");
+    }
+}
+
 #[test]
 fn findings_are_in_the_json_per_connection_and_in_the_text_report() {
     let a = pair("fault-invalid-leak");
@@ -1039,26 +1053,39 @@ fn a_loss_recovered_by_a_resend_is_an_insert_race_warning() {
 
 /// A container reaching its own published port with no hairpin masquerade: the kernel
 /// DNATs it back to itself with its own address as the source and it never answers.
-/// The entry says so (`ct-hairpin-no-masq`), over TCP and over UDP.
+/// The captures say so when the container's own point is among them
+/// (`hairpin-no-masq`), the entry says so otherwise (`ct-hairpin-no-masq`); never
+/// both, and the copies bridge netfilter hands each point are neither lost nor a
+/// leak. Over TCP and over UDP.
 #[test]
-fn hairpin_without_masquerade_is_named_from_the_entry() {
+fn hairpin_without_masquerade_is_one_error_from_the_wire_or_the_entry() {
+    let error = |code: &str| vec![("error".to_string(), code.to_string())];
     for &s in HAIRPIN_SCENARIOS {
-        let mut a = pair(s);
-        a.push(format!("samples/{s}/veth-c1.pcap"));
-        a.extend([
+        let ct = [
             "--conntrack".to_string(),
             format!("samples/{s}/conntrack.txt"),
-        ]);
-        let (code, doc) = json(&args(&a));
+        ];
+        let mut wire = pair(s);
+        wire.push(format!("samples/{s}/veth-c1.pcap"));
+        for a in [wire.clone(), [&wire[..], &ct[..]].concat()] {
+            let (code, doc) = json(&args(&a));
+            assert_eq!(code, 1, "{s}: {a:?}");
+            assert_eq!(codes(&doc), error("hairpin-no-masq"), "{s}: {a:?}");
+            let f = &doc["findings"][0];
+            assert_eq!(f["detail"]["back_at"], "veth-c1", "{s}");
+            assert_eq!(f["detail"]["replies"], 0, "{s}");
+            assert_eq!(
+                f["detail"]["client"]["src"], f["tuples"][1]["dst"],
+                "{s}: sent back to itself"
+            );
+        }
+        let (_, doc) = json(&args(&wire));
+        snapshot_findings(s, &doc);
+        // Without the container's point the bridge shows the packets already DNATed:
+        // nothing on the wire, the entry names it.
+        let (code, doc) = json(&args(&[&pair(s)[..], &ct[..]].concat()));
         assert_eq!(code, 1, "{s}");
-        let hairpin: Vec<&Value> = doc["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|f| f["code"] == "ct-hairpin-no-masq")
-            .collect();
-        assert_eq!(hairpin.len(), 1, "{s}: {}", doc["findings"]);
-        assert_eq!(hairpin[0]["severity"], "error", "{s}");
+        assert_eq!(codes(&doc), error("ct-hairpin-no-masq"), "{s}");
     }
 }
 
@@ -1245,4 +1272,390 @@ fn a_userland_proxy_pairs_the_clients_connection_with_its_own() {
     assert_eq!(local[0]["detail"]["local_client"], true);
     assert!(s(&local[0]["detail"]["client"]).starts_with("127.0.0.1:"));
     assert_eq!(local[0]["points"], serde_json::json!(["lo", "docker0"]));
+}
+
+/// The asymmetric-route recordings' three points (inside, the uplink the requests
+/// took, the one the replies came back by), named as `labels` say.
+fn uplinks(name: &str, labels: [&str; 3]) -> Vec<String> {
+    ["docker0", "eth0", "eth1"]
+        .iter()
+        .zip(labels)
+        .map(|(f, l)| format!("{l}=samples/{name}/{f}.pcap"))
+        .collect()
+}
+
+/// Replies that came back by the other uplink and went no further: IPv4 TCP dropped by
+/// the rp_filter sysctl, IPv6 UDP and ICMPv6 by a raw rpfilter rule, whatever the
+/// points are called. One error per connection, with the entry and the rules when
+/// given; nothing else about those connections.
+#[test]
+fn replies_back_by_another_uplink_that_go_no_further_are_an_asymmetric_route() {
+    for (name, labels, count, joined, unreplied, rules) in [
+        (
+            "fault-asym-route",
+            ["docker0", "eth0", "eth1"],
+            1,
+            "acknowledgement",
+            false,
+            "iptables.txt",
+        ),
+        (
+            "fault-asym-route6",
+            ["lan", "isp-a", "isp-b"],
+            2,
+            "tuple",
+            true,
+            "ip6tables.txt",
+        ),
+    ] {
+        let a = uplinks(name, labels);
+        let [inside, requests, replies] = labels;
+        let (code, doc) = json(&args(&a));
+        assert_eq!(code, 1, "{name}");
+        assert_eq!(
+            codes(&doc),
+            vec![("error".to_string(), "asymmetric-route".to_string()); count],
+            "{name}"
+        );
+        for f in doc["findings"].as_array().unwrap() {
+            let d = &f["detail"];
+            assert_eq!(d["requests_at"], requests, "{name}");
+            assert_eq!(d["replies_at"], replies, "{name}");
+            assert_eq!(d["not_reached"], inside, "{name}");
+            assert_eq!(d["joined_by"], joined, "{name}");
+            assert_eq!(d["replies_crossed"], 0, "{name}");
+            assert_eq!(d["translated"], true, "{name}");
+            assert!(d["conntrack_unreplied"].is_null(), "{name}");
+            assert_eq!(f["points"], serde_json::json!(labels), "{name}");
+            let roles: Vec<&str> = f["tuples"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| s(&t["role"]))
+                .collect();
+            assert_eq!(roles, ["seen", "next", "requests"], "{name}");
+            // The replies travel from the server to the NAT address.
+            assert_eq!(f["tuples"][0]["dst"], f["tuples"][2]["src"], "{name}");
+            let msg = s(&f["message"]);
+            assert!(
+                msg.starts_with(&format!(
+                    "replies came back by {replies}, not by {requests} where the requests went, and never reached {inside}"
+                )),
+                "{name}: {msg}"
+            );
+            assert!(
+                msg.contains("Not a NAT rule that failed, nor NAT ports run out"),
+                "{msg}"
+            );
+            // The connection holds the replies as a return hop, and no other finding.
+            let c = doc["connections"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["id"] == f["connections"][0])
+                .unwrap();
+            assert_eq!(c["returns"][0]["point"], replies, "{name}");
+            assert_eq!(c["returns"][0]["beside"], requests, "{name}");
+            assert_eq!(c["returns"][0]["toward"]["point"], inside, "{name}");
+            assert_eq!(c["findings"].as_array().unwrap().len(), 1, "{name}");
+        }
+        let with = |extra: &[&str]| correlate(&[extra, &args(&a)[..]].concat()).0;
+        assert_eq!(with(&["--fail-on", "asymmetric-route"]), 1, "{name}");
+        assert_eq!(with(&["--fail-on", "lost,unsolicited"]), 0, "{name}");
+        assert_eq!(with(&["--fail-on", "none"]), 0, "{name}");
+        let (_, text) = correlate(&args(&a));
+        assert_eq!(
+            text.matches("[error] asymmetric-route").count(),
+            count,
+            "{name}: {text}"
+        );
+
+        // The entry says whether conntrack saw the replies (the sysctl drops after it,
+        // the raw table before); the rules name the rpfilter rule, or that none does.
+        // Rules name interfaces: the points are named after theirs.
+        let w = [
+            "--conntrack".to_string(),
+            format!("samples/{name}/conntrack.txt"),
+            "--rules".to_string(),
+            format!("samples/{name}/{rules}"),
+        ];
+        let aw = [&uplinks(name, ["docker0", "eth0", "eth1"])[..], &w[..]].concat();
+        let (code, with_witnesses) = json(&args(&aw));
+        assert_eq!(code, 1, "{name}");
+        assert_eq!(codes(&with_witnesses), codes(&doc), "{name}");
+        for f in with_witnesses["findings"].as_array().unwrap() {
+            assert_eq!(f["detail"]["conntrack_unreplied"], unreplied, "{name}");
+            let ev = f["evidence"].to_string();
+            if unreplied {
+                assert!(ev.contains("[UNREPLIED]"), "{name}: {ev}");
+                assert!(
+                    ev.contains("a reverse-path filter in raw PREROUTING")
+                        && ev.contains("-m rpfilter --invert -j DROP"),
+                    "{name}: {ev}"
+                );
+            } else {
+                assert!(ev.contains(" SYN_RECV "), "{name}: {ev}");
+                assert!(
+                    ev.contains("no rule given drops on a reverse-path check"),
+                    "{name}: {ev}"
+                );
+            }
+        }
+        snapshot_findings(name, &with_witnesses);
+        snapshot_markdown(name, &args(&a));
+
+        // The host's settings (a bundle's sysctl.txt, or `sysctl -a` passed with the
+        // conntrack inputs): IPv4 names the sysctl that dropped the replies where
+        // they arrived; IPv6 has none to name.
+        let settings = [
+            "--conntrack".to_string(),
+            format!("samples/{name}/sysctl.txt"),
+        ];
+        let (_, doc) = json(&args(&[&aw[..], &settings[..]].concat()));
+        assert_eq!(codes(&doc), codes(&with_witnesses), "{name}");
+        for f in doc["findings"].as_array().unwrap() {
+            let ev = f["evidence"].to_string();
+            assert_eq!(
+                ev.contains("reverse-path filtering on eth1 is 1, strict"),
+                !unreplied,
+                "{name}: {ev}"
+            );
+        }
+    }
+}
+
+/// The same findings from the recorder's one pcapng and its `-i any` capture as from
+/// the interfaces' own files. Not for `fault-asym-route6`'s point towards the
+/// initiator: its unanswered IPv6 packets carry one timestamp at veth-c1 and docker0
+/// in one capture, which leaves those two hops unordered (docs/findings.md, Limits).
+#[test]
+fn an_asymmetric_route_reads_the_same_from_one_pcapng_and_one_any_capture() {
+    for name in ["fault-asym-route", "fault-asym-route6"] {
+        let d = format!("samples/{name}");
+        let files: Vec<String> = ["veth-c1", "docker0", "eth0", "eth1"]
+            .iter()
+            .map(|p| format!("{d}/{p}.pcap"))
+            .collect();
+        let (_, base) = json(&args(&files));
+        let want = essence(&base);
+        assert!(
+            want.iter().all(|f| f.contains("\"asymmetric-route\"")) && !want.is_empty(),
+            "{name}: {want:?}"
+        );
+        let (_, multi) = json(&[format!("{d}/multi.pcapng").as_str()]);
+        let (_, any) = json(&[
+            format!("{d}/any.pcap").as_str(),
+            "--links",
+            &format!("{d}/links.txt"),
+        ]);
+        for (form, doc) in [("multi.pcapng", &multi), ("any.pcap", &any)] {
+            if name.ends_with('6') {
+                assert_eq!(codes(doc), codes(&base), "{name}: {form}");
+                for (f, g) in doc["findings"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .zip(base["findings"].as_array().unwrap())
+                {
+                    assert_eq!(f["tuples"][0], g["tuples"][0], "{name}: {form}");
+                    assert_eq!(f["tuples"][2], g["tuples"][2], "{name}: {form}");
+                    assert_eq!(f["packets"], g["packets"], "{name}: {form}");
+                }
+            } else {
+                assert_eq!(essence(doc), want, "{name}: {form}");
+            }
+        }
+    }
+}
+
+/// With loose reverse-path filtering the replies that came back by the other uplink
+/// (outbound), or left by it (inbound, DNAT), were delivered: each connection shows the
+/// other uplink as a return hop, nothing is lost and nothing is reported.
+#[test]
+fn an_asymmetric_route_that_works_is_no_finding() {
+    let d = "samples/asym-route-loose";
+    let files: Vec<String> = ["veth-c1", "docker0", "eth0", "eth1"]
+        .iter()
+        .map(|p| format!("{d}/{p}.pcap"))
+        .collect();
+    let (code, doc) = json(&args(&files));
+    assert_eq!(code, 0);
+    assert!(
+        doc["findings"].as_array().unwrap().is_empty(),
+        "{}",
+        doc["findings"]
+    );
+    let conns = doc["connections"].as_array().unwrap();
+    assert_eq!(conns.len(), 2);
+    for c in conns {
+        let r = &c["returns"][0];
+        assert_eq!((s(&r["point"]), s(&r["beside"])), ("eth1", "eth0"), "{c}");
+        assert_eq!(r["joined_by"], "packets");
+        // Outbound the replies reach the inside from eth1; inbound they reach eth1
+        // from the inside.
+        let (there, back) = if c["hops"][0]["point"] == "eth0" {
+            (&r["from"], &r["toward"])
+        } else {
+            (&r["toward"], &r["from"])
+        };
+        assert_eq!(there["point"], "docker0", "{c}");
+        assert_eq!(there["matched"], 5, "{c}");
+        assert_eq!(there["unmatched"]["packets"], 0, "{c}");
+        assert!(back.is_null(), "{c}");
+        for t in c["translations"].as_array().unwrap() {
+            assert_eq!(t["unmatched"]["lost_rev"]["packets"], 0, "{c}");
+            assert_eq!(t["unmatched"]["appeared_rev"]["packets"], 0, "{c}");
+        }
+    }
+    let (_, text) = correlate(&args(&files));
+    assert_eq!(text.matches("(replies by eth1)").count(), 4, "{text}");
+}
+
+/// No other recording has replies beside its path, from every capture it has.
+#[test]
+fn no_other_recording_has_an_asymmetric_route() {
+    for &name in SCENARIOS.iter().chain(HAIRPIN_SCENARIOS) {
+        if name.contains("asym-route") {
+            continue;
+        }
+        let files: Vec<String> = std::fs::read_dir(root().join("samples").join(name))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|f| f.ends_with(".pcap") && f != "any.pcap")
+            .map(|f| format!("samples/{name}/{f}"))
+            .collect();
+        let (_, doc) = json(&args(&files));
+        for (_, code) in codes(&doc) {
+            assert_ne!(code, "asymmetric-route", "{name}");
+        }
+        for c in doc["connections"].as_array().unwrap() {
+            assert!(c["returns"].as_array().unwrap().is_empty(), "{name}: {c}");
+        }
+    }
+}
+
+/// A recording's three points (its new connections are lost on the container's veth,
+/// where bridge netfilter runs conntrack), with what the kernel says of its table
+/// among `witnesses`: `conntrack -S` readings, the sysctls, the snapshot.
+fn three_points(name: &str, witnesses: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = ["veth-c1", "docker0", "eth0"]
+        .iter()
+        .map(|p| format!("samples/{name}/{p}.pcap"))
+        .collect();
+    for w in witnesses {
+        a.extend(["--conntrack".to_string(), format!("samples/{name}/{w}")]);
+    }
+    a
+}
+
+const TABLE_WITNESSES: [&str; 4] = [
+    "conntrack-stats-before.txt",
+    "conntrack-stats.txt",
+    "sysctl.txt",
+    "conntrack.txt",
+];
+
+/// New connections to three destinations lost at the host while its conntrack table
+/// was full (the limit lowered to the entries it held) and two held connections kept
+/// exchanging: TCP and UDP from a container, and over IPv6 also TCP from outside to a
+/// published port (lost on eth0). One error naming the span, the connections, the
+/// destinations, the counters grown between the two readings and the count at the
+/// limit; not `lost` as well. The captures alone show three `lost` connections.
+#[test]
+fn a_full_conntrack_table_loses_new_connections_to_every_destination() {
+    for name in ["fault-ct-table-full", "fault-ct-table-full6"] {
+        let a = three_points(name, &TABLE_WITNESSES);
+        let (code, doc) = json(&args(&a));
+        assert_eq!(code, 1, "{name}");
+        assert_eq!(
+            codes(&doc),
+            [("error".into(), "conntrack-table-full".into())],
+            "{name}"
+        );
+        let f = &doc["findings"][0];
+        let d = &f["detail"];
+        let len = |v: &Value| v.as_array().unwrap().len();
+        assert_eq!(
+            (len(&d["lost"]), len(&d["destinations"]), len(&d["flowing"])),
+            (3, 3, 2),
+            "{name}: {d}"
+        );
+        assert_eq!(len(&d["crossed"]), 0, "{name}");
+        // One drop per lost packet, none a failed insert; the table at its limit.
+        assert_eq!(d["drops"], f["packets"], "{name}");
+        assert_eq!(d["early_drop"], 0, "{name}");
+        assert!(s(&d["counted_since"]).ends_with("conntrack-stats-before.txt"));
+        assert_eq!(d["entries"], d["max"], "{name}");
+        assert_eq!(d["buckets"], 262144, "{name}");
+        let protos: BTreeSet<&str> = d["destinations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| s(&x["proto"]))
+            .collect();
+        assert_eq!(protos, ["tcp", "udp"].into(), "{name}");
+        let ev = f["evidence"].to_string();
+        assert!(
+            ev.contains("drop=9 insert_failed=0 early_drop=0 (grown since"),
+            "{ev}"
+        );
+        assert!(
+            ev.contains("meanwhile 2 connections opened before crossed"),
+            "{ev}"
+        );
+        assert!(
+            s(&f["message"])
+                .starts_with("conntrack table full: 3 new connections to 3 destinations"),
+            "{}",
+            f["message"]
+        );
+        let only = |on: &str| json(&[&["--fail-on", on], &args(&a)[..]].concat()).0;
+        assert_eq!(only("conntrack-table-full"), 1, "{name}");
+        assert_eq!(only("lost,snat-port-exhaustion,insert-race"), 0, "{name}");
+        let (_, text) = correlate(&args(&a));
+        assert!(text.contains("[error] conntrack-table-full"), "{name}");
+        let (_, md) = correlate(&[&["--format", "markdown"], &args(&a)[..]].concat());
+        assert!(md.contains("`conntrack-table-full`"), "{name}");
+        // The counters after alone count since boot: enough, as no new connection
+        // crossed meanwhile.
+        let after = three_points(name, &["conntrack-stats.txt"]);
+        let (_, doc) = json(&args(&after));
+        assert_eq!(
+            codes(&doc),
+            [("error".into(), "conntrack-table-full".into())],
+            "{name}"
+        );
+        // Without the kernel's word, three blocked connections.
+        let (_, plain) = json(&args(&three_points(name, &[])));
+        assert_eq!(
+            codes(&plain),
+            vec![("error".into(), "lost".into()); 3],
+            "{name}"
+        );
+        snapshot_findings(name, &doc_of(&a));
+    }
+    let a = three_points("fault-ct-table-full", &TABLE_WITNESSES);
+    snapshot_markdown("fault-ct-table-full", &args(&a));
+}
+
+fn doc_of(a: &[String]) -> Value {
+    json(&args(a)).1
+}
+
+/// No other recording says its table was full, with its own counters, sysctls and
+/// snapshot: their drops, if any, are failed inserts.
+#[test]
+fn no_other_recording_had_a_full_table() {
+    for &name in SCENARIOS.iter().chain(HAIRPIN_SCENARIOS) {
+        if name.starts_with("fault-ct-table-full") {
+            continue;
+        }
+        let a = three_points(name, &TABLE_WITNESSES[1..]);
+        let (_, doc) = json(&args(&a));
+        assert!(
+            !codes(&doc).iter().any(|(_, c)| c == "conntrack-table-full"),
+            "{name}"
+        );
+    }
 }

@@ -8,13 +8,15 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use natcheck::bundle::manifest::{rfc3339_ns, FileRecord, Manifest, Point, Stop, SCHEMA};
+use natcheck::bundle::manifest::{rfc3339_ns, FileRecord, Manifest, Point, Ring, Stop, SCHEMA};
 use natcheck::bundle::{Kind, MANIFEST};
 use serde_json::Value;
 
 use crate::util::{natcheck, root, stderr, stdout};
 
 const SAMPLE: &str = "samples/published-port";
+/// When the bundle's files were taken, as its manifest records.
+const TAKEN_NS: i64 = 1_795_000_000_000_000_000;
 
 /// A scratch directory, removed when dropped.
 struct Scratch(PathBuf);
@@ -35,23 +37,30 @@ fn scratch(tag: &str) -> Scratch {
 /// Writes a bundle of the sample's files into `dir`, from host `host`, with `drops`
 /// kernel drops at eth0.
 fn make_bundle(dir: &Path, host: &str, drops: u64) {
+    let files = [
+        (Kind::Capture, "multi.pcapng", TAKEN_NS),
+        (Kind::ConntrackAfter, "conntrack.txt", TAKEN_NS),
+        (Kind::ConntrackEvents, "events.txt", TAKEN_NS),
+        (Kind::IptablesAfter, "iptables.txt", TAKEN_NS),
+        (Kind::Addresses, "addrs.txt", TAKEN_NS),
+    ];
+    bundle_of(dir, SAMPLE, host, drops, &files);
+}
+
+/// Writes a bundle into `dir` of files of `sample`: (what it holds, the sample's
+/// file, when it was taken) each.
+fn bundle_of(dir: &Path, sample: &str, host: &str, drops: u64, of: &[(Kind, &str, i64)]) {
     fs::create_dir_all(dir).unwrap();
     let mut files = Vec::new();
-    for (kind, sample_file) in [
-        (Kind::Capture, "multi.pcapng"),
-        (Kind::ConntrackAfter, "conntrack.txt"),
-        (Kind::ConntrackEvents, "events.txt"),
-        (Kind::IptablesAfter, "iptables.txt"),
-        (Kind::Addresses, "addrs.txt"),
-    ] {
-        let bytes = fs::read(root().join(SAMPLE).join(sample_file)).unwrap();
+    for &(kind, sample_file, taken) in of {
+        let bytes = fs::read(root().join(sample).join(sample_file)).unwrap();
         fs::write(dir.join(kind.file()), &bytes).unwrap();
         files.push(FileRecord {
             name: kind.file(),
             kind: kind.name().into(),
             what: kind.what().into(),
-            command: format!("copied from {SAMPLE}/{sample_file}"),
-            taken: rfc3339_ns(1_795_000_000_000_000_000),
+            command: format!("copied from {sample}/{sample_file}"),
+            taken: rfc3339_ns(taken),
             bytes: Some(bytes.len() as u64),
             ..FileRecord::default()
         });
@@ -76,8 +85,8 @@ fn make_bundle(dir: &Path, host: &str, drops: u64) {
         natcheck: "0.1.0".into(),
         host: host.into(),
         kernel: "6.1.0".into(),
-        started: rfc3339_ns(1_795_000_000_000_000_000),
-        stopped: rfc3339_ns(1_795_000_010_000_000_000),
+        started: rfc3339_ns(TAKEN_NS),
+        stopped: rfc3339_ns(TAKEN_NS + 10_000_000_000),
         stop: Stop {
             reason: "signal".into(),
             detail: "SIGINT".into(),
@@ -152,9 +161,33 @@ fn a_bundle_reads_like_its_files_named_one_by_one() {
     assert_eq!(b["host"], "router");
     assert_eq!(b["stop"]["detail"], "SIGINT");
     assert_eq!(b["missing"][0]["file"], "nft-after.json");
+    // The table's time is the one the manifest recorded, not an estimate.
+    let taken = rfc3339_ns(TAKEN_NS);
+    assert_eq!(bundle["conntrack"][0]["time_ns"], taken.as_str());
+    assert_eq!(bundle["conntrack"][0]["time_basis"], "recorded");
+    assert_eq!(named["conntrack"][0]["time_basis"], "estimated");
+    let md = stdout(&natcheck(&["correlate", d, "--format", "markdown"]));
+    let row = md
+        .lines()
+        .find(|l| l.contains("conntrack-after.txt` | snapshot"))
+        .unwrap_or_else(|| panic!("{md}"));
+    assert!(row.ends_with(&format!("| {taken} |")), "{row}");
+    let named_md = stdout(&natcheck(&[
+        "correlate",
+        &f("multi.pcapng"),
+        "--conntrack",
+        &f("conntrack.txt"),
+        "--format",
+        "markdown",
+    ]));
+    assert!(named_md.contains("Z (estimated) |"), "{named_md}");
     // The table report names the bundle and what it lacks.
     let out = natcheck(&["correlate", d]);
     let text = stdout(&out);
+    assert!(
+        text.contains(&format!("conntrack-after.txt: snapshot of 4 entries, 4 on the wire, 4 agree with it, taken at {taken}")),
+        "{text}"
+    );
     assert!(
         text.contains(&format!(
             "bundle: {d}: natcheck collect on router (Linux 6.1.0), "
@@ -196,6 +229,142 @@ fn a_bundle_reads_like_its_files_named_one_by_one() {
         stdout(&named)
             .replace(&f("iptables.txt"), "X")
             .replace(&f("addrs.txt"), "Z"),
+    );
+}
+
+/// `tar czf` of a bundle, under its directory or at the archive's root, reads as the
+/// directory does, every file named inside the archive; `flows`, `conntrack` and
+/// `explain` read it too.
+#[test]
+fn a_gzipped_tar_of_a_bundle_reads_as_the_directory() {
+    if !crate::util::have("tar") {
+        return crate::util::skip("no tar");
+    }
+    let s = scratch("tar");
+    let dir = s.0.join("router");
+    make_bundle(&dir, "router", 0);
+    let d = dir.to_str().unwrap();
+    let (code, want, err) = json(&["correlate", d, "--format", "json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let under = s.0.join("under.tar.gz");
+    let root = s.0.join("root.tgz");
+    let tar = |args: &[&str]| {
+        let st = std::process::Command::new("tar")
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(st.success(), "tar {args:?}");
+    };
+    let parent = s.0.to_str().unwrap();
+    tar(&["czf", under.to_str().unwrap(), "-C", parent, "router"]);
+    tar(&["czf", root.to_str().unwrap(), "-C", d, "."]);
+    for (archive, inside) in [(&under, "/router"), (&root, "")] {
+        let a = archive.to_str().unwrap();
+        let named = format!("{a}{inside}");
+        let (code, got, err) = json(&["correlate", a, "--format", "json"]);
+        assert_eq!(code, Some(0), "{a}: {err}");
+        let same = |v: &Value| v.to_string().replace(&named, "B").replace(d, "B");
+        assert_eq!(same(&got), same(&want), "{a}");
+        assert_eq!(got["bundles"][0]["dir"], named.as_str());
+        assert_eq!(
+            got["conntrack"][0]["source"],
+            format!("{named}/conntrack-after.txt").as_str()
+        );
+        let text = stdout(&natcheck(&["correlate", a]));
+        assert!(
+            text.contains(&format!("bundle: {named}: natcheck collect on router")),
+            "{text}"
+        );
+        let packet = "tcp 198.51.100.20:40000 > 203.0.113.1:8080 in eth0";
+        for cmd in ["flows", "conntrack", "explain"] {
+            let run = |b: &str| {
+                let out = match cmd {
+                    "explain" => natcheck(&[cmd, "--rules", b, "--packet", packet]),
+                    _ => natcheck(&[cmd, b]),
+                };
+                assert_eq!(out.status.code(), Some(0), "{cmd} {b}: {}", stderr(&out));
+                stdout(&out)
+            };
+            let got = run(a);
+            assert!(cmd == "explain" || got.contains(&named), "{cmd}: {got}");
+            assert_eq!(got.replace(&named, "B"), run(d).replace(d, "B"), "{cmd}");
+        }
+    }
+    // A link in the archive: refused, the archive and the entry named.
+    std::os::unix::fs::symlink("/etc/passwd", dir.join("ipset.txt")).unwrap();
+    let bad = s.0.join("bad.tar.gz");
+    tar(&["czf", bad.to_str().unwrap(), "-C", parent, "router"]);
+    let out = natcheck(&["correlate", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(&format!(
+            "{}: entry `router/ipset.txt`: a link: refused",
+            bad.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A flight recorder's bundle: the table before predates the packets kept and is
+/// not a witness; a connection whose `[NEW]` event came at or before the cut was not
+/// seen opening, so its first packet captured is not walked through the rules as a
+/// first packet; the others are. The report says what was discarded.
+#[test]
+fn a_flight_recorders_bundle_judges_only_the_openings_it_kept() {
+    let s = scratch("ring");
+    let dir = s.0.join("router");
+    make_bundle(&dir, "router", 0);
+    let mpath = dir.join(MANIFEST);
+    let mut m = Manifest::from_json(&fs::read_to_string(&mpath).unwrap()).unwrap();
+    let before = fs::read(root().join(SAMPLE).join("conntrack.txt")).unwrap();
+    fs::write(dir.join(Kind::ConntrackBefore.file()), &before).unwrap();
+    m.files.push(FileRecord {
+        name: Kind::ConntrackBefore.file(),
+        kind: Kind::ConntrackBefore.name().into(),
+        taken: rfc3339_ns(TAKEN_NS),
+        bytes: Some(before.len() as u64),
+        ..FileRecord::default()
+    });
+    // The first connection's [NEW] is at 1795412593.099041 in the event log.
+    m.ring = Some(Ring {
+        size: 1 << 20,
+        segment_size: 1 << 17,
+        discarded_packets: 1234,
+        discarded_bytes: 567_890,
+        discarded_through: Some(rfc3339_ns(1_795_412_593_099_500_000)),
+        before_predates_packets: true,
+        ..Ring::default()
+    });
+    fs::write(&mpath, m.to_json()).unwrap();
+    let d = dir.to_str().unwrap();
+    let (code, v, err) = json(&["correlate", d, "--format", "json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let sources: Vec<&str> = v["conntrack"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        sources,
+        [
+            format!("{d}/conntrack-after.txt"),
+            format!("{d}/conntrack-events.txt")
+        ]
+    );
+    let walked: Vec<bool> = v["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| !c["rules"].is_null())
+        .collect();
+    assert_eq!(walked, [false, true, true, true]);
+    assert_eq!(v["bundles"][0]["ring"]["discarded_packets"], 1234);
+    let text = stdout(&natcheck(&["correlate", d]));
+    assert!(
+        text.contains("; flight recorder of 1048576 bytes: 1234 packets (567890 bytes) up to 2026-11-23T05:43:13.099500000Z discarded, every packet after it kept; the conntrack table before predates the packets kept: not compared with them"),
+        "{text}"
     );
 }
 
@@ -294,4 +463,70 @@ fn a_directory_that_is_no_bundle_is_an_error() {
             stderr(&out)
         );
     }
+}
+
+/// A bundle's statistics before and after the capture and its sysctls reach the
+/// audit: the counters' growth and the table's limit, as when they are named one by
+/// one, whatever order the manifest lists the statistics in (the times it gives say
+/// which came first).
+#[test]
+fn a_bundle_gives_the_counters_growth_and_the_tables_limit() {
+    let s = scratch("table");
+    let dir = s.0.join("host");
+    let sample = "samples/fault-ct-table-full";
+    bundle_of(
+        &dir,
+        sample,
+        "host",
+        0,
+        &[
+            (Kind::Capture, "multi.pcapng", TAKEN_NS),
+            (
+                Kind::ConntrackStatsAfter,
+                "conntrack-stats.txt",
+                TAKEN_NS + 5_000_000_000,
+            ),
+            (
+                Kind::ConntrackStatsBefore,
+                "conntrack-stats-before.txt",
+                TAKEN_NS,
+            ),
+            (Kind::Sysctl, "sysctl.txt", TAKEN_NS),
+        ],
+    );
+    let d = dir.to_str().unwrap();
+    let (code, doc, err) = json(&["correlate", d, "--format", "json"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(doc["findings"].as_array().unwrap().len(), 1);
+    let f = &doc["findings"][0];
+    assert_eq!(f["code"], "conntrack-table-full", "{}", doc["findings"]);
+    let detail = &f["detail"];
+    assert_eq!(detail["drops"], 9);
+    assert!(detail["counted_since"]
+        .as_str()
+        .unwrap()
+        .ends_with("conntrack-stats-before.txt"));
+    assert_eq!(
+        (&detail["entries"], &detail["max"]),
+        (&42.into(), &42.into())
+    );
+    let named = |f: &str| format!("{sample}/{f}");
+    let (_, by_name, _) = json(&[
+        "correlate",
+        &named("multi.pcapng"),
+        "--conntrack",
+        &named("conntrack-stats-before.txt"),
+        "--conntrack",
+        &named("conntrack-stats.txt"),
+        "--conntrack",
+        &named("sysctl.txt"),
+        "--format",
+        "json",
+    ]);
+    let facts = |f: &Value| {
+        let mut d = f["detail"].clone();
+        d["counted_since"] = Value::Null;
+        (f["connections"].clone(), f["packets"].clone(), d)
+    };
+    assert_eq!(facts(f), facts(&by_name["findings"][0]));
 }

@@ -34,22 +34,17 @@ use natcheck::bundle::{Bundle, Kind};
 use natcheck::conntrack::{self, Entry};
 use sha2::{Digest, Sha256};
 
-use crate::util::{self, have, python, run, sh, skip};
+use crate::util::{self, python, run, sh, skip};
 
 const SERVER: &str = "203.0.113.2";
 const ROUTER_OUT: &str = "203.0.113.1";
 const CLIENT: &str = "10.232.0.2";
 
 fn unavailable() -> Option<String> {
-    let uid = Command::new("id").arg("-u").output().ok()?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        return Some("not root (network namespaces and packet sockets need it)".into());
-    }
-    let missing: Vec<&str> = ["ip", "iptables", "conntrack", "tcpdump", "python3"]
-        .into_iter()
-        .filter(|t| !have(t))
-        .collect();
-    (!missing.is_empty()).then(|| format!("missing tools: {}", missing.join(", ")))
+    util::lab_unavailable(
+        "network namespaces and packet sockets",
+        &["ip", "iptables", "conntrack", "tcpdump", "python3"],
+    )
 }
 
 /// The namespaces, the servers running in them, and a scratch directory; all
@@ -306,6 +301,29 @@ impl Collector {
     }
 }
 
+/// The lab of `tag` with its servers running; `None` (the test is skipped) without
+/// root or the tools.
+fn lab_or_skip(tag: &str) -> Option<Lab> {
+    if let Some(why) = unavailable() {
+        skip(format!("collect lab: {why}"));
+        return None;
+    }
+    let mut lab = Lab::build(tag);
+    lab.start_servers();
+    Some(lab)
+}
+
+/// Runs `natcheck collect ARGS` in the router while `traffic` runs, stops it by
+/// SIGINT and returns its exit code and stderr.
+fn collect_during(lab: &Lab, args: &[&str], traffic: impl FnOnce(&Lab)) -> (Option<i32>, String) {
+    let col = Collector::start(lab, None, args);
+    col.wait_capturing();
+    traffic(lab);
+    thread::sleep(Duration::from_millis(300));
+    col.interrupt();
+    col.finish()
+}
+
 fn sha256_hex(path: &Path) -> String {
     let bytes = std::fs::read(path).expect("read a bundle file");
     Sha256::digest(&bytes)
@@ -405,24 +423,12 @@ fn nat_entries(entries: &[Entry]) -> Vec<&Entry> {
 
 #[test]
 fn collect_in_a_nat_lab_and_correlate_the_bundle() {
-    if let Some(why) = unavailable() {
-        return skip(format!("collect lab: {why}"));
-    }
-    let mut lab = Lab::build("t");
-    lab.start_servers();
+    let Some(lab) = lab_or_skip("t") else { return };
     let dir = lab.scratch.join("bundle");
     let dir_arg = dir.to_str().expect("UTF-8 path").to_string();
     let client_if = format!("{}:eth0", lab.client);
-    let col = Collector::start(
-        &lab,
-        None,
-        &["-i", "in0", "-i", "out0", "-i", &client_if, "-o", &dir_arg],
-    );
-    col.wait_capturing();
-    lab.traffic();
-    thread::sleep(Duration::from_millis(300));
-    col.interrupt();
-    let (code, err) = col.finish();
+    let args = ["-i", "in0", "-i", "out0", "-i", &client_if, "-o", &dir_arg];
+    let (code, err) = collect_during(&lab, &args, Lab::traffic);
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("no kernel drops; stopped by SIGINT"), "{err}");
 
@@ -561,11 +567,7 @@ fn check_published_port(report: &serde_json::Value) {
 
 #[test]
 fn collect_fails_at_once_or_costs_only_the_missing_tools_files() {
-    if let Some(why) = unavailable() {
-        return skip(format!("collect lab: {why}"));
-    }
-    let mut lab = Lab::build("f");
-    lab.start_servers();
+    let Some(lab) = lab_or_skip("f") else { return };
     fails_at_once(&lab);
     missing_tools(&lab);
     filter_and_count(&lab);
@@ -693,15 +695,264 @@ fn filter_and_count(lab: &Lab) {
     check_complete(&b);
     assert_eq!(b.manifest.stop.reason, "count");
     assert_eq!(b.manifest.points.iter().map(|p| p.packets).sum::<u64>(), 6);
-    let spec: natcheck::capture::InputSpec =
-        b.capture().unwrap().to_str().unwrap().parse().unwrap();
-    let mut seen = Vec::new();
-    let r = natcheck::capture::read_input(&spec, &Default::default(), |_, p| seen.push(p.tuple));
-    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    let seen = packets_of(&b.capture().unwrap());
     assert_eq!(seen.len(), 6);
     assert!(
         seen.iter()
-            .all(|t| t.proto.name() == "udp" && (t.dport == 5353 || t.sport == 5353)),
+            .all(|(_, _, t)| t.proto.name() == "udp" && (t.dport == 5353 || t.sport == 5353)),
         "{seen:?}"
+    );
+}
+
+/// Many UDP datagrams of 100 bytes out through the NAT and back: far more than a
+/// small flight recorder holds.
+fn bulk(lab: &Lab, datagrams: u32) {
+    let script = format!(
+        r#"
+import socket
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(10)
+for i in range({datagrams}):
+    u.sendto(b"%06d" % i + b"x" * 94, ("{SERVER}", 5353)); u.recvfrom(2048)
+"#
+    );
+    lab.exec(&lab.client, &[python(), "-c", &script]);
+}
+
+/// Every packet of a capture file: (point name, timestamp, tuple).
+fn packets_of(path: &Path) -> Vec<(String, i64, natcheck::model::Tuple)> {
+    let spec: natcheck::capture::InputSpec = path.to_str().unwrap().parse().unwrap();
+    let mut seen = Vec::new();
+    let r = natcheck::capture::read_input(&spec, &Default::default(), |i, p| {
+        seen.push((i, p.ts_ns, p.tuple))
+    });
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    seen.into_iter()
+        .map(|(i, ts, t)| (r.points[r.remap[i]].name.clone(), ts, t))
+        .collect()
+}
+
+#[test]
+fn collect_as_a_flight_recorder_keeps_the_latest_packets() {
+    let Some(lab) = lab_or_skip("r") else { return };
+    let dir = lab.scratch.join("ring");
+    let d = dir.to_str().unwrap().to_string();
+    let ring = 512u64 << 10;
+    let args = ["-i", "in0", "-i", "out0", "--ring", "512KiB", "-o", &d];
+    let (code, err) = collect_during(&lab, &args, |lab| {
+        bulk(lab, 8000);
+        lab.traffic();
+    });
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("flight recorder: kept the packets from "),
+        "{err}"
+    );
+
+    let b = Bundle::open(&dir).expect("a bundle");
+    check_complete(&b);
+    let m = &b.manifest;
+    let r = m.ring.as_ref().expect("the manifest says a ring was used");
+    assert_eq!(r.size, ring);
+    assert!(
+        r.before_predates_packets && r.discarded_packets > 0,
+        "{r:?}"
+    );
+    let cut =
+        natcheck::bundle::manifest::parse_time(r.discarded_through.as_deref().unwrap()).unwrap();
+    let mut discarded = 0;
+    for p in &m.points {
+        assert_eq!(p.kernel_drops, 0, "{p:?}");
+        let gone = p.discarded_packets.expect("per point");
+        assert!(gone > 0 && p.packets > 0, "{p:?}");
+        assert_eq!(
+            p.packets + gone,
+            p.kernel_packets,
+            "every packet kept or counted: {p:?}"
+        );
+        discarded += gone;
+    }
+    assert_eq!(discarded, r.discarded_packets);
+    // The file holds about the ring's size, and only packets after the cut, at
+    // both points: the last connections are there, the first datagrams are not.
+    let bytes = b.manifest.file("capture").unwrap().bytes.unwrap();
+    // Kept: the ring's size less at most about a segment of each point.
+    assert!(bytes <= ring + 4096 && bytes > ring / 2, "{bytes}");
+    let seen = packets_of(&b.capture().unwrap());
+    assert!(seen.iter().all(|(_, ts, _)| *ts > cut));
+    assert_eq!(
+        seen.len() as u64,
+        m.points.iter().map(|p| p.packets).sum::<u64>()
+    );
+    let published = |point: &str| {
+        seen.iter()
+            .any(|(p, _, t)| p == point && (t.dport == 8080 || t.dport == 80))
+    };
+    assert!(
+        published("in0") && published("out0"),
+        "the last traffic is kept"
+    );
+
+    // correlate: the table before is not compared with the wire, no loss is made
+    // up at the window's edge, and the report says what was discarded.
+    let out = util::natcheck(&["correlate", &d, "--format", "json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        util::stderr(&out),
+        util::stdout(&util::natcheck(&["correlate", &d]))
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sources: Vec<&str> = report["conntrack"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["source"].as_str().unwrap())
+        .collect();
+    assert!(
+        !sources.iter().any(|s| s.ends_with("conntrack-before.txt")),
+        "{sources:?}"
+    );
+    let findings: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap())
+        .collect();
+    assert!(
+        !findings
+            .iter()
+            .any(|c| *c == "lost" || c.starts_with("ct-")),
+        "{findings:?}"
+    );
+    assert_eq!(
+        report["bundles"][0]["ring"]["discarded_packets"],
+        r.discarded_packets
+    );
+    let text = util::stdout(&util::natcheck(&["correlate", &d]));
+    assert!(
+        text.contains("flight recorder of 524288 bytes: ")
+            && text.contains("the conntrack table before predates the packets kept"),
+        "{text}"
+    );
+}
+
+#[test]
+fn collect_on_any_interface_writes_each_packet_under_its_interface() {
+    let Some(lab) = lab_or_skip("a") else { return };
+    let dir = lab.scratch.join("any");
+    let d = dir.to_str().unwrap().to_string();
+    let client_any = format!("{}:any", lab.client);
+    let args = ["-i", "any", "-i", &client_any, "-o", &d];
+    let (code, err) = collect_during(&lab, &args, |lab| {
+        lab.traffic();
+        // Three datagrams over the client's loopback, each answered.
+        let lo = r#"
+import socket
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 9999))
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(3):
+    s.sendto(b"lo %d" % i, ("127.0.0.1", 9999)); d, peer = u.recvfrom(64)
+    u.sendto(d, peer); s.recvfrom(64)
+"#;
+        lab.exec(&lab.client, &[python(), "-c", lo]);
+    });
+    assert_eq!(code, Some(0), "{err}");
+
+    let b = Bundle::open(&dir).expect("a bundle");
+    check_complete(&b);
+    let m = &b.manifest;
+    let names: Vec<&str> = m.points.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["any", client_any.as_str()]);
+    let met = |p: &natcheck::bundle::manifest::Point| -> BTreeSet<String> {
+        p.interfaces.iter().map(|i| i.name.clone()).collect()
+    };
+    let router = met(&m.points[0]);
+    assert!(
+        router.contains("in0") && router.contains("out0"),
+        "{router:?}"
+    );
+    let client_eth0 = format!("{}:eth0", lab.client);
+    assert!(
+        met(&m.points[1]).contains(&client_eth0),
+        "{:?}",
+        m.points[1]
+    );
+    // Loopback is taken, each packet once (not also as it leaves): three
+    // datagrams and their answers.
+    let lo = format!("{}:lo", lab.client);
+    let lo = m.points[1].interfaces.iter().find(|i| i.name == lo);
+    assert_eq!(lo.map(|i| i.packets), Some(6), "{:?}", m.points[1]);
+    for p in &m.points {
+        assert_eq!(p.packets, p.kernel_packets, "{p:?}");
+        assert_eq!(
+            p.packets,
+            p.interfaces.iter().map(|i| i.packets).sum::<u64>()
+        );
+        assert!(
+            p.interfaces
+                .iter()
+                .all(|i| i.linktype == "ETHERNET" && i.ifindex > 0),
+            "{p:?}"
+        );
+    }
+    let nat = check_table_is_the_kernels(&b, &lab);
+    let report = check_correlation(&b, &d, &nat);
+    let points: BTreeSet<&str> = report["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for want in ["in0", "out0", client_eth0.as_str()] {
+        assert!(points.contains(want), "{points:?}");
+    }
+    check_published_port(&report);
+
+    // A filter on any reads every interface's packets from their network header.
+    let dir = lab.scratch.join("any-filtered");
+    let d = dir.to_str().unwrap().to_string();
+    let col = Collector::start(
+        &lab,
+        None,
+        &[
+            "-i",
+            "any",
+            "--filter",
+            "tcp port 7000",
+            "-c",
+            "12",
+            "-o",
+            &d,
+        ],
+    );
+    col.wait_capturing();
+    lab.traffic();
+    let (code, err) = col.finish();
+    assert_eq!(code, Some(0), "{err}");
+    let b = Bundle::open(&dir).expect("a bundle");
+    let seen = packets_of(&b.capture().unwrap());
+    assert_eq!(seen.len(), 12);
+    assert!(
+        seen.iter()
+            .all(|(_, _, t)| t.proto.name() == "tcp" && (t.dport == 7000 || t.sport == 7000)),
+        "{seen:?}"
+    );
+    let at: BTreeSet<&str> = seen.iter().map(|(p, _, _)| p.as_str()).collect();
+    assert_eq!(at, BTreeSet::from(["in0", "out0"]));
+
+    // any and another point of its namespace would capture that one twice.
+    let col = Collector::start(
+        &lab,
+        None,
+        &["-i", "any", "-i", "in0", "-o", &scratch_dir(&lab, "twice")],
+    );
+    let (code, err) = col.finish();
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(
+            "`any` captures every interface of its namespace: `in0` would be captured twice"
+        ),
+        "{err}"
     );
 }

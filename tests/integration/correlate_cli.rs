@@ -86,6 +86,17 @@ fn paths(doc: &Value) -> String {
                     s.push_str(&format!(" (replies as {})", tuple(&h["reply_tuple"])));
                 }
             }
+            for r in c["returns"].as_array().unwrap() {
+                s.push_str(&format!(
+                    "  (replies by {}[{}] {}>/{}< beside {}, {})",
+                    r["point"].as_str().unwrap(),
+                    tuple(r),
+                    r["packets_fwd"],
+                    r["packets_rev"],
+                    r["beside"].as_str().unwrap(),
+                    r["joined_by"].as_str().unwrap()
+                ));
+            }
             s
         })
         .collect();
@@ -98,11 +109,13 @@ fn rebuilt_paths_of_every_scenario() {
     for s in SCENARIOS {
         let dir = format!("samples/{s}");
         assert!(root().join(&dir).is_dir(), "{dir} is missing");
-        let doc = correlate_json(&[
-            &format!("{dir}/veth-c1.pcap"),
-            &format!("{dir}/docker0.pcap"),
-            &format!("{dir}/eth0.pcap"),
-        ]);
+        let mut files = vec![
+            format!("{dir}/veth-c1.pcap"),
+            format!("{dir}/docker0.pcap"),
+            format!("{dir}/eth0.pcap"),
+        ];
+        files.extend(second_uplink(s));
+        let doc = correlate_json(&files.iter().map(String::as_str).collect::<Vec<_>>());
         insta::assert_snapshot!(format!("paths-{s}"), paths(&doc));
     }
 }

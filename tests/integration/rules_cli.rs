@@ -16,10 +16,20 @@ fn pair(s: &str) -> [String; 2] {
     ]
 }
 
-/// `correlate --format json` on a scenario's pair with `--rules` files.
+/// `correlate --format json` on a scenario's pair (and second uplink) with `--rules`
+/// files.
 fn report(s: &str, rules: &[&str]) -> (i32, Value) {
     let p = pair(s);
-    let mut args = vec!["correlate", "--format", "json", &p[0], &p[1]];
+    let second = second_uplink(s);
+    let mut inputs = vec![p[0].as_str(), p[1].as_str()];
+    inputs.extend(second.as_deref());
+    report_of(&inputs, rules)
+}
+
+/// `correlate --format json` on captures and other arguments with `--rules` files.
+fn report_of(inputs: &[&str], rules: &[&str]) -> (i32, Value) {
+    let mut args = vec!["correlate", "--format", "json"];
+    args.extend_from_slice(inputs);
     for r in rules {
         args.extend(["--rules", r]);
     }
@@ -74,20 +84,35 @@ fn every_translation_of_every_sample_is_attributed_to_its_rule() {
         }
         assert!(!rules.is_empty(), "{s}: no rules recorded");
         let rules: Vec<&str> = rules.iter().map(String::as_str).collect();
-        let (_, doc) = report(s, &rules);
-        let (_, plain) = report(s, &[]);
+        // Every point, and the kernel's counters: what conntrack dropped (a full table)
+        // is then known as such.
+        let inputs: Vec<String> = ["veth-c1.pcap", "docker0.pcap", "eth0.pcap"]
+            .iter()
+            .map(|f| format!("samples/{s}/{f}"))
+            .chain(second_uplink(s))
+            .chain([
+                "--conntrack".into(),
+                format!("samples/{s}/conntrack-stats.txt"),
+            ])
+            .collect();
+        let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        let (_, doc) = report_of(&inputs, &rules);
+        let (_, plain) = report_of(&inputs, &[]);
         // With the rule's port range a blocked connection can be one that found every
         // NAT port to its destination held: `snat-port-exhaustion` then replaces the
         // `lost` of that connection, and the rules, which forward it, do not agree with
         // the wire that stopped it.
-        let exhausted: Vec<&str> = doc["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|f| f["code"] == "snat-port-exhaustion")
-            .flat_map(|f| f["detail"]["lost"].as_array().unwrap())
-            .map(|id| id.as_str().unwrap())
-            .collect();
+        let lost_to = |code: &str| -> Vec<&str> {
+            doc["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|f| f["code"] == code)
+                .flat_map(|f| f["detail"]["lost"].as_array().unwrap())
+                .map(|id| id.as_str().unwrap())
+                .collect()
+        };
+        let exhausted = lost_to("snat-port-exhaustion");
         let mut was = codes(&plain);
         for id in &exhausted {
             let blocked = plain["findings"]
@@ -147,11 +172,14 @@ fn every_translation_of_every_sample_is_attributed_to_its_rule() {
             .filter(|f| f["code"] == "stale-entry")
             .map(|f| &f["connections"][0])
             .collect();
+        // The connections a full table dropped: the rules forward them too.
+        let mut dropped = exhausted.clone();
+        dropped.extend(lost_to("conntrack-table-full"));
         let w = &doc["rules"][0];
         assert!(w["on_wire"].as_u64().unwrap() > 0, "{s}: {w}");
         assert_eq!(
             w["on_wire"].as_u64().unwrap(),
-            w["agree"].as_u64().unwrap() + stale.len() as u64 + exhausted.len() as u64,
+            w["agree"].as_u64().unwrap() + stale.len() as u64 + dropped.len() as u64,
             "{s}: {w}"
         );
         for c in doc["connections"].as_array().unwrap() {
@@ -159,7 +187,7 @@ fn every_translation_of_every_sample_is_attributed_to_its_rule() {
             if stale.contains(&&c["id"]) {
                 continue;
             }
-            if exhausted.contains(&c["id"].as_str().unwrap()) {
+            if dropped.contains(&c["id"].as_str().unwrap()) {
                 assert_eq!(r["agrees"], false, "{s}");
                 continue;
             }

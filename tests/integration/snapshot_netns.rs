@@ -37,15 +37,10 @@ const ICMP_IDENT: u16 = 4242;
 
 /// Why the lab cannot run here, if it cannot.
 fn unavailable() -> Option<String> {
-    let uid = Command::new("id").arg("-u").output().ok()?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        return Some("not root (network namespaces and iptables need it)".into());
-    }
-    let missing: Vec<&str> = ["ip", "iptables", "ip6tables", "conntrack", "python3"]
-        .into_iter()
-        .filter(|t| !have(t))
-        .collect();
-    (!missing.is_empty()).then(|| format!("missing tools: {}", missing.join(", ")))
+    util::lab_unavailable(
+        "network namespaces and iptables",
+        &["ip", "iptables", "ip6tables", "conntrack", "python3"],
+    )
 }
 
 /// A process whose stdout lines arrive on a channel, so the test can wait for one
@@ -601,12 +596,25 @@ while time.monotonic() < end:
             .expect("chmod");
         let bin = dir.join("natcheck");
         std::fs::copy(env!("CARGO_BIN_EXE_natcheck"), &bin).expect("copy the binary");
-        let out = Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(&bin)
-            .arg("snapshot")
-            .output()
-            .expect("setpriv");
+        // A process another test thread forks while the copy is being written holds
+        // its write descriptor until that process execs: executing the copy then
+        // fails with ETXTBSY ("Text file busy") for a moment.
+        let run = || {
+            Command::new("setpriv")
+                .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(&bin)
+                .arg("snapshot")
+                .output()
+                .expect("setpriv")
+        };
+        let mut out = run();
+        for _ in 0..50 {
+            if !String::from_utf8_lossy(&out.stderr).contains("Text file busy") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            out = run();
+        }
         let _ = std::fs::remove_dir_all(&dir);
         let err = String::from_utf8_lossy(&out.stderr);
         if err.contains("Permission denied") {

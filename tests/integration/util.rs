@@ -37,13 +37,25 @@ pub const SCENARIOS: &[&str] = &[
     "userland-proxy6",
     "fault-pmtu-black-hole",
     "fault-pmtu-black-hole6",
+    "fault-asym-route",
+    "fault-asym-route6",
+    "asym-route-loose",
+    "fault-ct-table-full",
+    "fault-ct-table-full6",
 ];
 
 /// Scenarios recorded but read only by the tests made for them, not by those that go
-/// over every scenario: the captures of a container reaching its own published port
-/// through a bridge with bridge netfilter are not yet followed as one hairpin
-/// connection (docs/findings.md, Limits), though the conntrack entry names the fault.
+/// over every scenario: a container reaching its own published port without hairpin
+/// masquerade is named from the conntrack entry (`ct-hairpin-no-masq`), which the
+/// captures alone do not name, so conntrack adds a finding there by design.
 pub const HAIRPIN_SCENARIOS: &[&str] = &["fault-hairpin-no-masq", "fault-hairpin-udp"];
+
+/// The capture of a scenario's second uplink (`eth1.pcap`, in the asymmetric-route
+/// recordings), when it has one.
+pub fn second_uplink(scenario: &str) -> Option<String> {
+    let rel = format!("samples/{scenario}/eth1.pcap");
+    root().join(&rel).is_file().then_some(rel)
+}
 
 pub fn sample(rel: &str) -> String {
     format!("samples/{rel}")
@@ -84,6 +96,17 @@ pub fn skip(reason: impl std::fmt::Display) {
 }
 
 /// Whether an external tool is on PATH. Tests that need one [`skip`] without it.
+/// Why a namespace lab cannot run here, if it cannot: not root (`root_for` says what
+/// needs it), or one of `tools` missing.
+pub fn lab_unavailable(root_for: &str, tools: &[&str]) -> Option<String> {
+    let uid = Command::new("id").arg("-u").output().ok()?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return Some(format!("not root ({root_for} need it)"));
+    }
+    let missing: Vec<&str> = tools.iter().copied().filter(|t| !have(t)).collect();
+    (!missing.is_empty()).then(|| format!("missing tools: {}", missing.join(", ")))
+}
+
 pub fn have(tool: &str) -> bool {
     Command::new("sh")
         .arg("-c")

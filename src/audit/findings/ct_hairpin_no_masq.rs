@@ -1,7 +1,8 @@
 //! `ct-hairpin-no-masq` (FM-07): an entry that DNATs a client back to itself and keeps
 //! the client's own address as the source. The server (the client) answers itself
 //! directly, never back through NAT, so the connection cannot complete. Checked on
-//! snapshots and event logs alike.
+//! snapshots and event logs alike. An entry of a connection whose captures show the
+//! hairpin is left to `hairpin-no-masq`, which says it from the wire.
 
 use super::{entry_finding, Detected};
 use crate::audit::{Code, CtFacts, Ctx, Explained, Severity};
@@ -16,6 +17,11 @@ pub fn detect(x: &Ctx, _: &Explained) -> Detected {
             }
             let located = crate::audit::ct::locate(x.c, &x.hops_by_tuple, e)
                 .or_else(|| x.hops_by_tuple.get(&post).and_then(|v| v.first().copied()));
+            if located
+                .is_some_and(|(ci, _)| super::hairpin_no_masq::link(&x.c.connections[ci]).is_some())
+            {
+                continue;
+            }
             out.push(entry_finding(
                 x,
                 Code::CtHairpinNoMasq,

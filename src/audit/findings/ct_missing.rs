@@ -28,7 +28,10 @@ fn matched(x: &Ctx, snap: &Snapshot) -> Vec<bool> {
 pub fn detect(x: &Ctx, _: &Explained) -> Detected {
     let mut out = Vec::new();
     for snap in x.snapshots {
-        let Some(SnapTime { ns: s, slack_ns }) = check_time(x.c, snap) else {
+        let Some(SnapTime {
+            ns: s, slack_ns, ..
+        }) = check_time(x.c, snap)
+        else {
             continue;
         };
         let matched = matched(x, snap);

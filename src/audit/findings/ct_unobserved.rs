@@ -30,7 +30,13 @@ pub fn detect(x: &Ctx, _: &Explained) -> Detected {
             {
                 continue;
             }
-            let (Some(SnapTime { ns: s, slack_ns }), Some(t)) = (when, e.timeout_s) else {
+            let (
+                Some(SnapTime {
+                    ns: s, slack_ns, ..
+                }),
+                Some(t),
+            ) = (when, e.timeout_s)
+            else {
                 continue;
             };
             let full = e.full_timeout_s();

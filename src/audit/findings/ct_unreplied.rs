@@ -10,7 +10,12 @@ use crate::audit::{Code, CtFacts, Ctx, Evidence, Explained, Severity};
 pub fn detect(x: &Ctx, _: &Explained) -> Detected {
     let mut out = Vec::new();
     for snap in x.snapshots.iter().filter(|s| !s.from_events) {
-        let Some(SnapTime { ns: s, slack_ns }) = check_time(x.c, snap) else {
+        let Some(SnapTime {
+            ns: s,
+            slack_ns,
+            recorded,
+        }) = check_time(x.c, snap)
+        else {
             continue;
         };
         for e in snap.entries.iter().filter(|e| e.unreplied) {
@@ -35,9 +40,10 @@ pub fn detect(x: &Ctx, _: &Explained) -> Detected {
                 Some(ci),
                 CtFacts::default(),
             );
-            f.evidence.push(Evidence::SnapshotEstimated {
+            f.evidence.push(Evidence::SnapshotTime {
                 ns: s,
                 source: e.source.clone(),
+                recorded,
             });
             out.push(f);
         }

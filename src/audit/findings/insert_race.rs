@@ -142,6 +142,10 @@ fn finding(x: &Ctx, ci: usize, li: usize, kind: RaceKind, pair: Option<(i64, boo
 pub fn detect(x: &Ctx, explained: &Explained) -> Detected {
     let mut out = Detected::default();
     for (ci, conn) in x.c.connections.iter().enumerate() {
+        if x.unseen_opening(ci) {
+            // Its first packets were not captured: none was seen lost first.
+            continue;
+        }
         for (li, l) in conn.links.iter().enumerate() {
             let gap = &l.unmatched.lost_fwd;
             let Some(first) = gap.first_ns else { continue };
@@ -270,7 +274,7 @@ mod tests {
                 );
                 // And the kernel's counters, which rule an insert failure out.
                 assert!(f.evidence.iter().any(|e| matches!(e,
-                    Evidence::Stats(v) if v.contains(&("insert_failed".to_string(), 0)))));
+                    Evidence::Stats { counters: v, .. } if v.contains(&("insert_failed".to_string(), 0)))));
             }
             assert!(
                 run_with(&c, s, &["iptables.txt"], Code::Lost).is_empty(),

@@ -144,27 +144,40 @@ fn link_finding(x: &Ctx, ci: usize, dir: Direction, s: &LinkSide, gone: u64) -> 
     Some(f)
 }
 
+/// Where connection `ci`'s path stops short: its last point saw initiator packets and
+/// neither a reply nor an ICMP error, and other connections show where such traffic
+/// goes next, a point that was capturing when the first of them passed. The last hop,
+/// that next point, the connections that went there, and why. Not for a connection
+/// whose opening was not captured: which side sent first is unknown.
+pub(super) fn stopped_at<'a>(
+    x: &Ctx<'a>,
+    ci: usize,
+) -> Option<(&'a Hop, usize, Vec<usize>, PathReason)> {
+    if x.unseen_opening(ci) {
+        return None;
+    }
+    let last = x.c.connections[ci].hops.last()?;
+    let f = &last.flow;
+    if f.packets[0] == 0 || f.packets[1] != 0 || f.icmp_error.is_some() {
+        return None;
+    }
+    let (b, via, reason) = x.expected_next(ci)?;
+    x.capturing(b, last.first_ns)
+        .then_some((last, b, via, reason))
+}
+
 pub fn stopped_short(x: &Ctx, explained: &Explained) -> Detected {
     let c = x.c;
     let mut out = Vec::new();
-    for (ci, conn) in c.connections.iter().enumerate() {
-        let Some(last) = conn.hops.last() else {
-            continue;
-        };
+    for ci in 0..c.connections.len() {
         if explained.stopped(ci) {
-            // An earlier rule reported why (`snat-port-exhaustion`).
+            // An earlier rule reported why (`snat-port-exhaustion`, `conntrack-table-full`).
             continue;
         }
-        let f = &last.flow;
-        if f.packets[0] == 0 || f.packets[1] != 0 || f.icmp_error.is_some() {
-            continue;
-        }
-        let Some((b, via, reason)) = x.expected_next(ci) else {
+        let Some((last, b, via, reason)) = stopped_at(x, ci) else {
             continue;
         };
-        if !x.capturing(b, last.first_ns) {
-            continue;
-        }
+        let f = &last.flow;
         let (t, a) = (f.tuple, last.point);
         let (aname, bname) = (x.name(a), x.name(b));
         let (b0, b1) = x.span(b).unwrap_or_default();
@@ -326,34 +339,50 @@ fn meant_for(
     }
 }
 
+/// Connection `ci` when it is new traffic from outside to an address of the host,
+/// seen at one point only and unanswered there (and seen opening), that neither other
+/// connections (`stopped_at`) nor the rules say where it was to go: its hop and the
+/// other points that were capturing when it arrived (at least one).
+pub(super) fn unanswered_at_host<'a>(x: &Ctx<'a>, ci: usize) -> Option<(&'a Hop, Vec<usize>)> {
+    let [h] = x.c.connections[ci].hops.as_slice() else {
+        return None;
+    };
+    if x.unseen_opening(ci) {
+        return None;
+    }
+    let f = &h.flow;
+    let t = f.tuple;
+    let candidate = f.packets[0] > 0
+        && f.packets[1] == 0
+        && f.icmp_error.is_none()
+        && (syn_only(f) || matches!(t.proto, Proto::Udp | Proto::Sctp))
+        && x.topo.host_addrs.contains(&t.dst)
+        && !x.topo.is_inside(t.src);
+    if !candidate || x.expected_next(ci).is_some() || x.stopped_by(ci).is_some() {
+        return None;
+    }
+    let others: Vec<usize> = (0..x.c.points.len())
+        .filter(|&p| p != h.point && x.capturing(p, h.first_ns))
+        .collect();
+    (!others.is_empty()).then_some((h, others))
+}
+
 /// Connections from outside to an address of the host, seen at one point only, that
 /// nothing answered while other points were capturing, and that no other rule
 /// explains (`stopped_short` knows where such traffic goes; `dropped_by_rules` knows
 /// the rule that drops it): blocked on the way in, whichever way it was meant to go.
 /// An error when conntrack or the rules say it was DNATed on, else a warning (a host
 /// may drop what it does not serve).
-pub fn unanswered_to_host(x: &Ctx, _: &Explained) -> Detected {
+pub fn unanswered_to_host(x: &Ctx, explained: &Explained) -> Detected {
     let mut out = Vec::new();
-    for (ci, conn) in x.c.connections.iter().enumerate() {
-        let [h] = conn.hops.as_slice() else { continue };
-        let f = &h.flow;
-        let t = f.tuple;
-        let syn_only = syn_only(f);
-        let candidate = f.packets[0] > 0
-            && f.packets[1] == 0
-            && f.icmp_error.is_none()
-            && (syn_only || matches!(t.proto, Proto::Udp | Proto::Sctp))
-            && x.topo.host_addrs.contains(&t.dst)
-            && !x.topo.is_inside(t.src);
-        if !candidate || x.expected_next(ci).is_some() || x.stopped_by(ci).is_some() {
+    for ci in 0..x.c.connections.len() {
+        if explained.stopped(ci) {
             continue;
         }
-        let others: Vec<usize> = (0..x.c.points.len())
-            .filter(|&p| p != h.point && x.capturing(p, h.first_ns))
-            .collect();
-        if others.is_empty() {
+        let Some((h, others)) = unanswered_at_host(x, ci) else {
             continue;
-        }
+        };
+        let t = h.flow.tuple;
         let (meant, evidence) = meant_for(x, ci, &t);
         let severity = if meant.is_some() {
             Severity::Error

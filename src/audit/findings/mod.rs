@@ -3,22 +3,28 @@
 //! Order matters only through [`Explained`]: a rule may account for packets a link
 //! did not carry (they left as another connection, the host answered them, or they
 //! were sent again and crossed), for a path that stops short (every NAT port to its
-//! destination was taken) or for packets too large for the path, and every later rule
-//! sees that. `lost` runs after `leak`, `snat-port-exhaustion`, `insert-race` and
+//! destination was taken, or the conntrack table was full) or for packets too large
+//! for the path, and every later rule sees that. `lost` runs after `leak`,
+//! `snat-port-exhaustion`, `insert-race`, `conntrack-table-full` and
 //! `pmtu-black-hole`, so that what those explain is not also reported lost.
+//! `snat-port-exhaustion` runs before `conntrack-table-full`: connections to one
+//! destination whose NAT ports were all held are explained by that, not by the table.
 //! Correlation's own `related` matches explain packets before any rule runs
 //! ([`explained_by_related`]).
 //!
 //! To add a finding: a file here with a `pub fn` of type [`RuleFn`], a line in
 //! [`RULES`], a code in `finding.rs`, and its words in `report/explain/`.
 
+mod asymmetric_route;
 mod client_address_lost;
+mod conntrack_table_full;
 mod ct_contradiction;
 mod ct_duplicate;
 mod ct_hairpin_no_masq;
 mod ct_missing;
 mod ct_unobserved;
 mod ct_unreplied;
+mod hairpin_no_masq;
 mod input_bypassed;
 mod insert_race;
 mod leak;
@@ -85,9 +91,19 @@ pub const RULES: &[Rule] = &[
         run: insert_race::detect,
     },
     Rule {
+        code: Code::ConntrackTableFull,
+        what: "new connections to several destinations lost while the conntrack table was full",
+        run: conntrack_table_full::detect,
+    },
+    Rule {
         code: Code::PmtuBlackHole,
         what: "TCP segments too large for the path, lost again and again",
         run: pmtu_black_hole::detect,
+    },
+    Rule {
+        code: Code::AsymmetricRoute,
+        what: "replies that came back by another interface and went no further",
+        run: asymmetric_route::detect,
     },
     Rule {
         code: Code::Lost,
@@ -125,8 +141,13 @@ pub const RULES: &[Rule] = &[
         run: port_reallocated::detect,
     },
     Rule {
+        code: Code::HairpinNoMasq,
+        what: "DNAT back to the client without masquerade, on the wire",
+        run: hairpin_no_masq::detect,
+    },
+    Rule {
         code: Code::CtHairpinNoMasq,
-        what: "DNAT back to the client without masquerade",
+        what: "DNAT back to the client without masquerade, in an entry",
         run: ct_hairpin_no_masq::detect,
     },
     Rule {
@@ -309,13 +330,14 @@ pub(crate) mod testing {
     }
 
     /// The findings of one code with some of the recording's own files as witnesses:
-    /// `conntrack*` and `events.txt` as conntrack inputs, the others as the host's rules.
+    /// `conntrack*`, `events.txt` and `sysctl.txt` as conntrack inputs, the others as
+    /// the host's rules.
     pub fn run_with(c: &Correlation, scenario: &str, files: &[&str], code: Code) -> Vec<Finding> {
         let root = env!("CARGO_MANIFEST_DIR");
         let path = |f: &&str| format!("{root}/samples/{scenario}/{f}");
-        let (ct, rules): (Vec<&str>, Vec<&str>) = files
-            .iter()
-            .partition(|f| f.starts_with("conntrack") || **f == "events.txt");
+        let (ct, rules): (Vec<&str>, Vec<&str>) = files.iter().partition(|f| {
+            f.starts_with("conntrack") || matches!(**f, "events.txt" | "sysctl.txt")
+        });
         let mut w: Vec<Witness> = ct
             .iter()
             .map(|f| Witness::read_conntrack(&path(f)).unwrap())

@@ -27,7 +27,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use super::lost::syn_only;
+use super::lost::{stopped_at, syn_only};
 use super::Detected;
 use crate::audit::{
     Code, Ctx, Detail, Evidence, Explained, Finding, RangeFrom, Role, RuleRole, Severity,
@@ -222,8 +222,11 @@ struct Lost<'a> {
 /// New connections whose path stops short, with the tuples they could have had.
 fn candidates<'a>(x: &'a Ctx, explained: &Explained) -> BTreeMap<Alloc, Vec<Lost<'a>>> {
     let mut out: BTreeMap<Alloc, Vec<Lost<'a>>> = BTreeMap::new();
-    for (ci, conn) in x.c.connections.iter().enumerate() {
-        let Some(last) = conn.hops.last() else {
+    for ci in 0..x.c.connections.len() {
+        if explained.stopped(ci) {
+            continue;
+        }
+        let Some((last, b, _, _)) = stopped_at(x, ci) else {
             continue;
         };
         let f = &last.flow;
@@ -231,16 +234,7 @@ fn candidates<'a>(x: &'a Ctx, explained: &Explained) -> BTreeMap<Alloc, Vec<Lost
             Proto::Tcp => syn_only(f),
             p => p.has_ports(),
         };
-        if !new || f.packets[0] == 0 || f.packets[1] != 0 || f.icmp_error.is_some() {
-            continue;
-        }
-        if explained.stopped(ci) {
-            continue;
-        }
-        let Some((b, _, _)) = x.expected_next(ci) else {
-            continue;
-        };
-        if !x.capturing(b, last.first_ns) {
+        if !new {
             continue;
         }
         let Some(al) = alloc(x, ci, &f.tuple, b) else {
@@ -429,7 +423,7 @@ mod tests {
             assert_eq!(f.packets, lost_packets, "{s}");
             // The kernel counted every lost packet as a failed insert.
             assert!(f.evidence.iter().any(|e| matches!(e,
-                Evidence::Stats(v) if v.contains(&("insert_failed".to_string(), lost_packets)))));
+                Evidence::Stats { counters: v, .. } if v.contains(&("insert_failed".to_string(), lost_packets)))));
             assert!(f.evidence.iter().any(|e| matches!(
                 e,
                 Evidence::Rule {

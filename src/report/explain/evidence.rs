@@ -72,7 +72,7 @@ fn entry(e: &EntryFacts) -> String {
     )
 }
 
-fn ids(conns: &[String]) -> String {
+pub(super) fn ids(conns: &[String]) -> String {
     if conns.len() > 4 {
         format!("{} and {} more", conns[..4].join(", "), conns.len() - 4)
     } else {
@@ -94,6 +94,7 @@ fn rule(role: RuleRole, r: &RuleFacts) -> String {
         RuleRole::Marked => "marked for masquerade by",
         RuleRole::Allocates => "source NAT by",
         RuleRole::MayDrop => "some ways through the rules drop it:",
+        RuleRole::ReversePath => "a reverse-path filter in",
     };
     let place = match (r.line, r.handle) {
         (0, Some(h)) => format!("{} handle {h}", r.source),
@@ -162,6 +163,8 @@ pub fn line(e: &Evidence) -> String {
         ),
         Evidence::Size(f) => super::pmtu_black_hole::fact(f),
         Evidence::Splice(f) => super::userland_proxy::fact(f),
+        Evidence::Route(f) => super::asymmetric_route::fact(f),
+        Evidence::Table(f) => super::conntrack_table_full::fact(f),
         _ => loss_line(e)
             .or_else(|| arrival_line(e))
             .or_else(|| ct_line(e))
@@ -348,17 +351,26 @@ fn ct_line(e: &Evidence) -> Option<String> {
                 .map(|b| format!(", by a program ([USERSPACE] {b})"))
                 .unwrap_or_else(|| ", by the kernel (a timeout or a clash)".to_string())
         ),
-        Evidence::Stats(counters) => format!(
-            "conntrack -S: {}",
+        Evidence::Stats { counters, since } => format!(
+            "conntrack -S: {}{}",
             counters
                 .iter()
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect::<Vec<_>>()
-                .join(" ")
+                .join(" "),
+            since
+                .as_deref()
+                .map(|s| format!(" (grown since {s})"))
+                .unwrap_or_default()
         ),
         Evidence::Entry(e) => entry(e),
         Evidence::Lines(places) => format!("lines {}", places.join(", ")),
-        Evidence::SnapshotEstimated { ns, source } => {
+        Evidence::SnapshotTime {
+            ns,
+            source,
+            recorded: true,
+        } => format!("snapshot taken at {} ({source})", rfc3339_ns(*ns)),
+        Evidence::SnapshotTime { ns, source, .. } => {
             format!("snapshot time estimated at {} ({source})", rfc3339_ns(*ns))
         }
         Evidence::SnapshotVsCaptures {

@@ -26,8 +26,8 @@ fn known_cause(f: &Finding) -> Option<String> {
                     None => "by the kernel, not a program (a timeout shorter than the idle gap, or the table evicting it)".to_string(),
                 }
             )),
-            Evidence::Stats(c) => {
-                if let Some((_, n)) = c.iter().find(|(k, _)| k == "invalid") {
+            Evidence::Stats { counters, .. } => {
+                if let Some((_, n)) = counters.iter().find(|(k, _)| k == "invalid") {
                     said.push(format!(
                         "conntrack -S counts {n} INVALID packets{}.",
                         if *n == 0 { ": out-of-window segments are ruled out" } else { "" }

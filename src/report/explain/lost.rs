@@ -1,37 +1,37 @@
 //! Words of `lost`.
 
-use super::unexplained;
+use super::{stats, unexplained};
 use crate::audit::{Detail, Direction, Evidence, Finding, PathReason, RuleRole};
 use crate::report::fmt::{dst, plural, src};
 
 /// What the conntrack statistics given rule in or out for packets that vanished at
-/// the host: a full table (`drop`, `early_drop`) and insert races (`insert_failed`).
+/// the host. `drop` counts every packet conntrack dropped: a failed insert (counted in
+/// `insert_failed` too: an insert race, or no free NAT port) or a packet no entry
+/// could be made for (a full table whose early drop found nothing to evict);
+/// `early_drop` counts entries evicted to make room, nothing lost.
 fn stats_say(f: &Finding) -> Option<String> {
-    let c = f.evidence.iter().find_map(|e| match e {
-        Evidence::Stats(c) => Some(c),
-        _ => None,
-    })?;
+    let c = stats(f)?;
     let get = |k: &str| c.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
-    let full = get("drop").unwrap_or(0) + get("early_drop").unwrap_or(0);
-    let race = get("insert_failed");
-    let mut out = Vec::new();
-    if get("drop").is_some() || get("early_drop").is_some() {
-        out.push(if full == 0 {
-            "conntrack -S rules out a full table (drop=0, early_drop=0)".to_string()
-        } else {
-            format!(
-                "conntrack -S counts {full} packets dropped for a full table (drop, early_drop)"
-            )
-        });
+    let failed = get("insert_failed").unwrap_or(0);
+    let mut out = match (get("drop"), get("insert_failed")) {
+        (Some(0), _) => "conntrack -S rules out a full table and insert races (drop=0).".to_string(),
+        (Some(d), _) if d <= failed => format!(
+            "conntrack -S rules out a full table: its {d} drops are failed inserts (insert_failed={failed}: insert races, or no free NAT port)."
+        ),
+        (Some(d), _) => format!(
+            "conntrack -S counts {} dropped packets no failed insert explains (drop={d}, insert_failed={failed}): a full table, which drops the first packet of every new connection (`dmesg | grep 'table full'`).",
+            d - failed
+        ),
+        (None, Some(0)) => "conntrack -S rules out insert races (insert_failed=0).".to_string(),
+        (None, Some(n)) => format!("conntrack -S counts {n} failed inserts (insert races, or no free NAT port)."),
+        (None, None) => return None,
+    };
+    if let Some(e) = get("early_drop").filter(|&e| e > 0) {
+        out.push_str(&format!(
+            " early_drop={e}: the table reached its limit and the kernel evicted entries to make room."
+        ));
     }
-    match race {
-        Some(0) => out.push("and insert races (insert_failed=0)".into()),
-        Some(n) => out.push(format!(
-            "and {n} failed inserts (insert races, insert_failed)"
-        )),
-        None => {}
-    }
-    (!out.is_empty()).then(|| format!("{}.", out.join(" ")))
+    Some(out)
 }
 
 pub fn explain(f: &Finding) -> (String, String) {
@@ -126,4 +126,48 @@ fn explain_kind(f: &Finding) -> (String, String) {
         ),
     };
     (message, check)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{Code, Severity};
+
+    fn said(counters: &[(&str, u64)]) -> Option<String> {
+        let mut f = Finding::new(
+            Code::Lost,
+            Severity::Error,
+            Detail::Lost {
+                from: "docker0".into(),
+                to: "eth0".into(),
+                direction: Direction::Fwd,
+                blocked: true,
+                first_tcp_flags: None,
+                path_from: Vec::new(),
+                stopped: None,
+            },
+        );
+        f.evidence.push(Evidence::Stats {
+            counters: counters.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            since: None,
+        });
+        stats_say(&f)
+    }
+
+    #[test]
+    fn drops_beyond_failed_inserts_are_the_tables() {
+        let s = said(&[("drop", 0), ("insert_failed", 0), ("early_drop", 0)]).unwrap();
+        assert!(s.contains("rules out a full table and insert races"), "{s}");
+        let s = said(&[("drop", 4), ("insert_failed", 4)]).unwrap();
+        assert!(s.contains("its 4 drops are failed inserts"), "{s}");
+        let s = said(&[("drop", 9), ("insert_failed", 2), ("early_drop", 5)]).unwrap();
+        assert!(
+            s.contains("counts 7 dropped packets no failed insert explains"),
+            "{s}"
+        );
+        assert!(s.contains("early_drop=5"), "{s}");
+        let s = said(&[("insert_failed", 3)]).unwrap();
+        assert!(s.contains("3 failed inserts"), "{s}");
+        assert_eq!(said(&[("invalid", 3)]), None);
+    }
 }

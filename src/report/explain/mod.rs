@@ -3,7 +3,9 @@
 //! the table, JSON, Markdown and every later format say the same thing. One file per
 //! finding code, beside the rule of the same name under `audit/findings/`.
 
+mod asymmetric_route;
 mod client_address_lost;
+mod conntrack_table_full;
 mod ct_contradiction;
 mod ct_duplicate;
 mod ct_hairpin_no_masq;
@@ -11,6 +13,7 @@ mod ct_missing;
 mod ct_unobserved;
 mod ct_unreplied;
 mod evidence;
+mod hairpin_no_masq;
 mod input_bypassed;
 mod insert_race;
 mod leak;
@@ -59,6 +62,9 @@ pub fn words(f: &Finding) -> Words {
         Code::InsertRace => insert_race::explain(f),
         Code::PmtuBlackHole => pmtu_black_hole::explain(f),
         Code::UserlandProxy => userland_proxy::explain(f),
+        Code::AsymmetricRoute => asymmetric_route::explain(f),
+        Code::HairpinNoMasq => hairpin_no_masq::explain(f),
+        Code::ConntrackTableFull => conntrack_table_full::explain(f),
     };
     Words {
         message,
@@ -91,12 +97,18 @@ fn ct_words(f: &Finding) -> Option<CtWords<'_>> {
     }
 }
 
-/// A `conntrack -S` counter among the finding's evidence, when statistics were given.
-fn stat(f: &Finding, name: &str) -> Option<u64> {
+/// The `conntrack -S` counters among the finding's evidence, when statistics were
+/// given.
+fn stats(f: &Finding) -> Option<&[(String, u64)]> {
     f.evidence.iter().find_map(|e| match e {
-        crate::audit::Evidence::Stats(c) => c.iter().find(|(n, _)| n == name).map(|(_, v)| *v),
+        crate::audit::Evidence::Stats { counters, .. } => Some(counters.as_slice()),
         _ => None,
     })
+}
+
+/// A `conntrack -S` counter among the finding's evidence, when statistics were given.
+fn stat(f: &Finding, name: &str) -> Option<u64> {
+    stats(f)?.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
 }
 
 /// Words for a finding whose detail is not its code's (never made by the rules).

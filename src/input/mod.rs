@@ -1,17 +1,30 @@
-//! Opening a text input named on the command line: a path, or `-` for standard input;
-//! a name ending in `.gz` is decompressed (every member of a multi-member file).
+//! Opening an input named on the command line: a path, or `-` for standard input;
+//! a name ending in `.gz` is decompressed (every member of a multi-member file). A
+//! path `ARCHIVE/PATH` under a gzip'd tar archive (`b.tar.gz/capture.pcapng`) names
+//! a file inside it, read where it lies ([`archive`]).
+
+pub mod archive;
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{self, BufReader, Read};
+use std::path::Path;
 
 use anyhow::Context;
+
+/// A file, or a file inside a gzip'd tar archive (`ARCHIVE/PATH`).
+pub fn open_file(path: &Path) -> io::Result<Box<dyn Read + Send>> {
+    match File::open(path) {
+        Ok(f) => Ok(Box::new(f)),
+        Err(e) => archive::open_member(path).unwrap_or(Err(e)),
+    }
+}
 
 /// The input as a byte stream.
 pub fn open(path: &str) -> anyhow::Result<Box<dyn Read>> {
     if path == "-" {
         return Ok(Box::new(std::io::stdin().lock()));
     }
-    let f = File::open(path).with_context(|| format!("{path}: cannot open"))?;
+    let f = open_file(Path::new(path)).with_context(|| format!("{path}: cannot open"))?;
     Ok(if path.ends_with(".gz") {
         Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(f)))
     } else {
