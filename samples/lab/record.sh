@@ -361,6 +361,11 @@ apply_rules() { # stdin: iptables-restore input
   hx iptables-restore
 }
 
+# Docker's filter and nat tables with the bridge's MASQUERADE rule, nothing else.
+apply_docker_masquerade() {
+  { docker_filter_base; echo COMMIT; docker_nat_base; echo "$MASQ_RULE"; echo COMMIT; } | apply_rules
+}
+
 # Docker's rules for `docker run -p 8080:80` on c1 (TCP only).
 publish_web() {
   docker_filter_base
@@ -504,7 +509,7 @@ client() { # client LABEL NS SCRIPT ARGS...: start in the background, pid in LAS
 
 scenario_masquerade() {
   IFACES=(docker0 eth0 veth-c1)
-  { docker_filter_base; echo COMMIT; docker_nat_base; echo "$MASQ_RULE"; echo COMMIT; } | apply_rules
+  apply_docker_masquerade
   server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --port 8443 --lifetime 30
   server srv-udp "$NS_OUT" udp_server.py --port 53 --lifetime 30
   start_recording
@@ -658,7 +663,7 @@ scenario_stale_udp_vip() {
 # mapping and has to move the second.
 scenario_port_collision() {
   IFACES=(docker0 eth0 veth-c1)
-  { docker_filter_base; echo COMMIT; docker_nat_base; echo "$MASQ_RULE"; echo COMMIT; } | apply_rules
+  apply_docker_masquerade
   server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --lifetime 30
   server srv-udp "$NS_OUT" udp_server.py --port 53 --lifetime 30
   start_recording
@@ -778,7 +783,7 @@ scenario_snat_random_fully() {
 # docker0 and never eth0, while port 7000 works.
 scenario_fault_forward_drop() {
   IFACES=(docker0 eth0 veth-c1)
-  { docker_filter_base; echo COMMIT; docker_nat_base; echo "$MASQ_RULE"; echo COMMIT; } | apply_rules
+  apply_docker_masquerade
   hx iptables -I FORWARD -p tcp -m tcp --dport 9090 -j DROP
   server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --port 9090 --lifetime 30
   start_recording
@@ -864,7 +869,7 @@ scenario_fault_hairpin_udp() {
 # reaches the host un-translated and draws a RST from the host itself.
 scenario_fault_invalid_leak() {
   IFACES=(docker0 eth0 veth-c1)
-  { docker_filter_base; echo COMMIT; docker_nat_base; echo "$MASQ_RULE"; echo COMMIT; } | apply_rules
+  apply_docker_masquerade
   hx sysctl -q -w net.netfilter.nf_conntrack_tcp_loose=0
   server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --lifetime 30
   start_recording
@@ -888,7 +893,7 @@ scenario_fault_invalid_leak() {
 # it opens a new entry of its own and the host answers port unreachable.
 scenario_fault_wrong_source_udp() {
   IFACES=(docker0 eth0 veth-c1)
-  { docker_filter_base; echo COMMIT; docker_nat_base; echo "$MASQ_RULE"; echo COMMIT; } | apply_rules
+  apply_docker_masquerade
   server srv-udp "$NS_OUT" udp_server.py --port 53 --reply-from "$SRV_IP" --lifetime 30
   start_recording
   run good "$NS_C1" udp_client.py --dst "$SRV_IP" --count 1 --name good.example
@@ -903,7 +908,7 @@ scenario_fault_wrong_source_udp() {
 # "ipv6": true, "ip6tables": true. The IPv4 rules are there too (dual stack).
 scenario_masquerade6() {
   IFACES=(docker0 eth0 veth-c1)
-  { docker_filter_base; echo COMMIT; docker_nat_base; echo "$MASQ_RULE"; echo COMMIT; } | apply_rules
+  apply_docker_masquerade
   {
     docker_filter_base
     echo COMMIT
@@ -979,7 +984,7 @@ scenario_fault_masq_miss() {
 # leave eth0 with fd00:172:17::3; the outside has no route to the ULA prefix.
 scenario_fault_masq_miss6() {
   IFACES=(docker0 eth0 veth-c1)
-  { docker_filter_base; echo COMMIT; docker_nat_base; echo "$MASQ_RULE"; echo COMMIT; } | apply_rules
+  apply_docker_masquerade
   {
     docker_filter_base
     echo COMMIT
@@ -1568,7 +1573,7 @@ EXHAUST_UDP_SPORT=40153
 
 scenario_fault_snat_exhaustion_udp6() {
   IFACES=(docker0 eth0 veth-c1)
-  { docker_filter_base; echo COMMIT; docker_nat_base; echo "$MASQ_RULE"; echo COMMIT; } | apply_rules
+  apply_docker_masquerade
   {
     docker_filter_base
     echo COMMIT
@@ -1601,7 +1606,7 @@ scenario_fault_snat_exhaustion_udp6() {
 # of the same drops is the rule's counter; conntrack sees no insert failure.
 scenario_fault_syn_dropped_once() {
   IFACES=(docker0 eth0 veth-c1)
-  { docker_filter_base; echo COMMIT; docker_nat_base; echo "$MASQ_RULE"; echo COMMIT; } | apply_rules
+  apply_docker_masquerade
   hx iptables -I DOCKER-USER -i docker0 -p tcp --syn -m statistic --mode nth --every 2 --packet 0 -j DROP
   server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --lifetime 30
   server srv-udp "$NS_OUT" udp_server.py --port 53 --lifetime 30
@@ -1629,7 +1634,7 @@ scenario_fault_syn_dropped_once() {
 # same way and loses nothing.
 scenario_fault_dns_pair_dropped() {
   IFACES=(docker0 eth0 veth-c1)
-  { docker_filter_base; echo COMMIT; docker_nat_base; echo "$MASQ_RULE"; echo COMMIT; } | apply_rules
+  apply_docker_masquerade
   hx iptables -I DOCKER-USER -s "$C1_IP" -p udp --dport 53 -m statistic --mode nth --every 2 --packet 1 -j DROP
   # The server runs as SCHED_IDLE: woken by the A query, it must not preempt the
   # client before the kernel has taken the AAAA query from the same sendmmsg() call
@@ -1681,7 +1686,7 @@ proxy() {
 # egress goes through MASQUERADE as usual.
 scenario_userland_proxy() {
   IFACES=(docker0 eth0 veth-c1 lo)
-  { docker_filter_base; echo COMMIT; docker_nat_base; echo "$MASQ_RULE"; echo COMMIT; } | apply_rules
+  apply_docker_masquerade
   server web "$NS_C1" tcp_server.py --port 80 --lifetime 30
   server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --lifetime 30
   proxy proxy TCP4-LISTEN:8080,fork,reuseaddr "TCP4:$C1_IP:80"
@@ -1776,7 +1781,7 @@ scenario_fault_pmtu_black_hole() {
 scenario_fault_pmtu_black_hole6() {
   IFACES=(docker0 eth0 veth-c1)
   SNAPLEN=128
-  { docker_filter_base; echo COMMIT; docker_nat_base; echo "$MASQ_RULE"; echo COMMIT; } | apply_rules
+  apply_docker_masquerade
   {
     docker_filter_base
     echo COMMIT
@@ -1850,7 +1855,7 @@ scenario_fault_asym_route() {
   IFACES=(docker0 eth0 eth1 veth-c1)
   second_uplink
   hx sysctl -q -w net.ipv4.conf.eth1.rp_filter=1
-  { docker_filter_base; echo COMMIT; docker_nat_base; echo "$MASQ_RULE"; echo COMMIT; } | apply_rules
+  apply_docker_masquerade
   server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --lifetime 30
   start_recording
   client ok "$NS_C2" tcp_client.py --dst 198.51.100.2 --port 7000 --requests 2 --tag second \
@@ -1971,7 +1976,7 @@ CT_FILL=40
 # of existing entries still cross.
 scenario_fault_ct_table_full() {
   IFACES=(docker0 eth0 veth-c1)
-  { docker_filter_base; echo COMMIT; docker_nat_base; echo "$MASQ_RULE"; echo COMMIT; } | apply_rules
+  apply_docker_masquerade
   bridge_netfilter
   server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --port 8443 --max-conns 200 --lifetime 40
   server srv-udp "$NS_OUT" udp_server.py --port 53 --lifetime 40
@@ -2010,7 +2015,7 @@ scenario_fault_ct_table_full() {
 # the two held connections exchange once more.
 scenario_fault_ct_table_full6() {
   IFACES=(docker0 eth0 veth-c1)
-  { docker_filter_base; echo COMMIT; docker_nat_base; echo "$MASQ_RULE"; echo COMMIT; } | apply_rules
+  apply_docker_masquerade
   {
     docker_filter_base
     echo "-A DOCKER -d fd00:172:17::2/128 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT"
