@@ -39,8 +39,8 @@ pub struct Config {
 
 /// Reads the witnesses, then the captures, correlates, audits, and builds the model.
 /// A witness that cannot be opened fails the run before any capture is read; problems
-/// inside inputs are warnings in the model. The rules are parsed after the correlation:
-/// the rule set's many small allocations would otherwise slow the correlation's.
+/// inside inputs are warnings in the model. The rules are read first and parsed on a
+/// core of their own beside the correlation.
 pub fn run(cfg: &Config) -> anyhow::Result<Model> {
     let mut witnesses = cfg
         .witnesses
@@ -58,9 +58,14 @@ pub fn run(cfg: &Config) -> anyhow::Result<Model> {
     } else {
         Some(crate::rules::read_texts(&cfg.rules, &cfg.rules_before)?)
     };
-    let c = correlate::run(&cfg.captures, &cfg.read, cfg.correlate);
-    if let Some(texts) = rules {
-        witnesses.push(Witness::Rules(texts.parse()));
+    // Parsing is one thread's work, and the correlation leaves a core idle between its
+    // parallel stages.
+    let (c, parsed) = rayon::join(
+        || correlate::run(&cfg.captures, &cfg.read, cfg.correlate),
+        || rules.map(|texts| texts.parse()),
+    );
+    if let Some(set) = parsed {
+        witnesses.push(Witness::Rules(set));
     }
     let warnings = cfg
         .bundle_warnings
