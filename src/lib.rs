@@ -6,8 +6,10 @@
 //! lower layers (a test checks every `crate::` path against this list):
 //!
 //! <!-- layers -->
-//! 1. `diag`, `model`, `input`: located warnings; packets, tuples, translations; opening inputs
-//! 2. `decode`: bytes of one frame → owned packet summary
+//! 1. `diag`, `model`, `input`, `cidr`: located warnings; packets, tuples, translations;
+//!    opening inputs and how far their reading has got; address prefixes
+//! 2. `decode`, `filter`: bytes of one frame → owned packet summary; the `--filter`
+//!    language over tuples
 //! 3. `capture`: pcap/pcapng files → capture points and their packets
 //! 4. `flows`, `conntrack`, `rules`, `bundle`: per-point flows; the witnesses' readers
 //!    (conntrack; iptables/nftables rule sets and their evaluator); the evidence
@@ -23,12 +25,14 @@
 pub mod audit;
 pub mod bundle;
 pub mod capture;
+pub mod cidr;
 pub mod collect;
 pub mod commands;
 pub mod conntrack;
 pub mod correlate;
 pub mod decode;
 pub mod diag;
+pub mod filter;
 pub mod flows;
 pub mod input;
 pub mod model;

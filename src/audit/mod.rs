@@ -17,7 +17,6 @@
 //!   the NAT, which points are upstream of which) is learned from the correlated
 //!   connections themselves, or declared with `--inside`.
 
-pub mod cidr;
 mod context;
 pub mod ct;
 mod evidence;
@@ -31,7 +30,7 @@ use std::str::FromStr;
 
 use crate::correlate::Correlation;
 use crate::witness::Witness;
-pub use cidr::Cidr;
+pub use crate::cidr::Cidr;
 pub use context::{Ctx, Explained};
 pub use ct::{WitnessKind, WitnessSummary};
 pub use evidence::{Endpoint, EntryFacts, Evidence, GapFacts, HopFacts, RuleFacts, RuleRole};
