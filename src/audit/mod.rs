@@ -174,19 +174,9 @@ pub fn audit(c: &Correlation, cfg: &Config, witnesses: Vec<Witness>) -> Audit {
     let mut findings = findings::run_all(&x);
     let attributions = std::mem::take(&mut x.attributions);
     finish(c, &mut findings);
-    let mut by_connection = vec![Vec::new(); c.connections.len()];
-    for (i, f) in findings.iter().enumerate() {
-        for &ci in &f.conns {
-            if let Some(v) = by_connection.get_mut(ci) {
-                if !v.contains(&i) {
-                    v.push(i);
-                }
-            }
-        }
-    }
     Audit {
+        by_connection: by_connection(&findings, c.connections.len()),
         findings,
-        by_connection,
         inside: topo.inside.clone(),
         inside_declared: topo.declared,
         witnesses: ct::witnesses(c, &snapshots)
@@ -196,6 +186,21 @@ pub fn audit(c: &Correlation, cfg: &Config, witnesses: Vec<Witness>) -> Audit {
         rules: rule_set,
         attributions,
     }
+}
+
+/// For each of `n` connections, the indices of the findings that name it.
+pub fn by_connection(findings: &[Finding], n: usize) -> Vec<Vec<usize>> {
+    let mut by_connection = vec![Vec::new(); n];
+    for (i, f) in findings.iter().enumerate() {
+        for &ci in &f.conns {
+            if let Some(v) = by_connection.get_mut(ci) {
+                if !v.contains(&i) {
+                    v.push(i);
+                }
+            }
+        }
+    }
+    by_connection
 }
 
 /// Every rules input as one rule set; the host addresses the captures show when no

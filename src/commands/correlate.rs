@@ -4,10 +4,9 @@
 //! Exit status: 2 when an input had problems (warnings; the evidence is incomplete),
 //! else 1 when a finding trips `--fail-on` (default: any `error` finding), else 0.
 
-use std::io::{self, Write};
 use std::time::Duration;
 
-use super::{print_warnings, CaptureArgs, ExitStatus};
+use super::{print_warnings, CaptureArgs, ExitStatus, FilterArgs, Formats, OutputArgs};
 use crate::audit::{self, Cidr, FailOn};
 use crate::correlate;
 use crate::pipeline;
@@ -28,7 +27,7 @@ pub enum OutputFormat {
     /// One JSON object per line and connection, the CSV's columns.
     #[cfg(feature = "frames")]
     Ndjson,
-    /// The CSV's columns as Apache Parquet (binary: redirect standard output).
+    /// The CSV's columns as Apache Parquet (binary: -o FILE, or redirect standard output).
     #[cfg(feature = "frames")]
     Parquet,
 }
@@ -38,9 +37,11 @@ pub struct Args {
     #[command(flatten)]
     pub captures: CaptureArgs,
 
-    /// Output format.
-    #[arg(long, value_enum, default_value = "table")]
-    pub format: OutputFormat,
+    #[command(flatten)]
+    pub output: OutputArgs<OutputFormat>,
+
+    #[command(flatten)]
+    pub filter: FilterArgs,
 
     /// How far apart (after clock correction) two sightings of one packet may be.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
@@ -83,6 +84,12 @@ pub struct Args {
     pub rules_before: Vec<String>,
 }
 
+impl Formats for OutputFormat {
+    fn is_binary(&self) -> bool {
+        self.report().is_binary()
+    }
+}
+
 impl OutputFormat {
     fn report(self) -> Format {
         #[cfg(feature = "frames")]
@@ -122,6 +129,7 @@ impl Args {
             rules: self.rules.clone(),
             rules_before: self.rules_before.clone(),
             fail_on: self.fail_on.clone(),
+            filter: self.filter.parse()?,
             ..pipeline::Config::default()
         };
         let single = inputs.bundles.len() == 1;
@@ -153,16 +161,12 @@ impl Args {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitStatus> {
+    let format = args.output.format()?;
     let cfg = args.config()?;
-    let format = args.format.report();
-    if format.is_binary() && std::io::IsTerminal::is_terminal(&io::stdout()) {
-        anyhow::bail!("--format parquet writes binary data: redirect standard output to a file");
-    }
+    let mut out = args.output.open(&format)?;
     let model = pipeline::run(&cfg)?;
-    let mut out = io::BufWriter::new(io::stdout().lock());
-    format.renderer().render(&model, &mut out)?;
-    out.flush()?;
-    drop(out);
+    format.report().renderer().render(&model, &mut out)?;
+    out.finish()?;
     print_warnings(&model.warnings);
     Ok(model.exit_status())
 }

@@ -128,6 +128,9 @@ fn headline(m: &Model, out: &mut String) {
         )
     };
     let _ = writeln!(out, "{headline}\n");
+    if let Some(s) = &m.selection {
+        let _ = writeln!(out, "{}.\n", esc(&s.line()));
+    }
     let _ = writeln!(out, "{}.\n", esc(&summary_line(c)));
     let _ = writeln!(
         out,

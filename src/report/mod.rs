@@ -19,7 +19,7 @@ pub mod rules;
 pub mod table;
 pub mod text;
 
-pub use model::Model;
+pub use model::{Model, Selection};
 
 /// One output format of the correlation report.
 pub trait Render {
@@ -50,11 +50,24 @@ impl Format {
     /// The renderer of this format.
     pub fn renderer(self) -> Box<dyn Render> {
         match self {
-            Format::Table => Box::new(text::Text),
+            Format::Table => Box::new(Selected(text::Text)),
             Format::Json => Box::new(json::Json),
             Format::Markdown => Box::new(markdown::Markdown),
             #[cfg(feature = "frames")]
             Format::Frame(f) => Box::new(frame::Frame(f)),
         }
+    }
+}
+
+/// A report that opens, when `--filter` cut it, with the line saying so: the table,
+/// whose own first line is the findings' count.
+struct Selected<R>(R);
+
+impl<R: Render> Render for Selected<R> {
+    fn render(&self, m: &Model, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+        if let Some(s) = &m.selection {
+            writeln!(out, "{}\n", s.line())?;
+        }
+        self.0.render(m, out)
     }
 }
