@@ -132,11 +132,21 @@ impl<F: Formats> OutputArgs<F> {
             // As a file created in place would be, before the umask.
             .permissions(Permissions::from_mode(0o666))
             .tempfile_in(dir)
+            .map_err(without_path)
             .with_context(|| format!("{}: cannot create", path.display()))?;
         Ok(Output::File {
             tmp: BufWriter::new(tmp),
             path: path.to_path_buf(),
         })
+    }
+}
+
+/// tempfile's error without the name of the temporary file it appends: the user
+/// named another.
+fn without_path(e: io::Error) -> io::Error {
+    match e.to_string().split_once(" at path ") {
+        Some((what, _)) => io::Error::new(e.kind(), what.to_string()),
+        None => e,
     }
 }
 
