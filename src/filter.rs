@@ -441,7 +441,12 @@ impl Parser<'_> {
             "net" => match value.parse::<Cidr>() {
                 Ok(c) => Some(Test::Net(c)),
                 // An address with a bad length: the prefix parser says what is wrong.
-                Err(e) if value.split('/').next().is_some_and(|a| a.parse::<IpAddr>().is_ok()) => {
+                Err(e)
+                    if value
+                        .split('/')
+                        .next()
+                        .is_some_and(|a| a.parse::<IpAddr>().is_ok()) =>
+                {
                     return Err(self.error_here(e));
                 }
                 Err(_) => None,
@@ -558,14 +563,20 @@ mod tests {
     fn ipv6() {
         let a = t(Proto::Tcp, "fd00:172:17::2", 40000, "2001:db8:2::2", 7000);
         assert!(f("host fd00:172:17::2").matches(&a));
-        assert!(f("host FD00:172:17:0::2").matches(&a), "any spelling of the address");
+        assert!(
+            f("host FD00:172:17:0::2").matches(&a),
+            "any spelling of the address"
+        );
         assert!(f("net fd00:172:17::/64").matches(&a));
         assert!(f("dst net 2001:db8::/32 and port 7000").matches(&a));
         assert!(f("ip6 and tcp").matches(&a));
         assert!(!f("ip").matches(&a));
         assert!(f("fd00:172:17::2").matches(&a));
         assert!(!f("host 172.17.0.2").matches(&a));
-        assert!(!f("net 0.0.0.0/0").matches(&a), "a v4 prefix holds no v6 address");
+        assert!(
+            !f("net 0.0.0.0/0").matches(&a),
+            "a v4 prefix holds no v6 address"
+        );
         assert!(f("net ::/0").matches(&a));
     }
 
@@ -598,7 +609,10 @@ mod tests {
 
     #[test]
     fn errors_name_the_column() {
-        assert_eq!(err("tcp and host"), "at 13: expected an address after 'host'");
+        assert_eq!(
+            err("tcp and host"),
+            "at 13: expected an address after 'host'"
+        );
         assert_eq!(
             err("host foo and tcp"),
             "at 6: expected an address after 'host', found 'foo'"
@@ -623,11 +637,20 @@ mod tests {
             err("net bogus"),
             "at 5: expected a prefix (ADDRESS/LENGTH) or an address after 'net', found 'bogus'"
         );
-        assert_eq!(err("(tcp or udp"), "at 12: expected ')' to close the '(' at 1");
+        assert_eq!(
+            err("(tcp or udp"),
+            "at 12: expected ')' to close the '(' at 1"
+        );
         assert_eq!(err("tcp)"), "at 4: ')' closes no '('");
-        assert_eq!(err("tcp udp"), "at 5: expected 'and', 'or' or the end, found 'udp'");
+        assert_eq!(
+            err("tcp udp"),
+            "at 5: expected 'and', 'or' or the end, found 'udp'"
+        );
         assert_eq!(err("tcp and"), "at 8: expected an expression after 'and'");
-        assert_eq!(err("tcp and or udp"), "at 9: expected an expression, found 'or'");
+        assert_eq!(
+            err("tcp and or udp"),
+            "at 9: expected an expression, found 'or'"
+        );
         assert_eq!(err(""), "at 1: the expression is empty");
         assert_eq!(err("   "), "at 4: the expression is empty");
         assert_eq!(err("tcp & udp"), "at 5: '&' alone: write '&&' or 'and'");
@@ -642,15 +665,25 @@ mod tests {
         );
         assert!(err("bogus").starts_with("at 1: unknown word 'bogus' (expected host"));
         // Columns count characters, not bytes.
-        assert_eq!(err("host é"), "at 6: expected an address after 'host', found 'é'");
-        assert_eq!(err("tcp\u{a0}and\u{a0}"), "at 9: expected an expression after 'and'");
+        assert_eq!(
+            err("host é"),
+            "at 6: expected an address after 'host', found 'é'"
+        );
+        assert_eq!(
+            err("tcp\u{a0}and\u{a0}"),
+            "at 9: expected an expression after 'and'"
+        );
     }
 
     #[test]
     fn nesting_is_bounded() {
         let deep = format!("{}tcp{}", "(".repeat(MAX_DEPTH), ")".repeat(MAX_DEPTH));
         assert!(Filter::parse(&deep).is_ok());
-        let deeper = format!("{}tcp{}", "(".repeat(MAX_DEPTH + 1), ")".repeat(MAX_DEPTH + 1));
+        let deeper = format!(
+            "{}tcp{}",
+            "(".repeat(MAX_DEPTH + 1),
+            ")".repeat(MAX_DEPTH + 1)
+        );
         assert!(err(&deeper).contains("nested deeper than 64"));
         let nots = format!("{}tcp", "not ".repeat(100_000));
         assert!(err(&nots).contains("nested deeper"));

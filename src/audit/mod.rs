@@ -28,9 +28,9 @@ mod topology;
 use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 
+pub use crate::cidr::Cidr;
 use crate::correlate::Correlation;
 use crate::witness::Witness;
-pub use crate::cidr::Cidr;
 pub use context::{Ctx, Explained};
 pub use ct::{WitnessKind, WitnessSummary};
 pub use evidence::{Endpoint, EntryFacts, Evidence, GapFacts, HopFacts, RuleFacts, RuleRole};

@@ -61,7 +61,9 @@ pub struct OutputArgs<F: Formats> {
 
 /// The format `ext` stands for among the command's, when there is one.
 fn by_extension<F: Formats>(ext: &str) -> Option<F> {
-    let (_, names) = EXTENSIONS.iter().find(|(e, _)| e.eq_ignore_ascii_case(ext))?;
+    let (_, names) = EXTENSIONS
+        .iter()
+        .find(|(e, _)| e.eq_ignore_ascii_case(ext))?;
     names.iter().find_map(|n| F::from_str(n, false).ok())
 }
 
@@ -95,7 +97,10 @@ impl<F: Formats> OutputArgs<F> {
         if let Some(f) = by_extension(&ext) {
             return Ok(f);
         }
-        let what = match EXTENSIONS.iter().find(|(e, _)| e.eq_ignore_ascii_case(&ext)) {
+        let what = match EXTENSIONS
+            .iter()
+            .find(|(e, _)| e.eq_ignore_ascii_case(&ext))
+        {
             Some((_, names)) => format!("{} output is not available here", names[0]),
             None => format!(".{ext} is no report format"),
         };
@@ -167,9 +172,14 @@ impl Output {
             Output::Stdout(mut w) => w.flush()?,
             Output::File { tmp, path } => {
                 let cannot = || format!("{}: cannot write", path.display());
-                let tmp = tmp.into_inner().map_err(|e| e.into_error()).with_context(cannot)?;
+                let tmp = tmp
+                    .into_inner()
+                    .map_err(|e| e.into_error())
+                    .with_context(cannot)?;
                 tmp.as_file().sync_all().with_context(cannot)?;
-                tmp.persist(&path).map_err(|e| e.error).with_context(cannot)?;
+                tmp.persist(&path)
+                    .map_err(|e| e.error)
+                    .with_context(cannot)?;
             }
         }
         Ok(())

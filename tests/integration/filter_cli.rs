@@ -146,7 +146,10 @@ fn every_connection_is_found_by_its_inside_and_its_outside_tuple() {
     for scenario in SCENARIOS {
         let (_, all) = correlate(scenario, &[]);
         let conns = all["connections"].as_array().unwrap();
-        assert!(conns.len() > 1, "{scenario}: too few connections to select from");
+        assert!(
+            conns.len() > 1,
+            "{scenario}: too few connections to select from"
+        );
         let mut translated = 0;
         for c in conns {
             let id = c["id"].as_str().unwrap();
@@ -167,7 +170,10 @@ fn every_connection_is_found_by_its_inside_and_its_outside_tuple() {
                 assert!(kept.contains(id), "{scenario}: {id} by its outside port");
             }
         }
-        assert!(translated > 0, "{scenario}: no translated connection to find");
+        assert!(
+            translated > 0,
+            "{scenario}: no translated connection to find"
+        );
     }
 }
 
@@ -194,10 +200,17 @@ fn a_filter_that_keeps_no_error_exits_zero() {
     assert!(!others.is_empty());
     for c in others {
         let h = &c["hops"][0];
-        let expr = format!("src host {} and src port {}", h["src"].as_str().unwrap(), h["sport"]);
+        let expr = format!(
+            "src host {} and src port {}",
+            h["src"].as_str().unwrap(),
+            h["sport"]
+        );
         let (code, doc) = correlate("fault-forward-drop", &["--filter", &expr]);
         assert_eq!(code, 0, "{expr}");
-        assert_eq!(ids(&doc), BTreeSet::from([c["id"].as_str().unwrap().to_string()]));
+        assert_eq!(
+            ids(&doc),
+            BTreeSet::from([c["id"].as_str().unwrap().to_string()])
+        );
         assert!(doc["findings"].as_array().unwrap().is_empty(), "{expr}");
     }
 }
@@ -239,7 +252,8 @@ fn the_table_and_markdown_say_a_filter_was_applied() {
     let (_, tcp) = correlate("port-collision", &["--filter", "tcp"]);
     let kept = ids(&tcp).len();
     assert!(kept > 0 && kept < total);
-    let line = format!("filter `tcp`: {kept} of {total} connections kept, and the findings about them");
+    let line =
+        format!("filter `tcp`: {kept} of {total} connections kept, and the findings about them");
     assert_eq!(table.lines().next(), Some(line.as_str()), "{table}");
     assert!(!whole.contains("filter `"));
     args.extend(["--format", "markdown"]);
@@ -293,7 +307,12 @@ fn flows_keep_the_flows_it_matches() {
             let p = Prim::Port(port);
             let want: Vec<&Value> = all.iter().filter(|f| p.matches(f)).collect();
             let got = flows(&["--filter", &p.text()]);
-            assert_eq!(got.iter().collect::<Vec<_>>(), want, "{scenario} {}", p.text());
+            assert_eq!(
+                got.iter().collect::<Vec<_>>(),
+                want,
+                "{scenario} {}",
+                p.text()
+            );
         }
     }
 }
@@ -325,12 +344,20 @@ fn conntrack_keeps_entries_by_either_tuple() {
                     .filter(|e| p.matches(&e["orig"]) || p.matches(&e["reply"]))
                     .collect();
                 let got = entries(&["--filter", &p.text()]);
-                assert_eq!(got.iter().collect::<Vec<_>>(), want, "{scenario} {}", p.text());
+                assert_eq!(
+                    got.iter().collect::<Vec<_>>(),
+                    want,
+                    "{scenario} {}",
+                    p.text()
+                );
                 if !p.matches(orig) {
                     reply_only += 1;
                 }
             }
         }
-        assert!(reply_only > 0, "{scenario}: no entry found by its REPLY tuple alone");
+        assert!(
+            reply_only > 0,
+            "{scenario}: no entry found by its REPLY tuple alone"
+        );
     }
 }

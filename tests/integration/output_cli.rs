@@ -23,7 +23,12 @@ fn same_as_stdout(args: &[&str], format: Option<&str>, name: &str) -> Vec<u8> {
     to_file.extend(["-o", file.to_str().unwrap()]);
     let a = natcheck(&to_stdout);
     let b = natcheck(&to_file);
-    assert_eq!(a.status.code(), b.status.code(), "{to_file:?}: {}", stderr(&b));
+    assert_eq!(
+        a.status.code(),
+        b.status.code(),
+        "{to_file:?}: {}",
+        stderr(&b)
+    );
     assert!(b.stdout.is_empty(), "{to_file:?} wrote to standard output");
     let written = std::fs::read(&file).unwrap_or_else(|e| panic!("{to_file:?}: {e}"));
     assert_eq!(written, a.stdout, "{to_file:?} against {to_stdout:?}");
@@ -37,7 +42,13 @@ fn the_extension_picks_the_format_of_every_command() {
     let d = sample("port-collision/docker0.pcap");
     let e = sample("port-collision/eth0.pcap");
     let ct = sample("port-collision/conntrack.txt");
-    let correlate = ["correlate", d.as_str(), e.as_str(), "--conntrack", ct.as_str()];
+    let correlate = [
+        "correlate",
+        d.as_str(),
+        e.as_str(),
+        "--conntrack",
+        ct.as_str(),
+    ];
     for (format, name) in [
         (None, "report"),
         (Some("table"), "report.txt"),
@@ -147,7 +158,14 @@ fn completions_know_every_command_and_option() {
     let out = natcheck(&["completions", "bash"]);
     assert_eq!(out.status.code(), Some(0));
     let bash = stdout(&out);
-    for word in ["correlate", "flows", "conntrack", "--filter", "--output", "--quiet"] {
+    for word in [
+        "correlate",
+        "flows",
+        "conntrack",
+        "--filter",
+        "--output",
+        "--quiet",
+    ] {
         assert!(bash.contains(word), "bash completion lacks {word}");
     }
     for shell in ["zsh", "fish", "elvish", "powershell"] {
@@ -172,17 +190,35 @@ fn man_pages_have_every_command_and_option() {
     let out = natcheck(&["man", "--dir", pages.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(out.stdout.is_empty());
-    for name in ["natcheck", "correlate", "flows", "conntrack", "explain", "snapshot", "collect"] {
+    for name in [
+        "natcheck",
+        "correlate",
+        "flows",
+        "conntrack",
+        "explain",
+        "snapshot",
+        "collect",
+    ] {
         let file = if name == "natcheck" {
             "natcheck.1".to_string()
         } else {
             format!("natcheck-{name}.1")
         };
-        let text = std::fs::read_to_string(pages.join(&file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let text =
+            std::fs::read_to_string(pages.join(&file)).unwrap_or_else(|e| panic!("{file}: {e}"));
         assert!(text.contains(".TH natcheck"), "{file}");
     }
     let correlate = std::fs::read_to_string(pages.join("natcheck-correlate.1")).unwrap();
-    for word in ["\\-\\-filter", "\\-\\-output", "\\-\\-format", "\\-\\-conntrack", "\\-\\-fail\\-on"] {
-        assert!(correlate.contains(word), "natcheck-correlate.1 lacks {word}");
+    for word in [
+        "\\-\\-filter",
+        "\\-\\-output",
+        "\\-\\-format",
+        "\\-\\-conntrack",
+        "\\-\\-fail\\-on",
+    ] {
+        assert!(
+            correlate.contains(word),
+            "natcheck-correlate.1 lacks {word}"
+        );
     }
 }
