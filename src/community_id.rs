@@ -65,6 +65,8 @@ pub fn v1(seed: u16, src: IpAddr, dst: IpAddr, proto: u8, ports: Ports) -> Optio
 /// that form two-way flows (Zeek's mapping); `None` for one-way messages (errors and
 /// the rest), whose code stands in for the destination port.
 fn counterpart(v6: bool, t: u8) -> Option<u8> {
+    // Request and reply both ways, except that an IPv4 router advertisement (9)
+    // answers no one in particular: only the solicitation (10) maps to it.
     let pairs: &[(u8, u8)] = if v6 {
         &[
             (128, 129), // echo request, reply
@@ -80,18 +82,15 @@ fn counterpart(v6: bool, t: u8) -> Option<u8> {
             (13, 14), // timestamp request, reply
             (15, 16), // information request, reply
             (17, 18), // address mask request, reply
-            (10, 9),  // router solicitation, advertisement
         ]
     };
-    pairs.iter().find_map(|&(q, r)| {
-        if t == q {
-            Some(r)
-        } else if t == r && !(!v6 && t == 9) {
-            // An IPv4 router advertisement answers no one in particular: one-way.
-            Some(q)
-        } else {
-            None
-        }
+    if !v6 && t == 10 {
+        return Some(9);
+    }
+    pairs.iter().find_map(|&(q, r)| match t {
+        _ if t == q => Some(r),
+        _ if t == r => Some(q),
+        _ => None,
     })
 }
 
