@@ -6,8 +6,9 @@
 //! lower layers (a test checks every `crate::` path against this list):
 //!
 //! <!-- layers -->
-//! 1. `diag`, `model`, `input`, `cidr`: located warnings; packets, tuples, translations;
-//!    opening inputs and how far their reading has got; address prefixes
+//! 1. `diag`, `model`, `input`, `community_id`, `cidr`: located warnings; packets,
+//!    tuples, translations; opening inputs and how far their reading has got; the
+//!    Community ID of a flow; address prefixes
 //! 2. `decode`, `filter`: bytes of one frame → owned packet summary; the `--filter`
 //!    language over tuples
 //! 3. `capture`: pcap/pcapng files → capture points and their packets
@@ -17,9 +18,11 @@
 //! 5. `correlate`, `witness`, `collect`: the same connections across points; witness
 //!    inputs; `natcheck collect`, which captures on the NAT host and writes a bundle
 //! 6. `audit`: findings, as data
-//! 7. `report`: the report model and one renderer per format; every word users read
-//! 8. `pipeline`: inputs → report model, the library entry point
-//! 9. `commands`: flags → pipeline configuration and a renderer
+//! 7. `diff`: two correlation reports compared (new, gone and changed findings and
+//!    translations), as data
+//! 8. `report`: the report model and one renderer per format; every word users read
+//! 9. `pipeline`: inputs → report model, the library entry point
+//! 10. `commands`: flags → pipeline configuration and a renderer
 //! <!-- /layers -->
 
 pub mod audit;
@@ -28,10 +31,12 @@ pub mod capture;
 pub mod cidr;
 pub mod collect;
 pub mod commands;
+pub mod community_id;
 pub mod conntrack;
 pub mod correlate;
 pub mod decode;
 pub mod diag;
+pub mod diff;
 pub mod filter;
 pub mod flows;
 pub mod input;

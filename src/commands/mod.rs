@@ -7,6 +7,7 @@ pub mod collect;
 pub mod completions;
 pub mod conntrack;
 pub mod correlate;
+pub mod diff;
 pub mod explain;
 pub mod flows;
 pub mod man;

@@ -86,6 +86,22 @@ fn the_extension_picks_the_format_of_every_command() {
     ];
     same_as_stdout(&explain, Some("json"), "walk.json");
     same_as_stdout(&explain, Some("table"), "walk.txt");
+
+    // Two reports written with -o, then compared.
+    let dir = scratch();
+    let report = |scenario: &str| {
+        let file = dir.path().join(format!("{scenario}.json"));
+        let d = sample(&format!("{scenario}/docker0.pcap"));
+        let e = sample(&format!("{scenario}/eth0.pcap"));
+        natcheck(&["correlate", &d, &e, "-o", file.to_str().unwrap()]);
+        file.to_str().unwrap().to_string()
+    };
+    let (clean, fault) = (report("forward-drop-clean"), report("fault-forward-drop"));
+    let diff = ["diff", clean.as_str(), fault.as_str()];
+    let md = same_as_stdout(&diff, Some("markdown"), "diff.md");
+    assert!(String::from_utf8(md).unwrap().contains("lost"));
+    same_as_stdout(&diff, Some("json"), "diff.json");
+    same_as_stdout(&diff, None, "diff.txt");
 }
 
 #[test]
