@@ -18,4 +18,5 @@ mod layers;
 mod rules_cli;
 mod segmentation;
 mod snapshot_netns;
+mod tables_cli;
 mod truth;
