@@ -481,12 +481,11 @@ pub fn index(c: &Correlation) -> HashMap<Tuple, Vec<(usize, usize)>> {
     idx
 }
 
-/// A connection's entry in a conntrack table: the entry, and the hop whose tuple is
-/// its ORIGINAL.
+/// A connection's entry in a conntrack table (its ORIGINAL tuple is the tuple of one
+/// of the connection's hops).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CtMatch {
     pub conn: usize,
-    pub hop: usize,
     pub entry: CtEntry,
 }
 
@@ -499,10 +498,9 @@ pub fn matches(c: &Correlation, snaps: &[Snapshot]) -> Vec<CtMatch> {
     for snap in snaps.iter().filter(|s| !s.from_events) {
         let mut here: BTreeMap<usize, CtMatch> = BTreeMap::new();
         for e in &snap.entries {
-            if let Some((conn, hop)) = locate(c, &idx, e) {
+            if let Some((conn, _)) = locate(c, &idx, e) {
                 here.entry(conn).or_insert_with(|| CtMatch {
                     conn,
-                    hop,
                     entry: e.clone(),
                 });
             }

@@ -16,9 +16,9 @@ use polars::prelude::*;
 use super::explain::Words;
 use super::rules::{attribution_json, AttributionJson, RuleJson};
 use super::{Model, Render};
-use crate::audit::ct::CtMatch;
+use crate::audit::ct::{CtEntry, CtMatch};
 use crate::audit::Finding;
-use crate::correlate::{Connection, Correlation, Hop, Link};
+use crate::correlate::{Connection, Correlation, Hop, Latency, Link};
 use crate::model::{NatChange, Tuple};
 
 /// The tabular output formats.
@@ -131,11 +131,11 @@ struct HopRow<'a> {
 }
 
 impl<'a> HopRow<'a> {
-    fn ct(&self) -> Option<&'a crate::audit::ct::CtEntry> {
+    fn ct(&self) -> Option<&'a CtEntry> {
         self.facts.ct.map(|x| &x.entry)
     }
 
-    fn latency(&self, f: fn(&crate::correlate::Latency) -> Option<i64>) -> Option<i64> {
+    fn latency(&self, f: fn(&Latency) -> Option<i64>) -> Option<i64> {
         self.link.and_then(|l| l.latency.as_ref()).and_then(f)
     }
 }
@@ -456,11 +456,12 @@ impl Render for Frame {
 
 pub fn write(df: &mut DataFrame, format: FrameFormat, out: &mut impl Write) -> PolarsResult<()> {
     match format {
-        // Times as in every other report: RFC 3339, UTC, nanoseconds.
+        // Times as in every other report, RFC 3339 with nanoseconds, written by
+        // `fmt.rs`: polars formats UTC datetimes only with its time zone database, and
+        // its JSON writer drops nanoseconds.
         FrameFormat::Csv => CsvWriter::new(out)
             .include_header(true)
             .finish(&mut times_as_text(df)?),
-        // The JSON writer has no datetime format and drops nanoseconds.
         FrameFormat::Ndjson => JsonWriter::new(out)
             .with_json_format(JsonFormat::JsonLines)
             .finish(&mut times_as_text(df)?),

@@ -269,7 +269,7 @@ fn connection_rows_are_the_json_hops_in_every_format() {
             ) {
                 assert!(p50 <= p99 && p99 <= max, "{g:?}");
             }
-            check_conntrack(g);
+            check_conntrack(g, &got);
         }
         assert!(
             got.iter().any(|g| !g["ct_id"].is_null()) == args.contains(&"--conntrack".to_string()),
@@ -325,8 +325,9 @@ fn connection_rows_are_the_json_hops_in_every_format() {
 }
 
 /// A row's conntrack entry is the line of the table it names: that entry's id, state
-/// and mark, and its ORIGINAL tuple is the tuple of one of the connection's hops.
-fn check_conntrack(row: &Map<String, Value>) {
+/// and mark, and its ORIGINAL tuple (first on the line) is the tuple of one of the
+/// connection's hops.
+fn check_conntrack(row: &Map<String, Value>, rows: &[Map<String, Value>]) {
     let Some(place) = row["ct_entry"].as_str() else {
         assert!(row["ct_id"].is_null() && row["ct_state"].is_null());
         return;
@@ -337,58 +338,29 @@ fn check_conntrack(row: &Map<String, Value>) {
         .lines()
         .nth(line.parse::<usize>().unwrap() - 1)
         .unwrap();
-    let has = |k: &str, v: &Value| {
-        entry
-            .split_whitespace()
-            .any(|w| w == format!("{k}={}", cell(v)))
-    };
-    assert!(has("id", &row["ct_id"]), "{entry}: {row:?}");
-    assert!(has("mark", &row["ct_mark"]), "{entry}: {row:?}");
+    let words: Vec<&str> = entry.split_whitespace().collect();
+    let first = |k: &str| words.iter().find_map(|w| w.strip_prefix(&format!("{k}=")));
+    // The entry's id ends the line (an ICMP tuple has an `id=` of its own).
+    let last_id = words.iter().rev().find_map(|w| w.strip_prefix("id="));
+    assert_eq!(last_id, Some(cell(&row["ct_id"]).as_str()), "{entry}");
+    assert_eq!(
+        first("mark"),
+        Some(cell(&row["ct_mark"]).as_str()),
+        "{entry}"
+    );
     if let Some(state) = row["ct_state"].as_str() {
-        assert!(entry.split_whitespace().any(|w| w == state), "{entry}");
+        assert!(words.contains(&state), "{entry}");
     }
-}
-
-/// Every hop's ORIGINAL-direction source in the sample's conntrack entries that the
-/// connections table names.
-#[test]
-fn conntrack_entries_sit_on_their_connections() {
-    for args in samples()
-        .into_iter()
-        .filter(|a| a.contains(&"--conntrack".to_string()))
-    {
-        let rows = ndjson(&args);
-        let named: Vec<&Map<String, Value>> =
-            rows.iter().filter(|r| !r["ct_entry"].is_null()).collect();
-        assert!(!named.is_empty(), "{args:?}");
-        for r in named {
-            let place = r["ct_entry"].as_str().unwrap();
-            let (file, line) = place.rsplit_once(':').unwrap();
-            let text = fs::read_to_string(root().join(file)).unwrap();
-            let entry = text
-                .lines()
-                .nth(line.parse::<usize>().unwrap() - 1)
-                .unwrap();
-            // ORIGINAL comes first on the line.
-            let first = |k: &str| {
-                entry
-                    .split_whitespace()
-                    .find_map(|w| w.strip_prefix(&format!("{k}=")))
-                    .unwrap()
-                    .to_string()
-            };
-            let on_a_hop = rows.iter().any(|h| {
-                h["connection"] == r["connection"]
-                    && cell(&h["src"]) == first("src")
-                    && cell(&h["dst"]) == first("dst")
-            });
-            assert!(
-                on_a_hop,
-                "{place}: {entry} is on no hop of {}",
-                r["connection"]
-            );
-        }
-    }
+    let on_a_hop = rows.iter().any(|h| {
+        h["connection"] == row["connection"]
+            && first("src") == h["src"].as_str()
+            && first("dst") == h["dst"].as_str()
+    });
+    assert!(
+        on_a_hop,
+        "{place}: {entry} is on no hop of {}",
+        row["connection"]
+    );
 }
 
 /// `--tables DIR`: the connections table is the `--format parquet` output, byte for
@@ -446,36 +418,27 @@ fn tables_dir_holds_connections_findings_and_points() {
         }
 
         let points = read("points");
-        let names: Vec<&str> = points
-            .column("point")
-            .unwrap()
-            .str()
-            .unwrap()
-            .iter()
-            .flatten()
-            .collect();
-        let want: Vec<&str> = doc["points"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["name"].as_str().unwrap())
-            .collect();
-        assert_eq!(names, want);
-        let basis: Vec<&str> = points
-            .column("clock_basis")
-            .unwrap()
-            .str()
-            .unwrap()
-            .iter()
-            .flatten()
-            .collect();
-        let want: Vec<&str> = doc["points"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["clock_basis"].as_str().unwrap())
-            .collect();
-        assert_eq!(basis, want);
+        for (column, field) in [
+            ("point", "name"),
+            ("source", "source"),
+            ("linktype", "linktype"),
+            ("clock_basis", "clock_basis"),
+        ] {
+            let got: Vec<Option<&str>> = points
+                .column(column)
+                .unwrap()
+                .str()
+                .unwrap()
+                .iter()
+                .collect();
+            let want: Vec<Option<&str>> = doc["points"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p[field].as_str())
+                .collect();
+            assert_eq!(got, want, "{column}");
+        }
     }
 }
 
