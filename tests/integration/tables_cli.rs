@@ -31,25 +31,27 @@ fn scratch(tag: &str) -> Scratch {
 }
 
 /// Recordings of different shapes: TCP through three points with SNAT and DNAT, its
-/// conntrack table and kube-proxy's rules; IPv6 with ICMPv6, UDP and TCP; replies that
-/// left by another uplink (return hops), with a finding; and replies to a published
-/// port that arrived by another uplink (a return hop with a link downstream).
+/// conntrack table and kube-proxy's rules; IPv6 with ICMPv6, UDP and TCP, with its
+/// table and ip6tables rules; replies that left by another uplink (return hops), with
+/// a finding; replies to a published port that arrived by another uplink (a return
+/// hop with a link downstream); a connection a FORWARD rule dropped.
 fn samples() -> Vec<Vec<String>> {
     let files = |s: &str, names: &[&str]| -> Vec<String> {
         names.iter().map(|n| format!("samples/{s}/{n}")).collect()
     };
+    let witnesses = |s: &str, rules: &str| -> Vec<String> {
+        let f = |n: &str| format!("samples/{s}/{n}");
+        vec![
+            "--conntrack".into(),
+            f("conntrack.txt"),
+            "--rules".into(),
+            f(rules),
+        ]
+    };
     let mut nodeport = files("nodeport", &["eth0.pcap", "docker0.pcap", "veth-c1.pcap"]);
-    nodeport.extend([
-        "--conntrack".into(),
-        "samples/nodeport/conntrack.txt".into(),
-        "--rules".into(),
-        "samples/nodeport/iptables.txt".into(),
-    ]);
+    nodeport.extend(witnesses("nodeport", "iptables.txt"));
     let mut masq6 = files("masquerade6", &["docker0.pcap", "eth0.pcap"]);
-    masq6.extend([
-        "--conntrack".into(),
-        "samples/masquerade6/conntrack.txt".into(),
-    ]);
+    masq6.extend(witnesses("masquerade6", "ip6tables.txt"));
     let asym = files(
         "fault-asym-route6",
         &["veth-c1.pcap", "docker0.pcap", "eth0.pcap", "eth1.pcap"],
@@ -58,7 +60,12 @@ fn samples() -> Vec<Vec<String>> {
         "asym-route-loose",
         &["veth-c1.pcap", "docker0.pcap", "eth0.pcap", "eth1.pcap"],
     );
-    vec![nodeport, masq6, asym, loose]
+    let mut dropped = files(
+        "fault-forward-drop",
+        &["veth-c1.pcap", "docker0.pcap", "eth0.pcap"],
+    );
+    dropped.extend(witnesses("fault-forward-drop", "iptables.txt"));
+    vec![nodeport, masq6, asym, loose, dropped]
 }
 
 /// `natcheck correlate ARGS... EXTRA...`; its standard output. Findings may make it
