@@ -26,6 +26,21 @@ pub struct Model {
     pub selection: Option<Selection>,
 }
 
+/// Keeps the items of `v` whose connection (`conn`) has a `new` number, renumbered.
+fn renumber<T>(
+    v: &mut Vec<T>,
+    new: &impl Fn(usize) -> Option<usize>,
+    conn: fn(&mut T) -> &mut usize,
+) {
+    v.retain_mut(|x| match new(*conn(x)) {
+        Some(i) => {
+            *conn(x) = i;
+            true
+        }
+        None => false,
+    });
+}
+
 /// What `--filter` kept of the report.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Selection {
@@ -105,13 +120,8 @@ impl Model {
         }
         let kept = self.correlation.connections.len();
         audit.by_connection = crate::audit::by_connection(&audit.findings, kept);
-        audit.attributions.retain_mut(|a| match new(a.conn) {
-            Some(i) => {
-                a.conn = i;
-                true
-            }
-            None => false,
-        });
+        renumber(&mut audit.attributions, &new, |a| &mut a.conn);
+        renumber(&mut audit.conntrack, &new, |m| &mut m.conn);
         self.selection = Some(Selection {
             expression: filter.text().to_string(),
             kept,
@@ -139,6 +149,12 @@ impl Model {
     pub fn attribution(&self, i: usize) -> Option<&crate::audit::rules::Attribution> {
         let a = &self.audit.attributions;
         a.binary_search_by_key(&i, |x| x.conn).ok().map(|k| &a[k])
+    }
+
+    /// Connection `i`'s entry in a conntrack table, when one holds it.
+    pub fn conntrack_entry(&self, i: usize) -> Option<&crate::audit::ct::CtMatch> {
+        let m = &self.audit.conntrack;
+        m.binary_search_by_key(&i, |x| x.conn).ok().map(|k| &m[k])
     }
 
     /// The state a TCP hop of connection `i` reached: what its flags say, except where

@@ -27,16 +27,42 @@ fn captures(scenario: &str) -> Vec<String> {
     v
 }
 
-/// `natcheck correlate --format json CAPTURES... EXTRA...`: exit status and document.
-fn correlate(scenario: &str, extra: &[&str]) -> (i32, Value) {
-    let caps = captures(scenario);
-    let mut args = vec!["correlate", "--format", "json"];
-    args.extend(caps.iter().map(String::as_str));
+/// `natcheck correlate CAPTURES... --conntrack CT --rules RULES... EXTRA...`: exit
+/// status and standard output.
+fn run(scenario: &str, extra: &[&str]) -> (i32, Vec<u8>) {
+    let mut files = captures(scenario);
+    files.push("--conntrack".into());
+    files.push(sample(&format!("{scenario}/conntrack.txt")));
+    for rules in ["iptables.txt", "ip6tables.txt"] {
+        let path = sample(&format!("{scenario}/{rules}"));
+        if root().join(&path).is_file() {
+            files.push("--rules".into());
+            files.push(path);
+        }
+    }
+    let mut args = vec!["correlate"];
+    args.extend(files.iter().map(String::as_str));
     args.extend_from_slice(extra);
     let out = natcheck(&args);
-    let doc = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", stderr(&out)));
-    (out.status.code().unwrap_or(-1), doc)
+    assert!(!out.stdout.is_empty(), "{args:?}: {}", stderr(&out));
+    (out.status.code().unwrap_or(-1), out.stdout)
+}
+
+/// [`run`] with `--format json`: exit status and document.
+fn correlate(scenario: &str, extra: &[&str]) -> (i32, Value) {
+    let (code, out) = run(scenario, &[&["--format", "json"], extra].concat());
+    let doc = serde_json::from_slice(&out).unwrap_or_else(|e| panic!("{scenario} {extra:?}: {e}"));
+    (code, doc)
+}
+
+/// The CSV rows (one per connection and hop) of the connections `ids`.
+fn csv_rows(csv: &[u8], ids: &BTreeSet<String>) -> Vec<String> {
+    String::from_utf8_lossy(csv)
+        .lines()
+        .skip(1)
+        .filter(|l| l.split(',').next().is_some_and(|id| ids.contains(id)))
+        .map(str::to_string)
+        .collect()
 }
 
 /// One primitive of the language, worked out on a JSON tuple.
@@ -138,6 +164,22 @@ fn check(scenario: &str, all: &Value, p: &Prim) -> BTreeSet<String> {
     let warned = !got["warnings"].as_array().unwrap().is_empty();
     let expected = if warned { 2 } else { i32::from(errors > 0) };
     assert_eq!(code, expected, "{scenario} --filter '{text}': exit status");
+    // Each kept connection's rows, with its conntrack entry, its rules and its
+    // findings, are those of the whole run.
+    if cfg!(feature = "frames") {
+        let (_, whole) = run(scenario, &["--format", "csv"]);
+        let (_, cut) = run(scenario, &["--format", "csv", "--filter", &text]);
+        let rows = csv_rows(&cut, &want);
+        assert_eq!(
+            rows.len(),
+            String::from_utf8_lossy(&cut).lines().count() - 1
+        );
+        assert_eq!(
+            rows,
+            csv_rows(&whole, &want),
+            "{scenario} --filter '{text}' as CSV"
+        );
+    }
     want
 }
 

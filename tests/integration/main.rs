@@ -20,4 +20,5 @@ mod output_cli;
 mod rules_cli;
 mod segmentation;
 mod snapshot_netns;
+mod tables_cli;
 mod truth;
