@@ -59,12 +59,17 @@ pub struct OutputArgs<F: Formats> {
     pub output: Option<PathBuf>,
 }
 
-/// The format `ext` stands for among the command's, when there is one.
-fn by_extension<F: Formats>(ext: &str) -> Option<F> {
+/// The names of the formats the extension `ext` stands for, when `-o` knows it.
+fn names(ext: &str) -> Option<&'static [&'static str]> {
     let (_, names) = EXTENSIONS
         .iter()
         .find(|(e, _)| e.eq_ignore_ascii_case(ext))?;
-    names.iter().find_map(|n| F::from_str(n, false).ok())
+    Some(names)
+}
+
+/// The format `ext` stands for among the command's, when there is one.
+fn by_extension<F: Formats>(ext: &str) -> Option<F> {
+    names(ext)?.iter().find_map(|n| F::from_str(n, false).ok())
 }
 
 /// `.txt (table), .json (json), ...`: the extensions the command writes.
@@ -97,11 +102,8 @@ impl<F: Formats> OutputArgs<F> {
         if let Some(f) = by_extension(&ext) {
             return Ok(f);
         }
-        let what = match EXTENSIONS
-            .iter()
-            .find(|(e, _)| e.eq_ignore_ascii_case(&ext))
-        {
-            Some((_, names)) => format!("{} output is not available here", names[0]),
+        let what = match names(&ext).and_then(|n| n.first()) {
+            Some(name) => format!("{name} output is not available here"),
             None => format!(".{ext} is no report format"),
         };
         anyhow::bail!(

@@ -23,7 +23,7 @@ pub mod table;
 pub mod tables;
 pub mod text;
 
-pub use model::{Model, Selection};
+pub use model::Model;
 
 /// One output format of the correlation report.
 pub trait Render {

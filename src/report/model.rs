@@ -26,21 +26,6 @@ pub struct Model {
     pub selection: Option<Selection>,
 }
 
-/// Keeps the items of `v` whose connection (`conn`) has a `new` number, renumbered.
-fn renumber<T>(
-    v: &mut Vec<T>,
-    new: &impl Fn(usize) -> Option<usize>,
-    conn: fn(&mut T) -> &mut usize,
-) {
-    v.retain_mut(|x| match new(*conn(x)) {
-        Some(i) => {
-            *conn(x) = i;
-            true
-        }
-        None => false,
-    });
-}
-
 /// What `--filter` kept of the report.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Selection {
@@ -221,4 +206,19 @@ impl Model {
             parts.join(",")
         }
     }
+}
+
+/// Keeps the items of `v` whose connection (`conn`) has a `new` number, renumbered.
+fn renumber<T>(
+    v: &mut Vec<T>,
+    new: &impl Fn(usize) -> Option<usize>,
+    conn: fn(&mut T) -> &mut usize,
+) {
+    v.retain_mut(|x| match new(*conn(x)) {
+        Some(i) => {
+            *conn(x) = i;
+            true
+        }
+        None => false,
+    });
 }

@@ -321,17 +321,19 @@ fn bad_expressions_name_the_column_before_any_work() {
     }
 }
 
+/// The JSON document `natcheck ARGS...` writes, exiting 0.
+fn json_of(args: &[&str]) -> Value {
+    let out = natcheck(args);
+    assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn flows_keep_the_flows_it_matches() {
     for scenario in ["masquerade6", "port-collision"] {
         let pcap = sample(&format!("{scenario}/eth0.pcap"));
         let flows = |extra: &[&str]| -> Vec<Value> {
-            let mut args = vec!["flows", "--format", "json", pcap.as_str()];
-            args.extend_from_slice(extra);
-            let out = natcheck(&args);
-            assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
-            let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
-            doc["points"]
+            json_of(&[&["flows", "--format", "json", pcap.as_str()], extra].concat())["points"]
                 .as_array()
                 .unwrap()
                 .iter()
@@ -364,12 +366,11 @@ fn conntrack_keeps_entries_by_either_tuple() {
     for scenario in ["port-collision", "masquerade6"] {
         let file = sample(&format!("{scenario}/conntrack.txt"));
         let entries = |extra: &[&str]| -> Vec<Value> {
-            let mut args = vec!["conntrack", "--format", "json", file.as_str()];
-            args.extend_from_slice(extra);
-            let out = natcheck(&args);
-            assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
-            let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
-            doc["inputs"][0]["entries"].as_array().unwrap().clone()
+            let args = [&["conntrack", "--format", "json", file.as_str()], extra].concat();
+            json_of(&args)["inputs"][0]["entries"]
+                .as_array()
+                .unwrap()
+                .clone()
         };
         let all = entries(&[]);
         let mut reply_only = 0;
