@@ -11,7 +11,8 @@ use super::{print_warnings, CaptureArgs, ExitStatus};
 use crate::audit::{self, Cidr, FailOn};
 use crate::correlate;
 use crate::pipeline;
-use crate::report::Format;
+use crate::report::text::{Text, View};
+use crate::report::{Format, Render};
 
 /// Output formats of `correlate`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -81,6 +82,68 @@ pub struct Args {
     /// like `--rules`.
     #[arg(long = "rules-before", value_name = "FILE", requires = "rules")]
     pub rules_before: Vec<String>,
+
+    #[command(flatten)]
+    pub view: ViewArgs,
+}
+
+/// When to colour the table report.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    /// When standard output is a terminal and `NO_COLOR` is not set.
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether to colour: `always`; `auto` on a terminal unless `NO_COLOR` is set
+    /// (to any value).
+    pub fn colour(self, terminal: bool, no_color: bool) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => terminal && !no_color,
+        }
+    }
+}
+
+/// What the table report shows beyond the findings and the overview.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ViewArgs {
+    /// Every connection hop by hop and packet by packet, and every finding in full;
+    /// twice: every packet of every connection, not only the first 20.
+    #[arg(long, action = clap::ArgAction::Count)]
+    pub detail: u8,
+
+    /// This connection hop by hop, with every packet: an id of the report (`c3`),
+    /// repeatable or comma-separated.
+    #[arg(long = "connection", value_name = "ID", value_delimiter = ',')]
+    pub connection: Vec<String>,
+
+    /// Colour severities and what NAT changed: `auto` when standard output is a
+    /// terminal and `NO_COLOR` is not set.
+    #[arg(long, value_enum, value_name = "WHEN", default_value = "auto")]
+    pub color: ColorChoice,
+}
+
+impl ViewArgs {
+    /// The table report's view, colour decided for standard output.
+    pub fn view(&self) -> View {
+        let terminal = std::io::IsTerminal::is_terminal(&io::stdout());
+        View {
+            detail: self.detail,
+            connections: self.connection.clone(),
+            colour: self
+                .color
+                .colour(terminal, std::env::var_os("NO_COLOR").is_some()),
+        }
+    }
+
+    fn is_default(&self) -> bool {
+        self.detail == 0 && self.connection.is_empty()
+    }
 }
 
 impl OutputFormat {
@@ -115,7 +178,7 @@ impl Args {
             read: inputs.read,
             correlate: correlate::Config {
                 window_ns,
-                ..correlate::Config::default()
+                trace: self.view.view().trace(),
             },
             audit: audit::Config {
                 inside: self.inside.clone(),
@@ -156,16 +219,46 @@ impl Args {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitStatus> {
-    let cfg = args.config()?;
     let format = args.format.report();
+    anyhow::ensure!(
+        format == Format::Table || args.view.is_default(),
+        "--detail and --connection are for the table report (--format table)"
+    );
+    let cfg = args.config()?;
     if format.is_binary() && std::io::IsTerminal::is_terminal(&io::stdout()) {
         anyhow::bail!("--format parquet writes binary data: redirect standard output to a file");
     }
     let model = pipeline::run(&cfg)?;
+    let renderer: Box<dyn Render> = match format {
+        Format::Table => Box::new(Text(args.view.view())),
+        _ => format.renderer(),
+    };
     let mut out = io::BufWriter::new(io::stdout().lock());
-    format.renderer().render(&model, &mut out)?;
+    renderer.render(&model, &mut out)?;
     out.flush()?;
     drop(out);
     print_warnings(&model.warnings);
     Ok(model.exit_status())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ColorChoice;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color_unless_asked() {
+        for (choice, terminal, no_color, want) in [
+            (ColorChoice::Auto, true, false, true),
+            (ColorChoice::Auto, true, true, false),
+            (ColorChoice::Auto, false, false, false),
+            (ColorChoice::Always, false, true, true),
+            (ColorChoice::Never, true, false, false),
+        ] {
+            assert_eq!(
+                choice.colour(terminal, no_color),
+                want,
+                "{choice:?} terminal={terminal} NO_COLOR={no_color}"
+            );
+        }
+    }
 }

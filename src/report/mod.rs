@@ -1,6 +1,6 @@
 //! report: turns analysis results into what people read and scripts parse, and owns
 //! every word of it. The correlation report is one [`Model`] built once, rendered by
-//! one [`Render`] implementation per format, one file each (table `text.rs`, `json.rs`,
+//! one [`Render`] implementation per format (the table in `text/`, `json.rs`,
 //! `markdown.rs`, `frame.rs` for CSV/NDJSON/Parquet); findings get their words from
 //! `explain/`, rules theirs (and the `explain` command's trace) from `rules.rs`, and
 //! every tuple, time and duration is written by `fmt.rs`. `conntrack.rs` and
@@ -50,7 +50,7 @@ impl Format {
     /// The renderer of this format.
     pub fn renderer(self) -> Box<dyn Render> {
         match self {
-            Format::Table => Box::new(text::Text),
+            Format::Table => Box::new(text::Text(text::View::default())),
             Format::Json => Box::new(json::Json),
             Format::Markdown => Box::new(markdown::Markdown),
             #[cfg(feature = "frames")]

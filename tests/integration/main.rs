@@ -16,4 +16,5 @@ mod layers;
 mod rules_cli;
 mod segmentation;
 mod snapshot_netns;
+mod table_cli;
 mod truth;
