@@ -6,7 +6,8 @@
 //! lower layers (a test checks every `crate::` path against this list):
 //!
 //! <!-- layers -->
-//! 1. `diag`, `model`, `input`: located warnings; packets, tuples, translations; opening inputs
+//! 1. `diag`, `model`, `input`, `community_id`: located warnings; packets, tuples,
+//!    translations; opening inputs; the Community ID of a flow
 //! 2. `decode`: bytes of one frame → owned packet summary
 //! 3. `capture`: pcap/pcapng files → capture points and their packets
 //! 4. `flows`, `conntrack`, `rules`, `bundle`: per-point flows; the witnesses' readers
@@ -15,9 +16,11 @@
 //! 5. `correlate`, `witness`, `collect`: the same connections across points; witness
 //!    inputs; `natcheck collect`, which captures on the NAT host and writes a bundle
 //! 6. `audit`: findings, as data
-//! 7. `report`: the report model and one renderer per format; every word users read
-//! 8. `pipeline`: inputs → report model, the library entry point
-//! 9. `commands`: flags → pipeline configuration and a renderer
+//! 7. `diff`: two correlation reports compared (new, gone and changed findings and
+//!    translations), as data
+//! 8. `report`: the report model and one renderer per format; every word users read
+//! 9. `pipeline`: inputs → report model, the library entry point
+//! 10. `commands`: flags → pipeline configuration and a renderer
 //! <!-- /layers -->
 
 pub mod audit;
@@ -25,10 +28,12 @@ pub mod bundle;
 pub mod capture;
 pub mod collect;
 pub mod commands;
+pub mod community_id;
 pub mod conntrack;
 pub mod correlate;
 pub mod decode;
 pub mod diag;
+pub mod diff;
 pub mod flows;
 pub mod input;
 pub mod model;
