@@ -205,7 +205,7 @@ pub(super) fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::correlate::testkit::{point, tcp, tcp_conv, view, MS, US};
+    use crate::correlate::testkit::{lost_request, point, tcp_conv, view, MS, US};
     use crate::correlate::{correlate, Config};
     use crate::model::tcp_flags::{ACK, PSH, RST, SYN};
 
@@ -213,17 +213,7 @@ mod tests {
     /// correlated with `trace`.
     fn packets(trace: Trace) -> Vec<Option<Box<Packets>>> {
         let lat = 30 * US;
-        let mut inside = tcp_conv(0, "172.17.0.2:40000", "198.51.100.7:443", 1000);
-        let mut outside = view(&inside, "203.0.113.1:40000", "198.51.100.7:443", lat, 1);
-        outside.remove(3);
-        inside.push(tcp(
-            6 * MS,
-            "198.51.100.7:443",
-            "172.17.0.2:40000",
-            1006,
-            RST,
-            64,
-        ));
+        let (inside, outside) = lost_request(lat);
         let other = tcp_conv(10 * MS, "172.17.0.3:40000", "198.51.100.7:443", 9000);
         let other_out = view(&other, "203.0.113.1:40001", "198.51.100.7:443", lat, 1);
         let points = vec![

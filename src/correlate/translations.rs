@@ -570,7 +570,7 @@ pub(super) fn port_reallocs(conns: &mut [Connection]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::correlate::testkit::{point, tcp, tcp_conv, view, MS, US};
+    use crate::correlate::testkit::{lost_request, point, tcp_conv, view, MS, US};
     use crate::correlate::{correlate, Config, Correlation};
     use crate::model::tcp_flags::{ACK, PSH, RST};
     use crate::model::NatKind;
@@ -654,18 +654,8 @@ mod tests {
     #[test]
     fn link_evidence_latency_and_unmatched_packets() {
         let lat = 30 * US;
-        let mut inside = tcp_conv(0, "172.17.0.2:40000", "198.51.100.7:443", 1000);
-        let mut outside = view(&inside, "203.0.113.1:40000", "198.51.100.7:443", lat, 1);
         // The request never left; the host answered the client with a reset itself.
-        outside.remove(3);
-        inside.push(tcp(
-            6 * MS,
-            "198.51.100.7:443",
-            "172.17.0.2:40000",
-            1006,
-            RST,
-            64,
-        ));
+        let (inside, outside) = lost_request(lat);
         let c = run(&[inside], &[outside]);
         assert_eq!(c.connections.len(), 1);
         let link = &c.connections[0].links[0];

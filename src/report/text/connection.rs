@@ -202,44 +202,44 @@ fn resegmented_lines(who: &str, r: &Resegmented, from: &str, to: &str) -> Vec<St
     lines
 }
 
-/// The connection block, also used by the Markdown renderer: a header (id, protocol,
-/// first packet, `+` how long it lasted, translation), then [`hops`].
+/// `c2  tcp  <first packet>  lasted 1.053s  snat, port reallocated`; the duration as
+/// `+1.053s` unless `lasted`.
+fn header(conn: &Connection, lasted: bool) -> String {
+    let d = secs(conn.last_ns() - conn.first_ns());
+    format!(
+        "{}  {}  {}  {}  {}\n",
+        conn.id,
+        conn.proto,
+        rfc3339_ns(conn.first_ns()),
+        if lasted {
+            format!("lasted {d}")
+        } else {
+            format!("+{d}")
+        },
+        kind_label(conn)
+    )
+}
+
+/// The connection block, also used by the Markdown renderer: a [`header`] with the
+/// duration as `+1.053s`, then [`hops`].
 pub fn connection_block(
     c: &Correlation,
     conn: &Connection,
     state: &dyn Fn(&Hop) -> Option<&'static str>,
     extra: &[String],
 ) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{}  {}  {}  +{}  {}",
-        conn.id,
-        conn.proto,
-        rfc3339_ns(conn.first_ns()),
-        secs(conn.last_ns() - conn.first_ns()),
-        kind_label(conn)
-    );
+    let mut out = header(conn, false);
     hops(c, conn, state, extra, Paint::default(), &mut out);
     out
 }
 
-/// Connection `i` in detail for the table report: a header (id, protocol, first
-/// packet, how long it lasted, translation), [`hops`], then its packets, the first
-/// of them when the correlation kept only those.
+/// Connection `i` in detail for the table report: a [`header`], [`hops`] with the
+/// rules and findings under them, then its packets (the first of them when the
+/// correlation kept only those).
 pub fn detail(m: &Model, i: usize, paint: Paint) -> String {
     let c = &m.correlation;
     let conn = &c.connections[i];
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{}  {}  {}  lasted {}  {}",
-        conn.id,
-        conn.proto,
-        rfc3339_ns(conn.first_ns()),
-        secs(conn.last_ns() - conn.first_ns()),
-        kind_label(conn)
-    );
+    let mut out = header(conn, true);
     let state = |h: &Hop| m.tcp_state(i, h);
     hops(c, conn, &state, &finding_lines(m, i), paint, &mut out);
     if let Some(p) = &conn.packets {

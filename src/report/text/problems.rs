@@ -144,7 +144,7 @@ fn folded(x: &Fold, paint: Paint, out: &mut String) {
     let n = x.connections.len();
     let ids = &x.connections[..n.min(FOLDED_IDS)];
     let more = if n > FOLDED_IDS {
-        format!(" and {} more", n - FOLDED_IDS)
+        format!(" and {} more (`--detail` lists them)", n - FOLDED_IDS)
     } else {
         String::new()
     };
