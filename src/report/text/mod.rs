@@ -15,12 +15,12 @@ use std::fmt::Write as _;
 use std::io::Write;
 
 pub use connection::{connection_block, finding_lines, kind_label};
-pub use style::Paint;
 pub use tables::{bundle_line, summary_line, witness_line};
 
 use super::{Model, Render};
 use crate::audit::{Severity, WitnessKind};
 use crate::correlate::Trace;
+use style::Paint;
 
 /// Packets shown per connection under a single `--detail`.
 pub const PACKETS_SHOWN: usize = 20;
