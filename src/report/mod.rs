@@ -1,7 +1,8 @@
 //! report: turns analysis results into what people read and scripts parse, and owns
 //! every word of it. The correlation report is one [`Model`] built once, rendered by
 //! one [`Render`] implementation per format (the table in `text/`, `json.rs`,
-//! `markdown.rs`, `frame.rs` for CSV/NDJSON/Parquet); findings get their words from
+//! `markdown.rs`, `frame.rs` for CSV/NDJSON/Parquet, whose tables `tables.rs` also
+//! writes into a directory for `--tables`); findings get their words from
 //! `explain/`, rules theirs (and the `explain` command's trace) from `rules.rs`, and
 //! every tuple, time and duration is written by `fmt.rs`. `conntrack.rs` and
 //! `flows.rs` render those commands. Nothing here analyses anything.
@@ -18,6 +19,8 @@ pub mod markdown;
 pub mod model;
 pub mod rules;
 pub mod table;
+#[cfg(feature = "frames")]
+pub mod tables;
 pub mod text;
 
 pub use model::Model;

@@ -19,4 +19,5 @@ mod rules_cli;
 mod segmentation;
 mod snapshot_netns;
 mod table_cli;
+mod tables_cli;
 mod truth;
