@@ -6,6 +6,7 @@
 //! configured ([`Words::expected`]) fold into one line per kind, unless every detail
 //! is asked for.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use super::style::Paint;
@@ -31,40 +32,41 @@ struct Fold<'a> {
 }
 
 /// The entries and folded lines of `findings` (in the audit's order: most severe
-/// first); `fold`: expected findings fold.
+/// first, which the entries and the folded lines keep); `fold`: expected findings
+/// fold.
 fn gather<'a>(
     findings: impl Iterator<Item = (&'a Finding, &'a Words)>,
     fold: bool,
 ) -> (Vec<Entry<'a>>, Vec<Fold<'a>>) {
     let mut entries: Vec<Entry> = Vec::new();
     let mut folds: Vec<Fold> = Vec::new();
+    let mut entry_of: HashMap<(Severity, Code, &str), usize> = HashMap::new();
+    let mut fold_of: HashMap<(Severity, &str), usize> = HashMap::new();
     for (f, w) in findings {
         if let Some(what) = w.expected.filter(|_| fold) {
             let id = f.connections.first().map_or("-", String::as_str);
-            match folds
-                .iter_mut()
-                .find(|x| x.severity == f.severity && x.what == what)
-            {
-                Some(x) => x.connections.push(id),
-                None => folds.push(Fold {
+            let k = *fold_of.entry((f.severity, what.1)).or_insert_with(|| {
+                folds.push(Fold {
                     severity: f.severity,
                     what,
-                    connections: vec![id],
-                }),
-            }
+                    connections: Vec::new(),
+                });
+                folds.len() - 1
+            });
+            folds[k].connections.push(id);
             continue;
         }
-        let same = |e: &&mut Entry| {
-            e.severity == f.severity && e.code == f.code && e.members[0].1.advice == w.advice
-        };
-        match entries.iter_mut().find(same) {
-            Some(e) => e.members.push((f, w)),
-            None => entries.push(Entry {
-                severity: f.severity,
-                code: f.code,
-                members: vec![(f, w)],
-            }),
-        }
+        let k = *entry_of
+            .entry((f.severity, f.code, w.advice.as_str()))
+            .or_insert_with(|| {
+                entries.push(Entry {
+                    severity: f.severity,
+                    code: f.code,
+                    members: Vec::new(),
+                });
+                entries.len() - 1
+            });
+        entries[k].members.push((f, w));
     }
     (entries, folds)
 }
