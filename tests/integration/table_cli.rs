@@ -11,12 +11,12 @@ use serde_json::Value;
 
 use crate::util::*;
 
-/// The recording's captures (the container's veth and the second uplink when it has
-/// them) with its rules and conntrack table and statistics.
+/// The recording's captures (the container's veth, the second uplink and loopback
+/// when it has them) with its rules and conntrack table and statistics.
 fn inputs(name: &str) -> Vec<String> {
     let d = format!("samples/{name}");
     let mut a = Vec::new();
-    for p in ["veth-c1", "docker0", "eth0", "eth1"] {
+    for p in ["veth-c1", "docker0", "eth0", "eth1", "lo"] {
         if root().join(format!("{d}/{p}.pcap")).is_file() {
             a.push(format!("{d}/{p}.pcap"));
         }
@@ -89,49 +89,58 @@ fn packet_rows(block: &[&str]) -> usize {
         .count()
 }
 
-/// Expected port moves fold into one line that names the connections that moved:
-/// the default allocator's clashes (port-collision: TCP, UDP and an ICMP id, outbound)
-/// and ports picked at random (nodeport: inbound, DNAT and masquerade). Nothing else
-/// is folded, and with `--detail` each is a finding in full again.
+/// Expected behaviour folds into one line per kind that names the connections: the
+/// default allocator's port moves (port-collision: TCP, UDP and an ICMP id,
+/// outbound), ports picked at random (nodeport: inbound, DNAT and masquerade), a
+/// userland proxy for a client on the host (userland-proxy with loopback, beside two
+/// warnings of that code that stay entries). With `--detail` each is a finding in
+/// full again.
 #[test]
-fn expected_port_moves_fold_into_one_line() {
-    for (name, what) in [
-        ("port-collision", "source ports moved to avoid a clash"),
+fn expected_behaviour_folds_into_one_line() {
+    for (name, code, what) in [
+        (
+            "port-collision",
+            "port-reallocated",
+            "source ports moved to avoid a clash",
+        ),
         (
             "nodeport",
+            "port-reallocated",
             "source ports picked at random (`--random`, `--random-fully`)",
+        ),
+        (
+            "userland-proxy",
+            "userland-proxy",
+            "connection through a userland proxy for a client on the host itself",
         ),
     ] {
         let a = inputs(name);
         let doc = json(&a);
-        let moved: Vec<&str> = doc["findings"]
+        let folded: Vec<&str> = doc["findings"]
             .as_array()
             .unwrap()
             .iter()
-            .filter(|f| f["code"] == "port-reallocated")
+            .filter(|f| f["code"] == code && f["severity"] == "info")
             .map(|f| f["connections"][0].as_str().unwrap())
             .collect();
-        assert!(moved.len() > 1, "{name}");
         let line = format!(
             "\n[info] {} {what} (expected): {}\n",
-            moved.len(),
-            moved.join(", ")
+            folded.len(),
+            folded.join(", ")
         );
         let (_, text) = table(&[], &a);
         let top = problems(&text);
-        assert!(top.contains(&line), "{name}: {top}");
-        assert!(!top.contains("port-reallocated"), "{name}: {top}");
-        assert!(!top.contains("Expected with"), "{name}: {top}");
+        assert!(top.contains(&line), "{name}: {line}\n{top}");
+        assert!(!top.contains(&format!("[info] {code}")), "{name}: {top}");
+        assert!(!top.contains("check: Expected"), "{name}: {top}");
         let (_, full) = table(&["--detail"], &a);
         let top = problems(&full);
         assert!(!top.contains("(expected)"), "{name}: {top}");
-        assert!(
-            top.contains(&format!(
-                "[info] port-reallocated  {} findings\n",
-                moved.len()
-            )),
-            "{name}: {top}"
-        );
+        let entry = match folded.len() {
+            1 => format!("[info] {code}  {}", folded[0]),
+            n => format!("[info] {code}  {n} findings\n"),
+        };
+        assert!(top.contains(&entry), "{name}: {entry}\n{top}");
     }
 }
 

@@ -5,10 +5,10 @@ use crate::audit::{Detail, Direction, Evidence, Finding, PathReason, RuleRole};
 use crate::report::fmt::{dst, plural, src};
 
 /// What the conntrack statistics given rule in or out for packets that vanished at
-/// the host (the end of the check). `drop` counts every packet conntrack dropped: a failed insert (counted in
-/// `insert_failed` too: an insert race, or no free NAT port) or a packet no entry
-/// could be made for (a full table whose early drop found nothing to evict);
-/// `early_drop` counts entries evicted to make room, nothing lost.
+/// the host (the end of the check). `drop` counts every packet conntrack dropped: a
+/// failed insert (counted in `insert_failed` too: an insert race, or no free NAT port)
+/// or a packet no entry could be made for (a full table whose early drop found nothing
+/// to evict); `early_drop` counts entries evicted to make room, nothing lost.
 pub fn cause(f: &Finding) -> Option<String> {
     let c = stats(f)?;
     let get = |k: &str| c.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
