@@ -66,7 +66,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<Model> {
     // Parsing is one thread's work, and the correlation leaves a core idle between its
     // parallel stages.
     let (c, parsed) = rayon::join(
-        || correlate::run(&cfg.captures, &cfg.read, cfg.correlate),
+        || correlate::run(&cfg.captures, &cfg.read, cfg.correlate.clone()),
         || rules.map(|texts| texts.parse()),
     );
     if let Some(set) = parsed {

@@ -168,6 +168,11 @@ pub enum Output {
 }
 
 impl Output {
+    /// Whether the report goes to a terminal (standard output, a terminal).
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, Output::Stdout(_)) && io::stdout().is_terminal()
+    }
+
     /// Flushes standard output, or puts the whole file in place.
     pub fn finish(self) -> anyhow::Result<()> {
         match self {

@@ -209,7 +209,11 @@ fn inputs(m: &Model, out: &mut String) {
         }
     );
     for b in &m.bundles {
-        let _ = writeln!(out, "Bundle: {}.\n", esc(&super::text::bundle_line(b)));
+        let _ = writeln!(
+            out,
+            "Bundle: {}.\n",
+            esc(&super::text::bundle_line(b, false))
+        );
     }
     witness_tables(audit, out);
     if !warnings.is_empty() {

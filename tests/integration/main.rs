@@ -20,5 +20,6 @@ mod output_cli;
 mod rules_cli;
 mod segmentation;
 mod snapshot_netns;
+mod table_cli;
 mod tables_cli;
 mod truth;
