@@ -580,6 +580,7 @@ mod tests {
             payload_digest: 0,
             payload_head: None,
             truncated: false,
+            tunnel: None,
             df: true,
         }
     }

@@ -90,13 +90,14 @@ mod nflog;
 mod shim;
 mod skip;
 mod transport;
+mod tunnel;
 
 #[cfg(test)]
 mod tests;
 
 use std::net::IpAddr;
 
-use crate::model::{Packet, Proto, L4};
+use crate::model::{Packet, Proto, Tunnel, L4};
 
 pub use skip::{Layer, Problem, Skip};
 
@@ -164,15 +165,85 @@ pub struct Fragment {
     pub data_len: usize,
 }
 
-/// Decodes one frame. `linktype` is the pcap LINKTYPE_* number, `data` the captured
-/// bytes and `orig_len` the frame's length on the wire.
+/// How many tunnels inside one another [`decode`] opens; the packet inside the last
+/// one is the packet, whatever it carries.
+pub const MAX_TUNNEL_DEPTH: u8 = 4;
+
+/// What shapes decoding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// UDP destination ports whose payload is VXLAN (IANA's 4789 and the 8472 of the
+    /// Linux kernel's default and flannel).
+    pub vxlan_ports: Vec<u16>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            vxlan_ports: vec![4789, 8472],
+        }
+    }
+}
+
+/// Decodes one frame with the default [`Options`]. `linktype` is the pcap LINKTYPE_*
+/// number, `data` the captured bytes and `orig_len` the frame's length on the wire.
 ///
 /// Only the low 16 bits of `linktype` name the link type: a pcap file header keeps FCS
 /// length bits in the upper ones (libpcap's `LT_LINKTYPE()` masks them off the same
 /// way). A trailing FCS never reaches the digest: the IP length fields bound the packet.
 pub fn decode(linktype: u32, data: &[u8], orig_len: u32) -> Result<Decoded, Skip> {
+    decode_with(linktype, data, orig_len, &Options::default())
+}
+
+/// Decodes one frame (see [`decode`]), opening tunnels as `opts` says.
+pub fn decode_with(
+    linktype: u32,
+    data: &[u8],
+    orig_len: u32,
+    opts: &Options,
+) -> Result<Decoded, Skip> {
     let link = link::parse(linktype & 0xffff, data)?;
-    let (packet, fragment) = ip::decode(data, &link, orig_len)?;
+    let (mut packet, mut fragment, mut carried) = ip::decode(data, &link, orig_len)?;
+    let mut tunnel: Option<Tunnel> = None;
+    let mut depth = 0;
+    // A fragment is opened once reassembled: its payload is only part of the tunnel.
+    while fragment.is_none() && depth < MAX_TUNNEL_DEPTH {
+        let Some(opened) = tunnel::open(data, &packet, &carried, opts)? else {
+            break;
+        };
+        let within = data.get(..carried.end).unwrap_or_default();
+        let inner = match opened.inner {
+            tunnel::Inner::Ip(offset, net) => link::Link {
+                offset,
+                net,
+                ..link
+            },
+            tunnel::Inner::Ethernet(at) => match link::ethernet(within, at) {
+                Ok(l) => link::Link {
+                    dir: link.dir,
+                    ifindex: link.ifindex,
+                    ..l
+                },
+                // A frame that carries no IP (ARP, LLDP, ...): the outer packet is
+                // what there is to see.
+                Err(skip) if skip.is_not_ip() => break,
+                Err(skip) => return Err(skip),
+            },
+        };
+        let outer = packet.tuple;
+        (packet, fragment, carried) = ip::decode(within, &inner, len_u32(carried.sent_end))?;
+        depth += 1;
+        tunnel = Some(match tunnel {
+            Some(t) => Tunnel { depth, ..t },
+            None => Tunnel {
+                kind: opened.kind,
+                depth,
+                id: opened.id,
+                outer,
+            },
+        });
+    }
+    packet.tunnel = tunnel;
     Ok(Decoded {
         ifindex: link.ifindex,
         packet,
