@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::capture::{self, InputResult, InputSpec, ReadOptions};
 use crate::community_id;
 use crate::decode;
-use crate::model::{tcp_flags, Packet, Proto, Tuple, L4};
+use crate::model::{tcp_flags, Packet, Proto, Tunnel, Tuple, L4};
 
 /// Which side of a flow sent a packet, relative to the first packet seen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -154,6 +154,9 @@ pub struct Flow {
     /// connections are different flows.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub icmp_error: Option<IcmpError>,
+    /// The tunnel the flow's first packet travelled in, when decode opened one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<Tunnel>,
     /// True when the orientation was flipped by `finish`: side A is then the responder.
     #[serde(skip)]
     pub a_is_responder: bool,
@@ -209,6 +212,7 @@ impl Flow {
             tcp: TcpSeen::default(),
             mss: [None; 2],
             icmp_error: IcmpError::of(p),
+            tunnel: p.tunnel,
             a_is_responder: false,
             evidence: [None; 2],
             syn_seq: None,
@@ -605,6 +609,39 @@ mod tests {
         assert_eq!(flows[0].initiator, InitiatorEvidence::SynAck);
         assert_eq!(flows[0].packets, [1, 1]);
         assert!(flows[0].tcp.syn_ack && !flows[0].tcp.syn);
+    }
+
+    #[test]
+    fn a_flow_keeps_the_tunnel_of_its_first_packet() {
+        let vxlan = Tunnel {
+            kind: crate::model::TunnelKind::Vxlan,
+            depth: 1,
+            id: Some(42),
+            outer: Tuple::of(Proto::Udp, "192.0.2.101", 51000, "192.0.2.102", 4789),
+        };
+        let mut t = FlowTable::default();
+        let reply = tcp(1, "198.51.100.2", 80, "10.0.0.2", 40000, SYN | ACK, 5);
+        t.push(&Packet {
+            tunnel: Some(vxlan),
+            ..reply
+        });
+        t.push(&tcp(2, "10.0.0.2", 40000, "198.51.100.2", 80, ACK, 1));
+        t.push(&tcp(3, "10.0.0.9", 40000, "198.51.100.2", 80, SYN, 1));
+        let flows = t.finish();
+        let tunnels: Vec<_> = flows.iter().map(|f| (f.tuple.src, f.tunnel)).collect();
+        let a = "10.0.0.2".parse().unwrap();
+        let b = "10.0.0.9".parse().unwrap();
+        assert_eq!(tunnels, [(a, Some(vxlan)), (b, None)]);
+        let json = serde_json::to_value(&flows[0]).unwrap();
+        assert_eq!(
+            json["tunnel"],
+            serde_json::json!({"kind": "vxlan", "id": 42, "depth": 1, "src": "192.0.2.101",
+                "dst": "192.0.2.102", "sport": 51000, "dport": 4789})
+        );
+        assert!(serde_json::to_value(&flows[1])
+            .unwrap()
+            .get("tunnel")
+            .is_none());
     }
 
     #[test]

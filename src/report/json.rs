@@ -583,6 +583,10 @@ pub struct HopJson<'a> {
     pub icmp_error: Option<&'a crate::flows::IcmpError>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tcp_state: Option<&'static str>,
+    /// The tunnel the packets travelled in at this point (VXLAN between nodes, ...):
+    /// `{kind, id, depth, src, dst, sport, dport}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<&'a crate::model::Tunnel>,
 }
 
 #[derive(Serialize)]
@@ -706,6 +710,7 @@ fn hop<'a>(
         reply_tuple: h.reply_tuple.as_ref(),
         icmp_error: f.icmp_error.as_ref(),
         tcp_state,
+        tunnel: f.tunnel.as_ref(),
     }
 }
 
