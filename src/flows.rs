@@ -154,9 +154,10 @@ pub struct Flow {
     /// connections are different flows.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub icmp_error: Option<IcmpError>,
-    /// The tunnel the flow's first packet travelled in, when decode opened one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tunnel: Option<Tunnel>,
+    /// The tunnel the first packet of each direction travelled in (initiator,
+    /// responder), when decode opened one: see [`Flow::tunnel`].
+    #[serde(skip)]
+    pub tunnels: [Option<Tunnel>; 2],
     /// True when the orientation was flipped by `finish`: side A is then the responder.
     #[serde(skip)]
     pub a_is_responder: bool,
@@ -212,7 +213,7 @@ impl Flow {
             tcp: TcpSeen::default(),
             mss: [None; 2],
             icmp_error: IcmpError::of(p),
-            tunnel: p.tunnel,
+            tunnels: [None; 2],
             a_is_responder: false,
             evidence: [None; 2],
             syn_seq: None,
@@ -241,8 +242,25 @@ impl Flow {
         self.bytes.swap(0, 1);
         self.payload.swap(0, 1);
         self.mss.swap(0, 1);
+        self.tunnels.swap(0, 1);
         self.tcp.fin.swap(0, 1);
         self.tcp.rst.swap(0, 1);
+    }
+
+    /// The tunnel the flow's packets travelled in: that of its first initiator packet
+    /// (of its first responder packet when only replies were seen).
+    pub fn tunnel(&self) -> Option<&Tunnel> {
+        self.tunnels[0].as_ref().or(self.tunnels[1].as_ref())
+    }
+
+    /// The tunnel of the first responder packet, when it is not the reverse of
+    /// [`Flow::tunnel`]: UDP tunnels pick their source port from the inner packet's
+    /// addresses and ports, so the replies come back under another outer tuple.
+    pub fn reply_tunnel(&self) -> Option<&Tunnel> {
+        let [Some(fwd), Some(rev)] = &self.tunnels else {
+            return None;
+        };
+        (rev.outer != fwd.outer.reversed()).then_some(rev)
     }
 
     /// Whether the flow is link-local control traffic (see [`is_control`]): every
@@ -277,6 +295,7 @@ impl Flow {
         self.payload[1] += reply.payload[1];
         self.tcp.syn_ack |= reply.tcp.syn_ack;
         self.mss[1] = self.mss[1].or(reply.mss[1]);
+        self.tunnels[1] = self.tunnels[1].or(reply.tunnels[1]);
         self.tcp.fin[1] |= reply.tcp.fin[1];
         self.tcp.rst[1] |= reply.tcp.rst[1];
         self.initiator = self.initiator.min(reply.initiator);
@@ -299,6 +318,7 @@ impl Flow {
         self.packets[i] += 1;
         self.bytes[i] += u64::from(p.ip_len);
         self.payload[i] += u64::from(p.payload_len);
+        self.tunnels[i] = self.tunnels[i].or(p.tunnel);
         match p.l4 {
             L4::Tcp {
                 flags, seq, mss, ..
@@ -628,20 +648,48 @@ mod tests {
         t.push(&tcp(2, "10.0.0.2", 40000, "198.51.100.2", 80, ACK, 1));
         t.push(&tcp(3, "10.0.0.9", 40000, "198.51.100.2", 80, SYN, 1));
         let flows = t.finish();
-        let tunnels: Vec<_> = flows.iter().map(|f| (f.tuple.src, f.tunnel)).collect();
+        let tunnels: Vec<_> = flows.iter().map(|f| (f.tuple.src, f.tunnel())).collect();
         let a = "10.0.0.2".parse().unwrap();
         let b = "10.0.0.9".parse().unwrap();
-        assert_eq!(tunnels, [(a, Some(vxlan)), (b, None)]);
-        let json = serde_json::to_value(&flows[0]).unwrap();
+        // The SYN-ACK came first, in a tunnel: the flow is oriented from its initiator,
+        // whose packet came unwrapped, so the replies' tunnel is the one shown.
+        assert_eq!(tunnels, [(a, Some(&vxlan)), (b, None)]);
+        assert_eq!(flows[0].reply_tunnel(), None);
+    }
+
+    #[test]
+    fn replies_in_a_tunnel_of_another_outer_tuple_show_it() {
+        let tunnel = |sport, src: &str, dst: &str| Tunnel {
+            kind: crate::model::TunnelKind::Geneve,
+            depth: 1,
+            id: Some(7),
+            outer: Tuple::of(Proto::Udp, src, sport, dst, 6081),
+        };
+        let (n1, n2) = ("192.0.2.101", "192.0.2.102");
+        let mut t = FlowTable::default();
+        for (ts, (p, tun)) in [
+            (tcp(1, "10.0.0.2", 40000, "198.51.100.2", 80, SYN, 1), tunnel(51000, n1, n2)),
+            (tcp(2, "198.51.100.2", 80, "10.0.0.2", 40000, SYN | ACK, 5), tunnel(40404, n2, n1)),
+            (tcp(3, "10.0.0.2", 40000, "198.51.100.2", 80, ACK, 2), tunnel(9, n1, n2)),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            t.push(&Packet {
+                tunnel: Some(tun),
+                ts_ns: ts as i64,
+                ..p
+            });
+        }
+        let flows = t.finish();
+        assert_eq!(flows[0].tunnel(), Some(&tunnel(51000, n1, n2)));
+        assert_eq!(flows[0].reply_tunnel(), Some(&tunnel(40404, n2, n1)));
+        let json = serde_json::to_value(flows[0].tunnel()).unwrap();
         assert_eq!(
-            json["tunnel"],
-            serde_json::json!({"kind": "vxlan", "id": 42, "depth": 1, "src": "192.0.2.101",
-                "dst": "192.0.2.102", "sport": 51000, "dport": 4789})
+            json,
+            serde_json::json!({"kind": "geneve", "id": 7, "depth": 1, "src": n1,
+                "dst": n2, "sport": 51000, "dport": 6081})
         );
-        assert!(serde_json::to_value(&flows[1])
-            .unwrap()
-            .get("tunnel")
-            .is_none());
     }
 
     #[test]

@@ -587,6 +587,10 @@ pub struct HopJson<'a> {
     /// `{kind, id, depth, src, dst, sport, dport}`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tunnel: Option<&'a crate::model::Tunnel>,
+    /// The tunnel the replies came back in, when its outer tuple is not the reverse of
+    /// `tunnel`'s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_tunnel: Option<&'a crate::model::Tunnel>,
 }
 
 #[derive(Serialize)]
@@ -710,7 +714,8 @@ fn hop<'a>(
         reply_tuple: h.reply_tuple.as_ref(),
         icmp_error: f.icmp_error.as_ref(),
         tcp_state,
-        tunnel: f.tunnel.as_ref(),
+        tunnel: f.tunnel(),
+        reply_tunnel: f.reply_tunnel(),
     }
 }
 
