@@ -201,18 +201,17 @@ const CORPUS_AGREES: &[&str] = &[
     "tcpdump-tests/nflog.pcap",
     // An IPv4 total length below the header: malformed for both.
     "tcpdump-tests/ipv4_invalid_total_length_2.pcap",
-    // Tunnels, compared by the packets inside: VXLAN (on 4789 and 8472), Geneve (IPv4
-    // and IPv6 underlays), GRE, ERSPAN types I, II and III, IPv4 in IPv4, IPv6 in IPv4
-    // (6in4), IPv4 in IPv6, IPv6 in IPv6, Teredo.
-    "suricata-verify/vxlan-decoder-01/input.pcap",
+    // Tunnels, compared by the packets inside (see `TUNNELS_OPENED`).
+    "suricata-verify/vxlan-decoder-03/vxlan.pcap",
     "tcpdump-tests/vxlan_port_8472.pcap",
-    "suricata-verify/geneve-decoder/input.pcap",
+    "tcpdump-tests/geneve.pcap",
     "tcpdump-tests/gso-ipv6-geneve-ipv6.pcap",
-    "suricata-verify/bug-5633-gre-01/gre-udp.pcap",
-    "tcpdump-tests/erspan-type-i-1.pcap",
-    "tcpdump-tests/erspan-type-ii-1.pcap",
+    "suricata-verify/bug-5633-gre-02/gre-sample.pcap",
+    "suricata-verify/bug-2576-02/temp1.pcap",
+    "suricata-verify/bug-5437-01/input.pcap",
+    "tcpdump-tests/erspan-type-ii-2.pcap",
     "tcpdump-tests/erspan-type-iii-ft-0.pcap",
-    "suricata-verify/bug-7725-01/ip_in_ip.pcap",
+    "suricata-verify/bug-4571-01/ipv4_over_ipv4.pcap",
     "suricata-verify/bug-4571-04/ipv6_over_ipv4.pcap",
     "suricata-verify/bug-4571-06/ipv4_over_ipv6.pcap",
     "suricata-verify/bug-4571-03/ipv6_over_ipv6.pcap",
@@ -281,6 +280,48 @@ fn flow_tables_equal_tshark_conversations_on_a_corpus_subset() {
         CORPUS_AGREES.len(),
         start.elapsed()
     );
+}
+
+/// Tunnel captures of the corpora and the tunnel kinds natcheck must find in them: the
+/// comparison with tshark alone cannot tell an opened tunnel whose packets carry no
+/// TCP or UDP from an unopened one (both tools then list the outer conversation).
+const TUNNELS_OPENED: &[(&str, &[&str])] = &[
+    ("suricata-verify/vxlan-decoder-03/vxlan.pcap", &["vxlan"]),
+    ("tcpdump-tests/vxlan_port_8472.pcap", &["vxlan"]),
+    ("tcpdump-tests/geneve.pcap", &["geneve"]),
+    ("suricata-verify/bug-5633-gre-02/gre-sample.pcap", &["gre"]),
+    ("tcpdump-tests/erspan-type-i-4.pcap", &["erspan", "gre"]),
+    ("tcpdump-tests/erspan-type-ii-2.pcap", &["erspan"]),
+    ("tcpdump-tests/erspan-type-iii-ft-0.pcap", &["erspan"]),
+    ("suricata-verify/bug-4571-01/ipv4_over_ipv4.pcap", &["ipip"]),
+    ("suricata-verify/bug-4571-04/ipv6_over_ipv4.pcap", &["sit"]),
+    ("suricata-verify/bug-4571-06/ipv4_over_ipv6.pcap", &["ip4ip6"]),
+    ("suricata-verify/bug-4571-03/ipv6_over_ipv6.pcap", &["ip6ip6"]),
+    ("suricata-verify/decode-teredo-01/input.pcap", &["teredo"]),
+];
+
+#[test]
+fn tunnels_of_every_kind_are_opened_in_the_corpus() {
+    if corpus_dir().is_none() || suricata_dir().is_none() {
+        return skip("../shared/corpus/{tcpdump-tests,suricata-verify} are not beside the project");
+    }
+    let base = root().join("../shared/corpus");
+    for (rel, want) in TUNNELS_OPENED {
+        let path = base.join(rel).to_string_lossy().into_owned();
+        let out = natcheck(&["flows", "--all", "--format", "json", &path]);
+        assert_eq!(out.status.code(), Some(0), "{rel}: {}", stderr(&out));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        let mut kinds: Vec<&str> = doc["points"]
+            .as_array()
+            .expect("points")
+            .iter()
+            .flat_map(|p| p["flows"].as_array().expect("flows"))
+            .filter_map(|f| f["tunnel"]["kind"].as_str())
+            .collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        assert_eq!(&kinds, want, "{rel}");
+    }
 }
 
 #[test]
