@@ -7,11 +7,31 @@
 //!   under an MPLS label stack; LINUX_SLL and LINUX_SLL2 the same way; RAW (101, and
 //!   the DLT values 12/14 old files carry), IPV4, IPV6, NULL and LOOP; PPP and
 //!   PPP_HDLC (IP, or MPLS then IP, behind the PPP protocol field), C_HDLC (Cisco HDLC);
-//!   NFLOG (the packet an iptables/nftables NFLOG rule logged). Tunnels (GRE, VXLAN,
-//!   Geneve, IP in IP, ...) are not opened: their outer packet is the packet. SLL/SLL2
-//!   packet types become
-//!   [`LinkDir`](crate::model::LinkDir), the SLL2 interface index becomes
+//!   NFLOG (the packet an iptables/nftables NFLOG rule logged). SLL/SLL2 packet types
+//!   become [`LinkDir`](crate::model::LinkDir), the SLL2 interface index becomes
 //!   [`Decoded::ifindex`].
+//! - tunnels (`tunnel.rs`, by hand): once an IP packet decodes and is not a fragment,
+//!   its payload is opened when it is a tunnel and the packet inside is decoded instead
+//!   (by the same link and IP code: VLAN tags, MPLS or PPPoE inside an Ethernet frame
+//!   are followed), up to [`MAX_TUNNEL_DEPTH`] tunnels deep: IP protocol 4 and 41 (IP in
+//!   IP: `ipip`, `sit`, `ip4ip6`, `ip6ip6` by outer and inner version); GRE version 0
+//!   with any of its checksum, key and sequence fields, carrying IPv4, IPv6, an Ethernet
+//!   frame (0x6558) or ERSPAN (0x88be: type I without a sequence number, type II with
+//!   its 8-byte header; 0x22eb: type III, 12 bytes plus 8 when its O bit is set, an
+//!   Ethernet frame or, for frame type 2, IP); UDP to a VXLAN port ([`Options`], 4789
+//!   and 8472 by default; the 8-byte header with its I flag, then Ethernet), to 6081
+//!   (Geneve version 0 with its options, carrying Ethernet, IPv4 or IPv6), or from or
+//!   to 3544 over IPv4 (Teredo: optional authentication and origin indication headers,
+//!   then an IPv6 packet that fills the rest of the datagram). GRE version 1 (PPTP),
+//!   other GRE payloads, UDP to those ports that does not hold such a header (no I
+//!   flag, another Geneve version or protocol, no IPv6 packet after Teredo's headers)
+//!   and a tunnel whose inner frame is not IP (ARP, ...) are not opened: the outer packet
+//!   is the packet. A tunnel header, or the packet inside, that is cut or impossible is
+//!   a [`Skip`] naming that header and where it starts. The packet inside carries a
+//!   [`Tunnel`]: the outermost tunnel's kind and identifier (VNI, GRE key, ERSPAN
+//!   session), its outer tuple and how many tunnels were opened. A fragmented outer
+//!   packet is opened after reassembly (the datagram is decoded again); a fragment
+//!   inside a tunnel keeps its tunnel, and its [`Fragment`] pieces lie in the frame.
 //! - IP (`ip.rs`): etherparse's lax slicer ([`etherparse::LaxIpSlice`]), which keeps
 //!   packets whose tail the snaplen cut and walks IPv4 AH and IPv6 extension headers.
 //! - transport (`transport.rs`, `icmp.rs`): fixed fields read by hand from length-checked
@@ -47,7 +67,8 @@
 //!   payload was quoted). netfilter rewrites the quoted header as well
 //!   (`nf_nat_icmp_reply_translation`), so this is the part both sides share;
 //! - other ICMP types: the bytes after the 8-byte ICMP header;
-//! - GRE: the bytes after the GRE header (the PPTP helper rewrites the call ID in it);
+//! - GRE not opened as a tunnel: the bytes after the GRE header (the PPTP helper
+//!   rewrites the call ID in it);
 //!   other protocols: the whole IP payload (generic NAT rewrites only IP addresses);
 //! - non-first fragments: the fragment data.
 //!
