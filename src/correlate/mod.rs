@@ -30,6 +30,9 @@
 //!    sent, by offset in its stream ([`Streams`]), so that the two connections a
 //!    userland proxy splices can be told to carry the same bytes.
 //!
+//! With step 6, the connections [`Config::trace`] names keep their packets one by one
+//! (`trace`: [`Packets`]) for reports that detail them.
+//!
 //! This module holds the sequence and the result ([`Correlation`], [`Connection`],
 //! [`PointSummary`]); the types of hops and links belong to their steps and are
 //! re-exported here.
@@ -46,6 +49,7 @@ mod sizes;
 mod streams;
 #[cfg(test)]
 pub(crate) mod testkit;
+pub mod trace;
 mod translations;
 
 use serde::Serialize;
@@ -61,20 +65,24 @@ pub use returns::{Joined, ReturnHop, ReturnLink, REPLY_WINDOW_NS};
 pub use segments::{Resegmentation, Resegmented};
 pub use sizes::{Oversize, Sizes, Sizing};
 pub use streams::{Chunk, Stream, Streams};
+pub use trace::{Packet, Packets, Sighting, Trace};
 pub use translations::{Gap, Latency, Link, LinkEvidence, PortRealloc, Resent, Unmatched};
 
 /// Tunables of the correlation.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Config {
     /// Two packets with the same fingerprint at two points are the same packet only if
     /// their clock-corrected times are at most this far apart.
     pub window_ns: i64,
+    /// The connections that keep their packets one by one (none by default).
+    pub trace: Trace,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             window_ns: 1_000_000_000,
+            trace: Trace::default(),
         }
     }
 }
@@ -110,6 +118,8 @@ pub struct Connection {
     /// TCP connections no link translated, whose handshake the first hop saw: the
     /// bytes each side sent there (`streams`).
     pub streams: Option<Box<Streams>>,
+    /// Its packets one by one, when [`Config::trace`] names it (`trace`).
+    pub packets: Option<Box<Packets>>,
 }
 
 impl Connection {
@@ -171,7 +181,7 @@ pub fn correlate(
     returns::attach(&mut points, &mut comps, &off);
     let mut connections = paths::connections(&points, &comps, &off, window);
     paths::relate(&mut connections, &comps.rejected, &points);
-    translations::link_all(&points, &mut connections, &off, window);
+    translations::link_all(&points, &mut connections, &off, window, &config.trace);
     translations::port_reallocs(&mut connections);
     streams::summarize(&points, &mut connections, &off);
     Correlation {

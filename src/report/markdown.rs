@@ -128,6 +128,9 @@ fn headline(m: &Model, out: &mut String) {
         )
     };
     let _ = writeln!(out, "{headline}\n");
+    if let Some(s) = &m.selection {
+        let _ = writeln!(out, "{}.\n", esc(&s.line()));
+    }
     let _ = writeln!(out, "{}.\n", esc(&summary_line(c)));
     let _ = writeln!(
         out,
@@ -206,7 +209,11 @@ fn inputs(m: &Model, out: &mut String) {
         }
     );
     for b in &m.bundles {
-        let _ = writeln!(out, "Bundle: {}.\n", esc(&super::text::bundle_line(b)));
+        let _ = writeln!(
+            out,
+            "Bundle: {}.\n",
+            esc(&super::text::bundle_line(b, false))
+        );
     }
     witness_tables(audit, out);
     if !warnings.is_empty() {

@@ -295,8 +295,14 @@ const TUNNELS_OPENED: &[(&str, &[&str])] = &[
     ("tcpdump-tests/erspan-type-iii-ft-0.pcap", &["erspan"]),
     ("suricata-verify/bug-4571-01/ipv4_over_ipv4.pcap", &["ipip"]),
     ("suricata-verify/bug-4571-04/ipv6_over_ipv4.pcap", &["sit"]),
-    ("suricata-verify/bug-4571-06/ipv4_over_ipv6.pcap", &["ip4ip6"]),
-    ("suricata-verify/bug-4571-03/ipv6_over_ipv6.pcap", &["ip6ip6"]),
+    (
+        "suricata-verify/bug-4571-06/ipv4_over_ipv6.pcap",
+        &["ip4ip6"],
+    ),
+    (
+        "suricata-verify/bug-4571-03/ipv6_over_ipv6.pcap",
+        &["ip6ip6"],
+    ),
     ("suricata-verify/decode-teredo-01/input.pcap", &["teredo"]),
 ];
 
