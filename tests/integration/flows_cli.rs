@@ -331,6 +331,60 @@ fn tunnels_of_every_kind_are_opened_in_the_corpus() {
 }
 
 #[test]
+fn vxlan_ports_are_a_flag_and_hops_show_their_tunnel() {
+    let Some(dir) = corpus_dir() else {
+        return skip("../shared/corpus/tcpdump-tests is not beside the project");
+    };
+    let flows = |path: &std::path::Path, extra: &[&str]| {
+        let mut args = vec!["flows", "--all", "--format", "json"];
+        args.extend_from_slice(extra);
+        args.push(path.to_str().unwrap());
+        let out = natcheck(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        let f = doc["points"][0]["flows"].as_array().expect("flows").clone();
+        f.iter()
+            .map(|f| {
+                (
+                    f["proto"].clone(),
+                    f["dport"].clone(),
+                    f["tunnel"]["kind"].clone(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    // Port 8472 is VXLAN by default; naming only 4789 leaves it plain UDP.
+    let path = dir.join("vxlan_port_8472.pcap");
+    assert!(flows(&path, &[]).iter().any(|f| f.2 == "vxlan"));
+    let plain = flows(&path, &["--vxlan-port", "4789"]);
+    assert!(plain.iter().all(|f| f.2.is_null()), "{plain:?}");
+    assert!(
+        plain.iter().any(|f| f.0 == "udp" && f.1 == 8472),
+        "{plain:?}"
+    );
+
+    // correlate's hops carry the tunnel, with the replies' when it is another.
+    let path = dir.join("geneve.pcap");
+    let out = natcheck(&["correlate", "--format", "json", path.to_str().unwrap()]);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let hops: Vec<&serde_json::Value> = doc["connections"]
+        .as_array()
+        .expect("connections")
+        .iter()
+        .flat_map(|c| c["hops"].as_array().expect("hops"))
+        .collect();
+    let ssh = hops
+        .iter()
+        .find(|h| h["dport"] == 22)
+        .expect("the ssh connection");
+    assert_eq!(ssh["tunnel"]["kind"], "geneve", "{ssh}");
+    assert_eq!(ssh["tunnel"]["dport"], 6081, "{ssh}");
+    assert_eq!(ssh["reply_tunnel"]["dport"], 6081, "{ssh}");
+    assert_ne!(ssh["tunnel"]["id"], serde_json::Value::Null, "{ssh}");
+}
+
+#[test]
 fn qinq_and_triple_tagged_frames_decode() {
     // The corpora's only frames with stacked VLAN tags carry ICMP, which the TCP/UDP
     // comparison does not see: every frame must decode.
