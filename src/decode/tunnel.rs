@@ -6,6 +6,7 @@
 
 use super::ip::Carried;
 use super::link::Net;
+use super::shim::{ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 use super::skip::{Layer, Problem, Skip};
 use super::transport::{gre_header_len, IPPROTO_GRE, IPPROTO_UDP};
 use super::{array, be16, Options};
@@ -14,8 +15,6 @@ use crate::model::{Packet, TunnelKind};
 const IPPROTO_IPIP: u8 = 4;
 const IPPROTO_IPV6: u8 = 41;
 const UDP_HEADER_LEN: usize = 8;
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_IPV6: u16 = 0x86dd;
 /// Transparent Ethernet bridging: an Ethernet frame follows.
 const ETHERTYPE_TEB: u16 = 0x6558;
 const ETHERTYPE_ERSPAN_2: u16 = 0x88be;

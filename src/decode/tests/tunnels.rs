@@ -561,47 +561,21 @@ fn cut_tunnel_headers_name_their_layer_and_offset() {
         };
     let frames = tunnel_frames();
     let frame = |name| &frames.iter().find(|f| f.0 == name).unwrap().1;
-    assert_eq!(
-        reason(frame("vxlan"), 45),
-        "truncated vxlan header at byte 42"
-    );
-    assert_eq!(
-        reason(frame("vxlan"), 55),
-        "truncated ethernet header at byte 50"
-    );
-    assert_eq!(
-        reason(frame("vxlan"), 70),
-        "truncated ipv4 header at byte 64"
-    );
-    assert_eq!(
-        reason(frame("vxlan"), 90),
-        "truncated tcp header at byte 84"
-    );
-    assert_eq!(
-        reason(frame("geneve"), 55),
-        "truncated geneve header at byte 42"
-    );
-    assert_eq!(reason(frame("gre"), 40), "truncated gre header at byte 34");
-    assert_eq!(
-        reason(frame("erspan2"), 45),
-        "truncated erspan header at byte 42"
-    );
-    assert_eq!(
-        reason(frame("erspan3"), 60),
-        "truncated erspan header at byte 42"
-    );
-    assert_eq!(
-        reason(frame("ipip"), 40),
-        "truncated ipv4 header at byte 34"
-    );
-    assert_eq!(
-        reason(frame("teredo"), 45),
-        "truncated teredo header at byte 42"
-    );
-    assert_eq!(
-        reason(frame("teredo"), 52),
-        "truncated ipv6 header at byte 50"
-    );
+    for (name, cut, want) in [
+        ("vxlan", 45, "truncated vxlan header at byte 42"),
+        ("vxlan", 55, "truncated ethernet header at byte 50"),
+        ("vxlan", 70, "truncated ipv4 header at byte 64"),
+        ("vxlan", 90, "truncated tcp header at byte 84"),
+        ("geneve", 55, "truncated geneve header at byte 42"),
+        ("gre", 40, "truncated gre header at byte 34"),
+        ("erspan2", 45, "truncated erspan header at byte 42"),
+        ("erspan3", 60, "truncated erspan header at byte 42"),
+        ("ipip", 40, "truncated ipv4 header at byte 34"),
+        ("teredo", 45, "truncated teredo header at byte 42"),
+        ("teredo", 52, "truncated ipv6 header at byte 50"),
+    ] {
+        assert_eq!(reason(frame(name), cut), want, "{name} cut at {cut}");
+    }
 }
 
 #[test]
