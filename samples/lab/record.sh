@@ -31,6 +31,7 @@ ALL_SCENARIOS=(masquerade published-port port-collision nodeport snat-random-ful
 ALL_SCENARIOS+=(userland-proxy userland-proxy6 fault-pmtu-black-hole fault-pmtu-black-hole6)
 ALL_SCENARIOS+=(fault-asym-route fault-asym-route6 asym-route-loose)
 ALL_SCENARIOS+=(fault-ct-table-full fault-ct-table-full6 forward-drop-clean)
+ALL_SCENARIOS+=(overlay-vxlan)
 
 # The scenarios that run with IPv6 on (dual stack): those whose name ends in 6.
 is_v6() { [[ $1 == *6 ]]; }
@@ -2113,6 +2114,161 @@ ct_table_finish() {
   kill_servers
 }
 
+# ---------------------------------------------------------------- overlay
+
+# Two nodes joined by VXLAN, Kubernetes-style (flannel's vxlan backend): node A is
+# nc-host (pod nc-c1 on docker0, pod CIDR 172.17.0.0/24), node B is nc-nodeb (pod
+# nc-podb on its own docker0, pod CIDR 172.17.1.0/24). Their eth0s share an
+# underlay link (203.0.113.0/24); vxlan0 on each (VNI 1, UDP 4789) carries the other
+# node's pod CIDR. A service address exists only in node A's nat rules: DNAT to the
+# pod on node B and MASQUERADE to node A's vxlan0 address. Node B's captures, rules
+# and conntrack table go to node-b/; node-b/shifted/ holds its captures with the
+# clock moved by OVL_SHIFT seconds.
+NS_NODEB=nc-nodeb
+NS_PODB=nc-podb
+OVL_A_POD=172.17.0.2 OVL_B_POD=172.17.1.2
+OVL_A_UL=203.0.113.1 OVL_B_UL=203.0.113.2
+OVL_A_VX=172.17.254.1 OVL_B_VX=172.17.254.2
+OVL_VNI=1 OVL_PORT=4789 OVL_SHIFT=0.25
+
+# ovl_node NS IDX UNDERLAY REMOTE VXADDR POD_NS POD_IP: one node and its pod.
+ovl_node() {
+  local ns=$1 idx=$2 ul=$3 remote=$4 vx=$5 pns=$6 pip=$7
+  nsx "$ns" sysctl -q -w net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
+  ip -n "$ns" link add docker0 address "02:42:4e:43:0$idx:01" type bridge mcast_snooping 0
+  ip -n "$ns" addr add "${pip%.*}.1/24" dev docker0
+  ip -n "$ns" link set docker0 up
+  ip -n "$ns" link add veth-c1 address "6a:4e:43:00:0$idx:02" type veth \
+    peer name eth0 address "02:42:ac:11:0$idx:02" netns "$pns"
+  ip -n "$ns" link set veth-c1 master docker0 up
+  ip -n "$pns" addr add "$pip/24" dev eth0
+  ip -n "$pns" link set eth0 up
+  ip -n "$pns" route add default via "${pip%.*}.1"
+  ip -n "$ns" addr add "$ul/24" dev eth0
+  ip -n "$ns" link set eth0 up
+  ip -n "$ns" link add vxlan0 address "0e:4e:43:00:0$idx:01" type vxlan id "$OVL_VNI" \
+    dstport "$OVL_PORT" local "$ul" remote "$remote" dev eth0
+  ip -n "$ns" addr add "$vx/24" dev vxlan0
+  ip -n "$ns" link set vxlan0 up
+}
+
+topo_overlay_vxlan() {
+  local ns
+  for ns in "$NS_HOST" "$NS_C1" "$NS_NODEB" "$NS_PODB"; do
+    if ip netns list | awk '{print $1}' | grep -qx -- "$ns"; then
+      [[ -z $(ip netns pids "$ns" 2>/dev/null) ]] || die "namespace $ns exists and has processes; not touching it"
+      ip netns del "$ns"
+    fi
+    ns_add "$ns" 1
+  done
+  # The underlay: the two nodes' eth0s on one link.
+  ip -n "$NS_HOST" link add eth0 address 52:54:00:4e:43:01 type veth \
+    peer name eth0 address 52:54:00:4e:43:02 netns "$NS_NODEB"
+  ovl_node "$NS_HOST" 0 "$OVL_A_UL" "$OVL_B_UL" "$OVL_A_VX" "$NS_C1" "$OVL_A_POD"
+  ovl_node "$NS_NODEB" 1 "$OVL_B_UL" "$OVL_A_UL" "$OVL_B_VX" "$NS_PODB" "$OVL_B_POD"
+  # Static neighbours, as flannel installs them: no ARP inside the tunnel or on the
+  # underlay during the recording.
+  ip -n "$NS_HOST" neigh add "$OVL_B_VX" lladdr 0e:4e:43:00:01:01 dev vxlan0 nud permanent
+  ip -n "$NS_NODEB" neigh add "$OVL_A_VX" lladdr 0e:4e:43:00:00:01 dev vxlan0 nud permanent
+  ip -n "$NS_HOST" neigh add "$OVL_B_UL" lladdr 52:54:00:4e:43:02 dev eth0 nud permanent
+  ip -n "$NS_NODEB" neigh add "$OVL_A_UL" lladdr 52:54:00:4e:43:01 dev eth0 nud permanent
+  ip -n "$NS_HOST" route add 172.17.1.0/24 via "$OVL_B_VX" dev vxlan0
+  ip -n "$NS_NODEB" route add 172.17.0.0/24 via "$OVL_A_VX" dev vxlan0
+}
+
+# kube-proxy's rules for a ClusterIP service (TCP 80, UDP 53, and ICMP echo to the
+# address) whose one endpoint is the pod on node B, with masquerade-all: every
+# service connection is masqueraded on node A.
+overlay_rules() {
+  cat <<EOF
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:KUBE-MARK-MASQ - [0:0]
+:KUBE-POSTROUTING - [0:0]
+:KUBE-SEP-DNS1 - [0:0]
+:KUBE-SEP-WEB1 - [0:0]
+:KUBE-SERVICES - [0:0]
+:KUBE-SVC-DNS - [0:0]
+:KUBE-SVC-WEB - [0:0]
+-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING
+-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000
+-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN
+-A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0
+-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE
+-A KUBE-SERVICES -d $SVC_VIP/32 -p tcp -m comment --comment "default/web cluster IP" -m tcp --dport 80 -j KUBE-SVC-WEB
+-A KUBE-SERVICES -d $SVC_VIP/32 -p udp -m comment --comment "default/dns cluster IP" -m udp --dport 53 -j KUBE-SVC-DNS
+-A KUBE-SERVICES -d $SVC_VIP/32 -p icmp -m comment --comment "default/web cluster IP" -j KUBE-SVC-WEB
+-A KUBE-SEP-DNS1 -m comment --comment "default/dns" -j KUBE-MARK-MASQ
+-A KUBE-SEP-DNS1 -p udp -m comment --comment "default/dns" -m udp -j DNAT --to-destination $OVL_B_POD:53
+-A KUBE-SEP-WEB1 -m comment --comment "default/web" -j KUBE-MARK-MASQ
+-A KUBE-SEP-WEB1 -p tcp -m comment --comment "default/web" -m tcp -j DNAT --to-destination $OVL_B_POD:80
+-A KUBE-SEP-WEB1 -p icmp -m comment --comment "default/web" -j DNAT --to-destination $OVL_B_POD
+-A KUBE-SVC-DNS -m comment --comment "default/dns -> $OVL_B_POD:53" -j KUBE-SEP-DNS1
+-A KUBE-SVC-WEB -m comment --comment "default/web -> $OVL_B_POD:80" -j KUBE-SEP-WEB1
+COMMIT
+EOF
+}
+
+scenario_overlay_vxlan() {
+  IFACES=(docker0 eth0 veth-c1)
+  # kube-proxy writes the same rules on every node; on node B they also hook
+  # conntrack into its namespace, which then tracks the inner connections.
+  overlay_rules | apply_rules
+  overlay_rules | nsx "$NS_NODEB" iptables-restore
+  server srv-tcp "$NS_PODB" tcp_server.py --port 80 --lifetime 30
+  server srv-udp "$NS_PODB" udp_server.py --port 53 --lifetime 30
+  # Node B's captures and conntrack events, next to node A's.
+  local b=$SCEN_DIR/node-b i bpids=()
+  mkdir -p "$b"
+  ip -n "$NS_NODEB" -o link >"$b/links.txt"
+  ip -n "$NS_NODEB" -o addr >"$b/addrs.txt"
+  for i in eth0 veth-c1; do
+    bg "tcpdump-b-$i" "$NS_NODEB" tcpdump -Z root -i "$i" -s 0 -U --immediate-mode -n -w "$b/$i.pcap"
+    bpids+=("$LAST_PID")
+    wait_log "$LOGS/tcpdump-b-$i.log" "listening on" 5
+  done
+  ip netns exec "$NS_NODEB" conntrack -E -o timestamp,extended,id >"$b/events.txt" 2>"$LOGS/events-b.log" 9>&- &
+  local bev=$!
+  LIVE[$bev]=events-b
+  start_recording
+
+  client t1 "$NS_C1" tcp_client.py --dst "$SVC_VIP" --port 80 --requests 3 --tag a1
+  local t1=$LAST_PID
+  client t2 "$NS_C1" tcp_client.py --dst "$SVC_VIP" --port 80 --requests 2 --tag a2
+  local t2=$LAST_PID
+  expect_ok "$t1"
+  expect_ok "$t2"
+  # Held open across the snapshots.
+  client h1 "$NS_C1" tcp_client.py --dst "$SVC_VIP" --port 80 --requests 2 --tag a1held \
+    --ready "$SYNC/h1" --release "$SYNC/release"
+  local h1=$LAST_PID
+  run udp "$NS_C1" udp_client.py --dst "$SVC_VIP" --count 2 --name a.example
+  run udp "$NS_C1" udp_client.py --dst "$SVC_VIP" --count 1 --name a.example
+  run icmp "$NS_C1" icmp_ping.py --dst "$SVC_VIP" --count 3 --ident 3073
+  wait_file "$SYNC/h1" 5
+  snapshot
+  nsx "$NS_NODEB" conntrack -L -o extended,id >"$b/conntrack.txt" 2>>"$LOGS/conntrack-L.log"
+  touch "$SYNC/release"
+  expect_ok "$h1"
+  kill_servers
+  sleep 0.5
+  for i in "${bpids[@]}"; do kill -INT "$i" 2>/dev/null || true; done
+  for i in "${bpids[@]}"; do reap "$i" || die "capture ${LIVE[$i]:-} failed"; done
+  stop_recording
+  stop "$bev" INT
+  nsx "$NS_NODEB" iptables-save | sed '/^# /d' >"$b/iptables.txt"
+  chmod 644 "$b"/*.pcap
+  mkdir -p "$b/shifted"
+  for i in eth0 veth-c1; do
+    editcap -F pcap -t "$OVL_SHIFT" "$b/$i.pcap" "$b/shifted/$i.pcap"
+  done
+}
+
 # ---------------------------------------------------------------- checks
 
 # Every pcap must show only lab addresses.
@@ -2802,6 +2958,49 @@ check_fault_ct_table_full6() {
   [[ $(pkts "$SCEN_DIR/any.pcap" ip) -eq 0 ]] || die "$SCEN: IPv4 packets"
 }
 
+# overlay: node A's pod reaches the service; node A DNATs it to the pod on node B and
+# masquerades it to its vxlan0 address; node B sees the inner packets plain.
+check_overlay_vxlan() {
+  local a=$SCEN_DIR b=$SCEN_DIR/node-b f bad
+  for f in "$b"/*.pcap "$b"/shifted/*.pcap; do
+    [[ $(npk "$f") -gt 0 ]] || die "$f is empty"
+    bad=$(tshark -r "$f" -T fields -E separator=, -e ip.src -e ip.dst 2>/dev/null | tr ',\t' '\n' |
+      grep -v -E '^$|^172\.17\.|^203\.0\.113\.' | sort -u || true)
+    [[ -z $bad ]] || die "$(basename "$f"): unexpected addresses: $bad"
+  done
+  local vx="udp.dstport==$OVL_PORT && vxlan.vni==$OVL_VNI"
+  # Everything on the underlay is VXLAN between the two nodes, both ways.
+  for f in "$a/eth0.pcap" "$b/eth0.pcap"; do
+    need 10 "VXLAN packets to node B in $f" "$(pkts "$f" "$vx && ip.src==$OVL_A_UL && ip.dst==$OVL_B_UL")"
+    need 10 "VXLAN packets to node A in $f" "$(pkts "$f" "$vx && ip.src==$OVL_B_UL && ip.dst==$OVL_A_UL")"
+    [[ $(pkts "$f" "!vxlan") -eq 0 ]] || die "$f: packets outside the tunnel"
+    [[ $(pkts "$f" "ip.dst==$SVC_VIP") -eq 0 ]] || die "$f: the service address in the tunnel"
+  done
+  need 3 "TCP conversations to the service on node A's pod link" \
+    "$(tcp_convs "$a/veth-c1.pcap" "ip.dst==$SVC_VIP")"
+  need 3 "TCP conversations on node B's pod link" "$(tcp_convs "$b/veth-c1.pcap" "ip.src==$OVL_A_VX")"
+  need 2 "UDP conversations on node B's pod link" "$(udp_convs "$b/veth-c1.pcap" "ip.src==$OVL_A_VX")"
+  need 3 "ICMP echo replies on node A's pod link" "$(pkts "$a/veth-c1.pcap" "icmp.type==0 && ip.src==$SVC_VIP")"
+  # Node A: DNAT to the pod on node B and MASQUERADE to vxlan0's address, every protocol.
+  local ct=$a/conntrack.txt p
+  for p in tcp udp icmp; do
+    need 1 "$p DNAT+MASQUERADE entries on node A" "$(ct_count "$ct" "^ipv4 +2 $p " "src=$OVL_A_POD dst=$SVC_VIP " \
+      "src=$OVL_B_POD dst=$OVL_A_VX ")"
+  done
+  need 1 "ESTABLISHED DNAT+MASQUERADE entries on node A" "$(ct_count "$ct" ' ESTABLISHED ' "dst=$SVC_VIP ")"
+  # Node B: the same connections, untranslated.
+  ct=$b/conntrack.txt
+  for p in tcp udp icmp; do
+    need 1 "plain $p entries on node B" "$(ct_count "$ct" "^ipv4 +2 $p " "src=$OVL_A_VX dst=$OVL_B_POD " \
+      "src=$OVL_B_POD dst=$OVL_A_VX ")"
+  done
+  [[ $(ct_count "$ct" "$SVC_VIP") -eq 0 ]] || die "the service address in node B's conntrack table"
+  [[ -s $b/iptables.txt ]] || die "node B's iptables.txt missing"
+  local shift
+  shift=$(awk '{print $1 - $2}' <<<"$(capinfos -a -T -r -S "$b/shifted/eth0.pcap" | awk -F'\t' '{print $2}') $(capinfos -a -T -r -S "$b/eth0.pcap" | awk -F'\t' '{print $2}')")
+  [[ $(awk -v s="$shift" -v w="$OVL_SHIFT" 'BEGIN{d=s-w; print (d<0?-d:d) < 0.001}') == 1 ]] || die "node-b/shifted is shifted by $shift s"
+}
+
 # ---------------------------------------------------------------- main
 
 record_one() {
@@ -2814,7 +3013,8 @@ record_one() {
   mkdir -p "$SCEN_DIR" "$LOGS" "$SYNC"
   local v6=0
   is_v6 "$s" && v6=1
-  topo_up "$v6"
+  # A scenario with a topology of its own (topo_<name>) builds it instead.
+  if declare -F "topo_${s//-/_}" >/dev/null; then "topo_${s//-/_}"; else topo_up "$v6"; fi
   "scenario_${s//-/_}"
   topo_down
   check_addresses
