@@ -2,9 +2,12 @@
 //! time; before packets can be paired within a time window their clocks must agree.
 //!
 //! For every pair of points, packets whose fingerprint occurs exactly once at each point
-//! are the same packet beyond doubt; the median of their time differences is the pair's
-//! offset (forwarding latency adds to one direction and subtracts from the other, so the
-//! median sits on the clock difference). Pairs are joined into one offset per point by a
+//! are the same packet beyond doubt. Forwarding latency adds to the time differences of
+//! the packets that travel one way and subtracts from those that travel the other, so
+//! the pair's offset is the midpoint of the median difference of initiator packets and
+//! that of responder packets (the median of all of them when only one direction was
+//! seen): however unequal the two directions' packet counts, the latency cancels out,
+//! and points on two hosts keep the order their packets crossed them in. Pairs are joined into one offset per point by a
 //! maximum spanning tree over the number of such packets, relative to the first point of
 //! each group. Points from one input file share a clock by construction, and estimates
 //! below [`SAME_CLOCK_NS`] are forwarding latency rather than skew: both are taken as 0.
@@ -70,17 +73,22 @@ pub fn estimate(points: &[PointData]) -> Vec<Offset> {
     let deltas: Vec<(usize, usize, i64, usize)> = pairs
         .par_iter()
         .map(|&(a, b)| {
-            let mut d = unique_deltas(&points[a], &points[b]);
-            let samples = d.len();
-            (a, b, median(&mut d).unwrap_or(0), samples)
+            let [mut fwd, mut rev] = unique_deltas(&points[a], &points[b]);
+            let samples = fwd.len() + rev.len();
+            let delta = match (median(&mut fwd), median(&mut rev)) {
+                (Some(f), Some(r)) => f / 2 + r / 2 + (f % 2 + r % 2) / 2,
+                (one, other) => one.or(other).unwrap_or(0),
+            };
+            (a, b, delta, samples)
         })
         .collect();
     solve(points, &deltas)
 }
 
-/// Time differences (`ts_b - ts_a`) of packets seen exactly once at each of two points.
-pub fn unique_deltas(a: &PointData, b: &PointData) -> Vec<i64> {
-    let mut out = Vec::new();
+/// Time differences (`ts_b - ts_a`) of packets seen exactly once at each of two points:
+/// the initiator packets' (as `a` oriented them), then the responder packets'.
+pub fn unique_deltas(a: &PointData, b: &PointData) -> [Vec<i64>; 2] {
+    let mut out = [Vec::new(), Vec::new()];
     let (mut i, mut j) = (0, 0);
     let (fa, fb) = (&a.by_fp, &b.by_fp);
     while i < fa.len() && j < fb.len() {
@@ -95,7 +103,7 @@ pub fn unique_deltas(a: &PointData, b: &PointData) -> Vec<i64> {
             let run_a = run_len(a, i, fp);
             let run_b = run_len(b, j, fp);
             if run_a == 1 && run_b == 1 {
-                out.push(rb.ts - ra.ts);
+                out[usize::from(!a.is_fwd(ra))].push(rb.ts - ra.ts);
             }
             i += run_a;
             j += run_b;
@@ -263,8 +271,9 @@ mod tests {
             (o.reference, o.samples, o.basis),
             (0, 6, OffsetBasis::Estimated)
         );
-        // Four initiator packets say skew + 30 µs, two responder ones skew - 30 µs.
-        assert_eq!(o.offset_ns, -40 * MS + 30 * US);
+        // Four initiator packets say skew + 30 µs, two responder ones skew - 30 µs: the
+        // latency cancels out however unequal the counts.
+        assert_eq!(o.offset_ns, -40 * MS);
         assert_eq!(o.estimate_ns, o.offset_ns);
     }
 
@@ -272,7 +281,7 @@ mod tests {
     fn estimate_takes_a_small_difference_for_the_same_clock() {
         let offsets = estimate(&pair(200 * US));
         let o = &offsets[1];
-        assert_eq!((o.offset_ns, o.estimate_ns), (0, 230 * US));
+        assert_eq!((o.offset_ns, o.estimate_ns), (0, 200 * US));
         assert_eq!(o.basis, OffsetBasis::Estimated);
     }
 
@@ -299,9 +308,9 @@ mod tests {
         syn.ts_ns += 1000 * MS;
         again.push(syn);
         let (a, b) = (point("a", 0, &again), point("b", 1, &outside));
-        let mut d = unique_deltas(&a, &b);
-        d.sort_unstable();
-        assert_eq!(d, [-30 * US, -30 * US, 30 * US, 30 * US, 30 * US]);
+        let [fwd, rev] = unique_deltas(&a, &b);
+        assert_eq!(fwd, [30 * US; 3]);
+        assert_eq!(rev, [-30 * US; 2]);
     }
 
     #[test]
