@@ -47,14 +47,25 @@ impl Components {
 
 /// Two one-way flows at one point that are the two directions of one connection seen
 /// under different tuples: the packets of one go to where the packets of the other
-/// come from, and only one of the two ends matches.
+/// come from, and only one of the two ends matches. An ICMP query's identifier travels
+/// both ways in the same field (there is no second port): the two halves carry the
+/// same one and only the addresses tell the ends apart.
 pub(super) fn complementary(a: &Flow, b: &Flow) -> bool {
     if !a.is_one_way() || !b.is_one_way() || a.tuple.proto != b.tuple.proto {
         return false;
     }
     let (x, y) = (a.sending_tuple(), b.sending_tuple());
-    let x_to_y = x.dst == y.src && x.dport == y.sport;
-    let y_to_x = y.dst == x.src && y.dport == x.sport;
+    let (x_to_y, y_to_x) = if x.proto.is_icmp() {
+        if x.sport != y.sport {
+            return false;
+        }
+        (x.dst == y.src, y.dst == x.src)
+    } else {
+        (
+            x.dst == y.src && x.dport == y.sport,
+            y.dst == x.src && y.dport == x.sport,
+        )
+    };
     x_to_y != y_to_x
 }
 
@@ -229,6 +240,7 @@ mod tests {
     use crate::correlate::testkit::{point, tcp, tcp_conv, view, MS, US};
     use crate::flows::FlowTable;
     use crate::model::tcp_flags::ACK;
+    use crate::model::{Proto, L4};
 
     const SECOND: i64 = 1_000 * MS;
 
@@ -281,6 +293,33 @@ mod tests {
         // Nowhere near each other, and a flow seen both ways, are not halves.
         assert!(!complementary(&f[0], &f[2]));
         assert!(!complementary(&f[1], &f[2]));
+    }
+
+    #[test]
+    fn complementary_halves_of_one_icmp_query() {
+        // Echo requests leave a bridge port already sent to the backend; the replies
+        // come back from the service address. The identifier is the same both ways.
+        let echo = |ts, src: &str, dst: &str, icmp_type, id| {
+            let mut p = tcp(ts, &format!("{src}:{id}"), &format!("{dst}:0"), 1, ACK, 64);
+            p.tuple.proto = Proto::Icmp;
+            p.l4 = L4::Icmp {
+                icmp_type,
+                code: 0,
+                echo: Some((id, 1)),
+                quoted: None,
+                mtu: None,
+            };
+            p
+        };
+        let mut t = FlowTable::default();
+        t.push(&echo(0, "172.17.0.2", "172.17.1.2", 8, 3073));
+        t.push(&echo(MS, "198.51.100.53", "172.17.0.2", 0, 3073));
+        t.push(&echo(MS, "198.51.100.53", "172.17.0.2", 0, 3074));
+        let f = t.finish();
+        assert!(complementary(&f[0], &f[1]));
+        assert!(complementary(&f[1], &f[0]));
+        // Another query's replies are not this one's.
+        assert!(!complementary(&f[0], &f[2]));
     }
 
     #[test]

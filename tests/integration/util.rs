@@ -43,6 +43,7 @@ pub const SCENARIOS: &[&str] = &[
     "fault-ct-table-full",
     "fault-ct-table-full6",
     "forward-drop-clean",
+    "overlay-vxlan",
 ];
 
 /// Scenarios recorded but read only by the tests made for them, not by those that go
