@@ -190,3 +190,99 @@ fn labels_name_points_and_unnamed_any_interfaces_get_index_names() {
         "{names:?}"
     );
 }
+
+/// A conntrack table (`conntrack -L -o extended`) as (original tuple, reply tuple
+/// reversed), both written as [`tuple`] writes a hop: what a connection looks like
+/// before and after the host's NAT.
+fn conntrack_translations(path: &str) -> BTreeSet<(String, String)> {
+    let text = std::fs::read_to_string(root().join(path)).unwrap();
+    text.lines()
+        .filter_map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let proto = *words.get(2)?;
+            let all = |key: &str| -> Vec<&str> {
+                words
+                    .iter()
+                    .filter_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+                    .collect()
+            };
+            let (src, dst) = (all("src"), all("dst"));
+            let (orig, reply) = if proto == "icmp" {
+                let id = all("id");
+                (
+                    format!("icmp {}:{} -> {}", src[0], id[0], dst[0]),
+                    format!("icmp {}:{} -> {}", dst[1], id[1], src[1]),
+                )
+            } else {
+                let (sport, dport) = (all("sport"), all("dport"));
+                (
+                    format!("{proto} {}:{} -> {}:{}", src[0], sport[0], dst[0], dport[0]),
+                    format!("{proto} {}:{} -> {}:{}", dst[1], dport[1], src[1], sport[1]),
+                )
+            };
+            Some((orig, reply))
+        })
+        .collect()
+}
+
+/// Two nodes joined by VXLAN, captured on both (node B's clock shifted): every
+/// connection crosses the four points, translated on node A's way out exactly as node
+/// A's conntrack entry says, untranslated through the tunnel and on node B, whose
+/// entry is plain; node B's clock offset is recovered.
+#[test]
+fn overlay_connections_cross_both_nodes_with_node_a_translating() {
+    let d = "samples/overlay-vxlan";
+    let points = |b: &str| {
+        [
+            format!("a-pod={d}/veth-c1.pcap"),
+            format!("a-eth0={d}/eth0.pcap"),
+            format!("b-eth0={d}/node-b/{b}eth0.pcap"),
+            format!("b-pod={d}/node-b/{b}veth-c1.pcap"),
+        ]
+    };
+    let plain_args = points("");
+    let shifted_args = points("shifted/");
+    let plain = correlate_json(&plain_args.iter().map(String::as_str).collect::<Vec<_>>());
+    let doc = correlate_json(&shifted_args.iter().map(String::as_str).collect::<Vec<_>>());
+    let conns = doc["connections"].as_array().unwrap();
+    let protos: BTreeSet<&str> = conns.iter().map(|c| c["proto"].as_str().unwrap()).collect();
+    assert_eq!(protos, BTreeSet::from(["icmp", "tcp", "udp"]));
+    for c in conns {
+        let at: Vec<&str> = c["hops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["point"].as_str().unwrap())
+            .collect();
+        assert_eq!(at, ["a-pod", "a-eth0", "b-eth0", "b-pod"], "{}", c["id"]);
+        let kinds: Vec<&str> = c["translations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["snat+dnat", "none", "none"], "{}", c["id"]);
+        for h in &c["hops"].as_array().unwrap()[1..3] {
+            assert_eq!(h["tunnel"]["kind"], "vxlan", "{}", c["id"]);
+        }
+    }
+    // Node A's translation is its conntrack entry's; node B's entry is untranslated.
+    let across = mapping(&doc, "a-pod", "a-eth0");
+    assert_eq!(across.len(), conns.len());
+    let node_a = conntrack_translations(&format!("{d}/conntrack.txt"));
+    assert!(across.is_subset(&node_a), "{across:?}\nnot in {node_a:?}");
+    let node_b = conntrack_translations(&format!("{d}/node-b/conntrack.txt"));
+    for (_, pod) in mapping(&doc, "b-eth0", "b-pod") {
+        assert!(node_b.contains(&(pod.clone(), pod.clone())), "{pod}");
+    }
+    // The same pairs as with node B's own clock; its offset within 1 ms of the shift
+    // (`OVL_SHIFT` in samples/lab/record.sh).
+    assert_eq!(mapping(&plain, "a-pod", "b-pod"), mapping(&doc, "a-pod", "b-pod"));
+    for i in [2, 3] {
+        let p = &doc["points"][i];
+        assert_eq!(p["clock_basis"], "estimated");
+        let off = p["clock_offset_ns"].as_i64().unwrap();
+        assert!((off - 250_000_000).abs() < 1_000_000, "{}: offset {off}", p["name"]);
+        assert_eq!(plain["points"][i]["clock_offset_ns"], 0);
+    }
+}
