@@ -2220,6 +2220,10 @@ scenario_overlay_vxlan() {
   # conntrack into its namespace, which then tracks the inner connections.
   overlay_rules | apply_rules
   overlay_rules | nsx "$NS_NODEB" iptables-restore
+  # Bridged pod traffic goes through iptables, as Kubernetes requires: node A's DNAT
+  # happens as docker0 receives the packet from veth-c1.
+  bridge_netfilter
+  nsx "$NS_NODEB" sysctl -q -w net.bridge.bridge-nf-call-iptables=1
   server srv-tcp "$NS_PODB" tcp_server.py --port 80 --lifetime 30
   server srv-udp "$NS_PODB" udp_server.py --port 53 --lifetime 30
   # Node B's captures and conntrack events, next to node A's.
