@@ -277,12 +277,19 @@ fn overlay_connections_cross_both_nodes_with_node_a_translating() {
     }
     // The same pairs as with node B's own clock; its offset within 1 ms of the shift
     // (`OVL_SHIFT` in samples/lab/record.sh).
-    assert_eq!(mapping(&plain, "a-pod", "b-pod"), mapping(&doc, "a-pod", "b-pod"));
+    assert_eq!(
+        mapping(&plain, "a-pod", "b-pod"),
+        mapping(&doc, "a-pod", "b-pod")
+    );
     for i in [2, 3] {
         let p = &doc["points"][i];
         assert_eq!(p["clock_basis"], "estimated");
         let off = p["clock_offset_ns"].as_i64().unwrap();
-        assert!((off - 250_000_000).abs() < 1_000_000, "{}: offset {off}", p["name"]);
+        assert!(
+            (off - 250_000_000).abs() < 1_000_000,
+            "{}: offset {off}",
+            p["name"]
+        );
         assert_eq!(plain["points"][i]["clock_offset_ns"], 0);
     }
 }
