@@ -113,7 +113,10 @@ impl Args {
         let mut cfg = pipeline::Config {
             captures: inputs.captures,
             read: inputs.read,
-            correlate: correlate::Config { window_ns },
+            correlate: correlate::Config {
+                window_ns,
+                ..correlate::Config::default()
+            },
             audit: audit::Config {
                 inside: self.inside.clone(),
                 ..audit::Config::default()

@@ -25,7 +25,9 @@
 //!    segments larger than that which did not: [`Sizing`]), forwarding latency; the
 //!    replies each return hop exchanged with the path ([`ReturnLink`]), which count as
 //!    crossed on the path's links; then, where the source port moved, the connection
-//!    that held the wanted port ([`PortRealloc`]).
+//!    that held the wanted port ([`PortRealloc`]). When asked ([`Config::ladders`]),
+//!    `ladder` follows the connection's packets one by one across the path by the
+//!    links' one-for-one matches ([`Ladder`]), for diagrams.
 //! 7. `streams`: for TCP connections no link translated, the first bytes each side
 //!    sent, by offset in its stream ([`Streams`]), so that the two connections a
 //!    userland proxy splices can be told to carry the same bytes.
@@ -36,6 +38,7 @@
 
 mod components;
 pub mod fingerprint;
+mod ladder;
 pub mod offset;
 mod pairing;
 mod paths;
@@ -56,6 +59,7 @@ use crate::model::{NatChange, Proto};
 use offset::Offset;
 use points::PointData;
 
+pub use ladder::{Edge, Ladder, Rung};
 pub use paths::{Hop, Related};
 pub use returns::{Joined, ReturnHop, ReturnLink, REPLY_WINDOW_NS};
 pub use segments::{Resegmentation, Resegmented};
@@ -69,12 +73,15 @@ pub struct Config {
     /// Two packets with the same fingerprint at two points are the same packet only if
     /// their clock-corrected times are at most this far apart.
     pub window_ns: i64,
+    /// Keep each connection's [`Ladder`] (its first and last packets hop by hop).
+    pub ladders: bool,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             window_ns: 1_000_000_000,
+            ladders: false,
         }
     }
 }
@@ -110,6 +117,8 @@ pub struct Connection {
     /// TCP connections no link translated, whose handshake the first hop saw: the
     /// bytes each side sent there (`streams`).
     pub streams: Option<Box<Streams>>,
+    /// Its packets hop by hop, when asked for ([`Config::ladders`]).
+    pub ladder: Option<Box<Ladder>>,
 }
 
 impl Connection {
@@ -171,7 +180,7 @@ pub fn correlate(
     returns::attach(&mut points, &mut comps, &off);
     let mut connections = paths::connections(&points, &comps, &off, window);
     paths::relate(&mut connections, &comps.rejected, &points);
-    translations::link_all(&points, &mut connections, &off, window);
+    translations::link_all(&points, &mut connections, &off, window, config.ladders);
     translations::port_reallocs(&mut connections);
     streams::summarize(&points, &mut connections, &off);
     Correlation {

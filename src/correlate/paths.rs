@@ -119,6 +119,7 @@ pub(super) fn connections(
                 related: Vec::new(),
                 initiator,
                 streams: None,
+                ladder: None,
             }
         })
         .collect();

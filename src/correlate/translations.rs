@@ -20,6 +20,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::fingerprint::{FIELD_SETS, SEQ_RANGE, SEQ_RANGE_TS};
+use super::ladder;
 use super::offset;
 use super::pairing::match_flows;
 use super::paths::Hop;
@@ -154,8 +155,14 @@ pub struct Link {
 
 /// Fills every connection's `links` (`links[i]` joins `hops[i]` and `hops[i + 1]`) and
 /// its return hops' links; replies a hop of the path exchanged with a return hop count
-/// as crossed on the path's links.
-pub(super) fn link_all(points: &[PointData], conns: &mut [Connection], off: &[i64], window: i64) {
+/// as crossed on the path's links. With `ladders`, also each connection's ladder.
+pub(super) fn link_all(
+    points: &[PointData],
+    conns: &mut [Connection],
+    off: &[i64],
+    window: i64,
+    ladders: bool,
+) {
     conns.par_iter_mut().for_each(|c| {
         let mut crossed: Vec<Vec<bool>> = vec![Vec::new(); c.hops.len()];
         for r in &mut c.returns {
@@ -166,38 +173,57 @@ pub(super) fn link_all(points: &[PointData], conns: &mut [Connection], off: &[i6
                 into.iter_mut().zip(flags).for_each(|(a, b)| *a |= b);
             };
             if let Some(up) = k.checked_sub(1) {
-                let (l, flags, _) = link(points, &c.hops[up], &r.hop, up, off, window, [&[], &[]]);
+                let l = link(points, &c.hops[up], &r.hop, up, off, window, [&[], &[]]);
                 r.toward = Some(ReturnLink {
                     hop: up,
-                    matched: l.evidence.matched_rev,
-                    unmatched: l.unmatched.lost_rev,
+                    matched: l.link.evidence.matched_rev,
+                    unmatched: l.link.unmatched.lost_rev,
                 });
+                let [flags, _] = l.crossed;
                 add(up, flags);
             }
             if let Some(down) = c.hops.get(k + 1) {
-                let (l, _, flags) = link(points, &r.hop, down, k, off, window, [&[], &[]]);
+                let l = link(points, &r.hop, down, k, off, window, [&[], &[]]);
                 r.from = Some(ReturnLink {
                     hop: k + 1,
-                    matched: l.evidence.matched_rev,
-                    unmatched: l.unmatched.lost_rev,
+                    matched: l.link.evidence.matched_rev,
+                    unmatched: l.link.unmatched.lost_rev,
                 });
+                let [_, flags] = l.crossed;
                 add(k + 1, flags);
             }
         }
-        c.links = c
+        let linked: Vec<Linked> = c
             .hops
             .windows(2)
             .enumerate()
             .map(|(i, w)| {
                 let elsewhere = [crossed[i].as_slice(), crossed[i + 1].as_slice()];
-                link(points, &w[0], &w[1], i, off, window, elsewhere).0
+                link(points, &w[0], &w[1], i, off, window, elsewhere)
             })
             .collect();
+        if ladders {
+            c.ladder = Some(Box::new(ladder::build(
+                points, &c.hops, &linked, off, window,
+            )));
+        }
+        c.links = linked.into_iter().map(|l| l.link).collect();
     });
 }
 
+/// A link as made, with what crossed it packet by packet.
+pub(super) struct Linked {
+    pub link: Link,
+    /// Which records of the upstream and of the downstream hop (in `Hop::recs` order)
+    /// crossed: matched one for one, by their bytes, superseded, copies, or by
+    /// another way (`elsewhere`).
+    pub crossed: [Vec<bool>; 2],
+    /// The records matched one for one: (upstream index, downstream index).
+    pub pairs: Vec<(usize, usize)>,
+}
+
 /// The translation from hop `i` (`up`) to hop `i + 1` (`down`), and which records of
-/// each crossed. `elsewhere` flags records of `up` and of `down` (in `Hop::recs`
+/// each crossed and how. `elsewhere` flags records of `up` and of `down` (in `Hop::recs`
 /// order; empty for none) that crossed by another way: they count as crossed.
 pub(super) fn link(
     points: &[PointData],
@@ -207,7 +233,7 @@ pub(super) fn link(
     off: &[i64],
     window: i64,
     elsewhere: [&[bool]; 2],
-) -> (Link, Vec<bool>, Vec<bool>) {
+) -> Linked {
     let (pu, pd) = (&points[up.point], &points[down.point]);
     let (ru, rd) = (up.recs(pu), down.recs(pd));
     let same_point = up.point == down.point;
@@ -293,7 +319,11 @@ pub(super) fn link(
         port_realloc: None,
         resent_fwd,
     };
-    (link, matched_u, matched_d)
+    Linked {
+        link,
+        crossed: [matched_u, matched_d],
+        pairs,
+    }
 }
 
 /// The lost initiator packets of `gap` (upstream, unmatched, in the gap's time span)
@@ -348,7 +378,7 @@ fn resent((hop, p, recs): HopRecs, matched: &[bool], gap: &Gap, off: &[i64]) -> 
 
 /// When point `p` (clock offset `off`) was capturing, clock-corrected and widened by
 /// the window on both sides; `None` for a point with no packet.
-fn capturing(p: &PointData, off: i64, window: i64) -> Option<(i64, i64)> {
+pub(super) fn capturing(p: &PointData, off: i64, window: i64) -> Option<(i64, i64)> {
     Some((
         p.info.first_ns? - off - window,
         p.info.last_ns? - off + window,
