@@ -16,6 +16,7 @@ pub mod json;
 pub mod markdown;
 pub mod model;
 pub mod rules;
+pub mod sections;
 pub mod table;
 pub mod text;
 
