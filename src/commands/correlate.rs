@@ -22,6 +22,9 @@ pub enum OutputFormat {
     Json,
     /// Markdown for incident tickets: summary, inputs, findings with evidence, connections.
     Markdown,
+    /// One self-contained HTML page: the findings, a sortable and filterable connection
+    /// table, and a ladder diagram of every connection's packets across the points.
+    Html,
     /// One CSV row per connection (columns in docs/json-schema.md).
     #[cfg(feature = "frames")]
     Csv,
@@ -91,6 +94,7 @@ impl OutputFormat {
             OutputFormat::Table => Format::Table,
             OutputFormat::Json => Format::Json,
             OutputFormat::Markdown => Format::Markdown,
+            OutputFormat::Html => Format::Html,
             #[cfg(feature = "frames")]
             OutputFormat::Csv => Format::Frame(FrameFormat::Csv),
             #[cfg(feature = "frames")]
@@ -156,8 +160,9 @@ impl Args {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitStatus> {
-    let cfg = args.config()?;
+    let mut cfg = args.config()?;
     let format = args.format.report();
+    cfg.correlate.ladders = format.draws_ladders();
     if format.is_binary() && std::io::IsTerminal::is_terminal(&io::stdout()) {
         anyhow::bail!("--format parquet writes binary data: redirect standard output to a file");
     }

@@ -38,7 +38,7 @@
 
 mod components;
 pub mod fingerprint;
-mod ladder;
+pub mod ladder;
 pub mod offset;
 mod pairing;
 mod paths;

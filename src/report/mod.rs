@@ -1,7 +1,8 @@
 //! report: turns analysis results into what people read and scripts parse, and owns
 //! every word of it. The correlation report is one [`Model`] built once, rendered by
 //! one [`Render`] implementation per format, one file each (table `text.rs`, `json.rs`,
-//! `markdown.rs`, `frame.rs` for CSV/NDJSON/Parquet); findings get their words from
+//! `markdown.rs`, `html/` with its ladder diagrams, `frame.rs` for CSV/NDJSON/Parquet;
+//! `sections.rs` holds what Markdown and HTML both show); findings get their words from
 //! `explain/`, rules theirs (and the `explain` command's trace) from `rules.rs`, and
 //! every tuple, time and duration is written by `fmt.rs`. `conntrack.rs` and
 //! `flows.rs` render those commands. Nothing here analyses anything.
@@ -12,6 +13,7 @@ pub mod flows;
 pub mod fmt;
 #[cfg(feature = "frames")]
 pub mod frame;
+pub mod html;
 pub mod json;
 pub mod markdown;
 pub mod model;
@@ -34,6 +36,7 @@ pub enum Format {
     Table,
     Json,
     Markdown,
+    Html,
     #[cfg(feature = "frames")]
     Frame(frame::FrameFormat),
 }
@@ -48,12 +51,19 @@ impl Format {
         false
     }
 
+    /// Whether the format draws each connection's packets ([`crate::correlate::Ladder`]):
+    /// the correlation keeps them only when asked.
+    pub fn draws_ladders(self) -> bool {
+        self == Format::Html
+    }
+
     /// The renderer of this format.
     pub fn renderer(self) -> Box<dyn Render> {
         match self {
             Format::Table => Box::new(text::Text),
             Format::Json => Box::new(json::Json),
             Format::Markdown => Box::new(markdown::Markdown),
+            Format::Html => Box::new(html::HtmlReport),
             #[cfg(feature = "frames")]
             Format::Frame(f) => Box::new(frame::Frame(f)),
         }

@@ -32,6 +32,16 @@ impl Table {
         self.rows.is_empty()
     }
 
+    /// The column headers.
+    pub fn headers(&self) -> impl Iterator<Item = &str> {
+        self.headers.iter().map(|(h, _)| h.as_str())
+    }
+
+    /// The rows, as given.
+    pub fn rows(&self) -> &[Vec<String>] {
+        &self.rows
+    }
+
     /// Renders with every line prefixed by `indent`; trailing spaces are trimmed.
     pub fn render(&self, indent: &str) -> String {
         let n = self.headers.len();

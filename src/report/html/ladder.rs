@@ -1,0 +1,498 @@
+//! A connection's ladder diagram in SVG: one vertical line per hop of its path (in
+//! path order, labelled with the point's name and the tuple seen there, the fields a
+//! translation rewrote highlighted), and one arrow per packet from the hop it was
+//! first seen at to the last, at its clock-corrected times (time runs down). The
+//! initiator's packets go right, the responder's left; a packet lost on the way ends
+//! in a cross beside the last point that saw it. A path that stops short, where a
+//! `lost` finding names the point it should have reached, gets a dashed line for that
+//! point.
+//!
+//! Time is drawn to a scale that grows with the logarithm of the gaps between
+//! sightings, in whole pixels: microseconds of forwarding latency slope the arrows,
+//! seconds between packets do not stretch the page, and the same input always makes
+//! the same drawing.
+
+use std::fmt::Write as _;
+
+use super::esc;
+use crate::audit::{Detail, Direction};
+use crate::correlate::{Connection, Edge, Ladder, Rung};
+use crate::model::{tcp_flags, NatChange, NatKind, Tuple};
+use crate::report::fmt::{self, rfc3339_ns, short_us};
+use crate::report::Model;
+use crate::rules::eval::Fate;
+
+/// Width of a monospace character of the labels, in tenths of a pixel.
+const CHAR_TENTHS: i32 = 72;
+/// Room left of the first line for the times.
+const LEFT: i32 = 92;
+/// Height of a label line.
+const LINE: i32 = 15;
+/// Least distance between two packets' first sightings (their labels).
+const ROW: i32 = 16;
+/// The band where the packets not drawn would be.
+const BREAK: i32 = 36;
+/// A packet's stub toward the point it did not reach.
+const STUB: i32 = 26;
+
+/// One line of the diagram: a hop, or the point a path that stops short was expected
+/// to reach.
+struct Lane {
+    /// Label lines, each a run of (text, highlighted) pieces.
+    label: Vec<Vec<(String, bool)>>,
+    expected: bool,
+}
+
+/// The pieces of an endpoint, its address and its port (or ICMP id) highlighted as
+/// asked.
+fn endpoint(text: String, addr: &str, port: u16, hl: (bool, bool)) -> Vec<(String, bool)> {
+    let Some(at) = text.find(addr) else {
+        return vec![(text, hl.0 || hl.1)];
+    };
+    let (before, rest) = text.split_at(at);
+    let (a, rest) = rest.split_at(addr.len());
+    let port = port.to_string();
+    let (mid, p) = if hl.1 && rest.ends_with(&port) {
+        rest.split_at(rest.len() - port.len())
+    } else {
+        (rest, "")
+    };
+    let mut out = vec![(before.to_string(), false), (a.to_string(), hl.0)];
+    out.push((mid.to_string(), false));
+    out.push((p.to_string(), true));
+    out.retain(|(s, _)| !s.is_empty());
+    out
+}
+
+/// The tuple at a hop on two lines, source then destination, with the fields the
+/// translation from the previous hop (`ch`) rewrote highlighted.
+fn tuple_lines(t: &Tuple, ch: Option<&NatChange>) -> [Vec<(String, bool)>; 2] {
+    let changed = |f: fn(&NatChange) -> bool| ch.is_some_and(f);
+    let src = endpoint(
+        fmt::src(t),
+        &t.src.to_string(),
+        t.sport,
+        (
+            changed(|c| c.src_addr_changed),
+            changed(|c| c.sport_changed),
+        ),
+    );
+    let mut dst = vec![("→ ".to_string(), false)];
+    dst.extend(endpoint(
+        fmt::dst(t),
+        &t.dst.to_string(),
+        t.dport,
+        (
+            changed(|c| c.dst_addr_changed),
+            changed(|c| c.dport_changed),
+        ),
+    ));
+    [src, dst]
+}
+
+/// The point a `lost` finding says the connection's path should have gone on to,
+/// with the span of the packets lost at its last hop.
+fn expected_next(m: &Model, i: usize, last_point: &str) -> Option<(String, i64, i64)> {
+    m.findings_of(i).find_map(|(f, _)| match &f.detail {
+        Detail::Lost {
+            from,
+            to,
+            direction: Direction::Fwd,
+            stopped: Some(_),
+            ..
+        } if from == last_point => Some((to.clone(), f.first_ns?, f.last_ns?)),
+        _ => None,
+    })
+}
+
+fn lanes(m: &Model, i: usize, expected: Option<&str>) -> Vec<Lane> {
+    let c = &m.correlation;
+    let conn = &c.connections[i];
+    let mut out: Vec<Lane> = conn
+        .hops
+        .iter()
+        .enumerate()
+        .map(|(k, h)| {
+            let change = k.checked_sub(1).map(|l| &conn.links[l].change);
+            let mut label = vec![vec![(c.points[h.point].name.clone(), false)]];
+            label.extend(tuple_lines(&h.flow.tuple, change));
+            if let Some(r) = &h.reply_tuple {
+                label.push(vec![(format!("replies: {}", fmt::tuple(r)), false)]);
+            }
+            if let Some(s) = m.tcp_state(i, h) {
+                label.push(vec![(s.to_string(), false)]);
+            }
+            Lane {
+                label,
+                expected: false,
+            }
+        })
+        .collect();
+    if let Some(name) = expected {
+        out.push(Lane {
+            label: vec![
+                vec![(name.to_string(), false)],
+                vec![("not seen".to_string(), false)],
+            ],
+            expected: true,
+        });
+    }
+    out
+}
+
+/// What to write between line `k` and the next: the translation and the rules that
+/// made it, or, before the point a path was expected to reach, the rule that dropped
+/// its packets.
+fn link_label(m: &Model, i: usize, conn: &Connection, k: usize) -> Vec<String> {
+    let rules = m.audit.rules.as_ref();
+    let outcome = rules.zip(m.attribution(i).and_then(|a| a.outcome()));
+    let name = |rules, r| {
+        crate::report::rules::rule_json(rules, r).map(|j| format!("{} {}", j.table, j.chain))
+    };
+    let Some(l) = conn.links.get(k) else {
+        let Some((rules, o)) = outcome.filter(|_| k + 1 == conn.hops.len()) else {
+            return Vec::new();
+        };
+        let by = match &o.fate {
+            Fate::Dropped { rule: Some(r), .. } => {
+                name(rules, r).map(|n| format!("dropped by {n}"))
+            }
+            Fate::Dropped {
+                rule: None,
+                table,
+                chain,
+                ..
+            } => rules
+                .tables
+                .get(*table)
+                .map(|t| format!("dropped by the policy of {} {chain}", t.name)),
+            Fate::Rejected { rule, .. } => name(rules, rule).map(|n| format!("rejected by {n}")),
+            _ => None,
+        };
+        return by.into_iter().collect();
+    };
+    let ch = &l.change;
+    if ch.kind == NatKind::None {
+        return Vec::new();
+    }
+    let mut out = vec![ch.kind.to_string()];
+    if let Some(pr) = &l.port_realloc {
+        out.push(format!("port {} → {}", pr.wanted_sport, pr.got_sport));
+    }
+    if let Some((rules, o)) = outcome {
+        let src = ch.src_addr_changed || ch.sport_changed;
+        let dst = ch.dst_addr_changed || ch.dport_changed;
+        for (n, changed) in [(&o.dnat, dst), (&o.snat, src)] {
+            if let Some(n) = n.as_ref().filter(|_| changed) {
+                out.extend(name(rules, &n.rule));
+            }
+        }
+    }
+    out
+}
+
+fn chars(s: &str) -> i32 {
+    s.chars().count() as i32
+}
+
+/// Pixels for a gap of `ns` between two sightings: two per bit of the gap in
+/// microseconds, at most 40 (a second or more).
+fn gap(ns: i64) -> i32 {
+    if ns <= 0 {
+        return 0;
+    }
+    let us = (ns / 1_000) as u64 + 1;
+    (2 * (64 - us.leading_zeros()) as i32).min(40)
+}
+
+/// The vertical position of every sighting of every packet drawn, the position of
+/// the band of the packets not drawn, and the bottom of the last.
+fn rows(l: &Ladder, top: i32) -> (Vec<Vec<i32>>, Option<i32>, i32) {
+    let mut events: Vec<(i64, usize, usize)> = l
+        .packets
+        .iter()
+        .enumerate()
+        .flat_map(|(p, r)| r.times.iter().enumerate().map(move |(j, &t)| (t, p, j)))
+        .collect();
+    events.sort_unstable();
+    let tail = (l.omitted > 0).then_some(crate::correlate::ladder::HEAD);
+    let mut ys: Vec<Vec<i32>> = l.packets.iter().map(|r| vec![0; r.times.len()]).collect();
+    let (mut y, mut last_start, mut prev) = (top, top - ROW, None);
+    let mut band = None;
+    for (t, p, j) in events {
+        if let Some(prev) = prev {
+            y += gap(t - prev);
+        }
+        if band.is_none() && tail.is_some_and(|h| p >= h) {
+            band = Some(y.max(last_start + ROW) + BREAK / 2);
+            y = y.max(last_start + ROW) + BREAK;
+            last_start = y - ROW;
+        }
+        if j == 0 {
+            y = y.max(last_start + ROW);
+            last_start = y;
+        }
+        ys[p][j] = y;
+        prev = Some(t);
+    }
+    (ys, band, y)
+}
+
+/// `[S.]` for TCP, the length for other protocols.
+fn packet_label(r: &Rung) -> String {
+    match r.tcp_flags {
+        Some(f) => format!("[{}]", tcp_flags::to_string(f)),
+        None => format!("{} bytes", r.ip_len),
+    }
+}
+
+/// Writes the ladder of connection `i` (nothing when the model has none).
+pub fn write(m: &Model, i: usize, out: &mut String) {
+    let c = &m.correlation;
+    let conn = &c.connections[i];
+    let Some(ladder) = conn.ladder.as_deref() else {
+        return;
+    };
+    let last = &c.points[conn.hops[conn.hops.len() - 1].point].name;
+    let expected = expected_next(m, i, last);
+    let lanes = lanes(m, i, expected.as_ref().map(|e| e.0.as_str()));
+    let links: Vec<Vec<String>> = (1..lanes.len())
+        .map(|k| link_label(m, i, conn, k - 1))
+        .collect();
+    let widest = lanes
+        .iter()
+        .flat_map(|l| l.label.iter())
+        .map(|line| line.iter().map(|(s, _)| chars(s)).sum::<i32>())
+        .chain(links.iter().flatten().map(|s| chars(s)))
+        .max()
+        .unwrap_or(0);
+    let col = (widest * CHAR_TENTHS / 10 + 28).max(240);
+    let x0 = (LEFT + 30).max(col / 2);
+    let x = |k: usize| x0 + col * k as i32;
+    let label_lines = lanes.iter().map(|l| l.label.len()).max().unwrap_or(1) as i32;
+    let link_lines = links.iter().map(Vec::len).max().unwrap_or(0) as i32;
+    let header = 8 + LINE * (label_lines + link_lines) + 8;
+    let top = header + 16;
+    let (ys, band, bottom) = rows(ladder, top);
+    let width = x(lanes.len() - 1) + col / 2 + 8;
+    let height = bottom + 28;
+    let t0 = ladder
+        .packets
+        .iter()
+        .filter_map(|r| r.times.first())
+        .min()
+        .copied();
+    let _ = writeln!(
+        out,
+        r#"<svg class="ladder" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" aria-label="packets of {} between {}">"#,
+        esc(&conn.id),
+        esc(&fmt::path_label(c, conn, ", "))
+    );
+    // The lines and their labels.
+    for (k, lane) in lanes.iter().enumerate() {
+        let x = x(k);
+        for (n, line) in lane.label.iter().enumerate() {
+            let class = match (n, lane.expected) {
+                (0, _) => "pt",
+                (_, true) => "nf",
+                _ => "tu",
+            };
+            let _ = write!(
+                out,
+                r#"<text x="{x}" y="{}" class="{class}">"#,
+                8 + LINE * (n as i32 + 1)
+            );
+            for (s, hl) in line {
+                if *hl {
+                    let _ = write!(out, r#"<tspan class="chg">{}</tspan>"#, esc(s));
+                } else {
+                    out.push_str(&esc(s));
+                }
+            }
+            out.push_str("</text>\n");
+        }
+        let _ = writeln!(
+            out,
+            r#"<line x1="{x}" y1="{header}" x2="{x}" y2="{}" class="{}"/>"#,
+            height - 8,
+            if lane.expected { "lane exp" } else { "lane" }
+        );
+    }
+    for (k, words) in links.iter().enumerate() {
+        let mid = x(k) + col / 2;
+        for (n, w) in words.iter().enumerate() {
+            let y = 8 + LINE * (label_lines + n as i32 + 1);
+            let _ = writeln!(
+                out,
+                r#"<text x="{mid}" y="{y}" class="{}">{}</text>"#,
+                if n == 0 { "nat" } else { "rule" },
+                esc(w)
+            );
+        }
+    }
+    if let Some(y) = band {
+        let _ = writeln!(
+            out,
+            r#"<line x1="8" y1="{y}" x2="{}" y2="{y}" class="gap"/><text x="{}" y="{}" class="gapt">{} not drawn</text>"#,
+            width - 8,
+            width / 2,
+            y - 4,
+            fmt::plural(ladder.omitted, "more packet", "more packets")
+        );
+    }
+    let frame = Frame {
+        m,
+        conn,
+        xs: (0..lanes.len()).map(x).collect(),
+        t0: t0.unwrap_or(0),
+    };
+    for (p, (r, ys)) in ladder.packets.iter().zip(&ys).enumerate() {
+        let lost_stopped = expected.as_ref().is_some_and(|(_, a, b)| {
+            let t = r.times[r.times.len() - 1];
+            r.fwd && r.to == Edge::End && r.last_hop() + 1 == conn.hops.len() && *a <= t && t <= *b
+        });
+        frame.rung(r, ys, lost_stopped, p, out);
+    }
+    out.push_str("</svg>\n");
+}
+
+/// Where a ladder's lines are and when it starts.
+struct Frame<'a> {
+    m: &'a Model,
+    conn: &'a Connection,
+    /// The x of every lane.
+    xs: Vec<i32>,
+    /// The time the first packet drawn was first seen.
+    t0: i64,
+}
+
+/// A run of straight segments of one packet's arrow.
+struct Stroke {
+    points: Vec<(i32, i32)>,
+    /// Crossed in other packets: drawn dashed.
+    dashed: bool,
+}
+
+impl Frame<'_> {
+    /// One packet (the `p`-th drawn, at heights `ys`): its arrow from the first point
+    /// that saw it to the last, a dashed stub where it crossed in other packets, a
+    /// cross where it was lost, a circle where it appeared, its label and time.
+    fn rung(&self, r: &Rung, ys: &[i32], lost_stopped: bool, p: usize, out: &mut String) {
+        let dir = if r.fwd { 1 } else { -1 };
+        let hop = |j: usize| if r.fwd { r.hop + j } else { r.hop - j };
+        let main: Vec<(i32, i32)> = (0..r.times.len())
+            .map(|j| (self.xs[hop(j)], ys[j]))
+            .collect();
+        let ((sx, sy), (lx, ly)) = (main[0], main[main.len() - 1]);
+        let lost = r.to == Edge::Unseen || lost_stopped;
+        let mut strokes: Vec<Stroke> = Vec::new();
+        let mut add = |points: Vec<(i32, i32)>, dashed: bool| match strokes.last_mut() {
+            Some(s) if !s.dashed && !dashed && s.points.last() == points.first() => {
+                s.points.extend(&points[1..])
+            }
+            _ => strokes.push(Stroke { points, dashed }),
+        };
+        if r.from == Edge::Elsewhere {
+            add(vec![(sx - dir * STUB, sy), (sx, sy)], true);
+        }
+        if main.len() > 1 {
+            add(main.clone(), false);
+        }
+        let stub = vec![(lx, ly), (lx + dir * STUB, ly)];
+        match (lost, r.to) {
+            (true, _) => add(stub, false),
+            (false, Edge::Elsewhere) => add(stub, true),
+            // Seen at one point only: a tick shows which way it went.
+            _ if main.len() == 1 && r.from != Edge::Elsewhere => add(stub, false),
+            _ => {}
+        }
+        let class = if r.fwd { "pk f" } else { "pk r" };
+        let _ = write!(
+            out,
+            r#"<g class="{class}" id="{}-p{}"><title>{}</title>"#,
+            esc(&self.conn.id),
+            p + 1,
+            esc(&self.title(r, lost))
+        );
+        let arrow = if r.fwd { "arrow-f" } else { "arrow-r" };
+        for (k, s) in strokes.iter().enumerate() {
+            let points: Vec<String> = s.points.iter().map(|(x, y)| format!("{x},{y}")).collect();
+            let _ = write!(
+                out,
+                r#"<polyline points="{}"{}{}/>"#,
+                points.join(" "),
+                if s.dashed { r#" class="else""# } else { "" },
+                if k + 1 == strokes.len() && !lost {
+                    format!(r#" marker-end="url(#{arrow})""#)
+                } else {
+                    String::new()
+                }
+            );
+        }
+        if r.from == Edge::Unseen {
+            let _ = write!(out, r#"<circle cx="{sx}" cy="{sy}" r="3.5" class="new"/>"#);
+        }
+        if lost {
+            let _ = write!(
+                out,
+                r#"<path d="M{} {}l10 10m0 -10l-10 10" class="lost"/>"#,
+                lx + dir * STUB - 5,
+                ly - 5
+            );
+        }
+        // The label above the middle of the first segment from the first point.
+        let label_on = strokes
+            .iter()
+            .find(|s| s.points[0] == (sx, sy))
+            .unwrap_or(&strokes[0]);
+        let ((ax, ay), (bx, by)) = (label_on.points[0], label_on.points[1]);
+        let _ = write!(
+            out,
+            r#"<text x="{}" y="{}" class="pl">{}</text><text x="{}" y="{}" class="tm">+{}</text></g>"#,
+            (ax + bx) / 2,
+            (ay + by) / 2 - 4,
+            esc(&packet_label(r)),
+            LEFT - 8,
+            sy + 4,
+            short_us(r.times[0] - self.t0)
+        );
+        out.push('\n');
+    }
+
+    /// What a packet's tooltip says: who sent it, where and when it was seen, and what
+    /// happened at its ends.
+    fn title(&self, r: &Rung, lost: bool) -> String {
+        let c = &self.m.correlation;
+        let hops = &self.conn.hops;
+        let name = |k: usize| c.points[hops[k].point].name.as_str();
+        let hop = |j: usize| if r.fwd { r.hop + j } else { r.hop - j };
+        let seen: Vec<String> = r
+            .times
+            .iter()
+            .enumerate()
+            .map(|(j, &t)| format!("{} {}", name(hop(j)), rfc3339_ns(t)))
+            .collect();
+        let who = if r.fwd { "initiator" } else { "responder" };
+        let mut title = format!("{who} {}: {}", packet_label(r), seen.join(", "));
+        // The hop after `k` on the packet's way, and the one before.
+        let next = |k: usize| if r.fwd { Some(k + 1) } else { k.checked_sub(1) };
+        let prev = |k: usize| if r.fwd { k.checked_sub(1) } else { Some(k + 1) };
+        let at = |k: Option<usize>| match k.filter(|&k| k < hops.len()) {
+            Some(k) => name(k).to_string(),
+            None => "the next point".into(),
+        };
+        if lost {
+            let _ = write!(title, "; not seen at {}", at(next(r.last_hop())));
+        } else if r.to == Edge::Elsewhere {
+            title.push_str("; crossed in other packets");
+        }
+        match r.from {
+            Edge::Unseen => {
+                let _ = write!(title, "; not seen at {} before", at(prev(r.hop)));
+            }
+            Edge::Elsewhere => title.push_str("; crossed to here in other packets"),
+            _ => {}
+        }
+        title
+    }
+}

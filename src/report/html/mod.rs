@@ -1,0 +1,414 @@
+//! The HTML report (`--format html`): one self-contained page (its style and a small
+//! script inline, no reference to anything outside it) that works offline in any
+//! browser and prints whole. The summary, the inputs, every finding with its evidence
+//! (the Markdown report's words), a connection table that sorts by any column and
+//! filters by any text, and per connection its details and a ladder diagram
+//! (`ladder.rs`) of its packets across the capture points.
+//!
+//! Every text taken from the inputs (point and interface names, rule text, comments)
+//! is escaped; the page says nothing of when it was made, so two runs on the same
+//! inputs write the same bytes.
+
+mod ladder;
+
+use std::fmt::Write as _;
+use std::io::Write;
+
+use super::fmt::{path_label, rfc3339_ns, secs, tuple, tuple_proto};
+use super::sections::{self, Cell, Grid, Markup};
+use super::text::{connection_block, kind_label};
+use super::{Model, Render};
+use crate::audit::Detail;
+
+const STYLE: &str = include_str!("style.css");
+const SCRIPT: &str = include_str!("script.js");
+
+/// Escapes text for HTML and SVG, in element content and in quoted attributes.
+pub(super) fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Inline HTML.
+struct Html;
+
+impl Markup for Html {
+    fn text(&self, s: &str) -> String {
+        esc(s)
+    }
+    fn code(&self, s: &str) -> String {
+        format!("<code>{}</code>", esc(s))
+    }
+    fn strong(&self, s: &str) -> String {
+        format!("<strong>{}</strong>", esc(s))
+    }
+}
+
+/// Links to connections by id, comma-separated.
+fn ids(v: &[String]) -> String {
+    v.iter()
+        .map(|id| format!(r##"<a href="#{0}">{0}</a>"##, esc(id)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A table; `row` gives each row's attributes.
+fn table(out: &mut String, g: &Grid, attrs: &str, row: &dyn Fn(usize) -> String) {
+    let _ = write!(out, "<table{attrs}><thead><tr>");
+    for h in g.headers {
+        let _ = write!(out, "<th>{}</th>", esc(h));
+    }
+    out.push_str("</tr></thead>\n<tbody>\n");
+    for (i, r) in g.rows.iter().enumerate() {
+        let _ = write!(out, "<tr{}>", row(i));
+        for c in r {
+            let text = match c {
+                Cell::Text(s) => esc(s),
+                Cell::Code(s) => Html.code(s),
+                Cell::Ids(v) => ids(v),
+            };
+            let _ = write!(out, "<td>{text}</td>");
+        }
+        out.push_str("</tr>\n");
+    }
+    out.push_str("</tbody></table>\n");
+}
+
+fn no_attrs(_: usize) -> String {
+    String::new()
+}
+
+/// `--format html`.
+pub struct HtmlReport;
+
+impl Render for HtmlReport {
+    fn render(&self, m: &Model, out: &mut dyn Write) -> anyhow::Result<()> {
+        out.write_all(render(m).as_bytes())?;
+        Ok(())
+    }
+}
+
+/// The whole page.
+pub fn render(m: &Model) -> String {
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        r#"<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="generator" content="natcheck {}">
+<title>natcheck report</title>
+<style>
+{STYLE}</style>
+</head>
+<body>
+"#,
+        env!("CARGO_PKG_VERSION")
+    );
+    // The arrowheads every ladder uses.
+    out.push_str(
+        r#"<svg class="defs" width="0" height="0" aria-hidden="true"><defs>
+<marker id="arrow-f" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" orient="auto"><path d="M0 0L10 5L0 10z" class="ah f"/></marker>
+<marker id="arrow-r" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" orient="auto"><path d="M0 0L10 5L0 10z" class="ah r"/></marker>
+</defs></svg>
+"#,
+    );
+    headline(m, &mut out);
+    inputs(m, &mut out);
+    findings(m, &mut out);
+    connections(m, &mut out);
+    let _ = write!(out, "<script>\n{SCRIPT}</script>\n</body>\n</html>\n");
+    out
+}
+
+/// The title, the counts, the summary, the exit status and the connections by path.
+fn headline(m: &Model, out: &mut String) {
+    let _ = writeln!(out, "<header>\n<h1>natcheck report</h1>");
+    let _ = writeln!(
+        out,
+        r#"<p class="headline">{}</p>"#,
+        sections::headline(m, &Html)
+    );
+    let _ = writeln!(out, "<p>{}</p>", sections::summary(m, &Html));
+    let _ = writeln!(out, "<p>{}</p>", sections::exit_status(m, &Html));
+    #[cfg(feature = "frames")]
+    {
+        let c = &m.correlation;
+        let counts: Vec<u32> = (0..c.connections.len())
+            .map(|i| m.findings_of(i).count() as u32)
+            .collect();
+        if let Some(t) = super::text::by_path_table(c, &counts).filter(|t| !t.is_empty()) {
+            let _ = write!(out, r#"<table class="bypath"><thead><tr>"#);
+            for h in t.headers() {
+                let _ = write!(out, "<th>{}</th>", esc(h));
+            }
+            out.push_str("</tr></thead>\n<tbody>\n");
+            for r in t.rows() {
+                out.push_str("<tr>");
+                for cell in r {
+                    let _ = write!(out, "<td>{}</td>", esc(cell));
+                }
+                out.push_str("</tr>\n");
+            }
+            out.push_str("</tbody></table>\n");
+        }
+    }
+    let _ = writeln!(
+        out,
+        r##"<nav class="controls"><a href="#inputs">Inputs</a> · <a href="#findings">Findings</a> · <a href="#connections">Connections</a></nav>"##
+    );
+    out.push_str("</header>\n");
+}
+
+/// The capture points, clocks, inside prefixes, witnesses and input warnings.
+fn inputs(m: &Model, out: &mut String) {
+    let (c, audit) = (&m.correlation, &m.audit);
+    out.push_str("<section id=\"inputs\">\n<h2>Inputs</h2>\n");
+    table(out, &sections::points(c), "", &no_attrs);
+    let _ = writeln!(out, "<p>{}</p>", sections::clock_note(c, &Html));
+    let _ = writeln!(out, "<p>{}</p>", sections::inside_prefixes(audit, &Html));
+    for b in &m.bundles {
+        let _ = writeln!(out, "<p>Bundle: {}.</p>", esc(&super::text::bundle_line(b)));
+    }
+    for g in sections::witnesses(audit) {
+        table(out, &g, "", &no_attrs);
+    }
+    if !m.warnings.is_empty() {
+        out.push_str("<h3>Input warnings</h3>\n<ul>\n");
+        for w in &m.warnings {
+            let _ = writeln!(out, "<li>{}</li>", esc(&w.to_string()));
+        }
+        out.push_str("</ul>\n");
+    }
+    out.push_str("</section>\n");
+}
+
+/// Every finding: a table, then each with its evidence and what to check.
+fn findings(m: &Model, out: &mut String) {
+    out.push_str("<section id=\"findings\">\n<h2>Findings</h2>\n");
+    if m.audit.findings.is_empty() {
+        out.push_str("<p>None.</p>\n</section>\n");
+        return;
+    }
+    table(out, &sections::findings(m), "", &no_attrs);
+    for (i, (f, w)) in m.findings().enumerate() {
+        let _ = writeln!(
+            out,
+            r#"<article class="finding {}" id="f{}">"#,
+            f.severity,
+            i + 1
+        );
+        let _ = writeln!(
+            out,
+            "<h3>{}. {} <code>{}</code>: {}</h3>\n<ul>",
+            i + 1,
+            f.severity,
+            f.code,
+            esc(&w.message)
+        );
+        let _ = writeln!(
+            out,
+            "<li><strong>Connections:</strong> {}</li>",
+            if f.connections.is_empty() {
+                "-".into()
+            } else {
+                ids(&f.connections)
+            }
+        );
+        let _ = writeln!(
+            out,
+            "<li><strong>Points:</strong> {}</li>",
+            esc(&f.points.join(" → "))
+        );
+        let _ = writeln!(out, "<li><strong>Time:</strong> {}</li>", sections::when(f));
+        let _ = writeln!(out, "<li><strong>Packets:</strong> {}</li>", f.packets);
+        if !f.tuples.is_empty() {
+            out.push_str("<li><strong>Tuples</strong> (as the packets travelled):<ul>\n");
+            for t in &f.tuples {
+                let _ = writeln!(
+                    out,
+                    "<li>{} at {}: {}</li>",
+                    t.role,
+                    esc(&t.point),
+                    Html.code(&tuple_proto(&t.tuple))
+                );
+            }
+            out.push_str("</ul></li>\n");
+        }
+        out.push_str("</ul>\n<p><strong>Evidence:</strong></p>\n<ul>\n");
+        for e in &w.evidence {
+            let _ = writeln!(out, "<li>{}</li>", esc(e));
+        }
+        let _ = writeln!(
+            out,
+            "</ul>\n<p><strong>Check next:</strong> {}</p>\n</article>",
+            esc(&w.check)
+        );
+    }
+    out.push_str("</section>\n");
+}
+
+/// The connection table (sortable, filterable), then each connection's section.
+fn connections(m: &Model, out: &mut String) {
+    let c = &m.correlation;
+    out.push_str("<section id=\"connections\">\n<h2>Connections</h2>\n");
+    if c.connections.is_empty() {
+        out.push_str("<p>None.</p>\n</section>\n");
+        return;
+    }
+    let n = c.connections.len();
+    let _ = writeln!(
+        out,
+        r#"<p class="controls"><input type="search" id="filter" placeholder="filter: id, address, port, nat, finding" aria-label="filter connections"> <span id="shown">{n} of {n}</span> · click a column header to sort</p>"#
+    );
+    // Every hop's tuple, for the filter: the table shows the first and last only.
+    let search = |i: usize| {
+        let conn = &c.connections[i];
+        let hops: Vec<String> = conn
+            .all_hops()
+            .map(|h| {
+                let mut s = tuple_proto(&h.flow.tuple);
+                if let Some(r) = &h.reply_tuple {
+                    s = format!("{s} {}", tuple(r));
+                }
+                s
+            })
+            .collect();
+        format!(r#" data-search="{}""#, esc(&hops.join(" ")))
+    };
+    table(
+        out,
+        &sections::connections(m),
+        r#" id="conns" class="sortable""#,
+        &search,
+    );
+    for i in 0..n {
+        connection(m, i, out);
+    }
+    out.push_str("</section>\n");
+}
+
+/// Why a source port moved, naming (and linking) the connection that held it.
+fn port_realloc(pr: &crate::correlate::PortRealloc) -> String {
+    let why = match (&pr.colliding, pr.colliding_started_first) {
+        (Some(id), Some(true)) => format!("{} already held {}", ids(&[id.clone()]), pr.wanted_sport),
+        (Some(id), _) => format!(
+            "{} holds {} (it started later)",
+            ids(&[id.clone()]),
+            pr.wanted_sport
+        ),
+        (None, _) => "no connection holding it was captured (random port selection, a port range, or an unseen holder)".into(),
+    };
+    format!(
+        "source port {} -&gt; {}: {why}",
+        pr.wanted_sport, pr.got_sport
+    )
+}
+
+/// One connection: what it is, its findings, its ladder, its way through the rules
+/// and, folded, the text report's detail.
+fn connection(m: &Model, i: usize, out: &mut String) {
+    let c = &m.correlation;
+    let conn = &c.connections[i];
+    let _ = writeln!(out, r#"<section class="conn" id="{}">"#, esc(&conn.id));
+    let _ = writeln!(
+        out,
+        "<h3>{} <small>{} · {} · {}</small></h3>",
+        esc(&conn.id),
+        conn.proto,
+        esc(&path_label(c, conn, " → ")),
+        esc(&kind_label(conn))
+    );
+    let _ = writeln!(
+        out,
+        "<p>{} +{}</p>",
+        rfc3339_ns(conn.first_ns()),
+        secs(conn.last_ns() - conn.first_ns())
+    );
+    let mut notes: Vec<String> = conn
+        .links
+        .iter()
+        .filter_map(|l| l.port_realloc.as_ref())
+        .map(port_realloc)
+        .collect();
+    for &f in m.audit.by_connection.get(i).into_iter().flatten() {
+        let (x, w) = (&m.audit.findings[f], &m.words[f]);
+        let mut note = format!(
+            r##"finding: <a href="#f{}">{} <code>{}</code></a>: {}"##,
+            f + 1,
+            x.severity,
+            x.code,
+            esc(&w.message)
+        );
+        if let Detail::Conntrack { entry, .. } = &x.detail {
+            let _ = write!(note, " (conntrack entry {})", Html.code(entry));
+        }
+        notes.push(note);
+    }
+    if let (Some(rules), Some(a)) = (&m.audit.rules, m.attribution(i)) {
+        notes.extend(
+            super::rules::attribution_lines(rules, a)
+                .iter()
+                .map(|l| format!(r#"<span class="rule">{}</span>"#, esc(l))),
+        );
+    }
+    if !notes.is_empty() {
+        out.push_str("<ul class=\"notes\">\n");
+        for n in &notes {
+            let _ = writeln!(out, "<li>{n}</li>");
+        }
+        out.push_str("</ul>\n");
+    }
+    match conn.ladder.as_deref() {
+        Some(l) if l.packets.is_empty() => out.push_str(
+            "<p>No ladder: its packets are link-local control traffic, never followed across points.</p>\n",
+        ),
+        Some(l) => {
+        out.push_str("<figure>\n");
+        ladder::write(m, i, out);
+        let start = l
+            .packets
+            .iter()
+            .filter_map(|r| r.times.first())
+            .min()
+            .map(|&t| format!(" from {}", rfc3339_ns(t)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "<figcaption>Time runs down{start} (clock-corrected); the initiator's packets go right, the responder's left; × marks a packet not seen at the next point, ○ one not seen at the point before, a dashed stub one that crossed in other packets. Hover over a packet for its times.</figcaption>\n</figure>"
+        );
+        }
+        None => {}
+    }
+    let _ = writeln!(
+        out,
+        "<details><summary>Detail (tuple at every hop, translations, matched and unmatched packets)</summary>\n<pre>{}</pre></details>\n</section>",
+        esc(&connection_block(c, conn, &|h| m.tcp_state(i, h), &[]))
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup_and_quotes() {
+        assert_eq!(esc(r#"<b a="x">&'"#), "&lt;b a=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            ids(&["c1".into(), "c2".into()]),
+            r##"<a href="#c1">c1</a>, <a href="#c2">c2</a>"##
+        );
+    }
+}
