@@ -3,9 +3,9 @@
 //! translation rewrote highlighted), and one arrow per packet from the hop it was
 //! first seen at to the last, at its clock-corrected times (time runs down). The
 //! initiator's packets go right, the responder's left; a packet lost on the way ends
-//! in a cross beside the last point that saw it. A path that stops short, where a
-//! `lost` finding names the point it should have reached, gets a dashed line for that
-//! point.
+//! in a cross beside the last point that saw it. A path that stops short (a finding
+//! names its last hop as where its packets were last seen) gets a dashed line for the
+//! point it should have reached, when the finding names it.
 //!
 //! Time is drawn to a scale that grows with the logarithm of the gaps between
 //! sightings, in whole pixels: microseconds of forwarding latency slope the arrows,
@@ -15,7 +15,7 @@
 use std::fmt::Write as _;
 
 use super::esc;
-use crate::audit::{Detail, Direction};
+use crate::audit::Role;
 use crate::correlate::{Connection, Edge, Ladder, Rung};
 use crate::model::{tcp_flags, NatChange, NatKind, Tuple};
 use crate::report::fmt::{self, rfc3339_ns, short_us};
@@ -90,18 +90,31 @@ fn tuple_lines(t: &Tuple, ch: Option<&NatChange>) -> [Vec<(String, bool)>; 2] {
     [src, dst]
 }
 
-/// The point a `lost` finding says the connection's path should have gone on to,
-/// with the span of the packets lost at its last hop.
-fn expected_next(m: &Model, i: usize, last_point: &str) -> Option<(String, i64, i64)> {
-    m.findings_of(i).find_map(|(f, _)| match &f.detail {
-        Detail::Lost {
-            from,
-            to,
-            direction: Direction::Fwd,
-            stopped: Some(_),
-            ..
-        } if from == last_point => Some((to.clone(), f.first_ns?, f.last_ns?)),
-        _ => None,
+/// Where a finding says the connection's path stopped short (its last hop's tuple is
+/// one of the finding's `last-seen` tuples: `lost`, `snat-port-exhaustion`,
+/// `conntrack-table-full`): the point it should have reached next, when the
+/// finding's points name one after it, and when its packets were lost.
+struct Stop {
+    next: Option<String>,
+    first_ns: i64,
+    last_ns: i64,
+}
+
+fn stopped(m: &Model, i: usize) -> Option<Stop> {
+    let c = &m.correlation;
+    let last = c.connections[i].hops.last()?;
+    let name = &c.points[last.point].name;
+    m.findings_of(i).find_map(|(f, _)| {
+        f.tuples
+            .iter()
+            .any(|t| t.role == Role::LastSeen && &t.point == name && t.tuple == last.flow.tuple)
+            .then_some(())?;
+        let at = f.points.iter().position(|p| p == name);
+        Some(Stop {
+            next: at.and_then(|k| f.points.get(k + 1)).cloned(),
+            first_ns: f.first_ns?,
+            last_ns: f.last_ns?,
+        })
     })
 }
 
@@ -253,9 +266,8 @@ pub fn write(m: &Model, i: usize, out: &mut String) {
     let Some(ladder) = conn.ladder.as_deref() else {
         return;
     };
-    let last = &c.points[conn.hops[conn.hops.len() - 1].point].name;
-    let expected = expected_next(m, i, last);
-    let lanes = lanes(m, i, expected.as_ref().map(|e| e.0.as_str()));
+    let stop = stopped(m, i);
+    let lanes = lanes(m, i, stop.as_ref().and_then(|s| s.next.as_deref()));
     let links: Vec<Vec<String>> = (1..lanes.len())
         .map(|k| link_label(m, i, conn, k - 1))
         .collect();
@@ -347,9 +359,12 @@ pub fn write(m: &Model, i: usize, out: &mut String) {
         t0: t0.unwrap_or(0),
     };
     for (p, (r, ys)) in ladder.packets.iter().zip(&ys).enumerate() {
-        let lost_stopped = expected.as_ref().is_some_and(|(_, a, b)| {
-            let t = r.times[r.times.len() - 1];
-            r.fwd && r.to == Edge::End && r.last_hop() + 1 == conn.hops.len() && *a <= t && t <= *b
+        let t = r.times[r.times.len() - 1];
+        let lost_stopped = stop.as_ref().is_some_and(|s| {
+            r.fwd
+                && r.to == Edge::End
+                && r.last_hop() + 1 == conn.hops.len()
+                && (s.first_ns..=s.last_ns).contains(&t)
         });
         frame.rung(r, ys, lost_stopped, p, out);
     }
