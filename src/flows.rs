@@ -15,6 +15,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::capture::{self, InputResult, InputSpec, ReadOptions};
+use crate::community_id;
 use crate::decode;
 use crate::model::{tcp_flags, Packet, Proto, Tuple, L4};
 
@@ -166,6 +167,36 @@ pub struct Flow {
 }
 
 impl Flow {
+    /// The flow's Community ID (seed 0), as Zeek and Suricata compute it for the same
+    /// packets. ICMP: an error's type and code; an echo exchange by its request type
+    /// (the identifier is in `tuple.sport`). `None` for other ICMP, whose message
+    /// type the flow does not keep.
+    pub fn community_id(&self) -> Option<String> {
+        let t = &self.tuple;
+        let ports = if t.proto.has_ports() {
+            community_id::Ports::Transport {
+                src: t.sport,
+                dst: t.dport,
+            }
+        } else if t.proto.is_icmp() {
+            let echo = self.initiator == InitiatorEvidence::EchoRequest || t.sport != 0;
+            match (&self.icmp_error, echo) {
+                (Some(e), _) => community_id::Ports::Icmp {
+                    icmp_type: e.icmp_type,
+                    code: e.code,
+                },
+                (None, true) => community_id::Ports::Icmp {
+                    icmp_type: if t.proto == Proto::Icmp { 8 } else { 128 },
+                    code: 0,
+                },
+                (None, false) => return None,
+            }
+        } else {
+            community_id::Ports::None
+        };
+        community_id::v1(0, t.src, t.dst, t.proto.number(), ports)
+    }
+
     fn new(p: &Packet) -> Flow {
         Flow {
             tuple: p.tuple,

@@ -6,7 +6,8 @@
 //! lower layers (a test checks every `crate::` path against this list):
 //!
 //! <!-- layers -->
-//! 1. `diag`, `model`, `input`: located warnings; packets, tuples, translations; opening inputs
+//! 1. `diag`, `model`, `input`, `community_id`: located warnings; packets, tuples,
+//!    translations; opening inputs; the Community ID of a flow
 //! 2. `decode`: bytes of one frame → owned packet summary
 //! 3. `capture`: pcap/pcapng files → capture points and their packets
 //! 4. `flows`, `conntrack`, `rules`, `bundle`: per-point flows; the witnesses' readers
@@ -25,6 +26,7 @@ pub mod bundle;
 pub mod capture;
 pub mod collect;
 pub mod commands;
+pub mod community_id;
 pub mod conntrack;
 pub mod correlate;
 pub mod decode;

@@ -17,6 +17,7 @@ use crate::model::{Proto, Tuple};
 struct FlowJson<'a> {
     #[serde(flatten)]
     tuple: &'a Tuple,
+    community_id: Option<String>,
     initiator_evidence: InitiatorEvidence,
     first_seen: String,
     last_seen: String,
@@ -103,6 +104,7 @@ pub fn table(inputs: &[InputFlows], out: &mut impl Write) -> io::Result<()> {
 fn flow_json(f: &Flow) -> FlowJson<'_> {
     FlowJson {
         tuple: &f.tuple,
+        community_id: f.community_id(),
         initiator_evidence: f.initiator,
         first_seen: rfc3339_ns(f.first_ns),
         last_seen: rfc3339_ns(f.last_ns),

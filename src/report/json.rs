@@ -559,6 +559,8 @@ pub struct HopJson<'a> {
     pub point: &'a str,
     #[serde(flatten)]
     pub tuple: &'a crate::model::Tuple,
+    /// The Community ID of the tuple here (null for ICMP other than echo and errors).
+    pub community_id: Option<String>,
     pub first_seen: String,
     pub last_seen: String,
     pub packets_fwd: u64,
@@ -691,6 +693,7 @@ fn hop<'a>(
     HopJson {
         point: &c.points[h.point].name,
         tuple: &f.tuple,
+        community_id: f.community_id(),
         first_seen: rfc3339_ns(h.first_ns),
         last_seen: rfc3339_ns(h.last_ns),
         packets_fwd: f.packets[0],

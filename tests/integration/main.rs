@@ -9,6 +9,7 @@ mod audit_cli;
 mod bench_synth;
 mod bundle_cli;
 mod collect_netns;
+mod community_id;
 mod conntrack_cli;
 mod correlate_cli;
 mod flows_cli;
