@@ -38,8 +38,11 @@ const STUB: i32 = 26;
 /// One line of the diagram: a hop, or the point a path that stops short was expected
 /// to reach.
 struct Lane {
-    /// Label lines, each a run of (text, highlighted) pieces.
+    /// Label lines, each a run of (text, highlighted) pieces: the point's name, the
+    /// tuple, and what else is known of the hop.
     label: Vec<Vec<(String, bool)>>,
+    /// The last label line is the hop's Community ID.
+    community_id: bool,
     expected: bool,
 }
 
@@ -135,8 +138,13 @@ fn lanes(m: &Model, i: usize, expected: Option<&str>) -> Vec<Lane> {
             if let Some(s) = m.tcp_state(i, h) {
                 label.push(vec![(s.to_string(), false)]);
             }
+            let community_id = h.flow.community_id();
+            if let Some(id) = &community_id {
+                label.push(vec![(id.clone(), false)]);
+            }
             Lane {
                 label,
+                community_id: community_id.is_some(),
                 expected: false,
             }
         })
@@ -147,6 +155,7 @@ fn lanes(m: &Model, i: usize, expected: Option<&str>) -> Vec<Lane> {
                 vec![(name.to_string(), false)],
                 vec![("not seen".to_string(), false)],
             ],
+            community_id: false,
             expected: true,
         });
     }
@@ -304,9 +313,11 @@ pub fn write(m: &Model, i: usize, out: &mut String) {
     for (k, lane) in lanes.iter().enumerate() {
         let x = x(k);
         for (n, line) in lane.label.iter().enumerate() {
+            let cid = lane.community_id && n + 1 == lane.label.len();
             let class = match (n, lane.expected) {
                 (0, _) => "pt",
                 (_, true) => "nf",
+                _ if cid => "cid",
                 _ => "tu",
             };
             let _ = write!(
@@ -314,6 +325,9 @@ pub fn write(m: &Model, i: usize, out: &mut String) {
                 r#"<text x="{x}" y="{}" class="{class}">"#,
                 8 + LINE * (n as i32 + 1)
             );
+            if cid {
+                out.push_str("<title>Community ID</title>");
+            }
             for (s, hl) in line {
                 if *hl {
                     let _ = write!(out, r#"<tspan class="chg">{}</tspan>"#, esc(s));

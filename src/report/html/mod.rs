@@ -271,9 +271,10 @@ fn connections(m: &Model, out: &mut String) {
     let n = c.connections.len();
     let _ = writeln!(
         out,
-        r#"<p class="controls"><input type="search" id="filter" placeholder="filter: id, address, port, nat, finding" aria-label="filter connections"> <span id="shown">{n} of {n}</span> · click a column header to sort</p>"#
+        r#"<p class="controls"><input type="search" id="filter" placeholder="filter: id, address, port, nat, finding, Community ID" aria-label="filter connections"> <span id="shown">{n} of {n}</span> · click a column header to sort</p>"#
     );
-    // Every hop's tuple, for the filter: the table shows the first and last only.
+    // Every hop's tuple and Community ID, for the filter: the table shows the first and
+    // last tuple only.
     let search = |i: usize| {
         let conn = &c.connections[i];
         let hops: Vec<String> = conn
@@ -282,6 +283,9 @@ fn connections(m: &Model, out: &mut String) {
                 let mut s = tuple_proto(&h.flow.tuple);
                 if let Some(r) = &h.reply_tuple {
                     s = format!("{s} {}", tuple(r));
+                }
+                if let Some(id) = h.flow.community_id() {
+                    s = format!("{s} {id}");
                 }
                 s
             })
