@@ -13,6 +13,7 @@ mod community_id;
 mod conntrack_cli;
 mod correlate_cli;
 mod flows_cli;
+mod html_cli;
 mod layers;
 mod rules_cli;
 mod segmentation;

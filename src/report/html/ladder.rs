@@ -525,3 +525,109 @@ impl Frame<'_> {
         title
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::FailOn;
+    use crate::correlate::ladder::HEAD;
+    use crate::correlate::testkit::{point, tcp_conv, view, MS, US};
+    use crate::correlate::{correlate, Config};
+
+    fn pieces(v: &[(String, bool)]) -> Vec<(&str, bool)> {
+        v.iter().map(|(s, h)| (s.as_str(), *h)).collect()
+    }
+
+    #[test]
+    fn highlights_the_address_and_the_port_apart() {
+        let v6 = endpoint("[2001:db8::1]:80".into(), "2001:db8::1", 80, (false, true));
+        assert_eq!(
+            pieces(&v6),
+            [
+                ("[", false),
+                ("2001:db8::1", false),
+                ("]:", false),
+                ("80", true)
+            ]
+        );
+        let icmp = endpoint("10.0.0.1 id=7".into(), "10.0.0.1", 7, (true, false));
+        assert_eq!(pieces(&icmp), [("10.0.0.1", true), (" id=7", false)]);
+        let bare = endpoint("10.0.0.1".into(), "10.0.0.1", 0, (false, true));
+        assert_eq!(pieces(&bare), [("10.0.0.1", false)]);
+    }
+
+    #[test]
+    fn time_runs_down_and_labels_never_overlap() {
+        let rung = |t: i64, fwd: bool| Rung {
+            fwd,
+            tcp_flags: None,
+            ip_len: 60,
+            hop: if fwd { 0 } else { 1 },
+            times: vec![t, t + 30 * US],
+            from: Edge::End,
+            to: Edge::End,
+        };
+        // Packets 2µs apart, then a second later; the middle ones not drawn.
+        let mut packets: Vec<Rung> = (0..HEAD as i64)
+            .map(|k| rung(k * 2 * US, k % 2 == 0))
+            .collect();
+        packets.push(rung(1_000 * MS, true));
+        let l = Ladder {
+            packets,
+            omitted: 7,
+        };
+        let (ys, band, bottom) = rows(&l, 100);
+        let starts: Vec<i32> = ys.iter().map(|y| y[0]).collect();
+        assert_eq!(starts[0], 100);
+        assert!(starts.windows(2).all(|w| w[1] - w[0] >= ROW), "{starts:?}");
+        // Every arrow slopes down with its 30µs of latency.
+        assert!(ys.iter().all(|y| y[1] > y[0]), "{ys:?}");
+        let band = band.expect("packets were left out");
+        assert!(
+            ys[HEAD - 1][1] < band && band < starts[HEAD],
+            "{band} {ys:?}"
+        );
+        assert_eq!(bottom, ys[HEAD][1]);
+        // The gaps grow with the time between sightings, and stop growing.
+        assert!(gap(0) == 0 && gap(US) < gap(MS) && gap(MS) < gap(1_000 * MS));
+        assert_eq!(gap(1_000 * MS), gap(3_600_000 * MS));
+    }
+
+    #[test]
+    fn draws_every_packet_the_rewritten_fields_and_the_lost_one() {
+        let inside = tcp_conv(0, "172.17.0.2:40000", "198.51.100.7:443", 1000);
+        let mut outside = view(&inside, "203.0.113.1:40000", "198.51.100.7:443", 30 * US, 1);
+        // The request (an initiator's packet) never left.
+        outside.remove(3);
+        let points = vec![point("docker<0>", 0, &inside), point("eth0", 1, &outside)];
+        let c = correlate(
+            points,
+            Vec::new(),
+            Config {
+                ladders: true,
+                ..Config::default()
+            },
+        );
+        let audit = crate::audit::audit(&c, &Default::default(), Vec::new());
+        let m = Model::new(c, audit, Vec::new(), FailOn::default());
+        let mut svg = String::new();
+        write(&m, 0, &mut svg);
+        assert!(svg.starts_with("<svg class=\"ladder\""), "{svg}");
+        assert_eq!(svg.matches("<g class=\"pk f\"").count(), 4, "{svg}");
+        assert_eq!(svg.matches("<g class=\"pk r\"").count(), 2, "{svg}");
+        // One cross, on the lost request, beside docker0.
+        assert_eq!(svg.matches(r#"class="lost""#).count(), 1, "{svg}");
+        assert!(
+            svg.contains("[P.]: docker&lt;0&gt; 1970-01-01T00:00:00.003000000Z; not seen at eth0"),
+            "{svg}"
+        );
+        // The point names escaped; at eth0 the source address rewritten, its port kept.
+        assert!(svg.contains(">docker&lt;0&gt;</text>"), "{svg}");
+        assert!(
+            svg.contains(r#"<tspan class="chg">203.0.113.1</tspan>:40000</text>"#),
+            "{svg}"
+        );
+        assert!(svg.contains(">172.17.0.2:40000</text>"), "{svg}");
+        assert!(svg.contains(r#"class="nat">snat</text>"#), "{svg}");
+    }
+}
