@@ -475,7 +475,8 @@ fn chromium_draws_a_reallocated_port_and_a_lost_connection() {
     std::fs::create_dir_all(&dir).unwrap();
     // The connection of each recording that the point is made on: one whose source
     // port moved, one that lost packets.
-    let cases: [(&str, fn(&Value) -> bool); 2] = [
+    type Pick = fn(&Value) -> bool;
+    let cases: [(&str, Pick); 2] = [
         ("port-collision", |c| {
             c["translations"]
                 .as_array()

@@ -304,21 +304,16 @@ fn connections(m: &Model, out: &mut String) {
     out.push_str("</section>\n");
 }
 
-/// Why a source port moved, naming (and linking) the connection that held it.
+/// Why a source port moved, naming (and linking) the connection that held it: the
+/// text report's words.
 fn port_realloc(pr: &crate::correlate::PortRealloc) -> String {
+    let held = pr.wanted_sport;
     let why = match (&pr.colliding, pr.colliding_started_first) {
-        (Some(id), Some(true)) => format!("{} already held {}", ids(&[id.clone()]), pr.wanted_sport),
-        (Some(id), _) => format!(
-            "{} holds {} (it started later)",
-            ids(&[id.clone()]),
-            pr.wanted_sport
-        ),
+        (Some(id), Some(true)) => format!("{} already held {held}", ids(std::slice::from_ref(id))),
+        (Some(id), _) => format!("{} holds {held} (it started later)", ids(std::slice::from_ref(id))),
         (None, _) => "no connection holding it was captured (random port selection, a port range, or an unseen holder)".into(),
     };
-    format!(
-        "source port {} -&gt; {}: {why}",
-        pr.wanted_sport, pr.got_sport
-    )
+    format!("source port {held} -&gt; {}: {why}", pr.got_sport)
 }
 
 /// One connection: what it is, its findings, its ladder, its way through the rules
