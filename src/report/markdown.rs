@@ -10,7 +10,6 @@
 use std::fmt::Write as _;
 use std::io::Write;
 
-use super::fmt::tuple;
 use super::sections::{self, Cell, Grid, Markup};
 use super::text::{connection_block, finding_lines};
 use super::{Model, Render};
@@ -80,6 +79,9 @@ impl Markup for Md {
     fn strong(&self, s: &str) -> String {
         format!("**{}**", esc(s))
     }
+    fn ids(&self, ids: &[String]) -> String {
+        ids.join(", ")
+    }
 }
 
 fn table(out: &mut String, g: &Grid) {
@@ -93,9 +95,9 @@ fn table(out: &mut String, g: &Grid) {
         let cells: Vec<String> = r
             .iter()
             .map(|c| match c {
+                // A table cell cannot hold a pipe or a line break.
                 Cell::Text(s) => cell(s),
-                Cell::Code(s) => code(s),
-                Cell::Ids(ids) => cell(&ids.join(", ")),
+                c => sections::cell(c, &Md),
             })
             .collect();
         let _ = writeln!(out, "| {} |", cells.join(" | "));
@@ -170,28 +172,14 @@ fn findings(m: &Model, out: &mut String) {
                 f.code,
                 esc(&w.message)
             );
-            let _ = writeln!(
-                out,
-                "- **Connections:** {}",
-                if f.connections.is_empty() {
-                    "-".into()
-                } else {
-                    f.connections.join(", ")
-                }
-            );
-            let _ = writeln!(out, "- **Points:** {}", esc(&f.points.join(" → ")));
-            let _ = writeln!(out, "- **Time:** {}", sections::when(f));
-            let _ = writeln!(out, "- **Packets:** {}", f.packets);
-            if !f.tuples.is_empty() {
+            for (label, value) in sections::finding_facts(f, &Md) {
+                let _ = writeln!(out, "- **{label}:** {value}");
+            }
+            let tuples = sections::finding_tuples(f, &Md);
+            if !tuples.is_empty() {
                 let _ = writeln!(out, "- **Tuples** (as the packets travelled):");
-                for t in &f.tuples {
-                    let _ = writeln!(
-                        out,
-                        "  - {} at {}: {}",
-                        t.role,
-                        esc(&t.point),
-                        code(&format!("{} {}", t.tuple.proto, tuple(&t.tuple)))
-                    );
+                for t in tuples {
+                    let _ = writeln!(out, "  - {t}");
                 }
             }
             let _ = writeln!(out, "\n**Evidence:**\n");

@@ -2,7 +2,9 @@
 //! format marks up its own way ([`Markup`]): the headline, the sentences about the
 //! inputs, and the tables (as [`Grid`]s of text, code and connection ids).
 
-use super::fmt::{clock, path_label, plural, rfc3339_ns, secs, short, time_range, tuple};
+use super::fmt::{
+    clock, path_label, plural, rfc3339_ns, secs, short, time_range, tuple, tuple_proto,
+};
 use super::text::{kind_label, summary_line};
 use super::Model;
 use crate::audit::{Audit, Finding, Severity, WitnessKind};
@@ -16,6 +18,8 @@ pub trait Markup {
     fn code(&self, s: &str) -> String;
     /// Emphasised text.
     fn strong(&self, s: &str) -> String;
+    /// Connection ids (`c1`), comma-separated: links where the format has them.
+    fn ids(&self, ids: &[String]) -> String;
 }
 
 /// A table cell.
@@ -37,6 +41,15 @@ impl Cell {
 pub struct Grid {
     pub headers: &'static [&'static str],
     pub rows: Vec<Vec<Cell>>,
+}
+
+/// A table cell, marked up.
+pub fn cell(c: &Cell, mk: &dyn Markup) -> String {
+    match c {
+        Cell::Text(s) => mk.text(s),
+        Cell::Code(s) => mk.code(s),
+        Cell::Ids(v) => mk.ids(v),
+    }
 }
 
 /// `No findings.`, or the count of each severity: `1 error, 2 warnings, 0 info
@@ -114,6 +127,39 @@ pub fn inside_prefixes(audit: &Audit, mk: &dyn Markup) -> String {
             format!("learned from the translations on the wire; declare them with {inside}")
         }
     )
+}
+
+/// The facts listed under a finding's heading: (label, value).
+pub fn finding_facts(f: &Finding, mk: &dyn Markup) -> [(&'static str, String); 4] {
+    [
+        (
+            "Connections",
+            if f.connections.is_empty() {
+                "-".into()
+            } else {
+                mk.ids(&f.connections)
+            },
+        ),
+        ("Points", mk.text(&f.points.join(" → "))),
+        ("Time", when(f)),
+        ("Packets", f.packets.to_string()),
+    ]
+}
+
+/// A finding's tuples as the packets travelled, one line each: `before at docker0:
+/// tcp 172.17.0.3:40000 -> 203.0.113.2:7000`.
+pub fn finding_tuples(f: &Finding, mk: &dyn Markup) -> Vec<String> {
+    f.tuples
+        .iter()
+        .map(|t| {
+            format!(
+                "{} at {}: {}",
+                t.role,
+                mk.text(&t.point),
+                mk.code(&tuple_proto(&t.tuple))
+            )
+        })
+        .collect()
 }
 
 /// When a finding happened: its start, and how long it lasted.

@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use std::io::Write;
 
 use super::fmt::{path_label, rfc3339_ns, secs, tuple, tuple_proto};
-use super::sections::{self, Cell, Grid, Markup};
+use super::sections::{self, Grid, Markup};
 use super::text::{connection_block, kind_label};
 use super::{Model, Render};
 use crate::audit::Detail;
@@ -52,14 +52,13 @@ impl Markup for Html {
     fn strong(&self, s: &str) -> String {
         format!("<strong>{}</strong>", esc(s))
     }
-}
-
-/// Links to connections by id, comma-separated.
-fn ids(v: &[String]) -> String {
-    v.iter()
-        .map(|id| format!(r##"<a href="#{0}">{0}</a>"##, esc(id)))
-        .collect::<Vec<_>>()
-        .join(", ")
+    /// Links to the connections' sections.
+    fn ids(&self, ids: &[String]) -> String {
+        ids.iter()
+            .map(|id| format!(r##"<a href="#{0}">{0}</a>"##, esc(id)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// A table; `row` gives each row's attributes.
@@ -72,12 +71,7 @@ fn table(out: &mut String, g: &Grid, attrs: &str, row: &dyn Fn(usize) -> String)
     for (i, r) in g.rows.iter().enumerate() {
         let _ = write!(out, "<tr{}>", row(i));
         for c in r {
-            let text = match c {
-                Cell::Text(s) => esc(s),
-                Cell::Code(s) => Html.code(s),
-                Cell::Ids(v) => ids(v),
-            };
-            let _ = write!(out, "<td>{text}</td>");
+            let _ = write!(out, "<td>{}</td>", sections::cell(c, &Html));
         }
         out.push_str("</tr>\n");
     }
@@ -218,32 +212,14 @@ fn findings(m: &Model, out: &mut String) {
             f.code,
             esc(&w.message)
         );
-        let _ = writeln!(
-            out,
-            "<li><strong>Connections:</strong> {}</li>",
-            if f.connections.is_empty() {
-                "-".into()
-            } else {
-                ids(&f.connections)
-            }
-        );
-        let _ = writeln!(
-            out,
-            "<li><strong>Points:</strong> {}</li>",
-            esc(&f.points.join(" → "))
-        );
-        let _ = writeln!(out, "<li><strong>Time:</strong> {}</li>", sections::when(f));
-        let _ = writeln!(out, "<li><strong>Packets:</strong> {}</li>", f.packets);
-        if !f.tuples.is_empty() {
+        for (label, value) in sections::finding_facts(f, &Html) {
+            let _ = writeln!(out, "<li><strong>{label}:</strong> {value}</li>");
+        }
+        let tuples = sections::finding_tuples(f, &Html);
+        if !tuples.is_empty() {
             out.push_str("<li><strong>Tuples</strong> (as the packets travelled):<ul>\n");
-            for t in &f.tuples {
-                let _ = writeln!(
-                    out,
-                    "<li>{} at {}: {}</li>",
-                    t.role,
-                    esc(&t.point),
-                    Html.code(&tuple_proto(&t.tuple))
-                );
+            for t in tuples {
+                let _ = writeln!(out, "<li>{t}</li>");
             }
             out.push_str("</ul></li>\n");
         }
@@ -308,10 +284,15 @@ fn connections(m: &Model, out: &mut String) {
 /// text report's words.
 fn port_realloc(pr: &crate::correlate::PortRealloc) -> String {
     let held = pr.wanted_sport;
-    let why = match (&pr.colliding, pr.colliding_started_first) {
-        (Some(id), Some(true)) => format!("{} already held {held}", ids(std::slice::from_ref(id))),
-        (Some(id), _) => format!("{} holds {held} (it started later)", ids(std::slice::from_ref(id))),
-        (None, _) => "no connection holding it was captured (random port selection, a port range, or an unseen holder)".into(),
+    let unseen = "no connection holding it was captured (random port selection, a port range, or an unseen holder)";
+    let holder = pr
+        .colliding
+        .as_ref()
+        .map(|id| Html.ids(std::slice::from_ref(id)));
+    let why = match (holder, pr.colliding_started_first) {
+        (Some(h), Some(true)) => format!("{h} already held {held}"),
+        (Some(h), _) => format!("{h} holds {held} (it started later)"),
+        (None, _) => unseen.into(),
     };
     format!("source port {held} -&gt; {}: {why}", pr.got_sport)
 }
@@ -406,7 +387,7 @@ mod tests {
     fn escapes_markup_and_quotes() {
         assert_eq!(esc(r#"<b a="x">&'"#), "&lt;b a=&quot;x&quot;&gt;&amp;&#39;");
         assert_eq!(
-            ids(&["c1".into(), "c2".into()]),
+            Html.ids(&["c1".into(), "c2".into()]),
             r##"<a href="#c1">c1</a>, <a href="#c2">c2</a>"##
         );
     }
