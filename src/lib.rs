@@ -16,9 +16,11 @@
 //! 5. `correlate`, `witness`, `collect`: the same connections across points; witness
 //!    inputs; `natcheck collect`, which captures on the NAT host and writes a bundle
 //! 6. `audit`: findings, as data
-//! 7. `report`: the report model and one renderer per format; every word users read
-//! 8. `pipeline`: inputs → report model, the library entry point
-//! 9. `commands`: flags → pipeline configuration and a renderer
+//! 7. `diff`: two correlation reports compared (new, gone and changed findings and
+//!    translations), as data
+//! 8. `report`: the report model and one renderer per format; every word users read
+//! 9. `pipeline`: inputs → report model, the library entry point
+//! 10. `commands`: flags → pipeline configuration and a renderer
 //! <!-- /layers -->
 
 pub mod audit;
@@ -31,6 +33,7 @@ pub mod conntrack;
 pub mod correlate;
 pub mod decode;
 pub mod diag;
+pub mod diff;
 pub mod flows;
 pub mod input;
 pub mod model;

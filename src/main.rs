@@ -30,6 +30,9 @@ enum Command {
     Conntrack(commands::conntrack::Args),
     /// Dump the live conntrack table over netlink.
     Snapshot(commands::snapshot::Args),
+    /// Compare two `correlate --format json` reports: new, gone and changed findings
+    /// and translations.
+    Diff(commands::diff::Args),
     /// Walk one packet through the host's iptables/nftables rules.
     Explain(commands::explain::Args),
     /// On the NAT host (root, or CAP_NET_RAW and CAP_NET_ADMIN): capture on several
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         Command::Conntrack(a) => commands::conntrack::run(a),
         Command::Snapshot(a) => commands::snapshot::run(a),
         Command::Explain(a) => commands::explain::run(a),
+        Command::Diff(a) => commands::diff::run(a),
         Command::Collect(a) => commands::collect::run(a),
     };
     match result {

@@ -30,7 +30,7 @@ ALL_SCENARIOS=(masquerade published-port port-collision nodeport snat-random-ful
   fault-hairpin-no-masq fault-hairpin-udp)
 ALL_SCENARIOS+=(userland-proxy userland-proxy6 fault-pmtu-black-hole fault-pmtu-black-hole6)
 ALL_SCENARIOS+=(fault-asym-route fault-asym-route6 asym-route-loose)
-ALL_SCENARIOS+=(fault-ct-table-full fault-ct-table-full6)
+ALL_SCENARIOS+=(fault-ct-table-full fault-ct-table-full6 forward-drop-clean)
 
 # The scenarios that run with IPv6 on (dual stack): those whose name ends in 6.
 is_v6() { [[ $1 == *6 ]]; }
@@ -781,13 +781,24 @@ scenario_snat_random_fully() {
 
 # Docker's rules plus a DROP in FORWARD for TCP port 9090: the SYNs to 9090 reach
 # docker0 and never eth0, while port 7000 works.
-scenario_fault_forward_drop() {
+scenario_fault_forward_drop() { forward_drop_lab drop; }
+
+# The same traffic as fault-forward-drop with nothing dropped: the clean baseline a
+# regression diff compares the faulty recording with.
+scenario_forward_drop_clean() { forward_drop_lab clean; }
+
+# $1: `drop` (a FORWARD rule drops the connection to port 9090) or `clean`.
+forward_drop_lab() {
   IFACES=(docker0 eth0 veth-c1)
   apply_docker_masquerade
-  hx iptables -I FORWARD -p tcp -m tcp --dport 9090 -j DROP
+  local fate=(--requests 1)
+  if [[ $1 == drop ]]; then
+    hx iptables -I FORWARD -p tcp -m tcp --dport 9090 -j DROP
+    fate=(--expect-fail)
+  fi
   server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --port 9090 --lifetime 30
   start_recording
-  client blocked "$NS_C1" tcp_client.py --dst "$SRV_IP" --port 9090 --connect-timeout 3 --expect-fail --tag blocked
+  client blocked "$NS_C1" tcp_client.py --dst "$SRV_IP" --port 9090 --connect-timeout 3 "${fate[@]}" --tag blocked
   local blocked=$LAST_PID
   client h1 "$NS_C1" tcp_client.py --dst "$SRV_IP" --port 7000 --requests 2 --tag ok \
     --ready "$SYNC/h1" --release "$SYNC/release"
@@ -2249,6 +2260,13 @@ check_fault_forward_drop() {
   [[ $(ct_count "$ct" 'dport=9090 ') -eq 0 ]] || die "$SCEN: conntrack entry for the dropped flow"
   need 1 "ESTABLISHED entry to port 7000" "$(ct_count "$ct" ' ESTABLISHED ' 'dport=7000 ' "dst=$HOST_IP ")"
   need 1 "TCP conversation to port 7000 on eth0" "$(tcp_convs "$SCEN_DIR/eth0.pcap" 'tcp.port==7000')"
+}
+
+check_forward_drop_clean() {
+  local ct=$SCEN_DIR/conntrack.txt
+  need 1 "TCP conversation to port 9090 on eth0" "$(tcp_convs "$SCEN_DIR/eth0.pcap" 'tcp.port==9090')"
+  need 1 "TCP conversation to port 7000 on eth0" "$(tcp_convs "$SCEN_DIR/eth0.pcap" 'tcp.port==7000')"
+  need 1 "entry to port 9090" "$(ct_count "$ct" 'dport=9090 ' "dst=$HOST_IP ")"
 }
 
 check_fault_invalid_leak() {

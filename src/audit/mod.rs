@@ -107,7 +107,12 @@ pub struct FailOn {
 
 impl FailOn {
     pub fn trips(&self, f: &Finding) -> bool {
-        self.severity.is_some_and(|s| f.severity >= s) || self.codes.contains(&f.code)
+        self.trips_code(f.code, f.severity)
+    }
+
+    /// Whether a finding of `code` at `severity` trips it.
+    pub fn trips_code(&self, code: Code, severity: Severity) -> bool {
+        self.severity.is_some_and(|s| severity >= s) || self.codes.contains(&code)
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod collect;
 pub mod conntrack;
 pub mod correlate;
+pub mod diff;
 pub mod explain;
 pub mod flows;
 pub mod snapshot;

@@ -8,6 +8,7 @@
 //! `flows.rs` render those commands. Nothing here analyses anything.
 
 pub mod conntrack;
+pub mod diff;
 pub mod explain;
 pub mod flows;
 pub mod fmt;

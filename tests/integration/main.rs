@@ -12,6 +12,7 @@ mod collect_netns;
 mod community_id;
 mod conntrack_cli;
 mod correlate_cli;
+mod diff_cli;
 mod flows_cli;
 mod html_cli;
 mod layers;

@@ -42,6 +42,7 @@ pub const SCENARIOS: &[&str] = &[
     "asym-route-loose",
     "fault-ct-table-full",
     "fault-ct-table-full6",
+    "forward-drop-clean",
 ];
 
 /// Scenarios recorded but read only by the tests made for them, not by those that go
