@@ -53,13 +53,36 @@ pub struct Rung {
 }
 
 impl Rung {
+    /// The hop of its `j`-th sighting (`times[j]`).
+    pub fn hop_at(&self, j: usize) -> usize {
+        if self.fwd {
+            self.hop + j
+        } else {
+            self.hop - j
+        }
+    }
+
     /// The hop it was last seen at.
     pub fn last_hop(&self) -> usize {
-        let n = self.times.len() - 1;
+        self.hop_at(self.times.len() - 1)
+    }
+
+    /// The hop after the last that saw it, on its way (maybe past the path's end),
+    /// and the hop before the first (`None` before the first hop).
+    pub fn next_hop(&self) -> Option<usize> {
+        let last = self.last_hop();
         if self.fwd {
-            self.hop + n
+            Some(last + 1)
         } else {
-            self.hop - n
+            last.checked_sub(1)
+        }
+    }
+
+    pub fn prev_hop(&self) -> Option<usize> {
+        if self.fwd {
+            self.hop.checked_sub(1)
+        } else {
+            Some(self.hop + 1)
         }
     }
 }

@@ -103,6 +103,7 @@ struct Stop {
     last_ns: i64,
 }
 
+/// Where connection `i` stopped short, if a finding says it did.
 fn stopped(m: &Model, i: usize) -> Option<Stop> {
     let c = &m.correlation;
     let last = c.connections[i].hops.last()?;
@@ -133,7 +134,8 @@ fn lanes(m: &Model, i: usize, expected: Option<&str>) -> Vec<Lane> {
             let mut label = vec![vec![(c.points[h.point].name.clone(), false)]];
             label.extend(tuple_lines(&h.flow.tuple, change));
             if let Some(r) = &h.reply_tuple {
-                label.push(vec![(format!("replies: {}", fmt::tuple(r)), false)]);
+                label.push(vec![("replies seen here as".to_string(), false)]);
+                label.push(vec![(fmt::tuple(r), false)]);
             }
             if let Some(s) = m.tcp_state(i, h) {
                 label.push(vec![(s.to_string(), false)]);
@@ -372,15 +374,26 @@ pub fn write(m: &Model, i: usize, out: &mut String) {
         xs: (0..lanes.len()).map(x).collect(),
         t0: t0.unwrap_or(0),
     };
+    let name = |k: Option<usize>| match k.and_then(|k| conn.hops.get(k)) {
+        Some(h) => c.points[h.point].name.as_str(),
+        None => "the next point",
+    };
     for (p, (r, ys)) in ladder.packets.iter().zip(&ys).enumerate() {
         let t = r.times[r.times.len() - 1];
-        let lost_stopped = stop.as_ref().is_some_and(|s| {
-            r.fwd
-                && r.to == Edge::End
-                && r.last_hop() + 1 == conn.hops.len()
-                && (s.first_ns..=s.last_ns).contains(&t)
-        });
-        frame.rung(r, ys, lost_stopped, p, out);
+        // Where it was lost: at the next hop, or, for the initiator's packets at the
+        // end of a path that stopped short, at the point it should have reached.
+        let lost = match (r.to, &stop) {
+            (Edge::Unseen, _) => Some(name(r.next_hop())),
+            (Edge::End, Some(s))
+                if r.fwd
+                    && r.last_hop() + 1 == conn.hops.len()
+                    && (s.first_ns..=s.last_ns).contains(&t) =>
+            {
+                Some(s.next.as_deref().unwrap_or_else(|| name(None)))
+            }
+            _ => None,
+        };
+        frame.rung(r, ys, lost, p, out);
     }
     out.push_str("</svg>\n");
 }
@@ -406,14 +419,13 @@ impl Frame<'_> {
     /// One packet (the `p`-th drawn, at heights `ys`): its arrow from the first point
     /// that saw it to the last, a dashed stub where it crossed in other packets, a
     /// cross where it was lost, a circle where it appeared, its label and time.
-    fn rung(&self, r: &Rung, ys: &[i32], lost_stopped: bool, p: usize, out: &mut String) {
+    /// `lost` names the point it was not seen at, when it was lost.
+    fn rung(&self, r: &Rung, ys: &[i32], lost: Option<&str>, p: usize, out: &mut String) {
         let dir = if r.fwd { 1 } else { -1 };
-        let hop = |j: usize| if r.fwd { r.hop + j } else { r.hop - j };
         let main: Vec<(i32, i32)> = (0..r.times.len())
-            .map(|j| (self.xs[hop(j)], ys[j]))
+            .map(|j| (self.xs[r.hop_at(j)], ys[j]))
             .collect();
         let ((sx, sy), (lx, ly)) = (main[0], main[main.len() - 1]);
-        let lost = r.to == Edge::Unseen || lost_stopped;
         let mut strokes: Vec<Stroke> = Vec::new();
         let mut add = |points: Vec<(i32, i32)>, dashed: bool| match strokes.last_mut() {
             Some(s) if !s.dashed && !dashed && s.points.last() == points.first() => {
@@ -429,8 +441,8 @@ impl Frame<'_> {
         }
         let stub = vec![(lx, ly), (lx + dir * STUB, ly)];
         match (lost, r.to) {
-            (true, _) => add(stub, false),
-            (false, Edge::Elsewhere) => add(stub, true),
+            (Some(_), _) => add(stub, false),
+            (None, Edge::Elsewhere) => add(stub, true),
             // Seen at one point only: a tick shows which way it went.
             _ if main.len() == 1 && r.from != Edge::Elsewhere => add(stub, false),
             _ => {}
@@ -451,7 +463,7 @@ impl Frame<'_> {
                 r#"<polyline points="{}"{}{}/>"#,
                 points.join(" "),
                 if s.dashed { r#" class="else""# } else { "" },
-                if k + 1 == strokes.len() && !lost {
+                if k + 1 == strokes.len() && lost.is_none() {
                     format!(r#" marker-end="url(#{arrow})""#)
                 } else {
                     String::new()
@@ -461,7 +473,7 @@ impl Frame<'_> {
         if r.from == Edge::Unseen {
             let _ = write!(out, r#"<circle cx="{sx}" cy="{sy}" r="3.5" class="new"/>"#);
         }
-        if lost {
+        if lost.is_some() {
             let _ = write!(
                 out,
                 r#"<path d="M{} {}l10 10m0 -10l-10 10" class="lost"/>"#,
@@ -490,36 +502,28 @@ impl Frame<'_> {
 
     /// What a packet's tooltip says: who sent it, where and when it was seen, and what
     /// happened at its ends.
-    fn title(&self, r: &Rung, lost: bool) -> String {
+    fn title(&self, r: &Rung, lost: Option<&str>) -> String {
         let c = &self.m.correlation;
         let hops = &self.conn.hops;
         let name = |k: usize| c.points[hops[k].point].name.as_str();
-        let hop = |j: usize| if r.fwd { r.hop + j } else { r.hop - j };
         let seen: Vec<String> = r
             .times
             .iter()
             .enumerate()
-            .map(|(j, &t)| format!("{} {}", name(hop(j)), rfc3339_ns(t)))
+            .map(|(j, &t)| format!("{} {}", name(r.hop_at(j)), rfc3339_ns(t)))
             .collect();
         let who = if r.fwd { "initiator" } else { "responder" };
         let mut title = format!("{who} {}: {}", packet_label(r), seen.join(", "));
-        // The hop after `k` on the packet's way, and the one before.
-        let next = |k: usize| if r.fwd { Some(k + 1) } else { k.checked_sub(1) };
-        let prev = |k: usize| if r.fwd { k.checked_sub(1) } else { Some(k + 1) };
-        let at = |k: Option<usize>| match k.filter(|&k| k < hops.len()) {
-            Some(k) => name(k).to_string(),
-            None => "the next point".into(),
-        };
-        if lost {
-            let _ = write!(title, "; not seen at {}", at(next(r.last_hop())));
+        if let Some(at) = lost {
+            let _ = write!(title, "; not seen at {at}");
         } else if r.to == Edge::Elsewhere {
             title.push_str("; crossed in other packets");
         }
-        match r.from {
-            Edge::Unseen => {
-                let _ = write!(title, "; not seen at {} before", at(prev(r.hop)));
+        match (r.from, r.prev_hop().filter(|&k| k < hops.len())) {
+            (Edge::Unseen, Some(k)) => {
+                let _ = write!(title, "; not seen at {} before", name(k));
             }
-            Edge::Elsewhere => title.push_str("; crossed to here in other packets"),
+            (Edge::Elsewhere, _) => title.push_str("; crossed to here in other packets"),
             _ => {}
         }
         title
