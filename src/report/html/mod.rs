@@ -20,6 +20,11 @@ use super::text::{connection_block, kind_label};
 use super::{Model, Render};
 use crate::audit::Detail;
 
+/// At most this many ladders in one page (a ladder of a few dozen packets weighs a
+/// few kilobytes): a capture of many thousand connections still makes a page that a
+/// browser opens. Connections with findings get theirs first.
+const MAX_LADDERS: usize = 1000;
+
 const STYLE: &str = include_str!("style.css");
 const SCRIPT: &str = include_str!("script.js");
 
@@ -87,13 +92,13 @@ pub struct HtmlReport;
 
 impl Render for HtmlReport {
     fn render(&self, m: &Model, out: &mut dyn Write) -> anyhow::Result<()> {
-        out.write_all(render(m).as_bytes())?;
+        out.write_all(render(m, MAX_LADDERS).as_bytes())?;
         Ok(())
     }
 }
 
-/// The whole page.
-pub fn render(m: &Model) -> String {
+/// The whole page, with at most `max_ladders` ladders.
+pub fn render(m: &Model, max_ladders: usize) -> String {
     let mut out = String::new();
     let _ = write!(
         out,
@@ -122,7 +127,7 @@ pub fn render(m: &Model) -> String {
     headline(m, &mut out);
     inputs(m, &mut out);
     findings(m, &mut out);
-    connections(m, &mut out);
+    connections(m, max_ladders, &mut out);
     let _ = write!(out, "<script>\n{SCRIPT}</script>\n</body>\n</html>\n");
     out
 }
@@ -237,7 +242,7 @@ fn findings(m: &Model, out: &mut String) {
 }
 
 /// The connection table (sortable, filterable), then each connection's section.
-fn connections(m: &Model, out: &mut String) {
+fn connections(m: &Model, max_ladders: usize, out: &mut String) {
     let c = &m.correlation;
     out.push_str("<section id=\"connections\">\n<h2>Connections</h2>\n");
     if c.connections.is_empty() {
@@ -274,8 +279,21 @@ fn connections(m: &Model, out: &mut String) {
         r#" id="conns" class="sortable""#,
         &search,
     );
-    for i in 0..n {
-        connection(m, i, out);
+    // The connections whose ladders are drawn: those with findings first.
+    let mut drawn = vec![false; n];
+    let with_findings = |i: &usize| m.findings_of(*i).next().is_some();
+    let (first, rest): (Vec<usize>, Vec<usize>) = (0..n).partition(with_findings);
+    for i in first.into_iter().chain(rest).take(max_ladders) {
+        drawn[i] = true;
+    }
+    let not_drawn = (n > max_ladders).then(|| {
+        format!(
+            "<p>Ladders drawn for {max_ladders} of the {n} connections, those with findings first.</p>\n"
+        )
+    });
+    out.push_str(not_drawn.as_deref().unwrap_or_default());
+    for (i, &d) in drawn.iter().enumerate() {
+        connection(m, i, d, not_drawn.as_deref(), out);
     }
     out.push_str("</section>\n");
 }
@@ -297,9 +315,9 @@ fn port_realloc(pr: &crate::correlate::PortRealloc) -> String {
     format!("source port {held} -&gt; {}: {why}", pr.got_sport)
 }
 
-/// One connection: what it is, its findings, its ladder, its way through the rules
-/// and, folded, the text report's detail.
-fn connection(m: &Model, i: usize, out: &mut String) {
+/// One connection: what it is, its findings, its ladder (when `drawn`, else why not),
+/// its way through the rules and, folded, the text report's detail.
+fn connection(m: &Model, i: usize, drawn: bool, why_not: Option<&str>, out: &mut String) {
     let c = &m.correlation;
     let conn = &c.connections[i];
     let _ = writeln!(out, r#"<section class="conn" id="{}">"#, esc(&conn.id));
@@ -352,6 +370,7 @@ fn connection(m: &Model, i: usize, out: &mut String) {
         out.push_str("</ul>\n");
     }
     match conn.ladder.as_deref() {
+        Some(_) if !drawn => out.push_str(why_not.unwrap_or_default()),
         Some(l) if l.packets.is_empty() => out.push_str(
             "<p>No ladder: its packets are link-local control traffic, never followed across points.</p>\n",
         ),
@@ -382,6 +401,49 @@ fn connection(m: &Model, i: usize, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::FailOn;
+    use crate::correlate::testkit::{point, tcp_conv, view, MS, US};
+    use crate::correlate::{correlate, Config};
+
+    #[test]
+    fn a_page_of_many_connections_draws_those_with_findings_first() {
+        let (client, server) = ("172.17.0.2:40000", "198.51.100.7:443");
+        let clean = tcp_conv(0, client, server, 1000);
+        let lossy = tcp_conv(10 * MS, "172.17.0.2:40001", server, 5000);
+        let mut outside = view(&clean, "203.0.113.1:40000", server, 30 * US, 1);
+        let mut lossy_out = view(&lossy, "203.0.113.1:40001", server, 30 * US, 1);
+        // The second connection's request never left.
+        lossy_out.remove(3);
+        outside.extend(lossy_out);
+        let inside = [clean, lossy].concat();
+        let points = vec![point("docker0", 0, &inside), point("eth0", 1, &outside)];
+        let config = Config {
+            ladders: true,
+            ..Config::default()
+        };
+        let c = correlate(points, Vec::new(), config);
+        let audit = crate::audit::audit(&c, &Default::default(), Vec::new());
+        let m = Model::new(c, audit, Vec::new(), FailOn::default());
+        assert!(m.findings_of(0).next().is_none() && m.findings_of(1).next().is_some());
+        let page = render(&m, 1);
+        for bad in ["http://", "https://", "src="] {
+            assert!(!page.contains(bad), "{bad}");
+        }
+        let section = |id: &str| {
+            let at = page
+                .find(&format!(r#"<section class="conn" id="{id}">"#))
+                .unwrap();
+            &page[at..at + page[at..].find("</section>").unwrap()]
+        };
+        let said = "Ladders drawn for 1 of the 2 connections, those with findings first.";
+        assert!(section("c1").contains(said) && !section("c1").contains("<svg"));
+        assert_eq!(section("c2").matches(r#"<svg class="ladder""#).count(), 1);
+        assert_eq!(page.matches(said).count(), 2);
+        // Without a limit, both.
+        let page = render(&m, MAX_LADDERS);
+        assert_eq!(page.matches(r#"<svg class="ladder""#).count(), 2);
+        assert!(!page.contains("Ladders drawn for"));
+    }
 
     #[test]
     fn escapes_markup_and_quotes() {
