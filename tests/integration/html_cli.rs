@@ -51,7 +51,10 @@ fn both(captures: &[String], extra: &[&str]) -> (String, Value) {
 fn assert_self_contained(html: &str) {
     assert!(html.starts_with("<!DOCTYPE html>\n"), "{}", &html[..80]);
     assert!(html.ends_with("</html>\n"));
-    for bad in ["http://", "https://", "src=", "<link", "@import", "//cdn"] {
+    // (`src=` without a quote is conntrack's notation, in evidence.)
+    for bad in [
+        "http://", "https://", "src=\"", "<link", "@import", "<iframe", "<img",
+    ] {
         assert!(!html.contains(bad), "the page contains {bad:?}");
     }
     for (at, _) in html.match_indices("href=\"") {
@@ -129,7 +132,8 @@ fn the_page_holds_a_ladder_per_connection_with_each_hops_tuple() {
         ("nodeport", "iptables.txt"),
     ] {
         let rules = format!("samples/{name}/{rules}");
-        let (html, doc) = both(&captures(name), &["--rules", &rules]);
+        let ct = format!("samples/{name}/conntrack.txt");
+        let (html, doc) = both(&captures(name), &["--rules", &rules, "--conntrack", &ct]);
         assert_self_contained(&html);
         let conns = connections(&doc);
         let mut drawn = 0;
