@@ -66,21 +66,37 @@ impl Markup for Html {
     }
 }
 
-/// A table; `row` gives each row's attributes.
-fn table(out: &mut String, g: &Grid, attrs: &str, row: &dyn Fn(usize) -> String) {
+/// A table of cells already marked up; `row` gives each row's attributes.
+fn html_table<'a>(
+    out: &mut String,
+    headers: impl Iterator<Item = &'a str>,
+    rows: &[Vec<String>],
+    attrs: &str,
+    row: &dyn Fn(usize) -> String,
+) {
     let _ = write!(out, "<table{attrs}><thead><tr>");
-    for h in g.headers {
+    for h in headers {
         let _ = write!(out, "<th>{}</th>", esc(h));
     }
     out.push_str("</tr></thead>\n<tbody>\n");
-    for (i, r) in g.rows.iter().enumerate() {
+    for (i, r) in rows.iter().enumerate() {
         let _ = write!(out, "<tr{}>", row(i));
         for c in r {
-            let _ = write!(out, "<td>{}</td>", sections::cell(c, &Html));
+            let _ = write!(out, "<td>{c}</td>");
         }
         out.push_str("</tr>\n");
     }
     out.push_str("</tbody></table>\n");
+}
+
+/// A table of the shared sections.
+fn table(out: &mut String, g: &Grid, attrs: &str, row: &dyn Fn(usize) -> String) {
+    let rows: Vec<Vec<String>> = g
+        .rows
+        .iter()
+        .map(|r| r.iter().map(|c| sections::cell(c, &Html)).collect())
+        .collect();
+    html_table(out, g.headers.iter().copied(), &rows, attrs, row);
 }
 
 fn no_attrs(_: usize) -> String {
@@ -149,19 +165,12 @@ fn headline(m: &Model, out: &mut String) {
             .map(|i| m.findings_of(i).count() as u32)
             .collect();
         if let Some(t) = super::text::by_path_table(c, &counts).filter(|t| !t.is_empty()) {
-            let _ = write!(out, r#"<table class="bypath"><thead><tr>"#);
-            for h in t.headers() {
-                let _ = write!(out, "<th>{}</th>", esc(h));
-            }
-            out.push_str("</tr></thead>\n<tbody>\n");
-            for r in t.rows() {
-                out.push_str("<tr>");
-                for cell in r {
-                    let _ = write!(out, "<td>{}</td>", esc(cell));
-                }
-                out.push_str("</tr>\n");
-            }
-            out.push_str("</tbody></table>\n");
+            let rows: Vec<Vec<String>> = t
+                .rows()
+                .iter()
+                .map(|r| r.iter().map(|c| esc(c)).collect())
+                .collect();
+            html_table(out, t.headers(), &rows, r#" class="bypath""#, &no_attrs);
         }
     }
     let _ = writeln!(
