@@ -39,6 +39,9 @@ pub struct CtEntry {
     pub zone: u16,
     /// Seconds left before the entry expires, when printed.
     pub timeout_s: Option<u64>,
+    /// The kernel's entry id (`-o id`) and `mark=`, when printed.
+    pub id: Option<u32>,
+    pub mark: Option<u32>,
 }
 
 impl CtEntry {
@@ -102,6 +105,8 @@ impl CtEntry {
             assured: e.flags.assured,
             zone: e.zone_id(),
             timeout_s: e.timeout_s,
+            id: e.id,
+            mark: e.mark,
         }
     }
 }
@@ -474,6 +479,35 @@ pub fn index(c: &Correlation) -> HashMap<Tuple, Vec<(usize, usize)>> {
         }
     }
     idx
+}
+
+/// A connection's entry in a conntrack table (its ORIGINAL tuple is the tuple of one
+/// of the connection's hops).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CtMatch {
+    pub conn: usize,
+    pub entry: CtEntry,
+}
+
+/// Each connection's entry in the tables (snapshots, not event logs), in connection
+/// order: from the last table, in input order, that holds one; within a table, the
+/// first entry located on the connection (see [`locate`]).
+pub fn matches(c: &Correlation, snaps: &[Snapshot]) -> Vec<CtMatch> {
+    let idx = index(c);
+    let mut by_conn: BTreeMap<usize, CtMatch> = BTreeMap::new();
+    for snap in snaps.iter().filter(|s| !s.from_events) {
+        let mut here: BTreeMap<usize, CtMatch> = BTreeMap::new();
+        for e in &snap.entries {
+            if let Some((conn, _)) = locate(c, &idx, e) {
+                here.entry(conn).or_insert_with(|| CtMatch {
+                    conn,
+                    entry: e.clone(),
+                });
+            }
+        }
+        by_conn.extend(here);
+    }
+    by_conn.into_values().collect()
 }
 
 /// The snapshot's time: given, or estimated (see the module doc).

@@ -71,6 +71,8 @@ pub struct Audit {
     pub rules: Option<crate::rules::RuleSet>,
     /// Each walked connection's way through the rules, in connection order.
     pub attributions: Vec<rules::Attribution>,
+    /// Each connection's conntrack entry, when a table holds one, in connection order.
+    pub conntrack: Vec<ct::CtMatch>,
 }
 
 impl Audit {
@@ -201,6 +203,7 @@ pub fn audit(c: &Correlation, cfg: &Config, witnesses: Vec<Witness>) -> Audit {
             .collect(),
         rules: rule_set,
         attributions,
+        conntrack: ct::matches(c, &snapshots),
     }
 }
 

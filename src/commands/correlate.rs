@@ -5,6 +5,7 @@
 //! else 1 when a finding trips `--fail-on` (default: any `error` finding), else 0.
 
 use std::io::{self, Write};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{print_warnings, CaptureArgs, ExitStatus};
@@ -25,10 +26,10 @@ pub enum OutputFormat {
     /// One self-contained HTML page: the findings, a sortable and filterable connection
     /// table, and a ladder diagram of every connection's packets across the points.
     Html,
-    /// One CSV row per connection (columns in docs/json-schema.md).
+    /// One CSV row per connection and hop (columns in docs/json-schema.md).
     #[cfg(feature = "frames")]
     Csv,
-    /// One JSON object per line and connection, the CSV's columns.
+    /// One JSON object per line, connection and hop, the CSV's columns.
     #[cfg(feature = "frames")]
     Ndjson,
     /// The CSV's columns as Apache Parquet (binary: redirect standard output).
@@ -84,6 +85,42 @@ pub struct Args {
     /// like `--rules`.
     #[arg(long = "rules-before", value_name = "FILE", requires = "rules")]
     pub rules_before: Vec<String>,
+
+    #[command(flatten)]
+    pub tables: TablesArgs,
+}
+
+/// `--tables DIR` and how it is partitioned.
+#[derive(clap::Args, Debug, Default)]
+pub struct TablesArgs {
+    /// Also write the report's tables as Parquet into DIR: `connections.parquet` (one
+    /// row per connection and hop), `findings.parquet` and `points.parquet` (columns
+    /// in docs/json-schema.md).
+    #[arg(long, value_name = "DIR")]
+    pub tables: Option<PathBuf>,
+
+    /// Hive-partition the tables, so that many runs gather in one DIR:
+    /// `DIR/connections/host=H/date=YYYY-MM-DD/part-RUN.parquet` (RUN: a hash of the
+    /// tables; the same run rewrites its own files). `host`, `date` (the UTC day of
+    /// each connection's first packet) or `host,date`.
+    #[arg(
+        long,
+        value_name = "KEY,...",
+        value_delimiter = ',',
+        requires = "tables"
+    )]
+    pub partition: Vec<PartitionKey>,
+
+    /// The host name of `--partition host` (default: the one in the bundle's manifest).
+    #[arg(long, value_name = "NAME", requires = "tables")]
+    pub host: Option<String>,
+}
+
+/// A partition key of `--tables`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum PartitionKey {
+    Host,
+    Date,
 }
 
 impl OutputFormat {
@@ -159,6 +196,53 @@ impl Args {
     }
 }
 
+impl TablesArgs {
+    /// Where and how to write the tables, checked before anything is read: the host
+    /// of `--partition host` comes from `--host`, else from the first bundle.
+    #[cfg(feature = "frames")]
+    fn plan(
+        &self,
+        bundles: &[crate::bundle::Summary],
+    ) -> anyhow::Result<Option<(PathBuf, crate::report::tables::Partition)>> {
+        let Some(dir) = &self.tables else {
+            return Ok(None);
+        };
+        let keys = &self.partition;
+        anyhow::ensure!(
+            keys.windows(2).all(|w| w[0] < w[1]),
+            "--partition: give each key once, in the order host,date"
+        );
+        let by_host = keys.contains(&PartitionKey::Host);
+        let host = match (&self.host, by_host) {
+            (Some(_), false) => {
+                anyhow::bail!("--host names the host partition: add --partition host")
+            }
+            (h, true) => Some(
+                h.clone()
+                    .or_else(|| bundles.first().map(|b| b.host.clone()))
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "--partition host: no bundle names the host: give it with --host NAME"
+                        )
+                    })?,
+            ),
+            (None, false) => None,
+        };
+        let partition =
+            crate::report::tables::Partition::new(host, keys.contains(&PartitionKey::Date))?;
+        Ok(Some((dir.clone(), partition)))
+    }
+
+    #[cfg(not(feature = "frames"))]
+    fn plan(&self, _: &[crate::bundle::Summary]) -> anyhow::Result<Option<()>> {
+        anyhow::ensure!(
+            self.tables.is_none(),
+            "--tables needs natcheck built with the `frames` feature"
+        );
+        Ok(None)
+    }
+}
+
 pub fn run(args: &Args) -> anyhow::Result<ExitStatus> {
     let mut cfg = args.config()?;
     let format = args.format.report();
@@ -166,7 +250,14 @@ pub fn run(args: &Args) -> anyhow::Result<ExitStatus> {
     if format.is_binary() && std::io::IsTerminal::is_terminal(&io::stdout()) {
         anyhow::bail!("--format parquet writes binary data: redirect standard output to a file");
     }
+    let tables = args.tables.plan(&cfg.bundles)?;
     let model = pipeline::run(&cfg)?;
+    #[cfg(feature = "frames")]
+    if let Some((dir, partition)) = &tables {
+        crate::report::tables::write(&model, dir, partition)?;
+    }
+    #[cfg(not(feature = "frames"))]
+    let _ = tables;
     let mut out = io::BufWriter::new(io::stdout().lock());
     format.renderer().render(&model, &mut out)?;
     out.flush()?;

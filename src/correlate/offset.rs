@@ -48,6 +48,18 @@ pub enum OffsetBasis {
     Unrelated,
 }
 
+impl OffsetBasis {
+    /// The name the JSON report gives it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OffsetBasis::Reference => "reference",
+            OffsetBasis::SameFile => "same-file",
+            OffsetBasis::Estimated => "estimated",
+            OffsetBasis::Unrelated => "unrelated",
+        }
+    }
+}
+
 /// One offset per point (see the module documentation), each point pair's packets
 /// compared in parallel.
 pub fn estimate(points: &[PointData]) -> Vec<Offset> {
@@ -111,6 +123,22 @@ pub fn median(v: &mut [i64]) -> Option<i64> {
         // Average without overflow.
         v[n / 2 - 1] / 2 + v[n / 2] / 2 + (v[n / 2 - 1] % 2 + v[n / 2] % 2) / 2
     })
+}
+
+/// The `pct`th percentile (0 to 100) of `v`, which it sorts; `None` when empty. The
+/// value at rank `(n − 1) · pct / 100` (from 0), interpolated linearly between the two
+/// nearest ranks and rounded down: the median's definition, the mean of the two middle
+/// values when `n` is even, carried to any rank.
+pub fn percentile(v: &mut [i64], pct: u8) -> Option<i64> {
+    let last = v.len().checked_sub(1)?;
+    v.sort_unstable();
+    let pos = last as u128 * u128::from(pct.min(100));
+    let lo = (pos / 100) as usize;
+    let frac = (pos % 100) as i128;
+    let a = i128::from(v[lo]);
+    let b = i128::from(*v.get(lo + 1).unwrap_or(&v[lo]));
+    // `v` is sorted, so the step is never negative and the result lies in [a, b].
+    Some((a + (b - a) * frac / 100) as i64)
 }
 
 /// Estimates one offset per point. `pairs` holds, for each point pair (a < b), the
@@ -282,5 +310,30 @@ mod tests {
         assert_eq!(median(&mut [4, 1, 2, 3]), Some(2));
         assert_eq!(median(&mut [i64::MAX, i64::MAX]), Some(i64::MAX));
         assert_eq!(median(&mut []), None);
+    }
+
+    #[test]
+    fn percentile_interpolates_between_ranks() {
+        assert_eq!(percentile(&mut [], 99), None);
+        assert_eq!(percentile(&mut [7], 99), Some(7));
+        // The median's own values.
+        for v in [
+            &[3, 1, 2][..],
+            &[4, 1, 2, 3],
+            &[10, 20],
+            &[i64::MAX, i64::MAX],
+        ] {
+            assert_eq!(percentile(&mut v.to_vec(), 50), median(&mut v.to_vec()));
+        }
+        // Rank 0.99 between 10 and 20: 19.9, rounded down.
+        assert_eq!(percentile(&mut [20, 10], 99), Some(19));
+        // 1..=100: rank 98.01, between 99 and 100.
+        let mut v: Vec<i64> = (1..=100).rev().collect();
+        assert_eq!(percentile(&mut v, 99), Some(99));
+        assert_eq!(percentile(&mut v, 100), Some(100));
+        assert_eq!(percentile(&mut v, 0), Some(1));
+        // The full range without overflow: 98 % of the way up from the bottom.
+        let p = percentile(&mut [i64::MIN, i64::MAX], 99).unwrap();
+        assert!(p > i64::MAX / 100 * 97 && p < i64::MAX / 100 * 99, "{p}");
     }
 }

@@ -72,6 +72,9 @@ pub struct Latency {
     /// Latency of the earliest matched initiator packet (the SYN, usually).
     pub first_ns: Option<i64>,
     pub p50_ns: i64,
+    /// The 99th percentile, interpolated between ranks as the median is
+    /// ([`offset::percentile`]).
+    pub p99_ns: i64,
     pub max_ns: i64,
 }
 
@@ -451,6 +454,7 @@ impl Matched {
         Some(Latency {
             first_ns: self.first_fwd.map(|(_, l)| l),
             p50_ns: offset::median(&mut self.lat).unwrap_or(0),
+            p99_ns: offset::percentile(&mut self.lat, 99).unwrap_or(0),
             max_ns,
         })
     }
@@ -680,6 +684,7 @@ mod tests {
             Some(Latency {
                 first_ns: Some(lat),
                 p50_ns: lat,
+                p99_ns: lat,
                 max_ns: lat,
             })
         );

@@ -23,6 +23,14 @@ pub fn rfc3339_ns(ns: i64) -> String {
     }
 }
 
+/// The UTC day of a time: `2026-11-23`. Out-of-range values print as raw nanoseconds.
+pub fn utc_date(ns: i64) -> String {
+    match DateTime::from_timestamp(ns.div_euclid(1_000_000_000), 0) {
+        Some(dt) => dt.format("%Y-%m-%d").to_string(),
+        None => format!("{ns}ns"),
+    }
+}
+
 /// A duration in seconds with millisecond precision: `0.153s`, `12.000s`.
 pub fn secs(ns: i64) -> String {
     let sign = if ns < 0 { "-" } else { "" };
@@ -219,6 +227,8 @@ mod tests {
             "2023-11-14T22:13:20.123456789Z"
         );
         assert_eq!(rfc3339_ns(-1), "1969-12-31T23:59:59.999999999Z");
+        assert_eq!(utc_date(1_700_000_000_123_456_789), "2023-11-14");
+        assert_eq!(utc_date(-1), "1969-12-31");
         assert_eq!(secs(1_500_000_000), "1.500s");
         assert_eq!(secs(-2_000_000), "-0.002s");
         assert_eq!(short(37_000), "37µs");

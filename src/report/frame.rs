@@ -1,23 +1,25 @@
-//! The per-connection table as a polars `DataFrame`: one row per connection, for the
-//! CSV / NDJSON / Parquet writers (`--format csv|ndjson|parquet`) and for the summary by
-//! path and translation kind. This is the only module that imports polars.
+//! The report's tables as polars `DataFrame`s, for `--format csv|ndjson|parquet` and
+//! `--tables DIR` (`tables.rs`), and the connections by path and translation kind of
+//! the table report. With `tables.rs`, the only module that imports polars.
 //!
-//! Columns (a contract like the JSON schema, documented in docs/json-schema.md):
-//! `id, proto, path, kind, port_reallocated, first_seen, last_seen, first_point,
-//! first_src, first_sport, first_dst, first_dport, last_point, last_src, last_sport,
-//! last_dst, last_dport, packets_fwd, packets_rev, bytes_fwd, bytes_rev, lost_fwd,
-//! lost_rev, latency_first_ns, latency_p50_ns, latency_max_ns, confidence, findings`.
-//! Times are UTC datetimes with nanoseconds; counts are those of the first hop;
-//! `lost_*` and `latency_*` cover every link of the path (sum, max); `confidence` is the
-//! weakest link's; ports are null where the protocol has none.
+//! Three tables, each a contract like the JSON schema (docs/json-schema.md, "Tabular
+//! output"): `connections` ([`hops`]: one row per connection and hop, return hops
+//! too), `findings` (one row per finding and connection) and `points`. Times are UTC
+//! datetimes with nanoseconds; what a row lacks (a port of a protocol without ports,
+//! the link after the last hop, a conntrack entry) is null. Every row is dated by the
+//! first packet of what it describes, for `--partition date`.
 
 use std::io::Write;
 
 use polars::prelude::*;
 
+use super::explain::Words;
+use super::rules::{attribution_json, AttributionJson, RuleJson};
 use super::{Model, Render};
-use crate::correlate::{Connection, Correlation, Hop, Link};
-use crate::model::Tuple;
+use crate::audit::ct::{CtEntry, CtMatch};
+use crate::audit::Finding;
+use crate::correlate::{Connection, Correlation, Hop, Latency, Link};
+use crate::model::{NatChange, Tuple};
 
 /// The tabular output formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,6 +29,18 @@ pub enum FrameFormat {
     Parquet,
 }
 
+/// One table of the report, and the time that dates each row.
+pub struct Dated {
+    /// The table's name: `connections`, `findings`, `points`.
+    pub name: &'static str,
+    pub df: DataFrame,
+    /// Per row, the first packet of the connection or point it describes (of the
+    /// finding when it names no connection).
+    pub first_ns: Vec<Option<i64>>,
+}
+
+/// The port columns: null where the protocol has none (ICMP echo: the identifier as
+/// the source port).
 fn port(t: &Tuple, src: bool) -> Option<u32> {
     let p = if src { t.sport } else { t.dport };
     if t.proto.has_ports() || (t.proto.is_icmp() && src) {
@@ -36,63 +50,328 @@ fn port(t: &Tuple, src: bool) -> Option<u32> {
     }
 }
 
-/// One column: `f` of every connection.
-fn col<T>(conns: &[Connection], name: &str, f: impl Fn(&Connection) -> T) -> Column
+/// One column: `f` of every row.
+fn col<'a, R, T>(rows: &'a [R], name: &str, f: impl Fn(&'a R) -> T) -> Column
 where
     Series: NamedFrom<Vec<T>, [T]>,
 {
-    Column::new(name.into(), conns.iter().map(f).collect::<Vec<T>>())
+    Column::new(name.into(), rows.iter().map(f).collect::<Vec<T>>())
 }
 
 /// A column of times, as UTC datetimes with nanoseconds.
-fn times(conns: &[Connection], name: &str, f: impl Fn(&Connection) -> i64) -> PolarsResult<Column> {
-    col(conns, name, f).cast(&DataType::Datetime(TimeUnit::Nanoseconds, None))
+fn times<'a, R>(rows: &'a [R], name: &str, f: impl Fn(&'a R) -> Option<i64>) -> Column {
+    let ns: Int64Chunked = rows.iter().map(f).collect();
+    ns.with_name(name.into())
+        .into_datetime(TimeUnit::Nanoseconds, Some(TimeZone::UTC))
+        .into_column()
 }
 
-/// `PREFIX_point, PREFIX_src, PREFIX_sport, PREFIX_dst, PREFIX_dport` of the hop `pick`
-/// chooses.
-fn endpoint_columns(c: &Correlation, prefix: &str, pick: fn(&Connection) -> &Hop) -> Vec<Column> {
-    let conns = &c.connections[..];
-    let t = |x: &Connection| pick(x).flow.tuple;
+/// `PREFIXsrc, PREFIXsport, PREFIXdst, PREFIXdport` of the tuple `t` picks.
+fn tuple_columns<'a, R>(
+    rows: &'a [R],
+    prefix: &str,
+    t: impl Fn(&'a R) -> Option<Tuple>,
+) -> Vec<Column> {
     vec![
-        col(conns, &format!("{prefix}_point"), |x| {
-            c.points[pick(x).point].name.clone()
+        col(rows, &format!("{prefix}src"), |r| {
+            t(r).map(|t| t.src.to_string())
         }),
-        col(conns, &format!("{prefix}_src"), |x| t(x).src.to_string()),
-        col(conns, &format!("{prefix}_sport"), |x| port(&t(x), true)),
-        col(conns, &format!("{prefix}_dst"), |x| t(x).dst.to_string()),
-        col(conns, &format!("{prefix}_dport"), |x| port(&t(x), false)),
+        col(rows, &format!("{prefix}sport"), |r| {
+            t(r).and_then(|t| port(&t, true))
+        }),
+        col(rows, &format!("{prefix}dst"), |r| {
+            t(r).map(|t| t.dst.to_string())
+        }),
+        col(rows, &format!("{prefix}dport"), |r| {
+            t(r).and_then(|t| port(&t, false))
+        }),
     ]
 }
 
-/// Counts of the first hop, lost packets and latency over every link, the weakest
-/// link's confidence, and the findings.
-fn evidence_columns(conns: &[Connection], findings: &[u32]) -> Vec<Column> {
-    let links_max =
-        |x: &Connection, f: &dyn Fn(&Link) -> Option<i64>| x.links.iter().filter_map(f).max();
-    let lost = |x: &Connection, f: &dyn Fn(&Link) -> u64| x.links.iter().map(f).sum::<u64>();
+/// What a connection's rows share: its finding codes, its conntrack entry, its way
+/// through the rules.
+struct ConnFacts<'a> {
+    findings: String,
+    ct: Option<&'a CtMatch>,
+    rules: Option<AttributionJson<'a>>,
+}
+
+fn conn_facts(m: &Model, i: usize) -> ConnFacts<'_> {
+    let mut codes: Vec<&str> = m.findings_of(i).map(|(f, _)| f.code.as_str()).collect();
+    codes.sort_unstable();
+    codes.dedup();
+    ConnFacts {
+        findings: codes.join(";"),
+        ct: m.conntrack_entry(i),
+        rules: m
+            .audit
+            .rules
+            .as_ref()
+            .zip(m.attribution(i))
+            .map(|(r, a)| attribution_json(r, a)),
+    }
+}
+
+/// One row of the connections table: a hop and the link to the hop after it
+/// (downstream, in the initiator's direction).
+struct HopRow<'a> {
+    conn: &'a Connection,
+    facts: &'a ConnFacts<'a>,
+    /// The hops of the path from 0, then the return hops.
+    index: usize,
+    hop: &'a Hop,
+    /// A return hop: replies beside the path.
+    ret: bool,
+    next: Option<&'a Hop>,
+    change: Option<NatChange>,
+    /// The path's link to `next` (a return hop's replies have no latency).
+    link: Option<&'a Link>,
+    /// Initiator packets lost from here to `next`, responder packets from `next` to here.
+    lost: [Option<u64>; 2],
+}
+
+impl<'a> HopRow<'a> {
+    fn ct(&self) -> Option<&'a CtEntry> {
+        self.facts.ct.map(|x| &x.entry)
+    }
+
+    fn latency(&self, f: fn(&Latency) -> Option<i64>) -> Option<i64> {
+        self.link.and_then(|l| l.latency.as_ref()).and_then(f)
+    }
+}
+
+/// A connection's rows: the path's hops, then the return hops, whose next hop is the
+/// one after the hop they stand beside (their replies came from there).
+fn hop_rows<'a>(conn: &'a Connection, facts: &'a ConnFacts<'a>, rows: &mut Vec<HopRow<'a>>) {
+    for (i, hop) in conn.hops.iter().enumerate() {
+        let link = conn.links.get(i);
+        rows.push(HopRow {
+            conn,
+            facts,
+            index: i,
+            hop,
+            ret: false,
+            next: conn.hops.get(i + 1),
+            change: link.map(|l| l.change),
+            link,
+            lost: link.map_or([None, None], |l| {
+                [
+                    Some(l.unmatched.lost_fwd.packets),
+                    Some(l.unmatched.lost_rev.packets),
+                ]
+            }),
+        });
+    }
+    for (k, r) in conn.returns.iter().enumerate() {
+        let from = r.from.as_ref().filter(|l| l.hop < conn.hops.len());
+        let next = from.map(|l| &conn.hops[l.hop]);
+        rows.push(HopRow {
+            conn,
+            facts,
+            index: conn.hops.len() + k,
+            hop: &r.hop,
+            ret: true,
+            next,
+            change: next.map(|n| NatChange::between(&r.hop.flow.tuple, &n.flow.tuple)),
+            link: None,
+            lost: [None, from.map(|l| l.unmatched.packets)],
+        });
+    }
+}
+
+/// `PREFIX_chain, PREFIX_line, PREFIX_rule` of the rule `pick` chooses.
+fn rule_columns<'a>(
+    rows: &'a [HopRow<'a>],
+    prefix: &str,
+    pick: fn(&'a AttributionJson<'a>) -> Option<&'a RuleJson<'a>>,
+) -> Vec<Column> {
+    let rule = |r: &'a HopRow<'a>| r.facts.rules.as_ref().and_then(pick);
     vec![
+        col(rows, &format!("{prefix}_chain"), |r| {
+            rule(r).map(|j| j.chain)
+        }),
+        col(rows, &format!("{prefix}_line"), |r| rule(r).map(|j| j.line)),
+        col(rows, &format!("{prefix}_rule"), |r| rule(r).map(|j| j.text)),
+    ]
+}
+
+/// The connections table: one row per connection and hop (see the module doc).
+pub fn hops(m: &Model) -> PolarsResult<Dated> {
+    let c = &m.correlation;
+    let facts: Vec<ConnFacts> = (0..c.connections.len()).map(|i| conn_facts(m, i)).collect();
+    let mut rows = Vec::new();
+    for (conn, f) in c.connections.iter().zip(&facts) {
+        hop_rows(conn, f, &mut rows);
+    }
+    let rows = &rows[..];
+    let point = |h: &Hop| c.points[h.point].name.as_str();
+    let mut columns = vec![
+        col(rows, "connection", |r| r.conn.id.as_str()),
+        col(rows, "hop", |r| r.index as u32),
+        col(rows, "point", |r| point(r.hop)),
+        col(rows, "role", |r| if r.ret { "return" } else { "path" }),
+        col(rows, "proto", |r| r.conn.proto.name()),
+    ];
+    columns.extend(tuple_columns(rows, "", |r| Some(r.hop.flow.tuple)));
+    columns.extend([
+        col(rows, "community_id", |r| r.hop.flow.community_id()),
+        times(rows, "first_seen", |r| Some(r.hop.first_ns)),
+        times(rows, "last_seen", |r| Some(r.hop.last_ns)),
+        col(rows, "packets_fwd", |r| r.hop.flow.packets[0]),
+        col(rows, "packets_rev", |r| r.hop.flow.packets[1]),
+        col(rows, "bytes_fwd", |r| r.hop.flow.bytes[0]),
+        col(rows, "bytes_rev", |r| r.hop.flow.bytes[1]),
+        col(rows, "next_point", |r| r.next.map(point)),
+        col(rows, "nat_kind", |r| r.change.map(|x| x.kind.as_str())),
+        col(rows, "port_reallocated", |r| {
+            r.change.map(|x| x.port_reallocated)
+        }),
+    ]);
+    columns.extend(tuple_columns(rows, "next_", |r| {
+        r.next.map(|h| h.flow.tuple)
+    }));
+    columns.extend([
+        col(rows, "lost_fwd", |r| r.lost[0]),
+        col(rows, "lost_rev", |r| r.lost[1]),
+        col(rows, "latency_first_ns", |r| r.latency(|l| l.first_ns)),
+        col(rows, "latency_p50_ns", |r| r.latency(|l| Some(l.p50_ns))),
+        col(rows, "latency_p99_ns", |r| r.latency(|l| Some(l.p99_ns))),
+        col(rows, "latency_max_ns", |r| r.latency(|l| Some(l.max_ns))),
+        col(rows, "confidence", |r| r.link.map(|l| l.confidence)),
+        col(rows, "ct_entry", |r| r.ct().map(|e| e.place())),
+        col(rows, "ct_id", |r| r.ct().and_then(|e| e.id)),
+        col(rows, "ct_state", |r| {
+            r.ct().and_then(|e| e.state.as_deref())
+        }),
+        col(rows, "ct_mark", |r| r.ct().and_then(|e| e.mark)),
+        col(rows, "ct_zone", |r| r.ct().map(|e| u32::from(e.zone))),
+        col(rows, "rules_fate", |r| {
+            r.facts.rules.as_ref().and_then(|a| a.fate)
+        }),
+    ]);
+    columns.extend(rule_columns(rows, "dnat", |a| {
+        a.dnat.as_ref()?.rule.as_ref()
+    }));
+    columns.extend(rule_columns(rows, "snat", |a| {
+        a.snat.as_ref()?.rule.as_ref()
+    }));
+    columns.extend(rule_columns(rows, "decided_by", |a| a.decided_by.as_ref()));
+    columns.push(col(rows, "findings", |r| r.facts.findings.as_str()));
+    Ok(Dated {
+        name: "connections",
+        df: DataFrame::new_infer_height(columns)?,
+        first_ns: rows.iter().map(|r| Some(r.conn.first_ns())).collect(),
+    })
+}
+
+/// One row of the findings table: a finding and one of its connections.
+struct FindingRow<'a> {
+    /// The finding's place in the report's list, from 1.
+    number: u32,
+    f: &'a Finding,
+    w: &'a Words,
+    conn: Option<&'a Connection>,
+}
+
+impl<'a> FindingRow<'a> {
+    /// The point the finding is mainly about.
+    fn point(&self) -> Option<&'a str> {
+        self.f.points.first().map(String::as_str)
+    }
+}
+
+/// The findings table: one row per finding and connection it names (one row for a
+/// finding that names none), in the report's order.
+pub fn findings(m: &Model) -> PolarsResult<Dated> {
+    let c = &m.correlation;
+    let mut rows = Vec::new();
+    for (k, (f, w)) in m.findings().enumerate() {
+        let number = k as u32 + 1;
+        let row = |conn| FindingRow { number, f, w, conn };
+        if f.conns.is_empty() {
+            rows.push(row(None));
+        }
+        rows.extend(f.conns.iter().map(|&i| row(c.connections.get(i))));
+    }
+    let rows = &rows[..];
+    let hop = |r: &FindingRow| {
+        let p = r.point()?;
+        r.conn?
+            .all_hops()
+            .position(|h| c.points[h.point].name == p)
+            .map(|i| i as u32)
+    };
+    let columns = vec![
+        col(rows, "finding", |r| r.number),
+        col(rows, "code", |r| r.f.code.as_str()),
+        col(rows, "severity", |r| r.f.severity.as_str()),
+        col(rows, "connection", |r| r.conn.map(|x| x.id.as_str())),
+        col(rows, "hop", hop),
+        col(rows, "point", |r| r.point()),
+        times(rows, "first_seen", |r| r.f.first_ns),
+        times(rows, "last_seen", |r| r.f.last_ns),
+        col(rows, "packets", |r| r.f.packets),
+        col(rows, "message", |r| r.w.message.as_str()),
+    ];
+    Ok(Dated {
+        name: "findings",
+        df: DataFrame::new_infer_height(columns)?,
+        first_ns: rows
+            .iter()
+            .map(|r| r.conn.map(Connection::first_ns).or(r.f.first_ns))
+            .collect(),
+    })
+}
+
+/// The points table: one row per capture point, in the report's order.
+pub fn points(c: &Correlation) -> PolarsResult<Dated> {
+    let rows = &c.points[..];
+    let columns = vec![
+        col(rows, "point", |p| p.name.as_str()),
+        col(rows, "source", |p| p.source.as_str()),
+        col(rows, "linktype", |p| p.linktype.as_str()),
+        col(rows, "interface", |p| p.interface.as_deref()),
+        col(rows, "packets", |p| p.packets),
+        col(rows, "flows", |p| p.flows as u64),
+        times(rows, "first_seen", |p| p.first_ns),
+        times(rows, "last_seen", |p| p.last_ns),
+        col(rows, "clock_offset_ns", |p| p.clock.offset_ns),
+        col(rows, "clock_reference", |p| {
+            c.points[p.clock.reference].name.as_str()
+        }),
+        col(rows, "clock_basis", |p| p.clock.basis.as_str()),
+        col(rows, "clock_samples", |p| p.clock.samples as u64),
+    ];
+    Ok(Dated {
+        name: "points",
+        df: DataFrame::new_infer_height(columns)?,
+        first_ns: rows.iter().map(|p| p.first_ns).collect(),
+    })
+}
+
+/// The three tables of a report.
+pub fn tables(m: &Model) -> PolarsResult<[Dated; 3]> {
+    Ok([hops(m)?, findings(m)?, points(&m.correlation)?])
+}
+
+/// One row per connection with what [`summary`] adds up: `path`, `kind` (end to end),
+/// the first hop's packets, the packets lost over every link of the path, and
+/// `findings[i]`, the number of findings of connection i.
+pub fn connections(c: &Correlation, findings: &[u32]) -> PolarsResult<DataFrame> {
+    let conns: &[Connection] = &c.connections;
+    let lost = |x: &Connection, f: fn(&Link) -> u64| x.links.iter().map(f).sum::<u64>();
+    DataFrame::new_infer_height(vec![
+        col(conns, "path", |x| super::fmt::path_label(c, x, ">")),
+        col(conns, "kind", |x| {
+            x.end_to_end().map_or("single-point", |k| k.kind.as_str())
+        }),
         col(conns, "packets_fwd", |x| x.hops[0].flow.packets[0]),
         col(conns, "packets_rev", |x| x.hops[0].flow.packets[1]),
-        col(conns, "bytes_fwd", |x| x.hops[0].flow.bytes[0]),
-        col(conns, "bytes_rev", |x| x.hops[0].flow.bytes[1]),
         col(conns, "lost_fwd", |x| {
-            lost(x, &|l| l.unmatched.lost_fwd.packets)
+            lost(x, |l| l.unmatched.lost_fwd.packets)
         }),
         col(conns, "lost_rev", |x| {
-            lost(x, &|l| l.unmatched.lost_rev.packets)
-        }),
-        col(conns, "latency_first_ns", |x| {
-            links_max(x, &|l| l.latency.and_then(|t| t.first_ns))
-        }),
-        col(conns, "latency_p50_ns", |x| {
-            links_max(x, &|l| l.latency.map(|t| t.p50_ns))
-        }),
-        col(conns, "latency_max_ns", |x| {
-            links_max(x, &|l| l.latency.map(|t| t.max_ns))
-        }),
-        col(conns, "confidence", |x| {
-            x.links.iter().map(|l| l.confidence).reduce(f64::min)
+            lost(x, |l| l.unmatched.lost_rev.packets)
         }),
         Column::new(
             "findings".into(),
@@ -100,29 +379,7 @@ fn evidence_columns(conns: &[Connection], findings: &[u32]) -> Vec<Column> {
                 .map(|i| findings.get(i).copied().unwrap_or(0))
                 .collect::<Vec<_>>(),
         ),
-    ]
-}
-
-/// Builds the connection frame. `findings[i]` is the number of findings of connection i.
-pub fn connections(c: &Correlation, findings: &[u32]) -> PolarsResult<DataFrame> {
-    let conns: &[Connection] = &c.connections;
-    let mut columns = vec![
-        col(conns, "id", |x| x.id.clone()),
-        col(conns, "proto", |x| x.proto.name()),
-        col(conns, "path", |x| super::fmt::path_label(c, x, ">")),
-        col(conns, "kind", |x| {
-            x.end_to_end().map_or("single-point", |k| k.kind.as_str())
-        }),
-        col(conns, "port_reallocated", |x| {
-            x.links.iter().any(|l| l.change.port_reallocated)
-        }),
-        times(conns, "first_seen", Connection::first_ns)?,
-        times(conns, "last_seen", Connection::last_ns)?,
-    ];
-    columns.extend(endpoint_columns(c, "first", |x| &x.hops[0]));
-    columns.extend(endpoint_columns(c, "last", |x| &x.hops[x.hops.len() - 1]));
-    columns.extend(evidence_columns(conns, findings));
-    DataFrame::new_infer_height(columns)
+    ])
 }
 
 /// Columns summed per group in [`summary`].
@@ -187,31 +444,24 @@ pub fn summary(df: &DataFrame) -> PolarsResult<DataFrame> {
     DataFrame::new_infer_height(cols)
 }
 
-/// Writes a frame in one of the tabular formats.
-/// `--format csv|ndjson|parquet`: one row per connection.
+/// `--format csv|ndjson|parquet`: the connections table.
 pub struct Frame(pub FrameFormat);
 
 impl Render for Frame {
     fn render(&self, m: &Model, mut out: &mut dyn Write) -> anyhow::Result<()> {
-        let c = &m.correlation;
-        let counts: Vec<u32> = (0..c.connections.len())
-            .map(|i| m.findings_of(i).count() as u32)
-            .collect();
-        let mut df = connections(c, &counts)?;
-        write(&mut df, self.0, &mut out)?;
+        write(&mut hops(m)?.df, self.0, &mut out)?;
         Ok(())
     }
 }
 
 pub fn write(df: &mut DataFrame, format: FrameFormat, out: &mut impl Write) -> PolarsResult<()> {
     match format {
-        // Times as in every other report: RFC 3339, UTC, nanoseconds.
+        // Times as in every other report, RFC 3339 with nanoseconds, written by
+        // `fmt.rs`: polars formats UTC datetimes only with its time zone database, and
+        // its JSON writer drops nanoseconds.
         FrameFormat::Csv => CsvWriter::new(out)
             .include_header(true)
-            .with_datetime_format(Some("%Y-%m-%dT%H:%M:%S%.9fZ".into()))
-            .finish(df),
-        // The JSON writer has no datetime format and drops nanoseconds, so times are
-        // written as the same RFC 3339 strings.
+            .finish(&mut times_as_text(df)?),
         FrameFormat::Ndjson => JsonWriter::new(out)
             .with_json_format(JsonFormat::JsonLines)
             .finish(&mut times_as_text(df)?),

@@ -1,8 +1,9 @@
 //! report: turns analysis results into what people read and scripts parse, and owns
 //! every word of it. The correlation report is one [`Model`] built once, rendered by
 //! one [`Render`] implementation per format, one file each (table `text.rs`, `json.rs`,
-//! `markdown.rs`, `html/` with its ladder diagrams, `frame.rs` for CSV/NDJSON/Parquet;
-//! `sections.rs` holds what Markdown and HTML both show); findings get their words from
+//! `markdown.rs`, `html/` with its ladder diagrams, `frame.rs` for CSV/NDJSON/Parquet,
+//! whose tables `tables.rs` also writes into a directory for `--tables`; `sections.rs`
+//! holds what Markdown and HTML both show); findings get their words from
 //! `explain/`, rules theirs (and the `explain` command's trace) from `rules.rs`, and
 //! every tuple, time and duration is written by `fmt.rs`. `conntrack.rs` and
 //! `flows.rs` render those commands. Nothing here analyses anything.
@@ -21,6 +22,8 @@ pub mod model;
 pub mod rules;
 pub mod sections;
 pub mod table;
+#[cfg(feature = "frames")]
+pub mod tables;
 pub mod text;
 
 pub use model::Model;

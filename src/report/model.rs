@@ -69,6 +69,12 @@ impl Model {
         a.binary_search_by_key(&i, |x| x.conn).ok().map(|k| &a[k])
     }
 
+    /// Connection `i`'s entry in a conntrack table, when one holds it.
+    pub fn conntrack_entry(&self, i: usize) -> Option<&crate::audit::ct::CtMatch> {
+        let m = &self.audit.conntrack;
+        m.binary_search_by_key(&i, |x| x.conn).ok().map(|k| &m[k])
+    }
+
     /// The state a TCP hop of connection `i` reached: what its flags say, except where
     /// a `leak` finding shows the RST at that point was the NAT host's own.
     pub fn tcp_state(&self, i: usize, h: &crate::correlate::Hop) -> Option<&'static str> {

@@ -530,3 +530,29 @@ fn a_bundle_gives_the_counters_growth_and_the_tables_limit() {
     };
     assert_eq!(facts(f), facts(&by_name["findings"][0]));
 }
+
+/// `--partition host` names the host as the bundle's manifest does, unless `--host`
+/// gives another name.
+#[cfg(feature = "frames")]
+#[test]
+fn a_bundle_names_the_host_partition() {
+    let s = scratch("host");
+    let dir = s.0.join("bundle");
+    make_bundle(&dir, "edge-7", 0);
+    let tables = s.0.join("tables");
+    let (d, t) = (dir.to_str().unwrap(), tables.to_str().unwrap());
+    let hosts = |extra: &[&str]| {
+        let mut args = vec!["correlate", d, "--tables", t, "--partition", "host"];
+        args.extend_from_slice(extra);
+        let out = natcheck(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let mut names: Vec<String> = fs::read_dir(tables.join("connections"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(hosts(&[]), ["host=edge-7"]);
+    assert_eq!(hosts(&["--host", "router"]), ["host=edge-7", "host=router"]);
+}

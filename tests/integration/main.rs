@@ -19,4 +19,5 @@ mod layers;
 mod rules_cli;
 mod segmentation;
 mod snapshot_netns;
+mod tables_cli;
 mod truth;

@@ -157,6 +157,18 @@ pub fn python() -> &'static str {
     }
 }
 
+/// A python3 that imports every one of `modules`: [`python`], else the `python3` on
+/// PATH (where `pip install` puts packages when that is another interpreter).
+pub fn python_with(modules: &[&str]) -> Option<&'static str> {
+    let check = format!("import {}", modules.join(", "));
+    [python(), "python3"].into_iter().find(|py| {
+        Command::new(py)
+            .args(["-c", &check])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
 /// Runs a command of a lab test, failing the test with its output if it fails.
 pub fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
