@@ -188,6 +188,16 @@ fn the_page_holds_a_ladder_per_connection_with_each_hops_tuple() {
             }
         }
         assert!(drawn > 0, "{name}: no ladder");
+        // Every entry of the conntrack table on the wire is named in its connection's
+        // section, with its state between the points it translated.
+        let on_wire = doc["conntrack"][0]["on_wire"].as_u64().unwrap();
+        let entry = format!("conntrack entry <code>{ct}:");
+        assert_eq!(html.matches(&entry).count() as u64, on_wire, "{name}");
+        assert_eq!(
+            html.matches("class=\"ct\">conntrack ").count() as u64,
+            on_wire,
+            "{name}"
+        );
     }
 }
 

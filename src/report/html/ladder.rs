@@ -164,10 +164,10 @@ fn lanes(m: &Model, i: usize, expected: Option<&str>) -> Vec<Lane> {
     out
 }
 
-/// What to write between line `k` and the next: the translation and the rules that
-/// made it, or, before the point a path was expected to reach, the rule that dropped
-/// its packets.
-fn link_label(m: &Model, i: usize, conn: &Connection, k: usize) -> Vec<String> {
+/// What to write between line `k` and the next, each with its style: the
+/// translation, the rules that made it and the host's conntrack entry for it, or,
+/// before the point a path was expected to reach, the rule that dropped its packets.
+fn link_label(m: &Model, i: usize, conn: &Connection, k: usize) -> Vec<(String, &'static str)> {
     let rules = m.audit.rules.as_ref();
     let outcome = rules.zip(m.attribution(i).and_then(|a| a.outcome()));
     let name = |rules, r| {
@@ -193,23 +193,41 @@ fn link_label(m: &Model, i: usize, conn: &Connection, k: usize) -> Vec<String> {
             Fate::Rejected { rule, .. } => name(rules, rule).map(|n| format!("rejected by {n}")),
             _ => None,
         };
-        return by.into_iter().collect();
+        return by.into_iter().map(|w| (w, "drop")).collect();
     };
     let ch = &l.change;
-    if ch.kind == NatKind::None {
-        return Vec::new();
+    let mut out = Vec::new();
+    if ch.kind != NatKind::None {
+        out.push((ch.kind.to_string(), "nat"));
     }
-    let mut out = vec![ch.kind.to_string()];
     if let Some(pr) = &l.port_realloc {
-        out.push(format!("port {} → {}", pr.wanted_sport, pr.got_sport));
+        out.push((
+            format!("port {} → {}", pr.wanted_sport, pr.got_sport),
+            "rule",
+        ));
     }
     if let Some((rules, o)) = outcome {
         let src = ch.src_addr_changed || ch.sport_changed;
         let dst = ch.dst_addr_changed || ch.dport_changed;
         for (n, changed) in [(&o.dnat, dst), (&o.snat, src)] {
             if let Some(n) = n.as_ref().filter(|_| changed) {
-                out.extend(name(rules, &n.rule));
+                out.extend(name(rules, &n.rule).map(|w| (w, "rule")));
             }
+        }
+    }
+    // The host's conntrack entry, on the first link from its original tuple to the
+    // tuple after its translation.
+    if let Some(ct) = m.conntrack_entry(i).map(|x| &x.entry) {
+        let between = |j: usize| {
+            ct.orig == conn.hops[j].flow.tuple && ct.post() == conn.hops[j + 1].flow.tuple
+        };
+        if (0..conn.links.len()).find(|&j| between(j)) == Some(k) {
+            let state = ct.state.as_deref().or(match (ct.unreplied, ct.assured) {
+                (true, _) => Some("UNREPLIED"),
+                (_, true) => Some("ASSURED"),
+                _ => None,
+            });
+            out.push((format!("conntrack {}", state.unwrap_or("entry")), "ct"));
         }
     }
     out
@@ -279,14 +297,14 @@ pub fn write(m: &Model, i: usize, out: &mut String) {
     };
     let stop = stopped(m, i);
     let lanes = lanes(m, i, stop.as_ref().and_then(|s| s.next.as_deref()));
-    let links: Vec<Vec<String>> = (1..lanes.len())
+    let links: Vec<Vec<(String, &str)>> = (1..lanes.len())
         .map(|k| link_label(m, i, conn, k - 1))
         .collect();
     let widest = lanes
         .iter()
         .flat_map(|l| l.label.iter())
         .map(|line| line.iter().map(|(s, _)| chars(s)).sum::<i32>())
-        .chain(links.iter().flatten().map(|s| chars(s)))
+        .chain(links.iter().flatten().map(|(s, _)| chars(s)))
         .max()
         .unwrap_or(0);
     let col = (widest * CHAR_TENTHS / 10 + 28).max(240);
@@ -348,12 +366,11 @@ pub fn write(m: &Model, i: usize, out: &mut String) {
     }
     for (k, words) in links.iter().enumerate() {
         let mid = x(k) + col / 2;
-        for (n, w) in words.iter().enumerate() {
+        for (n, (w, class)) in words.iter().enumerate() {
             let y = 8 + LINE * (label_lines + n as i32 + 1);
             let _ = writeln!(
                 out,
-                r#"<text x="{mid}" y="{y}" class="{}">{}</text>"#,
-                if n == 0 { "nat" } else { "rule" },
+                r#"<text x="{mid}" y="{y}" class="{class}">{}</text>"#,
                 esc(w)
             );
         }

@@ -364,6 +364,10 @@ fn connection(m: &Model, i: usize, drawn: bool, why_not: Option<&str>, out: &mut
         }
         notes.push(note);
     }
+    if let Some(ct) = m.conntrack_entry(i) {
+        let entry = super::explain::entry(&ct.entry.facts());
+        notes.push(format!("conntrack entry {}", Html.code(&entry)));
+    }
     if let (Some(rules), Some(a)) = (&m.audit.rules, m.attribution(i)) {
         notes.extend(
             super::rules::attribution_lines(rules, a)
