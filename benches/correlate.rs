@@ -129,11 +129,11 @@ fn bench_correlate(c: &mut Criterion, pair: &Pair) {
     let whole_run = pipeline::Config {
         captures: pair.specs.clone(),
         read: opts.clone(),
-        correlate: config,
+        correlate: config.clone(),
         ..pipeline::Config::default()
     };
     // Checked once, outside the measurements: the benchmark must time the real job.
-    let whole = correlate::run(&pair.specs, &opts, config);
+    let whole = correlate::run(&pair.specs, &opts, config.clone());
     assert!(
         whole.inputs.iter().all(|i| i.warnings.is_empty()),
         "warnings reading the generated pair"
@@ -160,13 +160,13 @@ fn bench_correlate(c: &mut Criterion, pair: &Pair) {
     g.bench_function("join", |b| {
         b.iter_batched(
             || (pts.clone(), inputs.clone()),
-            |(pts, inputs)| correlate::correlate(pts, inputs, config),
+            |(pts, inputs)| correlate::correlate(pts, inputs, config.clone()),
             BatchSize::PerIteration,
         )
     });
     drop((pts, inputs));
     g.bench_function("run", |b| {
-        b.iter(|| correlate::run(&pair.specs, &opts, config))
+        b.iter(|| correlate::run(&pair.specs, &opts, config.clone()))
     });
     // The library entry point: correlate, audit and the report model.
     g.bench_function("run_audit", |b| {
@@ -177,7 +177,7 @@ fn bench_correlate(c: &mut Criterion, pair: &Pair) {
         .build()
         .expect("a one-thread pool");
     g.bench_function("run_1_thread", |b| {
-        b.iter(|| one.install(|| correlate::run(&pair.specs, &opts, config)))
+        b.iter(|| one.install(|| correlate::run(&pair.specs, &opts, config.clone())))
     });
     g.finish();
 }

@@ -6,9 +6,11 @@
 //! lower layers (a test checks every `crate::` path against this list):
 //!
 //! <!-- layers -->
-//! 1. `diag`, `model`, `input`, `community_id`: located warnings; packets, tuples,
-//!    translations; opening inputs; the Community ID of a flow
-//! 2. `decode`: bytes of one frame → owned packet summary
+//! 1. `diag`, `model`, `input`, `community_id`, `cidr`: located warnings; packets,
+//!    tuples, translations; opening inputs and how far their reading has got; the
+//!    Community ID of a flow; address prefixes
+//! 2. `decode`, `filter`: bytes of one frame → owned packet summary; the `--filter`
+//!    language over tuples
 //! 3. `capture`: pcap/pcapng files → capture points and their packets
 //! 4. `flows`, `conntrack`, `rules`, `bundle`: per-point flows; the witnesses' readers
 //!    (conntrack; iptables/nftables rule sets and their evaluator); the evidence
@@ -26,6 +28,7 @@
 pub mod audit;
 pub mod bundle;
 pub mod capture;
+pub mod cidr;
 pub mod collect;
 pub mod commands;
 pub mod community_id;
@@ -34,6 +37,7 @@ pub mod correlate;
 pub mod decode;
 pub mod diag;
 pub mod diff;
+pub mod filter;
 pub mod flows;
 pub mod input;
 pub mod model;

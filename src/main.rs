@@ -1,9 +1,9 @@
 //! The `natcheck` binary: parses the command line and dispatches to `commands`.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use natcheck::commands::{self, ExitStatus};
 
 /// Rebuild what Linux NAT did from captures taken on several interfaces, and check it
@@ -15,6 +15,11 @@ struct Cli {
     /// whatever the number.
     #[arg(long, short = 'j', global = true, value_name = "N")]
     threads: Option<usize>,
+
+    /// No progress line on stderr (shown only on a terminal, while reading an input
+    /// takes more than a second).
+    #[arg(long, short = 'q', global = true)]
+    quiet: bool,
 
     #[command(subcommand)]
     command: Command,
@@ -39,6 +44,10 @@ enum Command {
     /// interfaces at once and gather conntrack, the rules and the host's context into
     /// one bundle directory that `correlate DIR` reads whole (docs/collect.md).
     Collect(commands::collect::Args),
+    /// Print the completion script of a shell (bash, zsh, fish, elvish, powershell).
+    Completions(commands::completions::Args),
+    /// Print the manual page (roff), or write one per command with --dir.
+    Man(commands::man::Args),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +58,9 @@ fn main() -> ExitCode {
             .num_threads(n.max(1))
             .build_global();
     }
+    if !cli.quiet && std::io::stderr().is_terminal() {
+        natcheck::input::progress::enable();
+    }
     let result = match &cli.command {
         Command::Correlate(a) => commands::correlate::run(a),
         Command::Flows(a) => commands::flows::run(a),
@@ -57,6 +69,8 @@ fn main() -> ExitCode {
         Command::Explain(a) => commands::explain::run(a),
         Command::Diff(a) => commands::diff::run(a),
         Command::Collect(a) => commands::collect::run(a),
+        Command::Completions(a) => commands::completions::run(a, Cli::command()),
+        Command::Man(a) => commands::man::run(a, Cli::command()),
     };
     match result {
         Ok(status) => ExitCode::from(status as u8),

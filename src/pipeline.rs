@@ -1,6 +1,7 @@
 //! The library entry point: one call from inputs to the report model, the way the
 //! `correlate` command, the tests and the benchmarks run natcheck.
-//! capture → decode → flows → correlate → audit (with the witnesses) → report model.
+//! capture → decode → flows → correlate → audit (with the witnesses) → report model
+//! (cut to the connections `--filter` selects).
 
 use std::collections::BTreeMap;
 
@@ -8,6 +9,7 @@ use crate::audit::{self, FailOn};
 use crate::capture::{InputSpec, ReadOptions};
 use crate::correlate;
 use crate::diag::Warning;
+use crate::filter::Filter;
 use crate::report::Model;
 use crate::witness::Witness;
 
@@ -35,6 +37,9 @@ pub struct Config {
     pub bundles: Vec<crate::bundle::Summary>,
     /// What reading the bundles found wrong (files changed, kernel drops).
     pub bundle_warnings: Vec<Warning>,
+    /// `--filter`: the connections the report keeps, with the findings about them.
+    /// The audit sees every connection (a port collision needs both sides).
+    pub filter: Option<Filter>,
 }
 
 /// Reads the witnesses, then the captures, correlates, audits, and builds the model.
@@ -61,7 +66,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<Model> {
     // Parsing is one thread's work, and the correlation leaves a core idle between its
     // parallel stages.
     let (c, parsed) = rayon::join(
-        || correlate::run(&cfg.captures, &cfg.read, cfg.correlate),
+        || correlate::run(&cfg.captures, &cfg.read, cfg.correlate.clone()),
         || rules.map(|texts| texts.parse()),
     );
     if let Some(set) = parsed {
@@ -76,5 +81,8 @@ pub fn run(cfg: &Config) -> anyhow::Result<Model> {
     let found = audit::audit(&c, &cfg.audit, witnesses);
     let mut model = Model::new(c, found, warnings, cfg.fail_on.clone());
     model.bundles = cfg.bundles.clone();
+    if let Some(f) = &cfg.filter {
+        model.select(f);
+    }
     Ok(model)
 }

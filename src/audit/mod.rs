@@ -17,7 +17,6 @@
 //!   the NAT, which points are upstream of which) is learned from the correlated
 //!   connections themselves, or declared with `--inside`.
 
-pub mod cidr;
 mod context;
 pub mod ct;
 mod evidence;
@@ -29,9 +28,9 @@ mod topology;
 use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 
+pub use crate::cidr::Cidr;
 use crate::correlate::Correlation;
 use crate::witness::Witness;
-pub use cidr::Cidr;
 pub use context::{Ctx, Explained};
 pub use ct::{WitnessKind, WitnessSummary};
 pub use evidence::{Endpoint, EntryFacts, Evidence, GapFacts, HopFacts, RuleFacts, RuleRole};
@@ -182,19 +181,9 @@ pub fn audit(c: &Correlation, cfg: &Config, witnesses: Vec<Witness>) -> Audit {
     let mut findings = findings::run_all(&x);
     let attributions = std::mem::take(&mut x.attributions);
     finish(c, &mut findings);
-    let mut by_connection = vec![Vec::new(); c.connections.len()];
-    for (i, f) in findings.iter().enumerate() {
-        for &ci in &f.conns {
-            if let Some(v) = by_connection.get_mut(ci) {
-                if !v.contains(&i) {
-                    v.push(i);
-                }
-            }
-        }
-    }
     Audit {
+        by_connection: by_connection(&findings, c.connections.len()),
         findings,
-        by_connection,
         inside: topo.inside.clone(),
         inside_declared: topo.declared,
         witnesses: ct::witnesses(c, &snapshots)
@@ -205,6 +194,21 @@ pub fn audit(c: &Correlation, cfg: &Config, witnesses: Vec<Witness>) -> Audit {
         attributions,
         conntrack: ct::matches(c, &snapshots),
     }
+}
+
+/// For each of `n` connections, the indices of the findings that name it.
+pub fn by_connection(findings: &[Finding], n: usize) -> Vec<Vec<usize>> {
+    let mut by_connection = vec![Vec::new(); n];
+    for (i, f) in findings.iter().enumerate() {
+        for &ci in &f.conns {
+            if let Some(v) = by_connection.get_mut(ci) {
+                if !v.contains(&i) {
+                    v.push(i);
+                }
+            }
+        }
+    }
+    by_connection
 }
 
 /// Every rules input as one rule set; the host addresses the captures show when no

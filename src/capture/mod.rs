@@ -33,6 +33,7 @@ use crate::decode::{
     defrag::{Datagram, Limits, Reassembler},
 };
 use crate::diag::{Location, Warning};
+use crate::input::progress::Reading;
 use crate::model::Packet;
 use reader::{FrameReader, Next, ReadProblem};
 
@@ -242,14 +243,14 @@ enum LocalKey {
     IfIndex(usize, u32),
 }
 
-/// Opens an input, transparently decompressing gzip.
-pub fn open(spec: &InputSpec) -> io::Result<Box<dyn Read + Send>> {
+/// Opens an input, transparently decompressing gzip; its bytes count towards `reading`.
+pub fn open(spec: &InputSpec, reading: &Reading) -> io::Result<Box<dyn Read + Send>> {
     let raw: Box<dyn Read + Send> = if spec.is_stdin() {
         Box::new(io::stdin())
     } else {
         crate::input::open_file(&spec.path)?
     };
-    let mut buffered = BufReader::with_capacity(1 << 16, raw);
+    let mut buffered = BufReader::with_capacity(1 << 16, reading.count(raw));
     let head = buffered.fill_buf()?;
     if head.len() >= 2 && head[0] == 0x1f && head[1] == 0x8b {
         Ok(Box::new(MultiGzDecoder::new(buffered)))
@@ -270,11 +271,12 @@ pub fn read_input(
         source: spec.display(),
         ..Default::default()
     };
-    let Some(mut reader) = open_reader(spec, &mut result) else {
+    let reading = Reading::start(&result.source, (!spec.is_stdin()).then_some(&*spec.path));
+    let Some(mut reader) = open_reader(spec, &reading, &mut result) else {
         return result;
     };
     let mut points = Points::default();
-    read_frames(&mut reader, &mut points, &mut result, &mut sink);
+    read_frames(&mut reader, &reading, &mut points, &mut result, &mut sink);
     points.add_idle_interfaces(reader.interfaces(), &result.source);
     points.name(spec, opts, reader.interfaces(), reader.format());
     (result.points, result.remap) = points.into_sorted();
@@ -285,9 +287,10 @@ pub fn read_input(
 /// `result` and there is nothing to read.
 fn open_reader(
     spec: &InputSpec,
+    reading: &Reading,
     result: &mut InputResult,
 ) -> Option<FrameReader<Box<dyn Read + Send>>> {
-    let stream = match open(spec) {
+    let stream = match open(spec, reading) {
         Ok(s) => s,
         Err(e) => {
             result.warnings.push(Warning::new(
@@ -312,6 +315,7 @@ fn open_reader(
 /// warnings, undecodable frames a count per reason.
 fn read_frames<R: Read>(
     reader: &mut FrameReader<R>,
+    reading: &Reading,
     points: &mut Points,
     result: &mut InputResult,
     sink: &mut impl FnMut(usize, Packet),
@@ -330,6 +334,7 @@ fn read_frames<R: Read>(
             Next::End => break,
         };
         result.stats.frames += 1;
+        reading.packet();
         let decoded = decode::decode(frame.linktype, frame.data, frame.orig_len);
         let (ifindex, mut packet, fragment) = match decoded {
             Ok(d) => (d.ifindex, d.packet, d.fragment),

@@ -4,12 +4,12 @@
 //! the translation each implies, event logs as one timeline per connection.
 
 use std::collections::BTreeSet;
-use std::io::{self, Write};
+use std::io::Write;
 use std::net::IpAddr;
 
-use super::{print_warnings, ExitStatus, Format};
+use super::{print_warnings, ExitStatus, FilterArgs, Format, OutputArgs};
 use crate::bundle::Kind;
-use crate::conntrack::{self, View};
+use crate::conntrack::{self, Entry, View};
 use crate::model::NatKind;
 use crate::report;
 
@@ -32,9 +32,11 @@ pub struct Args {
     #[arg(long = "host-addr", value_name = "IP")]
     pub host_addrs: Vec<IpAddr>,
 
-    /// Output format.
-    #[arg(long, value_enum, default_value = "table")]
-    pub format: Format,
+    #[command(flatten)]
+    pub output: OutputArgs<Format>,
+
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -55,6 +57,8 @@ impl NatFilter {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitStatus> {
+    let format = args.output.format()?;
+    let filter = args.filter.parse()?;
     let stdin_uses = args.files.iter().filter(|f| f.as_str() == "-").count();
     anyhow::ensure!(stdin_uses <= 1, "standard input (-) can be read only once");
     let (files, bundle_warnings) = super::expand_files(&args.files, |b| {
@@ -69,6 +73,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitStatus> {
         .filter_map(|k| b.path(k))
         .collect()
     })?;
+    let mut out = args.output.open(&format)?;
     let dumps = files
         .iter()
         .map(|f| conntrack::read_path(f))
@@ -77,10 +82,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitStatus> {
     for d in &dumps {
         host.extend(conntrack::host_addresses(d.all_entries()));
     }
-    let keep = |k: NatKind| args.nat.is_none_or(|f| f.keeps(k));
+    let keep = |e: &Entry, k: NatKind| {
+        args.nat.is_none_or(|f| f.keeps(k)) && super::keeps_entry(filter.as_ref(), e)
+    };
     let views: Vec<View> = dumps.iter().map(|d| View::of(d, &host, keep)).collect();
 
-    let out = match args.format {
+    let text = match format {
         Format::Json => report::conntrack::document(&views, None)?,
         Format::Table => views
             .iter()
@@ -88,7 +95,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitStatus> {
             .collect::<Vec<_>>()
             .join("\n"),
     };
-    io::stdout().lock().write_all(out.as_bytes())?;
+    out.write_all(text.as_bytes())?;
+    out.finish()?;
     let warned = print_warnings(
         bundle_warnings
             .iter()

@@ -4,15 +4,15 @@
 //! Exit status: 2 when an input had problems (warnings; the evidence is incomplete),
 //! else 1 when a finding trips `--fail-on` (default: any `error` finding), else 0.
 
-use std::io::{self, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{print_warnings, CaptureArgs, ExitStatus};
+use super::{print_warnings, CaptureArgs, ExitStatus, FilterArgs, Formats, OutputArgs};
 use crate::audit::{self, Cidr, FailOn};
 use crate::correlate;
 use crate::pipeline;
-use crate::report::Format;
+use crate::report::text::{Text, View};
+use crate::report::{Format, Render, Selected};
 
 /// Output formats of `correlate`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -32,7 +32,7 @@ pub enum OutputFormat {
     /// One JSON object per line, connection and hop, the CSV's columns.
     #[cfg(feature = "frames")]
     Ndjson,
-    /// The CSV's columns as Apache Parquet (binary: redirect standard output).
+    /// The CSV's columns as Apache Parquet (binary: -o FILE, or redirect standard output).
     #[cfg(feature = "frames")]
     Parquet,
 }
@@ -42,9 +42,11 @@ pub struct Args {
     #[command(flatten)]
     pub captures: CaptureArgs,
 
-    /// Output format.
-    #[arg(long, value_enum, default_value = "table")]
-    pub format: OutputFormat,
+    #[command(flatten)]
+    pub output: OutputArgs<OutputFormat>,
+
+    #[command(flatten)]
+    pub filter: FilterArgs,
 
     /// How far apart (after clock correction) two sightings of one packet may be.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
@@ -88,6 +90,9 @@ pub struct Args {
 
     #[command(flatten)]
     pub tables: TablesArgs,
+
+    #[command(flatten)]
+    pub view: ViewArgs,
 }
 
 /// `--tables DIR` and how it is partitioned.
@@ -123,6 +128,71 @@ pub enum PartitionKey {
     Date,
 }
 
+impl Formats for OutputFormat {
+    fn is_binary(&self) -> bool {
+        self.report().is_binary()
+    }
+}
+
+/// When to colour the table report.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    /// When standard output is a terminal and `NO_COLOR` is not set.
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether to colour: `always`; `auto` on a terminal unless `NO_COLOR` is set
+    /// (to any value).
+    pub fn colour(self, terminal: bool, no_color: bool) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => terminal && !no_color,
+        }
+    }
+}
+
+/// What the table report shows beyond the findings and the overview.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ViewArgs {
+    /// Every connection hop by hop and packet by packet, and every finding in full;
+    /// twice: every packet of every connection, not only the first 20.
+    #[arg(long, action = clap::ArgAction::Count)]
+    pub detail: u8,
+
+    /// This connection hop by hop, with every packet: an id of the report (`c3`),
+    /// repeatable or comma-separated.
+    #[arg(long = "connection", value_name = "ID", value_delimiter = ',')]
+    pub connection: Vec<String>,
+
+    /// Colour severities and what NAT changed: `auto` when standard output is a
+    /// terminal and `NO_COLOR` is not set.
+    #[arg(long, value_enum, value_name = "WHEN", default_value = "auto")]
+    pub color: ColorChoice,
+}
+
+impl ViewArgs {
+    /// The table report's view, colour decided for where it goes (`terminal`: standard
+    /// output, and a terminal).
+    pub fn view(&self, terminal: bool) -> View {
+        View {
+            detail: self.detail,
+            connections: self.connection.clone(),
+            colour: self
+                .color
+                .colour(terminal, std::env::var_os("NO_COLOR").is_some()),
+        }
+    }
+
+    fn is_default(&self) -> bool {
+        self.detail == 0 && self.connection.is_empty()
+    }
+}
+
 impl OutputFormat {
     fn report(self) -> Format {
         #[cfg(feature = "frames")]
@@ -156,7 +226,10 @@ impl Args {
             read: inputs.read,
             correlate: correlate::Config {
                 window_ns,
-                ..correlate::Config::default()
+                trace: match self.output.format()?.report() {
+                    Format::Html => crate::report::html::TRACE,
+                    _ => self.view.view(false).trace(),
+                },
             },
             audit: audit::Config {
                 inside: self.inside.clone(),
@@ -166,6 +239,7 @@ impl Args {
             rules: self.rules.clone(),
             rules_before: self.rules_before.clone(),
             fail_on: self.fail_on.clone(),
+            filter: self.filter.parse()?,
             ..pipeline::Config::default()
         };
         let single = inputs.bundles.len() == 1;
@@ -244,13 +318,14 @@ impl TablesArgs {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitStatus> {
-    let mut cfg = args.config()?;
-    let format = args.format.report();
-    cfg.correlate.ladders = format.draws_ladders();
-    if format.is_binary() && std::io::IsTerminal::is_terminal(&io::stdout()) {
-        anyhow::bail!("--format parquet writes binary data: redirect standard output to a file");
-    }
+    let format = args.output.format()?;
+    anyhow::ensure!(
+        format.report() == Format::Table || args.view.is_default(),
+        "--detail and --connection are for the table report (--format table)"
+    );
+    let cfg = args.config()?;
     let tables = args.tables.plan(&cfg.bundles)?;
+    let mut out = args.output.open(&format)?;
     let model = pipeline::run(&cfg)?;
     #[cfg(feature = "frames")]
     if let Some((dir, partition)) = &tables {
@@ -258,10 +333,34 @@ pub fn run(args: &Args) -> anyhow::Result<ExitStatus> {
     }
     #[cfg(not(feature = "frames"))]
     let _ = tables;
-    let mut out = io::BufWriter::new(io::stdout().lock());
-    format.renderer().render(&model, &mut out)?;
-    out.flush()?;
-    drop(out);
+    let renderer: Box<dyn Render> = match format.report() {
+        Format::Table => Box::new(Selected(Text(args.view.view(out.is_terminal())))),
+        f => f.renderer(),
+    };
+    renderer.render(&model, &mut out)?;
+    out.finish()?;
     print_warnings(&model.warnings);
     Ok(model.exit_status())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ColorChoice;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color_unless_asked() {
+        for (choice, terminal, no_color, want) in [
+            (ColorChoice::Auto, true, false, true),
+            (ColorChoice::Auto, true, true, false),
+            (ColorChoice::Auto, false, false, false),
+            (ColorChoice::Always, false, true, true),
+            (ColorChoice::Never, true, false, false),
+        ] {
+            assert_eq!(
+                choice.colour(terminal, no_color),
+                want,
+                "{choice:?} terminal={terminal} NO_COLOR={no_color}"
+            );
+        }
+    }
 }

@@ -5,9 +5,7 @@
 //! Exit status: 2 when a report cannot be read, else 1 when a new finding (or one whose
 //! severity rose) trips `--fail-on` (default: `error`), else 0.
 
-use std::io::{self, Write};
-
-use super::ExitStatus;
+use super::{ExitStatus, Formats, OutputArgs};
 use crate::audit::FailOn;
 use crate::diff::{self, Report};
 use crate::report::diff::{self as words, Inputs};
@@ -33,9 +31,8 @@ pub struct Args {
     #[arg(value_name = "CURRENT.json")]
     pub current: String,
 
-    /// Output format.
-    #[arg(long, value_enum, default_value = "table")]
-    pub format: OutputFormat,
+    #[command(flatten)]
+    pub output: OutputArgs<OutputFormat>,
 
     /// New findings that make the run exit 1 (or findings whose severity rose to it):
     /// severities (`error`, `warning`, `info`: that severity or worse) and finding
@@ -49,11 +46,15 @@ fn read(path: &str) -> anyhow::Result<Report> {
     Report::parse(path, &text)
 }
 
+impl Formats for OutputFormat {}
+
 pub fn run(args: &Args) -> anyhow::Result<ExitStatus> {
+    let format = args.output.format()?;
     anyhow::ensure!(
         !(args.baseline == "-" && args.current == "-"),
         "standard input (-) can be read only once"
     );
+    let mut out = args.output.open(&format)?;
     let base = read(&args.baseline)?;
     let cur = read(&args.current)?;
     let d = diff::diff(&base, &cur);
@@ -61,13 +62,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitStatus> {
         baseline: &args.baseline,
         current: &args.current,
     };
-    let mut out = io::BufWriter::new(io::stdout().lock());
-    match args.format {
+    match format {
         OutputFormat::Table => words::table(&d, &names, &mut out)?,
         OutputFormat::Json => words::json(&d, &names, &mut out)?,
         OutputFormat::Markdown => words::markdown(&d, &names, &mut out)?,
     }
-    out.flush()?;
+    out.finish()?;
     Ok(if d.fails(&args.fail_on) {
         ExitStatus::Findings
     } else {

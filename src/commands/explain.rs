@@ -3,11 +3,11 @@
 //! its line, the verdict, and the translations it gets, with each `statistic` branch
 //! and its probability.
 
-use std::io::{self, Write};
+use std::io::Write;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::{print_warnings, ExitStatus, Format};
+use super::{print_warnings, ExitStatus, Format, OutputArgs};
 use crate::model::{Proto, Tuple};
 use crate::report;
 use crate::rules::eval::{self, Packet};
@@ -44,9 +44,8 @@ pub struct Args {
     #[arg(long, value_name = "MARK", default_value = "0", value_parser = parse_mark)]
     pub mark: u32,
 
-    /// Output format.
-    #[arg(long, value_enum, default_value = "table")]
-    pub format: Format,
+    #[command(flatten)]
+    pub output: OutputArgs<Format>,
 }
 
 fn parse_state(s: &str) -> Result<CtState, String> {
@@ -163,8 +162,10 @@ pub fn parse_packet(spec: &str, ct: CtState, mark: u32) -> Result<Packet, String
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitStatus> {
+    let format = args.output.format()?;
     let packet = parse_packet(&args.packet, args.ct_state, args.mark)
         .map_err(|e| anyhow::anyhow!("--packet {e}"))?;
+    let mut out = args.output.open(&format)?;
     let (files, mut warnings) = super::expand_files(&args.rules, |b| b.rules())?;
     let before = if args.rules_before.is_empty() {
         let (before, _) = super::expand_files(&args.rules, |b| b.rules_before())?;
@@ -180,8 +181,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitStatus> {
     let rules = crate::rules::read_all(&files, &before)?;
     warnings.extend(rules.warnings.iter().cloned());
     let walk = eval::walk(&rules, &packet);
-    let mut out = io::BufWriter::new(io::stdout().lock());
-    match args.format {
+    match format {
         Format::Table => out.write_all(report::rules::trace(&rules, &packet, &walk).as_bytes())?,
         Format::Json => {
             serde_json::to_writer_pretty(
@@ -191,8 +191,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitStatus> {
             writeln!(out)?;
         }
     }
-    out.flush()?;
-    drop(out);
+    out.finish()?;
     Ok(if print_warnings(&warnings) {
         ExitStatus::Error
     } else {

@@ -3,7 +3,7 @@
 
 use std::io::{self, Write};
 
-use super::{print_warnings, CaptureArgs, ExitStatus, Format};
+use super::{print_warnings, CaptureArgs, ExitStatus, FilterArgs, Format, OutputArgs};
 use crate::flows;
 use crate::report;
 
@@ -17,32 +17,38 @@ pub struct Args {
     #[arg(long)]
     pub all: bool,
 
-    /// Output format.
-    #[arg(long, value_enum, default_value = "table")]
-    pub format: Format,
+    #[command(flatten)]
+    pub output: OutputArgs<Format>,
+
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitStatus> {
+    let format = args.output.format()?;
+    let filter = args.filter.parse()?;
     let named = args.captures.inputs()?;
+    let mut out = args.output.open(&format)?;
     let mut inputs = flows::read_all(&named.captures, &named.read);
     if !args.all {
         flows::hide_control(&mut inputs);
     }
     for input in &mut inputs {
         for p in &mut input.points {
+            if let Some(f) = &filter {
+                p.flows.retain(|flow| f.matches(&flow.tuple));
+            }
             flows::sort_for_output(&mut p.flows);
         }
     }
-    let mut out = io::BufWriter::new(io::stdout().lock());
-    match args.format {
+    match format {
         Format::Json => report::flows::document(&inputs, &mut out)?,
         Format::Table => {
             report::flows::table(&inputs, &mut out)?;
             hidden_note(&inputs, &mut out)?;
         }
     }
-    out.flush()?;
-    drop(out);
+    out.finish()?;
     Ok(
         if print_warnings(
             named

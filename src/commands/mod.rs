@@ -1,13 +1,17 @@
 //! One module per subcommand: each owns its clap `Args` and a `run` that returns the
 //! process exit status. `main.rs` only parses and dispatches. What several commands
-//! share (capture arguments, warning output) lives here.
+//! share (capture arguments, `--filter`, `--format` and `-o`, warning output) lives
+//! here.
 
 pub mod collect;
+pub mod completions;
 pub mod conntrack;
 pub mod correlate;
 pub mod diff;
 pub mod explain;
 pub mod flows;
+pub mod man;
+mod output;
 pub mod snapshot;
 
 use std::io::Write;
@@ -19,6 +23,8 @@ use crate::bundle::{Bundle, Kind};
 use crate::capture::{IfNames, InputSpec, ReadOptions};
 pub use crate::diag::ExitStatus;
 use crate::diag::Warning;
+use crate::filter::Filter;
+pub use output::{Formats, Output, OutputArgs};
 
 /// Output formats shared by the commands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -27,6 +33,38 @@ pub enum Format {
     Table,
     /// One JSON document (see docs/json-schema.md).
     Json,
+}
+
+impl Formats for Format {}
+
+/// `--filter`, shared by every command that reads captures or conntrack.
+#[derive(clap::Args, Debug, Clone)]
+pub struct FilterArgs {
+    /// Keep only what this tcpdump-like expression matches: the connections with a
+    /// hop it matches, inside or outside (correlate: with the findings about them),
+    /// the flows (flows), the entries whose ORIGINAL or REPLY tuple it matches
+    /// (conntrack, snapshot). `host ADDR`, `net ADDR/LEN`, `port N`, `portrange N-M`,
+    /// each after `src` or `dst` for one side only; `tcp`, `udp`, `icmp`, `icmp6`,
+    /// `sctp`, `ip`, `ip6`; `and`, `or`, `not` (`&&`, `||`, `!`) and parentheses, with
+    /// tcpdump's precedence. Example: 'host 172.17.0.3 and tcp port 7000'.
+    #[arg(long, value_name = "EXPR")]
+    pub filter: Option<String>,
+}
+
+impl FilterArgs {
+    /// The expression, parsed: a bad one fails the run before any work.
+    pub fn parse(&self) -> anyhow::Result<Option<Filter>> {
+        self.filter
+            .as_deref()
+            .map(|t| Filter::parse(t).map_err(|e| anyhow::anyhow!("--filter: {e}")))
+            .transpose()
+    }
+}
+
+/// Whether `filter`, when there is one, keeps a conntrack entry: its ORIGINAL or its
+/// REPLY tuple matches.
+fn keeps_entry(filter: Option<&Filter>, e: &crate::conntrack::Entry) -> bool {
+    filter.is_none_or(|f| f.matches_any([&e.orig, &e.reply]))
 }
 
 /// Capture inputs, shared by every command that reads captures.

@@ -9,14 +9,10 @@
 //! Entries or events the kernel sent that could not be read are warnings (exit 2);
 //! everything else read is still written.
 
-use std::fs::File;
-use std::io::{self, BufWriter, Write};
-use std::path::PathBuf;
+use std::io::Write;
 use std::time::Duration;
 
-use anyhow::Context;
-
-use super::{print_warnings, ExitStatus};
+use super::{print_warnings, ExitStatus, FilterArgs, Formats, Output, OutputArgs};
 use crate::conntrack::{self, Dump, Entry, Event};
 use crate::diag::Warning;
 
@@ -27,11 +23,11 @@ pub struct Args {
     #[arg(long, value_name = "NAME")]
     pub netns: Option<String>,
 
-    /// `text`: the lines of `conntrack -L -o extended,id` (with --events, of
-    /// `conntrack -E -o timestamp,extended,id`); `json`: the natcheck.conntrack/1
-    /// document of `natcheck conntrack`.
-    #[arg(long, value_enum, default_value = "text")]
-    pub format: SnapshotFormat,
+    #[command(flatten)]
+    pub output: OutputArgs<SnapshotFormat>,
+
+    #[command(flatten)]
+    pub filter: FilterArgs,
 
     /// Record conntrack events (NEW, UPDATE, DESTROY) instead of dumping the table.
     #[arg(long, requires = "duration")]
@@ -40,19 +36,19 @@ pub struct Args {
     /// How long to record events: seconds (`2`, `0.5`) or a duration (`500ms`, `1m`).
     #[arg(long, value_name = "SECS", value_parser = parse_duration, requires = "events")]
     pub duration: Option<Duration>,
-
-    /// Write to FILE instead of standard output.
-    #[arg(short = 'o', long, value_name = "FILE")]
-    pub output: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum SnapshotFormat {
-    /// conntrack's own text, one line per entry or event.
+    /// conntrack's own text, one line per entry or event: `conntrack -L -o
+    /// extended,id` (with --events, `conntrack -E -o timestamp,extended,id`).
     Text,
-    /// One JSON document (docs/json-schema.md, natcheck.conntrack/1).
+    /// One JSON document (docs/json-schema.md, natcheck.conntrack/1), as `natcheck
+    /// conntrack` writes it.
     Json,
 }
+
+impl Formats for SnapshotFormat {}
 
 /// Longest recording accepted: a day. Longer is almost certainly a typo, and the
 /// JSON form keeps every event in memory.
@@ -79,11 +75,15 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitStatus> {
+    let format = args.output.format()?;
+    let filter = args.filter.parse()?;
+    let keep = |e: &Entry| super::keeps_entry(filter.as_ref(), e);
     let netns = args.netns.as_deref();
+    let out = args.output.open(&format)?;
     let warnings = match (args.events, args.duration) {
-        (true, Some(d)) => record(args, netns, d)?,
+        (true, Some(d)) => record(out, format, netns, d, keep)?,
         // clap enforces that --events comes with --duration and the reverse.
-        _ => dump(args, netns)?,
+        _ => dump(out, format, netns, keep)?,
     };
     Ok(if print_warnings(&warnings) {
         ExitStatus::Error
@@ -92,20 +92,16 @@ pub fn run(args: &Args) -> anyhow::Result<ExitStatus> {
     })
 }
 
-fn open_output(args: &Args) -> anyhow::Result<Box<dyn Write>> {
-    Ok(match &args.output {
-        Some(p) => Box::new(BufWriter::new(
-            File::create(p).with_context(|| format!("{}: cannot create", p.display()))?,
-        )),
-        None => Box::new(BufWriter::new(io::stdout().lock())),
-    })
-}
-
-fn dump(args: &Args, netns: Option<&str>) -> anyhow::Result<Vec<Warning>> {
+fn dump(
+    mut out: Output,
+    format: SnapshotFormat,
+    netns: Option<&str>,
+    keep: impl Fn(&Entry) -> bool,
+) -> anyhow::Result<Vec<Warning>> {
     let mut table = conntrack::netlink::dump(netns)?;
+    table.entries.retain(|e| keep(e));
     conntrack::netlink::sort_entries(&mut table.entries);
-    let mut out = open_output(args)?;
-    match args.format {
+    match format {
         SnapshotFormat::Text => {
             let mut line = String::new();
             for e in &table.entries {
@@ -119,17 +115,24 @@ fn dump(args: &Args, netns: Option<&str>) -> anyhow::Result<Vec<Warning>> {
             write_json(&mut out, netns, table.entries, Vec::new(), &table.warnings)?;
         }
     }
-    out.flush()?;
+    out.finish()?;
     Ok(table.warnings)
 }
 
-fn record(args: &Args, netns: Option<&str>, duration: Duration) -> anyhow::Result<Vec<Warning>> {
-    let mut out = open_output(args)?;
+fn record(
+    mut out: Output,
+    format: SnapshotFormat,
+    netns: Option<&str>,
+    duration: Duration,
+    keep: impl Fn(&Entry) -> bool,
+) -> anyhow::Result<Vec<Warning>> {
     let mut events = Vec::new();
     let mut line = String::new();
-    let text = args.format == SnapshotFormat::Text;
+    let text = format == SnapshotFormat::Text;
     let rec = conntrack::netlink::record_events(netns, duration, |ev| {
-        if text {
+        if !keep(&ev.entry) {
+            Ok(())
+        } else if text {
             // Written and flushed one by one, so `| grep` sees events as they come.
             line.clear();
             conntrack::write_event(&ev, &mut line);
@@ -144,7 +147,7 @@ fn record(args: &Args, netns: Option<&str>, duration: Duration) -> anyhow::Resul
     if !text {
         write_json(&mut out, netns, Vec::new(), events, &rec.warnings)?;
     }
-    out.flush()?;
+    out.finish()?;
     Ok(rec.warnings)
 }
 
@@ -165,7 +168,7 @@ fn write_json(
         ..Dump::default()
     };
     let host = conntrack::host_addresses(dump.all_entries());
-    let view = conntrack::View::of(&dump, &host, |_| true);
+    let view = conntrack::View::of(&dump, &host, |_, _| true);
     out.write_all(crate::report::conntrack::document(&[view], netns)?.as_bytes())?;
     Ok(())
 }

@@ -16,22 +16,27 @@ pub struct View<'a> {
 }
 
 impl<'a> View<'a> {
-    /// The entries and timelines of `dump` whose implied translation `keep` accepts;
-    /// DNAT to an address in `host` reads as REDIRECT.
-    pub fn of(dump: &'a Dump, host: &BTreeSet<IpAddr>, keep: impl Fn(NatKind) -> bool) -> View<'a> {
+    /// The entries and timelines of `dump` that `keep` accepts, given the entry (a
+    /// timeline's last) and its implied translation; DNAT to an address in `host`
+    /// reads as REDIRECT.
+    pub fn of(
+        dump: &'a Dump,
+        host: &BTreeSet<IpAddr>,
+        keep: impl Fn(&Entry, NatKind) -> bool,
+    ) -> View<'a> {
         let entries = dump
             .entries
             .iter()
             .map(|e| (e, Implied::of(e, host)))
-            .filter(|(_, i)| keep(i.change.kind))
+            .filter(|(e, i)| keep(e, i.change.kind))
             .collect();
         let timelines = timelines(&dump.events)
             .into_iter()
-            .map(|t| {
-                let i = Implied::of(&t.last(&dump.events).entry, host);
-                (t, i)
+            .filter_map(|t| {
+                let last = &t.last(&dump.events).entry;
+                let i = Implied::of(last, host);
+                keep(last, i.change.kind).then_some((t, i))
             })
-            .filter(|(_, i)| keep(i.change.kind))
             .collect();
         View {
             dump,

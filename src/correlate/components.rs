@@ -189,18 +189,18 @@ fn orientation_votes(
     (same, flipped)
 }
 
-struct UnionFind {
+pub(super) struct UnionFind {
     parent: Vec<usize>,
 }
 
 impl UnionFind {
-    fn new(n: usize) -> Self {
+    pub(super) fn new(n: usize) -> Self {
         UnionFind {
             parent: (0..n).collect(),
         }
     }
 
-    fn find(&mut self, x: usize) -> usize {
+    pub(super) fn find(&mut self, x: usize) -> usize {
         let mut r = x;
         while self.parent[r] != r {
             r = self.parent[r];
@@ -215,7 +215,7 @@ impl UnionFind {
     }
 
     /// Joins two roots; the smaller index stays root (deterministic).
-    fn union(&mut self, ra: usize, rb: usize) -> usize {
+    pub(super) fn union(&mut self, ra: usize, rb: usize) -> usize {
         let (root, child) = if ra < rb { (ra, rb) } else { (rb, ra) };
         self.parent[child] = root;
         root

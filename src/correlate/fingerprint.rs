@@ -63,6 +63,20 @@ pub const SEQ_RANGE_TS: u8 = 10;
 /// The same without the timestamp option.
 pub const SEQ_RANGE: u8 = 11;
 
+/// The invariant fields of the given field sets (indices into [`FIELD_SETS`]), each
+/// once, in first-seen order.
+pub fn field_names(field_sets: impl IntoIterator<Item = u8>) -> Vec<&'static str> {
+    let mut fields: Vec<&'static str> = Vec::new();
+    for s in field_sets {
+        for f in FIELD_SETS[s as usize] {
+            if !fields.contains(f) {
+                fields.push(f);
+            }
+        }
+    }
+    fields
+}
+
 /// Index into [`FIELD_SETS`] of the fields that identify `p`.
 pub fn field_set(p: &Packet) -> u8 {
     let no_id = u8::from(p.ip_id.is_none());

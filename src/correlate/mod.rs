@@ -25,12 +25,13 @@
 //!    segments larger than that which did not: [`Sizing`]), forwarding latency; the
 //!    replies each return hop exchanged with the path ([`ReturnLink`]), which count as
 //!    crossed on the path's links; then, where the source port moved, the connection
-//!    that held the wanted port ([`PortRealloc`]). When asked ([`Config::ladders`]),
-//!    `ladder` follows the connection's packets one by one across the path by the
-//!    links' one-for-one matches ([`Ladder`]), for diagrams.
+//!    that held the wanted port ([`PortRealloc`]).
 //! 7. `streams`: for TCP connections no link translated, the first bytes each side
 //!    sent, by offset in its stream ([`Streams`]), so that the two connections a
 //!    userland proxy splices can be told to carry the same bytes.
+//!
+//! With step 6, the connections [`Config::trace`] names keep their packets one by one
+//! (`trace`: [`Packets`]) for the reports that list or draw them.
 //!
 //! This module holds the sequence and the result ([`Correlation`], [`Connection`],
 //! [`PointSummary`]); the types of hops and links belong to their steps and are
@@ -38,7 +39,6 @@
 
 mod components;
 pub mod fingerprint;
-pub mod ladder;
 pub mod offset;
 mod pairing;
 mod paths;
@@ -49,6 +49,7 @@ mod sizes;
 mod streams;
 #[cfg(test)]
 pub(crate) mod testkit;
+pub mod trace;
 mod translations;
 
 use serde::Serialize;
@@ -59,29 +60,29 @@ use crate::model::{NatChange, Proto};
 use offset::Offset;
 use points::PointData;
 
-pub use ladder::{Edge, Ladder, Rung};
 pub use paths::{Hop, Related};
 pub use returns::{Joined, ReturnHop, ReturnLink, REPLY_WINDOW_NS};
 pub use segments::{Resegmentation, Resegmented};
 pub use sizes::{Oversize, Sizes, Sizing};
 pub use streams::{Chunk, Stream, Streams};
+pub use trace::{Cap, Packet, Packets, Sighting, Trace};
 pub use translations::{Gap, Latency, Link, LinkEvidence, PortRealloc, Resent, Unmatched};
 
 /// Tunables of the correlation.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Config {
     /// Two packets with the same fingerprint at two points are the same packet only if
     /// their clock-corrected times are at most this far apart.
     pub window_ns: i64,
-    /// Keep each connection's [`Ladder`] (its first and last packets hop by hop).
-    pub ladders: bool,
+    /// The connections that keep their packets one by one (none by default).
+    pub trace: Trace,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             window_ns: 1_000_000_000,
-            ladders: false,
+            trace: Trace::default(),
         }
     }
 }
@@ -117,8 +118,8 @@ pub struct Connection {
     /// TCP connections no link translated, whose handshake the first hop saw: the
     /// bytes each side sent there (`streams`).
     pub streams: Option<Box<Streams>>,
-    /// Its packets hop by hop, when asked for ([`Config::ladders`]).
-    pub ladder: Option<Box<Ladder>>,
+    /// Its packets one by one, when [`Config::trace`] names it (`trace`).
+    pub packets: Option<Box<Packets>>,
 }
 
 impl Connection {
@@ -180,7 +181,7 @@ pub fn correlate(
     returns::attach(&mut points, &mut comps, &off);
     let mut connections = paths::connections(&points, &comps, &off, window);
     paths::relate(&mut connections, &comps.rejected, &points);
-    translations::link_all(&points, &mut connections, &off, window, config.ladders);
+    translations::link_all(&points, &mut connections, &off, window, &config.trace);
     translations::port_reallocs(&mut connections);
     streams::summarize(&points, &mut connections, &off);
     Correlation {

@@ -119,7 +119,7 @@ pub(super) fn connections(
                 related: Vec::new(),
                 initiator,
                 streams: None,
-                ladder: None,
+                packets: None,
             }
         })
         .collect();

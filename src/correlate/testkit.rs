@@ -159,6 +159,23 @@ pub fn view(packets: &[Packet], client: &str, server: &str, latency: i64, hops: 
         .collect()
 }
 
+/// A connection through SNAT as its two sides saw it, `latency` apart: its request
+/// never left, and the host answered the client with a reset itself.
+pub fn lost_request(latency: i64) -> (Vec<Packet>, Vec<Packet>) {
+    let mut inside = tcp_conv(0, "172.17.0.2:40000", "198.51.100.7:443", 1000);
+    let mut outside = view(&inside, "203.0.113.1:40000", "198.51.100.7:443", latency, 1);
+    outside.remove(3);
+    inside.push(tcp(
+        6 * MS,
+        "198.51.100.7:443",
+        "172.17.0.2:40000",
+        1006,
+        tcp_flags::RST,
+        64,
+    ));
+    (inside, outside)
+}
+
 /// A capture point of input `input` that saw `packets`, in that order.
 pub fn point(name: &str, input: usize, packets: &[Packet]) -> PointData {
     let mut table = FlowTable::default();

@@ -19,8 +19,7 @@ use std::collections::{BTreeSet, HashMap};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::fingerprint::{FIELD_SETS, SEQ_RANGE, SEQ_RANGE_TS};
-use super::ladder;
+use super::fingerprint::{field_names, SEQ_RANGE, SEQ_RANGE_TS};
 use super::offset;
 use super::pairing::match_flows;
 use super::paths::Hop;
@@ -28,6 +27,7 @@ use super::points::{PointData, Rec};
 use super::returns::ReturnLink;
 use super::segments::{self, Resegmentation};
 use super::sizes::{self, Sizes, Sizing};
+use super::trace::{self, Trace};
 use super::Connection;
 use crate::model::{NatChange, Proto, Tuple};
 
@@ -158,75 +158,92 @@ pub struct Link {
 
 /// Fills every connection's `links` (`links[i]` joins `hops[i]` and `hops[i + 1]`) and
 /// its return hops' links; replies a hop of the path exchanged with a return hop count
-/// as crossed on the path's links. With `ladders`, also each connection's ladder.
+/// as crossed on the path's links. The connections `trace` names keep their packets.
 pub(super) fn link_all(
     points: &[PointData],
     conns: &mut [Connection],
     off: &[i64],
     window: i64,
-    ladders: bool,
+    trace: &Trace,
 ) {
     conns.par_iter_mut().for_each(|c| {
+        let keep = trace.cap_of(&c.id);
+        let mut edges = Vec::new();
         let mut crossed: Vec<Vec<bool>> = vec![Vec::new(); c.hops.len()];
-        for r in &mut c.returns {
+        let mut add = |h: usize, flags: &[bool]| {
+            let into = &mut crossed[h];
+            into.resize(flags.len(), false);
+            into.iter_mut().zip(flags).for_each(|(a, b)| *a |= b);
+        };
+        let path = c.hops.len();
+        for (j, r) in c.returns.iter_mut().enumerate() {
             let k = r.beside;
-            let mut add = |h: usize, flags: Vec<bool>| {
-                let into = &mut crossed[h];
-                into.resize(flags.len(), false);
-                into.iter_mut().zip(flags).for_each(|(a, b)| *a |= b);
-            };
             if let Some(up) = k.checked_sub(1) {
-                let l = link(points, &c.hops[up], &r.hop, up, off, window, [&[], &[]]);
+                let (l, e) = link(points, &c.hops[up], &r.hop, up, off, window, [&[], &[]])
+                    .split(up, path + j);
                 r.toward = Some(ReturnLink {
                     hop: up,
-                    matched: l.link.evidence.matched_rev,
-                    unmatched: l.link.unmatched.lost_rev,
+                    matched: l.evidence.matched_rev,
+                    unmatched: l.unmatched.lost_rev,
                 });
-                let [flags, _] = l.crossed;
-                add(up, flags);
+                add(up, &e.crossed[0]);
+                edges.extend(keep.map(|_| e));
             }
             if let Some(down) = c.hops.get(k + 1) {
-                let l = link(points, &r.hop, down, k, off, window, [&[], &[]]);
+                let (l, e) =
+                    link(points, &r.hop, down, k, off, window, [&[], &[]]).split(path + j, k + 1);
                 r.from = Some(ReturnLink {
                     hop: k + 1,
-                    matched: l.link.evidence.matched_rev,
-                    unmatched: l.link.unmatched.lost_rev,
+                    matched: l.evidence.matched_rev,
+                    unmatched: l.unmatched.lost_rev,
                 });
-                let [_, flags] = l.crossed;
-                add(k + 1, flags);
+                add(k + 1, &e.crossed[1]);
+                edges.extend(keep.map(|_| e));
             }
         }
-        let linked: Vec<Linked> = c
+        c.links = c
             .hops
             .windows(2)
             .enumerate()
             .map(|(i, w)| {
                 let elsewhere = [crossed[i].as_slice(), crossed[i + 1].as_slice()];
-                link(points, &w[0], &w[1], i, off, window, elsewhere)
+                let (l, e) = link(points, &w[0], &w[1], i, off, window, elsewhere).split(i, i + 1);
+                edges.extend(keep.map(|_| e));
+                l
             })
             .collect();
-        if ladders {
-            c.ladder = Some(Box::new(ladder::build(
-                points, &c.hops, &linked, off, window,
-            )));
+        if let Some(cap) = keep {
+            c.packets = Some(Box::new(trace::build(points, c, &edges, off, window, cap)));
         }
-        c.links = linked.into_iter().map(|l| l.link).collect();
     });
 }
 
-/// A link as made, with what crossed it packet by packet.
-pub(super) struct Linked {
-    pub link: Link,
-    /// Which records of the upstream and of the downstream hop (in `Hop::recs` order)
-    /// crossed: matched one for one, by their bytes, superseded, copies, or by
-    /// another way (`elsewhere`).
-    pub crossed: [Vec<bool>; 2],
-    /// The records matched one for one: (upstream index, downstream index).
-    pub pairs: Vec<(usize, usize)>,
+/// A link with what it matched packet by packet: which records of each hop crossed
+/// (in `Hop::recs` order), and the records matched one for one and by their bytes.
+pub(super) struct Crossing {
+    link: Link,
+    crossed: [Vec<bool>; 2],
+    pairs: Vec<(usize, usize)>,
+    segments: Vec<(usize, usize)>,
+}
+
+impl Crossing {
+    /// The link, and its packet-by-packet matches between hops numbered `up` and
+    /// `down` as in [`trace::Packet::at`].
+    fn split(self, up: usize, down: usize) -> (Link, trace::Edge) {
+        let edge = trace::Edge {
+            up,
+            down,
+            crossed: self.crossed,
+            pairs: self.pairs,
+            segments: self.segments,
+        };
+        (self.link, edge)
+    }
 }
 
 /// The translation from hop `i` (`up`) to hop `i + 1` (`down`), and which records of
-/// each crossed and how. `elsewhere` flags records of `up` and of `down` (in `Hop::recs`
+/// each crossed. `elsewhere` flags records of `up` and of `down` (in `Hop::recs`
 /// order; empty for none) that crossed by another way: they count as crossed.
 pub(super) fn link(
     points: &[PointData],
@@ -236,7 +253,7 @@ pub(super) fn link(
     off: &[i64],
     window: i64,
     elsewhere: [&[bool]; 2],
-) -> Linked {
+) -> Crossing {
     let (pu, pd) = (&points[up.point], &points[down.point]);
     let (ru, rd) = (up.recs(pu), down.recs(pd));
     let same_point = up.point == down.point;
@@ -312,7 +329,7 @@ pub(super) fn link(
         evidence: LinkEvidence {
             matched_fwd: m.fwd,
             matched_rev: m.rev,
-            fields: field_names(&m.field_sets),
+            fields: field_names(m.field_sets.iter().copied()),
             direction_conflicts: m.conflicts,
         },
         latency: m.latency(),
@@ -322,10 +339,11 @@ pub(super) fn link(
         port_realloc: None,
         resent_fwd,
     };
-    Linked {
+    Crossing {
         link,
         crossed: [matched_u, matched_d],
         pairs,
+        segments: acc.pairs,
     }
 }
 
@@ -515,19 +533,6 @@ fn gaps(
     (fwd, rev)
 }
 
-/// The invariant fields of the given field sets, each once, in first-seen order.
-fn field_names(field_sets: &BTreeSet<u8>) -> Vec<&'static str> {
-    let mut fields: Vec<&'static str> = Vec::new();
-    for &s in field_sets {
-        for f in FIELD_SETS[s as usize] {
-            if !fields.contains(f) {
-                fields.push(f);
-            }
-        }
-    }
-    fields
-}
-
 /// For every link whose source port changed, the connection holding the tuple the
 /// connection would have had downstream with its original source port (another
 /// connection's hop at the same point), and whether that one started first.
@@ -569,7 +574,7 @@ pub(super) fn port_reallocs(conns: &mut [Connection]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::correlate::testkit::{point, tcp, tcp_conv, view, MS, US};
+    use crate::correlate::testkit::{lost_request, point, tcp_conv, view, MS, US};
     use crate::correlate::{correlate, Config, Correlation};
     use crate::model::tcp_flags::{ACK, PSH, RST};
     use crate::model::NatKind;
@@ -653,18 +658,8 @@ mod tests {
     #[test]
     fn link_evidence_latency_and_unmatched_packets() {
         let lat = 30 * US;
-        let mut inside = tcp_conv(0, "172.17.0.2:40000", "198.51.100.7:443", 1000);
-        let mut outside = view(&inside, "203.0.113.1:40000", "198.51.100.7:443", lat, 1);
         // The request never left; the host answered the client with a reset itself.
-        outside.remove(3);
-        inside.push(tcp(
-            6 * MS,
-            "198.51.100.7:443",
-            "172.17.0.2:40000",
-            1006,
-            RST,
-            64,
-        ));
+        let (inside, outside) = lost_request(lat);
         let c = run(&[inside], &[outside]);
         assert_eq!(c.connections.len(), 1);
         let link = &c.connections[0].links[0];

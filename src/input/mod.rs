@@ -1,9 +1,11 @@
 //! Opening an input named on the command line: a path, or `-` for standard input;
 //! a name ending in `.gz` is decompressed (every member of a multi-member file). A
 //! path `ARCHIVE/PATH` under a gzip'd tar archive (`b.tar.gz/capture.pcapng`) names
-//! a file inside it, read where it lies ([`archive`]).
+//! a file inside it, read where it lies ([`archive`]). Reading long shows how far it
+//! has got ([`progress`]).
 
 pub mod archive;
+pub mod progress;
 
 use std::fs::File;
 use std::io::{self, BufReader, Read};
@@ -25,6 +27,7 @@ pub fn open(path: &str) -> anyhow::Result<Box<dyn Read>> {
         return Ok(Box::new(std::io::stdin().lock()));
     }
     let f = open_file(Path::new(path)).with_context(|| format!("{path}: cannot open"))?;
+    let f = progress::Reading::start(path, Some(Path::new(path))).count(f);
     Ok(if path.ends_with(".gz") {
         Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(f)))
     } else {

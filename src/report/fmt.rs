@@ -119,6 +119,49 @@ pub fn tuple(t: &Tuple) -> String {
     format!("{} -> {}", src(t), dst(t))
 }
 
+/// A part of a tuple as [`tuple`] writes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    Src,
+    Sport,
+    Dst,
+    Dport,
+}
+
+impl Part {
+    /// Whether this part differs between two tuples.
+    pub fn differs(self, a: &Tuple, b: &Tuple) -> bool {
+        match self {
+            Part::Src => a.src != b.src,
+            Part::Sport => a.sport != b.sport,
+            Part::Dst => a.dst != b.dst,
+            Part::Dport => a.dport != b.dport,
+        }
+    }
+}
+
+/// [`tuple`] with the text of every address and port passed through `mark` (to set
+/// some apart): the same characters when `mark` returns its text unchanged.
+pub fn tuple_marked(t: &Tuple, mark: &dyn Fn(Part, String) -> String) -> String {
+    let addr = |part, a: IpAddr| {
+        let text = mark(part, a.to_string());
+        match a {
+            IpAddr::V6(_) if t.proto.has_ports() => format!("[{text}]"),
+            _ => text,
+        }
+    };
+    let (src, dst) = (addr(Part::Src, t.src), addr(Part::Dst, t.dst));
+    let sport = mark(Part::Sport, t.sport.to_string());
+    let dport = mark(Part::Dport, t.dport.to_string());
+    if t.proto.has_ports() {
+        format!("{src}:{sport} -> {dst}:{dport}")
+    } else if t.proto.is_icmp() {
+        format!("{src} id={sport} -> {dst}")
+    } else {
+        format!("{src} -> {dst}")
+    }
+}
+
 /// [`tuple`] with the protocol first: `tcp 172.17.0.2:40000 -> 203.0.113.2:7000`.
 pub fn tuple_proto(t: &Tuple) -> String {
     format!("{} {}", t.proto, tuple(t))
@@ -246,6 +289,25 @@ mod tests {
         assert_eq!(ct_tuple(&icmp), "src=172.17.0.2 dst=203.0.113.2 id=7");
         let v6 = t(Proto::Tcp, "2001:db8::1", 1, "2001:db8::2", 80);
         assert_eq!(tuple(&v6), "[2001:db8::1]:1 -> [2001:db8::2]:80");
+        let same = |_, s: String| s;
+        for x in [icmp, v6, t(Proto::Other(47), "10.0.0.1", 0, "10.0.0.2", 0)] {
+            assert_eq!(tuple_marked(&x, &same), tuple(&x));
+        }
+        let star = |p: Part, s: String| {
+            if p == Part::Sport {
+                format!("*{s}*")
+            } else {
+                s
+            }
+        };
+        assert_eq!(
+            tuple_marked(&v6, &star),
+            "[2001:db8::1]:*1* -> [2001:db8::2]:80"
+        );
+        assert_eq!(
+            tuple_marked(&icmp, &star),
+            "172.17.0.2 id=*7* -> 203.0.113.2"
+        );
         assert_eq!(
             icmp_error(Proto::Icmp, 3, 3),
             "ICMP port unreachable (type 3 code 3)"

@@ -41,7 +41,7 @@ pub struct Report<'a> {
     /// The `natcheck collect` bundles the inputs came from (absent without any).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub bundles: Vec<BundleJson<'a>>,
-    pub summary: Summary,
+    pub summary: Summary<'a>,
 }
 
 /// A bundle: where and when it was collected, why it stopped, each point's packets
@@ -660,7 +660,7 @@ pub struct ConnectionJson<'a> {
 }
 
 #[derive(Serialize, Default)]
-pub struct Summary {
+pub struct Summary<'a> {
     pub points: usize,
     pub connections: usize,
     /// Connections seen at two or more points.
@@ -671,6 +671,17 @@ pub struct Summary {
     pub by_kind: BTreeMap<&'static str, usize>,
     pub port_reallocations: usize,
     pub findings_by_severity: BTreeMap<String, usize>,
+    /// `--filter`: the expression, and the connections it kept of how many (absent
+    /// without a filter).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter: Option<FilterJson<'a>>,
+}
+
+#[derive(Serialize)]
+pub struct FilterJson<'a> {
+    pub expression: &'a str,
+    pub kept: usize,
+    pub total: usize,
 }
 
 fn gap(g: &Gap) -> GapJson {
@@ -763,6 +774,11 @@ pub fn document(m: &Model) -> Report<'_> {
         points: c.points.len(),
         connections: c.connections.len(),
         findings_by_severity: m.severities(),
+        filter: m.selection.as_ref().map(|s| FilterJson {
+            expression: &s.expression,
+            kept: s.kept,
+            total: s.total,
+        }),
         ..Default::default()
     };
     for conn in &c.connections {

@@ -129,6 +129,9 @@ pub fn render(m: &Model) -> String {
 fn headline(m: &Model, out: &mut String) {
     let _ = writeln!(out, "# natcheck report\n");
     let _ = writeln!(out, "{}\n", sections::headline(m, &Md));
+    if let Some(s) = sections::selection(m, &Md) {
+        let _ = writeln!(out, "{s}\n");
+    }
     let _ = writeln!(out, "{}\n", sections::summary(m, &Md));
     let _ = writeln!(out, "{}\n", sections::exit_status(m, &Md));
 }
@@ -141,7 +144,11 @@ fn inputs(m: &Model, out: &mut String) {
     let _ = writeln!(out, "{}\n", sections::clock_note(c, &Md));
     let _ = writeln!(out, "{}\n", sections::inside_prefixes(audit, &Md));
     for b in &m.bundles {
-        let _ = writeln!(out, "Bundle: {}.\n", esc(&super::text::bundle_line(b)));
+        let _ = writeln!(
+            out,
+            "Bundle: {}.\n",
+            esc(&super::text::bundle_line(b, false))
+        );
     }
     for g in sections::witnesses(audit) {
         table(out, &g);

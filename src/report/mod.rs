@@ -1,6 +1,6 @@
 //! report: turns analysis results into what people read and scripts parse, and owns
 //! every word of it. The correlation report is one [`Model`] built once, rendered by
-//! one [`Render`] implementation per format, one file each (table `text.rs`, `json.rs`,
+//! one [`Render`] implementation per format (the table in `text/`, `json.rs`,
 //! `markdown.rs`, `html/` with its ladder diagrams, `frame.rs` for CSV/NDJSON/Parquet,
 //! whose tables `tables.rs` also writes into a directory for `--tables`; `sections.rs`
 //! holds what Markdown and HTML both show); findings get their words from
@@ -55,21 +55,28 @@ impl Format {
         false
     }
 
-    /// Whether the format draws each connection's packets ([`crate::correlate::Ladder`]):
-    /// the correlation keeps them only when asked.
-    pub fn draws_ladders(self) -> bool {
-        self == Format::Html
-    }
-
     /// The renderer of this format.
     pub fn renderer(self) -> Box<dyn Render> {
         match self {
-            Format::Table => Box::new(text::Text),
+            Format::Table => Box::new(Selected(text::Text(text::View::default()))),
             Format::Json => Box::new(json::Json),
             Format::Markdown => Box::new(markdown::Markdown),
             Format::Html => Box::new(html::HtmlReport),
             #[cfg(feature = "frames")]
             Format::Frame(f) => Box::new(frame::Frame(f)),
         }
+    }
+}
+
+/// A report that opens, when `--filter` cut it, with the line saying so: the table,
+/// whose own first line is the findings' count.
+pub struct Selected<R>(pub R);
+
+impl<R: Render> Render for Selected<R> {
+    fn render(&self, m: &Model, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+        if let Some(s) = &m.selection {
+            writeln!(out, "{}\n", s.line())?;
+        }
+        self.0.render(m, out)
     }
 }

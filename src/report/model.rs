@@ -9,6 +9,7 @@ use super::explain::{self, Words};
 use crate::audit::{Audit, FailOn, Finding, Severity};
 use crate::correlate::Correlation;
 use crate::diag::{ExitStatus, Warning};
+use crate::filter::Filter;
 
 pub struct Model {
     pub correlation: Correlation,
@@ -21,6 +22,28 @@ pub struct Model {
     pub fail_on: FailOn,
     /// The evidence bundles the inputs came from (`natcheck collect`).
     pub bundles: Vec<crate::bundle::Summary>,
+    /// `--filter`: the expression and how many connections it kept.
+    pub selection: Option<Selection>,
+}
+
+/// What `--filter` kept of the report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Selection {
+    /// The expression as given.
+    pub expression: String,
+    /// Connections it kept, of `total`.
+    pub kept: usize,
+    pub total: usize,
+}
+
+impl Selection {
+    /// `filter `host 10.88.0.3`: 1 of 12 connections kept, and the findings about them`.
+    pub fn line(&self) -> String {
+        format!(
+            "filter `{}`: {} of {} connections kept, and the findings about them",
+            self.expression, self.kept, self.total
+        )
+    }
 }
 
 impl Model {
@@ -44,7 +67,51 @@ impl Model {
             warnings,
             fail_on,
             bundles: Vec::new(),
+            selection: None,
         }
+    }
+
+    /// Keeps the connections `filter` matches at any hop (by their inside or their
+    /// outside tuple alike) and the findings about them: those naming a kept
+    /// connection, and those naming none whose tuples match (conntrack entries seen
+    /// on no wire). Connection ids stay those of the whole run, so a filtered report
+    /// and a whole one name a connection alike; the exit status follows the findings
+    /// kept.
+    pub fn select(&mut self, filter: &Filter) {
+        let conns = std::mem::take(&mut self.correlation.connections);
+        let total = conns.len();
+        let mut index = vec![None; total];
+        for (i, c) in conns.into_iter().enumerate() {
+            if filter.matches_any(c.all_hops().map(|h| &h.flow.tuple)) {
+                index[i] = Some(self.correlation.connections.len());
+                self.correlation.connections.push(c);
+            }
+        }
+        let new = |i: usize| index.get(i).copied().flatten();
+        let audit = &mut self.audit;
+        let findings = std::mem::take(&mut audit.findings);
+        let words = std::mem::take(&mut self.words);
+        for (mut f, w) in findings.into_iter().zip(words) {
+            let keep = if f.conns.is_empty() {
+                filter.matches_any(f.tuples.iter().map(|s| &s.tuple))
+            } else {
+                f.conns.iter().any(|&i| new(i).is_some())
+            };
+            if keep {
+                f.conns = f.conns.iter().filter_map(|&i| new(i)).collect();
+                audit.findings.push(f);
+                self.words.push(w);
+            }
+        }
+        let kept = self.correlation.connections.len();
+        audit.by_connection = crate::audit::by_connection(&audit.findings, kept);
+        renumber(&mut audit.attributions, &new, |a| &mut a.conn);
+        renumber(&mut audit.conntrack, &new, |m| &mut m.conn);
+        self.selection = Some(Selection {
+            expression: filter.text().to_string(),
+            kept,
+            total,
+        });
     }
 
     /// Each finding with its words.
@@ -139,4 +206,19 @@ impl Model {
             parts.join(",")
         }
     }
+}
+
+/// Keeps the items of `v` whose connection (`conn`) has a `new` number, renumbered.
+fn renumber<T>(
+    v: &mut Vec<T>,
+    new: &impl Fn(usize) -> Option<usize>,
+    conn: fn(&mut T) -> &mut usize,
+) {
+    v.retain_mut(|x| match new(*conn(x)) {
+        Some(i) => {
+            *conn(x) = i;
+            true
+        }
+        None => false,
+    });
 }

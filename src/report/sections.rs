@@ -75,6 +75,12 @@ pub fn headline(m: &Model, mk: &dyn Markup) -> String {
     )
 }
 
+/// What `--filter` kept, when it cut the report.
+pub fn selection(m: &Model, mk: &dyn Markup) -> Option<String> {
+    let s = m.selection.as_ref()?;
+    Some(format!("{}.", mk.text(&s.line())))
+}
+
 /// The counts of points and connections, by translation.
 pub fn summary(m: &Model, mk: &dyn Markup) -> String {
     format!("{}.", mk.text(&summary_line(&m.correlation)))

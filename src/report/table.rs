@@ -1,6 +1,7 @@
 //! A plain-text table: columns padded to their widest cell, two spaces apart, numbers
 //! right-aligned. Output is pure ASCII layout around the cells (no box drawing), so it
-//! pastes cleanly into tickets, chat and Markdown code blocks.
+//! pastes cleanly into tickets, chat and Markdown code blocks. Cells may hold ANSI
+//! colour: it takes no room.
 
 use std::fmt::Write;
 
@@ -42,24 +43,31 @@ impl Table {
         &self.rows
     }
 
+    /// The room a cell takes on screen: its characters, less any ANSI escapes.
+    fn width(cell: &str) -> usize {
+        if cell.contains('\x1b') {
+            anstream::adapter::strip_str(cell)
+                .map(|s| s.chars().count())
+                .sum()
+        } else {
+            cell.chars().count()
+        }
+    }
+
     /// Renders with every line prefixed by `indent`; trailing spaces are trimmed.
     pub fn render(&self, indent: &str) -> String {
         let n = self.headers.len();
-        let mut width: Vec<usize> = self
-            .headers
-            .iter()
-            .map(|(h, _)| h.chars().count())
-            .collect();
+        let mut width: Vec<usize> = self.headers.iter().map(|(h, _)| Self::width(h)).collect();
         for r in &self.rows {
             for (i, c) in r.iter().enumerate().take(n) {
-                width[i] = width[i].max(c.chars().count());
+                width[i] = width[i].max(Self::width(c));
             }
         }
         let mut out = String::new();
         let mut line = |cells: &mut dyn Iterator<Item = &str>| {
             let mut l = String::from(indent);
             for (i, c) in cells.enumerate().take(n) {
-                let pad = width[i].saturating_sub(c.chars().count());
+                let pad = width[i].saturating_sub(Self::width(c));
                 if i > 0 {
                     l.push_str("  ");
                 }
@@ -96,6 +104,17 @@ mod tests {
         assert_eq!(
             t.render("  "),
             "  name      n\n  docker0   5\n  eth0     12\n"
+        );
+    }
+
+    #[test]
+    fn colour_takes_no_room() {
+        let mut t = Table::new(&[("name", Align::Left), ("n", Align::Right)]);
+        t.row(vec!["\x1b[1mdocker0\x1b[0m".into(), "5".into()]);
+        t.row(vec!["eth0".into(), "12".into()]);
+        assert_eq!(
+            t.render(""),
+            "name      n\n\x1b[1mdocker0\x1b[0m   5\neth0     12\n"
         );
     }
 }

@@ -781,6 +781,7 @@ fn an_earlier_dump_without_counters_is_a_warning() {
         &format!("samples/{s}/iptables-counters.txt"),
         "--rules-before",
         &format!("samples/{s}/iptables.txt"),
+        "--detail",
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(

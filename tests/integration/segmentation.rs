@@ -12,8 +12,14 @@ use serde_json::Value;
 
 use crate::util::*;
 
-fn report(scenario: &str, format: &str, points: &[&str]) -> (i32, String) {
-    let mut args = vec!["correlate".to_string(), "--format".into(), format.into()];
+/// `natcheck correlate FLAGS...` of the scenario's points with its conntrack table
+/// and event log.
+fn report(scenario: &str, flags: &[&str], points: &[&str]) -> (i32, String) {
+    let mut args: Vec<String> = ["correlate"]
+        .iter()
+        .chain(flags)
+        .map(|s| s.to_string())
+        .collect();
     args.extend(
         points
             .iter()
@@ -29,7 +35,7 @@ fn report(scenario: &str, format: &str, points: &[&str]) -> (i32, String) {
 }
 
 fn json(scenario: &str, points: &[&str]) -> Value {
-    let (code, out) = report(scenario, "json", points);
+    let (code, out) = report(scenario, &["--format", "json"], points);
     assert_eq!(code, 0, "{scenario}: {out}");
     serde_json::from_str(&out).expect("valid JSON")
 }
@@ -144,7 +150,7 @@ fn the_same_traffic_without_offloads_matches_one_for_one() {
 
 #[test]
 fn text_and_markdown_say_where_counts_differ_by_segmentation() {
-    let (code, text) = report("bulk-offload", "table", &["docker0", "eth0"]);
+    let (code, text) = report("bulk-offload", &["--detail"], &["docker0", "eth0"]);
     assert_eq!(code, 0);
     assert!(
         text.starts_with("findings: 0 errors, 0 warnings, 0 info\n"),
@@ -152,9 +158,13 @@ fn text_and_markdown_say_where_counts_differ_by_segmentation() {
     );
     assert_eq!(text.matches("| resegmented: ").count(), 4, "{text}");
     assert_eq!(text.matches(" payload bytes)  closed").count(), 4, "{text}");
-    let (_, plain) = report("bulk-no-offload", "table", &["docker0", "eth0"]);
+    let (_, plain) = report("bulk-no-offload", &["--detail"], &["docker0", "eth0"]);
     assert!(!plain.contains("resegmented") && !plain.contains("payload bytes"));
-    let (_, md) = report("bulk-offload", "markdown", &["docker0", "eth0"]);
+    let (_, md) = report(
+        "bulk-offload",
+        &["--format", "markdown"],
+        &["docker0", "eth0"],
+    );
     insta::assert_snapshot!("markdown-bulk-offload", md);
 }
 
@@ -281,6 +291,9 @@ fn output_does_not_depend_on_the_thread_count() {
     for fmt in ["json", "table", "html"] {
         let run = |j: &str| {
             let mut a = vec!["-j", j, "correlate", "--format", fmt];
+            if fmt == "table" {
+                a.push("--detail");
+            }
             a.extend(points.iter().map(String::as_str));
             stdout(&natcheck(&a))
         };

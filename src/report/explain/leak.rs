@@ -7,8 +7,8 @@ use crate::model::{fmt_endpoint, Proto};
 use crate::report::fmt::{plural, rfc3339_ns, short};
 
 /// What the evidence given already says about the cause: the entry's destruction
-/// from an event log, and the conntrack statistics.
-fn known_cause(f: &Finding) -> Option<String> {
+/// from an event log, and the conntrack statistics (the start of the check).
+pub fn cause(f: &Finding) -> Option<String> {
     let mut said = Vec::new();
     for e in &f.evidence {
         match e {
@@ -40,15 +40,8 @@ fn known_cause(f: &Finding) -> Option<String> {
     (!said.is_empty()).then(|| said.join(" "))
 }
 
+/// The message and the advice (the check without [`cause`]).
 pub fn explain(f: &Finding) -> (String, String) {
-    let (message, check) = explain_kind(f);
-    match known_cause(f) {
-        Some(cause) => (message, format!("{cause} {check}")),
-        None => (message, check),
-    }
-}
-
-fn explain_kind(f: &Finding) -> (String, String) {
     let Detail::Leak {
         kind,
         inside_address,

@@ -5,11 +5,11 @@ use crate::audit::{Detail, Direction, Evidence, Finding, PathReason, RuleRole};
 use crate::report::fmt::{dst, plural, src};
 
 /// What the conntrack statistics given rule in or out for packets that vanished at
-/// the host. `drop` counts every packet conntrack dropped: a failed insert (counted in
-/// `insert_failed` too: an insert race, or no free NAT port) or a packet no entry
-/// could be made for (a full table whose early drop found nothing to evict);
-/// `early_drop` counts entries evicted to make room, nothing lost.
-fn stats_say(f: &Finding) -> Option<String> {
+/// the host (the end of the check). `drop` counts every packet conntrack dropped: a
+/// failed insert (counted in `insert_failed` too: an insert race, or no free NAT port)
+/// or a packet no entry could be made for (a full table whose early drop found nothing
+/// to evict); `early_drop` counts entries evicted to make room, nothing lost.
+pub fn cause(f: &Finding) -> Option<String> {
     let c = stats(f)?;
     let get = |k: &str| c.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
     let failed = get("insert_failed").unwrap_or(0);
@@ -34,15 +34,8 @@ fn stats_say(f: &Finding) -> Option<String> {
     Some(out)
 }
 
+/// The message and the advice (the check without [`cause`]).
 pub fn explain(f: &Finding) -> (String, String) {
-    let (message, check) = explain_kind(f);
-    match stats_say(f) {
-        Some(s) => (message, format!("{check} {s}")),
-        None => (message, check),
-    }
-}
-
-fn explain_kind(f: &Finding) -> (String, String) {
     let Detail::Lost {
         from,
         to,
@@ -133,7 +126,7 @@ mod tests {
     use super::*;
     use crate::audit::{Code, Severity};
 
-    fn said(counters: &[(&str, u64)]) -> Option<String> {
+    fn lost(counters: &[(&str, u64)]) -> Finding {
         let mut f = Finding::new(
             Code::Lost,
             Severity::Error,
@@ -151,7 +144,20 @@ mod tests {
             counters: counters.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             since: None,
         });
-        stats_say(&f)
+        f
+    }
+
+    fn said(counters: &[(&str, u64)]) -> Option<String> {
+        cause(&lost(counters))
+    }
+
+    #[test]
+    fn the_cause_closes_the_check_and_the_advice_is_the_rest() {
+        let w = crate::report::explain::words(&lost(&[("drop", 0)]));
+        let cause = w.cause.as_deref().expect("drop=0 says something");
+        assert_eq!(w.check, format!("{} {cause}", w.advice));
+        let w = crate::report::explain::words(&lost(&[("invalid", 3)]));
+        assert_eq!((w.cause, &w.check), (None, &w.advice));
     }
 
     #[test]

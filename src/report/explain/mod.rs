@@ -36,15 +36,23 @@ use crate::audit::{Code, Finding};
 pub struct Words {
     /// One line: what happened.
     pub message: String,
-    /// What to check next.
+    /// What to check next: the advice, with what the evidence given says of the cause.
     pub check: String,
+    /// The advice alone: what to check next for every finding of this cause.
+    pub advice: String,
+    /// What the evidence given (conntrack statistics, an event log) says of the cause,
+    /// what it rules in or out, when it says anything.
+    pub cause: Option<String>,
     /// The evidence, one fact per line.
     pub evidence: Vec<String>,
+    /// For a finding that describes NAT working as configured (nothing to fix): what
+    /// it is, said of one and of several (`source port moved to avoid a clash`).
+    pub expected: Option<(&'static str, &'static str)>,
 }
 
 /// The words of a finding.
 pub fn words(f: &Finding) -> Words {
-    let (message, check) = match f.code {
+    let (message, advice) = match f.code {
         Code::Lost => lost::explain(f),
         Code::Leak => leak::explain(f),
         Code::Unsolicited => unsolicited::explain(f),
@@ -68,10 +76,29 @@ pub fn words(f: &Finding) -> Words {
         Code::HairpinNoMasq => hairpin_no_masq::explain(f),
         Code::ConntrackTableFull => conntrack_table_full::explain(f),
     };
+    let cause = match f.code {
+        Code::Lost => lost::cause(f),
+        Code::Leak => leak::cause(f),
+        _ => None,
+    };
+    let check = match (&cause, f.code) {
+        (None, _) => advice.clone(),
+        // The event log and the statistics open leak's check and close lost's.
+        (Some(c), Code::Leak) => format!("{c} {advice}"),
+        (Some(c), _) => format!("{advice} {c}"),
+    };
+    let expected = match f.code {
+        Code::PortReallocated => port_reallocated::expected(f),
+        Code::UserlandProxy => userland_proxy::expected(f),
+        _ => None,
+    };
     Words {
         message,
         check,
+        advice,
+        cause,
         evidence: f.evidence.iter().map(evidence::line).collect(),
+        expected,
     }
 }
 

@@ -5,6 +5,28 @@ use crate::audit::{AllocatorMode, Detail, Finding};
 use crate::model::Tuple;
 use crate::report::fmt::{dst, src};
 
+/// The default allocator moving a port off a taken tuple, and a rule that picks ports
+/// at random, are NAT working as configured.
+pub fn expected(f: &Finding) -> Option<(&'static str, &'static str)> {
+    match f.detail {
+        Detail::PortReallocated {
+            mode: AllocatorMode::Collision,
+            ..
+        } => Some((
+            "source port moved to avoid a clash",
+            "source ports moved to avoid a clash",
+        )),
+        Detail::PortReallocated {
+            mode: AllocatorMode::Random,
+            ..
+        } => Some((
+            "source port picked at random (`--random`, `--random-fully`)",
+            "source ports picked at random (`--random`, `--random-fully`)",
+        )),
+        _ => None,
+    }
+}
+
 pub fn explain(f: &Finding) -> (String, String) {
     let Detail::PortReallocated {
         wanted_sport,

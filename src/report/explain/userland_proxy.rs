@@ -4,6 +4,24 @@ use super::unexplained;
 use crate::audit::{Detail, Finding, SpliceFact};
 use crate::report::fmt::{dst, endpoint, plural, short, src};
 
+/// A proxy for a client on the host itself, and a transparent one, lose nothing.
+pub fn expected(f: &Finding) -> Option<(&'static str, &'static str)> {
+    let Detail::UserlandProxy(d) = &f.detail else {
+        return None;
+    };
+    match (d.local_client, d.address_lost) {
+        (true, _) => Some((
+            "connection through a userland proxy for a client on the host itself",
+            "connections through a userland proxy for clients on the host itself",
+        )),
+        (false, false) => Some((
+            "connection through a transparent userland proxy",
+            "connections through a transparent userland proxy",
+        )),
+        (false, true) => None,
+    }
+}
+
 pub fn explain(f: &Finding) -> (String, String) {
     let Detail::UserlandProxy(d) = &f.detail else {
         return unexplained(f);

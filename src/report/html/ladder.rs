@@ -1,11 +1,13 @@
-//! A connection's ladder diagram in SVG: one vertical line per hop of its path (in
-//! path order, labelled with the point's name and the tuple seen there, the fields a
-//! translation rewrote highlighted), and one arrow per packet from the hop it was
-//! first seen at to the last, at its clock-corrected times (time runs down). The
-//! initiator's packets go right, the responder's left; a packet lost on the way ends
-//! in a cross beside the last point that saw it. A path that stops short (a finding
-//! names its last hop as where its packets were last seen) gets a dashed line for the
-//! point it should have reached, when the finding names it.
+//! A connection's ladder diagram in SVG, from the packets the correlation traced
+//! ([`crate::correlate::Packets`], the rows the table report lists): one vertical line
+//! per hop of its path (in path order, labelled with the point's name and the tuple
+//! seen there, the fields a translation rewrote highlighted), and one arrow per packet
+//! from the hop it was first seen at to the last, at its clock-corrected times (time
+//! runs down). The initiator's packets go right, the responder's left; a packet lost
+//! on the way ends in a cross beside the last point that saw it; a stretch it crossed
+//! beside the path (replies by another way) is dashed. A path that stops short (a
+//! finding names its last hop as where its packets were last seen) gets a dashed line
+//! for the point it should have reached, when the finding names it.
 //!
 //! Time is drawn to a scale that grows with the logarithm of the gaps between
 //! sightings, in whole pixels: microseconds of forwarding latency slope the arrows,
@@ -16,7 +18,7 @@ use std::fmt::Write as _;
 
 use super::esc;
 use crate::audit::Role;
-use crate::correlate::{Connection, Edge, Ladder, Rung};
+use crate::correlate::{Connection, Packet, Packets, Sighting};
 use crate::model::{tcp_flags, NatChange, NatKind, Tuple};
 use crate::report::fmt::{self, rfc3339_ns, short_us};
 use crate::report::Model;
@@ -34,6 +36,111 @@ const ROW: i32 = 16;
 const BREAK: i32 = 36;
 /// A packet's stub toward the point it did not reach.
 const STUB: i32 = 26;
+
+/// What happened at one end of a packet's way along the path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum End {
+    /// The path's end: nothing was captured beyond it.
+    Path,
+    /// Not seen at the adjacent hop while its point was capturing: lost (at the end
+    /// of its way) or appeared there from nowhere (at its start).
+    Unseen,
+    /// Crossed, but not one for one: its bytes in segments cut differently, a later
+    /// ACK, a copy of a packet that crossed, or by a point beside the path.
+    Elsewhere,
+    /// The adjacent hop's point was not capturing then.
+    Uncaptured,
+}
+
+/// A packet as drawn: where it was seen on the path, in the order of its way
+/// (hops rising for the initiator's packets, falling for the responder's).
+struct Rung<'a> {
+    p: &'a Packet,
+    /// (hop, clock-corrected time) of each sighting on the path.
+    seen: Vec<(usize, i64)>,
+    /// Why it was not seen at the hop before the first that saw it on its way, and
+    /// at the hop after the last.
+    from: End,
+    to: End,
+}
+
+impl<'a> Rung<'a> {
+    /// Packet `p` of a connection whose path has `path` hops; `None` when no hop of
+    /// the path saw it (only a point beside it did).
+    fn of(p: &'a Packet, path: usize) -> Option<Self> {
+        let mut seen: Vec<(usize, i64)> = p.at[..path]
+            .iter()
+            .enumerate()
+            .filter_map(|(h, s)| match s {
+                Sighting::Seen(t) => Some((h, *t)),
+                _ => None,
+            })
+            .collect();
+        if !p.fwd {
+            seen.reverse();
+        }
+        // A return hop saw it or accounted for it: it crossed beside the path.
+        let beside = p.at[path..]
+            .iter()
+            .any(|s| matches!(s, Sighting::Seen(_) | Sighting::Accounted));
+        let end = |h: Option<usize>| match h.filter(|&h| h < path).map(|h| p.at[h]) {
+            None => End::Path,
+            Some(Sighting::Accounted) => End::Elsewhere,
+            Some(_) if beside => End::Elsewhere,
+            Some(Sighting::Uncaptured) => End::Uncaptured,
+            Some(_) => End::Unseen,
+        };
+        let mut r = Rung {
+            p,
+            seen,
+            from: End::Path,
+            to: End::Path,
+        };
+        r.seen.first()?;
+        (r.from, r.to) = (end(r.prev_hop()), end(r.next_hop()));
+        Some(r)
+    }
+
+    /// The hop it was first seen at, on its way, and the last.
+    fn first_hop(&self) -> usize {
+        self.seen[0].0
+    }
+
+    fn last_hop(&self) -> usize {
+        self.seen[self.seen.len() - 1].0
+    }
+
+    /// The hop after the last that saw it, on its way (maybe past the path's end),
+    /// and the hop before the first (`None` before the first hop).
+    fn next_hop(&self) -> Option<usize> {
+        let last = self.last_hop();
+        if self.p.fwd {
+            Some(last + 1)
+        } else {
+            last.checked_sub(1)
+        }
+    }
+
+    fn prev_hop(&self) -> Option<usize> {
+        let first = self.first_hop();
+        if self.p.fwd {
+            first.checked_sub(1)
+        } else {
+            Some(first + 1)
+        }
+    }
+}
+
+/// The packets of `p` drawn on a path of `path` hops, and how many of them come
+/// before the packets left out (when some were).
+fn rungs(p: &Packets, path: usize) -> (Vec<Rung<'_>>, Option<usize>) {
+    let head = p.rows[..p.head]
+        .iter()
+        .filter_map(|r| Rung::of(r, path))
+        .count();
+    let rungs = p.rows.iter().filter_map(|r| Rung::of(r, path)).collect();
+    (rungs, (p.total > p.rows.len()).then_some(head))
+}
 
 /// One line of the diagram: a hop, or the point a path that stops short was expected
 /// to reach.
@@ -247,25 +354,24 @@ fn gap(ns: i64) -> i32 {
     (2 * (64 - us.leading_zeros()) as i32).min(40)
 }
 
-/// The vertical position of every sighting of every packet drawn, the position of
-/// the band of the packets not drawn, and the bottom of the last.
-fn rows(l: &Ladder, top: i32) -> (Vec<Vec<i32>>, Option<i32>, i32) {
-    let mut events: Vec<(i64, usize, usize)> = l
-        .packets
+/// The vertical position of every sighting of every packet drawn (`band_at`: the
+/// packets left out come before `rungs[band_at]`), the position of the band of the
+/// packets not drawn, and the bottom of the last.
+fn rows(rungs: &[Rung], band_at: Option<usize>, top: i32) -> (Vec<Vec<i32>>, Option<i32>, i32) {
+    let mut events: Vec<(i64, usize, usize)> = rungs
         .iter()
         .enumerate()
-        .flat_map(|(p, r)| r.times.iter().enumerate().map(move |(j, &t)| (t, p, j)))
+        .flat_map(|(p, r)| r.seen.iter().enumerate().map(move |(j, &(_, t))| (t, p, j)))
         .collect();
     events.sort_unstable();
-    let tail = (l.omitted > 0).then_some(crate::correlate::ladder::HEAD);
-    let mut ys: Vec<Vec<i32>> = l.packets.iter().map(|r| vec![0; r.times.len()]).collect();
+    let mut ys: Vec<Vec<i32>> = rungs.iter().map(|r| vec![0; r.seen.len()]).collect();
     let (mut y, mut last_start, mut prev) = (top, top - ROW, None);
     let mut band = None;
     for (t, p, j) in events {
         if let Some(prev) = prev {
             y += gap(t - prev);
         }
-        if band.is_none() && tail.is_some_and(|h| p >= h) {
+        if band.is_none() && band_at.is_some_and(|h| p >= h) {
             band = Some(y.max(last_start + ROW) + BREAK / 2);
             y = y.max(last_start + ROW) + BREAK;
             last_start = y - ROW;
@@ -282,19 +388,20 @@ fn rows(l: &Ladder, top: i32) -> (Vec<Vec<i32>>, Option<i32>, i32) {
 
 /// `[S.]` for TCP, the length for other protocols.
 fn packet_label(r: &Rung) -> String {
-    match r.tcp_flags {
+    match r.p.tcp_flags {
         Some(f) => format!("[{}]", tcp_flags::to_string(f)),
-        None => format!("{} bytes", r.ip_len),
+        None => format!("{} bytes", r.p.ip_len),
     }
 }
 
-/// Writes the ladder of connection `i` (nothing when the model has none).
+/// Writes the ladder of connection `i` (nothing when its packets were not traced).
 pub fn write(m: &Model, i: usize, out: &mut String) {
     let c = &m.correlation;
     let conn = &c.connections[i];
-    let Some(ladder) = conn.ladder.as_deref() else {
+    let Some(packets) = conn.packets.as_deref() else {
         return;
     };
+    let (rungs, band_at) = rungs(packets, conn.hops.len());
     let stop = stopped(m, i);
     let lanes = lanes(m, i, stop.as_ref().and_then(|s| s.next.as_deref()));
     let links: Vec<Vec<(String, &str)>> = (1..lanes.len())
@@ -314,15 +421,10 @@ pub fn write(m: &Model, i: usize, out: &mut String) {
     let link_lines = links.iter().map(Vec::len).max().unwrap_or(0) as i32;
     let header = 8 + LINE * (label_lines + link_lines) + 8;
     let top = header + 16;
-    let (ys, band, bottom) = rows(ladder, top);
+    let (ys, band, bottom) = rows(&rungs, band_at, top);
     let width = x(lanes.len() - 1) + col / 2 + 8;
     let height = bottom + 28;
-    let t0 = ladder
-        .packets
-        .iter()
-        .filter_map(|r| r.times.first())
-        .min()
-        .copied();
+    let t0 = rungs.iter().map(|r| r.seen[0].1).min();
     let _ = writeln!(
         out,
         r#"<svg class="ladder" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" aria-label="packets of {} between {}">"#,
@@ -382,7 +484,11 @@ pub fn write(m: &Model, i: usize, out: &mut String) {
             width - 8,
             width / 2,
             y - 4,
-            fmt::plural(ladder.omitted, "more packet", "more packets")
+            fmt::plural(
+                (packets.total - packets.rows.len()) as u64,
+                "more packet",
+                "more packets"
+            )
         );
     }
     let frame = Frame {
@@ -395,14 +501,14 @@ pub fn write(m: &Model, i: usize, out: &mut String) {
         Some(h) => c.points[h.point].name.as_str(),
         None => "the next point",
     };
-    for (p, (r, ys)) in ladder.packets.iter().zip(&ys).enumerate() {
-        let t = r.times[r.times.len() - 1];
+    for (p, (r, ys)) in rungs.iter().zip(&ys).enumerate() {
+        let t = r.seen[r.seen.len() - 1].1;
         // Where it was lost: at the next hop, or, for the initiator's packets at the
         // end of a path that stopped short, at the point it should have reached.
         let lost = match (r.to, &stop) {
-            (Edge::Unseen, _) => Some(name(r.next_hop())),
-            (Edge::End, Some(s))
-                if r.fwd
+            (End::Unseen, _) => Some(name(r.next_hop())),
+            (End::Path, Some(s))
+                if r.p.fwd
                     && r.last_hop() + 1 == conn.hops.len()
                     && (s.first_ns..=s.last_ns).contains(&t) =>
             {
@@ -438,9 +544,12 @@ impl Frame<'_> {
     /// cross where it was lost, a circle where it appeared, its label and time.
     /// `lost` names the point it was not seen at, when it was lost.
     fn rung(&self, r: &Rung, ys: &[i32], lost: Option<&str>, p: usize, out: &mut String) {
-        let dir = if r.fwd { 1 } else { -1 };
-        let main: Vec<(i32, i32)> = (0..r.times.len())
-            .map(|j| (self.xs[r.hop_at(j)], ys[j]))
+        let dir = if r.p.fwd { 1 } else { -1 };
+        let main: Vec<(i32, i32)> = r
+            .seen
+            .iter()
+            .zip(ys)
+            .map(|(&(h, _), &y)| (self.xs[h], y))
             .collect();
         let ((sx, sy), (lx, ly)) = (main[0], main[main.len() - 1]);
         let mut strokes: Vec<Stroke> = Vec::new();
@@ -450,21 +559,23 @@ impl Frame<'_> {
             }
             _ => strokes.push(Stroke { points, dashed }),
         };
-        if r.from == Edge::Elsewhere {
+        if r.from == End::Elsewhere {
             add(vec![(sx - dir * STUB, sy), (sx, sy)], true);
         }
-        if main.len() > 1 {
-            add(main.clone(), false);
+        // Between hops not next to each other it crossed beside the path.
+        for (k, w) in main.windows(2).enumerate() {
+            let beside = r.seen[k].0.abs_diff(r.seen[k + 1].0) > 1;
+            add(w.to_vec(), beside);
         }
         let stub = vec![(lx, ly), (lx + dir * STUB, ly)];
         match (lost, r.to) {
             (Some(_), _) => add(stub, false),
-            (None, Edge::Elsewhere) => add(stub, true),
+            (None, End::Elsewhere) => add(stub, true),
             // Seen at one point only: a tick shows which way it went.
-            _ if main.len() == 1 && r.from != Edge::Elsewhere => add(stub, false),
+            _ if main.len() == 1 && r.from != End::Elsewhere => add(stub, false),
             _ => {}
         }
-        let class = if r.fwd { "pk f" } else { "pk r" };
+        let class = if r.p.fwd { "pk f" } else { "pk r" };
         let _ = write!(
             out,
             r#"<g class="{class}" id="{}-p{}"><title>{}</title>"#,
@@ -472,7 +583,7 @@ impl Frame<'_> {
             p + 1,
             esc(&self.title(r, lost))
         );
-        let arrow = if r.fwd { "arrow-f" } else { "arrow-r" };
+        let arrow = if r.p.fwd { "arrow-f" } else { "arrow-r" };
         for (k, s) in strokes.iter().enumerate() {
             let points: Vec<String> = s.points.iter().map(|(x, y)| format!("{x},{y}")).collect();
             let _ = write!(
@@ -487,7 +598,7 @@ impl Frame<'_> {
                 }
             );
         }
-        if r.from == Edge::Unseen {
+        if r.from == End::Unseen {
             let _ = write!(out, r#"<circle cx="{sx}" cy="{sy}" r="3.5" class="new"/>"#);
         }
         if lost.is_some() {
@@ -512,7 +623,7 @@ impl Frame<'_> {
             esc(&packet_label(r)),
             LEFT - 8,
             sy + 4,
-            short_us(r.times[0] - self.t0)
+            short_us(r.seen[0].1 - self.t0)
         );
         out.push('\n');
     }
@@ -524,23 +635,22 @@ impl Frame<'_> {
         let hops = &self.conn.hops;
         let name = |k: usize| c.points[hops[k].point].name.as_str();
         let seen: Vec<String> = r
-            .times
+            .seen
             .iter()
-            .enumerate()
-            .map(|(j, &t)| format!("{} {}", name(r.hop_at(j)), rfc3339_ns(t)))
+            .map(|&(h, t)| format!("{} {}", name(h), rfc3339_ns(t)))
             .collect();
-        let who = if r.fwd { "initiator" } else { "responder" };
+        let who = if r.p.fwd { "initiator" } else { "responder" };
         let mut title = format!("{who} {}: {}", packet_label(r), seen.join(", "));
         if let Some(at) = lost {
             let _ = write!(title, "; not seen at {at}");
-        } else if r.to == Edge::Elsewhere {
+        } else if r.to == End::Elsewhere {
             title.push_str("; crossed in other packets");
         }
         match (r.from, r.prev_hop().filter(|&k| k < hops.len())) {
-            (Edge::Unseen, Some(k)) => {
+            (End::Unseen, Some(k)) => {
                 let _ = write!(title, "; not seen at {} before", name(k));
             }
-            (Edge::Elsewhere, _) => title.push_str("; crossed to here in other packets"),
+            (End::Elsewhere, _) => title.push_str("; crossed to here in other packets"),
             _ => {}
         }
         title
@@ -551,7 +661,6 @@ impl Frame<'_> {
 mod tests {
     use super::*;
     use crate::audit::FailOn;
-    use crate::correlate::ladder::HEAD;
     use crate::correlate::testkit::{point, tcp_conv, view, MS, US};
     use crate::correlate::{correlate, Config};
 
@@ -579,25 +688,35 @@ mod tests {
 
     #[test]
     fn time_runs_down_and_labels_never_overlap() {
-        let rung = |t: i64, fwd: bool| Rung {
-            fwd,
-            tcp_flags: None,
-            ip_len: 60,
-            hop: if fwd { 0 } else { 1 },
-            times: vec![t, t + 30 * US],
-            from: Edge::End,
-            to: Edge::End,
+        // Initiator packets at hop 0 then 1, the responder's at hop 1 then 0.
+        let packet = |t: i64, fwd: bool| {
+            let (a, b) = (Sighting::Seen(t), Sighting::Seen(t + 30 * US));
+            Packet {
+                fwd,
+                tcp_flags: None,
+                ip_len: 60,
+                field_sets: 0,
+                at: if fwd { vec![a, b] } else { vec![b, a] },
+            }
         };
         // Packets 2µs apart, then a second later; the middle ones not drawn.
-        let mut packets: Vec<Rung> = (0..HEAD as i64)
-            .map(|k| rung(k * 2 * US, k % 2 == 0))
+        const HEAD: usize = 48;
+        let mut drawn: Vec<Packet> = (0..HEAD as i64)
+            .map(|k| packet(k * 2 * US, k % 2 == 0))
             .collect();
-        packets.push(rung(1_000 * MS, true));
-        let l = Ladder {
-            packets,
-            omitted: 7,
+        drawn.push(packet(1_000 * MS, true));
+        let total = drawn.len() + 7;
+        let p = Packets {
+            rows: drawn,
+            head: HEAD,
+            total,
         };
-        let (ys, band, bottom) = rows(&l, 100);
+        let (rungs, band_at) = rungs(&p, 2);
+        assert_eq!(band_at, Some(HEAD));
+        assert!(rungs
+            .iter()
+            .all(|r| r.from == End::Path && r.to == End::Path));
+        let (ys, band, bottom) = rows(&rungs, band_at, 100);
         let starts: Vec<i32> = ys.iter().map(|y| y[0]).collect();
         assert_eq!(starts[0], 100);
         assert!(starts.windows(2).all(|w| w[1] - w[0] >= ROW), "{starts:?}");
@@ -625,7 +744,7 @@ mod tests {
             points,
             Vec::new(),
             Config {
-                ladders: true,
+                trace: crate::report::html::TRACE,
                 ..Config::default()
             },
         );

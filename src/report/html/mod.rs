@@ -11,6 +11,7 @@
 
 mod ladder;
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::io::Write;
 
@@ -19,6 +20,18 @@ use super::sections::{self, Grid, Markup};
 use super::text::{connection_block, kind_label};
 use super::{Model, Render};
 use crate::audit::Detail;
+use crate::correlate::{Cap, Trace};
+
+/// The packets the ladders draw: of every connection the first 48 and the last 16
+/// (a ladder of a few dozen packets weighs a few kilobytes).
+pub const TRACE: Trace = Trace {
+    all: true,
+    cap: Some(Cap {
+        first: 48,
+        last: 16,
+    }),
+    named: BTreeSet::new(),
+};
 
 /// At most this many ladders in one page (a ladder of a few dozen packets weighs a
 /// few kilobytes): a capture of many thousand connections still makes a page that a
@@ -156,6 +169,9 @@ fn headline(m: &Model, out: &mut String) {
         r#"<p class="headline">{}</p>"#,
         sections::headline(m, &Html)
     );
+    if let Some(s) = sections::selection(m, &Html) {
+        let _ = writeln!(out, r#"<p class="selection">{s}</p>"#);
+    }
     let _ = writeln!(out, "<p>{}</p>", sections::summary(m, &Html));
     let _ = writeln!(out, "<p>{}</p>", sections::exit_status(m, &Html));
     #[cfg(feature = "frames")]
@@ -188,7 +204,11 @@ fn inputs(m: &Model, out: &mut String) {
     let _ = writeln!(out, "<p>{}</p>", sections::clock_note(c, &Html));
     let _ = writeln!(out, "<p>{}</p>", sections::inside_prefixes(audit, &Html));
     for b in &m.bundles {
-        let _ = writeln!(out, "<p>Bundle: {}.</p>", esc(&super::text::bundle_line(b)));
+        let _ = writeln!(
+            out,
+            "<p>Bundle: {}.</p>",
+            esc(&super::text::bundle_line(b, false))
+        );
     }
     for g in sections::witnesses(audit) {
         table(out, &g, "", &no_attrs);
@@ -382,20 +402,20 @@ fn connection(m: &Model, i: usize, drawn: bool, why_not: Option<&str>, out: &mut
         }
         out.push_str("</ul>\n");
     }
-    match conn.ladder.as_deref() {
+    match conn.packets.as_deref() {
         Some(_) if !drawn => out.push_str(why_not.unwrap_or_default()),
-        Some(l) if l.packets.is_empty() => out.push_str(
+        Some(p) if p.rows.is_empty() => out.push_str(
             "<p>No ladder: its packets are link-local control traffic, never followed across points.</p>\n",
         ),
-        Some(l) => {
+        Some(p) => {
         out.push_str("<figure>\n");
         ladder::write(m, i, out);
-        let start = l
-            .packets
+        let start = p
+            .rows
             .iter()
-            .filter_map(|r| r.times.first())
+            .filter_map(|r| r.first())
             .min()
-            .map(|&t| format!(" from {}", rfc3339_ns(t)))
+            .map(|(t, _)| format!(" from {}", rfc3339_ns(t)))
             .unwrap_or_default();
         let _ = writeln!(
             out,
@@ -431,7 +451,7 @@ mod tests {
         let inside = [clean, lossy].concat();
         let points = vec![point("docker0", 0, &inside), point("eth0", 1, &outside)];
         let config = Config {
-            ladders: true,
+            trace: TRACE,
             ..Config::default()
         };
         let c = correlate(points, Vec::new(), config);

@@ -1,6 +1,7 @@
-//! Address prefixes (`172.17.0.0/16`, `fd00:172:17::/64`) for `--inside` and for the
-//! inside prefixes audit learns from the wire. A prefix is kept normalised (host bits
-//! cleared), so two spellings of one prefix compare equal and sort together.
+//! Address prefixes (`172.17.0.0/16`, `fd00:172:17::/64`) for `--inside`, `net` in
+//! `--filter` and the inside prefixes audit learns from the wire. A prefix is kept
+//! normalised (host bits cleared), so two spellings of one prefix compare equal and
+//! sort together.
 
 use std::fmt;
 use std::net::IpAddr;
