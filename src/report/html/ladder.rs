@@ -76,6 +76,9 @@ impl<'a> Rung<'a> {
                 _ => None,
             })
             .collect();
+        if seen.is_empty() {
+            return None;
+        }
         if !p.fwd {
             seen.reverse();
         }
@@ -96,7 +99,6 @@ impl<'a> Rung<'a> {
             from: End::Path,
             to: End::Path,
         };
-        r.seen.first()?;
         (r.from, r.to) = (end(r.prev_hop()), end(r.next_hop()));
         Some(r)
     }
@@ -641,16 +643,31 @@ impl Frame<'_> {
             .collect();
         let who = if r.p.fwd { "initiator" } else { "responder" };
         let mut title = format!("{who} {}: {}", packet_label(r), seen.join(", "));
+        // Where a point beside the path saw it (replies by another way).
+        let beside: Vec<String> = (r.p.at[hops.len()..].iter().zip(&self.conn.returns))
+            .filter_map(|(s, ret)| match s {
+                Sighting::Seen(t) => Some(format!(
+                    "{} {}",
+                    c.points[ret.hop.point].name,
+                    rfc3339_ns(*t)
+                )),
+                _ => None,
+            })
+            .collect();
+        if !beside.is_empty() {
+            let _ = write!(title, "; beside the path: {}", beside.join(", "));
+        }
+        let elsewhere = |end: End| end == End::Elsewhere && beside.is_empty();
         if let Some(at) = lost {
             let _ = write!(title, "; not seen at {at}");
-        } else if r.to == End::Elsewhere {
+        } else if elsewhere(r.to) {
             title.push_str("; crossed in other packets");
         }
         match (r.from, r.prev_hop().filter(|&k| k < hops.len())) {
             (End::Unseen, Some(k)) => {
                 let _ = write!(title, "; not seen at {} before", name(k));
             }
-            (End::Elsewhere, _) => title.push_str("; crossed to here in other packets"),
+            (from, _) if elsewhere(from) => title.push_str("; crossed to here in other packets"),
             _ => {}
         }
         title
@@ -684,6 +701,40 @@ mod tests {
         assert_eq!(pieces(&icmp), [("10.0.0.1", true), (" id=7", false)]);
         let bare = endpoint("10.0.0.1".into(), "10.0.0.1", 0, (false, true));
         assert_eq!(pieces(&bare), [("10.0.0.1", false)]);
+    }
+
+    #[test]
+    fn each_end_of_a_packets_way_says_why_it_ends_there() {
+        use Sighting::{Accounted, Seen, Uncaptured, Unseen};
+        let ends = |fwd: bool, at: Vec<Sighting>, path: usize| {
+            let p = Packet {
+                fwd,
+                tcp_flags: None,
+                ip_len: 60,
+                field_sets: 0,
+                at,
+            };
+            Rung::of(&p, path).map(|r| (r.seen.clone(), r.from, r.to))
+        };
+        // A reply through a point beside the path's last hop: in by another way.
+        assert_eq!(
+            ends(false, vec![Seen(30), Seen(20), Unseen, Seen(10)], 3),
+            Some((vec![(1, 20), (0, 30)], End::Elsewhere, End::Path))
+        );
+        assert_eq!(
+            ends(true, vec![Seen(0), Unseen, Unseen], 3),
+            Some((vec![(0, 0)], End::Path, End::Unseen))
+        );
+        assert_eq!(
+            ends(true, vec![Seen(0), Uncaptured], 2),
+            Some((vec![(0, 0)], End::Path, End::Uncaptured))
+        );
+        assert_eq!(
+            ends(true, vec![Accounted, Seen(5)], 2),
+            Some((vec![(1, 5)], End::Elsewhere, End::Path))
+        );
+        // Seen only beside the path: nothing to draw on it.
+        assert_eq!(ends(false, vec![Unseen, Unseen, Seen(1)], 2), None);
     }
 
     #[test]
