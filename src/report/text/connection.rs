@@ -275,9 +275,13 @@ fn hops(
         } else {
             String::new()
         };
+        let cid = f
+            .community_id()
+            .map(|id| format!("  community_id {id}"))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "    {:<width$}  {}   {}>/{}< pkts{bytes}{}",
+            "    {:<width$}  {}   {}>/{}< pkts{bytes}{}{cid}",
             c.points[h.point].name,
             paint.tuple(&f.tuple, before),
             f.packets[0],
