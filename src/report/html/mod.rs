@@ -3,7 +3,8 @@
 //! browser and prints whole. The summary, the inputs, every finding with its evidence
 //! (the Markdown report's words), a connection table that sorts by any column and
 //! filters by any text, and per connection its details and a ladder diagram
-//! (`ladder.rs`) of its packets across the capture points.
+//! (`ladder.rs`) of its packets across the capture points. When `--filter` cut the
+//! report, the page says so under the counts, as the other formats do.
 //!
 //! Every text taken from the inputs (point and interface names, rule text, comments)
 //! is escaped; the page says nothing of when it was made, so two runs on the same
@@ -22,8 +23,8 @@ use super::{Model, Render};
 use crate::audit::Detail;
 use crate::correlate::{Cap, Trace};
 
-/// The packets the ladders draw: of every connection the first 48 and the last 16
-/// (a ladder of a few dozen packets weighs a few kilobytes).
+/// The packets the correlation keeps for the ladders, as it keeps those the table
+/// report lists under `--detail`: of every connection the first 48 and the last 16.
 pub const TRACE: Trace = Trace {
     all: true,
     cap: Some(Cap {
