@@ -136,11 +136,14 @@ impl<'a> Rung<'a> {
 /// The packets of `p` drawn on a path of `path` hops, and how many of them come
 /// before the packets left out (when some were).
 fn rungs(p: &Packets, path: usize) -> (Vec<Rung<'_>>, Option<usize>) {
-    let head = p.rows[..p.head]
-        .iter()
-        .filter_map(|r| Rung::of(r, path))
-        .count();
-    let rungs = p.rows.iter().filter_map(|r| Rung::of(r, path)).collect();
+    let mut head = 0;
+    let rungs = (p.rows.iter().enumerate())
+        .filter_map(|(k, r)| {
+            let rung = Rung::of(r, path)?;
+            head += usize::from(k < p.head);
+            Some(rung)
+        })
+        .collect();
     (rungs, (p.total > p.rows.len()).then_some(head))
 }
 
