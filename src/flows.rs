@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::capture::{self, InputResult, InputSpec, ReadOptions};
 use crate::community_id;
 use crate::decode;
-use crate::model::{tcp_flags, Packet, Proto, Tuple, L4};
+use crate::model::{tcp_flags, Packet, Proto, Tunnel, Tuple, L4};
 
 /// Which side of a flow sent a packet, relative to the first packet seen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -154,6 +154,10 @@ pub struct Flow {
     /// connections are different flows.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub icmp_error: Option<IcmpError>,
+    /// The tunnel the first packet of each direction travelled in (initiator,
+    /// responder), when decode opened one: see [`Flow::tunnel`].
+    #[serde(skip)]
+    pub tunnels: [Option<Tunnel>; 2],
     /// True when the orientation was flipped by `finish`: side A is then the responder.
     #[serde(skip)]
     pub a_is_responder: bool,
@@ -209,6 +213,7 @@ impl Flow {
             tcp: TcpSeen::default(),
             mss: [None; 2],
             icmp_error: IcmpError::of(p),
+            tunnels: [None; 2],
             a_is_responder: false,
             evidence: [None; 2],
             syn_seq: None,
@@ -237,8 +242,25 @@ impl Flow {
         self.bytes.swap(0, 1);
         self.payload.swap(0, 1);
         self.mss.swap(0, 1);
+        self.tunnels.swap(0, 1);
         self.tcp.fin.swap(0, 1);
         self.tcp.rst.swap(0, 1);
+    }
+
+    /// The tunnel the flow's packets travelled in: that of its first initiator packet
+    /// (of its first responder packet when only replies were seen).
+    pub fn tunnel(&self) -> Option<&Tunnel> {
+        self.tunnels[0].as_ref().or(self.tunnels[1].as_ref())
+    }
+
+    /// The tunnel of the first responder packet, when it is not the reverse of
+    /// [`Flow::tunnel`]: UDP tunnels pick their source port from the inner packet's
+    /// addresses and ports, so the replies come back under another outer tuple.
+    pub fn reply_tunnel(&self) -> Option<&Tunnel> {
+        let [Some(fwd), Some(rev)] = &self.tunnels else {
+            return None;
+        };
+        (rev.outer != fwd.outer.reversed()).then_some(rev)
     }
 
     /// Whether the flow is link-local control traffic (see [`is_control`]): every
@@ -273,6 +295,7 @@ impl Flow {
         self.payload[1] += reply.payload[1];
         self.tcp.syn_ack |= reply.tcp.syn_ack;
         self.mss[1] = self.mss[1].or(reply.mss[1]);
+        self.tunnels[1] = self.tunnels[1].or(reply.tunnels[1]);
         self.tcp.fin[1] |= reply.tcp.fin[1];
         self.tcp.rst[1] |= reply.tcp.rst[1];
         self.initiator = self.initiator.min(reply.initiator);
@@ -295,6 +318,7 @@ impl Flow {
         self.packets[i] += 1;
         self.bytes[i] += u64::from(p.ip_len);
         self.payload[i] += u64::from(p.payload_len);
+        self.tunnels[i] = self.tunnels[i].or(p.tunnel);
         match p.l4 {
             L4::Tcp {
                 flags, seq, mss, ..
@@ -580,6 +604,7 @@ mod tests {
             payload_digest: 0,
             payload_head: None,
             truncated: false,
+            tunnel: None,
             df: true,
         }
     }
@@ -604,6 +629,76 @@ mod tests {
         assert_eq!(flows[0].initiator, InitiatorEvidence::SynAck);
         assert_eq!(flows[0].packets, [1, 1]);
         assert!(flows[0].tcp.syn_ack && !flows[0].tcp.syn);
+    }
+
+    #[test]
+    fn a_flow_keeps_the_tunnel_of_its_first_packet() {
+        let vxlan = Tunnel {
+            kind: crate::model::TunnelKind::Vxlan,
+            depth: 1,
+            id: Some(42),
+            outer: Tuple::of(Proto::Udp, "192.0.2.101", 51000, "192.0.2.102", 4789),
+        };
+        let mut t = FlowTable::default();
+        let reply = tcp(1, "198.51.100.2", 80, "10.0.0.2", 40000, SYN | ACK, 5);
+        t.push(&Packet {
+            tunnel: Some(vxlan),
+            ..reply
+        });
+        t.push(&tcp(2, "10.0.0.2", 40000, "198.51.100.2", 80, ACK, 1));
+        t.push(&tcp(3, "10.0.0.9", 40000, "198.51.100.2", 80, SYN, 1));
+        let flows = t.finish();
+        let tunnels: Vec<_> = flows.iter().map(|f| (f.tuple.src, f.tunnel())).collect();
+        let a = "10.0.0.2".parse().unwrap();
+        let b = "10.0.0.9".parse().unwrap();
+        // The SYN-ACK came first, in a tunnel: the flow is oriented from its initiator,
+        // whose packet came unwrapped, so the replies' tunnel is the one shown.
+        assert_eq!(tunnels, [(a, Some(&vxlan)), (b, None)]);
+        assert_eq!(flows[0].reply_tunnel(), None);
+    }
+
+    #[test]
+    fn replies_in_a_tunnel_of_another_outer_tuple_show_it() {
+        let tunnel = |sport, src: &str, dst: &str| Tunnel {
+            kind: crate::model::TunnelKind::Geneve,
+            depth: 1,
+            id: Some(7),
+            outer: Tuple::of(Proto::Udp, src, sport, dst, 6081),
+        };
+        let (n1, n2) = ("192.0.2.101", "192.0.2.102");
+        let mut t = FlowTable::default();
+        for (ts, (p, tun)) in [
+            (
+                tcp(1, "10.0.0.2", 40000, "198.51.100.2", 80, SYN, 1),
+                tunnel(51000, n1, n2),
+            ),
+            (
+                tcp(2, "198.51.100.2", 80, "10.0.0.2", 40000, SYN | ACK, 5),
+                tunnel(40404, n2, n1),
+            ),
+            (
+                tcp(3, "10.0.0.2", 40000, "198.51.100.2", 80, ACK, 2),
+                tunnel(9, n1, n2),
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            t.push(&Packet {
+                tunnel: Some(tun),
+                ts_ns: ts as i64,
+                ..p
+            });
+        }
+        let flows = t.finish();
+        assert_eq!(flows[0].tunnel(), Some(&tunnel(51000, n1, n2)));
+        assert_eq!(flows[0].reply_tunnel(), Some(&tunnel(40404, n2, n1)));
+        let json = serde_json::to_value(flows[0].tunnel()).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"kind": "geneve", "id": 7, "depth": 1, "src": n1,
+                "dst": n2, "sport": 51000, "dport": 6081})
+        );
     }
 
     #[test]

@@ -28,7 +28,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Find the same connections at every capture point and rebuild what NAT did.
-    Correlate(commands::correlate::Args),
+    Correlate(Box<commands::correlate::Args>),
     /// List the flows seen at each capture point.
     Flows(commands::flows::Args),
     /// Parse conntrack output and show the translation each entry implies.

@@ -284,6 +284,95 @@ pub struct Packet {
     pub payload_head: Option<u32>,
     /// True when the capture snapped part of this packet away.
     pub truncated: bool,
+    /// The tunnel this packet travelled in, when decode opened one (the packet is then
+    /// the inner one).
+    pub tunnel: Option<Tunnel>,
+}
+
+/// The kinds of tunnel decode opens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TunnelKind {
+    /// VXLAN (RFC 7348) over UDP.
+    Vxlan,
+    /// Geneve (RFC 8926) over UDP.
+    Geneve,
+    /// GRE (RFC 2784, RFC 2890) carrying IP or an Ethernet frame.
+    Gre,
+    /// ERSPAN (types I, II, III) over GRE: a mirrored Ethernet frame.
+    Erspan,
+    /// IPv4 in IPv4 (RFC 2003).
+    Ipip,
+    /// IPv6 in IPv4 (RFC 4213, 6in4).
+    Sit,
+    /// IPv6 in IPv6 (RFC 2473).
+    Ip6ip6,
+    /// IPv4 in IPv6 (RFC 2473).
+    Ip4ip6,
+    /// Teredo (RFC 4380): IPv6 in UDP over IPv4.
+    Teredo,
+}
+
+impl TunnelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TunnelKind::Vxlan => "vxlan",
+            TunnelKind::Geneve => "geneve",
+            TunnelKind::Gre => "gre",
+            TunnelKind::Erspan => "erspan",
+            TunnelKind::Ipip => "ipip",
+            TunnelKind::Sit => "sit",
+            TunnelKind::Ip6ip6 => "ip6ip6",
+            TunnelKind::Ip4ip6 => "ip4ip6",
+            TunnelKind::Teredo => "teredo",
+        }
+    }
+}
+
+/// The tunnel around a decoded packet: the outermost tunnel's kind and identifier, its
+/// underlay tuple, and how many tunnels were opened to reach the packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Tunnel {
+    pub kind: TunnelKind,
+    /// Tunnels opened, 1 for a packet in one tunnel (nested tunnels: up to 4).
+    pub depth: u8,
+    /// VXLAN/Geneve VNI, GRE key, ERSPAN session ID, when the header carries one.
+    pub id: Option<u32>,
+    /// The outermost IP packet's tuple: node addresses, and UDP ports for the UDP
+    /// tunnels (GRE and IP in IP have none).
+    pub outer: Tuple,
+}
+
+impl Tunnel {
+    /// The tunnels of a packet found inside `inner` once `outer` was opened (a datagram
+    /// reassembled from fragments a tunnel carried): the outer one, counting both.
+    pub fn around(outer: Option<Tunnel>, inner: Option<Tunnel>) -> Option<Tunnel> {
+        match (outer, inner) {
+            (Some(o), Some(i)) => Some(Tunnel {
+                depth: o.depth.saturating_add(i.depth),
+                ..o
+            }),
+            (o, i) => o.or(i),
+        }
+    }
+}
+
+/// JSON shape of a tunnel: `{"kind", "id", "depth", "src", "dst", "sport", "dport"}`;
+/// `id` and the ports are null where the tunnel has none.
+impl Serialize for Tunnel {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let ports = self.outer.proto.has_ports();
+        let mut st = s.serialize_struct("Tunnel", 7)?;
+        st.serialize_field("kind", &self.kind)?;
+        st.serialize_field("id", &self.id)?;
+        st.serialize_field("depth", &self.depth)?;
+        st.serialize_field("src", &self.outer.src)?;
+        st.serialize_field("dst", &self.outer.dst)?;
+        st.serialize_field("sport", &ports.then_some(self.outer.sport))?;
+        st.serialize_field("dport", &ports.then_some(self.outer.dport))?;
+        st.end()
+    }
 }
 
 /// What NAT did between two views of one connection, both in the initiator's direction.

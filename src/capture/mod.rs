@@ -34,7 +34,7 @@ use crate::decode::{
 };
 use crate::diag::{Location, Warning};
 use crate::input::progress::Reading;
-use crate::model::Packet;
+use crate::model::{Packet, Tunnel};
 use reader::{FrameReader, Next, ReadProblem};
 
 /// A capture input as given on the command line: `path`, `NAME=path` or `-`.
@@ -180,6 +180,8 @@ impl IfNames {
 #[derive(Clone, Debug, Default)]
 pub struct ReadOptions {
     pub ifnames: IfNames,
+    /// Which tunnels decoding opens (the VXLAN ports).
+    pub decode: decode::Options,
 }
 
 /// A capture point as discovered in one input.
@@ -276,7 +278,15 @@ pub fn read_input(
         return result;
     };
     let mut points = Points::default();
-    read_frames(&mut reader, &reading, &mut points, &mut result, &mut sink);
+    let decode = &opts.decode;
+    read_frames(
+        &mut reader,
+        &reading,
+        decode,
+        &mut points,
+        &mut result,
+        &mut sink,
+    );
     points.add_idle_interfaces(reader.interfaces(), &result.source);
     points.name(spec, opts, reader.interfaces(), reader.format());
     (result.points, result.remap) = points.into_sorted();
@@ -316,6 +326,7 @@ fn open_reader(
 fn read_frames<R: Read>(
     reader: &mut FrameReader<R>,
     reading: &Reading,
+    opts: &decode::Options,
     points: &mut Points,
     result: &mut InputResult,
     sink: &mut impl FnMut(usize, Packet),
@@ -335,7 +346,7 @@ fn read_frames<R: Read>(
         };
         result.stats.frames += 1;
         reading.packet();
-        let decoded = decode::decode(frame.linktype, frame.data, frame.orig_len);
+        let decoded = decode::decode_with(frame.linktype, frame.data, frame.orig_len, opts);
         let (ifindex, mut packet, fragment) = match decoded {
             Ok(d) => (d.ifindex, d.packet, d.fragment),
             Err(skip) => {
@@ -352,7 +363,7 @@ fn read_frames<R: Read>(
             let Some(datagram) = defrag.push(key, &fragment, frame.data, frame.ts_ns) else {
                 continue;
             };
-            match whole_datagram(&datagram, packet.link_dir) {
+            match whole_datagram(&datagram, &packet, opts) {
                 Ok(p) => {
                     packet = p;
                     result.stats.fragments += datagram.frames;
@@ -377,15 +388,17 @@ fn read_frames<R: Read>(
 }
 
 /// Decodes a reassembled datagram as one packet, seen when its last fragment was, with
-/// the link direction its fragments were captured with and, for IPv6, the fragment
-/// identification as its IP ID.
+/// the link direction its fragments were captured with, inside the tunnels that
+/// carried them, and, for IPv6, the fragment identification as its IP ID.
 fn whole_datagram(
     datagram: &Datagram,
-    link_dir: Option<crate::model::LinkDir>,
+    last: &Packet,
+    opts: &decode::Options,
 ) -> Result<Packet, decode::Skip> {
     let len = u32::try_from(datagram.len).unwrap_or(u32::MAX);
-    let mut packet = decode::decode(decode::LINKTYPE_RAW, &datagram.bytes, len)?.packet;
-    packet.link_dir = link_dir;
+    let mut packet = decode::decode_with(decode::LINKTYPE_RAW, &datagram.bytes, len, opts)?.packet;
+    packet.link_dir = last.link_dir;
+    packet.tunnel = Tunnel::around(last.tunnel, packet.tunnel);
     packet.ip_id = Some(datagram.key.id);
     Ok(packet)
 }

@@ -82,6 +82,11 @@ pub struct CaptureArgs {
     /// bundle's `ip-link.json` is used when this is not given.
     #[arg(long, value_name = "FILE")]
     pub links: Option<PathBuf>,
+
+    /// A UDP destination port whose payload is VXLAN, opened to the packet inside;
+    /// repeat for several. Replaces the default ports 4789 and 8472.
+    #[arg(long = "vxlan-port", value_name = "PORT")]
+    pub vxlan_ports: Vec<u16>,
 }
 
 /// The capture inputs with every bundle among them opened.
@@ -180,9 +185,13 @@ impl CaptureArgs {
                 IfNames::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
             }
         };
+        let mut decode = crate::decode::Options::default();
+        if !self.vxlan_ports.is_empty() {
+            decode.vxlan_ports.clone_from(&self.vxlan_ports);
+        }
         Ok(Inputs {
             captures,
-            read: ReadOptions { ifnames },
+            read: ReadOptions { ifnames, decode },
             bundles,
         })
     }

@@ -218,6 +218,7 @@ mod tests {
             payload_digest: 0xdead_beef,
             payload_head: None,
             truncated: false,
+            tunnel: None,
             df: true,
         }
     }

@@ -47,6 +47,7 @@ pub fn tcp(ts_ns: i64, src: &str, dst: &str, seq: u32, flags: u8, ttl: u8) -> Pa
         payload_digest: 0,
         payload_head: None,
         truncated: false,
+        tunnel: None,
         df: true,
     }
 }
@@ -98,6 +99,7 @@ pub fn udp(ts_ns: i64, src: &str, dst: &str, ip_id: Option<u32>, payload: u64) -
         payload_digest: payload,
         payload_head: None,
         truncated: false,
+        tunnel: None,
         df: true,
     }
 }

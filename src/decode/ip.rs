@@ -240,13 +240,26 @@ fn find_fragment_header(ip: &[u8], mut next: u8, end: usize) -> Option<FragmentH
     }
 }
 
+/// Where an IP packet's transport segment lies in its frame, for `tunnel.rs` to open.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Carried {
+    /// Protocol of the segment (after AH / IPv6 extension headers).
+    pub proto: u8,
+    /// Offset of the segment in the frame.
+    pub start: usize,
+    /// Where the captured part of the IP packet ends in the frame.
+    pub end: usize,
+    /// Where the IP packet as sent ends in the frame.
+    pub sent_end: usize,
+}
+
 /// Decodes the IP packet that starts at `link.offset` in `data`; when it is a fragment,
 /// also says where its pieces lie in `data`.
 pub(super) fn decode(
     data: &[u8],
     link: &Link,
     orig_len: u32,
-) -> Result<(Packet, Option<Fragment>), Skip> {
+) -> Result<(Packet, Option<Fragment>, Carried), Skip> {
     let offset = link.offset;
     let ip = data.get(offset..).unwrap_or_default();
     let Some(first) = ip.first() else {
@@ -340,7 +353,13 @@ pub(super) fn decode(
         data: (offset + f.data_start, offset + v.captured.max(f.data_start)),
         data_len: v.ip_len.saturating_sub(f.data_start),
     });
-    Ok((packet(&v, &t, link), fragment))
+    let carried = Carried {
+        proto: v.proto,
+        start: offset + v.l4_start,
+        end: offset + v.captured,
+        sent_end: offset.saturating_add(v.ip_len),
+    };
+    Ok((packet(&v, &t, link), fragment, carried))
 }
 
 /// An IPv4 total length below the length of the header itself: impossible, unless it
@@ -375,6 +394,7 @@ fn packet(v: &IpView<'_>, t: &Transport, link: &Link) -> Packet {
         payload_digest: t.digest,
         payload_head: t.head,
         truncated: v.captured < v.ip_len,
+        tunnel: None,
     }
 }
 

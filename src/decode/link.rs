@@ -58,7 +58,7 @@ pub struct Link {
 /// Reads the link-layer header(s) of `data` for pcap link type `linktype`.
 pub fn parse(linktype: u32, data: &[u8]) -> Result<Link, Skip> {
     match linktype {
-        LINKTYPE_ETHERNET => ethernet(data),
+        LINKTYPE_ETHERNET => ethernet(data, 0),
         LINKTYPE_LINUX_SLL => sll(data),
         LINKTYPE_LINUX_SLL2 => sll2(data),
         LINKTYPE_RAW | DLT_RAW_12 | DLT_RAW_14 => Ok(raw(Net::Either)),
@@ -92,16 +92,18 @@ fn raw(net: Net) -> Link {
     }
 }
 
-fn ethernet(data: &[u8]) -> Result<Link, Skip> {
+/// An Ethernet frame starting at `start` in `data`: the frame itself, or one a tunnel
+/// carries.
+pub(super) fn ethernet(data: &[u8], start: usize) -> Result<Link, Skip> {
     const LEN: usize = 14;
-    let ethertype = be16(data, 12).ok_or(Skip::Truncated {
+    let ethertype = be16(data, start + 12).ok_or(Skip::Truncated {
         layer: Layer::Ethernet,
-        offset: 0,
+        offset: start,
     })?;
     if ethertype <= MAX_8023_LENGTH {
         return Err(Skip::Llc);
     }
-    after_ethertype(data, LEN, ethertype, None, None)
+    after_ethertype(data, start + LEN, ethertype, None, None)
 }
 
 /// LINUX_SLL (libpcap `sll.h`): packet type (2), ARPHRD type (2), address length (2),

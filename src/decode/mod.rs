@@ -7,11 +7,31 @@
 //!   under an MPLS label stack; LINUX_SLL and LINUX_SLL2 the same way; RAW (101, and
 //!   the DLT values 12/14 old files carry), IPV4, IPV6, NULL and LOOP; PPP and
 //!   PPP_HDLC (IP, or MPLS then IP, behind the PPP protocol field), C_HDLC (Cisco HDLC);
-//!   NFLOG (the packet an iptables/nftables NFLOG rule logged). Tunnels (GRE, VXLAN,
-//!   Geneve, IP in IP, ...) are not opened: their outer packet is the packet. SLL/SLL2
-//!   packet types become
-//!   [`LinkDir`](crate::model::LinkDir), the SLL2 interface index becomes
+//!   NFLOG (the packet an iptables/nftables NFLOG rule logged). SLL/SLL2 packet types
+//!   become [`LinkDir`](crate::model::LinkDir), the SLL2 interface index becomes
 //!   [`Decoded::ifindex`].
+//! - tunnels (`tunnel.rs`, by hand): once an IP packet decodes and is not a fragment,
+//!   its payload is opened when it is a tunnel and the packet inside is decoded instead
+//!   (by the same link and IP code: VLAN tags, MPLS or PPPoE inside an Ethernet frame
+//!   are followed), up to [`MAX_TUNNEL_DEPTH`] tunnels deep: IP protocol 4 and 41 (IP in
+//!   IP: `ipip`, `sit`, `ip4ip6`, `ip6ip6` by outer and inner version); GRE version 0
+//!   with any of its checksum, key and sequence fields, carrying IPv4, IPv6, an Ethernet
+//!   frame (0x6558) or ERSPAN (0x88be: type I without a sequence number, type II with
+//!   its 8-byte header; 0x22eb: type III, 12 bytes plus 8 when its O bit is set, an
+//!   Ethernet frame or, for frame type 2, IP); UDP to a VXLAN port ([`Options`], 4789
+//!   and 8472 by default; the 8-byte header with its I flag, then Ethernet), to 6081
+//!   (Geneve version 0 with its options, carrying Ethernet, IPv4 or IPv6), or from or
+//!   to 3544 over IPv4 (Teredo: optional authentication and origin indication headers,
+//!   then an IPv6 packet that fills the rest of the datagram). GRE version 1 (PPTP),
+//!   other GRE payloads, UDP to those ports that does not hold such a header (no I
+//!   flag, another Geneve version or protocol, no IPv6 packet after Teredo's headers)
+//!   and a tunnel whose inner frame is not IP (ARP, ...) are not opened: the outer packet
+//!   is the packet. A tunnel header, or the packet inside, that is cut or impossible is
+//!   a [`Skip`] naming that header and where it starts. The packet inside carries a
+//!   [`Tunnel`]: the outermost tunnel's kind and identifier (VNI, GRE key, ERSPAN
+//!   session), its outer tuple and how many tunnels were opened. A fragmented outer
+//!   packet is opened after reassembly (the datagram is decoded again); a fragment
+//!   inside a tunnel keeps its tunnel, and its [`Fragment`] pieces lie in the frame.
 //! - IP (`ip.rs`): etherparse's lax slicer ([`etherparse::LaxIpSlice`]), which keeps
 //!   packets whose tail the snaplen cut and walks IPv4 AH and IPv6 extension headers.
 //! - transport (`transport.rs`, `icmp.rs`): fixed fields read by hand from length-checked
@@ -47,7 +67,8 @@
 //!   payload was quoted). netfilter rewrites the quoted header as well
 //!   (`nf_nat_icmp_reply_translation`), so this is the part both sides share;
 //! - other ICMP types: the bytes after the 8-byte ICMP header;
-//! - GRE: the bytes after the GRE header (the PPTP helper rewrites the call ID in it);
+//! - GRE not opened as a tunnel: the bytes after the GRE header (the PPTP helper
+//!   rewrites the call ID in it);
 //!   other protocols: the whole IP payload (generic NAT rewrites only IP addresses);
 //! - non-first fragments: the fragment data.
 //!
@@ -90,13 +111,14 @@ mod nflog;
 mod shim;
 mod skip;
 mod transport;
+mod tunnel;
 
 #[cfg(test)]
 mod tests;
 
 use std::net::IpAddr;
 
-use crate::model::{Packet, Proto, L4};
+use crate::model::{Packet, Proto, Tunnel, L4};
 
 pub use skip::{Layer, Problem, Skip};
 
@@ -164,15 +186,85 @@ pub struct Fragment {
     pub data_len: usize,
 }
 
-/// Decodes one frame. `linktype` is the pcap LINKTYPE_* number, `data` the captured
-/// bytes and `orig_len` the frame's length on the wire.
+/// How many tunnels inside one another [`decode`] opens; the packet inside the last
+/// one is the packet, whatever it carries.
+pub const MAX_TUNNEL_DEPTH: u8 = 4;
+
+/// What shapes decoding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// UDP destination ports whose payload is VXLAN (IANA's 4789 and the 8472 of the
+    /// Linux kernel's default and flannel).
+    pub vxlan_ports: Vec<u16>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            vxlan_ports: vec![4789, 8472],
+        }
+    }
+}
+
+/// Decodes one frame with the default [`Options`]. `linktype` is the pcap LINKTYPE_*
+/// number, `data` the captured bytes and `orig_len` the frame's length on the wire.
 ///
 /// Only the low 16 bits of `linktype` name the link type: a pcap file header keeps FCS
 /// length bits in the upper ones (libpcap's `LT_LINKTYPE()` masks them off the same
 /// way). A trailing FCS never reaches the digest: the IP length fields bound the packet.
 pub fn decode(linktype: u32, data: &[u8], orig_len: u32) -> Result<Decoded, Skip> {
+    decode_with(linktype, data, orig_len, &Options::default())
+}
+
+/// Decodes one frame (see [`decode`]), opening tunnels as `opts` says.
+pub fn decode_with(
+    linktype: u32,
+    data: &[u8],
+    orig_len: u32,
+    opts: &Options,
+) -> Result<Decoded, Skip> {
     let link = link::parse(linktype & 0xffff, data)?;
-    let (packet, fragment) = ip::decode(data, &link, orig_len)?;
+    let (mut packet, mut fragment, mut carried) = ip::decode(data, &link, orig_len)?;
+    let mut tunnel: Option<Tunnel> = None;
+    let mut depth = 0;
+    // A fragment is opened once reassembled: its payload is only part of the tunnel.
+    while fragment.is_none() && depth < MAX_TUNNEL_DEPTH {
+        let Some(opened) = tunnel::open(data, &packet, &carried, opts)? else {
+            break;
+        };
+        let within = data.get(..carried.end).unwrap_or_default();
+        let inner = match opened.inner {
+            tunnel::Inner::Ip(offset, net) => link::Link {
+                offset,
+                net,
+                ..link
+            },
+            tunnel::Inner::Ethernet(at) => match link::ethernet(within, at) {
+                Ok(l) => link::Link {
+                    dir: link.dir,
+                    ifindex: link.ifindex,
+                    ..l
+                },
+                // A frame that carries no IP (ARP, LLDP, ...): the outer packet is
+                // what there is to see.
+                Err(skip) if skip.is_not_ip() => break,
+                Err(skip) => return Err(skip),
+            },
+        };
+        let outer = packet.tuple;
+        (packet, fragment, carried) = ip::decode(within, &inner, len_u32(carried.sent_end))?;
+        depth += 1;
+        tunnel = Some(match tunnel {
+            Some(t) => Tunnel { depth, ..t },
+            None => Tunnel {
+                kind: opened.kind,
+                depth,
+                id: opened.id,
+                outer,
+            },
+        });
+    }
+    packet.tunnel = tunnel;
     Ok(Decoded {
         ifindex: link.ifindex,
         packet,

@@ -39,6 +39,14 @@ pub enum Layer {
     Sctp,
     Icmp,
     Icmpv6,
+    /// A GRE header (with its optional checksum, key and sequence number).
+    Gre,
+    /// An ERSPAN type II or III header (after GRE).
+    Erspan,
+    Vxlan,
+    Geneve,
+    /// A Teredo authentication header or origin indication.
+    Teredo,
 }
 
 impl Layer {
@@ -67,6 +75,11 @@ impl Layer {
             Layer::Sctp => "sctp header",
             Layer::Icmp => "icmp header",
             Layer::Icmpv6 => "icmpv6 header",
+            Layer::Gre => "gre header",
+            Layer::Erspan => "erspan header",
+            Layer::Vxlan => "vxlan header",
+            Layer::Geneve => "geneve header",
+            Layer::Teredo => "teredo header",
         }
     }
 }
@@ -93,6 +106,8 @@ pub enum Problem {
     TotalLengthBelowHeader,
     /// An NFLOG TLV length shorter than the TLV header.
     TlvShorterThanHeader,
+    /// An ERSPAN type III frame type other than Ethernet (0) and IP (2).
+    FrameType(u8),
 }
 
 impl fmt::Display for Problem {
@@ -107,6 +122,7 @@ impl fmt::Display for Problem {
             Problem::AuthZeroLen => f.write_str("payload length 0"),
             Problem::TotalLengthBelowHeader => f.write_str("total length below header length"),
             Problem::TlvShorterThanHeader => f.write_str("tlv length below 4"),
+            Problem::FrameType(t) => write!(f, "frame type {t}"),
         }
     }
 }
@@ -150,6 +166,15 @@ pub enum Skip {
 }
 
 impl Skip {
+    /// Whether the frame carries something other than IP (as opposed to an IP packet
+    /// natcheck cannot read).
+    pub fn is_not_ip(&self) -> bool {
+        !matches!(
+            self,
+            Skip::Truncated { .. } | Skip::Malformed { .. } | Skip::UnsupportedLinkType(_)
+        )
+    }
+
     /// Short, stable reason used as a counter key in summaries.
     pub fn reason(&self) -> String {
         self.to_string()

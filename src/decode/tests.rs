@@ -8,6 +8,8 @@ use xxhash_rust::xxh3::xxh3_64;
 use super::*;
 use crate::model::{tcp_flags, LinkDir, Proto, Tuple, L4};
 
+mod tunnels;
+
 // ---------------------------------------------------------------------------------------
 // Frame builders. Checksums are real where NAT would rewrite them, so that the NAT test
 // shows they stay out of the digest.

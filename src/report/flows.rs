@@ -29,6 +29,10 @@ struct FlowJson<'a> {
     tcp: Option<TcpJson>,
     #[serde(skip_serializing_if = "Option::is_none")]
     icmp_error: Option<&'a crate::flows::IcmpError>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tunnel: Option<&'a crate::model::Tunnel>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reply_tunnel: Option<&'a crate::model::Tunnel>,
 }
 
 #[derive(Serialize)]
@@ -117,6 +121,8 @@ fn flow_json(f: &Flow) -> FlowJson<'_> {
             seen: f.tcp,
         }),
         icmp_error: f.icmp_error.as_ref(),
+        tunnel: f.tunnel(),
+        reply_tunnel: f.reply_tunnel(),
     }
 }
 

@@ -583,6 +583,14 @@ pub struct HopJson<'a> {
     pub icmp_error: Option<&'a crate::flows::IcmpError>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tcp_state: Option<&'static str>,
+    /// The tunnel the packets travelled in at this point (VXLAN between nodes, ...):
+    /// `{kind, id, depth, src, dst, sport, dport}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<&'a crate::model::Tunnel>,
+    /// The tunnel the replies came back in, when its outer tuple is not the reverse of
+    /// `tunnel`'s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_tunnel: Option<&'a crate::model::Tunnel>,
 }
 
 #[derive(Serialize)]
@@ -717,6 +725,8 @@ fn hop<'a>(
         reply_tuple: h.reply_tuple.as_ref(),
         icmp_error: f.icmp_error.as_ref(),
         tcp_state,
+        tunnel: f.tunnel(),
+        reply_tunnel: f.reply_tunnel(),
     }
 }
 

@@ -26,7 +26,8 @@ fn insert(m: &mut Convs, proto: &str, a: String, b: String, ab: u64, ba: u64) {
 
 fn tshark_convs(file: &str) -> Convs {
     let out = std::process::Command::new("tshark")
-        .args(["-n", "-r", file, "-q", "-z", "conv,tcp", "-z", "conv,udp"])
+        .args(["-n", "-r", file, "-d", "udp.port==8472,vxlan", "-q"])
+        .args(["-z", "conv,tcp", "-z", "conv,udp"])
         .current_dir(root())
         .output()
         .expect("run tshark");
@@ -50,11 +51,39 @@ fn tshark_convs(file: &str) -> Convs {
     m
 }
 
-fn natcheck_convs(file: &str) -> Convs {
+/// natcheck's flows of `file` and tshark's conversations of it, both like
+/// [`tshark_convs`]. tshark lists the outer UDP conversation of a tunnel beside the
+/// conversations inside it, natcheck only the packets inside: the outer conversations
+/// of the tunnels natcheck opened (its flows' `tunnel` and `reply_tunnel`) are left
+/// out of tshark's, unless natcheck lists them as flows too (packets of them that
+/// carried no IP).
+fn both_convs(file: &str) -> (Convs, Convs) {
     let out = natcheck(&["flows", "--all", "--format", "json", file]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    convs_of(&doc)
+    let got = convs_of(&doc);
+    let outer = tunnel_convs(&doc);
+    let mut want = tshark_convs(file);
+    want.retain(|k, _| got.contains_key(k) || !outer.contains_key(k));
+    (want, got)
+}
+
+/// The outer UDP tuples of the tunnels a `natcheck.flows/1` document's flows were in,
+/// keyed like [`Convs`].
+fn tunnel_convs(doc: &serde_json::Value) -> Convs {
+    let mut m = Convs::new();
+    for p in doc["points"].as_array().expect("points") {
+        for f in p["flows"].as_array().expect("flows") {
+            for t in [&f["tunnel"], &f["reply_tunnel"]] {
+                if t["sport"].is_u64() {
+                    let a = format!("{}:{}", t["src"].as_str().unwrap(), t["sport"]);
+                    let b = format!("{}:{}", t["dst"].as_str().unwrap(), t["dport"]);
+                    insert(&mut m, "udp", a, b, 0, 0);
+                }
+            }
+        }
+    }
+    m
 }
 
 /// The TCP and UDP flows of a `natcheck.flows/1` document, like [`tshark_convs`].
@@ -101,8 +130,7 @@ fn flow_tables_equal_tshark_conversations_on_every_sample() {
                 .unwrap()
                 .to_string_lossy()
                 .into_owned();
-            let want = tshark_convs(&rel);
-            let got = natcheck_convs(&rel);
+            let (want, got) = both_convs(&rel);
             assert_eq!(
                 got, want,
                 "flow table of {rel} differs from tshark's conversations"
@@ -173,6 +201,21 @@ const CORPUS_AGREES: &[&str] = &[
     "tcpdump-tests/nflog.pcap",
     // An IPv4 total length below the header: malformed for both.
     "tcpdump-tests/ipv4_invalid_total_length_2.pcap",
+    // Tunnels, compared by the packets inside (see `TUNNELS_OPENED`).
+    "suricata-verify/vxlan-decoder-03/vxlan.pcap",
+    "tcpdump-tests/vxlan_port_8472.pcap",
+    "tcpdump-tests/geneve.pcap",
+    "tcpdump-tests/gso-ipv6-geneve-ipv6.pcap",
+    "suricata-verify/bug-5633-gre-02/gre-sample.pcap",
+    "suricata-verify/bug-2576-02/temp1.pcap",
+    "suricata-verify/bug-5437-01/input.pcap",
+    "tcpdump-tests/erspan-type-ii-2.pcap",
+    "tcpdump-tests/erspan-type-iii-ft-0.pcap",
+    "suricata-verify/bug-4571-01/ipv4_over_ipv4.pcap",
+    "suricata-verify/bug-4571-04/ipv6_over_ipv4.pcap",
+    "suricata-verify/bug-4571-06/ipv4_over_ipv6.pcap",
+    "suricata-verify/bug-4571-03/ipv6_over_ipv6.pcap",
+    "suricata-verify/decode-teredo-01/input.pcap",
 ];
 
 /// Runs `f` on every item on a few threads; the results keep the items' order.
@@ -215,7 +258,7 @@ fn flow_tables_equal_tshark_conversations_on_a_corpus_subset() {
         let path = base.join(rel);
         assert!(path.is_file(), "{rel} is not in the corpus");
         let path = path.to_string_lossy().into_owned();
-        (tshark_convs(&path), natcheck_convs(&path))
+        both_convs(&path)
     });
     let differing: Vec<String> = CORPUS_AGREES
         .iter()
@@ -237,6 +280,108 @@ fn flow_tables_equal_tshark_conversations_on_a_corpus_subset() {
         CORPUS_AGREES.len(),
         start.elapsed()
     );
+}
+
+/// Tunnel captures of the corpora and the tunnel kinds natcheck must find in them: the
+/// comparison with tshark alone cannot tell an opened tunnel whose packets carry no
+/// TCP or UDP from an unopened one (both tools then list the outer conversation).
+const TUNNELS_OPENED: &[(&str, &[&str])] = &[
+    ("suricata-verify/vxlan-decoder-03/vxlan.pcap", &["vxlan"]),
+    ("tcpdump-tests/vxlan_port_8472.pcap", &["vxlan"]),
+    ("tcpdump-tests/geneve.pcap", &["geneve"]),
+    ("suricata-verify/bug-5633-gre-02/gre-sample.pcap", &["gre"]),
+    ("tcpdump-tests/erspan-type-i-4.pcap", &["erspan", "gre"]),
+    ("tcpdump-tests/erspan-type-ii-2.pcap", &["erspan"]),
+    ("tcpdump-tests/erspan-type-iii-ft-0.pcap", &["erspan"]),
+    ("suricata-verify/bug-4571-01/ipv4_over_ipv4.pcap", &["ipip"]),
+    ("suricata-verify/bug-4571-04/ipv6_over_ipv4.pcap", &["sit"]),
+    (
+        "suricata-verify/bug-4571-06/ipv4_over_ipv6.pcap",
+        &["ip4ip6"],
+    ),
+    (
+        "suricata-verify/bug-4571-03/ipv6_over_ipv6.pcap",
+        &["ip6ip6"],
+    ),
+    ("suricata-verify/decode-teredo-01/input.pcap", &["teredo"]),
+];
+
+#[test]
+fn tunnels_of_every_kind_are_opened_in_the_corpus() {
+    if corpus_dir().is_none() || suricata_dir().is_none() {
+        return skip("../shared/corpus/{tcpdump-tests,suricata-verify} are not beside the project");
+    }
+    let base = root().join("../shared/corpus");
+    for (rel, want) in TUNNELS_OPENED {
+        let path = base.join(rel).to_string_lossy().into_owned();
+        let out = natcheck(&["flows", "--all", "--format", "json", &path]);
+        assert_eq!(out.status.code(), Some(0), "{rel}: {}", stderr(&out));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        let mut kinds: Vec<&str> = doc["points"]
+            .as_array()
+            .expect("points")
+            .iter()
+            .flat_map(|p| p["flows"].as_array().expect("flows"))
+            .filter_map(|f| f["tunnel"]["kind"].as_str())
+            .collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        assert_eq!(&kinds, want, "{rel}");
+    }
+}
+
+#[test]
+fn vxlan_ports_are_a_flag_and_hops_show_their_tunnel() {
+    let Some(dir) = corpus_dir() else {
+        return skip("../shared/corpus/tcpdump-tests is not beside the project");
+    };
+    let flows = |path: &std::path::Path, extra: &[&str]| {
+        let mut args = vec!["flows", "--all", "--format", "json"];
+        args.extend_from_slice(extra);
+        args.push(path.to_str().unwrap());
+        let out = natcheck(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        let f = doc["points"][0]["flows"].as_array().expect("flows").clone();
+        f.iter()
+            .map(|f| {
+                (
+                    f["proto"].clone(),
+                    f["dport"].clone(),
+                    f["tunnel"]["kind"].clone(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    // Port 8472 is VXLAN by default; naming only 4789 leaves it plain UDP.
+    let path = dir.join("vxlan_port_8472.pcap");
+    assert!(flows(&path, &[]).iter().any(|f| f.2 == "vxlan"));
+    let plain = flows(&path, &["--vxlan-port", "4789"]);
+    assert!(plain.iter().all(|f| f.2.is_null()), "{plain:?}");
+    assert!(
+        plain.iter().any(|f| f.0 == "udp" && f.1 == 8472),
+        "{plain:?}"
+    );
+
+    // correlate's hops carry the tunnel, with the replies' when it is another.
+    let path = dir.join("geneve.pcap");
+    let out = natcheck(&["correlate", "--format", "json", path.to_str().unwrap()]);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let hops: Vec<&serde_json::Value> = doc["connections"]
+        .as_array()
+        .expect("connections")
+        .iter()
+        .flat_map(|c| c["hops"].as_array().expect("hops"))
+        .collect();
+    let ssh = hops
+        .iter()
+        .find(|h| h["dport"] == 22)
+        .expect("the ssh connection");
+    assert_eq!(ssh["tunnel"]["kind"], "geneve", "{ssh}");
+    assert_eq!(ssh["tunnel"]["dport"], 6081, "{ssh}");
+    assert_eq!(ssh["reply_tunnel"]["dport"], 6081, "{ssh}");
+    assert_ne!(ssh["tunnel"]["id"], serde_json::Value::Null, "{ssh}");
 }
 
 #[test]

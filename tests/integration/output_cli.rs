@@ -239,3 +239,95 @@ fn man_pages_have_every_command_and_option() {
         );
     }
 }
+
+/// Every correlate format for every recording, from one run's data each: every file
+/// written, exit statuses alike, the JSON, NDJSON and CSV naming the same connections,
+/// Parquet a Parquet file, and the table and Markdown naming the same findings' count.
+#[test]
+fn every_format_of_every_recording() {
+    const FORMATS: &[&str] = &["txt", "json", "md", "csv", "ndjson", "parquet"];
+    let dir = scratch();
+    for s in SCENARIOS {
+        let d = format!("samples/{s}");
+        let mut args = vec![
+            "correlate".to_string(),
+            format!("{d}/veth-c1.pcap"),
+            format!("{d}/docker0.pcap"),
+            format!("{d}/eth0.pcap"),
+            "--conntrack".into(),
+            format!("{d}/conntrack.txt"),
+        ];
+        args.extend(second_uplink(s));
+        let mut statuses = Vec::new();
+        for ext in FORMATS {
+            let file = dir.path().join(format!("{s}.{ext}"));
+            let mut a: Vec<&str> = args.iter().map(String::as_str).collect();
+            a.extend(["-o", file.to_str().unwrap()]);
+            let out = natcheck(&a);
+            statuses.push(out.status.code());
+            assert!(
+                matches!(out.status.code(), Some(0 | 1)),
+                "{s} .{ext}: {}",
+                stderr(&out)
+            );
+            assert!(
+                std::fs::metadata(&file)
+                    .map(|m| m.len() > 0)
+                    .unwrap_or(false),
+                "{s}.{ext}"
+            );
+        }
+        assert!(
+            statuses.windows(2).all(|w| w[0] == w[1]),
+            "{s}: {statuses:?}"
+        );
+        let read =
+            |ext: &str| std::fs::read_to_string(dir.path().join(format!("{s}.{ext}"))).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&read("json")).unwrap();
+        let mut ids: Vec<String> = doc["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        let mut from_ndjson: Vec<String> = read("ndjson")
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|r| r["hop"] == 0)
+            .map(|r| r["connection"].as_str().unwrap().to_string())
+            .collect();
+        from_ndjson.sort();
+        assert_eq!(
+            from_ndjson, ids,
+            "{s}: NDJSON rows against JSON connections"
+        );
+        let csv_rows = read("csv").lines().count() - 1;
+        assert_eq!(
+            csv_rows,
+            read("ndjson").lines().count(),
+            "{s}: CSV against NDJSON rows"
+        );
+        let parquet = std::fs::read(dir.path().join(format!("{s}.parquet"))).unwrap();
+        assert!(
+            parquet.starts_with(b"PAR1") && parquet.ends_with(b"PAR1"),
+            "{s}: parquet"
+        );
+        let errors = doc["summary"]["findings_by_severity"]["error"]
+            .as_u64()
+            .unwrap();
+        let table = read("txt");
+        assert!(
+            table.contains(&format!("findings: {errors} error")),
+            "{s}: the table's count of errors: {}",
+            table.lines().next().unwrap_or_default()
+        );
+        let md = read("md");
+        let total = doc["findings"].as_array().unwrap().len();
+        assert!(
+            md.contains(&format!("**{errors} error"))
+                || (total == 0 && md.contains("No findings.")),
+            "{s}: the Markdown's count of errors"
+        );
+    }
+}

@@ -173,6 +173,7 @@ fn one_pcapng_and_one_any_capture() {
         let links = std::fs::read_to_string(format!("{d}/links.txt")).unwrap();
         let opts = ReadOptions {
             ifnames: IfNames::parse(&links).unwrap(),
+            ..ReadOptions::default()
         };
         check(&s, "any.pcap", &specs(&[format!("{d}/any.pcap")]), &opts);
     }

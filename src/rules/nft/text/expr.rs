@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use serde_json::{json, Value};
 
 use super::lex::Kind;
-use super::{Parser, Res};
+use super::{Parser, Res, MAX_DEPTH};
 use crate::rules::nft::value::parse_num;
 
 /// Protocols whose header fields are written `PROTO FIELD` (`ip saddr`, `th dport`).
@@ -249,15 +249,26 @@ impl Parser<'_> {
         Ok(v)
     }
 
+    /// Each operator nests the expression one level deeper (left to right), so a
+    /// chain counts against [`MAX_DEPTH`] like brackets do.
     fn binops(&mut self, v: &mut Value) -> Res<()> {
+        let mut n = 0;
         while let Some(op) = self
             .tok()
             .filter(|t| matches!(t.kind, Kind::Punct | Kind::Word))
             .and_then(|t| binop(t.text(self.src)))
         {
+            n += 1;
+            if self.depth + n > MAX_DEPTH {
+                return self.fail(format!(
+                    "more than {MAX_DEPTH} operators and brackets in one expression"
+                ));
+            }
             self.bump();
             let rhs = self.operand()?;
-            *v = json!({ op: [v.take(), rhs] });
+            let mut m = serde_json::Map::new();
+            m.insert(op.to_string(), Value::Array(vec![v.take(), rhs]));
+            *v = Value::Object(m);
         }
         Ok(())
     }

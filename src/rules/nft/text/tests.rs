@@ -1095,3 +1095,37 @@ fn docker_native_nftables_listings() {
     assert_eq!(raw.rules.len(), 2);
     assert!(raw.rules.iter().all(|r| r.target == Target::Drop));
 }
+
+/// A chain of operators nests one level per operator: past the depth limit the rule
+/// is a located warning and its neighbours read as written. (A 1 kB input of
+/// `| ... | ...` once took hours to print back: each level printed its left side twice.)
+#[test]
+fn a_chain_of_operators_is_bounded_like_brackets() {
+    let chain = |n: usize| {
+        let ops: String = (0..n).map(|i| format!(" | 0x{i:x}")).collect();
+        format!(
+            "table ip t {{\n\tchain c {{\n\t\ttcp dport 80 accept\n\t\tmeta mark{ops} == 0x1 accept\n\t\tudp dport 53 drop\n\t}}\n}}\n"
+        )
+    };
+    let ok = parse_text("ok", &chain(20));
+    assert!(ok.warnings.is_empty(), "{:?}", ok.warnings);
+    let c = ok.tables[0].chain("c").unwrap();
+    assert_eq!(c.rules.len(), 3);
+    assert!(c.rules[1].text.contains("| 0x13"), "{}", c.rules[1].text);
+    let deep = parse_text("deep", &chain(2_000));
+    assert_eq!(deep.warnings.len(), 1, "{:?}", deep.warnings);
+    assert!(
+        deep.warnings[0]
+            .to_string()
+            .contains("more than 32 operators"),
+        "{}",
+        deep.warnings[0]
+    );
+    assert!(matches!(
+        deep.warnings[0].location,
+        Location::Line { line: 4, .. }
+    ));
+    let c = deep.tables[0].chain("c").unwrap();
+    assert_eq!(c.rules.first().map(|r| r.line), Some(3));
+    assert_eq!(c.rules.last().map(|r| r.line), Some(5));
+}
