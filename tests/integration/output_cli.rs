@@ -242,10 +242,11 @@ fn man_pages_have_every_command_and_option() {
 
 /// Every correlate format for every recording, from one run's data each: every file
 /// written, exit statuses alike, the JSON, NDJSON and CSV naming the same connections,
-/// Parquet a Parquet file, and the table and Markdown naming the same findings' count.
+/// Parquet a Parquet file, the HTML a section per connection, and the table, Markdown
+/// and HTML naming the same findings' count.
 #[test]
 fn every_format_of_every_recording() {
-    const FORMATS: &[&str] = &["txt", "json", "md", "csv", "ndjson", "parquet"];
+    const FORMATS: &[&str] = &["txt", "json", "md", "html", "csv", "ndjson", "parquet"];
     let dir = scratch();
     for s in SCENARIOS {
         let d = format!("samples/{s}");
@@ -328,6 +329,25 @@ fn every_format_of_every_recording() {
             md.contains(&format!("**{errors} error"))
                 || (total == 0 && md.contains("No findings.")),
             "{s}: the Markdown's count of errors"
+        );
+        let html = read("html");
+        let section = r#"<section class="conn" id=""#;
+        let mut from_html: Vec<String> = html
+            .match_indices(section)
+            .map(|(at, _)| {
+                let id = &html[at + section.len()..];
+                id[..id.find('"').unwrap()].to_string()
+            })
+            .collect();
+        from_html.sort();
+        assert_eq!(
+            from_html, ids,
+            "{s}: HTML sections against JSON connections"
+        );
+        assert!(
+            html.contains(&format!("<strong>{errors} error"))
+                || (total == 0 && html.contains("No findings.")),
+            "{s}: the HTML's count of errors"
         );
     }
 }
