@@ -264,60 +264,50 @@ fn port(p: Option<u16>) -> String {
     p.map(|p| format!(":{p}")).unwrap_or_default()
 }
 
-/// Current connection index → baseline connection index, for the connections matched,
-/// with how many were matched each way.
-fn match_connections(base: &Report, cur: &Report) -> (BTreeMap<usize, usize>, usize, usize) {
-    let mut out = BTreeMap::new();
-    let mut by_exact: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for (i, c) in base.connections.iter().enumerate() {
-        by_exact.entry(exact_key(c)).or_default().push(i);
+/// Pairs the current connections `cur` (indices into `cur_conns`) with the baseline's
+/// `base` of the same `key`, the first with the first, into `out`.
+fn pair_by(
+    key: fn(&Connection) -> String,
+    base_conns: &[Connection],
+    base: &[usize],
+    cur_conns: &[Connection],
+    cur: &[usize],
+    out: &mut BTreeMap<usize, usize>,
+) {
+    let mut by_key: BTreeMap<String, std::collections::VecDeque<usize>> = BTreeMap::new();
+    for &i in base {
+        by_key.entry(key(&base_conns[i])).or_default().push_back(i);
     }
-    for v in by_exact.values_mut() {
-        v.reverse();
-    }
-    let mut taken = BTreeSet::new();
-    for (j, c) in cur.connections.iter().enumerate() {
-        if let Some(i) = by_exact.get_mut(&exact_key(c)).and_then(Vec::pop) {
-            out.insert(j, i);
-            taken.insert(i);
-        }
-    }
-    let exact = out.len();
-    // The rest by endpoints, in time order on each side.
-    let mut by_ends: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    let mut order: Vec<usize> = (0..base.connections.len())
-        .filter(|i| !taken.contains(i))
-        .collect();
-    order.sort_by(|&a, &b| {
-        base.connections[a]
-            .first_seen
-            .cmp(&base.connections[b].first_seen)
-    });
-    for i in order {
-        by_ends
-            .entry(endpoint_key(&base.connections[i]))
-            .or_default()
-            .push(i);
-    }
-    for v in by_ends.values_mut() {
-        v.reverse();
-    }
-    let mut rest: Vec<usize> = (0..cur.connections.len())
-        .filter(|j| !out.contains_key(j))
-        .collect();
-    rest.sort_by(|&a, &b| {
-        cur.connections[a]
-            .first_seen
-            .cmp(&cur.connections[b].first_seen)
-    });
-    for j in rest {
-        if let Some(i) = by_ends
-            .get_mut(&endpoint_key(&cur.connections[j]))
-            .and_then(Vec::pop)
+    for &j in cur {
+        if let Some(i) = by_key
+            .get_mut(&key(&cur_conns[j]))
+            .and_then(|q| q.pop_front())
         {
             out.insert(j, i);
         }
     }
+}
+
+/// The indices of `conns` that `keep` keeps, in order of their first packet.
+fn in_time_order(conns: &[Connection], keep: impl Fn(usize) -> bool) -> Vec<usize> {
+    let mut v: Vec<usize> = (0..conns.len()).filter(|&i| keep(i)).collect();
+    v.sort_by(|&a, &b| conns[a].first_seen.cmp(&conns[b].first_seen));
+    v
+}
+
+/// Current connection index → baseline connection index, for the connections matched,
+/// with how many were matched each way: by the same packets, then the rest by
+/// endpoints in time order on each side.
+fn match_connections(base: &Report, cur: &Report) -> (BTreeMap<usize, usize>, usize, usize) {
+    let (b, c) = (&base.connections[..], &cur.connections[..]);
+    let mut out = BTreeMap::new();
+    let all = |n: usize| (0..n).collect::<Vec<_>>();
+    pair_by(exact_key, b, &all(b.len()), c, &all(c.len()), &mut out);
+    let exact = out.len();
+    let taken: BTreeSet<usize> = out.values().copied().collect();
+    let base_rest = in_time_order(b, |i| !taken.contains(&i));
+    let cur_rest = in_time_order(c, |j| !out.contains_key(&j));
+    pair_by(endpoint_key, b, &base_rest, c, &cur_rest, &mut out);
     let loose = out.len() - exact;
     (out, exact, loose)
 }

@@ -23,6 +23,9 @@ pub enum OutputFormat {
     Json,
     /// Markdown for incident tickets: summary, inputs, findings with evidence, connections.
     Markdown,
+    /// One self-contained HTML page: the findings, a sortable and filterable connection
+    /// table, and a ladder diagram of every connection's packets across the points.
+    Html,
     /// One CSV row per connection and hop (columns in docs/json-schema.md).
     #[cfg(feature = "frames")]
     Csv,
@@ -170,6 +173,12 @@ pub struct ViewArgs {
     /// terminal and `NO_COLOR` is not set.
     #[arg(long, value_enum, value_name = "WHEN", default_value = "auto")]
     pub color: ColorChoice,
+
+    /// Fit the findings and the overview in this many columns (long lines wrap, wide
+    /// tables become one block per row). Default: the terminal's width when standard
+    /// output is one (`COLUMNS`, else 80), no limit otherwise.
+    #[arg(long, value_name = "COLUMNS", value_parser = clap::value_parser!(u16).range(40..))]
+    pub width: Option<u16>,
 }
 
 impl ViewArgs {
@@ -182,12 +191,31 @@ impl ViewArgs {
             colour: self
                 .color
                 .colour(terminal, std::env::var_os("NO_COLOR").is_some()),
+            width: self
+                .width
+                .map(usize::from)
+                .or_else(|| terminal.then(terminal_columns)),
         }
     }
 
     fn is_default(&self) -> bool {
-        self.detail == 0 && self.connection.is_empty()
+        self.detail == 0 && self.connection.is_empty() && self.width.is_none()
     }
+}
+
+/// The width of the terminal on standard output: the kernel's, else `COLUMNS`, else 80.
+fn terminal_columns() -> usize {
+    // SAFETY: TIOCGWINSZ writes one `winsize` into the struct it is given.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
+    if ok && ws.ws_col >= 40 {
+        return usize::from(ws.ws_col);
+    }
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .filter(|&c: &usize| c >= 40)
+        .unwrap_or(80)
 }
 
 impl OutputFormat {
@@ -198,6 +226,7 @@ impl OutputFormat {
             OutputFormat::Table => Format::Table,
             OutputFormat::Json => Format::Json,
             OutputFormat::Markdown => Format::Markdown,
+            OutputFormat::Html => Format::Html,
             #[cfg(feature = "frames")]
             OutputFormat::Csv => Format::Frame(FrameFormat::Csv),
             #[cfg(feature = "frames")]
@@ -222,7 +251,10 @@ impl Args {
             read: inputs.read,
             correlate: correlate::Config {
                 window_ns,
-                trace: self.view.view(false).trace(),
+                trace: match self.output.format()?.report() {
+                    Format::Html => crate::report::html::TRACE,
+                    _ => self.view.view(false).trace(),
+                },
             },
             audit: audit::Config {
                 inside: self.inside.clone(),
@@ -314,7 +346,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitStatus> {
     let format = args.output.format()?;
     anyhow::ensure!(
         format.report() == Format::Table || args.view.is_default(),
-        "--detail and --connection are for the table report (--format table)"
+        "--detail, --connection and --width are for the table report (--format table)"
     );
     let cfg = args.config()?;
     let tables = args.tables.plan(&cfg.bundles)?;

@@ -31,7 +31,7 @@
 //!    userland proxy splices can be told to carry the same bytes.
 //!
 //! With step 6, the connections [`Config::trace`] names keep their packets one by one
-//! (`trace`: [`Packets`]) for reports that detail them.
+//! (`trace`: [`Packets`]) for the reports that list or draw them.
 //!
 //! This module holds the sequence and the result ([`Correlation`], [`Connection`],
 //! [`PointSummary`]); the types of hops and links belong to their steps and are
@@ -65,7 +65,7 @@ pub use returns::{Joined, ReturnHop, ReturnLink, REPLY_WINDOW_NS};
 pub use segments::{Resegmentation, Resegmented};
 pub use sizes::{Oversize, Sizes, Sizing};
 pub use streams::{Chunk, Stream, Streams};
-pub use trace::{Packet, Packets, Sighting, Trace};
+pub use trace::{Cap, Packet, Packets, Sighting, Trace};
 pub use translations::{Gap, Latency, Link, LinkEvidence, PortRealloc, Resent, Unmatched};
 
 /// Tunables of the correlation.

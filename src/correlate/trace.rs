@@ -5,33 +5,45 @@
 //! matched one for one across its links, joined hop after hop; nothing is matched again
 //! here. A packet that crossed a link with no twin of its own (its bytes in other
 //! segments, a later ACK, a copy of one that crossed) is [`Sighting::Accounted`] on the
-//! far side.
+//! far side. The table report lists the rows; the HTML report draws them as ladders.
+//!
+//! A [`Cap`] keeps the first and the last packets of a connection only: only those
+//! rows are made, so a connection of a million packets costs a few dozen.
 
 use std::collections::BTreeSet;
 
 use super::components::UnionFind;
 use super::fingerprint::{field_names, FIELD_SETS, SEQ_RANGE, SEQ_RANGE_TS};
 use super::points::{PointData, Rec};
+use super::translations::capturing;
 use super::Connection;
 
 /// The connections whose packets are kept one by one ([`Connection::packets`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Trace {
-    /// Every connection, each with at most `limit` packets (`None`: all of them).
+    /// Every connection, each with the packets `cap` keeps (`None`: all of them).
     pub all: bool,
-    pub limit: Option<usize>,
+    pub cap: Option<Cap>,
     /// These connections (by id), with every packet.
     pub named: BTreeSet<String>,
 }
 
+/// Which packets of a connection a trace keeps: the first `first` and the last
+/// `last`, in the order they were first seen (all of them when there are no more).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cap {
+    pub first: usize,
+    pub last: usize,
+}
+
 impl Trace {
-    /// Whether connection `id` is traced, and then how many packets it keeps
+    /// Whether connection `id` is traced, and then which packets it keeps
     /// (`Some(None)`: all).
-    pub fn limit_of(&self, id: &str) -> Option<Option<usize>> {
+    pub fn cap_of(&self, id: &str) -> Option<Option<Cap>> {
         if self.named.contains(id) {
             Some(None)
         } else {
-            self.all.then_some(self.limit)
+            self.all.then_some(self.cap)
         }
     }
 }
@@ -44,8 +56,11 @@ pub enum Sighting {
     /// Not seen there as such, but it crossed: its bytes in other segments, a later
     /// ACK standing for it, or a copy of it that crossed.
     Accounted,
-    /// Not seen there.
+    /// Not seen there, while its point was capturing.
     Unseen,
+    /// Not seen there: its point was not capturing when the packet was first seen
+    /// (within the matching window).
+    Uncaptured,
 }
 
 /// One packet of a connection.
@@ -86,8 +101,12 @@ impl Packet {
 /// A connection's packets, in the order they were first seen.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Packets {
-    /// The first packets (all of them unless the trace was limited).
+    /// The packets kept: all of them, or the first [`Cap::first`] then the last
+    /// [`Cap::last`].
     pub rows: Vec<Packet>,
+    /// How many of `rows` are the first packets: the `total - rows.len()` left out
+    /// come after them.
+    pub head: usize,
     /// How many packets the connection had in all.
     pub total: usize,
 }
@@ -104,13 +123,15 @@ pub(super) struct Edge {
     pub segments: Vec<(usize, usize)>,
 }
 
-/// The packets of `c` from the matches of its links, the first `limit` of them.
+/// The packets of `c` from the matches of its links, those `cap` keeps. `window`
+/// widens each point's capture span, as the matching does.
 pub(super) fn build(
     points: &[PointData],
     c: &Connection,
     edges: &[Edge],
     off: &[i64],
-    limit: Option<usize>,
+    window: i64,
+    cap: Option<Cap>,
 ) -> Packets {
     let hops: Vec<_> = c.all_hops().collect();
     let recs: Vec<Vec<Rec>> = hops.iter().map(|h| h.recs(&points[h.point])).collect();
@@ -134,78 +155,115 @@ pub(super) fn build(
             }
         }
     }
-    // One row per set of records joined, its facts from the first sighting.
-    let mut row_of_root = vec![usize::MAX; n];
-    let mut row_of = vec![0; n];
-    let mut rows: Vec<Packet> = Vec::new();
+    let time = |h: usize, i: usize| recs[h][i].ts - off[hops[h].point];
+    // One packet per set of records joined, and its first sighting: (time, hop, record).
+    let mut packet_of_root = vec![usize::MAX; n];
+    let mut packet_of = vec![0; n];
     let mut first: Vec<(i64, usize, usize)> = Vec::new();
     for (h, hop_recs) in recs.iter().enumerate() {
-        let p = &points[hops[h].point];
-        for (i, r) in hop_recs.iter().enumerate() {
+        for i in 0..hop_recs.len() {
             let root = uf.find(node(h, i));
-            if row_of_root[root] == usize::MAX {
-                row_of_root[root] = rows.len();
-                rows.push(Packet {
-                    fwd: false,
-                    tcp_flags: None,
-                    ip_len: 0,
-                    field_sets: 0,
-                    at: vec![Sighting::Unseen; recs.len()],
-                });
+            if packet_of_root[root] == usize::MAX {
+                packet_of_root[root] = first.len();
                 first.push((i64::MAX, h, i));
             }
-            let k = row_of_root[root];
-            row_of[node(h, i)] = k;
-            let t = r.ts - off[hops[h].point];
-            if !matches!(rows[k].at[h], Sighting::Seen(s) if s <= t) {
-                rows[k].at[h] = Sighting::Seen(t);
-            }
+            let k = packet_of_root[root];
+            packet_of[node(h, i)] = k;
+            let t = time(h, i);
             if t < first[k].0 {
                 first[k] = (t, h, i);
-                let tcp = r.seg.is_some();
-                rows[k].fwd = p.is_fwd(r);
-                rows[k].tcp_flags = tcp.then_some(r.tcp_flags);
-                rows[k].ip_len = r.ip_len;
+            }
+        }
+    }
+    let mut order: Vec<usize> = (0..first.len()).collect();
+    order.sort_by_key(|&k| first[k]);
+    let total = order.len();
+    let (head, tail) = match cap {
+        Some(cap) if cap.first + cap.last < total => (cap.first, cap.last),
+        _ => (total, 0),
+    };
+    // Rows only for the packets kept, their facts from the first sighting.
+    let kept: Vec<usize> = order[..head]
+        .iter()
+        .chain(&order[total - tail..])
+        .copied()
+        .collect();
+    let mut row_of = vec![usize::MAX; total];
+    let mut rows: Vec<Packet> = kept
+        .iter()
+        .enumerate()
+        .map(|(row, &k)| {
+            row_of[k] = row;
+            let (_, h, i) = first[k];
+            let r = &recs[h][i];
+            Packet {
+                fwd: points[hops[h].point].is_fwd(r),
+                tcp_flags: r.seg.is_some().then_some(r.tcp_flags),
+                ip_len: r.ip_len,
+                field_sets: 0,
+                at: vec![Sighting::Unseen; recs.len()],
+            }
+        })
+        .collect();
+    let row = |x: usize| Some(row_of[packet_of[x]]).filter(|&r| r != usize::MAX);
+    for (h, hop_recs) in recs.iter().enumerate() {
+        for i in 0..hop_recs.len() {
+            let Some(k) = row(node(h, i)) else { continue };
+            let t = time(h, i);
+            if !matches!(rows[k].at[h], Sighting::Seen(s) if s <= t) {
+                rows[k].at[h] = Sighting::Seen(t);
             }
         }
     }
     for e in edges {
         for &(a, _) in &e.pairs {
-            rows[row_of[node(e.up, a)]].field_sets |= 1 << recs[e.up][a].fields;
+            if let Some(k) = row(node(e.up, a)) {
+                rows[k].field_sets |= 1 << recs[e.up][a].fields;
+            }
         }
         for &(a, b) in &e.segments {
             let ts = recs[e.up][a].seg.is_some_and(|s| s.ts_key != 0);
             let set = 1 << if ts { SEQ_RANGE_TS } else { SEQ_RANGE };
-            rows[row_of[node(e.up, a)]].field_sets |= set;
-            rows[row_of[node(e.down, b)]].field_sets |= set;
+            for k in [row(node(e.up, a)), row(node(e.down, b))]
+                .into_iter()
+                .flatten()
+            {
+                rows[k].field_sets |= set;
+            }
         }
         // Crossed with no twin of its own anywhere: accounted for on the far side.
         for (side, (here, there)) in [(e.up, e.down), (e.down, e.up)].into_iter().enumerate() {
             for (i, _) in e.crossed[side].iter().enumerate().filter(|(_, &c)| c) {
                 let x = node(here, i);
-                let at = &mut rows[row_of[x]].at[there];
+                let Some(k) = row(x) else { continue };
+                let at = &mut rows[k].at[there];
                 if !paired[x] && *at == Sighting::Unseen {
                     *at = Sighting::Accounted;
                 }
             }
         }
     }
-    let mut order: Vec<usize> = (0..rows.len()).collect();
-    order.sort_by_key(|&k| first[k]);
-    let total = rows.len();
-    let keep = limit.unwrap_or(total).min(total);
-    let mut slots: Vec<Option<Packet>> = rows.into_iter().map(Some).collect();
-    let rows = order[..keep]
+    // Not seen where its point was not capturing then.
+    let spans: Vec<Option<(i64, i64)>> = hops
         .iter()
-        .filter_map(|&k| slots[k].take())
+        .map(|h| capturing(&points[h.point], off[h.point], window))
         .collect();
-    Packets { rows, total }
+    for (r, &k) in rows.iter_mut().zip(&kept) {
+        let t = first[k].0;
+        for (at, span) in r.at.iter_mut().zip(&spans) {
+            let captured = span.is_some_and(|(a, b)| a <= t && t <= b);
+            if *at == Sighting::Unseen && !captured {
+                *at = Sighting::Uncaptured;
+            }
+        }
+    }
+    Packets { rows, head, total }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::correlate::testkit::{lost_request, point, tcp_conv, view, MS, US};
+    use crate::correlate::testkit::{lost_request, point, tcp, tcp_conv, view, MS, US};
     use crate::correlate::{correlate, Config};
     use crate::model::tcp_flags::{ACK, PSH, RST, SYN};
 
@@ -276,17 +334,81 @@ mod tests {
     }
 
     #[test]
-    fn every_connection_up_to_a_limit_or_none() {
+    fn every_connection_up_to_a_cap_or_none() {
         let all = Trace {
             all: true,
-            limit: Some(2),
+            cap: Some(Cap { first: 2, last: 0 }),
             ..Trace::default()
         };
         for p in packets(all) {
             let p = p.expect("every connection traced");
-            assert_eq!(p.rows.len(), 2);
+            assert_eq!((p.rows.len(), p.head), (2, 2));
             assert!(p.total > 2);
         }
         assert!(packets(Trace::default()).iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn the_first_and_last_packets_and_where_a_point_was_not_capturing() {
+        let (client, server) = ("172.17.0.2:40000", "198.51.100.7:443");
+        let mut inside = tcp_conv(0, client, server, 1000);
+        inside.truncate(3);
+        for i in 0..30u32 {
+            let mut p = tcp(
+                5_000 * MS + i64::from(i) * MS,
+                client,
+                server,
+                2000 + i,
+                PSH | ACK,
+                64,
+            );
+            p.payload_len = 1;
+            p.payload_digest = u64::from(i);
+            inside.push(p);
+        }
+        // eth0 started capturing seconds after the handshake.
+        let lat = 30 * US;
+        let outside = view(&inside[3..], "203.0.113.1:40000", server, lat, 1);
+        let points = vec![point("docker0", 0, &inside), point("eth0", 1, &outside)];
+        let trace = Trace {
+            all: true,
+            cap: Some(Cap { first: 4, last: 2 }),
+            ..Trace::default()
+        };
+        let config = Config {
+            trace,
+            ..Config::default()
+        };
+        let c = correlate(points, Vec::new(), config);
+        assert_eq!(c.connections.len(), 1);
+        let p = c.connections[0].packets.as_deref().expect("traced");
+        assert_eq!((p.rows.len(), p.head, p.total), (6, 4, inside.len()));
+        let firsts: Vec<i64> = p.rows.iter().map(|r| r.first().unwrap().0).collect();
+        let want: Vec<i64> = [&inside[..4], &inside[inside.len() - 2..]]
+            .concat()
+            .iter()
+            .map(|x| x.ts_ns)
+            .collect();
+        assert_eq!(firsts, want);
+        let at_eth0: Vec<Sighting> = p.rows.iter().map(|r| r.at[1]).collect();
+        // The handshake came before; its last pure ACK stands for itself in the later
+        // ACKs eth0 saw.
+        assert_eq!(
+            at_eth0[..3],
+            [
+                Sighting::Uncaptured,
+                Sighting::Uncaptured,
+                Sighting::Accounted
+            ]
+        );
+        assert_eq!(at_eth0[3], Sighting::Seen(5_000 * MS + lat));
+        assert_eq!(at_eth0[5], Sighting::Seen(5_029 * MS + lat));
+        // Without a cap, every packet.
+        let lost = packets(Trace {
+            all: true,
+            ..Trace::default()
+        });
+        let p = lost[0].as_deref().unwrap();
+        assert_eq!((p.rows.len(), p.head, p.total), (7, 7, 7));
     }
 }

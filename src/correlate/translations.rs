@@ -167,7 +167,7 @@ pub(super) fn link_all(
     trace: &Trace,
 ) {
     conns.par_iter_mut().for_each(|c| {
-        let keep = trace.limit_of(&c.id);
+        let keep = trace.cap_of(&c.id);
         let mut edges = Vec::new();
         let mut crossed: Vec<Vec<bool>> = vec![Vec::new(); c.hops.len()];
         let mut add = |h: usize, flags: &[bool]| {
@@ -212,8 +212,8 @@ pub(super) fn link_all(
                 l
             })
             .collect();
-        if let Some(limit) = keep {
-            c.packets = Some(Box::new(trace::build(points, c, &edges, off, limit)));
+        if let Some(cap) = keep {
+            c.packets = Some(Box::new(trace::build(points, c, &edges, off, window, cap)));
         }
     });
 }
@@ -399,7 +399,7 @@ fn resent((hop, p, recs): HopRecs, matched: &[bool], gap: &Gap, off: &[i64]) -> 
 
 /// When point `p` (clock offset `off`) was capturing, clock-corrected and widened by
 /// the window on both sides; `None` for a point with no packet.
-fn capturing(p: &PointData, off: i64, window: i64) -> Option<(i64, i64)> {
+pub(super) fn capturing(p: &PointData, off: i64, window: i64) -> Option<(i64, i64)> {
     Some((
         p.info.first_ns? - off - window,
         p.info.last_ns? - off + window,

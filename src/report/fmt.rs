@@ -55,6 +55,20 @@ pub fn short(ns: i64) -> String {
     }
 }
 
+/// [`short`] to the microsecond also past a second: `37µs`, `1.204ms`, `2.500013s`.
+pub fn short_us(ns: i64) -> String {
+    let a = ns.unsigned_abs();
+    if a < 1_000_000_000 {
+        return short(ns);
+    }
+    let sign = if ns < 0 { "-" } else { "" };
+    format!(
+        "{sign}{}.{:06}s",
+        a / 1_000_000_000,
+        (a % 1_000_000_000) / 1_000
+    )
+}
+
 /// `at T` for one instant, `from A to B` for a span.
 pub fn at_or_span(first: i64, last: i64) -> String {
     if first == last {
@@ -262,6 +276,8 @@ mod tests {
         assert_eq!(secs(-2_000_000), "-0.002s");
         assert_eq!(short(37_000), "37µs");
         assert_eq!(short(1_204_000), "1.204ms");
+        assert_eq!(short_us(1_204_000), "1.204ms");
+        assert_eq!(short_us(-2_500_013_999), "-2.500013s");
         assert_eq!(at_or_span(0, 0), "at 1970-01-01T00:00:00.000000000Z");
     }
 

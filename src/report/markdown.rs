@@ -10,10 +10,9 @@
 use std::fmt::Write as _;
 use std::io::Write;
 
-use super::fmt::{clock, path_label, rfc3339_ns, secs, short, time_range, tuple};
-use super::text::{connection_block, finding_lines, kind_label, summary_line};
+use super::sections::{self, Cell, Grid, Markup};
+use super::text::{connection_block, finding_lines};
 use super::{Model, Render};
-use crate::audit::{Finding, Severity, WitnessKind};
 
 /// Escapes Markdown inline syntax outside `code spans`, and only where it would
 /// change the rendering, so the raw text stays readable: `\\`, `*` and `~` always;
@@ -67,29 +66,43 @@ fn code(s: &str) -> String {
     }
 }
 
-fn table(out: &mut String, headers: &[&str], rows: &[Vec<String>]) {
-    let _ = writeln!(out, "| {} |", headers.join(" | "));
+/// Inline Markdown.
+struct Md;
+
+impl Markup for Md {
+    fn text(&self, s: &str) -> String {
+        esc(s)
+    }
+    fn code(&self, s: &str) -> String {
+        code(s)
+    }
+    fn strong(&self, s: &str) -> String {
+        format!("**{}**", esc(s))
+    }
+    fn ids(&self, ids: &[String]) -> String {
+        ids.join(", ")
+    }
+}
+
+fn table(out: &mut String, g: &Grid) {
+    let _ = writeln!(out, "| {} |", g.headers.join(" | "));
     let _ = writeln!(
         out,
         "|{}",
-        headers.iter().map(|_| "---|").collect::<String>()
+        g.headers.iter().map(|_| "---|").collect::<String>()
     );
-    for r in rows {
-        let _ = writeln!(out, "| {} |", r.join(" | "));
+    for r in &g.rows {
+        let cells: Vec<String> = r
+            .iter()
+            .map(|c| match c {
+                // A table cell cannot hold a pipe or a line break.
+                Cell::Text(s) => cell(s),
+                c => sections::cell(c, &Md),
+            })
+            .collect();
+        let _ = writeln!(out, "| {} |", cells.join(" | "));
     }
     out.push('\n');
-}
-
-fn when(f: &Finding) -> String {
-    match time_range(f.first_ns, f.last_ns) {
-        Some((a, Some(d))) => format!("{a} (+{d})"),
-        Some((a, None)) => a,
-        None => "-".into(),
-    }
-}
-
-fn plural(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// `--format markdown`.
@@ -114,100 +127,22 @@ pub fn render(m: &Model) -> String {
 
 /// The title, the counts, the summary line and the exit status.
 fn headline(m: &Model, out: &mut String) {
-    let (c, audit, warnings) = (&m.correlation, &m.audit, &m.warnings);
-    let count = |s: Severity| m.count(s);
     let _ = writeln!(out, "# natcheck report\n");
-    let headline = if audit.findings.is_empty() {
-        "No findings.".to_string()
-    } else {
-        format!(
-            "**{}**, **{}**, {}.",
-            plural(count(Severity::Error), "error", "errors"),
-            plural(count(Severity::Warning), "warning", "warnings"),
-            plural(count(Severity::Info), "info finding", "info findings")
-        )
-    };
-    let _ = writeln!(out, "{headline}\n");
-    if let Some(s) = &m.selection {
-        let _ = writeln!(out, "{}.\n", esc(&s.line()));
+    let _ = writeln!(out, "{}\n", sections::headline(m, &Md));
+    if let Some(s) = sections::selection(m, &Md) {
+        let _ = writeln!(out, "{s}\n");
     }
-    let _ = writeln!(out, "{}.\n", esc(&summary_line(c)));
-    let _ = writeln!(
-        out,
-        "Exit status {} (`--fail-on {}`{}).\n",
-        m.exit_status() as u8,
-        m.fail_on_text(),
-        if warnings.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "; {} about the inputs, see below",
-                plural(warnings.len(), "warning", "warnings")
-            )
-        }
-    );
+    let _ = writeln!(out, "{}\n", sections::summary(m, &Md));
+    let _ = writeln!(out, "{}\n", sections::exit_status(m, &Md));
 }
 
 /// The capture points, clocks, inside prefixes, witnesses and input warnings.
 fn inputs(m: &Model, out: &mut String) {
     let (c, audit, warnings) = (&m.correlation, &m.audit, &m.warnings);
     let _ = writeln!(out, "## Inputs\n");
-    let rows: Vec<Vec<String>> = c
-        .points
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            vec![
-                cell(&p.name),
-                code(&p.source),
-                cell(&p.linktype),
-                p.packets.to_string(),
-                p.flows.to_string(),
-                p.first_ns.map(rfc3339_ns).unwrap_or_else(|| "-".into()),
-                p.last_ns.map(rfc3339_ns).unwrap_or_else(|| "-".into()),
-                match (p.first_ns, p.last_ns) {
-                    (Some(a), Some(b)) => secs(b - a),
-                    _ => "-".into(),
-                },
-                cell(&clock(c, i)),
-            ]
-        })
-        .collect();
-    table(
-        out,
-        &[
-            "point",
-            "source",
-            "link type",
-            "packets",
-            "flows",
-            "first packet",
-            "last packet",
-            "span",
-            "clock offset",
-        ],
-        &rows,
-    );
-    let _ = writeln!(
-        out,
-        "Times are as captured here and clock-corrected everywhere else (corrected = captured − offset). Matching window: {}.\n",
-        short(c.config.window_ns)
-    );
-    let prefixes: Vec<String> = audit.inside.iter().map(|p| code(&p.to_string())).collect();
-    let _ = writeln!(
-        out,
-        "Inside prefixes: {} ({}).\n",
-        if prefixes.is_empty() {
-            "none known".to_string()
-        } else {
-            prefixes.join(", ")
-        },
-        if audit.inside_declared {
-            "declared with `--inside`, plus translated addresses"
-        } else {
-            "learned from the translations on the wire; declare them with `--inside`"
-        }
-    );
+    table(out, &sections::points(c));
+    let _ = writeln!(out, "{}\n", sections::clock_note(c, &Md));
+    let _ = writeln!(out, "{}\n", sections::inside_prefixes(audit, &Md));
     for b in &m.bundles {
         let _ = writeln!(
             out,
@@ -215,75 +150,15 @@ fn inputs(m: &Model, out: &mut String) {
             esc(&super::text::bundle_line(b, false))
         );
     }
-    witness_tables(audit, out);
+    for g in sections::witnesses(audit) {
+        table(out, &g);
+    }
     if !warnings.is_empty() {
         let _ = writeln!(out, "### Input warnings\n");
         for w in warnings {
             let _ = writeln!(out, "- {}", esc(&w.to_string()));
         }
         out.push('\n');
-    }
-}
-
-/// What each witness contributed: conntrack inputs, then the rule set.
-fn witness_tables(audit: &crate::audit::Audit, out: &mut String) {
-    let (rule_inputs, ct_inputs): (Vec<_>, Vec<_>) = audit
-        .witnesses
-        .iter()
-        .partition(|w| w.kind == WitnessKind::Rules);
-    if !ct_inputs.is_empty() {
-        let rows: Vec<Vec<String>> = ct_inputs
-            .iter()
-            .map(|w| {
-                vec![
-                    code(&w.source),
-                    w.kind.as_str().to_string(),
-                    w.entries.to_string(),
-                    w.on_wire.to_string(),
-                    w.agree.to_string(),
-                    match w.time_ns {
-                        None => "-".into(),
-                        Some(t) if w.time_recorded => rfc3339_ns(t),
-                        Some(t) => format!("{} (estimated)", rfc3339_ns(t)),
-                    },
-                ]
-            })
-            .collect();
-        table(
-            out,
-            &[
-                "conntrack input",
-                "kind",
-                "entries",
-                "on the wire",
-                "agree with the wire",
-                "snapshot time",
-            ],
-            &rows,
-        );
-    }
-    if !rule_inputs.is_empty() {
-        let rows: Vec<Vec<String>> = rule_inputs
-            .iter()
-            .map(|w| {
-                vec![
-                    code(&w.source),
-                    w.entries.to_string(),
-                    w.on_wire.to_string(),
-                    w.agree.to_string(),
-                ]
-            })
-            .collect();
-        table(
-            out,
-            &[
-                "rules input",
-                "rules",
-                "connections walked through them",
-                "agree with the wire",
-            ],
-            &rows,
-        );
     }
 }
 
@@ -294,36 +169,7 @@ fn findings(m: &Model, out: &mut String) {
     if audit.findings.is_empty() {
         let _ = writeln!(out, "None.\n");
     } else {
-        let rows: Vec<Vec<String>> = m
-            .findings()
-            .enumerate()
-            .map(|(i, (f, w))| {
-                vec![
-                    (i + 1).to_string(),
-                    f.severity.to_string(),
-                    code(f.code.as_str()),
-                    cell(&f.connections.join(", ")),
-                    cell(&f.points.join(" → ")),
-                    f.first_ns.map(rfc3339_ns).unwrap_or_else(|| "-".into()),
-                    f.packets.to_string(),
-                    cell(&w.message),
-                ]
-            })
-            .collect();
-        table(
-            out,
-            &[
-                "#",
-                "severity",
-                "code",
-                "connections",
-                "points",
-                "first",
-                "packets",
-                "what",
-            ],
-            &rows,
-        );
+        table(out, &sections::findings(m));
         for (i, (f, w)) in m.findings().enumerate() {
             let _ = writeln!(
                 out,
@@ -333,28 +179,14 @@ fn findings(m: &Model, out: &mut String) {
                 f.code,
                 esc(&w.message)
             );
-            let _ = writeln!(
-                out,
-                "- **Connections:** {}",
-                if f.connections.is_empty() {
-                    "-".into()
-                } else {
-                    f.connections.join(", ")
-                }
-            );
-            let _ = writeln!(out, "- **Points:** {}", esc(&f.points.join(" → ")));
-            let _ = writeln!(out, "- **Time:** {}", when(f));
-            let _ = writeln!(out, "- **Packets:** {}", f.packets);
-            if !f.tuples.is_empty() {
+            for (label, value) in sections::finding_facts(f, &Md) {
+                let _ = writeln!(out, "- **{label}:** {value}");
+            }
+            let tuples = sections::finding_tuples(f, &Md);
+            if !tuples.is_empty() {
                 let _ = writeln!(out, "- **Tuples** (as the packets travelled):");
-                for t in &f.tuples {
-                    let _ = writeln!(
-                        out,
-                        "  - {} at {}: {}",
-                        t.role,
-                        esc(&t.point),
-                        code(&format!("{} {}", t.tuple.proto, tuple(&t.tuple)))
-                    );
+                for t in tuples {
+                    let _ = writeln!(out, "  - {t}");
                 }
             }
             let _ = writeln!(out, "\n**Evidence:**\n");
@@ -368,55 +200,13 @@ fn findings(m: &Model, out: &mut String) {
 
 /// The connection table and, folded, each connection's detail.
 fn connections(m: &Model, out: &mut String) {
-    let (c, audit) = (&m.correlation, &m.audit);
+    let c = &m.correlation;
     let _ = writeln!(out, "## Connections\n");
     if c.connections.is_empty() {
         let _ = writeln!(out, "None.\n");
         return;
     }
-    let rows: Vec<Vec<String>> = c
-        .connections
-        .iter()
-        .enumerate()
-        .map(|(i, conn)| {
-            let first = &conn.hops[0].flow.tuple;
-            let last = &conn.hops[conn.hops.len() - 1].flow.tuple;
-            let codes: Vec<String> = audit
-                .of_connection(i)
-                .map(|f| format!("{} {}", f.severity, f.code))
-                .collect();
-            vec![
-                conn.id.clone(),
-                conn.proto.to_string(),
-                cell(&path_label(c, conn, " → ")),
-                cell(&kind_label(conn)),
-                code(&tuple(first)),
-                if conn.hops.len() > 1 {
-                    code(&tuple(last))
-                } else {
-                    "-".into()
-                },
-                if codes.is_empty() {
-                    "-".into()
-                } else {
-                    cell(&codes.join(", "))
-                },
-            ]
-        })
-        .collect();
-    table(
-        out,
-        &[
-            "id",
-            "proto",
-            "path",
-            "nat",
-            "first hop",
-            "last hop",
-            "findings",
-        ],
-        &rows,
-    );
+    table(out, &sections::connections(m));
     let _ = writeln!(
         out,
         "<details><summary>Per-connection detail (tuple at every hop, translations, matched and unmatched packets)</summary>\n"

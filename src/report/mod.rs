@@ -1,8 +1,9 @@
 //! report: turns analysis results into what people read and scripts parse, and owns
 //! every word of it. The correlation report is one [`Model`] built once, rendered by
 //! one [`Render`] implementation per format (the table in `text/`, `json.rs`,
-//! `markdown.rs`, `frame.rs` for CSV/NDJSON/Parquet, whose tables `tables.rs` also
-//! writes into a directory for `--tables`); findings get their words from
+//! `markdown.rs`, `html/` with its ladder diagrams, `frame.rs` for CSV/NDJSON/Parquet,
+//! whose tables `tables.rs` also writes into a directory for `--tables`; `sections.rs`
+//! holds what Markdown and HTML both show); findings get their words from
 //! `explain/`, rules theirs (and the `explain` command's trace) from `rules.rs`, and
 //! every tuple, time and duration is written by `fmt.rs`. `conntrack.rs` and
 //! `flows.rs` render those commands. Nothing here analyses anything.
@@ -14,10 +15,12 @@ pub mod flows;
 pub mod fmt;
 #[cfg(feature = "frames")]
 pub mod frame;
+pub mod html;
 pub mod json;
 pub mod markdown;
 pub mod model;
 pub mod rules;
+pub mod sections;
 pub mod table;
 #[cfg(feature = "frames")]
 pub mod tables;
@@ -37,6 +40,7 @@ pub enum Format {
     Table,
     Json,
     Markdown,
+    Html,
     #[cfg(feature = "frames")]
     Frame(frame::FrameFormat),
 }
@@ -57,6 +61,7 @@ impl Format {
             Format::Table => Box::new(Selected(text::Text(text::View::default()))),
             Format::Json => Box::new(json::Json),
             Format::Markdown => Box::new(markdown::Markdown),
+            Format::Html => Box::new(html::HtmlReport),
             #[cfg(feature = "frames")]
             Format::Frame(f) => Box::new(frame::Frame(f)),
         }

@@ -33,19 +33,53 @@ impl Table {
         self.rows.is_empty()
     }
 
-    /// The room a cell takes on screen: its characters, less any ANSI escapes.
+    /// The column headers.
+    pub fn headers(&self) -> impl Iterator<Item = &str> {
+        self.headers.iter().map(|(h, _)| h.as_str())
+    }
+
+    /// The rows, as given.
+    pub fn rows(&self) -> &[Vec<String>] {
+        &self.rows
+    }
+
     fn width(cell: &str) -> usize {
-        if cell.contains('\x1b') {
-            anstream::adapter::strip_str(cell)
-                .map(|s| s.chars().count())
-                .sum()
-        } else {
-            cell.chars().count()
-        }
+        display_width(cell)
     }
 
     /// Renders with every line prefixed by `indent`; trailing spaces are trimmed.
     pub fn render(&self, indent: &str) -> String {
+        self.render_within(indent, None)
+    }
+
+    /// Renders as [`Table::render`] does when the lines fit in `columns` (or no width is
+    /// given); otherwise one block per row, its first cell on a line and each other
+    /// non-empty cell below it as `header: cell`, so that a narrow terminal reads it
+    /// without wrapped rows.
+    pub fn render_within(&self, indent: &str, columns: Option<usize>) -> String {
+        let wide = self.render_aligned(indent);
+        let fits = |w: usize| wide.lines().all(|l| display_width(l) <= w);
+        match columns {
+            Some(w) if !fits(w) => self.render_stacked(indent),
+            _ => wide,
+        }
+    }
+
+    fn render_stacked(&self, indent: &str) -> String {
+        let mut out = String::new();
+        for r in &self.rows {
+            let mut cells = r.iter().zip(&self.headers);
+            if let Some((first, _)) = cells.next() {
+                let _ = writeln!(out, "{indent}{first}");
+            }
+            for (c, (h, _)) in cells.filter(|(c, _)| !c.is_empty()) {
+                let _ = writeln!(out, "{indent}    {h}: {c}");
+            }
+        }
+        out
+    }
+
+    fn render_aligned(&self, indent: &str) -> String {
         let n = self.headers.len();
         let mut width: Vec<usize> = self.headers.iter().map(|(h, _)| Self::width(h)).collect();
         for r in &self.rows {
@@ -82,9 +116,94 @@ impl Table {
     }
 }
 
+/// The room text takes on screen: its characters, less any ANSI escapes.
+pub fn display_width(text: &str) -> usize {
+    if text.contains('\x1b') {
+        anstream::adapter::strip_str(text)
+            .map(|s| s.chars().count())
+            .sum()
+    } else {
+        text.chars().count()
+    }
+}
+
+/// `text` with every line longer than `columns` broken at spaces, the rest of it
+/// indented four more than the line was. A word longer than the room left stays whole.
+pub fn wrap(text: &str, columns: usize) -> String {
+    let mut out = String::new();
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_end_matches('\n');
+        if display_width(body) <= columns {
+            out.push_str(line);
+            continue;
+        }
+        let lead = body.len() - body.trim_start_matches(' ').len();
+        let next = " ".repeat((lead + 4).min(columns / 2));
+        let mut cur = " ".repeat(lead);
+        let mut cur_w = lead;
+        let mut empty = true;
+        for word in body[lead..].split(' ') {
+            let w = display_width(word);
+            if !empty && cur_w + 1 + w > columns {
+                out.push_str(cur.trim_end());
+                out.push('\n');
+                cur = next.clone();
+                cur_w = next.len();
+                empty = true;
+            }
+            if !empty {
+                cur.push(' ');
+                cur_w += 1;
+            }
+            cur.push_str(word);
+            cur_w += w;
+            empty = false;
+        }
+        out.push_str(cur.trim_end());
+        if line.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_table_too_wide_for_the_terminal_is_stacked() {
+        let mut t = Table::new(&[
+            ("point", Align::Left),
+            ("source", Align::Left),
+            ("n", Align::Right),
+        ]);
+        t.row(vec![
+            "docker0".into(),
+            "samples/a/docker0.pcap".into(),
+            "5".into(),
+        ]);
+        t.row(vec!["eth0".into(), String::new(), "12".into()]);
+        assert_eq!(t.render_within("", Some(80)), t.render(""));
+        assert_eq!(
+            t.render_within("", Some(20)),
+            "docker0\n    source: samples/a/docker0.pcap\n    n: 5\neth0\n    n: 12\n"
+        );
+    }
+
+    #[test]
+    fn long_lines_wrap_at_spaces_under_their_indent() {
+        let text = "  one two three four five six\nshort\n";
+        assert_eq!(
+            wrap(text, 12),
+            "  one two\n      three\n      four\n      five\n      six\nshort\n"
+        );
+        assert_eq!(
+            wrap("averyveryverylongword x", 8),
+            "averyveryverylongword\n    x"
+        );
+        assert_eq!(wrap(text, 80), text);
+    }
 
     #[test]
     fn aligns_columns() {

@@ -450,7 +450,7 @@ fn declared_inside_prefixes_give_the_same_findings() {
 #[test]
 fn output_does_not_depend_on_the_thread_count() {
     let a = pair("fault-invalid-leak");
-    for fmt in ["json", "markdown", "table"] {
+    for fmt in ["json", "markdown", "table", "html"] {
         let one = natcheck(&[&["-j", "1", "correlate", "--format", fmt], &args(&a)[..]].concat());
         let two = natcheck(&[&["-j", "4", "correlate", "--format", fmt], &args(&a)[..]].concat());
         assert_eq!(stdout(&one), stdout(&two), "{fmt}");

@@ -282,7 +282,7 @@ fn protocols_families_and_nets_in_ipv6() {
 }
 
 #[test]
-fn the_table_and_markdown_say_a_filter_was_applied() {
+fn the_table_markdown_and_html_say_a_filter_was_applied() {
     let caps = captures("port-collision");
     let mut args: Vec<&str> = vec!["correlate"];
     args.extend(caps.iter().map(String::as_str));
@@ -301,6 +301,12 @@ fn the_table_and_markdown_say_a_filter_was_applied() {
     args.extend(["--format", "markdown"]);
     let md = stdout(&natcheck(&args));
     assert!(md.contains(&format!("{line}.\n")), "{md}");
+    let n = args.len();
+    args[n - 1] = "html";
+    let html = stdout(&natcheck(&args));
+    let said = format!("<p class=\"selection\">{line}.</p>\n");
+    assert_eq!(html.matches(&said).count(), 1, "{html}");
+    assert_eq!(html.matches("<section class=\"conn\"").count(), kept);
 }
 
 #[test]

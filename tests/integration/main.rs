@@ -15,6 +15,7 @@ mod correlate_cli;
 mod diff_cli;
 mod filter_cli;
 mod flows_cli;
+mod html_cli;
 mod layers;
 mod output_cli;
 mod rules_cli;

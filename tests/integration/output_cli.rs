@@ -54,6 +54,7 @@ fn the_extension_picks_the_format_of_every_command() {
         (Some("table"), "report.txt"),
         (Some("json"), "report.json"),
         (Some("markdown"), "report.md"),
+        (Some("html"), "report.html"),
         (Some("csv"), "report.csv"),
         (Some("ndjson"), "report.ndjson"),
     ] {
@@ -118,11 +119,11 @@ fn an_extension_the_command_cannot_write_is_refused_before_any_work() {
         (
             vec!["correlate", d.as_str()],
             "r.pcap",
-            ".pcap is no report format; this command writes .txt (table), .json (json), .ndjson (ndjson), .csv (csv), .parquet (parquet), .md (markdown), or the format --format names",
+            ".pcap is no report format; this command writes .txt (table), .json (json), .ndjson (ndjson), .csv (csv), .parquet (parquet), .md (markdown), .html (html), or the format --format names",
         ),
         (
-            vec!["correlate", d.as_str()],
-            "r.html",
+            vec!["flows", d.as_str()],
+            "f.html",
             "html output is not available here;",
         ),
     ] {
@@ -241,10 +242,11 @@ fn man_pages_have_every_command_and_option() {
 
 /// Every correlate format for every recording, from one run's data each: every file
 /// written, exit statuses alike, the JSON, NDJSON and CSV naming the same connections,
-/// Parquet a Parquet file, and the table and Markdown naming the same findings' count.
+/// Parquet a Parquet file, the HTML a section per connection, and the table, Markdown
+/// and HTML naming the same findings' count.
 #[test]
 fn every_format_of_every_recording() {
-    const FORMATS: &[&str] = &["txt", "json", "md", "csv", "ndjson", "parquet"];
+    const FORMATS: &[&str] = &["txt", "json", "md", "html", "csv", "ndjson", "parquet"];
     let dir = scratch();
     for s in SCENARIOS {
         let d = format!("samples/{s}");
@@ -327,6 +329,25 @@ fn every_format_of_every_recording() {
             md.contains(&format!("**{errors} error"))
                 || (total == 0 && md.contains("No findings.")),
             "{s}: the Markdown's count of errors"
+        );
+        let html = read("html");
+        let section = r#"<section class="conn" id=""#;
+        let mut from_html: Vec<String> = html
+            .match_indices(section)
+            .map(|(at, _)| {
+                let id = &html[at + section.len()..];
+                id[..id.find('"').unwrap()].to_string()
+            })
+            .collect();
+        from_html.sort();
+        assert_eq!(
+            from_html, ids,
+            "{s}: HTML sections against JSON connections"
+        );
+        assert!(
+            html.contains(&format!("<strong>{errors} error"))
+                || (total == 0 && html.contains("No findings.")),
+            "{s}: the HTML's count of errors"
         );
     }
 }

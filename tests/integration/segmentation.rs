@@ -288,7 +288,7 @@ fn output_does_not_depend_on_the_thread_count() {
         format!("{d}/docker0.pcap"),
         format!("{d}/eth0.pcap"),
     ];
-    for fmt in ["json", "table"] {
+    for fmt in ["json", "table", "html"] {
         let run = |j: &str| {
             let mut a = vec!["-j", j, "correlate", "--format", fmt];
             if fmt == "table" {

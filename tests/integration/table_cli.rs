@@ -414,3 +414,67 @@ fn the_readme_example_is_the_report() {
     );
     assert_eq!(example, text);
 }
+
+/// `--width 80`: the findings and the overview fit in 80 columns on recordings of
+/// different shapes (only a single word longer than a line may stick out), and the
+/// points table, too wide for it, becomes one block per point.
+#[test]
+fn the_report_fits_the_width_it_is_given() {
+    for s in [
+        "fault-forward-drop",
+        "masquerade6",
+        "kube-rules",
+        "fault-asym-route6",
+    ] {
+        let d = format!("samples/{s}");
+        let mut args = vec![
+            "correlate".to_string(),
+            format!("{d}/veth-c1.pcap"),
+            format!("{d}/docker0.pcap"),
+            format!("{d}/eth0.pcap"),
+            "--conntrack".into(),
+            format!("{d}/conntrack.txt"),
+            "--rules".into(),
+            format!(
+                "{d}/{}",
+                if s.ends_with('6') {
+                    "ip6tables.txt"
+                } else {
+                    "iptables.txt"
+                }
+            ),
+            "--width".into(),
+            "80".into(),
+        ];
+        args.extend(crate::util::second_uplink(s));
+        let out = natcheck(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "{s}: {}",
+            stderr(&out)
+        );
+        let text = stdout(&out);
+        for line in text.lines() {
+            let words = line.split_whitespace().count();
+            assert!(
+                line.chars().count() <= 80 || words <= 1,
+                "{s}: {} columns: {line}",
+                line.chars().count()
+            );
+        }
+        assert!(
+            text.contains("\n    source: samples/"),
+            "{s}: the points stacked"
+        );
+    }
+    let out = natcheck(&[
+        "correlate",
+        "--format",
+        "json",
+        "--width",
+        "80",
+        "samples/masquerade/eth0.pcap",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--width"), "{}", stderr(&out));
+}

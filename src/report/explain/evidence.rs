@@ -55,7 +55,8 @@ fn hop(h: &HopFacts) -> String {
 }
 
 /// A conntrack entry as `conntrack -L` shows its tuples, with where it was read.
-fn entry(e: &EntryFacts) -> String {
+/// A conntrack entry as evidence: `file:line: tcp ESTABLISHED src=... [ASSURED]`.
+pub fn entry(e: &EntryFacts) -> String {
     format!(
         "{}:{}: {}{} {}{} {}{}",
         e.source,

@@ -13,6 +13,8 @@ mod ct_missing;
 mod ct_unobserved;
 mod ct_unreplied;
 mod evidence;
+
+pub use evidence::entry;
 mod hairpin_no_masq;
 mod input_bypassed;
 mod insert_race;

@@ -375,7 +375,7 @@ fn packets(c: &Correlation, conn: &Connection, p: &Packets, out: &mut String) {
                     accounted = true;
                     "accounted".to_string()
                 }
-                Sighting::Unseen => {
+                Sighting::Unseen | Sighting::Uncaptured => {
                     unseen = true;
                     "-".to_string()
                 }

@@ -15,11 +15,13 @@ use std::fmt::Write as _;
 use std::io::Write;
 
 pub use connection::{connection_block, finding_lines, kind_label};
+#[cfg(feature = "frames")]
+pub use tables::by_path_table;
 pub use tables::{bundle_line, summary_line, witness_line};
 
 use super::{Model, Render};
 use crate::audit::{Severity, WitnessKind};
-use crate::correlate::Trace;
+use crate::correlate::{Cap, Trace};
 use style::Paint;
 
 /// Packets shown per connection under a single `--detail`.
@@ -35,6 +37,9 @@ pub struct View {
     pub connections: Vec<String>,
     /// Colour severities and what NAT changed (ANSI escapes).
     pub colour: bool,
+    /// The terminal's width: lines of the overview longer than this wrap, and tables
+    /// wider than it are stacked. `None`: no limit (a file, a pipe).
+    pub width: Option<usize>,
 }
 
 impl View {
@@ -42,7 +47,10 @@ impl View {
     pub fn trace(&self) -> Trace {
         Trace {
             all: self.detail > 0,
-            limit: (self.detail < 2).then_some(PACKETS_SHOWN),
+            cap: (self.detail < 2).then_some(Cap {
+                first: PACKETS_SHOWN,
+                last: 0,
+            }),
             named: self.connections.iter().cloned().collect(),
         }
     }
@@ -106,11 +114,11 @@ impl Text {
 
     /// The headline counts, the points, the connections by path, one line per
     /// connection.
-    fn overview(m: &Model, paint: Paint) -> String {
+    fn overview(m: &Model, paint: Paint, width: Option<usize>) -> String {
         let c = &m.correlation;
         let mut out = String::new();
         let _ = writeln!(out, "{}\n", summary_line(c));
-        out.push_str(&tables::points_table(c).render(""));
+        out.push_str(&tables::points_table(c).render_within("", width));
         out.push('\n');
         #[cfg(feature = "frames")]
         {
@@ -118,11 +126,11 @@ impl Text {
                 .map(|i| m.findings_of(i).count() as u32)
                 .collect();
             if let Some(t) = tables::by_path_table(c, &findings) {
-                out.push_str(&t.render(""));
+                out.push_str(&t.render_within("", width));
                 out.push('\n');
             }
         }
-        out.push_str(&tables::connections_table(c, paint).render(""));
+        out.push_str(&tables::connections_table(c, paint).render_within("", width));
         out
     }
 }
@@ -137,7 +145,10 @@ impl Render for Text {
         if !m.correlation.connections.is_empty() || !m.audit.findings.is_empty() {
             text.push('\n');
         }
-        text.push_str(&Self::overview(m, paint));
+        text.push_str(&Self::overview(m, paint, view.width));
+        if let Some(w) = view.width {
+            text = super::table::wrap(&text, w);
+        }
         for &i in &detailed {
             text.push('\n');
             text.push_str(&connection::detail(m, i, paint));
