@@ -33,8 +33,9 @@ pub fn utc_date(ns: i64) -> String {
 
 /// A duration in seconds with millisecond precision: `0.153s`, `12.000s`.
 pub fn secs(ns: i64) -> String {
-    let sign = if ns < 0 { "-" } else { "" };
     let a = ns.unsigned_abs();
+    // No sign on a value that prints as zero.
+    let sign = if ns < 0 && a >= 1_000_000 { "-" } else { "" };
     format!(
         "{sign}{}.{:03}s",
         a / 1_000_000_000,
@@ -45,7 +46,7 @@ pub fn secs(ns: i64) -> String {
 /// A short duration for latencies: `37µs`, `1.204ms`, `2.500s`.
 pub fn short(ns: i64) -> String {
     let a = ns.unsigned_abs();
-    let sign = if ns < 0 { "-" } else { "" };
+    let sign = if ns < 0 && a >= 1_000 { "-" } else { "" };
     if a < 1_000_000 {
         format!("{sign}{}µs", a / 1_000)
     } else if a < 1_000_000_000 {
@@ -261,6 +262,14 @@ mod tests {
 
     fn t(proto: Proto, src: &str, sport: u16, dst: &str, dport: u16) -> Tuple {
         Tuple::of(proto, src, sport, dst, dport)
+    }
+
+    #[test]
+    fn a_duration_that_prints_as_zero_has_no_sign() {
+        assert_eq!(short(-400), "0µs");
+        assert_eq!(short(-4_000), "-4µs");
+        assert_eq!(secs(-400_000), "0.000s");
+        assert_eq!(secs(-4_000_000), "-0.004s");
     }
 
     #[test]
