@@ -2,8 +2,9 @@
 //! directions on their way in, DNAT to a backend and SNAT to an address of the host,
 //! so the backend sees the host, not the client: a NodePort with
 //! `externalTrafficPolicy: Cluster`, or any rule that masquerades traffic towards a
-//! published service. Decided from the wire (a link that changed both the destination
-//! and the source address between two different points); with `--rules`, the rule that
+//! published service. Decided from the wire (a stretch of the path, one link or
+//! several, over which both the destination and the source address changed between two
+//! different points: a bridge port with bridge netfilter DNATs, the uplink masquerades); with `--rules`, the rule that
 //! marked the connection for masquerade and the one that masqueraded it are named. One
 //! finding per service and NAT address, with every connection. Info: often by design,
 //! but the first thing to know when a backend logs the wrong client.
@@ -20,20 +21,43 @@ use crate::rules::{RuleSet, Target};
 /// (from point, to point, protocol, service address and port, address the backend saw).
 type Key = (usize, usize, Proto, IpAddr, u16, IpAddr);
 
+/// The stretches of `conn`'s path, as (first hop, last hop), over which both the
+/// destination and the source address were rewritten: one link (the host's NAT seen
+/// from its two sides), or several, as when a bridge port DNATs (bridge netfilter) and
+/// the uplink masquerades. Each stretch starts where the one before it ended.
+fn rewritten_stretches(conn: &crate::correlate::Connection) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + 1 < conn.hops.len() {
+        let a = &conn.hops[i];
+        let end = (i + 1..conn.hops.len()).find(|&k| {
+            let b = &conn.hops[k];
+            b.flow.tuple.src != a.flow.tuple.src && b.flow.tuple.dst != a.flow.tuple.dst
+        });
+        match end {
+            Some(k) => {
+                out.push((i, k));
+                i = k;
+            }
+            None => i += 1,
+        }
+    }
+    out
+}
+
 pub fn detect(x: &Ctx, _: &Explained) -> Detected {
     let c = x.c;
-    // Per service: (connection, link).
-    let mut groups: BTreeMap<Key, Vec<(usize, usize)>> = BTreeMap::new();
+    // Per service: (connection, first hop, last hop).
+    let mut groups: BTreeMap<Key, Vec<(usize, usize, usize)>> = BTreeMap::new();
     for (ci, conn) in c.connections.iter().enumerate() {
         // ICMP errors follow the connection they quote, in its reply direction.
         if conn.hops.iter().any(|h| h.flow.icmp_error.is_some()) {
             continue;
         }
-        for (li, l) in conn.links.iter().enumerate() {
-            let (up, down) = (&conn.hops[l.from], &conn.hops[l.to]);
-            // Both addresses rewritten between two points; one interface crossed
-            // twice is hairpin traffic, a case of its own.
-            if !(l.change.src_addr_changed && l.change.dst_addr_changed) || up.point == down.point {
+        for (from, to) in rewritten_stretches(conn) {
+            let (up, down) = (&conn.hops[from], &conn.hops[to]);
+            // One interface crossed twice is hairpin traffic, a case of its own.
+            if up.point == down.point {
                 continue;
             }
             let t = up.flow.tuple;
@@ -45,23 +69,17 @@ pub fn detect(x: &Ctx, _: &Explained) -> Detected {
                 t.dport,
                 down.flow.tuple.src,
             );
-            groups.entry(key).or_default().push((ci, li));
+            groups.entry(key).or_default().push((ci, from, to));
         }
     }
     let mut out = Vec::new();
     for ((_, _, _, _, _, seen_as), members) in groups {
-        let (ci, li) = members[0];
+        let (ci, from, to) = members[0];
         let conn = &c.connections[ci];
-        let l = &conn.links[li];
-        let (up, down) = (&conn.hops[l.from], &conn.hops[l.to]);
+        let (up, down) = (&conn.hops[from], &conn.hops[to]);
         let mut clients: Vec<IpAddr> = members
             .iter()
-            .map(|&(k, lk)| {
-                c.connections[k].hops[c.connections[k].links[lk].from]
-                    .flow
-                    .tuple
-                    .src
-            })
+            .map(|&(k, from, _)| c.connections[k].hops[from].flow.tuple.src)
             .collect();
         clients.sort();
         clients.dedup();
@@ -98,7 +116,7 @@ pub fn detect(x: &Ctx, _: &Explained) -> Detected {
                 *external_cluster = entered_external_chain(rules, o);
             }
         }
-        let conns: Vec<usize> = members.iter().map(|&(k, _)| k).collect();
+        let conns: Vec<usize> = members.iter().map(|&(k, _, _)| k).collect();
         f.first_ns = conns.iter().map(|&k| c.connections[k].first_ns()).min();
         f.last_ns = conns.iter().map(|&k| c.connections[k].last_ns()).max();
         f.packets = conns.len() as u64;
@@ -180,6 +198,25 @@ mod tests {
             assert!(!clients.contains(seen_as), "{clients:?}");
             assert_eq!(f.severity, Severity::Info);
         }
+    }
+
+    /// A bridge port that DNATs (bridge netfilter) and an uplink that masquerades:
+    /// the two rewrites on two links of one path are one lost client address, as when
+    /// the bridge is not captured and one link shows both.
+    #[test]
+    fn dnat_and_masquerade_on_two_links_are_one_finding() {
+        let conns = |points: &[&str]| {
+            let got = run(
+                &wire_at("overlay-vxlan", points),
+                &[],
+                Code::ClientAddressLost,
+            );
+            check(&got);
+            got.iter().map(|f| f.conns.len()).sum::<usize>()
+        };
+        let split = conns(&["veth-c1", "docker0", "eth0"]);
+        assert!(split > 0, "no finding with the bridge captured");
+        assert_eq!(split, conns(&["veth-c1", "eth0"]));
     }
 
     #[test]
