@@ -4,8 +4,9 @@
 //! `externalTrafficPolicy: Cluster`, or any rule that masquerades traffic towards a
 //! published service. Decided from the wire (a stretch of the path, one link or
 //! several, over which both the destination and the source address changed between two
-//! different points: a bridge port with bridge netfilter DNATs, the uplink masquerades); with `--rules`, the rule that
-//! marked the connection for masquerade and the one that masqueraded it are named. One
+//! different points: a bridge port with bridge netfilter DNATs, the uplink
+//! masquerades); with `--rules`, the rule that marked the connection for masquerade and
+//! the one that masqueraded it are named. One
 //! finding per service and NAT address, with every connection. Info: often by design,
 //! but the first thing to know when a backend logs the wrong client.
 
