@@ -249,16 +249,7 @@ fn every_format_of_every_recording() {
     const FORMATS: &[&str] = &["txt", "json", "md", "html", "csv", "ndjson", "parquet"];
     let dir = scratch();
     for s in SCENARIOS {
-        let d = format!("samples/{s}");
-        let mut args = vec![
-            "correlate".to_string(),
-            format!("{d}/veth-c1.pcap"),
-            format!("{d}/docker0.pcap"),
-            format!("{d}/eth0.pcap"),
-            "--conntrack".into(),
-            format!("{d}/conntrack.txt"),
-        ];
-        args.extend(second_uplink(s));
+        let args = recording(s);
         let mut statuses = Vec::new();
         for ext in FORMATS {
             let file = dir.path().join(format!("{s}.{ext}"));

@@ -426,27 +426,18 @@ fn the_report_fits_the_width_it_is_given() {
         "kube-rules",
         "fault-asym-route6",
     ] {
-        let d = format!("samples/{s}");
-        let mut args = vec![
-            "correlate".to_string(),
-            format!("{d}/veth-c1.pcap"),
-            format!("{d}/docker0.pcap"),
-            format!("{d}/eth0.pcap"),
-            "--conntrack".into(),
-            format!("{d}/conntrack.txt"),
+        let rules = if s.ends_with('6') {
+            "ip6tables.txt"
+        } else {
+            "iptables.txt"
+        };
+        let mut args = recording(s);
+        args.extend([
             "--rules".into(),
-            format!(
-                "{d}/{}",
-                if s.ends_with('6') {
-                    "ip6tables.txt"
-                } else {
-                    "iptables.txt"
-                }
-            ),
+            format!("samples/{s}/{rules}"),
             "--width".into(),
             "80".into(),
-        ];
-        args.extend(crate::util::second_uplink(s));
+        ]);
         let out = natcheck(&args.iter().map(String::as_str).collect::<Vec<_>>());
         assert!(
             matches!(out.status.code(), Some(0 | 1)),

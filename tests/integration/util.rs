@@ -59,6 +59,21 @@ pub fn second_uplink(scenario: &str) -> Option<String> {
     root().join(&rel).is_file().then_some(rel)
 }
 
+/// `correlate`'s arguments for a recording: its captures (veth-c1, docker0, eth0, and a
+/// second uplink when it has one) and its conntrack snapshot.
+pub fn recording(scenario: &str) -> Vec<String> {
+    let d = format!("samples/{scenario}");
+    let mut args = vec![
+        "correlate".to_string(),
+        format!("{d}/veth-c1.pcap"),
+        format!("{d}/docker0.pcap"),
+        format!("{d}/eth0.pcap"),
+    ];
+    args.extend(second_uplink(scenario));
+    args.extend(["--conntrack".into(), format!("{d}/conntrack.txt")]);
+    args
+}
+
 pub fn sample(rel: &str) -> String {
     format!("samples/{rel}")
 }
