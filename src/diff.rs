@@ -11,6 +11,7 @@
 //! ephemeral ports themselves.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
@@ -42,9 +43,9 @@ pub struct Connection {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Hop {
     pub point: String,
-    pub src: String,
+    pub src: IpAddr,
     pub sport: Option<u16>,
-    pub dst: String,
+    pub dst: IpAddr,
     pub dport: Option<u16>,
     #[serde(default)]
     pub community_id: Option<String>,
@@ -458,17 +459,17 @@ mod tests {
                 hops: vec![
                     Hop {
                         point: "docker0".into(),
-                        src: src.into(),
+                        src: src.parse().unwrap(),
                         sport: Some(sport),
-                        dst: "198.51.100.20".into(),
+                        dst: "198.51.100.20".parse().unwrap(),
                         dport: Some(80),
                         community_id: Some(format!("1:{src}:{sport}")),
                     },
                     Hop {
                         point: "eth0".into(),
-                        src: out.into(),
+                        src: out.parse().unwrap(),
                         sport: Some(sport),
-                        dst: "198.51.100.20".into(),
+                        dst: "198.51.100.20".parse().unwrap(),
                         dport: Some(80),
                         community_id: Some(format!("1:{out}:{sport}")),
                     },
@@ -526,7 +527,10 @@ mod tests {
         let d = diff(&base, &cur);
         assert_eq!(d.matched_by_endpoints, 2);
         assert_eq!(d.new_findings.len(), 1);
-        assert_eq!(d.new_findings[0].connections[0].first.src, "172.17.0.3");
+        assert_eq!(
+            d.new_findings[0].connections[0].first.src.to_string(),
+            "172.17.0.3"
+        );
         assert!(d.gone_findings.is_empty());
         assert_eq!(d.changed_translations.len(), 1);
         let ch = &d.changed_translations[0];

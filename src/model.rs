@@ -47,6 +47,20 @@ impl Proto {
         }
     }
 
+    /// The protocol [`Proto::name`] wrote (`tcp`, ..., `igmp`, `proto-N`).
+    pub fn from_name(name: &str) -> Option<Proto> {
+        Some(match name {
+            "tcp" => Proto::Tcp,
+            "udp" => Proto::Udp,
+            "icmp" => Proto::Icmp,
+            "icmpv6" => Proto::Icmpv6,
+            "sctp" => Proto::Sctp,
+            "gre" => Proto::Gre,
+            "igmp" => Proto::Other(2),
+            other => Proto::from_number(other.strip_prefix("proto-")?.parse().ok()?),
+        })
+    }
+
     /// Protocol name as conntrack spells it (`tcp`, `udp`, `icmp`, `icmpv6`, `igmp`, ...);
     /// numbers natcheck has no name for print as `proto-N`.
     pub fn name(self) -> String {

@@ -7,6 +7,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use crate::diff::{ConnRef, Diff, FindingChange, Hop, TranslationChange};
+use crate::model::{Proto, Tuple};
 
 /// The two reports compared, as named on the command line.
 pub struct Inputs<'a> {
@@ -14,25 +15,16 @@ pub struct Inputs<'a> {
     pub current: &'a str,
 }
 
-fn endpoint(addr: &str, port: Option<u16>) -> String {
-    match port {
-        Some(p) if addr.contains(':') => format!("[{addr}]:{p}"),
-        Some(p) => format!("{addr}:{p}"),
-        None => addr.to_string(),
-    }
-}
-
 /// A tuple as the correlation report writes it (ICMP echo: `addr id=N -> addr`).
 fn hop(proto: &str, h: &Hop) -> String {
-    if proto.starts_with("icmp") {
-        let id = h.sport.map(|i| format!(" id={i}")).unwrap_or_default();
-        return format!("{}{id} -> {}", h.src, h.dst);
-    }
-    format!(
-        "{} -> {}",
-        endpoint(&h.src, h.sport),
-        endpoint(&h.dst, h.dport)
-    )
+    let t = Tuple {
+        proto: Proto::from_name(proto).unwrap_or(Proto::Other(0)),
+        src: h.src,
+        sport: h.sport.unwrap_or(0),
+        dst: h.dst,
+        dport: h.dport.unwrap_or(0),
+    };
+    super::fmt::tuple(&t)
 }
 
 /// `c3 tcp docker0 > eth0 172.17.0.2:40000 -> 198.51.100.20:80`.
