@@ -31,7 +31,7 @@ ALL_SCENARIOS=(masquerade published-port port-collision nodeport snat-random-ful
 ALL_SCENARIOS+=(userland-proxy userland-proxy6 fault-pmtu-black-hole fault-pmtu-black-hole6)
 ALL_SCENARIOS+=(fault-asym-route fault-asym-route6 asym-route-loose)
 ALL_SCENARIOS+=(fault-ct-table-full fault-ct-table-full6 forward-drop-clean)
-ALL_SCENARIOS+=(overlay-vxlan)
+ALL_SCENARIOS+=(overlay-vxlan overlay-ipip)
 
 # The scenarios that run with IPv6 on (dual stack): those whose name ends in 6.
 is_v6() { [[ $1 == *6 ]]; }
@@ -2116,24 +2116,38 @@ ct_table_finish() {
 
 # ---------------------------------------------------------------- overlay
 
-# Two nodes joined by VXLAN, Kubernetes-style (flannel's vxlan backend): node A is
-# nc-host (pod nc-c1 on docker0, pod CIDR 172.17.0.0/24), node B is nc-nodeb (pod
-# nc-podb on its own docker0, pod CIDR 172.17.1.0/24). Their eth0s share an
-# underlay link (203.0.113.0/24); vxlan0 on each (VNI 1, UDP 4789) carries the other
-# node's pod CIDR. A service address exists only in node A's nat rules: DNAT to the
-# pod on node B and MASQUERADE to node A's vxlan0 address. Node B's captures, rules
-# and conntrack table go to node-b/; node-b/shifted/ holds its captures with the
-# clock moved by OVL_SHIFT seconds.
+# Two Kubernetes-style nodes joined by a tunnel: node A is nc-host (pod nc-c1 on
+# docker0, pod CIDR 172.17.0.0/24), node B is nc-nodeb (pod nc-podb on its own docker0,
+# pod CIDR 172.17.1.0/24). Their eth0s share an underlay link (203.0.113.0/24); the
+# tunnel carries the other node's pod CIDR, either VXLAN (flannel's vxlan backend:
+# vxlan0 on each, VNI 1, UDP 4789) or IP in IP (Calico's: tunl0 on each, addressed
+# from the node's own pod CIDR, routes via the other node's underlay address).
+# Node B's captures, rules and conntrack table go to node-b/; node-b/shifted/ holds
+# its captures with the clock moved by OVL_SHIFT seconds.
 NS_NODEB=nc-nodeb
 NS_PODB=nc-podb
 OVL_A_POD=172.17.0.2 OVL_B_POD=172.17.1.2
 OVL_A_UL=203.0.113.1 OVL_B_UL=203.0.113.2
-OVL_A_VX=172.17.254.1 OVL_B_VX=172.17.254.2
 OVL_VNI=1 OVL_PORT=4789 OVL_SHIFT=0.25
+# The pod CIDRs: each node's, and the cluster's.
+OVL_A_CIDR=172.17.0.0/24 OVL_B_CIDR=172.17.1.0/24 OVL_CLUSTER=172.17.0.0/16
 
-# ovl_node NS IDX UNDERLAY REMOTE VXADDR POD_NS POD_IP: one node and its pod.
+# ovl_kind KIND: the overlay's tunnel (vxlan|ipip): OVL_KIND, the tunnel devices'
+# name (OVL_DEV) and addresses (OVL_A_TUN, OVL_B_TUN: node A's is the source node A's
+# masquerade gives the packets it sends into the tunnel).
+ovl_kind() {
+  OVL_KIND=$1
+  case $1 in
+    vxlan) OVL_DEV=vxlan0 OVL_A_TUN=172.17.254.1 OVL_B_TUN=172.17.254.2 ;;
+    ipip) OVL_DEV=tunl0 OVL_A_TUN=172.17.0.254 OVL_B_TUN=172.17.1.254 ;;
+    *) die "unknown overlay tunnel $1" ;;
+  esac
+}
+
+# ovl_node NS IDX UNDERLAY REMOTE TUNADDR POD_NS POD_IP: one node, its pod and its
+# tunnel device.
 ovl_node() {
-  local ns=$1 idx=$2 ul=$3 remote=$4 vx=$5 pns=$6 pip=$7
+  local ns=$1 idx=$2 ul=$3 remote=$4 tun=$5 pns=$6 pip=$7
   nsx "$ns" sysctl -q -w net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
   ip -n "$ns" link add docker0 address "02:42:4e:43:0$idx:01" type bridge mcast_snooping 0
   ip -n "$ns" addr add "${pip%.*}.1/24" dev docker0
@@ -2146,14 +2160,29 @@ ovl_node() {
   ip -n "$pns" route add default via "${pip%.*}.1"
   ip -n "$ns" addr add "$ul/24" dev eth0
   ip -n "$ns" link set eth0 up
-  ip -n "$ns" link add vxlan0 address "0e:4e:43:00:0$idx:01" type vxlan id "$OVL_VNI" \
-    dstport "$OVL_PORT" local "$ul" remote "$remote" dev eth0
-  ip -n "$ns" addr add "$vx/24" dev vxlan0
-  ip -n "$ns" link set vxlan0 up
+  if [[ $OVL_KIND == vxlan ]]; then
+    ip -n "$ns" link add vxlan0 address "0e:4e:43:00:0$idx:01" type vxlan id "$OVL_VNI" \
+      dstport "$OVL_PORT" local "$ul" remote "$remote" dev eth0
+    ip -n "$ns" addr add "$tun/24" dev vxlan0
+  else
+    # The kernel's tunl0 (the ipip module's fallback device, or one made here) when the
+    # kernel has IP in IP; else a TUN device named tunl0 whose packets ipip_tunnel.py
+    # carries as IP in IP (the same packets on the underlay; see that script).
+    if ! ip -n "$ns" link show tunl0 >/dev/null 2>&1 && ! ip -n "$ns" link add tunl0 type ipip 2>/dev/null; then
+      bg "ipip-$ns" "$ns" "$PY" "$LAB/ipip_tunnel.py" --local "$ul" --remote "$remote" \
+        --lifetime 120 --ready "$SYNC/ipip-$ns.ready"
+      wait_file "$SYNC/ipip-$ns.ready" 5
+    fi
+    ip -n "$ns" link set tunl0 mtu 1480
+    ip -n "$ns" addr add "$tun/32" dev tunl0
+  fi
+  ip -n "$ns" link set "$OVL_DEV" up
 }
 
-topo_overlay_vxlan() {
+# topo_overlay KIND: the two nodes, their pods and the tunnel between them.
+topo_overlay() {
   local ns
+  ovl_kind "$1"
   for ns in "$NS_HOST" "$NS_C1" "$NS_NODEB" "$NS_PODB"; do
     if ip netns list | awk '{print $1}' | grep -qx -- "$ns"; then
       [[ -z $(ip netns pids "$ns" 2>/dev/null) ]] || die "namespace $ns exists and has processes; not touching it"
@@ -2164,17 +2193,24 @@ topo_overlay_vxlan() {
   # The underlay: the two nodes' eth0s on one link.
   ip -n "$NS_HOST" link add eth0 address 52:54:00:4e:43:01 type veth \
     peer name eth0 address 52:54:00:4e:43:02 netns "$NS_NODEB"
-  ovl_node "$NS_HOST" 0 "$OVL_A_UL" "$OVL_B_UL" "$OVL_A_VX" "$NS_C1" "$OVL_A_POD"
-  ovl_node "$NS_NODEB" 1 "$OVL_B_UL" "$OVL_A_UL" "$OVL_B_VX" "$NS_PODB" "$OVL_B_POD"
-  # Static neighbours, as flannel installs them: no ARP inside the tunnel or on the
-  # underlay during the recording.
-  ip -n "$NS_HOST" neigh add "$OVL_B_VX" lladdr 0e:4e:43:00:01:01 dev vxlan0 nud permanent
-  ip -n "$NS_NODEB" neigh add "$OVL_A_VX" lladdr 0e:4e:43:00:00:01 dev vxlan0 nud permanent
+  ovl_node "$NS_HOST" 0 "$OVL_A_UL" "$OVL_B_UL" "$OVL_A_TUN" "$NS_C1" "$OVL_A_POD"
+  ovl_node "$NS_NODEB" 1 "$OVL_B_UL" "$OVL_A_UL" "$OVL_B_TUN" "$NS_PODB" "$OVL_B_POD"
+  # Static neighbours, as flannel and Calico install them: no ARP inside the tunnel or
+  # on the underlay during the recording.
   ip -n "$NS_HOST" neigh add "$OVL_B_UL" lladdr 52:54:00:4e:43:02 dev eth0 nud permanent
   ip -n "$NS_NODEB" neigh add "$OVL_A_UL" lladdr 52:54:00:4e:43:01 dev eth0 nud permanent
-  ip -n "$NS_HOST" route add 172.17.1.0/24 via "$OVL_B_VX" dev vxlan0
-  ip -n "$NS_NODEB" route add 172.17.0.0/24 via "$OVL_A_VX" dev vxlan0
+  if [[ $OVL_KIND == vxlan ]]; then
+    ip -n "$NS_HOST" neigh add "$OVL_B_TUN" lladdr 0e:4e:43:00:01:01 dev vxlan0 nud permanent
+    ip -n "$NS_NODEB" neigh add "$OVL_A_TUN" lladdr 0e:4e:43:00:00:01 dev vxlan0 nud permanent
+    ip -n "$NS_HOST" route add "$OVL_B_CIDR" via "$OVL_B_TUN" dev vxlan0
+    ip -n "$NS_NODEB" route add "$OVL_A_CIDR" via "$OVL_A_TUN" dev vxlan0
+  else
+    ip -n "$NS_HOST" route add "$OVL_B_CIDR" via "$OVL_B_UL" dev tunl0 onlink
+    ip -n "$NS_NODEB" route add "$OVL_A_CIDR" via "$OVL_A_UL" dev tunl0 onlink
+  fi
 }
+topo_overlay_vxlan() { topo_overlay vxlan; }
+topo_overlay_ipip() { topo_overlay ipip; }
 
 # kube-proxy's rules for a ClusterIP service (TCP 80, UDP 53, and ICMP echo to the
 # address) whose one endpoint is the pod on node B, with masquerade-all: every
@@ -2214,7 +2250,54 @@ COMMIT
 EOF
 }
 
-scenario_overlay_vxlan() {
+# ovl_nodeb_start: node B's captures (eth0, veth-c1) and conntrack events, into node-b/.
+OVL_B_PIDS=() OVL_B_EV=""
+ovl_nodeb_start() {
+  local b=$SCEN_DIR/node-b i
+  mkdir -p "$b"
+  ip -n "$NS_NODEB" -o link >"$b/links.txt"
+  ip -n "$NS_NODEB" -o addr >"$b/addrs.txt"
+  OVL_B_PIDS=()
+  for i in eth0 veth-c1; do
+    bg "tcpdump-b-$i" "$NS_NODEB" tcpdump -Z root -i "$i" -s 0 -U --immediate-mode -n -w "$b/$i.pcap"
+    OVL_B_PIDS+=("$LAST_PID")
+    wait_log "$LOGS/tcpdump-b-$i.log" "listening on" 5
+  done
+  ip netns exec "$NS_NODEB" conntrack -E -o timestamp,extended,id >"$b/events.txt" 2>"$LOGS/events-b.log" 9>&- &
+  OVL_B_EV=$!
+  LIVE[$OVL_B_EV]=events-b
+}
+
+# ovl_snapshot: both nodes' conntrack tables, one right after the other.
+ovl_snapshot() {
+  snapshot
+  nsx "$NS_NODEB" conntrack -L -o extended,id >"$SCEN_DIR/node-b/conntrack.txt" 2>>"$LOGS/conntrack-L.log"
+}
+
+# ovl_finish: stop both nodes' captures and the tunnel endpoints; node B's rules, and its
+# captures with the clock shifted.
+ovl_finish() {
+  local b=$SCEN_DIR/node-b i pid
+  kill_servers
+  sleep 0.5
+  for i in "${OVL_B_PIDS[@]}"; do kill -INT "$i" 2>/dev/null || true; done
+  for i in "${OVL_B_PIDS[@]}"; do reap "$i" || die "capture ${LIVE[$i]:-} failed"; done
+  stop_recording
+  stop "$OVL_B_EV" INT
+  for pid in "${!LIVE[@]}"; do
+    [[ ${LIVE[$pid]} != ipip-* ]] || stop "$pid" TERM
+  done
+  nsx "$NS_NODEB" iptables-save | sed '/^# /d' >"$b/iptables.txt"
+  chmod 644 "$b"/*.pcap
+  mkdir -p "$b/shifted"
+  for i in eth0 veth-c1; do
+    editcap -F pcap -t "$OVL_SHIFT" "$b/$i.pcap" "$b/shifted/$i.pcap"
+  done
+}
+
+# overlay_service: pod A calls the service (TCP, UDP, ICMP echo); node A DNATs it to pod
+# B and masquerades it into the tunnel.
+overlay_service() {
   IFACES=(docker0 eth0 veth-c1)
   # kube-proxy writes the same rules on every node; on node B they also hook
   # conntrack into its namespace, which then tracks the inner connections.
@@ -2226,19 +2309,7 @@ scenario_overlay_vxlan() {
   nsx "$NS_NODEB" sysctl -q -w net.bridge.bridge-nf-call-iptables=1
   server srv-tcp "$NS_PODB" tcp_server.py --port 80 --lifetime 30
   server srv-udp "$NS_PODB" udp_server.py --port 53 --lifetime 30
-  # Node B's captures and conntrack events, next to node A's.
-  local b=$SCEN_DIR/node-b i bpids=()
-  mkdir -p "$b"
-  ip -n "$NS_NODEB" -o link >"$b/links.txt"
-  ip -n "$NS_NODEB" -o addr >"$b/addrs.txt"
-  for i in eth0 veth-c1; do
-    bg "tcpdump-b-$i" "$NS_NODEB" tcpdump -Z root -i "$i" -s 0 -U --immediate-mode -n -w "$b/$i.pcap"
-    bpids+=("$LAST_PID")
-    wait_log "$LOGS/tcpdump-b-$i.log" "listening on" 5
-  done
-  ip netns exec "$NS_NODEB" conntrack -E -o timestamp,extended,id >"$b/events.txt" 2>"$LOGS/events-b.log" 9>&- &
-  local bev=$!
-  LIVE[$bev]=events-b
+  ovl_nodeb_start
   start_recording
 
   client t1 "$NS_C1" tcp_client.py --dst "$SVC_VIP" --port 80 --requests 3 --tag a1
@@ -2255,23 +2326,13 @@ scenario_overlay_vxlan() {
   run udp "$NS_C1" udp_client.py --dst "$SVC_VIP" --count 1 --name a.example
   run icmp "$NS_C1" icmp_ping.py --dst "$SVC_VIP" --count 3 --ident 3073
   wait_file "$SYNC/h1" 5
-  snapshot
-  nsx "$NS_NODEB" conntrack -L -o extended,id >"$b/conntrack.txt" 2>>"$LOGS/conntrack-L.log"
+  ovl_snapshot
   touch "$SYNC/release"
   expect_ok "$h1"
-  kill_servers
-  sleep 0.5
-  for i in "${bpids[@]}"; do kill -INT "$i" 2>/dev/null || true; done
-  for i in "${bpids[@]}"; do reap "$i" || die "capture ${LIVE[$i]:-} failed"; done
-  stop_recording
-  stop "$bev" INT
-  nsx "$NS_NODEB" iptables-save | sed '/^# /d' >"$b/iptables.txt"
-  chmod 644 "$b"/*.pcap
-  mkdir -p "$b/shifted"
-  for i in eth0 veth-c1; do
-    editcap -F pcap -t "$OVL_SHIFT" "$b/$i.pcap" "$b/shifted/$i.pcap"
-  done
+  ovl_finish
 }
+scenario_overlay_vxlan() { overlay_service; }
+scenario_overlay_ipip() { overlay_service; }
 
 # ---------------------------------------------------------------- checks
 
@@ -2962,48 +3023,66 @@ check_fault_ct_table_full6() {
   [[ $(pkts "$SCEN_DIR/any.pcap" ip) -eq 0 ]] || die "$SCEN: IPv4 packets"
 }
 
-# overlay: node A's pod reaches the service; node A DNATs it to the pod on node B and
-# masquerades it to its vxlan0 address; node B sees the inner packets plain.
-check_overlay_vxlan() {
-  local a=$SCEN_DIR b=$SCEN_DIR/node-b f bad
+# ovl_check_nodeb: node B's files are there, hold only lab addresses, and its shifted
+# captures are shifted by OVL_SHIFT.
+ovl_check_nodeb() {
+  local b=$SCEN_DIR/node-b f bad
   for f in "$b"/*.pcap "$b"/shifted/*.pcap; do
     [[ $(npk "$f") -gt 0 ]] || die "$f is empty"
     bad=$(tshark -r "$f" -T fields -E separator=, -e ip.src -e ip.dst 2>/dev/null | tr ',\t' '\n' |
       grep -v -E '^$|^172\.17\.|^203\.0\.113\.' | sort -u || true)
     [[ -z $bad ]] || die "$(basename "$f"): unexpected addresses: $bad"
   done
-  local vx="udp.dstport==$OVL_PORT && vxlan.vni==$OVL_VNI"
-  # Everything on the underlay is VXLAN between the two nodes, both ways.
-  for f in "$a/eth0.pcap" "$b/eth0.pcap"; do
-    need 10 "VXLAN packets to node B in $f" "$(pkts "$f" "$vx && ip.src==$OVL_A_UL && ip.dst==$OVL_B_UL")"
-    need 10 "VXLAN packets to node A in $f" "$(pkts "$f" "$vx && ip.src==$OVL_B_UL && ip.dst==$OVL_A_UL")"
-    [[ $(pkts "$f" "!vxlan") -eq 0 ]] || die "$f: packets outside the tunnel"
-    [[ $(pkts "$f" "ip.dst==$SVC_VIP") -eq 0 ]] || die "$f: the service address in the tunnel"
-  done
-  need 3 "TCP conversations to the service on node A's pod link" \
-    "$(tcp_convs "$a/veth-c1.pcap" "ip.dst==$SVC_VIP")"
-  need 3 "TCP conversations on node B's pod link" "$(tcp_convs "$b/veth-c1.pcap" "ip.src==$OVL_A_VX")"
-  need 2 "UDP conversations on node B's pod link" "$(udp_convs "$b/veth-c1.pcap" "ip.src==$OVL_A_VX")"
-  need 3 "ICMP echo replies on node A's pod link" "$(pkts "$a/veth-c1.pcap" "icmp.type==0 && ip.src==$SVC_VIP")"
-  # Node A: DNAT to the pod on node B and MASQUERADE to vxlan0's address, every protocol.
-  local ct=$a/conntrack.txt p
-  for p in tcp udp icmp; do
-    need 1 "$p DNAT+MASQUERADE entries on node A" "$(ct_count "$ct" "^ipv4 +2 $p " "src=$OVL_A_POD dst=$SVC_VIP " \
-      "src=$OVL_B_POD dst=$OVL_A_VX ")"
-  done
-  need 1 "ESTABLISHED DNAT+MASQUERADE entries on node A" "$(ct_count "$ct" ' ESTABLISHED ' "dst=$SVC_VIP ")"
-  # Node B: the same connections, untranslated.
-  ct=$b/conntrack.txt
-  for p in tcp udp icmp; do
-    need 1 "plain $p entries on node B" "$(ct_count "$ct" "^ipv4 +2 $p " "src=$OVL_A_VX dst=$OVL_B_POD " \
-      "src=$OVL_B_POD dst=$OVL_A_VX ")"
-  done
-  [[ $(ct_count "$ct" "$SVC_VIP") -eq 0 ]] || die "the service address in node B's conntrack table"
   [[ -s $b/iptables.txt ]] || die "node B's iptables.txt missing"
   local shift
   shift=$(awk '{print $1 - $2}' <<<"$(capinfos -a -T -r -S "$b/shifted/eth0.pcap" | awk -F'\t' '{print $2}') $(capinfos -a -T -r -S "$b/eth0.pcap" | awk -F'\t' '{print $2}')")
   [[ $(awk -v s="$shift" -v w="$OVL_SHIFT" 'BEGIN{d=s-w; print (d<0?-d:d) < 0.001}') == 1 ]] || die "node-b/shifted is shifted by $shift s"
 }
+
+# ovl_check_underlay MIN: both underlay captures hold at least MIN tunnel packets each
+# way between the two nodes (VXLAN with the VNI, or IP in IP: protocol 4), and nothing
+# outside the tunnel.
+ovl_check_underlay() {
+  local f enc
+  if [[ $OVL_KIND == vxlan ]]; then enc="udp.dstport==$OVL_PORT && vxlan.vni==$OVL_VNI"; else enc="ip.proto==4"; fi
+  for f in "$SCEN_DIR/eth0.pcap" "$SCEN_DIR/node-b/eth0.pcap"; do
+    need "$1" "$OVL_KIND packets to node B in $f" "$(pkts "$f" "$enc && ip.src==$OVL_A_UL && ip.dst==$OVL_B_UL")"
+    need "$1" "$OVL_KIND packets to node A in $f" "$(pkts "$f" "$enc && ip.src==$OVL_B_UL && ip.dst==$OVL_A_UL")"
+    [[ $(pkts "$f" "!($enc)") -eq 0 ]] || die "$f: packets outside the tunnel"
+  done
+}
+
+# overlay: node A's pod reaches the service; node A DNATs it to the pod on node B and
+# masquerades it to its tunnel device's address; node B sees the inner packets plain.
+check_overlay_service() {
+  local a=$SCEN_DIR b=$SCEN_DIR/node-b f
+  ovl_check_nodeb
+  ovl_check_underlay 10
+  for f in "$a/eth0.pcap" "$b/eth0.pcap"; do
+    [[ $(pkts "$f" "ip.dst==$SVC_VIP") -eq 0 ]] || die "$f: the service address in the tunnel"
+  done
+  need 3 "TCP conversations to the service on node A's pod link" \
+    "$(tcp_convs "$a/veth-c1.pcap" "ip.dst==$SVC_VIP")"
+  need 3 "TCP conversations on node B's pod link" "$(tcp_convs "$b/veth-c1.pcap" "ip.src==$OVL_A_TUN")"
+  need 2 "UDP conversations on node B's pod link" "$(udp_convs "$b/veth-c1.pcap" "ip.src==$OVL_A_TUN")"
+  need 3 "ICMP echo replies on node A's pod link" "$(pkts "$a/veth-c1.pcap" "icmp.type==0 && ip.src==$SVC_VIP")"
+  # Node A: DNAT to the pod on node B and MASQUERADE to the tunnel's address, every protocol.
+  local ct=$a/conntrack.txt p
+  for p in tcp udp icmp; do
+    need 1 "$p DNAT+MASQUERADE entries on node A" "$(ct_count "$ct" "^ipv4 +2 $p " "src=$OVL_A_POD dst=$SVC_VIP " \
+      "src=$OVL_B_POD dst=$OVL_A_TUN ")"
+  done
+  need 1 "ESTABLISHED DNAT+MASQUERADE entries on node A" "$(ct_count "$ct" ' ESTABLISHED ' "dst=$SVC_VIP ")"
+  # Node B: the same connections, untranslated.
+  ct=$b/conntrack.txt
+  for p in tcp udp icmp; do
+    need 1 "plain $p entries on node B" "$(ct_count "$ct" "^ipv4 +2 $p " "src=$OVL_A_TUN dst=$OVL_B_POD " \
+      "src=$OVL_B_POD dst=$OVL_A_TUN ")"
+  done
+  [[ $(ct_count "$ct" "$SVC_VIP") -eq 0 ]] || die "the service address in node B's conntrack table"
+}
+check_overlay_vxlan() { check_overlay_service; }
+check_overlay_ipip() { check_overlay_service; }
 
 # ---------------------------------------------------------------- main
 

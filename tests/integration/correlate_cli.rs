@@ -199,7 +199,8 @@ fn conntrack_translations(path: &str) -> BTreeSet<(String, String)> {
     text.lines()
         .filter_map(|line| {
             let words: Vec<&str> = line.split_whitespace().collect();
-            let proto = *words.get(2)?;
+            // Tunnel entries (`unknown 4` for IP in IP) have no ports: not a connection.
+            let proto = *words.get(2).filter(|p| ["tcp", "udp", "icmp"].contains(p))?;
             let all = |key: &str| -> Vec<&str> {
                 words
                     .iter()
@@ -225,13 +226,19 @@ fn conntrack_translations(path: &str) -> BTreeSet<(String, String)> {
         .collect()
 }
 
-/// Two nodes joined by VXLAN, captured on both (node B's clock shifted): every
-/// connection crosses the four points, translated on node A's way out exactly as node
-/// A's conntrack entry says, untranslated through the tunnel and on node B, whose
-/// entry is plain; node B's clock offset is recovered.
+/// Two nodes joined by a tunnel (VXLAN, IP in IP), captured on both (node B's clock
+/// shifted): every connection crosses the four points, translated on node A's way out
+/// exactly as node A's conntrack entry says, untranslated through the tunnel and on
+/// node B, whose entry is plain; node B's clock offset is recovered.
 #[test]
 fn overlay_connections_cross_both_nodes_with_node_a_translating() {
-    let d = "samples/overlay-vxlan";
+    for (scenario, tunnel) in [("overlay-vxlan", "vxlan"), ("overlay-ipip", "ipip")] {
+        overlay_service_paths(scenario, tunnel);
+    }
+}
+
+fn overlay_service_paths(scenario: &str, tunnel: &str) {
+    let d = format!("samples/{scenario}");
     let points = |b: &str| {
         [
             format!("a-pod={d}/veth-c1.pcap"),
@@ -254,16 +261,16 @@ fn overlay_connections_cross_both_nodes_with_node_a_translating() {
             .iter()
             .map(|h| h["point"].as_str().unwrap())
             .collect();
-        assert_eq!(at, ["a-pod", "a-eth0", "b-eth0", "b-pod"], "{}", c["id"]);
+        assert_eq!(at, ["a-pod", "a-eth0", "b-eth0", "b-pod"], "{d} {}", c["id"]);
         let kinds: Vec<&str> = c["translations"]
             .as_array()
             .unwrap()
             .iter()
             .map(|t| t["kind"].as_str().unwrap())
             .collect();
-        assert_eq!(kinds, ["snat+dnat", "none", "none"], "{}", c["id"]);
+        assert_eq!(kinds, ["snat+dnat", "none", "none"], "{d} {}", c["id"]);
         for h in &c["hops"].as_array().unwrap()[1..3] {
-            assert_eq!(h["tunnel"]["kind"], "vxlan", "{}", c["id"]);
+            assert_eq!(h["tunnel"]["kind"], tunnel, "{d} {}", c["id"]);
         }
     }
     // Node A's translation is its conntrack entry's; node B's entry is untranslated.

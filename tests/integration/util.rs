@@ -44,6 +44,7 @@ pub const SCENARIOS: &[&str] = &[
     "fault-ct-table-full6",
     "forward-drop-clean",
     "overlay-vxlan",
+    "overlay-ipip",
 ];
 
 /// Scenarios recorded but read only by the tests made for them, not by those that go
