@@ -31,7 +31,7 @@ ALL_SCENARIOS=(masquerade published-port port-collision nodeport snat-random-ful
 ALL_SCENARIOS+=(userland-proxy userland-proxy6 fault-pmtu-black-hole fault-pmtu-black-hole6)
 ALL_SCENARIOS+=(fault-asym-route fault-asym-route6 asym-route-loose)
 ALL_SCENARIOS+=(fault-ct-table-full fault-ct-table-full6 forward-drop-clean)
-ALL_SCENARIOS+=(overlay-vxlan overlay-ipip)
+ALL_SCENARIOS+=(overlay-vxlan overlay-ipip fault-overlay-masq fault-overlay-masq-ipip)
 
 # The scenarios that run with IPv6 on (dual stack): those whose name ends in 6.
 is_v6() { [[ $1 == *6 ]]; }
@@ -2211,6 +2211,8 @@ topo_overlay() {
 }
 topo_overlay_vxlan() { topo_overlay vxlan; }
 topo_overlay_ipip() { topo_overlay ipip; }
+topo_fault_overlay_masq() { topo_overlay vxlan; }
+topo_fault_overlay_masq_ipip() { topo_overlay ipip; }
 
 # kube-proxy's rules for a ClusterIP service (TCP 80, UDP 53, and ICMP echo to the
 # address) whose one endpoint is the pod on node B, with masquerade-all: every
@@ -2333,6 +2335,123 @@ overlay_service() {
 }
 scenario_overlay_vxlan() { overlay_service; }
 scenario_overlay_ipip() { overlay_service; }
+
+# flannel's masquerade rules for a node with pod CIDR CIDR (FLANNEL-POSTRTG), with or
+# without (`broken`) the RETURN that keeps the node's pods' traffic to the rest of the
+# cluster untranslated: without it, `-s CLUSTER ! -d 224.0.0.0/4 -j MASQUERADE`,
+# meant for traffic leaving the cluster, also masquerades traffic to other nodes' pods.
+flannel_rules() { # flannel_rules CIDR ok|broken
+  local c="-m comment --comment \"flanneld masq\""
+  cat <<EOF
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:FLANNEL-POSTRTG - [0:0]
+-A POSTROUTING $c -j FLANNEL-POSTRTG
+-A FLANNEL-POSTRTG -m mark --mark 0x4000/0x4000 $c -j RETURN
+EOF
+  [[ $2 == broken ]] || echo "-A FLANNEL-POSTRTG -s $1 -d $OVL_CLUSTER $c -j RETURN"
+  cat <<EOF
+-A FLANNEL-POSTRTG -s $OVL_CLUSTER -d $1 $c -j RETURN
+-A FLANNEL-POSTRTG ! -s $OVL_CLUSTER -d $1 $c -j RETURN
+-A FLANNEL-POSTRTG -s $OVL_CLUSTER ! -d 224.0.0.0/4 $c -j MASQUERADE --random-fully
+-A FLANNEL-POSTRTG ! -s $OVL_CLUSTER -d $OVL_CLUSTER $c -j MASQUERADE --random-fully
+COMMIT
+EOF
+}
+
+# Calico's natOutgoing (cali-nat-outgoing): masquerade traffic from a pool with
+# natOutgoing to anywhere outside every pool, the pools being the ipsets
+# cali40masq-ipam-pools and cali40all-ipam-pools.
+calico_rules() {
+  cat <<'EOF'
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:cali-POSTROUTING - [0:0]
+:cali-nat-outgoing - [0:0]
+-A POSTROUTING -m comment --comment "cali:O3lYWMrLQYEMJtB5" -j cali-POSTROUTING
+-A cali-POSTROUTING -m comment --comment "cali:Z-c7XtVd2Bq7s_hA" -j cali-nat-outgoing
+-A cali-nat-outgoing -m comment --comment "cali:flqWnvo8yq4ULQLa" -m set --match-set cali40masq-ipam-pools src -m set ! --match-set cali40all-ipam-pools dst -j MASQUERADE --random-fully
+COMMIT
+EOF
+}
+
+# calico_sets NS POOL...: the two ipsets of cali-nat-outgoing in NS: every pool given
+# has natOutgoing, and they are all the pools NS knows of.
+calico_sets() {
+  local ns=$1 set pool
+  shift
+  for set in cali40masq-ipam-pools cali40all-ipam-pools; do
+    nsx "$ns" ipset create "$set" hash:net family inet
+    for pool in "$@"; do nsx "$ns" ipset add "$set" "$pool"; done
+  done
+}
+
+# overlay_pod_to_pod TRAFFIC: both nodes' captures around TRAFFIC (a function: pod A
+# calls pod B directly), both tables snapshotted after it, while the connection it
+# holds open (h1), if any, is open.
+overlay_pod_to_pod() {
+  IFACES=(docker0 eth0 veth-c1)
+  bridge_netfilter
+  nsx "$NS_NODEB" sysctl -q -w net.bridge.bridge-nf-call-iptables=1
+  server srv-tcp "$NS_PODB" tcp_server.py --port 80 --lifetime 30
+  server srv-udp "$NS_PODB" udp_server.py --port 53 --lifetime 30
+  ovl_nodeb_start
+  start_recording
+  "$1"
+  ovl_snapshot
+  local pid
+  for pid in "${!LIVE[@]}"; do
+    if [[ ${LIVE[$pid]} == h1 ]]; then
+      touch "$SYNC/release"
+      expect_ok "$pid"
+    fi
+  done
+  ovl_finish
+}
+
+# fault-overlay-masq: flannel over VXLAN, node A's rules missing the RETURN for its
+# pods' traffic to the cluster: pod A's TCP connections to pod B are masqueraded to
+# vxlan0's address (ports moved: --random-fully).
+scenario_fault_overlay_masq() {
+  flannel_rules "$OVL_A_CIDR" broken | apply_rules
+  flannel_rules "$OVL_B_CIDR" ok | nsx "$NS_NODEB" iptables-restore
+  overlay_pod_to_pod ovl_tcp_traffic
+}
+ovl_tcp_traffic() {
+  client t1 "$NS_C1" tcp_client.py --dst "$OVL_B_POD" --port 80 --requests 3 --tag p1
+  local t1=$LAST_PID
+  client t2 "$NS_C1" tcp_client.py --dst "$OVL_B_POD" --port 80 --requests 2 --tag p2
+  local t2=$LAST_PID
+  expect_ok "$t1"
+  expect_ok "$t2"
+  client h1 "$NS_C1" tcp_client.py --dst "$OVL_B_POD" --port 80 --requests 2 --tag p1held \
+    --ready "$SYNC/h1" --release "$SYNC/release"
+  wait_file "$SYNC/h1" 5
+}
+
+# fault-overlay-masq-ipip: Calico over IP in IP, natOutgoing on node A's pool, and node
+# A's cali40all-ipam-pools missing node B's pool: pod A's DNS queries and pings to pod B
+# are masqueraded to tunl0's address.
+scenario_fault_overlay_masq_ipip() {
+  calico_sets "$NS_HOST" "$OVL_A_CIDR"
+  calico_sets "$NS_NODEB" "$OVL_A_CIDR" "$OVL_B_CIDR"
+  calico_rules | apply_rules
+  calico_rules | nsx "$NS_NODEB" iptables-restore
+  overlay_pod_to_pod ovl_udp_icmp_traffic
+  hx ipset save >"$SCEN_DIR/ipsets.txt"
+  nsx "$NS_NODEB" ipset save >"$SCEN_DIR/node-b/ipsets.txt"
+}
+ovl_udp_icmp_traffic() {
+  run udp "$NS_C1" udp_client.py --dst "$OVL_B_POD" --count 2 --name p.example
+  run udp "$NS_C1" udp_client.py --dst "$OVL_B_POD" --count 1 --name p.example
+  run icmp "$NS_C1" icmp_ping.py --dst "$OVL_B_POD" --count 3 --ident 3074
+}
 
 # ---------------------------------------------------------------- checks
 
@@ -3083,6 +3202,39 @@ check_overlay_service() {
 }
 check_overlay_vxlan() { check_overlay_service; }
 check_overlay_ipip() { check_overlay_service; }
+
+# fault-overlay-masq*: pod A calls pod B directly (no service); node A masquerades it
+# into the tunnel to its tunnel device's address; node B forwards it untranslated, so
+# pod B never sees pod A's address. check_overlay_masq PROTO...
+check_overlay_masq() {
+  local a=$SCEN_DIR b=$SCEN_DIR/node-b p
+  ovl_check_nodeb
+  ovl_check_underlay 5
+  for p in "$@"; do
+    need 1 "$p MASQUERADE entries from pod A to pod B on node A" "$(ct_count "$a/conntrack.txt" "^ipv4 +2 $p " \
+      "src=$OVL_A_POD dst=$OVL_B_POD " "src=$OVL_B_POD dst=$OVL_A_TUN ")"
+    need 1 "plain $p entries on node B" "$(ct_count "$b/conntrack.txt" "^ipv4 +2 $p " \
+      "src=$OVL_A_TUN dst=$OVL_B_POD " "src=$OVL_B_POD dst=$OVL_A_TUN ")"
+  done
+  [[ $(ct_count "$a/conntrack.txt" "src=$OVL_A_POD dst=$OVL_B_POD " "src=$OVL_B_POD dst=$OVL_A_POD ") -eq 0 ]] ||
+    die "an untranslated pod-to-pod entry on node A"
+  [[ $(pkts "$b/veth-c1.pcap" "ip.addr==$OVL_A_POD") -eq 0 ]] || die "pod A's address on node B's pod link"
+  [[ $(pkts "$a/veth-c1.pcap" "ip.dst==$OVL_B_POD") -gt 0 ]] || die "pod A did not address pod B"
+}
+check_fault_overlay_masq() {
+  check_overlay_masq tcp
+  need 3 "TCP conversations from node A's tunnel address on node B's pod link" \
+    "$(tcp_convs "$SCEN_DIR/node-b/veth-c1.pcap" "ip.src==$OVL_A_TUN")"
+  need 1 "ESTABLISHED entries on node A" "$(ct_count "$SCEN_DIR/conntrack.txt" ' ESTABLISHED ' "dst=$OVL_B_POD ")"
+}
+check_fault_overlay_masq_ipip() {
+  check_overlay_masq udp icmp
+  need 2 "UDP conversations from node A's tunnel address on node B's pod link" \
+    "$(udp_convs "$SCEN_DIR/node-b/veth-c1.pcap" "ip.src==$OVL_A_TUN")"
+  need 3 "ICMP echo replies on node A's pod link" "$(pkts "$SCEN_DIR/veth-c1.pcap" "icmp.type==0 && ip.src==$OVL_B_POD")"
+  grep -q "^add cali40all-ipam-pools $OVL_A_CIDR" "$SCEN_DIR/ipsets.txt" || die "node A's pools missing from ipsets.txt"
+  ! grep -q "^add cali40all-ipam-pools $OVL_B_CIDR" "$SCEN_DIR/ipsets.txt" || die "node B's pool in node A's cali40all-ipam-pools"
+}
 
 # ---------------------------------------------------------------- main
 

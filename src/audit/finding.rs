@@ -128,6 +128,9 @@ named_enum! {
         /// New connections to several destinations lost at a host whose conntrack
         /// table was full, while its existing connections kept crossing.
         ConntrackTableFull = "conntrack-table-full",
+        /// Pod-to-pod traffic whose source was masqueraded (its destination kept) on its
+        /// way into an overlay tunnel to another node.
+        OverlayMasq = "overlay-masq",
     }
 }
 
@@ -329,6 +332,17 @@ pub enum Detail {
         /// The way through the rules went through kube-proxy's chain for traffic from
         /// outside the cluster (`externalTrafficPolicy: Cluster`).
         external_cluster: bool,
+    },
+    OverlayMasq {
+        /// The first connection's tuple before its source was rewritten.
+        original: Tuple,
+        /// The source the destination saw instead of the client's.
+        seen_as: IpAddr,
+        /// The client addresses it hid, and the destinations (pods behind the tunnel).
+        clients: Vec<IpAddr>,
+        destinations: Vec<IpAddr>,
+        /// The tunnel the translated packets went into (the first connection's).
+        tunnel: crate::model::Tunnel,
     },
     StaleEntry {
         /// The flow as it arrived, and as it left for its old backend.

@@ -246,6 +246,13 @@ pub enum DetailJson<'a> {
         client_address_lost: bool,
         local_client: bool,
     },
+    OverlayMasq {
+        original: &'a crate::model::Tuple,
+        seen_as: IpAddr,
+        clients: &'a [IpAddr],
+        destinations: &'a [IpAddr],
+        tunnel: &'a crate::model::Tunnel,
+    },
     AsymmetricRoute {
         requests_at: &'a str,
         replies_at: &'a str,
@@ -480,6 +487,19 @@ fn detail(d: &Detail) -> DetailJson<'_> {
             backend: dst(&d.inner_tuple),
             client_address_lost: d.address_lost,
             local_client: d.local_client,
+        },
+        Detail::OverlayMasq {
+            original,
+            seen_as,
+            clients,
+            destinations,
+            tunnel,
+        } => DetailJson::OverlayMasq {
+            original,
+            seen_as: *seen_as,
+            clients,
+            destinations,
+            tunnel,
         },
     }
 }

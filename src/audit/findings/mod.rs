@@ -30,6 +30,7 @@ mod insert_race;
 mod leak;
 mod lost;
 mod not_netfilter;
+mod overlay_masq;
 mod pmtu_black_hole;
 mod port_reallocated;
 mod rule_contradiction;
@@ -199,6 +200,11 @@ pub const RULES: &[Rule] = &[
         code: Code::ClientAddressLost,
         what: "connections SNATed to the host on their way to a backend",
         run: client_address_lost::detect,
+    },
+    Rule {
+        code: Code::OverlayMasq,
+        what: "pod traffic masqueraded into an overlay tunnel, its destination kept",
+        run: overlay_masq::detect,
     },
 ];
 

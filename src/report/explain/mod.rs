@@ -21,6 +21,7 @@ mod insert_race;
 mod leak;
 mod lost;
 mod not_netfilter;
+mod overlay_masq;
 mod pmtu_black_hole;
 mod port_reallocated;
 mod rule_contradiction;
@@ -75,6 +76,7 @@ pub fn words(f: &Finding) -> Words {
         Code::AsymmetricRoute => asymmetric_route::explain(f),
         Code::HairpinNoMasq => hairpin_no_masq::explain(f),
         Code::ConntrackTableFull => conntrack_table_full::explain(f),
+        Code::OverlayMasq => overlay_masq::explain(f),
     };
     let cause = match f.code {
         Code::Lost => lost::cause(f),
