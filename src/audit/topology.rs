@@ -163,8 +163,13 @@ impl Topology {
 
     /// Whether NAT hides `a` at `point`: an address translated away before packets
     /// reached it, or one of an inside prefix whose translations show the point is
-    /// outside for it.
+    /// outside for it. Never an address SNAT gives packets there: that is what NAT
+    /// shows at the point, even from inside a prefix (an overlay node's tunnel address
+    /// taken from its own pods' range, as Calico's `tunl0` is).
     pub fn hides(&self, point: usize, a: IpAddr) -> bool {
+        if self.nat_addrs.get(&point).is_some_and(|n| n.contains(&a)) {
+            return false;
+        }
         self.hidden.get(&point).is_some_and(|h| h.contains(&a))
             || self
                 .prefix_of(a)
@@ -254,6 +259,20 @@ mod tests {
         // MASQUERADE to the bridge address on the way in.
         assert_eq!(t.nat_addrs[&docker0], BTreeSet::from([ip("172.17.0.1")]));
         assert!(t.host_addrs.contains(&ip("203.0.113.1")));
+    }
+
+    /// Calico's tunl0 takes its address from the node's own pod range: masquerade to it
+    /// puts an address of the clients' prefix on the underlay, which NAT shows there,
+    /// not hides.
+    #[test]
+    fn a_nat_address_inside_the_clients_prefix_is_not_hidden() {
+        for s in ["overlay-ipip", "fault-overlay-masq-ipip"] {
+            let (c, t) = learn(s, &[]);
+            let eth0 = c.points.iter().position(|p| p.name == "eth0").unwrap();
+            let nat = *t.nat_addrs[&eth0].first().unwrap();
+            assert!(t.is_inside(nat), "{s}: {nat}");
+            assert!(!t.hides(eth0, nat), "{s}: {nat}");
+        }
     }
 
     #[test]

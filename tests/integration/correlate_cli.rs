@@ -200,7 +200,9 @@ fn conntrack_translations(path: &str) -> BTreeSet<(String, String)> {
         .filter_map(|line| {
             let words: Vec<&str> = line.split_whitespace().collect();
             // Tunnel entries (`unknown 4` for IP in IP) have no ports: not a connection.
-            let proto = *words.get(2).filter(|p| ["tcp", "udp", "icmp"].contains(p))?;
+            let proto = *words
+                .get(2)
+                .filter(|p| ["tcp", "udp", "icmp"].contains(p))?;
             let all = |key: &str| -> Vec<&str> {
                 words
                     .iter()
@@ -261,7 +263,12 @@ fn overlay_service_paths(scenario: &str, tunnel: &str) {
             .iter()
             .map(|h| h["point"].as_str().unwrap())
             .collect();
-        assert_eq!(at, ["a-pod", "a-eth0", "b-eth0", "b-pod"], "{d} {}", c["id"]);
+        assert_eq!(
+            at,
+            ["a-pod", "a-eth0", "b-eth0", "b-pod"],
+            "{d} {}",
+            c["id"]
+        );
         let kinds: Vec<&str> = c["translations"]
             .as_array()
             .unwrap()
