@@ -228,6 +228,8 @@ fn clean_samples_have_no_error_or_warning() {
         "snat-random-fully",
         "bulk-offload",
         "bulk-no-offload",
+        "overlay-vxlan",
+        "overlay-ipip",
     ] {
         let a = pair(name);
         let (code, doc) = json(&args(&a));
@@ -1657,6 +1659,70 @@ fn no_other_recording_had_a_full_table() {
         let (_, doc) = json(&args(&a));
         assert!(
             !codes(&doc).iter().any(|(_, c)| c == "conntrack-table-full"),
+            "{name}"
+        );
+    }
+}
+
+/// Pod-to-pod traffic masqueraded into the overlay tunnel: flannel's rule over VXLAN
+/// (TCP), Calico's natOutgoing over IP in IP (UDP, ICMP echo). One warning naming every
+/// connection, the tunnel, the entry and the MASQUERADE rule; `--fail-on warning` or
+/// the code fails the run. No other recording has it, from every capture it has: the
+/// overlays' service traffic is DNATed first.
+#[test]
+fn overlay_masq_on_pod_traffic_into_the_tunnel_only() {
+    for (name, tunnel, rules) in [
+        ("fault-overlay-masq", "vxlan", &["iptables.txt"][..]),
+        (
+            "fault-overlay-masq-ipip",
+            "ipip",
+            &["iptables.txt", "ipsets.txt"][..],
+        ),
+    ] {
+        let mut a = three_points(name, &["conntrack.txt"]);
+        for r in rules {
+            a.extend(["--rules".to_string(), format!("samples/{name}/{r}")]);
+        }
+        let (code, doc) = json(&args(&a));
+        assert_eq!(code, 0, "{name}");
+        let found: Vec<&Value> = doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["code"] == "overlay-masq")
+            .collect();
+        assert_eq!(found.len(), 1, "{name}");
+        let f = found[0];
+        assert_eq!(f["severity"], "warning");
+        assert_eq!(f["connections"].as_array().unwrap().len(), 3, "{name}");
+        let d = &f["detail"];
+        assert_eq!(d["tunnel"]["kind"], tunnel, "{name}");
+        assert_eq!(d["clients"], serde_json::json!([d["original"]["src"]]));
+        assert_ne!(d["seen_as"], d["original"]["src"]);
+        let ev = f["evidence"].to_string();
+        assert!(
+            ev.contains("conntrack.txt:") && ev.contains("-j MASQUERADE"),
+            "{ev}"
+        );
+        for fail_on in ["warning", "overlay-masq"] {
+            let run = [&["--fail-on", fail_on], &args(&a)[..]].concat();
+            assert_eq!(json(&run).0, 1, "{name} --fail-on {fail_on}");
+        }
+    }
+    for &name in SCENARIOS.iter().chain(HAIRPIN_SCENARIOS) {
+        if name.starts_with("fault-overlay-masq") {
+            continue;
+        }
+        let files: Vec<String> = std::fs::read_dir(root().join("samples").join(name))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|f| f.ends_with(".pcap") && f != "any.pcap")
+            .map(|f| format!("samples/{name}/{f}"))
+            .collect();
+        let (_, doc) = json(&args(&files));
+        assert!(
+            !codes(&doc).iter().any(|(_, c)| c == "overlay-masq"),
             "{name}"
         );
     }

@@ -45,6 +45,8 @@ pub const SCENARIOS: &[&str] = &[
     "forward-drop-clean",
     "overlay-vxlan",
     "overlay-ipip",
+    "fault-overlay-masq",
+    "fault-overlay-masq-ipip",
 ];
 
 /// Scenarios recorded but read only by the tests made for them, not by those that go
