@@ -8,8 +8,8 @@
 //! that of responder packets (the median of all of them when only one direction was
 //! seen): however unequal the two directions' packet counts, the latency cancels out,
 //! and points on two hosts keep the order their packets crossed them in. Pairs are joined into one offset per point by a
-//! maximum spanning tree over the number of such packets, relative to the first point of
-//! each group. Points from one input file share a clock by construction, and estimates
+//! maximum spanning tree over the number of such packets (of pairs with as many, the
+//! shortest round trip first), relative to the first point of each group. Points from one input file share a clock by construction, and estimates
 //! below [`SAME_CLOCK_NS`] are forwarding latency rather than skew: both are taken as 0.
 //! [`estimate`] does all of it for a run's points.
 
@@ -70,19 +70,44 @@ pub fn estimate(points: &[PointData]) -> Vec<Offset> {
     let pairs: Vec<(usize, usize)> = (0..n)
         .flat_map(|a| (a + 1..n).map(move |b| (a, b)))
         .collect();
-    let deltas: Vec<(usize, usize, i64, usize)> = pairs
+    let deltas: Vec<PairDelta> = pairs
         .par_iter()
         .map(|&(a, b)| {
             let [mut fwd, mut rev] = unique_deltas(&points[a], &points[b]);
             let samples = fwd.len() + rev.len();
-            let delta = match (median(&mut fwd), median(&mut rev)) {
-                (Some(f), Some(r)) => f / 2 + r / 2 + (f % 2 + r % 2) / 2,
-                (one, other) => one.or(other).unwrap_or(0),
+            let (delta, round_trip) = match (median(&mut fwd), median(&mut rev)) {
+                (Some(f), Some(r)) => (
+                    f / 2 + r / 2 + (f % 2 + r % 2) / 2,
+                    f.saturating_sub(r).unsigned_abs(),
+                ),
+                (one, other) => (one.or(other).unwrap_or(0), u64::MAX),
             };
-            (a, b, delta, samples)
+            PairDelta {
+                a,
+                b,
+                delta,
+                samples,
+                round_trip,
+            }
         })
         .collect();
     solve(points, &deltas)
+}
+
+/// What two points' common packets say of their clocks.
+#[derive(Clone, Copy, Debug)]
+pub struct PairDelta {
+    pub a: usize,
+    pub b: usize,
+    /// The offset of `b`'s clock from `a`'s.
+    pub delta: i64,
+    /// How many packets it rests on.
+    pub samples: usize,
+    /// The forward median less the responder one (`u64::MAX` with one direction only):
+    /// the latency there and back between the points. The midpoint is only as good as
+    /// the two ways are alike, and the less path lies between two points the less
+    /// unlike they can be.
+    pub round_trip: u64,
 }
 
 /// Time differences (`ts_b - ts_a`) of packets seen exactly once at each of two points:
@@ -149,9 +174,12 @@ pub fn percentile(v: &mut [i64], pct: u8) -> Option<i64> {
     Some((a + (b - a) * frac / 100) as i64)
 }
 
-/// Estimates one offset per point. `pairs` holds, for each point pair (a < b), the
-/// median delta and the sample count.
-pub fn solve(points: &[PointData], pairs: &[(usize, usize, i64, usize)]) -> Vec<Offset> {
+/// Estimates one offset per point from each point pair's (a < b) estimate. Of pairs
+/// resting on as many packets, the tree takes the one with the shortest round trip
+/// first: the two ends of one link rather than a pod and a host further down the path,
+/// where the time a tunnel takes one way and the other can differ by more than the link
+/// itself takes.
+pub fn solve(points: &[PointData], pairs: &[PairDelta]) -> Vec<Offset> {
     let n = points.len();
     let mut parent: Vec<usize> = (0..n).collect();
     fn find(parent: &mut [usize], x: usize) -> usize {
@@ -167,18 +195,19 @@ pub fn solve(points: &[PointData], pairs: &[(usize, usize, i64, usize)]) -> Vec<
         }
         r
     }
-    // Tree edges: same-file pairs first (exact), then estimated pairs by sample count.
-    let mut edges: Vec<(u8, usize, usize, usize, i64)> = Vec::new();
+    // Tree edges: same-file pairs first (exact), then estimated pairs by sample count,
+    // then by round trip.
+    let mut edges: Vec<(u8, usize, u64, usize, usize, i64)> = Vec::new();
     for a in 0..n {
         for b in a + 1..n {
             if points[a].input == points[b].input {
-                edges.push((0, usize::MAX, a, b, 0));
+                edges.push((0, usize::MAX, 0, a, b, 0));
             }
         }
     }
-    for &(a, b, delta, samples) in pairs {
-        if samples > 0 && points[a].input != points[b].input {
-            edges.push((1, samples, a, b, delta));
+    for p in pairs {
+        if p.samples > 0 && points[p.a].input != points[p.b].input {
+            edges.push((1, p.samples, p.round_trip, p.a, p.b, p.delta));
         }
     }
     edges.sort_by(|x, y| {
@@ -186,9 +215,10 @@ pub fn solve(points: &[PointData], pairs: &[(usize, usize, i64, usize)]) -> Vec<
             .then(y.1.cmp(&x.1))
             .then(x.2.cmp(&y.2))
             .then(x.3.cmp(&y.3))
+            .then(x.4.cmp(&y.4))
     });
     let mut adj: Vec<Vec<(usize, i64, usize, bool)>> = vec![Vec::new(); n];
-    for (kind, samples, a, b, delta) in edges {
+    for (kind, samples, _, a, b, delta) in edges {
         let (ra, rb) = (find(&mut parent, a), find(&mut parent, b));
         if ra != rb {
             parent[ra.max(rb)] = ra.min(rb);
@@ -283,6 +313,36 @@ mod tests {
         let o = &offsets[1];
         assert_eq!((o.offset_ns, o.estimate_ns), (0, 200 * US));
         assert_eq!(o.basis, OffsetBasis::Estimated);
+    }
+
+    /// A pod's point and its node's uplink on one clock, the tunnel between them taking
+    /// 300 µs more one way than the other; the other node's uplink 250 ms ahead, 10 µs
+    /// down the wire. As many packets everywhere: the wire's two ends join the hosts,
+    /// and the tunnel's unequal ways do not move the offset.
+    #[test]
+    fn the_shortest_round_trip_joins_two_hosts() {
+        let (client, server) = ("172.17.0.2:40000", "172.17.1.2:80");
+        let pod = tcp_conv(10 * MS, client, server, 1000);
+        let mut a_eth0 = view(&pod, client, server, 20 * US, 1);
+        for p in a_eth0
+            .iter_mut()
+            .filter(|p| p.tuple.src == pod[0].tuple.src)
+        {
+            p.ts_ns += 300 * US;
+        }
+        let mut b_eth0 = view(&a_eth0, client, server, 10 * US, 0);
+        for p in &mut b_eth0 {
+            p.ts_ns += 250 * MS;
+        }
+        let points = [
+            point("a-pod", 0, &pod),
+            point("a-eth0", 1, &a_eth0),
+            point("b-eth0", 2, &b_eth0),
+        ];
+        let o = estimate(&points);
+        assert_eq!((o[1].offset_ns, o[1].estimate_ns), (0, 150 * US));
+        assert_eq!(o[2].offset_ns, 250 * MS);
+        assert_eq!(o[2].samples, 6);
     }
 
     #[test]
