@@ -2336,18 +2336,17 @@ overlay_service() {
 scenario_overlay_vxlan() { overlay_service; }
 scenario_overlay_ipip() { overlay_service; }
 
+# The nat table's header with its built-in chains, empty.
+nat_head() { printf '%s\n' '*nat' ':PREROUTING ACCEPT [0:0]' ':INPUT ACCEPT [0:0]' ':OUTPUT ACCEPT [0:0]' ':POSTROUTING ACCEPT [0:0]'; }
+
 # flannel's masquerade rules for a node with pod CIDR CIDR (FLANNEL-POSTRTG), with or
 # without (`broken`) the RETURN that keeps the node's pods' traffic to the rest of the
 # cluster untranslated: without it, `-s CLUSTER ! -d 224.0.0.0/4 -j MASQUERADE`,
 # meant for traffic leaving the cluster, also masquerades traffic to other nodes' pods.
 flannel_rules() { # flannel_rules CIDR ok|broken
   local c="-m comment --comment \"flanneld masq\""
+  nat_head
   cat <<EOF
-*nat
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
 :FLANNEL-POSTRTG - [0:0]
 -A POSTROUTING $c -j FLANNEL-POSTRTG
 -A FLANNEL-POSTRTG -m mark --mark 0x4000/0x4000 $c -j RETURN
@@ -2366,12 +2365,8 @@ EOF
 # natOutgoing to anywhere outside every pool, the pools being the ipsets
 # cali40masq-ipam-pools and cali40all-ipam-pools.
 calico_rules() {
+  nat_head
   cat <<'EOF'
-*nat
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
 :cali-POSTROUTING - [0:0]
 :cali-nat-outgoing - [0:0]
 -A POSTROUTING -m comment --comment "cali:O3lYWMrLQYEMJtB5" -j cali-POSTROUTING

@@ -1519,6 +1519,17 @@ fn an_asymmetric_route_that_works_is_no_finding() {
     assert_eq!(text.matches("(replies by eth1)").count(), 4, "{text}");
 }
 
+/// Every interface capture of a recording's host (not `any.pcap`, which holds them all).
+fn every_capture(name: &str) -> Vec<String> {
+    std::fs::read_dir(root().join("samples").join(name))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|f| f.ends_with(".pcap") && f != "any.pcap")
+        .map(|f| format!("samples/{name}/{f}"))
+        .collect()
+}
+
 /// No other recording has replies beside its path, from every capture it has.
 #[test]
 fn no_other_recording_has_an_asymmetric_route() {
@@ -1526,14 +1537,7 @@ fn no_other_recording_has_an_asymmetric_route() {
         if name.contains("asym-route") {
             continue;
         }
-        let files: Vec<String> = std::fs::read_dir(root().join("samples").join(name))
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|f| f.ends_with(".pcap") && f != "any.pcap")
-            .map(|f| format!("samples/{name}/{f}"))
-            .collect();
-        let (_, doc) = json(&args(&files));
+        let (_, doc) = json(&args(&every_capture(name)));
         for (_, code) in codes(&doc) {
             assert_ne!(code, "asymmetric-route", "{name}");
         }
@@ -1717,14 +1721,7 @@ fn overlay_masq_on_pod_traffic_into_the_tunnel_only() {
         if name.starts_with("fault-overlay-masq") {
             continue;
         }
-        let files: Vec<String> = std::fs::read_dir(root().join("samples").join(name))
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|f| f.ends_with(".pcap") && f != "any.pcap")
-            .map(|f| format!("samples/{name}/{f}"))
-            .collect();
-        let (_, doc) = json(&args(&files));
+        let (_, doc) = json(&args(&every_capture(name)));
         assert!(
             !codes(&doc).iter().any(|(_, c)| c == "overlay-masq"),
             "{name}"

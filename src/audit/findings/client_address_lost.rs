@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use super::Detected;
-use crate::audit::{Code, Ctx, Detail, Evidence, Explained, Finding, Role, RuleRole, Severity};
+use crate::audit::{Code, Ctx, Detail, Explained, Finding, RuleRole, Severity};
 use crate::model::Proto;
 use crate::rules::eval::{Event, Outcome, RuleRef};
 use crate::rules::{RuleSet, Target};
@@ -94,15 +94,7 @@ pub fn detect(x: &Ctx, _: &Explained) -> Detected {
                 external_cluster: false,
             },
         );
-        f.tuples = vec![x.seen(up, Role::Original), x.seen(down, Role::Translated)];
-        f.points = vec![x.name(up.point).to_string(), x.name(down.point).to_string()];
-        f.evidence.push(Evidence::Translated {
-            conn: x.id(ci),
-            from_point: x.name(up.point).to_string(),
-            from: up.flow.tuple,
-            to_point: x.name(down.point).to_string(),
-            to: down.flow.tuple,
-        });
+        super::across(x, &mut f, ci, up, down);
         if let (Some(rules), Some(o)) = (x.rules, x.attribution(ci).and_then(|a| a.outcome())) {
             if let Some(r) = marked_for_masquerade(rules, o) {
                 f.evidence.extend(x.rule(&r, RuleRole::Marked));
@@ -117,11 +109,7 @@ pub fn detect(x: &Ctx, _: &Explained) -> Detected {
                 *external_cluster = entered_external_chain(rules, o);
             }
         }
-        let conns: Vec<usize> = members.iter().map(|&(k, _, _)| k).collect();
-        f.first_ns = conns.iter().map(|&k| c.connections[k].first_ns()).min();
-        f.last_ns = conns.iter().map(|&k| c.connections[k].last_ns()).max();
-        f.packets = conns.len() as u64;
-        f.conns = conns;
+        super::of_connections(x, &mut f, members.iter().map(|&(k, _, _)| k).collect());
         out.push(f);
     }
     out.into()

@@ -40,7 +40,7 @@ mod unsolicited;
 mod userland_proxy;
 
 use super::{Code, Ctx, Direction, Explained, Finding, Role};
-use crate::correlate::Correlation;
+use crate::correlate::{Correlation, Hop};
 use crate::model::Tuple;
 
 /// What a rule found, and the lost packets it accounts for.
@@ -273,6 +273,30 @@ pub fn run_all(x: &Ctx) -> Vec<Finding> {
         explained.merge(d.explains);
     }
     out
+}
+
+/// A finding about connections that went from `up` to `down` translated, the first of
+/// them `ci`: the two tuples and points, and that connection's translation as evidence.
+fn across(x: &Ctx, f: &mut Finding, ci: usize, up: &Hop, down: &Hop) {
+    f.tuples = vec![x.seen(up, Role::Original), x.seen(down, Role::Translated)];
+    f.points = vec![x.name(up.point).to_string(), x.name(down.point).to_string()];
+    f.evidence.push(super::Evidence::Translated {
+        conn: x.id(ci),
+        from_point: x.name(up.point).to_string(),
+        from: up.flow.tuple,
+        to_point: x.name(down.point).to_string(),
+        to: down.flow.tuple,
+    });
+}
+
+/// A finding's connections: their time span, and one packet each (the findings that
+/// group connections count connections).
+fn of_connections(x: &Ctx, f: &mut Finding, conns: Vec<usize>) {
+    let c = &x.c.connections;
+    f.first_ns = conns.iter().map(|&k| c[k].first_ns()).min();
+    f.last_ns = conns.iter().map(|&k| c[k].last_ns()).max();
+    f.packets = conns.len() as u64;
+    f.conns = conns;
 }
 
 /// A finding about connection `ci` walked through the rules: its hops carrying the

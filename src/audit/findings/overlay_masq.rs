@@ -26,7 +26,7 @@ use std::net::IpAddr;
 
 use super::Detected;
 use crate::audit::ct::{locate, CtEntry};
-use crate::audit::{Code, Ctx, Detail, Evidence, Explained, Finding, Role, RuleRole, Severity};
+use crate::audit::{Code, Ctx, Detail, Evidence, Explained, Finding, RuleRole, Severity};
 use crate::correlate::Connection;
 use crate::model::{Tunnel, TunnelKind};
 
@@ -119,15 +119,7 @@ pub fn detect(x: &Ctx, _: &Explained) -> Detected {
                 tunnel,
             },
         );
-        f.tuples = vec![x.seen(up, Role::Original), x.seen(down, Role::Translated)];
-        f.points = vec![x.name(up.point).to_string(), x.name(down.point).to_string()];
-        f.evidence.push(Evidence::Translated {
-            conn: x.id(ci),
-            from_point: x.name(up.point).to_string(),
-            from: up.flow.tuple,
-            to_point: x.name(down.point).to_string(),
-            to: down.flow.tuple,
-        });
+        super::across(x, &mut f, ci, up, down);
         f.evidence.extend(e.map(|e| Evidence::Entry(e.facts())));
         if let Some(n) = x
             .attribution(ci)
@@ -136,11 +128,7 @@ pub fn detect(x: &Ctx, _: &Explained) -> Detected {
         {
             f.evidence.extend(x.rule(&n.rule, RuleRole::Translated));
         }
-        let conns: Vec<usize> = members.iter().map(|&(k, _, _, _)| k).collect();
-        f.first_ns = conns.iter().map(|&k| c.connections[k].first_ns()).min();
-        f.last_ns = conns.iter().map(|&k| c.connections[k].last_ns()).max();
-        f.packets = conns.len() as u64;
-        f.conns = conns;
+        super::of_connections(x, &mut f, members.iter().map(|&(k, _, _, _)| k).collect());
         out.push(f);
     }
     out.into()
