@@ -2297,14 +2297,11 @@ ovl_finish() {
   done
 }
 
-# overlay_service: pod A calls the service (TCP, UDP, ICMP echo); node A DNATs it to pod
-# B and masquerades it into the tunnel.
-overlay_service() {
+# ovl_run TRAFFIC...: both nodes' captures around the traffic functions given, run in
+# order; both tables snapshotted after them, while the connection they hold open (h1),
+# if any, is open. The rules are the scenario's.
+ovl_run() {
   IFACES=(docker0 eth0 veth-c1)
-  # kube-proxy writes the same rules on every node; on node B they also hook
-  # conntrack into its namespace, which then tracks the inner connections.
-  overlay_rules | apply_rules
-  overlay_rules | nsx "$NS_NODEB" iptables-restore
   # Bridged pod traffic goes through iptables, as Kubernetes requires: node A's DNAT
   # happens as docker0 receives the packet from veth-c1.
   bridge_netfilter
@@ -2313,25 +2310,47 @@ overlay_service() {
   server srv-udp "$NS_PODB" udp_server.py --port 53 --lifetime 30
   ovl_nodeb_start
   start_recording
+  local fn pid
+  for fn in "$@"; do "$fn"; done
+  ovl_snapshot
+  for pid in "${!LIVE[@]}"; do
+    if [[ ${LIVE[$pid]} == h1 ]]; then
+      touch "$SYNC/release"
+      expect_ok "$pid"
+    fi
+  done
+  ovl_finish
+}
 
-  client t1 "$NS_C1" tcp_client.py --dst "$SVC_VIP" --port 80 --requests 3 --tag a1
+# Pod A's traffic to OVL_DST: TCP 80 (2 connections, 3 and 2 exchanges, closed; 1
+# held across the snapshots, 2 exchanges); DNS from two sockets (2 and 1 queries) and
+# 3 pings (id 3073).
+ovl_tcp_traffic() {
+  client t1 "$NS_C1" tcp_client.py --dst "$OVL_DST" --port 80 --requests 3 --tag a1
   local t1=$LAST_PID
-  client t2 "$NS_C1" tcp_client.py --dst "$SVC_VIP" --port 80 --requests 2 --tag a2
+  client t2 "$NS_C1" tcp_client.py --dst "$OVL_DST" --port 80 --requests 2 --tag a2
   local t2=$LAST_PID
   expect_ok "$t1"
   expect_ok "$t2"
-  # Held open across the snapshots.
-  client h1 "$NS_C1" tcp_client.py --dst "$SVC_VIP" --port 80 --requests 2 --tag a1held \
+  client h1 "$NS_C1" tcp_client.py --dst "$OVL_DST" --port 80 --requests 2 --tag a1held \
     --ready "$SYNC/h1" --release "$SYNC/release"
-  local h1=$LAST_PID
-  run udp "$NS_C1" udp_client.py --dst "$SVC_VIP" --count 2 --name a.example
-  run udp "$NS_C1" udp_client.py --dst "$SVC_VIP" --count 1 --name a.example
-  run icmp "$NS_C1" icmp_ping.py --dst "$SVC_VIP" --count 3 --ident 3073
-  wait_file "$SYNC/h1" 5
-  ovl_snapshot
-  touch "$SYNC/release"
-  expect_ok "$h1"
-  ovl_finish
+}
+ovl_udp_icmp_traffic() {
+  run udp "$NS_C1" udp_client.py --dst "$OVL_DST" --count 2 --name a.example
+  run udp "$NS_C1" udp_client.py --dst "$OVL_DST" --count 1 --name a.example
+  run icmp "$NS_C1" icmp_ping.py --dst "$OVL_DST" --count 3 --ident 3073
+}
+ovl_held() { wait_file "$SYNC/h1" 5; }
+
+# overlay_service: pod A calls the service (TCP, UDP, ICMP echo); node A DNATs it to pod
+# B and masquerades it into the tunnel.
+overlay_service() {
+  # kube-proxy writes the same rules on every node; on node B they also hook
+  # conntrack into its namespace, which then tracks the inner connections.
+  overlay_rules | apply_rules
+  overlay_rules | nsx "$NS_NODEB" iptables-restore
+  OVL_DST=$SVC_VIP
+  ovl_run ovl_tcp_traffic ovl_udp_icmp_traffic ovl_held
 }
 scenario_overlay_vxlan() { overlay_service; }
 scenario_overlay_ipip() { overlay_service; }
@@ -2387,47 +2406,14 @@ calico_sets() {
   done
 }
 
-# overlay_pod_to_pod TRAFFIC: both nodes' captures around TRAFFIC (a function: pod A
-# calls pod B directly), both tables snapshotted after it, while the connection it
-# holds open (h1), if any, is open.
-overlay_pod_to_pod() {
-  IFACES=(docker0 eth0 veth-c1)
-  bridge_netfilter
-  nsx "$NS_NODEB" sysctl -q -w net.bridge.bridge-nf-call-iptables=1
-  server srv-tcp "$NS_PODB" tcp_server.py --port 80 --lifetime 30
-  server srv-udp "$NS_PODB" udp_server.py --port 53 --lifetime 30
-  ovl_nodeb_start
-  start_recording
-  "$1"
-  ovl_snapshot
-  local pid
-  for pid in "${!LIVE[@]}"; do
-    if [[ ${LIVE[$pid]} == h1 ]]; then
-      touch "$SYNC/release"
-      expect_ok "$pid"
-    fi
-  done
-  ovl_finish
-}
-
 # fault-overlay-masq: flannel over VXLAN, node A's rules missing the RETURN for its
 # pods' traffic to the cluster: pod A's TCP connections to pod B are masqueraded to
 # vxlan0's address (ports moved: --random-fully).
 scenario_fault_overlay_masq() {
   flannel_rules "$OVL_A_CIDR" broken | apply_rules
   flannel_rules "$OVL_B_CIDR" ok | nsx "$NS_NODEB" iptables-restore
-  overlay_pod_to_pod ovl_tcp_traffic
-}
-ovl_tcp_traffic() {
-  client t1 "$NS_C1" tcp_client.py --dst "$OVL_B_POD" --port 80 --requests 3 --tag p1
-  local t1=$LAST_PID
-  client t2 "$NS_C1" tcp_client.py --dst "$OVL_B_POD" --port 80 --requests 2 --tag p2
-  local t2=$LAST_PID
-  expect_ok "$t1"
-  expect_ok "$t2"
-  client h1 "$NS_C1" tcp_client.py --dst "$OVL_B_POD" --port 80 --requests 2 --tag p1held \
-    --ready "$SYNC/h1" --release "$SYNC/release"
-  wait_file "$SYNC/h1" 5
+  OVL_DST=$OVL_B_POD
+  ovl_run ovl_tcp_traffic ovl_held
 }
 
 # fault-overlay-masq-ipip: Calico over IP in IP, natOutgoing on node A's pool, and node
@@ -2438,14 +2424,10 @@ scenario_fault_overlay_masq_ipip() {
   calico_sets "$NS_NODEB" "$OVL_A_CIDR" "$OVL_B_CIDR"
   calico_rules | apply_rules
   calico_rules | nsx "$NS_NODEB" iptables-restore
-  overlay_pod_to_pod ovl_udp_icmp_traffic
+  OVL_DST=$OVL_B_POD
+  ovl_run ovl_udp_icmp_traffic
   hx ipset save >"$SCEN_DIR/ipsets.txt"
   nsx "$NS_NODEB" ipset save >"$SCEN_DIR/node-b/ipsets.txt"
-}
-ovl_udp_icmp_traffic() {
-  run udp "$NS_C1" udp_client.py --dst "$OVL_B_POD" --count 2 --name p.example
-  run udp "$NS_C1" udp_client.py --dst "$OVL_B_POD" --count 1 --name p.example
-  run icmp "$NS_C1" icmp_ping.py --dst "$OVL_B_POD" --count 3 --ident 3074
 }
 
 # ---------------------------------------------------------------- checks
