@@ -9,7 +9,7 @@ use chrono::{DateTime, SecondsFormat};
 
 use crate::correlate::offset::OffsetBasis;
 use crate::correlate::{Connection, Correlation, Hop};
-use crate::model::{fmt_endpoint, Proto, Tuple};
+use crate::model::{fmt_endpoint, Proto, Tunnel, TunnelKind, Tuple};
 
 /// `2026-11-23T10:15:02.123456789Z`. Out-of-range values print as raw nanoseconds.
 pub fn rfc3339_ns(ns: i64) -> String {
@@ -161,6 +161,32 @@ pub fn tuple_marked(t: &Tuple, mark: &dyn Fn(Part, String) -> String) -> String 
     } else {
         format!("{src} -> {dst}")
     }
+}
+
+/// A tunnel as a hop carries it: `vxlan vni 1 203.0.113.1:40179 -> 203.0.113.2:4789`
+/// ([`tunnel_name`], then the underlay tuple), `, 2 tunnels deep` when tunnels were
+/// nested.
+pub fn tunnel(t: &Tunnel) -> String {
+    let deep = if t.depth > 1 {
+        format!(", {} tunnels deep", t.depth)
+    } else {
+        String::new()
+    };
+    format!("{} {}{deep}", tunnel_name(t), tuple(&t.outer))
+}
+
+/// A tunnel's kind and identifier by the name its protocol gives it: `vxlan vni 1`,
+/// `gre key 7`, `erspan session 3`, `ipip`.
+pub fn tunnel_name(t: &Tunnel) -> String {
+    let id = t.id.map(|id| {
+        let name = match t.kind {
+            TunnelKind::Vxlan | TunnelKind::Geneve => "vni",
+            TunnelKind::Erspan => "session",
+            _ => "key",
+        };
+        format!(" {name} {id}")
+    });
+    format!("{}{}", t.kind.as_str(), id.unwrap_or_default())
 }
 
 /// [`tuple`] with the protocol first: `tcp 172.17.0.2:40000 -> 203.0.113.2:7000`.

@@ -469,3 +469,70 @@ fn the_report_fits_the_width_it_is_given() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--width"), "{}", stderr(&out));
 }
+
+/// The four points of an overlay recording: node A's pod and uplink, node B's uplink
+/// and pod (node B's clock shifted).
+fn overlay_points(name: &str) -> Vec<String> {
+    let d = format!("samples/{name}");
+    vec![
+        format!("a-pod={d}/veth-c1.pcap"),
+        format!("a-eth0={d}/eth0.pcap"),
+        format!("b-eth0={d}/node-b/shifted/eth0.pcap"),
+        format!("b-pod={d}/node-b/shifted/veth-c1.pcap"),
+    ]
+}
+
+/// The tunnel is part of the hop: under each hop the packets crossed encapsulated,
+/// the tunnel with its identifier and underlay tuple (as the JSON has it), and on the
+/// links, where the packets went in, through and out of it, which is not a
+/// translation.
+#[test]
+fn the_tunnel_is_part_of_the_hop() {
+    for name in ["overlay-vxlan"] {
+        let a = overlay_points(name);
+        let doc = json(&a);
+        let (_, text) = table(&["--detail"], &a);
+        for c in doc["connections"].as_array().unwrap() {
+            let id = c["id"].as_str().unwrap();
+            let lines = block(&text, id);
+            let mut tunnels = 0;
+            for h in c["hops"].as_array().unwrap() {
+                let Some(t) = h["tunnel"].as_object() else {
+                    continue;
+                };
+                tunnels += 1;
+                let end = |a: &str, p: &str| match t[p].as_u64() {
+                    Some(p) => format!("{}:{p}", t[a].as_str().unwrap()),
+                    None => t[a].as_str().unwrap().to_string(),
+                };
+                let id_part = match (t["kind"].as_str().unwrap(), t["id"].as_u64()) {
+                    ("vxlan" | "geneve", Some(n)) => format!(" vni {n}"),
+                    (_, Some(n)) => format!(" key {n}"),
+                    (_, None) => String::new(),
+                };
+                let want = format!(
+                    "in {}{id_part} {} -> {}",
+                    t["kind"].as_str().unwrap(),
+                    end("src", "sport"),
+                    end("dst", "dport")
+                );
+                assert!(
+                    lines.iter().any(|l| l.trim() == want),
+                    "{id}: no line {want:?} in {lines:#?}"
+                );
+            }
+            assert!(tunnels >= 2, "{id}: {tunnels} hops in the tunnel");
+            let links: Vec<&str> = lines
+                .iter()
+                .filter_map(|l| l.trim().strip_prefix("| "))
+                .filter(|l| !l.starts_with("matched "))
+                .filter_map(|l| l.rsplit_once("; ").map(|(_, w)| w))
+                .collect();
+            assert_eq!(
+                links,
+                ["encapsulated", "through the tunnel", "decapsulated"],
+                "{id}: {lines:#?}"
+            );
+        }
+    }
+}

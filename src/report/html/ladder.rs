@@ -249,6 +249,15 @@ fn lanes(m: &Model, i: usize, expected: Option<&str>) -> Vec<Lane> {
                 label.push(vec![("replies seen here as".to_string(), false)]);
                 label.push(vec![(fmt::tuple(r), false)]);
             }
+            for (what, t) in [
+                ("in", h.flow.tunnel()),
+                ("replies in", h.flow.reply_tunnel()),
+            ] {
+                if let Some(t) = t {
+                    label.push(vec![(format!("{what} {}", fmt::tunnel_name(t)), false)]);
+                    label.push(vec![(fmt::tuple(&t.outer), false)]);
+                }
+            }
             if let Some(s) = m.tcp_state(i, h) {
                 label.push(vec![(s.to_string(), false)]);
             }

@@ -9,7 +9,7 @@ use crate::correlate::{
     Connection, Correlation, Gap, Hop, Joined, Link, Packets, Resegmented, ReturnHop, Sighting,
 };
 use crate::model::{tcp_flags, NatKind, Tuple};
-use crate::report::fmt::{dst, plural, rfc3339_ns, secs, short, src, tuple};
+use crate::report::fmt::{dst, plural, rfc3339_ns, secs, short, src, tunnel, tuple};
 use crate::report::table::{Align, Table};
 use crate::report::Model;
 
@@ -59,10 +59,27 @@ pub fn kind_label(c: &Connection) -> String {
 fn link_lines(c: &Correlation, conn: &Connection, i: usize, l: &Link, out: &mut String) {
     let (h, f) = (&conn.hops[i], &conn.hops[i].flow);
     let next = &conn.hops[i + 1].flow.tuple;
-    let what = if l.change.kind == NatKind::None {
+    let mut what = if l.change.kind == NatKind::None {
         "no translation".to_string()
     } else {
         format!("{}  {}", l.change.kind, change_text(&f.tuple, next, l))
+    };
+    // Encapsulation is not a translation: the inner packet is the one compared.
+    let outer = |h: &Hop| {
+        let t = h.flow.tunnel().or(h.flow.reply_tunnel())?;
+        Some((
+            t.kind,
+            t.id,
+            t.outer.src.min(t.outer.dst),
+            t.outer.src.max(t.outer.dst),
+        ))
+    };
+    what += match (outer(h), outer(&conn.hops[i + 1])) {
+        (None, Some(_)) => "; encapsulated",
+        (Some(a), Some(b)) if a == b => "; through the tunnel",
+        (Some(_), Some(_)) => "; into another tunnel",
+        (Some(_), None) => "; decapsulated",
+        (None, None) => "",
     };
     let _ = writeln!(out, "      | {what}");
     if let Some(pr) = &l.port_realloc {
@@ -288,6 +305,13 @@ fn hops(
             f.packets[1],
             state
         );
+        // The underlay the packets travelled in here: the tunnel is part of the hop.
+        let tunnels = [("in", f.tunnel()), ("replies in", f.reply_tunnel())];
+        for (what, t) in tunnels {
+            if let Some(t) = t {
+                let _ = writeln!(out, "    {:<width$}  {what} {}", "", tunnel(t));
+            }
+        }
     };
     for (i, h) in conn.hops.iter().enumerate() {
         let f = &h.flow;
