@@ -32,6 +32,7 @@ ALL_SCENARIOS+=(userland-proxy userland-proxy6 fault-pmtu-black-hole fault-pmtu-
 ALL_SCENARIOS+=(fault-asym-route fault-asym-route6 asym-route-loose)
 ALL_SCENARIOS+=(fault-ct-table-full fault-ct-table-full6 forward-drop-clean)
 ALL_SCENARIOS+=(overlay-vxlan)
+ALL_SCENARIOS+=(fault-underlay-drop fault-underlay-blocked)
 
 # The scenarios that run with IPv6 on (dual stack): those whose name ends in 6.
 is_v6() { [[ $1 == *6 ]]; }
@@ -2152,18 +2153,24 @@ ovl_node() {
   ip -n "$ns" link set vxlan0 up
 }
 
+# topo_overlay_vxlan [NET]: the two nodes and their pods; with NET, the underlay goes
+# through that namespace (ovl_network).
 topo_overlay_vxlan() {
-  local ns
-  for ns in "$NS_HOST" "$NS_C1" "$NS_NODEB" "$NS_PODB"; do
+  local ns net=${1:-}
+  for ns in "$NS_HOST" "$NS_C1" "$NS_NODEB" "$NS_PODB" ${net:+"$net"}; do
     if ip netns list | awk '{print $1}' | grep -qx -- "$ns"; then
       [[ -z $(ip netns pids "$ns" 2>/dev/null) ]] || die "namespace $ns exists and has processes; not touching it"
       ip netns del "$ns"
     fi
     ns_add "$ns" 1
   done
-  # The underlay: the two nodes' eth0s on one link.
-  ip -n "$NS_HOST" link add eth0 address 52:54:00:4e:43:01 type veth \
-    peer name eth0 address 52:54:00:4e:43:02 netns "$NS_NODEB"
+  # The underlay: the two nodes' eth0s on one link, or on two ports of NET's bridge.
+  if [[ -n $net ]]; then
+    ovl_network "$net"
+  else
+    ip -n "$NS_HOST" link add eth0 address 52:54:00:4e:43:01 type veth \
+      peer name eth0 address 52:54:00:4e:43:02 netns "$NS_NODEB"
+  fi
   ovl_node "$NS_HOST" 0 "$OVL_A_UL" "$OVL_B_UL" "$OVL_A_VX" "$NS_C1" "$OVL_A_POD"
   ovl_node "$NS_NODEB" 1 "$OVL_B_UL" "$OVL_A_UL" "$OVL_B_VX" "$NS_PODB" "$OVL_B_POD"
   # Static neighbours, as flannel installs them: no ARP inside the tunnel or on the
@@ -2214,7 +2221,9 @@ COMMIT
 EOF
 }
 
-scenario_overlay_vxlan() {
+# ovl_start [TCP_SERVER_ARGS...]: the rules on both nodes, the pod on node B serving
+# TCP 80 and UDP 53, node B's captures and conntrack events, then node A's recording.
+ovl_start() {
   IFACES=(docker0 eth0 veth-c1)
   # kube-proxy writes the same rules on every node; on node B they also hook
   # conntrack into its namespace, which then tracks the inner connections.
@@ -2224,23 +2233,51 @@ scenario_overlay_vxlan() {
   # happens as docker0 receives the packet from veth-c1.
   bridge_netfilter
   nsx "$NS_NODEB" sysctl -q -w net.bridge.bridge-nf-call-iptables=1
-  server srv-tcp "$NS_PODB" tcp_server.py --port 80 --lifetime 30
+  server srv-tcp "$NS_PODB" tcp_server.py --port 80 --lifetime 30 "$@"
   server srv-udp "$NS_PODB" udp_server.py --port 53 --lifetime 30
   # Node B's captures and conntrack events, next to node A's.
-  local b=$SCEN_DIR/node-b i bpids=()
+  local b=$SCEN_DIR/node-b i
+  OVL_BPIDS=()
   mkdir -p "$b"
   ip -n "$NS_NODEB" -o link >"$b/links.txt"
   ip -n "$NS_NODEB" -o addr >"$b/addrs.txt"
   for i in eth0 veth-c1; do
     bg "tcpdump-b-$i" "$NS_NODEB" tcpdump -Z root -i "$i" -s 0 -U --immediate-mode -n -w "$b/$i.pcap"
-    bpids+=("$LAST_PID")
+    OVL_BPIDS+=("$LAST_PID")
     wait_log "$LOGS/tcpdump-b-$i.log" "listening on" 5
   done
   ip netns exec "$NS_NODEB" conntrack -E -o timestamp,extended,id >"$b/events.txt" 2>"$LOGS/events-b.log" 9>&- &
-  local bev=$!
-  LIVE[$bev]=events-b
+  OVL_BEV=$!
+  LIVE[$OVL_BEV]=events-b
   start_recording
+}
 
+# ovl_snapshot: both nodes' conntrack tables, now.
+ovl_snapshot() {
+  snapshot
+  nsx "$NS_NODEB" conntrack -L -o extended,id >"$SCEN_DIR/node-b/conntrack.txt" 2>>"$LOGS/conntrack-L.log"
+}
+
+# ovl_finish: stop the servers and both nodes' recordings; node B's rules, and its
+# captures with the clock shifted.
+ovl_finish() {
+  local b=$SCEN_DIR/node-b i
+  kill_servers
+  sleep 0.5
+  for i in "${OVL_BPIDS[@]}"; do kill -INT "$i" 2>/dev/null || true; done
+  for i in "${OVL_BPIDS[@]}"; do reap "$i" || die "capture ${LIVE[$i]:-} failed"; done
+  stop_recording
+  stop "$OVL_BEV" INT
+  nsx "$NS_NODEB" iptables-save | sed '/^# /d' >"$b/iptables.txt"
+  chmod 644 "$b"/*.pcap
+  mkdir -p "$b/shifted"
+  for i in eth0 veth-c1; do
+    editcap -F pcap -t "$OVL_SHIFT" "$b/$i.pcap" "$b/shifted/$i.pcap"
+  done
+}
+
+scenario_overlay_vxlan() {
+  ovl_start
   client t1 "$NS_C1" tcp_client.py --dst "$SVC_VIP" --port 80 --requests 3 --tag a1
   local t1=$LAST_PID
   client t2 "$NS_C1" tcp_client.py --dst "$SVC_VIP" --port 80 --requests 2 --tag a2
@@ -2255,22 +2292,94 @@ scenario_overlay_vxlan() {
   run udp "$NS_C1" udp_client.py --dst "$SVC_VIP" --count 1 --name a.example
   run icmp "$NS_C1" icmp_ping.py --dst "$SVC_VIP" --count 3 --ident 3073
   wait_file "$SYNC/h1" 5
-  snapshot
-  nsx "$NS_NODEB" conntrack -L -o extended,id >"$b/conntrack.txt" 2>>"$LOGS/conntrack-L.log"
+  ovl_snapshot
   touch "$SYNC/release"
   expect_ok "$h1"
-  kill_servers
-  sleep 0.5
-  for i in "${bpids[@]}"; do kill -INT "$i" 2>/dev/null || true; done
-  for i in "${bpids[@]}"; do reap "$i" || die "capture ${LIVE[$i]:-} failed"; done
-  stop_recording
-  stop "$bev" INT
-  nsx "$NS_NODEB" iptables-save | sed '/^# /d' >"$b/iptables.txt"
-  chmod 644 "$b"/*.pcap
-  mkdir -p "$b/shifted"
-  for i in eth0 veth-c1; do
-    editcap -F pcap -t "$OVL_SHIFT" "$b/$i.pcap" "$b/shifted/$i.pcap"
+  ovl_finish
+}
+
+# "The network" between the two nodes: NET holds a bridge (br0) with a port for each
+# node's eth0 (ul-a, ul-b), and a bridge-family nftables chain, `underlay forward`,
+# for what the network drops.
+NS_ULNET=nc-ulnet
+OVL_UL_MAX=1400
+ovl_network() {
+  local net=$1 p
+  ip -n "$net" link add br0 type bridge mcast_snooping 0
+  ip -n "$NS_HOST" link add eth0 address 52:54:00:4e:43:01 type veth peer name ul-a netns "$net"
+  ip -n "$NS_NODEB" link add eth0 address 52:54:00:4e:43:02 type veth peer name ul-b netns "$net"
+  for p in ul-a ul-b; do ip -n "$net" link set "$p" master br0 up; done
+  ip -n "$net" link set br0 up
+  nsx "$net" nft add table bridge underlay
+  nsx "$net" nft add chain bridge underlay forward '{ type filter hook forward priority 0; policy accept; }'
+}
+
+# ovl_unsegmented MTU: both pods' links at MTU (the vxlan devices' own, as flannel sets
+# them, so that nothing is too big for the tunnel), and no segmentation or receive
+# offloads on the pods' and nodes' links: every capture shows the segments as sent.
+ovl_unsegmented() {
+  local mtu=$1 ns i
+  for ns in "$NS_C1" "$NS_PODB"; do
+    ip -n "$ns" link set eth0 mtu "$mtu"
+    nsx "$ns" ethtool -K eth0 tso off gso off gro off
   done
+  for ns in "$NS_HOST" "$NS_NODEB"; do
+    ip -n "$ns" link set veth-c1 mtu "$mtu"
+    for i in veth-c1 eth0; do nsx "$ns" ethtool -K "$i" tso off gso off gro off; done
+  done
+}
+
+topo_fault_underlay_drop() { topo_overlay_vxlan "$NS_ULNET"; }
+topo_fault_underlay_blocked() { topo_overlay_vxlan "$NS_ULNET"; }
+
+# The network drops by size: the overlay of overlay-vxlan with its underlay through
+# nc-ulnet, whose firewall drops VXLAN packets longer than OVL_UL_MAX bytes (a path
+# that carries less than the nodes' 1500). Pod A reaches the service over TCP: each
+# connection's first response is small, a second one 3000 bytes, which node B sends
+# in full-size segments (1450 bytes inside, 1500 with VXLAN) that leave its eth0 and
+# never reach node A's; pod B sends them again until pod A gives up (RST). Small
+# connections and DNS cross before and after, pings all along.
+scenario_fault_underlay_drop() {
+  ovl_unsegmented 1450
+  nsx "$NS_ULNET" nft add rule bridge underlay forward udp dport "$OVL_PORT" ip length gt "$OVL_UL_MAX" drop
+  ovl_start --resp-pads 32,3000
+  run before "$NS_C1" tcp_client.py --dst "$SVC_VIP" --port 80 --requests 1 --tag before
+  run udp "$NS_C1" udp_client.py --dst "$SVC_VIP" --count 2 --name a.example
+  # Pings all along: small packets cross both ways while the large ones are lost.
+  client icmp "$NS_C1" icmp_ping.py --dst "$SVC_VIP" --count 16 --interval 0.2 --ident 3073
+  local icmp=$LAST_PID
+  run big "$NS_C1" tcp_client.py --dst "$SVC_VIP" --port 80 --requests 2 --expect-stall --io-timeout 3 \
+    --close rst --tag big
+  expect_ok "$icmp"
+  run after "$NS_C1" tcp_client.py --dst "$SVC_VIP" --port 80 --requests 1 --tag after
+  ovl_snapshot
+  nsx "$NS_ULNET" nft list ruleset >"$SCEN_DIR/network-nft.txt"
+  ovl_finish
+}
+
+# The network blocks the tunnel one way for a while: the same overlay, and for
+# OVL_BLOCK seconds nc-ulnet's firewall drops every VXLAN packet from node B (a
+# security group changed, then rolled back) while pod A queries DNS (UDP) and pings
+# (ICMP) through the service every 50 ms: the replies node B sends meanwhile never
+# reach node A; those before and after cross.
+OVL_BLOCK=0.6
+scenario_fault_underlay_blocked() {
+  ovl_unsegmented 1450
+  ovl_start
+  client udp "$NS_C1" udp_client.py --dst "$SVC_VIP" --count 30 --interval 0.05 --timeout 0.2 --any \
+    --name b.example
+  local udp=$LAST_PID
+  client icmp "$NS_C1" icmp_ping.py --dst "$SVC_VIP" --count 30 --interval 0.05 --timeout 0.2 --ident 3074
+  local icmp=$LAST_PID
+  sleep 0.5
+  nsx "$NS_ULNET" nft add rule bridge underlay forward ip saddr "$OVL_B_UL" udp dport "$OVL_PORT" drop
+  nsx "$NS_ULNET" nft list ruleset >"$SCEN_DIR/network-nft.txt"
+  sleep "$OVL_BLOCK"
+  nsx "$NS_ULNET" nft flush chain bridge underlay forward
+  expect_ok "$udp"
+  reap "$icmp" || true # the pings sent while blocked go unanswered
+  ovl_snapshot
+  ovl_finish
 }
 
 # ---------------------------------------------------------------- checks
@@ -3003,6 +3112,49 @@ check_overlay_vxlan() {
   local shift
   shift=$(awk '{print $1 - $2}' <<<"$(capinfos -a -T -r -S "$b/shifted/eth0.pcap" | awk -F'\t' '{print $2}') $(capinfos -a -T -r -S "$b/eth0.pcap" | awk -F'\t' '{print $2}')")
   [[ $(awk -v s="$shift" -v w="$OVL_SHIFT" 'BEGIN{d=s-w; print (d<0?-d:d) < 0.001}') == 1 ]] || die "node-b/shifted is shifted by $shift s"
+}
+
+# The underlay scenarios: what crossed the network one way is what left the other
+# node (VXLAN packets counted at both nodes' eth0 by direction and filter FILTER).
+# ovl_crossed DIR FILTER: the same number of such packets at both ends.
+ovl_crossed() {
+  local a b
+  a=$(pkts "$SCEN_DIR/eth0.pcap" "vxlan && $1 && $2")
+  b=$(pkts "$SCEN_DIR/node-b/eth0.pcap" "vxlan && $1 && $2")
+  [[ $a -eq $b ]] || die "$SCEN: '$1 && $2': $a VXLAN packets at node A, $b at node B"
+}
+
+# fault-underlay-drop: every VXLAN packet longer than OVL_UL_MAX left node B and none
+# reached node A; every shorter one crossed, both ways; the small connections, DNS
+# and pings were answered.
+check_fault_underlay_drop() {
+  local big="vxlan && ip.len > $OVL_UL_MAX"
+  need 3 "VXLAN packets over $OVL_UL_MAX bytes leaving node B" \
+    "$(pkts "$SCEN_DIR/node-b/eth0.pcap" "$big && ip.src==$OVL_B_UL")"
+  [[ $(pkts "$SCEN_DIR/eth0.pcap" "$big") -eq 0 ]] || die "$SCEN: VXLAN packets over $OVL_UL_MAX bytes at node A"
+  ovl_crossed "ip.src==$OVL_A_UL" "ip.len > 0"
+  ovl_crossed "ip.src==$OVL_B_UL" "ip.len <= $OVL_UL_MAX"
+  need 3 "TCP conversations on node B's pod link" "$(tcp_convs "$SCEN_DIR/node-b/veth-c1.pcap")"
+  need 2 "DNS answers on node A's pod link" "$(pkts "$SCEN_DIR/veth-c1.pcap" "udp.srcport==53")"
+  need 16 "ICMP echo replies on node A's pod link" "$(pkts "$SCEN_DIR/veth-c1.pcap" "icmp.type==0")"
+  grep -q "ip length > $OVL_UL_MAX drop" "$SCEN_DIR/network-nft.txt" || die "$SCEN: the network's rule"
+}
+
+# fault-underlay-blocked: VXLAN from node B stopped reaching node A for a while and
+# crossed before and after; everything from node A crossed; DNS answers and echo
+# replies were lost, others arrived.
+check_fault_underlay_blocked() {
+  local b=$SCEN_DIR/node-b/eth0.pcap a=$SCEN_DIR/eth0.pcap from_b="vxlan && ip.src==$OVL_B_UL" lost
+  ovl_crossed "ip.src==$OVL_A_UL" "ip.len > 0"
+  lost=$(($(pkts "$b" "$from_b") - $(pkts "$a" "$from_b")))
+  need 6 "VXLAN packets from node B lost" "$lost"
+  need 6 "VXLAN packets from node B that crossed" "$(pkts "$a" "$from_b")"
+  local v=$SCEN_DIR/veth-c1.pcap
+  need 3 "DNS queries unanswered" "$(($(pkts "$v" "udp.dstport==53") - $(pkts "$v" "udp.srcport==53")))"
+  need 3 "echo requests unanswered" "$(($(pkts "$v" "icmp.type==8") - $(pkts "$v" "icmp.type==0")))"
+  need 10 "DNS answers" "$(pkts "$v" "udp.srcport==53")"
+  need 10 "echo replies" "$(pkts "$v" "icmp.type==0")"
+  grep -q "ip saddr $OVL_B_UL udp dport $OVL_PORT drop" "$SCEN_DIR/network-nft.txt" || die "$SCEN: the network's rule"
 }
 
 # ---------------------------------------------------------------- main
