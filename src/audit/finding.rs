@@ -128,6 +128,9 @@ named_enum! {
         /// New connections to several destinations lost at a host whose conntrack
         /// table was full, while its existing connections kept crossing.
         ConntrackTableFull = "conntrack-table-full",
+        /// Packets that left one node in a tunnel and never reached the other: the
+        /// underlay between them dropped them.
+        UnderlayDrop = "underlay-drop",
     }
 }
 
@@ -383,6 +386,7 @@ pub enum Detail {
         replies: u64,
     },
     TableFull(TableFullFacts),
+    UnderlayDrop(UnderlayFacts),
     Conntrack {
         /// The entry (`file:line`), or the snapshot file for `ct-missing`.
         entry: String,
@@ -426,6 +430,28 @@ impl PmtuFacts {
             None => (self.crossed_max, self.failed.0.saturating_sub(1)),
         }
     }
+}
+
+/// `underlay-drop`: packets lost in a tunnel one way between two points, and what they
+/// have in common.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct UnderlayFacts {
+    /// The point the packets left in the tunnel, and the one beyond the underlay they
+    /// never reached.
+    pub from: String,
+    pub to: String,
+    /// The tunnel as the first lost packets travelled in it.
+    pub tunnel: crate::model::Tunnel,
+    /// The smallest and largest lost packet (IP length inside the tunnel).
+    pub lost_len: (u32, u32),
+    /// Packets of the tunnel that crossed that way, and the largest.
+    pub crossed: u64,
+    pub crossed_max: u32,
+    /// Every lost packet was larger than every one that crossed.
+    pub larger: bool,
+    /// Nothing of the tunnel crossed that way from the first lost packet to the last:
+    /// then when the first crossed after them (`None`: nothing did).
+    pub window: Option<Option<i64>>,
 }
 
 /// `asymmetric-route`: where a connection's requests went, where its replies came

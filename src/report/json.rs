@@ -224,6 +224,19 @@ pub enum DetailJson<'a> {
         mtu_range: [u32; 2],
         icmp_seen_at: &'a [String],
     },
+    UnderlayDrop {
+        from: &'a str,
+        to: &'a str,
+        tunnel: &'a crate::model::Tunnel,
+        lost_len: [u32; 2],
+        crossed: u64,
+        crossed_max: u32,
+        larger: bool,
+        /// Whether nothing of the tunnel crossed that way amid the lost packets, and
+        /// when the first crossed after them.
+        window: bool,
+        crossed_after_ns: Option<i64>,
+    },
     TableFull {
         lost: &'a [String],
         destinations: Vec<DestinationJson>,
@@ -451,6 +464,17 @@ fn detail(d: &Detail) -> DetailJson<'_> {
             replies_crossed: d.crossed,
             translated: d.translated,
             conntrack_unreplied: d.unreplied,
+        },
+        Detail::UnderlayDrop(d) => DetailJson::UnderlayDrop {
+            from: &d.from,
+            to: &d.to,
+            tunnel: &d.tunnel,
+            lost_len: [d.lost_len.0, d.lost_len.1],
+            crossed: d.crossed,
+            crossed_max: d.crossed_max,
+            larger: d.larger,
+            window: d.window.is_some(),
+            crossed_after_ns: d.window.flatten(),
         },
         Detail::TableFull(d) => DetailJson::TableFull {
             lost: &d.lost,

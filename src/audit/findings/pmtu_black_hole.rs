@@ -12,7 +12,8 @@
 //! Segments that crossed cut differently (segmentation offloads) count as crossed,
 //! and the largest packet that crossed is measured at the receiving point, so
 //! super-packets that crossed in MSS-sized pieces never make the path look smaller
-//! than it is. The segments are explained: `lost` does not report them again.
+//! than it is. The segments are explained: `lost` does not report them again. Segments
+//! `underlay-drop` already explained (lost in a tunnel between two nodes) are left to it.
 
 use super::Detected;
 use crate::audit::{
@@ -22,7 +23,7 @@ use crate::correlate::{Connection, Hop, Oversize, Sizes};
 use crate::flows::IcmpError;
 use crate::model::{Proto, Tuple};
 
-pub fn detect(x: &Ctx, _: &Explained) -> Detected {
+pub fn detect(x: &Ctx, explained: &Explained) -> Detected {
     let mut out = Detected::default();
     for (ci, conn) in x.c.connections.iter().enumerate() {
         if conn.proto != Proto::Tcp {
@@ -37,6 +38,10 @@ pub fn detect(x: &Ctx, _: &Explained) -> Detected {
                 let Some(o) = black_hole(x, sizes, to) else {
                     continue;
                 };
+                if explained.get(ci, li, dir) >= o.packets {
+                    // An earlier rule accounted for them (`underlay-drop`).
+                    continue;
+                }
                 let side = Side {
                     ci,
                     dir,

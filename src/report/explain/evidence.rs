@@ -163,6 +163,7 @@ pub fn line(e: &Evidence) -> String {
             tuple_proto(to)
         ),
         Evidence::Size(f) => super::pmtu_black_hole::fact(f),
+        Evidence::Underlay(f) => super::underlay_drop::fact(f),
         Evidence::Splice(f) => super::userland_proxy::fact(f),
         Evidence::Route(f) => super::asymmetric_route::fact(f),
         Evidence::Table(f) => super::conntrack_table_full::fact(f),
