@@ -44,6 +44,8 @@ pub const SCENARIOS: &[&str] = &[
     "fault-ct-table-full6",
     "forward-drop-clean",
     "overlay-vxlan",
+    "fault-underlay-drop",
+    "fault-underlay-blocked",
 ];
 
 /// Scenarios recorded but read only by the tests made for them, not by those that go
