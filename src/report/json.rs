@@ -235,7 +235,7 @@ pub enum DetailJson<'a> {
         /// Whether nothing of the tunnel crossed that way amid the lost packets, and
         /// when the first crossed after them.
         window: bool,
-        crossed_after_ns: Option<i64>,
+        crossed_again: Option<String>,
     },
     TableFull {
         lost: &'a [String],
@@ -474,7 +474,7 @@ fn detail(d: &Detail) -> DetailJson<'_> {
             crossed_max: d.crossed_max,
             larger: d.larger,
             window: d.window.is_some(),
-            crossed_after_ns: d.window.flatten(),
+            crossed_again: d.window.flatten().map(rfc3339_ns),
         },
         Detail::TableFull(d) => DetailJson::TableFull {
             lost: &d.lost,

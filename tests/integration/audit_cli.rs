@@ -1239,7 +1239,7 @@ fn packets_lost_between_the_nodes_of_an_overlay_are_an_underlay_drop() {
         assert_eq!(d["tunnel"]["dport"], 4789, "{name}");
         assert_eq!(d["larger"], larger, "{name}: {d}");
         assert_eq!(d["window"], window, "{name}: {d}");
-        assert_eq!(d["crossed_after_ns"].is_null(), !window, "{name}: {d}");
+        assert_eq!(d["crossed_again"].is_null(), !window, "{name}: {d}");
         let lost = d["lost_len"][0].as_u64().unwrap();
         assert_eq!(lost > d["crossed_max"].as_u64().unwrap(), larger, "{name}");
         // The lost packets travel from node B: the pod's replies.
