@@ -237,6 +237,40 @@ mod tests {
     }
 
     #[test]
+    fn what_did_not_cross_by_length_and_time_against_what_did() {
+        // Crossed: the SYN, a small request, one amid the lost, one after them.
+        let sender = vec![
+            tcp(0, C, S, 999, SYN, 64),
+            seg(MS, C, S, 1000, 40, h(1)),
+            seg(2 * MS, C, S, 1040, 1448, h(2)),
+            seg(3 * MS, C, S, 2488, 40, h(3)),
+            seg(4 * MS, C, S, 1040, 1448, h(4)),
+            seg(5 * MS, C, S, 2528, 40, h(5)),
+        ];
+        let receiver: Vec<Packet> = [0, 1, 3, 5].iter().map(|&k| sender[k].clone()).collect();
+        let s = sizes(&sender, &[2, 4], &receiver);
+        assert_eq!(s.crossed_span, Some((0, 5 * MS)));
+        let m = s.missing.expect("lost packets");
+        assert_eq!((m.packets, m.first_ns, m.last_ns), (2, 2 * MS, 4 * MS));
+        assert_eq!(m.min_len, m.max_len);
+        assert!(m.min_len > s.crossed_max);
+        assert_eq!(m.crossed_amid, 1);
+        assert_eq!(
+            (m.crossed_before, m.crossed_after),
+            (Some(MS), Some(5 * MS))
+        );
+        // Nothing lost: no such record; nothing crossed: no span.
+        assert_eq!(sizes(&sender, &[], &sender).missing, None);
+        let none = sizes(&sender, &[0, 1, 2, 3, 4, 5], &[]);
+        assert_eq!(none.crossed_span, None);
+        let m = none.missing.unwrap();
+        assert_eq!(
+            (m.packets, m.crossed_before, m.crossed_after),
+            (6, None, None)
+        );
+    }
+
+    #[test]
     fn large_segments_sent_again_and_never_delivered() {
         // A SYN, a small request that crossed, two full-size segments lost, the first
         // sent again whole, lost again.
