@@ -247,7 +247,7 @@ mod tests {
             seg(4 * MS, C, S, 1040, 1448, h(4)),
             seg(5 * MS, C, S, 2528, 40, h(5)),
         ];
-        let receiver: Vec<Packet> = [0, 1, 3, 5].iter().map(|&k| sender[k].clone()).collect();
+        let receiver: Vec<Packet> = [0, 1, 3, 5].iter().map(|&k| sender[k]).collect();
         let s = sizes(&sender, &[2, 4], &receiver);
         assert_eq!(s.crossed_span, Some((0, 5 * MS)));
         let m = s.missing.expect("lost packets");
