@@ -9,7 +9,8 @@ use crate::report::fmt::{
     at_or_span, ct_tuple, dst, endpoint, icmp_error, plural, rfc3339_ns, secs, short, tuple_proto,
 };
 
-fn who(d: Direction) -> &'static str {
+/// Who sends packets going `d`: "initiator", "responder".
+pub(super) fn who(d: Direction) -> &'static str {
     match d {
         Direction::Fwd => "initiator",
         Direction::Rev => "responder",

@@ -1,7 +1,8 @@
 //! Words of `pmtu-black-hole`, and of its facts ([`SizeFact`]).
 
+use super::evidence::who;
 use super::unexplained;
-use crate::audit::{Detail, Direction, Finding, PmtuFacts, SizeFact};
+use crate::audit::{Detail, Finding, PmtuFacts, SizeFact};
 use crate::report::fmt::{at_or_span, dst, plural, rfc3339_ns, src};
 
 /// "ICMP fragmentation needed" or "ICMPv6 packet too big".
@@ -24,7 +25,7 @@ fn headers(v6: bool) -> u32 {
 }
 
 /// `1500 bytes`, `1500 to 14480 bytes`.
-fn sizes(lo: u32, hi: u32) -> String {
+pub(super) fn sizes(lo: u32, hi: u32) -> String {
     if lo == hi {
         format!("{lo} bytes")
     } else {
@@ -103,13 +104,6 @@ pub fn explain(f: &Finding) -> (String, String) {
         if d.v6 { "ip6tables" } else { "iptables" }
     );
     (message, check)
-}
-
-fn who(d: Direction) -> &'static str {
-    match d {
-        Direction::Fwd => "initiator",
-        Direction::Rev => "responder",
-    }
 }
 
 /// One line of evidence for a [`SizeFact`].
