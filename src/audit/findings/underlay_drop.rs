@@ -30,25 +30,44 @@ use crate::model::{Proto, Tunnel, TunnelKind};
 /// A tunnel one way between two points: kind, VNI or key, outer protocol, addresses
 /// and destination port (UDP tunnels pick their source port per inner flow), then
 /// the sending and the receiving point.
-type Key = (
-    TunnelKind,
-    Option<u32>,
-    Proto,
-    IpAddr,
-    IpAddr,
-    u16,
-    usize,
-    usize,
-);
-
-fn key(t: &Tunnel, from: usize, to: usize) -> Key {
-    let o = &t.outer;
-    (t.kind, t.id, o.proto, o.src, o.dst, o.dport, from, to)
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Way {
+    kind: TunnelKind,
+    id: Option<u32>,
+    proto: Proto,
+    src: IpAddr,
+    dst: IpAddr,
+    dport: u16,
+    from: usize,
+    to: usize,
 }
 
-/// The same tunnel the other way (between the same points, swapped).
-fn reverse(k: &Key) -> (TunnelKind, Option<u32>, IpAddr, IpAddr, usize, usize) {
-    (k.0, k.1, k.4, k.3, k.7, k.6)
+/// A tunnel's ends one way between two points, whatever its protocol and ports.
+type Ends = (TunnelKind, Option<u32>, IpAddr, IpAddr, usize, usize);
+
+impl Way {
+    fn of(t: &Tunnel, from: usize, to: usize) -> Way {
+        let o = &t.outer;
+        Way {
+            kind: t.kind,
+            id: t.id,
+            proto: o.proto,
+            src: o.src,
+            dst: o.dst,
+            dport: o.dport,
+            from,
+            to,
+        }
+    }
+
+    fn ends(&self) -> Ends {
+        (self.kind, self.id, self.src, self.dst, self.from, self.to)
+    }
+
+    /// The same tunnel the other way between the same points.
+    fn back(&self) -> Ends {
+        (self.kind, self.id, self.dst, self.src, self.to, self.from)
+    }
 }
 
 /// One direction of one connection's link inside a tunnel.
@@ -78,7 +97,7 @@ fn tunnel_across(from: &Hop, to: &Hop, dir: Direction) -> Option<Tunnel> {
 }
 
 pub fn detect(x: &Ctx, explained: &Explained) -> Detected {
-    let mut sides: BTreeMap<Key, (Tunnel, Vec<Side>)> = BTreeMap::new();
+    let mut sides: BTreeMap<Way, (Tunnel, Vec<Side>)> = BTreeMap::new();
     for (ci, conn) in x.c.connections.iter().enumerate() {
         for (li, l) in conn.links.iter().enumerate() {
             let (up, down) = (&conn.hops[l.from], &conn.hops[l.to]);
@@ -103,7 +122,7 @@ pub fn detect(x: &Ctx, explained: &Explained) -> Detected {
                 };
                 let lost = gap.packets.saturating_sub(explained.get(ci, li, dir));
                 let e = sides
-                    .entry(key(&t, from.point, to.point))
+                    .entry(Way::of(&t, from.point, to.point))
                     .or_insert((t, Vec::new()));
                 e.1.push(Side {
                     ci,
@@ -119,22 +138,23 @@ pub fn detect(x: &Ctx, explained: &Explained) -> Detected {
     }
     // When each tunnel (either way, between the same points) last carried a packet
     // across.
-    let mut last_crossed: BTreeMap<_, i64> = BTreeMap::new();
-    for (k, (_, v)) in &sides {
-        let k = (k.0, k.1, k.3, k.4, k.6, k.7);
-        for s in v {
-            if let Some((_, b)) = s.sizes.crossed_span {
-                let e = last_crossed.entry(k).or_insert(b);
-                *e = (*e).max(b);
-            }
+    let mut last_crossed: BTreeMap<Ends, i64> = BTreeMap::new();
+    for (way, (_, v)) in &sides {
+        for b in v
+            .iter()
+            .filter_map(|s| s.sizes.crossed_span)
+            .map(|(_, b)| b)
+        {
+            let e = last_crossed.entry(way.ends()).or_insert(b);
+            *e = (*e).max(b);
         }
     }
     let mut out = Detected::default();
-    for (k, (tunnel, v)) in &sides {
+    for (way, (tunnel, v)) in &sides {
         let later = |t: i64| {
-            [(k.0, k.1, k.3, k.4, k.6, k.7), reverse(k)]
+            [way.ends(), way.back()]
                 .iter()
-                .any(|r| last_crossed.get(r).is_some_and(|&b| b > t))
+                .any(|e| last_crossed.get(e).is_some_and(|&b| b > t))
         };
         let Some(f) = finding(x, *tunnel, v, later) else {
             continue;
