@@ -32,7 +32,7 @@ ALL_SCENARIOS+=(userland-proxy userland-proxy6 fault-pmtu-black-hole fault-pmtu-
 ALL_SCENARIOS+=(fault-asym-route fault-asym-route6 asym-route-loose)
 ALL_SCENARIOS+=(fault-ct-table-full fault-ct-table-full6 forward-drop-clean)
 ALL_SCENARIOS+=(overlay-vxlan)
-ALL_SCENARIOS+=(fault-underlay-drop fault-underlay-blocked)
+ALL_SCENARIOS+=(fault-underlay-drop fault-underlay-blocked fault-vxlan-mtu)
 
 # The scenarios that run with IPv6 on (dual stack): those whose name ends in 6.
 is_v6() { [[ $1 == *6 ]]; }
@@ -2382,6 +2382,35 @@ scenario_fault_underlay_blocked() {
   ovl_finish
 }
 
+# Too big for the tunnel: the overlay of overlay-vxlan with both vxlan devices at MTU
+# 1500 over 1500-byte underlay links (set while eth0 allowed it: the kernel caps a
+# vxlan device at its lower device's MTU less 50 only when it is set), outer DF set
+# (`df set`), pods at 1500. Node B's pod answers a 3000-byte response in 1500-byte
+# segments (DF): with VXLAN's 50 bytes they no longer fit eth0, vxlan0 drops them
+# before node B's eth0 and only lowers the path MTU of node B's route, which
+# forwarding ignores (`ip_forward_use_pmtu` 0): no ICMP reaches the pod, which sends
+# them again until pod A gives up (RST). Small exchanges and pings cross.
+topo_fault_vxlan_mtu() { topo_overlay_vxlan; }
+scenario_fault_vxlan_mtu() {
+  local ns
+  ovl_unsegmented 1500
+  for ns in "$NS_HOST" "$NS_NODEB"; do
+    ip -n "$ns" link set eth0 mtu 1550
+    ip -n "$ns" link set vxlan0 mtu 1500
+    ip -n "$ns" link set vxlan0 type vxlan df set
+    ip -n "$ns" link set eth0 mtu 1500
+  done
+  ovl_start --resp-pads 32,3000
+  run before "$NS_C1" tcp_client.py --dst "$SVC_VIP" --port 80 --requests 1 --tag before
+  run big "$NS_C1" tcp_client.py --dst "$SVC_VIP" --port 80 --requests 2 --expect-stall --io-timeout 3 \
+    --close rst --tag big
+  run icmp "$NS_C1" icmp_ping.py --dst "$SVC_VIP" --count 2 --ident 3073
+  nsx "$NS_NODEB" sysctl net.ipv4.ip_forward_use_pmtu >"$SCEN_DIR/node-b/sysctl.txt"
+  ip -n "$NS_NODEB" -d link show vxlan0 >>"$SCEN_DIR/node-b/links.txt"
+  ovl_snapshot
+  ovl_finish
+}
+
 # ---------------------------------------------------------------- checks
 
 # Every pcap must show only lab addresses.
@@ -3155,6 +3184,23 @@ check_fault_underlay_blocked() {
   need 10 "DNS answers" "$(pkts "$v" "udp.srcport==53")"
   need 10 "echo replies" "$(pkts "$v" "icmp.type==0")"
   grep -q "ip saddr $OVL_B_UL udp dport $OVL_PORT drop" "$SCEN_DIR/network-nft.txt" || die "$SCEN: the network's rule"
+}
+
+# fault-vxlan-mtu: the pod's full-size segments left pod B and never node B's eth0,
+# nothing over 1500 bytes and no fragment on either underlay capture, no ICMP on
+# either pod link; the small exchanges and pings crossed.
+check_fault_vxlan_mtu() {
+  local b=$SCEN_DIR/node-b f
+  need 3 "full-size segments from pod B" "$(pkts "$b/veth-c1.pcap" "ip.src==$OVL_B_POD && ip.len==1500 && ip.flags.df==1")"
+  [[ $(pkts "$b/eth0.pcap" "vxlan && ip.len > 1450") -eq 0 ]] || die "$SCEN: full-size segments in the tunnel"
+  for f in "$SCEN_DIR/eth0.pcap" "$b/eth0.pcap"; do
+    [[ $(pkts "$f" "ip.len > 1500 || ip.flags.mf==1 || ip.frag_offset > 0") -eq 0 ]] || die "$SCEN: $f: fragments"
+  done
+  for f in "$SCEN_DIR/veth-c1.pcap" "$b/veth-c1.pcap"; do
+    [[ $(pkts "$f" "icmp.type==3") -eq 0 ]] || die "$SCEN: $f: ICMP errors"
+  done
+  need 2 "ICMP echo replies on node A's pod link" "$(pkts "$SCEN_DIR/veth-c1.pcap" "icmp.type==0")"
+  grep -q 'df set' "$b/links.txt" || die "$SCEN: vxlan0 without df set"
 }
 
 # ---------------------------------------------------------------- main

@@ -46,6 +46,7 @@ pub const SCENARIOS: &[&str] = &[
     "overlay-vxlan",
     "fault-underlay-drop",
     "fault-underlay-blocked",
+    "fault-vxlan-mtu",
 ];
 
 /// Scenarios recorded but read only by the tests made for them, not by those that go
