@@ -419,6 +419,9 @@ pub struct PmtuFacts {
     /// such errors were seen at.
     pub icmp_mtu: Option<u32>,
     pub icmp_points: Vec<String>,
+    /// The tunnel the segments were to enter at `to` (they travelled plain before
+    /// it): its headers are added to them on the underlay.
+    pub tunnel: Option<crate::model::Tunnel>,
 }
 
 impl PmtuFacts {

@@ -223,6 +223,10 @@ pub enum DetailJson<'a> {
         mtu: Option<u32>,
         mtu_range: [u32; 2],
         icmp_seen_at: &'a [String],
+        /// The tunnel the segments were to enter, and the bytes its headers add
+        /// (at least, for Geneve and GRE).
+        tunnel: Option<&'a crate::model::Tunnel>,
+        tunnel_overhead: Option<u32>,
     },
     UnderlayDrop {
         from: &'a str,
@@ -455,6 +459,8 @@ fn detail(d: &Detail) -> DetailJson<'_> {
             mtu: d.icmp_mtu,
             mtu_range: [d.mtu().0, d.mtu().1],
             icmp_seen_at: &d.icmp_points,
+            tunnel: d.tunnel.as_ref(),
+            tunnel_overhead: d.tunnel.and_then(|t| t.overhead()).map(|(n, _)| n),
         },
         Detail::AsymmetricRoute(d) => DetailJson::AsymmetricRoute {
             requests_at: &d.requests,

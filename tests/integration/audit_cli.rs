@@ -1280,6 +1280,36 @@ fn packets_lost_between_the_nodes_of_an_overlay_are_an_underlay_drop() {
     }
 }
 
+/// A pod's full-size segments too big for the tunnel they were to enter (a vxlan
+/// device at the underlay's own MTU, outer DF set): a PMTU black hole between the pod
+/// and its node's underlay point, naming the tunnel and what its headers make of them.
+#[test]
+fn segments_too_big_for_the_tunnel_are_a_black_hole_naming_it() {
+    let a = nodes("fault-vxlan-mtu", ["pod-a", "node-a", "node-b", "pod-b"]);
+    let (code, doc) = json(&args(&a));
+    assert_eq!(code, 1);
+    let bad: Vec<_> = codes(&doc)
+        .into_iter()
+        .filter(|(sev, _)| sev != "info")
+        .collect();
+    assert_eq!(bad, [("error".into(), "pmtu-black-hole".into())]);
+    let f = &doc["findings"][0];
+    let d = &f["detail"];
+    assert_eq!((s(&d["from"]), s(&d["to"])), ("pod-b", "node-b"));
+    assert_eq!(d["tunnel"]["kind"], "vxlan");
+    assert_eq!(d["tunnel"]["src"], "203.0.113.2");
+    assert_eq!(d["tunnel_overhead"], 50);
+    assert!(
+        s(&f["message"]).ends_with(
+            "at node-b they were to enter VXLAN VNI 1 from 203.0.113.2 to 203.0.113.1 (UDP port 4789), whose headers add 50 bytes (1550-byte packets on the underlay)"
+        ),
+        "{}",
+        f["message"]
+    );
+    assert!(s(&f["check"]).contains("ip_forward_use_pmtu"));
+    snapshot_findings("fault-vxlan-mtu", &doc);
+}
+
 /// No other recording loses packets inside a tunnel: the overlay with every point,
 /// and every scenario's own captures.
 #[test]

@@ -9,7 +9,7 @@ use crate::report::fmt::{at_or_span, plural, rfc3339_ns};
 
 /// The tunnel as an operator names it: `VXLAN VNI 1 from 203.0.113.2 to 203.0.113.1
 /// (UDP port 4789)`, `IPIP from 10.0.0.1 to 10.0.0.2 (IP protocol 4)`.
-fn tunnel(t: &Tunnel) -> String {
+pub(super) fn tunnel(t: &Tunnel) -> String {
     let (name, id) = match t.kind {
         TunnelKind::Vxlan => ("VXLAN", "VNI"),
         TunnelKind::Geneve => ("Geneve", "VNI"),
