@@ -10,6 +10,10 @@
 //! reached the receiving hop in other, smaller segments. Sizes are IP lengths as sent;
 //! the largest that crossed is taken at the receiving hop, so a super-packet that
 //! crossed cut into MSS-sized segments counts at their size.
+//!
+//! Whatever the protocol, every packet that did not cross is also measured against
+//! those that did, by length and by time ([`Missing`]): a path that loses packets of
+//! one kind, or everything for a while, shows it there.
 
 use std::collections::HashSet;
 
