@@ -358,6 +358,26 @@ pub struct Tunnel {
 }
 
 impl Tunnel {
+    /// The bytes the tunnel puts around the packet inside, and whether that is exact:
+    /// the outer IP header (20 bytes, 40 over IPv6), then VXLAN's UDP and VXLAN
+    /// headers and the inner Ethernet header (30), Geneve's (30 and its options),
+    /// GRE's (4, 8 with a key, more with other optional fields), Teredo's UDP header
+    /// (8). ERSPAN's headers depend on its version: none given.
+    pub fn overhead(&self) -> Option<(u32, bool)> {
+        let ip = if self.outer.src.is_ipv6() { 40 } else { 20 };
+        let (inner, exact) = match self.kind {
+            TunnelKind::Vxlan => (30, true),
+            TunnelKind::Geneve => (30, false),
+            TunnelKind::Gre => (if self.id.is_some() { 8 } else { 4 }, false),
+            TunnelKind::Erspan => return None,
+            TunnelKind::Ipip | TunnelKind::Sit | TunnelKind::Ip6ip6 | TunnelKind::Ip4ip6 => {
+                (0, true)
+            }
+            TunnelKind::Teredo => (8, true),
+        };
+        Some((ip + inner, exact))
+    }
+
     /// The tunnels of a packet found inside `inner` once `outer` was opened (a datagram
     /// reassembled from fragments a tunnel carried): the outer one, counting both.
     pub fn around(outer: Option<Tunnel>, inner: Option<Tunnel>) -> Option<Tunnel> {
@@ -481,6 +501,41 @@ mod tests {
 
     fn t(src: &str, sport: u16, dst: &str, dport: u16) -> Tuple {
         Tuple::of(Proto::Tcp, src, sport, dst, dport)
+    }
+
+    #[test]
+    fn a_tunnel_adds_its_outer_header_and_its_own() {
+        let tun = |kind, id, src: &str| Tunnel {
+            kind,
+            depth: 1,
+            id,
+            outer: Tuple::of(Proto::Udp, src, 40000, src, 4789),
+        };
+        let v4 = "203.0.113.1";
+        let v6 = "2001:db8::1";
+        assert_eq!(
+            tun(TunnelKind::Vxlan, Some(1), v4).overhead(),
+            Some((50, true))
+        );
+        assert_eq!(
+            tun(TunnelKind::Vxlan, Some(1), v6).overhead(),
+            Some((70, true))
+        );
+        assert_eq!(
+            tun(TunnelKind::Geneve, Some(1), v4).overhead(),
+            Some((50, false))
+        );
+        assert_eq!(
+            tun(TunnelKind::Gre, Some(9), v4).overhead(),
+            Some((28, false))
+        );
+        assert_eq!(tun(TunnelKind::Gre, None, v4).overhead(), Some((24, false)));
+        assert_eq!(tun(TunnelKind::Ipip, None, v4).overhead(), Some((20, true)));
+        assert_eq!(
+            tun(TunnelKind::Ip6ip6, None, v6).overhead(),
+            Some((40, true))
+        );
+        assert_eq!(tun(TunnelKind::Erspan, Some(1), v4).overhead(), None);
     }
 
     #[test]

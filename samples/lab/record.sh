@@ -32,6 +32,7 @@ ALL_SCENARIOS+=(userland-proxy userland-proxy6 fault-pmtu-black-hole fault-pmtu-
 ALL_SCENARIOS+=(fault-asym-route fault-asym-route6 asym-route-loose)
 ALL_SCENARIOS+=(fault-ct-table-full fault-ct-table-full6 forward-drop-clean)
 ALL_SCENARIOS+=(overlay-vxlan overlay-ipip fault-overlay-masq fault-overlay-masq-ipip)
+ALL_SCENARIOS+=(fault-underlay-drop fault-underlay-blocked fault-vxlan-mtu)
 
 # The scenarios that run with IPv6 on (dual stack): those whose name ends in 6.
 is_v6() { [[ $1 == *6 ]]; }
@@ -2179,20 +2180,25 @@ ovl_node() {
   ip -n "$ns" link set "$OVL_DEV" up
 }
 
-# topo_overlay KIND: the two nodes, their pods and the tunnel between them.
+# topo_overlay KIND [NET]: the two nodes, their pods and the tunnel between them; with
+# NET, the underlay goes through that namespace (ovl_network).
 topo_overlay() {
-  local ns
+  local ns net=${2:-}
   ovl_kind "$1"
-  for ns in "$NS_HOST" "$NS_C1" "$NS_NODEB" "$NS_PODB"; do
+  for ns in "$NS_HOST" "$NS_C1" "$NS_NODEB" "$NS_PODB" ${net:+"$net"}; do
     if ip netns list | awk '{print $1}' | grep -qx -- "$ns"; then
       [[ -z $(ip netns pids "$ns" 2>/dev/null) ]] || die "namespace $ns exists and has processes; not touching it"
       ip netns del "$ns"
     fi
     ns_add "$ns" 1
   done
-  # The underlay: the two nodes' eth0s on one link.
-  ip -n "$NS_HOST" link add eth0 address 52:54:00:4e:43:01 type veth \
-    peer name eth0 address 52:54:00:4e:43:02 netns "$NS_NODEB"
+  # The underlay: the two nodes' eth0s on one link, or on two ports of NET's bridge.
+  if [[ -n $net ]]; then
+    ovl_network "$net"
+  else
+    ip -n "$NS_HOST" link add eth0 address 52:54:00:4e:43:01 type veth \
+      peer name eth0 address 52:54:00:4e:43:02 netns "$NS_NODEB"
+  fi
   ovl_node "$NS_HOST" 0 "$OVL_A_UL" "$OVL_B_UL" "$OVL_A_TUN" "$NS_C1" "$OVL_A_POD"
   ovl_node "$NS_NODEB" 1 "$OVL_B_UL" "$OVL_A_UL" "$OVL_B_TUN" "$NS_PODB" "$OVL_B_POD"
   # Static neighbours, as flannel and Calico install them: no ARP inside the tunnel or
@@ -2252,6 +2258,13 @@ COMMIT
 EOF
 }
 
+# ovl_service_rules: kube-proxy writes the same rules on every node; on node B they
+# also hook conntrack into its namespace, which then tracks the inner connections.
+ovl_service_rules() {
+  overlay_rules | apply_rules
+  overlay_rules | nsx "$NS_NODEB" iptables-restore
+}
+
 # ovl_nodeb_start: node B's captures (eth0, veth-c1) and conntrack events, into node-b/.
 OVL_B_PIDS=() OVL_B_EV=""
 ovl_nodeb_start() {
@@ -2297,19 +2310,25 @@ ovl_finish() {
   done
 }
 
-# ovl_run TRAFFIC...: both nodes' captures around the traffic functions given, run in
-# order; both tables snapshotted after them, while the connection they hold open (h1),
-# if any, is open. The rules are the scenario's.
-ovl_run() {
+# ovl_start [TCP_SERVER_ARGS...]: the pod on node B serving TCP 80 and UDP 53, then
+# both nodes' captures and conntrack events. The rules are the scenario's.
+ovl_start() {
   IFACES=(docker0 eth0 veth-c1)
   # Bridged pod traffic goes through iptables, as Kubernetes requires: node A's DNAT
   # happens as docker0 receives the packet from veth-c1.
   bridge_netfilter
   nsx "$NS_NODEB" sysctl -q -w net.bridge.bridge-nf-call-iptables=1
-  server srv-tcp "$NS_PODB" tcp_server.py --port 80 --lifetime 30
+  server srv-tcp "$NS_PODB" tcp_server.py --port 80 --lifetime 30 "$@"
   server srv-udp "$NS_PODB" udp_server.py --port 53 --lifetime 30
   ovl_nodeb_start
   start_recording
+}
+
+# ovl_run TRAFFIC...: both nodes' captures around the traffic functions given, run in
+# order; both tables snapshotted after them, while the connection they hold open (h1),
+# if any, is open. The rules are the scenario's.
+ovl_run() {
+  ovl_start
   local fn pid
   for fn in "$@"; do "$fn"; done
   ovl_snapshot
@@ -2345,10 +2364,7 @@ ovl_held() { wait_file "$SYNC/h1" 5; }
 # overlay_service: pod A calls the service (TCP, UDP, ICMP echo); node A DNATs it to pod
 # B and masquerades it into the tunnel.
 overlay_service() {
-  # kube-proxy writes the same rules on every node; on node B they also hook
-  # conntrack into its namespace, which then tracks the inner connections.
-  overlay_rules | apply_rules
-  overlay_rules | nsx "$NS_NODEB" iptables-restore
+  ovl_service_rules
   OVL_DST=$SVC_VIP
   ovl_run ovl_tcp_traffic ovl_udp_icmp_traffic ovl_held
 }
@@ -2428,6 +2444,122 @@ scenario_fault_overlay_masq_ipip() {
   ovl_run ovl_udp_icmp_traffic
   hx ipset save >"$SCEN_DIR/ipsets.txt"
   nsx "$NS_NODEB" ipset save >"$SCEN_DIR/node-b/ipsets.txt"
+}
+
+# "The network" between the two nodes: NET holds a bridge (br0) with a port for each
+# node's eth0 (ul-a, ul-b), and a bridge-family nftables chain, `underlay forward`,
+# for what the network drops.
+NS_ULNET=nc-ulnet
+OVL_UL_MAX=1400
+ovl_network() {
+  local net=$1 p
+  ip -n "$net" link add br0 type bridge mcast_snooping 0
+  ip -n "$NS_HOST" link add eth0 address 52:54:00:4e:43:01 type veth peer name ul-a netns "$net"
+  ip -n "$NS_NODEB" link add eth0 address 52:54:00:4e:43:02 type veth peer name ul-b netns "$net"
+  for p in ul-a ul-b; do ip -n "$net" link set "$p" master br0 up; done
+  ip -n "$net" link set br0 up
+  nsx "$net" nft add table bridge underlay
+  nsx "$net" nft add chain bridge underlay forward '{ type filter hook forward priority 0; policy accept; }'
+}
+
+# ovl_unsegmented MTU: both pods' links at MTU (the vxlan devices' own, as flannel sets
+# them, so that nothing is too big for the tunnel), and no segmentation or receive
+# offloads on the pods' and nodes' links: every capture shows the segments as sent.
+ovl_unsegmented() {
+  local mtu=$1 ns i
+  for ns in "$NS_C1" "$NS_PODB"; do
+    ip -n "$ns" link set eth0 mtu "$mtu"
+    nsx "$ns" ethtool -K eth0 tso off gso off gro off
+  done
+  for ns in "$NS_HOST" "$NS_NODEB"; do
+    ip -n "$ns" link set veth-c1 mtu "$mtu"
+    for i in veth-c1 eth0; do nsx "$ns" ethtool -K "$i" tso off gso off gro off; done
+  done
+}
+
+topo_fault_underlay_drop() { topo_overlay vxlan "$NS_ULNET"; }
+topo_fault_underlay_blocked() { topo_overlay vxlan "$NS_ULNET"; }
+
+# The network drops by size: the overlay of overlay-vxlan with its underlay through
+# nc-ulnet, whose firewall drops VXLAN packets longer than OVL_UL_MAX bytes (a path
+# that carries less than the nodes' 1500). Pod A reaches the service over TCP: each
+# connection's first response is small, a second one 3000 bytes, which node B sends
+# in full-size segments (1450 bytes inside, 1500 with VXLAN) that leave its eth0 and
+# never reach node A's; pod B sends them again until pod A gives up (RST). Small
+# connections and DNS cross before and after, pings all along.
+scenario_fault_underlay_drop() {
+  ovl_unsegmented 1450
+  nsx "$NS_ULNET" nft add rule bridge underlay forward udp dport "$OVL_PORT" ip length gt "$OVL_UL_MAX" drop
+  ovl_service_rules
+  ovl_start --resp-pads 32,3000
+  run before "$NS_C1" tcp_client.py --dst "$SVC_VIP" --port 80 --requests 1 --tag before
+  run udp "$NS_C1" udp_client.py --dst "$SVC_VIP" --count 2 --name a.example
+  # Pings all along: small packets cross both ways while the large ones are lost.
+  client icmp "$NS_C1" icmp_ping.py --dst "$SVC_VIP" --count 16 --interval 0.2 --ident 3073
+  local icmp=$LAST_PID
+  run big "$NS_C1" tcp_client.py --dst "$SVC_VIP" --port 80 --requests 2 --expect-stall --io-timeout 3 \
+    --close rst --tag big
+  expect_ok "$icmp"
+  run after "$NS_C1" tcp_client.py --dst "$SVC_VIP" --port 80 --requests 1 --tag after
+  ovl_snapshot
+  nsx "$NS_ULNET" nft list ruleset >"$SCEN_DIR/network-nft.txt"
+  ovl_finish
+}
+
+# The network blocks the tunnel one way for a while: the same overlay, and for
+# OVL_BLOCK seconds nc-ulnet's firewall drops every VXLAN packet from node B (a
+# security group changed, then rolled back) while pod A queries DNS (UDP) and pings
+# (ICMP) through the service every 50 ms: the replies node B sends meanwhile never
+# reach node A; those before and after cross.
+OVL_BLOCK=0.6
+scenario_fault_underlay_blocked() {
+  ovl_unsegmented 1450
+  ovl_service_rules
+  ovl_start
+  client udp "$NS_C1" udp_client.py --dst "$SVC_VIP" --count 30 --interval 0.05 --timeout 0.2 --any \
+    --name b.example
+  local udp=$LAST_PID
+  client icmp "$NS_C1" icmp_ping.py --dst "$SVC_VIP" --count 30 --interval 0.05 --timeout 0.2 --ident 3074
+  local icmp=$LAST_PID
+  sleep 0.5
+  nsx "$NS_ULNET" nft add rule bridge underlay forward ip saddr "$OVL_B_UL" udp dport "$OVL_PORT" drop
+  nsx "$NS_ULNET" nft list ruleset >"$SCEN_DIR/network-nft.txt"
+  sleep "$OVL_BLOCK"
+  nsx "$NS_ULNET" nft flush chain bridge underlay forward
+  expect_ok "$udp"
+  reap "$icmp" || true # the pings sent while blocked go unanswered
+  ovl_snapshot
+  ovl_finish
+}
+
+# Too big for the tunnel: the overlay of overlay-vxlan with both vxlan devices at MTU
+# 1500 over 1500-byte underlay links (set while eth0 allowed it: the kernel caps a
+# vxlan device at its lower device's MTU less 50 only when it is set), outer DF set
+# (`df set`), pods at 1500. Node B's pod answers a 3000-byte response in 1500-byte
+# segments (DF): with VXLAN's 50 bytes they no longer fit eth0, vxlan0 drops them
+# before node B's eth0 and only lowers the path MTU of node B's route, which
+# forwarding ignores (`ip_forward_use_pmtu` 0): no ICMP reaches the pod, which sends
+# them again until pod A gives up (RST). Small exchanges and pings cross.
+topo_fault_vxlan_mtu() { topo_overlay vxlan; }
+scenario_fault_vxlan_mtu() {
+  local ns
+  ovl_unsegmented 1500
+  for ns in "$NS_HOST" "$NS_NODEB"; do
+    ip -n "$ns" link set eth0 mtu 1550
+    ip -n "$ns" link set vxlan0 mtu 1500
+    ip -n "$ns" link set vxlan0 type vxlan df set
+    ip -n "$ns" link set eth0 mtu 1500
+  done
+  ovl_service_rules
+  ovl_start --resp-pads 32,3000
+  run before "$NS_C1" tcp_client.py --dst "$SVC_VIP" --port 80 --requests 1 --tag before
+  run big "$NS_C1" tcp_client.py --dst "$SVC_VIP" --port 80 --requests 2 --expect-stall --io-timeout 3 \
+    --close rst --tag big
+  run icmp "$NS_C1" icmp_ping.py --dst "$SVC_VIP" --count 2 --ident 3073
+  nsx "$NS_NODEB" sysctl net.ipv4.ip_forward_use_pmtu >"$SCEN_DIR/node-b/sysctl.txt"
+  ip -n "$NS_NODEB" -d link show vxlan0 >>"$SCEN_DIR/node-b/links.txt"
+  ovl_snapshot
+  ovl_finish
 }
 
 # ---------------------------------------------------------------- checks
@@ -3211,6 +3343,66 @@ check_fault_overlay_masq_ipip() {
   need 3 "ICMP echo replies on node A's pod link" "$(pkts "$SCEN_DIR/veth-c1.pcap" "icmp.type==0 && ip.src==$OVL_B_POD")"
   grep -q "^add cali40all-ipam-pools $OVL_A_CIDR" "$SCEN_DIR/ipsets.txt" || die "node A's pools missing from ipsets.txt"
   ! grep -q "^add cali40all-ipam-pools $OVL_B_CIDR" "$SCEN_DIR/ipsets.txt" || die "node B's pool in node A's cali40all-ipam-pools"
+}
+
+# The underlay scenarios: what crossed the network one way is what left the other
+# node (VXLAN packets counted at both nodes' eth0 by direction and filter FILTER).
+# ovl_crossed DIR FILTER: the same number of such packets at both ends.
+ovl_crossed() {
+  local a b
+  a=$(pkts "$SCEN_DIR/eth0.pcap" "vxlan && $1 && $2")
+  b=$(pkts "$SCEN_DIR/node-b/eth0.pcap" "vxlan && $1 && $2")
+  [[ $a -eq $b ]] || die "$SCEN: '$1 && $2': $a VXLAN packets at node A, $b at node B"
+}
+
+# fault-underlay-drop: every VXLAN packet longer than OVL_UL_MAX left node B and none
+# reached node A; every shorter one crossed, both ways; the small connections, DNS
+# and pings were answered.
+check_fault_underlay_drop() {
+  local big="vxlan && ip.len > $OVL_UL_MAX"
+  need 3 "VXLAN packets over $OVL_UL_MAX bytes leaving node B" \
+    "$(pkts "$SCEN_DIR/node-b/eth0.pcap" "$big && ip.src==$OVL_B_UL")"
+  [[ $(pkts "$SCEN_DIR/eth0.pcap" "$big") -eq 0 ]] || die "$SCEN: VXLAN packets over $OVL_UL_MAX bytes at node A"
+  ovl_crossed "ip.src==$OVL_A_UL" "ip.len > 0"
+  ovl_crossed "ip.src==$OVL_B_UL" "ip.len <= $OVL_UL_MAX"
+  need 3 "TCP conversations on node B's pod link" "$(tcp_convs "$SCEN_DIR/node-b/veth-c1.pcap")"
+  need 2 "DNS answers on node A's pod link" "$(pkts "$SCEN_DIR/veth-c1.pcap" "udp.srcport==53")"
+  need 16 "ICMP echo replies on node A's pod link" "$(pkts "$SCEN_DIR/veth-c1.pcap" "icmp.type==0")"
+  grep -q "ip length > $OVL_UL_MAX drop" "$SCEN_DIR/network-nft.txt" || die "$SCEN: the network's rule"
+}
+
+# fault-underlay-blocked: VXLAN from node B stopped reaching node A for a while and
+# crossed before and after; everything from node A crossed; DNS answers and echo
+# replies were lost, others arrived.
+check_fault_underlay_blocked() {
+  local b=$SCEN_DIR/node-b/eth0.pcap a=$SCEN_DIR/eth0.pcap from_b="vxlan && ip.src==$OVL_B_UL" lost
+  ovl_crossed "ip.src==$OVL_A_UL" "ip.len > 0"
+  lost=$(($(pkts "$b" "$from_b") - $(pkts "$a" "$from_b")))
+  need 6 "VXLAN packets from node B lost" "$lost"
+  need 6 "VXLAN packets from node B that crossed" "$(pkts "$a" "$from_b")"
+  local v=$SCEN_DIR/veth-c1.pcap
+  need 3 "DNS queries unanswered" "$(($(pkts "$v" "udp.dstport==53") - $(pkts "$v" "udp.srcport==53")))"
+  need 3 "echo requests unanswered" "$(($(pkts "$v" "icmp.type==8") - $(pkts "$v" "icmp.type==0")))"
+  need 10 "DNS answers" "$(pkts "$v" "udp.srcport==53")"
+  need 10 "echo replies" "$(pkts "$v" "icmp.type==0")"
+  grep -q "ip saddr $OVL_B_UL udp dport $OVL_PORT drop" "$SCEN_DIR/network-nft.txt" || die "$SCEN: the network's rule"
+}
+
+# fault-vxlan-mtu: the pod's full-size segments left pod B and never node B's eth0,
+# nothing over 1500 bytes and no fragment on either underlay capture, no ICMP on
+# either pod link; the small exchanges and pings crossed.
+check_fault_vxlan_mtu() {
+  local b=$SCEN_DIR/node-b f
+  need 3 "full-size segments from pod B" "$(pkts "$b/veth-c1.pcap" "ip.src==$OVL_B_POD && ip.len==1500 && ip.flags.df==1")"
+  [[ $(pkts "$b/eth0.pcap" "vxlan && ip.len > 1450") -eq 0 ]] || die "$SCEN: full-size segments in the tunnel"
+  for f in "$SCEN_DIR/eth0.pcap" "$b/eth0.pcap"; do
+    [[ $(pkts "$f" "ip.len > 1500 || ip.flags.mf==1 || ip.frag_offset > 0") -eq 0 ]] || die "$SCEN: $f: fragments"
+  done
+  for f in "$SCEN_DIR/veth-c1.pcap" "$b/veth-c1.pcap"; do
+    [[ $(pkts "$f" "icmp.type==3") -eq 0 ]] || die "$SCEN: $f: ICMP errors"
+  done
+  need 2 "ICMP echo replies on node A's pod link" "$(pkts "$SCEN_DIR/veth-c1.pcap" "icmp.type==0")"
+  grep -q 'df set' "$b/links.txt" || die "$SCEN: vxlan0 without df set"
 }
 
 # ---------------------------------------------------------------- main

@@ -203,6 +203,8 @@ pub enum Evidence {
     },
     /// A fact about packets too large for the path (`pmtu-black-hole`).
     Size(SizeFact),
+    /// A fact about packets lost in a tunnel (`underlay-drop`).
+    Underlay(UnderlayFact),
     /// A fact about two connections a proxy spliced (`userland-proxy`).
     Splice(SpliceFact),
     /// A fact about replies that came back another way (`asymmetric-route`).
@@ -444,5 +446,30 @@ pub enum SpliceFact {
         carried: u64,
         compared: usize,
         lag_ns: i64,
+    },
+}
+
+/// A fact about packets lost in a tunnel between two points (`underlay-drop`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum UnderlayFact {
+    /// `packets` of connection `conn` going `direction` were lost, their IP lengths
+    /// inside the tunnel and their times.
+    Lost {
+        conn: String,
+        direction: Direction,
+        packets: u64,
+        min_len: u32,
+        max_len: u32,
+        first_ns: i64,
+        last_ns: i64,
+    },
+    /// Packets of the tunnel that crossed that way: how many, the largest, the last
+    /// before the first lost one, and whether none crossed amid the lost ones (then
+    /// the first after them).
+    Crossed {
+        packets: u64,
+        max_len: u32,
+        before: Option<i64>,
+        window: Option<Option<i64>>,
     },
 }

@@ -131,6 +131,9 @@ named_enum! {
         /// Pod-to-pod traffic whose source was masqueraded (its destination kept) on its
         /// way into an overlay tunnel to another node.
         OverlayMasq = "overlay-masq",
+        /// Packets that left one node in a tunnel and never reached the other: the
+        /// underlay between them dropped them.
+        UnderlayDrop = "underlay-drop",
     }
 }
 
@@ -397,6 +400,7 @@ pub enum Detail {
         replies: u64,
     },
     TableFull(TableFullFacts),
+    UnderlayDrop(UnderlayFacts),
     Conntrack {
         /// The entry (`file:line`), or the snapshot file for `ct-missing`.
         entry: String,
@@ -429,6 +433,9 @@ pub struct PmtuFacts {
     /// such errors were seen at.
     pub icmp_mtu: Option<u32>,
     pub icmp_points: Vec<String>,
+    /// The tunnel the segments were to enter at `to` (they travelled plain before
+    /// it): its headers are added to them on the underlay.
+    pub tunnel: Option<crate::model::Tunnel>,
 }
 
 impl PmtuFacts {
@@ -440,6 +447,28 @@ impl PmtuFacts {
             None => (self.crossed_max, self.failed.0.saturating_sub(1)),
         }
     }
+}
+
+/// `underlay-drop`: packets lost in a tunnel one way between two points, and what they
+/// have in common.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct UnderlayFacts {
+    /// The point the packets left in the tunnel, and the one beyond the underlay they
+    /// never reached.
+    pub from: String,
+    pub to: String,
+    /// The tunnel as the first lost packets travelled in it.
+    pub tunnel: crate::model::Tunnel,
+    /// The smallest and largest lost packet (IP length inside the tunnel).
+    pub lost_len: (u32, u32),
+    /// Packets of the tunnel that crossed that way, and the largest.
+    pub crossed: u64,
+    pub crossed_max: u32,
+    /// Every lost packet was larger than every one that crossed.
+    pub larger: bool,
+    /// Nothing of the tunnel crossed that way from the first lost packet to the last:
+    /// then when the first crossed after them (`None`: nothing did).
+    pub window: Option<Option<i64>>,
 }
 
 /// `asymmetric-route`: where a connection's requests went, where its replies came

@@ -34,12 +34,12 @@ use crate::witness::Witness;
 pub use context::{Ctx, Explained};
 pub use ct::{WitnessKind, WitnessSummary};
 pub use evidence::{Endpoint, EntryFacts, Evidence, GapFacts, HopFacts, RuleFacts, RuleRole};
-pub use evidence::{RouteFact, SizeFact, SpliceFact, TableFact};
+pub use evidence::{RouteFact, SizeFact, SpliceFact, TableFact, UnderlayFact};
 pub use finding::{
     AllocatorMode, Code, CtFacts, Detail, Direction, Finding, LeakKind, PathReason, RaceKind,
     RangeFrom, Role, Seen, Severity,
 };
-pub use finding::{PmtuFacts, RouteFacts, SpliceFacts, TableFullFacts};
+pub use finding::{PmtuFacts, RouteFacts, SpliceFacts, TableFullFacts, UnderlayFacts};
 
 /// What the audit is told beyond the captures and witnesses.
 #[derive(Clone, Debug, Default)]

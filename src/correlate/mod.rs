@@ -63,7 +63,7 @@ use points::PointData;
 pub use paths::{Hop, Related};
 pub use returns::{Joined, ReturnHop, ReturnLink, REPLY_WINDOW_NS};
 pub use segments::{Resegmentation, Resegmented};
-pub use sizes::{Oversize, Sizes, Sizing};
+pub use sizes::{Missing, Oversize, Sizes, Sizing};
 pub use streams::{Chunk, Stream, Streams};
 pub use trace::{Cap, Packet, Packets, Sighting, Trace};
 pub use translations::{Gap, Latency, Link, LinkEvidence, PortRealloc, Resent, Unmatched};

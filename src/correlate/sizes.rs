@@ -10,6 +10,10 @@
 //! reached the receiving hop in other, smaller segments. Sizes are IP lengths as sent;
 //! the largest that crossed is taken at the receiving hop, so a super-packet that
 //! crossed cut into MSS-sized segments counts at their size.
+//!
+//! Whatever the protocol, every packet that did not cross is also measured against
+//! those that did, by length and by time ([`Missing`]): a path that loses packets of
+//! one kind, or everything for a while, shows it there.
 
 use std::collections::HashSet;
 
@@ -26,6 +30,30 @@ pub struct Sizes {
     /// TCP data segments the sending hop saw that did not cross and are larger than
     /// `crossed_max`.
     pub oversize: Option<Oversize>,
+    /// When the packets that crossed were sent: the first and the last (sending hop,
+    /// clock-corrected).
+    pub crossed_span: Option<(i64, i64)>,
+    /// Every packet of this direction the sending hop saw that did not cross, whatever
+    /// its protocol and size.
+    pub missing: Option<Missing>,
+}
+
+/// The packets of one direction of a link that did not cross, by length and by time
+/// against those that did (sending hop, clock-corrected).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Missing {
+    pub packets: u64,
+    /// The smallest and largest IP length.
+    pub min_len: u32,
+    pub max_len: u32,
+    pub first_ns: i64,
+    pub last_ns: i64,
+    /// Packets that crossed between the first and the last of them.
+    pub crossed_amid: u64,
+    /// The last packet that crossed before the first of them, and the first after the
+    /// last.
+    pub crossed_before: Option<i64>,
+    pub crossed_after: Option<i64>,
 }
 
 /// Both directions of a link: initiator packets (sent by the upstream hop) and
@@ -99,13 +127,28 @@ pub(super) fn measure(send: Side, recv: Side, fwd: bool, span: (i64, i64)) -> Si
     let mut sent: HashSet<u32> = HashSet::new();
     let mut over: Option<Oversize> = None;
     let mut starts: Vec<u32> = Vec::new();
+    let mut crossed_at: Vec<i64> = Vec::new();
+    let mut missing: Option<Missing> = None;
     for (r, crossed) in send.of(fwd) {
         let t = r.ts - send.off;
         let seg = data(r);
         let again = seg.is_some_and(|(seq, _)| !sent.insert(seq));
+        if crossed {
+            crossed_at.push(t);
+        }
         if crossed || t < span.0 || t > span.1 {
             continue;
         }
+        let m = missing.get_or_insert(Missing {
+            min_len: r.ip_len,
+            first_ns: t,
+            crossed_before: crossed_at.last().copied(),
+            ..Missing::default()
+        });
+        m.packets += 1;
+        m.min_len = m.min_len.min(r.ip_len);
+        m.max_len = m.max_len.max(r.ip_len);
+        m.last_ns = t;
         match seg.filter(|_| r.ip_len > max) {
             Some((seq, _)) => {
                 let o = over.get_or_insert(Oversize {
@@ -128,6 +171,18 @@ pub(super) fn measure(send: Side, recv: Side, fwd: bool, span: (i64, i64)) -> Si
             }
         }
     }
+    out.crossed_span = crossed_at
+        .first()
+        .zip(crossed_at.last())
+        .map(|(a, b)| (*a, *b));
+    if let Some(m) = missing.as_mut() {
+        // Records come in time order: those that crossed after the first missing one.
+        let from = crossed_at.partition_point(|&t| t <= m.first_ns);
+        let to = crossed_at.partition_point(|&t| t <= m.last_ns);
+        m.crossed_amid = (to - from) as u64;
+        m.crossed_after = crossed_at.get(to).copied();
+    }
+    out.missing = missing;
     if let Some(mut o) = over {
         let got: Vec<(u32, u32)> = recv.of(fwd).filter_map(|(r, _)| data(r)).collect();
         o.delivered = starts
@@ -183,6 +238,40 @@ mod tests {
             true,
             (i64::MIN, i64::MAX),
         )
+    }
+
+    #[test]
+    fn what_did_not_cross_by_length_and_time_against_what_did() {
+        // Crossed: the SYN, a small request, one amid the lost, one after them.
+        let sender = vec![
+            tcp(0, C, S, 999, SYN, 64),
+            seg(MS, C, S, 1000, 40, h(1)),
+            seg(2 * MS, C, S, 1040, 1448, h(2)),
+            seg(3 * MS, C, S, 2488, 40, h(3)),
+            seg(4 * MS, C, S, 1040, 1448, h(4)),
+            seg(5 * MS, C, S, 2528, 40, h(5)),
+        ];
+        let receiver: Vec<Packet> = [0, 1, 3, 5].iter().map(|&k| sender[k]).collect();
+        let s = sizes(&sender, &[2, 4], &receiver);
+        assert_eq!(s.crossed_span, Some((0, 5 * MS)));
+        let m = s.missing.expect("lost packets");
+        assert_eq!((m.packets, m.first_ns, m.last_ns), (2, 2 * MS, 4 * MS));
+        assert_eq!(m.min_len, m.max_len);
+        assert!(m.min_len > s.crossed_max);
+        assert_eq!(m.crossed_amid, 1);
+        assert_eq!(
+            (m.crossed_before, m.crossed_after),
+            (Some(MS), Some(5 * MS))
+        );
+        // Nothing lost: no such record; nothing crossed: no span.
+        assert_eq!(sizes(&sender, &[], &sender).missing, None);
+        let none = sizes(&sender, &[0, 1, 2, 3, 4, 5], &[]);
+        assert_eq!(none.crossed_span, None);
+        let m = none.missing.unwrap();
+        assert_eq!(
+            (m.packets, m.crossed_before, m.crossed_after),
+            (6, None, None)
+        );
     }
 
     #[test]

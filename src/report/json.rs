@@ -223,6 +223,23 @@ pub enum DetailJson<'a> {
         mtu: Option<u32>,
         mtu_range: [u32; 2],
         icmp_seen_at: &'a [String],
+        /// The tunnel the segments were to enter, and the bytes its headers add
+        /// (at least, for Geneve and GRE).
+        tunnel: Option<&'a crate::model::Tunnel>,
+        tunnel_overhead: Option<u32>,
+    },
+    UnderlayDrop {
+        from: &'a str,
+        to: &'a str,
+        tunnel: &'a crate::model::Tunnel,
+        lost_len: [u32; 2],
+        crossed: u64,
+        crossed_max: u32,
+        larger: bool,
+        /// Whether nothing of the tunnel crossed that way amid the lost packets, and
+        /// when the first crossed after them.
+        window: bool,
+        crossed_again: Option<String>,
     },
     TableFull {
         lost: &'a [String],
@@ -449,6 +466,8 @@ fn detail(d: &Detail) -> DetailJson<'_> {
             mtu: d.icmp_mtu,
             mtu_range: [d.mtu().0, d.mtu().1],
             icmp_seen_at: &d.icmp_points,
+            tunnel: d.tunnel.as_ref(),
+            tunnel_overhead: d.tunnel.and_then(|t| t.overhead()).map(|(n, _)| n),
         },
         Detail::AsymmetricRoute(d) => DetailJson::AsymmetricRoute {
             requests_at: &d.requests,
@@ -458,6 +477,17 @@ fn detail(d: &Detail) -> DetailJson<'_> {
             replies_crossed: d.crossed,
             translated: d.translated,
             conntrack_unreplied: d.unreplied,
+        },
+        Detail::UnderlayDrop(d) => DetailJson::UnderlayDrop {
+            from: &d.from,
+            to: &d.to,
+            tunnel: &d.tunnel,
+            lost_len: [d.lost_len.0, d.lost_len.1],
+            crossed: d.crossed,
+            crossed_max: d.crossed_max,
+            larger: d.larger,
+            window: d.window.is_some(),
+            crossed_again: d.window.flatten().map(rfc3339_ns),
         },
         Detail::TableFull(d) => DetailJson::TableFull {
             lost: &d.lost,

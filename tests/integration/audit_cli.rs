@@ -1181,6 +1181,157 @@ fn a_path_mtu_black_hole_is_one_error_with_the_sizes_and_the_mss() {
     }
 }
 
+/// Both nodes of an underlay recording under the labels given (node A's pod link and
+/// eth0, node B's eth0 and pod link, node B on the lab's own clock).
+fn nodes(name: &str, labels: [&str; 4]) -> Vec<String> {
+    let d = format!("samples/{name}");
+    labels
+        .iter()
+        .zip(["veth-c1", "eth0", "node-b/eth0", "node-b/veth-c1"])
+        .map(|(l, f)| format!("{l}={d}/{f}.pcap"))
+        .collect()
+}
+
+/// Packets lost inside the tunnel between the two nodes of an overlay: one error per
+/// tunnel and direction naming the tunnel, what the lost packets have in common (by
+/// size: TCP segments larger than all that crossed; by time: DNS answers and echo
+/// replies while the network blocked node B), and no `lost` or `pmtu-black-hole` for
+/// the same packets. With node A's captures alone, nothing of the kind.
+#[test]
+fn packets_lost_between_the_nodes_of_an_overlay_are_an_underlay_drop() {
+    for (name, labels, larger, window, protos) in [
+        (
+            "fault-underlay-drop",
+            ["a-pod", "a-eth0", "b-eth0", "b-pod"],
+            true,
+            false,
+            vec!["tcp"],
+        ),
+        (
+            "fault-underlay-blocked",
+            ["pod1", "node1", "node2", "pod2"],
+            false,
+            true,
+            vec!["udp", "icmp"],
+        ),
+    ] {
+        let a = nodes(name, labels);
+        let (code, doc) = json(&args(&a));
+        assert_eq!(code, 1, "{name}");
+        let errors: Vec<_> = codes(&doc)
+            .into_iter()
+            .filter(|(sev, _)| sev != "info")
+            .collect();
+        assert_eq!(errors, [("error".into(), "underlay-drop".into())], "{name}");
+        let f = doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["code"] == "underlay-drop")
+            .unwrap();
+        let d = &f["detail"];
+        assert_eq!(
+            (s(&d["from"]), s(&d["to"])),
+            (labels[2], labels[1]),
+            "{name}"
+        );
+        assert_eq!(
+            f["points"],
+            serde_json::json!([labels[2], labels[1]]),
+            "{name}"
+        );
+        assert_eq!(d["tunnel"]["kind"], "vxlan", "{name}");
+        assert_eq!(d["tunnel"]["id"], 1, "{name}");
+        assert_eq!(d["tunnel"]["dport"], 4789, "{name}");
+        assert_eq!(d["larger"], larger, "{name}: {d}");
+        assert_eq!(d["window"], window, "{name}: {d}");
+        assert_eq!(d["crossed_again"].is_null(), !window, "{name}: {d}");
+        let lost = d["lost_len"][0].as_u64().unwrap();
+        assert_eq!(lost > d["crossed_max"].as_u64().unwrap(), larger, "{name}");
+        // The lost packets travel from node B: the pod's replies.
+        assert_eq!(f["tuples"][0]["role"], "seen", "{name}");
+        assert_eq!(f["tuples"][0]["src"], "172.17.1.2", "{name}");
+        let got: Vec<&str> = f["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let c = doc["connections"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|k| &k["id"] == c)
+                    .unwrap();
+                s(&c["proto"])
+            })
+            .collect();
+        assert_eq!(got, protos, "{name}");
+        assert!(
+            s(&f["message"]).starts_with(&format!(
+                "Underlay drop between {} and {}",
+                labels[2], labels[1]
+            )),
+            "{name}"
+        );
+        let fail = |on: &str| correlate(&[&["--fail-on", on], &args(&a)[..]].concat()).0;
+        assert_eq!(fail("underlay-drop"), 1, "{name}");
+        assert_eq!(fail("lost,pmtu-black-hole"), 0, "{name}");
+        // Node A's captures alone see nothing of the underlay's far side.
+        let (_, alone) = json(&args(&a[..2]));
+        assert!(
+            !codes(&alone).iter().any(|(_, c)| c == "underlay-drop"),
+            "{name}"
+        );
+        snapshot_findings(name, &doc);
+    }
+}
+
+/// A pod's full-size segments too big for the tunnel they were to enter (a vxlan
+/// device at the underlay's own MTU, outer DF set): a PMTU black hole between the pod
+/// and its node's underlay point, naming the tunnel and what its headers make of them.
+#[test]
+fn segments_too_big_for_the_tunnel_are_a_black_hole_naming_it() {
+    let a = nodes("fault-vxlan-mtu", ["pod-a", "node-a", "node-b", "pod-b"]);
+    let (code, doc) = json(&args(&a));
+    assert_eq!(code, 1);
+    let bad: Vec<_> = codes(&doc)
+        .into_iter()
+        .filter(|(sev, _)| sev != "info")
+        .collect();
+    assert_eq!(bad, [("error".into(), "pmtu-black-hole".into())]);
+    let f = &doc["findings"][0];
+    let d = &f["detail"];
+    assert_eq!((s(&d["from"]), s(&d["to"])), ("pod-b", "node-b"));
+    assert_eq!(d["tunnel"]["kind"], "vxlan");
+    assert_eq!(d["tunnel"]["src"], "203.0.113.2");
+    assert_eq!(d["tunnel_overhead"], 50);
+    assert!(
+        s(&f["message"]).ends_with(
+            "at node-b they were to enter VXLAN VNI 1 from 203.0.113.2 to 203.0.113.1 (UDP port 4789), whose headers add 50 bytes (1550-byte packets on the underlay)"
+        ),
+        "{}",
+        f["message"]
+    );
+    assert!(s(&f["check"]).contains("ip_forward_use_pmtu"));
+    snapshot_findings("fault-vxlan-mtu", &doc);
+}
+
+/// No other recording loses packets inside a tunnel: the overlay with every point,
+/// and every scenario's own captures.
+#[test]
+fn no_other_recording_has_an_underlay_drop() {
+    let overlay = nodes("overlay-vxlan", ["a-pod", "a-eth0", "b-eth0", "b-pod"]);
+    let (_, doc) = json(&args(&overlay));
+    assert!(!codes(&doc).iter().any(|(_, c)| c == "underlay-drop"));
+    for &name in SCENARIOS.iter().chain(HAIRPIN_SCENARIOS) {
+        let (_, doc) = json(&args(&recording(name)[1..]));
+        assert!(
+            !codes(&doc).iter().any(|(_, c)| c == "underlay-drop"),
+            "{name}"
+        );
+    }
+}
+
 /// A userland proxy splices two TCP connections: each outside client's connection
 /// ends at the host, a connection of the proxy's own from the bridge address carries
 /// its bytes to the container. Paired by bytes and timing: a warning per client (its

@@ -47,6 +47,9 @@ pub const SCENARIOS: &[&str] = &[
     "overlay-ipip",
     "fault-overlay-masq",
     "fault-overlay-masq-ipip",
+    "fault-underlay-drop",
+    "fault-underlay-blocked",
+    "fault-vxlan-mtu",
 ];
 
 /// Scenarios recorded but read only by the tests made for them, not by those that go

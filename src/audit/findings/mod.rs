@@ -5,8 +5,10 @@
 //! were sent again and crossed), for a path that stops short (every NAT port to its
 //! destination was taken, or the conntrack table was full) or for packets too large
 //! for the path, and every later rule sees that. `lost` runs after `leak`,
-//! `snat-port-exhaustion`, `insert-race`, `conntrack-table-full` and
+//! `snat-port-exhaustion`, `insert-race`, `conntrack-table-full`, `underlay-drop` and
 //! `pmtu-black-hole`, so that what those explain is not also reported lost.
+//! `underlay-drop` runs before `pmtu-black-hole`: segments lost in a tunnel between
+//! two nodes are the underlay's, whatever their size.
 //! `snat-port-exhaustion` runs before `conntrack-table-full`: connections to one
 //! destination whose NAT ports were all held are explained by that, not by the table.
 //! Correlation's own `related` matches explain packets before any rule runs
@@ -36,6 +38,7 @@ mod port_reallocated;
 mod rule_contradiction;
 mod snat_port_exhaustion;
 mod stale_entry;
+mod underlay_drop;
 mod unsolicited;
 mod userland_proxy;
 
@@ -95,6 +98,11 @@ pub const RULES: &[Rule] = &[
         code: Code::ConntrackTableFull,
         what: "new connections to several destinations lost while the conntrack table was full",
         run: conntrack_table_full::detect,
+    },
+    Rule {
+        code: Code::UnderlayDrop,
+        what: "packets that left one node in a tunnel and never reached the other",
+        run: underlay_drop::detect,
     },
     Rule {
         code: Code::PmtuBlackHole,

@@ -12,7 +12,13 @@
 //! Segments that crossed cut differently (segmentation offloads) count as crossed,
 //! and the largest packet that crossed is measured at the receiving point, so
 //! super-packets that crossed in MSS-sized pieces never make the path look smaller
-//! than it is. The segments are explained: `lost` does not report them again.
+//! than it is. The segments are explained: `lost` does not report them again. Segments
+//! `underlay-drop` already explained (lost in a tunnel between two nodes) are left to it.
+//!
+//! Segments that travelled plain to a point where the connection travels inside a
+//! tunnel were to enter it there (a node's underlay interface): the tunnel is named,
+//! its headers come on top of them (a tunnel device whose MTU leaves no room for
+//! them, outer DF set, drops them without a word to the sender).
 
 use super::Detected;
 use crate::audit::{
@@ -20,9 +26,9 @@ use crate::audit::{
 };
 use crate::correlate::{Connection, Hop, Oversize, Sizes};
 use crate::flows::IcmpError;
-use crate::model::{Proto, Tuple};
+use crate::model::{Proto, Tunnel, Tuple};
 
-pub fn detect(x: &Ctx, _: &Explained) -> Detected {
+pub fn detect(x: &Ctx, explained: &Explained) -> Detected {
     let mut out = Detected::default();
     for (ci, conn) in x.c.connections.iter().enumerate() {
         if conn.proto != Proto::Tcp {
@@ -37,6 +43,10 @@ pub fn detect(x: &Ctx, _: &Explained) -> Detected {
                 let Some(o) = black_hole(x, sizes, to) else {
                     continue;
                 };
+                if explained.get(ci, li, dir) >= o.packets {
+                    // An earlier rule accounted for them (`underlay-drop`).
+                    continue;
+                }
                 let side = Side {
                     ci,
                     dir,
@@ -125,6 +135,7 @@ fn finding(x: &Ctx, conn: &Connection, s: &Side) -> Finding {
         v6,
         icmp_mtu: errors.iter().find_map(|(_, _, e)| e.mtu),
         icmp_points: icmp_points.iter().map(|&p| x.name(p).to_string()).collect(),
+        tunnel: entering(from, to, s.dir),
     };
     let mut f = Finding::new(
         Code::PmtuBlackHole,
@@ -188,6 +199,25 @@ fn finding(x: &Ctx, conn: &Connection, s: &Side) -> Finding {
     f
 }
 
+/// The tunnel the connection travels in at `to` when it travelled plain at `from`:
+/// the segments (going `dir`) were to enter it there, that way.
+fn entering(from: &Hop, to: &Hop, dir: Direction) -> Option<Tunnel> {
+    if from.flow.tunnel().is_some() {
+        return None;
+    }
+    let [fwd, rev] = to.flow.tunnels;
+    let (same, other) = match dir {
+        Direction::Fwd => (fwd, rev),
+        Direction::Rev => (rev, fwd),
+    };
+    same.or_else(|| {
+        other.map(|t| Tunnel {
+            outer: t.outer.reversed(),
+            ..t
+        })
+    })
+}
+
 /// An ICMP error about the connection (`conn`'s hop `h`) as evidence; the segments
 /// went on after it when the last of them came after its first packet.
 fn icmp_fact(x: &Ctx, conn: usize, h: &Hop, err: IcmpError, v6: bool, last_ns: i64) -> Evidence {
@@ -205,8 +235,9 @@ fn icmp_fact(x: &Ctx, conn: usize, h: &Hop, err: IcmpError, v6: bool, last_ns: i
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{run, wire};
+    use super::super::testing::{run, wire, wire_at};
     use crate::audit::{Code, Detail, Direction, Evidence, Severity, SizeFact};
+    use crate::model::TunnelKind;
 
     #[test]
     fn full_size_segments_that_never_leave_the_host_are_a_black_hole() {
@@ -259,6 +290,41 @@ mod tests {
             })
         )));
         assert!(run(&c, &[], Code::Lost).is_empty());
+    }
+
+    /// A pod's full-size segments that never entered the tunnel to the other node: the
+    /// vxlan device's MTU leaves no room for its 50 bytes and its outer DF is set.
+    #[test]
+    fn segments_too_big_for_the_tunnel_they_were_to_enter() {
+        let c = wire_at(
+            "fault-vxlan-mtu",
+            &["veth-c1", "eth0", "node-b/eth0", "node-b/veth-c1"],
+        );
+        let f = run(&c, &[], Code::PmtuBlackHole);
+        assert_eq!(f.len(), 1, "{f:#?}");
+        let Detail::PmtuBlackHole(d) = &f[0].detail else {
+            panic!()
+        };
+        assert_eq!(d.direction, Direction::Rev);
+        assert_eq!(d.failed, (1500, 1500));
+        assert_eq!((d.icmp_mtu, d.icmp_points.len()), (None, 0));
+        let t = d.tunnel.expect("the tunnel");
+        assert_eq!((t.kind, t.id), (TunnelKind::Vxlan, Some(1)));
+        // The way the segments went: from node B's underlay address to node A's.
+        assert_eq!(t.outer.dport, 4789);
+        assert_eq!(t.outer.src.to_string(), "203.0.113.2");
+        assert_eq!(t.overhead(), Some((50, true)));
+        assert!(run(&c, &[], Code::UnderlayDrop).is_empty());
+        assert!(run(&c, &[], Code::Lost).is_empty());
+        // Plain links on both sides: no tunnel.
+        for s in ["fault-pmtu-black-hole", "fault-pmtu-black-hole6"] {
+            for f in run(&wire(s), &[], Code::PmtuBlackHole) {
+                let Detail::PmtuBlackHole(d) = &f.detail else {
+                    panic!()
+                };
+                assert_eq!(d.tunnel, None, "{s}");
+            }
+        }
     }
 
     #[test]

@@ -9,7 +9,8 @@ use crate::report::fmt::{
     at_or_span, ct_tuple, dst, endpoint, icmp_error, plural, rfc3339_ns, secs, short, tuple_proto,
 };
 
-fn who(d: Direction) -> &'static str {
+/// Who sends packets going `d`: "initiator", "responder".
+pub(super) fn who(d: Direction) -> &'static str {
     match d {
         Direction::Fwd => "initiator",
         Direction::Rev => "responder",
@@ -163,6 +164,7 @@ pub fn line(e: &Evidence) -> String {
             tuple_proto(to)
         ),
         Evidence::Size(f) => super::pmtu_black_hole::fact(f),
+        Evidence::Underlay(f) => super::underlay_drop::fact(f),
         Evidence::Splice(f) => super::userland_proxy::fact(f),
         Evidence::Route(f) => super::asymmetric_route::fact(f),
         Evidence::Table(f) => super::conntrack_table_full::fact(f),

@@ -27,6 +27,7 @@ mod port_reallocated;
 mod rule_contradiction;
 mod snat_port_exhaustion;
 mod stale_entry;
+mod underlay_drop;
 mod unsolicited;
 mod userland_proxy;
 
@@ -77,6 +78,7 @@ pub fn words(f: &Finding) -> Words {
         Code::HairpinNoMasq => hairpin_no_masq::explain(f),
         Code::ConntrackTableFull => conntrack_table_full::explain(f),
         Code::OverlayMasq => overlay_masq::explain(f),
+        Code::UnderlayDrop => underlay_drop::explain(f),
     };
     let cause = match f.code {
         Code::Lost => lost::cause(f),

@@ -1,7 +1,8 @@
 //! Words of `pmtu-black-hole`, and of its facts ([`SizeFact`]).
 
+use super::evidence::who;
 use super::unexplained;
-use crate::audit::{Detail, Direction, Finding, PmtuFacts, SizeFact};
+use crate::audit::{Detail, Finding, PmtuFacts, SizeFact};
 use crate::report::fmt::{at_or_span, dst, plural, rfc3339_ns, src};
 
 /// "ICMP fragmentation needed" or "ICMPv6 packet too big".
@@ -24,7 +25,7 @@ fn headers(v6: bool) -> u32 {
 }
 
 /// `1500 bytes`, `1500 to 14480 bytes`.
-fn sizes(lo: u32, hi: u32) -> String {
+pub(super) fn sizes(lo: u32, hi: u32) -> String {
     if lo == hi {
         format!("{lo} bytes")
     } else {
@@ -38,6 +39,24 @@ fn mtu(d: &PmtuFacts) -> String {
         (Some(m), _) => format!("packets of at most {m} bytes (the ICMP error's MTU)"),
         (None, (_, hi)) => format!("packets of at most {hi} bytes"),
     }
+}
+
+/// The tunnel the segments were to enter and what its headers make of the largest:
+/// `VXLAN VNI 1 from ... (UDP port 4789), whose headers add 50 bytes (1550-byte
+/// packets on the underlay)`.
+fn into(t: &crate::model::Tunnel, largest: u32) -> String {
+    let add = match t.overhead() {
+        Some((n, true)) => format!(
+            ", whose headers add {n} bytes ({}-byte packets on the underlay)",
+            largest + n
+        ),
+        Some((n, false)) => format!(
+            ", whose headers add at least {n} bytes (at least {}-byte packets on the underlay)",
+            largest + n
+        ),
+        None => String::new(),
+    };
+    format!("{}{add}", super::underlay_drop::tunnel(t))
 }
 
 /// What the ends announced in their SYNs, and the packet size that means.
@@ -74,7 +93,7 @@ pub fn explain(f: &Finding) -> (String, String) {
         )
     };
     let message = format!(
-        "PMTU black hole between {} and {}: {} of {}{what}, not to be fragmented, never got through and were sent again unchanged, while packets of up to {} bytes did; the path carries {}, {}, and {icmp}",
+        "PMTU black hole between {} and {}: {} of {}{what}, not to be fragmented, never got through and were sent again unchanged, while packets of up to {} bytes did; the path carries {}, {}, and {icmp}{}",
         d.from,
         d.to,
         plural(f.packets, "segment", "segments"),
@@ -82,6 +101,9 @@ pub fn explain(f: &Finding) -> (String, String) {
         d.crossed_max,
         mtu(d),
         announced(d),
+        d.tunnel
+            .map(|t| format!("; at {} they were to enter {}", d.to, into(&t, d.failed.1)))
+            .unwrap_or_default(),
     );
     let seen = if d.icmp_points.is_empty() {
         format!(
@@ -95,21 +117,19 @@ pub fn explain(f: &Finding) -> (String, String) {
             d.icmp_points.join(", ")
         )
     };
+    let tunnel = if d.tunnel.is_some() {
+        " A tunnel device must leave room for its headers: its MTU and that of the links into it at most the underlay's less them (`ip -d link show`: an MTU set by hand). A tunnel whose outer packets may not be fragmented (`df set`) drops what does not fit, and a node forwarding into it judges packets by the device's MTU, not by the path MTU it learned, so it sends no ICMP error (`net.ipv4.ip_forward_use_pmtu` 0)."
+    } else {
+        ""
+    };
     let check = format!(
-        "The MTU of the links between {} and {} (`ip link`, `ip route get`; tunnels take their overhead: VXLAN 50 bytes, IPIP 20, WireGuard 60) against the packets the ends send. {seen} Fix by letting {} through, clamping the MSS to the path (`{} -t mangle -A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu`) or giving the links one MTU; `net.ipv4.tcp_mtu_probing=1` on the sender (IPv4 and IPv6) works around it.",
+        "The MTU of the links between {} and {} (`ip link`, `ip route get`; tunnels take their overhead: VXLAN 50 bytes, IPIP 20, WireGuard 60) against the packets the ends send.{tunnel} {seen} Fix by letting {} through, clamping the MSS to the path (`{} -t mangle -A FORWARD -p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu`) or giving the links one MTU; `net.ipv4.tcp_mtu_probing=1` on the sender (IPv4 and IPv6) works around it.",
         d.from,
         d.to,
         too_big(d.v6),
         if d.v6 { "ip6tables" } else { "iptables" }
     );
     (message, check)
-}
-
-fn who(d: Direction) -> &'static str {
-    match d {
-        Direction::Fwd => "initiator",
-        Direction::Rev => "responder",
-    }
 }
 
 /// One line of evidence for a [`SizeFact`].
