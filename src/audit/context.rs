@@ -22,6 +22,9 @@ pub struct Ctx<'a> {
     idx: HashMap<&'a str, usize>,
     /// Where each tuple is a hop: tuple → (connection, hop).
     pub hops_by_tuple: HashMap<Tuple, Vec<(usize, usize)>>,
+    /// Each connection's conntrack entries, located once ([`ct::locate`]): connection
+    /// → (snapshot, entry) indices, in input order.
+    entries: HashMap<usize, Vec<(usize, usize)>>,
     /// Every `[DESTROY]` event of the event logs given.
     pub destroyed: Vec<ct::Destroyed>,
     /// Every connection the event logs saw created, with how long it held its tuple.
@@ -49,12 +52,22 @@ impl<'a> Ctx<'a> {
             .enumerate()
             .map(|(i, k)| (k.id.as_str(), i))
             .collect();
+        let hops_by_tuple = ct::index(c);
+        let mut entries: HashMap<usize, Vec<(usize, usize)>> = HashMap::new();
+        for (si, s) in snapshots.iter().enumerate() {
+            for (ei, e) in s.entries.iter().enumerate() {
+                if let Some((ci, _)) = ct::locate(c, &hops_by_tuple, e) {
+                    entries.entry(ci).or_default().push((si, ei));
+                }
+            }
+        }
         Ctx {
             c,
             topo,
             snapshots,
             idx,
-            hops_by_tuple: ct::index(c),
+            hops_by_tuple,
+            entries,
             destroyed: Vec::new(),
             lifetimes: Vec::new(),
             stats: ct::Stats::default(),
@@ -78,6 +91,20 @@ impl<'a> Ctx<'a> {
             .filter(|a| !self.unseen_opening(a.conn))
             .collect();
         self
+    }
+
+    /// Connection `ci`'s conntrack entries with the snapshot each is from, in input
+    /// order.
+    pub fn entries_of(
+        &self,
+        ci: usize,
+    ) -> impl Iterator<Item = (&'a Snapshot, &'a ct::CtEntry)> + '_ {
+        let snapshots = self.snapshots;
+        self.entries
+            .get(&ci)
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .map(move |&(si, ei)| (&snapshots[si], &snapshots[si].entries[ei]))
     }
 
     /// Whether connection `ci` was not seen opening (its first packets discarded).

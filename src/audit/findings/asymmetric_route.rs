@@ -21,7 +21,7 @@
 
 use super::leak::gap_facts;
 use super::Detected;
-use crate::audit::ct::{check_time, locate};
+use crate::audit::ct::check_time;
 use crate::audit::{
     Code, Ctx, Detail, Direction, Evidence, Explained, Finding, Role, RouteFact, RouteFacts,
     RuleRole, Severity,
@@ -141,13 +141,10 @@ fn finding(x: &Ctx, ci: usize, conn: &Connection, r: &ReturnHop, t: &ReturnLink)
 /// The connection's entry in a conntrack snapshot taken after the first reply (at
 /// `after`, corrected time), as evidence, and whether it was `[UNREPLIED]`.
 fn entry(x: &Ctx, ci: usize, after: i64) -> Option<(Evidence, bool)> {
-    x.snapshots
-        .iter()
-        .filter(|s| !s.from_events)
-        .filter(|s| check_time(x.c, s).is_some_and(|t| t.ns - t.slack_ns > after))
-        .flat_map(|s| &s.entries)
-        .find(|e| locate(x.c, &x.hops_by_tuple, e).is_some_and(|(c, _)| c == ci))
-        .map(|e| (Evidence::Entry(e.facts()), e.unreplied))
+    x.entries_of(ci)
+        .filter(|(s, _)| !s.from_events)
+        .find(|(s, _)| check_time(x.c, s).is_some_and(|t| t.ns - t.slack_ns > after))
+        .map(|(_, e)| (Evidence::Entry(e.facts()), e.unreplied))
 }
 
 /// IPv4 reverse-path filtering at the interface the replies arrived on, when the

@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use super::Detected;
-use crate::audit::ct::{locate, CtEntry};
+use crate::audit::ct::CtEntry;
 use crate::audit::{Code, Ctx, Detail, Evidence, Explained, Finding, RuleRole, Severity};
 use crate::correlate::Connection;
 use crate::model::{Tunnel, TunnelKind};
@@ -58,13 +58,10 @@ fn masqueraded_into_tunnel(conn: &Connection) -> Option<(usize, usize)> {
 }
 
 /// The connection's entry in the conntrack inputs: a table's before an event log's.
-fn entry<'a>(x: &'a Ctx, ci: usize) -> Option<&'a CtEntry> {
-    let (tables, logs): (Vec<_>, Vec<_>) = x.snapshots.iter().partition(|s| !s.from_events);
-    tables
-        .into_iter()
-        .chain(logs)
-        .flat_map(|s| &s.entries)
-        .find(|e| locate(x.c, &x.hops_by_tuple, e).is_some_and(|(c, _)| c == ci))
+fn entry<'a>(x: &Ctx<'a>, ci: usize) -> Option<&'a CtEntry> {
+    x.entries_of(ci)
+        .min_by_key(|(s, _)| s.from_events)
+        .map(|(_, e)| e)
 }
 
 pub fn detect(x: &Ctx, _: &Explained) -> Detected {
