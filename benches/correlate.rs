@@ -14,6 +14,12 @@
 //!   masquerade), every translated connection walked through it: the cost of rule
 //!   attribution, next to `correlate/run_audit`.
 //!
+//! - `identical`: `correlate::run` on one UDP flow of N identical packets (the same
+//!   payload, IPv4 ID 0: one fingerprint for all) at each of two points, masqueraded
+//!   between them, for N = 25 000, 50 000 and 100 000: the time per packet stays the
+//!   same as N doubles (each packet pairs with its nearest unused twin, not by a scan
+//!   of all of them).
+//!
 //! Files are read through the page cache: this measures CPU, not disk.
 //! `bench/compare.sh` measures the binary end to end, beside tshark and tcpdump.
 //!
@@ -209,6 +215,61 @@ fn bench_rules(c: &mut Criterion, pair: &Pair) {
     g.finish();
 }
 
+/// Writes `docker0.pcap` and `eth0.pcap` into `dir`: `n` identical UDP heartbeats
+/// (IPv4 ID 0, one payload) 10 µs apart from a container, and the same packets
+/// masqueraded 25 µs later on the uplink.
+fn identical_pair(dir: &Path, n: u64) -> Vec<InputSpec> {
+    use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+    std::fs::create_dir_all(dir).expect("a directory for the identical pair");
+    let side = |name: &str, src: [u8; 4], delay_ns: u64| {
+        let path = dir.join(name);
+        let file = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
+        let mut w = PcapWriter::with_header(file, PcapHeader::default()).expect("header");
+        let mut frame = Vec::new();
+        for i in 0..n {
+            frame.clear();
+            etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
+                .ipv4(src, [198, 51, 100, 7], 64)
+                .udp(40_000, 9_999)
+                .write(&mut frame, b"heartbeat heartbeat heartbeat")
+                .expect("build a frame");
+            let ts = Duration::from_nanos(1_000_000_000_000 + i * 10_000 + delay_ns);
+            let len = frame.len() as u32;
+            let packet = PcapPacket::new(ts, len, &frame).expect("a valid packet");
+            w.write_packet(&packet).expect("write a frame");
+        }
+        InputSpec {
+            label: None,
+            path,
+            prefix: None,
+        }
+    };
+    vec![
+        side("docker0.pcap", [172, 17, 0, 2], 0),
+        side("eth0.pcap", [203, 0, 113, 1], 25_000),
+    ]
+}
+
+fn bench_identical(c: &mut Criterion, dir: &Path, sizes: &[u64]) {
+    let opts = ReadOptions::default();
+    let mut g = c.benchmark_group("identical");
+    g.sample_size(10);
+    for &n in sizes {
+        let specs = identical_pair(&dir.join(format!("identical-{n}")), n);
+        // Checked once, outside the measurements: one connection, every packet paired.
+        let once = correlate::run(&specs, &opts, Config::default());
+        assert_eq!(once.connections.len(), 1);
+        let link = &once.connections[0].links[0];
+        assert_eq!(link.evidence.matched_fwd, n, "every packet paired");
+        drop(once);
+        g.throughput(Throughput::Elements(2 * n));
+        g.bench_function(format!("run_{n}"), |b| {
+            b.iter(|| correlate::run(&specs, &opts, Config::default()))
+        });
+    }
+    g.finish();
+}
+
 fn main() {
     // Criterion benchmarks only when cargo passes `--bench` (and not `--test`);
     // otherwise it runs every function once as a test.
@@ -234,5 +295,11 @@ fn main() {
     bench_flows(&mut c, &pair);
     bench_correlate(&mut c, &pair);
     bench_rules(&mut c, &pair);
+    let sizes: &[u64] = if benchmarking {
+        &[25_000, 50_000, 100_000]
+    } else {
+        &[1_000, 2_000]
+    };
+    bench_identical(&mut c, &pair.dir, sizes);
     c.final_summary();
 }
