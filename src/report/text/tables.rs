@@ -8,7 +8,7 @@ use super::connection::kind_label;
 use super::style::Paint;
 use crate::audit::{WitnessKind, WitnessSummary};
 use crate::correlate::Correlation;
-use crate::report::fmt::{clock, path_label, rfc3339_ns, secs};
+use crate::report::fmt::{clock, path_label, plural, rfc3339_ns, secs};
 use crate::report::table::{Align, Table};
 
 /// The point table (name, source, packets, flows, time span, clock).
@@ -86,14 +86,15 @@ pub fn summary_line(c: &Correlation) -> String {
             .count();
     }
     let kinds: Vec<String> = by_kind.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    let n = |k: usize| k as u64;
     format!(
-        "{} points, {} connections: {} seen at several points ({}), {} at one point only; {} source port reallocations",
-        c.points.len(),
-        c.connections.len(),
+        "{}, {}: {} seen at several points ({}), {} at one point only; {}",
+        plural(n(c.points.len()), "point", "points"),
+        plural(n(c.connections.len()), "connection", "connections"),
         c.connections.len() - single,
         if kinds.is_empty() { "none".into() } else { kinds.join(", ") },
         single,
-        realloc
+        plural(n(realloc), "source port reallocation", "source port reallocations")
     )
 }
 
