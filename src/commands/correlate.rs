@@ -365,7 +365,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitStatus> {
     renderer.render(&model, &mut out)?;
     out.finish()?;
     print_warnings(&model.warnings);
-    Ok(model.exit_status())
+    let status = model.exit_status();
+    // The process ends here: its memory goes back whole, so the model (every
+    // connection, the rule set, the walks: hundreds of thousands of allocations on a
+    // big run) is not freed piece by piece first.
+    std::mem::forget(model);
+    Ok(status)
 }
 
 #[cfg(test)]

@@ -92,9 +92,17 @@ pub fn summary_line(c: &Correlation) -> String {
         plural(n(c.points.len()), "point", "points"),
         plural(n(c.connections.len()), "connection", "connections"),
         c.connections.len() - single,
-        if kinds.is_empty() { "none".into() } else { kinds.join(", ") },
+        if kinds.is_empty() {
+            "none".into()
+        } else {
+            kinds.join(", ")
+        },
         single,
-        plural(n(realloc), "source port reallocation", "source port reallocations")
+        plural(
+            n(realloc),
+            "source port reallocation",
+            "source port reallocations"
+        )
     )
 }
 
