@@ -637,25 +637,22 @@ mod tests {
     #[test]
     fn pair_run_is_not_quadratic_in_one_flow() {
         // 40 000 copies of one packet in one flow within the window: nothing to pair,
-        // and no scan of the run for each of them.
+        // and no scan of the run for each of them (its time: `identical/run_N` in
+        // benches/correlate.rs).
         let recs: Vec<Rec> = (0..40_000).map(|i| rec(1, i * 10 * US)).collect();
         let run: Vec<&Rec> = recs.iter().collect();
-        let start = std::time::Instant::now();
         assert!(pair_run(&run, SECOND).is_empty());
-        assert!(start.elapsed() < std::time::Duration::from_secs(5));
     }
 
     #[test]
     fn match_flows_is_not_quadratic_in_one_fingerprint() {
         // 40 000 identical packets (same payload, no IPv4 ID) 10 µs apart each side,
-        // 25 µs of latency: each pairs with its own copy.
+        // 25 µs of latency: each pairs with its own copy (the time it takes, linear in
+        // the packets: `identical/run_N` in benches/correlate.rs).
         let n = 40_000;
         let up: Vec<Rec> = (0..n).map(|i| rec(1, i * 10 * US)).collect();
         let down: Vec<Rec> = up.iter().map(|r| rec(1, r.ts + 25 * US)).collect();
-        let start = std::time::Instant::now();
         let pairs = match_flows(&up, 0, &down, 0, SECOND, false);
-        // Scanning every candidate for every packet takes far longer.
-        assert!(start.elapsed() < std::time::Duration::from_secs(5));
         let own: Vec<(usize, usize)> = (0..n as usize).map(|k| (k, k)).collect();
         assert_eq!(pairs, own);
     }
