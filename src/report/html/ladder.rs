@@ -255,7 +255,7 @@ fn lanes(m: &Model, i: usize, expected: Option<&str>) -> Vec<Lane> {
             ] {
                 if let Some(t) = t {
                     label.push(vec![(format!("{what} {}", fmt::tunnel_name(t)), false)]);
-                    label.push(vec![(fmt::tuple(&t.outer), false)]);
+                    label.extend(tuple_lines(&t.outer, None));
                 }
             }
             if let Some(s) = m.tcp_state(i, h) {
