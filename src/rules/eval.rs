@@ -1387,12 +1387,12 @@ impl Walker<'_> {
         let (_, port) = side(dims.get(1).or(dims.first()));
         let hit = set.members.iter().any(|m| match m {
             SetMember::Addr(p) => p.contains(a),
-            SetMember::AddrPort(p, proto, pt) => {
-                p.contains(a) && proto.is_none_or(|x| x == t.proto) && *pt == port
+            SetMember::AddrPort(p, proto, (lo, hi)) => {
+                p.contains(a) && proto.is_none_or(|x| x == t.proto) && (*lo..=*hi).contains(&port)
             }
-            SetMember::Port(proto, pt) => {
+            SetMember::Port(proto, (lo, hi)) => {
                 let (_, port) = side(dims.first());
-                proto.is_none_or(|x| x == t.proto) && *pt == port
+                proto.is_none_or(|x| x == t.proto) && (*lo..=*hi).contains(&port)
             }
         });
         yes(hit)
@@ -1573,6 +1573,29 @@ COMMIT
         assert!(fate(8080, 40000));
         assert!(fate(22, 8000));
         assert!(!fate(40000, 23));
+    }
+
+    /// A set member's ports are a range: `ipset add s 203.0.113.1,tcp:8000-8080`
+    /// holds every port between, and no other.
+    #[test]
+    fn set_members_hold_their_port_range() {
+        let mut r = rules("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m set --match-set svc dst,dst -j DROP\nCOMMIT\n");
+        let sets = crate::rules::ipset::parse(
+            "ipsets.txt",
+            "create svc hash:ip,port family inet\nadd svc 203.0.113.1,tcp:8000-8080\n",
+        );
+        assert!(sets.warnings.is_empty(), "{:?}", sets.warnings);
+        r.sets = sets.sets;
+        let dropped = |dport| {
+            let p = Packet::first(
+                tcp("198.51.100.20", 40000, "203.0.113.1", dport),
+                Some("eth0".into()),
+                None,
+            );
+            matches!(walk(&r, &p).outcomes[0].fate, Fate::Dropped { .. })
+        };
+        assert!(dropped(8000) && dropped(8040) && dropped(8080));
+        assert!(!dropped(7999) && !dropped(8081));
     }
 
     #[test]

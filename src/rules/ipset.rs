@@ -130,15 +130,14 @@ fn members(kind: &str, entry: &str) -> Result<Vec<SetMember>, ()> {
             let proto = proto.or(Some(Proto::Tcp));
             Ok(addrs
                 .iter()
-                .flat_map(|&a| (lo..=hi).map(move |port| SetMember::AddrPort(a, proto, port)))
-                .take(MAX_MEMBERS + 1)
+                .map(|&a| SetMember::AddrPort(a, proto, (lo, hi)))
                 .collect())
         }
         ([Dim::Port], [p]) => {
             let Some((proto, lo, hi)) = ports(p)? else {
                 return Ok(Vec::new());
             };
-            Ok((lo..=hi).map(|port| SetMember::Port(proto, port)).collect())
+            Ok(vec![SetMember::Port(proto, (lo, hi))])
         }
         (ds, parts) if ds.len() == parts.len() || ds.contains(&Dim::Other) || ds.len() > 2 => {
             Ok(Vec::new())
@@ -147,7 +146,8 @@ fn members(kind: &str, entry: &str) -> Result<Vec<SetMember>, ()> {
     }
 }
 
-/// Most members one set is read with (ranges are spread into single members).
+/// Most members one set is read with (a range of addresses is its prefixes, a range
+/// of ports one member).
 const MAX_MEMBERS: usize = 1 << 20;
 
 struct Reader {
@@ -341,18 +341,17 @@ frobnicate everything
             Set {
                 kind: "hash:ip,port".into(),
                 members: vec![
-                    SetMember::AddrPort(p("10.96.0.1"), Some(Proto::Tcp), 443),
-                    SetMember::AddrPort(p("10.96.0.10"), Some(Proto::Udp), 53),
-                    SetMember::AddrPort(p("10.96.0.5"), Some(Proto::Tcp), 8080),
+                    SetMember::AddrPort(p("10.96.0.1"), Some(Proto::Tcp), (443, 443)),
+                    SetMember::AddrPort(p("10.96.0.10"), Some(Proto::Udp), (53, 53)),
+                    SetMember::AddrPort(p("10.96.0.5"), Some(Proto::Tcp), (8080, 8080)),
                 ]
             }
         );
         assert_eq!(
             rs.sets["KUBE-NODE-PORT-TCP"].members,
             vec![
-                SetMember::Port(None, 30080),
-                SetMember::Port(None, 30000),
-                SetMember::Port(None, 30001)
+                SetMember::Port(None, (30080, 30080)),
+                SetMember::Port(None, (30000, 30001))
             ]
         );
         assert_eq!(
@@ -434,17 +433,30 @@ Members:
             Ok(vec![SetMember::AddrPort(
                 p("10.0.0.0/31"),
                 Some(Proto::Sctp),
-                9
+                (9, 9)
             )])
         );
         assert_eq!(members("hash:ip,port", "10.0.0.6,tcp:99-97"), Err(()));
+        // A range of ports is one member, however wide.
+        assert_eq!(
+            members("hash:ip,port", "10.0.0.6,udp:0-65535"),
+            Ok(vec![SetMember::AddrPort(
+                p("10.0.0.6"),
+                Some(Proto::Udp),
+                (0, 65535)
+            )])
+        );
+        assert_eq!(
+            members("bitmap:port", "30000-32767"),
+            Ok(vec![SetMember::Port(None, (30000, 32767))])
+        );
         assert_eq!(members("hash:ip,port", "10.0.0.6"), Err(()));
         assert_eq!(members("hash:ip", "nonsense"), Err(()));
         assert_eq!(members("hash:net,iface", "10.1.0.0/16,eth0"), Ok(vec![]));
         assert_eq!(members("list:set", "blocked"), Ok(vec![]));
         assert_eq!(
             members("bitmap:port", "tcp:80"),
-            Ok(vec![SetMember::Port(Some(Proto::Tcp), 80)])
+            Ok(vec![SetMember::Port(Some(Proto::Tcp), (80, 80))])
         );
     }
 
@@ -473,8 +485,8 @@ Members:
         assert_eq!(
             a.sets["svcports"].members,
             vec![
-                SetMember::AddrPort(p("10.0.0.5"), Some(Proto::Tcp), 80),
-                SetMember::AddrPort(p("10.0.0.5"), Some(Proto::Sctp), 9),
+                SetMember::AddrPort(p("10.0.0.5"), Some(Proto::Tcp), (80, 80)),
+                SetMember::AddrPort(p("10.0.0.5"), Some(Proto::Sctp), (9, 9)),
             ]
         );
     }

@@ -466,7 +466,8 @@ pub struct HostAddr {
 }
 
 /// A named set: members as prefixes (hash:ip, hash:net), address-port pairs
-/// (hash:ip,port) or ports (bitmap:port); a member is `(prefix, proto and port)`.
+/// (hash:ip,port) or ports (bitmap:port); a member is `(prefix, proto and ports)`,
+/// a range of ports as written (`10.0.0.1,tcp:80-90` is one member, not eleven).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Set {
     pub kind: String,
@@ -476,8 +477,9 @@ pub struct Set {
 #[derive(Clone, Debug, PartialEq)]
 pub enum SetMember {
     Addr(Prefix),
-    AddrPort(Prefix, Option<Proto>, u16),
-    Port(Option<Proto>, u16),
+    /// A prefix, a protocol (any when `None`) and an inclusive port range.
+    AddrPort(Prefix, Option<Proto>, (u16, u16)),
+    Port(Option<Proto>, (u16, u16)),
 }
 
 /// What kind of rules input a text is, by its content.

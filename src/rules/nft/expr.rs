@@ -308,7 +308,8 @@ fn addr_type(name: &str) -> AddrType {
     }
 }
 
-/// Most members a set's ranges are spread into.
+/// Most members a set is read with (a range of addresses is its prefixes, a range of
+/// ports one member).
 pub(super) const MAX_MEMBERS: usize = 65_536;
 
 /// The set members one element stands for, its parts read by `roles` (`ip daddr .
@@ -334,20 +335,14 @@ pub(super) fn element_members(roles: &[Role], elem: &Value) -> Option<Vec<SetMem
             _ => return None,
         }
     }
-    let port_list: Option<Vec<u16>> = ports.map(|rs| {
-        rs.iter()
-            .flat_map(|&(lo, hi)| lo..=hi)
-            .take(MAX_MEMBERS)
-            .collect()
-    });
-    let out: Vec<SetMember> = match (addrs, proto, port_list) {
+    let out: Vec<SetMember> = match (addrs, proto, ports) {
         (Some(a), None, None) => a.into_iter().map(SetMember::Addr).collect(),
         (Some(a), pr, Some(ps)) => a
             .iter()
-            .flat_map(|&p| ps.iter().map(move |&port| SetMember::AddrPort(p, pr, port)))
+            .flat_map(|&p| ps.iter().map(move |&r| SetMember::AddrPort(p, pr, r)))
             .take(MAX_MEMBERS)
             .collect(),
-        (None, pr, Some(ps)) => ps.into_iter().map(|p| SetMember::Port(pr, p)).collect(),
+        (None, pr, Some(ps)) => ps.into_iter().map(|r| SetMember::Port(pr, r)).collect(),
         _ => return None,
     };
     Some(out)
@@ -862,7 +857,7 @@ mod tests {
             Some(vec![SetMember::AddrPort(
                 p("10.96.0.46/32"),
                 Some(Proto::Tcp),
-                80
+                (80, 80)
             )])
         );
         assert_eq!(
@@ -870,10 +865,7 @@ mod tests {
                 &[Role::Proto, Role::Port],
                 &json!({"concat": ["udp", {"range": [53, 54]}]})
             ),
-            Some(vec![
-                SetMember::Port(Some(Proto::Udp), 53),
-                SetMember::Port(Some(Proto::Udp), 54)
-            ])
+            Some(vec![SetMember::Port(Some(Proto::Udp), (53, 54))])
         );
         assert_eq!(
             element_members(&[Role::Addr], &json!({"range": ["10.0.0.0", "10.0.0.3"]})),

@@ -498,9 +498,8 @@ fn native_ruleset() {
         Set {
             kind: "inet_proto . inet_service".into(),
             members: vec![
-                SetMember::Port(Some(Proto::Tcp), 8080),
-                SetMember::Port(Some(Proto::Udp), 5000),
-                SetMember::Port(Some(Proto::Udp), 5001),
+                SetMember::Port(Some(Proto::Tcp), (8080, 8080)),
+                SetMember::Port(Some(Proto::Udp), (5000, 5001)),
             ]
         }
     );
