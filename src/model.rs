@@ -341,6 +341,18 @@ impl TunnelKind {
             TunnelKind::Teredo => "teredo",
         }
     }
+
+    /// What the tunnel's header calls the identifier [`Tunnel::id`] holds: `VNI`
+    /// (VXLAN, Geneve), `key` (GRE), `session` (ERSPAN); `None` for the tunnels that
+    /// carry none.
+    pub fn id_name(self) -> Option<&'static str> {
+        match self {
+            TunnelKind::Vxlan | TunnelKind::Geneve => Some("VNI"),
+            TunnelKind::Gre => Some("key"),
+            TunnelKind::Erspan => Some("session"),
+            _ => None,
+        }
+    }
 }
 
 /// The tunnel around a decoded packet: the outermost tunnel's kind and identifier, its

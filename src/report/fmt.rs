@@ -9,7 +9,7 @@ use chrono::{DateTime, SecondsFormat};
 
 use crate::correlate::offset::OffsetBasis;
 use crate::correlate::{Connection, Correlation, Hop};
-use crate::model::{fmt_endpoint, Proto, Tunnel, TunnelKind, Tuple};
+use crate::model::{fmt_endpoint, Proto, Tunnel, Tuple};
 
 /// `2026-11-23T10:15:02.123456789Z`. Out-of-range values print as raw nanoseconds.
 pub fn rfc3339_ns(ns: i64) -> String {
@@ -178,14 +178,9 @@ pub fn tunnel(t: &Tunnel) -> String {
 /// A tunnel's kind and identifier by the name its protocol gives it: `vxlan vni 1`,
 /// `gre key 7`, `erspan session 3`, `ipip`.
 pub fn tunnel_name(t: &Tunnel) -> String {
-    let id = t.id.map(|id| {
-        let name = match t.kind {
-            TunnelKind::Vxlan | TunnelKind::Geneve => "vni",
-            TunnelKind::Erspan => "session",
-            _ => "key",
-        };
-        format!(" {name} {id}")
-    });
+    let id =
+        t.id.zip(t.kind.id_name())
+            .map(|(id, name)| format!(" {} {id}", name.to_lowercase()));
     format!("{}{}", t.kind.as_str(), id.unwrap_or_default())
 }
 

@@ -10,18 +10,19 @@ use crate::report::fmt::{at_or_span, plural, rfc3339_ns};
 /// The tunnel as an operator names it: `VXLAN VNI 1 from 203.0.113.2 to 203.0.113.1
 /// (UDP port 4789)`, `IPIP from 10.0.0.1 to 10.0.0.2 (IP protocol 4)`.
 pub(super) fn tunnel(t: &Tunnel) -> String {
-    let (name, id) = match t.kind {
-        TunnelKind::Vxlan => ("VXLAN", "VNI"),
-        TunnelKind::Geneve => ("Geneve", "VNI"),
-        TunnelKind::Gre => ("GRE", "key"),
-        TunnelKind::Erspan => ("ERSPAN", "session"),
-        TunnelKind::Ipip => ("IPIP", ""),
-        TunnelKind::Sit => ("SIT (IPv6 in IPv4)", ""),
-        TunnelKind::Ip6ip6 => ("IPv6-in-IPv6", ""),
-        TunnelKind::Ip4ip6 => ("IPv4-in-IPv6", ""),
-        TunnelKind::Teredo => ("Teredo", ""),
+    let name = match t.kind {
+        TunnelKind::Vxlan => "VXLAN",
+        TunnelKind::Geneve => "Geneve",
+        TunnelKind::Gre => "GRE",
+        TunnelKind::Erspan => "ERSPAN",
+        TunnelKind::Ipip => "IPIP",
+        TunnelKind::Sit => "SIT (IPv6 in IPv4)",
+        TunnelKind::Ip6ip6 => "IPv6-in-IPv6",
+        TunnelKind::Ip4ip6 => "IPv4-in-IPv6",
+        TunnelKind::Teredo => "Teredo",
     };
-    let id = t.id.map(|n| format!(" {id} {n}")).unwrap_or_default();
+    let id = t.id.zip(t.kind.id_name());
+    let id = id.map(|(n, id)| format!(" {id} {n}")).unwrap_or_default();
     let o = &t.outer;
     format!("{name}{id} from {} to {} ({})", o.src, o.dst, carrier(t))
 }
