@@ -1184,22 +1184,7 @@ fn a_path_mtu_black_hole_is_one_error_with_the_sizes_and_the_mss() {
 /// Both nodes of an underlay recording under the labels given (node A's pod link and
 /// eth0, node B's eth0 and pod link, node B on the lab's own clock).
 fn nodes(name: &str, labels: [&str; 4]) -> Vec<String> {
-    nodes_in(name, labels, "node-b")
-}
-
-/// [`nodes`] with node B's captures from `b` (`node-b/shifted`: its clock moved).
-fn nodes_in(name: &str, labels: [&str; 4], b: &str) -> Vec<String> {
-    let d = format!("samples/{name}");
-    labels
-        .iter()
-        .zip([
-            "veth-c1",
-            "eth0",
-            &format!("{b}/eth0"),
-            &format!("{b}/veth-c1"),
-        ])
-        .map(|(l, f)| format!("{l}={d}/{f}.pcap"))
-        .collect()
+    overlay_points(name, labels, "node-b")
 }
 
 /// Packets lost inside the tunnel between the two nodes of an overlay: one error per
@@ -1288,7 +1273,7 @@ fn packets_lost_between_the_nodes_of_an_overlay_are_an_underlay_drop() {
         assert_eq!(fail("lost,pmtu-black-hole"), 0, "{name}");
         // The same with node B's clock moved (estimated from the packets): the
         // finding's evidence does not depend on the two hosts' clocks agreeing.
-        let shifted = nodes_in(name, labels, "node-b/shifted");
+        let shifted = overlay_points(name, labels, "node-b/shifted");
         let (code, moved) = json(&args(&shifted));
         assert_eq!(code, 1, "{name}");
         let g = moved["findings"]

@@ -252,16 +252,9 @@ fn overlay_connections_cross_both_nodes_with_node_a_translating() {
 
 fn overlay_paths(scenario: &str, tunnel: &str, node_a: &str, protos: &[&str]) {
     let d = format!("samples/{scenario}");
-    let points = |b: &str| {
-        [
-            format!("a-pod={d}/veth-c1.pcap"),
-            format!("a-eth0={d}/eth0.pcap"),
-            format!("b-eth0={d}/node-b/{b}eth0.pcap"),
-            format!("b-pod={d}/node-b/{b}veth-c1.pcap"),
-        ]
-    };
-    let plain_args = points("");
-    let shifted_args = points("shifted/");
+    let labels = ["a-pod", "a-eth0", "b-eth0", "b-pod"];
+    let plain_args = overlay_points(scenario, labels, "node-b");
+    let shifted_args = overlay_points(scenario, labels, "node-b/shifted");
     let plain = correlate_json(&plain_args.iter().map(String::as_str).collect::<Vec<_>>());
     let doc = correlate_json(&shifted_args.iter().map(String::as_str).collect::<Vec<_>>());
     let conns = doc["connections"].as_array().unwrap();

@@ -470,18 +470,6 @@ fn the_report_fits_the_width_it_is_given() {
     assert!(stderr(&out).contains("--width"), "{}", stderr(&out));
 }
 
-/// The four points of an overlay recording: node A's pod and uplink, node B's uplink
-/// and pod (node B's clock shifted).
-fn overlay_points(name: &str) -> Vec<String> {
-    let d = format!("samples/{name}");
-    vec![
-        format!("a-pod={d}/veth-c1.pcap"),
-        format!("a-eth0={d}/eth0.pcap"),
-        format!("b-eth0={d}/node-b/shifted/eth0.pcap"),
-        format!("b-pod={d}/node-b/shifted/veth-c1.pcap"),
-    ]
-}
-
 /// The tunnel is part of the hop: under each hop the packets crossed encapsulated,
 /// the tunnel with its identifier and underlay tuple (as the JSON has it), and on the
 /// links, where the packets went in, through and out of it, which is not a
@@ -489,7 +477,11 @@ fn overlay_points(name: &str) -> Vec<String> {
 #[test]
 fn the_tunnel_is_part_of_the_hop() {
     for name in ["overlay-vxlan"] {
-        let a = overlay_points(name);
+        let a = overlay_points(
+            name,
+            ["a-pod", "a-eth0", "b-eth0", "b-pod"],
+            "node-b/shifted",
+        );
         let doc = json(&a);
         let (_, text) = table(&["--detail"], &a);
         for c in doc["connections"].as_array().unwrap() {

@@ -80,6 +80,23 @@ pub fn recording(scenario: &str) -> Vec<String> {
     args
 }
 
+/// The four points of an overlay recording under the labels given: node A's pod link
+/// and eth0, then node B's eth0 and pod link from `node_b` (`node-b`, or
+/// `node-b/shifted` for node B's clock moved).
+pub fn overlay_points(scenario: &str, labels: [&str; 4], node_b: &str) -> Vec<String> {
+    let d = format!("samples/{scenario}");
+    labels
+        .iter()
+        .zip([
+            "veth-c1",
+            "eth0",
+            &format!("{node_b}/eth0"),
+            &format!("{node_b}/veth-c1"),
+        ])
+        .map(|(l, f)| format!("{l}={d}/{f}.pcap"))
+        .collect()
+}
+
 pub fn sample(rel: &str) -> String {
     format!("samples/{rel}")
 }
