@@ -1,9 +1,10 @@
 //! `--format` and `-o FILE`, shared by every command that writes a report: the format
 //! named, else the one the file's extension stands for, else the command's default;
 //! and the file written whole or not at all (a temporary file beside it, renamed
-//! over it at the end).
+//! over it at the end). What is not a regular file (`/dev/null`, a FIFO, a terminal)
+//! is written in place, never replaced; a symbolic link's target is the file written.
 
-use std::fs::Permissions;
+use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -126,6 +127,33 @@ impl<F: Formats> OutputArgs<F> {
             }
             return Ok(Output::Stdout(BufWriter::new(io::stdout().lock())));
         };
+        match fs::metadata(path) {
+            Ok(m) if m.is_dir() => anyhow::bail!("{}: is a directory", path.display()),
+            // A device, FIFO or socket: renaming over it would put a regular file in
+            // its place (as root, in /dev).
+            Ok(m) if !m.is_file() => {
+                let file = OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .with_context(|| format!("{}: cannot open", path.display()))?;
+                if format.is_binary() && file.is_terminal() {
+                    anyhow::bail!(
+                        "--format {} writes binary data: {} is a terminal",
+                        format.name(),
+                        path.display()
+                    );
+                }
+                return Ok(Output::InPlace(BufWriter::new(file)));
+            }
+            _ => {}
+        }
+        // A link is kept, and the file it names replaced.
+        let path = match fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+            }
+            _ => path.to_path_buf(),
+        };
         let name = path
             .file_name()
             .with_context(|| format!("{}: not a file name", path.display()))?;
@@ -143,7 +171,7 @@ impl<F: Formats> OutputArgs<F> {
             .with_context(|| format!("{}: cannot create", path.display()))?;
         Ok(Output::File {
             tmp: BufWriter::new(tmp),
-            path: path.to_path_buf(),
+            path,
         })
     }
 }
@@ -165,18 +193,25 @@ pub enum Output {
         tmp: BufWriter<tempfile::NamedTempFile>,
         path: PathBuf,
     },
+    /// A file that is not a regular one, written as it is.
+    InPlace(BufWriter<File>),
 }
 
 impl Output {
     /// Whether the report goes to a terminal (standard output, a terminal).
     pub fn is_terminal(&self) -> bool {
-        matches!(self, Output::Stdout(_)) && io::stdout().is_terminal()
+        match self {
+            Output::Stdout(_) => io::stdout().is_terminal(),
+            Output::InPlace(w) => w.get_ref().is_terminal(),
+            Output::File { .. } => false,
+        }
     }
 
     /// Flushes standard output, or puts the whole file in place.
     pub fn finish(self) -> anyhow::Result<()> {
         match self {
             Output::Stdout(mut w) => w.flush()?,
+            Output::InPlace(mut w) => w.flush()?,
             Output::File { tmp, path } => {
                 let cannot = || format!("{}: cannot write", path.display());
                 let tmp = tmp
@@ -197,6 +232,7 @@ impl Write for Output {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Output::Stdout(w) => w.write(buf),
+            Output::InPlace(w) => w.write(buf),
             Output::File { tmp, .. } => tmp.write(buf),
         }
     }
@@ -204,6 +240,7 @@ impl Write for Output {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match self {
             Output::Stdout(w) => w.write_all(buf),
+            Output::InPlace(w) => w.write_all(buf),
             Output::File { tmp, .. } => tmp.write_all(buf),
         }
     }
@@ -211,6 +248,7 @@ impl Write for Output {
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Output::Stdout(w) => w.flush(),
+            Output::InPlace(w) => w.flush(),
             Output::File { tmp, .. } => tmp.flush(),
         }
     }
@@ -279,5 +317,61 @@ mod tests {
         let missing = args(None, Some("/nonexistent-dir/r.txt"));
         let err = missing.open(&Two::Table).err().unwrap().to_string();
         assert_eq!(err, "/nonexistent-dir/r.txt: cannot create");
+    }
+
+    #[test]
+    fn what_is_not_a_regular_file_is_written_in_place() {
+        use std::os::unix::fs::FileTypeExt;
+        // Renamed over, /dev/null would become a regular file (as root) or the write
+        // would fail (as anyone else).
+        let mut out = args(None, Some("/dev/null")).open(&Two::Table).unwrap();
+        out.write_all(b"report\n").unwrap();
+        out.finish().unwrap();
+        let null = fs::symlink_metadata("/dev/null").unwrap();
+        assert!(null.file_type().is_char_device(), "{null:?}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if made.is_ok_and(|s| s.success()) {
+            let reader = {
+                let fifo = fifo.clone();
+                std::thread::spawn(move || fs::read(fifo).unwrap())
+            };
+            let mut out = args(None, Some(fifo.to_str().unwrap()))
+                .open(&Two::Table)
+                .unwrap();
+            out.write_all(b"through the pipe\n").unwrap();
+            out.finish().unwrap();
+            assert_eq!(reader.join().unwrap(), b"through the pipe\n");
+            let m = fs::symlink_metadata(&fifo).unwrap();
+            assert!(m.file_type().is_fifo(), "{m:?}");
+        }
+
+        let err = args(None, Some(dir.path().to_str().unwrap()))
+            .open(&Two::Table)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.ends_with(": is a directory"), "{err}");
+    }
+
+    #[test]
+    fn a_symbolic_link_is_kept_and_its_target_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("report.txt");
+        let link = dir.path().join("latest.txt");
+        fs::write(&target, "old").unwrap();
+        std::os::unix::fs::symlink("report.txt", &link).unwrap();
+        let mut out = args(None, Some(link.to_str().unwrap()))
+            .open(&Two::Table)
+            .unwrap();
+        out.write_all(b"new").unwrap();
+        out.finish().unwrap();
+        assert!(fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(fs::read_to_string(&target).unwrap(), "new");
     }
 }
