@@ -1,7 +1,9 @@
 //! What every rule reads: the correlation, the topology learned from it, the witness
 //! views, and small lookups over them (point names, capture spans, a hop as evidence).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use foldhash::{HashMap, HashMapExt};
 
 use super::ct::{self, Snapshot};
 use super::rules::Attribution;

@@ -18,7 +18,9 @@
 //! timeout exceeds its state's default says the defaults do not hold and is not used.
 //! Checks that need the time are skipped when no estimate exists.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashMapExt, HashSet};
 
 use super::EntryFacts;
 use crate::correlate::Correlation;
@@ -223,7 +225,7 @@ pub struct Lifetime {
 /// came with its first packet, which was kept). Its first packet captured is then
 /// no connection's first packet, nor is its sender known to have opened it.
 pub fn openings_unseen(c: &Correlation, lifetimes: &[Lifetime], cut: i64) -> Vec<bool> {
-    let created: std::collections::HashSet<Tuple> = lifetimes
+    let created: HashSet<Tuple> = lifetimes
         .iter()
         .filter(|l| l.created_ns > cut)
         .map(|l| l.post.canonical())

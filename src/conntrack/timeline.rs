@@ -7,7 +7,7 @@
 //! buffer); a `[DESTROY]` closes its timeline. Timelines are listed in the order of
 //! their first event.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use serde::Serialize;
 

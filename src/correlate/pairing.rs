@@ -16,7 +16,7 @@
 //! orientation of a connection's flows, the order of its hops and its translations all
 //! rest on them.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use rayon::prelude::*;
 
@@ -246,31 +246,26 @@ pub(super) fn match_flows(
     debug_assert!(down.windows(2).all(|w| w[0].ts <= w[1].ts));
     // At one point both offsets are the point's: later means at distance 0 or more.
     debug_assert!(!same_point || up_off == down_off);
-    // `down` by fingerprint, each fingerprint's records in time order, and where each
-    // fingerprint's records start and end in that order.
-    let mut order: Vec<u32> = (0..down.len() as u32).collect();
-    order.sort_unstable_by_key(|&k| (down[k as usize].fp, k));
-    let mut ranges: HashMap<u64, (usize, usize)> = HashMap::new();
-    let mut start = 0;
-    for end in 1..=order.len() {
-        let fp = down[order[start] as usize].fp;
-        if end == order.len() || down[order[end] as usize].fp != fp {
-            ranges.insert(fp, (start, end));
-            start = end;
-        }
-    }
+    // `down` by fingerprint, each fingerprint's records in time order (a record's
+    // index is its place in time).
+    let mut order: Vec<(u64, u32)> = (down.iter().enumerate())
+        .map(|(k, r)| (r.fp, k as u32))
+        .collect();
+    order.sort_unstable();
     let mut unused = Unused::new(order.len());
     let mut out = Vec::new();
     for (k, r) in up.iter().enumerate() {
-        let Some(&(start, end)) = ranges.get(&r.fp) else {
+        let start = order.partition_point(|&(fp, _)| fp < r.fp);
+        let len = order[start..].partition_point(|&(fp, _)| fp == r.fp);
+        if len == 0 {
             continue;
-        };
+        }
         let t = r.ts - up_off;
         // Distance of a candidate from this packet, signed, in corrected time.
-        let dist = |c: &u32| down[*c as usize].ts - down_off - t;
-        let cands = &order[start..end];
+        let dist = |c: &(u64, u32)| down[c.1 as usize].ts - down_off - t;
+        let cands = &order[start..start + len];
         if let Some(pos) = unused.nearest(start, cands, dist, same_point, window) {
-            out.push((k, order[pos] as usize));
+            out.push((k, order[pos].1 as usize));
         }
     }
     out
@@ -331,11 +326,11 @@ impl Unused {
     /// equally near ones, the earliest), or none, and returns its position;
     /// `later_only`: only candidates at distance 0 or more count. `cands` are the
     /// positions from `start` on, `dist` signed and non-decreasing along them.
-    fn nearest(
+    fn nearest<T>(
         &mut self,
         start: usize,
-        cands: &[u32],
-        dist: impl Fn(&u32) -> i64,
+        cands: &[T],
+        dist: impl Fn(&T) -> i64,
         later_only: bool,
         window: i64,
     ) -> Option<usize> {

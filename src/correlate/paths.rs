@@ -11,7 +11,9 @@
 //!
 //! The links between consecutive hops are the translations step's.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashMapExt};
 
 use rayon::prelude::*;
 use serde::Serialize;

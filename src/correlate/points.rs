@@ -149,9 +149,11 @@ impl PointData {
         info: PointInfo,
         input: usize,
         flows: Vec<Flow>,
-        mut recs: Vec<Rec>,
+        recs: Vec<Rec>,
     ) -> PointData {
-        recs.par_sort_unstable_by_key(|r| (r.flow, r.ts, r.fp));
+        // By flow, keeping capture order (a counting sort: one pass to count, one to
+        // place); then by time within a flow, where the capture's timestamps were out
+        // of order.
         let mut flow_start = vec![0u32; flows.len() + 1];
         for r in &recs {
             flow_start[r.flow as usize + 1] += 1;
@@ -159,11 +161,16 @@ impl PointData {
         for i in 1..flow_start.len() {
             flow_start[i] += flow_start[i - 1];
         }
-        let mut by_fp: Vec<u32> = (0..recs.len() as u32).collect();
-        by_fp.par_sort_unstable_by_key(|&i| {
-            let r = &recs[i as usize];
-            (r.fp, r.ts, i)
-        });
+        let recs = by_flow(recs, &flow_start);
+        // Sorting compact keys, not indices that point into the records: each
+        // comparison then reads adjacent memory.
+        let mut keys: Vec<(u64, i64, u32)> = recs
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.fp, r.ts, i as u32))
+            .collect();
+        keys.par_sort_unstable();
+        let by_fp = keys.into_iter().map(|(_, _, i)| i).collect();
         PointData {
             info,
             input,
@@ -173,6 +180,26 @@ impl PointData {
             by_fp,
         }
     }
+}
+
+/// `recs` ordered by (flow, ts, fp), flows apart as `flow_start` says (the records
+/// per flow, summed), each flow's records in capture order unless that is not time
+/// order.
+fn by_flow(recs: Vec<Rec>, flow_start: &[u32]) -> Vec<Rec> {
+    let mut next: Vec<u32> = flow_start[..flow_start.len() - 1].to_vec();
+    let mut out = recs.clone();
+    for r in recs {
+        let f = r.flow as usize;
+        out[next[f] as usize] = r;
+        next[f] += 1;
+    }
+    for w in flow_start.windows(2) {
+        let flow = &mut out[w[0] as usize..w[1] as usize];
+        if !flow.is_sorted_by_key(|r| (r.ts, r.fp)) {
+            flow.sort_by_key(|r| (r.ts, r.fp));
+        }
+    }
+    out
 }
 
 /// Reads every input in parallel into points (in input order, then the input's own

@@ -15,7 +15,7 @@
 //! (the tuple reversed and, for TCP, acknowledgement numbers that acknowledge what
 //! the initiator sent there; otherwise replies that follow the requests).
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt, HashSet};
 
 use serde::Serialize;
 

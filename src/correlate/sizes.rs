@@ -15,7 +15,7 @@
 //! those that did, by length and by time ([`Missing`]): a path that loses packets of
 //! one kind, or everything for a while, shows it there.
 
-use std::collections::HashSet;
+use foldhash::{HashSet, HashSetExt};
 
 use super::points::{PointData, Rec};
 use crate::model::tcp_flags::SYN;

@@ -14,7 +14,9 @@
 //! names, for every link whose source port moved, the connection that held the wanted
 //! port at the downstream point.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use foldhash::{HashMap, HashMapExt};
 
 use rayon::prelude::*;
 use serde::Serialize;

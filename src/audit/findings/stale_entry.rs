@@ -12,7 +12,7 @@
 //! answering) is not stale, nor is a rule set that matches neither connection (that
 //! is `rule-contradiction`). Error: the flow is black-holed or on a removed backend.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use super::Detected;
 use crate::audit::{Code, Ctx, Detail, Evidence, Explained, Finding, Role, RuleRole, Severity};

@@ -6,7 +6,7 @@
 //! configured ([`Words::expected`]) fold into one line per kind, unless every detail
 //! is asked for.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::fmt::Write as _;
 
 use super::style::Paint;
