@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::IpAddr;
 
+use rayon::prelude::*;
 use serde::Serialize;
+use serde_json::ser::Formatter;
 
 use super::explain::Words;
 use super::fmt::{dst, rfc3339_ns};
@@ -829,6 +831,47 @@ fn return_hop<'a>(
 
 /// Builds the report document.
 pub fn document(m: &Model) -> Report<'_> {
+    let mut doc = outline(m);
+    doc.connections = (0..m.correlation.connections.len())
+        .map(|i| connection(m, i))
+        .collect();
+    doc
+}
+
+/// Connection `i` of the document.
+fn connection(m: &Model, i: usize) -> ConnectionJson<'_> {
+    let c = &m.correlation;
+    let conn = &c.connections[i];
+    ConnectionJson {
+        id: &conn.id,
+        proto: conn.proto,
+        initiator_evidence: conn.initiator,
+        first_seen: rfc3339_ns(conn.first_ns()),
+        last_seen: rfc3339_ns(conn.last_ns()),
+        hops: conn
+            .hops
+            .iter()
+            .map(|h| hop(c, h, m.tcp_state(i, h), conn.resegmented()))
+            .collect(),
+        translations: conn.links.iter().map(|l| translation(c, conn, l)).collect(),
+        returns: conn
+            .returns
+            .iter()
+            .map(|r| return_hop(c, conn, r, m.tcp_state(i, &r.hop)))
+            .collect(),
+        related: &conn.related,
+        findings: m.findings_of(i).map(|(f, w)| finding(f, w)).collect(),
+        rules: m
+            .audit
+            .rules
+            .as_ref()
+            .zip(m.attribution(i))
+            .map(|(r, a)| super::rules::attribution_json(r, a)),
+    }
+}
+
+/// The document without its connections.
+fn outline(m: &Model) -> Report<'_> {
     let c = &m.correlation;
     let mut summary = Summary {
         points: c.points.len(),
@@ -873,37 +916,7 @@ pub fn document(m: &Model) -> Report<'_> {
             })
             .collect(),
         points: c.points.iter().map(|p| point(c, p)).collect(),
-        connections: c
-            .connections
-            .iter()
-            .enumerate()
-            .map(|(i, conn)| ConnectionJson {
-                id: &conn.id,
-                proto: conn.proto,
-                initiator_evidence: conn.initiator,
-                first_seen: rfc3339_ns(conn.first_ns()),
-                last_seen: rfc3339_ns(conn.last_ns()),
-                hops: conn
-                    .hops
-                    .iter()
-                    .map(|h| hop(c, h, m.tcp_state(i, h), conn.resegmented()))
-                    .collect(),
-                translations: conn.links.iter().map(|l| translation(c, conn, l)).collect(),
-                returns: conn
-                    .returns
-                    .iter()
-                    .map(|r| return_hop(c, conn, r, m.tcp_state(i, &r.hop)))
-                    .collect(),
-                related: &conn.related,
-                findings: m.findings_of(i).map(|(f, w)| finding(f, w)).collect(),
-                rules: m
-                    .audit
-                    .rules
-                    .as_ref()
-                    .zip(m.attribution(i))
-                    .map(|(r, a)| super::rules::attribution_json(r, a)),
-            })
-            .collect(),
+        connections: Vec::new(),
         findings: m.findings().map(|(f, w)| finding(f, w)).collect(),
         warnings: &m.warnings,
         conntrack: m
@@ -947,8 +960,105 @@ pub struct Json;
 
 impl Render for Json {
     fn render(&self, m: &Model, out: &mut dyn Write) -> anyhow::Result<()> {
-        serde_json::to_writer_pretty(&mut *out, &document(m))?;
-        writeln!(out)?;
+        // serde writes token by token: buffered here, not through `dyn Write`.
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, out);
+        write_pretty(m, &mut w, 1024)?;
+        writeln!(w)?;
+        w.flush()?;
         Ok(())
+    }
+}
+
+/// What `serde_json::to_writer_pretty` writes of [`document`], byte for byte, with
+/// the connections serialized in parallel, a batch at a time: the outline is written
+/// with an empty list of connections, and the list is put in its place.
+fn write_pretty(m: &Model, w: &mut impl Write, batch: usize) -> anyhow::Result<()> {
+    /// The empty list as the outline has it: a key at depth 1 is the only thing
+    /// after a newline and two spaces (a string holds no raw newline).
+    const EMPTY: &[u8] = b"\n  \"connections\": []";
+    let outline = serde_json::to_vec_pretty(&outline(m))?;
+    let n = m.correlation.connections.len();
+    let at = memchr::memmem::find(&outline, EMPTY).filter(|_| n > 0);
+    let Some(at) = at else {
+        w.write_all(&outline)?;
+        return Ok(());
+    };
+    w.write_all(&outline[..at])?;
+    w.write_all(b"\n  \"connections\": [")?;
+    for start in (0..n).step_by(batch) {
+        let parts: Vec<Vec<u8>> = (start..n.min(start + batch))
+            .into_par_iter()
+            .map(|i| {
+                let mut buf = if i == 0 {
+                    b"\n    ".to_vec()
+                } else {
+                    b",\n    ".to_vec()
+                };
+                // An element of the list sits at depth 2.
+                let mut f = serde_json::ser::PrettyFormatter::new();
+                f.begin_object(&mut std::io::sink())?;
+                f.begin_array(&mut std::io::sink())?;
+                let mut ser = serde_json::Serializer::with_formatter(&mut buf, f);
+                connection(m, i).serialize(&mut ser)?;
+                Ok(buf)
+            })
+            .collect::<std::io::Result<_>>()?;
+        for p in parts {
+            w.write_all(&p)?;
+        }
+    }
+    w.write_all(b"\n  ]")?;
+    w.write_all(&outline[at + EMPTY.len()..])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::InputSpec;
+    use crate::pipeline::{self, Config};
+
+    fn model(dir: &str, captures: &[&str], with: &[&str]) -> Model {
+        let at = |f: &str| format!("{}/samples/{dir}/{f}", env!("CARGO_MANIFEST_DIR"));
+        let cfg = Config {
+            captures: (captures.iter())
+                .map(|f| InputSpec {
+                    label: None,
+                    path: at(f).into(),
+                    prefix: None,
+                })
+                .collect(),
+            witnesses: with.iter().map(|f| at(f)).collect(),
+            rules: vec![at("iptables.txt")],
+            ..Config::default()
+        };
+        pipeline::run(&cfg).unwrap()
+    }
+
+    #[test]
+    fn connections_written_in_parallel_are_what_serde_writes() {
+        let models = [
+            model(
+                "kube-rules",
+                &["docker0.pcap", "eth0.pcap"],
+                &["conntrack.txt"],
+            ),
+            model(
+                "masquerade6",
+                &["docker0.pcap", "eth0.pcap"],
+                &["conntrack.txt"],
+            ),
+            model("masquerade", &[], &[]),
+        ];
+        for m in &models {
+            let whole = serde_json::to_vec_pretty(&document(m)).unwrap();
+            for batch in [1, 2, 7, 1024] {
+                let mut out = Vec::new();
+                write_pretty(m, &mut out, batch).unwrap();
+                assert!(out == whole, "batch {batch}");
+            }
+        }
+        assert!(models[0].correlation.connections.len() > 7);
+        assert!(models[2].correlation.connections.is_empty());
     }
 }
