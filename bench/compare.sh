@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# bench/compare.sh: natcheck beside tshark and tcpdump on one large generated capture
-# pair, wall time and peak memory of each run, as a table.
+# bench/compare.sh: natcheck beside tshark, tcpdump and cat on one large generated
+# capture pair, wall time and peak memory of each run, as a table, then the ratios the
+# performance targets are stated in.
 #
 # Generates a docker0/eth0 MASQUERADE pair with examples/gen_pair.rs (deterministic: the
 # same size gives the same files), then times with GNU time (`/usr/bin/time -v`):
 #   natcheck flows       on one file and on both, default threads and -j 1
 #   natcheck correlate   on the pair (table and JSON output), default threads and -j 1
 #   tshark -q -z conv,tcp on each file (the part of `natcheck flows` tshark also does)
-#   tcpdump -nn -r       on each file, output to /dev/null (read and decode only)
-# Every run is repeated (best wall and CPU times kept: the least disturbed by the rest
+#   tcpdump -nn -r       on each file, output to /dev/null (read, decode and print)
+#   tcpdump -r -w        on each file, written to /dev/null (read and copy: the floor)
+#   cat                  both files, to /dev/null
+# and peak memory at twice the packets per connection: a second pair with the same
+# number of connections, each exchange repeated (gen_pair --connections N --exchanges 2).# Every run is repeated (best wall and CPU times kept: the least disturbed by the rest
 # of the machine) after one untimed read of the files, so all read from the page
 # cache. packets_per_s counts the packets of every input of the run.
 #
@@ -77,18 +81,20 @@ natcheck=$root/target/release/natcheck
 gen=$root/target/release/examples/gen_pair
 
 # The stamp names what was asked and holds the packets written per file (the
-# generator finishes the connections still open, so a few more than asked).
+# generator finishes the connections still open, so a few more than asked) and the
+# connections.
 stamp="packets=$packets seed=1"
 a=$dir/docker0.pcap
 b=$dir/eth0.pcap
-if [[ -f $dir/stamp && $(head -1 "$dir/stamp") == "$stamp" && -f $a && -f $b ]]; then
+if [[ -f $dir/stamp && $(head -1 "$dir/stamp") == "$stamp" && -n $(sed -n 3p "$dir/stamp") && -f $a && -f $b ]]; then
     echo "reusing $dir ($stamp)" >&2
 else
     rm -f "$dir/stamp"
     summary=$("$gen" --out "$dir" --packets "$packets" --no-truth)
     echo "$summary" >&2
     written=$(sed -n 's/.*: \([0-9]*\) packets per side.*/\1/p' <<<"$summary")
-    printf "%s\n%s\n" "$stamp" "$written" >"$dir/stamp"
+    connections=$(sed -n 's/.*, \([0-9]*\) connections over.*/\1/p' <<<"$summary")
+    printf "%s\n%s\n%s\n" "$stamp" "$written" "$connections" >"$dir/stamp"
 fi
 per_file=$(sed -n 2p "$dir/stamp")
 [[ $per_file =~ ^[0-9]+$ ]] || { echo "compare.sh: no packet count in $dir/stamp" >&2; exit 1; }
@@ -102,6 +108,7 @@ run() {
     local label=$1 input=$2 n=$3
     shift 3
     local best="" cpu_best="" rss=0 i wall cpu kb status t0 t1
+    last_wall="" last_rss=0
     for ((i = 0; i < repeat; i++)); do
         status=0
         t0=$(date +%s%N)
@@ -125,6 +132,7 @@ run() {
         if [[ -z $cpu_best ]] || awk "BEGIN {exit !($cpu < $cpu_best)}"; then cpu_best=$cpu; fi
         if ((kb > rss)); then rss=$kb; fi
     done
+    last_wall=$best last_rss=$rss
     rows+=("$(awk -v l="$label" -v i="$input" -v w="$best" -v c="$cpu_best" -v n="$n" -v k="$rss" 'BEGIN {
         printf "%s\t%s\t%.3f\t%s\t%.2f\t%.0f\n", l, i, w, (w > 0 ? sprintf("%.0f", n / w) : "-"), c, k / 1024 }')")
     echo "  $label ($input): ${best}s wall, ${cpu_best}s cpu" >&2
@@ -136,22 +144,50 @@ echo "timing, best of $repeat" >&2
 both=$((2 * per_file))
 run "natcheck flows" docker0 "$per_file" "$natcheck" flows "$a"
 run "natcheck flows" both "$both" "$natcheck" flows "$a" "$b"
+flows_wall=$last_wall
 run "natcheck -j 1 flows" both "$both" "$natcheck" -j 1 flows "$a" "$b"
 run "natcheck correlate" both "$both" "$natcheck" correlate "$a" "$b"
+table_wall=$last_wall
 run "natcheck -j 1 correlate" both "$both" "$natcheck" -j 1 correlate "$a" "$b"
 run "natcheck correlate --format json" both "$both" "$natcheck" correlate --format json "$a" "$b"
+json_wall=$last_wall rss1=$last_rss
 if command -v tshark >/dev/null; then
     run "tshark -n -q -z conv,tcp" docker0 "$per_file" tshark -n -q -z conv,tcp -r "$a"
+    tshark_w=$last_wall
     run "tshark -n -q -z conv,tcp" eth0 "$per_file" tshark -n -q -z conv,tcp -r "$b"
+    tshark_w=$(awk -v a="$tshark_w" -v b="$last_wall" 'BEGIN {printf "%.3f", a + b}')
 else
     echo "  tshark: not installed, skipped" >&2
 fi
 if command -v tcpdump >/dev/null; then
     run "tcpdump -nn -r" docker0 "$per_file" tcpdump -nn -r "$a"
     run "tcpdump -nn -r" eth0 "$per_file" tcpdump -nn -r "$b"
+    # -Z root: tcpdump would otherwise give the file it writes (/dev/null) to its user.
+    run "tcpdump -r -w /dev/null" docker0 "$per_file" tcpdump -Z root -r "$a" -w /dev/null
+    tcpdump_w=$last_wall
+    run "tcpdump -r -w /dev/null" eth0 "$per_file" tcpdump -Z root -r "$b" -w /dev/null
+    tcpdump_w=$(awk -v a="$tcpdump_w" -v b="$last_wall" 'BEGIN {printf "%.3f", a + b}')
 else
     echo "  tcpdump: not installed, skipped" >&2
 fi
+run "cat" both "$both" cat "$a" "$b"
+
+# Twice the packets per connection, the same connections: peak memory should follow
+# the connections, not the packets.
+conns=$(sed -n 3p "$dir/stamp")
+dir2=$dir/exchanges-2
+stamp2="connections=$conns exchanges=2 seed=1"
+if [[ ! (-f $dir2/stamp && $(head -1 "$dir2/stamp") == "$stamp2") ]]; then
+    mkdir -p "$dir2"
+    summary=$("$gen" --out "$dir2" --connections "$conns" --exchanges 2 --no-truth)
+    echo "$summary" >&2
+    printf "%s\n%s\n" "$stamp2" "$(sed -n 's/.*: \([0-9]*\) packets per side.*/\1/p' <<<"$summary")" >"$dir2/stamp"
+fi
+per_file2=$(sed -n 2p "$dir2/stamp")
+cat "$dir2/docker0.pcap" "$dir2/eth0.pcap" >/dev/null
+run "natcheck correlate --format json" "both, 2x packets/conn" $((2 * per_file2)) \
+    "$natcheck" correlate --format json "$dir2/docker0.pcap" "$dir2/eth0.pcap"
+rss2=$last_rss
 
 {
     printf "tool\tinput\twall_s\tpackets_per_s\tcpu_s\tmax_rss_mib\n"
@@ -163,3 +199,18 @@ echo "$per_file packets per file ($(du -m "$a" | cut -f1) MiB each), $(nproc) co
     "natcheck $(git -C "$root" describe --always --dirty 2>/dev/null || echo '?'), $(date -u +%Y-%m-%d)"
 column -t -s $'\t' "$results"
 echo "(also in $results)"
+echo
+# ratio NAME NUMERATOR DENOMINATOR TARGET: one line of the targets.
+ratio() {
+    awk -v n="$1" -v a="$2" -v b="$3" -v t="$4" 'BEGIN {
+        if (a == "" || b == "" || b == 0) { printf "%-58s -\n", n; exit }
+        printf "%-58s %7.2f   (target %s)\n", n, a / b, t }'
+}
+echo "ratios (best wall times; peak RSS)"
+ratio "correlate --format json / tcpdump -r -w, both files" "$json_wall" "${tcpdump_w:-}" "<= 2"
+ratio "correlate (table) / tcpdump -r -w, both files" "$table_wall" "${tcpdump_w:-}" "<= 2"
+ratio "tshark -z conv,tcp, both files / correlate --format json" "${tshark_w:-}" "$json_wall" "> 20"
+ratio "flows, both files / tcpdump -r -w, both files" "$flows_wall" "${tcpdump_w:-}" "<= 1"
+ratio "packets per connection, 2x pair / 1x pair" "$per_file2" "$per_file" "about 2"
+ratio "peak RSS of correlate, 2x pair / 1x pair" "$rss2" "$rss1" "< 1.10"
+awk -v w="$json_wall" -v n="$both" 'BEGIN {printf "%-58s %7.2f M   (target >= 3)\n", "correlate --format json, packets per second", n / w / 1e6}'

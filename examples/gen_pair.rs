@@ -46,6 +46,13 @@ struct Args {
     /// Clock skew of eth0 against docker0, in milliseconds (may be negative).
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     skew_ms: i64,
+    /// Repeat each connection's exchanges (TCP requests, DNS queries, pings) K times:
+    /// K times the packets per connection.
+    #[arg(long, default_value_t = 1, value_name = "K")]
+    exchanges: u32,
+    /// Write this many connections, whatever the packets (instead of --packets).
+    #[arg(long, value_name = "N", conflicts_with = "packets")]
+    connections: Option<u64>,
     /// Skip truth.tsv.
     #[arg(long)]
     no_truth: bool,
@@ -63,6 +70,10 @@ fn main() -> anyhow::Result<()> {
     );
     anyhow::ensure!(args.rate >= 1, "--rate must be at least 1");
     anyhow::ensure!(
+        (1..=1000).contains(&args.exchanges),
+        "--exchanges must be 1 to 1000"
+    );
+    anyhow::ensure!(
         args.collisions <= 1000,
         "--collisions is per mille (0 to 1000)"
     );
@@ -73,6 +84,8 @@ fn main() -> anyhow::Result<()> {
         conns_per_sec: args.rate,
         collision_permille: args.collisions,
         skew_ns: args.skew_ms * 1_000_000,
+        exchanges: args.exchanges,
+        connections: args.connections,
         ..Default::default()
     };
     let started = Instant::now();

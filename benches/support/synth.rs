@@ -72,6 +72,11 @@ pub struct Config {
     pub skew_ns: i64,
     /// Time of the first connection, nanoseconds since the Unix epoch.
     pub start_ns: i64,
+    /// Each connection's exchanges (TCP requests and responses, DNS queries, pings)
+    /// repeated this many times: more packets per connection, the same connections.
+    pub exchanges: u32,
+    /// Stop after this many connections instead of at `packets`.
+    pub connections: Option<u64>,
 }
 
 impl Default for Config {
@@ -85,6 +90,8 @@ impl Default for Config {
             skew_ns: 0,
             // 2026-01-10T00:00:00Z.
             start_ns: 1_768_003_200_000_000_000,
+            exchanges: 1,
+            connections: None,
         }
     }
 }
@@ -450,7 +457,7 @@ impl Tcp {
 
 /// A TCP connection: handshake, one to three request/response exchanges (HTTP/1.1 when
 /// `http`, opaque bytes otherwise), then a close.
-fn tcp_conv(conv: &mut Conv, rng: &mut Rng, t0: i64, rtt: i64, http: bool) {
+fn tcp_conv(conv: &mut Conv, rng: &mut Rng, t0: i64, rtt: i64, http: bool, times: u32) {
     let mut tcp = Tcp {
         seq: [rng.next_u64() as u32, rng.next_u64() as u32],
         ts_base: [rng.next_u64() as u32, rng.next_u64() as u32],
@@ -469,7 +476,7 @@ fn tcp_conv(conv: &mut Conv, rng: &mut Rng, t0: i64, rtt: i64, http: bool) {
     tcp.seg(conv, rng, t, 0, ACK);
 
     let mut last_server = ts;
-    for _ in 0..1 + rng.below(3) {
+    for _ in 0..(1 + rng.below(3)) * u64::from(times) {
         t += rng.range(20, 3_000) as i64 * US;
         // Requests always fit one segment; an HTTP one is never shorter than its
         // fixed lines (`HTTP_GET_MIN`).
@@ -552,14 +559,14 @@ fn tcp_conv(conv: &mut Conv, rng: &mut Rng, t0: i64, rtt: i64, http: bool) {
 }
 
 /// A UDP exchange: one or two DNS queries with their answers, or an NTP poll.
-fn udp_conv(conv: &mut Conv, rng: &mut Rng, t0: i64, rtt: i64, dport: u16) {
+fn udp_conv(conv: &mut Conv, rng: &mut Rng, t0: i64, rtt: i64, dport: u16, times: u32) {
     let mut t = t0;
     let exchanges = if dport == 123 || rng.permille(800) {
         1
     } else {
         2
     };
-    for _ in 0..exchanges {
+    for _ in 0..exchanges * times {
         let ts = t + conv.lat + rtt + rng.range(10, 400) as i64 * US;
         let (ask, answer) = if dport == 123 {
             let ask = App::Ntp {
@@ -587,9 +594,9 @@ fn udp_conv(conv: &mut Conv, rng: &mut Rng, t0: i64, rtt: i64, dport: u16) {
 }
 
 /// ping: one to four echo requests 200 ms apart, each answered.
-fn echo_conv(conv: &mut Conv, rng: &mut Rng, t0: i64, rtt: i64) {
+fn echo_conv(conv: &mut Conv, rng: &mut Rng, t0: i64, rtt: i64, times: u32) {
     let mut t = t0;
-    for seq in 1..=rng.range(1, 4) as u16 {
+    for seq in 1..=rng.range(1, 4) as u16 * times as u16 {
         let app = App::Echo { sent_ns: t };
         let request = Body::Echo { reply: false, seq };
         conv.send(rng, t, true, request, 56, app);
@@ -605,6 +612,7 @@ fn echo_conv(conv: &mut Conv, rng: &mut Rng, t0: i64, rtt: i64) {
 pub fn generate(cfg: &Config, mut emit: impl FnMut(Side, i64, &[u8])) -> Truth {
     assert!(cfg.containers >= 1 && cfg.containers <= 65_000);
     assert!(cfg.conns_per_sec >= 1);
+    assert!((1..=1000).contains(&cfg.exchanges));
     let mut rng = Rng::new(cfg.seed);
     let servers = servers(&mut rng);
     let mut nat = Nat::default();
@@ -625,7 +633,11 @@ pub fn generate(cfg: &Config, mut emit: impl FnMut(Side, i64, &[u8])) -> Truth {
         }
     };
 
-    while truth.packets < cfg.packets {
+    let more = |truth: &Truth| match cfg.connections {
+        Some(n) => (truth.conns.len() as u64) < n,
+        None => truth.packets < cfg.packets,
+    };
+    while more(&truth) {
         t += rng.range(1, 2 * mean_gap as u64) as i64;
         // Nothing planned from now on is earlier than `t` on docker0, or `t + skew` on
         // eth0 (a connection opens outbound, and replies cross eth0 before docker0
@@ -695,10 +707,10 @@ pub fn generate(cfg: &Config, mut emit: impl FnMut(Side, i64, &[u8])) -> Truth {
         match proto {
             Proto::Tcp => {
                 let http = matches!(inside.dport, 80 | 8080);
-                tcp_conv(&mut conv, &mut rng, t, rtt, http)
+                tcp_conv(&mut conv, &mut rng, t, rtt, http, cfg.exchanges)
             }
-            Proto::Udp => udp_conv(&mut conv, &mut rng, t, rtt, inside.dport),
-            Proto::Icmp => echo_conv(&mut conv, &mut rng, t, rtt),
+            Proto::Udp => udp_conv(&mut conv, &mut rng, t, rtt, inside.dport, cfg.exchanges),
+            Proto::Icmp => echo_conv(&mut conv, &mut rng, t, rtt, cfg.exchanges),
         }
         let packets_out = conv.pkts.iter().filter(|p| p.2.out).count() as u32;
         truth.conns.push(Conn {

@@ -11,6 +11,7 @@
 //!
 //! The links between consecutive hops are the translations step's.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use foldhash::{HashMap, HashMapExt};
@@ -50,8 +51,12 @@ pub struct Hop {
 }
 
 impl Hop {
-    /// The hop's packet records (both halves), in time order.
-    pub(super) fn recs(&self, p: &PointData) -> Vec<Rec> {
+    /// The hop's packet records (both halves), in time order: a flow's own records
+    /// when the hop is one flow.
+    pub(super) fn recs<'p>(&self, p: &'p PointData) -> Cow<'p, [Rec]> {
+        if let [f] = self.flow_idx[..] {
+            return Cow::Borrowed(p.flow_recs(f));
+        }
         let mut v: Vec<Rec> = self
             .flow_idx
             .iter()
@@ -60,7 +65,7 @@ impl Hop {
         if self.flow_idx.len() > 1 {
             v.sort_by_key(|r| (r.ts, r.flow, r.fp));
         }
-        v
+        Cow::Owned(v)
     }
 }
 

@@ -112,7 +112,7 @@ fn streams(p: &PointData, h: &Hop, off: i64) -> Option<Streams> {
         fwd: open(true)?,
         rev: open(false)?,
     };
-    for r in &recs {
+    for r in recs.iter() {
         let side = if p.is_fwd(r) { &mut s.fwd } else { &mut s.rev };
         if let Some(c) = chunk(r, side.isn, off) {
             side.add(c);

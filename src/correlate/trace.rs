@@ -134,7 +134,8 @@ pub(super) fn build(
     cap: Option<Cap>,
 ) -> Packets {
     let hops: Vec<_> = c.all_hops().collect();
-    let recs: Vec<Vec<Rec>> = hops.iter().map(|h| h.recs(&points[h.point])).collect();
+    let recs: Vec<std::borrow::Cow<[Rec]>> =
+        hops.iter().map(|h| h.recs(&points[h.point])).collect();
     let mut start = Vec::with_capacity(recs.len() + 1);
     start.push(0);
     for r in &recs {

@@ -115,9 +115,23 @@ pub fn dst_endpoint(proto: Proto, addr: IpAddr, port: u16) -> String {
     }
 }
 
-/// `172.17.0.2:40000 -> 203.0.113.2:7000`, `172.17.0.2 id=7 -> 203.0.113.2`.
+/// `172.17.0.2:40000 -> 203.0.113.2:7000`, `172.17.0.2 id=7 -> 203.0.113.2`: [`src`]
+/// and [`dst`], written into one string.
 pub fn tuple(t: &Tuple) -> String {
-    format!("{} -> {}", src(t), dst(t))
+    use std::fmt::Write;
+    let mut s = String::with_capacity(48);
+    for (addr, port, is_dst) in [(t.src, t.sport, false), (t.dst, t.dport, true)] {
+        if is_dst {
+            s.push_str(" -> ");
+        }
+        let _ = match addr {
+            IpAddr::V6(a) if t.proto.has_ports() => write!(s, "[{a}]:{port}"),
+            _ if t.proto.has_ports() => write!(s, "{addr}:{port}"),
+            _ if t.proto.is_icmp() && !is_dst => write!(s, "{addr} id={port}"),
+            _ => write!(s, "{addr}"),
+        };
+    }
+    s
 }
 
 /// A part of a tuple as [`tuple`] writes it.
