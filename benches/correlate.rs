@@ -14,6 +14,11 @@
 //!   masquerade), every translated connection walked through it: the cost of rule
 //!   attribution, next to `correlate/run_audit`.
 //!
+//! - `threads`: each stage on one thread and on two (rayon pools of that size):
+//!   reading both files into flows, into correlation records, the join, the audit
+//!   with the report model (`pipeline::run`), and writing the JSON report; the
+//!   speedup of a second core, stage by stage.
+//!
 //! - `identical`: `correlate::run` on one UDP flow of N identical packets (the same
 //!   payload, IPv4 ID 0: one fingerprint for all) at each of two points, masqueraded
 //!   between them, for N = 25 000, 50 000 and 100 000: the time per packet stays the
@@ -38,6 +43,8 @@ use std::time::Duration;
 use criterion::{black_box, BatchSize, Criterion, Throughput};
 use natcheck::capture::{InputSpec, ReadOptions};
 use natcheck::correlate::{self, points, Config};
+use natcheck::report::json::Json;
+use natcheck::report::Render;
 use natcheck::{decode, flows, pipeline};
 
 /// LINKTYPE_ETHERNET: what the generator writes.
@@ -190,6 +197,55 @@ fn bench_correlate(c: &mut Criterion, pair: &Pair) {
     g.finish();
 }
 
+fn bench_threads(c: &mut Criterion, pair: &Pair) {
+    let opts = ReadOptions::default();
+    let config = Config::default();
+    let whole_run = pipeline::Config {
+        captures: pair.specs.clone(),
+        read: opts.clone(),
+        correlate: config.clone(),
+        ..pipeline::Config::default()
+    };
+    let (pts, inputs) = points::read_points(&pair.specs, &opts);
+    let model = pipeline::run(&whole_run).expect("the generated pair reads");
+    let mut g = c.benchmark_group("threads");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(2 * pair.packets));
+    for n in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .expect("a thread pool");
+        g.bench_function(format!("read_all/{n}"), |b| {
+            b.iter(|| pool.install(|| flows::read_all(&pair.specs, &opts)))
+        });
+        g.bench_function(format!("read_points/{n}"), |b| {
+            b.iter(|| pool.install(|| points::read_points(&pair.specs, &opts)))
+        });
+        g.bench_function(format!("join/{n}"), |b| {
+            b.iter_batched(
+                || (pts.clone(), inputs.clone()),
+                |(pts, inputs)| pool.install(|| correlate::correlate(pts, inputs, config.clone())),
+                BatchSize::PerIteration,
+            )
+        });
+        g.bench_function(format!("run_audit/{n}"), |b| {
+            b.iter_with_large_drop(|| {
+                pool.install(|| pipeline::run(&whole_run).expect("the generated pair reads"))
+            })
+        });
+        g.bench_function(format!("json/{n}"), |b| {
+            b.iter(|| {
+                pool.install(|| {
+                    let mut out = std::io::sink();
+                    Json.render(&model, &mut out).expect("written")
+                })
+            })
+        });
+    }
+    g.finish();
+}
+
 fn bench_rules(c: &mut Criterion, pair: &Pair) {
     let path = pair.dir.join("rules.txt");
     std::fs::write(&path, kube::kube_rules(2_000)).expect("write the rule set");
@@ -297,6 +353,7 @@ fn main() {
     bench_flows(&mut c, &pair);
     bench_correlate(&mut c, &pair);
     bench_rules(&mut c, &pair);
+    bench_threads(&mut c, &pair);
     let sizes: &[u64] = if benchmarking {
         &[25_000, 50_000, 100_000]
     } else {
