@@ -13,6 +13,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use rayon::prelude::*;
+use smallvec::{smallvec, SmallVec};
+
 use super::pairing::{match_all, EdgeKey, Vote};
 use super::points::PointData;
 use super::returns::Joined;
@@ -78,12 +81,8 @@ pub(super) fn group(points: &[PointData], edges: Vec<(EdgeKey, Vote)>) -> Compon
         c.nodes.extend((0..pd.flows.len() as u32).map(|f| (p, f)));
     }
     let mut uf = UnionFind::new(c.nodes.len());
-    // Per component (at its root): its flows by point.
-    let mut comp_flows: Vec<BTreeMap<usize, Vec<u32>>> = c
-        .nodes
-        .iter()
-        .map(|&(p, f)| BTreeMap::from([(p, vec![f])]))
-        .collect();
+    // Per component (at its root): its flows, as (point, flow).
+    let mut comp_flows: Vec<Flows> = c.nodes.iter().map(|&n| smallvec![n]).collect();
     let mut accepted: Vec<EdgeKey> = Vec::new();
     for (key, vote) in edges {
         let (a, fa, b, fb) = key;
@@ -99,81 +98,111 @@ pub(super) fn group(points: &[PointData], edges: Vec<(EdgeKey, Vote)>) -> Compon
         let root = uf.union(ra, rb);
         let other = if root == ra { rb } else { ra };
         let moved = std::mem::take(&mut comp_flows[other]);
-        for (p, fs) in moved {
-            comp_flows[root].entry(p).or_default().extend(fs);
-        }
+        comp_flows[root].extend(moved);
         accepted.push(key);
     }
 
-    // Components in node order (deterministic).
-    let mut comps: BTreeMap<usize, (Vec<usize>, Vec<EdgeKey>)> = BTreeMap::new();
+    // Components in node order (deterministic): a root is its component's smallest
+    // node, so components come in the order their roots are met.
+    let mut comp_of = vec![usize::MAX; c.nodes.len()];
     for i in 0..c.nodes.len() {
-        comps.entry(uf.find(i)).or_default().0.push(i);
+        let root = uf.find(i);
+        if comp_of[root] == usize::MAX {
+            comp_of[root] = c.members.len();
+            c.members.push(Vec::new());
+            c.edges.push(Vec::new());
+        }
+        c.members[comp_of[root]].push(i);
     }
     for key in accepted {
         let root = uf.find(c.node(key.0, key.1));
-        comps.get_mut(&root).expect("root").1.push(key);
+        c.edges[comp_of[root]].push(key);
     }
-    (c.members, c.edges) = comps.into_values().unzip();
     c
 }
 
+/// A component's flows, as (point, flow): most hold one or two.
+type Flows = SmallVec<[(usize, u32); 2]>;
+
 /// Whether joining two components would put two flows of one point into one connection,
 /// other than the two complementary halves of a connection at that point.
-fn clash(
-    points: &[PointData],
-    x: &BTreeMap<usize, Vec<u32>>,
-    y: &BTreeMap<usize, Vec<u32>>,
-) -> bool {
-    x.iter().any(|(p, fs)| match y.get(p) {
-        None => false,
-        Some(gs) => {
-            !(fs.len() == 1
-                && gs.len() == 1
-                && complementary(
-                    &points[*p].flows[fs[0] as usize],
-                    &points[*p].flows[gs[0] as usize],
-                ))
+fn clash(points: &[PointData], x: &Flows, y: &Flows) -> bool {
+    // A component's flows at point p.
+    let at = |fs: &Flows, p: usize| -> SmallVec<[u32; 2]> {
+        fs.iter().filter(|q| q.0 == p).map(|q| q.1).collect()
+    };
+    x.iter().any(|&(p, _)| {
+        let (fs, gs) = (at(x, p), at(y, p));
+        match (fs.as_slice(), gs.as_slice()) {
+            (_, []) => false,
+            ([f], [g]) => {
+                !complementary(&points[p].flows[*f as usize], &points[p].flows[*g as usize])
+            }
+            _ => true,
         }
     })
 }
 
 /// Orients every flow of each component like its best-evidenced flow (the strongest
-/// initiator evidence; the first node on a tie), through the accepted pairs.
+/// initiator evidence; the first node on a tie), through the accepted pairs. The
+/// components are independent: each decides its flips on its own core, and the flips
+/// are made at the end.
 pub(super) fn orient(points: &mut [PointData], comps: &Components, off: &[i64], window: i64) {
-    for (members, edges) in comps.members.iter().zip(&comps.edges) {
-        let best = *members
-            .iter()
-            .min_by_key(|&&i| {
-                let (p, f) = comps.nodes[i];
-                (points[p].flows[f as usize].initiator, i)
-            })
-            .expect("components are never empty");
-        let mut oriented: BTreeSet<usize> = BTreeSet::from([best]);
-        let mut stack = vec![best];
-        while let Some(x) = stack.pop() {
-            for &(a, fa, b, fb) in edges {
-                let (na, nb) = (comps.node(a, fa), comps.node(b, fb));
-                let y = if na == x {
-                    nb
-                } else if nb == x {
-                    na
-                } else {
-                    continue;
-                };
-                if !oriented.insert(y) {
-                    continue;
-                }
-                let (xp, xf) = comps.nodes[x];
-                let (yp, yf) = comps.nodes[y];
-                let (same, flipped) = orientation_votes(points, (xp, xf), (yp, yf), off, window);
-                if flipped > same {
-                    points[yp].flows[yf as usize].flip();
-                }
-                stack.push(y);
+    let shared: &[PointData] = points;
+    let flips: Vec<Vec<usize>> = (comps.members.par_iter().zip(&comps.edges))
+        .map(|(members, edges)| flips_of(shared, comps, members, edges, off, window))
+        .collect();
+    for y in flips.into_iter().flatten() {
+        let (yp, yf) = comps.nodes[y];
+        points[yp].flows[yf as usize].flip();
+    }
+}
+
+/// The nodes of one component to flip, from its best-evidenced flow outward.
+fn flips_of(
+    points: &[PointData],
+    comps: &Components,
+    members: &[usize],
+    edges: &[EdgeKey],
+    off: &[i64],
+    window: i64,
+) -> Vec<usize> {
+    let best = *members
+        .iter()
+        .min_by_key(|&&i| {
+            let (p, f) = comps.nodes[i];
+            (points[p].flows[f as usize].initiator, i)
+        })
+        .expect("components are never empty");
+    let mut oriented: BTreeSet<usize> = BTreeSet::from([best]);
+    let mut flipped: BTreeSet<usize> = BTreeSet::new();
+    let mut stack = vec![best];
+    while let Some(x) = stack.pop() {
+        for &(a, fa, b, fb) in edges {
+            let (na, nb) = (comps.node(a, fa), comps.node(b, fb));
+            let y = if na == x {
+                nb
+            } else if nb == x {
+                na
+            } else {
+                continue;
+            };
+            if !oriented.insert(y) {
+                continue;
             }
+            let (mut same, mut opposite) =
+                orientation_votes(points, comps.nodes[x], comps.nodes[y], off, window);
+            // As the votes would be with x already turned round.
+            if flipped.contains(&x) {
+                std::mem::swap(&mut same, &mut opposite);
+            }
+            if opposite > same {
+                flipped.insert(y);
+            }
+            stack.push(y);
         }
     }
+    flipped.into_iter().collect()
 }
 
 /// How many matched packets (and segments that carried the same bytes) say two flows,

@@ -17,6 +17,7 @@
 use std::collections::BTreeSet;
 
 use foldhash::{HashMap, HashMapExt};
+use smallvec::SmallVec;
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -539,37 +540,45 @@ fn gaps(
 /// connection would have had downstream with its original source port (another
 /// connection's hop at the same point), and whether that one started first.
 pub(super) fn port_reallocs(conns: &mut [Connection]) {
-    let mut by_tuple: HashMap<(usize, Tuple), Vec<usize>> = HashMap::new();
+    let hops = conns.iter().map(|c| c.hops.len()).sum();
+    let mut by_tuple: HashMap<(usize, Tuple), SmallVec<[u32; 1]>> = HashMap::with_capacity(hops);
     for (ci, c) in conns.iter().enumerate() {
         for h in &c.hops {
             by_tuple
                 .entry((h.point, h.flow.tuple))
                 .or_default()
-                .push(ci);
+                .push(ci as u32);
         }
     }
-    let firsts: Vec<i64> = conns.iter().map(Connection::first_ns).collect();
-    let ids: Vec<String> = conns.iter().map(|c| c.id.clone()).collect();
-    for (ci, c) in conns.iter_mut().enumerate() {
-        for i in 0..c.links.len() {
-            let (up, down) = (&c.hops[i], &c.hops[i + 1]);
-            if !c.links[i].change.sport_changed {
+    // What each moved port wanted and who held it, decided before any is written.
+    let mut found = Vec::new();
+    for (ci, c) in conns.iter().enumerate() {
+        for (i, l) in c.links.iter().enumerate() {
+            if !l.change.sport_changed {
                 continue;
             }
+            let (up, down) = (&c.hops[i], &c.hops[i + 1]);
             let wanted = Tuple {
                 sport: up.flow.tuple.sport,
                 ..down.flow.tuple
             };
             let holder = by_tuple
                 .get(&(down.point, wanted))
-                .and_then(|v| v.iter().copied().find(|&o| o != ci));
-            c.links[i].port_realloc = Some(PortRealloc {
-                wanted_sport: up.flow.tuple.sport,
-                got_sport: down.flow.tuple.sport,
-                colliding: holder.map(|o| ids[o].clone()),
-                colliding_started_first: holder.map(|o| firsts[o] <= firsts[ci]),
-            });
+                .and_then(|v| v.iter().map(|&o| o as usize).find(|&o| o != ci));
+            found.push((
+                ci,
+                i,
+                PortRealloc {
+                    wanted_sport: up.flow.tuple.sport,
+                    got_sport: down.flow.tuple.sport,
+                    colliding: holder.map(|o| conns[o].id.clone()),
+                    colliding_started_first: holder.map(|o| conns[o].first_ns() <= c.first_ns()),
+                },
+            ));
         }
+    }
+    for (ci, i, r) in found {
+        conns[ci].links[i].port_realloc = Some(r);
     }
 }
 
