@@ -23,7 +23,7 @@ pub struct Ctx<'a> {
     /// Connection index by id.
     idx: HashMap<&'a str, usize>,
     /// Where each tuple is a hop: tuple → (connection, hop).
-    pub hops_by_tuple: HashMap<Tuple, Vec<(usize, usize)>>,
+    pub hops_by_tuple: ct::HopIndex,
     /// Each connection's conntrack entries, located once ([`ct::locate`]): connection
     /// → (snapshot, entry) indices, in input order.
     entries: HashMap<usize, Vec<(usize, usize)>>,

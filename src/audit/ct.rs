@@ -449,11 +449,7 @@ pub struct SnapTime {
 /// ORIGINAL). The same connection may carry ORIGINAL at several hops (a veth and its
 /// bridge); the translation follows the last of them. When several connections carry
 /// it (packets that leaked under the inside tuple), the one that goes on past it wins.
-pub fn locate(
-    c: &Correlation,
-    idx: &HashMap<Tuple, Vec<(usize, usize)>>,
-    e: &CtEntry,
-) -> Option<(usize, usize)> {
+pub fn locate(c: &Correlation, idx: &HopIndex, e: &CtEntry) -> Option<(usize, usize)> {
     idx.get(&e.orig)?.iter().copied().max_by_key(|&(ci, h)| {
         (
             h + 1 < c.connections[ci].hops.len(),
@@ -473,8 +469,12 @@ pub fn translated_downstream(conn: &crate::correlate::Connection, hi: usize, pos
         .is_none_or(|later| later.is_empty() || later.iter().any(|h| h.flow.tuple == *post))
 }
 
-pub fn index(c: &Correlation) -> HashMap<Tuple, Vec<(usize, usize)>> {
-    let mut idx: HashMap<Tuple, Vec<(usize, usize)>> = HashMap::new();
+/// Where each tuple is a hop: tuple → (connection, hop).
+pub type HopIndex = HashMap<Tuple, Vec<(usize, usize)>>;
+
+/// The [`HopIndex`] of a correlation: built once, by [`super::Ctx::new`].
+pub fn index(c: &Correlation) -> HopIndex {
+    let mut idx = HopIndex::with_capacity(c.connections.len() * 2);
     for (ci, conn) in c.connections.iter().enumerate() {
         for (hi, h) in conn.hops.iter().enumerate() {
             idx.entry(h.flow.tuple).or_default().push((ci, hi));
@@ -494,13 +494,12 @@ pub struct CtMatch {
 /// Each connection's entry in the tables (snapshots, not event logs), in connection
 /// order: from the last table, in input order, that holds one; within a table, the
 /// first entry located on the connection (see [`locate`]).
-pub fn matches(c: &Correlation, snaps: &[Snapshot]) -> Vec<CtMatch> {
-    let idx = index(c);
+pub fn matches(c: &Correlation, idx: &HopIndex, snaps: &[Snapshot]) -> Vec<CtMatch> {
     let mut by_conn: BTreeMap<usize, CtMatch> = BTreeMap::new();
     for snap in snaps.iter().filter(|s| !s.from_events) {
         let mut here: BTreeMap<usize, CtMatch> = BTreeMap::new();
         for e in &snap.entries {
-            if let Some((conn, _)) = locate(c, &idx, e) {
+            if let Some((conn, _)) = locate(c, idx, e) {
                 here.entry(conn).or_insert_with(|| CtMatch {
                     conn,
                     entry: e.clone(),
@@ -580,15 +579,14 @@ impl WitnessKind {
     }
 }
 
-pub fn witnesses(c: &Correlation, snaps: &[Snapshot]) -> Vec<WitnessSummary> {
-    let idx = index(c);
+pub fn witnesses(c: &Correlation, idx: &HopIndex, snaps: &[Snapshot]) -> Vec<WitnessSummary> {
     snaps
         .iter()
         .map(|snap| {
             let located: Vec<(usize, usize, &CtEntry)> = snap
                 .entries
                 .iter()
-                .filter_map(|e| locate(c, &idx, e).map(|(ci, hi)| (ci, hi, e)))
+                .filter_map(|e| locate(c, idx, e).map(|(ci, hi)| (ci, hi, e)))
                 .collect();
             let time = check_time(c, snap);
             let agree = located

@@ -181,18 +181,19 @@ pub fn audit(c: &Correlation, cfg: &Config, witnesses: Vec<Witness>) -> Audit {
     let mut findings = findings::run_all(&x);
     let attributions = std::mem::take(&mut x.attributions);
     finish(c, &mut findings);
+    let conntrack = ct::matches(c, &x.hops_by_tuple, &snapshots);
+    let mut witnesses = ct::witnesses(c, &x.hops_by_tuple, &snapshots);
+    drop(x);
+    witnesses.extend(rule_set.iter().map(|r| rules::summary(r, &attributions)));
     Audit {
         by_connection: by_connection(&findings, c.connections.len()),
         findings,
         inside: topo.inside.clone(),
         inside_declared: topo.declared,
-        witnesses: ct::witnesses(c, &snapshots)
-            .into_iter()
-            .chain(rule_set.iter().map(|r| rules::summary(r, &attributions)))
-            .collect(),
+        witnesses,
         rules: rule_set,
         attributions,
-        conntrack: ct::matches(c, &snapshots),
+        conntrack,
     }
 }
 
