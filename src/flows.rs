@@ -314,7 +314,8 @@ impl Flow {
         self.last_ns = self.last_ns.max(p.ts_ns);
         // Counters are kept relative to side A until `finish` orients the flow.
         let i = side as usize;
-        self.control &= is_control(p);
+        // Once a packet was not control traffic, the flow is not: no need to look again.
+        self.control = self.control && is_control(p);
         self.packets[i] += 1;
         self.bytes[i] += u64::from(p.ip_len);
         self.payload[i] += u64::from(p.payload_len);
@@ -462,7 +463,10 @@ fn port_guess(tuple: &Tuple) -> Option<Side> {
 pub struct FlowTable {
     flows: Vec<Flow>,
     /// Current flow for each canonical tuple (and, for ICMP errors, the quoted tuple).
-    index: HashMap<(Tuple, Option<Tuple>), usize>,
+    /// The keys come from the capture, so an attacker may choose them: a keyed hasher,
+    /// but a fast one (foldhash's random state, not SipHash), since every packet is
+    /// looked up.
+    index: HashMap<(Tuple, Option<Tuple>), usize, foldhash::fast::RandomState>,
 }
 
 impl FlowTable {

@@ -406,18 +406,28 @@ fn whole_datagram(
 /// The capture points of one input, in order of discovery, before they are named.
 #[derive(Default)]
 struct Points {
-    index: HashMap<LocalKey, usize>,
+    /// Keyed by what the file says (interface numbers): a keyed hasher, a fast one.
+    index: HashMap<LocalKey, usize, foldhash::fast::RandomState>,
     list: Vec<(LocalKey, PointInfo)>,
+    /// The point of the previous packet: runs of packets from one point are the rule.
+    last: Option<(LocalKey, usize)>,
 }
 
 impl Points {
     /// The discovery index of the point `key`, added when first seen.
     fn get_or_add(&mut self, key: LocalKey, source: &str, linktype: u32) -> usize {
+        if let Some((last, i)) = self.last {
+            if last == key {
+                return i;
+            }
+        }
         let list = &mut self.list;
-        *self.index.entry(key).or_insert_with(|| {
+        let i = *self.index.entry(key).or_insert_with(|| {
             list.push((key, unnamed_point(source, linktype)));
             list.len() - 1
-        })
+        });
+        self.last = Some((key, i));
+        i
     }
 
     /// Counts a packet seen at point `i` at `ts_ns`.
