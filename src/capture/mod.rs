@@ -254,7 +254,7 @@ pub fn open(spec: &InputSpec, reading: &Reading) -> io::Result<Box<dyn Read + Se
     };
     let mut buffered = BufReader::with_capacity(1 << 16, reading.count(raw));
     let head = buffered.fill_buf()?;
-    if head.len() >= 2 && head[0] == 0x1f && head[1] == 0x8b {
+    if head.starts_with(&GZIP_MAGIC) {
         Ok(Box::new(MultiGzDecoder::new(buffered)))
     } else {
         Ok(Box::new(buffered))
@@ -264,6 +264,9 @@ pub fn open(spec: &InputSpec, reading: &Reading) -> io::Result<Box<dyn Read + Se
 /// Reads one input, decoding every frame and handing each packet to `sink` with the
 /// index (into [`InputResult::points`]) of the point it was seen at. Points are ordered
 /// by interface, then interface index. `Packet::point` is left for the caller to set.
+///
+/// A regular file that is not compressed is read where the kernel maps it
+/// ([`FrameReader::mapped`]); anything else as a stream.
 pub fn read_input(
     spec: &InputSpec,
     opts: &ReadOptions,
@@ -274,50 +277,54 @@ pub fn read_input(
         ..Default::default()
     };
     let reading = Reading::start(&result.source, (!spec.is_stdin()).then_some(&*spec.path));
-    let Some(mut reader) = open_reader(spec, &reading, &mut result) else {
+    let map = (!spec.is_stdin())
+        .then(|| crate::input::map_file(&spec.path))
+        .flatten()
+        .filter(|map| !map.starts_with(&GZIP_MAGIC));
+    if let Some(map) = map {
+        let reader = FrameReader::mapped(map);
+        read_from(reader, spec, opts, &reading, &mut result, &mut sink);
         return result;
-    };
-    let mut points = Points::default();
-    let decode = &opts.decode;
-    read_frames(
-        &mut reader,
-        &reading,
-        decode,
-        &mut points,
-        &mut result,
-        &mut sink,
-    );
-    points.add_idle_interfaces(reader.interfaces(), &result.source);
-    points.name(spec, opts, reader.interfaces(), reader.format());
-    (result.points, result.remap) = points.into_sorted();
+    }
+    match open(spec, &reading) {
+        Ok(stream) => {
+            let reader = FrameReader::new(stream);
+            read_from(reader, spec, opts, &reading, &mut result, &mut sink);
+        }
+        Err(e) => result.warnings.push(Warning::new(
+            &result.source,
+            Location::File,
+            format!("cannot read: {e}"),
+        )),
+    }
     result
 }
 
-/// Opens the input and reads its file header; on failure, the reason is a warning in
-/// `result` and there is nothing to read.
-fn open_reader(
+/// The first bytes of a gzip stream.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Reads the frames of an opened input (or records why its header could not be
+/// read) and finds, names and orders its points.
+fn read_from<R: Read>(
+    reader: Result<FrameReader<R>, ReadProblem>,
     spec: &InputSpec,
+    opts: &ReadOptions,
     reading: &Reading,
     result: &mut InputResult,
-) -> Option<FrameReader<Box<dyn Read + Send>>> {
-    let stream = match open(spec, reading) {
-        Ok(s) => s,
-        Err(e) => {
-            result.warnings.push(Warning::new(
-                &result.source,
-                Location::File,
-                format!("cannot read: {e}"),
-            ));
-            return None;
-        }
-    };
-    match FrameReader::new(stream) {
-        Ok(r) => Some(r),
+    sink: &mut impl FnMut(usize, Packet),
+) {
+    let mut reader = match reader {
+        Ok(r) => r,
         Err(p) => {
             result.warnings.push(problem_warning(&result.source, &p));
-            None
+            return;
         }
-    }
+    };
+    let mut points = Points::default();
+    read_frames(&mut reader, reading, &opts.decode, &mut points, result, sink);
+    points.add_idle_interfaces(reader.interfaces(), &result.source);
+    points.name(spec, opts, reader.interfaces(), reader.format());
+    (result.points, result.remap) = points.into_sorted();
 }
 
 /// Reads frames up to the end or a fatal problem: each is counted, decoded, and its
@@ -332,6 +339,7 @@ fn read_frames<R: Read>(
     sink: &mut impl FnMut(usize, Packet),
 ) {
     let mut defrag = Reassembler::new(Limits::default());
+    let mapped = reader.is_mapped();
     loop {
         let frame = match reader.next_frame() {
             Next::Frame(f) => f,
@@ -346,6 +354,10 @@ fn read_frames<R: Read>(
         };
         result.stats.frames += 1;
         reading.packet();
+        if mapped {
+            // No stream counts the bytes of a mapped file: the reader is this far in.
+            reading.read_to(frame.offset);
+        }
         let decoded = decode::decode_with(frame.linktype, frame.data, frame.orig_len, opts);
         let (ifindex, mut packet, fragment) = match decoded {
             Ok(d) => (d.ifindex, d.packet, d.fragment),
