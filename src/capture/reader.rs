@@ -3,9 +3,9 @@
 //! is what a located warning names when a capture is truncated or corrupt.
 //!
 //! A regular file is mapped into memory ([`FrameReader::mapped`]) and frames are
-//! borrowed from the mapping where they lie: nothing is copied, and the pages already
-//! read are handed back to the kernel as reading goes on, so the process does not hold
-//! the whole file. Other inputs (pipes, standard input, decompressed streams) are read
+//! borrowed from the mapping where they lie: nothing is copied, and only a window of
+//! the file around the reader is mapped at a time (see `follow_mapping`), so the
+//! process does not hold the whole file. Other inputs (pipes, standard input, decompressed streams) are read
 //! into a buffer that is refilled as frames are taken from it.
 //!
 //! Invariants: the buffer never grows past [`MAX_RECORD`] (a length field read from the
@@ -24,7 +24,7 @@ use std::io::{self, Read};
 use std::ops::Deref;
 use std::time::Duration;
 
-use memmap2::{Mmap, UncheckedAdvice};
+use memmap2::{Advice, Mmap, UncheckedAdvice};
 
 use pcap_file::pcap::{PcapHeader, PcapTsResolution};
 use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
@@ -38,8 +38,9 @@ pub const MAX_RECORD: usize = 16 * 1024 * 1024;
 
 const READ_CHUNK: usize = 1 << 20;
 
-/// How far reading a mapped file goes before the pages behind it are handed back.
-const RELEASE_EVERY: usize = 8 << 20;
+/// How much of a mapped file is mapped ahead of the reader, and how far it reads
+/// before the pages behind it are handed back.
+const WINDOW: usize = 8 << 20;
 
 /// One captured frame, borrowed from the reader's buffer until the next call.
 #[derive(Debug)]
@@ -126,8 +127,10 @@ pub struct FrameReader<R: Read> {
     /// Stream offset of `buf[0]`.
     base: u64,
     eof: bool,
-    /// Mapped files: where the pages not yet handed back start.
+    /// Mapped files: where the pages not yet handed back start, and where those not
+    /// yet mapped ahead of the reader do.
     released: usize,
+    populated: usize,
     state: State,
     format: Format,
     interfaces: Vec<Interface>,
@@ -152,7 +155,7 @@ impl FrameReader<io::Empty> {
     /// place, so that risk is taken for the speed (no copy of each byte).
     pub fn mapped(map: Mmap) -> Result<Self, ReadProblem> {
         // The kernel reads ahead further, and drops what was read sooner.
-        let _ = map.advise(memmap2::Advice::Sequential);
+        let _ = map.advise(Advice::Sequential);
         let end = map.len();
         FrameReader::start(io::empty(), Bytes::Mapped(map), end)
     }
@@ -175,6 +178,7 @@ impl<R: Read> FrameReader<R> {
             end,
             base: 0,
             released: 0,
+            populated: 0,
             state: State::Done,
             format: Format::Pcap,
             interfaces: Vec::new(),
@@ -324,32 +328,39 @@ impl<R: Read> FrameReader<R> {
         matches!(self.buf, Bytes::Mapped(_))
     }
 
-    /// Hands the pages of a mapped file that were read back to the kernel, every
-    /// [`RELEASE_EVERY`] bytes: they stay in the page cache, but not in this process.
-    fn release_read(&mut self) {
+    /// Keeps a window of a mapped file's pages in this process as reading goes on:
+    /// the pages behind the reader are handed back to the kernel (they stay in the
+    /// page cache), the next [`WINDOW`] bytes are mapped in one call rather than by a
+    /// page fault every few pages. Both every [`WINDOW`] bytes.
+    fn follow_mapping(&mut self) {
         let Bytes::Mapped(map) = &self.buf else {
             return;
         };
-        if self.pos - self.released < RELEASE_EVERY {
-            return;
+        if self.pos - self.released >= WINDOW {
+            let upto = self.pos - self.pos % WINDOW;
+            // SAFETY: the mapping is a shared, read-only mapping of a file: dropping
+            // its pages only makes the next access read them again from the file,
+            // with the same contents. No frame borrows them (`&mut self`).
+            let _ = unsafe {
+                map.unchecked_advise_range(
+                    UncheckedAdvice::DontNeed,
+                    self.released,
+                    upto - self.released,
+                )
+            };
+            self.released = upto;
         }
-        let upto = self.pos - self.pos % RELEASE_EVERY;
-        // SAFETY: the mapping is a shared, read-only mapping of a file: dropping its
-        // pages only makes the next access read them again from the file, with the
-        // same contents. No frame borrows them (`&mut self`).
-        let _ = unsafe {
-            map.unchecked_advise_range(
-                UncheckedAdvice::DontNeed,
-                self.released,
-                upto - self.released,
-            )
-        };
-        self.released = upto;
+        if self.pos + WINDOW > self.populated && self.populated < map.len() {
+            let len = WINDOW.min(map.len() - self.populated);
+            // Kernels before 5.14 do not know it: pages are then faulted in as read.
+            let _ = map.advise_range(Advice::PopulateRead, self.populated, len);
+            self.populated += len;
+        }
     }
 
     /// Returns the next frame, a problem, or the end of the file.
     pub fn next_frame(&mut self) -> Next<'_> {
-        self.release_read();
+        self.follow_mapping();
         if let Some(p) = self.pending.pop() {
             return Next::Problem(p);
         }
@@ -755,7 +766,7 @@ pub(super) mod tests {
         // Frames that cross the point where read pages are handed back, then a cut.
         let mut v = pcap_header(0xa1b2c3d4, 1);
         let mut i = 0u32;
-        while v.len() < RELEASE_EVERY + 100_000 {
+        while v.len() < WINDOW + 100_000 {
             pcap_record(&mut v, i, 0, &[i as u8; 1500]);
             i += 1;
         }
