@@ -576,8 +576,8 @@ pub fn read_input_flows(
         if tables.len() <= local {
             tables.resize_with(local + 1, FlowTable::default);
         }
-        let (flow, side) = tables[local].push(&packet);
-        observe(local, flow, side, &packet);
+        let (flow, side) = tables[local].push(packet);
+        observe(local, flow, side, packet);
     });
     tables.resize_with(input.points.len(), FlowTable::default);
     let mut by_point: Vec<Option<Vec<Flow>>> = vec![None; input.points.len()];

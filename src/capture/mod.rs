@@ -270,7 +270,7 @@ pub fn open(spec: &InputSpec, reading: &Reading) -> io::Result<Box<dyn Read + Se
 pub fn read_input(
     spec: &InputSpec,
     opts: &ReadOptions,
-    mut sink: impl FnMut(usize, Packet),
+    mut sink: impl FnMut(usize, &Packet),
 ) -> InputResult {
     let mut result = InputResult {
         source: spec.display(),
@@ -311,7 +311,7 @@ fn read_from<R: Read>(
     opts: &ReadOptions,
     reading: &Reading,
     result: &mut InputResult,
-    sink: &mut impl FnMut(usize, Packet),
+    sink: &mut impl FnMut(usize, &Packet),
 ) {
     let mut reader = match reader {
         Ok(r) => r,
@@ -336,10 +336,12 @@ fn read_frames<R: Read>(
     opts: &decode::Options,
     points: &mut Points,
     result: &mut InputResult,
-    sink: &mut impl FnMut(usize, Packet),
+    sink: &mut impl FnMut(usize, &Packet),
 ) {
     let mut defrag = Reassembler::new(Limits::default());
     let mapped = reader.is_mapped();
+    // The frame being decoded, written in place frame after frame.
+    let mut last = decode::Decoded::EMPTY;
     loop {
         let frame = match reader.next_frame() {
             Next::Frame(f) => f,
@@ -358,26 +360,24 @@ fn read_frames<R: Read>(
             // No stream counts the bytes of a mapped file: the reader is this far in.
             reading.read_to(frame.offset);
         }
-        let decoded = decode::decode_with(frame.linktype, frame.data, frame.orig_len, opts);
-        let (ifindex, mut packet, fragment) = match decoded {
-            Ok(d) => (d.ifindex, d.packet, d.fragment),
-            Err(skip) => {
-                *result.stats.skipped.entry(skip.reason()).or_insert(0) += 1;
-                continue;
-            }
-        };
-        let key = match ifindex {
+        let decoded =
+            decode::decode_into(frame.linktype, frame.data, frame.orig_len, opts, &mut last);
+        if let Err(skip) = decoded {
+            *result.stats.skipped.entry(skip.reason()).or_insert(0) += 1;
+            continue;
+        }
+        let key = match last.ifindex {
             Some(idx) => LocalKey::IfIndex(frame.interface, idx),
             None => LocalKey::Interface(frame.interface),
         };
         let local = points.get_or_add(key, &result.source, frame.linktype);
-        if let Some(fragment) = fragment {
-            let Some(datagram) = defrag.push(key, &fragment, frame.data, frame.ts_ns) else {
+        if let Some(fragment) = &last.fragment {
+            let Some(datagram) = defrag.push(key, fragment, frame.data, frame.ts_ns) else {
                 continue;
             };
-            match whole_datagram(&datagram, &packet, opts) {
+            match whole_datagram(&datagram, &last.packet, opts) {
                 Ok(p) => {
-                    packet = p;
+                    last.packet = p;
                     result.stats.fragments += datagram.frames;
                 }
                 Err(skip) => {
@@ -386,6 +386,7 @@ fn read_frames<R: Read>(
                 }
             }
         }
+        let packet = &mut last.packet;
         points.saw(local, frame.ts_ns);
         result.stats.packets += 1;
         if packet.truncated {
@@ -764,7 +765,7 @@ mod tests {
             prefix: None,
         };
         let mut seen = Vec::new();
-        let r = read_input(&spec, &ReadOptions::default(), |i, p| seen.push((i, p)));
+        let r = read_input(&spec, &ReadOptions::default(), |i, p| seen.push((i, *p)));
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(r.warnings.is_empty(), "{:?}", r.warnings);
         assert_eq!(r.points.len(), N);

@@ -12,7 +12,7 @@ use etherparse::{LaxIpSlice, LaxIpv4Slice, LaxIpv6Slice};
 use super::link::{Link, Net};
 use super::skip::{Layer, Problem, Skip};
 use super::transport::{self, Segment, Transport};
-use super::{array, be16, len_u32, offset_in, Fragment, FragmentKey};
+use super::{array, be16, len_u32, offset_in, Decoded, Fragment, FragmentKey};
 use crate::model::{Packet, Proto, Tuple};
 
 const IPV6_HEADER_LEN: usize = 40;
@@ -253,13 +253,15 @@ pub(super) struct Carried {
     pub sent_end: usize,
 }
 
-/// Decodes the IP packet that starts at `link.offset` in `data`; when it is a fragment,
-/// also says where its pieces lie in `data`.
+/// Decodes the IP packet that starts at `link.offset` in `data` into `out`'s packet and
+/// fragment (where its pieces lie in `data`, when it is one); `out.ifindex` is left
+/// alone.
 pub(super) fn decode(
     data: &[u8],
     link: &Link,
     orig_len: u32,
-) -> Result<(Packet, Option<Fragment>, Carried), Skip> {
+    out: &mut Decoded,
+) -> Result<Carried, Skip> {
     let offset = link.offset;
     let ip = data.get(offset..).unwrap_or_default();
     let Some(first) = ip.first() else {
@@ -339,7 +341,7 @@ pub(super) fn decode(
             Err(e) => return Err(e),
         }
     };
-    let fragment = v.frag.map(|f| Fragment {
+    out.fragment = v.frag.map(|f| Fragment {
         key: FragmentKey {
             src: v.src,
             dst: v.dst,
@@ -359,7 +361,8 @@ pub(super) fn decode(
         end: offset + v.captured,
         sent_end: offset.saturating_add(v.ip_len),
     };
-    Ok((packet(&v, &t, link), fragment, carried))
+    write_packet(&v, &t, link, &mut out.packet);
+    Ok(carried)
 }
 
 /// An IPv4 total length below the length of the header itself: impossible, unless it
@@ -373,8 +376,8 @@ fn impossible_total_length(ip: &[u8]) -> bool {
     total != 0 && usize::from(total) < header_len
 }
 
-fn packet(v: &IpView<'_>, t: &Transport, link: &Link) -> Packet {
-    Packet {
+fn write_packet(v: &IpView<'_>, t: &Transport, link: &Link, out: &mut Packet) {
+    *out = Packet {
         ts_ns: 0,
         point: 0,
         link_dir: link.dir,
@@ -395,7 +398,7 @@ fn packet(v: &IpView<'_>, t: &Transport, link: &Link) -> Packet {
         payload_head: t.head,
         truncated: v.captured < v.ip_len,
         tunnel: None,
-    }
+    };
 }
 
 fn ext_skip(err: ExtSliceError, layer: etherparse::err::Layer, offset: usize) -> Skip {
