@@ -251,7 +251,16 @@ impl<R: Read> FrameReader<R> {
 
     /// Makes at least `want` unread bytes available unless the stream ends first.
     /// A mapped file has all its bytes available from the start.
+    #[inline]
     fn fill(&mut self, want: usize) -> io::Result<()> {
+        if self.end - self.pos >= want || self.eof {
+            return Ok(());
+        }
+        self.refill(want)
+    }
+
+    /// [`FrameReader::fill`] when the bytes are not there yet.
+    fn refill(&mut self, want: usize) -> io::Result<()> {
         while self.end - self.pos < want && !self.eof {
             let Bytes::Buffer(buf) = &mut self.buf else {
                 break;

@@ -83,11 +83,15 @@ pub(super) fn view(
     wire_len: usize,
 ) -> Result<(IpView<'_>, Option<(ExtSliceError, etherparse::err::Layer)>), LaxHeaderSliceError> {
     let (sliced, ext_err) = LaxIpSlice::from_slice(ip)?;
-    let view = match &sliced {
+    Ok((sliced_view(ip, &sliced, wire_len), ext_err))
+}
+
+/// What [`view`] keeps of the IP packet `ip` that etherparse sliced.
+fn sliced_view<'a>(ip: &'a [u8], sliced: &LaxIpSlice<'a>, wire_len: usize) -> IpView<'a> {
+    match sliced {
         LaxIpSlice::Ipv4(s) => v4(ip, s, wire_len),
         LaxIpSlice::Ipv6(s) => v6(ip, s, wire_len),
-    };
-    Ok((view, ext_err))
+    }
 }
 
 fn v4<'a>(ip: &'a [u8], s: &LaxIpv4Slice<'a>, wire_len: usize) -> IpView<'a> {
@@ -295,7 +299,8 @@ pub(super) fn decode(
     let wire_len = usize::try_from(orig_len)
         .unwrap_or(usize::MAX)
         .saturating_sub(offset);
-    let (v, ext_err) = view(ip, wire_len).map_err(|e| match e {
+    // Sliced here rather than by `view`, so that the view is built where it stays.
+    let (sliced, ext_err) = LaxIpSlice::from_slice(ip).map_err(|e| match e {
         LaxHeaderSliceError::Len(_) => Skip::Truncated { layer, offset },
         LaxHeaderSliceError::Content(HeaderError::Ipv4HeaderLengthSmallerThanHeader { ihl }) => {
             Skip::Malformed {
@@ -312,6 +317,7 @@ pub(super) fn decode(
             }
         }
     })?;
+    let v = sliced_view(ip, &sliced, wire_len);
     if layer == Layer::Ipv4 && impossible_total_length(ip) {
         return Err(Skip::Malformed {
             layer,
