@@ -735,6 +735,48 @@ mod tests {
     }
 
     #[test]
+    fn a_mapped_file_reads_as_its_gzip_stream_does() {
+        use reader::tests::{block, epb, shb};
+        let mut v = shb();
+        block(&mut v, 1, &[1, 0, 0, 0, 0, 0, 0, 0]);
+        let mut frame = vec![0xff; 6];
+        frame.extend_from_slice(&[2; 6]);
+        frame.extend_from_slice(&[8, 0]);
+        frame.extend_from_slice(&[
+            0x45, 0, 0, 29, 0, 1, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ]);
+        frame.extend_from_slice(&[3, 232, 0, 53, 0, 9, 0, 0, b'x']);
+        for ts in 0..3 {
+            epb(&mut v, 0, ts, &frame);
+        }
+        // Cut inside the last block: a located warning, the same either way.
+        v.truncate(v.len() - 5);
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("p.pcapng");
+        std::fs::write(&plain, &v).unwrap();
+        let gz = dir.path().join("p.pcapng.gz");
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        io::Write::write_all(&mut enc, &v).unwrap();
+        std::fs::write(&gz, enc.finish().unwrap()).unwrap();
+        let read = |path: &Path| {
+            let spec = InputSpec {
+                label: None,
+                path: path.to_path_buf(),
+                prefix: None,
+            };
+            let mut seen = Vec::new();
+            let r = read_input(&spec, &ReadOptions::default(), |i, p| seen.push((i, *p)));
+            (seen, r.stats, r.warnings.len(), r.points[0].packets)
+        };
+        let mapped = read(&plain);
+        assert_eq!(mapped.0.len(), 2);
+        assert_eq!(mapped.2, 1);
+        assert_eq!(mapped, read(&gz));
+        assert!(crate::input::map_file(&plain).is_some());
+        assert!(crate::input::map_file(dir.path()).is_none());
+    }
+
+    #[test]
     fn very_many_interface_blocks() {
         use reader::tests::{block, epb, shb};
         // 200 000 interface descriptions (4 MB), one packet on the last: every

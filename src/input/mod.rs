@@ -26,11 +26,13 @@ pub fn open_file(path: &Path) -> io::Result<Box<dyn Read + Send>> {
 /// when it is something else (a pipe, a device, a file inside an archive), empty, or
 /// cannot be mapped: it is read as a stream then.
 pub fn map_file(path: &Path) -> Option<Mmap> {
-    let file = File::open(path).ok()?;
-    let meta = file.metadata().ok()?;
+    // Looked at before it is opened: opening a named pipe to find out would take the
+    // place of the reader its writer waits for.
+    let meta = std::fs::metadata(path).ok()?;
     if !meta.is_file() || meta.len() == 0 {
         return None;
     }
+    let file = File::open(path).ok()?;
     // SAFETY: the mapping is read only. A file changed in place while it is read
     // shows the new bytes, which are parsed as untrusted like any others; one cut
     // short while mapped ends the process with SIGBUS (see `FrameReader::mapped`).
