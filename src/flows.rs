@@ -597,8 +597,12 @@ pub fn read_input_flows(
 }
 
 /// Reads every input in parallel (one rayon task per input) and names points uniquely.
-/// The result is in input order whatever the thread count.
+/// The result is in input order whatever the thread count. Flows need no payload
+/// digests: none is computed.
 pub fn read_all(specs: &[InputSpec], opts: &ReadOptions) -> Vec<InputFlows> {
+    let mut opts = opts.clone();
+    opts.decode.digests = false;
+    let opts = &opts;
     let mut all: Vec<InputFlows> = specs
         .par_iter()
         .map(|spec| read_input_flows(spec, opts, |_, _, _, _| {}))

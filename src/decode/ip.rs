@@ -259,11 +259,12 @@ pub(super) struct Carried {
 
 /// Decodes the IP packet that starts at `link.offset` in `data` into `out`'s packet and
 /// fragment (where its pieces lie in `data`, when it is one); `out.ifindex` is left
-/// alone.
+/// alone. Payloads are digested when `digests` says so.
 pub(super) fn decode(
     data: &[u8],
     link: &Link,
     orig_len: u32,
+    digests: bool,
     out: &mut Decoded,
 ) -> Result<Carried, Skip> {
     let offset = link.offset;
@@ -335,6 +336,7 @@ pub(super) fn decode(
         bytes: v.l4,
         len: v.l4_len(),
         offset: offset + v.l4_start,
+        digests,
     };
     let t = if v.non_first_fragment {
         transport::fragment(&segment)

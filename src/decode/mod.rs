@@ -226,12 +226,17 @@ pub struct Options {
     /// UDP destination ports whose payload is VXLAN (IANA's 4789 and the 8472 of the
     /// Linux kernel's default and flannel).
     pub vxlan_ports: Vec<u16>,
+    /// Whether payloads are digested (`payload_digest`, `payload_head`): what pairs
+    /// packets across points, and most of the work of decoding a packet. Readers that
+    /// only count flows turn it off; every digest is then 0 and every head `None`.
+    pub digests: bool,
 }
 
 impl Default for Options {
     fn default() -> Options {
         Options {
             vxlan_ports: vec![4789, 8472],
+            digests: true,
         }
     }
 }
@@ -270,7 +275,7 @@ pub fn decode_into(
 ) -> Result<(), Skip> {
     let link = link::parse(linktype & 0xffff, data)?;
     out.ifindex = link.ifindex;
-    let mut carried = ip::decode(data, &link, orig_len, out)?;
+    let mut carried = ip::decode(data, &link, orig_len, opts.digests, out)?;
     let mut tunnel: Option<Tunnel> = None;
     let mut depth = 0;
     // A fragment is opened once reassembled: its payload is only part of the tunnel.
@@ -298,7 +303,8 @@ pub fn decode_into(
             },
         };
         let outer = out.packet.tuple;
-        carried = ip::decode(within, &inner, len_u32(carried.sent_end), out)?;
+        let sent = len_u32(carried.sent_end);
+        carried = ip::decode(within, &inner, sent, opts.digests, out)?;
         depth += 1;
         tunnel = Some(match tunnel {
             Some(t) => Tunnel { depth, ..t },

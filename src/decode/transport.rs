@@ -34,6 +34,8 @@ pub(super) struct Segment<'a> {
     pub len: usize,
     /// Where it starts in the frame, for skip reasons.
     pub offset: usize,
+    /// Whether payloads are digested ([`super::Options::digests`]).
+    pub digests: bool,
 }
 
 /// What the transport layer adds to a packet summary.
@@ -80,6 +82,15 @@ impl Segment<'_> {
     pub fn after(&self, header_len: usize) -> &[u8] {
         self.bytes.get(header_len..).unwrap_or_default()
     }
+
+    /// The digest of `payload`; 0 when payloads are not digested.
+    pub fn digest(&self, payload: &[u8]) -> u64 {
+        if self.digests {
+            xxh3_64(payload)
+        } else {
+            0
+        }
+    }
 }
 
 /// Reads the transport header of a whole packet or first fragment.
@@ -106,7 +117,7 @@ fn other(seg: &Segment<'_>, header_len: usize) -> Transport {
         dport: 0,
         l4: L4::Other,
         payload_len: seg.len.saturating_sub(header_len),
-        digest: xxh3_64(seg.after(header_len)),
+        digest: seg.digest(seg.after(header_len)),
         head: None,
     }
 }
@@ -145,8 +156,11 @@ fn tcp(seg: &Segment<'_>) -> Result<Transport, Skip> {
             mss,
         },
         payload_len: seg.len - header_len,
-        digest: xxh3_64(seg.after(header_len)),
-        head: payload_head(seg.after(header_len)),
+        digest: seg.digest(seg.after(header_len)),
+        head: seg
+            .digests
+            .then(|| payload_head(seg.after(header_len)))
+            .flatten(),
     })
 }
 
@@ -192,7 +206,7 @@ fn udp(seg: &Segment<'_>) -> Result<Transport, Skip> {
         dport: u16::from_be_bytes([h[2], h[3]]),
         l4: L4::Udp,
         payload_len: seg.len.saturating_sub(UDP_HEADER_LEN),
-        digest: xxh3_64(seg.after(UDP_HEADER_LEN)),
+        digest: seg.digest(seg.after(UDP_HEADER_LEN)),
         head: None,
     })
 }
@@ -206,7 +220,7 @@ fn sctp(seg: &Segment<'_>) -> Result<Transport, Skip> {
         dport: u16::from_be_bytes([h[2], h[3]]),
         l4: L4::Other,
         payload_len: seg.len.saturating_sub(SCTP_COMMON_HEADER_LEN),
-        digest: xxh3_64(seg.after(SCTP_COMMON_HEADER_LEN)),
+        digest: seg.digest(seg.after(SCTP_COMMON_HEADER_LEN)),
         head: None,
     })
 }
