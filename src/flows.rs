@@ -776,7 +776,10 @@ mod tests {
         use std::hash::BuildHasher;
         let state = foldhash::fast::RandomState::default();
         let key = |p: &Packet| (FlowKey::of(p), state.hash_one(FlowKey::of(p)));
-        for (a, b) in [("10.0.0.2", "198.51.100.2"), ("2001:db8::2", "2001:db8:1::2")] {
+        for (a, b) in [
+            ("10.0.0.2", "198.51.100.2"),
+            ("2001:db8::2", "2001:db8:1::2"),
+        ] {
             let fwd = tcp(1, a, 40000, b, 80, SYN, 1);
             let rev = tcp(2, b, 80, a, 40000, SYN | ACK, 7);
             assert_eq!(key(&fwd), key(&rev));
@@ -786,7 +789,13 @@ mod tests {
         let error = |sport| {
             let mut p = icmp6(1, "2001:db8::1", "2001:db8::2", 1);
             if let L4::Icmp { quoted, .. } = &mut p.l4 {
-                *quoted = Some(Tuple::of(Proto::Udp, "2001:db8::2", sport, "2001:db8::9", 53));
+                *quoted = Some(Tuple::of(
+                    Proto::Udp,
+                    "2001:db8::2",
+                    sport,
+                    "2001:db8::9",
+                    53,
+                ));
             }
             p
         };

@@ -321,7 +321,14 @@ fn read_from<R: Read>(
         }
     };
     let mut points = Points::default();
-    read_frames(&mut reader, reading, &opts.decode, &mut points, result, sink);
+    read_frames(
+        &mut reader,
+        reading,
+        &opts.decode,
+        &mut points,
+        result,
+        sink,
+    );
     points.add_idle_interfaces(reader.interfaces(), &result.source);
     points.name(spec, opts, reader.interfaces(), reader.format());
     (result.points, result.remap) = points.into_sorted();

@@ -254,17 +254,26 @@ mod tests {
             tcp_options(&cat(&[&[1, 1], &ts, &mss])),
             (Some((7, 9)), Some(1460))
         );
-        assert_eq!(tcp_options(&cat(&[&mss, &[1], &ts])), (Some((7, 9)), Some(1460)));
+        assert_eq!(
+            tcp_options(&cat(&[&mss, &[1], &ts])),
+            (Some((7, 9)), Some(1460))
+        );
         // The timestamp cut by the snaplen: the MSS before it is kept.
         assert_eq!(tcp_options(&cat(&[&mss, &ts[..6]])), (None, Some(1460)));
         // Options of the right kind but another length are passed over.
-        assert_eq!(tcp_options(&cat(&[&[8, 6, 0, 0, 0, 1], &mss])), (None, Some(1460)));
+        assert_eq!(
+            tcp_options(&cat(&[&[8, 6, 0, 0, 0, 1], &mss])),
+            (None, Some(1460))
+        );
         assert_eq!(tcp_options(&cat(&[&[2, 3, 0], &ts])), (Some((7, 9)), None));
         // End of options, an impossible length, nothing.
         assert_eq!(tcp_options(&cat(&[&[0], &mss])), (None, None));
         assert_eq!(tcp_options(&cat(&[&[99, 1], &mss])), (None, None));
         assert_eq!(tcp_options(&[]), (None, None));
         // The first of two of a kind.
-        assert_eq!(tcp_options(&cat(&[&mss, &[2, 4, 0, 1]])), (None, Some(1460)));
+        assert_eq!(
+            tcp_options(&cat(&[&mss, &[2, 4, 0, 1]])),
+            (None, Some(1460))
+        );
     }
 }
