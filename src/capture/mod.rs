@@ -741,11 +741,8 @@ mod tests {
         assert!(IfNames::parse("[{\"ifindex\": \"x\"}]").is_err());
     }
 
-    #[test]
-    fn a_mapped_file_reads_as_its_gzip_stream_does() {
-        use reader::tests::{block, epb, shb};
-        let mut v = shb();
-        block(&mut v, 1, &[1, 0, 0, 0, 0, 0, 0, 0]);
+    /// An Ethernet frame of a UDP datagram from 10.0.0.1 to 10.0.0.2.
+    fn udp_frame() -> Vec<u8> {
         let mut frame = vec![0xff; 6];
         frame.extend_from_slice(&[2; 6]);
         frame.extend_from_slice(&[8, 0]);
@@ -753,6 +750,27 @@ mod tests {
             0x45, 0, 0, 29, 0, 1, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
         ]);
         frame.extend_from_slice(&[3, 232, 0, 53, 0, 9, 0, 0, b'x']);
+        frame
+    }
+
+    /// What reading the file at `path` gives, and the packets as they were handed on.
+    fn read_file(path: &Path) -> (InputResult, Vec<(usize, Packet)>) {
+        let spec = InputSpec {
+            label: None,
+            path: path.to_path_buf(),
+            prefix: None,
+        };
+        let mut seen = Vec::new();
+        let r = read_input(&spec, &ReadOptions::default(), |i, p| seen.push((i, *p)));
+        (r, seen)
+    }
+
+    #[test]
+    fn a_mapped_file_reads_as_its_gzip_stream_does() {
+        use reader::tests::{block, epb, shb};
+        let mut v = shb();
+        block(&mut v, 1, &[1, 0, 0, 0, 0, 0, 0, 0]);
+        let frame = udp_frame();
         for ts in 0..3 {
             epb(&mut v, 0, ts, &frame);
         }
@@ -766,13 +784,7 @@ mod tests {
         io::Write::write_all(&mut enc, &v).unwrap();
         std::fs::write(&gz, enc.finish().unwrap()).unwrap();
         let read = |path: &Path| {
-            let spec = InputSpec {
-                label: None,
-                path: path.to_path_buf(),
-                prefix: None,
-            };
-            let mut seen = Vec::new();
-            let r = read_input(&spec, &ReadOptions::default(), |i, p| seen.push((i, *p)));
+            let (r, seen) = read_file(path);
             (seen, r.stats, r.warnings.len(), r.points[0].packets)
         };
         let mapped = read(&plain);
@@ -795,26 +807,12 @@ mod tests {
         for _ in 0..N {
             v.extend_from_slice(&idb);
         }
-        let mut ip = vec![
-            0x45, 0, 0, 29, 0, 1, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
-        ];
-        ip.extend_from_slice(&[3, 232, 0, 53, 0, 9, 0, 0, b'x']);
-        let mut frame = vec![0xff; 6];
-        frame.extend_from_slice(&[2; 6]);
-        frame.extend_from_slice(&[8, 0]);
-        frame.extend_from_slice(&ip);
-        epb(&mut v, (N - 1) as u32, 0, &frame);
+        epb(&mut v, (N - 1) as u32, 0, &udp_frame());
         let dir = std::env::temp_dir().join(format!("natcheck-many-idb-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("many.pcapng");
         std::fs::write(&path, &v).unwrap();
-        let spec = InputSpec {
-            label: None,
-            path: path.clone(),
-            prefix: None,
-        };
-        let mut seen = Vec::new();
-        let r = read_input(&spec, &ReadOptions::default(), |i, p| seen.push((i, *p)));
+        let (r, seen) = read_file(&path);
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(r.warnings.is_empty(), "{:?}", r.warnings);
         assert_eq!(r.points.len(), N);
