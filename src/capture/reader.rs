@@ -5,8 +5,9 @@
 //! A regular file is mapped into memory ([`FrameReader::mapped`]) and frames are
 //! borrowed from the mapping where they lie: nothing is copied, and only a window of
 //! the file around the reader is mapped at a time (see `follow_mapping`), so the
-//! process does not hold the whole file. Other inputs (pipes, standard input, decompressed streams) are read
-//! into a buffer that is refilled as frames are taken from it.
+//! process does not hold the whole file. Other inputs (pipes, standard input,
+//! decompressed streams) are read into a buffer that is refilled as frames are taken
+//! from it.
 //!
 //! Invariants: the buffer never grows past [`MAX_RECORD`] (a length field read from the
 //! file never sizes an allocation by itself); a parse error never loses the frames
