@@ -227,7 +227,7 @@ pub struct Options {
     /// Linux kernel's default and flannel).
     pub vxlan_ports: Vec<u16>,
     /// Whether payloads are digested (`payload_digest`, `payload_head`): what pairs
-    /// packets across points, and most of the work of decoding a packet. Readers that
+    /// packets across points, and a large part of decoding a packet. Readers that
     /// only count flows turn it off; every digest is then 0 and every head `None`.
     pub digests: bool,
 }
