@@ -9,6 +9,7 @@
 //! with another initial sequence number) starts a new flow, as Wireshark's TCP streams do.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
 use rayon::prelude::*;
@@ -314,7 +315,8 @@ impl Flow {
         self.last_ns = self.last_ns.max(p.ts_ns);
         // Counters are kept relative to side A until `finish` orients the flow.
         let i = side as usize;
-        self.control &= is_control(p);
+        // Once a packet was not control traffic, the flow is not: no need to look again.
+        self.control = self.control && is_control(p);
         self.packets[i] += 1;
         self.bytes[i] += u64::from(p.ip_len);
         self.payload[i] += u64::from(p.payload_len);
@@ -461,19 +463,64 @@ fn port_guess(tuple: &Tuple) -> Option<Side> {
 #[derive(Clone, Debug, Default)]
 pub struct FlowTable {
     flows: Vec<Flow>,
-    /// Current flow for each canonical tuple (and, for ICMP errors, the quoted tuple).
-    index: HashMap<(Tuple, Option<Tuple>), usize>,
+    /// Current flow for each key. The keys come from the capture, so an attacker may
+    /// choose them: a keyed hasher, but a fast one (foldhash's random state, not
+    /// SipHash), since every packet is looked up.
+    index: HashMap<FlowKey, usize, foldhash::fast::RandomState>,
+}
+
+/// What finds a packet's flow: its tuple whichever way it was sent, and for an ICMP
+/// error, the tuple it quotes (likewise).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FlowKey {
+    tuple: Tuple,
+    quoted: Option<Tuple>,
+}
+
+impl FlowKey {
+    fn of(p: &Packet) -> FlowKey {
+        FlowKey {
+            tuple: p.tuple.canonical(),
+            quoted: IcmpError::of(p)
+                .and_then(|e| e.quoted)
+                .map(|q| q.canonical()),
+        }
+    }
+}
+
+/// Hashed as a few whole words rather than field by field: every packet is hashed.
+/// Equal keys write equal words.
+impl Hash for FlowKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_tuple(&self.tuple, state);
+        if let Some(q) = &self.quoted {
+            hash_tuple(q, state);
+        }
+    }
+}
+
+fn hash_tuple<H: Hasher>(t: &Tuple, state: &mut H) {
+    match (t.src, t.dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            state.write_u64(u64::from(s.to_bits()) << 32 | u64::from(d.to_bits()));
+        }
+        (s, d) => {
+            let bits = |a: IpAddr| match a {
+                IpAddr::V4(a) => u128::from(a.to_bits()),
+                IpAddr::V6(a) => a.to_bits(),
+            };
+            state.write_u128(bits(s));
+            state.write_u128(bits(d));
+        }
+    }
+    let ports = u32::from(t.sport) << 16 | u32::from(t.dport);
+    state.write_u64(u64::from(ports) << 8 | u64::from(t.proto.number()));
 }
 
 impl FlowTable {
     /// Adds a packet; returns the index of its flow and which side sent it.
     pub fn push(&mut self, p: &Packet) -> (usize, Side) {
-        let key = (
-            p.tuple.canonical(),
-            IcmpError::of(p)
-                .and_then(|e| e.quoted)
-                .map(|q| q.canonical()),
-        );
+        let key = FlowKey::of(p);
         let idx = match self.index.get(&key) {
             Some(&i) if !self.flows[i].is_reuse(p) => i,
             _ => {
@@ -529,8 +576,8 @@ pub fn read_input_flows(
         if tables.len() <= local {
             tables.resize_with(local + 1, FlowTable::default);
         }
-        let (flow, side) = tables[local].push(&packet);
-        observe(local, flow, side, &packet);
+        let (flow, side) = tables[local].push(packet);
+        observe(local, flow, side, packet);
     });
     tables.resize_with(input.points.len(), FlowTable::default);
     let mut by_point: Vec<Option<Vec<Flow>>> = vec![None; input.points.len()];
@@ -550,8 +597,12 @@ pub fn read_input_flows(
 }
 
 /// Reads every input in parallel (one rayon task per input) and names points uniquely.
-/// The result is in input order whatever the thread count.
+/// The result is in input order whatever the thread count. Flows need no payload
+/// digests: none is computed.
 pub fn read_all(specs: &[InputSpec], opts: &ReadOptions) -> Vec<InputFlows> {
+    let mut opts = opts.clone();
+    opts.decode.digests = false;
+    let opts = &opts;
     let mut all: Vec<InputFlows> = specs
         .par_iter()
         .map(|spec| read_input_flows(spec, opts, |_, _, _, _| {}))
@@ -718,6 +769,38 @@ mod tests {
         let flows = t.finish();
         assert_eq!(flows[0].tuple.sport, 40000);
         assert_eq!(flows[0].mss, [Some(1460), Some(1400)]);
+    }
+
+    #[test]
+    fn both_directions_find_one_key_and_icmp_errors_their_own() {
+        use std::hash::BuildHasher;
+        let state = foldhash::fast::RandomState::default();
+        let key = |p: &Packet| (FlowKey::of(p), state.hash_one(FlowKey::of(p)));
+        for (a, b) in [
+            ("10.0.0.2", "198.51.100.2"),
+            ("2001:db8::2", "2001:db8:1::2"),
+        ] {
+            let fwd = tcp(1, a, 40000, b, 80, SYN, 1);
+            let rev = tcp(2, b, 80, a, 40000, SYN | ACK, 7);
+            assert_eq!(key(&fwd), key(&rev));
+            assert_ne!(key(&fwd).0, key(&tcp(3, a, 40001, b, 80, SYN, 1)).0);
+        }
+        // Two errors between the same hosts about different connections.
+        let error = |sport| {
+            let mut p = icmp6(1, "2001:db8::1", "2001:db8::2", 1);
+            if let L4::Icmp { quoted, .. } = &mut p.l4 {
+                *quoted = Some(Tuple::of(
+                    Proto::Udp,
+                    "2001:db8::2",
+                    sport,
+                    "2001:db8::9",
+                    53,
+                ));
+            }
+            p
+        };
+        assert_ne!(key(&error(1000)).0, key(&error(1001)).0);
+        assert_eq!(key(&error(1000)), key(&error(1000)));
     }
 
     #[test]

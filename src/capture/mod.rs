@@ -254,7 +254,7 @@ pub fn open(spec: &InputSpec, reading: &Reading) -> io::Result<Box<dyn Read + Se
     };
     let mut buffered = BufReader::with_capacity(1 << 16, reading.count(raw));
     let head = buffered.fill_buf()?;
-    if head.len() >= 2 && head[0] == 0x1f && head[1] == 0x8b {
+    if head.starts_with(&GZIP_MAGIC) {
         Ok(Box::new(MultiGzDecoder::new(buffered)))
     } else {
         Ok(Box::new(buffered))
@@ -264,60 +264,74 @@ pub fn open(spec: &InputSpec, reading: &Reading) -> io::Result<Box<dyn Read + Se
 /// Reads one input, decoding every frame and handing each packet to `sink` with the
 /// index (into [`InputResult::points`]) of the point it was seen at. Points are ordered
 /// by interface, then interface index. `Packet::point` is left for the caller to set.
+///
+/// A regular file that is not compressed is read where the kernel maps it
+/// ([`FrameReader::mapped`]); anything else as a stream.
 pub fn read_input(
     spec: &InputSpec,
     opts: &ReadOptions,
-    mut sink: impl FnMut(usize, Packet),
+    mut sink: impl FnMut(usize, &Packet),
 ) -> InputResult {
     let mut result = InputResult {
         source: spec.display(),
         ..Default::default()
     };
     let reading = Reading::start(&result.source, (!spec.is_stdin()).then_some(&*spec.path));
-    let Some(mut reader) = open_reader(spec, &reading, &mut result) else {
+    let map = (!spec.is_stdin())
+        .then(|| crate::input::map_file(&spec.path))
+        .flatten()
+        .filter(|map| !map.starts_with(&GZIP_MAGIC));
+    if let Some(map) = map {
+        let reader = FrameReader::mapped(map);
+        read_from(reader, spec, opts, &reading, &mut result, &mut sink);
         return result;
+    }
+    match open(spec, &reading) {
+        Ok(stream) => {
+            let reader = FrameReader::new(stream);
+            read_from(reader, spec, opts, &reading, &mut result, &mut sink);
+        }
+        Err(e) => result.warnings.push(Warning::new(
+            &result.source,
+            Location::File,
+            format!("cannot read: {e}"),
+        )),
+    }
+    result
+}
+
+/// The first bytes of a gzip stream.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Reads the frames of an opened input (or records why its header could not be
+/// read) and finds, names and orders its points.
+fn read_from<R: Read>(
+    reader: Result<FrameReader<R>, ReadProblem>,
+    spec: &InputSpec,
+    opts: &ReadOptions,
+    reading: &Reading,
+    result: &mut InputResult,
+    sink: &mut impl FnMut(usize, &Packet),
+) {
+    let mut reader = match reader {
+        Ok(r) => r,
+        Err(p) => {
+            result.warnings.push(problem_warning(&result.source, &p));
+            return;
+        }
     };
     let mut points = Points::default();
-    let decode = &opts.decode;
     read_frames(
         &mut reader,
-        &reading,
-        decode,
+        reading,
+        &opts.decode,
         &mut points,
-        &mut result,
-        &mut sink,
+        result,
+        sink,
     );
     points.add_idle_interfaces(reader.interfaces(), &result.source);
     points.name(spec, opts, reader.interfaces(), reader.format());
     (result.points, result.remap) = points.into_sorted();
-    result
-}
-
-/// Opens the input and reads its file header; on failure, the reason is a warning in
-/// `result` and there is nothing to read.
-fn open_reader(
-    spec: &InputSpec,
-    reading: &Reading,
-    result: &mut InputResult,
-) -> Option<FrameReader<Box<dyn Read + Send>>> {
-    let stream = match open(spec, reading) {
-        Ok(s) => s,
-        Err(e) => {
-            result.warnings.push(Warning::new(
-                &result.source,
-                Location::File,
-                format!("cannot read: {e}"),
-            ));
-            return None;
-        }
-    };
-    match FrameReader::new(stream) {
-        Ok(r) => Some(r),
-        Err(p) => {
-            result.warnings.push(problem_warning(&result.source, &p));
-            None
-        }
-    }
 }
 
 /// Reads frames up to the end or a fatal problem: each is counted, decoded, and its
@@ -329,9 +343,12 @@ fn read_frames<R: Read>(
     opts: &decode::Options,
     points: &mut Points,
     result: &mut InputResult,
-    sink: &mut impl FnMut(usize, Packet),
+    sink: &mut impl FnMut(usize, &Packet),
 ) {
     let mut defrag = Reassembler::new(Limits::default());
+    let mapped = reader.is_mapped();
+    // The frame being decoded, written in place frame after frame.
+    let mut last = decode::Decoded::EMPTY;
     loop {
         let frame = match reader.next_frame() {
             Next::Frame(f) => f,
@@ -346,26 +363,28 @@ fn read_frames<R: Read>(
         };
         result.stats.frames += 1;
         reading.packet();
-        let decoded = decode::decode_with(frame.linktype, frame.data, frame.orig_len, opts);
-        let (ifindex, mut packet, fragment) = match decoded {
-            Ok(d) => (d.ifindex, d.packet, d.fragment),
-            Err(skip) => {
-                *result.stats.skipped.entry(skip.reason()).or_insert(0) += 1;
-                continue;
-            }
-        };
-        let key = match ifindex {
+        if mapped {
+            // No stream counts the bytes of a mapped file: the reader is this far in.
+            reading.read_to(frame.offset);
+        }
+        let decoded =
+            decode::decode_into(frame.linktype, frame.data, frame.orig_len, opts, &mut last);
+        if let Err(skip) = decoded {
+            *result.stats.skipped.entry(skip.reason()).or_insert(0) += 1;
+            continue;
+        }
+        let key = match last.ifindex {
             Some(idx) => LocalKey::IfIndex(frame.interface, idx),
             None => LocalKey::Interface(frame.interface),
         };
         let local = points.get_or_add(key, &result.source, frame.linktype);
-        if let Some(fragment) = fragment {
-            let Some(datagram) = defrag.push(key, &fragment, frame.data, frame.ts_ns) else {
+        if let Some(fragment) = &last.fragment {
+            let Some(datagram) = defrag.push(key, fragment, frame.data, frame.ts_ns) else {
                 continue;
             };
-            match whole_datagram(&datagram, &packet, opts) {
+            match whole_datagram(&datagram, &last.packet, opts) {
                 Ok(p) => {
-                    packet = p;
+                    last.packet = p;
                     result.stats.fragments += datagram.frames;
                 }
                 Err(skip) => {
@@ -374,6 +393,7 @@ fn read_frames<R: Read>(
                 }
             }
         }
+        let packet = &mut last.packet;
         points.saw(local, frame.ts_ns);
         result.stats.packets += 1;
         if packet.truncated {
@@ -406,18 +426,28 @@ fn whole_datagram(
 /// The capture points of one input, in order of discovery, before they are named.
 #[derive(Default)]
 struct Points {
-    index: HashMap<LocalKey, usize>,
+    /// Keyed by what the file says (interface numbers): a keyed hasher, a fast one.
+    index: HashMap<LocalKey, usize, foldhash::fast::RandomState>,
     list: Vec<(LocalKey, PointInfo)>,
+    /// The point of the previous packet: runs of packets from one point are the rule.
+    last: Option<(LocalKey, usize)>,
 }
 
 impl Points {
     /// The discovery index of the point `key`, added when first seen.
     fn get_or_add(&mut self, key: LocalKey, source: &str, linktype: u32) -> usize {
+        if let Some((last, i)) = self.last {
+            if last == key {
+                return i;
+            }
+        }
         let list = &mut self.list;
-        *self.index.entry(key).or_insert_with(|| {
+        let i = *self.index.entry(key).or_insert_with(|| {
             list.push((key, unnamed_point(source, linktype)));
             list.len() - 1
-        })
+        });
+        self.last = Some((key, i));
+        i
     }
 
     /// Counts a packet seen at point `i` at `ts_ns`.
@@ -711,6 +741,60 @@ mod tests {
         assert!(IfNames::parse("[{\"ifindex\": \"x\"}]").is_err());
     }
 
+    /// An Ethernet frame of a UDP datagram from 10.0.0.1 to 10.0.0.2.
+    fn udp_frame() -> Vec<u8> {
+        let mut frame = vec![0xff; 6];
+        frame.extend_from_slice(&[2; 6]);
+        frame.extend_from_slice(&[8, 0]);
+        frame.extend_from_slice(&[
+            0x45, 0, 0, 29, 0, 1, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ]);
+        frame.extend_from_slice(&[3, 232, 0, 53, 0, 9, 0, 0, b'x']);
+        frame
+    }
+
+    /// What reading the file at `path` gives, and the packets as they were handed on.
+    fn read_file(path: &Path) -> (InputResult, Vec<(usize, Packet)>) {
+        let spec = InputSpec {
+            label: None,
+            path: path.to_path_buf(),
+            prefix: None,
+        };
+        let mut seen = Vec::new();
+        let r = read_input(&spec, &ReadOptions::default(), |i, p| seen.push((i, *p)));
+        (r, seen)
+    }
+
+    #[test]
+    fn a_mapped_file_reads_as_its_gzip_stream_does() {
+        use reader::tests::{block, epb, shb};
+        let mut v = shb();
+        block(&mut v, 1, &[1, 0, 0, 0, 0, 0, 0, 0]);
+        let frame = udp_frame();
+        for ts in 0..3 {
+            epb(&mut v, 0, ts, &frame);
+        }
+        // Cut inside the last block: a located warning, the same either way.
+        v.truncate(v.len() - 5);
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("p.pcapng");
+        std::fs::write(&plain, &v).unwrap();
+        let gz = dir.path().join("p.pcapng.gz");
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        io::Write::write_all(&mut enc, &v).unwrap();
+        std::fs::write(&gz, enc.finish().unwrap()).unwrap();
+        let read = |path: &Path| {
+            let (r, seen) = read_file(path);
+            (seen, r.stats, r.warnings.len(), r.points[0].packets)
+        };
+        let mapped = read(&plain);
+        assert_eq!(mapped.0.len(), 2);
+        assert_eq!(mapped.2, 1);
+        assert_eq!(mapped, read(&gz));
+        assert!(crate::input::map_file(&plain).is_some());
+        assert!(crate::input::map_file(dir.path()).is_none());
+    }
+
     #[test]
     fn very_many_interface_blocks() {
         use reader::tests::{block, epb, shb};
@@ -723,26 +807,12 @@ mod tests {
         for _ in 0..N {
             v.extend_from_slice(&idb);
         }
-        let mut ip = vec![
-            0x45, 0, 0, 29, 0, 1, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
-        ];
-        ip.extend_from_slice(&[3, 232, 0, 53, 0, 9, 0, 0, b'x']);
-        let mut frame = vec![0xff; 6];
-        frame.extend_from_slice(&[2; 6]);
-        frame.extend_from_slice(&[8, 0]);
-        frame.extend_from_slice(&ip);
-        epb(&mut v, (N - 1) as u32, 0, &frame);
+        epb(&mut v, (N - 1) as u32, 0, &udp_frame());
         let dir = std::env::temp_dir().join(format!("natcheck-many-idb-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("many.pcapng");
         std::fs::write(&path, &v).unwrap();
-        let spec = InputSpec {
-            label: None,
-            path: path.clone(),
-            prefix: None,
-        };
-        let mut seen = Vec::new();
-        let r = read_input(&spec, &ReadOptions::default(), |i, p| seen.push((i, p)));
+        let (r, seen) = read_file(&path);
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(r.warnings.is_empty(), "{:?}", r.warnings);
         assert_eq!(r.points.len(), N);

@@ -2,6 +2,13 @@
 //! parsers so that natcheck keeps track of the byte offset of every record. That offset
 //! is what a located warning names when a capture is truncated or corrupt.
 //!
+//! A regular file is mapped into memory ([`FrameReader::mapped`]) and frames are
+//! borrowed from the mapping where they lie: nothing is copied, and only a window of
+//! the file around the reader is mapped at a time (see `follow_mapping`), so the
+//! process does not hold the whole file. Other inputs (pipes, standard input,
+//! decompressed streams) are read into a buffer that is refilled as frames are taken
+//! from it.
+//!
 //! Invariants: the buffer never grows past [`MAX_RECORD`] (a length field read from the
 //! file never sizes an allocation by itself); a parse error never loses the frames
 //! already returned; after an error that cannot be resynchronised the reader ends.
@@ -15,7 +22,10 @@
 //! position.
 
 use std::io::{self, Read};
+use std::ops::Deref;
 use std::time::Duration;
+
+use memmap2::{Advice, Mmap, UncheckedAdvice};
 
 use pcap_file::pcap::{PcapHeader, PcapTsResolution};
 use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
@@ -28,6 +38,10 @@ use pcap_file::{DataLink, Endianness};
 pub const MAX_RECORD: usize = 16 * 1024 * 1024;
 
 const READ_CHUNK: usize = 1 << 20;
+
+/// How much of a mapped file is mapped ahead of the reader, and how far it reads
+/// before the pages behind it are handed back.
+const WINDOW: usize = 8 << 20;
 
 /// One captured frame, borrowed from the reader's buffer until the next call.
 #[derive(Debug)]
@@ -85,15 +99,39 @@ enum State {
     Done,
 }
 
-/// Reads frames one at a time from any `Read` (file, gzip stream, stdin).
+/// The bytes the reader parses.
+enum Bytes {
+    /// Read from a stream into a buffer that is refilled as frames are taken.
+    Buffer(Vec<u8>),
+    /// A whole file mapped into memory: there is nothing to refill.
+    Mapped(Mmap),
+}
+
+impl Deref for Bytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Buffer(b) => b,
+            Bytes::Mapped(m) => m,
+        }
+    }
+}
+
+/// Reads frames one at a time from any `Read` (file, gzip stream, stdin) or from a
+/// file mapped into memory.
 pub struct FrameReader<R: Read> {
     src: R,
-    buf: Vec<u8>,
+    buf: Bytes,
     pos: usize,
     end: usize,
     /// Stream offset of `buf[0]`.
     base: u64,
     eof: bool,
+    /// Mapped files: where the pages not yet handed back start, and where those not
+    /// yet mapped ahead of the reader do.
+    released: usize,
+    populated: usize,
     state: State,
     format: Format,
     interfaces: Vec<Interface>,
@@ -110,16 +148,38 @@ pub enum Next<'a> {
     End,
 }
 
+impl FrameReader<io::Empty> {
+    /// Reads a file mapped into memory, detecting pcap or pcapng from its first bytes.
+    ///
+    /// A file that is truncated while it is mapped cannot be read past its new end:
+    /// the process gets SIGBUS. Capture files are appended to, never cut short in
+    /// place, so that risk is taken for the speed (no copy of each byte).
+    pub fn mapped(map: Mmap) -> Result<Self, ReadProblem> {
+        // The kernel reads ahead further, and drops what was read sooner.
+        let _ = map.advise(Advice::Sequential);
+        let end = map.len();
+        FrameReader::start(io::empty(), Bytes::Mapped(map), end)
+    }
+}
+
 impl<R: Read> FrameReader<R> {
     /// Opens a stream, detecting pcap or pcapng from its first bytes.
     pub fn new(src: R) -> Result<Self, ReadProblem> {
+        FrameReader::start(src, Bytes::Buffer(Vec::new()), 0)
+    }
+
+    /// Reads the file header: `end` bytes are in `buf` already (all of them when
+    /// the file is mapped).
+    fn start(src: R, buf: Bytes, end: usize) -> Result<Self, ReadProblem> {
         let mut r = FrameReader {
             src,
-            buf: Vec::new(),
+            eof: matches!(buf, Bytes::Mapped(_)),
+            buf,
             pos: 0,
-            end: 0,
+            end,
             base: 0,
-            eof: false,
+            released: 0,
+            populated: 0,
             state: State::Done,
             format: Format::Pcap,
             interfaces: Vec::new(),
@@ -191,19 +251,32 @@ impl<R: Read> FrameReader<R> {
     }
 
     /// Makes at least `want` unread bytes available unless the stream ends first.
+    /// A mapped file has all its bytes available from the start.
+    #[inline]
     fn fill(&mut self, want: usize) -> io::Result<()> {
+        if self.end - self.pos >= want || self.eof {
+            return Ok(());
+        }
+        self.refill(want)
+    }
+
+    /// [`FrameReader::fill`] when the bytes are not there yet.
+    fn refill(&mut self, want: usize) -> io::Result<()> {
         while self.end - self.pos < want && !self.eof {
-            if self.pos > 0 && (self.pos == self.end || self.buf.len() - self.end < READ_CHUNK) {
-                self.buf.copy_within(self.pos..self.end, 0);
+            let Bytes::Buffer(buf) = &mut self.buf else {
+                break;
+            };
+            if self.pos > 0 && (self.pos == self.end || buf.len() - self.end < READ_CHUNK) {
+                buf.copy_within(self.pos..self.end, 0);
                 self.base += self.pos as u64;
                 self.end -= self.pos;
                 self.pos = 0;
             }
             let need = (self.end + want.max(READ_CHUNK)).min(MAX_RECORD + 2 * READ_CHUNK);
-            if self.buf.len() < need {
-                self.buf.resize(need, 0);
+            if buf.len() < need {
+                buf.resize(need, 0);
             }
-            match self.src.read(&mut self.buf[self.end..]) {
+            match self.src.read(&mut buf[self.end..]) {
                 Ok(0) => self.eof = true,
                 Ok(n) => self.end += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -259,8 +332,45 @@ impl<R: Read> FrameReader<R> {
         }
     }
 
+    /// Whether the input is a file mapped into memory, whose offsets are those of the
+    /// file itself.
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.buf, Bytes::Mapped(_))
+    }
+
+    /// Keeps a window of a mapped file's pages in this process as reading goes on:
+    /// the pages behind the reader are handed back to the kernel (they stay in the
+    /// page cache), the next [`WINDOW`] bytes are mapped in one call rather than by a
+    /// page fault every few pages. Both every [`WINDOW`] bytes.
+    fn follow_mapping(&mut self) {
+        let Bytes::Mapped(map) = &self.buf else {
+            return;
+        };
+        if self.pos - self.released >= WINDOW {
+            let upto = self.pos - self.pos % WINDOW;
+            // SAFETY: the mapping is a shared, read-only mapping of a file: dropping
+            // its pages only makes the next access read them again from the file,
+            // with the same contents. No frame borrows them (`&mut self`).
+            let _ = unsafe {
+                map.unchecked_advise_range(
+                    UncheckedAdvice::DontNeed,
+                    self.released,
+                    upto - self.released,
+                )
+            };
+            self.released = upto;
+        }
+        if self.pos + WINDOW > self.populated && self.populated < map.len() {
+            let len = WINDOW.min(map.len() - self.populated);
+            // Kernels before 5.14 do not know it: pages are then faulted in as read.
+            let _ = map.advise_range(Advice::PopulateRead, self.populated, len);
+            self.populated += len;
+        }
+    }
+
     /// Returns the next frame, a problem, or the end of the file.
     pub fn next_frame(&mut self) -> Next<'_> {
+        self.follow_mapping();
         if let Some(p) = self.pending.pop() {
             return Next::Problem(p);
         }
@@ -614,7 +724,10 @@ pub(super) mod tests {
     type Frames = Vec<(u64, u64, i64, Vec<u8>)>;
 
     fn collect(bytes: &[u8]) -> (Frames, Vec<ReadProblem>) {
-        let mut r = FrameReader::new(bytes).expect("header");
+        read_all(FrameReader::new(bytes).expect("header"))
+    }
+
+    fn read_all<R: Read>(mut r: FrameReader<R>) -> (Frames, Vec<ReadProblem>) {
         let mut frames = Vec::new();
         let mut problems = Vec::new();
         loop {
@@ -648,6 +761,41 @@ pub(super) mod tests {
         pcap_record(&mut v, 10, 5, b"abc");
         let (frames, _) = collect(&v);
         assert_eq!(frames[0].2, 10_000_000_005);
+    }
+
+    /// `bytes` written to a file and mapped.
+    fn mapped(bytes: &[u8]) -> Result<FrameReader<io::Empty>, ReadProblem> {
+        let mut file = tempfile::tempfile().unwrap();
+        io::Write::write_all(&mut file, bytes).unwrap();
+        // SAFETY: a file of this test's own, which nothing else changes.
+        FrameReader::mapped(unsafe { Mmap::map(&file) }.unwrap())
+    }
+
+    #[test]
+    fn a_mapped_file_reads_as_its_stream_does() {
+        // Frames that cross the point where read pages are handed back, then a cut.
+        let mut v = pcap_header(0xa1b2c3d4, 1);
+        let mut i = 0u32;
+        while v.len() < WINDOW + 100_000 {
+            pcap_record(&mut v, i, 0, &[i as u8; 1500]);
+            i += 1;
+        }
+        let cut = &v[..v.len() - 700];
+        let r = mapped(cut).unwrap();
+        assert!(r.is_mapped());
+        let (frames, problems) = read_all(r);
+        assert_eq!((frames.len(), problems.len()), (i as usize - 1, 1));
+        assert_eq!((frames, problems), collect(cut));
+
+        let mut v = shb();
+        idb(&mut v, 1, "docker0", None);
+        epb(&mut v, 0, 1, b"first");
+        epb(&mut v, 7, 2, b"orphan");
+        epb(&mut v, 0, 3, b"third");
+        assert_eq!(read_all(mapped(&v).unwrap()), collect(&v));
+
+        let err = mapped(b"hello world, this is text").err().unwrap();
+        assert!(err.message.contains("not a pcap or pcapng"));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! ICMP and ICMPv6: echo identifiers, and for errors the tuple of the quoted packet and
 //! a digest of the parts of it that NAT leaves alone.
 
-use xxhash_rust::xxh3::{xxh3_64, Xxh3Default};
+use xxhash_rust::xxh3::Xxh3Default;
 
 use super::clip;
 use super::ip::{quoted_ports, view};
@@ -68,7 +68,7 @@ pub(super) fn read(seg: &Segment<'_>, v6: bool) -> Result<Transport, Skip> {
             dport: 0,
             l4: icmp(Some((id, seq)), None),
             payload_len,
-            digest: xxh3_64(body),
+            digest: seg.digest(body),
             head: None,
         });
     }
@@ -79,7 +79,7 @@ pub(super) fn read(seg: &Segment<'_>, v6: bool) -> Result<Transport, Skip> {
             dport: 0,
             l4: icmp(None, quoted),
             payload_len,
-            digest,
+            digest: if seg.digests { digest } else { 0 },
             head: None,
         });
     }
@@ -88,7 +88,7 @@ pub(super) fn read(seg: &Segment<'_>, v6: bool) -> Result<Transport, Skip> {
         dport: 0,
         l4: icmp(None, None),
         payload_len,
-        digest: xxh3_64(body),
+        digest: seg.digest(body),
         head: None,
     })
 }

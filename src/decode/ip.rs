@@ -12,7 +12,7 @@ use etherparse::{LaxIpSlice, LaxIpv4Slice, LaxIpv6Slice};
 use super::link::{Link, Net};
 use super::skip::{Layer, Problem, Skip};
 use super::transport::{self, Segment, Transport};
-use super::{array, be16, len_u32, offset_in, Fragment, FragmentKey};
+use super::{array, be16, len_u32, offset_in, Decoded, Fragment, FragmentKey};
 use crate::model::{Packet, Proto, Tuple};
 
 const IPV6_HEADER_LEN: usize = 40;
@@ -83,11 +83,15 @@ pub(super) fn view(
     wire_len: usize,
 ) -> Result<(IpView<'_>, Option<(ExtSliceError, etherparse::err::Layer)>), LaxHeaderSliceError> {
     let (sliced, ext_err) = LaxIpSlice::from_slice(ip)?;
-    let view = match &sliced {
+    Ok((sliced_view(ip, &sliced, wire_len), ext_err))
+}
+
+/// What [`view`] keeps of the IP packet `ip` that etherparse sliced.
+fn sliced_view<'a>(ip: &'a [u8], sliced: &LaxIpSlice<'a>, wire_len: usize) -> IpView<'a> {
+    match sliced {
         LaxIpSlice::Ipv4(s) => v4(ip, s, wire_len),
         LaxIpSlice::Ipv6(s) => v6(ip, s, wire_len),
-    };
-    Ok((view, ext_err))
+    }
 }
 
 fn v4<'a>(ip: &'a [u8], s: &LaxIpv4Slice<'a>, wire_len: usize) -> IpView<'a> {
@@ -253,13 +257,16 @@ pub(super) struct Carried {
     pub sent_end: usize,
 }
 
-/// Decodes the IP packet that starts at `link.offset` in `data`; when it is a fragment,
-/// also says where its pieces lie in `data`.
+/// Decodes the IP packet that starts at `link.offset` in `data` into `out`'s packet and
+/// fragment (where its pieces lie in `data`, when it is one); `out.ifindex` is left
+/// alone. Payloads are digested when `digests` says so.
 pub(super) fn decode(
     data: &[u8],
     link: &Link,
     orig_len: u32,
-) -> Result<(Packet, Option<Fragment>, Carried), Skip> {
+    digests: bool,
+    out: &mut Decoded,
+) -> Result<Carried, Skip> {
     let offset = link.offset;
     let ip = data.get(offset..).unwrap_or_default();
     let Some(first) = ip.first() else {
@@ -293,7 +300,8 @@ pub(super) fn decode(
     let wire_len = usize::try_from(orig_len)
         .unwrap_or(usize::MAX)
         .saturating_sub(offset);
-    let (v, ext_err) = view(ip, wire_len).map_err(|e| match e {
+    // Sliced here rather than by `view`, so that the view is built where it stays.
+    let (sliced, ext_err) = LaxIpSlice::from_slice(ip).map_err(|e| match e {
         LaxHeaderSliceError::Len(_) => Skip::Truncated { layer, offset },
         LaxHeaderSliceError::Content(HeaderError::Ipv4HeaderLengthSmallerThanHeader { ihl }) => {
             Skip::Malformed {
@@ -310,6 +318,7 @@ pub(super) fn decode(
             }
         }
     })?;
+    let v = sliced_view(ip, &sliced, wire_len);
     if layer == Layer::Ipv4 && impossible_total_length(ip) {
         return Err(Skip::Malformed {
             layer,
@@ -327,6 +336,7 @@ pub(super) fn decode(
         bytes: v.l4,
         len: v.l4_len(),
         offset: offset + v.l4_start,
+        digests,
     };
     let t = if v.non_first_fragment {
         transport::fragment(&segment)
@@ -339,7 +349,7 @@ pub(super) fn decode(
             Err(e) => return Err(e),
         }
     };
-    let fragment = v.frag.map(|f| Fragment {
+    out.fragment = v.frag.map(|f| Fragment {
         key: FragmentKey {
             src: v.src,
             dst: v.dst,
@@ -359,7 +369,8 @@ pub(super) fn decode(
         end: offset + v.captured,
         sent_end: offset.saturating_add(v.ip_len),
     };
-    Ok((packet(&v, &t, link), fragment, carried))
+    write_packet(&v, &t, link, &mut out.packet);
+    Ok(carried)
 }
 
 /// An IPv4 total length below the length of the header itself: impossible, unless it
@@ -373,8 +384,8 @@ fn impossible_total_length(ip: &[u8]) -> bool {
     total != 0 && usize::from(total) < header_len
 }
 
-fn packet(v: &IpView<'_>, t: &Transport, link: &Link) -> Packet {
-    Packet {
+fn write_packet(v: &IpView<'_>, t: &Transport, link: &Link, out: &mut Packet) {
+    *out = Packet {
         ts_ns: 0,
         point: 0,
         link_dir: link.dir,
@@ -395,7 +406,7 @@ fn packet(v: &IpView<'_>, t: &Transport, link: &Link) -> Packet {
         payload_head: t.head,
         truncated: v.captured < v.ip_len,
         tunnel: None,
-    }
+    };
 }
 
 fn ext_skip(err: ExtSliceError, layer: etherparse::err::Layer, offset: usize) -> Skip {

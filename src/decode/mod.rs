@@ -116,9 +116,9 @@ mod tunnel;
 #[cfg(test)]
 mod tests;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
-use crate::model::{Packet, Proto, Tunnel, L4};
+use crate::model::{Packet, Proto, Tunnel, Tuple, L4};
 
 pub use skip::{Layer, Problem, Skip};
 
@@ -153,6 +153,36 @@ pub struct Decoded {
     /// Set when the packet is an IP fragment (offset ≠ 0 or more-fragments set): where
     /// its pieces lie in the frame, for [`defrag`] to put the datagram together.
     pub fragment: Option<Fragment>,
+}
+
+impl Decoded {
+    /// Nothing decoded yet: what [`decode_into`] starts from.
+    pub const EMPTY: Decoded = Decoded {
+        ifindex: None,
+        packet: Packet {
+            ts_ns: 0,
+            point: 0,
+            link_dir: None,
+            tuple: Tuple {
+                proto: Proto::Other(0),
+                src: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                sport: 0,
+                dst: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                dport: 0,
+            },
+            ip_id: None,
+            ttl: 0,
+            df: false,
+            ip_len: 0,
+            l4: L4::Other,
+            payload_len: 0,
+            payload_digest: 0,
+            payload_head: None,
+            truncated: false,
+            tunnel: None,
+        },
+        fragment: None,
+    };
 }
 
 /// What identifies the datagram a fragment belongs to (RFC 791, RFC 8200 4.5): source,
@@ -196,12 +226,17 @@ pub struct Options {
     /// UDP destination ports whose payload is VXLAN (IANA's 4789 and the 8472 of the
     /// Linux kernel's default and flannel).
     pub vxlan_ports: Vec<u16>,
+    /// Whether payloads are digested (`payload_digest`, `payload_head`): what pairs
+    /// packets across points, and a large part of decoding a packet. Readers that
+    /// only count flows turn it off; every digest is then 0 and every head `None`.
+    pub digests: bool,
 }
 
 impl Default for Options {
     fn default() -> Options {
         Options {
             vxlan_ports: vec![4789, 8472],
+            digests: true,
         }
     }
 }
@@ -223,13 +258,29 @@ pub fn decode_with(
     orig_len: u32,
     opts: &Options,
 ) -> Result<Decoded, Skip> {
+    let mut decoded = Decoded::EMPTY;
+    decode_into(linktype, data, orig_len, opts, &mut decoded)?;
+    Ok(decoded)
+}
+
+/// Decodes one frame (see [`decode_with`]) into `out`, which a reader of many frames
+/// keeps from one frame to the next: the summary is written where it stays, never
+/// moved. After a [`Skip`], `out` holds nothing to use.
+pub fn decode_into(
+    linktype: u32,
+    data: &[u8],
+    orig_len: u32,
+    opts: &Options,
+    out: &mut Decoded,
+) -> Result<(), Skip> {
     let link = link::parse(linktype & 0xffff, data)?;
-    let (mut packet, mut fragment, mut carried) = ip::decode(data, &link, orig_len)?;
+    out.ifindex = link.ifindex;
+    let mut carried = ip::decode(data, &link, orig_len, opts.digests, out)?;
     let mut tunnel: Option<Tunnel> = None;
     let mut depth = 0;
     // A fragment is opened once reassembled: its payload is only part of the tunnel.
-    while fragment.is_none() && depth < MAX_TUNNEL_DEPTH {
-        let Some(opened) = tunnel::open(data, &packet, &carried, opts)? else {
+    while out.fragment.is_none() && depth < MAX_TUNNEL_DEPTH {
+        let Some(opened) = tunnel::open(data, &out.packet, &carried, opts)? else {
             break;
         };
         let within = data.get(..carried.end).unwrap_or_default();
@@ -251,8 +302,9 @@ pub fn decode_with(
                 Err(skip) => return Err(skip),
             },
         };
-        let outer = packet.tuple;
-        (packet, fragment, carried) = ip::decode(within, &inner, len_u32(carried.sent_end))?;
+        let outer = out.packet.tuple;
+        let sent = len_u32(carried.sent_end);
+        carried = ip::decode(within, &inner, sent, opts.digests, out)?;
         depth += 1;
         tunnel = Some(match tunnel {
             Some(t) => Tunnel { depth, ..t },
@@ -264,12 +316,8 @@ pub fn decode_with(
             },
         });
     }
-    packet.tunnel = tunnel;
-    Ok(Decoded {
-        ifindex: link.ifindex,
-        packet,
-        fragment,
-    })
+    out.packet.tunnel = tunnel;
+    Ok(())
 }
 
 /// Whether `p` is a non-first IP fragment as [`decode`] represents it (see the module

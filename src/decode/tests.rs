@@ -302,6 +302,39 @@ fn dont_fragment_and_the_mss_of_a_syn() {
 }
 
 #[test]
+fn without_digests_packets_are_the_same_but_for_them() {
+    let long = [7u8; 40];
+    let tcp = tcp_with(40000, 80, 1, tcp_flags::ACK, &[], 0, &long);
+    let quoted = ipv4(17, B, A, &udp(53, 40000, 0, b"dns"));
+    let frames = [
+        tcp_frame(),
+        eth(0x0800, &ipv4(6, A, B, &tcp)),
+        eth(0x0800, &ipv4(17, A, B, &udp(1000, 53, 0, b"query"))),
+        eth(0x0800, &ipv4(1, A, B, &echo(8, 7, 1, b"ping"))),
+        eth(0x0800, &ipv4(1, NAT, A, &icmp(3, 3, [0; 4], &quoted))),
+        eth(0x86dd, &ipv6(17, A6, B6, &udp(1000, 53, 0, b"v6"))),
+    ];
+    let off = Options {
+        digests: false,
+        ..Options::default()
+    };
+    for frame in frames {
+        let with = ok(ETHERNET, &frame);
+        let without = decode_with(ETHERNET, &frame, frame.len() as u32, &off).unwrap();
+        assert_ne!(with.packet.payload_digest, 0);
+        let expected = Decoded {
+            packet: Packet {
+                payload_digest: 0,
+                payload_head: None,
+                ..with.packet
+            },
+            ..with
+        };
+        assert_eq!(without, expected);
+    }
+}
+
+#[test]
 fn tcp_payload_head_digests_the_first_sixteen_bytes_captured() {
     let long = b"GET / HTTP/1.1\r\nHost: example\r\n\r\n";
     let frame = |payload: &[u8]| {

@@ -34,6 +34,8 @@ pub(super) struct Segment<'a> {
     pub len: usize,
     /// Where it starts in the frame, for skip reasons.
     pub offset: usize,
+    /// Whether payloads are digested ([`super::Options::digests`]).
+    pub digests: bool,
 }
 
 /// What the transport layer adds to a packet summary.
@@ -80,6 +82,15 @@ impl Segment<'_> {
     pub fn after(&self, header_len: usize) -> &[u8] {
         self.bytes.get(header_len..).unwrap_or_default()
     }
+
+    /// The digest of `payload`; 0 when payloads are not digested.
+    pub fn digest(&self, payload: &[u8]) -> u64 {
+        if self.digests {
+            xxh3_64(payload)
+        } else {
+            0
+        }
+    }
 }
 
 /// Reads the transport header of a whole packet or first fragment.
@@ -106,7 +117,7 @@ fn other(seg: &Segment<'_>, header_len: usize) -> Transport {
         dport: 0,
         l4: L4::Other,
         payload_len: seg.len.saturating_sub(header_len),
-        digest: xxh3_64(seg.after(header_len)),
+        digest: seg.digest(seg.after(header_len)),
         head: None,
     }
 }
@@ -132,6 +143,7 @@ fn tcp(seg: &Segment<'_>) -> Result<Transport, Skip> {
     // Options the snaplen cut are simply not there: the timestamp is read only when
     // all 10 of its bytes were captured.
     let options = super::clip(seg.bytes, TCP_HEADER_LEN, header_len);
+    let (ts, mss) = tcp_options(options);
     Ok(Transport {
         sport: u16::from_be_bytes([h[0], h[1]]),
         dport: u16::from_be_bytes([h[2], h[3]]),
@@ -140,43 +152,49 @@ fn tcp(seg: &Segment<'_>) -> Result<Transport, Skip> {
             ack: u32::from_be_bytes([h[8], h[9], h[10], h[11]]),
             flags: h[13],
             window: u16::from_be_bytes([h[14], h[15]]),
-            ts: tcp_timestamp(options),
-            mss: tcp_mss(options),
+            ts,
+            mss,
         },
         payload_len: seg.len - header_len,
-        digest: xxh3_64(seg.after(header_len)),
-        head: payload_head(seg.after(header_len)),
+        digest: seg.digest(seg.after(header_len)),
+        head: seg
+            .digests
+            .then(|| payload_head(seg.after(header_len)))
+            .flatten(),
     })
 }
 
-/// The TSval/TSecr of a TCP timestamp option (RFC 7323 3.2) in `options`.
-fn tcp_timestamp(options: &[u8]) -> Option<(u32, u32)> {
-    let v: &[u8; 8] = array(tcp_option(options, TCPOPT_TIMESTAMP, TCPOLEN_TIMESTAMP)?, 0)?;
-    Some((
-        u32::from_be_bytes([v[0], v[1], v[2], v[3]]),
-        u32::from_be_bytes([v[4], v[5], v[6], v[7]]),
-    ))
-}
-
-/// The value of a maximum segment size option (RFC 9293 3.2) in `options`.
-fn tcp_mss(options: &[u8]) -> Option<u16> {
-    let v: &[u8; 2] = array(tcp_option(options, TCPOPT_MSS, TCPOLEN_MSS)?, 0)?;
-    Some(u16::from_be_bytes(*v))
-}
-
-/// The bytes after the kind and length of the first option `kind` of length `len` in
-/// `options`. Stops at the end-of-options kind, at an impossible option length and at
-/// the end of the bytes.
-fn tcp_option(mut options: &[u8], kind: u8, len: u8) -> Option<&[u8]> {
-    loop {
+/// The TSval/TSecr of the first TCP timestamp option (RFC 7323 3.2) in `options` and
+/// the value of the first maximum segment size option (RFC 9293 3.2), in one walk.
+/// Stops at the end-of-options kind, at an impossible option length and at the end
+/// of the bytes; an option of either kind with another length is passed over.
+fn tcp_options(mut options: &[u8]) -> (Option<(u32, u32)>, Option<u16>) {
+    let (mut ts, mut mss) = (None, None);
+    while ts.is_none() || mss.is_none() {
         match options {
-            [] | [TCPOPT_EOL, ..] => return None,
+            [] | [TCPOPT_EOL, ..] => break,
             [TCPOPT_NOP, rest @ ..] => options = rest,
-            [k, l, rest @ ..] if *k == kind && *l == len => return Some(rest),
-            [_, l, ..] if *l >= 2 => options = options.get(usize::from(*l)..)?,
-            _ => return None,
+            [TCPOPT_TIMESTAMP, TCPOLEN_TIMESTAMP, rest @ ..] if ts.is_none() => {
+                let Some(v) = array::<8>(rest, 0) else { break };
+                ts = Some((
+                    u32::from_be_bytes([v[0], v[1], v[2], v[3]]),
+                    u32::from_be_bytes([v[4], v[5], v[6], v[7]]),
+                ));
+                options = &rest[8..];
+            }
+            [TCPOPT_MSS, TCPOLEN_MSS, rest @ ..] if mss.is_none() => {
+                let Some(v) = array::<2>(rest, 0) else { break };
+                mss = Some(u16::from_be_bytes(*v));
+                options = &rest[2..];
+            }
+            [_, l, ..] if *l >= 2 => match options.get(usize::from(*l)..) {
+                Some(rest) => options = rest,
+                None => break,
+            },
+            _ => break,
         }
     }
+    (ts, mss)
 }
 
 fn udp(seg: &Segment<'_>) -> Result<Transport, Skip> {
@@ -188,7 +206,7 @@ fn udp(seg: &Segment<'_>) -> Result<Transport, Skip> {
         dport: u16::from_be_bytes([h[2], h[3]]),
         l4: L4::Udp,
         payload_len: seg.len.saturating_sub(UDP_HEADER_LEN),
-        digest: xxh3_64(seg.after(UDP_HEADER_LEN)),
+        digest: seg.digest(seg.after(UDP_HEADER_LEN)),
         head: None,
     })
 }
@@ -202,7 +220,7 @@ fn sctp(seg: &Segment<'_>) -> Result<Transport, Skip> {
         dport: u16::from_be_bytes([h[2], h[3]]),
         l4: L4::Other,
         payload_len: seg.len.saturating_sub(SCTP_COMMON_HEADER_LEN),
-        digest: xxh3_64(seg.after(SCTP_COMMON_HEADER_LEN)),
+        digest: seg.digest(seg.after(SCTP_COMMON_HEADER_LEN)),
         head: None,
     })
 }
@@ -221,4 +239,41 @@ pub(super) fn gre_header_len(gre: &[u8]) -> usize {
     let present = |bit: u16| usize::from(flags & bit != 0) * 4;
     let ack = if flags & 0x7 == 1 { present(ACK) } else { 0 };
     4 + present(CHECKSUM) + present(KEY) + present(SEQUENCE) + ack
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcp_options_in_one_walk() {
+        let ts = [8, 10, 0, 0, 0, 7, 0, 0, 0, 9];
+        let mss = [2, 4, 0x05, 0xb4];
+        let cat = |parts: &[&[u8]]| parts.concat();
+        assert_eq!(
+            tcp_options(&cat(&[&[1, 1], &ts, &mss])),
+            (Some((7, 9)), Some(1460))
+        );
+        assert_eq!(
+            tcp_options(&cat(&[&mss, &[1], &ts])),
+            (Some((7, 9)), Some(1460))
+        );
+        // The timestamp cut by the snaplen: the MSS before it is kept.
+        assert_eq!(tcp_options(&cat(&[&mss, &ts[..6]])), (None, Some(1460)));
+        // Options of the right kind but another length are passed over.
+        assert_eq!(
+            tcp_options(&cat(&[&[8, 6, 0, 0, 0, 1], &mss])),
+            (None, Some(1460))
+        );
+        assert_eq!(tcp_options(&cat(&[&[2, 3, 0], &ts])), (Some((7, 9)), None));
+        // End of options, an impossible length, nothing.
+        assert_eq!(tcp_options(&cat(&[&[0], &mss])), (None, None));
+        assert_eq!(tcp_options(&cat(&[&[99, 1], &mss])), (None, None));
+        assert_eq!(tcp_options(&[]), (None, None));
+        // The first of two of a kind.
+        assert_eq!(
+            tcp_options(&cat(&[&mss, &[2, 4, 0, 1]])),
+            (None, Some(1460))
+        );
+    }
 }

@@ -12,6 +12,7 @@ use std::io::{self, BufReader, Read};
 use std::path::Path;
 
 use anyhow::Context;
+use memmap2::Mmap;
 
 /// A file, or a file inside a gzip'd tar archive (`ARCHIVE/PATH`).
 pub fn open_file(path: &Path) -> io::Result<Box<dyn Read + Send>> {
@@ -19,6 +20,23 @@ pub fn open_file(path: &Path) -> io::Result<Box<dyn Read + Send>> {
         Ok(f) => Ok(Box::new(f)),
         Err(e) => archive::open_member(path).unwrap_or(Err(e)),
     }
+}
+
+/// The regular file at `path` mapped into memory, to be read where it lies; `None`
+/// when it is something else (a pipe, a device, a file inside an archive), empty, or
+/// cannot be mapped: it is read as a stream then.
+pub fn map_file(path: &Path) -> Option<Mmap> {
+    // Looked at before it is opened: opening a named pipe to find out would take the
+    // place of the reader its writer waits for.
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_file() || meta.len() == 0 {
+        return None;
+    }
+    let file = File::open(path).ok()?;
+    // SAFETY: the mapping is read only. A file changed in place while it is read
+    // shows the new bytes, which are parsed as untrusted like any others; one cut
+    // short while mapped ends the process with SIGBUS (see `FrameReader::mapped`).
+    unsafe { Mmap::map(&file) }.ok()
 }
 
 /// The input as a byte stream.

@@ -104,6 +104,14 @@ impl Reading {
         }
     }
 
+    /// The input is read up to byte `offset` (for a file read without a stream that
+    /// [`Reading::count`] could count).
+    pub fn read_to(&self, offset: u64) {
+        if let Some(h) = &self.0 {
+            h.0.bytes.store(offset, Ordering::Relaxed);
+        }
+    }
+
     /// `r`, counting the bytes read from it (the raw bytes, before decompression,
     /// which the file's size is of).
     pub fn count<R: Read>(&self, r: R) -> Counted<R> {

@@ -141,6 +141,7 @@ fn vxlan_ports_come_from_the_options() {
     let payload = cat(&[&vxlan_header(1), &inner]);
     let opts = Options {
         vxlan_ports: vec![9999],
+        ..Options::default()
     };
     let on = |dport| {
         let frame = over_udp(1024, dport, &payload);
