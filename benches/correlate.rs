@@ -66,6 +66,14 @@ struct Pair {
 }
 
 impl Pair {
+    /// `natcheck correlate` on the pair, with the default options.
+    fn whole_run(&self) -> pipeline::Config {
+        pipeline::Config {
+            captures: self.specs.clone(),
+            ..pipeline::Config::default()
+        }
+    }
+
     fn generate(packets: u64) -> Pair {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("natcheck-bench-{}", std::process::id()));
@@ -139,12 +147,7 @@ fn bench_flows(c: &mut Criterion, pair: &Pair) {
 fn bench_correlate(c: &mut Criterion, pair: &Pair) {
     let opts = ReadOptions::default();
     let config = Config::default();
-    let whole_run = pipeline::Config {
-        captures: pair.specs.clone(),
-        read: opts.clone(),
-        correlate: config.clone(),
-        ..pipeline::Config::default()
-    };
+    let whole_run = pair.whole_run();
     // Checked once, outside the measurements: the benchmark must time the real job.
     let whole = correlate::run(&pair.specs, &opts, config.clone());
     assert!(
@@ -200,12 +203,7 @@ fn bench_correlate(c: &mut Criterion, pair: &Pair) {
 fn bench_threads(c: &mut Criterion, pair: &Pair) {
     let opts = ReadOptions::default();
     let config = Config::default();
-    let whole_run = pipeline::Config {
-        captures: pair.specs.clone(),
-        read: opts.clone(),
-        correlate: config.clone(),
-        ..pipeline::Config::default()
-    };
+    let whole_run = pair.whole_run();
     let (pts, inputs) = points::read_points(&pair.specs, &opts);
     let model = pipeline::run(&whole_run).expect("the generated pair reads");
     let mut g = c.benchmark_group("threads");
@@ -250,9 +248,8 @@ fn bench_rules(c: &mut Criterion, pair: &Pair) {
     let path = pair.dir.join("rules.txt");
     std::fs::write(&path, kube::kube_rules(2_000)).expect("write the rule set");
     let cfg = pipeline::Config {
-        captures: pair.specs.clone(),
         rules: vec![path.to_string_lossy().into_owned()],
-        ..pipeline::Config::default()
+        ..pair.whole_run()
     };
     // Checked once, outside the measurements: every translation is attributed.
     let m = pipeline::run(&cfg).expect("the generated pair and rules read");
