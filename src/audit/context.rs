@@ -48,13 +48,22 @@ pub struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     pub fn new(c: &'a Correlation, topo: &'a Topology, snapshots: &'a [Snapshot]) -> Ctx<'a> {
+        Ctx::with_index(c, topo, snapshots, ct::index(c))
+    }
+
+    /// [`Ctx::new`] with the index of the hops by tuple already built.
+    pub fn with_index(
+        c: &'a Correlation,
+        topo: &'a Topology,
+        snapshots: &'a [Snapshot],
+        hops_by_tuple: ct::HopIndex,
+    ) -> Ctx<'a> {
         let idx = c
             .connections
             .iter()
             .enumerate()
             .map(|(i, k)| (k.id.as_str(), i))
             .collect();
-        let hops_by_tuple = ct::index(c);
         let mut entries: HashMap<usize, Vec<(usize, usize)>> = HashMap::new();
         for (si, s) in snapshots.iter().enumerate() {
             for (ei, e) in s.entries.iter().enumerate() {

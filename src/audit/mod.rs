@@ -154,7 +154,11 @@ impl FromStr for FailOn {
 
 /// Runs every rule on a correlation and its witnesses.
 pub fn audit(c: &Correlation, cfg: &Config, witnesses: Vec<Witness>) -> Audit {
-    let topo = topology::Topology::learn(c, &cfg.inside);
+    // Two independent passes over every connection.
+    let (topo, hops) = rayon::join(
+        || topology::Topology::learn(c, &cfg.inside),
+        || ct::index(c),
+    );
     let mut dumps = Vec::new();
     let mut rule_sets = Vec::new();
     for w in witnesses {
@@ -166,7 +170,7 @@ pub fn audit(c: &Correlation, cfg: &Config, witnesses: Vec<Witness>) -> Audit {
     let snapshots: Vec<ct::Snapshot> = dumps.iter().flat_map(ct::Snapshot::from_dump).collect();
     let rule_set = merged_rules(c, &topo, rule_sets);
     let dumps: Vec<&crate::conntrack::Dump> = dumps.iter().collect();
-    let mut x = Ctx::new(c, &topo, &snapshots);
+    let mut x = Ctx::with_index(c, &topo, &snapshots, hops);
     x.destroyed = ct::Destroyed::of(&dumps);
     x.lifetimes = ct::Lifetime::of(&dumps);
     x.stats = ct::Stats::of(&dumps);

@@ -111,11 +111,52 @@ pub struct PairDelta {
 }
 
 /// Time differences (`ts_b - ts_a`) of packets seen exactly once at each of two points:
-/// the initiator packets' (as `a` oriented them), then the responder packets'.
+/// the initiator packets' (as `a` oriented them), then the responder packets'. Each in
+/// fingerprint order: the fingerprint space is cut into [`SLICES`] ranges, merged on
+/// whatever cores there are and put back in order, so the result is the same on any
+/// number of them.
 pub fn unique_deltas(a: &PointData, b: &PointData) -> [Vec<i64>; 2] {
+    // Where each range starts in a point's fingerprint order.
+    let starts = |p: &PointData| -> Vec<usize> {
+        (0..=SLICES)
+            .map(|k| match slice_start(k) {
+                Some(fp) => p.by_fp.partition_point(|&r| p.recs[r as usize].fp < fp),
+                None => p.by_fp.len(),
+            })
+            .collect()
+    };
+    let (sa, sb) = (starts(a), starts(b));
+    let parts: Vec<[Vec<i64>; 2]> = (0..SLICES)
+        .into_par_iter()
+        .map(|k| unique_deltas_in(a, sa[k]..sa[k + 1], b, sb[k]..sb[k + 1]))
+        .collect();
     let mut out = [Vec::new(), Vec::new()];
-    let (mut i, mut j) = (0, 0);
-    let (fa, fb) = (&a.by_fp, &b.by_fp);
+    for [fwd, rev] in parts {
+        out[0].extend(fwd);
+        out[1].extend(rev);
+    }
+    out
+}
+
+/// The ranges of fingerprints [`unique_deltas`] merges apart.
+const SLICES: usize = 16;
+
+/// The first fingerprint of range `k`, none past the last.
+fn slice_start(k: usize) -> Option<u64> {
+    (k < SLICES).then(|| ((k as u128 * (1u128 << 64)) / SLICES as u128) as u64)
+}
+
+/// [`unique_deltas`] over positions `ra` of `a`'s fingerprint order and `rb` of `b`'s,
+/// which hold the same fingerprints.
+fn unique_deltas_in(
+    a: &PointData,
+    ra: std::ops::Range<usize>,
+    b: &PointData,
+    rb: std::ops::Range<usize>,
+) -> [Vec<i64>; 2] {
+    let mut out = [Vec::new(), Vec::new()];
+    let (mut i, mut j) = (ra.start, rb.start);
+    let (fa, fb) = (&a.by_fp[..ra.end], &b.by_fp[..rb.end]);
     while i < fa.len() && j < fb.len() {
         let ra = &a.recs[fa[i] as usize];
         let rb = &b.recs[fb[j] as usize];
@@ -371,6 +412,43 @@ mod tests {
         let [fwd, rev] = unique_deltas(&a, &b);
         assert_eq!(fwd, [30 * US; 3]);
         assert_eq!(rev, [-30 * US; 2]);
+    }
+
+    #[test]
+    fn unique_deltas_are_the_same_merged_in_slices() {
+        // Many connections: their fingerprints fall in every slice.
+        let (mut inside, mut outside) = (Vec::new(), Vec::new());
+        for k in 0..64u16 {
+            let src = format!("172.17.0.2:{}", 40000 + k);
+            let isn = 1000 + u32::from(k) * 100_000;
+            let conv = tcp_conv(i64::from(k) * MS, &src, "198.51.100.7:443", isn);
+            let nat = format!("203.0.113.1:{}", 40000 + k);
+            outside.extend(view(
+                &conv,
+                &nat,
+                "198.51.100.7:443",
+                (30 + i64::from(k)) * US,
+                1,
+            ));
+            inside.extend(conv);
+        }
+        inside.sort_by_key(|p| p.ts_ns);
+        outside.sort_by_key(|p| p.ts_ns);
+        let (a, b) = (point("a", 0, &inside), point("b", 1, &outside));
+        let sliced = unique_deltas(&a, &b);
+        let whole = unique_deltas_in(&a, 0..a.by_fp.len(), &b, 0..b.by_fp.len());
+        assert_eq!(sliced, whole);
+        assert!(sliced[0].len() > 64 && sliced[1].len() > 64, "{sliced:?}");
+        let slices_used = (0..SLICES)
+            .filter(|&k| {
+                let lo = slice_start(k).unwrap();
+                let hi = slice_start(k + 1);
+                a.recs
+                    .iter()
+                    .any(|r| r.fp >= lo && hi.is_none_or(|h| r.fp < h))
+            })
+            .count();
+        assert_eq!(slices_used, SLICES);
     }
 
     #[test]
