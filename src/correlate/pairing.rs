@@ -463,7 +463,8 @@ mod tests {
             tcp_flags: 0,
             ip_len: 40,
             df: true,
-            seg: None,
+            is_tcp: false,
+            segment: Default::default(),
         }
     }
 

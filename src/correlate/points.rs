@@ -14,8 +14,8 @@ use crate::capture::{self, InputResult, InputSpec, PointInfo, ReadOptions};
 use crate::flows::{self, Flow, Side};
 use crate::model::{Packet, L4};
 
-/// One packet as correlation sees it. 64 bytes, so a capture of N packets costs
-/// about 68·N bytes here (this record plus its index in fingerprint order).
+/// One packet as correlation sees it. 56 bytes, so a capture of N packets costs
+/// about 60·N bytes here (this record plus its index in fingerprint order).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rec {
     pub fp: u64,
@@ -33,15 +33,19 @@ pub struct Rec {
     /// way ([`Packet::df`]).
     pub ip_len: u32,
     pub df: bool,
-    /// TCP only: the fields that stay the same however offloads cut the stream.
-    pub seg: Option<Seg>,
+    /// Whether `segment` holds a TCP segment's fields ([`Rec::seg`]); a flag of one
+    /// byte rather than an `Option`, whose tag would take four.
+    pub is_tcp: bool,
+    /// TCP only: the fields that stay the same however offloads cut the stream; all
+    /// zero for other protocols.
+    pub segment: Seg,
 }
 
 /// What a TCP segment keeps when segmentation offloads (TSO/GSO) cut a stream into
 /// other segments, or GRO merges segments: every piece of one transmission carries
 /// the same acknowledgement number and timestamp option, and its bytes keep their
 /// sequence numbers. NAT leaves all of them alone.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Seg {
     pub seq: u32,
     pub ack: u32,
@@ -55,6 +59,11 @@ pub struct Seg {
 }
 
 impl Rec {
+    /// The TCP segment's fields, `None` for other protocols.
+    pub fn seg(&self) -> Option<Seg> {
+        self.is_tcp.then_some(self.segment)
+    }
+
     /// The record of packet `p`, of flow `flow` (sent by `side`).
     pub fn of(p: &Packet, flow: usize, side: Side) -> Rec {
         let (fp, strength) = fingerprint(p);
@@ -95,13 +104,14 @@ impl Rec {
             tcp_flags,
             ip_len: p.ip_len,
             df: p.df,
-            seg,
+            is_tcp: seg.is_some(),
+            segment: seg.unwrap_or_default(),
         }
     }
 }
 
 // The size the memory estimate above counts on.
-const _: () = assert!(std::mem::size_of::<Rec>() == 64);
+const _: () = assert!(std::mem::size_of::<Rec>() == 56);
 
 /// A capture point ready for correlation.
 #[derive(Clone, Debug)]
@@ -282,7 +292,8 @@ mod tests {
             tcp_flags: 0,
             ip_len: 60,
             df: false,
-            seg: None,
+            is_tcp: false,
+            segment: Seg::default(),
         }
     }
 

@@ -191,11 +191,11 @@ fn answers(
 /// request's sequence number and no further than the end of the furthest request (a
 /// SYN and a FIN count one each).
 fn acknowledges(requests: &[&Rec], replies: &[Rec]) -> bool {
-    let Some(base) = requests.first().and_then(|r| r.seg).map(|s| s.seq) else {
+    let Some(base) = requests.first().and_then(|r| r.seg()).map(|s| s.seq) else {
         return false;
     };
     let end = |r: &Rec| {
-        let s = r.seg.expect("TCP records have segment fields");
+        let s = r.seg().expect("TCP records have segment fields");
         let flags = u32::from(r.tcp_flags & tcp_flags::SYN != 0)
             + u32::from(r.tcp_flags & tcp_flags::FIN != 0);
         s.seq
@@ -205,7 +205,7 @@ fn acknowledges(requests: &[&Rec], replies: &[Rec]) -> bool {
     };
     let Some(reach) = requests
         .iter()
-        .filter(|r| r.seg.is_some())
+        .filter(|r| r.seg().is_some())
         .map(|r| end(r))
         .max()
     else {
@@ -214,7 +214,7 @@ fn acknowledges(requests: &[&Rec], replies: &[Rec]) -> bool {
     let mut acks = replies
         .iter()
         .filter(|r| r.tcp_flags & tcp_flags::ACK != 0)
-        .filter_map(|r| r.seg)
+        .filter_map(|r| r.seg())
         .map(|s| s.ack.wrapping_sub(base))
         .peekable();
     acks.peek().is_some() && acks.all(|a| a > 0 && a <= reach)

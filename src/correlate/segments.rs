@@ -96,7 +96,7 @@ impl Piece {
 /// The piece of record `r` (index `k`, clock offset `off`): segments with data or a
 /// FIN. A SYN or RST is followed one for one only.
 fn piece(r: &Rec, k: usize, off: i64) -> Option<Piece> {
-    let s = r.seg?;
+    let s = r.seg()?;
     if r.tcp_flags & (SYN | RST) != 0 {
         return None;
     }
@@ -426,7 +426,7 @@ fn one_way(
         for (p, _) in sp.iter().zip(&c.whole[0]).filter(|(_, &w)| w) {
             s.matched[p.rec as usize] = true;
             reseg.sent += 1;
-            reseg.bytes += u64::from(s.recs[p.rec as usize].seg.map_or(0, |g| g.len));
+            reseg.bytes += u64::from(s.recs[p.rec as usize].seg().map_or(0, |g| g.len));
         }
         // The receiving hop's segments that carried bytes of a segment that crossed
         // whole count as received; any segment whose bytes all came across is
@@ -453,7 +453,7 @@ fn one_way(
             .recs
             .iter()
             .filter(|x| x.tcp_flags & ACK != 0 && r.point.is_fwd(x) == fwd)
-            .filter_map(|x| Some((x.ts - r.off, x.seg?.ack)))
+            .filter_map(|x| Some((x.ts - r.off, x.seg()?.ack)))
             .collect();
         for k in superseded(&acks, s.recs, s.off, &later, window) {
             s.matched[k] = true;
@@ -465,7 +465,7 @@ fn one_way(
 
 /// A segment that only acknowledges: no data, no SYN, FIN or RST.
 fn is_pure_ack(r: &Rec) -> bool {
-    r.seg.is_some_and(|s| s.len == 0)
+    r.seg().is_some_and(|s| s.len == 0)
         && r.tcp_flags & (SYN | FIN | RST) == 0
         && r.tcp_flags & ACK != 0
 }
@@ -496,7 +496,7 @@ fn superseded(
         .copied()
         .filter(|&k| {
             let r = &recs[k];
-            let (t, a) = (r.ts - off, rel(r.seg.map_or(0, |s| s.ack)));
+            let (t, a) = (r.ts - off, rel(r.seg().map_or(0, |s| s.ack)));
             let from_window = acks.partition_point(|x| x.0 < t - window);
             let from_now = acks.partition_point(|x| x.0 < t);
             most[from_window] > a || most[from_now] >= a

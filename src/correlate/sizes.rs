@@ -110,7 +110,7 @@ impl<'a> Side<'a> {
 
 /// Whether a record is a TCP segment with data (a SYN's data is left out).
 fn data(r: &Rec) -> Option<(u32, u32)> {
-    let s = r.seg?;
+    let s = r.seg()?;
     (s.len > 0 && r.tcp_flags & SYN == 0).then_some((s.seq, s.len))
 }
 

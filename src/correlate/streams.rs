@@ -104,7 +104,7 @@ fn streams(p: &PointData, h: &Hop, off: i64) -> Option<Streams> {
             .find(|r| p.is_fwd(r) == fwd && r.tcp_flags & (SYN | ACK) == want)?;
         Some(Stream {
             syn_ns: r.ts - off,
-            isn: r.seg?.seq,
+            isn: r.seg()?.seq,
             ..Stream::default()
         })
     };
@@ -124,7 +124,7 @@ fn streams(p: &PointData, h: &Hop, off: i64) -> Option<Streams> {
 /// A data segment's chunk in the stream whose SYN had sequence number `isn`; none
 /// for segments without data, SYNs, and bytes before the stream's start.
 fn chunk(r: &Rec, isn: u32, off: i64) -> Option<Chunk> {
-    let s = r.seg?;
+    let s = r.seg()?;
     if s.len == 0 || r.tcp_flags & SYN != 0 {
         return None;
     }

@@ -199,7 +199,7 @@ pub(super) fn build(
             let r = &recs[h][i];
             Packet {
                 fwd: points[hops[h].point].is_fwd(r),
-                tcp_flags: r.seg.is_some().then_some(r.tcp_flags),
+                tcp_flags: r.seg().is_some().then_some(r.tcp_flags),
                 ip_len: r.ip_len,
                 field_sets: 0,
                 at: vec![Sighting::Unseen; recs.len()],
@@ -223,7 +223,7 @@ pub(super) fn build(
             }
         }
         for &(a, b) in &e.segments {
-            let ts = recs[e.up][a].seg.is_some_and(|s| s.ts_key != 0);
+            let ts = recs[e.up][a].seg().is_some_and(|s| s.ts_key != 0);
             let set = 1 << if ts { SEQ_RANGE_TS } else { SEQ_RANGE };
             for k in [row(node(e.up, a)), row(node(e.down, b))]
                 .into_iter()

@@ -463,7 +463,7 @@ impl Matched {
     fn add_segments(&mut self, pairs: &[(usize, usize)], ru: &[Rec], rd: &[Rec]) {
         for &(a, b) in pairs {
             let (x, y) = (&ru[a], &rd[b]);
-            let timestamps = x.seg.is_some_and(|s| s.ts_key != 0);
+            let timestamps = x.seg().is_some_and(|s| s.ts_key != 0);
             self.field_sets
                 .insert(if timestamps { SEQ_RANGE_TS } else { SEQ_RANGE });
             self.score = 1.0 - (1.0 - self.score) * (1.0 - x.strength.min(y.strength).weight());
