@@ -195,7 +195,7 @@ impl PointData {
 /// `recs` ordered by (flow, ts, fp), flows apart as `flow_start` says (the records
 /// per flow, summed), each flow's records in capture order unless that is not time
 /// order. Moved in place: a destination of 4 bytes per record, not a second copy of
-/// the records (64 bytes each), is what this costs beside them.
+/// the records (56 bytes each), is what this costs beside them.
 fn by_flow(mut recs: Vec<Rec>, flow_start: &[u32]) -> Vec<Rec> {
     let mut next: Vec<u32> = flow_start[..flow_start.len() - 1].to_vec();
     let mut dest: Vec<u32> = recs
