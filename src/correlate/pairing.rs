@@ -376,8 +376,7 @@ fn find(links: &mut [u32], mut x: u32) -> u32 {
 mod tests {
     use super::*;
     use crate::correlate::fingerprint::Strength;
-    use crate::correlate::testkit::{flow_of, point, tcp_conv, udp, view, MS, US};
-    use crate::flows::Side;
+    use crate::correlate::testkit::{flow_of, point, rec, tcp_conv, udp, view, MS, US};
 
     const SECOND: i64 = 1_000 * MS;
 
@@ -448,24 +447,6 @@ mod tests {
         let keys: Vec<EdgeKey> = pairs.iter().map(|(k, _)| *k).collect();
         assert_eq!(keys, [(0, 0, 0, 1)]);
         assert_eq!(pairs[0].1.packets, 6);
-    }
-
-    fn rec(fp: u64, ts: i64) -> Rec {
-        Rec {
-            fp,
-            ts,
-            flow: 0,
-            resend: 0,
-            side: Side::A,
-            strength: Strength::Strong,
-            fields: 0,
-            ttl: 64,
-            tcp_flags: 0,
-            ip_len: 40,
-            df: true,
-            is_tcp: false,
-            segment: Default::default(),
-        }
     }
 
     #[test]

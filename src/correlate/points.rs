@@ -277,23 +277,12 @@ pub fn read_points(specs: &[InputSpec], opts: &ReadOptions) -> (Vec<PointData>, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::correlate::fingerprint::Strength;
+    use crate::correlate::testkit;
 
     fn rec(flow: u32, ts: i64, fp: u64) -> Rec {
         Rec {
-            fp,
-            ts,
             flow,
-            resend: 0,
-            side: Side::A,
-            strength: Strength::Strong,
-            fields: 0,
-            ttl: 64,
-            tcp_flags: 0,
-            ip_len: 60,
-            df: false,
-            is_tcp: false,
-            segment: Seg::default(),
+            ..testkit::rec(fp, ts)
         }
     }
 

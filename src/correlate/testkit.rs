@@ -4,10 +4,10 @@
 
 use std::net::SocketAddr;
 
-use super::fingerprint::is_matchable;
+use super::fingerprint::{is_matchable, Strength};
 use super::points::{PointData, Rec};
 use crate::capture::PointInfo;
-use crate::flows::FlowTable;
+use crate::flows::{FlowTable, Side};
 use crate::model::{tcp_flags, Packet, Proto, Tuple, L4};
 
 pub const US: i64 = 1_000;
@@ -21,6 +21,26 @@ fn tuple(proto: Proto, src: &str, dst: &str) -> Tuple {
         sport: s.port(),
         dst: d.ip(),
         dport: d.port(),
+    }
+}
+
+/// A record of fingerprint `fp` at `ts`, of flow 0, strong, without TCP fields: for
+/// the steps that read no more than that.
+pub fn rec(fp: u64, ts: i64) -> Rec {
+    Rec {
+        fp,
+        ts,
+        flow: 0,
+        resend: 0,
+        side: Side::A,
+        strength: Strength::Strong,
+        fields: 0,
+        ttl: 64,
+        tcp_flags: 0,
+        ip_len: 40,
+        df: true,
+        is_tcp: false,
+        segment: Default::default(),
     }
 }
 
