@@ -176,6 +176,11 @@ pub fn correlate(
     let offsets = offset::estimate(&points);
     let off: Vec<i64> = offsets.iter().map(|o| o.offset_ns).collect();
     let flow_pairs = pairing::flow_pairs(&points, &off, window);
+    // Nothing after the join reads the fingerprint order: its 4 bytes a packet are
+    // given back before the steps that build the connections.
+    for p in &mut points {
+        p.by_fp = Vec::new();
+    }
     let mut comps = components::group(&points, flow_pairs);
     components::orient(&mut points, &comps, &off, window);
     returns::attach(&mut points, &mut comps, &off);

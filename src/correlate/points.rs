@@ -124,7 +124,8 @@ pub struct PointData {
     /// Records sorted by (flow, ts); `flow_start[f]..flow_start[f + 1]` are flow f's.
     pub recs: Vec<Rec>,
     pub flow_start: Vec<u32>,
-    /// Indices into `recs`, sorted by (fp, ts).
+    /// Indices into `recs`, sorted by (fp, ts), for the clock offsets and the
+    /// cross-point join; [`super::correlate`] empties it once the join is done.
     pub by_fp: Vec<u32>,
 }
 
