@@ -15,7 +15,8 @@ use crate::flows::{self, Flow, Side};
 use crate::model::{Packet, L4};
 
 /// One packet as correlation sees it. 56 bytes, so a capture of N packets costs
-/// about 60·N bytes here (this record plus its index in fingerprint order).
+/// about 60·N bytes here until the cross-point join (this record plus its index in
+/// fingerprint order, [`PointData::by_fp`]) and 56·N after it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rec {
     pub fp: u64,
@@ -165,13 +166,7 @@ impl PointData {
         // By flow, keeping capture order (a counting sort: one pass to count, one to
         // place); then by time within a flow, where the capture's timestamps were out
         // of order.
-        let mut flow_start = vec![0u32; flows.len() + 1];
-        for r in &recs {
-            flow_start[r.flow as usize + 1] += 1;
-        }
-        for i in 1..flow_start.len() {
-            flow_start[i] += flow_start[i - 1];
-        }
+        let flow_start = flow_starts(&recs, flows.len());
         let recs = by_flow(recs, &flow_start);
         // Sorting compact keys, not indices that point into the records: each
         // comparison then reads adjacent memory.
@@ -191,6 +186,19 @@ impl PointData {
             by_fp,
         }
     }
+}
+
+/// Where each of `flows` flows starts once `recs` are in flow order: the records of
+/// the flows before it, summed (and the total at the end).
+fn flow_starts(recs: &[Rec], flows: usize) -> Vec<u32> {
+    let mut flow_start = vec![0u32; flows + 1];
+    for r in recs {
+        flow_start[r.flow as usize + 1] += 1;
+    }
+    for i in 1..flow_start.len() {
+        flow_start[i] += flow_start[i - 1];
+    }
+    flow_start
 }
 
 /// `recs` ordered by (flow, ts, fp), flows apart as `flow_start` says (the records
@@ -300,23 +308,10 @@ mod tests {
             let ts = if flow == 5 && i % 3 == 0 { i - 2 } else { i };
             recs.push(rec(flow, ts, x));
         }
-        let mut flow_start = vec![0u32; 38];
-        for r in &recs {
-            flow_start[r.flow as usize + 1] += 1;
-        }
-        for i in 1..flow_start.len() {
-            flow_start[i] += flow_start[i - 1];
-        }
-        // What a copy placed in order would give: stable by flow, then by time where
-        // the capture was not in time order.
+        let flow_start = flow_starts(&recs, 37);
+        // A stable sort by (flow, ts, fp): capture order kept among records that tie.
         let mut want = recs.clone();
-        want.sort_by_key(|r| r.flow);
-        for w in flow_start.windows(2) {
-            let flow = &mut want[w[0] as usize..w[1] as usize];
-            if !flow.is_sorted_by_key(|r| (r.ts, r.fp)) {
-                flow.sort_by_key(|r| (r.ts, r.fp));
-            }
-        }
+        want.sort_by_key(|r| (r.flow, r.ts, r.fp));
         assert_eq!(by_flow(recs, &flow_start), want);
     }
 }
