@@ -154,11 +154,12 @@ pub struct Flow {
     /// the errors quote (in that packet's own direction). ICMP errors about different
     /// connections are different flows.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub icmp_error: Option<IcmpError>,
+    pub icmp_error: Option<Box<IcmpError>>,
     /// The tunnel the first packet of each direction travelled in (initiator,
-    /// responder), when decode opened one: see [`Flow::tunnel`].
+    /// responder), when decode opened one: see [`Flow::tunnels`]. Boxed: most flows
+    /// travel in none, and two tunnels take 112 bytes.
     #[serde(skip)]
-    pub tunnels: [Option<Tunnel>; 2],
+    tunnels: Option<Box<[Option<Tunnel>; 2]>>,
     /// True when the orientation was flipped by `finish`: side A is then the responder.
     #[serde(skip)]
     pub a_is_responder: bool,
@@ -170,6 +171,10 @@ pub struct Flow {
     #[serde(skip)]
     control: bool,
 }
+
+// A flow is kept per flow and point, and again in its connection's hop: what is
+// seldom there (tunnels, ICMP errors) is boxed to keep it this small.
+const _: () = assert!(std::mem::size_of::<Flow>() <= 152);
 
 impl Flow {
     /// The flow's Community ID (seed 0), as Zeek and Suricata compute it for the same
@@ -213,8 +218,8 @@ impl Flow {
             payload: [0; 2],
             tcp: TcpSeen::default(),
             mss: [None; 2],
-            icmp_error: IcmpError::of(p),
-            tunnels: [None; 2],
+            icmp_error: IcmpError::of(p).map(Box::new),
+            tunnels: None,
             a_is_responder: false,
             evidence: [None; 2],
             syn_seq: None,
@@ -243,7 +248,9 @@ impl Flow {
         self.bytes.swap(0, 1);
         self.payload.swap(0, 1);
         self.mss.swap(0, 1);
-        self.tunnels.swap(0, 1);
+        if let Some(t) = self.tunnels.as_deref_mut() {
+            t.swap(0, 1);
+        }
         self.tcp.fin.swap(0, 1);
         self.tcp.rst.swap(0, 1);
     }
@@ -251,14 +258,29 @@ impl Flow {
     /// The tunnel the flow's packets travelled in: that of its first initiator packet
     /// (of its first responder packet when only replies were seen).
     pub fn tunnel(&self) -> Option<&Tunnel> {
-        self.tunnels[0].as_ref().or(self.tunnels[1].as_ref())
+        let [fwd, rev] = self.tunnels.as_deref()?;
+        fwd.as_ref().or(rev.as_ref())
+    }
+
+    /// The tunnel the first packet of each direction travelled in (initiator,
+    /// responder), when decode opened one.
+    pub fn tunnels(&self) -> [Option<Tunnel>; 2] {
+        self.tunnels.as_deref().copied().unwrap_or_default()
+    }
+
+    /// Keeps `t` as direction `i`'s tunnel unless that direction already has one.
+    fn set_tunnel(&mut self, i: usize, t: Tunnel) {
+        let slot = &mut self.tunnels.get_or_insert_default()[i];
+        if slot.is_none() {
+            *slot = Some(t);
+        }
     }
 
     /// The tunnel of the first responder packet, when it is not the reverse of
     /// [`Flow::tunnel`]: UDP tunnels pick their source port from the inner packet's
     /// addresses and ports, so the replies come back under another outer tuple.
     pub fn reply_tunnel(&self) -> Option<&Tunnel> {
-        let [Some(fwd), Some(rev)] = &self.tunnels else {
+        let Some([Some(fwd), Some(rev)]) = self.tunnels.as_deref() else {
             return None;
         };
         (rev.outer != fwd.outer.reversed()).then_some(rev)
@@ -296,7 +318,9 @@ impl Flow {
         self.payload[1] += reply.payload[1];
         self.tcp.syn_ack |= reply.tcp.syn_ack;
         self.mss[1] = self.mss[1].or(reply.mss[1]);
-        self.tunnels[1] = self.tunnels[1].or(reply.tunnels[1]);
+        if let [_, Some(t)] = reply.tunnels() {
+            self.set_tunnel(1, t);
+        }
         self.tcp.fin[1] |= reply.tcp.fin[1];
         self.tcp.rst[1] |= reply.tcp.rst[1];
         self.initiator = self.initiator.min(reply.initiator);
@@ -320,7 +344,9 @@ impl Flow {
         self.packets[i] += 1;
         self.bytes[i] += u64::from(p.ip_len);
         self.payload[i] += u64::from(p.payload_len);
-        self.tunnels[i] = self.tunnels[i].or(p.tunnel);
+        if let Some(t) = p.tunnel {
+            self.set_tunnel(i, t);
+        }
         match p.l4 {
             L4::Tcp {
                 flags, seq, mss, ..
@@ -854,7 +880,7 @@ mod tests {
         let flows = t.finish();
         assert_eq!(flows.len(), 2);
         assert_eq!(flows[0].icmp_error, None);
-        assert_eq!(flows[1].icmp_error.map(|e| e.icmp_type), Some(1));
+        assert_eq!(flows[1].icmp_error.as_ref().map(|e| e.icmp_type), Some(1));
     }
 
     #[test]

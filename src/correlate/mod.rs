@@ -187,14 +187,17 @@ pub fn correlate(
     let mut connections = paths::connections(&points, &comps, &off, window);
     paths::relate(&mut connections, &comps.rejected, &points);
     translations::link_all(&points, &mut connections, &off, window, &config.trace);
-    translations::port_reallocs(&mut connections);
     streams::summarize(&points, &mut connections, &off);
+    // The last step reads connections only: the points' records and flows are given
+    // back before it, so its index of every hop does not come on top of them.
+    let points: Vec<PointSummary> = points
+        .into_iter()
+        .zip(offsets)
+        .map(|(p, clock)| p.summary(clock))
+        .collect();
+    translations::port_reallocs(&mut connections);
     Correlation {
-        points: points
-            .iter()
-            .zip(offsets)
-            .map(|(p, clock)| p.summary(clock))
-            .collect(),
+        points,
         connections,
         inputs,
         config,

@@ -18,6 +18,7 @@ use foldhash::{HashMap, HashMapExt};
 
 use rayon::prelude::*;
 use serde::Serialize;
+use smallvec::SmallVec;
 
 use super::components::{complementary, Components};
 use super::pairing::{match_all, EdgeKey, Vote};
@@ -45,10 +46,14 @@ pub struct Hop {
     /// First and last packet times, clock-corrected.
     pub first_ns: i64,
     pub last_ns: i64,
-    /// Flow indices at the point: one, or the initiator half and the reply half.
+    /// Flow indices at the point: one, or the initiator half and the reply half (kept
+    /// inline, not in an allocation of their own).
     #[doc(hidden)]
-    pub flow_idx: Vec<usize>,
+    pub flow_idx: SmallVec<[usize; 2]>,
 }
+
+// Kept per hop of every connection until the report is written.
+const _: () = assert!(std::mem::size_of::<Hop>() <= 256);
 
 impl Hop {
     /// The hop's packet records (both halves), in time order: a flow's own records
@@ -100,7 +105,7 @@ pub(super) fn connections(
                 .map(|(hop, (point, flows))| {
                     let beside = hops
                         .iter()
-                        .position(|h| h.point == point && h.flow_idx == flows)
+                        .position(|h| h.point == point && h.flow_idx[..] == flows[..])
                         .expect("the hop beside a return hop is on the path");
                     let node = comps.first_node[hop.point] + hop.flow_idx[0];
                     ReturnHop {
@@ -168,7 +173,7 @@ fn hops(points: &[PointData], nodes: &[(usize, u32)], members: &[usize], off: &[
                 fwd_ttl: None,
                 flow,
                 reply_tuple,
-                flow_idx: g,
+                flow_idx: SmallVec::from_slice(&g),
             };
             hop.fwd_ttl = hop.recs(pd).iter().find(|r| pd.is_fwd(r)).map(|r| r.ttl);
             hops.push(hop);

@@ -257,7 +257,7 @@ pub(super) fn split(
     // A hop beside a return hop has initiator packets: it is never one itself.
     let found: Vec<Option<HopKey>> = hops
         .iter()
-        .map(|r| beside(r).map(|k| (hops[k].point, hops[k].flow_idx.clone())))
+        .map(|r| beside(r).map(|k| (hops[k].point, hops[k].flow_idx.to_vec())))
         .collect();
     let mut path = Vec::new();
     let mut returns = Vec::new();

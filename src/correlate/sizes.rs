@@ -20,8 +20,9 @@ use foldhash::{HashSet, HashSetExt};
 use super::points::{PointData, Rec};
 use crate::model::tcp_flags::SYN;
 
-/// One direction of a link by packet size.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// One direction of a link by packet size. The packets that did not cross are boxed:
+/// a link that lost nothing (most) keeps 56 bytes a direction, not 176.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Sizes {
     /// Packets of this direction the receiving hop got from the sending hop, and the
     /// IP length of the largest as the receiving hop got it.
@@ -29,13 +30,13 @@ pub struct Sizes {
     pub crossed_max: u32,
     /// TCP data segments the sending hop saw that did not cross and are larger than
     /// `crossed_max`.
-    pub oversize: Option<Oversize>,
+    pub oversize: Option<Box<Oversize>>,
     /// When the packets that crossed were sent: the first and the last (sending hop,
     /// clock-corrected).
     pub crossed_span: Option<(i64, i64)>,
     /// Every packet of this direction the sending hop saw that did not cross, whatever
     /// its protocol and size.
-    pub missing: Option<Missing>,
+    pub missing: Option<Box<Missing>>,
 }
 
 /// The packets of one direction of a link that did not cross, by length and by time
@@ -58,7 +59,7 @@ pub struct Missing {
 
 /// Both directions of a link: initiator packets (sent by the upstream hop) and
 /// responder packets (sent by the downstream hop).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Sizing {
     pub fwd: Sizes,
     pub rev: Sizes,
@@ -182,13 +183,13 @@ pub(super) fn measure(send: Side, recv: Side, fwd: bool, span: (i64, i64)) -> Si
         m.crossed_amid = (to - from) as u64;
         m.crossed_after = crossed_at.get(to).copied();
     }
-    out.missing = missing;
+    out.missing = missing.map(Box::new);
     if let Some(mut o) = over {
         let got: Vec<(u32, u32)> = recv.of(fwd).filter_map(|(r, _)| data(r)).collect();
         o.delivered = starts
             .iter()
             .any(|&s| got.iter().any(|&(seq, len)| s.wrapping_sub(seq) < len));
-        out.oversize = Some(o);
+        out.oversize = Some(Box::new(o));
     }
     out
 }

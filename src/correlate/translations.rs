@@ -159,6 +159,10 @@ pub struct Link {
     pub resent_fwd: Vec<Resent>,
 }
 
+// Kept per link of every connection until the report is written; a link's packets
+// that did not cross are boxed ([`Sizes`]).
+const _: () = assert!(std::mem::size_of::<Link>() <= 544);
+
 /// Fills every connection's `links` (`links[i]` joins `hops[i]` and `hops[i + 1]`) and
 /// its return hops' links; replies a hop of the path exchanged with a return hop count
 /// as crossed on the path's links. The connections `trace` names keep their packets.

@@ -120,7 +120,7 @@ fn flow_json(f: &Flow) -> FlowJson<'_> {
             state: f.tcp.state().as_str(),
             seen: f.tcp,
         }),
-        icmp_error: f.icmp_error.as_ref(),
+        icmp_error: f.icmp_error.as_deref(),
         tunnel: f.tunnel(),
         reply_tunnel: f.reply_tunnel(),
     }

@@ -775,7 +775,7 @@ fn hop<'a>(
         payload_bytes_rev: payload.map(|p| p[1]),
         ttl_fwd: h.fwd_ttl,
         reply_tuple: h.reply_tuple.as_ref(),
-        icmp_error: f.icmp_error.as_ref(),
+        icmp_error: f.icmp_error.as_deref(),
         tcp_state,
         tunnel: f.tunnel(),
         reply_tunnel: f.reply_tunnel(),

@@ -68,7 +68,7 @@ pub fn detect(x: &Ctx, explained: &Explained) -> Detected {
 /// nothing smaller lost after the first, something of that direction crossed, and
 /// the receiving point was capturing.
 fn black_hole(x: &Ctx, s: &Sizes, to: &Hop) -> Option<Oversize> {
-    let o = s.oversize?;
+    let o = s.oversize.as_deref().copied()?;
     (o.df == o.packets
         && o.resent > 0
         && !o.delivered
@@ -95,7 +95,7 @@ fn icmp_errors<'a>(x: &Ctx<'a>, conn: &Connection) -> Vec<(usize, &'a Hop, IcmpE
     let mut out = Vec::new();
     for (ei, e) in x.c.connections.iter().enumerate() {
         for h in &e.hops {
-            let Some(err) = h.flow.icmp_error else {
+            let Some(err) = h.flow.icmp_error.as_deref().copied() else {
                 continue;
             };
             let too_big = matches!(
@@ -205,7 +205,7 @@ fn entering(from: &Hop, to: &Hop, dir: Direction) -> Option<Tunnel> {
     if from.flow.tunnel().is_some() {
         return None;
     }
-    let [fwd, rev] = to.flow.tunnels;
+    let [fwd, rev] = to.flow.tunnels();
     let (same, other) = match dir {
         Direction::Fwd => (fwd, rev),
         Direction::Rev => (rev, fwd),

@@ -37,7 +37,7 @@ fn errors_by_quoted(x: &Ctx) -> HashMap<(usize, Tuple), Vec<usize>> {
     let mut out: HashMap<(usize, Tuple), Vec<usize>> = HashMap::new();
     for (ci, conn) in x.c.connections.iter().enumerate() {
         for h in &conn.hops {
-            if let Some(q) = h.flow.icmp_error.and_then(|e| e.quoted) {
+            if let Some(q) = h.flow.icmp_error.as_ref().and_then(|e| e.quoted) {
                 out.entry((h.point, q)).or_default().push(ci);
             }
         }

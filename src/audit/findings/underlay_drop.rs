@@ -86,14 +86,14 @@ struct Side<'a> {
 /// the flow's first tunnel, responder packets: the second), when `to` carried the
 /// same tunnel: it sits on the far side of the underlay.
 fn tunnel_across(from: &Hop, to: &Hop, dir: Direction) -> Option<Tunnel> {
-    let t = from.flow.tunnels[usize::from(dir == Direction::Rev)]?;
+    let t = from.flow.tunnels()[usize::from(dir == Direction::Rev)]?;
     let same = |u: &Tunnel| {
         let (a, b) = (&t.outer, &u.outer);
         u.kind == t.kind
             && u.id == t.id
             && ((a.src, a.dst) == (b.src, b.dst) || (a.src, a.dst) == (b.dst, b.src))
     };
-    to.flow.tunnels.iter().flatten().any(same).then_some(t)
+    to.flow.tunnels().iter().flatten().any(same).then_some(t)
 }
 
 pub fn detect(x: &Ctx, explained: &Explained) -> Detected {
@@ -182,12 +182,12 @@ fn finding(
         .collect();
     let first = lossy
         .iter()
-        .filter_map(|s| s.sizes.missing)
+        .filter_map(|s| s.sizes.missing.as_deref().copied())
         .map(|m| m.first_ns)
         .min()?;
     let last = lossy
         .iter()
-        .filter_map(|s| s.sizes.missing)
+        .filter_map(|s| s.sizes.missing.as_deref().copied())
         .map(|m| m.last_ns)
         .max()?;
     let (from, to) = (lossy[0].from.point, lossy[0].to.point);
@@ -201,7 +201,11 @@ fn finding(
     let lost: u64 = lossy.iter().map(|s| s.lost).sum();
     let crossed: u64 = sides.iter().map(|s| s.sizes.crossed).sum();
     let crossed_max = sides.iter().map(|s| s.sizes.crossed_max).max().unwrap_or(0);
-    let missing = || lossy.iter().filter_map(|s| s.sizes.missing);
+    let missing = || {
+        lossy
+            .iter()
+            .filter_map(|s| s.sizes.missing.as_deref().copied())
+    };
     let min_len = missing().map(|m| m.min_len).min().unwrap_or(0);
     let max_len = missing().map(|m| m.max_len).max().unwrap_or(0);
     let facts = UnderlayFacts {
@@ -222,7 +226,7 @@ fn finding(
     let head = lossy[0];
     f.evidence = vec![x.hop(head.from), x.hop(head.to)];
     for s in &lossy {
-        let m = s.sizes.missing.unwrap_or_default();
+        let m = s.sizes.missing.as_deref().copied().unwrap_or_default();
         f.evidence.push(Evidence::Underlay(UnderlayFact::Lost {
             conn: x.id(s.ci),
             direction: s.dir,
@@ -260,7 +264,7 @@ fn finding(
 /// side's last before its own first lost packet, or its last of all.
 fn last_before(sides: &[Side], first: i64) -> Option<i64> {
     let known = sides.iter().flat_map(|s| {
-        let m = s.sizes.missing.filter(|_| s.lost > 0);
+        let m = s.sizes.missing.as_deref().copied().filter(|_| s.lost > 0);
         [
             m.and_then(|m| m.crossed_before),
             s.sizes.crossed_span.map(|(_, b)| b),
@@ -279,7 +283,10 @@ fn window(sides: &[Side], first: i64, last: i64) -> Option<Option<i64>> {
                 after = Some(after.map_or(t, |a| a.min(t)));
             }
         };
-        match (s.sizes.missing.filter(|_| s.lost > 0), s.sizes.crossed_span) {
+        match (
+            s.sizes.missing.as_deref().copied().filter(|_| s.lost > 0),
+            s.sizes.crossed_span,
+        ) {
             (Some(m), _) => {
                 // Its own packets that crossed are all before its first lost one or
                 // after its last: none within the tunnel's span.
