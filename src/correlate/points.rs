@@ -188,13 +188,7 @@ impl PointData {
 fn fingerprint_order(recs: &[Rec]) -> Vec<u32> {
     let bits = (usize::BITS - (recs.len() / 8).leading_zeros()).clamp(1, 24);
     let bucket = |fp: u64| (fp >> (64 - bits)) as usize;
-    let mut start = vec![0u32; (1 << bits) + 1];
-    for r in recs {
-        start[bucket(r.fp) + 1] += 1;
-    }
-    for i in 1..start.len() {
-        start[i] += start[i - 1];
-    }
+    let start = starts(1 << bits, recs.iter().map(|r| bucket(r.fp)));
     let mut next = start.clone();
     let mut keys = vec![(0u64, 0i64, 0u32); recs.len()];
     for (i, r) in recs.iter().enumerate() {
@@ -215,14 +209,20 @@ fn fingerprint_order(recs: &[Rec]) -> Vec<u32> {
 /// Where each of `flows` flows starts once `recs` are in flow order: the records of
 /// the flows before it, summed (and the total at the end).
 fn flow_starts(recs: &[Rec], flows: usize) -> Vec<u32> {
-    let mut flow_start = vec![0u32; flows + 1];
-    for r in recs {
-        flow_start[r.flow as usize + 1] += 1;
+    starts(flows, recs.iter().map(|r| r.flow as usize))
+}
+
+/// Where each of `n` groups starts once items are placed by group (`of` gives each
+/// item's group): the items of the groups before it, summed (and the total at the end).
+fn starts(n: usize, of: impl Iterator<Item = usize>) -> Vec<u32> {
+    let mut start = vec![0u32; n + 1];
+    for g in of {
+        start[g + 1] += 1;
     }
-    for i in 1..flow_start.len() {
-        flow_start[i] += flow_start[i - 1];
+    for i in 1..start.len() {
+        start[i] += start[i - 1];
     }
-    flow_start
+    start
 }
 
 /// `recs` ordered by (flow, ts, fp), flows apart as `flow_start` says (the records
