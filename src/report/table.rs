@@ -14,23 +14,34 @@ pub enum Align {
 #[derive(Clone, Debug, Default)]
 pub struct Table {
     headers: Vec<(String, Align)>,
-    rows: Vec<Vec<String>>,
+    /// Every cell's text, one after the other (a large table is one allocation, not
+    /// one a cell); `ends[k]` is where cell `k` ends, `widths[k]` the room it takes.
+    text: String,
+    ends: Vec<usize>,
+    widths: Vec<u32>,
+    /// Where each row's cells end, in `ends`.
+    row_ends: Vec<usize>,
 }
 
 impl Table {
     pub fn new(headers: &[(&str, Align)]) -> Table {
         Table {
             headers: headers.iter().map(|(h, a)| (h.to_string(), *a)).collect(),
-            rows: Vec::new(),
+            ..Table::default()
         }
     }
 
     pub fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells);
+        for c in &cells {
+            self.text.push_str(c);
+            self.ends.push(self.text.len());
+            self.widths.push(display_width(c) as u32);
+        }
+        self.row_ends.push(self.ends.len());
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.row_ends.is_empty()
     }
 
     /// The column headers.
@@ -38,13 +49,26 @@ impl Table {
         self.headers.iter().map(|(h, _)| h.as_str())
     }
 
-    /// The rows, as given.
-    pub fn rows(&self) -> &[Vec<String>] {
-        &self.rows
+    /// Each row's cells, as indices into `ends` and `widths`.
+    fn row_ranges(&self) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+        let mut from = 0;
+        self.row_ends.iter().map(move |&to| {
+            let r = from..to;
+            from = to;
+            r
+        })
     }
 
-    fn width(cell: &str) -> usize {
-        display_width(cell)
+    /// Cell `k`'s text and the room it takes.
+    fn cell(&self, k: usize) -> (&str, usize) {
+        let a = if k == 0 { 0 } else { self.ends[k - 1] };
+        (&self.text[a..self.ends[k]], self.widths[k] as usize)
+    }
+
+    /// The rows, as given.
+    pub fn rows(&self) -> impl Iterator<Item = Vec<&str>> + '_ {
+        self.row_ranges()
+            .map(|r| r.map(|k| self.cell(k).0).collect())
     }
 
     /// Renders with every line prefixed by `indent`; trailing spaces are trimmed.
@@ -67,8 +91,8 @@ impl Table {
 
     fn render_stacked(&self, indent: &str) -> String {
         let mut out = String::new();
-        for r in &self.rows {
-            let mut cells = r.iter().zip(&self.headers);
+        for r in self.rows() {
+            let mut cells = r.into_iter().zip(&self.headers);
             if let Some((first, _)) = cells.next() {
                 let _ = writeln!(out, "{indent}{first}");
             }
@@ -81,36 +105,45 @@ impl Table {
 
     fn render_aligned(&self, indent: &str) -> String {
         let n = self.headers.len();
-        let mut width: Vec<usize> = self.headers.iter().map(|(h, _)| Self::width(h)).collect();
-        for r in &self.rows {
-            for (i, c) in r.iter().enumerate().take(n) {
-                width[i] = width[i].max(Self::width(c));
+        let mut width: Vec<usize> = self.headers.iter().map(|(h, _)| display_width(h)).collect();
+        for r in self.row_ranges() {
+            for (i, k) in r.enumerate().take(n) {
+                width[i] = width[i].max(self.widths[k] as usize);
             }
         }
-        let mut out = String::new();
-        let mut line = |cells: &mut dyn Iterator<Item = &str>| {
-            let mut l = String::from(indent);
-            for (i, c) in cells.enumerate().take(n) {
-                let pad = width[i].saturating_sub(Self::width(c));
+        let mut out = String::with_capacity(self.text.len() + self.ends.len() * 2);
+        let mut line = |cells: &mut dyn Iterator<Item = (&str, usize)>| {
+            let start = out.len();
+            out.push_str(indent);
+            for (i, (c, w)) in cells.enumerate().take(n) {
+                let pad = width[i].saturating_sub(w);
                 if i > 0 {
-                    l.push_str("  ");
+                    out.push_str("  ");
                 }
                 match self.headers[i].1 {
                     Align::Left => {
-                        l.push_str(c);
-                        l.extend(std::iter::repeat_n(' ', pad));
+                        out.push_str(c);
+                        out.extend(std::iter::repeat_n(' ', pad));
                     }
                     Align::Right => {
-                        l.extend(std::iter::repeat_n(' ', pad));
-                        l.push_str(c);
+                        out.extend(std::iter::repeat_n(' ', pad));
+                        out.push_str(c);
                     }
                 }
             }
-            let _ = writeln!(out, "{}", l.trim_end());
+            // Trailing spaces trimmed (the indent's too, on a line with nothing else).
+            let end = start + out[start..].trim_end().len();
+            out.truncate(end);
+            out.push('\n');
         };
-        line(&mut self.headers.iter().map(|(h, _)| h.as_str()));
-        for r in &self.rows {
-            line(&mut r.iter().map(String::as_str));
+        line(
+            &mut self
+                .headers
+                .iter()
+                .map(|(h, _)| (h.as_str(), display_width(h))),
+        );
+        for r in self.row_ranges() {
+            line(&mut r.map(|k| self.cell(k)));
         }
         out
     }
@@ -122,6 +155,8 @@ pub fn display_width(text: &str) -> usize {
         anstream::adapter::strip_str(text)
             .map(|s| s.chars().count())
             .sum()
+    } else if text.is_ascii() {
+        text.len()
     } else {
         text.chars().count()
     }
@@ -188,6 +223,28 @@ mod tests {
         assert_eq!(
             t.render_within("", Some(20)),
             "docker0\n    source: samples/a/docker0.pcap\n    n: 5\neth0\n    n: 12\n"
+        );
+    }
+
+    #[test]
+    fn cells_keep_their_text_and_align_by_the_room_they_take() {
+        let mut t = Table::new(&[("a", Align::Left), ("bb", Align::Right), ("c", Align::Left)]);
+        t.row(vec!["é→".into(), "\x1b[31m7\x1b[0m".into(), "x".into()]);
+        t.row(vec!["long".into(), "12".into()]);
+        t.row(vec![String::new(), String::new(), String::new()]);
+        assert!(!t.is_empty());
+        assert_eq!(
+            t.rows().collect::<Vec<_>>(),
+            [
+                vec!["é→", "\x1b[31m7\x1b[0m", "x"],
+                vec!["long", "12"],
+                vec!["", "", ""]
+            ]
+        );
+        // Two characters, an escape that takes no room, a short row, an empty one.
+        assert_eq!(
+            t.render("  "),
+            "  a     bb  c\n  é→     \x1b[31m7\x1b[0m  x\n  long  12\n\n"
         );
     }
 

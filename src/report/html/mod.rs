@@ -182,11 +182,8 @@ fn headline(m: &Model, out: &mut String) {
             .map(|i| m.findings_of(i).count() as u32)
             .collect();
         if let Some(t) = super::text::by_path_table(c, &counts).filter(|t| !t.is_empty()) {
-            let rows: Vec<Vec<String>> = t
-                .rows()
-                .iter()
-                .map(|r| r.iter().map(|c| esc(c)).collect())
-                .collect();
+            let rows: Vec<Vec<String>> =
+                t.rows().map(|r| r.into_iter().map(esc).collect()).collect();
             html_table(out, t.headers(), &rows, r#" class="bypath""#, &no_attrs);
         }
     }
