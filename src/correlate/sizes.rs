@@ -29,14 +29,27 @@ pub struct Sizes {
     pub crossed: u64,
     pub crossed_max: u32,
     /// TCP data segments the sending hop saw that did not cross and are larger than
-    /// `crossed_max`.
-    pub oversize: Option<Box<Oversize>>,
+    /// `crossed_max` ([`Sizes::oversize`]).
+    oversize: Option<Box<Oversize>>,
     /// When the packets that crossed were sent: the first and the last (sending hop,
     /// clock-corrected).
     pub crossed_span: Option<(i64, i64)>,
     /// Every packet of this direction the sending hop saw that did not cross, whatever
-    /// its protocol and size.
-    pub missing: Option<Box<Missing>>,
+    /// its protocol and size ([`Sizes::missing`]).
+    missing: Option<Box<Missing>>,
+}
+
+impl Sizes {
+    /// The TCP data segments the sending hop saw that did not cross and are larger
+    /// than `crossed_max`.
+    pub fn oversize(&self) -> Option<Oversize> {
+        self.oversize.as_deref().copied()
+    }
+
+    /// Every packet of this direction the sending hop saw that did not cross.
+    pub fn missing(&self) -> Option<Missing> {
+        self.missing.as_deref().copied()
+    }
 }
 
 /// The packets of one direction of a link that did not cross, by length and by time

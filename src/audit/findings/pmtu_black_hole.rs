@@ -68,7 +68,7 @@ pub fn detect(x: &Ctx, explained: &Explained) -> Detected {
 /// nothing smaller lost after the first, something of that direction crossed, and
 /// the receiving point was capturing.
 fn black_hole(x: &Ctx, s: &Sizes, to: &Hop) -> Option<Oversize> {
-    let o = s.oversize.as_deref().copied()?;
+    let o = s.oversize()?;
     (o.df == o.packets
         && o.resent > 0
         && !o.delivered

@@ -178,16 +178,16 @@ fn finding(
 ) -> Option<Finding> {
     let lossy: Vec<&Side> = sides
         .iter()
-        .filter(|s| s.lost > 0 && s.sizes.missing.is_some())
+        .filter(|s| s.lost > 0 && s.sizes.missing().is_some())
         .collect();
     let first = lossy
         .iter()
-        .filter_map(|s| s.sizes.missing.as_deref().copied())
+        .filter_map(|s| s.sizes.missing())
         .map(|m| m.first_ns)
         .min()?;
     let last = lossy
         .iter()
-        .filter_map(|s| s.sizes.missing.as_deref().copied())
+        .filter_map(|s| s.sizes.missing())
         .map(|m| m.last_ns)
         .max()?;
     let (from, to) = (lossy[0].from.point, lossy[0].to.point);
@@ -201,11 +201,7 @@ fn finding(
     let lost: u64 = lossy.iter().map(|s| s.lost).sum();
     let crossed: u64 = sides.iter().map(|s| s.sizes.crossed).sum();
     let crossed_max = sides.iter().map(|s| s.sizes.crossed_max).max().unwrap_or(0);
-    let missing = || {
-        lossy
-            .iter()
-            .filter_map(|s| s.sizes.missing.as_deref().copied())
-    };
+    let missing = || lossy.iter().filter_map(|s| s.sizes.missing());
     let min_len = missing().map(|m| m.min_len).min().unwrap_or(0);
     let max_len = missing().map(|m| m.max_len).max().unwrap_or(0);
     let facts = UnderlayFacts {
@@ -226,7 +222,7 @@ fn finding(
     let head = lossy[0];
     f.evidence = vec![x.hop(head.from), x.hop(head.to)];
     for s in &lossy {
-        let m = s.sizes.missing.as_deref().copied().unwrap_or_default();
+        let m = s.sizes.missing().unwrap_or_default();
         f.evidence.push(Evidence::Underlay(UnderlayFact::Lost {
             conn: x.id(s.ci),
             direction: s.dir,
@@ -264,7 +260,7 @@ fn finding(
 /// side's last before its own first lost packet, or its last of all.
 fn last_before(sides: &[Side], first: i64) -> Option<i64> {
     let known = sides.iter().flat_map(|s| {
-        let m = s.sizes.missing.as_deref().copied().filter(|_| s.lost > 0);
+        let m = s.sizes.missing().filter(|_| s.lost > 0);
         [
             m.and_then(|m| m.crossed_before),
             s.sizes.crossed_span.map(|(_, b)| b),
@@ -284,7 +280,7 @@ fn window(sides: &[Side], first: i64, last: i64) -> Option<Option<i64>> {
             }
         };
         match (
-            s.sizes.missing.as_deref().copied().filter(|_| s.lost > 0),
+            s.sizes.missing().filter(|_| s.lost > 0),
             s.sizes.crossed_span,
         ) {
             (Some(m), _) => {
