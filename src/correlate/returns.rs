@@ -18,6 +18,7 @@
 use foldhash::{HashMap, HashMapExt, HashSet};
 
 use serde::Serialize;
+use smallvec::SmallVec;
 
 use super::components::Components;
 use super::pairing::match_all;
@@ -82,13 +83,16 @@ pub struct ReturnHop {
 /// The flow is turned so that its packets are responder packets, its component
 /// merged into the connection's, and how it was joined recorded in `comps.joined`.
 pub(super) fn attach(points: &mut [PointData], comps: &mut Components, off: &[i64]) {
-    let comp_of: HashMap<usize, usize> = comps
-        .members
-        .iter()
-        .enumerate()
-        .flat_map(|(ci, m)| m.iter().map(move |&n| (n, ci)))
-        .collect();
-    let mut by_tuple: HashMap<Tuple, Vec<usize>> = HashMap::new();
+    // Nodes are numbered densely; every node is in one component.
+    let mut comp_of = vec![usize::MAX; comps.nodes.len()];
+    for (ci, m) in comps.members.iter().enumerate() {
+        for &n in m {
+            comp_of[n] = ci;
+        }
+    }
+    // Most tuples are one flow's: no allocation of their own.
+    let mut by_tuple: HashMap<Tuple, SmallVec<[usize; 1]>> =
+        HashMap::with_capacity(comps.nodes.len());
     for (n, &(p, f)) in comps.nodes.iter().enumerate() {
         let flow = &points[p].flows[f as usize];
         if flow.packets[0] > 0 && flow.icmp_error.is_none() && !flow.is_control() {
@@ -113,12 +117,12 @@ pub(super) fn attach(points: &mut [PointData], comps: &mut Components, off: &[i6
             .flatten()
             .filter(|&&m| {
                 let (q, _) = comps.nodes[m];
-                let cm = comp_of[&m];
+                let cm = comp_of[m];
                 q != p && cm != ci && comps.members[cm].iter().all(|&o| comps.nodes[o].0 != p)
             })
             .filter_map(|&m| {
                 let (q, g) = comps.nodes[m];
-                answers(points, (p, f), (q, g), off).map(|j| (comp_of[&m], j))
+                answers(points, (p, f), (q, g), off).map(|j| (comp_of[m], j))
             })
             .collect();
         if let [(target, joined)] = answered[..] {
