@@ -989,18 +989,18 @@ fn write_pretty(m: &Model, w: &mut impl Write, batch: usize) -> anyhow::Result<(
         let parts: Vec<Vec<u8>> = (start..n.min(start + batch))
             .into_par_iter()
             .map(|i| {
-                let mut buf = if i == 0 {
+                let mut buf = Pieces(if i == 0 {
                     b"\n    ".to_vec()
                 } else {
                     b",\n    ".to_vec()
-                };
+                });
                 // An element of the list sits at depth 2.
                 let mut f = serde_json::ser::PrettyFormatter::new();
                 f.begin_object(&mut std::io::sink())?;
                 f.begin_array(&mut std::io::sink())?;
                 let mut ser = serde_json::Serializer::with_formatter(&mut buf, f);
                 connection(m, i).serialize(&mut ser)?;
-                Ok(buf)
+                Ok(buf.0)
             })
             .collect::<std::io::Result<_>>()?;
         for p in parts {
@@ -1010,6 +1010,33 @@ fn write_pretty(m: &Model, w: &mut impl Write, batch: usize) -> anyhow::Result<(
     w.write_all(b"\n  ]")?;
     w.write_all(&outline[at + EMPTY.len()..])?;
     Ok(())
+}
+
+/// A byte buffer for serde's writes, most of them a few bytes (quotes, colons,
+/// commas, a level of indent): those are copied here in line, not through a call to
+/// `memcpy` each.
+struct Pieces(Vec<u8>);
+
+impl Write for Pieces {
+    #[inline]
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.write_all(b)?;
+        Ok(b.len())
+    }
+
+    #[inline]
+    fn write_all(&mut self, b: &[u8]) -> std::io::Result<()> {
+        match *b {
+            [x] => self.0.push(x),
+            [x, y] => self.0.extend_from_slice(&[x, y]),
+            _ => self.0.extend_from_slice(b),
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
