@@ -105,7 +105,10 @@ impl Table {
 
     fn render_aligned(&self, indent: &str) -> String {
         let n = self.headers.len();
-        let mut width: Vec<usize> = self.headers.iter().map(|(h, _)| display_width(h)).collect();
+        let heads: Vec<(&str, usize)> = (self.headers.iter())
+            .map(|(h, _)| (h.as_str(), display_width(h)))
+            .collect();
+        let mut width: Vec<usize> = heads.iter().map(|&(_, w)| w).collect();
         for r in self.row_ranges() {
             for (i, k) in r.enumerate().take(n) {
                 width[i] = width[i].max(self.widths[k] as usize);
@@ -136,12 +139,7 @@ impl Table {
             out.truncate(end);
             out.push('\n');
         };
-        line(
-            &mut self
-                .headers
-                .iter()
-                .map(|(h, _)| (h.as_str(), display_width(h))),
-        );
+        line(&mut heads.iter().copied());
         for r in self.row_ranges() {
             line(&mut r.map(|k| self.cell(k)));
         }
