@@ -16,7 +16,7 @@
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::points::PointData;
+use super::points::{PointData, FP_SLICES};
 
 /// Offsets smaller than this are read as "same clock": a host forwards in microseconds,
 /// and NTP-synchronised hosts agree to about this much anyway.
@@ -112,21 +112,12 @@ pub struct PairDelta {
 
 /// Time differences (`ts_b - ts_a`) of packets seen exactly once at each of two points:
 /// the initiator packets' (as `a` oriented them), then the responder packets'. Each in
-/// fingerprint order: the fingerprint space is cut into [`SLICES`] ranges, merged on
+/// fingerprint order: the fingerprint space is cut into [`FP_SLICES`] ranges, merged on
 /// whatever cores there are and put back in order, so the result is the same on any
 /// number of them.
 pub fn unique_deltas(a: &PointData, b: &PointData) -> [Vec<i64>; 2] {
-    // Where each range starts in a point's fingerprint order.
-    let starts = |p: &PointData| -> Vec<usize> {
-        (0..=SLICES)
-            .map(|k| match slice_start(k) {
-                Some(fp) => p.by_fp.partition_point(|&r| p.recs[r as usize].fp < fp),
-                None => p.by_fp.len(),
-            })
-            .collect()
-    };
-    let (sa, sb) = (starts(a), starts(b));
-    let parts: Vec<[Vec<i64>; 2]> = (0..SLICES)
+    let (sa, sb) = (a.fp_slices(), b.fp_slices());
+    let parts: Vec<[Vec<i64>; 2]> = (0..FP_SLICES)
         .into_par_iter()
         .map(|k| unique_deltas_in(a, sa[k]..sa[k + 1], b, sb[k]..sb[k + 1]))
         .collect();
@@ -136,14 +127,6 @@ pub fn unique_deltas(a: &PointData, b: &PointData) -> [Vec<i64>; 2] {
         out[1].extend(rev);
     }
     out
-}
-
-/// The ranges of fingerprints [`unique_deltas`] merges apart.
-const SLICES: usize = 16;
-
-/// The first fingerprint of range `k`, none past the last.
-fn slice_start(k: usize) -> Option<u64> {
-    (k < SLICES).then(|| ((k as u128 * (1u128 << 64)) / SLICES as u128) as u64)
 }
 
 /// [`unique_deltas`] over positions `ra` of `a`'s fingerprint order and `rb` of `b`'s,
@@ -320,6 +303,7 @@ pub fn solve(points: &[PointData], pairs: &[PairDelta]) -> Vec<Offset> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::correlate::points::fp_slice_start;
     use crate::correlate::testkit::{point, tcp_conv, view, MS, US};
 
     /// A connection seen inside (docker0) and outside (eth0), the outside clock
@@ -439,16 +423,16 @@ mod tests {
         let whole = unique_deltas_in(&a, 0..a.by_fp.len(), &b, 0..b.by_fp.len());
         assert_eq!(sliced, whole);
         assert!(sliced[0].len() > 64 && sliced[1].len() > 64, "{sliced:?}");
-        let slices_used = (0..SLICES)
+        let slices_used = (0..FP_SLICES)
             .filter(|&k| {
-                let lo = slice_start(k).unwrap();
-                let hi = slice_start(k + 1);
+                let lo = fp_slice_start(k).unwrap();
+                let hi = fp_slice_start(k + 1);
                 a.recs
                     .iter()
                     .any(|r| r.fp >= lo && hi.is_none_or(|h| r.fp < h))
             })
             .count();
-        assert_eq!(slices_used, SLICES);
+        assert_eq!(slices_used, FP_SLICES);
     }
 
     #[test]

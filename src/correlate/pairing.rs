@@ -176,11 +176,60 @@ fn pair_run(run: &[&Rec], window: i64) -> Vec<(usize, usize)> {
 /// Two points: walk both fingerprint orders together; within a fingerprint both runs
 /// are in time order, and packets pair in order when their corrected times are within
 /// the window. Then the TCP segments left over pair by the bytes they carried.
+///
+/// The walk is cut into ranges of fingerprints ([`PointData::fp_slices`]) walked on
+/// whatever cores there are; their pairs are then counted in fingerprint order, as one
+/// walk would count them, so the votes are the same on any number of cores.
 fn join_across(pa: &PointData, off_a: i64, pb: &PointData, off_b: i64, window: i64) -> Votes {
+    let (sa, sb) = (pa.fp_slices(), pb.fp_slices());
+    let parts: Vec<Vec<(u32, u32)>> = (0..sa.len() - 1)
+        .into_par_iter()
+        .map(|k| {
+            let (ra, rb) = (sa[k]..sa[k + 1], sb[k]..sb[k + 1]);
+            merge_across(pa, ra, off_a, pb, rb, off_b, window)
+        })
+        .collect();
     let mut votes = Votes::default();
     let (mut used_a, mut used_b) = (vec![false; pa.recs.len()], vec![false; pb.recs.len()]);
-    let (fa, fb) = (&pa.by_fp, &pb.by_fp);
-    let (mut i, mut j) = (0, 0);
+    for (i, j) in parts.into_iter().flatten() {
+        let (i, j) = (i as usize, j as usize);
+        votes.add(&pa.recs[i], &pb.recs[j]);
+        used_a[i] = true;
+        used_b[j] = true;
+    }
+    let (x, y) = (
+        Recs {
+            recs: &pa.recs,
+            off: off_a,
+            used: &used_a,
+        },
+        Recs {
+            recs: &pb.recs,
+            off: off_b,
+            used: &used_b,
+        },
+    );
+    for (i, j) in segments::overlapping(x, y, window, false) {
+        votes.add(&pa.recs[i], &pb.recs[j]);
+    }
+    votes
+}
+
+/// [`join_across`]'s walk over positions `ra` of `pa`'s fingerprint order and `rb` of
+/// `pb`'s, which hold the same fingerprints: the pairs of records (indices into each
+/// point's records) in the order the walk finds them.
+fn merge_across(
+    pa: &PointData,
+    ra: std::ops::Range<usize>,
+    off_a: i64,
+    pb: &PointData,
+    rb: std::ops::Range<usize>,
+    off_b: i64,
+    window: i64,
+) -> Vec<(u32, u32)> {
+    let mut out = Vec::new();
+    let (fa, fb) = (&pa.by_fp[..ra.end], &pb.by_fp[..rb.end]);
+    let (mut i, mut j) = (ra.start, rb.start);
     while i < fa.len() && j < fb.len() {
         let ra = &pa.recs[fa[i] as usize];
         let rb = &pb.recs[fb[j] as usize];
@@ -199,9 +248,7 @@ fn join_across(pa: &PointData, off_a: i64, pb: &PointData, off_b: i64, window: i
             let ry = &pb.recs[fb[y] as usize];
             let d = (ry.ts - off_b) - (rx.ts - off_a);
             if d.abs() <= window {
-                votes.add(rx, ry);
-                used_a[fa[x] as usize] = true;
-                used_b[fb[y] as usize] = true;
+                out.push((fa[x], fb[y]));
                 x += 1;
                 y += 1;
             } else if d < 0 {
@@ -213,22 +260,7 @@ fn join_across(pa: &PointData, off_a: i64, pb: &PointData, off_b: i64, window: i
         i = ea;
         j = eb;
     }
-    let (x, y) = (
-        Recs {
-            recs: &pa.recs,
-            off: off_a,
-            used: &used_a,
-        },
-        Recs {
-            recs: &pb.recs,
-            off: off_b,
-            used: &used_b,
-        },
-    );
-    for (i, j) in segments::overlapping(x, y, window, false) {
-        votes.add(&pa.recs[i], &pb.recs[j]);
-    }
-    votes
+    out
 }
 
 /// Pairs the packets of two flows: for each record of `up`, the nearest unused record
@@ -416,6 +448,54 @@ mod tests {
         let oz = flow_of(&points[1], "192.0.2.9:40000", "198.51.100.7:443");
         let keys: Vec<EdgeKey> = pairs.iter().map(|(k, _)| *k).collect();
         assert_eq!(keys, [(0, ix, 1, oz)]);
+    }
+
+    #[test]
+    fn the_walk_in_slices_finds_the_pairs_of_one_walk() {
+        // Sixty connections, their packets' fingerprints in every range of the space,
+        // the outside clock 2 ms ahead and forwarding 30 µs.
+        let (mut inside, mut outside) = (Vec::new(), Vec::new());
+        for k in 0..60u16 {
+            let src = format!("172.17.0.2:{}", 40000 + k);
+            let conv = tcp_conv(
+                i64::from(k) * MS,
+                &src,
+                "198.51.100.7:443",
+                1000 + u32::from(k),
+            );
+            let nat = format!("203.0.113.1:{}", 40000 + k);
+            outside.extend(view(&conv, &nat, "198.51.100.7:443", 2 * MS + 30 * US, 1));
+            inside.extend(conv);
+        }
+        inside.sort_by_key(|p| p.ts_ns);
+        outside.sort_by_key(|p| p.ts_ns);
+        let (a, b) = (point("a", 0, &inside), point("b", 1, &outside));
+        let (sa, sb) = (a.fp_slices(), b.fp_slices());
+        assert!(sa.windows(2).filter(|w| w[1] > w[0]).count() > 8, "{sa:?}");
+        let sliced: Vec<(u32, u32)> = (0..sa.len() - 1)
+            .flat_map(|k| {
+                merge_across(
+                    &a,
+                    sa[k]..sa[k + 1],
+                    0,
+                    &b,
+                    sb[k]..sb[k + 1],
+                    2 * MS,
+                    SECOND,
+                )
+            })
+            .collect();
+        let whole = merge_across(
+            &a,
+            0..a.by_fp.len(),
+            0,
+            &b,
+            0..b.by_fp.len(),
+            2 * MS,
+            SECOND,
+        );
+        assert_eq!(sliced, whole);
+        assert_eq!(whole.len(), inside.len());
     }
 
     #[test]

@@ -130,7 +130,30 @@ pub struct PointData {
     pub by_fp: Vec<u32>,
 }
 
+/// How many ranges of fingerprints [`PointData::fp_slices`] cuts a point's fingerprint
+/// order into.
+pub const FP_SLICES: usize = 16;
+
+/// The first fingerprint of range `k` of [`FP_SLICES`], none past the last.
+pub fn fp_slice_start(k: usize) -> Option<u64> {
+    (k < FP_SLICES).then(|| ((k as u128 * (1u128 << 64)) / FP_SLICES as u128) as u64)
+}
+
 impl PointData {
+    /// Where each of [`FP_SLICES`] equal ranges of the fingerprint space starts in
+    /// [`PointData::by_fp`] (and its length at the end): range `k` of two points holds
+    /// the same fingerprints, so the points' orders can be merged a range a core.
+    pub fn fp_slices(&self) -> Vec<usize> {
+        (0..=FP_SLICES)
+            .map(|k| match fp_slice_start(k) {
+                Some(fp) => self
+                    .by_fp
+                    .partition_point(|&r| self.recs[r as usize].fp < fp),
+                None => self.by_fp.len(),
+            })
+            .collect()
+    }
+
     pub fn flow_recs(&self, flow: usize) -> &[Rec] {
         let a = self.flow_start[flow] as usize;
         let b = self.flow_start[flow + 1] as usize;
