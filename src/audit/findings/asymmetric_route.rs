@@ -20,18 +20,17 @@
 //! with the host's rules, the rules that drop on a reverse-path check.
 
 use super::leak::gap_facts;
-use super::Detected;
 use crate::audit::ct::check_time;
 use crate::audit::{
-    Code, Ctx, Detail, Direction, Evidence, Explained, Finding, Role, RouteFact, RouteFacts,
-    RuleRole, Severity,
+    Code, Ctx, Detail, Direction, Evidence, Finding, Role, RouteFact, RouteFacts, RuleRole,
+    Severity,
 };
 use crate::correlate::{Connection, ReturnHop, ReturnLink};
 use crate::model::{NatChange, NatKind};
 use crate::rules::eval::RuleRef;
 use crate::rules::{MatchKind, Rule, Target};
 
-pub fn detect(x: &Ctx, _: &Explained) -> Detected {
+pub fn detect(x: &Ctx) -> Vec<Finding> {
     let mut out = Vec::new();
     for (ci, conn) in x.c.connections.iter().enumerate() {
         for r in &conn.returns {
@@ -46,7 +45,7 @@ pub fn detect(x: &Ctx, _: &Explained) -> Detected {
             }
         }
     }
-    out.into()
+    out
 }
 
 fn finding(x: &Ctx, ci: usize, conn: &Connection, r: &ReturnHop, t: &ReturnLink) -> Finding {

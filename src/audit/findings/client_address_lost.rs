@@ -13,8 +13,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use super::Detected;
-use crate::audit::{Code, Ctx, Detail, Explained, Finding, RuleRole, Severity};
+use crate::audit::{Code, Ctx, Detail, Finding, RuleRole, Severity};
 use crate::model::Proto;
 use crate::rules::eval::{Event, Outcome, RuleRef};
 use crate::rules::{RuleSet, Target};
@@ -46,7 +45,7 @@ fn rewritten_stretches(conn: &crate::correlate::Connection) -> Vec<(usize, usize
     out
 }
 
-pub fn detect(x: &Ctx, _: &Explained) -> Detected {
+pub fn detect(x: &Ctx) -> Vec<Finding> {
     let c = x.c;
     // Per service: (connection, first hop, last hop).
     let mut groups: BTreeMap<Key, Vec<(usize, usize, usize)>> = BTreeMap::new();
@@ -112,7 +111,7 @@ pub fn detect(x: &Ctx, _: &Explained) -> Detected {
         super::of_connections(x, &mut f, members.iter().map(|&(k, _, _)| k).collect());
         out.push(f);
     }
-    out.into()
+    out
 }
 
 /// The last MARK rule that set a bit of the packet's mark before its source NAT: how

@@ -3,12 +3,12 @@
 //! translation may show in steps across three points). The snapshot does not describe
 //! the captured traffic.
 
-use super::{entry_finding, Detected};
+use super::entry_finding;
 use crate::audit::ct::{locate, translated_downstream};
-use crate::audit::{Code, CtFacts, Ctx, Detail, Evidence, Explained, Role, Seen, Severity};
+use crate::audit::{Code, CtFacts, Ctx, Detail, Evidence, Finding, Role, Seen, Severity};
 use crate::model::NatChange;
 
-pub fn detect(x: &Ctx, _: &Explained) -> Detected {
+pub fn detect(x: &Ctx) -> Vec<Finding> {
     let mut out = Vec::new();
     for snap in x.snapshots {
         for e in &snap.entries {
@@ -64,5 +64,5 @@ pub fn detect(x: &Ctx, _: &Explained) -> Detected {
             out.push(f);
         }
     }
-    out.into()
+    out
 }

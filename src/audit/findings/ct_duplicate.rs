@@ -5,12 +5,12 @@
 
 use std::collections::BTreeMap;
 
-use super::{entry_finding, Detected};
+use super::entry_finding;
 use crate::audit::ct::CtEntry;
-use crate::audit::{Code, CtFacts, Ctx, Evidence, Explained, Severity};
+use crate::audit::{Code, CtFacts, Ctx, Evidence, Finding, Severity};
 use crate::model::Tuple;
 
-pub fn detect(x: &Ctx, _: &Explained) -> Detected {
+pub fn detect(x: &Ctx) -> Vec<Finding> {
     let mut out = Vec::new();
     for snap in x.snapshots.iter().filter(|s| !s.from_events) {
         let mut by_reply: BTreeMap<(u16, Tuple), Vec<&CtEntry>> = BTreeMap::new();
@@ -38,5 +38,5 @@ pub fn detect(x: &Ctx, _: &Explained) -> Detected {
             out.push(f);
         }
     }
-    out.into()
+    out
 }

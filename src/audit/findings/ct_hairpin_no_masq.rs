@@ -4,10 +4,10 @@
 //! snapshots and event logs alike. An entry of a connection whose captures show the
 //! hairpin is left to `hairpin-no-masq`, which says it from the wire.
 
-use super::{entry_finding, Detected};
-use crate::audit::{Code, CtFacts, Ctx, Explained, Severity};
+use super::entry_finding;
+use crate::audit::{Code, CtFacts, Ctx, Finding, Severity};
 
-pub fn detect(x: &Ctx, _: &Explained) -> Detected {
+pub fn detect(x: &Ctx) -> Vec<Finding> {
     let mut out = Vec::new();
     for snap in x.snapshots {
         for e in &snap.entries {
@@ -32,5 +32,5 @@ pub fn detect(x: &Ctx, _: &Explained) -> Detected {
             ));
         }
     }
-    out.into()
+    out
 }

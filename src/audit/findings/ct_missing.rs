@@ -3,9 +3,8 @@
 //! no entry of that snapshot matches it: the entry was deleted or expired while the
 //! connection lived, or the snapshot is from elsewhere.
 
-use super::Detected;
 use crate::audit::ct::{check_time, locate, SnapTime, Snapshot};
-use crate::audit::{Code, CtFacts, Ctx, Detail, Evidence, Explained, Finding, Role, Severity};
+use crate::audit::{Code, CtFacts, Ctx, Detail, Evidence, Finding, Role, Severity};
 use crate::model::NatKind;
 
 /// Connections some entry of the snapshot stands for (by ORIGINAL, or by the
@@ -25,7 +24,7 @@ fn matched(x: &Ctx, snap: &Snapshot) -> Vec<bool> {
     m
 }
 
-pub fn detect(x: &Ctx, _: &Explained) -> Detected {
+pub fn detect(x: &Ctx) -> Vec<Finding> {
     let mut out = Vec::new();
     for snap in x.snapshots {
         let Some(SnapTime {
@@ -76,5 +75,5 @@ pub fn detect(x: &Ctx, _: &Explained) -> Detected {
             out.push(f);
         }
     }
-    out.into()
+    out
 }

@@ -3,9 +3,9 @@
 //! state's default timeout) fell inside the captures' span: conntrack saw a packet of
 //! it while the captures ran and they missed it.
 
-use super::{entry_finding, Detected};
+use super::entry_finding;
 use crate::audit::ct::{check_time, locate, SnapTime};
-use crate::audit::{Code, CtFacts, Ctx, Evidence, Explained, Severity};
+use crate::audit::{Code, CtFacts, Ctx, Evidence, Finding, Severity};
 use crate::model::NatKind;
 
 /// The clock-corrected span over every capture point.
@@ -15,10 +15,10 @@ fn capture_span(x: &Ctx) -> Option<(i64, i64)> {
         .reduce(|(x0, y0), (a, b)| (x0.min(a), y0.max(b)))
 }
 
-pub fn detect(x: &Ctx, _: &Explained) -> Detected {
+pub fn detect(x: &Ctx) -> Vec<Finding> {
     let mut out = Vec::new();
     let Some((a, b)) = capture_span(x) else {
-        return out.into();
+        return out;
     };
     for snap in x.snapshots {
         let when = check_time(x.c, snap);
@@ -72,5 +72,5 @@ pub fn detect(x: &Ctx, _: &Explained) -> Detected {
             out.push(f);
         }
     }
-    out.into()
+    out
 }

@@ -3,11 +3,11 @@
 //! needed, given or estimated). The replies bypassed this host's conntrack or did not
 //! match the entry.
 
-use super::{entry_finding, Detected};
+use super::entry_finding;
 use crate::audit::ct::{check_time, locate, SnapTime};
-use crate::audit::{Code, CtFacts, Ctx, Evidence, Explained, Severity};
+use crate::audit::{Code, CtFacts, Ctx, Evidence, Finding, Severity};
 
-pub fn detect(x: &Ctx, _: &Explained) -> Detected {
+pub fn detect(x: &Ctx) -> Vec<Finding> {
     let mut out = Vec::new();
     for snap in x.snapshots.iter().filter(|s| !s.from_events) {
         let Some(SnapTime {
@@ -48,5 +48,5 @@ pub fn detect(x: &Ctx, _: &Explained) -> Detected {
             out.push(f);
         }
     }
-    out.into()
+    out
 }

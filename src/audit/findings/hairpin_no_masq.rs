@@ -7,8 +7,7 @@
 //! points are: the link that changed the destination to the client's own address
 //! and kept its source is the evidence.
 
-use super::Detected;
-use crate::audit::{Code, Ctx, Detail, Evidence, Explained, Finding, Role, Severity};
+use crate::audit::{Code, Ctx, Detail, Evidence, Finding, Role, Severity};
 use crate::correlate::Connection;
 
 /// The connection's link that DNATed it back to its own client without changing its
@@ -20,7 +19,7 @@ pub fn link(conn: &Connection) -> Option<usize> {
     })
 }
 
-pub fn detect(x: &Ctx, _: &Explained) -> Detected {
+pub fn detect(x: &Ctx) -> Vec<Finding> {
     let mut out = Vec::new();
     for (ci, conn) in x.c.connections.iter().enumerate() {
         if conn.hops.iter().any(|h| h.flow.icmp_error.is_some()) {
@@ -67,7 +66,7 @@ pub fn detect(x: &Ctx, _: &Explained) -> Detected {
         f.conns = vec![ci];
         out.push(f);
     }
-    out.into()
+    out
 }
 
 #[cfg(test)]

@@ -6,15 +6,14 @@
 
 use std::collections::BTreeMap;
 
-use super::Detected;
 use crate::audit::rules::unseen_input_rules;
-use crate::audit::{Code, Ctx, Detail, Explained, Finding, Role, RuleRole, Severity};
+use crate::audit::{Code, Ctx, Detail, Finding, Role, RuleRole, Severity};
 use crate::rules::eval::RuleRef;
 use crate::rules::Hook;
 
-pub fn detect(x: &Ctx, _: &Explained) -> Detected {
+pub fn detect(x: &Ctx) -> Vec<Finding> {
     let Some(rules) = x.rules else {
-        return Detected::default();
+        return Vec::new();
     };
     let mut missed: BTreeMap<RuleRef, Vec<usize>> = BTreeMap::new();
     for a in &x.attributions {
@@ -80,5 +79,5 @@ pub fn detect(x: &Ctx, _: &Explained) -> Detected {
         f.conns = conns;
         out.push(f);
     }
-    out.into()
+    out
 }

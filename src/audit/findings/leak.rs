@@ -37,7 +37,7 @@ pub fn gap_facts(g: &Gap) -> GapFacts {
     }
 }
 
-pub fn inside_address(x: &Ctx, _: &Explained) -> Detected {
+pub fn inside_address(x: &Ctx) -> Vec<Finding> {
     let (c, topo) = (x.c, x.topo);
     let mut out = Vec::new();
     for (ci, conn) in c.connections.iter().enumerate() {
@@ -113,7 +113,7 @@ pub fn inside_address(x: &Ctx, _: &Explained) -> Detected {
             out.push(f);
         }
     }
-    out.into()
+    out
 }
 
 pub fn host_rst(x: &Ctx, explained: &Explained) -> Detected {

@@ -14,7 +14,11 @@
 //! Correlation's own `related` matches explain packets before any rule runs
 //! ([`explained_by_related`]).
 //!
-//! To add a finding: a file here with a `pub fn` of type [`RuleFn`], a line in
+//! Rules that neither account for packets nor read what others accounted for
+//! ([`Run::Alone`]) run beside the ordered ones; their findings still come out in the
+//! order of [`RULES`].
+//!
+//! To add a finding: a file here with a `pub fn` that [`Run`] takes, a line in
 //! [`RULES`], a code in `finding.rs`, and its words in `report/explain/`.
 
 mod asymmetric_route;
@@ -42,6 +46,8 @@ mod underlay_drop;
 mod unsolicited;
 mod userland_proxy;
 
+use rayon::prelude::*;
+
 use super::{Code, Ctx, Direction, Explained, Finding, Role};
 use crate::correlate::{Correlation, Hop};
 use crate::model::Tuple;
@@ -62,14 +68,22 @@ impl From<Vec<Finding>> for Detected {
     }
 }
 
-pub type RuleFn = fn(&Ctx, &Explained) -> Detected;
+/// How a rule runs.
+#[derive(Clone, Copy)]
+pub enum Run {
+    /// It accounts for lost packets, or reads what the rules before it accounted for:
+    /// it runs in the order of [`RULES`], after every rule before it.
+    Accounting(fn(&Ctx, &Explained) -> Detected),
+    /// It does neither: it runs beside the others, on whatever core is free.
+    Alone(fn(&Ctx) -> Vec<Finding>),
+}
 
 /// One detector.
 pub struct Rule {
     pub code: Code,
     /// Which of the code's mechanisms it detects.
     pub what: &'static str,
-    pub run: RuleFn,
+    pub run: Run,
 }
 
 /// Every rule, in the order they run.
@@ -77,142 +91,142 @@ pub const RULES: &[Rule] = &[
     Rule {
         code: Code::Leak,
         what: "an inside address at an outside point",
-        run: leak::inside_address,
+        run: Run::Alone(leak::inside_address),
     },
     Rule {
         code: Code::Leak,
         what: "the NAT host's own RST to an untranslated segment",
-        run: leak::host_rst,
+        run: Run::Accounting(leak::host_rst),
     },
     Rule {
         code: Code::SnatPortExhaustion,
         what: "new connections lost while every NAT port to their destination was held",
-        run: snat_port_exhaustion::detect,
+        run: Run::Accounting(snat_port_exhaustion::detect),
     },
     Rule {
         code: Code::InsertRace,
         what: "a connection's first packets lost once and sent again",
-        run: insert_race::detect,
+        run: Run::Accounting(insert_race::detect),
     },
     Rule {
         code: Code::ConntrackTableFull,
         what: "new connections to several destinations lost while the conntrack table was full",
-        run: conntrack_table_full::detect,
+        run: Run::Accounting(conntrack_table_full::detect),
     },
     Rule {
         code: Code::UnderlayDrop,
         what: "packets that left one node in a tunnel and never reached the other",
-        run: underlay_drop::detect,
+        run: Run::Accounting(underlay_drop::detect),
     },
     Rule {
         code: Code::PmtuBlackHole,
         what: "TCP segments too large for the path, lost again and again",
-        run: pmtu_black_hole::detect,
+        run: Run::Accounting(pmtu_black_hole::detect),
     },
     Rule {
         code: Code::AsymmetricRoute,
         what: "replies that came back by another interface and went no further",
-        run: asymmetric_route::detect,
+        run: Run::Alone(asymmetric_route::detect),
     },
     Rule {
         code: Code::Lost,
         what: "packets one hop carried and the next did not",
-        run: lost::on_links,
+        run: Run::Accounting(lost::on_links),
     },
     Rule {
         code: Code::Lost,
         what: "a path that stops short of where such traffic goes",
-        run: lost::stopped_short,
+        run: Run::Accounting(lost::stopped_short),
     },
     Rule {
         code: Code::Lost,
         what: "unanswered traffic to the host that its rules drop where it arrives",
-        run: lost::dropped_by_rules,
+        run: Run::Accounting(lost::dropped_by_rules),
     },
     Rule {
         code: Code::Lost,
         what: "unanswered traffic to the host that went no further",
-        run: lost::unanswered_to_host,
+        run: Run::Accounting(lost::unanswered_to_host),
     },
     Rule {
         code: Code::Unsolicited,
         what: "packets to a NAT address that belong to no translation",
-        run: unsolicited::detect,
+        run: Run::Alone(unsolicited::detect),
     },
     Rule {
         code: Code::UserlandProxy,
         what: "a client's connection ended at a proxy that opened its own with the same bytes",
-        run: userland_proxy::detect,
+        run: Run::Alone(userland_proxy::detect),
     },
     Rule {
         code: Code::PortReallocated,
         what: "a source port or ICMP id NAT moved",
-        run: port_reallocated::detect,
+        run: Run::Alone(port_reallocated::detect),
     },
     Rule {
         code: Code::HairpinNoMasq,
         what: "DNAT back to the client without masquerade, on the wire",
-        run: hairpin_no_masq::detect,
+        run: Run::Alone(hairpin_no_masq::detect),
     },
     Rule {
         code: Code::CtHairpinNoMasq,
         what: "DNAT back to the client without masquerade, in an entry",
-        run: ct_hairpin_no_masq::detect,
+        run: Run::Alone(ct_hairpin_no_masq::detect),
     },
     Rule {
         code: Code::CtContradiction,
         what: "an entry whose translation the wire does not show",
-        run: ct_contradiction::detect,
+        run: Run::Alone(ct_contradiction::detect),
     },
     Rule {
         code: Code::CtUnreplied,
         what: "[UNREPLIED] although replies were on the wire",
-        run: ct_unreplied::detect,
+        run: Run::Alone(ct_unreplied::detect),
     },
     Rule {
         code: Code::CtUnobserved,
         what: "a NATed entry refreshed while no capture saw it",
-        run: ct_unobserved::detect,
+        run: Run::Alone(ct_unobserved::detect),
     },
     Rule {
         code: Code::CtDuplicate,
         what: "entries sharing a reply tuple",
-        run: ct_duplicate::detect,
+        run: Run::Alone(ct_duplicate::detect),
     },
     Rule {
         code: Code::CtMissing,
         what: "a translated connection alive across a snapshot with no entry",
-        run: ct_missing::detect,
+        run: Run::Alone(ct_missing::detect),
     },
     Rule {
         code: Code::StaleEntry,
         what: "a flow left on a backend new flows no longer go to",
-        run: stale_entry::detect,
+        run: Run::Alone(stale_entry::detect),
     },
     Rule {
         code: Code::NotNetfilter,
         what: "a translation no rule of the set can make",
-        run: not_netfilter::detect,
+        run: Run::Alone(not_netfilter::detect),
     },
     Rule {
         code: Code::RuleContradiction,
         what: "a rule set that translates or filters a connection otherwise than the wire",
-        run: rule_contradiction::detect,
+        run: Run::Alone(rule_contradiction::detect),
     },
     Rule {
         code: Code::InputBypassed,
         what: "an INPUT rule that DNAT'ed traffic never meets",
-        run: input_bypassed::detect,
+        run: Run::Alone(input_bypassed::detect),
     },
     Rule {
         code: Code::ClientAddressLost,
         what: "connections SNATed to the host on their way to a backend",
-        run: client_address_lost::detect,
+        run: Run::Alone(client_address_lost::detect),
     },
     Rule {
         code: Code::OverlayMasq,
         what: "pod traffic masqueraded into an overlay tunnel, its destination kept",
-        run: overlay_masq::detect,
+        run: Run::Alone(overlay_masq::detect),
     },
 ];
 
@@ -270,15 +284,41 @@ fn entry_finding(
     f
 }
 
-/// Runs every rule in order.
+/// Runs every rule: the accounting ones in turn on one core, each seeing what those
+/// before it explained, the others beside them. Findings come out in the order of
+/// [`RULES`] whatever ran where.
 pub fn run_all(x: &Ctx) -> Vec<Finding> {
-    let mut explained = explained_by_related(x.c);
+    let (accounting, alone) = rayon::join(
+        || {
+            let mut explained = explained_by_related(x.c);
+            let mut out: Vec<Option<Vec<Finding>>> = Vec::with_capacity(RULES.len());
+            for rule in RULES {
+                out.push(match rule.run {
+                    Run::Accounting(run) => {
+                        let d = run(x, &explained);
+                        explained.merge(d.explains);
+                        Some(d.findings)
+                    }
+                    Run::Alone(_) => None,
+                });
+            }
+            out
+        },
+        || {
+            RULES
+                .par_iter()
+                .map(|rule| match rule.run {
+                    Run::Alone(run) => Some(run(x)),
+                    Run::Accounting(_) => None,
+                })
+                .collect::<Vec<_>>()
+        },
+    );
     let mut out = Vec::new();
-    for rule in RULES {
-        let d = (rule.run)(x, &explained);
-        debug_assert!(d.findings.iter().all(|f| f.code == rule.code));
-        out.extend(d.findings);
-        explained.merge(d.explains);
+    for ((rule, a), b) in RULES.iter().zip(accounting).zip(alone) {
+        let found = a.or(b).unwrap_or_default();
+        debug_assert!(found.iter().all(|f| f.code == rule.code));
+        out.extend(found);
     }
     out
 }

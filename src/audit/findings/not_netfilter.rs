@@ -5,9 +5,8 @@
 //! replacement, Calico's eBPF mode), or rules the dump does not hold. Said instead of
 //! `rule-contradiction`, which is for a rule set that would translate it otherwise.
 
-use super::Detected;
 use crate::audit::rules::beyond_rules;
-use crate::audit::{Code, Ctx, Detail, Explained, Finding, Severity};
+use crate::audit::{Code, Ctx, Detail, Finding, Severity};
 
 /// The connections whose translation no rule given can make, but for flows left on a
 /// backend by an entry older than the rules (`stale-entry`).
@@ -30,7 +29,7 @@ pub fn beyond(x: &Ctx) -> Vec<usize> {
         .collect()
 }
 
-pub fn detect(x: &Ctx, _: &Explained) -> Detected {
+pub fn detect(x: &Ctx) -> Vec<Finding> {
     let mut out = Vec::new();
     for ci in beyond(x) {
         let Some(a) = x.attribution(ci) else {
@@ -52,5 +51,5 @@ pub fn detect(x: &Ctx, _: &Explained) -> Detected {
         super::walked_finding(x, &mut f, ci, a.packet.tuple, wire);
         out.push(f);
     }
-    out.into()
+    out
 }

@@ -24,9 +24,8 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use super::Detected;
 use crate::audit::ct::CtEntry;
-use crate::audit::{Code, Ctx, Detail, Evidence, Explained, Finding, RuleRole, Severity};
+use crate::audit::{Code, Ctx, Detail, Evidence, Finding, RuleRole, Severity};
 use crate::correlate::Connection;
 use crate::model::{Tunnel, TunnelKind};
 
@@ -64,7 +63,7 @@ fn entry<'a>(x: &Ctx<'a>, ci: usize) -> Option<&'a CtEntry> {
         .map(|(_, e)| e)
 }
 
-pub fn detect(x: &Ctx, _: &Explained) -> Detected {
+pub fn detect(x: &Ctx) -> Vec<Finding> {
     let c = x.c;
     // Per (point before, tunnel point, address the destination saw): (connection,
     // hop before, tunnel hop, its entry).
@@ -128,7 +127,7 @@ pub fn detect(x: &Ctx, _: &Explained) -> Detected {
         super::of_connections(x, &mut f, members.iter().map(|&(k, _, _, _)| k).collect());
         out.push(f);
     }
-    out.into()
+    out
 }
 
 #[cfg(test)]

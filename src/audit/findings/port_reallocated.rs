@@ -8,10 +8,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use super::Detected;
-use crate::audit::{
-    AllocatorMode, Code, Ctx, Detail, Evidence, Explained, Finding, Role, Severity,
-};
+use crate::audit::{AllocatorMode, Code, Ctx, Detail, Evidence, Finding, Role, Severity};
 use crate::correlate::Correlation;
 
 /// The source translations of one NAT address at one point: (connection, link).
@@ -96,7 +93,7 @@ impl Census {
     }
 }
 
-pub fn detect(x: &Ctx, _: &Explained) -> Detected {
+pub fn detect(x: &Ctx) -> Vec<Finding> {
     let c = x.c;
     let mut out = Vec::new();
     for ((point, nat, icmp), members) in groups(c) {
@@ -164,7 +161,7 @@ pub fn detect(x: &Ctx, _: &Explained) -> Detected {
             out.push(f);
         }
     }
-    out.into()
+    out
 }
 
 #[cfg(test)]

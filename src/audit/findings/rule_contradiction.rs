@@ -4,8 +4,7 @@
 //! traffic captured. An error when the rules' way rests on no undecided match, else a
 //! warning.
 
-use super::Detected;
-use crate::audit::{Code, Ctx, Detail, Explained, Finding, RuleRole, Severity};
+use crate::audit::{Code, Ctx, Detail, Finding, RuleRole, Severity};
 use crate::rules::eval::{Fate, Outcome};
 
 /// The tuple after an outcome's NAT decisions.
@@ -16,7 +15,7 @@ fn outcome_tuple(o: &Outcome, before: crate::model::Tuple) -> crate::model::Tupl
         .map_or(before, |n| n.after)
 }
 
-pub fn detect(x: &Ctx, _: &Explained) -> Detected {
+pub fn detect(x: &Ctx) -> Vec<Finding> {
     // A flow whose entry predates a rule change is `stale-entry`'s, not a rule set that
     // does not describe the host.
     // Nor one no rule could translate so (`not-netfilter`).
@@ -64,5 +63,5 @@ pub fn detect(x: &Ctx, _: &Explained) -> Detected {
         }
         out.push(f);
     }
-    out.into()
+    out
 }

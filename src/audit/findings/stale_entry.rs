@@ -14,8 +14,7 @@
 
 use foldhash::{HashMap, HashMapExt};
 
-use super::Detected;
-use crate::audit::{Code, Ctx, Detail, Evidence, Explained, Finding, Role, RuleRole, Severity};
+use crate::audit::{Code, Ctx, Detail, Evidence, Finding, Role, RuleRole, Severity};
 use crate::correlate::Connection;
 use crate::model::{NatKind, Tuple};
 
@@ -159,7 +158,7 @@ pub fn stale(x: &Ctx) -> Vec<(usize, Stale)> {
     out
 }
 
-pub fn detect(x: &Ctx, _: &Explained) -> Detected {
+pub fn detect(x: &Ctx) -> Vec<Finding> {
     let c = x.c;
     let mut out = Vec::new();
     for (ci, s) in stale(x) {
@@ -220,7 +219,7 @@ pub fn detect(x: &Ctx, _: &Explained) -> Detected {
             .collect();
         out.push(f);
     }
-    out.into()
+    out
 }
 
 #[cfg(test)]

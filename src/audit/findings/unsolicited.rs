@@ -5,8 +5,7 @@
 //! that sent nothing. An error when a translation to that endpoint exists (the replies
 //! come from another address or port than the one it sent to), else a warning.
 
-use super::Detected;
-use crate::audit::{Code, Ctx, Detail, Evidence, Explained, Finding, Role, Severity};
+use crate::audit::{Code, Ctx, Detail, Evidence, Finding, Role, Severity};
 use crate::correlate::Hop;
 use std::net::IpAddr;
 
@@ -16,12 +15,12 @@ use crate::model::{Proto, Tuple};
 /// (conntrack's UDP stream timeout is 120 s; unreplied entries live 30 s).
 const REPLY_HORIZON_NS: i64 = 120_000_000_000;
 
-pub fn detect(x: &Ctx, _: &Explained) -> Detected {
+pub fn detect(x: &Ctx) -> Vec<Finding> {
     let mut out = Vec::new();
     for ci in 0..x.c.connections.len() {
         out.extend(one(x, ci));
     }
-    out.into()
+    out
 }
 
 /// Which side of a one-point flow is a NAT address of the host there: the initiator

@@ -27,14 +27,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::Detected;
-use crate::audit::{
-    Code, Ctx, Detail, Evidence, Explained, Finding, Role, Severity, SpliceFact, SpliceFacts,
-};
+use crate::audit::{Code, Ctx, Detail, Evidence, Finding, Role, Severity, SpliceFact, SpliceFacts};
 use crate::correlate::{Connection, Stream, Streams};
 use crate::model::Proto;
 
-pub fn detect(x: &Ctx, _: &Explained) -> Detected {
+pub fn detect(x: &Ctx) -> Vec<Finding> {
     let window = x.c.config.window_ns;
     let legs: Vec<(usize, &Streams)> =
         x.c.connections
@@ -90,7 +87,7 @@ pub fn detect(x: &Ctx, _: &Explained) -> Detected {
             out.push(finding(x, &p));
         }
     }
-    out.into()
+    out
 }
 
 /// The first bytes a connection's pair must share: those of both sides' first
