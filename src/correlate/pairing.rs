@@ -17,9 +17,9 @@
 //! rest on them.
 
 use foldhash::HashMap;
-
 use rayon::prelude::*;
 
+use super::fingerprint::Strength;
 use super::points::{PointData, Rec};
 use super::segments::{self, Recs};
 
@@ -32,6 +32,15 @@ pub(super) const MIN_EDGE_SCORE: f64 = 0.6;
 pub(super) struct Vote {
     pub packets: u64,
     pub score: f64,
+}
+
+impl Vote {
+    /// One more matched packet, as strong as `strength`.
+    fn add(&mut self, strength: Strength) {
+        self.packets += 1;
+        // Combine as independent evidence: 1 - Π(1 - w).
+        self.score = 1.0 - (1.0 - self.score) * (1.0 - strength.weight());
+    }
 }
 
 /// Flow pair key: (point a, flow a, point b, flow b) with (a, fa) < (b, fb).
@@ -60,17 +69,45 @@ pub(super) fn flow_pairs(points: &[PointData], off: &[i64], window: i64) -> Vec<
     edges
 }
 
-/// Votes per flow pair (flow at the first point, flow at the second).
+/// The matched packet pairs of two points (or of one point with itself), as cast:
+/// each a vote for the pair of flows (flow at the first point, flow at the second),
+/// as strong as the weaker of the two packets' fingerprints.
 #[derive(Default)]
-struct Votes(HashMap<(u32, u32), Vote>);
+struct Votes(Vec<(u32, u32, Strength)>);
 
 impl Votes {
     fn add(&mut self, ra: &Rec, rb: &Rec) {
-        let v = self.0.entry((ra.flow, rb.flow)).or_default();
-        v.packets += 1;
-        // Combine as independent evidence: 1 - Π(1 - w).
-        let w = ra.strength.min(rb.strength).weight();
-        v.score = 1.0 - (1.0 - v.score) * (1.0 - w);
+        self.0
+            .push((ra.flow, rb.flow, ra.strength.min(rb.strength)));
+    }
+
+    /// Votes per flow pair, in the pairs' order; each pair's votes combined in the
+    /// order they were cast, so the score is the same however the casting was shared
+    /// among cores. A flow's first partner has a slot of its own (most flows have
+    /// only one); further partners go to a map.
+    fn tally(self) -> Vec<((u32, u32), Vote)> {
+        let n = self.0.iter().map(|v| v.0 as usize + 1).max().unwrap_or(0);
+        let mut first: Vec<Option<(u32, Vote)>> = vec![None; n];
+        let mut more: HashMap<(u32, u32), Vote> = HashMap::default();
+        for (a, b, strength) in self.0 {
+            match &mut first[a as usize] {
+                Some((partner, v)) if *partner == b => v.add(strength),
+                Some(_) => more.entry((a, b)).or_default().add(strength),
+                slot @ None => {
+                    let mut v = Vote::default();
+                    v.add(strength);
+                    *slot = Some((b, v));
+                }
+            }
+        }
+        let mut out: Vec<((u32, u32), Vote)> = first
+            .into_iter()
+            .enumerate()
+            .filter_map(|(a, slot)| slot.map(|(b, v)| ((a as u32, b), v)))
+            .chain(more)
+            .collect();
+        out.sort_unstable_by_key(|(k, _)| *k);
+        out
     }
 }
 
@@ -87,13 +124,11 @@ fn join_pair(
     } else {
         join_across(&points[a], off[a], &points[b], off[b], window)
     };
-    let mut out: Vec<(EdgeKey, Vote)> = votes
-        .0
+    votes
+        .tally()
         .into_iter()
         .map(|((x, y), v)| ((a, x, b, y), v))
-        .collect();
-    out.sort_by_key(|(k, _)| *k);
-    out
+        .collect()
 }
 
 /// End of the run of records sharing the fingerprint of `p.by_fp[start]`.
@@ -182,20 +217,21 @@ fn pair_run(run: &[&Rec], window: i64) -> Vec<(usize, usize)> {
 /// walk would count them, so the votes are the same on any number of cores.
 fn join_across(pa: &PointData, off_a: i64, pb: &PointData, off_b: i64, window: i64) -> Votes {
     let (sa, sb) = (pa.fp_slices(), pb.fp_slices());
-    let parts: Vec<Vec<(u32, u32)>> = (0..sa.len() - 1)
+    let parts: Vec<(Vec<(u32, u32)>, Votes)> = (0..sa.len() - 1)
         .into_par_iter()
         .map(|k| {
             let (ra, rb) = (sa[k]..sa[k + 1], sb[k]..sb[k + 1]);
             merge_across(pa, ra, off_a, pb, rb, off_b, window)
         })
         .collect();
-    let mut votes = Votes::default();
+    let mut votes = Votes(Vec::with_capacity(parts.iter().map(|(p, _)| p.len()).sum()));
     let (mut used_a, mut used_b) = (vec![false; pa.recs.len()], vec![false; pb.recs.len()]);
-    for (i, j) in parts.into_iter().flatten() {
-        let (i, j) = (i as usize, j as usize);
-        votes.add(&pa.recs[i], &pb.recs[j]);
-        used_a[i] = true;
-        used_b[j] = true;
+    for (pairs, part) in parts {
+        for (i, j) in pairs {
+            used_a[i as usize] = true;
+            used_b[j as usize] = true;
+        }
+        votes.0.extend(part.0);
     }
     let (x, y) = (
         Recs {
@@ -217,7 +253,7 @@ fn join_across(pa: &PointData, off_a: i64, pb: &PointData, off_b: i64, window: i
 
 /// [`join_across`]'s walk over positions `ra` of `pa`'s fingerprint order and `rb` of
 /// `pb`'s, which hold the same fingerprints: the pairs of records (indices into each
-/// point's records) in the order the walk finds them.
+/// point's records) and their votes, in the order the walk finds them.
 fn merge_across(
     pa: &PointData,
     ra: std::ops::Range<usize>,
@@ -226,8 +262,8 @@ fn merge_across(
     rb: std::ops::Range<usize>,
     off_b: i64,
     window: i64,
-) -> Vec<(u32, u32)> {
-    let mut out = Vec::new();
+) -> (Vec<(u32, u32)>, Votes) {
+    let (mut pairs, mut votes) = (Vec::new(), Votes::default());
     let (fa, fb) = (&pa.by_fp[..ra.end], &pb.by_fp[..rb.end]);
     let (mut i, mut j) = (ra.start, rb.start);
     while i < fa.len() && j < fb.len() {
@@ -248,7 +284,8 @@ fn merge_across(
             let ry = &pb.recs[fb[y] as usize];
             let d = (ry.ts - off_b) - (rx.ts - off_a);
             if d.abs() <= window {
-                out.push((fa[x], fb[y]));
+                pairs.push((fa[x], fb[y]));
+                votes.add(rx, ry);
                 x += 1;
                 y += 1;
             } else if d < 0 {
@@ -260,7 +297,7 @@ fn merge_across(
         i = ea;
         j = eb;
     }
-    out
+    (pairs, votes)
 }
 
 /// Pairs the packets of two flows: for each record of `up`, the nearest unused record
@@ -451,6 +488,37 @@ mod tests {
     }
 
     #[test]
+    fn votes_are_tallied_per_flow_pair_in_the_order_cast() {
+        use Strength::{Medium, Strong, Weak};
+        let votes = Votes(vec![
+            (1, 5, Strong),
+            (0, 3, Weak),
+            (1, 6, Medium),
+            (1, 5, Weak),
+            (0, 3, Strong),
+            (1, 6, Weak),
+        ]);
+        let seq = |ws: &[Strength]| {
+            let mut v = Vote::default();
+            for &w in ws {
+                v.add(w);
+            }
+            v
+        };
+        assert_eq!(
+            votes.tally(),
+            [
+                ((0, 3), seq(&[Weak, Strong])),
+                ((1, 5), seq(&[Strong, Weak])),
+                ((1, 6), seq(&[Medium, Weak])),
+            ]
+        );
+        assert_eq!(seq(&[Weak, Strong]).packets, 2);
+        let expected = 1.0 - (1.0 - 0.3) * (1.0 - 0.95);
+        assert!((seq(&[Weak, Strong]).score - expected).abs() < 1e-12);
+    }
+
+    #[test]
     fn the_walk_in_slices_finds_the_pairs_of_one_walk() {
         // Sixty connections, their packets' fingerprints in every range of the space,
         // the outside clock 2 ms ahead and forwarding 30 µs.
@@ -472,29 +540,17 @@ mod tests {
         let (a, b) = (point("a", 0, &inside), point("b", 1, &outside));
         let (sa, sb) = (a.fp_slices(), b.fp_slices());
         assert!(sa.windows(2).filter(|w| w[1] > w[0]).count() > 8, "{sa:?}");
-        let sliced: Vec<(u32, u32)> = (0..sa.len() - 1)
-            .flat_map(|k| {
-                merge_across(
-                    &a,
-                    sa[k]..sa[k + 1],
-                    0,
-                    &b,
-                    sb[k]..sb[k + 1],
-                    2 * MS,
-                    SECOND,
-                )
-            })
-            .collect();
-        let whole = merge_across(
-            &a,
-            0..a.by_fp.len(),
-            0,
-            &b,
-            0..b.by_fp.len(),
-            2 * MS,
-            SECOND,
-        );
+        let (mut sliced, mut sliced_votes) = (Vec::new(), Vec::new());
+        for k in 0..sa.len() - 1 {
+            let (ra, rb) = (sa[k]..sa[k + 1], sb[k]..sb[k + 1]);
+            let (pairs, votes) = merge_across(&a, ra, 0, &b, rb, 2 * MS, SECOND);
+            sliced.extend(pairs);
+            sliced_votes.extend(votes.0);
+        }
+        let (ra, rb) = (0..a.by_fp.len(), 0..b.by_fp.len());
+        let (whole, whole_votes) = merge_across(&a, ra, 0, &b, rb, 2 * MS, SECOND);
         assert_eq!(sliced, whole);
+        assert_eq!(sliced_votes, whole_votes.0);
         assert_eq!(whole.len(), inside.len());
     }
 
