@@ -189,7 +189,7 @@ pub fn correlate(
     translations::link_all(&points, &mut connections, &off, window, &config.trace);
     streams::summarize(&points, &mut connections, &off);
     // The last step reads connections only: the points' records and flows are given
-    // back before it, so its index of every hop does not come on top of them.
+    // back before it.
     let points: Vec<PointSummary> = points
         .into_iter()
         .zip(offsets)

@@ -16,7 +16,7 @@
 
 use std::collections::BTreeSet;
 
-use foldhash::{HashMap, HashMapExt};
+use foldhash::HashMap;
 use smallvec::SmallVec;
 
 use rayon::prelude::*;
@@ -544,43 +544,54 @@ fn gaps(
 /// connection would have had downstream with its original source port (another
 /// connection's hop at the same point), and whether that one started first.
 pub(super) fn port_reallocs(conns: &mut [Connection]) {
-    let hops = conns.iter().map(|c| c.hops.len()).sum();
-    let mut by_tuple: HashMap<(usize, Tuple), SmallVec<[u32; 1]>> = HashMap::with_capacity(hops);
+    // The tuples wanted: few connections have their port moved, so only those tuples
+    // are looked for among every hop, not every hop indexed.
+    let wanted: Vec<(usize, usize, (usize, Tuple))> = conns
+        .iter()
+        .enumerate()
+        .flat_map(|(ci, c)| {
+            c.links
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| l.change.sport_changed)
+                .map(move |(i, _)| {
+                    let (up, down) = (&c.hops[i], &c.hops[i + 1]);
+                    let t = Tuple {
+                        sport: up.flow.tuple.sport,
+                        ..down.flow.tuple
+                    };
+                    (ci, i, (down.point, t))
+                })
+        })
+        .collect();
+    if wanted.is_empty() {
+        return;
+    }
+    let mut held: HashMap<(usize, Tuple), SmallVec<[u32; 1]>> =
+        wanted.iter().map(|w| (w.2, SmallVec::new())).collect();
     for (ci, c) in conns.iter().enumerate() {
         for h in &c.hops {
-            by_tuple
-                .entry((h.point, h.flow.tuple))
-                .or_default()
-                .push(ci as u32);
+            if let Some(v) = held.get_mut(&(h.point, h.flow.tuple)) {
+                v.push(ci as u32);
+            }
         }
     }
     // What each moved port wanted and who held it, decided before any is written.
-    let mut found = Vec::new();
-    for (ci, c) in conns.iter().enumerate() {
-        for (i, l) in c.links.iter().enumerate() {
-            if !l.change.sport_changed {
-                continue;
-            }
+    let found: Vec<(usize, usize, PortRealloc)> = wanted
+        .into_iter()
+        .map(|(ci, i, key)| {
+            let c = &conns[ci];
             let (up, down) = (&c.hops[i], &c.hops[i + 1]);
-            let wanted = Tuple {
-                sport: up.flow.tuple.sport,
-                ..down.flow.tuple
+            let holder = held[&key].iter().map(|&o| o as usize).find(|&o| o != ci);
+            let r = PortRealloc {
+                wanted_sport: up.flow.tuple.sport,
+                got_sport: down.flow.tuple.sport,
+                colliding: holder.map(|o| conns[o].id.clone()),
+                colliding_started_first: holder.map(|o| conns[o].first_ns() <= c.first_ns()),
             };
-            let holder = by_tuple
-                .get(&(down.point, wanted))
-                .and_then(|v| v.iter().map(|&o| o as usize).find(|&o| o != ci));
-            found.push((
-                ci,
-                i,
-                PortRealloc {
-                    wanted_sport: up.flow.tuple.sport,
-                    got_sport: down.flow.tuple.sport,
-                    colliding: holder.map(|o| conns[o].id.clone()),
-                    colliding_started_first: holder.map(|o| conns[o].first_ns() <= c.first_ns()),
-                },
-            ));
-        }
-    }
+            (ci, i, r)
+        })
+        .collect();
     for (ci, i, r) in found {
         conns[ci].links[i].port_realloc = Some(r);
     }
