@@ -21,6 +21,7 @@
 use std::collections::BTreeMap;
 
 use foldhash::{HashMap, HashMapExt, HashSet};
+use smallvec::SmallVec;
 
 use super::EntryFacts;
 use crate::correlate::Correlation;
@@ -470,7 +471,7 @@ pub fn translated_downstream(conn: &crate::correlate::Connection, hi: usize, pos
 }
 
 /// Where each tuple is a hop: tuple → (connection, hop).
-pub type HopIndex = HashMap<Tuple, Vec<(usize, usize)>>;
+pub type HopIndex = HashMap<Tuple, SmallVec<[(usize, usize); 1]>>;
 
 /// The [`HopIndex`] of a correlation: built once, by [`super::Ctx::new`].
 pub fn index(c: &Correlation) -> HopIndex {

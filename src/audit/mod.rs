@@ -154,10 +154,18 @@ impl FromStr for FailOn {
 
 /// Runs every rule on a correlation and its witnesses.
 pub fn audit(c: &Correlation, cfg: &Config, witnesses: Vec<Witness>) -> Audit {
-    // Two independent passes over every connection.
+    // Two independent passes over every connection; the index of hops by tuple is
+    // only read to place conntrack entries.
+    let tables = witnesses.iter().any(|w| matches!(w, Witness::Conntrack(_)));
     let (topo, hops) = rayon::join(
         || topology::Topology::learn(c, &cfg.inside),
-        || ct::index(c),
+        || {
+            if tables {
+                ct::index(c)
+            } else {
+                ct::HopIndex::default()
+            }
+        },
     );
     let mut dumps = Vec::new();
     let mut rule_sets = Vec::new();

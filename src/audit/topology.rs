@@ -19,6 +19,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use foldhash::HashMap;
+use smallvec::SmallVec;
+
 use super::Cidr;
 use crate::correlate::Correlation;
 use crate::model::Proto;
@@ -45,8 +48,10 @@ pub struct Topology {
     /// connections from that prefix to destinations outside the inside prefixes.
     pub egress: BTreeMap<(usize, Cidr), BTreeMap<usize, Vec<usize>>>,
     /// Translated source endpoints at the point they left on: (point, proto, NAT
-    /// address, NAT port) → connections whose tuple there carries them.
-    pub endpoints: BTreeMap<EndpointKey, Vec<usize>>,
+    /// address, NAT port) → connections whose tuple there carries them, in order.
+    /// Looked up, never walked: a map of one entry a translated connection, most
+    /// holding one connection.
+    pub endpoints: HashMap<EndpointKey, SmallVec<[usize; 1]>>,
     /// Per inside prefix: the points where NAT hides its addresses (downstream of a
     /// source translation of one of them, upstream of a DNAT to one of them). An
     /// address of the prefix seen there untranslated escaped NAT, whether or not that
