@@ -83,24 +83,9 @@ pub struct ReturnHop {
 /// The flow is turned so that its packets are responder packets, its component
 /// merged into the connection's, and how it was joined recorded in `comps.joined`.
 pub(super) fn attach(points: &mut [PointData], comps: &mut Components, off: &[i64]) {
-    // Nodes are numbered densely; every node is in one component.
-    let mut comp_of = vec![usize::MAX; comps.nodes.len()];
-    for (ci, m) in comps.members.iter().enumerate() {
-        for &n in m {
-            comp_of[n] = ci;
-        }
-    }
-    // Most tuples are one flow's: no allocation of their own.
-    let mut by_tuple: HashMap<Tuple, SmallVec<[usize; 1]>> =
-        HashMap::with_capacity(comps.nodes.len());
-    for (n, &(p, f)) in comps.nodes.iter().enumerate() {
-        let flow = &points[p].flows[f as usize];
-        if flow.packets[0] > 0 && flow.icmp_error.is_none() && !flow.is_control() {
-            by_tuple.entry(flow.tuple).or_default().push(n);
-        }
-    }
-    // (node, its component, the connection it answers, how).
-    let mut moves: Vec<(usize, usize, usize, Joined)> = Vec::new();
+    // The connections of one one-way flow, and the tuple its requests would have had:
+    // few, so only the flows carrying one of those tuples are looked for.
+    let mut lone: Vec<(usize, usize, Tuple)> = Vec::new();
     for (ci, members) in comps.members.iter().enumerate() {
         let &[n] = members.as_slice() else {
             continue;
@@ -110,11 +95,35 @@ pub(super) fn attach(points: &mut [PointData], comps: &mut Components, off: &[i6
         if !flow.is_one_way() || flow.icmp_error.is_some() || flow.is_control() {
             continue;
         }
-        let request = flow.sending_tuple().reversed();
-        let answered: Vec<(usize, Joined)> = by_tuple
-            .get(&request)
-            .into_iter()
-            .flatten()
+        lone.push((ci, n, flow.sending_tuple().reversed()));
+    }
+    if lone.is_empty() {
+        return;
+    }
+    // Nodes are numbered densely; every node is in one component.
+    let mut comp_of = vec![usize::MAX; comps.nodes.len()];
+    for (ci, m) in comps.members.iter().enumerate() {
+        for &n in m {
+            comp_of[n] = ci;
+        }
+    }
+    // Most tuples are one flow's: no allocation of their own.
+    let mut by_tuple: HashMap<Tuple, SmallVec<[usize; 1]>> =
+        lone.iter().map(|&(_, _, t)| (t, SmallVec::new())).collect();
+    for (n, &(p, f)) in comps.nodes.iter().enumerate() {
+        let flow = &points[p].flows[f as usize];
+        if flow.packets[0] > 0 && flow.icmp_error.is_none() && !flow.is_control() {
+            if let Some(v) = by_tuple.get_mut(&flow.tuple) {
+                v.push(n);
+            }
+        }
+    }
+    // (node, its component, the connection it answers, how).
+    let mut moves: Vec<(usize, usize, usize, Joined)> = Vec::new();
+    for (ci, n, request) in lone {
+        let (p, f) = comps.nodes[n];
+        let answered: Vec<(usize, Joined)> = by_tuple[&request]
+            .iter()
             .filter(|&&m| {
                 let (q, _) = comps.nodes[m];
                 let cm = comp_of[m];
