@@ -14,7 +14,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use foldhash::{HashMap, HashMapExt};
+use foldhash::HashMap;
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -277,11 +277,21 @@ fn precedence_votes(points: &[PointData], x: &Hop, y: &Hop, off: &[i64], window:
 /// Adds a [`Related`] on both sides of every rejected flow pair whose flows ended in
 /// two different connections, then sorts each connection's list.
 pub(super) fn relate(conns: &mut [Connection], rejected: &[(EdgeKey, Vote)], points: &[PointData]) {
-    let mut conn_of: HashMap<(usize, usize), usize> = HashMap::new();
-    for (ci, c) in conns.iter().enumerate() {
-        for h in c.all_hops() {
-            for &f in &h.flow_idx {
-                conn_of.insert((h.point, f), ci);
+    // The connection of each flow a refused pair names: few, so only those are looked
+    // for among the hops, not every flow indexed.
+    let mut conn_of: HashMap<(usize, usize), usize> = rejected
+        .iter()
+        .flat_map(|&((a, fa, b, fb), _)| [(a, fa as usize), (b, fb as usize)])
+        .map(|k| (k, usize::MAX))
+        .collect();
+    if !conn_of.is_empty() {
+        for (ci, c) in conns.iter().enumerate() {
+            for h in c.all_hops() {
+                for &f in &h.flow_idx {
+                    if let Some(at) = conn_of.get_mut(&(h.point, f)) {
+                        *at = ci;
+                    }
+                }
             }
         }
     }
