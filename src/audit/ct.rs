@@ -473,7 +473,9 @@ pub fn translated_downstream(conn: &crate::correlate::Connection, hi: usize, pos
 /// Where each tuple is a hop: tuple → (connection, hop).
 pub type HopIndex = HashMap<Tuple, SmallVec<[(usize, usize); 1]>>;
 
-/// The [`HopIndex`] of a correlation: built once, by [`super::Ctx::new`].
+/// The [`HopIndex`] of a correlation: built once a run, beside the topology, and only
+/// when conntrack tables are given (it places their entries; [`super::audit`]), or by
+/// [`super::Ctx::new`].
 pub fn index(c: &Correlation) -> HopIndex {
     let mut idx = HopIndex::with_capacity(c.connections.len() * 2);
     for (ci, conn) in c.connections.iter().enumerate() {
