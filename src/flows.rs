@@ -22,6 +22,7 @@ use crate::model::{tcp_flags, Packet, Proto, Tunnel, Tuple, L4};
 
 /// Which side of a flow sent a packet, relative to the first packet seen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
 pub enum Side {
     /// Sent by the sender of the flow's first packet.
     A,

@@ -12,6 +12,7 @@ use crate::model::{Packet, Proto, L4};
 
 /// How much a single fingerprint match says about two packets being the same.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
 pub enum Strength {
     /// Few distinguishing bits (IPv6 UDP with a tiny payload, protocols without ports).
     Weak = 0,

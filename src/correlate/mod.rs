@@ -131,6 +131,12 @@ impl Connection {
         self.all_hops().map(|h| h.last_ns).max().unwrap_or(0)
     }
 
+    /// The flows its hops are made of, as (point, flow at the point).
+    fn point_flows(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.all_hops()
+            .flat_map(|h| h.flow_idx.iter().map(move |&f| (h.point, f)))
+    }
+
     /// The hops of the path, then the return hops.
     pub fn all_hops(&self) -> impl Iterator<Item = &Hop> {
         self.hops.iter().chain(self.returns.iter().map(|r| &r.hop))
@@ -160,6 +166,10 @@ pub struct Correlation {
     pub config: Config,
 }
 
+/// Connections whose links are built at once (in parallel) before the records they
+/// read are given back.
+const BATCH: usize = 4096;
+
 /// Reads the inputs and correlates them.
 pub fn run(specs: &[InputSpec], opts: &ReadOptions, config: Config) -> Correlation {
     let (points, inputs) = points::read_points(specs, opts);
@@ -186,8 +196,18 @@ pub fn correlate(
     returns::attach(&mut points, &mut comps, &off);
     let mut connections = paths::connections(&points, &comps, &off, window);
     paths::relate(&mut connections, &comps.rejected, &points);
-    translations::link_all(&points, &mut connections, &off, window, &config.trace);
-    streams::summarize(&points, &mut connections, &off);
+    // The steps that read records connection by connection run a batch of
+    // connections at a time, in the connections' order, and the records of the
+    // batches done are given back as they go.
+    let mut release = points::Release::new(
+        &mut points,
+        connections.iter().flat_map(Connection::point_flows),
+    );
+    for batch in connections.chunks_mut(BATCH) {
+        translations::link_all(&points, batch, &off, window, &config.trace);
+        streams::summarize(&points, batch, &off);
+        release.done(&mut points, batch.iter().flat_map(Connection::point_flows));
+    }
     // The last step reads connections only: the points' records and flows are given
     // back before it.
     let points: Vec<PointSummary> = points

@@ -113,6 +113,9 @@ impl Rec {
 
 // The size the memory estimate above counts on.
 const _: () = assert!(std::mem::size_of::<Rec>() == 56);
+// A record whose bytes are all zero is a valid one (`Side::A`, `Strength::Weak`, every
+// flag false): what the pages [`Release`] gives back read as, were they read again.
+const _: () = assert!(Side::A as u8 == 0 && Strength::Weak as u8 == 0);
 
 /// A capture point ready for correlation.
 #[derive(Clone, Debug)]
@@ -284,6 +287,136 @@ fn by_flow(mut recs: Vec<Rec>, flow_start: &[u32]) -> Vec<Rec> {
     recs
 }
 
+/// Gives the points' records back to the system as the per-connection steps finish
+/// with them, so that the connections being built and the records already read are
+/// not held at once in full. The records are in flow order, and flows in the order
+/// their first packet came, as connections are: working through the connections in
+/// their order frees the records from the front of each point's order to its back.
+///
+/// Records are given back a chunk of [`Release::CHUNK`] bytes at a time (whole pages
+/// of it), once no flow with records in the chunk has a connection still to go. The
+/// records stay in place: their pages read as zeros again (a valid record, never
+/// read: nothing after the steps that [`Release::done`] is told of reads records).
+pub struct Release {
+    points: Vec<PointRelease>,
+}
+
+struct PointRelease {
+    /// Per flow: the connections still to go that read its records.
+    uses: Vec<u32>,
+    /// Per chunk of the records' memory: the flows with records in it that still have
+    /// uses.
+    pending: Vec<u32>,
+    /// Address of chunk 0: the records' address rounded down to a chunk.
+    origin: usize,
+}
+
+impl Release {
+    /// Bytes of records given back at once: a multiple of any page size.
+    pub const CHUNK: usize = 1 << 18;
+
+    /// Counts the uses `flows` lists ((point, flow), once per connection that reads
+    /// the flow's records), and gives back at once the chunks of records no flow used
+    /// holds.
+    pub fn new(points: &mut [PointData], flows: impl Iterator<Item = (usize, usize)>) -> Release {
+        let mut uses: Vec<Vec<u32>> = points.iter().map(|p| vec![0; p.flows.len()]).collect();
+        for (p, f) in flows {
+            uses[p][f] += 1;
+        }
+        let release = Release {
+            points: points
+                .iter()
+                .zip(uses)
+                .map(|(p, uses)| {
+                    let origin = p.recs.as_ptr() as usize & !(Self::CHUNK - 1);
+                    let end = p.recs.as_ptr_range().end as usize;
+                    let chunks = (end - origin).div_ceil(Self::CHUNK);
+                    let mut pending = vec![0u32; chunks];
+                    for (f, _) in uses.iter().enumerate().filter(|(_, &u)| u > 0) {
+                        for c in PointRelease::chunks(origin, p, f) {
+                            pending[c] += 1;
+                        }
+                    }
+                    PointRelease {
+                        uses,
+                        pending,
+                        origin,
+                    }
+                })
+                .collect(),
+        };
+        for (r, p) in release.points.iter().zip(points.iter_mut()) {
+            for c in 0..r.pending.len() {
+                if r.pending[c] == 0 {
+                    r.give_back(p, c);
+                }
+            }
+        }
+        release
+    }
+
+    /// One use each of `flows` ((point, flow)) is done; the chunks of records no
+    /// remaining use reads are given back.
+    pub fn done(&mut self, points: &mut [PointData], flows: impl Iterator<Item = (usize, usize)>) {
+        for (p, f) in flows {
+            let r = &mut self.points[p];
+            r.uses[f] -= 1;
+            if r.uses[f] > 0 {
+                continue;
+            }
+            for c in PointRelease::chunks(r.origin, &points[p], f) {
+                r.pending[c] -= 1;
+                if r.pending[c] == 0 {
+                    r.give_back(&mut points[p], c);
+                }
+            }
+        }
+    }
+}
+
+impl PointRelease {
+    /// The chunks flow `f`'s records lie in (none for a flow without records).
+    fn chunks(origin: usize, p: &PointData, f: usize) -> std::ops::Range<usize> {
+        let recs = p.flow_recs(f).as_ptr_range();
+        if recs.is_empty() {
+            return 0..0;
+        }
+        let (first, last) = (recs.start as usize, recs.end as usize - 1);
+        (first - origin) / Release::CHUNK..(last - origin) / Release::CHUNK + 1
+    }
+
+    /// Gives chunk `c` of `p`'s records back: the whole pages of it the records fill.
+    fn give_back(&self, p: &mut PointData, c: usize) {
+        let span = p.recs.as_mut_ptr_range();
+        let (lo, hi) = (span.start as usize, span.end as usize);
+        let start = (self.origin + c * Release::CHUNK).max(lo);
+        let end = (self.origin + (c + 1) * Release::CHUNK).min(hi);
+        let page = page_size();
+        let (start, end) = (start.next_multiple_of(page), end - end % page);
+        if start < end {
+            // SAFETY: the range lies inside the records' own allocation, borrowed
+            // mutably; MADV_DONTNEED on private anonymous memory makes its pages read
+            // as zeros, which is a valid record (checked above), so this is a write of
+            // zeros to records nothing reads again. Nothing else lives in those pages:
+            // only whole pages between the first and last record's bytes are named.
+            unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+            }
+        }
+    }
+}
+
+/// The size of a page of memory.
+fn page_size() -> usize {
+    // SAFETY: sysconf reads a constant of the system.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 {
+        n as usize
+    } else {
+        4096
+    }
+}
+
 /// Reads every input in parallel into points (in input order, then the input's own
 /// point order) and returns them with the per-input results (warnings, counters).
 pub fn read_points(specs: &[InputSpec], opts: &ReadOptions) -> (Vec<PointData>, Vec<InputResult>) {
@@ -385,5 +518,59 @@ mod tests {
         let mut want = recs.clone();
         want.sort_by_key(|r| (r.flow, r.ts, r.fp));
         assert_eq!(by_flow(recs, &flow_start), want);
+    }
+
+    #[test]
+    fn records_are_given_back_once_no_use_is_left_and_others_are_kept() {
+        // 300 flows of 100 records each, interleaved in the capture: 1.7 MB of
+        // records, several chunks.
+        let mut packets = Vec::new();
+        for i in 0..30_000u32 {
+            let (flow, k) = (i % 300, i / 300);
+            let src = format!("192.0.2.{}:{}", 1 + flow / 200, 1024 + flow);
+            let ts = i64::from(i) * 1_000;
+            packets.push(testkit::udp(
+                ts,
+                &src,
+                "198.51.100.1:53",
+                Some(k),
+                u64::from(i) + 1,
+            ));
+        }
+        let mut points = vec![testkit::point("p", 0, &packets)];
+        let kept = points[0].recs.clone();
+        let zero = |r: &Rec| r.fp == 0 && r.ts == 0 && r.flow == 0;
+        // Flows 0 to 9 are no connection's; 10 to 299 one connection's each, and
+        // flow 150 two connections'.
+        let uses = || (10..300).chain([150]).map(|f| (0, f));
+        let mut release = Release::new(&mut points, uses());
+        assert_eq!(
+            points[0].recs, kept,
+            "every chunk still holds a flow in use"
+        );
+        release.done(&mut points, (10..200).map(|f| (0, f)));
+        let p = &points[0];
+        for f in 150..300 {
+            assert_eq!(
+                p.flow_recs(f),
+                &kept[p.flow_start[f] as usize..p.flow_start[f + 1] as usize]
+            );
+        }
+        // Flows 10 to 149 fill 784 kB of the order with no flow in use: at least two
+        // whole chunks of it are given back.
+        let done = &p.recs[p.flow_start[10] as usize..p.flow_start[150] as usize];
+        let given_back = done.iter().filter(|r| zero(r)).count();
+        let chunk = Release::CHUNK / std::mem::size_of::<Rec>();
+        assert!(given_back >= 2 * chunk, "{given_back} records given back");
+        release.done(
+            &mut points,
+            uses().filter(|&(_, f)| f >= 200).chain([(0, 150)]),
+        );
+        let page = page_size() / std::mem::size_of::<Rec>() + 1;
+        let inner = &points[0].recs[page..kept.len() - page];
+        assert!(
+            inner.iter().all(zero),
+            "all but the first and last pages given back"
+        );
     }
 }
