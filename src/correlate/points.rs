@@ -209,27 +209,39 @@ impl PointData {
 /// The indices of `recs` ordered by (fingerprint, time, index). Fingerprints are
 /// hashes, spread evenly: one counting pass places compact keys (read side by side, not
 /// through the records) into buckets by their top bits, about eight a bucket, and each
-/// bucket is then sorted on its own. A bucket that crafted packets fill is sorted
-/// like any other, in n log n.
+/// bucket is then sorted on its own. A key is 8 bytes: the 32 bits of the fingerprint
+/// below the bucket's, then the index; the few keys of a bucket that share those bits
+/// are put in order by their records. A bucket that crafted packets fill is sorted like
+/// any other, in n log n.
 fn fingerprint_order(recs: &[Rec]) -> Vec<u32> {
     let bits = (usize::BITS - (recs.len() / 8).leading_zeros()).clamp(1, 24);
     let bucket = |fp: u64| (fp >> (64 - bits)) as usize;
     let start = starts(1 << bits, recs.iter().map(|r| bucket(r.fp)));
     let mut next = start.clone();
-    let mut keys = vec![(0u64, 0i64, 0u32); recs.len()];
+    let mut keys = vec![0u64; recs.len()];
     for (i, r) in recs.iter().enumerate() {
         let b = &mut next[bucket(r.fp)];
-        keys[*b as usize] = (r.fp, r.ts, i as u32);
+        keys[*b as usize] = ((r.fp << bits) >> 32) << 32 | i as u64;
         *b += 1;
     }
     drop(next);
+    let full = |k: &u64| {
+        let r = &recs[*k as u32 as usize];
+        (r.fp, r.ts, *k as u32)
+    };
     for w in start.windows(2) {
         let run = &mut keys[w[0] as usize..w[1] as usize];
-        if run.len() > 1 {
-            run.sort_unstable();
+        if run.len() < 2 {
+            continue;
+        }
+        run.sort_unstable();
+        for same in run.chunk_by_mut(|a, b| a >> 32 == b >> 32) {
+            if same.len() > 1 {
+                same.sort_unstable_by_key(full);
+            }
         }
     }
-    keys.into_iter().map(|(_, _, i)| i).collect()
+    keys.into_iter().map(|k| k as u32).collect()
 }
 
 /// Where each of `flows` flows starts once `recs` are in flow order: the records of
