@@ -16,6 +16,8 @@
 //! orientation of a connection's flows, the order of its hops and its translations all
 //! rest on them.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use foldhash::HashMap;
 use rayon::prelude::*;
 
@@ -81,15 +83,19 @@ impl Votes {
             .push((ra.flow, rb.flow, ra.strength.min(rb.strength)));
     }
 
-    /// Votes per flow pair, in the pairs' order; each pair's votes combined in the
-    /// order they were cast, so the score is the same however the casting was shared
-    /// among cores. A flow's first partner has a slot of its own (most flows have
-    /// only one); further partners go to a map.
-    fn tally(self) -> Vec<((u32, u32), Vote)> {
-        let n = self.0.iter().map(|v| v.0 as usize + 1).max().unwrap_or(0);
+    /// Votes per flow pair, in the pairs' order, of the votes cast in `parts` one
+    /// part after the other; each pair's votes combined in the order they were cast,
+    /// so the score is the same however the casting was shared among cores. A flow's
+    /// first partner has a slot of its own (most flows have only one); further
+    /// partners go to a map. Each part is given back once counted.
+    fn tally(parts: Vec<Votes>) -> Vec<((u32, u32), Vote)> {
+        let n = (parts.iter().flat_map(|p| &p.0))
+            .map(|v| v.0 as usize + 1)
+            .max()
+            .unwrap_or(0);
         let mut first: Vec<Option<(u32, Vote)>> = vec![None; n];
         let mut more: HashMap<(u32, u32), Vote> = HashMap::default();
-        for (a, b, strength) in self.0 {
+        for (a, b, strength) in parts.into_iter().flat_map(|p| p.0) {
             match &mut first[a as usize] {
                 Some((partner, v)) if *partner == b => v.add(strength),
                 Some(_) => more.entry((a, b)).or_default().add(strength),
@@ -120,12 +126,11 @@ fn join_pair(
     window: i64,
 ) -> Vec<(EdgeKey, Vote)> {
     let votes = if a == b {
-        join_hairpin(&points[a], window)
+        vec![join_hairpin(&points[a], window)]
     } else {
         join_across(&points[a], off[a], &points[b], off[b], window)
     };
-    votes
-        .tally()
+    Votes::tally(votes)
         .into_iter()
         .map(|((x, y), v)| ((a, x, b, y), v))
         .collect()
@@ -215,24 +220,24 @@ fn pair_run(run: &[&Rec], window: i64) -> Vec<(usize, usize)> {
 /// The walk is cut into ranges of fingerprints ([`PointData::fp_slices`]) walked on
 /// whatever cores there are; their pairs are then counted in fingerprint order, as one
 /// walk would count them, so the votes are the same on any number of cores.
-fn join_across(pa: &PointData, off_a: i64, pb: &PointData, off_b: i64, window: i64) -> Votes {
+fn join_across(pa: &PointData, off_a: i64, pb: &PointData, off_b: i64, window: i64) -> Vec<Votes> {
     let (sa, sb) = (pa.fp_slices(), pb.fp_slices());
-    let parts: Vec<(Vec<(u32, u32)>, Votes)> = (0..sa.len() - 1)
+    let flags = |n: usize| (0..n).map(|_| AtomicBool::new(false)).collect::<Vec<_>>();
+    let (used_a, used_b) = (flags(pa.recs.len()), flags(pb.recs.len()));
+    let mut votes: Vec<Votes> = (0..sa.len() - 1)
         .into_par_iter()
         .map(|k| {
             let (ra, rb) = (sa[k]..sa[k + 1], sb[k]..sb[k + 1]);
-            merge_across(pa, ra, off_a, pb, rb, off_b, window)
+            merge_across(pa, ra, off_a, pb, rb, off_b, window, |i, j| {
+                used_a[i as usize].store(true, Ordering::Relaxed);
+                used_b[j as usize].store(true, Ordering::Relaxed);
+            })
         })
         .collect();
-    let mut votes = Votes(Vec::with_capacity(parts.iter().map(|(p, _)| p.len()).sum()));
-    let (mut used_a, mut used_b) = (vec![false; pa.recs.len()], vec![false; pb.recs.len()]);
-    for (pairs, part) in parts {
-        for (i, j) in pairs {
-            used_a[i as usize] = true;
-            used_b[j as usize] = true;
-        }
-        votes.0.extend(part.0);
-    }
+    let used = |flags: Vec<AtomicBool>| -> Vec<bool> {
+        flags.into_iter().map(AtomicBool::into_inner).collect()
+    };
+    let (used_a, used_b) = (used(used_a), used(used_b));
     let (x, y) = (
         Recs {
             recs: &pa.recs,
@@ -245,15 +250,19 @@ fn join_across(pa: &PointData, off_a: i64, pb: &PointData, off_b: i64, window: i
             used: &used_b,
         },
     );
+    let mut resegmented = Votes::default();
     for (i, j) in segments::overlapping(x, y, window, false) {
-        votes.add(&pa.recs[i], &pb.recs[j]);
+        resegmented.add(&pa.recs[i], &pb.recs[j]);
     }
+    votes.push(resegmented);
     votes
 }
 
 /// [`join_across`]'s walk over positions `ra` of `pa`'s fingerprint order and `rb` of
-/// `pb`'s, which hold the same fingerprints: the pairs of records (indices into each
-/// point's records) and their votes, in the order the walk finds them.
+/// `pb`'s, which hold the same fingerprints: the votes of the pairs of records it
+/// finds, in the order it finds them; `matched` is told each pair (indices into each
+/// point's records).
+#[allow(clippy::too_many_arguments)]
 fn merge_across(
     pa: &PointData,
     ra: std::ops::Range<usize>,
@@ -262,8 +271,9 @@ fn merge_across(
     rb: std::ops::Range<usize>,
     off_b: i64,
     window: i64,
-) -> (Vec<(u32, u32)>, Votes) {
-    let (mut pairs, mut votes) = (Vec::new(), Votes::default());
+    mut matched: impl FnMut(u32, u32),
+) -> Votes {
+    let mut votes = Votes::default();
     let (fa, fb) = (&pa.by_fp[..ra.end], &pb.by_fp[..rb.end]);
     let (mut i, mut j) = (ra.start, rb.start);
     while i < fa.len() && j < fb.len() {
@@ -284,7 +294,7 @@ fn merge_across(
             let ry = &pb.recs[fb[y] as usize];
             let d = (ry.ts - off_b) - (rx.ts - off_a);
             if d.abs() <= window {
-                pairs.push((fa[x], fb[y]));
+                matched(fa[x], fb[y]);
                 votes.add(rx, ry);
                 x += 1;
                 y += 1;
@@ -297,7 +307,7 @@ fn merge_across(
         i = ea;
         j = eb;
     }
-    (pairs, votes)
+    votes
 }
 
 /// Pairs the packets of two flows: for each record of `up`, the nearest unused record
@@ -490,14 +500,11 @@ mod tests {
     #[test]
     fn votes_are_tallied_per_flow_pair_in_the_order_cast() {
         use Strength::{Medium, Strong, Weak};
-        let votes = Votes(vec![
-            (1, 5, Strong),
-            (0, 3, Weak),
-            (1, 6, Medium),
-            (1, 5, Weak),
-            (0, 3, Strong),
-            (1, 6, Weak),
-        ]);
+        // Cast in two parts, as two ranges of the join cast them.
+        let votes = vec![
+            Votes(vec![(1, 5, Strong), (0, 3, Weak), (1, 6, Medium)]),
+            Votes(vec![(1, 5, Weak), (0, 3, Strong), (1, 6, Weak)]),
+        ];
         let seq = |ws: &[Strength]| {
             let mut v = Vote::default();
             for &w in ws {
@@ -506,7 +513,7 @@ mod tests {
             v
         };
         assert_eq!(
-            votes.tally(),
+            Votes::tally(votes),
             [
                 ((0, 3), seq(&[Weak, Strong])),
                 ((1, 5), seq(&[Strong, Weak])),
@@ -543,12 +550,16 @@ mod tests {
         let (mut sliced, mut sliced_votes) = (Vec::new(), Vec::new());
         for k in 0..sa.len() - 1 {
             let (ra, rb) = (sa[k]..sa[k + 1], sb[k]..sb[k + 1]);
-            let (pairs, votes) = merge_across(&a, ra, 0, &b, rb, 2 * MS, SECOND);
-            sliced.extend(pairs);
+            let votes = merge_across(&a, ra, 0, &b, rb, 2 * MS, SECOND, |i, j| {
+                sliced.push((i, j));
+            });
             sliced_votes.extend(votes.0);
         }
         let (ra, rb) = (0..a.by_fp.len(), 0..b.by_fp.len());
-        let (whole, whole_votes) = merge_across(&a, ra, 0, &b, rb, 2 * MS, SECOND);
+        let mut whole = Vec::new();
+        let whole_votes = merge_across(&a, ra, 0, &b, rb, 2 * MS, SECOND, |i, j| {
+            whole.push((i, j));
+        });
         assert_eq!(sliced, whole);
         assert_eq!(sliced_votes, whole_votes.0);
         assert_eq!(whole.len(), inside.len());
