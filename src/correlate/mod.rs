@@ -194,8 +194,9 @@ pub fn correlate(
     let mut comps = components::group(&points, flow_pairs);
     components::orient(&mut points, &comps, &off, window);
     returns::attach(&mut points, &mut comps, &off);
-    let mut connections = paths::connections(&points, &comps, &off, window);
-    paths::relate(&mut connections, &comps.rejected, &points);
+    let rejected = std::mem::take(&mut comps.rejected);
+    let mut connections = paths::connections(&points, comps, &off, window);
+    paths::relate(&mut connections, &rejected, &points);
     // The steps that read records connection by connection run a batch of
     // connections at a time, in the connections' order, and the records of the
     // batches done are given back as they go.

@@ -87,17 +87,27 @@ pub struct Related {
 
 /// One connection per component, hops in order and no links yet, sorted by first
 /// packet (then protocol, first hop's tuple and point) and numbered `c1`, `c2`, ...
+/// The components are given back as their connections are made.
 pub(super) fn connections(
     points: &[PointData],
-    comps: &Components,
+    comps: Components,
     off: &[i64],
     window: i64,
 ) -> Vec<Connection> {
-    let mut conns: Vec<Connection> = comps
-        .members
-        .par_iter()
+    let Components {
+        nodes,
+        first_node,
+        members,
+        edges,
+        joined,
+        ..
+    } = comps;
+    drop(edges);
+    let mut conns: Vec<Connection> = members
+        .into_par_iter()
         .map(|members| {
-            let hops = hops(points, &comps.nodes, members, off);
+            let hops = hops(points, &nodes, &members, off);
+            drop(members);
             let (hops, returns) = returns::split(points, hops, off, window);
             let hops = order(points, hops, off, window);
             let returns = returns
@@ -107,9 +117,9 @@ pub(super) fn connections(
                         .iter()
                         .position(|h| h.point == point && h.flow_idx[..] == flows[..])
                         .expect("the hop beside a return hop is on the path");
-                    let node = comps.first_node[hop.point] + hop.flow_idx[0];
+                    let node = first_node[hop.point] + hop.flow_idx[0];
                     ReturnHop {
-                        joined: comps.joined.get(&node).copied().unwrap_or(Joined::Packets),
+                        joined: joined.get(&node).copied().unwrap_or(Joined::Packets),
                         hop,
                         beside,
                         toward: None,
@@ -335,16 +345,26 @@ mod tests {
     const SECOND: i64 = 1_000 * MS;
 
     /// The steps up to this one, on points with one clock.
-    fn paths_of(mut points: Vec<PointData>) -> (Vec<PointData>, Components, Vec<Connection>) {
+    /// The points, the components' members, the pairs refused and the connections.
+    type Built = (
+        Vec<PointData>,
+        Vec<Vec<usize>>,
+        Vec<(EdgeKey, Vote)>,
+        Vec<Connection>,
+    );
+
+    fn paths_of(mut points: Vec<PointData>) -> Built {
         let off: Vec<i64> = offset::estimate(&points)
             .iter()
             .map(|o| o.offset_ns)
             .collect();
         assert!(off.iter().all(|&o| o == 0));
-        let comps = components::group(&points, pairing::flow_pairs(&points, &off, SECOND));
+        let mut comps = components::group(&points, pairing::flow_pairs(&points, &off, SECOND));
         components::orient(&mut points, &comps, &off, SECOND);
-        let conns = connections(&points, &comps, &off, SECOND);
-        (points, comps, conns)
+        let rejected = std::mem::take(&mut comps.rejected);
+        let members = comps.members.clone();
+        let conns = connections(&points, comps, &off, SECOND);
+        (points, members, rejected, conns)
     }
 
     #[test]
@@ -359,7 +379,7 @@ mod tests {
             point("veth", 1, &veth),
             point("docker0", 2, &docker0),
         ];
-        let (_, _, conns) = paths_of(points);
+        let (_, _, _, conns) = paths_of(points);
         assert_eq!(conns.len(), 1);
         let c = &conns[0];
         assert_eq!(c.id, "c1");
@@ -383,12 +403,12 @@ mod tests {
             view(&early, "203.0.113.1:40000", "198.51.100.7:443", 30 * US, 1),
         ]
         .concat();
-        let (_, comps, conns) = paths_of(vec![
+        let (_, members, _, conns) = paths_of(vec![
             point("docker0", 0, &inside),
             point("eth0", 1, &outside),
         ]);
         // Components come in flow order: the late connection first.
-        assert_eq!(comps.members, [vec![0, 2], vec![1, 3]]);
+        assert_eq!(members, [vec![0, 2], vec![1, 3]]);
         let ids: Vec<(&str, u16)> = conns
             .iter()
             .map(|c| (c.id.as_str(), c.hops[0].flow.tuple.sport))
@@ -405,11 +425,11 @@ mod tests {
         let escaped = view(&inside, "172.17.0.2:40000", "198.51.100.7:443", 30 * US, 1);
         outside.truncate(4);
         outside.extend_from_slice(&escaped[4..]);
-        let (points, comps, mut conns) = paths_of(vec![
+        let (points, _, rejected, mut conns) = paths_of(vec![
             point("docker0", 0, &inside),
             point("eth0", 1, &outside),
         ]);
-        relate(&mut conns, &comps.rejected, &points);
+        relate(&mut conns, &rejected, &points);
         assert_eq!(conns.len(), 2);
         let related = |point: &str, connection: &str, other_point: &str| Related {
             point: point.into(),
