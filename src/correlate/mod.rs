@@ -31,7 +31,9 @@
 //!    userland proxy splices can be told to carry the same bytes.
 //!
 //! With step 6, the connections [`Config::trace`] names keep their packets one by one
-//! (`trace`: [`Packets`]) for the reports that list or draw them.
+//! (`trace`: [`Packets`]) for the reports that list or draw them. Steps 6 and 7 run a
+//! batch of connections at a time, in the connections' order, and give back the
+//! packet records no connection still to go reads ([`points::Release`]).
 //!
 //! This module holds the sequence and the result ([`Correlation`], [`Connection`],
 //! [`PointSummary`]); the types of hops and links belong to their steps and are

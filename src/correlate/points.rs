@@ -16,7 +16,8 @@ use crate::model::{Packet, L4};
 
 /// One packet as correlation sees it. 56 bytes, so a capture of N packets costs
 /// about 60·N bytes here until the cross-point join (this record plus its index in
-/// fingerprint order, [`PointData::by_fp`]) and 56·N after it.
+/// fingerprint order, [`PointData::by_fp`]) and 56·N after it, given back as the
+/// connections that read them are linked ([`Release`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rec {
     pub fp: u64,
