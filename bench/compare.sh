@@ -12,7 +12,8 @@
 #   tcpdump -r -w        on each file, written to /dev/null (read and copy: the floor)
 #   cat                  both files, to /dev/null
 # and peak memory at twice the packets per connection: a second pair with the same
-# number of connections, each exchange repeated (gen_pair --connections N --exchanges 2).# Every run is repeated (best wall and CPU times kept: the least disturbed by the rest
+# number of connections, each exchange repeated (gen_pair --connections N --exchanges 2).
+# Every run is repeated (best wall and CPU times kept: the least disturbed by the rest
 # of the machine) after one untimed read of the files, so all read from the page
 # cache. packets_per_s counts the packets of every input of the run.
 #

@@ -17,7 +17,8 @@
 //!    answer, by the replies' own fields.
 //! 5. `paths`: per connection (in parallel), its [`Hop`]s in the initiator's direction,
 //!    and its replies at points beside the path ([`ReturnHop`]: asymmetric routes);
-//!    connections numbered in time order, refused pairs attached as [`Related`].
+//!    once all are made, connections numbered in time order, refused pairs attached as
+//!    [`Related`].
 //! 6. `translations`: per connection (in parallel), a [`Link`] for each consecutive
 //!    pair of hops: the translation, matched and unmatched packets per direction
 //!    (TCP data by byte range, pure ACKs superseded by a later one: [`Resegmentation`]),
@@ -31,9 +32,10 @@
 //!    userland proxy splices can be told to carry the same bytes.
 //!
 //! With step 6, the connections [`Config::trace`] names keep their packets one by one
-//! (`trace`: [`Packets`]) for the reports that list or draw them. Steps 6 and 7 run a
-//! batch of connections at a time, in the connections' order, and give back the
-//! packet records no connection still to go reads ([`points::Release`]).
+//! (`trace`: [`Packets`]) for the reports that list or draw them. Steps 5 to 7 run a
+//! batch of connections at a time, in the order of their first packet, and give back
+//! the packet records no connection still to go reads ([`points::Release`]); when the
+//! trace names connections by number, steps 6 and 7 wait until all are numbered.
 //!
 //! This module holds the sequence and the result ([`Correlation`], [`Connection`],
 //! [`PointSummary`]); the types of hops and links belong to their steps and are
@@ -54,6 +56,7 @@ pub(crate) mod testkit;
 pub mod trace;
 mod translations;
 
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::capture::{InputResult, InputSpec, ReadOptions};
@@ -168,8 +171,8 @@ pub struct Correlation {
     pub config: Config,
 }
 
-/// Connections whose links are built at once (in parallel) before the records they
-/// read are given back.
+/// Connections made and linked at once (in parallel) before the records they read are
+/// given back.
 const BATCH: usize = 4096;
 
 /// Reads the inputs and correlates them.
@@ -197,19 +200,50 @@ pub fn correlate(
     components::orient(&mut points, &comps, &off, window);
     returns::attach(&mut points, &mut comps, &off);
     let rejected = std::mem::take(&mut comps.rejected);
-    let mut connections = paths::connections(&points, comps, &off, window);
-    paths::relate(&mut connections, &rejected, &points);
-    // The steps that read records connection by connection run a batch of
-    // connections at a time, in the connections' order, and the records of the
-    // batches done are given back as they go.
+    // The accepted flow pairs are not read again.
+    comps.edges = Vec::new();
+    // Connections are made a batch at a time in the order of their first packet, and
+    // linked as they are made (steps 5 to 7); the records no connection still to go
+    // reads are given back as they go, so that the records, the hops and the links
+    // are never all held at once. Connections the trace names by number are linked
+    // once all are made and numbered.
+    let members = paths::in_time_order(&points, &mut comps, &off);
     let mut release = points::Release::new(
         &mut points,
-        connections.iter().flat_map(Connection::point_flows),
+        members.iter().flatten().map(|&n| {
+            let (p, f) = comps.nodes[n];
+            (p, f as usize)
+        }),
     );
-    for batch in connections.chunks_mut(BATCH) {
-        translations::link_all(&points, batch, &off, window, &config.trace);
-        streams::summarize(&points, batch, &off);
-        release.done(&mut points, batch.iter().flat_map(Connection::point_flows));
+    let by_number = !config.trace.named.is_empty();
+    let mut link = |points: &mut Vec<PointData>, batch: &mut [Connection]| {
+        translations::link_all(points, batch, &off, window, &config.trace);
+        streams::summarize(points, batch, &off);
+        release.done(points, batch.iter().flat_map(Connection::point_flows));
+    };
+    let mut connections = Vec::with_capacity(members.len());
+    let mut members = members.into_iter();
+    loop {
+        let batch: Vec<Vec<usize>> = members.by_ref().take(BATCH).collect();
+        if batch.is_empty() {
+            break;
+        }
+        let mut made: Vec<Connection> = batch
+            .into_par_iter()
+            .map(|m| paths::connection(&points, &comps, &m, &off, window))
+            .collect();
+        if !by_number {
+            link(&mut points, &mut made);
+        }
+        connections.append(&mut made);
+    }
+    drop(comps);
+    paths::number(&mut connections);
+    paths::relate(&mut connections, &rejected, &points);
+    if by_number {
+        for batch in connections.chunks_mut(BATCH) {
+            link(&mut points, batch);
+        }
     }
     // The last step reads connections only: the points' records and flows are given
     // back before it.

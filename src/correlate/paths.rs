@@ -1,13 +1,15 @@
 //! Paths: each connection as the sequence of hops it took across the capture points.
 //!
-//! [`connections`] builds, per component (in parallel), one [`Hop`] per flow (the two
-//! one-way halves of a connection that a point saw under different tuples make one
-//! hop), sets the return hops apart (`returns`: replies at a point beside the path),
-//! orders the hops along the initiator's direction (TTL decreases at every routed
-//! hop; within one TTL, matched packets say which point saw them first; corrected time
-//! orders the rest) and decides the connection's initiator evidence. Connections are
-//! then numbered in order of their first packet. [`relate`] records the flow pairs that
-//! could not join one path as [`Related`] on both connections.
+//! [`connection`] builds, for one component, one [`Hop`] per flow (the two one-way
+//! halves of a connection that a point saw under different tuples make one hop), sets
+//! the return hops apart (`returns`: replies at a point beside the path), orders the
+//! hops along the initiator's direction (TTL decreases at every routed hop; within one
+//! TTL, matched packets say which point saw them first; corrected time orders the
+//! rest) and decides the connection's initiator evidence. [`in_time_order`] says in
+//! which order components are made into connections (their first packet's), and
+//! [`number`] numbers the connections in order of their first packet once all are
+//! made. [`relate`] records the flow pairs that could not join one path as
+//! [`Related`] on both connections.
 //!
 //! The links between consecutive hops are the translations step's.
 
@@ -16,7 +18,6 @@ use std::collections::BTreeMap;
 
 use foldhash::HashMap;
 
-use rayon::prelude::*;
 use serde::Serialize;
 use smallvec::SmallVec;
 
@@ -85,77 +86,93 @@ pub struct Related {
     pub matched_packets: u64,
 }
 
-/// One connection per component, hops in order and no links yet, sorted by first
-/// packet (then protocol, first hop's tuple and point) and numbered `c1`, `c2`, ...
-/// The components are given back as their connections are made.
-pub(super) fn connections(
+/// The components' members, taken out of them, in the order of each component's first
+/// packet (clock-corrected; then the component's own order): the order connections
+/// are made in, a batch at a time, so that the records they read can be given back
+/// from the front of each point's order as they go.
+pub(super) fn in_time_order(
     points: &[PointData],
-    comps: Components,
+    comps: &mut Components,
+    off: &[i64],
+) -> Vec<Vec<usize>> {
+    let members = std::mem::take(&mut comps.members);
+    let first = |m: &[usize]| {
+        (m.iter())
+            .map(|&n| {
+                let (p, f) = comps.nodes[n];
+                points[p].flows[f as usize].first_ns - off[p]
+            })
+            .min()
+    };
+    let mut keyed: Vec<(Option<i64>, usize, Vec<usize>)> = (members.into_iter().enumerate())
+        .map(|(i, m)| (first(&m), i, m))
+        .collect();
+    keyed.sort_unstable_by_key(|(t, i, _)| (*t, *i));
+    keyed.into_iter().map(|(_, _, m)| m).collect()
+}
+
+/// The connection of the component whose members are `members` (taken out of `comps`
+/// by [`in_time_order`]): its hops in order, no links yet, no id (see [`number`]).
+pub(super) fn connection(
+    points: &[PointData],
+    comps: &Components,
+    members: &[usize],
     off: &[i64],
     window: i64,
-) -> Vec<Connection> {
-    let Components {
-        nodes,
-        first_node,
-        members,
-        edges,
-        joined,
-        ..
-    } = comps;
-    drop(edges);
-    let mut conns: Vec<Connection> = members
-        .into_par_iter()
-        .map(|members| {
-            let hops = hops(points, &nodes, &members, off);
-            drop(members);
-            let (hops, returns) = returns::split(points, hops, off, window);
-            let hops = order(points, hops, off, window);
-            let returns = returns
-                .into_iter()
-                .map(|(hop, (point, flows))| {
-                    let beside = hops
-                        .iter()
-                        .position(|h| h.point == point && h.flow_idx[..] == flows[..])
-                        .expect("the hop beside a return hop is on the path");
-                    let node = first_node[hop.point] + hop.flow_idx[0];
-                    ReturnHop {
-                        joined: joined.get(&node).copied().unwrap_or(Joined::Packets),
-                        hop,
-                        beside,
-                        toward: None,
-                        from: None,
-                    }
-                })
-                .collect();
-            let initiator = hops
+) -> Connection {
+    let hops = hops(points, &comps.nodes, members, off);
+    let (hops, returns) = returns::split(points, hops, off, window);
+    let hops = order(points, hops, off, window);
+    let returns = returns
+        .into_iter()
+        .map(|(hop, (point, flows))| {
+            let beside = hops
                 .iter()
-                .map(|h| h.flow.initiator)
-                .min()
-                .unwrap_or(InitiatorEvidence::FirstPacket);
-            Connection {
-                id: String::new(),
-                proto: hops[0].flow.tuple.proto,
-                hops,
-                links: Vec::new(),
-                returns,
-                related: Vec::new(),
-                initiator,
-                streams: None,
-                packets: None,
+                .position(|h| h.point == point && h.flow_idx[..] == flows[..])
+                .expect("the hop beside a return hop is on the path");
+            let node = comps.first_node[hop.point] + hop.flow_idx[0];
+            ReturnHop {
+                joined: comps.joined.get(&node).copied().unwrap_or(Joined::Packets),
+                hop,
+                beside,
+                toward: None,
+                from: None,
             }
         })
         .collect();
-    conns.sort_by(|a, b| {
+    let initiator = hops
+        .iter()
+        .map(|h| h.flow.initiator)
+        .min()
+        .unwrap_or(InitiatorEvidence::FirstPacket);
+    Connection {
+        id: String::new(),
+        proto: hops[0].flow.tuple.proto,
+        hops,
+        links: Vec::new(),
+        returns,
+        related: Vec::new(),
+        initiator,
+        streams: None,
+        packets: None,
+    }
+}
+
+/// Sorts connections by first packet (then protocol, first hop's tuple, point and
+/// flow there: no two connections share the last two, so the order is the same
+/// whatever order they were made in) and numbers them `c1`, `c2`, ...
+pub(super) fn number(conns: &mut [Connection]) {
+    conns.sort_unstable_by(|a, b| {
         a.first_ns()
             .cmp(&b.first_ns())
             .then(a.proto.cmp(&b.proto))
             .then(a.hops[0].flow.tuple.cmp(&b.hops[0].flow.tuple))
             .then(a.hops[0].point.cmp(&b.hops[0].point))
+            .then(a.hops[0].flow_idx.cmp(&b.hops[0].flow_idx))
     });
     for (i, c) in conns.iter_mut().enumerate() {
         c.id = format!("c{}", i + 1);
     }
-    conns
 }
 
 /// The hops of one component, by point: one per flow, except that the two one-way
@@ -345,10 +362,11 @@ mod tests {
     const SECOND: i64 = 1_000 * MS;
 
     /// The steps up to this one, on points with one clock.
-    /// The points, the components' members, the pairs refused and the connections.
+    /// The points, the components' members (as grouped, then in the order their
+    /// connections were made), the pairs refused and the connections.
     type Built = (
         Vec<PointData>,
-        Vec<Vec<usize>>,
+        [Vec<Vec<usize>>; 2],
         Vec<(EdgeKey, Vote)>,
         Vec<Connection>,
     );
@@ -363,8 +381,12 @@ mod tests {
         components::orient(&mut points, &comps, &off, SECOND);
         let rejected = std::mem::take(&mut comps.rejected);
         let members = comps.members.clone();
-        let conns = connections(&points, comps, &off, SECOND);
-        (points, members, rejected, conns)
+        let made = in_time_order(&points, &mut comps, &off);
+        let mut conns: Vec<Connection> = (made.iter())
+            .map(|m| connection(&points, &comps, m, &off, SECOND))
+            .collect();
+        number(&mut conns);
+        (points, [members, made], rejected, conns)
     }
 
     #[test]
@@ -407,8 +429,12 @@ mod tests {
             point("docker0", 0, &inside),
             point("eth0", 1, &outside),
         ]);
-        // Components come in flow order: the late connection first.
-        assert_eq!(members, [vec![0, 2], vec![1, 3]]);
+        // Components come in flow order: the late connection first; connections are
+        // made in time order.
+        assert_eq!(
+            members,
+            [vec![vec![0, 2], vec![1, 3]], vec![vec![1, 3], vec![0, 2]]]
+        );
         let ids: Vec<(&str, u16)> = conns
             .iter()
             .map(|c| (c.id.as_str(), c.hops[0].flow.tuple.sport))

@@ -335,6 +335,23 @@ mod tests {
     }
 
     #[test]
+    fn connections_named_are_traced_as_when_every_one_is() {
+        // Named, the connections are linked once all are numbered; traced all, as
+        // they are made: the packets are the same.
+        let named = Trace {
+            named: ["c1".to_string(), "c2".to_string()].into(),
+            ..Trace::default()
+        };
+        let all = Trace {
+            all: true,
+            ..Trace::default()
+        };
+        let got = packets(named);
+        assert!(got.iter().all(Option::is_some));
+        assert_eq!(got, packets(all));
+    }
+
+    #[test]
     fn every_connection_up_to_a_cap_or_none() {
         let all = Trace {
             all: true,
