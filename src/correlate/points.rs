@@ -373,6 +373,14 @@ impl Release {
     pub fn done(&mut self, points: &mut [PointData], flows: impl Iterator<Item = (usize, usize)>) {
         for (p, f) in flows {
             let r = &mut self.points[p];
+            // A use not counted would give back records a later use reads: keep them.
+            debug_assert!(
+                r.uses[f] > 0,
+                "flow {f} of point {p} done more than counted"
+            );
+            if r.uses[f] == 0 {
+                continue;
+            }
             r.uses[f] -= 1;
             if r.uses[f] > 0 {
                 continue;
