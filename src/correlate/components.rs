@@ -101,6 +101,7 @@ pub(super) fn group(points: &[PointData], edges: Vec<(EdgeKey, Vote)>) -> Compon
         comp_flows[root].extend(moved);
         accepted.push(key);
     }
+    drop(comp_flows);
 
     // Components in node order (deterministic): a root is its component's smallest
     // node, so components come in the order their roots are met.
