@@ -216,7 +216,7 @@ pub fn correlate(
         }),
     );
     let by_number = !config.trace.named.is_empty();
-    let mut link = |points: &mut Vec<PointData>, batch: &mut [Connection]| {
+    let mut link = |points: &mut [PointData], batch: &mut [Connection]| {
         translations::link_all(points, batch, &off, window, &config.trace);
         streams::summarize(points, batch, &off);
         release.done(points, batch.iter().flat_map(Connection::point_flows));
