@@ -218,8 +218,9 @@ fn pair_run(run: &[&Rec], window: i64) -> Vec<(usize, usize)> {
 /// the window. Then the TCP segments left over pair by the bytes they carried.
 ///
 /// The walk is cut into ranges of fingerprints ([`PointData::fp_slices`]) walked on
-/// whatever cores there are; their pairs are then counted in fingerprint order, as one
-/// walk would count them, so the votes are the same on any number of cores.
+/// whatever cores there are; each range's votes are kept apart, in range order (then
+/// the leftover segments'), for [`Votes::tally`] to count as one walk would, so the
+/// votes are the same on any number of cores.
 fn join_across(pa: &PointData, off_a: i64, pb: &PointData, off_b: i64, window: i64) -> Vec<Votes> {
     let (sa, sb) = (pa.fp_slices(), pb.fp_slices());
     let flags = |n: usize| (0..n).map(|_| AtomicBool::new(false)).collect::<Vec<_>>();
