@@ -995,9 +995,10 @@ fn write_pretty(m: &Model, w: &mut impl Write, batch: usize) -> anyhow::Result<(
                     b",\n    ".to_vec()
                 });
                 // An element of the list sits at depth 2.
-                let mut f = serde_json::ser::PrettyFormatter::new();
-                f.begin_object(&mut std::io::sink())?;
-                f.begin_array(&mut std::io::sink())?;
+                let f = Pretty {
+                    depth: 2,
+                    has_value: false,
+                };
                 let mut ser = serde_json::Serializer::with_formatter(&mut buf, f);
                 connection(m, i).serialize(&mut ser)?;
                 Ok(buf.0)
@@ -1010,6 +1011,104 @@ fn write_pretty(m: &Model, w: &mut impl Write, batch: usize) -> anyhow::Result<(
     w.write_all(b"\n  ]")?;
     w.write_all(&outline[at + EMPTY.len()..])?;
     Ok(())
+}
+
+/// serde_json's `PrettyFormatter` layout (two spaces a level), byte for byte, with a
+/// line break and its indent written as one slice rather than a write a level.
+struct Pretty {
+    depth: usize,
+    has_value: bool,
+}
+
+impl Pretty {
+    /// A comma, a line break and the indent of 32 levels.
+    const BREAK: &'static [u8; 66] =
+        b",\n                                                                ";
+
+    /// A line break (after a comma when `comma`) and the current level's indent.
+    #[inline]
+    fn line<W: ?Sized + Write>(&self, w: &mut W, comma: bool) -> std::io::Result<()> {
+        let from = usize::from(!comma);
+        let to = 2 + 2 * self.depth;
+        if to <= Self::BREAK.len() {
+            return w.write_all(&Self::BREAK[from..to]);
+        }
+        w.write_all(&Self::BREAK[from..2])?;
+        (0..self.depth).try_for_each(|_| w.write_all(b"  "))
+    }
+
+    #[inline]
+    fn open<W: ?Sized + Write>(&mut self, w: &mut W, b: &[u8]) -> std::io::Result<()> {
+        self.depth += 1;
+        self.has_value = false;
+        w.write_all(b)
+    }
+
+    #[inline]
+    fn close<W: ?Sized + Write>(&mut self, w: &mut W, b: &[u8]) -> std::io::Result<()> {
+        self.depth -= 1;
+        if self.has_value {
+            self.line(w, false)?;
+        }
+        w.write_all(b)
+    }
+}
+
+impl Formatter for Pretty {
+    #[inline]
+    fn begin_array<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.open(w, b"[")
+    }
+
+    #[inline]
+    fn end_array<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.close(w, b"]")
+    }
+
+    #[inline]
+    fn begin_array_value<W: ?Sized + Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.line(w, !first)
+    }
+
+    #[inline]
+    fn end_array_value<W: ?Sized + Write>(&mut self, _: &mut W) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
+
+    #[inline]
+    fn begin_object<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.open(w, b"{")
+    }
+
+    #[inline]
+    fn end_object<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.close(w, b"}")
+    }
+
+    #[inline]
+    fn begin_object_key<W: ?Sized + Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.line(w, !first)
+    }
+
+    #[inline]
+    fn begin_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(b": ")
+    }
+
+    #[inline]
+    fn end_object_value<W: ?Sized + Write>(&mut self, _: &mut W) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
 }
 
 /// A byte buffer for serde's writes, most of them a few bytes (quotes, colons,
@@ -1087,5 +1186,26 @@ mod tests {
         }
         assert!(models[0].correlation.connections.len() > 7);
         assert!(models[2].correlation.connections.is_empty());
+    }
+
+    #[test]
+    fn the_layout_is_serde_pretty_at_any_depth() {
+        // Past the indent one slice holds, and empty lists and objects between.
+        let mut v = serde_json::json!({"a": [], "b": {}, "c": [1, "x\n", null]});
+        for d in 0..40 {
+            v = if d % 2 == 0 {
+                serde_json::json!([v, d, {}])
+            } else {
+                serde_json::json!({"k": v, "n": []})
+            };
+        }
+        let mut out = Vec::new();
+        let f = Pretty {
+            depth: 0,
+            has_value: false,
+        };
+        v.serialize(&mut serde_json::Serializer::with_formatter(&mut out, f))
+            .unwrap();
+        assert!(out == serde_json::to_vec_pretty(&v).unwrap());
     }
 }
