@@ -80,7 +80,7 @@ struct Votes(Vec<(u32, u32, Strength)>);
 impl Votes {
     fn add(&mut self, ra: &Rec, rb: &Rec) {
         self.0
-            .push((ra.flow, rb.flow, ra.strength.min(rb.strength)));
+            .push((ra.flow, rb.flow, ra.strength().min(rb.strength())));
     }
 
     /// Votes per flow pair, in the pairs' order, of the votes cast in `parts` one
@@ -743,9 +743,11 @@ mod tests {
             let flows = 1 + next(4) as u32;
             let len = next(30);
             let mut recs: Vec<Rec> = (0..len)
-                .map(|_| Rec {
-                    flow: next(u64::from(flows)) as u32,
-                    ..rec(1, next(50) as i64)
+                .map(|_| {
+                    let flow = next(u64::from(flows)) as u32;
+                    let mut r = rec(1, next(50) as i64);
+                    r.flow = flow;
+                    r
                 })
                 .collect();
             recs.sort_by_key(|r| r.ts);

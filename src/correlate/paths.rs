@@ -202,7 +202,7 @@ fn hops(points: &[PointData], nodes: &[(usize, u32)], members: &[usize], off: &[
                 reply_tuple,
                 flow_idx: SmallVec::from_slice(&g),
             };
-            hop.fwd_ttl = hop.recs(pd).iter().find(|r| pd.is_fwd(r)).map(|r| r.ttl);
+            hop.fwd_ttl = hop.recs(pd).iter().find(|r| pd.is_fwd(r)).map(|r| r.ttl());
             hops.push(hop);
         }
     }

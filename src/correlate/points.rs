@@ -14,33 +14,32 @@ use crate::capture::{self, InputResult, InputSpec, PointInfo, ReadOptions};
 use crate::flows::{self, Flow, Side};
 use crate::model::{Packet, L4};
 
-/// One packet as correlation sees it. 56 bytes, so a capture of N packets costs
-/// about 60·N bytes here until the cross-point join (this record plus its index in
-/// fingerprint order, [`PointData::by_fp`]) and 56·N after it, given back as the
+/// One packet as correlation sees it. 48 bytes, so a capture of N packets costs
+/// about 52·N bytes here until the cross-point join (this record plus its index in
+/// fingerprint order, [`PointData::by_fp`]) and 48·N after it, given back as the
 /// connections that read them are linked ([`Release`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+///
+/// The small fields share two words: lengths keep 20 bits, so an IP packet or TCP
+/// payload of more than [`Rec::MAX_LEN`] bytes (only an IPv6 jumbogram is) reads as
+/// that many.
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Rec {
     pub fp: u64,
     pub ts: i64,
     pub flow: u32,
     /// What a copy sent again repeats ([`resend_key`]): retransmissions share it.
     pub resend: u32,
-    pub side: Side,
-    pub strength: Strength,
-    pub fields: u8,
-    pub ttl: u8,
-    /// TCP flags (0 for other protocols).
-    pub tcp_flags: u8,
-    /// Length of the IP packet as sent, and whether it may not be fragmented on the
-    /// way ([`Packet::df`]).
-    pub ip_len: u32,
-    pub df: bool,
-    /// Whether `segment` holds a TCP segment's fields ([`Rec::seg`]); a flag of one
-    /// byte rather than an `Option`, whose tag would take four.
-    pub is_tcp: bool,
-    /// TCP only: the fields that stay the same however offloads cut the stream; all
-    /// zero for other protocols.
-    pub segment: Seg,
+    /// TCP only, all zero for other protocols: the fields [`Seg`] gives but its length.
+    seq: u32,
+    ack: u32,
+    ts_key: u32,
+    head: u32,
+    /// The IP packet's length (bits 0-19), don't-fragment (20), side (21), strength
+    /// (22-23) and TTL (24-31).
+    ip: u32,
+    /// The TCP payload's length (bits 0-19), the field set (20-23) and the TCP flags
+    /// (24-31).
+    l4: u32,
 }
 
 /// What a TCP segment keeps when segmentation offloads (TSO/GSO) cut a stream into
@@ -60,10 +59,122 @@ pub struct Seg {
     pub head: u32,
 }
 
+/// The fields of a record but its fingerprint, time, flow and resend key, as
+/// [`Rec::new`] takes them.
+#[derive(Clone, Copy, Debug)]
+pub struct Fields {
+    pub side: Side,
+    pub strength: Strength,
+    /// Index into the fingerprint's field sets ([`field_set`]).
+    pub fields: u8,
+    pub ttl: u8,
+    /// TCP flags (0 for other protocols).
+    pub tcp_flags: u8,
+    /// Length of the IP packet as sent, and whether it may not be fragmented on the
+    /// way ([`Packet::df`]).
+    pub ip_len: u32,
+    pub df: bool,
+    /// TCP only: the fields that stay the same however offloads cut the stream.
+    pub seg: Option<Seg>,
+}
+
 impl Rec {
+    /// The largest length a record holds.
+    pub const MAX_LEN: u32 = (1 << 20) - 1;
+
+    /// A record of the given fields; the field set of a TCP segment is one of
+    /// [`field_set`]'s TCP sets (below 4), of anything else one of the others.
+    pub fn new(fp: u64, ts: i64, flow: u32, resend: u32, f: Fields) -> Rec {
+        debug_assert_eq!(f.fields < 4, f.seg.is_some(), "field set {}", f.fields);
+        let seg = f.seg.unwrap_or_default();
+        Rec {
+            fp,
+            ts,
+            flow,
+            resend,
+            seq: seg.seq,
+            ack: seg.ack,
+            ts_key: seg.ts_key,
+            head: seg.head,
+            ip: f.ip_len.min(Self::MAX_LEN)
+                | u32::from(f.df) << 20
+                | (f.side as u32) << 21
+                | (f.strength as u32) << 22
+                | u32::from(f.ttl) << 24,
+            l4: seg.len.min(Self::MAX_LEN)
+                | u32::from(f.fields & 0xf) << 20
+                | u32::from(f.tcp_flags) << 24,
+        }
+    }
+
+    /// The record's fields but its fingerprint, time, flow and resend key.
+    pub fn fields_of(&self) -> Fields {
+        Fields {
+            side: self.side(),
+            strength: self.strength(),
+            fields: self.fields(),
+            ttl: self.ttl(),
+            tcp_flags: self.tcp_flags(),
+            ip_len: self.ip_len(),
+            df: self.df(),
+            seg: self.seg(),
+        }
+    }
+
     /// The TCP segment's fields, `None` for other protocols.
     pub fn seg(&self) -> Option<Seg> {
-        self.is_tcp.then_some(self.segment)
+        self.is_tcp().then_some(Seg {
+            seq: self.seq,
+            ack: self.ack,
+            len: self.l4 & Self::MAX_LEN,
+            ts_key: self.ts_key,
+            head: self.head,
+        })
+    }
+
+    fn is_tcp(&self) -> bool {
+        self.fields() < 4
+    }
+
+    /// Which side of its flow sent it.
+    pub fn side(&self) -> Side {
+        if self.ip >> 21 & 1 == 0 {
+            Side::A
+        } else {
+            Side::B
+        }
+    }
+
+    pub fn strength(&self) -> Strength {
+        match self.ip >> 22 & 3 {
+            0 => Strength::Weak,
+            1 => Strength::Medium,
+            _ => Strength::Strong,
+        }
+    }
+
+    /// Index into the fingerprint's field sets of the fields that identify it.
+    pub fn fields(&self) -> u8 {
+        (self.l4 >> 20 & 0xf) as u8
+    }
+
+    pub fn ttl(&self) -> u8 {
+        (self.ip >> 24) as u8
+    }
+
+    /// TCP flags (0 for other protocols).
+    pub fn tcp_flags(&self) -> u8 {
+        (self.l4 >> 24) as u8
+    }
+
+    /// Length of the IP packet as sent (at most [`Rec::MAX_LEN`]).
+    pub fn ip_len(&self) -> u32 {
+        self.ip & Self::MAX_LEN
+    }
+
+    /// Whether the packet may not be fragmented on the way ([`Packet::df`]).
+    pub fn df(&self) -> bool {
+        self.ip >> 20 & 1 == 1
     }
 
     /// The record of packet `p`, of flow `flow` (sent by `side`).
@@ -94,11 +205,7 @@ impl Rec {
             }
             _ => (0, None),
         };
-        Rec {
-            fp,
-            ts: p.ts_ns,
-            flow: flow as u32,
-            resend: resend_key(p),
+        let f = Fields {
             side,
             strength,
             fields: field_set(p),
@@ -106,17 +213,30 @@ impl Rec {
             tcp_flags,
             ip_len: p.ip_len,
             df: p.df,
-            is_tcp: seg.is_some(),
-            segment: seg.unwrap_or_default(),
-        }
+            seg,
+        };
+        Rec::new(fp, p.ts_ns, flow as u32, resend_key(p), f)
+    }
+}
+
+impl std::fmt::Debug for Rec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rec")
+            .field("fp", &self.fp)
+            .field("ts", &self.ts)
+            .field("flow", &self.flow)
+            .field("resend", &self.resend)
+            .field("fields", &self.fields_of())
+            .finish()
     }
 }
 
 // The size the memory estimate above counts on.
-const _: () = assert!(std::mem::size_of::<Rec>() == 56);
-// A record whose bytes are all zero is a valid one (`Side::A`, `Strength::Weak`, every
-// flag false): what the pages [`Release`] gives back read as, were they read again.
-const _: () = assert!(Side::A as u8 == 0 && Strength::Weak as u8 == 0);
+const _: () = assert!(std::mem::size_of::<Rec>() == 48);
+// The side and strength fit the bits they are given. The fields are integers only, so
+// any bytes are a valid record: what the pages [`Release`] gives back read as (zeros),
+// were they read again.
+const _: () = assert!(Side::B as u32 == 1 && Strength::Strong as u32 <= 3);
 
 /// A capture point ready for correlation.
 #[derive(Clone, Debug)]
@@ -166,7 +286,7 @@ impl PointData {
 
     /// Whether a record was sent by the flow's initiator.
     pub fn is_fwd(&self, r: &Rec) -> bool {
-        self.flows[r.flow as usize].dir_index(r.side) == 0
+        self.flows[r.flow as usize].dir_index(r.side()) == 0
     }
 
     /// The point's facts for the report, with its clock.
@@ -417,7 +537,7 @@ impl PointRelease {
         if start < end {
             // SAFETY: the range lies inside the records' own allocation, borrowed
             // mutably; MADV_DONTNEED on private anonymous memory makes its pages read
-            // as zeros, which is a valid record (checked above), so this is a write of
+            // as zeros, which is a valid record (its fields are integers only), so this is a write of
             // zeros to records nothing reads again. Nothing else lives in those pages:
             // only whole pages between the first and last record's bytes are named.
             unsafe {
@@ -543,10 +663,10 @@ mod tests {
 
     #[test]
     fn records_are_given_back_once_no_use_is_left_and_others_are_kept() {
-        // 300 flows of 100 records each, interleaved in the capture: 1.7 MB of
+        // 300 flows of 120 records each, interleaved in the capture: 1.7 MB of
         // records, several chunks.
         let mut packets = Vec::new();
-        for i in 0..30_000u32 {
+        for i in 0..36_000u32 {
             let (flow, k) = (i % 300, i / 300);
             let src = format!("192.0.2.{}:{}", 1 + flow / 200, 1024 + flow);
             let ts = i64::from(i) * 1_000;
@@ -575,7 +695,7 @@ mod tests {
         release.done(&mut points, (10..200).map(|f| (0, f)));
         let p = &points[0];
         (150..300).for_each(|f| own(p, f));
-        // Flows 10 to 149 fill 784 kB of the order with no flow in use: at least two
+        // Flows 10 to 149 fill 806 kB of the order with no flow in use: at least two
         // whole chunks of it are given back.
         let done = &p.recs[p.flow_start[10] as usize..p.flow_start[150] as usize];
         let given_back = done.iter().filter(|r| zero(r)).count();

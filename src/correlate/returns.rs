@@ -209,8 +209,8 @@ fn acknowledges(requests: &[&Rec], replies: &[Rec]) -> bool {
     };
     let end = |r: &Rec| {
         let s = r.seg().expect("TCP records have segment fields");
-        let flags = u32::from(r.tcp_flags & tcp_flags::SYN != 0)
-            + u32::from(r.tcp_flags & tcp_flags::FIN != 0);
+        let flags = u32::from(r.tcp_flags() & tcp_flags::SYN != 0)
+            + u32::from(r.tcp_flags() & tcp_flags::FIN != 0);
         s.seq
             .wrapping_add(s.len)
             .wrapping_add(flags)
@@ -226,7 +226,7 @@ fn acknowledges(requests: &[&Rec], replies: &[Rec]) -> bool {
     };
     let mut acks = replies
         .iter()
-        .filter(|r| r.tcp_flags & tcp_flags::ACK != 0)
+        .filter(|r| r.tcp_flags() & tcp_flags::ACK != 0)
         .filter_map(|r| r.seg())
         .map(|s| s.ack.wrapping_sub(base))
         .peekable();

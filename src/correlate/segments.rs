@@ -97,10 +97,10 @@ impl Piece {
 /// FIN. A SYN or RST is followed one for one only.
 fn piece(r: &Rec, k: usize, off: i64) -> Option<Piece> {
     let s = r.seg()?;
-    if r.tcp_flags & (SYN | RST) != 0 {
+    if r.tcp_flags() & (SYN | RST) != 0 {
         return None;
     }
-    let span = s.len.saturating_add(u32::from(r.tcp_flags & FIN != 0));
+    let span = s.len.saturating_add(u32::from(r.tcp_flags() & FIN != 0));
     (span > 0).then_some(Piece {
         rec: k as u32,
         ts: r.ts - off,
@@ -452,7 +452,7 @@ fn one_way(
         let later: Vec<(i64, u32)> = r
             .recs
             .iter()
-            .filter(|x| x.tcp_flags & ACK != 0 && r.point.is_fwd(x) == fwd)
+            .filter(|x| x.tcp_flags() & ACK != 0 && r.point.is_fwd(x) == fwd)
             .filter_map(|x| Some((x.ts - r.off, x.seg()?.ack)))
             .collect();
         for k in superseded(&acks, s.recs, s.off, &later, window) {
@@ -466,8 +466,8 @@ fn one_way(
 /// A segment that only acknowledges: no data, no SYN, FIN or RST.
 fn is_pure_ack(r: &Rec) -> bool {
     r.seg().is_some_and(|s| s.len == 0)
-        && r.tcp_flags & (SYN | FIN | RST) == 0
-        && r.tcp_flags & ACK != 0
+        && r.tcp_flags() & (SYN | FIN | RST) == 0
+        && r.tcp_flags() & ACK != 0
 }
 
 /// Of the pure ACKs `cands` (indices into `recs`, clock offset `off`), those a later

@@ -125,7 +125,7 @@ impl<'a> Side<'a> {
 /// Whether a record is a TCP segment with data (a SYN's data is left out).
 fn data(r: &Rec) -> Option<(u32, u32)> {
     let s = r.seg()?;
-    (s.len > 0 && r.tcp_flags & SYN == 0).then_some((s.seq, s.len))
+    (s.len > 0 && r.tcp_flags() & SYN == 0).then_some((s.seq, s.len))
 }
 
 /// Measures one direction (`fwd`: the initiator's) of a link from the sending hop
@@ -135,7 +135,7 @@ pub(super) fn measure(send: Side, recv: Side, fwd: bool, span: (i64, i64)) -> Si
     let mut out = Sizes::default();
     for (r, _) in recv.of(fwd).filter(|(_, c)| *c) {
         out.crossed += 1;
-        out.crossed_max = out.crossed_max.max(r.ip_len);
+        out.crossed_max = out.crossed_max.max(r.ip_len());
     }
     let max = out.crossed_max;
     let mut sent: HashSet<u32> = HashSet::new();
@@ -154,26 +154,26 @@ pub(super) fn measure(send: Side, recv: Side, fwd: bool, span: (i64, i64)) -> Si
             continue;
         }
         let m = missing.get_or_insert(Missing {
-            min_len: r.ip_len,
+            min_len: r.ip_len(),
             first_ns: t,
             crossed_before: crossed_at.last().copied(),
             ..Missing::default()
         });
         m.packets += 1;
-        m.min_len = m.min_len.min(r.ip_len);
-        m.max_len = m.max_len.max(r.ip_len);
+        m.min_len = m.min_len.min(r.ip_len());
+        m.max_len = m.max_len.max(r.ip_len());
         m.last_ns = t;
-        match seg.filter(|_| r.ip_len > max) {
+        match seg.filter(|_| r.ip_len() > max) {
             Some((seq, _)) => {
                 let o = over.get_or_insert(Oversize {
-                    min_len: r.ip_len,
+                    min_len: r.ip_len(),
                     first_ns: t,
                     ..Oversize::default()
                 });
                 o.packets += 1;
-                o.df += u64::from(r.df);
-                o.min_len = o.min_len.min(r.ip_len);
-                o.max_len = o.max_len.max(r.ip_len);
+                o.df += u64::from(r.df());
+                o.min_len = o.min_len.min(r.ip_len());
+                o.max_len = o.max_len.max(r.ip_len());
                 o.last_ns = t;
                 o.resent += u64::from(again);
                 starts.push(seq);

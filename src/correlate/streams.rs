@@ -101,7 +101,7 @@ fn streams(p: &PointData, h: &Hop, off: i64) -> Option<Streams> {
         let want = if fwd { SYN } else { SYN | ACK };
         let r = recs
             .iter()
-            .find(|r| p.is_fwd(r) == fwd && r.tcp_flags & (SYN | ACK) == want)?;
+            .find(|r| p.is_fwd(r) == fwd && r.tcp_flags() & (SYN | ACK) == want)?;
         Some(Stream {
             syn_ns: r.ts - off,
             isn: r.seg()?.seq,
@@ -125,7 +125,7 @@ fn streams(p: &PointData, h: &Hop, off: i64) -> Option<Streams> {
 /// for segments without data, SYNs, and bytes before the stream's start.
 fn chunk(r: &Rec, isn: u32, off: i64) -> Option<Chunk> {
     let s = r.seg()?;
-    if s.len == 0 || r.tcp_flags & SYN != 0 {
+    if s.len == 0 || r.tcp_flags() & SYN != 0 {
         return None;
     }
     let offset = s.seq.wrapping_sub(isn.wrapping_add(1));

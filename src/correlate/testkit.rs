@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use super::fingerprint::{is_matchable, Strength};
-use super::points::{PointData, Rec};
+use super::points::{Fields, PointData, Rec};
 use crate::capture::PointInfo;
 use crate::flows::{FlowTable, Side};
 use crate::model::{tcp_flags, Packet, Proto, Tuple, L4};
@@ -24,24 +24,21 @@ fn tuple(proto: Proto, src: &str, dst: &str) -> Tuple {
     }
 }
 
-/// A record of fingerprint `fp` at `ts`, of flow 0, strong, without TCP fields: for
+/// A record of fingerprint `fp` at `ts`, of flow 0, strong, without TCP fields (IPv4 ID
+/// and payload): for
 /// the steps that read no more than that.
 pub fn rec(fp: u64, ts: i64) -> Rec {
-    Rec {
-        fp,
-        ts,
-        flow: 0,
-        resend: 0,
+    let f = Fields {
         side: Side::A,
         strength: Strength::Strong,
-        fields: 0,
+        fields: 8,
         ttl: 64,
         tcp_flags: 0,
         ip_len: 40,
         df: true,
-        is_tcp: false,
-        segment: Default::default(),
-    }
+        seg: None,
+    };
+    Rec::new(fp, ts, 0, 0, f)
 }
 
 /// A TCP packet from `src` to `dst` (`address:port`), no payload and no timestamp

@@ -199,8 +199,8 @@ pub(super) fn build(
             let r = &recs[h][i];
             Packet {
                 fwd: points[hops[h].point].is_fwd(r),
-                tcp_flags: r.seg().is_some().then_some(r.tcp_flags),
-                ip_len: r.ip_len,
+                tcp_flags: r.seg().is_some().then_some(r.tcp_flags()),
+                ip_len: r.ip_len(),
                 field_sets: 0,
                 at: vec![Sighting::Unseen; recs.len()],
             }
@@ -219,7 +219,7 @@ pub(super) fn build(
     for e in edges {
         for &(a, _) in &e.pairs {
             if let Some(k) = row(node(e.up, a)) {
-                rows[k].field_sets |= 1 << recs[e.up][a].fields;
+                rows[k].field_sets |= 1 << recs[e.up][a].fields();
             }
         }
         for &(a, b) in &e.segments {

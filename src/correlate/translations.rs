@@ -394,7 +394,7 @@ fn resent((hop, p, recs): HopRecs, matched: &[bool], gap: &Gap, off: &[i64]) -> 
         out.push(Resent {
             lost_ns: ts,
             crossed_ns,
-            tcp_flags: tcp.then_some(r.tcp_flags),
+            tcp_flags: tcp.then_some(r.tcp_flags()),
             nth: i as u32,
             crossed_before,
             prev: near(i.checked_sub(1)),
@@ -446,8 +446,8 @@ impl Matched {
             if fwd != pd.is_fwd(y) {
                 m.conflicts += 1;
             }
-            m.field_sets.insert(x.fields);
-            m.score = 1.0 - (1.0 - m.score) * (1.0 - x.strength.min(y.strength).weight());
+            m.field_sets.insert(x.fields());
+            m.score = 1.0 - (1.0 - m.score) * (1.0 - x.strength().min(y.strength()).weight());
             if fwd {
                 m.fwd += 1;
                 m.lat.push(td - tu);
@@ -470,7 +470,7 @@ impl Matched {
             let timestamps = x.seg().is_some_and(|s| s.ts_key != 0);
             self.field_sets
                 .insert(if timestamps { SEQ_RANGE_TS } else { SEQ_RANGE });
-            self.score = 1.0 - (1.0 - self.score) * (1.0 - x.strength.min(y.strength).weight());
+            self.score = 1.0 - (1.0 - self.score) * (1.0 - x.strength().min(y.strength()).weight());
         }
     }
 
@@ -530,7 +530,7 @@ fn gaps(
         if t < first || t > last {
             continue;
         }
-        let flags = (hop.flow.tuple.proto == Proto::Tcp).then_some(r.tcp_flags);
+        let flags = (hop.flow.tuple.proto == Proto::Tcp).then_some(r.tcp_flags());
         if p.is_fwd(r) {
             fwd.add(t, flags);
         } else {
