@@ -333,36 +333,45 @@ impl PointData {
 /// bucket is then sorted on its own. A key is 8 bytes: the 32 bits of the fingerprint
 /// below the bucket's, then the index; the few keys of a bucket that share those bits
 /// are put in order by their records. A bucket that crafted packets fill is sorted like
-/// any other, in n log n.
+/// any other, in n log n. The indices are then moved to the front of the keys' own
+/// memory, and the rest given back: no second list beside the keys.
 fn fingerprint_order(recs: &[Rec]) -> Vec<u32> {
     let bits = (usize::BITS - (recs.len() / 8).leading_zeros()).clamp(1, 24);
     let bucket = |fp: u64| (fp >> (64 - bits)) as usize;
     let start = starts(1 << bits, recs.iter().map(|r| bucket(r.fp)));
     let mut next = start.clone();
-    let mut keys = vec![0u64; recs.len()];
+    let mut keys = vec![[0u32; 2]; recs.len()];
     for (i, r) in recs.iter().enumerate() {
         let b = &mut next[bucket(r.fp)];
-        keys[*b as usize] = ((r.fp << bits) >> 32) << 32 | i as u64;
+        keys[*b as usize] = [((r.fp << bits) >> 32) as u32, i as u32];
         *b += 1;
     }
     drop(next);
-    let full = |k: &u64| {
-        let r = &recs[*k as u32 as usize];
-        (r.fp, r.ts, *k as u32)
+    let full = |k: &[u32; 2]| {
+        let r = &recs[k[1] as usize];
+        (r.fp, r.ts, k[1])
     };
     for w in start.windows(2) {
         let run = &mut keys[w[0] as usize..w[1] as usize];
         if run.len() < 2 {
             continue;
         }
-        run.sort_unstable();
-        for same in run.chunk_by_mut(|a, b| a >> 32 == b >> 32) {
+        run.sort_unstable_by_key(|k| u64::from(k[0]) << 32 | u64::from(k[1]));
+        for same in run.chunk_by_mut(|a, b| a[0] == b[0]) {
             if same.len() > 1 {
                 same.sort_unstable_by_key(full);
             }
         }
     }
-    keys.into_iter().map(|k| k as u32).collect()
+    // Key `i` lies at words 2i and 2i + 1, never before word `i`: moving the indices
+    // to the front in order overwrites only keys already read.
+    let mut order = keys.into_flattened();
+    for i in 0..recs.len() {
+        order[i] = order[2 * i + 1];
+    }
+    order.truncate(recs.len());
+    order.shrink_to_fit();
+    order
 }
 
 /// Where each of `flows` flows starts once `recs` are in flow order: the records of
