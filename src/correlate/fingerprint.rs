@@ -23,6 +23,15 @@ pub enum Strength {
 }
 
 impl Strength {
+    /// The strength whose number (`as u32`) is the low two bits of `bits`.
+    pub fn from_bits(bits: u32) -> Strength {
+        match bits & 3 {
+            0 => Strength::Weak,
+            1 => Strength::Medium,
+            _ => Strength::Strong,
+        }
+    }
+
     /// Probability-like weight used for connection-level confidence.
     pub fn weight(self) -> f64 {
         match self {

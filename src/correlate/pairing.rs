@@ -73,14 +73,23 @@ pub(super) fn flow_pairs(points: &[PointData], off: &[i64], window: i64) -> Vec<
 
 /// The matched packet pairs of two points (or of one point with itself), as cast:
 /// each a vote for the pair of flows (flow at the first point, flow at the second),
-/// as strong as the weaker of the two packets' fingerprints.
+/// as strong as the weaker of the two packets' fingerprints. A vote is 8 bytes: the
+/// strength sits in the top two bits of the second flow's index (a point holds fewer
+/// than 2^30 flows: each takes far more than 4 bytes).
 #[derive(Default)]
-struct Votes(Vec<(u32, u32, Strength)>);
+struct Votes(Vec<(u32, u32)>);
 
 impl Votes {
+    const FLOW: u32 = (1 << 30) - 1;
+
     fn add(&mut self, ra: &Rec, rb: &Rec) {
-        self.0
-            .push((ra.flow, rb.flow, ra.strength().min(rb.strength())));
+        self.cast(ra.flow, rb.flow, ra.strength().min(rb.strength()));
+    }
+
+    /// A vote of `strength` for flows `a` (at the first point) and `b`.
+    fn cast(&mut self, a: u32, b: u32, strength: Strength) {
+        debug_assert!(b <= Self::FLOW);
+        self.0.push((a, b | (strength as u32) << 30));
     }
 
     /// Votes per flow pair, in the pairs' order, of the votes cast in `parts` one
@@ -95,7 +104,8 @@ impl Votes {
             .unwrap_or(0);
         let mut first: Vec<Option<(u32, Vote)>> = vec![None; n];
         let mut more: HashMap<(u32, u32), Vote> = HashMap::default();
-        for (a, b, strength) in parts.into_iter().flat_map(|p| p.0) {
+        for (a, b) in parts.into_iter().flat_map(|p| p.0) {
+            let (b, strength) = (b & Self::FLOW, Strength::from_bits(b >> 30));
             match &mut first[a as usize] {
                 Some((partner, v)) if *partner == b => v.add(strength),
                 Some(_) => more.entry((a, b)).or_default().add(strength),
@@ -501,11 +511,30 @@ mod tests {
     #[test]
     fn votes_are_tallied_per_flow_pair_in_the_order_cast() {
         use Strength::{Medium, Strong, Weak};
-        // Cast in two parts, as two ranges of the join cast them.
-        let votes = vec![
-            Votes(vec![(1, 5, Strong), (0, 3, Weak), (1, 6, Medium)]),
-            Votes(vec![(1, 5, Weak), (0, 3, Strong), (1, 6, Weak)]),
+        // Cast in two parts, as two ranges of the join cast them; the largest flow
+        // index a vote holds among them.
+        let last = Votes::FLOW;
+        let parts = [
+            [
+                (1, 5, Strong),
+                (0, 3, Weak),
+                (1, 6, Medium),
+                (2, last, Strong),
+            ],
+            [
+                (1, 5, Weak),
+                (0, 3, Strong),
+                (1, 6, Weak),
+                (2, last, Medium),
+            ],
         ];
+        let votes = (parts.iter())
+            .map(|part| {
+                let mut v = Votes::default();
+                part.iter().for_each(|&(a, b, s)| v.cast(a, b, s));
+                v
+            })
+            .collect();
         let seq = |ws: &[Strength]| {
             let mut v = Vote::default();
             for &w in ws {
@@ -519,6 +548,7 @@ mod tests {
                 ((0, 3), seq(&[Weak, Strong])),
                 ((1, 5), seq(&[Strong, Weak])),
                 ((1, 6), seq(&[Medium, Weak])),
+                ((2, last), seq(&[Strong, Medium])),
             ]
         );
         assert_eq!(seq(&[Weak, Strong]).packets, 2);

@@ -146,11 +146,7 @@ impl Rec {
     }
 
     pub fn strength(&self) -> Strength {
-        match self.ip >> 22 & 3 {
-            0 => Strength::Weak,
-            1 => Strength::Medium,
-            _ => Strength::Strong,
-        }
+        Strength::from_bits(self.ip >> 22)
     }
 
     /// Index into the fingerprint's field sets of the fields that identify it.
@@ -396,7 +392,7 @@ fn starts(n: usize, of: impl Iterator<Item = usize>) -> Vec<u32> {
 /// `recs` ordered by (flow, ts, fp), flows apart as `flow_start` says (the records
 /// per flow, summed), each flow's records in capture order unless that is not time
 /// order. Moved in place: a destination of 4 bytes per record, not a second copy of
-/// the records (56 bytes each), is what this costs beside them.
+/// the records (48 bytes each), is what this costs beside them.
 fn by_flow(mut recs: Vec<Rec>, flow_start: &[u32]) -> Vec<Rec> {
     let mut next: Vec<u32> = flow_start[..flow_start.len() - 1].to_vec();
     let mut dest: Vec<u32> = recs
