@@ -50,7 +50,27 @@ enum Command {
     Man(commands::man::Args),
 }
 
+/// Arrays of more than this many bytes get memory of their own from the system,
+/// given back when they are freed.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const OWN_MAPPING: libc::c_int = 4 << 20;
+
+/// Has large arrays given back to the system as soon as they are freed. Correlation
+/// builds and frees arrays of tens of megabytes one step after another (records,
+/// their orders, the join's votes, components); once the first such array is freed,
+/// glibc's malloc raises the size at which it maps memory of its own (up to 32 MiB)
+/// and keeps the next ones on its heap, where their pages stay counted after they
+/// are freed. A fixed threshold keeps the peak to what is in use.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: sets one of the allocator's parameters, before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, OWN_MAPPING);
+    }
+}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     if let Some(n) = cli.threads {
         // Only fails if a pool was already built, which cannot happen this early.
