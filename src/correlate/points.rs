@@ -622,6 +622,68 @@ mod tests {
     }
 
     #[test]
+    fn a_record_gives_back_the_fields_it_was_made_of() {
+        let seg = Seg {
+            seq: u32::MAX,
+            ack: 7,
+            len: 1448,
+            ts_key: 0x8000_0001,
+            head: 3,
+        };
+        let tcp = Fields {
+            side: Side::B,
+            strength: Strength::Strong,
+            fields: 3,
+            ttl: 255,
+            tcp_flags: 0xff,
+            ip_len: 1500,
+            df: true,
+            seg: Some(seg),
+        };
+        let udp = Fields {
+            side: Side::A,
+            strength: Strength::Medium,
+            fields: 9,
+            ttl: 0,
+            tcp_flags: 0,
+            ip_len: 0,
+            df: false,
+            seg: None,
+        };
+        let weak = Fields {
+            strength: Strength::Weak,
+            fields: 11,
+            ..udp
+        };
+        for f in [tcp, udp, weak] {
+            let r = Rec::new(u64::MAX, i64::MIN, u32::MAX, u32::MAX, f);
+            assert_eq!(format!("{:?}", r.fields_of()), format!("{f:?}"));
+            assert_eq!(
+                (r.fp, r.ts, r.flow, r.resend),
+                (u64::MAX, i64::MIN, u32::MAX, u32::MAX)
+            );
+        }
+        // Lengths past 20 bits read as the largest held; nothing else changes.
+        let jumbo = Fields {
+            ip_len: 70_000 + (1 << 20),
+            seg: Some(Seg {
+                len: u32::MAX,
+                ..seg
+            }),
+            ..tcp
+        };
+        let r = Rec::new(1, 2, 3, 4, jumbo).fields_of();
+        assert_eq!(
+            (r.ip_len, r.seg.map(|s| s.len)),
+            (Rec::MAX_LEN, Some(Rec::MAX_LEN))
+        );
+        assert_eq!(
+            (r.ttl, r.tcp_flags, r.df, r.side),
+            (255, 0xff, true, Side::B)
+        );
+    }
+
+    #[test]
     fn fingerprint_order_is_a_sort_by_fingerprint_time_and_index() {
         let mut x: u64 = 0x2545_f491_4f6c_dd1d;
         let mut recs = Vec::new();
