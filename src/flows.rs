@@ -8,10 +8,10 @@
 //! first packet seen. A TCP tuple that is reused after its connection closed (a new SYN
 //! with another initial sequence number) starts a new flow, as Wireshark's TCP streams do.
 
-use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::IpAddr;
 
+use hashbrown::HashTable;
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -490,10 +490,13 @@ fn port_guess(tuple: &Tuple) -> Option<Side> {
 #[derive(Clone, Debug, Default)]
 pub struct FlowTable {
     flows: Vec<Flow>,
-    /// Current flow for each key. The keys come from the capture, so an attacker may
-    /// choose them: a keyed hasher, but a fast one (foldhash's random state, not
-    /// SipHash), since every packet is looked up.
-    index: HashMap<FlowKey, usize, foldhash::fast::RandomState>,
+    /// Current flow for each key, as its number in `flows`: the key is the flow's own
+    /// ([`FlowKey::of_flow`]), so an entry is 4 bytes, not a copy of the key (96).
+    index: HashTable<u32>,
+    /// The keys come from the capture, so an attacker may choose them: a keyed hasher,
+    /// but a fast one (foldhash's random state, not SipHash), since every packet is
+    /// looked up.
+    hasher: foldhash::fast::RandomState,
 }
 
 /// What finds a packet's flow: its tuple whichever way it was sent, and for an ICMP
@@ -509,6 +512,17 @@ impl FlowKey {
         FlowKey {
             tuple: p.tuple.canonical(),
             quoted: IcmpError::of(p)
+                .and_then(|e| e.quoted)
+                .map(|q| q.canonical()),
+        }
+    }
+
+    /// The key of the packets of `f`: that of its first packet, whichever way round
+    /// the flow has been turned since.
+    fn of_flow(f: &Flow) -> FlowKey {
+        FlowKey {
+            tuple: f.tuple.canonical(),
+            quoted: (f.icmp_error.as_ref())
                 .and_then(|e| e.quoted)
                 .map(|q| q.canonical()),
         }
@@ -548,13 +562,27 @@ impl FlowTable {
     /// Adds a packet; returns the index of its flow and which side sent it.
     pub fn push(&mut self, p: &Packet) -> (usize, Side) {
         let key = FlowKey::of(p);
-        let idx = match self.index.get(&key) {
-            Some(&i) if !self.flows[i].is_reuse(p) => i,
-            _ => {
-                self.flows.push(Flow::new(p));
-                let i = self.flows.len() - 1;
-                self.index.insert(key, i);
-                i
+        let hash = self.hasher.hash_one(key);
+        let flows = &mut self.flows;
+        let found = self
+            .index
+            .find_mut(hash, |&i| FlowKey::of_flow(&flows[i as usize]) == key);
+        let idx = match found {
+            Some(i) if !flows[*i as usize].is_reuse(p) => *i as usize,
+            Some(i) => {
+                // A new connection on the key's tuple: the key's flow from now on.
+                flows.push(Flow::new(p));
+                *i = u32::try_from(flows.len() - 1).expect("fewer than 2^32 flows");
+                flows.len() - 1
+            }
+            None => {
+                flows.push(Flow::new(p));
+                let i = u32::try_from(flows.len() - 1).expect("fewer than 2^32 flows");
+                let hasher = &self.hasher;
+                self.index.insert_unique(hash, i, |&j| {
+                    hasher.hash_one(FlowKey::of_flow(&flows[j as usize]))
+                });
+                i as usize
             }
         };
         let flow = &mut self.flows[idx];
@@ -851,11 +879,36 @@ mod tests {
         // A retransmitted SYN with the same ISN is not a new connection.
         t.push(&tcp(5, c.0, c.1, c.2, c.3, SYN, 100));
         t.push(&tcp(6, c.0, c.1, c.2, c.3, SYN, 9000));
+        // The new connection's reply finds it, not the closed one.
+        assert_eq!(
+            t.push(&tcp(7, c.2, c.3, c.0, c.1, SYN | ACK, 5)),
+            (1, Side::B)
+        );
         let flows = t.finish();
         assert_eq!(flows.len(), 2);
         assert_eq!(flows[0].packets, [3, 2]);
         assert_eq!(flows[0].tcp.fin, [true, true]);
-        assert_eq!(flows[1].packets, [1, 0]);
+        assert_eq!(flows[1].packets, [1, 1]);
+    }
+
+    #[test]
+    fn every_flow_is_found_again_as_the_index_grows() {
+        let mut t = FlowTable::default();
+        let src = |i: u32| format!("10.{}.{}.2", i >> 8, i & 0xff);
+        for i in 0..5_000u32 {
+            let s = src(i);
+            assert_eq!(
+                t.push(&tcp(1, &s, 40000, "198.51.100.2", 80, SYN, 1)).0,
+                i as usize
+            );
+        }
+        // Each flow's reply, after the index grew several times over.
+        for i in (0..5_000u32).rev() {
+            let s = src(i);
+            let got = t.push(&tcp(2, "198.51.100.2", 80, &s, 40000, SYN | ACK, 1));
+            assert_eq!(got, (i as usize, Side::B));
+        }
+        assert!(t.finish().iter().all(|f| f.packets == [1, 1]));
     }
 
     fn icmp6(ts: i64, src: &str, dst: &str, icmp_type: u8) -> Packet {
