@@ -761,13 +761,19 @@ mod tests {
         (10..300).for_each(|f| own(&points[0], f));
         release.done(&mut points, (10..200).map(|f| (0, f)));
         let p = &points[0];
-        (150..300).for_each(|f| own(p, f));
+        // Flows 151 to 199 are done too, and may have lost theirs where a whole chunk
+        // lies among them.
+        [150].into_iter().chain(200..300).for_each(|f| own(p, f));
         // Flows 10 to 149 fill 806 kB of the order with no flow in use: at least two
         // whole chunks of it are given back.
         let done = &p.recs[p.flow_start[10] as usize..p.flow_start[150] as usize];
         let given_back = done.iter().filter(|r| zero(r)).count();
+        // (Whole records: each end of the chunks may cut one.)
         let chunk = Release::CHUNK / std::mem::size_of::<Rec>();
-        assert!(given_back >= 2 * chunk, "{given_back} records given back");
+        assert!(
+            given_back >= 2 * chunk - 2,
+            "{given_back} records given back"
+        );
         release.done(
             &mut points,
             uses().filter(|&(_, f)| f >= 200).chain([(0, 150)]),
