@@ -564,9 +564,15 @@ impl FlowTable {
         let key = FlowKey::of(p);
         let hash = self.hasher.hash_one(key);
         let flows = &mut self.flows;
-        let found = self
-            .index
-            .find_mut(hash, |&i| FlowKey::of_flow(&flows[i as usize]) == key);
+        // A flow's key is its tuple either way round (and its quoted tuple): compared
+        // as such, not made canonical at each probe.
+        let rev = p.tuple.reversed();
+        let found = self.index.find_mut(hash, |&i| {
+            let f = &flows[i as usize];
+            (f.tuple == p.tuple || f.tuple == rev)
+                && (f.icmp_error.is_none() && key.quoted.is_none()
+                    || FlowKey::of_flow(f).quoted == key.quoted)
+        });
         let idx = match found {
             Some(i) if !flows[*i as usize].is_reuse(p) => *i as usize,
             Some(i) => {
