@@ -522,10 +522,15 @@ impl FlowKey {
     fn of_flow(f: &Flow) -> FlowKey {
         FlowKey {
             tuple: f.tuple.canonical(),
-            quoted: (f.icmp_error.as_ref())
-                .and_then(|e| e.quoted)
-                .map(|q| q.canonical()),
+            quoted: FlowKey::quoted_of(f),
         }
+    }
+
+    /// The quoted part of the key of `f`'s packets (none but for an ICMP error's).
+    fn quoted_of(f: &Flow) -> Option<Tuple> {
+        (f.icmp_error.as_ref())
+            .and_then(|e| e.quoted)
+            .map(|q| q.canonical())
     }
 }
 
@@ -569,26 +574,24 @@ impl FlowTable {
         let rev = p.tuple.reversed();
         let found = self.index.find_mut(hash, |&i| {
             let f = &flows[i as usize];
-            (f.tuple == p.tuple || f.tuple == rev)
-                && (f.icmp_error.is_none() && key.quoted.is_none()
-                    || FlowKey::of_flow(f).quoted == key.quoted)
+            (f.tuple == p.tuple || f.tuple == rev) && FlowKey::quoted_of(f) == key.quoted
         });
         let idx = match found {
             Some(i) if !flows[*i as usize].is_reuse(p) => *i as usize,
-            Some(i) => {
-                // A new connection on the key's tuple: the key's flow from now on.
+            found => {
                 flows.push(Flow::new(p));
-                *i = u32::try_from(flows.len() - 1).expect("fewer than 2^32 flows");
-                flows.len() - 1
-            }
-            None => {
-                flows.push(Flow::new(p));
-                let i = u32::try_from(flows.len() - 1).expect("fewer than 2^32 flows");
-                let hasher = &self.hasher;
-                self.index.insert_unique(hash, i, |&j| {
-                    hasher.hash_one(FlowKey::of_flow(&flows[j as usize]))
-                });
-                i as usize
+                let new = u32::try_from(flows.len() - 1).expect("fewer than 2^32 flows");
+                match found {
+                    // A new connection on the key's tuple: the key's flow from now on.
+                    Some(i) => *i = new,
+                    None => {
+                        let hasher = &self.hasher;
+                        self.index.insert_unique(hash, new, |&j| {
+                            hasher.hash_one(FlowKey::of_flow(&flows[j as usize]))
+                        });
+                    }
+                }
+                new as usize
             }
         };
         let flow = &mut self.flows[idx];

@@ -542,9 +542,10 @@ impl PointRelease {
         if start < end {
             // SAFETY: the range lies inside the records' own allocation, borrowed
             // mutably; MADV_DONTNEED on private anonymous memory makes its pages read
-            // as zeros, which is a valid record (its fields are integers only), so this is a write of
-            // zeros to records nothing reads again. Nothing else lives in those pages:
-            // only whole pages between the first and last record's bytes are named.
+            // as zeros, which is a valid record (its fields are integers only), so this
+            // is a write of zeros to records nothing reads again. Nothing else lives in
+            // those pages: only whole pages between the first and last record's bytes
+            // are named.
             unsafe {
                 libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
             }

@@ -25,8 +25,7 @@ fn tuple(proto: Proto, src: &str, dst: &str) -> Tuple {
 }
 
 /// A record of fingerprint `fp` at `ts`, of flow 0, strong, without TCP fields (IPv4 ID
-/// and payload): for
-/// the steps that read no more than that.
+/// and payload): for the steps that read no more than that.
 pub fn rec(fp: u64, ts: i64) -> Rec {
     let f = Fields {
         side: Side::A,
