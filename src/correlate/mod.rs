@@ -195,6 +195,7 @@ pub fn correlate(
     // given back before the steps that build the connections.
     for p in &mut points {
         p.by_fp = Vec::new();
+        p.runs = Default::default();
     }
     let mut comps = components::group(&points, flow_pairs);
     components::orient(&mut points, &comps, &off, window);

@@ -16,7 +16,7 @@
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::points::{PointData, FP_SLICES};
+use super::points::{PointData, FP_SLICES, PREFETCH_AHEAD};
 
 /// Offsets smaller than this are read as "same clock": a host forwards in microseconds,
 /// and NTP-synchronised hosts agree to about this much anyway.
@@ -141,6 +141,8 @@ fn unique_deltas_in(
     let (mut i, mut j) = (ra.start, rb.start);
     let (fa, fb) = (&a.by_fp[..ra.end], &b.by_fp[..rb.end]);
     while i < fa.len() && j < fb.len() {
+        a.prefetch_fp_order(i + PREFETCH_AHEAD);
+        b.prefetch_fp_order(j + PREFETCH_AHEAD);
         let ra = &a.recs[fa[i] as usize];
         let rb = &b.recs[fb[j] as usize];
         if ra.fp < rb.fp {
@@ -148,9 +150,8 @@ fn unique_deltas_in(
         } else if ra.fp > rb.fp {
             j += 1;
         } else {
-            let fp = ra.fp;
-            let run_a = run_len(a, i, fp);
-            let run_b = run_len(b, j, fp);
+            let run_a = a.runs.end(i, a.by_fp.len()) - i;
+            let run_b = b.runs.end(j, b.by_fp.len()) - j;
             if run_a == 1 && run_b == 1 {
                 out[usize::from(!a.is_fwd(ra))].push(rb.ts - ra.ts);
             }
@@ -159,13 +160,6 @@ fn unique_deltas_in(
         }
     }
     out
-}
-
-fn run_len(p: &PointData, start: usize, fp: u64) -> usize {
-    p.by_fp[start..]
-        .iter()
-        .take_while(|&&k| p.recs[k as usize].fp == fp)
-        .count()
 }
 
 pub fn median(v: &mut [i64]) -> Option<i64> {

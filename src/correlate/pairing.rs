@@ -22,7 +22,7 @@ use foldhash::HashMap;
 use rayon::prelude::*;
 
 use super::fingerprint::Strength;
-use super::points::{PointData, Rec};
+use super::points::{PointData, Rec, PREFETCH_AHEAD};
 use super::segments::{self, Recs};
 
 /// Minimum evidence for two flows to be one connection: one TCP packet, one IPv4
@@ -148,12 +148,7 @@ fn join_pair(
 
 /// End of the run of records sharing the fingerprint of `p.by_fp[start]`.
 fn run_end(p: &PointData, start: usize) -> usize {
-    let fp = p.recs[p.by_fp[start] as usize].fp;
-    start
-        + p.by_fp[start..]
-            .iter()
-            .take_while(|&&k| p.recs[k as usize].fp == fp)
-            .count()
+    p.runs.end(start, p.by_fp.len())
 }
 
 /// Hairpin: the same packet crossing one interface twice, as two flows. Within a run
@@ -161,25 +156,22 @@ fn run_end(p: &PointData, start: usize) -> usize {
 /// within the window.
 fn join_hairpin(p: &PointData, window: i64) -> Votes {
     let mut votes = Votes::default();
-    let mut i = 0;
-    while i < p.by_fp.len() {
-        let end = run_end(p, i);
-        if end - i > 1 {
-            let run: Vec<&Rec> = p.by_fp[i..end]
-                .iter()
-                .map(|&k| &p.recs[k as usize])
-                .collect();
-            for (x, y) in pair_run(&run, window) {
-                let (rx, ry) = (run[x], run[y]);
-                let (lo, hi) = if rx.flow < ry.flow {
-                    (rx, ry)
-                } else {
-                    (ry, rx)
-                };
-                votes.add(lo, hi);
-            }
+    let mut from = 0;
+    while let Some(shared) = p.runs.next_shared(from, p.by_fp.len()) {
+        from = shared.end;
+        let run: Vec<&Rec> = p.by_fp[shared]
+            .iter()
+            .map(|&k| &p.recs[k as usize])
+            .collect();
+        for (x, y) in pair_run(&run, window) {
+            let (rx, ry) = (run[x], run[y]);
+            let (lo, hi) = if rx.flow < ry.flow {
+                (rx, ry)
+            } else {
+                (ry, rx)
+            };
+            votes.add(lo, hi);
         }
-        i = end;
     }
     votes
 }
@@ -288,6 +280,8 @@ fn merge_across(
     let (fa, fb) = (&pa.by_fp[..ra.end], &pb.by_fp[..rb.end]);
     let (mut i, mut j) = (ra.start, rb.start);
     while i < fa.len() && j < fb.len() {
+        pa.prefetch_fp_order(i + PREFETCH_AHEAD);
+        pb.prefetch_fp_order(j + PREFETCH_AHEAD);
         let ra = &pa.recs[fa[i] as usize];
         let rb = &pb.recs[fb[j] as usize];
         if ra.fp != rb.fp {

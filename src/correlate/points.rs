@@ -16,7 +16,8 @@ use crate::model::{Packet, L4};
 
 /// One packet as correlation sees it. 48 bytes, so a capture of N packets costs
 /// about 52·N bytes here until the cross-point join (this record plus its index in
-/// fingerprint order, [`PointData::by_fp`]) and 48·N after it, given back as the
+/// fingerprint order, [`PointData::by_fp`], and a bit in [`PointData::runs`]) and 48·N
+/// after it, given back as the
 /// connections that read them are linked ([`Release`]).
 ///
 /// The small fields share two words: lengths keep 20 bits, so an IP packet or TCP
@@ -248,6 +249,78 @@ pub struct PointData {
     /// Indices into `recs`, sorted by (fp, ts), for the clock offsets and the
     /// cross-point join; [`super::correlate`] empties it once the join is done.
     pub by_fp: Vec<u32>,
+    /// Where runs of one fingerprint lie in `by_fp`, read without reading records.
+    pub runs: Runs,
+}
+
+/// Which positions of a fingerprint order hold the fingerprint of the position before
+/// them: one bit a position.
+#[derive(Clone, Debug, Default)]
+pub struct Runs(Vec<u64>);
+
+impl Runs {
+    fn new(len: usize) -> Runs {
+        Runs(vec![0; len.div_ceil(64)])
+    }
+
+    fn set(&mut self, pos: usize) {
+        self.0[pos / 64] |= 1 << (pos % 64);
+    }
+
+    /// Whether position `pos` holds the fingerprint of position `pos - 1`.
+    fn continues(&self, pos: usize) -> bool {
+        self.0
+            .get(pos / 64)
+            .is_some_and(|w| w >> (pos % 64) & 1 == 1)
+    }
+
+    /// The end of the run that starts at or holds `pos`: the first later position
+    /// with another fingerprint (or the order's length).
+    pub fn end(&self, pos: usize, len: usize) -> usize {
+        let mut i = pos + 1;
+        while i < len && self.continues(i) {
+            i += 1;
+        }
+        i
+    }
+
+    /// The first run of more than one position that starts at or after `from` (the
+    /// start of a run), as
+    /// its range of positions; whole words without one are skipped at once.
+    pub fn next_shared(&self, from: usize, len: usize) -> Option<std::ops::Range<usize>> {
+        let mut i = from + 1;
+        while i < len {
+            let w = self.0[i / 64] >> (i % 64);
+            if w == 0 {
+                i = (i / 64 + 1) * 64;
+                continue;
+            }
+            let at = i + w.trailing_zeros() as usize;
+            if at >= len {
+                break;
+            }
+            return Some(at - 1..self.end(at, len));
+        }
+        None
+    }
+}
+
+/// How many positions ahead of a walk of a fingerprint order its records are fetched
+/// ([`PointData::prefetch_fp_order`]).
+pub const PREFETCH_AHEAD: usize = 16;
+
+/// A hint to fetch `r`'s cache line; nothing where there is no such instruction.
+#[inline(always)]
+fn prefetch(r: &Rec) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE is part of x86-64; a prefetch only hints, it reads nothing and cannot
+    // fault, and the address is a live reference.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>((r as *const Rec).cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = r;
 }
 
 /// How many ranges of fingerprints [`PointData::fp_slices`] cuts a point's fingerprint
@@ -272,6 +345,17 @@ impl PointData {
                 None => self.by_fp.len(),
             })
             .collect()
+    }
+
+    /// Asks the processor to fetch the record at position `pos` of the fingerprint
+    /// order into its cache, when there is one: walks of that order read records in
+    /// no order of their own, and a record asked for some positions ahead is there
+    /// when the walk reaches it.
+    #[inline]
+    pub fn prefetch_fp_order(&self, pos: usize) {
+        if let Some(&k) = self.by_fp.get(pos) {
+            prefetch(&self.recs[k as usize]);
+        }
     }
 
     pub fn flow_recs(&self, flow: usize) -> &[Rec] {
@@ -311,7 +395,7 @@ impl PointData {
         // of order.
         let flow_start = flow_starts(&recs, flows.len());
         let recs = by_flow(recs, &flow_start);
-        let by_fp = fingerprint_order(&recs);
+        let (by_fp, runs) = fingerprint_order(&recs);
         PointData {
             info,
             input,
@@ -319,6 +403,7 @@ impl PointData {
             recs,
             flow_start,
             by_fp,
+            runs,
         }
     }
 }
@@ -330,8 +415,9 @@ impl PointData {
 /// below the bucket's, then the index; the few keys of a bucket that share those bits
 /// are put in order by their records. A bucket that crafted packets fill is sorted like
 /// any other, in n log n. The indices are then moved to the front of the keys' own
-/// memory, and the rest given back: no second list beside the keys.
-fn fingerprint_order(recs: &[Rec]) -> Vec<u32> {
+/// memory, and the rest given back: no second list beside the keys. The runs of one
+/// fingerprint are marked as they are found: only keys sharing their 32 bits can.
+fn fingerprint_order(recs: &[Rec]) -> (Vec<u32>, Runs) {
     let bits = (usize::BITS - (recs.len() / 8).leading_zeros()).clamp(1, 24);
     let bucket = |fp: u64| (fp >> (64 - bits)) as usize;
     let start = starts(1 << bits, recs.iter().map(|r| bucket(r.fp)));
@@ -347,16 +433,24 @@ fn fingerprint_order(recs: &[Rec]) -> Vec<u32> {
         let r = &recs[k[1] as usize];
         (r.fp, r.ts, k[1])
     };
+    let mut runs = Runs::new(recs.len());
     for w in start.windows(2) {
         let run = &mut keys[w[0] as usize..w[1] as usize];
         if run.len() < 2 {
             continue;
         }
         run.sort_unstable_by_key(|k| u64::from(k[0]) << 32 | u64::from(k[1]));
+        let mut at = w[0] as usize;
         for same in run.chunk_by_mut(|a, b| a[0] == b[0]) {
             if same.len() > 1 {
                 same.sort_unstable_by_key(full);
+                for (i, pair) in same.windows(2).enumerate() {
+                    if recs[pair[0][1] as usize].fp == recs[pair[1][1] as usize].fp {
+                        runs.set(at + i + 1);
+                    }
+                }
             }
+            at += same.len();
         }
     }
     // Key `i` lies at words 2i and 2i + 1, never before word `i`: moving the indices
@@ -367,7 +461,7 @@ fn fingerprint_order(recs: &[Rec]) -> Vec<u32> {
     }
     order.truncate(recs.len());
     order.shrink_to_fit();
-    order
+    (order, runs)
 }
 
 /// Where each of `flows` flows starts once `recs` are in flow order: the records of
@@ -705,7 +799,28 @@ mod tests {
             let recs = &recs[..n];
             let mut want: Vec<u32> = (0..n as u32).collect();
             want.sort_by_key(|&i| (recs[i as usize].fp, recs[i as usize].ts, i));
-            assert_eq!(fingerprint_order(recs), want, "{n} records");
+            let (order, runs) = fingerprint_order(recs);
+            assert_eq!(order, want, "{n} records");
+            // Runs: each position's end is the first later one of another
+            // fingerprint, and the shared runs are those of more than one record.
+            let fp = |i: usize| recs[order[i] as usize].fp;
+            let mut shared = Vec::new();
+            let mut i = 0;
+            while i < n {
+                let end = (i + 1..n).find(|&j| fp(j) != fp(i)).unwrap_or(n);
+                assert_eq!(runs.end(i, n), end, "{n} records, position {i}");
+                if end - i > 1 {
+                    shared.push(i..end);
+                }
+                i = end;
+            }
+            let mut found = Vec::new();
+            let mut from = 0;
+            while let Some(r) = runs.next_shared(from, n) {
+                from = r.end;
+                found.push(r);
+            }
+            assert_eq!(found, shared, "{n} records");
         }
     }
 
