@@ -17,8 +17,7 @@ use crate::model::{Packet, L4};
 /// One packet as correlation sees it. 48 bytes, so a capture of N packets costs
 /// about 52·N bytes here until the cross-point join (this record plus its index in
 /// fingerprint order, [`PointData::by_fp`], and a bit in [`PointData::runs`]) and 48·N
-/// after it, given back as the
-/// connections that read them are linked ([`Release`]).
+/// after it, given back as the connections that read them are linked ([`Release`]).
 ///
 /// The small fields share two words: lengths keep 20 bits, so an IP packet or TCP
 /// payload of more than [`Rec::MAX_LEN`] bytes (only an IPv6 jumbogram is) reads as
