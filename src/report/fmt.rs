@@ -5,7 +5,8 @@
 
 use std::net::IpAddr;
 
-use chrono::{DateTime, SecondsFormat};
+use chrono::{DateTime, Datelike, SecondsFormat, Timelike};
+use serde::{Serialize, Serializer};
 
 use crate::correlate::offset::OffsetBasis;
 use crate::correlate::{Connection, Correlation, Hop};
@@ -13,13 +14,70 @@ use crate::model::{fmt_endpoint, Proto, Tunnel, Tuple};
 
 /// `2026-11-23T10:15:02.123456789Z`. Out-of-range values print as raw nanoseconds.
 pub fn rfc3339_ns(ns: i64) -> String {
-    let dt = DateTime::from_timestamp(
-        ns.div_euclid(1_000_000_000),
-        ns.rem_euclid(1_000_000_000) as u32,
-    );
-    match dt {
-        Some(dt) => dt.to_rfc3339_opts(SecondsFormat::Nanos, true),
-        None => format!("{ns}ns"),
+    Stamp(ns).to_string()
+}
+
+/// A time as [`rfc3339_ns`] prints it, written where it is serialized or displayed
+/// rather than kept as a `String`: reports print several a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp(pub i64);
+
+impl Stamp {
+    /// The text, laid out in `buf`; `None` for a time chrono has no date for, or one
+    /// outside years 0-9999 (no `i64` of nanoseconds is), which chrono prints itself.
+    fn text(self, buf: &mut [u8; 30]) -> Option<&str> {
+        let dt = DateTime::from_timestamp(
+            self.0.div_euclid(1_000_000_000),
+            self.0.rem_euclid(1_000_000_000) as u32,
+        )?;
+        let year = u32::try_from(dt.year()).ok().filter(|&y| y <= 9999)?;
+        let fields = [
+            (year, 4),
+            (dt.month(), 2),
+            (dt.day(), 2),
+            (dt.hour(), 2),
+            (dt.minute(), 2),
+            (dt.second(), 2),
+            (dt.nanosecond(), 9),
+        ];
+        // `YYYY-MM-DDTHH:MM:SS.NNNNNNNNNZ`: each field, then the character after it.
+        let mut at = 0;
+        for ((mut v, width), after) in fields.into_iter().zip(*b"--T::.Z") {
+            for k in (0..width).rev() {
+                buf[at + k] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+            buf[at + width] = after;
+            at += width + 1;
+        }
+        std::str::from_utf8(&buf[..at]).ok()
+    }
+}
+
+impl std::fmt::Display for Stamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut buf = [0; 30];
+        if let Some(t) = self.text(&mut buf) {
+            return f.write_str(t);
+        }
+        let dt = DateTime::from_timestamp(
+            self.0.div_euclid(1_000_000_000),
+            self.0.rem_euclid(1_000_000_000) as u32,
+        );
+        match dt {
+            Some(dt) => f.write_str(&dt.to_rfc3339_opts(SecondsFormat::Nanos, true)),
+            None => write!(f, "{}ns", self.0),
+        }
+    }
+}
+
+impl Serialize for Stamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut buf = [0; 30];
+        match self.text(&mut buf) {
+            Some(t) => s.serialize_str(t),
+            None => s.collect_str(self),
+        }
     }
 }
 
@@ -294,6 +352,41 @@ pub fn time_range(first: Option<i64>, last: Option<i64>) -> Option<(String, Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stamp_prints_as_chrono_does() {
+        let chrono = |ns: i64| {
+            let dt = DateTime::from_timestamp(
+                ns.div_euclid(1_000_000_000),
+                ns.rem_euclid(1_000_000_000) as u32,
+            )
+            .unwrap();
+            dt.to_rfc3339_opts(SecondsFormat::Nanos, true)
+        };
+        let day = 86_400 * 1_000_000_000i64;
+        let mut ns = vec![i64::MIN, i64::MAX, 0, -1, 1, 999_999_999, -1_000_000_000];
+        // 2024-02-29, 2000-02-29, 1900-03-01 and the days either side of them.
+        for d in [19_782i64, 10_956, -25_508] {
+            ns.extend([(d - 1) * day, d * day, (d + 1) * day - 1, (d + 1) * day]);
+        }
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ns.push(x as i64);
+        }
+        for n in ns {
+            let want = chrono(n);
+            assert_eq!(Stamp(n).to_string(), want, "{n}");
+            assert_eq!(rfc3339_ns(n), want, "{n}");
+            assert_eq!(
+                serde_json::to_string(&Stamp(n)).unwrap(),
+                format!("\"{want}\""),
+                "{n}"
+            );
+        }
+    }
 
     fn t(proto: Proto, src: &str, sport: u16, dst: &str, dport: u16) -> Tuple {
         Tuple::of(proto, src, sport, dst, dport)

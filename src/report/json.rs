@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::ser::Formatter;
 
 use super::explain::Words;
-use super::fmt::{dst, rfc3339_ns};
+use super::fmt::{dst, Stamp};
 use super::{Model, Render};
 use crate::audit::{Detail, Direction, Finding, Seen, WitnessKind, WitnessSummary};
 use crate::capture::InputStats;
@@ -53,8 +53,8 @@ pub struct BundleJson<'a> {
     pub dir: &'a str,
     pub host: &'a str,
     pub kernel: &'a str,
-    pub started: Option<String>,
-    pub stopped: Option<String>,
+    pub started: Option<Stamp>,
+    pub stopped: Option<Stamp>,
     pub stop: &'a crate::bundle::manifest::Stop,
     pub points: Vec<BundlePointJson<'a>>,
     pub missing: Vec<BundleMissingJson<'a>>,
@@ -81,8 +81,8 @@ fn bundle(b: &crate::bundle::Summary) -> BundleJson<'_> {
         dir: &b.dir,
         host: &b.host,
         kernel: &b.kernel,
-        started: b.started_ns.map(rfc3339_ns),
-        stopped: b.stopped_ns.map(rfc3339_ns),
+        started: b.started_ns.map(Stamp),
+        stopped: b.stopped_ns.map(Stamp),
         stop: &b.stop,
         points: b
             .points
@@ -112,7 +112,7 @@ pub struct WitnessJson<'a> {
     pub on_wire: usize,
     pub agree: usize,
     /// The snapshot's time on the captures' clock.
-    pub time_ns: Option<String>,
+    pub time_ns: Option<Stamp>,
     /// How `time_ns` is known: `recorded` when the table was taken (a bundle's
     /// manifest) or `estimated` from its entries; absent without a time.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -127,8 +127,8 @@ pub struct FindingJson<'a> {
     pub connections: &'a [String],
     pub points: &'a [String],
     pub tuples: &'a [Seen],
-    pub first: Option<String>,
-    pub last: Option<String>,
+    pub first: Option<Stamp>,
+    pub last: Option<Stamp>,
     pub packets: u64,
     pub message: &'a str,
     pub check: &'a str,
@@ -241,7 +241,7 @@ pub enum DetailJson<'a> {
         /// Whether nothing of the tunnel crossed that way amid the lost packets, and
         /// when the first crossed after them.
         window: bool,
-        crossed_again: Option<String>,
+        crossed_again: Option<Stamp>,
     },
     TableFull {
         lost: &'a [String],
@@ -489,7 +489,7 @@ fn detail(d: &Detail) -> DetailJson<'_> {
             crossed_max: d.crossed_max,
             larger: d.larger,
             window: d.window.is_some(),
-            crossed_again: d.window.flatten().map(rfc3339_ns),
+            crossed_again: d.window.flatten().map(Stamp),
         },
         Detail::TableFull(d) => DetailJson::TableFull {
             lost: &d.lost,
@@ -543,8 +543,8 @@ pub fn finding<'a>(f: &'a Finding, w: &'a Words) -> FindingJson<'a> {
         connections: &f.connections,
         points: &f.points,
         tuples: &f.tuples,
-        first: f.first_ns.map(rfc3339_ns),
-        last: f.last_ns.map(rfc3339_ns),
+        first: f.first_ns.map(Stamp),
+        last: f.last_ns.map(Stamp),
         packets: f.packets,
         message: &w.message,
         check: &w.check,
@@ -560,7 +560,7 @@ fn witness(w: &WitnessSummary) -> WitnessJson<'_> {
         entries: w.entries,
         on_wire: w.on_wire,
         agree: w.agree,
-        time_ns: w.time_ns.map(rfc3339_ns),
+        time_ns: w.time_ns.map(Stamp),
         time_basis: w.time_ns.map(|_| {
             if w.time_recorded {
                 "recorded"
@@ -597,8 +597,8 @@ pub struct PointJson<'a> {
     pub interface: Option<&'a str>,
     pub packets: u64,
     pub flows: usize,
-    pub first_seen: Option<String>,
-    pub last_seen: Option<String>,
+    pub first_seen: Option<Stamp>,
+    pub last_seen: Option<Stamp>,
     /// This point's clock minus the reference point's clock.
     pub clock_offset_ns: i64,
     pub clock_reference: &'a str,
@@ -613,8 +613,8 @@ pub struct HopJson<'a> {
     pub tuple: &'a crate::model::Tuple,
     /// The Community ID of the tuple here (null for ICMP other than echo and errors).
     pub community_id: Option<String>,
-    pub first_seen: String,
-    pub last_seen: String,
+    pub first_seen: Stamp,
+    pub last_seen: Stamp,
     pub packets_fwd: u64,
     pub packets_rev: u64,
     pub bytes_fwd: u64,
@@ -648,8 +648,8 @@ pub struct HopJson<'a> {
 #[derive(Serialize)]
 pub struct GapJson {
     pub packets: u64,
-    pub first: Option<String>,
-    pub last: Option<String>,
+    pub first: Option<Stamp>,
+    pub last: Option<Stamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_tcp_flags: Option<String>,
 }
@@ -707,8 +707,8 @@ pub struct ConnectionJson<'a> {
     pub id: &'a str,
     pub proto: Proto,
     pub initiator_evidence: InitiatorEvidence,
-    pub first_seen: String,
-    pub last_seen: String,
+    pub first_seen: Stamp,
+    pub last_seen: Stamp,
     pub hops: Vec<HopJson<'a>>,
     pub translations: Vec<TranslationJson<'a>>,
     pub returns: Vec<ReturnJson<'a>>,
@@ -747,8 +747,8 @@ pub struct FilterJson<'a> {
 fn gap(g: &Gap) -> GapJson {
     GapJson {
         packets: g.packets,
-        first: g.first_ns.map(rfc3339_ns),
-        last: g.last_ns.map(rfc3339_ns),
+        first: g.first_ns.map(Stamp),
+        last: g.last_ns.map(Stamp),
         first_tcp_flags: g.first_tcp_flags.map(tcp_flags::to_string),
     }
 }
@@ -765,8 +765,8 @@ fn hop<'a>(
         point: &c.points[h.point].name,
         tuple: &f.tuple,
         community_id: f.community_id(),
-        first_seen: rfc3339_ns(h.first_ns),
-        last_seen: rfc3339_ns(h.last_ns),
+        first_seen: Stamp(h.first_ns),
+        last_seen: Stamp(h.last_ns),
         packets_fwd: f.packets[0],
         packets_rev: f.packets[1],
         bytes_fwd: f.bytes[0],
@@ -846,8 +846,8 @@ fn connection(m: &Model, i: usize) -> ConnectionJson<'_> {
         id: &conn.id,
         proto: conn.proto,
         initiator_evidence: conn.initiator,
-        first_seen: rfc3339_ns(conn.first_ns()),
-        last_seen: rfc3339_ns(conn.last_ns()),
+        first_seen: Stamp(conn.first_ns()),
+        last_seen: Stamp(conn.last_ns()),
         hops: conn
             .hops
             .iter()
@@ -946,8 +946,8 @@ fn point<'a>(c: &'a Correlation, p: &'a crate::correlate::PointSummary) -> Point
         interface: p.interface.as_deref(),
         packets: p.packets,
         flows: p.flows,
-        first_seen: p.first_ns.map(rfc3339_ns),
-        last_seen: p.last_ns.map(rfc3339_ns),
+        first_seen: p.first_ns.map(Stamp),
+        last_seen: p.last_ns.map(Stamp),
         clock_offset_ns: p.clock.offset_ns,
         clock_reference: &c.points[p.clock.reference].name,
         clock_samples: p.clock.samples,
