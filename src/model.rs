@@ -145,16 +145,24 @@ impl Tuple {
 
 /// JSON shape of a tuple: `{"proto", "src", "sport", "dst", "dport"}`. Ports are null
 /// where the protocol has none; for ICMP echo `sport` is the identifier and `dport` null.
-impl Serialize for Tuple {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let (sport, dport) = if self.proto.has_ports() {
+impl Tuple {
+    /// The ports as reports write them: both for protocols with ports, the echo
+    /// identifier alone for ICMP, none otherwise.
+    pub fn shown_ports(&self) -> (Option<u16>, Option<u16>) {
+        if self.proto.has_ports() {
             (Some(self.sport), Some(self.dport))
         } else if self.proto.is_icmp() {
             (Some(self.sport), None)
         } else {
             (None, None)
-        };
+        }
+    }
+}
+
+impl Serialize for Tuple {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let (sport, dport) = self.shown_ports();
         let mut st = s.serialize_struct("Tuple", 5)?;
         st.serialize_field("proto", &self.proto)?;
         st.serialize_field("src", &self.src)?;

@@ -29,16 +29,18 @@ impl Stamp {
         let dt = DateTime::from_timestamp(
             self.0.div_euclid(1_000_000_000),
             self.0.rem_euclid(1_000_000_000) as u32,
-        )?;
-        let year = u32::try_from(dt.year()).ok().filter(|&y| y <= 9999)?;
+        )?
+        .naive_utc();
+        let (date, time) = (dt.date(), dt.time());
+        let year = u32::try_from(date.year()).ok().filter(|&y| y <= 9999)?;
         let fields = [
             (year, 4),
-            (dt.month(), 2),
-            (dt.day(), 2),
-            (dt.hour(), 2),
-            (dt.minute(), 2),
-            (dt.second(), 2),
-            (dt.nanosecond(), 9),
+            (date.month(), 2),
+            (date.day(), 2),
+            (time.hour(), 2),
+            (time.minute(), 2),
+            (time.second(), 2),
+            (time.nanosecond(), 9),
         ];
         // `YYYY-MM-DDTHH:MM:SS.NNNNNNNNNZ`: each field, then the character after it.
         let mut at = 0;

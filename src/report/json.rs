@@ -609,8 +609,13 @@ pub struct PointJson<'a> {
 #[derive(Serialize)]
 pub struct HopJson<'a> {
     pub point: &'a str,
-    #[serde(flatten)]
-    pub tuple: &'a crate::model::Tuple,
+    /// The tuple, as [`crate::model::Tuple`] writes it (its fields written here, not
+    /// flattened: a flattened struct is written through a map of its own).
+    pub proto: Proto,
+    pub src: IpAddr,
+    pub sport: Option<u16>,
+    pub dst: IpAddr,
+    pub dport: Option<u16>,
     /// The Community ID of the tuple here (null for ICMP other than echo and errors).
     pub community_id: Option<String>,
     pub first_seen: Stamp,
@@ -761,9 +766,14 @@ fn hop<'a>(
 ) -> HopJson<'a> {
     let f = &h.flow;
     let payload = resegmented.then_some(f.payload);
+    let (sport, dport) = f.tuple.shown_ports();
     HopJson {
         point: &c.points[h.point].name,
-        tuple: &f.tuple,
+        proto: f.tuple.proto,
+        src: f.tuple.src,
+        sport,
+        dst: f.tuple.dst,
+        dport,
         community_id: f.community_id(),
         first_seen: Stamp(h.first_ns),
         last_seen: Stamp(h.last_ns),
