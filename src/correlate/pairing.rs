@@ -337,7 +337,7 @@ pub(super) fn match_flows(
         .collect();
     order.sort_unstable();
     let mut unused = Unused::new(order.len());
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(up.len().min(down.len()));
     for (k, r) in up.iter().enumerate() {
         let start = order.partition_point(|&(fp, _)| fp < r.fp);
         let len = order[start..].partition_point(|&(fp, _)| fp == r.fp);

@@ -999,11 +999,11 @@ fn write_pretty(m: &Model, w: &mut impl Write, batch: usize) -> anyhow::Result<(
         let parts: Vec<Vec<u8>> = (start..n.min(start + batch))
             .into_par_iter()
             .map(|i| {
-                let mut buf = Pieces(if i == 0 {
-                    b"\n    ".to_vec()
-                } else {
-                    b",\n    ".to_vec()
-                });
+                // Room for a connection of a few hops without findings, so that most
+                // are written without growing their buffer.
+                let mut buf = Pieces(Vec::with_capacity(4096));
+                buf.0
+                    .extend_from_slice(if i == 0 { b"\n    " } else { b",\n    " });
                 // An element of the list sits at depth 2.
                 let f = Pretty {
                     depth: 2,
