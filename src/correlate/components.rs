@@ -104,16 +104,31 @@ pub(super) fn group(points: &[PointData], edges: Vec<(EdgeKey, Vote)>) -> Compon
     drop(comp_flows);
 
     // Components in node order (deterministic): a root is its component's smallest
-    // node, so components come in the order their roots are met.
+    // node, so components come in the order their roots are met. Each component's
+    // lists are made the size they end up (counted first): there is one a flow or
+    // two, and a list grown a push at a time holds room for four.
     let mut comp_of = vec![usize::MAX; c.nodes.len()];
+    let mut sizes: Vec<(u32, u32)> = Vec::new();
     for i in 0..c.nodes.len() {
         let root = uf.find(i);
         if comp_of[root] == usize::MAX {
-            comp_of[root] = c.members.len();
-            c.members.push(Vec::new());
-            c.edges.push(Vec::new());
+            comp_of[root] = sizes.len();
+            sizes.push((0, 0));
         }
-        c.members[comp_of[root]].push(i);
+        sizes[comp_of[root]].0 += 1;
+    }
+    for key in &accepted {
+        sizes[comp_of[uf.find(c.node(key.0, key.1))]].1 += 1;
+    }
+    c.members = (sizes.iter())
+        .map(|s| Vec::with_capacity(s.0 as usize))
+        .collect();
+    c.edges = (sizes.iter())
+        .map(|s| Vec::with_capacity(s.1 as usize))
+        .collect();
+    drop(sizes);
+    for i in 0..c.nodes.len() {
+        c.members[comp_of[uf.find(i)]].push(i);
     }
     for key in accepted {
         let root = uf.find(c.node(key.0, key.1));

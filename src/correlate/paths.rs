@@ -183,7 +183,7 @@ fn hops(points: &[PointData], nodes: &[(usize, u32)], members: &[usize], off: &[
         let (p, f) = nodes[m];
         by_point.entry(p).or_default().push(f);
     }
-    let mut hops: Vec<Hop> = Vec::new();
+    let mut hops: Vec<Hop> = Vec::with_capacity(members.len());
     for (p, flows) in by_point {
         let pd = &points[p];
         for g in halves(pd, &flows) {

@@ -141,7 +141,8 @@ pub(super) fn measure(send: Side, recv: Side, fwd: bool, span: (i64, i64)) -> Si
     let mut sent: HashSet<u32> = HashSet::new();
     let mut over: Option<Oversize> = None;
     let mut starts: Vec<u32> = Vec::new();
-    let mut crossed_at: Vec<i64> = Vec::new();
+    // At most the sending hop's records, in one allocation.
+    let mut crossed_at: Vec<i64> = Vec::with_capacity(send.recs.len());
     let mut missing: Option<Missing> = None;
     for (r, crossed) in send.of(fwd) {
         let t = r.ts - send.off;
