@@ -23,14 +23,18 @@ pub fn rfc3339_ns(ns: i64) -> String {
 pub struct Stamp(pub i64);
 
 impl Stamp {
+    /// The time, when chrono has a date for it.
+    fn datetime(self) -> Option<DateTime<chrono::Utc>> {
+        DateTime::from_timestamp(
+            self.0.div_euclid(1_000_000_000),
+            self.0.rem_euclid(1_000_000_000) as u32,
+        )
+    }
+
     /// The text, laid out in `buf`; `None` for a time chrono has no date for, or one
     /// outside years 0-9999 (no `i64` of nanoseconds is), which chrono prints itself.
     fn text(self, buf: &mut [u8; 30]) -> Option<&str> {
-        let dt = DateTime::from_timestamp(
-            self.0.div_euclid(1_000_000_000),
-            self.0.rem_euclid(1_000_000_000) as u32,
-        )?
-        .naive_utc();
+        let dt = self.datetime()?.naive_utc();
         let (date, time) = (dt.date(), dt.time());
         let year = u32::try_from(date.year()).ok().filter(|&y| y <= 9999)?;
         let fields = [
@@ -62,11 +66,7 @@ impl std::fmt::Display for Stamp {
         if let Some(t) = self.text(&mut buf) {
             return f.write_str(t);
         }
-        let dt = DateTime::from_timestamp(
-            self.0.div_euclid(1_000_000_000),
-            self.0.rem_euclid(1_000_000_000) as u32,
-        );
-        match dt {
+        match self.datetime() {
             Some(dt) => f.write_str(&dt.to_rfc3339_opts(SecondsFormat::Nanos, true)),
             None => write!(f, "{}ns", self.0),
         }
