@@ -143,6 +143,8 @@ fn unique_deltas_in(
     while i < fa.len() && j < fb.len() {
         a.prefetch_fp_order(i + PREFETCH_AHEAD);
         b.prefetch_fp_order(j + PREFETCH_AHEAD);
+        // Whether a packet was the initiator's is read from its flow.
+        a.prefetch_flow_of(i + PREFETCH_AHEAD / 2);
         let ra = &a.recs[fa[i] as usize];
         let rb = &b.recs[fb[j] as usize];
         if ra.fp < rb.fp {

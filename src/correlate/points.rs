@@ -308,15 +308,16 @@ impl Runs {
 /// ([`PointData::prefetch_fp_order`]).
 pub const PREFETCH_AHEAD: usize = 16;
 
-/// A hint to fetch `r`'s cache line; nothing where there is no such instruction.
+/// A hint to fetch the cache line `r` starts in; nothing where there is no such
+/// instruction.
 #[inline(always)]
-fn prefetch(r: &Rec) {
+fn prefetch<T>(r: &T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: SSE is part of x86-64; a prefetch only hints, it reads nothing and cannot
     // fault, and the address is a live reference.
     unsafe {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>((r as *const Rec).cast());
+        _mm_prefetch::<_MM_HINT_T0>((r as *const T).cast());
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = r;
@@ -354,6 +355,15 @@ impl PointData {
     pub fn prefetch_fp_order(&self, pos: usize) {
         if let Some(&k) = self.by_fp.get(pos) {
             prefetch(&self.recs[k as usize]);
+        }
+    }
+
+    /// [`PointData::prefetch_fp_order`] for the flow of the record at position `pos`:
+    /// call it for a position whose record was asked for some steps before.
+    #[inline]
+    pub fn prefetch_flow_of(&self, pos: usize) {
+        if let Some(&k) = self.by_fp.get(pos) {
+            prefetch(&self.flows[self.recs[k as usize].flow as usize]);
         }
     }
 
