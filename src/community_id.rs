@@ -24,11 +24,20 @@ pub enum Ports {
 /// joining their records agreed on another). `proto` is the IP protocol number.
 /// `None` when the two addresses are of different families.
 pub fn v1(seed: u16, src: IpAddr, dst: IpAddr, proto: u8, ports: Ports) -> Option<String> {
-    let (a, b) = match (src, dst) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => (a.octets().to_vec(), b.octets().to_vec()),
-        (IpAddr::V6(a), IpAddr::V6(b)) => (a.octets().to_vec(), b.octets().to_vec()),
+    // The addresses' bytes, in place: four or sixteen of each.
+    let (mut a, mut b, len) = ([0u8; 16], [0u8; 16], if src.is_ipv4() { 4 } else { 16 });
+    match (src, dst) {
+        (IpAddr::V4(x), IpAddr::V4(y)) => {
+            a[..4].copy_from_slice(&x.octets());
+            b[..4].copy_from_slice(&y.octets());
+        }
+        (IpAddr::V6(x), IpAddr::V6(y)) => {
+            a = x.octets();
+            b = y.octets();
+        }
         _ => return None,
-    };
+    }
+    let (a, b) = (&a[..len], &b[..len]);
     let (ports, one_way) = match ports {
         Ports::Transport { src, dst } => (Some((src, dst)), false),
         Ports::Icmp { icmp_type, code } => {
@@ -43,22 +52,23 @@ pub fn v1(seed: u16, src: IpAddr, dst: IpAddr, proto: u8, ports: Ports) -> Optio
     let (sp, dp) = ports.unwrap_or((0, 0));
     // The smaller endpoint first (address, then port), except for one-way ICMP
     // messages, which keep their direction.
-    let flip = !one_way && (b.as_slice(), dp) < (a.as_slice(), sp);
+    let flip = !one_way && (b, dp) < (a, sp);
     let (a, b, sp, dp) = if flip { (b, a, dp, sp) } else { (a, b, sp, dp) };
     let mut h = Sha1::new();
     h.update(seed.to_be_bytes());
-    h.update(&a);
-    h.update(&b);
+    h.update(a);
+    h.update(b);
     h.update([proto, 0]);
     if ports.is_some() {
         h.update(sp.to_be_bytes());
         h.update(dp.to_be_bytes());
     }
     let digest = h.finalize();
-    Some(format!(
-        "1:{}",
-        base64::engine::general_purpose::STANDARD.encode(digest)
-    ))
+    // "1:" and the 28 characters of a 20-byte digest in base64, in one string.
+    let mut id = String::with_capacity(30);
+    id.push_str("1:");
+    base64::engine::general_purpose::STANDARD.encode_string(digest, &mut id);
+    Some(id)
 }
 
 /// The message type that answers (or asks) ICMP type `t`, for the request/reply pairs
