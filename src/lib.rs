@@ -6,9 +6,9 @@
 //! lower layers (a test checks every `crate::` path against this list):
 //!
 //! <!-- layers -->
-//! 1. `diag`, `model`, `input`, `community_id`, `cidr`: located warnings; packets,
-//!    tuples, translations; opening inputs and how far their reading has got; the
-//!    Community ID of a flow; address prefixes
+//! 1. `diag`, `model`, `input`, `community_id`, `cidr`, `mem`: located warnings;
+//!    packets, tuples, translations; opening inputs and how far their reading has got;
+//!    the Community ID of a flow; address prefixes; cache hints
 //! 2. `decode`, `filter`: bytes of one frame → owned packet summary; the `--filter`
 //!    language over tuples
 //! 3. `capture`: pcap/pcapng files → capture points and their packets
@@ -40,6 +40,7 @@ pub mod diff;
 pub mod filter;
 pub mod flows;
 pub mod input;
+pub mod mem;
 pub mod model;
 pub mod pipeline;
 pub mod report;

@@ -43,6 +43,10 @@ const READ_CHUNK: usize = 1 << 20;
 /// before the pages behind it are handed back.
 const WINDOW: usize = 8 << 20;
 
+/// How far ahead of the frame being read a mapped file's cache lines are asked for
+/// (a page).
+const PREFETCH_AHEAD: usize = 4096;
+
 /// One captured frame, borrowed from the reader's buffer until the next call.
 #[derive(Debug)]
 pub struct Frame<'a> {
@@ -128,10 +132,12 @@ pub struct FrameReader<R: Read> {
     /// Stream offset of `buf[0]`.
     base: u64,
     eof: bool,
-    /// Mapped files: where the pages not yet handed back start, and where those not
-    /// yet mapped ahead of the reader do.
+    /// Mapped files: where the pages not yet handed back start, where those not yet
+    /// mapped ahead of the reader do, and the first byte whose cache line has not
+    /// been asked for.
     released: usize,
     populated: usize,
+    prefetched: usize,
     state: State,
     format: Format,
     interfaces: Vec<Interface>,
@@ -180,6 +186,7 @@ impl<R: Read> FrameReader<R> {
             base: 0,
             released: 0,
             populated: 0,
+            prefetched: 0,
             state: State::Done,
             format: Format::Pcap,
             interfaces: Vec::new(),
@@ -359,6 +366,14 @@ impl<R: Read> FrameReader<R> {
                 )
             };
             self.released = upto;
+        }
+        // Each cache line is asked for a page before the frames in it are read: the
+        // processor's own prefetchers stop at page boundaries, and a frame spans
+        // several lines that decoding and the payload digest read in full.
+        let ahead = (self.pos + PREFETCH_AHEAD).min(map.len());
+        while self.prefetched < ahead {
+            crate::mem::prefetch(&map[self.prefetched]);
+            self.prefetched += 64;
         }
         if self.pos + WINDOW > self.populated && self.populated < map.len() {
             let len = WINDOW.min(map.len() - self.populated);

@@ -308,21 +308,6 @@ impl Runs {
 /// ([`PointData::prefetch_fp_order`]).
 pub const PREFETCH_AHEAD: usize = 16;
 
-/// A hint to fetch the cache line `r` starts in; nothing where there is no such
-/// instruction.
-#[inline(always)]
-fn prefetch<T>(r: &T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: SSE is part of x86-64; a prefetch only hints, it reads nothing and cannot
-    // fault, and the address is a live reference.
-    unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>((r as *const T).cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = r;
-}
-
 /// How many ranges of fingerprints [`PointData::fp_slices`] cuts a point's fingerprint
 /// order into.
 pub const FP_SLICES: usize = 16;
@@ -354,7 +339,7 @@ impl PointData {
     #[inline]
     pub fn prefetch_fp_order(&self, pos: usize) {
         if let Some(&k) = self.by_fp.get(pos) {
-            prefetch(&self.recs[k as usize]);
+            crate::mem::prefetch(&self.recs[k as usize]);
         }
     }
 
@@ -363,7 +348,7 @@ impl PointData {
     #[inline]
     pub fn prefetch_flow_of(&self, pos: usize) {
         if let Some(&k) = self.by_fp.get(pos) {
-            prefetch(&self.flows[self.recs[k as usize].flow as usize]);
+            crate::mem::prefetch(&self.flows[self.recs[k as usize].flow as usize]);
         }
     }
 
