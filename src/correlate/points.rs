@@ -284,8 +284,8 @@ impl Runs {
     }
 
     /// The first run of more than one position that starts at or after `from` (the
-    /// start of a run), as
-    /// its range of positions; whole words without one are skipped at once.
+    /// start of a run), as its range of positions; whole words without one are
+    /// skipped at once.
     pub fn next_shared(&self, from: usize, len: usize) -> Option<std::ops::Range<usize>> {
         let mut i = from + 1;
         while i < len {
@@ -798,11 +798,14 @@ mod tests {
             // Runs: each position's end is the first later one of another
             // fingerprint, and the shared runs are those of more than one record.
             let fp = |i: usize| recs[order[i] as usize].fp;
+            let end_of = |i: usize| (i + 1..n).find(|&j| fp(j) != fp(i)).unwrap_or(n);
+            for i in 0..n {
+                assert_eq!(runs.end(i, n), end_of(i), "{n} records, position {i}");
+            }
             let mut shared = Vec::new();
             let mut i = 0;
             while i < n {
-                let end = (i + 1..n).find(|&j| fp(j) != fp(i)).unwrap_or(n);
-                assert_eq!(runs.end(i, n), end, "{n} records, position {i}");
+                let end = end_of(i);
                 if end - i > 1 {
                     shared.push(i..end);
                 }
