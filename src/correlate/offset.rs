@@ -152,8 +152,7 @@ fn unique_deltas_in(
         } else if ra.fp > rb.fp {
             j += 1;
         } else {
-            let run_a = a.runs.end(i, a.by_fp.len()) - i;
-            let run_b = b.runs.end(j, b.by_fp.len()) - j;
+            let (run_a, run_b) = (a.run_end(i) - i, b.run_end(j) - j);
             if run_a == 1 && run_b == 1 {
                 out[usize::from(!a.is_fwd(ra))].push(rb.ts - ra.ts);
             }

@@ -146,11 +146,6 @@ fn join_pair(
         .collect()
 }
 
-/// End of the run of records sharing the fingerprint of `p.by_fp[start]`.
-fn run_end(p: &PointData, start: usize) -> usize {
-    p.runs.end(start, p.by_fp.len())
-}
-
 /// Hairpin: the same packet crossing one interface twice, as two flows. Within a run
 /// of one fingerprint, each packet pairs with the next unpaired packet of another flow
 /// within the window.
@@ -292,7 +287,7 @@ fn merge_across(
             }
             continue;
         }
-        let (ea, eb) = (run_end(pa, i), run_end(pb, j));
+        let (ea, eb) = (pa.run_end(i), pb.run_end(j));
         let (mut x, mut y) = (i, j);
         while x < ea && y < eb {
             let rx = &pa.recs[fa[x] as usize];

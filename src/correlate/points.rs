@@ -332,6 +332,12 @@ impl PointData {
             .collect()
     }
 
+    /// The end of the run of one fingerprint at position `pos` of the fingerprint
+    /// order: the first later position with another fingerprint.
+    pub fn run_end(&self, pos: usize) -> usize {
+        self.runs.end(pos, self.by_fp.len())
+    }
+
     /// Asks the processor to fetch the record at position `pos` of the fingerprint
     /// order into its cache, when there is one: walks of that order read records in
     /// no order of their own, and a record asked for some positions ahead is there
