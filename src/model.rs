@@ -143,8 +143,6 @@ impl Tuple {
     }
 }
 
-/// JSON shape of a tuple: `{"proto", "src", "sport", "dst", "dport"}`. Ports are null
-/// where the protocol has none; for ICMP echo `sport` is the identifier and `dport` null.
 impl Tuple {
     /// The ports as reports write them: both for protocols with ports, the echo
     /// identifier alone for ICMP, none otherwise.
@@ -159,6 +157,8 @@ impl Tuple {
     }
 }
 
+/// JSON shape of a tuple: `{"proto", "src", "sport", "dst", "dport"}`. Ports are null
+/// where the protocol has none; for ICMP echo `sport` is the identifier and `dport` null.
 impl Serialize for Tuple {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
