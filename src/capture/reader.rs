@@ -367,19 +367,20 @@ impl<R: Read> FrameReader<R> {
             };
             self.released = upto;
         }
-        // Each cache line is asked for a page before the frames in it are read: the
+        if self.pos + WINDOW > self.populated && self.populated < map.len() {
+            let len = WINDOW.min(map.len() - self.populated);
+            // Kernels before 5.14 do not know it: pages are then faulted in as read.
+            let _ = map.advise_range(Advice::PopulateRead, self.populated, len);
+            self.populated += len;
+        }
+        // Each cache line is asked for a page before the frames in it are read (once
+        // its page is mapped: a hint to a page not yet mapped is dropped): the
         // processor's own prefetchers stop at page boundaries, and a frame spans
         // several lines that decoding and the payload digest read in full.
         let ahead = (self.pos + PREFETCH_AHEAD).min(map.len());
         while self.prefetched < ahead {
             crate::mem::prefetch(&map[self.prefetched]);
             self.prefetched += 64;
-        }
-        if self.pos + WINDOW > self.populated && self.populated < map.len() {
-            let len = WINDOW.min(map.len() - self.populated);
-            // Kernels before 5.14 do not know it: pages are then faulted in as read.
-            let _ = map.advise_range(Advice::PopulateRead, self.populated, len);
-            self.populated += len;
         }
     }
 
