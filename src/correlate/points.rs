@@ -275,7 +275,7 @@ impl Runs {
 
     /// The end of the run that starts at or holds `pos`: the first later position
     /// with another fingerprint (or the order's length).
-    pub fn end(&self, pos: usize, len: usize) -> usize {
+    fn end(&self, pos: usize, len: usize) -> usize {
         let mut i = pos + 1;
         while i < len && self.continues(i) {
             i += 1;
