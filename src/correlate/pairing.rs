@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use foldhash::HashMap;
 use rayon::prelude::*;
+use smallvec::{smallvec, SmallVec};
 
 use super::fingerprint::Strength;
 use super::points::{PointData, Rec, PREFETCH_AHEAD};
@@ -325,6 +326,31 @@ pub(super) fn match_flows(
     debug_assert!(down.windows(2).all(|w| w[0].ts <= w[1].ts));
     // At one point both offsets are the point's: later means at distance 0 or more.
     debug_assert!(!same_point || up_off == down_off);
+    let mut out = Vec::with_capacity(up.len().min(down.len()));
+    if let Some(index) = FpIndex::of(down) {
+        // Each fingerprint once in `down` (most flows): a packet's only candidate is
+        // taken if unused and near enough, which is what the general way below comes
+        // to for a run of one.
+        let mut taken: SmallVec<[bool; 64]> = smallvec![false; down.len()];
+        for (k, r) in up.iter().enumerate() {
+            let Some(j) = index.get(down, r.fp) else {
+                continue;
+            };
+            let d = down[j].ts - down_off - (r.ts - up_off);
+            if taken[j]
+                || (if d < 0 {
+                    same_point || -d > window
+                } else {
+                    d > window
+                })
+            {
+                continue;
+            }
+            taken[j] = true;
+            out.push((k, j));
+        }
+        return out;
+    }
     // `down` by fingerprint, each fingerprint's records in time order (a record's
     // index is its place in time).
     let mut order: Vec<(u64, u32)> = (down.iter().enumerate())
@@ -332,7 +358,6 @@ pub(super) fn match_flows(
         .collect();
     order.sort_unstable();
     let mut unused = Unused::new(order.len());
-    let mut out = Vec::with_capacity(up.len().min(down.len()));
     for (k, r) in up.iter().enumerate() {
         let start = order.partition_point(|&(fp, _)| fp < r.fp);
         let len = order[start..].partition_point(|&(fp, _)| fp == r.fp);
@@ -362,7 +387,8 @@ pub(super) fn match_all(
     same_point: bool,
 ) -> Vec<(usize, usize)> {
     let mut pairs = match_flows(up, up_off, down, down_off, window, same_point);
-    let (mut used_u, mut used_d) = (vec![false; up.len()], vec![false; down.len()]);
+    let mut used_u: SmallVec<[bool; 64]> = smallvec![false; up.len()];
+    let mut used_d: SmallVec<[bool; 64]> = smallvec![false; down.len()];
     for &(a, b) in &pairs {
         used_u[a] = true;
         used_d[b] = true;
@@ -382,6 +408,57 @@ pub(super) fn match_all(
     pairs.extend(segments::overlapping(x, y, window, same_point));
     pairs.sort_unstable();
     pairs
+}
+
+/// The records of a flow by fingerprint, when no two share one: open addressing
+/// over the fingerprint's low bits (hashes already), at most half full. A record
+/// lies at most [`FpIndex::PROBES`] slots from where its fingerprint starts looking,
+/// or there is no index (crafted fingerprints that crowd a few slots), so neither
+/// making nor asking costs more than that many steps a record.
+struct FpIndex {
+    /// Record indices, `u32::MAX` where empty.
+    slots: SmallVec<[u32; 128]>,
+}
+
+impl FpIndex {
+    const PROBES: usize = 32;
+    const EMPTY: u32 = u32::MAX;
+
+    fn of(recs: &[Rec]) -> Option<FpIndex> {
+        let mut slots = smallvec![Self::EMPTY; (2 * recs.len()).next_power_of_two().max(2)];
+        let mask = slots.len() - 1;
+        for (k, r) in recs.iter().enumerate() {
+            let mut at = r.fp as usize & mask;
+            let mut probes = 0;
+            while slots[at] != Self::EMPTY {
+                probes += 1;
+                if recs[slots[at] as usize].fp == r.fp || probes == Self::PROBES {
+                    return None;
+                }
+                at = (at + 1) & mask;
+            }
+            slots[at] = k as u32;
+        }
+        Some(FpIndex { slots })
+    }
+
+    /// The index of the record of `recs` (those the index was made of) with
+    /// fingerprint `fp`.
+    fn get(&self, recs: &[Rec], fp: u64) -> Option<usize> {
+        let mask = self.slots.len() - 1;
+        let mut at = fp as usize & mask;
+        for _ in 0..Self::PROBES {
+            let k = self.slots[at];
+            if k == Self::EMPTY {
+                return None;
+            }
+            if recs[k as usize].fp == fp {
+                return Some(k as usize);
+            }
+            at = (at + 1) & mask;
+        }
+        None
+    }
 }
 
 /// Which positions of a sequence are still unused, as union-find links with path
@@ -703,8 +780,9 @@ mod tests {
         }
         let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
         let next = |rng: &mut XorShift, n: u64| rng.below(n);
-        for round in 0..2_000 {
-            let fps = 1 + next(&mut rng, 4);
+        for round in 0..4_000 {
+            // Few fingerprints (runs of several at `down`) and many (mostly one each).
+            let fps = 1 + next(&mut rng, if round % 2 == 0 { 4 } else { 400 });
             let span = 1 + next(&mut rng, 60);
             let (up, down) = (rng.recs(fps, span), rng.recs(fps, span));
             let same_point = round % 3 == 0;
@@ -801,5 +879,31 @@ mod tests {
         let pairs = match_flows(&up, 0, &down, 0, SECOND, false);
         let own: Vec<(usize, usize)> = (0..n as usize).map(|k| (k, k)).collect();
         assert_eq!(pairs, own);
+    }
+
+    #[test]
+    fn fp_index_finds_each_record_and_gives_up_on_crowded_slots() {
+        let recs: Vec<Rec> = (0..1_000u64)
+            .map(|i| rec(i.wrapping_mul(0x9e37_79b9_7f4a_7c15), 0))
+            .collect();
+        let index = FpIndex::of(&recs).expect("distinct fingerprints");
+        for (k, r) in recs.iter().enumerate() {
+            assert_eq!(index.get(&recs, r.fp), Some(k));
+        }
+        assert_eq!(index.get(&recs, 7), None);
+        // Two records with one fingerprint: no index.
+        assert!(FpIndex::of(&[rec(5, 0), rec(9, 1), rec(5, 2)]).is_none());
+        // Fingerprints that agree in their low bits (as crafted ones can) crowd one
+        // slot: no index past the probe limit, and pairing takes the general way,
+        // in time order as before, each packet with its own copy.
+        let crowded: Vec<Rec> = (0..200u64).map(|i| rec((i + 1) << 40, i as i64)).collect();
+        assert!(FpIndex::of(&crowded).is_none());
+        let later: Vec<Rec> = crowded.iter().map(|r| rec(r.fp, r.ts + 3)).collect();
+        let own: Vec<(usize, usize)> = (0..200).map(|k| (k, k)).collect();
+        assert_eq!(match_flows(&crowded, 0, &later, 0, 10, false), own);
+        assert_eq!(
+            match_flows(&crowded, 0, &later, 0, 10, false),
+            match_flows_by_scan(&crowded, 0, &later, 0, 10, false)
+        );
     }
 }
