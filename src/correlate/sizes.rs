@@ -15,7 +15,7 @@
 //! those that did, by length and by time ([`Missing`]): a path that loses packets of
 //! one kind, or everything for a while, shows it there.
 
-use foldhash::{HashSet, HashSetExt};
+use foldhash::HashSet;
 
 use super::points::{PointData, Rec};
 use crate::model::tcp_flags::SYN;
@@ -138,18 +138,25 @@ pub(super) fn measure(send: Side, recv: Side, fwd: bool, span: (i64, i64)) -> Si
         out.crossed_max = out.crossed_max.max(r.ip_len());
     }
     let max = out.crossed_max;
-    let mut sent: HashSet<u32> = HashSet::new();
+    // The sequence numbers sent so far, kept from the first oversize segment on (made
+    // then from the records before it): most links have none.
+    let mut sent: Option<HashSet<u32>> = None;
     let mut over: Option<Oversize> = None;
     let mut starts: Vec<u32> = Vec::new();
-    // At most the sending hop's records, in one allocation.
-    let mut crossed_at: Vec<i64> = Vec::with_capacity(send.recs.len());
+    // The first and the latest time a record crossed.
+    let mut crossed_span: Option<(i64, i64)> = None;
     let mut missing: Option<Missing> = None;
-    for (r, crossed) in send.of(fwd) {
+    for (i, (r, crossed)) in send.of(fwd).enumerate() {
         let t = r.ts - send.off;
         let seg = data(r);
-        let again = seg.is_some_and(|(seq, _)| !sent.insert(seq));
+        // Whether an earlier data segment had its sequence number (known here once
+        // the numbers are kept).
+        let mut again = match (sent.as_mut(), seg) {
+            (Some(sent), Some((seq, _))) => !sent.insert(seq),
+            _ => false,
+        };
         if crossed {
-            crossed_at.push(t);
+            crossed_span = Some((crossed_span.map_or(t, |(first, _)| first), t));
         }
         if crossed || t < span.0 || t > span.1 {
             continue;
@@ -157,7 +164,7 @@ pub(super) fn measure(send: Side, recv: Side, fwd: bool, span: (i64, i64)) -> Si
         let m = missing.get_or_insert(Missing {
             min_len: r.ip_len(),
             first_ns: t,
-            crossed_before: crossed_at.last().copied(),
+            crossed_before: crossed_span.map(|(_, last)| last),
             ..Missing::default()
         });
         m.packets += 1;
@@ -166,6 +173,13 @@ pub(super) fn measure(send: Side, recv: Side, fwd: bool, span: (i64, i64)) -> Si
         m.last_ns = t;
         match seg.filter(|_| r.ip_len() > max) {
             Some((seq, _)) => {
+                if sent.is_none() {
+                    let mut before: HashSet<u32> = (send.of(fwd).take(i))
+                        .filter_map(|(r, _)| data(r).map(|(seq, _)| seq))
+                        .collect();
+                    again = !before.insert(seq);
+                    sent = Some(before);
+                }
                 let o = over.get_or_insert(Oversize {
                     min_len: r.ip_len(),
                     first_ns: t,
@@ -186,16 +200,17 @@ pub(super) fn measure(send: Side, recv: Side, fwd: bool, span: (i64, i64)) -> Si
             }
         }
     }
-    out.crossed_span = crossed_at
-        .first()
-        .zip(crossed_at.last())
-        .map(|(a, b)| (*a, *b));
+    out.crossed_span = crossed_span;
     if let Some(m) = missing.as_mut() {
-        // Records come in time order: those that crossed after the first missing one.
-        let from = crossed_at.partition_point(|&t| t <= m.first_ns);
-        let to = crossed_at.partition_point(|&t| t <= m.last_ns);
-        m.crossed_amid = (to - from) as u64;
-        m.crossed_after = crossed_at.get(to).copied();
+        // Records come in time order: those that crossed after the first missing one
+        // and up to the last, and the first after that.
+        for t in (send.of(fwd).filter(|(_, c)| *c)).map(|(r, _)| r.ts - send.off) {
+            if t > m.last_ns {
+                m.crossed_after = Some(t);
+                break;
+            }
+            m.crossed_amid += u64::from(t > m.first_ns);
+        }
     }
     out.missing = missing.map(Box::new);
     if let Some(mut o) = over {
@@ -321,6 +336,17 @@ mod tests {
         sender3.push(seg(300 * MS, C, S, 1040, 10, h(5)));
         let o = sizes(&sender3, &[2, 3, 4, 5], &receiver).oversize.unwrap();
         assert_eq!(o.smaller_lost, 1);
+
+        // The first oversize segment repeats the start of a small one that crossed
+        // (a retransmission that carried more): sent again, too.
+        let sender4 = vec![
+            tcp(0, C, S, 999, SYN, 64),
+            seg(MS, C, S, 1000, 40, h(1)),
+            seg(2 * MS, C, S, 1040, 40, h(2)),
+            seg(200 * MS, C, S, 1040, 1448, h(3)),
+        ];
+        let o = sizes(&sender4, &[3], &sender4[..3]).oversize.unwrap();
+        assert_eq!((o.packets, o.resent), (1, 1));
     }
 
     #[test]
