@@ -6,7 +6,7 @@
 //! timestamp option and the payload (exception: ALG helpers that edit payloads, e.g.
 //! FTP with seq adjustment). TTL is left out on purpose: forwarding decrements it.
 
-use xxhash_rust::xxh3::xxh3_64;
+use twox_hash::XxHash3_64;
 
 use crate::model::{Packet, Proto, L4};
 
@@ -167,7 +167,7 @@ pub fn fingerprint(p: &Packet) -> (u64, Strength) {
             }
         }
     };
-    (xxh3_64(&b), strength)
+    (XxHash3_64::oneshot(&b), strength)
 }
 
 /// What a copy of `p` sent again by its sender repeats (a TCP retransmission, a
@@ -196,7 +196,7 @@ pub fn resend_key(p: &Packet) -> u32 {
         }
         L4::Udp | L4::Other => {}
     }
-    xxh3_64(&b) as u32
+    XxHash3_64::oneshot(&b) as u32
 }
 
 #[cfg(test)]

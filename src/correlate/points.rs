@@ -5,7 +5,7 @@
 //! facts for the report ([`PointData::summary`]) come from here too.
 
 use rayon::prelude::*;
-use xxhash_rust::xxh3::xxh3_64;
+use twox_hash::XxHash3_64;
 
 use super::fingerprint::{field_set, fingerprint, is_matchable, resend_key, Strength};
 use super::offset::Offset;
@@ -188,7 +188,7 @@ impl Rec {
                     let mut b = [0u8; 8];
                     b[..4].copy_from_slice(&val.to_be_bytes());
                     b[4..].copy_from_slice(&ecr.to_be_bytes());
-                    xxh3_64(&b) as u32 | 1
+                    XxHash3_64::oneshot(&b) as u32 | 1
                 });
                 let seg = Seg {
                     seq,

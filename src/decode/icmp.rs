@@ -1,7 +1,7 @@
 //! ICMP and ICMPv6: echo identifiers, and for errors the tuple of the quoted packet and
 //! a digest of the parts of it that NAT leaves alone.
 
-use xxhash_rust::xxh3::Xxh3Default;
+use twox_hash::XxHash3_64;
 
 use super::clip;
 use super::ip::{quoted_ports, view};
@@ -10,6 +10,7 @@ use super::transport::{
     gre_header_len, Segment, Transport, IPPROTO_GRE, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP,
     IPPROTO_TCP, IPPROTO_UDP,
 };
+use std::hash::Hasher as _;
 use std::net::IpAddr;
 
 use crate::model::{Proto, Tuple, L4};
@@ -110,13 +111,13 @@ fn next_hop_mtu(proto: Proto, h: &[u8; ICMP_HEADER_LEN]) -> Option<u32> {
 /// checksums, which `nf_nat_icmp_reply_translation()` (net/netfilter/nf_nat_proto.c)
 /// rewrites in the quoted header as well.
 fn quoted_packet(outer: &[u8; ICMP_HEADER_LEN], quoted: &[u8]) -> (Option<Tuple>, u64) {
-    let mut h = Xxh3Default::new();
-    h.update(&outer[..2]);
-    h.update(&outer[4..]);
+    let mut h = XxHash3_64::default();
+    h.write(&outer[..2]);
+    h.write(&outer[4..]);
     // The quoted packet is cut wherever the router stopped quoting, so its own length
     // fields never stand in for anything here.
     let Ok((v, ext_err)) = view(quoted, 0) else {
-        return (None, h.digest());
+        return (None, h.finish());
     };
     // IPv4: everything before the checksum (version, TOS, total length, ID, flags,
     // fragment offset, TTL, protocol), then the options. IPv6: everything before the
@@ -124,18 +125,18 @@ fn quoted_packet(outer: &[u8; ICMP_HEADER_LEN], quoted: &[u8]) -> (Option<Tuple>
     // limit).
     let fixed_header_len = match v.src {
         IpAddr::V4(_) => {
-            h.update(clip(quoted, 0, 10));
+            h.write(clip(quoted, 0, 10));
             IPV4_FIXED_HEADER_LEN
         }
         IpAddr::V6(_) => {
-            h.update(clip(quoted, 0, 8));
+            h.write(clip(quoted, 0, 8));
             IPV6_HEADER_LEN
         }
     };
     // IPv4 options, AH, IPv6 extension headers: nothing NAT touches.
-    h.update(clip(quoted, fixed_header_len, v.l4_start));
+    h.write(clip(quoted, fixed_header_len, v.l4_start));
     if v.non_first_fragment {
-        h.update(v.l4);
+        h.write(v.l4);
     } else {
         hash_quoted_l4(&mut h, v.proto, v.l4);
     }
@@ -155,12 +156,12 @@ fn quoted_packet(outer: &[u8; ICMP_HEADER_LEN], quoted: &[u8]) -> (Option<Tuple>
         dst: v.dst,
         dport,
     });
-    (tuple, h.digest())
+    (tuple, h.finish())
 }
 
 /// Feeds the quoted transport header and payload to `h`, leaving out ports and
 /// checksums (and the echo identifier, ICMP's port).
-fn hash_quoted_l4(h: &mut Xxh3Default, proto: u8, l4: &[u8]) {
+fn hash_quoted_l4(h: &mut XxHash3_64, proto: u8, l4: &[u8]) {
     const ALL: usize = usize::MAX;
     let keep: &[(usize, usize)] = match proto {
         // Sequence, acknowledgment, offset, flags, window; then urgent pointer, options, data.
@@ -181,12 +182,12 @@ fn hash_quoted_l4(h: &mut Xxh3Default, proto: u8, l4: &[u8]) {
             }
         }
         IPPROTO_GRE => {
-            h.update(l4.get(gre_header_len(l4)..).unwrap_or_default());
+            h.write(l4.get(gre_header_len(l4)..).unwrap_or_default());
             return;
         }
         _ => &[(0, ALL)],
     };
     for &(start, end) in keep {
-        h.update(clip(l4, start, end));
+        h.write(clip(l4, start, end));
     }
 }

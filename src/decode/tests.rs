@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use xxhash_rust::xxh3::xxh3_64;
+use twox_hash::XxHash3_64;
 
 use super::*;
 use crate::model::{tcp_flags, LinkDir, Proto, Tuple, L4};
@@ -266,7 +266,7 @@ fn ethernet_ipv4_tcp_with_timestamp() {
         }
     );
     assert_eq!(p.payload_len, 11);
-    assert_eq!(p.payload_digest, xxh3_64(b"hello world"));
+    assert_eq!(p.payload_digest, XxHash3_64::oneshot(b"hello world"));
     assert!(!p.truncated);
 }
 
@@ -343,7 +343,10 @@ fn tcp_payload_head_digests_the_first_sixteen_bytes_captured() {
     };
     let whole = frame(long);
     let p = ok(ETHERNET, &whole).packet;
-    assert_eq!(p.payload_head, Some(xxh3_64(&long[..16]) as u32));
+    assert_eq!(
+        p.payload_head,
+        Some(XxHash3_64::oneshot(&long[..16]) as u32)
+    );
     // A shorter segment that starts alike shares it; a cut capture too, as long as
     // the sixteen bytes are there.
     let short = frame(&long[..20]);
@@ -850,7 +853,10 @@ fn pcap_fcs_bits_in_the_link_type_are_ignored() {
     frame.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
     for linktype in [0x3000_0001, 0x0400_0001] {
         let p = ok(linktype, &frame).packet;
-        assert_eq!((p.tuple.dport, p.payload_digest), (2, xxh3_64(b"x")));
+        assert_eq!(
+            (p.tuple.dport, p.payload_digest),
+            (2, XxHash3_64::oneshot(b"x"))
+        );
     }
     assert_eq!(skip(0x3000_0069, b"wifi"), Skip::UnsupportedLinkType(105));
 }
@@ -901,7 +907,7 @@ fn ipv6_extension_headers_are_walked() {
     );
     assert_eq!(p.ip_len as usize, ip.len());
     assert_eq!(p.payload_len, 4);
-    assert_eq!(p.payload_digest, xxh3_64(b"data"));
+    assert_eq!(p.payload_digest, XxHash3_64::oneshot(b"data"));
     assert!(matches!(
         p.l4,
         L4::Tcp {
@@ -956,7 +962,10 @@ fn ipv4_authentication_header_is_stepped_over() {
         (p.tuple.proto, p.tuple.sport, p.tuple.dport),
         (Proto::Tcp, 22, 40001)
     );
-    assert_eq!((p.payload_len, p.payload_digest), (3, xxh3_64(b"ssh")));
+    assert_eq!(
+        (p.payload_len, p.payload_digest),
+        (3, XxHash3_64::oneshot(b"ssh"))
+    );
     ah[1] = 0;
     assert_eq!(
         skip(RAW, &ipv4(51, A, B, &with_prefix(&ah, &t))).reason(),
@@ -987,7 +996,7 @@ fn udp_lengths_and_digest() {
     assert_eq!(p.l4, L4::Udp);
     assert_eq!(p.ip_len, 20 + 8 + 9);
     assert_eq!(p.payload_len, 9);
-    assert_eq!(p.payload_digest, xxh3_64(b"dns query"));
+    assert_eq!(p.payload_digest, XxHash3_64::oneshot(b"dns query"));
 }
 
 #[test]
@@ -1015,7 +1024,7 @@ fn icmp_echo_uses_the_identifier_as_source_port() {
             }
         );
         assert_eq!(p.payload_len, 9);
-        assert_eq!(p.payload_digest, xxh3_64(b"ping data"));
+        assert_eq!(p.payload_digest, XxHash3_64::oneshot(b"ping data"));
     }
     // Other ICMP types have no identifier in the tuple.
     let p = ok(RAW, &ipv4(1, A, B, &icmp(13, 0, [0, 1, 0, 1], &[0; 12]))).packet;
@@ -1130,7 +1139,7 @@ fn icmpv6_echo_and_packet_too_big() {
             mtu: None,
         }
     );
-    assert_eq!(p.payload_digest, xxh3_64(b"v6 ping"));
+    assert_eq!(p.payload_digest, XxHash3_64::oneshot(b"v6 ping"));
 
     let inner = ipv6(17, A6, B6, &udp(6000, 4789, 0x1234, &[0xab; 1400]));
     let ptb = icmp(2, 0, 1280u32.to_be_bytes(), &inner[..1232]);
@@ -1166,7 +1175,10 @@ fn sctp_ports_and_gre_payload() {
         (p.tuple.proto, p.tuple.sport, p.tuple.dport, p.l4),
         (Proto::Sctp, 2905, 2906, L4::Other)
     );
-    assert_eq!((p.payload_len, p.payload_digest), (5, xxh3_64(b"chunk")));
+    assert_eq!(
+        (p.payload_len, p.payload_digest),
+        (5, XxHash3_64::oneshot(b"chunk"))
+    );
 
     // PPTP enhanced GRE (version 1, key and sequence present): NAT's PPTP helper rewrites
     // the call ID in the key field, so only what follows the header is hashed.
@@ -1184,7 +1196,7 @@ fn sctp_ports_and_gre_payload() {
     );
     assert_eq!(
         (p.payload_len, p.payload_digest),
-        (9, xxh3_64(b"ppp frame"))
+        (9, XxHash3_64::oneshot(b"ppp frame"))
     );
     assert_eq!(ok(RAW, &gre(2)).packet.payload_digest, p.payload_digest);
 
@@ -1194,7 +1206,7 @@ fn sctp_ports_and_gre_payload() {
         (p.tuple.proto, p.l4, p.payload_len),
         (Proto::Other(253), L4::Other, 10)
     );
-    assert_eq!(p.payload_digest, xxh3_64(b"experiment"));
+    assert_eq!(p.payload_digest, XxHash3_64::oneshot(b"experiment"));
 }
 
 #[test]
@@ -1206,7 +1218,7 @@ fn fragments() {
     assert_eq!((p.tuple.sport, p.tuple.dport, p.l4), (5000, 53, L4::Udp));
     assert_eq!(
         (p.payload_len, p.payload_digest, p.truncated),
-        (16, xxh3_64(&datagram[8..24]), false)
+        (16, XxHash3_64::oneshot(&datagram[8..24]), false)
     );
     assert!(!is_non_first_fragment(&p));
 
@@ -1224,7 +1236,7 @@ fn fragments() {
         }
     );
     assert_eq!((p.l4, p.ip_id, p.payload_len), (L4::Other, Some(0x42), 24));
-    assert_eq!(p.payload_digest, xxh3_64(&datagram[24..]));
+    assert_eq!(p.payload_digest, XxHash3_64::oneshot(&datagram[24..]));
     assert!(is_non_first_fragment(&p));
 
     // IPv6 non-first fragment whose next header names a destination options header:
@@ -1236,7 +1248,7 @@ fn fragments() {
         (p.tuple.proto, p.l4, p.ip_id, p.payload_len),
         (Proto::Other(60), L4::Other, Some(9), 16)
     );
-    assert_eq!(p.payload_digest, xxh3_64(&[0xff; 16]));
+    assert_eq!(p.payload_digest, XxHash3_64::oneshot(&[0xff; 16]));
 
     // IPv6 non-first fragment of TCP.
     let mut frag = vec![6, 0, 0, 0x08, 0, 0, 0, 10];
@@ -1296,7 +1308,7 @@ fn tcp_frame_cut_at_every_length() {
                 assert_eq!(ts.is_some(), len >= 54 + 12, "{len}");
                 assert_eq!(
                     p.payload_digest,
-                    xxh3_64(frame.get(payload_at..len).unwrap_or(&[])),
+                    XxHash3_64::oneshot(frame.get(payload_at..len).unwrap_or(&[])),
                     "{len}"
                 );
             }
@@ -1411,7 +1423,7 @@ fn impossible_lengths() {
     ip[2..4].copy_from_slice(&1500u16.to_be_bytes());
     let p = ok(RAW, &ip).packet;
     assert_eq!((p.ip_len, p.payload_len, p.truncated), (1500, 1472, true));
-    assert_eq!(p.payload_digest, xxh3_64(b"abc"));
+    assert_eq!(p.payload_digest, XxHash3_64::oneshot(b"abc"));
 
     // Total length 0, as GSO/BIG TCP packets carry: the frame's wire length stands in.
     let mut ip = ipv4(
@@ -1465,7 +1477,7 @@ fn link_padding_is_not_payload_and_not_truncation() {
     let p = ok(ETHERNET, &frame).packet;
     assert_eq!(
         (p.ip_len, p.payload_len, p.payload_digest, p.truncated),
-        (40, 0, xxh3_64(b""), false)
+        (40, 0, XxHash3_64::oneshot(b""), false)
     );
     // `tcpdump -s 54` keeps the IP packet whole and drops only the padding.
     let p = decode(ETHERNET, &frame[..54], 60)
@@ -1787,7 +1799,7 @@ fn fragments_are_reassembled_in_and_out_of_order() {
             assert_eq!(p.l4, L4::Udp);
             assert_eq!(
                 (p.payload_len, p.payload_digest),
-                (100, xxh3_64(&[0x11; 100]))
+                (100, XxHash3_64::oneshot(&[0x11; 100]))
             );
             assert_eq!(p.payload_digest, want.payload_digest);
             assert!(!p.truncated);

@@ -1,7 +1,7 @@
 //! Transport headers: the fixed fields natcheck keeps, read by hand from length-checked
 //! slices, and the payload digest.
 
-use xxhash_rust::xxh3::xxh3_64;
+use twox_hash::XxHash3_64;
 
 use super::skip::{Layer, Problem, Skip};
 use super::{array, icmp};
@@ -57,7 +57,9 @@ pub(super) const HEAD_LEN: usize = 16;
 /// has them: two segments that start at the same sequence number but were cut to
 /// different lengths (segmentation offloads) carry the same first bytes.
 fn payload_head(payload: &[u8]) -> Option<u32> {
-    payload.get(..HEAD_LEN).map(|b| xxh3_64(b) as u32)
+    payload
+        .get(..HEAD_LEN)
+        .map(|b| XxHash3_64::oneshot(b) as u32)
 }
 
 impl Segment<'_> {
@@ -86,7 +88,7 @@ impl Segment<'_> {
     /// The digest of `payload`; 0 when payloads are not digested.
     pub fn digest(&self, payload: &[u8]) -> u64 {
         if self.digests {
-            xxh3_64(payload)
+            XxHash3_64::oneshot(payload)
         } else {
             0
         }
