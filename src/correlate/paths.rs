@@ -267,17 +267,19 @@ fn order(points: &[PointData], hops: Vec<Hop>, off: &[i64], window: i64) -> Vec<
             wins[y] -= v;
         }
     }
-    let mut order: Vec<usize> = (0..hops.len()).collect();
-    order.sort_by_key(|&i| {
-        (
-            std::cmp::Reverse(hops[i].fwd_ttl),
-            std::cmp::Reverse(wins[i]),
-            first_fwd[i],
-            hops[i].point,
-            hops[i].flow_idx.clone(),
-        )
-    });
-    order.iter().map(|&i| hops[i].clone()).collect()
+    let mut keyed: Vec<_> = (hops.into_iter().enumerate())
+        .map(|(i, h)| {
+            let key = (
+                std::cmp::Reverse(h.fwd_ttl),
+                std::cmp::Reverse(wins[i]),
+                first_fwd[i],
+                h.point,
+            );
+            (key, h)
+        })
+        .collect();
+    keyed.sort_by(|(ka, a), (kb, b)| ka.cmp(kb).then_with(|| a.flow_idx.cmp(&b.flow_idx)));
+    keyed.into_iter().map(|(_, h)| h).collect()
 }
 
 /// Positive when the packets of `x` and `y` say `x` is upstream of `y`, negative when
