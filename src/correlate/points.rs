@@ -384,22 +384,50 @@ impl PointData {
         }
     }
 
+    /// A point of records in capture order (as tests make them).
+    #[cfg(test)]
     pub(super) fn new(
         info: PointInfo,
         input: usize,
         flows: Vec<Flow>,
         recs: Vec<Rec>,
     ) -> PointData {
-        // By flow, keeping capture order (a counting sort: one pass to count, one to
-        // place); then by time within a flow, where the capture's timestamps were out
-        // of order.
-        let flow_start = flow_starts(&recs, flows.len());
-        let recs = by_flow(recs, &flow_start);
-        let (by_fp, runs) = fingerprint_order(&recs);
+        let orders = Orders::of(recs, flows.len());
+        PointData::ordered(info, input, flows, orders)
+    }
+
+    fn ordered(info: PointInfo, input: usize, flows: Vec<Flow>, o: Orders) -> PointData {
         PointData {
             info,
             input,
             flows,
+            recs: o.recs,
+            flow_start: o.flow_start,
+            by_fp: o.by_fp,
+            runs: o.runs,
+        }
+    }
+}
+
+/// A point's records in the orders correlation reads them in, as [`PointData`] holds
+/// them.
+struct Orders {
+    recs: Vec<Rec>,
+    flow_start: Vec<u32>,
+    by_fp: Vec<u32>,
+    runs: Runs,
+}
+
+impl Orders {
+    /// `recs` of a point with `flows` flows, in capture order: by flow, keeping
+    /// capture order (a counting sort: one pass to count, one to place), then by time
+    /// within a flow where the capture's timestamps were out of order; and by
+    /// fingerprint.
+    fn of(recs: Vec<Rec>, flows: usize) -> Orders {
+        let flow_start = flow_starts(&recs, flows);
+        let recs = by_flow(recs, &flow_start);
+        let (by_fp, runs) = fingerprint_order(&recs);
+        Orders {
             recs,
             flow_start,
             by_fp,
@@ -661,8 +689,10 @@ fn page_size() -> usize {
 /// Reads every input in parallel into points (in input order, then the input's own
 /// point order) and returns them with the per-input results (warnings, counters).
 pub fn read_points(specs: &[InputSpec], opts: &ReadOptions) -> (Vec<PointData>, Vec<InputResult>) {
-    // Per input: its result, and per point its flows and records.
-    type PerInput = (InputResult, Vec<(Vec<Flow>, Vec<Rec>)>);
+    // Per input: its result, and per point its flows and records in order. Each
+    // input's points are put in order as soon as it is read, on the core that read it
+    // (while others are still being read), not once every input is.
+    type PerInput = (InputResult, Vec<(Vec<Flow>, Orders)>);
     let per_input: Vec<PerInput> = specs
         .par_iter()
         .map(|spec| {
@@ -680,11 +710,11 @@ pub fn read_points(specs: &[InputSpec], opts: &ReadOptions) -> (Vec<PointData>, 
             for (local, r) in recs.into_iter().enumerate() {
                 sorted[f.input.remap[local]] = r;
             }
-            let points = f
-                .points
-                .into_iter()
-                .zip(sorted)
-                .map(|(p, r)| (p.flows, r))
+            let points = (f.points.into_par_iter().zip(sorted))
+                .map(|(p, r)| {
+                    let orders = Orders::of(r, p.flows.len());
+                    (p.flows, orders)
+                })
                 .collect();
             (f.input, points)
         })
@@ -693,14 +723,10 @@ pub fn read_points(specs: &[InputSpec], opts: &ReadOptions) -> (Vec<PointData>, 
     capture::assign_names(specs, &mut inputs);
     let mut points = Vec::new();
     for (input_idx, ((_, pts), input)) in per_input.into_iter().zip(&inputs).enumerate() {
-        for ((flows, recs), info) in pts.into_iter().zip(&input.points) {
-            points.push((info.clone(), input_idx, flows, recs));
+        for ((flows, orders), info) in pts.into_iter().zip(&input.points) {
+            points.push(PointData::ordered(info.clone(), input_idx, flows, orders));
         }
     }
-    let points = points
-        .into_par_iter()
-        .map(|(info, input, flows, recs)| PointData::new(info, input, flows, recs))
-        .collect();
     (points, inputs)
 }
 
