@@ -995,8 +995,10 @@ fn write_pretty(m: &Model, w: &mut impl Write, batch: usize) -> anyhow::Result<(
     };
     w.write_all(&outline[..at])?;
     w.write_all(b"\n  \"connections\": [")?;
-    for start in (0..n).step_by(batch) {
-        let parts: Vec<Vec<u8>> = (start..n.min(start + batch))
+    // Each batch is written out while the next one is serialized (on the pool's
+    // threads; `w` stays on this one).
+    let serialize = |start: usize| -> std::io::Result<Vec<Vec<u8>>> {
+        (start..n.min(start + batch))
             .into_par_iter()
             .map(|i| {
                 // Room for a connection of a few hops without findings, so that most
@@ -1013,10 +1015,20 @@ fn write_pretty(m: &Model, w: &mut impl Write, batch: usize) -> anyhow::Result<(
                 connection(m, i).serialize(&mut ser)?;
                 Ok(buf.0)
             })
-            .collect::<std::io::Result<_>>()?;
-        for p in parts {
-            w.write_all(&p)?;
-        }
+            .collect()
+    };
+    let mut parts = serialize(0)?;
+    for start in (batch..n).step_by(batch) {
+        let mut next = None;
+        let written = rayon::in_place_scope(|s| {
+            s.spawn(|_| next = Some(serialize(start)));
+            parts.iter().try_for_each(|p| w.write_all(p))
+        });
+        written?;
+        parts = next.expect("the scope waits for the batch")?;
+    }
+    for p in &parts {
+        w.write_all(p)?;
     }
     w.write_all(b"\n  ]")?;
     w.write_all(&outline[at + EMPTY.len()..])?;
