@@ -419,10 +419,10 @@ struct Orders {
 }
 
 impl Orders {
-    /// `recs` of a point with `flows` flows, in capture order: by flow, keeping
-    /// capture order (a counting sort: one pass to count, one to place), then by time
-    /// within a flow where the capture's timestamps were out of order; and by
-    /// fingerprint.
+    /// Puts a point's records (in capture order; the point has `flows` flows) in
+    /// flow order, keeping capture order within a flow (a counting sort: one pass to
+    /// count, one to place) unless the capture's timestamps were out of order there
+    /// (then by time), and makes their fingerprint order.
     fn of(recs: Vec<Rec>, flows: usize) -> Orders {
         let flow_start = flow_starts(&recs, flows);
         let recs = by_flow(recs, &flow_start);
