@@ -4,6 +4,8 @@
 
 use std::fmt::Write as _;
 
+use rayon::prelude::*;
+
 use super::connection::kind_label;
 use super::style::Paint;
 use crate::audit::{WitnessKind, WitnessSummary};
@@ -50,21 +52,27 @@ pub fn connections_table(c: &Correlation, paint: Paint) -> Table {
         ("first hop", Align::Left),
         ("last hop", Align::Left),
     ]);
-    for conn in &c.connections {
-        let first = &conn.hops[0].flow.tuple;
-        let last = &conn.hops[conn.hops.len() - 1].flow.tuple;
-        t.row(vec![
-            conn.id.clone(),
-            conn.proto.to_string(),
-            path_label(c, conn, " > "),
-            kind_label(conn),
-            paint.tuple(first, None),
-            if conn.hops.len() > 1 {
-                paint.tuple(last, Some(first))
-            } else {
-                "-".into()
-            },
-        ]);
+    // A line per connection, its cells written on every core.
+    let rows: Vec<Vec<String>> = (c.connections.par_iter())
+        .map(|conn| {
+            let first = &conn.hops[0].flow.tuple;
+            let last = &conn.hops[conn.hops.len() - 1].flow.tuple;
+            vec![
+                conn.id.clone(),
+                conn.proto.to_string(),
+                path_label(c, conn, " > "),
+                kind_label(conn),
+                paint.tuple(first, None),
+                if conn.hops.len() > 1 {
+                    paint.tuple(last, Some(first))
+                } else {
+                    "-".into()
+                },
+            ]
+        })
+        .collect();
+    for row in rows {
+        t.row(row);
     }
     t
 }
