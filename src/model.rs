@@ -141,9 +141,7 @@ impl Tuple {
             *self
         }
     }
-}
 
-impl Tuple {
     /// The ports as reports write them: both for protocols with ports, the echo
     /// identifier alone for ICMP, none otherwise.
     pub fn shown_ports(&self) -> (Option<u16>, Option<u16>) {

@@ -336,18 +336,17 @@ pub(super) fn match_flows(
             let Some(j) = index.get(down, r.fp) else {
                 continue;
             };
+            // Its distance in corrected time: at one point, only later counts.
             let d = down[j].ts - down_off - (r.ts - up_off);
-            if taken[j]
-                || (if d < 0 {
-                    same_point || -d > window
-                } else {
-                    d > window
-                })
-            {
-                continue;
+            let near = if d < 0 {
+                !same_point && -d <= window
+            } else {
+                d <= window
+            };
+            if near && !taken[j] {
+                taken[j] = true;
+                out.push((k, j));
             }
-            taken[j] = true;
-            out.push((k, j));
         }
         return out;
     }
