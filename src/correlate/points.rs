@@ -513,8 +513,9 @@ fn starts(n: usize, of: impl Iterator<Item = usize>) -> Vec<u32> {
 
 /// `recs` ordered by (flow, ts, fp), flows apart as `flow_start` says (the records
 /// per flow, summed), each flow's records in capture order unless that is not time
-/// order. Moved in place: a destination of 4 bytes per record, not a second copy of
-/// the records (48 bytes each), is what this costs beside them.
+/// order. Moved in place ([`permute`]): a destination of 4 bytes per record and a copy
+/// of one region, not a second copy of the records (48 bytes each), is what this
+/// costs beside them.
 fn by_flow(mut recs: Vec<Rec>, flow_start: &[u32]) -> Vec<Rec> {
     let mut next: Vec<u32> = flow_start[..flow_start.len() - 1].to_vec();
     let mut dest: Vec<u32> = recs
@@ -526,17 +527,7 @@ fn by_flow(mut recs: Vec<Rec>, flow_start: &[u32]) -> Vec<Rec> {
         })
         .collect();
     drop(next);
-    // Each swap puts one record where it belongs, so at most one per record.
-    for i in 0..recs.len() {
-        loop {
-            let d = dest[i] as usize;
-            if d == i {
-                break;
-            }
-            recs.swap(i, d);
-            dest.swap(i, d);
-        }
-    }
+    permute(&mut recs, &mut dest, REGION);
     drop(dest);
     for w in flow_start.windows(2) {
         let flow = &mut recs[w[0] as usize..w[1] as usize];
@@ -545,6 +536,64 @@ fn by_flow(mut recs: Vec<Rec>, flow_start: &[u32]) -> Vec<Rec> {
         }
     }
     recs
+}
+
+/// Records a region of [`permute`] holds: 768 KiB of them, with their destinations
+/// well inside a core's second-level cache.
+const REGION: usize = 1 << 14;
+
+/// Moves `recs[i]` to `dest[i]` for every `i` (`dest` a permutation), in place, in two
+/// passes so that no move waits for memory. Following the permutation's cycles
+/// directly reads the records in an order no prefetcher can guess: each move's
+/// address is known only once the record the last one displaced has been read, a
+/// cache miss a record once the records outgrow the caches. So the records are
+/// first put into the regions of `region` records their destinations fall in (each
+/// region filled from its front: every move reads and writes at one of these fronts,
+/// which advance one record at a time), then each region's records are copied to
+/// their places from a copy of the region, which the cache holds.
+fn permute(recs: &mut [Rec], dest: &mut [u32], region: usize) {
+    let n = recs.len();
+    debug_assert_eq!(dest.len(), n);
+    if n > region {
+        let regions = n.div_ceil(region);
+        // The first place of each region not yet holding one of its own records.
+        let mut front: Vec<usize> = (0..regions).map(|g| g * region).collect();
+        for g in 0..regions {
+            let end = n.min((g + 1) * region);
+            while front[g] < end {
+                let i = front[g];
+                let t = dest[i] as usize / region;
+                if t == g {
+                    front[g] += 1;
+                    continue;
+                }
+                // The record goes to the front of its region, whose record comes here
+                // to be looked at next; earlier regions are full of their own, so `t`
+                // is a later one.
+                let j = front[t];
+                front[t] += 1;
+                recs.swap(i, j);
+                dest.swap(i, j);
+                if let Some(r) = recs.get(j + 4) {
+                    crate::mem::prefetch(r);
+                }
+                if let Some(d) = dest.get(j + 16) {
+                    crate::mem::prefetch(d);
+                }
+            }
+        }
+    }
+    // Within a region, each record is copied to its place from a copy of the region:
+    // reads in order, writes where the cache has them.
+    let mut copy = Vec::with_capacity(region.min(n));
+    for (g, (recs, dest)) in recs.chunks_mut(region).zip(dest.chunks(region)).enumerate() {
+        let base = g * region;
+        copy.clear();
+        copy.extend_from_slice(recs);
+        for (r, &d) in copy.iter().zip(dest) {
+            recs[d as usize - base] = *r;
+        }
+    }
 }
 
 /// Gives the points' records back to the system as the per-connection steps finish
@@ -871,6 +920,34 @@ mod tests {
         let mut want = recs.clone();
         want.sort_by_key(|r| (r.flow, r.ts, r.fp));
         assert_eq!(by_flow(recs, &flow_start), want);
+    }
+
+    #[test]
+    fn a_permutation_is_applied_in_place_whatever_the_region() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for n in [0usize, 1, 2, 63, 64, 65, 1000, 5003] {
+            // A random permutation (Fisher-Yates), and records that say where they
+            // started.
+            let mut dest: Vec<u32> = (0..n as u32).collect();
+            for i in (1..n).rev() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                dest.swap(i, (x % (i as u64 + 1)) as usize);
+            }
+            let recs: Vec<Rec> = (0..n)
+                .map(|i| rec(i as u32, i as i64, x ^ i as u64))
+                .collect();
+            let mut want = recs.clone();
+            for (i, &d) in dest.iter().enumerate() {
+                want[d as usize] = recs[i];
+            }
+            for region in [1, 7, 64, 1 << 14] {
+                let (mut got, mut d) = (recs.clone(), dest.clone());
+                permute(&mut got, &mut d, region);
+                assert!(got == want, "{n} records, regions of {region}");
+            }
+        }
     }
 
     #[test]
