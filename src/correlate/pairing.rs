@@ -531,7 +531,7 @@ fn find(links: &mut [u32], mut x: u32) -> u32 {
 mod tests {
     use super::*;
     use crate::correlate::fingerprint::Strength;
-    use crate::correlate::testkit::{flow_of, point, rec, tcp_conv, udp, view, MS, US};
+    use crate::correlate::testkit::{flow_of, point, rec, tcp_conv, udp, view, XorShift, MS, US};
 
     const SECOND: i64 = 1_000 * MS;
 
@@ -760,22 +760,13 @@ mod tests {
 
     #[test]
     fn match_flows_agrees_with_the_scan() {
-        struct XorShift(u64);
-        impl XorShift {
-            fn below(&mut self, n: u64) -> u64 {
-                self.0 ^= self.0 << 13;
-                self.0 ^= self.0 >> 7;
-                self.0 ^= self.0 << 17;
-                self.0 % n
-            }
-            fn recs(&mut self, fps: u64, span: u64) -> Vec<Rec> {
-                let len = self.below(25);
-                let mut v: Vec<Rec> = (0..len)
-                    .map(|_| rec(self.below(fps), self.below(span) as i64))
-                    .collect();
-                v.sort_by_key(|r| r.ts);
-                v
-            }
+        fn recs(rng: &mut XorShift, fps: u64, span: u64) -> Vec<Rec> {
+            let len = rng.below(25);
+            let mut v: Vec<Rec> = (0..len)
+                .map(|_| rec(rng.below(fps), rng.below(span) as i64))
+                .collect();
+            v.sort_by_key(|r| r.ts);
+            v
         }
         let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
         let next = |rng: &mut XorShift, n: u64| rng.below(n);
@@ -783,7 +774,7 @@ mod tests {
             // Few fingerprints (runs of several at `down`) and many (mostly one each).
             let fps = 1 + next(&mut rng, if round % 2 == 0 { 4 } else { 400 });
             let span = 1 + next(&mut rng, 60);
-            let (up, down) = (rng.recs(fps, span), rng.recs(fps, span));
+            let (up, down) = (recs(&mut rng, fps, span), recs(&mut rng, fps, span));
             let same_point = round % 3 == 0;
             let (up_off, down_off) = if same_point {
                 (0, 0)
@@ -828,13 +819,8 @@ mod tests {
 
     #[test]
     fn pair_run_agrees_with_the_scan() {
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = |n: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % n
-        };
+        let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
+        let mut next = |n: u64| rng.below(n);
         for round in 0..2_000 {
             let flows = 1 + next(4) as u32;
             let len = next(30);

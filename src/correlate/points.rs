@@ -855,12 +855,10 @@ mod tests {
 
     #[test]
     fn fingerprint_order_is_a_sort_by_fingerprint_time_and_index() {
-        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut rng = testkit::XorShift(0x2545_f491_4f6c_dd1d);
         let mut recs = Vec::new();
         for i in 0..20_000i64 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            let x = rng.draw();
             // Spread fingerprints, some repeated, and a crowd sharing the top bits
             // (as crafted packets could) that one bucket takes.
             let fp = match i % 5 {
@@ -906,11 +904,9 @@ mod tests {
     fn records_moved_in_place_keep_capture_order_within_a_flow() {
         // Interleaved flows, one of them out of time order in the capture.
         let mut recs = Vec::new();
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rng = testkit::XorShift(0x9e37_79b9_7f4a_7c15);
         for i in 0..5_000i64 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            let x = rng.draw();
             let flow = (x % 37) as u32;
             let ts = if flow == 5 && i % 3 == 0 { i - 2 } else { i };
             recs.push(rec(flow, ts, x));
@@ -924,19 +920,16 @@ mod tests {
 
     #[test]
     fn a_permutation_is_applied_in_place_whatever_the_region() {
-        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut rng = testkit::XorShift(0x2545_f491_4f6c_dd1d);
         for n in [0usize, 1, 2, 63, 64, 65, 1000, 5003] {
             // A random permutation (Fisher-Yates), and records that say where they
             // started.
             let mut dest: Vec<u32> = (0..n as u32).collect();
             for i in (1..n).rev() {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                dest.swap(i, (x % (i as u64 + 1)) as usize);
+                dest.swap(i, rng.below(i as u64 + 1) as usize);
             }
             let recs: Vec<Rec> = (0..n)
-                .map(|i| rec(i as u32, i as i64, x ^ i as u64))
+                .map(|i| rec(i as u32, i as i64, rng.draw()))
                 .collect();
             let mut want = recs.clone();
             for (i, &d) in dest.iter().enumerate() {

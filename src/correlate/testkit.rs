@@ -13,6 +13,24 @@ use crate::model::{tcp_flags, Packet, Proto, Tuple, L4};
 pub const US: i64 = 1_000;
 pub const MS: i64 = 1_000_000;
 
+/// A small deterministic generator (xorshift64) for the randomised tests: a seed gives
+/// the same draws on every machine.
+pub struct XorShift(pub u64);
+
+impl XorShift {
+    pub fn draw(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A draw in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.draw() % n
+    }
+}
+
 fn tuple(proto: Proto, src: &str, dst: &str) -> Tuple {
     let (s, d): (SocketAddr, SocketAddr) = (src.parse().unwrap(), dst.parse().unwrap());
     Tuple {
