@@ -25,6 +25,13 @@
 //!   same as N doubles (each packet pairs with its nearest unused twin, not by a scan
 //!   of all of them).
 //!
+//! - `unanswered`: the whole pipeline with the audit on N one-datagram UDP connections
+//!   from one container subnet to one collector, every other one masqueraded and the
+//!   rest never leaving the host (a masquerade that misses, a full conntrack table), for
+//!   N = 4 000, 8 000 and 16 000: each lost connection is a finding that names the
+//!   connections that went the way it should have, and the findings of a failing host
+//!   come by the thousand, so the time per connection stays the same as N doubles.
+//!
 //! Files are read through the page cache: this measures CPU, not disk.
 //! `bench/compare.sh` measures the binary end to end, beside tshark and tcpdump.
 //!
@@ -325,6 +332,92 @@ fn bench_identical(c: &mut Criterion, dir: &Path, sizes: &[u64]) {
     g.finish();
 }
 
+/// Writes `docker0.pcap` and `eth0.pcap` into `dir`: `n` UDP datagrams 100 µs apart,
+/// each a connection of its own from a container of one /24 to a collector, and on the
+/// uplink, masqueraded 30 µs later, every other one.
+fn unanswered_pair(dir: &Path, n: u64) -> Vec<InputSpec> {
+    use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+    std::fs::create_dir_all(dir).expect("a directory for the unanswered pair");
+    let side = |name: &str, uplink: bool| {
+        let path = dir.join(name);
+        let file = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
+        let mut w = PcapWriter::with_header(file, PcapHeader::default()).expect("header");
+        let mut frame = Vec::new();
+        for i in (0..n).filter(|i| !uplink || i % 2 == 0) {
+            let container = [172, 17, 0, 2 + (i % 200) as u8];
+            let src = if uplink { [203, 0, 113, 1] } else { container };
+            let sport = 30_000 + (i % 30_000) as u16;
+            let mut ip = etherparse::Ipv4Header::new(
+                0,
+                64,
+                etherparse::IpNumber::UDP,
+                src,
+                [198, 51, 100, 7],
+            )
+            .expect("an IPv4 header");
+            ip.identification = i as u16;
+            frame.clear();
+            etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
+                .ip(etherparse::IpHeaders::Ipv4(ip, Default::default()))
+                .udp(sport, 8125)
+                .write(&mut frame, format!("requests.{i}:1|c").as_bytes())
+                .expect("build a frame");
+            let delay = if uplink { 30_000 } else { 0 };
+            let ts = Duration::from_nanos(1_000_000_000_000 + i * 100_000 + delay);
+            let len = frame.len() as u32;
+            let packet = PcapPacket::new(ts, len, &frame).expect("a valid packet");
+            w.write_packet(&packet).expect("write a frame");
+        }
+        InputSpec {
+            label: None,
+            path,
+            prefix: None,
+        }
+    };
+    vec![side("docker0.pcap", false), side("eth0.pcap", true)]
+}
+
+fn bench_unanswered(c: &mut Criterion, dir: &Path, sizes: &[u64]) {
+    let mut g = c.benchmark_group("unanswered");
+    g.sample_size(10);
+    for &n in sizes {
+        let run = pipeline::Config {
+            captures: unanswered_pair(&dir.join(format!("unanswered-{n}")), n),
+            ..pipeline::Config::default()
+        };
+        // Checked once, outside the measurements: every connection that did not leave
+        // while the uplink was capturing (all but the last) is a finding that names the
+        // first of the n / 2 that did.
+        let once = pipeline::run(&run).expect("the unanswered pair reads");
+        let lost: Vec<_> = once
+            .audit
+            .findings
+            .iter()
+            .filter_map(|f| match &f.detail {
+                natcheck::audit::Detail::Lost {
+                    path_from,
+                    path_from_total,
+                    ..
+                } => Some((path_from.len(), *path_from_total)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(lost.len() as u64, n / 2 - 1, "one finding a lost connection");
+        let want = (n / 2) as usize;
+        assert!(
+            lost.iter().all(|&l| l == (want.min(16), want)),
+            "{:?}",
+            lost.first()
+        );
+        drop(once);
+        g.throughput(Throughput::Elements(n));
+        g.bench_function(format!("run_audit_{n}"), |b| {
+            b.iter_with_large_drop(|| pipeline::run(&run).expect("the unanswered pair reads"))
+        });
+    }
+    g.finish();
+}
+
 fn main() {
     // Criterion benchmarks only when cargo passes `--bench` (and not `--test`);
     // otherwise it runs every function once as a test.
@@ -357,5 +450,11 @@ fn main() {
         &[1_000, 2_000]
     };
     bench_identical(&mut c, &pair.dir, sizes);
+    let sizes: &[u64] = if benchmarking {
+        &[4_000, 8_000, 16_000]
+    } else {
+        &[400]
+    };
+    bench_unanswered(&mut c, &pair.dir, sizes);
     c.final_summary();
 }

@@ -7,7 +7,7 @@ use foldhash::{HashMap, HashMapExt};
 
 use super::ct::{self, Snapshot};
 use super::rules::Attribution;
-use super::topology::Topology;
+use super::topology::{Topology, Via};
 use super::{Direction, Evidence, HopFacts, PathReason, Role, Seen};
 use super::{RuleFacts, RuleRole};
 use crate::correlate::{Connection, Correlation, Hop};
@@ -287,40 +287,40 @@ impl<'a> Ctx<'a> {
 
     /// Where connection `ci`'s kind of traffic goes after its last point, and why: the
     /// next point and the connections that went there, when exactly one point is next.
-    pub fn expected_next(&self, ci: usize) -> Option<(usize, Vec<usize>, PathReason)> {
-        let x = self;
-        let conn = &x.c.connections[ci];
+    pub fn expected_next(&self, ci: usize) -> Option<(usize, Via<'a>, PathReason)> {
+        let topo: &'a Topology = self.topo;
+        let conn = &self.c.connections[ci];
         let last = conn.hops.last()?;
         let (t, a) = (last.flow.tuple, last.point);
-        let mut next: BTreeMap<usize, BTreeSet<usize>> = BTreeMap::new();
-        let mut why = None;
-        if let Some(p) = x.topo.prefix_of(t.src) {
-            if x.topo.is_outside_dst(t.dst) {
-                if let Some(m) = x.topo.egress.get(&(a, p)) {
-                    for (b, cs) in m {
-                        next.entry(*b).or_default().extend(cs.iter().copied());
-                    }
-                    why = Some(PathReason::Egress(p));
-                }
-            }
-        }
-        if let Some(m) = x.topo.published.get(&(a, conn.proto, t.dst, t.dport)) {
-            for (b, cs) in m {
-                next.entry(*b).or_default().extend(cs.iter().copied());
-            }
-            why = Some(PathReason::Published(t));
-        }
-        let on_path: BTreeSet<usize> = conn.hops.iter().map(|h| h.point).collect();
-        next.retain(|b, cs| {
-            cs.remove(&ci);
-            !on_path.contains(b) && !cs.is_empty()
+        let egress = topo
+            .prefix_of(t.src)
+            .filter(|_| topo.is_outside_dst(t.dst))
+            .and_then(|p| Some((p, topo.egress.get(&(a, p))?)));
+        let published = topo.published.get(&(a, conn.proto, t.dst, t.dport));
+        let why = match (published, egress) {
+            (Some(_), _) => PathReason::Published(t),
+            (None, Some((p, _))) => PathReason::Egress(p),
+            (None, None) => return None,
+        };
+        let (egress, published) = (egress.map(|(_, m)| m), published);
+        let list = |m: Option<&'a BTreeMap<usize, Vec<usize>>>, b: usize| {
+            m.and_then(|m| m.get(&b)).map_or(&[][..], Vec::as_slice)
+        };
+        let points: BTreeSet<usize> = egress
+            .into_iter()
+            .chain(published)
+            .flat_map(|m| m.keys().copied())
+            .collect();
+        let mut next = points.into_iter().filter_map(|b| {
+            let via = Via::new([list(egress, b), list(published, b)], ci);
+            let on_path = conn.hops.iter().any(|h| h.point == b);
+            (!on_path && !via.is_empty()).then_some((b, via))
         });
         // Several next points (several uplinks) leave the path unknown.
-        if next.len() != 1 {
-            return None;
+        match (next.next(), next.next()) {
+            (Some((b, via)), None) => Some((b, via, why)),
+            _ => None,
         }
-        let (b, via) = next.into_iter().next()?;
-        Some((b, via.into_iter().collect(), why?))
     }
 
     /// How `k` was translated into `point`, when it was.

@@ -169,9 +169,11 @@ pub enum Evidence {
         to_ns: i64,
         whole: bool,
     },
-    /// Other connections of the same kind went `from` > `to`.
+    /// Other connections of the same kind went `from` > `to`: the first of them, and
+    /// how many.
     OthersWent {
         conns: Vec<String>,
+        total: usize,
         reason: PathReason,
         from: String,
         to: String,

@@ -255,6 +255,11 @@ pub enum PathReason {
     Unanswered(Option<Tuple>),
 }
 
+/// How many of the connections that show the way a lost connection was to go (its
+/// `path_from`) a finding names: a finding per lost connection, each naming every
+/// connection that went the way, would grow with the product of the two counts.
+pub const PATH_FROM_SHOWN: usize = 16;
+
 /// Code-specific facts, for scripts (the JSON report's `detail`, written by
 /// `report::json`) and for the words `report` writes.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -268,8 +273,10 @@ pub enum Detail {
         blocked: bool,
         first_tcp_flags: Option<String>,
         /// Connections whose path shows that `to` comes after `from` (for packets of a
-        /// connection never seen at `to` at all).
+        /// connection never seen at `to` at all): the first [`PATH_FROM_SHOWN`] of
+        /// them, and how many there are.
         path_from: Vec<String>,
+        path_from_total: usize,
         /// A path that stops short: the initiator packets its last point saw, and why
         /// the next point was expected.
         stopped: Option<(u64, PathReason)>,

@@ -37,7 +37,7 @@ pub use evidence::{Endpoint, EntryFacts, Evidence, GapFacts, HopFacts, RuleFacts
 pub use evidence::{RouteFact, SizeFact, SpliceFact, TableFact, UnderlayFact};
 pub use finding::{
     AllocatorMode, Code, CtFacts, Detail, Direction, Finding, LeakKind, PathReason, RaceKind,
-    RangeFrom, Role, Seen, Severity,
+    RangeFrom, Role, Seen, Severity, PATH_FROM_SHOWN,
 };
 pub use finding::{PmtuFacts, RouteFacts, SpliceFacts, TableFullFacts, UnderlayFacts};
 

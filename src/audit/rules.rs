@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use super::topology::Topology;
+use super::topology::{Topology, Via};
 use super::{WitnessKind, WitnessSummary};
 use rayon::prelude::*;
 
@@ -120,14 +120,9 @@ fn translating_links(conn: &Connection) -> Option<(usize, usize, usize)> {
 /// came in by (`-i docker0`), and FORWARD routes it out where the connections that went
 /// `a` > `b` went next. Known from those connections: the same TTL at `a` and `b` (no
 /// router between them), and the point after `b`, when one was captured.
-fn bridged_into(
-    c: &Correlation,
-    a: usize,
-    b: usize,
-    via: &[usize],
-) -> Option<(usize, Option<usize>)> {
+fn bridged_into(c: &Correlation, a: usize, b: usize, via: Via) -> Option<(usize, Option<usize>)> {
     let mut bridged = false;
-    for &k in via {
+    for k in via.iter() {
         let hops = &c.connections[k].hops;
         let Some(i) = hops
             .windows(2)
@@ -168,7 +163,7 @@ fn unanswered_to_host<'a>(
 
 /// Where a connection that stops short was going: the next point its kind of traffic
 /// reaches, and the connections that went there.
-pub type Next<'a> = &'a (dyn Fn(usize) -> Option<(usize, Vec<usize>)> + Sync);
+pub type Next<'a> = &'a (dyn Fn(usize) -> Option<(usize, Via<'a>)> + Sync);
 
 /// Walks through `rules` every translated connection, every one that stops short
 /// with `next(ci)` naming where its kind of traffic goes, and every unanswered one to
@@ -209,7 +204,7 @@ fn attribute_one(
         let p = Packet::first(a.flow.tuple, iface(conn.hops[by].point), iface(b.point));
         (p, Some(b.flow.tuple), a.flow.tuple)
     } else if let (Some((b, via)), Some(last)) = (next(ci), conn.hops.last()) {
-        let (by, out) = bridged_into(c, last.point, b, &via).unwrap_or((last.point, Some(b)));
+        let (by, out) = bridged_into(c, last.point, b, via).unwrap_or((last.point, Some(b)));
         let p = Packet::first(last.flow.tuple, iface(by), out.and_then(iface));
         (p, None, last.flow.tuple)
     } else if let Some(h) = unanswered_to_host(rules, conn) {

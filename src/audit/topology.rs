@@ -26,6 +26,68 @@ use super::Cidr;
 use crate::correlate::Correlation;
 use crate::model::Proto;
 
+/// The connections that show where a connection's kind of traffic goes next from its
+/// last point (one next point's lists in [`Topology::egress`] and
+/// [`Topology::published`]), less that connection itself. Borrowed from the topology:
+/// nothing is copied until they are listed, so asking for every connection that stops
+/// short costs no more than the connections themselves, however many went the way.
+#[derive(Clone, Copy, Debug)]
+pub struct Via<'a> {
+    /// Ascending, each connection once.
+    lists: [&'a [usize]; 2],
+    skip: usize,
+}
+
+impl<'a> Via<'a> {
+    pub fn new(lists: [&'a [usize]; 2], skip: usize) -> Via<'a> {
+        Via { lists, skip }
+    }
+
+    /// The connections, ascending, each once.
+    pub fn iter(&self) -> impl Iterator<Item = usize> + 'a {
+        let ([mut a, mut b], skip) = (self.lists, self.skip);
+        std::iter::from_fn(move || loop {
+            let k = match (a.first(), b.first()) {
+                (None, None) => return None,
+                (Some(&x), Some(&y)) if x == y => {
+                    (a, b) = (&a[1..], &b[1..]);
+                    x
+                }
+                (Some(&x), Some(&y)) if x < y => {
+                    a = &a[1..];
+                    x
+                }
+                (Some(&x), None) => {
+                    a = &a[1..];
+                    x
+                }
+                (_, Some(&y)) => {
+                    b = &b[1..];
+                    y
+                }
+            };
+            if k != skip {
+                return Some(k);
+            }
+        })
+    }
+
+    /// How many: counted without listing them when one list holds them all.
+    pub fn len(&self) -> usize {
+        match self.lists {
+            [l, []] | [[], l] => l.len() - usize::from(l.binary_search(&self.skip).is_ok()),
+            _ => self.iter().count(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        // Sorted lists without repeats: the skipped connection is at most one of them.
+        self.lists
+            .iter()
+            .all(|l| l.len() <= 1 && l.iter().all(|&k| k == self.skip))
+    }
+}
+
 /// Key of a translated endpoint at a point: (point, protocol, address, port).
 pub type EndpointKey = (usize, Proto, IpAddr, u16);
 
@@ -163,6 +225,11 @@ impl Topology {
                 }
             }
         }
+        // Pushed in connection order, a connection once a hop pair: each list ascending,
+        // each connection once.
+        for m in t.published.values_mut().chain(t.egress.values_mut()) {
+            m.values_mut().for_each(Vec::dedup);
+        }
         t
     }
 
@@ -211,6 +278,24 @@ mod tests {
     use super::*;
     use crate::capture::{InputSpec, ReadOptions};
     use crate::correlate::{self, Config};
+
+    #[test]
+    fn via_lists_the_union_of_both_lists_less_the_connection_asking() {
+        // Every pair of ascending lists drawn from 0..6 (as bit sets), every skip.
+        let list = |bits: u32| -> Vec<usize> { (0..6).filter(|k| bits >> k & 1 == 1).collect() };
+        for a in 0..64 {
+            for b in 0..64 {
+                let (la, lb) = (list(a), list(b));
+                for skip in 0..7 {
+                    let want: Vec<usize> = list(a | b).into_iter().filter(|&k| k != skip).collect();
+                    let via = Via::new([&la, &lb], skip);
+                    assert_eq!(via.iter().collect::<Vec<_>>(), want, "{la:?} {lb:?} {skip}");
+                    assert_eq!(via.len(), want.len(), "{la:?} {lb:?} {skip}");
+                    assert_eq!(via.is_empty(), want.is_empty(), "{la:?} {lb:?} {skip}");
+                }
+            }
+        }
+    }
 
     fn learn(scenario: &str, declared: &[Cidr]) -> (Correlation, Topology) {
         let dir = format!("{}/samples/{scenario}", env!("CARGO_MANIFEST_DIR"));

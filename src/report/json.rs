@@ -147,6 +147,7 @@ pub enum DetailJson<'a> {
         blocked: bool,
         first_tcp_flags: Option<&'a str>,
         path_from: &'a [String],
+        path_from_total: usize,
     },
     Leak {
         kind: &'static str,
@@ -308,6 +309,7 @@ fn detail(d: &Detail) -> DetailJson<'_> {
             blocked,
             first_tcp_flags,
             path_from,
+            path_from_total,
             ..
         } => DetailJson::Lost {
             from,
@@ -316,6 +318,7 @@ fn detail(d: &Detail) -> DetailJson<'_> {
             blocked: *blocked,
             first_tcp_flags: first_tcp_flags.as_deref(),
             path_from,
+            path_from_total: *path_from_total,
         },
         Detail::Leak {
             kind,

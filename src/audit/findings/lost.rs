@@ -17,13 +17,18 @@
 //! again and got through (`insert-race`), and connections that found every NAT port
 //! to their destination taken (`snat-port-exhaustion`).
 
+use foldhash::{HashMap, HashMapExt};
+
 use super::leak::gap_facts;
 use super::Detected;
+use crate::audit::topology::Via;
+use crate::audit::PATH_FROM_SHOWN;
 use crate::audit::{
     Code, Ctx, Detail, Direction, Evidence, Explained, Finding, PathReason, Role, Severity,
 };
 use crate::correlate::{Gap, Hop, Resegmented};
-use crate::model::{tcp_flags, Proto};
+use crate::flows::IcmpError;
+use crate::model::{tcp_flags, Proto, Tuple};
 
 pub fn on_links(x: &Ctx, explained: &Explained) -> Detected {
     let mut out = Vec::new();
@@ -94,6 +99,7 @@ fn link_finding(x: &Ctx, ci: usize, dir: Direction, s: &LinkSide, gone: u64) -> 
             blocked,
             first_tcp_flags: gap.first_tcp_flags.map(tcp_flags::to_string),
             path_from: Vec::new(),
+            path_from_total: 0,
             stopped: None,
         },
     );
@@ -152,7 +158,7 @@ fn link_finding(x: &Ctx, ci: usize, dir: Direction, s: &LinkSide, gone: u64) -> 
 pub(super) fn stopped_at<'a>(
     x: &Ctx<'a>,
     ci: usize,
-) -> Option<(&'a Hop, usize, Vec<usize>, PathReason)> {
+) -> Option<(&'a Hop, usize, Via<'a>, PathReason)> {
     if x.unseen_opening(ci) {
         return None;
     }
@@ -169,6 +175,21 @@ pub(super) fn stopped_at<'a>(
 pub fn stopped_short(x: &Ctx, explained: &Explained) -> Detected {
     let c = x.c;
     let mut out = Vec::new();
+    // A REJECT answers with an ICMP error quoting the blocked packet: the errors each
+    // point saw, by the tuple they quote, in connection order.
+    let mut errors: HashMap<(usize, Tuple), Vec<(usize, &IcmpError)>> = HashMap::new();
+    for (ei, e) in c.connections.iter().enumerate() {
+        for h in &e.hops {
+            if let Some(err) = &h.flow.icmp_error {
+                if let Some(q) = err.quoted {
+                    errors
+                        .entry((h.point, q.canonical()))
+                        .or_default()
+                        .push((ei, err));
+                }
+            }
+        }
+    }
     for ci in 0..c.connections.len() {
         if explained.stopped(ci) {
             // An earlier rule reported why (`snat-port-exhaustion`, `conntrack-table-full`).
@@ -183,6 +204,7 @@ pub fn stopped_short(x: &Ctx, explained: &Explained) -> Detected {
         let (b0, b1) = x.span(b).unwrap_or_default();
         let whole = last.last_ns <= b1;
         let syn_only = syn_only(f);
+        let shown: Vec<String> = via.iter().take(PATH_FROM_SHOWN).map(|k| x.id(k)).collect();
         let mut finding = Finding::new(
             Code::Lost,
             Severity::Error,
@@ -192,7 +214,8 @@ pub fn stopped_short(x: &Ctx, explained: &Explained) -> Detected {
                 direction: Direction::Fwd,
                 blocked: true,
                 first_tcp_flags: syn_only.then(|| "S".to_string()),
-                path_from: x.ids(&via),
+                path_from: shown.clone(),
+                path_from_total: via.len(),
                 stopped: Some((f.packets[0], reason)),
             },
         );
@@ -205,7 +228,8 @@ pub fn stopped_short(x: &Ctx, explained: &Explained) -> Detected {
                 whole,
             },
             Evidence::OthersWent {
-                conns: x.ids(&via),
+                conns: shown,
+                total: via.len(),
                 reason,
                 from: aname.to_string(),
                 to: bname.to_string(),
@@ -214,22 +238,16 @@ pub fn stopped_short(x: &Ctx, explained: &Explained) -> Detected {
         finding.evidence.extend(x.stopped_by(ci));
         finding.evidence.extend(x.stats_evidence());
         finding.conns = vec![ci];
-        // A REJECT answers with an ICMP error quoting the blocked packet.
-        for (ei, e) in c.connections.iter().enumerate() {
-            for h in e.hops.iter().filter(|h| h.point == a) {
-                if let Some(err) = &h.flow.icmp_error {
-                    if err.quoted.is_some_and(|q| q.canonical() == t.canonical()) {
-                        finding.conns.push(ei);
-                        finding.evidence.push(Evidence::Rejected {
-                            point: aname.to_string(),
-                            proto: e.proto,
-                            icmp_type: err.icmp_type,
-                            code: err.code,
-                            conn: e.id.clone(),
-                        });
-                    }
-                }
-            }
+        for &(ei, err) in errors.get(&(a, t.canonical())).into_iter().flatten() {
+            let e = &c.connections[ei];
+            finding.conns.push(ei);
+            finding.evidence.push(Evidence::Rejected {
+                point: aname.to_string(),
+                proto: e.proto,
+                icmp_type: err.icmp_type,
+                code: err.code,
+                conn: e.id.clone(),
+            });
         }
         finding.points = vec![aname.to_string(), bname.to_string()];
         finding.tuples = vec![x.seen(last, Role::LastSeen)];
@@ -266,6 +284,7 @@ fn blocked_at(x: &Ctx, ci: usize, h: &Hop, severity: Severity, reason: PathReaso
             blocked: true,
             first_tcp_flags: syn_only.then(|| "S".to_string()),
             path_from: Vec::new(),
+            path_from_total: 0,
             stopped: Some((f.packets[0], reason)),
         },
     );

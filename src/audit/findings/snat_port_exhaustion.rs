@@ -27,6 +27,8 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use foldhash::HashMap;
+
 use super::lost::{stopped_at, syn_only};
 use super::Detected;
 use crate::audit::{
@@ -47,7 +49,7 @@ const MAX_ADDRS: u128 = 256;
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Alloc {
     /// Protocol, destination address and port after any DNAT.
-    dst: (Proto, IpAddr, u16),
+    dst: Destination,
     nat: Vec<IpAddr>,
     lo: u16,
     hi: u16,
@@ -186,37 +188,121 @@ fn held_until(h: &Hop) -> i64 {
 /// place, NAT address, NAT port). A captured connection wins over an entry.
 type Holders = BTreeMap<(IpAddr, u16), (Result<usize, String>, IpAddr, u16)>;
 
-fn holders(x: &Ctx, ci: usize, b: usize, al: &Alloc, (t0, t1): (i64, i64)) -> Holders {
-    let mut out = Holders::new();
-    for (k, conn) in x.c.connections.iter().enumerate() {
-        if k == ci {
-            continue;
-        }
-        for h in conn.hops.iter().filter(|h| h.point == b) {
-            let t = h.flow.tuple;
-            if al.gives(&t) && h.first_ns <= t0 && held_until(h) >= t1 {
-                out.entry((t.src, t.sport))
-                    .or_insert((Ok(k), t.src, t.sport));
-            }
-        }
-    }
-    for lt in &x.lifetimes {
-        let t = lt.post;
-        if al.gives(&t) && lt.created_ns <= t0 && lt.ended_ns >= t1 {
-            out.entry((t.src, t.sport))
-                .or_insert((Err(lt.place()), t.src, t.sport));
-        }
-    }
-    out
+/// A possible holder of a tuple: a connection captured with it, or a conntrack entry
+/// of the event logs (by index into [`Ctx::lifetimes`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Holder {
+    Conn(usize),
+    Entry(usize),
 }
 
-/// A connection lost to exhaustion: its index and last hop, the point it never
-/// reached, and who held the tuples.
+/// Who could have held a tuple of one range leaving at one point: the connections
+/// seen there with a tuple the range gives (in connection order), then the entries
+/// the event logs saw with one (in their order), sorted by tuple, that order kept
+/// among holders of one tuple. Built once for every connection lost to the range's
+/// destination at that point, which is then asked of the holders over its own span
+/// without a pass over every connection.
+struct Pool {
+    /// (tuple, holder, held from, held until).
+    held: Vec<((IpAddr, u16), Holder, i64, i64)>,
+    /// Distinct tuples: at most this many can ever be held at once.
+    tuples: usize,
+}
+
+/// The hops and entries a pool is drawn from, by destination: (point, protocol,
+/// destination address and port) → (connection, hop), in connection order; (protocol,
+/// destination address and port) → entry of [`Ctx::lifetimes`], in their order.
+#[derive(Default)]
+struct ByDestination<'a> {
+    hops: HashMap<(usize, Destination), Vec<(usize, &'a Hop)>>,
+    entries: HashMap<Destination, Vec<usize>>,
+}
+
+/// Protocol, destination address and port.
+type Destination = (Proto, IpAddr, u16);
+
+impl<'a> ByDestination<'a> {
+    fn new(x: &Ctx<'a>) -> ByDestination<'a> {
+        let mut out = ByDestination::default();
+        for (k, conn) in x.c.connections.iter().enumerate() {
+            for h in &conn.hops {
+                let t = h.flow.tuple;
+                let key = (h.point, (t.proto, t.dst, t.dport));
+                out.hops.entry(key).or_default().push((k, h));
+            }
+        }
+        for (i, lt) in x.lifetimes.iter().enumerate() {
+            let t = lt.post;
+            out.entries
+                .entry((t.proto, t.dst, t.dport))
+                .or_default()
+                .push(i);
+        }
+        out
+    }
+}
+
+impl Pool {
+    fn new(x: &Ctx, seen: &ByDestination, al: &Alloc, b: usize) -> Pool {
+        let hops = seen.hops.get(&(b, al.dst)).into_iter().flatten();
+        let entries = seen.entries.get(&al.dst).into_iter().flatten();
+        let mut held: Vec<_> = hops
+            .filter(|(_, h)| al.gives(&h.flow.tuple))
+            .map(|&(k, h)| {
+                let t = h.flow.tuple;
+                ((t.src, t.sport), Holder::Conn(k), h.first_ns, held_until(h))
+            })
+            .chain(
+                entries
+                    .map(|&i| (i, &x.lifetimes[i]))
+                    .filter(|(_, lt)| al.gives(&lt.post))
+                    .map(|(i, lt)| {
+                        let t = lt.post;
+                        (
+                            (t.src, t.sport),
+                            Holder::Entry(i),
+                            lt.created_ns,
+                            lt.ended_ns,
+                        )
+                    }),
+            )
+            .collect();
+        held.sort_by_key(|h| h.0);
+        let tuples = held.chunk_by(|a, b| a.0 == b.0).count();
+        Pool { held, tuples }
+    }
+
+    /// The tuples held over `[t0, t1]` by anything but connection `ci`, each with the
+    /// first of its holders that held it then.
+    fn holders(
+        &self,
+        ci: usize,
+        (t0, t1): (i64, i64),
+    ) -> impl Iterator<Item = ((IpAddr, u16), Holder)> + '_ {
+        self.held
+            .chunk_by(|a, b| a.0 == b.0)
+            .filter_map(move |run| {
+                run.iter()
+                    .find(|&&(_, h, from, until)| {
+                        h != Holder::Conn(ci) && from <= t0 && until >= t1
+                    })
+                    .map(|&(tuple, h, _, _)| (tuple, h))
+            })
+    }
+}
+
+/// A connection that stops short before the NAT host: its index and last hop, and the
+/// point it never reached.
 struct Lost<'a> {
     conn: usize,
     hop: &'a Hop,
     next: usize,
-    holders: Holders,
+}
+
+impl Lost<'_> {
+    fn span(&self) -> (i64, i64) {
+        (self.hop.first_ns, self.hop.last_ns)
+    }
 }
 
 /// New connections whose path stops short, with the tuples they could have had.
@@ -240,26 +326,27 @@ fn candidates<'a>(x: &'a Ctx, explained: &Explained) -> BTreeMap<Alloc, Vec<Lost
         let Some(al) = alloc(x, ci, &f.tuple, b) else {
             continue;
         };
-        let holders = holders(x, ci, b, &al, (last.first_ns, last.last_ns));
-        if (holders.len() as u64) < al.usable() {
-            continue;
-        }
         out.entry(al).or_default().push(Lost {
             conn: ci,
             hop: last,
             next: b,
-            holders,
         });
     }
     out
 }
 
 /// The finding for one destination's range and the connections lost to it.
-fn finding(x: &Ctx, al: &Alloc, lost: &[Lost]) -> Finding {
+fn finding(x: &Ctx, al: &Alloc, pool: &Pool, lost: &[Lost]) -> Finding {
     let mut by = Holders::new();
     for l in lost {
-        for (k, v) in &l.holders {
-            by.entry(*k).or_insert_with(|| v.clone());
+        for ((a, port), h) in pool.holders(l.conn, l.span()) {
+            by.entry((a, port)).or_insert_with(|| {
+                let r = match h {
+                    Holder::Conn(k) => Ok(k),
+                    Holder::Entry(i) => Err(x.lifetimes[i].place()),
+                };
+                (r, a, port)
+            });
         }
     }
     let name = |r: &Result<usize, String>| match r {
@@ -345,17 +432,34 @@ fn finding(x: &Ctx, al: &Alloc, lost: &[Lost]) -> Finding {
 
 pub fn detect(x: &Ctx, explained: &Explained) -> Detected {
     let mut out = Detected::default();
-    for (al, lost) in candidates(x, explained) {
+    let candidates = candidates(x, explained);
+    if candidates.is_empty() {
+        return out;
+    }
+    let seen = ByDestination::new(x);
+    for (al, cands) in candidates {
+        let usable = al.usable();
+        let mut pools: BTreeMap<usize, Pool> = BTreeMap::new();
         // Connections lost at another point than the first's are another finding.
         let mut groups: BTreeMap<(usize, usize), Vec<Lost>> = BTreeMap::new();
-        for l in lost {
+        for l in cands {
+            let pool = pools
+                .entry(l.next)
+                .or_insert_with(|| Pool::new(x, &seen, &al, l.next));
+            // Fewer tuples than the range has were ever held: none of its connections
+            // can have found them all taken.
+            if (pool.tuples as u64) < usable
+                || (pool.holders(l.conn, l.span()).count() as u64) < usable
+            {
+                continue;
+            }
             groups.entry((l.hop.point, l.next)).or_default().push(l);
         }
-        for lost in groups.into_values() {
+        for ((_, b), lost) in groups {
             for l in &lost {
                 out.explains.add_stopped(l.conn);
             }
-            out.findings.push(finding(x, &al, &lost));
+            out.findings.push(finding(x, &al, &pools[&b], &lost));
         }
     }
     out
@@ -481,6 +585,18 @@ mod tests {
         (topo, ci, b, al)
     }
 
+    /// The tuples held over `span` by anything but connection `ci`, with their holder.
+    fn holders(
+        x: &Ctx,
+        ci: usize,
+        b: usize,
+        al: &Alloc,
+        span: (i64, i64),
+    ) -> Vec<((IpAddr, u16), Holder)> {
+        let pool = Pool::new(x, &ByDestination::new(x), al, b);
+        pool.holders(ci, span).collect()
+    }
+
     #[test]
     fn holders_must_be_live_over_the_loss() {
         let c = wire("fault-snat-exhaustion");
@@ -513,9 +629,10 @@ mod tests {
         let docker0 = h.point;
         let held = holders(&x, ci, docker0, &al, (h.first_ns, h.last_ns));
         assert_eq!(held.len(), 2, "{held:?}");
-        assert!(held.values().all(|(who, _, _)| who
-            .as_ref()
-            .is_err_and(|place| place.contains("events.txt:"))));
+        assert!(held.iter().all(|(_, who)| match who {
+            Holder::Entry(i) => x.lifetimes[*i].place().contains("events.txt:"),
+            Holder::Conn(_) => false,
+        }));
         // A second after the last packet both entries are in TIME_WAIT (events are
         // printed a little after the packets that caused them).
         let end = c.connections.iter().map(|k| k.last_ns()).max().unwrap() + 1_000_000_000;

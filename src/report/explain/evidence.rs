@@ -75,10 +75,16 @@ pub fn entry(e: &EntryFacts) -> String {
 }
 
 pub(super) fn ids(conns: &[String]) -> String {
-    if conns.len() > 4 {
-        format!("{} and {} more", conns[..4].join(", "), conns.len() - 4)
+    ids_of(conns, conns.len())
+}
+
+/// [`ids`] of the first of `total` connections.
+fn ids_of(first: &[String], total: usize) -> String {
+    let shown = &first[..first.len().min(4)];
+    if total > shown.len() {
+        format!("{} and {} more", shown.join(", "), total - shown.len())
     } else {
-        conns.join(", ")
+        shown.join(", ")
     }
 }
 
@@ -258,12 +264,13 @@ fn loss_line(e: &Evidence) -> Option<String> {
         ),
         Evidence::OthersWent {
             conns,
+            total,
             reason,
             from,
             to,
         } => format!(
             "{} {} went {from} > {to}",
-            ids(conns),
+            ids_of(conns, *total),
             match reason {
                 PathReason::Egress(p) => format!("from {p} to outside destinations"),
                 PathReason::Published(t) => format!("to {}", dst(t)),

@@ -137,6 +137,7 @@ mod tests {
                 blocked: true,
                 first_tcp_flags: None,
                 path_from: Vec::new(),
+                path_from_total: 0,
                 stopped: None,
             },
         );
