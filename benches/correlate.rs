@@ -402,7 +402,11 @@ fn bench_unanswered(c: &mut Criterion, dir: &Path, sizes: &[u64]) {
                 _ => None,
             })
             .collect();
-        assert_eq!(lost.len() as u64, n / 2 - 1, "one finding a lost connection");
+        assert_eq!(
+            lost.len() as u64,
+            n / 2 - 1,
+            "one finding a lost connection"
+        );
         let want = (n / 2) as usize;
         assert!(
             lost.iter().all(|&l| l == (want.min(16), want)),

@@ -12,6 +12,8 @@
 //! answering) is not stale, nor is a rule set that matches neither connection (that
 //! is `rule-contradiction`). Error: the flow is black-holed or on a removed backend.
 
+use std::collections::BTreeMap;
+
 use foldhash::{HashMap, HashMapExt};
 
 use crate::audit::{Code, Ctx, Detail, Evidence, Finding, Role, RuleRole, Severity};
@@ -56,7 +58,13 @@ fn dnat_link(conn: &Connection) -> Option<(usize, usize)> {
     Some((l.from, l.to))
 }
 
-fn backend(t: &Tuple) -> (std::net::IpAddr, u16) {
+/// A backend: the address and port connections were translated to.
+type Backend = (std::net::IpAddr, u16);
+
+/// A service's connections by backend, each backend's as (first packet, connection).
+type Started = BTreeMap<Backend, Vec<(i64, usize)>>;
+
+fn backend(t: &Tuple) -> Backend {
     (t.dst, t.dport)
 }
 
@@ -64,12 +72,16 @@ fn backend(t: &Tuple) -> (std::net::IpAddr, u16) {
 pub fn stale(x: &Ctx) -> Vec<(usize, Stale)> {
     let c = x.c;
     let errors = errors_by_quoted(x);
-    // Connections by the service they addressed: (point, proto, dst, dport).
-    let mut by_service: HashMap<(usize, Tuple), Vec<usize>> = HashMap::new();
+    let first: Vec<i64> = c.connections.iter().map(Connection::first_ns).collect();
+    // Connections by the service they addressed, (point, proto, dst, dport), then by
+    // the backend they went to, each backend's by first packet: the newer connection
+    // sent elsewhere is a search in each other backend's, not a pass over every
+    // connection to the service (a busy service has thousands).
+    let mut by_service: HashMap<(usize, Tuple), Started> = HashMap::new();
     let mut links = Vec::with_capacity(c.connections.len());
     for (ci, conn) in c.connections.iter().enumerate() {
         let link = dnat_link(conn);
-        if let Some((b, _)) = link {
+        if let Some((b, a)) = link {
             let t = conn.hops[b].flow.tuple;
             let key = Tuple {
                 src: t.dst,
@@ -79,9 +91,14 @@ pub fn stale(x: &Ctx) -> Vec<(usize, Stale)> {
             by_service
                 .entry((conn.hops[b].point, key))
                 .or_default()
-                .push(ci);
+                .entry(backend(&conn.hops[a].flow.tuple))
+                .or_default()
+                .push((first[ci], ci));
         }
         links.push(link);
+    }
+    for backends in by_service.values_mut() {
+        backends.values_mut().for_each(|v| v.sort_unstable());
     }
     let mut out = Vec::new();
     for (ci, conn) in c.connections.iter().enumerate() {
@@ -113,22 +130,21 @@ pub fn stale(x: &Ctx) -> Vec<(usize, Stale)> {
             sport: 0,
             ..up.flow.tuple
         };
+        // The first connection to the service that started while this one was sending
+        // and went to another backend (of two that started at once, the first).
+        let (t0, t1) = (first[ci], conn.last_ns());
         let newer = by_service
             .get(&(up.point, key))
             .into_iter()
             .flatten()
-            .copied()
-            .filter(|&k| k != ci)
-            .filter(|&k| {
-                let other = &c.connections[k];
-                let Some((_, oa)) = links[k] else {
-                    return false;
-                };
-                other.first_ns() > conn.first_ns()
-                    && other.first_ns() < conn.last_ns()
-                    && backend(&other.hops[oa].flow.tuple) != backend(&down.flow.tuple)
+            .filter(|(b, _)| **b != backend(&down.flow.tuple))
+            .filter_map(|(_, started)| {
+                started
+                    .get(started.partition_point(|&(f, _)| f <= t0))
+                    .filter(|&&(f, _)| f < t1)
             })
-            .min_by_key(|&k| c.connections[k].first_ns());
+            .min()
+            .map(|&(_, k)| k);
         // The rules given tell the same only if they were already in force for the
         // newer connection (a dump from elsewhere or another time contradicts both:
         // `rule-contradiction`).
