@@ -27,8 +27,13 @@ pub struct Ctx<'a> {
     /// Each connection's conntrack entries, located once ([`ct::locate`]): connection
     /// → (snapshot, entry) indices, in input order.
     entries: HashMap<usize, Vec<(usize, usize)>>,
-    /// Every `[DESTROY]` event of the event logs given.
-    pub destroyed: Vec<ct::Destroyed>,
+    /// Every `[DESTROY]` event of the event logs given ([`Ctx::set_destroyed`]), and
+    /// their indices by ORIGINAL tuple, in order.
+    destroyed: Vec<ct::Destroyed>,
+    destroyed_by_orig: HashMap<Tuple, Vec<usize>>,
+    /// The ICMP errors each point saw, by the tuple they quote (either direction): (point,
+    /// quoted tuple made canonical) → (connection, hop), in connection and hop order.
+    errors: HashMap<(usize, Tuple), Vec<(usize, usize)>>,
     /// Every connection the event logs saw created, with how long it held its tuple.
     pub lifetimes: Vec<ct::Lifetime>,
     /// `conntrack -S` counters, when statistics were given.
@@ -72,6 +77,17 @@ impl<'a> Ctx<'a> {
                 }
             }
         }
+        let mut errors: HashMap<(usize, Tuple), Vec<(usize, usize)>> = HashMap::new();
+        for (ci, conn) in c.connections.iter().enumerate() {
+            for (hi, h) in conn.hops.iter().enumerate() {
+                if let Some(q) = h.flow.icmp_error.as_ref().and_then(|e| e.quoted) {
+                    errors
+                        .entry((h.point, q.canonical()))
+                        .or_default()
+                        .push((ci, hi));
+                }
+            }
+        }
         Ctx {
             c,
             topo,
@@ -80,6 +96,8 @@ impl<'a> Ctx<'a> {
             hops_by_tuple,
             entries,
             destroyed: Vec::new(),
+            destroyed_by_orig: HashMap::new(),
+            errors,
             lifetimes: Vec::new(),
             stats: ct::Stats::default(),
             table: ct::TableSize::default(),
@@ -169,9 +187,11 @@ impl<'a> Ctx<'a> {
     /// The latest `[DESTROY]` of the entry whose ORIGINAL is `orig`, at or before
     /// `at` (corrected capture time; event logs of the same host share its clock).
     pub fn destroyed_before(&self, orig: &Tuple, at: i64) -> Option<Evidence> {
-        self.destroyed
-            .iter()
-            .filter(|d| d.orig == *orig)
+        self.destroyed_by_orig
+            .get(orig)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.destroyed[i])
             .filter_map(|d| d.time_ns.filter(|&t| t <= at).map(|t| (t, d)))
             .max_by_key(|(t, _)| *t)
             .map(|(t, d)| Evidence::Destroyed {
@@ -181,6 +201,24 @@ impl<'a> Ctx<'a> {
                 before_ns: at - t,
                 by: d.by.clone(),
             })
+    }
+
+    /// The `[DESTROY]` events of the event logs given, in their order.
+    pub fn set_destroyed(&mut self, destroyed: Vec<ct::Destroyed>) {
+        let mut by_orig: HashMap<Tuple, Vec<usize>> = HashMap::new();
+        for (i, d) in destroyed.iter().enumerate() {
+            by_orig.entry(d.orig).or_default().push(i);
+        }
+        self.destroyed = destroyed;
+        self.destroyed_by_orig = by_orig;
+    }
+
+    /// The ICMP errors seen at `point` that quote a packet of `t` or of its reverse, as
+    /// (connection, hop index), in connection and hop order.
+    pub fn errors_quoting(&self, point: usize, t: &Tuple) -> &[(usize, usize)] {
+        self.errors
+            .get(&(point, t.canonical()))
+            .map_or(&[], Vec::as_slice)
     }
 
     /// The `conntrack -S` counters that tell a full table, an insert race or invalid

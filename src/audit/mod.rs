@@ -179,7 +179,7 @@ pub fn audit(c: &Correlation, cfg: &Config, witnesses: Vec<Witness>) -> Audit {
     let rule_set = merged_rules(c, &topo, rule_sets);
     let dumps: Vec<&crate::conntrack::Dump> = dumps.iter().collect();
     let mut x = Ctx::with_index(c, &topo, &snapshots, hops);
-    x.destroyed = ct::Destroyed::of(&dumps);
+    x.set_destroyed(ct::Destroyed::of(&dumps));
     x.lifetimes = ct::Lifetime::of(&dumps);
     x.stats = ct::Stats::of(&dumps);
     x.table = ct::TableSize::of(&dumps);

@@ -124,8 +124,9 @@ impl Crossing {
             existing: Vec::new(),
             new: Vec::new(),
         };
+        let lost: BTreeSet<usize> = lost.iter().map(|l| l.conn).collect();
         for (k, conn) in x.c.connections.iter().enumerate() {
-            if conn.hops.len() < 2 || lost.iter().any(|l| l.conn == k) {
+            if conn.hops.len() < 2 || lost.contains(&k) {
                 continue;
             }
             let first = conn.first_ns();

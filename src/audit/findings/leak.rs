@@ -15,13 +15,15 @@
 
 use std::collections::BTreeSet;
 
+use foldhash::{HashMap, HashMapExt};
+
 use super::Detected;
 use crate::audit::{
     Code, Ctx, Detail, Direction, Evidence, Explained, Finding, GapFacts, LeakKind, Role, Severity,
 };
 use crate::correlate::Gap;
 use crate::flows::TcpState;
-use crate::model::{tcp_flags, NatKind, Proto};
+use crate::model::{tcp_flags, NatKind, Proto, Tuple};
 
 /// How soon after an untranslated segment the host's own RST must follow to be its
 /// answer. The kernel answers within microseconds (under 100 µs in the lab, FM-01);
@@ -40,6 +42,22 @@ pub fn gap_facts(g: &Gap) -> GapFacts {
 pub fn inside_address(x: &Ctx) -> Vec<Finding> {
     let (c, topo) = (x.c, x.topo);
     let mut out = Vec::new();
+    // The connections that carried a tuple across a translation into a point: (point,
+    // tuple before) → connections, ascending, each once.
+    let mut carried: HashMap<(usize, Tuple), Vec<usize>> = HashMap::new();
+    for (k, other) in c.connections.iter().enumerate() {
+        for l in other
+            .links
+            .iter()
+            .filter(|l| l.change.kind != NatKind::None)
+        {
+            let key = (other.hops[l.to].point, other.hops[l.from].flow.tuple);
+            let ks = carried.entry(key).or_default();
+            if ks.last() != Some(&k) {
+                ks.push(k);
+            }
+        }
+    }
     for (ci, conn) in c.connections.iter().enumerate() {
         for h in &conn.hops {
             let t = h.flow.tuple;
@@ -60,17 +78,8 @@ pub fn inside_address(x: &Ctx) -> Vec<Finding> {
                 .filter(|r| r.point == here)
                 .filter_map(|r| x.conn_index(&r.connection))
                 .collect();
-            for (k, other) in c.connections.iter().enumerate() {
-                if k != ci
-                    && other.links.iter().any(|l| {
-                        other.hops[l.to].point == h.point
-                            && other.hops[l.from].flow.tuple == t
-                            && l.change.kind != NatKind::None
-                    })
-                {
-                    by.insert(k);
-                }
-            }
+            let into = carried.get(&(h.point, t)).into_iter().flatten();
+            by.extend(into.filter(|&&k| k != ci));
             let by: Vec<usize> = by.into_iter().collect();
             let mut f = Finding::new(
                 Code::Leak,

@@ -17,8 +17,6 @@
 //! again and got through (`insert-race`), and connections that found every NAT port
 //! to their destination taken (`snat-port-exhaustion`).
 
-use foldhash::{HashMap, HashMapExt};
-
 use super::leak::gap_facts;
 use super::Detected;
 use crate::audit::topology::Via;
@@ -27,8 +25,7 @@ use crate::audit::{
     Code, Ctx, Detail, Direction, Evidence, Explained, Finding, PathReason, Role, Severity,
 };
 use crate::correlate::{Gap, Hop, Resegmented};
-use crate::flows::IcmpError;
-use crate::model::{tcp_flags, Proto, Tuple};
+use crate::model::{tcp_flags, Proto};
 
 pub fn on_links(x: &Ctx, explained: &Explained) -> Detected {
     let mut out = Vec::new();
@@ -175,21 +172,6 @@ pub(super) fn stopped_at<'a>(
 pub fn stopped_short(x: &Ctx, explained: &Explained) -> Detected {
     let c = x.c;
     let mut out = Vec::new();
-    // A REJECT answers with an ICMP error quoting the blocked packet: the errors each
-    // point saw, by the tuple they quote, in connection order.
-    let mut errors: HashMap<(usize, Tuple), Vec<(usize, &IcmpError)>> = HashMap::new();
-    for (ei, e) in c.connections.iter().enumerate() {
-        for h in &e.hops {
-            if let Some(err) = &h.flow.icmp_error {
-                if let Some(q) = err.quoted {
-                    errors
-                        .entry((h.point, q.canonical()))
-                        .or_default()
-                        .push((ei, err));
-                }
-            }
-        }
-    }
     for ci in 0..c.connections.len() {
         if explained.stopped(ci) {
             // An earlier rule reported why (`snat-port-exhaustion`, `conntrack-table-full`).
@@ -238,8 +220,12 @@ pub fn stopped_short(x: &Ctx, explained: &Explained) -> Detected {
         finding.evidence.extend(x.stopped_by(ci));
         finding.evidence.extend(x.stats_evidence());
         finding.conns = vec![ci];
-        for &(ei, err) in errors.get(&(a, t.canonical())).into_iter().flatten() {
+        // A REJECT answers with an ICMP error quoting the blocked packet.
+        for &(ei, hi) in x.errors_quoting(a, &t) {
             let e = &c.connections[ei];
+            let Some(err) = &e.hops[hi].flow.icmp_error else {
+                continue;
+            };
             finding.conns.push(ei);
             finding.evidence.push(Evidence::Rejected {
                 point: aname.to_string(),

@@ -26,7 +26,7 @@ use crate::audit::{
 };
 use crate::correlate::{Connection, Hop, Oversize, Sizes};
 use crate::flows::IcmpError;
-use crate::model::{Proto, Tunnel, Tuple};
+use crate::model::{Proto, Tunnel};
 
 pub fn detect(x: &Ctx, explained: &Explained) -> Detected {
     let mut out = Detected::default();
@@ -92,28 +92,27 @@ struct Side<'a> {
 /// ICMP errors saying a packet was too big, about connection `conn` (quoting one of
 /// its tuples at the point they were seen): (connection, hop, error) of each.
 fn icmp_errors<'a>(x: &Ctx<'a>, conn: &Connection) -> Vec<(usize, &'a Hop, IcmpError)> {
-    let mut out = Vec::new();
-    for (ei, e) in x.c.connections.iter().enumerate() {
-        for h in &e.hops {
-            let Some(err) = h.flow.icmp_error.as_deref().copied() else {
-                continue;
-            };
+    let mut about: Vec<(usize, usize)> = conn
+        .hops
+        .iter()
+        .flat_map(|c| x.errors_quoting(c.point, &c.flow.tuple))
+        .copied()
+        .collect();
+    about.sort_unstable();
+    about.dedup();
+    about
+        .into_iter()
+        .filter_map(|(ei, hi)| {
+            let e = &x.c.connections[ei];
+            let h = &e.hops[hi];
+            let err = h.flow.icmp_error.as_deref().copied()?;
             let too_big = matches!(
                 (e.proto, err.icmp_type, err.code),
                 (Proto::Icmp, 3, 4) | (Proto::Icmpv6, 2, _)
             );
-            let about = |t: &Tuple| err.quoted.is_some_and(|q| q.canonical() == t.canonical());
-            if too_big
-                && conn
-                    .hops
-                    .iter()
-                    .any(|c| c.point == h.point && about(&c.flow.tuple))
-            {
-                out.push((ei, h, err));
-            }
-        }
-    }
-    out
+            too_big.then_some((ei, h, err))
+        })
+        .collect()
 }
 
 fn finding(x: &Ctx, conn: &Connection, s: &Side) -> Finding {

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use foldhash::{HashMap, HashMapExt};
 
 use crate::audit::{Code, Ctx, Detail, Evidence, Finding, Role, RuleRole, Severity};
-use crate::correlate::Connection;
+use crate::correlate::{Connection, Hop};
 use crate::model::{NatKind, Tuple};
 
 /// Why a connection is stale, as found.
@@ -31,19 +31,6 @@ pub struct Stale {
     /// own backend answered with: (error connections, error packets).
     pub newer: Option<usize>,
     pub errors: (Vec<usize>, u64),
-}
-
-/// The ICMP error connections, by the tuple they quote at their point.
-fn errors_by_quoted(x: &Ctx) -> HashMap<(usize, Tuple), Vec<usize>> {
-    let mut out: HashMap<(usize, Tuple), Vec<usize>> = HashMap::new();
-    for (ci, conn) in x.c.connections.iter().enumerate() {
-        for h in &conn.hops {
-            if let Some(q) = h.flow.icmp_error.as_ref().and_then(|e| e.quoted) {
-                out.entry((h.point, q)).or_default().push(ci);
-            }
-        }
-    }
-    out
 }
 
 /// The DNAT link of a connection: (hop before, hop after).
@@ -71,7 +58,6 @@ fn backend(t: &Tuple) -> Backend {
 /// Every stale connection, by index.
 pub fn stale(x: &Ctx) -> Vec<(usize, Stale)> {
     let c = x.c;
-    let errors = errors_by_quoted(x);
     let first: Vec<i64> = c.connections.iter().map(Connection::first_ns).collect();
     // Connections by the service they addressed, (point, proto, dst, dport), then by
     // the backend they went to, each backend's by first packet: the newer connection
@@ -107,11 +93,17 @@ pub fn stale(x: &Ctx) -> Vec<(usize, Stale)> {
         };
         let (up, down) = (&conn.hops[before], &conn.hops[after]);
         // The errors its backend answered with, at the points after the DNAT.
-        let mut errs: Vec<usize> = conn.hops[after..]
-            .iter()
-            .flat_map(|h| errors.get(&(h.point, h.flow.tuple)).into_iter().flatten())
-            .copied()
-            .collect();
+        let quoting = |h: &Hop| {
+            let t = h.flow.tuple;
+            x.errors_quoting(h.point, &t)
+                .iter()
+                .filter(move |&&(ei, hi)| {
+                    let e = &c.connections[ei].hops[hi].flow.icmp_error;
+                    e.as_ref().is_some_and(|e| e.quoted == Some(t))
+                })
+                .map(|&(ei, _)| ei)
+        };
+        let mut errs: Vec<usize> = conn.hops[after..].iter().flat_map(quoting).collect();
         errs.sort_unstable();
         errs.dedup();
         let err_packets: u64 = errs

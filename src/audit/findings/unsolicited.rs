@@ -41,25 +41,23 @@ fn nat_is_src(x: &Ctx, h: &Hop) -> Option<bool> {
 /// (connection, evidence).
 fn host_answers(x: &Ctx, point: usize, nat: IpAddr, t: &Tuple) -> Vec<(usize, Evidence)> {
     let mut out = Vec::new();
-    for (ei, e) in x.c.connections.iter().enumerate() {
-        for eh in e.hops.iter().filter(|o| o.point == point) {
-            let Some(err) = &eh.flow.icmp_error else {
-                continue;
-            };
-            if eh.flow.tuple.src == nat
-                && err.quoted.is_some_and(|q| q.canonical() == t.canonical())
-            {
-                out.push((
-                    ei,
-                    Evidence::HostIcmp {
-                        proto: e.proto,
-                        icmp_type: err.icmp_type,
-                        code: err.code,
-                        packets: eh.flow.packets[0] + eh.flow.packets[1],
-                        conn: e.id.clone(),
-                    },
-                ));
-            }
+    for &(ei, hi) in x.errors_quoting(point, t) {
+        let e = &x.c.connections[ei];
+        let eh = &e.hops[hi];
+        let Some(err) = eh.flow.icmp_error.as_deref() else {
+            continue;
+        };
+        if eh.flow.tuple.src == nat {
+            out.push((
+                ei,
+                Evidence::HostIcmp {
+                    proto: e.proto,
+                    icmp_type: err.icmp_type,
+                    code: err.code,
+                    packets: eh.flow.packets[0] + eh.flow.packets[1],
+                    conn: e.id.clone(),
+                },
+            ));
         }
     }
     out
