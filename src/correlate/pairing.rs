@@ -149,7 +149,8 @@ fn join_pair(
 
 /// Hairpin: the same packet crossing one interface twice, as two flows. Within a run
 /// of one fingerprint, each packet pairs with the next unpaired packet of another flow
-/// within the window.
+/// within the window, unless a third flow carried the fingerprint near them
+/// ([`crowded`]).
 fn join_hairpin(p: &PointData, window: i64) -> Votes {
     let mut votes = Votes::default();
     let mut from = 0;
@@ -159,7 +160,9 @@ fn join_hairpin(p: &PointData, window: i64) -> Votes {
             .iter()
             .map(|&k| &p.recs[k as usize])
             .collect();
-        for (x, y) in pair_run(&run, window) {
+        let pairs = pair_run(&run, window);
+        let crowded = crowded(&run, &pairs, window);
+        for (&(x, y), _) in pairs.iter().zip(crowded).filter(|(_, c)| !c) {
             let (rx, ry) = (run[x], run[y]);
             let (lo, hi) = if rx.flow < ry.flow {
                 (rx, ry)
@@ -170,6 +173,48 @@ fn join_hairpin(p: &PointData, window: i64) -> Votes {
         }
     }
     votes
+}
+
+/// Which of the `pairs` [`pair_run`] made of a run (by their first packet, in order)
+/// are guesses: a packet that crosses one interface twice shows there in two flows,
+/// the one it came in by and the one NAT made of it (and as copies in them), never in
+/// a third. When packets of three flows or more carry the fingerprint within the window
+/// of a pair (from a window before its first packet to two after), the fingerprint
+/// names no one packet there: many clients sent the same bytes (one probe payload over
+/// IPv6, which has no IP ID), and the pairing would chain their connections into one.
+/// Linear: the flows in that span are counted as it slides along the run.
+fn crowded(run: &[&Rec], pairs: &[(usize, usize)], window: i64) -> Vec<bool> {
+    let first = run.first().map(|r| r.flow);
+    let second = run.iter().map(|r| r.flow).find(|&f| Some(f) != first);
+    let third = run
+        .iter()
+        .any(|r| Some(r.flow) != first && Some(r.flow) != second);
+    if !third {
+        // At most two flows in the whole run: nothing to tell apart.
+        return vec![false; pairs.len()];
+    }
+    let mut count: HashMap<u32, u32> = HashMap::default();
+    let (mut lo, mut hi) = (0, 0);
+    pairs
+        .iter()
+        .map(|&(x, _)| {
+            let t = run[x].ts;
+            while hi < run.len() && run[hi].ts <= t.saturating_add(2 * window) {
+                *count.entry(run[hi].flow).or_default() += 1;
+                hi += 1;
+            }
+            while lo < hi && run[lo].ts < t.saturating_sub(window) {
+                let f = run[lo].flow;
+                let n = count.get_mut(&f).expect("counted when it entered");
+                *n -= 1;
+                if *n == 0 {
+                    count.remove(&f);
+                }
+                lo += 1;
+            }
+            count.len() >= 3
+        })
+        .collect()
 }
 
 /// Pairs the packets of one fingerprint at one point (in time order): each packet not
@@ -574,6 +619,37 @@ mod tests {
     }
 
     #[test]
+    fn one_probe_from_many_clients_pairs_each_with_its_own_translation() {
+        // Twenty clients send the same datagram (IPv6 has no IP ID: the payload is the
+        // whole fingerprint) 50 µs apart, masqueraded 20 µs later. Each pairs with its
+        // own translation; no two clients at one point pair as a hairpin would.
+        let (mut inside, mut outside) = (Vec::new(), Vec::new());
+        for i in 0..20 {
+            let t = i * 50 * US;
+            let client = format!("[2001:db8:1::{:x}]:{}", i + 1, 40_000 + i);
+            let nat = format!("[2001:db8:ff::1]:{}", 1_024 + i);
+            inside.push(udp(t, &client, "[2001:db8:2::1]:53", None, 7));
+            outside.push(udp(t + 20 * US, &nat, "[2001:db8:2::1]:53", None, 7));
+        }
+        let points = [point("a", 0, &inside), point("b", 1, &outside)];
+        let mut keys: Vec<EdgeKey> = flow_pairs(&points, &[0, 0], SECOND)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        keys.sort_unstable();
+        let want: Vec<EdgeKey> = (0..20)
+            .map(|i| {
+                let client = format!("[2001:db8:1::{:x}]:{}", i + 1, 40_000 + i);
+                let nat = format!("[2001:db8:ff::1]:{}", 1_024 + i);
+                let a = flow_of(&points[0], &client, "[2001:db8:2::1]:53");
+                let b = flow_of(&points[1], &nat, "[2001:db8:2::1]:53");
+                (0, a, 1, b)
+            })
+            .collect();
+        assert_eq!(keys, want);
+    }
+
+    #[test]
     fn votes_are_tallied_per_flow_pair_in_the_order_cast() {
         use Strength::{Medium, Strong, Weak};
         // Cast in two parts, as two ranges of the join cast them; the largest flow
@@ -841,6 +917,57 @@ mod tests {
                 "round {round}: {recs:?} window {window}"
             );
         }
+    }
+
+    #[test]
+    fn crowded_pairs_are_those_with_a_third_flow_near_them() {
+        // Against the definition, by a scan for each pair: the flows of the packets
+        // from a window before the pair's first packet to two windows after it.
+        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+        let mut next = |n: u64| rng.below(n);
+        for round in 0..2_000 {
+            let flows = 1 + next(5) as u32;
+            let mut recs: Vec<Rec> = (0..next(40))
+                .map(|_| {
+                    let mut r = rec(1, next(200) as i64);
+                    r.flow = next(u64::from(flows)) as u32;
+                    r
+                })
+                .collect();
+            recs.sort_by_key(|r| r.ts);
+            let run: Vec<&Rec> = recs.iter().collect();
+            let window = 1 + next(40) as i64;
+            let pairs = pair_run(&run, window);
+            let want: Vec<bool> = pairs
+                .iter()
+                .map(|&(x, _)| {
+                    let t = run[x].ts;
+                    let near: std::collections::BTreeSet<u32> = run
+                        .iter()
+                        .filter(|r| (t - window..=t + 2 * window).contains(&r.ts))
+                        .map(|r| r.flow)
+                        .collect();
+                    near.len() >= 3
+                })
+                .collect();
+            assert_eq!(
+                crowded(&run, &pairs, window),
+                want,
+                "round {round}: {recs:?}"
+            );
+        }
+        // A hairpin: each packet, then its translation, copies and all: two flows.
+        let recs: Vec<Rec> = (0..10)
+            .map(|i| {
+                let mut r = rec(1, i * US);
+                r.flow = (i % 2) as u32;
+                r
+            })
+            .collect();
+        let run: Vec<&Rec> = recs.iter().collect();
+        let pairs = pair_run(&run, SECOND);
+        assert_eq!(pairs.len(), 5);
+        assert!(crowded(&run, &pairs, SECOND).iter().all(|c| !c));
     }
 
     #[test]
