@@ -11,7 +11,9 @@
 //! cannot know, or a source port NAT moved, agree with any), delivered or forwarded
 //! for a connection that crossed, dropped or rejected for one that stopped short.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use foldhash::HashMap;
 
 use super::topology::{Topology, Via};
 use super::{WitnessKind, WitnessSummary};
@@ -120,7 +122,34 @@ fn translating_links(conn: &Connection) -> Option<(usize, usize, usize)> {
 /// came in by (`-i docker0`), and FORWARD routes it out where the connections that went
 /// `a` > `b` went next. Known from those connections: the same TTL at `a` and `b` (no
 /// router between them), and the point after `b`, when one was captured.
-fn bridged_into(c: &Correlation, a: usize, b: usize, via: Via) -> Option<(usize, Option<usize>)> {
+///
+/// Asked for every connection that stops short at `a`, and the answer is the same for
+/// all whose traffic goes the same way (the connections in `via` are those of the
+/// topology's lists, less one that never reached `b`): it is kept by the lists, so a
+/// bridge port where thousands stop costs one walk of them.
+fn bridged_into(
+    c: &Correlation,
+    a: usize,
+    b: usize,
+    via: Via,
+    known: &Mutex<HashMap<BridgedKey, Bridged>>,
+) -> Bridged {
+    let key = (a, b, via.key());
+    if let Some(&found) = known.lock().expect("no panic holds it").get(&key) {
+        return found;
+    }
+    let found = bridged_walk(c, a, b, via);
+    known.lock().expect("no panic holds it").insert(key, found);
+    found
+}
+
+/// Where a bridge's traffic met the rules and left ([`bridged_into`]).
+type Bridged = Option<(usize, Option<usize>)>;
+
+/// The points and the lists of the connections that went from one to the other.
+type BridgedKey = (usize, usize, [(usize, usize); 2]);
+
+fn bridged_walk(c: &Correlation, a: usize, b: usize, via: Via) -> Bridged {
     let mut bridged = false;
     for k in via.iter() {
         let hops = &c.connections[k].hops;
@@ -173,13 +202,25 @@ pub fn attribute(c: &Correlation, rules: &RuleSet, next: Next) -> Vec<Attributio
     let ifaces: Vec<Arc<str>> = (0..c.points.len())
         .map(|p| Arc::from(iface(c, p)))
         .collect();
+    let onward = Onward {
+        next,
+        bridged: Mutex::new(HashMap::default()),
+    };
     // Each connection's walk is independent of the others': in parallel, in
     // connection order.
     c.connections
         .par_iter()
         .enumerate()
-        .filter_map(|(ci, conn)| attribute_one(c, rules, &index, &ifaces, next, ci, conn))
+        .filter_map(|(ci, conn)| attribute_one(c, rules, &index, &ifaces, &onward, ci, conn))
         .collect()
+}
+
+/// Where connections that stop short were going ([`Next`]), and where a bridge's
+/// traffic met the rules and left, kept per list of connections that went that way
+/// ([`bridged_into`]).
+struct Onward<'a> {
+    next: Next<'a>,
+    bridged: Mutex<HashMap<BridgedKey, Bridged>>,
 }
 
 /// The walk of connection `ci`'s first packet, if it was translated, stopped at the
@@ -189,7 +230,7 @@ fn attribute_one(
     rules: &RuleSet,
     index: &eval::Index,
     ifaces: &[Arc<str>],
-    next: Next,
+    onward: &Onward,
     ci: usize,
     conn: &Connection,
 ) -> Option<Attribution> {
@@ -203,8 +244,9 @@ fn attribute_one(
         let (a, b) = (&conn.hops[from], &conn.hops[to]);
         let p = Packet::first(a.flow.tuple, iface(conn.hops[by].point), iface(b.point));
         (p, Some(b.flow.tuple), a.flow.tuple)
-    } else if let (Some((b, via)), Some(last)) = (next(ci), conn.hops.last()) {
-        let (by, out) = bridged_into(c, last.point, b, via).unwrap_or((last.point, Some(b)));
+    } else if let (Some((b, via)), Some(last)) = ((onward.next)(ci), conn.hops.last()) {
+        let (by, out) =
+            bridged_into(c, last.point, b, via, &onward.bridged).unwrap_or((last.point, Some(b)));
         let p = Packet::first(last.flow.tuple, iface(by), out.and_then(iface));
         (p, None, last.flow.tuple)
     } else if let Some(h) = unanswered_to_host(rules, conn) {

@@ -80,6 +80,12 @@ impl<'a> Via<'a> {
         }
     }
 
+    /// What names the lists in the topology (where they are, and how long): two with
+    /// one key list the same connections, but for the one each leaves out.
+    pub fn key(&self) -> [(usize, usize); 2] {
+        self.lists.map(|l| (l.as_ptr() as usize, l.len()))
+    }
+
     pub fn is_empty(&self) -> bool {
         // Sorted lists without repeats: the skipped connection is at most one of them.
         self.lists
