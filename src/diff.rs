@@ -334,7 +334,20 @@ fn finding_key(f: &Finding, conn_ids: &BTreeMap<&str, String>) -> FindingKey {
     (f.code.clone(), points, conns)
 }
 
-fn finding_change(f: &Finding, r: &Report, before: Option<&Finding>) -> FindingChange {
+/// A report's connections by id (the first of an id), looked up for every finding.
+fn by_id(r: &Report) -> BTreeMap<&str, &Connection> {
+    let mut out = BTreeMap::new();
+    for c in &r.connections {
+        out.entry(c.id.as_str()).or_insert(c);
+    }
+    out
+}
+
+fn finding_change(
+    f: &Finding,
+    conns: &BTreeMap<&str, &Connection>,
+    before: Option<&Finding>,
+) -> FindingChange {
     FindingChange {
         code: f.code.clone(),
         severity: f.severity.clone(),
@@ -344,8 +357,8 @@ fn finding_change(f: &Finding, r: &Report, before: Option<&Finding>) -> FindingC
         connections: f
             .connections
             .iter()
-            .filter_map(|id| r.connections.iter().find(|c| &c.id == id))
-            .filter_map(conn_ref)
+            .filter_map(|id| conns.get(id.as_str()))
+            .filter_map(|c| conn_ref(c))
             .collect(),
     }
 }
@@ -376,12 +389,14 @@ pub fn diff(base: &Report, cur: &Report) -> Diff {
             (c.id.as_str(), id)
         })
         .collect();
-    let mut base_findings: BTreeMap<FindingKey, Vec<&Finding>> = BTreeMap::new();
-    for f in &base.findings {
+    let (base_by_id, cur_by_id) = (by_id(base), by_id(cur));
+    // Each baseline finding with its place in the baseline, for those gone.
+    let mut base_findings: BTreeMap<FindingKey, Vec<(usize, &Finding)>> = BTreeMap::new();
+    for (i, f) in base.findings.iter().enumerate() {
         base_findings
             .entry(finding_key(f, &base_ids))
             .or_default()
-            .push(f);
+            .push((i, f));
     }
     for v in base_findings.values_mut() {
         v.reverse();
@@ -391,16 +406,20 @@ pub fn diff(base: &Report, cur: &Report) -> Diff {
             .get_mut(&finding_key(f, &cur_ids))
             .and_then(Vec::pop)
         {
-            Some(b) if b.severity != f.severity => {
-                d.changed_findings.push(finding_change(f, cur, Some(b)));
+            Some((_, b)) if b.severity != f.severity => {
+                d.changed_findings
+                    .push(finding_change(f, &cur_by_id, Some(b)));
             }
             Some(_) => {}
-            None => d.new_findings.push(finding_change(f, cur, None)),
+            None => d.new_findings.push(finding_change(f, &cur_by_id, None)),
         }
     }
-    let mut gone: Vec<&Finding> = base_findings.into_values().flatten().collect();
-    gone.sort_by_key(|f| base.findings.iter().position(|x| std::ptr::eq(x, *f)));
-    d.gone_findings = gone.iter().map(|f| finding_change(f, base, None)).collect();
+    let mut gone: Vec<(usize, &Finding)> = base_findings.into_values().flatten().collect();
+    gone.sort_by_key(|&(i, _)| i);
+    d.gone_findings = gone
+        .iter()
+        .map(|(_, f)| finding_change(f, &base_by_id, None))
+        .collect();
     // Translations.
     let translated = |c: &Connection| !c.translations.is_empty();
     for (j, c) in cur.connections.iter().enumerate() {
