@@ -277,34 +277,39 @@ fn bench_rules(c: &mut Criterion, pair: &Pair) {
     g.finish();
 }
 
+/// Writes `frames` (time in nanoseconds, Ethernet frame) to a pcap file at `path`.
+fn write_capture(path: PathBuf, frames: impl Iterator<Item = (u64, Vec<u8>)>) -> InputSpec {
+    use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+    let file = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
+    let mut w = PcapWriter::with_header(file, PcapHeader::default()).expect("header");
+    for (ts, frame) in frames {
+        let (ts, len) = (Duration::from_nanos(ts), frame.len() as u32);
+        let packet = PcapPacket::new(ts, len, &frame).expect("a valid packet");
+        w.write_packet(&packet).expect("write a frame");
+    }
+    InputSpec {
+        label: None,
+        path,
+        prefix: None,
+    }
+}
+
 /// Writes `docker0.pcap` and `eth0.pcap` into `dir`: `n` identical UDP heartbeats
 /// (IPv4 ID 0, one payload) 10 µs apart from a container, and the same packets
 /// masqueraded 25 µs later on the uplink.
 fn identical_pair(dir: &Path, n: u64) -> Vec<InputSpec> {
-    use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
     std::fs::create_dir_all(dir).expect("a directory for the identical pair");
     let side = |name: &str, src: [u8; 4], delay_ns: u64| {
-        let path = dir.join(name);
-        let file = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
-        let mut w = PcapWriter::with_header(file, PcapHeader::default()).expect("header");
-        let mut frame = Vec::new();
-        for i in 0..n {
-            frame.clear();
+        let frames = (0..n).map(|i| {
+            let mut frame = Vec::new();
             etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
                 .ipv4(src, [198, 51, 100, 7], 64)
                 .udp(40_000, 9_999)
                 .write(&mut frame, b"heartbeat heartbeat heartbeat")
                 .expect("build a frame");
-            let ts = Duration::from_nanos(1_000_000_000_000 + i * 10_000 + delay_ns);
-            let len = frame.len() as u32;
-            let packet = PcapPacket::new(ts, len, &frame).expect("a valid packet");
-            w.write_packet(&packet).expect("write a frame");
-        }
-        InputSpec {
-            label: None,
-            path,
-            prefix: None,
-        }
+            (1_000_000_000_000 + i * 10_000 + delay_ns, frame)
+        });
+        write_capture(dir.join(name), frames)
     };
     vec![
         side("docker0.pcap", [172, 17, 0, 2], 0),
@@ -336,14 +341,9 @@ fn bench_identical(c: &mut Criterion, dir: &Path, sizes: &[u64]) {
 /// each a connection of its own from a container of one /24 to a collector, and on the
 /// uplink, masqueraded 30 µs later, every other one.
 fn unanswered_pair(dir: &Path, n: u64) -> Vec<InputSpec> {
-    use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
     std::fs::create_dir_all(dir).expect("a directory for the unanswered pair");
     let side = |name: &str, uplink: bool| {
-        let path = dir.join(name);
-        let file = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
-        let mut w = PcapWriter::with_header(file, PcapHeader::default()).expect("header");
-        let mut frame = Vec::new();
-        for i in (0..n).filter(|i| !uplink || i % 2 == 0) {
+        let frames = (0..n).filter(|i| !uplink || i % 2 == 0).map(|i| {
             let container = [172, 17, 0, 2 + (i % 200) as u8];
             let src = if uplink { [203, 0, 113, 1] } else { container };
             let sport = 30_000 + (i % 30_000) as u16;
@@ -356,23 +356,16 @@ fn unanswered_pair(dir: &Path, n: u64) -> Vec<InputSpec> {
             )
             .expect("an IPv4 header");
             ip.identification = i as u16;
-            frame.clear();
+            let mut frame = Vec::new();
             etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
                 .ip(etherparse::IpHeaders::Ipv4(ip, Default::default()))
                 .udp(sport, 8125)
                 .write(&mut frame, format!("requests.{i}:1|c").as_bytes())
                 .expect("build a frame");
             let delay = if uplink { 30_000 } else { 0 };
-            let ts = Duration::from_nanos(1_000_000_000_000 + i * 100_000 + delay);
-            let len = frame.len() as u32;
-            let packet = PcapPacket::new(ts, len, &frame).expect("a valid packet");
-            w.write_packet(&packet).expect("write a frame");
-        }
-        InputSpec {
-            label: None,
-            path,
-            prefix: None,
-        }
+            (1_000_000_000_000 + i * 100_000 + delay, frame)
+        });
+        write_capture(dir.join(name), frames)
     };
     vec![side("docker0.pcap", false), side("eth0.pcap", true)]
 }

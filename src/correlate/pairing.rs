@@ -893,24 +893,28 @@ mod tests {
         out
     }
 
+    /// A run of one fingerprint: up to `len` records of up to `flows` flows at times
+    /// below `span`, in time order.
+    fn random_run(rng: &mut XorShift, flows: u64, len: u64, span: u64) -> Vec<Rec> {
+        let (flows, len) = (1 + rng.below(flows), rng.below(len + 1));
+        let mut recs: Vec<Rec> = (0..len)
+            .map(|_| {
+                let mut r = rec(1, rng.below(span) as i64);
+                r.flow = rng.below(flows) as u32;
+                r
+            })
+            .collect();
+        recs.sort_by_key(|r| r.ts);
+        recs
+    }
+
     #[test]
     fn pair_run_agrees_with_the_scan() {
         let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
-        let mut next = |n: u64| rng.below(n);
         for round in 0..2_000 {
-            let flows = 1 + next(4) as u32;
-            let len = next(30);
-            let mut recs: Vec<Rec> = (0..len)
-                .map(|_| {
-                    let flow = next(u64::from(flows)) as u32;
-                    let mut r = rec(1, next(50) as i64);
-                    r.flow = flow;
-                    r
-                })
-                .collect();
-            recs.sort_by_key(|r| r.ts);
+            let recs = random_run(&mut rng, 4, 30, 50);
             let run: Vec<&Rec> = recs.iter().collect();
-            let window = next(60) as i64;
+            let window = rng.below(60) as i64;
             assert_eq!(
                 pair_run(&run, window),
                 pair_run_by_scan(&run, window),
@@ -924,19 +928,10 @@ mod tests {
         // Against the definition, by a scan for each pair: the flows of the packets
         // from a window before the pair's first packet to two windows after it.
         let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
-        let mut next = |n: u64| rng.below(n);
         for round in 0..2_000 {
-            let flows = 1 + next(5) as u32;
-            let mut recs: Vec<Rec> = (0..next(40))
-                .map(|_| {
-                    let mut r = rec(1, next(200) as i64);
-                    r.flow = next(u64::from(flows)) as u32;
-                    r
-                })
-                .collect();
-            recs.sort_by_key(|r| r.ts);
+            let recs = random_run(&mut rng, 5, 40, 200);
             let run: Vec<&Rec> = recs.iter().collect();
-            let window = 1 + next(40) as i64;
+            let window = 1 + rng.below(40) as i64;
             let pairs = pair_run(&run, window);
             let want: Vec<bool> = pairs
                 .iter()
