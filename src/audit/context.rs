@@ -340,7 +340,7 @@ impl<'a> Ctx<'a> {
             (None, Some((p, _))) => PathReason::Egress(p),
             (None, None) => return None,
         };
-        let (egress, published) = (egress.map(|(_, m)| m), published);
+        let egress = egress.map(|(_, m)| m);
         let list = |m: Option<&'a BTreeMap<usize, Vec<usize>>>, b: usize| {
             m.and_then(|m| m.get(&b)).map_or(&[][..], Vec::as_slice)
         };
