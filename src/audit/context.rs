@@ -2,6 +2,7 @@
 //! views, and small lookups over them (point names, capture spans, a hop as evidence).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
 
 use foldhash::{HashMap, HashMapExt};
 
@@ -34,6 +35,9 @@ pub struct Ctx<'a> {
     /// The ICMP errors each point saw, by the tuple they quote (either direction): (point,
     /// quoted tuple made canonical) → (connection, hop), in connection and hop order.
     errors: HashMap<(usize, Tuple), Vec<(usize, usize)>>,
+    /// How many connections two of the topology's lists hold together, by the lists'
+    /// key ([`Ctx::via_len`]).
+    unions: Mutex<HashMap<[(usize, usize); 2], usize>>,
     /// Every connection the event logs saw created, with how long it held its tuple.
     pub lifetimes: Vec<ct::Lifetime>,
     /// `conntrack -S` counters, when statistics were given.
@@ -98,6 +102,7 @@ impl<'a> Ctx<'a> {
             destroyed: Vec::new(),
             destroyed_by_orig: HashMap::new(),
             errors,
+            unions: Mutex::new(HashMap::new()),
             lifetimes: Vec::new(),
             stats: ct::Stats::default(),
             table: ct::TableSize::default(),
@@ -359,6 +364,15 @@ impl<'a> Ctx<'a> {
             (Some((b, via)), None) => Some((b, via, why)),
             _ => None,
         }
+    }
+
+    /// How many connections `via` names ([`expected_next`](Ctx::expected_next)), the
+    /// union of two lists counted once however many connections ask of them.
+    pub fn via_len(&self, via: &Via) -> usize {
+        via.len_by(|key, count| {
+            let mut unions = self.unions.lock().expect("no panic holds it");
+            *unions.entry(key).or_insert_with(count)
+        })
     }
 
     /// How `k` was translated into `point`, when it was.

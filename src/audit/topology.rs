@@ -72,12 +72,28 @@ impl<'a> Via<'a> {
         })
     }
 
-    /// How many: counted without listing them when one list holds them all.
+    /// How many: counted without listing them when one list holds them all, else by
+    /// `union`, told the lists (as [`Via::key`] names them) and how to count their
+    /// union (a listing, as long as the lists): it may keep the count for the next
+    /// connection asking of the same lists.
+    pub fn len_by(
+        &self,
+        union: impl FnOnce([(usize, usize); 2], &dyn Fn() -> usize) -> usize,
+    ) -> usize {
+        let skipped = self
+            .lists
+            .iter()
+            .any(|l| l.binary_search(&self.skip).is_ok());
+        let all = match self.lists {
+            [l, []] | [[], l] => l.len(),
+            lists => union(self.key(), &|| Via::new(lists, usize::MAX).iter().count()),
+        };
+        all - usize::from(skipped)
+    }
+
+    /// How many, each time counted anew.
     pub fn len(&self) -> usize {
-        match self.lists {
-            [l, []] | [[], l] => l.len() - usize::from(l.binary_search(&self.skip).is_ok()),
-            _ => self.iter().count(),
-        }
+        self.len_by(|_, count| count())
     }
 
     /// What names the lists in the topology (where they are, and how long): two with
@@ -297,6 +313,16 @@ mod tests {
                     let via = Via::new([&la, &lb], skip);
                     assert_eq!(via.iter().collect::<Vec<_>>(), want, "{la:?} {lb:?} {skip}");
                     assert_eq!(via.len(), want.len(), "{la:?} {lb:?} {skip}");
+                    // The union is asked of only when both lists hold some, and then
+                    // it counts both whole: a count kept from another skip serves.
+                    let kept = via.len_by(|key, count| {
+                        assert!(!la.is_empty() && !lb.is_empty());
+                        assert_eq!(key, via.key());
+                        let all = list(a | b).len();
+                        assert_eq!(count(), all);
+                        all
+                    });
+                    assert_eq!(kept, want.len(), "{la:?} {lb:?} {skip}");
                     assert_eq!(via.is_empty(), want.is_empty(), "{la:?} {lb:?} {skip}");
                 }
             }

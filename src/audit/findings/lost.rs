@@ -187,6 +187,7 @@ pub fn stopped_short(x: &Ctx, explained: &Explained) -> Detected {
         let whole = last.last_ns <= b1;
         let syn_only = syn_only(f);
         let shown: Vec<String> = via.iter().take(PATH_FROM_SHOWN).map(|k| x.id(k)).collect();
+        let total = x.via_len(&via);
         let mut finding = Finding::new(
             Code::Lost,
             Severity::Error,
@@ -197,7 +198,7 @@ pub fn stopped_short(x: &Ctx, explained: &Explained) -> Detected {
                 blocked: true,
                 first_tcp_flags: syn_only.then(|| "S".to_string()),
                 path_from: shown.clone(),
-                path_from_total: via.len(),
+                path_from_total: total,
                 stopped: Some((f.packets[0], reason)),
             },
         );
@@ -211,7 +212,7 @@ pub fn stopped_short(x: &Ctx, explained: &Explained) -> Detected {
             },
             Evidence::OthersWent {
                 conns: shown,
-                total: via.len(),
+                total,
                 reason,
                 from: aname.to_string(),
                 to: bname.to_string(),
