@@ -199,7 +199,7 @@ fn crowded(run: &[&Rec], pairs: &[(usize, usize)], window: i64) -> Vec<bool> {
         .iter()
         .map(|&(x, _)| {
             let t = run[x].ts;
-            while hi < run.len() && run[hi].ts <= t.saturating_add(2 * window) {
+            while hi < run.len() && run[hi].ts <= t.saturating_add(window.saturating_mul(2)) {
                 *count.entry(run[hi].flow).or_default() += 1;
                 hi += 1;
             }
