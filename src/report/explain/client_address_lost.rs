@@ -1,5 +1,6 @@
 //! Words of `client-address-lost`.
 
+use super::evidence::{few_addrs, group_ids};
 use super::unexplained;
 use crate::audit::{Detail, Finding, Role};
 use crate::report::fmt::{dst, plural};
@@ -20,14 +21,13 @@ pub fn explain(f: &Finding) -> (String, String) {
         .find(|s| s.role == Role::Translated)
         .map(|s| dst(&s.tuple))
         .unwrap_or_default();
-    let clients: Vec<String> = clients.iter().map(ToString::to_string).collect();
     let message = format!(
         "{} to {} ({}) reached the backend {backend} with source {seen_as}: NAT replaced the client {} {}, so the backend sees this host, not who called",
         plural(f.connections.len() as u64, "connection", "connections"),
         dst(service),
-        f.connections.join(", "),
+        group_ids(&f.connections),
         if clients.len() == 1 { "address" } else { "addresses" },
-        clients.join(", "),
+        few_addrs(clients),
     );
     let check = if *external_cluster {
         "kube-proxy masquerades traffic from outside the cluster to a Service with `externalTrafficPolicy: Cluster` (KUBE-EXT-* marks it with KUBE-MARK-MASQ, KUBE-POSTROUTING masquerades it) so that replies come back through this node. To keep client addresses: `externalTrafficPolicy: Local` (only nodes with a ready local endpoint answer), or carry the address at layer 7 (PROXY protocol, X-Forwarded-For).".to_string()

@@ -80,12 +80,29 @@ pub(super) fn ids(conns: &[String]) -> String {
 
 /// [`ids`] of the first of `total` connections.
 fn ids_of(first: &[String], total: usize) -> String {
-    let shown = &first[..first.len().min(4)];
+    few(first.iter().take(4).map(String::as_str), total)
+}
+
+/// `a, b, c and 5 more`: the items `shown` (the first of them) and how many of the
+/// `total` are left, so that words naming a group stay short however large it is.
+pub(super) fn few<'a>(shown: impl Iterator<Item = &'a str>, total: usize) -> String {
+    let shown: Vec<&str> = shown.collect();
     if total > shown.len() {
         format!("{} and {} more", shown.join(", "), total - shown.len())
     } else {
         shown.join(", ")
     }
+}
+
+/// The connections of a finding's group as its words name them: the first sixteen.
+pub(super) fn group_ids(conns: &[String]) -> String {
+    few(conns.iter().take(16).map(String::as_str), conns.len())
+}
+
+/// Addresses as [`few`] names them: the first eight.
+pub(super) fn few_addrs(v: &[std::net::IpAddr]) -> String {
+    let text: Vec<String> = v.iter().take(8).map(ToString::to_string).collect();
+    few(text.iter().map(String::as_str), v.len())
 }
 
 /// One line of evidence.

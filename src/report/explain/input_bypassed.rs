@@ -1,5 +1,6 @@
 //! Words of `input-bypassed`.
 
+use super::evidence::{few, group_ids};
 use super::unexplained;
 use crate::audit::{Detail, Finding, Role};
 use crate::report::fmt::{dst, plural};
@@ -25,8 +26,8 @@ pub fn explain(f: &Finding) -> (String, String) {
             "an INPUT rule matches {} to {} ({}) but never saw them: nat PREROUTING DNATed them to {}, not {} of this host, so they were forwarded (FORWARD, not INPUT)",
             plural(n, "connection", "connections"),
             dst(walked),
-            f.connections.join(", "),
-            to.join(", "),
+            group_ids(&f.connections),
+            few(to.iter().take(8).map(String::as_str), to.len()),
             if to.len() == 1 { "an address" } else { "addresses" }
         ),
         format!(

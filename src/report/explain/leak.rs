@@ -1,6 +1,6 @@
 //! Words of `leak`.
 
-use super::evidence::flags;
+use super::evidence::{flags, group_ids};
 use super::unexplained;
 use crate::audit::{Detail, Evidence, Finding, LeakKind};
 use crate::model::{fmt_endpoint, Proto};
@@ -75,7 +75,7 @@ pub fn explain(f: &Finding) -> (String, String) {
             let whose = if translated_by.is_empty() {
                 String::new()
             } else {
-                format!(" (traffic of {})", translated_by.join(", "))
+                format!(" (traffic of {})", group_ids(translated_by))
             };
             let inside = inside_address.map(|a| a.to_string()).unwrap_or_default();
             let message = format!(

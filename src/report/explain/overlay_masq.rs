@@ -1,16 +1,10 @@
 //! Words of `overlay-masq`.
 
+use super::evidence::{few_addrs as list, group_ids};
 use super::unexplained;
 use crate::audit::{Detail, Finding};
 use crate::model::TunnelKind;
 use crate::report::fmt::plural;
-
-fn list(v: &[std::net::IpAddr]) -> String {
-    v.iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 pub fn explain(f: &Finding) -> (String, String) {
     let Detail::OverlayMasq {
@@ -34,7 +28,7 @@ pub fn explain(f: &Finding) -> (String, String) {
         plural(f.connections.len() as u64, "connection", "connections"),
         list(clients),
         list(destinations),
-        f.connections.join(", "),
+        group_ids(&f.connections),
         tunnel.outer.dst,
         if clients.len() == 1 { "address" } else { "addresses" },
         list(clients),

@@ -72,11 +72,16 @@ fn gather<'a>(
 }
 
 /// `c1,c2  docker0 > eth0  <first packet>  lasted 1.053s  13 packets`: what a finding
-/// is about, the parts it has.
-fn about(f: &Finding) -> String {
+/// is about, the parts it has; of a group's connections the first [`FOLDED_IDS`]
+/// unless `detail` asks for every one.
+fn about(f: &Finding, detail: bool) -> String {
     let mut parts = Vec::new();
-    if !f.connections.is_empty() {
-        parts.push(f.connections.join(","));
+    let n = f.connections.len();
+    if detail || n <= FOLDED_IDS {
+        parts.extend((n > 0).then(|| f.connections.join(",")));
+    } else {
+        let ids = f.connections[..FOLDED_IDS].join(",");
+        parts.push(format!("{ids} and {} more", n - FOLDED_IDS));
     }
     if !f.points.is_empty() {
         parts.push(f.points.join(" > "));
@@ -105,7 +110,7 @@ fn shared<'a>(members: &[(&Finding, &'a Words)]) -> Vec<&'a str> {
 fn entry(e: &Entry, detail: bool, paint: Paint, out: &mut String) {
     let sev = paint.severity(e.severity);
     if let [(f, w)] = e.members[..] {
-        let _ = writeln!(out, "{sev} {}  {}", e.code, about(f));
+        let _ = writeln!(out, "{sev} {}  {}", e.code, about(f, detail));
         let _ = writeln!(out, "    {}", w.message);
         for line in &w.evidence {
             let _ = writeln!(out, "    - {line}");
@@ -121,7 +126,7 @@ fn entry(e: &Entry, detail: bool, paint: Paint, out: &mut String) {
     let causes: Vec<Option<&String>> = e.members.iter().map(|(_, w)| w.cause.as_ref()).collect();
     let one_cause = causes.iter().all(|c| *c == causes[0]);
     for (f, w) in &e.members {
-        let _ = writeln!(out, "    {}", about(f));
+        let _ = writeln!(out, "    {}", about(f, detail));
         let _ = writeln!(out, "        {}", w.message);
         if detail {
             for line in w.evidence.iter().filter(|l| !common.contains(&l.as_str())) {
