@@ -12,9 +12,20 @@ use super::topology::{Topology, Via};
 use super::{Direction, Evidence, HopFacts, PathReason, Role, Seen};
 use super::{RuleFacts, RuleRole};
 use crate::correlate::{Connection, Correlation, Hop};
+use crate::flows::IcmpError;
 use crate::model::{Proto, Tuple};
 use crate::rules::eval::{Fate, RuleRef};
 use crate::rules::RuleSet;
+
+/// An ICMP error as a connection's hop carries it ([`Ctx::errors_quoting`]).
+#[derive(Clone, Copy, Debug)]
+pub struct ErrorHop<'a> {
+    /// The error's connection and the hop's index in it.
+    pub conn: usize,
+    pub hop: usize,
+    pub at: &'a Hop,
+    pub error: &'a IcmpError,
+}
 
 pub struct Ctx<'a> {
     pub c: &'a Correlation,
@@ -33,8 +44,8 @@ pub struct Ctx<'a> {
     destroyed: Vec<ct::Destroyed>,
     destroyed_by_orig: HashMap<Tuple, Vec<usize>>,
     /// The ICMP errors each point saw, by the tuple they quote (either direction): (point,
-    /// quoted tuple made canonical) → (connection, hop), in connection and hop order.
-    errors: HashMap<(usize, Tuple), Vec<(usize, usize)>>,
+    /// quoted tuple made canonical) → the errors, in connection and hop order.
+    errors: HashMap<(usize, Tuple), Vec<ErrorHop<'a>>>,
     /// How many connections two of the topology's lists hold together, by the lists'
     /// key ([`Ctx::via_len`]).
     unions: Mutex<HashMap<[(usize, usize); 2], usize>>,
@@ -81,14 +92,22 @@ impl<'a> Ctx<'a> {
                 }
             }
         }
-        let mut errors: HashMap<(usize, Tuple), Vec<(usize, usize)>> = HashMap::new();
-        for (ci, conn) in c.connections.iter().enumerate() {
-            for (hi, h) in conn.hops.iter().enumerate() {
-                if let Some(q) = h.flow.icmp_error.as_ref().and_then(|e| e.quoted) {
+        let mut errors: HashMap<(usize, Tuple), Vec<ErrorHop>> = HashMap::new();
+        for (conn, k) in c.connections.iter().enumerate() {
+            for (hop, at) in k.hops.iter().enumerate() {
+                let Some(error) = at.flow.icmp_error.as_deref() else {
+                    continue;
+                };
+                if let Some(q) = error.quoted {
                     errors
-                        .entry((h.point, q.canonical()))
+                        .entry((at.point, q.canonical()))
                         .or_default()
-                        .push((ci, hi));
+                        .push(ErrorHop {
+                            conn,
+                            hop,
+                            at,
+                            error,
+                        });
                 }
             }
         }
@@ -218,9 +237,9 @@ impl<'a> Ctx<'a> {
         self.destroyed_by_orig = by_orig;
     }
 
-    /// The ICMP errors seen at `point` that quote a packet of `t` or of its reverse, as
-    /// (connection, hop index), in connection and hop order.
-    pub fn errors_quoting(&self, point: usize, t: &Tuple) -> &[(usize, usize)] {
+    /// The ICMP errors seen at `point` that quote a packet of `t` or of its reverse, in
+    /// connection and hop order.
+    pub fn errors_quoting(&self, point: usize, t: &Tuple) -> &[ErrorHop<'a>] {
         self.errors
             .get(&(point, t.canonical()))
             .map_or(&[], Vec::as_slice)

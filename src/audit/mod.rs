@@ -31,7 +31,7 @@ use std::str::FromStr;
 pub use crate::cidr::Cidr;
 use crate::correlate::Correlation;
 use crate::witness::Witness;
-pub use context::{Ctx, Explained};
+pub use context::{Ctx, ErrorHop, Explained};
 pub use ct::{WitnessKind, WitnessSummary};
 pub use evidence::{Endpoint, EntryFacts, Evidence, GapFacts, HopFacts, RuleFacts, RuleRole};
 pub use evidence::{RouteFact, SizeFact, SpliceFact, TableFact, UnderlayFact};

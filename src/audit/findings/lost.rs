@@ -222,17 +222,14 @@ pub fn stopped_short(x: &Ctx, explained: &Explained) -> Detected {
         finding.evidence.extend(x.stats_evidence());
         finding.conns = vec![ci];
         // A REJECT answers with an ICMP error quoting the blocked packet.
-        for &(ei, hi) in x.errors_quoting(a, &t) {
-            let e = &c.connections[ei];
-            let Some(err) = &e.hops[hi].flow.icmp_error else {
-                continue;
-            };
-            finding.conns.push(ei);
+        for q in x.errors_quoting(a, &t) {
+            let e = &c.connections[q.conn];
+            finding.conns.push(q.conn);
             finding.evidence.push(Evidence::Rejected {
                 point: aname.to_string(),
                 proto: e.proto,
-                icmp_type: err.icmp_type,
-                code: err.code,
+                icmp_type: q.error.icmp_type,
+                code: q.error.code,
                 conn: e.id.clone(),
             });
         }

@@ -22,7 +22,8 @@
 
 use super::Detected;
 use crate::audit::{
-    Code, Ctx, Detail, Direction, Evidence, Explained, Finding, PmtuFacts, Role, Severity, SizeFact,
+    Code, Ctx, Detail, Direction, ErrorHop, Evidence, Explained, Finding, PmtuFacts, Role,
+    Severity, SizeFact,
 };
 use crate::correlate::{Connection, Hop, Oversize, Sizes};
 use crate::flows::IcmpError;
@@ -92,26 +93,28 @@ struct Side<'a> {
 /// ICMP errors saying a packet was too big, about connection `conn` (quoting one of
 /// its tuples at the point they were seen): (connection, hop, error) of each.
 fn icmp_errors<'a>(x: &Ctx<'a>, conn: &Connection) -> Vec<(usize, &'a Hop, IcmpError)> {
-    let mut about: Vec<(usize, usize)> = conn
+    let mut about: Vec<ErrorHop> = conn
         .hops
         .iter()
         .flat_map(|c| x.errors_quoting(c.point, &c.flow.tuple))
         .copied()
         .collect();
-    about.sort_unstable();
-    about.dedup();
+    // An error quoting two of the connection's hops is one error.
+    about.sort_unstable_by_key(|q| (q.conn, q.hop));
+    about.dedup_by_key(|q| (q.conn, q.hop));
     about
         .into_iter()
-        .filter_map(|(ei, hi)| {
-            let e = &x.c.connections[ei];
-            let h = &e.hops[hi];
-            let err = h.flow.icmp_error.as_deref().copied()?;
-            let too_big = matches!(
-                (e.proto, err.icmp_type, err.code),
+        .filter(|q| {
+            matches!(
+                (
+                    x.c.connections[q.conn].proto,
+                    q.error.icmp_type,
+                    q.error.code
+                ),
                 (Proto::Icmp, 3, 4) | (Proto::Icmpv6, 2, _)
-            );
-            too_big.then_some((ei, h, err))
+            )
         })
+        .map(|q| (q.conn, q.at, *q.error))
         .collect()
 }
 

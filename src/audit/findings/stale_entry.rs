@@ -97,11 +97,8 @@ pub fn stale(x: &Ctx) -> Vec<(usize, Stale)> {
             let t = h.flow.tuple;
             x.errors_quoting(h.point, &t)
                 .iter()
-                .filter(move |&&(ei, hi)| {
-                    let e = &c.connections[ei].hops[hi].flow.icmp_error;
-                    e.as_ref().is_some_and(|e| e.quoted == Some(t))
-                })
-                .map(|&(ei, _)| ei)
+                .filter(move |q| q.error.quoted == Some(t))
+                .map(|q| q.conn)
         };
         let mut errs: Vec<usize> = conn.hops[after..].iter().flat_map(quoting).collect();
         errs.sort_unstable();

@@ -41,19 +41,15 @@ fn nat_is_src(x: &Ctx, h: &Hop) -> Option<bool> {
 /// (connection, evidence).
 fn host_answers(x: &Ctx, point: usize, nat: IpAddr, t: &Tuple) -> Vec<(usize, Evidence)> {
     let mut out = Vec::new();
-    for &(ei, hi) in x.errors_quoting(point, t) {
-        let e = &x.c.connections[ei];
-        let eh = &e.hops[hi];
-        let Some(err) = eh.flow.icmp_error.as_deref() else {
-            continue;
-        };
+    for q in x.errors_quoting(point, t) {
+        let (e, eh) = (&x.c.connections[q.conn], q.at);
         if eh.flow.tuple.src == nat {
             out.push((
-                ei,
+                q.conn,
                 Evidence::HostIcmp {
                     proto: e.proto,
-                    icmp_type: err.icmp_type,
-                    code: err.code,
+                    icmp_type: q.error.icmp_type,
+                    code: q.error.code,
                     packets: eh.flow.packets[0] + eh.flow.packets[1],
                     conn: e.id.clone(),
                 },
