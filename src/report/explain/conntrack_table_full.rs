@@ -1,6 +1,6 @@
 //! Words of `conntrack-table-full`, and of its facts ([`TableFact`]).
 
-use super::evidence::ids;
+use super::evidence::{few, ids};
 use super::unexplained;
 use crate::audit::{Detail, Endpoint, Finding, TableFact};
 use crate::report::fmt::{at_or_span, dst_endpoint, plural, secs};
@@ -9,12 +9,7 @@ use crate::report::fmt::{at_or_span, dst_endpoint, plural, secs};
 fn destinations(d: &[Endpoint]) -> String {
     let one =
         |&(proto, addr, port): &Endpoint| format!("{proto} {}", dst_endpoint(proto, addr, port));
-    let shown: Vec<String> = d.iter().take(6).map(one).collect();
-    if d.len() > 6 {
-        format!("{} and {} more", shown.join(", "), d.len() - 6)
-    } else {
-        shown.join(", ")
-    }
+    few(d.iter().take(6).map(one), d.len())
 }
 
 pub fn explain(f: &Finding) -> (String, String) {

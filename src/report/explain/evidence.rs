@@ -80,13 +80,13 @@ pub(super) fn ids(conns: &[String]) -> String {
 
 /// [`ids`] of the first of `total` connections.
 fn ids_of(first: &[String], total: usize) -> String {
-    few(first.iter().take(4).map(String::as_str), total)
+    few(first.iter().take(4), total)
 }
 
 /// `a, b, c and 5 more`: the items `shown` (the first of them) and how many of the
 /// `total` are left, so that words naming a group stay short however large it is.
-pub(super) fn few<'a>(shown: impl Iterator<Item = &'a str>, total: usize) -> String {
-    let shown: Vec<&str> = shown.collect();
+pub(super) fn few(shown: impl Iterator<Item = impl std::fmt::Display>, total: usize) -> String {
+    let shown: Vec<String> = shown.map(|s| s.to_string()).collect();
     if total > shown.len() {
         format!("{} and {} more", shown.join(", "), total - shown.len())
     } else {
@@ -96,13 +96,12 @@ pub(super) fn few<'a>(shown: impl Iterator<Item = &'a str>, total: usize) -> Str
 
 /// The connections of a finding's group as its words name them: the first sixteen.
 pub(super) fn group_ids(conns: &[String]) -> String {
-    few(conns.iter().take(16).map(String::as_str), conns.len())
+    few(conns.iter().take(16), conns.len())
 }
 
 /// Addresses as [`few`] names them: the first eight.
 pub(super) fn few_addrs(v: &[std::net::IpAddr]) -> String {
-    let text: Vec<String> = v.iter().take(8).map(ToString::to_string).collect();
-    few(text.iter().map(String::as_str), v.len())
+    few(v.iter().take(8), v.len())
 }
 
 /// One line of evidence.
@@ -531,10 +530,5 @@ fn held_by(by: &[(String, std::net::IpAddr, u16)]) -> String {
     let one = |(who, a, p): &(String, std::net::IpAddr, u16)| {
         format!("{who} ({})", endpoint(crate::model::Proto::Tcp, *a, *p))
     };
-    let shown: Vec<String> = by.iter().take(8).map(one).collect();
-    if by.len() > 8 {
-        format!("{} and {} more", shown.join(", "), by.len() - 8)
-    } else {
-        shown.join(", ")
-    }
+    few(by.iter().take(8).map(one), by.len())
 }

@@ -27,7 +27,7 @@ pub fn explain(f: &Finding) -> (String, String) {
             plural(n, "connection", "connections"),
             dst(walked),
             group_ids(&f.connections),
-            few(to.iter().take(8).map(String::as_str), to.len()),
+            few(to.iter().take(8), to.len()),
             if to.len() == 1 { "an address" } else { "addresses" }
         ),
         format!(
