@@ -17,8 +17,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::{Code, FailOn, Severity};
 
-/// The report schema this reads.
-pub const SCHEMA: &str = "natcheck.report/1";
+/// The report schemas this reads: what it reads of a report (connections' hops and
+/// translations, the findings) means the same in both; they differ in what a
+/// connection's `findings` hold (the findings themselves in `/1`, their positions in
+/// the report's `findings` in `/2`), which is not read here.
+pub const SCHEMAS: [&str; 2] = ["natcheck.report/1", "natcheck.report/2"];
 
 /// What `diff` reads of a report.
 #[derive(Clone, Debug, Deserialize)]
@@ -83,9 +86,10 @@ impl Report {
             )
         })?;
         anyhow::ensure!(
-            r.schema == SCHEMA,
-            "{source}: schema `{}`, expected `{SCHEMA}` (a `correlate --format json` report)",
-            r.schema
+            SCHEMAS.contains(&r.schema.as_str()),
+            "{source}: schema `{}`, expected `{}` (a `correlate --format json` report)",
+            r.schema,
+            SCHEMAS.join("` or `")
         );
         Ok(r)
     }
@@ -512,7 +516,7 @@ mod tests {
             })
             .collect();
         Report {
-            schema: SCHEMA.into(),
+            schema: SCHEMAS[1].into(),
             connections,
             findings,
         }

@@ -215,7 +215,8 @@ pub fn by_connection(findings: &[Finding], n: usize) -> Vec<Vec<usize>> {
     for (i, f) in findings.iter().enumerate() {
         for &ci in &f.conns {
             if let Some(v) = by_connection.get_mut(ci) {
-                if !v.contains(&i) {
+                // Findings come in order: a repeat of `ci` in one finding is the last.
+                if v.last() != Some(&i) {
                     v.push(i);
                 }
             }

@@ -1,5 +1,6 @@
-//! The `natcheck.report/1` JSON document (documented in docs/json-schema.md). Field
-//! names and meanings are a contract: add fields, never rename or repurpose them.
+//! The `natcheck.report/2` JSON document (documented in docs/json-schema.md). Field
+//! names and meanings are a contract: add fields, never rename or repurpose them
+//! (a change of meaning is a new schema version, and `diff` reads the older ones).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -22,7 +23,7 @@ use crate::diag::Warning;
 use crate::flows::InitiatorEvidence;
 use crate::model::{tcp_flags, NatKind, Proto};
 
-pub const SCHEMA: &str = "natcheck.report/1";
+pub const SCHEMA: &str = "natcheck.report/2";
 
 #[derive(Serialize)]
 pub struct Report<'a> {
@@ -721,7 +722,10 @@ pub struct ConnectionJson<'a> {
     pub translations: Vec<TranslationJson<'a>>,
     pub returns: Vec<ReturnJson<'a>>,
     pub related: &'a [Related],
-    pub findings: Vec<FindingJson<'a>>,
+    /// Positions of the connection's findings in the document's `findings` (from 0):
+    /// a finding names every connection of its group, so a copy in each of them
+    /// would make the document grow with the square of the group.
+    pub findings: &'a [usize],
     /// The connection's way through the host's rules (with `--rules`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rules: Option<super::rules::AttributionJson<'a>>,
@@ -873,7 +877,7 @@ fn connection(m: &Model, i: usize) -> ConnectionJson<'_> {
             .map(|r| return_hop(c, conn, r, m.tcp_state(i, &r.hop)))
             .collect(),
         related: &conn.related,
-        findings: m.findings_of(i).map(|(f, w)| finding(f, w)).collect(),
+        findings: m.finding_indices(i),
         rules: m
             .audit
             .rules

@@ -119,6 +119,11 @@ impl Model {
         self.audit.findings.iter().zip(&self.words)
     }
 
+    /// The positions in [`Model::findings`] of connection `i`'s findings, ascending.
+    pub fn finding_indices(&self, i: usize) -> &[usize] {
+        self.audit.by_connection.get(i).map_or(&[], Vec::as_slice)
+    }
+
     /// The findings of connection `i`, with their words.
     pub fn findings_of(&self, i: usize) -> impl Iterator<Item = (&Finding, &Words)> {
         self.audit

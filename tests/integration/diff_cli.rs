@@ -163,6 +163,46 @@ fn two_readings_of_one_run_differ_in_nothing() {
     }
 }
 
+/// A baseline written as `natcheck.report/1` (each connection's findings in full, as
+/// reports were written before `/2`) is read as before: a baseline kept from then
+/// compares with today's report.
+#[test]
+fn a_baseline_of_the_first_schema_compares_with_a_report_of_the_second() {
+    let clean_args = recording("forward-drop-clean");
+    let fault_args = recording("fault-forward-drop");
+    let (fault, mut doc) = report(
+        "fault-v2.json",
+        &fault_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert_eq!(doc["schema"], "natcheck.report/2");
+    let all = doc["findings"].as_array().unwrap().clone();
+    assert!(!all.is_empty());
+    let mut embedded = 0;
+    for c in doc["connections"].as_array_mut().unwrap() {
+        let full: Vec<Value> = (c["findings"].as_array().unwrap().iter())
+            .map(|k| all[k.as_u64().unwrap() as usize].clone())
+            .collect();
+        embedded += full.len();
+        c["findings"] = Value::Array(full);
+    }
+    assert!(embedded > 0, "the faulty recording names connections");
+    doc["schema"] = "natcheck.report/1".into();
+    let v1 = std::path::Path::new(&fault).with_file_name("fault-v1.json");
+    std::fs::write(&v1, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    let v1 = v1.display().to_string();
+
+    let out = natcheck(&["diff", &v1, &fault]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("\nno difference"), "{}", stdout(&out));
+    let (clean, _) = report(
+        "clean-v2.json",
+        &clean_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let (code, d) = diff_json(&clean, &v1);
+    assert_eq!(code, 1);
+    assert_eq!(d["new_findings"].as_array().unwrap().len(), 1, "{d}");
+}
+
 #[test]
 fn a_document_that_is_not_a_report_is_an_input_error() {
     let flows = natcheck(&["flows", "--format", "json", "samples/masquerade/eth0.pcap"]);

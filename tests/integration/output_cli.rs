@@ -69,7 +69,7 @@ fn the_extension_picks_the_format_of_every_command() {
     args.extend(["--format", "json", "-o", file.to_str().unwrap()]);
     natcheck(&args);
     let text = std::fs::read_to_string(&file).unwrap();
-    assert!(text.starts_with("{\n  \"schema\": \"natcheck.report/1\""));
+    assert!(text.starts_with("{\n  \"schema\": \"natcheck.report/2\""));
 
     let flows = ["flows", d.as_str()];
     same_as_stdout(&flows, Some("json"), "flows.json");
