@@ -27,7 +27,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use foldhash::HashMap;
+use foldhash::{HashMap, HashSet};
 
 use super::lost::{stopped_at, syn_only};
 use super::Detected;
@@ -203,11 +203,13 @@ enum Holder {
 /// destination at that point, which is then asked of the holders over its own span
 /// without a pass over every connection.
 struct Pool {
-    /// (tuple, holder, held from, held until).
-    held: Vec<((IpAddr, u16), Holder, i64, i64)>,
+    held: Vec<Held>,
     /// Distinct tuples: at most this many can ever be held at once.
     tuples: usize,
 }
+
+/// A holder of a tuple: (tuple, holder, held from, held until).
+type Held = ((IpAddr, u16), Holder, i64, i64);
 
 /// The hops and entries a pool is drawn from, by destination: (point, protocol,
 /// destination address and port) → (connection, hop), in connection order; (protocol,
@@ -277,17 +279,107 @@ impl Pool {
     fn holders(
         &self,
         ci: usize,
-        (t0, t1): (i64, i64),
+        span: (i64, i64),
     ) -> impl Iterator<Item = ((IpAddr, u16), Holder)> + '_ {
-        self.held
-            .chunk_by(|a, b| a.0 == b.0)
-            .filter_map(move |run| {
-                run.iter()
-                    .find(|&&(_, h, from, until)| {
-                        h != Holder::Conn(ci) && from <= t0 && until >= t1
-                    })
-                    .map(|&(tuple, h, _, _)| (tuple, h))
+        self.runs()
+            .filter_map(move |run| first_holder(run, ci, span))
+    }
+
+    /// The holders of each tuple, a run each, in tuple order.
+    fn runs(&self) -> impl Iterator<Item = &[Held]> {
+        self.held.chunk_by(|a, b| a.0 == b.0)
+    }
+
+    /// How many tuples [`Pool::holders`] gives each query (connection, span), in the
+    /// queries' order. One sweep over the holders in the order they began to hold,
+    /// each tuple keeping the latest end among those begun: thousands of connections
+    /// lost to a range that tens of thousands held cost (holders + lost) · log
+    /// holders, not their product.
+    fn held_counts(&self, queries: &[(usize, (i64, i64))]) -> Vec<usize> {
+        let mut tuple = Vec::with_capacity(self.held.len());
+        for (n, run) in self.runs().enumerate() {
+            tuple.extend(std::iter::repeat_n(n, run.len()));
+        }
+        // A connection that holds a tuple of the pool itself is left out of its own
+        // count: asked directly (a connection lost before the pool's point never is).
+        let own: HashSet<usize> = (self.held.iter())
+            .filter_map(|h| match h.1 {
+                Holder::Conn(k) => Some(k),
+                Holder::Entry(_) => None,
             })
+            .collect();
+        let mut ends: Vec<i64> = self.held.iter().map(|h| h.3).collect();
+        ends.sort_unstable();
+        ends.dedup();
+        let rank = |t: i64| ends.partition_point(|&e| e < t);
+        let mut by_start: Vec<usize> = (0..self.held.len()).collect();
+        by_start.sort_by_key(|&h| self.held[h].2);
+        let mut order: Vec<usize> = (0..queries.len()).collect();
+        order.sort_by_key(|&q| queries[q].1 .0);
+        // Tuples by the rank of the latest end among their holders begun so far.
+        let mut latest: Vec<Option<usize>> = vec![None; self.tuples];
+        let mut by_end = Counts::new(ends.len());
+        let (mut begun, mut out) = (0, vec![0; queries.len()]);
+        for q in order {
+            let (ci, (t0, t1)) = queries[q];
+            if own.contains(&ci) {
+                out[q] = self.holders(ci, (t0, t1)).count();
+                continue;
+            }
+            while let Some(&h) = by_start.get(begun).filter(|&&h| self.held[h].2 <= t0) {
+                begun += 1;
+                let (r, t) = (rank(self.held[h].3), tuple[h]);
+                if latest[t].is_none_or(|old| old < r) {
+                    if let Some(old) = latest[t] {
+                        by_end.add(old, -1);
+                    }
+                    by_end.add(r, 1);
+                    latest[t] = Some(r);
+                }
+            }
+            out[q] = by_end.from(rank(t1));
+        }
+        out
+    }
+}
+
+/// The first holder of one tuple's `run` that held it over `[t0, t1]`, other than
+/// connection `ci`.
+fn first_holder(run: &[Held], ci: usize, (t0, t1): (i64, i64)) -> Option<((IpAddr, u16), Holder)> {
+    run.iter()
+        .find(|&&(_, h, from, until)| h != Holder::Conn(ci) && from <= t0 && until >= t1)
+        .map(|&(tuple, h, _, _)| (tuple, h))
+}
+
+/// Counts by rank, with the sum from a rank up in logarithmic time (a Fenwick tree).
+struct Counts(Vec<i64>);
+
+impl Counts {
+    fn new(n: usize) -> Counts {
+        Counts(vec![0; n + 1])
+    }
+
+    fn add(&mut self, rank: usize, d: i64) {
+        let mut i = rank + 1;
+        while i < self.0.len() {
+            self.0[i] += d;
+            i += i & i.wrapping_neg();
+        }
+    }
+
+    /// The sum of the counts below `rank`.
+    fn below(&self, rank: usize) -> i64 {
+        let (mut i, mut sum) = (rank.min(self.0.len() - 1), 0);
+        while i > 0 {
+            sum += self.0[i];
+            i -= i & i.wrapping_neg();
+        }
+        sum
+    }
+
+    /// The sum of the counts from `rank` up.
+    fn from(&self, rank: usize) -> usize {
+        (self.below(self.0.len() - 1) - self.below(rank)) as usize
     }
 }
 
@@ -337,16 +429,25 @@ fn candidates<'a>(x: &'a Ctx, explained: &Explained) -> BTreeMap<Alloc, Vec<Lost
 
 /// The finding for one destination's range and the connections lost to it.
 fn finding(x: &Ctx, al: &Alloc, pool: &Pool, lost: &[Lost]) -> Finding {
+    // Each tuple's holder is the first that held it over the span of the first lost
+    // connection it was held over; a tuple found is not looked at again (every one
+    // is, at the first, when the range was full for it).
     let mut by = Holders::new();
+    let mut open: Vec<&[Held]> = pool.runs().collect();
     for l in lost {
-        for ((a, port), h) in pool.holders(l.conn, l.span()) {
-            by.entry((a, port)).or_insert_with(|| {
-                let r = match h {
-                    Holder::Conn(k) => Ok(k),
-                    Holder::Entry(i) => Err(x.lifetimes[i].place()),
-                };
-                (r, a, port)
-            });
+        open.retain(|run| {
+            let Some(((a, port), h)) = first_holder(run, l.conn, l.span()) else {
+                return true;
+            };
+            let r = match h {
+                Holder::Conn(k) => Ok(k),
+                Holder::Entry(i) => Err(x.lifetimes[i].place()),
+            };
+            by.insert((a, port), (r, a, port));
+            false
+        });
+        if open.is_empty() {
+            break;
         }
     }
     let name = |r: &Result<usize, String>| match r {
@@ -440,17 +541,29 @@ pub fn detect(x: &Ctx, explained: &Explained) -> Detected {
     for (al, cands) in candidates {
         let usable = al.usable();
         let mut pools: BTreeMap<usize, Pool> = BTreeMap::new();
-        // Connections lost at another point than the first's are another finding.
-        let mut groups: BTreeMap<(usize, usize), Vec<Lost>> = BTreeMap::new();
-        for l in cands {
-            let pool = pools
+        for l in &cands {
+            pools
                 .entry(l.next)
                 .or_insert_with(|| Pool::new(x, &seen, &al, l.next));
-            // Fewer tuples than the range has were ever held: none of its connections
-            // can have found them all taken.
-            if (pool.tuples as u64) < usable
-                || (pool.holders(l.conn, l.span()).count() as u64) < usable
-            {
+        }
+        // How many tuples were held over each lost connection's span. Fewer tuples than
+        // the range has ever held: none of its connections can have found them all
+        // taken, and none is counted.
+        let mut held = vec![0; cands.len()];
+        for (&b, pool) in pools.iter().filter(|(_, p)| p.tuples as u64 >= usable) {
+            let at: Vec<usize> = (0..cands.len()).filter(|&i| cands[i].next == b).collect();
+            let queries: Vec<_> = at
+                .iter()
+                .map(|&i| (cands[i].conn, cands[i].span()))
+                .collect();
+            for (i, n) in at.into_iter().zip(pool.held_counts(&queries)) {
+                held[i] = n;
+            }
+        }
+        // Connections lost at another point than the first's are another finding.
+        let mut groups: BTreeMap<(usize, usize), Vec<Lost>> = BTreeMap::new();
+        for (l, n) in cands.into_iter().zip(held) {
+            if (n as u64) < usable {
                 continue;
             }
             groups.entry((l.hop.point, l.next)).or_default().push(l);
@@ -595,6 +708,53 @@ mod tests {
     ) -> Vec<((IpAddr, u16), Holder)> {
         let pool = Pool::new(x, &ByDestination::new(x), al, b);
         pool.holders(ci, span).collect()
+    }
+
+    /// The sweep's counts against their definition ([`Pool::holders`]) on random pools:
+    /// tuples held by several holders, spans that overlap or not, queries by a
+    /// connection that holds a tuple itself, open ends.
+    #[test]
+    fn held_counts_are_the_holders_each_span_has() {
+        use crate::correlate::testkit::XorShift;
+        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+        for run in 0..400 {
+            let tuples = 1 + rng.below(6) as u16;
+            let mut held: Vec<Held> = (0..rng.below(24))
+                .map(|_| {
+                    let from = rng.below(50) as i64;
+                    let until = match rng.below(8) {
+                        0 => i64::MAX,
+                        _ => from + rng.below(50) as i64,
+                    };
+                    let h = match rng.below(3) {
+                        0 => Holder::Entry(rng.below(5) as usize),
+                        _ => Holder::Conn(rng.below(8) as usize),
+                    };
+                    let port = 1024 + rng.below(u64::from(tuples)) as u16;
+                    (("203.0.113.1".parse().unwrap(), port), h, from, until)
+                })
+                .collect();
+            held.sort_by_key(|h| h.0);
+            let pool = Pool {
+                tuples: held.chunk_by(|a, b| a.0 == b.0).count(),
+                held,
+            };
+            let queries: Vec<(usize, (i64, i64))> = (0..rng.below(12))
+                .map(|_| {
+                    let t0 = rng.below(60) as i64;
+                    (rng.below(10) as usize, (t0, t0 + rng.below(40) as i64))
+                })
+                .collect();
+            let want: Vec<usize> = (queries.iter())
+                .map(|&(ci, span)| pool.holders(ci, span).count())
+                .collect();
+            assert_eq!(
+                pool.held_counts(&queries),
+                want,
+                "run {run}: {:?}",
+                pool.held
+            );
+        }
     }
 
     #[test]
