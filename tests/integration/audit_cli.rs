@@ -404,10 +404,7 @@ fn findings_are_in_the_json_per_connection_and_in_the_text_report() {
             .iter()
             .filter(|f| f["connections"].as_array().unwrap().iter().any(|x| x == id))
             .collect();
-        // Positions in the report's findings, ascending.
-        let got: Vec<&Value> = (c["findings"].as_array().unwrap().iter())
-            .map(|k| &all[k.as_u64().unwrap() as usize])
-            .collect();
+        let got = findings_of(&doc, c);
         assert_eq!(got, want, "{id}");
     }
     assert_eq!(doc["summary"]["findings_by_severity"]["error"], 2);

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use natcheck::report::html::TRACE;
 use serde_json::Value;
 
-use crate::util::{have, natcheck, skip, stderr, stdout};
+use crate::util::{findings_of, have, natcheck, skip, stderr, stdout};
 
 /// The captures of a recording, in path order.
 fn captures(s: &str) -> Vec<String> {
@@ -99,7 +99,7 @@ fn src_endpoint(h: &Value) -> String {
 /// The packets the JSON report says a connection lost: initiator and responder
 /// packets not seen at the next point of a link, and, for a path that stops short,
 /// the packets of the findings that name its last hop as where they were last seen.
-fn lost(c: &Value) -> u64 {
+fn lost(doc: &Value, c: &Value) -> u64 {
     let on_links: u64 = c["translations"]
         .as_array()
         .unwrap()
@@ -110,10 +110,8 @@ fn lost(c: &Value) -> u64 {
         })
         .sum();
     let last = c["hops"].as_array().unwrap().last().unwrap();
-    let stopped: u64 = c["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
+    let stopped: u64 = findings_of(doc, c)
+        .into_iter()
         .filter(|f| {
             f["tuples"].as_array().unwrap().iter().any(|t| {
                 t["role"] == "last-seen" && t["point"] == last["point"] && t["src"] == last["src"]
@@ -244,7 +242,7 @@ fn lost_packets_end_in_a_cross_where_they_were_last_seen() {
         for c in connections(&doc) {
             let id = s(&c["id"]);
             let sec = section(&html, id);
-            let n = lost(c);
+            let n = lost(&doc, c);
             assert_eq!(
                 sec.matches("class=\"lost\"").count() as u64,
                 n,
@@ -264,7 +262,7 @@ fn lost_packets_end_in_a_cross_where_they_were_last_seen() {
     let (blocked, finding) = connections(&doc)
         .iter()
         .find_map(|c| {
-            let f = c["findings"].as_array().unwrap().iter().find(|f| {
+            let f = findings_of(&doc, c).into_iter().find(|f| {
                 f["tuples"]
                     .as_array()
                     .unwrap()
@@ -491,20 +489,24 @@ fn chromium_draws_a_reallocated_port_and_a_lost_connection() {
     std::fs::create_dir_all(&dir).unwrap();
     // The connection of each recording that the point is made on: one whose source
     // port moved, one that lost packets.
-    type Pick = fn(&Value) -> bool;
+    type Pick = fn(&Value, &Value) -> bool;
     let cases: [(&str, Pick); 2] = [
-        ("port-collision", |c| {
+        ("port-collision", |_, c| {
             c["translations"]
                 .as_array()
                 .unwrap()
                 .iter()
                 .any(|t| t["port_realloc"].is_object())
         }),
-        ("fault-forward-drop", |c| lost(c) > 0),
+        ("fault-forward-drop", |doc, c| lost(doc, c) > 0),
     ];
     for (name, pick) in cases {
         let (html, doc) = both(&captures(name), &[]);
-        let id = s(&connections(&doc).iter().find(|c| pick(c)).expect("one")["id"]).to_string();
+        let id = s(&connections(&doc)
+            .iter()
+            .find(|c| pick(&doc, c))
+            .expect("one")["id"])
+        .to_string();
         let page = dir.join(format!("{name}-{id}.html"));
         std::fs::write(&page, page_of(&html, &id)).unwrap();
         let png = dir.join(format!("{name}-{id}.png"));

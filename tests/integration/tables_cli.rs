@@ -113,10 +113,8 @@ fn expected_rows(doc: &Value) -> Vec<Map<String, Value>> {
     for c in doc["connections"].as_array().unwrap() {
         let hops = c["hops"].as_array().unwrap();
         let returns = c["returns"].as_array().unwrap();
-        let mut codes: Vec<&str> = c["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
+        let mut codes: Vec<&str> = findings_of(doc, c)
+            .into_iter()
             .map(|f| f["code"].as_str().unwrap())
             .collect();
         codes.sort_unstable();

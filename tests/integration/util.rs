@@ -224,3 +224,18 @@ pub fn run(cmd: &mut Command) -> Output {
 pub fn sh(args: &[&str]) -> Output {
     run(Command::new(args[0]).args(&args[1..]))
 }
+
+/// The findings of connection `c` of a JSON report `doc`, in full: a connection's
+/// `findings` are their positions in the report's `findings`.
+pub fn findings_of<'a>(
+    doc: &'a serde_json::Value,
+    c: &serde_json::Value,
+) -> Vec<&'a serde_json::Value> {
+    let all = doc["findings"].as_array().expect("the report's findings");
+    (c["findings"]
+        .as_array()
+        .expect("a connection's findings")
+        .iter())
+    .map(|k| &all[k.as_u64().expect("a position") as usize])
+    .collect()
+}

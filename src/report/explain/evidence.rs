@@ -94,9 +94,12 @@ pub(super) fn few(shown: impl Iterator<Item = impl std::fmt::Display>, total: us
     }
 }
 
-/// The connections of a finding's group as its words name them: the first sixteen.
+/// How many connections of a group a finding's words name.
+pub(super) const GROUP: usize = 16;
+
+/// The connections of a finding's group as its words name them: the first [`GROUP`].
 pub(super) fn group_ids(conns: &[String]) -> String {
-    few(conns.iter().take(16), conns.len())
+    few(conns.iter().take(GROUP), conns.len())
 }
 
 /// Addresses as [`few`] names them: the first eight.

@@ -1,10 +1,13 @@
 //! Words of `snat-port-exhaustion`.
 
+use super::evidence::{group_ids, GROUP};
 use super::{stat, unexplained};
 use crate::audit::{Detail, Finding};
 use crate::report::fmt::{endpoint, plural};
 
-/// The lost connections and their packets: `4 SYNs of c4`, `3 datagrams of c9 and c10`.
+/// The lost connections and their packets: `4 SYNs of c4`, `3 datagrams of c9 and c10`;
+/// of more than sixteen, the first sixteen and how many more (the words are repeated
+/// under every connection the finding names: the holders and the lost).
 fn what_was_lost(f: &Finding, lost: &[String]) -> String {
     let (one, many) = match f.proto() {
         Some(crate::model::Proto::Tcp) => ("SYN", "SYNs"),
@@ -16,6 +19,7 @@ fn what_was_lost(f: &Finding, lost: &[String]) -> String {
         plural(f.packets, one, many),
         match lost {
             [one] => one.clone(),
+            _ if lost.len() > GROUP => group_ids(lost),
             [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
             [] => String::new(),
         }
