@@ -32,6 +32,13 @@
 //!   connections that went the way it should have, and the findings of a failing host
 //!   come by the thousand, so the time per connection stays the same as N doubles.
 //!
+//! - `exhausted`: the whole pipeline with `--rules` on a MASQUERADE whose port range
+//!   (4 096 ports) is held by as many open TCP connections to one server, and N new
+//!   connections to it whose SYNs (three each) never leave the host, for N = 1 000,
+//!   2 000 and 4 000: one `snat-port-exhaustion` finding names them all, and the time
+//!   per lost connection stays the same as N doubles (the held tuples are counted in
+//!   one sweep, not asked of every holder for every lost connection).
+//!
 //! Files are read through the page cache: this measures CPU, not disk.
 //! `bench/compare.sh` measures the binary end to end, beside tshark and tcpdump.
 //!
@@ -415,6 +422,130 @@ fn bench_unanswered(c: &mut Criterion, dir: &Path, sizes: &[u64]) {
     g.finish();
 }
 
+/// A TCP segment of the `exhausted` pair: SYN when `ack` is `None`, else SYN-ACK (`syn`)
+/// or a bare ACK.
+fn tcp_frame(
+    (src, sport): ([u8; 4], u16),
+    (dst, dport): ([u8; 4], u16),
+    id: u16,
+    seq: u32,
+    ack: Option<u32>,
+    syn: bool,
+) -> Vec<u8> {
+    let mut ip =
+        etherparse::Ipv4Header::new(0, 64, etherparse::IpNumber::TCP, src, dst).expect("IPv4");
+    ip.identification = id;
+    let b = etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
+        .ip(etherparse::IpHeaders::Ipv4(ip, Default::default()))
+        .tcp(sport, dport, seq, 64_240);
+    let b = match ack {
+        None => b.syn(),
+        Some(a) if syn => b.syn().ack(a),
+        Some(a) => b.ack(a),
+    };
+    let mut frame = Vec::new();
+    b.write(&mut frame, &[]).expect("build a frame");
+    frame
+}
+
+/// Writes `docker0.pcap`, `eth0.pcap` and the rules into `dir`: `held` connections from
+/// containers of 172.17.0.0/16 to 198.51.100.7:443, masqueraded to 203.0.113.1 with
+/// every port of the rule's range (20000 up), opened and left open; then `lost` new
+/// connections to the same server whose SYNs, sent three times a second apart, are
+/// never seen on the uplink, which goes on capturing past them.
+fn exhausted_pair(dir: &Path, held: u64, lost: u64) -> (Vec<InputSpec>, String) {
+    std::fs::create_dir_all(dir).expect("a directory for the exhausted pair");
+    let (nat, srv) = ([203, 0, 113, 1], ([198, 51, 100, 7], 443));
+    let container = |i: u64| [172, 17, (i / 250 % 250) as u8, 2 + (i % 250) as u8];
+    let (mut inside, mut uplink) = (Vec::new(), Vec::new());
+    let t0 = 1_000_000_000_000;
+    for i in 0..held {
+        let t = t0 + i * 20_000;
+        let (c, sport, port) = (container(i), 1024 + i as u16, 20_000 + i as u16);
+        let (seq, sseq, id) = ((i * 2_654_435_761) as u32, (i * 40_503) as u32, i as u16);
+        inside.push((t, tcp_frame((c, sport), srv, id, seq, None, false)));
+        uplink.push((
+            t + 30_000,
+            tcp_frame((nat, port), srv, id, seq, None, false),
+        ));
+        let back = |to| tcp_frame(srv, to, !id, sseq, Some(seq + 1), true);
+        uplink.push((t + 60_000, back((nat, port))));
+        inside.push((t + 90_000, back((c, sport))));
+        let ack = |from| tcp_frame(from, srv, id + 1, seq + 1, Some(sseq + 1), false);
+        inside.push((t + 120_000, ack((c, sport))));
+        uplink.push((t + 150_000, ack((nat, port))));
+    }
+    let t1 = t0 + held * 20_000 + 1_000_000_000;
+    for j in 0..lost {
+        let (c, sport, seq) = (
+            container(j),
+            40_000 + (j % 20_000) as u16,
+            (j * 97_531) as u32,
+        );
+        for r in 0..3 {
+            let t = t1 + j * 50_000 + r * 1_000_000_000;
+            inside.push((
+                t,
+                tcp_frame((c, sport), srv, (j * 3 + r) as u16, seq, None, false),
+            ));
+        }
+    }
+    let tail = t1 + lost * 50_000 + 4_000_000_000;
+    let other = ([198, 51, 100, 8], 443);
+    uplink.push((tail, tcp_frame((nat, 19_999), other, 1, 1, None, false)));
+    inside.sort_by_key(|f| f.0);
+    uplink.sort_by_key(|f| f.0);
+    let rules = dir.join("iptables.txt");
+    std::fs::write(
+        &rules,
+        format!(
+            "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+             :POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -p tcp \
+             -j MASQUERADE --to-ports 20000-{}\nCOMMIT\n",
+            20_000 + held - 1
+        ),
+    )
+    .expect("write the rules");
+    (
+        vec![
+            write_capture(dir.join("docker0.pcap"), inside.into_iter()),
+            write_capture(dir.join("eth0.pcap"), uplink.into_iter()),
+        ],
+        rules.to_string_lossy().into_owned(),
+    )
+}
+
+fn bench_exhausted(c: &mut Criterion, dir: &Path, held: u64, sizes: &[u64]) {
+    let mut g = c.benchmark_group("exhausted");
+    g.sample_size(10);
+    for &n in sizes {
+        let (captures, rules) = exhausted_pair(&dir.join(format!("exhausted-{n}")), held, n);
+        let run = pipeline::Config {
+            captures,
+            rules: vec![rules],
+            ..pipeline::Config::default()
+        };
+        // Checked once, outside the measurements: one finding, every port held, every
+        // lost connection named.
+        let once = pipeline::run(&run).expect("the exhausted pair reads");
+        let found: Vec<_> = (once.audit.findings.iter())
+            .filter_map(|f| match &f.detail {
+                natcheck::audit::Detail::SnatPortExhaustion { held: h, lost, .. } => {
+                    Some((*h, lost.len() as u64))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(found, [(held, n)], "one finding, the range full, all lost");
+        drop(once);
+        g.throughput(Throughput::Elements(n));
+        g.bench_function(format!("run_audit_{n}"), |b| {
+            b.iter_with_large_drop(|| pipeline::run(&run).expect("the exhausted pair reads"))
+        });
+    }
+    g.finish();
+}
+
 fn main() {
     // Criterion benchmarks only when cargo passes `--bench` (and not `--test`);
     // otherwise it runs every function once as a test.
@@ -453,5 +584,11 @@ fn main() {
         &[400]
     };
     bench_unanswered(&mut c, &pair.dir, sizes);
+    let (held, sizes): (u64, &[u64]) = if benchmarking {
+        (4_096, &[1_000, 2_000, 4_000])
+    } else {
+        (256, &[100])
+    };
+    bench_exhausted(&mut c, &pair.dir, held, sizes);
     c.final_summary();
 }
