@@ -126,12 +126,7 @@ impl Model {
 
     /// The findings of connection `i`, with their words.
     pub fn findings_of(&self, i: usize) -> impl Iterator<Item = (&Finding, &Words)> {
-        self.audit
-            .by_connection
-            .get(i)
-            .into_iter()
-            .flatten()
-            .map(|&f| (&self.audit.findings[f], &self.words[f]))
+        (self.finding_indices(i).iter()).map(|&f| (&self.audit.findings[f], &self.words[f]))
     }
 
     /// Connection `i`'s way through the host's rules, when rules were given and it was

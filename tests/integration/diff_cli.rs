@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::util::{natcheck, stderr, stdout};
+use crate::util::{findings_of, natcheck, stderr, stdout};
 
 /// Writes `correlate --format json ARGS` to a file named `name` in a fresh directory
 /// and returns its path.
@@ -175,15 +175,18 @@ fn a_baseline_of_the_first_schema_compares_with_a_report_of_the_second() {
         &fault_args.iter().map(String::as_str).collect::<Vec<_>>(),
     );
     assert_eq!(doc["schema"], "natcheck.report/2");
-    let all = doc["findings"].as_array().unwrap().clone();
-    assert!(!all.is_empty());
-    let mut embedded = 0;
-    for c in doc["connections"].as_array_mut().unwrap() {
-        let full: Vec<Value> = (c["findings"].as_array().unwrap().iter())
-            .map(|k| all[k.as_u64().unwrap() as usize].clone())
-            .collect();
-        embedded += full.len();
-        c["findings"] = Value::Array(full);
+    assert!(!doc["findings"].as_array().unwrap().is_empty());
+    let full: Vec<Value> = (doc["connections"].as_array().unwrap().iter())
+        .map(|c| Value::Array(findings_of(&doc, c).into_iter().cloned().collect()))
+        .collect();
+    let embedded: usize = full.iter().map(|f| f.as_array().unwrap().len()).sum();
+    for (c, f) in doc["connections"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .zip(full)
+    {
+        c["findings"] = f;
     }
     assert!(embedded > 0, "the faulty recording names connections");
     doc["schema"] = "natcheck.report/1".into();

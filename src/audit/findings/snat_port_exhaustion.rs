@@ -367,9 +367,9 @@ impl Counts {
         }
     }
 
-    /// The sum of the counts below `rank`.
+    /// The sum of the counts below `rank` (at most the number of ranks).
     fn below(&self, rank: usize) -> i64 {
-        let (mut i, mut sum) = (rank.min(self.0.len() - 1), 0);
+        let (mut i, mut sum) = (rank, 0);
         while i > 0 {
             sum += self.0[i];
             i -= i & i.wrapping_neg();
