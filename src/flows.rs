@@ -3,9 +3,12 @@
 //! state. Knows nothing about other points: pairing flows across points is `correlate`.
 //!
 //! Orientation, in order of evidence: the sender of a SYN without ACK; the receiver of
-//! a SYN-ACK; the sender of an ICMP echo request; when one port is privileged (< 1024)
-//! and the other is not, the side with the unprivileged port; else the sender of the
-//! first packet seen. A TCP tuple that is reused after its connection closed (a new SYN
+//! a SYN-ACK; the sender of an ICMP echo request; the receiver of an echo reply; when
+//! one port is privileged (< 1024) and the other is not, the side with the
+//! unprivileged port, else when one port is ephemeral (32768 and up, where systems
+//! pick client ports) and the other is not, the side with the ephemeral port; else the
+//! sender of the first packet seen. A capture that starts while connections are open
+//! (or a slice of one: `--since`) sees many without their handshake. A TCP tuple that is reused after its connection closed (a new SYN
 //! with another initial sequence number) starts a new flow, as Wireshark's TCP streams do.
 
 use std::hash::{BuildHasher, Hash, Hasher};
@@ -36,6 +39,7 @@ pub enum InitiatorEvidence {
     Syn,
     SynAck,
     EchoRequest,
+    EchoReply,
     Ports,
     FirstPacket,
 }
@@ -377,6 +381,11 @@ impl Flow {
                 echo: Some(_),
                 ..
             } => self.claim(side, InitiatorEvidence::EchoRequest),
+            L4::Icmp {
+                icmp_type: 0 | 129,
+                echo: Some(_),
+                ..
+            } => self.claim(other(side), InitiatorEvidence::EchoReply),
             _ => {}
         }
     }
@@ -474,17 +483,25 @@ fn other(side: Side) -> Side {
 }
 
 /// Which side initiated, judging by ports alone: the side with the unprivileged port
-/// when exactly one port is privileged. `tuple` is in side A's direction.
+/// when exactly one port is privileged (below 1024); else the side with the ephemeral
+/// port when exactly one is ephemeral: 32768 and up, the union of the ranges clients
+/// are given their ports from (Linux 32768-60999, IANA's dynamic 49152-65535 that
+/// BSD, macOS and Windows use). A service listens below that (NodePorts
+/// 30000-32767 too). `tuple` is in side A's direction.
 fn port_guess(tuple: &Tuple) -> Option<Side> {
     if !tuple.proto.has_ports() {
         return None;
     }
-    match (tuple.sport < 1024, tuple.dport < 1024) {
-        (false, true) => Some(Side::A),
-        (true, false) => Some(Side::B),
+    let one_of = |is: fn(u16) -> bool| match (is(tuple.sport), is(tuple.dport)) {
+        (true, false) => Some(Side::A),
+        (false, true) => Some(Side::B),
         _ => None,
-    }
+    };
+    one_of(|p| p >= 1024).or_else(|| one_of(|p| p >= EPHEMERAL))
 }
+
+/// The lowest port systems give clients by default (Linux's `ip_local_port_range`).
+const EPHEMERAL: u16 = 32768;
 
 /// The flows of one capture point.
 #[derive(Clone, Debug, Default)]

@@ -370,11 +370,12 @@ mod tests {
     #[test]
     fn orient_turns_flows_like_the_best_evidenced_one() {
         // eth0 missed the handshake, and the server spoke first there: without a SYN
-        // and with two unprivileged ports, it takes the server for the initiator.
-        let inside = tcp_conv(0, "172.17.0.2:40000", "198.51.100.7:8443", 1000);
+        // and with two unprivileged ports, neither ephemeral, it takes the server for
+        // the initiator.
+        let inside = tcp_conv(0, "172.17.0.2:20000", "198.51.100.7:8443", 1000);
         let all = view(
             &inside,
-            "203.0.113.1:40000",
+            "203.0.113.1:20000",
             "198.51.100.7:8443",
             30 * US,
             1,
