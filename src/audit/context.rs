@@ -312,13 +312,14 @@ impl<'a> Ctx<'a> {
         ks.iter().map(|&k| self.id(k)).collect()
     }
 
-    /// A point's capture span, clock-corrected.
+    /// A point's capture span, clock-corrected: from its first packet to its last, less
+    /// the window at each end of the time range it was read in (a packet's copies
+    /// there may lie outside the range, unread).
     pub fn span(&self, p: usize) -> Option<(i64, i64)> {
         let pt = &self.c.points[p];
-        Some((
-            pt.first_ns? - pt.clock.offset_ns,
-            pt.last_ns? - pt.clock.offset_ns,
-        ))
+        let read = (pt.first_ns?, pt.last_ns?);
+        let (a, b) = pt.range.inner(read, self.c.config.window_ns)?;
+        Some((a - pt.clock.offset_ns, b - pt.clock.offset_ns))
     }
 
     /// Whether point `p` was capturing at corrected time `t`.

@@ -17,6 +17,7 @@
 //! truncated or corrupt file becomes a located [`Warning`] and everything read before
 //! it is kept.
 
+pub mod range;
 pub mod reader;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -35,6 +36,7 @@ use crate::decode::{
 use crate::diag::{Location, Warning};
 use crate::input::progress::Reading;
 use crate::model::{Packet, Tunnel};
+pub use range::TimeRange;
 use reader::{FrameReader, Next, ReadProblem};
 
 /// A capture input as given on the command line: `path`, `NAME=path` or `-`.
@@ -182,6 +184,8 @@ pub struct ReadOptions {
     pub ifnames: IfNames,
     /// Which tunnels decoding opens (the VXLAN ports).
     pub decode: decode::Options,
+    /// The frames read: those captured in this range (`--since`, `--until`).
+    pub range: TimeRange,
 }
 
 /// A capture point as discovered in one input.
@@ -199,6 +203,10 @@ pub struct PointInfo {
     pub packets: u64,
     pub first_ns: Option<i64>,
     pub last_ns: Option<i64>,
+    /// The time range the point was read in: its packets are those of the range, and
+    /// it was capturing at most there.
+    #[serde(skip)]
+    pub range: TimeRange,
 }
 
 /// Per-input counters, for summaries.
@@ -215,6 +223,10 @@ pub struct InputStats {
     /// together are in `skipped`, by reason.
     #[serde(skip_serializing_if = "is_zero")]
     pub fragments: u64,
+    /// Frames captured outside the time range read ([`ReadOptions::range`]): counted,
+    /// not decoded, in no point's packets.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub outside_range: u64,
     /// Flows of link-local control traffic (neighbour discovery, MLD, IGMP, DHCP,
     /// multicast, ...) left out of the flow lists, by point name. Empty when they are
     /// listed.
@@ -321,17 +333,13 @@ fn read_from<R: Read>(
         }
     };
     let mut points = Points::default();
-    read_frames(
-        &mut reader,
-        reading,
-        &opts.decode,
-        &mut points,
-        result,
-        sink,
-    );
+    read_frames(&mut reader, reading, opts, &mut points, result, sink);
     points.add_idle_interfaces(reader.interfaces(), &result.source);
     points.name(spec, opts, reader.interfaces(), reader.format());
     (result.points, result.remap) = points.into_sorted();
+    for p in &mut result.points {
+        p.range = opts.range;
+    }
 }
 
 /// Reads frames up to the end or a fatal problem: each is counted, decoded, and its
@@ -340,11 +348,12 @@ fn read_from<R: Read>(
 fn read_frames<R: Read>(
     reader: &mut FrameReader<R>,
     reading: &Reading,
-    opts: &decode::Options,
+    read: &ReadOptions,
     points: &mut Points,
     result: &mut InputResult,
     sink: &mut impl FnMut(usize, &Packet),
 ) {
+    let opts = &read.decode;
     let mut defrag = Reassembler::new(Limits::default());
     let mapped = reader.is_mapped();
     // The frame being decoded, written in place frame after frame.
@@ -366,6 +375,10 @@ fn read_frames<R: Read>(
         if mapped {
             // No stream counts the bytes of a mapped file: the reader is this far in.
             reading.read_to(frame.offset);
+        }
+        if !read.range.contains(frame.ts_ns) {
+            result.stats.outside_range += 1;
+            continue;
         }
         let decoded =
             decode::decode_into(frame.linktype, frame.data, frame.orig_len, opts, &mut last);
@@ -540,6 +553,7 @@ fn unnamed_point(source: &str, linktype: u32) -> PointInfo {
         packets: 0,
         first_ns: None,
         last_ns: None,
+        range: TimeRange::default(),
     }
 }
 

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use crate::bundle::{Bundle, Kind};
-use crate::capture::{IfNames, InputSpec, ReadOptions};
+use crate::capture::{IfNames, InputSpec, ReadOptions, TimeRange};
 pub use crate::diag::ExitStatus;
 use crate::diag::Warning;
 use crate::filter::Filter;
@@ -87,6 +87,19 @@ pub struct CaptureArgs {
     /// repeat for several. Replaces the default ports 4789 and 8472.
     #[arg(long = "vxlan-port", value_name = "PORT")]
     pub vxlan_ports: Vec<u16>,
+
+    /// Read only the frames captured at or after TIME (each capture's own clock):
+    /// RFC 3339 with a zone, as the reports write times
+    /// (`2026-12-02T01:05:29.479711Z`), or seconds since the epoch (`tcpdump -tt`).
+    /// The frames before it are counted, not decoded: a slice of a long capture costs
+    /// the memory and time of the slice.
+    #[arg(long, value_name = "TIME", value_parser = crate::capture::range::parse_time)]
+    pub since: Option<i64>,
+
+    /// Read only the frames captured before TIME (each capture's own clock), as
+    /// --since takes it.
+    #[arg(long, value_name = "TIME", value_parser = crate::capture::range::parse_time)]
+    pub until: Option<i64>,
 }
 
 /// The capture inputs with every bundle among them opened.
@@ -133,6 +146,7 @@ impl CaptureArgs {
     /// Validates the inputs before any work starts (bad arguments fail early) and
     /// opens the bundles among them.
     pub fn inputs(&self) -> anyhow::Result<Inputs> {
+        let range = TimeRange::new(self.since, self.until).map_err(anyhow::Error::msg)?;
         let stdin_uses = self.captures.iter().filter(|c| c.is_stdin()).count();
         anyhow::ensure!(stdin_uses <= 1, "standard input (-) can be read only once");
         let mut captures = Vec::new();
@@ -191,7 +205,11 @@ impl CaptureArgs {
         }
         Ok(Inputs {
             captures,
-            read: ReadOptions { ifnames, decode },
+            read: ReadOptions {
+                ifnames,
+                decode,
+                range,
+            },
             bundles,
         })
     }

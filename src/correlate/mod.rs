@@ -59,7 +59,7 @@ mod translations;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::capture::{InputResult, InputSpec, ReadOptions};
+use crate::capture::{InputResult, InputSpec, ReadOptions, TimeRange};
 use crate::flows::InitiatorEvidence;
 use crate::model::{NatChange, Proto};
 use offset::Offset;
@@ -104,6 +104,9 @@ pub struct PointSummary {
     pub first_ns: Option<i64>,
     pub last_ns: Option<i64>,
     pub clock: Offset,
+    /// The time range the point was read in ([`crate::capture::TimeRange`]).
+    #[serde(skip)]
+    pub range: crate::capture::TimeRange,
 }
 
 /// One connection across every point it was seen at.
@@ -169,6 +172,8 @@ pub struct Correlation {
     pub connections: Vec<Connection>,
     pub inputs: Vec<InputResult>,
     pub config: Config,
+    /// The time range the captures were read in (`--since`, `--until`).
+    pub range: TimeRange,
 }
 
 /// Connections made and linked at once (in parallel) before the records they read are
@@ -178,7 +183,10 @@ const BATCH: usize = 4096;
 /// Reads the inputs and correlates them.
 pub fn run(specs: &[InputSpec], opts: &ReadOptions, config: Config) -> Correlation {
     let (points, inputs) = points::read_points(specs, opts);
-    correlate(points, inputs, config)
+    Correlation {
+        range: opts.range,
+        ..correlate(points, inputs, config)
+    }
 }
 
 /// Correlates points already read (see [`points::read_points`]).
@@ -188,6 +196,9 @@ pub fn correlate(
     config: Config,
 ) -> Correlation {
     let window = config.window_ns;
+    let range = points
+        .first()
+        .map_or_else(TimeRange::default, |p| p.info.range);
     let offsets = offset::estimate(&points);
     let off: Vec<i64> = offsets.iter().map(|o| o.offset_ns).collect();
     let flow_pairs = pairing::flow_pairs(&points, &off, window);
@@ -259,5 +270,6 @@ pub fn correlate(
         connections,
         inputs,
         config,
+        range,
     }
 }

@@ -231,6 +231,7 @@ pub fn point(name: &str, input: usize, packets: &[Packet]) -> PointData {
         packets: packets.len() as u64,
         first_ns: packets.iter().map(|p| p.ts_ns).min(),
         last_ns: packets.iter().map(|p| p.ts_ns).max(),
+        range: Default::default(),
     };
     PointData::new(info, input, table.finish(), recs)
 }

@@ -405,12 +405,13 @@ fn resent((hop, p, recs): HopRecs, matched: &[bool], gap: &Gap, off: &[i64]) -> 
 }
 
 /// When point `p` (clock offset `off`) was capturing, clock-corrected and widened by
-/// the window on both sides; `None` for a point with no packet.
+/// the window on both sides, but kept the window in from each end of the time range
+/// it was read in (copies of a packet sent there may lie outside it, unread); `None`
+/// for a point with no packet or nothing left.
 pub(super) fn capturing(p: &PointData, off: i64, window: i64) -> Option<(i64, i64)> {
-    Some((
-        p.info.first_ns? - off - window,
-        p.info.last_ns? - off + window,
-    ))
+    let near = (p.info.first_ns? - window, p.info.last_ns? + window);
+    let (lo, hi) = p.info.range.inner(near, window)?;
+    Some((lo - off, hi - off))
 }
 
 /// A hop, its point and its records.

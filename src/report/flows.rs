@@ -194,7 +194,7 @@ pub fn write_point(out: &mut impl Write, info: &PointInfo, flows: &[Flow]) -> io
 /// What an input could not decode, when anything.
 pub fn write_skipped(out: &mut impl Write, source: &str, stats: &InputStats) -> io::Result<()> {
     let skipped: u64 = stats.skipped.values().sum();
-    if skipped == 0 && stats.truncated == 0 {
+    if skipped == 0 && stats.truncated == 0 && stats.outside_range == 0 {
         return Ok(());
     }
     writeln!(
@@ -202,6 +202,13 @@ pub fn write_skipped(out: &mut impl Write, source: &str, stats: &InputStats) -> 
         "{source}: {} frames read, {} decoded",
         stats.frames, stats.packets
     )?;
+    if stats.outside_range > 0 {
+        writeln!(
+            out,
+            "  {} frames captured outside --since/--until, left out",
+            stats.outside_range
+        )?;
+    }
     if stats.truncated > 0 {
         writeln!(
             out,

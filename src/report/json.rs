@@ -584,6 +584,11 @@ pub struct Generator {
 #[derive(Serialize)]
 pub struct ConfigJson {
     pub window_ns: i64,
+    /// `--since`, `--until`: only the frames captured in this range were read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<Stamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<Stamp>,
 }
 
 #[derive(Serialize)]
@@ -923,6 +928,8 @@ fn outline(m: &Model) -> Report<'_> {
         },
         config: ConfigJson {
             window_ns: c.config.window_ns,
+            since: c.range.since.map(Stamp),
+            until: c.range.until.map(Stamp),
         },
         inputs: c
             .inputs

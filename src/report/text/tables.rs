@@ -95,7 +95,7 @@ pub fn summary_line(c: &Correlation) -> String {
     }
     let kinds: Vec<String> = by_kind.iter().map(|(k, n)| format!("{n} {k}")).collect();
     let n = |k: usize| k as u64;
-    format!(
+    let mut line = format!(
         "{}, {}: {} seen at several points ({}), {} at one point only; {}",
         plural(n(c.points.len()), "point", "points"),
         plural(n(c.connections.len()), "connection", "connections"),
@@ -111,7 +111,17 @@ pub fn summary_line(c: &Correlation) -> String {
             "source port reallocation",
             "source port reallocations"
         )
-    )
+    );
+    if !c.range.is_all() {
+        let outside: u64 = c.inputs.iter().map(|i| i.stats.outside_range).sum();
+        let _ = write!(
+            line,
+            "; frames captured {} only ({} left out)",
+            c.range,
+            plural(outside, "other", "others")
+        );
+    }
+    line
 }
 
 /// Connections by path and translation kind (computed on the polars frame).
