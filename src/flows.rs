@@ -895,6 +895,67 @@ mod tests {
     }
 
     #[test]
+    fn an_ephemeral_port_decides_between_two_unprivileged_ones() {
+        // A capture that starts mid-transfer: the server (8080) sends first.
+        for (server, client) in [(8080, 40000), (8443, 60999), (30080, 32768), (5000, 65535)] {
+            let mut t = FlowTable::default();
+            t.push(&tcp(1, "198.51.100.2", server, "10.0.0.2", client, ACK, 5));
+            t.push(&tcp(2, "10.0.0.2", client, "198.51.100.2", server, ACK, 1));
+            let flows = t.finish();
+            assert_eq!(flows[0].tuple.sport, client, "{server} {client}");
+            assert_eq!(flows[0].initiator, InitiatorEvidence::Ports);
+            assert_eq!(flows[0].packets, [1, 1]);
+        }
+        // Both ephemeral, or neither: the first packet's sender, as before.
+        for (a, b) in [(40000, 50000), (8080, 20000), (32767, 9000)] {
+            let mut t = FlowTable::default();
+            t.push(&tcp(1, "198.51.100.2", a, "10.0.0.2", b, ACK, 5));
+            let flows = t.finish();
+            assert_eq!(flows[0].tuple.sport, a, "{a} {b}");
+            assert_eq!(flows[0].initiator, InitiatorEvidence::FirstPacket);
+        }
+        // A privileged port outranks an ephemeral one: 40000 -> 443 stays.
+        let mut t = FlowTable::default();
+        t.push(&tcp(1, "10.0.0.2", 443, "198.51.100.2", 40000, ACK, 5));
+        assert_eq!(t.finish()[0].tuple.dport, 443);
+    }
+
+    #[test]
+    fn an_echo_reply_seen_first_makes_its_receiver_the_initiator() {
+        let echo = |ts, src: &str, dst: &str, icmp_type, proto| {
+            let mut p = tcp(ts, src, 0, dst, 0, 0, 0);
+            p.tuple.proto = proto;
+            p.tuple.sport = 3073;
+            p.l4 = L4::Icmp {
+                icmp_type,
+                code: 0,
+                echo: Some((3073, 1)),
+                quoted: None,
+                mtu: None,
+            };
+            p
+        };
+        for (proto, request, reply, a, b) in [
+            (Proto::Icmp, 8, 0, "10.0.0.2", "198.51.100.2"),
+            (Proto::Icmpv6, 128, 129, "2001:db8::2", "2001:db8:1::2"),
+        ] {
+            let mut t = FlowTable::default();
+            t.push(&echo(1, b, a, reply, proto));
+            let flows = t.finish();
+            assert_eq!(flows[0].tuple.src, a.parse::<IpAddr>().unwrap());
+            assert_eq!(flows[0].initiator, InitiatorEvidence::EchoReply);
+            assert_eq!(flows[0].packets, [0, 1]);
+            // A request seen later outranks the reply's evidence, and agrees with it.
+            let mut t = FlowTable::default();
+            t.push(&echo(1, b, a, reply, proto));
+            t.push(&echo(2, a, b, request, proto));
+            let flows = t.finish();
+            assert_eq!(flows[0].tuple.src, a.parse::<IpAddr>().unwrap());
+            assert_eq!(flows[0].initiator, InitiatorEvidence::EchoRequest);
+        }
+    }
+
+    #[test]
     fn tuple_reuse_after_close_is_a_new_flow() {
         let mut t = FlowTable::default();
         let c = ("10.0.0.2", 40000, "198.51.100.2", 80);

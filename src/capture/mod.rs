@@ -358,6 +358,8 @@ fn read_frames<R: Read>(
     let mapped = reader.is_mapped();
     // The frame being decoded, written in place frame after frame.
     let mut last = decode::Decoded::EMPTY;
+    // The first and last time of the frames outside the range read.
+    let mut outside: Option<(i64, i64)> = None;
     loop {
         let frame = match reader.next_frame() {
             Next::Frame(f) => f,
@@ -378,6 +380,8 @@ fn read_frames<R: Read>(
         }
         if !read.range.contains(frame.ts_ns) {
             result.stats.outside_range += 1;
+            let t = frame.ts_ns;
+            outside = Some(outside.map_or((t, t), |(a, b)| (a.min(t), b.max(t))));
             continue;
         }
         let decoded =
@@ -417,6 +421,31 @@ fn read_frames<R: Read>(
     }
     for (reason, n) in defrag.finish() {
         *result.stats.skipped.entry(reason.to_string()).or_insert(0) += n;
+    }
+    // No frame in the range: a capture that ran through it (frames before and after)
+    // saw nothing then, which is evidence; one whose frames are all before it, or all
+    // after, did not run then: the range missed it.
+    let ran_through = |(a, b): (i64, i64)| match read.range {
+        TimeRange {
+            since: Some(s),
+            until: Some(u),
+        } => a < s && b >= u,
+        _ => false,
+    };
+    let missed =
+        outside.filter(|&s| result.stats.frames == result.stats.outside_range && !ran_through(s));
+    if let Some((a, b)) = missed {
+        result.warnings.push(Warning::new(
+            &result.source,
+            Location::File,
+            format!(
+                "no frame was captured {} (--since/--until): its {} frames span {} to {}",
+                read.range,
+                result.stats.frames,
+                range::rfc3339(a),
+                range::rfc3339(b)
+            ),
+        ));
     }
 }
 
@@ -769,14 +798,80 @@ mod tests {
 
     /// What reading the file at `path` gives, and the packets as they were handed on.
     fn read_file(path: &Path) -> (InputResult, Vec<(usize, Packet)>) {
+        read_file_with(path, &ReadOptions::default())
+    }
+
+    fn read_file_with(path: &Path, opts: &ReadOptions) -> (InputResult, Vec<(usize, Packet)>) {
         let spec = InputSpec {
             label: None,
             path: path.to_path_buf(),
             prefix: None,
         };
         let mut seen = Vec::new();
-        let r = read_input(&spec, &ReadOptions::default(), |i, p| seen.push((i, *p)));
+        let r = read_input(&spec, opts, |i, p| seen.push((i, *p)));
         (r, seen)
+    }
+
+    #[test]
+    fn frames_outside_the_time_range_are_counted_not_read() {
+        use reader::tests::{block, epb, shb};
+        let mut v = shb();
+        block(&mut v, 1, &[1, 0, 0, 0, 0, 0, 0, 0]);
+        let frame = udp_frame();
+        // Out of time order on purpose: frame 5 came late.
+        for ts in [0, 1, 2, 3, 4, 6, 7, 5, 8, 9] {
+            epb(&mut v, 0, ts, &frame);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.pcapng");
+        std::fs::write(&path, &v).unwrap();
+        let (_, all) = read_file(&path);
+        let ts: Vec<i64> = all.iter().map(|(_, p)| p.ts_ns).collect();
+        let mut sorted = ts.clone();
+        sorted.sort_unstable();
+        let range = |since, until| ReadOptions {
+            range: TimeRange::new(since, until).unwrap(),
+            ..Default::default()
+        };
+        // [t3, t7): frames 3, 4, 6 and the late 5.
+        let (r, seen) = read_file_with(&path, &range(Some(sorted[3]), Some(sorted[7])));
+        let got: Vec<i64> = seen.iter().map(|(_, p)| p.ts_ns).collect();
+        assert_eq!(got, [ts[3], ts[4], ts[5], ts[7]]);
+        assert_eq!(
+            (r.stats.frames, r.stats.packets, r.stats.outside_range),
+            (10, 4, 6)
+        );
+        assert_eq!(r.points[0].packets, 4);
+        assert_eq!(r.points[0].first_ns, Some(sorted[3]));
+        assert_eq!(r.points[0].last_ns, Some(sorted[6]));
+        assert_eq!(
+            r.points[0].range,
+            TimeRange::new(Some(sorted[3]), Some(sorted[7])).unwrap()
+        );
+        assert!(r.warnings.is_empty());
+        // One end only.
+        let (r, _) = read_file_with(&path, &range(None, Some(sorted[1])));
+        assert_eq!((r.stats.packets, r.stats.outside_range), (1, 9));
+        // Nothing in a range the capture ran through: evidence, not a problem.
+        let (r, seen) = read_file_with(&path, &range(Some(sorted[4] + 1), Some(sorted[5])));
+        assert!(seen.is_empty() && r.warnings.is_empty());
+        assert_eq!((r.stats.packets, r.stats.outside_range), (0, 10));
+        // Nothing in a range it did not run through: a warning that says where the
+        // frames are.
+        let after = sorted[9] + 1;
+        let (r, seen) = read_file_with(&path, &range(Some(after), None));
+        assert!(seen.is_empty());
+        assert_eq!((r.stats.packets, r.stats.outside_range), (0, 10));
+        let w = &r.warnings[0].message;
+        assert!(w.starts_with("no frame was captured from "), "{w}");
+        assert!(
+            w.ends_with(&format!(
+                "its 10 frames span {} to {}",
+                range::rfc3339(sorted[0]),
+                range::rfc3339(sorted[9])
+            )),
+            "{w}"
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod flows_cli;
 mod html_cli;
 mod layers;
 mod output_cli;
+mod range_cli;
 mod rules_cli;
 mod segmentation;
 mod snapshot_netns;
