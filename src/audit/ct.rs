@@ -242,6 +242,30 @@ pub fn openings_unseen(c: &Correlation, lifetimes: &[Lifetime], cut: i64) -> Vec
         .collect()
 }
 
+/// For each connection of captures read from `since` on (`--since`), whether it was
+/// open before: an event log shows its entry created before `since` and still held
+/// then, or it is TCP and no hop saw its SYN. Its first packet read is then not its
+/// first packet (the one nat rules saw), nor is its sender known to have opened it.
+/// UDP and ICMP without an event log are taken as opened where first seen.
+pub fn opened_before(c: &Correlation, lifetimes: &[Lifetime], since: i64) -> Vec<bool> {
+    let open: HashSet<Tuple> = lifetimes
+        .iter()
+        .filter(|l| l.created_ns < since && l.ended_ns >= since)
+        .map(|l| l.post.canonical())
+        .collect();
+    c.connections
+        .iter()
+        .map(|conn| {
+            let logged = conn
+                .hops
+                .iter()
+                .any(|h| open.contains(&h.flow.tuple.canonical()));
+            let no_syn = conn.proto == Proto::Tcp && !conn.all_hops().any(|h| h.flow.tcp.syn);
+            logged || no_syn
+        })
+        .collect()
+}
+
 impl Lifetime {
     /// The lifetimes of every connection whose `[NEW]` the event logs hold with a time.
     pub fn of(dumps: &[&crate::conntrack::Dump]) -> Vec<Lifetime> {

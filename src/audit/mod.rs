@@ -187,6 +187,13 @@ pub fn audit(c: &Correlation, cfg: &Config, witnesses: Vec<Witness>) -> Audit {
     if let Some(cut) = cfg.discarded_through_ns {
         x.opening_unseen = ct::openings_unseen(c, &x.lifetimes, cut);
     }
+    if let Some(since) = c.range.since {
+        let before = ct::opened_before(c, &x.lifetimes, since);
+        x.opening_unseen.resize(before.len(), false);
+        for (u, b) in x.opening_unseen.iter_mut().zip(before) {
+            *u |= b;
+        }
+    }
     if let Some(r) = &rule_set {
         x = x.with_rules(r);
     }
