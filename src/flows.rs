@@ -690,6 +690,7 @@ pub fn read_all(specs: &[InputSpec], opts: &ReadOptions) -> Vec<InputFlows> {
         .collect();
     let mut inputs: Vec<InputResult> = all.iter().map(|f| f.input.clone()).collect();
     capture::assign_names(specs, &mut inputs);
+    capture::range_missed(&mut inputs, &opts.range);
     for (f, input) in all.iter_mut().zip(inputs) {
         for (pf, info) in f.points.iter_mut().zip(&input.points) {
             pf.info = info.clone();

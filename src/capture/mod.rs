@@ -248,6 +248,8 @@ pub struct InputResult {
     /// `remap[i]` is the position in `points` of the point that `sink` was told was
     /// number `i` (points are numbered as discovered, then sorted).
     pub remap: Vec<usize>,
+    /// The first and last time of its frames outside the range read, if any.
+    pub outside: Option<(i64, i64)>,
 }
 
 /// Key of a point inside one input, before names are assigned.
@@ -422,31 +424,7 @@ fn read_frames<R: Read>(
     for (reason, n) in defrag.finish() {
         *result.stats.skipped.entry(reason.to_string()).or_insert(0) += n;
     }
-    // No frame in the range: a capture that ran through it (frames before and after)
-    // saw nothing then, which is evidence; one whose frames are all before it, or all
-    // after, did not run then: the range missed it.
-    let ran_through = |(a, b): (i64, i64)| match read.range {
-        TimeRange {
-            since: Some(s),
-            until: Some(u),
-        } => a < s && b >= u,
-        _ => false,
-    };
-    let missed =
-        outside.filter(|&s| result.stats.frames == result.stats.outside_range && !ran_through(s));
-    if let Some((a, b)) = missed {
-        result.warnings.push(Warning::new(
-            &result.source,
-            Location::File,
-            format!(
-                "no frame was captured {} (--since/--until): its {} frames span {} to {}",
-                read.range,
-                result.stats.frames,
-                range::rfc3339(a),
-                range::rfc3339(b)
-            ),
-        ));
-    }
+    result.outside = outside;
 }
 
 /// Decodes a reassembled datagram as one packet, seen when its last fragment was, with
@@ -637,6 +615,40 @@ fn problem_warning(source: &str, p: &ReadProblem) -> Warning {
         },
         message,
     )
+}
+
+/// When the time range read left out every frame of every input, and no input has
+/// frames both before and after it, a warning on each that says when its frames were
+/// captured: the range missed the captures (a wrong day, another clock). A capture
+/// with nothing in the range beside others that have something is a quiet interface,
+/// and captures that ran through a range with nothing in it saw a quiet time: neither
+/// is a problem.
+pub fn range_missed(results: &mut [InputResult], range: &TimeRange) {
+    let ran_through = |(a, b): (i64, i64)| match *range {
+        TimeRange {
+            since: Some(s),
+            until: Some(u),
+        } => a < s && b >= u,
+        _ => false,
+    };
+    let read = |r: &InputResult| r.stats.frames > r.stats.outside_range;
+    if results
+        .iter()
+        .any(|r| read(r) || r.outside.is_none_or(ran_through))
+    {
+        return;
+    }
+    for r in results {
+        let Some((a, b)) = r.outside else { continue };
+        let message = format!(
+            "no frame was captured {range} (--since/--until): its {} frames span {} to {}",
+            r.stats.frames,
+            range::rfc3339(a),
+            range::rfc3339(b)
+        );
+        r.warnings
+            .push(Warning::new(&r.source, Location::File, message));
+    }
 }
 
 /// Makes point names unique across a run: when two inputs yield the same name
@@ -852,17 +864,22 @@ mod tests {
         // One end only.
         let (r, _) = read_file_with(&path, &range(None, Some(sorted[1])));
         assert_eq!((r.stats.packets, r.stats.outside_range), (1, 9));
-        // Nothing in a range the capture ran through: evidence, not a problem.
+        // Nothing in the range: counted, and the time its frames span kept.
         let (r, seen) = read_file_with(&path, &range(Some(sorted[4] + 1), Some(sorted[5])));
         assert!(seen.is_empty() && r.warnings.is_empty());
         assert_eq!((r.stats.packets, r.stats.outside_range), (0, 10));
-        // Nothing in a range it did not run through: a warning that says where the
-        // frames are.
-        let after = sorted[9] + 1;
-        let (r, seen) = read_file_with(&path, &range(Some(after), None));
-        assert!(seen.is_empty());
-        assert_eq!((r.stats.packets, r.stats.outside_range), (0, 10));
-        let w = &r.warnings[0].message;
+        assert_eq!(r.outside, Some((sorted[0], sorted[9])));
+        // A range that left out every frame of every input is a warning on each that
+        // says where its frames are; one input with frames in it beside is none.
+        let after = TimeRange::new(Some(sorted[9] + 1), None).unwrap();
+        let (mut missed, seen) = read_file_with(&path, &range(after.since, None));
+        assert!(seen.is_empty() && missed.warnings.is_empty());
+        let (some, _) = read_file_with(&path, &range(Some(sorted[9]), None));
+        let mut both = [missed.clone(), some];
+        range_missed(&mut both, &after);
+        assert!(both.iter().all(|r| r.warnings.is_empty()));
+        range_missed(std::slice::from_mut(&mut missed), &after);
+        let w = &missed.warnings[0].message;
         assert!(w.starts_with("no frame was captured from "), "{w}");
         assert!(
             w.ends_with(&format!(
