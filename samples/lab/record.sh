@@ -33,6 +33,7 @@ ALL_SCENARIOS+=(fault-asym-route fault-asym-route6 asym-route-loose)
 ALL_SCENARIOS+=(fault-ct-table-full fault-ct-table-full6 forward-drop-clean)
 ALL_SCENARIOS+=(overlay-vxlan overlay-ipip fault-overlay-masq fault-overlay-masq-ipip)
 ALL_SCENARIOS+=(fault-underlay-drop fault-underlay-blocked fault-vxlan-mtu)
+ALL_SCENARIOS+=(redirect-local)
 
 # The scenarios that run with IPv6 on (dual stack): those whose name ends in 6.
 is_v6() { [[ $1 == *6 ]]; }
@@ -589,6 +590,32 @@ scenario_published_port() {
 # decided on a flow's first packet: the client's datagrams keep going to c1 (which
 # answers port unreachable) as long as the entry lives, while a new client's flow
 # gets the new rule and c2's answers.
+# A transparent proxy on the host (a service mesh's sidecar capture, a local filtering
+# proxy): nat PREROUTING REDIRECTs c1's TCP to port 7000, whatever its destination, to
+# the host's port 15001, where a server answers in the destination's name; c2's goes
+# out masqueraded as usual.
+scenario_redirect_local() {
+  IFACES=(docker0 eth0 veth-c1)
+  {
+    docker_filter_base
+    echo COMMIT
+    docker_nat_base
+    echo "$MASQ_RULE"
+    echo "-A PREROUTING -s $C1_IP/32 -i docker0 -p tcp -m tcp --dport 7000 -j REDIRECT --to-ports 15001"
+    echo COMMIT
+  } | apply_rules
+  server proxy "$NS_HOST" tcp_server.py --port 15001 --lifetime 30
+  server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --lifetime 30
+  start_recording
+  run t1 "$NS_C1" tcp_client.py --dst "$SRV_IP" --port 7000 --requests 2 --tag c1redir
+  run t2 "$NS_C1" tcp_client.py --dst "$REMOTE_SRV" --port 7000 --requests 1 --tag c1redir2
+  run t3 "$NS_C2" tcp_client.py --dst "$SRV_IP" --port 7000 --requests 2 --tag c2out
+  run t4 "$NS_C2" tcp_client.py --dst "$REMOTE_SRV" --port 7000 --requests 1 --tag c2out2
+  snapshot
+  kill_servers
+  stop_recording
+}
+
 scenario_stale_udp() {
   IFACES=(docker0 eth0 veth-c1)
   {
@@ -2661,6 +2688,21 @@ check_masquerade() {
 }
 
 # published port: DNAT to c1:80 / c1:53 with the client address kept.
+check_redirect_local() {
+  local ct=$SCEN_DIR/conntrack.txt
+  # Answered by the host in the destination's name: REPLY from the bridge's port 15001.
+  need 2 "REDIRECTed entries" "$(ct_count "$ct" "src=$C1_IP " "src=$BR_IP dst=$C1_IP sport=15001 ")"
+  need 2 "TCP conversations on veth-c1" "$(tcp_convs "$SCEN_DIR/veth-c1.pcap")"
+  need 2 "TCP conversations on eth0" "$(tcp_convs "$SCEN_DIR/eth0.pcap")"
+  [[ $(pkts "$SCEN_DIR/eth0.pcap" "tcp.port==15001 || ip.src==$C1_IP") -eq 0 ]] \
+    || die "$SCEN: c1's redirected traffic on eth0"
+  # Bridge netfilter runs PREROUTING as docker0 receives the frame from c1's port:
+  # docker0 shows the packets already redirected, veth-c1 as c1 sent them.
+  need 2 "redirected packets on docker0" "$(pkts "$SCEN_DIR/docker0.pcap" "tcp.dstport==15001")"
+  [[ $(pkts "$SCEN_DIR/veth-c1.pcap" "tcp.port==15001") -eq 0 ]] \
+    || die "$SCEN: the proxy's port on veth-c1"
+}
+
 check_published_port() {
   local ct=$SCEN_DIR/conntrack.txt
   need 3 "TCP DNAT entries 8080 -> $C1_IP:80" "$(ct_count "$ct" "dst=$HOST_IP sport=[0-9]+ dport=8080 src=$C1_IP dst=(198\\.51\\.100\\.20|203\\.0\\.113\\.2) sport=80 ")"

@@ -107,12 +107,22 @@ pub fn rule_target<'a>(rules: &'a RuleSet, r: &eval::RuleRef) -> Option<&'a Targ
 /// link usually; two when a bridge with bridge netfilter shows the packet already
 /// DNATed (its PREROUTING ran as the bridge received it from a port) and the uplink
 /// shows the SNAT: the packet then came in by the bridge, not by the port.
+///
+/// With one link, the packet came in by the point before it, unless no router lies
+/// between the two points (the same TTL at both): a bridge port and its bridge, whose
+/// PREROUTING ran as the bridge received the packet, so the bridge is the interface it
+/// came in by (a REDIRECT or DNAT of a container's traffic shows at `docker0`).
 fn translating_links(conn: &Connection) -> Option<(usize, usize, usize)> {
     let mut nat = conn.links.iter().filter(|l| l.change.kind != NatKind::None);
     let first = nat.next()?;
     match nat.next_back() {
         Some(last) => Some((first.to, first.from, last.to)),
-        None => Some((first.from, first.from, first.to)),
+        None => {
+            let (a, b) = (&conn.hops[first.from], &conn.hops[first.to]);
+            let bridged = a.fwd_ttl.is_some() && a.fwd_ttl == b.fwd_ttl;
+            let by = if bridged { first.to } else { first.from };
+            Some((by, first.from, first.to))
+        }
     }
 }
 
@@ -240,6 +250,9 @@ fn attribute_one(
     if conn.hops.iter().any(|h| h.flow.icmp_error.is_some()) {
         return None;
     }
+    // Whether the connection, seen no further than its last point, was answered there:
+    // then the host took it in (a local socket, a REDIRECT), it was not stopped.
+    let mut answered = false;
     let (packet, wire, before) = if let Some((by, from, to)) = translating_links(conn) {
         let (a, b) = (&conn.hops[from], &conn.hops[to]);
         let p = Packet::first(a.flow.tuple, iface(conn.hops[by].point), iface(b.point));
@@ -248,6 +261,7 @@ fn attribute_one(
         let (by, out) =
             bridged_into(c, last.point, b, via, &onward.bridged).unwrap_or((last.point, Some(b)));
         let p = Packet::first(last.flow.tuple, iface(by), out.and_then(iface));
+        answered = last.flow.packets[1] > 0;
         (p, None, last.flow.tuple)
     } else if let Some(h) = unanswered_to_host(rules, conn) {
         let p = Packet::first(h.flow.tuple, iface(h.point), None);
@@ -268,6 +282,7 @@ fn attribute_one(
         .enumerate()
         .filter(|(_, o)| match &wire {
             Some(after) => agrees(rules, o, &before, after),
+            None if answered => o.fate == Fate::Delivered,
             None => matches!(o.fate, Fate::Dropped { .. } | Fate::Rejected { .. }),
         })
         .min_by_key(|(i, o)| (o.assumptions(), *i))

@@ -30,10 +30,12 @@ fn every_recorded_scenario_is_tested() {
     on_disk.sort();
     let mut listed = scenarios();
     listed.extend(HAIRPIN_SCENARIOS.iter().map(|s| s.to_string()));
+    listed.extend(ADDRS_SCENARIOS.iter().map(|s| s.to_string()));
     listed.sort();
     assert_eq!(
         on_disk, listed,
-        "SCENARIOS or HAIRPIN_SCENARIOS in tests/integration/util.rs lists every recorded scenario"
+        "SCENARIOS, HAIRPIN_SCENARIOS or ADDRS_SCENARIOS in tests/integration/util.rs list \
+         every recorded scenario"
     );
 }
 

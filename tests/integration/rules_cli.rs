@@ -946,3 +946,44 @@ fn a_translation_no_rule_can_make_is_outside_netfilter() {
         }
     }
 }
+
+#[test]
+fn a_redirect_to_a_local_proxy_is_named_at_the_bridge_that_ran_it() {
+    // docker0 shows c1's packets already redirected (bridge netfilter ran PREROUTING as
+    // the bridge received them from c1's port): the rules are walked with docker0 as
+    // the interface they came in by, where `-i docker0` matches.
+    let d = format!("samples/{}", ADDRS_SCENARIOS[0]);
+    let inputs = [
+        format!("{d}/veth-c1.pcap"),
+        format!("{d}/docker0.pcap"),
+        format!("{d}/eth0.pcap"),
+    ];
+    let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    let rules = [format!("{d}/iptables.txt"), format!("{d}/addrs.txt")];
+    let rules: Vec<&str> = rules.iter().map(String::as_str).collect();
+    let (code, doc) = report_of(&inputs, &rules);
+    assert_eq!(code, 0, "{:?}", codes(&doc));
+    assert!(codes(&doc).is_empty(), "{:?}", codes(&doc));
+    let w = doc["rules"][0].clone();
+    assert_eq!(
+        (w["on_wire"].as_u64(), w["agree"].as_u64()),
+        (Some(4), Some(4))
+    );
+    let conns = doc["connections"].as_array().unwrap();
+    let redirected: Vec<&Value> = conns
+        .iter()
+        .filter(|c| {
+            c["hops"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|h| h["dport"] == 15001)
+        })
+        .collect();
+    assert_eq!(redirected.len(), 2);
+    for c in redirected {
+        let text = c.to_string();
+        assert!(text.contains("REDIRECT --to-ports 15001"), "{text}");
+        assert_eq!(c["translations"][0]["kind"], "dnat");
+    }
+}

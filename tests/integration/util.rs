@@ -58,6 +58,12 @@ pub const SCENARIOS: &[&str] = &[
 /// captures alone do not name, so conntrack adds a finding there by design.
 pub const HAIRPIN_SCENARIOS: &[&str] = &["fault-hairpin-no-masq", "fault-hairpin-udp"];
 
+/// Scenarios whose rules are walked right only with the host's addresses
+/// (`addrs.txt` among `--rules`), read by the tests made for them: a REDIRECT of
+/// traffic to remote addresses shows on the wire as a DNAT to the host, and without
+/// `ip addr` the addresses it redirected are taken for the host's own.
+pub const ADDRS_SCENARIOS: &[&str] = &["redirect-local"];
+
 /// The capture of a scenario's second uplink (`eth1.pcap`, in the asymmetric-route
 /// recordings), when it has one.
 pub fn second_uplink(scenario: &str) -> Option<String> {
