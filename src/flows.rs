@@ -8,8 +8,9 @@
 //! unprivileged port, else when one port is ephemeral (32768 and up, where systems
 //! pick client ports) and the other is not, the side with the ephemeral port; else the
 //! sender of the first packet seen. A capture that starts while connections are open
-//! (or a slice of one: `--since`) sees many without their handshake. A TCP tuple that is reused after its connection closed (a new SYN
-//! with another initial sequence number) starts a new flow, as Wireshark's TCP streams do.
+//! (or a slice of one: `--since`) sees many without their handshake. A TCP tuple that
+//! is reused after its connection closed (a new SYN with another initial sequence
+//! number) starts a new flow, as Wireshark's TCP streams do.
 
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::IpAddr;

@@ -318,7 +318,7 @@ impl<'a> Ctx<'a> {
     pub fn span(&self, p: usize) -> Option<(i64, i64)> {
         let pt = &self.c.points[p];
         let read = (pt.first_ns?, pt.last_ns?);
-        let (a, b) = pt.range.inner(read, self.c.config.window_ns)?;
+        let (a, b) = self.c.range.inner(read, self.c.config.window_ns)?;
         Some((a - pt.clock.offset_ns, b - pt.clock.offset_ns))
     }
 

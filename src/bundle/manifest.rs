@@ -208,7 +208,7 @@ pub fn rfc3339(t: SystemTime) -> String {
 
 /// Nanoseconds since the epoch as RFC 3339 in UTC with nanoseconds.
 pub fn rfc3339_ns(ns: i64) -> String {
-    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+    crate::capture::range::rfc3339(ns)
 }
 
 /// An RFC 3339 time back to nanoseconds since the epoch.

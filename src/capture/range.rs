@@ -61,8 +61,8 @@ impl fmt::Display for TimeRange {
     }
 }
 
-/// Nanoseconds since the epoch as RFC 3339 in UTC with nanoseconds, as reports write
-/// times.
+/// Nanoseconds since the epoch as RFC 3339 in UTC with nanoseconds, as reports and
+/// bundle manifests write times.
 pub fn rfc3339(ns: i64) -> String {
     chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }

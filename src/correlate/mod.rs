@@ -104,9 +104,6 @@ pub struct PointSummary {
     pub first_ns: Option<i64>,
     pub last_ns: Option<i64>,
     pub clock: Offset,
-    /// The time range the point was read in ([`crate::capture::TimeRange`]).
-    #[serde(skip)]
-    pub range: crate::capture::TimeRange,
 }
 
 /// One connection across every point it was seen at.

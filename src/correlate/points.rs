@@ -381,7 +381,6 @@ impl PointData {
             first_ns: self.info.first_ns,
             last_ns: self.info.last_ns,
             clock,
-            range: self.info.range,
         }
     }
 
