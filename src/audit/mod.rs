@@ -246,6 +246,7 @@ fn merged_rules(
     }
     if m.addrs.is_empty() {
         m.addrs = rules::learned_addrs(c, topo);
+        m.addrs_learned = true;
     }
     Some(m)
 }

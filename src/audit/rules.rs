@@ -90,8 +90,10 @@ fn agrees(rules: &RuleSet, o: &Outcome, before: &Tuple, after: &Tuple) -> bool {
         n.after.src == before.src
             && matches!(rule_target(rules, &n.rule), Some(Target::Masquerade { .. }))
     });
+    // REDIRECT by an interface whose address no input gave: the wire's is it.
+    let redirect_unknown = o.dnat.as_ref().is_some_and(|n| n.to_iface.is_some());
     let ports = before.proto.has_ports();
-    let dst_ok = end.dst == after.dst && (!ports || end.dport == after.dport);
+    let dst_ok = (redirect_unknown || end.dst == after.dst) && (!ports || end.dport == after.dport);
     let src_ok = (masquerade_unknown || end.src == after.src)
         && (!ports || end.sport == after.sport || o.snat.is_some());
     dst_ok && src_ok
@@ -347,7 +349,8 @@ pub fn summary(rules: &RuleSet, attributions: &[Attribution]) -> WitnessSummary 
 }
 
 /// Whether no rule of the set can make the translation from `walked` to `wire`: a new
-/// destination that no DNAT (or REDIRECT, for a host address) target names, or a new
+/// destination that no DNAT (or REDIRECT, for a host address or where the host's
+/// addresses are not all known) target names, or a new
 /// source with no SNAT or MASQUERADE rule anywhere. A target natcheck cannot read
 /// might, so a set with one never counts as unable. Such a translation was made
 /// outside these rules (IPVS, an eBPF datapath) or by rules not given.
@@ -361,7 +364,7 @@ pub fn beyond_rules(rules: &RuleSet, walked: &Tuple, wire: &Tuple) -> bool {
                 .addrs
                 .is_none_or(|(lo, hi)| lo <= wire.dst && wire.dst <= hi)
         }
-        Target::Redirect { .. } => can_dnat |= rules.is_local(wire.dst),
+        Target::Redirect { .. } => can_dnat |= rules.addrs_learned || rules.is_local(wire.dst),
         Target::Snat { .. } | Target::Masquerade { .. } => can_snat = true,
         Target::Unknown { .. } => unknown = true,
         _ => {}

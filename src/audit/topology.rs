@@ -150,10 +150,18 @@ impl Topology {
             ..Default::default()
         };
         let mut inside_addrs: BTreeSet<IpAddr> = BTreeSet::new();
+        // Destinations packets were routed on to (their TTL fell between the points):
+        // a host does not route packets addressed to itself.
+        let mut routed_to: BTreeSet<IpAddr> = BTreeSet::new();
         for (ci, conn) in c.connections.iter().enumerate() {
             for l in &conn.links {
                 let (up, down) = (&conn.hops[l.from], &conn.hops[l.to]);
                 let (before, after) = (&up.flow.tuple, &down.flow.tuple);
+                if let (Some(a), Some(b)) = (up.fwd_ttl, down.fwd_ttl) {
+                    if b < a {
+                        routed_to.insert(after.dst);
+                    }
+                }
                 let ch = &l.change;
                 if ch.dst_addr_changed {
                     inside_addrs.insert(after.dst);
@@ -186,6 +194,13 @@ impl Topology {
                 }
             }
         }
+        // A DNAT's original destination is taken for the host's (a published port)
+        // unless packets to it were routed on: then the DNAT caught traffic passing
+        // through (a transparent proxy's REDIRECT, a service's virtual address).
+        // Addresses SNAT gave stay the host's.
+        let given: BTreeSet<IpAddr> = t.nat_addrs.values().flatten().copied().collect();
+        t.host_addrs
+            .retain(|a| !routed_to.contains(a) || given.contains(a));
         let mut inside: BTreeSet<Cidr> = declared.iter().copied().collect();
         for a in &inside_addrs {
             if declared.iter().any(|d| d.contains(*a)) {
@@ -330,8 +345,12 @@ mod tests {
     }
 
     fn learn(scenario: &str, declared: &[Cidr]) -> (Correlation, Topology) {
+        learn_at(scenario, &["docker0", "eth0"], declared)
+    }
+
+    fn learn_at(scenario: &str, points: &[&str], declared: &[Cidr]) -> (Correlation, Topology) {
         let dir = format!("{}/samples/{scenario}", env!("CARGO_MANIFEST_DIR"));
-        let specs: Vec<InputSpec> = ["docker0", "eth0"]
+        let specs: Vec<InputSpec> = points
             .iter()
             .map(|p| format!("{dir}/{p}.pcap").parse().expect("input spec"))
             .collect();
@@ -380,6 +399,25 @@ mod tests {
         );
         // MASQUERADE to the bridge address on the way in.
         assert_eq!(t.nat_addrs[&docker0], BTreeSet::from([ip("172.17.0.1")]));
+        assert!(t.host_addrs.contains(&ip("203.0.113.1")));
+    }
+
+    #[test]
+    fn a_redirected_destination_that_traffic_is_routed_to_is_not_the_hosts() {
+        // A container's connections to two servers' port 7000 redirected to a proxy on
+        // the host, another container's to the same servers masqueraded out by eth0:
+        // the servers are not the host's, its MASQUERADE address is.
+        let (c, t) = learn_at("redirect-local", &["veth-c1", "docker0", "eth0"], &[]);
+        let redirected: BTreeSet<IpAddr> = c
+            .connections
+            .iter()
+            .filter(|conn| conn.links.iter().any(|l| l.change.dport_changed))
+            .map(|conn| conn.hops[0].flow.tuple.dst)
+            .collect();
+        assert_eq!(redirected.len(), 2, "{redirected:?}");
+        for a in &redirected {
+            assert!(!t.host_addrs.contains(a), "{a}");
+        }
         assert!(t.host_addrs.contains(&ip("203.0.113.1")));
     }
 

@@ -269,6 +269,10 @@ pub struct NatJson<'a> {
     #[serde(flatten)]
     pub rule: Option<RuleJson<'a>>,
     pub to: &'a Tuple,
+    /// MASQUERADE or REDIRECT to an interface whose address no input gave: its name;
+    /// `to` then keeps the old address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to_interface: Option<&'a str>,
 }
 
 /// A connection's way through the rules in JSON (`connections[].rules`).
@@ -297,6 +301,7 @@ fn nat_json<'a>(rules: &'a RuleSet, n: &'a Option<Nat>) -> Option<NatJson<'a>> {
     n.as_ref().map(|n| NatJson {
         rule: rule_json(rules, &n.rule),
         to: &n.after,
+        to_interface: n.to_iface.as_deref(),
     })
 }
 
@@ -401,12 +406,12 @@ fn event_line<'a>(
             *stack = vec![&**chain];
         }
         Event::Matched(r) => {
-            let nat = [&o.dnat, &o.snat]
+            let nat = [(&o.dnat, "destination"), (&o.snat, "source")]
                 .into_iter()
-                .flatten()
-                .find(|n| &n.rule == r)
-                .map(|n| match &n.to_iface {
-                    Some(i) => format!("  => source becomes the address of {i}"),
+                .filter_map(|(n, end)| Some((n.as_ref()?, end)))
+                .find(|(n, _)| &n.rule == r)
+                .map(|(n, end)| match &n.to_iface {
+                    Some(i) => format!("  => {end} becomes the address of {i}"),
                     None => format!("  => now {}", crate::report::fmt::tuple(&n.after)),
                 })
                 .unwrap_or_default();
@@ -464,6 +469,13 @@ fn event_line<'a>(
             dst,
             assumed,
         } => {
+            // REDIRECT to an interface whose address no input gave.
+            let redirected = o.dnat.as_ref().and_then(|n| n.to_iface.as_deref());
+            if let (true, Some(i)) = (*local, redirected) {
+                let _ = writeln!(out, "  routing: redirected to the address of {i}: INPUT");
+                stack.clear();
+                return;
+            }
             let _ = writeln!(
                 out,
                 "  routing: {dst} is {}{}",
@@ -487,7 +499,13 @@ fn outcome_text(rules: &RuleSet, o: &Outcome, i: usize, n: usize) -> String {
     let mut out = String::new();
     let mut nat = Vec::new();
     if let Some(d) = &o.dnat {
-        nat.push(format!("DNAT to {}", dst(&d.after)));
+        nat.push(match &d.to_iface {
+            Some(i) if d.after.proto.has_ports() => {
+                format!("DNAT to the address of {i}, port {}", d.after.dport)
+            }
+            Some(i) => format!("DNAT to the address of {i}"),
+            None => format!("DNAT to {}", dst(&d.after)),
+        });
     }
     if let Some(s) = &o.snat {
         nat.push(match &s.to_iface {

@@ -329,7 +329,9 @@ pub struct Nat {
     pub after: Tuple,
     pub flags: NatFlags,
     /// MASQUERADE to an interface whose address no input gave: `after` keeps the old
-    /// source address, and the new one is this interface's.
+    /// source address, and the new one is this interface's; or REDIRECT (a DNAT) of a
+    /// packet that came in by an interface whose address no input gave: `after` keeps
+    /// the old destination address, and the new one is this interface's.
     pub to_iface: Option<String>,
 }
 
@@ -420,7 +422,8 @@ struct NatStep {
     hook: Hook,
     after: Tuple,
     flags: NatFlags,
-    /// MASQUERADE to an interface whose address no input gave (see [`Nat::to_iface`]).
+    /// MASQUERADE or REDIRECT to an interface whose address no input gave (see
+    /// [`Nat::to_iface`]).
     to_iface: bool,
 }
 
@@ -599,8 +602,17 @@ impl<'a> Walker<'a> {
     fn after(&mut self, s: Br, hook: Hook, out: &mut Vec<Outcome>) {
         match hook {
             Hook::Prerouting => {
-                let dst = self.states[s].cur.dst;
-                let ways: &[(bool, bool)] = match self.local(dst) {
+                let st = &self.states[s];
+                let dst = st.cur.dst;
+                // A REDIRECT made the destination an address of the host, if not one
+                // known.
+                let redirected = st.dnat.is_some_and(|i| self.nats[i].to_iface);
+                let local = if redirected {
+                    Some(true)
+                } else {
+                    self.local(dst)
+                };
+                let ways: &[(bool, bool)] = match local {
                     Some(true) => &[(true, false)],
                     Some(false) => &[(false, false)],
                     None if self.grow(1) => &[(true, true), (false, true)],
@@ -858,23 +870,22 @@ impl<'a> Walker<'a> {
                 return self.nat(s, r, hook, after, *flags, true, false);
             }
             Target::Redirect { ports, flags } => {
+                // The address of the interface the packet came in by; the loopback
+                // address for the host's own packets. An interface no input gave an
+                // address of keeps the destination address, as MASQUERADE does its
+                // source.
                 let dst = st.cur.dst;
-                let addr = self
-                    .packet
-                    .in_iface
-                    .as_deref()
-                    .and_then(|i| self.iface_addr(i, dst))
-                    .unwrap_or(if dst.is_ipv4() {
-                        IpAddr::from([127, 0, 0, 1])
-                    } else {
-                        IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
-                    });
+                let addr = match self.packet.in_iface.as_deref() {
+                    Some(i) => self.iface_addr(i, dst),
+                    None if dst.is_ipv4() => Some(IpAddr::from([127, 0, 0, 1])),
+                    None => Some(IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),
+                };
                 let to = NatTo {
-                    addrs: Some((addr, addr)),
+                    addrs: addr.map(|a| (a, a)),
                     ports: *ports,
                 };
                 let after = nat_dst(&self.states[s].cur, &to);
-                return self.nat(s, r, hook, after, *flags, true, false);
+                return self.nat(s, r, hook, after, *flags, true, addr.is_none());
             }
             Target::Snat { to, flags } => {
                 let after = nat_src(&st.cur, to);
@@ -1104,11 +1115,11 @@ impl<'a> Walker<'a> {
                 after: n.after,
                 flags: n.flags,
                 to_iface: n.to_iface.then(|| {
-                    self.packet
-                        .out_iface
-                        .as_deref()
-                        .unwrap_or_default()
-                        .to_string()
+                    let iface = match n.hook {
+                        Hook::Prerouting => &self.packet.in_iface,
+                        _ => &self.packet.out_iface,
+                    };
+                    iface.as_deref().unwrap_or_default().to_string()
                 }),
             })
         };
@@ -1488,6 +1499,50 @@ COMMIT
 -A DOCKER-USER -j RETURN
 COMMIT
 ";
+
+    #[test]
+    fn redirect_goes_to_the_in_interface_address_or_keeps_it_unknown() {
+        const PROXY: &str = "*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -i docker0 -p tcp -m tcp --dport 7000 -j REDIRECT --to-ports 15001
+-A OUTPUT -p tcp -m tcp --dport 7000 -j REDIRECT --to-ports 15001
+COMMIT
+";
+        // A server outside: REDIRECT makes the packet the host's, whatever it was
+        // addressed to.
+        let from_container = Packet::first(
+            tcp("172.17.0.2", 40000, "198.51.100.10", 7000),
+            Some("docker0".into()),
+            None,
+        );
+        let known = rules(PROXY);
+        let mut unknown = known.clone();
+        unknown.addrs.retain(|h| h.iface != "docker0");
+        for (r, to, iface) in [
+            (&known, "172.17.0.1", None),
+            // No address of docker0 given: the destination address stays as it was,
+            // and the outcome names the interface whose address it becomes.
+            (&unknown, "198.51.100.10", Some("docker0")),
+        ] {
+            let w = walk(r, &from_container);
+            assert_eq!(w.outcomes.len(), 1, "{w:#?}");
+            let o = &w.outcomes[0];
+            assert_eq!(o.fate, Fate::Delivered, "{o:#?}");
+            let d = o.dnat.as_ref().expect("redirected");
+            assert_eq!(d.after.dst, to.parse::<IpAddr>().unwrap());
+            assert_eq!(d.after.dport, 15001);
+            assert_eq!(d.to_iface.as_deref(), iface);
+        }
+        // The host's own packets go to the loopback address, which is always known.
+        let own = Packet::first(tcp("203.0.113.1", 40000, "198.51.100.10", 7000), None, None);
+        let w = walk(&unknown, &own);
+        let d = w.outcomes[0].dnat.as_ref().expect("redirected");
+        assert_eq!(d.after.dst, "127.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(d.to_iface, None);
+    }
 
     #[test]
     fn statistic_branches_give_each_endpoint_its_share_and_skip_input() {

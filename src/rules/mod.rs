@@ -143,6 +143,10 @@ pub struct RuleSet {
     pub sets: BTreeMap<String, Set>,
     /// Addresses of the host, by interface (from `ip -o addr` / `ip -j addr`).
     pub addrs: Vec<HostAddr>,
+    /// True when no input gave `addrs` and they are the few the captures show (the
+    /// addresses NAT gave packets or sent them to): an address missing from them may
+    /// still be the host's.
+    pub addrs_learned: bool,
     pub warnings: Vec<Warning>,
     /// An earlier dump's counters (`--rules-before`), for what grew in between.
     pub baseline: Option<counters::Baseline>,
