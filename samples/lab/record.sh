@@ -33,7 +33,7 @@ ALL_SCENARIOS+=(fault-asym-route fault-asym-route6 asym-route-loose)
 ALL_SCENARIOS+=(fault-ct-table-full fault-ct-table-full6 forward-drop-clean)
 ALL_SCENARIOS+=(overlay-vxlan overlay-ipip fault-overlay-masq fault-overlay-masq-ipip)
 ALL_SCENARIOS+=(fault-underlay-drop fault-underlay-blocked fault-vxlan-mtu)
-ALL_SCENARIOS+=(redirect-local)
+ALL_SCENARIOS+=(redirect-local snat-pool)
 
 # The scenarios that run with IPv6 on (dual stack): those whose name ends in 6.
 is_v6() { [[ $1 == *6 ]]; }
@@ -611,6 +611,37 @@ scenario_redirect_local() {
   run t2 "$NS_C1" tcp_client.py --dst "$REMOTE_SRV" --port 7000 --requests 1 --tag c1redir2
   run t3 "$NS_C2" tcp_client.py --dst "$SRV_IP" --port 7000 --requests 2 --tag c2out
   run t4 "$NS_C2" tcp_client.py --dst "$REMOTE_SRV" --port 7000 --requests 1 --tag c2out2
+  snapshot
+  kill_servers
+  stop_recording
+}
+
+# SNAT to a pool of three host addresses: the kernel gives each connection one of
+# them by a hash of its addresses, so the containers' connections to two servers leave
+# under more than one.
+SNAT_POOL=(203.0.113.21 203.0.113.22 203.0.113.23)
+scenario_snat_pool() {
+  IFACES=(docker0 eth0 veth-c1)
+  local a
+  for a in "${SNAT_POOL[@]}"; do hx ip addr add "$a/32" dev eth0; done
+  {
+    docker_filter_base
+    echo COMMIT
+    docker_nat_base
+    echo "-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j SNAT --to-source ${SNAT_POOL[0]}-${SNAT_POOL[2]}"
+    echo COMMIT
+  } | apply_rules
+  server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --lifetime 30
+  server srv-udp "$NS_OUT" udp_server.py --port 53 --lifetime 30
+  start_recording
+  run t1 "$NS_C1" tcp_client.py --dst "$SRV_IP" --port 7000 --requests 2 --tag p1a
+  run t2 "$NS_C1" tcp_client.py --dst "$REMOTE_SRV" --port 7000 --requests 1 --tag p1b
+  run t3 "$NS_C2" tcp_client.py --dst "$SRV_IP" --port 7000 --requests 1 --tag p2a
+  run t4 "$NS_C2" tcp_client.py --dst "$REMOTE_SRV" --port 7000 --requests 2 --tag p2b
+  run t5 "$NS_C2" tcp_client.py --dst "$SRV_IP2" --port 7000 --requests 1 --tag p2c
+  run udp "$NS_C1" udp_client.py --dst "$REMOTE_SRV" --count 2 --name pool.example
+  run udp "$NS_C2" udp_client.py --dst "$SRV_IP" --count 1 --name pool.example
+  run icmp "$NS_C1" icmp_ping.py --dst "$SRV_IP2" --count 2 --ident 3081
   snapshot
   kill_servers
   stop_recording
@@ -2685,6 +2716,17 @@ check_masquerade() {
   need 3 "UDP conversations on eth0" "$(udp_convs "$SCEN_DIR/eth0.pcap")"
   [[ $(pkts "$SCEN_DIR/eth0.pcap" 'ip.src==172.17.0.0/16') -eq 0 ]] || die "container address on eth0"
   [[ -s $SCEN_DIR/shifted/eth0.pcap ]] || die "shifted/eth0.pcap missing"
+}
+
+check_snat_pool() {
+  local ct=$SCEN_DIR/conntrack.txt a used=0
+  for a in "${SNAT_POOL[@]}"; do
+    [[ $(ct_count "$ct" "dst=$a ") -gt 0 ]] && used=$((used + 1))
+  done
+  [[ $used -ge 2 ]] || die "$SCEN: connections SNATed to $used pool address(es), want 2 or more"
+  need 6 "entries SNATed into the pool" "$(ct_count "$ct" 'src=172\.17\.' "dst=203\.0\.113\.2[123] ")"
+  [[ $(pkts "$SCEN_DIR/eth0.pcap" "ip.src==$HOST_IP || ip.src==172.17.0.0/16") -eq 0 ]] \
+    || die "$SCEN: container traffic on eth0 not from the pool"
 }
 
 # published port: DNAT to c1:80 / c1:53 with the client address kept.

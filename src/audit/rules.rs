@@ -76,7 +76,7 @@ pub fn learned_addrs(c: &Correlation, topo: &Topology) -> Vec<HostAddr> {
 }
 
 /// Whether `o`'s translation is what the wire shows: `before` became `after`.
-fn agrees(rules: &RuleSet, o: &Outcome, before: &Tuple, after: &Tuple) -> bool {
+fn agrees(o: &Outcome, before: &Tuple, after: &Tuple) -> bool {
     let crossed = matches!(o.fate, Fate::Delivered | Fate::Forwarded | Fate::Sent);
     if !crossed {
         return false;
@@ -86,16 +86,29 @@ fn agrees(rules: &RuleSet, o: &Outcome, before: &Tuple, after: &Tuple) -> bool {
         .as_ref()
         .or(o.dnat.as_ref())
         .map_or(*before, |n| n.after);
-    let masquerade_unknown = o.snat.as_ref().is_some_and(|n| {
-        n.after.src == before.src
-            && matches!(rule_target(rules, &n.rule), Some(Target::Masquerade { .. }))
-    });
-    // REDIRECT by an interface whose address no input gave: the wire's is it.
-    let redirect_unknown = o.dnat.as_ref().is_some_and(|n| n.to_iface.is_some());
+    // What the wire shows is one the rule could give: any address of the target's
+    // range (the kernel picks one by a hash of the connection's addresses), any port
+    // of its port range; the wire's address where the rule takes an interface's that
+    // no input gave.
+    fn one_of<T: PartialOrd>(range: Option<(T, T)>, wire: T, walked: T) -> bool {
+        match range {
+            Some((lo, hi)) => lo <= wire && wire <= hi,
+            None => wire == walked,
+        }
+    }
     let ports = before.proto.has_ports();
-    let dst_ok = (redirect_unknown || end.dst == after.dst) && (!ports || end.dport == after.dport);
-    let src_ok = (masquerade_unknown || end.src == after.src)
-        && (!ports || end.sport == after.sport || o.snat.is_some());
+    let dst_ok = match &o.dnat {
+        Some(n) => {
+            (n.to_iface.is_some() || one_of(n.to.addrs, after.dst, end.dst))
+                && (!ports || one_of(n.to.ports, after.dport, end.dport))
+        }
+        None => end.dst == after.dst && (!ports || end.dport == after.dport),
+    };
+    // SNAT may move the port anywhere (to keep the tuple unique), whatever the rule.
+    let src_ok = match &o.snat {
+        Some(n) => n.to_iface.is_some() || one_of(n.to.addrs, after.src, end.src),
+        None => end.src == after.src && (!ports || end.sport == after.sport),
+    };
     dst_ok && src_ok
 }
 
@@ -283,7 +296,7 @@ fn attribute_one(
         .iter()
         .enumerate()
         .filter(|(_, o)| match &wire {
-            Some(after) => agrees(rules, o, &before, after),
+            Some(after) => agrees(o, &before, after),
             None if answered => o.fate == Fate::Delivered,
             None => matches!(o.fate, Fate::Dropped { .. } | Fate::Rejected { .. }),
         })

@@ -273,6 +273,10 @@ pub struct NatJson<'a> {
     /// `to` then keeps the old address.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub to_interface: Option<&'a str>,
+    /// The target's address range, when it has more than one address: `to` holds the
+    /// first, and the kernel takes any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to_range: Option<[std::net::IpAddr; 2]>,
 }
 
 /// A connection's way through the rules in JSON (`connections[].rules`).
@@ -302,6 +306,11 @@ fn nat_json<'a>(rules: &'a RuleSet, n: &'a Option<Nat>) -> Option<NatJson<'a>> {
         rule: rule_json(rules, &n.rule),
         to: &n.after,
         to_interface: n.to_iface.as_deref(),
+        to_range: n
+            .to
+            .addrs
+            .filter(|(lo, hi)| lo != hi)
+            .map(|(lo, hi)| [lo, hi]),
     })
 }
 
@@ -406,12 +415,15 @@ fn event_line<'a>(
             *stack = vec![&**chain];
         }
         Event::Matched(r) => {
-            let nat = [(&o.dnat, "destination"), (&o.snat, "source")]
+            let nat = [(&o.dnat, true), (&o.snat, false)]
                 .into_iter()
-                .filter_map(|(n, end)| Some((n.as_ref()?, end)))
+                .filter_map(|(n, dst)| Some((n.as_ref()?, dst)))
                 .find(|(n, _)| &n.rule == r)
-                .map(|(n, end)| match &n.to_iface {
-                    Some(i) => format!("  => {end} becomes the address of {i}"),
+                .map(|(n, dst)| match nat_to(n, dst) {
+                    Some(to) => {
+                        let end = if dst { "destination" } else { "source" };
+                        format!("  => {end} becomes {to}")
+                    }
                     None => format!("  => now {}", crate::report::fmt::tuple(&n.after)),
                 })
                 .unwrap_or_default();
@@ -495,23 +507,32 @@ fn event_line<'a>(
     }
 }
 
+/// Where a NAT decision maps to when that is not one endpoint (the new destination,
+/// `dst`, or source): the address of an interface no input gave one of, or one
+/// address of a range (with the destination's port, which a range leaves alone).
+fn nat_to(n: &Nat, dst: bool) -> Option<String> {
+    let addr = match (&n.to_iface, n.to.addrs) {
+        (Some(i), _) => format!("the address of {i}"),
+        (None, Some((lo, hi))) if lo != hi => format!("one address of {lo}-{hi}"),
+        _ => return None,
+    };
+    Some(if dst && n.after.proto.has_ports() {
+        format!("{addr}, port {}", n.after.dport)
+    } else {
+        addr
+    })
+}
+
 fn outcome_text(rules: &RuleSet, o: &Outcome, i: usize, n: usize) -> String {
     let mut out = String::new();
     let mut nat = Vec::new();
     if let Some(d) = &o.dnat {
-        nat.push(match &d.to_iface {
-            Some(i) if d.after.proto.has_ports() => {
-                format!("DNAT to the address of {i}, port {}", d.after.dport)
-            }
-            Some(i) => format!("DNAT to the address of {i}"),
-            None => format!("DNAT to {}", dst(&d.after)),
-        });
+        let to = nat_to(d, true).unwrap_or_else(|| dst(&d.after));
+        nat.push(format!("DNAT to {to}"));
     }
     if let Some(s) = &o.snat {
-        nat.push(match &s.to_iface {
-            Some(i) => format!("SNAT to the address of {i}"),
-            None => format!("SNAT to {}", crate::report::fmt::src(&s.after)),
-        });
+        let to = nat_to(s, false).unwrap_or_else(|| crate::report::fmt::src(&s.after));
+        nat.push(format!("SNAT to {to}"));
     }
     let _ = writeln!(
         out,

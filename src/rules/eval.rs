@@ -326,7 +326,12 @@ pub enum Fate {
 pub struct Nat {
     pub rule: RuleRef,
     pub hook: Hook,
+    /// The tuple with the first address and port of `to`'s ranges (a port in range is
+    /// kept).
     pub after: Tuple,
+    /// The target's ranges: the kernel takes any address of an address range (by a
+    /// hash of the connection's addresses) and may take any port of a port range.
+    pub to: NatTo,
     pub flags: NatFlags,
     /// MASQUERADE to an interface whose address no input gave: `after` keeps the old
     /// source address, and the new one is this interface's; or REDIRECT (a DNAT) of a
@@ -421,6 +426,7 @@ struct NatStep {
     rule: Place,
     hook: Hook,
     after: Tuple,
+    to: NatTo,
     flags: NatFlags,
     /// MASQUERADE or REDIRECT to an interface whose address no input gave (see
     /// [`Nat::to_iface`]).
@@ -866,8 +872,7 @@ impl<'a> Walker<'a> {
                     .collect();
             }
             Target::Dnat { to, flags } => {
-                let after = nat_dst(&st.cur, to);
-                return self.nat(s, r, hook, after, *flags, true, false);
+                return self.nat(s, r, hook, *to, *flags, true, false);
             }
             Target::Redirect { ports, flags } => {
                 // The address of the interface the packet came in by; the loopback
@@ -884,12 +889,10 @@ impl<'a> Walker<'a> {
                     addrs: addr.map(|a| (a, a)),
                     ports: *ports,
                 };
-                let after = nat_dst(&self.states[s].cur, &to);
-                return self.nat(s, r, hook, after, *flags, true, addr.is_none());
+                return self.nat(s, r, hook, to, *flags, true, addr.is_none());
             }
             Target::Snat { to, flags } => {
-                let after = nat_src(&st.cur, to);
-                return self.nat(s, r, hook, after, *flags, false, false);
+                return self.nat(s, r, hook, *to, *flags, false, false);
             }
             Target::Masquerade { ports, flags } => {
                 let cur = st.cur;
@@ -902,8 +905,7 @@ impl<'a> Walker<'a> {
                     addrs: addr.map(|a| (a, a)),
                     ports: *ports,
                 };
-                let after = nat_src(&cur, &to);
-                return self.nat(s, r, hook, after, *flags, false, addr.is_none());
+                return self.nat(s, r, hook, to, *flags, false, addr.is_none());
             }
             Target::Map { by, branches } => return self.map(s, by, branches, r, hook, depth),
             Target::Unknown { .. } => return smallvec![(s, Some(End::Stop(r)))],
@@ -912,22 +914,30 @@ impl<'a> Walker<'a> {
         smallvec![(s, None)]
     }
 
-    /// Records a NAT decision; a NAT target ends its chain like ACCEPT.
+    /// Records a NAT decision (of the destination when `dst`, else of the source) to
+    /// `to`; a NAT target ends its chain like ACCEPT.
     #[allow(clippy::too_many_arguments)]
     fn nat(
         &mut self,
         s: Br,
         r: Place,
         hook: Hook,
-        after: Tuple,
+        to: NatTo,
         flags: NatFlags,
         dst: bool,
         to_iface: bool,
     ) -> Branches<(Br, Option<End>)> {
+        let cur = &self.states[s].cur;
+        let after = if dst {
+            nat_dst(cur, &to)
+        } else {
+            nat_src(cur, &to)
+        };
         self.nats.push(NatStep {
             rule: r,
             hook,
             after,
+            to,
             flags,
             to_iface,
         });
@@ -1113,6 +1123,7 @@ impl<'a> Walker<'a> {
                 rule: self.rule_ref(n.rule),
                 hook: n.hook,
                 after: n.after,
+                to: n.to,
                 flags: n.flags,
                 to_iface: n.to_iface.then(|| {
                     let iface = match n.hook {

@@ -363,7 +363,7 @@ pub enum MatchKind {
 }
 
 /// Where NAT maps to: an address range and an optional port range.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NatTo {
     pub addrs: Option<(IpAddr, IpAddr)>,
     pub ports: Option<(u16, u16)>,

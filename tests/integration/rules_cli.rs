@@ -208,7 +208,7 @@ fn every_translation_of_every_sample_is_attributed_to_its_rule() {
                         );
                         let text = rule["text"].as_str().unwrap().to_lowercase();
                         let want: &[&str] = if nat == "dnat" {
-                            &["dnat"]
+                            &["dnat", "redirect"]
                         } else {
                             &["masquerade", "snat"]
                         };
@@ -952,7 +952,7 @@ fn a_redirect_to_a_local_proxy_is_named_at_the_bridge_that_ran_it() {
     // docker0 shows c1's packets already redirected (bridge netfilter ran PREROUTING as
     // the bridge received them from c1's port): the rules are walked with docker0 as
     // the interface they came in by, where `-i docker0` matches.
-    let d = format!("samples/{}", ADDRS_SCENARIOS[0]);
+    let d = "samples/redirect-local";
     let inputs = [
         format!("{d}/veth-c1.pcap"),
         format!("{d}/docker0.pcap"),
@@ -994,5 +994,48 @@ fn a_redirect_to_a_local_proxy_is_named_at_the_bridge_that_ran_it() {
             assert!(text.contains("REDIRECT --to-ports 15001"), "{text}");
             assert_eq!(c["translations"][0]["kind"], "dnat");
         }
+    }
+}
+
+#[test]
+fn snat_to_a_pool_agrees_with_whichever_address_the_kernel_took() {
+    // The kernel gives each connection one address of `--to-source A-B` by a hash of
+    // its addresses: the walk names the range, and any address of it agrees.
+    let d = "samples/snat-pool";
+    let inputs = [
+        format!("{d}/veth-c1.pcap"),
+        format!("{d}/docker0.pcap"),
+        format!("{d}/eth0.pcap"),
+    ];
+    let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    let (iptables, addrs) = (format!("{d}/iptables.txt"), format!("{d}/addrs.txt"));
+    for rules in [
+        vec![iptables.as_str(), addrs.as_str()],
+        vec![iptables.as_str()],
+    ] {
+        let (code, doc) = report_of(&inputs, &rules);
+        assert_eq!(code, 0, "{rules:?}: {:?}", codes(&doc));
+        assert!(codes(&doc).is_empty(), "{rules:?}: {:?}", codes(&doc));
+        let conns = doc["connections"].as_array().unwrap();
+        let w = &doc["rules"][0];
+        assert_eq!(w["on_wire"].as_u64(), Some(conns.len() as u64), "{rules:?}");
+        assert_eq!(w["agree"], w["on_wire"], "{rules:?}");
+        let mut used = std::collections::BTreeSet::new();
+        for c in conns {
+            let snat = &c["rules"]["snat"];
+            assert!(
+                snat["text"].as_str().unwrap().contains("--to-source"),
+                "{c}"
+            );
+            let range = snat["to_range"].as_array().expect("a range");
+            let last = c["hops"].as_array().unwrap().last().unwrap();
+            let src = last["src"].as_str().unwrap();
+            let (lo, hi) = (range[0].as_str().unwrap(), range[1].as_str().unwrap());
+            let ip = |s: &str| s.parse::<std::net::Ipv4Addr>().unwrap();
+            assert!(ip(lo) <= ip(src) && ip(src) <= ip(hi), "{src} in {lo}-{hi}");
+            used.insert(src.to_string());
+        }
+        // Not only the range's first address: the recording is worth its name.
+        assert!(used.len() >= 2, "{used:?}");
     }
 }

@@ -50,6 +50,8 @@ pub const SCENARIOS: &[&str] = &[
     "fault-underlay-drop",
     "fault-underlay-blocked",
     "fault-vxlan-mtu",
+    "redirect-local",
+    "snat-pool",
 ];
 
 /// Scenarios recorded but read only by the tests made for them, not by those that go
@@ -57,12 +59,6 @@ pub const SCENARIOS: &[&str] = &[
 /// masquerade is named from the conntrack entry (`ct-hairpin-no-masq`), which the
 /// captures alone do not name, so conntrack adds a finding there by design.
 pub const HAIRPIN_SCENARIOS: &[&str] = &["fault-hairpin-no-masq", "fault-hairpin-udp"];
-
-/// Scenarios whose rules are walked right only with the host's addresses
-/// (`addrs.txt` among `--rules`), read by the tests made for them: a REDIRECT of
-/// traffic to remote addresses shows on the wire as a DNAT to the host, and without
-/// `ip addr` the addresses it redirected are taken for the host's own.
-pub const ADDRS_SCENARIOS: &[&str] = &["redirect-local"];
 
 /// The capture of a scenario's second uplink (`eth1.pcap`, in the asymmetric-route
 /// recordings), when it has one.
