@@ -123,9 +123,7 @@ fn check(scenario: &str, form: &str, specs: &[InputSpec], opts: &ReadOptions) {
     };
     for (orig, want) in &truth {
         let (before, after) = (points_of(orig), points_of(&want.0));
-        let on_wire = !before.is_empty()
-            && !after.is_empty()
-            && before.union(&after).count() > 1;
+        let on_wire = !before.is_empty() && !after.is_empty() && before.union(&after).count() > 1;
         if on_wire {
             assert_eq!(
                 seen.get(orig),

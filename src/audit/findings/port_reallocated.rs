@@ -8,8 +8,10 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use crate::audit::{AllocatorMode, Code, Ctx, Detail, Evidence, Finding, Role, Severity};
+use crate::audit::rules::rule_target;
+use crate::audit::{AllocatorMode, Code, Ctx, Detail, Evidence, Finding, Role, RuleRole, Severity};
 use crate::correlate::Correlation;
+use crate::rules::Target;
 
 /// The source translations of one NAT address at one point: (connection, link).
 type Group = Vec<(usize, usize)>;
@@ -93,6 +95,31 @@ impl Census {
     }
 }
 
+/// A port's allocator mode, the port range it was taken from, and the rule that says
+/// so.
+type ByRule = (AllocatorMode, Option<[u16; 2]>, Option<Evidence>);
+
+/// How the source NAT rule the wire confirms for connection `ci` chose its port, when
+/// it says: into its port range, which the wanted port lies outside of, or at random
+/// (`--random`, `--random-fully`).
+fn by_rule(x: &Ctx, ci: usize, wanted: u16) -> Option<ByRule> {
+    let rules = x.rules?;
+    let n = x.attribution(ci)?.outcome()?.snat.as_ref()?;
+    let (ports, flags) = match rule_target(rules, &n.rule)? {
+        Target::Snat { to, flags } => (to.ports, *flags),
+        Target::Masquerade { ports, flags } => (*ports, *flags),
+        _ => return None,
+    };
+    let (mode, range) = match ports {
+        Some((a, b)) if !(a.min(b)..=a.max(b)).contains(&wanted) => {
+            (AllocatorMode::Range, Some([a.min(b), a.max(b)]))
+        }
+        _ if flags.random || flags.random_fully => (AllocatorMode::Random, None),
+        _ => return None,
+    };
+    Some((mode, range, x.rule(&n.rule, RuleRole::Allocates)))
+}
+
 pub fn detect(x: &Ctx) -> Vec<Finding> {
     let c = x.c;
     let mut out = Vec::new();
@@ -124,6 +151,17 @@ pub fn detect(x: &Ctx) -> Vec<Finding> {
             let holder = pr
                 .and_then(|p| p.colliding.as_deref())
                 .and_then(|id| x.conn_index(id));
+            // A port moved with nobody holding it: the rule that made the translation,
+            // when the rules were walked for it, says why better than the census.
+            let group = (
+                mode,
+                (mode == AllocatorMode::Range).then_some([lo, hi]),
+                None,
+            );
+            let (mode, range, rule) = match holder {
+                None => by_rule(x, ci, wanted).unwrap_or(group),
+                Some(_) => group,
+            };
             let mut f = Finding::new(
                 Code::PortReallocated,
                 Severity::Info,
@@ -133,7 +171,7 @@ pub fn detect(x: &Ctx) -> Vec<Finding> {
                     colliding: holder.map(|k| x.id(k)),
                     colliding_started_first: pr.and_then(|p| p.colliding_started_first),
                     mode,
-                    range: (mode == AllocatorMode::Range).then_some([lo, hi]),
+                    range,
                     moved: (icmp, down.flow.tuple),
                 },
             );
@@ -153,6 +191,7 @@ pub fn detect(x: &Ctx) -> Vec<Finding> {
                 }
                 f.evidence.extend(x.translated(kc, down.point));
             }
+            f.evidence.extend(rule);
             f.evidence.push(census_fact.clone());
             f.points = vec![x.name(up.point).to_string(), pname.to_string()];
             f.first_ns = Some(down.first_ns);
@@ -166,8 +205,8 @@ pub fn detect(x: &Ctx) -> Vec<Finding> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{run, wire};
-    use crate::audit::{AllocatorMode, Code, Detail};
+    use super::super::testing::{run, run_with, wire};
+    use crate::audit::{AllocatorMode, Code, Detail, Evidence, RuleRole};
 
     fn modes(scenario: &str) -> Vec<(AllocatorMode, bool)> {
         run(&wire(scenario), &[], Code::PortReallocated)
@@ -196,5 +235,53 @@ mod tests {
             .iter()
             .all(|&(mode, holder)| mode == AllocatorMode::Range && !holder));
         assert!(modes("masquerade").is_empty());
+    }
+
+    #[test]
+    fn the_rule_that_made_the_translation_says_how_it_chose_the_port() {
+        let of = |scenario: &str| {
+            let found = run_with(
+                &wire(scenario),
+                scenario,
+                &["iptables.txt"],
+                Code::PortReallocated,
+            );
+            assert!(!found.is_empty(), "{scenario}");
+            found
+                .iter()
+                .map(|f| match &f.detail {
+                    Detail::PortReallocated {
+                        mode,
+                        range,
+                        colliding,
+                        ..
+                    } => {
+                        let rule = f.evidence.iter().any(|e| {
+                            matches!(
+                                e,
+                                Evidence::Rule {
+                                    role: RuleRole::Allocates,
+                                    ..
+                                }
+                            )
+                        });
+                        (*mode, *range, colliding.is_some(), rule)
+                    }
+                    d => panic!("{d:?}"),
+                })
+                .collect::<Vec<_>>()
+        };
+        // `--to-source ADDR:20000-20003 --random-fully`: the range, the rule's own.
+        for m in of("snat-random-fully") {
+            assert_eq!(m, (AllocatorMode::Range, Some([20000, 20003]), false, true));
+        }
+        // kube-proxy's `MASQUERADE --random-fully`, no range.
+        for m in of("nodeport") {
+            assert_eq!(m, (AllocatorMode::Random, None, false, true));
+        }
+        // A port moved off a taken tuple: the holder says why, not the rule.
+        for m in of("port-collision") {
+            assert_eq!((m.0, m.2, m.3), (AllocatorMode::Collision, true, false));
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! Words of `port-reallocated`.
 
 use super::unexplained;
-use crate::audit::{AllocatorMode, Detail, Finding};
+use crate::audit::{AllocatorMode, Detail, Evidence, Finding, RuleRole};
 use crate::model::Tuple;
 use crate::report::fmt::{dst, src};
 
@@ -52,6 +52,13 @@ pub fn explain(f: &Finding) -> (String, String) {
             src(&wanted_t)
         ),
         Some(k) => format!("{k} already held {} -> {}", src(&wanted_t), dst(&wanted_t)),
+        None if by_rule(f) => match mode {
+            AllocatorMode::Range => format!(
+                "no connection held it; the rule's port range {lo}-{hi} does not hold {}",
+                wanted_sport
+            ),
+            _ => "no connection held it; the rule picks ports at random (`--random`, `--random-fully`)".into(),
+        },
         None => match mode {
             AllocatorMode::Range => format!(
                 "no connection held it; every port here comes from the range {lo}-{hi} (or a wider one)"
@@ -62,6 +69,7 @@ pub fn explain(f: &Finding) -> (String, String) {
     };
     let check = match mode {
         AllocatorMode::Collision => "Expected with the default allocator (MASQUERADE/SNAT keep the port unless the tuple is taken). It matters only to port-sensitive peers (SIP, STUN, allow-lists by port); two clients that must keep their ports to one destination need distinct NAT addresses.".to_string(),
+        AllocatorMode::Range if by_rule(f) => format!("The rule's port range ({lo}-{hi}) moves every port outside it. Small ranges run out under load (FM-06): watch `conntrack -S` (insert_failed, drop) and the number of entries per destination."),
         AllocatorMode::Range => format!("A port range ({lo}-{hi} or wider: `--to-ports` or `--to-source ADDR:LO-HI`). Small ranges run out under load (FM-06): watch `conntrack -S` (insert_failed, drop) and the number of entries per destination."),
         AllocatorMode::Random => "Expected with `--random` / `--random-fully` (kube-proxy, Calico, Flannel use it against insertion races). Nothing to fix unless a peer depends on the client's port.".to_string(),
         AllocatorMode::Mixed => "Some translations kept their ports and this one moved with no holder in the captures: the holder predates the captures or crossed another point, or a different rule (with --random or a range) matched. `conntrack -L --src-nat` shows the holder.".to_string(),
@@ -73,4 +81,17 @@ pub fn explain(f: &Finding) -> (String, String) {
         ),
         check,
     )
+}
+
+/// Whether the mode comes from the rule that made the translation (its evidence).
+fn by_rule(f: &Finding) -> bool {
+    f.evidence.iter().any(|e| {
+        matches!(
+            e,
+            Evidence::Rule {
+                role: RuleRole::Allocates,
+                ..
+            }
+        )
+    })
 }
