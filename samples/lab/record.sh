@@ -33,7 +33,7 @@ ALL_SCENARIOS+=(fault-asym-route fault-asym-route6 asym-route-loose)
 ALL_SCENARIOS+=(fault-ct-table-full fault-ct-table-full6 forward-drop-clean)
 ALL_SCENARIOS+=(overlay-vxlan overlay-ipip fault-overlay-masq fault-overlay-masq-ipip)
 ALL_SCENARIOS+=(fault-underlay-drop fault-underlay-blocked fault-vxlan-mtu)
-ALL_SCENARIOS+=(redirect-local snat-pool)
+ALL_SCENARIOS+=(redirect-local snat-pool netmap)
 
 # The scenarios that run with IPv6 on (dual stack): those whose name ends in 6.
 is_v6() { [[ $1 == *6 ]]; }
@@ -642,6 +642,37 @@ scenario_snat_pool() {
   run udp "$NS_C1" udp_client.py --dst "$REMOTE_SRV" --count 2 --name pool.example
   run udp "$NS_C2" udp_client.py --dst "$SRV_IP" --count 1 --name pool.example
   run icmp "$NS_C1" icmp_ping.py --dst "$SRV_IP2" --count 2 --ident 3081
+  snapshot
+  kill_servers
+  stop_recording
+}
+
+# NETMAP: the containers' network 172.17.0.0/24 is mapped one to one onto
+# 192.0.2.0/24 (a network the outside routes to the host), both ways: each container
+# leaves under its own mapped address, and a connection from outside to a mapped
+# address reaches the container behind it.
+NETMAP_NET=192.0.2.0/24
+scenario_netmap() {
+  IFACES=(docker0 eth0 veth-c1)
+  ip -n "$NS_OUT" route add "$NETMAP_NET" via "$HOST_IP"
+  {
+    docker_filter_base
+    echo "-A DOCKER -d $C1_IP/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 8080 -j ACCEPT"
+    echo COMMIT
+    docker_nat_base
+    echo "-A PREROUTING -d $NETMAP_NET -i eth0 -j NETMAP --to 172.17.0.0/24"
+    echo "-A POSTROUTING -s 172.17.0.0/24 -o eth0 -j NETMAP --to $NETMAP_NET"
+    echo COMMIT
+  } | apply_rules
+  server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --lifetime 30
+  server srv-udp "$NS_OUT" udp_server.py --port 53 --lifetime 30
+  server web "$NS_C1" tcp_server.py --port 8080 --lifetime 30
+  start_recording
+  run t1 "$NS_C1" tcp_client.py --dst "$SRV_IP" --port 7000 --requests 2 --tag nm1
+  run t2 "$NS_C2" tcp_client.py --dst "$REMOTE_SRV" --port 7000 --requests 1 --tag nm2
+  run udp "$NS_C1" udp_client.py --dst "$SRV_IP" --count 2 --name netmap.example
+  run icmp "$NS_C2" icmp_ping.py --dst "$SRV_IP2" --count 2 --ident 3091
+  run in1 "$NS_OUT" tcp_client.py --src "$REMOTE_CLI" --dst 192.0.2.2 --port 8080 --requests 2 --tag nmin
   snapshot
   kill_servers
   stop_recording
@@ -2628,7 +2659,7 @@ check_addresses() {
   for f in "$SCEN_DIR"/*.pcap "$SCEN_DIR"/*.pcapng; do
     bad=$(tshark -r "$f" -T fields -E separator=, -e ip.src -e ip.dst -e arp.src.proto_ipv4 -e arp.dst.proto_ipv4 \
       -e ipv6.src -e ipv6.dst 2>/dev/null | tr ',\t' '\n' |
-      grep -v -E '^$|^172\.17\.|^203\.0\.113\.|^198\.51\.100\.|^0\.0\.0\.0$|^127\.0\.0\.1$|^fd00:172:17:|^2001:db8:|^ff02:' | sort -u || true)
+      grep -v -E '^$|^172\.17\.|^203\.0\.113\.|^192\.0\.2\.|^198\.51\.100\.|^0\.0\.0\.0$|^127\.0\.0\.1$|^fd00:172:17:|^2001:db8:|^ff02:' | sort -u || true)
     [[ -z $bad ]] || die "$(basename "$f"): unexpected addresses: $bad"
   done
   # IPv6 only where the scenario asks for it.
@@ -2716,6 +2747,16 @@ check_masquerade() {
   need 3 "UDP conversations on eth0" "$(udp_convs "$SCEN_DIR/eth0.pcap")"
   [[ $(pkts "$SCEN_DIR/eth0.pcap" 'ip.src==172.17.0.0/16') -eq 0 ]] || die "container address on eth0"
   [[ -s $SCEN_DIR/shifted/eth0.pcap ]] || die "shifted/eth0.pcap missing"
+}
+
+check_netmap() {
+  local ct=$SCEN_DIR/conntrack.txt
+  # Out: each container under its own mapped address; in: to c1 behind 192.0.2.2.
+  need 1 "entry of c1 mapped to 192.0.2.2" "$(ct_count "$ct" "src=$C1_IP " 'dst=192\.0\.2\.2 ')"
+  need 1 "entry of c2 mapped to 192.0.2.3" "$(ct_count "$ct" "src=$C2_IP " 'dst=192\.0\.2\.3 ')"
+  need 1 "inbound entry to c1 through 192.0.2.2" "$(ct_count "$ct" 'dst=192\.0\.2\.2 sport=[0-9]+ dport=8080 ' "src=$C1_IP ")"
+  [[ $(pkts "$SCEN_DIR/eth0.pcap" 'ip.addr==172.17.0.0/16') -eq 0 ]] \
+    || die "$SCEN: a container address on eth0"
 }
 
 check_snat_pool() {

@@ -379,6 +379,10 @@ pub fn beyond_rules(rules: &RuleSet, walked: &Tuple, wire: &Tuple) -> bool {
         }
         Target::Redirect { .. } => can_dnat |= rules.addrs_learned || rules.is_local(wire.dst),
         Target::Snat { .. } | Target::Masquerade { .. } => can_snat = true,
+        Target::Netmap { to } => {
+            can_dnat |= to.contains(wire.dst);
+            can_snat |= to.contains(wire.src);
+        }
         Target::Unknown { .. } => unknown = true,
         _ => {}
     };

@@ -907,6 +907,15 @@ impl<'a> Walker<'a> {
                 };
                 return self.nat(s, r, hook, to, *flags, false, addr.is_none());
             }
+            Target::Netmap { to } => {
+                let dst = matches!(hook, Hook::Prerouting | Hook::Output);
+                let a = to.map(if dst { st.cur.dst } else { st.cur.src });
+                let to = NatTo {
+                    addrs: Some((a, a)),
+                    ports: None,
+                };
+                return self.nat(s, r, hook, to, NatFlags::default(), dst, false);
+            }
             Target::Map { by, branches } => return self.map(s, by, branches, r, hook, depth),
             Target::Unknown { .. } => return smallvec![(s, Some(End::Stop(r)))],
         }
@@ -1510,6 +1519,38 @@ COMMIT
 -A DOCKER-USER -j RETURN
 COMMIT
 ";
+
+    #[test]
+    fn netmap_maps_the_network_part_of_the_destination_or_the_source_by_hook() {
+        const NETMAP: &str = "*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -d 198.18.0.0/16 -i eth0 -j NETMAP --to 172.17.0.0/16
+-A POSTROUTING -s 172.17.0.0/16 -o eth0 -j NETMAP --to 198.18.0.0/16
+COMMIT
+";
+        let r = rules(NETMAP);
+        let inbound = Packet::first(
+            tcp("198.51.100.20", 40000, "198.18.0.3", 7000),
+            Some("eth0".into()),
+            Some("docker0".into()),
+        );
+        let w = walk(&r, &inbound);
+        let d = w.outcomes[0].dnat.as_ref().expect("mapped");
+        assert_eq!(d.after, tcp("198.51.100.20", 40000, "172.17.0.3", 7000));
+        assert_eq!(w.outcomes[0].fate, Fate::Forwarded);
+        let outbound = Packet::first(
+            tcp("172.17.5.9", 40000, "198.51.100.20", 80),
+            Some("docker0".into()),
+            Some("eth0".into()),
+        );
+        let w = walk(&r, &outbound);
+        let n = w.outcomes[0].snat.as_ref().expect("mapped");
+        assert_eq!(n.after, tcp("198.18.5.9", 40000, "198.51.100.20", 80));
+        assert!(w.outcomes[0].dnat.is_none());
+    }
 
     #[test]
     fn redirect_goes_to_the_in_interface_address_or_keeps_it_unknown() {

@@ -434,7 +434,8 @@ impl<'t> Parser<'_, 't> {
                     Target::Dnat { .. }
                     | Target::Snat { .. }
                     | Target::Masquerade { .. }
-                    | Target::Redirect { .. } => table.clues.nat_target = true,
+                    | Target::Redirect { .. }
+                    | Target::Netmap { .. } => table.clues.nat_target = true,
                     Target::Notrack => table.clues.notrack_target = true,
                     Target::Continue { name } if name == "CT" => {
                         table.clues.notrack_target = true
@@ -1633,7 +1634,6 @@ pub(super) const EXTENSION_TARGETS: &[&str] = &[
     "QUEUE",
     "NFQUEUE",
     "TPROXY",
-    "NETMAP",
     "SAME",
     "MIRROR",
     "TEE",
@@ -1739,6 +1739,16 @@ fn target(name: &str, opts: &[Opt], text: &str, hints: &mut FamilyHints) -> Targ
                     flags: flags(),
                 }
             }
+        }
+        "NETMAP" => {
+            if !only(&["--to"]) {
+                return unknown();
+            }
+            let Some(to) = get("--to").and_then(one_arg).and_then(parse_prefix) else {
+                return unknown();
+            };
+            hints.addr(to.addr);
+            Target::Netmap { to }
         }
         "MARK" | "CONNMARK" => {
             if name == "CONNMARK"

@@ -228,6 +228,28 @@ impl Prefix {
             _ => false,
         }
     }
+
+    /// `a` with its first `len` bits replaced by the prefix's (NETMAP's 1:1 mapping of
+    /// one network onto another); `a` itself when the families differ.
+    pub fn map(&self, a: IpAddr) -> IpAddr {
+        match (self.addr, a) {
+            (IpAddr::V4(p), IpAddr::V4(a)) => {
+                let len = u32::from(self.len.min(32));
+                let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+                IpAddr::V4(((u32::from(p) & mask) | (u32::from(a) & !mask)).into())
+            }
+            (IpAddr::V6(p), IpAddr::V6(a)) => {
+                let len = u32::from(self.len.min(128));
+                let mask = if len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - len)
+                };
+                IpAddr::V6(((u128::from(p) & mask) | (u128::from(a) & !mask)).into())
+            }
+            _ => a,
+        }
+    }
 }
 
 /// Inclusive port ranges (`80`, `8000:8080`, a multiport list).
@@ -429,6 +451,12 @@ pub enum Target {
     Redirect {
         ports: Option<(u16, u16)>,
         flags: NatFlags,
+    },
+    /// `NETMAP --to PREFIX`: the network part of the destination (in PREROUTING and
+    /// OUTPUT) or of the source (in POSTROUTING and INPUT) becomes the prefix's, the
+    /// host part stays.
+    Netmap {
+        to: Prefix,
     },
     Mark(MarkOp),
     ConnMark(MarkOp),

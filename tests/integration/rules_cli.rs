@@ -208,9 +208,9 @@ fn every_translation_of_every_sample_is_attributed_to_its_rule() {
                         );
                         let text = rule["text"].as_str().unwrap().to_lowercase();
                         let want: &[&str] = if nat == "dnat" {
-                            &["dnat", "redirect"]
+                            &["dnat", "redirect", "netmap"]
                         } else {
-                            &["masquerade", "snat"]
+                            &["masquerade", "snat", "netmap"]
                         };
                         assert!(want.iter().any(|w| text.contains(w)), "{s}: {text}");
                     }
@@ -348,6 +348,31 @@ fn a_dnat_target_the_wire_contradicts_is_a_finding() {
             assert!(msg.contains(&to["--to-destination ".len()..]), "{msg}");
         }
         assert_eq!(code, 1, "{s}");
+    }
+}
+
+#[test]
+fn a_target_natcheck_cannot_follow_contradicts_nothing() {
+    // The translating rule replaced by one whose effect natcheck does not model: the
+    // walk stops there, and what the wire shows may be that target's doing.
+    for (s, from) in [
+        ("nodeport", "-j DNAT --to-destination 172.17.0.2:80"),
+        ("masquerade", "-j MASQUERADE"),
+    ] {
+        let text =
+            std::fs::read_to_string(root().join(format!("samples/{s}/iptables.txt"))).unwrap();
+        assert!(text.contains(from), "{s}");
+        let edited = text.replace(from, "-j TPROXY --on-port 9 --on-ip 127.0.0.1");
+        let rules = TempRules::new(&format!("{s}-tproxy"), &edited);
+        let (code, doc) = report(s, &[rules.path()]);
+        let codes: Vec<&str> = doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["code"].as_str().unwrap())
+            .collect();
+        assert!(!codes.contains(&"rule-contradiction"), "{s}: {codes:?}");
+        assert_eq!(code, 0, "{s}: {codes:?}");
     }
 }
 
@@ -1038,4 +1063,41 @@ fn snat_to_a_pool_agrees_with_whichever_address_the_kernel_took() {
         // Not only the range's first address: the recording is worth its name.
         assert!(used.len() >= 2, "{used:?}");
     }
+}
+
+#[test]
+fn netmap_is_walked_both_ways_and_agrees_with_the_wire() {
+    // NETMAP maps the network part of the source on the way out (POSTROUTING) and of
+    // the destination on the way in (PREROUTING), the host part kept.
+    let d = "samples/netmap";
+    let inputs = [
+        format!("{d}/veth-c1.pcap"),
+        format!("{d}/docker0.pcap"),
+        format!("{d}/eth0.pcap"),
+    ];
+    let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    let rules = format!("{d}/iptables.txt");
+    let (code, doc) = report_of(&inputs, &[rules.as_str()]);
+    assert_eq!(code, 0, "{:?}", codes(&doc));
+    assert!(codes(&doc).is_empty(), "{:?}", codes(&doc));
+    let (mut out, mut inbound) = (0, 0);
+    for c in doc["connections"].as_array().unwrap() {
+        let hops = c["hops"].as_array().unwrap();
+        let (first, last) = (&hops[0], hops.last().unwrap());
+        let r = &c["rules"];
+        assert_eq!(r["agrees"], true, "{c}");
+        let host = |a: &Value| a.as_str().unwrap().rsplit('.').next().unwrap().to_string();
+        if let Some(s) = r["snat"]["text"].as_str() {
+            assert!(s.contains("NETMAP --to 192.0.2.0/24"), "{s}");
+            assert_eq!(host(&first["src"]), host(&last["src"]), "{c}");
+            assert!(last["src"].as_str().unwrap().starts_with("192.0.2."), "{c}");
+            out += 1;
+        }
+        if let Some(s) = r["dnat"]["text"].as_str() {
+            assert!(s.contains("NETMAP --to 172.17.0.0/24"), "{s}");
+            assert_eq!(host(&first["dst"]), host(&last["dst"]), "{c}");
+            inbound += 1;
+        }
+    }
+    assert!(out >= 2 && inbound >= 1, "{out} out, {inbound} in");
 }

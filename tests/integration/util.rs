@@ -52,6 +52,7 @@ pub const SCENARIOS: &[&str] = &[
     "fault-vxlan-mtu",
     "redirect-local",
     "snat-pool",
+    "netmap",
 ];
 
 /// Scenarios recorded but read only by the tests made for them, not by those that go

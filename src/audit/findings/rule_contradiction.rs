@@ -29,6 +29,15 @@ pub fn detect(x: &Ctx) -> Vec<Finding> {
         let (Some(wire), None, Some(best)) = (a.wire, a.chosen, a.walk.outcomes.first()) else {
             continue;
         };
+        // A way that met a target natcheck cannot follow (or a jump to a chain the dump
+        // does not hold) may be the one that did what the wire shows.
+        if a.walk
+            .outcomes
+            .iter()
+            .any(|o| matches!(o.fate, Fate::Stopped { .. }))
+        {
+            continue;
+        }
         let assumed = best.assumed() || a.walk.truncated;
         let mut f = Finding::new(
             Code::RuleContradiction,

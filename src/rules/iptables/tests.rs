@@ -1260,3 +1260,47 @@ fn addrtype_lists_and_connmark_save_restore() {
         }]
     );
 }
+
+#[test]
+fn netmap_maps_onto_a_prefix_and_other_forms_stay_unknown() {
+    let rs = parse(
+        "rules",
+        "*nat
+:PREROUTING ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -d 198.18.0.0/16 -i eth0 -j NETMAP --to 172.17.0.0/255.255.0.0
+-A POSTROUTING -s 2001:db8:1::/64 -j NETMAP --to 2001:db8:99::/64
+-A POSTROUTING -j NETMAP --to 10.0.0.0/33
+-A POSTROUTING -j NETMAP
+COMMIT
+",
+    );
+    let post = chain(&rs, "nat", "POSTROUTING");
+    assert_eq!(
+        chain(&rs, "nat", "PREROUTING").rules[0].target,
+        Target::Netmap {
+            to: Prefix {
+                addr: ip("172.17.0.0"),
+                len: 16
+            }
+        }
+    );
+    assert_eq!(
+        post.rules[0].target,
+        Target::Netmap {
+            to: Prefix {
+                addr: ip("2001:db8:99::"),
+                len: 64
+            }
+        }
+    );
+    for r in &post.rules[1..] {
+        assert!(matches!(r.target, Target::Unknown { .. }), "{:?}", r.target);
+    }
+    let p = Prefix {
+        addr: ip("198.18.0.0"),
+        len: 15,
+    };
+    assert_eq!(p.map(ip("172.17.5.9")), ip("198.19.5.9"));
+    assert_eq!(p.map(ip("2001:db8::1")), ip("2001:db8::1"), "other family");
+}
