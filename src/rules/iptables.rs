@@ -1634,6 +1634,7 @@ pub(super) const EXTENSION_TARGETS: &[&str] = &[
     "QUEUE",
     "NFQUEUE",
     "TPROXY",
+    "NETMAP",
     "SAME",
     "MIRROR",
     "TEE",

@@ -419,7 +419,8 @@ impl Reader<'_> {
             Target::Dnat { .. }
             | Target::Snat { .. }
             | Target::Masquerade { .. }
-            | Target::Redirect { .. } => self.cur.clues.nat_target = true,
+            | Target::Redirect { .. }
+            | Target::Netmap { .. } => self.cur.clues.nat_target = true,
             Target::Notrack => self.cur.clues.notrack_target = true,
             _ => {}
         }
@@ -886,6 +887,16 @@ impl Reader<'_> {
                 }
             }
             "MASQUERADE" | "REDIRECT" => port_nat(name, &words).unwrap_or_else(unknown),
+            "NETMAP" => match words.as_slice() {
+                [to] => match to.strip_prefix("to:").and_then(parse_prefix) {
+                    Some(to) => {
+                        self.cur.addr(to.addr);
+                        Target::Netmap { to }
+                    }
+                    None => unknown(),
+                },
+                _ => unknown(),
+            },
             "MARK" | "CONNMARK" => {
                 let op = match words.as_slice() {
                     [n, op, v] if *n == name => mark_word(op, v),
@@ -968,7 +979,7 @@ fn split_target<'t>(line: &str, toks: &'t [Span], target: &str) -> (&'t [Span], 
     let w = |&(a, b): &(usize, usize)| &line[a..b];
     let start = |pred: &dyn Fn(&str) -> bool| toks.iter().rposition(|t| pred(w(t)));
     let at = match target {
-        "DNAT" | "SNAT" => start(&|t| t.starts_with("to:")),
+        "DNAT" | "SNAT" | "NETMAP" => start(&|t| t.starts_with("to:")),
         "MASQUERADE" => start(&|t| t == "masq").or_else(|| trailing_flags(line, toks)),
         "REDIRECT" => start(&|t| t == "redir").or_else(|| trailing_flags(line, toks)),
         "MARK" | "CONNMARK" => start(&|t| t == target),
@@ -1561,6 +1572,42 @@ Chain DOCKER-USER (1 references)
         let empty = rule(&r, "DOCKER-USER", 0);
         assert_eq!(empty.target, Target::None);
         assert!(empty.matches.is_empty());
+    }
+
+    #[test]
+    fn netmap_reads_its_prefix_for_both_families() {
+        // As `iptables -t nat -L -n -v` and `ip6tables ...` print them.
+        let text = "\
+Chain PREROUTING (policy ACCEPT 0 packets, 0 bytes)
+ pkts bytes target     prot opt in     out     source               destination
+    3   180 NETMAP     0    --  eth0   *       0.0.0.0/0            192.0.2.0/24         to:172.17.0.0/24
+
+Chain POSTROUTING (policy ACCEPT 0 packets, 0 bytes)
+ pkts bytes target     prot opt in     out     source               destination
+    0     0 NETMAP     0    --  *      w       fd00:1::/64          ::/0                 to:2001:db8:172::/64
+    0     0 NETMAP     0    --  *      w       fd00:1::/64          ::/0                 to:nowhere
+";
+        let r = parse("nat.txt", text);
+        let prefix = |a: &str, len| Prefix {
+            addr: a.parse().unwrap(),
+            len,
+        };
+        assert_eq!(
+            rule(&r, "PREROUTING", 0).target,
+            Target::Netmap {
+                to: prefix("172.17.0.0", 24)
+            }
+        );
+        assert_eq!(
+            rule(&r, "POSTROUTING", 0).target,
+            Target::Netmap {
+                to: prefix("2001:db8:172::", 64)
+            }
+        );
+        assert!(matches!(
+            rule(&r, "POSTROUTING", 1).target,
+            Target::Unknown { .. }
+        ));
     }
 
     #[test]
