@@ -150,22 +150,27 @@ impl Topology {
             ..Default::default()
         };
         let mut inside_addrs: BTreeSet<IpAddr> = BTreeSet::new();
-        // Destinations packets were routed on to (their TTL fell between the points):
-        // a host does not route packets addressed to itself.
-        let mut routed_to: BTreeSet<IpAddr> = BTreeSet::new();
+        // Destinations packets were routed to (their TTL fell between the points), by
+        // the point they were routed from: a host does not route packets addressed to
+        // itself.
+        let mut routed_to: BTreeSet<(IpAddr, usize)> = BTreeSet::new();
+        // DNAT'ed destinations, by the points on either side of the translation.
+        let mut dnat_at: BTreeSet<(IpAddr, usize)> = BTreeSet::new();
         for (ci, conn) in c.connections.iter().enumerate() {
             for l in &conn.links {
                 let (up, down) = (&conn.hops[l.from], &conn.hops[l.to]);
                 let (before, after) = (&up.flow.tuple, &down.flow.tuple);
                 if let (Some(a), Some(b)) = (up.fwd_ttl, down.fwd_ttl) {
                     if b < a {
-                        routed_to.insert(after.dst);
+                        routed_to.insert((after.dst, up.point));
                     }
                 }
                 let ch = &l.change;
                 if ch.dst_addr_changed {
                     inside_addrs.insert(after.dst);
                     t.host_addrs.insert(before.dst);
+                    dnat_at.insert((before.dst, up.point));
+                    dnat_at.insert((before.dst, down.point));
                     t.published
                         .entry((up.point, conn.proto, before.dst, before.dport))
                         .or_default()
@@ -195,12 +200,18 @@ impl Topology {
             }
         }
         // A DNAT's original destination is taken for the host's (a published port)
-        // unless packets to it were routed on: then the DNAT caught traffic passing
-        // through (a transparent proxy's REDIRECT, a service's virtual address).
-        // Addresses SNAT gave stay the host's.
+        // unless packets to it were routed on from a point beside that DNAT (the same
+        // host's interfaces; a router in front of the host routing them to it says
+        // nothing): then the DNAT caught traffic passing through (a transparent
+        // proxy's REDIRECT, a service's virtual address). Addresses SNAT gave stay the
+        // host's.
         let given: BTreeSet<IpAddr> = t.nat_addrs.values().flatten().copied().collect();
-        t.host_addrs
-            .retain(|a| !routed_to.contains(a) || given.contains(a));
+        t.host_addrs.retain(|a| {
+            given.contains(a)
+                || !routed_to
+                    .range((*a, 0)..=(*a, usize::MAX))
+                    .any(|p| dnat_at.contains(p))
+        });
         let mut inside: BTreeSet<Cidr> = declared.iter().copied().collect();
         for a in &inside_addrs {
             if declared.iter().any(|d| d.contains(*a)) {

@@ -197,7 +197,8 @@ pub struct PointInfo {
     pub source: String,
     /// Link type name (`ETHERNET`, `LINUX_SLL2`, ...).
     pub linktype: String,
-    /// The interface as the file names it: pcapng `if_name` or `ifindex N`.
+    /// The interface as the file names it (pcapng `if_name`); for a `-i any` capture,
+    /// the name `--links` gives its index, else `ifindex N`.
     pub interface: Option<String>,
     /// Frames that decoded into packets at this point.
     pub packets: u64,
@@ -524,7 +525,8 @@ impl Points {
                 LocalKey::IfIndex(_, idx) => {
                     let resolved = opts.ifnames.0.get(&idx).map(String::as_str);
                     info.name = ifindex_point_name(label, resolved, &stem, idx);
-                    info.interface = Some(format!("ifindex {idx}"));
+                    info.interface =
+                        Some(resolved.map_or_else(|| format!("ifindex {idx}"), str::to_string));
                 }
             }
         }

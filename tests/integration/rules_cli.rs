@@ -68,21 +68,25 @@ impl Drop for TempRules {
     }
 }
 
+/// The host's rules as recorded: iptables-save and ip6tables-save, or native nft where
+/// no iptables rule exists (on an iptables-nft host nft.json is the same rules again,
+/// seen through nft).
+fn recorded_rules(s: &str) -> Vec<String> {
+    let mut rules: Vec<String> = ["iptables.txt", "ip6tables.txt"]
+        .iter()
+        .map(|f| format!("samples/{s}/{f}"))
+        .filter(|p| root().join(p).is_file())
+        .collect();
+    if rules.is_empty() {
+        rules.push(format!("samples/{s}/nft.json"));
+    }
+    rules
+}
+
 #[test]
 fn every_translation_of_every_sample_is_attributed_to_its_rule() {
     for s in SCENARIOS {
-        // The host's rules as recorded: iptables-save and ip6tables-save, or native
-        // nft where no iptables rule exists (on an iptables-nft host nft.json is the
-        // same rules again, seen through nft).
-        let mut rules: Vec<String> = ["iptables.txt", "ip6tables.txt"]
-            .iter()
-            .map(|f| format!("samples/{s}/{f}"))
-            .filter(|p| root().join(p).is_file())
-            .collect();
-        if rules.is_empty() {
-            rules.push(format!("samples/{s}/nft.json"));
-        }
-        assert!(!rules.is_empty(), "{s}: no rules recorded");
+        let rules = recorded_rules(s);
         let rules: Vec<&str> = rules.iter().map(String::as_str).collect();
         // Every point, and the kernel's counters: what conntrack dropped (a full table)
         // is then known as such.
@@ -374,6 +378,92 @@ fn a_target_natcheck_cannot_follow_contradicts_nothing() {
         assert!(!codes.contains(&"rule-contradiction"), "{s}: {codes:?}");
         assert_eq!(code, 0, "{s}: {codes:?}");
     }
+}
+
+#[test]
+fn a_capture_on_any_interface_meets_the_rules_by_the_names_links_gives() {
+    // `tcpdump -i any` records interface indexes; with `--links` they are names, and the
+    // rules' `-i docker0`, `-o eth0` match them: the same walks agree as with one file
+    // per interface, and the same warnings and errors follow.
+    let summary = |doc: &Value| {
+        let mut bad: Vec<String> = doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["severity"] != "info")
+            .map(|f| format!("{} {}", f["severity"], f["code"]))
+            .collect();
+        bad.sort();
+        (bad, doc["rules"][0]["agree"].clone())
+    };
+    // Each connection's points in order (those of `only`), by its first tuple there.
+    let paths = |doc: &Value, only: &[String]| -> Vec<String> {
+        let mut p: Vec<String> = doc["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|c| {
+                let hops: Vec<&Value> = c["hops"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|h| only.iter().any(|n| h["point"] == n.as_str()))
+                    .collect();
+                let names: Vec<&str> = hops.iter().map(|h| h["point"].as_str().unwrap()).collect();
+                let first = hops.first()?;
+                Some(format!(
+                    "{}:{} {}",
+                    first["src"],
+                    first["sport"],
+                    names.join(">")
+                ))
+            })
+            .collect();
+        p.sort();
+        p
+    };
+    let mut compared = 0;
+    for s in SCENARIOS {
+        let rules = recorded_rules(s);
+        let rules: Vec<&str> = rules.iter().map(String::as_str).collect();
+        let d = format!("samples/{s}");
+        let separate: Vec<String> = ["veth-c1", "docker0", "eth0"]
+            .iter()
+            .map(|p| format!("{d}/{p}.pcap"))
+            .chain(second_uplink(s))
+            .collect();
+        let separate: Vec<&str> = separate.iter().map(String::as_str).collect();
+        let (any, links) = (format!("{d}/any.pcap"), format!("{d}/links.txt"));
+        let (_, want) = report_of(&separate, &rules);
+        let (_, got) = report_of(&[&any, "--links", &links], &rules);
+        // Where the two forms order a connection's hops alike: a connection seen only
+        // one way can tie between a bridge port and its bridge, whose copies of a
+        // packet one `-i any` capture stamps alike.
+        let names: Vec<String> = want["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect();
+        if paths(&got, &names) == paths(&want, &names) {
+            assert_eq!(summary(&got), summary(&want), "{s}");
+            compared += 1;
+        } else {
+            eprintln!("{s}: hop order differs");
+        }
+        let points = got["points"].as_array().unwrap();
+        assert!(
+            points
+                .iter()
+                .all(|p| !p["interface"].as_str().unwrap().starts_with("ifindex")),
+            "{s}: {points:?}"
+        );
+    }
+    assert!(
+        compared * 4 >= SCENARIOS.len() * 3,
+        "{compared} of {}",
+        SCENARIOS.len()
+    );
 }
 
 /// `natcheck explain` with the kube-rules host's rules, ipsets and addresses.
