@@ -690,8 +690,7 @@ pub fn read_all(specs: &[InputSpec], opts: &ReadOptions) -> Vec<InputFlows> {
         .map(|spec| read_input_flows(spec, opts, |_, _, _, _| {}))
         .collect();
     let mut inputs: Vec<InputResult> = all.iter().map(|f| f.input.clone()).collect();
-    capture::assign_names(specs, &mut inputs);
-    capture::range_missed(&mut inputs, &opts.range);
+    capture::finish_inputs(specs, &mut inputs, opts);
     for (f, input) in all.iter_mut().zip(inputs) {
         for (pf, info) in f.points.iter_mut().zip(&input.points) {
             pf.info = info.clone();

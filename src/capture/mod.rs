@@ -619,13 +619,21 @@ fn problem_warning(source: &str, p: &ReadProblem) -> Warning {
     )
 }
 
+/// What a run does once every input is read: point names made unique across inputs
+/// ([`assign_names`]), and a warning where the time range missed every capture
+/// ([`range_missed`]).
+pub fn finish_inputs(specs: &[InputSpec], results: &mut [InputResult], opts: &ReadOptions) {
+    assign_names(specs, results);
+    range_missed(results, &opts.range);
+}
+
 /// When the time range read left out every frame of every input, and no input has
 /// frames both before and after it, a warning on each that says when its frames were
 /// captured: the range missed the captures (a wrong day, another clock). A capture
 /// with nothing in the range beside others that have something is a quiet interface,
 /// and captures that ran through a range with nothing in it saw a quiet time: neither
 /// is a problem.
-pub fn range_missed(results: &mut [InputResult], range: &TimeRange) {
+fn range_missed(results: &mut [InputResult], range: &TimeRange) {
     let ran_through = |(a, b): (i64, i64)| match *range {
         TimeRange {
             since: Some(s),
@@ -657,7 +665,7 @@ pub fn range_missed(results: &mut [InputResult], range: &TimeRange) {
 /// (`host1/eth0.pcap`, `host2/eth0.pcap`), the input's prefix (a bundle's host) or
 /// else its parent folder is put before it (`host1/eth0`); if that is still
 /// ambiguous, `#2`, `#3`, ... are appended in input order.
-pub fn assign_names(specs: &[InputSpec], results: &mut [InputResult]) {
+fn assign_names(specs: &[InputSpec], results: &mut [InputResult]) {
     let mut count: HashMap<String, usize> = HashMap::new();
     for r in results.iter() {
         for p in &r.points {

@@ -769,8 +769,7 @@ pub fn read_points(specs: &[InputSpec], opts: &ReadOptions) -> (Vec<PointData>, 
         })
         .collect();
     let mut inputs: Vec<InputResult> = per_input.iter().map(|(i, _)| i.clone()).collect();
-    capture::assign_names(specs, &mut inputs);
-    capture::range_missed(&mut inputs, &opts.range);
+    capture::finish_inputs(specs, &mut inputs, opts);
     let mut points = Vec::new();
     for (input_idx, ((_, pts), input)) in per_input.into_iter().zip(&inputs).enumerate() {
         for ((flows, orders), info) in pts.into_iter().zip(&input.points) {

@@ -431,11 +431,7 @@ impl<'t> Parser<'_, 't> {
                 }
                 table.clues.rules |= hook_bit(&chain.s);
                 match &rule.target {
-                    Target::Dnat { .. }
-                    | Target::Snat { .. }
-                    | Target::Masquerade { .. }
-                    | Target::Redirect { .. }
-                    | Target::Netmap { .. } => table.clues.nat_target = true,
+                    t if t.is_nat() => table.clues.nat_target = true,
                     Target::Notrack => table.clues.notrack_target = true,
                     Target::Continue { name } if name == "CT" => {
                         table.clues.notrack_target = true

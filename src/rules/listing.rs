@@ -416,11 +416,7 @@ impl Reader<'_> {
         self.matches(line, match_toks, rule);
         rule.target = self.target(line, target_name, target_toks, goto);
         match &rule.target {
-            Target::Dnat { .. }
-            | Target::Snat { .. }
-            | Target::Masquerade { .. }
-            | Target::Redirect { .. }
-            | Target::Netmap { .. } => self.cur.clues.nat_target = true,
+            t if t.is_nat() => self.cur.clues.nat_target = true,
             Target::Notrack => self.cur.clues.notrack_target = true,
             _ => {}
         }

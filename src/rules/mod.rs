@@ -490,6 +490,20 @@ pub enum Target {
     },
 }
 
+impl Target {
+    /// Whether it is a NAT target (only the nat table has them).
+    pub fn is_nat(&self) -> bool {
+        matches!(
+            self,
+            Target::Dnat { .. }
+                | Target::Snat { .. }
+                | Target::Masquerade { .. }
+                | Target::Redirect { .. }
+                | Target::Netmap { .. }
+        )
+    }
+}
+
 /// An address of the host on one interface.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostAddr {
