@@ -244,7 +244,9 @@ fn halves(pd: &PointData, flows: &[u32]) -> Vec<Vec<usize>> {
 /// interfaces of one capture with coarse timestamps) every matched packet votes: an
 /// initiator packet seen earlier at x says x is upstream, a responder packet seen
 /// earlier at x says x is downstream. Corrected time of the first initiator packet
-/// orders the rest.
+/// orders the rest; where two hops of one input saw it at one time (`tcpdump -i any`
+/// stamps a packet once, however many interfaces it crosses: a connection with no
+/// replies to vote), the one whose flow the capture wrote first is upstream.
 fn order(points: &[PointData], hops: Vec<Hop>, off: &[i64], window: i64) -> Vec<Hop> {
     let first_fwd: Vec<i64> = hops
         .iter()
@@ -269,10 +271,16 @@ fn order(points: &[PointData], hops: Vec<Hop>, off: &[i64], window: i64) -> Vec<
     }
     let mut keyed: Vec<_> = (hops.into_iter().enumerate())
         .map(|(i, h)| {
+            let pd = &points[h.point];
+            let frame = h.flow_idx.iter().map(|&f| pd.first_frame[f]).min();
+            // Points are numbered in input order: across inputs this orders as the
+            // point did before.
             let key = (
                 std::cmp::Reverse(h.fwd_ttl),
                 std::cmp::Reverse(wins[i]),
                 first_fwd[i],
+                pd.input,
+                frame,
                 h.point,
             );
             (key, h)
@@ -357,9 +365,10 @@ pub(super) fn relate(conns: &mut [Connection], rejected: &[(EdgeKey, Vote)], poi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::correlate::testkit::{point, tcp_conv, view, MS, US};
+    use crate::correlate::testkit::{one_input, point, tcp_conv, udp, view, MS, US};
     use crate::correlate::{components, offset, pairing};
     use crate::flows::InitiatorEvidence;
+    use crate::model::Packet;
 
     const SECOND: i64 = 1_000 * MS;
 
@@ -415,6 +424,53 @@ mod tests {
         assert_eq!(c.hops[2].first_ns, 40 * US);
         assert_eq!(c.initiator, InitiatorEvidence::Syn);
         assert!(c.links.is_empty());
+    }
+
+    #[test]
+    fn one_capture_of_several_interfaces_orders_hops_at_one_time_by_its_frames() {
+        // `tcpdump -i any` on a Docker host: three datagrams with no reply, each
+        // written at the container's veth, then at the bridge with the same time
+        // stamp, then at eth0 after MASQUERADE. The bridge saw another packet first,
+        // so it is the capture's first point: the order of the points is not the
+        // order of the path, the order of the frames is.
+        let out: Vec<Packet> = (0..3)
+            .map(|i| {
+                let at = i * 100 * MS;
+                udp(at, "172.17.0.2:50000", "203.0.113.3:53", Some(i as u32), 7)
+            })
+            .collect();
+        let bridge = view(&out, "172.17.0.2:50000", "203.0.113.3:53", 0, 0);
+        let eth0 = view(&out, "203.0.113.1:50000", "203.0.113.3:53", 20 * US, 1);
+        let to_host = udp(-MS, "172.17.0.3:40000", "172.17.0.1:53", Some(9), 5);
+        let mut frames = vec![("docker0", to_host)];
+        for i in 0..3 {
+            frames.extend([("veth", out[i]), ("docker0", bridge[i]), ("eth0", eth0[i])]);
+        }
+        let points = one_input(0, &frames);
+        let names = |pts: &[PointData], c: &Connection| -> Vec<String> {
+            (c.hops.iter())
+                .map(|h| pts[h.point].info.name.clone())
+                .collect()
+        };
+        let (points, _, _, conns) = paths_of(points);
+        let c = conns
+            .iter()
+            .find(|c| c.hops.len() == 3)
+            .expect("the datagrams' path");
+        assert_eq!(names(&points, c), ["veth", "docker0", "eth0"]);
+
+        // The same frames with the bridge's copies written first: the bridge is
+        // upstream then.
+        let mut swapped = vec![("docker0", to_host)];
+        for i in 0..3 {
+            swapped.extend([("docker0", bridge[i]), ("veth", out[i]), ("eth0", eth0[i])]);
+        }
+        let (points, _, _, conns) = paths_of(one_input(0, &swapped));
+        let c = conns
+            .iter()
+            .find(|c| c.hops.len() == 3)
+            .expect("the datagrams' path");
+        assert_eq!(names(&points, c), ["docker0", "veth", "eth0"]);
     }
 
     #[test]

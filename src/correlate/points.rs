@@ -250,6 +250,11 @@ pub struct PointData {
     pub by_fp: Vec<u32>,
     /// Where runs of one fingerprint lie in `by_fp`, read without reading records.
     pub runs: Runs,
+    /// Per flow, the place in its input of the frame that opened it: the frames of one
+    /// input counted in file order across all its points. Copies of one packet at two
+    /// points of one capture (`tcpdump -i any`: a bridge port and its bridge) carry one
+    /// timestamp; the order the capture wrote them in tells which point saw it first.
+    pub first_frame: Vec<u64>,
 }
 
 /// Which positions of a fingerprint order hold the fingerprint of the position before
@@ -384,19 +389,22 @@ impl PointData {
         }
     }
 
-    /// A point of records in capture order (as tests make them).
+    /// A point of records in capture order (as tests make them), with the frame that
+    /// opened each flow.
     #[cfg(test)]
     pub(super) fn new(
         info: PointInfo,
         input: usize,
         flows: Vec<Flow>,
         recs: Vec<Rec>,
+        first_frame: Vec<u64>,
     ) -> PointData {
         let orders = Orders::of(recs, flows.len());
-        PointData::ordered(info, input, flows, orders)
+        PointData::ordered(info, input, (flows, orders, first_frame))
     }
 
-    fn ordered(info: PointInfo, input: usize, flows: Vec<Flow>, o: Orders) -> PointData {
+    fn ordered(info: PointInfo, input: usize, (flows, o, first_frame): Read) -> PointData {
+        debug_assert_eq!(flows.len(), first_frame.len());
         PointData {
             info,
             input,
@@ -405,9 +413,13 @@ impl PointData {
             flow_start: o.flow_start,
             by_fp: o.by_fp,
             runs: o.runs,
+            first_frame,
         }
     }
 }
+
+/// A point as read: its flows, its records in order, the frame that opened each flow.
+type Read = (Vec<Flow>, Orders, Vec<u64>);
 
 /// A point's records in the orders correlation reads them in, as [`PointData`] holds
 /// them.
@@ -741,28 +753,36 @@ pub fn read_points(specs: &[InputSpec], opts: &ReadOptions) -> (Vec<PointData>, 
     // Per input: its result, and per point its flows and records in order. Each
     // input's points are put in order as soon as it is read, on the core that read it
     // (while others are still being read), not once every input is.
-    type PerInput = (InputResult, Vec<(Vec<Flow>, Orders)>);
+    type PerInput = (InputResult, Vec<Read>);
     let per_input: Vec<PerInput> = specs
         .par_iter()
         .map(|spec| {
-            let mut recs: Vec<Vec<Rec>> = Vec::new();
+            // Per point (in discovery order): its records, and the frame that opened
+            // each of its flows (flows are numbered as they open).
+            let mut read: Vec<(Vec<Rec>, Vec<u64>)> = Vec::new();
+            let mut frame = 0u64;
             let f = flows::read_input_flows(spec, opts, |local, flow, side, p| {
-                if recs.len() <= local {
-                    recs.resize_with(local + 1, Vec::new);
+                if read.len() <= local {
+                    read.resize_with(local + 1, Default::default);
                 }
+                let (recs, first_frame) = &mut read[local];
+                if flow == first_frame.len() {
+                    first_frame.push(frame);
+                }
+                frame += 1;
                 if is_matchable(p) {
-                    recs[local].push(Rec::of(p, flow, side));
+                    recs.push(Rec::of(p, flow, side));
                 }
             });
-            recs.resize_with(f.points.len(), Vec::new);
-            let mut sorted: Vec<Vec<Rec>> = vec![Vec::new(); f.points.len()];
-            for (local, r) in recs.into_iter().enumerate() {
+            read.resize_with(f.points.len(), Default::default);
+            let mut sorted: Vec<(Vec<Rec>, Vec<u64>)> = vec![Default::default(); f.points.len()];
+            for (local, r) in read.into_iter().enumerate() {
                 sorted[f.input.remap[local]] = r;
             }
             let points = (f.points.into_par_iter().zip(sorted))
-                .map(|(p, r)| {
-                    let orders = Orders::of(r, p.flows.len());
-                    (p.flows, orders)
+                .map(|(p, (recs, first_frame))| {
+                    let orders = Orders::of(recs, p.flows.len());
+                    (p.flows, orders, first_frame)
                 })
                 .collect();
             (f.input, points)
@@ -772,8 +792,8 @@ pub fn read_points(specs: &[InputSpec], opts: &ReadOptions) -> (Vec<PointData>, 
     capture::finish_inputs(specs, &mut inputs, opts);
     let mut points = Vec::new();
     for (input_idx, ((_, pts), input)) in per_input.into_iter().zip(&inputs).enumerate() {
-        for ((flows, orders), info) in pts.into_iter().zip(&input.points) {
-            points.push(PointData::ordered(info.clone(), input_idx, flows, orders));
+        for (read, info) in pts.into_iter().zip(&input.points) {
+            points.push(PointData::ordered(info.clone(), input_idx, read));
         }
     }
     (points, inputs)

@@ -214,10 +214,42 @@ pub fn lost_request(latency: i64) -> (Vec<Packet>, Vec<Packet>) {
 
 /// A capture point of input `input` that saw `packets`, in that order.
 pub fn point(name: &str, input: usize, packets: &[Packet]) -> PointData {
+    let frames: Vec<u64> = (0..packets.len() as u64).collect();
+    point_of_frames(name, input, packets, &frames)
+}
+
+/// The capture points of one input (`tcpdump -i any`) that wrote `frames` in this
+/// order, each frame with the name of the point it was taken at; the points in the
+/// order their first frames come.
+pub fn one_input(input: usize, frames: &[(&str, Packet)]) -> Vec<PointData> {
+    let mut names: Vec<&str> = Vec::new();
+    for (n, _) in frames {
+        if !names.contains(n) {
+            names.push(n);
+        }
+    }
+    names
+        .iter()
+        .map(|&name| {
+            let (at, packets): (Vec<u64>, Vec<Packet>) = (frames.iter().enumerate())
+                .filter(|(_, (n, _))| *n == name)
+                .map(|(i, (_, p))| (i as u64, *p))
+                .unzip();
+            point_of_frames(name, input, &packets, &at)
+        })
+        .collect()
+}
+
+/// A point that saw `packets`, the `i`th of them as frame `frames[i]` of its input.
+fn point_of_frames(name: &str, input: usize, packets: &[Packet], frames: &[u64]) -> PointData {
     let mut table = FlowTable::default();
     let mut recs = Vec::new();
-    for p in packets {
+    let mut first_frame = Vec::new();
+    for (p, &frame) in packets.iter().zip(frames) {
         let (flow, side) = table.push(p);
+        if flow == first_frame.len() {
+            first_frame.push(frame);
+        }
         if !is_matchable(p) {
             continue;
         }
@@ -233,7 +265,7 @@ pub fn point(name: &str, input: usize, packets: &[Packet]) -> PointData {
         last_ns: packets.iter().map(|p| p.ts_ns).max(),
         range: Default::default(),
     };
-    PointData::new(info, input, table.finish(), recs)
+    PointData::new(info, input, table.finish(), recs, first_frame)
 }
 
 /// Index of the flow whose tuple (either way round) is `src` -> `dst`.

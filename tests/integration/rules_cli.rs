@@ -436,20 +436,25 @@ fn a_capture_on_any_interface_meets_the_rules_by_the_names_links_gives() {
         let (any, links) = (format!("{d}/any.pcap"), format!("{d}/links.txt"));
         let (_, want) = report_of(&separate, &rules);
         let (_, got) = report_of(&[&any, "--links", &links], &rules);
-        // Where the two forms order a connection's hops alike: a connection seen only
-        // one way can tie between a bridge port and its bridge, whose copies of a
-        // packet one `-i any` capture stamps alike.
-        let names: Vec<String> = want["points"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["name"].as_str().unwrap().to_string())
-            .collect();
-        if paths(&got, &names) == paths(&want, &names) {
+        // A connection's hops come in the same order in both forms, though the one
+        // capture stamps the copies of a packet at a bridge port and at its bridge
+        // alike (its frames' order tells them apart). The any capture also holds
+        // interfaces no file of its own was written for (a second container's veth):
+        // where connections join through one that are apart in the other form, the
+        // forms are not compared.
+        let names = |doc: &Value| -> Vec<String> {
+            (doc["points"].as_array().unwrap().iter())
+                .map(|p| p["name"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let (mine, all) = (names(&want), names(&got));
+        let (got_paths, want_paths) = (paths(&got, &mine), paths(&want, &mine));
+        if all.iter().all(|n| mine.contains(n)) || got_paths == want_paths {
+            assert_eq!(got_paths, want_paths, "{s}");
             assert_eq!(summary(&got), summary(&want), "{s}");
             compared += 1;
         } else {
-            eprintln!("{s}: hop order differs");
+            eprintln!("{s}: connections join through points of the any capture's own");
         }
         let points = got["points"].as_array().unwrap();
         assert!(
@@ -460,7 +465,7 @@ fn a_capture_on_any_interface_meets_the_rules_by_the_names_links_gives() {
         );
     }
     assert!(
-        compared * 4 >= SCENARIOS.len() * 3,
+        compared * 10 >= SCENARIOS.len() * 9,
         "{compared} of {}",
         SCENARIOS.len()
     );
