@@ -79,10 +79,12 @@ pub fn run(cfg: &Config) -> anyhow::Result<Model> {
         .chain(witnesses.iter().flat_map(|w| w.warnings().iter().cloned()))
         .collect();
     let found = audit::audit(&c, &cfg.audit, witnesses);
+    crate::mem::step("audit");
     let mut model = Model::new(c, found, warnings, cfg.fail_on.clone());
     model.bundles = cfg.bundles.clone();
     if let Some(f) = &cfg.filter {
         model.select(f);
     }
+    crate::mem::step("model");
     Ok(model)
 }

@@ -364,6 +364,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitStatus> {
     };
     renderer.render(&model, &mut out)?;
     out.finish()?;
+    crate::mem::step("report written");
     print_warnings(&model.warnings);
     let status = model.exit_status();
     // The process ends here: its memory goes back whole, so the model (every

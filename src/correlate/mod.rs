@@ -71,7 +71,9 @@ pub use segments::{Resegmentation, Resegmented};
 pub use sizes::{Missing, Oversize, Sizes, Sizing};
 pub use streams::{Chunk, Stream, Streams};
 pub use trace::{Cap, Packet, Packets, Sighting, Trace};
-pub use translations::{Gap, Latency, Link, LinkEvidence, PortRealloc, Resent, Unmatched};
+pub use translations::{
+    Gap, Latency, Link, LinkEvidence, PortRealloc, Resent, Unmatched, Unmatches,
+};
 
 /// Tunables of the correlation.
 #[derive(Clone, Debug)]
@@ -180,6 +182,7 @@ const BATCH: usize = 4096;
 /// Reads the inputs and correlates them.
 pub fn run(specs: &[InputSpec], opts: &ReadOptions, config: Config) -> Correlation {
     let (points, inputs) = points::read_points(specs, opts);
+    crate::mem::step("read");
     Correlation {
         range: opts.range,
         ..correlate(points, inputs, config)
@@ -197,8 +200,10 @@ pub fn correlate(
         .first()
         .map_or_else(TimeRange::default, |p| p.info.range);
     let offsets = offset::estimate(&points);
+    crate::mem::step("offsets");
     let off: Vec<i64> = offsets.iter().map(|o| o.offset_ns).collect();
     let flow_pairs = pairing::flow_pairs(&points, &off, window);
+    crate::mem::step("join");
     // Nothing after the join reads the fingerprint order: its 4 bytes a packet are
     // given back before the steps that build the connections.
     for p in &mut points {
@@ -206,6 +211,7 @@ pub fn correlate(
         p.runs = Default::default();
     }
     let mut comps = components::group(&points, flow_pairs);
+    crate::mem::step("group");
     components::orient(&mut points, &comps, &off, window);
     returns::attach(&mut points, &mut comps, &off);
     let rejected = std::mem::take(&mut comps.rejected);
@@ -217,6 +223,7 @@ pub fn correlate(
     // are never all held at once. Connections the trace names by number are linked
     // once all are made and numbered.
     let members = paths::in_time_order(&points, &mut comps, &off);
+    crate::mem::step("orient, returns, order");
     let mut release = points::Release::new(
         &mut points,
         members.iter().flatten().map(|&n| {
@@ -247,6 +254,7 @@ pub fn correlate(
         connections.append(&mut made);
     }
     drop(comps);
+    crate::mem::step("made and linked");
     paths::number(&mut connections);
     paths::relate(&mut connections, &rejected, &points);
     if by_number {
@@ -262,6 +270,7 @@ pub fn correlate(
         .map(|(p, clock)| p.summary(clock))
         .collect();
     translations::port_reallocs(&mut connections);
+    crate::mem::step("numbered, reallocations");
     Correlation {
         points,
         connections,

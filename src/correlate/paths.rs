@@ -41,7 +41,8 @@ pub struct Hop {
     /// of `flow.tuple`: the point saw replies already translated back. A Linux bridge
     /// with bridge netfilter (`br_netfilter`) does this: conntrack runs on the bridge
     /// port, before the bridge device's capture point.
-    pub reply_tuple: Option<Tuple>,
+    /// (Boxed: most hops have none.)
+    pub reply_tuple: Option<Box<Tuple>>,
     /// TTL / hop limit of the first initiator packet seen here.
     pub fwd_ttl: Option<u8>,
     /// First and last packet times, clock-corrected.
@@ -54,7 +55,7 @@ pub struct Hop {
 }
 
 // Kept per hop of every connection until the report is written.
-const _: () = assert!(std::mem::size_of::<Hop>() <= 256);
+const _: () = assert!(std::mem::size_of::<Hop>() <= 224);
 
 impl Hop {
     /// The hop's packet records (both halves), in time order: a flow's own records
@@ -191,7 +192,7 @@ fn hops(points: &[PointData], nodes: &[(usize, u32)], members: &[usize], off: &[
             let reply_tuple = g.get(1).map(|&r| {
                 let reply = &pd.flows[r];
                 flow.absorb_reply(reply);
-                reply.sending_tuple()
+                Box::new(reply.sending_tuple())
             });
             let mut hop = Hop {
                 point: p,

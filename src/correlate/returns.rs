@@ -431,7 +431,7 @@ mod tests {
         assert_eq!((r.beside, r.joined), (1, Joined::Packets));
         let toward = r.toward.unwrap();
         assert_eq!((toward.matched, toward.unmatched.packets), (2, 0));
-        let u = conn.links[0].unmatched;
+        let u = &conn.links[0].unmatched;
         assert_eq!((u.lost_rev.packets, u.appeared_rev.packets), (0, 0));
 
         // Inbound: the requests come in on eth0, the replies leave by eth1.

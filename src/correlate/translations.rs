@@ -46,6 +46,13 @@ pub struct Gap {
 }
 
 impl Gap {
+    const NONE: Gap = Gap {
+        packets: 0,
+        first_ns: None,
+        last_ns: None,
+        first_tcp_flags: None,
+    };
+
     fn add(&mut self, ts: i64, flags: Option<u8>) {
         self.packets += 1;
         if self.first_ns.is_none_or(|f| ts < f) {
@@ -67,6 +74,41 @@ pub struct Unmatched {
     pub appeared_fwd: Gap,
     /// Responder packets seen upstream only (e.g. a RST the NAT host made itself).
     pub appeared_rev: Gap,
+}
+
+impl Unmatched {
+    const NONE: Unmatched = Unmatched {
+        lost_fwd: Gap::NONE,
+        lost_rev: Gap::NONE,
+        appeared_fwd: Gap::NONE,
+        appeared_rev: Gap::NONE,
+    };
+}
+
+/// A link's [`Unmatched`], read through `*` or its fields: boxed where the link has
+/// packets that did not cross, nothing where it has none (most links), so that a
+/// link keeps 8 bytes for it, not 192.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Unmatches(Option<Box<Unmatched>>);
+
+impl Unmatches {
+    pub fn of(u: Unmatched) -> Unmatches {
+        Unmatches((u != Unmatched::NONE).then(|| Box::new(u)))
+    }
+}
+
+impl std::ops::Deref for Unmatches {
+    type Target = Unmatched;
+
+    fn deref(&self) -> &Unmatched {
+        self.0.as_deref().unwrap_or(&Unmatched::NONE)
+    }
+}
+
+impl Serialize for Unmatches {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (**self).serialize(s)
+    }
 }
 
 /// Forwarding latency between two consecutive hops over matched packets.
@@ -145,7 +187,7 @@ pub struct Link {
     pub confidence: f64,
     pub evidence: LinkEvidence,
     pub latency: Option<Latency>,
-    pub unmatched: Unmatched,
+    pub unmatched: Unmatches,
     /// Packets accounted for by their bytes or by a later ACK, not one for one.
     pub resegmented: Resegmentation,
     /// Each direction by packet size: the largest that crossed, the data segments
@@ -160,8 +202,8 @@ pub struct Link {
 }
 
 // Kept per link of every connection until the report is written; a link's packets
-// that did not cross are boxed ([`Sizes`]).
-const _: () = assert!(std::mem::size_of::<Link>() <= 544);
+// that did not cross are boxed ([`Unmatches`], [`Sizes`]).
+const _: () = assert!(std::mem::size_of::<Link>() <= 360);
 
 /// Fills every connection's `links` (`links[i]` joins `hops[i]` and `hops[i + 1]`) and
 /// its return hops' links; replies a hop of the path exchanged with a return hop count
@@ -322,12 +364,12 @@ pub(super) fn link(
     } else {
         Vec::new()
     };
-    let unmatched = Unmatched {
+    let unmatched = Unmatches::of(Unmatched {
         lost_fwd,
         lost_rev,
         appeared_fwd,
         appeared_rev,
-    };
+    });
     let link = Link {
         from: i,
         to: i + 1,
@@ -717,7 +759,7 @@ mod tests {
             first_tcp_flags: Some(flags),
         };
         assert_eq!(
-            link.unmatched,
+            *link.unmatched,
             Unmatched {
                 lost_fwd: gap(3 * MS, PSH | ACK),
                 appeared_rev: gap(6 * MS, RST),

@@ -796,7 +796,7 @@ fn hop<'a>(
         payload_bytes_fwd: payload.map(|p| p[0]),
         payload_bytes_rev: payload.map(|p| p[1]),
         ttl_fwd: h.fwd_ttl,
-        reply_tuple: h.reply_tuple.as_ref(),
+        reply_tuple: h.reply_tuple.as_deref(),
         icmp_error: f.icmp_error.as_deref(),
         tcp_state,
         tunnel: f.tunnel(),

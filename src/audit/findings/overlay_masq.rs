@@ -51,7 +51,9 @@ fn masqueraded_into_tunnel(conn: &Connection) -> Option<(usize, usize)> {
         .position(|h| h.flow.tuple.src != into.src)?;
     let destination_kept = conn.hops[..=t].iter().all(|h| {
         (h.flow.tuple.dst, h.flow.tuple.dport) == called
-            && h.reply_tuple.is_none_or(|r| (r.src, r.sport) == called)
+            && h.reply_tuple
+                .as_deref()
+                .is_none_or(|r| (r.src, r.sport) == called)
     });
     (destination_kept && conn.hops[from].point != conn.hops[t].point).then_some((from, t))
 }
