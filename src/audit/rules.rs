@@ -265,22 +265,22 @@ fn attribute_one(
     if conn.hops.iter().any(|h| h.flow.icmp_error.is_some()) {
         return None;
     }
-    // Whether the connection, seen no further than its last point, was answered there:
-    // then the host took it in (a local socket, a REDIRECT), it was not stopped.
-    let mut answered = false;
-    let (packet, wire, before) = if let Some((by, from, to)) = translating_links(conn) {
+    // The first packet, the tuple the wire shows after the rules (where a link
+    // translated it), the tuple before, and whether the connection, seen no further
+    // than its last point, was answered there: then the host took it in (a local
+    // socket, a REDIRECT), it was not stopped.
+    let (packet, wire, before, answered) = if let Some((by, from, to)) = translating_links(conn) {
         let (a, b) = (&conn.hops[from], &conn.hops[to]);
         let p = Packet::first(a.flow.tuple, iface(conn.hops[by].point), iface(b.point));
-        (p, Some(b.flow.tuple), a.flow.tuple)
+        (p, Some(b.flow.tuple), a.flow.tuple, false)
     } else if let (Some((b, via)), Some(last)) = ((onward.next)(ci), conn.hops.last()) {
         let (by, out) =
             bridged_into(c, last.point, b, via, &onward.bridged).unwrap_or((last.point, Some(b)));
         let p = Packet::first(last.flow.tuple, iface(by), out.and_then(iface));
-        answered = last.flow.packets[1] > 0;
-        (p, None, last.flow.tuple)
+        (p, None, last.flow.tuple, last.flow.packets[1] > 0)
     } else if let Some(h) = unanswered_to_host(rules, conn) {
         let p = Packet::first(h.flow.tuple, iface(h.point), None);
-        (p, None, h.flow.tuple)
+        (p, None, h.flow.tuple, false)
     } else {
         return None;
     };
