@@ -171,30 +171,39 @@ pub fn fingerprint(p: &Packet) -> (u64, Strength) {
 }
 
 /// What a copy of `p` sent again by its sender repeats (a TCP retransmission, a
-/// resent datagram), as 32 bits: the protocol, the payload, and for TCP the sequence
-/// number and the SYN, FIN and RST flags. The IPv4 ID, the TCP timestamps and the
-/// acknowledgement change from one copy to the next and are left out, so a copy does
-/// not fingerprint as the original, but has its resend key.
-pub fn resend_key(p: &Packet) -> u32 {
-    let mut b = [0u8; 18];
+/// resent datagram): for TCP the sequence number, the payload's length and the SYN,
+/// FIN and RST flags (the bytes at a sequence number are the stream's, so a segment
+/// of the same length there is a copy; a retransmitted SYN may carry no ACK where
+/// the first did), exactly; for anything else 32 bits of a hash of the protocol, the
+/// payload and the ICMP type and echo sequence. The IPv4 ID, the TCP timestamps and
+/// the acknowledgement change from one copy to the next and are left out, so a copy
+/// does not fingerprint as the original, but has its resend key.
+pub fn resend_key(p: &Packet) -> u64 {
+    match p.l4 {
+        L4::Tcp { seq, flags, .. } => tcp_resend_key(seq, p.payload_len, flags),
+        _ => u64::from(datagram_resend_key(p)),
+    }
+}
+
+/// [`resend_key`] of a TCP segment.
+pub fn tcp_resend_key(seq: u32, len: u32, flags: u8) -> u64 {
+    u64::from(seq) << 32 | u64::from(len.min(1 << 28)) << 3 | u64::from(flags & 0x07)
+}
+
+/// [`resend_key`] of anything but a TCP segment.
+pub fn datagram_resend_key(p: &Packet) -> u32 {
+    let mut b = [0u8; 16];
     b[0] = p.tuple.proto.number();
     b[1..5].copy_from_slice(&p.payload_len.to_be_bytes());
     b[5..13].copy_from_slice(&p.payload_digest.to_be_bytes());
-    match p.l4 {
-        L4::Tcp { seq, flags, .. } => {
-            b[13..17].copy_from_slice(&seq.to_be_bytes());
-            // SYN, FIN, RST: a retransmitted SYN may carry no ACK where the first did.
-            b[17] = flags & 0x07;
+    if let L4::Icmp {
+        icmp_type, echo, ..
+    } = p.l4
+    {
+        b[13] = icmp_type;
+        if let Some((_, seq)) = echo {
+            b[14..16].copy_from_slice(&seq.to_be_bytes());
         }
-        L4::Icmp {
-            icmp_type, echo, ..
-        } => {
-            b[13] = icmp_type;
-            if let Some((_, seq)) = echo {
-                b[14..16].copy_from_slice(&seq.to_be_bytes());
-            }
-        }
-        L4::Udp | L4::Other => {}
     }
     XxHash3_64::oneshot(&b) as u32
 }
@@ -275,6 +284,20 @@ mod tests {
         again.ip_id = Some(4243);
         assert_ne!(fingerprint(&first).0, fingerprint(&again).0);
         assert_eq!(resend_key(&first), resend_key(&again));
+        // Another segment at that sequence number: another length, or a FIN.
+        let mut longer = again;
+        longer.payload_len = 1;
+        assert_ne!(resend_key(&first), resend_key(&longer));
+        let mut fin = again;
+        fin.l4 = L4::Tcp {
+            seq: 1000,
+            ack: 0,
+            flags: 0x11,
+            window: 64240,
+            ts: Some((1007, 0)),
+            mss: None,
+        };
+        assert_ne!(resend_key(&first), resend_key(&fin));
         // A datagram resent with the same bytes, and another datagram.
         let a = pkt("172.17.0.2", 40000, "203.0.113.2", 53, L4::Udp, 64);
         let mut b = a;

@@ -939,7 +939,7 @@ mod tests {
                     let t = run[x].ts;
                     let near: std::collections::BTreeSet<u32> = run
                         .iter()
-                        .filter(|r| (t - window..=t + 2 * window).contains(&r.ts))
+                        .filter(|r| (t - window..=t + 2 * window).contains(&{ r.ts }))
                         .map(|r| r.flow)
                         .collect();
                     near.len() >= 3

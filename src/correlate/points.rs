@@ -7,29 +7,32 @@
 use rayon::prelude::*;
 use twox_hash::XxHash3_64;
 
-use super::fingerprint::{field_set, fingerprint, is_matchable, resend_key, Strength};
+use super::fingerprint::{
+    datagram_resend_key, field_set, fingerprint, is_matchable, tcp_resend_key, Strength,
+};
 use super::offset::Offset;
 use super::PointSummary;
 use crate::capture::{self, InputResult, InputSpec, PointInfo, ReadOptions};
 use crate::flows::{self, Flow, Side};
 use crate::model::{Packet, L4};
 
-/// One packet as correlation sees it. 48 bytes, so a capture of N packets costs
-/// about 52·N bytes here until the cross-point join (this record plus its index in
-/// fingerprint order, [`PointData::by_fp`], and a bit in [`PointData::runs`]) and 48·N
+/// One packet as correlation sees it. 44 bytes, so a capture of N packets costs
+/// about 48·N bytes here until the cross-point join (this record plus its index in
+/// fingerprint order, [`PointData::by_fp`], and a bit in [`PointData::runs`]) and 44·N
 /// after it, given back as the connections that read them are linked ([`Release`]).
 ///
 /// The small fields share two words: lengths keep 20 bits, so an IP packet or TCP
 /// payload of more than [`Rec::MAX_LEN`] bytes (only an IPv6 jumbogram is) reads as
-/// that many.
+/// that many. Records lie 4-byte aligned (an array of them holds no padding): their
+/// 8-byte fields are read by value, never by reference.
 #[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(C, packed(4))]
 pub struct Rec {
     pub fp: u64,
     pub ts: i64,
     pub flow: u32,
-    /// What a copy sent again repeats ([`resend_key`]): retransmissions share it.
-    pub resend: u32,
-    /// TCP only, all zero for other protocols: the fields [`Seg`] gives but its length.
+    /// TCP only: the fields [`Seg`] gives but its length. Other protocols keep their
+    /// resend key ([`Rec::resend`]) here and zeros in the other three.
     seq: u32,
     ack: u32,
     ts_key: u32,
@@ -84,14 +87,18 @@ impl Rec {
 
     /// A record of the given fields; the field set of a TCP segment is one of
     /// [`field_set`]'s TCP sets (below 4), of anything else one of the others.
+    /// `resend` is what a datagram sent again repeats (its
+    /// [`datagram_resend_key`]); a TCP segment's comes from its fields.
     pub fn new(fp: u64, ts: i64, flow: u32, resend: u32, f: Fields) -> Rec {
         debug_assert_eq!(f.fields < 4, f.seg.is_some(), "field set {}", f.fields);
-        let seg = f.seg.unwrap_or_default();
+        let seg = f.seg.unwrap_or(Seg {
+            seq: resend,
+            ..Seg::default()
+        });
         Rec {
             fp,
             ts,
             flow,
-            resend,
             seq: seg.seq,
             ack: seg.ack,
             ts_key: seg.ts_key,
@@ -104,6 +111,16 @@ impl Rec {
             l4: seg.len.min(Self::MAX_LEN)
                 | u32::from(f.fields & 0xf) << 20
                 | u32::from(f.tcp_flags) << 24,
+        }
+    }
+
+    /// What a copy sent again repeats ([`super::fingerprint::resend_key`]):
+    /// retransmissions share it.
+    pub fn resend(&self) -> u64 {
+        if self.is_tcp() {
+            tcp_resend_key(self.seq, self.l4 & Self::MAX_LEN, self.tcp_flags())
+        } else {
+            u64::from(self.seq)
         }
     }
 
@@ -211,24 +228,30 @@ impl Rec {
             df: p.df,
             seg,
         };
-        Rec::new(fp, p.ts_ns, flow as u32, resend_key(p), f)
+        let resend = if seg.is_some() {
+            0
+        } else {
+            datagram_resend_key(p)
+        };
+        Rec::new(fp, p.ts_ns, flow as u32, resend, f)
     }
 }
 
 impl std::fmt::Debug for Rec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (fp, ts, flow) = (self.fp, self.ts, self.flow);
         f.debug_struct("Rec")
-            .field("fp", &self.fp)
-            .field("ts", &self.ts)
-            .field("flow", &self.flow)
-            .field("resend", &self.resend)
+            .field("fp", &fp)
+            .field("ts", &ts)
+            .field("flow", &flow)
+            .field("resend", &self.resend())
             .field("fields", &self.fields_of())
             .finish()
     }
 }
 
 // The size the memory estimate above counts on.
-const _: () = assert!(std::mem::size_of::<Rec>() == 48);
+const _: () = assert!(std::mem::size_of::<Rec>() == 44);
 // The side and strength fit the bits they are given. The fields are integers only, so
 // any bytes are a valid record: what the pages [`Release`] gives back read as (zeros),
 // were they read again.
@@ -848,10 +871,13 @@ mod tests {
         for f in [tcp, udp, weak] {
             let r = Rec::new(u64::MAX, i64::MIN, u32::MAX, u32::MAX, f);
             assert_eq!(format!("{:?}", r.fields_of()), format!("{f:?}"));
-            assert_eq!(
-                (r.fp, r.ts, r.flow, r.resend),
-                (u64::MAX, i64::MIN, u32::MAX, u32::MAX)
-            );
+            assert_eq!((r.fp, r.ts, r.flow), (u64::MAX, i64::MIN, u32::MAX));
+            // A datagram keeps the resend key it was given; a segment's is its own.
+            let resend = match f.seg {
+                None => u64::from(u32::MAX),
+                Some(s) => tcp_resend_key(s.seq, s.len, f.tcp_flags),
+            };
+            assert_eq!(r.resend(), resend);
         }
         // Lengths past 20 bits read as the largest held; nothing else changes.
         let jumbo = Fields {

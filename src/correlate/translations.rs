@@ -424,7 +424,7 @@ fn resent((hop, p, recs): HopRecs, matched: &[bool], gap: &Gap, off: &[i64]) -> 
         }
         let Some(crossed_ns) = fwd[i + 1..]
             .iter()
-            .find(|(c, cm)| *cm && c.resend == r.resend)
+            .find(|(c, cm)| *cm && c.resend() == r.resend())
             .map(|(c, _)| t(c))
         else {
             continue;
