@@ -16,7 +16,8 @@
 //! orientation of a connection's flows, the order of its hops and its translations all
 //! rest on them.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Mutex;
 
 use foldhash::HashMap;
 use rayon::prelude::*;
@@ -38,11 +39,21 @@ pub(super) struct Vote {
 }
 
 impl Vote {
-    /// One more matched packet, as strong as `strength`.
-    fn add(&mut self, strength: Strength) {
-        self.packets += 1;
-        // Combine as independent evidence: 1 - Π(1 - w).
-        self.score = 1.0 - (1.0 - self.score) * (1.0 - strength.weight());
+    /// The votes of matched packets, counted by strength (indexed by
+    /// `Strength as usize`), combined as independent evidence: 1 - Π(1 - w). The
+    /// same counts give the same score whatever order the packets were matched in.
+    fn of(counts: [u64; 3]) -> Vote {
+        let mut unlikely = 1.0f64;
+        for (s, &n) in [Strength::Weak, Strength::Medium, Strength::Strong]
+            .iter()
+            .zip(&counts)
+        {
+            unlikely *= (1.0 - s.weight()).powi(n.min(i32::MAX as u64) as i32);
+        }
+        Vote {
+            packets: counts.iter().sum(),
+            score: 1.0 - unlikely,
+        }
     }
 }
 
@@ -93,36 +104,86 @@ impl Votes {
         self.0.push((a, b | (strength as u32) << 30));
     }
 
-    /// Votes per flow pair, in the pairs' order, of the votes cast in `parts` one
-    /// part after the other; each pair's votes combined in the order they were cast,
-    /// so the score is the same however the casting was shared among cores. A flow's
-    /// first partner has a slot of its own (most flows have only one); further
-    /// partners go to a map. Each part is given back once counted.
+    /// Votes per flow pair, in the pairs' order, of the votes cast in `parts`. Each
+    /// part is given back once counted.
     fn tally(parts: Vec<Votes>) -> Vec<((u32, u32), Vote)> {
-        let n = (parts.iter().flat_map(|p| &p.0))
+        let flows = (parts.iter().flat_map(|p| &p.0))
             .map(|v| v.0 as usize + 1)
             .max()
             .unwrap_or(0);
-        let mut first: Vec<Option<(u32, Vote)>> = vec![None; n];
-        let mut more: HashMap<(u32, u32), Vote> = HashMap::default();
+        let ballot = Ballot::new(flows);
         for (a, b) in parts.into_iter().flat_map(|p| p.0) {
-            let (b, strength) = (b & Self::FLOW, Strength::from_bits(b >> 30));
-            match &mut first[a as usize] {
-                Some((partner, v)) if *partner == b => v.add(strength),
-                Some(_) => more.entry((a, b)).or_default().add(strength),
-                slot @ None => {
-                    let mut v = Vote::default();
-                    v.add(strength);
-                    *slot = Some((b, v));
+            ballot.cast(a, b & Self::FLOW, Strength::from_bits(b >> 30));
+        }
+        ballot.count()
+    }
+}
+
+/// Votes counted as they are cast, from any number of cores at once: per flow pair,
+/// its matched packets by strength. A flow of the first point has a slot for its first
+/// partner (most flows have only one: 16 bytes a flow, however many packets match);
+/// further partners, and counts past 2^32 - 1, go to a map. What is counted does not
+/// depend on the order votes come in, so neither does the tally ([`Vote::of`]).
+struct Ballot {
+    first: Vec<Slot>,
+    more: Mutex<HashMap<(u32, u32), [u64; 3]>>,
+}
+
+#[derive(Default)]
+struct Slot {
+    /// The first partner's flow + 1; 0 until a vote names one.
+    partner: AtomicU32,
+    counts: [AtomicU32; 3],
+}
+
+impl Ballot {
+    /// A ballot for flows `0..flows` of the first point.
+    fn new(flows: usize) -> Ballot {
+        Ballot {
+            first: (0..flows).map(|_| Slot::default()).collect(),
+            more: Mutex::new(HashMap::default()),
+        }
+    }
+
+    /// A vote of `strength` for flows `a` (at the first point) and `b`.
+    fn cast(&self, a: u32, b: u32, strength: Strength) {
+        let slot = &self.first[a as usize];
+        let mine = b + 1;
+        let partner = match slot.partner.load(Ordering::Relaxed) {
+            0 => {
+                match (slot.partner).compare_exchange(0, mine, Ordering::Relaxed, Ordering::Relaxed)
+                {
+                    Ok(_) => mine,
+                    Err(other) => other,
                 }
             }
+            p => p,
+        };
+        let counted = partner == mine
+            && (slot.counts[strength as usize])
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_add(1))
+                .is_ok();
+        if !counted {
+            let mut more = self.more.lock().unwrap_or_else(|e| e.into_inner());
+            more.entry((a, b)).or_default()[strength as usize] += 1;
         }
-        let mut out: Vec<((u32, u32), Vote)> = first
-            .into_iter()
-            .enumerate()
-            .filter_map(|(a, slot)| slot.map(|(b, v)| ((a as u32, b), v)))
-            .chain(more)
-            .collect();
+    }
+
+    /// Votes per flow pair, in the pairs' order.
+    fn count(self) -> Vec<((u32, u32), Vote)> {
+        let mut more = self.more.into_inner().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<((u32, u32), Vote)> = Vec::new();
+        for (a, slot) in self.first.into_iter().enumerate() {
+            let Some(b) = slot.partner.into_inner().checked_sub(1) else {
+                continue;
+            };
+            let mut counts = slot.counts.map(|c| u64::from(c.into_inner()));
+            if let Some(spilled) = more.remove(&(a as u32, b)) {
+                counts.iter_mut().zip(spilled).for_each(|(c, s)| *c += s);
+            }
+            out.push(((a as u32, b), Vote::of(counts)));
+        }
+        out.extend(more.into_iter().map(|(k, counts)| (k, Vote::of(counts))));
         out.sort_unstable_by_key(|(k, _)| *k);
         out
     }
@@ -137,11 +198,11 @@ fn join_pair(
     window: i64,
 ) -> Vec<(EdgeKey, Vote)> {
     let votes = if a == b {
-        vec![join_hairpin(&points[a], window)]
+        Votes::tally(vec![join_hairpin(&points[a], window)])
     } else {
         join_across(&points[a], off[a], &points[b], off[b], window)
     };
-    Votes::tally(votes)
+    votes
         .into_iter()
         .map(|((x, y), v)| ((a, x, b, y), v))
         .collect()
@@ -261,23 +322,28 @@ fn pair_run(run: &[&Rec], window: i64) -> Vec<(usize, usize)> {
 /// the window. Then the TCP segments left over pair by the bytes they carried.
 ///
 /// The walk is cut into ranges of fingerprints ([`PointData::fp_slices`]) walked on
-/// whatever cores there are; each range's votes are kept apart, in range order (then
-/// the leftover segments'), for [`Votes::tally`] to count as one walk would, so the
-/// votes are the same on any number of cores.
-fn join_across(pa: &PointData, off_a: i64, pb: &PointData, off_b: i64, window: i64) -> Vec<Votes> {
+/// whatever cores there are, counting votes into one [`Ballot`] as they are cast:
+/// the count is the same on any number of cores, and it takes memory by flows, not by
+/// matched packets. Votes per flow pair, in the pairs' order.
+fn join_across(
+    pa: &PointData,
+    off_a: i64,
+    pb: &PointData,
+    off_b: i64,
+    window: i64,
+) -> Vec<((u32, u32), Vote)> {
     let (sa, sb) = (pa.fp_slices(), pb.fp_slices());
     let flags = |n: usize| (0..n).map(|_| AtomicBool::new(false)).collect::<Vec<_>>();
     let (used_a, used_b) = (flags(pa.recs.len()), flags(pb.recs.len()));
-    let mut votes: Vec<Votes> = (0..sa.len() - 1)
-        .into_par_iter()
-        .map(|k| {
-            let (ra, rb) = (sa[k]..sa[k + 1], sb[k]..sb[k + 1]);
-            merge_across(pa, ra, off_a, pb, rb, off_b, window, |i, j| {
-                used_a[i as usize].store(true, Ordering::Relaxed);
-                used_b[j as usize].store(true, Ordering::Relaxed);
-            })
+    let ballot = Ballot::new(pa.flows.len());
+    (0..sa.len() - 1).into_par_iter().for_each(|k| {
+        let (ra, rb) = (sa[k]..sa[k + 1], sb[k]..sb[k + 1]);
+        merge_across(pa, ra, off_a, pb, rb, off_b, window, |i, j, x, y| {
+            used_a[i as usize].store(true, Ordering::Relaxed);
+            used_b[j as usize].store(true, Ordering::Relaxed);
+            ballot.cast(x.flow, y.flow, x.strength().min(y.strength()));
         })
-        .collect();
+    });
     let used = |flags: Vec<AtomicBool>| -> Vec<bool> {
         flags.into_iter().map(AtomicBool::into_inner).collect()
     };
@@ -294,18 +360,16 @@ fn join_across(pa: &PointData, off_a: i64, pb: &PointData, off_b: i64, window: i
             used: &used_b,
         },
     );
-    let mut resegmented = Votes::default();
     for (i, j) in segments::overlapping(x, y, window, false) {
-        resegmented.add(&pa.recs[i], &pb.recs[j]);
+        let (x, y) = (&pa.recs[i], &pb.recs[j]);
+        ballot.cast(x.flow, y.flow, x.strength().min(y.strength()));
     }
-    votes.push(resegmented);
-    votes
+    ballot.count()
 }
 
 /// [`join_across`]'s walk over positions `ra` of `pa`'s fingerprint order and `rb` of
-/// `pb`'s, which hold the same fingerprints: the votes of the pairs of records it
-/// finds, in the order it finds them; `matched` is told each pair (indices into each
-/// point's records).
+/// `pb`'s, which hold the same fingerprints: `matched` is told each pair of records it
+/// finds (their indices into each point's records, and the records).
 #[allow(clippy::too_many_arguments)]
 fn merge_across(
     pa: &PointData,
@@ -315,9 +379,8 @@ fn merge_across(
     rb: std::ops::Range<usize>,
     off_b: i64,
     window: i64,
-    mut matched: impl FnMut(u32, u32),
-) -> Votes {
-    let mut votes = Votes::default();
+    mut matched: impl FnMut(u32, u32, &Rec, &Rec),
+) {
     let (fa, fb) = (&pa.by_fp[..ra.end], &pb.by_fp[..rb.end]);
     let (mut i, mut j) = (ra.start, rb.start);
     while i < fa.len() && j < fb.len() {
@@ -340,8 +403,7 @@ fn merge_across(
             let ry = &pb.recs[fb[y] as usize];
             let d = (ry.ts - off_b) - (rx.ts - off_a);
             if d.abs() <= window {
-                matched(fa[x], fb[y]);
-                votes.add(rx, ry);
+                matched(fa[x], fb[y], rx, ry);
                 x += 1;
                 y += 1;
             } else if d < 0 {
@@ -353,7 +415,6 @@ fn merge_across(
         i = ea;
         j = eb;
     }
-    votes
 }
 
 /// Pairs the packets of two flows: for each record of `up`, the nearest unused record
@@ -650,7 +711,7 @@ mod tests {
     }
 
     #[test]
-    fn votes_are_tallied_per_flow_pair_in_the_order_cast() {
+    fn votes_are_tallied_per_flow_pair_whatever_their_order() {
         use Strength::{Medium, Strong, Weak};
         // Cast in two parts, as two ranges of the join cast them; the largest flow
         // index a vote holds among them.
@@ -676,25 +737,64 @@ mod tests {
                 v
             })
             .collect();
-        let seq = |ws: &[Strength]| {
-            let mut v = Vote::default();
-            for &w in ws {
-                v.add(w);
-            }
-            v
-        };
-        assert_eq!(
-            Votes::tally(votes),
-            [
-                ((0, 3), seq(&[Weak, Strong])),
-                ((1, 5), seq(&[Strong, Weak])),
-                ((1, 6), seq(&[Medium, Weak])),
-                ((2, last), seq(&[Strong, Medium])),
-            ]
-        );
-        assert_eq!(seq(&[Weak, Strong]).packets, 2);
+        // Weak, medium, strong.
+        let of = |n: [u64; 3]| Vote::of(n);
+        let want = [
+            ((0, 3), of([1, 0, 1])),
+            ((1, 5), of([1, 0, 1])),
+            ((1, 6), of([1, 1, 0])),
+            ((2, last), of([0, 1, 1])),
+        ];
+        assert_eq!(Votes::tally(votes), want);
+        assert_eq!(of([1, 0, 1]).packets, 2);
         let expected = 1.0 - (1.0 - 0.3) * (1.0 - 0.95);
-        assert!((seq(&[Weak, Strong]).score - expected).abs() < 1e-12);
+        assert!((of([1, 0, 1]).score - expected).abs() < 1e-12);
+        // The same votes cast all at once into one ballot, in reverse.
+        let ballot = Ballot::new(3);
+        for &(a, b, st) in parts.iter().flatten().rev() {
+            ballot.cast(a, b, st);
+        }
+        assert_eq!(ballot.count(), want);
+        // A million packets of one strength say no more than certainty.
+        assert_eq!(of([0, 0, 1_000_000]).score, 1.0);
+    }
+
+    #[test]
+    fn a_ballot_counts_the_same_on_any_number_of_cores() {
+        // Flows with one partner, with two, and votes in a scrambled order cast from
+        // many tasks at once.
+        let votes: Vec<(u32, u32, Strength)> = (0..20_000u32)
+            .map(|i| {
+                let x = i.wrapping_mul(2_654_435_761);
+                let strength = Strength::from_bits(x >> 7);
+                let a = x % 97;
+                let b = if a % 3 == 0 { a + (x >> 20) % 2 } else { a };
+                (a, b, strength)
+            })
+            .collect();
+        let one = Ballot::new(97);
+        votes.iter().for_each(|&(a, b, s)| one.cast(a, b, s));
+        let many = Ballot::new(97);
+        votes.par_chunks(7).for_each(|c| {
+            c.iter().rev().for_each(|&(a, b, s)| many.cast(a, b, s));
+        });
+        let (one, many) = (one.count(), many.count());
+        assert_eq!(one, many);
+        assert!(one.iter().any(|((a, b), _)| a != b), "a second partner");
+        let total: u64 = one.iter().map(|(_, v)| v.packets).sum();
+        assert_eq!(total, votes.len() as u64);
+    }
+
+    #[test]
+    fn a_count_past_32_bits_goes_on_in_the_map() {
+        let ballot = Ballot::new(1);
+        ballot.cast(0, 4, Strength::Strong);
+        ballot.first[0].counts[Strength::Strong as usize].store(u32::MAX, Ordering::Relaxed);
+        ballot.cast(0, 4, Strength::Strong);
+        ballot.cast(0, 4, Strength::Weak);
+        let counted = ballot.count();
+        assert_eq!(counted.len(), 1);
+        assert_eq!(counted[0].1.packets, u64::from(u32::MAX) + 2);
     }
 
     #[test]
@@ -719,21 +819,19 @@ mod tests {
         let (a, b) = (point("a", 0, &inside), point("b", 1, &outside));
         let (sa, sb) = (a.fp_slices(), b.fp_slices());
         assert!(sa.windows(2).filter(|w| w[1] > w[0]).count() > 8, "{sa:?}");
-        let (mut sliced, mut sliced_votes) = (Vec::new(), Vec::new());
+        let mut sliced = Vec::new();
         for k in 0..sa.len() - 1 {
             let (ra, rb) = (sa[k]..sa[k + 1], sb[k]..sb[k + 1]);
-            let votes = merge_across(&a, ra, 0, &b, rb, 2 * MS, SECOND, |i, j| {
-                sliced.push((i, j));
+            merge_across(&a, ra, 0, &b, rb, 2 * MS, SECOND, |i, j, x, y| {
+                sliced.push((i, j, x.flow, y.flow));
             });
-            sliced_votes.extend(votes.0);
         }
         let (ra, rb) = (0..a.by_fp.len(), 0..b.by_fp.len());
         let mut whole = Vec::new();
-        let whole_votes = merge_across(&a, ra, 0, &b, rb, 2 * MS, SECOND, |i, j| {
-            whole.push((i, j));
+        merge_across(&a, ra, 0, &b, rb, 2 * MS, SECOND, |i, j, x, y| {
+            whole.push((i, j, x.flow, y.flow));
         });
         assert_eq!(sliced, whole);
-        assert_eq!(sliced_votes, whole_votes.0);
         assert_eq!(whole.len(), inside.len());
     }
 
