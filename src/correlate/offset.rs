@@ -75,7 +75,7 @@ pub fn estimate(points: &[PointData]) -> Vec<Offset> {
         .map(|&(a, b)| {
             let [mut fwd, mut rev] = unique_deltas(&points[a], &points[b]);
             let samples = fwd.len() + rev.len();
-            let (delta, round_trip) = match (median(&mut fwd), median(&mut rev)) {
+            let (delta, round_trip) = match (fwd.median(), rev.median()) {
                 (Some(f), Some(r)) => (
                     f / 2 + r / 2 + (f % 2 + r % 2) / 2,
                     f.saturating_sub(r).unsigned_abs(),
@@ -110,23 +110,120 @@ pub struct PairDelta {
     pub round_trip: u64,
 }
 
+/// Time differences of one direction of packets, in the order found: 4 bytes each
+/// where they fit (within 2.1 s: points of one host, or of hosts whose clocks agree
+/// that well), 8 where they do not. Two points share a packet for each of theirs, so
+/// this is the largest list the clock offsets make.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Deltas {
+    near: Vec<i32>,
+    far: Vec<i64>,
+}
+
+impl Deltas {
+    fn push(&mut self, d: i64) {
+        match i32::try_from(d) {
+            Ok(n) => self.near.push(n),
+            Err(_) => self.far.push(d),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.near.len() + self.far.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The differences of `parts` one after the other, each given back once copied.
+    fn concat(parts: Vec<Deltas>) -> Deltas {
+        let mut out = Deltas {
+            near: Vec::with_capacity(parts.iter().map(|p| p.near.len()).sum()),
+            far: Vec::with_capacity(parts.iter().map(|p| p.far.len()).sum()),
+        };
+        for p in parts {
+            out.near.extend_from_slice(&p.near);
+            out.far.extend_from_slice(&p.far);
+        }
+        out
+    }
+
+    /// All of them, in order.
+    #[cfg(test)]
+    pub fn sorted(&mut self) -> Vec<i64> {
+        self.near.sort_unstable();
+        self.far.sort_unstable();
+        let mut all: Vec<i64> = self.near.iter().map(|&n| i64::from(n)).collect();
+        all.extend_from_slice(&self.far);
+        all.sort_unstable();
+        all
+    }
+
+    /// Their [`median`], which sorts them.
+    pub fn median(&mut self) -> Option<i64> {
+        let n = self.len();
+        if n == 0 {
+            return None;
+        }
+        self.near.sort_unstable();
+        self.far.sort_unstable();
+        // The k-th smallest of the two sorted lists together.
+        let (near, far) = (&self.near, &self.far);
+        let nth = |k: usize| -> i64 {
+            let (mut i, mut j) = (0, 0);
+            loop {
+                let a = near.get(i).map(|&x| i64::from(x));
+                let b = far.get(j).copied();
+                let take_near = match (a, b) {
+                    (Some(x), Some(y)) => x <= y,
+                    (Some(_), None) => true,
+                    _ => false,
+                };
+                if i + j == k {
+                    return if take_near {
+                        a.unwrap_or(0)
+                    } else {
+                        b.unwrap_or(0)
+                    };
+                }
+                if take_near {
+                    i += 1;
+                } else {
+                    j += 1;
+                }
+            }
+        };
+        let nth = |k: usize| {
+            if far.is_empty() {
+                i64::from(near[k])
+            } else if near.is_empty() {
+                far[k]
+            } else {
+                nth(k)
+            }
+        };
+        Some(if n % 2 == 1 {
+            nth(n / 2)
+        } else {
+            mean(nth(n / 2 - 1), nth(n / 2))
+        })
+    }
+}
+
 /// Time differences (`ts_b - ts_a`) of packets seen exactly once at each of two points:
 /// the initiator packets' (as `a` oriented them), then the responder packets'. Each in
 /// fingerprint order: the fingerprint space is cut into [`FP_SLICES`] ranges, merged on
 /// whatever cores there are and put back in order, so the result is the same on any
 /// number of them.
-pub fn unique_deltas(a: &PointData, b: &PointData) -> [Vec<i64>; 2] {
+pub fn unique_deltas(a: &PointData, b: &PointData) -> [Deltas; 2] {
     let (sa, sb) = (a.fp_slices(), b.fp_slices());
-    let parts: Vec<[Vec<i64>; 2]> = (0..FP_SLICES)
+    let parts: Vec<[Deltas; 2]> = (0..FP_SLICES)
         .into_par_iter()
         .map(|k| unique_deltas_in(a, sa[k]..sa[k + 1], b, sb[k]..sb[k + 1]))
         .collect();
-    let mut out = [Vec::new(), Vec::new()];
-    for [fwd, rev] in parts {
-        out[0].extend(fwd);
-        out[1].extend(rev);
-    }
-    out
+    let (fwd, rev): (Vec<Deltas>, Vec<Deltas>) = parts.into_iter().map(|[f, r]| (f, r)).unzip();
+    [Deltas::concat(fwd), Deltas::concat(rev)]
 }
 
 /// [`unique_deltas`] over positions `ra` of `a`'s fingerprint order and `rb` of `b`'s,
@@ -136,8 +233,8 @@ fn unique_deltas_in(
     ra: std::ops::Range<usize>,
     b: &PointData,
     rb: std::ops::Range<usize>,
-) -> [Vec<i64>; 2] {
-    let mut out = [Vec::new(), Vec::new()];
+) -> [Deltas; 2] {
+    let mut out = [Deltas::default(), Deltas::default()];
     let (mut i, mut j) = (ra.start, rb.start);
     let (fa, fb) = (&a.by_fp[..ra.end], &b.by_fp[..rb.end]);
     while i < fa.len() && j < fb.len() {
@@ -172,9 +269,13 @@ pub fn median(v: &mut [i64]) -> Option<i64> {
     Some(if n % 2 == 1 {
         v[n / 2]
     } else {
-        // Average without overflow.
-        v[n / 2 - 1] / 2 + v[n / 2] / 2 + (v[n / 2 - 1] % 2 + v[n / 2] % 2) / 2
+        mean(v[n / 2 - 1], v[n / 2])
     })
+}
+
+/// The mean of two values, rounded toward zero, without overflow.
+fn mean(a: i64, b: i64) -> i64 {
+    a / 2 + b / 2 + (a % 2 + b % 2) / 2
 }
 
 /// The `pct`th percentile (0 to 100) of `v`, which it sorts; `None` when empty. The
@@ -388,9 +489,9 @@ mod tests {
         syn.ts_ns += 1000 * MS;
         again.push(syn);
         let (a, b) = (point("a", 0, &again), point("b", 1, &outside));
-        let [fwd, rev] = unique_deltas(&a, &b);
-        assert_eq!(fwd, [30 * US; 3]);
-        assert_eq!(rev, [-30 * US; 2]);
+        let [mut fwd, mut rev] = unique_deltas(&a, &b);
+        assert_eq!(fwd.sorted(), [30 * US; 3]);
+        assert_eq!(rev.sorted(), [-30 * US; 2]);
     }
 
     #[test]
@@ -428,6 +529,35 @@ mod tests {
             })
             .count();
         assert_eq!(slices_used, FP_SLICES);
+    }
+
+    #[test]
+    fn deltas_near_and_far_have_the_median_of_all_of_them() {
+        // Differences within 2^31 ns and beyond it, either sign, odd and even counts,
+        // near only, far only and both.
+        let mut rng = crate::correlate::testkit::XorShift(0x5eed);
+        for round in 0..300u64 {
+            let n = rng.below(40) as usize;
+            let far_share = round % 3; // none, some, all
+            let v: Vec<i64> = (0..n)
+                .map(|_| {
+                    let x = rng.below(4_000_000_000) as i64 - 2_000_000_000;
+                    match far_share {
+                        0 => x / 2,
+                        1 if rng.below(2) == 0 => x * 1_000,
+                        1 => x,
+                        _ => x.signum().max(1) * (3_000_000_000 + x.abs()),
+                    }
+                })
+                .collect();
+            let mut d = Deltas::default();
+            v.iter().for_each(|&x| d.push(x));
+            assert_eq!(d.len(), n);
+            assert_eq!(d.median(), median(&mut v.clone()), "{v:?}");
+            let mut all = v.clone();
+            all.sort_unstable();
+            assert_eq!(d.sorted(), all);
+        }
     }
 
     #[test]

@@ -459,6 +459,7 @@ impl Orders {
     /// count, one to place) unless the capture's timestamps were out of order there
     /// (then by time), and makes their fingerprint order.
     fn of(recs: Vec<Rec>, flows: usize) -> Orders {
+        let _turn = Turn::take(recs.len() * 8);
         let flow_start = flow_starts(&recs, flows);
         let recs = by_flow(recs, &flow_start);
         let (by_fp, runs) = fingerprint_order(&recs);
@@ -468,6 +469,42 @@ impl Orders {
             by_fp,
             runs,
         }
+    }
+}
+
+/// Bytes that putting points' records in order may take beside them at once: 8 a
+/// record (the fingerprint order's keys; 4 for the flow order's destinations). The
+/// points of one input are put in order as soon as it is read, side by side with
+/// other inputs' while their records add up to at most 16 M (two points of 8 M
+/// packets), one after the other beyond: the transient memory of large points does
+/// not add up while every record is held.
+const ORDERING_BUDGET: usize = 128 << 20;
+
+/// A point's turn to be put in order, within [`ORDERING_BUDGET`]: taken when the
+/// bytes it needs fit beside those of the points being ordered (or none are), given
+/// back when dropped.
+struct Turn(usize);
+
+static ORDERING: (std::sync::Mutex<usize>, std::sync::Condvar) =
+    (std::sync::Mutex::new(0), std::sync::Condvar::new());
+
+impl Turn {
+    fn take(bytes: usize) -> Turn {
+        let (lock, freed) = &ORDERING;
+        let mut in_use = lock.lock().unwrap_or_else(|e| e.into_inner());
+        while *in_use > 0 && *in_use + bytes > ORDERING_BUDGET {
+            in_use = freed.wait(in_use).unwrap_or_else(|e| e.into_inner());
+        }
+        *in_use += bytes;
+        Turn(bytes)
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let (lock, freed) = &ORDERING;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) -= self.0;
+        freed.notify_all();
     }
 }
 
