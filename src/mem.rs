@@ -18,16 +18,25 @@ pub fn prefetch<T>(r: &T) {
     let _ = r;
 }
 
-/// With `NATCHECK_MEM_STEPS` set, prints to standard error the peak resident memory
-/// since the last call (`VmHWM`) and what is resident now (`VmRSS`), then resets the
-/// peak (`/proc/self/clear_refs`), so that each figure is the named step's own peak.
-/// For measuring where memory goes (bench/README.md); nothing otherwise.
+/// With `NATCHECK_STEPS` set, prints to standard error the wall time since the
+/// last call, the peak resident memory since then (`VmHWM`) and what is resident now
+/// (`VmRSS`), then resets the peak (`/proc/self/clear_refs`), so that each figure is
+/// the named step's own. For measuring where time and memory go (bench/README.md);
+/// nothing otherwise.
 pub fn step(name: &str) {
-    use std::sync::OnceLock;
+    use std::sync::{Mutex, OnceLock};
+    use std::time::Instant;
     static ON: OnceLock<bool> = OnceLock::new();
-    if !*ON.get_or_init(|| std::env::var_os("NATCHECK_MEM_STEPS").is_some()) {
+    static LAST: Mutex<Option<Instant>> = Mutex::new(None);
+    if !*ON.get_or_init(|| std::env::var_os("NATCHECK_STEPS").is_some()) {
         return;
     }
+    let now = Instant::now();
+    let since = LAST
+        .lock()
+        .ok()
+        .and_then(|mut l| l.replace(now))
+        .map_or(0.0, |t| (now - t).as_secs_f64() * 1e3);
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let field = |key: &str| {
         status
@@ -38,7 +47,7 @@ pub fn step(name: &str) {
             })
     };
     eprintln!(
-        "mem: {name:<28} peak {:>9} kB  held {:>9} kB",
+        "step: {name:<28} {since:>9.1} ms  peak {:>9} kB  held {:>9} kB",
         field("VmHWM:"),
         field("VmRSS:")
     );

@@ -181,6 +181,7 @@ const BATCH: usize = 4096;
 
 /// Reads the inputs and correlates them.
 pub fn run(specs: &[InputSpec], opts: &ReadOptions, config: Config) -> Correlation {
+    crate::mem::step("start");
     let (points, inputs) = points::read_points(specs, opts);
     crate::mem::step("read");
     Correlation {
