@@ -170,6 +170,19 @@ pub(super) struct Clues {
     pub(super) notrack_target: bool,
 }
 
+impl Clues {
+    /// What a rule's target says of its table: a NAT target only the nat table takes,
+    /// NOTRACK and CT (with `--notrack` or not: zones, helpers, timeouts) only raw.
+    pub(super) fn target(&mut self, t: &Target) {
+        match t {
+            t if t.is_nat() => self.nat_target = true,
+            Target::Notrack => self.notrack_target = true,
+            Target::Continue { name } if name == "CT" => self.notrack_target = true,
+            _ => {}
+        }
+    }
+}
+
 pub(super) fn hook_bit(chain: &str) -> u8 {
     match chain {
         "PREROUTING" => 1,
@@ -430,14 +443,7 @@ impl<'t> Parser<'_, 't> {
                     rule.counters = counters;
                 }
                 table.clues.rules |= hook_bit(&chain.s);
-                match &rule.target {
-                    t if t.is_nat() => table.clues.nat_target = true,
-                    Target::Notrack => table.clues.notrack_target = true,
-                    Target::Continue { name } if name == "CT" => {
-                        table.clues.notrack_target = true
-                    }
-                    _ => {}
-                }
+                table.clues.target(&rule.target);
                 let ci = table.chain(chain, line_no);
                 if insert {
                     table.inserted.entry(ci).or_default().push(rule);

@@ -415,11 +415,7 @@ impl Reader<'_> {
         let (match_toks, target_toks) = split_target(line, &rest, target_name);
         self.matches(line, match_toks, rule);
         rule.target = self.target(line, target_name, target_toks, goto);
-        match &rule.target {
-            t if t.is_nat() => self.cur.clues.nat_target = true,
-            Target::Notrack => self.cur.clues.notrack_target = true,
-            _ => {}
-        }
+        self.cur.clues.target(&rule.target);
         if let Some(ci) = self.chain {
             self.cur.clues.rules |= hook_bit(&self.cur.chains[ci].name);
         }
@@ -1604,6 +1600,26 @@ Chain POSTROUTING (policy ACCEPT 0 packets, 0 bytes)
             rule(&r, "POSTROUTING", 1).target,
             Target::Unknown { .. }
         ));
+    }
+
+    #[test]
+    fn a_ct_target_says_raw_whether_it_tracks_or_not() {
+        // `iptables -t raw -L PREROUTING -n -v`: one chain, so no policy set names the
+        // table; CT (a helper here, or a zone) is a raw-table target, as NOTRACK is.
+        let helper = "\
+Chain PREROUTING (policy ACCEPT 0 packets, 0 bytes)
+ pkts bytes target     prot opt in     out     source               destination
+    0     0 CT         6    --  *      *       0.0.0.0/0            0.0.0.0/0            tcp dpt:21 CT helper ftp
+";
+        assert_eq!(parse("raw.txt", helper).tables[0].name, "raw");
+        let notrack = helper.replace("CT helper ftp", "CT notrack");
+        assert_eq!(parse("raw.txt", &notrack).tables[0].name, "raw");
+        // The same chain with a DNAT is nat's.
+        let dnat = helper.replace(
+            "CT         6    --  *      *       0.0.0.0/0            0.0.0.0/0            tcp dpt:21 CT helper ftp",
+            "DNAT       6    --  *      *       0.0.0.0/0            0.0.0.0/0            tcp dpt:21 to:10.0.0.2",
+        );
+        assert_eq!(parse("nat.txt", &dnat).tables[0].name, "nat");
     }
 
     #[test]
