@@ -215,6 +215,10 @@ named_enum! {
         Random = "random",
         /// Some kept, some moved with no holder captured.
         Mixed = "mixed",
+        /// One port moved with no holder captured and no other translation to that
+        /// address to compare: a port range, a random pick or a holder the captures
+        /// missed, one translation cannot tell.
+        Undetermined = "undetermined",
     }
 }
 

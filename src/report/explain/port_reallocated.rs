@@ -64,6 +64,7 @@ pub fn explain(f: &Finding) -> (String, String) {
                 "no connection held it; every port here comes from the range {lo}-{hi} (or a wider one)"
             ),
             AllocatorMode::Random => "no connection held it; every port here was moved, so the rule picks ports at random (`--random`, `--random-fully`)".into(),
+            AllocatorMode::Undetermined => "no connection holding it was captured, and it is the only translation to this address here: a port range, a random pick and a holder the captures missed look alike".into(),
             _ => "no connection holding it was captured".into(),
         },
     };
@@ -72,6 +73,7 @@ pub fn explain(f: &Finding) -> (String, String) {
         AllocatorMode::Range if by_rule(f) => format!("The rule's port range ({lo}-{hi}) moves every port outside it. Small ranges run out under load (FM-06): watch `conntrack -S` (insert_failed, drop) and the number of entries per destination."),
         AllocatorMode::Range => format!("A port range ({lo}-{hi} or wider: `--to-ports` or `--to-source ADDR:LO-HI`). Small ranges run out under load (FM-06): watch `conntrack -S` (insert_failed, drop) and the number of entries per destination."),
         AllocatorMode::Random => "Expected with `--random` / `--random-fully` (kube-proxy, Calico, Flannel use it against insertion races). Nothing to fix unless a peer depends on the client's port.".to_string(),
+        AllocatorMode::Undetermined => "Whether an entry held the tuple: `conntrack -L --src-nat` (an entry older than the captures); whether the rule moves every port: its port range or `--random`/`--random-fully` (`iptables-save -t nat`, `nft list ruleset`; given with --rules, natcheck reads it).".to_string(),
         AllocatorMode::Mixed => "Some translations kept their ports and this one moved with no holder in the captures: the holder predates the captures or crossed another point, or a different rule (with --random or a range) matched. `conntrack -L --src-nat` shows the holder.".to_string(),
     };
     (
