@@ -19,7 +19,7 @@ use super::topology::{Topology, Via};
 use super::{WitnessKind, WitnessSummary};
 use rayon::prelude::*;
 
-use crate::correlate::{Connection, Correlation};
+use crate::correlate::{Connection, Correlation, Hop};
 use crate::model::{NatKind, Tuple};
 use crate::rules::eval::{self, Fate, Outcome, Packet, Walk};
 use crate::rules::{HostAddr, RuleSet, Target};
@@ -260,6 +260,10 @@ fn attribute_one(
     conn: &Connection,
 ) -> Option<Attribution> {
     let iface = |p: usize| Some(ifaces[p].clone());
+    // The interface a hop's packets met the rules by: its point's, unless the point
+    // saw them inside a tunnel (its outer headers): the host took them in by, or sent
+    // them out by, the tunnel's own device (vxlan0, tunl0), which no point names.
+    let by = |h: &Hop| iface(h.point).filter(|_| h.flow.tunnels()[0].is_none());
     // An ICMP error is RELATED to the connection it quotes: NAT follows that
     // connection's entry, and no nat rule ever sees it as a first packet.
     if conn.hops.iter().any(|h| h.flow.icmp_error.is_some()) {
@@ -269,9 +273,10 @@ fn attribute_one(
     // translated it), the tuple before, and whether the connection, seen no further
     // than its last point, was answered there: then the host took it in (a local
     // socket, a REDIRECT), it was not stopped.
-    let (packet, wire, before, answered) = if let Some((by, from, to)) = translating_links(conn) {
+    let (packet, wire, before, answered) = if let Some((by_hop, from, to)) = translating_links(conn)
+    {
         let (a, b) = (&conn.hops[from], &conn.hops[to]);
-        let p = Packet::first(a.flow.tuple, iface(conn.hops[by].point), iface(b.point));
+        let p = Packet::first(a.flow.tuple, by(&conn.hops[by_hop]), by(b));
         (p, Some(b.flow.tuple), a.flow.tuple, false)
     } else if let (Some((b, via)), Some(last)) = ((onward.next)(ci), conn.hops.last()) {
         let (by, out) =
