@@ -251,6 +251,12 @@ pub struct InputResult {
     pub remap: Vec<usize>,
     /// The first and last time of its frames outside the range read, if any.
     pub outside: Option<(i64, i64)>,
+    /// Every packet came through one capture interface of the file (a pcap file, or a
+    /// pcapng of one interface, such as `tcpdump -i any`: one socket), so the order of
+    /// the frames is the order the kernel handed them over in, across the points the
+    /// file is split into. A pcapng of several interfaces (dumpcap, `natcheck
+    /// collect`) interleaves each interface's frames as they were read, not so.
+    pub one_stream: bool,
 }
 
 /// Key of a point inside one input, before names are assigned.
@@ -337,6 +343,7 @@ fn read_from<R: Read>(
     };
     let mut points = Points::default();
     read_frames(&mut reader, reading, opts, &mut points, result, sink);
+    result.one_stream = points.one_stream();
     points.add_idle_interfaces(reader.interfaces(), &result.source);
     points.name(spec, opts, reader.interfaces(), reader.format());
     (result.points, result.remap) = points.into_sorted();
@@ -530,6 +537,15 @@ impl Points {
                 }
             }
         }
+    }
+
+    /// Whether the packets of every point came through one interface of the file.
+    fn one_stream(&self) -> bool {
+        let mut idbs = self.list.iter().map(|(k, _)| match k {
+            LocalKey::Interface(i) | LocalKey::IfIndex(i, _) => *i,
+        });
+        let first = idbs.next();
+        idbs.all(|i| Some(i) == first)
     }
 
     /// The points in key order, and `remap`: for each discovery index, the position
@@ -756,6 +772,21 @@ mod tests {
         );
         assert_eq!(ifindex_point_name(None, None, "any", 3), "any:if3");
         assert_eq!(ifindex_point_name(Some("h"), None, "any", 3), "h:if3");
+    }
+
+    #[test]
+    fn one_stream_is_one_capture_interface_however_many_points() {
+        // `tcpdump -i any`: one interface of the file, split by interface index.
+        let mut any = Points::default();
+        any.get_or_add(LocalKey::IfIndex(0, 3), "any", 276);
+        any.get_or_add(LocalKey::IfIndex(0, 2), "any", 276);
+        assert!(any.one_stream());
+        // A pcapng of two interfaces.
+        let mut two = Points::default();
+        two.get_or_add(LocalKey::Interface(0), "multi", 1);
+        assert!(two.one_stream());
+        two.get_or_add(LocalKey::Interface(1), "multi", 1);
+        assert!(!two.one_stream());
     }
 
     #[test]

@@ -277,6 +277,8 @@ pub struct PointData {
     /// input counted in file order across all its points. Copies of one packet at two
     /// points of one capture (`tcpdump -i any`: a bridge port and its bridge) carry one
     /// timestamp; the order the capture wrote them in tells which point saw it first.
+    /// All 0 where that order says nothing (an input of several capture interfaces:
+    /// [`InputResult::one_stream`]).
     pub first_frame: Vec<u64>,
 }
 
@@ -835,6 +837,11 @@ pub fn read_points(specs: &[InputSpec], opts: &ReadOptions) -> (Vec<PointData>, 
                 }
             });
             read.resize_with(f.points.len(), Default::default);
+            if !f.input.one_stream {
+                for (_, first_frame) in &mut read {
+                    first_frame.fill(0);
+                }
+            }
             let mut sorted: Vec<(Vec<Rec>, Vec<u64>)> = vec![Default::default(); f.points.len()];
             for (local, r) in read.into_iter().enumerate() {
                 sorted[f.input.remap[local]] = r;
