@@ -269,14 +269,16 @@ mod tests {
 
     #[test]
     fn a_retransmission_has_the_resend_key_and_not_the_fingerprint() {
-        let syn = |tsval| L4::Tcp {
+        // A segment at sequence number 1000 with these flags.
+        let at_1000 = |tsval, flags| L4::Tcp {
             seq: 1000,
             ack: 0,
-            flags: 0x02,
+            flags,
             window: 64240,
             ts: Some((tsval, 0)),
             mss: None,
         };
+        let syn = |tsval| at_1000(tsval, 0x02);
         let mut first = pkt("172.17.0.2", 40000, "203.0.113.2", 80, syn(7), 64);
         first.payload_len = 0;
         let mut again = pkt("172.17.0.2", 40000, "203.0.113.2", 80, syn(1007), 64);
@@ -289,14 +291,7 @@ mod tests {
         longer.payload_len = 1;
         assert_ne!(resend_key(&first), resend_key(&longer));
         let mut fin = again;
-        fin.l4 = L4::Tcp {
-            seq: 1000,
-            ack: 0,
-            flags: 0x11,
-            window: 64240,
-            ts: Some((1007, 0)),
-            mss: None,
-        };
+        fin.l4 = at_1000(1007, 0x11);
         assert_ne!(resend_key(&first), resend_key(&fin));
         // A datagram resent with the same bytes, and another datagram.
         let a = pkt("172.17.0.2", 40000, "203.0.113.2", 53, L4::Udp, 64);
