@@ -168,40 +168,14 @@ impl Deltas {
         }
         self.near.sort_unstable();
         self.far.sort_unstable();
-        // The k-th smallest of the two sorted lists together.
+        // Every far difference lies below or above all the near ones: in order, the
+        // far ones below 0, the near ones, the far ones above.
         let (near, far) = (&self.near, &self.far);
-        let nth = |k: usize| -> i64 {
-            let (mut i, mut j) = (0, 0);
-            loop {
-                let a = near.get(i).map(|&x| i64::from(x));
-                let b = far.get(j).copied();
-                let take_near = match (a, b) {
-                    (Some(x), Some(y)) => x <= y,
-                    (Some(_), None) => true,
-                    _ => false,
-                };
-                if i + j == k {
-                    return if take_near {
-                        a.unwrap_or(0)
-                    } else {
-                        b.unwrap_or(0)
-                    };
-                }
-                if take_near {
-                    i += 1;
-                } else {
-                    j += 1;
-                }
-            }
-        };
-        let nth = |k: usize| {
-            if far.is_empty() {
-                i64::from(near[k])
-            } else if near.is_empty() {
-                far[k]
-            } else {
-                nth(k)
-            }
+        let below = far.partition_point(|&d| d < 0);
+        let nth = |k: usize| match k.checked_sub(below) {
+            None => far[k],
+            Some(i) if i < near.len() => i64::from(near[i]),
+            Some(_) => far[k - near.len()],
         };
         Some(if n % 2 == 1 {
             nth(n / 2)

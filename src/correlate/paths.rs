@@ -245,9 +245,10 @@ fn halves(pd: &PointData, flows: &[u32]) -> Vec<Vec<usize>> {
 /// interfaces of one capture with coarse timestamps) every matched packet votes: an
 /// initiator packet seen earlier at x says x is upstream, a responder packet seen
 /// earlier at x says x is downstream. Corrected time of the first initiator packet
-/// orders the rest; where two hops of one input saw it at one time (`tcpdump -i any`
-/// stamps a packet once, however many interfaces it crosses: a connection with no
-/// replies to vote), the one whose flow the capture wrote first is upstream.
+/// orders the rest; where two hops of one capture socket saw it at one time
+/// (`tcpdump -i any` stamps a packet once, however many interfaces it crosses: a
+/// connection with no replies to vote), the one whose flow the capture wrote first is
+/// upstream ([`PointData::first_frame`]; all 0 for other inputs).
 fn order(points: &[PointData], hops: Vec<Hop>, off: &[i64], window: i64) -> Vec<Hop> {
     let first_fwd: Vec<i64> = hops
         .iter()

@@ -484,7 +484,9 @@ const ORDERING_BUDGET: usize = 128 << 20;
 
 /// A point's turn to be put in order, within [`ORDERING_BUDGET`]: taken when the
 /// bytes it needs fit beside those of the points being ordered (or none are), given
-/// back when dropped.
+/// back when dropped. The ordering runs on the thread that holds the turn and waits
+/// on no other task: a holder waiting in a rayon join could take up another point's
+/// ordering meanwhile and wait for a turn it holds itself.
 struct Turn(usize);
 
 static ORDERING: (std::sync::Mutex<usize>, std::sync::Condvar) =
