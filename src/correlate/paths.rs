@@ -242,9 +242,11 @@ fn halves(pd: &PointData, flows: &[u32]) -> Vec<Vec<usize>> {
 
 /// Hops upstream first. A routed hop decrements the TTL of initiator packets, so the
 /// highest TTL is the earliest hop. Within one TTL (a veth and its bridge, or several
-/// interfaces of one capture with coarse timestamps) every matched packet votes: an
-/// initiator packet seen earlier at x says x is upstream, a responder packet seen
-/// earlier at x says x is downstream. Corrected time of the first initiator packet
+/// interfaces of one capture with coarse timestamps) every matched packet of two hops
+/// votes: an initiator packet seen earlier at x says x is upstream, a responder packet
+/// seen earlier at x says x is downstream; the hops are ranked by the pairs whose
+/// majority puts them upstream, less those that put them downstream. Corrected time of
+/// the first initiator packet
 /// orders the rest; where two hops of one capture socket saw it at one time
 /// (`tcpdump -i any` stamps a packet once, however many interfaces it crosses: a
 /// connection with no replies to vote), the one whose flow the capture wrote first is
@@ -266,7 +268,10 @@ fn order(points: &[PointData], hops: Vec<Hop>, off: &[i64], window: i64) -> Vec<
             if hops[x].fwd_ttl != hops[y].fwd_ttl {
                 continue;
             }
-            let v = precedence_votes(points, &hops[x], &hops[y], off, window);
+            // Each pair's majority counts once, however many packets it rests on:
+            // the pairs of a hairpin's hops match different numbers of packets, and a
+            // sum of votes let the pair with more outweigh the order the others gave.
+            let v = precedence_votes(points, &hops[x], &hops[y], off, window).signum();
             wins[x] += v;
             wins[y] -= v;
         }

@@ -1227,3 +1227,28 @@ fn packets_inside_a_tunnel_meet_the_rules_by_the_tunnels_device() {
         assert_eq!(code, 0, "{s}: {found:?}");
     }
 }
+
+#[test]
+fn a_hairpin_in_one_capture_of_every_interface_runs_port_bridge_port() {
+    // `tcpdump -i any` of a container sending to the host's published port, DNATed
+    // back to itself: the datagrams cross its veth, the bridge, and its veth again.
+    // The bridge writes each one several times, so the pairs of hops match different
+    // numbers of packets; each pair's majority counts once, and the path starts at the
+    // veth, where the rules meet it (`-i docker0` after the bridge took it in).
+    let d = "samples/fault-hairpin-udp";
+    let (any, links) = (format!("{d}/any.pcap"), format!("{d}/links.txt"));
+    let (iptables, addrs) = (format!("{d}/iptables.txt"), format!("{d}/addrs.txt"));
+    let (_, doc) = report_of(&[&any, "--links", &links], &[&iptables, &addrs]);
+    assert_eq!(codes(&doc), ["hairpin-no-masq"]);
+    let hairpin = doc["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["hops"][0]["src"] == c["hops"].as_array().unwrap().last().unwrap()["dst"])
+        .expect("the connection DNATed back to its client");
+    let path: Vec<&str> = (hairpin["hops"].as_array().unwrap().iter())
+        .map(|h| h["point"].as_str().unwrap())
+        .collect();
+    assert_eq!(path, ["veth-c1", "docker0", "veth-c1"]);
+    assert_eq!(hairpin["rules"]["agrees"], true, "{hairpin}");
+}
