@@ -242,10 +242,10 @@ fn halves(pd: &PointData, flows: &[u32]) -> Vec<Vec<usize>> {
 
 /// Hops upstream first. A routed hop decrements the TTL of initiator packets, so the
 /// highest TTL is the earliest hop. Within one TTL (a veth and its bridge, or several
-/// interfaces of one capture with coarse timestamps) every matched packet of two hops
-/// votes: an initiator packet seen earlier at x says x is upstream, a responder packet
-/// seen earlier at x says x is downstream; the hops are ranked by the pairs whose
-/// majority puts them upstream, less those that put them downstream. Corrected time of
+/// interfaces of one capture with coarse timestamps) the matched packets of two hops
+/// vote ([`precedence`]): an initiator packet seen earlier at x says x is upstream, a
+/// responder packet seen earlier at x says x is downstream; the hops are ranked by the
+/// pairs whose majority puts them upstream, less those that put them downstream. Corrected time of
 /// the first initiator packet
 /// orders the rest; where two hops of one capture socket saw it at one time
 /// (`tcpdump -i any` stamps a packet once, however many interfaces it crosses: a
@@ -271,7 +271,7 @@ fn order(points: &[PointData], hops: Vec<Hop>, off: &[i64], window: i64) -> Vec<
             // Each pair's majority counts once, however many packets it rests on:
             // the pairs of a hairpin's hops match different numbers of packets, and a
             // sum of votes let the pair with more outweigh the order the others gave.
-            let v = precedence_votes(points, &hops[x], &hops[y], off, window).signum();
+            let v = precedence(points, &hops[x], &hops[y], off, window);
             wins[x] += v;
             wins[y] -= v;
         }
@@ -298,11 +298,16 @@ fn order(points: &[PointData], hops: Vec<Hop>, off: &[i64], window: i64) -> Vec<
 }
 
 /// Positive when the packets of `x` and `y` say `x` is upstream of `y`, negative when
-/// they say the opposite: the count of matched packets that agree minus those that don't.
-fn precedence_votes(points: &[PointData], x: &Hop, y: &Hop, off: &[i64], window: i64) -> i64 {
+/// they say the opposite, 0 when they do not say: the initiator's packets decide, the
+/// responder's only where the initiator's tie. The replies need not come back the way
+/// the requests went: in a hairpin through a bridge, the bridge device sees the replies
+/// its port forwarded from one container to the other after that port did, and they
+/// would put the bridge before the port the requests came from.
+fn precedence(points: &[PointData], x: &Hop, y: &Hop, off: &[i64], window: i64) -> i64 {
     let (px, py) = (&points[x.point], &points[y.point]);
     let (rx, ry) = (x.recs(px), y.recs(py));
-    let mut votes = 0i64;
+    // Matched packets that put `x` first less those that put it second, by direction.
+    let mut votes = [0i64; 2];
     for (i, j) in match_all(
         &rx,
         off[x.point],
@@ -313,9 +318,16 @@ fn precedence_votes(points: &[PointData], x: &Hop, y: &Hop, off: &[i64], window:
     ) {
         let (tx, ty) = (rx[i].ts - off[x.point], ry[j].ts - off[y.point]);
         let earlier = (tx < ty) as i64 - (ty < tx) as i64;
-        votes += if px.is_fwd(&rx[i]) { earlier } else { -earlier };
+        if px.is_fwd(&rx[i]) {
+            votes[0] += earlier;
+        } else {
+            votes[1] -= earlier;
+        }
     }
-    votes
+    match votes {
+        [0, rev] => rev.signum(),
+        [fwd, _] => fwd.signum(),
+    }
 }
 
 /// Adds a [`Related`] on both sides of every rejected flow pair whose flows ended in

@@ -1230,25 +1230,41 @@ fn packets_inside_a_tunnel_meet_the_rules_by_the_tunnels_device() {
 
 #[test]
 fn a_hairpin_in_one_capture_of_every_interface_runs_port_bridge_port() {
-    // `tcpdump -i any` of a container sending to the host's published port, DNATed
-    // back to itself: the datagrams cross its veth, the bridge, and its veth again.
-    // The bridge writes each one several times, so the pairs of hops match different
-    // numbers of packets; each pair's majority counts once, and the path starts at the
-    // veth, where the rules meet it (`-i docker0` after the bridge took it in).
-    let d = "samples/fault-hairpin-udp";
-    let (any, links) = (format!("{d}/any.pcap"), format!("{d}/links.txt"));
-    let (iptables, addrs) = (format!("{d}/iptables.txt"), format!("{d}/addrs.txt"));
-    let (_, doc) = report_of(&[&any, "--links", &links], &[&iptables, &addrs]);
-    assert_eq!(codes(&doc), ["hairpin-no-masq"]);
-    let hairpin = doc["connections"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["hops"][0]["src"] == c["hops"].as_array().unwrap().last().unwrap()["dst"])
-        .expect("the connection DNATed back to its client");
-    let path: Vec<&str> = (hairpin["hops"].as_array().unwrap().iter())
-        .map(|h| h["point"].as_str().unwrap())
-        .collect();
-    assert_eq!(path, ["veth-c1", "docker0", "veth-c1"]);
-    assert_eq!(hairpin["rules"]["agrees"], true, "{hairpin}");
+    // `tcpdump -i any` of containers sending to the host's published port, DNATed to a
+    // container on the same bridge (in fault-hairpin-udp back to the sender itself):
+    // the packets cross the sender's veth, the bridge, and the receiver's veth. The
+    // bridge writes each datagram several times, so the pairs of hops match different
+    // numbers of packets, and it sees the replies one container's port forwarded to
+    // the other's after that port did. Each pair's majority counts once and the
+    // requests decide before the replies: every path starts at the sender's veth,
+    // where the rules meet it (`-i docker0` once the bridge took it in).
+    for s in ["fault-hairpin-udp", "fault-hairpin-no-masq"] {
+        let d = format!("samples/{s}");
+        let (any, links) = (format!("{d}/any.pcap"), format!("{d}/links.txt"));
+        let (iptables, addrs) = (format!("{d}/iptables.txt"), format!("{d}/addrs.txt"));
+        let (_, doc) = report_of(&[&any, "--links", &links], &[&iptables, &addrs]);
+        assert_eq!(codes(&doc), ["hairpin-no-masq"], "{s}");
+        let dnat: Vec<&Value> = (doc["connections"].as_array().unwrap().iter())
+            .filter(|c| {
+                c["translations"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|t| t["kind"] == "dnat")
+            })
+            .collect();
+        assert!(!dnat.is_empty(), "{s}");
+        for c in dnat {
+            let path: Vec<&str> = (c["hops"].as_array().unwrap().iter())
+                .map(|h| h["point"].as_str().unwrap())
+                .collect();
+            assert_eq!(path.len(), 3, "{s}: {path:?}");
+            assert!(
+                path[0].starts_with("veth") && path[2].starts_with("veth"),
+                "{s}: {path:?}"
+            );
+            assert_eq!(path[1], "docker0", "{s}: {path:?}");
+            assert_eq!(c["rules"]["agrees"], true, "{s}: {c}");
+        }
+    }
 }
