@@ -298,11 +298,13 @@ fn order(points: &[PointData], hops: Vec<Hop>, off: &[i64], window: i64) -> Vec<
 }
 
 /// Positive when the packets of `x` and `y` say `x` is upstream of `y`, negative when
-/// they say the opposite, 0 when they do not say: the initiator's packets decide, the
-/// responder's only where the initiator's tie. The replies need not come back the way
-/// the requests went: in a hairpin through a bridge, the bridge device sees the replies
-/// its port forwarded from one container to the other after that port did, and they
-/// would put the bridge before the port the requests came from.
+/// they say the opposite, 0 when they do not say. Two points of one capture share its
+/// clock: there the initiator's packets decide, the responder's only where those tie,
+/// for the replies need not come back the way the requests went (in a hairpin through
+/// a bridge, the bridge device sees the replies one container's port forwarded to the
+/// other's after that port did, which would put the bridge before the port the
+/// requests came from). Between captures, whose clocks are matched by the midpoint of
+/// the two directions' delays, both directions count alike.
 fn precedence(points: &[PointData], x: &Hop, y: &Hop, off: &[i64], window: i64) -> i64 {
     let (px, py) = (&points[x.point], &points[y.point]);
     let (rx, ry) = (x.recs(px), y.recs(py));
@@ -325,6 +327,7 @@ fn precedence(points: &[PointData], x: &Hop, y: &Hop, off: &[i64], window: i64) 
         }
     }
     match votes {
+        [fwd, rev] if px.input != py.input => (fwd + rev).signum(),
         [0, rev] => rev.signum(),
         [fwd, _] => fwd.signum(),
     }
