@@ -279,12 +279,17 @@ fn attribute_one(
         let p = Packet::first(a.flow.tuple, by(&conn.hops[by_hop]), by(b));
         (p, Some(b.flow.tuple), a.flow.tuple, false)
     } else if let (Some((b, via)), Some(last)) = ((onward.next)(ci), conn.hops.last()) {
-        let (by, out) =
+        let (entry, out) =
             bridged_into(c, last.point, b, via, &onward.bridged).unwrap_or((last.point, Some(b)));
-        let p = Packet::first(last.flow.tuple, iface(by), out.and_then(iface));
+        let tunnelled = last.flow.tunnels()[0].is_some();
+        let p = Packet::first(
+            last.flow.tuple,
+            iface(entry).filter(|_| !tunnelled),
+            out.and_then(iface),
+        );
         (p, None, last.flow.tuple, last.flow.packets[1] > 0)
     } else if let Some(h) = unanswered_to_host(rules, conn) {
-        let p = Packet::first(h.flow.tuple, iface(h.point), None);
+        let p = Packet::first(h.flow.tuple, by(h), None);
         (p, None, h.flow.tuple, false)
     } else {
         return None;
