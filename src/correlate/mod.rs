@@ -224,6 +224,7 @@ pub fn correlate(
     // are never all held at once. Connections the trace names by number are linked
     // once all are made and numbered.
     let members = paths::in_time_order(&points, &mut comps, &off);
+    let leaves = paths::Leaves::of(points.len(), &comps.nodes, &members);
     crate::mem::step("orient, returns, order");
     let mut release = points::Release::new(
         &mut points,
@@ -247,7 +248,7 @@ pub fn correlate(
         }
         let mut made: Vec<Connection> = batch
             .into_par_iter()
-            .map(|m| paths::connection(&points, &comps, &m, &off, window))
+            .map(|m| paths::connection(&points, &comps, &m, &leaves, (&off, window)))
             .collect();
         if !by_number {
             link(&mut points, &mut made);

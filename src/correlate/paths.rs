@@ -112,18 +112,61 @@ pub(super) fn in_time_order(
     keyed.into_iter().map(|(_, _, m)| m).collect()
 }
 
+/// Which capture points are leaves of which: point `p` is a leaf of `q` when every
+/// connection seen at `p` was seen at `q` too, and `q` saw others: a container's
+/// veth beside its bridge, which carries every container's traffic. Between
+/// separate captures, the packets a bridge takes in from its port carry one kernel
+/// time stamp at both and the file order says nothing; the leaf is then the edge the
+/// traffic came in by, or left by.
+pub(super) struct Leaves {
+    /// Connections seen at each point.
+    seen: Vec<u32>,
+    /// Connections seen at both points of a pair (each pair once, in either order).
+    both: HashMap<(usize, usize), u32>,
+}
+
+impl Leaves {
+    /// From the connections' members, as [`in_time_order`] gives them.
+    pub(super) fn of(points: usize, nodes: &[(usize, u32)], members: &[Vec<usize>]) -> Leaves {
+        let mut leaves = Leaves {
+            seen: vec![0; points],
+            both: HashMap::default(),
+        };
+        let mut at: Vec<usize> = Vec::new();
+        for m in members {
+            at.clear();
+            at.extend(m.iter().map(|&n| nodes[n].0));
+            at.sort_unstable();
+            at.dedup();
+            for (i, &p) in at.iter().enumerate() {
+                leaves.seen[p] += 1;
+                for &q in &at[i + 1..] {
+                    *leaves.both.entry((p, q)).or_insert(0) += 1;
+                }
+            }
+        }
+        leaves
+    }
+
+    /// Whether point `p` is a leaf of point `q`.
+    fn leaf_of(&self, p: usize, q: usize) -> bool {
+        let both = self.both.get(&(p.min(q), p.max(q))).copied().unwrap_or(0);
+        both > 0 && both == self.seen[p] && self.seen[q] > both
+    }
+}
+
 /// The connection of the component whose members are `members` (taken out of `comps`
 /// by [`in_time_order`]): its hops in order, no links yet, no id (see [`number`]).
 pub(super) fn connection(
     points: &[PointData],
     comps: &Components,
     members: &[usize],
-    off: &[i64],
-    window: i64,
+    leaves: &Leaves,
+    (off, window): (&[i64], i64),
 ) -> Connection {
     let hops = hops(points, &comps.nodes, members, off);
     let (hops, returns) = returns::split(points, hops, off, window);
-    let hops = order(points, hops, off, window);
+    let hops = order(points, hops, leaves, off, window);
     let returns = returns
         .into_iter()
         .map(|(hop, (point, flows))| {
@@ -251,7 +294,13 @@ fn halves(pd: &PointData, flows: &[u32]) -> Vec<Vec<usize>> {
 /// (`tcpdump -i any` stamps a packet once, however many interfaces it crosses: a
 /// connection with no replies to vote), the one whose flow the capture wrote first is
 /// upstream ([`PointData::first_frame`]; all 0 for other inputs).
-fn order(points: &[PointData], hops: Vec<Hop>, off: &[i64], window: i64) -> Vec<Hop> {
+fn order(
+    points: &[PointData],
+    hops: Vec<Hop>,
+    leaves: &Leaves,
+    off: &[i64],
+    window: i64,
+) -> Vec<Hop> {
     let first_fwd: Vec<i64> = hops
         .iter()
         .map(|h| {
@@ -294,6 +343,33 @@ fn order(points: &[PointData], hops: Vec<Hop>, off: &[i64], window: i64) -> Vec<
         })
         .collect();
     keyed.sort_by(|(ka, a), (kb, b)| ka.cmp(kb).then_with(|| a.flow_idx.cmp(&b.flow_idx)));
+    // Hops of two captures still tied (one TTL, no pair's majority, one time: the
+    // order of the inputs decided) where one point is a leaf of the other: the leaf is
+    // the edge the traffic came in by, unless it came from a routed hop (a higher
+    // TTL), then the edge it left by.
+    let inbound = |ttl: Option<u8>| keyed.iter().any(|(k, _)| k.0 .0 > ttl);
+    let leaf_last: Vec<bool> = keyed.iter().map(|(k, _)| inbound(k.0 .0)).collect();
+    for _ in 0..keyed.len() {
+        let mut swapped = false;
+        for i in 1..keyed.len() {
+            let ((ka, a), (kb, b)) = (&keyed[i - 1], &keyed[i]);
+            // Apart only by the inputs' order, or by the points' within one input
+            // whose frames did not tell.
+            let tied = (ka.0, ka.1, ka.2) == (kb.0, kb.1, kb.2) && (ka.3 != kb.3 || ka.4 == kb.4);
+            let swap = if leaf_last[i] {
+                leaves.leaf_of(a.point, b.point)
+            } else {
+                leaves.leaf_of(b.point, a.point)
+            };
+            if tied && swap {
+                keyed.swap(i - 1, i);
+                swapped = true;
+            }
+        }
+        if !swapped {
+            break;
+        }
+    }
     keyed.into_iter().map(|(_, h)| h).collect()
 }
 
@@ -415,8 +491,9 @@ mod tests {
         let rejected = std::mem::take(&mut comps.rejected);
         let members = comps.members.clone();
         let made = in_time_order(&points, &mut comps, &off);
+        let leaves = Leaves::of(points.len(), &comps.nodes, &made);
         let mut conns: Vec<Connection> = (made.iter())
-            .map(|m| connection(&points, &comps, m, &off, SECOND))
+            .map(|m| connection(&points, &comps, m, &leaves, (&off, SECOND)))
             .collect();
         number(&mut conns);
         (points, [members, made], rejected, conns)
@@ -493,6 +570,91 @@ mod tests {
             .find(|c| c.hops.len() == 3)
             .expect("the datagrams' path");
         assert_eq!(names(&points, c), ["docker0", "veth", "eth0"]);
+    }
+
+    #[test]
+    fn separate_captures_at_one_time_put_the_leaf_at_the_edge() {
+        // One file per interface: datagrams with no reply carry one time stamp at a
+        // container's veth and at the bridge; another container's traffic crosses the
+        // bridge only, so the veth is a leaf of the bridge. Given bridge first, the
+        // outbound datagrams still run veth > bridge > eth0 (routed after them).
+        let out: Vec<Packet> = (0..3)
+            .map(|i| {
+                udp(
+                    i * 100 * MS,
+                    "172.17.0.2:50000",
+                    "203.0.113.3:53",
+                    Some(i as u32),
+                    7,
+                )
+            })
+            .collect();
+        let other = tcp_conv(MS, "172.17.0.3:40000", "198.51.100.7:443", 1000);
+        let bridge: Vec<Packet> = [
+            view(&out, "172.17.0.2:50000", "203.0.113.3:53", 0, 0),
+            view(&other, "172.17.0.3:40000", "198.51.100.7:443", 10 * US, 0),
+        ]
+        .concat();
+        let eth0: Vec<Packet> = [
+            view(&out, "203.0.113.1:50000", "203.0.113.3:53", 20 * US, 1),
+            view(&other, "203.0.113.1:40000", "198.51.100.7:443", 30 * US, 1),
+        ]
+        .concat();
+        let sorted = |mut v: Vec<Packet>| {
+            v.sort_by_key(|p| p.ts_ns);
+            v
+        };
+        let points = vec![
+            point("docker0", 0, &sorted(bridge)),
+            point("veth", 1, &out),
+            point("eth0", 2, &sorted(eth0)),
+        ];
+        let (points, _, _, conns) = paths_of(points);
+        let names = |c: &Connection| -> Vec<String> {
+            (c.hops.iter())
+                .map(|h| points[h.point].info.name.clone())
+                .collect()
+        };
+        let c = conns
+            .iter()
+            .find(|c| c.hops[0].flow.tuple.proto == crate::model::Proto::Udp)
+            .expect("the datagrams");
+        assert_eq!(names(c), ["veth", "docker0", "eth0"]);
+
+        // Inbound, from a routed hop: eth0 first, then the bridge, and the veth, the
+        // edge the datagrams left by, last; given veth first.
+        let inbound: Vec<Packet> = (0..3)
+            .map(|i| {
+                udp(
+                    i * 100 * MS,
+                    "198.51.100.9:5000",
+                    "203.0.113.1:8053",
+                    Some(i as u32),
+                    9,
+                )
+            })
+            .collect();
+        let at = |p: &[Packet], dst: &str, lat: i64| view(p, "198.51.100.9:5000", dst, lat, 1);
+        let inside = at(&inbound, "172.17.0.2:53", 20 * US);
+        let bridge: Vec<Packet> = [
+            inside.clone(),
+            view(&other, "172.17.0.3:40000", "198.51.100.7:443", 10 * US, 0),
+        ]
+        .concat();
+        let points = vec![
+            point("veth", 0, &inside),
+            point("docker0", 1, &sorted(bridge)),
+            point("eth0", 2, &inbound),
+        ];
+        let (points, _, _, conns) = paths_of(points);
+        let c = conns
+            .iter()
+            .find(|c| c.hops[0].flow.tuple.proto == crate::model::Proto::Udp)
+            .expect("the datagrams");
+        let names: Vec<&str> = (c.hops.iter())
+            .map(|h| points[h.point].info.name.as_str())
+            .collect();
+        assert_eq!(names, ["eth0", "docker0", "veth"]);
     }
 
     #[test]
