@@ -109,9 +109,14 @@ impl FromStr for InputSpec {
     }
 }
 
-/// Interface names by index, for LINUX_SLL2 captures (which record only the ifindex).
+/// Interface names by index, for LINUX_SLL2 captures (which record only the ifindex),
+/// and the bridge each bridge port belongs to (`master docker0`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct IfNames(pub BTreeMap<u32, String>);
+pub struct IfNames {
+    pub names: BTreeMap<u32, String>,
+    /// Port name -> the bridge (or bond, VRF) it is enslaved to.
+    pub masters: BTreeMap<String, String>,
+}
 
 impl IfNames {
     /// Parses `ip -o link` / `ip link` output (`3: docker0: <...>`, `5: veth0@if4: ...`),
@@ -122,6 +127,7 @@ impl IfNames {
             return Self::parse_json(text);
         }
         let mut map = BTreeMap::new();
+        let mut masters = BTreeMap::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
             // `ip link` (without -o) puts attributes on indented continuation lines.
@@ -146,6 +152,12 @@ impl IfNames {
             };
             match parsed {
                 Some((idx, name)) if !name.is_empty() => {
+                    let mut words = line.split_whitespace();
+                    if words.any(|w| w == "master") {
+                        if let Some(m) = words.next() {
+                            masters.insert(name.clone(), m.to_string());
+                        }
+                    }
                     map.insert(idx, name);
                 }
                 _ => {
@@ -158,7 +170,10 @@ impl IfNames {
                 }
             }
         }
-        Ok(IfNames(map))
+        Ok(IfNames {
+            names: map,
+            masters,
+        })
     }
 }
 
@@ -169,12 +184,17 @@ impl IfNames {
         struct Link {
             ifindex: u32,
             ifname: String,
+            master: Option<String>,
         }
         let links: Vec<Link> =
             serde_json::from_str(text).map_err(|e| format!("not `ip -j link` output: {e}"))?;
-        Ok(IfNames(
-            links.into_iter().map(|l| (l.ifindex, l.ifname)).collect(),
-        ))
+        let masters = (links.iter())
+            .filter_map(|l| Some((l.ifname.clone(), l.master.clone()?)))
+            .collect();
+        Ok(IfNames {
+            names: links.into_iter().map(|l| (l.ifindex, l.ifname)).collect(),
+            masters,
+        })
     }
 }
 
@@ -208,6 +228,9 @@ pub struct PointInfo {
     /// it was capturing at most there.
     #[serde(skip)]
     pub range: TimeRange,
+    /// The bridge its interface is a port of, as `--links` says (`master docker0`).
+    #[serde(skip)]
+    pub master: Option<String>,
 }
 
 /// Per-input counters, for summaries.
@@ -530,7 +553,7 @@ impl Points {
                     info.interface = ifname;
                 }
                 LocalKey::IfIndex(_, idx) => {
-                    let resolved = opts.ifnames.0.get(&idx).map(String::as_str);
+                    let resolved = opts.ifnames.names.get(&idx).map(String::as_str);
                     info.name = ifindex_point_name(label, resolved, &stem, idx);
                     info.interface =
                         Some(resolved.map_or_else(|| format!("ifindex {idx}"), str::to_string));
@@ -579,6 +602,7 @@ fn unnamed_point(source: &str, linktype: u32) -> PointInfo {
         first_ns: None,
         last_ns: None,
         range: TimeRange::default(),
+        master: None,
     }
 }
 
@@ -639,6 +663,10 @@ fn problem_warning(source: &str, p: &ReadProblem) -> Warning {
 /// ([`assign_names`]), and a warning where the time range missed every capture
 /// ([`range_missed`]).
 pub fn finish_inputs(specs: &[InputSpec], results: &mut [InputResult], opts: &ReadOptions) {
+    for p in results.iter_mut().flat_map(|r| &mut r.points) {
+        let link = p.interface.as_deref().unwrap_or(&p.name);
+        p.master = opts.ifnames.masters.get(link).cloned();
+    }
     assign_names(specs, results);
     range_missed(results, &opts.range);
 }
@@ -822,18 +850,24 @@ mod tests {
     fn ifnames_from_ip_link() {
         let text = "1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue state UNKNOWN mode DEFAULT group default qlen 1000\\    link/loopback 00:00:00:00:00:00 brd 00:00:00:00:00:00\n\
                     3: docker0: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500\n\
-                    5: veth-c1@if4: <BROADCAST> mtu 1500\n    link/ether 02:42:ac:11:00:02 brd ff:ff:ff:ff:ff:ff\n\
+                    5: veth-c1@if4: <BROADCAST> mtu 1500 qdisc noqueue master docker0 state UP\n    link/ether 02:42:ac:11:00:02 brd ff:ff:ff:ff:ff:ff\n\
                     7=eth0\n";
         let n = IfNames::parse(text).unwrap();
-        assert_eq!(n.0.get(&1).map(String::as_str), Some("lo"));
-        assert_eq!(n.0.get(&3).map(String::as_str), Some("docker0"));
-        assert_eq!(n.0.get(&5).map(String::as_str), Some("veth-c1"));
-        assert_eq!(n.0.get(&7).map(String::as_str), Some("eth0"));
+        assert_eq!(n.names.get(&1).map(String::as_str), Some("lo"));
+        assert_eq!(n.names.get(&3).map(String::as_str), Some("docker0"));
+        assert_eq!(n.names.get(&5).map(String::as_str), Some("veth-c1"));
+        assert_eq!(n.names.get(&7).map(String::as_str), Some("eth0"));
+        // The bridge port names its bridge; nothing else does.
+        let masters: Vec<(&str, &str)> = (n.masters.iter())
+            .map(|(p, m)| (p.as_str(), m.as_str()))
+            .collect();
+        assert_eq!(masters, [("veth-c1", "docker0")]);
         assert!(IfNames::parse("what is this").is_err());
-        let json = r#"[{"ifindex":1,"ifname":"lo","flags":["LOOPBACK"]},{"ifindex":4,"link_index":3,"ifname":"veth-c1","mtu":1500}]"#;
+        let json = r#"[{"ifindex":1,"ifname":"lo","flags":["LOOPBACK"]},{"ifindex":4,"link_index":3,"ifname":"veth-c1","mtu":1500,"master":"cni0"}]"#;
         let n = IfNames::parse(json).unwrap();
-        assert_eq!(n.0.get(&4).map(String::as_str), Some("veth-c1"));
-        assert_eq!(n.0.len(), 2);
+        assert_eq!(n.names.get(&4).map(String::as_str), Some("veth-c1"));
+        assert_eq!(n.names.len(), 2);
+        assert_eq!(n.masters.get("veth-c1").map(String::as_str), Some("cni0"));
         assert!(IfNames::parse("[{\"ifindex\": \"x\"}]").is_err());
     }
 

@@ -78,8 +78,10 @@ pub struct CaptureArgs {
     pub captures: Vec<InputSpec>,
 
     /// Interface names for `tcpdump -i any` (LINUX_SLL2) captures: the output of
-    /// `ip -o link` or `ip -j link` on the capturing host, or `INDEX=NAME` lines. A
-    /// bundle's `ip-link.json` is used when this is not given.
+    /// `ip -o link` or `ip -j link` on the capturing host, or `INDEX=NAME` lines; the
+    /// bridge each port belongs to (`master docker0`) also orders a port and its bridge
+    /// that saw a packet at one time. A bundle's `ip-link.json` is used when this is
+    /// not given.
     #[arg(long, value_name = "FILE")]
     pub links: Option<PathBuf>,
 

@@ -148,10 +148,17 @@ impl Leaves {
         leaves
     }
 
-    /// Whether point `p` is a leaf of point `q`.
-    fn leaf_of(&self, p: usize, q: usize) -> bool {
+    /// Whether point `p` is a leaf of point `q`: by the connections, or because
+    /// `--links` says `p`'s interface is a port of `q`'s bridge.
+    fn leaf_of(&self, points: &[PointData], p: usize, q: usize) -> bool {
         let both = self.both.get(&(p.min(q), p.max(q))).copied().unwrap_or(0);
-        both > 0 && both == self.seen[p] && self.seen[q] > both
+        let port_of = |p: &PointData, q: &PointData| {
+            let link = |i: &crate::capture::PointInfo| {
+                i.interface.clone().unwrap_or_else(|| i.name.clone())
+            };
+            p.info.master.as_ref().is_some_and(|m| *m == link(&q.info))
+        };
+        port_of(&points[p], &points[q]) || both > 0 && both == self.seen[p] && self.seen[q] > both
     }
 }
 
@@ -357,9 +364,9 @@ fn order(
             // whose frames did not tell.
             let tied = (ka.0, ka.1, ka.2) == (kb.0, kb.1, kb.2) && (ka.3 != kb.3 || ka.4 == kb.4);
             let swap = if leaf_last[i] {
-                leaves.leaf_of(a.point, b.point)
+                leaves.leaf_of(points, a.point, b.point)
             } else {
-                leaves.leaf_of(b.point, a.point)
+                leaves.leaf_of(points, b.point, a.point)
             };
             if tied && swap {
                 keyed.swap(i - 1, i);

@@ -264,6 +264,7 @@ fn point_of_frames(name: &str, input: usize, packets: &[Packet], frames: &[u64])
         first_ns: packets.iter().map(|p| p.ts_ns).min(),
         last_ns: packets.iter().map(|p| p.ts_ns).max(),
         range: Default::default(),
+        master: None,
     };
     PointData::new(info, input, table.finish(), recs, first_frame)
 }

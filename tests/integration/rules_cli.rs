@@ -1268,3 +1268,45 @@ fn a_hairpin_in_one_capture_of_every_interface_runs_port_bridge_port() {
         }
     }
 }
+
+#[test]
+fn links_tell_a_bridge_port_from_its_bridge_in_any_input_order() {
+    // With one container, its veth and the bridge see the same connections, and a
+    // datagram with no reply carries one time stamp at both: only `--links` (`master
+    // docker0`) tells which is the port. Given as the shell's `*.pcap` (docker0
+    // first) or as one pcapng of every interface, with the links, each recording
+    // reads as with the veth's file given first.
+    let bad = |doc: &Value| -> Vec<String> {
+        let mut v: Vec<String> = (doc["findings"].as_array().unwrap().iter())
+            .filter(|f| f["severity"] != "info")
+            .map(|f| f["code"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    for s in [
+        "fault-wrong-source-udp",
+        "fault-hairpin-udp",
+        "fault-snat-exhaustion-udp6",
+    ] {
+        let d = format!("samples/{s}");
+        let f = |p: &str| format!("{d}/{p}");
+        let (links, iptables, addrs) = (f("links.txt"), f("iptables.txt"), f("addrs.txt"));
+        let rules = [iptables.as_str(), addrs.as_str()];
+        let (veth, docker0, eth0, multi) = (
+            f("veth-c1.pcap"),
+            f("docker0.pcap"),
+            f("eth0.pcap"),
+            f("multi.pcapng"),
+        );
+        let (_, want) = report_of(&[&veth, &docker0, &eth0], &rules);
+        let (_, glob) = report_of(&[&docker0, &eth0, &veth, "--links", &links], &rules);
+        let (_, one) = report_of(&[&multi, "--links", &links], &rules);
+        assert!(
+            !bad(&want).contains(&"rule-contradiction".to_string()),
+            "{s}"
+        );
+        assert_eq!(bad(&glob), bad(&want), "{s}: *.pcap with --links");
+        assert_eq!(bad(&one), bad(&want), "{s}: multi.pcapng with --links");
+    }
+}
