@@ -233,6 +233,14 @@ pub struct PointInfo {
     pub master: Option<String>,
 }
 
+impl PointInfo {
+    /// The interface the point is, as `ip link` names it: the file's or `--links`'
+    /// name for it, else the point's own name (a pcap file's stem).
+    pub fn link_name(&self) -> &str {
+        self.interface.as_deref().unwrap_or(&self.name)
+    }
+}
+
 /// Per-input counters, for summaries.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct InputStats {
@@ -664,8 +672,7 @@ fn problem_warning(source: &str, p: &ReadProblem) -> Warning {
 /// ([`range_missed`]).
 pub fn finish_inputs(specs: &[InputSpec], results: &mut [InputResult], opts: &ReadOptions) {
     for p in results.iter_mut().flat_map(|r| &mut r.points) {
-        let link = p.interface.as_deref().unwrap_or(&p.name);
-        p.master = opts.ifnames.masters.get(link).cloned();
+        p.master = opts.ifnames.masters.get(p.link_name()).cloned();
     }
     assign_names(specs, results);
     range_missed(results, &opts.range);

@@ -152,13 +152,8 @@ impl Leaves {
     /// `--links` says `p`'s interface is a port of `q`'s bridge.
     fn leaf_of(&self, points: &[PointData], p: usize, q: usize) -> bool {
         let both = self.both.get(&(p.min(q), p.max(q))).copied().unwrap_or(0);
-        let port_of = |p: &PointData, q: &PointData| {
-            let link = |i: &crate::capture::PointInfo| {
-                i.interface.clone().unwrap_or_else(|| i.name.clone())
-            };
-            p.info.master.as_ref().is_some_and(|m| *m == link(&q.info))
-        };
-        port_of(&points[p], &points[q]) || both > 0 && both == self.seen[p] && self.seen[q] > both
+        let port_of = (points[p].info.master.as_deref()) == Some(points[q].info.link_name());
+        port_of || both > 0 && both == self.seen[p] && self.seen[q] > both
     }
 }
 
