@@ -181,6 +181,54 @@ fn wrong_source_udp_reply_is_unsolicited() {
 }
 
 #[test]
+fn one_moved_port_alone_is_undetermined_until_the_rule_says() {
+    // A time range that holds one translation to the NAT address: a TCP connection
+    // through SNAT to a port range over IPv4, a UDP datagram through MASQUERADE over
+    // IPv6. One moved port cannot tell a range from a random pick or from a holder the
+    // captures missed; the rule, when given and confirmed, can.
+    for (scen, since, until) in [
+        (
+            "snat-random-fully",
+            "2026-11-23T05:43:28.4Z",
+            "2026-11-23T05:43:28.56Z",
+        ),
+        (
+            "fault-snat-exhaustion-udp6",
+            "2026-11-30T08:40:52.9Z",
+            "2026-11-30T08:40:53Z",
+        ),
+    ] {
+        let a = pair(scen);
+        let range = ["--since", since, "--until", until];
+        let modes = |doc: &Value| -> Vec<String> {
+            (doc["findings"].as_array().unwrap().iter())
+                .filter(|f| f["code"] == "port-reallocated")
+                .map(|f| s(&f["detail"]["mode"]).to_string())
+                .collect()
+        };
+        let (_, doc) = json(&[&range[..], &args(&a)[..]].concat());
+        assert_eq!(modes(&doc), ["undetermined"], "{scen}");
+        let f = (doc["findings"].as_array().unwrap().iter())
+            .find(|f| f["code"] == "port-reallocated")
+            .unwrap();
+        assert!(
+            s(&f["check"]).contains("conntrack -L --src-nat"),
+            "{scen}: {f}"
+        );
+        if scen == "snat-random-fully" {
+            let rules = [
+                "--rules",
+                "samples/snat-random-fully/iptables.txt",
+                "--rules",
+                "samples/snat-random-fully/addrs.txt",
+            ];
+            let (_, doc) = json(&[&range[..], &rules[..], &args(&a)[..]].concat());
+            assert_eq!(modes(&doc), ["range"]);
+        }
+    }
+}
+
+#[test]
 fn port_collision_names_the_other_connection() {
     let a = pair("port-collision");
     let (code, doc) = json(&args(&a));
