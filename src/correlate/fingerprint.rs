@@ -111,7 +111,16 @@ pub fn is_matchable(p: &Packet) -> bool {
     }
 }
 
-/// Fingerprint and strength of one packet.
+/// The bits of a fingerprint: 48 keep two unrelated packets of a capture of tens of
+/// millions from sharing one (about one pair in 2^48 / N² of them does, and only a
+/// pair within the join's time window is ever compared), in 16 bits fewer than a
+/// word, which a record ([`super::points::Rec`]) gives to other fields.
+pub const FP_BITS: u32 = 48;
+
+/// The largest fingerprint.
+pub const FP_MAX: u64 = (1 << FP_BITS) - 1;
+
+/// Fingerprint (below 2^[`FP_BITS`]) and strength of one packet.
 pub fn fingerprint(p: &Packet) -> (u64, Strength) {
     let mut b = [0u8; 48];
     b[0] = p.tuple.proto.number();
@@ -167,7 +176,7 @@ pub fn fingerprint(p: &Packet) -> (u64, Strength) {
             }
         }
     };
-    (XxHash3_64::oneshot(&b), strength)
+    (XxHash3_64::oneshot(&b) >> (64 - FP_BITS), strength)
 }
 
 /// What a copy of `p` sent again by its sender repeats (a TCP retransmission, a
@@ -255,6 +264,7 @@ mod tests {
         let inside = pkt("172.17.0.2", 40000, "203.0.113.2", 80, l4, 64);
         let outside = pkt("203.0.113.1", 8942, "203.0.113.2", 80, l4, 63);
         assert_eq!(fingerprint(&inside), fingerprint(&outside));
+        assert!(fingerprint(&inside).0 <= FP_MAX);
         let mut other = outside;
         other.l4 = L4::Tcp {
             seq: 2,

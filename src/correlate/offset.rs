@@ -218,9 +218,9 @@ fn unique_deltas_in(
         a.prefetch_flow_of(i + PREFETCH_AHEAD / 2);
         let ra = &a.recs[fa[i] as usize];
         let rb = &b.recs[fb[j] as usize];
-        if ra.fp < rb.fp {
+        if ra.fp() < rb.fp() {
             i += 1;
-        } else if ra.fp > rb.fp {
+        } else if ra.fp() > rb.fp() {
             j += 1;
         } else {
             let (run_a, run_b) = (a.run_end(i) - i, b.run_end(j) - j);
@@ -499,7 +499,7 @@ mod tests {
                 let hi = fp_slice_start(k + 1);
                 a.recs
                     .iter()
-                    .any(|r| r.fp >= lo && hi.is_none_or(|h| r.fp < h))
+                    .any(|r| r.fp() >= lo && hi.is_none_or(|h| r.fp() < h))
             })
             .count();
         assert_eq!(slices_used, FP_SLICES);

@@ -388,8 +388,8 @@ fn merge_across(
         pb.prefetch_fp_order(j + PREFETCH_AHEAD);
         let ra = &pa.recs[fa[i] as usize];
         let rb = &pb.recs[fb[j] as usize];
-        if ra.fp != rb.fp {
-            if ra.fp < rb.fp {
+        if ra.fp() != rb.fp() {
+            if ra.fp() < rb.fp() {
                 i += 1;
             } else {
                 j += 1;
@@ -439,7 +439,7 @@ pub(super) fn match_flows(
         // to for a run of one.
         let mut taken: SmallVec<[bool; 64]> = smallvec![false; down.len()];
         for (k, r) in up.iter().enumerate() {
-            let Some(j) = index.get(down, r.fp) else {
+            let Some(j) = index.get(down, r.fp()) else {
                 continue;
             };
             // Its distance in corrected time: at one point, only later counts.
@@ -459,13 +459,13 @@ pub(super) fn match_flows(
     // `down` by fingerprint, each fingerprint's records in time order (a record's
     // index is its place in time).
     let mut order: Vec<(u64, u32)> = (down.iter().enumerate())
-        .map(|(k, r)| (r.fp, k as u32))
+        .map(|(k, r)| (r.fp(), k as u32))
         .collect();
     order.sort_unstable();
     let mut unused = Unused::new(order.len());
     for (k, r) in up.iter().enumerate() {
-        let start = order.partition_point(|&(fp, _)| fp < r.fp);
-        let len = order[start..].partition_point(|&(fp, _)| fp == r.fp);
+        let start = order.partition_point(|&(fp, _)| fp < r.fp());
+        let len = order[start..].partition_point(|&(fp, _)| fp == r.fp());
         if len == 0 {
             continue;
         }
@@ -533,11 +533,11 @@ impl FpIndex {
         let mut slots = smallvec![Self::EMPTY; (2 * recs.len()).next_power_of_two().max(2)];
         let mask = slots.len() - 1;
         for (k, r) in recs.iter().enumerate() {
-            let mut at = r.fp as usize & mask;
+            let mut at = r.fp() as usize & mask;
             let mut probes = 0;
             while slots[at] != Self::EMPTY {
                 probes += 1;
-                if recs[slots[at] as usize].fp == r.fp || probes == Self::PROBES {
+                if recs[slots[at] as usize].fp() == r.fp() || probes == Self::PROBES {
                     return None;
                 }
                 at = (at + 1) & mask;
@@ -557,7 +557,7 @@ impl FpIndex {
             if k == Self::EMPTY {
                 return None;
             }
-            if recs[k as usize].fp == fp {
+            if recs[k as usize].fp() == fp {
                 return Some(k as usize);
             }
             at = (at + 1) & mask;
@@ -919,7 +919,7 @@ mod tests {
         for (k, r) in up.iter().enumerate() {
             let t = r.ts - up_off;
             let best = (0..down.len())
-                .filter(|&c| down[c].fp == r.fp && !used[c])
+                .filter(|&c| down[c].fp() == r.fp() && !used[c])
                 .filter(|&c| !same_point || down[c].ts >= r.ts)
                 .map(|c| ((down[c].ts - down_off - t).abs(), c))
                 .filter(|&(d, _)| d <= window)
@@ -1089,11 +1089,11 @@ mod tests {
     #[test]
     fn fp_index_finds_each_record_and_gives_up_on_crowded_slots() {
         let recs: Vec<Rec> = (0..1_000u64)
-            .map(|i| rec(i.wrapping_mul(0x9e37_79b9_7f4a_7c15), 0))
+            .map(|i| rec(i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 16, 0))
             .collect();
         let index = FpIndex::of(&recs).expect("distinct fingerprints");
         for (k, r) in recs.iter().enumerate() {
-            assert_eq!(index.get(&recs, r.fp), Some(k));
+            assert_eq!(index.get(&recs, r.fp()), Some(k));
         }
         assert_eq!(index.get(&recs, 7), None);
         // Two records with one fingerprint: no index.
@@ -1103,7 +1103,7 @@ mod tests {
         // in time order as before, each packet with its own copy.
         let crowded: Vec<Rec> = (0..200u64).map(|i| rec((i + 1) << 40, i as i64)).collect();
         assert!(FpIndex::of(&crowded).is_none());
-        let later: Vec<Rec> = crowded.iter().map(|r| rec(r.fp, r.ts + 3)).collect();
+        let later: Vec<Rec> = crowded.iter().map(|r| rec(r.fp(), r.ts + 3)).collect();
         let own: Vec<(usize, usize)> = (0..200).map(|k| (k, k)).collect();
         assert_eq!(match_flows(&crowded, 0, &later, 0, 10, false), own);
         assert_eq!(

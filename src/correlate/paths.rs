@@ -70,7 +70,7 @@ impl Hop {
             .flat_map(|&f| p.flow_recs(f).iter().copied())
             .collect();
         if self.flow_idx.len() > 1 {
-            v.sort_by_key(|r| (r.ts, r.flow, r.fp));
+            v.sort_by_key(|r| (r.ts, r.flow, r.fp()));
         }
         Cow::Owned(v)
     }

@@ -8,7 +8,8 @@ use rayon::prelude::*;
 use twox_hash::XxHash3_64;
 
 use super::fingerprint::{
-    datagram_resend_key, field_set, fingerprint, is_matchable, tcp_resend_key, Strength,
+    datagram_resend_key, field_set, fingerprint, is_matchable, tcp_resend_key, Strength, FP_BITS,
+    FP_MAX,
 };
 use super::offset::Offset;
 use super::PointSummary;
@@ -16,26 +17,28 @@ use crate::capture::{self, InputResult, InputSpec, PointInfo, ReadOptions};
 use crate::flows::{self, Flow, Side};
 use crate::model::{Packet, L4};
 
-/// One packet as correlation sees it. 44 bytes, so a capture of N packets costs
-/// about 48·N bytes here until the cross-point join (this record plus its index in
-/// fingerprint order, [`PointData::by_fp`], and a bit in [`PointData::runs`]) and 44·N
+/// One packet as correlation sees it. 40 bytes, so a capture of N packets costs
+/// about 44·N bytes here until the cross-point join (this record plus its index in
+/// fingerprint order, [`PointData::by_fp`], and a bit in [`PointData::runs`]) and 40·N
 /// after it, given back as the connections that read them are linked ([`Release`]).
 ///
-/// The small fields share two words: lengths keep 20 bits, so an IP packet or TCP
-/// payload of more than [`Rec::MAX_LEN`] bytes (only an IPv6 jumbogram is) reads as
+/// The small fields share words: the fingerprint's 48 bits ([`FP_BITS`]) its word with
+/// the timestamp option's 16-bit digest, and lengths keep 20 bits, so an IP packet or
+/// TCP payload of more than [`Rec::MAX_LEN`] bytes (only an IPv6 jumbogram is) reads as
 /// that many. Records lie 4-byte aligned (an array of them holds no padding): their
 /// 8-byte fields are read by value, never by reference.
 #[derive(Clone, Copy, PartialEq, Eq)]
 #[repr(C, packed(4))]
 pub struct Rec {
-    pub fp: u64,
+    /// The fingerprint (bits 16-63) and, TCP only, [`Seg::ts_key`] (bits 0-15).
+    key: u64,
     pub ts: i64,
     pub flow: u32,
-    /// TCP only: the fields [`Seg`] gives but its length. Other protocols keep their
-    /// resend key ([`Rec::resend`]) here and zeros in the other three.
+    /// TCP only: the fields [`Seg`] gives but its length and timestamp digest. Other
+    /// protocols keep their resend key ([`Rec::resend`]) here and zeros in the other
+    /// two.
     seq: u32,
     ack: u32,
-    ts_key: u32,
     head: u32,
     /// The IP packet's length (bits 0-19), don't-fragment (20), side (21), strength
     /// (22-23) and TTL (24-31).
@@ -55,8 +58,9 @@ pub struct Seg {
     pub ack: u32,
     /// Payload bytes, as sent.
     pub len: u32,
-    /// A 32-bit digest of the timestamp option (TSval, TSecr), 0 without one.
-    pub ts_key: u32,
+    /// A 16-bit digest of the timestamp option (TSval, TSecr), 0 without one: it
+    /// tells transmissions with one acknowledgement number apart.
+    pub ts_key: u16,
     /// The payload's first bytes ([`Packet::payload_head`]), 0 when not captured:
     /// segments of one transmission that start at one sequence number share them.
     pub head: u32,
@@ -91,17 +95,17 @@ impl Rec {
     /// [`datagram_resend_key`]); a TCP segment's comes from its fields.
     pub fn new(fp: u64, ts: i64, flow: u32, resend: u32, f: Fields) -> Rec {
         debug_assert_eq!(f.fields < 4, f.seg.is_some(), "field set {}", f.fields);
+        debug_assert!(fp <= FP_MAX, "fingerprint {fp:#x} past {FP_BITS} bits");
         let seg = f.seg.unwrap_or(Seg {
             seq: resend,
             ..Seg::default()
         });
         Rec {
-            fp,
+            key: (fp & FP_MAX) << 16 | u64::from(seg.ts_key),
             ts,
             flow,
             seq: seg.seq,
             ack: seg.ack,
-            ts_key: seg.ts_key,
             head: seg.head,
             ip: f.ip_len.min(Self::MAX_LEN)
                 | u32::from(f.df) << 20
@@ -112,6 +116,13 @@ impl Rec {
                 | u32::from(f.fields & 0xf) << 20
                 | u32::from(f.tcp_flags) << 24,
         }
+    }
+
+    /// The packet's fingerprint ([`fingerprint`]): what pairs its copies at other
+    /// points.
+    #[inline]
+    pub fn fp(&self) -> u64 {
+        self.key >> 16
     }
 
     /// What a copy sent again repeats ([`super::fingerprint::resend_key`]):
@@ -144,7 +155,7 @@ impl Rec {
             seq: self.seq,
             ack: self.ack,
             len: self.l4 & Self::MAX_LEN,
-            ts_key: self.ts_key,
+            ts_key: self.key as u16,
             head: self.head,
         })
     }
@@ -205,7 +216,7 @@ impl Rec {
                     let mut b = [0u8; 8];
                     b[..4].copy_from_slice(&val.to_be_bytes());
                     b[4..].copy_from_slice(&ecr.to_be_bytes());
-                    XxHash3_64::oneshot(&b) as u32 | 1
+                    XxHash3_64::oneshot(&b) as u16 | 1
                 });
                 let seg = Seg {
                     seq,
@@ -239,7 +250,7 @@ impl Rec {
 
 impl std::fmt::Debug for Rec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (fp, ts, flow) = (self.fp, self.ts, self.flow);
+        let (fp, ts, flow) = (self.fp(), self.ts, self.flow);
         f.debug_struct("Rec")
             .field("fp", &fp)
             .field("ts", &ts)
@@ -251,7 +262,7 @@ impl std::fmt::Debug for Rec {
 }
 
 // The size the memory estimate above counts on.
-const _: () = assert!(std::mem::size_of::<Rec>() == 44);
+const _: () = assert!(std::mem::size_of::<Rec>() == 40);
 // The side and strength fit the bits they are given. The fields are integers only, so
 // any bytes are a valid record: what the pages [`Release`] gives back read as (zeros),
 // were they read again.
@@ -344,7 +355,7 @@ pub const FP_SLICES: usize = 16;
 
 /// The first fingerprint of range `k` of [`FP_SLICES`], none past the last.
 pub fn fp_slice_start(k: usize) -> Option<u64> {
-    (k < FP_SLICES).then(|| ((k as u128 * (1u128 << 64)) / FP_SLICES as u128) as u64)
+    (k < FP_SLICES).then(|| ((k as u128 * (1u128 << FP_BITS)) / FP_SLICES as u128) as u64)
 }
 
 impl PointData {
@@ -356,7 +367,7 @@ impl PointData {
             .map(|k| match fp_slice_start(k) {
                 Some(fp) => self
                     .by_fp
-                    .partition_point(|&r| self.recs[r as usize].fp < fp),
+                    .partition_point(|&r| self.recs[r as usize].fp() < fp),
                 None => self.by_fp.len(),
             })
             .collect()
@@ -523,19 +534,19 @@ impl Drop for Turn {
 /// fingerprint are marked as they are found: only keys sharing their 32 bits can.
 fn fingerprint_order(recs: &[Rec]) -> (Vec<u32>, Runs) {
     let bits = (usize::BITS - (recs.len() / 8).leading_zeros()).clamp(1, 24);
-    let bucket = |fp: u64| (fp >> (64 - bits)) as usize;
-    let start = starts(1 << bits, recs.iter().map(|r| bucket(r.fp)));
+    let bucket = |fp: u64| (fp >> (FP_BITS - bits)) as usize;
+    let start = starts(1 << bits, recs.iter().map(|r| bucket(r.fp())));
     let mut next = start.clone();
     let mut keys = vec![[0u32; 2]; recs.len()];
     for (i, r) in recs.iter().enumerate() {
-        let b = &mut next[bucket(r.fp)];
-        keys[*b as usize] = [((r.fp << bits) >> 32) as u32, i as u32];
+        let b = &mut next[bucket(r.fp())];
+        keys[*b as usize] = [((r.fp() << (64 - FP_BITS + bits)) >> 32) as u32, i as u32];
         *b += 1;
     }
     drop(next);
     let full = |k: &[u32; 2]| {
         let r = &recs[k[1] as usize];
-        (r.fp, r.ts, k[1])
+        (r.fp(), r.ts, k[1])
     };
     let mut runs = Runs::new(recs.len());
     for w in start.windows(2) {
@@ -549,7 +560,7 @@ fn fingerprint_order(recs: &[Rec]) -> (Vec<u32>, Runs) {
             if same.len() > 1 {
                 same.sort_unstable_by_key(full);
                 for (i, pair) in same.windows(2).enumerate() {
-                    if recs[pair[0][1] as usize].fp == recs[pair[1][1] as usize].fp {
+                    if recs[pair[0][1] as usize].fp() == recs[pair[1][1] as usize].fp() {
                         runs.set(at + i + 1);
                     }
                 }
@@ -590,7 +601,7 @@ fn starts(n: usize, of: impl Iterator<Item = usize>) -> Vec<u32> {
 /// `recs` ordered by (flow, ts, fp), flows apart as `flow_start` says (the records
 /// per flow, summed), each flow's records in capture order unless that is not time
 /// order. Moved in place ([`permute`]): a destination of 4 bytes per record and a copy
-/// of one region, not a second copy of the records (48 bytes each), is what this
+/// of one region, not a second copy of the records (40 bytes each), is what this
 /// costs beside them.
 fn by_flow(mut recs: Vec<Rec>, flow_start: &[u32]) -> Vec<Rec> {
     let mut next: Vec<u32> = flow_start[..flow_start.len() - 1].to_vec();
@@ -607,8 +618,8 @@ fn by_flow(mut recs: Vec<Rec>, flow_start: &[u32]) -> Vec<Rec> {
     drop(dest);
     for w in flow_start.windows(2) {
         let flow = &mut recs[w[0] as usize..w[1] as usize];
-        if !flow.is_sorted_by_key(|r| (r.ts, r.fp)) {
-            flow.sort_by_key(|r| (r.ts, r.fp));
+        if !flow.is_sorted_by_key(|r| (r.ts, r.fp())) {
+            flow.sort_by_key(|r| (r.ts, r.fp()));
         }
     }
     recs
@@ -873,10 +884,11 @@ mod tests {
     use super::*;
     use crate::correlate::testkit;
 
+    /// A record of flow `flow` at `ts`, its fingerprint the low [`FP_BITS`] of `fp`.
     fn rec(flow: u32, ts: i64, fp: u64) -> Rec {
         Rec {
             flow,
-            ..testkit::rec(fp, ts)
+            ..testkit::rec(fp & FP_MAX, ts)
         }
     }
 
@@ -886,7 +898,7 @@ mod tests {
             seq: u32::MAX,
             ack: 7,
             len: 1448,
-            ts_key: 0x8000_0001,
+            ts_key: 0x8001,
             head: 3,
         };
         let tcp = Fields {
@@ -915,9 +927,9 @@ mod tests {
             ..udp
         };
         for f in [tcp, udp, weak] {
-            let r = Rec::new(u64::MAX, i64::MIN, u32::MAX, u32::MAX, f);
+            let r = Rec::new(FP_MAX, i64::MIN, u32::MAX, u32::MAX, f);
             assert_eq!(format!("{:?}", r.fields_of()), format!("{f:?}"));
-            assert_eq!((r.fp, r.ts, r.flow), (u64::MAX, i64::MIN, u32::MAX));
+            assert_eq!((r.fp(), r.ts, r.flow), (FP_MAX, i64::MIN, u32::MAX));
             // A datagram keeps the resend key it was given; a segment's is its own.
             let resend = match f.seg {
                 None => u64::from(u32::MAX),
@@ -963,12 +975,12 @@ mod tests {
         for n in [0, 1, 2, 9, 100, recs.len()] {
             let recs = &recs[..n];
             let mut want: Vec<u32> = (0..n as u32).collect();
-            want.sort_by_key(|&i| (recs[i as usize].fp, recs[i as usize].ts, i));
+            want.sort_by_key(|&i| (recs[i as usize].fp(), recs[i as usize].ts, i));
             let (order, runs) = fingerprint_order(recs);
             assert_eq!(order, want, "{n} records");
             // Runs: each position's end is the first later one of another
             // fingerprint, and the shared runs are those of more than one record.
-            let fp = |i: usize| recs[order[i] as usize].fp;
+            let fp = |i: usize| recs[order[i] as usize].fp();
             let end_of = |i: usize| (i + 1..n).find(|&j| fp(j) != fp(i)).unwrap_or(n);
             for i in 0..n {
                 assert_eq!(runs.end(i, n), end_of(i), "{n} records, position {i}");
@@ -1006,7 +1018,7 @@ mod tests {
         let flow_start = flow_starts(&recs, 37);
         // A stable sort by (flow, ts, fp): capture order kept among records that tie.
         let mut want = recs.clone();
-        want.sort_by_key(|r| (r.flow, r.ts, r.fp));
+        want.sort_by_key(|r| (r.flow, r.ts, r.fp()));
         assert_eq!(by_flow(recs, &flow_start), want);
     }
 
@@ -1054,7 +1066,7 @@ mod tests {
         }
         let mut points = vec![testkit::point("p", 0, &packets)];
         let kept = points[0].recs.clone();
-        let zero = |r: &Rec| r.fp == 0 && r.ts == 0 && r.flow == 0;
+        let zero = |r: &Rec| r.fp() == 0 && r.ts == 0 && r.flow == 0;
         // Flows 0 to 9 are no connection's; 10 to 299 one connection's each, and
         // flow 150 two connections'.
         let uses = || (10..300).chain([150]).map(|f| (0, f));

@@ -80,7 +80,7 @@ struct Piece {
     /// Sequence space the segment occupies: its payload, plus one for a FIN.
     span: u32,
     /// Acknowledgement number and timestamp option digest.
-    key: (u32, u32),
+    key: (u32, u16),
     /// The payload's first bytes, 0 when not captured.
     head: u32,
 }
@@ -147,7 +147,7 @@ fn cover(a: &[Piece], b: &[Piece], window: i64, later_only: bool) -> Cover {
         whole: [vec![false; a.len()], vec![false; b.len()]],
     };
     // Both sides by key, then side, then time.
-    let mut order: Vec<((u32, u32), u8, i64, u32)> = a
+    let mut order: Vec<((u32, u16), u8, i64, u32)> = a
         .iter()
         .enumerate()
         .map(|(i, p)| (p.key, 0, p.ts, i as u32))

@@ -539,18 +539,18 @@ fn copies_crossed(recs: &[Rec], matched: &mut [bool]) {
         .iter()
         .zip(matched.iter())
         .filter(|(_, &m)| m)
-        .map(|(r, _)| (r.fp, r.ts))
+        .map(|(r, _)| (r.fp(), r.ts))
         .collect();
     crossed.sort_unstable();
     for (r, m) in recs.iter().zip(matched.iter_mut()) {
         if *m {
             continue;
         }
-        let from = (r.fp, r.ts.saturating_sub(COPY_NS));
+        let from = (r.fp(), r.ts.saturating_sub(COPY_NS));
         let i = crossed.partition_point(|&c| c < from);
         *m = crossed
             .get(i)
-            .is_some_and(|&(fp, ts)| fp == r.fp && ts <= r.ts.saturating_add(COPY_NS));
+            .is_some_and(|&(fp, ts)| fp == r.fp() && ts <= r.ts.saturating_add(COPY_NS));
     }
 }
 

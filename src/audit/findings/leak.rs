@@ -14,14 +14,15 @@
 //!   explained (not `lost`).
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 
-use foldhash::{HashMap, HashMapExt};
+use foldhash::{HashMap, HashMapExt, HashSet};
 
 use super::Detected;
 use crate::audit::{
     Code, Ctx, Detail, Direction, Evidence, Explained, Finding, GapFacts, LeakKind, Role, Severity,
 };
-use crate::correlate::Gap;
+use crate::correlate::{Gap, Hop};
 use crate::flows::TcpState;
 use crate::model::{tcp_flags, NatKind, Proto, Tuple};
 
@@ -42,8 +43,31 @@ pub fn gap_facts(g: &Gap) -> GapFacts {
 pub fn inside_address(x: &Ctx) -> Vec<Finding> {
     let (c, topo) = (x.c, x.topo);
     let mut out = Vec::new();
-    // The connections that carried a tuple across a translation into a point: (point,
-    // tuple before) → connections, ascending, each once.
+    // The hops that show an address the translation into their point hides, and
+    // which one: seldom any.
+    let leaked: Vec<(usize, &Hop, IpAddr)> = (c.connections.iter().enumerate())
+        .flat_map(|(ci, conn)| conn.hops.iter().map(move |h| (ci, h)))
+        .filter_map(|(ci, h)| {
+            let t = h.flow.tuple;
+            let inside = if topo.hides(h.point, t.src) && !topo.is_inside(t.dst) {
+                t.src
+            } else if topo.hides(h.point, t.dst) && !topo.is_inside(t.src) {
+                t.dst
+            } else {
+                return None;
+            };
+            Some((ci, h, inside))
+        })
+        .collect();
+    if leaked.is_empty() {
+        return out;
+    }
+    // The connections that carried a leaked hop's tuple across a translation into its
+    // point: (point, tuple before) → connections, ascending, each once.
+    let wanted: HashSet<(usize, Tuple)> = leaked
+        .iter()
+        .map(|&(_, h, _)| (h.point, h.flow.tuple))
+        .collect();
     let mut carried: HashMap<(usize, Tuple), Vec<usize>> = HashMap::new();
     for (k, other) in c.connections.iter().enumerate() {
         for l in other
@@ -52,75 +76,69 @@ pub fn inside_address(x: &Ctx) -> Vec<Finding> {
             .filter(|l| l.change.kind != NatKind::None)
         {
             let key = (other.hops[l.to].point, other.hops[l.from].flow.tuple);
+            if !wanted.contains(&key) {
+                continue;
+            }
             let ks = carried.entry(key).or_default();
             if ks.last() != Some(&k) {
                 ks.push(k);
             }
         }
     }
-    for (ci, conn) in c.connections.iter().enumerate() {
-        for h in &conn.hops {
-            let t = h.flow.tuple;
-            let inside = if topo.hides(h.point, t.src) && !topo.is_inside(t.dst) {
-                t.src
-            } else if topo.hides(h.point, t.dst) && !topo.is_inside(t.src) {
-                t.dst
-            } else {
-                continue;
-            };
-            // Connections that translated this same traffic: the flows correlate
-            // matched but could not join (same packets), and connections that
-            // carried this very tuple across the translation into this point.
-            let here = x.name(h.point);
-            let mut by: BTreeSet<usize> = conn
+    for (ci, h, inside) in leaked {
+        let (conn, t) = (&c.connections[ci], h.flow.tuple);
+        // Connections that translated this same traffic: the flows correlate
+        // matched but could not join (same packets), and connections that
+        // carried this very tuple across the translation into this point.
+        let here = x.name(h.point);
+        let mut by: BTreeSet<usize> = conn
+            .related
+            .iter()
+            .filter(|r| r.point == here)
+            .filter_map(|r| x.conn_index(&r.connection))
+            .collect();
+        let into = carried.get(&(h.point, t)).into_iter().flatten();
+        by.extend(into.filter(|&&k| k != ci));
+        let by: Vec<usize> = by.into_iter().collect();
+        let mut f = Finding::new(
+            Code::Leak,
+            Severity::Error,
+            Detail::Leak {
+                kind: LeakKind::InsideAddress,
+                inside_address: Some(inside),
+                translated_by: x.ids(&by),
+                host_rst: None,
+            },
+        );
+        f.tuples.push(x.seen(h, Role::Leaked));
+        f.evidence.push(x.hop(h));
+        for &k in &by {
+            let other = &c.connections[k];
+            if let Some(kh) = other.hops.iter().find(|o| o.point == h.point) {
+                f.tuples.push(x.seen(kh, Role::Translated));
+            }
+            f.evidence.extend(x.translated(other, h.point));
+            for r in other
                 .related
                 .iter()
-                .filter(|r| r.point == here)
-                .filter_map(|r| x.conn_index(&r.connection))
-                .collect();
-            let into = carried.get(&(h.point, t)).into_iter().flatten();
-            by.extend(into.filter(|&&k| k != ci));
-            let by: Vec<usize> = by.into_iter().collect();
-            let mut f = Finding::new(
-                Code::Leak,
-                Severity::Error,
-                Detail::Leak {
-                    kind: LeakKind::InsideAddress,
-                    inside_address: Some(inside),
-                    translated_by: x.ids(&by),
-                    host_rst: None,
-                },
-            );
-            f.tuples.push(x.seen(h, Role::Leaked));
-            f.evidence.push(x.hop(h));
-            for &k in &by {
-                let other = &c.connections[k];
-                if let Some(kh) = other.hops.iter().find(|o| o.point == h.point) {
-                    f.tuples.push(x.seen(kh, Role::Translated));
-                }
-                f.evidence.extend(x.translated(other, h.point));
-                for r in other
-                    .related
-                    .iter()
-                    .filter(|r| r.connection == conn.id && r.other_point == here)
-                {
-                    f.evidence.push(Evidence::SamePackets {
-                        packets: r.matched_packets,
-                        conn: other.id.clone(),
-                        point: r.point.clone(),
-                    });
-                }
+                .filter(|r| r.connection == conn.id && r.other_point == here)
+            {
+                f.evidence.push(Evidence::SamePackets {
+                    packets: r.matched_packets,
+                    conn: other.id.clone(),
+                    point: r.point.clone(),
+                });
             }
-            // The entry's ORIGINAL is the leaked tuple for traffic from inside (SNAT).
-            f.evidence.extend(x.destroyed_before(&t, h.first_ns));
-            f.evidence.extend(x.stats_evidence());
-            f.conns = std::iter::once(ci).chain(by).collect();
-            f.points = vec![here.to_string()];
-            f.first_ns = Some(h.first_ns);
-            f.last_ns = Some(h.last_ns);
-            f.packets = h.flow.packets[0] + h.flow.packets[1];
-            out.push(f);
         }
+        // The entry's ORIGINAL is the leaked tuple for traffic from inside (SNAT).
+        f.evidence.extend(x.destroyed_before(&t, h.first_ns));
+        f.evidence.extend(x.stats_evidence());
+        f.conns = std::iter::once(ci).chain(by).collect();
+        f.points = vec![here.to_string()];
+        f.first_ns = Some(h.first_ns);
+        f.last_ns = Some(h.last_ns);
+        f.packets = h.flow.packets[0] + h.flow.packets[1];
+        out.push(f);
     }
     out
 }
