@@ -82,7 +82,9 @@ pub(super) fn group(points: &[PointData], edges: Vec<(EdgeKey, Vote)>) -> Compon
     }
     let mut uf = UnionFind::new(c.nodes.len());
     // Per component (at its root): its flows, as (point, flow).
-    let mut comp_flows: Vec<Flows> = c.nodes.iter().map(|&n| smallvec![n]).collect();
+    let mut comp_flows: Vec<Flows> = (c.nodes.iter())
+        .map(|&(p, f)| smallvec![(p as u32, f)])
+        .collect();
     let mut accepted: Vec<EdgeKey> = Vec::new();
     for (key, vote) in edges {
         let (a, fa, b, fb) = key;
@@ -107,18 +109,18 @@ pub(super) fn group(points: &[PointData], edges: Vec<(EdgeKey, Vote)>) -> Compon
     // node, so components come in the order their roots are met. Each component's
     // lists are made the size they end up (counted first): there is one a flow or
     // two, and a list grown a push at a time holds room for four.
-    let mut comp_of = vec![usize::MAX; c.nodes.len()];
+    let mut comp_of = vec![u32::MAX; c.nodes.len()];
     let mut sizes: Vec<(u32, u32)> = Vec::new();
     for i in 0..c.nodes.len() {
         let root = uf.find(i);
-        if comp_of[root] == usize::MAX {
-            comp_of[root] = sizes.len();
+        if comp_of[root] == u32::MAX {
+            comp_of[root] = sizes.len() as u32;
             sizes.push((0, 0));
         }
-        sizes[comp_of[root]].0 += 1;
+        sizes[comp_of[root] as usize].0 += 1;
     }
     for key in &accepted {
-        sizes[comp_of[uf.find(c.node(key.0, key.1))]].1 += 1;
+        sizes[comp_of[uf.find(c.node(key.0, key.1))] as usize].1 += 1;
     }
     c.members = (sizes.iter())
         .map(|s| Vec::with_capacity(s.0 as usize))
@@ -128,23 +130,24 @@ pub(super) fn group(points: &[PointData], edges: Vec<(EdgeKey, Vote)>) -> Compon
         .collect();
     drop(sizes);
     for i in 0..c.nodes.len() {
-        c.members[comp_of[uf.find(i)]].push(i);
+        c.members[comp_of[uf.find(i)] as usize].push(i);
     }
     for key in accepted {
         let root = uf.find(c.node(key.0, key.1));
-        c.edges[comp_of[root]].push(key);
+        c.edges[comp_of[root] as usize].push(key);
     }
     c
 }
 
-/// A component's flows, as (point, flow): most hold one or two.
-type Flows = SmallVec<[(usize, u32); 2]>;
+/// A component's flows, as (point, flow): most hold one or two. 24 bytes, one for each
+/// flow of every point while flows are grouped.
+type Flows = SmallVec<[(u32, u32); 2]>;
 
 /// Whether joining two components would put two flows of one point into one connection,
 /// other than the two complementary halves of a connection at that point.
 fn clash(points: &[PointData], x: &Flows, y: &Flows) -> bool {
     // A component's flows at point p.
-    let at = |fs: &Flows, p: usize| -> SmallVec<[u32; 2]> {
+    let at = |fs: &Flows, p: u32| -> SmallVec<[u32; 2]> {
         fs.iter().filter(|q| q.0 == p).map(|q| q.1).collect()
     };
     x.iter().any(|&(p, _)| {
@@ -152,7 +155,8 @@ fn clash(points: &[PointData], x: &Flows, y: &Flows) -> bool {
         match (fs.as_slice(), gs.as_slice()) {
             (_, []) => false,
             ([f], [g]) => {
-                !complementary(&points[p].flows[*f as usize], &points[p].flows[*g as usize])
+                let flows = &points[p as usize].flows;
+                !complementary(&flows[*f as usize], &flows[*g as usize])
             }
             _ => true,
         }
@@ -245,35 +249,38 @@ fn orientation_votes(
     (same, flipped)
 }
 
+/// Disjoint sets of `n` items (at most 2^32: one per flow of every point), 4 bytes an
+/// item.
 pub(super) struct UnionFind {
-    parent: Vec<usize>,
+    parent: Vec<u32>,
 }
 
 impl UnionFind {
     pub(super) fn new(n: usize) -> Self {
+        let n = u32::try_from(n).expect("fewer than 2^32 items");
         UnionFind {
             parent: (0..n).collect(),
         }
     }
 
     pub(super) fn find(&mut self, x: usize) -> usize {
-        let mut r = x;
-        while self.parent[r] != r {
-            r = self.parent[r];
+        let mut r = x as u32;
+        while self.parent[r as usize] != r {
+            r = self.parent[r as usize];
         }
-        let mut x = x;
-        while self.parent[x] != r {
-            let next = self.parent[x];
-            self.parent[x] = r;
+        let mut x = x as u32;
+        while self.parent[x as usize] != r {
+            let next = self.parent[x as usize];
+            self.parent[x as usize] = r;
             x = next;
         }
-        r
+        r as usize
     }
 
     /// Joins two roots; the smaller index stays root (deterministic).
     pub(super) fn union(&mut self, ra: usize, rb: usize) -> usize {
         let (root, child) = if ra < rb { (ra, rb) } else { (rb, ra) };
-        self.parent[child] = root;
+        self.parent[child] = root as u32;
         root
     }
 }
