@@ -4,6 +4,7 @@
 //! colour: it takes no room.
 
 use std::fmt::Write;
+use std::io;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Align {
@@ -14,13 +15,47 @@ pub enum Align {
 #[derive(Clone, Debug, Default)]
 pub struct Table {
     headers: Vec<(String, Align)>,
-    /// Every cell's text, one after the other (a large table is one allocation, not
-    /// one a cell); `ends[k]` is where cell `k` ends, `widths[k]` the room it takes.
+    /// The rows, in runs: one as rows are added, more where tables made apart (on
+    /// several cores) were put one after the other ([`Table::concat`]) without
+    /// copying their text.
+    runs: Vec<Run>,
+}
+
+/// Rows of a [`Table`]: every cell's text one after the other (a large table is a few
+/// allocations, not one a cell); `ends[k]` is where cell `k` ends, `widths[k]` the
+/// room it takes, `row_ends[r]` where row `r`'s cells end in `ends`.
+#[derive(Clone, Debug, Default)]
+struct Run {
     text: String,
-    ends: Vec<usize>,
+    ends: Vec<u32>,
     widths: Vec<u32>,
-    /// Where each row's cells end, in `ends`.
-    row_ends: Vec<usize>,
+    row_ends: Vec<u32>,
+}
+
+impl Run {
+    /// Each row's cells, as indices into `ends` and `widths`.
+    fn row_ranges(&self) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+        let mut from = 0;
+        self.row_ends.iter().map(move |&to| {
+            let r = from..to as usize;
+            from = to as usize;
+            r
+        })
+    }
+
+    /// Cell `k`'s text and the room it takes.
+    fn cell(&self, k: usize) -> (&str, usize) {
+        let a = if k == 0 { 0 } else { self.ends[k - 1] as usize };
+        (
+            &self.text[a..self.ends[k] as usize],
+            self.widths[k] as usize,
+        )
+    }
+
+    /// Each row's cells, with the room each takes.
+    fn rows(&self) -> impl Iterator<Item = impl Iterator<Item = (&str, usize)>> {
+        self.row_ranges().map(|r| r.map(|k| self.cell(k)))
+    }
 }
 
 impl Table {
@@ -32,16 +67,33 @@ impl Table {
     }
 
     pub fn row(&mut self, cells: Vec<String>) {
-        for c in &cells {
-            self.text.push_str(c);
-            self.ends.push(self.text.len());
-            self.widths.push(display_width(c) as u32);
+        let len: usize = cells.iter().map(String::len).sum();
+        // A run's offsets are 4 bytes: past 4 GiB of text, rows go on in a new run.
+        let full = |r: &Run| r.text.len() + len > u32::MAX as usize;
+        if self.runs.last().is_none_or(full) {
+            self.runs.push(Run::default());
         }
-        self.row_ends.push(self.ends.len());
+        let run = self.runs.last_mut().expect("a run was pushed");
+        for c in &cells {
+            run.text.push_str(c);
+            run.ends.push(run.text.len() as u32);
+            run.widths.push(display_width(c) as u32);
+        }
+        run.row_ends.push(run.ends.len() as u32);
     }
 
     pub fn is_empty(&self) -> bool {
-        self.row_ends.is_empty()
+        self.runs.iter().all(|r| r.row_ends.is_empty())
+    }
+
+    /// The rows of `parts` (tables of the same columns) one after the other, under
+    /// the first part's headers.
+    pub fn concat(parts: Vec<Table>) -> Table {
+        let headers = parts.first().map(|p| p.headers.clone()).unwrap_or_default();
+        Table {
+            headers,
+            runs: parts.into_iter().flat_map(|p| p.runs).collect(),
+        }
     }
 
     /// The column headers.
@@ -49,26 +101,9 @@ impl Table {
         self.headers.iter().map(|(h, _)| h.as_str())
     }
 
-    /// Each row's cells, as indices into `ends` and `widths`.
-    fn row_ranges(&self) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
-        let mut from = 0;
-        self.row_ends.iter().map(move |&to| {
-            let r = from..to;
-            from = to;
-            r
-        })
-    }
-
-    /// Cell `k`'s text and the room it takes.
-    fn cell(&self, k: usize) -> (&str, usize) {
-        let a = if k == 0 { 0 } else { self.ends[k - 1] };
-        (&self.text[a..self.ends[k]], self.widths[k] as usize)
-    }
-
     /// The rows, as given.
     pub fn rows(&self) -> impl Iterator<Item = Vec<&str>> + '_ {
-        self.row_ranges()
-            .map(|r| r.map(|k| self.cell(k).0).collect())
+        (self.runs.iter()).flat_map(|run| run.rows().map(|r| r.map(|(c, _)| c).collect()))
     }
 
     /// Renders with every line prefixed by `indent`; trailing spaces are trimmed.
@@ -104,19 +139,45 @@ impl Table {
     }
 
     fn render_aligned(&self, indent: &str) -> String {
+        let cells: usize = self
+            .runs
+            .iter()
+            .map(|r| r.text.len() + r.ends.len() * 2)
+            .sum();
+        let mut out = String::with_capacity(cells);
+        let _ = self.aligned_lines(indent, |line| {
+            out.push_str(line);
+            Ok(())
+        });
+        out
+    }
+
+    /// Writes what [`Table::render`] gives to `out` a line at a time, without the
+    /// whole text in memory (a table of a million connections is a hundred MB).
+    pub fn write(&self, indent: &str, out: &mut dyn io::Write) -> io::Result<()> {
+        self.aligned_lines(indent, |line| out.write_all(line.as_bytes()))
+    }
+
+    /// Each line of the aligned rendering, newline included, to `emit`, made in one
+    /// buffer.
+    fn aligned_lines(
+        &self,
+        indent: &str,
+        mut emit: impl FnMut(&str) -> io::Result<()>,
+    ) -> io::Result<()> {
         let n = self.headers.len();
         let heads: Vec<(&str, usize)> = (self.headers.iter())
             .map(|(h, _)| (h.as_str(), display_width(h)))
             .collect();
         let mut width: Vec<usize> = heads.iter().map(|&(_, w)| w).collect();
-        for r in self.row_ranges() {
-            for (i, k) in r.enumerate().take(n) {
-                width[i] = width[i].max(self.widths[k] as usize);
+        for row in self.runs.iter().flat_map(Run::rows) {
+            for (i, (_, w)) in row.enumerate().take(n) {
+                width[i] = width[i].max(w);
             }
         }
-        let mut out = String::with_capacity(self.text.len() + self.ends.len() * 2);
+        let mut out = String::new();
         let mut line = |cells: &mut dyn Iterator<Item = (&str, usize)>| {
-            let start = out.len();
+            out.clear();
             out.push_str(indent);
             for (i, (c, w)) in cells.enumerate().take(n) {
                 let pad = width[i].saturating_sub(w);
@@ -135,15 +196,15 @@ impl Table {
                 }
             }
             // Trailing spaces trimmed (the indent's too, on a line with nothing else).
-            let end = start + out[start..].trim_end().len();
-            out.truncate(end);
+            out.truncate(out.trim_end().len());
             out.push('\n');
+            emit(&out)
         };
-        line(&mut heads.iter().copied());
-        for r in self.row_ranges() {
-            line(&mut r.map(|k| self.cell(k)));
+        line(&mut heads.iter().copied())?;
+        for mut row in self.runs.iter().flat_map(Run::rows) {
+            line(&mut row)?;
         }
-        out
+        Ok(())
     }
 }
 
@@ -269,6 +330,51 @@ mod tests {
             t.render("  "),
             "  name      n\n  docker0   5\n  eth0     12\n"
         );
+    }
+
+    #[test]
+    fn tables_put_one_after_the_other_read_as_one_and_write_as_they_render() {
+        let cols = [
+            ("name", Align::Left),
+            ("n", Align::Right),
+            ("note", Align::Left),
+        ];
+        let rows: Vec<Vec<String>> = (0..10)
+            .map(|i| {
+                vec![
+                    format!("if{}", "x".repeat(i)),
+                    (i * i).to_string(),
+                    String::new(),
+                ]
+            })
+            .collect();
+        let mut whole = Table::new(&cols);
+        rows.iter().for_each(|r| whole.row(r.clone()));
+        // Parts of 0 to 4 rows, the widest cells in different parts.
+        let parts: Vec<Table> = [0, 3, 1, 0, 4, 2]
+            .iter()
+            .scan(0, |at, &n| {
+                let mut t = Table::new(&cols);
+                rows[*at..*at + n].iter().for_each(|r| t.row(r.clone()));
+                *at += n;
+                Some(t)
+            })
+            .collect();
+        let joined = Table::concat(parts);
+        assert_eq!(
+            joined.rows().collect::<Vec<_>>(),
+            whole.rows().collect::<Vec<_>>()
+        );
+        for width in [None, Some(12), Some(80)] {
+            assert_eq!(
+                joined.render_within("  ", width),
+                whole.render_within("  ", width)
+            );
+        }
+        let mut written = Vec::new();
+        joined.write("  ", &mut written).unwrap();
+        assert_eq!(String::from_utf8(written).unwrap(), whole.render("  "));
+        assert!(Table::concat(Vec::new()).is_empty());
     }
 
     #[test]

@@ -112,9 +112,9 @@ impl Text {
         out
     }
 
-    /// The headline counts, the points, the connections by path, one line per
-    /// connection.
-    fn overview(m: &Model, paint: Paint, width: Option<usize>) -> String {
+    /// The headline counts, the points and the connections by path; then
+    /// [`tables::connections_table`], one line per connection.
+    fn overview(m: &Model, width: Option<usize>) -> String {
         let c = &m.correlation;
         let mut out = String::new();
         let _ = writeln!(out, "{}\n", summary_line(c));
@@ -130,7 +130,6 @@ impl Text {
                 out.push('\n');
             }
         }
-        out.push_str(&tables::connections_table(c, paint).render_within("", width));
         out
     }
 }
@@ -145,10 +144,22 @@ impl Render for Text {
         if !m.correlation.connections.is_empty() || !m.audit.findings.is_empty() {
             text.push('\n');
         }
-        text.push_str(&Self::overview(m, paint, view.width));
-        if let Some(w) = view.width {
-            text = super::table::wrap(&text, w);
+        text.push_str(&Self::overview(m, view.width));
+        let connections = tables::connections_table(&m.correlation, paint);
+        match view.width {
+            Some(w) => {
+                text.push_str(&connections.render_within("", Some(w)));
+                text = super::table::wrap(&text, w);
+            }
+            // No width to fit (a file, a pipe): the line per connection goes out as
+            // it is made, not copied into the report's text first.
+            None => {
+                out.write_all(text.as_bytes())?;
+                text.clear();
+                connections.write("", out)?;
+            }
         }
+        drop(connections);
         for &i in &detailed {
             text.push('\n');
             text.push_str(&connection::detail(m, i, paint));

@@ -44,37 +44,43 @@ pub fn points_table(c: &Correlation) -> Table {
 /// One line per connection: id, proto, path, end-to-end translation, first and last
 /// tuple (what NAT changed in it set apart).
 pub fn connections_table(c: &Correlation, paint: Paint) -> Table {
-    let mut t = Table::new(&[
+    let headers = [
         ("id", Align::Left),
         ("proto", Align::Left),
         ("path", Align::Left),
         ("nat", Align::Left),
         ("first hop", Align::Left),
         ("last hop", Align::Left),
-    ]);
-    // A line per connection, its cells written on every core.
-    let rows: Vec<Vec<String>> = (c.connections.par_iter())
-        .map(|conn| {
-            let first = &conn.hops[0].flow.tuple;
-            let last = &conn.hops[conn.hops.len() - 1].flow.tuple;
-            vec![
-                conn.id.clone(),
-                conn.proto.to_string(),
-                path_label(c, conn, " > "),
-                kind_label(conn),
-                paint.tuple(first, None),
-                if conn.hops.len() > 1 {
-                    paint.tuple(last, Some(first))
-                } else {
-                    "-".into()
-                },
-            ]
+    ];
+    // A line per connection, written on every core a run of connections at a time
+    // into tables of their own (one buffer of text each, not a string a cell), put
+    // one after the other.
+    let parts: Vec<Table> = (c.connections.par_chunks(4096))
+        .map(|run| {
+            let mut t = Table::new(&headers);
+            for conn in run {
+                let first = &conn.hops[0].flow.tuple;
+                let last = &conn.hops[conn.hops.len() - 1].flow.tuple;
+                t.row(vec![
+                    conn.id.clone(),
+                    conn.proto.to_string(),
+                    path_label(c, conn, " > "),
+                    kind_label(conn),
+                    paint.tuple(first, None),
+                    if conn.hops.len() > 1 {
+                        paint.tuple(last, Some(first))
+                    } else {
+                        "-".into()
+                    },
+                ]);
+            }
+            t
         })
         .collect();
-    for row in rows {
-        t.row(row);
+    if parts.is_empty() {
+        return Table::new(&headers);
     }
-    t
+    Table::concat(parts)
 }
 
 /// Headline counts.
