@@ -197,10 +197,15 @@ fn rule_columns<'a>(
 
 /// The connections table: one row per connection and hop (see the module doc).
 pub fn hops(m: &Model) -> PolarsResult<Dated> {
+    hops_of(m, 0..m.correlation.connections.len())
+}
+
+/// The rows of [`hops`] of connections `conns` (indices) only.
+fn hops_of(m: &Model, conns: std::ops::Range<usize>) -> PolarsResult<Dated> {
     let c = &m.correlation;
-    let facts: Vec<ConnFacts> = (0..c.connections.len()).map(|i| conn_facts(m, i)).collect();
+    let facts: Vec<ConnFacts> = conns.clone().map(|i| conn_facts(m, i)).collect();
     let mut rows = Vec::new();
-    for (conn, f) in c.connections.iter().zip(&facts) {
+    for (conn, f) in c.connections[conns].iter().zip(&facts) {
         hop_rows(conn, f, &mut rows);
     }
     let rows = &rows[..];
@@ -448,19 +453,59 @@ pub fn summary(df: &DataFrame) -> PolarsResult<DataFrame> {
 pub struct Frame(pub FrameFormat);
 
 impl Render for Frame {
-    fn render(&self, m: &Model, mut out: &mut dyn Write) -> anyhow::Result<()> {
-        write(&mut hops(m)?.df, self.0, &mut out)?;
+    fn render(&self, m: &Model, out: &mut dyn Write) -> anyhow::Result<()> {
+        write_hops(m, self.0, FRAME_RUN, out)?;
         Ok(())
     }
 }
 
+/// Connections a CSV or NDJSON report holds in one frame at a time: their rows are
+/// written before the next connections' are made (a frame of a million connections'
+/// hops is gigabytes).
+const FRAME_RUN: usize = 16_384;
+
+/// The connections table in `format`, made and written `run` connections at a time
+/// for the formats whose rows stand alone (CSV, its header once; NDJSON); Parquet
+/// whole.
+fn write_hops(
+    m: &Model,
+    format: FrameFormat,
+    run: usize,
+    mut out: &mut dyn Write,
+) -> PolarsResult<()> {
+    if format == FrameFormat::Parquet {
+        return write(&mut hops(m)?.df, format, &mut out);
+    }
+    let n = m.correlation.connections.len();
+    let mut from = 0;
+    loop {
+        let to = n.min(from + run.max(1));
+        let mut df = hops_of(m, from..to)?.df;
+        write_rows(&mut df, format, from == 0, &mut out)?;
+        if to == n {
+            return Ok(());
+        }
+        from = to;
+    }
+}
+
 pub fn write(df: &mut DataFrame, format: FrameFormat, out: &mut impl Write) -> PolarsResult<()> {
+    write_rows(df, format, true, out)
+}
+
+/// [`write`], the CSV header only where `header` says.
+fn write_rows(
+    df: &mut DataFrame,
+    format: FrameFormat,
+    header: bool,
+    out: &mut impl Write,
+) -> PolarsResult<()> {
     match format {
         // Times as in every other report, RFC 3339 with nanoseconds, written by
         // `fmt.rs`: polars formats UTC datetimes only with its time zone database, and
         // its JSON writer drops nanoseconds.
         FrameFormat::Csv => CsvWriter::new(out)
-            .include_header(true)
+            .include_header(header)
             .finish(&mut times_as_text(df)?),
         FrameFormat::Ndjson => JsonWriter::new(out)
             .with_json_format(JsonFormat::JsonLines)
@@ -489,6 +534,41 @@ fn times_as_text(df: &DataFrame) -> PolarsResult<DataFrame> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::capture::InputSpec;
+    use crate::pipeline::{self, Config};
+
+    #[test]
+    fn csv_and_ndjson_made_a_run_of_connections_at_a_time_read_as_made_whole() {
+        let at = |f: &str| format!("{}/samples/masquerade/{f}", env!("CARGO_MANIFEST_DIR"));
+        let cfg = Config {
+            captures: ["docker0.pcap", "eth0.pcap", "veth-c1.pcap"]
+                .iter()
+                .map(|f| InputSpec {
+                    label: None,
+                    path: at(f).into(),
+                    prefix: None,
+                })
+                .collect(),
+            witnesses: vec![at("conntrack.txt")],
+            rules: vec![at("iptables.txt")],
+            ..Config::default()
+        };
+        let m = pipeline::run(&cfg).unwrap();
+        let n = m.correlation.connections.len();
+        assert!(n > 7, "{n} connections");
+        for format in [FrameFormat::Csv, FrameFormat::Ndjson] {
+            let made = |run: usize| {
+                let mut out = Vec::new();
+                write_hops(&m, format, run, &mut out).unwrap();
+                String::from_utf8(out).unwrap()
+            };
+            let whole = made(n);
+            assert!(whole.lines().count() >= n, "a row a connection and hop");
+            for run in [1, 3, 7] {
+                assert_eq!(made(run), whole, "{format:?}, {run} at a time");
+            }
+        }
+    }
 
     #[test]
     fn summary_groups_by_path_and_kind() {
