@@ -10,6 +10,8 @@
 use std::fmt::Write as _;
 use std::io::Write;
 
+use rayon::prelude::*;
+
 use super::sections::{self, Cell, Grid, Markup};
 use super::text::{connection_block, finding_lines};
 use super::{Model, Render};
@@ -85,24 +87,34 @@ impl Markup for Md {
 }
 
 fn table(out: &mut String, g: &Grid) {
-    let _ = writeln!(out, "| {} |", g.headers.join(" | "));
+    table_head(out, g.headers);
+    for r in &g.rows {
+        table_row(out, r);
+    }
+    out.push('\n');
+}
+
+/// A table's header line and the line under it.
+fn table_head(out: &mut String, headers: &[&str]) {
+    let _ = writeln!(out, "| {} |", headers.join(" | "));
     let _ = writeln!(
         out,
         "|{}",
-        g.headers.iter().map(|_| "---|").collect::<String>()
+        headers.iter().map(|_| "---|").collect::<String>()
     );
-    for r in &g.rows {
-        let cells: Vec<String> = r
-            .iter()
-            .map(|c| match c {
-                // A table cell cannot hold a pipe or a line break.
-                Cell::Text(s) => cell(s),
-                c => sections::cell(c, &Md),
-            })
-            .collect();
-        let _ = writeln!(out, "| {} |", cells.join(" | "));
-    }
-    out.push('\n');
+}
+
+/// A table's row.
+fn table_row(out: &mut String, r: &[Cell]) {
+    let cells: Vec<String> = r
+        .iter()
+        .map(|c| match c {
+            // A table cell cannot hold a pipe or a line break.
+            Cell::Text(s) => cell(s),
+            c => sections::cell(c, &Md),
+        })
+        .collect();
+    let _ = writeln!(out, "| {} |", cells.join(" | "));
 }
 
 /// `--format markdown`.
@@ -110,19 +122,27 @@ pub struct Markdown;
 
 impl Render for Markdown {
     fn render(&self, m: &Model, out: &mut dyn Write) -> anyhow::Result<()> {
-        out.write_all(render(m).as_bytes())?;
+        write(m, out)?;
         Ok(())
     }
 }
 
 /// The whole Markdown report.
 pub fn render(m: &Model) -> String {
-    let mut out = String::new();
-    headline(m, &mut out);
-    inputs(m, &mut out);
-    findings(m, &mut out);
-    connections(m, &mut out);
-    out
+    let mut out = Vec::new();
+    write(m, &mut out).expect("writing to memory does not fail");
+    String::from_utf8(out).expect("the report is UTF-8")
+}
+
+/// Writes the Markdown report to `out`: the connections as they are made, a run at a
+/// time (the report of a million connections is gigabytes).
+fn write(m: &Model, out: &mut dyn Write) -> std::io::Result<()> {
+    let mut head = String::new();
+    headline(m, &mut head);
+    inputs(m, &mut head);
+    findings(m, &mut head);
+    out.write_all(head.as_bytes())?;
+    connections(m, out)
 }
 
 /// The title, the counts, the summary line and the exit status.
@@ -199,30 +219,61 @@ fn findings(m: &Model, out: &mut String) {
 }
 
 /// The connection table and, folded, each connection's detail.
-fn connections(m: &Model, out: &mut String) {
+fn connections(m: &Model, out: &mut dyn Write) -> std::io::Result<()> {
     let c = &m.correlation;
-    let _ = writeln!(out, "## Connections\n");
+    let mut s = String::new();
+    let _ = writeln!(s, "## Connections\n");
     if c.connections.is_empty() {
-        let _ = writeln!(out, "None.\n");
-        return;
+        let _ = writeln!(s, "None.\n");
+        return out.write_all(s.as_bytes());
     }
-    table(out, &sections::connections(m));
-    let _ = writeln!(
+    table_head(&mut s, sections::CONNECTION_HEADERS);
+    out.write_all(s.as_bytes())?;
+    in_runs(c.connections.len(), out, |i, s| {
+        table_row(s, &sections::connection_row(m, i));
+    })?;
+    out.write_all(b"\n")?;
+    writeln!(
         out,
         "<details><summary>Per-connection detail (tuple at every hop, translations, matched and unmatched packets)</summary>\n"
-    );
-    let _ = writeln!(out, "```text");
-    for (i, conn) in c.connections.iter().enumerate() {
+    )?;
+    writeln!(out, "```text")?;
+    in_runs(c.connections.len(), out, |i, s| {
         if i > 0 {
-            out.push('\n');
+            s.push('\n');
         }
         let extra = finding_lines(m, i);
+        let conn = &c.connections[i];
         // A fence inside a fenced block would end it early.
-        out.push_str(
+        s.push_str(
             &connection_block(c, conn, &|h| m.tcp_state(i, h), &extra).replace("```", "'''"),
         );
+    })?;
+    writeln!(out, "```\n\n</details>")
+}
+
+/// The text `part` makes for each of `n` connections, in order, written a run of
+/// connections at a time, each run made on every core.
+fn in_runs(
+    n: usize,
+    out: &mut dyn Write,
+    part: impl Fn(usize, &mut String) + Sync,
+) -> std::io::Result<()> {
+    const RUN: usize = 4096;
+    for start in (0..n).step_by(RUN) {
+        let texts: Vec<String> = (start..n.min(start + RUN))
+            .into_par_iter()
+            .map(|i| {
+                let mut s = String::new();
+                part(i, &mut s);
+                s
+            })
+            .collect();
+        for t in texts {
+            out.write_all(t.as_bytes())?;
+        }
     }
-    let _ = writeln!(out, "```\n\n</details>");
+    Ok(())
 }
 
 #[cfg(test)]

@@ -314,44 +314,47 @@ pub fn findings(m: &Model) -> Grid {
 
 /// One row per connection: its path, translation, first and last tuple, findings.
 pub fn connections(m: &Model) -> Grid {
-    let c = &m.correlation;
-    let rows = c
-        .connections
-        .iter()
-        .enumerate()
-        .map(|(i, conn)| {
-            let first = &conn.hops[0].flow.tuple;
-            let last = &conn.hops[conn.hops.len() - 1].flow.tuple;
-            let codes: Vec<String> = m
-                .audit
-                .of_connection(i)
-                .map(|f| format!("{} {}", f.severity, f.code))
-                .collect();
-            vec![
-                Cell::Ids(vec![conn.id.clone()]),
-                Cell::Text(conn.proto.to_string()),
-                Cell::Text(path_label(c, conn, " → ")),
-                Cell::Text(kind_label(conn)),
-                Cell::Code(tuple(first)),
-                if conn.hops.len() > 1 {
-                    Cell::Code(tuple(last))
-                } else {
-                    Cell::Text("-".into())
-                },
-                Cell::or_dash(codes.join(", ")),
-            ]
-        })
-        .collect();
     Grid {
-        headers: &[
-            "id",
-            "proto",
-            "path",
-            "nat",
-            "first hop",
-            "last hop",
-            "findings",
-        ],
-        rows,
+        headers: CONNECTION_HEADERS,
+        rows: (0..m.correlation.connections.len())
+            .map(|i| connection_row(m, i))
+            .collect(),
     }
+}
+
+/// The columns of [`connections`].
+pub const CONNECTION_HEADERS: &[&str] = &[
+    "id",
+    "proto",
+    "path",
+    "nat",
+    "first hop",
+    "last hop",
+    "findings",
+];
+
+/// Connection `i`'s row of [`connections`].
+pub fn connection_row(m: &Model, i: usize) -> Vec<Cell> {
+    let c = &m.correlation;
+    let conn = &c.connections[i];
+    let first = &conn.hops[0].flow.tuple;
+    let last = &conn.hops[conn.hops.len() - 1].flow.tuple;
+    let codes: Vec<String> = m
+        .audit
+        .of_connection(i)
+        .map(|f| format!("{} {}", f.severity, f.code))
+        .collect();
+    vec![
+        Cell::Ids(vec![conn.id.clone()]),
+        Cell::Text(conn.proto.to_string()),
+        Cell::Text(path_label(c, conn, " → ")),
+        Cell::Text(kind_label(conn)),
+        Cell::Code(tuple(first)),
+        if conn.hops.len() > 1 {
+            Cell::Code(tuple(last))
+        } else {
+            Cell::Text("-".into())
+        },
+        Cell::or_dash(codes.join(", ")),
+    ]
 }
