@@ -10,8 +10,6 @@
 use std::fmt::Write as _;
 use std::io::Write;
 
-use rayon::prelude::*;
-
 use super::sections::{self, Cell, Grid, Markup};
 use super::text::{connection_block, finding_lines};
 use super::{Model, Render};
@@ -229,7 +227,7 @@ fn connections(m: &Model, out: &mut dyn Write) -> std::io::Result<()> {
     }
     table_head(&mut s, sections::CONNECTION_HEADERS);
     out.write_all(s.as_bytes())?;
-    in_runs(c.connections.len(), out, |i, s| {
+    super::in_runs(c.connections.len(), out, |i, s| {
         table_row(s, &sections::connection_row(m, i));
     })?;
     out.write_all(b"\n")?;
@@ -238,7 +236,7 @@ fn connections(m: &Model, out: &mut dyn Write) -> std::io::Result<()> {
         "<details><summary>Per-connection detail (tuple at every hop, translations, matched and unmatched packets)</summary>\n"
     )?;
     writeln!(out, "```text")?;
-    in_runs(c.connections.len(), out, |i, s| {
+    super::in_runs(c.connections.len(), out, |i, s| {
         if i > 0 {
             s.push('\n');
         }
@@ -250,30 +248,6 @@ fn connections(m: &Model, out: &mut dyn Write) -> std::io::Result<()> {
         );
     })?;
     writeln!(out, "```\n\n</details>")
-}
-
-/// The text `part` makes for each of `n` connections, in order, written a run of
-/// connections at a time, each run made on every core.
-fn in_runs(
-    n: usize,
-    out: &mut dyn Write,
-    part: impl Fn(usize, &mut String) + Sync,
-) -> std::io::Result<()> {
-    const RUN: usize = 4096;
-    for start in (0..n).step_by(RUN) {
-        let texts: Vec<String> = (start..n.min(start + RUN))
-            .into_par_iter()
-            .map(|i| {
-                let mut s = String::new();
-                part(i, &mut s);
-                s
-            })
-            .collect();
-        for t in texts {
-            out.write_all(t.as_bytes())?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -80,3 +80,28 @@ impl<R: Render> Render for Selected<R> {
         self.0.render(m, out)
     }
 }
+
+/// The text `part` makes for each of `n` connections, in order, written a run of
+/// connections at a time, each run made on every core.
+pub(crate) fn in_runs(
+    n: usize,
+    out: &mut dyn std::io::Write,
+    part: impl Fn(usize, &mut String) + Sync,
+) -> std::io::Result<()> {
+    use rayon::prelude::*;
+    const RUN: usize = 4096;
+    for start in (0..n).step_by(RUN) {
+        let texts: Vec<String> = (start..n.min(start + RUN))
+            .into_par_iter()
+            .map(|i| {
+                let mut s = String::new();
+                part(i, &mut s);
+                s
+            })
+            .collect();
+        for t in texts {
+            out.write_all(t.as_bytes())?;
+        }
+    }
+    Ok(())
+}

@@ -88,19 +88,29 @@ fn html_table<'a>(
     attrs: &str,
     row: &dyn Fn(usize) -> String,
 ) {
+    table_head(out, headers, attrs);
+    for (i, r) in rows.iter().enumerate() {
+        table_row(out, &row(i), r);
+    }
+    out.push_str("</tbody></table>\n");
+}
+
+/// A table's opening, its header row and the opening of its body.
+fn table_head<'a>(out: &mut String, headers: impl Iterator<Item = &'a str>, attrs: &str) {
     let _ = write!(out, "<table{attrs}><thead><tr>");
     for h in headers {
         let _ = write!(out, "<th>{}</th>", esc(h));
     }
     out.push_str("</tr></thead>\n<tbody>\n");
-    for (i, r) in rows.iter().enumerate() {
-        let _ = write!(out, "<tr{}>", row(i));
-        for c in r {
-            let _ = write!(out, "<td>{c}</td>");
-        }
-        out.push_str("</tr>\n");
+}
+
+/// A row of cells already marked up, with attributes `attrs`.
+fn table_row(out: &mut String, attrs: &str, cells: &[String]) {
+    let _ = write!(out, "<tr{attrs}>");
+    for c in cells {
+        let _ = write!(out, "<td>{c}</td>");
     }
-    out.push_str("</tbody></table>\n");
+    out.push_str("</tr>\n");
 }
 
 /// A table of the shared sections.
@@ -122,16 +132,24 @@ pub struct HtmlReport;
 
 impl Render for HtmlReport {
     fn render(&self, m: &Model, out: &mut dyn Write) -> anyhow::Result<()> {
-        out.write_all(render(m, MAX_LADDERS).as_bytes())?;
+        write_page(m, MAX_LADDERS, out)?;
         Ok(())
     }
 }
 
 /// The whole page, with at most `max_ladders` ladders.
 pub fn render(m: &Model, max_ladders: usize) -> String {
-    let mut out = String::new();
+    let mut out = Vec::new();
+    write_page(m, max_ladders, &mut out).expect("writing to memory does not fail");
+    String::from_utf8(out).expect("the page is UTF-8")
+}
+
+/// Writes the page to `out`: the connections' rows and sections as they are made, a
+/// run at a time (the page of a million connections is gigabytes).
+fn write_page(m: &Model, max_ladders: usize, out: &mut dyn Write) -> std::io::Result<()> {
+    let mut page = String::new();
     let _ = write!(
-        out,
+        page,
         r#"<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -147,19 +165,19 @@ pub fn render(m: &Model, max_ladders: usize) -> String {
         env!("CARGO_PKG_VERSION")
     );
     // The arrowheads every ladder uses.
-    out.push_str(
+    page.push_str(
         r#"<svg class="defs" width="0" height="0" aria-hidden="true"><defs>
 <marker id="arrow-f" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" orient="auto"><path d="M0 0L10 5L0 10z" class="ah f"/></marker>
 <marker id="arrow-r" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" orient="auto"><path d="M0 0L10 5L0 10z" class="ah r"/></marker>
 </defs></svg>
 "#,
     );
-    headline(m, &mut out);
-    inputs(m, &mut out);
-    findings(m, &mut out);
-    connections(m, max_ladders, &mut out);
-    let _ = write!(out, "<script>\n{SCRIPT}</script>\n</body>\n</html>\n");
-    out
+    headline(m, &mut page);
+    inputs(m, &mut page);
+    findings(m, &mut page);
+    out.write_all(page.as_bytes())?;
+    connections(m, max_ladders, out)?;
+    write!(out, "<script>\n{SCRIPT}</script>\n</body>\n</html>\n")
 }
 
 /// The title, the counts, the summary, the exit status and the connections by path.
@@ -269,18 +287,17 @@ fn findings(m: &Model, out: &mut String) {
 }
 
 /// The connection table (sortable, filterable), then each connection's section.
-fn connections(m: &Model, max_ladders: usize, out: &mut String) {
+fn connections(m: &Model, max_ladders: usize, out: &mut dyn Write) -> std::io::Result<()> {
     let c = &m.correlation;
-    out.push_str("<section id=\"connections\">\n<h2>Connections</h2>\n");
+    out.write_all(b"<section id=\"connections\">\n<h2>Connections</h2>\n")?;
     if c.connections.is_empty() {
-        out.push_str("<p>None.</p>\n</section>\n");
-        return;
+        return out.write_all(b"<p>None.</p>\n</section>\n");
     }
     let n = c.connections.len();
-    let _ = writeln!(
+    writeln!(
         out,
         r#"<p class="controls"><input type="search" id="filter" placeholder="filter: id, address, port, nat, finding, Community ID" aria-label="filter connections"> <span id="shown">{n} of {n}</span> · click a column header to sort</p>"#
-    );
+    )?;
     // Every hop's tuple and Community ID, for the filter: the table shows the first and
     // last tuple only.
     let search = |i: usize| {
@@ -300,12 +317,20 @@ fn connections(m: &Model, max_ladders: usize, out: &mut String) {
             .collect();
         format!(r#" data-search="{}""#, esc(&hops.join(" ")))
     };
-    table(
-        out,
-        &sections::connections(m),
+    let mut head = String::new();
+    table_head(
+        &mut head,
+        sections::CONNECTION_HEADERS.iter().copied(),
         r#" id="conns" class="sortable""#,
-        &search,
     );
+    out.write_all(head.as_bytes())?;
+    super::in_runs(n, out, |i, s| {
+        let cells: Vec<String> = (sections::connection_row(m, i).iter())
+            .map(|c| sections::cell(c, &Html))
+            .collect();
+        table_row(s, &search(i), &cells);
+    })?;
+    out.write_all(b"</tbody></table>\n")?;
     // The connections whose ladders are drawn: those with findings first.
     let mut drawn = vec![false; n];
     let with_findings = |i: &usize| m.findings_of(*i).next().is_some();
@@ -318,11 +343,11 @@ fn connections(m: &Model, max_ladders: usize, out: &mut String) {
             "<p>Ladders drawn for {max_ladders} of the {n} connections, those with findings first.</p>\n"
         )
     });
-    out.push_str(not_drawn.as_deref().unwrap_or_default());
-    for (i, &d) in drawn.iter().enumerate() {
-        connection(m, i, d, not_drawn.as_deref(), out);
-    }
-    out.push_str("</section>\n");
+    out.write_all(not_drawn.as_deref().unwrap_or_default().as_bytes())?;
+    super::in_runs(n, out, |i, s| {
+        connection(m, i, drawn[i], not_drawn.as_deref(), s);
+    })?;
+    out.write_all(b"</section>\n")
 }
 
 /// Why a source port moved, naming (and linking) the connection that held it: the
