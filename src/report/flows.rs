@@ -187,7 +187,7 @@ pub fn write_point(out: &mut impl Write, info: &PointInfo, flows: &[Flow]) -> io
             },
         ]);
     }
-    write!(out, "{}", t.render("  "))?;
+    t.write("  ", out)?;
     writeln!(out)
 }
 
