@@ -493,11 +493,14 @@ fn write_hops(
 /// written).
 fn write_parquet_hops(m: &Model, run: usize, out: &mut impl Write) -> PolarsResult<()> {
     let (n, run) = (m.correlation.connections.len(), run.max(1));
-    let mut df = hops_of(m, 0..n.min(run))?.df;
-    let rows = polars::frame::chunk_df_for_writing(&mut df, 512 * 512)?;
-    let mut writer = ParquetWriter::new(out).batched(rows.schema())?;
-    writer.write_batch(&rows)?;
-    drop(rows);
+    // The first run's frame gives the file its schema, and is given back once written.
+    let mut writer = {
+        let mut df = hops_of(m, 0..n.min(run))?.df;
+        let rows = polars::frame::chunk_df_for_writing(&mut df, 512 * 512)?;
+        let mut writer = ParquetWriter::new(out).batched(rows.schema())?;
+        writer.write_batch(&rows)?;
+        writer
+    };
     for from in (run..n).step_by(run) {
         let mut df = hops_of(m, from..n.min(from + run))?.df;
         let rows = polars::frame::chunk_df_for_writing(&mut df, 512 * 512)?;
