@@ -160,10 +160,14 @@ impl Render for Text {
             }
         }
         drop(connections);
-        for &i in &detailed {
-            text.push('\n');
-            text.push_str(&connection::detail(m, i, paint));
-        }
+        // Each connection in detail (never wrapped), made on every core and written a
+        // run at a time.
+        out.write_all(text.as_bytes())?;
+        text.clear();
+        super::in_runs(detailed.len(), out, |k, s| {
+            s.push('\n');
+            s.push_str(&connection::detail(m, detailed[k], paint));
+        })?;
         if detailed.is_empty() && !m.correlation.connections.is_empty() {
             text.push_str(
                 "\nEach connection hop by hop and packet by packet: --detail, or --connection ID.\n",
