@@ -263,7 +263,8 @@ fn attribute_one(
     // The interface a hop's packets met the rules by: its point's, unless the point
     // saw them inside a tunnel (its outer headers): the host took them in by, or sent
     // them out by, the tunnel's own device (vxlan0, tunl0), which no point names.
-    let by = |h: &Hop| iface(h.point).filter(|_| h.flow.tunnels()[0].is_none());
+    let tunnelled = |h: &Hop| h.flow.tunnels()[0].is_some();
+    let by = |h: &Hop| iface(h.point).filter(|_| !tunnelled(h));
     // An ICMP error is RELATED to the connection it quotes: NAT follows that
     // connection's entry, and no nat rule ever sees it as a first packet.
     if conn.hops.iter().any(|h| h.flow.icmp_error.is_some()) {
@@ -281,10 +282,9 @@ fn attribute_one(
     } else if let (Some((b, via)), Some(last)) = ((onward.next)(ci), conn.hops.last()) {
         let (entry, out) =
             bridged_into(c, last.point, b, via, &onward.bridged).unwrap_or((last.point, Some(b)));
-        let tunnelled = last.flow.tunnels()[0].is_some();
         let p = Packet::first(
             last.flow.tuple,
-            iface(entry).filter(|_| !tunnelled),
+            iface(entry).filter(|_| !tunnelled(last)),
             out.and_then(iface),
         );
         (p, None, last.flow.tuple, last.flow.packets[1] > 0)

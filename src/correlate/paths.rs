@@ -290,9 +290,9 @@ fn halves(pd: &PointData, flows: &[u32]) -> Vec<Vec<usize>> {
 /// interfaces of one capture with coarse timestamps) the matched packets of two hops
 /// vote ([`precedence`]): an initiator packet seen earlier at x says x is upstream, a
 /// responder packet seen earlier at x says x is downstream; the hops are ranked by the
-/// pairs whose majority puts them upstream, less those that put them downstream. Corrected time of
-/// the first initiator packet
-/// orders the rest; where two hops of one capture socket saw it at one time
+/// pairs whose majority puts them upstream, less those that put them downstream.
+/// Corrected time of the first initiator packet orders the rest; where two hops of
+/// one capture socket saw it at one time
 /// (`tcpdump -i any` stamps a packet once, however many interfaces it crosses: a
 /// connection with no replies to vote), the one whose flow the capture wrote first is
 /// upstream ([`PointData::first_frame`]; all 0 for other inputs).

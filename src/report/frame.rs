@@ -475,34 +475,37 @@ fn write_hops(
     if format == FrameFormat::Parquet {
         return write_parquet_hops(m, run * 4, &mut out);
     }
-    let n = m.correlation.connections.len();
-    let mut from = 0;
-    loop {
-        let to = n.min(from + run.max(1));
-        let mut df = hops_of(m, from..to)?.df;
-        write_rows(&mut df, format, from == 0, &mut out)?;
-        if to == n {
-            return Ok(());
-        }
-        from = to;
+    for (k, conns) in runs(m.correlation.connections.len(), run).enumerate() {
+        let mut df = hops_of(m, conns)?.df;
+        write_rows(&mut df, format, k == 0, &mut out)?;
     }
+    Ok(())
+}
+
+/// `n` connections in runs of `run` (at least one run, empty when `n` is 0).
+fn runs(n: usize, run: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let run = run.max(1);
+    (0..n.max(1))
+        .step_by(run)
+        .map(move |from| from..n.min(from + run))
 }
 
 /// The connections table as one Parquet file, made `run` connections at a time, each
 /// run's rows one or more row groups (at most 512 × 512 rows, as a whole frame is
 /// written).
 fn write_parquet_hops(m: &Model, run: usize, out: &mut impl Write) -> PolarsResult<()> {
-    let (n, run) = (m.correlation.connections.len(), run.max(1));
+    let mut runs = runs(m.correlation.connections.len(), run);
+    let first = runs.next().expect("at least one run");
     // The first run's frame gives the file its schema, and is given back once written.
     let mut writer = {
-        let mut df = hops_of(m, 0..n.min(run))?.df;
+        let mut df = hops_of(m, first)?.df;
         let rows = polars::frame::chunk_df_for_writing(&mut df, 512 * 512)?;
         let mut writer = ParquetWriter::new(out).batched(rows.schema())?;
         writer.write_batch(&rows)?;
         writer
     };
-    for from in (run..n).step_by(run) {
-        let mut df = hops_of(m, from..n.min(from + run))?.df;
+    for conns in runs {
+        let mut df = hops_of(m, conns)?.df;
         let rows = polars::frame::chunk_df_for_writing(&mut df, 512 * 512)?;
         writer.write_batch(&rows)?;
     }

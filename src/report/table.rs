@@ -16,7 +16,7 @@ pub enum Align {
 pub struct Table {
     headers: Vec<(String, Align)>,
     /// The rows, in runs: one as rows are added, more where tables made apart (on
-    /// several cores) were put one after the other ([`Table::concat`]) without
+    /// several cores) were put one after the other ([`Table::append`]) without
     /// copying their text.
     runs: Vec<Run>,
 }
@@ -86,14 +86,10 @@ impl Table {
         self.runs.iter().all(|r| r.row_ends.is_empty())
     }
 
-    /// The rows of `parts` (tables of the same columns) one after the other, under
-    /// the first part's headers.
-    pub fn concat(parts: Vec<Table>) -> Table {
-        let headers = parts.first().map(|p| p.headers.clone()).unwrap_or_default();
-        Table {
-            headers,
-            runs: parts.into_iter().flat_map(|p| p.runs).collect(),
-        }
+    /// Puts the rows of `parts` (tables of the same columns) after this table's, one
+    /// part after the other, without copying their text.
+    pub fn append(&mut self, parts: impl IntoIterator<Item = Table>) {
+        self.runs.extend(parts.into_iter().flat_map(|p| p.runs));
     }
 
     /// The column headers.
@@ -360,7 +356,8 @@ mod tests {
                 Some(t)
             })
             .collect();
-        let joined = Table::concat(parts);
+        let mut joined = Table::new(&cols);
+        joined.append(parts);
         assert_eq!(
             joined.rows().collect::<Vec<_>>(),
             whole.rows().collect::<Vec<_>>()
@@ -374,7 +371,9 @@ mod tests {
         let mut written = Vec::new();
         joined.write("  ", &mut written).unwrap();
         assert_eq!(String::from_utf8(written).unwrap(), whole.render("  "));
-        assert!(Table::concat(Vec::new()).is_empty());
+        let mut none = Table::new(&cols);
+        none.append(Vec::new());
+        assert!(none.is_empty());
     }
 
     #[test]

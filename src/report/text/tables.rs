@@ -77,10 +77,9 @@ pub fn connections_table(c: &Correlation, paint: Paint) -> Table {
             t
         })
         .collect();
-    if parts.is_empty() {
-        return Table::new(&headers);
-    }
-    Table::concat(parts)
+    let mut t = Table::new(&headers);
+    t.append(parts);
+    t
 }
 
 /// Headline counts.
