@@ -19,7 +19,7 @@ pub fn prefetch<T>(r: &T) {
 }
 
 /// With `NATCHECK_STEPS` set, prints to standard error the wall time since the
-/// last call, the peak resident memory since then (`VmHWM`) and what is resident now
+/// last call, the processor time all threads spent in it (user and system), the peak resident memory since then (`VmHWM`) and what is resident now
 /// (`VmRSS`), then resets the peak (`/proc/self/clear_refs`), so that each figure is
 /// the named step's own. For measuring where time and memory go (bench/README.md);
 /// nothing otherwise.
@@ -27,16 +27,18 @@ pub fn step(name: &str) {
     use std::sync::{Mutex, OnceLock};
     use std::time::Instant;
     static ON: OnceLock<bool> = OnceLock::new();
-    static LAST: Mutex<Option<Instant>> = Mutex::new(None);
+    static LAST: Mutex<Option<(Instant, f64)>> = Mutex::new(None);
     if !*ON.get_or_init(|| std::env::var_os("NATCHECK_STEPS").is_some()) {
         return;
     }
-    let now = Instant::now();
-    let since = LAST
+    let now = (Instant::now(), cpu_ms());
+    let (since, cpu) = LAST
         .lock()
         .ok()
         .and_then(|mut l| l.replace(now))
-        .map_or(0.0, |t| (now - t).as_secs_f64() * 1e3);
+        .map_or((0.0, 0.0), |(t, c)| {
+            ((now.0 - t).as_secs_f64() * 1e3, now.1 - c)
+        });
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let field = |key: &str| {
         status
@@ -47,9 +49,21 @@ pub fn step(name: &str) {
             })
     };
     eprintln!(
-        "step: {name:<28} {since:>9.1} ms  peak {:>9} kB  held {:>9} kB",
+        "step: {name:<28} {since:>9.1} ms  cpu {cpu:>9.1} ms  peak {:>9} kB  held {:>9} kB",
         field("VmHWM:"),
         field("VmRSS:")
     );
     let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Processor time the process has used so far, every thread, user and system, in
+/// milliseconds.
+fn cpu_ms() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return 0.0;
+    }
+    let ms = |t: libc::timeval| t.tv_sec as f64 * 1e3 + t.tv_usec as f64 / 1e3;
+    ms(u.ru_utime) + ms(u.ru_stime)
 }

@@ -19,11 +19,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use foldhash::HashMap;
-use smallvec::SmallVec;
+use rayon::prelude::*;
 
 use super::Cidr;
-use crate::correlate::Correlation;
+use crate::correlate::{Connection, Correlation};
 use crate::model::Proto;
 
 /// The connections that show where a connection's kind of traffic goes next from its
@@ -127,15 +126,14 @@ pub struct Topology {
     pub host_addrs: BTreeSet<IpAddr>,
     /// DNAT'ed endpoints at the point traffic arrived on → the points it went on to →
     /// connections that did.
-    pub published: BTreeMap<EndpointKey, BTreeMap<usize, Vec<usize>>>,
+    pub published: Routes<EndpointKey>,
     /// Egress routes: (point, inside prefix) → next point → connections taking it, for
     /// connections from that prefix to destinations outside the inside prefixes.
-    pub egress: BTreeMap<(usize, Cidr), BTreeMap<usize, Vec<usize>>>,
+    pub egress: Routes<(usize, Cidr)>,
     /// Translated source endpoints at the point they left on: (point, proto, NAT
-    /// address, NAT port) → connections whose tuple there carries them, in order.
-    /// Looked up, never walked: a map of one entry a translated connection, most
-    /// holding one connection.
-    pub endpoints: HashMap<EndpointKey, SmallVec<[usize; 1]>>,
+    /// address, NAT port) and a connection whose tuple there carries them (once a
+    /// link that translated it), sorted: looked up ([`Topology::translated_to`]).
+    pub endpoints: Vec<(EndpointKey, usize)>,
     /// Per inside prefix: the points where NAT hides its addresses (downstream of a
     /// source translation of one of them, upstream of a DNAT to one of them). An
     /// address of the prefix seen there untranslated escaped NAT, whether or not that
@@ -143,62 +141,150 @@ pub struct Topology {
     pub hidden_prefix: BTreeMap<Cidr, BTreeSet<usize>>,
 }
 
-impl Topology {
-    pub fn learn(c: &Correlation, declared: &[Cidr]) -> Topology {
-        let mut t = Topology {
-            declared: !declared.is_empty(),
-            ..Default::default()
-        };
-        let mut inside_addrs: BTreeSet<IpAddr> = BTreeSet::new();
-        // Destinations packets were routed to (their TTL fell between the points), by
-        // the point they were routed from: a host does not route packets addressed to
-        // itself.
-        let mut routed_to: BTreeSet<(IpAddr, usize)> = BTreeSet::new();
-        // DNAT'ed destinations, by the points on either side of the translation.
-        let mut dnat_at: BTreeSet<(IpAddr, usize)> = BTreeSet::new();
-        for (ci, conn) in c.connections.iter().enumerate() {
-            for l in &conn.links {
-                let (up, down) = (&conn.hops[l.from], &conn.hops[l.to]);
-                let (before, after) = (&up.flow.tuple, &down.flow.tuple);
-                if let (Some(a), Some(b)) = (up.fwd_ttl, down.fwd_ttl) {
-                    if b < a {
-                        routed_to.insert((after.dst, up.point));
-                    }
-                }
-                let ch = &l.change;
-                if ch.dst_addr_changed {
-                    inside_addrs.insert(after.dst);
-                    t.host_addrs.insert(before.dst);
-                    dnat_at.insert((before.dst, up.point));
-                    dnat_at.insert((before.dst, down.point));
-                    t.published
-                        .entry((up.point, conn.proto, before.dst, before.dport))
-                        .or_default()
-                        .entry(down.point)
-                        .or_default()
-                        .push(ci);
-                } else if ch.dport_changed {
-                    // REDIRECT-like port change on the same address: still published.
-                    t.published
-                        .entry((up.point, conn.proto, before.dst, before.dport))
-                        .or_default()
-                        .entry(down.point)
-                        .or_default()
-                        .push(ci);
-                } else if ch.src_addr_changed {
-                    inside_addrs.insert(before.src);
-                    t.hidden.entry(down.point).or_default().insert(before.src);
-                }
-                if ch.src_addr_changed || ch.sport_changed {
-                    t.nat_addrs.entry(down.point).or_default().insert(after.src);
-                    t.host_addrs.insert(after.src);
-                    t.endpoints
-                        .entry((down.point, conn.proto, after.src, after.sport))
-                        .or_default()
-                        .push(ci);
+/// Connections a thread reads at least, in each pass of [`Topology::learn`].
+const RUN: usize = 4096;
+
+/// Per key, the points it leads to and the connections that went there, in order.
+pub type Routes<K> = BTreeMap<K, BTreeMap<usize, Vec<usize>>>;
+
+/// What the translated links of a run of connections say, before the prefixes are
+/// drawn from it ([`Topology::learn`]'s first pass).
+#[derive(Default)]
+struct Seen {
+    inside_addrs: BTreeSet<IpAddr>,
+    /// Destinations packets were routed to (their TTL fell between the points), by
+    /// the point they were routed from: a host does not route packets addressed to
+    /// itself.
+    routed_to: BTreeSet<(IpAddr, usize)>,
+    /// DNAT'ed destinations, by the points on either side of the translation.
+    dnat_at: BTreeSet<(IpAddr, usize)>,
+    host_addrs: BTreeSet<IpAddr>,
+    published: Routes<EndpointKey>,
+    hidden: BTreeMap<usize, BTreeSet<IpAddr>>,
+    nat_addrs: BTreeMap<usize, BTreeSet<IpAddr>>,
+    /// Translated source endpoints and the connections that carried them, in
+    /// connection order: sorted once all runs are merged.
+    endpoints: Vec<(EndpointKey, usize)>,
+}
+
+impl Seen {
+    /// Adds connection `ci`'s links.
+    fn add(&mut self, ci: usize, conn: &Connection) {
+        for l in &conn.links {
+            let (up, down) = (&conn.hops[l.from], &conn.hops[l.to]);
+            let (before, after) = (&up.flow.tuple, &down.flow.tuple);
+            if let (Some(a), Some(b)) = (up.fwd_ttl, down.fwd_ttl) {
+                if b < a {
+                    self.routed_to.insert((after.dst, up.point));
                 }
             }
+            let ch = &l.change;
+            let published = (up.point, conn.proto, before.dst, before.dport);
+            if ch.dst_addr_changed {
+                self.inside_addrs.insert(after.dst);
+                self.host_addrs.insert(before.dst);
+                self.dnat_at.insert((before.dst, up.point));
+                self.dnat_at.insert((before.dst, down.point));
+                push_route(&mut self.published, published, down.point, ci);
+            } else if ch.dport_changed {
+                // REDIRECT-like port change on the same address: still published.
+                push_route(&mut self.published, published, down.point, ci);
+            } else if ch.src_addr_changed {
+                self.inside_addrs.insert(before.src);
+                self.hidden
+                    .entry(down.point)
+                    .or_default()
+                    .insert(before.src);
+            }
+            if ch.src_addr_changed || ch.sport_changed {
+                self.nat_addrs
+                    .entry(down.point)
+                    .or_default()
+                    .insert(after.src);
+                self.host_addrs.insert(after.src);
+                self.endpoints
+                    .push(((down.point, conn.proto, after.src, after.sport), ci));
+            }
         }
+    }
+
+    /// The facts of a run of connections that came before `later`'s, then `later`'s.
+    fn merge(mut self, mut later: Seen) -> Seen {
+        self.inside_addrs.append(&mut later.inside_addrs);
+        self.routed_to.append(&mut later.routed_to);
+        self.dnat_at.append(&mut later.dnat_at);
+        self.host_addrs.append(&mut later.host_addrs);
+        append_routes(&mut self.published, later.published);
+        union_by_key(&mut self.hidden, later.hidden);
+        union_by_key(&mut self.nat_addrs, later.nat_addrs);
+        self.endpoints.append(&mut later.endpoints);
+        self
+    }
+}
+
+fn push_route<K: Ord>(routes: &mut Routes<K>, key: K, to: usize, ci: usize) {
+    routes
+        .entry(key)
+        .or_default()
+        .entry(to)
+        .or_default()
+        .push(ci);
+}
+
+/// Puts `later`'s connections after `routes`' own, key by key.
+fn append_routes<K: Ord>(routes: &mut Routes<K>, later: Routes<K>) {
+    for (k, m) in later {
+        let to = routes.entry(k).or_default();
+        for (point, conns) in m {
+            to.entry(point).or_default().extend(conns);
+        }
+    }
+}
+
+/// Adds `more`'s sets to `sets`, key by key.
+fn union_by_key<K: Ord, V: Ord>(
+    sets: &mut BTreeMap<K, BTreeSet<V>>,
+    more: BTreeMap<K, BTreeSet<V>>,
+) {
+    for (k, mut s) in more {
+        sets.entry(k).or_default().append(&mut s);
+    }
+}
+
+impl Topology {
+    pub fn learn(c: &Correlation, declared: &[Cidr]) -> Topology {
+        // Each pass reads every connection once, on every core, in runs of
+        // connections whose facts are merged in connection order.
+        let seen = c
+            .connections
+            .par_iter()
+            .enumerate()
+            .with_min_len(RUN)
+            .fold(Seen::default, |mut s, (ci, conn)| {
+                s.add(ci, conn);
+                s
+            })
+            .reduce(Seen::default, Seen::merge);
+        let Seen {
+            inside_addrs,
+            routed_to,
+            dnat_at,
+            host_addrs,
+            published,
+            hidden,
+            nat_addrs,
+            endpoints,
+        } = seen;
+        let mut t = Topology {
+            declared: !declared.is_empty(),
+            host_addrs,
+            published,
+            hidden,
+            nat_addrs,
+            ..Default::default()
+        };
+        t.endpoints = endpoints;
+        t.endpoints.par_sort_unstable();
         // A DNAT's original destination is taken for the host's (a published port)
         // unless packets to it were routed on from a point beside that DNAT (the same
         // host's interfaces; a router in front of the host routing them to it says
@@ -227,52 +313,82 @@ impl Topology {
         }
         t.inside = inside.into_iter().collect();
 
-        for conn in &c.connections {
-            for l in &conn.links {
-                let (up, down) = (&conn.hops[l.from], &conn.hops[l.to]);
-                let ch = &l.change;
-                let hidden = if ch.dst_addr_changed {
-                    // A client inside a prefix with the address it was DNATed to
-                    // (hairpin NAT: a container to its own or a neighbour's published
-                    // port) shows the upstream point is inside, not outside.
-                    let (client, to) = (up.flow.tuple.src, down.flow.tuple.dst);
-                    if t.inside
-                        .iter()
-                        .any(|p| p.contains(client) && p.contains(to))
-                    {
-                        None
+        type Hidden = (
+            BTreeMap<usize, BTreeSet<IpAddr>>,
+            BTreeMap<Cidr, BTreeSet<usize>>,
+        );
+        let (hidden, hidden_prefix) = c
+            .connections
+            .par_iter()
+            .with_min_len(RUN)
+            .fold(Hidden::default, |(mut hidden, mut prefixes), conn| {
+                for l in &conn.links {
+                    let (up, down) = (&conn.hops[l.from], &conn.hops[l.to]);
+                    let ch = &l.change;
+                    let at = if ch.dst_addr_changed {
+                        // A client inside a prefix with the address it was DNATed to
+                        // (hairpin NAT: a container to its own or a neighbour's
+                        // published port) shows the upstream point is inside, not
+                        // outside.
+                        let (client, to) = (up.flow.tuple.src, down.flow.tuple.dst);
+                        if t.inside
+                            .iter()
+                            .any(|p| p.contains(client) && p.contains(to))
+                        {
+                            None
+                        } else {
+                            hidden.entry(up.point).or_default().insert(to);
+                            t.prefix_of(to).map(|p| (p, up.point))
+                        }
+                    } else if ch.src_addr_changed {
+                        t.prefix_of(up.flow.tuple.src).map(|p| (p, down.point))
                     } else {
-                        t.hidden.entry(up.point).or_default().insert(to);
-                        t.prefix_of(to).map(|p| (p, up.point))
-                    }
-                } else if ch.src_addr_changed {
-                    t.prefix_of(up.flow.tuple.src).map(|p| (p, down.point))
-                } else {
-                    None
-                };
-                if let Some((p, point)) = hidden {
-                    t.hidden_prefix.entry(p).or_default().insert(point);
-                }
-            }
-        }
-        for (ci, conn) in c.connections.iter().enumerate() {
-            for w in conn.hops.windows(2) {
-                let tu = &w[0].flow.tuple;
-                if w[0].point == w[1].point {
-                    continue;
-                }
-                if let Some(p) = t.prefix_of(tu.src) {
-                    if t.is_outside_dst(tu.dst) {
-                        t.egress
-                            .entry((w[0].point, p))
-                            .or_default()
-                            .entry(w[1].point)
-                            .or_default()
-                            .push(ci);
+                        None
+                    };
+                    if let Some((p, point)) = at {
+                        prefixes.entry(p).or_default().insert(point);
                     }
                 }
-            }
-        }
+                (hidden, prefixes)
+            })
+            .reduce(Hidden::default, |(mut h, mut p), (h2, p2)| {
+                union_by_key(&mut h, h2);
+                union_by_key(&mut p, p2);
+                (h, p)
+            });
+        union_by_key(&mut t.hidden, hidden);
+        t.hidden_prefix = hidden_prefix;
+        t.egress = c
+            .connections
+            .par_iter()
+            .enumerate()
+            .with_min_len(RUN)
+            .fold(
+                BTreeMap::default,
+                |mut egress: Routes<(usize, Cidr)>, (ci, conn)| {
+                    for w in conn.hops.windows(2) {
+                        let tu = &w[0].flow.tuple;
+                        if w[0].point == w[1].point {
+                            continue;
+                        }
+                        if let Some(p) = t.prefix_of(tu.src) {
+                            if t.is_outside_dst(tu.dst) {
+                                egress
+                                    .entry((w[0].point, p))
+                                    .or_default()
+                                    .entry(w[1].point)
+                                    .or_default()
+                                    .push(ci);
+                            }
+                        }
+                    }
+                    egress
+                },
+            )
+            .reduce(BTreeMap::default, |mut a, b| {
+                append_routes(&mut a, b);
+                a
+            });
         // Pushed in connection order, a connection once a hop pair: each list ascending,
         // each connection once.
         for m in t.published.values_mut().chain(t.egress.values_mut()) {
@@ -295,6 +411,16 @@ impl Topology {
                 .prefix_of(a)
                 .and_then(|p| self.hidden_prefix.get(&p))
                 .is_some_and(|points| points.contains(&point))
+    }
+
+    /// The connections translated to the source endpoint `key` ([`EndpointKey`]), in
+    /// order, one a link that did.
+    pub fn translated_to(&self, key: EndpointKey) -> impl Iterator<Item = usize> + '_ {
+        let from = self.endpoints.partition_point(|(k, _)| *k < key);
+        self.endpoints[from..]
+            .iter()
+            .take_while(move |(k, _)| *k == key)
+            .map(|&(_, ci)| ci)
     }
 
     /// The most specific inside prefix holding `a`, if any.

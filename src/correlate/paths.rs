@@ -17,6 +17,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use foldhash::HashMap;
+use rayon::prelude::*;
 
 use serde::Serialize;
 use smallvec::SmallVec;
@@ -208,7 +209,7 @@ pub(super) fn connection(
 /// flow there: no two connections share the last two, so the order is the same
 /// whatever order they were made in) and numbers them `c1`, `c2`, ...
 pub(super) fn number(conns: &mut [Connection]) {
-    conns.sort_unstable_by(|a, b| {
+    conns.par_sort_unstable_by(|a, b| {
         a.first_ns()
             .cmp(&b.first_ns())
             .then(a.proto.cmp(&b.proto))
@@ -216,9 +217,10 @@ pub(super) fn number(conns: &mut [Connection]) {
             .then(a.hops[0].point.cmp(&b.hops[0].point))
             .then(a.hops[0].flow_idx.cmp(&b.hops[0].flow_idx))
     });
-    for (i, c) in conns.iter_mut().enumerate() {
-        c.id = format!("c{}", i + 1);
-    }
+    conns
+        .par_iter_mut()
+        .enumerate()
+        .for_each(|(i, c)| c.id = format!("c{}", i + 1));
 }
 
 /// The hops of one component, by point: one per flow, except that the two one-way

@@ -590,9 +590,9 @@ pub(super) fn port_reallocs(conns: &mut [Connection]) {
     // The tuples wanted: few connections have their port moved, so only those tuples
     // are looked for among every hop, not every hop indexed.
     let wanted: Vec<(usize, usize, (usize, Tuple))> = conns
-        .iter()
+        .par_iter()
         .enumerate()
-        .flat_map(|(ci, c)| {
+        .flat_map_iter(|(ci, c)| {
             c.links
                 .iter()
                 .enumerate()
@@ -612,12 +612,21 @@ pub(super) fn port_reallocs(conns: &mut [Connection]) {
     }
     let mut held: HashMap<(usize, Tuple), SmallVec<[u32; 1]>> =
         wanted.iter().map(|w| (w.2, SmallVec::new())).collect();
-    for (ci, c) in conns.iter().enumerate() {
-        for h in &c.hops {
-            if let Some(v) = held.get_mut(&(h.point, h.flow.tuple)) {
-                v.push(ci as u32);
-            }
-        }
+    // Every hop is looked up (on every core), the few found kept in order.
+    let holders: Vec<((usize, Tuple), u32)> = conns
+        .par_iter()
+        .enumerate()
+        .flat_map_iter(|(ci, c)| {
+            let held = &held;
+            c.hops
+                .iter()
+                .map(|h| (h.point, h.flow.tuple))
+                .filter(move |k| held.contains_key(k))
+                .map(move |k| (k, ci as u32))
+        })
+        .collect();
+    for (k, ci) in holders {
+        held.get_mut(&k).expect("only held tuples").push(ci);
     }
     // What each moved port wanted and who held it, decided before any is written.
     let found: Vec<(usize, usize, PortRealloc)> = wanted

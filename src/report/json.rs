@@ -1000,17 +1000,9 @@ fn write_pretty(m: &Model, w: &mut impl Write, batch: usize) -> anyhow::Result<(
     /// The empty list as the outline has it: a key at depth 1 is the only thing
     /// after a newline and two spaces (a string holds no raw newline).
     const EMPTY: &[u8] = b"\n  \"connections\": []";
-    let outline = serde_json::to_vec_pretty(&outline(m))?;
     let n = m.correlation.connections.len();
-    let at = memchr::memmem::find(&outline, EMPTY).filter(|_| n > 0);
-    let Some(at) = at else {
-        w.write_all(&outline)?;
-        return Ok(());
-    };
-    w.write_all(&outline[..at])?;
-    w.write_all(b"\n  \"connections\": [")?;
-    // Each batch is written out while the next one is serialized (on the pool's
-    // threads; `w` stays on this one).
+    // Each batch is serialized on the pool's threads while the one before is written
+    // out (`w` stays on this thread); the first one beside the outline.
     let serialize = |start: usize| -> std::io::Result<Vec<Vec<u8>>> {
         (start..n.min(start + batch))
             .into_par_iter()
@@ -1031,7 +1023,16 @@ fn write_pretty(m: &Model, w: &mut impl Write, batch: usize) -> anyhow::Result<(
             })
             .collect()
     };
-    let mut parts = serialize(0)?;
+    let (outline, first) = rayon::join(|| serde_json::to_vec_pretty(&outline(m)), || serialize(0));
+    let outline = outline?;
+    let at = memchr::memmem::find(&outline, EMPTY).filter(|_| n > 0);
+    let Some(at) = at else {
+        w.write_all(&outline)?;
+        return Ok(());
+    };
+    w.write_all(&outline[..at])?;
+    w.write_all(b"\n  \"connections\": [")?;
+    let mut parts = first?;
     for start in (batch..n).step_by(batch) {
         let mut next = None;
         let written = rayon::in_place_scope(|s| {

@@ -64,11 +64,7 @@ fn host_answers(x: &Ctx, point: usize, nat: IpAddr, t: &Tuple) -> Vec<(usize, Ev
 fn translations_to(x: &Ctx, ci: usize, h: &Hop, key: (usize, Proto, IpAddr, u16)) -> Vec<usize> {
     let c = x.c;
     x.topo
-        .endpoints
-        .get(&key)
-        .into_iter()
-        .flatten()
-        .copied()
+        .translated_to(key)
         .filter(|&k| {
             k != ci
                 && c.connections[k].first_ns() <= h.last_ns
