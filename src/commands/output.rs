@@ -237,6 +237,16 @@ impl Write for Output {
         }
     }
 
+    /// Large writes of many pieces (a report's connections) go through to the file
+    /// in one system call, not copied into a buffer first.
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Output::Stdout(w) => w.write_vectored(bufs),
+            Output::InPlace(w) => w.write_vectored(bufs),
+            Output::File { tmp, .. } => tmp.write_vectored(bufs),
+        }
+    }
+
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match self {
             Output::Stdout(w) => w.write_all(buf),

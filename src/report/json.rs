@@ -1037,16 +1037,35 @@ fn write_pretty(m: &Model, w: &mut impl Write, batch: usize) -> anyhow::Result<(
         let mut next = None;
         let written = rayon::in_place_scope(|s| {
             s.spawn(|_| next = Some(serialize(start)));
-            parts.iter().try_for_each(|p| w.write_all(p))
+            write_parts(w, &parts)
         });
         written?;
         parts = next.expect("the scope waits for the batch")?;
     }
-    for p in &parts {
-        w.write_all(p)?;
-    }
+    write_parts(w, &parts)?;
     w.write_all(b"\n  ]")?;
     w.write_all(&outline[at + EMPTY.len()..])?;
+    Ok(())
+}
+
+/// Writes `parts` one after the other, handed to the writer together (a thousand at
+/// a time: one `writev` where the output is a file or a pipe) rather than each copied
+/// into its buffer.
+fn write_parts(w: &mut impl Write, parts: &[Vec<u8>]) -> std::io::Result<()> {
+    use std::io::{ErrorKind, IoSlice};
+    for run in parts.chunks(1024) {
+        let mut slices: Vec<IoSlice<'_>> = run.iter().map(|p| IoSlice::new(p)).collect();
+        let mut left = &mut slices[..];
+        IoSlice::advance_slices(&mut left, 0);
+        while !left.is_empty() {
+            match w.write_vectored(left) {
+                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(n) => IoSlice::advance_slices(&mut left, n),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
     Ok(())
 }
 
@@ -1223,6 +1242,50 @@ mod tests {
         }
         assert!(models[0].correlation.connections.len() > 7);
         assert!(models[2].correlation.connections.is_empty());
+    }
+
+    /// A writer that takes at most `most` bytes a call, of the first piece only.
+    struct Dribble {
+        out: Vec<u8>,
+        most: usize,
+        interrupt: bool,
+    }
+
+    impl Write for Dribble {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            // Every other call is interrupted, as a signal would.
+            self.interrupt = !self.interrupt;
+            if self.interrupt {
+                return Err(std::io::ErrorKind::Interrupted.into());
+            }
+            let n = b.len().min(self.most);
+            self.out.extend_from_slice(&b[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn parts_written_together_arrive_whole_and_in_order_through_short_writes() {
+        let parts: Vec<Vec<u8>> = (0..2500u32)
+            .map(|i| format!("{i},").repeat(i as usize % 5 + 1).into_bytes())
+            .collect();
+        let whole = parts.concat();
+        for most in [1, 3, 4096, usize::MAX] {
+            let mut w = Dribble {
+                out: Vec::new(),
+                most,
+                interrupt: false,
+            };
+            write_parts(&mut w, &parts).unwrap();
+            assert!(w.out == whole, "{most} bytes a write");
+        }
+        let mut v = Vec::new();
+        write_parts(&mut v, &parts).unwrap();
+        assert!(v == whole);
     }
 
     #[test]
