@@ -84,7 +84,7 @@ pub(super) fn flow_pairs(points: &[PointData], off: &[i64], window: i64) -> Vec<
     for mut part in parts {
         edges.append(&mut part);
     }
-    edges.sort_unstable_by(|x, y| {
+    edges.par_sort_unstable_by(|x, y| {
         y.1.score
             .total_cmp(&x.1.score)
             .then(y.1.packets.cmp(&x.1.packets))
