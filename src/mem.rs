@@ -19,9 +19,10 @@ pub fn prefetch<T>(r: &T) {
 }
 
 /// With `NATCHECK_STEPS` set, prints to standard error the wall time since the
-/// last call, the processor time all threads spent in it (user and system), the peak resident memory since then (`VmHWM`) and what is resident now
-/// (`VmRSS`), then resets the peak (`/proc/self/clear_refs`), so that each figure is
-/// the named step's own. For measuring where time and memory go (bench/README.md);
+/// last call, the processor time every thread spent meanwhile (user and system), the
+/// peak resident memory since then (`VmHWM`) and what is resident now (`VmRSS`), then
+/// resets the peak (`/proc/self/clear_refs`), so that each figure is the named step's
+/// own. For measuring where time and memory go (bench/README.md);
 /// nothing otherwise.
 pub fn step(name: &str) {
     use std::sync::{Mutex, OnceLock};

@@ -1056,7 +1056,6 @@ fn write_parts(w: &mut impl Write, parts: &[Vec<u8>]) -> std::io::Result<()> {
     for run in parts.chunks(1024) {
         let mut slices: Vec<IoSlice<'_>> = run.iter().map(|p| IoSlice::new(p)).collect();
         let mut left = &mut slices[..];
-        IoSlice::advance_slices(&mut left, 0);
         while !left.is_empty() {
             match w.write_vectored(left) {
                 Ok(0) => return Err(ErrorKind::WriteZero.into()),
