@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 
+use rayon::prelude::*;
+
 use super::explain::{self, Words};
 use crate::audit::{Audit, FailOn, Finding, Severity};
 use crate::correlate::Correlation;
@@ -59,7 +61,8 @@ impl Model {
             .flat_map(|i| i.warnings.iter().cloned())
             .chain(witness_warnings)
             .collect();
-        let words = audit.findings.iter().map(explain::words).collect();
+        // Each finding's text is its own: written on every core, kept in order.
+        let words = audit.findings.par_iter().map(explain::words).collect();
         Model {
             correlation,
             audit,
