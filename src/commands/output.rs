@@ -125,7 +125,10 @@ impl<F: Formats> OutputArgs<F> {
                     format.name()
                 );
             }
-            return Ok(Output::Stdout(BufWriter::new(io::stdout().lock())));
+            return Ok(Output::Stdout(BufWriter::with_capacity(
+                BUFFER,
+                io::stdout().lock(),
+            )));
         };
         match fs::metadata(path) {
             Ok(m) if m.is_dir() => anyhow::bail!("{}: is a directory", path.display()),
@@ -143,7 +146,7 @@ impl<F: Formats> OutputArgs<F> {
                         path.display()
                     );
                 }
-                return Ok(Output::InPlace(BufWriter::new(file)));
+                return Ok(Output::InPlace(BufWriter::with_capacity(BUFFER, file)));
             }
             _ => {}
         }
@@ -170,7 +173,7 @@ impl<F: Formats> OutputArgs<F> {
             .map_err(without_path)
             .with_context(|| format!("{}: cannot create", path.display()))?;
         Ok(Output::File {
-            tmp: BufWriter::new(tmp),
+            tmp: BufWriter::with_capacity(BUFFER, tmp),
             path,
         })
     }
@@ -184,6 +187,10 @@ fn without_path(e: io::Error) -> io::Error {
         None => e,
     }
 }
+
+/// Bytes an output gathers before writing them: reports are written in pieces of a
+/// line or a connection, or in runs of many at once that go straight through.
+const BUFFER: usize = 1 << 16;
 
 /// An opened output: [`Output::finish`] completes it; a file dropped unfinished is
 /// removed and leaves FILE as it was.

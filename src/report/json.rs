@@ -984,11 +984,11 @@ pub struct Json;
 
 impl Render for Json {
     fn render(&self, m: &Model, out: &mut dyn Write) -> anyhow::Result<()> {
-        // serde writes token by token: buffered here, not through `dyn Write`.
-        let mut w = std::io::BufWriter::with_capacity(1 << 16, out);
-        write_pretty(m, &mut w, 1024)?;
-        writeln!(w)?;
-        w.flush()?;
+        // Written in large pieces only (the outline's, each batch of connections at
+        // once): straight to `out`, whose buffer, if any, lets them through.
+        write_pretty(m, out, 1024)?;
+        writeln!(out)?;
+        out.flush()?;
         Ok(())
     }
 }
@@ -996,7 +996,7 @@ impl Render for Json {
 /// What `serde_json::to_writer_pretty` writes of [`document`], byte for byte, with
 /// the connections serialized in parallel, a batch at a time: the outline is written
 /// with an empty list of connections, and the list is put in its place.
-fn write_pretty(m: &Model, w: &mut impl Write, batch: usize) -> anyhow::Result<()> {
+fn write_pretty(m: &Model, w: &mut (impl Write + ?Sized), batch: usize) -> anyhow::Result<()> {
     /// The empty list as the outline has it: a key at depth 1 is the only thing
     /// after a newline and two spaces (a string holds no raw newline).
     const EMPTY: &[u8] = b"\n  \"connections\": []";
@@ -1051,7 +1051,7 @@ fn write_pretty(m: &Model, w: &mut impl Write, batch: usize) -> anyhow::Result<(
 /// Writes `parts` one after the other, handed to the writer together (a thousand at
 /// a time: one `writev` where the output is a file or a pipe) rather than each copied
 /// into its buffer.
-fn write_parts(w: &mut impl Write, parts: &[Vec<u8>]) -> std::io::Result<()> {
+fn write_parts(w: &mut (impl Write + ?Sized), parts: &[Vec<u8>]) -> std::io::Result<()> {
     use std::io::{ErrorKind, IoSlice};
     for run in parts.chunks(1024) {
         let mut slices: Vec<IoSlice<'_>> = run.iter().map(|p| IoSlice::new(p)).collect();
