@@ -24,7 +24,7 @@ set -euo pipefail
 LAB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SAMPLES=$(dirname "$LAB")
 ALL_SCENARIOS=(masquerade published-port port-collision nodeport snat-random-fully
-  fault-forward-drop fault-invalid-leak fault-wrong-source-udp masquerade6 kube-rules
+  fault-forward-drop fault-invalid-leak fault-wrong-source-udp fault-wrong-source-udp6 masquerade6 kube-rules
   fault-masq-miss fault-masq-miss6 fault-nodeport-blocked kube-nft stale-udp stale-udp-vip bulk-offload bulk-no-offload
   fault-snat-exhaustion fault-snat-exhaustion-udp6 fault-syn-dropped-once fault-dns-pair-dropped
   fault-hairpin-no-masq fault-hairpin-udp)
@@ -1002,6 +1002,35 @@ scenario_fault_wrong_source_udp() {
   run bad "$NS_C1" udp_client.py --dst "$SRV_IP2" --count 1 --retries 2 --timeout 0.7 --expect-fail --name bad.example
   snapshot
   kill_servers
+  stop_recording
+}
+
+# IPv6: the same multi-homed responder behind IPv6 MASQUERADE (as in masquerade6).
+# The server has 2001:db8:113::2 and ::3 and always answers from ::2: the query to
+# ::3 is answered from ::2, which matches no entry's reply tuple, is not de-NATed and
+# gets an ICMPv6 port unreachable from the host.
+SRV6_IP=2001:db8:113::2 SRV6_IP2=2001:db8:113::3 HOST6_IP=2001:db8:113::1
+
+scenario_fault_wrong_source_udp6() {
+  IFACES=(docker0 eth0 veth-c1)
+  apply_docker_masquerade
+  {
+    docker_filter_base
+    echo COMMIT
+    docker_nat_base | sed 's|! -d 127.0.0.0/8|! -d ::1/128|'
+    echo "-A POSTROUTING -s fd00:172:17::/64 ! -o docker0 -j MASQUERADE"
+    echo COMMIT
+  } | hx ip6tables-restore
+  ip -n "$NS_OUT" addr add "$SRV6_IP2/64" dev wan0 nodad
+  server srv-udp "$NS_OUT" udp_server.py --bind :: --port 53 --reply-from "$SRV6_IP" --lifetime 30
+  # Let the last MLD reports of the address setup go out before capturing.
+  sleep 0.3
+  start_recording
+  run good "$NS_C1" udp_client.py --dst "$SRV6_IP" --count 1 --name good6.example
+  run bad "$NS_C1" udp_client.py --dst "$SRV6_IP2" --count 1 --retries 2 --timeout 0.7 --expect-fail --name bad6.example
+  snapshot
+  kill_servers
+  hx ip6tables-save | sed '/^# /d' >"$SCEN_DIR/ip6tables.txt"
   stop_recording
 }
 
@@ -2871,6 +2900,18 @@ check_fault_wrong_source_udp() {
   need 1 "replies from $SRV_IP to port $port on eth0" "$(pkts "$SCEN_DIR/eth0.pcap" "ip.src==$SRV_IP && udp.dstport==$port")"
   need 1 "port unreachable from the host" "$(pkts "$SCEN_DIR/eth0.pcap" "ip.src==$HOST_IP && icmp.type==3 && icmp.code==3")"
   [[ $(pkts "$SCEN_DIR/docker0.pcap" "ip.src==$SRV_IP2 || (udp.srcport==53 && ip.dst==$C1_IP && dns.qry.name contains \"bad\")") -eq 0 ]] ||
+    die "$SCEN: a reply reached the container"
+}
+
+check_fault_wrong_source_udp6() {
+  local ct=$SCEN_DIR/conntrack.txt port
+  port=$(grep -oE "src=fd00:172:17::2 dst=$SRV6_IP2 sport=[0-9]+ dport=53 \\[UNREPLIED\\] src=$SRV6_IP2 dst=$HOST6_IP sport=53 dport=[0-9]+" "$ct" |
+    sed 's/.*dport=//' | head -n1)
+  [[ -n $port ]] || die "$SCEN: no UNREPLIED entry for the query to $SRV6_IP2"
+  need 1 "reverse UNREPLIED entry for the stray reply" "$(ct_count "$ct" "src=$SRV6_IP dst=$HOST6_IP sport=53 dport=$port \\[UNREPLIED\\]")"
+  need 1 "replies from $SRV6_IP to port $port on eth0" "$(pkts "$SCEN_DIR/eth0.pcap" "ipv6.src==$SRV6_IP && udp.dstport==$port")"
+  need 1 "port unreachable from the host" "$(pkts "$SCEN_DIR/eth0.pcap" "ipv6.src==$HOST6_IP && icmpv6.type==1 && icmpv6.code==4")"
+  [[ $(pkts "$SCEN_DIR/docker0.pcap" "ipv6.src==$SRV6_IP2 || (udp.srcport==53 && dns.qry.name contains \"bad\")") -eq 0 ]] ||
     die "$SCEN: a reply reached the container"
 }
 

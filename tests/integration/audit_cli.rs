@@ -159,6 +159,31 @@ fn invalid_leak_is_an_inside_address_leak_and_a_host_rst() {
     snapshot_markdown("fault-invalid-leak", &args(&a));
 }
 
+/// The same fault over IPv6 MASQUERADE: the stray replies, the translation they
+/// missed and the host's ICMPv6 port unreachable.
+#[test]
+fn wrong_source_udp_reply_over_ipv6_is_unsolicited() {
+    let a = pair("fault-wrong-source-udp6");
+    let (code, doc) = json(&args(&a));
+    assert_eq!(code, 1);
+    assert_eq!(codes(&doc), [("error".into(), "unsolicited".into())]);
+    let f = &doc["findings"][0];
+    let d = &f["detail"];
+    assert_eq!(d["nat_address"], "2001:db8:113::1");
+    assert_eq!(d["from_address"], "2001:db8:113::2");
+    assert_eq!(d["from_port"], 53);
+    assert_eq!(d["expected_peer"], "[2001:db8:113::3]:53");
+    let query = conn_with(
+        &doc,
+        "eth0",
+        "2001:db8:113::1",
+        d["nat_port"].as_u64().unwrap(),
+    );
+    assert_eq!(d["translations"][0], query.as_str());
+    assert_eq!(f["connections"].as_array().unwrap().len(), 3);
+    assert_eq!(f["packets"], 3);
+}
+
 #[test]
 fn wrong_source_udp_reply_is_unsolicited() {
     let a = pair("fault-wrong-source-udp");

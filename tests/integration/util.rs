@@ -20,6 +20,7 @@ pub const SCENARIOS: &[&str] = &[
     "fault-forward-drop",
     "fault-invalid-leak",
     "fault-wrong-source-udp",
+    "fault-wrong-source-udp6",
     "kube-rules",
     "fault-masq-miss",
     "fault-masq-miss6",
