@@ -22,8 +22,7 @@ pub fn prefetch<T>(r: &T) {
 /// last call, the processor time every thread spent meanwhile (user and system), the
 /// peak resident memory since then (`VmHWM`) and what is resident now (`VmRSS`), then
 /// resets the peak (`/proc/self/clear_refs`), so that each figure is the named step's
-/// own. For measuring where time and memory go (bench/README.md);
-/// nothing otherwise.
+/// own. For measuring where time and memory go (bench/README.md); nothing otherwise.
 pub fn step(name: &str) {
     use std::sync::{Mutex, OnceLock};
     use std::time::Instant;

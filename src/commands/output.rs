@@ -244,8 +244,9 @@ impl Write for Output {
         }
     }
 
-    /// Large writes of many pieces (a report's connections) go through to the file
-    /// in one system call, not copied into a buffer first.
+    /// Many pieces at once (a JSON report's batch of connections): standard output
+    /// and a file written in place take them in one `writev`; the temporary file of
+    /// `-o FILE`, whose writer does not say it takes them whole, through the buffer.
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         match self {
             Output::Stdout(w) => w.write_vectored(bufs),
