@@ -1005,14 +1005,9 @@ scenario_fault_wrong_source_udp() {
   stop_recording
 }
 
-# IPv6: the same multi-homed responder behind IPv6 MASQUERADE (as in masquerade6).
-# The server has 2001:db8:113::2 and ::3 and always answers from ::2: the query to
-# ::3 is answered from ::2, which matches no entry's reply tuple, is not de-NATed and
-# gets an ICMPv6 port unreachable from the host.
-SRV6_IP=2001:db8:113::2 SRV6_IP2=2001:db8:113::3 HOST6_IP=2001:db8:113::1
-
-scenario_fault_wrong_source_udp6() {
-  IFACES=(docker0 eth0 veth-c1)
+# Docker's IPv4 rules and its IPv6 ones (`"ipv6": true, "ip6tables": true`): the
+# bridge's ULA prefix masqueraded to the uplink's address.
+apply_docker_masquerade6() {
   apply_docker_masquerade
   {
     docker_filter_base
@@ -1021,6 +1016,17 @@ scenario_fault_wrong_source_udp6() {
     echo "-A POSTROUTING -s fd00:172:17::/64 ! -o docker0 -j MASQUERADE"
     echo COMMIT
   } | hx ip6tables-restore
+}
+
+# IPv6: the same multi-homed responder behind IPv6 MASQUERADE (as in masquerade6).
+# The server has 2001:db8:113::2 and ::3 and always answers from ::2: the query to
+# ::3 is answered from ::2, which matches no entry's reply tuple, is not de-NATed and
+# gets an ICMPv6 port unreachable from the host.
+SRV6_IP=2001:db8:113::2 SRV6_IP2=2001:db8:113::3 HOST6_IP=2001:db8:113::1
+
+scenario_fault_wrong_source_udp6() {
+  IFACES=(docker0 eth0 veth-c1)
+  apply_docker_masquerade6
   ip -n "$NS_OUT" addr add "$SRV6_IP2/64" dev wan0 nodad
   server srv-udp "$NS_OUT" udp_server.py --bind :: --port 53 --reply-from "$SRV6_IP" --lifetime 30
   # Let the last MLD reports of the address setup go out before capturing.
@@ -1039,14 +1045,7 @@ scenario_fault_wrong_source_udp6() {
 # "ipv6": true, "ip6tables": true. The IPv4 rules are there too (dual stack).
 scenario_masquerade6() {
   IFACES=(docker0 eth0 veth-c1)
-  apply_docker_masquerade
-  {
-    docker_filter_base
-    echo COMMIT
-    docker_nat_base | sed 's|! -d 127.0.0.0/8|! -d ::1/128|'
-    echo "-A POSTROUTING -s fd00:172:17::/64 ! -o docker0 -j MASQUERADE"
-    echo COMMIT
-  } | hx ip6tables-restore
+  apply_docker_masquerade6
   server srv-tcp "$NS_OUT" tcp_server.py --bind :: --port 7000 --port 8443 --lifetime 30
   server srv-udp "$NS_OUT" udp_server.py --bind :: --port 53 --lifetime 30
   # Let the last MLD reports of the address setup go out before capturing.
@@ -1912,14 +1911,7 @@ scenario_fault_pmtu_black_hole() {
 scenario_fault_pmtu_black_hole6() {
   IFACES=(docker0 eth0 veth-c1)
   SNAPLEN=128
-  apply_docker_masquerade
-  {
-    docker_filter_base
-    echo COMMIT
-    docker_nat_base | sed 's|! -d 127.0.0.0/8|! -d ::1/128|'
-    echo "-A POSTROUTING -s fd00:172:17::/64 ! -o docker0 -j MASQUERADE"
-    echo COMMIT
-  } | hx ip6tables-restore
+  apply_docker_masquerade6
   nsx "$NS_OUT" ip6tables -A INPUT -p icmpv6 -m icmp6 --icmpv6-type packet-too-big -j DROP
   hx ip link set docker0 mtu 1400
   set_offloads off
@@ -2891,28 +2883,28 @@ check_masquerade6() {
   [[ $(pkts "$SCEN_DIR/eth0.pcap" 'ipv6.src==fd00::/8') -eq 0 ]] || die "ULA address on eth0"
 }
 
-check_fault_wrong_source_udp() {
-  local ct=$SCEN_DIR/conntrack.txt port
-  port=$(grep -oE "src=172\\.17\\.0\\.2 dst=$SRV_IP2 sport=[0-9]+ dport=53 \\[UNREPLIED\\] src=$SRV_IP2 dst=$HOST_IP sport=53 dport=[0-9]+" "$ct" |
+# wrong_source_checks C1 SRV SRV2 HOST IP UNREACH: the query from C1 to SRV2 left
+# [UNREPLIED], its replies came from SRV (a reverse [UNREPLIED] entry, seen on eth0),
+# the host answered them with UNREACH (a display filter), and none reached docker0. IP
+# is the address field's protocol in display filters (ip, ipv6).
+wrong_source_checks() {
+  local c1=$1 srv=$2 srv2=$3 host=$4 ip=$5 unreach=$6 ct=$SCEN_DIR/conntrack.txt port
+  port=$(grep -oE "src=${c1//./\\.} dst=${srv2//./\\.} sport=[0-9]+ dport=53 \\[UNREPLIED\\] src=${srv2//./\\.} dst=${host//./\\.} sport=53 dport=[0-9]+" "$ct" |
     sed 's/.*dport=//' | head -n1)
-  [[ -n $port ]] || die "$SCEN: no UNREPLIED entry for the query to $SRV_IP2"
-  need 1 "reverse UNREPLIED entry for the stray reply" "$(ct_count "$ct" "src=$SRV_IP dst=$HOST_IP sport=53 dport=$port \\[UNREPLIED\\]")"
-  need 1 "replies from $SRV_IP to port $port on eth0" "$(pkts "$SCEN_DIR/eth0.pcap" "ip.src==$SRV_IP && udp.dstport==$port")"
-  need 1 "port unreachable from the host" "$(pkts "$SCEN_DIR/eth0.pcap" "ip.src==$HOST_IP && icmp.type==3 && icmp.code==3")"
-  [[ $(pkts "$SCEN_DIR/docker0.pcap" "ip.src==$SRV_IP2 || (udp.srcport==53 && ip.dst==$C1_IP && dns.qry.name contains \"bad\")") -eq 0 ]] ||
+  [[ -n $port ]] || die "$SCEN: no UNREPLIED entry for the query to $srv2"
+  need 1 "reverse UNREPLIED entry for the stray reply" "$(ct_count "$ct" "src=$srv dst=$host sport=53 dport=$port \\[UNREPLIED\\]")"
+  need 1 "replies from $srv to port $port on eth0" "$(pkts "$SCEN_DIR/eth0.pcap" "$ip.src==$srv && udp.dstport==$port")"
+  need 1 "port unreachable from the host" "$(pkts "$SCEN_DIR/eth0.pcap" "$ip.src==$host && $unreach")"
+  [[ $(pkts "$SCEN_DIR/docker0.pcap" "$ip.src==$srv2 || (udp.srcport==53 && $ip.dst==$c1 && dns.qry.name contains \"bad\")") -eq 0 ]] ||
     die "$SCEN: a reply reached the container"
 }
 
+check_fault_wrong_source_udp() {
+  wrong_source_checks "$C1_IP" "$SRV_IP" "$SRV_IP2" "$HOST_IP" ip "icmp.type==3 && icmp.code==3"
+}
+
 check_fault_wrong_source_udp6() {
-  local ct=$SCEN_DIR/conntrack.txt port
-  port=$(grep -oE "src=fd00:172:17::2 dst=$SRV6_IP2 sport=[0-9]+ dport=53 \\[UNREPLIED\\] src=$SRV6_IP2 dst=$HOST6_IP sport=53 dport=[0-9]+" "$ct" |
-    sed 's/.*dport=//' | head -n1)
-  [[ -n $port ]] || die "$SCEN: no UNREPLIED entry for the query to $SRV6_IP2"
-  need 1 "reverse UNREPLIED entry for the stray reply" "$(ct_count "$ct" "src=$SRV6_IP dst=$HOST6_IP sport=53 dport=$port \\[UNREPLIED\\]")"
-  need 1 "replies from $SRV6_IP to port $port on eth0" "$(pkts "$SCEN_DIR/eth0.pcap" "ipv6.src==$SRV6_IP && udp.dstport==$port")"
-  need 1 "port unreachable from the host" "$(pkts "$SCEN_DIR/eth0.pcap" "ipv6.src==$HOST6_IP && icmpv6.type==1 && icmpv6.code==4")"
-  [[ $(pkts "$SCEN_DIR/docker0.pcap" "ipv6.src==$SRV6_IP2 || (udp.srcport==53 && dns.qry.name contains \"bad\")") -eq 0 ]] ||
-    die "$SCEN: a reply reached the container"
+  wrong_source_checks fd00:172:17::2 "$SRV6_IP" "$SRV6_IP2" "$HOST6_IP" ipv6 "icmpv6.type==1 && icmpv6.code==4"
 }
 
 # counter FILE RULE: packet counter of the rule whose iptables-save -c line ends in RULE.
