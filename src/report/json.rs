@@ -8,11 +8,10 @@ use std::net::IpAddr;
 
 use rayon::prelude::*;
 use serde::Serialize;
-use serde_json::ser::Formatter;
 
 use super::explain::Words;
 use super::fmt::{dst, Stamp};
-use super::{Model, Render};
+use super::{pretty, Model, Render};
 use crate::audit::{Detail, Direction, Finding, Seen, WitnessKind, WitnessSummary};
 use crate::capture::InputStats;
 use crate::correlate::{
@@ -1002,28 +1001,31 @@ fn write_pretty(m: &Model, w: &mut (impl Write + ?Sized), batch: usize) -> anyho
     const EMPTY: &[u8] = b"\n  \"connections\": []";
     let n = m.correlation.connections.len();
     // Each batch is serialized on the pool's threads while the one before is written
-    // out (`w` stays on this thread); the first one beside the outline.
-    let serialize = |start: usize| -> std::io::Result<Vec<Vec<u8>>> {
-        (start..n.min(start + batch))
-            .into_par_iter()
-            .map(|i| {
-                // Room for a connection of a few hops without findings, so that most
-                // are written without growing their buffer.
-                let mut buf = Pieces(Vec::with_capacity(4096));
-                buf.0
-                    .extend_from_slice(if i == 0 { b"\n    " } else { b",\n    " });
+    // out (`w` stays on this thread); the first one beside the outline. A batch is
+    // written into the buffers of the one written before the last (three sets in all,
+    // kept rather than given back to the allocator and asked for again).
+    let serialize = |start: usize, mut bufs: Vec<Vec<u8>>| -> serde_json::Result<Vec<Vec<u8>>> {
+        let end = n.min(start + batch);
+        // Room for a connection of a few hops without findings, so that most are
+        // written without growing their buffer.
+        bufs.resize_with(end - start, || Vec::with_capacity(4096));
+        bufs.par_iter_mut()
+            .zip(start..end)
+            .try_for_each(|(buf, i)| {
+                buf.clear();
+                buf.extend_from_slice(if i == 0 { b"\n    " } else { b",\n    " });
                 // An element of the list sits at depth 2.
-                let f = Pretty {
-                    depth: 2,
-                    has_value: false,
-                };
-                let mut ser = serde_json::Serializer::with_formatter(&mut buf, f);
-                connection(m, i).serialize(&mut ser)?;
-                Ok(buf.0)
-            })
-            .collect()
+                pretty::write_at(buf, &connection(m, i), 2)
+            })?;
+        Ok(bufs)
     };
-    let (outline, first) = rayon::join(|| serde_json::to_vec_pretty(&outline(m)), || serialize(0));
+    let (outline, first) = rayon::join(
+        || {
+            let mut v = Vec::new();
+            pretty::write_at(&mut v, &outline(m), 0).map(|()| v)
+        },
+        || serialize(0, Vec::new()),
+    );
     let outline = outline?;
     let at = memchr::memmem::find(&outline, EMPTY).filter(|_| n > 0);
     let Some(at) = at else {
@@ -1033,14 +1035,16 @@ fn write_pretty(m: &Model, w: &mut (impl Write + ?Sized), batch: usize) -> anyho
     w.write_all(&outline[..at])?;
     w.write_all(b"\n  \"connections\": [")?;
     let mut parts = first?;
+    let mut spare = Vec::new();
     for start in (batch..n).step_by(batch) {
         let mut next = None;
         let written = rayon::in_place_scope(|s| {
-            s.spawn(|_| next = Some(serialize(start)));
+            let bufs = std::mem::take(&mut spare);
+            s.spawn(|_| next = Some(serialize(start, bufs)));
             write_parts(w, &parts)
         });
         written?;
-        parts = next.expect("the scope waits for the batch")?;
+        spare = std::mem::replace(&mut parts, next.expect("the scope waits for the batch")?);
     }
     write_parts(w, &parts)?;
     w.write_all(b"\n  ]")?;
@@ -1066,131 +1070,6 @@ fn write_parts(w: &mut (impl Write + ?Sized), parts: &[Vec<u8>]) -> std::io::Res
         }
     }
     Ok(())
-}
-
-/// serde_json's `PrettyFormatter` layout (two spaces a level), byte for byte, with a
-/// line break and its indent written as one slice rather than a write a level.
-struct Pretty {
-    depth: usize,
-    has_value: bool,
-}
-
-impl Pretty {
-    /// A comma, a line break and the indent of 32 levels.
-    const BREAK: &'static [u8; 66] =
-        b",\n                                                                ";
-
-    /// A line break (after a comma when `comma`) and the current level's indent.
-    #[inline]
-    fn line<W: ?Sized + Write>(&self, w: &mut W, comma: bool) -> std::io::Result<()> {
-        let from = usize::from(!comma);
-        let to = 2 + 2 * self.depth;
-        if to <= Self::BREAK.len() {
-            return w.write_all(&Self::BREAK[from..to]);
-        }
-        w.write_all(&Self::BREAK[from..2])?;
-        (0..self.depth).try_for_each(|_| w.write_all(b"  "))
-    }
-
-    #[inline]
-    fn open<W: ?Sized + Write>(&mut self, w: &mut W, b: &[u8]) -> std::io::Result<()> {
-        self.depth += 1;
-        self.has_value = false;
-        w.write_all(b)
-    }
-
-    #[inline]
-    fn close<W: ?Sized + Write>(&mut self, w: &mut W, b: &[u8]) -> std::io::Result<()> {
-        self.depth -= 1;
-        if self.has_value {
-            self.line(w, false)?;
-        }
-        w.write_all(b)
-    }
-}
-
-impl Formatter for Pretty {
-    #[inline]
-    fn begin_array<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.open(w, b"[")
-    }
-
-    #[inline]
-    fn end_array<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.close(w, b"]")
-    }
-
-    #[inline]
-    fn begin_array_value<W: ?Sized + Write>(
-        &mut self,
-        w: &mut W,
-        first: bool,
-    ) -> std::io::Result<()> {
-        self.line(w, !first)
-    }
-
-    #[inline]
-    fn end_array_value<W: ?Sized + Write>(&mut self, _: &mut W) -> std::io::Result<()> {
-        self.has_value = true;
-        Ok(())
-    }
-
-    #[inline]
-    fn begin_object<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.open(w, b"{")
-    }
-
-    #[inline]
-    fn end_object<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.close(w, b"}")
-    }
-
-    #[inline]
-    fn begin_object_key<W: ?Sized + Write>(
-        &mut self,
-        w: &mut W,
-        first: bool,
-    ) -> std::io::Result<()> {
-        self.line(w, !first)
-    }
-
-    #[inline]
-    fn begin_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        w.write_all(b": ")
-    }
-
-    #[inline]
-    fn end_object_value<W: ?Sized + Write>(&mut self, _: &mut W) -> std::io::Result<()> {
-        self.has_value = true;
-        Ok(())
-    }
-}
-
-/// A byte buffer for serde's writes, most of them a few bytes (quotes, colons,
-/// commas, a level of indent): those are copied here in line, not through a call to
-/// `memcpy` each.
-struct Pieces(Vec<u8>);
-
-impl Write for Pieces {
-    #[inline]
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.write_all(b)?;
-        Ok(b.len())
-    }
-
-    #[inline]
-    fn write_all(&mut self, b: &[u8]) -> std::io::Result<()> {
-        match *b {
-            [x] => self.0.push(x),
-            [x, y] => self.0.extend_from_slice(&[x, y]),
-            _ => self.0.extend_from_slice(b),
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -1285,26 +1164,5 @@ mod tests {
         let mut v = Vec::new();
         write_parts(&mut v, &parts).unwrap();
         assert!(v == whole);
-    }
-
-    #[test]
-    fn the_layout_is_serde_pretty_at_any_depth() {
-        // Past the indent one slice holds, and empty lists and objects between.
-        let mut v = serde_json::json!({"a": [], "b": {}, "c": [1, "x\n", null]});
-        for d in 0..40 {
-            v = if d % 2 == 0 {
-                serde_json::json!([v, d, {}])
-            } else {
-                serde_json::json!({"k": v, "n": []})
-            };
-        }
-        let mut out = Vec::new();
-        let f = Pretty {
-            depth: 0,
-            has_value: false,
-        };
-        v.serialize(&mut serde_json::Serializer::with_formatter(&mut out, f))
-            .unwrap();
-        assert!(out == serde_json::to_vec_pretty(&v).unwrap());
     }
 }

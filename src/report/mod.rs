@@ -19,6 +19,7 @@ pub mod html;
 pub mod json;
 pub mod markdown;
 pub mod model;
+mod pretty;
 pub mod rules;
 pub mod sections;
 pub mod table;
