@@ -5,14 +5,14 @@
 
 use std::net::IpAddr;
 
-use chrono::{DateTime, Datelike, SecondsFormat, Timelike};
+use chrono::DateTime;
 use serde::{Serialize, Serializer};
 
 use crate::correlate::offset::OffsetBasis;
 use crate::correlate::{Connection, Correlation, Hop};
 use crate::model::{fmt_endpoint, Proto, Tunnel, Tuple};
 
-/// `2026-11-23T10:15:02.123456789Z`. Out-of-range values print as raw nanoseconds.
+/// `2026-11-23T10:15:02.123456789Z`.
 pub fn rfc3339_ns(ns: i64) -> String {
     Stamp(ns).to_string()
 }
@@ -23,28 +23,33 @@ pub fn rfc3339_ns(ns: i64) -> String {
 pub struct Stamp(pub i64);
 
 impl Stamp {
-    /// The time, when chrono has a date for it.
-    fn datetime(self) -> Option<DateTime<chrono::Utc>> {
-        DateTime::from_timestamp(
-            self.0.div_euclid(1_000_000_000),
-            self.0.rem_euclid(1_000_000_000) as u32,
-        )
-    }
-
-    /// The text, laid out in `buf`; `None` for a time chrono has no date for, or one
-    /// outside years 0-9999 (no `i64` of nanoseconds is), which chrono prints itself.
-    fn text(self, buf: &mut [u8; 30]) -> Option<&str> {
-        let dt = self.datetime()?.naive_utc();
-        let (date, time) = (dt.date(), dt.time());
-        let year = u32::try_from(date.year()).ok().filter(|&y| y <= 9999)?;
+    /// The text, laid out in `buf`. Any `i64` of nanoseconds falls in years 1677 to
+    /// 2262, so four digits of year always hold it. The date is the proleptic
+    /// Gregorian calendar's, counted from the days since 1970 (H. Hinnant's
+    /// `civil_from_days`, in integers), as chrono would give it.
+    fn text(self, buf: &mut [u8; 30]) -> &str {
+        let secs = self.0.div_euclid(1_000_000_000);
+        let nanos = self.0.rem_euclid(1_000_000_000) as u32;
+        let (days, day_secs) = (secs.div_euclid(86_400), secs.rem_euclid(86_400) as u32);
+        // Days since 0000-03-01, in eras of 400 years (146 097 days each).
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097) as u32;
+        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        // Months from March, so that February's leap day ends the year.
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = era * 400 + i64::from(yoe) + i64::from(month <= 2);
         let fields = [
-            (year, 4),
-            (date.month(), 2),
-            (date.day(), 2),
-            (time.hour(), 2),
-            (time.minute(), 2),
-            (time.second(), 2),
-            (time.nanosecond(), 9),
+            (year as u32, 4),
+            (month, 2),
+            (day, 2),
+            (day_secs / 3_600, 2),
+            (day_secs / 60 % 60, 2),
+            (day_secs % 60, 2),
+            (nanos, 9),
         ];
         // `YYYY-MM-DDTHH:MM:SS.NNNNNNNNNZ`: each field, then the character after it.
         let mut at = 0;
@@ -56,30 +61,22 @@ impl Stamp {
             buf[at + width] = after;
             at += width + 1;
         }
-        std::str::from_utf8(&buf[..at]).ok()
+        debug_assert!(buf.is_ascii());
+        // SAFETY: every byte of `buf` was written above, each an ASCII digit or one of
+        // `-T:.Z`.
+        unsafe { std::str::from_utf8_unchecked(&buf[..]) }
     }
 }
 
 impl std::fmt::Display for Stamp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut buf = [0; 30];
-        if let Some(t) = self.text(&mut buf) {
-            return f.write_str(t);
-        }
-        match self.datetime() {
-            Some(dt) => f.write_str(&dt.to_rfc3339_opts(SecondsFormat::Nanos, true)),
-            None => write!(f, "{}ns", self.0),
-        }
+        f.write_str(self.text(&mut [0; 30]))
     }
 }
 
 impl Serialize for Stamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut buf = [0; 30];
-        match self.text(&mut buf) {
-            Some(t) => s.serialize_str(t),
-            None => s.collect_str(self),
-        }
+        s.serialize_str(self.text(&mut [0; 30]))
     }
 }
 
@@ -354,6 +351,7 @@ pub fn time_range(first: Option<i64>, last: Option<i64>) -> Option<(String, Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::SecondsFormat;
 
     #[test]
     fn a_stamp_prints_as_chrono_does() {
