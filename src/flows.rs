@@ -518,8 +518,9 @@ pub struct FlowTable {
 }
 
 /// What finds a packet's flow: its tuple whichever way it was sent, and for an ICMP
-/// error, the tuple it quotes (likewise).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// error, the tuple it quotes (likewise). Kept as the packet has them, and hashed and
+/// compared the same whichever way round each is: no canonical tuple is made.
+#[derive(Clone, Copy, Debug)]
 struct FlowKey {
     tuple: Tuple,
     quoted: Option<Tuple>,
@@ -528,10 +529,8 @@ struct FlowKey {
 impl FlowKey {
     fn of(p: &Packet) -> FlowKey {
         FlowKey {
-            tuple: p.tuple.canonical(),
-            quoted: IcmpError::of(p)
-                .and_then(|e| e.quoted)
-                .map(|q| q.canonical()),
+            tuple: p.tuple,
+            quoted: IcmpError::of(p).and_then(|e| e.quoted),
         }
     }
 
@@ -539,21 +538,37 @@ impl FlowKey {
     /// the flow has been turned since.
     fn of_flow(f: &Flow) -> FlowKey {
         FlowKey {
-            tuple: f.tuple.canonical(),
+            tuple: f.tuple,
             quoted: FlowKey::quoted_of(f),
         }
     }
 
     /// The quoted part of the key of `f`'s packets (none but for an ICMP error's).
     fn quoted_of(f: &Flow) -> Option<Tuple> {
-        (f.icmp_error.as_ref())
-            .and_then(|e| e.quoted)
-            .map(|q| q.canonical())
+        f.icmp_error.as_ref().and_then(|e| e.quoted)
+    }
+
+    /// Whether two quoted tuples (or none) are the same either way round.
+    fn same_quoted(a: Option<Tuple>, b: Option<Tuple>) -> bool {
+        match (a, b) {
+            (None, None) => true,
+            (Some(a), Some(b)) => a == b || a == b.reversed(),
+            _ => false,
+        }
     }
 }
 
+impl PartialEq for FlowKey {
+    fn eq(&self, o: &FlowKey) -> bool {
+        (self.tuple == o.tuple || self.tuple == o.tuple.reversed())
+            && FlowKey::same_quoted(self.quoted, o.quoted)
+    }
+}
+
+impl Eq for FlowKey {}
+
 /// Hashed as a few whole words rather than field by field: every packet is hashed.
-/// Equal keys write equal words.
+/// Keys equal either way round write equal words.
 impl Hash for FlowKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
         hash_tuple(&self.tuple, state);
@@ -563,22 +578,41 @@ impl Hash for FlowKey {
     }
 }
 
+/// The words of a tuple, the same for its reverse: its two ends (address and port)
+/// in numeric order, or for ICMP, whose reverse swaps only the addresses (an echo's
+/// identifier stays the source port), the two addresses in order and the ports as
+/// they are.
 fn hash_tuple<H: Hasher>(t: &Tuple, state: &mut H) {
+    let (proto, icmp) = (u64::from(t.proto.number()), t.proto.is_icmp());
     match (t.src, t.dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
-            state.write_u64(u64::from(s.to_bits()) << 32 | u64::from(d.to_bits()));
+            let (s, d) = (u64::from(s.to_bits()), u64::from(d.to_bits()));
+            let (sport, dport) = (u64::from(t.sport), u64::from(t.dport));
+            let (a, b) = if icmp {
+                (s.min(d) << 16 | sport, s.max(d) << 16 | dport)
+            } else {
+                let (a, b) = (s << 16 | sport, d << 16 | dport);
+                (a.min(b), a.max(b))
+            };
+            state.write_u64(a << 8 | proto);
+            state.write_u64(b);
         }
         (s, d) => {
             let bits = |a: IpAddr| match a {
                 IpAddr::V4(a) => u128::from(a.to_bits()),
                 IpAddr::V6(a) => a.to_bits(),
             };
-            state.write_u128(bits(s));
-            state.write_u128(bits(d));
+            let (mut a, mut b) = ((bits(s), t.sport), (bits(d), t.dport));
+            if icmp {
+                (a.0, b.0) = (a.0.min(b.0), a.0.max(b.0));
+            } else if b < a {
+                (a, b) = (b, a);
+            }
+            state.write_u128(a.0);
+            state.write_u128(b.0);
+            state.write_u64(u64::from(a.1) << 24 | u64::from(b.1) << 8 | proto);
         }
     }
-    let ports = u32::from(t.sport) << 16 | u32::from(t.dport);
-    state.write_u64(u64::from(ports) << 8 | u64::from(t.proto.number()));
 }
 
 impl FlowTable {
@@ -592,7 +626,8 @@ impl FlowTable {
         let rev = p.tuple.reversed();
         let found = self.index.find_mut(hash, |&i| {
             let f = &flows[i as usize];
-            (f.tuple == p.tuple || f.tuple == rev) && FlowKey::quoted_of(f) == key.quoted
+            (f.tuple == p.tuple || f.tuple == rev)
+                && FlowKey::same_quoted(FlowKey::quoted_of(f), key.quoted)
         });
         let idx = match found {
             Some(i) if !flows[*i as usize].is_reuse(p) => *i as usize,
