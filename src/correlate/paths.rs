@@ -14,7 +14,6 @@
 //! The links between consecutive hops are the translations step's.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 
 use foldhash::HashMap;
 use rayon::prelude::*;
@@ -226,14 +225,14 @@ pub(super) fn number(conns: &mut [Connection]) {
 /// The hops of one component, by point: one per flow, except that the two one-way
 /// halves of the connection seen at one point under different tuples make one hop.
 fn hops(points: &[PointData], nodes: &[(usize, u32)], members: &[usize], off: &[i64]) -> Vec<Hop> {
-    let mut by_point: BTreeMap<usize, Vec<u32>> = BTreeMap::new();
-    for &m in members {
-        let (p, f) = nodes[m];
-        by_point.entry(p).or_default().push(f);
-    }
+    // The members by point (a stable sort: in member order within a point).
+    let mut by_point: SmallVec<[(usize, u32); 8]> = members.iter().map(|&m| nodes[m]).collect();
+    by_point.sort_by_key(|&(p, _)| p);
     let mut hops: Vec<Hop> = Vec::with_capacity(members.len());
-    for (p, flows) in by_point {
+    for run in by_point.chunk_by(|a, b| a.0 == b.0) {
+        let p = run[0].0;
         let pd = &points[p];
+        let flows: SmallVec<[u32; 4]> = run.iter().map(|&(_, f)| f).collect();
         for g in halves(pd, &flows) {
             let mut flow = pd.flows[g[0]].clone();
             let reply_tuple = g.get(1).map(|&r| {
@@ -248,7 +247,7 @@ fn hops(points: &[PointData], nodes: &[(usize, u32)], members: &[usize], off: &[
                 fwd_ttl: None,
                 flow,
                 reply_tuple,
-                flow_idx: SmallVec::from_slice(&g),
+                flow_idx: g,
             };
             hop.fwd_ttl = hop.recs(pd).iter().find(|r| pd.is_fwd(r)).map(|r| r.ttl());
             hops.push(hop);
@@ -259,9 +258,9 @@ fn hops(points: &[PointData], nodes: &[(usize, u32)], members: &[usize], off: &[
 
 /// Groups a point's flows of one component into hops: each flow alone, or with its
 /// complementary half (initiator half first).
-fn halves(pd: &PointData, flows: &[u32]) -> Vec<Vec<usize>> {
-    let mut groups: Vec<Vec<usize>> = Vec::new();
-    let mut taken = vec![false; flows.len()];
+fn halves(pd: &PointData, flows: &[u32]) -> SmallVec<[SmallVec<[usize; 2]>; 4]> {
+    let mut groups = SmallVec::new();
+    let mut taken: SmallVec<[bool; 8]> = smallvec::smallvec![false; flows.len()];
     for i in 0..flows.len() {
         if taken[i] {
             continue;
@@ -274,7 +273,7 @@ fn halves(pd: &PointData, flows: &[u32]) -> Vec<Vec<usize>> {
             // other responder packets only.
             !taken[j] && complementary(fi, fj) && (fi.packets[0] > 0) != (fj.packets[0] > 0)
         });
-        let mut g = vec![flows[i] as usize];
+        let mut g: SmallVec<[usize; 2]> = smallvec::smallvec![flows[i] as usize];
         if let Some(j) = partner {
             taken[j] = true;
             g.push(flows[j] as usize);
@@ -305,7 +304,7 @@ fn order(
     off: &[i64],
     window: i64,
 ) -> Vec<Hop> {
-    let first_fwd: Vec<i64> = hops
+    let first_fwd: SmallVec<[i64; 4]> = hops
         .iter()
         .map(|h| {
             let pd = &points[h.point];
@@ -315,7 +314,7 @@ fn order(
                 .map_or(h.first_ns, |r| r.ts - off[h.point])
         })
         .collect();
-    let mut wins = vec![0i64; hops.len()];
+    let mut wins: SmallVec<[i64; 4]> = smallvec::smallvec![0; hops.len()];
     for x in 0..hops.len() {
         for y in x + 1..hops.len() {
             if hops[x].fwd_ttl != hops[y].fwd_ttl {
@@ -352,7 +351,7 @@ fn order(
     // the edge the traffic came in by, unless it came from a routed hop (a higher
     // TTL), then the edge it left by.
     let inbound = |ttl: Option<u8>| keyed.iter().any(|(k, _)| k.0 .0 > ttl);
-    let leaf_last: Vec<bool> = keyed.iter().map(|(k, _)| inbound(k.0 .0)).collect();
+    let leaf_last: SmallVec<[bool; 8]> = keyed.iter().map(|(k, _)| inbound(k.0 .0)).collect();
     for _ in 0..keyed.len() {
         let mut swapped = false;
         for i in 1..keyed.len() {

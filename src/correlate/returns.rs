@@ -268,10 +268,14 @@ pub(super) fn split(
         shared.is_empty().then_some(i)
     };
     // A hop beside a return hop has initiator packets: it is never one itself.
-    let found: Vec<Option<HopKey>> = hops
+    let found: SmallVec<[Option<HopKey>; 4]> = hops
         .iter()
         .map(|r| beside(r).map(|k| (hops[k].point, hops[k].flow_idx.to_vec())))
         .collect();
+    // Most connections have no return hop: their hops stay where they are.
+    if found.iter().all(Option::is_none) {
+        return (hops, Vec::new());
+    }
     let mut path = Vec::new();
     let mut returns = Vec::new();
     for (h, k) in hops.into_iter().zip(found) {
