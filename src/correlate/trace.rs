@@ -111,13 +111,17 @@ pub struct Packets {
     pub total: usize,
 }
 
+/// Whether each record of a hop crossed a link: a flag a record, on the stack for a
+/// flow of up to 64 packets.
+pub(super) type Crossed = smallvec::SmallVec<[bool; 64]>;
+
 /// What one link between two hops matched, packet by packet (hops are numbered as
 /// [`Packet::at`] is; records in `Hop::recs` order).
 pub(super) struct Edge {
     pub up: usize,
     pub down: usize,
     /// Which records of each hop crossed, one for one or otherwise.
-    pub crossed: [Vec<bool>; 2],
+    pub crossed: [Crossed; 2],
     /// Records matched one for one, and by the bytes they carried.
     pub pairs: Vec<(usize, usize)>,
     pub segments: Vec<(usize, usize)>,

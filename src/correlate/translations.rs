@@ -14,10 +14,8 @@
 //! names, for every link whose source port moved, the connection that held the wanted
 //! port at the downstream point.
 
-use std::collections::BTreeSet;
-
 use foldhash::HashMap;
-use smallvec::SmallVec;
+use smallvec::{smallvec, SmallVec};
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -30,7 +28,7 @@ use super::points::{PointData, Rec};
 use super::returns::ReturnLink;
 use super::segments::{self, Resegmentation};
 use super::sizes::{self, Sizes, Sizing};
-use super::trace::{self, Trace};
+use super::trace::{self, Crossed, Trace};
 use super::Connection;
 use crate::model::{NatChange, Proto, Tuple};
 
@@ -218,7 +216,9 @@ pub(super) fn link_all(
     conns.par_iter_mut().for_each(|c| {
         let keep = trace.cap_of(&c.id);
         let mut edges = Vec::new();
-        let mut crossed: Vec<Vec<bool>> = vec![Vec::new(); c.hops.len()];
+        // Records of the path's hops that crossed to or from a return hop (none,
+        // and nothing allocated, without one).
+        let mut crossed: SmallVec<[Vec<bool>; 4]> = smallvec![Vec::new(); c.hops.len()];
         let mut add = |h: usize, flags: &[bool]| {
             let into = &mut crossed[h];
             into.resize(flags.len(), false);
@@ -271,7 +271,7 @@ pub(super) fn link_all(
 /// (in `Hop::recs` order), and the records matched one for one and by their bytes.
 pub(super) struct Crossing {
     link: Link,
-    crossed: [Vec<bool>; 2],
+    crossed: [Crossed; 2],
     pairs: Vec<(usize, usize)>,
     segments: Vec<(usize, usize)>,
 }
@@ -309,8 +309,8 @@ pub(super) fn link(
     let (off_u, off_d) = (off[up.point], off[down.point]);
     let pairs = match_flows(&ru, off_u, &rd, off_d, window, same_point);
     let mut m = Matched::of(&pairs, (up, pu, &ru), (down, pd, &rd), off);
-    let mut matched_u = vec![false; ru.len()];
-    let mut matched_d = vec![false; rd.len()];
+    let mut matched_u: Crossed = smallvec![false; ru.len()];
+    let mut matched_d: Crossed = smallvec![false; rd.len()];
     for &(a, b) in &pairs {
         matched_u[a] = true;
         matched_d[b] = true;
@@ -378,7 +378,7 @@ pub(super) fn link(
         evidence: LinkEvidence {
             matched_fwd: m.fwd,
             matched_rev: m.rev,
-            fields: field_names(m.field_sets.iter().copied()),
+            fields: field_names((0..16).filter(|&i| m.field_sets & 1 << i != 0)),
             direction_conflicts: m.conflicts,
         },
         latency: m.latency(),
@@ -468,9 +468,9 @@ struct Matched {
     /// Combined evidence, 1 - Π(1 - w) over the packets.
     score: f64,
     /// Indices into [`FIELD_SETS`] of the matched packets.
-    field_sets: BTreeSet<u8>,
+    field_sets: u16,
     /// Forwarding latency of every matched packet.
-    lat: Vec<i64>,
+    lat: SmallVec<[i64; 32]>,
     /// Upstream time and latency of the earliest matched initiator packet.
     first_fwd: Option<(i64, i64)>,
 }
@@ -479,7 +479,7 @@ impl Matched {
     fn of(pairs: &[(usize, usize)], up: HopRecs, down: HopRecs, off: &[i64]) -> Matched {
         let ((up, pu, ru), (down, pd, rd)) = (up, down);
         let mut m = Matched {
-            lat: Vec::with_capacity(pairs.len()),
+            lat: SmallVec::with_capacity(pairs.len()),
             ..Matched::default()
         };
         for &(a, b) in pairs {
@@ -489,7 +489,7 @@ impl Matched {
             if fwd != pd.is_fwd(y) {
                 m.conflicts += 1;
             }
-            m.field_sets.insert(x.fields());
+            m.field_sets |= 1 << x.fields();
             m.score = 1.0 - (1.0 - m.score) * (1.0 - x.strength().min(y.strength()).weight());
             if fwd {
                 m.fwd += 1;
@@ -511,8 +511,7 @@ impl Matched {
         for &(a, b) in pairs {
             let (x, y) = (&ru[a], &rd[b]);
             let timestamps = x.seg().is_some_and(|s| s.ts_key != 0);
-            self.field_sets
-                .insert(if timestamps { SEQ_RANGE_TS } else { SEQ_RANGE });
+            self.field_sets |= 1 << if timestamps { SEQ_RANGE_TS } else { SEQ_RANGE };
             self.score = 1.0 - (1.0 - self.score) * (1.0 - x.strength().min(y.strength()).weight());
         }
     }
