@@ -2,13 +2,15 @@
 //! traffic (made by the kernel, with different ephemeral ports) name exactly the new
 //! findings; two readings of one run (separate captures, one pcapng) differ in nothing.
 
+use std::path::Path;
+
 use serde_json::Value;
 
 use crate::util::{findings_of, natcheck, stderr, stdout};
 
-/// Writes `correlate --format json ARGS` to a file named `name` in a fresh directory
-/// and returns its path.
-fn report(name: &str, args: &[&str]) -> (String, Value) {
+/// Writes `correlate --format json ARGS` to a file named `name` in `dir` (each test's
+/// own temporary directory, removed when the test ends) and returns its path.
+fn report(dir: &Path, name: &str, args: &[&str]) -> (String, Value) {
     let mut all = vec!["correlate", "--format", "json"];
     all.extend_from_slice(args);
     let out = natcheck(&all);
@@ -17,8 +19,6 @@ fn report(name: &str, args: &[&str]) -> (String, Value) {
         "{all:?}: {}",
         stderr(&out)
     );
-    let dir = std::env::temp_dir().join(format!("natcheck-diff-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
     std::fs::write(&path, &out.stdout).unwrap();
     let doc = serde_json::from_slice(&out.stdout).unwrap();
@@ -64,13 +64,16 @@ fn codes(v: &Value) -> Vec<String> {
 
 #[test]
 fn a_clean_and_a_faulty_recording_of_the_same_traffic_differ_by_the_new_findings() {
+    let tmp = tempfile::tempdir().unwrap();
     let clean_args = recording("forward-drop-clean");
     let fault_args = recording("fault-forward-drop");
     let (clean, clean_doc) = report(
+        tmp.path(),
         "clean.json",
         &clean_args.iter().map(String::as_str).collect::<Vec<_>>(),
     );
     let (fault, fault_doc) = report(
+        tmp.path(),
         "fault.json",
         &fault_args.iter().map(String::as_str).collect::<Vec<_>>(),
     );
@@ -130,6 +133,7 @@ fn a_clean_and_a_faulty_recording_of_the_same_traffic_differ_by_the_new_findings
 
 #[test]
 fn two_readings_of_one_run_differ_in_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
     for s in [
         "masquerade",
         "masquerade6",
@@ -140,6 +144,7 @@ fn two_readings_of_one_run_differ_in_nothing() {
     ] {
         let dir = format!("samples/{s}");
         let (a, _) = report(
+            tmp.path(),
             &format!("{s}-files.json"),
             &[
                 &format!("{dir}/veth-c1.pcap"),
@@ -148,6 +153,7 @@ fn two_readings_of_one_run_differ_in_nothing() {
             ],
         );
         let (b, _) = report(
+            tmp.path(),
             &format!("{s}-multi.json"),
             &[&format!("{dir}/multi.pcapng")],
         );
@@ -168,9 +174,11 @@ fn two_readings_of_one_run_differ_in_nothing() {
 /// compares with today's report.
 #[test]
 fn a_baseline_of_the_first_schema_compares_with_a_report_of_the_second() {
+    let tmp = tempfile::tempdir().unwrap();
     let clean_args = recording("forward-drop-clean");
     let fault_args = recording("fault-forward-drop");
     let (fault, mut doc) = report(
+        tmp.path(),
         "fault-v2.json",
         &fault_args.iter().map(String::as_str).collect::<Vec<_>>(),
     );
@@ -198,6 +206,7 @@ fn a_baseline_of_the_first_schema_compares_with_a_report_of_the_second() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains("\nno difference"), "{}", stdout(&out));
     let (clean, _) = report(
+        tmp.path(),
         "clean-v2.json",
         &clean_args.iter().map(String::as_str).collect::<Vec<_>>(),
     );
@@ -209,8 +218,8 @@ fn a_baseline_of_the_first_schema_compares_with_a_report_of_the_second() {
 #[test]
 fn a_document_that_is_not_a_report_is_an_input_error() {
     let flows = natcheck(&["flows", "--format", "json", "samples/masquerade/eth0.pcap"]);
-    let dir = std::env::temp_dir().join(format!("natcheck-diff-bad-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let path = dir.join("flows.json");
     std::fs::write(&path, &flows.stdout).unwrap();
     let p = path.display().to_string();
