@@ -18,6 +18,15 @@ pub fn prefetch<T>(r: &T) {
     let _ = r;
 }
 
+/// [`prefetch`] of the first element of `s`, if any: where a structure's parts lie
+/// elsewhere in memory (a `String`'s bytes, a `Vec`'s elements).
+#[inline(always)]
+pub fn prefetch_first<T>(s: &[T]) {
+    if let Some(first) = s.first() {
+        prefetch(first);
+    }
+}
+
 /// With `NATCHECK_STEPS` set, prints to standard error the wall time since the
 /// last call, the processor time every thread spent meanwhile (user and system), the
 /// peak resident memory since then (`VmHWM`) and what is resident now (`VmRSS`), then

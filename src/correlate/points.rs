@@ -399,6 +399,19 @@ impl PointData {
         }
     }
 
+    /// Asks the processor to fetch flow `flow` and its first record into its cache:
+    /// call it for the flows of the connection made after the current one, whose
+    /// records lie elsewhere in memory.
+    #[inline]
+    pub fn prefetch_flow(&self, flow: usize) {
+        crate::mem::prefetch(&self.flows[flow]);
+        if let Some(&a) = self.flow_start.get(flow) {
+            if let Some(r) = self.recs.get(a as usize) {
+                crate::mem::prefetch(r);
+            }
+        }
+    }
+
     pub fn flow_recs(&self, flow: usize) -> &[Rec] {
         let a = self.flow_start[flow] as usize;
         let b = self.flow_start[flow + 1] as usize;

@@ -1009,13 +1009,23 @@ fn write_pretty(m: &Model, w: &mut (impl Write + ?Sized), batch: usize) -> anyho
         // Room for a connection of a few hops without findings, so that most are
         // written without growing their buffer.
         bufs.resize_with(end - start, || Vec::with_capacity(4096));
-        bufs.par_iter_mut()
-            .zip(start..end)
-            .try_for_each(|(buf, i)| {
-                buf.clear();
-                buf.extend_from_slice(if i == 0 { b"\n    " } else { b",\n    " });
-                // An element of the list sits at depth 2.
-                pretty::write_at(buf, &connection(m, i), 2)
+        // In runs of 64, each connection written while the parts of the next that lie
+        // elsewhere in memory (its name, hops and links) are fetched into the cache.
+        let conns = &m.correlation.connections;
+        bufs.par_chunks_mut(64)
+            .zip((start..end).into_par_iter().step_by(64))
+            .try_for_each(|(run, first)| {
+                run.iter_mut().zip(first..).try_for_each(|(buf, i)| {
+                    if let Some(next) = conns.get(i + 1) {
+                        crate::mem::prefetch_first(next.id.as_bytes());
+                        crate::mem::prefetch_first(&next.hops);
+                        crate::mem::prefetch_first(&next.links);
+                    }
+                    buf.clear();
+                    buf.extend_from_slice(if i == 0 { b"\n    " } else { b",\n    " });
+                    // An element of the list sits at depth 2.
+                    pretty::write_at(buf, &connection(m, i), 2)
+                })
             })?;
         Ok(bufs)
     };
