@@ -11,7 +11,7 @@
 //! initiator evidence, following the accepted pairs outward from it: matched packets
 //! say whether two flows share orientation.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use rayon::prelude::*;
 use smallvec::{smallvec, SmallVec};
@@ -169,8 +169,18 @@ fn clash(points: &[PointData], x: &Flows, y: &Flows) -> bool {
 /// are made at the end.
 pub(super) fn orient(points: &mut [PointData], comps: &Components, off: &[i64], window: i64) {
     let shared: &[PointData] = points;
-    let flips: Vec<Vec<usize>> = (comps.members.par_iter().zip(&comps.edges))
-        .map(|(members, edges)| flips_of(shared, comps, members, edges, off, window))
+    // In runs of 64 components, each oriented while the flows and first records of the
+    // next are fetched into the cache (they lie elsewhere in memory).
+    let flips: Vec<Vec<usize>> = (comps.members.par_chunks(64).zip(comps.edges.par_chunks(64)))
+        .flat_map_iter(|(members, edges)| {
+            members.iter().zip(edges).enumerate().map(|(k, (m, e))| {
+                for &n in members.get(k + 1).into_iter().flatten() {
+                    let (p, f) = comps.nodes[n];
+                    shared[p].prefetch_flow(f as usize);
+                }
+                flips_of(shared, comps, m, e, off, window)
+            })
+        })
         .collect();
     for y in flips.into_iter().flatten() {
         let (yp, yf) = comps.nodes[y];
@@ -194,9 +204,10 @@ fn flips_of(
             (points[p].flows[f as usize].initiator, i)
         })
         .expect("components are never empty");
-    let mut oriented: BTreeSet<usize> = BTreeSet::from([best]);
-    let mut flipped: BTreeSet<usize> = BTreeSet::new();
-    let mut stack = vec![best];
+    // A component holds one flow a point (a few more through a hairpin): small sets.
+    let mut oriented: SmallVec<[usize; 8]> = smallvec![best];
+    let mut flipped: SmallVec<[usize; 8]> = SmallVec::new();
+    let mut stack: SmallVec<[usize; 8]> = smallvec![best];
     while let Some(x) = stack.pop() {
         for &(a, fa, b, fb) in edges {
             let (na, nb) = (comps.node(a, fa), comps.node(b, fb));
@@ -207,9 +218,10 @@ fn flips_of(
             } else {
                 continue;
             };
-            if !oriented.insert(y) {
+            if oriented.contains(&y) {
                 continue;
             }
+            oriented.push(y);
             let (mut same, mut opposite) =
                 orientation_votes(points, comps.nodes[x], comps.nodes[y], off, window);
             // As the votes would be with x already turned round.
@@ -217,12 +229,13 @@ fn flips_of(
                 std::mem::swap(&mut same, &mut opposite);
             }
             if opposite > same {
-                flipped.insert(y);
+                flipped.push(y);
             }
             stack.push(y);
         }
     }
-    flipped.into_iter().collect()
+    flipped.sort_unstable();
+    flipped.into_vec()
 }
 
 /// How many matched packets (and segments that carried the same bytes) say two flows,
