@@ -1,7 +1,9 @@
 //! Hints to the processor's memory system: asking for a cache line some time before
 //! it is read, where the order of reads is known to the program but not to the
-//! hardware (a walk through an index into a large array, or a file read across page
-//! boundaries, where hardware prefetchers stop).
+//! hardware (a walk through an index into a large array, a file read across page
+//! boundaries, where hardware prefetchers stop, or the next of a list of connections
+//! whose parts lie elsewhere: [`map_fetching_ahead`]); and the step printer that
+//! measures them.
 
 /// Asks the processor to fetch the cache line `r` starts in; nothing where there is no
 /// such instruction. A hint only: it reads nothing the program sees.
@@ -25,6 +27,32 @@ pub fn prefetch_first<T>(s: &[T]) {
     if let Some(first) = s.first() {
         prefetch(first);
     }
+}
+
+/// `map` of every item of `items` (and its index), on every core, in order: in runs of
+/// 64, each item mapped while `fetch` asks for the memory the next one will read,
+/// where that lies elsewhere (records a connection points to, say) and the first read
+/// of each would miss the cache.
+pub fn map_fetching_ahead<T: Sync, R: Send>(
+    items: &[T],
+    fetch: impl Fn(&T) + Sync,
+    map: impl Fn(usize, &T) -> R + Sync,
+) -> Vec<R> {
+    use rayon::prelude::*;
+    const RUN: usize = 64;
+    let (fetch, map) = (&fetch, &map);
+    items
+        .par_chunks(RUN)
+        .enumerate()
+        .flat_map_iter(|(c, run)| {
+            run.iter().enumerate().map(move |(k, x)| {
+                if let Some(next) = run.get(k + 1) {
+                    fetch(next);
+                }
+                map(c * RUN + k, x)
+            })
+        })
+        .collect()
 }
 
 /// With `NATCHECK_STEPS` set, prints to standard error the wall time since the

@@ -13,7 +13,6 @@
 
 use std::collections::BTreeMap;
 
-use rayon::prelude::*;
 use smallvec::{smallvec, SmallVec};
 
 use super::pairing::{match_all, EdgeKey, Vote};
@@ -43,6 +42,15 @@ pub(super) struct Components {
 }
 
 impl Components {
+    /// Asks the processor to fetch the flows of `members` and their first records into
+    /// its cache ([`crate::mem::map_fetching_ahead`]).
+    pub(super) fn fetch(&self, points: &[PointData], members: &[usize]) {
+        for &n in members {
+            let (p, f) = self.nodes[n];
+            points[p].prefetch_flow(f as usize);
+        }
+    }
+
     fn node(&self, p: usize, f: u32) -> usize {
         self.first_node[p] + f as usize
     }
@@ -169,19 +177,13 @@ fn clash(points: &[PointData], x: &Flows, y: &Flows) -> bool {
 /// are made at the end.
 pub(super) fn orient(points: &mut [PointData], comps: &Components, off: &[i64], window: i64) {
     let shared: &[PointData] = points;
-    // In runs of 64 components, each oriented while the flows and first records of the
-    // next are fetched into the cache (they lie elsewhere in memory).
-    let flips: Vec<Vec<usize>> = (comps.members.par_chunks(64).zip(comps.edges.par_chunks(64)))
-        .flat_map_iter(|(members, edges)| {
-            members.iter().zip(edges).enumerate().map(|(k, (m, e))| {
-                for &n in members.get(k + 1).into_iter().flatten() {
-                    let (p, f) = comps.nodes[n];
-                    shared[p].prefetch_flow(f as usize);
-                }
-                flips_of(shared, comps, m, e, off, window)
-            })
-        })
-        .collect();
+    // Each component oriented while the flows and first records of the next are
+    // fetched into the cache (they lie elsewhere in memory).
+    let flips: Vec<Vec<usize>> = crate::mem::map_fetching_ahead(
+        &comps.members,
+        |next| comps.fetch(shared, next),
+        |k, members| flips_of(shared, comps, members, &comps.edges[k], off, window),
+    );
     for y in flips.into_iter().flatten() {
         let (yp, yf) = comps.nodes[y];
         points[yp].flows[yf as usize].flip();

@@ -56,7 +56,6 @@ pub(crate) mod testkit;
 pub mod trace;
 mod translations;
 
-use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::capture::{InputResult, InputSpec, ReadOptions, TimeRange};
@@ -246,20 +245,13 @@ pub fn correlate(
         if batch.is_empty() {
             break;
         }
-        // In runs of 64, each connection made while the flows and first records of the
-        // next are fetched into the cache (they lie elsewhere in memory).
-        let mut made: Vec<Connection> = batch
-            .par_chunks(64)
-            .flat_map_iter(|run| {
-                run.iter().enumerate().map(|(k, m)| {
-                    for &n in run.get(k + 1).into_iter().flatten() {
-                        let (p, f) = comps.nodes[n];
-                        points[p].prefetch_flow(f as usize);
-                    }
-                    paths::connection(&points, &comps, m, &leaves, (&off, window))
-                })
-            })
-            .collect();
+        // Each connection made while the flows and first records of the next are
+        // fetched into the cache (they lie elsewhere in memory).
+        let mut made: Vec<Connection> = crate::mem::map_fetching_ahead(
+            &batch,
+            |next| comps.fetch(&points, next),
+            |_, m| paths::connection(&points, &comps, m, &leaves, (&off, window)),
+        );
         if !by_number {
             link(&mut points, &mut made);
         }
