@@ -454,63 +454,34 @@ impl Compound<'_, Serializer<'_>> {
     }
 }
 
-impl ser::SerializeSeq for Compound<'_, Serializer<'_>> {
-    type Ok = ();
-    type Error = Error;
+/// The four traits of sequences (lists, tuples, tuple structs, tuple variants): each
+/// written element by element, closed the same way.
+macro_rules! sequence {
+    ($($trait:ident::$method:ident),*) => {$(
+        impl ser::$trait for Compound<'_, Serializer<'_>> {
+            type Ok = ();
+            type Error = Error;
 
-    #[inline]
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result {
-        self.element(v)
-    }
+            #[inline]
+            fn $method<T: Serialize + ?Sized>(&mut self, v: &T) -> Result {
+                self.element(v)
+            }
 
-    #[inline]
-    fn end(self) -> Result {
-        self.finish();
-        Ok(())
-    }
+            #[inline]
+            fn end(self) -> Result {
+                self.finish();
+                Ok(())
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for Compound<'_, Serializer<'_>> {
-    type Ok = ();
-    type Error = Error;
-
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result {
-        self.element(v)
-    }
-
-    fn end(self) -> Result {
-        self.finish();
-        Ok(())
-    }
-}
-
-impl ser::SerializeTupleStruct for Compound<'_, Serializer<'_>> {
-    type Ok = ();
-    type Error = Error;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Result {
-        self.element(v)
-    }
-
-    fn end(self) -> Result {
-        self.finish();
-        Ok(())
-    }
-}
-
-impl ser::SerializeTupleVariant for Compound<'_, Serializer<'_>> {
-    type Ok = ();
-    type Error = Error;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Result {
-        self.element(v)
-    }
-
-    fn end(self) -> Result {
-        self.finish();
-        Ok(())
-    }
-}
+sequence!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
 
 impl ser::SerializeMap for Compound<'_, Serializer<'_>> {
     type Ok = ();
