@@ -5,9 +5,9 @@
 //! large capture, most of it keys and short strings. serde_json escapes a string one
 //! byte at a time through a table and hands every piece (a quote, a colon, an indent)
 //! to its writer on its own; here a string with nothing to escape (a key always, a
-//! value nearly always) is found so in one pass the compiler vectorizes and copied
-//! whole, and the layout's pieces go into the buffer in line. Numbers are written by
-//! serde_json's own formatter, so they read the same.
+//! value nearly always) is tested and copied eight bytes at a time, and the layout's
+//! pieces go into the buffer in line. Numbers are written by serde_json's own
+//! formatter, so they read the same.
 
 use std::fmt;
 
