@@ -508,9 +508,11 @@ const EPHEMERAL: u16 = 32768;
 #[derive(Clone, Debug, Default)]
 pub struct FlowTable {
     flows: Vec<Flow>,
-    /// Current flow for each key, as its number in `flows`: the key is the flow's own
-    /// ([`FlowKey::of_flow`]), so an entry is 4 bytes, not a copy of the key (96).
-    index: HashTable<u32>,
+    /// Current flow for each key, as its number in `flows`, and 32 bits of the key's
+    /// hash ([`FlowTable::hash`]): the key is the flow's own (its tuple and quoted
+    /// tuple), so an entry is 8 bytes, not a copy of the key (96), and the table grows
+    /// without reading a flow again to hash its key (each read was a cache miss).
+    index: HashTable<(u32, u32)>,
     /// The keys come from the capture, so an attacker may choose them: a keyed hasher,
     /// but a fast one (foldhash's random state, not SipHash), since every packet is
     /// looked up.
@@ -531,15 +533,6 @@ impl FlowKey {
         FlowKey {
             tuple: p.tuple,
             quoted: IcmpError::of(p).and_then(|e| e.quoted),
-        }
-    }
-
-    /// The key of the packets of `f`: that of its first packet, whichever way round
-    /// the flow has been turned since.
-    fn of_flow(f: &Flow) -> FlowKey {
-        FlowKey {
-            tuple: f.tuple,
-            quoted: FlowKey::quoted_of(f),
         }
     }
 
@@ -619,29 +612,28 @@ impl FlowTable {
     /// Adds a packet; returns the index of its flow and which side sent it.
     pub fn push(&mut self, p: &Packet) -> (usize, Side) {
         let key = FlowKey::of(p);
-        let hash = self.hasher.hash_one(key);
+        let short = self.hasher.hash_one(key) as u32;
+        let hash = Self::hash(short);
         let flows = &mut self.flows;
         // A flow's key is its tuple either way round (and its quoted tuple): compared
         // as such, not made canonical at each probe.
         let rev = p.tuple.reversed();
-        let found = self.index.find_mut(hash, |&i| {
+        let found = self.index.find_mut(hash, |&(i, _)| {
             let f = &flows[i as usize];
             (f.tuple == p.tuple || f.tuple == rev)
                 && FlowKey::same_quoted(FlowKey::quoted_of(f), key.quoted)
         });
         let idx = match found {
-            Some(i) if !flows[*i as usize].is_reuse(p) => *i as usize,
+            Some(&mut (i, _)) if !flows[i as usize].is_reuse(p) => i as usize,
             found => {
                 flows.push(Flow::new(p));
                 let new = u32::try_from(flows.len() - 1).expect("fewer than 2^32 flows");
                 match found {
                     // A new connection on the key's tuple: the key's flow from now on.
-                    Some(i) => *i = new,
+                    Some((i, _)) => *i = new,
                     None => {
-                        let hasher = &self.hasher;
-                        self.index.insert_unique(hash, new, |&j| {
-                            hasher.hash_one(FlowKey::of_flow(&flows[j as usize]))
-                        });
+                        self.index
+                            .insert_unique(hash, (new, short), |&(_, h)| Self::hash(h));
                     }
                 }
                 new as usize
@@ -655,6 +647,12 @@ impl FlowTable {
         };
         flow.add(side, p);
         (idx, side)
+    }
+
+    /// The table's hash of a key from the 32 bits kept of it: in both the low bits
+    /// (which pick the bucket) and the high ones (the tag compared first).
+    fn hash(short: u32) -> u64 {
+        u64::from(short) << 32 | u64::from(short)
     }
 
     /// Orients every flow. Flow indices returned by `push` stay valid.
