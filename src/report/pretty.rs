@@ -209,6 +209,36 @@ impl fmt::Write for Escaping<'_> {
     }
 }
 
+/// The integer methods of a serializer but the 64- and 128-bit ones: each widened to
+/// 64 bits, as serde_json writes them.
+macro_rules! narrow_integers {
+    () => {
+        fn serialize_i8(self, v: i8) -> Result {
+            self.serialize_i64(v.into())
+        }
+
+        fn serialize_i16(self, v: i16) -> Result {
+            self.serialize_i64(v.into())
+        }
+
+        fn serialize_i32(self, v: i32) -> Result {
+            self.serialize_i64(v.into())
+        }
+
+        fn serialize_u8(self, v: u8) -> Result {
+            self.serialize_u64(v.into())
+        }
+
+        fn serialize_u16(self, v: u16) -> Result {
+            self.serialize_u64(v.into())
+        }
+
+        fn serialize_u32(self, v: u32) -> Result {
+            self.serialize_u64(v.into())
+        }
+    };
+}
+
 impl<'s, 'a> ser::Serializer for &'s mut Serializer<'a> {
     type Ok = ();
     type Error = Error;
@@ -227,17 +257,7 @@ impl<'s, 'a> ser::Serializer for &'s mut Serializer<'a> {
         Ok(())
     }
 
-    fn serialize_i8(self, v: i8) -> Result {
-        self.serialize_i64(v.into())
-    }
-
-    fn serialize_i16(self, v: i16) -> Result {
-        self.serialize_i64(v.into())
-    }
-
-    fn serialize_i32(self, v: i32) -> Result {
-        self.serialize_i64(v.into())
-    }
+    narrow_integers!();
 
     #[inline]
     fn serialize_i64(self, v: i64) -> Result {
@@ -246,18 +266,6 @@ impl<'s, 'a> ser::Serializer for &'s mut Serializer<'a> {
 
     fn serialize_i128(self, v: i128) -> Result {
         self.number(|w| CompactFormatter.write_i128(w, v))
-    }
-
-    fn serialize_u8(self, v: u8) -> Result {
-        self.serialize_u64(v.into())
-    }
-
-    fn serialize_u16(self, v: u16) -> Result {
-        self.serialize_u64(v.into())
-    }
-
-    fn serialize_u32(self, v: u32) -> Result {
-        self.serialize_u64(v.into())
     }
 
     #[inline]
@@ -576,17 +584,7 @@ impl ser::Serializer for MapKey<'_> {
         self.quoted(|w| CompactFormatter.write_bool(w, v))
     }
 
-    fn serialize_i8(self, v: i8) -> Result {
-        self.serialize_i64(v.into())
-    }
-
-    fn serialize_i16(self, v: i16) -> Result {
-        self.serialize_i64(v.into())
-    }
-
-    fn serialize_i32(self, v: i32) -> Result {
-        self.serialize_i64(v.into())
-    }
+    narrow_integers!();
 
     fn serialize_i64(self, v: i64) -> Result {
         self.quoted(|w| CompactFormatter.write_i64(w, v))
@@ -594,18 +592,6 @@ impl ser::Serializer for MapKey<'_> {
 
     fn serialize_i128(self, v: i128) -> Result {
         self.quoted(|w| CompactFormatter.write_i128(w, v))
-    }
-
-    fn serialize_u8(self, v: u8) -> Result {
-        self.serialize_u64(v.into())
-    }
-
-    fn serialize_u16(self, v: u16) -> Result {
-        self.serialize_u64(v.into())
-    }
-
-    fn serialize_u32(self, v: u32) -> Result {
-        self.serialize_u64(v.into())
     }
 
     fn serialize_u64(self, v: u64) -> Result {
