@@ -373,12 +373,7 @@ impl Topology {
                         }
                         if let Some(p) = t.prefix_of(tu.src) {
                             if t.is_outside_dst(tu.dst) {
-                                egress
-                                    .entry((w[0].point, p))
-                                    .or_default()
-                                    .entry(w[1].point)
-                                    .or_default()
-                                    .push(ci);
+                                push_route(&mut egress, (w[0].point, p), w[1].point, ci);
                             }
                         }
                     }

@@ -73,12 +73,13 @@ pub const SEQ_RANGE_TS: u8 = 10;
 /// The same without the timestamp option.
 pub const SEQ_RANGE: u8 = 11;
 
-/// The invariant fields of the given field sets (indices into [`FIELD_SETS`]), each
-/// once, in first-seen order.
-pub fn field_names(field_sets: impl IntoIterator<Item = u8>) -> Vec<&'static str> {
+/// The invariant fields of a set of field sets (bit `i` set for [`FIELD_SETS`]`[i]`),
+/// each once, in first-seen order, the sets taken in index order.
+pub fn field_names(field_sets: u16) -> Vec<&'static str> {
     let mut fields: Vec<&'static str> = Vec::new();
-    for s in field_sets {
-        for f in FIELD_SETS[s as usize] {
+    let sets = FIELD_SETS.iter().enumerate();
+    for (_, set) in sets.filter(|&(i, _)| field_sets & 1 << i != 0) {
+        for f in *set {
             if !fields.contains(f) {
                 fields.push(f);
             }

@@ -13,7 +13,7 @@
 use std::collections::BTreeSet;
 
 use super::components::UnionFind;
-use super::fingerprint::{field_names, FIELD_SETS, SEQ_RANGE, SEQ_RANGE_TS};
+use super::fingerprint::{field_names, SEQ_RANGE, SEQ_RANGE_TS};
 use super::points::{PointData, Rec};
 use super::translations::capturing;
 use super::Connection;
@@ -81,8 +81,7 @@ pub struct Packet {
 impl Packet {
     /// The invariant fields it was matched on.
     pub fn fields(&self) -> Vec<&'static str> {
-        let sets = (0..FIELD_SETS.len() as u8).filter(|&i| self.field_sets & (1 << i) != 0);
-        field_names(sets)
+        field_names(self.field_sets)
     }
 
     /// The first time it was seen, and at which hop.

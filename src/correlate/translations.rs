@@ -378,7 +378,7 @@ pub(super) fn link(
         evidence: LinkEvidence {
             matched_fwd: m.fwd,
             matched_rev: m.rev,
-            fields: field_names((0..16).filter(|&i| m.field_sets & 1 << i != 0)),
+            fields: field_names(m.field_sets),
             direction_conflicts: m.conflicts,
         },
         latency: m.latency(),
@@ -467,7 +467,8 @@ struct Matched {
     conflicts: u64,
     /// Combined evidence, 1 - Π(1 - w) over the packets.
     score: f64,
-    /// Indices into [`FIELD_SETS`] of the matched packets.
+    /// The field sets of the matched packets (bit `i`:
+    /// [`super::fingerprint::FIELD_SETS`]`[i]`).
     field_sets: u16,
     /// Forwarding latency of every matched packet.
     lat: SmallVec<[i64; 32]>,
