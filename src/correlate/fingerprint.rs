@@ -6,6 +6,8 @@
 //! timestamp option and the payload (exception: ALG helpers that edit payloads, e.g.
 //! FTP with seq adjustment). TTL is left out on purpose: forwarding decrements it.
 
+use serde::Serialize;
+use smallvec::SmallVec;
 use twox_hash::XxHash3_64;
 
 use crate::model::{Packet, Proto, L4};
@@ -73,19 +75,37 @@ pub const SEQ_RANGE_TS: u8 = 10;
 /// The same without the timestamp option.
 pub const SEQ_RANGE: u8 = 11;
 
-/// The invariant fields of a set of field sets (bit `i` set for [`FIELD_SETS`]`[i]`),
-/// each once, in first-seen order, the sets taken in index order.
-pub fn field_names(field_sets: u16) -> Vec<&'static str> {
-    let mut fields: Vec<&'static str> = Vec::new();
-    let sets = FIELD_SETS.iter().enumerate();
-    for (_, set) in sets.filter(|&(i, _)| field_sets & 1 << i != 0) {
-        for f in *set {
-            if !fields.contains(f) {
-                fields.push(f);
+/// A set of [`FIELD_SETS`] (bit `i` for `FIELD_SETS[i]`): the invariant fields that
+/// matched packets agreed on. Two bytes where the names would take a list each;
+/// serialized as the list of names ([`FieldSets::names`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FieldSets(pub u16);
+
+impl FieldSets {
+    /// The fields of its sets, each once, in first-seen order, the sets taken in
+    /// index order.
+    pub fn names(self) -> SmallVec<[&'static str; 9]> {
+        let mut fields = SmallVec::new();
+        let sets = FIELD_SETS.iter().enumerate();
+        for (_, set) in sets.filter(|&(i, _)| self.0 & 1 << i != 0) {
+            for f in *set {
+                if !fields.contains(f) {
+                    fields.push(*f);
+                }
             }
         }
+        fields
     }
-    fields
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl Serialize for FieldSets {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.names())
+    }
 }
 
 /// Index into [`FIELD_SETS`] of the fields that identify `p`.
@@ -222,6 +242,32 @@ pub fn datagram_resend_key(p: &Packet) -> u32 {
 mod tests {
     use super::*;
     use crate::model::Tuple;
+
+    #[test]
+    fn field_sets_name_each_field_once_in_first_seen_order_and_serialize_as_the_names() {
+        assert!(FieldSets(0).is_empty());
+        assert!(FieldSets(0).names().is_empty());
+        // TCP without IP ID (set 3), then ICMP echo with one (set 4), then the byte
+        // ranges of segments (set 11): fields shared with an earlier set come once.
+        let sets = FieldSets(1 << 3 | 1 << 4 | 1 << SEQ_RANGE);
+        let want = [
+            "tcp.seq",
+            "tcp.ack",
+            "tcp.flags",
+            "payload",
+            "ip.id",
+            "icmp.seq",
+        ];
+        assert_eq!(sets.names().as_slice(), want);
+        assert_eq!(
+            serde_json::to_string(&sets).unwrap(),
+            serde_json::to_string(&want).unwrap()
+        );
+        // Every set at once: each of the nine fields once.
+        let all = FieldSets((1 << FIELD_SETS.len()) - 1).names();
+        assert_eq!(all.len(), 9);
+        assert!(!all.spilled(), "nine names fit inline");
+    }
 
     fn pkt(src: &str, sport: u16, dst: &str, dport: u16, l4: L4, ttl: u8) -> Packet {
         Packet {

@@ -643,7 +643,7 @@ mod tests {
         assert_eq!(unmatched(&l), [0; 4]);
         assert_eq!(l.resegmented.fwd, reseg(3, 1, 3000));
         assert!(l.resegmented.rev.is_none());
-        assert!(l.evidence.fields.contains(&"tcp.seq"));
+        assert!(l.evidence.fields.names().contains(&"tcp.seq"));
         assert_eq!(l.confidence, 1.0);
     }
 
@@ -788,7 +788,7 @@ mod tests {
         assert_eq!(unmatched(&l), [1, 0, 0, 0]);
         assert_eq!(l.unmatched.lost_fwd.first_ns, Some(MS));
         assert_eq!(l.resegmented.fwd, reseg(2, 1, 3000));
-        assert!(l.evidence.fields.contains(&"tcp.ack"));
+        assert!(l.evidence.fields.names().contains(&"tcp.ack"));
     }
 
     #[test]

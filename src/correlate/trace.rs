@@ -12,8 +12,10 @@
 
 use std::collections::BTreeSet;
 
+use smallvec::SmallVec;
+
 use super::components::UnionFind;
-use super::fingerprint::{field_names, SEQ_RANGE, SEQ_RANGE_TS};
+use super::fingerprint::{FieldSets, SEQ_RANGE, SEQ_RANGE_TS};
 use super::points::{PointData, Rec};
 use super::translations::capturing;
 use super::Connection;
@@ -80,8 +82,8 @@ pub struct Packet {
 
 impl Packet {
     /// The invariant fields it was matched on.
-    pub fn fields(&self) -> Vec<&'static str> {
-        field_names(self.field_sets)
+    pub fn fields(&self) -> SmallVec<[&'static str; 9]> {
+        FieldSets(self.field_sets).names()
     }
 
     /// The first time it was seen, and at which hop.
@@ -328,7 +330,7 @@ mod tests {
         );
         assert_eq!(p.rows[1].first(), Some((MS - lat, 1)));
         assert_eq!(
-            p.rows[0].fields(),
+            p.rows[0].fields().as_slice(),
             ["ip.id", "tcp.seq", "tcp.ack", "tcp.flags", "payload"]
         );
         assert!(

@@ -20,7 +20,7 @@ use smallvec::{smallvec, SmallVec};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::fingerprint::{field_names, SEQ_RANGE, SEQ_RANGE_TS};
+use super::fingerprint::{FieldSets, SEQ_RANGE, SEQ_RANGE_TS};
 use super::offset;
 use super::pairing::match_flows;
 use super::paths::Hop;
@@ -139,7 +139,7 @@ pub struct LinkEvidence {
     pub matched_fwd: u64,
     pub matched_rev: u64,
     /// Invariant fields the matched packets agreed on.
-    pub fields: Vec<&'static str>,
+    pub fields: FieldSets,
     /// Matched packets whose direction disagreed with the path (should be 0).
     pub direction_conflicts: u64,
 }
@@ -378,7 +378,7 @@ pub(super) fn link(
         evidence: LinkEvidence {
             matched_fwd: m.fwd,
             matched_rev: m.rev,
-            fields: field_names(m.field_sets),
+            fields: FieldSets(m.field_sets),
             direction_conflicts: m.conflicts,
         },
         latency: m.latency(),
@@ -743,14 +743,14 @@ mod tests {
         let link = &c.connections[0].links[0];
         assert_eq!((link.from, link.to), (0, 1));
         assert_eq!(
-            link.evidence,
-            LinkEvidence {
-                matched_fwd: 3,
-                matched_rev: 2,
-                fields: vec!["ip.id", "tcp.seq", "tcp.ack", "tcp.flags", "payload"],
-                direction_conflicts: 0,
-            }
+            (link.evidence.matched_fwd, link.evidence.matched_rev),
+            (3, 2)
         );
+        assert_eq!(
+            link.evidence.fields.names().as_slice(),
+            ["ip.id", "tcp.seq", "tcp.ack", "tcp.flags", "payload"]
+        );
+        assert_eq!(link.evidence.direction_conflicts, 0);
         assert_eq!(link.confidence, 1.0);
         assert_eq!(
             link.latency,

@@ -113,7 +113,7 @@ fn link_lines(c: &Correlation, conn: &Connection, i: usize, l: &Link, out: &mut 
         if l.evidence.fields.is_empty() {
             "nothing".to_string()
         } else {
-            l.evidence.fields.join(",")
+            l.evidence.fields.names().join(",")
         },
         l.confidence
     );
