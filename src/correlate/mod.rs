@@ -71,7 +71,7 @@ pub use sizes::{Missing, Oversize, Sizes, Sizing};
 pub use streams::{Chunk, Stream, Streams};
 pub use trace::{Cap, Packet, Packets, Sighting, Trace};
 pub use translations::{
-    Gap, Latency, Link, LinkEvidence, PortRealloc, Resent, Unmatched, Unmatches,
+    Gap, Latency, Link, LinkEvidence, PortRealloc, Rare, Resent, Sparse, Unmatched, Unmatches,
 };
 
 /// Tunables of the correlation.

@@ -50,8 +50,15 @@ pub struct Resegmented {
 }
 
 impl Resegmented {
+    pub const NONE: Resegmented = Resegmented {
+        sent: 0,
+        received: 0,
+        bytes: 0,
+        superseded_acks: 0,
+    };
+
     pub fn is_none(&self) -> bool {
-        *self == Resegmented::default()
+        *self == Resegmented::NONE
     }
 }
 

@@ -26,7 +26,7 @@ use super::pairing::match_flows;
 use super::paths::Hop;
 use super::points::{PointData, Rec};
 use super::returns::ReturnLink;
-use super::segments::{self, Resegmentation};
+use super::segments::{self, Resegmentation, Resegmented};
 use super::sizes::{self, Sizes, Sizing};
 use super::trace::{self, Crossed, Trace};
 use super::Connection;
@@ -74,8 +74,50 @@ pub struct Unmatched {
     pub appeared_rev: Gap,
 }
 
-impl Unmatched {
-    const NONE: Unmatched = Unmatched {
+/// A link's [`Unmatched`]: nothing where it has packets that did not cross (most
+/// links), boxed where it has.
+pub type Unmatches = Sparse<Unmatched>;
+
+/// A part of a link that most links do not have ([`Sparse`]): its value when they do
+/// not.
+pub trait Rare: PartialEq + 'static {
+    const NONE: &'static Self;
+}
+
+/// A part of a link that most links do not have ([`Rare`]), read through `*` or its
+/// fields: boxed where the link has it, nothing where it has none, so that a link
+/// keeps 8 bytes for it rather than its whole size. Serialized as the value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sparse<T>(Option<Box<T>>);
+
+impl<T: Rare> Sparse<T> {
+    pub fn of(value: T) -> Sparse<T> {
+        Sparse((value != *T::NONE).then(|| Box::new(value)))
+    }
+}
+
+impl<T> Default for Sparse<T> {
+    fn default() -> Self {
+        Sparse(None)
+    }
+}
+
+impl<T: Rare> std::ops::Deref for Sparse<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        self.0.as_deref().unwrap_or(T::NONE)
+    }
+}
+
+impl<T: Rare + Serialize> Serialize for Sparse<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (**self).serialize(s)
+    }
+}
+
+impl Rare for Unmatched {
+    const NONE: &'static Unmatched = &Unmatched {
         lost_fwd: Gap::NONE,
         lost_rev: Gap::NONE,
         appeared_fwd: Gap::NONE,
@@ -83,30 +125,11 @@ impl Unmatched {
     };
 }
 
-/// A link's [`Unmatched`], read through `*` or its fields: boxed where the link has
-/// packets that did not cross, nothing where it has none (most links), so that a
-/// link keeps 8 bytes for it, not 192.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Unmatches(Option<Box<Unmatched>>);
-
-impl Unmatches {
-    pub fn of(u: Unmatched) -> Unmatches {
-        Unmatches((u != Unmatched::NONE).then(|| Box::new(u)))
-    }
-}
-
-impl std::ops::Deref for Unmatches {
-    type Target = Unmatched;
-
-    fn deref(&self) -> &Unmatched {
-        self.0.as_deref().unwrap_or(&Unmatched::NONE)
-    }
-}
-
-impl Serialize for Unmatches {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        (**self).serialize(s)
-    }
+impl Rare for Resegmentation {
+    const NONE: &'static Resegmentation = &Resegmentation {
+        fwd: Resegmented::NONE,
+        rev: Resegmented::NONE,
+    };
 }
 
 /// Forwarding latency between two consecutive hops over matched packets.
@@ -186,8 +209,9 @@ pub struct Link {
     pub evidence: LinkEvidence,
     pub latency: Option<Latency>,
     pub unmatched: Unmatches,
-    /// Packets accounted for by their bytes or by a later ACK, not one for one.
-    pub resegmented: Resegmentation,
+    /// Packets accounted for by their bytes or by a later ACK, not one for one
+    /// (boxed: most links have none).
+    pub resegmented: Sparse<Resegmentation>,
     /// Each direction by packet size: the largest that crossed, the data segments
     /// larger than that which did not.
     #[serde(skip)]
@@ -199,9 +223,9 @@ pub struct Link {
     pub resent_fwd: Vec<Resent>,
 }
 
-// Kept per link of every connection until the report is written; a link's packets
-// that did not cross are boxed ([`Unmatches`], [`Sizes`]).
-const _: () = assert!(std::mem::size_of::<Link>() <= 360);
+// Kept per link of every connection until the report is written; what most links
+// have none of is boxed ([`Unmatches`], [`Sizes`], the resegmented packets).
+const _: () = assert!(std::mem::size_of::<Link>() <= 288);
 
 /// Fills every connection's `links` (`links[i]` joins `hops[i]` and `hops[i + 1]`) and
 /// its return hops' links; replies a hop of the path exchanged with a return hop count
@@ -383,7 +407,7 @@ pub(super) fn link(
         },
         latency: m.latency(),
         unmatched,
-        resegmented: acc.resegmented,
+        resegmented: Sparse::of(acc.resegmented),
         sizes,
         port_realloc: None,
         resent_fwd,
@@ -656,6 +680,33 @@ mod tests {
     use crate::correlate::{correlate, Config, Correlation};
     use crate::model::tcp_flags::{ACK, PSH, RST};
     use crate::model::NatKind;
+
+    #[test]
+    fn a_sparse_part_holds_nothing_when_it_is_none_and_reads_and_writes_as_its_value() {
+        let none = Sparse::of(*Resegmentation::NONE);
+        assert!(none.0.is_none(), "nothing allocated for a link without any");
+        assert!(none.is_none());
+        assert_eq!(none, Sparse::default());
+        let some = Resegmentation {
+            fwd: Resegmented {
+                sent: 3,
+                received: 1,
+                bytes: 3000,
+                superseded_acks: 0,
+            },
+            rev: Resegmented::NONE,
+        };
+        let kept = Sparse::of(some);
+        assert!(kept.0.is_some());
+        assert_eq!(*kept, some);
+        assert_eq!(kept.fwd.received, 1);
+        for (sparse, value) in [(&none, Resegmentation::NONE), (&kept, &some)] {
+            assert_eq!(
+                serde_json::to_string(sparse).unwrap(),
+                serde_json::to_string(value).unwrap()
+            );
+        }
+    }
 
     fn run(
         inside: &[Vec<crate::model::Packet>],
