@@ -74,12 +74,12 @@ pub struct Unmatched {
     pub appeared_rev: Gap,
 }
 
-/// A link's [`Unmatched`]: nothing where it has packets that did not cross (most
-/// links), boxed where it has.
+/// A link's [`Unmatched`]: nothing on a link whose packets all crossed (most links),
+/// boxed on one with packets that did not.
 pub type Unmatches = Sparse<Unmatched>;
 
-/// A part of a link that most links do not have ([`Sparse`]): its value when they do
-/// not.
+/// A part of a link that most links do not have, kept [`Sparse`]: `NONE` is its value
+/// on a link without it.
 pub trait Rare: PartialEq + 'static {
     const NONE: &'static Self;
 }
