@@ -100,6 +100,11 @@ impl FieldSets {
     pub fn is_empty(self) -> bool {
         self.0 == 0
     }
+
+    /// Adds `FIELD_SETS[set]`.
+    pub fn add(&mut self, set: u8) {
+        self.0 |= 1 << set;
+    }
 }
 
 impl Serialize for FieldSets {

@@ -9,7 +9,7 @@ use twox_hash::XxHash3_64;
 
 use super::fingerprint::{
     datagram_resend_key, field_set, fingerprint, is_matchable, tcp_resend_key, Strength, FP_BITS,
-    FP_MAX,
+    FP_MAX, SEQ_RANGE, SEQ_RANGE_TS,
 };
 use super::offset::Offset;
 use super::PointSummary;
@@ -180,6 +180,17 @@ impl Rec {
     /// Index into the fingerprint's field sets of the fields that identify it.
     pub fn fields(&self) -> u8 {
         (self.l4 >> 20 & 0xf) as u8
+    }
+
+    /// Index into the fingerprint's field sets of the fields a TCP segment shares with
+    /// the segments that carried its bytes cut differently: its sequence space, and
+    /// its timestamp option when it has one.
+    pub fn segment_fields(&self) -> u8 {
+        if self.seg().is_some_and(|s| s.ts_key != 0) {
+            SEQ_RANGE_TS
+        } else {
+            SEQ_RANGE
+        }
     }
 
     pub fn ttl(&self) -> u8 {

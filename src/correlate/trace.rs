@@ -12,10 +12,8 @@
 
 use std::collections::BTreeSet;
 
-use smallvec::SmallVec;
-
 use super::components::UnionFind;
-use super::fingerprint::{FieldSets, SEQ_RANGE, SEQ_RANGE_TS};
+use super::fingerprint::FieldSets;
 use super::points::{PointData, Rec};
 use super::translations::capturing;
 use super::Connection;
@@ -74,18 +72,13 @@ pub struct Packet {
     pub tcp_flags: Option<u8>,
     /// Length of the IP packet.
     pub ip_len: u32,
-    /// The field sets it was matched on (bit `i`: [`super::fingerprint::FIELD_SETS`]`[i]`).
-    pub field_sets: u16,
+    /// The field sets it was matched on (its fields: [`FieldSets::names`]).
+    pub field_sets: FieldSets,
     /// Where it was at each hop: `hops[i]`, then `returns[j].hop`.
     pub at: Vec<Sighting>,
 }
 
 impl Packet {
-    /// The invariant fields it was matched on.
-    pub fn fields(&self) -> SmallVec<[&'static str; 9]> {
-        FieldSets(self.field_sets).names()
-    }
-
     /// The first time it was seen, and at which hop.
     pub fn first(&self) -> Option<(i64, usize)> {
         self.at
@@ -206,7 +199,7 @@ pub(super) fn build(
                 fwd: points[hops[h].point].is_fwd(r),
                 tcp_flags: r.seg().is_some().then_some(r.tcp_flags()),
                 ip_len: r.ip_len(),
-                field_sets: 0,
+                field_sets: FieldSets::default(),
                 at: vec![Sighting::Unseen; recs.len()],
             }
         })
@@ -224,17 +217,16 @@ pub(super) fn build(
     for e in edges {
         for &(a, _) in &e.pairs {
             if let Some(k) = row(node(e.up, a)) {
-                rows[k].field_sets |= 1 << recs[e.up][a].fields();
+                rows[k].field_sets.add(recs[e.up][a].fields());
             }
         }
         for &(a, b) in &e.segments {
-            let ts = recs[e.up][a].seg().is_some_and(|s| s.ts_key != 0);
-            let set = 1 << if ts { SEQ_RANGE_TS } else { SEQ_RANGE };
+            let set = recs[e.up][a].segment_fields();
             for k in [row(node(e.up, a)), row(node(e.down, b))]
                 .into_iter()
                 .flatten()
             {
-                rows[k].field_sets |= set;
+                rows[k].field_sets.add(set);
             }
         }
         // Crossed with no twin of its own anywhere: accounted for on the far side.
@@ -330,11 +322,11 @@ mod tests {
         );
         assert_eq!(p.rows[1].first(), Some((MS - lat, 1)));
         assert_eq!(
-            p.rows[0].fields().as_slice(),
+            p.rows[0].field_sets.names().as_slice(),
             ["ip.id", "tcp.seq", "tcp.ack", "tcp.flags", "payload"]
         );
         assert!(
-            p.rows[3].fields().is_empty(),
+            p.rows[3].field_sets.is_empty(),
             "the lost request matched nothing"
         );
     }

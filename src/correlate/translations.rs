@@ -20,7 +20,7 @@ use smallvec::{smallvec, SmallVec};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::fingerprint::{FieldSets, SEQ_RANGE, SEQ_RANGE_TS};
+use super::fingerprint::FieldSets;
 use super::offset;
 use super::pairing::match_flows;
 use super::paths::Hop;
@@ -402,7 +402,7 @@ pub(super) fn link(
         evidence: LinkEvidence {
             matched_fwd: m.fwd,
             matched_rev: m.rev,
-            fields: FieldSets(m.field_sets),
+            fields: m.field_sets,
             direction_conflicts: m.conflicts,
         },
         latency: m.latency(),
@@ -491,9 +491,8 @@ struct Matched {
     conflicts: u64,
     /// Combined evidence, 1 - Π(1 - w) over the packets.
     score: f64,
-    /// The field sets of the matched packets (bit `i`:
-    /// [`super::fingerprint::FIELD_SETS`]`[i]`).
-    field_sets: u16,
+    /// The field sets of the matched packets.
+    field_sets: FieldSets,
     /// Forwarding latency of every matched packet.
     lat: SmallVec<[i64; 32]>,
     /// Upstream time and latency of the earliest matched initiator packet.
@@ -514,7 +513,7 @@ impl Matched {
             if fwd != pd.is_fwd(y) {
                 m.conflicts += 1;
             }
-            m.field_sets |= 1 << x.fields();
+            m.field_sets.add(x.fields());
             m.score = 1.0 - (1.0 - m.score) * (1.0 - x.strength().min(y.strength()).weight());
             if fwd {
                 m.fwd += 1;
@@ -535,8 +534,7 @@ impl Matched {
     fn add_segments(&mut self, pairs: &[(usize, usize)], ru: &[Rec], rd: &[Rec]) {
         for &(a, b) in pairs {
             let (x, y) = (&ru[a], &rd[b]);
-            let timestamps = x.seg().is_some_and(|s| s.ts_key != 0);
-            self.field_sets |= 1 << if timestamps { SEQ_RANGE_TS } else { SEQ_RANGE };
+            self.field_sets.add(x.segment_fields());
             self.score = 1.0 - (1.0 - self.score) * (1.0 - x.strength().min(y.strength()).weight());
         }
     }

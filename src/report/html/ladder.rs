@@ -723,7 +723,7 @@ mod tests {
                 fwd,
                 tcp_flags: None,
                 ip_len: 60,
-                field_sets: 0,
+                field_sets: Default::default(),
                 at,
             };
             Rung::of(&p, path).map(|r| (r.seen.clone(), r.from, r.to))
@@ -758,7 +758,7 @@ mod tests {
                 fwd,
                 tcp_flags: None,
                 ip_len: 60,
-                field_sets: 0,
+                field_sets: Default::default(),
                 at: if fwd { vec![a, b] } else { vec![b, a] },
             }
         };

@@ -362,7 +362,11 @@ fn hops(
 /// are the same for all); then how many more there were.
 fn packets(c: &Correlation, conn: &Connection, p: &Packets, out: &mut String) {
     let tcp = p.rows.iter().any(|r| r.tcp_flags.is_some());
-    let fields: Vec<String> = p.rows.iter().map(|r| r.fields().join(",")).collect();
+    let fields: Vec<String> = p
+        .rows
+        .iter()
+        .map(|r| r.field_sets.names().join(","))
+        .collect();
     // One list for every packet (or none matched) goes above them, not in a column.
     let same = fields.iter().all(|f| *f == fields[0]);
     let mut headers = vec![("#", Align::Right), ("dir", Align::Left)];
