@@ -29,8 +29,13 @@ pub fn prefetch_first<T>(s: &[T]) {
     }
 }
 
+/// Items a core takes at once where each is worked on while the next one's memory is
+/// fetched ([`map_fetching_ahead`]): few enough to share among cores, many enough that
+/// only the last of a run goes without.
+pub const RUN: usize = 64;
+
 /// `map` of every item of `items` (and its index), on every core, in order: in runs of
-/// 64, each item mapped while `fetch` asks for the memory the next one will read,
+/// [`RUN`], each item mapped while `fetch` asks for the memory the next one will read,
 /// where that lies elsewhere (records a connection points to, say) and the first read
 /// of each would miss the cache.
 pub fn map_fetching_ahead<T: Sync, R: Send>(
@@ -39,7 +44,6 @@ pub fn map_fetching_ahead<T: Sync, R: Send>(
     map: impl Fn(usize, &T) -> R + Sync,
 ) -> Vec<R> {
     use rayon::prelude::*;
-    const RUN: usize = 64;
     let (fetch, map) = (&fetch, &map);
     items
         .par_chunks(RUN)

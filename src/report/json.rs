@@ -1009,11 +1009,12 @@ fn write_pretty(m: &Model, w: &mut (impl Write + ?Sized), batch: usize) -> anyho
         // Room for a connection of a few hops without findings, so that most are
         // written without growing their buffer.
         bufs.resize_with(end - start, || Vec::with_capacity(4096));
-        // In runs of 64, each connection written while the parts of the next that lie
-        // elsewhere in memory (its name, hops and links) are fetched into the cache.
+        // In runs of `mem::RUN`, each connection written while the parts of the next
+        // that lie elsewhere in memory (its name, hops and links) are fetched into the
+        // cache.
         let conns = &m.correlation.connections;
-        bufs.par_chunks_mut(64)
-            .zip((start..end).into_par_iter().step_by(64))
+        bufs.par_chunks_mut(crate::mem::RUN)
+            .zip((start..end).into_par_iter().step_by(crate::mem::RUN))
             .try_for_each(|(run, first)| {
                 run.iter_mut().zip(first..).try_for_each(|(buf, i)| {
                     if let Some(next) = conns.get(i + 1) {

@@ -1,11 +1,12 @@
 //! report: turns analysis results into what people read and scripts parse, and owns
 //! every word of it. The correlation report is one [`Model`] built once, rendered by
 //! one [`Render`] implementation per format (the table in `text/`, `json.rs` with
-//! `pretty.rs`, its serializer of serde_json's pretty layout, `markdown.rs`, `html/` with its ladder diagrams, `frame.rs` for CSV/NDJSON/Parquet,
-//! whose tables `tables.rs` also writes into a directory for `--tables`; `sections.rs`
-//! holds what Markdown and HTML both show); findings get their words from
-//! `explain/`, rules theirs (and the `explain` command's trace) from `rules.rs`, and
-//! every tuple, time and duration is written by `fmt.rs`. `conntrack.rs` and
+//! `pretty.rs`, its serializer of serde_json's pretty layout, `markdown.rs`, `html/`
+//! with its ladder diagrams, `frame.rs` for CSV/NDJSON/Parquet, whose tables
+//! `tables.rs` also writes into a directory for `--tables`; `sections.rs` holds what
+//! Markdown and HTML both show); findings get their words from `explain/`, rules
+//! theirs (and the `explain` command's trace) from `rules.rs`, and every tuple, time
+//! and duration is written by `fmt.rs`. `conntrack.rs` and
 //! `flows.rs` render those commands. Nothing here analyses anything.
 
 pub mod conntrack;
