@@ -88,6 +88,12 @@ pub struct Args {
     #[arg(long = "rules-before", value_name = "FILE", requires = "rules")]
     pub rules_before: Vec<String>,
 
+    /// Make connections of link-local control traffic (neighbour discovery, MLD, IGMP,
+    /// DHCP, multicast, ...) too; by default it is only counted per capture point,
+    /// as NAT never handles it.
+    #[arg(long)]
+    pub all: bool,
+
     #[command(flatten)]
     pub tables: TablesArgs,
 
@@ -255,6 +261,7 @@ impl Args {
                     Format::Html => crate::report::html::TRACE,
                     _ => self.view.view(false).trace(),
                 },
+                control: self.all,
             },
             audit: audit::Config {
                 inside: self.inside.clone(),

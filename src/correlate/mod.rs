@@ -82,6 +82,11 @@ pub struct Config {
     pub window_ns: i64,
     /// The connections that keep their packets one by one (none by default).
     pub trace: Trace,
+    /// Link-local control flows (neighbour discovery, MLD, IGMP, DHCP, multicast,
+    /// ...: [`crate::flows::is_control`]) are connections too. By default they are
+    /// not: NAT never handles them, and each input's `control_flows` counts them per
+    /// point.
+    pub control: bool,
 }
 
 impl Default for Config {
@@ -89,6 +94,7 @@ impl Default for Config {
         Config {
             window_ns: 1_000_000_000,
             trace: Trace::default(),
+            control: false,
         }
     }
 }
@@ -189,10 +195,34 @@ pub fn run(specs: &[InputSpec], opts: &ReadOptions, config: Config) -> Correlati
     }
 }
 
+/// Leaves out of `members` (connections, as lists of nodes) those made of link-local
+/// control flows only, and counts them per point in `hidden`. Such a flow is never
+/// paired with another (its packets are not matched across points, and no reply is
+/// joined to it), so each is a connection of its own.
+fn hide_control(
+    points: &[PointData],
+    nodes: &[(usize, u32)],
+    members: &mut Vec<Vec<usize>>,
+    hidden: &mut [usize],
+) {
+    members.retain(|m| {
+        let control = m.iter().all(|&n| {
+            let (p, f) = nodes[n];
+            points[p].flows[f as usize].is_control()
+        });
+        if control {
+            for &n in m {
+                hidden[nodes[n].0] += 1;
+            }
+        }
+        !control
+    });
+}
+
 /// Correlates points already read (see [`points::read_points`]).
 pub fn correlate(
     mut points: Vec<PointData>,
-    inputs: Vec<InputResult>,
+    mut inputs: Vec<InputResult>,
     config: Config,
 ) -> Correlation {
     let window = config.window_ns;
@@ -222,7 +252,17 @@ pub fn correlate(
     // reads are given back as they go, so that the records, the hops and the links
     // are never all held at once. Connections the trace names by number are linked
     // once all are made and numbered.
-    let members = paths::in_time_order(&points, &mut comps, &off);
+    let mut members = paths::in_time_order(&points, &mut comps, &off);
+    let mut hidden = vec![0usize; points.len()];
+    if !config.control {
+        hide_control(&points, &comps.nodes, &mut members, &mut hidden);
+        for (p, &n) in points.iter().zip(&hidden).filter(|(_, &n)| n > 0) {
+            if let Some(input) = inputs.get_mut(p.input) {
+                let counts = &mut input.stats.control_flows;
+                *counts.entry(p.info.name.clone()).or_insert(0) += n as u64;
+            }
+        }
+    }
     let leaves = paths::Leaves::of(points.len(), &comps.nodes, &members);
     crate::mem::step("orient, returns, order");
     let mut release = points::Release::new(
@@ -268,10 +308,11 @@ pub fn correlate(
     }
     // The last step reads connections only: the points' records and flows are given
     // back before it.
-    let points: Vec<PointSummary> = points
-        .into_iter()
-        .zip(offsets)
-        .map(|(p, clock)| p.summary(clock))
+    let points: Vec<PointSummary> = (points.into_iter().zip(offsets).zip(hidden))
+        .map(|((p, clock), hidden)| PointSummary {
+            flows: p.flows.len() - hidden,
+            ..p.summary(clock)
+        })
         .collect();
     translations::port_reallocs(&mut connections);
     crate::mem::step("numbered, reallocations");

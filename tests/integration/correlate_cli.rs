@@ -311,3 +311,66 @@ fn overlay_paths(scenario: &str, tunnel: &str, node_a: &str, protos: &[&str]) {
         assert_eq!(plain["points"][i]["clock_offset_ns"], 0);
     }
 }
+
+#[test]
+fn link_local_control_traffic_is_counted_not_correlated_unless_all() {
+    // Neighbour discovery on both sides of an IPv6 MASQUERADE, and around an IPv6
+    // userland proxy (clients outside, the backend over IPv4).
+    for s in ["masquerade6", "userland-proxy6"] {
+        let files = [
+            format!("samples/{s}/docker0.pcap"),
+            format!("samples/{s}/eth0.pcap"),
+        ];
+        let args: Vec<&str> = files.iter().map(String::as_str).collect();
+        let counted = correlate_json(&args);
+        let all = correlate_json(&[args.as_slice(), &["--all"]].concat());
+        let control = |doc: &Value, point: &str| -> u64 {
+            (doc["inputs"].as_array().unwrap().iter())
+                .filter_map(|i| i["control_flows"][point].as_u64())
+                .sum()
+        };
+        let conns = |doc: &Value| doc["connections"].as_array().unwrap().clone();
+        let mut hidden = 0;
+        for (p, q) in
+            (counted["points"].as_array().unwrap().iter()).zip(all["points"].as_array().unwrap())
+        {
+            let name = p["name"].as_str().unwrap();
+            let n = control(&counted, name);
+            assert_eq!(control(&all, name), 0, "{s}: --all still counts them");
+            assert_eq!(
+                q["flows"].as_u64().unwrap() - p["flows"].as_u64().unwrap(),
+                n,
+                "{s}: {name}'s flows"
+            );
+            hidden += n;
+        }
+        assert!(hidden > 0, "{s}: no control flow counted");
+        // Each control flow is a connection of its own under --all, seen at one point,
+        // with no translation; everything else is the same.
+        let (counted_c, all_c) = (conns(&counted), conns(&all));
+        assert_eq!(all_c.len() as u64, counted_c.len() as u64 + hidden, "{s}");
+        let extra: Vec<&Value> = (all_c.iter())
+            .filter(|c| c["translations"].as_array().unwrap().is_empty())
+            .filter(|c| c["proto"] == "icmpv6")
+            .collect();
+        assert!(extra.len() as u64 >= hidden, "{s}: {extra:?}");
+        assert!(counted_c
+            .iter()
+            .all(|c| c["hops"].as_array().unwrap().iter().all(|h| {
+                let dst = h["dst"].as_str().unwrap();
+                h["proto"] != "icmpv6" || h["sport"] != 0 || !dst.starts_with("ff02:")
+            })));
+        assert_eq!(
+            mapping(&counted, "docker0", "eth0"),
+            mapping(&all, "docker0", "eth0"),
+            "{s}"
+        );
+        let table = stdout(&natcheck(&["correlate", &files[0], &files[1]]));
+        assert!(
+            table.contains(&format!(
+                "; {hidden} link-local control flows not listed (--all lists them)"
+            )),
+            "{s}: {table}"
+        );
+    }
+}

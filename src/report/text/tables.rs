@@ -117,6 +117,20 @@ pub fn summary_line(c: &Correlation) -> String {
             "source port reallocations"
         )
     );
+    let control: u64 = (c.inputs.iter())
+        .flat_map(|i| i.stats.control_flows.values())
+        .sum();
+    if control > 0 {
+        let _ = write!(
+            line,
+            "; {} not listed (--all lists them)",
+            plural(
+                control,
+                "link-local control flow",
+                "link-local control flows"
+            )
+        );
+    }
     if !c.range.is_all() {
         let outside: u64 = c.inputs.iter().map(|i| i.stats.outside_range).sum();
         let _ = write!(
