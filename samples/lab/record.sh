@@ -33,7 +33,7 @@ ALL_SCENARIOS+=(fault-asym-route fault-asym-route6 asym-route-loose)
 ALL_SCENARIOS+=(fault-ct-table-full fault-ct-table-full6 forward-drop-clean)
 ALL_SCENARIOS+=(overlay-vxlan overlay-ipip fault-overlay-masq fault-overlay-masq-ipip)
 ALL_SCENARIOS+=(fault-underlay-drop fault-underlay-blocked fault-vxlan-mtu)
-ALL_SCENARIOS+=(redirect-local snat-pool netmap)
+ALL_SCENARIOS+=(redirect-local snat-pool netmap fragments6)
 
 # The scenarios that run with IPv6 on (dual stack): those whose name ends in 6.
 is_v6() { [[ $1 == *6 ]]; }
@@ -1063,6 +1063,28 @@ scenario_masquerade6() {
   snapshot
   touch "$SYNC/release"
   expect_ok "$h1"
+  kill_servers
+  hx ip6tables-save | sed '/^# /d' >"$SCEN_DIR/ip6tables.txt"
+  stop_recording
+}
+
+# IPv6 datagrams larger than the links' MTU through MASQUERADE: each container's UDP
+# datagrams (3000 bytes) leave it in fragments, conntrack puts them back together
+# before NAT, and the host fragments them again under identifications of its own; the
+# echoes (2053 bytes) come back in fragments the same way. Both containers send the
+# same bytes, c2 a little after c1, to two servers. The bridge calls netfilter, so it
+# too puts the containers' datagrams back together.
+scenario_fragments6() {
+  IFACES=(docker0 eth0 veth-c1)
+  apply_docker_masquerade6
+  bridge_netfilter
+  server srv-udp "$NS_OUT" udp_server.py --bind :: --port 9999 --lifetime 30
+  sleep 0.3
+  start_recording
+  run big1 "$NS_C1" udp_client.py --dst 2001:db8:113::2 --port 9999 --raw --size 3000 --count 3
+  sleep 0.2
+  run big2 "$NS_C2" udp_client.py --dst 2001:db8:100::10 --port 9999 --raw --size 3000 --count 2
+  snapshot
   kill_servers
   hx ip6tables-save | sed '/^# /d' >"$SCEN_DIR/ip6tables.txt"
   stop_recording
@@ -2881,6 +2903,21 @@ check_masquerade6() {
   need 1 "ICMPv6 entry" "$(ct_count "$ct" '^ipv6 +10 icmpv6 ' 'dst=2001:db8:113::1 ')"
   need 3 "TCP conversations on eth0" "$(tcp_convs "$SCEN_DIR/eth0.pcap")"
   [[ $(pkts "$SCEN_DIR/eth0.pcap" 'ipv6.src==fd00::/8') -eq 0 ]] || die "ULA address on eth0"
+}
+
+# fragments6: both datagrams' entries translated; fragments both ways on eth0 and on
+# c1's link, and none of the identifications c1 gave its fragments on eth0.
+check_fragments6() {
+  local ct=$SCEN_DIR/conntrack.txt first='ipv6.fraghdr.offset == 0 && ipv6.fraghdr.more == 1' ids id
+  need 2 "UDP IPv6 MASQUERADE entries to port 9999" "$(ct_count "$ct" '^ipv6 +10 udp ' 'dport=9999 ' 'dst=2001:db8:113::1 ')"
+  need 5 "datagrams leaving eth0 in fragments" "$(pkts "$SCEN_DIR/eth0.pcap" "$first && ipv6.src == 2001:db8:113::1")"
+  need 5 "datagrams reaching eth0 in fragments" "$(pkts "$SCEN_DIR/eth0.pcap" "$first && ipv6.dst == 2001:db8:113::1")"
+  need 3 "datagrams leaving c1 in fragments" "$(pkts "$SCEN_DIR/veth-c1.pcap" "$first && ipv6.src == fd00:172:17::2")"
+  need 3 "datagrams reaching c1 in fragments" "$(pkts "$SCEN_DIR/veth-c1.pcap" "$first && ipv6.dst == fd00:172:17::2")"
+  ids=$(tshark -r "$SCEN_DIR/veth-c1.pcap" -Y "$first" -T fields -e ipv6.fraghdr.ident 2>/dev/null | sort -u)
+  for id in $ids; do
+    [[ $(pkts "$SCEN_DIR/eth0.pcap" "ipv6.fraghdr.ident == $id") -eq 0 ]] || die "$SCEN: fragment identification $id at c1 and at eth0"
+  done
 }
 
 # wrong_source_checks C1 SRV SRV2 HOST IP UNREACH: the query from C1 to SRV2 left

@@ -4,7 +4,9 @@
 Sends --count DNS queries (A records for q<N>.<--name>) from one socket (so one
 source port, fixed with --sport or chosen by the kernel), waiting up to --timeout
 for each answer and resending a query up to --retries times. With --raw it sends
-plain text datagrams instead of DNS. With --pair it asks for the A and the AAAA
+plain text datagrams instead of DNS; --size N makes each N bytes, the same from
+every client (its number, then padding), as identical probes are. With --pair it
+asks for the A and the AAAA
 record of each name at once, as glibc's resolver does: the socket connected to
 the server, the two queries handed to the kernel in one sendmmsg() call, each
 resent alone (same bytes) when its answer does not come.
@@ -103,6 +105,7 @@ def main() -> int:
     ap.add_argument("--interval", type=float, default=0.05)
     ap.add_argument("--name", default="example")
     ap.add_argument("--raw", action="store_true")
+    ap.add_argument("--size", type=int, default=0, help="--raw datagrams of this many bytes, the same from any client")
     ap.add_argument("--pair", action="store_true", help="A and AAAA queries at once, as glibc sends them")
     ap.add_argument("--expect-fail", action="store_true")
     ap.add_argument("--any", action="store_true", help="exit 0 however many queries were answered")
@@ -129,7 +132,9 @@ def main() -> int:
                 answered += 1
             time.sleep(args.interval)
             continue
-        if args.raw:
+        if args.raw and args.size:
+            payload = f"DATA {i} ".encode().ljust(args.size, b"x")
+        elif args.raw:
             payload = f"PING {local[1]} {i}".encode()
         else:
             payload = dns_query(qid, f"q{i}.{args.name}")

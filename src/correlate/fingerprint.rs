@@ -4,7 +4,8 @@
 //! NAT (nf_nat) rewrites addresses, ports, the ICMP echo identifier and checksums; it
 //! keeps the IPv4 ID, TCP sequence and acknowledgement numbers, flags, the TCP
 //! timestamp option and the payload (exception: ALG helpers that edit payloads, e.g.
-//! FTP with seq adjustment). TTL is left out on purpose: forwarding decrements it.
+//! FTP with seq adjustment). TTL is left out on purpose: forwarding decrements it, and
+//! so is the identification of an IPv6 fragment header ([`invariant_id`]).
 
 use serde::Serialize;
 use smallvec::SmallVec;
@@ -113,9 +114,18 @@ impl Serialize for FieldSets {
     }
 }
 
+/// The IP identification that stays the same from point to point: the IPv4 ID, which
+/// a host that fragments a forwarded datagram again keeps. Not the identification of
+/// an IPv6 fragment header: conntrack reassembles IPv6 datagrams before NAT, and the
+/// host fragments each again under an identification of its own (a bridge that
+/// hands packets to netfilter passes them on reassembled, with none).
+pub fn invariant_id(p: &Packet) -> Option<u32> {
+    p.ip_id.filter(|_| p.tuple.src.is_ipv4())
+}
+
 /// Index into [`FIELD_SETS`] of the fields that identify `p`.
 pub fn field_set(p: &Packet) -> u8 {
-    let no_id = u8::from(p.ip_id.is_none());
+    let no_id = u8::from(invariant_id(p).is_none());
     match p.l4 {
         L4::Tcp { ts: Some(_), .. } => no_id,
         L4::Tcp { ts: None, .. } => 2 + no_id,
@@ -150,7 +160,7 @@ pub const FP_MAX: u64 = (1 << FP_BITS) - 1;
 pub fn fingerprint(p: &Packet) -> (u64, Strength) {
     let mut b = [0u8; 48];
     b[0] = p.tuple.proto.number();
-    let (has_id, id) = match p.ip_id {
+    let (has_id, id) = match invariant_id(p) {
         Some(id) => (1u8, id),
         None => (0, 0),
     };
@@ -188,14 +198,14 @@ pub fn fingerprint(p: &Packet) -> (u64, Strength) {
                 b[20] = 1;
                 b[21..23].copy_from_slice(&seq.to_be_bytes());
             }
-            if p.ip_id.is_some() || p.payload_len >= 16 {
+            if has_id == 1 || p.payload_len >= 16 {
                 Strength::Medium
             } else {
                 Strength::Weak
             }
         }
         L4::Udp | L4::Other => {
-            if p.ip_id.is_some() && p.payload_len > 0 || p.payload_len >= 16 {
+            if has_id == 1 && p.payload_len > 0 || p.payload_len >= 16 {
                 Strength::Medium
             } else {
                 Strength::Weak
@@ -327,6 +337,31 @@ mod tests {
             mss: None,
         };
         assert_ne!(fingerprint(&inside).0, fingerprint(&other).0);
+    }
+
+    #[test]
+    fn only_the_ipv4_id_is_an_invariant() {
+        // One datagram reassembled at two points: over IPv4 both carry its ID; over IPv6
+        // the host fragmented it again under another identification (or passed it on
+        // whole, with none).
+        let v4 = pkt("172.17.0.2", 40000, "203.0.113.2", 53, L4::Udp, 64);
+        let mut v4_out = pkt("203.0.113.1", 40000, "203.0.113.2", 53, L4::Udp, 63);
+        assert_eq!(fingerprint(&v4), fingerprint(&v4_out));
+        v4_out.ip_id = Some(4243);
+        assert_ne!(fingerprint(&v4).0, fingerprint(&v4_out).0);
+        let mut v6 = pkt("fd00:172:17::2", 40000, "2001:db8:113::2", 53, L4::Udp, 64);
+        v6.ip_id = Some(0x0723_5a3d);
+        let mut v6_out = pkt("2001:db8:113::1", 40000, "2001:db8:113::2", 53, L4::Udp, 63);
+        v6_out.ip_id = Some(0x22b4_5d8d);
+        assert_eq!(fingerprint(&v6), fingerprint(&v6_out));
+        v6_out.ip_id = None;
+        assert_eq!(fingerprint(&v6), fingerprint(&v6_out));
+        assert_eq!(field_set(&v6), field_set(&v6_out));
+        assert_eq!(
+            FieldSets(1 << field_set(&v6)).names().as_slice(),
+            ["payload"]
+        );
+        assert_eq!(fingerprint(&v6).1, Strength::Medium);
     }
 
     #[test]

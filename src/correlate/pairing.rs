@@ -218,11 +218,20 @@ fn join_pair(
         .collect()
 }
 
+/// How far apart a packet's two sightings at one point may be, whatever the window:
+/// one host turned it back (or the next router, a round trip away), in microseconds to
+/// a few milliseconds, and both sightings carry one clock. The window itself is as wide
+/// as the clocks of different hosts may disagree; over all of it, two flows that carry
+/// the same bytes (two clients' identical probes over IPv6, which has no IP ID) would
+/// pair as one packet turned back.
+pub(super) const HAIRPIN_WINDOW_NS: i64 = 100_000_000;
+
 /// Hairpin: the same packet crossing one interface twice, as two flows. Within a run
 /// of one fingerprint, each packet pairs with the next unpaired packet of another flow
-/// within the window, unless a third flow carried the fingerprint near them
-/// ([`crowded`]).
+/// within [`HAIRPIN_WINDOW_NS`] (or the window, when narrower), unless a third flow
+/// carried the fingerprint near them ([`crowded`]).
 fn join_hairpin(p: &PointData, window: i64) -> Votes {
+    let window = window.min(HAIRPIN_WINDOW_NS);
     let mut votes = Votes::default();
     let mut from = 0;
     while let Some(shared) = p.runs.next_shared(from, p.by_fp.len()) {
@@ -329,7 +338,9 @@ fn pair_run(run: &[&Rec], window: i64) -> Vec<(usize, usize)> {
 
 /// Two points: walk both fingerprint orders together; within a fingerprint both runs
 /// are in time order, and packets pair in order when their corrected times are within
-/// the window. Then the TCP segments left over pair by the bytes they carried.
+/// the window, unless the next packet of the run at one point belongs to another flow,
+/// is nearer, and has no partner of its own next at the other. Then the TCP segments
+/// left over pair by the bytes they carried.
 ///
 /// The walk is cut into ranges of fingerprints ([`PointData::fp_slices`]) walked on
 /// whatever cores there are, counting votes into one [`Ballot`] as they are cast:
@@ -408,19 +419,42 @@ fn merge_across(
         }
         let (ea, eb) = (pa.run_end(i), pb.run_end(j));
         let (mut x, mut y) = (i, j);
+        let rec_a = |x: usize| &pa.recs[fa[x] as usize];
+        let rec_b = |y: usize| &pb.recs[fb[y] as usize];
+        // Corrected time from a packet at `a` to one at `b`.
+        let gap = |ra: &Rec, rb: &Rec| (rb.ts - off_b) - (ra.ts - off_a);
         while x < ea && y < eb {
-            let rx = &pa.recs[fa[x] as usize];
-            let ry = &pb.recs[fb[y] as usize];
-            let d = (ry.ts - off_b) - (rx.ts - off_a);
-            if d.abs() <= window {
-                matched(fa[x], fb[y], rx, ry);
-                x += 1;
-                y += 1;
-            } else if d < 0 {
-                y += 1;
-            } else {
-                x += 1;
+            let (rx, ry) = (rec_a(x), rec_b(y));
+            let d = gap(rx, ry);
+            if d.abs() > window {
+                if d < 0 {
+                    y += 1;
+                } else {
+                    x += 1;
+                }
+                continue;
             }
+            // Another flow's packet next in the run at one point, nearer the partner,
+            // and no partner for it next at the other: the same bytes from two
+            // senders (over IPv6, which has no IP ID), this one's own partner not
+            // captured there. The nearer one pairs; where both next packets can pair
+            // too, in order, as many pairs as in order.
+            let both_next =
+                x + 1 < ea && y + 1 < eb && gap(rec_a(x + 1), rec_b(y + 1)).abs() <= window;
+            let nearer = |next: &Rec, mine: &Rec, d_next: i64| {
+                !both_next && next.flow != mine.flow && d_next.abs() < d.abs()
+            };
+            if x + 1 < ea && nearer(rec_a(x + 1), rx, gap(rec_a(x + 1), ry)) {
+                x += 1;
+                continue;
+            }
+            if y + 1 < eb && nearer(rec_b(y + 1), ry, gap(rx, rec_b(y + 1))) {
+                y += 1;
+                continue;
+            }
+            matched(fa[x], fb[y], rx, ry);
+            x += 1;
+            y += 1;
         }
         i = ea;
         j = eb;
@@ -874,6 +908,58 @@ mod tests {
         let keys: Vec<EdgeKey> = pairs.iter().map(|(k, _)| *k).collect();
         assert_eq!(keys, [(0, 0, 0, 1)]);
         assert_eq!(pairs[0].1.packets, 6);
+    }
+
+    #[test]
+    fn a_hairpin_is_turned_back_within_the_host_not_the_window() {
+        // Two containers send the same bytes over IPv6 (no IP ID), 300 ms apart: two
+        // flows at one point, not one packet seen twice, though within the window.
+        let one = |ts, src| {
+            let mut p = udp(ts, src, "[2001:db8:113::2]:9999", None, 7);
+            p.payload_len = 400;
+            p
+        };
+        let c1 = one(0, "[fd00:172:17::2]:40000");
+        let c2 = one(300 * MS, "[fd00:172:17::3]:40001");
+        let points = [point("eth0", 0, &[c1, c2])];
+        assert!(flow_pairs(&points, &[0], SECOND).is_empty());
+        // The same packet again 30 µs later, after DNAT, is one.
+        let turned = one(30 * US, "[fd00:172:17::3]:40001");
+        let points = [point("docker0", 0, &[c1, turned])];
+        assert_eq!(flow_pairs(&points, &[0], SECOND).len(), 1);
+    }
+
+    #[test]
+    fn the_join_pairs_the_nearer_of_two_flows_where_one_partner_is_missing() {
+        // docker0 saw both containers' identical datagrams; c2's link saw only c2's,
+        // 394 ms after c1's: c2's pairs, c1's stays alone, whichever point comes first.
+        let one = |ts, src| {
+            let mut p = udp(ts, src, "[2001:db8:113::2]:9999", None, 7);
+            p.payload_len = 3000;
+            p
+        };
+        let c1 = one(0, "[fd00:172:17::2]:40000");
+        let c2 = one(394 * MS, "[fd00:172:17::3]:40001");
+        let at_link = one(394 * MS + 2 * US, "[fd00:172:17::3]:40001");
+        let bridge = point("docker0", 0, &[c1, c2]);
+        let link = point("veth-c2", 1, &[at_link]);
+        for (a, b, want) in [(&bridge, &link, (1, 0)), (&link, &bridge, (0, 1))] {
+            let mut pairs = Vec::new();
+            let (ra, rb) = (0..a.by_fp.len(), 0..b.by_fp.len());
+            merge_across(a, ra, 0, b, rb, 0, SECOND, |_, _, x, y| {
+                pairs.push((x.flow, y.flow));
+            });
+            assert_eq!(pairs, [want]);
+        }
+        // Both partners captured: in order, as many pairs as there are.
+        let at_link_c1 = one(2 * US, "[fd00:172:17::2]:40000");
+        let link = point("veth", 1, &[at_link_c1, at_link]);
+        let mut pairs = Vec::new();
+        let (ra, rb) = (0..bridge.by_fp.len(), 0..link.by_fp.len());
+        merge_across(&bridge, ra, 0, &link, rb, 0, SECOND, |_, _, x, y| {
+            pairs.push((x.flow, y.flow));
+        });
+        assert_eq!(pairs, [(0, 0), (1, 1)]);
     }
 
     #[test]

@@ -54,6 +54,7 @@ pub const SCENARIOS: &[&str] = &[
     "redirect-local",
     "snat-pool",
     "netmap",
+    "fragments6",
 ];
 
 /// Scenarios recorded but read only by the tests made for them, not by those that go
