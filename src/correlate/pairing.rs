@@ -26,6 +26,8 @@ use smallvec::{smallvec, SmallVec};
 use super::fingerprint::Strength;
 use super::points::{PointData, Rec, PREFETCH_AHEAD};
 use super::segments::{self, Recs};
+use crate::flows::Side;
+use crate::model::Tuple;
 
 /// Minimum evidence for two flows to be one connection: one TCP packet, one IPv4
 /// UDP/ICMP packet with its ID and payload, or two weaker matches.
@@ -61,7 +63,7 @@ impl Vote {
 pub(super) type EdgeKey = (usize, u32, usize, u32);
 
 /// Flow pairs with at least [`MIN_EDGE_SCORE`] of evidence, best first: by score, then
-/// matched packets, then key. `off` holds each point's clock offset.
+/// matched packets, then the tuple parts the two flows share, then key. `off` holds each point's clock offset.
 pub(super) fn flow_pairs(points: &[PointData], off: &[i64], window: i64) -> Vec<(EdgeKey, Vote)> {
     let n = points.len();
     let pairs: Vec<(usize, usize)> = (0..n).flat_map(|a| (a..n).map(move |b| (a, b))).collect();
@@ -84,13 +86,32 @@ pub(super) fn flow_pairs(points: &[PointData], off: &[i64], window: i64) -> Vec<
     for mut part in parts {
         edges.append(&mut part);
     }
+    // Of two pairs with as much evidence (copies of the same bytes from several
+    // senders give it to the wrong pair as much as to the right one), the one NAT
+    // changed less of the tuple first.
+    let unchanged = |&(a, fa, b, fb): &EdgeKey| {
+        let (x, y) = (
+            &points[a].flows[fa as usize].tuple,
+            &points[b].flows[fb as usize].tuple,
+        );
+        same_parts(x, y).max(same_parts(x, &y.reversed()))
+    };
     edges.par_sort_unstable_by(|x, y| {
         y.1.score
             .total_cmp(&x.1.score)
             .then(y.1.packets.cmp(&x.1.packets))
+            .then_with(|| unchanged(&y.0).cmp(&unchanged(&x.0)))
             .then(x.0.cmp(&y.0))
     });
     edges
+}
+
+/// How many of the four endpoint parts (addresses and ports) two tuples share.
+fn same_parts(x: &Tuple, y: &Tuple) -> u8 {
+    u8::from(x.src == y.src)
+        + u8::from(x.sport == y.sport)
+        + u8::from(x.dst == y.dst)
+        + u8::from(x.dport == y.dport)
 }
 
 /// The matched packet pairs of two points (or of one point with itself), as cast:
@@ -103,10 +124,6 @@ struct Votes(Vec<(u32, u32)>);
 
 impl Votes {
     const FLOW: u32 = (1 << 30) - 1;
-
-    fn add(&mut self, ra: &Rec, rb: &Rec) {
-        self.cast(ra.flow, rb.flow, ra.strength().min(rb.strength()));
-    }
 
     /// A vote of `strength` for flows `a` (at the first point) and `b`.
     fn cast(&mut self, a: u32, b: u32, strength: Strength) {
@@ -229,10 +246,13 @@ pub(super) const HAIRPIN_WINDOW_NS: i64 = 100_000_000;
 /// Hairpin: the same packet crossing one interface twice, as two flows. Within a run
 /// of one fingerprint, each packet pairs with the next unpaired packet of another flow
 /// within [`HAIRPIN_WINDOW_NS`] (or the window, when narrower), unless a third flow
-/// carried the fingerprint near them ([`crowded`]).
+/// carried the fingerprint near them ([`crowded`]). Two flows vote only if their pairs
+/// turn back as the host turns a connection back ([`turns_back`]).
 fn join_hairpin(p: &PointData, window: i64) -> Votes {
     let window = window.min(HAIRPIN_WINDOW_NS);
-    let mut votes = Votes::default();
+    // Per pair of packets: the flows (lower first), the strength, and the turn it
+    // took (`Turn`).
+    let mut found: Vec<(u32, u32, Strength, Turn)> = Vec::new();
     let mut from = 0;
     while let Some(shared) = p.runs.next_shared(from, p.by_fp.len()) {
         from = shared.end;
@@ -243,16 +263,64 @@ fn join_hairpin(p: &PointData, window: i64) -> Votes {
         let pairs = pair_run(&run, window);
         let crowded = crowded(&run, &pairs, window);
         for (&(x, y), _) in pairs.iter().zip(crowded).filter(|(_, c)| !c) {
+            // `x` was seen first.
             let (rx, ry) = (run[x], run[y]);
-            let (lo, hi) = if rx.flow < ry.flow {
-                (rx, ry)
-            } else {
-                (ry, rx)
+            let turn = Turn {
+                reply: rx.side() == Side::B,
+                lower_first: rx.flow < ry.flow,
             };
-            votes.add(lo, hi);
+            let strength = rx.strength().min(ry.strength());
+            found.push((rx.flow.min(ry.flow), rx.flow.max(ry.flow), strength, turn));
+        }
+    }
+    let mut turns: HashMap<(u32, u32), [u32; 4]> = HashMap::default();
+    for &(lo, hi, _, turn) in &found {
+        turns.entry((lo, hi)).or_default()[turn.index()] += 1;
+    }
+    let mut votes = Votes::default();
+    for (lo, hi, strength, _) in found {
+        if turns_back(turns[&(lo, hi)]) {
+            votes.cast(lo, hi, strength);
         }
     }
     votes
+}
+
+/// Which way a pair of hairpin sightings went: whether the first was a reply (as its
+/// flow first saw the connection), and whether it was in the lower of the two flows.
+#[derive(Clone, Copy)]
+struct Turn {
+    reply: bool,
+    lower_first: bool,
+}
+
+impl Turn {
+    fn index(self) -> usize {
+        usize::from(self.reply) * 2 + usize::from(self.lower_first)
+    }
+}
+
+/// Whether two flows' paired sightings (counted by [`Turn::index`]) are one connection
+/// turned back by the host. A packet crosses the interface in the flow it came by
+/// before the flow NAT made of it, never after: every request is seen first in one of
+/// the two flows, and every reply, when there are any, first in the other. Two flows
+/// whose sightings come first now in one, now in the other, or whose requests and
+/// replies both come first in the same one, are two senders of the same bytes (over
+/// IPv6, which has no IP ID).
+fn turns_back(t: [u32; 4]) -> bool {
+    // Per kind: which flow saw all of them first (`Some(lower)`), `None` for none of
+    // that kind, and `Err` when they disagree.
+    let first = |upper: u32, lower: u32| match (upper, lower) {
+        (0, 0) => Ok(None),
+        (0, _) => Ok(Some(true)),
+        (_, 0) => Ok(Some(false)),
+        _ => Err(()),
+    };
+    match (first(t[0], t[1]), first(t[2], t[3])) {
+        (Ok(Some(a)), Ok(Some(b))) => a != b,
+        (Ok(_), Ok(_)) => true,
+        _ => false,
+    }
 }
 
 /// Which of the `pairs` [`pair_run`] made of a run (by their first packet, in order)
@@ -337,10 +405,8 @@ fn pair_run(run: &[&Rec], window: i64) -> Vec<(usize, usize)> {
 }
 
 /// Two points: walk both fingerprint orders together; within a fingerprint both runs
-/// are in time order, and packets pair in order when their corrected times are within
-/// the window, unless the next packet of the run at one point belongs to another flow,
-/// is nearer, and has no partner of its own next at the other. Then the TCP segments
-/// left over pair by the bytes they carried.
+/// are in time order, and packets pair as [`pair_run_across`] says. Then the TCP
+/// segments left over pair by the bytes they carried.
 ///
 /// The walk is cut into ranges of fingerprints ([`PointData::fp_slices`]) walked on
 /// whatever cores there are, counting votes into one [`Ballot`] as they are cast:
@@ -418,47 +484,101 @@ fn merge_across(
             continue;
         }
         let (ea, eb) = (pa.run_end(i), pb.run_end(j));
-        let (mut x, mut y) = (i, j);
-        let rec_a = |x: usize| &pa.recs[fa[x] as usize];
-        let rec_b = |y: usize| &pb.recs[fb[y] as usize];
-        // Corrected time from a packet at `a` to one at `b`.
-        let gap = |ra: &Rec, rb: &Rec| (rb.ts - off_b) - (ra.ts - off_a);
-        while x < ea && y < eb {
-            let (rx, ry) = (rec_a(x), rec_b(y));
-            let d = gap(rx, ry);
-            if d.abs() > window {
-                if d < 0 {
-                    y += 1;
-                } else {
-                    x += 1;
-                }
-                continue;
+        if ea - i == 1 && eb - j == 1 {
+            // Once at each point, as nearly every packet is.
+            if ((rb.ts - off_b) - (ra.ts - off_a)).abs() <= window {
+                matched(fa[i], fb[j], ra, rb);
             }
-            // Another flow's packet next in the run at one point, nearer the partner,
-            // and no partner for it next at the other: the same bytes from two
-            // senders (over IPv6, which has no IP ID), this one's own partner not
-            // captured there. The nearer one pairs; where both next packets can pair
-            // too, in order, as many pairs as in order.
-            let both_next =
-                x + 1 < ea && y + 1 < eb && gap(rec_a(x + 1), rec_b(y + 1)).abs() <= window;
-            let nearer = |next: &Rec, mine: &Rec, d_next: i64| {
-                !both_next && next.flow != mine.flow && d_next.abs() < d.abs()
+        } else {
+            fn at<'p>(p: &'p PointData, f: &[u32], k: usize) -> &'p Rec {
+                &p.recs[f[k] as usize]
+            }
+            let times = |p: &PointData, f: &[u32], off: i64, r: std::ops::Range<usize>| {
+                r.map(|k| at(p, f, k).ts - off)
+                    .collect::<SmallVec<[i64; 8]>>()
             };
-            if x + 1 < ea && nearer(rec_a(x + 1), rx, gap(rec_a(x + 1), ry)) {
-                x += 1;
-                continue;
+            let one_flow = |p: &PointData, f: &[u32], r: std::ops::Range<usize>| {
+                let first = at(p, f, r.start).flow;
+                r.clone().all(|k| at(p, f, k).flow == first)
+            };
+            let (ta, tb) = (times(pa, fa, off_a, i..ea), times(pb, fb, off_b, j..eb));
+            let several = !(one_flow(pa, fa, i..ea) && one_flow(pb, fb, j..eb));
+            for (x, y) in pair_run_across(&ta, &tb, window, several) {
+                let (x, y) = (fa[i + x], fb[j + y]);
+                matched(x, y, &pa.recs[x as usize], &pb.recs[y as usize]);
             }
-            if y + 1 < eb && nearer(rec_b(y + 1), ry, gap(rx, rec_b(y + 1))) {
-                y += 1;
-                continue;
-            }
-            matched(fa[x], fb[y], rx, ry);
-            x += 1;
-            y += 1;
         }
         i = ea;
         j = eb;
     }
+}
+
+/// Pairs the packets of one fingerprint at two points, `a` and `b` (their corrected
+/// times, each in order), within the window; returns position pairs. In order: each
+/// packet not yet paired with the first of the other point's within the window. When
+/// the fingerprint is carried by several flows (`several`: the same bytes from two
+/// senders, over IPv6, which has no IP ID), packets that are each other's nearest,
+/// with no other packet of the other point within four times that distance, pair
+/// first: where one point saw only some of the senders, in order alone would pair a
+/// packet whose own partner was not captured there with the next sender's.
+/// Linear: each packet's nearest and second nearest come from one merge of the two.
+fn pair_run_across(a: &[i64], b: &[i64], window: i64, several: bool) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let (mut used_a, mut used_b) = (vec![false; a.len()], vec![false; b.len()]);
+    if several {
+        let (na, nb) = (nearest_two(a, b), nearest_two(b, a));
+        for (x, &(y, d, second)) in na.iter().enumerate() {
+            let Some(y) = y else { continue };
+            let clear = |d: i64, second: i64| d <= window && d.saturating_mul(4) <= second;
+            if nb[y].0 == Some(x) && clear(d, second) && clear(d, nb[y].2) {
+                out.push((x, y));
+                (used_a[x], used_b[y]) = (true, true);
+            }
+        }
+    }
+    let (mut x, mut y) = (0, 0);
+    while x < a.len() && y < b.len() {
+        if used_a[x] {
+            x += 1;
+            continue;
+        }
+        if used_b[y] {
+            y += 1;
+            continue;
+        }
+        let d = b[y] - a[x];
+        if d.abs() <= window {
+            out.push((x, y));
+            x += 1;
+            y += 1;
+        } else if d < 0 {
+            y += 1;
+        } else {
+            x += 1;
+        }
+    }
+    out
+}
+
+/// For each time of `a`, its nearest in `b` (the earlier of two as near), how far, and
+/// how far the next nearest is (`i64::MAX` without one). Both in order.
+fn nearest_two(a: &[i64], b: &[i64]) -> Vec<(Option<usize>, i64, i64)> {
+    let mut p = 0;
+    a.iter()
+        .map(|&t| {
+            while p < b.len() && b[p] < t {
+                p += 1;
+            }
+            // The nearest two lie among the two before `t` and the two from it on.
+            let mut near: SmallVec<[(i64, usize); 4]> = (p.saturating_sub(2)..(p + 2).min(b.len()))
+                .map(|k| ((b[k] - t).abs(), k))
+                .collect();
+            near.sort_unstable();
+            let first = near.first().map(|&(d, k)| (Some(k), d));
+            let (k, d) = first.unwrap_or((None, i64::MAX));
+            (k, d, near.get(1).map_or(i64::MAX, |&(d, _)| d))
+        })
+        .collect()
 }
 
 /// Pairs the packets of two flows: for each record of `up`, the nearest unused record
@@ -960,6 +1080,82 @@ mod tests {
             pairs.push((x.flow, y.flow));
         });
         assert_eq!(pairs, [(0, 0), (1, 1)]);
+    }
+
+    #[test]
+    fn a_run_across_pairs_clear_nearest_packets_first_then_in_order() {
+        // One flow a side: in order, the first within the window.
+        assert_eq!(pair_run_across(&[0, 1000], &[1003], 5000, false), [(0, 0)]);
+        // Several flows: the packet whose partner was not captured stays alone.
+        assert_eq!(pair_run_across(&[0, 1000], &[1003], 5000, true), [(1, 0)]);
+        assert_eq!(pair_run_across(&[1003], &[0, 1000], 5000, true), [(0, 1)]);
+        // Copies nearer each other than the latency: nothing clear, in order.
+        assert_eq!(
+            pair_run_across(&[0, 10], &[30, 40], 5000, true),
+            [(0, 0), (1, 1)]
+        );
+        // Never beyond the window.
+        assert!(pair_run_across(&[0], &[6000], 5000, true).is_empty());
+    }
+
+    #[test]
+    fn hairpin_sightings_turn_back_or_are_two_senders() {
+        // Requests first in one flow and replies first in the other: turned back.
+        let t = |request_lower, request_upper, reply_lower, reply_upper| {
+            let mut c = [0; 4];
+            c[Turn {
+                reply: false,
+                lower_first: true,
+            }
+            .index()] = request_lower;
+            c[Turn {
+                reply: false,
+                lower_first: false,
+            }
+            .index()] = request_upper;
+            c[Turn {
+                reply: true,
+                lower_first: true,
+            }
+            .index()] = reply_lower;
+            c[Turn {
+                reply: true,
+                lower_first: false,
+            }
+            .index()] = reply_upper;
+            c
+        };
+        assert!(turns_back(t(3, 0, 0, 3)));
+        assert!(turns_back(t(0, 2, 2, 0)));
+        // Both first in the same flow, or now one first, now the other: two senders of
+        // the same bytes.
+        assert!(!turns_back(t(3, 0, 3, 0)));
+        assert!(!turns_back(t(4, 1, 0, 3)));
+        assert!(!turns_back(t(2, 2, 0, 0)));
+        // One kind only: nothing to tell.
+        assert!(turns_back(t(5, 0, 0, 0)));
+        assert!(turns_back(t(0, 0, 0, 2)));
+        // Two containers' identical probes and answers over IPv6, 1 ms apart, at one
+        // point: no hairpin.
+        let probe = |ts, src: &str, dst: &str| {
+            let mut p = udp(ts, src, dst, None, 7);
+            p.payload_len = 38;
+            p
+        };
+        let answer = |ts, src: &str, dst: &str| {
+            let mut p = udp(ts, src, dst, None, 8);
+            p.payload_len = 43;
+            p
+        };
+        let (c1, c2) = ("[fd00:172:17::2]:40000", "[fd00:172:17::3]:40001");
+        let (s1, s2) = ("[2001:db8:113::2]:9999", "[2001:db8:100::10]:9999");
+        let packets = [
+            probe(0, c2, s2),
+            answer(400 * US, s2, c2),
+            probe(MS, c1, s1),
+            answer(MS + 400 * US, s1, c1),
+        ];
+        assert!(flow_pairs(&[point("docker0", 0, &packets)], &[0], SECOND).is_empty());
     }
 
     #[test]
