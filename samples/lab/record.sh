@@ -33,7 +33,7 @@ ALL_SCENARIOS+=(fault-asym-route fault-asym-route6 asym-route-loose)
 ALL_SCENARIOS+=(fault-ct-table-full fault-ct-table-full6 forward-drop-clean)
 ALL_SCENARIOS+=(overlay-vxlan overlay-ipip fault-overlay-masq fault-overlay-masq-ipip)
 ALL_SCENARIOS+=(fault-underlay-drop fault-underlay-blocked fault-vxlan-mtu)
-ALL_SCENARIOS+=(redirect-local snat-pool netmap fragments6)
+ALL_SCENARIOS+=(redirect-local snat-pool netmap fragments6 probes6)
 
 # The scenarios that run with IPv6 on (dual stack): those whose name ends in 6.
 is_v6() { [[ $1 == *6 ]]; }
@@ -1084,6 +1084,29 @@ scenario_fragments6() {
   run big1 "$NS_C1" udp_client.py --dst 2001:db8:113::2 --port 9999 --raw --size 3000 --count 3
   sleep 0.2
   run big2 "$NS_C2" udp_client.py --dst 2001:db8:100::10 --port 9999 --raw --size 3000 --count 2
+  snapshot
+  kill_servers
+  hx ip6tables-save | sed '/^# /d' >"$SCEN_DIR/ip6tables.txt"
+  stop_recording
+}
+
+# The same UDP probe from both containers at once over IPv6 (which has no IP ID), as
+# health checks or metrics agents send it: each container sends six 64-byte probes,
+# 10 ms apart, to its own server through MASQUERADE, and each is echoed. The copies of
+# a probe and of its echo cross each interface within a millisecond or so of each
+# other.
+scenario_probes6() {
+  IFACES=(docker0 eth0 veth-c1)
+  apply_docker_masquerade6
+  server srv-udp "$NS_OUT" udp_server.py --bind :: --port 9999 --lifetime 30
+  sleep 0.3
+  start_recording
+  client p1 "$NS_C1" udp_client.py --dst 2001:db8:113::2 --port 9999 --raw --size 64 --count 6 --interval 0.01
+  local p1=$LAST_PID
+  client p2 "$NS_C2" udp_client.py --dst 2001:db8:100::10 --port 9999 --raw --size 64 --count 6 --interval 0.01
+  local p2=$LAST_PID
+  expect_ok "$p1"
+  expect_ok "$p2"
   snapshot
   kill_servers
   hx ip6tables-save | sed '/^# /d' >"$SCEN_DIR/ip6tables.txt"
@@ -2903,6 +2926,18 @@ check_masquerade6() {
   need 1 "ICMPv6 entry" "$(ct_count "$ct" '^ipv6 +10 icmpv6 ' 'dst=2001:db8:113::1 ')"
   need 3 "TCP conversations on eth0" "$(tcp_convs "$SCEN_DIR/eth0.pcap")"
   [[ $(pkts "$SCEN_DIR/eth0.pcap" 'ipv6.src==fd00::/8') -eq 0 ]] || die "ULA address on eth0"
+}
+
+# probes6: both containers' entries translated, and their probes within 5 ms of each
+# other on eth0.
+check_probes6() {
+  local ct=$SCEN_DIR/conntrack.txt
+  need 2 "UDP IPv6 MASQUERADE entries to port 9999" "$(ct_count "$ct" '^ipv6 +10 udp ' 'dport=9999 ' 'dst=2001:db8:113::1 ')"
+  local first1 first2
+  first1=$(tshark -r "$SCEN_DIR/eth0.pcap" -Y 'udp.dstport == 9999 && ipv6.dst == 2001:db8:113::2' -T fields -e frame.time_epoch 2>/dev/null | head -n1)
+  first2=$(tshark -r "$SCEN_DIR/eth0.pcap" -Y 'udp.dstport == 9999 && ipv6.dst == 2001:db8:100::10' -T fields -e frame.time_epoch 2>/dev/null | head -n1)
+  python3 -c "import sys; sys.exit(0 if abs($first1 - $first2) < 0.005 else 1)" ||
+    die "$SCEN: the first probes $first1 and $first2 are not within 5 ms"
 }
 
 # fragments6: both datagrams' entries translated; fragments both ways on eth0 and on

@@ -66,11 +66,22 @@ pub(super) type EdgeKey = (usize, u32, usize, u32);
 /// matched packets, then the tuple parts the two flows share, then key. `off` holds each point's clock offset.
 pub(super) fn flow_pairs(points: &[PointData], off: &[i64], window: i64) -> Vec<(EdgeKey, Vote)> {
     let n = points.len();
-    let pairs: Vec<(usize, usize)> = (0..n).flat_map(|a| (a..n).map(move |b| (a, b))).collect();
-    let mut parts: Vec<Vec<(EdgeKey, Vote)>> = pairs
-        .par_iter()
-        .map(|&(a, b)| {
-            let mut part = join_pair(points, a, b, off, window);
+    // Each point with itself first: which flows there are one connection turned back.
+    let hairpins: Vec<(Votes, Vec<(u32, u32)>)> =
+        points.par_iter().map(|p| join_hairpin(p, window)).collect();
+    let shared = Shared::of(points, &hairpins);
+    let pairs: Vec<(usize, usize)> = (0..n)
+        .flat_map(|a| (a + 1..n).map(move |b| (a, b)))
+        .collect();
+    let across = pairs.par_iter().map(|&(a, b)| {
+        let votes = join_across(&points[a], off[a], &points[b], off[b], window, &shared);
+        keyed(a, b, votes)
+    });
+    let turned = (hairpins.into_par_iter().enumerate())
+        .map(|(a, (votes, _))| keyed(a, a, Votes::tally(vec![votes])));
+    let mut parts: Vec<Vec<(EdgeKey, Vote)>> = turned
+        .chain(across)
+        .map(|mut part| {
             part.retain(|(_, v)| v.score >= MIN_EDGE_SCORE);
             part
         })
@@ -216,23 +227,62 @@ impl Ballot {
     }
 }
 
-/// Merge join of two points' fingerprint-sorted records (or one point with itself).
-fn join_pair(
-    points: &[PointData],
-    a: usize,
-    b: usize,
-    off: &[i64],
-    window: i64,
-) -> Vec<(EdgeKey, Vote)> {
-    let votes = if a == b {
-        Votes::tally(vec![join_hairpin(&points[a], window)])
-    } else {
-        join_across(&points[a], off[a], &points[b], off[b], window)
-    };
+/// Votes of points `a` and `b`'s flows, keyed by flow pair.
+fn keyed(a: usize, b: usize, votes: Vec<((u32, u32), Vote)>) -> Vec<(EdgeKey, Vote)> {
     votes
         .into_iter()
         .map(|((x, y), v)| ((a, x, b, y), v))
         .collect()
+}
+
+/// The fingerprints that several flows carry at one point, other than as one
+/// connection turned back there: the same bytes from several senders (over IPv6, which
+/// has no IP ID). Each with how near two of its copies in different flows came at one
+/// point: across points such a packet pairs only with a copy nearer than that.
+#[derive(Default)]
+struct Shared(HashMap<u64, i64>);
+
+impl Shared {
+    /// From every point's runs of one fingerprint, leaving out the flow pairs each
+    /// point's hairpin join found turned back.
+    fn of(points: &[PointData], hairpins: &[(Votes, Vec<(u32, u32)>)]) -> Shared {
+        let found: Vec<Vec<(u64, i64)>> = (points.par_iter().zip(hairpins))
+            .map(|(p, (_, turned))| {
+                let mut out = Vec::new();
+                let mut from = 0;
+                while let Some(run) = p.runs.next_shared(from, p.by_fp.len()) {
+                    from = run.end;
+                    let recs: SmallVec<[&Rec; 8]> =
+                        p.by_fp[run].iter().map(|&k| &p.recs[k as usize]).collect();
+                    let near = (recs.windows(2))
+                        .filter(|w| {
+                            let (x, y) = (w[0].flow.min(w[1].flow), w[0].flow.max(w[1].flow));
+                            x != y && turned.binary_search(&(x, y)).is_err()
+                        })
+                        .map(|w| w[1].ts - w[0].ts)
+                        .min();
+                    out.extend(near.map(|d| (recs[0].fp(), d)));
+                }
+                out
+            })
+            .collect();
+        let mut shared = Shared::default();
+        for (fp, d) in found.into_iter().flatten() {
+            let e = shared.0.entry(fp).or_insert(d);
+            *e = (*e).min(d);
+        }
+        shared
+    }
+
+    /// How near two copies of fingerprint `fp` in different flows came at one point,
+    /// when several flows carry it.
+    fn spacing(&self, fp: u64) -> Option<i64> {
+        if self.0.is_empty() {
+            None
+        } else {
+            self.0.get(&fp).copied()
+        }
+    }
 }
 
 /// How far apart a packet's two sightings at one point may be, whatever the window:
@@ -247,8 +297,10 @@ pub(super) const HAIRPIN_WINDOW_NS: i64 = 100_000_000;
 /// of one fingerprint, each packet pairs with the next unpaired packet of another flow
 /// within [`HAIRPIN_WINDOW_NS`] (or the window, when narrower), unless a third flow
 /// carried the fingerprint near them ([`crowded`]). Two flows vote only if their pairs
-/// turn back as the host turns a connection back ([`turns_back`]).
-fn join_hairpin(p: &PointData, window: i64) -> Votes {
+/// turn back as the host turns a connection back ([`turns_back`]), and the second goes
+/// elsewhere than the first (NAT changed the destination: nothing else sends a packet
+/// back out of the interface it came in by).
+fn join_hairpin(p: &PointData, window: i64) -> (Votes, Vec<(u32, u32)>) {
     let window = window.min(HAIRPIN_WINDOW_NS);
     // Per pair of packets: the flows (lower first), the strength, and the turn it
     // took (`Turn`).
@@ -277,13 +329,26 @@ fn join_hairpin(p: &PointData, window: i64) -> Votes {
     for &(lo, hi, _, turn) in &found {
         turns.entry((lo, hi)).or_default()[turn.index()] += 1;
     }
+    // A connection comes back out of the interface it came in by only where NAT sent
+    // it elsewhere: its destination changed.
+    let redirected = |lo: u32, hi: u32| {
+        let (x, y) = (&p.flows[lo as usize].tuple, &p.flows[hi as usize].tuple);
+        let to = |t: &Tuple| (t.dst, t.dport);
+        to(x) != to(y) && to(x) != to(&y.reversed())
+    };
+    let turned_back = |&(lo, hi): &(u32, u32), t: [u32; 4]| turns_back(t) && redirected(lo, hi);
     let mut votes = Votes::default();
     for (lo, hi, strength, _) in found {
-        if turns_back(turns[&(lo, hi)]) {
+        if turned_back(&(lo, hi), turns[&(lo, hi)]) {
             votes.cast(lo, hi, strength);
         }
     }
-    votes
+    let mut turned: Vec<(u32, u32)> = (turns.into_iter())
+        .filter(|(k, t)| turned_back(k, *t))
+        .map(|(k, _)| k)
+        .collect();
+    turned.sort_unstable();
+    (votes, turned)
 }
 
 /// Which way a pair of hairpin sightings went: whether the first was a reply (as its
@@ -418,6 +483,7 @@ fn join_across(
     pb: &PointData,
     off_b: i64,
     window: i64,
+    shared: &Shared,
 ) -> Vec<((u32, u32), Vote)> {
     let (sa, sb) = (pa.fp_slices(), pb.fp_slices());
     let flags = |n: usize| (0..n).map(|_| AtomicBool::new(false)).collect::<Vec<_>>();
@@ -425,11 +491,20 @@ fn join_across(
     let ballot = Ballot::new(pa.flows.len());
     (0..sa.len() - 1).into_par_iter().for_each(|k| {
         let (ra, rb) = (sa[k]..sa[k + 1], sb[k]..sb[k + 1]);
-        merge_across(pa, ra, off_a, pb, rb, off_b, window, |i, j, x, y| {
-            used_a[i as usize].store(true, Ordering::Relaxed);
-            used_b[j as usize].store(true, Ordering::Relaxed);
-            ballot.cast(x.flow, y.flow, x.strength().min(y.strength()));
-        })
+        merge_across(
+            pa,
+            ra,
+            off_a,
+            pb,
+            rb,
+            off_b,
+            (window, shared),
+            |i, j, x, y| {
+                used_a[i as usize].store(true, Ordering::Relaxed);
+                used_b[j as usize].store(true, Ordering::Relaxed);
+                ballot.cast(x.flow, y.flow, x.strength().min(y.strength()));
+            },
+        )
     });
     let used = |flags: Vec<AtomicBool>| -> Vec<bool> {
         flags.into_iter().map(AtomicBool::into_inner).collect()
@@ -465,7 +540,7 @@ fn merge_across(
     pb: &PointData,
     rb: std::ops::Range<usize>,
     off_b: i64,
-    window: i64,
+    (window, shared): (i64, &Shared),
     mut matched: impl FnMut(u32, u32, &Rec, &Rec),
 ) {
     let (fa, fb) = (&pa.by_fp[..ra.end], &pb.by_fp[..rb.end]);
@@ -484,9 +559,11 @@ fn merge_across(
             continue;
         }
         let (ea, eb) = (pa.run_end(i), pb.run_end(j));
+        let spacing = shared.spacing(ra.fp());
         if ea - i == 1 && eb - j == 1 {
             // Once at each point, as nearly every packet is.
-            if ((rb.ts - off_b) - (ra.ts - off_a)).abs() <= window {
+            let d = ((rb.ts - off_b) - (ra.ts - off_a)).abs();
+            if d <= window && spacing.is_none_or(|sp| clear(d, sp)) {
                 matched(fa[i], fb[j], ra, rb);
             }
         } else {
@@ -503,7 +580,12 @@ fn merge_across(
             };
             let (ta, tb) = (times(pa, fa, off_a, i..ea), times(pb, fb, off_b, j..eb));
             let several = !(one_flow(pa, fa, i..ea) && one_flow(pb, fb, j..eb));
-            for (x, y) in pair_run_across(&ta, &tb, window, several) {
+            let how = match (several, spacing) {
+                (false, None) => Across::InOrder,
+                (false, Some(sp)) => Across::Clear(sp),
+                (true, sp) => Across::ClearThenInOrder(sp.unwrap_or(i64::MAX)),
+            };
+            for (x, y) in pair_run_across(&ta, &tb, window, how) {
                 let (x, y) = (fa[i + x], fb[j + y]);
                 matched(x, y, &pa.recs[x as usize], &pb.recs[y as usize]);
             }
@@ -513,28 +595,50 @@ fn merge_across(
     }
 }
 
+/// How [`pair_run_across`] pairs a run of one fingerprint.
+#[derive(Clone, Copy, Debug)]
+enum Across {
+    /// One flow carries it at each point, and no point saw it in several: in order.
+    InOrder,
+    /// One flow carries it at each point, but some point saw copies of it in several
+    /// flows, this near (ns): only packets clearly each other's nearest pair.
+    Clear(i64),
+    /// Several flows carry it at one of the two points (copies in different flows at
+    /// any point this near): clear nearest packets first, then the rest in order.
+    ClearThenInOrder(i64),
+}
+
+/// Whether a pair `d` apart is clear of other copies at least `other` away: four times
+/// nearer.
+fn clear(d: i64, other: i64) -> bool {
+    d.saturating_mul(4) <= other
+}
+
 /// Pairs the packets of one fingerprint at two points, `a` and `b` (their corrected
-/// times, each in order), within the window; returns position pairs. In order: each
-/// packet not yet paired with the first of the other point's within the window. When
-/// the fingerprint is carried by several flows (`several`: the same bytes from two
-/// senders, over IPv6, which has no IP ID), packets that are each other's nearest,
-/// with no other packet of the other point within four times that distance, pair
-/// first: where one point saw only some of the senders, in order alone would pair a
-/// packet whose own partner was not captured there with the next sender's.
+/// times, each in order), within the window, as `how` says; returns position pairs.
+/// In order: each packet not yet paired with the first of the other point's within
+/// the window. Clear: packets that are each other's nearest, with no other packet of
+/// the other point, and no copy in another flow at any point, within four times that
+/// distance. Where a fingerprint is the same bytes from several senders (over IPv6,
+/// which has no IP ID) and a point saw only some of them, in order alone would pair a
+/// packet whose own partner was not captured there with another sender's.
 /// Linear: each packet's nearest and second nearest come from one merge of the two.
-fn pair_run_across(a: &[i64], b: &[i64], window: i64, several: bool) -> Vec<(usize, usize)> {
+fn pair_run_across(a: &[i64], b: &[i64], window: i64, how: Across) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let (mut used_a, mut used_b) = (vec![false; a.len()], vec![false; b.len()]);
-    if several {
+    if let Across::Clear(spacing) | Across::ClearThenInOrder(spacing) = how {
         let (na, nb) = (nearest_two(a, b), nearest_two(b, a));
         for (x, &(y, d, second)) in na.iter().enumerate() {
             let Some(y) = y else { continue };
-            let clear = |d: i64, second: i64| d <= window && d.saturating_mul(4) <= second;
-            if nb[y].0 == Some(x) && clear(d, second) && clear(d, nb[y].2) {
+            let other = second.min(nb[y].2).min(spacing);
+            if nb[y].0 == Some(x) && d <= window && clear(d, other) {
                 out.push((x, y));
                 (used_a[x], used_b[y]) = (true, true);
             }
         }
+    }
+    if let Across::Clear(_) = how {
+        return out;
     }
     let (mut x, mut y) = (0, 0);
     while x < a.len() && y < b.len() {
@@ -986,15 +1090,33 @@ mod tests {
         let mut sliced = Vec::new();
         for k in 0..sa.len() - 1 {
             let (ra, rb) = (sa[k]..sa[k + 1], sb[k]..sb[k + 1]);
-            merge_across(&a, ra, 0, &b, rb, 2 * MS, SECOND, |i, j, x, y| {
-                sliced.push((i, j, x.flow, y.flow));
-            });
+            merge_across(
+                &a,
+                ra,
+                0,
+                &b,
+                rb,
+                2 * MS,
+                (SECOND, &Shared::default()),
+                |i, j, x, y| {
+                    sliced.push((i, j, x.flow, y.flow));
+                },
+            );
         }
         let (ra, rb) = (0..a.by_fp.len(), 0..b.by_fp.len());
         let mut whole = Vec::new();
-        merge_across(&a, ra, 0, &b, rb, 2 * MS, SECOND, |i, j, x, y| {
-            whole.push((i, j, x.flow, y.flow));
-        });
+        merge_across(
+            &a,
+            ra,
+            0,
+            &b,
+            rb,
+            2 * MS,
+            (SECOND, &Shared::default()),
+            |i, j, x, y| {
+                whole.push((i, j, x.flow, y.flow));
+            },
+        );
         assert_eq!(sliced, whole);
         assert_eq!(whole.len(), inside.len());
     }
@@ -1043,8 +1165,10 @@ mod tests {
         let c2 = one(300 * MS, "[fd00:172:17::3]:40001");
         let points = [point("eth0", 0, &[c1, c2])];
         assert!(flow_pairs(&points, &[0], SECOND).is_empty());
-        // The same packet again 30 µs later, after DNAT, is one.
-        let turned = one(30 * US, "[fd00:172:17::3]:40001");
+        // The same packet again 30 µs later, after DNAT to a container, is one.
+        let mut turned = one(30 * US, "[fd00:172:17::2]:40000");
+        turned.tuple.dst = "fd00:172:17::3".parse().unwrap();
+        turned.tuple.dport = 53;
         let points = [point("docker0", 0, &[c1, turned])];
         assert_eq!(flow_pairs(&points, &[0], SECOND).len(), 1);
     }
@@ -1066,9 +1190,18 @@ mod tests {
         for (a, b, want) in [(&bridge, &link, (1, 0)), (&link, &bridge, (0, 1))] {
             let mut pairs = Vec::new();
             let (ra, rb) = (0..a.by_fp.len(), 0..b.by_fp.len());
-            merge_across(a, ra, 0, b, rb, 0, SECOND, |_, _, x, y| {
-                pairs.push((x.flow, y.flow));
-            });
+            merge_across(
+                a,
+                ra,
+                0,
+                b,
+                rb,
+                0,
+                (SECOND, &Shared::default()),
+                |_, _, x, y| {
+                    pairs.push((x.flow, y.flow));
+                },
+            );
             assert_eq!(pairs, [want]);
         }
         // Both partners captured: in order, as many pairs as there are.
@@ -1076,26 +1209,75 @@ mod tests {
         let link = point("veth", 1, &[at_link_c1, at_link]);
         let mut pairs = Vec::new();
         let (ra, rb) = (0..bridge.by_fp.len(), 0..link.by_fp.len());
-        merge_across(&bridge, ra, 0, &link, rb, 0, SECOND, |_, _, x, y| {
-            pairs.push((x.flow, y.flow));
-        });
+        merge_across(
+            &bridge,
+            ra,
+            0,
+            &link,
+            rb,
+            0,
+            (SECOND, &Shared::default()),
+            |_, _, x, y| {
+                pairs.push((x.flow, y.flow));
+            },
+        );
         assert_eq!(pairs, [(0, 0), (1, 1)]);
     }
 
     #[test]
     fn a_run_across_pairs_clear_nearest_packets_first_then_in_order() {
+        use Across::*;
         // One flow a side: in order, the first within the window.
-        assert_eq!(pair_run_across(&[0, 1000], &[1003], 5000, false), [(0, 0)]);
+        assert_eq!(
+            pair_run_across(&[0, 1000], &[1003], 5000, InOrder),
+            [(0, 0)]
+        );
         // Several flows: the packet whose partner was not captured stays alone.
-        assert_eq!(pair_run_across(&[0, 1000], &[1003], 5000, true), [(1, 0)]);
-        assert_eq!(pair_run_across(&[1003], &[0, 1000], 5000, true), [(0, 1)]);
+        let several = ClearThenInOrder(1000);
+        assert_eq!(
+            pair_run_across(&[0, 1000], &[1003], 5000, several),
+            [(1, 0)]
+        );
+        assert_eq!(
+            pair_run_across(&[1003], &[0, 1000], 5000, several),
+            [(0, 1)]
+        );
         // Copies nearer each other than the latency: nothing clear, in order.
         assert_eq!(
-            pair_run_across(&[0, 10], &[30, 40], 5000, true),
+            pair_run_across(&[0, 10], &[30, 40], 5000, ClearThenInOrder(10)),
             [(0, 0), (1, 1)]
         );
+        // One copy a side of bytes another point saw from two senders 1000 apart:
+        // only a pair far nearer than that.
+        assert_eq!(pair_run_across(&[0], &[3], 5000, Clear(1000)), [(0, 0)]);
+        assert!(pair_run_across(&[0], &[900], 5000, Clear(1000)).is_empty());
         // Never beyond the window.
-        assert!(pair_run_across(&[0], &[6000], 5000, true).is_empty());
+        assert!(pair_run_across(&[0], &[6000], 5000, several).is_empty());
+    }
+
+    #[test]
+    fn copies_from_two_senders_seen_apart_do_not_pair_across_their_links() {
+        // Two containers send the same probe over IPv6 60 µs apart: the bridge sees
+        // both (in two flows), each container's link its own. The links' copies are
+        // 60 µs apart too, no nearer than the senders' copies are to each other: they
+        // are not one packet. Each link pairs with the bridge's flow of its sender.
+        let probe = |ts, src: &str| {
+            let mut p = udp(ts, src, "[2001:db8:113::2]:9999", None, 7);
+            p.payload_len = 64;
+            p
+        };
+        let (c1, c2) = ("[fd00:172:17::2]:40000", "[fd00:172:17::3]:40001");
+        let bridge = point("docker0", 0, &[probe(2 * US, c2), probe(62 * US, c1)]);
+        let link1 = point("veth-c1", 0, &[probe(60 * US, c1)]);
+        let link2 = point("veth-c2", 0, &[probe(0, c2)]);
+        let points = [bridge, link1, link2];
+        let keys: Vec<EdgeKey> = (flow_pairs(&points, &[0, 0, 0], SECOND).iter())
+            .map(|(k, _)| *k)
+            .collect();
+        let (c2_at_bridge, c1_at_bridge) = (0, 1);
+        assert_eq!(keys.len(), 2, "{keys:?}");
+        assert!(keys.contains(&(0, c1_at_bridge, 1, 0)), "{keys:?}");
+        assert!(keys.contains(&(0, c2_at_bridge, 2, 0)), "{keys:?}");
     }
 
     #[test]

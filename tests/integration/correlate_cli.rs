@@ -375,40 +375,47 @@ fn link_local_control_traffic_is_counted_not_correlated_unless_all() {
     }
 }
 
-/// IPv6 datagrams in fragments through MASQUERADE: the host fragments each again under
-/// an identification of its own, the bridge shows the containers' datagrams whole, and
-/// two containers send the same bytes. Every way of capturing the interfaces gives
-/// each datagram's connection its own translation, as conntrack has it, and nothing
-/// to report.
+/// The same bytes from two containers over IPv6 (no IP ID): datagrams in fragments that
+/// the host fragments again under identifications of its own, the bridge showing them
+/// whole (`fragments6`), and probes sent at once, their copies a millisecond or less
+/// apart (`probes6`). Every way of capturing the interfaces gives each container's
+/// connection its own translation, as conntrack has it, and nothing to report.
 #[test]
-fn fragmented_ipv6_datagrams_keep_their_connections_whatever_the_host_renumbers() {
-    let d = "samples/fragments6";
-    let want = conntrack_translations(&format!("{d}/conntrack.txt"));
-    assert_eq!(want.len(), 2, "{want:?}");
-    let veth = format!("{d}/veth-c1.pcap");
-    let (docker0, eth0) = (format!("{d}/docker0.pcap"), format!("{d}/eth0.pcap"));
-    let (multi, any, links) = (
-        format!("{d}/multi.pcapng"),
-        format!("{d}/any.pcap"),
-        format!("{d}/links.txt"),
-    );
-    // Where each container's path starts: its own link where it was captured (c2's
-    // only in `any.pcap`), docker0 otherwise.
-    for (args, c2_from) in [
-        (vec![veth.as_str(), &docker0, &eth0], "docker0"),
-        (vec![&multi], "docker0"),
-        (vec![&any, "--links", &links], "veth-c2"),
-    ] {
-        let doc = correlate_json(&args);
-        assert_eq!(mapping(&doc, "docker0", "eth0"), want, "{args:?}");
-        assert_eq!(doc["findings"].as_array().unwrap().len(), 0, "{args:?}");
-        let firsts: BTreeSet<(&str, &str)> = (doc["connections"].as_array().unwrap().iter())
-            .map(|c| {
-                let h = &c["hops"][0];
-                (h["src"].as_str().unwrap(), h["point"].as_str().unwrap())
-            })
-            .collect();
-        let expected = BTreeSet::from([("fd00:172:17::2", "veth-c1"), ("fd00:172:17::3", c2_from)]);
-        assert_eq!(firsts, expected, "{args:?}");
+fn the_same_bytes_from_two_containers_keep_their_connections_apart() {
+    for s in ["fragments6", "probes6"] {
+        let d = format!("samples/{s}");
+        let want = conntrack_translations(&format!("{d}/conntrack.txt"));
+        assert_eq!(want.len(), 2, "{s}: {want:?}");
+        let veth = format!("{d}/veth-c1.pcap");
+        let (docker0, eth0) = (format!("{d}/docker0.pcap"), format!("{d}/eth0.pcap"));
+        let (multi, any, links) = (
+            format!("{d}/multi.pcapng"),
+            format!("{d}/any.pcap"),
+            format!("{d}/links.txt"),
+        );
+        // Where each container's path starts: its own link where it was captured (c2's
+        // only in `any.pcap`), docker0 otherwise.
+        for (args, c2_from) in [
+            (vec![veth.as_str(), &docker0, &eth0], "docker0"),
+            (vec![&multi], "docker0"),
+            (vec![&any, "--links", &links], "veth-c2"),
+        ] {
+            let doc = correlate_json(&args);
+            assert_eq!(mapping(&doc, "docker0", "eth0"), want, "{args:?}");
+            assert_eq!(doc["findings"].as_array().unwrap().len(), 0, "{args:?}");
+            let firsts: BTreeSet<(&str, &str)> = (doc["connections"].as_array().unwrap().iter())
+                .map(|c| {
+                    let h = &c["hops"][0];
+                    (h["src"].as_str().unwrap(), h["point"].as_str().unwrap())
+                })
+                .collect();
+            let expected =
+                BTreeSet::from([("fd00:172:17::2", "veth-c1"), ("fd00:172:17::3", c2_from)]);
+            assert_eq!(firsts, expected, "{args:?}");
+            let paths: Vec<usize> = (doc["connections"].as_array().unwrap().iter())
+                .map(|c| c["hops"].as_array().unwrap().len())
+                .collect();
+            assert!(paths.iter().all(|&n| n <= 3), "{args:?}: {paths:?}");
+        }
     }
 }

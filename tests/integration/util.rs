@@ -55,6 +55,7 @@ pub const SCENARIOS: &[&str] = &[
     "snat-pool",
     "netmap",
     "fragments6",
+    "probes6",
 ];
 
 /// Scenarios recorded but read only by the tests made for them, not by those that go
