@@ -905,7 +905,27 @@ fn find(links: &mut [u32], mut x: u32) -> u32 {
 mod tests {
     use super::*;
     use crate::correlate::fingerprint::Strength;
-    use crate::correlate::testkit::{flow_of, point, rec, tcp_conv, udp, view, XorShift, MS, US};
+    use crate::correlate::testkit::{
+        datagram, flow_of, point, rec, tcp_conv, udp, view, XorShift, MS, US,
+    };
+
+    /// [`merge_across`] over positions `ra` of `a` and `rb` of `b` (`b`'s clock `off_b`
+    /// ahead), a second's window, nothing shared elsewhere: the pairs it finds, as
+    /// (record at `a`, record at `b`, flow at `a`, flow at `b`).
+    fn walk(
+        a: &PointData,
+        ra: std::ops::Range<usize>,
+        b: &PointData,
+        rb: std::ops::Range<usize>,
+        off_b: i64,
+    ) -> Vec<(u32, u32, u32, u32)> {
+        let mut out = Vec::new();
+        let shared = Shared::default();
+        merge_across(a, ra, 0, b, rb, off_b, (SECOND, &shared), |i, j, x, y| {
+            out.push((i, j, x.flow, y.flow));
+        });
+        out
+    }
 
     const SECOND: i64 = 1_000 * MS;
 
@@ -1087,36 +1107,10 @@ mod tests {
         let (a, b) = (point("a", 0, &inside), point("b", 1, &outside));
         let (sa, sb) = (a.fp_slices(), b.fp_slices());
         assert!(sa.windows(2).filter(|w| w[1] > w[0]).count() > 8, "{sa:?}");
-        let mut sliced = Vec::new();
-        for k in 0..sa.len() - 1 {
-            let (ra, rb) = (sa[k]..sa[k + 1], sb[k]..sb[k + 1]);
-            merge_across(
-                &a,
-                ra,
-                0,
-                &b,
-                rb,
-                2 * MS,
-                (SECOND, &Shared::default()),
-                |i, j, x, y| {
-                    sliced.push((i, j, x.flow, y.flow));
-                },
-            );
-        }
-        let (ra, rb) = (0..a.by_fp.len(), 0..b.by_fp.len());
-        let mut whole = Vec::new();
-        merge_across(
-            &a,
-            ra,
-            0,
-            &b,
-            rb,
-            2 * MS,
-            (SECOND, &Shared::default()),
-            |i, j, x, y| {
-                whole.push((i, j, x.flow, y.flow));
-            },
-        );
+        let sliced: Vec<_> = (0..sa.len() - 1)
+            .flat_map(|k| walk(&a, sa[k]..sa[k + 1], &b, sb[k]..sb[k + 1], 2 * MS))
+            .collect();
+        let whole = walk(&a, 0..a.by_fp.len(), &b, 0..b.by_fp.len(), 2 * MS);
         assert_eq!(sliced, whole);
         assert_eq!(whole.len(), inside.len());
     }
@@ -1156,11 +1150,7 @@ mod tests {
     fn a_hairpin_is_turned_back_within_the_host_not_the_window() {
         // Two containers send the same bytes over IPv6 (no IP ID), 300 ms apart: two
         // flows at one point, not one packet seen twice, though within the window.
-        let one = |ts, src| {
-            let mut p = udp(ts, src, "[2001:db8:113::2]:9999", None, 7);
-            p.payload_len = 400;
-            p
-        };
+        let one = |ts, src| datagram(ts, src, "[2001:db8:113::2]:9999", 400, 7);
         let c1 = one(0, "[fd00:172:17::2]:40000");
         let c2 = one(300 * MS, "[fd00:172:17::3]:40001");
         let points = [point("eth0", 0, &[c1, c2])];
@@ -1177,51 +1167,23 @@ mod tests {
     fn the_join_pairs_the_nearer_of_two_flows_where_one_partner_is_missing() {
         // docker0 saw both containers' identical datagrams; c2's link saw only c2's,
         // 394 ms after c1's: c2's pairs, c1's stays alone, whichever point comes first.
-        let one = |ts, src| {
-            let mut p = udp(ts, src, "[2001:db8:113::2]:9999", None, 7);
-            p.payload_len = 3000;
-            p
-        };
+        let one = |ts, src| datagram(ts, src, "[2001:db8:113::2]:9999", 3000, 7);
         let c1 = one(0, "[fd00:172:17::2]:40000");
         let c2 = one(394 * MS, "[fd00:172:17::3]:40001");
         let at_link = one(394 * MS + 2 * US, "[fd00:172:17::3]:40001");
         let bridge = point("docker0", 0, &[c1, c2]);
         let link = point("veth-c2", 1, &[at_link]);
-        for (a, b, want) in [(&bridge, &link, (1, 0)), (&link, &bridge, (0, 1))] {
-            let mut pairs = Vec::new();
-            let (ra, rb) = (0..a.by_fp.len(), 0..b.by_fp.len());
-            merge_across(
-                a,
-                ra,
-                0,
-                b,
-                rb,
-                0,
-                (SECOND, &Shared::default()),
-                |_, _, x, y| {
-                    pairs.push((x.flow, y.flow));
-                },
-            );
-            assert_eq!(pairs, [want]);
-        }
+        let flows = |a: &PointData, b: &PointData| -> Vec<(u32, u32)> {
+            (walk(a, 0..a.by_fp.len(), b, 0..b.by_fp.len(), 0).into_iter())
+                .map(|(_, _, x, y)| (x, y))
+                .collect()
+        };
+        assert_eq!(flows(&bridge, &link), [(1, 0)]);
+        assert_eq!(flows(&link, &bridge), [(0, 1)]);
         // Both partners captured: in order, as many pairs as there are.
         let at_link_c1 = one(2 * US, "[fd00:172:17::2]:40000");
         let link = point("veth", 1, &[at_link_c1, at_link]);
-        let mut pairs = Vec::new();
-        let (ra, rb) = (0..bridge.by_fp.len(), 0..link.by_fp.len());
-        merge_across(
-            &bridge,
-            ra,
-            0,
-            &link,
-            rb,
-            0,
-            (SECOND, &Shared::default()),
-            |_, _, x, y| {
-                pairs.push((x.flow, y.flow));
-            },
-        );
-        assert_eq!(pairs, [(0, 0), (1, 1)]);
+        assert_eq!(flows(&bridge, &link), [(0, 0), (1, 1)]);
     }
 
     #[test]
@@ -1261,11 +1223,7 @@ mod tests {
         // both (in two flows), each container's link its own. The links' copies are
         // 60 µs apart too, no nearer than the senders' copies are to each other: they
         // are not one packet. Each link pairs with the bridge's flow of its sender.
-        let probe = |ts, src: &str| {
-            let mut p = udp(ts, src, "[2001:db8:113::2]:9999", None, 7);
-            p.payload_len = 64;
-            p
-        };
+        let probe = |ts, src| datagram(ts, src, "[2001:db8:113::2]:9999", 64, 7);
         let (c1, c2) = ("[fd00:172:17::2]:40000", "[fd00:172:17::3]:40001");
         let bridge = point("docker0", 0, &[probe(2 * US, c2), probe(62 * US, c1)]);
         let link1 = point("veth-c1", 0, &[probe(60 * US, c1)]);
@@ -1319,16 +1277,8 @@ mod tests {
         assert!(turns_back(t(0, 0, 0, 2)));
         // Two containers' identical probes and answers over IPv6, 1 ms apart, at one
         // point: no hairpin.
-        let probe = |ts, src: &str, dst: &str| {
-            let mut p = udp(ts, src, dst, None, 7);
-            p.payload_len = 38;
-            p
-        };
-        let answer = |ts, src: &str, dst: &str| {
-            let mut p = udp(ts, src, dst, None, 8);
-            p.payload_len = 43;
-            p
-        };
+        let probe = |ts, src, dst| datagram(ts, src, dst, 38, 7);
+        let answer = |ts, src, dst| datagram(ts, src, dst, 43, 8);
         let (c1, c2) = ("[fd00:172:17::2]:40000", "[fd00:172:17::3]:40001");
         let (s1, s2) = ("[2001:db8:113::2]:9999", "[2001:db8:100::10]:9999");
         let packets = [

@@ -138,6 +138,15 @@ pub fn udp(ts_ns: i64, src: &str, dst: &str, ip_id: Option<u32>, payload: u64) -
     }
 }
 
+/// A UDP datagram of `len` payload bytes without an IP ID (as over IPv6), its bytes
+/// told apart by `payload`: the same `payload` and `len` from any sender are the same
+/// bytes.
+pub fn datagram(ts_ns: i64, src: &str, dst: &str, len: u32, payload: u64) -> Packet {
+    let mut p = udp(ts_ns, src, dst, None, payload);
+    p.payload_len = len;
+    p
+}
+
 /// A short TCP connection from `client` to `server` starting at `t0`, one packet a
 /// millisecond: handshake, a one-byte request, its acknowledgement, and the client's
 /// FIN. Sequence numbers start at `isn`, so connections with different `isn` never
