@@ -329,14 +329,14 @@ fn join_hairpin(p: &PointData, window: i64) -> (Votes, Vec<(u32, u32)>) {
     for &(lo, hi, _, turn) in &found {
         turns.entry((lo, hi)).or_default()[turn.index()] += 1;
     }
-    // A connection comes back out of the interface it came in by only where NAT sent
-    // it elsewhere: its destination changed.
-    let redirected = |lo: u32, hi: u32| {
+    let turned_back = |&(lo, hi): &(u32, u32), t: [u32; 4]| {
         let (x, y) = (&p.flows[lo as usize].tuple, &p.flows[hi as usize].tuple);
-        let to = |t: &Tuple| (t.dst, t.dport);
-        to(x) != to(y) && to(x) != to(&y.reversed())
+        match turns_back(t) {
+            Turned::Back => redirected(x, y),
+            Turned::Not => false,
+            Turned::OneWay => redirected(x, y) && kept_source(x, y),
+        }
     };
-    let turned_back = |&(lo, hi): &(u32, u32), t: [u32; 4]| turns_back(t) && redirected(lo, hi);
     let mut votes = Votes::default();
     for (lo, hi, strength, _) in found {
         if turned_back(&(lo, hi), turns[&(lo, hi)]) {
@@ -365,6 +365,17 @@ impl Turn {
     }
 }
 
+/// What two flows' paired sightings at one point say of a turn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Turned {
+    /// Requests first in one flow, replies first in the other.
+    Back,
+    /// Not one connection turned back.
+    Not,
+    /// Sightings of one kind only, all first in one flow: nothing to tell.
+    OneWay,
+}
+
 /// Whether two flows' paired sightings (counted by [`Turn::index`]) are one connection
 /// turned back by the host. A packet crosses the interface in the flow it came by
 /// before the flow NAT made of it, never after: every request is seen first in one of
@@ -372,7 +383,7 @@ impl Turn {
 /// whose sightings come first now in one, now in the other, or whose requests and
 /// replies both come first in the same one, are two senders of the same bytes (over
 /// IPv6, which has no IP ID).
-fn turns_back(t: [u32; 4]) -> bool {
+fn turns_back(t: [u32; 4]) -> Turned {
     // Per kind: which flow saw all of them first (`Some(lower)`), `None` for none of
     // that kind, and `Err` when they disagree.
     let first = |upper: u32, lower: u32| match (upper, lower) {
@@ -382,10 +393,26 @@ fn turns_back(t: [u32; 4]) -> bool {
         _ => Err(()),
     };
     match (first(t[0], t[1]), first(t[2], t[3])) {
-        (Ok(Some(a)), Ok(Some(b))) => a != b,
-        (Ok(_), Ok(_)) => true,
-        _ => false,
+        (Ok(Some(a)), Ok(Some(b))) if a != b => Turned::Back,
+        (Ok(Some(_)), Ok(None)) | (Ok(None), Ok(Some(_))) => Turned::OneWay,
+        _ => Turned::Not,
     }
+}
+
+/// A connection comes back out of the interface it came in by only where NAT sent it
+/// elsewhere: flow `y`'s destination is not `x`'s (either way round).
+fn redirected(x: &Tuple, y: &Tuple) -> bool {
+    let to = |t: &Tuple| (t.dst, t.dport);
+    to(x) != to(y) && to(x) != to(&y.reversed())
+}
+
+/// Whether flow `y` keeps the source port (or ICMP echo id) of flow `x` (either way
+/// round): NAT changes it only on a collision, while two senders' sockets have ports
+/// of their own (their addresses may be one, masqueraded). With sightings of one kind
+/// only, the turn cannot tell two senders of the same bytes from one connection turned
+/// back; this can.
+fn kept_source(x: &Tuple, y: &Tuple) -> bool {
+    x.sport == y.sport || x.sport == y.dport
 }
 
 /// Which of the `pairs` [`pair_run`] made of a run (by their first packet, in order)
@@ -1265,16 +1292,36 @@ mod tests {
             .index()] = reply_upper;
             c
         };
-        assert!(turns_back(t(3, 0, 0, 3)));
-        assert!(turns_back(t(0, 2, 2, 0)));
+        assert_eq!(turns_back(t(3, 0, 0, 3)), Turned::Back);
+        assert_eq!(turns_back(t(0, 2, 2, 0)), Turned::Back);
         // Both first in the same flow, or now one first, now the other: two senders of
         // the same bytes.
-        assert!(!turns_back(t(3, 0, 3, 0)));
-        assert!(!turns_back(t(4, 1, 0, 3)));
-        assert!(!turns_back(t(2, 2, 0, 0)));
-        // One kind only: nothing to tell.
-        assert!(turns_back(t(5, 0, 0, 0)));
-        assert!(turns_back(t(0, 0, 0, 2)));
+        assert_eq!(turns_back(t(3, 0, 3, 0)), Turned::Not);
+        assert_eq!(turns_back(t(4, 1, 0, 3)), Turned::Not);
+        assert_eq!(turns_back(t(2, 2, 0, 0)), Turned::Not);
+        // One kind only: nothing to tell from the turn.
+        assert_eq!(turns_back(t(5, 0, 0, 0)), Turned::OneWay);
+        assert_eq!(turns_back(t(0, 0, 0, 2)), Turned::OneWay);
+        // Requests only, masqueraded to one address, to two servers: the ports tell
+        // two senders; a hairpin keeps its port.
+        let (m1, m2) = ("[2001:db8:113::1]:40000", "[2001:db8:113::1]:40001");
+        let one_way = [
+            datagram(0, m1, "[2001:db8:113::2]:8125", 20, 9),
+            datagram(30 * US, m2, "[2001:db8:100::10]:8125", 20, 9),
+        ];
+        assert!(flow_pairs(&[point("eth0", 0, &one_way)], &[0], SECOND).is_empty());
+        let turned = datagram(
+            30 * US,
+            "[2001:db8:113::1]:40000",
+            "[fd00:172:17::3]:8125",
+            20,
+            9,
+        );
+        let hairpin = [one_way[0], turned];
+        assert_eq!(
+            flow_pairs(&[point("eth0", 0, &hairpin)], &[0], SECOND).len(),
+            1
+        );
         // Two containers' identical probes and answers over IPv6, 1 ms apart, at one
         // point: no hairpin.
         let probe = |ts, src, dst| datagram(ts, src, dst, 38, 7);
