@@ -86,7 +86,7 @@ named_enum! {
         CtMissing = "ct-missing",
         /// A NATed entry active while the captures ran, with no packet on the wire.
         CtUnobserved = "ct-unobserved",
-        /// An entry marked [UNREPLIED] although replies were on the wire.
+        /// An entry marked `[UNREPLIED]` although replies were on the wire.
         CtUnreplied = "ct-unreplied",
         /// A DNAT back to the client itself without masquerade (hairpin), in a
         /// conntrack entry.

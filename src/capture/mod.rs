@@ -211,7 +211,7 @@ pub struct ReadOptions {
 /// A capture point as discovered in one input.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PointInfo {
-    /// Name used in every report. Unique across a run (see [`assign_names`]).
+    /// Name used in every report. Unique across a run (see `assign_names`).
     pub name: String,
     /// The input path as given.
     pub source: String,
@@ -668,8 +668,8 @@ fn problem_warning(source: &str, p: &ReadProblem) -> Warning {
 }
 
 /// What a run does once every input is read: point names made unique across inputs
-/// ([`assign_names`]), and a warning where the time range missed every capture
-/// ([`range_missed`]).
+/// (`assign_names`), and a warning where the time range missed every capture
+/// (`range_missed`).
 pub fn finish_inputs(specs: &[InputSpec], results: &mut [InputResult], opts: &ReadOptions) {
     for p in results.iter_mut().flat_map(|r| &mut r.points) {
         p.master = opts.ifnames.masters.get(p.link_name()).cloned();

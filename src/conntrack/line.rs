@@ -109,7 +109,7 @@ fn tokenize(line: &str) -> Vec<Tok<'_>> {
 
 /// Parses one line (without its newline). `line` is the 1-based line number stored
 /// on entries. Decorations of a paste around the record (a prompt, a time prefix,
-/// mail quoting, a `#`) are stripped; [`Parser`] also counts them.
+/// mail quoting, a `#`) are stripped; the parser also counts them.
 pub fn parse_line(line: u64, text: &str) -> Result<Line, LineError> {
     let text = text.trim_end_matches(['\n', '\r']);
     classify(line, &mut paste::strip(text))

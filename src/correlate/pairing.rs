@@ -1,15 +1,18 @@
 //! Pairing: which packets seen at two points are one packet, and which flows they
 //! belong to.
 //!
-//! [`flow_pairs`] is the cross-point join. For every pair of points (and every point
-//! with itself, for hairpin traffic that crosses one interface twice), a merge join of
-//! the fingerprint-sorted records pairs each packet with the nearest same-fingerprint
-//! packet within the time window; matched packets vote for the pair of flows they
-//! belong to. TCP segments left unmatched then pair by the bytes they carried
-//! (`segments`): where offloads cut the stream differently at the two points, the
-//! segments that overlap vote, one vote per overlapping pair. Linear in the number
-//! of packets (n log n for the segments), never all-pairs. Flow pairs with too little
-//! evidence are dropped; the rest come out best evidence first.
+//! [`flow_pairs`] is the cross-point join. Every point is first joined with itself,
+//! for hairpin traffic that crosses one interface twice (`join_hairpin`); then, for
+//! every pair of points, a merge join of the fingerprint-sorted records pairs each
+//! packet with a same-fingerprint packet within the time window; matched packets vote
+//! for the pair of flows they belong to. A fingerprint that several flows carry at one
+//! point other than as a connection turned back (the same bytes from several senders:
+//! IPv6 has no IP ID) pairs only copies clearly nearer each other than any other
+//! (`Shared`, `pair_run_across`). TCP segments left unmatched then pair by the bytes
+//! they carried (`segments`): where offloads cut the stream differently at the two
+//! points, the segments that overlap vote, one vote per overlapping pair. Linear in
+//! the number of packets (n log n for the segments), never all-pairs. Flow pairs with
+//! too little evidence are dropped; the rest come out best evidence first.
 //!
 //! [`match_flows`] pairs the packets of two given flows (or hops) one by one, and
 //! [`match_all`] adds the segments that carried the same bytes cut differently: the
@@ -63,7 +66,8 @@ impl Vote {
 pub(super) type EdgeKey = (usize, u32, usize, u32);
 
 /// Flow pairs with at least [`MIN_EDGE_SCORE`] of evidence, best first: by score, then
-/// matched packets, then the tuple parts the two flows share, then key. `off` holds each point's clock offset.
+/// matched packets, then the tuple parts the two flows share, then key. `off` holds
+/// each point's clock offset.
 pub(super) fn flow_pairs(points: &[PointData], off: &[i64], window: i64) -> Vec<(EdgeKey, Vote)> {
     let n = points.len();
     // Each point with itself first: which flows there are one connection turned back.
@@ -77,9 +81,9 @@ pub(super) fn flow_pairs(points: &[PointData], off: &[i64], window: i64) -> Vec<
         let votes = join_across(&points[a], off[a], &points[b], off[b], window, &shared);
         keyed(a, b, votes)
     });
-    let turned = (hairpins.into_par_iter().enumerate())
+    let hairpin_parts = (hairpins.into_par_iter().enumerate())
         .map(|(a, (votes, _))| keyed(a, a, Votes::tally(vec![votes])));
-    let mut parts: Vec<Vec<(EdgeKey, Vote)>> = turned
+    let mut parts: Vec<Vec<(EdgeKey, Vote)>> = hairpin_parts
         .chain(across)
         .map(|mut part| {
             part.retain(|(_, v)| v.score >= MIN_EDGE_SCORE);

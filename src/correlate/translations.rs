@@ -218,7 +218,7 @@ pub struct Link {
     pub sizes: Sizing,
     pub port_realloc: Option<PortRealloc>,
     /// The lost initiator packets (`unmatched.lost_fwd`) whose copies crossed, in time
-    /// order; empty when none did or more than [`MAX_RESENT`] were lost.
+    /// order; empty when none did or more than `MAX_RESENT` were lost.
     #[serde(skip)]
     pub resent_fwd: Vec<Resent>,
 }

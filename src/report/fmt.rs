@@ -191,7 +191,7 @@ pub fn tuple(t: &Tuple) -> String {
     s
 }
 
-/// A part of a tuple as [`tuple`] writes it.
+/// A part of a tuple as [`tuple()`] writes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Part {
     Src,
@@ -212,7 +212,7 @@ impl Part {
     }
 }
 
-/// [`tuple`] with the text of every address and port passed through `mark` (to set
+/// [`tuple()`] with the text of every address and port passed through `mark` (to set
 /// some apart): the same characters when `mark` returns its text unchanged.
 pub fn tuple_marked(t: &Tuple, mark: &dyn Fn(Part, String) -> String) -> String {
     let addr = |part, a: IpAddr| {
@@ -255,7 +255,7 @@ pub fn tunnel_name(t: &Tunnel) -> String {
     format!("{}{}", t.kind.as_str(), id.unwrap_or_default())
 }
 
-/// [`tuple`] with the protocol first: `tcp 172.17.0.2:40000 -> 203.0.113.2:7000`.
+/// [`tuple()`] with the protocol first: `tcp 172.17.0.2:40000 -> 203.0.113.2:7000`.
 pub fn tuple_proto(t: &Tuple) -> String {
     format!("{} {}", t.proto, tuple(t))
 }

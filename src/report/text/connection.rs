@@ -237,8 +237,8 @@ fn header(conn: &Connection, lasted: bool) -> String {
     )
 }
 
-/// The connection block, also used by the Markdown renderer: a [`header`] with the
-/// duration as `+1.053s`, then [`hops`].
+/// The connection block, also used by the Markdown renderer: a `header` with the
+/// duration as `+1.053s`, then `hops`.
 pub fn connection_block(
     c: &Correlation,
     conn: &Connection,

@@ -17,7 +17,7 @@
 //!   path).
 //! * Named sets are kept in [`RuleSet::sets`] under `"FAMILY TABLE NAME"` (`"ip
 //!   kube-proxy cluster-ips"`), the way nft names them, since two tables may each have
-//!   a set of the same name; a [`MatchKind::Set`] refers to that key. An anonymous
+//!   a set of the same name; a [`MatchKind::Set`](crate::rules::MatchKind::Set) refers to that key. An anonymous
 //!   set of addresses or of concatenations is kept the same way, named after its rule
 //!   (`"ip filter __rule12_set1"`); one of ports becomes [`Ports`].
 //! * `vmap` and `numgen ... vmap` become [`Target::Map`]; a named map's elements are
