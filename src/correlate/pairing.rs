@@ -610,11 +610,13 @@ fn merge_across(
                 r.clone().all(|k| at(p, f, k).flow == first)
             };
             let (ta, tb) = (times(pa, fa, off_a, i..ea), times(pb, fb, off_b, j..eb));
-            let several = !(one_flow(pa, fa, i..ea) && one_flow(pb, fb, j..eb));
-            let how = match (several, spacing) {
-                (false, None) => Across::InOrder,
-                (false, Some(sp)) => Across::Clear(sp),
-                (true, sp) => Across::ClearThenInOrder(sp.unwrap_or(i64::MAX)),
+            let (one_a, one_b) = (one_flow(pa, fa, i..ea), one_flow(pb, fb, j..eb));
+            let how = match (one_a, one_b, spacing) {
+                (true, true, None) => Across::InOrder,
+                // Several flows of one connection turned back at a point: its copies.
+                (_, _, None) => Across::ClearThenInOrder(i64::MAX),
+                (false, false, Some(sp)) => Across::ClearThenInOrder(sp),
+                (_, _, Some(sp)) => Across::Clear(sp),
             };
             for (x, y) in pair_run_across(&ta, &tb, window, how) {
                 let (x, y) = (fa[i + x], fb[j + y]);
@@ -631,18 +633,21 @@ fn merge_across(
 enum Across {
     /// One flow carries it at each point, and no point saw it in several: in order.
     InOrder,
-    /// One flow carries it at each point, but some point saw copies of it in several
-    /// flows, this near (ns): only packets clearly each other's nearest pair.
+    /// One flow carries it at one point at least, but some point saw copies of it in
+    /// several flows, this near (ns): only packets clearly each other's nearest pair.
+    /// In order would pair a sender's copy with another sender's wherever one point
+    /// saw only some of them.
     Clear(i64),
-    /// Several flows carry it at one of the two points (copies in different flows at
-    /// any point this near): clear nearest packets first, then the rest in order.
+    /// Several flows carry it at both points (copies in different flows at any point
+    /// this near), or at one point as one connection turned back there: clear nearest
+    /// packets first, then the rest in order, as both points saw the copies go by.
     ClearThenInOrder(i64),
 }
 
 /// Whether a pair `d` apart is clear of other copies at least `other` away: four times
-/// nearer.
+/// nearer. Copies at one instant (`other` 0) leave nothing clear.
 fn clear(d: i64, other: i64) -> bool {
-    d.saturating_mul(4) <= other
+    other > 0 && d.saturating_mul(4) <= other
 }
 
 /// Pairs the packets of one fingerprint at two points, `a` and `b` (their corrected
@@ -1267,6 +1272,26 @@ mod tests {
         assert_eq!(keys.len(), 2, "{keys:?}");
         assert!(keys.contains(&(0, c1_at_bridge, 1, 0)), "{keys:?}");
         assert!(keys.contains(&(0, c2_at_bridge, 2, 0)), "{keys:?}");
+    }
+
+    #[test]
+    fn a_point_that_saw_one_sender_pairs_no_guess_with_one_that_saw_both() {
+        // Two containers' copies cross the bridge at one instant and leave eth0 90 µs
+        // apart; c2's link saw c2's only. Which of eth0's copies is c2's, time cannot
+        // tell: no vote from c2's link to either, where in order would have named c1's.
+        let probe = |ts, src| datagram(ts, src, "[2001:db8:113::2]:8125", 20, 9);
+        let (c1, c2) = ("[fd00:172:17::2]:40000", "[fd00:172:17::3]:40001");
+        let (m1, m2) = ("[2001:db8:113::1]:40000", "[2001:db8:113::1]:40001");
+        let points = [
+            point("docker0", 0, &[probe(0, c1), probe(0, c2)]),
+            point("eth0", 0, &[probe(90 * US, m1), probe(180 * US, m2)]),
+            point("veth-c2", 0, &[probe(0, c2)]),
+        ];
+        let pairs = flow_pairs(&points, &[0, 0, 0], SECOND);
+        assert!(
+            pairs.iter().all(|((a, _, b, _), _)| (*a, *b) != (1, 2)),
+            "{pairs:?}"
+        );
     }
 
     #[test]
