@@ -33,7 +33,7 @@ ALL_SCENARIOS+=(fault-asym-route fault-asym-route6 asym-route-loose)
 ALL_SCENARIOS+=(fault-ct-table-full fault-ct-table-full6 forward-drop-clean)
 ALL_SCENARIOS+=(overlay-vxlan overlay-ipip fault-overlay-masq fault-overlay-masq-ipip)
 ALL_SCENARIOS+=(fault-underlay-drop fault-underlay-blocked fault-vxlan-mtu)
-ALL_SCENARIOS+=(redirect-local snat-pool netmap fragments6 probes6)
+ALL_SCENARIOS+=(redirect-local snat-pool netmap fragments6 probes6 sink6)
 
 # The scenarios that run with IPv6 on (dual stack): those whose name ends in 6.
 is_v6() { [[ $1 == *6 ]]; }
@@ -1098,12 +1098,27 @@ probes6_traffic() {
   expect_ok "$p2"
 }
 
-# echo6_lab TRAFFIC: the IPv6 MASQUERADE of masquerade6 and a UDP echo server on port
-# 9999 outside, recorded around the function TRAFFIC.
+# The same one-way UDP datagrams (metrics, as statsd clients send them) from both
+# containers at once over IPv6, to a collector that answers nothing: eight 64-byte
+# datagrams each, 10 ms apart, to two servers; nothing comes back.
+scenario_sink6() { echo6_lab sink6_traffic --sink; }
+sink6_traffic() {
+  local c p=()
+  for c in "$NS_C1:2001:db8:113::2" "$NS_C2:2001:db8:100::10"; do
+    client "sink-${c%%:*}" "${c%%:*}" udp_client.py --dst "${c#*:}" --port 9999 --raw --size 64 --count 8 \
+      --interval 0.01 --timeout 0.001 --any
+    p+=("$LAST_PID")
+  done
+  expect_ok "${p[0]}"
+  expect_ok "${p[1]}"
+}
+
+# echo6_lab TRAFFIC [SERVER ARG...]: the IPv6 MASQUERADE of masquerade6 and a UDP echo
+# server on port 9999 outside (with SERVER ARGs), recorded around the function TRAFFIC.
 echo6_lab() {
   IFACES=(docker0 eth0 veth-c1)
   apply_docker_masquerade6
-  server srv-udp "$NS_OUT" udp_server.py --bind :: --port 9999 --lifetime 30
+  server srv-udp "$NS_OUT" udp_server.py --bind :: --port 9999 --lifetime 30 "${@:2}"
   sleep 0.3
   start_recording
   "$1"
@@ -2938,6 +2953,13 @@ check_probes6() {
   first2=$(tshark -r "$SCEN_DIR/eth0.pcap" -Y 'udp.dstport == 9999 && ipv6.dst == 2001:db8:100::10' -T fields -e frame.time_epoch 2>/dev/null | head -n1)
   python3 -c "import sys; sys.exit(0 if abs($first1 - $first2) < 0.02 else 1)" ||
     die "$SCEN: the first probes $first1 and $first2 are not within 20 ms"
+}
+
+# sink6: both containers' entries translated and unreplied, no answer on eth0.
+check_sink6() {
+  local ct=$SCEN_DIR/conntrack.txt
+  need 2 "UNREPLIED UDP IPv6 MASQUERADE entries to port 9999" "$(ct_count "$ct" '^ipv6 +10 udp ' 'dport=9999 \[UNREPLIED\]' 'dst=2001:db8:113::1 ')"
+  [[ $(pkts "$SCEN_DIR/eth0.pcap" 'udp.srcport == 9999') -eq 0 ]] || die "$SCEN: answers on eth0"
 }
 
 # fragments6: both datagrams' entries translated; fragments both ways on eth0 and on

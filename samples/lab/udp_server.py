@@ -9,6 +9,7 @@ from the address the request was sent to: the request's destination is read with
 IP_PKTINFO and handed back as the reply's ipi_spec_dst, as well-behaved
 multi-homed servers do. --reply-from ADDR forces ADDR as the source of every
 reply instead, like a multi-homed server that ignores where the request went.
+--sink answers nothing (a metrics collector: statsd, syslog).
 
 A reply that cannot be sent (no route back to the client) is logged and skipped.
 
@@ -61,6 +62,7 @@ def main() -> int:
     ap.add_argument("--lifetime", type=float, default=20.0)
     ap.add_argument("--max", type=int, default=200)
     ap.add_argument("--ready")
+    ap.add_argument("--sink", action="store_true", help="receive and answer nothing")
     args = ap.parse_args()
 
     v6 = ":" in args.bind
@@ -103,6 +105,9 @@ def main() -> int:
             else:
                 info = struct.pack("=I4s4s", 0, source, b"\0\0\0\0")
             ancillary = [(level, ctype, info)]
+        if args.sink:
+            handled += 1
+            continue
         reply = dns_answer(data, handled)
         if reply is None:
             reply = b"ECHO " + data

@@ -377,12 +377,13 @@ fn link_local_control_traffic_is_counted_not_correlated_unless_all() {
 
 /// The same bytes from two containers over IPv6 (no IP ID): datagrams in fragments that
 /// the host fragments again under identifications of its own, the bridge showing them
-/// whole (`fragments6`), and probes sent at once, their copies a millisecond or less
-/// apart (`probes6`). Every way of capturing the interfaces gives each container's
-/// connection its own translation, as conntrack has it, and nothing to report.
+/// whole (`fragments6`), probes sent at once, their copies a millisecond or less apart
+/// (`probes6`), and the same sent one way to a collector that answers nothing
+/// (`sink6`). Every way of capturing the interfaces gives each container's connection
+/// its own translation, as conntrack has it, and nothing to report.
 #[test]
 fn the_same_bytes_from_two_containers_keep_their_connections_apart() {
-    for s in ["fragments6", "probes6"] {
+    for s in ["fragments6", "probes6", "sink6"] {
         let d = format!("samples/{s}");
         let want = conntrack_translations(&format!("{d}/conntrack.txt"));
         assert_eq!(want.len(), 2, "{s}: {want:?}");

@@ -56,6 +56,7 @@ pub const SCENARIOS: &[&str] = &[
     "netmap",
     "fragments6",
     "probes6",
+    "sink6",
 ];
 
 /// Scenarios recorded but read only by the tests made for them, not by those that go
