@@ -341,17 +341,17 @@ fn join_hairpin(p: &PointData, window: i64) -> (Votes, Vec<(u32, u32)>) {
             Turned::OneWay => redirected(x, y) && kept_source(x, y),
         }
     };
-    let mut votes = Votes::default();
-    for (lo, hi, strength, _) in found {
-        if turned_back(&(lo, hi), turns[&(lo, hi)]) {
-            votes.cast(lo, hi, strength);
-        }
-    }
     let mut turned: Vec<(u32, u32)> = (turns.into_iter())
         .filter(|(k, t)| turned_back(k, *t))
         .map(|(k, _)| k)
         .collect();
     turned.sort_unstable();
+    let mut votes = Votes::default();
+    for (lo, hi, strength, _) in found {
+        if turned.binary_search(&(lo, hi)).is_ok() {
+            votes.cast(lo, hi, strength);
+        }
+    }
     (votes, turned)
 }
 
