@@ -24,17 +24,29 @@ fn insert(m: &mut Convs, proto: &str, a: String, b: String, ab: u64, ba: u64) {
     e.1 += val.1;
 }
 
+/// tshark's standard output for `args`, run from the crate root.
+fn tshark(args: &[&str]) -> String {
+    stdout(&run(std::process::Command::new("tshark")
+        .args(args)
+        .current_dir(root())))
+}
+
 fn tshark_convs(file: &str) -> Convs {
-    let out = std::process::Command::new("tshark")
-        .args(["-n", "-r", file, "-d", "udp.port==8472,vxlan", "-q"])
-        .args(["-z", "conv,tcp", "-z", "conv,udp"])
-        .current_dir(root())
-        .output()
-        .expect("run tshark");
-    assert!(out.status.success(), "tshark failed: {}", stderr(&out));
+    let out = tshark(&[
+        "-n",
+        "-r",
+        file,
+        "-d",
+        "udp.port==8472,vxlan",
+        "-q",
+        "-z",
+        "conv,tcp",
+        "-z",
+        "conv,udp",
+    ]);
     let mut m = Convs::new();
     let mut proto = "";
-    for line in stdout(&out).lines() {
+    for line in out.lines() {
         if line.starts_with("TCP Conversations") {
             proto = "tcp";
         } else if line.starts_with("UDP Conversations") {
@@ -79,15 +91,6 @@ fn both_convs_by(file: &str, tshark: impl Fn(&str) -> Convs) -> (Convs, Convs) {
 /// bridge forwards from one port to another, captured on both, make one datagram for
 /// it, where natcheck reassembles them at each capture point.
 fn per_interface(file: &str) -> Convs {
-    let tshark = |args: &[&str]| {
-        let out = std::process::Command::new("tshark")
-            .args(args)
-            .current_dir(root())
-            .output()
-            .expect("run tshark");
-        assert!(out.status.success(), "tshark failed: {}", stderr(&out));
-        stdout(&out)
-    };
     let ifaces: BTreeSet<String> = tshark(&["-n", "-r", file, "-T", "fields", "-e", "sll.ifindex"])
         .lines()
         .map(str::to_string)
