@@ -14,13 +14,14 @@ pub fn beyond(x: &Ctx) -> Vec<usize> {
     let Some(rules) = x.rules else {
         return Vec::new();
     };
-    let stale: Vec<usize> = super::stale_entry::stale(x)
+    let mut stale: Vec<usize> = super::stale_entry::stale(x)
         .into_iter()
         .map(|(k, _)| k)
         .collect();
+    stale.sort_unstable();
     x.attributions
         .iter()
-        .filter(|a| a.chosen.is_none() && !stale.contains(&a.conn))
+        .filter(|a| a.chosen.is_none() && stale.binary_search(&a.conn).is_err())
         .filter(|a| {
             a.wire
                 .is_some_and(|w| beyond_rules(rules, &a.packet.tuple, &w))

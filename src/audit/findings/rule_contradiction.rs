@@ -19,13 +19,14 @@ pub fn detect(x: &Ctx) -> Vec<Finding> {
     // A flow whose entry predates a rule change is `stale-entry`'s, not a rule set that
     // does not describe the host.
     // Nor one no rule could translate so (`not-netfilter`).
-    let stale: Vec<usize> = super::stale_entry::stale(x)
+    let mut stale: Vec<usize> = super::stale_entry::stale(x)
         .into_iter()
         .map(|(k, _)| k)
         .chain(super::not_netfilter::beyond(x))
         .collect();
+    stale.sort_unstable();
     let mut out = Vec::new();
-    for a in x.attributions.iter().filter(|a| !stale.contains(&a.conn)) {
+    for a in (x.attributions.iter()).filter(|a| stale.binary_search(&a.conn).is_err()) {
         let (Some(wire), None, Some(best)) = (a.wire, a.chosen, a.walk.outcomes.first()) else {
             continue;
         };
