@@ -281,6 +281,32 @@ fn bench_rules(c: &mut Criterion, pair: &Pair) {
     g.bench_function("run_audit_rules_20k", |b| {
         b.iter_with_large_drop(|| pipeline::run(&cfg).expect("reads"))
     });
+    // The same rules without a MASQUERADE rule: a dump that explains no translation
+    // (as one from another host, or from an IPVS or eBPF host, would), so every
+    // connection is asked whether any rule could make it (`not-netfilter`).
+    let path = pair.dir.join("rules-no-masquerade.txt");
+    let text: String = (kube::kube_rules(2_000).lines())
+        .filter(|l| !l.contains("MASQUERADE"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&path, text).expect("write the rule set");
+    let cfg = pipeline::Config {
+        rules: vec![path.to_string_lossy().into_owned()],
+        ..pair.whole_run()
+    };
+    let m = pipeline::run(&cfg).expect("the generated pair and rules read");
+    let beyond = m.audit.findings.iter();
+    let beyond = beyond
+        .filter(|f| f.code.as_str() == "not-netfilter")
+        .count();
+    assert!(
+        beyond > 0 && beyond == m.audit.attributions.len(),
+        "every walked connection beyond the rules: {beyond}"
+    );
+    drop(m);
+    g.bench_function("run_audit_rules_20k_unexplained", |b| {
+        b.iter_with_large_drop(|| pipeline::run(&cfg).expect("reads"))
+    });
     g.finish();
 }
 

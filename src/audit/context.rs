@@ -39,6 +39,8 @@ pub struct Ctx<'a> {
     /// Each connection's conntrack entries, located once ([`ct::locate`]): connection
     /// → (snapshot, entry) indices, in input order.
     entries: HashMap<usize, Vec<(usize, usize)>>,
+    /// Each snapshot's time ([`ct::check_time`]), by snapshot index.
+    times: Vec<Option<ct::SnapTime>>,
     /// Every `[DESTROY]` event of the event logs given ([`Ctx::set_destroyed`]), and
     /// their indices by ORIGINAL tuple, in order.
     destroyed: Vec<ct::Destroyed>,
@@ -92,6 +94,9 @@ impl<'a> Ctx<'a> {
                 }
             }
         }
+        let times = (snapshots.iter())
+            .map(|s| ct::check_time(c, &hops_by_tuple, s))
+            .collect();
         let mut errors: HashMap<(usize, Tuple), Vec<ErrorHop>> = HashMap::new();
         for (conn, k) in c.connections.iter().enumerate() {
             for (hop, at) in k.hops.iter().enumerate() {
@@ -118,6 +123,7 @@ impl<'a> Ctx<'a> {
             idx,
             hops_by_tuple,
             entries,
+            times,
             destroyed: Vec::new(),
             destroyed_by_orig: HashMap::new(),
             errors,
@@ -152,12 +158,33 @@ impl<'a> Ctx<'a> {
         &self,
         ci: usize,
     ) -> impl Iterator<Item = (&'a Snapshot, &'a ct::CtEntry)> + '_ {
+        self.timed_entries_of(ci).map(|(s, e, _)| (s, e))
+    }
+
+    /// [`Ctx::entries_of`], each with its snapshot's time ([`Ctx::snap_time`]).
+    pub fn timed_entries_of(
+        &self,
+        ci: usize,
+    ) -> impl Iterator<Item = (&'a Snapshot, &'a ct::CtEntry, Option<ct::SnapTime>)> + '_ {
         let snapshots = self.snapshots;
         self.entries
             .get(&ci)
             .map_or(&[][..], Vec::as_slice)
             .iter()
-            .map(move |&(si, ei)| (&snapshots[si], &snapshots[si].entries[ei]))
+            .map(move |&(si, ei)| {
+                let s = &snapshots[si];
+                (s, &s.entries[ei], self.times[si])
+            })
+    }
+
+    /// Snapshot `si`'s time ([`ct::check_time`]: none for an event log).
+    pub fn snap_time(&self, si: usize) -> Option<ct::SnapTime> {
+        self.times[si]
+    }
+
+    /// Every snapshot's time ([`Ctx::snap_time`]), in order.
+    pub fn snap_times(&self) -> &[Option<ct::SnapTime>] {
+        &self.times
     }
 
     /// Whether connection `ci` was not seen opening (its first packets discarded).

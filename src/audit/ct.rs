@@ -538,8 +538,9 @@ pub fn matches(c: &Correlation, idx: &HopIndex, snaps: &[Snapshot]) -> Vec<CtMat
     by_conn.into_values().collect()
 }
 
-/// The snapshot's time: given, or estimated (see the module doc).
-pub fn snapshot_time(c: &Correlation, snap: &Snapshot) -> Option<SnapTime> {
+/// The snapshot's time: given, or estimated (see the module doc) from the entries
+/// `idx` places on the wire.
+pub fn snapshot_time(c: &Correlation, idx: &HopIndex, snap: &Snapshot) -> Option<SnapTime> {
     if let Some(ns) = snap.time_ns {
         return Some(SnapTime {
             ns,
@@ -547,11 +548,10 @@ pub fn snapshot_time(c: &Correlation, snap: &Snapshot) -> Option<SnapTime> {
             recorded: true,
         });
     }
-    let idx = index(c);
     snap.entries
         .iter()
         .filter_map(|e| {
-            let (ci, _) = locate(c, &idx, e)?;
+            let (ci, _) = locate(c, idx, e)?;
             let t = e.timeout_s?;
             let full = e.full_timeout_s();
             (t <= full).then(|| {
@@ -606,16 +606,22 @@ impl WitnessKind {
     }
 }
 
-pub fn witnesses(c: &Correlation, idx: &HopIndex, snaps: &[Snapshot]) -> Vec<WitnessSummary> {
+/// What each snapshot contributed; `times` are their [`check_time`]s, in order.
+pub fn witnesses(
+    c: &Correlation,
+    idx: &HopIndex,
+    snaps: &[Snapshot],
+    times: &[Option<SnapTime>],
+) -> Vec<WitnessSummary> {
     snaps
         .iter()
-        .map(|snap| {
+        .zip(times)
+        .map(|(snap, &time)| {
             let located: Vec<(usize, usize, &CtEntry)> = snap
                 .entries
                 .iter()
                 .filter_map(|e| locate(c, idx, e).map(|(ci, hi)| (ci, hi, e)))
                 .collect();
-            let time = check_time(c, snap);
             let agree = located
                 .iter()
                 .filter(|(ci, hi, e)| translated_downstream(&c.connections[*ci], *hi, &e.post()))
@@ -637,12 +643,13 @@ pub fn witnesses(c: &Correlation, idx: &HopIndex, snaps: &[Snapshot]) -> Vec<Wit
         .collect()
 }
 
-/// The snapshot's time for checks that need one (event logs have none).
-pub fn check_time(c: &Correlation, snap: &Snapshot) -> Option<SnapTime> {
+/// The snapshot's time for checks that need one (event logs have none). Computed
+/// once a run ([`super::Ctx::snap_time`]): an estimate reads every entry.
+pub fn check_time(c: &Correlation, idx: &HopIndex, snap: &Snapshot) -> Option<SnapTime> {
     if snap.from_events {
         None
     } else {
-        snapshot_time(c, snap)
+        snapshot_time(c, idx, snap)
     }
 }
 
@@ -786,7 +793,9 @@ mod tests {
             let c = wire(s);
             let snap = snapshot(s, "conntrack.txt");
             assert!(!snap.entries.is_empty(), "{s}");
-            let t = snapshot_time(&c, &snap).expect("snapshot time").ns;
+            let t = snapshot_time(&c, &index(&c), &snap)
+                .expect("snapshot time")
+                .ns;
             let (first, last) = (
                 c.connections
                     .iter()

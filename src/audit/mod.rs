@@ -201,7 +201,7 @@ pub fn audit(c: &Correlation, cfg: &Config, witnesses: Vec<Witness>) -> Audit {
     let attributions = std::mem::take(&mut x.attributions);
     finish(c, &mut findings);
     let conntrack = ct::matches(c, &x.hops_by_tuple, &snapshots);
-    let mut witnesses = ct::witnesses(c, &x.hops_by_tuple, &snapshots);
+    let mut witnesses = ct::witnesses(c, &x.hops_by_tuple, &snapshots, x.snap_times());
     drop(x);
     witnesses.extend(rule_set.iter().map(|r| rules::summary(r, &attributions)));
     Audit {

@@ -371,40 +371,82 @@ pub fn summary(rules: &RuleSet, attributions: &[Attribution]) -> WitnessSummary 
     }
 }
 
-/// Whether no rule of the set can make the translation from `walked` to `wire`: a new
-/// destination that no DNAT (or REDIRECT, for a host address or where the host's
-/// addresses are not all known) target names, or a new
-/// source with no SNAT or MASQUERADE rule anywhere. A target natcheck cannot read
-/// might, so a set with one never counts as unable. Such a translation was made
-/// outside these rules (IPVS, an eBPF datapath) or by rules not given.
-pub fn beyond_rules(rules: &RuleSet, walked: &Tuple, wire: &Tuple) -> bool {
-    let dnat = walked.dst != wire.dst || walked.dport != wire.dport;
-    let snat = walked.src != wire.src;
-    let (mut can_dnat, mut can_snat, mut unknown) = (false, false, false);
-    let mut visit = |t: &Target| match t {
-        Target::Dnat { to, .. } => {
-            can_dnat |= to
-                .addrs
-                .is_none_or(|(lo, hi)| lo <= wire.dst && wire.dst <= hi)
+/// What the targets of a rule set can do to a packet's addresses, gathered once: a
+/// connection the rules do not explain is asked about ([`Reach::beyond`]) without a
+/// pass over every rule (a kube-proxy host has thousands, and a dump from before a
+/// rollout explains none of its connections).
+pub struct Reach<'a> {
+    rules: &'a RuleSet,
+    /// A target natcheck cannot read: it might do anything.
+    unknown: bool,
+    snat: bool,
+    redirect: bool,
+    /// A DNAT with no address (a port only): any destination.
+    dnat_any: bool,
+    /// The DNAT targets' single addresses, sorted, and their ranges of more.
+    dnat_addrs: Vec<std::net::IpAddr>,
+    dnat_ranges: Vec<(std::net::IpAddr, std::net::IpAddr)>,
+    netmaps: Vec<crate::rules::Prefix>,
+}
+
+impl<'a> Reach<'a> {
+    pub fn of(rules: &'a RuleSet) -> Reach<'a> {
+        let mut r = Reach {
+            rules,
+            unknown: false,
+            snat: false,
+            redirect: false,
+            dnat_any: false,
+            dnat_addrs: Vec::new(),
+            dnat_ranges: Vec::new(),
+            netmaps: Vec::new(),
+        };
+        let mut visit = |t: &Target| match t {
+            Target::Dnat { to, .. } => match to.addrs {
+                None => r.dnat_any = true,
+                Some((lo, hi)) if lo == hi => r.dnat_addrs.push(lo),
+                Some(range) => r.dnat_ranges.push(range),
+            },
+            Target::Redirect { .. } => r.redirect = true,
+            Target::Snat { .. } | Target::Masquerade { .. } => r.snat = true,
+            Target::Netmap { to } => r.netmaps.push(*to),
+            Target::Unknown { .. } => r.unknown = true,
+            _ => {}
+        };
+        for t in (rules.tables.iter())
+            .flat_map(|t| &t.chains)
+            .flat_map(|c| &c.rules)
+        {
+            each_target(&t.target, &mut visit);
         }
-        Target::Redirect { .. } => can_dnat |= rules.addrs_learned || rules.is_local(wire.dst),
-        Target::Snat { .. } | Target::Masquerade { .. } => can_snat = true,
-        Target::Netmap { to } => {
-            can_dnat |= to.contains(wire.dst);
-            can_snat |= to.contains(wire.src);
-        }
-        Target::Unknown { .. } => unknown = true,
-        _ => {}
-    };
-    for t in rules
-        .tables
-        .iter()
-        .flat_map(|t| &t.chains)
-        .flat_map(|c| &c.rules)
-    {
-        each_target(&t.target, &mut visit);
+        r.dnat_addrs.sort_unstable();
+        r.dnat_addrs.dedup();
+        r
     }
-    !unknown && ((dnat && !can_dnat) || (snat && !can_snat))
+
+    /// Whether no rule of the set can make the translation from `walked` to `wire`: a
+    /// new destination that no DNAT (or REDIRECT, for a host address or where the
+    /// host's addresses are not all known) target names, or a new source with no SNAT
+    /// or MASQUERADE rule anywhere. A target natcheck cannot read might, so a set with
+    /// one never counts as unable. Such a translation was made outside these rules
+    /// (IPVS, an eBPF datapath) or by rules not given.
+    pub fn beyond(&self, walked: &Tuple, wire: &Tuple) -> bool {
+        let dnat = walked.dst != wire.dst || walked.dport != wire.dport;
+        let snat = walked.src != wire.src;
+        if self.unknown || !(dnat || snat) {
+            return false;
+        }
+        let to = |a| self.netmaps.iter().any(|n| n.contains(a));
+        let can_dnat = || {
+            self.dnat_any
+                || self.dnat_addrs.binary_search(&wire.dst).is_ok()
+                || (self.dnat_ranges.iter()).any(|&(lo, hi)| lo <= wire.dst && wire.dst <= hi)
+                || self.redirect && (self.rules.addrs_learned || self.rules.is_local(wire.dst))
+                || to(wire.dst)
+        };
+        let can_snat = || self.snat || to(wire.src);
+        (dnat && !can_dnat()) || (snat && !can_snat())
+    }
 }
 
 /// `t` and, for a map, every branch's target.
@@ -414,5 +456,68 @@ fn each_target(t: &Target, f: &mut impl FnMut(&Target)) {
         for b in branches {
             each_target(&b.target, f);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Proto;
+
+    fn t(src: &str, dst: &str, dport: u16) -> Tuple {
+        Tuple {
+            proto: Proto::Tcp,
+            src: src.parse().unwrap(),
+            sport: 40000,
+            dst: dst.parse().unwrap(),
+            dport,
+        }
+    }
+
+    fn reach_of(nat: &str) -> RuleSet {
+        let text =
+            format!("*nat\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n{nat}COMMIT\n");
+        crate::rules::iptables::parse("rules.txt", &text)
+    }
+
+    #[test]
+    fn a_translation_is_beyond_the_rules_only_where_no_target_can_make_it() {
+        let client = t("192.0.2.9", "198.51.100.1", 80);
+        let dnat = |to: &str, port| t("192.0.2.9", to, port);
+        let snat = t("203.0.113.1", "198.51.100.1", 80);
+        let set = reach_of(concat!(
+            "-A PREROUTING -p tcp --dport 80 -j DNAT --to-destination 10.0.0.5:8080\n",
+            "-A PREROUTING -p tcp --dport 81 -j DNAT --to-destination 10.0.1.1-10.0.1.9\n",
+        ));
+        let r = Reach::of(&set);
+        assert!(!r.beyond(&client, &client), "nothing changed");
+        assert!(!r.beyond(&client, &dnat("10.0.0.5", 8080)));
+        assert!(!r.beyond(&client, &dnat("10.0.1.4", 80)), "in a range");
+        assert!(r.beyond(&client, &dnat("10.0.1.10", 80)), "past the range");
+        assert!(r.beyond(&client, &dnat("10.0.0.6", 8080)));
+        assert!(r.beyond(&client, &snat), "no SNAT rule");
+
+        let set = reach_of("-A POSTROUTING -o eth0 -j MASQUERADE\n");
+        let r = Reach::of(&set);
+        assert!(!r.beyond(&client, &snat));
+        assert!(r.beyond(&client, &dnat("10.0.0.5", 8080)));
+
+        let set = reach_of("-A PREROUTING -p tcp -j DNAT --to-destination :8080\n");
+        assert!(
+            !Reach::of(&set).beyond(&client, &dnat("10.9.9.9", 8080)),
+            "any"
+        );
+
+        let set = reach_of("-A PREROUTING -d 198.51.100.0/24 -j NETMAP --to 10.2.0.0/24\n");
+        let r = Reach::of(&set);
+        assert!(!r.beyond(&client, &dnat("10.2.0.1", 80)));
+        assert!(r.beyond(&client, &dnat("10.3.0.1", 80)));
+        assert!(
+            !r.beyond(&client, &t("10.2.0.7", "198.51.100.1", 80)),
+            "both ways"
+        );
+
+        let set = reach_of("-A PREROUTING -p tcp -j FROBNICATE --weird\n");
+        assert!(!Reach::of(&set).beyond(&client, &snat), "an unread target");
     }
 }

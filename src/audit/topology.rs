@@ -116,6 +116,9 @@ pub type EndpointKey = (usize, Proto, IpAddr, u16);
 pub struct Topology {
     /// Inside prefixes, sorted and deduplicated.
     pub inside: Vec<Cidr>,
+    /// The lengths of the inside prefixes, IPv4's then IPv6's, each longest first: an
+    /// address lies in at most one prefix of a length ([`Topology::prefix_of`]).
+    inside_lens: [Vec<u8>; 2],
     /// True when `inside` starts from `--inside`.
     pub declared: bool,
     /// Per point: inside addresses NAT translated away before packets reached it.
@@ -311,7 +314,7 @@ impl Topology {
             };
             inside.insert(Cidr::new(*a, len));
         }
-        t.inside = inside.into_iter().collect();
+        t.set_inside(inside);
 
         type Hidden = (
             BTreeMap<usize, BTreeSet<IpAddr>>,
@@ -331,10 +334,7 @@ impl Topology {
                         // published port) shows the upstream point is inside, not
                         // outside.
                         let (client, to) = (up.flow.tuple.src, down.flow.tuple.dst);
-                        if t.inside
-                            .iter()
-                            .any(|p| p.contains(client) && p.contains(to))
-                        {
+                        if t.shares_prefix(client, to) {
                             None
                         } else {
                             hidden.entry(up.point).or_default().insert(to);
@@ -418,13 +418,37 @@ impl Topology {
             .map(|&(_, ci)| ci)
     }
 
-    /// The most specific inside prefix holding `a`, if any.
+    fn set_inside(&mut self, inside: BTreeSet<Cidr>) {
+        self.inside = inside.into_iter().collect();
+        self.inside_lens = Default::default();
+        for p in &self.inside {
+            self.inside_lens[usize::from(p.addr().is_ipv6())].push(p.prefix_len());
+        }
+        for lens in &mut self.inside_lens {
+            lens.sort_unstable_by(|a, b| b.cmp(a));
+            lens.dedup();
+        }
+    }
+
+    /// The most specific inside prefix holding `a`, if any: looked up at each length
+    /// the inside prefixes have, not compared with every prefix (a gateway's clients
+    /// may lie in thousands).
     pub fn prefix_of(&self, a: IpAddr) -> Option<Cidr> {
-        self.inside
+        self.inside_lens[usize::from(a.is_ipv6())]
             .iter()
-            .filter(|p| p.contains(a))
-            .max_by_key(|p| p.prefix_len())
-            .copied()
+            .map(|&len| Cidr::new(a, len))
+            .find(|p| self.inside.binary_search(p).is_ok())
+    }
+
+    /// Whether one inside prefix holds both `a` and `b`.
+    fn shares_prefix(&self, a: IpAddr, b: IpAddr) -> bool {
+        a.is_ipv6() == b.is_ipv6()
+            && self.inside_lens[usize::from(a.is_ipv6())]
+                .iter()
+                .any(|&len| {
+                    let p = Cidr::new(a, len);
+                    p == Cidr::new(b, len) && self.inside.binary_search(&p).is_ok()
+                })
     }
 
     pub fn is_inside(&self, a: IpAddr) -> bool {
@@ -447,6 +471,59 @@ mod tests {
     use super::*;
     use crate::capture::{InputSpec, ReadOptions};
     use crate::correlate::{self, Config};
+
+    #[test]
+    fn the_prefix_of_an_address_is_the_longest_inside_prefix_holding_it() {
+        let prefixes = [
+            "10.0.0.0/8",
+            "10.1.0.0/16",
+            "10.1.2.0/24",
+            "10.1.2.7/32",
+            "172.17.0.0/24",
+            "192.0.2.0/24",
+            "fd00::/64",
+            "fd00::/48",
+            "fd01::5/128",
+        ];
+        let mut t = Topology::default();
+        t.set_inside(prefixes.iter().map(|p| p.parse().unwrap()).collect());
+        let longest = |a: IpAddr| {
+            let holding = t.inside.iter().filter(|p| p.contains(a));
+            holding.max_by_key(|p| p.prefix_len()).copied()
+        };
+        let addrs: Vec<IpAddr> = [
+            "10.1.2.7",
+            "10.1.2.8",
+            "10.1.3.1",
+            "10.9.9.9",
+            "11.0.0.1",
+            "172.17.0.2",
+            "172.17.1.2",
+            "192.0.2.255",
+            "0.0.0.0",
+            "fd00::1",
+            "fd00:0:0:1::1",
+            "fd00:1::1",
+            "fd01::5",
+            "fd01::6",
+            "::1",
+        ]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+        for &a in &addrs {
+            assert_eq!(t.prefix_of(a), longest(a), "{a}");
+            for &b in &addrs {
+                let both = t.inside.iter().any(|p| p.contains(a) && p.contains(b));
+                assert_eq!(t.shares_prefix(a, b), both, "{a} {b}");
+            }
+        }
+        let at = |a: &str| t.prefix_of(a.parse().unwrap()).map(|p| p.to_string());
+        assert_eq!(at("10.1.2.8").as_deref(), Some("10.1.2.0/24"));
+        assert_eq!(at("10.1.2.7").as_deref(), Some("10.1.2.7/32"));
+        assert_eq!(at("fd00:0:0:1::1").as_deref(), Some("fd00::/48"));
+        assert_eq!(at("11.0.0.1"), None);
+    }
 
     #[test]
     fn via_lists_the_union_of_both_lists_less_the_connection_asking() {

@@ -20,7 +20,6 @@
 //! with the host's rules, the rules that drop on a reverse-path check.
 
 use super::leak::gap_facts;
-use crate::audit::ct::check_time;
 use crate::audit::{
     Code, Ctx, Detail, Direction, Evidence, Finding, Role, RouteFact, RouteFacts, RuleRole,
     Severity,
@@ -140,10 +139,9 @@ fn finding(x: &Ctx, ci: usize, conn: &Connection, r: &ReturnHop, t: &ReturnLink)
 /// The connection's entry in a conntrack snapshot taken after the first reply (at
 /// `after`, corrected time), as evidence, and whether it was `[UNREPLIED]`.
 fn entry(x: &Ctx, ci: usize, after: i64) -> Option<(Evidence, bool)> {
-    x.entries_of(ci)
-        .filter(|(s, _)| !s.from_events)
-        .find(|(s, _)| check_time(x.c, s).is_some_and(|t| t.ns - t.slack_ns > after))
-        .map(|(_, e)| (Evidence::Entry(e.facts()), e.unreplied))
+    x.timed_entries_of(ci)
+        .find(|(_, _, t)| t.is_some_and(|t| t.ns - t.slack_ns > after))
+        .map(|(_, e, _)| (Evidence::Entry(e.facts()), e.unreplied))
 }
 
 /// IPv4 reverse-path filtering at the interface the replies arrived on, when the

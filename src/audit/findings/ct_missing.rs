@@ -3,7 +3,7 @@
 //! no entry of that snapshot matches it: the entry was deleted or expired while the
 //! connection lived, or the snapshot is from elsewhere.
 
-use crate::audit::ct::{check_time, locate, SnapTime, Snapshot};
+use crate::audit::ct::{locate, SnapTime, Snapshot};
 use crate::audit::{Code, CtFacts, Ctx, Detail, Evidence, Finding, Role, Severity};
 use crate::model::NatKind;
 
@@ -26,10 +26,10 @@ fn matched(x: &Ctx, snap: &Snapshot) -> Vec<bool> {
 
 pub fn detect(x: &Ctx) -> Vec<Finding> {
     let mut out = Vec::new();
-    for snap in x.snapshots {
+    for (snap, &time) in x.snapshots.iter().zip(x.snap_times()) {
         let Some(SnapTime {
             ns: s, slack_ns, ..
-        }) = check_time(x.c, snap)
+        }) = time
         else {
             continue;
         };

@@ -4,7 +4,7 @@
 //! it while the captures ran and they missed it.
 
 use super::entry_finding;
-use crate::audit::ct::{check_time, locate, SnapTime};
+use crate::audit::ct::{locate, SnapTime};
 use crate::audit::{Code, CtFacts, Ctx, Evidence, Finding, Severity};
 use crate::model::NatKind;
 
@@ -20,8 +20,7 @@ pub fn detect(x: &Ctx) -> Vec<Finding> {
     let Some((a, b)) = capture_span(x) else {
         return out;
     };
-    for snap in x.snapshots {
-        let when = check_time(x.c, snap);
+    for (snap, &when) in x.snapshots.iter().zip(x.snap_times()) {
         for e in &snap.entries {
             let post = e.post();
             if locate(x.c, &x.hops_by_tuple, e).is_some()

@@ -4,17 +4,17 @@
 //! match the entry.
 
 use super::entry_finding;
-use crate::audit::ct::{check_time, locate, SnapTime};
+use crate::audit::ct::{locate, SnapTime};
 use crate::audit::{Code, CtFacts, Ctx, Evidence, Finding, Severity};
 
 pub fn detect(x: &Ctx) -> Vec<Finding> {
     let mut out = Vec::new();
-    for snap in x.snapshots.iter().filter(|s| !s.from_events) {
+    for (snap, &time) in x.snapshots.iter().zip(x.snap_times()) {
         let Some(SnapTime {
             ns: s,
             slack_ns,
             recorded,
-        }) = check_time(x.c, snap)
+        }) = time
         else {
             continue;
         };

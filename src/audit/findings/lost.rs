@@ -17,8 +17,11 @@
 //! again and got through (`insert-race`), and connections that found every NAT port
 //! to their destination taken (`snat-port-exhaustion`).
 
+use foldhash::{HashMap, HashMapExt};
+
 use super::leak::gap_facts;
 use super::Detected;
+use crate::audit::ct::CtEntry;
 use crate::audit::topology::Via;
 use crate::audit::PATH_FROM_SHOWN;
 use crate::audit::{
@@ -310,22 +313,33 @@ pub fn dropped_by_rules(x: &Ctx, explained: &Explained) -> Detected {
     out.into()
 }
 
+/// Every entry of the conntrack inputs by its ORIGINAL tuple: the first in input
+/// order where several share one.
+type ByOrig<'a> = HashMap<crate::model::Tuple, &'a CtEntry>;
+
+fn by_orig<'a>(x: &Ctx<'a>) -> ByOrig<'a> {
+    let mut m = ByOrig::new();
+    for e in x.snapshots.iter().flat_map(|s| &s.entries) {
+        m.entry(e.orig).or_insert(e);
+    }
+    m
+}
+
 /// Where conntrack or the host's rules say an unanswered connection to the host was
 /// to go: the entry whose ORIGINAL is its tuple, or the DNAT of the rules' most
 /// likely way; with the evidence for it.
 fn meant_for(
     x: &Ctx,
+    entries: &ByOrig,
     ci: usize,
     t: &crate::model::Tuple,
 ) -> (Option<crate::model::Tuple>, Vec<Evidence>) {
-    for snap in x.snapshots {
-        if let Some(e) = snap.entries.iter().find(|e| e.orig == *t) {
-            let post = e.post();
-            return (
-                (post != *t).then_some(post),
-                vec![Evidence::Entry(e.facts())],
-            );
-        }
+    if let Some(e) = entries.get(t) {
+        let post = e.post();
+        return (
+            (post != *t).then_some(post),
+            vec![Evidence::Entry(e.facts())],
+        );
     }
     let dnat = x
         .attribution(ci)
@@ -378,6 +392,8 @@ pub(super) fn unanswered_at_host<'a>(x: &Ctx<'a>, ci: usize) -> Option<(&'a Hop,
 /// may drop what it does not serve).
 pub fn unanswered_to_host(x: &Ctx, explained: &Explained) -> Detected {
     let mut out = Vec::new();
+    // Built at the first connection that needs it.
+    let mut entries = None;
     for ci in 0..x.c.connections.len() {
         if explained.stopped(ci) {
             continue;
@@ -386,7 +402,8 @@ pub fn unanswered_to_host(x: &Ctx, explained: &Explained) -> Detected {
             continue;
         };
         let t = h.flow.tuple;
-        let (meant, evidence) = meant_for(x, ci, &t);
+        let entries = entries.get_or_insert_with(|| by_orig(x));
+        let (meant, evidence) = meant_for(x, entries, ci, &t);
         let severity = if meant.is_some() {
             Severity::Error
         } else {

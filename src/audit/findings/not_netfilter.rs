@@ -5,7 +5,7 @@
 //! replacement, Calico's eBPF mode), or rules the dump does not hold. Said instead of
 //! `rule-contradiction`, which is for a rule set that would translate it otherwise.
 
-use crate::audit::rules::beyond_rules;
+use crate::audit::rules::Reach;
 use crate::audit::{Code, Ctx, Detail, Finding, Severity};
 
 /// The connections whose translation no rule given can make, but for flows left on a
@@ -19,13 +19,11 @@ pub fn beyond(x: &Ctx) -> Vec<usize> {
         .map(|(k, _)| k)
         .collect();
     stale.sort_unstable();
+    let reach = Reach::of(rules);
     x.attributions
         .iter()
         .filter(|a| a.chosen.is_none() && stale.binary_search(&a.conn).is_err())
-        .filter(|a| {
-            a.wire
-                .is_some_and(|w| beyond_rules(rules, &a.packet.tuple, &w))
-        })
+        .filter(|a| a.wire.is_some_and(|w| reach.beyond(&a.packet.tuple, &w)))
         .map(|a| a.conn)
         .collect()
 }
