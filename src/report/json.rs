@@ -856,6 +856,7 @@ pub fn document(m: &Model) -> Report<'_> {
     doc.connections = (0..m.correlation.connections.len())
         .map(|i| connection(m, i))
         .collect();
+    doc.findings = m.findings().map(|(f, w)| finding(f, w)).collect();
     doc
 }
 
@@ -891,7 +892,7 @@ fn connection(m: &Model, i: usize) -> ConnectionJson<'_> {
     }
 }
 
-/// The document without its connections.
+/// The document without its connections and findings.
 fn outline(m: &Model) -> Report<'_> {
     let c = &m.correlation;
     let mut summary = Summary {
@@ -940,7 +941,7 @@ fn outline(m: &Model) -> Report<'_> {
             .collect(),
         points: c.points.iter().map(|p| point(c, p)).collect(),
         connections: Vec::new(),
-        findings: m.findings().map(|(f, w)| finding(f, w)).collect(),
+        findings: Vec::new(),
         warnings: &m.warnings,
         conntrack: m
             .audit
@@ -993,59 +994,85 @@ impl Render for Json {
 }
 
 /// What `serde_json::to_writer_pretty` writes of [`document`], byte for byte, with
-/// the connections serialized in parallel, a batch at a time: the outline is written
-/// with an empty list of connections, and the list is put in its place.
+/// the connections and the findings serialized in parallel, a batch at a time: the
+/// outline is written with both lists empty, and each list is put in its place.
 fn write_pretty(m: &Model, w: &mut (impl Write + ?Sized), batch: usize) -> anyhow::Result<()> {
-    /// The empty list as the outline has it: a key at depth 1 is the only thing
+    /// The empty lists as the outline has them: a key at depth 1 is the only thing
     /// after a newline and two spaces (a string holds no raw newline).
-    const EMPTY: &[u8] = b"\n  \"connections\": []";
-    let n = m.correlation.connections.len();
-    // Each batch is serialized on the pool's threads while the one before is written
-    // out (`w` stays on this thread); the first one beside the outline. A batch is
-    // written into the buffers of the one written before the last (three sets in all,
-    // kept rather than given back to the allocator and asked for again).
+    const CONNECTIONS: &[u8] = b"\n  \"connections\": []";
+    const FINDINGS: &[u8] = b"\n  \"findings\": []";
+    let conns = &m.correlation.connections;
+    let findings = &m.audit.findings;
+    let mut outline_bytes = Vec::new();
+    pretty::write_at(&mut outline_bytes, &outline(m), 0)?;
+    let rest = &outline_bytes[..];
+    let (before, rest) = split_at_list(rest, CONNECTIONS);
+    w.write_all(before)?;
+    write_list(w, b"connections", conns.len(), batch, |i| {
+        // Each connection written while the parts of the next that lie elsewhere in
+        // memory (its name, hops and links) are fetched into the cache.
+        if let Some(next) = conns.get(i + 1) {
+            crate::mem::prefetch_first(next.id.as_bytes());
+            crate::mem::prefetch_first(&next.hops);
+            crate::mem::prefetch_first(&next.links);
+        }
+        connection(m, i)
+    })?;
+    let (between, rest) = split_at_list(rest, FINDINGS);
+    w.write_all(between)?;
+    write_list(w, b"findings", findings.len(), batch, |i| {
+        finding(&findings[i], &m.words[i])
+    })?;
+    w.write_all(rest)?;
+    Ok(())
+}
+
+/// `outline` cut at the empty list `empty` and past it: what comes before it, and
+/// what comes after it.
+fn split_at_list<'o>(outline: &'o [u8], empty: &[u8]) -> (&'o [u8], &'o [u8]) {
+    let at = memchr::memmem::find(outline, empty).expect("the outline holds the list");
+    (&outline[..at], &outline[at + empty.len()..])
+}
+
+/// The list `key` at depth 1 of the document, as `serde_json`'s pretty printer
+/// writes it, of `n` elements `item` makes. Each batch of `batch` elements is
+/// serialized on the pool's threads while the one before is written out (`w` stays
+/// on this thread). A batch is written into the buffers of the one written before
+/// the last (three sets in all, kept rather than given back to the allocator and
+/// asked for again).
+fn write_list<T: Serialize>(
+    w: &mut (impl Write + ?Sized),
+    key: &[u8],
+    n: usize,
+    batch: usize,
+    item: impl Fn(usize) -> T + Sync,
+) -> anyhow::Result<()> {
+    w.write_all(b"\n  \"")?;
+    w.write_all(key)?;
+    if n == 0 {
+        w.write_all(b"\": []")?;
+        return Ok(());
+    }
+    w.write_all(b"\": [")?;
     let serialize = |start: usize, mut bufs: Vec<Vec<u8>>| -> serde_json::Result<Vec<Vec<u8>>> {
         let end = n.min(start + batch);
         // Room for a connection of a few hops without findings, so that most are
         // written without growing their buffer.
         bufs.resize_with(end - start, || Vec::with_capacity(4096));
-        // In runs of `mem::RUN`, each connection written while the parts of the next
-        // that lie elsewhere in memory (its name, hops and links) are fetched into the
-        // cache.
-        let conns = &m.correlation.connections;
+        // In runs of `mem::RUN`, so that each core takes neighbours.
         bufs.par_chunks_mut(crate::mem::RUN)
             .zip((start..end).into_par_iter().step_by(crate::mem::RUN))
             .try_for_each(|(run, first)| {
                 run.iter_mut().zip(first..).try_for_each(|(buf, i)| {
-                    if let Some(next) = conns.get(i + 1) {
-                        crate::mem::prefetch_first(next.id.as_bytes());
-                        crate::mem::prefetch_first(&next.hops);
-                        crate::mem::prefetch_first(&next.links);
-                    }
                     buf.clear();
                     buf.extend_from_slice(if i == 0 { b"\n    " } else { b",\n    " });
                     // An element of the list sits at depth 2.
-                    pretty::write_at(buf, &connection(m, i), 2)
+                    pretty::write_at(buf, &item(i), 2)
                 })
             })?;
         Ok(bufs)
     };
-    let (outline, first) = rayon::join(
-        || {
-            let mut v = Vec::new();
-            pretty::write_at(&mut v, &outline(m), 0).map(|()| v)
-        },
-        || serialize(0, Vec::new()),
-    );
-    let outline = outline?;
-    let at = memchr::memmem::find(&outline, EMPTY).filter(|_| n > 0);
-    let Some(at) = at else {
-        w.write_all(&outline)?;
-        return Ok(());
-    };
-    w.write_all(&outline[..at])?;
-    w.write_all(b"\n  \"connections\": [")?;
-    let mut parts = first?;
+    let mut parts = serialize(0, Vec::new())?;
     let mut spare = Vec::new();
     for start in (batch..n).step_by(batch) {
         let mut next = None;
@@ -1059,7 +1086,6 @@ fn write_pretty(m: &Model, w: &mut (impl Write + ?Sized), batch: usize) -> anyho
     }
     write_parts(w, &parts)?;
     w.write_all(b"\n  ]")?;
-    w.write_all(&outline[at + EMPTY.len()..])?;
     Ok(())
 }
 
@@ -1107,7 +1133,7 @@ mod tests {
     }
 
     #[test]
-    fn connections_written_in_parallel_are_what_serde_writes() {
+    fn connections_and_findings_written_in_parallel_are_what_serde_writes() {
         let models = [
             model(
                 "kube-rules",
@@ -1120,6 +1146,12 @@ mod tests {
                 &["conntrack.txt"],
             ),
             model("masquerade", &[], &[]),
+            model(
+                "fault-snat-exhaustion",
+                &["docker0.pcap", "eth0.pcap"],
+                &["conntrack.txt", "events.txt"],
+            ),
+            model("fault-masq-miss", &["docker0.pcap", "eth0.pcap"], &[]),
         ];
         for m in &models {
             let whole = serde_json::to_vec_pretty(&document(m)).unwrap();
@@ -1131,6 +1163,9 @@ mod tests {
         }
         assert!(models[0].correlation.connections.len() > 7);
         assert!(models[2].correlation.connections.is_empty());
+        assert!(models[0].audit.findings.len() > 7);
+        assert!(models[3].audit.findings.len() > 2);
+        assert!(!models[4].audit.findings.is_empty());
     }
 
     /// A writer that takes at most `most` bytes a call, of the first piece only.
