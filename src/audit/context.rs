@@ -161,7 +161,7 @@ impl<'a> Ctx<'a> {
         self.timed_entries_of(ci).map(|(s, e, _)| (s, e))
     }
 
-    /// [`Ctx::entries_of`], each with its snapshot's time ([`Ctx::snap_time`]).
+    /// [`Ctx::entries_of`], each with its snapshot's time ([`Ctx::snap_times`]).
     pub fn timed_entries_of(
         &self,
         ci: usize,
@@ -177,12 +177,7 @@ impl<'a> Ctx<'a> {
             })
     }
 
-    /// Snapshot `si`'s time ([`ct::check_time`]: none for an event log).
-    pub fn snap_time(&self, si: usize) -> Option<ct::SnapTime> {
-        self.times[si]
-    }
-
-    /// Every snapshot's time ([`Ctx::snap_time`]), in order.
+    /// Every snapshot's time ([`ct::check_time`]: none for an event log), in order.
     pub fn snap_times(&self) -> &[Option<ct::SnapTime>] {
         &self.times
     }

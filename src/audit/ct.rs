@@ -644,7 +644,7 @@ pub fn witnesses(
 }
 
 /// The snapshot's time for checks that need one (event logs have none). Computed
-/// once a run ([`super::Ctx::snap_time`]): an estimate reads every entry.
+/// once a run ([`super::Ctx::snap_times`]): an estimate reads every entry.
 pub fn check_time(c: &Correlation, idx: &HopIndex, snap: &Snapshot) -> Option<SnapTime> {
     if snap.from_events {
         None
