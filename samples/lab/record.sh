@@ -34,6 +34,7 @@ ALL_SCENARIOS+=(fault-ct-table-full fault-ct-table-full6 forward-drop-clean)
 ALL_SCENARIOS+=(overlay-vxlan overlay-ipip fault-overlay-masq fault-overlay-masq-ipip)
 ALL_SCENARIOS+=(fault-underlay-drop fault-underlay-blocked fault-vxlan-mtu)
 ALL_SCENARIOS+=(redirect-local snat-pool netmap fragments6 probes6 sink6)
+ALL_SCENARIOS+=(hairpin-routed hairpin-routed6)
 
 # The scenarios that run with IPv6 on (dual stack): those whose name ends in 6.
 is_v6() { [[ $1 == *6 ]]; }
@@ -675,6 +676,75 @@ scenario_netmap() {
   run in1 "$NS_OUT" tcp_client.py --src "$REMOTE_CLI" --dst 192.0.2.2 --port 8080 --requests 2 --tag nmin
   snapshot
   kill_servers
+  stop_recording
+}
+
+# NAT loopback on a routed interface (a router's "NAT reflection"): a client outside
+# reaches the host's own address, whose published port DNATs to a server on the same
+# outside link, and the host sends the connection back out of eth0, the interface it
+# came in by, masqueraded so that the server answers through the host. eth0 sees every
+# packet twice, as two flows: the client's and the host's to the server. TCP and UDP;
+# then c1 to the same address, its connection DNATed on docker0 and out of eth0 once.
+scenario_hairpin_routed() {
+  IFACES=(docker0 eth0 veth-c1)
+  {
+    docker_filter_base
+    echo "-A FORWARD -i eth0 -o eth0 -m conntrack --ctstate DNAT -j ACCEPT"
+    echo COMMIT
+    docker_nat_base
+    echo "$MASQ_RULE"
+    echo "-A PREROUTING -d $HOST_IP/32 -p tcp -m tcp --dport 9000 -j DNAT --to-destination $SRV_IP:7000"
+    echo "-A PREROUTING -d $HOST_IP/32 -p udp -m udp --dport 9053 -j DNAT --to-destination $SRV_IP:53"
+    echo "-A POSTROUTING -o eth0 -d $SRV_IP/32 -m conntrack --ctstate DNAT -j MASQUERADE"
+    echo COMMIT
+  } | apply_rules
+  server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --lifetime 30
+  server srv-udp "$NS_OUT" udp_server.py --port 53 --lifetime 30
+  start_recording
+  run t1 "$NS_OUT" tcp_client.py --src "$REMOTE_CLI" --dst "$HOST_IP" --port 9000 --requests 3 --tag hp1
+  run udp "$NS_OUT" udp_client.py --src "$REMOTE_CLI" --dst "$HOST_IP" --port 9053 --count 2 --name hairpin.example
+  run t2 "$NS_OUT" tcp_client.py --src "$REMOTE_SRV" --dst "$HOST_IP" --port 9000 --requests 1 --tag hp2
+  # A container to the same published address: DNAT on docker0, out of eth0 once.
+  run t3 "$NS_C1" tcp_client.py --dst "$HOST_IP" --port 9000 --requests 1 --tag hpc1
+  snapshot
+  kill_servers
+  stop_recording
+}
+
+# The same over IPv6 (ip6tables DNAT and MASQUERADE on eth0): a client outside
+# (2001:db8:100::10) to the host's 2001:db8:113::1, port 9000 to the server
+# 2001:db8:113::2:7000 on the same link, and UDP 9053 to its port 53; then c1 to it.
+scenario_hairpin_routed6() {
+  IFACES=(docker0 eth0 veth-c1)
+  apply_docker_masquerade6
+  {
+    echo "*nat"
+    echo ":PREROUTING ACCEPT [0:0]"
+    echo ":INPUT ACCEPT [0:0]"
+    echo ":OUTPUT ACCEPT [0:0]"
+    echo ":POSTROUTING ACCEPT [0:0]"
+    echo "-A PREROUTING -d 2001:db8:113::1/128 -p tcp -m tcp --dport 9000 -j DNAT --to-destination [2001:db8:113::2]:7000"
+    echo "-A PREROUTING -d 2001:db8:113::1/128 -p udp -m udp --dport 9053 -j DNAT --to-destination [2001:db8:113::2]:53"
+    echo "-A POSTROUTING -s fd00:172:17::/64 ! -o docker0 -j MASQUERADE"
+    echo "-A POSTROUTING -o eth0 -d 2001:db8:113::2/128 -m conntrack --ctstate DNAT -j MASQUERADE"
+    echo COMMIT
+  } | hx ip6tables-restore
+  hx ip6tables -A FORWARD -i eth0 -o eth0 -m conntrack --ctstate DNAT -j ACCEPT
+  # The lab's IPv6 interfaces have no link-local addresses: the outside, which speaks
+  # first here, and the host know each other's link addresses from the start.
+  ip -n "$NS_OUT" -6 neigh replace 2001:db8:113::1 lladdr 52:54:00:4e:43:01 dev wan0 nud permanent
+  ip -n "$NS_HOST" -6 neigh replace 2001:db8:113::2 lladdr 52:54:00:4e:43:02 dev eth0 nud permanent
+  server srv-tcp "$NS_OUT" tcp_server.py --bind :: --port 7000 --lifetime 30
+  server srv-udp "$NS_OUT" udp_server.py --bind :: --port 53 --lifetime 30
+  # Let the last MLD reports of the address setup go out before capturing.
+  sleep 0.3
+  start_recording
+  run t1 "$NS_OUT" tcp_client.py --src 2001:db8:100::10 --dst 2001:db8:113::1 --port 9000 --requests 3 --tag hp6
+  run udp "$NS_OUT" udp_client.py --src 2001:db8:100::10 --dst 2001:db8:113::1 --port 9053 --count 2 --name hairpin6.example
+  run t3 "$NS_C1" tcp_client.py --dst 2001:db8:113::1 --port 9000 --requests 1 --tag hp6c1
+  snapshot
+  kill_servers
+  hx ip6tables-save | sed '/^# /d' >"$SCEN_DIR/ip6tables.txt"
   stop_recording
 }
 
@@ -2828,6 +2898,21 @@ check_masquerade() {
   need 3 "UDP conversations on eth0" "$(udp_convs "$SCEN_DIR/eth0.pcap")"
   [[ $(pkts "$SCEN_DIR/eth0.pcap" 'ip.src==172.17.0.0/16') -eq 0 ]] || die "container address on eth0"
   [[ -s $SCEN_DIR/shifted/eth0.pcap ]] || die "shifted/eth0.pcap missing"
+}
+
+# hairpin-routed: each connection DNATed and masqueraded back out of eth0.
+check_hairpin_routed() {
+  local ct=$SCEN_DIR/conntrack.txt
+  need 2 "TCP entries 9000 -> $SRV_IP:7000 masqueraded" "$(ct_count "$ct" "dst=$HOST_IP sport=[0-9]+ dport=9000 src=$SRV_IP dst=$HOST_IP sport=7000 ")"
+  need 1 "UDP entry 9053 -> $SRV_IP:53 masqueraded" "$(ct_count "$ct" "dport=9053 src=$SRV_IP dst=$HOST_IP sport=53 ")"
+  need 4 "TCP conversations on eth0" "$(tcp_convs "$SCEN_DIR/eth0.pcap")"
+}
+
+check_hairpin_routed6() {
+  local ct=$SCEN_DIR/conntrack.txt
+  need 1 "IPv6 TCP entry 9000 -> [2001:db8:113::2]:7000 masqueraded" "$(ct_count "$ct" '^ipv6 +10 tcp ' 'dport=9000 src=2001:db8:113::2 dst=2001:db8:113::1 sport=7000 ')"
+  need 1 "IPv6 UDP entry 9053 -> [2001:db8:113::2]:53 masqueraded" "$(ct_count "$ct" '^ipv6 +10 udp ' 'dport=9053 src=2001:db8:113::2 dst=2001:db8:113::1 sport=53 ')"
+  need 2 "TCP conversations on eth0" "$(tcp_convs "$SCEN_DIR/eth0.pcap")"
 }
 
 check_netmap() {

@@ -10,7 +10,9 @@
 //! other segments, or when a pure ACK that did not cross was superseded by a later
 //! ACK that did (`segments`; the [`Resegmentation`] counts them). A copy of a packet
 //! that crossed, seen again at the same hop within [`COPY_NS`] (a bridge with
-//! netfilter, a hairpin port), crossed with it. [`port_reallocs`] then
+//! netfilter, a hairpin port), crossed with it. Two hops at one point (a host turning
+//! a connection back out of the interface it came in by) match each direction on its
+//! own: a request's second copy comes later, a reply's earlier. [`port_reallocs`] then
 //! names, for every link whose source port moved, the connection that held the wanted
 //! port at the downstream point.
 
@@ -199,6 +201,40 @@ pub const MAX_RESENT: u64 = 64;
 /// UDP retry over IPv6) follows after hundreds of milliseconds.
 pub const COPY_NS: i64 = 1_000_000;
 
+/// [`match_flows`] for two hops of a connection at one point (a host turning it back
+/// out of the interface it came in by): an initiator packet crosses from `up`'s flow
+/// to `down`'s, so its copy at `down` is seen at the same time or later; a responder
+/// packet crosses the other way, its copy at `down` first. Each direction is matched
+/// on its own. Index pairs, in `up` order.
+fn match_at_one_point(
+    p: &PointData,
+    up: &[Rec],
+    down: &[Rec],
+    off: i64,
+    window: i64,
+) -> Vec<(usize, usize)> {
+    // One direction's records, in time order, with their indices in the hop's.
+    let side = |recs: &[Rec], fwd: bool| -> (Vec<Rec>, Vec<usize>) {
+        (recs.iter().enumerate())
+            .filter(|(_, r)| p.is_fwd(r) == fwd)
+            .map(|(k, r)| (*r, k))
+            .unzip()
+    };
+    let mut out = Vec::new();
+    for fwd in [true, false] {
+        let ((u, ui), (d, di)) = (side(up, fwd), side(down, fwd));
+        if fwd {
+            let pairs = match_flows(&u, off, &d, off, window, true);
+            out.extend(pairs.into_iter().map(|(a, b)| (ui[a], di[b])));
+        } else {
+            let pairs = match_flows(&d, off, &u, off, window, true);
+            out.extend(pairs.into_iter().map(|(b, a)| (ui[a], di[b])));
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
 /// Translation between two consecutive hops.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Link {
@@ -331,7 +367,11 @@ pub(super) fn link(
     let (ru, rd) = (up.recs(pu), down.recs(pd));
     let same_point = up.point == down.point;
     let (off_u, off_d) = (off[up.point], off[down.point]);
-    let pairs = match_flows(&ru, off_u, &rd, off_d, window, same_point);
+    let pairs = if same_point {
+        match_at_one_point(pu, &ru, &rd, off_u, window)
+    } else {
+        match_flows(&ru, off_u, &rd, off_d, window, false)
+    };
     let mut m = Matched::of(&pairs, (up, pu, &ru), (down, pd, &rd), off);
     let mut matched_u: Crossed = smallvec![false; ru.len()];
     let mut matched_d: Crossed = smallvec![false; rd.len()];

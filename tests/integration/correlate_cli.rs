@@ -420,3 +420,68 @@ fn the_same_bytes_from_two_containers_keep_their_connections_apart() {
         }
     }
 }
+
+/// NAT loopback on a routed interface: clients outside reach the host's own address,
+/// DNATed to a server on the same link and masqueraded back out of eth0, the
+/// interface they came in by (`hairpin-routed`, `hairpin-routed6`). eth0 sees each
+/// packet twice, the requests in the client's flow first and the replies in the
+/// server's flow first. Every packet pairs with its other copy in both directions,
+/// each connection carries the translation its conntrack entry has, and nothing is
+/// reported lost, whether the interfaces come as separate files, one pcapng or one
+/// `-i any` capture.
+#[test]
+fn a_connection_turned_back_out_of_its_interface_crosses_both_ways() {
+    for s in ["hairpin-routed", "hairpin-routed6"] {
+        let d = format!("samples/{s}");
+        let want = conntrack_translations(&format!("{d}/conntrack.txt"));
+        let veth = format!("{d}/veth-c1.pcap");
+        let (docker0, eth0) = (format!("{d}/docker0.pcap"), format!("{d}/eth0.pcap"));
+        let (multi, any, links) = (
+            format!("{d}/multi.pcapng"),
+            format!("{d}/any.pcap"),
+            format!("{d}/links.txt"),
+        );
+        let ct = format!("{d}/conntrack.txt");
+        for args in [
+            vec![veth.as_str(), &docker0, &eth0, "--conntrack", &ct],
+            vec![&multi, "--conntrack", &ct],
+            vec![&any, "--links", &links, "--conntrack", &ct],
+            vec![eth0.as_str()],
+        ] {
+            let doc = correlate_json(&args);
+            let codes: Vec<&str> = (doc["findings"].as_array().unwrap().iter())
+                .map(|f| f["code"].as_str().unwrap())
+                .filter(|&c| c != "client-address-lost")
+                .collect();
+            assert!(codes.is_empty(), "{args:?}: {codes:?}");
+            let mut turned = BTreeSet::new();
+            for c in doc["connections"].as_array().unwrap() {
+                let hops = c["hops"].as_array().unwrap();
+                for (t, to) in c["translations"].as_array().unwrap().iter().zip(&hops[1..]) {
+                    let e = &t["evidence"];
+                    let (fwd, rev) = (e["matched_fwd"].as_u64(), e["matched_rev"].as_u64());
+                    assert_eq!(fwd, to["packets_fwd"].as_u64(), "{args:?}: {t}");
+                    assert_eq!(rev, to["packets_rev"].as_u64(), "{args:?}: {t}");
+                    assert!(rev > Some(0), "{args:?}: {t}");
+                    for gap in ["lost_fwd", "lost_rev", "appeared_fwd", "appeared_rev"] {
+                        assert_eq!(t["unmatched"][gap]["packets"], 0, "{args:?}: {gap} {t}");
+                    }
+                }
+                if let [first, last] = &hops[..] {
+                    if first["point"] == "eth0" && last["point"] == "eth0" {
+                        assert_eq!(c["translations"][0]["kind"], "snat+dnat", "{args:?}: {c}");
+                        turned.insert((tuple(first), tuple(last)));
+                    }
+                }
+            }
+            // The outside clients' connections, each turned back at eth0 as conntrack
+            // translated it.
+            let outside: BTreeSet<_> = (want.iter())
+                .filter(|(orig, _)| !orig.contains("172.17.") && !orig.contains("fd00:"))
+                .cloned()
+                .collect();
+            assert!(outside.len() >= 2, "{s}: {want:?}");
+            assert_eq!(turned, outside, "{args:?}");
+        }
+    }
+}

@@ -57,6 +57,8 @@ pub const SCENARIOS: &[&str] = &[
     "fragments6",
     "probes6",
     "sink6",
+    "hairpin-routed",
+    "hairpin-routed6",
 ];
 
 /// Scenarios recorded but read only by the tests made for them, not by those that go
