@@ -375,6 +375,20 @@ fn link_local_control_traffic_is_counted_not_correlated_unless_all() {
     }
 }
 
+/// A recording's captures in every form: veth-c1, docker0 and eth0 as separate files,
+/// `multi.pcapng`, and `any.pcap` with its `links.txt`.
+fn capture_forms(d: &str) -> [String; 6] {
+    [
+        "veth-c1.pcap",
+        "docker0.pcap",
+        "eth0.pcap",
+        "multi.pcapng",
+        "any.pcap",
+        "links.txt",
+    ]
+    .map(|f| format!("{d}/{f}"))
+}
+
 /// The same bytes from two containers over IPv6 (no IP ID): datagrams in fragments that
 /// the host fragments again under identifications of its own, the bridge showing them
 /// whole (`fragments6`), probes sent at once, their copies a millisecond or less apart
@@ -387,13 +401,7 @@ fn the_same_bytes_from_two_containers_keep_their_connections_apart() {
         let d = format!("samples/{s}");
         let want = conntrack_translations(&format!("{d}/conntrack.txt"));
         assert_eq!(want.len(), 2, "{s}: {want:?}");
-        let veth = format!("{d}/veth-c1.pcap");
-        let (docker0, eth0) = (format!("{d}/docker0.pcap"), format!("{d}/eth0.pcap"));
-        let (multi, any, links) = (
-            format!("{d}/multi.pcapng"),
-            format!("{d}/any.pcap"),
-            format!("{d}/links.txt"),
-        );
+        let [veth, docker0, eth0, multi, any, links] = capture_forms(&d);
         // Where each container's path starts: its own link where it was captured (c2's
         // only in `any.pcap`), docker0 otherwise.
         for (args, c2_from) in [
@@ -434,13 +442,7 @@ fn a_connection_turned_back_out_of_its_interface_crosses_both_ways() {
     for s in ["hairpin-routed", "hairpin-routed6"] {
         let d = format!("samples/{s}");
         let want = conntrack_translations(&format!("{d}/conntrack.txt"));
-        let veth = format!("{d}/veth-c1.pcap");
-        let (docker0, eth0) = (format!("{d}/docker0.pcap"), format!("{d}/eth0.pcap"));
-        let (multi, any, links) = (
-            format!("{d}/multi.pcapng"),
-            format!("{d}/any.pcap"),
-            format!("{d}/links.txt"),
-        );
+        let [veth, docker0, eth0, multi, any, links] = capture_forms(&d);
         let ct = format!("{d}/conntrack.txt");
         for args in [
             vec![veth.as_str(), &docker0, &eth0, "--conntrack", &ct],
