@@ -34,7 +34,7 @@ ALL_SCENARIOS+=(fault-ct-table-full fault-ct-table-full6 forward-drop-clean)
 ALL_SCENARIOS+=(overlay-vxlan overlay-ipip fault-overlay-masq fault-overlay-masq-ipip)
 ALL_SCENARIOS+=(fault-underlay-drop fault-underlay-blocked fault-vxlan-mtu)
 ALL_SCENARIOS+=(redirect-local snat-pool netmap fragments6 probes6 sink6)
-ALL_SCENARIOS+=(hairpin-routed hairpin-routed6)
+ALL_SCENARIOS+=(hairpin-routed hairpin-routed6 one-armed one-armed6)
 
 # The scenarios that run with IPv6 on (dual stack): those whose name ends in 6.
 is_v6() { [[ $1 == *6 ]]; }
@@ -230,6 +230,20 @@ ns_add() {
   ip -n "$1" link set lo up
 }
 
+# quiet_ipv6 NS: keep IPv6's own chatter out of the captures: no link-local addresses
+# (addr_gen_mode 1), no DAD, no router solicitations or advertisements, and the
+# unsolicited MLD reports for the addresses' groups repeated within 10 ms, so they are
+# over before the captures start. Before the namespace's interfaces are made.
+quiet_ipv6() {
+  local k
+  for k in all default; do
+    nsx "$1" sysctl -q -w net.ipv6.conf.$k.addr_gen_mode=1 net.ipv6.conf.$k.accept_dad=0 \
+      net.ipv6.conf.$k.router_solicitations=0 net.ipv6.conf.$k.accept_ra=0 \
+      net.ipv6.conf.$k.mldv1_unsolicited_report_interval=10 \
+      net.ipv6.conf.$k.mldv2_unsolicited_report_interval=10
+  done
+}
+
 # topo_up IPV6(0|1): build the four namespaces and their links.
 topo_up() {
   local v6=$1 dis=1 ns
@@ -248,19 +262,8 @@ topo_up() {
   hx sysctl -q -w net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
   if [[ $v6 == 1 ]]; then
     hx sysctl -q -w net.ipv6.conf.all.forwarding=1
-    # Keep IPv6's own chatter out of the captures: no link-local addresses
-    # (addr_gen_mode 1), no DAD, no router solicitations or advertisements, and the
-    # unsolicited MLD reports for the addresses' groups repeated within 10 ms, so
-    # they are over before the captures start.
-    local n k
-    for n in "$NS_HOST" "$NS_C1" "$NS_C2" "$NS_OUT"; do
-      for k in all default; do
-        nsx "$n" sysctl -q -w net.ipv6.conf.$k.addr_gen_mode=1 net.ipv6.conf.$k.accept_dad=0 \
-          net.ipv6.conf.$k.router_solicitations=0 net.ipv6.conf.$k.accept_ra=0 \
-          net.ipv6.conf.$k.mldv1_unsolicited_report_interval=10 \
-          net.ipv6.conf.$k.mldv2_unsolicited_report_interval=10
-      done
-    done
+    local n
+    for n in "$NS_HOST" "$NS_C1" "$NS_C2" "$NS_OUT"; do quiet_ipv6 "$n"; done
   fi
 
   # docker0 with Docker's MAC prefix 02:42. Multicast snooping off: with it on, the
@@ -746,6 +749,101 @@ scenario_hairpin_routed6() {
   kill_servers
   hx ip6tables-save | sed '/^# /d' >"$SCEN_DIR/ip6tables.txt"
   stop_recording
+}
+
+# A host with one interface for two networks (a cloud NAT instance, a router on a
+# stick): a client on a second subnet of the uplink's link (192.0.2.2, in a namespace
+# of its own, bridged with the outside namespace's wan0) has the host's eth0 (192.0.2.1) as
+# its gateway, and the host masquerades its traffic back out of eth0 to the servers
+# outside. eth0 sees every packet twice, before and after NAT, the destination the same
+# and the second copy one TTL lower. TCP, UDP and ICMP echo; then c1 out as usual.
+LAN_NS=nc-lan LAN_GW=192.0.2.1 LAN_CLI=192.0.2.2
+scenario_one_armed() {
+  IFACES=(docker0 eth0 veth-c1)
+  one_armed_lan
+  {
+    docker_filter_base
+    echo "-A FORWARD -i eth0 -o eth0 -s $LAN_CLI/32 -j ACCEPT"
+    echo "-A FORWARD -i eth0 -o eth0 -d $LAN_CLI/32 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"
+    echo COMMIT
+    docker_nat_base
+    echo "$MASQ_RULE"
+    echo "-A POSTROUTING -s 192.0.2.0/24 -o eth0 ! -d 192.0.2.0/24 -j MASQUERADE"
+    echo COMMIT
+  } | apply_rules
+  server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --lifetime 30
+  server srv-udp "$NS_OUT" udp_server.py --port 53 --lifetime 30
+  sleep 0.5
+  start_recording
+  run t1 "$LAN_NS" tcp_client.py --dst "$SRV_IP" --port 7000 --requests 3 --tag lan1
+  run t2 "$LAN_NS" tcp_client.py --dst "$REMOTE_SRV" --port 7000 --requests 2 --tag lan2
+  run udp "$LAN_NS" udp_client.py --dst "$REMOTE_SRV" --count 2 --name lan.example
+  run icmp "$LAN_NS" icmp_ping.py --dst "$SRV_IP2" --count 2 --ident 3093
+  run c1 "$NS_C1" tcp_client.py --dst "$SRV_IP" --port 7000 --requests 1 --tag c1out
+  snapshot
+  kill_servers
+  stop_recording
+}
+
+# The same over IPv6: the client 2001:db8:9::2 on a second prefix of the uplink's link,
+# its gateway the host's 2001:db8:9::1 on eth0, masqueraded back out of eth0 by
+# ip6tables to 2001:db8:113::1; then c1 through Docker's IPv6 MASQUERADE.
+LAN6_GW=2001:db8:9::1 LAN6_CLI=2001:db8:9::2
+scenario_one_armed6() {
+  IFACES=(docker0 eth0 veth-c1)
+  one_armed_lan
+  ip -n "$NS_OUT" addr add 2001:db8:113::2/64 dev br-out nodad
+  ip -n "$LAN_NS" addr add "$LAN6_CLI/64" dev eth0 nodad
+  ip -n "$LAN_NS" -6 route add default via "$LAN6_GW"
+  ip -n "$NS_HOST" addr add "$LAN6_GW/64" dev eth0 nodad
+  # The lab's IPv6 interfaces have no link-local addresses: the client and the host,
+  # which it reaches first, know each other's link addresses from the start.
+  ip -n "$LAN_NS" -6 neigh replace "$LAN6_GW" lladdr 52:54:00:4e:43:01 dev eth0 nud permanent
+  ip -n "$NS_HOST" -6 neigh replace "$LAN6_CLI" lladdr 52:54:00:4e:43:09 dev eth0 nud permanent
+  apply_docker_masquerade6
+  hx ip6tables -A FORWARD -i eth0 -o eth0 -s "$LAN6_CLI/128" -j ACCEPT
+  hx ip6tables -A FORWARD -i eth0 -o eth0 -d "$LAN6_CLI/128" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+  hx ip6tables -t nat -A POSTROUTING -s 2001:db8:9::/64 -o eth0 ! -d 2001:db8:9::/64 -j MASQUERADE
+  server srv-tcp "$NS_OUT" tcp_server.py --bind :: --port 7000 --lifetime 30
+  server srv-udp "$NS_OUT" udp_server.py --bind :: --port 53 --lifetime 30
+  sleep 0.5
+  start_recording
+  run t1 "$LAN_NS" tcp_client.py --dst 2001:db8:113::2 --port 7000 --requests 3 --tag lan6
+  run udp "$LAN_NS" udp_client.py --dst 2001:db8:100::10 --count 2 --name lan6.example
+  run icmp "$LAN_NS" icmp_ping.py --dst 2001:db8:113::2 --count 2 --ident 3094
+  run c1 "$NS_C1" tcp_client.py --dst 2001:db8:113::2 --port 7000 --requests 1 --tag c1out6
+  snapshot
+  kill_servers
+  hx ip6tables-save | sed '/^# /d' >"$SCEN_DIR/ip6tables.txt"
+  stop_recording
+}
+
+# one_armed_lan: the client's namespace on a second subnet of the uplink's link (a
+# bridge in the outside namespace joins wan0 and the client's link), and the host's
+# eth0 its gateway, with no ICMP redirects.
+one_armed_lan() {
+  if is_v6 "$SCEN"; then
+    ns_add "$LAN_NS" 0
+    quiet_ipv6 "$LAN_NS"
+  else
+    ns_add "$LAN_NS" 1
+  fi
+  # No multicast on the new bridge: its IGMP reports would cross eth0 while recording.
+  ip -n "$NS_OUT" link add br-out type bridge mcast_snooping 0
+  ip -n "$NS_OUT" link set br-out multicast off
+  ip -n "$NS_OUT" addr flush dev wan0
+  ip -n "$NS_OUT" link set wan0 master br-out
+  ip -n "$NS_OUT" link add lan0 type veth peer name eth0 address 52:54:00:4e:43:09 netns "$LAN_NS"
+  ip -n "$NS_OUT" link set lan0 master br-out
+  ip -n "$NS_OUT" link set lan0 up
+  ip -n "$NS_OUT" link set br-out up
+  ip -n "$NS_OUT" addr add "$SRV_IP/24" dev br-out
+  ip -n "$NS_OUT" addr add "$SRV_IP2/24" dev br-out
+  ip -n "$LAN_NS" addr add "$LAN_CLI/24" dev eth0
+  ip -n "$LAN_NS" link set eth0 up
+  ip -n "$LAN_NS" route add default via "$LAN_GW"
+  ip -n "$NS_HOST" addr add "$LAN_GW/24" dev eth0
+  hx sysctl -q -w net.ipv4.conf.all.send_redirects=0 net.ipv4.conf.eth0.send_redirects=0
 }
 
 scenario_stale_udp() {
@@ -2912,6 +3010,23 @@ check_hairpin_routed6() {
   local ct=$SCEN_DIR/conntrack.txt
   need 1 "IPv6 TCP entry 9000 -> [2001:db8:113::2]:7000 masqueraded" "$(ct_count "$ct" '^ipv6 +10 tcp ' 'dport=9000 src=2001:db8:113::2 dst=2001:db8:113::1 sport=7000 ')"
   need 1 "IPv6 UDP entry 9053 -> [2001:db8:113::2]:53 masqueraded" "$(ct_count "$ct" '^ipv6 +10 udp ' 'dport=9053 src=2001:db8:113::2 dst=2001:db8:113::1 sport=53 ')"
+  need 2 "TCP conversations on eth0" "$(tcp_convs "$SCEN_DIR/eth0.pcap")"
+}
+
+# one-armed: the LAN client's TCP, UDP and ICMP masqueraded back out of eth0.
+check_one_armed() {
+  local ct=$SCEN_DIR/conntrack.txt
+  need 2 "TCP entries of $LAN_CLI masqueraded" "$(ct_count "$ct" '^ipv4 +2 tcp ' "src=$LAN_CLI " "dst=$HOST_IP ")"
+  need 1 "UDP entry of $LAN_CLI masqueraded" "$(ct_count "$ct" '^ipv4 +2 udp ' "src=$LAN_CLI " "dst=$HOST_IP ")"
+  need 1 "ICMP entry of $LAN_CLI masqueraded" "$(ct_count "$ct" '^ipv4 +2 icmp ' "src=$LAN_CLI " "dst=$HOST_IP ")"
+  need 4 "TCP conversations on eth0" "$(tcp_convs "$SCEN_DIR/eth0.pcap")"
+}
+
+check_one_armed6() {
+  local ct=$SCEN_DIR/conntrack.txt
+  need 1 "IPv6 TCP entry of $LAN6_CLI masqueraded" "$(ct_count "$ct" '^ipv6 +10 tcp ' "src=$LAN6_CLI " 'dst=2001:db8:113::1 ')"
+  need 1 "IPv6 UDP entry of $LAN6_CLI masqueraded" "$(ct_count "$ct" '^ipv6 +10 udp ' "src=$LAN6_CLI " 'dst=2001:db8:113::1 ')"
+  need 1 "ICMPv6 entry of $LAN6_CLI masqueraded" "$(ct_count "$ct" '^ipv6 +10 icmpv6 ' "src=$LAN6_CLI " 'dst=2001:db8:113::1 ')"
   need 2 "TCP conversations on eth0" "$(tcp_convs "$SCEN_DIR/eth0.pcap")"
 }
 

@@ -194,10 +194,14 @@ impl Seen {
                 push_route(&mut self.published, published, down.point, ci);
             } else if ch.src_addr_changed {
                 self.inside_addrs.insert(before.src);
-                self.hidden
-                    .entry(down.point)
-                    .or_default()
-                    .insert(before.src);
+                // A link at one point (a host with one interface for two networks)
+                // shows the address there before NAT: NAT hides nothing at it.
+                if up.point != down.point {
+                    self.hidden
+                        .entry(down.point)
+                        .or_default()
+                        .insert(before.src);
+                }
             }
             if ch.src_addr_changed || ch.sport_changed {
                 self.nat_addrs
@@ -328,7 +332,11 @@ impl Topology {
                 for l in &conn.links {
                     let (up, down) = (&conn.hops[l.from], &conn.hops[l.to]);
                     let ch = &l.change;
-                    let at = if ch.dst_addr_changed {
+                    // A connection turned back at one point shows both sides of its NAT
+                    // there: NAT hides nothing at it.
+                    let at = if up.point == down.point {
+                        None
+                    } else if ch.dst_addr_changed {
                         // A client inside a prefix with the address it was DNATed to
                         // (hairpin NAT: a container to its own or a neighbour's
                         // published port) shows the upstream point is inside, not

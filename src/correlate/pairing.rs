@@ -302,13 +302,16 @@ pub(super) const HAIRPIN_WINDOW_NS: i64 = 100_000_000;
 /// within [`HAIRPIN_WINDOW_NS`] (or the window, when narrower), unless a third flow
 /// carried the fingerprint near them ([`crowded`]). Two flows vote only if their pairs
 /// turn back as the host turns a connection back ([`turns_back`]), and the second goes
-/// elsewhere than the first (NAT changed the destination: nothing else sends a packet
-/// back out of the interface it came in by).
+/// elsewhere than the first (NAT changed the destination), or comes from elsewhere
+/// with every packet routed between its two sightings (one less TTL): a host with one
+/// interface for two networks (a cloud NAT instance, a router on a stick) sends what
+/// it masquerades back out of the interface it came in by.
 fn join_hairpin(p: &PointData, window: i64) -> (Votes, Vec<(u32, u32)>) {
     let window = window.min(HAIRPIN_WINDOW_NS);
-    // Per pair of packets: the flows (lower first), the strength, and the turn it
-    // took (`Turn`).
-    let mut found: Vec<(u32, u32, Strength, Turn)> = Vec::new();
+    // Per pair of packets: the flows (lower first), the strength, the turn it took
+    // (`Turn`), and whether the host routed it between the two sightings (one less TTL
+    // or hop limit at the second).
+    let mut found: Vec<(u32, u32, Strength, Turn, bool)> = Vec::new();
     let mut from = 0;
     while let Some(shared) = p.runs.next_shared(from, p.by_fp.len()) {
         from = shared.end;
@@ -326,19 +329,28 @@ fn join_hairpin(p: &PointData, window: i64) -> (Votes, Vec<(u32, u32)>) {
                 lower_first: rx.flow < ry.flow,
             };
             let strength = rx.strength().min(ry.strength());
-            found.push((rx.flow.min(ry.flow), rx.flow.max(ry.flow), strength, turn));
+            let routed = u16::from(rx.ttl()) == u16::from(ry.ttl()) + 1;
+            let (lo, hi) = (rx.flow.min(ry.flow), rx.flow.max(ry.flow));
+            found.push((lo, hi, strength, turn, routed));
         }
     }
-    let mut turns: HashMap<(u32, u32), [u32; 4]> = HashMap::default();
-    for &(lo, hi, _, turn) in &found {
-        turns.entry((lo, hi)).or_default()[turn.index()] += 1;
+    // Per flow pair: the pairs by turn (`Turn::index`), then those not routed.
+    let mut turns: HashMap<(u32, u32), [u32; 5]> = HashMap::default();
+    for &(lo, hi, _, turn, routed) in &found {
+        let t = turns.entry((lo, hi)).or_default();
+        t[turn.index()] += 1;
+        t[4] += u32::from(!routed);
     }
-    let turned_back = |&(lo, hi): &(u32, u32), t: [u32; 4]| {
+    let turned_back = |&(lo, hi): &(u32, u32), t: [u32; 5]| {
         let (x, y) = (&p.flows[lo as usize].tuple, &p.flows[hi as usize].tuple);
-        match turns_back(t) {
-            Turned::Back => redirected(x, y),
+        // NAT sent it elsewhere, or a host with one interface for two networks (a NAT
+        // instance, a router on a stick) routed every packet of it between its two
+        // sightings and gave it another source.
+        let moved = redirected(x, y) || (t[4] == 0 && resourced(x, y));
+        match turns_back([t[0], t[1], t[2], t[3]]) {
+            Turned::Back => moved,
             Turned::Not => false,
-            Turned::OneWay => redirected(x, y) && kept_source(x, y),
+            Turned::OneWay => moved && kept_source(x, y),
         }
     };
     let mut turned: Vec<(u32, u32)> = (turns.into_iter())
@@ -347,7 +359,7 @@ fn join_hairpin(p: &PointData, window: i64) -> (Votes, Vec<(u32, u32)>) {
         .collect();
     turned.sort_unstable();
     let mut votes = Votes::default();
-    for (lo, hi, strength, _) in found {
+    for (lo, hi, strength, _, _) in found {
         if turned.binary_search(&(lo, hi)).is_ok() {
             votes.cast(lo, hi, strength);
         }
@@ -403,11 +415,15 @@ fn turns_back(t: [u32; 4]) -> Turned {
     }
 }
 
-/// A connection comes back out of the interface it came in by only where NAT sent it
-/// elsewhere: flow `y`'s destination is not `x`'s (either way round).
+/// Flow `y`'s destination is not `x`'s (either way round): NAT sent it elsewhere.
 fn redirected(x: &Tuple, y: &Tuple) -> bool {
     let to = |t: &Tuple| (t.dst, t.dport);
     to(x) != to(y) && to(x) != to(&y.reversed())
+}
+
+/// Flow `y`'s source address is not `x`'s (either way round): SNAT gave it another.
+fn resourced(x: &Tuple, y: &Tuple) -> bool {
+    x.src != y.src && x.src != y.dst
 }
 
 /// Whether flow `y` keeps the source port (or ICMP echo id) of flow `x` (either way
@@ -1197,6 +1213,34 @@ mod tests {
         turned.tuple.dport = 53;
         let points = [point("docker0", 0, &[c1, turned])];
         assert_eq!(flow_pairs(&points, &[0], SECOND).len(), 1);
+    }
+
+    #[test]
+    fn a_host_with_one_interface_turns_back_what_it_masquerades() {
+        // A NAT instance: the client's packets, then the same masqueraded to the same
+        // server out of the same interface, one TTL lower each time the host routed
+        // them (the requests on their way out, the replies on their way back).
+        let mut before = tcp_conv(0, "192.0.2.2:40000", "198.51.100.7:443", 1000);
+        let after = view(&before, "203.0.113.1:40000", "198.51.100.7:443", 20 * US, 1);
+        let client = before[0].tuple.src;
+        let at_one_point = |before: &[crate::model::Packet]| {
+            let mut all = [before, &after[..]].concat();
+            all.sort_by_key(|p| p.ts_ns);
+            flow_pairs(&[point("eth0", 0, &all)], &[0], SECOND)
+        };
+        let replies = |b: &mut [crate::model::Packet], by: i16| {
+            for p in b.iter_mut().filter(|p| p.tuple.src != client) {
+                p.ttl = (i16::from(p.ttl) + by) as u8;
+            }
+        };
+        replies(&mut before, -1);
+        let pairs = at_one_point(&before);
+        assert_eq!(pairs.len(), 1);
+        assert_eq!(pairs[0].1.packets, 6);
+        // The replies not routed between their sightings: two senders of the same
+        // bytes, not one connection.
+        replies(&mut before, 1);
+        assert!(at_one_point(&before).is_empty());
     }
 
     #[test]

@@ -59,6 +59,8 @@ pub const SCENARIOS: &[&str] = &[
     "sink6",
     "hairpin-routed",
     "hairpin-routed6",
+    "one-armed",
+    "one-armed6",
 ];
 
 /// Scenarios recorded but read only by the tests made for them, not by those that go
