@@ -345,12 +345,14 @@ fn join_hairpin(p: &PointData, window: i64) -> (Votes, Vec<(u32, u32)>) {
         let (x, y) = (&p.flows[lo as usize].tuple, &p.flows[hi as usize].tuple);
         // NAT sent it elsewhere, or a host with one interface for two networks (a NAT
         // instance, a router on a stick) routed every packet of it between its two
-        // sightings and gave it another source.
-        let moved = redirected(x, y) || (t[4] == 0 && resourced(x, y));
+        // sightings and gave it another source. Seen one way only, a copy one TTL
+        // lower from another source may be another sender's (injected, spoofed):
+        // only its replies coming back through the host make it one connection.
+        let masqueraded = t[4] == 0 && resourced(x, y);
         match turns_back([t[0], t[1], t[2], t[3]]) {
-            Turned::Back => moved,
+            Turned::Back => redirected(x, y) || masqueraded,
             Turned::Not => false,
-            Turned::OneWay => moved && kept_source(x, y),
+            Turned::OneWay => redirected(x, y) && kept_source(x, y),
         }
     };
     let mut turned: Vec<(u32, u32)> = (turns.into_iter())
@@ -1237,6 +1239,15 @@ mod tests {
         let pairs = at_one_point(&before);
         assert_eq!(pairs.len(), 1);
         assert_eq!(pairs[0].1.packets, 6);
+        // The requests alone (no reply came back through the host): nothing tells
+        // them from another sender's copies.
+        let server = before[0].tuple.dst;
+        let mut requests: Vec<_> = (before.iter().chain(&after).copied())
+            .filter(|p| p.tuple.dst == server)
+            .collect();
+        requests.sort_by_key(|p| p.ts_ns);
+        assert_eq!(requests.len(), 8);
+        assert!(flow_pairs(&[point("eth0", 0, &requests)], &[0], SECOND).is_empty());
         // The replies not routed between their sightings: two senders of the same
         // bytes, not one connection.
         replies(&mut before, 1);
