@@ -334,22 +334,22 @@ fn join_hairpin(p: &PointData, window: i64) -> (Votes, Vec<(u32, u32)>) {
             found.push((lo, hi, strength, turn, routed));
         }
     }
-    // Per flow pair: the pairs by turn (`Turn::index`), then those not routed.
-    let mut turns: HashMap<(u32, u32), [u32; 5]> = HashMap::default();
+    // Per flow pair: its pairs by turn (`Turn::index`), and how many were not routed.
+    let mut turns: HashMap<(u32, u32), ([u32; 4], u32)> = HashMap::default();
     for &(lo, hi, _, turn, routed) in &found {
-        let t = turns.entry((lo, hi)).or_default();
-        t[turn.index()] += 1;
-        t[4] += u32::from(!routed);
+        let (by_turn, unrouted) = turns.entry((lo, hi)).or_default();
+        by_turn[turn.index()] += 1;
+        *unrouted += u32::from(!routed);
     }
-    let turned_back = |&(lo, hi): &(u32, u32), t: [u32; 5]| {
+    let turned_back = |&(lo, hi): &(u32, u32), (by_turn, unrouted): ([u32; 4], u32)| {
         let (x, y) = (&p.flows[lo as usize].tuple, &p.flows[hi as usize].tuple);
         // NAT sent it elsewhere, or a host with one interface for two networks (a NAT
         // instance, a router on a stick) routed every packet of it between its two
         // sightings and gave it another source. Seen one way only, a copy one TTL
         // lower from another source may be another sender's (injected, spoofed):
         // only its replies coming back through the host make it one connection.
-        let masqueraded = t[4] == 0 && resourced(x, y);
-        match turns_back([t[0], t[1], t[2], t[3]]) {
+        let masqueraded = unrouted == 0 && resourced(x, y);
+        match turns_back(by_turn) {
             Turned::Back => redirected(x, y) || masqueraded,
             Turned::Not => false,
             Turned::OneWay => redirected(x, y) && kept_source(x, y),

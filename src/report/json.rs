@@ -1003,10 +1003,9 @@ fn write_pretty(m: &Model, w: &mut (impl Write + ?Sized), batch: usize) -> anyho
     const FINDINGS: &[u8] = b"\n  \"findings\": []";
     let conns = &m.correlation.connections;
     let findings = &m.audit.findings;
-    let mut outline_bytes = Vec::new();
-    pretty::write_at(&mut outline_bytes, &outline(m), 0)?;
-    let rest = &outline_bytes[..];
-    let (before, rest) = split_at_list(rest, CONNECTIONS);
+    let mut whole = Vec::new();
+    pretty::write_at(&mut whole, &outline(m), 0)?;
+    let (before, rest) = split_at_list(&whole, CONNECTIONS);
     w.write_all(before)?;
     write_list(w, b"connections", conns.len(), batch, |i| {
         // Each connection written while the parts of the next that lie elsewhere in
@@ -1056,8 +1055,8 @@ fn write_list<T: Serialize>(
     w.write_all(b"\": [")?;
     let serialize = |start: usize, mut bufs: Vec<Vec<u8>>| -> serde_json::Result<Vec<Vec<u8>>> {
         let end = n.min(start + batch);
-        // Room for a connection of a few hops without findings, so that most are
-        // written without growing their buffer.
+        // Room for a connection of a few hops without findings or a finding with a
+        // few lines of evidence, so that most are written without growing their buffer.
         bufs.resize_with(end - start, || Vec::with_capacity(4096));
         // In runs of `mem::RUN`, so that each core takes neighbours.
         bufs.par_chunks_mut(crate::mem::RUN)

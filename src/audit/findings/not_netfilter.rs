@@ -8,17 +8,13 @@
 use crate::audit::rules::Reach;
 use crate::audit::{Code, Ctx, Detail, Finding, Severity};
 
-/// The connections whose translation no rule given can make, but for flows left on a
-/// backend by an entry older than the rules (`stale-entry`).
-pub fn beyond(x: &Ctx) -> Vec<usize> {
+/// The connections whose translation no rule given can make, ascending, but for flows
+/// left on a backend by an entry older than the rules (`stale`: `stale-entry`'s,
+/// ascending).
+pub fn beyond(x: &Ctx, stale: &[usize]) -> Vec<usize> {
     let Some(rules) = x.rules else {
         return Vec::new();
     };
-    let mut stale: Vec<usize> = super::stale_entry::stale(x)
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
-    stale.sort_unstable();
     let reach = Reach::of(rules);
     x.attributions
         .iter()
@@ -30,7 +26,7 @@ pub fn beyond(x: &Ctx) -> Vec<usize> {
 
 pub fn detect(x: &Ctx) -> Vec<Finding> {
     let mut out = Vec::new();
-    for ci in beyond(x) {
+    for ci in beyond(x, &super::stale_entry::stale_conns(x)) {
         let Some(a) = x.attribution(ci) else {
             continue;
         };

@@ -19,14 +19,11 @@ pub fn detect(x: &Ctx) -> Vec<Finding> {
     // A flow whose entry predates a rule change is `stale-entry`'s, not a rule set that
     // does not describe the host.
     // Nor one no rule could translate so (`not-netfilter`).
-    let mut stale: Vec<usize> = super::stale_entry::stale(x)
-        .into_iter()
-        .map(|(k, _)| k)
-        .chain(super::not_netfilter::beyond(x))
-        .collect();
-    stale.sort_unstable();
+    let stale = super::stale_entry::stale_conns(x);
+    let beyond = super::not_netfilter::beyond(x, &stale);
+    let skip = |k: &usize| stale.binary_search(k).is_ok() || beyond.binary_search(k).is_ok();
     let mut out = Vec::new();
-    for a in (x.attributions.iter()).filter(|a| stale.binary_search(&a.conn).is_err()) {
+    for a in (x.attributions.iter()).filter(|a| !skip(&a.conn)) {
         let (Some(wire), None, Some(best)) = (a.wire, a.chosen, a.walk.outcomes.first()) else {
             continue;
         };

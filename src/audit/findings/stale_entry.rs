@@ -55,7 +55,7 @@ fn backend(t: &Tuple) -> Backend {
     (t.dst, t.dport)
 }
 
-/// Every stale connection, by index.
+/// Every stale connection, by index, ascending.
 pub fn stale(x: &Ctx) -> Vec<(usize, Stale)> {
     let c = x.c;
     let first: Vec<i64> = c.connections.iter().map(Connection::first_ns).collect();
@@ -161,6 +161,11 @@ pub fn stale(x: &Ctx) -> Vec<(usize, Stale)> {
         ));
     }
     out
+}
+
+/// The stale connections' indices, ascending.
+pub fn stale_conns(x: &Ctx) -> Vec<usize> {
+    stale(x).into_iter().map(|(k, _)| k).collect()
 }
 
 pub fn detect(x: &Ctx) -> Vec<Finding> {
