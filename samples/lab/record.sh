@@ -35,6 +35,7 @@ ALL_SCENARIOS+=(overlay-vxlan overlay-ipip fault-overlay-masq fault-overlay-masq
 ALL_SCENARIOS+=(fault-underlay-drop fault-underlay-blocked fault-vxlan-mtu)
 ALL_SCENARIOS+=(redirect-local snat-pool netmap fragments6 probes6 sink6)
 ALL_SCENARIOS+=(hairpin-routed hairpin-routed6 one-armed one-armed6)
+ALL_SCENARIOS+=(fault-hairpin-routed-no-masq fault-hairpin-no-br-netfilter)
 
 # The scenarios that run with IPv6 on (dual stack): those whose name ends in 6.
 is_v6() { [[ $1 == *6 ]]; }
@@ -815,6 +816,98 @@ scenario_one_armed6() {
   snapshot
   kill_servers
   hx ip6tables-save | sed '/^# /d' >"$SCEN_DIR/ip6tables.txt"
+  stop_recording
+}
+
+# NAT loopback without the hairpin MASQUERADE (FM-07 on a routed link, a router's
+# "NAT reflection" half set up): a LAN client (192.0.2.2, its gateway the host's eth0,
+# 192.0.2.1) reaches the host's public address, whose ports DNAT to a server on the
+# client's own subnet (192.0.2.3, on the outside namespace's bridge). The masquerade
+# leaves the LAN's own destinations alone (`! -d 192.0.2.0/24`, as routers write it),
+# so the host sends the connection back out of eth0 with the client's address kept,
+# and the server answers the client directly, past the host and its conntrack: the
+# client, which spoke to 203.0.113.1, refuses answers from 192.0.2.3 (TCP: a reset; a
+# UDP client that does not check the answer's source takes it). For contrast, the
+# same hairpin that works: a port forward from outside (198.51.100.20 to the host's
+# 203.0.113.1:8080, DNATed to the LAN client's own server) goes back out of eth0 with
+# its source kept too, but the LAN client routes its answers through the host, which
+# translates them back. The client's connection to a server outside, masqueraded, is
+# answered; then c1 out as usual.
+LAN_SRV=192.0.2.3
+scenario_fault_hairpin_routed_no_masq() {
+  IFACES=(docker0 eth0 veth-c1)
+  one_armed_lan
+  ip -n "$NS_OUT" addr add "$LAN_SRV/24" dev br-out
+  {
+    docker_filter_base
+    echo "-A FORWARD -i eth0 -o eth0 -s 192.0.2.0/24 -j ACCEPT"
+    echo "-A FORWARD -i eth0 -o eth0 -d 192.0.2.0/24 -m conntrack --ctstate RELATED,ESTABLISHED,DNAT -j ACCEPT"
+    echo COMMIT
+    docker_nat_base
+    echo "$MASQ_RULE"
+    echo "-A PREROUTING -d $HOST_IP/32 -p tcp -m tcp --dport 8080 -j DNAT --to-destination $LAN_CLI:8080"
+    echo "-A PREROUTING -d $HOST_IP/32 -p tcp -m tcp --dport 9000 -j DNAT --to-destination $LAN_SRV:7000"
+    echo "-A PREROUTING -d $HOST_IP/32 -p udp -m udp --dport 9053 -j DNAT --to-destination $LAN_SRV:53"
+    echo "-A POSTROUTING -s 192.0.2.0/24 -o eth0 ! -d 192.0.2.0/24 -j MASQUERADE"
+    echo COMMIT
+  } | apply_rules
+  server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --lifetime 30
+  server srv-udp "$NS_OUT" udp_server.py --port 53 --lifetime 30
+  server web "$LAN_NS" tcp_server.py --port 8080 --lifetime 30
+  sleep 0.5
+  start_recording
+  run out "$LAN_NS" tcp_client.py --dst "$SRV_IP" --port 7000 --requests 2 --tag lanout
+  run fwd "$NS_OUT" tcp_client.py --src "$REMOTE_CLI" --dst "$HOST_IP" --port 8080 --requests 2 --tag lanfwd
+  client hp "$LAN_NS" tcp_client.py --dst "$HOST_IP" --port 9000 --connect-timeout 3.5 --expect-fail --tag lanhp
+  local hp=$LAST_PID
+  run udp "$LAN_NS" udp_client.py --dst "$HOST_IP" --port 9053 --count 1 --timeout 1 --any \
+    --name reflect.example
+  expect_ok "$hp"
+  run c1 "$NS_C1" tcp_client.py --dst "$SRV_IP" --port 7000 --requests 1 --tag c1out
+  sleep 0.5
+  snapshot
+  kill_servers
+  stop_recording
+}
+
+# A container to another container's published port through the host's address,
+# with the bridge not calling netfilter (`bridge-nf-call-iptables=0`, as without
+# br_netfilter): c2's connection to 203.0.113.1:8080 is DNATed on docker0 to c1:80
+# and keeps c2's address (Docker masquerades only a container's hairpin to itself).
+# c1 answers c2 directly across the bridge, which hands the frames on without
+# conntrack: c2, which spoke to 203.0.113.1, refuses answers from 172.17.0.2 (TCP: a
+# reset; a UDP client that does not check the answer's source takes it). veth-c1 and
+# docker0 (whose capture, promiscuous, sees what the bridge forwards) see the answers
+# as c1 sent them; none is translated back. c1's connection out, masqueraded, is
+# answered.
+scenario_fault_hairpin_no_br_netfilter() {
+  IFACES=(docker0 eth0 veth-c1)
+  {
+    docker_filter_base
+    echo "-A DOCKER -d $C1_IP/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT"
+    echo "-A DOCKER -d $C1_IP/32 ! -i docker0 -o docker0 -p udp -m udp --dport 53 -j ACCEPT"
+    echo COMMIT
+    docker_nat_base | sed '/-A DOCKER -i docker0 -j RETURN/d'
+    echo "$MASQ_RULE"
+    echo "-A POSTROUTING -s $C1_IP/32 -d $C1_IP/32 -p tcp -m tcp --dport 80 -j MASQUERADE"
+    echo "-A DOCKER -p tcp -m tcp --dport 8080 -j DNAT --to-destination $C1_IP:80"
+    echo "-A DOCKER -p udp -m udp --dport 8053 -j DNAT --to-destination $C1_IP:53"
+    echo COMMIT
+  } | apply_rules
+  hx sysctl -q -w net.bridge.bridge-nf-call-iptables=0
+  server web "$NS_C1" tcp_server.py --port 80 --lifetime 30
+  server dns "$NS_C1" udp_server.py --port 53 --lifetime 30
+  server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --lifetime 30
+  start_recording
+  run out "$NS_C1" tcp_client.py --dst "$SRV_IP" --port 7000 --requests 1 --tag out
+  client hp "$NS_C2" tcp_client.py --dst "$HOST_IP" --port 8080 --connect-timeout 3.5 --expect-fail --tag c2hp
+  local hp=$LAST_PID
+  run udp "$NS_C2" udp_client.py --dst "$HOST_IP" --port 8053 --count 1 --timeout 1 --any \
+    --name bridge.example
+  expect_ok "$hp"
+  sleep 0.5
+  snapshot
+  kill_servers
   stop_recording
 }
 
@@ -3414,6 +3507,33 @@ check_fault_hairpin_no_masq() {
   need 2 "SYNs back to c1 from itself on veth-c1" "$(pkts "$v" "ip.src==$C1_IP && ip.dst==$C1_IP && tcp.dstport==80 && tcp.flags.syn==1")"
   [[ $(pkts "$v" "ip.src==$C1_IP && tcp.srcport==80 && ip.dst==$C1_IP") -eq 0 ]] || die "$SCEN: c1 answered itself on the wire"
   need 1 "c2's connection answered" "$(pkts "$SCEN_DIR/veth-c1.pcap" "ip.dst==$C2_IP && tcp.srcport==80")"
+}
+
+# fault-hairpin-routed-no-masq: the LAN client's TCP and UDP to the host's address
+# go back out of eth0 with its address kept, and the server's answers never reach eth0;
+# its masqueraded connection out is answered there.
+check_fault_hairpin_routed_no_masq() {
+  local e=$SCEN_DIR/eth0.pcap ct=$SCEN_DIR/conntrack.txt
+  need 2 "SYNs from $LAN_CLI to $HOST_IP:9000 on eth0" "$(pkts "$e" "ip.src==$LAN_CLI && ip.dst==$HOST_IP && tcp.dstport==9000 && tcp.flags.syn==1")"
+  need 2 "the same SYNs DNATed to $LAN_SRV:7000 on eth0" "$(pkts "$e" "ip.src==$LAN_CLI && ip.dst==$LAN_SRV && tcp.dstport==7000 && tcp.flags.syn==1")"
+  need 1 "datagrams DNATed to $LAN_SRV:53 on eth0" "$(pkts "$e" "ip.src==$LAN_CLI && ip.dst==$LAN_SRV && udp.dstport==53")"
+  [[ $(pkts "$e" "ip.src==$LAN_SRV") -eq 0 ]] || die "$SCEN: the server's answers crossed eth0"
+  need 1 "unreplied TCP entry 9000 -> $LAN_SRV:7000" "$(ct_count "$ct" "dport=9000 \\[UNREPLIED\\] src=$LAN_SRV dst=$LAN_CLI sport=7000 ")"
+  need 1 "answers to the masqueraded connection on eth0" "$(pkts "$e" "ip.src==$SRV_IP && ip.dst==$HOST_IP && tcp.srcport==7000")"
+  need 1 "the port forward's answers translated back on eth0" "$(pkts "$e" "ip.src==$HOST_IP && ip.dst==$REMOTE_CLI && tcp.srcport==8080")"
+}
+
+# fault-hairpin-no-br-netfilter: c2's TCP and UDP DNATed on docker0 to c1, answered
+# by c1 straight to c2 across the bridge (docker0's capture, promiscuous, sees the
+# frames the bridge forwards), never translated back.
+check_fault_hairpin_no_br_netfilter() {
+  local v=$SCEN_DIR/veth-c1.pcap d=$SCEN_DIR/docker0.pcap ct=$SCEN_DIR/conntrack.txt
+  need 2 "SYNs from c2 to $HOST_IP:8080 on docker0" "$(pkts "$d" "ip.src==$C2_IP && ip.dst==$HOST_IP && tcp.dstport==8080 && tcp.flags.syn==1")"
+  need 2 "SYNs DNATed to c1 on veth-c1" "$(pkts "$v" "ip.src==$C2_IP && ip.dst==$C1_IP && tcp.dstport==80 && tcp.flags.syn==1")"
+  need 2 "SYN-ACKs from c1 straight to c2 on veth-c1" "$(pkts "$v" "ip.src==$C1_IP && ip.dst==$C2_IP && tcp.srcport==80 && tcp.flags.syn==1")"
+  need 1 "answers from c1's port 53 straight to c2 on veth-c1" "$(pkts "$v" "ip.src==$C1_IP && ip.dst==$C2_IP && udp.srcport==53")"
+  [[ $(pkts "$d" "ip.src==$HOST_IP && ip.dst==$C2_IP") -eq 0 ]] || die "$SCEN: an answer was translated back"
+  need 1 "unreplied TCP entry 8080 -> c1:80" "$(ct_count "$ct" "dport=8080 \\[UNREPLIED\\] src=$C1_IP dst=$C2_IP sport=80 ")"
 }
 
 # c1's datagrams to its own published port come back to it unanswered; c2's are

@@ -134,6 +134,10 @@ named_enum! {
         /// Packets that left one node in a tunnel and never reached the other: the
         /// underlay between them dropped them.
         UnderlayDrop = "underlay-drop",
+        /// A connection DNATed back out of the interface it came in by, to a server
+        /// other than the client, with its source left alone: the server answers the
+        /// client directly, past the host.
+        HairpinDirectReply = "hairpin-direct-reply",
     }
 }
 
@@ -409,6 +413,17 @@ pub enum Detail {
         back_at: String,
         delivered: u64,
         replies: u64,
+    },
+    /// `hairpin-direct-reply`: the client's tuple where it started, the tuple the
+    /// translation sent back out of `at`, how many packets left so, and the server's
+    /// answers as it sent them at the first point past the translation that saw any.
+    HairpinDirectReply {
+        client: Tuple,
+        server: Tuple,
+        at: String,
+        delivered: u64,
+        answers: u64,
+        answers_at: Option<String>,
     },
     TableFull(TableFullFacts),
     UnderlayDrop(UnderlayFacts),

@@ -231,6 +231,14 @@ pub enum DetailJson<'a> {
         tunnel: Option<&'a crate::model::Tunnel>,
         tunnel_overhead: Option<u32>,
     },
+    HairpinDirectReply {
+        client: &'a crate::model::Tuple,
+        server: &'a crate::model::Tuple,
+        at: &'a str,
+        delivered: u64,
+        answers: u64,
+        answers_at: Option<&'a str>,
+    },
     UnderlayDrop {
         from: &'a str,
         to: &'a str,
@@ -482,6 +490,21 @@ fn detail(d: &Detail) -> DetailJson<'_> {
             replies_crossed: d.crossed,
             translated: d.translated,
             conntrack_unreplied: d.unreplied,
+        },
+        Detail::HairpinDirectReply {
+            client,
+            server,
+            at,
+            delivered,
+            answers,
+            answers_at,
+        } => DetailJson::HairpinDirectReply {
+            client,
+            server,
+            at,
+            delivered: *delivered,
+            answers: *answers,
+            answers_at: answers_at.as_deref(),
         },
         Detail::UnderlayDrop(d) => DetailJson::UnderlayDrop {
             from: &d.from,

@@ -1139,7 +1139,8 @@ fn a_loss_recovered_by_a_resend_is_an_insert_race_warning() {
 #[test]
 fn hairpin_without_masquerade_is_one_error_from_the_wire_or_the_entry() {
     let error = |code: &str| vec![("error".to_string(), code.to_string())];
-    for &s in HAIRPIN_SCENARIOS {
+    // The container to its own port; the third is `hairpin-direct-reply`'s.
+    for &s in &HAIRPIN_SCENARIOS[..2] {
         let ct = [
             "--conntrack".to_string(),
             format!("samples/{s}/conntrack.txt"),
@@ -1165,6 +1166,62 @@ fn hairpin_without_masquerade_is_one_error_from_the_wire_or_the_entry() {
         let (code, doc) = json(&args(&[&pair(s)[..], &ct[..]].concat()));
         assert_eq!(code, 1, "{s}");
         assert_eq!(codes(&doc), error("ct-hairpin-no-masq"), "{s}");
+    }
+}
+
+/// A connection DNATed back out of the interface it came in by, to a server other than
+/// the client, with the client's address kept: the server answers the client directly,
+/// past the host. A router's NAT loopback on its LAN (no answer in any capture: a
+/// warning each for TCP and UDP) and a bridge that does not call netfilter (the answers
+/// seen as the server sent them: an error each, and the answers are not also lost),
+/// in every capture form; the masqueraded connections beside them are clean.
+#[test]
+fn a_hairpin_answered_past_the_host_is_named_and_not_lost() {
+    for (s, severity, at, answers_at) in [
+        ("fault-hairpin-routed-no-masq", "warning", "eth0", None),
+        (
+            "fault-hairpin-no-br-netfilter",
+            "error",
+            "docker0",
+            Some("docker0"),
+        ),
+    ] {
+        let d = format!("samples/{s}");
+        let forms = [
+            pair(s),
+            [&pair(s)[..], &[format!("{d}/veth-c1.pcap")]].concat(),
+            vec![format!("{d}/multi.pcapng")],
+            vec![
+                format!("{d}/any.pcap"),
+                "--links".into(),
+                format!("{d}/links.txt"),
+            ],
+        ];
+        for form in forms {
+            let (code, doc) = json(&args(&form));
+            let want = vec![(severity.to_string(), "hairpin-direct-reply".to_string()); 2];
+            assert_eq!(codes(&doc), want, "{s}: {form:?}");
+            assert_eq!(code, i32::from(severity == "error"), "{s}: {form:?}");
+            let mut protos = Vec::new();
+            for f in doc["findings"].as_array().unwrap() {
+                let d = &f["detail"];
+                assert_eq!(d["at"], at, "{s}");
+                assert_eq!(d["answers_at"].as_str(), answers_at, "{s}");
+                assert_eq!(
+                    d["answers"].as_u64().unwrap() > 0,
+                    answers_at.is_some(),
+                    "{s}"
+                );
+                assert!(d["delivered"].as_u64().unwrap() > 0, "{s}");
+                assert_eq!(d["client"]["src"], d["server"]["src"], "{s}: source kept");
+                assert_ne!(d["client"]["dst"], d["server"]["dst"], "{s}: DNATed");
+                protos.push(d["client"]["proto"].as_str().unwrap().to_string());
+            }
+            protos.sort();
+            assert_eq!(protos, ["tcp", "udp"], "{s}");
+        }
+        let (_, doc) = json(&args(&pair(s)));
+        snapshot_findings(s, &doc);
     }
 }
 

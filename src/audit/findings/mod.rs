@@ -1,12 +1,13 @@
 //! The rules, one file per finding code, run in the order of [`RULES`].
 //!
 //! Order matters only through [`Explained`]: a rule may account for packets a link
-//! did not carry (they left as another connection, the host answered them, or they
-//! were sent again and crossed), for a path that stops short (every NAT port to its
-//! destination was taken, or the conntrack table was full) or for packets too large
-//! for the path, and every later rule sees that. `lost` runs after `leak`,
-//! `snat-port-exhaustion`, `insert-race`, `conntrack-table-full`, `underlay-drop` and
-//! `pmtu-black-hole`, so that what those explain is not also reported lost.
+//! did not carry (they left as another connection, the host answered them, they were
+//! sent again and crossed, or they went around the host), for a path that stops short
+//! (every NAT port to its destination was taken, or the conntrack table was full) or
+//! for packets too large for the path, and every later rule sees that. `lost` runs
+//! after `leak`, `snat-port-exhaustion`, `insert-race`, `conntrack-table-full`,
+//! `hairpin-direct-reply`, `underlay-drop` and `pmtu-black-hole`, so that what those
+//! explain is not also reported lost.
 //! `underlay-drop` runs before `pmtu-black-hole`: segments lost in a tunnel between
 //! two nodes are the underlay's, whatever their size.
 //! `snat-port-exhaustion` runs before `conntrack-table-full`: connections to one
@@ -30,6 +31,7 @@ mod ct_hairpin_no_masq;
 mod ct_missing;
 mod ct_unobserved;
 mod ct_unreplied;
+mod hairpin_direct_reply;
 mod hairpin_no_masq;
 mod input_bypassed;
 mod insert_race;
@@ -112,6 +114,11 @@ pub const RULES: &[Rule] = &[
         code: Code::ConntrackTableFull,
         what: "new connections to several destinations lost while the conntrack table was full",
         run: Run::Accounting(conntrack_table_full::detect),
+    },
+    Rule {
+        code: Code::HairpinDirectReply,
+        what: "DNAT back out of the interface it came in by, answered past the host",
+        run: Run::Accounting(hairpin_direct_reply::detect),
     },
     Rule {
         code: Code::UnderlayDrop,

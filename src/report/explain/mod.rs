@@ -15,6 +15,7 @@ mod ct_unreplied;
 mod evidence;
 
 pub use evidence::entry;
+mod hairpin_direct_reply;
 mod hairpin_no_masq;
 mod input_bypassed;
 mod insert_race;
@@ -79,6 +80,7 @@ pub fn words(f: &Finding) -> Words {
         Code::ConntrackTableFull => conntrack_table_full::explain(f),
         Code::OverlayMasq => overlay_masq::explain(f),
         Code::UnderlayDrop => underlay_drop::explain(f),
+        Code::HairpinDirectReply => hairpin_direct_reply::explain(f),
     };
     let cause = match f.code {
         Code::Lost => lost::cause(f),
