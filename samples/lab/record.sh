@@ -35,7 +35,7 @@ ALL_SCENARIOS+=(overlay-vxlan overlay-ipip fault-overlay-masq fault-overlay-masq
 ALL_SCENARIOS+=(fault-underlay-drop fault-underlay-blocked fault-vxlan-mtu)
 ALL_SCENARIOS+=(redirect-local snat-pool netmap fragments6 probes6 sink6)
 ALL_SCENARIOS+=(hairpin-routed hairpin-routed6 one-armed one-armed6)
-ALL_SCENARIOS+=(fault-hairpin-routed-no-masq fault-hairpin-no-br-netfilter)
+ALL_SCENARIOS+=(fault-hairpin-routed-no-masq fault-hairpin-routed-no-masq6 fault-hairpin-no-br-netfilter)
 
 # The scenarios that run with IPv6 on (dual stack): those whose name ends in 6.
 is_v6() { [[ $1 == *6 ]]; }
@@ -867,6 +867,57 @@ scenario_fault_hairpin_routed_no_masq() {
   sleep 0.5
   snapshot
   kill_servers
+  stop_recording
+}
+
+# The same over IPv6 (ip6tables): the client 2001:db8:9::2 of one-armed6's LAN to the
+# host's 2001:db8:113::1, port 9000 DNATed to [2001:db8:9::3]:7000 and UDP 9053 to
+# its port 53, a server on the client's own prefix, sent back out of eth0 with the
+# client's address kept; the port forward from 2001:db8:100::10 to port 8080, DNATed
+# to the LAN client's own server and answered through the host; then c1 out through
+# Docker's IPv6 MASQUERADE. The namespaces on the link hold each other's link
+# addresses as permanent neighbour entries (no link-local addresses in the lab).
+LAN6_SRV=2001:db8:9::3
+scenario_fault_hairpin_routed_no_masq6() {
+  IFACES=(docker0 eth0 veth-c1)
+  one_armed_lan
+  ip -n "$NS_OUT" addr add 2001:db8:113::2/64 dev br-out nodad
+  ip -n "$NS_OUT" addr add "$LAN6_SRV/64" dev br-out nodad
+  ip -n "$LAN_NS" addr add "$LAN6_CLI/64" dev eth0 nodad
+  ip -n "$LAN_NS" -6 route add default via "$LAN6_GW"
+  ip -n "$NS_HOST" addr add "$LAN6_GW/64" dev eth0 nodad
+  local srv_mac
+  srv_mac=$(ip -n "$NS_OUT" -br link show br-out | awk '{print $3}')
+  ip -n "$LAN_NS" -6 neigh replace "$LAN6_GW" lladdr 52:54:00:4e:43:01 dev eth0 nud permanent
+  ip -n "$LAN_NS" -6 neigh replace "$LAN6_SRV" lladdr "$srv_mac" dev eth0 nud permanent
+  ip -n "$NS_HOST" -6 neigh replace "$LAN6_CLI" lladdr 52:54:00:4e:43:09 dev eth0 nud permanent
+  ip -n "$NS_HOST" -6 neigh replace "$LAN6_SRV" lladdr "$srv_mac" dev eth0 nud permanent
+  ip -n "$NS_HOST" -6 neigh replace 2001:db8:113::2 lladdr "$srv_mac" dev eth0 nud permanent
+  ip -n "$NS_OUT" -6 neigh replace "$LAN6_CLI" lladdr 52:54:00:4e:43:09 dev br-out nud permanent
+  ip -n "$NS_OUT" -6 neigh replace 2001:db8:113::1 lladdr 52:54:00:4e:43:01 dev br-out nud permanent
+  apply_docker_masquerade6
+  hx ip6tables -A FORWARD -i eth0 -o eth0 -s 2001:db8:9::/64 -j ACCEPT
+  hx ip6tables -A FORWARD -i eth0 -o eth0 -d 2001:db8:9::/64 -m conntrack --ctstate RELATED,ESTABLISHED,DNAT -j ACCEPT
+  hx ip6tables -t nat -A PREROUTING -d 2001:db8:113::1/128 -p tcp -m tcp --dport 8080 -j DNAT --to-destination "[$LAN6_CLI]:8080"
+  hx ip6tables -t nat -A PREROUTING -d 2001:db8:113::1/128 -p tcp -m tcp --dport 9000 -j DNAT --to-destination "[$LAN6_SRV]:7000"
+  hx ip6tables -t nat -A PREROUTING -d 2001:db8:113::1/128 -p udp -m udp --dport 9053 -j DNAT --to-destination "[$LAN6_SRV]:53"
+  hx ip6tables -t nat -A POSTROUTING -s 2001:db8:9::/64 -o eth0 ! -d 2001:db8:9::/64 -j MASQUERADE
+  server srv-tcp "$NS_OUT" tcp_server.py --bind :: --port 7000 --lifetime 30
+  server srv-udp "$NS_OUT" udp_server.py --bind :: --port 53 --lifetime 30
+  server web "$LAN_NS" tcp_server.py --bind :: --port 8080 --lifetime 30
+  sleep 0.5
+  start_recording
+  run fwd "$NS_OUT" tcp_client.py --src 2001:db8:100::10 --dst 2001:db8:113::1 --port 8080 --requests 2 --tag lanfwd6
+  client hp "$LAN_NS" tcp_client.py --dst 2001:db8:113::1 --port 9000 --connect-timeout 3.5 --expect-fail --tag lanhp6
+  local hp=$LAST_PID
+  run udp "$LAN_NS" udp_client.py --dst 2001:db8:113::1 --port 9053 --count 1 --timeout 1 --any \
+    --name reflect6.example
+  expect_ok "$hp"
+  run c1 "$NS_C1" tcp_client.py --dst 2001:db8:113::2 --port 7000 --requests 1 --tag c1out6
+  sleep 0.5
+  snapshot
+  kill_servers
+  hx ip6tables-save | sed '/^# /d' >"$SCEN_DIR/ip6tables.txt"
   stop_recording
 }
 
@@ -3521,6 +3572,15 @@ check_fault_hairpin_routed_no_masq() {
   need 1 "unreplied TCP entry 9000 -> $LAN_SRV:7000" "$(ct_count "$ct" "dport=9000 \\[UNREPLIED\\] src=$LAN_SRV dst=$LAN_CLI sport=7000 ")"
   need 1 "answers to the masqueraded connection on eth0" "$(pkts "$e" "ip.src==$SRV_IP && ip.dst==$HOST_IP && tcp.srcport==7000")"
   need 1 "the port forward's answers translated back on eth0" "$(pkts "$e" "ip.src==$HOST_IP && ip.dst==$REMOTE_CLI && tcp.srcport==8080")"
+}
+
+check_fault_hairpin_routed_no_masq6() {
+  local e=$SCEN_DIR/eth0.pcap ct=$SCEN_DIR/conntrack.txt
+  need 2 "SYNs DNATed to [$LAN6_SRV]:7000 on eth0" "$(pkts "$e" "ipv6.src==$LAN6_CLI && ipv6.dst==$LAN6_SRV && tcp.dstport==7000 && tcp.flags.syn==1")"
+  need 1 "datagrams DNATed to [$LAN6_SRV]:53 on eth0" "$(pkts "$e" "ipv6.src==$LAN6_CLI && ipv6.dst==$LAN6_SRV && udp.dstport==53")"
+  [[ $(pkts "$e" "ipv6.src==$LAN6_SRV") -eq 0 ]] || die "$SCEN: the server's answers crossed eth0"
+  need 1 "unreplied IPv6 TCP entry 9000 -> [$LAN6_SRV]:7000" "$(ct_count "$ct" '^ipv6 +10 tcp ' "dport=9000 \\[UNREPLIED\\] src=$LAN6_SRV dst=$LAN6_CLI sport=7000 ")"
+  need 1 "the port forward's answers translated back on eth0" "$(pkts "$e" "ipv6.src==2001:db8:113::1 && ipv6.dst==2001:db8:100::10 && tcp.srcport==8080")"
 }
 
 # fault-hairpin-no-br-netfilter: c2's TCP and UDP DNATed on docker0 to c1, answered

@@ -1171,14 +1171,15 @@ fn hairpin_without_masquerade_is_one_error_from_the_wire_or_the_entry() {
 
 /// A connection DNATed back out of the interface it came in by, to a server other than
 /// the client, with the client's address kept: the server answers the client directly,
-/// past the host. A router's NAT loopback on its LAN (no answer in any capture: a
-/// warning each for TCP and UDP) and a bridge that does not call netfilter (the answers
+/// past the host. A router's NAT loopback on its LAN, over IPv4 and IPv6 (no answer in
+/// any capture: a warning each for TCP and UDP) and a bridge that does not call netfilter (the answers
 /// seen as the server sent them: an error each, and the answers are not also lost),
 /// in every capture form; the masqueraded connections beside them are clean.
 #[test]
 fn a_hairpin_answered_past_the_host_is_named_and_not_lost() {
     for (s, severity, at, answers_at) in [
         ("fault-hairpin-routed-no-masq", "warning", "eth0", None),
+        ("fault-hairpin-routed-no-masq6", "warning", "eth0", None),
         (
             "fault-hairpin-no-br-netfilter",
             "error",

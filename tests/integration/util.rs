@@ -62,6 +62,7 @@ pub const SCENARIOS: &[&str] = &[
     "one-armed",
     "one-armed6",
     "fault-hairpin-routed-no-masq",
+    "fault-hairpin-routed-no-masq6",
 ];
 
 /// Scenarios where conntrack adds a finding by design, left out of the tests that say

@@ -132,13 +132,15 @@ mod tests {
     use super::*;
     use crate::audit::findings::testing::*;
 
-    /// A router's NAT loopback (no answer in any capture: a warning) and a bridge that
+    /// A router's NAT loopback over IPv4 and IPv6 (no answer in any capture: a
+    /// warning) and a bridge that
     /// does not call netfilter (the answers seen untranslated: an error), over TCP and
     /// UDP each; the masqueraded connections beside them are left alone.
     #[test]
     fn a_connection_sent_back_out_with_its_source_kept_is_answered_past_the_host() {
         for (s, severity, answers_at) in [
             ("fault-hairpin-routed-no-masq", Severity::Warning, None),
+            ("fault-hairpin-routed-no-masq6", Severity::Warning, None),
             (
                 "fault-hairpin-no-br-netfilter",
                 Severity::Error,
