@@ -18,7 +18,8 @@
 //! 5. `paths`: per connection (in parallel), its [`Hop`]s in the initiator's direction,
 //!    and its replies at points beside the path ([`ReturnHop`]: asymmetric routes);
 //!    once all are made, connections numbered in time order, refused pairs attached as
-//!    [`Related`].
+//!    [`Related`], and ICMP errors tied to the connection they quote
+//!    ([`Connection::about`], `quoted`).
 //! 6. `translations`: per connection (in parallel), a [`Link`] for each consecutive
 //!    pair of hops: the translation, matched and unmatched packets per direction
 //!    (TCP data by byte range, pure ACKs superseded by a later one: [`Resegmentation`]),
@@ -47,6 +48,7 @@ pub mod offset;
 mod pairing;
 mod paths;
 pub mod points;
+mod quoted;
 mod returns;
 mod segments;
 mod sizes;
@@ -132,6 +134,10 @@ pub struct Connection {
     pub streams: Option<Box<Streams>>,
     /// Its packets one by one, when [`Config::trace`] names it (`trace`).
     pub packets: Option<Box<Packets>>,
+    /// For a connection made of ICMP errors: the number `n` of the connection (id
+    /// `cn`) whose packet the errors quote, when that connection was seen where the
+    /// errors were (`quoted`).
+    pub about: Option<u32>,
 }
 
 impl Connection {
@@ -159,6 +165,28 @@ impl Connection {
     /// from hop to hop while the bytes agree.
     pub fn resegmented(&self) -> bool {
         self.links.iter().any(|l| !l.resegmented.is_none())
+    }
+
+    /// The ICMP error the connection is made of, when it is one (its first hop's).
+    pub fn icmp_error(&self) -> Option<&crate::flows::IcmpError> {
+        self.hops.iter().find_map(|h| h.flow.icmp_error.as_deref())
+    }
+
+    /// The id of the connection the errors quote ([`Connection::about`]).
+    pub fn about_id(&self) -> Option<String> {
+        self.about.map(|n| format!("c{n}"))
+    }
+
+    /// What reports count the connection as: `single-point`, `icmp-error` for ICMP
+    /// errors seen at several points (their translation is the one of the connection
+    /// they quote, not one of their own), else the kind of its translation from the
+    /// first hop to the last.
+    pub fn kind_token(&self) -> &'static str {
+        match self.end_to_end() {
+            None => "single-point",
+            Some(_) if self.icmp_error().is_some() => "icmp-error",
+            Some(ch) => ch.kind.as_str(),
+        }
     }
 
     /// The translation from the first hop to the last; `None` for a connection seen
@@ -301,6 +329,7 @@ pub fn correlate(
     crate::mem::step("made and linked");
     paths::number(&mut connections);
     paths::relate(&mut connections, &rejected, &points);
+    quoted::attach(&mut connections);
     if by_number {
         for batch in connections.chunks_mut(BATCH) {
             link(&mut points, batch);

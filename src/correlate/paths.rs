@@ -201,6 +201,7 @@ pub(super) fn connection(
         initiator,
         streams: None,
         packets: None,
+        about: None,
     }
 }
 

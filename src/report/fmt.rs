@@ -276,7 +276,43 @@ pub fn ct_tuple(t: &Tuple) -> String {
 
 /// ICMP errors by name where the name is well known (RFC 792, RFC 4443), else numbers.
 pub fn icmp_error(proto: Proto, ty: u8, code: u8) -> String {
-    let name = match (proto, ty, code) {
+    let name = icmp_error_name(proto, ty, code);
+    let proto = if proto == Proto::Icmpv6 {
+        "ICMPv6"
+    } else {
+        "ICMP"
+    };
+    if name.is_empty() {
+        format!("{proto} type {ty} code {code}")
+    } else {
+        format!("{proto} {name} (type {ty} code {code})")
+    }
+}
+
+/// One of a connection's tuples as its tables show it: [`tuple()`], or for ICMP
+/// errors [`error_tuple`].
+pub fn conn_tuple(conn: &Connection, t: &Tuple) -> String {
+    match conn.icmp_error() {
+        Some(e) => error_tuple(t, e),
+        None => tuple(t),
+    }
+}
+
+/// An ICMP error flow's endpoints, with the error in place of the identifier (0) that
+/// [`tuple()`] would show: `172.17.0.2 -> 198.51.100.20 port unreachable`.
+pub fn error_tuple(t: &Tuple, e: &crate::flows::IcmpError) -> String {
+    match icmp_error_name(t.proto, e.icmp_type, e.code) {
+        "" => format!(
+            "{} -> {} type {} code {}",
+            t.src, t.dst, e.icmp_type, e.code
+        ),
+        name => format!("{} -> {} {name}", t.src, t.dst),
+    }
+}
+
+/// The well-known name of an ICMP error (RFC 792, RFC 4443), else "".
+fn icmp_error_name(proto: Proto, ty: u8, code: u8) -> &'static str {
+    match (proto, ty, code) {
         (Proto::Icmp, 3, 0) => "network unreachable",
         (Proto::Icmp, 3, 1) => "host unreachable",
         (Proto::Icmp, 3, 2) => "protocol unreachable",
@@ -291,16 +327,6 @@ pub fn icmp_error(proto: Proto, ty: u8, code: u8) -> String {
         (Proto::Icmpv6, 2, _) => "packet too big",
         (Proto::Icmpv6, 3, _) => "time exceeded",
         _ => "",
-    };
-    let proto = if proto == Proto::Icmpv6 {
-        "ICMPv6"
-    } else {
-        "ICMP"
-    };
-    if name.is_empty() {
-        format!("{proto} type {ty} code {code}")
-    } else {
-        format!("{proto} {name} (type {ty} code {code})")
     }
 }
 

@@ -367,9 +367,7 @@ pub fn connections(c: &Correlation, findings: &[u32]) -> PolarsResult<DataFrame>
     let lost = |x: &Connection, f: fn(&Link) -> u64| x.links.iter().map(f).sum::<u64>();
     DataFrame::new_infer_height(vec![
         col(conns, "path", |x| super::fmt::path_label(c, x, ">")),
-        col(conns, "kind", |x| {
-            x.end_to_end().map_or("single-point", |k| k.kind.as_str())
-        }),
+        col(conns, "kind", Connection::kind_token),
         col(conns, "packets_fwd", |x| x.hops[0].flow.packets[0]),
         col(conns, "packets_rev", |x| x.hops[0].flow.packets[1]),
         col(conns, "lost_fwd", |x| {

@@ -749,6 +749,9 @@ pub struct ConnectionJson<'a> {
     pub translations: Vec<TranslationJson<'a>>,
     pub returns: Vec<ReturnJson<'a>>,
     pub related: &'a [Related],
+    /// For ICMP errors: the connection whose packet they quote.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub about: Option<String>,
     /// Positions of the connection's findings in the document's `findings` (from 0):
     /// a finding names every connection of its group, so a copy in each of them
     /// would make the document grow with the square of the group.
@@ -766,7 +769,8 @@ pub struct Summary<'a> {
     pub correlated: usize,
     /// Connections seen at one point only.
     pub single_point: usize,
-    /// Connections by the translation between their first and last hop.
+    /// Connections by the translation between their first and last hop; ICMP errors,
+    /// translated as the connection they quote, as `icmp-error`.
     pub by_kind: BTreeMap<&'static str, usize>,
     pub port_reallocations: usize,
     pub findings_by_severity: BTreeMap<String, usize>,
@@ -905,6 +909,7 @@ fn connection(m: &Model, i: usize) -> ConnectionJson<'_> {
             .map(|r| return_hop(c, conn, r, m.tcp_state(i, &r.hop)))
             .collect(),
         related: &conn.related,
+        about: conn.about_id(),
         findings: m.finding_indices(i),
         rules: m
             .audit
@@ -930,12 +935,12 @@ fn outline(m: &Model) -> Report<'_> {
         ..Default::default()
     };
     for conn in &c.connections {
-        match conn.end_to_end() {
-            Some(ch) => {
+        match conn.kind_token() {
+            "single-point" => summary.single_point += 1,
+            kind => {
                 summary.correlated += 1;
-                *summary.by_kind.entry(ch.kind.as_str()).or_insert(0) += 1;
+                *summary.by_kind.entry(kind).or_insert(0) += 1;
             }
-            None => summary.single_point += 1,
         }
         summary.port_reallocations += conn
             .links

@@ -3,7 +3,7 @@
 //! inputs, and the tables (as [`Grid`]s of text, code and connection ids).
 
 use super::fmt::{
-    clock, path_label, plural, rfc3339_ns, secs, short, time_range, tuple, tuple_proto,
+    clock, conn_tuple, path_label, plural, rfc3339_ns, secs, short, time_range, tuple_proto,
 };
 use super::text::{kind_label, summary_line};
 use super::Model;
@@ -349,9 +349,9 @@ pub fn connection_row(m: &Model, i: usize) -> Vec<Cell> {
         Cell::Text(conn.proto.to_string()),
         Cell::Text(path_label(c, conn, " → ")),
         Cell::Text(kind_label(conn)),
-        Cell::Code(tuple(first)),
+        Cell::Code(conn_tuple(conn, first)),
         if conn.hops.len() > 1 {
-            Cell::Code(tuple(last))
+            Cell::Code(conn_tuple(conn, last))
         } else {
             Cell::Text("-".into())
         },

@@ -492,3 +492,47 @@ fn a_connection_turned_back_out_of_its_interface_crosses_both_ways() {
         }
     }
 }
+
+/// An ICMP error that crosses the NAT back (a port unreachable about a datagram DNATed
+/// to a container, with and without SNAT on the way) is translated as the connection it
+/// quotes: the reports count it as an ICMP error, not as a translation of its own, and
+/// name that connection; its endpoints carry the error, not an identifier.
+#[test]
+fn an_icmp_error_is_counted_as_one_and_names_the_connection_it_quotes() {
+    for s in ["stale-udp", "stale-udp-vip"] {
+        let files: Vec<String> = ["veth-c1", "docker0", "eth0"]
+            .iter()
+            .map(|p| format!("samples/{s}/{p}.pcap"))
+            .collect();
+        let a: Vec<&str> = files.iter().map(String::as_str).collect();
+        let doc = correlate_json(&a);
+        assert_eq!(doc["summary"]["by_kind"]["icmp-error"], 1, "{s}");
+        let conns = doc["connections"].as_array().unwrap();
+        let errors: Vec<&Value> = (conns.iter())
+            .filter(|c| c["hops"][0]["icmp_error"].is_object())
+            .collect();
+        assert_eq!(errors.len(), 1, "{s}");
+        let about = errors[0]["about"].as_str().unwrap();
+        let quoted = conns.iter().find(|c| c["id"] == about).unwrap();
+        assert_eq!(quoted["proto"], "udp", "{s}");
+        // The error left where the datagram it answers arrived, and went back its way.
+        let points = |c: &Value| -> Vec<String> {
+            let mut p: Vec<String> = (c["hops"].as_array().unwrap().iter())
+                .map(|h| h["point"].as_str().unwrap().to_string())
+                .collect();
+            p.sort();
+            p
+        };
+        assert_eq!(points(errors[0]), points(quoted), "{s}");
+        assert!(conns.iter().filter(|c| c["about"].is_string()).count() == 1, "{s}");
+        let out = natcheck(&[&["correlate"], &a[..]].concat());
+        let text = stdout(&out);
+        let id = errors[0]["id"].as_str().unwrap();
+        let row = (text.lines())
+            .find(|l| l.starts_with(&format!("{id} ")))
+            .unwrap_or_else(|| panic!("{s}: no row for {id}\n{text}"));
+        assert!(row.contains(&format!("icmp error about {about}")), "{s}: {row}");
+        assert!(row.contains("port unreachable") && !row.contains("id=0"), "{s}: {row}");
+        assert!(text.contains("1 icmp error"), "{s}: {text}");
+    }
+}

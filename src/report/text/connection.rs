@@ -42,8 +42,8 @@ fn gap_text(what: &str, g: &Gap) -> Option<String> {
 
 /// Short label for a connection's end-to-end translation.
 pub fn kind_label(c: &Connection) -> String {
-    match c.end_to_end() {
-        None => "single point".into(),
+    let mut s = match c.end_to_end() {
+        None => "single point".to_string(),
         Some(ch) => {
             let mut s = ch.kind.as_str().to_string();
             if ch.port_reallocated {
@@ -51,7 +51,13 @@ pub fn kind_label(c: &Connection) -> String {
             }
             s
         }
+    };
+    // An error's translation is the one of the connection it quotes.
+    if c.icmp_error().is_some() {
+        let about = c.about_id().map(|id| format!(" about {id}"));
+        s = format!("icmp error{}, {s}", about.unwrap_or_default());
     }
+    s
 }
 
 /// The lines between hop `i` and the next: the translation, a port move and why, the

@@ -10,7 +10,8 @@ use super::connection::kind_label;
 use super::style::Paint;
 use crate::audit::{WitnessKind, WitnessSummary};
 use crate::correlate::Correlation;
-use crate::report::fmt::{clock, path_label, plural, rfc3339_ns, secs};
+use crate::model::Tuple;
+use crate::report::fmt::{clock, conn_tuple, path_label, plural, rfc3339_ns, secs};
 use crate::report::table::{Align, Table};
 
 /// The point table (name, source, packets, flows, time span, clock).
@@ -61,14 +62,18 @@ pub fn connections_table(c: &Correlation, paint: Paint) -> Table {
             for conn in run {
                 let first = &conn.hops[0].flow.tuple;
                 let last = &conn.hops[conn.hops.len() - 1].flow.tuple;
+                let shown = |t: &Tuple, before: Option<&Tuple>| match conn.icmp_error() {
+                    Some(_) => conn_tuple(conn, t),
+                    None => paint.tuple(t, before),
+                };
                 t.row(vec![
                     conn.id.clone(),
                     conn.proto.to_string(),
                     path_label(c, conn, " > "),
                     kind_label(conn),
-                    paint.tuple(first, None),
+                    shown(first, None),
                     if conn.hops.len() > 1 {
-                        paint.tuple(last, Some(first))
+                        shown(last, Some(first))
                     } else {
                         "-".into()
                     },
@@ -88,9 +93,10 @@ pub fn summary_line(c: &Correlation) -> String {
     let mut single = 0;
     let mut realloc = 0;
     for conn in &c.connections {
-        match conn.end_to_end() {
-            Some(ch) => *by_kind.entry(ch.kind.as_str()).or_insert(0) += 1,
-            None => single += 1,
+        match conn.kind_token() {
+            "single-point" => single += 1,
+            "icmp-error" => *by_kind.entry("icmp error").or_insert(0) += 1,
+            kind => *by_kind.entry(kind).or_insert(0) += 1,
         }
         realloc += conn
             .links
