@@ -524,15 +524,24 @@ fn an_icmp_error_is_counted_as_one_and_names_the_connection_it_quotes() {
             p
         };
         assert_eq!(points(errors[0]), points(quoted), "{s}");
-        assert!(conns.iter().filter(|c| c["about"].is_string()).count() == 1, "{s}");
+        assert!(
+            conns.iter().filter(|c| c["about"].is_string()).count() == 1,
+            "{s}"
+        );
         let out = natcheck(&[&["correlate"], &a[..]].concat());
         let text = stdout(&out);
         let id = errors[0]["id"].as_str().unwrap();
         let row = (text.lines())
             .find(|l| l.starts_with(&format!("{id} ")))
             .unwrap_or_else(|| panic!("{s}: no row for {id}\n{text}"));
-        assert!(row.contains(&format!("icmp error about {about}")), "{s}: {row}");
-        assert!(row.contains("port unreachable") && !row.contains("id=0"), "{s}: {row}");
+        assert!(
+            row.contains(&format!("icmp error about {about}")),
+            "{s}: {row}"
+        );
+        assert!(
+            row.contains("port unreachable") && !row.contains("id=0"),
+            "{s}: {row}"
+        );
         assert!(text.contains("1 icmp error"), "{s}: {text}");
     }
 }

@@ -9,14 +9,17 @@ use crate::correlate::{
     Connection, Correlation, Gap, Hop, Joined, Link, Packets, Resegmented, ReturnHop, Sighting,
 };
 use crate::model::{tcp_flags, NatKind, Tuple};
-use crate::report::fmt::{dst, plural, rfc3339_ns, secs, short, src, tunnel, tuple};
+use crate::report::fmt::{dst, error_tuple, plural, rfc3339_ns, secs, short, src, tunnel, tuple};
 use crate::report::table::{Align, Table};
 use crate::report::Model;
 
 /// What changed, in words: `src 172.17.0.2:40000 => 203.0.113.1:40000`.
-fn change_text(before: &Tuple, after: &Tuple, l: &Link) -> String {
+fn change_text(before: &Tuple, after: &Tuple, l: &Link, error: bool) -> String {
     let mut parts = Vec::new();
-    if l.change.src_addr_changed || l.change.sport_changed {
+    if error && l.change.src_addr_changed {
+        // An ICMP error has no identifier to show (it is 0).
+        parts.push(format!("src {} => {}", before.src, after.src));
+    } else if l.change.src_addr_changed || l.change.sport_changed {
         parts.push(format!("src {} => {}", src(before), src(after)));
     }
     if l.change.dst_addr_changed || l.change.dport_changed {
@@ -68,7 +71,11 @@ fn link_lines(c: &Correlation, conn: &Connection, i: usize, l: &Link, out: &mut 
     let mut what = if l.change.kind == NatKind::None {
         "no translation".to_string()
     } else {
-        format!("{}  {}", l.change.kind, change_text(&f.tuple, next, l))
+        format!(
+            "{}  {}",
+            l.change.kind,
+            change_text(&f.tuple, next, l, f.icmp_error.is_some())
+        )
     };
     // Encapsulation is not a translation: the inner packet is the one compared.
     let outer = |h: &Hop| {
@@ -306,7 +313,10 @@ fn hops(
             out,
             "    {:<width$}  {}   {}>/{}< pkts{bytes}{}{cid}",
             c.points[h.point].name,
-            paint.tuple(&f.tuple, before),
+            match &f.icmp_error {
+                Some(e) => error_tuple(&f.tuple, e),
+                None => paint.tuple(&f.tuple, before),
+            },
             f.packets[0],
             f.packets[1],
             state
