@@ -367,6 +367,7 @@ impl<'a> Ctx<'a> {
             first_ns: h.first_ns,
             last_ns: h.last_ns,
             tcp_state: (f.tuple.proto == Proto::Tcp).then(|| f.tcp.state()),
+            icmp_error: f.icmp_error.as_ref().map(|e| (e.icmp_type, e.code)),
         })
     }
 

@@ -20,6 +20,8 @@ pub struct HopFacts {
     pub first_ns: i64,
     pub last_ns: i64,
     pub tcp_state: Option<TcpState>,
+    /// An ICMP error flow's type and code.
+    pub icmp_error: Option<(u8, u8)>,
 }
 
 /// Packets of one side of a link that the other side did not carry.

@@ -293,19 +293,16 @@ pub fn icmp_error(proto: Proto, ty: u8, code: u8) -> String {
 /// errors [`error_tuple`].
 pub fn conn_tuple(conn: &Connection, t: &Tuple) -> String {
     match conn.icmp_error() {
-        Some(e) => error_tuple(t, e),
+        Some(e) => error_tuple(t, e.icmp_type, e.code),
         None => tuple(t),
     }
 }
 
 /// An ICMP error flow's endpoints, with the error in place of the identifier (0) that
 /// [`tuple()`] would show: `172.17.0.2 -> 198.51.100.20 port unreachable`.
-pub fn error_tuple(t: &Tuple, e: &crate::flows::IcmpError) -> String {
-    match icmp_error_name(t.proto, e.icmp_type, e.code) {
-        "" => format!(
-            "{} -> {} type {} code {}",
-            t.src, t.dst, e.icmp_type, e.code
-        ),
+pub fn error_tuple(t: &Tuple, ty: u8, code: u8) -> String {
+    match icmp_error_name(t.proto, ty, code) {
+        "" => format!("{} -> {} type {ty} code {code}", t.src, t.dst),
         name => format!("{} -> {} {name}", t.src, t.dst),
     }
 }

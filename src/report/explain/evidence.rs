@@ -6,7 +6,8 @@ use crate::audit::{
 };
 use crate::model::tcp_flags;
 use crate::report::fmt::{
-    at_or_span, ct_tuple, dst, endpoint, icmp_error, plural, rfc3339_ns, secs, short, tuple_proto,
+    at_or_span, ct_tuple, dst, endpoint, error_tuple, icmp_error, plural, rfc3339_ns, secs, short,
+    tuple_proto,
 };
 
 /// Who sends packets going `d`: "initiator", "responder".
@@ -45,10 +46,13 @@ fn hop(h: &HopFacts) -> String {
         .tcp_state
         .map(|s| format!(", {}", s.as_str()))
         .unwrap_or_default();
+    let flow = match h.icmp_error {
+        Some((ty, code)) => format!("{} {}", h.tuple.proto, error_tuple(&h.tuple, ty, code)),
+        None => tuple_proto(&h.tuple),
+    };
     format!(
-        "{}: {}  {}>/{}< packets {}{state}",
+        "{}: {flow}  {}>/{}< packets {}{state}",
         h.point,
-        tuple_proto(&h.tuple),
         h.packets[0],
         h.packets[1],
         at_or_span(h.first_ns, h.last_ns)

@@ -314,7 +314,7 @@ fn hops(
             "    {:<width$}  {}   {}>/{}< pkts{bytes}{}{cid}",
             c.points[h.point].name,
             match &f.icmp_error {
-                Some(e) => error_tuple(&f.tuple, e),
+                Some(e) => error_tuple(&f.tuple, e.icmp_type, e.code),
                 None => paint.tuple(&f.tuple, before),
             },
             f.packets[0],
