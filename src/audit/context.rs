@@ -357,6 +357,21 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// Connection `ci`'s translation from hop `from` to hop `to` as evidence.
+    pub fn translation(&self, ci: usize, from: &Hop, to: &Hop) -> Evidence {
+        self.translation_of(self.id(ci), from, to)
+    }
+
+    fn translation_of(&self, conn: String, from: &Hop, to: &Hop) -> Evidence {
+        Evidence::Translated {
+            conn,
+            from_point: self.name(from.point).to_string(),
+            from: from.flow.tuple,
+            to_point: self.name(to.point).to_string(),
+            to: to.flow.tuple,
+        }
+    }
+
     /// A hop as evidence.
     pub fn hop(&self, h: &Hop) -> Evidence {
         let f = &h.flow;
@@ -421,14 +436,7 @@ impl<'a> Ctx<'a> {
     /// How `k` was translated into `point`, when it was.
     pub fn translated(&self, k: &Connection, point: usize) -> Option<Evidence> {
         let i = k.hops.iter().position(|h| h.point == point)?;
-        let first = &k.hops[0];
-        (i != 0).then(|| Evidence::Translated {
-            conn: k.id.clone(),
-            from_point: self.name(first.point).to_string(),
-            from: first.flow.tuple,
-            to_point: self.name(point).to_string(),
-            to: k.hops[i].flow.tuple,
-        })
+        (i != 0).then(|| self.translation_of(k.id.clone(), &k.hops[0], &k.hops[i]))
     }
 }
 

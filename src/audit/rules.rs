@@ -267,7 +267,7 @@ fn attribute_one(
     let by = |h: &Hop| iface(h.point).filter(|_| !tunnelled(h));
     // An ICMP error is RELATED to the connection it quotes: NAT follows that
     // connection's entry, and no nat rule ever sees it as a first packet.
-    if conn.hops.iter().any(|h| h.flow.icmp_error.is_some()) {
+    if conn.icmp_error().is_some() {
         return None;
     }
     // The first packet, the tuple the wire shows after the rules (where a link

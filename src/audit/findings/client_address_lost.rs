@@ -51,7 +51,7 @@ pub fn detect(x: &Ctx) -> Vec<Finding> {
     let mut groups: BTreeMap<Key, Vec<(usize, usize, usize)>> = BTreeMap::new();
     for (ci, conn) in c.connections.iter().enumerate() {
         // ICMP errors follow the connection they quote, in its reply direction.
-        if conn.hops.iter().any(|h| h.flow.icmp_error.is_some()) {
+        if conn.icmp_error().is_some() {
             continue;
         }
         for (from, to) in rewritten_stretches(conn) {

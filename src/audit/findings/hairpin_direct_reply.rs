@@ -18,7 +18,7 @@
 //! `hairpin-no-masq`'s.
 
 use super::{hairpin_no_masq, Detected};
-use crate::audit::{Code, Ctx, Detail, Direction, Evidence, Finding, Role, Severity};
+use crate::audit::{Code, Ctx, Detail, Direction, Finding, Role, Severity};
 use crate::correlate::Connection;
 
 /// How long the point must have been capturing after the first translated packet for
@@ -44,7 +44,7 @@ pub fn link(conn: &Connection) -> Option<usize> {
 pub fn detect(x: &Ctx, _: &crate::audit::Explained) -> Detected {
     let mut out = Detected::default();
     for (ci, conn) in x.c.connections.iter().enumerate() {
-        if conn.hops.iter().any(|h| h.flow.icmp_error.is_some()) {
+        if conn.icmp_error().is_some() {
             continue;
         }
         let Some(li) = link(conn) else {
@@ -92,13 +92,7 @@ pub fn detect(x: &Ctx, _: &crate::audit::Explained) -> Detected {
         if let Some(h) = answered.filter(|h| h.point != after.point) {
             f.points.push(x.name(h.point).to_string());
         }
-        f.evidence.push(Evidence::Translated {
-            conn: x.id(ci),
-            from_point: x.name(before.point).to_string(),
-            from: before.flow.tuple,
-            to_point: x.name(after.point).to_string(),
-            to: after.flow.tuple,
-        });
+        f.evidence.push(x.translation(ci, before, after));
         f.evidence.push(x.hop(before));
         f.evidence.push(x.hop(after));
         if let Some(h) = answered.filter(|h| h.point != after.point) {

@@ -7,7 +7,7 @@
 //! points are: the link that changed the destination to the client's own address
 //! and kept its source is the evidence.
 
-use crate::audit::{Code, Ctx, Detail, Evidence, Finding, Role, Severity};
+use crate::audit::{Code, Ctx, Detail, Finding, Role, Severity};
 use crate::correlate::Connection;
 
 /// The connection's link that DNATed it back to its own client without changing its
@@ -22,7 +22,7 @@ pub fn link(conn: &Connection) -> Option<usize> {
 pub fn detect(x: &Ctx) -> Vec<Finding> {
     let mut out = Vec::new();
     for (ci, conn) in x.c.connections.iter().enumerate() {
-        if conn.hops.iter().any(|h| h.flow.icmp_error.is_some()) {
+        if conn.icmp_error().is_some() {
             continue;
         }
         let Some(li) = link(conn) else {
@@ -52,13 +52,7 @@ pub fn detect(x: &Ctx) -> Vec<Finding> {
             f.points.push(x.name(back.point).to_string());
         }
         let to = &conn.hops[l.to];
-        f.evidence.push(Evidence::Translated {
-            conn: x.id(ci),
-            from_point: x.name(conn.hops[l.from].point).to_string(),
-            from: conn.hops[l.from].flow.tuple,
-            to_point: x.name(to.point).to_string(),
-            to: to.flow.tuple,
-        });
+        f.evidence.push(x.translation(ci, &conn.hops[l.from], to));
         f.evidence.push(x.hop(back));
         f.first_ns = Some(conn.first_ns());
         f.last_ns = Some(conn.last_ns());

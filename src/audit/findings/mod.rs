@@ -335,13 +335,7 @@ pub fn run_all(x: &Ctx) -> Vec<Finding> {
 fn across(x: &Ctx, f: &mut Finding, ci: usize, up: &Hop, down: &Hop) {
     f.tuples = vec![x.seen(up, Role::Original), x.seen(down, Role::Translated)];
     f.points = vec![x.name(up.point).to_string(), x.name(down.point).to_string()];
-    f.evidence.push(super::Evidence::Translated {
-        conn: x.id(ci),
-        from_point: x.name(up.point).to_string(),
-        from: up.flow.tuple,
-        to_point: x.name(down.point).to_string(),
-        to: down.flow.tuple,
-    });
+    f.evidence.push(x.translation(ci, up, down));
 }
 
 /// A finding's connections: their time span, and one packet each (the findings that

@@ -73,7 +73,7 @@ pub fn detect(x: &Ctx) -> Vec<Finding> {
     let mut groups: BTreeMap<(usize, usize, IpAddr), Vec<Member>> = BTreeMap::new();
     for (ci, conn) in c.connections.iter().enumerate() {
         // ICMP errors follow the connection they quote, in its reply direction.
-        if conn.hops.iter().any(|h| h.flow.icmp_error.is_some()) {
+        if conn.icmp_error().is_some() {
             continue;
         }
         let Some((from, t)) = masqueraded_into_tunnel(conn) else {

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use foldhash::{HashMap, HashMapExt};
 
-use crate::audit::{Code, Ctx, Detail, Evidence, Finding, Role, RuleRole, Severity};
+use crate::audit::{Code, Ctx, Detail, Finding, Role, RuleRole, Severity};
 use crate::correlate::{Connection, Hop};
 use crate::model::{NatKind, Tuple};
 
@@ -35,7 +35,7 @@ pub struct Stale {
 
 /// The DNAT link of a connection: (hop before, hop after).
 fn dnat_link(conn: &Connection) -> Option<(usize, usize)> {
-    if conn.hops.iter().any(|h| h.flow.icmp_error.is_some()) {
+    if conn.icmp_error().is_some() {
         return None;
     }
     let l = conn
@@ -199,13 +199,7 @@ pub fn detect(x: &Ctx) -> Vec<Finding> {
             let other = &c.connections[k];
             if let Some((ob, oa)) = dnat_link(other) {
                 let (b, a) = (&other.hops[ob], &other.hops[oa]);
-                f.evidence.push(Evidence::Translated {
-                    conn: x.id(k),
-                    from_point: x.name(b.point).to_string(),
-                    from: b.flow.tuple,
-                    to_point: x.name(a.point).to_string(),
-                    to: a.flow.tuple,
-                });
+                f.evidence.push(x.translation(k, b, a));
             }
         }
         for &e in &s.errors.0 {
