@@ -63,9 +63,10 @@ mod tests {
     }
 
     /// A container's port unreachable about a datagram DNATed to it, crossing three
-    /// points back (IPv4), and the host's own port unreachable about an answer from
-    /// the wrong address, seen at one point (IPv6): each error names the connection
-    /// whose tuple it quotes at a point it was seen, and no other connection names one.
+    /// points back (IPv4); the host's own port unreachable about an answer from the
+    /// wrong address and its packet too big about a masqueraded segment, each seen at
+    /// one point (IPv6): each error names the connection whose tuple it quotes at a
+    /// point it was seen, and no other connection names one.
     #[test]
     fn each_error_names_the_connection_it_quotes() {
         for (s, points) in [

@@ -18,7 +18,7 @@
 //! `hairpin-no-masq`'s.
 
 use super::{hairpin_no_masq, Detected};
-use crate::audit::{Code, Ctx, Detail, Direction, Finding, Role, Severity};
+use crate::audit::{Code, Ctx, Detail, Direction, Explained, Finding, Role, Severity};
 use crate::correlate::Connection;
 
 /// How long the point must have been capturing after the first translated packet for
@@ -41,7 +41,7 @@ pub fn link(conn: &Connection) -> Option<usize> {
     })
 }
 
-pub fn detect(x: &Ctx, _: &crate::audit::Explained) -> Detected {
+pub fn detect(x: &Ctx, _: &Explained) -> Detected {
     let mut out = Detected::default();
     for (ci, conn) in x.c.connections.iter().enumerate() {
         if conn.icmp_error().is_some() {
@@ -127,9 +127,9 @@ mod tests {
     use crate::audit::findings::testing::*;
 
     /// A router's NAT loopback over IPv4 and IPv6 (no answer in any capture: a
-    /// warning) and a bridge that
-    /// does not call netfilter (the answers seen untranslated: an error), over TCP and
-    /// UDP each; the masqueraded connections beside them are left alone.
+    /// warning) and a bridge that does not call netfilter (the answers seen
+    /// untranslated: an error), over TCP and UDP each; the port forward answered
+    /// through the host and the masqueraded connections beside them are left alone.
     #[test]
     fn a_connection_sent_back_out_with_its_source_kept_is_answered_past_the_host() {
         for (s, severity, answers_at) in [
