@@ -1033,12 +1033,14 @@ fn correlate_attributes_the_nft_listing_like_its_json() {
 
 /// A translation no rule of the set can make (the host's DNAT rules removed, as on a
 /// host whose services IPVS or an eBPF datapath translates): `not-netfilter`, not a
-/// contradiction. kube-proxy in iptables mode and in nftables mode.
+/// contradiction. kube-proxy in iptables mode and in nftables mode, and ip6tables'
+/// port forwards on a router.
 #[test]
 fn a_translation_no_rule_can_make_is_outside_netfilter() {
     for (s, file, dnat) in [
         ("nodeport", "iptables.txt", "-j DNAT"),
         ("kube-nft", "nft.txt", "dnat to"),
+        ("fault-hairpin-routed-no-masq6", "ip6tables.txt", "-j DNAT"),
     ] {
         let text = std::fs::read_to_string(root().join(format!("samples/{s}/{file}"))).unwrap();
         let kept: String = text
