@@ -166,6 +166,29 @@ mod tests {
         }
     }
 
+    /// Where the captures stop within a second of the translated packets, no answer is
+    /// no evidence: nothing is said.
+    #[test]
+    fn silent_when_the_captures_stop_before_an_answer_could_come() {
+        use crate::capture::{InputSpec, ReadOptions, TimeRange};
+        use crate::correlate::{self, Config};
+        let s = "fault-hairpin-routed-no-masq";
+        let got = run(&wire(s), &[], Code::HairpinDirectReply);
+        let first = got.iter().filter_map(|f| f.first_ns).min().unwrap();
+        let root = env!("CARGO_MANIFEST_DIR");
+        let specs: Vec<InputSpec> = (["docker0", "eth0"].iter())
+            .map(|p| format!("{root}/samples/{s}/{p}.pcap").parse().unwrap())
+            .collect();
+        // The points' span ends a window (1 s) before the end of the range read.
+        let opts = ReadOptions {
+            range: TimeRange::new(None, Some(first + 1_500_000_000)).unwrap(),
+            ..ReadOptions::default()
+        };
+        let cut = correlate::run(&specs, &opts, Config::default());
+        assert!(cut.connections.iter().any(|c| link(c).is_some()));
+        assert!(run(&cut, &[], Code::HairpinDirectReply).is_empty());
+    }
+
     /// Hairpins that work (masqueraded back through the host, routed or bridged with
     /// netfilter) and a client DNATed to itself (`hairpin-no-masq`'s) are not this.
     #[test]
