@@ -320,24 +320,40 @@ fn an_input_drop_never_sees_dnat_traffic_nodeport_and_published_port() {
     }
 }
 
+/// A DNAT rule whose target the wire contradicts: the rule edited (kube-proxy's
+/// NodePort, Docker's published port), or an earlier rule for the same port that
+/// shadows the one the kernel used (ip6tables, a router's port forward).
 #[test]
 fn a_dnat_target_the_wire_contradicts_is_a_finding() {
-    for (s, from, to) in [
+    const FWD6: &str =
+        "-A PREROUTING -d 2001:db8:113::1/128 -p tcp -m tcp --dport 9000 -j DNAT --to-destination ";
+    let shadowed = format!("{FWD6}[2001:db8:9::2]:8080\n{FWD6}[2001:db8:9::3]:7000");
+    for (s, file, from, to, said) in [
         (
             "nodeport",
-            "--to-destination 172.17.0.2:80",
-            "--to-destination 172.17.0.2:8081",
+            "iptables.txt",
+            "--to-destination 172.17.0.2:80".to_string(),
+            "--to-destination 172.17.0.2:8081".to_string(),
+            "172.17.0.2:8081",
         ),
         (
             "published-port",
-            "--to-destination 172.17.0.2:80",
-            "--to-destination 172.17.0.3:80",
+            "iptables.txt",
+            "--to-destination 172.17.0.2:80".to_string(),
+            "--to-destination 172.17.0.3:80".to_string(),
+            "172.17.0.3:80",
+        ),
+        (
+            "fault-hairpin-routed-no-masq6",
+            "ip6tables.txt",
+            format!("{FWD6}[2001:db8:9::3]:7000"),
+            shadowed,
+            "[2001:db8:9::2]:8080",
         ),
     ] {
-        let text =
-            std::fs::read_to_string(root().join(format!("samples/{s}/iptables.txt"))).unwrap();
-        assert!(text.contains(from), "{s}");
-        let rules = TempRules::new(&format!("{s}-edited"), &text.replace(from, to));
+        let text = std::fs::read_to_string(root().join(format!("samples/{s}/{file}"))).unwrap();
+        assert!(text.contains(&from), "{s}");
+        let rules = TempRules::new(&format!("{s}-edited"), &text.replacen(&from, &to, 1));
         let (code, doc) = report(s, &[rules.path()]);
         let f: Vec<&Value> = doc["findings"]
             .as_array()
@@ -349,7 +365,7 @@ fn a_dnat_target_the_wire_contradicts_is_a_finding() {
         for x in &f {
             assert_eq!(x["severity"], "error");
             let msg = x["message"].as_str().unwrap();
-            assert!(msg.contains(&to["--to-destination ".len()..]), "{msg}");
+            assert!(msg.contains(said), "{msg}");
         }
         assert_eq!(code, 1, "{s}");
     }
