@@ -36,6 +36,7 @@ ALL_SCENARIOS+=(fault-underlay-drop fault-underlay-blocked fault-vxlan-mtu)
 ALL_SCENARIOS+=(redirect-local snat-pool netmap fragments6 probes6 sink6)
 ALL_SCENARIOS+=(hairpin-routed hairpin-routed6 one-armed one-armed6)
 ALL_SCENARIOS+=(fault-hairpin-routed-no-masq fault-hairpin-routed-no-masq6 fault-hairpin-no-br-netfilter)
+ALL_SCENARIOS+=(fault-hairpin-mode-off)
 
 # The scenarios that run with IPv6 on (dual stack): those whose name ends in 6.
 is_v6() { [[ $1 == *6 ]]; }
@@ -1242,6 +1243,46 @@ scenario_fault_hairpin_no_masq() {
   run other "$NS_C2" tcp_client.py --dst "$HOST_IP" --port 8080 --requests 2 --tag other
   expect_ok "$self"
   sleep 1.5
+  snapshot
+  kill_servers
+  stop_recording
+}
+
+# Hairpin NAT (FM-07) with Docker's hairpin MASQUERADE rules in place but c1's bridge
+# port in hairpin mode off, bridge netfilter on: c1's TCP and UDP to its own published
+# ports are DNATed back to it and come out of veth-c1 unmasqueraded, with 172.17.0.2
+# as source and destination, and conntrack keeps no entry for them (the kernel never
+# confirms one). c2's connections to the same ports are answered.
+scenario_fault_hairpin_mode_off() {
+  IFACES=(docker0 eth0 veth-c1)
+  {
+    docker_filter_base
+    echo "-A DOCKER -d $C1_IP/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT"
+    echo "-A DOCKER -d $C1_IP/32 ! -i docker0 -o docker0 -p udp -m udp --dport 53 -j ACCEPT"
+    echo COMMIT
+    docker_nat_base | sed '/-A DOCKER -i docker0 -j RETURN/d'
+    echo "$MASQ_RULE"
+    echo "-A POSTROUTING -s $C1_IP/32 -d $C1_IP/32 -p tcp -m tcp --dport 80 -j MASQUERADE"
+    echo "-A POSTROUTING -s $C1_IP/32 -d $C1_IP/32 -p udp -m udp --dport 53 -j MASQUERADE"
+    echo "-A DOCKER -p tcp -m tcp --dport 8080 -j DNAT --to-destination $C1_IP:80"
+    echo "-A DOCKER -p udp -m udp --dport 8053 -j DNAT --to-destination $C1_IP:53"
+    echo COMMIT
+  } | apply_rules
+  bridge_netfilter
+  hx ip link set veth-c1 type bridge_slave hairpin off
+  server web "$NS_C1" tcp_server.py --port 80 --lifetime 30
+  server dns "$NS_C1" udp_server.py --port 53 --lifetime 30
+  server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --lifetime 30
+  start_recording
+  # Ordinary egress through the masquerade, for contrast (and the uplink's capture).
+  run out "$NS_C1" tcp_client.py --dst "$SRV_IP" --port 7000 --requests 1 --tag out
+  client self "$NS_C1" tcp_client.py --dst "$HOST_IP" --port 8080 --connect-timeout 3.5 --expect-fail --tag self
+  local self=$LAST_PID
+  run selfu "$NS_C1" udp_client.py --dst "$HOST_IP" --port 8053 --count 2 --timeout 0.5 --name self.example --expect-fail
+  run other "$NS_C2" tcp_client.py --dst "$HOST_IP" --port 8080 --requests 2 --tag other
+  run otheru "$NS_C2" udp_client.py --dst "$HOST_IP" --port 8053 --count 1 --name other.example
+  expect_ok "$self"
+  sleep 1
   snapshot
   kill_servers
   stop_recording
@@ -3594,6 +3635,17 @@ check_fault_hairpin_no_br_netfilter() {
   need 1 "answers from c1's port 53 straight to c2 on veth-c1" "$(pkts "$v" "ip.src==$C1_IP && ip.dst==$C2_IP && udp.srcport==53")"
   [[ $(pkts "$d" "ip.src==$HOST_IP && ip.dst==$C2_IP") -eq 0 ]] || die "$SCEN: an answer was translated back"
   need 1 "unreplied TCP entry 8080 -> c1:80" "$(ct_count "$ct" "dport=8080 \\[UNREPLIED\\] src=$C1_IP dst=$C2_IP sport=80 ")"
+}
+
+# fault-hairpin-mode-off: c1's SYNs and datagrams come back to veth-c1 from itself,
+# unmasqueraded, with no conntrack entry for them; c2's are answered.
+check_fault_hairpin_mode_off() {
+  local v=$SCEN_DIR/veth-c1.pcap ct=$SCEN_DIR/conntrack.txt
+  need 2 "SYNs back to c1 from itself on veth-c1" "$(pkts "$v" "ip.src==$C1_IP && ip.dst==$C1_IP && tcp.dstport==80 && tcp.flags.syn==1")"
+  need 2 "datagrams back to c1 from itself on veth-c1" "$(pkts "$v" "ip.src==$C1_IP && ip.dst==$C1_IP && udp.dstport==53")"
+  [[ $(ct_count "$ct" "src=$C1_IP dst=$HOST_IP ") -eq 0 ]] || die "$SCEN: an entry for c1's hairpin"
+  need 1 "c2's TCP answered" "$(pkts "$v" "ip.dst==$C2_IP && tcp.srcport==80")"
+  need 1 "c2's query answered" "$(pkts "$v" "ip.dst==$C2_IP && udp.srcport==53")"
 }
 
 # c1's datagrams to its own published port come back to it unanswered; c2's are

@@ -313,6 +313,13 @@ pub enum Evidence {
         from_ns: i64,
         to_ns: i64,
     },
+    /// A snapshot taken `after_ns` after a connection's last packet, at `ns`, that
+    /// holds no entry for it.
+    NoEntry {
+        snapshot: String,
+        ns: i64,
+        after_ns: i64,
+    },
 }
 
 /// Facts of `conntrack-table-full`: what was lost, what kept crossing, the table's size.

@@ -1151,6 +1151,13 @@ fn hairpin_without_masquerade_is_one_error_from_the_wire_or_the_entry() {
             let (code, doc) = json(&args(&a));
             assert_eq!(code, 1, "{s}: {a:?}");
             assert_eq!(codes(&doc), error("hairpin-no-masq"), "{s}: {a:?}");
+            // The entry says which cause: the DNAT back, and no masquerade rule matched.
+            let check = doc["findings"][0]["check"].as_str().unwrap();
+            assert_eq!(
+                check.contains("no masquerade rule matched"),
+                a.len() > wire.len(),
+                "{s}: {check}"
+            );
             let f = &doc["findings"][0];
             assert_eq!(f["detail"]["back_at"], "veth-c1", "{s}");
             assert_eq!(f["detail"]["replies"], 0, "{s}");
@@ -1167,6 +1174,39 @@ fn hairpin_without_masquerade_is_one_error_from_the_wire_or_the_entry() {
         assert_eq!(code, 1, "{s}");
         assert_eq!(codes(&doc), error("ct-hairpin-no-masq"), "{s}");
     }
+}
+
+/// A container's hairpin with Docker's hairpin masquerade rules in place, turned back by
+/// its bridge port in hairpin mode off: the wire shows it DNATed back unmasqueraded
+/// (TCP and UDP), and the snapshot, taken seconds later, holds no entry for either, so
+/// the finding says the kernel never confirmed one and points at the port's hairpin
+/// mode, not at a missing rule.
+#[test]
+fn a_hairpin_conntrack_never_confirmed_points_at_the_bridge_port() {
+    let s = "fault-hairpin-mode-off";
+    let mut wire = pair(s);
+    wire.push(format!("samples/{s}/veth-c1.pcap"));
+    let ct = [
+        "--conntrack".to_string(),
+        format!("samples/{s}/conntrack.txt"),
+    ];
+    let (code, doc) = json(&args(&[&wire[..], &ct[..]].concat()));
+    assert_eq!(code, 1);
+    let want = vec![("error".to_string(), "hairpin-no-masq".to_string()); 2];
+    assert_eq!(codes(&doc), want);
+    for f in doc["findings"].as_array().unwrap() {
+        let check = f["check"].as_str().unwrap();
+        assert!(check.contains("never confirmed one"), "{check}");
+        assert!(check.contains("hairpin mode is off"), "{check}");
+        let ev: Vec<&str> = (f["evidence"].as_array().unwrap().iter())
+            .map(|e| e.as_str().unwrap())
+            .collect();
+        assert!(ev.iter().any(|e| e.contains("no entry for it")), "{ev:?}");
+    }
+    // The bridge and the uplink alone show nothing of it, and no entry names it.
+    let (code, doc) = json(&args(&[&pair(s)[..], &ct[..]].concat()));
+    assert_eq!((code, codes(&doc)), (0, vec![]));
+    snapshot_findings(s, &json(&args(&[&wire[..], &ct[..]].concat())).1);
 }
 
 /// A connection DNATed back out of the interface it came in by, to a server other than

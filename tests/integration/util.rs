@@ -65,15 +65,17 @@ pub const SCENARIOS: &[&str] = &[
     "fault-hairpin-routed-no-masq6",
 ];
 
-/// Scenarios where conntrack adds a finding by design, left out of the tests that say
-/// it adds none: a container reaching its own published port without hairpin
+/// Scenarios where conntrack adds a finding or a fact by design, left out of the tests
+/// that say it adds none: a container reaching its own published port without hairpin
 /// masquerade (the first two) is named from the entry (`ct-hairpin-no-masq`), which the
 /// captures alone do not name; answers that crossed a bridge without netfilter leave
-/// their entry `[UNREPLIED]` (`ct-unreplied`).
+/// their entry `[UNREPLIED]` (`ct-unreplied`); a hairpin turned back by a bridge port
+/// with hairpin mode off leaves no entry, which the finding then says.
 pub const HAIRPIN_SCENARIOS: &[&str] = &[
     "fault-hairpin-no-masq",
     "fault-hairpin-udp",
     "fault-hairpin-no-br-netfilter",
+    "fault-hairpin-mode-off",
 ];
 
 /// The capture of a scenario's second uplink (`eth1.pcap`, in the asymmetric-route

@@ -432,6 +432,15 @@ fn ct_line(e: &Evidence) -> Option<String> {
             rfc3339_ns(*from_ns),
             rfc3339_ns(*to_ns)
         ),
+        Evidence::NoEntry {
+            snapshot,
+            ns,
+            after_ns,
+        } => format!(
+            "{snapshot}: no entry for it in the snapshot taken about {}, {} after its last packet",
+            rfc3339_ns(*ns),
+            secs(*after_ns)
+        ),
         _ => return None,
     };
     Some(s)

@@ -1,7 +1,7 @@
 //! Words of `hairpin-no-masq`.
 
 use super::unexplained;
-use crate::audit::{Detail, Finding};
+use crate::audit::{Detail, Evidence, Finding};
 use crate::report::fmt::{dst, plural, tuple_proto};
 
 pub fn explain(f: &Finding) -> (String, String) {
@@ -34,4 +34,20 @@ pub fn explain(f: &Finding) -> (String, String) {
             dst(client)
         ),
     )
+}
+
+/// What conntrack says of the cause: an entry that shows the DNAT back to the client
+/// and no masquerade (no masquerade rule matched it), or no entry in a snapshot taken
+/// while an unanswered one would still be there (the kernel never confirmed one).
+pub fn cause(f: &Finding) -> Option<String> {
+    f.evidence.iter().find_map(|e| match e {
+        Evidence::Entry(e) if e.reply.dst == e.orig.src => Some(format!(
+            "conntrack's entry ({}:{}) shows the DNAT back to the client and no masquerade: no masquerade rule matched the connection.",
+            e.source, e.line
+        )),
+        Evidence::NoEntry { snapshot, .. } => Some(format!(
+            "{snapshot} holds no entry for the connection, though it was taken while an unanswered entry would still be there: the kernel never confirmed one, so no rule of nat POSTROUTING ran for it, masquerade or not. With bridge netfilter, a container's hairpin turned back out of its own bridge port whose hairpin mode is off goes so, whatever masquerade rule the host has: check the port (`bridge -d link show dev PORT`: `hairpin on`; kubelet's `--hairpin-mode`)."
+        )),
+        _ => None,
+    })
 }

@@ -85,6 +85,7 @@ pub fn words(f: &Finding) -> Words {
     let cause = match f.code {
         Code::Lost => lost::cause(f),
         Code::Leak => leak::cause(f),
+        Code::HairpinNoMasq => hairpin_no_masq::cause(f),
         _ => None,
     };
     let check = match (&cause, f.code) {
