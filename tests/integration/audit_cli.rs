@@ -1184,8 +1184,12 @@ fn hairpin_without_masquerade_is_one_error_from_the_wire_or_the_entry() {
 #[test]
 fn a_hairpin_conntrack_never_confirmed_points_at_the_bridge_port() {
     let s = "fault-hairpin-mode-off";
-    let mut wire = pair(s);
-    wire.push(format!("samples/{s}/veth-c1.pcap"));
+    // The client's own point first: its sighting and the bridge's of the DNATed
+    // datagram share a timestamp, and the inputs' order then decides the path.
+    let wire: Vec<String> = ["veth-c1", "docker0", "eth0"]
+        .iter()
+        .map(|p| format!("samples/{s}/{p}.pcap"))
+        .collect();
     let ct = [
         "--conntrack".to_string(),
         format!("samples/{s}/conntrack.txt"),
@@ -1202,6 +1206,24 @@ fn a_hairpin_conntrack_never_confirmed_points_at_the_bridge_port() {
             .map(|e| e.as_str().unwrap())
             .collect();
         assert!(ev.iter().any(|e| e.contains("no entry for it")), "{ev:?}");
+    }
+    // The rules masquerade it and the wire shows the DNAT alone: the contradiction
+    // says the masquerade was skipped, and where to look.
+    let rules = [
+        "--rules".to_string(),
+        format!("samples/{s}/iptables.txt"),
+        "--rules".to_string(),
+        format!("samples/{s}/addrs.txt"),
+    ];
+    let (_, doc) = json(&args(&[&wire[..], &rules[..]].concat()));
+    let contradictions: Vec<&Value> = (doc["findings"].as_array().unwrap().iter())
+        .filter(|f| f["code"] == "rule-contradiction")
+        .collect();
+    assert_eq!(contradictions.len(), 2, "{}", doc["findings"]);
+    for f in contradictions {
+        let (msg, check) = (f["message"].as_str().unwrap(), f["check"].as_str().unwrap());
+        assert!(msg.contains("never their masquerade"), "{msg}");
+        assert!(check.contains("hairpin mode is off"), "{check}");
     }
     // The bridge and the uplink alone show nothing of it, and no entry names it.
     let (code, doc) = json(&args(&[&pair(s)[..], &ct[..]].concat()));

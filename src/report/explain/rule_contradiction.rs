@@ -28,6 +28,21 @@ pub fn explain(f: &Finding) -> (String, String) {
     } else {
         String::new()
     };
+    // A client's hairpin the rules masquerade that left with its own address as both
+    // source and destination: the DNAT ran, the masquerade did not.
+    let masquerade_skipped = !stopped
+        && wire.src == wire.dst
+        && rules.is_some_and(|t| (t.dst, t.dport) == (wire.dst, wire.dport) && t.src != wire.src);
+    if masquerade_skipped {
+        return (
+            format!(
+                "the rules {rules_say}{ways}, but {conn} left the host as {}, DNATed back to its client and not masqueraded: the first packet {} met the rules' DNAT and never their masquerade",
+                tuple_proto(wire),
+                tuple_proto(walked)
+            ),
+            "The kernel skipped nat POSTROUTING for this hairpin. With bridge netfilter, a container's hairpin on a bridge port whose hairpin mode is off goes so, and conntrack keeps no entry for it: check the port (`bridge -d link show dev PORT`: `hairpin on`; kubelet's `--hairpin-mode`). Otherwise the masquerade rule was added after the capture (Docker and kube-proxy rewrite their chains on every sync).".to_string(),
+        );
+    }
     (
         format!(
             "the rules {rules_say}{ways}, but {conn} left the host as {}: the first packet {} was not handled by these rules",
