@@ -374,6 +374,33 @@ fn order(
             break;
         }
     }
+    // Hops still tied whose tuples differ (one packet seen at two points at once,
+    // translated between them: a bridge's capture shows its port's packet already
+    // DNATed by bridge netfilter, with the time the port stamped it): NAT changes the
+    // tuple only once on the way, so the hop whose tuple a later hop shows is the one
+    // after the translation.
+    for _ in 0..keyed.len() {
+        let mut swapped = false;
+        for i in 1..keyed.len() {
+            let ((ka, a), (kb, b)) = (&keyed[i - 1], &keyed[i]);
+            let tied = (ka.0, ka.1, ka.2) == (kb.0, kb.1, kb.2) && (ka.3 != kb.3 || ka.4 == kb.4);
+            let (ta, tb) = (a.flow.tuple, b.flow.tuple);
+            let later = |t: Tuple| keyed[i + 1..].iter().any(|(_, c)| c.flow.tuple == t);
+            if tied
+                && ta != tb
+                && !leaves.leaf_of(points, a.point, b.point)
+                && !leaves.leaf_of(points, b.point, a.point)
+                && later(ta)
+                && !later(tb)
+            {
+                keyed.swap(i - 1, i);
+                swapped = true;
+            }
+        }
+        if !swapped {
+            break;
+        }
+    }
     keyed.into_iter().map(|(_, h)| h).collect()
 }
 

@@ -545,3 +545,37 @@ fn an_icmp_error_is_counted_as_one_and_names_the_connection_it_quotes() {
         assert!(text.contains("1 icmp error"), "{s}: {text}");
     }
 }
+
+/// A container's hairpin through bridge netfilter: the bridge's capture shows the
+/// port's packet already DNATed, stamped with the port's time, so the two sightings
+/// tie on time. The path is the same whichever capture is given first: the client's
+/// link, the bridge, and the client's link again, with the DNAT on the way (TCP and
+/// UDP, answered or not, the hairpin masquerade missing or skipped).
+#[test]
+fn a_bridged_hairpin_has_one_path_whatever_the_order_of_the_captures() {
+    for s in [
+        "fault-hairpin-no-masq",
+        "fault-hairpin-udp",
+        "fault-hairpin-mode-off",
+    ] {
+        let run = |order: [&str; 3]| {
+            let files: Vec<String> = (order.iter())
+                .map(|p| format!("samples/{s}/{p}.pcap"))
+                .collect();
+            let a: Vec<&str> = files.iter().map(String::as_str).collect();
+            paths(&correlate_json(&a))
+        };
+        let want = run(["veth-c1", "docker0", "eth0"]);
+        assert!(
+            want.lines()
+                .any(|l| l.starts_with("veth-c1[") && l.contains("--dnat-->  docker0[")),
+            "{s}: {want}"
+        );
+        for order in [
+            ["docker0", "eth0", "veth-c1"],
+            ["eth0", "veth-c1", "docker0"],
+        ] {
+            assert_eq!(run(order), want, "{s}: {order:?}");
+        }
+    }
+}
