@@ -1184,8 +1184,6 @@ fn hairpin_without_masquerade_is_one_error_from_the_wire_or_the_entry() {
 #[test]
 fn a_hairpin_conntrack_never_confirmed_points_at_the_bridge_port() {
     let s = "fault-hairpin-mode-off";
-    // The client's own point first: its sighting and the bridge's of the DNATed
-    // datagram share a timestamp, and the inputs' order then decides the path.
     let wire: Vec<String> = ["veth-c1", "docker0", "eth0"]
         .iter()
         .map(|p| format!("samples/{s}/{p}.pcap"))
