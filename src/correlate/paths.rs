@@ -297,7 +297,9 @@ fn halves(pd: &PointData, flows: &[u32]) -> SmallVec<[SmallVec<[usize; 2]>; 4]> 
 /// one capture socket saw it at one time
 /// (`tcpdump -i any` stamps a packet once, however many interfaces it crosses: a
 /// connection with no replies to vote), the one whose flow the capture wrote first is
-/// upstream ([`PointData::first_frame`]; all 0 for other inputs).
+/// upstream ([`PointData::first_frame`]; all 0 for other inputs). Hops of two
+/// captures still tied go by the bridge one is a port of ([`Leaves`]), then by their
+/// tuples: the hop whose tuple a later hop shows comes after the translation.
 fn order(
     points: &[PointData],
     hops: Vec<Hop>,
