@@ -17,7 +17,7 @@
 //! answered out of sight, or not at all. The client DNATed to itself is
 //! `hairpin-no-masq`'s.
 
-use super::{hairpin_no_masq, Detected};
+use super::{hairpin_no_masq, with_link, Detected};
 use crate::audit::{Code, Ctx, Detail, Direction, Explained, Finding, Role, Severity};
 use crate::correlate::Connection;
 
@@ -43,13 +43,7 @@ pub fn link(conn: &Connection) -> Option<usize> {
 
 pub fn detect(x: &Ctx, _: &Explained) -> Detected {
     let mut out = Detected::default();
-    for (ci, conn) in x.c.connections.iter().enumerate() {
-        if conn.icmp_error().is_some() {
-            continue;
-        }
-        let Some(li) = link(conn) else {
-            continue;
-        };
+    for (ci, conn, li) in with_link(x, link) {
         let l = &conn.links[li];
         let (before, after) = (&conn.hops[l.from], &conn.hops[l.to]);
         // The client's packets the translation sent on (at a bridge the point also

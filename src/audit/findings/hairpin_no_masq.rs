@@ -9,6 +9,7 @@
 
 use foldhash::{HashMap, HashMapExt};
 
+use super::with_link;
 use crate::audit::ct::CtEntry;
 use crate::audit::{Code, Ctx, Detail, Evidence, Finding, Role, Severity};
 use crate::correlate::Connection;
@@ -80,18 +81,9 @@ fn conntrack_evidence(x: &Ctx, conn: &Connection, entry: Option<&CtEntry>) -> Op
 
 pub fn detect(x: &Ctx) -> Vec<Finding> {
     let mut out = Vec::new();
-    let hairpins: Vec<usize> = (x.c.connections.iter().enumerate())
-        .filter(|(_, conn)| conn.icmp_error().is_none() && link(conn).is_some())
-        .map(|(ci, _)| ci)
-        .collect();
+    let hairpins: Vec<usize> = with_link(x, link).map(|(ci, ..)| ci).collect();
     let entries = entries(x, &hairpins);
-    for (ci, conn) in x.c.connections.iter().enumerate() {
-        if conn.icmp_error().is_some() {
-            continue;
-        }
-        let Some(li) = link(conn) else {
-            continue;
-        };
+    for (ci, conn, li) in with_link(x, link) {
         let l = &conn.links[li];
         let first = &conn.hops[0];
         // Where the translated packets went last: the point they came back to.

@@ -51,8 +51,20 @@ mod userland_proxy;
 use rayon::prelude::*;
 
 use super::{Code, Ctx, Direction, Explained, Finding, Role};
-use crate::correlate::{Correlation, Hop};
+use crate::correlate::{Connection, Correlation, Hop};
 use crate::model::Tuple;
+
+/// The connections `link` finds a link of (never ICMP errors, which follow the
+/// connection they quote), each with its index and the link's.
+fn with_link<'a>(
+    x: &Ctx<'a>,
+    link: fn(&Connection) -> Option<usize>,
+) -> impl Iterator<Item = (usize, &'a Connection, usize)> {
+    let conns: &'a [Connection] = &x.c.connections;
+    (conns.iter().enumerate())
+        .filter(|(_, conn)| conn.icmp_error().is_none())
+        .filter_map(move |(ci, conn)| Some((ci, conn, link(conn)?)))
+}
 
 /// What a rule found, and the lost packets it accounts for.
 #[derive(Default)]
