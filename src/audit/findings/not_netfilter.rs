@@ -26,6 +26,11 @@ pub fn beyond(x: &Ctx, stale: &[usize]) -> Vec<usize> {
 
 pub fn detect(x: &Ctx) -> Vec<Finding> {
     let mut out = Vec::new();
+    // Only a connection walked through the rules can be beyond them: without one (no
+    // rules given), `stale-entry`'s pass is not needed.
+    if x.attributions.is_empty() {
+        return out;
+    }
     for ci in beyond(x, &super::stale_entry::stale_conns(x)) {
         let Some(a) = x.attribution(ci) else {
             continue;
