@@ -9,7 +9,7 @@ use crate::correlate::{
     Connection, Correlation, Gap, Hop, Joined, Link, Packets, Resegmented, ReturnHop, Sighting,
 };
 use crate::model::{tcp_flags, NatKind, Tuple};
-use crate::report::fmt::{dst, error_tuple, plural, rfc3339_ns, secs, short, src, tunnel, tuple};
+use crate::report::fmt::{dst, plural, rfc3339_ns, secs, short, src, tunnel, tuple};
 use crate::report::table::{Align, Table};
 use crate::report::Model;
 
@@ -313,10 +313,7 @@ fn hops(
             out,
             "    {:<width$}  {}   {}>/{}< pkts{bytes}{}{cid}",
             c.points[h.point].name,
-            match &f.icmp_error {
-                Some(e) => error_tuple(&f.tuple, e.icmp_type, e.code),
-                None => paint.tuple(&f.tuple, before),
-            },
+            paint.flow_tuple(&f.tuple, f.icmp_error.as_deref(), before),
             f.packets[0],
             f.packets[1],
             state

@@ -6,8 +6,9 @@
 use anstyle::{AnsiColor, Style};
 
 use crate::audit::Severity;
+use crate::flows::IcmpError;
 use crate::model::Tuple;
-use crate::report::fmt::{tuple, tuple_marked};
+use crate::report::fmt::{error_tuple, tuple, tuple_marked};
 
 /// An address or port that differs from the hop before.
 const CHANGED: Style = AnsiColor::Magenta.on_default().bold();
@@ -35,6 +36,20 @@ impl Paint {
             Severity::Info => AnsiColor::Cyan.on_default(),
         };
         self.with(style, &format!("[{s}]"))
+    }
+
+    /// A flow's tuple: [`Paint::tuple`], or for an ICMP error its endpoints and the
+    /// error ([`error_tuple`]).
+    pub fn flow_tuple(
+        self,
+        t: &Tuple,
+        error: Option<&IcmpError>,
+        before: Option<&Tuple>,
+    ) -> String {
+        match error {
+            Some(e) => error_tuple(t, e.icmp_type, e.code),
+            None => self.tuple(t, before),
+        }
     }
 
     /// A tuple, the addresses and ports that differ from `before` set apart.

@@ -10,8 +10,7 @@ use super::connection::kind_label;
 use super::style::Paint;
 use crate::audit::{WitnessKind, WitnessSummary};
 use crate::correlate::Correlation;
-use crate::model::Tuple;
-use crate::report::fmt::{clock, conn_tuple, path_label, plural, rfc3339_ns, secs};
+use crate::report::fmt::{clock, path_label, plural, rfc3339_ns, secs};
 use crate::report::table::{Align, Table};
 
 /// The point table (name, source, packets, flows, time span, clock).
@@ -62,10 +61,7 @@ pub fn connections_table(c: &Correlation, paint: Paint) -> Table {
             for conn in run {
                 let first = &conn.hops[0].flow.tuple;
                 let last = &conn.hops[conn.hops.len() - 1].flow.tuple;
-                let shown = |t: &Tuple, before: Option<&Tuple>| match conn.icmp_error() {
-                    Some(_) => conn_tuple(conn, t),
-                    None => paint.tuple(t, before),
-                };
+                let shown = |t, before| paint.flow_tuple(t, conn.icmp_error(), before);
                 t.row(vec![
                     conn.id.clone(),
                     conn.proto.to_string(),
