@@ -36,7 +36,7 @@ ALL_SCENARIOS+=(fault-underlay-drop fault-underlay-blocked fault-vxlan-mtu)
 ALL_SCENARIOS+=(redirect-local snat-pool netmap fragments6 probes6 sink6)
 ALL_SCENARIOS+=(hairpin-routed hairpin-routed6 one-armed one-armed6)
 ALL_SCENARIOS+=(fault-hairpin-routed-no-masq fault-hairpin-routed-no-masq6 fault-hairpin-no-br-netfilter)
-ALL_SCENARIOS+=(fault-hairpin-mode-off)
+ALL_SCENARIOS+=(fault-hairpin-mode-off fault-hairpin-mode-off6)
 
 # The scenarios that run with IPv6 on (dual stack): those whose name ends in 6.
 is_v6() { [[ $1 == *6 ]]; }
@@ -1285,6 +1285,49 @@ scenario_fault_hairpin_mode_off() {
   sleep 1
   snapshot
   kill_servers
+  stop_recording
+}
+
+# The same over IPv6 (ip6tables, Docker's rules for `-p 8080:80` and `-p 8053:53/udp`
+# on c1 with their hairpin MASQUERADE rules), bridge netfilter on and c1's port in
+# hairpin mode off: c1's TCP and UDP to its own published ports come back to it
+# DNATed and unmasqueraded, and conntrack keeps no entry for them; c2's are answered.
+scenario_fault_hairpin_mode_off6() {
+  IFACES=(docker0 eth0 veth-c1)
+  apply_docker_masquerade
+  {
+    docker_filter_base
+    echo "-A DOCKER -d fd00:172:17::2/128 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT"
+    echo "-A DOCKER -d fd00:172:17::2/128 ! -i docker0 -o docker0 -p udp -m udp --dport 53 -j ACCEPT"
+    echo COMMIT
+    docker_nat_base | sed 's|! -d 127.0.0.0/8|! -d ::1/128|; /-A DOCKER -i docker0 -j RETURN/d'
+    echo "-A POSTROUTING -s fd00:172:17::/64 ! -o docker0 -j MASQUERADE"
+    echo "-A POSTROUTING -s fd00:172:17::2/128 -d fd00:172:17::2/128 -p tcp -m tcp --dport 80 -j MASQUERADE"
+    echo "-A POSTROUTING -s fd00:172:17::2/128 -d fd00:172:17::2/128 -p udp -m udp --dport 53 -j MASQUERADE"
+    echo "-A DOCKER -p tcp -m tcp --dport 8080 -j DNAT --to-destination [fd00:172:17::2]:80"
+    echo "-A DOCKER -p udp -m udp --dport 8053 -j DNAT --to-destination [fd00:172:17::2]:53"
+    echo COMMIT
+  } | hx ip6tables-restore
+  bridge_netfilter
+  hx ip link set veth-c1 type bridge_slave hairpin off
+  ip -n "$NS_HOST" neigh replace fd00:172:17::2 lladdr 02:42:ac:11:00:02 dev docker0 nud permanent
+  ip -n "$NS_HOST" neigh replace fd00:172:17::3 lladdr 02:42:ac:11:00:03 dev docker0 nud permanent
+  server web "$NS_C1" tcp_server.py --bind :: --port 80 --lifetime 30
+  server dns "$NS_C1" udp_server.py --bind :: --port 53 --lifetime 30
+  server srv-tcp "$NS_OUT" tcp_server.py --bind :: --port 7000 --lifetime 30
+  sleep 0.3
+  start_recording
+  run out "$NS_C1" tcp_client.py --dst 2001:db8:113::2 --port 7000 --requests 1 --tag out6
+  client self "$NS_C1" tcp_client.py --dst 2001:db8:113::1 --port 8080 --connect-timeout 3.5 --expect-fail --tag self6
+  local self=$LAST_PID
+  run selfu "$NS_C1" udp_client.py --dst 2001:db8:113::1 --port 8053 --count 2 --timeout 0.5 --name self6.example --any
+  run other "$NS_C2" tcp_client.py --dst 2001:db8:113::1 --port 8080 --requests 2 --tag other6
+  run otheru "$NS_C2" udp_client.py --dst 2001:db8:113::1 --port 8053 --count 1 --name other6.example
+  expect_ok "$self"
+  sleep 1
+  snapshot
+  kill_servers
+  hx ip6tables-save | sed '/^# /d' >"$SCEN_DIR/ip6tables.txt"
   stop_recording
 }
 
@@ -3646,6 +3689,14 @@ check_fault_hairpin_mode_off() {
   [[ $(ct_count "$ct" "src=$C1_IP dst=$HOST_IP ") -eq 0 ]] || die "$SCEN: an entry for c1's hairpin"
   need 1 "c2's TCP answered" "$(pkts "$v" "ip.dst==$C2_IP && tcp.srcport==80")"
   need 1 "c2's query answered" "$(pkts "$v" "ip.dst==$C2_IP && udp.srcport==53")"
+}
+
+check_fault_hairpin_mode_off6() {
+  local v=$SCEN_DIR/veth-c1.pcap ct=$SCEN_DIR/conntrack.txt
+  need 2 "SYNs back to c1 from itself on veth-c1" "$(pkts "$v" "ipv6.src==fd00:172:17::2 && ipv6.dst==fd00:172:17::2 && tcp.dstport==80 && tcp.flags.syn==1")"
+  need 2 "datagrams back to c1 from itself on veth-c1" "$(pkts "$v" "ipv6.src==fd00:172:17::2 && ipv6.dst==fd00:172:17::2 && udp.dstport==53")"
+  [[ $(ct_count "$ct" "src=fd00:172:17::2 dst=2001:db8:113::1 ") -eq 0 ]] || die "$SCEN: an entry for c1's hairpin"
+  need 1 "c2's TCP answered" "$(pkts "$v" "ipv6.dst==fd00:172:17::3 && tcp.srcport==80")"
 }
 
 # c1's datagrams to its own published port come back to it unanswered; c2's are

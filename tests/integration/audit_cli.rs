@@ -1178,55 +1178,57 @@ fn hairpin_without_masquerade_is_one_error_from_the_wire_or_the_entry() {
 
 /// A container's hairpin with Docker's hairpin masquerade rules in place, turned back by
 /// its bridge port in hairpin mode off: the wire shows it DNATed back unmasqueraded
-/// (TCP and UDP), and the snapshot, taken seconds later, holds no entry for either, so
-/// the finding says the kernel never confirmed one and points at the port's hairpin
-/// mode, not at a missing rule.
+/// (TCP and UDP, over IPv4 and IPv6), and the snapshot, taken seconds later, holds no
+/// entry for either, so the finding says the kernel never confirmed one and points at
+/// the port's hairpin mode, not at a missing rule.
 #[test]
 fn a_hairpin_conntrack_never_confirmed_points_at_the_bridge_port() {
-    let s = "fault-hairpin-mode-off";
-    let wire: Vec<String> = ["veth-c1", "docker0", "eth0"]
-        .iter()
-        .map(|p| format!("samples/{s}/{p}.pcap"))
-        .collect();
-    let ct = [
-        "--conntrack".to_string(),
-        format!("samples/{s}/conntrack.txt"),
-    ];
-    let (code, doc) = json(&args(&[&wire[..], &ct[..]].concat()));
-    assert_eq!(code, 1);
-    let want = vec![("error".to_string(), "hairpin-no-masq".to_string()); 2];
-    assert_eq!(codes(&doc), want);
-    for f in doc["findings"].as_array().unwrap() {
-        let check = f["check"].as_str().unwrap();
-        assert!(check.contains("never confirmed one"), "{check}");
-        assert!(check.contains("hairpin mode is off"), "{check}");
-        let ev: Vec<&str> = (f["evidence"].as_array().unwrap().iter())
-            .map(|e| e.as_str().unwrap())
+    for s in ["fault-hairpin-mode-off", "fault-hairpin-mode-off6"] {
+        let file = |f: &str| format!("samples/{s}/{f}");
+        let wire: Vec<String> = ["veth-c1.pcap", "docker0.pcap", "eth0.pcap"]
+            .iter()
+            .map(|f| file(f))
             .collect();
-        assert!(ev.iter().any(|e| e.contains("no entry for it")), "{ev:?}");
+        let ct = ["--conntrack".to_string(), file("conntrack.txt")];
+        let (code, doc) = json(&args(&[&wire[..], &ct[..]].concat()));
+        assert_eq!(code, 1, "{s}");
+        let want = vec![("error".to_string(), "hairpin-no-masq".to_string()); 2];
+        assert_eq!(codes(&doc), want, "{s}");
+        for f in doc["findings"].as_array().unwrap() {
+            let check = f["check"].as_str().unwrap();
+            assert!(check.contains("never confirmed one"), "{s}: {check}");
+            assert!(check.contains("hairpin mode is off"), "{s}: {check}");
+            let ev: Vec<&str> = (f["evidence"].as_array().unwrap().iter())
+                .map(|e| e.as_str().unwrap())
+                .collect();
+            assert!(
+                ev.iter().any(|e| e.contains("no entry for it")),
+                "{s}: {ev:?}"
+            );
+        }
+        // The rules masquerade it and the wire shows the DNAT alone: the contradiction
+        // says the masquerade was skipped, and where to look.
+        let mut rules = Vec::new();
+        for f in ["iptables.txt", "ip6tables.txt", "addrs.txt"] {
+            if root().join(file(f)).is_file() {
+                rules.extend(["--rules".to_string(), file(f)]);
+            }
+        }
+        let (_, doc) = json(&args(&[&wire[..], &rules[..]].concat()));
+        let contradictions: Vec<&Value> = (doc["findings"].as_array().unwrap().iter())
+            .filter(|f| f["code"] == "rule-contradiction")
+            .collect();
+        assert_eq!(contradictions.len(), 2, "{s}: {}", doc["findings"]);
+        for f in contradictions {
+            let (msg, check) = (f["message"].as_str().unwrap(), f["check"].as_str().unwrap());
+            assert!(msg.contains("never their masquerade"), "{s}: {msg}");
+            assert!(check.contains("hairpin mode is off"), "{s}: {check}");
+        }
+        // The bridge and the uplink alone show nothing of it, and no entry names it.
+        let (code, doc) = json(&args(&[&pair(s)[..], &ct[..]].concat()));
+        assert_eq!((code, codes(&doc)), (0, vec![]), "{s}");
+        snapshot_findings(s, &json(&args(&[&wire[..], &ct[..]].concat())).1);
     }
-    // The rules masquerade it and the wire shows the DNAT alone: the contradiction
-    // says the masquerade was skipped, and where to look.
-    let rules = [
-        "--rules".to_string(),
-        format!("samples/{s}/iptables.txt"),
-        "--rules".to_string(),
-        format!("samples/{s}/addrs.txt"),
-    ];
-    let (_, doc) = json(&args(&[&wire[..], &rules[..]].concat()));
-    let contradictions: Vec<&Value> = (doc["findings"].as_array().unwrap().iter())
-        .filter(|f| f["code"] == "rule-contradiction")
-        .collect();
-    assert_eq!(contradictions.len(), 2, "{}", doc["findings"]);
-    for f in contradictions {
-        let (msg, check) = (f["message"].as_str().unwrap(), f["check"].as_str().unwrap());
-        assert!(msg.contains("never their masquerade"), "{msg}");
-        assert!(check.contains("hairpin mode is off"), "{check}");
-    }
-    // The bridge and the uplink alone show nothing of it, and no entry names it.
-    let (code, doc) = json(&args(&[&pair(s)[..], &ct[..]].concat()));
-    assert_eq!((code, codes(&doc)), (0, vec![]));
-    snapshot_findings(s, &json(&args(&[&wire[..], &ct[..]].concat())).1);
 }
 
 /// A connection DNATed back out of the interface it came in by, to a server other than

@@ -76,6 +76,7 @@ pub const HAIRPIN_SCENARIOS: &[&str] = &[
     "fault-hairpin-udp",
     "fault-hairpin-no-br-netfilter",
     "fault-hairpin-mode-off",
+    "fault-hairpin-mode-off6",
 ];
 
 /// The capture of a scenario's second uplink (`eth1.pcap`, in the asymmetric-route

@@ -155,13 +155,14 @@ mod tests {
     /// conntrack tells the causes apart: an entry with the DNAT back to the client and
     /// no masquerade (no rule matched: TCP and UDP), or none at all in a snapshot taken
     /// soon after (the kernel never confirmed one: a bridge port with hairpin mode
-    /// off, the masquerade rules in place; TCP and UDP).
+    /// off, the masquerade rules in place; TCP and UDP, over IPv4 and IPv6).
     #[test]
     fn conntrack_says_whether_no_rule_masqueraded_or_no_entry_was_made() {
         for (s, entry) in [
             ("fault-hairpin-no-masq", true),
             ("fault-hairpin-udp", true),
             ("fault-hairpin-mode-off", false),
+            ("fault-hairpin-mode-off6", false),
         ] {
             let c = wire_at(s, &["veth-c1", "docker0", "eth0"]);
             let got = run_with(&c, s, &["conntrack.txt"], Code::HairpinNoMasq);
