@@ -36,7 +36,7 @@ ALL_SCENARIOS+=(fault-underlay-drop fault-underlay-blocked fault-vxlan-mtu)
 ALL_SCENARIOS+=(redirect-local snat-pool netmap fragments6 probes6 sink6)
 ALL_SCENARIOS+=(hairpin-routed hairpin-routed6 one-armed one-armed6)
 ALL_SCENARIOS+=(fault-hairpin-routed-no-masq fault-hairpin-routed-no-masq6 fault-hairpin-no-br-netfilter)
-ALL_SCENARIOS+=(fault-hairpin-mode-off fault-hairpin-mode-off6)
+ALL_SCENARIOS+=(fault-hairpin-mode-off fault-hairpin-mode-off6 ftp-alg)
 
 # The scenarios that run with IPv6 on (dual stack): those whose name ends in 6.
 is_v6() { [[ $1 == *6 ]]; }
@@ -1328,6 +1328,43 @@ scenario_fault_hairpin_mode_off6() {
   snapshot
   kill_servers
   hx ip6tables-save | sed '/^# /d' >"$SCEN_DIR/ip6tables.txt"
+  stop_recording
+}
+
+# FTP through NAT with the kernel's FTP helper (nf_conntrack_ftp and nf_nat_ftp,
+# assigned by a raw-table CT rule, as kernels since 6.0 require): the helper rewrites
+# the address in the control connection's PORT command and 227 reply, which changes
+# the payload's length, so conntrack shifts every later sequence number of that
+# direction (and the acknowledgement numbers answering it) by the difference; it also
+# expects the data connections, which NAT then translates without a rule of their own.
+# c1 fetches from an outside server in active mode (PORT rewritten, data connection
+# DNATed to c1 by the expectation) and in passive mode (nothing rewritten); an outside
+# client fetches from c1's published port 21 in passive mode (227 rewritten).
+scenario_ftp_alg() {
+  IFACES=(docker0 eth0 veth-c1)
+  {
+    echo '*raw'
+    echo ':PREROUTING ACCEPT [0:0]'
+    echo ':OUTPUT ACCEPT [0:0]'
+    echo '-A PREROUTING -p tcp -m tcp --dport 21 -j CT --helper ftp'
+    echo COMMIT
+    docker_filter_base
+    echo "-A DOCKER -d $C1_IP/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 21 -j ACCEPT"
+    echo COMMIT
+    docker_nat_base
+    echo "$MASQ_RULE"
+    echo "-A POSTROUTING -s $C1_IP/32 -d $C1_IP/32 -p tcp -m tcp --dport 21 -j MASQUERADE"
+    echo "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 21 -j DNAT --to-destination $C1_IP:21"
+    echo COMMIT
+  } | apply_rules
+  server ftp-out "$NS_OUT" ftp_server.py --bind "$REMOTE_SRV" --lifetime 30
+  server ftp-c1 "$NS_C1" ftp_server.py --bind "$C1_IP" --lifetime 30
+  start_recording
+  run active "$NS_C1" ftp_client.py --dst "$REMOTE_SRV" --mode active
+  run passive "$NS_C1" ftp_client.py --dst "$REMOTE_SRV" --mode passive
+  run published "$NS_OUT" ftp_client.py --src "$REMOTE_CLI" --dst "$HOST_IP" --mode passive
+  snapshot
+  kill_servers
   stop_recording
 }
 
@@ -3697,6 +3734,18 @@ check_fault_hairpin_mode_off6() {
   need 2 "datagrams back to c1 from itself on veth-c1" "$(pkts "$v" "ipv6.src==fd00:172:17::2 && ipv6.dst==fd00:172:17::2 && udp.dstport==53")"
   [[ $(ct_count "$ct" "src=fd00:172:17::2 dst=2001:db8:113::1 ") -eq 0 ]] || die "$SCEN: an entry for c1's hairpin"
   need 1 "c2's TCP answered" "$(pkts "$v" "ipv6.dst==fd00:172:17::3 && tcp.srcport==80")"
+}
+
+# ftp-alg: three control connections through the FTP helper, the PORT and 227
+# addresses rewritten on eth0, and the data connections expected and translated.
+check_ftp_alg() {
+  local ct=$SCEN_DIR/conntrack.txt
+  need 3 "control entries with the FTP helper" "$(ct_count "$ct" 'dport=21 ' 'helper=ftp')"
+  need 1 "PORT with c1's address on docker0" "$(pkts "$SCEN_DIR/docker0.pcap" 'ftp.request.command == "PORT" && ftp.request.arg contains "172,17,0,2"')"
+  need 1 "PORT with the host's address on eth0" "$(pkts "$SCEN_DIR/eth0.pcap" 'ftp.request.command == "PORT" && ftp.request.arg contains "203,0,113,1"')"
+  need 1 "227 with c1's address on docker0" "$(pkts "$SCEN_DIR/docker0.pcap" 'ftp.response.code == 227 && ftp.response.arg contains "172,17,0,2"')"
+  need 1 "227 with the host's address on eth0" "$(pkts "$SCEN_DIR/eth0.pcap" 'ftp.response.code == 227 && ftp.response.arg contains "203,0,113,1"')"
+  need 4 "data connections on eth0" "$(tcp_convs "$SCEN_DIR/eth0.pcap" '!(tcp.port == 21)')"
 }
 
 # c1's datagrams to its own published port come back to it unanswered; c2's are

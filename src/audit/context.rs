@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use foldhash::{HashMap, HashMapExt};
 
 use super::ct::{self, Snapshot};
+use super::helpers;
 use super::rules::Attribution;
 use super::topology::{Topology, Via};
 use super::{Direction, Evidence, HopFacts, PathReason, Role, Seen};
@@ -66,6 +67,9 @@ pub struct Ctx<'a> {
     /// Connections whose opening the captures did not see (by index; empty when
     /// every capture ran from the start): what their first packet met is unknown.
     pub opening_unseen: Vec<bool>,
+    /// The connections a NAT helper expected, each with its master (indices:
+    /// [`helpers::expected`]).
+    pub expected: BTreeMap<usize, usize>,
 }
 
 impl<'a> Ctx<'a> {
@@ -97,6 +101,13 @@ impl<'a> Ctx<'a> {
         let times = (snapshots.iter())
             .map(|s| ct::check_time(c, &hops_by_tuple, s))
             .collect();
+        // A connection has a helper when it was seen rewritten, or an entry names one.
+        let expected = helpers::expected(c, |ci| {
+            helpers::rewrote(&c.connections[ci])
+                || (entries.get(&ci).into_iter().flatten()).any(|&(si, ei)| {
+                    snapshots[si].entries[ei].helper.is_some()
+                })
+        });
         let mut errors: HashMap<(usize, Tuple), Vec<ErrorHop>> = HashMap::new();
         for (conn, k) in c.connections.iter().enumerate() {
             for (hop, at) in k.hops.iter().enumerate() {
@@ -135,6 +146,7 @@ impl<'a> Ctx<'a> {
             rules: None,
             attributions: Vec::new(),
             opening_unseen: Vec::new(),
+            expected,
         }
     }
 
@@ -145,9 +157,12 @@ impl<'a> Ctx<'a> {
             self.expected_next(ci).map(|(b, via, _)| (b, via))
         });
         self.rules = Some(rules);
+        // A connection a helper expected took its master's NAT, not a nat rule's: the
+        // rules are not asked to explain it.
+        let by_helper = |a: &Attribution| a.chosen.is_none() && self.expected.contains_key(&a.conn);
         self.attributions = walked
             .into_iter()
-            .filter(|a| !self.unseen_opening(a.conn))
+            .filter(|a| !self.unseen_opening(a.conn) && !by_helper(a))
             .collect();
         self
     }

@@ -45,6 +45,8 @@ pub struct CtEntry {
     /// The kernel's entry id (`-o id`) and `mark=`, when printed.
     pub id: Option<u32>,
     pub mark: Option<u32>,
+    /// The NAT helper assigned to it (`helper=ftp`), when printed.
+    pub helper: Option<String>,
 }
 
 impl CtEntry {
@@ -110,6 +112,7 @@ impl CtEntry {
             timeout_s: e.timeout_s,
             id: e.id,
             mark: e.mark,
+            helper: (e.extra.iter()).find_map(|(k, v)| (k == "helper").then(|| v.clone())),
         }
     }
 }

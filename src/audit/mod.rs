@@ -22,6 +22,7 @@ pub mod ct;
 mod evidence;
 mod finding;
 pub mod findings;
+pub mod helpers;
 pub mod rules;
 mod topology;
 

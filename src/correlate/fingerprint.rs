@@ -46,9 +46,10 @@ impl Strength {
 }
 
 /// The sets of invariant fields a fingerprint can be built from, for evidence output;
-/// the last two are those of TCP segments that carried the same bytes cut differently
-/// ([`SEQ_RANGE_TS`], [`SEQ_RANGE`]).
-pub const FIELD_SETS: [&[&str]; 12] = [
+/// then those of TCP segments that carried the same bytes cut differently
+/// ([`SEQ_RANGE_TS`], [`SEQ_RANGE`]), and of TCP segments whose sequence numbers a NAT
+/// helper shifted ([`SHIFTED_TS`], [`SHIFTED`]).
+pub const FIELD_SETS: [&[&str]; 14] = [
     &[
         "ip.id",
         "tcp.seq",
@@ -68,6 +69,8 @@ pub const FIELD_SETS: [&[&str]; 12] = [
     &["payload"],
     &["tcp.seq", "tcp.ack", "tcp.tsval"],
     &["tcp.seq", "tcp.ack"],
+    &["tcp.seq+shift", "tcp.ack+shift", "tcp.flags", "tcp.tsval"],
+    &["tcp.seq+shift", "tcp.ack+shift", "tcp.flags"],
 ];
 
 /// Index into [`FIELD_SETS`] of TCP segments with the timestamp option that carried
@@ -75,6 +78,11 @@ pub const FIELD_SETS: [&[&str]; 12] = [
 pub const SEQ_RANGE_TS: u8 = 10;
 /// The same without the timestamp option.
 pub const SEQ_RANGE: u8 = 11;
+/// Index into [`FIELD_SETS`] of TCP segments with the timestamp option matched at two
+/// points by sequence numbers a NAT helper shifted (`rewrites`).
+pub const SHIFTED_TS: u8 = 12;
+/// The same without the timestamp option.
+pub const SHIFTED: u8 = 13;
 
 /// A set of [`FIELD_SETS`] (bit `i` for `FIELD_SETS[i]`): the invariant fields that
 /// matched packets agreed on. Two bytes where the names would take a list each;

@@ -50,6 +50,7 @@ mod paths;
 pub mod points;
 mod quoted;
 mod returns;
+mod rewrites;
 mod segments;
 mod sizes;
 mod streams;
@@ -68,6 +69,7 @@ use points::PointData;
 
 pub use paths::{Hop, Related};
 pub use returns::{Joined, ReturnHop, ReturnLink, REPLY_WINDOW_NS};
+pub use rewrites::{Rewrites, Rewritten};
 pub use segments::{Resegmentation, Resegmented};
 pub use sizes::{Missing, Oversize, Sizes, Sizing};
 pub use streams::{Chunk, Stream, Streams};

@@ -9,7 +9,7 @@ use twox_hash::XxHash3_64;
 
 use super::fingerprint::{
     datagram_resend_key, field_set, fingerprint, is_matchable, tcp_resend_key, Strength, FP_BITS,
-    FP_MAX, SEQ_RANGE, SEQ_RANGE_TS,
+    FP_MAX, SEQ_RANGE, SEQ_RANGE_TS, SHIFTED, SHIFTED_TS,
 };
 use super::offset::Offset;
 use super::PointSummary;
@@ -190,6 +190,17 @@ impl Rec {
             SEQ_RANGE_TS
         } else {
             SEQ_RANGE
+        }
+    }
+
+    /// Index into the fingerprint's field sets of the fields a TCP segment shares with
+    /// its copy whose sequence numbers a NAT helper shifted: its flags, and its
+    /// timestamp option when it has one.
+    pub fn shifted_fields(&self) -> u8 {
+        if self.seg().is_some_and(|s| s.ts_key != 0) {
+            SHIFTED_TS
+        } else {
+            SHIFTED
         }
     }
 

@@ -116,8 +116,10 @@ pub(super) struct Edge {
     pub down: usize,
     /// Which records of each hop crossed, one for one or otherwise.
     pub crossed: [Crossed; 2],
-    /// Records matched one for one, and by the bytes they carried.
+    /// Records matched one for one, by sequence numbers a NAT helper shifted, and by
+    /// the bytes they carried.
     pub pairs: Vec<(usize, usize)>,
+    pub shifted: Vec<(usize, usize)>,
     pub segments: Vec<(usize, usize)>,
 }
 
@@ -144,7 +146,7 @@ pub(super) fn build(
     let mut uf = UnionFind::new(n);
     let mut paired = vec![false; n];
     for e in edges {
-        for &(a, b) in &e.pairs {
+        for &(a, b) in e.pairs.iter().chain(&e.shifted) {
             let (x, y) = (node(e.up, a), node(e.down, b));
             paired[x] = true;
             paired[y] = true;
@@ -218,6 +220,11 @@ pub(super) fn build(
         for &(a, _) in &e.pairs {
             if let Some(k) = row(node(e.up, a)) {
                 rows[k].field_sets.add(recs[e.up][a].fields());
+            }
+        }
+        for &(a, _) in &e.shifted {
+            if let Some(k) = row(node(e.up, a)) {
+                rows[k].field_sets.add(recs[e.up][a].shifted_fields());
             }
         }
         for &(a, b) in &e.segments {

@@ -28,6 +28,7 @@ use super::pairing::match_flows;
 use super::paths::Hop;
 use super::points::{PointData, Rec};
 use super::returns::ReturnLink;
+use super::rewrites::{self, Rewrites, Rewritten};
 use super::segments::{self, Resegmentation, Resegmented};
 use super::sizes::{self, Sizes, Sizing};
 use super::trace::{self, Crossed, Trace};
@@ -124,6 +125,13 @@ impl Rare for Unmatched {
         lost_rev: Gap::NONE,
         appeared_fwd: Gap::NONE,
         appeared_rev: Gap::NONE,
+    };
+}
+
+impl Rare for Rewrites {
+    const NONE: &'static Rewrites = &Rewrites {
+        fwd: Rewritten::NONE,
+        rev: Rewritten::NONE,
     };
 }
 
@@ -248,6 +256,9 @@ pub struct Link {
     /// Packets accounted for by their bytes or by a later ACK, not one for one
     /// (boxed: most links have none).
     pub resegmented: Sparse<Resegmentation>,
+    /// Packets a NAT helper rewrote, and those matched by the sequence numbers it
+    /// shifted (boxed: most links have none).
+    pub rewritten: Sparse<Rewrites>,
     /// Each direction by packet size: the largest that crossed, the data segments
     /// larger than that which did not.
     #[serde(skip)]
@@ -261,7 +272,7 @@ pub struct Link {
 
 // Kept per link of every connection until the report is written; what most links
 // have none of is boxed ([`Unmatches`], [`Sizes`], the resegmented packets).
-const _: () = assert!(std::mem::size_of::<Link>() <= 288);
+const _: () = assert!(std::mem::size_of::<Link>() <= 296);
 
 /// Fills every connection's `links` (`links[i]` joins `hops[i]` and `hops[i + 1]`) and
 /// its return hops' links; replies a hop of the path exchanged with a return hop count
@@ -333,6 +344,7 @@ pub(super) struct Crossing {
     link: Link,
     crossed: [Crossed; 2],
     pairs: Vec<(usize, usize)>,
+    shifted: Vec<(usize, usize)>,
     segments: Vec<(usize, usize)>,
 }
 
@@ -345,6 +357,7 @@ impl Crossing {
             down,
             crossed: self.crossed,
             pairs: self.pairs,
+            shifted: self.shifted,
             segments: self.segments,
         };
         (self.link, edge)
@@ -372,7 +385,6 @@ pub(super) fn link(
     } else {
         match_flows(&ru, off_u, &rd, off_d, window, false)
     };
-    let mut m = Matched::of(&pairs, (up, pu, &ru), (down, pd, &rd), off);
     let mut matched_u: Crossed = smallvec![false; ru.len()];
     let mut matched_d: Crossed = smallvec![false; rd.len()];
     for &(a, b) in &pairs {
@@ -384,22 +396,28 @@ pub(super) fn link(
             .zip(flags.iter())
             .for_each(|(a, &b)| *a |= b);
     }
-    let acc = segments::account(
-        &mut segments::Hop {
-            point: pu,
-            recs: &ru,
-            off: off_u,
-            matched: &mut matched_u,
-        },
-        &mut segments::Hop {
-            point: pd,
-            recs: &rd,
-            off: off_d,
-            matched: &mut matched_d,
-        },
-        window,
-        same_point,
-    );
+    let mut hop_u = segments::Hop {
+        point: pu,
+        recs: &ru,
+        off: off_u,
+        matched: &mut matched_u,
+    };
+    let mut hop_d = segments::Hop {
+        point: pd,
+        recs: &rd,
+        off: off_d,
+        matched: &mut matched_d,
+    };
+    // Copies a NAT helper shifted are paired before the bytes are followed: a
+    // rewritten payload's new length would read as the stream cut differently.
+    let (rewrites, shifted) = if up.flow.tuple.proto == Proto::Tcp {
+        rewrites::account(&mut hop_u, &mut hop_d, window, same_point)
+    } else {
+        Default::default()
+    };
+    let acc = segments::account(&mut hop_u, &mut hop_d, window, same_point);
+    let mut m = Matched::of(&pairs, (up, pu, &ru), (down, pd, &rd), off, |r| r.fields());
+    m.add(&shifted, (up, pu, &ru), (down, pd, &rd), off, Rec::shifted_fields);
     m.add_segments(&acc.pairs, &ru, &rd);
     copies_crossed(&ru, &mut matched_u);
     copies_crossed(&rd, &mut matched_d);
@@ -448,6 +466,7 @@ pub(super) fn link(
         latency: m.latency(),
         unmatched,
         resegmented: Sparse::of(acc.resegmented),
+        rewritten: Sparse::of(rewrites),
         sizes,
         port_realloc: None,
         resent_fwd,
@@ -456,6 +475,7 @@ pub(super) fn link(
         link,
         crossed: [matched_u, matched_d],
         pairs,
+        shifted,
         segments: acc.pairs,
     }
 }
@@ -540,12 +560,34 @@ struct Matched {
 }
 
 impl Matched {
-    fn of(pairs: &[(usize, usize)], up: HopRecs, down: HopRecs, off: &[i64]) -> Matched {
-        let ((up, pu, ru), (down, pd, rd)) = (up, down);
+    /// What `pairs` say, each matched on the field set `fields` gives its upstream
+    /// record.
+    fn of(
+        pairs: &[(usize, usize)],
+        up: HopRecs,
+        down: HopRecs,
+        off: &[i64],
+        fields: impl Fn(&Rec) -> u8,
+    ) -> Matched {
         let mut m = Matched {
             lat: SmallVec::with_capacity(pairs.len()),
             ..Matched::default()
         };
+        m.add(pairs, up, down, off, fields);
+        m
+    }
+
+    /// Adds `pairs`, as [`Matched::of`] takes them.
+    fn add(
+        &mut self,
+        pairs: &[(usize, usize)],
+        up: HopRecs,
+        down: HopRecs,
+        off: &[i64],
+        fields: impl Fn(&Rec) -> u8,
+    ) {
+        let ((up, pu, ru), (down, pd, rd)) = (up, down);
+        let m = self;
         for &(a, b) in pairs {
             let (x, y) = (&ru[a], &rd[b]);
             let (tu, td) = (x.ts - off[up.point], y.ts - off[down.point]);
@@ -553,7 +595,7 @@ impl Matched {
             if fwd != pd.is_fwd(y) {
                 m.conflicts += 1;
             }
-            m.field_sets.add(x.fields());
+            m.field_sets.add(fields(x));
             m.score = 1.0 - (1.0 - m.score) * (1.0 - x.strength().min(y.strength()).weight());
             if fwd {
                 m.fwd += 1;
@@ -566,7 +608,6 @@ impl Matched {
                 m.lat.push(tu - td);
             }
         }
-        m
     }
 
     /// Adds segments that carried the same bytes cut differently, as evidence (not as
