@@ -36,7 +36,7 @@ ALL_SCENARIOS+=(fault-underlay-drop fault-underlay-blocked fault-vxlan-mtu)
 ALL_SCENARIOS+=(redirect-local snat-pool netmap fragments6 probes6 sink6)
 ALL_SCENARIOS+=(hairpin-routed hairpin-routed6 one-armed one-armed6)
 ALL_SCENARIOS+=(fault-hairpin-routed-no-masq fault-hairpin-routed-no-masq6 fault-hairpin-no-br-netfilter)
-ALL_SCENARIOS+=(fault-hairpin-mode-off fault-hairpin-mode-off6 ftp-alg)
+ALL_SCENARIOS+=(fault-hairpin-mode-off fault-hairpin-mode-off6 ftp-alg ftp-alg6)
 
 # The scenarios that run with IPv6 on (dual stack): those whose name ends in 6.
 is_v6() { [[ $1 == *6 ]]; }
@@ -1365,6 +1365,42 @@ scenario_ftp_alg() {
   run published "$NS_OUT" ftp_client.py --src "$REMOTE_CLI" --dst "$HOST_IP" --mode passive
   snapshot
   kill_servers
+  stop_recording
+}
+
+# ftp-alg over IPv6: the same FTP helper behind ip6tables MASQUERADE and a published
+# port. Active mode sends EPRT, whose address the helper rewrites (and shifts the
+# sequence numbers after it); passive mode asks EPSV, whose 229 reply names a port
+# only: nothing is rewritten, but the helper still expects the data connection, and
+# NAT translates it as its master, without a rule.
+scenario_ftp_alg6() {
+  IFACES=(docker0 eth0 veth-c1)
+  apply_docker_masquerade6
+  {
+    echo '*raw'
+    echo ':PREROUTING ACCEPT [0:0]'
+    echo ':OUTPUT ACCEPT [0:0]'
+    echo '-A PREROUTING -p tcp -m tcp --dport 21 -j CT --helper ftp'
+    echo COMMIT
+    docker_filter_base
+    echo "-A DOCKER -d fd00:172:17::2/128 ! -i docker0 -o docker0 -p tcp -m tcp --dport 21 -j ACCEPT"
+    echo COMMIT
+    docker_nat_base | sed 's|! -d 127.0.0.0/8|! -d ::1/128|'
+    echo "-A POSTROUTING -s fd00:172:17::/64 ! -o docker0 -j MASQUERADE"
+    echo "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 21 -j DNAT --to-destination [fd00:172:17::2]:21"
+    echo COMMIT
+  } | hx ip6tables-restore
+  server ftp-out "$NS_OUT" ftp_server.py --bind 2001:db8:100::10 --lifetime 30
+  server ftp-c1 "$NS_C1" ftp_server.py --bind fd00:172:17::2 --lifetime 30
+  # Let the last MLD reports of the address setup go out before capturing.
+  sleep 0.3
+  start_recording
+  run active "$NS_C1" ftp_client.py --dst 2001:db8:100::10 --mode active
+  run passive "$NS_C1" ftp_client.py --dst 2001:db8:100::10 --mode passive
+  run published "$NS_OUT" ftp_client.py --src "$SRV6_IP" --dst "$HOST6_IP" --mode passive
+  snapshot
+  kill_servers
+  hx ip6tables-save | sed '/^# /d' >"$SCEN_DIR/ip6tables.txt"
   stop_recording
 }
 
@@ -3745,6 +3781,16 @@ check_ftp_alg() {
   need 1 "PORT with the host's address on eth0" "$(pkts "$SCEN_DIR/eth0.pcap" 'ftp.request.command == "PORT" && ftp.request.arg contains "203,0,113,1"')"
   need 1 "227 with c1's address on docker0" "$(pkts "$SCEN_DIR/docker0.pcap" 'ftp.response.code == 227 && ftp.response.arg contains "172,17,0,2"')"
   need 1 "227 with the host's address on eth0" "$(pkts "$SCEN_DIR/eth0.pcap" 'ftp.response.code == 227 && ftp.response.arg contains "203,0,113,1"')"
+  need 4 "data connections on eth0" "$(tcp_convs "$SCEN_DIR/eth0.pcap" '!(tcp.port == 21)')"
+}
+
+# ftp-alg6: three control connections through the FTP helper, EPRT's address rewritten
+# on eth0, and the data connections expected and translated.
+check_ftp_alg6() {
+  local ct=$SCEN_DIR/conntrack.txt
+  need 3 "control entries with the FTP helper" "$(ct_count "$ct" '^ipv6 ' 'dport=21 ' 'helper=ftp')"
+  need 1 "EPRT with c1's address on docker0" "$(pkts "$SCEN_DIR/docker0.pcap" 'ftp.request.command == "EPRT" && ftp.request.arg contains "fd00:172:17::2"')"
+  need 1 "EPRT with the host's address on eth0" "$(pkts "$SCEN_DIR/eth0.pcap" 'ftp.request.command == "EPRT" && ftp.request.arg contains "2001:0db8:0113:0000:0000:0000:0000:0001"')"
   need 4 "data connections on eth0" "$(tcp_convs "$SCEN_DIR/eth0.pcap" '!(tcp.port == 21)')"
 }
 

@@ -101,13 +101,7 @@ impl<'a> Ctx<'a> {
         let times = (snapshots.iter())
             .map(|s| ct::check_time(c, &hops_by_tuple, s))
             .collect();
-        // A connection has a helper when it was seen rewritten, or an entry names one.
-        let expected = helpers::expected(c, |ci| {
-            helpers::rewrote(&c.connections[ci])
-                || (entries.get(&ci).into_iter().flatten()).any(|&(si, ei)| {
-                    snapshots[si].entries[ei].helper.is_some()
-                })
-        });
+
         let mut errors: HashMap<(usize, Tuple), Vec<ErrorHop>> = HashMap::new();
         for (conn, k) in c.connections.iter().enumerate() {
             for (hop, at) in k.hops.iter().enumerate() {
@@ -127,7 +121,7 @@ impl<'a> Ctx<'a> {
                 }
             }
         }
-        Ctx {
+        let mut x = Ctx {
             c,
             topo,
             snapshots,
@@ -146,8 +140,10 @@ impl<'a> Ctx<'a> {
             rules: None,
             attributions: Vec::new(),
             opening_unseen: Vec::new(),
-            expected,
-        }
+            expected: BTreeMap::new(),
+        };
+        x.expected = helpers::expected(c, |ci| x.has_helper(ci));
+        x
     }
 
     /// The same context with the rule set and every translated or stopped connection
@@ -157,6 +153,15 @@ impl<'a> Ctx<'a> {
             self.expected_next(ci).map(|(b, via, _)| (b, via))
         });
         self.rules = Some(rules);
+        // A connection has a helper, too, when its way through the rules assigns one.
+        let assigned: BTreeSet<usize> = (walked.iter())
+            .filter(|a| helpers::assigned(rules, a).is_some())
+            .map(|a| a.conn)
+            .collect();
+        if !assigned.is_empty() {
+            self.expected =
+                helpers::expected(self.c, |ci| assigned.contains(&ci) || self.has_helper(ci));
+        }
         // A connection a helper expected took its master's NAT, not a nat rule's: the
         // rules are not asked to explain it.
         let by_helper = |a: &Attribution| a.chosen.is_none() && self.expected.contains_key(&a.conn);
@@ -165,6 +170,13 @@ impl<'a> Ctx<'a> {
             .filter(|a| !self.unseen_opening(a.conn) && !by_helper(a))
             .collect();
         self
+    }
+
+    /// Whether connection `ci` has a NAT helper by what the captures and conntrack
+    /// say: its payload seen rewritten, or an entry of it names one.
+    pub fn has_helper(&self, ci: usize) -> bool {
+        helpers::rewrote(&self.c.connections[ci])
+            || self.entries_of(ci).any(|(_, e)| e.helper.is_some())
     }
 
     /// Connection `ci`'s conntrack entries with the snapshot each is from, in input

@@ -84,6 +84,8 @@ pub enum RuleRole {
     /// Some way through the rules drops the packet here (a `statistic` branch, a match
     /// that could not be decided).
     MayDrop,
+    /// It assigned the connection a NAT helper (`CT --helper`, `ct helper set`).
+    AssignsHelper,
     /// It drops packets that fail a reverse-path check (`-m rpfilter --invert`, nft
     /// `fib saddr . iif oif missing`).
     ReversePath,

@@ -138,6 +138,9 @@ named_enum! {
         /// other than the client, with its source left alone: the server answers the
         /// client directly, past the host.
         HairpinDirectReply = "hairpin-direct-reply",
+        /// A NAT helper (an ALG: FTP, SIP, TFTP, ...) rewrote a connection's payload,
+        /// or translated connections it expected as it translated their master.
+        NatHelper = "nat-helper",
     }
 }
 
@@ -424,6 +427,16 @@ pub enum Detail {
         delivered: u64,
         answers: u64,
         answers_at: Option<String>,
+    },
+    NatHelper {
+        /// The helper's name, when an entry or a rule gives it (`ftp`).
+        helper: Option<String>,
+        /// Packets whose payload it rewrote, initiator's and responder's, and the
+        /// shift of each direction's sequence numbers after them.
+        rewritten: [u64; 2],
+        shift: [i64; 2],
+        /// The connections it expected (ids).
+        expected: Vec<String>,
     },
     TableFull(TableFullFacts),
     UnderlayDrop(UnderlayFacts),

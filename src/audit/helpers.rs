@@ -9,27 +9,52 @@
 //! first packet.
 //!
 //! A connection has a helper when the correlation saw its payload rewritten between
-//! two hops (`Link::rewritten`) or a conntrack entry of it names one (`helper=`). A
+//! two hops (`Link::rewritten`), a conntrack entry of it names one (`helper=`), or its
+//! way through the rule set given meets a rule that assigns one ([`assigned`]). A
 //! translated connection without a helper of its own is expected by such a master when
-//! it began after the master did and at most [`EXPECT_NS`] after the master's last
-//! packet, and every address it carried, before and after the translation, is one of
-//! the master's. Where several masters qualify, the one that began last before it.
+//! it began while the master was open (a TCP master: FTP, IRC, H.323 keep their
+//! control connection open while the connections they announced start), or at most
+//! [`UDP_AFTER_NS`] after its last packet (a UDP master: a TFTP request is one
+//! datagram, and the transfer follows it), every address it carried, before and after the translation, is one of the
+//! master's, and it went to another port than the master did (another control
+//! connection to the same server is not one the helper announced). Where several
+//! masters qualify, the one that began last before it.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use foldhash::{HashMap, HashMapExt};
 
+use super::rules::{rule_target, Attribution};
 use crate::correlate::{Connection, Correlation};
 use crate::model::NatKind;
+use crate::rules::eval::Event;
+use crate::rules::{RuleSet, Target};
 
-/// How long after its master's last packet an expected connection may begin: the
-/// longest expectation timeout of the kernel's helpers (FTP's and IRC's, 5 minutes).
-pub const EXPECT_NS: i64 = 300_000_000_000;
+/// How long after a UDP master's last packet an expected connection may begin.
+pub const UDP_AFTER_NS: i64 = 5_000_000_000;
 
 /// Whether the correlation saw a helper rewrite connection `conn`'s payload.
 pub fn rewrote(conn: &Connection) -> bool {
     (conn.links.iter()).any(|l| l.rewritten.fwd.packets + l.rewritten.rev.packets > 0)
+}
+
+/// The helper a connection's way through the rules assigns (the way the wire
+/// confirms, else any): the name its rule gives.
+pub fn assigned<'r>(rules: &'r RuleSet, a: &Attribution) -> Option<&'r str> {
+    let ways: Vec<_> = match a.outcome() {
+        Some(o) => vec![o],
+        None => a.walk.outcomes.iter().collect(),
+    };
+    ways.into_iter()
+        .flat_map(|o| &o.events)
+        .find_map(|e| match e {
+            Event::Matched(r) => match rule_target(rules, r) {
+                Some(Target::Helper { name }) => Some(name.as_str()),
+                _ => None,
+            },
+            _ => None,
+        })
 }
 
 /// Every address connection `conn` carried at any hop, sorted, each once.
@@ -53,7 +78,9 @@ fn span(conn: &Connection) -> Option<(i64, i64)> {
 /// given which connections have a helper.
 pub fn expected(c: &Correlation, has_helper: impl Fn(usize) -> bool) -> BTreeMap<usize, usize> {
     let mut out = BTreeMap::new();
-    let masters: Vec<usize> = (0..c.connections.len()).filter(|&i| has_helper(i)).collect();
+    let masters: Vec<usize> = (0..c.connections.len())
+        .filter(|&i| has_helper(i))
+        .collect();
     if masters.is_empty() {
         return out;
     }
@@ -73,8 +100,15 @@ pub fn expected(c: &Correlation, has_helper: impl Fn(usize) -> bool) -> BTreeMap
     let mut best: BTreeMap<usize, (i64, usize)> = BTreeMap::new();
     for &m in &masters {
         let master = &c.connections[m];
-        let (Some((start, end)), addrs) = (span(master), addresses(master)) else {
+        let (Some((start, end)), Some(h), addrs) =
+            (span(master), master.hops.first(), addresses(master))
+        else {
             continue;
+        };
+        let port = h.flow.tuple.dport;
+        let deadline = match master.proto {
+            crate::model::Proto::Tcp => end,
+            _ => end.saturating_add(UDP_AFTER_NS),
         };
         for (i, &a) in addrs.iter().enumerate() {
             for &b in &addrs[i + 1..] {
@@ -84,9 +118,15 @@ pub fn expected(c: &Correlation, has_helper: impl Fn(usize) -> bool) -> BTreeMap
                         continue;
                     };
                     let fits = !has_helper(x)
+                        && conn
+                            .hops
+                            .first()
+                            .is_some_and(|h| h.flow.tuple.dport != port)
                         && begun > start
-                        && begun <= end.saturating_add(EXPECT_NS)
-                        && addresses(conn).iter().all(|a| addrs.binary_search(a).is_ok());
+                        && begun <= deadline
+                        && addresses(conn)
+                            .iter()
+                            .all(|a| addrs.binary_search(a).is_ok());
                     let later = best.get(&x).is_none_or(|&(s, _)| start > s);
                     if fits && later {
                         best.insert(x, (start, m));

@@ -206,7 +206,11 @@ fn one_way(s: &Hop, r: &Hop, fwd: bool, window: i64, later_only: bool) -> Direct
     for (i, &k) in sent.iter().enumerate() {
         // Copies too early for this packet are too early for every later one.
         let (t, g) = (ts(s, k), s.recs[k].seg().unwrap_or_default());
-        let here = (g.seq.wrapping_add(shift as u32), s.recs[k].tcp_flags(), g.ts_key);
+        let here = (
+            g.seq.wrapping_add(shift as u32),
+            s.recs[k].tcp_flags(),
+            g.ts_key,
+        );
         if let Some(list) = by_key.get_mut(&here) {
             while list.front().is_some_and(|&j| early(t, j)) {
                 list.pop_front();

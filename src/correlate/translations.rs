@@ -417,7 +417,13 @@ pub(super) fn link(
     };
     let acc = segments::account(&mut hop_u, &mut hop_d, window, same_point);
     let mut m = Matched::of(&pairs, (up, pu, &ru), (down, pd, &rd), off, |r| r.fields());
-    m.add(&shifted, (up, pu, &ru), (down, pd, &rd), off, Rec::shifted_fields);
+    m.add(
+        &shifted,
+        (up, pu, &ru),
+        (down, pd, &rd),
+        off,
+        Rec::shifted_fields,
+    );
     m.add_segments(&acc.pairs, &ru, &rd);
     copies_crossed(&ru, &mut matched_u);
     copies_crossed(&rd, &mut matched_d);

@@ -16,7 +16,7 @@ use crate::audit::{Detail, Direction, Finding, Seen, WitnessKind, WitnessSummary
 use crate::capture::InputStats;
 use crate::correlate::{
     Connection, Correlation, Gap, Hop, Joined, Latency, Link, PortRealloc, Related, Resegmentation,
-    ReturnHop, ReturnLink,
+    ReturnHop, ReturnLink, Rewrites,
 };
 use crate::diag::Warning;
 use crate::flows::InitiatorEvidence;
@@ -230,6 +230,12 @@ pub enum DetailJson<'a> {
         /// (at least, for Geneve and GRE).
         tunnel: Option<&'a crate::model::Tunnel>,
         tunnel_overhead: Option<u32>,
+    },
+    NatHelper {
+        helper: Option<&'a str>,
+        rewritten: [u64; 2],
+        shift: [i64; 2],
+        expected: &'a [String],
     },
     HairpinDirectReply {
         client: &'a crate::model::Tuple,
@@ -491,6 +497,17 @@ fn detail(d: &Detail) -> DetailJson<'_> {
             translated: d.translated,
             conntrack_unreplied: d.unreplied,
         },
+        Detail::NatHelper {
+            helper,
+            rewritten,
+            shift,
+            expected,
+        } => DetailJson::NatHelper {
+            helper: helper.as_deref(),
+            rewritten: *rewritten,
+            shift: *shift,
+            expected,
+        },
         Detail::HairpinDirectReply {
             client,
             server,
@@ -716,6 +733,10 @@ pub struct TranslationJson<'a> {
     /// hops) or by a later ACK, per direction; absent when there are none.
     #[serde(skip_serializing_if = "Resegmentation::is_none")]
     pub resegmented: &'a Resegmentation,
+    /// Packets a NAT helper rewrote and those matched by the sequence numbers it
+    /// shifted, per direction; absent when there are none.
+    #[serde(skip_serializing_if = "Rewrites::is_none")]
+    pub rewritten: &'a Rewrites,
     pub port_realloc: Option<&'a PortRealloc>,
 }
 
@@ -850,6 +871,7 @@ fn translation<'a>(c: &'a Correlation, conn: &'a Connection, l: &'a Link) -> Tra
             appeared_rev: gap(&l.unmatched.appeared_rev),
         },
         resegmented: &l.resegmented,
+        rewritten: &l.rewritten,
         port_realloc: l.port_realloc.as_ref(),
     }
 }

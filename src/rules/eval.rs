@@ -825,7 +825,7 @@ impl<'a> Walker<'a> {
     ) -> Branches<(Br, Option<End>)> {
         let st = &mut self.states[s];
         match target {
-            Target::None | Target::Log | Target::Continue { .. } => {}
+            Target::None | Target::Log | Target::Continue { .. } | Target::Helper { .. } => {}
             Target::Mark(op) => st.mark = op.apply(st.mark),
             Target::ConnMark(op) => st.ctmark = op.apply(st.ctmark),
             Target::CopyMark {

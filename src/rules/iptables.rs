@@ -178,6 +178,7 @@ impl Clues {
             t if t.is_nat() => self.nat_target = true,
             Target::Notrack => self.notrack_target = true,
             Target::Continue { name } if name == "CT" => self.notrack_target = true,
+            Target::Helper { .. } => self.notrack_target = true,
             _ => {}
         }
     }
@@ -1779,6 +1780,12 @@ fn target(name: &str, opts: &[Opt], text: &str, hints: &mut FamilyHints) -> Targ
         "LOG" | "NFLOG" | "TRACE" | "ULOG" => Target::Log,
         "NOTRACK" => Target::Notrack,
         "CT" if get("--notrack").is_some() => Target::Notrack,
+        "CT" if get("--helper").is_some() => match get("--helper").and_then(one_arg) {
+            Some(helper) => Target::Helper {
+                name: helper.to_string(),
+            },
+            None => unknown(),
+        },
         "CT" => Target::Continue {
             name: name.to_string(),
         },

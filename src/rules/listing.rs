@@ -919,6 +919,15 @@ impl Reader<'_> {
             "LOG" | "NFLOG" | "TRACE" | "ULOG" => Target::Log,
             "NOTRACK" => Target::Notrack,
             "CT" if words.contains(&"notrack") => Target::Notrack,
+            "CT" if words.contains(&"helper") => {
+                let at = words.iter().position(|w| *w == "helper");
+                match at.and_then(|i| words.get(i + 1)) {
+                    Some(helper) => Target::Helper {
+                        name: helper.to_string(),
+                    },
+                    None => unknown(),
+                }
+            }
             "CT" => Target::Continue {
                 name: name.to_string(),
             },

@@ -476,6 +476,12 @@ pub enum Target {
     Continue {
         name: String,
     },
+    /// `CT --helper NAME` (iptables), `ct helper set "NAME"` (nft): the connection gets
+    /// a NAT helper (an ALG), which may rewrite its payload and expect connections
+    /// related to it. Non-terminating.
+    Helper {
+        name: String,
+    },
     /// nft `vmap`/`numgen ... vmap`: one of several targets, by key or by chance.
     Map {
         /// What selects the branch (`numgen random mod 3`, `ip daddr . tcp dport`).

@@ -37,6 +37,7 @@ mod input_bypassed;
 mod insert_race;
 mod leak;
 mod lost;
+mod nat_helper;
 mod not_netfilter;
 mod overlay_masq;
 mod pmtu_black_hole;
@@ -176,6 +177,11 @@ pub const RULES: &[Rule] = &[
         code: Code::UserlandProxy,
         what: "a client's connection ended at a proxy that opened its own with the same bytes",
         run: Run::Alone(userland_proxy::detect),
+    },
+    Rule {
+        code: Code::NatHelper,
+        what: "a NAT helper that rewrote a payload or expected connections",
+        run: Run::Alone(nat_helper::detect),
     },
     Rule {
         code: Code::PortReallocated,

@@ -124,6 +124,7 @@ fn rule(role: RuleRole, r: &RuleFacts) -> String {
         RuleRole::NeverSaw => "never seen by",
         RuleRole::Marked => "marked for masquerade by",
         RuleRole::Allocates => "source NAT by",
+        RuleRole::AssignsHelper => "NAT helper assigned by",
         RuleRole::MayDrop => "some ways through the rules drop it:",
         RuleRole::ReversePath => "a reverse-path filter in",
     };

@@ -21,6 +21,7 @@ mod input_bypassed;
 mod insert_race;
 mod leak;
 mod lost;
+mod nat_helper;
 mod not_netfilter;
 mod overlay_masq;
 mod pmtu_black_hole;
@@ -81,6 +82,7 @@ pub fn words(f: &Finding) -> Words {
         Code::OverlayMasq => overlay_masq::explain(f),
         Code::UnderlayDrop => underlay_drop::explain(f),
         Code::HairpinDirectReply => hairpin_direct_reply::explain(f),
+        Code::NatHelper => nat_helper::explain(f),
     };
     let cause = match f.code {
         Code::Lost => lost::cause(f),
@@ -97,6 +99,7 @@ pub fn words(f: &Finding) -> Words {
     let expected = match f.code {
         Code::PortReallocated => port_reallocated::expected(f),
         Code::UserlandProxy => userland_proxy::expected(f),
+        Code::NatHelper => nat_helper::expected(f),
         _ => None,
     };
     Words {

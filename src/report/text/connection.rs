@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 
 use super::style::Paint;
 use crate::correlate::{
-    Connection, Correlation, Gap, Hop, Joined, Link, Packets, Resegmented, ReturnHop, Sighting,
+    Connection, Correlation, Gap, Hop, Joined, Link, Packets, Resegmented, ReturnHop, Rewritten,
+    Sighting,
 };
 use crate::model::{tcp_flags, NatKind, Tuple};
 use crate::report::fmt::{dst, plural, rfc3339_ns, secs, short, src, tunnel, tuple};
@@ -141,6 +142,15 @@ fn link_lines(c: &Correlation, conn: &Connection, i: usize, l: &Link, out: &mut 
             let _ = writeln!(out, "      | {line}");
         }
     }
+    let rewritten = [
+        ("initiator", &l.rewritten.fwd, next_name),
+        ("responder", &l.rewritten.rev, this_name),
+    ];
+    for (who, r, to) in rewritten {
+        if let Some(line) = rewritten_line(who, r, to) {
+            let _ = writeln!(out, "      | {line}");
+        }
+    }
     for line in [
         gap_text(
             &format!("initiator packets not seen at {next_name}"),
@@ -201,6 +211,35 @@ fn return_lines(c: &Correlation, conn: &Connection, r: &ReturnHop, out: &mut Str
             let _ = writeln!(out, "      | {line}");
         }
     }
+}
+
+/// What a NAT helper rewrote in one direction (`who` sends, towards `to`).
+fn rewritten_line(who: &str, r: &Rewritten, to: &str) -> Option<String> {
+    if r.is_none() {
+        return None;
+    }
+    let matched = plural(
+        r.shifted,
+        &format!("{who} packet"),
+        &format!("{who} packets"),
+    );
+    if r.packets == 0 {
+        return Some(format!(
+            "{matched} matched by sequence or acknowledgement numbers a NAT helper shifted"
+        ));
+    }
+    let shift = match r.shift {
+        0 => String::new(),
+        s => format!(", sequence numbers {s:+} at {to} from then on"),
+    };
+    Some(format!(
+        "rewritten by a NAT helper: {}{shift}; {matched} matched by shifted numbers",
+        plural(
+            r.packets,
+            &format!("{who} payload"),
+            &format!("{who} payloads")
+        ),
+    ))
 }
 
 /// What a link accounted for by bytes or by a later ACK in one direction (`who`

@@ -624,7 +624,13 @@ impl Reader<'_> {
         let mut kept: Vec<(usize, Target)> = parts
             .into_iter()
             .enumerate()
-            .filter(|(k, (_, t))| *k == last || !matches!(t, Target::Log | Target::Continue { .. }))
+            .filter(|(k, (_, t))| {
+                *k == last
+                    || !matches!(
+                        t,
+                        Target::Log | Target::Continue { .. } | Target::Helper { .. }
+                    )
+            })
             .map(|(_, p)| p)
             .collect();
         if kept.is_empty() {

@@ -239,8 +239,11 @@ impl RuleCtx<'_> {
                 },
             }]),
             // Side effects that leave the packet's path alone.
-            "set" | "map" | "dup" | "flow" | "ct helper" | "ct timeout" | "ct expectation"
-            | "secmark" | "synproxy" | "objref" => Stmt::Effect(Target::Continue {
+            "ct helper" => Stmt::Effect(Target::Helper {
+                name: (val.as_str().map(str::to_string)).unwrap_or_else(|| render::statement(s)),
+            }),
+            "set" | "map" | "dup" | "flow" | "ct timeout" | "ct expectation" | "secmark"
+            | "synproxy" | "objref" => Stmt::Effect(Target::Continue {
                 name: render::statement(s),
             }),
             _ => Stmt::Final(unknown(key, s)),
