@@ -249,3 +249,177 @@ fn one_way(s: &Hop, r: &Hop, fwd: bool, window: i64, later_only: bool) -> Direct
     }
     d
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::correlate::testkit::{data, point, Hdr, MS, US};
+    use crate::correlate::{correlate, Config, Link};
+    use crate::model::tcp_flags::{ACK, PSH, SYN};
+    use crate::model::{NatKind, Packet};
+
+    const CLIENT: &str = "172.17.0.2:40000";
+    const NATED: &str = "203.0.113.1:40000";
+    const SERVER: &str = "198.51.100.7:21";
+    const LAT: i64 = 30 * US;
+    const SERVER_SEQ: u32 = 5000;
+
+    /// A client segment (`len` bytes from `seq`, TSval `ts`) inside as sent, and
+    /// outside `LAT` later with its sequence number moved by `shift`, `grow` bytes
+    /// longer, and other bytes when it grew.
+    fn up(t: i64, seq: u32, len: u32, ts: u32, (shift, grow): (u32, u32)) -> [Packet; 2] {
+        let h = Hdr {
+            ack: SERVER_SEQ,
+            tsval: Some(ts),
+            flags: PSH | ACK,
+        };
+        let inside = data(t, CLIENT, SERVER, seq, len, h);
+        let mut outside = data(t + LAT, NATED, SERVER, seq + shift, len + grow, h);
+        // The rewritten text begins after the payload's first bytes, and the IPv4 ID
+        // stays.
+        outside.payload_head = inside.payload_head;
+        outside.ip_id = inside.ip_id;
+        if grow == 0 {
+            outside.payload_digest = inside.payload_digest;
+        }
+        outside.ttl -= 1;
+        [inside, outside]
+    }
+
+    /// The server's pure ACK of `ack` (outside), `shift` more than inside's.
+    fn ack(t: i64, ack: u32, ts: u32, shift: u32) -> [Packet; 2] {
+        let h = |ack| Hdr {
+            ack,
+            tsval: Some(ts),
+            flags: ACK,
+        };
+        let outside = data(t, SERVER, NATED, SERVER_SEQ, 0, h(ack + shift));
+        let mut inside = data(t + LAT, SERVER, CLIENT, SERVER_SEQ, 0, h(ack));
+        inside.ip_id = outside.ip_id;
+        [inside, outside]
+    }
+
+    fn handshake() -> Vec<[Packet; 2]> {
+        let syn = Hdr {
+            ack: 0,
+            tsval: Some(1),
+            flags: SYN,
+        };
+        let syn_ack = Hdr {
+            ack: 1000,
+            tsval: Some(2),
+            flags: SYN | ACK,
+        };
+        let s = data(0, CLIENT, SERVER, 999, 0, syn);
+        let mut so = data(LAT, NATED, SERVER, 999, 0, syn);
+        so.ttl -= 1;
+        let sa = data(100 * US, SERVER, NATED, SERVER_SEQ - 1, 0, syn_ack);
+        let sai = data(100 * US + LAT, SERVER, CLIENT, SERVER_SEQ - 1, 0, syn_ack);
+        vec![[s, so], [sai, sa]]
+    }
+
+    /// The one link of the SNAT connection the two points saw.
+    fn link(pairs: Vec<[Packet; 2]>) -> Link {
+        let (mut inside, mut outside): (Vec<Packet>, Vec<Packet>) =
+            pairs.into_iter().map(|[i, o]| (i, o)).unzip();
+        inside.sort_by_key(|p| p.ts_ns);
+        outside.sort_by_key(|p| p.ts_ns);
+        let points = vec![point("docker0", 0, &inside), point("eth0", 1, &outside)];
+        let c = correlate(points, Vec::new(), Config::default());
+        assert_eq!(c.connections.len(), 1, "{:#?}", c.connections);
+        let l = c.connections[0].links[0].clone();
+        assert_eq!(l.change.kind, NatKind::Snat);
+        l
+    }
+
+    fn unmatched(l: &Link) -> u64 {
+        let u = &l.unmatched;
+        u.lost_fwd.packets + u.lost_rev.packets + u.appeared_fwd.packets + u.appeared_rev.packets
+    }
+
+    #[test]
+    fn a_rewrite_that_grows_the_payload_shifts_the_later_sequence_numbers() {
+        let mut p = handshake();
+        p.push(up(MS, 1000, 20, 3, (0, 0)));
+        p.push(ack(2 * MS, 1020, 7, 0));
+        // PORT 172,17,0,2,... becomes PORT 203,0,113,1,...: one byte longer.
+        p.push(up(3 * MS, 1020, 25, 4, (0, 1)));
+        p.push(ack(4 * MS, 1045, 8, 1));
+        p.push(up(5 * MS, 1045, 6, 5, (1, 0)));
+        p.push(ack(6 * MS, 1051, 9, 1));
+        // A second rewrite moves the shift on.
+        p.push(up(7 * MS, 1051, 25, 6, (1, 1)));
+        p.push(up(8 * MS, 1076, 6, 7, (2, 0)));
+        p.push(ack(9 * MS, 1082, 10, 2));
+        let l = link(p);
+        assert_eq!(unmatched(&l), 0, "{:#?}", l.unmatched);
+        assert_eq!(l.rewritten.fwd.packets, 2);
+        assert_eq!(l.rewritten.fwd.shifted, 4);
+        assert_eq!(l.rewritten.fwd.shift, 2);
+        assert_eq!(l.rewritten.fwd.first_ns, Some(3 * MS));
+        // The server's ACKs answer shifted numbers: matched, none rewritten.
+        assert_eq!(l.rewritten.rev.packets, 0);
+        assert_eq!(l.rewritten.rev.shifted, 3);
+        assert_eq!((l.evidence.matched_fwd, l.evidence.matched_rev), (6, 5));
+        assert!(l.evidence.fields.names().contains(&"tcp.seq+shift"));
+        assert!(l.resegmented.is_none());
+    }
+
+    #[test]
+    fn a_payload_rewritten_to_the_same_length_shifts_nothing() {
+        let mut p = handshake();
+        let mut same = up(MS, 1000, 25, 3, (0, 0));
+        same[1].payload_digest ^= 1;
+        p.push(same);
+        p.push(up(2 * MS, 1025, 6, 4, (0, 0)));
+        let l = link(p);
+        assert_eq!(unmatched(&l), 0);
+        assert_eq!(l.rewritten.fwd.packets, 1);
+        assert_eq!(l.rewritten.fwd.shift, 0);
+        assert!(l.rewritten.rev.is_none());
+    }
+
+    #[test]
+    fn segments_merged_on_the_way_are_not_a_rewrite() {
+        // GRO: two 20-byte segments with one timestamp arrive as one of 40.
+        let mut p = handshake();
+        let [a, _] = up(MS, 1000, 20, 3, (0, 0));
+        let [b, _] = up(MS + 10 * US, 1020, 20, 3, (0, 0));
+        let [_, mut merged] = up(MS + 10 * US, 1000, 40, 3, (0, 0));
+        merged.ip_id = Some(1000);
+        p.push([a, merged]);
+        let mut inside = b;
+        inside.ts_ns = MS + 10 * US;
+        let l = {
+            let mut all = p;
+            let tail = ack(3 * MS, 1040, 7, 0);
+            all.push(tail);
+            let (mut i, mut o): (Vec<Packet>, Vec<Packet>) =
+                all.into_iter().map(|[i, o]| (i, o)).unzip();
+            i.push(inside);
+            i.sort_by_key(|p| p.ts_ns);
+            o.sort_by_key(|p| p.ts_ns);
+            let points = vec![point("docker0", 0, &i), point("eth0", 1, &o)];
+            let c = correlate(points, Vec::new(), Config::default());
+            c.connections[0].links[0].clone()
+        };
+        assert!(l.rewritten.is_none(), "{:?}", l.rewritten);
+        assert_eq!(l.resegmented.fwd.sent, 2);
+        assert_eq!(l.resegmented.fwd.received, 1);
+        assert_eq!(unmatched(&l), 0);
+    }
+
+    #[test]
+    fn acknowledgements_that_differ_with_no_rewrite_the_other_way_stay_unmatched() {
+        let mut p = handshake();
+        p.push(up(MS, 1000, 20, 3, (0, 0)));
+        // The server's ACK seen inside acknowledges other bytes than the one outside:
+        // two ACKs, each lost at one point, not one ACK shifted.
+        p.push(ack(2 * MS, 1020, 7, 5));
+        let l = link(p);
+        assert!(l.rewritten.is_none(), "{:?}", l.rewritten);
+        assert_eq!(
+            l.unmatched.lost_rev.packets + l.unmatched.appeared_rev.packets,
+            2
+        );
+    }
+}

@@ -16,7 +16,7 @@ use crate::audit::{Detail, Direction, Finding, Seen, WitnessKind, WitnessSummary
 use crate::capture::InputStats;
 use crate::correlate::{
     Connection, Correlation, Gap, Hop, Joined, Latency, Link, PortRealloc, Related, Resegmentation,
-    ReturnHop, ReturnLink, Rewrites,
+    ReturnHop, ReturnLink, Rewrites, Rewritten,
 };
 use crate::diag::Warning;
 use crate::flows::InitiatorEvidence;
@@ -699,6 +699,34 @@ pub struct HopJson<'a> {
 }
 
 #[derive(Serialize)]
+pub struct RewrittenJson {
+    pub packets: u64,
+    pub shifted: u64,
+    pub shift: i64,
+    /// The first rewritten packet, at the sending hop.
+    pub first: Option<Stamp>,
+}
+
+#[derive(Serialize)]
+pub struct RewritesJson {
+    pub fwd: RewrittenJson,
+    pub rev: RewrittenJson,
+}
+
+fn rewrites(r: &Rewrites) -> Option<RewritesJson> {
+    let one = |d: &Rewritten| RewrittenJson {
+        packets: d.packets,
+        shifted: d.shifted,
+        shift: d.shift,
+        first: d.first_ns.map(Stamp),
+    };
+    (!r.is_none()).then(|| RewritesJson {
+        fwd: one(&r.fwd),
+        rev: one(&r.rev),
+    })
+}
+
+#[derive(Serialize)]
 pub struct GapJson {
     pub packets: u64,
     pub first: Option<Stamp>,
@@ -735,8 +763,8 @@ pub struct TranslationJson<'a> {
     pub resegmented: &'a Resegmentation,
     /// Packets a NAT helper rewrote and those matched by the sequence numbers it
     /// shifted, per direction; absent when there are none.
-    #[serde(skip_serializing_if = "Rewrites::is_none")]
-    pub rewritten: &'a Rewrites,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rewritten: Option<RewritesJson>,
     pub port_realloc: Option<&'a PortRealloc>,
 }
 
@@ -871,7 +899,7 @@ fn translation<'a>(c: &'a Correlation, conn: &'a Connection, l: &'a Link) -> Tra
             appeared_rev: gap(&l.unmatched.appeared_rev),
         },
         resegmented: &l.resegmented,
-        rewritten: &l.rewritten,
+        rewritten: rewrites(&l.rewritten),
         port_realloc: l.port_realloc.as_ref(),
     }
 }

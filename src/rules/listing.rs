@@ -1620,7 +1620,12 @@ Chain PREROUTING (policy ACCEPT 0 packets, 0 bytes)
  pkts bytes target     prot opt in     out     source               destination
     0     0 CT         6    --  *      *       0.0.0.0/0            0.0.0.0/0            tcp dpt:21 CT helper ftp
 ";
-        assert_eq!(parse("raw.txt", helper).tables[0].name, "raw");
+        let raw = parse("raw.txt", helper);
+        assert_eq!(raw.tables[0].name, "raw");
+        assert_eq!(
+            raw.tables[0].chains[0].rules[0].target,
+            Target::Helper { name: "ftp".into() }
+        );
         let notrack = helper.replace("CT helper ftp", "CT notrack");
         assert_eq!(parse("raw.txt", &notrack).tables[0].name, "raw");
         // The same chain with a DNAT is nat's.

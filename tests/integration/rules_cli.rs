@@ -127,9 +127,12 @@ fn every_translation_of_every_sample_is_attributed_to_its_rule() {
                 .unwrap_or_else(|| panic!("{s}: {id} was not lost without the rules"));
             assert_eq!(was.remove(blocked), "lost");
         }
+        was.retain(|c| c != "nat-helper");
+        // The rule that assigns a NAT helper makes its master known (ftp-alg's passive
+        // session, whose payload nothing rewrote): `nat-helper` has its own test.
         let mut added: Vec<String> = codes(&doc)
             .into_iter()
-            .filter(|c| c != "snat-port-exhaustion")
+            .filter(|c| c != "snat-port-exhaustion" && c != "nat-helper")
             .collect();
         // The rules add no finding to a recording the kernel made with them, but for
         // an INPUT rule that DNAT'ed traffic never met, and the drop of unanswered

@@ -63,6 +63,8 @@ pub const SCENARIOS: &[&str] = &[
     "one-armed6",
     "fault-hairpin-routed-no-masq",
     "fault-hairpin-routed-no-masq6",
+    "ftp-alg",
+    "ftp-alg6",
 ];
 
 /// Scenarios where conntrack adds a finding or a fact by design, left out of the tests

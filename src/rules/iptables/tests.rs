@@ -427,6 +427,7 @@ COMMIT
 :OUTPUT ACCEPT [0:0]
 -A PREROUTING -i lo -j NOTRACK
 -A PREROUTING -p udp -m udp --dport 53 -j CT --notrack
+-A PREROUTING -p tcp -m tcp --dport 21 -j CT --helper ftp
 -A OUTPUT -j CT --zone 5
 COMMIT
 *mangle
@@ -645,6 +646,10 @@ fn docker_rule_set() {
     assert_eq!(
         raw.chain("PREROUTING").unwrap().rules[1].target,
         Target::Notrack
+    );
+    assert_eq!(
+        raw.chain("PREROUTING").unwrap().rules[2].target,
+        Target::Helper { name: "ftp".into() }
     );
     assert_eq!(
         raw.chain("OUTPUT").unwrap().rules[0].target,

@@ -1028,3 +1028,28 @@ fn protocol_sets_and_address_type_sets() {
         ]
     );
 }
+
+#[test]
+fn a_ct_helper_statement_assigns_a_helper_and_the_path_goes_on() {
+    let text = r#"table inet raw {
+	ct helper ftp-standard {
+		type "ftp" protocol tcp
+		l3proto inet
+	}
+
+	chain prerouting {
+		type filter hook prerouting priority raw; policy accept;
+		tcp dport 21 ct helper set "ftp-standard"
+	}
+}
+"#;
+    let rs = parse_text("raw.nft", text);
+    let rules = &chain(&rs, "raw", "prerouting").rules;
+    assert_eq!(rules.len(), 1, "{rules:#?} {:?}", rs.warnings);
+    assert_eq!(
+        rules[0].target,
+        Target::Helper {
+            name: "ftp-standard".into()
+        }
+    );
+}
