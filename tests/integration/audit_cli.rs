@@ -2094,6 +2094,10 @@ fn overlay_masq_on_pod_traffic_into_the_tunnel_only() {
     }
 }
 
+/// A master a NAT helper worked for: its id, the packets rewritten and the shift of
+/// each direction, the connections it expected.
+type Master<'a> = (&'a str, [u64; 2], [i64; 2], &'a [&'a str]);
+
 /// The nat-helper findings of a run: (connections, detail) of each.
 fn helpers_of(doc: &Value) -> Vec<(Value, Value)> {
     doc["findings"]
@@ -2114,7 +2118,7 @@ fn helpers_of(doc: &Value) -> Vec<(Value, Value)> {
 /// helper for the master that changed nothing.
 #[test]
 fn an_ftp_helper_rewrites_and_expects_without_a_loss_or_a_contradiction() {
-    let wire_only = |rewritten: &[(&str, [u64; 2], [i64; 2], &[&str])]| -> Vec<(Value, Value)> {
+    let wire_only = |rewritten: &[Master]| -> Vec<(Value, Value)> {
         (rewritten.iter())
             .map(|&(m, r, s, e)| {
                 let conns: Vec<&str> = std::iter::once(m).chain(e.iter().copied()).collect();
