@@ -17,9 +17,13 @@
 //! changes so far. [`account`] pairs a link's packets left unmatched so, in each
 //! direction in time order, each within the window. A pair whose lengths differ
 //! moves the shift; it is taken only when one of the sender's next packets pairs
-//! under the new shift (a receiving hop's segment that merged two of the sender's,
-//! GRO, has another length too, but moves no later sequence number). Lookups go by
-//! key, each receiver's copy taken once, so the pass is linear.
+//! under the new shift, and the other direction's acknowledgements moved by as much
+//! (a receiving hop's segment that merged two of the sender's, GRO, has another
+//! length too, but the acknowledgements that answer it are the same at both hops).
+//! A pair must show something a helper does (a shift, another length, other first
+//! bytes): two transmissions alike in all of them are a packet and its
+//! retransmission. Lookups go by key, each receiver's copy taken once, so the pass is
+//! linear.
 
 use std::collections::VecDeque;
 
@@ -99,19 +103,22 @@ pub(super) fn account(
     if fwd.pairs.is_empty() && rev.pairs.is_empty() {
         return (Rewrites::default(), Vec::new());
     }
+    let ((fp, fs), (rp, rs)) = (fwd.confirmed(&rev), rev.confirmed(&fwd));
     // An acknowledgement number moves only by a shift the other direction went
     // through: the receiving hop's is the sending hop's less that shift.
-    let keep = |d: &Direction, other: &Direction| -> Vec<(usize, usize, bool)> {
-        (d.pairs.iter().copied())
-            .filter(|&(_, _, ack, rewrite)| rewrite || other.shifts.contains(&-ack))
-            .map(|(k, j, _, rewrite)| (k, j, rewrite))
+    let keep = |pairs: &[Pair], other: &[i64]| -> Vec<(usize, usize, bool)> {
+        let mut other = other.to_vec();
+        other.sort_unstable();
+        (pairs.iter())
+            .filter(|p| p.rewrite || other.binary_search(&-p.ack).is_ok())
+            .map(|p| (p.sent, p.got, p.rewrite))
             .collect()
     };
-    let (f, r) = (keep(&fwd, &rev), keep(&rev, &fwd));
+    let (f, r) = (keep(&fp, &rs), keep(&rp, &fs));
     let mut pairs = Vec::with_capacity(f.len() + r.len());
     let found = Rewrites {
-        fwd: mark(up, down, &f, &fwd.shifts),
-        rev: mark(down, up, &r, &rev.shifts),
+        fwd: mark(up, down, &f, &fs),
+        rev: mark(down, up, &r, &rs),
     };
     pairs.extend(f.iter().map(|&(k, j, _)| (k, j)));
     pairs.extend(r.iter().map(|&(k, j, _)| (j, k)));
@@ -144,14 +151,56 @@ fn mark(s: &mut Hop, r: &mut Hop, pairs: &[(usize, usize, bool)], shifts: &[i64]
 /// change them.)
 type Key = (u32, u8, u16);
 
-/// One direction's candidate pairs, before the acknowledgement numbers are checked
-/// against the other direction.
+/// One direction's candidate pairs, before they are checked against the other
+/// direction.
 struct Direction {
-    /// (index at the sender, index at the receiver, the receiver's acknowledgement
-    /// number minus the sender's, whether the payload was rewritten).
-    pairs: Vec<(usize, usize, i64, bool)>,
+    pairs: Vec<Pair>,
     /// The shifts the direction went through, in order, from 0.
     shifts: Vec<i64>,
+}
+
+/// A candidate pair of copies of one packet.
+#[derive(Clone, Copy)]
+struct Pair {
+    /// Index at the sender and at the receiver.
+    sent: usize,
+    got: usize,
+    /// The receiver's acknowledgement number minus the sender's.
+    ack: i64,
+    /// Whether the payload was rewritten.
+    rewrite: bool,
+    /// The direction's shift from this packet on.
+    shift: i64,
+}
+
+impl Direction {
+    /// The pairs up to the first change of shift the other direction does not
+    /// confirm, with the shifts they went through: a rewrite that moved this
+    /// direction's sequence numbers by `s` moves the other direction's
+    /// acknowledgements of them by `-s`. (Segments merged or cut on the way change
+    /// lengths too, but the acknowledgements that answer them are the same at both
+    /// hops.)
+    fn confirmed(&self, other: &Direction) -> (Vec<Pair>, Vec<i64>) {
+        let mut moved: Vec<i64> = other.pairs.iter().map(|o| -o.ack).collect();
+        moved.sort_unstable();
+        let mut shifts = vec![0];
+        let mut pairs = Vec::with_capacity(self.pairs.len());
+        for p in &self.pairs {
+            if p.shift != *shifts.last().unwrap_or(&0) {
+                if moved.binary_search(&p.shift).is_err() {
+                    break;
+                }
+                shifts.push(p.shift);
+            }
+            pairs.push(*p);
+        }
+        (pairs, shifts)
+    }
+}
+
+/// Whether two copies' first bytes were both captured and differ.
+fn heads_differ(a: &crate::correlate::points::Seg, b: &crate::correlate::points::Seg) -> bool {
+    a.head != 0 && b.head != 0 && a.head != b.head
 }
 
 /// One direction (`fwd`: the initiator's) from the sending hop `s` to the receiving
@@ -195,10 +244,15 @@ fn one_way(s: &Hop, r: &Hop, fwd: bool, window: i64, later_only: bool) -> Direct
         let list = by_key.get(&key)?;
         let at = list.iter().take(LOOK).position(|&j| {
             let h = r.recs[j].seg().unwrap_or_default();
+            let ack = i64::from(h.ack.wrapping_sub(g.ack) as i32);
             !early(t, j)
                 && ts(r, j) - t <= window
                 && (i64::from(h.len) - i64::from(g.len)).abs() <= MAX_REWRITE
-                && i64::from(h.ack.wrapping_sub(g.ack) as i32).abs() <= MAX_ACK_SHIFT
+                && ack.abs() <= MAX_ACK_SHIFT
+                // Something a helper does: a shift, another length, other first
+                // bytes. Copies alike in all of them whose fingerprints differ are
+                // two transmissions (a retransmission's IPv4 ID), not one rewritten.
+                && (shift != 0 || ack != 0 || h.len != g.len || heads_differ(&g, &h))
         })?;
         Some((key, at, list[at]))
     };
@@ -238,10 +292,14 @@ fn one_way(s: &Hop, r: &Hop, fwd: bool, window: i64, later_only: bool) -> Direct
         let ack = i64::from(gy.ack.wrapping_sub(gx.ack) as i32);
         // Another length, other first bytes, or nothing else that differs: the
         // fingerprints differ, so the payloads do.
-        let rewrite = change != 0
-            || (gx.head != gy.head && gx.head != 0 && gy.head != 0)
-            || (gx.seq == gy.seq && ack == 0);
-        d.pairs.push((k, j, ack, rewrite));
+        let rewrite = change != 0 || heads_differ(&gx, &gy);
+        d.pairs.push(Pair {
+            sent: k,
+            got: j,
+            ack,
+            rewrite,
+            shift: shift + change,
+        });
         if change != 0 {
             shift += change;
             d.shifts.push(shift);
@@ -367,8 +425,10 @@ mod tests {
     #[test]
     fn a_payload_rewritten_to_the_same_length_shifts_nothing() {
         let mut p = handshake();
+        // PORT 10,0,0,22,... becomes PORT 10,0,0,33,...: other first bytes.
         let mut same = up(MS, 1000, 25, 3, (0, 0));
         same[1].payload_digest ^= 1;
+        same[1].payload_head = same[1].payload_head.map(|h| h ^ 2);
         p.push(same);
         p.push(up(2 * MS, 1025, 6, 4, (0, 0)));
         let l = link(p);
