@@ -36,7 +36,7 @@ ALL_SCENARIOS+=(fault-underlay-drop fault-underlay-blocked fault-vxlan-mtu)
 ALL_SCENARIOS+=(redirect-local snat-pool netmap fragments6 probes6 sink6)
 ALL_SCENARIOS+=(hairpin-routed hairpin-routed6 one-armed one-armed6)
 ALL_SCENARIOS+=(fault-hairpin-routed-no-masq fault-hairpin-routed-no-masq6 fault-hairpin-no-br-netfilter)
-ALL_SCENARIOS+=(fault-hairpin-mode-off fault-hairpin-mode-off6 ftp-alg ftp-alg6)
+ALL_SCENARIOS+=(fault-hairpin-mode-off fault-hairpin-mode-off6 ftp-alg ftp-alg6 tftp-alg)
 
 # The scenarios that run with IPv6 on (dual stack): those whose name ends in 6.
 is_v6() { [[ $1 == *6 ]]; }
@@ -1401,6 +1401,39 @@ scenario_ftp_alg6() {
   snapshot
   kill_servers
   hx ip6tables-save | sed '/^# /d' >"$SCEN_DIR/ip6tables.txt"
+  stop_recording
+}
+
+# TFTP through NAT with the kernel's TFTP helper (raw-table CT rule): c1 and c2 each
+# read a file from an outside server, and a client outside reads one from a server on
+# c1 behind a published port 69. A TFTP server answers a read request from a new port of
+# its own; the helper expects that transfer (nothing in the payload is rewritten: a
+# TFTP request names a file, not an address) and NAT translates it as the request,
+# without a rule: the outside server's answers to 203.0.113.1 are DNATed to c1.
+scenario_tftp_alg() {
+  IFACES=(docker0 eth0 veth-c1)
+  {
+    echo '*raw'
+    echo ':PREROUTING ACCEPT [0:0]'
+    echo ':OUTPUT ACCEPT [0:0]'
+    echo '-A PREROUTING -p udp -m udp --dport 69 -j CT --helper tftp'
+    echo COMMIT
+    docker_filter_base
+    echo "-A DOCKER -d $C1_IP/32 ! -i docker0 -o docker0 -p udp -m udp --dport 69 -j ACCEPT"
+    echo COMMIT
+    docker_nat_base
+    echo "$MASQ_RULE"
+    echo "-A DOCKER ! -i docker0 -p udp -m udp --dport 69 -j DNAT --to-destination $C1_IP:69"
+    echo COMMIT
+  } | apply_rules
+  server tftp-out "$NS_OUT" tftp.py serve --bind "$REMOTE_SRV" --lifetime 30
+  server tftp-c1 "$NS_C1" tftp.py serve --bind "$C1_IP" --lifetime 30
+  start_recording
+  run get-out "$NS_C1" tftp.py get --dst "$REMOTE_SRV"
+  run get-out2 "$NS_C2" tftp.py get --dst "$REMOTE_SRV" --name other.bin
+  run get-published "$NS_OUT" tftp.py get --dst "$HOST_IP"
+  snapshot
+  kill_servers
   stop_recording
 }
 
@@ -3792,6 +3825,16 @@ check_ftp_alg6() {
   need 1 "EPRT with c1's address on docker0" "$(pkts "$SCEN_DIR/docker0.pcap" 'ftp.request.command == "EPRT" && ftp.request.arg contains "fd00:172:17::2"')"
   need 1 "EPRT with the host's address on eth0" "$(pkts "$SCEN_DIR/eth0.pcap" 'ftp.request.command == "EPRT" && ftp.request.arg contains "2001:0db8:0113:0000:0000:0000:0000:0001"')"
   need 4 "data connections on eth0" "$(tcp_convs "$SCEN_DIR/eth0.pcap" '!(tcp.port == 21)')"
+}
+
+# tftp-alg: the read requests' entries carry the TFTP helper, and each transfer, from
+# another port of the server's, is translated back to its client.
+check_tftp_alg() {
+  local ct=$SCEN_DIR/conntrack.txt
+  need 3 "request entries with the TFTP helper" "$(ct_count "$ct" 'dport=69 ' 'helper=tftp')"
+  need 1 "transfers DNATed to c1" "$(ct_count "$ct" '^ipv4 +2 udp ' "src=$REMOTE_SRV dst=$HOST_IP " "src=$C1_IP ")"
+  need 1 "transfers DNATed to c2" "$(ct_count "$ct" '^ipv4 +2 udp ' "src=$REMOTE_SRV dst=$HOST_IP " "src=$C2_IP ")"
+  need 3 "DATA blocks on eth0 from $REMOTE_SRV" "$(pkts "$SCEN_DIR/eth0.pcap" "ip.src==$REMOTE_SRV && tftp.opcode == 3")"
 }
 
 # c1's datagrams to its own published port come back to it unanswered; c2's are

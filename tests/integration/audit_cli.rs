@@ -2111,7 +2111,7 @@ fn helpers_of(doc: &Value) -> Vec<(Value, Value)> {
 
 /// FTP through the kernel's FTP helper, over IPv4 (PORT and 227 rewritten, one byte
 /// longer each) and IPv6 (EPRT rewritten, 25 bytes longer; the published EPSV
-/// rewritten not at all). The rewritten control connections lose no packet, the data
+/// rewritten not at all), and TFTP through its helper (UDP, nothing rewritten). The rewritten control connections lose no packet, the data
 /// connections the helper expected are not blamed on the rules, and each master is
 /// an info `nat-helper` with what it rewrote and expected: from the wire alone where
 /// the payload changed, and from conntrack's `helper=` or the rule that assigns the
@@ -2129,16 +2129,17 @@ fn an_ftp_helper_rewrites_and_expects_without_a_loss_or_a_contradiction() {
             })
             .collect()
     };
-    let named = |v: &[(Value, Value)]| -> Vec<(Value, Value)> {
+    let named = |v: &[(Value, Value)], helper: &str| -> Vec<(Value, Value)> {
         (v.iter().cloned())
             .map(|(c, mut d)| {
-                d["helper"] = "ftp".into();
+                d["helper"] = helper.into();
                 (c, d)
             })
             .collect()
     };
     let passive = ("c4", [0, 0], [0, 0], &["c5", "c6"][..]);
-    let cases: [(&str, &str, Vec<_>, Vec<_>); 2] = [
+    let none = [0, 0];
+    let cases: [(&str, &str, Vec<_>, Vec<_>); 3] = [
         (
             "ftp-alg",
             "iptables.txt",
@@ -2162,15 +2163,34 @@ fn an_ftp_helper_rewrites_and_expects_without_a_loss_or_a_contradiction() {
                 ("c7", [0, 0], [0, 0], &["c8", "c9"][..]),
             ],
         ),
+        // TFTP over UDP rewrites nothing: a read request names a file. The server
+        // answers from a port of its own, which the helper expected.
+        (
+            "tftp-alg",
+            "iptables.txt",
+            vec![],
+            vec![
+                ("c1", none, [0, 0], &["c2"][..]),
+                ("c3", none, [0, 0], &["c4"][..]),
+                ("c5", none, [0, 0], &["c6"][..]),
+            ],
+        ),
     ];
     for (name, rules, seen, known) in cases {
+        let helper = name.split('-').next().unwrap();
         let caps = three_points(name, &[]);
         let ct = format!("samples/{name}/conntrack.txt");
         let rules = format!("samples/{name}/{rules}");
         let runs = [
             (vec![], wire_only(&seen)),
-            (vec!["--conntrack", ct.as_str()], named(&wire_only(&known))),
-            (vec!["--rules", rules.as_str()], named(&wire_only(&known))),
+            (
+                vec!["--conntrack", ct.as_str()],
+                named(&wire_only(&known), helper),
+            ),
+            (
+                vec!["--rules", rules.as_str()],
+                named(&wire_only(&known), helper),
+            ),
         ];
         for (with, want) in runs {
             let (code, doc) = json(&[&args(&caps)[..], &with[..]].concat());

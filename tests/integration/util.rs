@@ -65,6 +65,7 @@ pub const SCENARIOS: &[&str] = &[
     "fault-hairpin-routed-no-masq6",
     "ftp-alg",
     "ftp-alg6",
+    "tftp-alg",
 ];
 
 /// Scenarios where conntrack adds a finding or a fact by design, left out of the tests
