@@ -387,6 +387,29 @@ publish_web() {
   echo COMMIT
 }
 
+# The raw table that gives PROTO traffic to port PORT the NAT helper HELPER (kernels
+# since 6.0 assign none on their own), as iptables-restore input.
+raw_helper() { # raw_helper PROTO PORT HELPER
+  echo '*raw'
+  echo ':PREROUTING ACCEPT [0:0]'
+  echo ':OUTPUT ACCEPT [0:0]'
+  echo "-A PREROUTING -p $1 -m $1 --dport $2 -j CT --helper $3"
+  echo COMMIT
+}
+
+# Docker's rules for `docker run -p PORT:PORT/PROTO` on c1, with the bridge's
+# MASQUERADE and the port's hairpin MASQUERADE.
+publish_c1() { # publish_c1 PROTO PORT
+  docker_filter_base
+  echo "-A DOCKER -d $C1_IP/32 ! -i docker0 -o docker0 -p $1 -m $1 --dport $2 -j ACCEPT"
+  echo COMMIT
+  docker_nat_base
+  echo "$MASQ_RULE"
+  echo "-A POSTROUTING -s $C1_IP/32 -d $C1_IP/32 -p $1 -m $1 --dport $2 -j MASQUERADE"
+  echo "-A DOCKER ! -i docker0 -p $1 -m $1 --dport $2 -j DNAT --to-destination $C1_IP:$2"
+  echo COMMIT
+}
+
 # ---------------------------------------------------------------- recording
 
 IFACES=(docker0 eth0 veth-c1)
@@ -1342,21 +1365,7 @@ scenario_fault_hairpin_mode_off6() {
 # client fetches from c1's published port 21 in passive mode (227 rewritten).
 scenario_ftp_alg() {
   IFACES=(docker0 eth0 veth-c1)
-  {
-    echo '*raw'
-    echo ':PREROUTING ACCEPT [0:0]'
-    echo ':OUTPUT ACCEPT [0:0]'
-    echo '-A PREROUTING -p tcp -m tcp --dport 21 -j CT --helper ftp'
-    echo COMMIT
-    docker_filter_base
-    echo "-A DOCKER -d $C1_IP/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 21 -j ACCEPT"
-    echo COMMIT
-    docker_nat_base
-    echo "$MASQ_RULE"
-    echo "-A POSTROUTING -s $C1_IP/32 -d $C1_IP/32 -p tcp -m tcp --dport 21 -j MASQUERADE"
-    echo "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 21 -j DNAT --to-destination $C1_IP:21"
-    echo COMMIT
-  } | apply_rules
+  { raw_helper tcp 21 ftp; publish_c1 tcp 21; } | apply_rules
   server ftp-out "$NS_OUT" ftp_server.py --bind "$REMOTE_SRV" --lifetime 30
   server ftp-c1 "$NS_C1" ftp_server.py --bind "$C1_IP" --lifetime 30
   start_recording
@@ -1377,11 +1386,7 @@ scenario_ftp_alg6() {
   IFACES=(docker0 eth0 veth-c1)
   apply_docker_masquerade6
   {
-    echo '*raw'
-    echo ':PREROUTING ACCEPT [0:0]'
-    echo ':OUTPUT ACCEPT [0:0]'
-    echo '-A PREROUTING -p tcp -m tcp --dport 21 -j CT --helper ftp'
-    echo COMMIT
+    raw_helper tcp 21 ftp
     docker_filter_base
     echo "-A DOCKER -d fd00:172:17::2/128 ! -i docker0 -o docker0 -p tcp -m tcp --dport 21 -j ACCEPT"
     echo COMMIT
@@ -1412,20 +1417,7 @@ scenario_ftp_alg6() {
 # without a rule: the outside server's answers to 203.0.113.1 are DNATed to c1.
 scenario_tftp_alg() {
   IFACES=(docker0 eth0 veth-c1)
-  {
-    echo '*raw'
-    echo ':PREROUTING ACCEPT [0:0]'
-    echo ':OUTPUT ACCEPT [0:0]'
-    echo '-A PREROUTING -p udp -m udp --dport 69 -j CT --helper tftp'
-    echo COMMIT
-    docker_filter_base
-    echo "-A DOCKER -d $C1_IP/32 ! -i docker0 -o docker0 -p udp -m udp --dport 69 -j ACCEPT"
-    echo COMMIT
-    docker_nat_base
-    echo "$MASQ_RULE"
-    echo "-A DOCKER ! -i docker0 -p udp -m udp --dport 69 -j DNAT --to-destination $C1_IP:69"
-    echo COMMIT
-  } | apply_rules
+  { raw_helper udp 69 tftp; publish_c1 udp 69; } | apply_rules
   server tftp-out "$NS_OUT" tftp.py serve --bind "$REMOTE_SRV" --lifetime 30
   server tftp-c1 "$NS_C1" tftp.py serve --bind "$C1_IP" --lifetime 30
   start_recording
