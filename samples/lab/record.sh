@@ -377,14 +377,7 @@ apply_docker_masquerade() {
 
 # Docker's rules for `docker run -p 8080:80` on c1 (TCP only).
 publish_web() {
-  docker_filter_base
-  echo "-A DOCKER -d $C1_IP/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT"
-  echo COMMIT
-  docker_nat_base
-  echo "$MASQ_RULE"
-  echo "-A POSTROUTING -s $C1_IP/32 -d $C1_IP/32 -p tcp -m tcp --dport 80 -j MASQUERADE"
-  echo "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination $C1_IP:80"
-  echo COMMIT
+  publish_c1 tcp 8080 80
 }
 
 # The raw table that gives PROTO traffic to port PORT the NAT helper HELPER (kernels
@@ -397,16 +390,17 @@ raw_helper() { # raw_helper PROTO PORT HELPER
   echo COMMIT
 }
 
-# Docker's rules for `docker run -p PORT:PORT/PROTO` on c1, with the bridge's
-# MASQUERADE and the port's hairpin MASQUERADE.
-publish_c1() { # publish_c1 PROTO PORT
+# Docker's rules for `docker run -p PORT:CPORT/PROTO` on c1 (CPORT: PORT when not
+# given), with the bridge's MASQUERADE and the port's hairpin MASQUERADE.
+publish_c1() { # publish_c1 PROTO PORT [CPORT]
+  local p=$1 port=$2 cport=${3:-$2}
   docker_filter_base
-  echo "-A DOCKER -d $C1_IP/32 ! -i docker0 -o docker0 -p $1 -m $1 --dport $2 -j ACCEPT"
+  echo "-A DOCKER -d $C1_IP/32 ! -i docker0 -o docker0 -p $p -m $p --dport $cport -j ACCEPT"
   echo COMMIT
   docker_nat_base
   echo "$MASQ_RULE"
-  echo "-A POSTROUTING -s $C1_IP/32 -d $C1_IP/32 -p $1 -m $1 --dport $2 -j MASQUERADE"
-  echo "-A DOCKER ! -i docker0 -p $1 -m $1 --dport $2 -j DNAT --to-destination $C1_IP:$2"
+  echo "-A POSTROUTING -s $C1_IP/32 -d $C1_IP/32 -p $p -m $p --dport $cport -j MASQUERADE"
+  echo "-A DOCKER ! -i docker0 -p $p -m $p --dport $port -j DNAT --to-destination $C1_IP:$cport"
   echo COMMIT
 }
 

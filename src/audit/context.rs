@@ -101,7 +101,6 @@ impl<'a> Ctx<'a> {
         let times = (snapshots.iter())
             .map(|s| ct::check_time(c, &hops_by_tuple, s))
             .collect();
-
         let mut errors: HashMap<(usize, Tuple), Vec<ErrorHop>> = HashMap::new();
         for (conn, k) in c.connections.iter().enumerate() {
             for (hop, at) in k.hops.iter().enumerate() {

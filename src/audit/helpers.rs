@@ -15,10 +15,10 @@
 //! it began while the master was open (a TCP master: FTP, IRC, H.323 keep their
 //! control connection open while the connections they announced start), or at most
 //! [`UDP_AFTER_NS`] after its last packet (a UDP master: a TFTP request is one
-//! datagram, and the transfer follows it), every address it carried, before and after the translation, is one of the
-//! master's, and it went to another port than the master did (another control
-//! connection to the same server is not one the helper announced). Where several
-//! masters qualify, the one that began last before it.
+//! datagram, and the transfer follows it), every address it carried, before and after
+//! the translation, is one of the master's, and it went to another port than the
+//! master did (another control connection to the same server is not one the helper
+//! announced). Where several masters qualify, the one that began last before it.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -28,7 +28,7 @@ use foldhash::{HashMap, HashMapExt};
 use super::rules::{rule_target, Attribution};
 use crate::correlate::{Connection, Correlation};
 use crate::model::NatKind;
-use crate::rules::eval::Event;
+use crate::rules::eval::{Event, RuleRef};
 use crate::rules::{RuleSet, Target};
 
 /// How long after a UDP master's last packet an expected connection may begin.
@@ -40,17 +40,15 @@ pub fn rewrote(conn: &Connection) -> bool {
 }
 
 /// The helper a connection's way through the rules assigns (the way the wire
-/// confirms, else any): the name its rule gives.
-pub fn assigned<'r>(rules: &'r RuleSet, a: &Attribution) -> Option<&'r str> {
-    let ways: Vec<_> = match a.outcome() {
-        Some(o) => vec![o],
-        None => a.walk.outcomes.iter().collect(),
-    };
-    ways.into_iter()
+/// confirms, else any): the name its rule gives, and the rule.
+pub fn assigned<'r, 'a>(rules: &'r RuleSet, a: &'a Attribution) -> Option<(&'r str, &'a RuleRef)> {
+    let confirmed = a.outcome();
+    let others = a.walk.outcomes.iter().filter(|_| confirmed.is_none());
+    (confirmed.into_iter().chain(others))
         .flat_map(|o| &o.events)
         .find_map(|e| match e {
             Event::Matched(r) => match rule_target(rules, r) {
-                Some(Target::Helper { name }) => Some(name.as_str()),
+                Some(Target::Helper { name }) => Some((name.as_str(), r)),
                 _ => None,
             },
             _ => None,

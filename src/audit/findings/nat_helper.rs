@@ -48,19 +48,8 @@ pub fn detect(x: &Ctx) -> Vec<Finding> {
             .entries_of(ci)
             .map(|(_, e)| e)
             .find(|e| e.helper.is_some());
-        let rule = x.rules.zip(x.attribution(ci)).and_then(|(rules, a)| {
-            let name = helpers::assigned(rules, a)?;
-            let o = a.outcome().or(a.walk.outcomes.first())?;
-            let r = o.events.iter().find_map(|e| match e {
-                crate::rules::eval::Event::Matched(r) => matches!(
-                    crate::audit::rules::rule_target(rules, r),
-                    Some(crate::rules::Target::Helper { .. })
-                )
-                .then_some(r),
-                _ => None,
-            })?;
-            Some((name, r))
-        });
+        let rule =
+            (x.rules.zip(x.attribution(ci))).and_then(|(rules, a)| helpers::assigned(rules, a));
         let helper = (entry.and_then(|e| e.helper.clone()))
             .or_else(|| rule.map(|(name, _)| name.to_string()));
         let mut f = Finding::new(
@@ -90,8 +79,7 @@ pub fn detect(x: &Ctx) -> Vec<Finding> {
         }
         for &k in &theirs {
             let other = &c.connections[k];
-            let nat = other.links.iter().find(|l| l.change.kind != NatKind::None);
-            if let Some(n) = nat {
+            if let Some(n) = link(other).map(|i| &other.links[i]) {
                 f.evidence
                     .push(x.translation(k, &other.hops[n.from], &other.hops[n.to]));
             }
