@@ -293,7 +293,8 @@ pub fn correlate(
             }
         }
     }
-    let leaves = paths::Leaves::of(points.len(), &comps.nodes, &members);
+    let mut leaves = paths::Leaves::of(points.len(), &comps.nodes, &members);
+    leaves.learn(&points, &comps, &members, (&off, window));
     crate::mem::step("orient, returns, order");
     let mut release = points::Release::new(
         &mut points,

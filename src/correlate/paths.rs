@@ -123,7 +123,15 @@ pub(super) struct Leaves {
     seen: Vec<u32>,
     /// Connections seen at both points of a pair (each pair once, in either order).
     both: HashMap<(usize, usize), u32>,
+    /// Pairs (leaf, other) the connections seen did not tell apart, learned from the
+    /// order the packets gave ([`Leaves::learn`]).
+    learned: Vec<(usize, usize)>,
 }
+
+/// How many connections whose packets ordered two points [`Leaves::learn`] asks, and
+/// how many with both points it looks at, at most, per pair.
+const LEARN_DECIDED: u32 = 16;
+const LEARN_LOOKED: u32 = 1024;
 
 impl Leaves {
     /// From the connections' members, as [`in_time_order`] gives them.
@@ -131,6 +139,7 @@ impl Leaves {
         let mut leaves = Leaves {
             seen: vec![0; points],
             both: HashMap::default(),
+            learned: Vec::new(),
         };
         let mut at: Vec<usize> = Vec::new();
         for m in members {
@@ -153,7 +162,88 @@ impl Leaves {
     fn leaf_of(&self, points: &[PointData], p: usize, q: usize) -> bool {
         let both = self.both.get(&(p.min(q), p.max(q))).copied().unwrap_or(0);
         let port_of = (points[p].info.master.as_deref()) == Some(points[q].info.link_name());
-        port_of || both > 0 && both == self.seen[p] && self.seen[q] > both
+        port_of
+            || both > 0 && both == self.seen[p] && self.seen[q] > both
+            || self.learned.contains(&(p, q))
+    }
+
+    /// Learns which of two points is the leaf where the connections seen do not tell
+    /// (every connection seen at one was seen at the other: a host with one busy
+    /// container, captured on its veth and on its bridge). Connections whose matched
+    /// packets ordered the two points' hops (one TTL, one hop at each) say it: the
+    /// leaf is the point farther from the routed hop, so the later of the two when the
+    /// traffic came in through a routed hop (a higher TTL before them), the earlier
+    /// when it leaves through one. The majority of the first [`LEARN_DECIDED`] such
+    /// connections (in time order) decides; a tie, or none among the first
+    /// [`LEARN_LOOKED`] connections seen at both, leaves the pair as it was. Without
+    /// it, a connection whose packets do not order the two (a lone datagram, stamped
+    /// once at both) would take the order of the input files.
+    pub(super) fn learn(
+        &mut self,
+        points: &[PointData],
+        comps: &Components,
+        members: &[Vec<usize>],
+        (off, window): (&[i64], i64),
+    ) {
+        let mut open: Vec<(usize, usize)> = (self.both.keys().copied())
+            .filter(|&(p, q)| !self.leaf_of(points, p, q) && !self.leaf_of(points, q, p))
+            .collect();
+        if open.is_empty() {
+            return;
+        }
+        open.sort_unstable();
+        // Per open pair: connections looked at, and those that made each point the leaf.
+        let mut tally: Vec<(u32, [u32; 2])> = vec![(0, [0, 0]); open.len()];
+        let busy = |(looked, votes): &(u32, [u32; 2])| {
+            *looked < LEARN_LOOKED && votes[0] + votes[1] < LEARN_DECIDED
+        };
+        let mut at: SmallVec<[usize; 8]> = SmallVec::new();
+        for m in members {
+            if !tally.iter().any(busy) {
+                break;
+            }
+            at.clear();
+            at.extend(m.iter().map(|&n| comps.nodes[n].0));
+            let wanted: SmallVec<[usize; 4]> = (0..open.len())
+                .filter(|&i| busy(&tally[i]) && at.contains(&open[i].0) && at.contains(&open[i].1))
+                .collect();
+            if wanted.is_empty() {
+                continue;
+            }
+            let (path, _) = returns::split(points, hops(points, &comps.nodes, m, off), off, window);
+            for i in wanted {
+                tally[i].0 += 1;
+                let (p, q) = open[i];
+                let one = |point: usize| {
+                    let mut at = path.iter().filter(|h| h.point == point);
+                    at.next().filter(|_| at.next().is_none())
+                };
+                let (Some(x), Some(y)) = (one(p), one(q)) else {
+                    continue;
+                };
+                let Some(ttl) = x.fwd_ttl.filter(|_| y.fwd_ttl == x.fwd_ttl) else {
+                    continue;
+                };
+                let v = precedence(points, x, y, off, window);
+                let routed = |before: bool| {
+                    (path.iter().filter_map(|h| h.fwd_ttl)).any(|t| (t > ttl) == before && t != ttl)
+                };
+                let x_leaf = match (routed(true), routed(false)) {
+                    _ if v == 0 => continue,
+                    (true, false) => v < 0,
+                    (false, true) => v > 0,
+                    _ => continue,
+                };
+                tally[i].1[usize::from(!x_leaf)] += 1;
+            }
+        }
+        for (&(p, q), (_, [p_leaf, q_leaf])) in open.iter().zip(tally) {
+            match p_leaf.cmp(&q_leaf) {
+                std::cmp::Ordering::Greater => self.learned.push((p, q)),
+                std::cmp::Ordering::Less => self.learned.push((q, p)),
+                std::cmp::Ordering::Equal => {}
+            }
+        }
     }
 }
 
@@ -524,7 +614,8 @@ mod tests {
         let rejected = std::mem::take(&mut comps.rejected);
         let members = comps.members.clone();
         let made = in_time_order(&points, &mut comps, &off);
-        let leaves = Leaves::of(points.len(), &comps.nodes, &made);
+        let mut leaves = Leaves::of(points.len(), &comps.nodes, &made);
+        leaves.learn(&points, &comps, &made, (&off, SECOND));
         let mut conns: Vec<Connection> = (made.iter())
             .map(|m| connection(&points, &comps, m, &leaves, (&off, SECOND)))
             .collect();
@@ -688,6 +779,73 @@ mod tests {
             .map(|h| points[h.point].info.name.as_str())
             .collect();
         assert_eq!(names, ["eth0", "docker0", "veth"]);
+    }
+
+    #[test]
+    fn with_one_container_the_ordered_connections_tell_the_leaf() {
+        // One container only: its veth and the bridge see the same connections, so
+        // neither is a leaf by them. Its TCP conversation, seen 10 µs later at the
+        // bridge, orders the two; its lone datagrams, stamped once at both, take that
+        // order though the bridge's capture is given first.
+        let sorted = |mut v: Vec<Packet>| {
+            v.sort_by_key(|p| p.ts_ns);
+            v
+        };
+        let names = |points: &[PointData], c: &Connection| -> Vec<String> {
+            (c.hops.iter())
+                .map(|h| points[h.point].info.name.clone())
+                .collect()
+        };
+        let conv = tcp_conv(0, "172.17.0.2:40000", "198.51.100.7:443", 1000);
+        let out: Vec<Packet> = (0..3)
+            .map(|i| {
+                let ts = 10 * MS + i * 100 * MS;
+                udp(ts, "172.17.0.2:50000", "203.0.113.3:53", Some(i as u32), 7)
+            })
+            .collect();
+        let server = "198.51.100.7:443";
+        let bridge = [
+            view(&conv, "172.17.0.2:40000", server, 10 * US, 0),
+            out.clone(),
+        ];
+        let eth0 = [
+            view(&conv, "203.0.113.1:40000", server, 30 * US, 1),
+            view(&out, "203.0.113.1:50000", "203.0.113.3:53", 20 * US, 1),
+        ];
+        let points = vec![
+            point("docker0", 0, &sorted(bridge.concat())),
+            point("veth", 1, &sorted([conv, out].concat())),
+            point("eth0", 2, &sorted(eth0.concat())),
+        ];
+        let (points, _, _, conns) = paths_of(points);
+        assert_eq!(conns.len(), 2);
+        for c in &conns {
+            assert_eq!(names(&points, c), ["veth", "docker0", "eth0"], "{}", c.id);
+        }
+
+        // Inbound through DNAT, given veth first: eth0, the bridge, then the veth.
+        let client = "198.51.100.9:5000";
+        let conv = tcp_conv(0, client, "203.0.113.1:8080", 2000);
+        let inbound: Vec<Packet> = (0..3)
+            .map(|i| {
+                let ts = 10 * MS + i * 100 * MS;
+                udp(ts, client, "203.0.113.1:8053", Some(i as u32), 9)
+            })
+            .collect();
+        let inside = |lat: i64| {
+            let dgrams = view(&inbound, client, "172.17.0.2:53", 20 * US, 1);
+            sorted([view(&conv, client, "172.17.0.2:80", lat, 1), dgrams].concat())
+        };
+        let points = vec![
+            point("veth", 0, &inside(30 * US)),
+            point("docker0", 1, &inside(20 * US)),
+            point("eth0", 2, &sorted([conv, inbound].concat())),
+        ];
+        let (points, _, _, conns) = paths_of(points);
+        assert_eq!(conns.len(), 2);
+        for c in &conns {
+            assert_eq!(names(&points, c), ["eth0", "docker0", "veth"], "{}", c.id);
+        }
     }
 
     #[test]

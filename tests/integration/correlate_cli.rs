@@ -546,6 +546,30 @@ fn an_icmp_error_is_counted_as_one_and_names_the_connection_it_quotes() {
     }
 }
 
+/// Every recording has the same paths whatever the order of its captures, with no
+/// `--links`: as given, reversed, and sorted as the shell's `*.pcap` gives them. With
+/// one container at work, its veth and the bridge see the same connections, and a lone
+/// datagram is stamped once at both; the connections whose packets ordered the two
+/// tell which is the port.
+#[test]
+fn paths_do_not_depend_on_the_order_of_the_captures() {
+    for s in SCENARIOS.iter().chain(HAIRPIN_SCENARIOS) {
+        let mut files: Vec<String> = (["veth-c1", "docker0", "eth0"].iter())
+            .map(|p| format!("samples/{s}/{p}.pcap"))
+            .collect();
+        files.extend(second_uplink(s));
+        let run = |files: &[String]| {
+            let a: Vec<&str> = files.iter().map(String::as_str).collect();
+            paths(&correlate_json(&a))
+        };
+        let want = run(&files);
+        files.reverse();
+        assert_eq!(run(&files), want, "{s}: reversed");
+        files.sort();
+        assert_eq!(run(&files), want, "{s}: sorted");
+    }
+}
+
 /// A container's hairpin through bridge netfilter: the bridge's capture shows the
 /// port's packet already DNATed, stamped with the port's time, so the two sightings
 /// tie on time. The path is the same whichever capture is given first: the client's

@@ -1293,10 +1293,11 @@ fn a_hairpin_in_one_capture_of_every_interface_runs_port_bridge_port() {
 #[test]
 fn links_tell_a_bridge_port_from_its_bridge_in_any_input_order() {
     // With one container, its veth and the bridge see the same connections, and a
-    // datagram with no reply carries one time stamp at both: only `--links` (`master
-    // docker0`) tells which is the port. Given as the shell's `*.pcap` (docker0
-    // first) or as one pcapng of every interface, with the links, each recording
-    // reads as with the veth's file given first.
+    // datagram with no reply carries one time stamp at both: `--links` (`master
+    // docker0`) tells which is the port, as do the connections whose packets ordered
+    // the two. Given as the shell's `*.pcap` (docker0 first), with and without the
+    // links, or as one pcapng of every interface with them, each recording reads as
+    // with the veth's file given first.
     let bad = |doc: &Value| -> Vec<String> {
         let mut v: Vec<String> = (doc["findings"].as_array().unwrap().iter())
             .filter(|f| f["severity"] != "info")
@@ -1322,12 +1323,14 @@ fn links_tell_a_bridge_port_from_its_bridge_in_any_input_order() {
         );
         let (_, want) = report_of(&[&veth, &docker0, &eth0], &rules);
         let (_, glob) = report_of(&[&docker0, &eth0, &veth, "--links", &links], &rules);
+        let (_, bare) = report_of(&[&docker0, &eth0, &veth], &rules);
         let (_, one) = report_of(&[&multi, "--links", &links], &rules);
         assert!(
             !bad(&want).contains(&"rule-contradiction".to_string()),
             "{s}"
         );
         assert_eq!(bad(&glob), bad(&want), "{s}: *.pcap with --links");
+        assert_eq!(bad(&bare), bad(&want), "{s}: *.pcap");
         assert_eq!(bad(&one), bad(&want), "{s}: multi.pcapng with --links");
     }
 }
