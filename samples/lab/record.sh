@@ -36,7 +36,7 @@ ALL_SCENARIOS+=(fault-underlay-drop fault-underlay-blocked fault-vxlan-mtu)
 ALL_SCENARIOS+=(redirect-local snat-pool netmap fragments6 probes6 sink6)
 ALL_SCENARIOS+=(hairpin-routed hairpin-routed6 one-armed one-armed6)
 ALL_SCENARIOS+=(fault-hairpin-routed-no-masq fault-hairpin-routed-no-masq6 fault-hairpin-no-br-netfilter)
-ALL_SCENARIOS+=(fault-hairpin-mode-off fault-hairpin-mode-off6 ftp-alg ftp-alg6 tftp-alg)
+ALL_SCENARIOS+=(fault-hairpin-mode-off fault-hairpin-mode-off6 ftp-alg ftp-alg6 tftp-alg local-published)
 
 # The scenarios that run with IPv6 on (dual stack): those whose name ends in 6.
 is_v6() { [[ $1 == *6 ]]; }
@@ -600,6 +600,30 @@ scenario_published_port() {
     --ready "$SYNC/h1" --release "$SYNC/release"
   local h1=$LAST_PID
   run udp "$NS_OUT" udp_client.py --src "$REMOTE_CLI" --dst "$HOST_IP" --port 8053 --count 2 --name ext.example
+  wait_file "$SYNC/h1" 5
+  snapshot
+  touch "$SYNC/release"
+  expect_ok "$h1"
+  kill_servers
+  stop_recording
+}
+
+# A process on the host itself reaching c1's published port by the host's own address
+# (Docker with its userland proxy off): nat OUTPUT jumps to DOCKER, whose DNAT sends the
+# packet out docker0 to c1 before any interface sees it, so every capture shows the
+# connection already translated, from the host's address; only conntrack (and the
+# rules) hold the address the client asked for. A client outside reaches the same
+# port through PREROUTING, for contrast.
+scenario_local_published() {
+  IFACES=(docker0 eth0 veth-c1)
+  publish_web | apply_rules
+  server web "$NS_C1" tcp_server.py --port 80 --lifetime 30
+  start_recording
+  run l1 "$NS_HOST" tcp_client.py --dst "$HOST_IP" --port 8080 --requests 2 --tag local1
+  run o1 "$NS_OUT" tcp_client.py --src "$REMOTE_CLI" --dst "$HOST_IP" --port 8080 --requests 2 --tag ext1
+  client h1 "$NS_HOST" tcp_client.py --dst "$HOST_IP" --port 8080 --requests 2 --tag localhold \
+    --ready "$SYNC/h1" --release "$SYNC/release"
+  local h1=$LAST_PID
   wait_file "$SYNC/h1" 5
   snapshot
   touch "$SYNC/release"
@@ -3394,6 +3418,16 @@ check_published_port() {
   need 1 "UDP DNAT entry 8053 -> $C1_IP:53" "$(ct_count "$ct" '^ipv4 +2 udp ' "dport=8053 src=$C1_IP ")"
   need 3 "TCP conversations to $C1_IP:80 on docker0" "$(tcp_convs "$SCEN_DIR/docker0.pcap" "ip.dst==$C1_IP && tcp.port==80")"
   need 1 "packets from $REMOTE_CLI on docker0" "$(pkts "$SCEN_DIR/docker0.pcap" "ip.src==$REMOTE_CLI")"
+}
+
+# local-published: the host's own connections to its published port are DNATed in
+# OUTPUT: on docker0 they come from the host's address, with no packet to port 8080
+# on any interface.
+check_local_published() {
+  local ct=$SCEN_DIR/conntrack.txt
+  need 1 "held local entry src=$HOST_IP dst=$HOST_IP dport=8080 -> $C1_IP:80" "$(ct_count "$ct" "src=$HOST_IP dst=$HOST_IP sport=[0-9]+ dport=8080 src=$C1_IP dst=$HOST_IP sport=80 ")"
+  need 2 "TCP conversations from $HOST_IP to $C1_IP:80 on docker0" "$(tcp_convs "$SCEN_DIR/docker0.pcap" "ip.src==$HOST_IP && ip.dst==$C1_IP && tcp.dstport==80")"
+  need 1 "TCP conversation to port 8080 on eth0" "$(tcp_convs "$SCEN_DIR/eth0.pcap" "tcp.port==8080")"
 }
 
 # port collision: one of the two TCP, UDP and ICMP mappings keeps its port/id, the other moved.

@@ -497,6 +497,20 @@ pub fn translated_downstream(conn: &crate::correlate::Connection, hi: usize, pos
         .is_none_or(|later| later.is_empty() || later.iter().any(|h| h.flow.tuple == *post))
 }
 
+/// The connection an entry stands for when its translation happened before the first
+/// capture point: its ORIGINAL tuple is no hop, and the tuple after NAT is the first
+/// hop of a connection (the lowest, when several).
+pub fn upstream(idx: &HopIndex, e: &CtEntry) -> Option<usize> {
+    let post = e.post();
+    if post == e.orig || idx.contains_key(&e.orig) {
+        return None;
+    }
+    (idx.get(&post)?.iter())
+        .filter(|&&(_, h)| h == 0)
+        .map(|&(ci, _)| ci)
+        .min()
+}
+
 /// Where each tuple is a hop: tuple → (connection, hop).
 pub type HopIndex = HashMap<Tuple, SmallVec<[(usize, usize); 1]>>;
 
@@ -576,10 +590,12 @@ pub struct WitnessSummary {
     pub source: String,
     pub kind: WitnessKind,
     pub entries: usize,
-    /// Entries whose ORIGINAL tuple is a hop of a captured connection.
+    /// Entries whose ORIGINAL tuple is a hop of a captured connection, or whose tuple
+    /// after NAT is the first hop of one ([`upstream`]).
     pub on_wire: usize,
     /// Of those, entries whose translation is the one the wire shows at the next hop
-    /// (or that have no next hop to compare with).
+    /// (or that have no next hop to compare with), and those translated before the
+    /// first hop (the wire shows their tuple after NAT, nothing else).
     pub agree: usize,
     /// The snapshot's time on the captures' clock: recorded or estimated.
     pub time_ns: Option<i64>,
@@ -629,6 +645,9 @@ pub fn witnesses(
                 .iter()
                 .filter(|(ci, hi, e)| translated_downstream(&c.connections[*ci], *hi, &e.post()))
                 .count();
+            let upstream = (snap.entries.iter())
+                .filter(|e| upstream(idx, e).is_some())
+                .count();
             WitnessSummary {
                 source: snap.source.clone(),
                 kind: if snap.from_events {
@@ -637,8 +656,8 @@ pub fn witnesses(
                     WitnessKind::Snapshot
                 },
                 entries: snap.entries.len(),
-                on_wire: located.len(),
-                agree,
+                on_wire: located.len() + upstream,
+                agree: agree + upstream,
                 time_ns: time.map(|t| t.ns),
                 time_recorded: time.is_some_and(|t| t.recorded),
             }
@@ -814,6 +833,44 @@ mod tests {
             let f = findings(&c, &[snap]);
             assert!(f.is_empty(), "{s}: {:?}", codes(&f));
         }
+    }
+
+    #[test]
+    fn an_entry_is_upstream_only_when_its_translation_precedes_the_first_hop() {
+        let c = wire("masquerade");
+        let idx = index(&c);
+        let snap = snapshot("masquerade", "conntrack.txt");
+        let e = (snap.entries.iter())
+            .find(|e| e.orig.proto == Proto::Tcp)
+            .unwrap();
+        // Its ORIGINAL is on the wire (docker0): located, not upstream.
+        assert!(locate(&c, &idx, e).is_some());
+        assert_eq!(upstream(&idx, e), None);
+        // An ORIGINAL no capture shows, translated to the first hop's tuple: upstream.
+        let (ci, first) = (c.connections.iter().enumerate())
+            .find(|(_, k)| k.hops.len() > 1)
+            .map(|(ci, k)| (ci, k.hops[0].flow.tuple))
+            .unwrap();
+        let mut before = e.clone();
+        before.orig = Tuple {
+            dport: first.dport.wrapping_add(1),
+            ..first
+        };
+        before.reply = first.reversed();
+        assert_eq!(upstream(&idx, &before), Some(ci));
+        // Translated to a later hop's tuple: the ORIGINAL should have been seen first.
+        let later = c.connections[ci].hops[1].flow.tuple;
+        let mut mid = before.clone();
+        mid.reply = later.reversed();
+        mid.orig = Tuple {
+            dport: later.dport.wrapping_add(1),
+            ..later
+        };
+        assert_eq!(upstream(&idx, &mid), None);
+        // No translation at all.
+        let mut none = before.clone();
+        none.orig = first;
+        assert_eq!(upstream(&idx, &none), None);
     }
 
     #[test]

@@ -141,6 +141,10 @@ named_enum! {
         /// A NAT helper (an ALG: FTP, SIP, TFTP, ...) rewrote a connection's payload,
         /// or translated connections it expected as it translated their master.
         NatHelper = "nat-helper",
+        /// A connection every capture shows already translated: its conntrack entry
+        /// holds the tuple before NAT, which no capture point saw (NAT in OUTPUT for the
+        /// host's own connections, or an interface not captured).
+        NatBeforeCapture = "nat-before-capture",
     }
 }
 
@@ -586,6 +590,9 @@ pub struct CtFacts {
     pub idle_ns: Option<i64>,
     /// `ct-missing`: the snapshot's file.
     pub snapshot: Option<String>,
+    /// `nat-before-capture`: the host itself opened the connection (its source is one
+    /// of the host's addresses), so NAT translated it in OUTPUT.
+    pub local: bool,
 }
 
 /// One finding. Findings sort most severe first, then by code, time, connections and

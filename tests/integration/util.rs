@@ -66,6 +66,7 @@ pub const SCENARIOS: &[&str] = &[
     "ftp-alg",
     "ftp-alg6",
     "tftp-alg",
+    "local-published",
 ];
 
 /// Scenarios where conntrack adds a finding or a fact by design, left out of the tests

@@ -5,14 +5,21 @@
 //! hairpin is left to `hairpin-no-masq`, which says it from the wire.
 
 use super::entry_finding;
+use crate::audit::ct::CtEntry;
 use crate::audit::{Code, CtFacts, Ctx, Finding, Severity};
+
+/// Whether the entry DNATs its client back to itself and keeps its source.
+pub fn back_to_client(e: &CtEntry) -> bool {
+    let post = e.post();
+    e.change().dst_addr_changed && post.dst == e.orig.src && post.src == e.orig.src
+}
 
 pub fn detect(x: &Ctx) -> Vec<Finding> {
     let mut out = Vec::new();
     for snap in x.snapshots {
         for e in &snap.entries {
             let post = e.post();
-            if !(e.change().dst_addr_changed && post.dst == e.orig.src && post.src == e.orig.src) {
+            if !back_to_client(e) {
                 continue;
             }
             let located = crate::audit::ct::locate(x.c, &x.hops_by_tuple, e)

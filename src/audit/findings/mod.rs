@@ -37,6 +37,7 @@ mod input_bypassed;
 mod insert_race;
 mod leak;
 mod lost;
+mod nat_before_capture;
 mod nat_helper;
 mod not_netfilter;
 mod overlay_masq;
@@ -182,6 +183,11 @@ pub const RULES: &[Rule] = &[
         code: Code::NatHelper,
         what: "a NAT helper that rewrote a payload or expected connections",
         run: Run::Alone(nat_helper::detect),
+    },
+    Rule {
+        code: Code::NatBeforeCapture,
+        what: "a connection every capture shows already translated, by its entry",
+        run: Run::Alone(nat_before_capture::detect),
     },
     Rule {
         code: Code::PortReallocated,

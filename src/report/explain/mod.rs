@@ -21,6 +21,7 @@ mod input_bypassed;
 mod insert_race;
 mod leak;
 mod lost;
+mod nat_before_capture;
 mod nat_helper;
 mod not_netfilter;
 mod overlay_masq;
@@ -83,6 +84,7 @@ pub fn words(f: &Finding) -> Words {
         Code::UnderlayDrop => underlay_drop::explain(f),
         Code::HairpinDirectReply => hairpin_direct_reply::explain(f),
         Code::NatHelper => nat_helper::explain(f),
+        Code::NatBeforeCapture => nat_before_capture::explain(f),
     };
     let cause = match f.code {
         Code::Lost => lost::cause(f),
@@ -100,6 +102,7 @@ pub fn words(f: &Finding) -> Words {
         Code::PortReallocated => port_reallocated::expected(f),
         Code::UserlandProxy => userland_proxy::expected(f),
         Code::NatHelper => nat_helper::expected(f),
+        Code::NatBeforeCapture => nat_before_capture::expected(f),
         _ => None,
     };
     Words {
