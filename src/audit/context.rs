@@ -148,10 +148,21 @@ impl<'a> Ctx<'a> {
     /// The same context with the rule set and every translated or stopped connection
     /// walked through it.
     pub fn with_rules(mut self, rules: &'a RuleSet) -> Ctx<'a> {
-        let walked = super::rules::attribute(self.c, rules, &|ci| {
-            self.expected_next(ci).map(|(b, via, _)| (b, via))
-        });
         self.rules = Some(rules);
+        // The host's own connections that NAT translated before any capture point:
+        // their entries give the tuple the host sent.
+        let sent: BTreeMap<usize, Tuple> =
+            ct::upstream_entries(&self.hops_by_tuple, self.snapshots)
+                .into_iter()
+                .filter(|(_, e)| self.opened_by_host(&e.orig))
+                .map(|(ci, e)| (ci, e.orig))
+                .collect();
+        let walked = super::rules::attribute(
+            self.c,
+            rules,
+            &|ci| self.expected_next(ci).map(|(b, via, _)| (b, via)),
+            &sent,
+        );
         // A connection has a helper, too, when its way through the rules assigns one.
         let assigned: BTreeSet<usize> = (walked.iter())
             .filter(|a| helpers::assigned(rules, a).is_some())
@@ -169,6 +180,15 @@ impl<'a> Ctx<'a> {
             .filter(|a| !self.unseen_opening(a.conn) && !by_helper(a))
             .collect();
         self
+    }
+
+    /// Whether the host itself sent a first packet with tuple `t`: it came from the
+    /// address it went to (the host reaching its own published port) or from an
+    /// address of the host (`ip addr` among the rules, or one NAT gave it).
+    pub fn opened_by_host(&self, t: &Tuple) -> bool {
+        t.src == t.dst
+            || self.topo.host_addrs.contains(&t.src)
+            || self.rules.is_some_and(|r| r.is_local(t.src))
     }
 
     /// Whether connection `ci` has a NAT helper by what the captures and conntrack

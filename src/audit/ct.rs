@@ -511,6 +511,20 @@ pub fn upstream(idx: &HopIndex, e: &CtEntry) -> Option<usize> {
         .min()
 }
 
+/// Each connection translated before its first hop ([`upstream`]) with the entry that
+/// says so: from the first table, then event log, in input order that has one.
+pub fn upstream_entries<'s>(idx: &HopIndex, snaps: &'s [Snapshot]) -> BTreeMap<usize, &'s CtEntry> {
+    let mut first = BTreeMap::new();
+    let tables = snaps.iter().filter(|s| !s.from_events);
+    let logs = snaps.iter().filter(|s| s.from_events);
+    for e in tables.chain(logs).flat_map(|s| &s.entries) {
+        if let Some(ci) = upstream(idx, e) {
+            first.entry(ci).or_insert(e);
+        }
+    }
+    first
+}
+
 /// Where each tuple is a hop: tuple → (connection, hop).
 pub type HopIndex = HashMap<Tuple, SmallVec<[(usize, usize); 1]>>;
 

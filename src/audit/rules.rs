@@ -11,6 +11,7 @@
 //! cannot know, or a source port NAT moved, agree with any), delivered or forwarded
 //! for a connection that crossed, dropped or rejected for one that stopped short.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use foldhash::HashMap;
@@ -220,9 +221,16 @@ fn unanswered_to_host<'a>(
 pub type Next<'a> = &'a (dyn Fn(usize) -> Option<(usize, Via<'a>)> + Sync);
 
 /// Walks through `rules` every translated connection, every one that stops short
-/// with `next(ci)` naming where its kind of traffic goes, and every unanswered one to
-/// an address of the host.
-pub fn attribute(c: &Correlation, rules: &RuleSet, next: Next) -> Vec<Attribution> {
+/// with `next(ci)` naming where its kind of traffic goes, every unanswered one to an
+/// address of the host, and every one the host sent itself whose tuple before NAT no
+/// capture shows (`sent`: connection → the tuple it was sent with, from its entry),
+/// from OUTPUT.
+pub fn attribute(
+    c: &Correlation,
+    rules: &RuleSet,
+    next: Next,
+    sent: &BTreeMap<usize, Tuple>,
+) -> Vec<Attribution> {
     let index = eval::Index::new(rules);
     let ifaces: Vec<Arc<str>> = (0..c.points.len())
         .map(|p| Arc::from(iface(c, p)))
@@ -236,7 +244,10 @@ pub fn attribute(c: &Correlation, rules: &RuleSet, next: Next) -> Vec<Attributio
     c.connections
         .par_iter()
         .enumerate()
-        .filter_map(|(ci, conn)| attribute_one(c, rules, &index, &ifaces, &onward, ci, conn))
+        .filter_map(|(ci, conn)| {
+            let sent = sent.get(&ci).copied();
+            attribute_one(c, rules, &index, &ifaces, &onward, (ci, conn, sent))
+        })
         .collect()
 }
 
@@ -249,15 +260,15 @@ struct Onward<'a> {
 }
 
 /// The walk of connection `ci`'s first packet, if it was translated, stopped at the
-/// host, or went unanswered to a host address.
+/// host, went unanswered to a host address, or was `sent` by the host with a tuple no
+/// capture shows.
 fn attribute_one(
     c: &Correlation,
     rules: &RuleSet,
     index: &eval::Index,
     ifaces: &[Arc<str>],
     onward: &Onward,
-    ci: usize,
-    conn: &Connection,
+    (ci, conn, sent): (usize, &Connection, Option<Tuple>),
 ) -> Option<Attribution> {
     let iface = |p: usize| Some(ifaces[p].clone());
     // The interface a hop's packets met the rules by: its point's, unless the point
@@ -291,6 +302,10 @@ fn attribute_one(
     } else if let Some(h) = unanswered_to_host(rules, conn) {
         let p = Packet::first(h.flow.tuple, by(h), None);
         (p, None, h.flow.tuple, false)
+    } else if let (Some(orig), Some(first)) = (sent, conn.hops.first()) {
+        // Sent by the host (no interface in), out by the first point's.
+        let p = Packet::first(orig, None, by(first));
+        (p, Some(first.flow.tuple), orig, false)
     } else {
         return None;
     };

@@ -1334,3 +1334,55 @@ fn links_tell_a_bridge_port_from_its_bridge_in_any_input_order() {
         assert_eq!(bad(&one), bad(&want), "{s}: multi.pcapng with --links");
     }
 }
+
+/// The host's own connections, which NAT translated in OUTPUT before any capture
+/// point, are walked from OUTPUT with the tuple their entry says they were sent with,
+/// and the rules name their translation: a published port reached by the host's own
+/// address (Docker's DNAT, iptables), a node's connection to its own NodePort
+/// (kube-proxy's DNAT and masquerade, iptables and nft). Without the entries no capture
+/// shows that tuple, and they are not walked.
+#[test]
+fn the_hosts_own_connections_are_walked_from_output_with_their_entries() {
+    // (recording, rule set, connections the host opened, their DNAT chain, SNAT too)
+    let cases = [
+        ("local-published", "iptables.txt", 2, "DOCKER", false),
+        ("kube-rules", "iptables.txt", 1, "KUBE-SEP-WEB3", true),
+        ("kube-nft", "rules.nft", 1, "endpoint-WEBEP003", true),
+    ];
+    for (s, rules, opened, dnat, snat) in cases {
+        let d = format!("samples/{s}");
+        let files: Vec<String> = ["veth-c1", "docker0", "eth0"]
+            .iter()
+            .map(|p| format!("{d}/{p}.pcap"))
+            .collect();
+        let mut inputs: Vec<&str> = files.iter().map(String::as_str).collect();
+        let rules = format!("{d}/{rules}");
+        let from_output = |doc: &Value| -> Vec<Value> {
+            (doc["connections"].as_array().unwrap().iter())
+                .filter(|c| c["rules"]["filter_hook"] == "OUTPUT")
+                .map(|c| c["rules"].clone())
+                .collect()
+        };
+        let (_, bare) = report_of(&inputs, &[&rules]);
+        assert!(from_output(&bare).is_empty(), "{s}: no entry, no walk");
+        let ct = format!("{d}/conntrack.txt");
+        inputs.extend(["--conntrack", &ct]);
+        let (_, doc) = report_of(&inputs, &[&rules]);
+        let walks = from_output(&doc);
+        assert_eq!(walks.len(), opened, "{s}: {walks:#?}");
+        for w in &walks {
+            assert_eq!(w["agrees"], true, "{s}: {w}");
+            assert!(w["in_iface"].is_null(), "{s}: sent by the host: {w}");
+            assert_eq!(w["walked"]["src"], w["walked"]["dst"], "{s}: {w}");
+            let chain = w["dnat"]["chain"].as_str().unwrap();
+            assert!(chain.starts_with(dnat), "{s}: {chain}");
+            assert_eq!(w["snat"].is_object(), snat, "{s}: {w}");
+        }
+        let summary = &doc["rules"][0];
+        assert_eq!(summary["on_wire"], summary["agree"], "{s}: {summary}");
+        assert!(
+            !codes(&doc).contains(&"rule-contradiction".to_string()),
+            "{s}"
+        );
+    }
+}

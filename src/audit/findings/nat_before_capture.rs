@@ -11,32 +11,18 @@
 //! that has its entry. Info: NAT working; it says what the captures cannot show. An
 //! entry that DNATs its client back to itself is `ct-hairpin-no-masq`'s, not this.
 
-use std::collections::BTreeMap;
-
 use super::entry_finding;
 use crate::audit::{ct, Code, CtFacts, Ctx, Detail, Finding, Role, Seen, Severity};
 
 pub fn detect(x: &Ctx) -> Vec<Finding> {
-    let mut first: BTreeMap<usize, &ct::CtEntry> = BTreeMap::new();
-    let tables = (x.snapshots.iter()).filter(|s| !s.from_events);
-    let logs = (x.snapshots.iter()).filter(|s| s.from_events);
-    for e in tables.chain(logs).flat_map(|s| &s.entries) {
-        if super::ct_hairpin_no_masq::back_to_client(e) {
-            continue;
-        }
-        if let Some(ci) = ct::upstream(&x.hops_by_tuple, e) {
-            first.entry(ci).or_insert(e);
-        }
-    }
-    first
+    ct::upstream_entries(&x.hops_by_tuple, x.snapshots)
         .into_iter()
+        .filter(|(_, e)| !super::ct_hairpin_no_masq::back_to_client(e))
         .map(|(ci, e)| {
             let conn = &x.c.connections[ci];
             let hop = &conn.hops[0];
             let point = x.c.points[hop.point].name.clone();
-            // The host's own connection: it came from the address it went to (a
-            // published port by the host's address) or from one NAT gave the host.
-            let local = e.orig.src == e.orig.dst || x.topo.host_addrs.contains(&e.orig.src);
+            let local = x.opened_by_host(&e.orig);
             let mut f = entry_finding(
                 x,
                 Code::NatBeforeCapture,
