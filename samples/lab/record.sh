@@ -632,11 +632,6 @@ scenario_local_published() {
   stop_recording
 }
 
-# A stale UDP entry (FM-12): a client outside keeps one source port to a published
-# UDP port while the DNAT is retargeted from c1 to c2 and c1's server stops. NAT is
-# decided on a flow's first packet: the client's datagrams keep going to c1 (which
-# answers port unreachable) as long as the entry lives, while a new client's flow
-# gets the new rule and c2's answers.
 # A transparent proxy on the host (a service mesh's sidecar capture, a local filtering
 # proxy): nat PREROUTING REDIRECTs c1's TCP to port 7000, whatever its destination, to
 # the host's port 15001, where a server answers in the destination's name; c2's goes
@@ -1032,6 +1027,11 @@ one_armed_lan() {
   hx sysctl -q -w net.ipv4.conf.all.send_redirects=0 net.ipv4.conf.eth0.send_redirects=0
 }
 
+# A stale UDP entry (FM-12): a client outside keeps one source port to a published
+# UDP port while the DNAT is retargeted from c1 to c2 and c1's server stops. NAT is
+# decided on a flow's first packet: the client's datagrams keep going to c1 (which
+# answers port unreachable) as long as the entry lives, while a new client's flow
+# gets the new rule and c2's answers.
 scenario_stale_udp() {
   IFACES=(docker0 eth0 veth-c1)
   {
