@@ -426,6 +426,12 @@ fn event_line<'a>(
                     }
                     None => format!("  => now {}", crate::report::fmt::tuple(&n.after)),
                 })
+                .or_else(|| match crate::audit::rules::rule_target(rules, r) {
+                    Some(Target::Helper { name }) => Some(format!(
+                        "  => NAT helper `{name}` assigned: it will rewrite the addresses the payload carries and expect the connections the payload announces"
+                    )),
+                    _ => None,
+                })
                 .unwrap_or_default();
             // Counters in the trace only when there is a difference to tell.
             let counted = match rules.baseline {

@@ -1386,3 +1386,39 @@ fn the_hosts_own_connections_are_walked_from_output_with_their_entries() {
         );
     }
 }
+
+/// `explain` says what a rule that assigns a NAT helper does to the connection, for
+/// iptables (`CT --helper`) over IPv4 and IPv6.
+#[test]
+fn explain_says_what_a_helper_rule_assigns() {
+    for (s, packet) in [
+        (
+            "ftp-alg",
+            "tcp 198.51.100.20:40000 > 203.0.113.1:21 in eth0",
+        ),
+        ("tftp-alg", "udp 203.0.113.2:40000 > 203.0.113.1:69 in eth0"),
+        (
+            "ftp-alg6",
+            "tcp [2001:db8:100::20]:40000 > [2001:db8:113::1]:21 in eth0",
+        ),
+    ] {
+        let d = format!("samples/{s}");
+        let mut a = vec!["explain".to_string(), "--packet".into(), packet.into()];
+        for f in ["iptables.txt", "ip6tables.txt", "addrs.txt"] {
+            if root().join(format!("{d}/{f}")).is_file() {
+                a.extend(["--rules".into(), format!("{d}/{f}")]);
+            }
+        }
+        let out = natcheck(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        let text = stdout(&out);
+        let helper = if s.starts_with("tftp") { "tftp" } else { "ftp" };
+        let line = text
+            .lines()
+            .find(|l| l.contains("CT --helper"))
+            .unwrap_or_else(|| panic!("{s}: {text}"));
+        assert!(
+            line.contains(&format!("=> NAT helper `{helper}` assigned")),
+            "{s}: {line}"
+        );
+    }
+}
