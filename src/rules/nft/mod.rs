@@ -114,6 +114,7 @@ pub(super) fn read_objects(
         xt_rules: 0,
         branches_left: MAX_BRANCHES,
         crowded: 0,
+        helpers: HashMap::default(),
     };
     reader.read(objects);
     reader.finish()
@@ -145,6 +146,8 @@ struct Reader<'o> {
     branches_left: usize,
     /// Rules cut short at [`MAX_EFFECTS`] statements that change the packet.
     crowded: usize,
+    /// `(family, table, name)` of a `ct helper` object → the helper type it names.
+    helpers: HashMap<(String, String, String), String>,
 }
 
 /// A chain of the output and its names in the input.
@@ -376,6 +379,17 @@ impl Reader<'_> {
                 "set" | "map" => self.set(val, key == "map"),
                 "element" => self.element(val),
                 "rule" => rules.push((i, val)),
+                "ct helper" => {
+                    let field = |k| str_of(val, k).map(str::to_string);
+                    if let (Some(f), Some(t), Some(n), Some(ty)) = (
+                        field("family"),
+                        field("table"),
+                        field("name"),
+                        field("type"),
+                    ) {
+                        self.helpers.insert((f, t, n), ty);
+                    }
+                }
                 _ => {}
             }
         }
@@ -635,6 +649,15 @@ impl Reader<'_> {
             .collect();
         if kept.is_empty() {
             kept.push((matches.len(), Target::None));
+        }
+        // `ct helper set "NAME"` names an object of the table: the helper is its type.
+        for (_, t) in &mut kept {
+            if let Target::Helper { name } = t {
+                let key = (fam.to_string(), table.to_string(), name.clone());
+                if let Some(ty) = self.helpers.get(&key) {
+                    *name = ty.clone();
+                }
+            }
         }
         let rules = &mut self.out.tables[t].chains[c].rules;
         for (n, target) in kept {

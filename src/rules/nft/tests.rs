@@ -1043,13 +1043,36 @@ fn a_ct_helper_statement_assigns_a_helper_and_the_path_goes_on() {
 	}
 }
 "#;
+    // The object names the kernel's helper by its type, as conntrack's `helper=`
+    // shows it; an object not declared leaves the name as written.
     let rs = parse_text("raw.nft", text);
     let rules = &chain(&rs, "raw", "prerouting").rules;
     assert_eq!(rules.len(), 1, "{rules:#?} {:?}", rs.warnings);
-    assert_eq!(
-        rules[0].target,
-        Target::Helper {
-            name: "ftp-standard".into()
-        }
-    );
+    assert!(rs.warnings.is_empty(), "{:?}", rs.warnings);
+    let helper = |name: &str| Target::Helper { name: name.into() };
+    assert_eq!(rules[0].target, helper("ftp"));
+    let undeclared = text.replace("ct helper ftp-standard {", "ct helper other {");
+    let rs = parse_text("raw.nft", &undeclared);
+    let rules = &chain(&rs, "raw", "prerouting").rules;
+    assert_eq!(rules[0].target, helper("ftp-standard"));
+}
+
+#[test]
+fn a_ct_helper_object_names_its_type_in_json_too() {
+    let doc = r#"{"nftables": [
+        {"table": {"family": "inet", "name": "raw", "handle": 1}},
+        {"ct helper": {"family": "inet", "name": "sip-5060", "table": "raw", "handle": 2,
+            "type": "sip", "protocol": "udp", "l3proto": "inet"}},
+        {"chain": {"family": "inet", "table": "raw", "name": "prerouting", "handle": 3,
+            "type": "filter", "hook": "prerouting", "prio": -300, "policy": "accept"}},
+        {"rule": {"family": "inet", "table": "raw", "chain": "prerouting", "handle": 4,
+            "expr": [
+                {"match": {"op": "==", "left": {"payload": {"protocol": "udp", "field": "dport"}}, "right": 5060}},
+                {"ct helper": "sip-5060"}
+            ]}}
+    ]}"#;
+    let rs = parse_json("raw.json", doc);
+    let rules = &chain(&rs, "raw", "prerouting").rules;
+    assert_eq!(rules.len(), 1, "{rules:#?} {:?}", rs.warnings);
+    assert_eq!(rules[0].target, Target::Helper { name: "sip".into() });
 }

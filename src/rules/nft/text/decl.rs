@@ -212,6 +212,7 @@ impl Parser<'_> {
                     self.set(fam, table, w == "map", at);
                 }
                 Some("comment" | "flags") => self.skip_statement(),
+                Some("ct") if self.word_at(1) == Some("helper") => self.ct_helper(fam, table, at),
                 Some(w) if TABLE_OBJECTS.contains(&w) => self.skip_statement(),
                 _ => {
                     let message = format!("{} not understood in {what}: skipped", self.shown());
@@ -222,6 +223,37 @@ impl Parser<'_> {
             if self.pos == at {
                 self.bump();
             }
+        }
+    }
+
+    /// `ct helper NAME { type "ftp" protocol tcp; l3proto inet }` (at `at`): the helper
+    /// object a rule's `ct helper set "NAME"` assigns, kept for the type it names (the
+    /// kernel's helper, as conntrack's `helper=` shows it).
+    fn ct_helper(&mut self, fam: &str, table: &str, at: usize) {
+        self.pos = at + 2;
+        let name = self.name().ok();
+        let (mut ty, mut depth) = (None, 0usize);
+        while let Some(t) = self.tok() {
+            match (t.kind, t.text(self.src)) {
+                (Kind::Punct, "{") => depth += 1,
+                (Kind::Punct, "}") if depth <= 1 => break,
+                (Kind::Punct, "}") => depth -= 1,
+                (Kind::Newline | Kind::Handle(_), _) | (Kind::Punct, ";") if depth == 0 => break,
+                (Kind::Word, "type") if depth == 1 && ty.is_none() => {
+                    ty = (self.tok_at(1))
+                        .filter(|t| matches!(t.kind, Kind::Str | Kind::Word))
+                        .map(|t| t.text(self.src).to_string());
+                }
+                _ => {}
+            }
+            self.bump();
+        }
+        self.pos = at;
+        self.skip_statement();
+        if let (Some(name), Some(ty)) = (name, ty) {
+            let obj =
+                json!({"ct helper": {"family": fam, "table": table, "name": name, "type": ty}});
+            self.push(obj, at, String::new());
         }
     }
 
