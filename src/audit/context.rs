@@ -146,7 +146,8 @@ impl<'a> Ctx<'a> {
     }
 
     /// The same context with the rule set and every translated or stopped connection
-    /// walked through it.
+    /// walked through it, and every connection the host sent itself whose tuple before
+    /// NAT only its conntrack entry shows.
     pub fn with_rules(mut self, rules: &'a RuleSet) -> Ctx<'a> {
         self.rules = Some(rules);
         // The host's own connections that NAT translated before any capture point:
