@@ -225,11 +225,14 @@ impl Leaves {
                     continue;
                 };
                 let v = precedence(points, x, y, off, window);
+                if v == 0 {
+                    continue;
+                }
+                // A routed hop before the two (a higher TTL), or after them (a lower).
                 let routed = |before: bool| {
                     (path.iter().filter_map(|h| h.fwd_ttl)).any(|t| (t > ttl) == before && t != ttl)
                 };
                 let x_leaf = match (routed(true), routed(false)) {
-                    _ if v == 0 => continue,
                     (true, false) => v < 0,
                     (false, true) => v > 0,
                     _ => continue,
