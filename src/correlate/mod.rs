@@ -293,8 +293,7 @@ pub fn correlate(
             }
         }
     }
-    let mut leaves = paths::Leaves::of(points.len(), &comps.nodes, &members);
-    leaves.learn(&points, &comps, &members, (&off, window));
+    let leaves = paths::Leaves::of(&points, &comps, &members, (&off, window));
     crate::mem::step("orient, returns, order");
     let mut release = points::Release::new(
         &mut points,

@@ -134,17 +134,24 @@ const LEARN_DECIDED: u32 = 16;
 const LEARN_LOOKED: u32 = 1024;
 
 impl Leaves {
-    /// From the connections' members, as [`in_time_order`] gives them.
-    pub(super) fn of(points: usize, nodes: &[(usize, u32)], members: &[Vec<usize>]) -> Leaves {
+    /// From the connections' members, as [`in_time_order`] gives them: the points
+    /// each was seen at, then what the pairs those leave open learn
+    /// ([`Leaves::learn`]).
+    pub(super) fn of(
+        points: &[PointData],
+        comps: &Components,
+        members: &[Vec<usize>],
+        off_window: (&[i64], i64),
+    ) -> Leaves {
         let mut leaves = Leaves {
-            seen: vec![0; points],
+            seen: vec![0; points.len()],
             both: HashMap::default(),
             learned: Vec::new(),
         };
         let mut at: Vec<usize> = Vec::new();
         for m in members {
             at.clear();
-            at.extend(m.iter().map(|&n| nodes[n].0));
+            at.extend(m.iter().map(|&n| comps.nodes[n].0));
             at.sort_unstable();
             at.dedup();
             for (i, &p) in at.iter().enumerate() {
@@ -154,6 +161,7 @@ impl Leaves {
                 }
             }
         }
+        leaves.learn(points, comps, members, off_window);
         leaves
     }
 
@@ -178,7 +186,7 @@ impl Leaves {
     /// [`LEARN_LOOKED`] connections seen at both, leaves the pair as it was. Without
     /// it, a connection whose packets do not order the two (a lone datagram, stamped
     /// once at both) would take the order of the input files.
-    pub(super) fn learn(
+    fn learn(
         &mut self,
         points: &[PointData],
         comps: &Components,
@@ -215,8 +223,8 @@ impl Leaves {
                 tally[i].0 += 1;
                 let (p, q) = open[i];
                 let one = |point: usize| {
-                    let mut at = path.iter().filter(|h| h.point == point);
-                    at.next().filter(|_| at.next().is_none())
+                    let mut here = path.iter().filter(|h| h.point == point);
+                    here.next().filter(|_| here.next().is_none())
                 };
                 let (Some(x), Some(y)) = (one(p), one(q)) else {
                     continue;
@@ -617,8 +625,7 @@ mod tests {
         let rejected = std::mem::take(&mut comps.rejected);
         let members = comps.members.clone();
         let made = in_time_order(&points, &mut comps, &off);
-        let mut leaves = Leaves::of(points.len(), &comps.nodes, &made);
-        leaves.learn(&points, &comps, &made, (&off, SECOND));
+        let leaves = Leaves::of(&points, &comps, &made, (&off, SECOND));
         let mut conns: Vec<Connection> = (made.iter())
             .map(|m| connection(&points, &comps, m, &leaves, (&off, SECOND)))
             .collect();

@@ -415,6 +415,7 @@ fn event_line<'a>(
             *stack = vec![&**chain];
         }
         Event::Matched(r) => {
+            let target = crate::audit::rules::rule_target(rules, r);
             let nat = [(&o.dnat, true), (&o.snat, false)]
                 .into_iter()
                 .filter_map(|(n, dst)| Some((n.as_ref()?, dst)))
@@ -426,7 +427,7 @@ fn event_line<'a>(
                     }
                     None => format!("  => now {}", crate::report::fmt::tuple(&n.after)),
                 })
-                .or_else(|| match crate::audit::rules::rule_target(rules, r) {
+                .or_else(|| match target {
                     Some(Target::Helper { name }) => Some(format!(
                         "  => NAT helper `{name}` assigned: it will rewrite the addresses the payload carries and expect the connections the payload announces"
                     )),
@@ -443,7 +444,7 @@ fn event_line<'a>(
                 None => String::new(),
             };
             let _ = writeln!(out, "  {pad}{}{counted}{nat}", rule_short(rules, r));
-            match crate::audit::rules::rule_target(rules, r) {
+            match target {
                 Some(Target::Jump(c)) => stack.push(c),
                 Some(Target::Goto(c)) => {
                     stack.pop();
