@@ -37,6 +37,7 @@ ALL_SCENARIOS+=(redirect-local snat-pool netmap fragments6 probes6 sink6)
 ALL_SCENARIOS+=(hairpin-routed hairpin-routed6 one-armed one-armed6)
 ALL_SCENARIOS+=(fault-hairpin-routed-no-masq fault-hairpin-routed-no-masq6 fault-hairpin-no-br-netfilter)
 ALL_SCENARIOS+=(fault-hairpin-mode-off fault-hairpin-mode-off6 ftp-alg ftp-alg6 tftp-alg local-published)
+ALL_SCENARIOS+=(published-port6 local-published6 port-collision6 snat-pool6 netmap6 redirect-local6 nodeport6)
 
 # The scenarios that run with IPv6 on (dual stack): those whose name ends in 6.
 is_v6() { [[ $1 == *6 ]]; }
@@ -3247,6 +3248,274 @@ scenario_fault_vxlan_mtu() {
 # ---------------------------------------------------------------- checks
 
 # Every pcap must show only lab addresses.
+# ---------------------------------------------------------------- IPv6 twins
+
+# The IPv6 twins of published-port, local-published, port-collision, snat-pool,
+# netmap, redirect-local and nodeport: the same rules written for ip6tables on the
+# dual-stack topology (docker0 fd00:172:17::/64, the uplink 2001:db8:113::/64, hosts
+# behind the outside in 2001:db8:100::/64), with the IPv4 rules of a Docker host
+# beside them.
+C1_IP6=fd00:172:17::2 BR_IP6=fd00:172:17::1 REMOTE_SRV6=2001:db8:100::10 REMOTE_CLI6=2001:db8:100::20
+
+# The lab's namespaces have no link-local addresses (quiet_ipv6), so a neighbor
+# solicitation can only come from an address of the interface it leaves by: a packet
+# whose source is elsewhere (an address on lo, one a NAT rule wrote, a routed one)
+# would find no neighbor and be dropped. Real hosts solicit from their link-local
+# address; here the uplink's and the bridge's neighbors are written in instead: the
+# outside's for the host's uplink addresses (2001:db8:113::1 and ADDR...), the host's
+# for the outside's and the containers'.
+static_neighbors6() { # static_neighbors6 [ADDR...]
+  local a
+  for a in "$HOST6_IP" "$@"; do
+    ip -n "$NS_OUT" neigh replace "$a" lladdr 52:54:00:4e:43:01 dev wan0 nud permanent
+  done
+  for a in "$SRV6_IP" "$SRV6_IP2"; do
+    hx ip neigh replace "$a" lladdr 52:54:00:4e:43:02 dev eth0 nud permanent
+  done
+  hx ip neigh replace "$C1_IP6" lladdr 02:42:ac:11:00:02 dev docker0 nud permanent
+  hx ip neigh replace fd00:172:17::3 lladdr 02:42:ac:11:00:03 dev docker0 nud permanent
+}
+
+# Docker's ip6tables with IPv6 on docker0 and MASQUERADE to the uplink, plus the filter
+# lines FILTER and the nat lines NAT (each may be empty), as ip6tables-restore input.
+docker6_rules() { # docker6_rules FILTER NAT
+  docker_filter_base
+  [[ -z $1 ]] || printf '%s\n' "$1"
+  echo COMMIT
+  docker_nat_base | sed 's|! -d 127.0.0.0/8|! -d ::1/128|'
+  echo "-A POSTROUTING -s fd00:172:17::/64 ! -o docker0 -j MASQUERADE"
+  [[ -z $2 ]] || printf '%s\n' "$2"
+  echo COMMIT
+}
+
+# What every IPv6 twin starts with: the IPv4 rules of a Docker host, the neighbors
+# (ADDR... as static_neighbors6), and a client address outside.
+twin6_setup() { # twin6_setup [ADDR...]
+  IFACES=(docker0 eth0 veth-c1)
+  apply_docker_masquerade
+  static_neighbors6 "$@"
+  ip -n "$NS_OUT" addr add "$REMOTE_CLI6/128" dev lo
+}
+
+# Saved beside the IPv4 rules; then the captures stop.
+twin6_done() {
+  kill_servers
+  hx ip6tables-save | sed '/^# /d' >"$SCEN_DIR/ip6tables.txt"
+  stop_recording
+}
+
+# published-port over IPv6: `docker run -p 8080:80 -p 8053:53/udp` on c1 with
+# ip6tables on: clients outside reach [2001:db8:113::1]:8080 and :8053, DNATed to c1
+# with their addresses kept.
+scenario_published_port6() {
+  twin6_setup
+  docker6_rules "-A DOCKER -d $C1_IP6/128 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT
+-A DOCKER -d $C1_IP6/128 ! -i docker0 -o docker0 -p udp -m udp --dport 53 -j ACCEPT" \
+    "-A POSTROUTING -s $C1_IP6/128 -d $C1_IP6/128 -p tcp -m tcp --dport 80 -j MASQUERADE
+-A POSTROUTING -s $C1_IP6/128 -d $C1_IP6/128 -p udp -m udp --dport 53 -j MASQUERADE
+-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination [$C1_IP6]:80
+-A DOCKER ! -i docker0 -p udp -m udp --dport 8053 -j DNAT --to-destination [$C1_IP6]:53" | hx ip6tables-restore
+  server web "$NS_C1" tcp_server.py --bind :: --port 80 --lifetime 30
+  server dns "$NS_C1" udp_server.py --bind :: --port 53 --lifetime 30
+  sleep 0.3
+  start_recording
+  run o1 "$NS_OUT" tcp_client.py --src "$REMOTE_CLI6" --dst "$HOST6_IP" --port 8080 --requests 2 --tag ext1
+  run o2 "$NS_OUT" tcp_client.py --src "$SRV6_IP" --dst "$HOST6_IP" --port 8080 --requests 3 --tag ext2
+  client h1 "$NS_OUT" tcp_client.py --src "$REMOTE_CLI6" --dst "$HOST6_IP" --port 8080 --requests 2 --tag exthold \
+    --ready "$SYNC/h1" --release "$SYNC/release"
+  local h1=$LAST_PID
+  run udp "$NS_OUT" udp_client.py --src "$REMOTE_CLI6" --dst "$HOST6_IP" --port 8053 --count 2 --name ext.example
+  wait_file "$SYNC/h1" 5
+  snapshot
+  touch "$SYNC/release"
+  expect_ok "$h1"
+  twin6_done
+}
+
+# local-published over IPv6: the host's own connections to [2001:db8:113::1]:8080,
+# DNATed to c1 in nat OUTPUT (every capture shows them from the host's address to
+# c1:80), and one from outside for contrast.
+scenario_local_published6() {
+  twin6_setup
+  docker6_rules "-A DOCKER -d $C1_IP6/128 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT" \
+    "-A POSTROUTING -s $C1_IP6/128 -d $C1_IP6/128 -p tcp -m tcp --dport 80 -j MASQUERADE
+-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination [$C1_IP6]:80" | hx ip6tables-restore
+  server web "$NS_C1" tcp_server.py --bind :: --port 80 --lifetime 30
+  sleep 0.3
+  start_recording
+  run l1 "$NS_HOST" tcp_client.py --dst "$HOST6_IP" --port 8080 --requests 2 --tag local1
+  run o1 "$NS_OUT" tcp_client.py --src "$REMOTE_CLI6" --dst "$HOST6_IP" --port 8080 --requests 2 --tag ext1
+  client h1 "$NS_HOST" tcp_client.py --dst "$HOST6_IP" --port 8080 --requests 2 --tag localhold \
+    --ready "$SYNC/h1" --release "$SYNC/release"
+  local h1=$LAST_PID
+  wait_file "$SYNC/h1" 5
+  snapshot
+  touch "$SYNC/release"
+  expect_ok "$h1"
+  twin6_done
+}
+
+# port-collision over IPv6: c1 and c2 use the same source port (TCP, UDP) and ICMPv6
+# echo id to one server; MASQUERADE keeps the first and moves the second.
+scenario_port_collision6() {
+  twin6_setup
+  docker6_rules "" "" | hx ip6tables-restore
+  server srv-tcp "$NS_OUT" tcp_server.py --bind :: --port 7000 --lifetime 30
+  server srv-udp "$NS_OUT" udp_server.py --bind :: --port 53 --lifetime 30
+  sleep 0.3
+  start_recording
+  client h1 "$NS_C1" tcp_client.py --sport 40000 --dst "$SRV6_IP" --port 7000 --requests 2 --tag c1 \
+    --ready "$SYNC/h1" --release "$SYNC/release"
+  local h1=$LAST_PID
+  wait_file "$SYNC/h1" 5
+  client h2 "$NS_C2" tcp_client.py --sport 40000 --dst "$SRV6_IP" --port 7000 --requests 2 --tag c2 \
+    --ready "$SYNC/h2" --release "$SYNC/release"
+  local h2=$LAST_PID
+  wait_file "$SYNC/h2" 5
+  run udp "$NS_C1" udp_client.py --sport 40001 --dst "$SRV6_IP" --count 2 --name c1.example
+  run udp "$NS_C2" udp_client.py --sport 40001 --dst "$SRV6_IP" --count 2 --name c2.example
+  run icmp "$NS_C1" icmp_ping.py --dst "$SRV6_IP" --count 2 --ident 20035
+  run icmp "$NS_C2" icmp_ping.py --dst "$SRV6_IP" --count 2 --ident 20035
+  snapshot
+  touch "$SYNC/release"
+  expect_ok "$h1"
+  expect_ok "$h2"
+  twin6_done
+}
+
+# snat-pool over IPv6: SNAT to a range of three uplink addresses, picked per
+# connection by a hash of its addresses.
+SNAT_POOL6=(2001:db8:113::21 2001:db8:113::22 2001:db8:113::23)
+scenario_snat_pool6() {
+  twin6_setup "${SNAT_POOL6[@]}"
+  local a
+  for a in "${SNAT_POOL6[@]}"; do hx ip addr add "$a/128" dev eth0 nodad; done
+  {
+    docker_filter_base
+    echo COMMIT
+    docker_nat_base | sed 's|! -d 127.0.0.0/8|! -d ::1/128|'
+    echo "-A POSTROUTING -s fd00:172:17::/64 ! -o docker0 -j SNAT --to-source ${SNAT_POOL6[0]}-${SNAT_POOL6[2]}"
+    echo COMMIT
+  } | hx ip6tables-restore
+  server srv-tcp "$NS_OUT" tcp_server.py --bind :: --port 7000 --lifetime 30
+  server srv-udp "$NS_OUT" udp_server.py --bind :: --port 53 --lifetime 30
+  sleep 0.3
+  start_recording
+  run t1 "$NS_C1" tcp_client.py --dst "$SRV6_IP" --port 7000 --requests 2 --tag p1a
+  run t2 "$NS_C1" tcp_client.py --dst "$REMOTE_SRV6" --port 7000 --requests 1 --tag p1b
+  run t3 "$NS_C2" tcp_client.py --dst "$SRV6_IP" --port 7000 --requests 1 --tag p2a
+  run t4 "$NS_C2" tcp_client.py --dst "$REMOTE_SRV6" --port 7000 --requests 2 --tag p2b
+  run udp "$NS_C1" udp_client.py --dst "$REMOTE_SRV6" --count 2 --name pool.example
+  run udp "$NS_C2" udp_client.py --dst "$SRV6_IP" --count 1 --name pool.example
+  run icmp "$NS_C1" icmp_ping.py --dst "$SRV6_IP" --count 2 --ident 3081
+  snapshot
+  twin6_done
+}
+
+# netmap over IPv6: the containers' fd00:172:17::/64 mapped one to one onto
+# 2001:db8:200::/64 (routed by the outside to the host), both ways.
+NETMAP_NET6=2001:db8:200::/64
+scenario_netmap6() {
+  twin6_setup
+  ip -n "$NS_OUT" -6 route add "$NETMAP_NET6" via "$HOST6_IP"
+  {
+    docker_filter_base
+    echo "-A DOCKER -d $C1_IP6/128 ! -i docker0 -o docker0 -p tcp -m tcp --dport 8080 -j ACCEPT"
+    echo COMMIT
+    docker_nat_base | sed 's|! -d 127.0.0.0/8|! -d ::1/128|'
+    echo "-A PREROUTING -d $NETMAP_NET6 -i eth0 -j NETMAP --to fd00:172:17::/64"
+    echo "-A POSTROUTING -s fd00:172:17::/64 -o eth0 -j NETMAP --to $NETMAP_NET6"
+    echo COMMIT
+  } | hx ip6tables-restore
+  server srv-tcp "$NS_OUT" tcp_server.py --bind :: --port 7000 --lifetime 30
+  server srv-udp "$NS_OUT" udp_server.py --bind :: --port 53 --lifetime 30
+  server web "$NS_C1" tcp_server.py --bind :: --port 8080 --lifetime 30
+  sleep 0.3
+  start_recording
+  run t1 "$NS_C1" tcp_client.py --dst "$SRV6_IP" --port 7000 --requests 2 --tag nm1
+  run t2 "$NS_C2" tcp_client.py --dst "$REMOTE_SRV6" --port 7000 --requests 1 --tag nm2
+  run udp "$NS_C1" udp_client.py --dst "$SRV6_IP" --count 2 --name netmap.example
+  run icmp "$NS_C2" icmp_ping.py --dst "$SRV6_IP" --count 2 --ident 3091
+  run in1 "$NS_OUT" tcp_client.py --src "$REMOTE_CLI6" --dst 2001:db8:200::2 --port 8080 --requests 2 --tag nmin
+  snapshot
+  twin6_done
+}
+
+# redirect-local over IPv6: c1's TCP to port 7000 REDIRECTed in PREROUTING to the
+# host's port 15001 (on docker0's address), c2's masqueraded out.
+scenario_redirect_local6() {
+  twin6_setup
+  docker6_rules "" "-A PREROUTING -s $C1_IP6/128 -i docker0 -p tcp -m tcp --dport 7000 -j REDIRECT --to-ports 15001" |
+    hx ip6tables-restore
+  server proxy "$NS_HOST" tcp_server.py --bind :: --port 15001 --lifetime 30
+  server srv-tcp "$NS_OUT" tcp_server.py --bind :: --port 7000 --lifetime 30
+  sleep 0.3
+  start_recording
+  run t1 "$NS_C1" tcp_client.py --dst "$SRV6_IP" --port 7000 --requests 2 --tag c1redir
+  run t2 "$NS_C1" tcp_client.py --dst "$REMOTE_SRV6" --port 7000 --requests 1 --tag c1redir2
+  run t3 "$NS_C2" tcp_client.py --dst "$SRV6_IP" --port 7000 --requests 2 --tag c2out
+  snapshot
+  twin6_done
+}
+
+# nodeport over IPv6: kube-proxy's ip6tables for NodePort 30080/tcp and 30053/udp to
+# c1 with `externalTrafficPolicy: Cluster`: DNAT in PREROUTING and MASQUERADE
+# --random-fully of the marked traffic to docker0's address.
+scenario_nodeport6() {
+  twin6_setup
+  hx ip6tables-restore <<EOT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+COMMIT
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:KUBE-EXT-WEB - [0:0]
+:KUBE-MARK-MASQ - [0:0]
+:KUBE-NODEPORTS - [0:0]
+:KUBE-POSTROUTING - [0:0]
+:KUBE-SEP-WEB1 - [0:0]
+:KUBE-SERVICES - [0:0]
+:KUBE-SVC-WEB - [0:0]
+-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING
+-A POSTROUTING -s fd00:172:17::/64 ! -o docker0 -j MASQUERADE
+-A KUBE-EXT-WEB -m comment --comment "masquerade traffic for default/web external destinations" -j KUBE-MARK-MASQ
+-A KUBE-EXT-WEB -j KUBE-SVC-WEB
+-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000
+-A KUBE-NODEPORTS -p tcp -m comment --comment "default/web" -m tcp --dport 30080 -j KUBE-EXT-WEB
+-A KUBE-NODEPORTS -p udp -m comment --comment "default/web:dns" -m udp --dport 30053 -j KUBE-EXT-WEB
+-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN
+-A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0
+-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully
+-A KUBE-SEP-WEB1 -p tcp -m comment --comment "default/web" -m tcp -j DNAT --to-destination [$C1_IP6]:80
+-A KUBE-SEP-WEB1 -p udp -m comment --comment "default/web:dns" -m udp -j DNAT --to-destination [$C1_IP6]:53
+-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS
+-A KUBE-SVC-WEB -m comment --comment "default/web -> [$C1_IP6]:80" -j KUBE-SEP-WEB1
+COMMIT
+EOT
+  server web "$NS_C1" tcp_server.py --bind :: --port 80 --lifetime 30
+  server dns "$NS_C1" udp_server.py --bind :: --port 53 --lifetime 30
+  sleep 0.3
+  start_recording
+  run o1 "$NS_OUT" tcp_client.py --src "$REMOTE_CLI6" --dst "$HOST6_IP" --port 30080 --requests 2 --tag np1
+  run o2 "$NS_OUT" tcp_client.py --src "$SRV6_IP" --dst "$HOST6_IP" --port 30080 --requests 2 --tag np2
+  client h1 "$NS_OUT" tcp_client.py --src "$REMOTE_CLI6" --dst "$HOST6_IP" --port 30080 --requests 3 --tag nphold \
+    --ready "$SYNC/h1" --release "$SYNC/release"
+  local h1=$LAST_PID
+  run udp "$NS_OUT" udp_client.py --src "$REMOTE_CLI6" --dst "$HOST6_IP" --port 30053 --count 2 --name np.example
+  wait_file "$SYNC/h1" 5
+  snapshot
+  touch "$SYNC/release"
+  expect_ok "$h1"
+  twin6_done
+}
+
 check_addresses() {
   local f bad
   for f in "$SCEN_DIR"/*.pcap "$SCEN_DIR"/*.pcapng; do
@@ -3428,6 +3697,73 @@ check_local_published() {
   need 1 "held local entry src=$HOST_IP dst=$HOST_IP dport=8080 -> $C1_IP:80" "$(ct_count "$ct" "src=$HOST_IP dst=$HOST_IP sport=[0-9]+ dport=8080 src=$C1_IP dst=$HOST_IP sport=80 ")"
   need 2 "TCP conversations from $HOST_IP to $C1_IP:80 on docker0" "$(tcp_convs "$SCEN_DIR/docker0.pcap" "ip.src==$HOST_IP && ip.dst==$C1_IP && tcp.dstport==80")"
   need 1 "TCP conversation to port 8080 on eth0" "$(tcp_convs "$SCEN_DIR/eth0.pcap" "tcp.port==8080")"
+}
+
+# The IPv6 twins: the same kernel truth as their IPv4 scenarios.
+check_published_port6() {
+  local ct=$SCEN_DIR/conntrack.txt
+  need 3 "TCP DNAT entries 8080 -> [$C1_IP6]:80" "$(ct_count "$ct" "dst=$HOST6_IP sport=[0-9]+ dport=8080 src=$C1_IP6 dst=($REMOTE_CLI6|$SRV6_IP) sport=80 ")"
+  need 1 "ESTABLISHED DNAT entry" "$(ct_count "$ct" ' ESTABLISHED ' 'dport=8080 ')"
+  need 1 "UDP DNAT entry 8053 -> [$C1_IP6]:53" "$(ct_count "$ct" '^ipv6 +10 udp ' "dport=8053 src=$C1_IP6 ")"
+  need 3 "TCP conversations to [$C1_IP6]:80 on docker0" "$(tcp_convs "$SCEN_DIR/docker0.pcap" "ipv6.dst==$C1_IP6 && tcp.port==80")"
+  need 1 "packets from $REMOTE_CLI6 on docker0" "$(pkts "$SCEN_DIR/docker0.pcap" "ipv6.src==$REMOTE_CLI6")"
+}
+
+check_local_published6() {
+  local ct=$SCEN_DIR/conntrack.txt
+  need 1 "held local entry [$HOST6_IP]:8080 -> [$C1_IP6]:80" "$(ct_count "$ct" ' ESTABLISHED ' "src=$HOST6_IP dst=$HOST6_IP sport=[0-9]+ dport=8080 src=$C1_IP6 dst=$HOST6_IP sport=80 ")"
+  need 2 "TCP conversations from $HOST6_IP to [$C1_IP6]:80 on docker0" "$(tcp_convs "$SCEN_DIR/docker0.pcap" "ipv6.src==$HOST6_IP && ipv6.dst==$C1_IP6 && tcp.dstport==80")"
+  need 1 "TCP conversation to port 8080 on eth0" "$(tcp_convs "$SCEN_DIR/eth0.pcap" "tcp.port==8080")"
+}
+
+check_port_collision6() {
+  local ct=$SCEN_DIR/conntrack.txt
+  need 1 "TCP entry keeping port 40000" "$(ct_nat_port "$ct" tcp sport dport 40000 kept)"
+  need 1 "TCP entry moved off port 40000" "$(ct_nat_port "$ct" tcp sport dport 40000 moved)"
+  need 1 "UDP entry keeping port 40001" "$(ct_nat_port "$ct" udp sport dport 40001 kept)"
+  need 1 "UDP entry moved off port 40001" "$(ct_nat_port "$ct" udp sport dport 40001 moved)"
+  need 1 "ICMPv6 entry keeping id 20035" "$(ct_nat_port "$ct" icmpv6 id id 20035 kept)"
+  need 1 "ICMPv6 entry moved off id 20035" "$(ct_nat_port "$ct" icmpv6 id id 20035 moved)"
+  need 2 "TCP conversations on eth0" "$(tcp_convs "$SCEN_DIR/eth0.pcap")"
+}
+
+check_snat_pool6() {
+  local ct=$SCEN_DIR/conntrack.txt a used=0
+  for a in "${SNAT_POOL6[@]}"; do
+    [[ $(ct_count "$ct" "dst=$a ") -gt 0 ]] && used=$((used + 1))
+  done
+  [[ $used -ge 2 ]] || die "$SCEN: connections SNATed to $used pool address(es), want 2 or more"
+  need 6 "entries SNATed into the pool" "$(ct_count "$ct" 'src=fd00:172:17::' 'dst=2001:db8:113::2[123] ')"
+  [[ $(pkts "$SCEN_DIR/eth0.pcap" "ipv6.src==$HOST6_IP || ipv6.src==fd00:172:17::/64") -eq 0 ]] \
+    || die "$SCEN: container traffic on eth0 not from the pool"
+}
+
+check_netmap6() {
+  local ct=$SCEN_DIR/conntrack.txt
+  need 1 "entry of c1 mapped to 2001:db8:200::2" "$(ct_count "$ct" "src=$C1_IP6 " 'dst=2001:db8:200::2 ')"
+  need 1 "entry of c2 mapped to 2001:db8:200::3" "$(ct_count "$ct" 'src=fd00:172:17::3 ' 'dst=2001:db8:200::3 ')"
+  need 1 "inbound entry to c1 through 2001:db8:200::2" "$(ct_count "$ct" 'dst=2001:db8:200::2 sport=[0-9]+ dport=8080 ' "src=$C1_IP6 ")"
+  [[ $(pkts "$SCEN_DIR/eth0.pcap" 'ipv6.addr==fd00:172:17::/64') -eq 0 ]] \
+    || die "$SCEN: a container address on eth0"
+}
+
+check_redirect_local6() {
+  local ct=$SCEN_DIR/conntrack.txt
+  need 2 "REDIRECTed entries" "$(ct_count "$ct" "src=$C1_IP6 " "src=$BR_IP6 dst=$C1_IP6 sport=15001 ")"
+  need 1 "TCP conversation on eth0" "$(tcp_convs "$SCEN_DIR/eth0.pcap")"
+  [[ $(pkts "$SCEN_DIR/eth0.pcap" "tcp.port==15001 || ipv6.src==$C1_IP6") -eq 0 ]] \
+    || die "$SCEN: c1's redirected traffic on eth0"
+  need 2 "redirected packets on docker0" "$(pkts "$SCEN_DIR/docker0.pcap" "tcp.dstport==15001")"
+  [[ $(pkts "$SCEN_DIR/veth-c1.pcap" "tcp.port==15001") -eq 0 ]] \
+    || die "$SCEN: the proxy's port on veth-c1"
+}
+
+check_nodeport6() {
+  local ct=$SCEN_DIR/conntrack.txt
+  need 3 "TCP SNAT+DNAT entries" "$(ct_count "$ct" "dst=$HOST6_IP sport=[0-9]+ dport=30080 src=$C1_IP6 dst=$BR_IP6 sport=80 ")"
+  need 1 "UDP SNAT+DNAT entry" "$(ct_count "$ct" "dst=$HOST6_IP sport=[0-9]+ dport=30053 src=$C1_IP6 dst=$BR_IP6 sport=53 ")"
+  need 1 "ESTABLISHED SNAT+DNAT entry" "$(ct_count "$ct" ' ESTABLISHED ' 'dport=30080 ')"
+  need 3 "TCP conversations [$BR_IP6] -> [$C1_IP6]:80 on docker0" "$(tcp_convs "$SCEN_DIR/docker0.pcap" "ipv6.src==$BR_IP6 && tcp.port==80")"
 }
 
 # port collision: one of the two TCP, UDP and ICMP mappings keeps its port/id, the other moved.

@@ -2253,24 +2253,28 @@ fn an_ftp_helper_rewrites_and_expects_without_a_loss_or_a_contradiction() {
 /// A connection every capture shows already translated is named from its entry
 /// (`nat-before-capture`, info), in every shape: the host's own connections to its
 /// published port, DNATed in nat OUTPUT with every interface captured
-/// (`local-published`); a node's own connection to its NodePort, DNATed and SNATed
+/// (`local-published`, over IPv4 and IPv6); a node's own connection to its NodePort, DNATed and SNATed
 /// before any interface (`kube-rules`, `kube-nft`); connections in from outside with
 /// only the bridge captured (`published-port`: TCP and UDP; `nodeport`: DNAT and
-/// SNAT); masqueraded ones out with only the uplink captured (`masquerade`,
-/// `masquerade6`: TCP, UDP, ICMP). Without the entries nothing is said, and with them
+/// SNAT; both over IPv6 too); masqueraded ones out with only the uplink captured
+/// (`masquerade`, `masquerade6`: TCP, UDP, ICMP; `snat-pool6`: SNAT to a range). Without the entries nothing is said, and with them
 /// every entry is on the wire and agrees with it.
 #[test]
 fn connections_translated_before_any_capture_are_named_from_their_entries() {
     let all: &[&str] = &["veth-c1", "docker0", "eth0"];
     // (recording, points given, connections named, of which the host opened)
-    let cases: [(&str, &[&str], usize, usize); 7] = [
+    let cases: [(&str, &[&str], usize, usize); 11] = [
         ("local-published", all, 2, 2),
+        ("local-published6", all, 2, 2),
         ("kube-rules", all, 1, 1),
         ("kube-nft", all, 1, 1),
         ("published-port", &["docker0"], 4, 0),
+        ("published-port6", &["docker0"], 4, 0),
         ("nodeport", &["docker0"], 3, 0),
+        ("nodeport6", &["docker0"], 4, 0),
         ("masquerade", &["eth0"], 10, 0),
         ("masquerade6", &["eth0"], 6, 0),
+        ("snat-pool6", &["eth0"], 7, 0),
     ];
     for (s, points, named, local) in cases {
         let mut a: Vec<String> = (points.iter())

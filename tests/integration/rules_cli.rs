@@ -1338,7 +1338,7 @@ fn links_tell_a_bridge_port_from_its_bridge_in_any_input_order() {
 /// The host's own connections, which NAT translated in OUTPUT before any capture
 /// point, are walked from OUTPUT with the tuple their entry says they were sent with,
 /// and the rules name their translation: a published port reached by the host's own
-/// address (Docker's DNAT, iptables), a node's connection to its own NodePort
+/// address (Docker's DNAT, iptables and ip6tables), a node's connection to its own NodePort
 /// (kube-proxy's DNAT and masquerade, iptables and nft). Without the entries no capture
 /// shows that tuple, and they are not walked.
 #[test]
@@ -1346,6 +1346,7 @@ fn the_hosts_own_connections_are_walked_from_output_with_their_entries() {
     // (recording, rule set, connections the host opened, their DNAT chain, SNAT too)
     let cases = [
         ("local-published", "iptables.txt", 2, "DOCKER", false),
+        ("local-published6", "ip6tables.txt", 2, "DOCKER", false),
         ("kube-rules", "iptables.txt", 1, "KUBE-SEP-WEB3", true),
         ("kube-nft", "rules.nft", 1, "endpoint-WEBEP003", true),
     ];

@@ -67,6 +67,13 @@ pub const SCENARIOS: &[&str] = &[
     "ftp-alg6",
     "tftp-alg",
     "local-published",
+    "published-port6",
+    "local-published6",
+    "port-collision6",
+    "snat-pool6",
+    "netmap6",
+    "redirect-local6",
+    "nodeport6",
 ];
 
 /// Scenarios where conntrack adds a finding or a fact by design, left out of the tests
