@@ -37,7 +37,7 @@ ALL_SCENARIOS+=(redirect-local snat-pool netmap fragments6 probes6 sink6)
 ALL_SCENARIOS+=(hairpin-routed hairpin-routed6 one-armed one-armed6)
 ALL_SCENARIOS+=(fault-hairpin-routed-no-masq fault-hairpin-routed-no-masq6 fault-hairpin-no-br-netfilter)
 ALL_SCENARIOS+=(fault-hairpin-mode-off fault-hairpin-mode-off6 ftp-alg ftp-alg6 tftp-alg local-published)
-ALL_SCENARIOS+=(published-port6 local-published6 port-collision6 snat-pool6 netmap6 redirect-local6 nodeport6)
+ALL_SCENARIOS+=(published-port6 local-published6 port-collision6 snat-pool6 netmap6 redirect-local6 nodeport6 nft-inet6)
 
 # The scenarios that run with IPv6 on (dual stack): those whose name ends in 6.
 is_v6() { [[ $1 == *6 ]]; }
@@ -3516,6 +3516,82 @@ EOT
   twin6_done
 }
 
+# A dual-stack host whose NAT is one nftables `inet` table (as firewalld and hand-written
+# rule sets lay it out; no iptables rule at all): masquerade of both container
+# networks out of the uplink, and ports 8080 (TCP) and 8053 (UDP) published to c1 for
+# both families, from outside (prerouting) and from the host itself (output). IPv4 and
+# IPv6 connections mix in every capture. The TCP rules name their family (`meta
+# nfproto`); the UDP ones do not, and nft adds no test of its own: the `dnat ip to`
+# rule matches an IPv6 datagram too, and the kernel skips its IPv4 translation, so the
+# datagram goes on to the `dnat ip6 to` rule after it.
+nft_inet_rules() {
+  cat <<EOT
+table inet filter {
+	chain forward {
+		type filter hook forward priority filter; policy drop;
+		ct state established,related accept
+		iifname "docker0" accept
+		ct status dnat accept
+	}
+}
+table inet nat {
+	chain prerouting {
+		type nat hook prerouting priority dstnat; policy accept;
+		fib daddr type local jump published
+	}
+	chain output {
+		type nat hook output priority -100; policy accept;
+		fib daddr type local jump published
+	}
+	chain published {
+		iifname "docker0" return
+		meta nfproto ipv4 tcp dport 8080 dnat ip to $C1_IP:80
+		meta nfproto ipv6 tcp dport 8080 dnat ip6 to [$C1_IP6]:80
+		udp dport 8053 dnat ip to $C1_IP:53
+		udp dport 8053 dnat ip6 to [$C1_IP6]:53
+	}
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		ip saddr 172.17.0.0/16 oifname != "docker0" masquerade
+		ip6 saddr fd00:172:17::/64 oifname != "docker0" masquerade
+	}
+}
+EOT
+}
+
+scenario_nft_inet6() {
+  IFACES=(docker0 eth0 veth-c1)
+  static_neighbors6
+  ip -n "$NS_OUT" addr add "$REMOTE_CLI6/128" dev lo
+  nft_inet_rules >"$SCEN_DIR/rules.nft"
+  hx nft -f "$SCEN_DIR/rules.nft"
+  hx nft -j list ruleset >"$SCEN_DIR/nft.json"
+  hx nft -a list ruleset >"$SCEN_DIR/nft.txt"
+  server web "$NS_C1" tcp_server.py --bind :: --port 80 --lifetime 30
+  server dns "$NS_C1" udp_server.py --bind :: --port 53 --lifetime 30
+  server srv-tcp "$NS_OUT" tcp_server.py --bind :: --port 7000 --lifetime 30
+  server srv-udp "$NS_OUT" udp_server.py --bind :: --port 53 --lifetime 30
+  sleep 0.3
+  start_recording
+  run t4 "$NS_C1" tcp_client.py --dst "$SRV_IP" --port 7000 --requests 2 --tag c1v4
+  run t6 "$NS_C1" tcp_client.py --dst "$SRV6_IP" --port 7000 --requests 2 --tag c1v6
+  run t6b "$NS_C2" tcp_client.py --dst "$REMOTE_SRV6" --port 7000 --requests 1 --tag c2v6
+  run u4 "$NS_C2" udp_client.py --dst "$REMOTE_SRV" --count 2 --name c2v4.example
+  run u6 "$NS_C1" udp_client.py --dst "$SRV6_IP" --count 2 --name c1v6.example
+  run i6 "$NS_C2" icmp_ping.py --dst "$SRV6_IP" --count 2 --ident 3101
+  run i4 "$NS_C1" icmp_ping.py --dst "$SRV_IP" --count 2 --ident 3102
+  run o4 "$NS_OUT" tcp_client.py --src "$REMOTE_CLI" --dst "$HOST_IP" --port 8080 --requests 2 --tag ext4
+  run o6 "$NS_OUT" tcp_client.py --src "$REMOTE_CLI6" --dst "$HOST6_IP" --port 8080 --requests 2 --tag ext6
+  run ou4 "$NS_OUT" udp_client.py --src "$REMOTE_CLI" --dst "$HOST_IP" --port 8053 --count 2 --name ext4.example
+  run ou6 "$NS_OUT" udp_client.py --src "$REMOTE_CLI6" --dst "$HOST6_IP" --port 8053 --count 2 --name ext6.example
+  run l6 "$NS_HOST" tcp_client.py --dst "$HOST6_IP" --port 8080 --requests 1 --tag local6
+  run l4 "$NS_HOST" tcp_client.py --dst "$HOST_IP" --port 8080 --requests 1 --tag local4
+  snapshot
+  kill_servers
+  stop_recording
+  [[ -n $(grep -vE '^(\*|:|COMMIT|#)' "$SCEN_DIR/iptables.txt" || true) ]] || rm -f "$SCEN_DIR/iptables.txt"
+}
+
 check_addresses() {
   local f bad
   for f in "$SCEN_DIR"/*.pcap "$SCEN_DIR"/*.pcapng; do
@@ -3764,6 +3840,20 @@ check_nodeport6() {
   need 1 "UDP SNAT+DNAT entry" "$(ct_count "$ct" "dst=$HOST6_IP sport=[0-9]+ dport=30053 src=$C1_IP6 dst=$BR_IP6 sport=53 ")"
   need 1 "ESTABLISHED SNAT+DNAT entry" "$(ct_count "$ct" ' ESTABLISHED ' 'dport=30080 ')"
   need 3 "TCP conversations [$BR_IP6] -> [$C1_IP6]:80 on docker0" "$(tcp_convs "$SCEN_DIR/docker0.pcap" "ipv6.src==$BR_IP6 && tcp.port==80")"
+}
+
+# nft-inet6: both families masqueraded and DNATed by the one inet table.
+check_nft_inet6() {
+  local ct=$SCEN_DIR/conntrack.txt
+  need 3 "IPv4 entries masqueraded to $HOST_IP" "$(ct_count "$ct" '^ipv4 ' 'src=172\.17\.0\.[23] ' "dst=$HOST_IP ")"
+  need 5 "IPv6 entries masqueraded to $HOST6_IP" "$(ct_count "$ct" '^ipv6 ' 'src=fd00:172:17::[23] ' "dst=$HOST6_IP ")"
+  need 2 "IPv4 DNAT entries 8080 -> $C1_IP:80" "$(ct_count "$ct" "dport=8080 src=$C1_IP " 'sport=80 ')"
+  need 2 "IPv6 DNAT entries 8080 -> [$C1_IP6]:80" "$(ct_count "$ct" "dport=8080 src=$C1_IP6 " 'sport=80 ')"
+  need 1 "IPv4 UDP DNAT entry 8053 -> $C1_IP:53" "$(ct_count "$ct" '^ipv4 .* udp ' "dport=8053 src=$C1_IP dst=[^ ]+ sport=53 ")"
+  need 1 "IPv6 UDP DNAT entry 8053 -> [$C1_IP6]:53" "$(ct_count "$ct" '^ipv6 .* udp ' "dport=8053 src=$C1_IP6 dst=[^ ]+ sport=53 ")"
+  need 1 "the host's own IPv6 entry" "$(ct_count "$ct" "src=$HOST6_IP dst=$HOST6_IP sport=[0-9]+ dport=8080 src=$C1_IP6 ")"
+  need 1 "the host's own IPv4 entry" "$(ct_count "$ct" "src=$HOST_IP dst=$HOST_IP sport=[0-9]+ dport=8080 src=$C1_IP ")"
+  [[ ! -e $SCEN_DIR/iptables.txt ]] || die "$SCEN: iptables rules present"
 }
 
 # port collision: one of the two TCP, UDP and ICMP mappings keeps its port/id, the other moved.

@@ -3,6 +3,7 @@
 //! and the `natcheck explain` trace of one packet, readable like a call stack.
 
 use std::fmt::Write as _;
+use std::net::IpAddr;
 
 use serde::Serialize;
 
@@ -370,7 +371,7 @@ pub fn trace(rules: &RuleSet, packet: &Packet, walk: &Walk) -> String {
     );
     for (i, o) in walk.outcomes.iter().enumerate() {
         out.push('\n');
-        out.push_str(&outcome_text(rules, o, i + 1, n));
+        out.push_str(&outcome_text(rules, packet, o, i + 1, n));
     }
     out
 }
@@ -389,6 +390,7 @@ fn base_policy(rules: &RuleSet, table: usize, chain: usize) -> Option<(&'static 
 /// pushes, a goto replaces, the end of a chain pops).
 fn event_line<'a>(
     rules: &'a RuleSet,
+    packet: &Packet,
     o: &Outcome,
     e: &'a Event,
     stack: &mut Vec<&'a str>,
@@ -428,6 +430,17 @@ fn event_line<'a>(
                     None => format!("  => now {}", crate::report::fmt::tuple(&n.after)),
                 })
                 .or_else(|| match target {
+                    Some(Target::Dnat { to, .. } | Target::Snat { to, .. }) => {
+                        let (a, _) = to.addrs?;
+                        let family = |a: IpAddr| if a.is_ipv4() { "IPv4" } else { "IPv6" };
+                        let p = family(packet.tuple.src);
+                        (family(a) != p).then(|| {
+                            format!(
+                                "  => nothing: an {} translation, skipped for an {p} packet (the rule goes on)",
+                                family(a)
+                            )
+                        })
+                    }
                     Some(Target::Helper { name }) => Some(format!(
                         "  => NAT helper `{name}` assigned: it will rewrite the addresses the payload carries and expect the connections the payload announces"
                     )),
@@ -530,7 +543,7 @@ fn nat_to(n: &Nat, dst: bool) -> Option<String> {
     })
 }
 
-fn outcome_text(rules: &RuleSet, o: &Outcome, i: usize, n: usize) -> String {
+fn outcome_text(rules: &RuleSet, packet: &Packet, o: &Outcome, i: usize, n: usize) -> String {
     let mut out = String::new();
     let mut nat = Vec::new();
     if let Some(d) = &o.dnat {
@@ -559,7 +572,7 @@ fn outcome_text(rules: &RuleSet, o: &Outcome, i: usize, n: usize) -> String {
     );
     let mut stack: Vec<&str> = Vec::new();
     for e in &o.events {
-        event_line(rules, o, e, &mut stack, &mut out);
+        event_line(rules, packet, o, e, &mut stack, &mut out);
     }
     let _ = writeln!(out, "  => {}", fate_word(&o.fate));
     out

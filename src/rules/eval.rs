@@ -937,6 +937,14 @@ impl<'a> Walker<'a> {
         to_iface: bool,
     ) -> Branches<(Br, Option<End>)> {
         let cur = &self.states[s].cur;
+        // A NAT statement of the other family (`dnat ip to` in an `inet` chain, met by
+        // an IPv6 packet) does nothing: the kernel skips it and the rule goes on.
+        if to
+            .addrs
+            .is_some_and(|(a, _)| a.is_ipv4() != cur.src.is_ipv4())
+        {
+            return smallvec![(s, None)];
+        }
         let after = if dst {
             nat_dst(cur, &to)
         } else {
@@ -1387,6 +1395,7 @@ impl Walker<'_> {
                 };
                 yes(*icmp_type == ty && code.is_none_or(|x| x == c))
             }
+            MatchKind::Family(f) => yes(f.sees(t.src)),
             MatchKind::Comment => Test::Yes,
             MatchKind::Unknown { .. } => Test::Unknown,
         };
@@ -1550,6 +1559,64 @@ COMMIT
         let n = w.outcomes[0].snat.as_ref().expect("mapped");
         assert_eq!(n.after, tcp("198.18.5.9", 40000, "198.51.100.20", 80));
         assert!(w.outcomes[0].dnat.is_none());
+    }
+
+    /// One `inet` table for both families: `meta nfproto` decides by the packet's
+    /// family, and a NAT statement of the other family does nothing (the kernel skips
+    /// it and the rule goes on), so the IPv6 packet reaches the `dnat ip6` rule after
+    /// the `dnat ip` one its ports match too.
+    #[test]
+    fn an_inet_table_translates_each_family_by_its_own_statements() {
+        const INET: &str = "table inet nat {
+	chain prerouting {
+		type nat hook prerouting priority dstnat; policy accept;
+		meta nfproto ipv4 tcp dport 8080 dnat ip to 172.17.0.2:80
+		meta nfproto ipv6 tcp dport 8080 dnat ip6 to [fd00::2]:80
+		udp dport 8053 dnat ip to 172.17.0.2:53
+		udp dport 8053 dnat ip6 to [fd00::2]:53
+		meta protocol ip6 tcp dport 9000 dnat ip6 to [fd00::3]:90
+	}
+}
+";
+        let mut r = crate::rules::nft::text::parse_text("inet.nft", INET);
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+        for a in ["203.0.113.1", "2001:db8::1"] {
+            r.addrs.push(HostAddr {
+                iface: "eth0".into(),
+                prefix: host(a.parse().unwrap()),
+            });
+        }
+        let dnat_of = |proto, src: &str, dst: &str, dport| {
+            let p = Packet::first(
+                Tuple::of(proto, src, 40000, dst, dport),
+                Some("eth0".into()),
+                None,
+            );
+            let w = walk(&r, &p);
+            assert_eq!(w.outcomes.len(), 1, "{w:#?}");
+            assert_eq!(w.outcomes[0].assumptions(), 0, "{w:#?}");
+            w.outcomes[0].dnat.as_ref().map(|d| d.after.dst)
+        };
+        let ip = |a: &str| Some(a.parse::<IpAddr>().unwrap());
+        for proto in [Proto::Tcp, Proto::Udp] {
+            let port = if proto == Proto::Tcp { 8080 } else { 8053 };
+            assert_eq!(
+                dnat_of(proto, "198.51.100.20", "203.0.113.1", port),
+                ip("172.17.0.2")
+            );
+            assert_eq!(
+                dnat_of(proto, "2001:db8::20", "2001:db8::1", port),
+                ip("fd00::2")
+            );
+        }
+        assert_eq!(
+            dnat_of(Proto::Tcp, "198.51.100.20", "203.0.113.1", 9000),
+            None
+        );
+        assert_eq!(
+            dnat_of(Proto::Tcp, "2001:db8::20", "2001:db8::1", 9000),
+            ip("fd00::3")
+        );
     }
 
     #[test]

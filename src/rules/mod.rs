@@ -373,6 +373,10 @@ pub enum MatchKind {
         icmp_type: u8,
         code: Option<u8>,
     },
+    /// nft `meta nfproto ipv4`, `meta protocol ip6`: the packet is of an address
+    /// family the given one sees ([`Family::sees`]: `Inet` for a set of both, a
+    /// non-IP family for none).
+    Family(Family),
     /// `-m comment`: always true; the text is kept on the rule.
     Comment,
     /// A match the evaluator cannot decide from one packet (`recent`, `socket`,

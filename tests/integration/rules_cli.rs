@@ -1423,3 +1423,96 @@ fn explain_says_what_a_helper_rule_assigns() {
         );
     }
 }
+
+/// One nftables `inet` table NATs both families (`nft-inet6`, recorded from the
+/// kernel). Its TCP rules name their family (`meta nfproto`); its UDP rules do not, so
+/// an IPv6 datagram matches the `dnat ip to` rule too, whose IPv4 translation the
+/// kernel skips, and is DNATed by the `dnat ip6 to` rule after it, as its entry says.
+/// The rules explain every connection of either family, read from the file loaded,
+/// `nft -a list ruleset` and `nft -j list ruleset`, with the captures given as files,
+/// as `-i any` and as one pcapng; the host's own connections are walked from OUTPUT.
+/// `explain` gives each packet its own family's translation, with nothing assumed,
+/// and says what the other family's rule did.
+#[test]
+fn an_inet_table_translates_each_family_by_its_own_rules() {
+    let d = "samples/nft-inet6";
+    let ct = format!("{d}/conntrack.txt");
+    let files: Vec<String> = ["veth-c1", "docker0", "eth0"]
+        .iter()
+        .map(|p| format!("{d}/{p}.pcap"))
+        .collect();
+    let (any, links, multi) = (
+        format!("{d}/any.pcap"),
+        format!("{d}/links.txt"),
+        format!("{d}/multi.pcapng"),
+    );
+    let shapes: [Vec<&str>; 3] = [
+        files.iter().map(String::as_str).collect(),
+        vec![&any, "--links", &links],
+        vec![&multi],
+    ];
+    for rules in ["rules.nft", "nft.txt", "nft.json"] {
+        let rules = format!("{d}/{rules}");
+        for shape in &shapes {
+            let mut inputs = shape.clone();
+            inputs.extend(["--conntrack", &ct]);
+            let (_, doc) = report_of(&inputs, &[&rules]);
+            let n = doc["connections"].as_array().unwrap().len();
+            let summary = &doc["rules"][0];
+            assert_eq!(summary["on_wire"], n, "{rules} {shape:?}: {summary}");
+            assert_eq!(summary["agree"], n, "{rules} {shape:?}: {summary}");
+            let families = |v6: bool| {
+                (doc["connections"].as_array().unwrap().iter())
+                    .filter(|c| c["hops"][0]["src"].as_str().unwrap().contains(':') == v6)
+                    .count()
+            };
+            assert!(families(false) >= 5 && families(true) >= 7, "{doc}");
+            let own = (doc["connections"].as_array().unwrap().iter())
+                .filter(|c| c["rules"]["filter_hook"] == "OUTPUT")
+                .count();
+            assert_eq!(own, 2, "{rules} {shape:?}: the host's own, one per family");
+            let found = codes(&doc);
+            assert!(
+                !found
+                    .iter()
+                    .any(|c| c == "rule-contradiction" || c == "not-netfilter"),
+                "{rules} {shape:?}: {found:?}"
+            );
+        }
+    }
+    for (packet, to) in [
+        (
+            "udp 198.51.100.20:40000 > 203.0.113.1:8053 in eth0",
+            "172.17.0.2:53",
+        ),
+        (
+            "udp [2001:db8:100::20]:40000 > [2001:db8:113::1]:8053 in eth0",
+            "[fd00:172:17::2]:53",
+        ),
+        (
+            "tcp 198.51.100.20:40000 > 203.0.113.1:8080 in eth0",
+            "172.17.0.2:80",
+        ),
+        (
+            "tcp [2001:db8:100::20]:40000 > [2001:db8:113::1]:8080 in eth0",
+            "[fd00:172:17::2]:80",
+        ),
+    ] {
+        let (rules, addrs) = (format!("{d}/rules.nft"), format!("{d}/addrs.txt"));
+        let out = natcheck(&[
+            "explain", "--rules", &rules, "--rules", &addrs, "--packet", packet,
+        ]);
+        let text = stdout(&out);
+        assert!(
+            text.contains("\n1 way through the rules\n"),
+            "{packet}: {text}"
+        );
+        assert!(
+            text.contains(&format!(": forwarded; DNAT to {to}\n")),
+            "{packet}: {text}"
+        );
+        assert!(!text.contains("assum"), "{packet}: {text}");
+        let skipped = text.contains("=> nothing: an IPv4 translation, skipped for an IPv6 packet");
+        assert_eq!(skipped, packet.starts_with("udp ["), "{packet}: {text}");
+    }
+}

@@ -74,6 +74,7 @@ pub const SCENARIOS: &[&str] = &[
     "netmap6",
     "redirect-local6",
     "nodeport6",
+    "nft-inet6",
 ];
 
 /// Scenarios where conntrack adds a finding or a fact by design, left out of the tests

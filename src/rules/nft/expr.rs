@@ -7,7 +7,7 @@ use super::value::{self, members, num_u32, unwrap_elem};
 use super::{str_of, RuleCtx};
 use crate::model::Proto;
 use crate::rules::{
-    AddrType, CtState, Iface, Match, MatchKind, Ports, Prefix, Set, SetDim, SetMember,
+    AddrType, CtState, Family, Iface, Match, MatchKind, Ports, Prefix, Set, SetDim, SetMember,
 };
 
 /// What the left-hand side of a match reads from the packet.
@@ -18,6 +18,8 @@ pub(super) enum Left {
     Sport,
     Dport,
     Proto,
+    /// `meta nfproto`, `meta protocol`: the address family.
+    Family,
     InIface,
     OutIface,
     Mark(u32),
@@ -138,6 +140,7 @@ fn payload_left(val: &Value) -> (Left, Option<Proto>) {
 fn meta_left(val: &Value) -> Left {
     match str_of(val, "key").or(val.as_str()) {
         Some("l4proto") => Left::Proto,
+        Some("nfproto" | "protocol") => Left::Family,
         Some("iifname" | "iif") => Left::InIface,
         Some("oifname" | "oif") => Left::OutIface,
         Some("mark") => Left::Mark(u32::MAX),
@@ -426,6 +429,35 @@ fn proto_match(o: Op, r: &Value) -> Option<Vec<Match>> {
     }
 }
 
+/// `meta nfproto ipv6`, `meta protocol ip`, `meta nfproto { ipv4, ipv6 }`: the address
+/// family, by name or number (nfproto 2 and 10, ethertypes 0x0800 and 0x86dd); another
+/// protocol (`arp`) is a family no IP packet is of.
+fn family_match(o: Op, r: &Value) -> Option<Vec<Match>> {
+    let (mut v4, mut v6) = (false, false);
+    for m in members(r) {
+        let name = match m {
+            Value::String(name) => name.as_str(),
+            _ => match value::num(m)? {
+                2 | 0x0800 => "ipv4",
+                10 | 0x86dd => "ipv6",
+                _ => "",
+            },
+        };
+        match name {
+            "ipv4" | "ip" => v4 = true,
+            "ipv6" | "ip6" => v6 = true,
+            _ => {}
+        }
+    }
+    let family = match (v4, v6) {
+        (true, true) => Family::Inet,
+        (true, false) => Family::Ip,
+        (false, true) => Family::Ip6,
+        (false, false) => Family::Arp,
+    };
+    one(o, MatchKind::Family(family))
+}
+
 /// `tcp flags syn`, `tcp flags & (syn | ack) == syn`: the bits under a mask.
 fn tcp_flags_match(mask: Option<u8>, o: Op, r: &Value) -> Option<Vec<Match>> {
     let flags = value::tcp_flags(r)?;
@@ -654,6 +686,7 @@ impl RuleCtx<'_> {
             Left::Saddr | Left::Daddr if eq_like => self.addr_match(field, o, r),
             Left::Sport | Left::Dport | Left::CtOrigDstPort => port_match(field, o, r),
             Left::Proto if eq_like => proto_match(o, r),
+            Left::Family if eq_like => family_match(o, r),
             Left::TcpFlags(mask) => tcp_flags_match(*mask, o, r),
             Left::IcmpType { v6 } if eq_like => icmp_type_match(*v6, o, r),
             Left::InIface | Left::OutIface if eq_like => iface_match(field, o, r),

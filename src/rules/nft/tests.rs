@@ -3,8 +3,8 @@ use std::net::IpAddr;
 use super::*;
 use crate::model::Proto;
 use crate::rules::{
-    AddrType, Branch, Counters, CtState, Iface, MarkOp, MatchKind, NatFlags, NatTo, Ports, Prefix,
-    SetDim, SetMember,
+    AddrType, Branch, Counters, CtState, Family, Iface, MarkOp, MatchKind, NatFlags, NatTo, Ports,
+    Prefix, SetDim, SetMember,
 };
 
 fn ip(s: &str) -> IpAddr {
@@ -527,9 +527,7 @@ fn native_ruleset() {
             code: None
         })
     );
-    assert!(
-        matches!(&ct.matches[8].kind, MatchKind::Unknown { name, text } if name == "meta nfproto" && text == "meta nfproto ipv4")
-    );
+    assert_eq!(ct.matches[8], m(MatchKind::Family(Family::Ip)));
     assert!(
         matches!(&ct.matches[9].kind, MatchKind::Unknown { name, text } if name == "limit" && text == "limit rate 5/second")
     );

@@ -2,8 +2,9 @@ use super::*;
 use crate::diag::Location;
 use crate::model::Proto;
 use crate::rules::{
-    Base, Branch, Chain, ChainType, Counters, CtState, Hook, Iface, InputKind, Match, MatchKind,
-    NatFlags, NatTo, Ports, Prefix, Rule, Set, SetDim, SetMember, Table, Target, Verdict,
+    Base, Branch, Chain, ChainType, Counters, CtState, Family, Hook, Iface, InputKind, Match,
+    MatchKind, NatFlags, NatTo, Ports, Prefix, Rule, Set, SetDim, SetMember, Table, Target,
+    Verdict,
 };
 
 /// The first way two rule sets read from the same kernel differ, on everything but
@@ -1131,4 +1132,47 @@ fn a_chain_of_operators_is_bounded_like_brackets() {
     let c = deep.tables[0].chain("c").unwrap();
     assert_eq!(c.rules.first().map(|r| r.line), Some(3));
     assert_eq!(c.rules.last().map(|r| r.line), Some(5));
+}
+
+/// `meta nfproto` and `meta protocol` name the address family, by name, by number or in
+/// a set; `!=` negates it; a protocol that is not IP is a family no packet here has.
+#[test]
+fn family_matches_by_name_number_and_set() {
+    let rs = parse_text(
+        "family.nft",
+        "table inet t {
+	chain c {
+		meta nfproto ipv4 accept
+		meta nfproto != ipv6 accept
+		meta nfproto { ipv4, ipv6 } accept
+		meta protocol ip6 accept
+		meta nfproto 10 accept
+		meta protocol arp accept
+	}
+}
+",
+    );
+    assert!(rs.warnings.is_empty(), "{:?}", rs.warnings);
+    let got: Vec<Vec<Match>> = chain(&rs, "t", "c")
+        .rules
+        .iter()
+        .map(|r| r.matches.clone())
+        .collect();
+    let fam = |negated, f| {
+        vec![Match {
+            negated,
+            kind: MatchKind::Family(f),
+        }]
+    };
+    assert_eq!(
+        got,
+        vec![
+            fam(false, Family::Ip),
+            fam(true, Family::Ip6),
+            fam(false, Family::Inet),
+            fam(false, Family::Ip6),
+            fam(false, Family::Ip6),
+            fam(false, Family::Arp),
+        ]
+    );
 }
