@@ -37,7 +37,7 @@ ALL_SCENARIOS+=(redirect-local snat-pool netmap fragments6 probes6 sink6)
 ALL_SCENARIOS+=(hairpin-routed hairpin-routed6 one-armed one-armed6)
 ALL_SCENARIOS+=(fault-hairpin-routed-no-masq fault-hairpin-routed-no-masq6 fault-hairpin-no-br-netfilter)
 ALL_SCENARIOS+=(fault-hairpin-mode-off fault-hairpin-mode-off6 ftp-alg ftp-alg6 tftp-alg local-published)
-ALL_SCENARIOS+=(published-port6 local-published6 port-collision6 snat-pool6 netmap6 redirect-local6 nodeport6 nft-inet6)
+ALL_SCENARIOS+=(published-port6 local-published6 port-collision6 snat-pool6 netmap6 redirect-local6 nodeport6 nft-inet6 icmp-errors6)
 
 # The scenarios that run with IPv6 on (dual stack): those whose name ends in 6.
 is_v6() { [[ $1 == *6 ]]; }
@@ -3590,6 +3590,41 @@ scenario_nft_inet6() {
   kill_servers
   stop_recording
   [[ -n $(grep -vE '^(\*|:|COMMIT|#)' "$SCEN_DIR/iptables.txt" || true) ]] || rm -f "$SCEN_DIR/iptables.txt"
+}
+
+# ICMP errors through NAT, both families: c1's datagrams to a port nothing listens on
+# outside draw port unreachable errors addressed to the host's uplink address; conntrack
+# takes each as RELATED to the masqueraded flow and translates it back to c1, the
+# packet it quotes with it. The same from c2 to a port published on c1 with nothing
+# listening behind it: c1's error goes back through the DNAT.
+scenario_icmp_errors6() {
+  IFACES=(docker0 eth0 veth-c1)
+  static_neighbors6
+  {
+    docker_filter_base
+    echo "-A DOCKER -d $C1_IP/32 ! -i docker0 -o docker0 -p udp -m udp --dport 5353 -j ACCEPT"
+    echo COMMIT
+    docker_nat_base
+    echo "$MASQ_RULE"
+    echo "-A DOCKER ! -i docker0 -p udp -m udp --dport 8053 -j DNAT --to-destination $C1_IP:5353"
+    echo COMMIT
+  } | apply_rules
+  docker6_rules "" "" | hx ip6tables-restore
+  ip -n "$NS_OUT" addr add "$REMOTE_CLI6/128" dev lo
+  sleep 0.3
+  start_recording
+  run u4 "$NS_C1" udp_client.py --dst "$SRV_IP" --port 9 --count 1 --retries 1 --timeout 0.3 --expect-fail --name closed4.example
+  run u6 "$NS_C1" udp_client.py --dst "$SRV6_IP" --port 9 --count 1 --retries 1 --timeout 0.3 --expect-fail --name closed6.example
+  run r4 "$NS_C2" udp_client.py --dst "$REMOTE_SRV" --port 9 --count 1 --retries 1 --timeout 0.3 --expect-fail --name closed4r.example
+  run p4 "$NS_OUT" udp_client.py --src "$REMOTE_CLI" --dst "$HOST_IP" --port 8053 --count 1 --retries 1 --timeout 0.3 --expect-fail --name pub4.example
+  snapshot
+  kill_servers
+  hx ip6tables-save | sed '/^# /d' >"$SCEN_DIR/ip6tables.txt"
+  stop_recording
+}
+check_icmp_errors6() {
+  need 2 "port unreachable errors to c1" "$(pkts "$SCEN_DIR/veth-c1.pcap" "(icmp.type==3 && icmp.code==3) || icmpv6.type==1")"
+  need 2 "port unreachable errors to the uplink address" "$(pkts "$SCEN_DIR/eth0.pcap" "(icmp.type==3 && ip.dst==$HOST_IP) || (icmpv6.type==1 && ipv6.dst==$HOST6_IP)")"
 }
 
 check_addresses() {

@@ -75,6 +75,7 @@ pub const SCENARIOS: &[&str] = &[
     "redirect-local6",
     "nodeport6",
     "nft-inet6",
+    "icmp-errors6",
 ];
 
 /// Scenarios where conntrack adds a finding or a fact by design, left out of the tests
