@@ -1,7 +1,8 @@
 //! Segmentation offloads on the real-kernel lab samples: `bulk-offload` carries bulk
 //! TCP through MASQUERADE and a published port while docker0 and eth0 see the
 //! streams cut differently (super-packets and GRO aggregates at one, MSS-sized
-//! segments at the other); `bulk-no-offload` is the same traffic with offloads off.
+//! segments at the other), and `bulk-offload6` the same over IPv6, which has no IP ID;
+//! `bulk-no-offload` is the same traffic with offloads off.
 //! Both correlate into the connections conntrack recorded, with nothing lost, and the
 //! reports say where packet counts differ because of the cut.
 
@@ -56,9 +57,19 @@ fn conn(doc: &Value, dport: u64) -> &Value {
         .unwrap_or_else(|| panic!("no connection to port {dport}"))
 }
 
-/// What both recordings must show: no finding, both witnesses agreeing with the
+/// The addresses of a recording: the container, the host's uplink, the client outside.
+fn addresses(scenario: &str) -> [&'static str; 3] {
+    if scenario.ends_with('6') {
+        ["fd00:172:17::2", "2001:db8:113::1", "2001:db8:100::20"]
+    } else {
+        ["172.17.0.2", "203.0.113.1", "198.51.100.20"]
+    }
+}
+
+/// What every recording must show: no finding, both witnesses agreeing with the
 /// wire, the outbound MASQUERADE and the inbound DNAT rebuilt as conntrack says.
 fn clean_and_translated(scenario: &str, doc: &Value) {
+    let [container, host, client] = addresses(scenario);
     assert!(array(&doc["findings"]).is_empty(), "{scenario}");
     for w in array(&doc["conntrack"]) {
         assert_eq!(n(&w["on_wire"]), 2, "{scenario}: {w}");
@@ -67,8 +78,8 @@ fn clean_and_translated(scenario: &str, doc: &Value) {
     assert_eq!(array(&doc["connections"]).len(), 2, "{scenario}");
     let out = conn(doc, 7000);
     let hops = array(&out["hops"]);
-    assert_eq!(hops[0]["src"], "172.17.0.2", "{scenario}");
-    assert_eq!(hops.last().unwrap()["src"], "203.0.113.1", "{scenario}");
+    assert_eq!(hops[0]["src"], container, "{scenario}");
+    assert_eq!(hops.last().unwrap()["src"], host, "{scenario}");
     let kinds: Vec<&Value> = array(&out["translations"])
         .iter()
         .map(|t| &t["kind"])
@@ -78,10 +89,10 @@ fn clean_and_translated(scenario: &str, doc: &Value) {
     let last = array(&inbound["hops"]).last().unwrap().clone();
     assert_eq!(
         (&last["dst"], &last["dport"]),
-        (&"172.17.0.2".into(), &80.into()),
+        (&container.into(), &80.into()),
         "{scenario}"
     );
-    assert_eq!(inbound["hops"][0]["src"], "198.51.100.20", "{scenario}");
+    assert_eq!(inbound["hops"][0]["src"], client, "{scenario}");
     for c in array(&doc["connections"]) {
         for t in array(&c["translations"]) {
             for gap in ["lost_fwd", "lost_rev", "appeared_fwd", "appeared_rev"] {
@@ -93,9 +104,14 @@ fn clean_and_translated(scenario: &str, doc: &Value) {
 
 #[test]
 fn offloaded_streams_cut_differently_pair_and_lose_nothing() {
-    for points in [&["docker0", "eth0"][..], &["veth-c1", "docker0", "eth0"]] {
-        let doc = json("bulk-offload", points);
-        clean_and_translated("bulk-offload", &doc);
+    for (scenario, points) in ["bulk-offload", "bulk-offload6"].into_iter().flat_map(|s| {
+        [
+            (s, &["docker0", "eth0"][..]),
+            (s, &["veth-c1", "docker0", "eth0"]),
+        ]
+    }) {
+        let doc = json(scenario, points);
+        clean_and_translated(scenario, &doc);
         for c in array(&doc["connections"]) {
             let hops = array(&c["hops"]);
             // The payload is the same at every hop; packet counts are not.

@@ -76,6 +76,7 @@ pub const SCENARIOS: &[&str] = &[
     "nodeport6",
     "nft-inet6",
     "icmp-errors6",
+    "bulk-offload6",
 ];
 
 /// Scenarios where conntrack adds a finding or a fact by design, left out of the tests
