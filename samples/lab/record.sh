@@ -38,6 +38,7 @@ ALL_SCENARIOS+=(hairpin-routed hairpin-routed6 one-armed one-armed6)
 ALL_SCENARIOS+=(fault-hairpin-routed-no-masq fault-hairpin-routed-no-masq6 fault-hairpin-no-br-netfilter)
 ALL_SCENARIOS+=(fault-hairpin-mode-off fault-hairpin-mode-off6 ftp-alg ftp-alg6 tftp-alg local-published)
 ALL_SCENARIOS+=(published-port6 local-published6 port-collision6 snat-pool6 netmap6 redirect-local6 nodeport6 nft-inet6 icmp-errors6 bulk-offload6)
+ALL_SCENARIOS+=(routed-pods)
 
 # The scenarios that run with IPv6 on (dual stack): those whose name ends in 6.
 is_v6() { [[ $1 == *6 ]]; }
@@ -3663,12 +3664,120 @@ check_bulk_offload6() {
   [[ $(pkts "$d" "ipv6.dst==$C1_IP6 && ipv6.plen > 1460") -eq 0 ]] || die "$SCEN: super-packets leaving docker0 for c1"
 }
 
+# ---------------------------------------------------------------- routed pods
+
+# A node whose pods hang off routed veths, not a bridge (Calico's layout): each pod
+# has its address as a /32 and a default route via 169.254.1.1 on its link, which the
+# node answers by proxy ARP; the node routes to each pod by a /32 on its veth
+# (cali-c1, cali-c2). No docker0.
+topo_routed_pods() {
+  local ns c idx ip cns
+  for ns in "$NS_HOST" "$NS_C1" "$NS_C2" "$NS_OUT"; do
+    if ip netns list | awk '{print $1}' | grep -qx -- "$ns"; then
+      [[ -z $(ip netns pids "$ns" 2>/dev/null) ]] || die "namespace $ns exists and has processes; not touching it"
+      ip netns del "$ns"
+    fi
+    ns_add "$ns" 1
+  done
+  hx sysctl -q -w net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
+  for c in c1 c2; do
+    if [[ $c == c1 ]]; then idx=02 ip=$C1_IP cns=$NS_C1; else idx=03 ip=$C2_IP cns=$NS_C2; fi
+    ip -n "$NS_HOST" link add "cali-$c" address ee:ee:ee:ee:ee:ee type veth \
+      peer name eth0 address "02:42:ac:11:00:$idx" netns "$cns"
+    hx sysctl -q -w "net.ipv4.conf.cali-$c.proxy_arp=1" "net.ipv4.conf.cali-$c.rp_filter=0"
+    ip -n "$NS_HOST" link set "cali-$c" up
+    ip -n "$NS_HOST" route add "$ip/32" dev "cali-$c" scope link
+    ip -n "$cns" addr add "$ip/32" dev eth0
+    ip -n "$cns" link set eth0 up
+    ip -n "$cns" route add 169.254.1.1 dev eth0 scope link
+    ip -n "$cns" route add default via 169.254.1.1 dev eth0
+  done
+  ip -n "$NS_HOST" link add eth0 address 52:54:00:4e:43:01 type veth \
+    peer name wan0 address 52:54:00:4e:43:02 netns "$NS_OUT"
+  ip -n "$NS_HOST" addr add "$HOST_IP/24" dev eth0
+  ip -n "$NS_HOST" link set eth0 up
+  ip -n "$NS_OUT" addr add "$SRV_IP/24" dev wan0
+  ip -n "$NS_OUT" addr add "$REMOTE_SRV/32" dev lo
+  ip -n "$NS_OUT" addr add "$REMOTE_CLI/32" dev lo
+  ip -n "$NS_OUT" link set wan0 up
+  # A default route, as every node has: proxy ARP answers for 169.254.1.1 because it
+  # is routed out of another interface than the pod's.
+  ip -n "$NS_HOST" route add default via "$SRV_IP"
+}
+
+# On routed pods: Calico's natOutgoing (MASQUERADE of the pod pool out of anything
+# but a pod link) and kube-proxy's rules for a Service 198.51.100.53:80 and NodePort
+# 30080 with c1 as its endpoint. c1 and c2 reach outside; c2 reaches c1 directly
+# (routed, no NAT) and through the Service (DNAT on cali-c2, out cali-c1, the client
+# kept); a client outside reaches the NodePort (DNAT and MASQUERADE to the node's
+# address, as `externalTrafficPolicy: Cluster` does).
+scenario_routed_pods() {
+  IFACES=(cali-c1 cali-c2 eth0)
+  apply_rules <<EOT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+COMMIT
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:cali-nat-outgoing - [0:0]
+:KUBE-MARK-MASQ - [0:0]
+:KUBE-NODEPORTS - [0:0]
+:KUBE-POSTROUTING - [0:0]
+:KUBE-SEP-WEB1 - [0:0]
+:KUBE-SERVICES - [0:0]
+:KUBE-SVC-WEB - [0:0]
+-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING
+-A POSTROUTING -m comment --comment "cali:nat-outgoing" -j cali-nat-outgoing
+-A cali-nat-outgoing -s 172.17.0.0/16 ! -d 172.17.0.0/16 ! -o cali+ -j MASQUERADE --random-fully
+-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000
+-A KUBE-NODEPORTS -p tcp -m comment --comment "default/web" -m tcp --dport 30080 -j KUBE-MARK-MASQ
+-A KUBE-NODEPORTS -p tcp -m comment --comment "default/web" -m tcp --dport 30080 -j KUBE-SVC-WEB
+-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN
+-A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0
+-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully
+-A KUBE-SEP-WEB1 -p tcp -m comment --comment "default/web" -m tcp -j DNAT --to-destination $C1_IP:80
+-A KUBE-SERVICES -d $SVC_VIP/32 -p tcp -m comment --comment "default/web cluster IP" -m tcp --dport 80 -j KUBE-SVC-WEB
+-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS
+-A KUBE-SVC-WEB -m comment --comment "default/web -> $C1_IP:80" -j KUBE-SEP-WEB1
+COMMIT
+EOT
+  server web "$NS_C1" tcp_server.py --port 80 --lifetime 30
+  server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --lifetime 30
+  server srv-udp "$NS_OUT" udp_server.py --port 53 --lifetime 30
+  start_recording
+  run t1 "$NS_C1" tcp_client.py --dst "$SRV_IP" --port 7000 --requests 2 --tag c1out
+  run t2 "$NS_C2" tcp_client.py --dst "$REMOTE_SRV" --port 7000 --requests 1 --tag c2out
+  run udp "$NS_C2" udp_client.py --dst "$SRV_IP" --count 2 --name c2.example
+  run icmp "$NS_C1" icmp_ping.py --dst "$SRV_IP" --count 2 --ident 3111
+  run direct "$NS_C2" tcp_client.py --dst "$C1_IP" --port 80 --requests 1 --tag c2c1
+  run svc "$NS_C2" tcp_client.py --dst "$SVC_VIP" --port 80 --requests 2 --tag c2svc
+  run np "$NS_OUT" tcp_client.py --src "$REMOTE_CLI" --dst "$HOST_IP" --port 30080 --requests 2 --tag np
+  snapshot
+  kill_servers
+  stop_recording
+}
+check_routed_pods() {
+  local ct=$SCEN_DIR/conntrack.txt
+  need 3 "entries masqueraded to $HOST_IP" "$(ct_count "$ct" 'src=172\.17\.0\.[23] ' "dst=$HOST_IP ")"
+  need 1 "Service entry DNATed to $C1_IP:80, c2 kept" "$(ct_count "$ct" "src=$C2_IP dst=$SVC_VIP " "src=$C1_IP dst=$C2_IP sport=80 ")"
+  need 1 "NodePort entry DNATed to $C1_IP:80 and masqueraded" "$(ct_count "$ct" "dport=30080 src=$C1_IP " 'sport=80 ')"
+  need 1 "direct entry c2 -> c1 untranslated" "$(ct_count "$ct" "src=$C2_IP dst=$C1_IP sport=[0-9]+ dport=80 src=$C1_IP dst=$C2_IP ")"
+  [[ $(pkts "$SCEN_DIR/eth0.pcap" 'ip.addr==172.17.0.0/16') -eq 0 ]] || die "$SCEN: a pod address on eth0"
+}
+
 check_addresses() {
   local f bad
   for f in "$SCEN_DIR"/*.pcap "$SCEN_DIR"/*.pcapng; do
     bad=$(tshark -r "$f" -T fields -E separator=, -e ip.src -e ip.dst -e arp.src.proto_ipv4 -e arp.dst.proto_ipv4 \
       -e ipv6.src -e ipv6.dst 2>/dev/null | tr ',\t' '\n' |
-      grep -v -E '^$|^172\.17\.|^203\.0\.113\.|^192\.0\.2\.|^198\.51\.100\.|^0\.0\.0\.0$|^127\.0\.0\.1$|^fd00:172:17:|^2001:db8:|^ff02:' | sort -u || true)
+      grep -v -E '^$|^172\.17\.|^169\.254\.1\.1$|^203\.0\.113\.|^192\.0\.2\.|^198\.51\.100\.|^0\.0\.0\.0$|^127\.0\.0\.1$|^fd00:172:17:|^2001:db8:|^ff02:' | sort -u || true)
     [[ -z $bad ]] || die "$(basename "$f"): unexpected addresses: $bad"
   done
   # IPv6 only where the scenario asks for it.

@@ -120,6 +120,25 @@ fn rebuilt_paths_of_every_scenario() {
     }
 }
 
+/// Routed pods with no bridge (`routed-pods`): each connection's path from pod link to
+/// uplink or pod link, with the kernel's translations, and the same from `-i any`.
+#[test]
+fn rebuilt_paths_of_routed_pods() {
+    let d = "samples/routed-pods";
+    let doc = correlate_json(&[
+        &format!("{d}/cali-c1.pcap"),
+        &format!("{d}/cali-c2.pcap"),
+        &format!("{d}/eth0.pcap"),
+    ]);
+    insta::assert_snapshot!("paths-routed-pods", paths(&doc));
+    let any = correlate_json(&[
+        &format!("{d}/any.pcap"),
+        "--links",
+        &format!("{d}/links.txt"),
+    ]);
+    assert_eq!(paths(&any), paths(&doc));
+}
+
 #[test]
 fn shifted_clock_correlates_exactly_and_reports_the_offset() {
     let plain = correlate_json(&[

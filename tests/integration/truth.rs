@@ -185,6 +185,33 @@ fn one_pcapng_and_one_any_capture() {
     }
 }
 
+/// A node whose pods hang off routed veths, with no bridge (`routed-pods`, Calico's
+/// layout): the pods' links and the uplink as files, as one pcapng and as `-i any`.
+#[test]
+fn routed_pod_links() {
+    let s = "routed-pods";
+    let d = dir(s);
+    let files = ["cali-c1", "cali-c2", "eth0"].map(|p| format!("{d}/{p}.pcap"));
+    check(
+        s,
+        "cali-c1+cali-c2+eth0",
+        &specs(&files),
+        &ReadOptions::default(),
+    );
+    check(
+        s,
+        "multi.pcapng",
+        &specs(&[format!("{d}/multi.pcapng")]),
+        &ReadOptions::default(),
+    );
+    let links = std::fs::read_to_string(format!("{d}/links.txt")).unwrap();
+    let opts = ReadOptions {
+        ifnames: IfNames::parse(&links).unwrap(),
+        ..ReadOptions::default()
+    };
+    check(s, "any.pcap", &specs(&[format!("{d}/any.pcap")]), &opts);
+}
+
 #[test]
 fn shifted_clock() {
     let d = dir("masquerade");
