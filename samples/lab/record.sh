@@ -38,7 +38,7 @@ ALL_SCENARIOS+=(hairpin-routed hairpin-routed6 one-armed one-armed6)
 ALL_SCENARIOS+=(fault-hairpin-routed-no-masq fault-hairpin-routed-no-masq6 fault-hairpin-no-br-netfilter)
 ALL_SCENARIOS+=(fault-hairpin-mode-off fault-hairpin-mode-off6 ftp-alg ftp-alg6 tftp-alg local-published)
 ALL_SCENARIOS+=(published-port6 local-published6 port-collision6 snat-pool6 netmap6 redirect-local6 nodeport6 nft-inet6 icmp-errors6 bulk-offload6)
-ALL_SCENARIOS+=(routed-pods)
+ALL_SCENARIOS+=(routed-pods egress-snat)
 
 # The scenarios that run with IPv6 on (dual stack): those whose name ends in 6.
 is_v6() { [[ $1 == *6 ]]; }
@@ -3770,6 +3770,40 @@ check_routed_pods() {
   need 1 "NodePort entry DNATed to $C1_IP:80 and masqueraded" "$(ct_count "$ct" "dport=30080 src=$C1_IP " 'sport=80 ')"
   need 1 "direct entry c2 -> c1 untranslated" "$(ct_count "$ct" "src=$C2_IP dst=$C1_IP sport=[0-9]+ dport=80 src=$C1_IP dst=$C2_IP ")"
   [[ $(pkts "$SCEN_DIR/eth0.pcap" 'ip.addr==172.17.0.0/16') -eq 0 ]] || die "$SCEN: a pod address on eth0"
+}
+
+# An egress address for everything that leaves: every connection out of eth0, the
+# host's own among them, is SNATed to 203.0.113.21 (a second address of eth0), as an
+# egress gateway's rule does. The host's own connections are translated in
+# POSTROUTING, after routing and before eth0's capture: eth0 shows them from
+# 203.0.113.21 and no interface shows their source before NAT; only the entries do.
+scenario_egress_snat() {
+  IFACES=(docker0 eth0 veth-c1)
+  hx ip addr add 203.0.113.21/32 dev eth0
+  {
+    docker_filter_base
+    echo COMMIT
+    docker_nat_base
+    echo "-A POSTROUTING -o eth0 -j SNAT --to-source 203.0.113.21"
+    echo COMMIT
+  } | apply_rules
+  server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --lifetime 30
+  server srv-udp "$NS_OUT" udp_server.py --port 53 --lifetime 30
+  start_recording
+  run h1 "$NS_HOST" tcp_client.py --dst "$SRV_IP" --port 7000 --requests 2 --tag host1
+  run h2 "$NS_HOST" tcp_client.py --dst "$REMOTE_SRV" --port 7000 --requests 1 --tag host2
+  run hu "$NS_HOST" udp_client.py --dst "$SRV_IP" --count 2 --name host.example
+  run c1 "$NS_C1" tcp_client.py --dst "$SRV_IP" --port 7000 --requests 2 --tag c1out
+  run cu "$NS_C2" udp_client.py --dst "$REMOTE_SRV" --count 1 --name c2.example
+  snapshot
+  kill_servers
+  stop_recording
+}
+check_egress_snat() {
+  local ct=$SCEN_DIR/conntrack.txt
+  need 3 "the host's own entries SNATed to 203.0.113.21" "$(ct_count "$ct" "src=$HOST_IP dst=" 'dst=203\.0\.113\.21 ')"
+  need 2 "the containers' entries SNATed to 203.0.113.21" "$(ct_count "$ct" 'src=172\.17\.0\.[23] ' 'dst=203\.0\.113\.21 ')"
+  [[ $(pkts "$SCEN_DIR/eth0.pcap" "ip.src==$HOST_IP && (tcp || udp)") -eq 0 ]] || die "$SCEN: $HOST_IP's own packets on eth0 untranslated"
 }
 
 check_addresses() {

@@ -28,6 +28,10 @@ pub struct ErrorHop<'a> {
     pub error: &'a IcmpError,
 }
 
+/// The TTLs (IPv6 hop limits) hosts start their packets with: Linux, BSD and macOS 64,
+/// Windows 128, network gear 255. A forwarded packet leaves with one less.
+pub const INITIAL_TTLS: [u8; 3] = [64, 128, 255];
+
 pub struct Ctx<'a> {
     pub c: &'a Correlation,
     pub topo: &'a Topology,
@@ -155,7 +159,7 @@ impl<'a> Ctx<'a> {
         let sent: BTreeMap<usize, Tuple> =
             ct::upstream_entries(&self.hops_by_tuple, self.snapshots)
                 .into_iter()
-                .filter(|(_, e)| self.opened_by_host(&e.orig))
+                .filter(|(ci, e)| self.sent_by_host(*ci, &e.orig))
                 .map(|(ci, e)| (ci, e.orig))
                 .collect();
         let walked = super::rules::attribute(
@@ -190,6 +194,19 @@ impl<'a> Ctx<'a> {
         t.src == t.dst
             || self.topo.host_addrs.contains(&t.src)
             || self.rules.is_some_and(|r| r.is_local(t.src))
+    }
+
+    /// Whether the host itself sent connection `ci`'s first packet, which left with
+    /// tuple `t` before NAT (its entry says) and reached no capture point untranslated:
+    /// [`Ctx::opened_by_host`], or its packets left the first point with a TTL a sender
+    /// starts with ([`INITIAL_TTLS`]), which routing through this host would have
+    /// lowered, from an address that is not inside (a container's bridged packets keep
+    /// theirs).
+    pub fn sent_by_host(&self, ci: usize, t: &Tuple) -> bool {
+        self.opened_by_host(t)
+            || (self.c.connections[ci].hops.first())
+                .and_then(|h| h.fwd_ttl)
+                .is_some_and(|ttl| INITIAL_TTLS.contains(&ttl) && !self.topo.is_inside(t.src))
     }
 
     /// Whether connection `ci` has a NAT helper by what the captures and conntrack

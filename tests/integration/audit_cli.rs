@@ -2253,7 +2253,9 @@ fn an_ftp_helper_rewrites_and_expects_without_a_loss_or_a_contradiction() {
 /// A connection every capture shows already translated is named from its entry
 /// (`nat-before-capture`, info), in every shape: the host's own connections to its
 /// published port, DNATed in nat OUTPUT with every interface captured
-/// (`local-published`, over IPv4 and IPv6); a node's own connection to its NodePort, DNATed and SNATed
+/// (`local-published`, over IPv4 and IPv6), and its connections out SNATed to an egress
+/// address in POSTROUTING (`egress-snat`: told the host's by the TTL they left with,
+/// its containers' by theirs); a node's own connection to its NodePort, DNATed and SNATed
 /// before any interface (`kube-rules`, `kube-nft`); connections in from outside with
 /// only the bridge captured (`published-port`: TCP and UDP; `nodeport`: DNAT and
 /// SNAT; both over IPv6 too); masqueraded ones out with only the uplink captured
@@ -2263,8 +2265,10 @@ fn an_ftp_helper_rewrites_and_expects_without_a_loss_or_a_contradiction() {
 fn connections_translated_before_any_capture_are_named_from_their_entries() {
     let all: &[&str] = &["veth-c1", "docker0", "eth0"];
     // (recording, points given, connections named, of which the host opened)
-    let cases: [(&str, &[&str], usize, usize); 11] = [
+    let cases: [(&str, &[&str], usize, usize); 13] = [
         ("local-published", all, 2, 2),
+        ("egress-snat", all, 3, 3),
+        ("egress-snat", &["eth0"], 5, 3),
         ("local-published6", all, 2, 2),
         ("kube-rules", all, 1, 1),
         ("kube-nft", all, 1, 1),

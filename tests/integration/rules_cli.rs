@@ -1337,18 +1337,27 @@ fn links_tell_a_bridge_port_from_its_bridge_in_any_input_order() {
 
 /// The host's own connections, which NAT translated in OUTPUT before any capture
 /// point, are walked from OUTPUT with the tuple their entry says they were sent with,
-/// and the rules name their translation: a published port reached by the host's own
-/// address (Docker's DNAT, iptables and ip6tables), a node's connection to its own NodePort
+/// and the rules name their translation: the host's connections out SNATed to an
+/// egress address in POSTROUTING (told the host's by their TTL, no address given), a
+/// published port reached by the host's own address (Docker's DNAT, iptables and
+/// ip6tables), a node's connection to its own NodePort
 /// (kube-proxy's DNAT and masquerade, iptables and nft). Without the entries no capture
 /// shows that tuple, and they are not walked.
 #[test]
 fn the_hosts_own_connections_are_walked_from_output_with_their_entries() {
     // (recording, rule set, connections the host opened, their DNAT chain, SNAT too)
     let cases = [
-        ("local-published", "iptables.txt", 2, "DOCKER", false),
-        ("local-published6", "ip6tables.txt", 2, "DOCKER", false),
-        ("kube-rules", "iptables.txt", 1, "KUBE-SEP-WEB3", true),
-        ("kube-nft", "rules.nft", 1, "endpoint-WEBEP003", true),
+        ("local-published", "iptables.txt", 2, Some("DOCKER"), false),
+        (
+            "local-published6",
+            "ip6tables.txt",
+            2,
+            Some("DOCKER"),
+            false,
+        ),
+        ("kube-rules", "iptables.txt", 1, Some("KUBE-SEP-WEB3"), true),
+        ("kube-nft", "rules.nft", 1, Some("endpoint-WEBEP003"), true),
+        ("egress-snat", "iptables.txt", 3, None, true),
     ];
     for (s, rules, opened, dnat, snat) in cases {
         let d = format!("samples/{s}");
@@ -1374,9 +1383,15 @@ fn the_hosts_own_connections_are_walked_from_output_with_their_entries() {
         for w in &walks {
             assert_eq!(w["agrees"], true, "{s}: {w}");
             assert!(w["in_iface"].is_null(), "{s}: sent by the host: {w}");
-            assert_eq!(w["walked"]["src"], w["walked"]["dst"], "{s}: {w}");
-            let chain = w["dnat"]["chain"].as_str().unwrap();
-            assert!(chain.starts_with(dnat), "{s}: {chain}");
+            match dnat {
+                // To the host's own published port or NodePort, from its own address.
+                Some(dnat) => {
+                    assert_eq!(w["walked"]["src"], w["walked"]["dst"], "{s}: {w}");
+                    let chain = w["dnat"]["chain"].as_str().unwrap();
+                    assert!(chain.starts_with(dnat), "{s}: {chain}");
+                }
+                None => assert!(w["dnat"].is_null(), "{s}: {w}"),
+            }
             assert_eq!(w["snat"].is_object(), snat, "{s}: {w}");
         }
         let summary = &doc["rules"][0];

@@ -77,6 +77,7 @@ pub const SCENARIOS: &[&str] = &[
     "nft-inet6",
     "icmp-errors6",
     "bulk-offload6",
+    "egress-snat",
 ];
 
 /// Scenarios where conntrack adds a finding or a fact by design, left out of the tests
@@ -92,6 +93,11 @@ pub const HAIRPIN_SCENARIOS: &[&str] = &[
     "fault-hairpin-mode-off",
     "fault-hairpin-mode-off6",
 ];
+
+/// Recordings of a topology of their own, whose capture points are not veth-c1,
+/// docker0 and eth0 (`routed-pods`: cali-c1, cali-c2, eth0): their tests name their
+/// captures.
+pub const OWN_TOPOLOGY_SCENARIOS: &[&str] = &["routed-pods"];
 
 /// The capture of a scenario's second uplink (`eth1.pcap`, in the asymmetric-route
 /// recordings), when it has one.

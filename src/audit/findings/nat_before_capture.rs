@@ -22,7 +22,7 @@ pub fn detect(x: &Ctx) -> Vec<Finding> {
             let conn = &x.c.connections[ci];
             let hop = &conn.hops[0];
             let point = x.c.points[hop.point].name.clone();
-            let local = x.opened_by_host(&e.orig);
+            let local = x.sent_by_host(ci, &e.orig);
             let mut f = entry_finding(
                 x,
                 Code::NatBeforeCapture,
