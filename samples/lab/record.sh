@@ -38,7 +38,7 @@ ALL_SCENARIOS+=(hairpin-routed hairpin-routed6 one-armed one-armed6)
 ALL_SCENARIOS+=(fault-hairpin-routed-no-masq fault-hairpin-routed-no-masq6 fault-hairpin-no-br-netfilter)
 ALL_SCENARIOS+=(fault-hairpin-mode-off fault-hairpin-mode-off6 ftp-alg ftp-alg6 tftp-alg local-published)
 ALL_SCENARIOS+=(published-port6 local-published6 port-collision6 snat-pool6 netmap6 redirect-local6 nodeport6 nft-inet6 icmp-errors6 bulk-offload6)
-ALL_SCENARIOS+=(routed-pods egress-snat)
+ALL_SCENARIOS+=(routed-pods egress-snat fragments)
 
 # The scenarios that run with IPv6 on (dual stack): those whose name ends in 6.
 is_v6() { [[ $1 == *6 ]]; }
@@ -3804,6 +3804,34 @@ check_egress_snat() {
   need 3 "the host's own entries SNATed to 203.0.113.21" "$(ct_count "$ct" "src=$HOST_IP dst=" 'dst=203\.0\.113\.21 ')"
   need 2 "the containers' entries SNATed to 203.0.113.21" "$(ct_count "$ct" 'src=172\.17\.0\.[23] ' 'dst=203\.0\.113\.21 ')"
   [[ $(pkts "$SCEN_DIR/eth0.pcap" "ip.src==$HOST_IP && (tcp || udp)") -eq 0 ]] || die "$SCEN: $HOST_IP's own packets on eth0 untranslated"
+}
+
+# fragments6 over IPv4: datagrams larger than the links' MTU through MASQUERADE. c1's
+# 3000-byte datagrams leave it in fragments (DF off), conntrack puts them back together
+# before NAT, and the host fragments them again, keeping the datagram's IP ID; the
+# echoes come back in fragments the same way. c2 sends the same bytes a little after
+# c1, to another server. The bridge calls netfilter, so it too puts the containers'
+# datagrams back together.
+scenario_fragments() {
+  IFACES=(docker0 eth0 veth-c1)
+  bridge_netfilter
+  apply_docker_masquerade
+  server srv-udp "$NS_OUT" udp_server.py --port 9999 --lifetime 30
+  start_recording
+  run big1 "$NS_C1" udp_client.py --dst "$SRV_IP" --port 9999 --raw --size 3000 --count 3
+  sleep 0.2
+  run big2 "$NS_C2" udp_client.py --dst "$REMOTE_SRV" --port 9999 --raw --size 3000 --count 2
+  snapshot
+  kill_servers
+  stop_recording
+}
+check_fragments() {
+  local ct=$SCEN_DIR/conntrack.txt first='ip.flags.mf == 1 && ip.frag_offset == 0'
+  need 2 "UDP MASQUERADE entries to port 9999" "$(ct_count "$ct" '^ipv4 +2 udp ' 'dport=9999 ' "dst=$HOST_IP ")"
+  need 5 "datagrams leaving eth0 in fragments" "$(pkts "$SCEN_DIR/eth0.pcap" "$first && ip.src == $HOST_IP")"
+  need 5 "datagrams reaching eth0 in fragments" "$(pkts "$SCEN_DIR/eth0.pcap" "$first && ip.dst == $HOST_IP")"
+  need 3 "datagrams leaving c1 in fragments" "$(pkts "$SCEN_DIR/veth-c1.pcap" "$first && ip.src == $C1_IP")"
+  need 3 "datagrams reaching c1 in fragments" "$(pkts "$SCEN_DIR/veth-c1.pcap" "$first && ip.dst == $C1_IP")"
 }
 
 check_addresses() {

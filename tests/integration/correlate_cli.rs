@@ -410,13 +410,19 @@ fn capture_forms(d: &str) -> [String; 6] {
 
 /// The same bytes from two containers over IPv6 (no IP ID): datagrams in fragments that
 /// the host fragments again under identifications of its own, the bridge showing them
-/// whole (`fragments6`), probes sent at once, their copies a millisecond or less apart
+/// whole (`fragments6`; over IPv4, `fragments`, refragmented under the datagram's IP
+/// ID), probes sent at once, their copies a millisecond or less apart
 /// (`probes6`), and the same sent one way to a collector that answers nothing
 /// (`sink6`). Every way of capturing the interfaces gives each container's connection
 /// its own translation, as conntrack has it, and nothing to report.
 #[test]
 fn the_same_bytes_from_two_containers_keep_their_connections_apart() {
-    for s in ["fragments6", "probes6", "sink6"] {
+    for s in ["fragments", "fragments6", "probes6", "sink6"] {
+        let (c1, c2) = if s.ends_with('6') {
+            ("fd00:172:17::2", "fd00:172:17::3")
+        } else {
+            ("172.17.0.2", "172.17.0.3")
+        };
         let d = format!("samples/{s}");
         let want = conntrack_translations(&format!("{d}/conntrack.txt"));
         assert_eq!(want.len(), 2, "{s}: {want:?}");
@@ -437,8 +443,7 @@ fn the_same_bytes_from_two_containers_keep_their_connections_apart() {
                     (h["src"].as_str().unwrap(), h["point"].as_str().unwrap())
                 })
                 .collect();
-            let expected =
-                BTreeSet::from([("fd00:172:17::2", "veth-c1"), ("fd00:172:17::3", c2_from)]);
+            let expected = BTreeSet::from([(c1, "veth-c1"), (c2, c2_from)]);
             assert_eq!(firsts, expected, "{args:?}");
             let paths: Vec<usize> = (doc["connections"].as_array().unwrap().iter())
                 .map(|c| c["hops"].as_array().unwrap().len())

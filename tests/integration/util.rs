@@ -78,6 +78,7 @@ pub const SCENARIOS: &[&str] = &[
     "icmp-errors6",
     "bulk-offload6",
     "egress-snat",
+    "fragments",
 ];
 
 /// Scenarios where conntrack adds a finding or a fact by design, left out of the tests
