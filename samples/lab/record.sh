@@ -38,7 +38,7 @@ ALL_SCENARIOS+=(hairpin-routed hairpin-routed6 one-armed one-armed6)
 ALL_SCENARIOS+=(fault-hairpin-routed-no-masq fault-hairpin-routed-no-masq6 fault-hairpin-no-br-netfilter)
 ALL_SCENARIOS+=(fault-hairpin-mode-off fault-hairpin-mode-off6 ftp-alg ftp-alg6 tftp-alg local-published)
 ALL_SCENARIOS+=(published-port6 local-published6 port-collision6 snat-pool6 netmap6 redirect-local6 nodeport6 nft-inet6 icmp-errors6 bulk-offload6)
-ALL_SCENARIOS+=(routed-pods egress-snat fragments)
+ALL_SCENARIOS+=(routed-pods egress-snat fragments midstream)
 
 # The scenarios that run with IPv6 on (dual stack): those whose name ends in 6.
 is_v6() { [[ $1 == *6 ]]; }
@@ -3832,6 +3832,43 @@ check_fragments() {
   need 5 "datagrams reaching eth0 in fragments" "$(pkts "$SCEN_DIR/eth0.pcap" "$first && ip.dst == $HOST_IP")"
   need 3 "datagrams leaving c1 in fragments" "$(pkts "$SCEN_DIR/veth-c1.pcap" "$first && ip.src == $C1_IP")"
   need 3 "datagrams reaching c1 in fragments" "$(pkts "$SCEN_DIR/veth-c1.pcap" "$first && ip.dst == $C1_IP")"
+}
+
+# Captures that start in the middle of connections, as most incident captures do: c1's
+# connection out (masqueraded) and a client's in through the published port 8080 are
+# opened and exchange once before the captures start; the captures see one more
+# exchange each and the close, never the SYNs. A third connection out is opened and
+# closed while capturing, for contrast.
+scenario_midstream() {
+  IFACES=(docker0 eth0 veth-c1)
+  publish_web | apply_rules
+  server web "$NS_C1" tcp_server.py --port 80 --lifetime 30
+  server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --lifetime 30
+  client out "$NS_C1" tcp_client.py --dst "$SRV_IP" --port 7000 --requests 1 --tag midout \
+    --ready "$SYNC/out" --release "$SYNC/release" --phase2 "$SYNC/go"
+  local out=$LAST_PID
+  client in "$NS_OUT" tcp_client.py --src "$REMOTE_CLI" --dst "$HOST_IP" --port 8080 --requests 1 --tag midin \
+    --ready "$SYNC/in" --release "$SYNC/release" --phase2 "$SYNC/go"
+  local in=$LAST_PID
+  wait_file "$SYNC/out" 5
+  wait_file "$SYNC/in" 5
+  touch "$SYNC/release"
+  start_recording
+  touch "$SYNC/go"
+  expect_ok "$out"
+  expect_ok "$in"
+  run t1 "$NS_C1" tcp_client.py --dst "$REMOTE_SRV" --port 7000 --requests 1 --tag whole
+  snapshot
+  kill_servers
+  stop_recording
+}
+check_midstream() {
+  local ct=$SCEN_DIR/conntrack.txt
+  [[ $(pkts "$SCEN_DIR/eth0.pcap" "tcp.flags.syn==1 && tcp.port==8080") -eq 0 ]] || die "$SCEN: a SYN of the connection in captured"
+  [[ $(pkts "$SCEN_DIR/docker0.pcap" "tcp.flags.syn==1 && ip.dst==$SRV_IP") -eq 0 ]] || die "$SCEN: a SYN of the connection out captured"
+  need 1 "data of the connection in on eth0" "$(pkts "$SCEN_DIR/eth0.pcap" "tcp.port==8080 && tcp.len > 0")"
+  need 1 "data of the connection out on eth0" "$(pkts "$SCEN_DIR/eth0.pcap" "ip.dst==$SRV_IP && tcp.len > 0")"
+  need 2 "entries closing or closed" "$(ct_count "$ct" '^ipv4 +2 tcp ' '(TIME_WAIT|CLOSE|FIN_WAIT|LAST_ACK)')"
 }
 
 check_addresses() {

@@ -148,8 +148,11 @@ fn rule_short(rules: &RuleSet, r: &RuleRef) -> String {
 /// the wire`.
 pub fn witness_line(w: &WitnessSummary) -> String {
     format!(
-        "{}: rule set of {} rules, {} connections walked through it, {} agree with the wire",
-        w.source, w.entries, w.on_wire, w.agree
+        "{}: rule set of {}, {} walked through it, {} agree with the wire",
+        w.source,
+        crate::report::fmt::plural(w.entries as u64, "rule", "rules"),
+        crate::report::fmt::plural(w.on_wire as u64, "connection", "connections"),
+        w.agree
     )
 }
 

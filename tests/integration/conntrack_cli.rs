@@ -107,6 +107,12 @@ fn list_and_proc_forms_of_one_snapshot_agree() {
     }
 }
 
+/// Recordings whose first connections were opened before the captures and the event
+/// log started: the log holds nothing of them. The kernel (`nf_conntrack_events=2`,
+/// the default since 6.0) gives a connection its event cache only if someone listens
+/// when it is created, so even its close goes unreported.
+const OPENED_BEFORE_THE_LOG: &[&str] = &["midstream"];
+
 #[test]
 fn event_log_holds_the_snapshot_nat_decisions() {
     for s in scenarios() {
@@ -115,16 +121,21 @@ fn event_log_holds_the_snapshot_nat_decisions() {
         let timelines = conntrack::timelines(&ev.events);
         let by_id: BTreeMap<u32, &conntrack::Timeline> =
             timelines.iter().filter_map(|t| Some((t.id?, t))).collect();
+        let mut from_new = 0;
         for e in &snap.entries {
-            let t = by_id
-                .get(&e.id.unwrap())
-                .unwrap_or_else(|| panic!("{s}: entry id {:?} has no events", e.id));
+            let t = by_id.get(&e.id.unwrap());
+            if t.is_none() && OPENED_BEFORE_THE_LOG.contains(&s.as_str()) {
+                continue;
+            }
+            let t = t.unwrap_or_else(|| panic!("{s}: entry id {:?} has no events", e.id));
             assert_eq!(t.orig, e.orig, "{s}");
+            from_new += 1;
             assert!(t.saw_new, "{s}: the log started before the connection");
             // The REPLY tuple, i.e. the NAT decision, is fixed from the NEW event on.
             let new = &ev.events[t.events[0]].entry;
             assert_eq!(new.reply, e.reply, "{s}: line {}", e.line);
         }
+        assert!(from_new > 0, "{s}: no entry opened while the log ran");
     }
 }
 

@@ -79,6 +79,7 @@ pub const SCENARIOS: &[&str] = &[
     "bulk-offload6",
     "egress-snat",
     "fragments",
+    "midstream",
 ];
 
 /// Scenarios where conntrack adds a finding or a fact by design, left out of the tests

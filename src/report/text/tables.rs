@@ -192,8 +192,15 @@ pub fn by_path_table(c: &Correlation, findings: &[u32]) -> Option<Table> {
 /// `ct.txt: snapshot of 6 entries, 6 on the wire, 6 agree with it, taken about <time>`.
 pub fn witness_line(w: &WitnessSummary) -> String {
     let what = match w.kind {
-        WitnessKind::Events => format!("event log of {} connections", w.entries),
-        kind => format!("{} of {} entries", kind.as_str(), w.entries),
+        WitnessKind::Events => format!(
+            "event log of {}",
+            plural(w.entries as u64, "connection", "connections")
+        ),
+        kind => format!(
+            "{} of {}",
+            kind.as_str(),
+            plural(w.entries as u64, "entry", "entries")
+        ),
     };
     let mut s = format!(
         "{}: {what}, {} on the wire, {} agree with it",
