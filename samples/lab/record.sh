@@ -38,7 +38,7 @@ ALL_SCENARIOS+=(hairpin-routed hairpin-routed6 one-armed one-armed6)
 ALL_SCENARIOS+=(fault-hairpin-routed-no-masq fault-hairpin-routed-no-masq6 fault-hairpin-no-br-netfilter)
 ALL_SCENARIOS+=(fault-hairpin-mode-off fault-hairpin-mode-off6 ftp-alg ftp-alg6 tftp-alg local-published)
 ALL_SCENARIOS+=(published-port6 local-published6 port-collision6 snat-pool6 netmap6 redirect-local6 nodeport6 nft-inet6 icmp-errors6 bulk-offload6)
-ALL_SCENARIOS+=(routed-pods egress-snat fragments midstream)
+ALL_SCENARIOS+=(routed-pods egress-snat fragments midstream docker-nft)
 
 # The scenarios that run with IPv6 on (dual stack): those whose name ends in 6.
 is_v6() { [[ $1 == *6 ]]; }
@@ -3869,6 +3869,117 @@ check_midstream() {
   need 1 "data of the connection in on eth0" "$(pkts "$SCEN_DIR/eth0.pcap" "tcp.port==8080 && tcp.len > 0")"
   need 1 "data of the connection out on eth0" "$(pkts "$SCEN_DIR/eth0.pcap" "ip.dst==$SRV_IP && tcp.len > 0")"
   need 2 "entries closing or closed" "$(ct_count "$ct" '^ipv4 +2 tcp ' '(TIME_WAIT|CLOSE|FIN_WAIT|LAST_ACK)')"
+}
+
+# Docker's native nftables firewall (`"firewall-backend": "nftables"`): no iptables
+# rule at all, one `ip docker-bridges` table laid out as Docker 28+ writes it for
+# docker0 with `-p 8080:80 -p 8053:53/udp` on c1 (verdict maps dispatching on the
+# bridge's name, the published ports' DNAT shared by prerouting and output, a raw-table
+# drop of direct access to the container from outside, masquerade of the bridge's
+# network). Traffic: the containers out (TCP, UDP, ICMP), clients outside to both
+# published ports, the host itself to 8080, and one client outside straight to
+# 172.17.0.2:80 (routed to the host), dropped in raw PREROUTING.
+docker_nft_rules() {
+  cat <<EOT
+table ip docker-bridges {
+	map filter-forward-in-jumps {
+		type ifname : verdict
+		elements = { "docker0" : jump filter-forward-in__docker0 }
+	}
+	map filter-forward-out-jumps {
+		type ifname : verdict
+		elements = { "docker0" : jump filter-forward-out__docker0 }
+	}
+	map nat-postrouting-in-jumps {
+		type ifname : verdict
+		elements = { "docker0" : jump nat-postrouting-in__docker0 }
+	}
+	map nat-postrouting-out-jumps {
+		type ifname : verdict
+		elements = { "docker0" : jump nat-postrouting-out__docker0 }
+	}
+	chain filter-FORWARD {
+		type filter hook forward priority filter + 1; policy accept;
+		oifname vmap @filter-forward-in-jumps
+		iifname vmap @filter-forward-out-jumps
+	}
+	chain nat-OUTPUT {
+		type nat hook output priority -100; policy accept;
+		ip daddr != 127.0.0.0/8 fib daddr type local counter jump nat-prerouting-and-output
+	}
+	chain nat-POSTROUTING {
+		type nat hook postrouting priority srcnat; policy accept;
+		iifname vmap @nat-postrouting-out-jumps
+		oifname vmap @nat-postrouting-in-jumps
+	}
+	chain nat-PREROUTING {
+		type nat hook prerouting priority dstnat; policy accept;
+		fib daddr type local counter jump nat-prerouting-and-output
+	}
+	chain nat-prerouting-and-output {
+		iifname != "docker0" tcp dport 8080 counter dnat to $C1_IP:80 comment "DNAT"
+		iifname != "docker0" udp dport 8053 counter dnat to $C1_IP:53 comment "DNAT"
+	}
+	chain raw-PREROUTING {
+		type filter hook prerouting priority raw; policy accept;
+		ip daddr $C1_IP iifname != "docker0" counter drop comment "DROP DIRECT ACCESS"
+	}
+	chain filter-forward-in__docker0 {
+		ct state established,related counter accept
+		iifname "docker0" counter accept comment "ICC"
+		ip daddr $C1_IP tcp dport 80 counter accept
+		ip daddr $C1_IP udp dport 53 counter accept
+		counter drop comment "UNPUBLISHED PORT DROP"
+	}
+	chain filter-forward-out__docker0 {
+		ct state established,related counter accept
+		counter accept comment "OUTGOING"
+	}
+	chain nat-postrouting-in__docker0 {
+	}
+	chain nat-postrouting-out__docker0 {
+		oifname != "docker0" ip saddr 172.17.0.0/16 counter masquerade comment "MASQUERADE"
+	}
+}
+EOT
+}
+
+scenario_docker_nft() {
+  IFACES=(docker0 eth0 veth-c1)
+  ip -n "$NS_OUT" route add 172.17.0.0/16 via "$HOST_IP"
+  docker_nft_rules >"$SCEN_DIR/rules.nft"
+  hx nft -f "$SCEN_DIR/rules.nft"
+  hx nft -j list ruleset >"$SCEN_DIR/nft.json"
+  hx nft -a list ruleset >"$SCEN_DIR/nft.txt"
+  server web "$NS_C1" tcp_server.py --port 80 --lifetime 30
+  server dns "$NS_C1" udp_server.py --port 53 --lifetime 30
+  server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --lifetime 30
+  server srv-udp "$NS_OUT" udp_server.py --port 53 --lifetime 30
+  start_recording
+  client direct "$NS_OUT" tcp_client.py --src "$REMOTE_CLI" --dst "$C1_IP" --port 80 --connect-timeout 1.5 \
+    --expect-fail --tag direct
+  local direct=$LAST_PID
+  run t1 "$NS_C1" tcp_client.py --dst "$SRV_IP" --port 7000 --requests 2 --tag c1out
+  run t2 "$NS_C2" tcp_client.py --dst "$REMOTE_SRV" --port 7000 --requests 1 --tag c2out
+  run u1 "$NS_C1" udp_client.py --dst "$SRV_IP" --count 2 --name c1.example
+  run i2 "$NS_C2" icmp_ping.py --dst "$SRV_IP" --count 2 --ident 3121
+  run o1 "$NS_OUT" tcp_client.py --src "$REMOTE_CLI" --dst "$HOST_IP" --port 8080 --requests 2 --tag ext1
+  run ou "$NS_OUT" udp_client.py --src "$REMOTE_CLI" --dst "$HOST_IP" --port 8053 --count 1 --name ext.example
+  run l1 "$NS_HOST" tcp_client.py --dst "$HOST_IP" --port 8080 --requests 1 --tag local1
+  expect_ok "$direct"
+  snapshot
+  kill_servers
+  stop_recording
+  [[ -n $(grep -vE '^(\*|:|COMMIT|#)' "$SCEN_DIR/iptables.txt" || true) ]] || rm -f "$SCEN_DIR/iptables.txt"
+}
+check_docker_nft() {
+  local ct=$SCEN_DIR/conntrack.txt
+  need 3 "entries masqueraded to $HOST_IP" "$(ct_count "$ct" 'src=172\.17\.0\.[23] ' "dst=$HOST_IP ")"
+  need 2 "DNAT entries to $C1_IP" "$(ct_count "$ct" "dport=80(80|53) src=$C1_IP ")"
+  need 1 "the host's own DNAT entry" "$(ct_count "$ct" "src=$HOST_IP dst=$HOST_IP sport=[0-9]+ dport=8080 src=$C1_IP ")"
+  need 2 "SYNs straight to $C1_IP:80 on eth0" "$(pkts "$SCEN_DIR/eth0.pcap" "ip.dst==$C1_IP && tcp.flags.syn==1")"
+  [[ $(ct_count "$ct" "dst=$C1_IP sport=[0-9]+ dport=80 \\[UNREPLIED\\]") -eq 0 ]] || die "$SCEN: an entry for the direct access"
+  [[ ! -e $SCEN_DIR/iptables.txt ]] || die "$SCEN: iptables rules present"
 }
 
 check_addresses() {

@@ -2333,3 +2333,32 @@ fn connections_translated_before_any_capture_are_named_from_their_entries() {
         }
     }
 }
+
+/// Packets from outside addressed straight to a container's address (routed to the
+/// bridge's network, not through a published port; Docker's nftables backend drops
+/// them in raw PREROUTING, `docker-nft`) did not escape NAT: nothing left from the
+/// inside address, so no `leak`. Containers whose traffic left untranslated
+/// (`fault-masq-miss`) still are one, counted by the packets they sent.
+#[test]
+fn traffic_to_an_inside_address_from_outside_is_not_a_leak() {
+    let (_, doc) = json(&args(&three_points("docker-nft", &[])));
+    let direct: Vec<&Value> = (doc["connections"].as_array().unwrap().iter())
+        .filter(|c| c["hops"][0]["point"] == "eth0" && c["hops"][0]["dst"] == "172.17.0.2")
+        .collect();
+    assert_eq!(direct.len(), 1, "{doc}");
+    assert_eq!(direct[0]["hops"][0]["packets_rev"], 0, "{doc}");
+    assert!(
+        !codes(&doc).iter().any(|(_, c)| c == "leak"),
+        "{:?}",
+        codes(&doc)
+    );
+    let (_, doc) = json(&args(&three_points("fault-masq-miss", &[])));
+    let leaks: Vec<&Value> = (doc["findings"].as_array().unwrap().iter())
+        .filter(|f| f["code"] == "leak")
+        .collect();
+    assert!(!leaks.is_empty(), "{doc}");
+    for f in leaks {
+        assert_eq!(f["detail"]["inside_address"], "172.17.0.3", "{f}");
+        assert!(f["packets"].as_u64().unwrap() > 0, "{f}");
+    }
+}

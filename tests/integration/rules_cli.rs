@@ -1531,3 +1531,55 @@ fn an_inet_table_translates_each_family_by_its_own_rules() {
         assert_eq!(skipped, packet.starts_with("udp ["), "{packet}: {text}");
     }
 }
+
+/// Docker's native nftables backend (`docker-nft`, its table as Docker writes it, loaded
+/// in the lab): verdict maps dispatch by the bridge's name to its chains, the published
+/// ports' DNAT is shared by prerouting and output, the bridge's network is
+/// masqueraded. Read from the file loaded, `nft -a list ruleset` and `nft -j`, the
+/// rules explain every translated connection, the host's own one from OUTPUT, and
+/// `explain` names the raw-table rule that drops a packet sent from outside straight to
+/// the container.
+#[test]
+fn dockers_nftables_backend_explains_its_connections() {
+    let d = "samples/docker-nft";
+    let files: Vec<String> = ["veth-c1", "docker0", "eth0"]
+        .iter()
+        .map(|p| format!("{d}/{p}.pcap"))
+        .collect();
+    let ct = format!("{d}/conntrack.txt");
+    for rules in ["rules.nft", "nft.txt", "nft.json"] {
+        let rules = format!("{d}/{rules}");
+        let mut inputs: Vec<&str> = files.iter().map(String::as_str).collect();
+        inputs.extend(["--conntrack", &ct]);
+        let (_, doc) = report_of(&inputs, &[&rules]);
+        let summary = &doc["rules"][0];
+        assert!(
+            summary["on_wire"].as_u64().unwrap() >= 7,
+            "{rules}: {summary}"
+        );
+        assert_eq!(summary["on_wire"], summary["agree"], "{rules}: {summary}");
+        let own = (doc["connections"].as_array().unwrap().iter())
+            .filter(|c| c["rules"]["filter_hook"] == "OUTPUT")
+            .count();
+        assert_eq!(own, 1, "{rules}");
+        assert!(
+            codes(&doc).iter().all(|c| c == "nat-before-capture"),
+            "{rules}: {:?}",
+            codes(&doc)
+        );
+    }
+    let (rules, addrs) = (format!("{d}/rules.nft"), format!("{d}/addrs.txt"));
+    let out = natcheck(&[
+        "explain",
+        "--rules",
+        &rules,
+        "--rules",
+        &addrs,
+        "--packet",
+        "tcp 198.51.100.20:40000 > 172.17.0.2:80 in eth0",
+    ]);
+    let text = stdout(&out);
+    assert!(text.contains("\n1 way through the rules\n"), "{text}");
+    assert!(text.contains("DROP DIRECT ACCESS"), "{text}");
+    assert!(text.contains("=> dropped"), "{text}");
+}

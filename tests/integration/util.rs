@@ -80,6 +80,7 @@ pub const SCENARIOS: &[&str] = &[
     "egress-snat",
     "fragments",
     "midstream",
+    "docker-nft",
 ];
 
 /// Scenarios where conntrack adds a finding or a fact by design, left out of the tests

@@ -1,7 +1,8 @@
 //! `leak` (FM-01, FM-02): packets that escaped NAT.
 //!
 //! * Inside address: a hop at an outside point whose tuple carries an address NAT
-//!   hides at that point, talking to something that is not inside: an address seen
+//!   hides at that point, sending to something that is not inside (as the
+//!   connection's initiator, or answering a connection addressed straight to it): an address seen
 //!   translated there, or any address of an inside prefix whose translations show the
 //!   point is outside for it (a host with no translated connection of its own, when
 //!   no NAT rule matched it). Connections that translated the same traffic
@@ -49,9 +50,13 @@ pub fn inside_address(x: &Ctx) -> Vec<Finding> {
         .flat_map(|(ci, conn)| conn.hops.iter().map(move |h| (ci, h)))
         .filter_map(|(ci, h)| {
             let t = h.flow.tuple;
+            // Only packets from the inside address leaked: a connection from outside
+            // addressed straight to one (routed to the inside network, not through a
+            // published port) leaked only if the inside answered it untranslated.
             let inside = if topo.hides(h.point, t.src) && !topo.is_inside(t.dst) {
                 t.src
-            } else if topo.hides(h.point, t.dst) && !topo.is_inside(t.src) {
+            } else if topo.hides(h.point, t.dst) && !topo.is_inside(t.src) && h.flow.packets[1] > 0
+            {
                 t.dst
             } else {
                 return None;
@@ -86,6 +91,8 @@ pub fn inside_address(x: &Ctx) -> Vec<Finding> {
         }
     }
     for (ci, h, inside) in leaked {
+        // The direction the inside address sent in.
+        let from_inside = usize::from(h.flow.tuple.src != inside);
         let (conn, t) = (&c.connections[ci], h.flow.tuple);
         // Connections that translated this same traffic: the flows correlate
         // matched but could not join (same packets), and connections that
@@ -137,7 +144,7 @@ pub fn inside_address(x: &Ctx) -> Vec<Finding> {
         f.points = vec![here.to_string()];
         f.first_ns = Some(h.first_ns);
         f.last_ns = Some(h.last_ns);
-        f.packets = h.flow.packets[0] + h.flow.packets[1];
+        f.packets = h.flow.packets[from_inside];
         out.push(f);
     }
     out
