@@ -39,6 +39,7 @@ ALL_SCENARIOS+=(fault-hairpin-routed-no-masq fault-hairpin-routed-no-masq6 fault
 ALL_SCENARIOS+=(fault-hairpin-mode-off fault-hairpin-mode-off6 ftp-alg ftp-alg6 tftp-alg local-published)
 ALL_SCENARIOS+=(published-port6 local-published6 port-collision6 snat-pool6 netmap6 redirect-local6 nodeport6 nft-inet6 icmp-errors6 bulk-offload6)
 ALL_SCENARIOS+=(routed-pods egress-snat fragments midstream docker-nft)
+ALL_SCENARIOS+=(fault-loopback-published fault-localnet-service)
 
 # The scenarios that run with IPv6 on (dual stack): those whose name ends in 6.
 is_v6() { [[ $1 == *6 ]]; }
@@ -3972,6 +3973,92 @@ scenario_docker_nft() {
   stop_recording
   [[ -n $(grep -vE '^(\*|:|COMMIT|#)' "$SCEN_DIR/iptables.txt" || true) ]] || rm -f "$SCEN_DIR/iptables.txt"
 }
+# A neighbour that routes 127.0.0.1 to the host (its own loopback routes taken away,
+# route_localnet on its link): what moby/moby#45610 and CVE-2020-8558 describe. The
+# neighbour's kernel drops the answers, which come from a loopback source, so its
+# SYNs are sent again and its queries go unanswered; the host's side is all there.
+loopback_neighbour() {
+  ip -n "$NS_OUT" route del table local local 127.0.0.1 dev lo
+  ip -n "$NS_OUT" route del table local local 127.0.0.0/8 dev lo
+  ip -n "$NS_OUT" route add 127.0.0.1/32 via "$HOST_IP" dev wan0
+  nsx "$NS_OUT" sysctl -q -w net.ipv4.conf.all.route_localnet=1 net.ipv4.conf.wan0.route_localnet=1
+}
+
+# `docker run -p 127.0.0.1:8080:80` on c1 (Docker before 28, iptables backend): the
+# DNAT rule names `-d 127.0.0.1/32` on every interface but the bridge, so a neighbour
+# that sends to 127.0.0.1:8080 through the host's MAC reaches c1, which answers; the
+# answers leave eth0 from 127.0.0.1:8080. c2 goes out masqueraded, for contrast.
+scenario_fault_loopback_published() {
+  IFACES=(docker0 eth0 veth-c1)
+  {
+    docker_filter_base
+    echo "-A DOCKER -d $C1_IP/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT"
+    echo COMMIT
+    docker_nat_base
+    echo "$MASQ_RULE"
+    echo "-A POSTROUTING -s $C1_IP/32 -d $C1_IP/32 -p tcp -m tcp --dport 80 -j MASQUERADE"
+    echo "-A DOCKER -d 127.0.0.1/32 ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination $C1_IP:80"
+    echo COMMIT
+  } | apply_rules
+  loopback_neighbour
+  server web "$NS_C1" tcp_server.py --port 80 --lifetime 30
+  server srv-tcp "$NS_OUT" tcp_server.py --bind "$SRV_IP" --port 7000 --lifetime 30
+  start_recording
+  run t2 "$NS_C2" tcp_client.py --dst "$SRV_IP" --port 7000 --requests 2 --tag c2out
+  client probe "$NS_OUT" tcp_client.py --src "$REMOTE_CLI" --dst 127.0.0.1 --port 8080 --connect-timeout 2.5 \
+    --expect-fail --tag probe
+  local probe=$LAST_PID
+  sleep 1.5
+  snapshot
+  expect_ok "$probe"
+  kill_servers
+  stop_recording
+}
+
+# The host's own services bound to 127.0.0.1 (a DNS cache on 53/udp, an admin port on
+# 8000/tcp) answer a neighbour that routes 127.0.0.1 to the host, because eth0 has
+# route_localnet on (kube-proxy before 1.18 set it for localhost NodePorts): no NAT
+# at all, the packets are delivered to the host, the answers leave eth0 from
+# 127.0.0.1. c1 goes out masqueraded, for contrast.
+scenario_fault_localnet_service() {
+  IFACES=(docker0 eth0 veth-c1)
+  apply_docker_masquerade
+  hx sysctl -q -w net.ipv4.conf.eth0.route_localnet=1
+  loopback_neighbour
+  server cache "$NS_HOST" udp_server.py --bind 127.0.0.1 --port 53 --lifetime 30
+  server admin "$NS_HOST" tcp_server.py --bind 127.0.0.1 --port 8000 --lifetime 30
+  server srv-udp "$NS_OUT" udp_server.py --bind "$SRV_IP" --port 53 --lifetime 30
+  start_recording
+  run u1 "$NS_C1" udp_client.py --dst "$SRV_IP" --count 2 --name c1.example
+  run q "$NS_OUT" udp_client.py --src "$REMOTE_CLI" --dst 127.0.0.1 --port 53 --count 2 --timeout 0.5 \
+    --name probe.example --expect-fail
+  client probe "$NS_OUT" tcp_client.py --src "$REMOTE_CLI" --dst 127.0.0.1 --port 8000 --connect-timeout 2.5 \
+    --expect-fail --tag probe
+  local probe=$LAST_PID
+  sleep 1.5
+  snapshot
+  expect_ok "$probe"
+  kill_servers
+  stop_recording
+}
+
+check_fault_loopback_published() {
+  local ct=$SCEN_DIR/conntrack.txt
+  need 2 "SYNs to 127.0.0.1:8080 on eth0" "$(pkts "$SCEN_DIR/eth0.pcap" "ip.dst==127.0.0.1 && tcp.dstport==8080 && tcp.flags.syn==1 && tcp.flags.ack==0")"
+  need 2 "SYNs DNATed to $C1_IP:80 on veth-c1" "$(pkts "$SCEN_DIR/veth-c1.pcap" "ip.dst==$C1_IP && tcp.dstport==80 && tcp.flags.syn==1 && tcp.flags.ack==0")"
+  need 2 "SYN-ACKs from 127.0.0.1:8080 on eth0" "$(pkts "$SCEN_DIR/eth0.pcap" "ip.src==127.0.0.1 && tcp.srcport==8080 && tcp.flags.syn==1 && tcp.flags.ack==1")"
+  need 1 "the DNAT entry from 127.0.0.1" "$(ct_count "$ct" "dst=127\.0\.0\.1 sport=[0-9]+ dport=8080 src=$C1_IP ")"
+}
+
+check_fault_localnet_service() {
+  local ct=$SCEN_DIR/conntrack.txt
+  need 2 "queries to 127.0.0.1:53 on eth0" "$(pkts "$SCEN_DIR/eth0.pcap" "ip.dst==127.0.0.1 && udp.dstport==53")"
+  need 2 "answers from 127.0.0.1:53 on eth0" "$(pkts "$SCEN_DIR/eth0.pcap" "ip.src==127.0.0.1 && udp.srcport==53")"
+  need 2 "SYN-ACKs from 127.0.0.1:8000 on eth0" "$(pkts "$SCEN_DIR/eth0.pcap" "ip.src==127.0.0.1 && tcp.srcport==8000 && tcp.flags.syn==1 && tcp.flags.ack==1")"
+  need 1 "an entry to 127.0.0.1:53" "$(ct_count "$ct" "dst=127\.0\.0\.1 sport=[0-9]+ dport=53 ")"
+  [[ $(pkts "$SCEN_DIR/docker0.pcap" "ip.addr==127.0.0.1") -eq 0 ]] || die "$SCEN: loopback traffic on docker0"
+}
+
 check_docker_nft() {
   local ct=$SCEN_DIR/conntrack.txt
   need 3 "entries masqueraded to $HOST_IP" "$(ct_count "$ct" 'src=172\.17\.0\.[23] ' "dst=$HOST_IP ")"

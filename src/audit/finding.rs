@@ -145,6 +145,9 @@ named_enum! {
         /// holds the tuple before NAT, which no capture point saw (NAT in OUTPUT for the
         /// host's own connections, or an interface not captured).
         NatBeforeCapture = "nat-before-capture",
+        /// Packets from the network to a loopback address that the host let in: DNATed
+        /// on to a backend, or delivered to its own services (`route_localnet`).
+        LoopbackExposed = "loopback-exposed",
     }
 }
 
@@ -357,6 +360,18 @@ pub enum Detail {
         /// The way through the rules went through kube-proxy's chain for traffic from
         /// outside the cluster (`externalTrafficPolicy: Cluster`).
         external_cluster: bool,
+    },
+    LoopbackExposed {
+        /// The first connection's tuple where it arrived from the network.
+        arrived: Tuple,
+        /// Its tuple past the DNAT that sent it on; none when the host took it itself.
+        backend: Option<Tuple>,
+        /// The addresses that reached it.
+        clients: Vec<IpAddr>,
+        /// Answers that left the arrival point from the loopback address.
+        answers: u64,
+        /// Whether anything answered, there or beyond the DNAT.
+        answered: bool,
     },
     OverlayMasq {
         /// The first connection's tuple before its source was rewritten.

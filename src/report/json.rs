@@ -280,6 +280,13 @@ pub enum DetailJson<'a> {
         client_address_lost: bool,
         local_client: bool,
     },
+    LoopbackExposed {
+        arrived: &'a crate::model::Tuple,
+        backend: Option<&'a crate::model::Tuple>,
+        clients: &'a [IpAddr],
+        answers: u64,
+        answered: bool,
+    },
     OverlayMasq {
         original: &'a crate::model::Tuple,
         seen_as: IpAddr,
@@ -562,6 +569,19 @@ fn detail(d: &Detail) -> DetailJson<'_> {
             backend: dst(&d.inner_tuple),
             client_address_lost: d.address_lost,
             local_client: d.local_client,
+        },
+        Detail::LoopbackExposed {
+            arrived,
+            backend,
+            clients,
+            answers,
+            answered,
+        } => DetailJson::LoopbackExposed {
+            arrived,
+            backend: backend.as_ref(),
+            clients,
+            answers: *answers,
+            answered: *answered,
         },
         Detail::OverlayMasq {
             original,

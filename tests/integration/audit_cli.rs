@@ -2362,3 +2362,78 @@ fn traffic_to_an_inside_address_from_outside_is_not_a_leak() {
         assert!(f["packets"].as_u64().unwrap() > 0, "{f}");
     }
 }
+
+/// A loopback destination reached from the network: Docker's DNAT for
+/// `-p 127.0.0.1:8080:80` takes a neighbour's SYNs for 127.0.0.1:8080 to the container,
+/// which answers (TCP, two points past eth0); route_localnet lets the host's own UDP and
+/// TCP services on 127.0.0.1 answer a neighbour (no NAT, one point). One error per
+/// port reached, from the separate captures, `-i any` and pcapng alike, with the entry
+/// and, with the rules, the DNAT rule; the run fails. No other recording has it: the
+/// host's own loopback traffic (`userland-proxy`'s `lo`) comes from a loopback address.
+#[test]
+fn loopback_exposed_for_loopback_destinations_from_the_network_only() {
+    for (name, expect) in [
+        (
+            "fault-loopback-published",
+            &[("tcp", 8080, Some("172.17.0.2"))][..],
+        ),
+        (
+            "fault-localnet-service",
+            &[("udp", 53, None), ("tcp", 8000, None)][..],
+        ),
+    ] {
+        let mut a = three_points(name, &["conntrack.txt"]);
+        a.extend([
+            "--rules".to_string(),
+            format!("samples/{name}/iptables.txt"),
+        ]);
+        let forms = [
+            a.clone(),
+            vec![format!("samples/{name}/any.pcap")],
+            vec![format!("samples/{name}/multi.pcapng")],
+        ];
+        for (i, form) in forms.iter().enumerate() {
+            let (code, doc) = json(&args(form));
+            assert_eq!(code, 1, "{name} {form:?}");
+            let found: Vec<&Value> = (doc["findings"].as_array().unwrap().iter())
+                .filter(|f| f["code"] == "loopback-exposed")
+                .collect();
+            assert_eq!(found.len(), expect.len(), "{name} {form:?}: {found:?}");
+            for &(proto, port, backend) in expect {
+                let f = (found.iter())
+                    .find(|f| {
+                        f["detail"]["arrived"]["proto"] == proto
+                            && f["detail"]["arrived"]["dport"] == port
+                    })
+                    .unwrap_or_else(|| panic!("{name}: {proto} {port}: {found:?}"));
+                assert_eq!(f["severity"], "error", "{f}");
+                let d = &f["detail"];
+                assert_eq!(d["arrived"]["dst"], "127.0.0.1", "{f}");
+                assert_eq!(d["answered"], true, "{f}");
+                assert!(d["answers"].as_u64().unwrap() > 0, "{f}");
+                assert_eq!(d["clients"], serde_json::json!([d["arrived"]["src"]]));
+                assert_eq!(
+                    d["backend"]["dst"].as_str(),
+                    backend,
+                    "{name}: {}",
+                    d["backend"]
+                );
+                if i == 0 {
+                    let ev = f["evidence"].to_string();
+                    assert!(ev.contains("conntrack.txt:"), "{ev}");
+                    assert_eq!(backend.is_some(), ev.contains("-j DNAT"), "{ev}");
+                }
+            }
+        }
+    }
+    for &name in SCENARIOS.iter().chain(HAIRPIN_SCENARIOS) {
+        if name.starts_with("fault-loopback") || name.starts_with("fault-localnet") {
+            continue;
+        }
+        let (_, doc) = json(&args(&every_capture(name)));
+        assert!(
+            !codes(&doc).iter().any(|(_, c)| c == "loopback-exposed"),
+            "{name}"
+        );
+    }
+}

@@ -81,6 +81,8 @@ pub const SCENARIOS: &[&str] = &[
     "fragments",
     "midstream",
     "docker-nft",
+    "fault-loopback-published",
+    "fault-localnet-service",
 ];
 
 /// Scenarios where conntrack adds a finding or a fact by design, left out of the tests

@@ -36,6 +36,7 @@ mod hairpin_no_masq;
 mod input_bypassed;
 mod insert_race;
 mod leak;
+mod loopback_exposed;
 mod lost;
 mod nat_before_capture;
 mod nat_helper;
@@ -183,6 +184,11 @@ pub const RULES: &[Rule] = &[
         code: Code::NatHelper,
         what: "a NAT helper that rewrote a payload or expected connections",
         run: Run::Alone(nat_helper::detect),
+    },
+    Rule {
+        code: Code::LoopbackExposed,
+        what: "a loopback address reached from the network",
+        run: Run::Alone(loopback_exposed::detect),
     },
     Rule {
         code: Code::NatBeforeCapture,

@@ -20,6 +20,7 @@ mod hairpin_no_masq;
 mod input_bypassed;
 mod insert_race;
 mod leak;
+mod loopback_exposed;
 mod lost;
 mod nat_before_capture;
 mod nat_helper;
@@ -85,6 +86,7 @@ pub fn words(f: &Finding) -> Words {
         Code::HairpinDirectReply => hairpin_direct_reply::explain(f),
         Code::NatHelper => nat_helper::explain(f),
         Code::NatBeforeCapture => nat_before_capture::explain(f),
+        Code::LoopbackExposed => loopback_exposed::explain(f),
     };
     let cause = match f.code {
         Code::Lost => lost::cause(f),
