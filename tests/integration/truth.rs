@@ -166,22 +166,28 @@ fn separate_interface_captures() {
     }
 }
 
+/// A recording's every interface in one pcapng, and as one `-i any` capture named by
+/// its `links.txt`.
+fn pcapng_and_any(s: &str) {
+    let d = dir(s);
+    check(
+        s,
+        "multi.pcapng",
+        &specs(&[format!("{d}/multi.pcapng")]),
+        &ReadOptions::default(),
+    );
+    let links = std::fs::read_to_string(format!("{d}/links.txt")).unwrap();
+    let opts = ReadOptions {
+        ifnames: IfNames::parse(&links).unwrap(),
+        ..ReadOptions::default()
+    };
+    check(s, "any.pcap", &specs(&[format!("{d}/any.pcap")]), &opts);
+}
+
 #[test]
 fn one_pcapng_and_one_any_capture() {
     for s in scenarios() {
-        let d = dir(&s);
-        check(
-            &s,
-            "multi.pcapng",
-            &specs(&[format!("{d}/multi.pcapng")]),
-            &ReadOptions::default(),
-        );
-        let links = std::fs::read_to_string(format!("{d}/links.txt")).unwrap();
-        let opts = ReadOptions {
-            ifnames: IfNames::parse(&links).unwrap(),
-            ..ReadOptions::default()
-        };
-        check(&s, "any.pcap", &specs(&[format!("{d}/any.pcap")]), &opts);
+        pcapng_and_any(&s);
     }
 }
 
@@ -198,18 +204,7 @@ fn routed_pod_links() {
         &specs(&files),
         &ReadOptions::default(),
     );
-    check(
-        s,
-        "multi.pcapng",
-        &specs(&[format!("{d}/multi.pcapng")]),
-        &ReadOptions::default(),
-    );
-    let links = std::fs::read_to_string(format!("{d}/links.txt")).unwrap();
-    let opts = ReadOptions {
-        ifnames: IfNames::parse(&links).unwrap(),
-        ..ReadOptions::default()
-    };
-    check(s, "any.pcap", &specs(&[format!("{d}/any.pcap")]), &opts);
+    pcapng_and_any(s);
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! `loopback-exposed` (FM-10): a loopback destination reached from the network.
 //!
-//! A packet for 127.0.0.0/8 (or ::1) from an address that is not a loopback one, seen
+//! A packet for 127.0.0.0/8 from an address that is not a loopback one, seen
 //! at a point that is not the loopback interface, came in from a link: a neighbour
 //! that routes the address to this host (through its MAC) sent it. The kernel drops
 //! such a packet as a martian unless something lets it in, and two things do:
@@ -10,16 +10,18 @@
 //!   -j DNAT`, moby/moby#45610) or kube-proxy's localhost NodePorts do: PREROUTING
 //!   translates it before routing ever sees the loopback address, and the backend
 //!   gets it;
-//! * `route_localnet` on the interface it came in by (kube-proxy set it for localhost
-//!   NodePorts before 1.18, CVE-2020-8558): the host delivers it to its own services
-//!   bound to 127.0.0.1.
+//! * `route_localnet` on the interface it came in by (kube-proxy sets it for its
+//!   localhost NodePorts; before 1.18 nothing dropped the rest, CVE-2020-8558): the
+//!   host delivers it to its own services bound to 127.0.0.1.
 //!
 //! Decided from the wire: the packets went on from that point to a hop whose
 //! destination is no longer a loopback address (DNAT), or answers left that point from
 //! the loopback address (anything answered: the backend through the DNAT, or a local
 //! service). Packets that went no further and were not answered were kept out (Docker
-//! 28's raw-table drop, kube-proxy's `KUBE-FIREWALL` rule for martian localhost
-//! traffic): no finding. Error when anything answered; warning when the packets were
+//! 28's raw-table drop, the rule in kube-proxy's `KUBE-FIREWALL` chain for localhost
+//! traffic DNAT did not take): no finding. IPv6 has no such case (the kernel drops a packet for `::1`
+//! from a link before netfilter), and the test of the address covers `::1` alike.
+//! Error when anything answered; warning when the packets were
 //! sent on and no answer was captured. One finding per point and destination (a scan
 //! of many ports, one per port reached), with every connection.
 

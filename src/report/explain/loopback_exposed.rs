@@ -53,12 +53,12 @@ pub fn explain(f: &Finding) -> (String, String) {
     let drop_martians = "drop loopback destinations from the network before NAT sees them: `iptables -t raw -I PREROUTING ! -i lo -d 127.0.0.0/8 -j DROP` (nft: `iifname != \"lo\" ip daddr 127.0.0.0/8 drop` in a prerouting chain of raw priority, -300)";
     let check = if backend.is_some() {
         format!(
-            "A DNAT rule matches {} on every interface: Docker before 28 publishes `-p {}:PORT` so (`-A DOCKER -d {}/32 ! -i docker0 ... -j DNAT`, moby/moby#45610; Docker 28 adds a raw-table drop), and kube-proxy's localhost NodePorts do (CVE-2020-8558: `--iptables-localhost-nodeports=false`, or a kube-proxy whose KUBE-FIREWALL chain drops such packets). Upgrade, or {drop_martians}. `iptables -t nat -S | grep -F {}` lists the rules (with --rules, the DNAT rule is named below).",
+            "A DNAT rule matches {} on every interface: Docker before 28 publishes `-p {}:PORT` so (`-A DOCKER -d {}/32 ! -i docker0 ... -j DNAT`, moby/moby#45610; Docker 28 adds a raw-table drop), and kube-proxy's localhost NodePorts do (a NodePort is open on the node's other addresses anyway; `--iptables-localhost-nodeports=false` turns them off). Upgrade Docker, or {drop_martians}. `iptables -t nat -S | grep -F {}` lists the rules (with --rules, the DNAT rule is named below).",
             arrived.dst, arrived.dst, arrived.dst, arrived.dst,
         )
     } else {
         format!(
-            "route_localnet is on for the interface {point} captured (`sysctl net.ipv4.conf.all.route_localnet net.ipv4.conf.IFACE.route_localnet`: kube-proxy before 1.18 set it for localhost NodePorts, CVE-2020-8558; Docker sets it on its bridges with the userland proxy off): set it to 0 where nothing needs it, or {drop_martians}. `ss -lntup src {}` lists the services a neighbour reaches.",
+            "route_localnet is on for the interface {point} captured (`sysctl net.ipv4.conf.all.route_localnet net.ipv4.conf.IFACE.route_localnet`: kube-proxy sets it for its localhost NodePorts, and before 1.18 nothing dropped the rest, CVE-2020-8558; Docker sets it on its bridges with the userland proxy off): set it to 0 where nothing needs it, or {drop_martians}. `ss -lntup src {}` lists the services a neighbour reaches.",
             arrived.dst,
         )
     };
