@@ -17,7 +17,9 @@
 //! Decided from the wire: the packets went on from that point to a hop whose
 //! destination is no longer a loopback address (DNAT), or answers left that point from
 //! the loopback address (anything answered: the backend through the DNAT, or a local
-//! service). Packets that went no further and were not answered were kept out (Docker
+//! service). Where no capture shows the backend, the connection's conntrack entry does
+//! when it was DNATed; without one, answers from the loopback address may come from
+//! either, and the words say so. Packets that went no further and were not answered were kept out (Docker
 //! 28's raw-table drop, the rule in kube-proxy's `KUBE-FIREWALL` chain for localhost
 //! traffic DNAT did not take): no finding. IPv6 has no such case (the kernel drops a packet for `::1`
 //! from a link before netfilter), and the test of the address covers `::1` alike.
@@ -28,6 +30,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use crate::audit::ct::CtEntry;
 use crate::audit::{Code, Ctx, Detail, Finding, Role, RuleRole, Severity};
 use crate::correlate::{Connection, Hop};
 use crate::model::Proto;
@@ -83,7 +86,17 @@ pub fn detect(x: &Ctx) -> Vec<Finding> {
         let (ci, at, on) = members[0];
         let conn = &c.connections[ci];
         let h = &conn.hops[at];
-        let backend = on.map(|k| conn.hops[k].flow.tuple);
+        let entry = x
+            .entries_of(ci)
+            .min_by_key(|(s, _)| s.from_events)
+            .map(|(_, e)| e);
+        // Where DNAT sent it: the next hop, or, past the captures, the entry's
+        // translation.
+        let backend = on.map(|k| conn.hops[k].flow.tuple).or_else(|| {
+            entry
+                .filter(|e| e.change().dst_addr_changed)
+                .map(CtEntry::post)
+        });
         let hops = |k: usize, a: usize| &c.connections[k].hops[a];
         // Answers that left the arrival point from the loopback address, and answers
         // anywhere on the connections (the backend's, which may not have left).
@@ -128,11 +141,8 @@ pub fn detect(x: &Ctx) -> Vec<Finding> {
             f.points.push(x.name(to.point).to_string());
             f.evidence.push(x.translation(ci, h, to));
         }
-        f.evidence.extend(
-            x.entries_of(ci)
-                .min_by_key(|(s, _)| s.from_events)
-                .map(|(_, e)| crate::audit::Evidence::Entry(e.facts())),
-        );
+        f.evidence
+            .extend(entry.map(|e| crate::audit::Evidence::Entry(e.facts())));
         if let Some(n) = x
             .attribution(ci)
             .and_then(|a| a.outcome())
@@ -206,6 +216,35 @@ mod tests {
                 );
                 assert!(f.packets > 0, "{s}");
             }
+        }
+    }
+
+    /// With the uplink alone, the backend past Docker's DNAT is the conntrack entry's
+    /// translation; with no entry either, nothing names one (the answers from the
+    /// loopback address are still the finding).
+    #[test]
+    fn the_backend_from_the_entry_when_no_capture_shows_it() {
+        let s = "fault-loopback-published";
+        let c = wire_at(s, &["eth0"]);
+        for (files, to) in [
+            (&["conntrack.txt"][..], Some("172.17.0.2")),
+            (&[][..], None),
+        ] {
+            let fs = run_with(&c, s, files, Code::LoopbackExposed);
+            assert_eq!(fs.len(), 1, "{files:?}: {fs:#?}");
+            let Detail::LoopbackExposed {
+                backend, answered, ..
+            } = &fs[0].detail
+            else {
+                unreachable!()
+            };
+            assert!(*answered, "{files:?}");
+            assert_eq!(
+                backend.map(|b| b.dst.to_string()).as_deref(),
+                to,
+                "{files:?}"
+            );
+            assert_eq!(fs[0].severity, Severity::Error);
         }
     }
 
