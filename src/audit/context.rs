@@ -225,6 +225,14 @@ impl<'a> Ctx<'a> {
         self.timed_entries_of(ci).map(|(s, e, _)| (s, e))
     }
 
+    /// Connection `ci`'s entry in the conntrack inputs: a table's before an event
+    /// log's.
+    pub fn entry_of(&self, ci: usize) -> Option<&'a ct::CtEntry> {
+        self.entries_of(ci)
+            .min_by_key(|(s, _)| s.from_events)
+            .map(|(_, e)| e)
+    }
+
     /// [`Ctx::entries_of`], each with its snapshot's time ([`Ctx::snap_times`]).
     pub fn timed_entries_of(
         &self,

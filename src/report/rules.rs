@@ -3,7 +3,6 @@
 //! and the `natcheck explain` trace of one packet, readable like a call stack.
 
 use std::fmt::Write as _;
-use std::net::IpAddr;
 
 use serde::Serialize;
 
@@ -433,16 +432,17 @@ fn event_line<'a>(
                     None => format!("  => now {}", crate::report::fmt::tuple(&n.after)),
                 })
                 .or_else(|| match target {
-                    Some(Target::Dnat { to, .. } | Target::Snat { to, .. }) => {
-                        let (a, _) = to.addrs?;
-                        let family = |a: IpAddr| if a.is_ipv4() { "IPv4" } else { "IPv6" };
-                        let p = family(packet.tuple.src);
-                        (family(a) != p).then(|| {
-                            format!(
-                                "  => nothing: an {} translation, skipped for an {p} packet (the rule goes on)",
-                                family(a)
-                            )
-                        })
+                    Some(Target::Dnat { to, .. } | Target::Snat { to, .. })
+                        if to.other_family(packet.tuple.src) =>
+                    {
+                        let (a, p) = if packet.tuple.src.is_ipv4() {
+                            ("IPv6", "IPv4")
+                        } else {
+                            ("IPv4", "IPv6")
+                        };
+                        Some(format!(
+                            "  => nothing: an {a} translation, skipped for an {p} packet (the rule goes on)"
+                        ))
                     }
                     Some(Target::Helper { name }) => Some(format!(
                         "  => NAT helper `{name}` assigned: it will rewrite the addresses the payload carries and expect the connections the payload announces"

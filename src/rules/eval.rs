@@ -939,10 +939,7 @@ impl<'a> Walker<'a> {
         let cur = &self.states[s].cur;
         // A NAT statement of the other family (`dnat ip to` in an `inet` chain, met by
         // an IPv6 packet) does nothing: the kernel skips it and the rule goes on.
-        if to
-            .addrs
-            .is_some_and(|(a, _)| a.is_ipv4() != cur.src.is_ipv4())
-        {
+        if to.other_family(cur.src) {
             return smallvec![(s, None)];
         }
         let after = if dst {

@@ -395,6 +395,16 @@ pub struct NatTo {
     pub ports: Option<(u16, u16)>,
 }
 
+impl NatTo {
+    /// Whether these addresses are of the other family than a packet from `src`: a NAT
+    /// statement in an `inet` chain (`dnat ip to`, met by an IPv6 packet) that the
+    /// kernel skips, the rule going on.
+    pub fn other_family(&self, src: IpAddr) -> bool {
+        self.addrs
+            .is_some_and(|(a, _)| a.is_ipv4() != src.is_ipv4())
+    }
+}
+
 /// NAT flags.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NatFlags {

@@ -86,10 +86,7 @@ pub fn detect(x: &Ctx) -> Vec<Finding> {
         let (ci, at, on) = members[0];
         let conn = &c.connections[ci];
         let h = &conn.hops[at];
-        let entry = x
-            .entries_of(ci)
-            .min_by_key(|(s, _)| s.from_events)
-            .map(|(_, e)| e);
+        let entry = x.entry_of(ci);
         // Where DNAT sent it: the next hop, or, past the captures, the entry's
         // translation.
         let backend = on.map(|k| conn.hops[k].flow.tuple).or_else(|| {

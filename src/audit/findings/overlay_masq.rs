@@ -58,13 +58,6 @@ fn masqueraded_into_tunnel(conn: &Connection) -> Option<(usize, usize)> {
     (destination_kept && conn.hops[from].point != conn.hops[t].point).then_some((from, t))
 }
 
-/// The connection's entry in the conntrack inputs: a table's before an event log's.
-fn entry<'a>(x: &Ctx<'a>, ci: usize) -> Option<&'a CtEntry> {
-    x.entries_of(ci)
-        .min_by_key(|(s, _)| s.from_events)
-        .map(|(_, e)| e)
-}
-
 pub fn detect(x: &Ctx) -> Vec<Finding> {
     let c = x.c;
     // Per (point before, tunnel point, address the destination saw): (connection,
@@ -79,7 +72,7 @@ pub fn detect(x: &Ctx) -> Vec<Finding> {
         let Some((from, t)) = masqueraded_into_tunnel(conn) else {
             continue;
         };
-        let e = entry(x, ci);
+        let e = x.entry_of(ci);
         let ch = e.map(CtEntry::change);
         if ch.is_some_and(|ch| ch.dst_addr_changed || ch.dport_changed) {
             continue;
