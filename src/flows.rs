@@ -10,7 +10,10 @@
 //! sender of the first packet seen. A capture that starts while connections are open
 //! (or a slice of one: `--since`) sees many without their handshake. A TCP tuple that
 //! is reused after its connection closed (a new SYN with another initial sequence
-//! number) starts a new flow, as Wireshark's TCP streams do.
+//! number) starts a new flow, as Wireshark's TCP streams do; so does a UDP or ICMP
+//! tuple used again after a quiet spell longer than conntrack keeps its entry (30 s, or
+//! 120 s for an active UDP stream, the kernel's default timeouts): the kernel made a
+//! new entry for it and may have translated it otherwise.
 
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::IpAddr;
@@ -391,16 +394,41 @@ impl Flow {
         }
     }
 
-    /// A new SYN on a tuple whose connection is over (both FINs or a RST) with a
-    /// different initial sequence number is a new connection.
+    /// Whether `p` opens a new connection on the flow's tuple: a new SYN on a tuple
+    /// whose connection is over (both FINs or a RST) with a different initial
+    /// sequence number, or a UDP datagram or ICMP message after a quiet spell longer
+    /// than conntrack keeps the entry ([`Flow::expired_at`]).
     fn is_reuse(&self, p: &Packet) -> bool {
         let L4::Tcp { flags, seq, .. } = p.l4 else {
-            return false;
+            return self.expired_at(p.ts_ns);
         };
         let closed = (self.tcp.fin[0] && self.tcp.fin[1]) || self.tcp.rst[0] || self.tcp.rst[1];
         flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN
             && closed
             && self.syn_seq.is_some_and(|s| s != seq)
+    }
+
+    /// Whether conntrack, at its default timeouts, has forgotten the flow by `ts`, so
+    /// that a packet then is a new entry, translated afresh (perhaps otherwise: the
+    /// port it had may be another's by then): a UDP flow 30 s after its last packet
+    /// (`nf_conntrack_udp_timeout`), or 120 s once it is a stream, answered and still
+    /// active 2 s after it began (`nf_conntrack_udp_timeout_stream`); an ICMP or
+    /// ICMPv6 exchange 30 s after its last message (`nf_conntrack_icmp_timeout`,
+    /// `nf_conntrack_icmpv6_timeout`). ICMP errors belong to the connection they quote
+    /// and TCP ends by its flags, never by time here; other protocols are left whole.
+    /// Counters are still side A's (the first packet's sender: conntrack's original
+    /// direction) when this is asked.
+    fn expired_at(&self, ts: i64) -> bool {
+        const SECOND: i64 = 1_000_000_000;
+        let timeout = match self.tuple.proto {
+            Proto::Udp if self.packets[1] > 0 && self.last_ns - self.first_ns > 2 * SECOND => {
+                120 * SECOND
+            }
+            Proto::Udp => 30 * SECOND,
+            Proto::Icmp | Proto::Icmpv6 if self.icmp_error.is_none() => 30 * SECOND,
+            _ => return false,
+        };
+        ts - self.last_ns > timeout
     }
 
     fn finish(&mut self) {
@@ -1010,6 +1038,76 @@ mod tests {
         assert_eq!(flows[0].packets, [3, 2]);
         assert_eq!(flows[0].tcp.fin, [true, true]);
         assert_eq!(flows[1].packets, [1, 1]);
+    }
+
+    #[test]
+    fn a_udp_or_icmp_tuple_quiet_past_its_conntrack_timeout_is_a_new_flow() {
+        const S: i64 = 1_000_000_000;
+        let udp = |ts: i64, reply: bool| {
+            let (a, b) = (("10.0.0.2", 40003), ("198.51.100.2", 53));
+            let (src, dst) = if reply { (b, a) } else { (a, b) };
+            let mut p = tcp(ts, src.0, src.1, dst.0, dst.1, 0, 0);
+            p.tuple.proto = Proto::Udp;
+            p.l4 = L4::Udp;
+            p
+        };
+        // A query answered at once: 30 s; a packet at 30 s is still the entry's.
+        let mut t = FlowTable::default();
+        t.push(&udp(0, false));
+        t.push(&udp(S / 100, true));
+        assert_eq!(t.push(&udp(30 * S + S / 100, false)).0, 0);
+        let mut t = FlowTable::default();
+        t.push(&udp(0, false));
+        t.push(&udp(S / 100, true));
+        assert_eq!(t.push(&udp(31 * S, false)), (1, Side::A));
+        // Its reply finds the new flow, and an earlier timestamp (out of order) is no
+        // quiet spell.
+        assert_eq!(t.push(&udp(31 * S + S / 10, true)), (1, Side::B));
+        assert_eq!(t.push(&udp(30 * S, false)).0, 1);
+        assert_eq!(t.finish().len(), 2);
+        // A stream (answered, active past 2 s) is kept 120 s; unanswered, 30 s.
+        let mut t = FlowTable::default();
+        t.push(&udp(0, false));
+        t.push(&udp(S / 100, true));
+        t.push(&udp(3 * S, false));
+        assert_eq!(t.push(&udp(100 * S, false)).0, 0);
+        assert_eq!(t.push(&udp(221 * S, false)).0, 1);
+        let mut t = FlowTable::default();
+        t.push(&udp(0, false));
+        t.push(&udp(3 * S, false));
+        assert_eq!(t.push(&udp(34 * S, false)).0, 1);
+        // An echo exchange: 30 s. TCP keeps its tuple however quiet.
+        let echo = |ts: i64, icmp_type| {
+            let mut p = tcp(ts, "10.0.0.2", 20036, "198.51.100.2", 0, 0, 0);
+            p.tuple.proto = Proto::Icmp;
+            p.l4 = L4::Icmp {
+                icmp_type,
+                code: 0,
+                echo: Some((20036, 1)),
+                quoted: None,
+                mtu: None,
+            };
+            p
+        };
+        let mut t = FlowTable::default();
+        t.push(&echo(0, 8));
+        assert_eq!(t.push(&echo(29 * S, 8)).0, 0);
+        assert_eq!(t.push(&echo(60 * S, 8)).0, 1);
+        let mut t = FlowTable::default();
+        t.push(&tcp(0, "10.0.0.2", 40000, "198.51.100.2", 80, ACK, 1));
+        assert_eq!(
+            t.push(&tcp(
+                3600 * S,
+                "10.0.0.2",
+                40000,
+                "198.51.100.2",
+                80,
+                ACK,
+                1
+            ))
+            .0,
+            0
+        );
     }
 
     #[test]

@@ -39,7 +39,7 @@ ALL_SCENARIOS+=(fault-hairpin-routed-no-masq fault-hairpin-routed-no-masq6 fault
 ALL_SCENARIOS+=(fault-hairpin-mode-off fault-hairpin-mode-off6 ftp-alg ftp-alg6 tftp-alg local-published)
 ALL_SCENARIOS+=(published-port6 local-published6 port-collision6 snat-pool6 netmap6 redirect-local6 nodeport6 nft-inet6 icmp-errors6 bulk-offload6)
 ALL_SCENARIOS+=(routed-pods egress-snat fragments midstream docker-nft)
-ALL_SCENARIOS+=(fault-loopback-published fault-localnet-service)
+ALL_SCENARIOS+=(fault-loopback-published fault-localnet-service reuse-after-expiry reuse-after-expiry-dnat)
 
 # The scenarios that run with IPv6 on (dual stack): those whose name ends in 6.
 is_v6() { [[ $1 == *6 ]]; }
@@ -1105,6 +1105,64 @@ scenario_stale_udp_vip() {
   kill_servers
   stop_recording
 }
+
+# Tuples used again after their conntrack entries expired: c1 queries from UDP port
+# 40003 and pings with one identifier, then both go quiet past the UDP and ICMP
+# timeouts (30 s); c2 takes the same source port and identifier to the same server,
+# which MASQUERADE now gives it unchanged, so c1's later queries and pings (new
+# entries on the same inside tuple) are moved to another port and identifier.
+scenario_reuse_after_expiry() {
+  IFACES=(docker0 eth0 veth-c1)
+  apply_docker_masquerade
+  server srv-udp "$NS_OUT" udp_server.py --port 53 --lifetime 120
+  start_recording
+  run udp "$NS_C1" udp_client.py --sport 40003 --dst "$SRV_IP" --count 2 --name first.example --seed 1
+  run icmp "$NS_C1" icmp_ping.py --dst "$SRV_IP" --count 2 --ident 20036
+  sleep "$EXPIRY_WAIT"
+  run udp "$NS_C2" udp_client.py --sport 40003 --dst "$SRV_IP" --count 2 --name c2.example --seed 2
+  run icmp "$NS_C2" icmp_ping.py --dst "$SRV_IP" --count 2 --ident 20036
+  run udp "$NS_C1" udp_client.py --sport 40003 --dst "$SRV_IP" --count 2 --name again.example --seed 3
+  run icmp "$NS_C1" icmp_ping.py --dst "$SRV_IP" --count 2 --ident 20036
+  sleep 1.5
+  snapshot
+  kill_servers
+  stop_recording
+}
+
+# The same on the way in: a client outside queries a UDP port the host balances
+# over c1 and c2 (every other new connection to c1, as `-m statistic --mode nth`
+# sends it), goes quiet past the UDP timeout and queries again from the same port:
+# the new entry is a new connection to the rules, which send it to c2, though the
+# tuple outside is the one of before.
+scenario_reuse_after_expiry_dnat() {
+  IFACES=(docker0 eth0 veth-c1)
+  {
+    docker_filter_base
+    echo "-A DOCKER -d $C1_IP/32 ! -i docker0 -o docker0 -p udp -m udp --dport 53 -j ACCEPT"
+    echo "-A DOCKER -d $C2_IP/32 ! -i docker0 -o docker0 -p udp -m udp --dport 53 -j ACCEPT"
+    echo COMMIT
+    docker_nat_base
+    echo "$MASQ_RULE"
+    echo "-A DOCKER ! -i docker0 -p udp -m udp --dport 8053 -m statistic --mode nth --every 2 --packet 0 -j DNAT --to-destination $C1_IP:53"
+    echo "-A DOCKER ! -i docker0 -p udp -m udp --dport 8053 -j DNAT --to-destination $C2_IP:53"
+    echo COMMIT
+  } | apply_rules
+  server dns1 "$NS_C1" udp_server.py --port 53 --lifetime 120
+  server dns2 "$NS_C2" udp_server.py --port 53 --lifetime 120
+  start_recording
+  run first "$NS_OUT" udp_client.py --src "$REMOTE_CLI" --sport 41054 --dst "$HOST_IP" --port 8053 \
+    --count 3 --name first.example --seed 1
+  sleep "$EXPIRY_WAIT"
+  run again "$NS_OUT" udp_client.py --src "$REMOTE_CLI" --sport 41054 --dst "$HOST_IP" --port 8053 \
+    --count 3 --name again.example --seed 2
+  sleep 1.5
+  snapshot
+  kill_servers
+  stop_recording
+}
+
+# Longer than the kernel's UDP and ICMP timeouts (30 s) and natcheck's bound for them.
+EXPIRY_WAIT=33
 
 # Two containers connect from the same source port to the same server ip:port
 # (TCP, UDP, and ICMP echo with the same identifier): MASQUERADE keeps the first
@@ -4661,6 +4719,26 @@ check_stale_udp_vip() {
   need 1 "port unreachable from $SRV_IP" "$(pkts "$e" "ip.src==$SRV_IP && icmp.type==3 && icmp.code==3")"
   need 1 "entry of the stale flow to $SRV_IP" "$(ct_count "$ct" "sport=43053 dport=53 src=$SRV_IP ")"
   need 1 "entry of the fresh flow to $SRV_IP2" "$(ct_count "$ct" "sport=44053 dport=53 src=$SRV_IP2 ")"
+}
+
+# c1's first entries expired (events), c2 kept the port and identifier, c1's new
+# entries were moved.
+check_reuse_after_expiry() {
+  local ct=$SCEN_DIR/conntrack.txt ev=$SCEN_DIR/events.txt e=$SCEN_DIR/eth0.pcap
+  need 1 "UDP entry of c2 on port 40003" "$(ct_count "$ct" "src=$C2_IP dst=$SRV_IP sport=40003 dport=53 src=$SRV_IP dst=$HOST_IP sport=53 dport=40003 ")"
+  need 1 "UDP entry of c1 moved off port 40003" "$(grep -E "src=$C1_IP dst=$SRV_IP sport=40003 dport=53 .*src=$SRV_IP dst=$HOST_IP sport=53 dport=[0-9]+ " "$ct" | grep -vc 'dport=40003 ' || true)"
+  need 1 "expiry of c1's first UDP entry" "$(ct_count "$ev" '\[DESTROY\]' "src=$C1_IP dst=$SRV_IP sport=40003 dport=53 src=$SRV_IP dst=$HOST_IP sport=53 dport=40003 ")"
+  need 1 "expiry of c1's first ICMP entry" "$(ct_count "$ev" '\[DESTROY\]' ' icmp ' "src=$C1_IP dst=$SRV_IP .*id=20036 .*src=$SRV_IP dst=$HOST_IP .*id=20036 ")"
+  need 4 "queries from $HOST_IP:40003 on eth0" "$(pkts "$e" "ip.src==$HOST_IP && udp.srcport==40003")"
+  need 2 "queries from another port on eth0" "$(pkts "$e" "ip.src==$HOST_IP && udp.dstport==53 && udp.srcport!=40003")"
+}
+
+check_reuse_after_expiry_dnat() {
+  local ct=$SCEN_DIR/conntrack.txt ev=$SCEN_DIR/events.txt d=$SCEN_DIR/docker0.pcap
+  need 3 "answers from $C1_IP on docker0" "$(pkts "$d" "ip.src==$C1_IP && udp.srcport==53")"
+  need 3 "answers from $C2_IP on docker0" "$(pkts "$d" "ip.src==$C2_IP && udp.srcport==53")"
+  need 1 "entry of the second flow to $C2_IP" "$(ct_count "$ct" "sport=41054 dport=8053 src=$C2_IP ")"
+  need 1 "expiry of the first entry" "$(ct_count "$ev" '\[DESTROY\]' "sport=41054 dport=8053 src=$C1_IP ")"
 }
 
 # c1's SYNs to its own published port come back to it DNATed, source unchanged,

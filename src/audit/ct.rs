@@ -47,6 +47,31 @@ pub struct CtEntry {
     pub mark: Option<u32>,
     /// The NAT helper assigned to it (`helper=ftp`), when printed.
     pub helper: Option<String>,
+    /// An event log's entry whose ORIGINAL tuple had other entries in the log (the
+    /// tuple used again after its entry went): the part of the log's time it stood
+    /// for the tuple.
+    pub era: Option<Era>,
+}
+
+/// When an event log shows an entry created, and the next entry of its ORIGINAL
+/// tuple (if any): the time the entry stood for the tuple. A connection on the tuple
+/// is that entry's when its first packet falls in the era (give or take
+/// [`Era::SLACK_NS`]: a packet is captured before conntrack confirms its entry, and
+/// the log's clock is the NAT host's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Era {
+    pub created_ns: i64,
+    pub next_ns: Option<i64>,
+}
+
+impl Era {
+    pub const SLACK_NS: i64 = 1_000_000_000;
+
+    /// Whether a connection whose first packet is at `first_ns` falls in the era.
+    pub fn holds(&self, first_ns: i64) -> bool {
+        let at = first_ns.saturating_add(Self::SLACK_NS);
+        at >= self.created_ns && self.next_ns.is_none_or(|n| at < n)
+    }
 }
 
 impl CtEntry {
@@ -113,6 +138,7 @@ impl CtEntry {
             id: e.id,
             mark: e.mark,
             helper: (e.extra.iter()).find_map(|(k, v)| (k == "helper").then(|| v.clone())),
+            era: None,
         }
     }
 }
@@ -149,11 +175,32 @@ impl Snapshot {
             });
         }
         if !d.events.is_empty() {
+            let timelines = crate::conntrack::timelines(&d.events);
+            // The creation times of each ORIGINAL tuple's entries, in order.
+            let mut created: HashMap<(u16, Tuple), Vec<i64>> = HashMap::new();
+            for t in &timelines {
+                if let Some(at) = t.created_ns {
+                    created.entry((t.zone, t.orig)).or_default().push(at);
+                }
+            }
+            created.values_mut().for_each(|v| v.sort_unstable());
+            let era = |t: &crate::conntrack::Timeline| {
+                let all = created.get(&(t.zone, t.orig)).filter(|v| v.len() > 1)?;
+                let created_ns = t.created_ns?;
+                let next_ns = all.iter().copied().find(|&at| at > created_ns);
+                Some(Era {
+                    created_ns,
+                    next_ns,
+                })
+            };
             out.push(Snapshot {
                 source: d.source.clone(),
-                entries: crate::conntrack::timelines(&d.events)
+                entries: timelines
                     .iter()
-                    .map(|t| CtEntry::from_entry(&d.source, &t.last(&d.events).entry))
+                    .map(|t| CtEntry {
+                        era: era(t),
+                        ..CtEntry::from_entry(&d.source, &t.last(&d.events).entry)
+                    })
                     .collect(),
                 time_ns: None,
                 from_events: true,
@@ -476,15 +523,29 @@ pub struct SnapTime {
 /// Where an entry sits on the wire: (connection, index of the last hop carrying
 /// ORIGINAL). The same connection may carry ORIGINAL at several hops (a veth and its
 /// bridge); the translation follows the last of them. When several connections carry
-/// it (packets that leaked under the inside tuple), the one that goes on past it wins.
+/// it, the one whose later hops show the entry's translation wins (a tuple used
+/// again after its entry expired is translated afresh, perhaps otherwise: each
+/// entry is its own connection's), then the one that goes on past it (packets that
+/// leaked under the inside tuple go nowhere), then the first. An event log's entry of
+/// a tuple that had several is only ever the one of a connection in its [`Era`].
 pub fn locate(c: &Correlation, idx: &HopIndex, e: &CtEntry) -> Option<(usize, usize)> {
-    idx.get(&e.orig)?.iter().copied().max_by_key(|&(ci, h)| {
-        (
-            h + 1 < c.connections[ci].hops.len(),
-            std::cmp::Reverse(ci),
-            h,
-        )
-    })
+    let post = e.post();
+    let in_era = |ci: usize| {
+        e.era
+            .is_none_or(|era| era.holds(c.connections[ci].first_ns()))
+    };
+    let candidates = idx.get(&e.orig)?.iter().copied();
+    candidates
+        .filter(|&(ci, _)| in_era(ci))
+        .max_by_key(|&(ci, h)| {
+            let hops = &c.connections[ci].hops;
+            (
+                hops[h + 1..].iter().any(|x| x.flow.tuple == post),
+                h + 1 < hops.len(),
+                std::cmp::Reverse(ci),
+                h,
+            )
+        })
 }
 
 /// Whether an entry located at hop `hi` of `conn` has its translated tuple `post` on
@@ -846,6 +907,43 @@ mod tests {
             );
             let f = findings(&c, &[snap]);
             assert!(f.is_empty(), "{s}: {:?}", codes(&f));
+        }
+    }
+
+    #[test]
+    fn each_life_of_a_reused_tuple_has_its_own_entry() {
+        // Tuples used again after their entries expired, NATed otherwise the second
+        // time: each entry, of the log and of the table, is the one of the connection
+        // whose translation it shows, and in its own era only.
+        for s in ["reuse-after-expiry", "reuse-after-expiry-dnat"] {
+            let c = wire(s);
+            let idx = index(&c);
+            for file in ["events.txt", "conntrack.txt"] {
+                let snap = snapshot(s, file);
+                for e in &snap.entries {
+                    let (ci, _) = locate(&c, &idx, e).unwrap_or_else(|| panic!("{s}/{file}"));
+                    let conn = &c.connections[ci];
+                    assert!(
+                        conn.hops.iter().any(|h| h.flow.tuple == e.post()),
+                        "{s}/{file}:{} on {}",
+                        e.line,
+                        conn.id
+                    );
+                }
+                let f = findings(&c, &[snap]);
+                assert!(f.is_empty(), "{s}/{file}: {:?}", codes(&f));
+            }
+            let log = snapshot(s, "events.txt");
+            let eras: Vec<Era> = log.entries.iter().filter_map(|e| e.era).collect();
+            assert!(eras.len() >= 2, "{s}");
+            for e in log.entries.iter().filter(|e| e.era.is_some()) {
+                let era = e.era.unwrap();
+                // The first life's entry is no later connection's.
+                if let Some(next) = era.next_ns {
+                    assert!(!era.holds(next));
+                    assert!(era.holds(era.created_ns));
+                }
+            }
         }
     }
 

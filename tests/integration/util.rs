@@ -83,6 +83,8 @@ pub const SCENARIOS: &[&str] = &[
     "docker-nft",
     "fault-loopback-published",
     "fault-localnet-service",
+    "reuse-after-expiry",
+    "reuse-after-expiry-dnat",
 ];
 
 /// Scenarios where conntrack adds a finding or a fact by design, left out of the tests
