@@ -25,7 +25,7 @@ use serde::Serialize;
 use crate::capture::{self, InputResult, InputSpec, ReadOptions};
 use crate::community_id;
 use crate::decode;
-use crate::model::{tcp_flags, Packet, Proto, Tunnel, Tuple, L4};
+use crate::model::{tcp_flags, CtTimeouts, Packet, Proto, Tunnel, Tuple, L4};
 
 /// Which side of a flow sent a packet, relative to the first packet seen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -398,9 +398,9 @@ impl Flow {
     /// whose connection is over (both FINs or a RST) with a different initial
     /// sequence number, or a UDP datagram or ICMP message after a quiet spell longer
     /// than conntrack keeps the entry ([`Flow::expired_at`]).
-    fn is_reuse(&self, p: &Packet) -> bool {
+    fn is_reuse(&self, p: &Packet, timeouts: &CtTimeouts) -> bool {
         let L4::Tcp { flags, seq, .. } = p.l4 else {
-            return self.expired_at(p.ts_ns);
+            return self.expired_at(p.ts_ns, timeouts);
         };
         let closed = (self.tcp.fin[0] && self.tcp.fin[1]) || self.tcp.rst[0] || self.tcp.rst[1];
         flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN
@@ -408,24 +408,25 @@ impl Flow {
             && self.syn_seq.is_some_and(|s| s != seq)
     }
 
-    /// Whether conntrack, at its default timeouts, has forgotten the flow by `ts`, so
-    /// that a packet then is a new entry, translated afresh (perhaps otherwise: the
-    /// port it had may be another's by then): a UDP flow 30 s after its last packet
-    /// (`nf_conntrack_udp_timeout`), or 120 s once it is a stream, answered and still
-    /// active 2 s after it began (`nf_conntrack_udp_timeout_stream`); an ICMP or
-    /// ICMPv6 exchange 30 s after its last message (`nf_conntrack_icmp_timeout`,
-    /// `nf_conntrack_icmpv6_timeout`). ICMP errors belong to the connection they quote
-    /// and TCP ends by its flags, never by time here; other protocols are left whole.
-    /// Counters are still side A's (the first packet's sender: conntrack's original
-    /// direction) when this is asked.
-    fn expired_at(&self, ts: i64) -> bool {
-        const SECOND: i64 = 1_000_000_000;
+    /// Whether conntrack has forgotten the flow by `ts`, so that a packet then is a
+    /// new entry, translated afresh (perhaps otherwise: the port it had may be
+    /// another's by then): a UDP flow [`CtTimeouts::udp_ns`] after its last packet (30
+    /// s by default), or [`CtTimeouts::udp_stream_ns`] (120 s) once it is a stream,
+    /// answered and still active 2 s after it began; an ICMP or ICMPv6 exchange
+    /// [`CtTimeouts::icmp_ns`] or [`CtTimeouts::icmpv6_ns`] (30 s) after its last
+    /// message. ICMP errors belong to the connection they quote and TCP ends by its
+    /// flags, never by time here; other protocols are left whole. Counters are still
+    /// side A's (the first packet's sender: conntrack's original direction) when this
+    /// is asked.
+    fn expired_at(&self, ts: i64, t: &CtTimeouts) -> bool {
+        const STREAM_AFTER_NS: i64 = 2_000_000_000;
         let timeout = match self.tuple.proto {
-            Proto::Udp if self.packets[1] > 0 && self.last_ns - self.first_ns > 2 * SECOND => {
-                120 * SECOND
+            Proto::Udp if self.packets[1] > 0 && self.last_ns - self.first_ns > STREAM_AFTER_NS => {
+                t.udp_stream_ns
             }
-            Proto::Udp => 30 * SECOND,
-            Proto::Icmp | Proto::Icmpv6 if self.icmp_error.is_none() => 30 * SECOND,
+            Proto::Udp => t.udp_ns,
+            Proto::Icmp if self.icmp_error.is_none() => t.icmp_ns,
+            Proto::Icmpv6 if self.icmp_error.is_none() => t.icmpv6_ns,
             _ => return false,
         };
         ts - self.last_ns > timeout
@@ -545,6 +546,8 @@ pub struct FlowTable {
     /// but a fast one (foldhash's random state, not SipHash), since every packet is
     /// looked up.
     hasher: foldhash::fast::RandomState,
+    /// When a quiet UDP or ICMP tuple becomes a new flow.
+    timeouts: CtTimeouts,
 }
 
 /// What finds a packet's flow: its tuple whichever way it was sent, and for an ICMP
@@ -637,6 +640,15 @@ fn hash_tuple<H: Hasher>(t: &Tuple, state: &mut H) {
 }
 
 impl FlowTable {
+    /// An empty table that ends quiet UDP and ICMP flows at `timeouts` (the default
+    /// table: the kernel's default timeouts).
+    pub fn new(timeouts: CtTimeouts) -> FlowTable {
+        FlowTable {
+            timeouts,
+            ..FlowTable::default()
+        }
+    }
+
     /// Adds a packet; returns the index of its flow and which side sent it.
     pub fn push(&mut self, p: &Packet) -> (usize, Side) {
         let key = FlowKey::of(p);
@@ -652,7 +664,7 @@ impl FlowTable {
                 && FlowKey::same_quoted(FlowKey::quoted_of(f), key.quoted)
         });
         let idx = match found {
-            Some(&mut (i, _)) if !flows[i as usize].is_reuse(p) => i as usize,
+            Some(&mut (i, _)) if !flows[i as usize].is_reuse(p, &self.timeouts) => i as usize,
             found => {
                 flows.push(Flow::new(p));
                 let new = u32::try_from(flows.len() - 1).expect("fewer than 2^32 flows");
@@ -717,7 +729,7 @@ pub fn read_input_flows(
     let mut tables: Vec<FlowTable> = Vec::new();
     let input = capture::read_input(spec, opts, |local, packet| {
         if tables.len() <= local {
-            tables.resize_with(local + 1, FlowTable::default);
+            tables.resize_with(local + 1, || FlowTable::new(opts.timeouts));
         }
         let (flow, side) = tables[local].push(packet);
         observe(local, flow, side, packet);
@@ -1093,6 +1105,14 @@ mod tests {
         t.push(&echo(0, 8));
         assert_eq!(t.push(&echo(29 * S, 8)).0, 0);
         assert_eq!(t.push(&echo(60 * S, 8)).0, 1);
+        // The host's own timeouts, when given.
+        let mut t = FlowTable::new(CtTimeouts {
+            icmp_ns: 61 * S,
+            ..CtTimeouts::default()
+        });
+        t.push(&echo(0, 8));
+        assert_eq!(t.push(&echo(60 * S, 8)).0, 0);
+        assert_eq!(t.push(&echo(122 * S, 8)).0, 1);
         let mut t = FlowTable::default();
         t.push(&tcp(0, "10.0.0.2", 40000, "198.51.100.2", 80, ACK, 1));
         assert_eq!(

@@ -10,6 +10,52 @@ use std::net::IpAddr;
 
 use serde::{Serialize, Serializer};
 
+/// How long conntrack keeps a UDP or ICMP entry after its last packet: a tuple quiet
+/// for longer is a new entry, NATed afresh. The kernel's defaults
+/// (nf_conntrack-sysctl.rst) unless the host's settings say otherwise
+/// ([`CtTimeouts::set`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CtTimeouts {
+    /// `nf_conntrack_udp_timeout`: a UDP entry not (yet) a stream.
+    pub udp_ns: i64,
+    /// `nf_conntrack_udp_timeout_stream`: a UDP entry answered and still active 2 s
+    /// after it was made.
+    pub udp_stream_ns: i64,
+    /// `nf_conntrack_icmp_timeout`.
+    pub icmp_ns: i64,
+    /// `nf_conntrack_icmpv6_timeout`.
+    pub icmpv6_ns: i64,
+}
+
+impl Default for CtTimeouts {
+    fn default() -> Self {
+        const S: i64 = 1_000_000_000;
+        CtTimeouts {
+            udp_ns: 30 * S,
+            udp_stream_ns: 120 * S,
+            icmp_ns: 30 * S,
+            icmpv6_ns: 30 * S,
+        }
+    }
+}
+
+impl CtTimeouts {
+    /// Sets the timeout the setting `name` (as `sysctl` prints it:
+    /// `net.netfilter.nf_conntrack_udp_timeout`) holds to `seconds`; returns whether
+    /// `name` is one of them.
+    pub fn set(&mut self, name: &str, seconds: u32) -> bool {
+        let slot = match name.strip_prefix("net.netfilter.") {
+            Some("nf_conntrack_udp_timeout") => &mut self.udp_ns,
+            Some("nf_conntrack_udp_timeout_stream") => &mut self.udp_stream_ns,
+            Some("nf_conntrack_icmp_timeout") => &mut self.icmp_ns,
+            Some("nf_conntrack_icmpv6_timeout") => &mut self.icmpv6_ns,
+            _ => return false,
+        };
+        *slot = i64::from(seconds) * 1_000_000_000;
+        true
+    }
+}
+
 /// IP protocol of a connection. Unknown numbers are kept, never rejected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Proto {

@@ -63,10 +63,19 @@ pub fn run(cfg: &Config) -> anyhow::Result<Model> {
     } else {
         Some(crate::rules::read_texts(&cfg.rules, &cfg.rules_before)?)
     };
+    // The host's conntrack timeouts, when its settings are among the inputs, decide
+    // when a quiet UDP or ICMP tuple is a new connection.
+    let read = ReadOptions {
+        timeouts: crate::conntrack::Dump::timeouts(witnesses.iter().filter_map(|w| match w {
+            Witness::Conntrack(d) => Some(d),
+            Witness::Rules(_) => None,
+        })),
+        ..cfg.read.clone()
+    };
     // Parsing is one thread's work, and the correlation leaves a core idle between its
     // parallel stages.
     let (c, parsed) = rayon::join(
-        || correlate::run(&cfg.captures, &cfg.read, cfg.correlate.clone()),
+        || correlate::run(&cfg.captures, &read, cfg.correlate.clone()),
         || rules.map(|texts| texts.parse()),
     );
     if let Some(set) = parsed {

@@ -35,7 +35,7 @@ use crate::decode::{
 };
 use crate::diag::{Location, Warning};
 use crate::input::progress::Reading;
-use crate::model::{Packet, Tunnel};
+use crate::model::{CtTimeouts, Packet, Tunnel};
 pub use range::TimeRange;
 use reader::{FrameReader, Next, ReadProblem};
 
@@ -206,6 +206,9 @@ pub struct ReadOptions {
     pub decode: decode::Options,
     /// The frames read: those captured in this range (`--since`, `--until`).
     pub range: TimeRange,
+    /// How long a quiet UDP or ICMP tuple stays one flow: conntrack's timeouts, the
+    /// host's when its settings are among the inputs.
+    pub timeouts: CtTimeouts,
 }
 
 /// A capture point as discovered in one input.

@@ -211,6 +211,7 @@ impl CaptureArgs {
                 ifnames,
                 decode,
                 range,
+                ..ReadOptions::default()
             },
             bundles,
         })

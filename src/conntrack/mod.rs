@@ -41,7 +41,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use crate::diag::{Location, Warning};
-use crate::model::Tuple;
+use crate::model::{CtTimeouts, Tuple};
 
 pub use implied::{host_addresses, Implied};
 pub use line::{parse_line, Line, LineError};
@@ -260,6 +260,18 @@ impl Dump {
     /// The value of the last setting named `name` (`net.netfilter.nf_conntrack_max`).
     pub fn sysctl(&self, name: &str) -> Option<&Sysctl> {
         self.sysctls.iter().rev().find(|s| s.name == name)
+    }
+
+    /// The UDP and ICMP timeouts the settings among `dumps` give (the last of each
+    /// wins), the kernel's defaults for those not given.
+    pub fn timeouts<'a>(dumps: impl IntoIterator<Item = &'a Dump>) -> CtTimeouts {
+        let mut t = CtTimeouts::default();
+        for s in dumps.into_iter().flat_map(|d| &d.sysctls) {
+            if let Ok(seconds) = s.value.parse() {
+                t.set(&s.name, seconds);
+            }
+        }
+        t
     }
 
     /// Every entry of the input: table lines, then the entry of each event.

@@ -204,6 +204,36 @@ entries  clashres found new invalid ignore delete delete_list insert insert_fail
 }
 
 #[test]
+fn the_udp_and_icmp_timeouts_come_from_the_settings_given() {
+    use crate::model::CtTimeouts;
+    const S: i64 = 1_000_000_000;
+    let host = parse_str(
+        "sysctl.txt",
+        "$ sysctl -a | grep timeout\n\
+net.netfilter.nf_conntrack_udp_timeout = 60\n\
+net.netfilter.nf_conntrack_icmpv6_timeout = 10\n\
+net.netfilter.nf_conntrack_tcp_timeout_established = 86400\n\
+net.netfilter.nf_conntrack_udp_timeout = 65\n",
+    );
+    let later = parse_str(
+        "later",
+        "net.netfilter.nf_conntrack_udp_timeout_stream = 180\n",
+    );
+    let t = Dump::timeouts([&host, &later]);
+    assert_eq!(
+        t,
+        CtTimeouts {
+            udp_ns: 65 * S,
+            udp_stream_ns: 180 * S,
+            icmpv6_ns: 10 * S,
+            ..CtTimeouts::default()
+        }
+    );
+    assert_eq!(t.icmp_ns, 30 * S);
+    assert_eq!(Dump::timeouts([]), CtTimeouts::default());
+}
+
+#[test]
 fn a_full_table_pasted_statistics_count_and_settings() {
     // What a ticket shows of a full table: the settings, the per-CPU statistics, and
     // /proc/net/stat/nf_conntrack, whose `entries` is the table's count on every row.

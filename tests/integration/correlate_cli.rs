@@ -2,7 +2,7 @@
 //! interfaces come as separate files, one pcapng, one `-i any` capture, or with one
 //! capture's clock shifted; snapshots of the rebuilt paths for every scenario.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
@@ -515,6 +515,81 @@ fn a_connection_turned_back_out_of_its_interface_crosses_both_ways() {
             assert_eq!(turned, outside, "{args:?}");
         }
     }
+}
+
+/// A UDP or ICMP tuple used again after conntrack forgot it is a new connection, NATed
+/// afresh: at the kernel's default timeouts, or at the host's own when its settings are
+/// among the inputs (a host that keeps entries 60 s kept both lives in one entry).
+#[test]
+fn a_tuple_quiet_past_its_timeout_is_used_again_as_a_new_connection() {
+    let files = |s: &str| -> Vec<String> {
+        ["veth-c1", "docker0", "eth0"]
+            .iter()
+            .map(|p| format!("samples/{s}/{p}.pcap"))
+            .collect()
+    };
+    let lives = |doc: &Value| -> BTreeMap<String, Vec<String>> {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for c in doc["connections"].as_array().unwrap() {
+            let hops = c["hops"].as_array().unwrap();
+            let (first, last) = (&hops[0], &hops[hops.len() - 1]);
+            let t = |h: &Value| format!("{} {}:{}", h["proto"], h["src"], h["sport"]);
+            let to = format!("{} {}:{}", t(last), last["dst"], last["dport"]);
+            out.entry(format!("{} {}", first["point"], t(first)))
+                .or_default()
+                .push(to);
+        }
+        out
+    };
+    // Outbound: c1's second life is moved off the port and identifier c2 took.
+    let out = files("reuse-after-expiry");
+    let args: Vec<&str> = out.iter().map(String::as_str).collect();
+    let doc = correlate_json(&args);
+    let got = lives(&doc);
+    for proto in ["udp", "icmp"] {
+        let reused: Vec<&Vec<String>> = (got.iter())
+            .filter(|(k, v)| k.starts_with(&format!("\"veth-c1\" \"{proto}\"")) && v.len() > 1)
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(reused.len(), 1, "{proto}: {got:?}");
+        assert_eq!(reused[0].len(), 2, "{proto}: {got:?}");
+        assert_ne!(
+            reused[0][0], reused[0][1],
+            "{proto}: both lives NATed alike"
+        );
+    }
+    assert_eq!(doc["summary"]["by_kind"]["snat"], 6, "{got:?}");
+    // With the recording's own settings (the defaults), the same.
+    let own = [
+        &args[..],
+        &["--conntrack", "samples/reuse-after-expiry/sysctl.txt"],
+    ]
+    .concat();
+    assert_eq!(lives(&correlate_json(&own)), got);
+    // A host that keeps UDP and ICMP entries 60 s made no new entry: no new flow.
+    let dir = std::env::temp_dir().join(format!("natcheck-timeouts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sysctl = dir.join("sysctl.txt");
+    std::fs::write(
+        &sysctl,
+        "net.netfilter.nf_conntrack_udp_timeout = 60\nnet.netfilter.nf_conntrack_icmp_timeout = 60\n",
+    )
+    .unwrap();
+    let long = [&args[..], &["--conntrack", sysctl.to_str().unwrap()]].concat();
+    let joined = lives(&correlate_json(&long));
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(
+        joined.values().all(|v| v.len() == 1),
+        "one flow a tuple at 60 s: {joined:?}"
+    );
+    // Inbound: one tuple outside, a backend a life.
+    let inbound = files("reuse-after-expiry-dnat");
+    let args: Vec<&str> = inbound.iter().map(String::as_str).collect();
+    let got = lives(&correlate_json(&args));
+    let outside: Vec<&Vec<String>> = got.values().filter(|v| v.len() > 1).collect();
+    assert_eq!(outside.len(), 1, "{got:?}");
+    assert_eq!(outside[0].len(), 2, "{got:?}");
+    assert_ne!(outside[0][0], outside[0][1], "both lives to one backend");
 }
 
 /// An ICMP error that crosses the NAT back (a port unreachable about a datagram DNATed
