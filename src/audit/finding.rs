@@ -148,6 +148,9 @@ named_enum! {
         /// Packets from the network to a loopback address that the host let in: DNATed
         /// on to a backend, or delivered to its own services (`route_localnet`).
         LoopbackExposed = "loopback-exposed",
+        /// A UDP or ICMP tuple quiet past conntrack's timeout whose next packets NAT
+        /// mapped otherwise (a new entry).
+        RemappedAfterIdle = "remapped-after-idle",
     }
 }
 
@@ -372,6 +375,22 @@ pub enum Detail {
         answers: u64,
         /// Whether anything answered, there or beyond the DNAT.
         answered: bool,
+    },
+    RemappedAfterIdle {
+        /// The tuple both lives had at their first point.
+        tuple: Tuple,
+        /// The earlier life's tuple at the first later point where the two differ, and
+        /// the later life's there.
+        before: Tuple,
+        after: Tuple,
+        /// From the earlier life's last packet to the later one's first.
+        idle_ns: i64,
+        /// The timeout the quiet spell passed, the setting that holds it
+        /// (`net.netfilter.nf_conntrack_udp_timeout`), and where that setting was read
+        /// (none: the kernel's default).
+        timeout_ns: i64,
+        sysctl: String,
+        given_at: Option<String>,
     },
     OverlayMasq {
         /// The first connection's tuple before its source was rewritten.

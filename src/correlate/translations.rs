@@ -694,7 +694,8 @@ fn gaps(
 
 /// For every link whose source port changed, the connection holding the tuple the
 /// connection would have had downstream with its original source port (another
-/// connection's hop at the same point), and whether that one started first.
+/// connection's hop at the same point: the last to take it before, when several
+/// did), and whether that one started first.
 pub(super) fn port_reallocs(conns: &mut [Connection]) {
     // The tuples wanted: few connections have their port moved, so only those tuples
     // are looked for among every hop, not every hop indexed.
@@ -743,7 +744,16 @@ pub(super) fn port_reallocs(conns: &mut [Connection]) {
         .map(|(ci, i, key)| {
             let c = &conns[ci];
             let (up, down) = (&c.hops[i], &c.hops[i + 1]);
-            let holder = held[&key].iter().map(|&o| o as usize).find(|&o| o != ci);
+            // The holder is the connection that took the tuple last before this one
+            // began (a tuple used again after its entry expired was taken anew: an
+            // earlier user that went quiet held nothing), else the first after.
+            let others = held[&key].iter().map(|&o| o as usize).filter(|&o| o != ci);
+            let start = c.first_ns();
+            let holder = others
+                .clone()
+                .filter(|&o| conns[o].first_ns() <= start)
+                .max_by_key(|&o| (conns[o].first_ns(), std::cmp::Reverse(o)))
+                .or_else(|| others.min_by_key(|&o| (conns[o].first_ns(), o)));
             let r = PortRealloc {
                 wanted_sport: up.flow.tuple.sport,
                 got_sport: down.flow.tuple.sport,

@@ -44,6 +44,7 @@ mod not_netfilter;
 mod overlay_masq;
 mod pmtu_black_hole;
 mod port_reallocated;
+mod remapped_after_idle;
 mod rule_contradiction;
 mod snat_port_exhaustion;
 mod stale_entry;
@@ -189,6 +190,11 @@ pub const RULES: &[Rule] = &[
         code: Code::LoopbackExposed,
         what: "a loopback address reached from the network",
         run: Run::Alone(loopback_exposed::detect),
+    },
+    Rule {
+        code: Code::RemappedAfterIdle,
+        what: "a UDP or ICMP tuple mapped otherwise after a quiet spell past its timeout",
+        run: Run::Alone(remapped_after_idle::detect),
     },
     Rule {
         code: Code::NatBeforeCapture,

@@ -241,6 +241,30 @@ mod tests {
     }
 
     #[test]
+    fn the_holder_is_the_last_to_take_the_port_before() {
+        // c1's tuple used again after its entry expired, its port and identifier
+        // taken meanwhile by c2: the holder is c2's connection, not c1's first life,
+        // which used the same outside tuple before and went quiet.
+        let c = super::super::testing::wire_at("reuse-after-expiry", &["docker0", "eth0"]);
+        let found = run(&c, &[], Code::PortReallocated);
+        assert_eq!(found.len(), 2);
+        for f in &found {
+            let Detail::PortReallocated {
+                colliding: Some(id),
+                colliding_started_first: Some(true),
+                ..
+            } = &f.detail
+            else {
+                panic!("{:?}", f.detail);
+            };
+            let holder = c.connections.iter().find(|k| k.id == *id).unwrap();
+            let moved = &c.connections[f.conns[0]];
+            assert_ne!(holder.hops[0].flow.tuple.src, moved.hops[0].flow.tuple.src);
+            assert!(holder.last_ns() > moved.first_ns() - 30_000_000_000);
+        }
+    }
+
+    #[test]
     fn the_allocator_mode_follows_the_rule() {
         // Same-port clients: the second of each pair moves, the first holds the port.
         let m = modes("port-collision");

@@ -28,6 +28,7 @@ mod not_netfilter;
 mod overlay_masq;
 mod pmtu_black_hole;
 mod port_reallocated;
+mod remapped_after_idle;
 mod rule_contradiction;
 mod snat_port_exhaustion;
 mod stale_entry;
@@ -87,6 +88,7 @@ pub fn words(f: &Finding) -> Words {
         Code::NatHelper => nat_helper::explain(f),
         Code::NatBeforeCapture => nat_before_capture::explain(f),
         Code::LoopbackExposed => loopback_exposed::explain(f),
+        Code::RemappedAfterIdle => remapped_after_idle::explain(f),
     };
     let cause = match f.code {
         Code::Lost => lost::cause(f),
