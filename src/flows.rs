@@ -11,9 +11,10 @@
 //! (or a slice of one: `--since`) sees many without their handshake. A TCP tuple that
 //! is reused after its connection closed (a new SYN with another initial sequence
 //! number) starts a new flow, as Wireshark's TCP streams do; so does a UDP or ICMP
-//! tuple used again after a quiet spell longer than conntrack keeps its entry (30 s, or
-//! 120 s for an active UDP stream, the kernel's default timeouts): the kernel made a
-//! new entry for it and may have translated it otherwise.
+//! tuple used again after a quiet spell longer than conntrack keeps its entry (the
+//! host's timeouts when given, else the kernel's defaults: 30 s, or 120 s for an
+//! active UDP stream): the kernel made a new entry for it and may have translated it
+//! otherwise.
 
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::IpAddr;
@@ -419,17 +420,12 @@ impl Flow {
     /// side A's (the first packet's sender: conntrack's original direction) when this
     /// is asked.
     fn expired_at(&self, ts: i64, t: &CtTimeouts) -> bool {
-        const STREAM_AFTER_NS: i64 = 2_000_000_000;
-        let timeout = match self.tuple.proto {
-            Proto::Udp if self.packets[1] > 0 && self.last_ns - self.first_ns > STREAM_AFTER_NS => {
-                t.udp_stream_ns
-            }
-            Proto::Udp => t.udp_ns,
-            Proto::Icmp if self.icmp_error.is_none() => t.icmp_ns,
-            Proto::Icmpv6 if self.icmp_error.is_none() => t.icmpv6_ns,
-            _ => return false,
-        };
-        ts - self.last_ns > timeout
+        let replied = self.packets[1] > 0;
+        let timeout = t.after_last(self.tuple.proto, replied, self.last_ns - self.first_ns);
+        match timeout {
+            Some((ns, _)) if self.icmp_error.is_none() => ts - self.last_ns > ns,
+            _ => false,
+        }
     }
 
     fn finish(&mut self) {

@@ -54,6 +54,30 @@ impl CtTimeouts {
         *slot = i64::from(seconds) * 1_000_000_000;
         true
     }
+
+    /// How long conntrack keeps the entry of a `proto` flow after its last packet,
+    /// and the setting that says so: for UDP the stream timeout once the flow was
+    /// answered (`replied`) and still active 2 s after it began (`active_ns` from its
+    /// first packet to its last), as the kernel decides. `None` where time does not
+    /// end the entry here (TCP ends by its flags; other protocols are left whole).
+    pub fn after_last(
+        &self,
+        proto: Proto,
+        replied: bool,
+        active_ns: i64,
+    ) -> Option<(i64, &'static str)> {
+        const STREAM_AFTER_NS: i64 = 2_000_000_000;
+        Some(match proto {
+            Proto::Udp if replied && active_ns > STREAM_AFTER_NS => (
+                self.udp_stream_ns,
+                "net.netfilter.nf_conntrack_udp_timeout_stream",
+            ),
+            Proto::Udp => (self.udp_ns, "net.netfilter.nf_conntrack_udp_timeout"),
+            Proto::Icmp => (self.icmp_ns, "net.netfilter.nf_conntrack_icmp_timeout"),
+            Proto::Icmpv6 => (self.icmpv6_ns, "net.netfilter.nf_conntrack_icmpv6_timeout"),
+            _ => return None,
+        })
+    }
 }
 
 /// IP protocol of a connection. Unknown numbers are kept, never rejected.

@@ -1030,6 +1030,17 @@ one_armed_lan() {
   hx sysctl -q -w net.ipv4.conf.all.send_redirects=0 net.ipv4.conf.eth0.send_redirects=0
 }
 
+# Docker's filter rules letting DNS from outside reach c1 and c2, and the nat table's
+# base with Docker's masquerade: the caller adds its DNAT rules and the COMMIT.
+dns_backends_base() {
+  docker_filter_base
+  echo "-A DOCKER -d $C1_IP/32 ! -i docker0 -o docker0 -p udp -m udp --dport 53 -j ACCEPT"
+  echo "-A DOCKER -d $C2_IP/32 ! -i docker0 -o docker0 -p udp -m udp --dport 53 -j ACCEPT"
+  echo COMMIT
+  docker_nat_base
+  echo "$MASQ_RULE"
+}
+
 # A stale UDP entry (FM-12): a client outside keeps one source port to a published
 # UDP port while the DNAT is retargeted from c1 to c2 and c1's server stops. NAT is
 # decided on a flow's first packet: the client's datagrams keep going to c1 (which
@@ -1038,12 +1049,7 @@ one_armed_lan() {
 scenario_stale_udp() {
   IFACES=(docker0 eth0 veth-c1)
   {
-    docker_filter_base
-    echo "-A DOCKER -d $C1_IP/32 ! -i docker0 -o docker0 -p udp -m udp --dport 53 -j ACCEPT"
-    echo "-A DOCKER -d $C2_IP/32 ! -i docker0 -o docker0 -p udp -m udp --dport 53 -j ACCEPT"
-    echo COMMIT
-    docker_nat_base
-    echo "$MASQ_RULE"
+    dns_backends_base
     echo "-A DOCKER ! -i docker0 -p udp -m udp --dport 8053 -j DNAT --to-destination $C1_IP:53"
     echo COMMIT
   } | apply_rules
@@ -1137,12 +1143,7 @@ scenario_reuse_after_expiry() {
 scenario_reuse_after_expiry_dnat() {
   IFACES=(docker0 eth0 veth-c1)
   {
-    docker_filter_base
-    echo "-A DOCKER -d $C1_IP/32 ! -i docker0 -o docker0 -p udp -m udp --dport 53 -j ACCEPT"
-    echo "-A DOCKER -d $C2_IP/32 ! -i docker0 -o docker0 -p udp -m udp --dport 53 -j ACCEPT"
-    echo COMMIT
-    docker_nat_base
-    echo "$MASQ_RULE"
+    dns_backends_base
     echo "-A DOCKER ! -i docker0 -p udp -m udp --dport 8053 -m statistic --mode nth --every 2 --packet 0 -j DNAT --to-destination $C1_IP:53"
     echo "-A DOCKER ! -i docker0 -p udp -m udp --dport 8053 -j DNAT --to-destination $C2_IP:53"
     echo COMMIT

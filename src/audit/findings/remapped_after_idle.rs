@@ -25,27 +25,13 @@ use crate::model::{CtTimeouts, Proto};
 /// The timeout that ended `conn`'s entry, the setting that holds it, and where that
 /// was read (none: the kernel's default).
 fn timeout(x: &Ctx, conn: &Connection) -> Option<(i64, &'static str, Option<String>)> {
-    let f = &conn.hops.first()?.flow;
-    let stream = f.packets[1] > 0 && conn.last_ns() - conn.first_ns() > 2_000_000_000;
-    let name = match conn.proto {
-        Proto::Udp if stream => "net.netfilter.nf_conntrack_udp_timeout_stream",
-        Proto::Udp => "net.netfilter.nf_conntrack_udp_timeout",
-        Proto::Icmp => "net.netfilter.nf_conntrack_icmp_timeout",
-        Proto::Icmpv6 => "net.netfilter.nf_conntrack_icmpv6_timeout",
-        _ => return None,
-    };
     let mut t = CtTimeouts::default();
-    let given = x.sysctls.get(name);
-    if let Some(s) = given {
+    for (name, s) in &x.sysctls {
         t.set(name, u32::try_from(s.value).unwrap_or(u32::MAX));
     }
-    let ns = match name.rsplit('.').next() {
-        Some("nf_conntrack_udp_timeout_stream") => t.udp_stream_ns,
-        Some("nf_conntrack_udp_timeout") => t.udp_ns,
-        Some("nf_conntrack_icmp_timeout") => t.icmp_ns,
-        _ => t.icmpv6_ns,
-    };
-    Some((ns, name, given.map(|s| s.place.clone())))
+    let replied = conn.hops.first()?.flow.packets[1] > 0;
+    let (ns, name) = t.after_last(conn.proto, replied, conn.last_ns() - conn.first_ns())?;
+    Some((ns, name, x.sysctls.get(name).map(|s| s.place.clone())))
 }
 
 pub fn detect(x: &Ctx) -> Vec<Finding> {
