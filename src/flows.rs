@@ -421,9 +421,13 @@ impl Flow {
     /// is asked.
     fn expired_at(&self, ts: i64, t: &CtTimeouts) -> bool {
         let replied = self.packets[1] > 0;
-        let timeout = t.after_last(self.tuple.proto, replied, self.last_ns - self.first_ns);
+        let timeout = t.after_last(
+            self.tuple.proto,
+            replied,
+            self.last_ns.saturating_sub(self.first_ns),
+        );
         match timeout {
-            Some((ns, _)) if self.icmp_error.is_none() => ts - self.last_ns > ns,
+            Some((ns, _)) if self.icmp_error.is_none() => ts.saturating_sub(self.last_ns) > ns,
             _ => false,
         }
     }
@@ -1109,6 +1113,11 @@ mod tests {
         t.push(&echo(0, 8));
         assert_eq!(t.push(&echo(60 * S, 8)).0, 0);
         assert_eq!(t.push(&echo(122 * S, 8)).0, 1);
+        // Timestamps at the ends of the clock (a corrupt capture) decide without
+        // overflowing.
+        let mut t = FlowTable::default();
+        t.push(&udp(i64::MIN, false));
+        assert_eq!(t.push(&udp(i64::MAX, true)).0, 1);
         let mut t = FlowTable::default();
         t.push(&tcp(0, "10.0.0.2", 40000, "198.51.100.2", 80, ACK, 1));
         assert_eq!(

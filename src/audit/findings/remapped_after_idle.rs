@@ -30,7 +30,11 @@ fn timeout(x: &Ctx, conn: &Connection) -> Option<(i64, &'static str, Option<Stri
         t.set(name, u32::try_from(s.value).unwrap_or(u32::MAX));
     }
     let replied = conn.hops.first()?.flow.packets[1] > 0;
-    let (ns, name) = t.after_last(conn.proto, replied, conn.last_ns() - conn.first_ns())?;
+    let (ns, name) = t.after_last(
+        conn.proto,
+        replied,
+        conn.last_ns().saturating_sub(conn.first_ns()),
+    )?;
     Some((ns, name, x.sysctls.get(name).map(|s| s.place.clone())))
 }
 
@@ -54,7 +58,7 @@ pub fn detect(x: &Ctx) -> Vec<Finding> {
             let Some((timeout_ns, sysctl, given_at)) = timeout(x, a) else {
                 continue;
             };
-            let idle_ns = b.first_ns() - a.last_ns();
+            let idle_ns = b.first_ns().saturating_sub(a.last_ns());
             if idle_ns <= timeout_ns {
                 continue;
             }
