@@ -65,6 +65,9 @@ pub struct Ctx<'a> {
     /// Numeric settings pasted or collected with the conntrack inputs (`sysctl -a`
     /// lines, a bundle's `sysctl.txt`), by name: the last one given.
     pub sysctls: std::collections::BTreeMap<String, ct::Setting>,
+    /// conntrack's UDP and ICMP timeouts those settings give (the kernel's defaults
+    /// where they give none): the ones the flows were split at.
+    pub timeouts: crate::model::CtTimeouts,
     /// The host's rule set, when given, and each walked connection's way through it.
     pub rules: Option<&'a RuleSet>,
     pub attributions: Vec<Attribution>,
@@ -140,6 +143,7 @@ impl<'a> Ctx<'a> {
             stats: ct::Stats::default(),
             table: ct::TableSize::default(),
             sysctls: Default::default(),
+            timeouts: Default::default(),
             rules: None,
             attributions: Vec::new(),
             opening_unseen: Vec::new(),

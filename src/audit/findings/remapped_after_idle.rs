@@ -20,17 +20,13 @@
 
 use crate::audit::{Code, Ctx, Detail, Finding, Role, Severity};
 use crate::correlate::Connection;
-use crate::model::{CtTimeouts, Proto};
+use crate::model::Proto;
 
 /// The timeout that ended `conn`'s entry, the setting that holds it, and where that
 /// was read (none: the kernel's default).
 fn timeout(x: &Ctx, conn: &Connection) -> Option<(i64, &'static str, Option<String>)> {
-    let mut t = CtTimeouts::default();
-    for (name, s) in &x.sysctls {
-        t.set(name, u32::try_from(s.value).unwrap_or(u32::MAX));
-    }
     let replied = conn.hops.first()?.flow.packets[1] > 0;
-    let (ns, name) = t.after_last(
+    let (ns, name) = x.timeouts.after_last(
         conn.proto,
         replied,
         conn.last_ns().saturating_sub(conn.first_ns()),
