@@ -10,8 +10,8 @@ use std::net::IpAddr;
 
 use serde::{Serialize, Serializer};
 
-/// How long conntrack keeps a UDP or ICMP entry after its last packet: a tuple quiet
-/// for longer is a new entry, NATed afresh. The kernel's defaults
+/// How long conntrack keeps a UDP, ICMP or established TCP entry after its last
+/// packet: a tuple quiet for longer is a new entry, NATed afresh. The kernel's defaults
 /// (nf_conntrack-sysctl.rst) unless the host's settings say otherwise
 /// ([`CtTimeouts::set`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +25,10 @@ pub struct CtTimeouts {
     pub icmp_ns: i64,
     /// `nf_conntrack_icmpv6_timeout`.
     pub icmpv6_ns: i64,
+    /// `nf_conntrack_tcp_timeout_established`: an established TCP entry. Flows do
+    /// not end by it (a TCP tuple is one flow until a SYN after its close); a
+    /// connection quiet for longer lost its entry ([`CtTimeouts::tcp_established`]).
+    pub tcp_established_ns: i64,
 }
 
 impl Default for CtTimeouts {
@@ -35,6 +39,7 @@ impl Default for CtTimeouts {
             udp_stream_ns: 120 * S,
             icmp_ns: 30 * S,
             icmpv6_ns: 30 * S,
+            tcp_established_ns: 432_000 * S,
         }
     }
 }
@@ -49,6 +54,7 @@ impl CtTimeouts {
             Some("nf_conntrack_udp_timeout_stream") => &mut self.udp_stream_ns,
             Some("nf_conntrack_icmp_timeout") => &mut self.icmp_ns,
             Some("nf_conntrack_icmpv6_timeout") => &mut self.icmpv6_ns,
+            Some("nf_conntrack_tcp_timeout_established") => &mut self.tcp_established_ns,
             _ => return false,
         };
         *slot = i64::from(seconds) * 1_000_000_000;
@@ -77,6 +83,15 @@ impl CtTimeouts {
             Proto::Icmpv6 => (self.icmpv6_ns, "net.netfilter.nf_conntrack_icmpv6_timeout"),
             _ => return None,
         })
+    }
+
+    /// How long conntrack keeps an established TCP entry after its last packet, and
+    /// the setting that says so.
+    pub fn tcp_established(&self) -> (i64, &'static str) {
+        (
+            self.tcp_established_ns,
+            "net.netfilter.nf_conntrack_tcp_timeout_established",
+        )
     }
 }
 

@@ -40,6 +40,7 @@ ALL_SCENARIOS+=(fault-hairpin-mode-off fault-hairpin-mode-off6 ftp-alg ftp-alg6 
 ALL_SCENARIOS+=(published-port6 local-published6 port-collision6 snat-pool6 netmap6 redirect-local6 nodeport6 nft-inet6 icmp-errors6 bulk-offload6)
 ALL_SCENARIOS+=(routed-pods egress-snat fragments midstream docker-nft)
 ALL_SCENARIOS+=(fault-loopback-published fault-localnet-service reuse-after-expiry reuse-after-expiry-dnat)
+ALL_SCENARIOS+=(fault-idle-expiry-remap fault-state-loss-dnat)
 
 # The scenarios that run with IPv6 on (dual stack): those whose name ends in 6.
 is_v6() { [[ $1 == *6 ]]; }
@@ -1160,6 +1161,75 @@ scenario_reuse_after_expiry_dnat() {
   snapshot
   kill_servers
   stop_recording
+}
+
+# State lost mid-connection, and NAT decided again (FM-02 with nf_conntrack_tcp_loose=1,
+# the default): the host keeps an established TCP entry 5 s (a low
+# nf_conntrack_tcp_timeout_established) and masquerades with --random-fully (as
+# kube-proxy, Calico and Flannel do). c1 exchanges twice, stays quiet 7 s and sends
+# again: the segment is picked up mid-stream as a new entry and leaves from another
+# port; the server knows no such connection and resets it.
+scenario_fault_idle_expiry_remap() {
+  IFACES=(docker0 eth0 veth-c1)
+  {
+    docker_filter_base
+    echo COMMIT
+    docker_nat_base
+    echo "$MASQ_RULE --random-fully"
+    echo COMMIT
+  } | apply_rules
+  hx sysctl -q -w net.netfilter.nf_conntrack_tcp_timeout_established=5
+  server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --lifetime 30
+  start_recording
+  client c1 "$NS_C1" tcp_client.py --sport 41000 --dst "$SRV_IP" --port 7000 --requests 2 --tag idle \
+    --ready "$SYNC/h1" --phase2 "$SYNC/go" --phase2-timeout 1.5 --hold-max 15 --close rst
+  local c1=$LAST_PID
+  wait_file "$SYNC/h1" 5
+  snapshot
+  sleep 7
+  touch "$SYNC/go"
+  expect_ok "$c1"
+  sleep 0.5
+  snapshot -after
+  kill_servers
+  stop_recording
+}
+
+# The same loss on the way in, by deletion: a client outside reaches a TCP port the
+# host balances over c1 and c2 (`-m statistic --mode nth`); its entry is deleted while
+# the connection is open (`conntrack -D`, as a flush or an agent's clean-up does). The
+# client's next segment is a new entry to the rules, which send it to c2; c2 resets it.
+scenario_fault_state_loss_dnat() {
+  IFACES=(docker0 eth0 veth-c1)
+  {
+    docker_filter_base
+    echo "-A DOCKER -d $C1_IP/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT"
+    echo "-A DOCKER -d $C2_IP/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT"
+    echo COMMIT
+    docker_nat_base
+    echo "$MASQ_RULE"
+    echo "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -m statistic --mode nth --every 2 --packet 0 -j DNAT --to-destination $C1_IP:80"
+    echo "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination $C2_IP:80"
+    echo COMMIT
+  } | apply_rules
+  server web1 "$NS_C1" tcp_server.py --port 80 --lifetime 30
+  server web2 "$NS_C2" tcp_server.py --port 80 --lifetime 30
+  start_recording
+  client c "$NS_OUT" tcp_client.py --src "$REMOTE_CLI" --sport 42080 --dst "$HOST_IP" --port 8080 \
+    --requests 2 --tag lost --ready "$SYNC/h1" --phase2 "$SYNC/go" --phase2-timeout 1.5 --close rst
+  local c=$LAST_PID
+  wait_file "$SYNC/h1" 5
+  snapshot
+  hx conntrack -D -p tcp --orig-port-src 42080 -o extended,id >"$SCEN_DIR/conntrack-deleted.txt" 2>>"$LOGS/conntrack-D.log"
+  sleep 1
+  touch "$SYNC/go"
+  expect_ok "$c"
+  sleep 0.5
+  snapshot -after
+  # c1's server keeps the connection: stopped after the captures, its FIN (which no
+  # entry translates any more) would go on being sent again while they stop.
+  stop_recording
+  kill_servers
 }
 
 # Longer than the kernel's UDP and ICMP timeouts (30 s) and natcheck's bound for them.
@@ -4732,6 +4802,24 @@ check_reuse_after_expiry() {
   need 1 "expiry of c1's first ICMP entry" "$(ct_count "$ev" '\[DESTROY\]' ' icmp ' "src=$C1_IP dst=$SRV_IP .*id=20036 .*src=$SRV_IP dst=$HOST_IP .*id=20036 ")"
   need 4 "queries from $HOST_IP:40003 on eth0" "$(pkts "$e" "ip.src==$HOST_IP && udp.srcport==40003")"
   need 2 "queries from another port on eth0" "$(pkts "$e" "ip.src==$HOST_IP && udp.dstport==53 && udp.srcport!=40003")"
+}
+
+# c1's connection left eth0 from two ports: its first entry expired (no close), the
+# late segment was a new entry, and the server reset it.
+check_fault_idle_expiry_remap() {
+  local ev=$SCEN_DIR/events.txt e=$SCEN_DIR/eth0.pcap
+  need 1 "expiry of c1's first entry" "$(ct_count "$ev" '\[DESTROY\]' "src=$C1_IP dst=$SRV_IP sport=41000 dport=7000 ")"
+  need 2 "entries of c1's connection" "$(ct_count "$ev" '\[NEW\]' "src=$C1_IP dst=$SRV_IP sport=41000 dport=7000 ")"
+  need 2 "source ports of c1's connection on eth0" "$(tshark -r "$e" -Y "ip.src==$HOST_IP && tcp.dstport==7000" -T fields -e tcp.srcport | sort -u | wc -l)"
+  need 1 "reset from $SRV_IP on eth0" "$(pkts "$e" "ip.src==$SRV_IP && tcp.flags.reset==1")"
+}
+
+# The client's connection reached c1, then c2 after the deletion; c2 reset it.
+check_fault_state_loss_dnat() {
+  local d=$SCEN_DIR/docker0.pcap
+  need 1 "SYN to $C1_IP:80 on docker0" "$(pkts "$d" "ip.dst==$C1_IP && tcp.dstport==80 && tcp.flags.syn==1")"
+  need 1 "late segment to $C2_IP:80 on docker0" "$(pkts "$d" "ip.dst==$C2_IP && tcp.dstport==80 && tcp.len > 0")"
+  need 1 "reset from $C2_IP on docker0" "$(pkts "$d" "ip.src==$C2_IP && tcp.flags.reset==1")"
 }
 
 check_reuse_after_expiry_dnat() {

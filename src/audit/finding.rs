@@ -151,6 +151,10 @@ named_enum! {
         /// A UDP or ICMP tuple quiet past conntrack's timeout whose next packets NAT
         /// mapped otherwise (a new entry).
         RemappedAfterIdle = "remapped-after-idle",
+        /// A TCP connection NAT sent on under another tuple partway through: its
+        /// conntrack entry was lost (expired while idle, deleted, evicted) and a later
+        /// packet was picked up as a new entry.
+        StateLost = "state-lost",
     }
 }
 
@@ -375,6 +379,25 @@ pub enum Detail {
         answers: u64,
         /// Whether anything answered, there or beyond the DNAT.
         answered: bool,
+    },
+    StateLost {
+        /// The connection's tuple at its first point (its entry's ORIGINAL).
+        tuple: Tuple,
+        /// Its tuple at the point where it changed: before the loss, and that of the
+        /// packets after it.
+        before: Tuple,
+        after: Tuple,
+        /// How long the connection had been quiet before the first packet sent on
+        /// under `after`; none when that packet was its first at the point before.
+        idle_ns: Option<i64>,
+        /// The established TCP timeout, the setting that holds it, and where that was
+        /// read (none: the kernel's default).
+        timeout_ns: i64,
+        sysctl: String,
+        given_at: Option<String>,
+        /// What came back under `after`: replies, and whether one was a RST.
+        replies: u64,
+        reset: bool,
     },
     RemappedAfterIdle {
         /// The tuple both lives had at their first point.

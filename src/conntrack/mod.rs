@@ -262,7 +262,7 @@ impl Dump {
         self.sysctls.iter().rev().find(|s| s.name == name)
     }
 
-    /// The UDP and ICMP timeouts the settings among `dumps` give (the last of each
+    /// The UDP, ICMP and established TCP timeouts the settings among `dumps` give (the last of each
     /// wins), the kernel's defaults for those not given.
     pub fn timeouts<'a>(dumps: impl IntoIterator<Item = &'a Dump>) -> CtTimeouts {
         let mut t = CtTimeouts::default();

@@ -226,6 +226,7 @@ net.netfilter.nf_conntrack_udp_timeout = 65\n",
             udp_ns: 65 * S,
             udp_stream_ns: 180 * S,
             icmpv6_ns: 10 * S,
+            tcp_established_ns: 86_400 * S,
             ..CtTimeouts::default()
         }
     );

@@ -44,6 +44,12 @@ pub struct Gap {
     pub last_ns: Option<i64>,
     /// TCP flags of the first such packet (a SYN that never left, a stray RST).
     pub first_tcp_flags: Option<u8>,
+    /// How long the hop had been quiet (no packet either way) before the first such
+    /// packet; none when that packet was the hop's first. A state loss shows here: a
+    /// connection idle past its entry's timeout, whose next packet NAT sent on under
+    /// another tuple.
+    #[serde(skip)]
+    pub quiet_before_ns: Option<i64>,
 }
 
 impl Gap {
@@ -52,13 +58,16 @@ impl Gap {
         first_ns: None,
         last_ns: None,
         first_tcp_flags: None,
+        quiet_before_ns: None,
     };
 
-    fn add(&mut self, ts: i64, flags: Option<u8>) {
+    /// Counts a packet at `ts` that came `quiet_ns` after the hop's packet before it.
+    fn add(&mut self, ts: i64, flags: Option<u8>, quiet_ns: Option<i64>) {
         self.packets += 1;
         if self.first_ns.is_none_or(|f| ts < f) {
             self.first_ns = Some(ts);
             self.first_tcp_flags = flags;
+            self.quiet_before_ns = quiet_ns;
         }
         self.last_ns = Some(self.last_ns.map_or(ts, |l| l.max(ts)));
     }
@@ -677,16 +686,19 @@ fn gaps(
     let Some((first, last)) = capturing(po, off[other], window) else {
         return (fwd, rev);
     };
-    for (r, _) in recs.iter().zip(matched).filter(|(_, &m)| !m) {
+    let mut before: Option<i64> = None;
+    for (r, &m) in recs.iter().zip(matched) {
         let t = r.ts - off[hop.point];
-        if t < first || t > last {
+        let quiet = before.map(|b| t.saturating_sub(b));
+        before = Some(t);
+        if m || t < first || t > last {
             continue;
         }
         let flags = (hop.flow.tuple.proto == Proto::Tcp).then_some(r.tcp_flags());
         if p.is_fwd(r) {
-            fwd.add(t, flags);
+            fwd.add(t, flags, quiet);
         } else {
-            rev.add(t, flags);
+            rev.add(t, flags, quiet);
         }
     }
     (fwd, rev)
@@ -907,17 +919,19 @@ mod tests {
                 max_ns: lat,
             })
         );
-        let gap = |t: i64, flags: u8| Gap {
+        let gap = |t: i64, flags: u8, quiet: i64| Gap {
             packets: 1,
             first_ns: Some(t),
             last_ns: Some(t),
             first_tcp_flags: Some(flags),
+            quiet_before_ns: Some(quiet),
         };
         assert_eq!(
             *link.unmatched,
             Unmatched {
-                lost_fwd: gap(3 * MS, PSH | ACK),
-                appeared_rev: gap(6 * MS, RST),
+                // Each a millisecond after the packet before it at its hop.
+                lost_fwd: gap(3 * MS, PSH | ACK, MS),
+                appeared_rev: gap(6 * MS, RST, MS),
                 ..Unmatched::default()
             }
         );

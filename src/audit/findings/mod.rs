@@ -48,6 +48,7 @@ mod remapped_after_idle;
 mod rule_contradiction;
 mod snat_port_exhaustion;
 mod stale_entry;
+mod state_lost;
 mod underlay_drop;
 mod unsolicited;
 mod userland_proxy;
@@ -195,6 +196,11 @@ pub const RULES: &[Rule] = &[
         code: Code::RemappedAfterIdle,
         what: "a UDP or ICMP tuple mapped otherwise after a quiet spell past its timeout",
         run: Run::Alone(remapped_after_idle::detect),
+    },
+    Rule {
+        code: Code::StateLost,
+        what: "a TCP connection sent on under another tuple after its entry went",
+        run: Run::Alone(state_lost::detect),
     },
     Rule {
         code: Code::NatBeforeCapture,

@@ -29,6 +29,7 @@ mod overlay_masq;
 mod pmtu_black_hole;
 mod port_reallocated;
 mod remapped_after_idle;
+mod state_lost;
 mod rule_contradiction;
 mod snat_port_exhaustion;
 mod stale_entry;
@@ -89,6 +90,7 @@ pub fn words(f: &Finding) -> Words {
         Code::NatBeforeCapture => nat_before_capture::explain(f),
         Code::LoopbackExposed => loopback_exposed::explain(f),
         Code::RemappedAfterIdle => remapped_after_idle::explain(f),
+        Code::StateLost => state_lost::explain(f),
     };
     let cause = match f.code {
         Code::Lost => lost::cause(f),
