@@ -2503,3 +2503,66 @@ fn remapped_after_idle_for_each_life_mapped_otherwise() {
         );
     }
 }
+
+/// A TCP connection whose entry went while it was open and whose next segment NAT sent
+/// on under another tuple is one error naming both connections (outbound: the entry
+/// expired past the recording's 5 s established timeout, another source port;
+/// inbound: the entry deleted, another backend), from separate captures, `-i any` and
+/// pcapng alike; the event log says who removed it. No other recording has one.
+#[test]
+fn state_lost_when_a_connection_is_sent_on_under_another_tuple() {
+    for (name, moved_src, expired) in [
+        ("fault-idle-expiry-remap", true, true),
+        ("fault-state-loss-dnat", false, false),
+    ] {
+        let forms = [
+            three_points(name, &["events.txt", "sysctl.txt"]),
+            vec![format!("samples/{name}/any.pcap")],
+            vec![format!("samples/{name}/multi.pcapng")],
+        ];
+        for (i, form) in forms.iter().enumerate() {
+            let (code, doc) = json(&args(form));
+            assert_eq!(code, 1, "{name} {form:?}");
+            let found: Vec<&Value> = (doc["findings"].as_array().unwrap().iter())
+                .filter(|f| f["code"] == "state-lost")
+                .collect();
+            assert_eq!(found.len(), 1, "{name} {form:?}");
+            let f = found[0];
+            assert_eq!(f["severity"], "error");
+            let d = &f["detail"];
+            let (before, after) = (&d["before"], &d["after"]);
+            assert_ne!(before, after, "{name}");
+            let src_moved = before["src"] != after["src"] || before["sport"] != after["sport"];
+            assert_eq!(src_moved, moved_src, "{name}");
+            assert_eq!(d["reset"], true, "{name}");
+            let idle = d["idle_ns"].as_i64().unwrap();
+            // The recording's own setting, when given, decides whether it expired.
+            let timeout = d["timeout_ns"].as_i64().unwrap();
+            if i == 0 {
+                assert!(d["given_at"].is_string(), "{name}");
+                assert_eq!(idle > timeout, expired, "{name}: {idle} {timeout}");
+            } else {
+                assert_eq!(timeout, 432_000_000_000_000, "{name}");
+            }
+            assert_eq!(f["connections"].as_array().unwrap().len(), 2);
+            // The settings say whether it expired; the event log who removed it.
+            let (message, check) = (f["message"].as_str().unwrap(), f["check"].as_str().unwrap());
+            assert_eq!(message.contains("expired"), i == 0 && expired, "{message}");
+            assert_eq!(
+                check.contains("by a program"),
+                i == 0 && !expired,
+                "{check}"
+            );
+        }
+    }
+    for &name in SCENARIOS.iter().chain(HAIRPIN_SCENARIOS) {
+        if matches!(name, "fault-idle-expiry-remap" | "fault-state-loss-dnat") {
+            continue;
+        }
+        let (_, doc) = json(&args(&every_capture(name)));
+        assert!(
+            !codes(&doc).iter().any(|(_, c)| c == "state-lost"),
+            "{name}"
+        );
+    }
+}

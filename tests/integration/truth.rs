@@ -41,7 +41,8 @@ fn kernel(scenario: &str) -> Translations {
 }
 
 /// ORIGINAL → (tuple after NAT, kind) for every connection whose tuple changes
-/// between its first and last hop on the wire. ICMP errors are left out: they are
+/// between its first and last hop on the wire, and for every `state-lost` finding's
+/// new translation. ICMP errors are left out: they are
 /// RELATED to the connection they quote and have no entry of their own (their outer
 /// header is translated back along that connection's entry).
 fn wire(specs: &[InputSpec], opts: &ReadOptions) -> Translations {
@@ -75,6 +76,17 @@ fn wire(specs: &[InputSpec], opts: &ReadOptions) -> Translations {
         out.entry(first.flow.tuple)
             .or_insert_with(BTreeSet::new)
             .insert((last.flow.tuple, kind));
+    }
+    // A connection whose entry went while it was open and whose next segments NAT sent
+    // on under another tuple (a new entry) is one connection and the flow that carried
+    // it on, joined by the finding that names that second translation.
+    for f in natcheck::audit::audit(&c, &Default::default(), Vec::new()).findings {
+        if let natcheck::audit::Detail::StateLost { tuple, after, .. } = f.detail {
+            let kind = NatChange::between(&tuple, &after).kind;
+            out.entry(tuple)
+                .or_insert_with(BTreeSet::new)
+                .insert((after, kind));
+        }
     }
     out
 }

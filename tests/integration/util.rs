@@ -85,6 +85,8 @@ pub const SCENARIOS: &[&str] = &[
     "fault-localnet-service",
     "reuse-after-expiry",
     "reuse-after-expiry-dnat",
+    "fault-idle-expiry-remap",
+    "fault-state-loss-dnat",
 ];
 
 /// Scenarios where conntrack adds a finding or a fact by design, left out of the tests

@@ -36,7 +36,10 @@ pub fn detect(x: &Ctx) -> Vec<Finding> {
         if b.proto != Proto::Tcp {
             continue;
         }
-        for hb in b.all_hops().filter(|h| !h.flow.tcp.syn && !h.flow.tcp.syn_ack) {
+        for hb in b
+            .all_hops()
+            .filter(|h| !h.flow.tcp.syn && !h.flow.tcp.syn_ack)
+        {
             let here = x.name(hb.point);
             let mut found = b
                 .related
@@ -115,8 +118,10 @@ fn finding(x: &Ctx, (ai, j): (usize, usize), (bi, hb): (usize, &Hop)) -> Finding
     // The entry's ORIGINAL is the connection's tuple before NAT.
     f.evidence
         .extend(x.destroyed_before(&first.flow.tuple, hb.first_ns));
-    f.evidence.extend(x.entry_of(ai).map(|e| Evidence::Entry(e.facts())));
-    f.evidence.extend(x.entry_of(bi).map(|e| Evidence::Entry(e.facts())));
+    f.evidence
+        .extend(x.entry_of(ai).map(|e| Evidence::Entry(e.facts())));
+    f.evidence
+        .extend(x.entry_of(bi).map(|e| Evidence::Entry(e.facts())));
     f.evidence.extend(x.stats_evidence());
     f.first_ns = Some(gap.first_ns.unwrap_or(hb.first_ns).min(hb.first_ns));
     f.last_ns = Some(hb.last_ns);
@@ -137,7 +142,11 @@ mod tests {
     fn a_connection_sent_on_under_another_tuple_after_its_entry_went() {
         for (s, points, moved_src) in [
             ("fault-idle-expiry-remap", &["docker0", "eth0"][..], true),
-            ("fault-idle-expiry-remap", &["veth-c1", "docker0", "eth0"][..], true),
+            (
+                "fault-idle-expiry-remap",
+                &["veth-c1", "docker0", "eth0"][..],
+                true,
+            ),
             ("fault-state-loss-dnat", &["eth0", "docker0"][..], false),
         ] {
             let c = wire_at(s, points);
@@ -158,8 +167,14 @@ mod tests {
             };
             assert_eq!(f.severity, Severity::Error);
             assert_ne!(before, after);
-            assert_eq!(before.src != after.src || before.sport != after.sport, moved_src);
-            assert_eq!(before.dst != after.dst || before.dport != after.dport, !moved_src);
+            assert_eq!(
+                before.src != after.src || before.sport != after.sport,
+                moved_src
+            );
+            assert_eq!(
+                before.dst != after.dst || before.dport != after.dport,
+                !moved_src
+            );
             assert_eq!(tuple.proto, Proto::Tcp);
             assert!(*reset && *replies == 1, "{s}");
             // The connection is named first, then the flow that carried it on.

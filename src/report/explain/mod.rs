@@ -29,10 +29,10 @@ mod overlay_masq;
 mod pmtu_black_hole;
 mod port_reallocated;
 mod remapped_after_idle;
-mod state_lost;
 mod rule_contradiction;
 mod snat_port_exhaustion;
 mod stale_entry;
+mod state_lost;
 mod underlay_drop;
 mod unsolicited;
 mod userland_proxy;
@@ -96,12 +96,14 @@ pub fn words(f: &Finding) -> Words {
         Code::Lost => lost::cause(f),
         Code::Leak => leak::cause(f),
         Code::HairpinNoMasq => hairpin_no_masq::cause(f),
+        Code::StateLost => state_lost::cause(f),
         _ => None,
     };
     let check = match (&cause, f.code) {
         (None, _) => advice.clone(),
-        // The event log and the statistics open leak's check and close lost's.
-        (Some(c), Code::Leak) => format!("{c} {advice}"),
+        // The event log and the statistics open leak's and state-lost's check and
+        // close lost's.
+        (Some(c), Code::Leak | Code::StateLost) => format!("{c} {advice}"),
         (Some(c), _) => format!("{advice} {c}"),
     };
     let expected = match f.code {

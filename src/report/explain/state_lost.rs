@@ -2,7 +2,29 @@
 
 use super::unexplained;
 use crate::audit::{Detail, Evidence, Finding};
-use crate::report::fmt::{secs, tuple};
+use crate::report::fmt::{rfc3339_ns, secs, short, tuple};
+
+/// What an event log says of the entry's end: its `[DESTROY]`, and whether a program
+/// caused it.
+pub fn cause(f: &Finding) -> Option<String> {
+    f.evidence.iter().find_map(|e| match e {
+        Evidence::Destroyed {
+            time_ns,
+            before_ns,
+            by,
+            ..
+        } => Some(format!(
+            "The event log shows the entry destroyed at {} ({} before the segment NAT sent on), {}.",
+            rfc3339_ns(*time_ns),
+            short(*before_ns),
+            match by {
+                Some(b) => format!("by a program ([USERSPACE] {b}: a `conntrack -D`, a flush, or a proxy or CNI cleaning up entries)"),
+                None => "by the kernel, not a program (its timeout, or the table evicting it)".to_string(),
+            }
+        )),
+        _ => None,
+    })
+}
 
 pub fn explain(f: &Finding) -> (String, String) {
     let Detail::StateLost {
@@ -31,23 +53,18 @@ pub fn explain(f: &Finding) -> (String, String) {
             timeout_ns / 1_000_000_000
         ),
     };
-    let destroyed = f.evidence.iter().find_map(|e| match e {
-        Evidence::Destroyed { by, .. } => Some(by.as_deref()),
-        _ => None,
-    });
-    // Why the entry went: the program an event log names, else the quiet spell held
-    // against the timeout.
-    let why = match (destroyed, idle_ns) {
-        (Some(Some(by)), _) => format!("a program removed its entry ([USERSPACE] {by})"),
-        (_, Some(idle)) if idle > timeout_ns => format!(
+    // Why the entry went, from the wire and the settings: the quiet spell held against
+    // the timeout (an event log's word is the cause, [`cause`]).
+    let why = match idle_ns {
+        Some(idle) if idle > timeout_ns => format!(
             "its entry expired: it was quiet {} there, past conntrack's established timeout ({setting})",
             secs(*idle)
         ),
-        (_, Some(idle)) => format!(
+        Some(idle) => format!(
             "its entry went after {} quiet, within conntrack's established timeout ({setting}): deleted (`conntrack -D`, a flush, an agent's clean-up) or evicted from a full table",
             secs(*idle)
         ),
-        (_, None) => "its entry went".to_string(),
+        None => "its entry went".to_string(),
     };
     let moved = if before.src != after.src || before.sport != after.sport {
         "another source"
