@@ -40,7 +40,7 @@ ALL_SCENARIOS+=(fault-hairpin-mode-off fault-hairpin-mode-off6 ftp-alg ftp-alg6 
 ALL_SCENARIOS+=(published-port6 local-published6 port-collision6 snat-pool6 netmap6 redirect-local6 nodeport6 nft-inet6 icmp-errors6 bulk-offload6)
 ALL_SCENARIOS+=(routed-pods egress-snat fragments midstream docker-nft)
 ALL_SCENARIOS+=(fault-loopback-published fault-localnet-service reuse-after-expiry reuse-after-expiry-dnat)
-ALL_SCENARIOS+=(fault-idle-expiry-remap fault-state-loss-dnat)
+ALL_SCENARIOS+=(fault-idle-expiry-remap fault-idle-expiry-remap6 fault-state-loss-dnat)
 
 # The scenarios that run with IPv6 on (dual stack): those whose name ends in 6.
 is_v6() { [[ $1 == *6 ]]; }
@@ -1193,6 +1193,37 @@ scenario_fault_idle_expiry_remap() {
   snapshot -after
   kill_servers
   stop_recording
+}
+
+# IPv6: the same expiry behind IPv6 MASQUERADE --random-fully (as in masquerade6).
+scenario_fault_idle_expiry_remap6() {
+  IFACES=(docker0 eth0 veth-c1)
+  apply_docker_masquerade
+  {
+    docker_filter_base
+    echo COMMIT
+    docker_nat_base | sed 's|! -d 127.0.0.0/8|! -d ::1/128|'
+    echo "-A POSTROUTING -s fd00:172:17::/64 ! -o docker0 -j MASQUERADE --random-fully"
+    echo COMMIT
+  } | hx ip6tables-restore
+  hx sysctl -q -w net.netfilter.nf_conntrack_tcp_timeout_established=5
+  server srv-tcp "$NS_OUT" tcp_server.py --bind :: --port 7000 --lifetime 30
+  # Let the last MLD reports of the address setup go out before capturing.
+  sleep 0.3
+  start_recording
+  client c1 "$NS_C1" tcp_client.py --sport 41000 --dst "$SRV6_IP" --port 7000 --requests 2 --tag idle6 \
+    --ready "$SYNC/h1" --phase2 "$SYNC/go" --phase2-timeout 1.5 --hold-max 15 --close rst
+  local c1=$LAST_PID
+  wait_file "$SYNC/h1" 5
+  snapshot
+  sleep 7
+  touch "$SYNC/go"
+  expect_ok "$c1"
+  sleep 0.5
+  snapshot -after
+  hx ip6tables-save | sed '/^# /d' >"$SCEN_DIR/ip6tables.txt"
+  stop_recording
+  kill_servers
 }
 
 # The same loss on the way in, by deletion: a client outside reaches a TCP port the
@@ -4812,6 +4843,14 @@ check_fault_idle_expiry_remap() {
   need 2 "entries of c1's connection" "$(ct_count "$ev" '\[NEW\]' "src=$C1_IP dst=$SRV_IP sport=41000 dport=7000 ")"
   need 2 "source ports of c1's connection on eth0" "$(tshark -r "$e" -Y "ip.src==$HOST_IP && tcp.dstport==7000" -T fields -e tcp.srcport | sort -u | wc -l)"
   need 1 "reset from $SRV_IP on eth0" "$(pkts "$e" "ip.src==$SRV_IP && tcp.flags.reset==1")"
+}
+
+check_fault_idle_expiry_remap6() {
+  local ev=$SCEN_DIR/events.txt e=$SCEN_DIR/eth0.pcap
+  need 1 "expiry of c1's first entry" "$(ct_count "$ev" '\[DESTROY\]' "src=fd00:172:17::2 dst=$SRV6_IP sport=41000 dport=7000 ")"
+  need 2 "entries of c1's connection" "$(ct_count "$ev" '\[NEW\]' "src=fd00:172:17::2 dst=$SRV6_IP sport=41000 dport=7000 ")"
+  need 2 "source ports of c1's connection on eth0" "$(tshark -r "$e" -Y "ipv6.src==$HOST6_IP && tcp.dstport==7000" -T fields -e tcp.srcport | sort -u | wc -l)"
+  need 1 "reset from $SRV6_IP on eth0" "$(pkts "$e" "ipv6.src==$SRV6_IP && tcp.flags.reset==1")"
 }
 
 # The client's connection reached c1, then c2 after the deletion; c2 reset it.

@@ -325,6 +325,37 @@ impl<'a> Ctx<'a> {
             })
     }
 
+    /// The first `[DESTROY]` of the entry whose ORIGINAL is `orig` within `from..=to`,
+    /// with `before_ns` counted to `at` (negative for an event after it): the end of
+    /// an entry that held from `from` on, which the packet at `at` found gone (the
+    /// kernel notices an expired entry when the next packet looks it up, so the event
+    /// may come a little after that packet's capture).
+    pub fn destroyed_within(
+        &self,
+        orig: &Tuple,
+        (from, to): (i64, i64),
+        at: i64,
+    ) -> Option<Evidence> {
+        self.destroyed_by_orig
+            .get(orig)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.destroyed[i])
+            .filter_map(|d| {
+                d.time_ns
+                    .filter(|t| (from..=to).contains(t))
+                    .map(|t| (t, d))
+            })
+            .min_by_key(|(t, _)| *t)
+            .map(|(t, d)| Evidence::Destroyed {
+                source: d.source.clone(),
+                line: d.line,
+                time_ns: t,
+                before_ns: at.saturating_sub(t),
+                by: d.by.clone(),
+            })
+    }
+
     /// The `[DESTROY]` events of the event logs given, in their order.
     pub fn set_destroyed(&mut self, destroyed: Vec<ct::Destroyed>) {
         let mut by_orig: HashMap<Tuple, Vec<usize>> = HashMap::new();

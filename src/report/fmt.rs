@@ -113,6 +113,16 @@ pub fn short(ns: i64) -> String {
     }
 }
 
+/// How far an event came before a moment (`ns` from the event to the moment):
+/// `37µs before`, or `166µs after` for an event that came later.
+pub fn before_or_after(ns: i64) -> String {
+    if ns < 0 {
+        format!("{} after", short(ns.saturating_neg()))
+    } else {
+        format!("{} before", short(ns))
+    }
+}
+
 /// [`short`] to the microsecond also past a second: `37µs`, `1.204ms`, `2.500013s`.
 pub fn short_us(ns: i64) -> String {
     let a = ns.unsigned_abs();

@@ -86,6 +86,7 @@ pub const SCENARIOS: &[&str] = &[
     "reuse-after-expiry",
     "reuse-after-expiry-dnat",
     "fault-idle-expiry-remap",
+    "fault-idle-expiry-remap6",
     "fault-state-loss-dnat",
 ];
 

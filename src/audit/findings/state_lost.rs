@@ -115,9 +115,14 @@ fn finding(x: &Ctx, (ai, j): (usize, usize), (bi, hb): (usize, &Hop)) -> Finding
             point: r.point.clone(),
         });
     }
-    // The entry's ORIGINAL is the connection's tuple before NAT.
-    f.evidence
-        .extend(x.destroyed_before(&first.flow.tuple, hb.first_ns));
+    // The entry's ORIGINAL is the connection's tuple before NAT; its end is the first
+    // `[DESTROY]` after the old hop began, up to a window past the new flow's first
+    // packet (which found it gone; the new entry's own end may follow at once).
+    f.evidence.extend(x.destroyed_within(
+        &first.flow.tuple,
+        (ha.first_ns, hb.first_ns.saturating_add(SAME_PACKET_NS)),
+        hb.first_ns,
+    ));
     f.evidence
         .extend(x.entry_of(ai).map(|e| Evidence::Entry(e.facts())));
     f.evidence
@@ -134,8 +139,8 @@ mod tests {
     use super::*;
     use crate::audit::findings::testing::*;
 
-    /// Outbound through MASQUERADE --random-fully, the entry expired after 7 s idle
-    /// (a 5 s established timeout); inbound through a balancing DNAT, the entry
+    /// Outbound through MASQUERADE --random-fully (IPv4 and IPv6), the entry expired
+    /// after 7 s idle (a 5 s established timeout); inbound through a balancing DNAT, the entry
     /// deleted while the connection was open. Each time the next segment left under
     /// another tuple (another port, another backend) and was reset.
     #[test]

@@ -6,8 +6,8 @@ use crate::audit::{
 };
 use crate::model::tcp_flags;
 use crate::report::fmt::{
-    at_or_span, ct_tuple, dst, endpoint, error_tuple, icmp_error, plural, rfc3339_ns, secs, short,
-    tuple_proto,
+    at_or_span, before_or_after, ct_tuple, dst, endpoint, error_tuple, icmp_error, plural,
+    rfc3339_ns, secs, short, tuple_proto,
 };
 
 /// Who sends packets going `d`: "initiator", "responder".
@@ -378,9 +378,9 @@ fn ct_line(e: &Evidence) -> Option<String> {
             before_ns,
             by,
         } => format!(
-            "conntrack -E ({source}:{line}): the entry was destroyed at {}, {} before{}",
+            "conntrack -E ({source}:{line}): the entry was destroyed at {}, {}{}",
             rfc3339_ns(*time_ns),
-            short(*before_ns),
+            before_or_after(*before_ns),
             by.as_deref()
                 .map(|b| format!(", by a program ([USERSPACE] {b})"))
                 .unwrap_or_else(|| ", by the kernel (a timeout or a clash)".to_string())

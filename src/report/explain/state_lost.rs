@@ -2,7 +2,7 @@
 
 use super::unexplained;
 use crate::audit::{Detail, Evidence, Finding};
-use crate::report::fmt::{rfc3339_ns, secs, short, tuple};
+use crate::report::fmt::{before_or_after, rfc3339_ns, secs, tuple};
 
 /// What an event log says of the entry's end: its `[DESTROY]`, and whether a program
 /// caused it.
@@ -14,9 +14,9 @@ pub fn cause(f: &Finding) -> Option<String> {
             by,
             ..
         } => Some(format!(
-            "The event log shows the entry destroyed at {} ({} before the segment NAT sent on), {}.",
+            "The event log shows the entry destroyed at {} ({} the segment NAT sent on), {}.",
             rfc3339_ns(*time_ns),
-            short(*before_ns),
+            before_or_after(*before_ns),
             match by {
                 Some(b) => format!("by a program ([USERSPACE] {b}: a `conntrack -D`, a flush, or a proxy or CNI cleaning up entries)"),
                 None => "by the kernel, not a program (its timeout, or the table evicting it)".to_string(),
