@@ -65,8 +65,9 @@ pub struct Ctx<'a> {
     /// Numeric settings pasted or collected with the conntrack inputs (`sysctl -a`
     /// lines, a bundle's `sysctl.txt`), by name: the last one given.
     pub sysctls: std::collections::BTreeMap<String, ct::Setting>,
-    /// conntrack's UDP and ICMP timeouts those settings give (the kernel's defaults
-    /// where they give none): the ones the flows were split at.
+    /// conntrack's UDP, ICMP and established TCP timeouts those settings give (the
+    /// kernel's defaults where they give none): the ones the flows were split at
+    /// ([`Ctx::set_timeouts`]).
     pub timeouts: crate::model::CtTimeouts,
     /// The host's rule set, when given, and each walked connection's way through it.
     pub rules: Option<&'a RuleSet>,
@@ -106,7 +107,7 @@ impl<'a> Ctx<'a> {
             }
         }
         let times = (snapshots.iter())
-            .map(|s| ct::check_time(c, &hops_by_tuple, s))
+            .map(|s| ct::check_time(c, &hops_by_tuple, s, &Default::default()))
             .collect();
         let mut errors: HashMap<(usize, Tuple), Vec<ErrorHop>> = HashMap::new();
         for (conn, k) in c.connections.iter().enumerate() {
@@ -354,6 +355,18 @@ impl<'a> Ctx<'a> {
                 before_ns: at.saturating_sub(t),
                 by: d.by.clone(),
             })
+    }
+
+    /// The host's conntrack timeouts (its settings among the inputs), and the
+    /// snapshots' times estimated again with them when they are not the kernel's
+    /// defaults.
+    pub fn set_timeouts(&mut self, timeouts: crate::model::CtTimeouts) {
+        if timeouts != self.timeouts {
+            self.times = (self.snapshots.iter())
+                .map(|s| ct::check_time(self.c, &self.hops_by_tuple, s, &timeouts))
+                .collect();
+        }
+        self.timeouts = timeouts;
     }
 
     /// The `[DESTROY]` events of the event logs given, in their order.

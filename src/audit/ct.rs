@@ -25,7 +25,7 @@ use smallvec::SmallVec;
 
 use super::EntryFacts;
 use crate::correlate::Correlation;
-use crate::model::{NatChange, Proto, Tuple};
+use crate::model::{CtTimeouts, NatChange, Proto, Tuple};
 
 /// One conntrack entry as the audit uses it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,21 +102,26 @@ impl CtEntry {
         }
     }
 
-    /// The state's full timeout in seconds, with the kernel's defaults.
-    pub fn full_timeout_s(&self) -> u64 {
+    /// The state's full timeout in seconds: the host's for an established TCP entry, a
+    /// UDP and an ICMP one (`timeouts`: its settings when given, else the kernel's
+    /// defaults), the kernel's defaults for the others.
+    pub fn full_timeout_s(&self, timeouts: &CtTimeouts) -> u64 {
+        let s = |ns: i64| (ns / 1_000_000_000).max(0) as u64;
         match self.orig.proto {
             Proto::Tcp => match self.state.as_deref() {
                 Some("SYN_SENT") | Some("SYN_SENT2") => 120,
                 Some("SYN_RECV") => 60,
-                Some("ESTABLISHED") => 432_000,
+                Some("ESTABLISHED") => s(timeouts.tcp_established_ns),
                 Some("FIN_WAIT") | Some("TIME_WAIT") => 120,
                 Some("CLOSE_WAIT") => 60,
                 Some("LAST_ACK") => 30,
                 Some("CLOSE") => 10,
                 _ => 300,
             },
-            Proto::Udp if self.assured => 120,
-            Proto::Udp | Proto::Icmp | Proto::Icmpv6 => 30,
+            Proto::Udp if self.assured => s(timeouts.udp_stream_ns),
+            Proto::Udp => s(timeouts.udp_ns),
+            Proto::Icmp => s(timeouts.icmp_ns),
+            Proto::Icmpv6 => s(timeouts.icmpv6_ns),
             _ => 600,
         }
     }
@@ -319,6 +324,7 @@ pub fn opened_before(c: &Correlation, lifetimes: &[Lifetime], since: i64) -> Vec
 impl Lifetime {
     /// The lifetimes of every connection whose `[NEW]` the event logs hold with a time.
     pub fn of(dumps: &[&crate::conntrack::Dump]) -> Vec<Lifetime> {
+        let timeouts = crate::conntrack::Dump::timeouts(dumps.iter().copied());
         let mut out = Vec::new();
         for d in dumps {
             for t in crate::conntrack::timelines(&d.events) {
@@ -338,7 +344,8 @@ impl Lifetime {
                     }
                 }
                 let (at, entry) = latest;
-                let timeout = CtEntry::from_entry(&d.source, entry).full_timeout_s() as i64;
+                let timeout =
+                    CtEntry::from_entry(&d.source, entry).full_timeout_s(&timeouts) as i64;
                 out.push(Lifetime {
                     source: d.source.clone(),
                     line: new.entry.line,
@@ -632,7 +639,12 @@ pub fn matches(c: &Correlation, idx: &HopIndex, snaps: &[Snapshot]) -> Vec<CtMat
 
 /// The snapshot's time: given, or estimated (see the module doc) from the entries
 /// `idx` places on the wire.
-pub fn snapshot_time(c: &Correlation, idx: &HopIndex, snap: &Snapshot) -> Option<SnapTime> {
+pub fn snapshot_time(
+    c: &Correlation,
+    idx: &HopIndex,
+    snap: &Snapshot,
+    timeouts: &CtTimeouts,
+) -> Option<SnapTime> {
     if let Some(ns) = snap.time_ns {
         return Some(SnapTime {
             ns,
@@ -645,7 +657,7 @@ pub fn snapshot_time(c: &Correlation, idx: &HopIndex, snap: &Snapshot) -> Option
         .filter_map(|e| {
             let (ci, _) = locate(c, idx, e)?;
             let t = e.timeout_s?;
-            let full = e.full_timeout_s();
+            let full = e.full_timeout_s(timeouts);
             (t <= full).then(|| {
                 c.connections[ci].last_ns() + ((full - t) as i64).saturating_mul(1_000_000_000)
             })
@@ -742,11 +754,16 @@ pub fn witnesses(
 
 /// The snapshot's time for checks that need one (event logs have none). Computed
 /// once a run ([`super::Ctx::snap_times`]): an estimate reads every entry.
-pub fn check_time(c: &Correlation, idx: &HopIndex, snap: &Snapshot) -> Option<SnapTime> {
+pub fn check_time(
+    c: &Correlation,
+    idx: &HopIndex,
+    snap: &Snapshot,
+    timeouts: &CtTimeouts,
+) -> Option<SnapTime> {
     if snap.from_events {
         None
     } else {
-        snapshot_time(c, idx, snap)
+        snapshot_time(c, idx, snap, timeouts)
     }
 }
 
@@ -877,6 +894,24 @@ mod tests {
         f.iter().map(|f| f.code.as_str()).collect()
     }
 
+    /// An entry's seconds left count down from the host's timeout: on a host that
+    /// keeps established TCP entries 5 s, an entry with 4 s left was refreshed a
+    /// second before the table was taken, which the kernel's default (5 days) would
+    /// put days after the captures.
+    #[test]
+    fn the_snapshot_time_counts_from_the_hosts_own_timeouts() {
+        let c = wire("fault-idle-expiry-remap");
+        let snap = snapshot("fault-idle-expiry-remap", "conntrack.txt");
+        let last = c.connections.iter().map(Connection::last_ns).max().unwrap();
+        let at = |t: &CtTimeouts| snapshot_time(&c, &index(&c), &snap, t).unwrap().ns;
+        let host = CtTimeouts {
+            tcp_established_ns: 5_000_000_000,
+            ..CtTimeouts::default()
+        };
+        assert!(at(&CtTimeouts::default()) > last + 86_400_000_000_000);
+        assert!(at(&host) <= last + 2_000_000_000);
+    }
+
     #[test]
     fn clean_snapshots_agree_with_the_wire() {
         for s in [
@@ -890,7 +925,7 @@ mod tests {
             let c = wire(s);
             let snap = snapshot(s, "conntrack.txt");
             assert!(!snap.entries.is_empty(), "{s}");
-            let t = snapshot_time(&c, &index(&c), &snap)
+            let t = snapshot_time(&c, &index(&c), &snap, &Default::default())
                 .expect("snapshot time")
                 .ns;
             let (first, last) = (

@@ -185,7 +185,7 @@ pub fn audit(c: &Correlation, cfg: &Config, witnesses: Vec<Witness>) -> Audit {
     x.stats = ct::Stats::of(&dumps);
     x.table = ct::TableSize::of(&dumps);
     x.sysctls = ct::settings(&dumps);
-    x.timeouts = crate::conntrack::Dump::timeouts(dumps.iter().copied());
+    x.set_timeouts(crate::conntrack::Dump::timeouts(dumps.iter().copied()));
     if let Some(cut) = cfg.discarded_through_ns {
         x.opening_unseen = ct::openings_unseen(c, &x.lifetimes, cut);
     }

@@ -38,7 +38,7 @@ pub fn detect(x: &Ctx) -> Vec<Finding> {
             else {
                 continue;
             };
-            let full = e.full_timeout_s();
+            let full = e.full_timeout_s(&x.timeouts);
             if t > full {
                 continue;
             }
