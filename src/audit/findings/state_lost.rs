@@ -21,9 +21,9 @@
 //! expired; within it, something removed the entry. An event log's `[DESTROY]` of the
 //! entry says which, when given.
 
-use crate::audit::{Code, Ctx, Detail, Evidence, Finding, Role, Severity};
+use crate::audit::{Code, Ctx, Detail, Evidence, Finding, Role, Seen, Severity};
 use crate::correlate::{Connection, Hop};
-use crate::model::Proto;
+use crate::model::{Proto, Tuple};
 
 /// How far apart the first packet the connection's link did not carry and the first
 /// packet of the flow under the new tuple may lie: a NAT host forwards within this.
@@ -66,14 +66,29 @@ fn continued(a: &Connection, hb: &Hop) -> Option<usize> {
     let j = a.hops.iter().position(|h| h.point == hb.point)?;
     let (ha, link) = (&a.hops[j], a.links.get(j.checked_sub(1)?)?);
     let lost = link.unmatched.lost_fwd.first_ns?;
+    let (after, _) = oriented(ha, hb);
     // Packets that crossed untranslated (the tuple of the point before) are a leak:
     // no new entry, NAT skipped them.
-    let untranslated = a.hops[j - 1].flow.tuple == hb.flow.tuple;
-    (ha.flow.tuple != hb.flow.tuple
+    let untranslated = a.hops[j - 1].flow.tuple == after;
+    (ha.flow.tuple != after
         && !untranslated
         && ha.first_ns < hb.first_ns
         && lost.abs_diff(hb.first_ns) <= SAME_PACKET_NS.unsigned_abs())
     .then_some(j)
+}
+
+/// `hb`'s tuple in the direction of `ha`'s initiator, and the side of `hb`'s flow that
+/// answered: a flow picked up mid-stream has no SYN to orient it, and NAT that maps a
+/// connection again keeps one of its ends (the server for a new source, the client
+/// for a new backend).
+fn oriented(ha: &Hop, hb: &Hop) -> (Tuple, usize) {
+    let (t, u) = (hb.flow.tuple, ha.flow.tuple);
+    let same_way = (t.src, t.sport) == (u.src, u.sport) || (t.dst, t.dport) == (u.dst, u.dport);
+    if same_way {
+        (t, 1)
+    } else {
+        (t.reversed(), 0)
+    }
 }
 
 fn finding(x: &Ctx, (ai, j): (usize, usize), (bi, hb): (usize, &Hop)) -> Finding {
@@ -81,16 +96,16 @@ fn finding(x: &Ctx, (ai, j): (usize, usize), (bi, hb): (usize, &Hop)) -> Finding
     let (first, up, ha) = (&a.hops[0], &a.hops[j - 1], &a.hops[j]);
     let gap = &a.links[j - 1].unmatched.lost_fwd;
     let (timeout_ns, sysctl) = x.timeouts.tcp_established();
-    // The flow is oriented as the connection it carries on: its responder's packets
-    // are what came back.
-    let (replies, reset) = (hb.flow.packets[1], hb.flow.tcp.rst[1]);
+    // What came back: the packets of the side that answered.
+    let (after, back) = oriented(ha, hb);
+    let (replies, reset) = (hb.flow.packets[back], hb.flow.tcp.rst[back]);
     let mut f = Finding::new(
         Code::StateLost,
         Severity::Error,
         Detail::StateLost {
             tuple: first.flow.tuple,
             before: ha.flow.tuple,
-            after: hb.flow.tuple,
+            after,
             idle_ns: gap.quiet_before_ns,
             timeout_ns,
             sysctl: sysctl.to_string(),
@@ -103,7 +118,10 @@ fn finding(x: &Ctx, (ai, j): (usize, usize), (bi, hb): (usize, &Hop)) -> Finding
     f.tuples = vec![
         x.seen(first, Role::Original),
         x.seen(ha, Role::Before),
-        x.seen(hb, Role::After),
+        Seen {
+            tuple: after,
+            ..x.seen(hb, Role::After)
+        },
     ];
     f.points = vec![x.name(up.point).to_string(), x.name(ha.point).to_string()];
     f.evidence = vec![x.translation(ai, first, ha), x.hop(hb)];
