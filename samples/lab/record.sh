@@ -40,7 +40,8 @@ ALL_SCENARIOS+=(fault-hairpin-mode-off fault-hairpin-mode-off6 ftp-alg ftp-alg6 
 ALL_SCENARIOS+=(published-port6 local-published6 port-collision6 snat-pool6 netmap6 redirect-local6 nodeport6 nft-inet6 icmp-errors6 bulk-offload6)
 ALL_SCENARIOS+=(routed-pods egress-snat fragments midstream docker-nft)
 ALL_SCENARIOS+=(fault-loopback-published fault-localnet-service reuse-after-expiry reuse-after-expiry-dnat)
-ALL_SCENARIOS+=(fault-idle-expiry-remap fault-idle-expiry-remap6 fault-state-loss-dnat)
+ALL_SCENARIOS+=(fault-idle-expiry-remap fault-idle-expiry-remap6 fault-state-loss-dnat fault-state-loss-udp)
+ALL_SCENARIOS+=(fault-state-loss-icmp)
 
 # The scenarios that run with IPv6 on (dual stack): those whose name ends in 6.
 is_v6() { [[ $1 == *6 ]]; }
@@ -1259,6 +1260,59 @@ scenario_fault_state_loss_dnat() {
   # entry translates any more) would go on being sent again while they stop.
   stop_recording
   kill_servers
+}
+
+# A UDP flow whose entry is deleted while it goes on (as kube-proxy clears the UDP
+# entries of a Service whose endpoints changed, or a flush): a client outside queries
+# a UDP port the host balances over c1 and c2 (`-m statistic --mode nth`), three
+# queries from one port; the entry is deleted; a second later three more from the same
+# port are a new entry, which the rules send to c2. Well within the UDP timeout: one
+# flow at eth0, two backends.
+scenario_fault_state_loss_udp() {
+  IFACES=(docker0 eth0 veth-c1)
+  {
+    dns_backends_base
+    echo "-A DOCKER ! -i docker0 -p udp -m udp --dport 8053 -m statistic --mode nth --every 2 --packet 0 -j DNAT --to-destination $C1_IP:53"
+    echo "-A DOCKER ! -i docker0 -p udp -m udp --dport 8053 -j DNAT --to-destination $C2_IP:53"
+    echo COMMIT
+  } | apply_rules
+  server dns1 "$NS_C1" udp_server.py --port 53 --lifetime 30
+  server dns2 "$NS_C2" udp_server.py --port 53 --lifetime 30
+  start_recording
+  run first "$NS_OUT" udp_client.py --src "$REMOTE_CLI" --sport 43054 --dst "$HOST_IP" --port 8053 \
+    --count 3 --name before.example --seed 1
+  snapshot
+  hx conntrack -D -p udp --orig-port-src 43054 -o extended,id >"$SCEN_DIR/conntrack-deleted.txt" 2>>"$LOGS/conntrack-D.log"
+  sleep 1
+  run again "$NS_OUT" udp_client.py --src "$REMOTE_CLI" --sport 43054 --dst "$HOST_IP" --port 8053 \
+    --count 3 --name after.example --seed 2
+  sleep 0.5
+  snapshot -after
+  kill_servers
+  stop_recording
+}
+
+# The same for ICMP echo on the way out: c1 pings 203.0.113.2 with identifier 20040
+# through MASQUERADE --random-fully; its entry is deleted; a second later it pings
+# again with the same identifier, a new entry that NAT gives another identifier.
+scenario_fault_state_loss_icmp() {
+  IFACES=(docker0 eth0 veth-c1)
+  {
+    docker_filter_base
+    echo COMMIT
+    docker_nat_base
+    echo "$MASQ_RULE --random-fully"
+    echo COMMIT
+  } | apply_rules
+  start_recording
+  run first "$NS_C1" icmp_ping.py --dst "$SRV_IP" --count 3 --ident 20040
+  snapshot
+  hx conntrack -D -p icmp --icmp-id 20040 -o extended,id >"$SCEN_DIR/conntrack-deleted.txt" 2>>"$LOGS/conntrack-D.log"
+  sleep 1
+  run again "$NS_C1" icmp_ping.py --dst "$SRV_IP" --count 3 --ident 20040
+  sleep 0.5
+  snapshot -after
+  stop_recording
 }
 
 # Longer than the kernel's UDP and ICMP timeouts (30 s) and natcheck's bound for them.
@@ -4849,6 +4903,23 @@ check_fault_idle_expiry_remap6() {
   need 2 "entries of c1's connection" "$(ct_count "$ev" '\[NEW\]' "src=fd00:172:17::2 dst=$SRV6_IP sport=41000 dport=7000 ")"
   need 2 "source ports of c1's connection on eth0" "$(tshark -r "$e" -Y "ipv6.src==$HOST6_IP && tcp.dstport==7000" -T fields -e tcp.srcport | sort -u | wc -l)"
   need 1 "reset from $SRV6_IP on eth0" "$(pkts "$e" "ipv6.src==$SRV6_IP && tcp.flags.reset==1")"
+}
+
+# The client's queries reached c1, then c2 after the deletion, both answered.
+check_fault_state_loss_udp() {
+  local d=$SCEN_DIR/docker0.pcap e=$SCEN_DIR/eth0.pcap
+  need 3 "answers from $C1_IP on docker0" "$(pkts "$d" "ip.src==$C1_IP && udp.srcport==53")"
+  need 3 "answers from $C2_IP on docker0" "$(pkts "$d" "ip.src==$C2_IP && udp.srcport==53")"
+  need 6 "answers to $REMOTE_CLI:43054 on eth0" "$(pkts "$e" "ip.dst==$REMOTE_CLI && udp.dstport==43054")"
+  need 1 "deleted entry" "$(grep -c 'sport=43054' "$SCEN_DIR/conntrack-deleted.txt" || true)"
+}
+
+# c1's pings left eth0 under two identifiers, all answered.
+check_fault_state_loss_icmp() {
+  local e=$SCEN_DIR/eth0.pcap
+  need 2 "identifiers of c1's pings on eth0" "$(tshark -r "$e" -Y "ip.src==$HOST_IP && icmp.type==8" -T fields -e icmp.ident | sort -u | wc -l)"
+  need 6 "echo replies on eth0" "$(pkts "$e" "ip.dst==$HOST_IP && icmp.type==0")"
+  need 1 "deleted entry" "$(grep -c 'id=20040' "$SCEN_DIR/conntrack-deleted.txt" || true)"
 }
 
 # The client's connection reached c1, then c2 after the deletion; c2 reset it.

@@ -151,9 +151,9 @@ named_enum! {
         /// A UDP or ICMP tuple quiet past conntrack's timeout whose next packets NAT
         /// mapped otherwise (a new entry).
         RemappedAfterIdle = "remapped-after-idle",
-        /// A TCP connection NAT sent on under another tuple partway through: its
-        /// conntrack entry was lost (expired while idle, deleted, evicted) and a later
-        /// packet was picked up as a new entry.
+        /// A connection NAT sent on under another tuple partway through: its conntrack
+        /// entry was lost (expired while idle, deleted, evicted) and a later packet made
+        /// a new entry (TCP: picked up mid-stream).
         StateLost = "state-lost",
     }
 }

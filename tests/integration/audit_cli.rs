@@ -2504,17 +2504,34 @@ fn remapped_after_idle_for_each_life_mapped_otherwise() {
     }
 }
 
-/// A TCP connection whose entry went while it was open and whose next segment NAT sent
-/// on under another tuple is one error naming both connections (outbound: the entry
-/// expired past the recording's 5 s established timeout, another source port;
-/// inbound: the entry deleted, another backend; over IPv4 and IPv6), from separate
-/// captures, `-i any` and pcapng alike; the event log says who removed it. No other recording has one.
+/// A connection whose entry went while it went on and whose next packet NAT sent on
+/// under another tuple is one finding naming both connections: outbound TCP, the entry
+/// expired past the recording's 5 s established timeout, another source port (over
+/// IPv4 and IPv6); inbound TCP and UDP, the entry deleted, another backend; outbound
+/// ICMP echo, the entry deleted, another identifier. An error for TCP (the peer reset
+/// it), info for the UDP queries and pings answered.
+/// From separate captures, `-i any` and pcapng alike; the settings say whether it
+/// expired, the event log who removed it. No other recording has one.
 #[test]
 fn state_lost_when_a_connection_is_sent_on_under_another_tuple() {
-    for (name, moved_src, expired) in [
-        ("fault-idle-expiry-remap", true, true),
-        ("fault-idle-expiry-remap6", true, true),
-        ("fault-state-loss-dnat", false, false),
+    const DAYS_5: i64 = 432_000_000_000_000;
+    let tcp = (1, "error", true, DAYS_5);
+    for (name, moved_src, expired, (exit, severity, reset, default_ns)) in [
+        ("fault-idle-expiry-remap", true, true, tcp),
+        ("fault-idle-expiry-remap6", true, true, tcp),
+        ("fault-state-loss-dnat", false, false, tcp),
+        (
+            "fault-state-loss-udp",
+            false,
+            false,
+            (0, "info", false, 30_000_000_000),
+        ),
+        (
+            "fault-state-loss-icmp",
+            true,
+            false,
+            (0, "info", false, 30_000_000_000),
+        ),
     ] {
         let forms = [
             three_points(name, &["events.txt", "sysctl.txt"]),
@@ -2523,19 +2540,19 @@ fn state_lost_when_a_connection_is_sent_on_under_another_tuple() {
         ];
         for (i, form) in forms.iter().enumerate() {
             let (code, doc) = json(&args(form));
-            assert_eq!(code, 1, "{name} {form:?}");
+            assert_eq!(code, exit, "{name} {form:?}");
             let found: Vec<&Value> = (doc["findings"].as_array().unwrap().iter())
                 .filter(|f| f["code"] == "state-lost")
                 .collect();
             assert_eq!(found.len(), 1, "{name} {form:?}");
             let f = found[0];
-            assert_eq!(f["severity"], "error");
+            assert_eq!(f["severity"], severity, "{name}");
             let d = &f["detail"];
             let (before, after) = (&d["before"], &d["after"]);
             assert_ne!(before, after, "{name}");
             let src_moved = before["src"] != after["src"] || before["sport"] != after["sport"];
             assert_eq!(src_moved, moved_src, "{name}");
-            assert_eq!(d["reset"], true, "{name}");
+            assert_eq!(d["reset"], reset, "{name}");
             let idle = d["idle_ns"].as_i64().unwrap();
             // The recording's own setting, when given, decides whether it expired.
             let timeout = d["timeout_ns"].as_i64().unwrap();
@@ -2543,7 +2560,7 @@ fn state_lost_when_a_connection_is_sent_on_under_another_tuple() {
                 assert!(d["given_at"].is_string(), "{name}");
                 assert_eq!(idle > timeout, expired, "{name}: {idle} {timeout}");
             } else {
-                assert_eq!(timeout, 432_000_000_000_000, "{name}");
+                assert_eq!(timeout, default_ns, "{name}");
             }
             assert_eq!(f["connections"].as_array().unwrap().len(), 2);
             // The settings say whether it expired; the event log who removed it.
@@ -2557,7 +2574,7 @@ fn state_lost_when_a_connection_is_sent_on_under_another_tuple() {
         }
     }
     for &name in SCENARIOS.iter().chain(HAIRPIN_SCENARIOS) {
-        if name.starts_with("fault-idle-expiry-remap") || name == "fault-state-loss-dnat" {
+        if name.starts_with("fault-idle-expiry-remap") || name.starts_with("fault-state-loss") {
             continue;
         }
         let (_, doc) = json(&args(&every_capture(name)));

@@ -88,6 +88,8 @@ pub const SCENARIOS: &[&str] = &[
     "fault-idle-expiry-remap",
     "fault-idle-expiry-remap6",
     "fault-state-loss-dnat",
+    "fault-state-loss-udp",
+    "fault-state-loss-icmp",
 ];
 
 /// Scenarios where conntrack adds a finding or a fact by design, left out of the tests

@@ -199,7 +199,7 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         code: Code::StateLost,
-        what: "a TCP connection sent on under another tuple after its entry went",
+        what: "a connection sent on under another tuple after its entry went",
         run: Run::Alone(state_lost::detect),
     },
     Rule {

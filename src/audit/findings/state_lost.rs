@@ -1,25 +1,31 @@
-//! `state-lost` (FM-02 with `nf_conntrack_tcp_loose=1`, FM-14 for TCP): a TCP
-//! connection that NAT sent on under another tuple partway through.
+//! `state-lost` (FM-02, FM-14): a connection that NAT sent on under another tuple
+//! partway through, its conntrack entry gone.
 //!
-//! NAT is decided once per conntrack entry. When a connection's entry goes (it expired
-//! while the connection was idle for longer than `nf_conntrack_tcp_timeout_established`,
-//! a program deleted it or flushed the table, the table evicted it), the kernel by
-//! default picks the connection's next segment up mid-stream as a new entry, and NAT
-//! runs again: another source port when the old one is taken or the rule picks at
-//! random (`--random-fully`), another backend behind a balancing rule. The far side
-//! knows no connection on the new tuple and resets it; the client's connection dies
-//! (the `nf_conntrack_tcp_loose=0` variant, where the segment leaves untranslated, is
-//! `leak`).
+//! NAT is decided once per conntrack entry. When a connection's entry goes while the
+//! connection goes on (it expired while a TCP connection was idle for longer than
+//! `nf_conntrack_tcp_timeout_established`, a program deleted it or flushed the table,
+//! as kube-proxy clears the UDP entries of a Service whose endpoints changed, the table
+//! evicted it), the next packet makes a new entry (TCP: picked up mid-stream, with
+//! `nf_conntrack_tcp_loose=1`, the default) and NAT runs again: another source port
+//! when the old one is taken or the rule picks at random (`--random-fully`), another
+//! backend behind a balancing rule. A TCP peer knows no connection on the new tuple
+//! and resets it: the connection dies (error). A UDP or ICMP exchange goes on with the
+//! new peer, which may answer (info: request and answer is unharmed, state kept on the
+//! old backend or keyed to the old source is lost) or not (warning). The
+//! `nf_conntrack_tcp_loose=0` variant, where the segment leaves untranslated, is
+//! `leak`.
 //!
-//! Decided from the wire: a connection whose hop at a point is a flow that began
-//! without a SYN, whose packets correlation matched to another connection's packets
-//! at an earlier point (a [`crate::correlate::Related`] pair it could not join, since
-//! that connection already had a flow at the point), where that connection's own flow
-//! has another tuple and began first, and the packets its link into the point did not
-//! carry began when this flow did. The quiet spell before them is held against the
-//! established timeout (the host's when its settings are given): past it, the entry
-//! expired; within it, something removed the entry. An event log's `[DESTROY]` of the
-//! entry says which, when given.
+//! Decided from the wire: a connection whose hop at a point is a flow (TCP: one that
+//! began without a SYN) whose packets correlation matched to another connection's at
+//! an earlier point (a [`crate::correlate::Related`] pair it could not join, since that
+//! connection already had a flow at the point), where that connection's own flow has
+//! another tuple and began first, and the packets its link into the point did not
+//! carry began when this flow did. A UDP or ICMP tuple quiet past its timeout is two
+//! flows at every point (`remapped-after-idle`), so only an entry that went before its
+//! time shows this way. The quiet spell before the packets sent on is held against the
+//! timeout (the host's when its settings are given): past it, the entry expired;
+//! within it, something removed it. An event log's `[DESTROY]` of the entry says
+//! when, and who.
 
 use crate::audit::{Code, Ctx, Detail, Evidence, Finding, Role, Seen, Severity};
 use crate::correlate::{Connection, Hop};
@@ -33,13 +39,14 @@ pub fn detect(x: &Ctx) -> Vec<Finding> {
     let c = x.c;
     let mut out = Vec::new();
     for (bi, b) in c.connections.iter().enumerate() {
-        if b.proto != Proto::Tcp {
+        let tcp = b.proto == Proto::Tcp;
+        let tuple_kept = matches!(b.proto, Proto::Udp | Proto::Icmp | Proto::Icmpv6);
+        if !(tcp || tuple_kept) || b.icmp_error().is_some() {
             continue;
         }
-        for hb in b
-            .all_hops()
-            .filter(|h| !h.flow.tcp.syn && !h.flow.tcp.syn_ack)
-        {
+        // A TCP flow that NAT made on its first packet began with a SYN.
+        let mid_stream = |h: &&Hop| !tcp || !(h.flow.tcp.syn || h.flow.tcp.syn_ack);
+        for hb in b.all_hops().filter(mid_stream) {
             let here = x.name(hb.point);
             let mut found = b
                 .related
@@ -60,7 +67,7 @@ pub fn detect(x: &Ctx) -> Vec<Finding> {
 /// another tuple, translated otherwise: `a`'s hop there began first, and the packets
 /// `a`'s link into the point did not carry began with `hb`.
 fn continued(a: &Connection, hb: &Hop) -> Option<usize> {
-    if a.proto != Proto::Tcp {
+    if a.proto != hb.flow.tuple.proto || a.icmp_error().is_some() {
         return None;
     }
     let j = a.hops.iter().position(|h| h.point == hb.point)?;
@@ -95,13 +102,29 @@ fn finding(x: &Ctx, (ai, j): (usize, usize), (bi, hb): (usize, &Hop)) -> Finding
     let a = &x.c.connections[ai];
     let (first, up, ha) = (&a.hops[0], &a.hops[j - 1], &a.hops[j]);
     let gap = &a.links[j - 1].unmatched.lost_fwd;
-    let (timeout_ns, sysctl) = x.timeouts.tcp_established();
+    // The timeout of the entry that went: a TCP connection's established one, a UDP
+    // or ICMP flow's as the kernel chose it for the old entry.
+    let (timeout_ns, sysctl) = match a.proto {
+        Proto::Tcp => x.timeouts.tcp_established(),
+        p => {
+            let active = gap.first_ns.unwrap_or(hb.first_ns) - first.first_ns;
+            let replied = first.flow.packets[1] > 0;
+            // UDP and ICMP, the protocols read here besides TCP, all have one.
+            (x.timeouts.after_last(p, replied, active))
+                .unwrap_or_else(|| x.timeouts.tcp_established())
+        }
+    };
     // What came back: the packets of the side that answered.
     let (after, back) = oriented(ha, hb);
     let (replies, reset) = (hb.flow.packets[back], hb.flow.tcp.rst[back]);
+    let severity = match (a.proto, replies) {
+        (Proto::Tcp, _) => Severity::Error,
+        (_, 0) => Severity::Warning,
+        _ => Severity::Info,
+    };
     let mut f = Finding::new(
         Code::StateLost,
-        Severity::Error,
+        severity,
         Detail::StateLost {
             tuple: first.flow.tuple,
             before: ha.flow.tuple,
@@ -157,20 +180,54 @@ mod tests {
     use super::*;
     use crate::audit::findings::testing::*;
 
-    /// Outbound through MASQUERADE --random-fully (IPv4 and IPv6), the entry expired
-    /// after 7 s idle (a 5 s established timeout); inbound through a balancing DNAT, the entry
-    /// deleted while the connection was open. Each time the next segment left under
-    /// another tuple (another port, another backend) and was reset.
+    /// Outbound through MASQUERADE --random-fully (IPv4 and IPv6), the TCP entry
+    /// expired after 7 s idle (a 5 s established timeout); inbound through a
+    /// balancing DNAT, a TCP entry and a UDP one deleted while their flows went on;
+    /// outbound, an ICMP echo entry deleted between two rounds of pings. Each time the
+    /// next packet left under another tuple (another port or identifier, another
+    /// backend): the TCP peer reset it (an error), the new DNS backend answered the
+    /// three queries sent on, the server the three pings (info).
     #[test]
     fn a_connection_sent_on_under_another_tuple_after_its_entry_went() {
-        for (s, points, moved_src) in [
-            ("fault-idle-expiry-remap", &["docker0", "eth0"][..], true),
+        let reset = (Severity::Error, true, 1);
+        let answered = (Severity::Info, false, 3);
+        for (s, points, moved_src, (severity, rst, back)) in [
+            (
+                "fault-idle-expiry-remap",
+                &["docker0", "eth0"][..],
+                true,
+                reset,
+            ),
             (
                 "fault-idle-expiry-remap",
                 &["veth-c1", "docker0", "eth0"][..],
                 true,
+                reset,
             ),
-            ("fault-state-loss-dnat", &["eth0", "docker0"][..], false),
+            (
+                "fault-idle-expiry-remap6",
+                &["docker0", "eth0"][..],
+                true,
+                reset,
+            ),
+            (
+                "fault-state-loss-dnat",
+                &["eth0", "docker0"][..],
+                false,
+                reset,
+            ),
+            (
+                "fault-state-loss-udp",
+                &["eth0", "docker0"][..],
+                false,
+                answered,
+            ),
+            (
+                "fault-state-loss-icmp",
+                &["docker0", "eth0"][..],
+                true,
+                answered,
+            ),
         ] {
             let c = wire_at(s, points);
             let found = run(&c, &[], Code::StateLost);
@@ -188,7 +245,7 @@ mod tests {
             else {
                 panic!("{s}: {:?}", f.detail);
             };
-            assert_eq!(f.severity, Severity::Error);
+            assert_eq!((f.severity, *reset, *replies), (severity, rst, back), "{s}");
             assert_ne!(before, after);
             assert_eq!(
                 before.src != after.src || before.sport != after.sport,
@@ -198,8 +255,7 @@ mod tests {
                 before.dst != after.dst || before.dport != after.dport,
                 !moved_src
             );
-            assert_eq!(tuple.proto, Proto::Tcp);
-            assert!(*reset && *replies == 1, "{s}");
+            assert_eq!((tuple.proto, after.proto), (before.proto, before.proto));
             // The connection is named first, then the flow that carried it on.
             let (old, new) = (&c.connections[f.conns[0]], &c.connections[f.conns[1]]);
             assert!(old.hops.len() > new.hops.len());
@@ -207,8 +263,9 @@ mod tests {
         }
     }
 
-    /// Connections whose later flows are a port moved at the start (a collision), or
-    /// a capture that began mid-stream, are no finding.
+    /// Connections whose later flows are a port moved at the start (a collision), a
+    /// capture that began mid-stream, a leak, a UDP flow kept on its old backend or
+    /// used again past its timeout, are no finding.
     #[test]
     fn nothing_on_connections_whole_at_every_point() {
         for s in [
@@ -219,6 +276,8 @@ mod tests {
             "fault-invalid-leak",
             "published-port",
             "masquerade6",
+            "stale-udp",
+            "reuse-after-expiry-dnat",
         ] {
             assert!(run(&wire(s), &[], Code::StateLost).is_empty(), "{s}");
         }
