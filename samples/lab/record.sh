@@ -380,6 +380,12 @@ apply_docker_masquerade() {
   { docker_filter_base; echo COMMIT; docker_nat_base; echo "$MASQ_RULE"; echo COMMIT; } | apply_rules
 }
 
+# The same with the bridge's MASQUERADE made --random-fully (as kube-proxy, Calico and
+# Flannel write it): every new entry gets a random port or identifier.
+apply_docker_masquerade_random_fully() {
+  { docker_filter_base; echo COMMIT; docker_nat_base; echo "$MASQ_RULE --random-fully"; echo COMMIT; } | apply_rules
+}
+
 # Docker's rules for `docker run -p 8080:80` on c1 (TCP only).
 publish_web() {
   publish_c1 tcp 8080 80
@@ -1043,6 +1049,20 @@ dns_backends_base() {
   echo "$MASQ_RULE"
 }
 
+# balanced_dns LIFETIME: UDP port 8053 of the host balanced over DNS servers on c1
+# and c2 (every other new entry to c1, as `-m statistic --mode nth` sends it), the
+# servers running for LIFETIME seconds.
+balanced_dns() {
+  {
+    dns_backends_base
+    echo "-A DOCKER ! -i docker0 -p udp -m udp --dport 8053 -m statistic --mode nth --every 2 --packet 0 -j DNAT --to-destination $C1_IP:53"
+    echo "-A DOCKER ! -i docker0 -p udp -m udp --dport 8053 -j DNAT --to-destination $C2_IP:53"
+    echo COMMIT
+  } | apply_rules
+  server dns1 "$NS_C1" udp_server.py --port 53 --lifetime "$1"
+  server dns2 "$NS_C2" udp_server.py --port 53 --lifetime "$1"
+}
+
 # A stale UDP entry (FM-12): a client outside keeps one source port to a published
 # UDP port while the DNAT is retargeted from c1 to c2 and c1's server stops. NAT is
 # decided on a flow's first packet: the client's datagrams keep going to c1 (which
@@ -1144,14 +1164,7 @@ scenario_reuse_after_expiry() {
 # tuple outside is the one of before.
 scenario_reuse_after_expiry_dnat() {
   IFACES=(docker0 eth0 veth-c1)
-  {
-    dns_backends_base
-    echo "-A DOCKER ! -i docker0 -p udp -m udp --dport 8053 -m statistic --mode nth --every 2 --packet 0 -j DNAT --to-destination $C1_IP:53"
-    echo "-A DOCKER ! -i docker0 -p udp -m udp --dport 8053 -j DNAT --to-destination $C2_IP:53"
-    echo COMMIT
-  } | apply_rules
-  server dns1 "$NS_C1" udp_server.py --port 53 --lifetime 120
-  server dns2 "$NS_C2" udp_server.py --port 53 --lifetime 120
+  balanced_dns 120
   start_recording
   run first "$NS_OUT" udp_client.py --src "$REMOTE_CLI" --sport 41054 --dst "$HOST_IP" --port 8053 \
     --count 3 --name first.example --seed 1
@@ -1172,13 +1185,7 @@ scenario_reuse_after_expiry_dnat() {
 # port; the server knows no such connection and resets it.
 scenario_fault_idle_expiry_remap() {
   IFACES=(docker0 eth0 veth-c1)
-  {
-    docker_filter_base
-    echo COMMIT
-    docker_nat_base
-    echo "$MASQ_RULE --random-fully"
-    echo COMMIT
-  } | apply_rules
+  apply_docker_masquerade_random_fully
   hx sysctl -q -w net.netfilter.nf_conntrack_tcp_timeout_established=5
   server srv-tcp "$NS_OUT" tcp_server.py --port 7000 --lifetime 30
   start_recording
@@ -1270,14 +1277,7 @@ scenario_fault_state_loss_dnat() {
 # flow at eth0, two backends.
 scenario_fault_state_loss_udp() {
   IFACES=(docker0 eth0 veth-c1)
-  {
-    dns_backends_base
-    echo "-A DOCKER ! -i docker0 -p udp -m udp --dport 8053 -m statistic --mode nth --every 2 --packet 0 -j DNAT --to-destination $C1_IP:53"
-    echo "-A DOCKER ! -i docker0 -p udp -m udp --dport 8053 -j DNAT --to-destination $C2_IP:53"
-    echo COMMIT
-  } | apply_rules
-  server dns1 "$NS_C1" udp_server.py --port 53 --lifetime 30
-  server dns2 "$NS_C2" udp_server.py --port 53 --lifetime 30
+  balanced_dns 30
   start_recording
   run first "$NS_OUT" udp_client.py --src "$REMOTE_CLI" --sport 43054 --dst "$HOST_IP" --port 8053 \
     --count 3 --name before.example --seed 1
@@ -1297,13 +1297,7 @@ scenario_fault_state_loss_udp() {
 # again with the same identifier, a new entry that NAT gives another identifier.
 scenario_fault_state_loss_icmp() {
   IFACES=(docker0 eth0 veth-c1)
-  {
-    docker_filter_base
-    echo COMMIT
-    docker_nat_base
-    echo "$MASQ_RULE --random-fully"
-    echo COMMIT
-  } | apply_rules
+  apply_docker_masquerade_random_fully
   start_recording
   run first "$NS_C1" icmp_ping.py --dst "$SRV_IP" --count 3 --ident 20040
   snapshot
