@@ -593,6 +593,27 @@ pub fn upstream_entries<'s>(idx: &HopIndex, snaps: &'s [Snapshot]) -> BTreeMap<u
     first
 }
 
+/// Whether an event log's entry is the one a connection was carried on under after
+/// its earlier entry went (`state-lost`): its ORIGINAL is the hop of connections of
+/// other eras only, and its tuple after NAT the hop of a connection of its own era
+/// (the flow NAT sent the connection's later packets on as). The wire shows it as it
+/// says.
+pub fn carried_on(c: &Correlation, idx: &HopIndex, e: &CtEntry) -> bool {
+    let Some(era) = e.era else {
+        return false;
+    };
+    let post = e.post();
+    let in_era = |hops: Option<&SmallVec<[(usize, usize); 1]>>| {
+        hops.into_iter()
+            .flatten()
+            .any(|&(ci, _)| era.holds(c.connections[ci].first_ns()))
+    };
+    post != e.orig
+        && idx.contains_key(&e.orig)
+        && !in_era(idx.get(&e.orig))
+        && in_era(idx.get(&post))
+}
+
 /// Where each tuple is a hop: tuple → (connection, hop).
 pub type HopIndex = HashMap<Tuple, SmallVec<[(usize, usize); 1]>>;
 
@@ -735,6 +756,9 @@ pub fn witnesses(
             let upstream = (snap.entries.iter())
                 .filter(|e| upstream(idx, e).is_some())
                 .count();
+            let carried = (snap.entries.iter())
+                .filter(|e| carried_on(c, idx, e))
+                .count();
             WitnessSummary {
                 source: snap.source.clone(),
                 kind: if snap.from_events {
@@ -743,8 +767,8 @@ pub fn witnesses(
                     WitnessKind::Snapshot
                 },
                 entries: snap.entries.len(),
-                on_wire: located.len() + upstream,
-                agree: agree + upstream,
+                on_wire: located.len() + upstream + carried,
+                agree: agree + upstream + carried,
                 time_ns: time.map(|t| t.ns),
                 time_recorded: time.is_some_and(|t| t.recorded),
             }

@@ -2563,6 +2563,12 @@ fn state_lost_when_a_connection_is_sent_on_under_another_tuple() {
                 assert_eq!(timeout, default_ns, "{name}");
             }
             assert_eq!(f["connections"].as_array().unwrap().len(), 2);
+            // Both entries of the event log are on the wire: the old one on the
+            // connection, the new one on the flow that carried it on.
+            for w in doc["conntrack"].as_array().into_iter().flatten() {
+                assert_eq!(w["entries"], 2, "{name}: {w}");
+                assert_eq!((&w["on_wire"], &w["agree"]), (&w["entries"], &w["entries"]));
+            }
             // The settings say whether it expired; the event log who removed it.
             let (message, check) = (f["message"].as_str().unwrap(), f["check"].as_str().unwrap());
             assert_eq!(message.contains("expired"), i == 0 && expired, "{message}");
