@@ -80,6 +80,17 @@ pub struct Ctx<'a> {
     pub expected: BTreeMap<usize, usize>,
 }
 
+/// A `[DESTROY]` at `t` as evidence, `before_ns` counted to `at`.
+fn destroyed(d: &ct::Destroyed, t: i64, at: i64) -> Evidence {
+    Evidence::Destroyed {
+        source: d.source.clone(),
+        line: d.line,
+        time_ns: t,
+        before_ns: at.saturating_sub(t),
+        by: d.by.clone(),
+    }
+}
+
 impl<'a> Ctx<'a> {
     pub fn new(c: &'a Correlation, topo: &'a Topology, snapshots: &'a [Snapshot]) -> Ctx<'a> {
         Ctx::with_index(c, topo, snapshots, ct::index(c))
@@ -307,23 +318,21 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// The `[DESTROY]` events of the entry whose ORIGINAL is `orig` that carry a time,
+    /// with it.
+    fn destroys_of(&self, orig: &Tuple) -> impl Iterator<Item = (i64, &ct::Destroyed)> {
+        (self.destroyed_by_orig.get(orig).into_iter().flatten())
+            .map(|&i| &self.destroyed[i])
+            .filter_map(|d| d.time_ns.map(|t| (t, d)))
+    }
+
     /// The latest `[DESTROY]` of the entry whose ORIGINAL is `orig`, at or before
     /// `at` (corrected capture time; event logs of the same host share its clock).
     pub fn destroyed_before(&self, orig: &Tuple, at: i64) -> Option<Evidence> {
-        self.destroyed_by_orig
-            .get(orig)
-            .into_iter()
-            .flatten()
-            .map(|&i| &self.destroyed[i])
-            .filter_map(|d| d.time_ns.filter(|&t| t <= at).map(|t| (t, d)))
-            .max_by_key(|(t, _)| *t)
-            .map(|(t, d)| Evidence::Destroyed {
-                source: d.source.clone(),
-                line: d.line,
-                time_ns: t,
-                before_ns: at - t,
-                by: d.by.clone(),
-            })
+        (self.destroys_of(orig))
+            .filter(|&(t, _)| t <= at)
+            .max_by_key(|&(t, _)| t)
+            .map(|(t, d)| destroyed(d, t, at))
     }
 
     /// The first `[DESTROY]` of the entry whose ORIGINAL is `orig` within `from..=to`,
@@ -337,24 +346,10 @@ impl<'a> Ctx<'a> {
         (from, to): (i64, i64),
         at: i64,
     ) -> Option<Evidence> {
-        self.destroyed_by_orig
-            .get(orig)
-            .into_iter()
-            .flatten()
-            .map(|&i| &self.destroyed[i])
-            .filter_map(|d| {
-                d.time_ns
-                    .filter(|t| (from..=to).contains(t))
-                    .map(|t| (t, d))
-            })
-            .min_by_key(|(t, _)| *t)
-            .map(|(t, d)| Evidence::Destroyed {
-                source: d.source.clone(),
-                line: d.line,
-                time_ns: t,
-                before_ns: at.saturating_sub(t),
-                by: d.by.clone(),
-            })
+        (self.destroys_of(orig))
+            .filter(|(t, _)| (from..=to).contains(t))
+            .min_by_key(|&(t, _)| t)
+            .map(|(t, d)| destroyed(d, t, at))
     }
 
     /// The host's conntrack timeouts (its settings among the inputs), and the
