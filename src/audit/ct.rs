@@ -603,15 +603,12 @@ pub fn carried_on(c: &Correlation, idx: &HopIndex, e: &CtEntry) -> bool {
         return false;
     };
     let post = e.post();
-    let in_era = |hops: Option<&SmallVec<[(usize, usize); 1]>>| {
-        hops.into_iter()
-            .flatten()
-            .any(|&(ci, _)| era.holds(c.connections[ci].first_ns()))
+    let in_era = |hops: &SmallVec<[(usize, usize); 1]>| {
+        (hops.iter()).any(|&(ci, _)| era.holds(c.connections[ci].first_ns()))
     };
     post != e.orig
-        && idx.contains_key(&e.orig)
-        && !in_era(idx.get(&e.orig))
-        && in_era(idx.get(&post))
+        && idx.get(&e.orig).is_some_and(|h| !in_era(h))
+        && idx.get(&post).is_some_and(in_era)
 }
 
 /// Where each tuple is a hop: tuple → (connection, hop).

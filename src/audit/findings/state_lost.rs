@@ -54,26 +54,35 @@ pub fn detect(x: &Ctx) -> Vec<Finding> {
                 .filter(|r| r.point == here)
                 .filter_map(|r| x.conn_index(&r.connection))
                 .filter_map(|ai| Some((ai, continued(&c.connections[ai], hb)?)));
-            let Some((ai, j)) = found.next() else {
-                continue;
-            };
-            out.push(finding(x, (ai, j), (bi, hb)));
+            if let Some((ai, on)) = found.next() {
+                out.extend(finding(x, (ai, on), (bi, hb)));
+            }
         }
     }
     out
 }
 
-/// The index of `a`'s hop at `hb`'s point when `hb`'s flow carried on `a` there under
-/// another tuple, translated otherwise: `a`'s hop there began first, and the packets
-/// `a`'s link into the point did not carry began with `hb`.
-fn continued(a: &Connection, hb: &Hop) -> Option<usize> {
+/// Where and how `hb`'s flow carried on `a`.
+struct CarriedOn {
+    /// `a`'s hop at `hb`'s point.
+    hop: usize,
+    /// `hb`'s tuple in the direction of `a`'s initiator, and the side of `hb`'s flow
+    /// that answered ([`oriented`]).
+    after: Tuple,
+    back: usize,
+}
+
+/// How `hb`'s flow carried on `a` at its point under another tuple, translated
+/// otherwise, when it did: `a`'s hop there began first, and the packets `a`'s link into
+/// the point did not carry began with `hb`.
+fn continued(a: &Connection, hb: &Hop) -> Option<CarriedOn> {
     if a.proto != hb.flow.tuple.proto || a.icmp_error().is_some() {
         return None;
     }
     let j = a.hops.iter().position(|h| h.point == hb.point)?;
     let (ha, link) = (&a.hops[j], a.links.get(j.checked_sub(1)?)?);
     let lost = link.unmatched.lost_fwd.first_ns?;
-    let (after, _) = oriented(ha, hb);
+    let (after, back) = oriented(ha, hb);
     // Packets that crossed untranslated (the tuple of the point before) are a leak:
     // no new entry, NAT skipped them.
     let untranslated = a.hops[j - 1].flow.tuple == after;
@@ -81,7 +90,11 @@ fn continued(a: &Connection, hb: &Hop) -> Option<usize> {
         && !untranslated
         && ha.first_ns < hb.first_ns
         && lost.abs_diff(hb.first_ns) <= SAME_PACKET_NS.unsigned_abs())
-    .then_some(j)
+    .then_some(CarriedOn {
+        hop: j,
+        after,
+        back,
+    })
 }
 
 /// `hb`'s tuple in the direction of `ha`'s initiator, and the side of `hb`'s flow that
@@ -98,8 +111,9 @@ fn oriented(ha: &Hop, hb: &Hop) -> (Tuple, usize) {
     }
 }
 
-fn finding(x: &Ctx, (ai, j): (usize, usize), (bi, hb): (usize, &Hop)) -> Finding {
+fn finding(x: &Ctx, (ai, on): (usize, CarriedOn), (bi, hb): (usize, &Hop)) -> Option<Finding> {
     let a = &x.c.connections[ai];
+    let j = on.hop;
     let (first, up, ha) = (&a.hops[0], &a.hops[j - 1], &a.hops[j]);
     let gap = &a.links[j - 1].unmatched.lost_fwd;
     // The timeout of the entry that went: a TCP connection's established one, a UDP
@@ -108,14 +122,12 @@ fn finding(x: &Ctx, (ai, j): (usize, usize), (bi, hb): (usize, &Hop)) -> Finding
         Proto::Tcp => x.timeouts.tcp_established(),
         p => {
             let active = gap.first_ns.unwrap_or(hb.first_ns) - first.first_ns;
-            let replied = first.flow.packets[1] > 0;
-            // UDP and ICMP, the protocols read here besides TCP, all have one.
-            (x.timeouts.after_last(p, replied, active))
-                .unwrap_or_else(|| x.timeouts.tcp_established())
+            x.timeouts
+                .after_last(p, first.flow.packets[1] > 0, active)?
         }
     };
     // What came back: the packets of the side that answered.
-    let (after, back) = oriented(ha, hb);
+    let (after, back) = (on.after, on.back);
     let (replies, reset) = (hb.flow.packets[back], hb.flow.tcp.rst[back]);
     let severity = match (a.proto, replies) {
         (Proto::Tcp, _) => Severity::Error,
@@ -164,15 +176,15 @@ fn finding(x: &Ctx, (ai, j): (usize, usize), (bi, hb): (usize, &Hop)) -> Finding
         (ha.first_ns, hb.first_ns.saturating_add(SAME_PACKET_NS)),
         hb.first_ns,
     ));
-    f.evidence
-        .extend(x.entry_of(ai).map(|e| Evidence::Entry(e.facts())));
-    f.evidence
-        .extend(x.entry_of(bi).map(|e| Evidence::Entry(e.facts())));
+    for k in [ai, bi] {
+        f.evidence
+            .extend(x.entry_of(k).map(|e| Evidence::Entry(e.facts())));
+    }
     f.evidence.extend(x.stats_evidence());
     f.first_ns = Some(gap.first_ns.unwrap_or(hb.first_ns).min(hb.first_ns));
     f.last_ns = Some(hb.last_ns);
     f.packets = hb.flow.packets[0] + hb.flow.packets[1];
-    f
+    Some(f)
 }
 
 #[cfg(test)]
