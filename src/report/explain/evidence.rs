@@ -35,6 +35,12 @@ fn gap_times(g: &GapFacts) -> String {
     }
 }
 
+/// Who removed a conntrack entry, as an event log's `[DESTROY]` says when a program did
+/// (`[USERSPACE]` with its `progname=` or `portid=`).
+pub(super) fn by_program(by: &str) -> String {
+    format!("by a program ([USERSPACE] {by}: a `conntrack -D`, a flush, or a proxy or CNI cleaning up entries)")
+}
+
 /// ` [S]`: the first packet's TCP flags, when known.
 pub fn flags(f: Option<u8>) -> String {
     f.map(|f| format!(" [{}]", tcp_flags::to_string(f)))

@@ -22,7 +22,7 @@ pub fn cause(f: &Finding) -> Option<String> {
                 rfc3339_ns(*time_ns),
                 short(*before_ns),
                 match by {
-                    Some(b) => format!("by a program ([USERSPACE] {b}: a `conntrack -D`, a flush, or a proxy or CNI cleaning up entries)"),
+                    Some(b) => super::evidence::by_program(b),
                     None => "by the kernel, not a program (a timeout shorter than the idle gap, or the table evicting it)".to_string(),
                 }
             )),

@@ -19,8 +19,9 @@ pub fn cause(f: &Finding) -> Option<String> {
             rfc3339_ns(*time_ns),
             before_or_after(*before_ns),
             match by {
-                Some(b) => format!("by a program ([USERSPACE] {b}: a `conntrack -D`, a flush, or a proxy or CNI cleaning up entries)"),
-                None => "by the kernel, not a program (its timeout, or the table evicting it)".to_string(),
+                Some(b) => super::evidence::by_program(b),
+                None => "by the kernel, not a program (its timeout, or the table evicting it)"
+                    .to_string(),
             }
         )),
         _ => None,
