@@ -1063,6 +1063,13 @@ balanced_dns() {
   server dns2 "$NS_C2" udp_server.py --port 53 --lifetime "$1"
 }
 
+# query_balanced LABEL SPORT NAME SEED: three queries from the client outside, from
+# UDP port SPORT, to the balanced port 8053 (balanced_dns).
+query_balanced() {
+  run "$1" "$NS_OUT" udp_client.py --src "$REMOTE_CLI" --sport "$2" --dst "$HOST_IP" --port 8053 \
+    --count 3 --name "$3" --seed "$4"
+}
+
 # A stale UDP entry (FM-12): a client outside keeps one source port to a published
 # UDP port while the DNAT is retargeted from c1 to c2 and c1's server stops. NAT is
 # decided on a flow's first packet: the client's datagrams keep going to c1 (which
@@ -1166,11 +1173,9 @@ scenario_reuse_after_expiry_dnat() {
   IFACES=(docker0 eth0 veth-c1)
   balanced_dns 120
   start_recording
-  run first "$NS_OUT" udp_client.py --src "$REMOTE_CLI" --sport 41054 --dst "$HOST_IP" --port 8053 \
-    --count 3 --name first.example --seed 1
+  query_balanced first 41054 first.example 1
   sleep "$EXPIRY_WAIT"
-  run again "$NS_OUT" udp_client.py --src "$REMOTE_CLI" --sport 41054 --dst "$HOST_IP" --port 8053 \
-    --count 3 --name again.example --seed 2
+  query_balanced again 41054 again.example 2
   sleep 1.5
   snapshot
   kill_servers
@@ -1279,13 +1284,11 @@ scenario_fault_state_loss_udp() {
   IFACES=(docker0 eth0 veth-c1)
   balanced_dns 30
   start_recording
-  run first "$NS_OUT" udp_client.py --src "$REMOTE_CLI" --sport 43054 --dst "$HOST_IP" --port 8053 \
-    --count 3 --name before.example --seed 1
+  query_balanced first 43054 before.example 1
   snapshot
   hx conntrack -D -p udp --orig-port-src 43054 -o extended,id >"$SCEN_DIR/conntrack-deleted.txt" 2>>"$LOGS/conntrack-D.log"
   sleep 1
-  run again "$NS_OUT" udp_client.py --src "$REMOTE_CLI" --sport 43054 --dst "$HOST_IP" --port 8053 \
-    --count 3 --name after.example --seed 2
+  query_balanced again 43054 after.example 2
   sleep 0.5
   snapshot -after
   kill_servers
