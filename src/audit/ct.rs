@@ -921,16 +921,22 @@ mod tests {
     /// put days after the captures.
     #[test]
     fn the_snapshot_time_counts_from_the_hosts_own_timeouts() {
-        let c = wire("fault-idle-expiry-remap");
-        let snap = snapshot("fault-idle-expiry-remap", "conntrack.txt");
-        let last = c.connections.iter().map(Connection::last_ns).max().unwrap();
-        let at = |t: &CtTimeouts| snapshot_time(&c, &index(&c), &snap, t).unwrap().ns;
-        let host = CtTimeouts {
-            tcp_established_ns: 5_000_000_000,
-            ..CtTimeouts::default()
-        };
-        assert!(at(&CtTimeouts::default()) > last + 86_400_000_000_000);
-        assert!(at(&host) <= last + 2_000_000_000);
+        // Over IPv4 and IPv6.
+        for s in ["fault-idle-expiry-remap", "fault-idle-expiry-remap6"] {
+            let c = wire(s);
+            let snap = snapshot(s, "conntrack.txt");
+            let last = c.connections.iter().map(Connection::last_ns).max().unwrap();
+            let at = |t: &CtTimeouts| snapshot_time(&c, &index(&c), &snap, t).unwrap().ns;
+            let host = CtTimeouts {
+                tcp_established_ns: 5_000_000_000,
+                ..CtTimeouts::default()
+            };
+            assert!(
+                at(&CtTimeouts::default()) > last + 86_400_000_000_000,
+                "{s}"
+            );
+            assert!(at(&host) <= last + 2_000_000_000, "{s}");
+        }
     }
 
     #[test]
